@@ -1,0 +1,155 @@
+"""Network IR: the plain-data description of a network that every later stage consumes.
+
+A `Network` is an ordered list of `Layer`s in execution order. Shapes are per sample, CHW for
+feature maps and (F,) for vectors; the batch dimension never appears in the IR. Loop-tiling names
+follow Zhang et al. (FPGA'15): N input channels, M output channels, R×C output rows×cols,
+K kernel, S stride, P padding.
+
+The IR holds float weights only; quantisation lives in `dtlgen.quant` and must not write here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+# Ops the IR knows. `linear` keeps its own name (the FE engine runs it as a 1×1 conv).
+OPS = ("conv2d", "linear", "maxpool", "avgpool", "add", "flatten")
+ACTIVATIONS = (None, "relu", "relu6")
+INPUT = "input"  # the name that `Layer.inputs` uses for the network's input tensor
+
+
+@dataclass
+class Layer:
+    """One IR layer. `kernel/stride/padding/groups` are meaningful for conv2d and the pools."""
+
+    name: str
+    op: str
+    inputs: list[str]
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    kernel: int = 1
+    stride: int = 1
+    padding: int = 0
+    groups: int = 1
+    activation: str | None = None  # fused relu / relu6 applied to this layer's output
+    weight: np.ndarray | None = None  # conv: (M, N/groups, K, K); linear: (M, N)
+    bias: np.ndarray | None = None  # (M,)
+    frozen: bool = True
+    module_path: str = ""
+
+    # Shape names of the tiling literature, per sample.
+    @property
+    def n(self) -> int:
+        return self.in_shape[0]
+
+    @property
+    def m(self) -> int:
+        return self.out_shape[0]
+
+    @property
+    def r(self) -> int:
+        return self.out_shape[1] if len(self.out_shape) == 3 else 1
+
+    @property
+    def c(self) -> int:
+        return self.out_shape[2] if len(self.out_shape) == 3 else 1
+
+    @property
+    def depthwise(self) -> bool:
+        return self.op == "conv2d" and self.groups > 1 and self.groups == self.n == self.m
+
+    @property
+    def has_weights(self) -> bool:
+        return self.op in ("conv2d", "linear")
+
+    @property
+    def macs(self) -> int:
+        """Useful multiply-accumulates per sample (padding taps included, as in the usual count)."""
+        if self.op == "conv2d":
+            return self.m * self.r * self.c * (self.n // self.groups) * self.kernel * self.kernel
+        if self.op == "linear":
+            return self.m * self.n
+        return 0
+
+    @property
+    def params(self) -> int:
+        return sum(int(a.size) for a in (self.weight, self.bias) if a is not None)
+
+    def describe_shape(self) -> str:
+        return f"{'x'.join(map(str, self.in_shape))} -> {'x'.join(map(str, self.out_shape))}"
+
+    def to_dict(self, with_weights: bool = False) -> dict[str, Any]:
+        d = {
+            "name": self.name, "op": self.op, "inputs": list(self.inputs),
+            "in_shape": list(self.in_shape), "out_shape": list(self.out_shape),
+            "kernel": self.kernel, "stride": self.stride, "padding": self.padding,
+            "groups": self.groups, "activation": self.activation, "frozen": self.frozen,
+            "module_path": self.module_path, "macs": self.macs, "params": self.params,
+        }
+        if with_weights:
+            d["weight"] = None if self.weight is None else self.weight.tolist()
+            d["bias"] = None if self.bias is None else self.bias.tolist()
+        return d
+
+
+@dataclass
+class Network:
+    """Layers in execution order plus the per-sample input shape. The last layer is the output."""
+
+    name: str
+    input_shape: tuple[int, ...]
+    layers: list[Layer] = field(default_factory=list)
+
+    def layer(self, name: str) -> Layer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    def index(self, name: str) -> int:
+        return [layer.name for layer in self.layers].index(name)
+
+    @property
+    def frozen_layers(self) -> list[Layer]:
+        return [layer for layer in self.layers if layer.frozen]
+
+    @property
+    def retrainable_layers(self) -> list[Layer]:
+        return [layer for layer in self.layers if not layer.frozen]
+
+    @property
+    def split_index(self) -> int:
+        """Index of the first retrainable layer (len(layers) when everything is frozen)."""
+        for i, layer in enumerate(self.layers):
+            if not layer.frozen:
+                return i
+        return len(self.layers)
+
+    @property
+    def macs(self) -> int:
+        return sum(layer.macs for layer in self.layers)
+
+    @property
+    def params(self) -> int:
+        return sum(layer.params for layer in self.layers)
+
+    def with_split(self, split_index: int) -> "Network":
+        """A copy whose layers from `split_index` on are retrainable (arrays are shared, not copied)."""
+        layers = [replace(layer, frozen=i < split_index) for i, layer in enumerate(self.layers)]
+        return Network(self.name, self.input_shape, layers)
+
+    def to_dict(self, with_weights: bool = False) -> dict[str, Any]:
+        return {
+            "name": self.name, "input_shape": list(self.input_shape),
+            "split_index": self.split_index, "macs": self.macs, "params": self.params,
+            "layers": [layer.to_dict(with_weights) for layer in self.layers],
+        }
+
+
+def conv_out_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    """Output length of a conv or pool along one axis (floor mode, as torch)."""
+    return math.floor((size + 2 * padding - kernel) / stride) + 1

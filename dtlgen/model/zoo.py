@@ -1,0 +1,312 @@
+"""Reference models for dtlgen: small, deterministic PyTorch networks to import and map.
+
+Each zoo entry is a factory with no arguments that returns ``(module, input_shape, split)``:
+``module`` is an ``nn.Module`` in eval mode, ``input_shape`` is the per-sample ``(C, H, W)``
+and ``split`` is ``{"retrain_last": K}`` (DESIGN.md §3). The CLI resolves a zoo name through
+``ZOO``; tests and the demo use the same factories.
+
+The models are built only from what the torch.fx importer maps: ``nn.Conv2d`` (groups
+allowed), ``nn.BatchNorm2d``, ``nn.ReLU``/``nn.ReLU6``, ``nn.MaxPool2d``, ``nn.AvgPool2d``,
+``nn.AdaptiveAvgPool2d``, ``nn.Linear``, ``nn.Dropout``, ``nn.Flatten`` and residual ``+``.
+Every activation is its own module instance so each fx node has its own readable path.
+
+The weights are untrained but not arbitrary: convs and linears are Kaiming-initialised so
+activations keep their scale through depth, and every BatchNorm gets non-trivial running
+statistics and affine parameters so that BN folding is really exercised. The same factory
+always gives the same weights, and it leaves the caller's global RNG state untouched.
+
+This module must not depend on torchvision (not installable on the build hosts), must not
+train, download or do any file I/O, and must not use layers the importer cannot map.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+InputShape = tuple[int, int, int]
+ZooEntry = tuple[nn.Module, InputShape, dict[str, int]]
+
+_SEED = 0
+NUM_CLASSES = 10
+
+
+# --------------------------------------------------------------------------------------------
+# Initialisation helpers
+# --------------------------------------------------------------------------------------------
+
+def _init_weights(module: nn.Module) -> None:
+    """Kaiming-normal weights (fan_in, relu gain) and zero biases for every conv and linear.
+
+    fan_in rather than fan_out: PyTorch counts a depthwise conv's fan_out as C*k*k, which
+    would shrink activations by sqrt(C) per depthwise layer in MobileNet.
+    """
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def _randomize_batchnorm(module: nn.Module, seed: int = _SEED) -> None:
+    """Give every BatchNorm2d non-trivial running statistics and affine parameters.
+
+    Freshly built BNs are identities (mean 0, var 1, weight 1, bias 0) in eval mode, which
+    would let a wrong BN fold pass every test. The ranges keep E[weight^2 / var] close to 1
+    so the activation scale survives depth.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                c = m.num_features
+                m.running_mean.copy_(torch.randn(c, generator=gen) * 0.1)
+                m.running_var.copy_(0.5 + 1.5 * torch.rand(c, generator=gen))
+                m.weight.copy_(0.5 + torch.rand(c, generator=gen))
+                m.bias.copy_(torch.randn(c, generator=gen) * 0.1)
+
+
+def _build(model_cls: Callable[[], nn.Module]) -> nn.Module:
+    """Instantiate ``model_cls`` under a fixed seed, initialise it and put it in eval mode."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_SEED)
+        model = model_cls()
+        _init_weights(model)
+    _randomize_batchnorm(model)
+    return model.eval()
+
+
+def _conv_bn_relu(c_in: int, c_out: int, stride: int = 1, groups: int = 1) -> list[nn.Module]:
+    """3x3 conv (padding 1, no bias: BN follows) + BatchNorm + ReLU."""
+    return [
+        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, groups=groups, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(),
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# digits_cnn: 8x8 handwritten digits (scikit-learn's digits data set)
+# --------------------------------------------------------------------------------------------
+
+class DigitsCNN(nn.Module):
+    """Four conv layers and two FC layers for 1x8x8 inputs; every layer a direct attribute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(16, 32, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(32)
+        self.relu2 = nn.ReLU()
+        self.pool2 = nn.MaxPool2d(2)
+        self.conv3 = nn.Conv2d(32, 64, 3, padding=1, bias=False)
+        self.bn3 = nn.BatchNorm2d(64)
+        self.relu3 = nn.ReLU()
+        self.conv4 = nn.Conv2d(64, 64, 3, padding=1, bias=False)
+        self.bn4 = nn.BatchNorm2d(64)
+        self.relu4 = nn.ReLU()
+        self.pool4 = nn.MaxPool2d(2)
+        self.flatten = nn.Flatten()
+        self.dropout = nn.Dropout(0.2)
+        self.fc1 = nn.Linear(64 * 2 * 2, 32)
+        self.relu_fc1 = nn.ReLU()
+        self.fc2 = nn.Linear(32, NUM_CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu1(self.bn1(self.conv1(x)))
+        x = self.pool2(self.relu2(self.bn2(self.conv2(x))))
+        x = self.relu3(self.bn3(self.conv3(x)))
+        x = self.pool4(self.relu4(self.bn4(self.conv4(x))))
+        x = self.dropout(self.flatten(x))
+        x = self.relu_fc1(self.fc1(x))
+        return self.fc2(x)
+
+
+def digits_cnn() -> ZooEntry:
+    """Small CNN for scikit-learn's 8x8 digits; fc1 and fc2 retrainable."""
+    return _build(DigitsCNN), (1, 8, 8), {"retrain_last": 2}
+
+
+# --------------------------------------------------------------------------------------------
+# vgg16_cifar: VGG16 feature stack (with BN) for 32x32 inputs
+# --------------------------------------------------------------------------------------------
+
+# Output channels of each 3x3 conv; "M" is a 2x2 max-pool.
+VGG16_CFG: tuple[int | str, ...] = (
+    64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M",
+)
+
+
+class VGG16Cifar(nn.Module):
+    """13 conv+BN+ReLU layers in ``features`` (five pools: 32x32 -> 1x1), then fc1, fc2."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 3
+        for item in VGG16_CFG:
+            if item == "M":
+                layers.append(nn.MaxPool2d(2))
+            else:
+                layers += _conv_bn_relu(c_in, int(item))
+                c_in = int(item)
+        self.features = nn.Sequential(*layers)
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(512, 256)
+        self.relu_fc1 = nn.ReLU()
+        self.dropout = nn.Dropout(0.5)
+        self.fc2 = nn.Linear(256, NUM_CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.flatten(self.features(x))
+        x = self.dropout(self.relu_fc1(self.fc1(x)))
+        return self.fc2(x)
+
+
+def vgg16_cifar() -> ZooEntry:
+    """VGG16-BN adapted to CIFAR-10 (3x32x32); fc1 and fc2 retrainable."""
+    return _build(VGG16Cifar), (3, 32, 32), {"retrain_last": 2}
+
+
+# --------------------------------------------------------------------------------------------
+# resnet18_cifar: CIFAR ResNet-18 (3x3 stem, no stem pool)
+# --------------------------------------------------------------------------------------------
+
+class BasicBlock(nn.Module):
+    """relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)); shortcut is 1x1 conv+BN or empty."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(c_out),
+            )
+        self.relu2 = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu1(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu2(out + self.shortcut(x))
+
+
+class ResNet18Cifar(nn.Module):
+    """Stem conv1/bn1, layer1..layer4 (two BasicBlocks each), pool, fc1, fc2."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu1 = nn.ReLU()
+        self.layer1 = self._make_layer(64, 64, stride=1)
+        self.layer2 = self._make_layer(64, 128, stride=2)
+        self.layer3 = self._make_layer(128, 256, stride=2)
+        self.layer4 = self._make_layer(256, 512, stride=2)
+        self.pool = nn.AvgPool2d(4)
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(512, 256)
+        self.relu_fc1 = nn.ReLU()
+        self.fc2 = nn.Linear(256, NUM_CLASSES)
+
+    @staticmethod
+    def _make_layer(c_in: int, c_out: int, stride: int) -> nn.Sequential:
+        return nn.Sequential(BasicBlock(c_in, c_out, stride), BasicBlock(c_out, c_out, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu1(self.bn1(self.conv1(x)))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        x = self.flatten(self.pool(x))
+        x = self.relu_fc1(self.fc1(x))
+        return self.fc2(x)
+
+
+def resnet18_cifar() -> ZooEntry:
+    """ResNet-18 adapted to CIFAR-10 (3x32x32); fc1 and fc2 retrainable."""
+    return _build(ResNet18Cifar), (3, 32, 32), {"retrain_last": 2}
+
+
+# --------------------------------------------------------------------------------------------
+# mobilenet_v1_cifar: MobileNet v1 (width 1.0), stride-1 stem for 32x32 inputs
+# --------------------------------------------------------------------------------------------
+
+# (output channels, stride) of the 13 depthwise-separable blocks.
+MOBILENET_V1_CFG: tuple[tuple[int, int], ...] = (
+    (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
+    (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1),
+)
+
+
+class DepthwiseSeparable(nn.Module):
+    """3x3 depthwise conv + BN + ReLU, then 1x1 pointwise conv + BN + ReLU."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.dw_conv = nn.Conv2d(c_in, c_in, 3, stride=stride, padding=1, groups=c_in, bias=False)
+        self.dw_bn = nn.BatchNorm2d(c_in)
+        self.dw_relu = nn.ReLU()
+        self.pw_conv = nn.Conv2d(c_in, c_out, 1, bias=False)
+        self.pw_bn = nn.BatchNorm2d(c_out)
+        self.pw_relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.dw_relu(self.dw_bn(self.dw_conv(x)))
+        return self.pw_relu(self.pw_bn(self.pw_conv(x)))
+
+
+class MobileNetV1Cifar(nn.Module):
+    """Stem conv1/bn1, 13 depthwise-separable ``blocks``, global pool, fc1, fc2."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 32, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(32)
+        self.relu1 = nn.ReLU()
+        blocks: list[nn.Module] = []
+        c_in = 32
+        for c_out, stride in MOBILENET_V1_CFG:
+            blocks.append(DepthwiseSeparable(c_in, c_out, stride))
+            c_in = c_out
+        self.blocks = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(1024, 256)
+        self.relu_fc1 = nn.ReLU()
+        self.fc2 = nn.Linear(256, NUM_CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu1(self.bn1(self.conv1(x)))
+        x = self.flatten(self.pool(self.blocks(x)))
+        x = self.relu_fc1(self.fc1(x))
+        return self.fc2(x)
+
+
+def mobilenet_v1_cifar() -> ZooEntry:
+    """MobileNet v1 (width 1.0) adapted to CIFAR-10 (3x32x32); fc1 and fc2 retrainable."""
+    return _build(MobileNetV1Cifar), (3, 32, 32), {"retrain_last": 2}
+
+
+# --------------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------------
+
+ZOO: dict[str, Callable[[], ZooEntry]] = {
+    "digits_cnn": digits_cnn,
+    "vgg16_cifar": vgg16_cifar,
+    "resnet18_cifar": resnet18_cifar,
+    "mobilenet_v1_cifar": mobilenet_v1_cifar,
+}
+
+
+def zoo_names() -> list[str]:
+    """Names of the zoo models, smallest first (the order of ``ZOO``)."""
+    return list(ZOO)

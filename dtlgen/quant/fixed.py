@@ -1,0 +1,217 @@
+"""The numerics rules of DESIGN.md §5, in one place: every implementation reads them from here.
+
+The golden model calls these functions on numpy int64 arrays; the HLS and RTL generators read
+the same constants (LFSR mask, exp table, rounding conventions) from here when they emit code.
+A rule written a second time elsewhere is a bug waiting.
+
+Conventions:
+- `Q(bits, frac)`: two's complement, value = integer · 2^-frac.
+- float → fixed: round half away from zero, then saturate.
+- requantise by `s` bits: `sat((acc + (1 << (s-1))) >> s)` with an arithmetic shift, i.e. round
+  half up (toward +inf); `s = 0` is saturation only; `s < 0` is an exact left shift, then saturation.
+- stochastic rounding: `(v + (r mod 2^s)) >> s` with r from the 16-bit Galois LFSR (mask 0xB400);
+  for s > 16 the 16 random bits are the top bits of the s-bit rounding term.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+LFSR_MASK = 0xB400  # x^16 + x^14 + x^13 + x^11 + 1, Galois form
+LFSR_BITS = 16
+EXP_TABLE_BITS = 8  # 2^(k/256) table: the fractional part of the exponent to 8 bits
+EXP_FRAC = 16  # the table's entries and the softmax numerators are Q(.,16)
+LOG2E_FRAC = 16
+LOG2E_Q = 94548  # round(log2(e) · 2^16)
+EXP2_TABLE = tuple(int(round(2.0 ** (k / 2 ** EXP_TABLE_BITS) * 2 ** EXP_FRAC)) for k in range(2 ** EXP_TABLE_BITS))
+FLOAT_EXACT_LIMIT = 2 ** 53  # integer sums below this are exact in float64 BLAS
+
+
+@dataclass(frozen=True)
+class QFormat:
+    """Two's complement fixed point Q(bits, frac)."""
+
+    bits: int
+    frac: int
+
+    @property
+    def min_int(self) -> int:
+        return -(1 << (self.bits - 1))
+
+    @property
+    def max_int(self) -> int:
+        return (1 << (self.bits - 1)) - 1
+
+    @property
+    def step(self) -> float:
+        return 2.0 ** -self.frac
+
+    def to_dict(self) -> dict[str, int]:
+        return {"bits": self.bits, "frac": self.frac}
+
+
+def saturate(values, bits: int) -> np.ndarray:
+    """Clamp integers to the signed `bits`-bit range."""
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return np.clip(np.asarray(values, dtype=np.int64), lo, hi)
+
+
+def to_fixed(values, fmt: QFormat) -> np.ndarray:
+    """Float → fixed: round half away from zero, saturate."""
+    scaled = np.asarray(values, dtype=np.float64) * (2.0 ** fmt.frac)
+    rounded = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)
+    lo, hi = fmt.min_int, fmt.max_int
+    return np.clip(rounded, lo, hi).astype(np.int64)
+
+
+def to_float(values, frac: int) -> np.ndarray:
+    return np.asarray(values, dtype=np.float64) * (2.0 ** -frac)
+
+
+def requantise(acc, shift: int, bits: int) -> np.ndarray:
+    """Requantise an accumulator by `shift` bits to a `bits`-bit result (DESIGN.md §5)."""
+    acc = np.asarray(acc, dtype=np.int64)
+    if shift > 0:
+        acc = (acc + (1 << (shift - 1))) >> shift
+    elif shift < 0:
+        acc = acc << (-shift)
+    return saturate(acc, bits)
+
+
+def align(values, from_frac: int, to_frac: int) -> np.ndarray:
+    """Exact change of fractional bits upward (a left shift); callers guarantee to_frac ≥ from_frac."""
+    if to_frac < from_frac:
+        raise ValueError(f"align would lose bits: frac {from_frac} -> {to_frac}")
+    return np.asarray(values, dtype=np.int64) << (to_frac - from_frac)
+
+
+def frac_for_range(max_abs: float, bits: int, headroom_bits: int = 0) -> int:
+    """Fractional bits that hold ±max_abs in `bits` bits with `headroom_bits` spare integer bits.
+
+    Integer bits (excluding sign) = floor(log2(max_abs)) + 1, so max_abs itself fits; a zero
+    tensor gets all bits fractional.
+    """
+    if max_abs <= 0 or not math.isfinite(max_abs):
+        return bits - 1
+    int_bits = math.floor(math.log2(max_abs)) + 1
+    return bits - 1 - int_bits - headroom_bits
+
+
+def product_sum_bits(terms: int, a_bits: int, b_bits: int) -> int:
+    """Bits that hold any sum of `terms` products of signed a_bits × b_bits integers.
+
+    The largest product magnitude is 2^(a-1)·2^(b-1) (both operands at their minimum), so
+    |sum| ≤ terms · 2^(a+b-2), which needs ceil(log2(terms)) + a + b - 2 magnitude bits plus a sign.
+    """
+    return max(1, math.ceil(math.log2(terms))) + a_bits + b_bits - 1 if terms > 1 else a_bits + b_bits - 1
+
+
+def accumulator_bits(terms: int, a_bits: int, b_bits: int) -> int:
+    """Accumulator width for a product sum plus a bias saturated to the product-sum range.
+
+    The bias is stored saturated to ±(2^(p-1) - 1) where p = product_sum_bits, so
+    |sum + bias| < 2^p and one more bit than the product sum can never overflow.
+    """
+    return product_sum_bits(terms, a_bits, b_bits) + 1
+
+
+def exact_matmul(a: np.ndarray, b: np.ndarray, bound_bits: int) -> np.ndarray:
+    """Integer matrix product, exact. Uses float64 BLAS when every partial sum is below 2^53.
+
+    `bound_bits` is the proven width of the result (as from `accumulator_bits`); float64 holds
+    every integer partial sum exactly below 2^53, whatever the summation order.
+    """
+    if bound_bits <= 53:
+        return np.rint(a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+    return a.astype(np.int64) @ b.astype(np.int64)
+
+
+# --- stochastic rounding -----------------------------------------------------------------------
+def lfsr_step(state: int) -> int:
+    """One step of the 16-bit Galois LFSR (mask 0xB400). State 0 is a fixed point: never seed 0."""
+    lsb = state & 1
+    state >>= 1
+    if lsb:
+        state ^= LFSR_MASK
+    return state
+
+
+def lfsr_sequence(seed: int, count: int) -> np.ndarray:
+    """The `count` states after successive steps from `seed` (the first output is one step on)."""
+    if not 0 < seed < (1 << LFSR_BITS):
+        raise ValueError(f"LFSR seed {seed} must be in 1..65535")
+    out = np.empty(count, dtype=np.int64)
+    state = seed
+    period = (1 << LFSR_BITS) - 1  # maximal-length: the sequence repeats after 65535 steps
+    head = min(count, period)
+    for i in range(head):
+        state = lfsr_step(state)
+        out[i] = state
+    if count > period:
+        out[period:] = np.resize(out[:period], count - period)
+    return out
+
+
+def lfsr_seed(step: int, layer_index: int) -> int:
+    """Seed of an UPDATE descriptor: a fixed, non-zero function of training step and layer."""
+    return 1 + (step * 40503 + layer_index * 12345 + 7) % ((1 << LFSR_BITS) - 1)
+
+
+def stochastic_round_shift(values, shift: int, random: np.ndarray) -> np.ndarray:
+    """(v + rounding term) >> shift, the term drawn from 16-bit LFSR states (no saturation here)."""
+    values = np.asarray(values, dtype=np.int64)
+    if shift <= 0:
+        return values << (-shift)
+    random = np.asarray(random, dtype=np.int64)
+    if shift <= LFSR_BITS:
+        term = random & ((1 << shift) - 1)
+    else:
+        term = random << (shift - LFSR_BITS)
+    return (values + term) >> shift
+
+
+# --- softmax cross-entropy gradient (host side, integer only) -----------------------------------
+def exp_neg_fixed(z: np.ndarray, z_frac: int) -> np.ndarray:
+    """exp(z) for z ≤ 0 in Q(z_frac) → Q(., EXP_FRAC) using only integer operations.
+
+    exp(z) = 2^(z·log2 e): t = z·LOG2E rounded to Q(16); the integer part shifts, the top
+    EXP_TABLE_BITS of the fraction index the 2^(k/256) table.
+    """
+    z = np.asarray(z, dtype=np.int64)
+    t = requantise(z * LOG2E_Q, z_frac + LOG2E_FRAC - EXP_FRAC, 63)  # Q(16), ≤ 0
+    int_part = t >> EXP_FRAC  # floor, ≤ 0
+    frac_part = t - (int_part << EXP_FRAC)  # 0 .. 2^16-1
+    index = frac_part >> (EXP_FRAC - EXP_TABLE_BITS)
+    mantissa = np.asarray(EXP2_TABLE, dtype=np.int64)[index]
+    shift = np.minimum(-int_part, 62)
+    return (mantissa + ((np.int64(1) << shift) >> 1)) >> shift
+
+
+def softmax_ce_grad(logits: np.ndarray, labels: np.ndarray, logit_frac: int, grad_fmt: QFormat) -> np.ndarray:
+    """dY = softmax(Y) − onehot(labels) in `grad_fmt`, per row of `logits` (B × classes), integer only.
+
+    p = round(e_i · 2^frac / Σe) with round half up by integer division; Σe ≥ 2^16 because the
+    row maximum contributes exp(0) = 2^16, so the division is always defined.
+    """
+    logits = np.asarray(logits, dtype=np.int64)
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = exp_neg_fixed(z, logit_frac)
+    total = e.sum(axis=1, keepdims=True)
+    p = ((e << grad_fmt.frac) + (total >> 1)) // total
+    onehot = np.zeros_like(p)
+    onehot[np.arange(len(labels)), np.asarray(labels)] = 1 << grad_fmt.frac
+    return saturate(p - onehot, grad_fmt.bits)
+
+
+def avg_pool_scale(count: int) -> tuple[int, int]:
+    """(multiplier, shift) with multiplier / 2^shift ≈ 1/count for an average over `count` values.
+
+    A power-of-two count is an exact shift (multiplier 1); otherwise a 16-bit reciprocal.
+    """
+    if count & (count - 1) == 0:
+        return 1, count.bit_length() - 1
+    shift = 15 + math.ceil(math.log2(count))
+    return int(round((1 << shift) / count)), shift

@@ -1,0 +1,58 @@
+"""Information-loss metrics and model-size accounting of a hybrid-precision network.
+
+- Feature SQNR (dB): the FE output of the integer golden model against the float reference.
+- Logit KL: KL(float softmax ‖ hybrid fixed-point softmax), mean over samples, in nats.
+- Size: bytes of all weights and biases as fp32, as uniform 16-bit, and as hybrid
+  (FE weights at w_bits and biases at their stored width, RL tensors at rl_bits).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from dtlgen.quant import fixed
+from dtlgen.quant.golden import fe_forward, float_forward, hybrid_forward, output_frac, quantize_input
+from dtlgen.quant.quantize import QuantizedNetwork
+
+
+def sqnr_db(reference: np.ndarray, approximation: np.ndarray) -> float:
+    noise = float(np.sum((reference - approximation) ** 2))
+    signal = float(np.sum(reference ** 2))
+    if noise == 0.0:
+        return math.inf
+    return 10.0 * math.log10(signal / noise) if signal > 0 else -math.inf
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def info_loss(qnet: QuantizedNetwork, x: np.ndarray) -> dict[str, float]:
+    """Feature SQNR of the FE output and logit KL of the whole hybrid network, on samples `x`."""
+    network = qnet.network
+    reference = float_forward(network, x)
+    result: dict[str, float] = {}
+    fe = qnet.fe_layers
+    if fe:
+        last_fe = fe[-1].name
+        quantised = fe_forward(qnet, quantize_input(qnet, x))[last_fe]
+        result["feature_sqnr_db"] = sqnr_db(reference[last_fe], fixed.to_float(quantised, qnet.layers[last_fe].out_fmt.frac))
+    logits_float = reference[network.layers[-1].name].reshape(len(x), -1)
+    logits_fixed = fixed.to_float(hybrid_forward(qnet, x), output_frac(qnet)).reshape(len(x), -1)
+    p, q = _softmax(logits_float), _softmax(logits_fixed)
+    result["logit_kl"] = float(np.mean(np.sum(p * (np.log(p + 1e-300) - np.log(q + 1e-300)), axis=1)))
+    return result
+
+
+def model_size_bytes(qnet: QuantizedNetwork) -> dict[str, int]:
+    """Parameter storage as fp32, uniform 16-bit and hybrid, in bytes (bits rounded up per network)."""
+    params = qnet.network.params
+    hybrid_bits = 0
+    for layer in qnet.network.layers:
+        lq = qnet.layers[layer.name]
+        if layer.has_weights:
+            hybrid_bits += layer.weight.size * lq.w_fmt.bits + layer.bias.size * lq.b_fmt.bits
+    return {"fp32": 4 * params, "uniform16": 2 * params, "hybrid": math.ceil(hybrid_bits / 8)}

@@ -1,0 +1,67 @@
+"""Tensor kernels shared by the float reference and the integer golden model (NCHW numpy arrays).
+
+One implementation of each op's data movement (im2col, pooling windows); the caller chooses the
+arithmetic: float64 for the reference, exact integers for the golden model. Nothing here rounds.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from dtlgen.model.ir import conv_out_size
+
+Matmul = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def pad_nchw(x: np.ndarray, padding: int, value) -> np.ndarray:
+    if padding == 0:
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)), constant_values=value)
+
+
+def windows(x: np.ndarray, kernel: int, stride: int, padding: int, pad_value=0) -> np.ndarray:
+    """Sliding windows: (B, N, H, W) → (B, N, R, C, K, K), a view after padding."""
+    xp = pad_nchw(x, padding, pad_value)
+    r = conv_out_size(x.shape[2], kernel, stride, padding)
+    c = conv_out_size(x.shape[3], kernel, stride, padding)
+    view = np.lib.stride_tricks.sliding_window_view(xp, (kernel, kernel), axis=(2, 3))
+    return view[:, :, : (r - 1) * stride + 1 : stride, : (c - 1) * stride + 1 : stride]
+
+
+def conv2d(x: np.ndarray, weight: np.ndarray, stride: int, padding: int, groups: int, matmul: Matmul) -> np.ndarray:
+    """Convolution without bias: (B, N, H, W) · (M, N/groups, K, K) → (B, M, R, C).
+
+    groups is 1 or depthwise (groups = N = M), the two the IR admits.
+    """
+    k = weight.shape[2]
+    win = windows(x, k, stride, padding)  # B N R C K K
+    b, n, r, c = win.shape[:4]
+    if groups == 1:
+        cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(b * r * c, n * k * k)
+        out = matmul(cols, weight.reshape(weight.shape[0], -1).T)  # (B·R·C, M)
+        return out.reshape(b, r, c, -1).transpose(0, 3, 1, 2)
+    # depthwise: one K·K dot product per channel
+    cols = win.reshape(b, n, r * c, k * k).transpose(1, 0, 2, 3).reshape(n, b * r * c, k * k)
+    w = weight.reshape(n, k * k, 1)
+    out = np.stack([matmul(cols[i], w[i])[:, 0] for i in range(n)])  # (N, B·R·C)
+    return out.reshape(n, b, r, c).transpose(1, 0, 2, 3)
+
+
+def linear(x: np.ndarray, weight: np.ndarray, matmul: Matmul) -> np.ndarray:
+    """(B, N) · (M, N)ᵀ → (B, M), without bias."""
+    return matmul(x, weight.T)
+
+
+def max_pool(x: np.ndarray, kernel: int, stride: int, padding: int, pad_value) -> np.ndarray:
+    return windows(x, kernel, stride, padding, pad_value).max(axis=(4, 5))
+
+
+def sum_pool(x: np.ndarray, kernel: int, stride: int, padding: int) -> np.ndarray:
+    """Window sums with zero padding (average pool before its division; count_include_pad)."""
+    return windows(x, kernel, stride, padding, 0).sum(axis=(4, 5))
+
+
+def float_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return a.astype(np.float64) @ b.astype(np.float64)

@@ -1,0 +1,235 @@
+"""Hybrid-precision quantisation: calibrate each tensor's format and produce a QuantizedNetwork.
+
+Frozen layers (FE engine) get `w_bits`/`a_bits` (default 8/8); retrainable layers (RL engine) get
+`rl_bits` (default 16) for weights, activations and gradients, each tensor with its own frac.
+Scales are powers of two, chosen from the largest magnitude seen on calibration data
+(`fixed.frac_for_range`), so every requantisation is a shift. RL tensors keep spare integer
+bits because training moves them (weights and activations 1 bit, gradients 2 bits).
+
+This module decides formats and integer parameters; it does not run inference (golden.py does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dtlgen.errors import DesignError, UnsupportedLayerError
+from dtlgen.model.ir import INPUT, Layer, Network
+from dtlgen.quant import fixed
+from dtlgen.quant.fixed import QFormat
+
+RL_WEIGHT_HEADROOM_BITS = 1
+RL_ACTIVATION_HEADROOM_BITS = 1
+RL_GRADIENT_HEADROOM_BITS = 2
+
+
+@dataclass(frozen=True)
+class PrecisionConfig:
+    """Bit widths of the two engines and the training hyper-parameters that shape the numerics.
+
+    w_bits/a_bits: FE weights/activations. rl_bits: RL weights, activations, gradients.
+    batch: samples per training step (BWD_WEIGHT sums over them). lr_shift: learning rate
+    2^-lr_shift applied to the batch-summed gradient.
+    """
+
+    w_bits: int = 8
+    a_bits: int = 8
+    rl_bits: int = 16
+    batch: int = 16
+    lr_shift: int = 7
+
+    def __post_init__(self) -> None:
+        for name, lo, hi in (("w_bits", 2, 16), ("a_bits", 2, 16), ("rl_bits", 4, 24), ("lr_shift", 0, 30)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not lo <= value <= hi:
+                raise DesignError(f"precision {name}={value!r} is out of range; use an integer in {lo}..{hi}")
+        if not isinstance(self.batch, int) or self.batch < 1:
+            raise DesignError(f"precision batch={self.batch!r}: the training batch must be a positive integer")
+
+    def to_dict(self) -> dict[str, int]:
+        return {"w_bits": self.w_bits, "a_bits": self.a_bits, "rl_bits": self.rl_bits,
+                "batch": self.batch, "lr_shift": self.lr_shift}
+
+
+@dataclass
+class LayerQuant:
+    """Formats and integer parameters of one layer.
+
+    FE conv/linear: bias in Q(product-sum bits, w_frac + in_frac), saturated to that range, so
+    `acc_bits` = product-sum bits + 1 provably never overflows. RL conv/linear: bias in
+    Q(rl_bits, b_frac) and aligned up to the accumulator's frac when added. `grad_fmt` is the
+    format of dL/d(output) (RL only); `dw_fmt`/`db_fmt` of the batch-summed weight/bias gradients.
+    """
+
+    name: str
+    engine: str  # "fe" or "rl"
+    in_fracs: tuple[int, ...]
+    out_fmt: QFormat
+    acc_bits: int = 0
+    w_fmt: QFormat | None = None
+    b_fmt: QFormat | None = None
+    weight: np.ndarray | None = None
+    bias: np.ndarray | None = None
+    grad_fmt: QFormat | None = None
+    dw_fmt: QFormat | None = None
+    db_fmt: QFormat | None = None
+
+    @property
+    def acc_frac(self) -> int:
+        return self.w_fmt.frac + self.in_fracs[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"engine": self.engine, "a_frac": self.out_fmt.frac, "in_fracs": list(self.in_fracs)}
+        if self.w_fmt is not None:
+            d.update(w_frac=self.w_fmt.frac, b_frac=self.b_fmt.frac, acc_bits=self.acc_bits)
+        for key in ("grad_fmt", "dw_fmt", "db_fmt"):
+            fmt = getattr(self, key)
+            if fmt is not None:
+                d[key.replace("_fmt", "_frac")] = fmt.frac
+        return d
+
+
+@dataclass
+class QuantizedNetwork:
+    network: Network
+    precision: PrecisionConfig
+    input_fmt: QFormat
+    layers: dict[str, LayerQuant] = field(default_factory=dict)
+
+    @property
+    def fe_layers(self) -> list[Layer]:
+        return self.network.frozen_layers
+
+    @property
+    def rl_layers(self) -> list[Layer]:
+        return self.network.retrainable_layers
+
+    def fmt_of(self, name: str) -> QFormat:
+        return self.input_fmt if name == INPUT else self.layers[name].out_fmt
+
+    def rl_acc_bits(self) -> int:
+        """Accumulator width the RL engine needs over all its layers and modes (0 without RL layers)."""
+        return max((self.layers[layer.name].acc_bits for layer in self.rl_layers), default=0)
+
+    def per_layer_dict(self) -> dict[str, dict[str, Any]]:
+        return {name: lq.to_dict() for name, lq in self.layers.items()}
+
+
+def rl_gemm_shape(layer: Layer) -> tuple[int, int, int]:
+    """(M, N, positions) of an RL layer seen as a GEMM per sample; raises for what the RL engine cannot train."""
+    if layer.op == "linear":
+        return layer.m, layer.n, 1
+    if layer.op == "conv2d" and layer.kernel == 1 and layer.stride == 1 and layer.padding == 0 and layer.groups == 1:
+        return layer.m, layer.n, layer.r * layer.c
+    raise UnsupportedLayerError(
+        f"layer '{layer.name}' ({layer.op}, K={layer.kernel}, stride {layer.stride}, groups {layer.groups}) cannot be "
+        "retrained on the RL engine, which trains linear and 1x1 convolution layers; move the split after it")
+
+
+def check_retrainable(network: Network) -> None:
+    """Every retrainable layer must be linear, 1×1 conv or flatten, and take one input."""
+    for layer in network.retrainable_layers:
+        if layer.op == "flatten":
+            continue
+        if layer.op in ("conv2d", "linear"):
+            rl_gemm_shape(layer)
+            continue
+        raise UnsupportedLayerError(
+            f"layer '{layer.name}' ({layer.op}) cannot be retrained on the RL engine (it trains linear and 1x1 conv "
+            "layers); move the split after it")
+
+
+def quantize(network: Network, calib_x: np.ndarray, precision: PrecisionConfig = PrecisionConfig(),
+             calib_labels: np.ndarray | None = None) -> QuantizedNetwork:
+    """Calibrate every tensor's fractional bits on `calib_x` (B × input shape, float) and quantise.
+
+    Gradient formats of the RL layers come from a float backward pass over `calib_labels`
+    (seeded random labels when none are given: they give the larger, safer gradients).
+    """
+    from dtlgen.quant.golden import float_forward, float_rl_gradients
+
+    check_retrainable(network)
+    acts = float_forward(network, calib_x)
+    first_frozen = bool(network.layers) and network.layers[0].frozen
+    in_bits = precision.a_bits if first_frozen else precision.rl_bits
+    qnet = QuantizedNetwork(network, precision,
+                            QFormat(in_bits, fixed.frac_for_range(_max_abs(calib_x), in_bits)))
+    for layer in network.layers:
+        in_fracs = tuple(qnet.fmt_of(name).frac for name in layer.inputs)
+        y_max = _max_abs(acts[layer.name])
+        if layer.frozen:
+            qnet.layers[layer.name] = _quantize_fe_layer(layer, in_fracs, y_max, precision)
+        else:
+            qnet.layers[layer.name] = _quantize_rl_layer(layer, in_fracs, y_max, precision)
+    if network.retrainable_layers:
+        labels = calib_labels
+        if labels is None:
+            classes = int(np.prod(network.layers[-1].out_shape))
+            labels = np.random.default_rng(0).integers(0, classes, size=len(calib_x))
+        _calibrate_gradients(qnet, float_rl_gradients(network, acts, labels, precision.batch))
+    return qnet
+
+
+def _quantize_fe_layer(layer: Layer, in_fracs: tuple[int, ...], y_max: float, p: PrecisionConfig) -> LayerQuant:
+    out_frac = fixed.frac_for_range(y_max, p.a_bits)
+    if layer.op in ("maxpool", "avgpool", "flatten"):
+        # Pools and flatten keep their input's format: the max/average stays in its range.
+        acc_bits = p.a_bits
+        if layer.op == "avgpool":
+            mult, _ = fixed.avg_pool_scale(layer.kernel * layer.kernel)
+            acc_bits += (layer.kernel * layer.kernel - 1).bit_length() + mult.bit_length()
+        return LayerQuant(layer.name, "fe", in_fracs, QFormat(p.a_bits, in_fracs[0]), acc_bits=acc_bits)
+    if layer.op == "add":
+        span = max(in_fracs) - min(in_fracs)
+        return LayerQuant(layer.name, "fe", in_fracs, QFormat(p.a_bits, out_frac), acc_bits=p.a_bits + span + 1)
+    w_fmt = QFormat(p.w_bits, fixed.frac_for_range(_max_abs(layer.weight), p.w_bits))
+    terms = layer.kernel * layer.kernel * (layer.n // layer.groups)
+    psum_bits = fixed.product_sum_bits(terms, p.w_bits, p.a_bits)
+    b_fmt = QFormat(psum_bits, w_fmt.frac + in_fracs[0])
+    return LayerQuant(layer.name, "fe", in_fracs, QFormat(p.a_bits, out_frac),
+                      acc_bits=fixed.accumulator_bits(terms, p.w_bits, p.a_bits), w_fmt=w_fmt, b_fmt=b_fmt,
+                      weight=fixed.to_fixed(layer.weight, w_fmt), bias=fixed.to_fixed(layer.bias, b_fmt))
+
+
+def _quantize_rl_layer(layer: Layer, in_fracs: tuple[int, ...], y_max: float, p: PrecisionConfig) -> LayerQuant:
+    bits = p.rl_bits
+    if layer.op == "flatten":
+        return LayerQuant(layer.name, "rl", in_fracs, QFormat(bits, in_fracs[0]))
+    m, n, positions = rl_gemm_shape(layer)
+    w_fmt = QFormat(bits, fixed.frac_for_range(_max_abs(layer.weight), bits, RL_WEIGHT_HEADROOM_BITS))
+    out_fmt = QFormat(bits, fixed.frac_for_range(y_max, bits, RL_ACTIVATION_HEADROOM_BITS))
+    acc_frac = w_fmt.frac + in_fracs[0]
+    # The bias lives at the output's scale, but never finer than the accumulator it is added to.
+    b_fmt = QFormat(bits, min(out_fmt.frac, acc_frac))
+    # FWD sums N products (+ bias), BWD_DATA M, BWD_WEIGHT batch × positions.
+    acc_bits = max(fixed.accumulator_bits(terms, bits, bits) for terms in (n, m, p.batch * positions))
+    return LayerQuant(layer.name, "rl", in_fracs, out_fmt, acc_bits=acc_bits, w_fmt=w_fmt, b_fmt=b_fmt,
+                      weight=fixed.to_fixed(layer.weight, w_fmt), bias=fixed.to_fixed(layer.bias, b_fmt))
+
+
+def _calibrate_gradients(qnet: QuantizedNetwork, grads: dict[str, dict[str, float]]) -> None:
+    bits = qnet.precision.rl_bits
+    last = qnet.network.layers[-1].name
+    for layer in qnet.rl_layers:
+        lq = qnet.layers[layer.name]
+        g = grads[layer.name]
+        # Softmax − onehot lies in (−1, 1): the output gradient has a fixed format.
+        grad_frac = bits - 2 if layer.name == last else fixed.frac_for_range(g["dy"], bits, RL_GRADIENT_HEADROOM_BITS)
+        lq.grad_fmt = QFormat(bits, grad_frac)
+        if layer.has_weights:
+            lq.dw_fmt = QFormat(bits, fixed.frac_for_range(g["dw"], bits, RL_GRADIENT_HEADROOM_BITS))
+            lq.db_fmt = QFormat(bits, fixed.frac_for_range(g["db"], bits, RL_GRADIENT_HEADROOM_BITS))
+    # A flatten passes gradients through unchanged, so it and its producer share one format.
+    for layer in reversed(qnet.rl_layers):
+        producer = qnet.layers.get(layer.inputs[0])
+        if layer.op == "flatten" and producer is not None and producer.engine == "rl":
+            shared = QFormat(bits, min(qnet.layers[layer.name].grad_fmt.frac, producer.grad_fmt.frac))
+            qnet.layers[layer.name].grad_fmt = producer.grad_fmt = shared
+
+
+def _max_abs(values) -> float:
+    values = np.asarray(values)
+    return float(np.max(np.abs(values))) if values.size else 0.0
