@@ -20,6 +20,7 @@ from torch import nn
 PIXEL_MAX = 16.0  # scikit-learn's digits are 0..16
 TARGET_NOISE_STD = 0.15
 SEED = 0
+TARGET_DESCRIPTION = f"rotated by 90 degrees, Gaussian pixel noise sigma={TARGET_NOISE_STD}"
 
 
 @dataclass

@@ -104,9 +104,9 @@ def product_sum_bits(terms: int, a_bits: int, b_bits: int) -> int:
     """Bits that hold any sum of `terms` products of signed a_bits × b_bits integers.
 
     The largest product magnitude is 2^(a-1)·2^(b-1) (both operands at their minimum), so
-    |sum| ≤ terms · 2^(a+b-2), which needs ceil(log2(terms)) + a + b - 2 magnitude bits plus a sign.
+    |sum| ≤ terms · 2^(a+b-2): that needs bit_length(terms) + a + b - 2 magnitude bits, plus a sign.
     """
-    return max(1, math.ceil(math.log2(terms))) + a_bits + b_bits - 1 if terms > 1 else a_bits + b_bits - 1
+    return terms.bit_length() + a_bits + b_bits - 1
 
 
 def accumulator_bits(terms: int, a_bits: int, b_bits: int) -> int:

@@ -204,8 +204,10 @@ def _quantize_rl_layer(layer: Layer, in_fracs: tuple[int, ...], y_max: float, p:
     acc_frac = w_fmt.frac + in_fracs[0]
     # The bias lives at the output's scale, but never finer than the accumulator it is added to.
     b_fmt = QFormat(bits, min(out_fmt.frac, acc_frac))
-    # FWD sums N products (+ bias), BWD_DATA M, BWD_WEIGHT batch × positions.
-    acc_bits = max(fixed.accumulator_bits(terms, bits, bits) for terms in (n, m, p.batch * positions))
+    # FWD sums N products plus the bias shifted up to the accumulator's frac; BWD_DATA sums M
+    # products, BWD_WEIGHT batch × positions. One width, the largest, serves all modes.
+    fwd_bits = max(fixed.product_sum_bits(n, bits, bits), bits + acc_frac - b_fmt.frac) + 1
+    acc_bits = max(fwd_bits, *(fixed.product_sum_bits(t, bits, bits) for t in (m, p.batch * positions)))
     return LayerQuant(layer.name, "rl", in_fracs, out_fmt, acc_bits=acc_bits, w_fmt=w_fmt, b_fmt=b_fmt,
                       weight=fixed.to_fixed(layer.weight, w_fmt), bias=fixed.to_fixed(layer.bias, b_fmt))
 

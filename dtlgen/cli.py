@@ -1,0 +1,169 @@
+"""The `dtlgen` command line: argument parsing, tables and exit codes around library calls.
+
+Exit status: 0 success, 1 user error (one line on stderr naming the input and the fix),
+2 usage error (argparse). Every command that prints a table also takes `--json` and then prints
+only JSON on stdout; progress goes to stderr so stdout stays parseable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from dtlgen.errors import DtlgenError
+
+# Pipes and CI logs get wide tables instead of rich's 80-column default; terminals keep their width.
+_out = Console(width=None if sys.stdout.isatty() else 200)
+_err = Console(stderr=True, soft_wrap=True)
+
+
+def _print_json(data: Any) -> None:
+    from dtlgen.atomic import _finite
+
+    print(json.dumps(_finite(data), indent=2, sort_keys=True))
+
+
+def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], caption: str | None = None) -> Table:
+    table = Table(title=title, caption=caption, caption_justify="left")
+    for i, column in enumerate(columns):
+        table.add_column(column, justify="left" if i == 0 or column in ("name", "op", "shape", "layer", "engine", "family",
+                                                              "part", "package", "toolchain", "board") else "right")
+    for row in rows:
+        table.add_row(*[str(v) for v in row])
+    return table
+
+
+def _parse_split(args: argparse.Namespace) -> Any:
+    if args.retrain_last is not None:
+        return {"retrain_last": args.retrain_last}
+    if args.split is not None:
+        return int(args.split) if args.split.lstrip("-").isdigit() else args.split
+    return None
+
+
+# --- commands ----------------------------------------------------------------------------------
+def cmd_boards(args: argparse.Namespace) -> int:
+    from dtlgen.boards import boards_table_rows
+
+    rows = boards_table_rows()
+    if args.json:
+        _print_json(rows)
+        return 0
+    columns = list(rows[0].keys())
+    _out.print(_table("Boards (resources from vendor data sheets; see each YAML file)", columns,
+                      [[row[c] for c in columns] for row in rows]))
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from dtlgen.model import load_model
+
+    network = load_model(args.model, _parse_split(args))
+    if args.json:
+        _print_json(network.to_dict())
+        return 0
+    rows = []
+    for i, layer in enumerate(network.layers):
+        kernel = f"{layer.kernel}/{layer.stride}/{layer.padding}" if layer.op in ("conv2d", "maxpool", "avgpool") else ""
+        if layer.depthwise:
+            kernel += " dw"
+        rows.append([i, layer.name, layer.op + (f"+{layer.activation}" if layer.activation else ""),
+                     layer.describe_shape(), kernel, f"{layer.macs:,}", f"{layer.params:,}",
+                     "FE (frozen)" if layer.frozen else "RL (retrain)"])
+    frozen, retrain = network.frozen_layers, network.retrainable_layers
+    caption = (f"{len(network.layers)} layers, {network.macs:,} MACs, {network.params:,} params per sample; "
+               f"frozen {sum(l.macs for l in frozen):,} MACs / {sum(l.params for l in frozen):,} params, "
+               f"retrainable {sum(l.macs for l in retrain):,} MACs / {sum(l.params for l in retrain):,} params")
+    _out.print(_table(f"{network.name}: input {'x'.join(map(str, network.input_shape))}",
+                      ["#", "name", "op", "shape", "K/S/P", "MACs", "params", "engine"], rows, caption))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from dtlgen.demo import DemoConfig, run_demo
+
+    config = DemoConfig(epochs=args.epochs) if args.epochs is not None else DemoConfig()
+    progress = (lambda message: None) if args.json else (lambda message: _err.print(f"[dim]-> {message}[/dim]"))
+    report = run_demo(Path(args.out), config, progress)
+    if args.json:
+        _print_json(report)
+        return 0
+    r, sizes, red = report["retrain"], report["size_bytes"], report["size_reduction"]
+    _out.print(_table(
+        f"DTL demo: {report['model']}, target = digits {report['task']['target']}",
+        ["metric", "value"],
+        [["target accuracy before re-training (float)", f"{100 * r['acc_before']:.2f} %"],
+         ["target accuracy after float64 re-training", f"{100 * r['acc_float']:.2f} %"],
+         ["target accuracy after fixed-point re-training (golden model)", f"{100 * r['acc_fixed']:.2f} %"],
+         ["fixed - float", f"{100 * (r['acc_fixed'] - r['acc_float']):+.2f} pt"],
+         ["size fp32", f"{sizes['fp32']:,} B"],
+         ["size uniform 16-bit", f"{sizes['uniform16']:,} B"],
+         ["size hybrid (FE %d-bit, RL %d-bit)" % (report["precision"]["w_bits"], report["precision"]["rl_bits"]),
+          f"{sizes['hybrid']:,} B"],
+         ["reduction vs fp32 / vs uniform 16-bit", f"{100 * red['vs_fp32']:.1f} % / {100 * red['vs_uniform16']:.1f} %"],
+         ["FE feature SQNR / logit KL (test set)",
+          f"{report['info_loss'].get('feature_sqnr_db', float('nan')):.1f} dB / {report['info_loss']['logit_kl']:.4f}"]],
+        caption=f"{r['steps']} training steps of batch {r['batch']} on {r['retrain_samples']} target images, "
+                f"tested on {r['test_samples']} held-out ones. Source: {report['figures_from']}. "
+                f"Report: {report['out_dir']}/demo_report.json"))
+    return 0
+
+
+# --- parser ------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dtlgen", description="Generate FPGA accelerators that re-train on the device.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("boards", help="list the supported boards")
+    p.add_argument("--json", action="store_true", help="print JSON only")
+    p.set_defaults(func=cmd_boards)
+
+    p = sub.add_parser("import", help="import a model and print its layers (Network IR)")
+    p.add_argument("model", metavar="MODEL", help="zoo name (digits_cnn, vgg16_cifar, resnet18_cifar, "
+                                                   "mobilenet_v1_cifar) or path/to/file.py:factory")
+    _add_split_options(p)
+    p.add_argument("--json", action="store_true", help="print JSON only")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("demo", help="run the DTL demo on built-in defaults")
+    p.add_argument("--out", default="dtlgen-demo", help="output directory (default: %(default)s)")
+    p.add_argument("--epochs", type=_positive_int, default=None, help="re-training epochs (default 30)")
+    p.add_argument("--json", action="store_true", help="print JSON only")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _add_split_options(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--split", metavar="NAME|INDEX", help="first retrainable layer, by name or index")
+    group.add_argument("--retrain-last", type=_positive_int, metavar="K",
+                       help="retrain the last K conv/linear layers")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except DtlgenError as exc:
+        _err.print(f"dtlgen {args.command}: error: {exc}", markup=False, highlight=False)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
