@@ -17,6 +17,16 @@ from typing import Any, Iterator
 from dtlgen.errors import DtlgenError
 
 
+def check_destination(destination: Path, marker: str) -> Path:
+    """Refuse, before any work starts, an output path that is a file or someone else's directory."""
+    destination = Path(destination).resolve()
+    if destination.exists() and (not destination.is_dir() or
+                                 (any(destination.iterdir()) and not (destination / marker).exists())):
+        raise DtlgenError(f"output '{destination}' exists and is not a dtlgen output (no {marker} in it); "
+                          "choose a new or empty directory")
+    return destination
+
+
 @contextmanager
 def atomic_directory(destination: Path, marker: str) -> Iterator[Path]:
     """Yield an empty temporary directory; on success it replaces `destination`.
@@ -24,11 +34,7 @@ def atomic_directory(destination: Path, marker: str) -> Iterator[Path]:
     An existing non-empty `destination` is replaced only if it holds `marker` (a file that this
     kind of output always writes), so a mistyped --out never deletes a user's own directory.
     """
-    destination = Path(destination).resolve()
-    if destination.exists() and (not destination.is_dir() or
-                                 (any(destination.iterdir()) and not (destination / marker).exists())):
-        raise DtlgenError(f"output '{destination}' exists and is not a dtlgen output (no {marker} in it); "
-                          "choose a new or empty directory")
+    destination = check_destination(destination, marker)
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
     try:

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from dtlgen.atomic import atomic_directory, write_json
+from dtlgen.atomic import atomic_directory, check_destination, write_json
 from dtlgen.model import import_module, load_factory, resolve_split
 from dtlgen.model import digits_task
 from dtlgen.quant import golden
@@ -23,6 +23,7 @@ from dtlgen.quant.metrics import info_loss, model_size_bytes
 from dtlgen.quant.quantize import PrecisionConfig, QuantizedNetwork, quantize
 
 Progress = Callable[[str], None]
+REPORT_NAME = "demo_report.json"
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,8 @@ def retrain(qnet: QuantizedNetwork, task: digits_task.DigitsTask, config: DemoCo
 def run_demo(out_dir: Path | None = None, config: DemoConfig = DemoConfig(),
              progress: Progress = lambda message: None) -> dict[str, Any]:
     """Run every demo stage; write `out_dir/demo_report.json` (atomically) when `out_dir` is given."""
+    if out_dir is not None:
+        check_destination(Path(out_dir), REPORT_NAME)
     progress("loading the digits task (scikit-learn's 8x8 handwritten digits)")
     task = digits_task.load_digits_task(config.seed)
     module, input_shape, split, name = load_factory(config.model)
@@ -122,7 +125,7 @@ def run_demo(out_dir: Path | None = None, config: DemoConfig = DemoConfig(),
                         "sizes: parameter counts x bit widths",
     }
     if out_dir is not None:
-        with atomic_directory(Path(out_dir), marker="demo_report.json") as staging:
-            write_json(staging / "demo_report.json", report)
+        with atomic_directory(Path(out_dir), marker=REPORT_NAME) as staging:
+            write_json(staging / REPORT_NAME, report)
         report["out_dir"] = str(Path(out_dir).resolve())
     return report

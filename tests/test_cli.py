@@ -1,0 +1,64 @@
+"""The `dtlgen` command: tables, --json, exit codes 0/1/2 and atomic output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from dtlgen.cli import main
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_boards_table_and_json(capsys):
+    code, out, _ = _run(capsys, "boards")
+    assert code == 0 and "pynq-z2" in out and "xc7z020" in out and "ulx3s-85f" in out
+    code, out, _ = _run(capsys, "boards", "--json")
+    rows = json.loads(out)
+    assert code == 0 and {r["name"] for r in rows} >= {"pynq-z2", "zcu104", "orangecrab-25f"}
+
+
+@pytest.mark.parametrize("model", ["digits_cnn", "vgg16_cifar", "resnet18_cifar", "mobilenet_v1_cifar"])
+def test_import_table(capsys, model):
+    code, out, _ = _run(capsys, "import", model)
+    assert code == 0 and "RL (retrain)" in out and "FE (frozen)" in out and "MACs" in out
+
+
+def test_import_json_with_split_override(capsys):
+    code, out, _ = _run(capsys, "import", "digits_cnn", "--retrain-last", "1", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["split_index"] == 8
+    assert [l["frozen"] for l in data["layers"]][-2:] == [True, False]
+    code, out, _ = _run(capsys, "import", "digits_cnn", "--split", "3", "--json")
+    assert json.loads(out)["split_index"] == 3
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["import", "nope"], "neither a zoo model"),
+    (["import", "digits_cnn", "--split", "fc7"], "split layer 'fc7'"),
+    (["import", "digits_cnn", "--retrain-last", "9"], "retrain_last=9"),
+])
+def test_user_errors_exit_1_with_one_line(capsys, argv, words):
+    code, out, err = _run(capsys, *argv)
+    assert code == 1 and out == "" and words in err and err.count("\n") == 1
+
+
+def test_usage_error_exits_2():
+    result = subprocess.run([sys.executable, "-m", "dtlgen.cli", "import"], capture_output=True, text=True)
+    assert result.returncode == 2 and "MODEL" in result.stderr
+
+
+def test_demo_refuses_a_foreign_output_directory(tmp_path, capsys):
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    code, _, err = _run(capsys, "demo", "--out", str(foreign), "--epochs", "1")
+    assert code == 1 and "not a dtlgen output" in err
+    assert (foreign / "notes.txt").read_text() == "keep me"

@@ -1,0 +1,44 @@
+"""The DTL demo: the product's claims on real data, checked as figures with explicit tolerances."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dtlgen.demo import DemoConfig, run_demo
+
+FIXED_VS_FLOAT_TOLERANCE = 0.01  # fixed-point re-training within 1 pt of float re-training
+MIN_SIZE_REDUCTION_VS_UNIFORM16 = 0.35
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "run"
+    return run_demo(out, DemoConfig()), out
+
+
+def test_retraining_recovers_the_shifted_target(demo):
+    report, _ = demo
+    r = report["retrain"]
+    assert r["acc_before"] < 0.3, "the environment shift must really hurt the frozen model"
+    assert r["acc_float"] > r["acc_before"] + 0.5
+    assert abs(r["acc_fixed"] - r["acc_float"]) <= FIXED_VS_FLOAT_TOLERANCE
+    assert r["steps"] == r["epochs"] * -(-r["retrain_samples"] // r["batch"])
+
+
+def test_hybrid_size_reduction(demo):
+    report, _ = demo
+    sizes = report["size_bytes"]
+    assert sizes["fp32"] == 2 * sizes["uniform16"]
+    assert report["size_reduction"]["vs_uniform16"] >= MIN_SIZE_REDUCTION_VS_UNIFORM16
+    assert report["info_loss"]["feature_sqnr_db"] > 20
+
+
+def test_report_file_has_the_contract_keys(demo):
+    _, out = demo
+    data = json.loads((out / "demo_report.json").read_text())
+    assert {"acc_before", "acc_float", "acc_fixed"} <= set(data["retrain"])
+    assert {"fp32", "uniform16", "hybrid"} <= set(data["size_bytes"])
+    assert data["per_layer"]["fc1"]["engine"] == "rl" and data["per_layer"]["conv1"]["engine"] == "fe"
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")], "no staging directory left behind"
