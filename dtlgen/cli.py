@@ -29,14 +29,17 @@ def _print_json(data: Any) -> None:
     print(json.dumps(_finite(data), indent=2, sort_keys=True))
 
 
-def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], caption: str | None = None) -> Table:
-    table = Table(title=title, caption=caption, caption_justify="left")
+def _show(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], caption: str | None = None) -> None:
+    """Print a table, then its caption as plain text (never squeezed into the table's width)."""
+    table = Table(title=title, title_justify="left")
     for i, column in enumerate(columns):
         table.add_column(column, justify="left" if i == 0 or column in ("name", "op", "shape", "layer", "engine", "family",
                                                               "part", "package", "toolchain", "board") else "right")
     for row in rows:
         table.add_row(*[str(v) for v in row])
-    return table
+    _out.print(table)
+    if caption:
+        _out.print(caption, soft_wrap=True, highlight=False)
 
 
 def _parse_split(args: argparse.Namespace) -> Any:
@@ -56,8 +59,8 @@ def cmd_boards(args: argparse.Namespace) -> int:
         _print_json(rows)
         return 0
     columns = list(rows[0].keys())
-    _out.print(_table("Boards (resources from vendor data sheets; see each YAML file)", columns,
-                      [[row[c] for c in columns] for row in rows]))
+    _show("Boards (resources from vendor data sheets; see each YAML file)", columns,
+                      [[row[c] for c in columns] for row in rows])
     return 0
 
 
@@ -80,8 +83,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     caption = (f"{len(network.layers)} layers, {network.macs:,} MACs, {network.params:,} params per sample; "
                f"frozen {sum(l.macs for l in frozen):,} MACs / {sum(l.params for l in frozen):,} params, "
                f"retrainable {sum(l.macs for l in retrain):,} MACs / {sum(l.params for l in retrain):,} params")
-    _out.print(_table(f"{network.name}: input {'x'.join(map(str, network.input_shape))}",
-                      ["#", "name", "op", "shape", "K/S/P", "MACs", "params", "engine"], rows, caption))
+    _show(f"{network.name}: input {'x'.join(map(str, network.input_shape))}",
+                      ["#", "name", "op", "shape", "K/S/P", "MACs", "params", "engine"], rows, caption)
     return 0
 
 
@@ -95,7 +98,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _print_json(report)
         return 0
     r, sizes, red = report["retrain"], report["size_bytes"], report["size_reduction"]
-    _out.print(_table(
+    _show(
         f"DTL demo: {report['model']}, target = digits {report['task']['target']}",
         ["metric", "value"],
         [["target accuracy before re-training (float)", f"{100 * r['acc_before']:.2f} %"],
@@ -111,7 +114,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"{report['info_loss'].get('feature_sqnr_db', float('nan')):.1f} dB / {report['info_loss']['logit_kl']:.4f}"]],
         caption=f"{r['steps']} training steps of batch {r['batch']} on {r['retrain_samples']} target images, "
                 f"tested on {r['test_samples']} held-out ones. Source: {report['figures_from']}. "
-                f"Report: {report['out_dir']}/demo_report.json"))
+                f"Report: {report['out_dir']}/demo_report.json")
     return 0
 
 
