@@ -153,3 +153,13 @@ class Network:
 def conv_out_size(size: int, kernel: int, stride: int, padding: int) -> int:
     """Output length of a conv or pool along one axis (floor mode, as torch)."""
     return math.floor((size + 2 * padding - kernel) / stride) + 1
+
+
+def gemm_shape(layer: Layer) -> tuple[int, int, int] | None:
+    """(M, N, positions) of a layer that is a GEMM per sample — linear, or 1×1 stride-1 unpadded
+    dense conv (a GEMM over its R·C positions) — else None. The RL engine trains exactly these."""
+    if layer.op == "linear":
+        return layer.m, layer.n, 1
+    if layer.op == "conv2d" and layer.kernel == 1 and layer.stride == 1 and layer.padding == 0 and layer.groups == 1:
+        return layer.m, layer.n, layer.r * layer.c
+    return None

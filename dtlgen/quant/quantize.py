@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from dtlgen.errors import DesignError, UnsupportedLayerError
-from dtlgen.model.ir import INPUT, Layer, Network
+from dtlgen.model.ir import INPUT, Layer, Network, gemm_shape
 from dtlgen.quant import fixed
 from dtlgen.quant.fixed import QFormat
 
@@ -120,13 +120,12 @@ class QuantizedNetwork:
 
 def rl_gemm_shape(layer: Layer) -> tuple[int, int, int]:
     """(M, N, positions) of an RL layer seen as a GEMM per sample; raises for what the RL engine cannot train."""
-    if layer.op == "linear":
-        return layer.m, layer.n, 1
-    if layer.op == "conv2d" and layer.kernel == 1 and layer.stride == 1 and layer.padding == 0 and layer.groups == 1:
-        return layer.m, layer.n, layer.r * layer.c
-    raise UnsupportedLayerError(
-        f"layer '{layer.name}' ({layer.op}, K={layer.kernel}, stride {layer.stride}, groups {layer.groups}) cannot be "
-        "retrained on the RL engine, which trains linear and 1x1 convolution layers; move the split after it")
+    shape = gemm_shape(layer)
+    if shape is None:
+        raise UnsupportedLayerError(
+            f"layer '{layer.name}' ({layer.op}, K={layer.kernel}, stride {layer.stride}, groups {layer.groups}) cannot "
+            "be retrained on the RL engine, which trains linear and 1x1 convolution layers; move the split after it")
+    return shape
 
 
 def check_retrainable(network: Network) -> None:

@@ -1,0 +1,301 @@
+"""Feature-extractor engine: configuration, the schedule it runs, its cycle model and resources.
+
+Tiling names (Zhang et al., FPGA'15): `tm` output channels and `tn` input channels handled in
+parallel by a tm×tn multiplier array (tm adder trees of tn inputs), `tr`×`tc` output rows×cols
+per tile. Pure functions, no I/O: the RTL of the FE engine implements exactly the schedule below,
+and simulation holds the two to ≤ 1 % per network.
+
+## Mapping of IR layers to FE operations (`fe_ops`)
+- conv2d → `conv`; linear → `conv` with H = W = R = C = K = 1 (a 1×1 convolution).
+- A maxpool with kernel = stride = 2 and no padding that directly and solely consumes a conv is
+  fused into that conv's output stage (`pool = 2`) when tr and tc are even or cover the whole
+  output; otherwise, and for any other pool, it is a `pool` operation of its own.
+- add → `add` (two input tiles, no weights); avgpool → `pool`; flatten costs nothing (the NCHW
+  layout in DRAM is already the flattened vector).
+- depthwise conv runs one input channel per output lane: tm lanes busy, the tn dimension idle
+  (array use 1/tn), no input-channel loop. Pools and adds run on the tm output lanes the same way.
+
+## Schedule of one operation
+Output tiles are visited in the order row tile, column tile, output-channel tile; inside each,
+the input-channel tiles n = 0 .. Nt−1 accumulate into the output buffer (a "trip" each). Edge
+tiles have their true extents (tr_e ≤ tr, tc_e ≤ tc, tm_e ≤ tm, tn_e ≤ tn).
+- compute of a trip: `tr_e · tc_e · K · K + D` cycles, D = `pipeline_depth(tn)` (operand
+  registers, multiplier, adder tree, accumulator). Partial channel tiles cost the full trip.
+- load of a trip: `L + in_beats + w_beats`, L = DRAM latency (one per trip: requests are
+  pipelined). in_beats = tn_e · rows_v · ceil(cols_v · a_bytes / bus) where rows_v × cols_v is
+  the input window of the tile clipped to the image (padding is generated on chip, not loaded);
+  w_beats = ceil(tm_e · tn_e · K · K · w_bytes / bus) (the generator stores weights in tile order,
+  one burst per trip).
+- store of an output tile: tm_e · out_rows · ceil(out_cols · a_bytes / bus) after bias, ReLU,
+  requantisation and the fused pool; stores are posted (no latency).
+- Double buffering: while trip i computes, the memory side loads trip i+1 and, during the first
+  trip of an output tile, also stores the previous output tile. One bus carries both, so
+  trip i takes `max(compute_i, load_{i+1} + store_prev)`.
+- An operation costs: descriptor fetch (`L + ceil(DESCRIPTOR_BYTES / bus)`), bias load
+  (`L + ceil(M · BIAS_BYTES / bus)`, convs only), the first load, the sum over trips above, then
+  the last store and the output stage's latency `OUTPUT_STAGE_CYCLES`.
+
+Elements are byte-aligned in DRAM: a_bytes = ceil(a_bits / 8), w_bytes = ceil(w_bits / 8).
+Bit widths below 8 therefore save multipliers, LUTs and on-chip memory, not DRAM bandwidth.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from dtlgen.boards import Board
+from dtlgen.errors import DesignError
+from dtlgen.model.ir import Layer, Network
+from dtlgen.perf.resources import COEFFICIENTS, ResourceUse, array_resources, banked_memory
+from dtlgen.quant import fixed
+
+DESCRIPTOR_BYTES = 32
+BIAS_BYTES = 4
+OUTPUT_STAGE_CYCLES = 4  # bias add, ReLU, requantise/saturate, pool compare registers
+SUPPORTED_KERNELS = (1, 3, 5, 7)
+SUPPORTED_STRIDES = (1, 2)
+
+
+def pipeline_depth(tn: int) -> int:
+    """Cycles from operands to accumulator: operand register, multiplier (2), adder tree, accumulate."""
+    return 4 + max(0, math.ceil(math.log2(tn)))
+
+
+@dataclass(frozen=True)
+class FEConfig:
+    """FE engine parameters: tiling (tm, tn, tr, tc), precision, and how many of the array's
+    tm·tn multipliers are built from LUTs instead of DSPs (`lut_mults`)."""
+
+    tm: int
+    tn: int
+    tr: int
+    tc: int
+    w_bits: int = 8
+    a_bits: int = 8
+    lut_mults: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("tm", "tn", "tr", "tc"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise DesignError(f"design fe.{name}={value!r}: tiling factors must be integers ≥ 1")
+        for name in ("w_bits", "a_bits"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= 16:
+                raise DesignError(f"design fe.{name}={value!r}: FE bit widths must be integers in 2..16")
+        if not isinstance(self.lut_mults, int) or not 0 <= self.lut_mults <= self.tm * self.tn:
+            raise DesignError(f"design fe.lut_mults={self.lut_mults!r}: must be an integer in 0..tm·tn "
+                              f"({self.tm * self.tn})")
+
+    @property
+    def a_bytes(self) -> int:
+        return math.ceil(self.a_bits / 8)
+
+    @property
+    def w_bytes(self) -> int:
+        return math.ceil(self.w_bits / 8)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FEOp:
+    """One descriptor of the FE engine (geometry only; see the module docstring)."""
+
+    name: str  # the IR layer it computes (the conv for a fused conv + pool)
+    kind: str  # conv | pool | add
+    n: int  # input channels
+    h: int  # input rows / cols
+    w: int
+    m: int  # output channels
+    r: int  # output rows / cols of the main operation (before a fused pool)
+    c: int
+    k: int = 1
+    s: int = 1
+    p: int = 0
+    depthwise: bool = False
+    pool: int = 0  # fused max-pool window (= stride), 0 when none
+    pool_layer: str = ""  # the IR name of a fused pool
+    macs: int = 0  # useful MACs per sample
+
+    @property
+    def per_channel(self) -> bool:
+        """Depthwise convs, pools and adds use tm lanes, one input channel each, no n loop."""
+        return self.depthwise or self.kind != "conv"
+
+
+def fe_ops(network: Network, cfg: FEConfig) -> list[FEOp]:
+    """The FE engine's descriptor list for the frozen layers of `network` under `cfg`."""
+    layers = network.frozen_layers
+    consumers: dict[str, int] = {}
+    for layer in network.layers:
+        for name in layer.inputs:
+            consumers[name] = consumers.get(name, 0) + 1
+    ops: list[FEOp] = []
+    fused: set[str] = set()
+    for i, layer in enumerate(layers):
+        if layer.name in fused or layer.op == "flatten":
+            continue
+        check_layer_supported(layer)
+        if layer.op in ("conv2d", "linear"):
+            op = _conv_op(layer)
+            nxt = layers[i + 1] if i + 1 < len(layers) else None
+            if (nxt is not None and _fusable_pool(nxt, layer, consumers)
+                    and (cfg.tr % 2 == 0 or cfg.tr >= op.r) and (cfg.tc % 2 == 0 or cfg.tc >= op.c)):
+                op = FEOp(**{**asdict(op), "pool": 2, "pool_layer": nxt.name})
+                fused.add(nxt.name)
+            ops.append(op)
+        elif layer.op in ("maxpool", "avgpool"):
+            n, h, w = layer.in_shape
+            ops.append(FEOp(layer.name, "pool", n, h, w, layer.m, layer.r, layer.c, layer.kernel, layer.stride,
+                            layer.padding))
+        elif layer.op == "add":
+            n, h, w = layer.in_shape
+            ops.append(FEOp(layer.name, "add", n, h, w, n, h, w))
+    return ops
+
+
+def check_layer_supported(layer: Layer) -> None:
+    """The FE engine's limits: K ∈ {1,3,5,7}, stride 1 or 2 (pools: any kernel, stride ≤ kernel)."""
+    if layer.op == "conv2d":
+        if layer.kernel not in SUPPORTED_KERNELS:
+            raise DesignError(f"layer '{layer.name}': kernel {layer.kernel} is not supported by the FE engine "
+                              f"(K must be one of {SUPPORTED_KERNELS})")
+        if layer.stride not in SUPPORTED_STRIDES:
+            raise DesignError(f"layer '{layer.name}': stride {layer.stride} is not supported by the FE engine "
+                              "(stride must be 1 or 2)")
+
+
+def _conv_op(layer: Layer) -> FEOp:
+    if layer.op == "linear":
+        return FEOp(layer.name, "conv", layer.n, 1, 1, layer.m, 1, 1, macs=layer.macs)
+    n, h, w = layer.in_shape
+    return FEOp(layer.name, "conv", n, h, w, layer.m, layer.r, layer.c, layer.kernel, layer.stride, layer.padding,
+                layer.depthwise, macs=layer.macs)
+
+
+def _fusable_pool(pool: Layer, conv: Layer, consumers: dict[str, int]) -> bool:
+    return (pool.op == "maxpool" and pool.kernel == 2 and pool.stride == 2 and pool.padding == 0
+            and pool.inputs == [conv.name] and consumers.get(conv.name, 0) == 1 and conv.op == "conv2d")
+
+
+@dataclass(frozen=True)
+class OpCycles:
+    """Cycle model result of one FE operation."""
+
+    cycles: int
+    compute_cycles: int  # Σ compute over trips (what an infinitely fast bus would give)
+    bus_cycles: int  # Σ beats + latencies the memory side spends (what an infinitely fast array would give)
+    trips: int
+    dram_bytes: int
+
+    @property
+    def bound(self) -> str:
+        return "compute" if self.compute_cycles >= self.bus_cycles else "memory"
+
+
+def op_cycles(op: FEOp, cfg: FEConfig, bus_bytes: float, latency: int) -> OpCycles:
+    """Cycles of one FE operation under the schedule of the module docstring (exact, no averaging)."""
+    tr, tc = min(cfg.tr, op.r), min(cfg.tc, op.c)
+    key = (op.kind, op.n, op.h, op.w, op.m, op.r, op.c, op.k, op.s, op.p, op.per_channel, op.pool,
+           cfg.tm, cfg.tn, tr, tc, cfg.a_bytes, cfg.w_bytes, float(bus_bytes), int(latency))
+    return _op_cycles(*key)
+
+
+@lru_cache(maxsize=200_000)
+def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, tm, tn, tr, tc, a_bytes, w_bytes,
+               bus, latency) -> OpCycles:
+    depth = pipeline_depth(tn) if kind == "conv" else pipeline_depth(1)
+    rt, ct, mt = -(-r // tr), -(-c // tc), -(-m // tm)
+    nt = 1 if per_channel else -(-n // tn)
+    # Per row tile / column tile: true extent, input window clipped to the image, output extent.
+    tr_e = np.minimum(tr, r - np.arange(rt) * tr)
+    tc_e = np.minimum(tc, c - np.arange(ct) * tc)
+    rows_v = _window_valid(np.arange(rt) * tr, tr_e, s, k, p, h)
+    cols_v = _window_valid(np.arange(ct) * tc, tc_e, s, k, p, w)
+    out_r = tr_e // pool if pool else tr_e
+    out_c = tc_e // pool if pool else tc_e
+    tm_e = np.minimum(tm, m - np.arange(mt) * tm)
+    # Broadcast to every output tile, in visiting order (row tile, col tile, m tile).
+    grid = (rt, ct, mt)
+    comp = np.broadcast_to((tr_e[:, None, None] * tc_e[None, :, None]) * (k * k) + depth, grid).ravel()
+    row_beats = rows_v[:, None, None] * np.ceil(cols_v[None, :, None] * a_bytes / bus)  # per input channel
+    inputs = 2 if kind == "add" else 1
+    lanes = tm_e[None, None, :]
+    store = np.broadcast_to(lanes * out_r[:, None, None] * np.ceil(out_c[None, :, None] * a_bytes / bus), grid).ravel()
+
+    def load(tn_e):  # load of a trip with tn_e input channels (per-channel ops: the tile's own tm_e)
+        channels = lanes if per_channel else tn_e
+        beats = inputs * channels * row_beats
+        if kind == "conv":
+            beats = beats + np.ceil(lanes * (1 if per_channel else tn_e) * k * k * w_bytes / bus)
+        return np.broadcast_to(latency + beats, grid).ravel()
+
+    tn_last = n - (nt - 1) * tn if not per_channel else 0
+    load_full = load(min(tn, n))
+    load_last = load(tn_last) if nt > 1 else load_full
+    first = load_full if nt > 1 else load_last  # load of trip n = 0 of each tile
+    next_first = np.append(first[1:], 0)  # the following tile's first load (none after the last)
+    store_prev = np.concatenate(([0], store[:-1]))
+    if nt == 1:
+        total = np.maximum(comp, next_first + store_prev).sum()
+    else:
+        second = load_full if nt > 2 else load_last
+        total = np.maximum(comp, second + store_prev).sum()  # trip n = 0
+        if nt >= 3:
+            total += np.maximum(comp, load_last).sum()  # trip n = nt−2 loads the last channel tile
+            total += (nt - 3) * np.maximum(comp, load_full).sum()
+        total += np.maximum(comp, next_first).sum()  # trip n = nt−1 loads the next tile
+    overhead = latency + math.ceil(DESCRIPTOR_BYTES / bus)
+    if kind == "conv":
+        overhead += latency + math.ceil(m * BIAS_BYTES / bus)
+    cycles = overhead + int(first[0]) + int(total) + int(store[-1]) + OUTPUT_STAGE_CYCLES
+    trips = rt * ct * mt * nt
+    loads = (load_full.sum() * max(0, nt - 1) + load_last.sum()) if nt > 1 else load_full.sum()
+    bus_cycles = int(loads + store.sum()) + overhead
+    in_bytes = inputs * a_bytes * int((rows_v[:, None] * cols_v[None, :]).sum()) * (m if per_channel else n) * \
+        (1 if per_channel else mt)
+    w_total = m * (1 if per_channel else n) * k * k * w_bytes if kind == "conv" else 0
+    out_bytes = m * int(out_r.sum()) * int(out_c.sum()) * a_bytes
+    return OpCycles(cycles, int(comp.sum()) * nt, bus_cycles, trips,
+                    in_bytes + w_total * rt * ct + out_bytes)
+
+
+def _window_valid(start_out: np.ndarray, extent: np.ndarray, s: int, k: int, p: int, size: int) -> np.ndarray:
+    """Rows (or cols) of the input window of output positions [start, start+extent) inside the image."""
+    lo = start_out * s - p
+    hi = lo + (extent - 1) * s + k  # exclusive
+    return np.clip(hi, 0, size) - np.clip(lo, 0, size)
+
+
+def fe_accumulator_bits(ops: list[FEOp], cfg: FEConfig) -> int:
+    """Accumulator width that every conv of `ops` provably fits (the golden model's rule)."""
+    terms = [op.k * op.k * (1 if op.depthwise else op.n) for op in ops if op.kind == "conv"]
+    return max((fixed.accumulator_bits(t, cfg.w_bits, cfg.a_bits) for t in terms), default=cfg.a_bits)
+
+
+def fe_resources(ops: list[FEOp], cfg: FEConfig, board: Board) -> ResourceUse:
+    """DSP/BRAM/LUT/FF of the FE engine sized for `ops` (LUT/FF are estimates: see perf.resources)."""
+    acc_bits = fe_accumulator_bits(ops, cfg)
+    array = array_resources(board, cfg.tm * cfg.tn, cfg.lut_mults, cfg.w_bits, cfg.a_bits, cfg.tn, cfg.tm, acc_bits)
+    window = 0
+    for op in ops:
+        rows = min((min(cfg.tr, op.r) - 1) * op.s + op.k, op.h)
+        cols = min((min(cfg.tc, op.c) - 1) * op.s + op.k, op.w)
+        window = max(window, (2 if op.kind == "add" else 1) * rows * cols)
+    in_banks = max(cfg.tn, cfg.tm if any(op.per_channel for op in ops) else 0)
+    max_taps = max((op.k * op.k for op in ops if op.kind == "conv"), default=1)
+    max_m = max((op.m for op in ops), default=1)
+    buffers = (banked_memory(board, 2 * in_banks, window, cfg.a_bits)  # double-buffered input tiles
+               + banked_memory(board, 2 * cfg.tm, max_taps, cfg.tn * cfg.w_bits)  # weight tiles, a row of tn per read
+               + banked_memory(board, 2 * cfg.tm, cfg.tr * cfg.tc, acc_bits)  # output tiles (accumulators)
+               + banked_memory(board, cfg.tm, -(-max_m // cfg.tm), 8 * BIAS_BYTES))  # per-layer bias table
+    coeff = COEFFICIENTS[board.lut_kind]
+    control = ResourceUse(lut=coeff["fe_control_lut"], ff=coeff["fe_control_ff"])
+    return array + buffers + control

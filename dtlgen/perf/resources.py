@@ -1,0 +1,110 @@
+"""Resource arithmetic shared by both engines: DSP packing, memories, LUT/FF coefficients.
+
+What is exact and what is an estimate:
+- DSP counts are exact for the array as the RTL instantiates it: one multiplier per DSP, or two
+  8-bit MACs sharing an operand per DSP48E2 (Xilinx WP486, "Deep Learning with INT8 Optimization
+  on Xilinx Devices", UltraScale/UltraScale+). No other packing is claimed.
+- Block RAM counts follow the aspect ratios of a RAMB18 / DP16KD (16K×1, 8K×2, 4K×4, 2K×9,
+  1K×18, 512×36; both primitives offer the same set); a memory of fewer than
+  `LUTRAM_MAX_BITS` bits goes to distributed RAM instead.
+- LUT and FF figures are ESTIMATES from per-unit coefficients (`COEFFICIENTS` below): first-order
+  counts of a textbook implementation (an n×m LUT multiplier ≈ n·m partial-product LUTs on LUT6,
+  twice that on LUT4; one LUT per adder bit; registers where the pipeline has them), plus a fixed
+  control/interface overhead. They are to be calibrated against yosys/nextpnr post-route results
+  (the ECP5 open flow of a later issue); until then treat them as ±30 %.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from dtlgen.boards import Board
+
+# Memory aspect ratios (depth, width) common to Xilinx RAMB18 and Lattice DP16KD.
+BRAM_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
+LUTRAM_MAX_BITS = 1024  # smaller memories are cheaper in distributed RAM (estimate)
+
+# Per-unit LUT/FF estimates by LUT kind; see the module docstring.
+COEFFICIENTS = {
+    "LUT6": {"lut_per_mult_bit2": 1.0, "lut_per_adder_bit": 1.0, "lutram_bits_per_lut": 64,
+             "fe_control_lut": 2500, "fe_control_ff": 3000, "rl_control_lut": 2000, "rl_control_ff": 2500},
+    "LUT4": {"lut_per_mult_bit2": 2.0, "lut_per_adder_bit": 1.0, "lutram_bits_per_lut": 16,
+             "fe_control_lut": 3500, "fe_control_ff": 3000, "rl_control_lut": 3000, "rl_control_ff": 2500},
+}
+
+
+@dataclass(frozen=True)
+class ResourceUse:
+    """Resources of one engine (or of both, added)."""
+
+    dsp: int = 0
+    bram18: int = 0
+    lut: int = 0
+    ff: int = 0
+
+    def __add__(self, other: "ResourceUse") -> "ResourceUse":
+        return ResourceUse(self.dsp + other.dsp, self.bram18 + other.bram18, self.lut + other.lut, self.ff + other.ff)
+
+    def utilisation(self, board: Board) -> dict[str, float]:
+        r = board.resources
+        return {"dsp": self.dsp / r.dsp, "bram18": self.bram18 / r.bram18, "lut": self.lut / r.lut, "ff": self.ff / r.ff}
+
+    def fits(self, board: Board) -> bool:
+        return all(v <= 1.0 for v in self.utilisation(board).values())
+
+    def to_dict(self) -> dict[str, int]:
+        return {"dsp": self.dsp, "bram18": self.bram18, "lut": self.lut, "ff": self.ff}
+
+
+def dsp_packing(board: Board, a_bits: int, b_bits: int) -> int:
+    """MACs per DSP: 2 for ≤8-bit operands on DSP48E2 (WP486), else 1."""
+    return 2 if board.dsp_kind == "DSP48E2" and a_bits <= 8 and b_bits <= 8 else 1
+
+
+def dsps_per_mult(board: Board, a_bits: int, b_bits: int) -> int:
+    """DSPs for one multiplier too wide for one DSP (DSP48E1/E2 25×18 or 27×18, MULT18X18D 18×18)."""
+    wide, narrow = max(a_bits, b_bits), min(a_bits, b_bits)
+    limits = {"DSP48E1": (25, 18), "DSP48E2": (27, 18), "MULT18X18D": (18, 18)}[board.dsp_kind]
+    return 1 if wide <= limits[0] and narrow <= limits[1] else 4
+
+
+def lut_mult_cost(board: Board, a_bits: int, b_bits: int) -> int:
+    """LUTs of one a×b multiplier built in fabric (estimate)."""
+    return math.ceil(COEFFICIENTS[board.lut_kind]["lut_per_mult_bit2"] * a_bits * b_bits)
+
+
+def memory_blocks(depth: int, width: int) -> int:
+    """Block RAMs (RAMB18 / DP16KD) for a depth × width memory, best aspect ratio; 0 if it belongs in LUTRAM."""
+    if depth <= 0 or width <= 0 or depth * width < LUTRAM_MAX_BITS:
+        return 0
+    return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in BRAM_SHAPES)
+
+
+def memory_luts(board: Board, depth: int, width: int) -> int:
+    """LUTs of a memory small enough for distributed RAM (0 when it maps to block RAM)."""
+    if memory_blocks(depth, width) or depth <= 0:
+        return 0
+    return math.ceil(depth / COEFFICIENTS[board.lut_kind]["lutram_bits_per_lut"]) * width
+
+
+def banked_memory(board: Board, banks: int, depth: int, width: int) -> ResourceUse:
+    """`banks` independent memories of depth × width (each bank is its own block, read in parallel)."""
+    return ResourceUse(bram18=banks * memory_blocks(depth, width), lut=banks * memory_luts(board, depth, width))
+
+
+def array_resources(board: Board, multipliers: int, lut_mults: int, a_bits: int, b_bits: int,
+                    tree_inputs: int, trees: int, acc_bits: int) -> ResourceUse:
+    """A multiplier array with `trees` adder trees of `tree_inputs` products and accumulators."""
+    coeff = COEFFICIENTS[board.lut_kind]
+    dsp_mults = multipliers - lut_mults
+    packing = dsp_packing(board, a_bits, b_bits)
+    dsp = math.ceil(dsp_mults / packing) * dsps_per_mult(board, a_bits, b_bits)
+    product_bits = a_bits + b_bits
+    tree_bits = trees * sum((tree_inputs >> (level + 1)) * (product_bits + level + 1)
+                            for level in range(max(0, math.ceil(math.log2(tree_inputs)))))
+    lut = (lut_mults * lut_mult_cost(board, a_bits, b_bits)
+           + math.ceil(coeff["lut_per_adder_bit"] * (tree_bits + trees * acc_bits)))
+    # Registers: operands, products, each tree level, accumulators.
+    ff = multipliers * (a_bits + b_bits + product_bits) + tree_bits + trees * acc_bits
+    return ResourceUse(dsp=dsp, lut=lut, ff=ff)
