@@ -88,6 +88,86 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_perf(args: argparse.Namespace) -> int:
+    from dtlgen.boards import load_board
+    from dtlgen.errors import DesignError
+    from dtlgen.model import load_model
+    from dtlgen.perf import load_design, predict
+
+    design = load_design(args.design)
+    board_name = args.board or design.board
+    if args.board and design.board != args.board:
+        raise DesignError(f"--board {args.board} differs from the design's board '{design.board}' ({args.design}); "
+                          "drop --board or run the DSE for that board")
+    board = load_board(board_name)
+    network = load_model(args.model, design.split if design.split is not None else _parse_split(args))
+    prediction = predict(network, design, board)
+    if args.json:
+        _print_json(prediction.to_dict())
+        return 0
+    fe = design.fe
+    rows = [[p.name, p.op, f"{p.macs:,}", f"{p.cycles:,}", f"{p.gops:.2f}", f"{p.roofline_gops:.2f}", p.bound,
+             f"{100 * p.utilisation:.1f} %"] for p in prediction.fe_layers]
+    rows.append(["total FE", "", f"{sum(p.macs for p in prediction.fe_layers):,}", f"{prediction.fe_cycles:,}",
+                 f"{prediction.fe_gops:.2f}", "", "", ""])
+    columns = ["layer", "op", "MACs", "cycles", "GOPs", "roofline GOPs", "bound", "array use"]
+    _show(f"FE engine: {network.name} on {board.name}, tm={fe.tm} tn={fe.tn} tr={fe.tr} tc={fe.tc}, "
+          f"w{fe.w_bits}/a{fe.a_bits}, {design.clock_mhz:g} MHz", columns, rows)
+    rl = design.rl
+    rows = [[p.name, p.op, f"{p.macs:,}", f"{p.cycles:,}", f"{p.gops:.2f}", f"{p.roofline_gops:.2f}", p.bound,
+             f"{100 * p.utilisation:.1f} %"] for p in prediction.rl_descriptors]
+    rows.append(["training step", "", f"{sum(p.macs for p in prediction.rl_descriptors):,}",
+                 f"{prediction.rl_step_cycles:,}", f"{prediction.rl_gops:.2f}", "", "", ""])
+    _show(f"RL engine: one training step, batch {rl.batch}, tm={rl.tm} tn={rl.tn}, {rl.bits}-bit", columns, rows)
+    used, util = prediction.resources, prediction.resources.utilisation(board)
+    res_rows = [[name, getattr(prediction.fe_resources, name), getattr(prediction.rl_resources, name),
+                 getattr(used, name), getattr(board.resources, name), f"{100 * util[name]:.1f} %"]
+                for name in ("dsp", "bram18", "lut", "ff")]
+    _show(f"Resources on {board.name}", ["resource", "FE", "RL", "total", "board", "use"], res_rows,
+          "Source: analytical model (dtlgen.perf); DSP and BRAM from the array and buffer sizes, LUT/FF "
+          "are estimates from per-unit coefficients. "
+          + ("Feasible." if prediction.feasible else "INFEASIBLE: " + "; ".join(prediction.violations)))
+    return 0
+
+
+def cmd_dse(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from dtlgen.boards import load_board
+    from dtlgen.dse import OBJECTIVES, run_dse
+    from dtlgen.dse.run import calibration_inputs
+    from dtlgen.model import load_model
+
+    board = load_board(args.board)
+    network = load_model(args.model, _parse_split(args))
+    calib = calibration_inputs(network, args.seed)
+    progress = Progress(TextColumn("NSGA-II generation"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=_err, disable=args.json)
+    with progress:
+        task = progress.add_task("dse", total=args.gens)
+        result = run_dse(network, board, calib, Path(args.out), args.pop, args.gens, args.seed, args.prefer,
+                         args.workers, args.dask, on_generation=lambda gen: progress.update(task, completed=gen))
+    if args.json:
+        _print_json({"design": result.design, "front": result.front, "chosen": result.chosen,
+                     "evaluations": result.evaluations, "seconds": result.seconds})
+        return 0
+    rows = []
+    for i, p in enumerate(result.front):
+        v = p["variables"]
+        rows.append(["*" if i == result.chosen else "", f"{v['fe_tm']}x{v['fe_tn']} {v['fe_tr']}x{v['fe_tc']}",
+                     f"w{v['fe_w_bits']}/a{v['fe_a_bits']}", p["fe"]["lut_mults"], f"{v['rl_tm']}x{v['rl_tn']}",
+                     v["rl_bits"], f"{p['info_loss']:.4f}", f"{p['time_s']:.3f}", f"{100 * p['utilisation']:.1f} %",
+                     f"{p['fe_gops']:.2f}", f"{p['rl_gops']:.2f}", p["dsp"], p["bram18"], p["lut"]])
+    _show(f"Pareto front: {network.name} on {board.name} ({len(result.front)} points, {result.evaluations} "
+          f"evaluations, {result.seconds:.1f} s)",
+          ["", "FE tm x tn, tr x tc", "FE bits", "LUT mults", "RL tm x tn", "RL bits", "logit KL", "time (s)",
+           "utilisation", "FE GOPs", "RL GOPs", "DSP", "BRAM18", "LUT"], rows,
+          f"* = chosen ({args.prefer}); objectives {', '.join(OBJECTIVES)} minimised. Source: analytical model "
+          f"(dtlgen.perf) at {board.clock_mhz:g} MHz and golden-model logit KL. Written to {Path(args.out).resolve()}: "
+          "pareto.json, pareto.csv, pareto.png, design.json")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from dtlgen.demo import DemoConfig, run_demo
 
@@ -133,6 +213,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_split_options(p)
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("perf", help="predict cycles, GOPs and resources of a design (analytical model)")
+    p.add_argument("model", metavar="MODEL", help="zoo name or path/to/file.py:factory")
+    p.add_argument("--design", required=True, help="design.json (from 'dtlgen dse' or written by hand)")
+    p.add_argument("--board", help="board name or .yaml (default: the design's board)")
+    _add_split_options(p)
+    p.add_argument("--json", action="store_true", help="print JSON only")
+    p.set_defaults(func=cmd_perf)
+
+    p = sub.add_parser("dse", help="NSGA-II design-space exploration; writes the Pareto front and design.json")
+    p.add_argument("model", metavar="MODEL", help="zoo name or path/to/file.py:factory")
+    p.add_argument("--board", required=True, help="board name or .yaml")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--pop", type=_positive_int, default=100, help="population size (default %(default)s)")
+    p.add_argument("--gens", type=_positive_int, default=100, help="generations (default %(default)s)")
+    p.add_argument("--seed", type=int, default=1, help="random seed (default %(default)s)")
+    p.add_argument("--prefer", default="knee", choices=("knee", "throughput", "accuracy", "resources"),
+                   help="which Pareto point becomes design.json (default %(default)s)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_positive_int, default=0, help="evaluate on a local Dask cluster of N workers")
+    where.add_argument("--dask", metavar="tcp://HOST:PORT", help="evaluate on an existing Dask scheduler")
+    _add_split_options(p)
+    p.add_argument("--json", action="store_true", help="print JSON only")
+    p.set_defaults(func=cmd_dse)
 
     p = sub.add_parser("demo", help="run the DTL demo on built-in defaults")
     p.add_argument("--out", default="dtlgen-demo", help="output directory (default: %(default)s)")

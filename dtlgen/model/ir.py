@@ -96,7 +96,7 @@ class Layer:
         return d
 
 
-@dataclass
+@dataclass(eq=False)  # identity semantics: networks are hashable and cached by identity
 class Network:
     """Layers in execution order plus the per-sample input shape. The last layer is the output."""
 

@@ -1,0 +1,135 @@
+"""Analytical throughput and resource model of both engines (pure functions, no I/O).
+
+`predict(network, design, board)` walks the FE descriptors (`fe.py`) and the RL training step
+(`rl.py`) and returns per-layer cycles, GOPs, roofline bound and utilisation, plus resources and
+the feasibility verdict. GOPs = ops / (cycles / f_clk) at the design's clock; ops = 2 × useful MACs.
+The DRAM port moves `board.dram_bytes_per_cycle` bytes per engine clock (port-width limited).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from dtlgen.boards import Board
+from dtlgen.model.ir import Network
+from dtlgen.perf import fe, rl
+from dtlgen.perf.design import Design, load_design
+from dtlgen.perf.resources import ResourceUse
+
+__all__ = ["Design", "LayerPrediction", "NetworkPrediction", "load_design", "predict"]
+
+
+@dataclass(frozen=True)
+class LayerPrediction:
+    """One FE operation or one RL descriptor."""
+
+    name: str
+    engine: str  # fe | rl
+    op: str  # FE: conv/pool/add (+pool); RL: FWD/BWD_DATA/BWD_WEIGHT/UPDATE/LOAD/STORE
+    macs: int
+    ops: int
+    cycles: int
+    gops: float
+    bound: str  # compute | memory
+    utilisation: float  # useful MACs / (cycles × multipliers): the array's efficiency
+    roofline_gops: float  # min(compute roof, CTC × bandwidth)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class NetworkPrediction:
+    clock_mhz: float
+    fe_layers: list[LayerPrediction] = field(default_factory=list)
+    rl_descriptors: list[LayerPrediction] = field(default_factory=list)
+    fe_resources: ResourceUse = ResourceUse()
+    rl_resources: ResourceUse = ResourceUse()
+    rl_weight_bits: int = 0
+    rl_weight_bram18: int = 0
+    violations: list[str] = field(default_factory=list)
+
+    @property
+    def fe_cycles(self) -> int:
+        return sum(p.cycles for p in self.fe_layers)
+
+    @property
+    def rl_step_cycles(self) -> int:
+        return sum(p.cycles for p in self.rl_descriptors)
+
+    @property
+    def fe_gops(self) -> float:
+        return _gops(sum(p.ops for p in self.fe_layers), self.fe_cycles, self.clock_mhz)
+
+    @property
+    def rl_gops(self) -> float:
+        return _gops(sum(p.ops for p in self.rl_descriptors), self.rl_step_cycles, self.clock_mhz)
+
+    @property
+    def resources(self) -> ResourceUse:
+        return self.fe_resources + self.rl_resources
+
+    @property
+    def feasible(self) -> bool:
+        return not self.violations
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "clock_mhz": self.clock_mhz, "source": "analytical model (dtlgen.perf)",
+            "fe": {"cycles": self.fe_cycles, "gops": self.fe_gops, "layers": [p.to_dict() for p in self.fe_layers],
+                   "resources": self.fe_resources.to_dict()},
+            "rl": {"step_cycles": self.rl_step_cycles, "gops": self.rl_gops,
+                   "descriptors": [p.to_dict() for p in self.rl_descriptors], "resources": self.rl_resources.to_dict(),
+                   "weight_bits": self.rl_weight_bits, "weight_bram18": self.rl_weight_bram18},
+            "resources": self.resources.to_dict(), "feasible": self.feasible, "violations": self.violations,
+        }
+
+
+def _gops(ops: int, cycles: int, clock_mhz: float) -> float:
+    return ops / (cycles / (clock_mhz * 1e6)) / 1e9 if cycles else 0.0
+
+
+def predict(network: Network, design: Design, board: Board) -> NetworkPrediction:
+    """Per-layer cycles/GOPs/bound of both engines, resources, and what makes the design infeasible."""
+    f_mhz = design.clock_mhz
+    bus, latency = board.dram_bytes_per_cycle, board.dram_latency_cycles
+    result = NetworkPrediction(f_mhz)
+    cfg = design.fe
+    ops = fe.fe_ops(network, cfg)
+    for op in ops:
+        oc = fe.op_cycles(op, cfg, bus, latency)
+        lanes = cfg.tm if op.per_channel else cfg.tm * cfg.tn
+        roof = 2 * lanes * f_mhz * 1e6 / 1e9
+        ctc = 2 * op.macs / oc.dram_bytes if oc.dram_bytes else float("inf")
+        label = op.kind + ("+pool" if op.pool else "") + ("(dw)" if op.depthwise else "")
+        result.fe_layers.append(LayerPrediction(
+            op.name, "fe", label, op.macs, 2 * op.macs, oc.cycles, _gops(2 * op.macs, oc.cycles, f_mhz), oc.bound,
+            op.macs / (oc.cycles * cfg.tm * cfg.tn), min(roof, ctc * bus * f_mhz * 1e6 / 1e9)))
+    if ops:
+        result.fe_resources = fe.fe_resources(ops, cfg, board)
+    gemms = rl.rl_gemms(network)
+    if gemms:
+        rcfg = design.rl
+        for d in rl.step_cycles(gemms, rcfg, bus, latency):
+            compute = d.mode in ("FWD", "BWD_DATA", "BWD_WEIGHT", "UPDATE")
+            result.rl_descriptors.append(LayerPrediction(
+                d.layer, "rl", d.mode, d.macs, d.ops, d.cycles, _gops(d.ops, d.cycles, f_mhz),
+                "compute" if compute else "memory", d.macs / (d.cycles * rcfg.tm * rcfg.tn),
+                2 * rcfg.tm * rcfg.tn * f_mhz * 1e6 / 1e9 if compute else 0.0))
+        storage = rl.rl_storage(gemms, rcfg, board)
+        result.rl_resources = rl.rl_resources(gemms, rcfg, board)
+        result.rl_weight_bits, result.rl_weight_bram18 = storage.weight_bits, storage.weights.bram18
+        if storage.weights.bram18 > board.resources.bram18:
+            result.violations.append(
+                f"RL weights need {storage.weights.bram18} BRAM18 on chip, {board.name} has {board.resources.bram18}")
+        needed = rl.required_acc_bits(gemms, rcfg)
+        if rcfg.acc_bits and rcfg.acc_bits < needed:
+            result.violations.append(f"rl.acc_bits={rcfg.acc_bits} is below the {needed} bits that provably "
+                                     "never overflow")
+    for resource, used in result.resources.utilisation(board).items():
+        if used > 1.0:
+            have = getattr(board.resources, resource)
+            result.violations.append(f"{resource}: needs {getattr(result.resources, resource)}, "
+                                     f"{board.name} has {have}")
+    return result

@@ -42,7 +42,8 @@ Bit widths below 8 therefore save multipliers, LUTs and on-chip memory, not DRAM
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+import weakref
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -132,33 +133,53 @@ class FEOp:
 
 def fe_ops(network: Network, cfg: FEConfig) -> list[FEOp]:
     """The FE engine's descriptor list for the frozen layers of `network` under `cfg`."""
+    ops: list[FEOp] = []
+    for op, pool_layer in _candidate_ops(network):
+        if pool_layer and (cfg.tr % 2 == 0 or cfg.tr >= op.r) and (cfg.tc % 2 == 0 or cfg.tc >= op.c):
+            ops.append(replace(op, pool=2, pool_layer=pool_layer))
+        elif pool_layer:
+            ops.extend([op, _pool_op(network.layer(pool_layer))])
+        else:
+            ops.append(op)
+    return ops
+
+
+_CANDIDATES: "weakref.WeakKeyDictionary[Network, list[tuple[FEOp, str]]]" = weakref.WeakKeyDictionary()
+
+
+def _candidate_ops(network: Network) -> list[tuple[FEOp, str]]:
+    """FE operations with, per conv, the name of a max-pool it could fuse ('' if none); cached per network."""
+    if network in _CANDIDATES:
+        return _CANDIDATES[network]
     layers = network.frozen_layers
     consumers: dict[str, int] = {}
     for layer in network.layers:
         for name in layer.inputs:
             consumers[name] = consumers.get(name, 0) + 1
-    ops: list[FEOp] = []
-    fused: set[str] = set()
+    result: list[tuple[FEOp, str]] = []
+    taken: set[str] = set()
     for i, layer in enumerate(layers):
-        if layer.name in fused or layer.op == "flatten":
+        if layer.name in taken or layer.op == "flatten":
             continue
         check_layer_supported(layer)
         if layer.op in ("conv2d", "linear"):
-            op = _conv_op(layer)
             nxt = layers[i + 1] if i + 1 < len(layers) else None
-            if (nxt is not None and _fusable_pool(nxt, layer, consumers)
-                    and (cfg.tr % 2 == 0 or cfg.tr >= op.r) and (cfg.tc % 2 == 0 or cfg.tc >= op.c)):
-                op = FEOp(**{**asdict(op), "pool": 2, "pool_layer": nxt.name})
-                fused.add(nxt.name)
-            ops.append(op)
+            fusable = nxt is not None and _fusable_pool(nxt, layer, consumers)
+            if fusable:
+                taken.add(nxt.name)
+            result.append((_conv_op(layer), nxt.name if fusable else ""))
         elif layer.op in ("maxpool", "avgpool"):
-            n, h, w = layer.in_shape
-            ops.append(FEOp(layer.name, "pool", n, h, w, layer.m, layer.r, layer.c, layer.kernel, layer.stride,
-                            layer.padding))
+            result.append((_pool_op(layer), ""))
         elif layer.op == "add":
             n, h, w = layer.in_shape
-            ops.append(FEOp(layer.name, "add", n, h, w, n, h, w))
-    return ops
+            result.append((FEOp(layer.name, "add", n, h, w, n, h, w), ""))
+    _CANDIDATES[network] = result
+    return result
+
+
+def _pool_op(layer: Layer) -> FEOp:
+    n, h, w = layer.in_shape
+    return FEOp(layer.name, "pool", n, h, w, layer.m, layer.r, layer.c, layer.kernel, layer.stride, layer.padding)
 
 
 def check_layer_supported(layer: Layer) -> None:

@@ -62,9 +62,10 @@ def saturate(values, bits: int) -> np.ndarray:
 def to_fixed(values, fmt: QFormat) -> np.ndarray:
     """Float → fixed: round half away from zero, saturate."""
     scaled = np.asarray(values, dtype=np.float64) * (2.0 ** fmt.frac)
-    rounded = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)
-    lo, hi = fmt.min_int, fmt.max_int
-    return np.clip(rounded, lo, hi).astype(np.int64)
+    whole = np.trunc(scaled)
+    # Half away from zero, exactly: x − trunc(x) is exact in float64, x + 0.5 is not.
+    rounded = whole + np.where(np.abs(scaled - whole) >= 0.5, np.sign(scaled), 0.0)
+    return np.clip(rounded, fmt.min_int, fmt.max_int).astype(np.int64)
 
 
 def to_float(values, frac: int) -> np.ndarray:

@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from dtlgen.quant import fixed
-from dtlgen.quant.golden import fe_forward, float_forward, hybrid_forward, output_frac, quantize_input
+from dtlgen.quant.golden import fe_forward, float_forward, initial_rl_state, output_frac, quantize_input, rl_forward
 from dtlgen.quant.quantize import QuantizedNetwork
 
 
@@ -30,18 +30,27 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def info_loss(qnet: QuantizedNetwork, x: np.ndarray) -> dict[str, float]:
-    """Feature SQNR of the FE output and logit KL of the whole hybrid network, on samples `x`."""
+def info_loss(qnet: QuantizedNetwork, x: np.ndarray, reference: dict[str, np.ndarray] | None = None,
+              fe_values: dict[str, np.ndarray] | None = None) -> dict[str, float]:
+    """Feature SQNR of the FE output and logit KL of the whole hybrid network, on samples `x`.
+
+    `reference` (float outputs on `x`) and `fe_values` (integer FE outputs on `x`, which depend
+    only on the FE precision) may be passed in when many precisions are scored on the same data.
+    """
     network = qnet.network
-    reference = float_forward(network, x)
+    reference = reference if reference is not None else float_forward(network, x)
+    if fe_values is None:
+        fe_values = fe_forward(qnet, quantize_input(qnet, x))
     result: dict[str, float] = {}
     fe = qnet.fe_layers
     if fe:
         last_fe = fe[-1].name
-        quantised = fe_forward(qnet, quantize_input(qnet, x))[last_fe]
-        result["feature_sqnr_db"] = sqnr_db(reference[last_fe], fixed.to_float(quantised, qnet.layers[last_fe].out_fmt.frac))
-    logits_float = reference[network.layers[-1].name].reshape(len(x), -1)
-    logits_fixed = fixed.to_float(hybrid_forward(qnet, x), output_frac(qnet)).reshape(len(x), -1)
+        result["feature_sqnr_db"] = sqnr_db(reference[last_fe],
+                                            fixed.to_float(fe_values[last_fe], qnet.layers[last_fe].out_fmt.frac))
+    values = rl_forward(qnet, initial_rl_state(qnet), fe_values) if qnet.rl_layers else fe_values
+    last = network.layers[-1].name
+    logits_float = reference[last].reshape(len(x), -1)
+    logits_fixed = fixed.to_float(values[last], output_frac(qnet)).reshape(len(x), -1)
     p, q = _softmax(logits_float), _softmax(logits_fixed)
     result["logit_kl"] = float(np.mean(np.sum(p * (np.log(p + 1e-300) - np.log(q + 1e-300)), axis=1)))
     return result

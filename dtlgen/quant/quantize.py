@@ -142,27 +142,35 @@ def check_retrainable(network: Network) -> None:
 
 
 def quantize(network: Network, calib_x: np.ndarray, precision: PrecisionConfig = PrecisionConfig(),
-             calib_labels: np.ndarray | None = None) -> QuantizedNetwork:
+             calib_labels: np.ndarray | None = None, float_acts: dict[str, np.ndarray] | None = None,
+             fe_cache: dict | None = None) -> QuantizedNetwork:
     """Calibrate every tensor's fractional bits on `calib_x` (B × input shape, float) and quantise.
 
     Gradient formats of the RL layers come from a float backward pass over `calib_labels`
     (seeded random labels when none are given: they give the larger, safer gradients).
+    `float_acts`, the float reference's outputs on `calib_x`, and `fe_cache`, a dict that keeps
+    the frozen layers' quantisation per (w_bits, a_bits), save recomputing both when the same
+    data calibrates many precisions (the DSE does).
     """
     from dtlgen.quant.golden import float_forward, float_rl_gradients
 
     check_retrainable(network)
-    acts = float_forward(network, calib_x)
+    acts = float_acts if float_acts is not None else float_forward(network, calib_x)
     first_frozen = bool(network.layers) and network.layers[0].frozen
     in_bits = precision.a_bits if first_frozen else precision.rl_bits
     qnet = QuantizedNetwork(network, precision,
                             QFormat(in_bits, fixed.frac_for_range(_max_abs(calib_x), in_bits)))
+    cached = fe_cache.get((precision.w_bits, precision.a_bits)) if fe_cache is not None else None
     for layer in network.layers:
         in_fracs = tuple(qnet.fmt_of(name).frac for name in layer.inputs)
         y_max = _max_abs(acts[layer.name])
         if layer.frozen:
-            qnet.layers[layer.name] = _quantize_fe_layer(layer, in_fracs, y_max, precision)
+            qnet.layers[layer.name] = (cached[layer.name] if cached is not None
+                                       else _quantize_fe_layer(layer, in_fracs, y_max, precision))
         else:
             qnet.layers[layer.name] = _quantize_rl_layer(layer, in_fracs, y_max, precision)
+    if fe_cache is not None and cached is None:
+        fe_cache[(precision.w_bits, precision.a_bits)] = {l.name: qnet.layers[l.name] for l in network.frozen_layers}
     if network.retrainable_layers:
         labels = calib_labels
         if labels is None:

@@ -1,0 +1,176 @@
+"""The design-space exploration problem: variables, objectives and constraints as a pymoo Problem.
+
+Every variable is a choice from an ordered tuple of allowed values, encoded as an integer index;
+pymoo's integer machinery (integer random sampling, SBX and polynomial mutation with rounding
+repair) searches the indices. The space is data (`Space`), so a reduced space for the
+exhaustive-front comparison is the same problem with shorter tuples.
+
+Objectives (all minimised):
+1. information loss: logit KL of the hybrid fixed-point network vs float on calibration data
+   (`dtlgen.quant.metrics.info_loss`), cached per (w_bits, a_bits, rl_bits);
+2. time of the workload in seconds: (inference + re-training images) × FE time per image +
+   re-training steps × RL time per step, from `dtlgen.perf`;
+3. resource utilisation: the largest of the DSP, BRAM18 and LUT fractions of the board.
+Constraints (≤ 0): each of DSP, BRAM18, LUT, FF utilisation − 1; RL weight memories − board BRAM18.
+
+Information loss is computed in the driver process only; the analytical model (pure, cheap)
+is what runs on Dask workers, so a distributed run returns exactly the in-process numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import numpy as np
+from pymoo.core.problem import Problem
+
+from dtlgen.boards import Board
+from dtlgen.model.ir import Network
+from dtlgen.perf import Design, predict
+from dtlgen.perf.fe import FEConfig
+from dtlgen.perf.rl import RLConfig
+from dtlgen.quant import golden
+from dtlgen.quant.metrics import info_loss
+from dtlgen.quant.quantize import PrecisionConfig, quantize
+
+OBJECTIVES = ("info_loss", "time_s", "utilisation")
+LUT_FRACTION_STEPS = 8  # lut_mults = round(tm·tn·k / 8), k = 0..8
+
+
+@dataclass(frozen=True)
+class Space:
+    """Allowed values per design variable (ordered tuples)."""
+
+    fe_tm: tuple[int, ...] = tuple(range(1, 65))
+    fe_tn: tuple[int, ...] = tuple(range(1, 65))
+    fe_tr: tuple[int, ...] = tuple(range(1, 33))
+    fe_tc: tuple[int, ...] = tuple(range(1, 33))
+    fe_w_bits: tuple[int, ...] = (4, 5, 6, 7, 8)
+    fe_a_bits: tuple[int, ...] = (4, 5, 6, 7, 8)
+    fe_lut_eighths: tuple[int, ...] = tuple(range(LUT_FRACTION_STEPS + 1))
+    rl_tm: tuple[int, ...] = tuple(range(1, 33))
+    rl_tn: tuple[int, ...] = tuple(range(1, 33))
+    rl_bits: tuple[int, ...] = tuple(range(8, 17))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.__dataclass_fields__)
+
+    def sizes(self) -> list[int]:
+        return [len(getattr(self, name)) for name in self.names]
+
+    def decode(self, index_row) -> dict[str, int]:
+        return {name: getattr(self, name)[int(i)] for name, i in zip(self.names, index_row)}
+
+    def count(self) -> int:
+        return math.prod(self.sizes())
+
+    def to_dict(self) -> dict[str, list[int]]:
+        return {k: list(v) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What the device does per adaptation round (weights of the time objective)."""
+
+    inference_images: int = 1000
+    retrain_images: int = 512
+    epochs: int = 10
+
+
+@dataclass(frozen=True)
+class Fixed:
+    """Design parameters the DSE does not vary."""
+
+    batch: int = 16
+    lr_shift: int = 7
+
+
+def make_design(values: dict[str, int], board: Board, fixed: Fixed = Fixed()) -> Design:
+    tm, tn = values["fe_tm"], values["fe_tn"]
+    fe = FEConfig(tm, tn, values["fe_tr"], values["fe_tc"], values["fe_w_bits"], values["fe_a_bits"],
+                  round(tm * tn * values["fe_lut_eighths"] / LUT_FRACTION_STEPS))
+    rl = RLConfig(values["rl_tm"], values["rl_tn"], values["rl_bits"], 0, fixed.batch, fixed.lr_shift)
+    return Design(board.name, board.clock_mhz, fe, rl)
+
+
+def evaluate_model(network: Network, board: Board, workload: Workload, fixed: Fixed,
+                   rows: list[dict[str, int]]) -> np.ndarray:
+    """Time, utilisation and constraint values of decoded rows (the part Dask workers run).
+
+    Returns an array (len(rows), 2 + 5): time_s, utilisation, then the constraints.
+    """
+    out = np.empty((len(rows), 7))
+    steps = workload.epochs * -(-workload.retrain_images // fixed.batch)
+    for i, values in enumerate(rows):
+        design = make_design(values, board, fixed)
+        p = predict(network, design, board)
+        f = design.clock_mhz * 1e6
+        time_s = ((workload.inference_images + workload.retrain_images) * p.fe_cycles + steps * p.rl_step_cycles) / f
+        util = p.resources.utilisation(board)
+        out[i, 0] = time_s
+        out[i, 1] = max(util["dsp"], util["bram18"], util["lut"])
+        out[i, 2:6] = [util["dsp"] - 1, util["bram18"] - 1, util["lut"] - 1, util["ff"] - 1]
+        out[i, 6] = p.rl_weight_bram18 / board.resources.bram18 - 1
+    return out
+
+
+class InfoLossTable:
+    """Logit KL per (w_bits, a_bits, rl_bits) on fixed calibration data, computed on first use.
+
+    The float reference and the integer FE outputs (which depend only on w_bits and a_bits) are
+    shared between entries.
+    """
+
+    def __init__(self, network: Network, calib_x: np.ndarray, batch: int):
+        self.network, self.calib_x, self.batch = network, calib_x, batch
+        self.reference = golden.float_forward(network, calib_x)
+        self._fe: dict[tuple[int, int], dict[str, np.ndarray]] = {}
+        self._fe_quant: dict = {}
+        self.values: dict[tuple[int, int, int], float] = {}
+
+    def __call__(self, w_bits: int, a_bits: int, rl_bits: int) -> float:
+        key = (w_bits, a_bits, rl_bits)
+        if key not in self.values:
+            qnet = quantize(self.network, self.calib_x, PrecisionConfig(w_bits, a_bits, rl_bits, self.batch),
+                            float_acts=self.reference, fe_cache=self._fe_quant)
+            if (w_bits, a_bits) not in self._fe:
+                self._fe[(w_bits, a_bits)] = golden.fe_forward(qnet, golden.quantize_input(qnet, self.calib_x))
+            self.values[key] = info_loss(qnet, self.calib_x, self.reference, self._fe[(w_bits, a_bits)])["logit_kl"]
+        return self.values[key]
+
+
+Mapper = Callable[[list[list[dict[str, int]]]], list[np.ndarray]]
+
+
+class DSEProblem(Problem):
+    """pymoo Problem over `space`. `mapper`, when given, runs the chunks of a population's rows
+    elsewhere (a Dask cluster) and returns their `evaluate_model` arrays in order."""
+
+    def __init__(self, network: Network, board: Board, info: InfoLossTable, space: Space = Space(),
+                 workload: Workload = Workload(), fixed: Fixed = Fixed(), mapper: Mapper | None = None,
+                 chunks: int = 1):
+        self.network, self.board, self.info, self.space = network, board, info, space
+        self.workload, self.fixed, self.mapper, self.chunks = workload, fixed, mapper, max(1, chunks)
+        sizes = space.sizes()
+        super().__init__(n_var=len(sizes), n_obj=3, n_ieq_constr=5, xl=np.zeros(len(sizes)),
+                         xu=np.array(sizes) - 1, vtype=int)
+
+    def decode_all(self, x: np.ndarray) -> list[dict[str, int]]:
+        return [self.space.decode(np.rint(row).astype(int)) for row in np.atleast_2d(x)]
+
+    def _evaluate(self, x, out, *args, **kwargs):
+        rows = self.decode_all(x)
+        parts = [rows[i::self.chunks] for i in range(self.chunks)]
+        if self.mapper is None:
+            results = [evaluate_model(self.network, self.board, self.workload, self.fixed, part) for part in parts]
+        else:
+            results = self.mapper(parts)
+        model = np.empty((len(rows), 7))
+        for i, result in enumerate(results):
+            model[i::self.chunks] = result
+        loss = np.array([self.info(r["fe_w_bits"], r["fe_a_bits"], r["rl_bits"]) for r in rows])
+        out["F"] = np.column_stack([loss, model[:, 0], model[:, 1]])
+        out["G"] = model[:, 2:]

@@ -1,0 +1,256 @@
+"""Run NSGA-II over the design space and export the Pareto front and the chosen design.
+
+`run_dse` returns the front and writes `pareto.json`, `pareto.csv`, `pareto.png` and
+`design.json` into an output directory (atomically). The chosen design is the knee of the front
+by default — the point nearest the ideal point after scaling each objective to [0, 1] over the
+front — or the best point for one objective with `prefer`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from pymoo.algorithms.moo.nsga2 import NSGA2
+from pymoo.core.callback import Callback
+from pymoo.operators.crossover.sbx import SBX
+from pymoo.operators.mutation.pm import PM
+from pymoo.operators.repair.rounding import RoundingRepair
+from pymoo.operators.sampling.rnd import IntegerRandomSampling
+from pymoo.optimize import minimize
+
+from dtlgen.atomic import atomic_directory, check_destination, write_json
+from dtlgen.boards import Board
+from dtlgen.errors import DesignError
+from dtlgen.model.ir import Network
+from dtlgen.dse.problem import OBJECTIVES, DSEProblem, Fixed, InfoLossTable, Space, Workload, evaluate_model, make_design
+from dtlgen.perf import predict
+from dtlgen.quant.quantize import PrecisionConfig, quantize
+
+PREFERENCES = ("knee", "throughput", "accuracy", "resources")
+MARKER = "pareto.json"
+
+
+@dataclass
+class DSEResult:
+    front: list[dict[str, Any]]  # per Pareto point: variables, objectives, predictions
+    chosen: int
+    design: dict[str, Any]
+    evaluations: int
+    seconds: float = 0.0
+
+
+CALIBRATION_SAMPLES = 4
+
+
+def calibration_inputs(network: Network, seed: int = 0, count: int = CALIBRATION_SAMPLES) -> np.ndarray:
+    """Calibration inputs for the information-loss proxy: the digits task's images for digits_cnn,
+    seeded N(0, 1) inputs for the zoo's randomly initialised performance models."""
+    if network.name == "digits_cnn":
+        from dtlgen.model.digits_task import load_digits_task
+
+        return load_digits_task(seed).retrain_x[: 4 * count]
+    return np.random.default_rng(seed).standard_normal((count, *network.input_shape))
+
+
+def nsga2(pop: int) -> NSGA2:
+    """NSGA-II with pymoo's integer operators: integer sampling, SBX and PM with rounding repair."""
+    return NSGA2(pop_size=pop, sampling=IntegerRandomSampling(),
+                 crossover=SBX(prob=0.9, eta=15, vtype=float, repair=RoundingRepair()),
+                 mutation=PM(eta=20, vtype=float, repair=RoundingRepair()),
+                 eliminate_duplicates=True)
+
+
+class _GenerationCallback(Callback):
+    def __init__(self, on_generation: Callable[[int], None]):
+        super().__init__()
+        self.on_generation = on_generation
+
+    def notify(self, algorithm):
+        self.on_generation(algorithm.n_gen)
+
+
+def shapes_only(network: Network) -> Network:
+    """The network without weight arrays: all the analytical model needs (cheap to ship to workers)."""
+    return Network(network.name, network.input_shape,
+                   [replace(layer, weight=None, bias=None) for layer in network.layers])
+
+
+def dask_mapper(client, network: Network, board: Board, workload: Workload, fixed: Fixed):
+    """Evaluate chunks of rows on a Dask cluster; results come back in submission order."""
+    [remote_network] = client.scatter([network], broadcast=True)
+
+    def mapper(parts):
+        futures = [client.submit(evaluate_model, remote_network, board, workload, fixed, part, pure=False)
+                   for part in parts]
+        return client.gather(futures)
+
+    return mapper
+
+
+def search(network: Network, board: Board, info: InfoLossTable, pop: int, gens: int, seed: int,
+           space: Space = Space(), workload: Workload = Workload(), fixed: Fixed = Fixed(),
+           client=None, on_generation: Callable[[int], None] | None = None):
+    """Run NSGA-II; returns (X index rows, F, number of evaluations) of the final feasible front."""
+    light = shapes_only(network)
+    mapper = dask_mapper(client, light, board, workload, fixed) if client is not None else None
+    chunks = max(1, len(client.scheduler_info()["workers"])) if client is not None else 1
+    problem = DSEProblem(light, board, info, space, workload, fixed, mapper, chunks)
+    options = {"callback": _GenerationCallback(on_generation)} if on_generation else {}
+    res = minimize(problem, nsga2(pop), ("n_gen", gens), seed=seed, verbose=False, **options)
+    if res.X is None:
+        raise DesignError(f"no design in the search space fits {board.name} (every candidate violates a resource "
+                          "constraint); try a larger board or a later split with fewer retrainable weights")
+    x = np.atleast_2d(res.X).astype(int)
+    f = np.atleast_2d(res.F)
+    order = np.lexsort((f[:, 2], f[:, 1], f[:, 0]))
+    return x[order], f[order], res.algorithm.evaluator.n_eval, problem
+
+
+def choose(f: np.ndarray, prefer: str = "knee") -> int:
+    """Index of the chosen point of a front (rows = points, columns = OBJECTIVES)."""
+    if prefer not in PREFERENCES:
+        raise DesignError(f"--prefer {prefer!r}: choose one of {', '.join(PREFERENCES)}")
+    if prefer != "knee":
+        column = {"accuracy": 0, "throughput": 1, "resources": 2}[prefer]
+        keys = [column] + [i for i in range(3) if i != column]  # ties broken by the other objectives
+        return int(np.lexsort(tuple(f[:, c] for c in reversed(keys)))[0])
+    span = f.max(axis=0) - f.min(axis=0)
+    scaled = (f - f.min(axis=0)) / np.where(span > 0, span, 1.0)
+    return int(np.argmin(np.linalg.norm(scaled, axis=1)))
+
+
+def run_dse(network: Network, board: Board, calib_x: np.ndarray, out_dir: Path | None = None, pop: int = 100,
+            gens: int = 100, seed: int = 1, prefer: str = "knee", workers: int = 0, dask_address: str | None = None,
+            space: Space = Space(), workload: Workload = Workload(), fixed: Fixed = Fixed(),
+            on_generation: Callable[[int], None] | None = None) -> DSEResult:
+    """The whole DSE: search, choose, describe every front point, write the outputs."""
+    import time
+
+    for name, value in (("--pop", pop), ("--gens", gens)):
+        if value < 1:
+            raise DesignError(f"{name} {value}: must be at least 1")
+    if prefer not in PREFERENCES:
+        raise DesignError(f"--prefer {prefer!r}: choose one of {', '.join(PREFERENCES)}")
+    if out_dir is not None:
+        check_destination(Path(out_dir), MARKER)
+    info = InfoLossTable(network, calib_x, fixed.batch)
+    start = time.perf_counter()
+    with _client(workers, dask_address) as client:
+        x, f, n_eval, problem = search(network, board, info, pop, gens, seed, space, workload, fixed, client,
+                                       on_generation)
+    seconds = time.perf_counter() - start
+    chosen = choose(f, prefer)
+    front = []
+    for row, objectives in zip(x, f):
+        values = space.decode(row)
+        design = make_design(values, board, fixed)
+        p = predict(problem.network, design, board)
+        front.append({"variables": values, **dict(zip(OBJECTIVES, map(float, objectives))),
+                      "fe": design.fe.to_dict(), "rl": design.rl.to_dict(),
+                      "fe_gops": p.fe_gops, "rl_gops": p.rl_gops, **p.resources.to_dict()})
+    design = _design_json(network, board, calib_x, front[chosen], fixed)
+    result = DSEResult(front, chosen, design, n_eval, seconds)
+    if out_dir is not None:
+        _write_outputs(Path(out_dir), result, board, network, prefer, pop, gens, seed)
+    return result
+
+
+def _design_json(network: Network, board: Board, calib_x: np.ndarray, point: dict[str, Any],
+                 fixed: Fixed) -> dict[str, Any]:
+    design = make_design(point["variables"], board, fixed)
+    qnet = quantize(network, calib_x, PrecisionConfig(design.fe.w_bits, design.fe.a_bits, design.rl.bits,
+                                                      fixed.batch, fixed.lr_shift))
+    rl = replace(design.rl, acc_bits=qnet.rl_acc_bits())
+    split = network.retrainable_layers[0].name if network.retrainable_layers else None
+    data = replace(design, rl=rl, split=split, per_layer=qnet.per_layer_dict()).to_dict()
+    data["predicted"] = {key: point[key] for key in ("fe_gops", "rl_gops", "dsp", "bram18", "lut", "ff",
+                                                     "info_loss", "time_s", "utilisation")}
+    data["predicted"]["source"] = "analytical model (dtlgen.perf) and golden-model logit KL (dtlgen.quant)"
+    return data
+
+
+class _client:
+    """Context manager: no client, a local Dask cluster of N workers, or an existing scheduler."""
+
+    def __init__(self, workers: int, address: str | None):
+        self.workers, self.address = workers, address
+        self.client = self.cluster = None
+
+    def __enter__(self):
+        if not self.workers and not self.address:
+            return None
+        try:
+            from dask.distributed import Client, LocalCluster
+        except ImportError:
+            from dtlgen.errors import ToolMissingError
+            raise ToolMissingError("--workers/--dask need dask.distributed; install it with "
+                                   "pip install 'dtlgen[dask]'") from None
+        if self.address:
+            try:
+                self.client = Client(self.address, timeout=10)
+            except OSError as exc:
+                raise DesignError(f"--dask {self.address}: cannot reach the scheduler ({exc}); "
+                                  "check the address and that 'dask scheduler' runs there") from None
+        else:
+            self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                        dashboard_address=None)
+            self.client = Client(self.cluster)
+        return self.client
+
+    def __exit__(self, *exc):
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def _write_outputs(out_dir: Path, result: DSEResult, board: Board, network: Network, prefer: str,
+                   pop: int, gens: int, seed: int) -> None:
+    with atomic_directory(out_dir, MARKER) as staging:
+        write_json(staging / "pareto.json", {
+            "model": network.name, "board": board.name, "pop": pop, "gens": gens, "seed": seed,
+            "prefer": prefer, "chosen": result.chosen, "evaluations": result.evaluations,
+            "objectives": list(OBJECTIVES), "points": result.front,
+            "source": "analytical model (dtlgen.perf) and golden-model logit KL (dtlgen.quant)"})
+        write_json(staging / "design.json", result.design)
+        (staging / "pareto.csv").write_text(_csv(result.front))
+        _plot(staging / "pareto.png", result, f"{network.name} on {board.name}")
+
+
+def _csv(front: list[dict[str, Any]]) -> str:
+    columns = list(front[0]["variables"]) + list(OBJECTIVES) + ["fe_gops", "rl_gops", "dsp", "bram18", "lut", "ff"]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(columns)
+    for point in front:
+        writer.writerow([point["variables"].get(c, point.get(c)) for c in columns])
+    return buffer.getvalue()
+
+
+def _plot(path: Path, result: DSEResult, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    f = np.array([[p[o] for o in OBJECTIVES] for p in result.front])
+    labels = {"info_loss": "information loss (logit KL)", "time_s": "workload time (s)",
+              "utilisation": "resource utilisation (max fraction)"}
+    pairs = ((1, 0), (1, 2), (0, 2))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    for ax, (i, j) in zip(axes, pairs):
+        ax.scatter(f[:, i], f[:, j], s=14, label="Pareto front")
+        ax.scatter(f[result.chosen, i], f[result.chosen, j], s=160, marker="*", color="red", label="chosen design")
+        ax.set_xlabel(labels[OBJECTIVES[i]])
+        ax.set_ylabel(labels[OBJECTIVES[j]])
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.suptitle(f"NSGA-II front, {title} (analytical model)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
