@@ -61,7 +61,8 @@ def saturate(values, bits: int) -> np.ndarray:
 
 def to_fixed(values, fmt: QFormat) -> np.ndarray:
     """Float → fixed: round half away from zero, saturate."""
-    scaled = np.asarray(values, dtype=np.float64) * (2.0 ** fmt.frac)
+    # Clip far outside any format first so that ±inf saturates without NaN from inf − trunc(inf).
+    scaled = np.clip(np.asarray(values, dtype=np.float64) * (2.0 ** fmt.frac), -2.0 ** 62, 2.0 ** 62)
     whole = np.trunc(scaled)
     # Half away from zero, exactly: x − trunc(x) is exact in float64, x + 0.5 is not.
     rounded = whole + np.where(np.abs(scaled - whole) >= 0.5, np.sign(scaled), 0.0)
@@ -76,9 +77,17 @@ def requantise(acc, shift: int, bits: int) -> np.ndarray:
     """Requantise an accumulator by `shift` bits to a `bits`-bit result (DESIGN.md §5)."""
     acc = np.asarray(acc, dtype=np.int64)
     if shift > 0:
-        acc = (acc + (1 << (shift - 1))) >> shift
+        # floor((acc + 2^(s-1)) / 2^s) without forming the sum, which could overflow int64
+        acc = (acc >> shift) + ((acc >> (shift - 1)) & 1)
     elif shift < 0:
-        acc = acc << (-shift)
+        # Clip first to just beyond what the shift maps into range: values further out saturate
+        # anyway, and the shift can then never wrap int64.
+        k = -shift
+        if k >= bits:  # every non-zero value leaves the range
+            acc = np.sign(acc) * (1 << (bits - 1))
+        else:
+            edge = 1 << (bits - 1 - k)
+            acc = np.clip(acc, -edge - 1, edge) << k
     return saturate(acc, bits)
 
 
@@ -98,7 +107,11 @@ def frac_for_range(max_abs: float, bits: int, headroom_bits: int = 0) -> int:
     if max_abs <= 0 or not math.isfinite(max_abs):
         return bits - 1
     int_bits = math.floor(math.log2(max_abs)) + 1
-    return bits - 1 - int_bits - headroom_bits
+    frac = bits - 1 - int_bits - headroom_bits
+    # max_abs just below a power of two can round up to 2^(bits-1) and saturate: one bit less then.
+    if int(to_fixed(max_abs, QFormat(64, frac + headroom_bits))) > (1 << (bits - 1)) - 1:
+        frac -= 1
+    return frac
 
 
 def product_sum_bits(terms: int, a_bits: int, b_bits: int) -> int:
