@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 from pymoo.core.problem import Problem
+from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from dtlgen.boards import Board
 from dtlgen.model.ir import Network
@@ -154,6 +155,7 @@ class DSEProblem(Problem):
                  chunks: int = 1):
         self.network, self.board, self.info, self.space = network, board, info, space
         self.workload, self.fixed, self.mapper, self.chunks = workload, fixed, mapper, max(1, chunks)
+        self.archive: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # every evaluated (X, F, G)
         sizes = space.sizes()
         super().__init__(n_var=len(sizes), n_obj=3, n_ieq_constr=5, xl=np.zeros(len(sizes)),
                          xu=np.array(sizes) - 1, vtype=int)
@@ -174,3 +176,19 @@ class DSEProblem(Problem):
         loss = np.array([self.info(r["fe_w_bits"], r["fe_a_bits"], r["rl_bits"]) for r in rows])
         out["F"] = np.column_stack([loss, model[:, 0], model[:, 1]])
         out["G"] = model[:, 2:]
+        self.archive.append((np.rint(np.atleast_2d(x)).astype(int), out["F"], out["G"]))
+
+    def archive_front(self) -> tuple[np.ndarray, np.ndarray]:
+        """Feasible non-dominated points among everything evaluated (the final population holds at
+        most pop points; a 3-objective front is often larger)."""
+        x = np.concatenate([a[0] for a in self.archive])
+        f = np.concatenate([a[1] for a in self.archive])
+        g = np.concatenate([a[2] for a in self.archive])
+        ok = np.all(g <= 0, axis=1)
+        x, f = x[ok], f[ok]
+        if not len(f):
+            return x, f
+        _, unique = np.unique(x, axis=0, return_index=True)
+        x, f = x[np.sort(unique)], f[np.sort(unique)]
+        front = NonDominatedSorting().do(f, only_non_dominated_front=True)
+        return x[front], f[front]

@@ -95,18 +95,18 @@ def dask_mapper(client, network: Network, board: Board, workload: Workload, fixe
 def search(network: Network, board: Board, info: InfoLossTable, pop: int, gens: int, seed: int,
            space: Space = Space(), workload: Workload = Workload(), fixed: Fixed = Fixed(),
            client=None, on_generation: Callable[[int], None] | None = None):
-    """Run NSGA-II; returns (X index rows, F, number of evaluations) of the final feasible front."""
+    """Run NSGA-II; returns (X index rows, F, evaluations, problem): the feasible non-dominated set of
+    every design it evaluated, sorted by the objectives."""
     light = shapes_only(network)
     mapper = dask_mapper(client, light, board, workload, fixed) if client is not None else None
     chunks = max(1, len(client.scheduler_info()["workers"])) if client is not None else 1
     problem = DSEProblem(light, board, info, space, workload, fixed, mapper, chunks)
     options = {"callback": _GenerationCallback(on_generation)} if on_generation else {}
     res = minimize(problem, nsga2(pop), ("n_gen", gens), seed=seed, verbose=False, **options)
-    if res.X is None:
+    x, f = problem.archive_front()
+    if not len(f):
         raise DesignError(f"no design in the search space fits {board.name} (every candidate violates a resource "
                           "constraint); try a larger board or a later split with fewer retrainable weights")
-    x = np.atleast_2d(res.X).astype(int)
-    f = np.atleast_2d(res.F)
     order = np.lexsort((f[:, 2], f[:, 1], f[:, 0]))
     return x[order], f[order], res.algorithm.evaluator.n_eval, problem
 

@@ -1,0 +1,108 @@
+"""NSGA-II DSE: reproducible, Dask equal to in-process, search quality, outputs and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from dtlgen.boards import load_board
+from dtlgen.cli import main
+from dtlgen.dse import Space, choose, run_dse
+from dtlgen.dse.problem import InfoLossTable
+from dtlgen.dse.quality import REDUCED_SPACE, compare_with_exhaustive
+from dtlgen.dse.run import calibration_inputs, search
+from dtlgen.errors import BoardError, DesignError
+from dtlgen.model import load_model
+from dtlgen.perf import load_design, predict
+
+SMALL = Space(fe_tm=(2, 4, 8, 16, 32), fe_tn=(2, 4, 8, 16), fe_tr=(2, 4, 8), fe_tc=(2, 4, 8), fe_w_bits=(4, 6, 8),
+              fe_a_bits=(6, 8), fe_lut_eighths=(0, 4), rl_tm=(4, 8), rl_tn=(4, 8), rl_bits=(8, 16))
+HV_TARGET = 0.98  # NSGA-II's share of the exhaustive front's hypervolume on the reduced space
+
+
+@pytest.fixture(scope="module")
+def digits():
+    network = load_model("digits_cnn")
+    return network, load_board("pynq-z2"), calibration_inputs(network, 0)
+
+
+@pytest.fixture(scope="module")
+def info(digits):
+    network, _, calib = digits
+    return InfoLossTable(network, calib, 16)
+
+
+def test_same_seed_same_front(digits, info):
+    network, board, _ = digits
+    x1, f1, n1, _ = search(network, board, info, 16, 6, seed=3, space=SMALL)
+    x2, f2, n2, _ = search(network, board, info, 16, 6, seed=3, space=SMALL)
+    assert n1 == n2 and np.array_equal(x1, x2) and np.array_equal(f1, f2)
+    _, f3, _, _ = search(network, board, info, 16, 6, seed=4, space=SMALL)
+    assert not np.array_equal(f1, f3), "a different seed should explore differently"
+
+
+def test_dask_local_cluster_equals_in_process(digits, info):
+    from dask.distributed import Client, LocalCluster
+
+    network, board, _ = digits
+    local = search(network, board, info, 12, 4, seed=5, space=SMALL)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        remote = search(network, board, info, 12, 4, seed=5, space=SMALL, client=client)
+    assert np.array_equal(local[0], remote[0]) and np.array_equal(local[1], remote[1]) and local[2] == remote[2]
+
+
+def test_nsga2_reaches_the_exhaustive_front(digits):
+    network, board, calib = digits
+    report = compare_with_exhaustive(network, board, calib, pop=50, gens=40, seed=1, space=REDUCED_SPACE)
+    assert report.evaluations < report.space_points / 4, "the search must not be a disguised enumeration"
+    assert report.nsga2_hv_ratio >= HV_TARGET
+    assert report.nsga2_hv_ratio > report.random_hv_ratio
+
+
+def test_outputs_and_design_json(tmp_path, digits):
+    network, board, calib = digits
+    out = tmp_path / "dse"
+    result = run_dse(network, board, calib, out, pop=12, gens=4, seed=2, space=SMALL)
+    assert {p.name for p in out.iterdir()} == {"pareto.json", "pareto.csv", "pareto.png", "design.json"}
+    pareto = json.loads((out / "pareto.json").read_text())
+    assert len(pareto["points"]) == len(result.front) and pareto["chosen"] == result.chosen
+    assert len((out / "pareto.csv").read_text().strip().splitlines()) == len(result.front) + 1
+    design = load_design(out / "design.json")
+    prediction = predict(network, design, board)
+    assert prediction.feasible
+    assert design.predicted["fe_gops"] == pytest.approx(prediction.fe_gops)
+    assert design.split == "fc1" and set(design.per_layer) == {layer.name for layer in network.layers}
+    assert design.rl.acc_bits > 0
+
+
+def test_preferences_pick_the_extremes():
+    f = np.array([[0.1, 10.0, 0.9], [0.5, 1.0, 0.8], [0.9, 5.0, 0.1], [0.3, 4.0, 0.4]])
+    assert choose(f, "accuracy") == 0 and choose(f, "throughput") == 1 and choose(f, "resources") == 2
+    assert choose(f, "knee") == 3
+    with pytest.raises(DesignError, match="prefer"):
+        choose(f, "speed")
+
+
+def test_no_feasible_design_is_a_clear_error(tmp_path, digits):
+    network, _, calib = digits
+    tiny = (load_board("pynq-z2").to_dict())
+    tiny["resources"].update(dsp=1, bram18=1)
+    path = tmp_path / "tiny.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(tiny))
+    with pytest.raises(DesignError, match="no design"):
+        run_dse(network, load_board(str(path)), calib, None, pop=8, gens=2, seed=1, space=SMALL)
+
+
+def test_cli_bad_input(tmp_path, capsys):
+    assert main(["dse", "digits_cnn", "--board", "pynq-z9", "--out", str(tmp_path / "x")]) == 1
+    assert "unknown board 'pynq-z9'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["dse", "digits_cnn", "--board", "pynq-z2", "--out", str(tmp_path / "x"), "--pop", "0"])
+    assert exit_info.value.code == 2
+    with pytest.raises(BoardError):
+        load_board("nope")
