@@ -178,6 +178,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _print_json(report)
         return 0
     r, sizes, red = report["retrain"], report["size_bytes"], report["size_reduction"]
+    dse = report["dse"]
+    d = dse["design"]
     _show(
         f"DTL demo: {report['model']}, target = digits {report['task']['target']}",
         ["metric", "value"],
@@ -191,9 +193,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"{sizes['hybrid']:,} B"],
          ["reduction vs fp32 / vs uniform 16-bit", f"{100 * red['vs_fp32']:.1f} % / {100 * red['vs_uniform16']:.1f} %"],
          ["FE feature SQNR / logit KL (test set)",
-          f"{report['info_loss'].get('feature_sqnr_db', float('nan')):.1f} dB / {report['info_loss']['logit_kl']:.4f}"]],
+          f"{report['info_loss'].get('feature_sqnr_db', float('nan')):.1f} dB / {report['info_loss']['logit_kl']:.4f}"],
+         [f"DSE on {dse['board']}: knee design FE tm x tn, tr x tc / RL tm x tn",
+          f"{d['fe']['tm']}x{d['fe']['tn']}, {d['fe']['tr']}x{d['fe']['tc']} / {d['rl']['tm']}x{d['rl']['tn']}"],
+         ["  predicted FE GOPs / RL GOPs (analytical model)",
+          f"{d['predicted']['fe_gops']:.2f} / {d['predicted']['rl_gops']:.2f}"],
+         ["  DSP / BRAM18 / LUT", f"{d['predicted']['dsp']} / {d['predicted']['bram18']} / {d['predicted']['lut']}"]],
         caption=f"{r['steps']} training steps of batch {r['batch']} on {r['retrain_samples']} target images, "
                 f"tested on {r['test_samples']} held-out ones. Source: {report['figures_from']}. "
+                f"DSE: {dse['evaluations']} evaluations, {dse['front_size']} Pareto points in {dse['out_dir']}. "
                 f"Report: {report['out_dir']}/demo_report.json")
     return 0
 

@@ -4,7 +4,8 @@ Stages so far: pre-train digits_cnn on the source environment; import it (frozen
 retrainable fc1/fc2); quantise with hybrid precision; re-train the retrainable layers on the
 shifted target environment twice — float64 SGD, and the bit-true fixed-point golden model of the
 RL engine with the same batches and learning-rate schedule; report accuracies, information loss
-and model size. Later stages (DSE, generation, simulation) join here.
+and model size; explore the design space of both engines on the board with NSGA-II and keep the
+knee design. Later stages (generation, simulation) join here.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from typing import Any, Callable
 import numpy as np
 
 from dtlgen.atomic import atomic_directory, check_destination, write_json
+from dtlgen.boards import load_board
+from dtlgen.dse.run import run_dse
+from dtlgen.dse.run import write_outputs as write_dse_outputs
 from dtlgen.model import import_module, load_factory, resolve_split
 from dtlgen.model import digits_task
 from dtlgen.quant import golden
@@ -41,6 +45,9 @@ class DemoConfig:
     a_bits: int = 8
     rl_bits: int = 16
     seed: int = 0
+    board: str = "pynq-z2"
+    dse_pop: int = 40
+    dse_gens: int = 20
 
     def lr_shift_at(self, epoch: int) -> int:
         return self.lr_shift + sum(epoch >= e for e in self.lr_decay_epochs)
@@ -107,6 +114,9 @@ def run_demo(out_dir: Path | None = None, config: DemoConfig = DemoConfig(),
              "(float64 and fixed-point golden model)")
     retrain_result = retrain(qnet, task, config)
     sizes = model_size_bytes(qnet)
+    board = load_board(config.board)
+    progress(f"design-space exploration on {board.name} (NSGA-II, pop {config.dse_pop} x {config.dse_gens} gens)")
+    dse = run_dse(network, board, task.retrain_x[:16], None, config.dse_pop, config.dse_gens, config.seed + 1)
     report = {
         "model": name,
         "task": {"source": "sklearn digits 8x8", "target": digits_task.TARGET_DESCRIPTION,
@@ -118,6 +128,8 @@ def run_demo(out_dir: Path | None = None, config: DemoConfig = DemoConfig(),
         "size_reduction": {"vs_fp32": 1 - sizes["hybrid"] / sizes["fp32"],
                            "vs_uniform16": 1 - sizes["hybrid"] / sizes["uniform16"]},
         "info_loss": info_loss(qnet, task.test_x),
+        "dse": {"board": board.name, "evaluations": dse.evaluations, "front_size": len(dse.front),
+                "design": dse.design, "seconds": dse.seconds},
         "precision": config.precision().to_dict(),
         "per_layer": qnet.per_layer_dict(),
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()},
@@ -126,6 +138,9 @@ def run_demo(out_dir: Path | None = None, config: DemoConfig = DemoConfig(),
     }
     if out_dir is not None:
         with atomic_directory(Path(out_dir), marker=REPORT_NAME) as staging:
+            write_dse_outputs(staging / "dse", dse, board, network, "knee", config.dse_pop, config.dse_gens,
+                              config.seed + 1)
+            report["dse"]["out_dir"] = str(Path(out_dir).resolve() / "dse")
             write_json(staging / REPORT_NAME, report)
         report["out_dir"] = str(Path(out_dir).resolve())
     return report

@@ -3,7 +3,7 @@
 `run_dse` returns the front and writes `pareto.json`, `pareto.csv`, `pareto.png` and
 `design.json` into an output directory (atomically). The chosen design is the knee of the front
 by default — the point nearest the ideal point after scaling each objective to [0, 1] over the
-front — or the best point for one objective with `prefer`.
+front (time on a log scale) — or the best point for one objective with `prefer`.
 """
 
 from __future__ import annotations
@@ -119,6 +119,8 @@ def choose(f: np.ndarray, prefer: str = "knee") -> int:
         column = {"accuracy": 0, "throughput": 1, "resources": 2}[prefer]
         keys = [column] + [i for i in range(3) if i != column]  # ties broken by the other objectives
         return int(np.lexsort(tuple(f[:, c] for c in reversed(keys)))[0])
+    f = np.array(f, dtype=float)
+    f[:, 1] = np.log10(np.maximum(f[:, 1], 1e-300))  # designs differ in time by orders of magnitude
     span = f.max(axis=0) - f.min(axis=0)
     scaled = (f - f.min(axis=0)) / np.where(span > 0, span, 1.0)
     return int(np.argmin(np.linalg.norm(scaled, axis=1)))
@@ -156,7 +158,7 @@ def run_dse(network: Network, board: Board, calib_x: np.ndarray, out_dir: Path |
     design = _design_json(network, board, calib_x, front[chosen], fixed)
     result = DSEResult(front, chosen, design, n_eval, seconds)
     if out_dir is not None:
-        _write_outputs(Path(out_dir), result, board, network, prefer, pop, gens, seed)
+        write_outputs(Path(out_dir), result, board, network, prefer, pop, gens, seed)
     return result
 
 
@@ -209,7 +211,7 @@ class _client:
             self.cluster.close()
 
 
-def _write_outputs(out_dir: Path, result: DSEResult, board: Board, network: Network, prefer: str,
+def write_outputs(out_dir: Path, result: DSEResult, board: Board, network: Network, prefer: str,
                    pop: int, gens: int, seed: int) -> None:
     with atomic_directory(out_dir, MARKER) as staging:
         write_json(staging / "pareto.json", {
@@ -246,6 +248,8 @@ def _plot(path: Path, result: DSEResult, title: str) -> None:
     for ax, (i, j) in zip(axes, pairs):
         ax.scatter(f[:, i], f[:, j], s=14, label="Pareto front")
         ax.scatter(f[result.chosen, i], f[result.chosen, j], s=160, marker="*", color="red", label="chosen design")
+        if OBJECTIVES[i] == "time_s":
+            ax.set_xscale("log")
         ax.set_xlabel(labels[OBJECTIVES[i]])
         ax.set_ylabel(labels[OBJECTIVES[j]])
         ax.grid(alpha=0.3)
