@@ -100,7 +100,11 @@ def cmd_perf(args: argparse.Namespace) -> int:
         raise DesignError(f"--board {args.board} differs from the design's board '{design.board}' ({args.design}); "
                           "drop --board or run the DSE for that board")
     board = load_board(board_name)
-    network = load_model(args.model, design.split if design.split is not None else _parse_split(args))
+    split = _parse_split(args)
+    if split is not None and design.split is not None:
+        raise DesignError(f"--split/--retrain-last conflicts with the split '{design.split}' that {args.design} "
+                          "was designed for; drop the option or edit the design's split")
+    network = load_model(args.model, design.split if design.split is not None else split)
     prediction = predict(network, design, board)
     if args.json:
         _print_json(prediction.to_dict())

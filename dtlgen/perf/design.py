@@ -7,6 +7,7 @@ file and the field; the generator and the simulator trust a Design that loaded.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ class Design:
             if key not in data:
                 raise DesignError(f"{source}: field '{key}' is missing; see DESIGN.md §3 for the design format")
         clock = data["clock_mhz"]
-        if isinstance(clock, bool) or not isinstance(clock, (int, float)) or clock <= 0:
+        if isinstance(clock, bool) or not isinstance(clock, (int, float)) or not math.isfinite(clock) or clock <= 0:
             raise DesignError(f"{source}: field 'clock_mhz'={clock!r} must be a positive number of MHz")
         fe = _section(data, "fe", _FE_FIELDS, source)
         rl = _section(data, "rl", _RL_FIELDS, source)
@@ -72,7 +73,9 @@ def load_design(path: str | Path) -> Design:
     if not path.is_file():
         raise DesignError(f"design file '{path}' does not exist; create one with 'dtlgen dse' or write it by hand")
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        data = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DesignError(f"design file '{path}' is not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise DesignError(f"design file '{path}' cannot be read ({exc})") from None
     return Design.from_dict(data, f"design file '{path}'")

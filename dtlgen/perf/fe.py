@@ -19,8 +19,9 @@ and simulation holds the two to ≤ 1 % per network.
 Output tiles are visited in the order row tile, column tile, output-channel tile; inside each,
 the input-channel tiles n = 0 .. Nt−1 accumulate into the output buffer (a "trip" each). Edge
 tiles have their true extents (tr_e ≤ tr, tc_e ≤ tc, tm_e ≤ tm, tn_e ≤ tn).
-- compute of a trip: `tr_e · tc_e · K · K + D` cycles, D = `pipeline_depth(tn)` (operand
-  registers, multiplier, adder tree, accumulator). Partial channel tiles cost the full trip.
+- compute of a trip: `tr_e · tc_e · K · K + D` cycles. For convs D = `pipeline_depth(tn)`
+  (operand registers, multiplier, adder tree, accumulator); pools and adds bypass the multipliers
+  and the tree, D = `pipeline_depth(1)`. Partial channel tiles cost the full trip.
 - load of a trip: `L + in_beats + w_beats`, L = DRAM latency (one per trip: requests are
   pipelined). in_beats = tn_e · rows_v · ceil(cols_v · a_bytes / bus) where rows_v × cols_v is
   the input window of the tile clipped to the image (padding is generated on chip, not loaded);
@@ -89,7 +90,8 @@ class FEConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= 16:
                 raise DesignError(f"design fe.{name}={value!r}: FE bit widths must be integers in 2..16")
-        if not isinstance(self.lut_mults, int) or not 0 <= self.lut_mults <= self.tm * self.tn:
+        if (isinstance(self.lut_mults, bool) or not isinstance(self.lut_mults, int)
+                or not 0 <= self.lut_mults <= self.tm * self.tn):
             raise DesignError(f"design fe.lut_mults={self.lut_mults!r}: must be an integer in 0..tm·tn "
                               f"({self.tm * self.tn})")
 

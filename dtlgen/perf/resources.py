@@ -5,8 +5,9 @@ What is exact and what is an estimate:
   8-bit MACs sharing an operand per DSP48E2 (Xilinx WP486, "Deep Learning with INT8 Optimization
   on Xilinx Devices", UltraScale/UltraScale+). No other packing is claimed.
 - Block RAM counts follow the aspect ratios of a RAMB18 / DP16KD (16K×1, 8K×2, 4K×4, 2K×9,
-  1K×18, 512×36; both primitives offer the same set); a memory of fewer than
-  `LUTRAM_MAX_BITS` bits goes to distributed RAM instead.
+  1K×18, 512×36; both primitives offer the same set); a memory of at most `LUTRAM_MAX_DEPTH`
+  words goes to distributed RAM instead, whatever its width (as synthesis tools map shallow
+  memories), so growing an array never moves a buffer between the two kinds.
 - LUT and FF figures are ESTIMATES from per-unit coefficients (`COEFFICIENTS` below): first-order
   counts of a textbook implementation (an n×m LUT multiplier ≈ n·m partial-product LUTs on LUT6,
   twice that on LUT4; one LUT per adder bit; registers where the pipeline has them), plus a fixed
@@ -23,7 +24,7 @@ from dtlgen.boards import Board
 
 # Memory aspect ratios (depth, width) common to Xilinx RAMB18 and Lattice DP16KD.
 BRAM_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
-LUTRAM_MAX_BITS = 1024  # smaller memories are cheaper in distributed RAM (estimate)
+LUTRAM_MAX_DEPTH = 64  # memories this shallow go to distributed RAM (one LUT per bit column per 64 words)
 
 # Per-unit LUT/FF estimates by LUT kind; see the module docstring.
 COEFFICIENTS = {
@@ -76,7 +77,7 @@ def lut_mult_cost(board: Board, a_bits: int, b_bits: int) -> int:
 
 def memory_blocks(depth: int, width: int) -> int:
     """Block RAMs (RAMB18 / DP16KD) for a depth × width memory, best aspect ratio; 0 if it belongs in LUTRAM."""
-    if depth <= 0 or width <= 0 or depth * width < LUTRAM_MAX_BITS:
+    if depth <= LUTRAM_MAX_DEPTH or width <= 0:
         return 0
     return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in BRAM_SHAPES)
 
@@ -93,6 +94,17 @@ def banked_memory(board: Board, banks: int, depth: int, width: int) -> ResourceU
     return ResourceUse(bram18=banks * memory_blocks(depth, width), lut=banks * memory_luts(board, depth, width))
 
 
+def _adder_tree_bits(inputs: int, operand_bits: int) -> int:
+    """Adder bits of a balanced tree over `inputs` operands: inputs − 1 adders, one bit wider per level."""
+    total, remaining, level = 0, inputs, 0
+    while remaining > 1:
+        adders = remaining // 2
+        total += adders * (operand_bits + level + 1)
+        remaining -= adders
+        level += 1
+    return total
+
+
 def array_resources(board: Board, multipliers: int, lut_mults: int, a_bits: int, b_bits: int,
                     tree_inputs: int, trees: int, acc_bits: int) -> ResourceUse:
     """A multiplier array with `trees` adder trees of `tree_inputs` products and accumulators."""
@@ -101,8 +113,7 @@ def array_resources(board: Board, multipliers: int, lut_mults: int, a_bits: int,
     packing = dsp_packing(board, a_bits, b_bits)
     dsp = math.ceil(dsp_mults / packing) * dsps_per_mult(board, a_bits, b_bits)
     product_bits = a_bits + b_bits
-    tree_bits = trees * sum((tree_inputs >> (level + 1)) * (product_bits + level + 1)
-                            for level in range(max(0, math.ceil(math.log2(tree_inputs)))))
+    tree_bits = trees * _adder_tree_bits(tree_inputs, product_bits)
     lut = (lut_mults * lut_mult_cost(board, a_bits, b_bits)
            + math.ceil(coeff["lut_per_adder_bit"] * (tree_bits + trees * acc_bits)))
     # Registers: operands, products, each tree level, accumulators.

@@ -63,8 +63,11 @@ class RLConfig:
             raise DesignError(f"design rl.bits={self.bits!r}: RL bit width must be an integer in 4..24")
         if isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1:
             raise DesignError(f"design rl.batch={self.batch!r}: the training batch must be an integer ≥ 1")
-        if not isinstance(self.acc_bits, int) or self.acc_bits < 0 or self.acc_bits > 64:
+        if isinstance(self.acc_bits, bool) or not isinstance(self.acc_bits, int) or not 0 <= self.acc_bits <= 64:
             raise DesignError(f"design rl.acc_bits={self.acc_bits!r}: must be 0 (derive) or an integer up to 64")
+        if isinstance(self.lr_shift, bool) or not isinstance(self.lr_shift, int) or not 0 <= self.lr_shift <= 30:
+            raise DesignError(f"design rl.lr_shift={self.lr_shift!r}: the learning rate is 2^-lr_shift; "
+                              "use an integer in 0..30")
 
     @property
     def bytes_per_value(self) -> int:
