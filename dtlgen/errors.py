@@ -27,3 +27,10 @@ class DesignError(DtlgenError):
 
 class ToolMissingError(DtlgenError):
     """An external tool (simulator, compiler, synthesis) that a step needs is not installed."""
+
+
+def require_int(value: object, field: str, lo: int, hi: int | None = None, meaning: str = "") -> None:
+    """Raise DesignError unless `value` is an int (not a bool) in lo..hi (hi None: no upper bound)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
+        span = f"{lo}..{hi}" if hi is not None else f"≥ {lo}"
+        raise DesignError(f"design {field}={value!r}: {meaning + '; ' if meaning else ''}use an integer {span}")

@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from dtlgen.boards import Board
-from dtlgen.errors import DesignError
+from dtlgen.errors import DesignError, require_int
 from dtlgen.model.ir import Layer, Network
 from dtlgen.perf.resources import COEFFICIENTS, ResourceUse, array_resources, banked_memory
 from dtlgen.quant import fixed
@@ -83,17 +83,10 @@ class FEConfig:
 
     def __post_init__(self) -> None:
         for name in ("tm", "tn", "tr", "tc"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise DesignError(f"design fe.{name}={value!r}: tiling factors must be integers ≥ 1")
+            require_int(getattr(self, name), f"fe.{name}", 1, meaning="tiling factors")
         for name in ("w_bits", "a_bits"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= 16:
-                raise DesignError(f"design fe.{name}={value!r}: FE bit widths must be integers in 2..16")
-        if (isinstance(self.lut_mults, bool) or not isinstance(self.lut_mults, int)
-                or not 0 <= self.lut_mults <= self.tm * self.tn):
-            raise DesignError(f"design fe.lut_mults={self.lut_mults!r}: must be an integer in 0..tm·tn "
-                              f"({self.tm * self.tn})")
+            require_int(getattr(self, name), f"fe.{name}", 2, 16, "FE bit widths")
+        require_int(self.lut_mults, "fe.lut_mults", 0, self.tm * self.tn, "LUT-based multipliers of the tm·tn array")
 
     @property
     def a_bytes(self) -> int:

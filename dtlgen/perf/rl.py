@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from dtlgen.boards import Board
-from dtlgen.errors import DesignError, UnsupportedLayerError
+from dtlgen.errors import UnsupportedLayerError, require_int
 from dtlgen.model.ir import Network, gemm_shape
 from dtlgen.perf.resources import COEFFICIENTS, ResourceUse, array_resources, banked_memory
 from dtlgen.quant import fixed
@@ -56,18 +56,11 @@ class RLConfig:
 
     def __post_init__(self) -> None:
         for name in ("tm", "tn"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise DesignError(f"design rl.{name}={value!r}: tiling factors must be integers ≥ 1")
-        if isinstance(self.bits, bool) or not isinstance(self.bits, int) or not 4 <= self.bits <= 24:
-            raise DesignError(f"design rl.bits={self.bits!r}: RL bit width must be an integer in 4..24")
-        if isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1:
-            raise DesignError(f"design rl.batch={self.batch!r}: the training batch must be an integer ≥ 1")
-        if isinstance(self.acc_bits, bool) or not isinstance(self.acc_bits, int) or not 0 <= self.acc_bits <= 64:
-            raise DesignError(f"design rl.acc_bits={self.acc_bits!r}: must be 0 (derive) or an integer up to 64")
-        if isinstance(self.lr_shift, bool) or not isinstance(self.lr_shift, int) or not 0 <= self.lr_shift <= 30:
-            raise DesignError(f"design rl.lr_shift={self.lr_shift!r}: the learning rate is 2^-lr_shift; "
-                              "use an integer in 0..30")
+            require_int(getattr(self, name), f"rl.{name}", 1, meaning="tiling factors")
+        require_int(self.bits, "rl.bits", 4, 24, "RL bit width")
+        require_int(self.batch, "rl.batch", 1, meaning="the training batch")
+        require_int(self.acc_bits, "rl.acc_bits", 0, 64, "0 derives the provably sufficient width")
+        require_int(self.lr_shift, "rl.lr_shift", 0, 30, "the learning rate is 2^-lr_shift")
 
     @property
     def bytes_per_value(self) -> int:

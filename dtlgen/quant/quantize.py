@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from dtlgen.errors import DesignError, UnsupportedLayerError
+from dtlgen.errors import UnsupportedLayerError, require_int
 from dtlgen.model.ir import INPUT, Layer, Network, gemm_shape
 from dtlgen.quant import fixed
 from dtlgen.quant.fixed import QFormat
@@ -43,11 +43,8 @@ class PrecisionConfig:
 
     def __post_init__(self) -> None:
         for name, lo, hi in (("w_bits", 2, 16), ("a_bits", 2, 16), ("rl_bits", 4, 24), ("lr_shift", 0, 30)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or not lo <= value <= hi:
-                raise DesignError(f"precision {name}={value!r} is out of range; use an integer in {lo}..{hi}")
-        if not isinstance(self.batch, int) or self.batch < 1:
-            raise DesignError(f"precision batch={self.batch!r}: the training batch must be a positive integer")
+            require_int(getattr(self, name), f"precision.{name}", lo, hi)
+        require_int(self.batch, "precision.batch", 1, meaning="the training batch")
 
     def to_dict(self) -> dict[str, int]:
         return {"w_bits": self.w_bits, "a_bits": self.a_bits, "rl_bits": self.rl_bits,
