@@ -56,7 +56,7 @@ def test_dask_local_cluster_equals_in_process(digits, info):
 
 def test_nsga2_reaches_the_exhaustive_front(digits):
     network, board, calib = digits
-    report = compare_with_exhaustive(network, board, calib, pop=50, gens=40, seed=1, space=REDUCED_SPACE)
+    report = compare_with_exhaustive(network, board, calib, pop=50, gens=40, seeds=(1,), space=REDUCED_SPACE)
     assert report.evaluations < report.space_points / 4, "the search must not be a disguised enumeration"
     assert report.nsga2_hv_ratio >= HV_TARGET
     assert report.nsga2_hv_ratio > report.random_hv_ratio
