@@ -32,9 +32,14 @@ tiles have their true extents (tr_e ≤ tr, tc_e ≤ tc, tm_e ≤ tm, tn_e ≤ t
 - Double buffering: while trip i computes, the memory side loads trip i+1 and, during the first
   trip of an output tile, also stores the previous output tile. One bus carries both, so
   trip i takes `max(compute_i, load_{i+1} + store_prev)`.
+- Trip handoff: the trip's last cycle is the one in which both sides are done and the next trip
+  is dispatched, so a trip takes `max(compute_i, load_{i+1} + store_prev) + TRIP_HANDOFF_CYCLES`.
 - An operation costs: descriptor fetch (`L + ceil(DESCRIPTOR_BYTES / bus)`), bias load
   (`L + ceil(M · BIAS_BYTES / bus)`, convs only), the first load, the sum over trips above, then
-  the last store and the output stage's latency `OUTPUT_STAGE_CYCLES`.
+  the last store and the output stage's latency `OUTPUT_STAGE_CYCLES`, plus
+  `PHASE_HANDOFF_CYCLES` (dispatch and retire) for each of those sequential memory phases
+  (descriptor, bias, first load, last store: four for a conv, three otherwise).
+These terms were measured on the RTL (`dtlgen sim`) and are part of the schedule, not fitted.
 
 Elements are byte-aligned in DRAM: a_bytes = ceil(a_bits / 8), w_bytes = ceil(w_bits / 8).
 Bit widths below 8 therefore save multipliers, LUTs and on-chip memory, not DRAM bandwidth.
@@ -56,9 +61,11 @@ from dtlgen.model.ir import Layer, Network
 from dtlgen.perf.resources import COEFFICIENTS, ResourceUse, array_resources, banked_memory
 from dtlgen.quant import fixed
 
-DESCRIPTOR_BYTES = 32
+DESCRIPTOR_BYTES = 64
 BIAS_BYTES = 4
 OUTPUT_STAGE_CYCLES = 4  # bias add, ReLU, requantise/saturate, pool compare registers
+TRIP_HANDOFF_CYCLES = 1
+PHASE_HANDOFF_CYCLES = 2
 SUPPORTED_KERNELS = (1, 3, 5, 7)
 SUPPORTED_STRIDES = (1, 2)
 
@@ -268,11 +275,13 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, tm, tn, tr, t
             total += np.maximum(comp, load_last).sum()  # trip n = nt−2 loads the last channel tile
             total += (nt - 3) * np.maximum(comp, load_full).sum()
         total += np.maximum(comp, next_first).sum()  # trip n = nt−1 loads the next tile
+    trips = rt * ct * mt * nt
     overhead = latency + math.ceil(DESCRIPTOR_BYTES / bus)
     if kind == "conv":
         overhead += latency + math.ceil(m * BIAS_BYTES / bus)
-    cycles = overhead + int(first[0]) + int(total) + int(store[-1]) + OUTPUT_STAGE_CYCLES
-    trips = rt * ct * mt * nt
+    phases = 4 if kind == "conv" else 3
+    cycles = (overhead + int(first[0]) + int(total) + trips * TRIP_HANDOFF_CYCLES + int(store[-1])
+              + OUTPUT_STAGE_CYCLES + phases * PHASE_HANDOFF_CYCLES)
     loads = (load_full.sum() * max(0, nt - 1) + load_last.sum()) if nt > 1 else load_full.sum()
     bus_cycles = int(loads + store.sum()) + overhead
     in_bytes = inputs * a_bytes * int((rows_v[:, None] * cols_v[None, :]).sum()) * (m if per_channel else n) * \

@@ -88,12 +88,13 @@ def reference_schedule(op: fe.FEOp, cfg: fe.FEConfig, bus: int, latency: int, no
     total = 0
     for i, (compute, _load, store_prev) in enumerate(sequence):
         next_load = sequence[i + 1][1] if i + 1 < len(sequence) else 0
-        total += max(compute, next_load + store_prev)  # double buffering, one bus for both
+        total += max(compute, next_load + store_prev) + fe.TRIP_HANDOFF_CYCLES  # double buffering, one bus
     overhead = latency + cdiv(fe.DESCRIPTOR_BYTES, bus)
     if is_conv:
         overhead += latency + cdiv(op.m * fe.BIAS_BYTES, bus)
     first_load, last_store = sequence[0][1], tiles[-1][1]
-    cycles = overhead + first_load + total + last_store + fe.OUTPUT_STAGE_CYCLES
+    phases = 4 if is_conv else 3  # descriptor, (bias,) first load, last store
+    cycles = overhead + first_load + total + last_store + fe.OUTPUT_STAGE_CYCLES + phases * fe.PHASE_HANDOFF_CYCLES
     return dict(
         cycles=cycles,
         compute_cycles=sum(s[0] for s in sequence),
@@ -277,11 +278,13 @@ def test_fe_ops_mapping():
 def test_cycle_bounds(data):
     """Lower bounds from the array size and exact bounds that follow from the docstring schedule.
 
-    cycles = overhead + first load + Σ_i max(compute_i, load_{i+1} + store_prev_i) + last store + OUT
+    cycles = overhead + first load + Σ_i (max(compute_i, load_{i+1} + store_prev_i) + 1) + last store + OUT
+             + phase handoffs
       ≥ compute_cycles + overhead + first load + last store + OUT     (each max ≥ compute_i)
       ≥ bus_cycles + OUT                         (Σ of the second arguments = all loads but the first
                                                   + all stores but the last)
-      ≤ compute_cycles + bus_cycles + OUT        (max(a, b) ≤ a + b)
+      ≤ compute_cycles + bus_cycles + OUT + handoffs   (max(a, b) ≤ a + b; one handoff per trip
+                                                        and two per memory phase)
     """
     network = data.draw(conv_networks())
     cfg = data.draw(tilings(network, max_tiles=32))  # cheap: no reference loops here
@@ -297,7 +300,8 @@ def test_cycle_bounds(data):
         # first load ≥ L + 1 beat (a window has ≥ 1 valid pixel), last store ≥ 1 beat
         assert oc.cycles >= oc.compute_cycles + overhead + (latency + 1) + 1 + fe.OUTPUT_STAGE_CYCLES
         assert oc.cycles >= oc.bus_cycles + fe.OUTPUT_STAGE_CYCLES
-        assert oc.cycles <= oc.compute_cycles + oc.bus_cycles + fe.OUTPUT_STAGE_CYCLES
+        handoffs = oc.trips * fe.TRIP_HANDOFF_CYCLES + 4 * fe.PHASE_HANDOFF_CYCLES
+        assert oc.cycles <= oc.compute_cycles + oc.bus_cycles + fe.OUTPUT_STAGE_CYCLES + handoffs
         assert oc.trips == (cdiv(op.r, min(cfg.tr, op.r)) * cdiv(op.c, min(cfg.tc, op.c)) * cdiv(op.m, cfg.tm)
                             * (1 if op.depthwise else cdiv(op.n, cfg.tn)))
 
@@ -336,9 +340,11 @@ def test_compute_bound_scaling_with_array_size(n, m, tm, tn, which):
     for cfg in (small, big):
         oc = fe.op_cycles(op, cfg, HUGE_BUS, 0)
         ref = reference_schedule(op, cfg, HUGE_BUS, 0)
-        fixed = ref["overhead"] + ref["first_load"] + ref["last_store"] + fe.OUTPUT_STAGE_CYCLES
+        fixed = (ref["overhead"] + ref["first_load"] + ref["last_store"] + fe.OUTPUT_STAGE_CYCLES
+                 + 4 * fe.PHASE_HANDOFF_CYCLES)
         assert oc.bound == "compute"
-        assert oc.cycles == fixed + oc.compute_cycles  # every trip compute bound
+        # every trip compute bound, plus its handoff cycle
+        assert oc.cycles == fixed + oc.compute_cycles + oc.trips * fe.TRIP_HANDOFF_CYCLES
         assert oc.compute_cycles == oc.trips * (16 * 16 * 9 + fe.pipeline_depth(cfg.tn))
         parts.append(oc.cycles - fixed)
     if which == "tm":
@@ -372,14 +378,15 @@ def test_hand_computed_small_conv():
 
     Per trip: compute 16·9 + D(1)=4 → 148; load = 10 + rows 4·ceil(4/4)=4 + ceil(9/4)=3 → 17;
     store = 1·4·ceil(4/4) = 4. Trips (m, n): (0,0) (0,1) (1,0) (1,1): all compute bound (148).
-    overhead = 10 + 8 + 10 + ceil(2·4/4)=2 → 30; cycles = 30 + 17 + 4·148 + 4 + 4 = 647.
+    overhead = 10 + ceil(64/4)=16 + 10 + ceil(2·4/4)=2 → 38; cycles = 38 + 17 + 4·(148 + 1 handoff) + 4 + 4
+    + 4 phases · 2 = 667.
     """
     network = Network("t", (2, 4, 4), [conv_layer("c", 2, 4, 2, 3, 1, 1)])
     cfg = fe.FEConfig(1, 1, 4, 4)
     (op,) = fe.fe_ops(network, cfg)
     oc = fe.op_cycles(op, cfg, 4, 10)
-    assert oc.cycles == 647 and oc.trips == 4 and oc.compute_cycles == 4 * 148
-    assert oc.bus_cycles == 30 + 4 * 17 + 2 * 4
+    assert oc.cycles == 667 and oc.trips == 4 and oc.compute_cycles == 4 * 148
+    assert oc.bus_cycles == 38 + 4 * 17 + 2 * 4
 
 
 # --- 2. resources -------------------------------------------------------------------------------

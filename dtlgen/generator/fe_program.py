@@ -1,0 +1,144 @@
+"""FE engine program: the memory image (descriptors, biases, tile-ordered weights, activations).
+
+`build_fe_program` lays out everything the FE engine reads for a quantised network's frozen layers
+under an `FEConfig`, in the byte format `hw_templates/rtl/fe_engine.sv` reads. The op list comes
+from `dtlgen.perf.fe.fe_ops`, so the simulated engine runs exactly the operations the analytical
+model predicts. Nothing here simulates; it only writes data.
+
+Descriptor (64 bytes, little-endian 32-bit words): w0 kind | act << 4 | pool << 6; w1 N | M << 16;
+w2 H | W << 16; w3 R | C << 16; w4 K | S << 8 | P << 16 | shift << 24 (signed); w5 six (signed
+16); w6 input address; w7 weight address; w8 bias address; w9 output address.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dtlgen.errors import DesignError
+from dtlgen.perf.fe import FEConfig, FEOp, fe_ops
+from dtlgen.quant import fixed
+from dtlgen.quant.quantize import QuantizedNetwork
+
+DESCRIPTOR_BYTES = 64
+ALIGN = 64
+KIND_CONV = 1
+ACTIVATION_CODES = {None: 0, "relu": 1, "relu6": 2}
+RTL_ACC_BITS = 32  # the engine's accumulators and bias words
+
+
+@dataclass
+class OpImage:
+    op: FEOp
+    layer: str  # the IR layer whose output this op stores (the pool's for a fused conv + pool)
+    out_addr: int
+    out_shape: tuple[int, ...]  # C, H, W of the stored output
+
+
+@dataclass
+class FEProgram:
+    memory: np.ndarray  # uint8 image
+    desc_addr: int
+    ops: list[OpImage] = field(default_factory=list)
+    input_addr: int = 0
+
+    def output_of(self, index: int) -> np.ndarray:
+        """The int8 values an op stored, shaped (C, H, W), read from a memory image of the same layout."""
+        return self.read(self.memory, index)
+
+    def read(self, memory: np.ndarray, index: int) -> np.ndarray:
+        image = self.ops[index]
+        count = int(np.prod(image.out_shape))
+        raw = memory[image.out_addr:image.out_addr + count]
+        return raw.astype(np.uint8).view(np.int8).astype(np.int64).reshape(image.out_shape)
+
+
+def check_supported(op: FEOp, cfg: FEConfig) -> None:
+    """What this RTL engine runs today; anything else is refused before a build starts."""
+    if op.kind != "conv" or op.depthwise:
+        raise DesignError(f"layer '{op.name}': the FE RTL runs dense convolutions and linear layers so far; "
+                          f"{'depthwise conv' if op.depthwise else op.kind} is not implemented in RTL yet")
+    if cfg.a_bits > 8 or cfg.w_bits > 8:
+        raise DesignError(f"fe.a_bits={cfg.a_bits}, fe.w_bits={cfg.w_bits}: the FE RTL stores one byte per "
+                          "element; use bit widths up to 8")
+    if op.k > 7 or op.s > 2:
+        raise DesignError(f"layer '{op.name}': kernel {op.k} / stride {op.s} exceed the FE engine (K ≤ 7, S ≤ 2)")
+
+
+def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray, memory_bytes: int) -> FEProgram:
+    """Lay out one input sample `x_int` (C, H, W ints in the input format) and every FE op."""
+    network = qnet.network
+    ops = fe_ops(network, cfg)
+    for op in ops:
+        check_supported(op, cfg)
+    chunks: list[tuple[int, np.ndarray]] = []
+    cursor = DESCRIPTOR_BYTES * len(ops)
+
+    def place(data: np.ndarray) -> int:
+        nonlocal cursor
+        addr = cursor
+        chunks.append((addr, data))
+        cursor = _aligned(addr + len(data))
+        return addr
+
+    input_addr = place(_bytes(x_int.reshape(-1)))
+    region = {network.frozen_layers[0].inputs[0]: input_addr}
+    program = FEProgram(np.zeros(0, dtype=np.uint8), 0, [], input_addr)
+    descriptors = []
+    for op in ops:
+        layer = network.layer(op.name)
+        lq = qnet.layers[op.name]
+        stored = op.pool_layer or op.name
+        out_fmt = qnet.layers[stored].out_fmt
+        if lq.acc_bits > RTL_ACC_BITS:
+            raise DesignError(f"layer '{op.name}' needs {lq.acc_bits}-bit accumulators; the FE RTL has {RTL_ACC_BITS}")
+        shift = lq.acc_frac - lq.out_fmt.frac
+        if not -128 <= shift <= 127:
+            raise DesignError(f"layer '{op.name}': requantisation shift {shift} does not fit the descriptor")
+        bias_addr = place(np.asarray(lq.bias, dtype=np.int64).astype("<i4").view(np.uint8))
+        weight_addr = place(_bytes(_tile_ordered_weights(lq.weight, op, cfg)))
+        source = _producer_region(network, layer, region)
+        out_shape = (op.m, op.r // 2, op.c // 2) if op.pool else (op.m, op.r, op.c)
+        out_addr = place(np.zeros(int(np.prod(out_shape)), dtype=np.uint8))
+        region[stored] = out_addr
+        six = int(fixed.to_fixed(6.0, out_fmt)) if layer.activation == "relu6" else 0
+        words = [KIND_CONV | ACTIVATION_CODES[layer.activation] << 4 | (1 if op.pool else 0) << 6,
+                 op.n | op.m << 16, op.h | op.w << 16, op.r | op.c << 16,
+                 op.k | op.s << 8 | op.p << 16 | (shift & 0xFF) << 24, six & 0xFFFF,
+                 source, weight_addr, bias_addr, out_addr] + [0] * 6
+        descriptors.append(np.array(words, dtype="<u4").view(np.uint8))
+        program.ops.append(OpImage(op, stored, out_addr, out_shape))
+    if cursor > memory_bytes:
+        raise DesignError(f"the FE program needs {cursor} bytes of DRAM; the simulated DRAM has {memory_bytes}")
+    memory = np.zeros(memory_bytes, dtype=np.uint8)
+    for i, desc in enumerate(descriptors):
+        memory[i * DESCRIPTOR_BYTES:(i + 1) * DESCRIPTOR_BYTES] = desc
+    for addr, data in chunks:
+        memory[addr:addr + len(data)] = data
+    program.memory = memory
+    return program
+
+
+def _producer_region(network, layer, region: dict[str, int]) -> int:
+    """Address of a layer's input; flatten layers are free (NCHW is already the flat order)."""
+    name = layer.inputs[0]
+    while name not in region:
+        name = network.layer(name).inputs[0]
+    return region[name]
+
+
+def _tile_ordered_weights(weight: np.ndarray, op: FEOp, cfg: FEConfig) -> np.ndarray:
+    """Weights in the engine's trip order: (m tile, n tile) blocks, each in (m, n, kr, kc) order."""
+    w = weight.reshape(op.m, op.n, op.k, op.k)
+    blocks = [w[m0:m0 + cfg.tm, n0:n0 + cfg.tn].reshape(-1)
+              for m0 in range(0, op.m, cfg.tm) for n0 in range(0, op.n, cfg.tn)]
+    return np.concatenate(blocks)
+
+
+def _bytes(values: np.ndarray) -> np.ndarray:
+    return np.asarray(values, dtype=np.int64).astype(np.int8).view(np.uint8)
+
+
+def _aligned(addr: int) -> int:
+    return -(-addr // ALIGN) * ALIGN

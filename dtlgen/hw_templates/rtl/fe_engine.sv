@@ -1,0 +1,686 @@
+// Feature-extractor engine: descriptor-driven tiled convolution on a TM x TN multiplier array.
+//
+// It runs exactly the schedule written down in dtlgen/perf/fe.py: output tiles in the order
+// row tile, column tile, output-channel tile; input-channel tiles ("trips") inside each; input and
+// weight buffers double-buffered so that the memory side loads trip i+1 (after storing the
+// previous output tile, on the first trip of a tile) while the array computes trip i; the trip
+// ends when both sides are done. Bias, ReLU/ReLU6, requantisation (round half up, saturate) and
+// an optional fused 2x2 max-pool are applied on the way out. The numerics are those of
+// dtlgen/quant/fixed.py; the golden model is the reference, bit for bit.
+//
+// Supported here: dense convolution (K up to K_MAX, stride 1/2, zero padding generated on chip)
+// and linear layers as 1x1 convolutions; activations and weights up to 8 bits (one byte each in
+// memory). The memory side is a byte-addressed burst read port and a one-beat write port that an
+// AXI master can sit behind.
+module fe_engine #(
+  parameter int TM = 4,
+  parameter int TN = 4,
+  parameter int TR = 4,
+  parameter int TC = 4,
+  parameter int A_BITS = 8,
+  parameter int W_BITS = 8,
+  parameter int ACC_BITS = 32,
+  parameter int BUS_BYTES = 8,
+  parameter int K_MAX = 7,
+  parameter int M_MAX = 512,
+  parameter int DRAIN = 6  // pipeline fill/drain cycles per trip (dtlgen.perf.fe.pipeline_depth)
+) (
+  input  logic                     clk,
+  input  logic                     rst,
+  // control
+  input  logic                     start,
+  input  logic [31:0]              desc_addr,
+  input  logic [15:0]              desc_count,
+  output logic                     busy,
+  output logic                     done,
+  // memory read port: burst requests, data returns in request order, one beat per cycle
+  output logic                     rd_req_valid,
+  input  logic                     rd_req_ready,
+  output logic [31:0]              rd_req_addr,
+  output logic [15:0]              rd_req_beats,
+  input  logic                     rd_valid,
+  input  logic [BUS_BYTES*8-1:0]   rd_data,
+  // memory write port: one beat per cycle, wr_bytes valid bytes from wr_addr
+  output logic                     wr_valid,
+  input  logic                     wr_ready,
+  output logic [31:0]              wr_addr,
+  output logic [BUS_BYTES*8-1:0]   wr_data,
+  output logic [7:0]               wr_bytes,
+  // performance counter: cycles of each descriptor, reported as it completes
+  output logic                     perf_valid,
+  output logic [15:0]              perf_index,
+  output logic [31:0]              perf_cycles
+);
+  localparam int S_MAX = 2;
+  localparam int IN_ROWS = (TR - 1) * S_MAX + K_MAX;
+  localparam int IN_COLS = (TC - 1) * S_MAX + K_MAX;
+  localparam int IN_PITCH = 1 << $clog2(IN_COLS);
+  localparam int IN_DEPTH = IN_ROWS * IN_PITCH;
+  localparam int W_PITCH = 8;  // kr * 8 + kc: K_MAX <= 8
+  localparam int W_DEPTH = W_PITCH * W_PITCH;
+  localparam int O_DEPTH = TR * TC;
+  localparam int DESC_BYTES = 64;
+  localparam int DESC_WORDS = DESC_BYTES / 4;
+  localparam int OUT_LATENCY = 4;  // dtlgen.perf.fe.OUTPUT_STAGE_CYCLES
+
+  // ---------------------------------------------------------------------------------------------
+  // Buffers (flat arrays: every tool accepts them). Index helpers keep the layout in one place.
+  logic signed [A_BITS-1:0]   ibuf [2 * TN * IN_DEPTH];
+  logic signed [W_BITS-1:0]   wbuf [2 * TM * TN * W_DEPTH];
+  logic signed [ACC_BITS-1:0] obuf [2 * TM * O_DEPTH];
+  logic signed [31:0]         bias [M_MAX];
+  logic [31:0]                desc [DESC_WORDS];
+
+  function automatic int i_idx(input logic half, input int n, input int a);
+    return (int'(half) * TN + n) * IN_DEPTH + a;
+  endfunction
+  function automatic int w_idx(input logic half, input int m, input int n, input int a);
+    return ((int'(half) * TM + m) * TN + n) * W_DEPTH + a;
+  endfunction
+  function automatic int o_idx(input logic half, input int m, input int a);
+    return (int'(half) * TM + m) * O_DEPTH + a;
+  endfunction
+
+  // ---------------------------------------------------------------------------------------------
+  // Descriptor fields
+  logic [1:0]  d_act;
+  logic        d_pool;
+  logic [15:0] d_n, d_m, d_h, d_w, d_r, d_c;
+  logic [7:0]  d_k, d_s, d_p;
+  logic signed [7:0]  d_shift;
+  logic signed [15:0] d_six;
+  logic [31:0] d_in, d_wt, d_bias, d_out;
+  always_comb begin
+    d_act   = desc[0][5:4];
+    d_pool  = desc[0][6];
+    d_n     = desc[1][15:0];
+    d_m     = desc[1][31:16];
+    d_h     = desc[2][15:0];
+    d_w     = desc[2][31:16];
+    d_r     = desc[3][15:0];
+    d_c     = desc[3][31:16];
+    d_k     = desc[4][7:0];
+    d_s     = desc[4][15:8];
+    d_p     = desc[4][23:16];
+    d_shift = desc[4][31:24];
+    d_six   = desc[5][15:0];
+    d_in    = desc[6];
+    d_wt    = desc[7];
+    d_bias  = desc[8];
+    d_out   = desc[9];
+  end
+  logic [15:0] d_or, d_oc;  // stored output rows / cols (after the fused pool)
+  assign d_or = d_pool ? (d_r >> 1) : d_r;
+  assign d_oc = d_pool ? (d_c >> 1) : d_c;
+
+  // ---------------------------------------------------------------------------------------------
+  // Trip sequencing: tile counters of the trip being computed (cur) and of the trip being loaded (nxt)
+  typedef struct packed {
+    logic [15:0] r0, c0, m0, n0;
+  } trip_t;
+
+  // extent of the tile starting at `base` along a dimension of `size`
+  function automatic logic [15:0] ext(input logic [15:0] base, input logic [15:0] size, input logic [15:0] tile);
+    logic [15:0] rest;
+    rest = size - base;
+    return (rest < tile) ? rest : tile;
+  endfunction
+
+  // Advance a trip in the order r, c, m, n (n fastest); `last` says there is no next trip.
+  function automatic trip_t next_trip(input trip_t t, input logic [15:0] n, input logic [15:0] m,
+                                      input logic [15:0] c);
+    trip_t o;
+    o = t;
+    if (t.n0 + 16'(TN) < n) o.n0 = t.n0 + 16'(TN);
+    else begin
+      o.n0 = '0;
+      if (t.m0 + 16'(TM) < m) o.m0 = t.m0 + 16'(TM);
+      else begin
+        o.m0 = '0;
+        if (t.c0 + 16'(TC) < c) o.c0 = t.c0 + 16'(TC);
+        else begin
+          o.c0 = '0;
+          o.r0 = t.r0 + 16'(TR);
+        end
+      end
+    end
+    return o;
+  endfunction
+
+  function automatic logic is_last_trip(input trip_t t, input logic [15:0] n, input logic [15:0] m,
+                                        input logic [15:0] c, input logic [15:0] r);
+    return (t.n0 + 16'(TN) >= n) && (t.m0 + 16'(TM) >= m) && (t.c0 + 16'(TC) >= c) && (t.r0 + 16'(TR) >= r);
+  endfunction
+
+  // ---------------------------------------------------------------------------------------------
+  // Main sequencer state
+  typedef enum logic [3:0] {
+    S_IDLE, S_DESC, S_BIAS, S_FIRST, S_RUN, S_LAST, S_OUTLAT, S_NEXT, S_DONE
+  } state_t;
+  state_t state;
+
+  logic [15:0] desc_index;
+  logic [31:0] cycle_count;
+  trip_t       cur;                 // the trip being computed
+  logic        cur_half;            // its input/weight buffer half
+  logic        tile_half;           // output buffer half of its output tile
+  logic        cur_last;            // it is the op's last trip
+  logic [3:0]  out_wait;
+
+  // memory jobs: read the descriptor, read the bias table, or a trip's store-then-load
+  typedef enum logic [1:0] {J_DESC, J_BIAS, J_TRIP} job_t;
+  logic        job_start;
+  job_t        job_kind;
+  logic        job_store, job_load;
+  trip_t       job_ld, job_st;
+  logic        job_ld_half, job_st_half;
+  // a trip starts computing at the next clock edge
+  logic        go;
+  trip_t       go_trip;
+  logic        go_half, go_tile_half, go_has_next;
+  trip_t       go_next;
+  logic        advance;
+  logic        comp_start;
+  logic        job_start_pending;  // a phase's own memory job has not been started yet
+
+  // ---------------------------------------------------------------------------------------------
+  // Memory side: one job at a time; a trip job stores the previous output tile, then loads a trip
+  typedef enum logic [1:0] {M_IDLE, M_STORE, M_LOAD, M_WAIT} mstate_t;
+  mstate_t     mstate;
+  job_t        mjob;
+  logic        m_do_load;
+  trip_t       ld;           // trip being loaded
+  logic        ld_half;
+  /* verilator lint_off UNUSEDSIGNAL */
+  trip_t       st_tile;      // output tile being stored (its n0 is not used)
+  /* verilator lint_on UNUSEDSIGNAL */
+  logic        st_half;
+  logic [15:0] iss_n, iss_y; // request issue: input row segment (bank, window row)
+  logic        iss_w;        // the weight request is issued
+  logic        iss_all;
+  logic [15:0] rsp_n, rsp_y, rsp_beat;  // response walker over input row segments
+  logic        rsp_in_done;
+  logic [31:0] rsp_byte;     // bytes received of the descriptor / bias table / weight tile
+  logic [15:0] wr_m, wr_n, wr_kr, wr_kc;  // weight walker: next (m, n, kr, kc) to write
+
+  // geometry of the trip being loaded
+  logic [15:0] ld_tr, ld_tc, ld_tm, ld_tn;
+  logic signed [17:0] ld_y0, ld_x0;      // first input row / col of the window (may be negative)
+  logic [15:0] ld_ylo, ld_xlo, ld_rows, ld_cols, ld_row_beats;
+  always_comb begin
+    logic signed [17:0] yhi, xhi;
+    ld_tr = ext(ld.r0, d_r, 16'(TR));
+    ld_tc = ext(ld.c0, d_c, 16'(TC));
+    ld_tm = ext(ld.m0, d_m, 16'(TM));
+    ld_tn = ext(ld.n0, d_n, 16'(TN));
+    ld_y0 = 18'(ld.r0) * 18'(d_s) - 18'(d_p);
+    ld_x0 = 18'(ld.c0) * 18'(d_s) - 18'(d_p);
+    yhi = ld_y0 + (18'(ld_tr) - 18'sd1) * 18'(d_s) + 18'(d_k);  // exclusive
+    xhi = ld_x0 + (18'(ld_tc) - 18'sd1) * 18'(d_s) + 18'(d_k);
+    if (yhi > 18'(d_h)) yhi = 18'(d_h);
+    if (xhi > 18'(d_w)) xhi = 18'(d_w);
+    ld_ylo = (ld_y0 < 0) ? 16'd0 : 16'(ld_y0);
+    ld_xlo = (ld_x0 < 0) ? 16'd0 : 16'(ld_x0);
+    ld_rows = (yhi > 18'(ld_ylo)) ? 16'(yhi - 18'(ld_ylo)) : 16'd0;
+    ld_cols = (xhi > 18'(ld_xlo)) ? 16'(xhi - 18'(ld_xlo)) : 16'd0;
+    ld_row_beats = 16'((32'(ld_cols) + 32'(BUS_BYTES) - 1) / 32'(BUS_BYTES));
+  end
+  logic [31:0] ld_w_bytes;
+  assign ld_w_bytes = 32'(ld_tm) * 32'(ld_tn) * 32'(d_k) * 32'(d_k);
+  // The generator stores weights in trip order: for every output tile position the (m, n) tiles
+  // follow each other, so the pointer advances by each trip's weights and rewinds per position.
+  logic [31:0] w_ptr;
+  logic        in_req_pending;
+  assign in_req_pending = !iss_w && ld_rows != 0 && iss_n < ld_tn;
+
+  // store side geometry
+  logic [15:0] st_tr, st_tc, st_tm, st_orows, st_ocols, st_obeats;
+  logic [15:0] st_m, st_row, st_beat;
+  always_comb begin
+    st_tr = ext(st_tile.r0, d_r, 16'(TR));
+    st_tc = ext(st_tile.c0, d_c, 16'(TC));
+    st_tm = ext(st_tile.m0, d_m, 16'(TM));
+    st_orows = d_pool ? (st_tr >> 1) : st_tr;
+    st_ocols = d_pool ? (st_tc >> 1) : st_tc;
+    st_obeats = 16'((32'(st_ocols) + 32'(BUS_BYTES) - 1) / 32'(BUS_BYTES));
+  end
+
+  // requantise + activation of one accumulator (dtlgen/quant/fixed.py: requantise, relu, relu6)
+  function automatic logic signed [A_BITS-1:0] finish(input logic signed [ACC_BITS-1:0] acc,
+                                                      input logic signed [31:0] b);
+    logic signed [47:0] x, y, lo, hi;
+    x = 48'(acc) + 48'(b);
+    // round half up: add the last bit shifted out (keep every operand signed: >>> is arithmetic)
+    if (d_shift > 0) y = (x >>> d_shift) + (x[d_shift - 1] ? 48'sd1 : 48'sd0);
+    else if (d_shift < 0) y = x <<< (-d_shift);
+    else y = x;
+    lo = -(48'sd1 <<< (A_BITS - 1));
+    hi = (48'sd1 <<< (A_BITS - 1)) - 48'sd1;
+    if (y < lo) y = lo;
+    if (y > hi) y = hi;
+    if (d_act != 2'd0 && y < 0) y = 0;
+    if (d_act == 2'd2 && y > 48'(d_six)) y = 48'(d_six);
+    return A_BITS'(y);
+  endfunction
+
+  // one output beat of the store: BUS_BYTES outputs of lane st_m, output row st_row
+  logic [BUS_BYTES*8-1:0] st_data;
+  logic [7:0]             st_bytes;
+  always_comb begin
+    logic signed [31:0] b;
+    b = bias[$clog2(M_MAX)'(st_tile.m0 + st_m)];
+    st_data = '0;
+    st_bytes = '0;
+    for (int j = 0; j < BUS_BYTES; j++) begin
+      int col;
+      logic signed [A_BITS-1:0] v, q;
+      col = int'(st_beat) * BUS_BYTES + j;
+      v = '0;
+      q = '0;
+      if (col < int'(st_ocols)) begin
+        if (d_pool) begin
+          v = finish(obuf[o_idx(st_half, int'(st_m), (2 * int'(st_row)) * TC + 2 * col)], b);
+          for (int dy = 0; dy < 2; dy++) begin
+            for (int dx = 0; dx < 2; dx++) begin
+              q = finish(obuf[o_idx(st_half, int'(st_m), (2 * int'(st_row) + dy) * TC + 2 * col + dx)], b);
+              if (q > v) v = q;
+            end
+          end
+        end else begin
+          v = finish(obuf[o_idx(st_half, int'(st_m), int'(st_row) * TC + col)], b);
+        end
+      end
+      st_data[j * 8 +: 8] = 8'(v);
+    end
+    st_bytes = (32'(st_ocols) - 32'(st_beat) * 32'(BUS_BYTES) < 32'(BUS_BYTES))
+             ? 8'(32'(st_ocols) - 32'(st_beat) * 32'(BUS_BYTES)) : 8'(BUS_BYTES);
+  end
+
+  assign wr_valid = (mstate == M_STORE);
+  assign wr_data = st_data;
+  assign wr_bytes = st_bytes;
+  assign wr_addr = d_out + (32'(st_tile.m0 + st_m) * 32'(d_or) + 32'(st_tile.r0 >> d_pool) + 32'(st_row))
+                 * 32'(d_oc) + 32'(st_tile.c0 >> d_pool) + 32'(st_beat) * 32'(BUS_BYTES);
+
+  // read requests
+  always_comb begin
+    rd_req_valid = 1'b0;
+    rd_req_addr = '0;
+    rd_req_beats = '0;
+    if (mstate == M_LOAD && !iss_all) begin
+      rd_req_valid = 1'b1;
+      case (mjob)
+        J_DESC: begin
+          rd_req_addr = desc_addr + 32'(desc_index) * DESC_BYTES;
+          rd_req_beats = 16'((DESC_BYTES + BUS_BYTES - 1) / BUS_BYTES);
+        end
+        J_BIAS: begin
+          rd_req_addr = d_bias;
+          rd_req_beats = 16'((32'(d_m) * 4 + 32'(BUS_BYTES) - 1) / 32'(BUS_BYTES));
+        end
+        default: begin
+          if (in_req_pending) begin
+            rd_req_addr = d_in + (32'(ld.n0 + iss_n) * 32'(d_h) + 32'(ld_ylo + iss_y)) * 32'(d_w) + 32'(ld_xlo);
+            rd_req_beats = ld_row_beats;
+          end else begin
+            rd_req_addr = w_ptr;
+            rd_req_beats = 16'((ld_w_bytes + 32'(BUS_BYTES) - 1) / 32'(BUS_BYTES));
+          end
+        end
+      endcase
+    end
+  end
+
+  always_ff @(posedge clk) begin
+    if (rst) begin
+      mstate <= M_IDLE;
+      iss_all <= 1'b0;
+    end else begin
+      if (job_start) begin
+        mjob <= job_kind;
+        m_do_load <= job_load;
+        ld <= job_ld;
+        ld_half <= job_ld_half;
+        st_tile <= job_st;
+        st_half <= job_st_half;
+        iss_n <= '0; iss_y <= '0; iss_w <= 1'b0; iss_all <= 1'b0;
+        rsp_n <= '0; rsp_y <= '0; rsp_beat <= '0; rsp_byte <= '0; rsp_in_done <= 1'b0;
+        wr_m <= '0; wr_n <= '0; wr_kr <= '0; wr_kc <= '0;
+        st_m <= '0; st_row <= '0; st_beat <= '0;
+        mstate <= job_store ? M_STORE : (job_load ? M_LOAD : M_WAIT);
+      end else begin
+        case (mstate)
+          M_STORE: begin
+            if (wr_ready) begin
+              if (st_beat + 1 < st_obeats) st_beat <= st_beat + 1;
+              else begin
+                st_beat <= '0;
+                if (st_row + 1 < st_orows) st_row <= st_row + 1;
+                else begin
+                  st_row <= '0;
+                  if (st_m + 1 < st_tm) st_m <= st_m + 1;
+                  else mstate <= m_do_load ? M_LOAD : M_WAIT;
+                end
+              end
+            end
+          end
+          M_LOAD: begin
+            // request issue
+            if (rd_req_valid && rd_req_ready) begin
+              if (mjob != J_TRIP) iss_all <= 1'b1;
+              else if (in_req_pending) begin
+                if (iss_y + 1 < ld_rows) iss_y <= iss_y + 1;
+                else begin
+                  iss_y <= '0;
+                  iss_n <= iss_n + 1;
+                end
+              end else begin
+                iss_w <= 1'b1;
+                iss_all <= 1'b1;
+                w_ptr <= w_ptr + ld_w_bytes;
+              end
+            end
+            // responses, in request order
+            if (rd_valid) begin
+              if (mjob == J_DESC) begin
+                for (int j = 0; j < BUS_BYTES; j++)
+                  if (rsp_byte + 32'(j) < DESC_BYTES)
+                    desc[(rsp_byte + 32'(j)) >> 2][8 * ((rsp_byte + 32'(j)) & 3) +: 8] <= rd_data[j * 8 +: 8];
+                rsp_byte <= rsp_byte + BUS_BYTES;
+                if (rsp_byte + BUS_BYTES >= DESC_BYTES) mstate <= M_WAIT;
+              end else if (mjob == J_BIAS) begin
+                for (int j = 0; j < BUS_BYTES; j++)
+                  if (rsp_byte + 32'(j) < 32'(d_m) * 4)
+                    bias[(rsp_byte + 32'(j)) >> 2][8 * ((rsp_byte + 32'(j)) & 3) +: 8] <= rd_data[j * 8 +: 8];
+                rsp_byte <= rsp_byte + BUS_BYTES;
+                if (rsp_byte + BUS_BYTES >= 32'(d_m) * 4) mstate <= M_WAIT;
+              end else if (!rsp_in_done && ld_rows != 0) begin
+                // an input row segment: bank rsp_n, window row rsp_y, columns from rsp_beat * BUS_BYTES
+                for (int j = 0; j < BUS_BYTES; j++) begin
+                  int col;
+                  col = int'(rsp_beat) * BUS_BYTES + j;
+                  if (col < int'(ld_cols))
+                    ibuf[i_idx(ld_half, int'(rsp_n), int'(rsp_y) * IN_PITCH + col)] <= rd_data[j * 8 +: A_BITS];
+                end
+                if (rsp_beat + 1 < ld_row_beats) rsp_beat <= rsp_beat + 1;
+                else begin
+                  rsp_beat <= '0;
+                  if (rsp_y + 1 < ld_rows) rsp_y <= rsp_y + 1;
+                  else begin
+                    rsp_y <= '0;
+                    if (rsp_n + 1 < ld_tn) rsp_n <= rsp_n + 1;
+                    else rsp_in_done <= 1'b1;
+                  end
+                end
+              end else begin
+                // the weight tile, bytes in (m, n, kr, kc) order
+                logic [15:0] m_i, n_i, kr_i, kc_i;
+                m_i = wr_m; n_i = wr_n; kr_i = wr_kr; kc_i = wr_kc;
+                for (int j = 0; j < BUS_BYTES; j++) begin
+                  if (rsp_byte + 32'(j) < ld_w_bytes) begin
+                    wbuf[w_idx(ld_half, int'(m_i), int'(n_i), int'(kr_i) * W_PITCH + int'(kc_i))] <= rd_data[j * 8 +: W_BITS];
+                    if (kc_i + 1 < 16'(d_k)) kc_i = kc_i + 1;
+                    else begin
+                      kc_i = '0;
+                      if (kr_i + 1 < 16'(d_k)) kr_i = kr_i + 1;
+                      else begin
+                        kr_i = '0;
+                        if (n_i + 1 < ld_tn) n_i = n_i + 1;
+                        else begin
+                          n_i = '0;
+                          m_i = m_i + 1;
+                        end
+                      end
+                    end
+                  end
+                end
+                wr_m <= m_i; wr_n <= n_i; wr_kr <= kr_i; wr_kc <= kc_i;
+                rsp_byte <= rsp_byte + BUS_BYTES;
+                if (rsp_byte + BUS_BYTES >= ld_w_bytes) mstate <= M_WAIT;
+              end
+            end
+          end
+          default: ;
+        endcase
+      end
+      // every output tile position reads the weights from the start again
+      if (job_start && job_load && job_kind == J_TRIP && job_ld.m0 == 0 && job_ld.n0 == 0) w_ptr <= d_wt;
+    end
+  end
+
+  // ---------------------------------------------------------------------------------------------
+  // Compute side: one (rr, cc, kr, kc) tap per cycle, DRAIN cycles after the last
+  typedef enum logic [1:0] {C_IDLE, C_ISSUE, C_DRAIN, C_DONE} cstate_t;
+  cstate_t     cstate;
+  logic [15:0] rr, cc, kr, kc;
+  logic [7:0]  drain;
+  logic [15:0] c_tr, c_tc, c_tn;
+  logic        c_first_n;
+  assign c_tr = ext(cur.r0, d_r, 16'(TR));
+  assign c_tc = ext(cur.c0, d_c, 16'(TC));
+  assign c_tn = ext(cur.n0, d_n, 16'(TN));
+  assign c_first_n = (cur.n0 == 0);
+
+  // geometry of the computed trip's input window (same rule as the loader)
+  logic signed [17:0] c_y0, c_x0;
+  logic [15:0] c_ylo, c_xlo;
+  assign c_y0 = 18'(cur.r0) * 18'(d_s) - 18'(d_p);
+  assign c_x0 = 18'(cur.c0) * 18'(d_s) - 18'(d_p);
+  assign c_ylo = (c_y0 < 0) ? 16'd0 : 16'(c_y0);
+  assign c_xlo = (c_x0 < 0) ? 16'd0 : 16'(c_x0);
+
+  // stage 1 registers
+  logic                       p_valid, p_first_tap, p_last_tap;
+  logic [15:0]                p_oaddr;
+  logic signed [A_BITS-1:0]   p_in [TN];
+  logic signed [W_BITS-1:0]   p_w [TM * TN];
+  logic signed [ACC_BITS-1:0] acc [TM];
+
+  logic last_tap_now;
+  assign last_tap_now = (kr + 1 == 16'(d_k)) && (kc + 1 == 16'(d_k));
+
+  always_ff @(posedge clk) begin
+    if (rst) begin
+      cstate <= C_IDLE;
+      p_valid <= 1'b0;
+    end else begin
+      p_valid <= 1'b0;
+      case (cstate)
+        C_IDLE, C_DONE: begin
+          if (comp_start) begin
+            cstate <= C_ISSUE;
+            rr <= '0; cc <= '0; kr <= '0; kc <= '0;
+          end
+        end
+        C_ISSUE: begin
+          // read the operands of tap (rr, cc, kr, kc)
+          begin
+            logic signed [17:0] iy, ix;
+            iy = c_y0 + 18'(rr) * 18'(d_s) + 18'(kr);
+            ix = c_x0 + 18'(cc) * 18'(d_s) + 18'(kc);
+            for (int n = 0; n < TN; n++) begin
+              if (iy < 0 || ix < 0 || iy >= 18'(d_h) || ix >= 18'(d_w) || n >= int'(c_tn))
+                p_in[n] <= '0;
+              else
+                p_in[n] <= ibuf[i_idx(cur_half, n, (int'(iy) - int'(c_ylo)) * IN_PITCH + int'(ix) - int'(c_xlo))];
+            end
+            for (int m = 0; m < TM; m++)
+              for (int n = 0; n < TN; n++)
+                p_w[m * TN + n] <= wbuf[w_idx(cur_half, m, n, int'(kr) * W_PITCH + int'(kc))];
+          end
+          p_valid <= 1'b1;
+          p_first_tap <= (kr == 0) && (kc == 0);
+          p_last_tap <= last_tap_now;
+          p_oaddr <= 16'(int'(rr) * TC + int'(cc));
+          // advance kc, kr, cc, rr
+          if (kc + 1 < 16'(d_k)) kc <= kc + 1;
+          else begin
+            kc <= '0;
+            if (kr + 1 < 16'(d_k)) kr <= kr + 1;
+            else begin
+              kr <= '0;
+              if (cc + 1 < c_tc) cc <= cc + 1;
+              else begin
+                cc <= '0;
+                if (rr + 1 < c_tr) rr <= rr + 1;
+                else begin
+                  cstate <= C_DRAIN;
+                  drain <= 8'(DRAIN - 1);
+                end
+              end
+            end
+          end
+        end
+        C_DRAIN: begin
+          if (drain == 0) cstate <= C_DONE;
+          else drain <= drain - 1;
+        end
+        default: ;
+      endcase
+
+      // stage 2: multiply, adder tree, accumulate; write the output buffer on the last tap
+      if (p_valid) begin
+        for (int m = 0; m < TM; m++) begin
+          logic signed [ACC_BITS-1:0] sum, total;
+          sum = '0;
+          for (int n = 0; n < TN; n++) sum = sum + ACC_BITS'(p_w[m * TN + n]) * ACC_BITS'(p_in[n]);
+          total = p_first_tap ? sum : acc[m] + sum;
+          acc[m] <= total;
+          if (p_last_tap)
+            obuf[o_idx(tile_half, m, int'(p_oaddr))] <= (c_first_n ? '0 : obuf[o_idx(tile_half, m, int'(p_oaddr))])
+                                                         + total;
+        end
+      end
+    end
+  end
+
+  // ---------------------------------------------------------------------------------------------
+  // Sequencer: descriptor, bias table, first load, then trips until the last, then the last store
+  assign advance = (state == S_RUN) && (cstate == C_DONE) && (mstate == M_WAIT);
+
+  always_comb begin
+    go = 1'b0;
+    go_trip = '0;
+    go_half = 1'b0;
+    go_tile_half = 1'b0;
+    if (state == S_FIRST && mstate == M_WAIT && !job_start_pending) begin
+      go = 1'b1;
+    end else if (advance && !cur_last) begin
+      go = 1'b1;
+      go_trip = next_trip(cur, d_n, d_m, d_c);
+      go_half = ~cur_half;
+      go_tile_half = (go_trip.n0 == 0) ? ~tile_half : tile_half;
+    end
+    go_has_next = !is_last_trip(go_trip, d_n, d_m, d_c, d_r);
+    go_next = next_trip(go_trip, d_n, d_m, d_c);
+  end
+
+  always_comb begin
+    job_start = 1'b0;
+    job_kind = J_TRIP;
+    job_store = 1'b0;
+    job_load = 1'b0;
+    job_ld = '0;
+    job_ld_half = 1'b0;
+    job_st = cur;
+    job_st_half = tile_half;
+    if (go) begin
+      // store the previous output tile on the first trip of a tile; load the following trip
+      job_start = 1'b1;
+      job_store = (go_trip.n0 == 0) && (state == S_RUN);
+      job_st = cur;
+      job_st_half = tile_half;
+      job_load = go_has_next;
+      job_ld = go_next;
+      job_ld_half = ~go_half;
+    end else if ((state == S_DESC || state == S_BIAS || state == S_FIRST || state == S_LAST) && job_start_pending) begin
+      job_start = 1'b1;
+      job_kind = (state == S_DESC) ? J_DESC : (state == S_BIAS) ? J_BIAS : J_TRIP;
+      job_load = (state != S_LAST);
+      job_store = (state == S_LAST);
+      job_ld = '0;
+      job_ld_half = 1'b0;
+    end
+  end
+
+  assign comp_start = go;
+  assign busy = (state != S_IDLE) && (state != S_DONE);
+
+  always_ff @(posedge clk) begin
+    if (rst) begin
+      state <= S_IDLE;
+      done <= 1'b0;
+      perf_valid <= 1'b0;
+      job_start_pending <= 1'b0;
+    end else begin
+      perf_valid <= 1'b0;
+      cycle_count <= cycle_count + 1;
+      if (job_start && !go) job_start_pending <= 1'b0;
+      case (state)
+        S_IDLE, S_DONE: begin
+          if (start) begin
+            done <= 1'b0;
+            desc_index <= '0;
+            cycle_count <= '0;
+            if (desc_count == 0) begin
+              state <= S_DONE;
+              done <= 1'b1;
+            end else begin
+              state <= S_DESC;
+              job_start_pending <= 1'b1;
+            end
+          end
+        end
+        S_DESC: if (mstate == M_WAIT && !job_start_pending) begin
+          state <= S_BIAS;
+          job_start_pending <= 1'b1;
+        end
+        S_BIAS: if (mstate == M_WAIT && !job_start_pending) begin
+          state <= S_FIRST;
+          job_start_pending <= 1'b1;
+        end
+        S_FIRST: if (go) begin
+          state <= S_RUN;
+          cur <= '0;
+          cur_half <= 1'b0;
+          tile_half <= 1'b0;
+          cur_last <= !go_has_next;
+        end
+        S_RUN: begin
+          if (go) begin
+            cur <= go_trip;
+            cur_half <= go_half;
+            tile_half <= go_tile_half;
+            cur_last <= !go_has_next;
+          end else if (advance && cur_last) begin
+            state <= S_LAST;
+            job_start_pending <= 1'b1;
+          end
+        end
+        S_LAST: if (mstate == M_WAIT && !job_start_pending) begin
+          state <= S_OUTLAT;
+          out_wait <= 4'(OUT_LATENCY - 1);
+        end
+        S_OUTLAT: begin
+          if (out_wait == 0) state <= S_NEXT;
+          else out_wait <= out_wait - 1;
+        end
+        S_NEXT: begin
+          perf_valid <= 1'b1;
+          perf_index <= desc_index;
+          perf_cycles <= cycle_count;
+          cycle_count <= '0;
+          if (desc_index + 1 < desc_count) begin
+            desc_index <= desc_index + 1;
+            state <= S_DESC;
+            job_start_pending <= 1'b1;
+          end else begin
+            state <= S_DONE;
+            done <= 1'b1;
+          end
+        end
+        default: ;
+      endcase
+    end
+  end
+endmodule
