@@ -33,7 +33,7 @@ class OpImage:
     op: FEOp
     layer: str  # the IR layer whose output this op stores (the pool's for a fused conv + pool)
     out_addr: int
-    out_shape: tuple[int, ...]  # C, H, W of the stored output
+    out_shape: tuple[int, ...]  # per-sample shape of the stored output, as in the IR
 
 
 @dataclass
@@ -99,7 +99,7 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray, m
         bias_addr = place(np.asarray(lq.bias, dtype=np.int64).astype("<i4").view(np.uint8))
         weight_addr = place(_bytes(_tile_ordered_weights(lq.weight, op, cfg)))
         source = _producer_region(network, layer, region)
-        out_shape = (op.m, op.r // 2, op.c // 2) if op.pool else (op.m, op.r, op.c)
+        out_shape = tuple(network.layer(stored).out_shape)  # (M,) for a linear layer, else (M, R, C)
         out_addr = place(np.zeros(int(np.prod(out_shape)), dtype=np.uint8))
         region[stored] = out_addr
         six = int(fixed.to_fixed(6.0, out_fmt)) if layer.activation == "relu6" else 0

@@ -86,7 +86,7 @@ def build(params: FESimParams, cache_root: Path | None = None) -> Path:
                             + b"".join(path.read_bytes() for path in sources)).hexdigest()[:16]
     root = cache_root or Path(os.environ.get("DTLGEN_CACHE", Path.home() / ".cache" / "dtlgen")) / "verilator"
     build_dir = root / f"fe_{digest}"
-    if (build_dir / "Vtop").exists() or (build_dir / f"V{TOP}").exists():
+    if (build_dir / TOP).exists():  # the runner names the simulator executable after the top
         return build_dir
     runner = get_runner("verilator")
     runner.build(sources=sources, hdl_toplevel=TOP, build_dir=build_dir, parameters=params.hdl_parameters(),

