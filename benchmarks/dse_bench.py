@@ -24,7 +24,8 @@ from dtlgen.boards import load_board
 from dtlgen.dse import Space
 from dtlgen.dse.problem import InfoLossTable
 from dtlgen.dse.quality import compare_with_exhaustive
-from dtlgen.dse.run import calibration_inputs, search
+from dtlgen.dse.run import search
+from dtlgen.model.calibration import calibration_inputs
 from dtlgen.model import load_model
 from dtlgen.perf import fe
 

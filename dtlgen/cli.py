@@ -139,7 +139,7 @@ def cmd_dse(args: argparse.Namespace) -> int:
 
     from dtlgen.boards import load_board
     from dtlgen.dse import OBJECTIVES, run_dse
-    from dtlgen.dse.run import calibration_inputs
+    from dtlgen.model.calibration import calibration_inputs
     from dtlgen.model import load_model
 
     board = load_board(args.board)
@@ -170,6 +170,47 @@ def cmd_dse(args: argparse.Namespace) -> int:
           f"(dtlgen.perf) at {board.clock_mhz:g} MHz and golden-model logit KL. Written to {Path(args.out).resolve()}: "
           "pareto.json, pareto.csv, pareto.png, design.json")
     return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from dtlgen.boards import load_board
+    from dtlgen.generator.project import generate_project
+    from dtlgen.model import load_model
+    from dtlgen.model.calibration import calibration_inputs
+    from dtlgen.perf import load_design
+
+    design = load_design(args.design)
+    board = load_board(design.board)
+    network = load_model(args.model, design.split if design.split is not None else _parse_split(args))
+    calib = calibration_inputs(network, 0)
+    progress = (lambda message: None) if args.json else (lambda message: _err.print(f"[dim]-> {message}[/dim]"))
+    project = generate_project(network, design, board, calib, calib[0], Path(args.out), progress)
+    if args.json:
+        _print_json({"project": str(project)})
+    else:
+        _out.print(f"project written to {project} (rtl/, sim/, design.json, report.json); "
+                   f"simulate it with: dtlgen sim {project}", soft_wrap=True, highlight=False)
+    return 0
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from dtlgen.sim.project_sim import simulate_project
+
+    progress = (lambda message: None) if args.json else (lambda message: _err.print(f"[dim]-> {message}[/dim]"))
+    report = simulate_project(Path(args.project), progress)
+    if args.json:
+        _print_json(report)
+        return 0
+    rows = [[r["name"], r["engine"], f"{r['macs']:,}", f"{r['predicted_cycles']:,}", f"{r['measured_cycles']:,}",
+             f"{r['predicted_gops']:.2f}", f"{r['measured_gops']:.2f}", f"{100 * r['rel_error']:+.2f} %",
+             "yes" if r["bit_exact"] else "NO"] for r in report["layers"] + [report["totals"]["fe"]]]
+    _show(f"{report['model']} on {report['board']}: RTL simulation vs analytical model at {report['clock_mhz']:g} MHz",
+          ["layer", "engine", "MACs", "predicted cycles", "measured cycles", "predicted GOPs", "measured GOPs",
+           "rel. error", "bit-exact"], rows,
+          f"Measured: {report['source']['measured']}; predicted: {report['source']['predicted']}. "
+          f"Max per-layer error {100 * report['max_layer_abs_error']:.2f} %. Simulator: "
+          f"{report['simulator']['cycles_per_s'] / 1e6:.2f} M cycles/s. Report: {Path(args.project) / 'sim'}")
+    return 0 if report["totals"]["fe"]["bit_exact"] else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -249,6 +290,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_split_options(p)
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.set_defaults(func=cmd_dse)
+
+    p = sub.add_parser("generate", help="write a project (RTL, memory images, cocotb test) for a design")
+    p.add_argument("model", metavar="MODEL", help="zoo name or path/to/file.py:factory")
+    p.add_argument("--design", required=True, help="design.json (from 'dtlgen dse')")
+    p.add_argument("--out", required=True, help="project directory")
+    _add_split_options(p)
+    p.add_argument("--json", action="store_true", help="print JSON only")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("sim", help="simulate a project's engines (cocotb + Verilator) against golden model and model")
+    p.add_argument("project", metavar="PRJ", help="project directory from 'dtlgen generate'")
+    p.add_argument("--json", action="store_true", help="print JSON only")
+    p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser("demo", help="run the DTL demo on built-in defaults")
     p.add_argument("--out", default="dtlgen-demo", help="output directory (default: %(default)s)")

@@ -44,19 +44,6 @@ class DSEResult:
     seconds: float = 0.0
 
 
-CALIBRATION_SAMPLES = 4
-
-
-def calibration_inputs(network: Network, seed: int = 0, count: int = CALIBRATION_SAMPLES) -> np.ndarray:
-    """Calibration inputs for the information-loss proxy: the digits task's images for digits_cnn,
-    seeded N(0, 1) inputs for the zoo's randomly initialised performance models."""
-    if network.name == "digits_cnn":
-        from dtlgen.model.digits_task import load_digits_task
-
-        return load_digits_task(seed).retrain_x[: 4 * count]
-    return np.random.default_rng(seed).standard_normal((count, *network.input_shape))
-
-
 def nsga2(pop: int) -> NSGA2:
     """NSGA-II with pymoo's integer operators: integer sampling, SBX and PM with rounding repair."""
     return NSGA2(pop_size=pop, sampling=IntegerRandomSampling(),

@@ -26,6 +26,7 @@ ALIGN = 64
 KIND_CONV = 1
 ACTIVATION_CODES = {None: 0, "relu": 1, "relu6": 2}
 RTL_ACC_BITS = 32  # the engine's accumulators and bias words
+MIN_MEMORY_BYTES = 1 << 20
 
 
 @dataclass
@@ -66,12 +67,19 @@ def check_supported(op: FEOp, cfg: FEConfig) -> None:
         raise DesignError(f"layer '{op.name}': kernel {op.k} / stride {op.s} exceed the FE engine (K ≤ 7, S ≤ 2)")
 
 
-def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray, memory_bytes: int) -> FEProgram:
-    """Lay out one input sample `x_int` (C, H, W ints in the input format) and every FE op."""
+def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
+                     memory_bytes: int | None = None, m_max: int | None = None) -> FEProgram:
+    """Lay out one input sample `x_int` (C, H, W ints in the input format) and every FE op.
+
+    `memory_bytes` None sizes the image to the next power of two (at least 1 MiB); `m_max` is the
+    engine's bias-table depth, which every layer's output channels must fit.
+    """
     network = qnet.network
     ops = fe_ops(network, cfg)
     for op in ops:
         check_supported(op, cfg)
+        if m_max is not None and op.m > m_max:
+            raise DesignError(f"layer '{op.name}' has {op.m} output channels; the engine's bias table holds {m_max}")
     chunks: list[tuple[int, np.ndarray]] = []
     cursor = DESCRIPTOR_BYTES * len(ops)
 
@@ -109,6 +117,8 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray, m
                  source, weight_addr, bias_addr, out_addr] + [0] * 6
         descriptors.append(np.array(words, dtype="<u4").view(np.uint8))
         program.ops.append(OpImage(op, stored, out_addr, out_shape))
+    if memory_bytes is None:
+        memory_bytes = max(MIN_MEMORY_BYTES, 1 << (cursor - 1).bit_length())
     if cursor > memory_bytes:
         raise DesignError(f"the FE program needs {cursor} bytes of DRAM; the simulated DRAM has {memory_bytes}")
     memory = np.zeros(memory_bytes, dtype=np.uint8)

@@ -12,7 +12,8 @@ from dtlgen.cli import main
 from dtlgen.dse import Space, choose, run_dse
 from dtlgen.dse.problem import InfoLossTable
 from dtlgen.dse.quality import REDUCED_SPACE, compare_with_exhaustive
-from dtlgen.dse.run import calibration_inputs, search
+from dtlgen.dse.run import search
+from dtlgen.model.calibration import calibration_inputs
 from dtlgen.errors import BoardError, DesignError
 from dtlgen.model import load_model
 from dtlgen.perf import load_design, predict

@@ -1,0 +1,102 @@
+"""`dtlgen sim PRJ`: simulate a generated project and hold it against the golden model and the model.
+
+Per FE descriptor: bit-exact check of the stored output against the golden model, measured cycles
+(the engine's perf counter, RTL simulation) against predicted cycles (analytical model), GOPs of
+both at the design's clock, relative error. Writes sim/sim_report.json (DESIGN.md §3),
+sim/sim_report.md and sim/predicted_vs_measured.png.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from dtlgen.atomic import write_json
+from dtlgen.errors import DesignError
+from dtlgen.generator.rtl import FESimParams
+from dtlgen.sim.fe_sim import run_image
+
+REPORT = "sim_report.json"
+
+
+def simulate_project(project: Path, progress: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
+    project = Path(project)
+    sim = project / "sim"
+    for needed in ("params.json", "program.json", "expected.npz", "test_fe_engine.py"):
+        if not (sim / needed).exists():
+            raise DesignError(f"project '{project}': sim/{needed} is missing; regenerate it with 'dtlgen generate'")
+    params = FESimParams(**json.loads((sim / "params.json").read_text()))
+    program = json.loads((sim / "program.json").read_text())
+    expected = np.load(sim / "expected.npz")
+    ops = program["ops"]
+    progress(f"building the FE engine in Verilator ({params.tm}x{params.tn} array, cached per parameter set)")
+    predicted_total = sum(op["predicted_cycles"] for op in ops)
+    start = time.perf_counter()
+    result = run_image(expected["memory"], program["desc_addr"], len(ops), params, sim / "run",
+                       max_cycles=4 * predicted_total + 10_000, sources_dir=project / "rtl",
+                       test_module="test_fe_engine", test_path=sim)
+    wall_s = time.perf_counter() - start
+    clock_hz = program["clock_mhz"] * 1e6
+    rows = []
+    for i, (op, measured) in enumerate(zip(ops, result.cycles)):
+        count = int(np.prod(op["out_shape"]))
+        got = result.memory[op["out_addr"]:op["out_addr"] + count].view(np.int8).astype(np.int64)
+        bit_exact = bool(np.array_equal(got.reshape(op["out_shape"]), expected[f"op{i}"]))
+        rows.append(_row(op["name"], "fe", op["macs"], op["predicted_cycles"], measured, clock_hz, bit_exact))
+    total = _row("total", "fe", sum(r["macs"] for r in rows), predicted_total, sum(result.cycles), clock_hz,
+                 all(r["bit_exact"] for r in rows))
+    report = {"model": program["model"], "board": program["board"], "clock_mhz": program["clock_mhz"],
+              "source": {"measured": "RTL simulation (Verilator, cocotb), cycles from the engine's perf counter",
+                         "predicted": "analytical model (dtlgen.perf)"},
+              "layers": rows, "totals": {"fe": total},
+              "max_layer_abs_error": max((abs(r["rel_error"]) for r in rows), default=0.0),
+              "simulator": {"wall_s": wall_s, "cycles_per_s": sum(result.cycles) / wall_s if wall_s else 0.0}}
+    write_json(sim / REPORT, report)
+    (sim / "sim_report.md").write_text(markdown(report))
+    plot(report, sim / "predicted_vs_measured.png")
+    return report
+
+
+def _row(name: str, engine: str, macs: int, predicted: int, measured: int, clock_hz: float,
+         bit_exact: bool) -> dict[str, Any]:
+    ops = 2 * macs
+    return {"name": name, "engine": engine, "macs": macs, "ops": ops, "predicted_cycles": predicted,
+            "measured_cycles": measured, "predicted_gops": ops / (predicted / clock_hz) / 1e9 if predicted else 0.0,
+            "measured_gops": ops / (measured / clock_hz) / 1e9 if measured else 0.0,
+            "rel_error": (predicted - measured) / measured if measured else 0.0, "bit_exact": bit_exact}
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [f"# {report['model']} on {report['board']} at {report['clock_mhz']:g} MHz (design clock)", "",
+             f"Measured: {report['source']['measured']}. Predicted: {report['source']['predicted']}.", "",
+             "| layer | engine | MACs | predicted cycles | measured cycles | predicted GOPs | measured GOPs | "
+             "rel. error | bit-exact |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in report["layers"] + [report["totals"]["fe"]]:
+        lines.append(f"| {r['name']} | {r['engine']} | {r['macs']:,} | {r['predicted_cycles']:,} | "
+                     f"{r['measured_cycles']:,} | {r['predicted_gops']:.2f} | {r['measured_gops']:.2f} | "
+                     f"{100 * r['rel_error']:+.2f} % | {'yes' if r['bit_exact'] else 'NO'} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["layers"]
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(rows) + 2), 4))
+    ax.bar(x - 0.2, [r["predicted_gops"] for r in rows], 0.4, label="predicted (analytical model)")
+    ax.bar(x + 0.2, [r["measured_gops"] for r in rows], 0.4, label="measured (RTL simulation)")
+    ax.set_xticks(x, [r["name"] for r in rows], rotation=45, ha="right")
+    ax.set_ylabel(f"GOPs at {report['clock_mhz']:g} MHz")
+    ax.set_title(f"{report['model']} FE engine on {report['board']}: predicted vs measured")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
