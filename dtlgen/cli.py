@@ -213,6 +213,16 @@ def cmd_sim(args: argparse.Namespace) -> int:
     return 0 if report["totals"]["fe"]["bit_exact"] else 1
 
 
+def _sim_rows(report: dict) -> list[list[str]]:
+    if "sim" not in report:
+        return []
+    total = report["sim"]["totals"]["fe"]
+    return [["FE engine in RTL simulation: bit-exact vs golden model", "yes" if total["bit_exact"] else "NO"],
+            ["  measured / predicted cycles per image (error)",
+             f"{total['measured_cycles']:,} / {total['predicted_cycles']:,} ({100 * total['rel_error']:+.2f} %)"],
+            ["  measured GOPs at the design clock", f"{total['measured_gops']:.2f}"]]
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from dtlgen.demo import DemoConfig, run_demo
 
@@ -243,7 +253,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"{d['fe']['tm']}x{d['fe']['tn']}, {d['fe']['tr']}x{d['fe']['tc']} / {d['rl']['tm']}x{d['rl']['tn']}"],
          ["  predicted FE GOPs / RL GOPs (analytical model)",
           f"{d['predicted']['fe_gops']:.2f} / {d['predicted']['rl_gops']:.2f}"],
-         ["  DSP / BRAM18 / LUT", f"{d['predicted']['dsp']} / {d['predicted']['bram18']} / {d['predicted']['lut']}"]],
+         ["  DSP / BRAM18 / LUT", f"{d['predicted']['dsp']} / {d['predicted']['bram18']} / {d['predicted']['lut']}"],
+         *_sim_rows(report)],
         caption=f"{r['steps']} training steps of batch {r['batch']} on {r['retrain_samples']} target images, "
                 f"tested on {r['test_samples']} held-out ones. Source: {report['figures_from']}. "
                 f"DSE: {dse['evaluations']} evaluations, {dse['front_size']} Pareto points in {dse['out_dir']}. "

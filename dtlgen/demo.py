@@ -5,7 +5,9 @@ retrainable fc1/fc2); quantise with hybrid precision; re-train the retrainable l
 shifted target environment twice — float64 SGD, and the bit-true fixed-point golden model of the
 RL engine with the same batches and learning-rate schedule; report accuracies, information loss
 and model size; explore the design space of both engines on the board with NSGA-II and keep the
-knee design. Later stages (generation, simulation) join here.
+knee design; generate its project and simulate the FE engine in RTL (cocotb + Verilator), bit-exact
+against the golden model and cycle by cycle against the analytical model (with an output
+directory). On-device re-training in RTL joins here next.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from dtlgen.atomic import atomic_directory, check_destination, write_json
 from dtlgen.boards import load_board
 from dtlgen.dse.run import run_dse
 from dtlgen.dse.run import write_outputs as write_dse_outputs
+from dtlgen.generator.project import generate_project
+from dtlgen.perf import Design
+from dtlgen.sim.project_sim import simulate_project
 from dtlgen.model import import_module, load_factory, resolve_split
 from dtlgen.model import digits_task
 from dtlgen.quant import golden
@@ -141,6 +146,15 @@ def run_demo(out_dir: Path | None = None, config: DemoConfig = DemoConfig(),
             write_dse_outputs(staging / "dse", dse, board, network, "knee", config.dse_pop, config.dse_gens,
                               config.seed + 1)
             report["dse"]["out_dir"] = str(Path(out_dir).resolve() / "dse")
+            progress("generating the project for the knee design and simulating its FE engine (Verilator)")
+            design = Design.from_dict(dse.design, "the DSE's design")
+            project = generate_project(network, design, board, task.retrain_x, task.test_x[0], staging / "project",
+                                       progress)
+            sim_report = simulate_project(project, progress)
+            report["sim"] = {"project": str(Path(out_dir).resolve() / "project"),
+                             "totals": sim_report["totals"], "layers": sim_report["layers"],
+                             "max_layer_abs_error": sim_report["max_layer_abs_error"],
+                             "report": str(Path(out_dir).resolve() / "project" / "sim" / "sim_report.json")}
             write_json(staging / REPORT_NAME, report)
         report["out_dir"] = str(Path(out_dir).resolve())
     return report

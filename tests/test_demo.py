@@ -42,3 +42,12 @@ def test_report_file_has_the_contract_keys(demo):
     assert {"fp32", "uniform16", "hybrid"} <= set(data["size_bytes"])
     assert data["per_layer"]["fc1"]["engine"] == "rl" and data["per_layer"]["conv1"]["engine"] == "fe"
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")], "no staging directory left behind"
+
+
+def test_demo_simulates_the_knee_design_in_rtl(demo):
+    report, out = demo
+    total = report["sim"]["totals"]["fe"]
+    assert total["bit_exact"] and all(row["bit_exact"] for row in report["sim"]["layers"])
+    assert abs(total["rel_error"]) <= 0.01 and report["sim"]["max_layer_abs_error"] <= 0.02
+    sim = out / "project" / "sim"
+    assert {"sim_report.json", "sim_report.md", "predicted_vs_measured.png"} <= {p.name for p in sim.iterdir()}

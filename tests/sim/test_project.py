@@ -1,0 +1,42 @@
+"""dtlgen generate + dtlgen sim: the project directory, the simulation report and bad input."""
+
+from __future__ import annotations
+
+import json
+
+from dtlgen.cli import main
+
+DESIGN = {"board": "pynq-z2", "clock_mhz": 100, "fe": {"tm": 4, "tn": 4, "tr": 4, "tc": 4, "w_bits": 8, "a_bits": 8},
+          "rl": {"tm": 8, "tn": 8, "bits": 16, "batch": 16}}
+
+
+def test_generate_then_sim(tmp_path, capsys):
+    design = tmp_path / "design.json"
+    design.write_text(json.dumps(DESIGN))
+    project = tmp_path / "prj"
+    assert main(["generate", "digits_cnn", "--design", str(design), "--out", str(project)]) == 0
+    assert {p.name for p in (project / "rtl").iterdir()} >= {"fe_engine.sv", "dram_model.sv", "fe_tb_top.sv",
+                                                             "dtl_params.svh", "dram_init.hex"}
+    assert (project / "sim" / "test_fe_engine.py").exists() and (project / "report.json").exists()
+    capsys.readouterr()
+    assert main(["sim", str(project), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["totals"]["fe"]["bit_exact"] and report["max_layer_abs_error"] <= 0.02
+    on_disk = json.loads((project / "sim" / "sim_report.json").read_text())
+    row = on_disk["layers"][0]
+    assert {"macs", "ops", "predicted_cycles", "measured_cycles", "predicted_gops", "measured_gops", "rel_error",
+            "bit_exact"} <= set(row)
+    assert row["ops"] == 2 * row["macs"]
+
+
+def test_sim_of_a_non_project_is_a_clear_error(tmp_path, capsys):
+    assert main(["sim", str(tmp_path)]) == 1
+    assert "dtlgen generate" in capsys.readouterr().err
+
+
+def test_generate_refuses_a_layer_the_rtl_cannot_run(tmp_path, capsys):
+    design = tmp_path / "design.json"
+    design.write_text(json.dumps(DESIGN))
+    assert main(["generate", "mobilenet_v1_cifar", "--design", str(design), "--out", str(tmp_path / "p")]) == 1
+    assert "depthwise" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists(), "nothing half-written"
