@@ -5,9 +5,11 @@ under an `FEConfig`, in the byte format `hw_templates/rtl/fe_engine.sv` reads. T
 from `dtlgen.perf.fe.fe_ops`, so the simulated engine runs exactly the operations the analytical
 model predicts. Nothing here simulates; it only writes data.
 
-Descriptor (64 bytes, little-endian 32-bit words): w0 kind | act << 4 | pool << 6; w1 N | M << 16;
-w2 H | W << 16; w3 R | C << 16; w4 K | S << 8 | P << 16 | shift << 24 (signed); w5 six (signed
-16); w6 input address; w7 weight address; w8 bias address; w9 output address.
+Descriptor (64 bytes, little-endian 32-bit words): w0 kind (1 conv, 2 max pool, 3 average pool,
+4 add) | act << 4 | fused pool << 6 | depthwise << 7; w1 N | M << 16; w2 H | W << 16; w3 R | C << 16;
+w4 K | S << 8 | P << 16 | shift << 24 (signed); w5 six (signed 16) | average-pool multiplier << 16;
+w6 input address; w7 weight address (an add's second input); w8 bias address; w9 output address;
+w10 the add's operand shifts sa | sb << 8.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from dtlgen.quant.quantize import QuantizedNetwork
 
 DESCRIPTOR_BYTES = 64
 ALIGN = 64
-KIND_CONV = 1
+KIND_CONV, KIND_MAXPOOL, KIND_AVGPOOL, KIND_ADD = 1, 2, 3, 4
+S_MAX, K_MAX = 2, 7  # the engine's input window is sized for these (fe_engine.sv)
 ACTIVATION_CODES = {None: 0, "relu": 1, "relu6": 2}
 RTL_ACC_BITS = 32  # the engine's accumulators and bias words
 MIN_MEMORY_BYTES = 1 << 20
@@ -56,15 +59,18 @@ class FEProgram:
 
 
 def check_supported(op: FEOp, cfg: FEConfig) -> None:
-    """What this RTL engine runs today; anything else is refused before a build starts."""
-    if op.kind != "conv" or op.depthwise:
-        raise DesignError(f"layer '{op.name}': the FE RTL runs dense convolutions and linear layers so far; "
-                          f"{'depthwise conv' if op.depthwise else op.kind} is not implemented in RTL yet")
+    """What the RTL engine runs; anything else is refused before a build starts."""
     if cfg.a_bits > 8 or cfg.w_bits > 8:
         raise DesignError(f"fe.a_bits={cfg.a_bits}, fe.w_bits={cfg.w_bits}: the FE RTL stores one byte per "
                           "element; use bit widths up to 8")
-    if op.k > 7 or op.s > 2:
-        raise DesignError(f"layer '{op.name}': kernel {op.k} / stride {op.s} exceed the FE engine (K ≤ 7, S ≤ 2)")
+    if op.k > K_MAX:
+        raise DesignError(f"layer '{op.name}': kernel {op.k} exceeds the FE engine's K ≤ {K_MAX}")
+    # The input buffer holds a (tr-1)·S_MAX + K_MAX square window; a tile's real window must fit.
+    rows = (min(cfg.tr, op.r) - 1) * op.s + op.k
+    cols = (min(cfg.tc, op.c) - 1) * op.s + op.k
+    if op.s > S_MAX and (rows > (cfg.tr - 1) * S_MAX + K_MAX or cols > (cfg.tc - 1) * S_MAX + K_MAX):
+        raise DesignError(f"layer '{op.name}': stride {op.s} with tiles {cfg.tr}x{cfg.tc} needs a {rows}x{cols} "
+                          "input window, larger than the engine's buffers; use stride ≤ 2 or smaller tiles")
 
 
 def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
@@ -101,20 +107,32 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
         out_fmt = qnet.layers[stored].out_fmt
         if lq.acc_bits > RTL_ACC_BITS:
             raise DesignError(f"layer '{op.name}' needs {lq.acc_bits}-bit accumulators; the FE RTL has {RTL_ACC_BITS}")
-        shift = lq.acc_frac - lq.out_fmt.frac
+        source = _producer_region(network, layer.inputs[0], region)
+        second, bias_addr, mult, shifts = 0, 0, 1, 0
+        if op.kind == "conv":
+            kind = KIND_CONV
+            shift = lq.acc_frac - lq.out_fmt.frac
+            bias_addr = place(np.asarray(lq.bias, dtype=np.int64).astype("<i4").view(np.uint8))
+            second = place(_bytes(_tile_ordered_weights(lq.weight, op, cfg)))
+        elif op.kind == "pool":
+            kind = KIND_MAXPOOL if layer.op == "maxpool" else KIND_AVGPOOL
+            mult, shift = fixed.avg_pool_scale(op.k * op.k) if kind == KIND_AVGPOOL else (1, 0)
+        else:  # add: both operands shifted up to the finer frac, then requantised
+            kind = KIND_ADD
+            common = max(lq.in_fracs)
+            shift = common - lq.out_fmt.frac
+            shifts = (common - lq.in_fracs[0]) | (common - lq.in_fracs[1]) << 8
+            second = _producer_region(network, layer.inputs[1], region)
         if not -128 <= shift <= 127:
             raise DesignError(f"layer '{op.name}': requantisation shift {shift} does not fit the descriptor")
-        bias_addr = place(np.asarray(lq.bias, dtype=np.int64).astype("<i4").view(np.uint8))
-        weight_addr = place(_bytes(_tile_ordered_weights(lq.weight, op, cfg)))
-        source = _producer_region(network, layer, region)
         out_shape = tuple(network.layer(stored).out_shape)  # (M,) for a linear layer, else (M, R, C)
         out_addr = place(np.zeros(int(np.prod(out_shape)), dtype=np.uint8))
         region[stored] = out_addr
         six = int(fixed.to_fixed(6.0, out_fmt)) if layer.activation == "relu6" else 0
-        words = [KIND_CONV | ACTIVATION_CODES[layer.activation] << 4 | (1 if op.pool else 0) << 6,
+        words = [kind | ACTIVATION_CODES[layer.activation] << 4 | (1 if op.pool else 0) << 6 | int(op.depthwise) << 7,
                  op.n | op.m << 16, op.h | op.w << 16, op.r | op.c << 16,
-                 op.k | op.s << 8 | op.p << 16 | (shift & 0xFF) << 24, six & 0xFFFF,
-                 source, weight_addr, bias_addr, out_addr] + [0] * 6
+                 op.k | op.s << 8 | op.p << 16 | (shift & 0xFF) << 24, (six & 0xFFFF) | mult << 16,
+                 source, second, bias_addr, out_addr, shifts] + [0] * 5
         descriptors.append(np.array(words, dtype="<u4").view(np.uint8))
         program.ops.append(OpImage(op, stored, out_addr, out_shape))
     if memory_bytes is None:
@@ -130,16 +148,19 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
     return program
 
 
-def _producer_region(network, layer, region: dict[str, int]) -> int:
-    """Address of a layer's input; flatten layers are free (NCHW is already the flat order)."""
-    name = layer.inputs[0]
+def _producer_region(network, name: str, region: dict[str, int]) -> int:
+    """Address of the tensor `name`; flatten layers are free (NCHW is already the flat order)."""
     while name not in region:
         name = network.layer(name).inputs[0]
     return region[name]
 
 
 def _tile_ordered_weights(weight: np.ndarray, op: FEOp, cfg: FEConfig) -> np.ndarray:
-    """Weights in the engine's trip order: (m tile, n tile) blocks, each in (m, n, kr, kc) order."""
+    """Weights in the engine's trip order: (m tile, n tile) blocks, each in (m, n, kr, kc) order;
+    a depthwise conv has one input channel per lane: (m tile) blocks in (m, kr, kc) order."""
+    if op.depthwise:
+        w = weight.reshape(op.m, op.k, op.k)
+        return np.concatenate([w[m0:m0 + cfg.tm].reshape(-1) for m0 in range(0, op.m, cfg.tm)])
     w = weight.reshape(op.m, op.n, op.k, op.k)
     blocks = [w[m0:m0 + cfg.tm, n0:n0 + cfg.tn].reshape(-1)
               for m0 in range(0, op.m, cfg.tm) for n0 in range(0, op.n, cfg.tn)]

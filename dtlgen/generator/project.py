@@ -30,7 +30,7 @@ from dtlgen.perf import Design, predict
 from dtlgen.perf.fe import op_cycles, pipeline_depth
 from dtlgen.quant import golden
 from dtlgen.quant.quantize import PrecisionConfig, QuantizedNetwork, quantize
-from dtlgen.generator.rtl import RTL_SOURCES, FESimParams, rtl_dir
+from dtlgen.generator.rtl import RTL_SOURCES, FESimParams, rtl_dir, write_hex
 
 MARKER = "report.json"
 COCOTB_TEST = "test_fe_engine.py"
@@ -73,7 +73,7 @@ def generate_project(network: Network, design: Design, board: Board, calib_x: np
         for name in RTL_SOURCES:
             shutil.copy(rtl_dir() / name, rtl / name)
         (rtl / "dtl_params.svh").write_text(_params_header(params, design))
-        (rtl / "dram_init.hex").write_text("\n".join(np.char.mod("%02x", program.memory)) + "\n")
+        write_hex(rtl / "dram_init.hex", program.memory)
         shutil.copy(rtl_dir() / "fe_cocotb_test.py", sim / COCOTB_TEST)
         write_json(sim / "params.json", asdict(params))
         ops = []

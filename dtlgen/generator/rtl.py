@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
+import numpy as np
+
 RTL_SOURCES = ("fe_engine.sv", "dram_model.sv", "fe_tb_top.sv")
 TOP = "fe_tb_top"
 
@@ -40,3 +42,8 @@ class FESimParams:
                 "PERF_FILE": '"perf_dump.hex"'}
 
 
+def write_hex(path: Path, data: np.ndarray) -> None:
+    """A $readmemh file of bytes, one per line (vectorised: images are megabytes)."""
+    digits = np.frombuffer(np.ascontiguousarray(data, dtype=np.uint8).tobytes().hex().encode(), dtype="S1")
+    lines = np.concatenate([digits.reshape(-1, 2), np.full((len(data), 1), b"\n", dtype="S1")], axis=1)
+    path.write_bytes(lines.tobytes())

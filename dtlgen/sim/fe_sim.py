@@ -17,7 +17,7 @@ import numpy as np
 
 from dtlgen.errors import ToolMissingError
 from dtlgen.generator.fe_program import FEProgram
-from dtlgen.generator.rtl import RTL_SOURCES, TOP, FESimParams, rtl_dir
+from dtlgen.generator.rtl import RTL_SOURCES, TOP, FESimParams, rtl_dir, write_hex
 
 BUILD_ARGS = ("-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert", "-Wall")
 
@@ -81,7 +81,7 @@ def run_image(memory: np.ndarray, desc_addr: int, desc_count: int, params: FESim
 
     build_dir = build(params, sources_dir)
     workdir.mkdir(parents=True, exist_ok=True)
-    _write_hex(workdir / "dram_init.hex", memory)
+    write_hex(workdir / "dram_init.hex", memory)
     for stale in ("dram_dump.hex", "perf_dump.hex"):
         (workdir / stale).unlink(missing_ok=True)
     runner = get_runner("verilator")
@@ -105,18 +105,18 @@ def run_image(memory: np.ndarray, desc_addr: int, desc_count: int, params: FESim
     return FESimResult(memory.astype(np.uint8), [int(v) for v in perf[:desc_count]])
 
 
-def _write_hex(path: Path, data: np.ndarray) -> None:
-    path.write_text("\n".join(np.char.mod("%02x", data.astype(np.uint8))) + "\n")
-
-
 def _read_hex(path: Path, size: int, width: int) -> np.ndarray:
-    """Parse a $writememh file (optional //comments and @address lines)."""
+    """Parse a $writememh file: plain lines of `width`-bit words, or with @address / comment lines."""
+    text = path.read_text()
+    if not any(mark in text for mark in ("@", "/", "x", "z", "X", "Z")):
+        raw = np.frombuffer(bytes.fromhex(text.replace("\n", "")), dtype=f">u{width // 8}" if width > 8 else np.uint8)
+        out = np.zeros(size, dtype=np.int64)
+        out[:len(raw)] = raw
+        return out
     out = np.zeros(size, dtype=np.int64)
     addr = 0
-    for line in path.read_text().split("\n"):
+    for line in text.split("\n"):
         line = line.split("//")[0].strip()
-        if not line:
-            continue
         for token in line.split():
             if token.startswith("@"):
                 addr = int(token[1:], 16)
@@ -126,5 +126,3 @@ def _read_hex(path: Path, size: int, width: int) -> np.ndarray:
                 out[addr] = int(token, 16)
                 addr += 1
     return out
-
-

@@ -104,15 +104,48 @@ def test_memory_stalls_change_timing_not_results(tmp_path):
     assert sum(result.cycles) > sum(predicted), "a stalling memory must cost cycles the model does not see"
 
 
+class _PerChannel(nn.Module):
+    """conv, depthwise conv, 1×1 conv, residual add + ReLU, 3/2 max-pool with padding, 2×2 average pool."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 6, 3, padding=1)
+        self.dw = nn.Conv2d(6, 6, 3, padding=1, groups=6)
+        self.c2 = nn.Conv2d(6, 6, 1)
+        self.pool = nn.MaxPool2d(3, 2, 1)
+        self.avg = nn.AvgPool2d(2)
+
+    def forward(self, x):
+        y = torch.relu(self.c1(x))
+        z = self.c2(torch.relu(self.dw(y)))
+        return self.avg(self.pool(torch.relu(z + y)))
+
+
+@pytest.mark.parametrize("tile", [3, 4])  # odd tiles leave pools standalone, even ones fuse where they can
+def test_depthwise_pool_and_add_bit_exact(tmp_path, tile):
+    torch.manual_seed(0)
+    network = import_module(_PerChannel().eval(), (3, 9, 9))
+    x = np.random.default_rng(0).standard_normal((4, 3, 9, 9))
+    qnet = quantize(network, x, PrecisionConfig())
+    cfg = FEConfig(4, 4, tile, tile)
+    params = fe_sim.FESimParams(4, 4, tile, tile, BUS, LATENCY, pipeline_depth(4))
+    program, result, predicted, exact = simulate(qnet, golden.quantize_input(qnet, x[:1])[0], tmp_path, params, cfg)
+    assert {img.op.kind for img in program.ops} == {"conv", "add", "pool"}
+    assert any(img.op.depthwise for img in program.ops)
+    assert all(exact)
+    for measured, model in zip(result.cycles, predicted):
+        assert abs(measured - model) <= LAYER_TOLERANCE * model
+
+
 def test_unsupported_layers_fail_before_any_build():
-    depthwise = import_module(nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, groups=4)).eval(), (4, 6, 6))
-    qnet = quantize(depthwise, np.random.default_rng(0).standard_normal((2, 4, 6, 6)), PrecisionConfig())
-    with pytest.raises(DesignError, match="depthwise"):
-        build_fe_program(qnet, CFG, np.zeros((4, 6, 6), dtype=np.int64), PARAMS.memory_bytes)
     wide = import_module(nn.Sequential(nn.Conv2d(2, 2, 9, padding=4)).eval(), (2, 10, 10))
     qnet = quantize(wide, np.random.default_rng(0).standard_normal((2, 2, 10, 10)), PrecisionConfig())
     with pytest.raises(DesignError, match="kernel 9"):
         build_fe_program(qnet, CFG, np.zeros((2, 10, 10), dtype=np.int64), PARAMS.memory_bytes)
+    small = import_module(nn.Sequential(nn.Conv2d(2, 2, 3, padding=1)).eval(), (2, 6, 6))
+    qnet = quantize(small, np.random.default_rng(0).standard_normal((2, 2, 6, 6)), PrecisionConfig(a_bits=12))
+    with pytest.raises(DesignError, match="one byte per"):
+        build_fe_program(qnet, FEConfig(4, 4, 4, 4, a_bits=12), np.zeros((2, 6, 6), dtype=np.int64))
 
 
 def test_missing_simulator_is_a_clear_error(monkeypatch):

@@ -34,9 +34,9 @@ def test_sim_of_a_non_project_is_a_clear_error(tmp_path, capsys):
     assert "dtlgen generate" in capsys.readouterr().err
 
 
-def test_generate_refuses_a_layer_the_rtl_cannot_run(tmp_path, capsys):
+def test_generate_refuses_what_the_rtl_cannot_run(tmp_path, capsys):
     design = tmp_path / "design.json"
-    design.write_text(json.dumps(DESIGN))
-    assert main(["generate", "mobilenet_v1_cifar", "--design", str(design), "--out", str(tmp_path / "p")]) == 1
-    assert "depthwise" in capsys.readouterr().err
+    design.write_text(json.dumps({**DESIGN, "fe": {**DESIGN["fe"], "a_bits": 12}}))
+    assert main(["generate", "digits_cnn", "--design", str(design), "--out", str(tmp_path / "p")]) == 1
+    assert "one byte per element" in capsys.readouterr().err
     assert not (tmp_path / "p").exists(), "nothing half-written"

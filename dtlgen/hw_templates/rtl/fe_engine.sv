@@ -8,10 +8,12 @@
 // an optional fused 2x2 max-pool are applied on the way out. The numerics are those of
 // dtlgen/quant/fixed.py; the golden model is the reference, bit for bit.
 //
-// Supported here: dense convolution (K up to K_MAX, stride 1/2, zero padding generated on chip)
-// and linear layers as 1x1 convolutions; activations and weights up to 8 bits (one byte each in
-// memory). The memory side is a byte-addressed burst read port and a one-beat write port that an
-// AXI master can sit behind.
+// Operations: dense and depthwise convolution (K up to K_MAX, stride 1/2, zero padding generated
+// on chip), linear layers as 1x1 convolutions, max / average pooling and residual add. Depthwise
+// convs, pools and adds are "per channel": lane m of the array handles channel m0 + m alone (the
+// tn dimension idles), with no input-channel loop. Activations and weights up to 8 bits (one byte
+// each in memory). The memory side is a byte-addressed burst read port and a one-beat write port
+// that an AXI master can sit behind.
 module fe_engine #(
   parameter int TM = 4,
   parameter int TN = 4,
@@ -55,7 +57,9 @@ module fe_engine #(
   localparam int IN_ROWS = (TR - 1) * S_MAX + K_MAX;
   localparam int IN_COLS = (TC - 1) * S_MAX + K_MAX;
   localparam int IN_PITCH = 1 << $clog2(IN_COLS);
-  localparam int IN_DEPTH = IN_ROWS * IN_PITCH;
+  localparam int IN_WINDOW = IN_ROWS * IN_PITCH;
+  localparam int IN_DEPTH = 2 * IN_WINDOW;  // an add keeps its second operand after the first
+  localparam int IN_BANKS = (TM > TN) ? TM : TN;  // per-channel ops read one bank per output lane
   localparam int W_PITCH = 8;  // kr * 8 + kc: K_MAX <= 8
   localparam int W_DEPTH = W_PITCH * W_PITCH;
   localparam int O_DEPTH = TR * TC;
@@ -65,34 +69,46 @@ module fe_engine #(
 
   // ---------------------------------------------------------------------------------------------
   // Buffers (flat arrays: every tool accepts them). Index helpers keep the layout in one place.
-  logic signed [A_BITS-1:0]   ibuf [2 * TN * IN_DEPTH];
+  logic signed [A_BITS-1:0]   ibuf [2 * IN_BANKS * IN_DEPTH];
   logic signed [W_BITS-1:0]   wbuf [2 * TM * TN * W_DEPTH];
   logic signed [ACC_BITS-1:0] obuf [2 * TM * O_DEPTH];
   logic signed [31:0]         bias [M_MAX];
   logic [31:0]                desc [DESC_WORDS];
 
   function automatic int i_idx(input logic half, input int n, input int a);
-    return (int'(half) * TN + n) * IN_DEPTH + a;
+    i_idx = (32'(half) * IN_BANKS + n) * IN_DEPTH + a;
   endfunction
   function automatic int w_idx(input logic half, input int m, input int n, input int a);
-    return ((int'(half) * TM + m) * TN + n) * W_DEPTH + a;
+    w_idx = ((32'(half) * TM + m) * TN + n) * W_DEPTH + a;
   endfunction
   function automatic int o_idx(input logic half, input int m, input int a);
-    return (int'(half) * TM + m) * O_DEPTH + a;
+    o_idx = (32'(half) * TM + m) * O_DEPTH + a;
   endfunction
 
   // ---------------------------------------------------------------------------------------------
   // Descriptor fields
+  localparam logic [3:0] K_CONV = 4'd1, K_MAXPOOL = 4'd2, K_AVGPOOL = 4'd3, K_ADD = 4'd4;
+  logic [3:0]  d_kind;
+  logic        d_dw;       // depthwise conv
+  logic        d_pc;       // per-channel operation: depthwise conv, pool or add
   logic [1:0]  d_act;
   logic        d_pool;
+  logic [15:0] d_mult;     // average-pool reciprocal (1 otherwise)
+  logic [7:0]  d_sa, d_sb; // add: left shifts aligning the two operands
   logic [15:0] d_n, d_m, d_h, d_w, d_r, d_c;
   logic [7:0]  d_k, d_s, d_p;
   logic signed [7:0]  d_shift;
   logic signed [15:0] d_six;
   logic [31:0] d_in, d_wt, d_bias, d_out;
   always_comb begin
+    d_kind  = desc[0][3:0];
     d_act   = desc[0][5:4];
     d_pool  = desc[0][6];
+    d_dw    = desc[0][7];
+    d_pc    = d_dw || (d_kind != K_CONV);
+    d_mult  = desc[5][31:16];
+    d_sa    = desc[10][7:0];
+    d_sb    = desc[10][15:8];
     d_n     = desc[1][15:0];
     d_m     = desc[1][31:16];
     d_h     = desc[2][15:0];
@@ -109,6 +125,8 @@ module fe_engine #(
     d_bias  = desc[8];
     d_out   = desc[9];
   end
+  logic [15:0] d_nl;        // input channels the trip loop walks: 1 for per-channel ops
+  assign d_nl = d_pc ? 16'd1 : d_n;
   logic [15:0] d_or, d_oc;  // stored output rows / cols (after the fused pool)
   assign d_or = d_pool ? (d_r >> 1) : d_r;
   assign d_oc = d_pool ? (d_c >> 1) : d_c;
@@ -123,7 +141,7 @@ module fe_engine #(
   function automatic logic [15:0] ext(input logic [15:0] base, input logic [15:0] size, input logic [15:0] tile);
     logic [15:0] rest;
     rest = size - base;
-    return (rest < tile) ? rest : tile;
+    ext = (rest < tile) ? rest : tile;
   endfunction
 
   // Advance a trip in the order r, c, m, n (n fastest); `last` says there is no next trip.
@@ -144,12 +162,12 @@ module fe_engine #(
         end
       end
     end
-    return o;
+    next_trip = o;
   endfunction
 
   function automatic logic is_last_trip(input trip_t t, input logic [15:0] n, input logic [15:0] m,
                                         input logic [15:0] c, input logic [15:0] r);
-    return (t.n0 + 16'(TN) >= n) && (t.m0 + 16'(TM) >= m) && (t.c0 + 16'(TC) >= c) && (t.r0 + 16'(TR) >= r);
+    is_last_trip = (t.n0 + 16'(TN) >= n) && (t.m0 + 16'(TM) >= m) && (t.c0 + 16'(TC) >= c) && (t.r0 + 16'(TR) >= r);
   endfunction
 
   // ---------------------------------------------------------------------------------------------
@@ -196,6 +214,7 @@ module fe_engine #(
   /* verilator lint_on UNUSEDSIGNAL */
   logic        st_half;
   logic [15:0] iss_n, iss_y; // request issue: input row segment (bank, window row)
+  logic        iss_op, rsp_op;  // operand of an add (0: first input, 1: second)
   logic        iss_w;        // the weight request is issued
   logic        iss_all;
   logic [15:0] rsp_n, rsp_y, rsp_beat;  // response walker over input row segments
@@ -225,13 +244,20 @@ module fe_engine #(
     ld_cols = (xhi > 18'(ld_xlo)) ? 16'(xhi - 18'(ld_xlo)) : 16'd0;
     ld_row_beats = 16'((32'(ld_cols) + 32'(BUS_BYTES) - 1) / 32'(BUS_BYTES));
   end
+  // channels of one operand a trip loads, the first of them, the operands, the weight columns
+  logic [15:0] ld_ch, ld_ch0, ld_wn;
+  logic        ld_two_ops;
+  assign ld_ch = d_pc ? ld_tm : ld_tn;
+  assign ld_ch0 = d_pc ? ld.m0 : ld.n0;
+  assign ld_wn = d_dw ? 16'd1 : ld_tn;
+  assign ld_two_ops = (d_kind == K_ADD);
   logic [31:0] ld_w_bytes;
-  assign ld_w_bytes = 32'(ld_tm) * 32'(ld_tn) * 32'(d_k) * 32'(d_k);
+  assign ld_w_bytes = (d_kind == K_CONV) ? 32'(ld_tm) * 32'(ld_wn) * 32'(d_k) * 32'(d_k) : 32'd0;
   // The generator stores weights in trip order: for every output tile position the (m, n) tiles
   // follow each other, so the pointer advances by each trip's weights and rewinds per position.
   logic [31:0] w_ptr;
   logic        in_req_pending;
-  assign in_req_pending = !iss_w && ld_rows != 0 && iss_n < ld_tn;
+  assign in_req_pending = !iss_w && ld_rows != 0 && iss_n < ld_ch;
 
   // store side geometry
   logic [15:0] st_tr, st_tc, st_tm, st_orows, st_ocols, st_obeats;
@@ -249,7 +275,7 @@ module fe_engine #(
   function automatic logic signed [A_BITS-1:0] finish(input logic signed [ACC_BITS-1:0] acc,
                                                       input logic signed [31:0] b);
     logic signed [47:0] x, y, lo, hi;
-    x = 48'(acc) + 48'(b);
+    x = 48'(acc) * ((d_kind == K_AVGPOOL) ? 48'(d_mult) : 48'sd1) + 48'(b);
     // round half up: add the last bit shifted out (keep every operand signed: >>> is arithmetic)
     if (d_shift > 0) y = (x >>> d_shift) + (x[d_shift - 1] ? 48'sd1 : 48'sd0);
     else if (d_shift < 0) y = x <<< (-d_shift);
@@ -260,34 +286,42 @@ module fe_engine #(
     if (y > hi) y = hi;
     if (d_act != 2'd0 && y < 0) y = 0;
     if (d_act == 2'd2 && y > 48'(d_six)) y = 48'(d_six);
-    return A_BITS'(y);
+    finish = A_BITS'(y);
   endfunction
+
+  logic job_st_empty;  // the tile a starting job would store has no output row or column
+  always_comb begin
+    logic [15:0] rows, cols;
+    rows = ext(job_st.r0, d_r, 16'(TR));
+    cols = ext(job_st.c0, d_c, 16'(TC));
+    job_st_empty = d_pool && (rows < 2 || cols < 2);
+  end
 
   // one output beat of the store: BUS_BYTES outputs of lane st_m, output row st_row
   logic [BUS_BYTES*8-1:0] st_data;
   logic [7:0]             st_bytes;
   always_comb begin
     logic signed [31:0] b;
-    b = bias[$clog2(M_MAX)'(st_tile.m0 + st_m)];
+    b = (d_kind == K_CONV) ? bias[$clog2(M_MAX)'(st_tile.m0 + st_m)] : 32'sd0;
     st_data = '0;
     st_bytes = '0;
     for (int j = 0; j < BUS_BYTES; j++) begin
       int col;
       logic signed [A_BITS-1:0] v, q;
-      col = int'(st_beat) * BUS_BYTES + j;
+      col = 32'(st_beat) * BUS_BYTES + j;
       v = '0;
       q = '0;
-      if (col < int'(st_ocols)) begin
+      if (col < 32'(st_ocols)) begin
         if (d_pool) begin
-          v = finish(obuf[o_idx(st_half, int'(st_m), (2 * int'(st_row)) * TC + 2 * col)], b);
+          v = finish(obuf[o_idx(st_half, 32'(st_m), (2 * 32'(st_row)) * TC + 2 * col)], b);
           for (int dy = 0; dy < 2; dy++) begin
             for (int dx = 0; dx < 2; dx++) begin
-              q = finish(obuf[o_idx(st_half, int'(st_m), (2 * int'(st_row) + dy) * TC + 2 * col + dx)], b);
+              q = finish(obuf[o_idx(st_half, 32'(st_m), (2 * 32'(st_row) + dy) * TC + 2 * col + dx)], b);
               if (q > v) v = q;
             end
           end
         end else begin
-          v = finish(obuf[o_idx(st_half, int'(st_m), int'(st_row) * TC + col)], b);
+          v = finish(obuf[o_idx(st_half, 32'(st_m), 32'(st_row) * TC + col)], b);
         end
       end
       st_data[j * 8 +: 8] = 8'(v);
@@ -320,7 +354,8 @@ module fe_engine #(
         end
         default: begin
           if (in_req_pending) begin
-            rd_req_addr = d_in + (32'(ld.n0 + iss_n) * 32'(d_h) + 32'(ld_ylo + iss_y)) * 32'(d_w) + 32'(ld_xlo);
+            rd_req_addr = (iss_op ? d_wt : d_in)
+                        + (32'(ld_ch0 + iss_n) * 32'(d_h) + 32'(ld_ylo + iss_y)) * 32'(d_w) + 32'(ld_xlo);
             rd_req_beats = ld_row_beats;
           end else begin
             rd_req_addr = w_ptr;
@@ -343,11 +378,12 @@ module fe_engine #(
         ld_half <= job_ld_half;
         st_tile <= job_st;
         st_half <= job_st_half;
-        iss_n <= '0; iss_y <= '0; iss_w <= 1'b0; iss_all <= 1'b0;
+        iss_n <= '0; iss_y <= '0; iss_w <= 1'b0; iss_all <= 1'b0; iss_op <= 1'b0; rsp_op <= 1'b0;
         rsp_n <= '0; rsp_y <= '0; rsp_beat <= '0; rsp_byte <= '0; rsp_in_done <= 1'b0;
         wr_m <= '0; wr_n <= '0; wr_kr <= '0; wr_kc <= '0;
         st_m <= '0; st_row <= '0; st_beat <= '0;
-        mstate <= job_store ? M_STORE : (job_load ? M_LOAD : M_WAIT);
+        // a pooled edge tile of one row or column stores nothing
+        mstate <= (job_store && !job_st_empty) ? M_STORE : (job_load ? M_LOAD : M_WAIT);
       end else begin
         case (mstate)
           M_STORE: begin
@@ -372,7 +408,14 @@ module fe_engine #(
                 if (iss_y + 1 < ld_rows) iss_y <= iss_y + 1;
                 else begin
                   iss_y <= '0;
-                  iss_n <= iss_n + 1;
+                  if (iss_n + 1 < ld_ch) iss_n <= iss_n + 1;
+                  else if (ld_two_ops && !iss_op) begin
+                    iss_n <= '0;
+                    iss_op <= 1'b1;
+                  end else begin
+                    iss_n <= ld_ch;  // every row segment requested
+                    if (d_kind != K_CONV) iss_all <= 1'b1;  // no weights to fetch
+                  end
                 end
               end else begin
                 iss_w <= 1'b1;
@@ -398,9 +441,10 @@ module fe_engine #(
                 // an input row segment: bank rsp_n, window row rsp_y, columns from rsp_beat * BUS_BYTES
                 for (int j = 0; j < BUS_BYTES; j++) begin
                   int col;
-                  col = int'(rsp_beat) * BUS_BYTES + j;
-                  if (col < int'(ld_cols))
-                    ibuf[i_idx(ld_half, int'(rsp_n), int'(rsp_y) * IN_PITCH + col)] <= rd_data[j * 8 +: A_BITS];
+                  col = 32'(rsp_beat) * BUS_BYTES + j;
+                  if (col < 32'(ld_cols))
+                    ibuf[i_idx(ld_half, 32'(rsp_n), 32'(rsp_op) * IN_WINDOW + 32'(rsp_y) * IN_PITCH + col)]
+                      <= rd_data[j * 8 +: A_BITS];
                 end
                 if (rsp_beat + 1 < ld_row_beats) rsp_beat <= rsp_beat + 1;
                 else begin
@@ -408,8 +452,14 @@ module fe_engine #(
                   if (rsp_y + 1 < ld_rows) rsp_y <= rsp_y + 1;
                   else begin
                     rsp_y <= '0;
-                    if (rsp_n + 1 < ld_tn) rsp_n <= rsp_n + 1;
-                    else rsp_in_done <= 1'b1;
+                    if (rsp_n + 1 < ld_ch) rsp_n <= rsp_n + 1;
+                    else if (ld_two_ops && !rsp_op) begin
+                      rsp_n <= '0;
+                      rsp_op <= 1'b1;
+                    end else begin
+                      rsp_in_done <= 1'b1;
+                      if (d_kind != K_CONV) mstate <= M_WAIT;  // no weights follow
+                    end
                   end
                 end
               end else begin
@@ -418,14 +468,14 @@ module fe_engine #(
                 m_i = wr_m; n_i = wr_n; kr_i = wr_kr; kc_i = wr_kc;
                 for (int j = 0; j < BUS_BYTES; j++) begin
                   if (rsp_byte + 32'(j) < ld_w_bytes) begin
-                    wbuf[w_idx(ld_half, int'(m_i), int'(n_i), int'(kr_i) * W_PITCH + int'(kc_i))] <= rd_data[j * 8 +: W_BITS];
+                    wbuf[w_idx(ld_half, 32'(m_i), 32'(n_i), 32'(kr_i) * W_PITCH + 32'(kc_i))] <= rd_data[j * 8 +: W_BITS];
                     if (kc_i + 1 < 16'(d_k)) kc_i = kc_i + 1;
                     else begin
                       kc_i = '0;
                       if (kr_i + 1 < 16'(d_k)) kr_i = kr_i + 1;
                       else begin
                         kr_i = '0;
-                        if (n_i + 1 < ld_tn) n_i = n_i + 1;
+                        if (n_i + 1 < ld_wn) n_i = n_i + 1;
                         else begin
                           n_i = '0;
                           m_i = m_i + 1;
@@ -472,7 +522,8 @@ module fe_engine #(
   // stage 1 registers
   logic                       p_valid, p_first_tap, p_last_tap;
   logic [15:0]                p_oaddr;
-  logic signed [A_BITS-1:0]   p_in [TN];
+  logic signed [A_BITS-1:0]   p_in [IN_BANKS];   // one operand per bank
+  logic signed [A_BITS-1:0]   p_inb [TM];        // an add's second operand, per lane
   logic signed [W_BITS-1:0]   p_w [TM * TN];
   logic signed [ACC_BITS-1:0] acc [TM];
 
@@ -496,22 +547,29 @@ module fe_engine #(
           // read the operands of tap (rr, cc, kr, kc)
           begin
             logic signed [17:0] iy, ix;
+            logic outside;
+            int at;
             iy = c_y0 + 18'(rr) * 18'(d_s) + 18'(kr);
             ix = c_x0 + 18'(cc) * 18'(d_s) + 18'(kc);
-            for (int n = 0; n < TN; n++) begin
-              if (iy < 0 || ix < 0 || iy >= 18'(d_h) || ix >= 18'(d_w) || n >= int'(c_tn))
-                p_in[n] <= '0;
+            outside = iy < 0 || ix < 0 || iy >= 18'(d_h) || ix >= 18'(d_w);
+            at = (32'(iy) - 32'(c_ylo)) * IN_PITCH + 32'(ix) - 32'(c_xlo);
+            for (int b = 0; b < IN_BANKS; b++) begin
+              if (outside || (!d_pc && b >= 32'(c_tn)))
+                // padding: zero, except for max pooling, where it must never win
+                p_in[b] <= (d_kind == K_MAXPOOL) ? {1'b1, {(A_BITS - 1){1'b0}}} : '0;
               else
-                p_in[n] <= ibuf[i_idx(cur_half, n, (int'(iy) - int'(c_ylo)) * IN_PITCH + int'(ix) - int'(c_xlo))];
+                p_in[b] <= ibuf[i_idx(cur_half, b, at)];
             end
             for (int m = 0; m < TM; m++)
+              p_inb[m] <= outside ? '0 : ibuf[i_idx(cur_half, m, IN_WINDOW + at)];
+            for (int m = 0; m < TM; m++)
               for (int n = 0; n < TN; n++)
-                p_w[m * TN + n] <= wbuf[w_idx(cur_half, m, n, int'(kr) * W_PITCH + int'(kc))];
+                p_w[m * TN + n] <= wbuf[w_idx(cur_half, m, n, 32'(kr) * W_PITCH + 32'(kc))];
           end
           p_valid <= 1'b1;
           p_first_tap <= (kr == 0) && (kc == 0);
           p_last_tap <= last_tap_now;
-          p_oaddr <= 16'(int'(rr) * TC + int'(cc));
+          p_oaddr <= 16'(32'(rr) * TC + 32'(cc));
           // advance kc, kr, cc, rr
           if (kc + 1 < 16'(d_k)) kc <= kc + 1;
           else begin
@@ -525,7 +583,7 @@ module fe_engine #(
                 if (rr + 1 < c_tr) rr <= rr + 1;
                 else begin
                   cstate <= C_DRAIN;
-                  drain <= 8'(DRAIN - 1);
+                  drain <= (d_kind == K_CONV) ? 8'(DRAIN - 1) : 8'd3;  // pools and adds skip the tree
                 end
               end
             end
@@ -541,13 +599,23 @@ module fe_engine #(
       // stage 2: multiply, adder tree, accumulate; write the output buffer on the last tap
       if (p_valid) begin
         for (int m = 0; m < TM; m++) begin
-          logic signed [ACC_BITS-1:0] sum, total;
+          logic signed [ACC_BITS-1:0] sum, total, v;
           sum = '0;
-          for (int n = 0; n < TN; n++) sum = sum + ACC_BITS'(p_w[m * TN + n]) * ACC_BITS'(p_in[n]);
-          total = p_first_tap ? sum : acc[m] + sum;
+          v = ACC_BITS'(p_in[m]);
+          if (d_kind == K_CONV && !d_dw)
+            for (int n = 0; n < TN; n++) sum = sum + ACC_BITS'(p_w[m * TN + n]) * ACC_BITS'(p_in[n]);
+          else if (d_kind == K_CONV)
+            sum = ACC_BITS'(p_w[m * TN]) * v;
+          else if (d_kind == K_ADD)
+            sum = (v <<< d_sa) + (ACC_BITS'(p_inb[m]) <<< d_sb);
+          else
+            sum = v;
+          if (p_first_tap) total = sum;
+          else if (d_kind == K_MAXPOOL) total = (sum > acc[m]) ? sum : acc[m];
+          else total = acc[m] + sum;
           acc[m] <= total;
           if (p_last_tap)
-            obuf[o_idx(tile_half, m, int'(p_oaddr))] <= (c_first_n ? '0 : obuf[o_idx(tile_half, m, int'(p_oaddr))])
+            obuf[o_idx(tile_half, m, 32'(p_oaddr))] <= (c_first_n ? '0 : obuf[o_idx(tile_half, m, 32'(p_oaddr))])
                                                          + total;
         end
       end
@@ -567,12 +635,12 @@ module fe_engine #(
       go = 1'b1;
     end else if (advance && !cur_last) begin
       go = 1'b1;
-      go_trip = next_trip(cur, d_n, d_m, d_c);
+      go_trip = next_trip(cur, d_nl, d_m, d_c);
       go_half = ~cur_half;
       go_tile_half = (go_trip.n0 == 0) ? ~tile_half : tile_half;
     end
-    go_has_next = !is_last_trip(go_trip, d_n, d_m, d_c, d_r);
-    go_next = next_trip(go_trip, d_n, d_m, d_c);
+    go_has_next = !is_last_trip(go_trip, d_nl, d_m, d_c, d_r);
+    go_next = next_trip(go_trip, d_nl, d_m, d_c);
   end
 
   always_comb begin
@@ -632,7 +700,7 @@ module fe_engine #(
           end
         end
         S_DESC: if (mstate == M_WAIT && !job_start_pending) begin
-          state <= S_BIAS;
+          state <= (d_kind == K_CONV) ? S_BIAS : S_FIRST;  // only convs have a bias table
           job_start_pending <= 1'b1;
         end
         S_BIAS: if (mstate == M_WAIT && !job_start_pending) begin
