@@ -42,6 +42,13 @@ def _show(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], cap
         _out.print(caption, soft_wrap=True, highlight=False)
 
 
+def _progress(args: argparse.Namespace):
+    """Progress lines on stderr, silent with --json so that stdout stays parseable."""
+    if args.json:
+        return lambda message: None
+    return lambda message: _err.print(f"[dim]-> {message}[/dim]")
+
+
 def _parse_split(args: argparse.Namespace) -> Any:
     if args.retrain_last is not None:
         return {"retrain_last": args.retrain_last}
@@ -183,7 +190,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     board = load_board(design.board)
     network = load_model(args.model, design.split if design.split is not None else _parse_split(args))
     calib = calibration_inputs(network, 0)
-    progress = (lambda message: None) if args.json else (lambda message: _err.print(f"[dim]-> {message}[/dim]"))
+    progress = _progress(args)
     project = generate_project(network, design, board, calib, calib[0], Path(args.out), progress)
     if args.json:
         _print_json({"project": str(project)})
@@ -196,7 +203,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_sim(args: argparse.Namespace) -> int:
     from dtlgen.sim.project_sim import simulate_project
 
-    progress = (lambda message: None) if args.json else (lambda message: _err.print(f"[dim]-> {message}[/dim]"))
+    progress = _progress(args)
     report = simulate_project(Path(args.project), progress)
     if args.json:
         _print_json(report)
@@ -227,7 +234,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from dtlgen.demo import DemoConfig, run_demo
 
     config = DemoConfig(epochs=args.epochs) if args.epochs is not None else DemoConfig()
-    progress = (lambda message: None) if args.json else (lambda message: _err.print(f"[dim]-> {message}[/dim]"))
+    progress = _progress(args)
     report = run_demo(Path(args.out), config, progress)
     if args.json:
         _print_json(report)
