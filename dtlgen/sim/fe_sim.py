@@ -79,6 +79,9 @@ def run_image(memory: np.ndarray, desc_addr: int, desc_count: int, params: FESim
     """Simulate a DRAM image holding `desc_count` descriptors at `desc_addr`."""
     from cocotb_tools.runner import get_results, get_runner
 
+    workdir = Path(workdir).resolve()  # the runner changes directory: every path must be absolute
+    sources_dir = Path(sources_dir).resolve() if sources_dir else None
+    test_path = Path(test_path).resolve() if test_path else None
     build_dir = build(params, sources_dir)
     workdir.mkdir(parents=True, exist_ok=True)
     write_hex(workdir / "dram_init.hex", memory)

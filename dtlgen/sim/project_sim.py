@@ -24,7 +24,7 @@ REPORT = "sim_report.json"
 
 
 def simulate_project(project: Path, progress: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
-    project = Path(project)
+    project = Path(project).resolve()  # the simulator runs in its own working directory
     sim = project / "sim"
     for needed in ("params.json", "program.json", "expected.npz", "test_fe_engine.py"):
         if not (sim / needed).exists():

@@ -10,7 +10,7 @@ DESIGN = {"board": "pynq-z2", "clock_mhz": 100, "fe": {"tm": 4, "tn": 4, "tr": 4
           "rl": {"tm": 8, "tn": 8, "bits": 16, "batch": 16}}
 
 
-def test_generate_then_sim(tmp_path, capsys):
+def test_generate_then_sim(tmp_path, capsys, monkeypatch):
     design = tmp_path / "design.json"
     design.write_text(json.dumps(DESIGN))
     project = tmp_path / "prj"
@@ -19,7 +19,8 @@ def test_generate_then_sim(tmp_path, capsys):
                                                              "dtl_params.svh", "dram_init.hex"}
     assert (project / "sim" / "test_fe_engine.py").exists() and (project / "report.json").exists()
     capsys.readouterr()
-    assert main(["sim", str(project), "--json"]) == 0
+    monkeypatch.chdir(tmp_path)  # a relative project path, as a user types it
+    assert main(["sim", "prj", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["totals"]["fe"]["bit_exact"] and report["max_layer_abs_error"] <= 0.02
     on_disk = json.loads((project / "sim" / "sim_report.json").read_text())
