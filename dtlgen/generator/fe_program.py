@@ -111,7 +111,7 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
         second, bias_addr, mult, shifts = 0, 0, 1, 0
         if op.kind == "conv":
             kind = KIND_CONV
-            shift = lq.acc_frac - lq.out_fmt.frac
+            shift = lq.out_shift
             bias_addr = place(np.asarray(lq.bias, dtype=np.int64).astype("<i4").view(np.uint8))
             second = place(_bytes(_tile_ordered_weights(lq.weight, op, cfg)))
         elif op.kind == "pool":
@@ -119,9 +119,8 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
             mult, shift = fixed.avg_pool_scale(op.k * op.k) if kind == KIND_AVGPOOL else (1, 0)
         else:  # add: both operands shifted up to the finer frac, then requantised
             kind = KIND_ADD
-            common = max(lq.in_fracs)
-            shift = common - lq.out_fmt.frac
-            shifts = (common - lq.in_fracs[0]) | (common - lq.in_fracs[1]) << 8
+            shift = lq.out_shift
+            shifts = lq.align_shifts[0] | lq.align_shifts[1] << 8
             second = _producer_region(network, layer.inputs[1], region)
         if not -128 <= shift <= 127:
             raise DesignError(f"layer '{op.name}': requantisation shift {shift} does not fit the descriptor")

@@ -82,18 +82,17 @@ def _fe_layer(layer: Layer, lq: LayerQuant, inputs: list[np.ndarray], qnet: Quan
     matmul = _exact(lq.acc_bits)
     if layer.op == "conv2d":
         acc = ops.conv2d(x, lq.weight, layer.stride, layer.padding, layer.groups, matmul) + lq.bias.reshape(1, -1, 1, 1)
-        y = fixed.requantise(acc, lq.acc_frac - lq.out_fmt.frac, bits)
+        y = fixed.requantise(acc, lq.out_shift, bits)
     elif layer.op == "linear":
-        y = fixed.requantise(ops.linear(x, lq.weight, matmul) + lq.bias, lq.acc_frac - lq.out_fmt.frac, bits)
+        y = fixed.requantise(ops.linear(x, lq.weight, matmul) + lq.bias, lq.out_shift, bits)
     elif layer.op == "maxpool":
         y = ops.max_pool(x, layer.kernel, layer.stride, layer.padding, lq.out_fmt.min_int)
     elif layer.op == "avgpool":
         mult, shift = fixed.avg_pool_scale(layer.kernel * layer.kernel)
         y = fixed.requantise(ops.sum_pool(x, layer.kernel, layer.stride, layer.padding) * mult, shift, bits)
     elif layer.op == "add":
-        common = max(lq.in_fracs)
-        acc = sum(fixed.align(v, f, common) for v, f in zip(inputs, lq.in_fracs))
-        y = fixed.requantise(acc, common - lq.out_fmt.frac, bits)
+        acc = sum(np.asarray(v, dtype=np.int64) << shift for v, shift in zip(inputs, lq.align_shifts))
+        y = fixed.requantise(acc, lq.out_shift, bits)
     elif layer.op == "flatten":
         y = x.reshape(len(x), -1)
     else:
@@ -160,7 +159,7 @@ def rl_forward(qnet: QuantizedNetwork, state: RLState, features: dict[str, np.nd
             continue
         weight, bias = state[layer.name]
         acc = fixed.exact_matmul(_rows(x), _matrix(weight).T, lq.acc_bits) + fixed.align(bias, lq.b_fmt.frac, lq.acc_frac)
-        y = fixed.requantise(acc, lq.acc_frac - lq.out_fmt.frac, bits)
+        y = fixed.requantise(acc, lq.out_shift, bits)
         values[layer.name] = _activation(_unrows(y, x.shape), layer.activation, lq.out_fmt)
     return values
 

@@ -76,7 +76,20 @@ class LayerQuant:
 
     @property
     def acc_frac(self) -> int:
+        """Fractional bits of the accumulator: a conv/linear sums w·x; an add aligns to the finer input."""
+        if self.w_fmt is None:
+            return max(self.in_fracs)
         return self.w_fmt.frac + self.in_fracs[0]
+
+    @property
+    def out_shift(self) -> int:
+        """The requantisation shift from the accumulator to the output format (every engine uses it)."""
+        return self.acc_frac - self.out_fmt.frac
+
+    @property
+    def align_shifts(self) -> tuple[int, ...]:
+        """Left shifts that bring each input up to the accumulator's frac (residual add)."""
+        return tuple(self.acc_frac - frac for frac in self.in_fracs)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"engine": self.engine, "a_frac": self.out_fmt.frac, "in_fracs": list(self.in_fracs)}
