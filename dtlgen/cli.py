@@ -95,6 +95,11 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prediction_rows(predictions) -> list[list[str]]:
+    return [[p.name, p.op, f"{p.macs:,}", f"{p.cycles:,}", f"{p.gops:.2f}", f"{p.roofline_gops:.2f}", p.bound,
+             f"{100 * p.utilisation:.1f} %"] for p in predictions]
+
+
 def cmd_perf(args: argparse.Namespace) -> int:
     from dtlgen.boards import load_board
     from dtlgen.errors import DesignError
@@ -117,16 +122,14 @@ def cmd_perf(args: argparse.Namespace) -> int:
         _print_json(prediction.to_dict())
         return 0
     fe = design.fe
-    rows = [[p.name, p.op, f"{p.macs:,}", f"{p.cycles:,}", f"{p.gops:.2f}", f"{p.roofline_gops:.2f}", p.bound,
-             f"{100 * p.utilisation:.1f} %"] for p in prediction.fe_layers]
+    rows = _prediction_rows(prediction.fe_layers)
     rows.append(["total FE", "", f"{sum(p.macs for p in prediction.fe_layers):,}", f"{prediction.fe_cycles:,}",
                  f"{prediction.fe_gops:.2f}", "", "", ""])
     columns = ["layer", "op", "MACs", "cycles", "GOPs", "roofline GOPs", "bound", "array use"]
     _show(f"FE engine: {network.name} on {board.name}, tm={fe.tm} tn={fe.tn} tr={fe.tr} tc={fe.tc}, "
           f"w{fe.w_bits}/a{fe.a_bits}, {design.clock_mhz:g} MHz", columns, rows)
     rl = design.rl
-    rows = [[p.name, p.op, f"{p.macs:,}", f"{p.cycles:,}", f"{p.gops:.2f}", f"{p.roofline_gops:.2f}", p.bound,
-             f"{100 * p.utilisation:.1f} %"] for p in prediction.rl_descriptors]
+    rows = _prediction_rows(prediction.rl_descriptors)
     rows.append(["training step", "", f"{sum(p.macs for p in prediction.rl_descriptors):,}",
                  f"{prediction.rl_step_cycles:,}", f"{prediction.rl_gops:.2f}", "", "", ""])
     _show(f"RL engine: one training step, batch {rl.batch}, tm={rl.tm} tn={rl.tn}, {rl.bits}-bit", columns, rows)

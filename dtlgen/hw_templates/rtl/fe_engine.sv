@@ -213,12 +213,16 @@ module fe_engine #(
   trip_t       st_tile;      // output tile being stored (its n0 is not used)
   /* verilator lint_on UNUSEDSIGNAL */
   logic        st_half;
-  logic [15:0] iss_n, iss_y; // request issue: input row segment (bank, window row)
-  logic        iss_op, rsp_op;  // operand of an add (0: first input, 1: second)
+  // An input row segment of a trip: window row y of bank n, operand op (an add has two); `done`
+  // once every segment is past. Requests and responses walk the same sequence, one behind the other.
+  typedef struct packed {
+    logic [15:0] y, n;
+    logic        op, done;
+  } seg_t;
+  seg_t        iss, rsp;
   logic        iss_w;        // the weight request is issued
   logic        iss_all;
-  logic [15:0] rsp_n, rsp_y, rsp_beat;  // response walker over input row segments
-  logic        rsp_in_done;
+  logic [15:0] rsp_beat;     // beat within the responding row segment
   logic [31:0] rsp_byte;     // bytes received of the descriptor / bias table / weight tile
   logic [15:0] wr_m, wr_n, wr_kr, wr_kc;  // weight walker: next (m, n, kr, kc) to write
 
@@ -257,7 +261,26 @@ module fe_engine #(
   // follow each other, so the pointer advances by each trip's weights and rewinds per position.
   logic [31:0] w_ptr;
   logic        in_req_pending;
-  assign in_req_pending = !iss_w && ld_rows != 0 && iss_n < ld_ch;
+  assign in_req_pending = !iss_w && ld_rows != 0 && !iss.done;
+
+  function automatic seg_t next_segment(input seg_t g, input logic [15:0] rows, input logic [15:0] channels,
+                                        input logic two_ops);
+    seg_t o;
+    o = g;
+    if (g.y + 1 < rows) o.y = g.y + 1;
+    else begin
+      o.y = '0;
+      if (g.n + 1 < channels) o.n = g.n + 1;
+      else if (two_ops && !g.op) begin
+        o.n = '0;
+        o.op = 1'b1;
+      end else o.done = 1'b1;
+    end
+    next_segment = o;
+  endfunction
+  seg_t iss_next, rsp_next;
+  assign iss_next = next_segment(iss, ld_rows, ld_ch, ld_two_ops);
+  assign rsp_next = next_segment(rsp, ld_rows, ld_ch, ld_two_ops);
 
   // store side geometry
   logic [15:0] st_tr, st_tc, st_tm, st_orows, st_ocols, st_obeats;
@@ -354,8 +377,8 @@ module fe_engine #(
         end
         default: begin
           if (in_req_pending) begin
-            rd_req_addr = (iss_op ? d_wt : d_in)
-                        + (32'(ld_ch0 + iss_n) * 32'(d_h) + 32'(ld_ylo + iss_y)) * 32'(d_w) + 32'(ld_xlo);
+            rd_req_addr = (iss.op ? d_wt : d_in)
+                        + (32'(ld_ch0 + iss.n) * 32'(d_h) + 32'(ld_ylo + iss.y)) * 32'(d_w) + 32'(ld_xlo);
             rd_req_beats = ld_row_beats;
           end else begin
             rd_req_addr = w_ptr;
@@ -378,8 +401,8 @@ module fe_engine #(
         ld_half <= job_ld_half;
         st_tile <= job_st;
         st_half <= job_st_half;
-        iss_n <= '0; iss_y <= '0; iss_w <= 1'b0; iss_all <= 1'b0; iss_op <= 1'b0; rsp_op <= 1'b0;
-        rsp_n <= '0; rsp_y <= '0; rsp_beat <= '0; rsp_byte <= '0; rsp_in_done <= 1'b0;
+        iss <= '0; rsp <= '0; iss_w <= 1'b0; iss_all <= 1'b0;
+        rsp_beat <= '0; rsp_byte <= '0;
         wr_m <= '0; wr_n <= '0; wr_kr <= '0; wr_kc <= '0;
         st_m <= '0; st_row <= '0; st_beat <= '0;
         // a pooled edge tile of one row or column stores nothing
@@ -405,18 +428,8 @@ module fe_engine #(
             if (rd_req_valid && rd_req_ready) begin
               if (mjob != J_TRIP) iss_all <= 1'b1;
               else if (in_req_pending) begin
-                if (iss_y + 1 < ld_rows) iss_y <= iss_y + 1;
-                else begin
-                  iss_y <= '0;
-                  if (iss_n + 1 < ld_ch) iss_n <= iss_n + 1;
-                  else if (ld_two_ops && !iss_op) begin
-                    iss_n <= '0;
-                    iss_op <= 1'b1;
-                  end else begin
-                    iss_n <= ld_ch;  // every row segment requested
-                    if (d_kind != K_CONV) iss_all <= 1'b1;  // no weights to fetch
-                  end
-                end
+                iss <= iss_next;
+                if (iss_next.done && d_kind != K_CONV) iss_all <= 1'b1;  // no weights to fetch
               end else begin
                 iss_w <= 1'b1;
                 iss_all <= 1'b1;
@@ -437,30 +450,20 @@ module fe_engine #(
                     bias[(rsp_byte + 32'(j)) >> 2][8 * ((rsp_byte + 32'(j)) & 3) +: 8] <= rd_data[j * 8 +: 8];
                 rsp_byte <= rsp_byte + BUS_BYTES;
                 if (rsp_byte + BUS_BYTES >= 32'(d_m) * 4) mstate <= M_WAIT;
-              end else if (!rsp_in_done && ld_rows != 0) begin
-                // an input row segment: bank rsp_n, window row rsp_y, columns from rsp_beat * BUS_BYTES
+              end else if (!rsp.done && ld_rows != 0) begin
+                // an input row segment: bank rsp.n, window row rsp.y, columns from rsp_beat * BUS_BYTES
                 for (int j = 0; j < BUS_BYTES; j++) begin
                   int col;
                   col = 32'(rsp_beat) * BUS_BYTES + j;
                   if (col < 32'(ld_cols))
-                    ibuf[i_idx(ld_half, 32'(rsp_n), 32'(rsp_op) * IN_WINDOW + 32'(rsp_y) * IN_PITCH + col)]
+                    ibuf[i_idx(ld_half, 32'(rsp.n), 32'(rsp.op) * IN_WINDOW + 32'(rsp.y) * IN_PITCH + col)]
                       <= rd_data[j * 8 +: A_BITS];
                 end
                 if (rsp_beat + 1 < ld_row_beats) rsp_beat <= rsp_beat + 1;
                 else begin
                   rsp_beat <= '0;
-                  if (rsp_y + 1 < ld_rows) rsp_y <= rsp_y + 1;
-                  else begin
-                    rsp_y <= '0;
-                    if (rsp_n + 1 < ld_ch) rsp_n <= rsp_n + 1;
-                    else if (ld_two_ops && !rsp_op) begin
-                      rsp_n <= '0;
-                      rsp_op <= 1'b1;
-                    end else begin
-                      rsp_in_done <= 1'b1;
-                      if (d_kind != K_CONV) mstate <= M_WAIT;  // no weights follow
-                    end
-                  end
+                  rsp <= rsp_next;
+                  if (rsp_next.done && d_kind != K_CONV) mstate <= M_WAIT;  // no weights follow
                 end
               end else begin
                 // the weight tile, bytes in (m, n, kr, kc) order
