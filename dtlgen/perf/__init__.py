@@ -26,7 +26,7 @@ class LayerPrediction:
 
     name: str
     engine: str  # fe | rl
-    op: str  # FE: conv/pool/add (+pool); RL: FWD/BWD_DATA/BWD_WEIGHT/UPDATE/LOAD/STORE
+    op: str  # FE: conv/pool/add (+pool); RL: FWD/BWD_DATA/UPDATE/LOAD/STORE
     macs: int
     ops: int
     cycles: int
@@ -112,7 +112,7 @@ def predict(network: Network, design: Design, board: Board) -> NetworkPrediction
     if gemms:
         rcfg = design.rl
         for d in rl.step_cycles(gemms, rcfg, bus, latency):
-            compute = d.mode in ("FWD", "BWD_DATA", "BWD_WEIGHT", "UPDATE")
+            compute = d.mode in ("FWD", "BWD_DATA", "UPDATE")
             result.rl_descriptors.append(LayerPrediction(
                 d.layer, "rl", d.mode, d.macs, d.ops, d.cycles, _gops(d.ops, d.cycles, f_mhz),
                 "compute" if compute else "memory", d.macs / (d.cycles * rcfg.tm * rcfg.tn),

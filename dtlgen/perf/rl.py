@@ -1,26 +1,29 @@
 """Retrainable-layer engine: configuration, training-step schedule, cycle model, storage, resources.
 
-The RL engine is a tm×tn array of `bits`-wide multipliers with `acc_bits` accumulators. Each
-retrainable layer is a GEMM per sample (`gemm_shape`: M outputs, N inputs, P positions; a linear
-layer has P = 1); a batch of B samples gives G = B·P GEMM rows. Retrainable weights live on chip
-in tm×tn banks (bank (m mod tm, n mod tn)), so a tile is read in one cycle both in the normal
-(FWD) and the transposed (BWD_DATA) direction.
+The RL engine (hw_templates/rtl/rl_engine.sv) is a tm×tn array of `bits`-wide multipliers with
+`acc_bits` accumulators. Each retrainable layer is a GEMM per sample (`gemm_shape`: M outputs,
+N inputs, P positions; a linear layer has P = 1); a batch of B samples gives G = B·P GEMM rows.
+Weights live on chip in tm·tn banks, one tile per address, read whole in one cycle by both FWD
+and BWD_DATA. Activations and gradients live in `stash_lanes` banks, each matrix row-major with
+rows padded to whole stash words (`stash_words`), and travel to / from DRAM in that layout.
 
 ## Schedule of one training step (descriptors in this order; no overlap between descriptors)
-Mt = ceil(M/tm), Nt = ceil(N/tn), D = `pipeline_depth(tm, tn)`, L = DRAM latency, and every
-descriptor first costs its fetch `L + ceil(DESCRIPTOR_BYTES / bus)`.
-1. LOAD: the cached FE features of the batch (G × N_first, bits-wide) from DRAM into the
-   activation stash: `L + ceil(G · N_first · bytes / bus)`.
-2. FWD per layer, first to last: `Mt · Nt · G + D` (one G-row sweep per weight tile).
-3. STORE logits (G × M_last) for the host: `ceil(G · M_last · bytes / bus)`; the host computes
-   softmax-CE (not engine time: the PS's share is reported apart); LOAD dY: `L + ceil(same / bus)`.
-4. Per layer, last to first: BWD_DATA (not for the first layer) `Mt · Nt · G + D`;
-   BWD_WEIGHT `Mt · Nt · G + D` (each PE accumulates its own dW over the G rows);
-   UPDATE `Mt · Nt + D` (the weight tile, updated with its dW tile while it is still in the
-   accumulators: one write-back cycle per tile).
+Mt = ceil(M/tm), Nt = ceil(N/tn), Nt' = ceil((N+1)/tn) (the update walks [W | b]), L = DRAM
+latency, bus = bytes per cycle, and every descriptor first costs its fetch `L + DESCRIPTOR_BYTES/bus`.
+Transfers move `beats = G · stash_words(F) · lanes · 2 / bus` beats.
+1. LOAD features (G × N_first):  fetch + L + beats + LOAD_OVERHEAD (request, finish).
+2. FWD per layer, first to last:  fetch + Mt·G·Nt + GEMM_OVERHEAD (one tile-row product per cycle).
+3. STORE logits (G × M_last):     fetch + beats + STORE_OVERHEAD. The host computes softmax-CE
+   (the PS's share, not engine time); then LOAD dY: fetch + L + beats + LOAD_OVERHEAD.
+4. Per layer, last to first: BWD_DATA (not for the first layer) fetch + Nt·G·Mt + GEMM_OVERHEAD;
+   UPDATE (BWD_WEIGHT fused with the update: each PE accumulates its dW element over the G rows,
+   then the tile is requantised, stochastically rounded and written back while the next tile
+   accumulates) fetch + tm (LFSR row starts) + Mt·Nt'·G + GEMM_OVERHEAD.
+GEMM_OVERHEAD = set-up 1 + pipeline drain 6 (read, operands, product, accumulate, output, write)
++ finish 1. The figures are exact for a memory that never stalls (tests hold them to the RTL).
 
 Ops of a step (for GOPs): 2 · (FWD + BWD_DATA + BWD_WEIGHT MACs) + one op per updated weight and
-bias. Padding never occurs; idle PEs of edge tiles do not count.
+bias. Padding never counts; idle PEs of edge tiles do not count.
 """
 
 from __future__ import annotations
@@ -35,12 +38,22 @@ from dtlgen.model.ir import Network, gemm_shape
 from dtlgen.perf.resources import COEFFICIENTS, ResourceUse, array_resources, banked_memory
 from dtlgen.quant import fixed
 
-DESCRIPTOR_BYTES = 32
+DESCRIPTOR_BYTES = 128
+VALUE_BYTES = 2  # every RL value is a 16-bit word in DRAM and on the bus
+GEMM_OVERHEAD = 8
+LOAD_OVERHEAD = 2
+STORE_OVERHEAD = 3
 
 
-def pipeline_depth(tm: int, tn: int) -> int:
-    """Operand register, multiplier (2), the deeper of the two adder trees, accumulate."""
-    return 4 + max(0, math.ceil(math.log2(max(tm, tn))))
+def stash_lanes(tm: int, tn: int, bus_bytes: float) -> int:
+    """Banks of the activation / gradient stashes: a power of two ≥ tm, tn and the values per bus beat."""
+    need = max(2, tm, tn, int(bus_bytes) // VALUE_BYTES)
+    return 1 << (need - 1).bit_length()
+
+
+def stash_words(cols: int, lanes: int) -> int:
+    """Stash words (of `lanes` values) per matrix row of `cols` values."""
+    return -(-cols // lanes)
 
 
 @dataclass(frozen=True)
@@ -57,14 +70,10 @@ class RLConfig:
     def __post_init__(self) -> None:
         for name in ("tm", "tn"):
             require_int(getattr(self, name), f"rl.{name}", 1, meaning="tiling factors")
-        require_int(self.bits, "rl.bits", 4, 24, "RL bit width")
+        require_int(self.bits, "rl.bits", 4, 16, "RL bit width (the engine keeps 16-bit values)")
         require_int(self.batch, "rl.batch", 1, meaning="the training batch")
         require_int(self.acc_bits, "rl.acc_bits", 0, 64, "0 derives the provably sufficient width")
         require_int(self.lr_shift, "rl.lr_shift", 0, 30, "the learning rate is 2^-lr_shift")
-
-    @property
-    def bytes_per_value(self) -> int:
-        return math.ceil(self.bits / 8)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,41 +116,42 @@ def required_acc_bits(gemms: list[GemmLayer], cfg: RLConfig) -> int:
 @dataclass(frozen=True)
 class DescriptorCycles:
     layer: str
-    mode: str  # LOAD | FWD | STORE | BWD_DATA | BWD_WEIGHT | UPDATE
+    mode: str  # LOAD | FWD | STORE | BWD_DATA | UPDATE (BWD_WEIGHT fused with the update)
     cycles: int
     macs: int
     ops: int
 
 
-def step_cycles(gemms: list[GemmLayer], cfg: RLConfig, bus_bytes: float, latency: int) -> list[DescriptorCycles]:
-    """Cycles of every descriptor of one training step (module docstring schedule)."""
+def step_cycles(gemms: list[GemmLayer], cfg: RLConfig, bus_bytes: float, latency: int,
+                samples: int | None = None) -> list[DescriptorCycles]:
+    """Cycles of every descriptor of one training step of `samples` (default: a full batch)."""
     if not gemms:
         return []
-    depth = pipeline_depth(cfg.tm, cfg.tn)
+    samples = cfg.batch if samples is None else samples
+    lanes = stash_lanes(cfg.tm, cfg.tn, bus_bytes)
     fetch = latency + math.ceil(DESCRIPTOR_BYTES / bus_bytes)
-    b = cfg.bytes_per_value
+
+    def beats(rows: int, cols: int) -> int:
+        return math.ceil(rows * stash_words(cols, lanes) * lanes * VALUE_BYTES / bus_bytes)
+
     out: list[DescriptorCycles] = []
     first, last = gemms[0], gemms[-1]
-    rows_first = cfg.batch * first.positions
-    out.append(DescriptorCycles(first.name, "LOAD",
-                                fetch + latency + math.ceil(rows_first * first.n * b / bus_bytes), 0, 0))
+    out.append(DescriptorCycles(first.name, "LOAD", fetch + latency + beats(samples * first.positions, first.n)
+                                + LOAD_OVERHEAD, 0, 0))
     for g in gemms:
-        rows = cfg.batch * g.positions
-        tiles = -(-g.m // cfg.tm) * -(-g.n // cfg.tn)
+        rows, mt, nt = samples * g.positions, -(-g.m // cfg.tm), -(-g.n // cfg.tn)
         macs = rows * g.m * g.n
-        out.append(DescriptorCycles(g.name, "FWD", fetch + tiles * rows + depth, macs, 2 * macs))
-    rows_last = cfg.batch * last.positions
-    logits = math.ceil(rows_last * last.m * b / bus_bytes)
-    out.append(DescriptorCycles(last.name, "STORE", fetch + logits, 0, 0))
-    out.append(DescriptorCycles(last.name, "LOAD", fetch + latency + logits, 0, 0))
+        out.append(DescriptorCycles(g.name, "FWD", fetch + mt * rows * nt + GEMM_OVERHEAD, macs, 2 * macs))
+    logits = beats(samples * last.positions, last.m)
+    out.append(DescriptorCycles(last.name, "STORE", fetch + logits + STORE_OVERHEAD, 0, 0))
+    out.append(DescriptorCycles(last.name, "LOAD", fetch + latency + logits + LOAD_OVERHEAD, 0, 0))
     for g in reversed(gemms):
-        rows = cfg.batch * g.positions
-        tiles = -(-g.m // cfg.tm) * -(-g.n // cfg.tn)
+        rows, mt, nt, nta = samples * g.positions, -(-g.m // cfg.tm), -(-g.n // cfg.tn), -(-(g.n + 1) // cfg.tn)
         macs = rows * g.m * g.n
         if g is not first:
-            out.append(DescriptorCycles(g.name, "BWD_DATA", fetch + tiles * rows + depth, macs, 2 * macs))
-        out.append(DescriptorCycles(g.name, "BWD_WEIGHT", fetch + tiles * rows + depth, macs, 2 * macs))
-        out.append(DescriptorCycles(g.name, "UPDATE", fetch + tiles + depth, 0, g.m * g.n + g.m))
+            out.append(DescriptorCycles(g.name, "BWD_DATA", fetch + nt * rows * mt + GEMM_OVERHEAD, macs, 2 * macs))
+        out.append(DescriptorCycles(g.name, "UPDATE", fetch + cfg.tm + mt * nta * rows + GEMM_OVERHEAD, macs,
+                                    2 * macs + g.m * g.n + g.m))
     return out
 
 
@@ -157,22 +167,21 @@ class RLStorage:
 
 
 def rl_storage(gemms: list[GemmLayer], cfg: RLConfig, board: Board) -> RLStorage:
+    """The engine's memories as the RTL builds them: tm·tn weight banks, tm bias banks, and the
+    activation (every layer's input and the last output) and gradient (every layer's output)
+    stashes of `stash_lanes` banks."""
     tm, tn, bits = cfg.tm, cfg.tn, cfg.bits
+    lanes = stash_lanes(tm, tn, board.dram_bytes_per_cycle)
     weight_depth = sum(-(-g.m // tm) * -(-g.n // tn) for g in gemms)
     bias_depth = sum(-(-g.m // tm) for g in gemms)
     weights = banked_memory(board, tm * tn, weight_depth, bits) + banked_memory(board, tm, bias_depth, bits)
-    # Activation stash: every layer's input rows (tn banks) and the last layer's outputs (tm banks).
-    stash_depth = sum(cfg.batch * g.positions * -(-g.n // tn) for g in gemms)
     last = gemms[-1] if gemms else None
-    logit_depth = cfg.batch * last.positions * -(-last.m // tm) if last else 0
-    lanes = max(tm, tn)
-    widest = max((max(g.m, g.n) for g in gemms), default=0)
-    grad_depth = max((cfg.batch * g.positions for g in gemms), default=0) * -(-widest // lanes)
-    total = (weights + banked_memory(board, tn, stash_depth, bits) + banked_memory(board, tm, logit_depth, bits)
-             + banked_memory(board, 2 * lanes, grad_depth, bits))
+    a_depth = sum(cfg.batch * g.positions * stash_words(g.n, lanes) for g in gemms)
+    a_depth += cfg.batch * last.positions * stash_words(last.m, lanes) if last else 0
+    g_depth = sum(cfg.batch * g.positions * stash_words(g.m, lanes) for g in gemms)
+    total = weights + banked_memory(board, lanes, a_depth, bits) + banked_memory(board, lanes, g_depth, bits)
     weight_bits = sum(g.m * g.n + g.m for g in gemms) * bits
-    stash_bits = (stash_depth * tn + logit_depth * tm) * bits
-    return RLStorage(weight_bits, stash_bits, 2 * lanes * grad_depth * bits, weights, total)
+    return RLStorage(weight_bits, a_depth * lanes * bits, g_depth * lanes * bits, weights, total)
 
 
 def rl_resources(gemms: list[GemmLayer], cfg: RLConfig, board: Board) -> ResourceUse:

@@ -10,7 +10,8 @@ Conventions:
 - requantise by `s` bits: `sat((acc + (1 << (s-1))) >> s)` with an arithmetic shift, i.e. round
   half up (toward +inf); `s = 0` is saturation only; `s < 0` is an exact left shift, then saturation.
 - stochastic rounding: `(v + (r mod 2^s)) >> s` with r from the 16-bit Galois LFSR (mask 0xB400);
-  for s > 16 the 16 random bits are the top bits of the s-bit rounding term.
+  for s > 16 the 16 random bits are the top bits of the s-bit rounding term. An UPDATE consumes
+  the LFSR in row-major order of the augmented matrix [W | b] (the bias is column N).
 """
 
 from __future__ import annotations
@@ -172,6 +173,32 @@ def lfsr_sequence(seed: int, count: int) -> np.ndarray:
 def lfsr_seed(step: int, layer_index: int) -> int:
     """Seed of an UPDATE descriptor: a fixed, non-zero function of training step and layer."""
     return 1 + (step * 40503 + layer_index * 12345 + 7) % ((1 << LFSR_BITS) - 1)
+
+
+def lfsr_jump_matrix(steps: int) -> tuple[int, ...]:
+    """A^steps over GF(2), A one LFSR step, as 16 row masks: bit r of the jumped state is the
+    parity of (row r & state). The hardware jumps row-start states with these (the period is 65535)."""
+    def apply(rows: tuple[int, ...], v: int) -> int:
+        return sum(((bin(rows[r] & v).count("1") & 1) << r) for r in range(LFSR_BITS))
+
+    def compose(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:  # a after b
+        columns = [apply(a, apply(b, 1 << c)) for c in range(LFSR_BITS)]
+        return tuple(sum(((columns[c] >> r) & 1) << c for c in range(LFSR_BITS)) for r in range(LFSR_BITS))
+
+    step_columns = [lfsr_step(1 << c) for c in range(LFSR_BITS)]
+    power = tuple(sum(((step_columns[c] >> r) & 1) << c for c in range(LFSR_BITS)) for r in range(LFSR_BITS))
+    result = tuple(1 << r for r in range(LFSR_BITS))
+    k = steps % ((1 << LFSR_BITS) - 1)
+    while k:
+        if k & 1:
+            result = compose(power, result)
+        power = compose(power, power)
+        k >>= 1
+    return result
+
+
+def lfsr_jump(rows: tuple[int, ...], state: int) -> int:
+    return sum(((bin(rows[r] & state).count("1") & 1) << r) for r in range(LFSR_BITS))
 
 
 def stochastic_round_shift(values, shift: int, random: np.ndarray) -> np.ndarray:

@@ -5,7 +5,7 @@
 - `rl_train_step`: one on-device training step of the retrainable layers, in the order the RL
   engine runs its descriptors: FWD per layer; host softmax-cross-entropy gradient; then per layer
   from the last: BWD_DATA (not for the first retrainable layer), BWD_WEIGHT summed over the batch,
-  UPDATE with LFSR stochastic rounding.
+  UPDATE with LFSR stochastic rounding over [W | b] row-major.
 - `float_rl_train_step`: the same step in float64, the baseline that fixed point is held against.
 
 Every rounding and saturation rule comes from `dtlgen.quant.fixed`; this module only orders them.
@@ -226,11 +226,11 @@ def rl_train_step(qnet: QuantizedNetwork, state: RLState, features: dict[str, np
         # BWD_WEIGHT, summed over the batch (and positions of a 1×1 conv)
         dw = fixed.requantise(fixed.exact_matmul(g.T, xr, lq.acc_bits), g_frac + x_frac - lq.dw_fmt.frac, bits)
         db = fixed.requantise(g.sum(axis=0), g_frac - lq.db_fmt.frac, bits)
-        # UPDATE: W -= 2^-lr_shift dW, stochastic rounding, LFSR over W row-major then b
+        # UPDATE: W -= 2^-lr_shift dW, stochastic rounding, LFSR over [W | b] row-major (b is column N)
         seed = fixed.lfsr_seed(step, qnet.network.index(layer.name))
-        rand = fixed.lfsr_sequence(seed, w.size + bias.size)
-        dw_step = fixed.stochastic_round_shift(dw, lr_shift + lq.dw_fmt.frac - lq.w_fmt.frac, rand[: w.size].reshape(w.shape))
-        db_step = fixed.stochastic_round_shift(db, lr_shift + lq.db_fmt.frac - lq.b_fmt.frac, rand[w.size:])
+        rand = fixed.lfsr_sequence(seed, w.size + bias.size).reshape(w.shape[0], w.shape[1] + 1)
+        dw_step = fixed.stochastic_round_shift(dw, lr_shift + lq.dw_fmt.frac - lq.w_fmt.frac, rand[:, :-1])
+        db_step = fixed.stochastic_round_shift(db, lr_shift + lq.db_fmt.frac - lq.b_fmt.frac, rand[:, -1])
         new_state[layer.name] = (fixed.saturate(w - dw_step, bits).reshape(weight.shape),
                                  fixed.saturate(bias - db_step, bits))
         trace.grad_w[layer.name], trace.grad_b[layer.name], trace.seeds[layer.name] = dw, db, seed

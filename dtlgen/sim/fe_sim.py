@@ -45,20 +45,44 @@ def _environment() -> None:
 
 def build(params: FESimParams, sources_dir: Path | None = None, cache_root: Path | None = None) -> Path:
     """Compile the FE top for `params` unless a build with the same sources and parameters exists."""
+    return build_top([(sources_dir or rtl_dir()) / name for name in RTL_SOURCES], TOP, params.hdl_parameters(),
+                     "fe", cache_root)
+
+
+def build_top(sources: list[Path], top: str, parameters: dict[str, object], prefix: str,
+              cache_root: Path | None = None) -> Path:
+    """Compile `top` with `parameters`, cached by a hash of the sources and parameters."""
     _environment()
     from cocotb_tools.runner import get_runner
 
-    sources = [(sources_dir or rtl_dir()) / name for name in RTL_SOURCES]
-    digest = hashlib.sha256(json.dumps(params.hdl_parameters(), sort_keys=True).encode()
+    digest = hashlib.sha256(json.dumps(parameters, sort_keys=True).encode()
                             + b"".join(path.read_bytes() for path in sources)).hexdigest()[:16]
     root = cache_root or Path(os.environ.get("DTLGEN_CACHE", Path.home() / ".cache" / "dtlgen")) / "verilator"
-    build_dir = root / f"fe_{digest}"
-    if (build_dir / TOP).exists():  # the runner names the simulator executable after the top
+    build_dir = root / f"{prefix}_{digest}"
+    if (build_dir / top).exists():  # the runner names the simulator executable after the top
         return build_dir
     runner = get_runner("verilator")
-    runner.build(sources=sources, hdl_toplevel=TOP, build_dir=build_dir, parameters=params.hdl_parameters(),
+    runner.build(sources=sources, hdl_toplevel=top, build_dir=build_dir, parameters=parameters,
                  build_args=list(BUILD_ARGS), always=True, log_file=build_dir / "build.log")
     return build_dir
+
+
+def run_test(build_dir: Path, top: str, test_module: str, test_folder: Path, workdir: Path,
+             env: dict[str, str]) -> bool:
+    """Run a cocotb test module against a built top; True when every test passed."""
+    from cocotb_tools.runner import get_results, get_runner
+
+    runner = get_runner("verilator")
+    # The runner hands the simulator this process's sys.path as PYTHONPATH: put the test's folder on it.
+    sys.path.insert(0, str(test_folder))
+    try:
+        results = runner.test(test_module=test_module, hdl_toplevel=top, hdl_toplevel_lang="verilog",
+                              build_dir=build_dir, test_dir=workdir, extra_env=env,
+                              results_xml=str(workdir / "results.xml"), log_file=workdir / "sim.log")
+    finally:
+        sys.path.remove(str(test_folder))
+    _, failed = get_results(results)
+    return not failed
 
 
 @dataclass
@@ -77,8 +101,6 @@ def run_image(memory: np.ndarray, desc_addr: int, desc_count: int, params: FESim
               max_cycles: int, sources_dir: Path | None = None, test_module: str = "fe_cocotb_test",
               test_path: Path | None = None) -> FESimResult:
     """Simulate a DRAM image holding `desc_count` descriptors at `desc_addr`."""
-    from cocotb_tools.runner import get_results, get_runner
-
     workdir = Path(workdir).resolve()  # the runner changes directory: every path must be absolute
     sources_dir = Path(sources_dir).resolve() if sources_dir else None
     test_path = Path(test_path).resolve() if test_path else None
@@ -87,28 +109,21 @@ def run_image(memory: np.ndarray, desc_addr: int, desc_count: int, params: FESim
     write_hex(workdir / "dram_init.hex", memory)
     for stale in ("dram_dump.hex", "perf_dump.hex"):
         (workdir / stale).unlink(missing_ok=True)
-    runner = get_runner("verilator")
     env = {"DTLGEN_DESC_COUNT": str(desc_count), "DTLGEN_DESC_ADDR": str(desc_addr),
            "DTLGEN_MAX_CYCLES": str(max_cycles)}
-    # The runner hands the simulator this process's sys.path as PYTHONPATH: put the test's folder on it.
-    test_folder = str(test_path or sources_dir or rtl_dir())
-    sys.path.insert(0, test_folder)
-    try:
-        results = runner.test(test_module=test_module, hdl_toplevel=TOP, hdl_toplevel_lang="verilog",
-                              build_dir=build_dir, test_dir=workdir, extra_env=env,
-                              results_xml=str(workdir / "results.xml"), log_file=workdir / "sim.log")
-    finally:
-        sys.path.remove(test_folder)
-    _, failed = get_results(results)
-    if failed or not (workdir / "dram_dump.hex").exists():
-        tail = (workdir / "sim.log").read_text()[-2000:] if (workdir / "sim.log").exists() else ""
-        raise RuntimeError(f"FE simulation failed in {workdir}:\n{tail}")
-    memory = _read_hex(workdir / "dram_dump.hex", params.memory_bytes, 8)
-    perf = _read_hex(workdir / "perf_dump.hex", 65536, 32)
+    passed = run_test(build_dir, TOP, test_module, test_path or sources_dir or rtl_dir(), workdir, env)
+    if not passed or not (workdir / "dram_dump.hex").exists():
+        raise RuntimeError(f"FE simulation failed in {workdir}:\n{sim_log_tail(workdir)}")
+    memory = read_hex(workdir / "dram_dump.hex", params.memory_bytes, 8)
+    perf = read_hex(workdir / "perf_dump.hex", 65536, 32)
     return FESimResult(memory.astype(np.uint8), [int(v) for v in perf[:desc_count]])
 
 
-def _read_hex(path: Path, size: int, width: int) -> np.ndarray:
+def sim_log_tail(workdir: Path) -> str:
+    return (workdir / "sim.log").read_text()[-2000:] if (workdir / "sim.log").exists() else ""
+
+
+def read_hex(path: Path, size: int, width: int) -> np.ndarray:
     """Parse a $writememh file: plain lines of `width`-bit words, or with @address / comment lines."""
     text = path.read_text()
     if not any(mark in text for mark in ("@", "/", "x", "z", "X", "Z")):

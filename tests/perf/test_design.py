@@ -198,7 +198,7 @@ def test_cli_perf_table(capsys, design_path, networks):
     ops = [p.name for p in predict(networks["vgg16_cifar"], load_design(design_path),
                                    load_board("pynq-z2")).fe_layers]
     assert len(ops) == 13
-    for name in ops + ["total FE", "training step", "fc1", "fc2", "BWD_WEIGHT", "bram18", "pynq-z2"]:
+    for name in ops + ["total FE", "training step", "fc1", "fc2", "UPDATE", "bram18", "pynq-z2"]:
         assert name in out, name
 
 

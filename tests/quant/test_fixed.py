@@ -515,3 +515,13 @@ def test_avg_pool_scale_other_counts_within_2_pow_minus_15(count):
     assert 0 < mult < 2 ** 16
     rel = abs(Fraction(mult, 2 ** shift) * count - 1)
     assert rel <= Fraction(1, 2 ** 15)
+
+
+@given(st.integers(0, 200_000), st.integers(1, 65535))
+@settings(max_examples=40, deadline=None)
+def test_lfsr_jump_matrix_equals_stepping(steps, state):
+    """A^k as a GF(2) matrix takes a state exactly where k single steps do (period 65535)."""
+    expected = state
+    for _ in range(steps % 65535):
+        expected = fixed.lfsr_step(expected)
+    assert fixed.lfsr_jump(fixed.lfsr_jump_matrix(steps), state) == expected

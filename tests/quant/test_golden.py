@@ -422,15 +422,14 @@ def naive_rl_step(qnet: QuantizedNetwork, state, features, labels, step, lr_shif
         seed = fixed.lfsr_seed(step, names.index(layer.name))
         rand = [int(r) for r in fixed.lfsr_sequence(seed, m * n + m)]
         new_w = np.zeros((m, n), dtype=np.int64)
+        new_b = np.zeros(m, dtype=np.int64)
         k = 0
-        for o in range(m):  # row-major over W, then b
+        for o in range(m):  # row-major over [W | b]: the bias is column n
             for t in range(n):
                 v = int(wm[o, t]) - sr_shift(int(dw[o, t]), lr_shift + lq.dw_fmt.frac - lq.w_fmt.frac, rand[k])
                 new_w[o, t] = clamp(v, bits)
                 out["update_saturations"] += new_w[o, t] != v
                 k += 1
-        new_b = np.zeros(m, dtype=np.int64)
-        for o in range(m):
             v = int(bias[o]) - sr_shift(int(db[o]), lr_shift + lq.db_fmt.frac - lq.b_fmt.frac, rand[k])
             new_b[o] = clamp(v, bits)
             out["update_saturations"] += new_b[o] != v

@@ -4,8 +4,9 @@
 // per cycle; requests queue and are served in order, so back-to-back requests stream without
 // gaps (one latency per group of pipelined requests, as dtlgen.perf assumes). STALL_PERIOD > 0
 // drops read beats on a seeded pseudo-random pattern (about one cycle in STALL_PERIOD).
-// Contents come from INIT_FILE ($readmemh, one byte per line) and go to DUMP_FILE ($writememh)
-// when `dump` is high: bulk data never passes through the testbench language.
+// Contents come from INIT_FILE ($readmemh, one byte per line); `load` reads LOAD_FILE ($readmemh with
+// @address lines: only the bytes it lists change) and `dump` writes bytes dump_lo..dump_hi to
+// DUMP_FILE ($writememh): bulk data never passes through the testbench language.
 module dram_model #(
   parameter int BUS_BYTES = 8,
   parameter int LATENCY = 40,
@@ -14,6 +15,7 @@ module dram_model #(
   parameter int STALL_PERIOD = 0,
   parameter int STALL_SEED = 1,
   parameter INIT_FILE = "",
+  parameter LOAD_FILE = "dram_load.hex",
   parameter DUMP_FILE = "dram_dump.hex"
 ) (
   input  logic                   clk,
@@ -29,7 +31,10 @@ module dram_model #(
   input  logic [31:0]            wr_addr,
   input  logic [BUS_BYTES*8-1:0] wr_data,
   input  logic [7:0]             wr_bytes,
-  input  logic                   dump
+  input  logic                   load,
+  input  logic                   dump,
+  input  logic [31:0]            dump_lo,
+  input  logic [31:0]            dump_hi
 );
   localparam int QW = $clog2(QUEUE);
   localparam int AW = $clog2(SIZE_BYTES);
@@ -93,7 +98,8 @@ module dram_model #(
         for (int j = 0; j < BUS_BYTES; j++)
           if (8'(j) < wr_bytes) mem[AW'(wr_addr + 32'(j))] <= wr_data[j * 8 +: 8];
       end
-      if (dump) $writememh(DUMP_FILE, mem);
+      if (load) $readmemh(LOAD_FILE, mem);
+      if (dump) $writememh(DUMP_FILE, mem, dump_lo, dump_hi);
     end
   end
 endmodule

@@ -45,7 +45,8 @@ module fe_tb_top #(
   dram_model #(.BUS_BYTES(BUS_BYTES), .LATENCY(LATENCY), .SIZE_BYTES(SIZE_BYTES), .STALL_PERIOD(STALL_PERIOD),
                .STALL_SEED(STALL_SEED), .INIT_FILE(INIT_FILE), .DUMP_FILE(DUMP_FILE)) dram (
     .clk, .rst, .rd_req_valid, .rd_req_ready, .rd_req_addr, .rd_req_beats, .rd_valid, .rd_data,
-    .wr_valid, .wr_ready, .wr_addr, .wr_data, .wr_bytes, .dump);
+    .wr_valid, .wr_ready, .wr_addr, .wr_data, .wr_bytes, .load(1'b0), .dump, .dump_lo(32'd0),
+    .dump_hi(32'(SIZE_BYTES - 1)));
 
   always_ff @(posedge clk) begin
     if (perf_valid) perf_mem[perf_index] <= perf_cycles;

@@ -1,0 +1,104 @@
+"""The RL engine's host loop: what the Zynq's processor runs on the board, and the cocotb testbench
+runs against the simulator, through the same `Device` interface (write, read, run).
+
+Per mini-batch: the cached FE features of the batch go to the engine's feature buffer; the forward
+list (LOAD features, FWD per layer, STORE logits) runs; the host computes the softmax cross-entropy
+gradient with the golden model's integer rules (`fixed.softmax_ce_grad`), masks it with the last
+layer's activation, and writes it; the backward list (LOAD dY, BWD_DATA / UPDATE per layer from the
+last) runs. Weights go in once (`load_params`) and come back when asked (`read_params`).
+
+The methods are coroutines so that a simulator can advance its clock inside `Device.run`; a board
+driver implements `Device` with plain memory-mapped I/O and drives them with `asyncio.run`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from dtlgen.generator import rl_program as prog
+from dtlgen.generator.rl_program import RLLayout
+from dtlgen.quant import fixed
+from dtlgen.quant.fixed import QFormat
+
+
+class Device(Protocol):
+    async def write(self, addr: int, data: bytes) -> None: ...
+
+    async def read(self, addr: int, size: int) -> bytes: ...
+
+    async def run(self, desc_addr: int, count: int, perf_base: int) -> int:
+        """Run `count` descriptors from `desc_addr`; returns the engine's cycles (start to done)."""
+        ...
+
+
+@dataclass
+class StepResult:
+    logits: np.ndarray  # integer logits of the batch, (B, classes)
+    output_grad: np.ndarray  # the gradient the host wrote, (B, classes)
+    forward_cycles: int
+    backward_cycles: int
+
+
+def to_rows(features: np.ndarray, feature_shape: tuple[int, ...]) -> np.ndarray:
+    """A batch of first-layer inputs as GEMM rows: (B, F) stays; (B, C, H, W) becomes (B*H*W, C)."""
+    x = np.asarray(features, dtype=np.int64).reshape((len(features),) + tuple(feature_shape))
+    return x if x.ndim == 2 else x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+
+def from_rows(rows: np.ndarray, samples: int, positions: int) -> np.ndarray:
+    """GEMM rows of the last layer back to the golden model's per-sample flattening (NCHW order)."""
+    if positions == 1:
+        return rows
+    return rows.reshape(samples, positions, -1).transpose(0, 2, 1).reshape(samples, -1)
+
+
+class RLHost:
+    def __init__(self, device: Device, layout: RLLayout):
+        self.device = device
+        self.layout = layout
+        self.grad_fmt = QFormat(layout.grad_bits, layout.grad_frac)
+
+    async def load_params(self, state: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        lay = self.layout
+        await self.device.write(lay.params_addr, prog.params_image(lay, state))
+        await self._run(prog.params_list(lay, "LOAD_P"), 1, prog.PERF_BASE["params"])
+
+    async def read_params(self, shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        lay = self.layout
+        await self._run(prog.params_list(lay, "STORE_P"), 1, prog.PERF_BASE["params"] + 1)
+        return prog.params_from_image(lay, await self.device.read(lay.params_addr, lay.params_bytes), shapes)
+
+    async def train_step(self, features: np.ndarray, labels: np.ndarray, step: int, lr_shift: int) -> StepResult:
+        lay = self.layout
+        last = lay.layers[-1]
+        samples = len(labels)
+        await self.device.write(lay.feat_addr, prog.matrix_bytes(lay, to_rows(features, lay.feature_shape)))
+        fwd_count, bwd_count = prog.step_descriptor_counts(lay)
+        forward = await self._run(prog.forward_list(lay, samples), fwd_count, prog.PERF_BASE["forward"])
+        rows = samples * last.positions
+        raw = await self.device.read(lay.logit_addr, rows * last.pitch_m * lay.lanes * prog.VALUE_BYTES)
+        logit_rows = prog.matrix_from_bytes(lay, raw, rows, last.m)
+        logits = from_rows(logit_rows, samples, last.positions)
+        grad = fixed.softmax_ce_grad(logits, labels, lay.logit_frac, self.grad_fmt)
+        grad_rows = _to_last_rows(grad, samples, last.positions, last.m)
+        if last.act == prog.ACTIVATIONS["relu"]:
+            grad_rows = np.where(logit_rows > 0, grad_rows, 0)
+        elif last.act == prog.ACTIVATIONS["relu6"]:
+            grad_rows = np.where((logit_rows > 0) & (logit_rows < last.six), grad_rows, 0)
+        await self.device.write(lay.dy_addr, prog.matrix_bytes(lay, grad_rows))
+        backward = await self._run(prog.backward_list(lay, samples, step, lr_shift), bwd_count,
+                                   prog.PERF_BASE["backward"])
+        return StepResult(logits, grad, forward, backward)
+
+    async def _run(self, descriptors: bytes, count: int, perf_base: int) -> int:
+        await self.device.write(self.layout.desc_addr, descriptors)
+        return await self.device.run(self.layout.desc_addr, count, perf_base)
+
+
+def _to_last_rows(grad: np.ndarray, samples: int, positions: int, m: int) -> np.ndarray:
+    if positions == 1:
+        return grad
+    return grad.reshape(samples, m, positions).transpose(0, 2, 1).reshape(-1, m)

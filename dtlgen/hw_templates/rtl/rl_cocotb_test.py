@@ -1,0 +1,101 @@
+"""cocotb testbench of the RL engine top: the host loop (dtlgen.host.rl_host) re-trains against the simulator.
+
+Inputs (environment): DTLGEN_RL_LAYOUT (layout JSON), DTLGEN_RL_PLAN (npz: cached features, labels,
+sample order, batch sizes, lr shifts, first step number, steps whose weights to read back, initial
+weights), DTLGEN_MAX_CYCLES (per descriptor list). Output: rl_result.npz in the test directory:
+weights after each checked step, logits and cycles of every step, and perf_step0.hex, the
+per-descriptor counters of the first step. Bulk data moves through $readmemh / $writememh files.
+"""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, First, RisingEdge, Timer
+
+from dtlgen.generator.rl_program import RLLayout
+from dtlgen.host.rl_host import RLHost
+
+
+class SimDevice:
+    """The host's Device on the simulated DRAM: patches go in with `load`, ranges come out with `dump`."""
+
+    def __init__(self, dut, workdir: Path, max_cycles: int):
+        self.dut = dut
+        self.workdir = workdir
+        self.max_cycles = max_cycles
+
+    async def write(self, addr: int, data: bytes) -> None:
+        (self.workdir / "dram_load.hex").write_text(f"@{addr:x}\n" + data.hex("\n", 1) + "\n")
+        self.dut.load.value = 1
+        await RisingEdge(self.dut.clk)
+        self.dut.load.value = 0
+        await RisingEdge(self.dut.clk)
+
+    async def read(self, addr: int, size: int) -> bytes:
+        self.dut.dump_lo.value = addr
+        self.dut.dump_hi.value = addr + size - 1
+        self.dut.dump.value = 1
+        await RisingEdge(self.dut.clk)
+        self.dut.dump.value = 0
+        await RisingEdge(self.dut.clk)
+        return bytes.fromhex((self.workdir / "dram_dump.hex").read_text().replace("\n", ""))
+
+    async def run(self, desc_addr: int, count: int, perf_base: int) -> int:
+        dut = self.dut
+        dut.desc_addr.value = desc_addr
+        dut.desc_count.value = count
+        dut.perf_base.value = perf_base
+        dut.start.value = 1
+        await RisingEdge(dut.clk)
+        dut.start.value = 0
+        finished = RisingEdge(dut.done)
+        result = await First(finished, Timer(10 * self.max_cycles, unit="ns"))
+        assert result is finished, f"RL engine did not finish {count} descriptors within {self.max_cycles} cycles"
+        await RisingEdge(dut.clk)
+        return int(dut.run_cycles.value)
+
+
+@cocotb.test()
+async def retrain(dut):
+    """Run the plan's training steps through the host loop; record weights, logits and cycles."""
+    workdir = Path.cwd()
+    layout = RLLayout.from_dict(json.loads(Path(os.environ["DTLGEN_RL_LAYOUT"]).read_text()))
+    plan = np.load(os.environ["DTLGEN_RL_PLAN"])
+    Clock(dut.clk, 10, unit="ns", impl="gpi").start()
+    for name in ("start", "load", "dump", "perf_dump", "dump_lo", "dump_hi", "desc_addr", "desc_count", "perf_base"):
+        getattr(dut, name).value = 0
+    dut.rst.value = 1
+    await ClockCycles(dut.clk, 3)
+    dut.rst.value = 0
+    await RisingEdge(dut.clk)
+    host = RLHost(SimDevice(dut, workdir, int(os.environ["DTLGEN_MAX_CYCLES"])), layout)
+    names = [p.name for p in layout.layers]
+    shapes = {name: tuple(plan[f"w_{name}"].shape) for name in names}
+    await host.load_params({name: (plan[f"w_{name}"], plan[f"b_{name}"]) for name in names})
+    out = {}
+    checks = set(int(s) for s in plan["check_steps"])
+    order, pos = plan["order"], 0
+    cycles, logits = [], []
+    for k, (size, shift) in enumerate(zip(plan["batch_sizes"], plan["lr_shifts"])):
+        idx = order[pos:pos + int(size)]
+        pos += int(size)
+        result = await host.train_step(plan["features"][idx], plan["labels"][idx], int(plan["first_step"]) + k,
+                                       int(shift))
+        cycles.append((result.forward_cycles, result.backward_cycles))
+        logits.append(result.logits)
+        if k == 0:
+            dut.perf_dump.value = 1
+            await RisingEdge(dut.clk)
+            dut.perf_dump.value = 0
+            await RisingEdge(dut.clk)
+            shutil.copy(workdir / "perf_dump.hex", workdir / "perf_step0.hex")
+        if k in checks:
+            for name, (w, b) in (await host.read_params(shapes)).items():
+                out[f"step{k}_w_{name}"], out[f"step{k}_b_{name}"] = w, b
+    np.savez(workdir / "rl_result.npz", cycles=np.array(cycles, dtype=np.int64),
+             logits=np.concatenate(logits) if logits else np.zeros((0,)), **out)

@@ -1,0 +1,791 @@
+// Retrainable-layer engine: descriptor-driven tiled GEMM that runs forward, backward and the weight
+// update of the retrainable layers on chip (dtlgen/perf/rl.py holds the schedule this RTL runs).
+//
+// A TM x TN array of BITS-wide multipliers works in three modes on one layer (a GEMM per sample;
+// G = batch x positions rows):
+//   FWD        Y = W X + b, requantised, activation          loops  m-tile, row g, n-tile
+//   BWD_DATA   dX = (W^T dY) requantised, masked by relu'(X)  loops  n-tile, row g, m-tile
+//   UPDATE     dW = dY^T X over the batch (each PE accumulates its own element), requantised, then
+//              W <- W - 2^-lr dW with stochastic rounding     loops  m-tile, n-tile, row g
+// UPDATE is BWD_WEIGHT fused with the update: a tile's dW never leaves the accumulators. The bias is
+// column N of the augmented matrix [W | b] (its input is the constant 1), so db comes out of the
+// same accumulators, and the LFSR of dtlgen/quant/fixed.py is consumed in row-major order of
+// [W | b]: lane (i, j) of a tile uses the state of element (m0 + i, n0 + j). Row-start states jump
+// with the 16x16 GF(2) matrices A^(N+1) and A^(TM(N+1)) that the host puts in the descriptor.
+//
+// Weights and biases stay on chip in TM*TN weight banks and TM bias banks (one tile per address),
+// read as a whole tile in one cycle in both FWD and BWD_DATA: no transposed copy, no stall.
+// Activations (A stash: every layer's input and the last output) and gradients (G stash: every
+// layer's output gradient) live in LANES banks, a matrix row-major with a row pitch of whole
+// LANES-value words, so any TM, TN or bus-beat run of consecutive values hits distinct banks.
+// Data moves between DRAM and the stashes / parameter banks with LOAD / STORE descriptors; the
+// host (the Zynq PS, or the cocotb test) computes the softmax cross-entropy gradient between the
+// forward list and the backward list. Numerics: dtlgen/quant/fixed.py, bit for bit.
+module rl_engine #(
+  parameter int TM = 4,
+  parameter int TN = 4,
+  parameter int BITS = 16,
+  parameter int ACC_BITS = 40,
+  parameter int BUS_BYTES = 8,
+  parameter int LANES = 8,      // stash banks: a power of two >= TM, TN and BUS_BYTES / 2
+  parameter int A_DEPTH = 256,  // words per activation-stash bank
+  parameter int G_DEPTH = 256,  // words per gradient-stash bank
+  parameter int W_DEPTH = 64,   // weight tiles
+  parameter int B_DEPTH = 16,   // bias rows (TM biases each)
+  parameter logic [15:0] LFSR_MASK = 16'hB400
+) (
+  input  logic                     clk,
+  input  logic                     rst,
+  // control
+  input  logic                     start,
+  input  logic [31:0]              desc_addr,
+  input  logic [15:0]              desc_count,
+  input  logic [15:0]              perf_base,
+  output logic                     busy,
+  output logic                     done,
+  // memory read port: burst requests, data returns in request order, one beat per cycle
+  output logic                     rd_req_valid,
+  input  logic                     rd_req_ready,
+  output logic [31:0]              rd_req_addr,
+  output logic [15:0]              rd_req_beats,
+  input  logic                     rd_valid,
+  input  logic [BUS_BYTES*8-1:0]   rd_data,
+  // memory write port: one beat per cycle
+  output logic                     wr_valid,
+  input  logic                     wr_ready,
+  output logic [31:0]              wr_addr,
+  output logic [BUS_BYTES*8-1:0]   wr_data,
+  output logic [7:0]               wr_bytes,
+  // performance counter: cycles of each descriptor (index perf_base + position in the list)
+  output logic                     perf_valid,
+  output logic [15:0]              perf_index,
+  output logic [31:0]              perf_cycles
+);
+  localparam int VALS = BUS_BYTES / 2;  // 16-bit values per bus beat
+  localparam int LOG2L = $clog2(LANES);
+  localparam int TMN = TM * TN;
+  localparam int DESC_BYTES = 128;
+  localparam int DESC_WORDS = DESC_BYTES / 4;
+  localparam int DESC_BEATS = DESC_BYTES / BUS_BYTES;
+  localparam int TILE_BEATS = (TMN + VALS - 1) / VALS;  // a weight tile in DRAM, padded to whole beats
+  localparam int BROW_BEATS = (TM + VALS - 1) / VALS;   // a bias row in DRAM
+  localparam int AAW = $clog2(A_DEPTH);
+  localparam int GAW = $clog2(G_DEPTH);
+  localparam int WAW = $clog2(W_DEPTH);
+  localparam int BAW = $clog2(B_DEPTH);
+  localparam int PROD_BITS = 2 * BITS;
+  localparam int WIDE = ACC_BITS + 32;  // requantisation and update arithmetic: no intermediate overflow
+  localparam logic [3:0] M_LOAD_A = 4'd1, M_LOAD_G = 4'd2, M_STORE_A = 4'd3, M_FWD = 4'd4, M_BWD_DATA = 4'd5,
+                         M_UPDATE = 4'd6, M_LOAD_P = 4'd7, M_STORE_P = 4'd8;
+  localparam logic signed [WIDE-1:0] VMAX = (WIDE'(1) <<< (BITS - 1)) - WIDE'(1);
+  localparam logic signed [WIDE-1:0] VMIN = -(WIDE'(1) <<< (BITS - 1));
+  localparam int PW = (TM > 1) ? $clog2(TM) : 1;
+
+  // ---------------------------------------------------------------------------------------------
+  // Numerics helpers (dtlgen/quant/fixed.py)
+  function automatic logic signed [BITS-1:0] saturate(input logic signed [WIDE-1:0] v);
+    if (v > VMAX) saturate = BITS'(VMAX);
+    else if (v < VMIN) saturate = BITS'(VMIN);
+    else saturate = BITS'(v);
+  endfunction
+
+  // requantise by a signed shift s: s > 0 rounds half up, s < 0 is an exact left shift; saturate
+  function automatic logic signed [BITS-1:0] requant(input logic signed [WIDE-1:0] v, input logic signed [7:0] s);
+    logic signed [WIDE-1:0] t;
+    logic [6:0] k;
+    if (s > 0) begin
+      k = 7'(s);
+      t = (v >>> k) + ((v >>> (k - 7'd1)) & WIDE'(1));
+    end else begin
+      k = 7'(-s);
+      t = v <<< k;
+    end
+    requant = saturate(t);
+  endfunction
+
+  // stochastic rounding of v by a signed shift s with 16 random bits r (no saturation here)
+  function automatic logic signed [WIDE-1:0] sround(input logic signed [BITS-1:0] v, input logic signed [7:0] s,
+                                                    input logic [15:0] r);
+    logic signed [WIDE-1:0] term, wide_v;
+    logic [6:0] k;
+    wide_v = WIDE'(v);
+    if (s <= 0) begin
+      k = 7'(-s);
+      sround = wide_v <<< k;
+    end else begin
+      k = 7'(s);
+      if (k <= 7'd16) term = WIDE'(r & 16'((17'd1 << k) - 17'd1));
+      else term = WIDE'(r) <<< (k - 7'd16);
+      sround = (wide_v + term) >>> k;
+    end
+  endfunction
+
+  function automatic logic [15:0] lfsr_step(input logic [15:0] v);
+    lfsr_step = {1'b0, v[15:1]} ^ (v[0] ? LFSR_MASK : 16'h0000);
+  endfunction
+
+  // ---------------------------------------------------------------------------------------------
+  // Descriptor
+  logic [15:0] desc_h [DESC_BYTES / 2];  // filled a bus beat at a time (a beat may be 16 bits)
+  logic [31:0] desc [DESC_WORDS];
+  logic [255:0] j_row, j_blk;  // LFSR jump matrices: row r in bits 16r +: 16
+  always_comb begin
+    for (int w = 0; w < DESC_WORDS; w++) desc[w] = {desc_h[2 * w + 1], desc_h[2 * w]};
+    for (int w = 0; w < 8; w++) begin
+      j_row[32 * w +: 32] = desc[16 + w];
+      j_blk[32 * w +: 32] = desc[24 + w];
+    end
+  end
+  logic [3:0]  d_mode;
+  logic [1:0]  d_act;
+  logic signed [BITS-1:0] d_six;
+  logic [15:0] d_m, d_n, d_g, d_seed, d_xa, d_ya, d_gy, d_gx, d_wbase, d_bbase, d_mt, d_nt, d_nta, d_pn, d_pm;
+  logic [31:0] d_dram, d_beats;
+  logic signed [7:0] d_s0, d_s1, d_s2, d_s3;
+  always_comb begin
+    d_mode  = desc[0][3:0];
+    d_act   = desc[0][5:4];
+    d_six   = BITS'(desc[0][31:16]);
+    d_m     = desc[1][15:0];
+    d_n     = desc[1][31:16];
+    d_g     = desc[2][15:0];
+    d_seed  = desc[2][31:16];
+    d_xa    = desc[3][15:0];
+    d_ya    = desc[3][31:16];
+    d_gy    = desc[4][15:0];
+    d_gx    = desc[4][31:16];
+    d_wbase = desc[5][15:0];
+    d_bbase = desc[5][31:16];
+    d_dram  = desc[6];
+    d_s0    = desc[7][7:0];
+    d_s1    = desc[7][15:8];
+    d_s2    = desc[7][23:16];
+    d_s3    = desc[7][31:24];
+    d_mt    = desc[8][15:0];
+    d_nt    = desc[8][31:16];
+    d_nta   = desc[9][15:0];
+    d_pn    = desc[9][31:16];
+    d_pm    = desc[10][15:0];
+    d_beats = desc[11];
+  end
+
+  // an LFSR jump: output bit r is the parity of row r of the matrix and the state
+  // (words 16..23 hold A^(N+1), words 24..31 A^(TM(N+1)), A being one LFSR step over GF(2))
+  function automatic logic [15:0] jump(input logic [255:0] m, input logic [15:0] v);
+    for (int r = 0; r < 16; r++) jump[r] = ^(m[16 * r +: 16] & v);
+  endfunction
+
+  // ---------------------------------------------------------------------------------------------
+  // Memories: activation stash (A), gradient stash (G), weight tiles, bias rows
+  logic [AAW-1:0]  a_raddr [LANES];
+  logic [AAW-1:0]  a_waddr [LANES];
+  logic [BITS-1:0] a_rdata [LANES];
+  logic [BITS-1:0] a_wdata [LANES];
+  logic            a_we    [LANES];
+  logic [GAW-1:0]  g_raddr [LANES];
+  logic [GAW-1:0]  g_waddr [LANES];
+  logic [BITS-1:0] g_rdata [LANES];
+  logic [BITS-1:0] g_wdata [LANES];
+  logic            g_we    [LANES];
+  logic [WAW-1:0]  w_raddr, w_waddr;
+  logic [BITS-1:0] w_rdata [TMN];
+  logic [BITS-1:0] w_wdata [TMN];
+  logic            w_we    [TMN];
+  logic [BAW-1:0]  b_raddr, b_waddr;
+  logic [BITS-1:0] b_rdata [TM];
+  logic [BITS-1:0] b_wdata [TM];
+  logic            b_we    [TM];
+
+  for (genvar l = 0; l < LANES; l++) begin : g_stash
+    rl_bank #(.WIDTH(BITS), .DEPTH(A_DEPTH)) a_bank (
+      .clk, .we(a_we[l]), .waddr(a_waddr[l]), .wdata(a_wdata[l]), .raddr(a_raddr[l]), .rdata(a_rdata[l]));
+    rl_bank #(.WIDTH(BITS), .DEPTH(G_DEPTH)) g_bank (
+      .clk, .we(g_we[l]), .waddr(g_waddr[l]), .wdata(g_wdata[l]), .raddr(g_raddr[l]), .rdata(g_rdata[l]));
+  end
+  for (genvar e = 0; e < TMN; e++) begin : g_weights
+    rl_bank #(.WIDTH(BITS), .DEPTH(W_DEPTH)) w_bank (
+      .clk, .we(w_we[e]), .waddr(w_waddr), .wdata(w_wdata[e]), .raddr(w_raddr), .rdata(w_rdata[e]));
+  end
+  for (genvar i = 0; i < TM; i++) begin : g_bias
+    rl_bank #(.WIDTH(BITS), .DEPTH(B_DEPTH)) b_bank (
+      .clk, .we(b_we[i]), .waddr(b_waddr), .wdata(b_wdata[i]), .raddr(b_raddr), .rdata(b_rdata[i]));
+  end
+
+  // A run of consecutive values starting at flat offset f0 of a row that starts at word `row`:
+  // bank l holds offset f with f mod LANES == l, at word row + f / LANES.
+  function automatic logic [31:0] bank_word(input logic [31:0] row, input logic [31:0] f0, input int l);
+    bank_word = row + (f0 >> LOG2L) + ((32'(l) < (f0 & 32'(LANES - 1))) ? 32'd1 : 32'd0);
+  endfunction
+
+  // ---------------------------------------------------------------------------------------------
+  // Control
+  typedef enum logic [2:0] {S_IDLE, S_FETCH, S_FETCH_DATA, S_SETUP, S_RUN, S_FINISH, S_DONE} state_t;
+  state_t state;
+  logic [15:0] desc_index;
+  logic [31:0] cur_addr, cycle_count;
+  logic [15:0] beat;
+  logic        requested;
+  logic        run_done;
+
+  assign busy = (state != S_IDLE) && (state != S_DONE);
+  assign done = (state == S_DONE);
+
+  // ---------------------------------------------------------------------------------------------
+  // GEMM sweep counters (FWD, BWD_DATA, UPDATE): outer c0, middle c1, inner c2, one issue per cycle
+  logic [15:0] c0, c1, c2, l0, l1, l2;
+  logic        issuing, prep;
+  logic [15:0] prep_count;
+  logic [15:0] t_m, t_n, row_g;
+  always_comb begin
+    case (d_mode)
+      M_FWD:      begin l0 = d_mt; l1 = d_g;   l2 = d_nt; t_m = c0; row_g = c1; t_n = c2; end
+      M_BWD_DATA: begin l0 = d_nt; l1 = d_g;   l2 = d_mt; t_n = c0; row_g = c1; t_m = c2; end
+      default:    begin l0 = d_mt; l1 = d_nta; l2 = d_g;  t_m = c0; t_n = c1; row_g = c2; end
+    endcase
+  end
+
+  // Stage tags travel with the data through the pipeline.
+  typedef struct packed {
+    logic        valid;
+    logic        first;
+    logic        last;
+    logic        blk_end;  // UPDATE: last tile of a row block (the LFSR row starts jump)
+    logic [31:0] m0;
+    logic [31:0] n0;
+    logic [31:0] out_row;  // FWD: Y row in A; BWD_DATA: dX row in G
+    logic [31:0] x_row;    // BWD_DATA: X row in A (the producer's activation mask)
+    logic [31:0] tile;     // weight tile address
+    logic [31:0] brow;     // bias row address
+    logic [LOG2L:0] rot_a;  // rotation of the A-stash read
+    logic [LOG2L:0] rot_g;  // rotation of the G-stash read
+  } tag_t;
+  tag_t st1, st2, st3, st4;
+
+  tag_t iss;
+  always_comb begin
+    iss = '0;
+    iss.valid = issuing;
+    iss.m0 = 32'(t_m) * TM;
+    iss.n0 = 32'(t_n) * TN;
+    iss.tile = 32'(d_wbase) + 32'(t_m) * 32'(d_nt) + 32'(t_n);
+    iss.brow = 32'(d_bbase) + 32'(t_m);
+    iss.blk_end = (c1 == l1 - 1);
+    iss.first = (c2 == 16'd0);
+    iss.last = (c2 == l2 - 1);
+    case (d_mode)
+      M_FWD: begin
+        iss.out_row = 32'(d_ya) + 32'(row_g) * 32'(d_pm);
+        iss.rot_a = (LOG2L + 1)'(iss.n0 & 32'(LANES - 1));
+      end
+      M_BWD_DATA: begin
+        iss.out_row = 32'(d_gx) + 32'(row_g) * 32'(d_pn);
+        iss.x_row = 32'(d_xa) + 32'(row_g) * 32'(d_pn);
+        iss.rot_g = (LOG2L + 1)'(iss.m0 & 32'(LANES - 1));
+      end
+      default: begin
+        iss.rot_a = (LOG2L + 1)'(iss.n0 & 32'(LANES - 1));
+        iss.rot_g = (LOG2L + 1)'(iss.m0 & 32'(LANES - 1));
+      end
+    endcase
+  end
+
+  // ---------------------------------------------------------------------------------------------
+  // Pipeline registers
+  logic signed [BITS-1:0]     op_x [TN];   // stage 2 operands: X row slice (or the bias column's 1)
+  logic signed [BITS-1:0]     op_y [TM];   // dY row slice
+  logic signed [BITS-1:0]     op_w [TMN];  // weight tile
+  logic signed [PROD_BITS-1:0] prod [TMN];  // stage 3
+  logic signed [ACC_BITS-1:0] lacc [LANES];  // lane accumulators (FWD: TM lanes, BWD_DATA: TN lanes)
+  logic signed [ACC_BITS-1:0] pacc [TMN];    // PE accumulators (UPDATE)
+  logic signed [ACC_BITS-1:0] ovec [LANES];  // stage 4: finished lane sums
+  logic signed [ACC_BITS-1:0] uvec [TMN];    // stage 4: finished dW tile (incl. the bias column)
+  logic signed [BITS-1:0]     res [LANES];   // stage 5: FWD / BWD_DATA results to write
+  logic                       res_ok [LANES];
+  /* verilator lint_off UNUSEDSIGNAL */
+  tag_t                       st5;  // the write stage needs only some of the tags
+  /* verilator lint_on UNUSEDSIGNAL */
+  logic [15:0]                rowstart [TM];  // LFSR state at the start of row m0 + i of [W | b]
+  logic [15:0]                ptr [TM];       // LFSR state at element (m0 + i, n0)
+  logic [15:0]                rnd [TMN];
+
+  always_comb begin
+    for (int i = 0; i < TM; i++) begin
+      logic [15:0] r;
+      r = ptr[i];
+      for (int j = 0; j < TN; j++) begin
+        rnd[i * TN + j] = r;
+        r = lfsr_step(r);
+      end
+    end
+  end
+  logic [15:0] ptr_next [TM];  // ptr advanced by TN elements
+  always_comb begin
+    for (int i = 0; i < TM; i++) begin
+      logic [15:0] r;
+      r = ptr[i];
+      for (int j = 0; j < TN; j++) r = lfsr_step(r);
+      ptr_next[i] = r;
+    end
+  end
+
+  // ---------------------------------------------------------------------------------------------
+  // Transfer (LOAD / STORE) state
+  logic [31:0] xfer_word;   // stash word or parameter tile / bias row
+  logic [31:0] xfer_lane;   // first lane of the beat within the word / tile
+  logic [31:0] xfer_beats;  // beats moved so far
+  logic        in_bias;     // LOAD_P / STORE_P: past the weight tiles
+  logic [31:0] issue_beat;  // STORE: beats read from the stash / banks
+  logic        st_valid;    // STORE: a read issued last cycle
+  logic [31:0] st_lane;
+  logic        st_bias;
+  logic [31:0] st_word;
+  logic        store_stall;
+  assign store_stall = wr_valid && !wr_ready;
+
+  // Next transfer position after one beat (stashes: LANES-value words; parameters: padded tiles / rows).
+  function automatic logic [63:0] next_pos(input logic [3:0] mode, input logic [31:0] word, input logic [31:0] lane,
+                                          input logic bias);
+    logic [31:0] span;
+    span = (mode == M_LOAD_P || mode == M_STORE_P) ? (bias ? 32'(BROW_BEATS * VALS) : 32'(TILE_BEATS * VALS))
+                                                    : 32'(LANES);
+    if (lane + 32'(VALS) >= span) next_pos = {word + 32'd1, 32'd0};
+    else next_pos = {word, lane + 32'(VALS)};
+  endfunction
+
+  // UPDATE results (stage 5 writes them)
+  logic signed [BITS-1:0] upd_w [TMN];
+  logic                   upd_w_ok [TMN];
+  logic signed [BITS-1:0] upd_b [TM];
+  logic                   upd_b_ok [TM];
+
+  // ---------------------------------------------------------------------------------------------
+  // Memory-port addresses and write data (combinational from the state above)
+  always_comb begin
+    logic [BITS-1:0]  value;
+    logic [LOG2L-1:0] lane, k;
+    int               pe;
+    logic [31:0]      xrow, yrow, f0;
+    value = '0;
+    lane = '0;
+    k = '0;
+    pe = 0;
+    xrow = '0;
+    yrow = '0;
+    f0 = '0;
+    for (int l = 0; l < LANES; l++) begin
+      a_raddr[l] = '0;
+      a_waddr[l] = '0;
+      a_wdata[l] = '0;
+      a_we[l] = 1'b0;
+      g_raddr[l] = '0;
+      g_waddr[l] = '0;
+      g_wdata[l] = '0;
+      g_we[l] = 1'b0;
+    end
+    w_raddr = '0;
+    w_waddr = '0;
+    b_raddr = '0;
+    b_waddr = '0;
+    for (int e = 0; e < TMN; e++) begin
+      w_wdata[e] = '0;
+      w_we[e] = 1'b0;
+    end
+    for (int i = 0; i < TM; i++) begin
+      b_wdata[i] = '0;
+      b_we[i] = 1'b0;
+    end
+    rd_req_valid = 1'b0;
+    rd_req_addr = '0;
+    rd_req_beats = '0;
+
+    // descriptor fetch and LOAD requests
+    if (state == S_FETCH) begin
+      rd_req_valid = 1'b1;
+      rd_req_addr = cur_addr;
+      rd_req_beats = 16'(DESC_BEATS);
+    end else if (state == S_RUN && !requested && (d_mode == M_LOAD_A || d_mode == M_LOAD_G || d_mode == M_LOAD_P)) begin
+      rd_req_valid = 1'b1;
+      rd_req_addr = d_dram;
+      rd_req_beats = d_beats[15:0];
+    end
+
+    // LOAD data: one beat of VALS values per cycle into the target memory
+    if (state == S_RUN && requested && rd_valid) begin
+      for (int v = 0; v < VALS; v++) begin
+        value = BITS'(rd_data[16 * v +: 16]);
+        if (d_mode == M_LOAD_A || d_mode == M_LOAD_G) begin
+          lane = LOG2L'(xfer_lane + 32'(v));
+          if (d_mode == M_LOAD_A) begin
+            a_we[lane] = 1'b1;
+            a_waddr[lane] = AAW'(xfer_word);
+            a_wdata[lane] = value;
+          end else begin
+            g_we[lane] = 1'b1;
+            g_waddr[lane] = GAW'(xfer_word);
+            g_wdata[lane] = value;
+          end
+        end else if (d_mode == M_LOAD_P) begin
+          pe = xfer_lane + 32'(v);
+          if (!in_bias && pe < TMN) begin
+            w_we[pe] = 1'b1;
+            w_wdata[pe] = value;
+          end else if (in_bias && pe < TM) begin
+            b_we[pe] = 1'b1;
+            b_wdata[pe] = value;
+          end
+        end
+      end
+      w_waddr = WAW'(xfer_word);
+      b_waddr = BAW'(xfer_word);
+    end
+
+    // STORE reads: the word / tile / bias row of the next beat
+    // (a stalled write re-reads the pending word, so the bank output still holds it next cycle)
+    if (state == S_RUN && d_mode == M_STORE_A)
+      for (int l = 0; l < LANES; l++) a_raddr[l] = AAW'(store_stall ? st_word : xfer_word);
+    if (state == S_RUN && d_mode == M_STORE_P) begin
+      w_raddr = WAW'(store_stall ? st_word : xfer_word);
+      b_raddr = BAW'(store_stall ? st_word : xfer_word);
+    end
+
+    // GEMM issue reads
+    if (iss.valid) begin
+      if (d_mode == M_FWD || d_mode == M_UPDATE) begin
+        xrow = 32'(d_xa) + 32'(row_g) * 32'(d_pn);
+        for (int l = 0; l < LANES; l++) a_raddr[l] = AAW'(bank_word(xrow, iss.n0, l));
+      end
+      if (d_mode == M_BWD_DATA || d_mode == M_UPDATE) begin
+        yrow = 32'(d_gy) + 32'(row_g) * 32'(d_pm);
+        for (int l = 0; l < LANES; l++) g_raddr[l] = GAW'(bank_word(yrow, iss.m0, l));
+      end
+      if (d_mode != M_UPDATE) w_raddr = WAW'(iss.tile);
+    end
+
+    // stage 3 side reads for the output stage: bias row (FWD), producer's activations (BWD_DATA),
+    // the weight tile and bias row being updated (UPDATE)
+    if (st3.valid && st3.last) begin
+      if (d_mode == M_FWD || d_mode == M_UPDATE) b_raddr = BAW'(st3.brow);
+      if (d_mode == M_UPDATE) w_raddr = WAW'(st3.tile);
+      if (d_mode == M_BWD_DATA)
+        for (int l = 0; l < LANES; l++) a_raddr[l] = AAW'(bank_word(st3.x_row, st3.n0, l));
+    end
+
+    // stage 5 writes: FWD results to A, BWD_DATA results to G, UPDATE results to the parameter banks
+    if (st5.valid) begin
+      if (d_mode == M_FWD || d_mode == M_BWD_DATA) begin
+        f0 = (d_mode == M_FWD) ? st5.m0 : st5.n0;
+        for (int l = 0; l < LANES; l++) begin
+          k = LOG2L'(32'(l) - f0);
+          if (res_ok[k]) begin
+            if (d_mode == M_FWD) begin
+              a_we[l] = 1'b1;
+              a_waddr[l] = AAW'(bank_word(st5.out_row, f0, l));
+              a_wdata[l] = res[k];
+            end else begin
+              g_we[l] = 1'b1;
+              g_waddr[l] = GAW'(bank_word(st5.out_row, f0, l));
+              g_wdata[l] = res[k];
+            end
+          end
+        end
+      end else if (d_mode == M_UPDATE) begin
+        w_waddr = WAW'(st5.tile);
+        b_waddr = BAW'(st5.brow);
+        for (int e = 0; e < TMN; e++) begin
+          w_we[e] = upd_w_ok[e];
+          w_wdata[e] = upd_w[e];
+        end
+        for (int i = 0; i < TM; i++) begin
+          b_we[i] = upd_b_ok[i];
+          b_wdata[i] = upd_b[i];
+        end
+      end
+    end
+  end
+
+  // STORE beat data (one cycle after the read)
+  logic [BUS_BYTES*8-1:0] store_beat;
+  always_comb begin
+    store_beat = '0;
+    for (int v = 0; v < VALS; v++) begin
+      int k;
+      k = st_lane + 32'(v);
+      if (d_mode == M_STORE_A) store_beat[16 * v +: 16] = 16'($signed(a_rdata[k]));
+      else if (!st_bias && k < TMN) store_beat[16 * v +: 16] = 16'($signed(w_rdata[k]));
+      else if (st_bias && k < TM) store_beat[16 * v +: 16] = 16'($signed(b_rdata[k]));
+    end
+  end
+
+  // ---------------------------------------------------------------------------------------------
+  // Sequencer and datapath
+  always_ff @(posedge clk) begin
+    if (rst) begin
+      state <= S_IDLE;
+      perf_valid <= 1'b0;
+      perf_index <= '0;
+      perf_cycles <= '0;
+      wr_valid <= 1'b0;
+      wr_addr <= '0;
+      wr_data <= '0;
+      wr_bytes <= '0;
+      st1 <= '0;
+      st2 <= '0;
+      st3 <= '0;
+      st4 <= '0;
+      st5 <= '0;
+      issuing <= 1'b0;
+      prep <= 1'b0;
+      st_valid <= 1'b0;
+    end else begin
+      perf_valid <= 1'b0;
+      if (state != S_IDLE && state != S_DONE) cycle_count <= cycle_count + 1;
+      if (wr_valid && wr_ready) wr_valid <= 1'b0;
+
+      case (state)
+        S_IDLE, S_DONE: begin
+          if (start) begin
+            desc_index <= '0;
+            cur_addr <= desc_addr;
+            cycle_count <= 32'd1;
+            state <= (desc_count == 0) ? S_DONE : S_FETCH;
+          end
+        end
+        S_FETCH: begin
+          beat <= '0;
+          if (rd_req_ready) state <= S_FETCH_DATA;
+        end
+        S_FETCH_DATA: begin
+          if (rd_valid) begin
+            for (int v = 0; v < VALS; v++) desc_h[32'(beat) * VALS + v] <= rd_data[16 * v +: 16];
+            beat <= beat + 1;
+            if (32'(beat) + 1 == DESC_BEATS) state <= S_SETUP;
+          end
+        end
+        S_SETUP: begin
+          requested <= 1'b0;
+          xfer_word <= (d_mode == M_LOAD_A) ? 32'(d_xa) : (d_mode == M_LOAD_G) ? 32'(d_gy)
+                     : (d_mode == M_STORE_A) ? 32'(d_ya) : 32'd0;
+          xfer_lane <= '0;
+          xfer_beats <= '0;
+          issue_beat <= '0;
+          in_bias <= (d_mode == M_LOAD_P || d_mode == M_STORE_P) && (d_n == 0);
+          st_valid <= 1'b0;
+          c0 <= '0;
+          c1 <= '0;
+          c2 <= '0;
+          run_done <= 1'b0;
+          if (d_mode == M_UPDATE) begin
+            prep <= 1'b1;
+            prep_count <= 16'd1;
+            rowstart[0] <= lfsr_step(d_seed);
+            ptr[0] <= lfsr_step(d_seed);
+          end else if (d_mode == M_FWD || d_mode == M_BWD_DATA) begin
+            issuing <= 1'b1;
+          end
+          state <= S_RUN;
+        end
+        S_RUN: begin
+          // ---- LOAD: request once, then take one beat per cycle
+          if (d_mode == M_LOAD_A || d_mode == M_LOAD_G || d_mode == M_LOAD_P) begin
+            if (!requested && rd_req_ready) requested <= 1'b1;
+            if (requested && rd_valid) begin
+              logic [63:0] nxt;
+              nxt = next_pos(d_mode, xfer_word, xfer_lane, in_bias);
+              xfer_word <= nxt[63:32];
+              xfer_lane <= nxt[31:0];
+              if (d_mode == M_LOAD_P && !in_bias && nxt[31:0] == 0 && nxt[63:32] == 32'(d_n)) begin
+                in_bias <= 1'b1;
+                xfer_word <= '0;
+              end
+              xfer_beats <= xfer_beats + 1;
+              if (xfer_beats + 1 == d_beats) state <= S_FINISH;
+            end
+          end
+          // ---- STORE: read a word / tile per beat, write it the next cycle
+          if (d_mode == M_STORE_A || d_mode == M_STORE_P) begin
+            if (!wr_valid || wr_ready) begin
+              if (st_valid) begin
+                wr_valid <= 1'b1;
+                wr_addr <= d_dram + xfer_beats * BUS_BYTES;
+                wr_data <= store_beat;
+                wr_bytes <= 8'(BUS_BYTES);
+                xfer_beats <= xfer_beats + 1;
+              end
+              if (issue_beat < d_beats) begin
+                logic [63:0] nxt;
+                nxt = next_pos(d_mode, xfer_word, xfer_lane, in_bias);
+                st_valid <= 1'b1;
+                st_lane <= xfer_lane;
+                st_word <= xfer_word;
+                st_bias <= in_bias;
+                xfer_word <= nxt[63:32];
+                xfer_lane <= nxt[31:0];
+                if (d_mode == M_STORE_P && !in_bias && nxt[31:0] == 0 && nxt[63:32] == 32'(d_n)) begin
+                  in_bias <= 1'b1;
+                  xfer_word <= '0;
+                end
+                issue_beat <= issue_beat + 1;
+              end else begin
+                st_valid <= 1'b0;
+              end
+              if (st_valid && xfer_beats + 1 == d_beats) state <= S_FINISH;
+            end
+          end
+          // ---- GEMM modes: UPDATE first walks the LFSR row starts, then issue one iteration per cycle
+          if (prep) begin
+            if (prep_count == 16'(TM)) begin
+              prep <= 1'b0;
+              issuing <= 1'b1;
+            end else begin
+              rowstart[PW'(prep_count)] <= jump(j_row, rowstart[PW'(prep_count - 1)]);
+              ptr[PW'(prep_count)] <= jump(j_row, rowstart[PW'(prep_count - 1)]);
+              prep_count <= prep_count + 1;
+            end
+          end
+          if (issuing) begin
+            if (c2 + 1 < l2) c2 <= c2 + 1;
+            else begin
+              c2 <= '0;
+              if (c1 + 1 < l1) c1 <= c1 + 1;
+              else begin
+                c1 <= '0;
+                if (c0 + 1 < l0) c0 <= c0 + 1;
+                else begin
+                  issuing <= 1'b0;
+                  run_done <= 1'b1;
+                end
+              end
+            end
+          end
+          if (run_done && !st1.valid && !st2.valid && !st3.valid && !st4.valid && !st5.valid) state <= S_FINISH;
+        end
+        S_FINISH: begin
+          perf_valid <= 1'b1;
+          perf_index <= perf_base + desc_index;
+          perf_cycles <= cycle_count;
+          cycle_count <= 32'd1;
+          desc_index <= desc_index + 1;
+          cur_addr <= cur_addr + DESC_BYTES;
+          state <= (desc_index + 1 == desc_count) ? S_DONE : S_FETCH;
+        end
+        default: state <= S_IDLE;
+      endcase
+
+      // ---- stage 1 -> 2: rotate the stash words into lanes, mask edges, register the operands
+      st1 <= iss;
+      st2 <= st1;
+      if (st1.valid) begin
+        for (int j = 0; j < TN; j++) begin
+          logic [31:0] col;
+          col = st1.n0 + 32'(j);
+          if (col < 32'(d_n)) op_x[j] <= a_rdata[(32'(st1.rot_a) + 32'(j)) & 32'(LANES - 1)];
+          else if (d_mode == M_UPDATE && col == 32'(d_n)) op_x[j] <= BITS'(1);  // the bias column
+          else op_x[j] <= '0;
+        end
+        for (int i = 0; i < TM; i++) begin
+          if (st1.m0 + 32'(i) < 32'(d_m)) op_y[i] <= g_rdata[(32'(st1.rot_g) + 32'(i)) & 32'(LANES - 1)];
+          else op_y[i] <= '0;
+        end
+        for (int e = 0; e < TMN; e++) op_w[e] <= w_rdata[e];
+      end
+
+      // ---- stage 2 -> 3: products
+      st3 <= st2;
+      if (st2.valid) begin
+        for (int i = 0; i < TM; i++)
+          for (int j = 0; j < TN; j++) begin
+            logic signed [BITS-1:0] a, b;
+            a = (d_mode == M_UPDATE) ? op_y[i] : op_w[i * TN + j];
+            b = (d_mode == M_BWD_DATA) ? op_y[i] : op_x[j];
+            prod[i * TN + j] <= PROD_BITS'(a) * PROD_BITS'(b);
+          end
+      end
+
+      // ---- stage 3 -> 4: reduce (FWD over n, BWD_DATA over m) and accumulate; UPDATE: every PE accumulates
+      st4 <= st3;
+      if (st3.valid) begin
+        if (d_mode == M_UPDATE) begin
+          for (int e = 0; e < TMN; e++) begin
+            logic signed [ACC_BITS-1:0] total;
+            total = (st3.first ? '0 : pacc[e]) + ACC_BITS'(prod[e]);
+            pacc[e] <= total;
+            if (st3.last) uvec[e] <= total;
+          end
+        end else begin
+          for (int l = 0; l < LANES; l++) begin
+            logic signed [ACC_BITS-1:0] sum, total;
+            sum = '0;
+            if (d_mode == M_FWD && l < TM)
+              for (int j = 0; j < TN; j++) sum = sum + ACC_BITS'(prod[l * TN + j]);
+            if (d_mode == M_BWD_DATA && l < TN)
+              for (int i = 0; i < TM; i++) sum = sum + ACC_BITS'(prod[i * TN + l]);
+            total = (st3.first ? '0 : lacc[l]) + sum;
+            lacc[l] <= total;
+            if (st3.last) ovec[l] <= total;
+          end
+        end
+      end
+      if (!(st3.valid && st3.last)) st4.valid <= 1'b0;
+
+      // ---- stage 4 -> 5: bias / requantise / activation (FWD), requantise / mask (BWD_DATA),
+      //      requantise dW, stochastic rounding, subtract, saturate (UPDATE)
+      st5 <= st4;
+      if (st4.valid) begin
+        if (d_mode == M_UPDATE) begin
+          for (int i = 0; i < TM; i++) begin
+            upd_b_ok[i] <= 1'b0;
+            upd_b[i] <= '0;
+            for (int j = 0; j < TN; j++) begin
+              logic [31:0] row, col;
+              logic signed [BITS-1:0] dw;
+              logic signed [WIDE-1:0] step;
+              row = st4.m0 + 32'(i);
+              col = st4.n0 + 32'(j);
+              if (col == 32'(d_n)) begin
+                dw = requant(WIDE'(uvec[i * TN + j]), d_s1);
+                step = sround(dw, d_s3, rnd[i * TN + j]);
+                upd_b[i] <= saturate(WIDE'($signed(b_rdata[i])) - step);
+                upd_b_ok[i] <= row < 32'(d_m);
+              end
+              dw = requant(WIDE'(uvec[i * TN + j]), d_s0);
+              step = sround(dw, d_s2, rnd[i * TN + j]);
+              upd_w[i * TN + j] <= saturate(WIDE'($signed(w_rdata[i * TN + j])) - step);
+              upd_w_ok[i * TN + j] <= (row < 32'(d_m)) && (col < 32'(d_n));
+            end
+          end
+          // the LFSR row pointers move to the next tile, or jump to the next row block
+          for (int i = 0; i < TM; i++) begin
+            if (st4.blk_end) begin
+              rowstart[i] <= jump(j_blk, rowstart[i]);
+              ptr[i] <= jump(j_blk, rowstart[i]);
+            end else begin
+              ptr[i] <= ptr_next[i];
+            end
+          end
+        end else begin
+          for (int l = 0; l < LANES; l++) begin
+            logic signed [BITS-1:0] y, x;
+            logic [31:0] idx;
+            logic keep;
+            if (d_mode == M_FWD) begin
+              idx = st4.m0 + 32'(l);
+              y = (l < TM) ? requant(WIDE'(ovec[l]) + (WIDE'($signed(b_rdata[l < TM ? l : 0])) <<< 7'(d_s1)), d_s0)
+                           : '0;
+              if (d_act == 2'd1 && y < 0) y = '0;
+              if (d_act == 2'd2) y = (y < 0) ? '0 : (y > d_six) ? d_six : y;
+              res_ok[l] <= (l < TM) && (idx < 32'(d_m));
+            end else begin
+              idx = st4.n0 + 32'(l);
+              x = a_rdata[(32'(st4.n0) + 32'(l)) & 32'(LANES - 1)];
+              y = requant(WIDE'(ovec[l]), d_s0);
+              keep = (d_act == 2'd0) || (d_act == 2'd1 && x > 0) || (d_act == 2'd2 && x > 0 && x < d_six);
+              if (!keep) y = '0;
+              res_ok[l] <= (l < TN) && (idx < 32'(d_n));
+            end
+            res[l] <= y;
+          end
+        end
+      end
+    end
+  end
+endmodule

@@ -1,0 +1,176 @@
+"""Re-train in RTL simulation: build the RL engine top, run a training plan through the host loop,
+and hold every checked step's weights against the golden model (bit for bit) and every
+descriptor's cycles against the analytical model (dtlgen.perf.rl).
+
+A `TrainingPlan` is what the host does: cached FE features of the re-training set, the sample
+order, batch sizes, learning-rate shifts and the step number of the first step (it seeds the
+UPDATE's LFSR). `golden_replay` runs the same plan through `golden.rl_train_step`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dtlgen.generator import rl_program as prog
+from dtlgen.generator.rl_program import RLLayout
+from dtlgen.generator.rtl import rtl_dir
+from dtlgen.perf.rl import DescriptorCycles, GemmLayer, RLConfig, step_cycles
+from dtlgen.quant import golden
+from dtlgen.quant.golden import RLState
+from dtlgen.quant.quantize import QuantizedNetwork
+from dtlgen.sim.fe_sim import build_top, read_hex, run_test, sim_log_tail
+
+RL_SOURCES = ("rl_bank.sv", "rl_engine.sv", "dram_model.sv", "rl_tb_top.sv")
+RL_TOP = "rl_tb_top"
+RL_TEST = "rl_cocotb_test"
+
+
+@dataclass
+class TrainingPlan:
+    features: np.ndarray  # (S, ...) integer inputs of the first retrainable layer, one per sample
+    labels: np.ndarray  # (S,)
+    order: np.ndarray  # sample indices, consumed batch by batch
+    batch_sizes: list[int]
+    lr_shifts: list[int]
+    first_step: int = 0
+    check_steps: list[int] = field(default_factory=list)  # step positions whose weights are read back
+
+    @property
+    def steps(self) -> int:
+        return len(self.batch_sizes)
+
+    def batches(self):
+        pos = 0
+        for k, size in enumerate(self.batch_sizes):
+            yield k, self.order[pos:pos + size]
+            pos += size
+
+
+def plan_epochs(labels: np.ndarray, batch: int, epochs: int, lr_shift_at, seed: int) -> tuple[np.ndarray, list, list]:
+    """The demo's schedule: a fresh permutation per epoch, the last batch of an epoch may be short."""
+    rng = np.random.default_rng(seed)
+    order, sizes, shifts = [], [], []
+    for epoch in range(epochs):
+        perm = rng.permutation(len(labels))
+        order.append(perm)
+        for start in range(0, len(perm), batch):
+            sizes.append(len(perm[start:start + batch]))
+            shifts.append(lr_shift_at(epoch))
+    return np.concatenate(order), sizes, shifts
+
+
+@dataclass
+class RLSimParams:
+    layout: RLLayout
+    latency: int
+    stall_period: int = 0
+    stall_seed: int = 1
+
+    def hdl_parameters(self) -> dict[str, object]:
+        return {**self.layout.hdl_parameters(), "LATENCY": self.latency, "SIZE_BYTES": self.layout.memory_bytes,
+                "STALL_PERIOD": self.stall_period, "STALL_SEED": self.stall_seed, "INIT_FILE": '""',
+                "LOAD_FILE": '"dram_load.hex"', "DUMP_FILE": '"dram_dump.hex"', "PERF_FILE": '"perf_dump.hex"'}
+
+
+@dataclass
+class RLSimResult:
+    weights: dict[int, RLState]  # step position -> weights read back from the engine
+    logits: np.ndarray  # every step's logits, concatenated
+    step_cycles: np.ndarray  # (steps, 2): forward and backward list cycles (the host's view)
+    descriptor_cycles: list[tuple[str, str, int]]  # (layer, mode, cycles) of the first step
+    wall_s: float
+
+
+def gemm_layers(layout: RLLayout) -> list[GemmLayer]:
+    return [GemmLayer(p.name, p.m, p.n, p.positions) for p in layout.layers]
+
+
+def descriptor_names(layout: RLLayout) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(layer, mode) of every descriptor of the forward and the backward list, in order."""
+    first, last = layout.layers[0], layout.layers[-1]
+    forward = [(first.name, "LOAD")] + [(p.name, "FWD") for p in layout.layers] + [(last.name, "STORE")]
+    backward = [(last.name, "LOAD")]
+    for k in range(len(layout.layers) - 1, -1, -1):
+        if k > 0:
+            backward.append((layout.layers[k].name, "BWD_DATA"))
+        backward.append((layout.layers[k].name, "UPDATE"))
+    return forward, backward
+
+
+def simulate_training(layout: RLLayout, plan: TrainingPlan, state: RLState, workdir: Path, latency: int,
+                      stall_period: int = 0, sources_dir: Path | None = None,
+                      test_folder: Path | None = None) -> RLSimResult:
+    """Run `plan` on the RL engine RTL from weights `state`; weights are read back at plan.check_steps."""
+    import time
+
+    workdir = Path(workdir).resolve()  # the runner changes directory: every path must be absolute
+    workdir.mkdir(parents=True, exist_ok=True)
+    params = RLSimParams(layout, latency, stall_period)
+    sources_dir = Path(sources_dir).resolve() if sources_dir else rtl_dir()
+    build_dir = build_top([sources_dir / name for name in RL_SOURCES], RL_TOP, params.hdl_parameters(), "rl")
+    (workdir / "layout.json").write_text(json.dumps(layout.to_dict()))
+    np.savez(workdir / "plan.npz", features=plan.features, labels=plan.labels, order=plan.order,
+             batch_sizes=np.array(plan.batch_sizes, dtype=np.int64), lr_shifts=np.array(plan.lr_shifts, dtype=np.int64),
+             first_step=plan.first_step, check_steps=np.array(plan.check_steps, dtype=np.int64),
+             **{f"w_{name}": w for name, (w, _) in state.items()}, **{f"b_{name}": b for name, (_, b) in state.items()})
+    for stale in ("rl_result.npz", "perf_step0.hex"):
+        (workdir / stale).unlink(missing_ok=True)
+    predicted = sum(d.cycles for d in predict_step(layout, latency))
+    env = {"DTLGEN_RL_LAYOUT": str(workdir / "layout.json"), "DTLGEN_RL_PLAN": str(workdir / "plan.npz"),
+           "DTLGEN_MAX_CYCLES": str(20 * predicted + 100_000)}
+    start = time.perf_counter()
+    passed = run_test(build_dir, RL_TOP, RL_TEST, Path(test_folder).resolve() if test_folder else sources_dir,
+                      workdir, env)
+    wall = time.perf_counter() - start
+    if not passed or not (workdir / "rl_result.npz").exists():
+        raise RuntimeError(f"RL simulation failed in {workdir}:\n{sim_log_tail(workdir)}")
+    raw = np.load(workdir / "rl_result.npz")
+    weights: dict[int, RLState] = {}
+    for k in plan.check_steps:
+        weights[k] = {name: (raw[f"step{k}_w_{name}"], raw[f"step{k}_b_{name}"]) for name in state}
+    perf = read_hex(workdir / "perf_step0.hex", 65536, 32)
+    forward, backward = descriptor_names(layout)
+    descriptors = [(layer, mode, int(perf[prog.PERF_BASE["forward"] + i])) for i, (layer, mode) in enumerate(forward)]
+    descriptors += [(layer, mode, int(perf[prog.PERF_BASE["backward"] + i]))
+                    for i, (layer, mode) in enumerate(backward)]
+    return RLSimResult(weights, raw["logits"], raw["cycles"], descriptors, wall)
+
+
+def predict_step(layout: RLLayout, latency: int) -> list[DescriptorCycles]:
+    cfg = RLConfig(layout.tm, layout.tn, layout.bits, layout.acc_bits, layout.batch)
+    return step_cycles(gemm_layers(layout), cfg, layout.bus_bytes, latency)
+
+
+def golden_replay(qnet: QuantizedNetwork, plan: TrainingPlan, state: RLState,
+                  checks: set[int] | None = None) -> dict[int, RLState]:
+    """The golden model's weights after each step in `checks` (default plan.check_steps)."""
+    wanted = set(plan.check_steps if checks is None else checks)
+    feature_name = qnet.rl_layers[0].inputs[0]
+    shape = tuple(qnet.rl_layers[0].in_shape)
+    out: dict[int, RLState] = {}
+    for k, idx in plan.batches():
+        features = {feature_name: plan.features[idx].reshape((len(idx),) + shape)}
+        state, _ = golden.rl_train_step(qnet, state, features, plan.labels[idx], plan.first_step + k,
+                                        plan.lr_shifts[k])
+        if k in wanted:
+            out[k] = state
+    return out
+
+
+def first_mismatch(got: dict[int, RLState], expected: dict[int, RLState]) -> str | None:
+    """A description of the first step / layer where the engine's weights differ, or None."""
+    for k in sorted(expected):
+        if k not in got:
+            return f"step {k}: no weights read back"
+        for name, (w, b) in expected[k].items():
+            gw, gb = got[k][name]
+            if not np.array_equal(np.asarray(gw).reshape(w.shape), w):
+                return f"step {k}, layer {name}: weights differ in {int(np.sum(np.asarray(gw).reshape(w.shape) != w))} places"
+            if not np.array_equal(gb, b):
+                return f"step {k}, layer {name}: biases differ in {int(np.sum(gb != b))} places"
+    return None
+
