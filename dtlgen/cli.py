@@ -207,7 +207,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
     from dtlgen.sim.project_sim import simulate_project
 
     progress = _progress(args)
-    report = simulate_project(Path(args.project), progress)
+    report = simulate_project(Path(args.project), progress, args.retrain, args.steps)
     if args.json:
         _print_json(report)
         return 0
@@ -220,7 +220,23 @@ def cmd_sim(args: argparse.Namespace) -> int:
           f"Measured: {report['source']['measured']}; predicted: {report['source']['predicted']}. "
           f"Max per-layer error {100 * report['max_layer_abs_error']:.2f} %. Simulator: "
           f"{report['simulator']['cycles_per_s'] / 1e6:.2f} M cycles/s. Report: {Path(args.project) / 'sim'}")
-    return 0 if report["totals"]["fe"]["bit_exact"] else 1
+    ok = report["totals"]["fe"]["bit_exact"]
+    training = report.get("training")
+    if training:
+        rows = [[r["name"], f"{r['macs']:,}", f"{r['predicted_cycles']:,}", f"{r['measured_cycles']:,}",
+                 f"{r['predicted_gops']:.2f}", f"{r['measured_gops']:.2f}", f"{100 * r['rel_error']:+.2f} %"]
+                for r in training["descriptors"] + [training["step"]]]
+        step = training["step"]
+        _show(f"RL engine {training['tm']}x{training['tn']}: one training step (batch {training['batch']}), RTL "
+              f"simulation vs analytical model at {report['clock_mhz']:g} MHz",
+              ["descriptor", "MACs", "predicted cycles", "measured cycles", "predicted GOPs", "measured GOPs",
+               "rel. error"], rows,
+              f"Weights after each of {training['steps']} steps bit-exact with the golden model: "
+              f"{'yes' if training['bit_exact'] else 'NO (' + str(training['first_mismatch']) + ')'}. "
+              f"Array efficiency {100 * step['array_efficiency']:.1f} %. Measured: {training['source']['measured']}; "
+              f"predicted: {training['source']['predicted']}.")
+        ok = ok and training["bit_exact"]
+    return 0 if ok else 1
 
 
 def _sim_rows(report: dict) -> list[list[str]]:
@@ -322,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sim", help="simulate a project's engines (cocotb + Verilator) against golden model and model")
     p.add_argument("project", metavar="PRJ", help="project directory from 'dtlgen generate'")
+    p.add_argument("--retrain", action="store_true",
+                   help="also re-train on the RL engine through the host loop, bit-exact against the golden model")
+    p.add_argument("--steps", type=_positive_int, default=20, help="training steps with --retrain (default 20)")
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.set_defaults(func=cmd_sim)
 

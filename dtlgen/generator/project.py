@@ -7,15 +7,20 @@ Layout (DESIGN.md §3):
                          dram_init.hex (descriptors, biases, tile-ordered weights, one input sample)
   sim/                   test_fe_engine.py (the cocotb test), params.json (the simulation build),
                          program.json (the descriptors' layers, addresses, shapes, predicted cycles),
-                         expected.npz (the golden model's outputs and the memory image)
+                         expected.npz (the golden model's outputs and the memory image);
+                         with retrainable layers also test_rl_engine.py (the host loop's testbench),
+                         rl_layout.json (the RL engine's layout), rl_train.npz (the re-training set's
+                         cached FE features, labels, initial weights), rl_golden.pkl (the RL layers'
+                         quantisation, for the golden model's replay)
 Everything is written to a temporary directory and moved into place at the end.
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
@@ -25,6 +30,7 @@ from dtlgen.atomic import atomic_directory, check_destination, write_json
 from dtlgen.boards import Board
 from dtlgen.errors import DesignError
 from dtlgen.generator.fe_program import build_fe_program
+from dtlgen.generator.rl_program import RLLayout, plan_rl
 from dtlgen.model.ir import Network
 from dtlgen.perf import Design, predict
 from dtlgen.perf.fe import op_cycles, pipeline_depth
@@ -34,6 +40,8 @@ from dtlgen.generator.rtl import RTL_SOURCES, FESimParams, rtl_dir, write_hex
 
 MARKER = "report.json"
 COCOTB_TEST = "test_fe_engine.py"
+RL_COCOTB_TEST = "test_rl_engine.py"
+RL_SOURCES = ("rl_bank.sv", "rl_engine.sv", "rl_tb_top.sv")
 
 
 def quantize_for_design(network: Network, design: Design, calib_x: np.ndarray) -> QuantizedNetwork:
@@ -42,29 +50,46 @@ def quantize_for_design(network: Network, design: Design, calib_x: np.ndarray) -
     return quantize(network, calib_x, precision)
 
 
-def sim_params(design: Design, board: Board, memory_bytes: int, m_max: int) -> FESimParams:
+def _bus_bytes(board: Board) -> int:
     bus = board.dram_bytes_per_cycle
     if bus != int(bus) or bus < 1:
         raise DesignError(f"board {board.name}: dram.bytes_per_cycle={bus} must be a whole number of bytes "
                           "for the simulated memory port")
+    return int(bus)
+
+
+def sim_params(design: Design, board: Board, memory_bytes: int, m_max: int) -> FESimParams:
     fe = design.fe
-    return FESimParams(fe.tm, fe.tn, fe.tr, fe.tc, int(bus), board.dram_latency_cycles, pipeline_depth(fe.tn),
+    return FESimParams(fe.tm, fe.tn, fe.tr, fe.tc, _bus_bytes(board), board.dram_latency_cycles, pipeline_depth(fe.tn),
                        memory_bytes, fe.a_bits, fe.w_bits, m_max)
 
 
 def generate_project(network: Network, design: Design, board: Board, calib_x: np.ndarray, sample_x: np.ndarray,
-                     out_dir: Path, progress: Callable[[str], None] = lambda message: None) -> Path:
-    """Write the project for the frozen (FE) part of `network`; returns the project path."""
+                     out_dir: Path, progress: Callable[[str], None] = lambda message: None,
+                     train: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
+    """Write the project for both engines of `network`; returns the project path.
+
+    `train` is the re-training set (float inputs, labels) whose FE features `dtlgen sim --retrain`
+    re-trains on; by default the calibration inputs with seeded labels (a hardware check, not a task).
+    """
     out_dir = check_destination(Path(out_dir), MARKER)
     progress("quantising with the design's precision")
     qnet = quantize_for_design(network, design, calib_x)
+    prediction = predict(network, design, board)
+    rl_layout = None
+    if network.retrainable_layers:
+        if prediction.rl_weight_bram18 > board.resources.bram18:
+            raise DesignError(f"the retrainable weights ({prediction.rl_weight_bits:,} bits) need "
+                              f"{prediction.rl_weight_bram18} BRAM18 on chip and {board.name} has "
+                              f"{board.resources.bram18}; retrain fewer layers (--retrain-last), lower rl.bits or "
+                              "choose a larger board")
+        rl_layout = plan_rl(qnet, design.rl, _bus_bytes(board))
     x_int = golden.quantize_input(qnet, sample_x[None])[0]
     widest = max((layer.m for layer in network.frozen_layers if layer.has_weights), default=1)
     m_max = 1 << max(0, (widest - 1).bit_length())
     program = build_fe_program(qnet, design.fe, x_int, m_max=m_max)
     params = sim_params(design, board, len(program.memory), m_max)
     reference = golden.fe_forward(qnet, x_int[None])
-    prediction = predict(network, design, board)
     progress(f"writing the project ({len(program.ops)} FE descriptors, {len(program.memory) >> 10} KiB DRAM image)")
     with atomic_directory(out_dir, MARKER) as staging:
         rtl, sim = staging / "rtl", staging / "sim"
@@ -85,10 +110,47 @@ def generate_project(network: Network, design: Design, board: Board, calib_x: np
                                           "model": network.name, "board": board.name, "ops": ops})
         np.savez_compressed(sim / "expected.npz", memory=program.memory,
                             **{f"op{i}": reference[img.layer][0] for i, img in enumerate(program.ops)})
+        if rl_layout is not None:
+            progress("writing the RL engine's layout and the re-training set's cached FE features")
+            _write_rl(staging, qnet, rl_layout, train if train is not None else _default_train(network, calib_x))
         write_json(staging / "design.json", design.to_dict())
         write_json(staging / "report.json", {"model": network.name, "board": board.name,
                                              "design": design.to_dict(), "predicted": prediction.to_dict()})
     return out_dir
+
+
+def _default_train(network: Network, calib_x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    classes = int(np.prod(network.layers[-1].out_shape))
+    return calib_x, np.random.default_rng(0).integers(0, classes, size=len(calib_x))
+
+
+def rl_golden_view(qnet: QuantizedNetwork) -> QuantizedNetwork:
+    """The quantised network without the frozen layers' weights: all the RL golden model reads."""
+    layers = [replace(layer, weight=None, bias=None) if layer.frozen else layer for layer in qnet.network.layers]
+    network = replace(qnet.network, layers=layers)
+    kept = {name: lq for name, lq in qnet.layers.items() if lq.engine == "rl"}
+    return QuantizedNetwork(network, qnet.precision, qnet.input_fmt, kept)
+
+
+def _write_rl(staging: Path, qnet: QuantizedNetwork, layout: RLLayout, train: tuple[np.ndarray, np.ndarray]) -> None:
+    rtl, sim = staging / "rtl", staging / "sim"
+    for name in RL_SOURCES:
+        shutil.copy(rtl_dir() / name, rtl / name)
+    shutil.copy(rtl_dir() / "rl_cocotb_test.py", sim / RL_COCOTB_TEST)
+    write_json(sim / "rl_layout.json", layout.to_dict())
+    x, y = train
+    feature_name = qnet.rl_layers[0].inputs[0]
+    x_int = golden.quantize_input(qnet, x)
+    features = golden.fe_forward(qnet, x_int)[feature_name] if qnet.fe_layers else x_int
+    state = golden.initial_rl_state(qnet)
+    np.savez_compressed(sim / "rl_train.npz", features=features.reshape(len(x), -1), labels=np.asarray(y),
+                        **{f"w_{name}": w for name, (w, _) in state.items()},
+                        **{f"b_{name}": b for name, (_, b) in state.items()})
+    with open(sim / "rl_golden.pkl", "wb") as f:
+        pickle.dump(rl_golden_view(qnet), f)
+    header = rtl / "dtl_params.svh"
+    rl_lines = "".join(f"localparam int DTL_RL_{key} = {value};\n" for key, value in layout.hdl_parameters().items())
+    header.write_text(header.read_text().replace("`endif", rl_lines + "`endif"))
 
 
 def _params_header(params: FESimParams, design: Design) -> str:

@@ -81,7 +81,10 @@ def run_test(build_dir: Path, top: str, test_module: str, test_folder: Path, wor
                               results_xml=str(workdir / "results.xml"), log_file=workdir / "sim.log")
     finally:
         sys.path.remove(str(test_folder))
-    _, failed = get_results(results)
+    try:
+        _, failed = get_results(results)
+    except RuntimeError:  # the simulator ended without writing its results (a crash): the log says why
+        return False
     return not failed
 
 

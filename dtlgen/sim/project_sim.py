@@ -1,14 +1,18 @@
-"""`dtlgen sim PRJ`: simulate a generated project and hold it against the golden model and the model.
+"""`dtlgen sim PRJ [--retrain]`: simulate a generated project against the golden model and the model.
 
 Per FE descriptor: bit-exact check of the stored output against the golden model, measured cycles
 (the engine's perf counter, RTL simulation) against predicted cycles (analytical model), GOPs of
-both at the design's clock, relative error. Writes sim/sim_report.json (DESIGN.md §3),
-sim/sim_report.md and sim/predicted_vs_measured.png.
+both at the design's clock, relative error. With `--retrain`, the RL engine re-trains on the
+project's re-training set through the host loop: weights read back after every step and held
+against the golden model bit for bit, cycles of every descriptor of a training step against the
+model. Writes sim/sim_report.json (DESIGN.md §3; "training" holds the RL part), sim/sim_report.md
+and sim/predicted_vs_measured.png.
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -23,9 +27,13 @@ from dtlgen.sim.fe_sim import run_image
 REPORT = "sim_report.json"
 
 
-def simulate_project(project: Path, progress: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
+def simulate_project(project: Path, progress: Callable[[str], None] = lambda message: None,
+                     retrain: bool = False, steps: int = 20) -> dict[str, Any]:
     project = Path(project).resolve()  # the simulator runs in its own working directory
     sim = project / "sim"
+    if retrain and not (sim / "rl_layout.json").exists():
+        raise DesignError(f"project '{project}' has no RL engine (the network has no retrainable layers); "
+                          "generate it with a split (--split or --retrain-last) to re-train on the device")
     for needed in ("params.json", "program.json", "expected.npz", "test_fe_engine.py"):
         if not (sim / needed).exists():
             raise DesignError(f"project '{project}': sim/{needed} is missing; regenerate it with 'dtlgen generate'")
@@ -55,10 +63,64 @@ def simulate_project(project: Path, progress: Callable[[str], None] = lambda mes
               "layers": rows, "totals": {"fe": total},
               "max_layer_abs_error": max((abs(r["rel_error"]) for r in rows), default=0.0),
               "simulator": {"wall_s": wall_s, "cycles_per_s": sum(result.cycles) / wall_s if wall_s else 0.0}}
+    if retrain:
+        report["training"] = simulate_retraining(project, program["clock_mhz"], steps, progress)
     write_json(sim / REPORT, report)
     (sim / "sim_report.md").write_text(markdown(report))
     plot(report, sim / "predicted_vs_measured.png")
     return report
+
+
+def simulate_retraining(project: Path, clock_mhz: float, steps: int,
+                        progress: Callable[[str], None] = lambda message: None,
+                        plan: Any = None) -> dict[str, Any]:
+    """Re-train in RTL simulation (`steps` steps of the project's set, or `plan`); the report's training part."""
+    from dtlgen.generator.project import RL_COCOTB_TEST
+    from dtlgen.generator.rl_program import RLLayout
+    from dtlgen.sim.rl_sim import TrainingPlan, first_mismatch, golden_replay, predict_step, simulate_training
+
+    sim = project / "sim"
+    layout = RLLayout.from_dict(json.loads((sim / "rl_layout.json").read_text()))
+    data = np.load(sim / "rl_train.npz")
+    with open(sim / "rl_golden.pkl", "rb") as f:
+        qnet = pickle.load(f)
+    state = {p.name: (data[f"w_{p.name}"], data[f"b_{p.name}"]) for p in layout.layers}
+    if plan is None:
+        rng = np.random.default_rng(1)
+        n = len(data["labels"])
+        order = np.concatenate([rng.choice(n, layout.batch, replace=n < layout.batch) for _ in range(steps)])
+        plan = TrainingPlan(data["features"], data["labels"], order, [layout.batch] * steps,
+                            [qnet.precision.lr_shift] * steps, 0, list(range(steps)))
+    latency = json.loads((sim / "params.json").read_text())["latency"]
+    progress(f"re-training in RTL simulation: {plan.steps} steps of batch {layout.batch} on a "
+             f"{layout.tm}x{layout.tn} RL engine (Verilator build cached per parameter set)")
+    result = simulate_training(layout, plan, state, sim / "rl_run", latency, sources_dir=project / "rtl",
+                               test_folder=sim, test_module=Path(RL_COCOTB_TEST).stem)
+    progress("replaying the steps in the golden model")
+    mismatch = first_mismatch(result.weights, golden_replay(qnet, plan, state))
+    clock_hz = clock_mhz * 1e6
+    rows = []
+    for (layer, mode, measured), d in zip(result.descriptor_cycles, predict_step(layout, latency)):
+        row = _row(f"{layer} {mode}", "rl", d.macs, d.cycles, measured, clock_hz, mismatch is None)
+        row.update(mode=mode, layer=layer, ops=d.ops, predicted_gops=d.ops / (d.cycles / clock_hz) / 1e9,
+                   measured_gops=d.ops / (measured / clock_hz) / 1e9 if measured else 0.0)
+        rows.append(row)
+    ops = sum(r["ops"] for r in rows)
+    step = _row("training step", "rl", sum(r["macs"] for r in rows), sum(r["predicted_cycles"] for r in rows),
+                sum(r["measured_cycles"] for r in rows), clock_hz, mismatch is None)
+    step.update(ops=ops, predicted_gops=ops / (step["predicted_cycles"] / clock_hz) / 1e9,
+                measured_gops=ops / (step["measured_cycles"] / clock_hz) / 1e9,
+                array_efficiency=step["macs"] / (step["measured_cycles"] * layout.tm * layout.tn),
+                host_measured_cycles=int(result.step_cycles[0].sum()))
+    total_cycles = int(result.step_cycles.sum())
+    return {"steps": plan.steps, "batch": layout.batch, "tm": layout.tm, "tn": layout.tn,
+            "bit_exact": mismatch is None, "first_mismatch": mismatch, "steps_checked": len(plan.check_steps),
+            "descriptors": rows, "step": step,
+            "source": {"measured": "RTL simulation (Verilator, cocotb host loop), the engine's perf counters of the "
+                                   "first step; weights read back after every checked step",
+                       "predicted": "analytical model (dtlgen.perf.rl)", "bit_exact": "golden model replay"},
+            "simulator": {"wall_s": result.wall_s, "cycles_per_s": total_cycles / result.wall_s if result.wall_s else 0.0},
+            "final_logits": result.logits[-layout.batch:].tolist() if len(result.logits) else []}
 
 
 def _row(name: str, engine: str, macs: int, predicted: int, measured: int, clock_hz: float,
@@ -75,10 +137,15 @@ def markdown(report: dict[str, Any]) -> str:
              f"Measured: {report['source']['measured']}. Predicted: {report['source']['predicted']}.", "",
              "| layer | engine | MACs | predicted cycles | measured cycles | predicted GOPs | measured GOPs | "
              "rel. error | bit-exact |", "|---|---|---|---|---|---|---|---|---|"]
-    for r in report["layers"] + [report["totals"]["fe"]]:
+    training = report.get("training")
+    extra = training["descriptors"] + [training["step"]] if training else []
+    for r in report["layers"] + [report["totals"]["fe"]] + extra:
         lines.append(f"| {r['name']} | {r['engine']} | {r['macs']:,} | {r['predicted_cycles']:,} | "
                      f"{r['measured_cycles']:,} | {r['predicted_gops']:.2f} | {r['measured_gops']:.2f} | "
                      f"{100 * r['rel_error']:+.2f} % | {'yes' if r['bit_exact'] else 'NO'} |")
+    if training:
+        lines += ["", f"Re-training: {training['steps']} steps of batch {training['batch']}, weights bit-exact with "
+                      f"the golden model after every step: {'yes' if training['bit_exact'] else 'NO'}."]
     return "\n".join(lines) + "\n"
 
 

@@ -103,7 +103,7 @@ def descriptor_names(layout: RLLayout) -> tuple[list[tuple[str, str]], list[tupl
 
 def simulate_training(layout: RLLayout, plan: TrainingPlan, state: RLState, workdir: Path, latency: int,
                       stall_period: int = 0, sources_dir: Path | None = None,
-                      test_folder: Path | None = None) -> RLSimResult:
+                      test_folder: Path | None = None, test_module: str = RL_TEST) -> RLSimResult:
     """Run `plan` on the RL engine RTL from weights `state`; weights are read back at plan.check_steps."""
     import time
 
@@ -123,7 +123,7 @@ def simulate_training(layout: RLLayout, plan: TrainingPlan, state: RLState, work
     env = {"DTLGEN_RL_LAYOUT": str(workdir / "layout.json"), "DTLGEN_RL_PLAN": str(workdir / "plan.npz"),
            "DTLGEN_MAX_CYCLES": str(20 * predicted + 100_000)}
     start = time.perf_counter()
-    passed = run_test(build_dir, RL_TOP, RL_TEST, Path(test_folder).resolve() if test_folder else sources_dir,
+    passed = run_test(build_dir, RL_TOP, test_module, Path(test_folder).resolve() if test_folder else sources_dir,
                       workdir, env)
     wall = time.perf_counter() - start
     if not passed or not (workdir / "rl_result.npz").exists():

@@ -1,0 +1,262 @@
+"""RL engine benchmark: training steps of the retrainable head simulated in RTL against the analytical model.
+
+For each (network, RL configuration): the head (fc1 512→256 relu, fc2 256→10 for the zoo's
+vgg16_cifar and resnet18_cifar) trains `--steps` mini-batches of 32 on the RL engine in Verilator
+(cocotb, the host loop of dtlgen.host.rl_host), from the real integer FE outputs of calibration
+images (the numpy golden model) and seeded random labels. The table gives the measured and
+predicted cycles of one training step and their GOPs at the board's clock, the array efficiency
+(MACs / (cycles × tm·tn)) over the whole step and over the GEMM descriptors alone, whether every
+step's weights equal the golden model's bit for bit, and the simulator's wall time (median of
+`--repeats` runs) and speed. A second table breaks one configuration's step into descriptors.
+
+The array is given, not searched: `--configs board:TMxTN,...`, sized to the board's DSP budget
+with 16-bit operands (one DSP48 per multiplier, tm·tn ≤ DSPs). Memory bus width and latency come
+from the board file.
+
+Run: python benchmarks/rl_bench.py [--models vgg16_cifar resnet18_cifar]
+                                   [--configs pynq-z2:16x13,zcu104:32x16] [--steps 2] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from dtlgen.boards import Board, load_board
+from dtlgen.generator.rl_program import RLLayout, plan_rl
+from dtlgen.generator.rtl import rtl_dir
+from dtlgen.model import load_model
+from dtlgen.model.calibration import calibration_inputs
+from dtlgen.perf.rl import RLConfig
+from dtlgen.quant import golden
+from dtlgen.quant.quantize import PrecisionConfig, QuantizedNetwork, quantize
+from dtlgen.sim import rl_sim
+from dtlgen.sim.fe_sim import build_top
+
+BATCH = 32
+LR_SHIFT = 7
+# zcu104 at 32x32 took longer than the 5 min build budget on the 2-core bench machine: 32x16 is the default.
+DEFAULT_CONFIGS = "pynq-z2:16x13,zcu104:32x16"
+GEMM_MODES = ("FWD", "BWD_DATA", "UPDATE")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One RL engine on one board: a tm×tn array of 16-bit multipliers (tm outputs × tn inputs per cycle)."""
+
+    board: Board
+    tm: int
+    tn: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.board.name} {self.tm}x{self.tn}"
+
+
+def parse_configs(text: str) -> list[BenchConfig]:
+    configs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            board_name, array = item.split(":")
+            tm, tn = (int(v) for v in array.lower().split("x"))
+        except ValueError:
+            raise SystemExit(f"--configs: '{item}' is not BOARD:TMxTN (e.g. pynq-z2:16x13)") from None
+        configs.append(BenchConfig(load_board(board_name), tm, tn))
+    return configs
+
+
+def machine() -> str:
+    return (f"{platform.platform()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+            f"Python {platform.python_version()}")
+
+
+@dataclass
+class Head:
+    """A quantised network and the training data of its head: FE outputs of real images, random labels."""
+
+    model: str
+    qnet: QuantizedNetwork
+    features: np.ndarray
+    labels: np.ndarray
+    fe_s: float  # golden-model FE time for all images
+
+
+def prepare_head(model: str, images: int, seed: int) -> Head:
+    network = load_model(model)
+    x = calibration_inputs(network, seed, images)
+    qnet = quantize(network, x, PrecisionConfig(batch=BATCH, lr_shift=LR_SHIFT))
+    start = time.perf_counter()
+    features = golden.fe_forward(qnet, golden.quantize_input(qnet, x))[qnet.rl_layers[0].inputs[0]]
+    fe_s = time.perf_counter() - start
+    classes = int(np.prod(network.layers[-1].out_shape))
+    labels = np.random.default_rng(seed + 1).integers(0, classes, images)
+    return Head(model, qnet, features, labels, fe_s)
+
+
+def training_plan(head: Head, steps: int, seed: int) -> rl_sim.TrainingPlan:
+    """`steps` full batches; samples are drawn from fresh permutations, re-used when steps·32 > images."""
+    rng = np.random.default_rng(seed)
+    samples = len(head.labels)
+    order = np.concatenate([rng.permutation(samples) for _ in range(-(-steps * BATCH // samples))])[:steps * BATCH]
+    return rl_sim.TrainingPlan(head.features, head.labels, order, [BATCH] * steps, [LR_SHIFT] * steps,
+                               first_step=0, check_steps=list(range(steps)))
+
+
+def build_engine(layout: RLLayout, latency: int) -> tuple[float, bool]:
+    """Compile the RL top for `layout` (what simulate_training would); (seconds, True if it was cached)."""
+    params = rl_sim.RLSimParams(layout, latency)
+    start = time.perf_counter()
+    build_dir = build_top([rtl_dir() / name for name in rl_sim.RL_SOURCES], rl_sim.RL_TOP,
+                          params.hdl_parameters(), "rl")
+    seconds = time.perf_counter() - start
+    log = build_dir / "build.log"
+    cached = not log.exists() or log.stat().st_mtime < time.time() - seconds - 1
+    return seconds, cached
+
+
+def bench_one(head: Head, cfg: BenchConfig, steps: int, repeats: int, seed: int) -> dict:
+    board = cfg.board
+    bus = int(board.dram_bytes_per_cycle)
+    latency = board.dram_latency_cycles
+    layout = plan_rl(head.qnet, RLConfig(cfg.tm, cfg.tn, batch=BATCH, lr_shift=LR_SHIFT), bus)
+    predicted = rl_sim.predict_step(layout, latency)
+    build_s, cached = build_engine(layout, latency)
+    plan = training_plan(head, steps, seed)
+    state = golden.initial_rl_state(head.qnet)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="rl_bench_") as work:
+        for _ in range(repeats):
+            results.append(rl_sim.simulate_training(layout, plan, state, Path(work), latency))
+    result = results[0]
+    repeatable = all(np.array_equal(r.step_cycles, result.step_cycles)
+                     and r.descriptor_cycles == result.descriptor_cycles for r in results)
+    mismatch = rl_sim.first_mismatch(result.weights, rl_sim.golden_replay(head.qnet, plan, state))
+
+    f_hz = board.clock_mhz * 1e6
+    lanes = cfg.tm * cfg.tn
+    ops = sum(d.ops for d in predicted)
+    macs = sum(d.macs for d in predicted)
+    predicted_cycles = sum(d.cycles for d in predicted)
+    measured_cycles = int(result.step_cycles[0].sum())
+    gemm_cycles = sum(c for _, mode, c in result.descriptor_cycles if mode in GEMM_MODES)
+    wall_s = statistics.median(r.wall_s for r in results)
+    return {"head": head, "cfg": cfg, "layout": layout, "predicted": predicted, "result": result,
+            "predicted_cycles": predicted_cycles, "measured_cycles": measured_cycles,
+            "step_cycles": [int(c) for c in result.step_cycles.sum(axis=1)],
+            "error": (predicted_cycles - measured_cycles) / measured_cycles, "ops": ops, "macs": macs,
+            "peak_gops": 2 * lanes * f_hz / 1e9,
+            "predicted_gops": ops / (predicted_cycles / f_hz) / 1e9, "measured_gops": ops / (measured_cycles / f_hz) / 1e9,
+            "efficiency": macs / (measured_cycles * lanes), "gemm_efficiency": macs / (gemm_cycles * lanes),
+            "bit_exact": mismatch is None, "mismatch": mismatch, "repeatable": repeatable,
+            "build_s": build_s, "cached": cached, "wall_s": wall_s, "walls": [r.wall_s for r in results],
+            "sim_cycles_per_s": int(result.step_cycles.sum()) / wall_s}
+
+
+def summary_table(rows: list[dict], steps: int, repeats: int) -> Table:
+    table = Table(title=f"RL engine: one training step of the head (batch {BATCH}), RTL simulation vs analytical model")
+    for column in ("model / board", "array (DSPs)", "clock", "bus, latency", "bit-exact", "predicted cycles",
+                   "measured cycles", "error", "ops / step", "peak GOPs", "predicted GOPs", "measured GOPs",
+                   "array eff.", "GEMM eff.", "build", f"sim wall ({steps} steps)", "sim speed"):
+        table.add_column(column, justify="right")
+    for r in rows:
+        cfg, board = r["cfg"], r["cfg"].board
+        table.add_row(
+            f"{r['head'].model} / {board.name}", f"{cfg.tm}x{cfg.tn} ({cfg.tm * cfg.tn}/{board.resources.dsp})",
+            f"{board.clock_mhz:g} MHz", f"{int(board.dram_bytes_per_cycle)} B, {board.dram_latency_cycles} cyc",
+            "yes" if r["bit_exact"] else "NO", f"{r['predicted_cycles']:,}", f"{r['measured_cycles']:,}",
+            f"{100 * r['error']:+.2f} %", f"{r['ops'] / 1e6:.2f} M", f"{r['peak_gops']:.1f}",
+            f"{r['predicted_gops']:.2f}", f"{r['measured_gops']:.2f}", f"{100 * r['efficiency']:.1f} %",
+            f"{100 * r['gemm_efficiency']:.1f} %", f"{r['build_s']:.0f} s" + (" (cached)" if r["cached"] else ""),
+            f"{r['wall_s']:.1f} s", f"{r['sim_cycles_per_s'] / 1e3:.0f} k cycles/s")
+    return table
+
+
+def descriptor_table(r: dict) -> Table:
+    cfg = r["cfg"]
+    lanes = cfg.tm * cfg.tn
+    table = Table(title=f"Descriptors of step 0: {r['head'].model} on {cfg.label}")
+    for column in ("layer", "mode", "predicted cycles", "measured cycles", "difference", "MACs", "array eff."):
+        table.add_column(column, justify="right")
+    for d, (layer, mode, measured) in zip(r["predicted"], r["result"].descriptor_cycles):
+        # The simulator names LOAD of dY "LOAD" on the last layer too: the two lists are in the same order.
+        assert (layer, mode) == (d.layer, d.mode), f"descriptor order differs: {(layer, mode)} vs {(d.layer, d.mode)}"
+        table.add_row(layer, mode, f"{d.cycles:,}", f"{measured:,}", f"{measured - d.cycles:+,}",
+                      f"{d.macs:,}" if d.macs else "", f"{100 * d.macs / (measured * lanes):.1f} %" if d.macs else "")
+    predicted = sum(d.cycles for d in r["predicted"])
+    measured = sum(c for _, _, c in r["result"].descriptor_cycles)
+    table.add_row("sum", "", f"{predicted:,}", f"{measured:,}", f"{measured - predicted:+,}", f"{r['macs']:,}",
+                  f"{100 * r['macs'] / (measured * lanes):.1f} %")
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["vgg16_cifar", "resnet18_cifar"])
+    parser.add_argument("--configs", default=DEFAULT_CONFIGS, help="BOARD:TMxTN,... (default %(default)s)")
+    parser.add_argument("--steps", type=int, default=2, help="training steps per simulation (default %(default)s)")
+    parser.add_argument("--repeats", type=int, default=3, help="simulations per configuration; wall time is their median")
+    parser.add_argument("--images", type=int, default=64, help="calibration images whose FE outputs train the head")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--detail", default=None, help="MODEL:BOARD of the per-descriptor table (default: the first)")
+    args = parser.parse_args()
+    configs = parse_configs(args.configs)
+    if not configs or args.steps < 1 or args.repeats < 1:
+        parser.error("need at least one config, one step and one repeat")
+    console = Console(width=240)
+    started = time.perf_counter()
+    console.print(f"Machine: {machine()}")
+    console.print("measured: RTL simulation (Verilator via cocotb); predicted: analytical model dtlgen.perf.rl; "
+                  "GOPs at the board's clock", soft_wrap=True)
+    for cfg in configs:
+        if cfg.tm * cfg.tn > cfg.board.resources.dsp:
+            console.print(f"warning: {cfg.label} needs {cfg.tm * cfg.tn} multipliers, the board has "
+                          f"{cfg.board.resources.dsp} DSPs")
+    rows, notes = [], []
+    for model in args.models:
+        head = prepare_head(model, args.images, args.seed)
+        notes.append(f"{model}: FE outputs of {args.images} images in the golden model took {head.fe_s:.1f} s")
+        for cfg in configs:
+            r = bench_one(head, cfg, args.steps, args.repeats, args.seed)
+            rows.append(r)
+            console.print(f"  {model} / {cfg.label}: done ({r['wall_s']:.1f} s per simulation)", highlight=False)
+            if not r["bit_exact"]:
+                notes.append(f"{model} / {cfg.label}: not bit-exact: {r['mismatch']}")
+            if len(set(r["step_cycles"])) > 1:
+                notes.append(f"{model} / {cfg.label}: step cycles differ between steps: {r['step_cycles']}")
+            if not r["repeatable"]:
+                notes.append(f"{model} / {cfg.label}: cycles differ between repeated simulations")
+            notes.append(f"{model} / {cfg.label}: sim wall per repeat " + ", ".join(f"{w:.1f}" for w in r["walls"]) + " s")
+    console.print(summary_table(rows, args.steps, args.repeats))
+    console.print(
+        f"Steps: {args.steps} of batch {BATCH} per simulation, lr 2^-{LR_SHIFT}; bit-exact: every step's weights read "
+        "back and compared with golden_replay. Cycles: step 0 (forward + backward list, the host's view; the host's "
+        "softmax-CE time is not counted). Ops: 2 x (FWD + BWD_DATA + BWD_WEIGHT MACs) + one per updated weight/bias. "
+        "Peak GOPs: 2 x tm x tn x clock. Array eff.: MACs / (step cycles x tm x tn); GEMM eff.: the same over the "
+        "FWD, BWD_DATA and UPDATE descriptors' cycles only. Build: Verilator compile of the RL top (cached when an "
+        f"identical build existed). Sim wall: median of {args.repeats} cocotb runs (includes start-up, parameter load "
+        "and read-back, host work); sim speed: simulated step cycles / sim wall. zcu104 uses 32x16 by default: "
+        "32x32 did not build within the 5 min budget on the bench machine.", soft_wrap=True)
+    for note in notes:
+        console.print(f"- {note}", soft_wrap=True, highlight=False)
+    detail = rows[0]
+    if args.detail:
+        wanted = tuple(args.detail.split(":"))
+        detail = next((r for r in rows if (r["head"].model, r["cfg"].board.name) == wanted), detail)
+    console.print(descriptor_table(detail))
+    console.print(f"Total wall time: {time.perf_counter() - started:.0f} s", highlight=False)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""RL engine RTL in Verilator: re-training bit-exact against the golden model, cycles against the model.
+
+Every test trains small chains of retrainable linear / 1x1 conv layers through the host loop
+(dtlgen.host.rl_host) on the simulated engine, reads the weights back after every step and holds
+them against `golden.rl_train_step` bit for bit. With a memory that never stalls every descriptor
+of the first step must take exactly the cycles `dtlgen.perf.rl.step_cycles` predicts; a stalling
+memory may only cost cycles. Bad configurations must fail with a clear error before any build.
+
+One engine build serves the random chains: the layouts are widened (`dataclasses.replace`) to the
+fixed depths, accumulator width and memory size below, which must not change any result.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from dtlgen.errors import DtlgenError, UnsupportedLayerError
+from dtlgen.generator.rl_program import RLLayout, plan_rl
+from dtlgen.model.ir import Layer, Network
+from dtlgen.perf.rl import RLConfig
+from dtlgen.quant import golden
+from dtlgen.quant.quantize import PrecisionConfig, quantize
+from dtlgen.sim import rl_sim
+
+TM, TN, BUS, LATENCY = 3, 4, 8, 20
+# Room for up to 3 layers of <= 40 x 40, batch <= 6 at <= 4 positions (4 stash lanes of 10 words).
+BUILD = dict(a_depth=1024, g_depth=1024, w_depth=512, b_depth=64, acc_bits=56, memory_bytes=1 << 16)
+_runs = itertools.count()
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A retrainable chain: `kind` linear (vectors), conv (1x1 convs over an hw map), or conv_flatten
+    (1x1 convs on a 1x1 map, a flatten, then linear layers from layer `split` on)."""
+
+    kind: str
+    hw: tuple[int, int]
+    widths: tuple[int, ...]  # input channels, then each layer's outputs
+    activations: tuple[str | None, ...]
+    split: int
+    batch: int
+    last_batch: int
+    steps: int
+    lr_shift: int
+    first_step: int
+    seed: int
+
+
+def build_network(chain: Chain) -> Network:
+    rng = np.random.default_rng(chain.seed)
+    spatial = chain.kind != "linear"
+    layers, prev = [], "input"
+    for i, act in enumerate(chain.activations):
+        n, m = chain.widths[i], chain.widths[i + 1]
+        conv = spatial and not (chain.kind == "conv_flatten" and i >= chain.split)
+        if spatial and not conv and layers[-1].op != "linear":
+            layers.append(Layer("flat", "flatten", [prev], (n, 1, 1), (n,), frozen=False))
+            prev = "flat"
+        shape = lambda c: (c, *chain.hw) if conv else (c,)  # noqa: E731
+        weight = rng.normal(0.0, 1.0 / np.sqrt(n), (m, n, 1, 1) if conv else (m, n))
+        layers.append(Layer(f"l{i}", "conv2d" if conv else "linear", [prev], shape(n), shape(m), activation=act,
+                            weight=weight, bias=rng.normal(0.0, 0.2, m), frozen=False))
+        prev = f"l{i}"
+    return Network("chain", layers[0].in_shape, layers)
+
+
+def widened(layout: RLLayout) -> RLLayout:
+    for name, value in BUILD.items():
+        assert getattr(layout, name) <= value, f"planned {name} {getattr(layout, name)} exceeds the test build's"
+    return replace(layout, **BUILD)
+
+
+def train(chain: Chain, workdir, stall_period: int = 0):
+    """Quantise and plan `chain`, re-train it on the engine from random samples (full batches, then
+    `last_batch`; the lr shift alternates by one); also the golden weights and the predicted cycles."""
+    network = build_network(chain)
+    rng = np.random.default_rng(chain.seed + 1)
+    sizes = [chain.batch] * (chain.steps - 1) + [chain.last_batch]
+    x = rng.standard_normal((sum(sizes), *network.input_shape))
+    qnet = quantize(network, x, PrecisionConfig(batch=chain.batch, lr_shift=chain.lr_shift))
+    classes = int(np.prod(network.layers[-1].out_shape))
+    plan = rl_sim.TrainingPlan(golden.quantize_input(qnet, x), rng.integers(0, classes, len(x)),
+                               rng.permutation(len(x)), sizes, [chain.lr_shift + k % 2 for k in range(chain.steps)],
+                               chain.first_step, list(range(chain.steps)))
+    layout = widened(plan_rl(qnet, RLConfig(TM, TN, batch=chain.batch), BUS))
+    state = golden.initial_rl_state(qnet)
+    result = rl_sim.simulate_training(layout, plan, state, workdir / f"run{next(_runs)}", LATENCY, stall_period)
+    return result, rl_sim.golden_replay(qnet, plan, state), rl_sim.predict_step(layout, LATENCY), state
+
+
+@st.composite
+def chains(draw) -> Chain:
+    kind = draw(st.sampled_from(["linear", "conv", "conv_flatten"]))
+    depth = draw(st.integers(2 if kind == "conv_flatten" else 1, 3))
+    widths = [draw(st.integers(1, 40)) for _ in range(depth)] + [draw(st.integers(2, 40))]
+    batch = draw(st.integers(1, 6))
+    return Chain(kind, draw(st.sampled_from([(2, 2), (1, 3)])) if kind == "conv" else (1, 1), tuple(widths),
+                 tuple(draw(st.sampled_from([None, "relu", "relu6"])) for _ in range(depth)),
+                 draw(st.integers(1, depth - 1)) if kind == "conv_flatten" else depth, batch,
+                 draw(st.integers(1, max(1, batch - 1))), draw(st.integers(2, 4)), draw(st.integers(0, 10)),
+                 draw(st.integers(0, 1000)), draw(st.integers(0, 2**16)))
+
+
+RELU6_CONV = Chain("conv", (2, 2), (7, 9, 5, 3), ("relu6", "relu", None), 3, 4, 3, 3, 3, 17, 5)
+
+
+@settings(max_examples=7, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@example(chain=RELU6_CONV)
+@example(chain=Chain("conv_flatten", (1, 1), (6, 5, 11), ("relu", None), 1, 3, 2, 2, 4, 0, 9))
+@given(chain=chains())
+def test_random_chains_train_bit_exact_on_the_cycle_model(tmp_path, chain):
+    result, expected, predicted, _ = train(chain, tmp_path)
+    assert sorted(expected) == list(range(chain.steps))
+    assert rl_sim.first_mismatch(result.weights, expected) is None
+    assert result.descriptor_cycles == [(d.layer, d.mode, d.cycles) for d in predicted]
+    assert int(result.step_cycles[0].sum()) == sum(d.cycles for d in predicted)
+
+
+def test_memory_stalls_change_timing_not_weights(tmp_path):
+    result, expected, predicted, state = train(RELU6_CONV, tmp_path, stall_period=5)
+    assert rl_sim.first_mismatch(result.weights, expected) is None
+    last = expected[RELU6_CONV.steps - 1]
+    assert any(not np.array_equal(last[name][0], state[name][0]) for name in state), "training moved no weight"
+    for (layer, mode, cycles), model in zip(result.descriptor_cycles, predicted):
+        assert cycles >= model.cycles, (layer, mode)
+    assert int(result.step_cycles[0].sum()) > sum(d.cycles for d in predicted), \
+        "a stalling memory must cost cycles the model does not see"
+
+
+def _linear(name: str, source: str, n: int, m: int) -> Layer:
+    rng = np.random.default_rng(0)
+    return Layer(name, "linear", [source], (n,), (m,), weight=rng.normal(size=(m, n)), bias=np.zeros(m), frozen=False)
+
+
+def test_bad_configurations_fail_before_any_build():
+    with pytest.raises(DtlgenError, match=r"rl\.batch=0"):
+        RLConfig(TM, TN, batch=0)
+    with pytest.raises(DtlgenError, match=r"rl\.bits=17"):
+        RLConfig(TM, TN, bits=17)
+    x = np.random.default_rng(0).standard_normal((4, 2, 4, 4))
+    conv3 = Layer("c3", "conv2d", ["input"], (2, 4, 4), (3, 4, 4), kernel=3, padding=1,
+                  weight=np.ones((3, 2, 3, 3)), bias=np.zeros(3), frozen=False)
+    with pytest.raises(UnsupportedLayerError, match="'c3'"):
+        quantize(Network("t", (2, 4, 4), [conv3]), x, PrecisionConfig())
+    # Two retrainable layers reading the input are not a chain; the planner names the second.
+    fork = Network("t", (8,), [_linear("a", "input", 8, 6), _linear("b", "input", 8, 4)])
+    qnet = quantize(fork, np.random.default_rng(0).standard_normal((4, 8)), PrecisionConfig(batch=4))
+    with pytest.raises(UnsupportedLayerError, match="'b'"):
+        plan_rl(qnet, RLConfig(TM, TN, batch=4), BUS)
+    # A flatten of a 2x2 map between retrainable layers reorders GEMM rows.
+    pw = Layer("pw", "conv2d", ["input"], (2, 2, 2), (3, 2, 2), weight=np.ones((3, 2, 1, 1)), bias=np.zeros(3),
+               frozen=False)
+    flat = Layer("flat", "flatten", ["pw"], (3, 2, 2), (12,), frozen=False)
+    qnet = quantize(Network("t", (2, 2, 2), [pw, flat, _linear("fc", "flat", 12, 4)]),
+                    np.random.default_rng(0).standard_normal((4, 2, 2, 2)), PrecisionConfig(batch=4))
+    with pytest.raises(UnsupportedLayerError, match="'flat'"):
+        plan_rl(qnet, RLConfig(TM, TN, batch=4), BUS)
