@@ -26,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,7 @@ LR_SHIFT = 7
 # zcu104 at 32x32 took longer than the 5 min build budget on the 2-core bench machine: 32x16 is the default.
 DEFAULT_CONFIGS = "pynq-z2:16x13,zcu104:32x16"
 GEMM_MODES = ("FWD", "BWD_DATA", "UPDATE")
+CLOCK_PERIOD_NS = 10  # rl_cocotb_test's clock
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,26 @@ def build_engine(layout: RLLayout, latency: int) -> tuple[float, bool]:
     return seconds, cached
 
 
+@dataclass(frozen=True)
+class SimRun:
+    """One cocotb run: its wall time as simulate_training saw it, and the test's own share (results.xml)."""
+
+    wall_s: float
+    test_s: float  # the test coroutine, from reset to the last read-back
+    test_cycles: int  # every cycle simulated in the test: parameter load, steps, read-backs
+
+    @property
+    def startup_s(self) -> float:
+        return self.wall_s - self.test_s
+
+
+def sim_run(result: rl_sim.RLSimResult, workdir: Path) -> SimRun:
+    case = ElementTree.parse(workdir / "results.xml").find(".//testcase")
+    props = {p.get("name"): p.get("value") for p in case.iter("property")}
+    return SimRun(result.wall_s, float(case.get("time")),
+                  round(float(props["sim_time_duration"]) / CLOCK_PERIOD_NS))
+
+
 def bench_one(head: Head, cfg: BenchConfig, steps: int, repeats: int, seed: int) -> dict:
     board = cfg.board
     bus = int(board.dram_bytes_per_cycle)
@@ -134,10 +156,11 @@ def bench_one(head: Head, cfg: BenchConfig, steps: int, repeats: int, seed: int)
     build_s, cached = build_engine(layout, latency)
     plan = training_plan(head, steps, seed)
     state = golden.initial_rl_state(head.qnet)
-    results = []
+    results, runs = [], []
     with tempfile.TemporaryDirectory(prefix="rl_bench_") as work:
         for _ in range(repeats):
             results.append(rl_sim.simulate_training(layout, plan, state, Path(work), latency))
+            runs.append(sim_run(results[-1], Path(work)))
     result = results[0]
     repeatable = all(np.array_equal(r.step_cycles, result.step_cycles)
                      and r.descriptor_cycles == result.descriptor_cycles for r in results)
@@ -150,7 +173,7 @@ def bench_one(head: Head, cfg: BenchConfig, steps: int, repeats: int, seed: int)
     predicted_cycles = sum(d.cycles for d in predicted)
     measured_cycles = int(result.step_cycles[0].sum())
     gemm_cycles = sum(c for _, mode, c in result.descriptor_cycles if mode in GEMM_MODES)
-    wall_s = statistics.median(r.wall_s for r in results)
+    test_s = statistics.median(run.test_s for run in runs)
     return {"head": head, "cfg": cfg, "layout": layout, "predicted": predicted, "result": result,
             "predicted_cycles": predicted_cycles, "measured_cycles": measured_cycles,
             "step_cycles": [int(c) for c in result.step_cycles.sum(axis=1)],
@@ -159,26 +182,41 @@ def bench_one(head: Head, cfg: BenchConfig, steps: int, repeats: int, seed: int)
             "predicted_gops": ops / (predicted_cycles / f_hz) / 1e9, "measured_gops": ops / (measured_cycles / f_hz) / 1e9,
             "efficiency": macs / (measured_cycles * lanes), "gemm_efficiency": macs / (gemm_cycles * lanes),
             "bit_exact": mismatch is None, "mismatch": mismatch, "repeatable": repeatable,
-            "build_s": build_s, "cached": cached, "wall_s": wall_s, "walls": [r.wall_s for r in results],
-            "sim_cycles_per_s": int(result.step_cycles.sum()) / wall_s}
+            "build_s": build_s, "cached": cached, "runs": runs,
+            "wall_s": statistics.median(run.wall_s for run in runs),
+            "startup_s": statistics.median(run.startup_s for run in runs), "test_s": test_s,
+            "test_cycles": runs[0].test_cycles, "sim_cycles_per_s": runs[0].test_cycles / test_s}
 
 
-def summary_table(rows: list[dict], steps: int, repeats: int) -> Table:
+def performance_table(rows: list[dict]) -> Table:
     table = Table(title=f"RL engine: one training step of the head (batch {BATCH}), RTL simulation vs analytical model")
-    for column in ("model / board", "array (DSPs)", "clock", "bus, latency", "bit-exact", "predicted cycles",
-                   "measured cycles", "error", "ops / step", "peak GOPs", "predicted GOPs", "measured GOPs",
-                   "array eff.", "GEMM eff.", "build", f"sim wall ({steps} steps)", "sim speed"):
+    for column in ("model / board", "array (DSPs)", "clock", "bit-exact", "predicted cycles", "measured cycles",
+                   "error", "ops / step", "peak GOPs", "predicted GOPs", "measured GOPs", "array eff.", "GEMM eff."):
         table.add_column(column, justify="right")
     for r in rows:
         cfg, board = r["cfg"], r["cfg"].board
         table.add_row(
             f"{r['head'].model} / {board.name}", f"{cfg.tm}x{cfg.tn} ({cfg.tm * cfg.tn}/{board.resources.dsp})",
-            f"{board.clock_mhz:g} MHz", f"{int(board.dram_bytes_per_cycle)} B, {board.dram_latency_cycles} cyc",
-            "yes" if r["bit_exact"] else "NO", f"{r['predicted_cycles']:,}", f"{r['measured_cycles']:,}",
-            f"{100 * r['error']:+.2f} %", f"{r['ops'] / 1e6:.2f} M", f"{r['peak_gops']:.1f}",
-            f"{r['predicted_gops']:.2f}", f"{r['measured_gops']:.2f}", f"{100 * r['efficiency']:.1f} %",
-            f"{100 * r['gemm_efficiency']:.1f} %", f"{r['build_s']:.0f} s" + (" (cached)" if r["cached"] else ""),
-            f"{r['wall_s']:.1f} s", f"{r['sim_cycles_per_s'] / 1e3:.0f} k cycles/s")
+            f"{board.clock_mhz:g} MHz", "yes" if r["bit_exact"] else "NO", f"{r['predicted_cycles']:,}",
+            f"{r['measured_cycles']:,}", f"{100 * r['error']:+.2f} %", f"{r['ops'] / 1e6:.2f} M",
+            f"{r['peak_gops']:.1f}", f"{r['predicted_gops']:.2f}", f"{r['measured_gops']:.2f}",
+            f"{100 * r['efficiency']:.1f} %", f"{100 * r['gemm_efficiency']:.1f} %")
+    return table
+
+
+def simulator_table(rows: list[dict], steps: int, repeats: int) -> Table:
+    table = Table(title=f"Simulator: {steps} training steps per run, median of {repeats} runs")
+    for column in ("model / board", "bus, latency", "Verilator build", "run wall", "start-up", "test",
+                   "cycles in test", "sim speed"):
+        table.add_column(column, justify="right")
+    for r in rows:
+        board = r["cfg"].board
+        table.add_row(
+            f"{r['head'].model} / {board.name} {r['cfg'].tm}x{r['cfg'].tn}",
+            f"{int(board.dram_bytes_per_cycle)} B/cycle, {board.dram_latency_cycles} cycles",
+            f"{r['build_s']:.0f} s" + (" (cached)" if r["cached"] else ""), f"{r['wall_s']:.1f} s",
+            f"{r['startup_s']:.1f} s", f"{r['test_s']:.2f} s", f"{r['test_cycles']:,}",
+            f"{r['sim_cycles_per_s'] / 1e3:.0f} k cycles/s")
     return table
 
 
@@ -229,24 +267,30 @@ def main() -> None:
         for cfg in configs:
             r = bench_one(head, cfg, args.steps, args.repeats, args.seed)
             rows.append(r)
-            console.print(f"  {model} / {cfg.label}: done ({r['wall_s']:.1f} s per simulation)", highlight=False)
+            console.print(f"  {model} / {cfg.label}: done (build {r['build_s']:.0f} s, {r['wall_s']:.1f} s per run)",
+                          highlight=False)
             if not r["bit_exact"]:
                 notes.append(f"{model} / {cfg.label}: not bit-exact: {r['mismatch']}")
             if len(set(r["step_cycles"])) > 1:
                 notes.append(f"{model} / {cfg.label}: step cycles differ between steps: {r['step_cycles']}")
             if not r["repeatable"]:
                 notes.append(f"{model} / {cfg.label}: cycles differ between repeated simulations")
-            notes.append(f"{model} / {cfg.label}: sim wall per repeat " + ", ".join(f"{w:.1f}" for w in r["walls"]) + " s")
-    console.print(summary_table(rows, args.steps, args.repeats))
+            notes.append(f"{model} / {cfg.label}: run wall per repeat " + ", ".join(f"{run.wall_s:.1f}" for run in r["runs"])
+                         + " s, test " + ", ".join(f"{run.test_s:.2f}" for run in r["runs"]) + " s")
+    console.print(performance_table(rows))
     console.print(
         f"Steps: {args.steps} of batch {BATCH} per simulation, lr 2^-{LR_SHIFT}; bit-exact: every step's weights read "
         "back and compared with golden_replay. Cycles: step 0 (forward + backward list, the host's view; the host's "
-        "softmax-CE time is not counted). Ops: 2 x (FWD + BWD_DATA + BWD_WEIGHT MACs) + one per updated weight/bias. "
-        "Peak GOPs: 2 x tm x tn x clock. Array eff.: MACs / (step cycles x tm x tn); GEMM eff.: the same over the "
-        "FWD, BWD_DATA and UPDATE descriptors' cycles only. Build: Verilator compile of the RL top (cached when an "
-        f"identical build existed). Sim wall: median of {args.repeats} cocotb runs (includes start-up, parameter load "
-        "and read-back, host work); sim speed: simulated step cycles / sim wall. zcu104 uses 32x16 by default: "
-        "32x32 did not build within the 5 min budget on the bench machine.", soft_wrap=True)
+        "softmax-CE time is not counted). Ops: 2 x (FWD + BWD_DATA + BWD_WEIGHT MACs) + one per updated weight/bias "
+        "(fc1 is the first retrainable layer: no BWD_DATA). Peak GOPs: 2 x tm x tn x clock. Array eff.: MACs / "
+        "(step cycles x tm x tn); GEMM eff.: the same over the FWD, BWD_DATA and UPDATE descriptors' cycles only.",
+        soft_wrap=True)
+    console.print(simulator_table(rows, args.steps, args.repeats))
+    console.print(
+        "Verilator build: compile of the RL top (cached when an identical build existed). Run wall: one "
+        "simulate_training call; start-up: its part before and after the cocotb test (simulator start, Python "
+        "imports); test: the test coroutine (parameter load, the steps with the host's work, weight read-back), "
+        "from results.xml; sim speed: cycles simulated in the test / test time. " + CONFIG_NOTE, soft_wrap=True)
     for note in notes:
         console.print(f"- {note}", soft_wrap=True, highlight=False)
     detail = rows[0]

@@ -246,7 +246,21 @@ def _sim_rows(report: dict) -> list[list[str]]:
     return [["FE engine in RTL simulation: bit-exact vs golden model", "yes" if total["bit_exact"] else "NO"],
             ["  measured / predicted cycles per image (error)",
              f"{total['measured_cycles']:,} / {total['predicted_cycles']:,} ({100 * total['rel_error']:+.2f} %)"],
-            ["  measured GOPs at the design clock", f"{total['measured_gops']:.2f}"]]
+            ["  measured GOPs at the design clock", f"{total['measured_gops']:.2f}"]] + _device_rows(report)
+
+
+def _device_rows(report: dict) -> list[list[str]]:
+    if "device_retrain" not in report:
+        return []
+    d = report["device_retrain"]
+    step = d["step"]
+    return [[f"on-device re-training in RTL simulation ({d['steps']} steps): weights bit-exact vs golden",
+             f"{'yes' if d['bit_exact'] else 'NO'} ({d['steps_checked']} steps checked)"],
+            ["  target accuracy: RTL-re-trained / golden model / float64",
+             f"{100 * d['acc_device']:.2f} / {100 * d['acc_golden']:.2f} / {100 * d['acc_float']:.2f} %"],
+            ["  measured / predicted cycles per training step (error)",
+             f"{step['measured_cycles']:,} / {step['predicted_cycles']:,} ({100 * step['rel_error']:+.2f} %)"],
+            ["  measured GOPs of a training step at the design clock", f"{step['measured_gops']:.2f}"]]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

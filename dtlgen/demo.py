@@ -6,8 +6,11 @@ shifted target environment twice — float64 SGD, and the bit-true fixed-point g
 RL engine with the same batches and learning-rate schedule; report accuracies, information loss
 and model size; explore the design space of both engines on the board with NSGA-II and keep the
 knee design; generate its project and simulate the FE engine in RTL (cocotb + Verilator), bit-exact
-against the golden model and cycle by cycle against the analytical model (with an output
-directory). On-device re-training in RTL joins here next.
+against the golden model and cycle by cycle against the analytical model; then re-train on the
+device in RTL simulation: the host loop drives the knee design's RL engine through the whole
+re-training schedule, the weights are read back and held against the golden model after each of
+the first `check_steps` steps and at the end, and the re-trained weights' target accuracy is
+reported next to the golden model's and float's (with an output directory).
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ import numpy as np
 
 from dtlgen.atomic import atomic_directory, check_destination, write_json
 from dtlgen.boards import load_board
+from dtlgen.dse.problem import Space, Workload
 from dtlgen.dse.run import run_dse
 from dtlgen.dse.run import write_outputs as write_dse_outputs
-from dtlgen.generator.project import generate_project
+from dtlgen.generator.project import generate_project, quantize_for_design
 from dtlgen.perf import Design
-from dtlgen.sim.project_sim import simulate_project
+from dtlgen.sim.project_sim import simulate_project, simulate_retraining
+from dtlgen.sim.rl_sim import TrainingPlan, golden_replay, plan_epochs
 from dtlgen.model import import_module, load_factory, resolve_split
 from dtlgen.model import digits_task
 from dtlgen.quant import golden
@@ -53,6 +58,7 @@ class DemoConfig:
     board: str = "pynq-z2"
     dse_pop: int = 40
     dse_gens: int = 20
+    check_steps: int = 20  # RTL re-training: weights read back and compared after each of these steps
 
     def lr_shift_at(self, epoch: int) -> int:
         return self.lr_shift + sum(epoch >= e for e in self.lr_decay_epochs)
@@ -83,22 +89,60 @@ def retrain(qnet: QuantizedNetwork, task: digits_task.DigitsTask, config: DemoCo
 
     params, state = golden.initial_float_params(network), golden.initial_rl_state(qnet)
     before = {"acc_before": float_acc(params), "acc_before_fixed": fixed_acc(state)}
-    rng = np.random.default_rng(config.seed + 1)
-    step = 0
-    for epoch in range(config.epochs):
-        shift = config.lr_shift_at(epoch)
-        order = rng.permutation(len(task.retrain_y))
-        for start in range(0, len(order), config.batch):
-            idx = order[start:start + config.batch]
-            labels = task.retrain_y[idx]
-            params = golden.float_rl_train_step(network, params, {feature_name: float_features["retrain"][idx]},
-                                                labels, 2.0 ** -shift)
-            state, _ = golden.rl_train_step(qnet, state, {feature_name: fixed_features["retrain"][idx]},
-                                            labels, step, shift)
-            step += 1
+    plan = training_plan(task, config)
+    for step, idx in plan.batches():
+        labels = task.retrain_y[idx]
+        params = golden.float_rl_train_step(network, params, {feature_name: float_features["retrain"][idx]},
+                                            labels, 2.0 ** -plan.lr_shifts[step])
+        state, _ = golden.rl_train_step(qnet, state, {feature_name: fixed_features["retrain"][idx]},
+                                        labels, step, plan.lr_shifts[step])
+    step = plan.steps
     return {**before, "acc_float": float_acc(params), "acc_fixed": fixed_acc(state),
             "epochs": config.epochs, "steps": step, "batch": config.batch,
             "retrain_samples": int(len(task.retrain_y)), "test_samples": int(len(task.test_y))}
+
+
+def training_plan(task: digits_task.DigitsTask, config: DemoConfig, features: np.ndarray | None = None,
+                  check_steps: int = 0) -> TrainingPlan:
+    """The demo's schedule: a fresh permutation per epoch (seed + 1), batch 16, lr halved at set epochs."""
+    order, sizes, shifts = plan_epochs(task.retrain_y, config.batch, config.epochs, config.lr_shift_at,
+                                       config.seed + 1)
+    checks = list(range(min(check_steps, len(sizes)))) + ([len(sizes) - 1] if check_steps else [])
+    return TrainingPlan(features if features is not None else np.zeros((len(task.retrain_y), 0)), task.retrain_y,
+                        order, sizes, shifts, 0, sorted(set(checks)))
+
+
+def device_retrain(project: Path, network, design: Design, task: digits_task.DigitsTask, config: DemoConfig,
+                   float_acc: float, progress: Progress) -> dict[str, Any]:
+    """Re-train the whole schedule on the project's RL engine in RTL simulation; accuracies of the result."""
+    import pickle
+
+    sim = Path(project) / "sim"
+    with open(sim / "rl_golden.pkl", "rb") as f:
+        qnet = pickle.load(f)
+    features = np.load(sim / "rl_train.npz")["features"]
+    plan = training_plan(task, config, features, config.check_steps)
+    training = simulate_retraining(Path(project), design.clock_mhz, plan.steps, progress, plan)
+    with np.load(sim / "rl_run" / "rl_result.npz") as raw:
+        final = {l.name: (raw[f"step{plan.steps - 1}_w_{l.name}"], raw[f"step{plan.steps - 1}_b_{l.name}"])
+                 for l in qnet.rl_layers if l.has_weights}
+    # The project's quantisation (FE formats come from the calibration set, the re-training set here).
+    fe_q = quantize_for_design(network, design, task.retrain_x)
+    feature_name = qnet.rl_layers[0].inputs[0]
+    test_features = {feature_name: golden.fe_forward(fe_q, golden.quantize_input(fe_q, task.test_x))[feature_name]}
+    last = network.layers[-1].name
+    acc_device = digits_task.accuracy(golden.rl_forward(qnet, final, test_features)[last], task.test_y)
+    initial = golden.initial_rl_state(qnet)
+    replayed = golden_replay(qnet, plan, initial, {plan.steps - 1})[plan.steps - 1]
+    acc_golden = digits_task.accuracy(golden.rl_forward(qnet, replayed, test_features)[last], task.test_y)
+    return {"acc_device": acc_device, "acc_golden": acc_golden, "acc_float": float_acc, "steps": plan.steps,
+            "steps_checked": training["steps_checked"], "bit_exact": training["bit_exact"],
+            "first_mismatch": training["first_mismatch"], "step": training["step"],
+            "descriptors": training["descriptors"], "simulator": training["simulator"],
+            "precision": {"w_bits": design.fe.w_bits, "a_bits": design.fe.a_bits, "rl_bits": design.rl.bits},
+            "figures_from": "weights: RTL simulation of the RL engine (host loop in cocotb), read back after each "
+                            "checked step and compared with the golden model's replay; accuracy: the read-back "
+                            "weights evaluated on the target test set by the golden model's forward pass"}
 
 
 def run_demo(out_dir: Path | None = None, config: DemoConfig = DemoConfig(),
@@ -121,7 +165,11 @@ def run_demo(out_dir: Path | None = None, config: DemoConfig = DemoConfig(),
     sizes = model_size_bytes(qnet)
     board = load_board(config.board)
     progress(f"design-space exploration on {board.name} (NSGA-II, pop {config.dse_pop} x {config.dse_gens} gens)")
-    dse = run_dse(network, board, task.retrain_x[:16], None, config.dse_pop, config.dse_gens, config.seed + 1)
+    # The demo's workload: infer the target test set, re-train on the target set for the demo's epochs;
+    # the RL engine keeps the demo's 16-bit training precision.
+    workload = Workload(len(task.test_y), len(task.retrain_y), config.epochs)
+    dse = run_dse(network, board, task.retrain_x[:16], None, config.dse_pop, config.dse_gens, config.seed + 1,
+                  space=Space(rl_bits=(config.rl_bits,)), workload=workload)
     report = {
         "model": name,
         "task": {"source": "sklearn digits 8x8", "target": digits_task.TARGET_DESCRIPTION,
@@ -149,12 +197,16 @@ def run_demo(out_dir: Path | None = None, config: DemoConfig = DemoConfig(),
             progress("generating the project for the knee design and simulating its FE engine (Verilator)")
             design = Design.from_dict(dse.design, "the DSE's design")
             project = generate_project(network, design, board, task.retrain_x, task.test_x[0], staging / "project",
-                                       progress)
+                                       progress, train=(task.retrain_x, task.retrain_y))
             sim_report = simulate_project(project, progress)
             report["sim"] = {"project": str(Path(out_dir).resolve() / "project"),
                              "totals": sim_report["totals"], "layers": sim_report["layers"],
                              "max_layer_abs_error": sim_report["max_layer_abs_error"],
                              "report": str(Path(out_dir).resolve() / "project" / "sim" / "sim_report.json")}
+            progress(f"re-training on the device in RTL simulation: {retrain_result['steps']} steps on the knee "
+                     f"design's {design.rl.tm}x{design.rl.tn} RL engine")
+            report["device_retrain"] = device_retrain(project, network, design, task, config,
+                                                      retrain_result["acc_float"], progress)
             write_json(staging / REPORT_NAME, report)
         report["out_dir"] = str(Path(out_dir).resolve())
     return report

@@ -51,3 +51,16 @@ def test_demo_simulates_the_knee_design_in_rtl(demo):
     assert abs(total["rel_error"]) <= 0.01 and report["sim"]["max_layer_abs_error"] <= 0.02
     sim = out / "project" / "sim"
     assert {"sim_report.json", "sim_report.md", "predicted_vs_measured.png"} <= {p.name for p in sim.iterdir()}
+
+
+def test_demo_retrains_on_the_device_in_rtl(demo):
+    """The whole schedule on the knee design's RL engine: weights bit-exact with the golden model after each of
+    the first 20 steps and the last, the same target accuracy, within 1 pt of float, cycles as predicted."""
+    report, _ = demo
+    device = report["device_retrain"]
+    assert device["bit_exact"], device["first_mismatch"]
+    assert device["steps"] == report["retrain"]["steps"] and device["steps_checked"] >= 21
+    assert device["acc_device"] == device["acc_golden"]
+    assert abs(device["acc_device"] - device["acc_float"]) <= FIXED_VS_FLOAT_TOLERANCE
+    assert abs(device["step"]["rel_error"]) <= 0.01
+    assert all(abs(row["rel_error"]) <= 0.01 for row in device["descriptors"])
