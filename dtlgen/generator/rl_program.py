@@ -169,6 +169,9 @@ def plan_rl(qnet: QuantizedNetwork, cfg: RLConfig, bus_bytes: int) -> RLLayout:
     """Lay out the retrainable layers on the RL engine; DesignError / UnsupportedLayerError on what cannot run."""
     if cfg.bits > 16:
         raise DesignError(f"rl.bits={cfg.bits}: the RL engine RTL stores 16-bit values; choose rl.bits <= 16")
+    if qnet.precision.rl_bits != cfg.bits:
+        raise DesignError(f"the network was quantised with rl_bits={qnet.precision.rl_bits} but the RL engine has "
+                          f"rl.bits={cfg.bits}; quantise with the design's precision (rl.bits)")
     if cfg.batch < 1:
         raise DesignError(f"rl.batch={cfg.batch}: a training step needs at least one sample; choose rl.batch >= 1")
     if bus_bytes < VALUE_BYTES or bus_bytes & (bus_bytes - 1):

@@ -13,10 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from dtlgen.errors import ModelSpecError
-from dtlgen.model.fx_import import import_module
 from dtlgen.model.ir import INPUT, Layer, Network
 
 __all__ = ["INPUT", "Layer", "Network", "import_module", "load_factory", "load_model", "resolve_split"]
+
+
+def import_module(module, input_shape, name: str = "model") -> Network:
+    """torch.fx import (`fx_import.import_module`); torch loads only here, so the IR stays torch-free."""
+    from dtlgen.model import fx_import
+
+    return fx_import.import_module(module, input_shape, name)
 
 
 def resolve_split(network: Network, split: Any) -> int:

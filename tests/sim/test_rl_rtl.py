@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dtlgen.errors import DtlgenError, UnsupportedLayerError
@@ -30,7 +30,7 @@ from dtlgen.sim import rl_sim
 
 TM, TN, BUS, LATENCY = 3, 4, 8, 20
 # Room for up to 3 layers of <= 40 x 40, batch <= 6 at <= 4 positions (4 stash lanes of 10 words).
-BUILD = dict(a_depth=1024, g_depth=1024, w_depth=512, b_depth=64, acc_bits=56, memory_bytes=1 << 16)
+BUILD = {"a_depth": 1024, "g_depth": 1024, "w_depth": 512, "b_depth": 64, "acc_bits": 56, "memory_bytes": 1 << 16}
 _runs = itertools.count()
 
 
@@ -62,9 +62,9 @@ def build_network(chain: Chain) -> Network:
         if spatial and not conv and layers[-1].op != "linear":
             layers.append(Layer("flat", "flatten", [prev], (n, 1, 1), (n,), frozen=False))
             prev = "flat"
-        shape = lambda c: (c, *chain.hw) if conv else (c,)  # noqa: E731
+        hw = chain.hw if conv else ()
         weight = rng.normal(0.0, 1.0 / np.sqrt(n), (m, n, 1, 1) if conv else (m, n))
-        layers.append(Layer(f"l{i}", "conv2d" if conv else "linear", [prev], shape(n), shape(m), activation=act,
+        layers.append(Layer(f"l{i}", "conv2d" if conv else "linear", [prev], (n, *hw), (m, *hw), activation=act,
                             weight=weight, bias=rng.normal(0.0, 0.2, m), frozen=False))
         prev = f"l{i}"
     return Network("chain", layers[0].in_shape, layers)
@@ -108,19 +108,27 @@ def chains(draw) -> Chain:
 
 
 RELU6_CONV = Chain("conv", (2, 2), (7, 9, 5, 3), ("relu6", "relu", None), 3, 4, 3, 3, 3, 17, 5)
+FLATTEN_1X1 = Chain("conv_flatten", (1, 1), (6, 5, 11), ("relu", None), 1, 3, 2, 2, 4, 0, 9)
 
 
-@settings(max_examples=7, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@example(chain=RELU6_CONV)
-@example(chain=Chain("conv_flatten", (1, 1), (6, 5, 11), ("relu", None), 1, 3, 2, 2, 4, 0, 9))
-@given(chain=chains())
-def test_random_chains_train_bit_exact_on_the_cycle_model(tmp_path, chain):
-    result, expected, predicted, _ = train(chain, tmp_path)
+def check_exact_and_on_the_model(chain: Chain, workdir) -> None:
+    result, expected, predicted, _ = train(chain, workdir)
     assert sorted(expected) == list(range(chain.steps))
     assert rl_sim.first_mismatch(result.weights, expected) is None
     assert result.descriptor_cycles == [(d.layer, d.mode, d.cycles) for d in predicted]
     assert int(result.step_cycles[0].sum()) == sum(d.cycles for d in predicted)
+
+
+@pytest.mark.parametrize("chain", [RELU6_CONV, FLATTEN_1X1], ids=["relu6_conv_2x2", "conv_flatten_linear"])
+def test_chosen_chains_train_bit_exact_on_the_cycle_model(tmp_path, chain):
+    check_exact_and_on_the_model(chain, tmp_path)
+
+
+@settings(max_examples=6, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(chain=chains())
+def test_random_chains_train_bit_exact_on_the_cycle_model(tmp_path, chain):
+    check_exact_and_on_the_model(chain, tmp_path)
 
 
 def test_memory_stalls_change_timing_not_weights(tmp_path):
@@ -162,3 +170,10 @@ def test_bad_configurations_fail_before_any_build():
                     np.random.default_rng(0).standard_normal((4, 2, 2, 2)), PrecisionConfig(batch=4))
     with pytest.raises(UnsupportedLayerError, match="'flat'"):
         plan_rl(qnet, RLConfig(TM, TN, batch=4), BUS)
+
+
+def test_network_wider_than_the_engine_is_refused():
+    qnet = quantize(Network("t", (8,), [_linear("fc", "input", 8, 4)]), np.random.default_rng(0).standard_normal((4, 8)),
+                    PrecisionConfig(rl_bits=20, batch=4))
+    with pytest.raises(DtlgenError, match="bits"):
+        plan_rl(qnet, RLConfig(TM, TN, bits=16, batch=4), BUS)
