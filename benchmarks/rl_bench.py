@@ -15,6 +15,7 @@ from the board file.
 
 Run: python benchmarks/rl_bench.py [--models vgg16_cifar resnet18_cifar]
                                    [--configs pynq-z2:16x13,zcu104:32x16] [--steps 2] [--repeats 3]
+                                   [--fresh-build]   (compile in an empty cache: times a cold Verilator build)
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import statistics
-import sys
 import tempfile
 import time
-import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from pathlib import Path
+from xml.etree import ElementTree
 
 import numpy as np
 from rich.console import Console
@@ -39,7 +40,8 @@ from dtlgen.generator.rl_program import RLLayout, plan_rl
 from dtlgen.generator.rtl import rtl_dir
 from dtlgen.model import load_model
 from dtlgen.model.calibration import calibration_inputs
-from dtlgen.perf.rl import RLConfig
+from dtlgen.perf.resources import ResourceUse
+from dtlgen.perf.rl import RLConfig, rl_gemms, rl_resources
 from dtlgen.quant import golden
 from dtlgen.quant.quantize import PrecisionConfig, QuantizedNetwork, quantize
 from dtlgen.sim import rl_sim
@@ -47,8 +49,14 @@ from dtlgen.sim.fe_sim import build_top
 
 BATCH = 32
 LR_SHIFT = 7
-# zcu104 at 32x32 took longer than the 5 min build budget on the 2-core bench machine: 32x16 is the default.
+# Sized to the DSP budget (16-bit operands, one DSP per multiplier). pynq-z2: 208 of 220 DSPs. zcu104: 1024 of
+# 1728, capped by Verilator build time (32x32 compiled in about 4 min on the 2-core bench machine, under the bench's
+# 5 min budget), but the resource model puts 32x32's 1024 weight banks over the ZU7EV's RAMB18s: 32x16 fits (576).
 DEFAULT_CONFIGS = "pynq-z2:16x13,zcu104:32x16"
+CONFIG_NOTE = ("Arrays: sized to the DSP budget with 16-bit operands (one DSP per multiplier): pynq-z2 16x13 (208 of "
+               "220 DSPs); zcu104 32x32 (1024 of 1728 DSPs, capped by Verilator build time: about 4 min on a 2-core "
+               "machine, 16x13 about 35 s). The resource model puts 32x32's tm*tn weight banks at 1088 RAMB18, over "
+               "the ZU7EV's 624: --configs zcu104:32x16 (576 RAMB18) fits.")
 GEMM_MODES = ("FWD", "BWD_DATA", "UPDATE")
 CLOCK_PERIOD_NS = 10  # rl_cocotb_test's clock
 
@@ -79,7 +87,8 @@ def parse_configs(text: str) -> list[BenchConfig]:
 
 
 def machine() -> str:
-    return (f"{platform.platform()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+    load = ", load average {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()) if hasattr(os, "getloadavg") else ""
+    return (f"{platform.platform()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs{load}, "
             f"Python {platform.python_version()}")
 
 
@@ -151,7 +160,9 @@ def bench_one(head: Head, cfg: BenchConfig, steps: int, repeats: int, seed: int)
     board = cfg.board
     bus = int(board.dram_bytes_per_cycle)
     latency = board.dram_latency_cycles
-    layout = plan_rl(head.qnet, RLConfig(cfg.tm, cfg.tn, batch=BATCH, lr_shift=LR_SHIFT), bus)
+    rl_cfg = RLConfig(cfg.tm, cfg.tn, batch=BATCH, lr_shift=LR_SHIFT)
+    layout = plan_rl(head.qnet, rl_cfg, bus)
+    resources = rl_resources(rl_gemms(head.qnet.network), rl_cfg, board)
     predicted = rl_sim.predict_step(layout, latency)
     build_s, cached = build_engine(layout, latency)
     plan = training_plan(head, steps, seed)
@@ -179,9 +190,10 @@ def bench_one(head: Head, cfg: BenchConfig, steps: int, repeats: int, seed: int)
             "step_cycles": [int(c) for c in result.step_cycles.sum(axis=1)],
             "error": (predicted_cycles - measured_cycles) / measured_cycles, "ops": ops, "macs": macs,
             "peak_gops": 2 * lanes * f_hz / 1e9,
-            "predicted_gops": ops / (predicted_cycles / f_hz) / 1e9, "measured_gops": ops / (measured_cycles / f_hz) / 1e9,
+            "predicted_gops": ops / (predicted_cycles / f_hz) / 1e9,
+            "measured_gops": ops / (measured_cycles / f_hz) / 1e9,
             "efficiency": macs / (measured_cycles * lanes), "gemm_efficiency": macs / (gemm_cycles * lanes),
-            "bit_exact": mismatch is None, "mismatch": mismatch, "repeatable": repeatable,
+            "resources": resources, "bit_exact": mismatch is None, "mismatch": mismatch, "repeatable": repeatable,
             "build_s": build_s, "cached": cached, "runs": runs,
             "wall_s": statistics.median(run.wall_s for run in runs),
             "startup_s": statistics.median(run.startup_s for run in runs), "test_s": test_s,
@@ -190,18 +202,28 @@ def bench_one(head: Head, cfg: BenchConfig, steps: int, repeats: int, seed: int)
 
 def performance_table(rows: list[dict]) -> Table:
     table = Table(title=f"RL engine: one training step of the head (batch {BATCH}), RTL simulation vs analytical model")
-    for column in ("model / board", "array (DSPs)", "clock", "bit-exact", "predicted cycles", "measured cycles",
-                   "error", "ops / step", "peak GOPs", "predicted GOPs", "measured GOPs", "array eff.", "GEMM eff."):
+    for column in ("model / board", "array", "clock", "bit-exact", "predicted cycles", "measured cycles",
+                   "error", "ops / step", "peak GOPs", "predicted GOPs", "measured GOPs", "array eff.", "GEMM eff.",
+                   "RL resources (model)"):
         table.add_column(column, justify="right")
     for r in rows:
         cfg, board = r["cfg"], r["cfg"].board
         table.add_row(
-            f"{r['head'].model} / {board.name}", f"{cfg.tm}x{cfg.tn} ({cfg.tm * cfg.tn}/{board.resources.dsp})",
+            f"{r['head'].model} / {board.name}", f"{cfg.tm}x{cfg.tn}",
             f"{board.clock_mhz:g} MHz", "yes" if r["bit_exact"] else "NO", f"{r['predicted_cycles']:,}",
             f"{r['measured_cycles']:,}", f"{100 * r['error']:+.2f} %", f"{r['ops'] / 1e6:.2f} M",
             f"{r['peak_gops']:.1f}", f"{r['predicted_gops']:.2f}", f"{r['measured_gops']:.2f}",
-            f"{100 * r['efficiency']:.1f} %", f"{100 * r['gemm_efficiency']:.1f} %")
+            f"{100 * r['efficiency']:.1f} %", f"{100 * r['gemm_efficiency']:.1f} %",
+            resource_cell(r["resources"], board))
     return table
+
+
+def resource_cell(use: ResourceUse, board: Board) -> str:
+    """DSP / BRAM18 / LUT use of the RL engine alone against the board, and whether it fits."""
+    r = board.resources
+    text = f"DSP {use.dsp}/{r.dsp} BRAM18 {use.bram18}/{r.bram18} LUT {use.lut / 1e3:.0f}k/{r.lut / 1e3:.0f}k"
+    over = [name for name, share in use.utilisation(board).items() if share > 1]
+    return text + (f" (over: {', '.join(over)})" if over else "")
 
 
 def simulator_table(rows: list[dict], steps: int, repeats: int) -> Table:
@@ -227,7 +249,6 @@ def descriptor_table(r: dict) -> Table:
     for column in ("layer", "mode", "predicted cycles", "measured cycles", "difference", "MACs", "array eff."):
         table.add_column(column, justify="right")
     for d, (layer, mode, measured) in zip(r["predicted"], r["result"].descriptor_cycles):
-        # The simulator names LOAD of dY "LOAD" on the last layer too: the two lists are in the same order.
         assert (layer, mode) == (d.layer, d.mode), f"descriptor order differs: {(layer, mode)} vs {(d.layer, d.mode)}"
         table.add_row(layer, mode, f"{d.cycles:,}", f"{measured:,}", f"{measured - d.cycles:+,}",
                       f"{d.macs:,}" if d.macs else "", f"{100 * d.macs / (measured * lanes):.1f} %" if d.macs else "")
@@ -243,16 +264,21 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["vgg16_cifar", "resnet18_cifar"])
     parser.add_argument("--configs", default=DEFAULT_CONFIGS, help="BOARD:TMxTN,... (default %(default)s)")
     parser.add_argument("--steps", type=int, default=2, help="training steps per simulation (default %(default)s)")
-    parser.add_argument("--repeats", type=int, default=3, help="simulations per configuration; wall time is their median")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="simulations per configuration; times are their median (default %(default)s)")
     parser.add_argument("--images", type=int, default=64, help="calibration images whose FE outputs train the head")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fresh-build", action="store_true",
+                        help="build in an empty, temporary Verilator cache so the build column is a cold compile")
     parser.add_argument("--detail", default=None, help="MODEL:BOARD of the per-descriptor table (default: the first)")
     args = parser.parse_args()
     configs = parse_configs(args.configs)
     if not configs or args.steps < 1 or args.repeats < 1:
         parser.error("need at least one config, one step and one repeat")
-    console = Console(width=240)
+    console = Console(width=250)
     started = time.perf_counter()
+    if args.fresh_build:  # build_top reads DTLGEN_CACHE on every call; simulate_training then finds this build
+        os.environ["DTLGEN_CACHE"] = tempfile.mkdtemp(prefix="rl_bench_cache_")
     console.print(f"Machine: {machine()}")
     console.print("measured: RTL simulation (Verilator via cocotb); predicted: analytical model dtlgen.perf.rl; "
                   "GOPs at the board's clock", soft_wrap=True)
@@ -275,22 +301,25 @@ def main() -> None:
                 notes.append(f"{model} / {cfg.label}: step cycles differ between steps: {r['step_cycles']}")
             if not r["repeatable"]:
                 notes.append(f"{model} / {cfg.label}: cycles differ between repeated simulations")
-            notes.append(f"{model} / {cfg.label}: run wall per repeat " + ", ".join(f"{run.wall_s:.1f}" for run in r["runs"])
-                         + " s, test " + ", ".join(f"{run.test_s:.2f}" for run in r["runs"]) + " s")
+            walls = ", ".join(f"{run.wall_s:.1f}" for run in r["runs"])
+            tests = ", ".join(f"{run.test_s:.2f}" for run in r["runs"])
+            notes.append(f"{model} / {cfg.label}: run wall per repeat {walls} s, test {tests} s")
     console.print(performance_table(rows))
     console.print(
         f"Steps: {args.steps} of batch {BATCH} per simulation, lr 2^-{LR_SHIFT}; bit-exact: every step's weights read "
         "back and compared with golden_replay. Cycles: step 0 (forward + backward list, the host's view; the host's "
         "softmax-CE time is not counted). Ops: 2 x (FWD + BWD_DATA + BWD_WEIGHT MACs) + one per updated weight/bias "
         "(fc1 is the first retrainable layer: no BWD_DATA). Peak GOPs: 2 x tm x tn x clock. Array eff.: MACs / "
-        "(step cycles x tm x tn); GEMM eff.: the same over the FWD, BWD_DATA and UPDATE descriptors' cycles only.",
+        "(step cycles x tm x tn); GEMM eff.: the same over the FWD, BWD_DATA and UPDATE descriptors' cycles only. "
+        "RL resources: dtlgen.perf.rl.rl_resources of the RL engine alone (no FE engine) against the whole part.",
         soft_wrap=True)
     console.print(simulator_table(rows, args.steps, args.repeats))
     console.print(
         "Verilator build: compile of the RL top (cached when an identical build existed). Run wall: one "
         "simulate_training call; start-up: its part before and after the cocotb test (simulator start, Python "
         "imports); test: the test coroutine (parameter load, the steps with the host's work, weight read-back), "
-        "from results.xml; sim speed: cycles simulated in the test / test time. " + CONFIG_NOTE, soft_wrap=True)
+        "from results.xml; sim speed: cycles simulated in the test / test time."
+        + (" " + CONFIG_NOTE if args.configs == DEFAULT_CONFIGS else ""), soft_wrap=True)
     for note in notes:
         console.print(f"- {note}", soft_wrap=True, highlight=False)
     detail = rows[0]
@@ -299,7 +328,8 @@ def main() -> None:
         detail = next((r for r in rows if (r["head"].model, r["cfg"].board.name) == wanted), detail)
     console.print(descriptor_table(detail))
     console.print(f"Total wall time: {time.perf_counter() - started:.0f} s", highlight=False)
-    sys.stdout.flush()
+    if args.fresh_build:
+        shutil.rmtree(os.environ["DTLGEN_CACHE"], ignore_errors=True)
 
 
 if __name__ == "__main__":
