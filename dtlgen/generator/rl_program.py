@@ -17,7 +17,7 @@ Descriptor (128 bytes, 32 little-endian words; rl_engine.sv decodes the same fie
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -117,7 +117,8 @@ class RLLayout:
     def hdl_parameters(self) -> dict[str, int]:
         return {"TM": self.tm, "TN": self.tn, "BITS": self.bits, "ACC_BITS": self.acc_bits,
                 "BUS_BYTES": self.bus_bytes, "LANES": self.lanes, "A_DEPTH": self.a_depth,
-                "G_DEPTH": self.g_depth, "W_DEPTH": self.w_depth, "B_DEPTH": self.b_depth}
+                "G_DEPTH": self.g_depth, "W_DEPTH": self.w_depth, "B_DEPTH": self.b_depth,
+                "LFSR_MASK": fixed.LFSR_MASK}  # the numerics module's polynomial, not a copy in the RTL
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -216,7 +217,7 @@ def plan_rl(qnet: QuantizedNetwork, cfg: RLConfig, bus_bytes: int) -> RLLayout:
         w_next += mt * nt
         b_next += mt
     # BWD_DATA of layer k writes the gradient of layer k-1's output: gx of layer k is gy of layer k-1.
-    plans = [p if i == 0 else _replace(p, gx=plans[i - 1].gy) for i, p in enumerate(plans)]
+    plans = [p if i == 0 else replace(p, gx=plans[i - 1].gy) for i, p in enumerate(plans)]
     a_depth = a_next + cfg.batch * plans[-1].positions * plans[-1].pitch_m
     last = plans[-1]
     value_row = lambda cols: words(cols) * lanes * VALUE_BYTES  # noqa: E731
@@ -234,15 +235,9 @@ def plan_rl(qnet: QuantizedNetwork, cfg: RLConfig, bus_bytes: int) -> RLLayout:
         grad_bits=qnet.layers[last.name].grad_fmt.bits, grad_frac=qnet.layers[last.name].grad_fmt.frac,
         feature_shape=feature_shape)
     end = params_addr + layout.params_bytes
-    layout = _replace(layout, memory_bytes=_pow2_at_least(max(end, 1 << 12)))
+    layout = replace(layout, memory_bytes=_pow2_at_least(max(end, 1 << 12)))
     _check_ranges(layout)
     return layout
-
-
-def _replace(obj, **changes):
-    from dataclasses import replace
-
-    return replace(obj, **changes)
 
 
 def _check_ranges(layout: RLLayout) -> None:

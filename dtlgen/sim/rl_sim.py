@@ -89,18 +89,6 @@ def gemm_layers(layout: RLLayout) -> list[GemmLayer]:
     return [GemmLayer(p.name, p.m, p.n, p.positions) for p in layout.layers]
 
 
-def descriptor_names(layout: RLLayout) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """(layer, mode) of every descriptor of the forward and the backward list, in order."""
-    first, last = layout.layers[0], layout.layers[-1]
-    forward = [(first.name, "LOAD")] + [(p.name, "FWD") for p in layout.layers] + [(last.name, "STORE")]
-    backward = [(last.name, "LOAD")]
-    for k in range(len(layout.layers) - 1, -1, -1):
-        if k > 0:
-            backward.append((layout.layers[k].name, "BWD_DATA"))
-        backward.append((layout.layers[k].name, "UPDATE"))
-    return forward, backward
-
-
 def simulate_training(layout: RLLayout, plan: TrainingPlan, state: RLState, workdir: Path, latency: int,
                       stall_period: int = 0, sources_dir: Path | None = None,
                       test_folder: Path | None = None, test_module: str = RL_TEST) -> RLSimResult:
@@ -133,10 +121,11 @@ def simulate_training(layout: RLLayout, plan: TrainingPlan, state: RLState, work
     for k in plan.check_steps:
         weights[k] = {name: (raw[f"step{k}_w_{name}"], raw[f"step{k}_b_{name}"]) for name in state}
     perf = read_hex(workdir / "perf_step0.hex", 65536, 32)
-    forward, backward = descriptor_names(layout)
-    descriptors = [(layer, mode, int(perf[prog.PERF_BASE["forward"] + i])) for i, (layer, mode) in enumerate(forward)]
-    descriptors += [(layer, mode, int(perf[prog.PERF_BASE["backward"] + i]))
-                    for i, (layer, mode) in enumerate(backward)]
+    # The model lists the step's descriptors in the engine's order: the forward list, then the backward list.
+    n_forward, _ = prog.step_descriptor_counts(layout)
+    descriptors = [(d.layer, d.mode, int(perf[prog.PERF_BASE["forward"] + i] if i < n_forward
+                                         else perf[prog.PERF_BASE["backward"] + i - n_forward]))
+                   for i, d in enumerate(predict_step(layout, latency))]
     return RLSimResult(weights, raw["logits"], raw["cycles"], descriptors, wall)
 
 

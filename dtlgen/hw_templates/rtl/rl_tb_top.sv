@@ -12,6 +12,7 @@ module rl_tb_top #(
   parameter int G_DEPTH = 256,
   parameter int W_DEPTH = 64,
   parameter int B_DEPTH = 16,
+  parameter int LFSR_MASK = 16'hB400,  // dtlgen.quant.fixed.LFSR_MASK
   parameter int LATENCY = 40,
   parameter int SIZE_BYTES = 1 << 16,
   parameter int STALL_PERIOD = 0,
@@ -44,7 +45,7 @@ module rl_tb_top #(
   logic [31:0]            perf_mem [65536];  // one entry per descriptor index
 
   rl_engine #(.TM(TM), .TN(TN), .BITS(BITS), .ACC_BITS(ACC_BITS), .BUS_BYTES(BUS_BYTES), .LANES(LANES),
-              .A_DEPTH(A_DEPTH), .G_DEPTH(G_DEPTH), .W_DEPTH(W_DEPTH), .B_DEPTH(B_DEPTH)) engine (
+              .A_DEPTH(A_DEPTH), .G_DEPTH(G_DEPTH), .W_DEPTH(W_DEPTH), .B_DEPTH(B_DEPTH), .LFSR_MASK(16'(LFSR_MASK))) engine (
     .clk, .rst, .start, .desc_addr, .desc_count, .perf_base, .busy, .done,
     .rd_req_valid, .rd_req_ready, .rd_req_addr, .rd_req_beats, .rd_valid, .rd_data,
     .wr_valid, .wr_ready, .wr_addr, .wr_data, .wr_bytes,
