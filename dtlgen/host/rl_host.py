@@ -13,8 +13,8 @@ driver implements `Device` with plain memory-mapped I/O and drives them with `as
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Protocol
 
 import numpy as np
 
@@ -32,6 +32,39 @@ class Device(Protocol):
     async def run(self, desc_addr: int, count: int, perf_base: int) -> int:
         """Run `count` descriptors from `desc_addr`; returns the engine's cycles (start to done)."""
         ...
+
+
+@dataclass
+class TrainingPlan:
+    """What the host does: cached FE features of the re-training set, the sample order, batch sizes,
+    learning-rate shifts and the step number of the first step (it seeds the UPDATE's LFSR)."""
+
+    features: np.ndarray  # (S, ...) integer inputs of the first retrainable layer, one per sample
+    labels: np.ndarray  # (S,)
+    order: np.ndarray  # sample indices, consumed batch by batch
+    batch_sizes: list[int]
+    lr_shifts: list[int]
+    first_step: int = 0
+    check_steps: list[int] = field(default_factory=list)  # step positions whose weights are read back
+
+    @property
+    def steps(self) -> int:
+        return len(self.batch_sizes)
+
+    def batches(self):
+        pos = 0
+        for k, size in enumerate(self.batch_sizes):
+            yield k, self.order[pos:pos + size]
+            pos += size
+
+
+@dataclass
+class TrainingRun:
+    """What the host saw while running a plan."""
+
+    weights: dict[int, dict[str, tuple[np.ndarray, np.ndarray]]]  # step position -> weights read back
+    logits: np.ndarray  # every step's logits, concatenated
+    cycles: np.ndarray  # (steps, 2): the forward and backward lists' cycles as the device reports them
 
 
 @dataclass
@@ -92,6 +125,25 @@ class RLHost:
         backward = await self._run(prog.backward_list(lay, samples, step, lr_shift), bwd_count,
                                    prog.PERF_BASE["backward"])
         return StepResult(logits, grad, forward, backward)
+
+    async def train(self, plan: TrainingPlan, state: dict[str, tuple[np.ndarray, np.ndarray]],
+                    after_step: Callable[[int, StepResult], Awaitable[None]] | None = None) -> TrainingRun:
+        """Load `state`, run every step of `plan`, read the weights back after plan.check_steps."""
+        shapes = {name: tuple(np.shape(w)) for name, (w, _) in state.items()}
+        await self.load_params(state)
+        checks = set(plan.check_steps)
+        weights, logits, cycles = {}, [], []
+        for k, idx in plan.batches():
+            result = await self.train_step(plan.features[idx], plan.labels[idx], plan.first_step + k,
+                                           plan.lr_shifts[k])
+            cycles.append((result.forward_cycles, result.backward_cycles))
+            logits.append(result.logits)
+            if after_step is not None:
+                await after_step(k, result)
+            if k in checks:
+                weights[k] = await self.read_params(shapes)
+        return TrainingRun(weights, np.concatenate(logits) if logits else np.zeros((0,)),
+                           np.array(cycles, dtype=np.int64).reshape(-1, 2))
 
     async def _run(self, descriptors: bytes, count: int, perf_base: int) -> int:
         await self.device.write(self.layout.desc_addr, descriptors)

@@ -10,7 +10,7 @@ UPDATE's LFSR). `golden_replay` runs the same plan through `golden.rl_train_step
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ import numpy as np
 from dtlgen.generator import rl_program as prog
 from dtlgen.generator.rl_program import RLLayout
 from dtlgen.generator.rtl import rtl_dir
+from dtlgen.host.rl_host import TrainingPlan
 from dtlgen.perf.rl import DescriptorCycles, GemmLayer, RLConfig, step_cycles
 from dtlgen.quant import golden
 from dtlgen.quant.golden import RLState
@@ -27,27 +28,6 @@ from dtlgen.sim.fe_sim import build_top, read_hex, run_test, sim_log_tail
 RL_SOURCES = ("rl_bank.sv", "rl_engine.sv", "dram_model.sv", "rl_tb_top.sv")
 RL_TOP = "rl_tb_top"
 RL_TEST = "rl_cocotb_test"
-
-
-@dataclass
-class TrainingPlan:
-    features: np.ndarray  # (S, ...) integer inputs of the first retrainable layer, one per sample
-    labels: np.ndarray  # (S,)
-    order: np.ndarray  # sample indices, consumed batch by batch
-    batch_sizes: list[int]
-    lr_shifts: list[int]
-    first_step: int = 0
-    check_steps: list[int] = field(default_factory=list)  # step positions whose weights are read back
-
-    @property
-    def steps(self) -> int:
-        return len(self.batch_sizes)
-
-    def batches(self):
-        pos = 0
-        for k, size in enumerate(self.batch_sizes):
-            yield k, self.order[pos:pos + size]
-            pos += size
 
 
 def plan_epochs(labels: np.ndarray, batch: int, epochs: int, lr_shift_at, seed: int) -> tuple[np.ndarray, list, list]:

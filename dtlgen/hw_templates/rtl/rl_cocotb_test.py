@@ -18,7 +18,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, First, RisingEdge, Timer
 
 from dtlgen.generator.rl_program import RLLayout
-from dtlgen.host.rl_host import RLHost
+from dtlgen.host.rl_host import RLHost, TrainingPlan
 
 
 class SimDevice:
@@ -65,7 +65,7 @@ async def retrain(dut):
     """Run the plan's training steps through the host loop; record weights, logits and cycles."""
     workdir = Path.cwd()
     layout = RLLayout.from_dict(json.loads(Path(os.environ["DTLGEN_RL_LAYOUT"]).read_text()))
-    plan = np.load(os.environ["DTLGEN_RL_PLAN"])
+    data = np.load(os.environ["DTLGEN_RL_PLAN"])
     Clock(dut.clk, 10, unit="ns", impl="gpi").start()
     for name in ("start", "load", "dump", "perf_dump", "dump_lo", "dump_hi", "desc_addr", "desc_count", "perf_base"):
         getattr(dut, name).value = 0
@@ -75,27 +75,20 @@ async def retrain(dut):
     await RisingEdge(dut.clk)
     host = RLHost(SimDevice(dut, workdir, int(os.environ["DTLGEN_MAX_CYCLES"])), layout)
     names = [p.name for p in layout.layers]
-    shapes = {name: tuple(plan[f"w_{name}"].shape) for name in names}
-    await host.load_params({name: (plan[f"w_{name}"], plan[f"b_{name}"]) for name in names})
-    out = {}
-    checks = set(int(s) for s in plan["check_steps"])
-    order, pos = plan["order"], 0
-    cycles, logits = [], []
-    for k, (size, shift) in enumerate(zip(plan["batch_sizes"], plan["lr_shifts"])):
-        idx = order[pos:pos + int(size)]
-        pos += int(size)
-        result = await host.train_step(plan["features"][idx], plan["labels"][idx], int(plan["first_step"]) + k,
-                                       int(shift))
-        cycles.append((result.forward_cycles, result.backward_cycles))
-        logits.append(result.logits)
+    plan = TrainingPlan(data["features"], data["labels"], data["order"], [int(s) for s in data["batch_sizes"]],
+                        [int(s) for s in data["lr_shifts"]], int(data["first_step"]),
+                        [int(s) for s in data["check_steps"]])
+
+    async def keep_first_step_counters(k, result):
         if k == 0:
             dut.perf_dump.value = 1
             await RisingEdge(dut.clk)
             dut.perf_dump.value = 0
             await RisingEdge(dut.clk)
             shutil.copy(workdir / "perf_dump.hex", workdir / "perf_step0.hex")
-        if k in checks:
-            for name, (w, b) in (await host.read_params(shapes)).items():
-                out[f"step{k}_w_{name}"], out[f"step{k}_b_{name}"] = w, b
-    np.savez(workdir / "rl_result.npz", cycles=np.array(cycles, dtype=np.int64),
-             logits=np.concatenate(logits) if logits else np.zeros((0,)), **out)
+
+    run = await host.train(plan, {name: (data[f"w_{name}"], data[f"b_{name}"]) for name in names},
+                           keep_first_step_counters)
+    out = {f"step{k}_{kind}_{name}": value for k, state in run.weights.items()
+           for name, (w, b) in state.items() for kind, value in (("w", w), ("b", b))}
+    np.savez(workdir / "rl_result.npz", cycles=run.cycles, logits=run.logits, **out)
