@@ -5,6 +5,8 @@ Layout (DESIGN.md §3):
   report.json            the analytical model's per-layer prediction for this design
   rtl/                   the engine sources (copied from hw_templates/rtl), dtl_params.svh,
                          dram_init.hex (descriptors, biases, tile-ordered weights, one input sample)
+  hls/                   the engines' Vitis HLS C++ (dtl_fe_engine.cpp, dtl_rl_engine.cpp), dtl_params.h, the
+                         C-simulation testbenches tb_fe.cpp / tb_rl.cpp and their golden vectors in tb_data/
   sim/                   test_fe_engine.py (the cocotb test), params.json (the simulation build),
                          program.json (the descriptors' layers, addresses, shapes, predicted cycles),
                          expected.npz (the golden model's outputs and the memory image);
@@ -30,6 +32,7 @@ from dtlgen.atomic import atomic_directory, check_destination, write_json
 from dtlgen.boards import Board
 from dtlgen.errors import DesignError
 from dtlgen.generator.fe_program import build_fe_program
+from dtlgen.generator.hls import write_hls
 from dtlgen.generator.rl_program import RLLayout, plan_rl
 from dtlgen.model.ir import Network
 from dtlgen.perf import Design, predict
@@ -106,13 +109,19 @@ def generate_project(network: Network, design: Design, board: Board, calib_x: np
             ops.append({"name": img.op.name, "layer": img.layer, "kind": img.op.kind, "pool": img.op.pool,
                         "macs": img.op.macs, "out_addr": img.out_addr, "out_shape": list(img.out_shape),
                         "predicted_cycles": op_cycles(img.op, design.fe, params.bus_bytes, params.latency).cycles})
-        write_json(sim / "program.json", {"desc_addr": program.desc_addr, "clock_mhz": design.clock_mhz,
-                                          "model": network.name, "board": board.name, "ops": ops})
+        write_json(sim / "program.json", {"desc_addr": program.desc_addr, "input_addr": program.input_addr,
+                                          "clock_mhz": design.clock_mhz, "model": network.name, "board": board.name,
+                                          "ops": ops})
         np.savez_compressed(sim / "expected.npz", memory=program.memory,
                             **{f"op{i}": reference[img.layer][0] for i, img in enumerate(program.ops)})
+        rl_data = None
         if rl_layout is not None:
             progress("writing the RL engine's layout and the re-training set's cached FE features")
-            _write_rl(staging, qnet, rl_layout, train if train is not None else _default_train(network, calib_x))
+            rl_data = _write_rl(staging, qnet, rl_layout, train if train is not None else _default_train(network, calib_x))
+        progress("writing the HLS C++ engines and their C-simulation test vectors (golden model)")
+        write_hls(staging, design, network.name, board.name, program,
+                  [reference[img.layer][0] for img in program.ops], m_max,
+                  (qnet, rl_layout, *rl_data) if rl_data is not None else None)
         write_json(staging / "design.json", design.to_dict())
         write_json(staging / "report.json", {"model": network.name, "board": board.name,
                                              "design": design.to_dict(), "predicted": prediction.to_dict()})
@@ -132,7 +141,9 @@ def rl_golden_view(qnet: QuantizedNetwork) -> QuantizedNetwork:
     return QuantizedNetwork(network, qnet.precision, qnet.input_fmt, kept)
 
 
-def _write_rl(staging: Path, qnet: QuantizedNetwork, layout: RLLayout, train: tuple[np.ndarray, np.ndarray]) -> None:
+def _write_rl(staging: Path, qnet: QuantizedNetwork, layout: RLLayout,
+              train: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, golden.RLState]:
+    """Write the RL engine's sources, layout and cached features; returns (features, labels, initial state)."""
     rtl, sim = staging / "rtl", staging / "sim"
     for name in RL_SOURCES:
         shutil.copy(rtl_dir() / name, rtl / name)
@@ -151,6 +162,7 @@ def _write_rl(staging: Path, qnet: QuantizedNetwork, layout: RLLayout, train: tu
     header = rtl / "dtl_params.svh"
     rl_lines = "".join(f"localparam int DTL_RL_{key} = {value};\n" for key, value in layout.hdl_parameters().items())
     header.write_text(header.read_text().replace("`endif", rl_lines + "`endif"))
+    return features.reshape(len(x), -1), np.asarray(y), state
 
 
 def _params_header(params: FESimParams, design: Design) -> str:

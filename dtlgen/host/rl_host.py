@@ -92,7 +92,6 @@ class RLHost:
     def __init__(self, device: Device, layout: RLLayout):
         self.device = device
         self.layout = layout
-        self.grad_fmt = QFormat(layout.grad_bits, layout.grad_frac)
 
     async def load_params(self, state: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
         lay = self.layout
@@ -115,12 +114,7 @@ class RLHost:
         raw = await self.device.read(lay.logit_addr, rows * last.pitch_m * lay.lanes * prog.VALUE_BYTES)
         logit_rows = prog.matrix_from_bytes(lay, raw, rows, last.m)
         logits = from_rows(logit_rows, samples, last.positions)
-        grad = fixed.softmax_ce_grad(logits, labels, lay.logit_frac, self.grad_fmt)
-        grad_rows = _to_last_rows(grad, samples, last.positions, last.m)
-        if last.act == prog.ACTIVATIONS["relu"]:
-            grad_rows = np.where(logit_rows > 0, grad_rows, 0)
-        elif last.act == prog.ACTIVATIONS["relu6"]:
-            grad_rows = np.where((logit_rows > 0) & (logit_rows < last.six), grad_rows, 0)
+        grad, grad_rows = output_gradient(lay, logit_rows, labels)
         await self.device.write(lay.dy_addr, prog.matrix_bytes(lay, grad_rows))
         backward = await self._run(prog.backward_list(lay, samples, step, lr_shift), bwd_count,
                                    prog.PERF_BASE["backward"])
@@ -148,6 +142,32 @@ class RLHost:
     async def _run(self, descriptors: bytes, count: int, perf_base: int) -> int:
         await self.device.write(self.layout.desc_addr, descriptors)
         return await self.device.run(self.layout.desc_addr, count, perf_base)
+
+
+def output_gradient(layout: RLLayout, logit_rows: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The host's part of a step: dY = softmax(Y) - onehot in the golden model's integer rules, per
+    sample, then as the last layer's GEMM rows masked with its activation. Returns (per-sample, rows)."""
+    last = layout.layers[-1]
+    samples = len(labels)
+    logits = from_rows(logit_rows, samples, last.positions)
+    grad = fixed.softmax_ce_grad(logits, labels, layout.logit_frac, QFormat(layout.grad_bits, layout.grad_frac))
+    grad_rows = _to_last_rows(grad, samples, last.positions, last.m)
+    if last.act == prog.ACTIVATIONS["relu"]:
+        grad_rows = np.where(logit_rows > 0, grad_rows, 0)
+    elif last.act == prog.ACTIVATIONS["relu6"]:
+        grad_rows = np.where((logit_rows > 0) & (logit_rows < last.six), grad_rows, 0)
+    return grad, grad_rows
+
+
+def sample_plan(features: np.ndarray, labels: np.ndarray, batch: int, steps: int, lr_shift: int,
+                seed: int = 1) -> TrainingPlan:
+    """`steps` full batches drawn at random from a re-training set, weights checked after every step:
+    the plan `dtlgen sim --retrain` and `dtlgen csim` run, and the C-simulation testbench replays."""
+    rng = np.random.default_rng(seed)
+    n = len(labels)
+    order = np.concatenate([rng.choice(n, batch, replace=n < batch) for _ in range(steps)]) if steps else \
+        np.zeros(0, dtype=np.int64)
+    return TrainingPlan(features, labels, order, [batch] * steps, [lr_shift] * steps, 0, list(range(steps)))
 
 
 def _to_last_rows(grad: np.ndarray, samples: int, positions: int, m: int) -> np.ndarray:

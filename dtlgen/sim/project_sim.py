@@ -77,7 +77,8 @@ def simulate_retraining(project: Path, clock_mhz: float, steps: int,
     """Re-train in RTL simulation (`steps` steps of the project's set, or `plan`); the report's training part."""
     from dtlgen.generator.project import RL_COCOTB_TEST
     from dtlgen.generator.rl_program import RLLayout
-    from dtlgen.sim.rl_sim import TrainingPlan, first_mismatch, golden_replay, predict_step, simulate_training
+    from dtlgen.host.rl_host import sample_plan
+    from dtlgen.sim.rl_sim import first_mismatch, golden_replay, predict_step, simulate_training
 
     sim = project / "sim"
     layout = RLLayout.from_dict(json.loads((sim / "rl_layout.json").read_text()))
@@ -86,11 +87,7 @@ def simulate_retraining(project: Path, clock_mhz: float, steps: int,
         qnet = pickle.load(f)
     state = {p.name: (data[f"w_{p.name}"], data[f"b_{p.name}"]) for p in layout.layers}
     if plan is None:
-        rng = np.random.default_rng(1)
-        n = len(data["labels"])
-        order = np.concatenate([rng.choice(n, layout.batch, replace=n < layout.batch) for _ in range(steps)])
-        plan = TrainingPlan(data["features"], data["labels"], order, [layout.batch] * steps,
-                            [qnet.precision.lr_shift] * steps, 0, list(range(steps)))
+        plan = sample_plan(data["features"], data["labels"], layout.batch, steps, qnet.precision.lr_shift)
     latency = json.loads((sim / "params.json").read_text())["latency"]
     progress(f"re-training in RTL simulation: {plan.steps} steps of batch {layout.batch} on a "
              f"{layout.tm}x{layout.tn} RL engine (Verilator build cached per parameter set)")

@@ -1,0 +1,122 @@
+"""The project's hls/ directory: the engines' Vitis HLS C++, their parameters header and the
+C-simulation testbenches with test vectors from the golden model.
+
+The C++ sources are real files in `hw_templates/hls/` (copied as they are); only `dtl_params.h` is
+rendered from a Jinja2 template, with the numerics constants read from `dtlgen.quant.fixed`. The
+test vectors (`hls/tb_data/`) are scripts of host actions and the golden model's expected bytes:
+the FE testbench runs one input sample through every FE descriptor and checks every op's output;
+the RL testbench runs the first TB_STEPS training steps of `dtlgen csim`'s plan (`sample_plan`),
+checking the logits and the parameters after every step. Nothing here compiles or simulates.
+"""
+
+from __future__ import annotations
+
+import shutil
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+
+from dtlgen.generator import rl_program as prog
+from dtlgen.generator.fe_program import DESCRIPTOR_BYTES as FE_DESCRIPTOR_BYTES, K_MAX, RTL_ACC_BITS, S_MAX, FEProgram
+from dtlgen.generator.rl_program import RLLayout
+from dtlgen.host.rl_host import output_gradient, sample_plan, to_rows
+from dtlgen.perf import Design
+from dtlgen.perf.rl import DESCRIPTOR_BYTES as RL_DESCRIPTOR_BYTES
+from dtlgen.quant import fixed, golden
+from dtlgen.quant.quantize import QuantizedNetwork
+
+FE_SOURCES = ("dtl_numerics.h", "dtl_engines.h", "dtl_bytes.h", "tb_dtl.h", "dtl_fe_engine.cpp", "tb_fe.cpp",
+              "csim_api.cpp")
+RL_SOURCES = ("dtl_rl_engine.cpp", "tb_rl.cpp")
+TB_STEPS = 5  # training steps the RL testbench replays (Vitis HLS cosim runs them too: keep it short)
+
+
+def hls_template_dir() -> Path:
+    return Path(str(files("dtlgen.hw_templates").joinpath("hls")))
+
+
+def params_header(design: Design, model: str, board: str, fe_memory_bytes: int, m_max: int,
+                  layout: RLLayout | None) -> str:
+    fe = design.fe
+    values: dict[str, Any] = {
+        "model": model, "board": board, "clock_mhz": design.clock_mhz, "lfsr_mask": fixed.LFSR_MASK,
+        "fe": {"tm": fe.tm, "tn": fe.tn, "tr": fe.tr, "tc": fe.tc, "a_bits": fe.a_bits, "w_bits": fe.w_bits,
+               "acc_bits": RTL_ACC_BITS, "k_max": K_MAX, "s_max": S_MAX, "m_max": m_max,
+               "desc_bytes": FE_DESCRIPTOR_BYTES, "memory_bytes": fe_memory_bytes},
+        "rl": None}
+    if layout is not None:
+        values["rl"] = {"tm": layout.tm, "tn": layout.tn, "bits": layout.bits, "acc_bits": layout.acc_bits,
+                        "lanes": layout.lanes, "a_depth": layout.a_depth, "g_depth": layout.g_depth,
+                        "w_depth": layout.w_depth, "b_depth": layout.b_depth, "bus_bytes": layout.bus_bytes,
+                        "desc_bytes": RL_DESCRIPTOR_BYTES, "memory_bytes": layout.memory_bytes}
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(hls_template_dir())),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    return env.get_template("dtl_params.h.j2").render(**values)
+
+
+def write_hls(project: Path, design: Design, model: str, board: str, program: FEProgram,
+              fe_outputs: list[np.ndarray], m_max: int, rl: tuple | None = None) -> None:
+    """Write project/hls. `fe_outputs` are the golden outputs of the program's ops for its sample;
+    `rl` is (qnet, layout, features, labels, state) when the network has retrainable layers."""
+    hls = Path(project) / "hls"
+    data = hls / "tb_data"
+    data.mkdir(parents=True)
+    layout = rl[1] if rl is not None else None
+    for name in FE_SOURCES + (RL_SOURCES if rl is not None else ()):
+        shutil.copy(hls_template_dir() / name, hls / name)
+    (hls / "dtl_params.h").write_text(params_header(design, model, board, len(program.memory), m_max, layout))
+    _write_fe_vectors(data, program, fe_outputs)
+    if rl is not None:
+        _write_rl_vectors(data, *rl)
+
+
+def _write_fe_vectors(data: Path, program: FEProgram, outputs: list[np.ndarray]) -> None:
+    used = int(np.flatnonzero(program.memory)[-1]) + 1 if program.memory.any() else 0
+    (data / "fe_memory.bin").write_bytes(program.memory[:used].tobytes())
+    lines = [f"memory {len(program.memory)}", "load 0 fe_memory.bin",
+             f"run {program.desc_addr} {len(program.ops)}"]
+    for i, (image, expected) in enumerate(zip(program.ops, outputs)):
+        (data / f"fe_op{i}.bin").write_bytes(np.asarray(expected, dtype=np.int64).astype(np.int8).tobytes())
+        lines.append(f"expect {image.out_addr} fe_op{i}.bin {image.op.name}")
+    (data / "fe_script.txt").write_text("\n".join(lines) + "\n")
+
+
+def _write_rl_vectors(data: Path, qnet: QuantizedNetwork, layout: RLLayout, features: np.ndarray,
+                      labels: np.ndarray, state: golden.RLState) -> None:
+    """The first TB_STEPS steps of `sample_plan`, as the host loop runs them, checked against the golden model."""
+    plan = sample_plan(features, labels, layout.batch, TB_STEPS, qnet.precision.lr_shift)
+    last = layout.layers[-1]
+    feature_name = qnet.rl_layers[0].inputs[0]
+    fwd_count, bwd_count = prog.step_descriptor_counts(layout)
+    pitch = -(-last.m // layout.lanes) * layout.lanes
+    files_ = {"rl_params0.bin": prog.params_image(layout, state),
+              "rl_load_params.bin": prog.params_list(layout, "LOAD_P"),
+              "rl_store_params.bin": prog.params_list(layout, "STORE_P")}
+    lines = [f"memory {layout.memory_bytes}", f"load {layout.params_addr} rl_params0.bin",
+             f"load {layout.desc_addr} rl_load_params.bin", f"run {layout.desc_addr} 1"]
+    for k, idx in plan.batches():
+        x = plan.features[idx].reshape((len(idx),) + tuple(layout.feature_shape))
+        state, trace = golden.rl_train_step(qnet, state, {feature_name: x}, plan.labels[idx], plan.first_step + k,
+                                            plan.lr_shifts[k])
+        logits = trace.activations[last.name]
+        logit_rows = to_rows(logits, logits.shape[1:])
+        _, grad_rows = output_gradient(layout, logit_rows, plan.labels[idx])
+        files_.update({f"rl_features{k}.bin": prog.matrix_bytes(layout, to_rows(x, layout.feature_shape)),
+                       f"rl_forward{k}.bin": prog.forward_list(layout, len(idx)),
+                       f"rl_logits{k}.bin": logit_rows.astype("<i2").tobytes(),
+                       f"rl_dy{k}.bin": prog.matrix_bytes(layout, grad_rows),
+                       f"rl_backward{k}.bin": prog.backward_list(layout, len(idx), plan.first_step + k,
+                                                                 plan.lr_shifts[k]),
+                       f"rl_params{k + 1}.bin": prog.params_image(layout, state)})
+        lines += [f"load {layout.feat_addr} rl_features{k}.bin", f"load {layout.desc_addr} rl_forward{k}.bin",
+                  f"run {layout.desc_addr} {fwd_count}",
+                  f"expect_rows {layout.logit_addr} {len(logit_rows)} {last.m} {pitch} rl_logits{k}.bin step{k}_logits",
+                  f"load {layout.dy_addr} rl_dy{k}.bin", f"load {layout.desc_addr} rl_backward{k}.bin",
+                  f"run {layout.desc_addr} {bwd_count}", f"load {layout.desc_addr} rl_store_params.bin",
+                  f"run {layout.desc_addr} 1", f"expect {layout.params_addr} rl_params{k + 1}.bin step{k}_params"]
+    for name, blob in files_.items():
+        (data / name).write_bytes(blob)
+    (data / "rl_script.txt").write_text("\n".join(lines) + "\n")

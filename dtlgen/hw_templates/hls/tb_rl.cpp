@@ -1,0 +1,13 @@
+// Testbench of the RL engine: training steps as the host runs them (load the parameters; per step
+// the features, the forward list, the logits checked, the gradient, the backward list, the
+// parameters read back and checked), every check against the golden model (tb_data/rl_script.txt).
+// Usage: tb_rl <tb_data directory>.
+#include "dtl_bytes.h"
+#include "tb_dtl.h"
+
+int main(int argc, char **argv) {
+  return tb::run_script(argc > 1 ? argv[1] : "tb_data", "rl_script.txt",
+                        [](std::vector<uint8_t> &m, unsigned addr, unsigned count) {
+                          dtl_run_rl_bytes(m.data(), m.size(), addr, count);
+                        });
+}
