@@ -194,13 +194,40 @@ def cmd_generate(args: argparse.Namespace) -> int:
     network = load_model(args.model, design.split if design.split is not None else _parse_split(args))
     calib = calibration_inputs(network, 0)
     progress = _progress(args)
-    project = generate_project(network, design, board, calib, calib[0], Path(args.out), progress)
+    project = generate_project(network, design, board, calib, calib[0], Path(args.out), progress, flow=args.flow)
     if args.json:
         _print_json({"project": str(project)})
     else:
-        _out.print(f"project written to {project} (rtl/, sim/, design.json, report.json); "
-                   f"simulate it with: dtlgen sim {project}", soft_wrap=True, highlight=False)
+        parts = ", ".join(sorted(p.name + "/" for p in project.iterdir() if p.is_dir()))
+        _out.print(f"project written to {project} ({parts}); C-simulate it with: dtlgen csim {project}; "
+                   f"RTL-simulate it with: dtlgen sim {project}", soft_wrap=True, highlight=False)
     return 0
+
+
+def cmd_csim(args: argparse.Namespace) -> int:
+    from dtlgen.csim import csim_project
+
+    report = csim_project(Path(args.project), args.steps, _progress(args))
+    if args.json:
+        _print_json(report)
+        return 0 if report["bit_exact"] else 1
+    yes = lambda ok: "yes" if ok else "NO"  # noqa: E731
+    rows = [[f"testbench hls/tb_{t['engine']}.cpp (hls/tb_data)", f"{t['checks'] - len(t['failed'])}/{t['checks']} checks",
+             yes(t["passed"]), f"{1e3 * t['run_s']:.0f} ms"] for t in report["testbenches"]]
+    fe = report["fe"]
+    rows += [[f"FE op {op['name']}", f"{op['macs']:,} MACs", yes(op["bit_exact"]), ""] for op in fe["ops"]]
+    rows.append(["FE inference, one image", f"{fe['macs']:,} MACs", yes(fe["bit_exact"]), f"{1e3 * fe['run_s']:.1f} ms"])
+    training = report.get("training")
+    if training:
+        rows.append([f"re-training through the host loop (RL {training['tm']}x{training['tn']}, batch "
+                     f"{training['batch']})", f"{training['steps']} steps", yes(training["bit_exact"]),
+                     f"{1e3 * training['run_s']:.0f} ms"])
+    _show(f"{report['model']} on {report['board']}: C-simulation of the HLS engines vs the golden model",
+          ["check", "size", "bit-exact", "run time"], rows,
+          f"{report['source']}. g++ build {report['build_s']:.1f} s (0 when cached). "
+          + (f"First mismatch: {training['first_mismatch']}. " if training and not training["bit_exact"] else "")
+          + f"Report: {Path(args.project) / 'hls' / 'csim_report.json'}")
+    return 0 if report["bit_exact"] else 1
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
@@ -243,7 +270,11 @@ def _sim_rows(report: dict) -> list[list[str]]:
     if "sim" not in report:
         return []
     total = report["sim"]["totals"]["fe"]
-    return [["FE engine in RTL simulation: bit-exact vs golden model", "yes" if total["bit_exact"] else "NO"],
+    csim = report.get("csim")
+    rows = [] if csim is None else [
+        [f"HLS C++ in C-simulation (g++): FE image + {csim['training_steps']} training steps bit-exact vs golden",
+         "yes" if csim["bit_exact"] else "NO"]]
+    return rows + [["FE engine in RTL simulation: bit-exact vs golden model", "yes" if total["bit_exact"] else "NO"],
             ["  measured / predicted cycles per image (error)",
              f"{total['measured_cycles']:,} / {total['predicted_cycles']:,} ({100 * total['rel_error']:+.2f} %)"],
             ["  measured GOPs at the design clock", f"{total['measured_gops']:.2f}"]] + _device_rows(report)
@@ -342,13 +373,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.set_defaults(func=cmd_dse)
 
-    p = sub.add_parser("generate", help="write a project (RTL, memory images, cocotb test) for a design")
+    p = sub.add_parser("generate", help="write a project (HLS C++, RTL, board project, driver, tests) for a design")
     p.add_argument("model", metavar="MODEL", help="zoo name or path/to/file.py:factory")
     p.add_argument("--design", required=True, help="design.json (from 'dtlgen dse')")
     p.add_argument("--out", required=True, help="project directory")
+    p.add_argument("--flow", default="auto", choices=("auto", "vivado", "open-ecp5"),
+                   help="board flow: auto (the board's own), vivado (Xilinx: hls/, vivado/, driver/, Makefile) or "
+                        "open-ecp5 (Lattice: the RTL for 'dtlgen bitstream')")
     _add_split_options(p)
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("csim", help="C-simulate a project's HLS engines with g++, bit-exact against the golden model")
+    p.add_argument("project", metavar="PRJ", help="project directory from 'dtlgen generate'")
+    p.add_argument("--steps", type=int, default=5, help="re-training steps through the host loop (default 5; 0: none)")
+    p.add_argument("--json", action="store_true", help="print JSON only")
+    p.set_defaults(func=cmd_csim)
 
     p = sub.add_parser("sim", help="simulate a project's engines (cocotb + Verilator) against golden model and model")
     p.add_argument("project", metavar="PRJ", help="project directory from 'dtlgen generate'")

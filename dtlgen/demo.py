@@ -26,7 +26,8 @@ from dtlgen.boards import load_board
 from dtlgen.dse.problem import Space, Workload
 from dtlgen.dse.run import run_dse
 from dtlgen.dse.run import write_outputs as write_dse_outputs
-from dtlgen.generator.project import generate_project, quantize_for_design
+from dtlgen.csim import csim_project
+from dtlgen.generator.project import generate_project, load_rl_project, quantize_for_design
 from dtlgen.perf import Design
 from dtlgen.sim.project_sim import simulate_project, simulate_retraining
 from dtlgen.sim.rl_sim import TrainingPlan, golden_replay, plan_epochs
@@ -115,12 +116,9 @@ def training_plan(task: digits_task.DigitsTask, config: DemoConfig, features: np
 def device_retrain(project: Path, network, design: Design, task: digits_task.DigitsTask, config: DemoConfig,
                    float_acc: float, progress: Progress) -> dict[str, Any]:
     """Re-train the whole schedule on the project's RL engine in RTL simulation; accuracies of the result."""
-    import pickle
-
     sim = Path(project) / "sim"
-    with open(sim / "rl_golden.pkl", "rb") as f:
-        qnet = pickle.load(f)
-    features = np.load(sim / "rl_train.npz")["features"]
+    rl = load_rl_project(project)
+    qnet, features = rl.qnet, rl.features
     plan = training_plan(task, config, features, config.check_steps)
     training = simulate_retraining(Path(project), design.clock_mhz, plan.steps, progress, plan)
     with np.load(sim / "rl_run" / "rl_result.npz") as raw:
@@ -194,10 +192,15 @@ def run_demo(out_dir: Path | None = None, config: DemoConfig = DemoConfig(),
             write_dse_outputs(staging / "dse", dse, board, network, "knee", config.dse_pop, config.dse_gens,
                               config.seed + 1)
             report["dse"]["out_dir"] = str(Path(out_dir).resolve() / "dse")
-            progress("generating the project for the knee design and simulating its FE engine (Verilator)")
+            progress("generating the project for the knee design; C-simulating its HLS engines and simulating its RTL")
             design = Design.from_dict(dse.design, "the DSE's design")
             project = generate_project(network, design, board, task.retrain_x, task.test_x[0], staging / "project",
                                        progress, train=(task.retrain_x, task.retrain_y))
+            csim = csim_project(project, steps=5, progress=progress)
+            report["csim"] = {"bit_exact": csim["bit_exact"], "build_s": csim["build_s"],
+                              "testbenches": csim["testbenches"], "fe_bit_exact": csim["fe"]["bit_exact"],
+                              "training_steps": csim.get("training", {}).get("steps", 0),
+                              "report": str(Path(out_dir).resolve() / "project" / "hls" / "csim_report.json")}
             sim_report = simulate_project(project, progress)
             report["sim"] = {"project": str(Path(out_dir).resolve() / "project"),
                              "totals": sim_report["totals"], "layers": sim_report["layers"],

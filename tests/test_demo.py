@@ -53,6 +53,15 @@ def test_demo_simulates_the_knee_design_in_rtl(demo):
     assert {"sim_report.json", "sim_report.md", "predicted_vs_measured.png"} <= {p.name for p in sim.iterdir()}
 
 
+def test_demo_c_simulates_the_knee_design(demo):
+    """The knee design's HLS C++ (g++): its testbenches and 5 host-loop training steps bit-exact with the golden model;
+    the Xilinx board project and the driver sit beside it."""
+    report, out = demo
+    assert report["csim"]["bit_exact"] and report["csim"]["fe_bit_exact"] and report["csim"]["training_steps"] == 5
+    assert all(t["passed"] for t in report["csim"]["testbenches"])
+    assert {"hls", "rtl", "sim", "vivado", "driver"} <= {p.name for p in (out / "project").iterdir()}
+
+
 def test_demo_retrains_on_the_device_in_rtl(demo):
     """The whole schedule on the knee design's RL engine: weights bit-exact with the golden model after each of
     the first 20 steps and the last, the same target accuracy, within 1 pt of float, cycles as predicted."""

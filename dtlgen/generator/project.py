@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -32,7 +32,9 @@ from dtlgen.atomic import atomic_directory, check_destination, write_json
 from dtlgen.boards import Board
 from dtlgen.errors import DesignError
 from dtlgen.generator.fe_program import build_fe_program
+from dtlgen.generator.driver import write_driver
 from dtlgen.generator.hls import write_hls
+from dtlgen.generator.xilinx import check_vivado_board, write_xilinx_project
 from dtlgen.generator.rl_program import RLLayout, plan_rl
 from dtlgen.model.ir import Network
 from dtlgen.perf import Design, predict
@@ -45,6 +47,7 @@ MARKER = "report.json"
 COCOTB_TEST = "test_fe_engine.py"
 RL_COCOTB_TEST = "test_rl_engine.py"
 RL_SOURCES = ("rl_bank.sv", "rl_engine.sv", "rl_tb_top.sv")
+FLOWS = ("auto", "vivado", "open-ecp5")
 
 
 def quantize_for_design(network: Network, design: Design, calib_x: np.ndarray) -> QuantizedNetwork:
@@ -69,12 +72,22 @@ def sim_params(design: Design, board: Board, memory_bytes: int, m_max: int) -> F
 
 def generate_project(network: Network, design: Design, board: Board, calib_x: np.ndarray, sample_x: np.ndarray,
                      out_dir: Path, progress: Callable[[str], None] = lambda message: None,
-                     train: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
+                     train: tuple[np.ndarray, np.ndarray] | None = None, flow: str = "auto") -> Path:
     """Write the project for both engines of `network`; returns the project path.
 
     `train` is the re-training set (float inputs, labels) whose FE features `dtlgen sim --retrain`
     re-trains on; by default the calibration inputs with seeded labels (a hardware check, not a task).
+    `flow` "auto" follows the board's toolchain; "vivado" (Xilinx boards only) adds the Vitis HLS /
+    Vivado project, the Makefile and the PYNQ driver; "open-ecp5" writes the RTL for the open flow.
     """
+    if flow not in FLOWS:
+        raise DesignError(f"flow '{flow}' is unknown; choose one of {', '.join(FLOWS)}")
+    flow = board.toolchain if flow == "auto" else flow
+    if flow == "vivado":
+        check_vivado_board(board)
+    elif board.toolchain != flow:
+        raise DesignError(f"board {board.name} is built with {board.toolchain}, not {flow}; use --flow auto or "
+                          f"--flow {board.toolchain}")
     out_dir = check_destination(Path(out_dir), MARKER)
     progress("quantising with the design's precision")
     qnet = quantize_for_design(network, design, calib_x)
@@ -122,6 +135,10 @@ def generate_project(network: Network, design: Design, board: Board, calib_x: np
         write_hls(staging, design, network.name, board.name, program,
                   [reference[img.layer][0] for img in program.ops], m_max,
                   (qnet, rl_layout, *rl_data) if rl_data is not None else None)
+        if flow == "vivado":
+            progress(f"writing the Vitis HLS / Vivado project for {board.name} and the PYNQ driver")
+            write_xilinx_project(staging, board, design, ("fe", "rl") if rl_layout is not None else ("fe",))
+            write_driver(staging)
         write_json(staging / "design.json", design.to_dict())
         write_json(staging / "report.json", {"model": network.name, "board": board.name,
                                              "design": design.to_dict(), "predicted": prediction.to_dict()})
@@ -179,3 +196,28 @@ def _params_header(params: FESimParams, design: Design) -> str:
 
 def load_program(project: Path) -> dict:
     return json.loads((Path(project) / "sim" / "program.json").read_text())
+
+
+@dataclass(frozen=True)
+class RLProject:
+    """What a project holds for re-training: the RL layout, the golden model's view of the quantised
+    network, the re-training set's cached FE features and labels, and the initial weights."""
+
+    layout: RLLayout
+    qnet: QuantizedNetwork
+    features: np.ndarray
+    labels: np.ndarray
+    state: golden.RLState
+
+
+def load_rl_project(project: Path) -> RLProject:
+    sim = Path(project) / "sim"
+    if not (sim / "rl_layout.json").exists():
+        raise DesignError(f"project '{project}' has no RL engine (the network has no retrainable layers); generate "
+                          "it with a split (--split or --retrain-last) to re-train on the device")
+    layout = RLLayout.from_dict(json.loads((sim / "rl_layout.json").read_text()))
+    data = np.load(sim / "rl_train.npz")
+    with open(sim / "rl_golden.pkl", "rb") as f:
+        qnet = pickle.load(f)
+    state = {p.name: (data[f"w_{p.name}"], data[f"b_{p.name}"]) for p in layout.layers}
+    return RLProject(layout, qnet, data["features"], data["labels"], state)

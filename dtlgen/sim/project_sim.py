@@ -12,7 +12,6 @@ and sim/predicted_vs_measured.png.
 from __future__ import annotations
 
 import json
-import pickle
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -75,19 +74,15 @@ def simulate_retraining(project: Path, clock_mhz: float, steps: int,
                         progress: Callable[[str], None] = lambda message: None,
                         plan: Any = None) -> dict[str, Any]:
     """Re-train in RTL simulation (`steps` steps of the project's set, or `plan`); the report's training part."""
-    from dtlgen.generator.project import RL_COCOTB_TEST
-    from dtlgen.generator.rl_program import RLLayout
+    from dtlgen.generator.project import RL_COCOTB_TEST, load_rl_project
     from dtlgen.host.rl_host import sample_plan
     from dtlgen.sim.rl_sim import first_mismatch, golden_replay, predict_step, simulate_training
 
     sim = project / "sim"
-    layout = RLLayout.from_dict(json.loads((sim / "rl_layout.json").read_text()))
-    data = np.load(sim / "rl_train.npz")
-    with open(sim / "rl_golden.pkl", "rb") as f:
-        qnet = pickle.load(f)
-    state = {p.name: (data[f"w_{p.name}"], data[f"b_{p.name}"]) for p in layout.layers}
+    rl = load_rl_project(project)
+    layout, qnet, state = rl.layout, rl.qnet, rl.state
     if plan is None:
-        plan = sample_plan(data["features"], data["labels"], layout.batch, steps, qnet.precision.lr_shift)
+        plan = sample_plan(rl.features, rl.labels, layout.batch, steps, qnet.precision.lr_shift)
     latency = json.loads((sim / "params.json").read_text())["latency"]
     progress(f"re-training in RTL simulation: {plan.steps} steps of batch {layout.batch} on a "
              f"{layout.tm}x{layout.tn} RL engine (Verilator build cached per parameter set)")

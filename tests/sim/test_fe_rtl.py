@@ -63,6 +63,24 @@ def test_digits_cnn_fe_is_bit_exact_and_on_the_model(tmp_path):
     assert abs(sum(result.cycles) - sum(predicted)) <= NETWORK_TOLERANCE * sum(predicted)
 
 
+def test_left_shift_requantisation_saturates(tmp_path):
+    """An output format finer than the accumulator (a negative shift): values that a 48-bit left shift
+    would wrap saturate instead."""
+    from dataclasses import replace
+
+    network = load_model("digits_cnn")
+    task = load_digits_task()
+    qnet = quantize(network, task.retrain_x, PrecisionConfig())
+    lq = qnet.layers["conv1"]
+    finer = replace(lq.out_fmt, frac=lq.acc_frac + 40)  # 2^40 times finer than the accumulator: outputs clip
+    qnet.layers["conv1"] = replace(lq, out_fmt=finer)
+    assert qnet.layers["conv1"].out_shift == -40
+    x_int = golden.quantize_input(qnet, task.test_x[:1])[0]
+    program, _, _, exact = simulate(qnet, x_int, tmp_path)
+    conv1 = golden.fe_forward(qnet, x_int[None])["conv1"]
+    assert np.any(conv1 == 127) and all(exact)
+
+
 @st.composite
 def conv_layers(draw):
     k = draw(st.sampled_from([1, 3, 5, 7]))

@@ -36,13 +36,31 @@ static inline ap_int<B> dtl_saturate(ap_int<W> v) {
 }
 
 // Requantise by s bits to B bits: s > 0 rounds half up (adds the last bit shifted out), s < 0 is an
-// exact left shift, then saturation (fixed.requantise). W leaves room for |s| <= 31 above the value.
+// exact left shift, then saturation (fixed.requantise). Before a left shift the value is clipped to
+// just beyond what the shift maps into range, so the shift can never wrap W bits.
 template <int B, int W>
 static inline ap_int<B> dtl_requantise(ap_int<W> v, int s) {
 #pragma HLS INLINE
   ap_int<W> t;
-  if (s > 0) t = dtl_shr<W>(v, s) + (dtl_shr<W>(v, s - 1) & ap_int<W>(1));
-  else t = dtl_shl<W>(v, -s);
+  if (s > 0) {
+    t = dtl_shr<W>(v, s) + (dtl_shr<W>(v, s - 1) & ap_int<W>(1));
+  } else if (s < 0) {
+    const int k = -s;
+    if (k >= B) {  // every non-zero value leaves the range
+      const ap_int<W> out = ap_int<W>(1) << (B - 1);
+      t = 0;
+      if (v > 0) t = out;
+      if (v < 0) t = -out;
+    } else {
+      const ap_int<W> edge = ap_int<W>(1) << (B - 1 - k);
+      ap_int<W> c = v;
+      if (c > edge) c = edge;
+      if (c < -edge - 1) c = -edge - 1;
+      t = c << k;
+    }
+  } else {
+    t = v;
+  }
   return dtl_saturate<B, W>(t);
 }
 

@@ -297,14 +297,23 @@ module fe_engine #(
   // requantise + activation of one accumulator (dtlgen/quant/fixed.py: requantise, relu, relu6)
   function automatic logic signed [A_BITS-1:0] finish(input logic signed [ACC_BITS-1:0] acc,
                                                       input logic signed [31:0] b);
-    logic signed [47:0] x, y, lo, hi;
+    logic signed [47:0] x, y, lo, hi, bound, c;
     x = 48'(acc) * ((d_kind == K_AVGPOOL) ? 48'(d_mult) : 48'sd1) + 48'(b);
-    // round half up: add the last bit shifted out (keep every operand signed: >>> is arithmetic)
-    if (d_shift > 0) y = (x >>> d_shift) + (x[d_shift - 1] ? 48'sd1 : 48'sd0);
-    else if (d_shift < 0) y = x <<< (-d_shift);
-    else y = x;
     lo = -(48'sd1 <<< (A_BITS - 1));
     hi = (48'sd1 <<< (A_BITS - 1)) - 48'sd1;
+    // round half up: add the last bit shifted out (keep every operand signed: >>> is arithmetic)
+    if (d_shift > 0) y = (x >>> d_shift) + (x[d_shift - 1] ? 48'sd1 : 48'sd0);
+    else if (d_shift < 0) begin
+      // a left shift saturates: clip first to just beyond what the shift maps into range (no wrap)
+      if (-d_shift >= 8'(A_BITS)) y = (x > 0) ? hi : ((x < 0) ? lo : 48'sd0);
+      else begin
+        bound = 48'sd1 <<< (8'(A_BITS - 1) + d_shift);
+        c = x;
+        if (c > bound) c = bound;
+        if (c < -bound - 48'sd1) c = -bound - 48'sd1;
+        y = c <<< (-d_shift);
+      end
+    end else y = x;
     if (y < lo) y = lo;
     if (y > hi) y = hi;
     if (d_act != 2'd0 && y < 0) y = 0;

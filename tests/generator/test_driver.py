@@ -1,0 +1,459 @@
+"""The PYNQ driver directory of a project (dtlgen.generator.driver, hw_templates/board/driver).
+
+The driver runs on a board without torch or an installed dtlgen, so the vendored modules must import
+and compute the same descriptors as the package with only the driver directory on sys.path and the
+heavy packages blocked. On this machine there is no board: a fake `pynq` module stands in, with the
+HLS register map of the engines (Vitis HLS splits the 64-bit `mem` offset into `mem_1`/`mem_2`),
+ap_start/ap_done semantics (ap_done clears on read) and, end to end, the engines' C simulation
+(dtlgen.csim) running on the driver's DMA buffers in place. The FE output must equal the golden
+model's bit for bit and re-training must give the golden model's weights after every step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import pickle
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import dtlgen
+from dtlgen.cli import main as dtlgen_main
+from dtlgen.generator.driver import DRIVER, host_closure, write_driver
+from dtlgen.generator.xilinx import instance_name
+from dtlgen.host.rl_host import TrainingPlan
+
+DESIGN = {"board": "pynq-z2", "clock_mhz": 100, "fe": {"tm": 4, "tn": 4, "tr": 4, "tc": 4, "w_bits": 8, "a_bits": 8},
+          "rl": {"tm": 8, "tn": 8, "bits": 16, "batch": 16}}
+FE, RL = instance_name("fe"), instance_name("rl")  # the block design's instances: dtl_fe_engine_0, ...
+AP_START, AP_DONE, AP_IDLE = 0x1, 0x2, 0x4
+HIGH_DDR = 0x8_0000_0000  # a Zynq UltraScale+ buffer above 4 GiB: the pointer's high word matters
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("driver")
+    (root / "design.json").write_text(json.dumps(DESIGN))
+    out = root / "prj"
+    assert dtlgen_main(["generate", "digits_cnn", "--design", str(root / "design.json"), "--out", str(out)]) == 0
+    write_driver(out)
+    return out
+
+
+def load_driver(directory: Path, monkeypatch) -> types.ModuleType:
+    """Import a driver directory's dtl_driver.py as a fresh module (it prepends its directory to sys.path)."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    spec = importlib.util.spec_from_file_location(f"dtl_driver_{abs(hash(str(directory)))}", directory / DRIVER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --- the directory ------------------------------------------------------------------------------
+def test_driver_directory_holds_the_driver_data_and_readme(project):
+    driver = project / "driver"
+    assert json.loads((driver / "overlay.json").read_text()) == \
+        {"bitstream": "dtl_overlay.bit", "engines": {"fe": "dtl_fe_engine_0", "rl": "dtl_rl_engine_0"}}
+    for name in (DRIVER, "fe_image.bin", "fe_program.json", "fe_expected.npy", "rl_layout.json", "rl_train.npz",
+                 "rl_train.json", "README.md", "dtlgen/host/rl_host.py", "dtlgen/boards/pynq-z2.yaml"):
+        assert (driver / name).is_file(), name
+    program = json.loads((driver / "fe_program.json").read_text())
+    sim_program = json.loads((project / "sim" / "program.json").read_text())
+    expected = np.load(project / "sim" / "expected.npz")
+    assert (driver / "fe_image.bin").read_bytes() == expected["memory"].tobytes()
+    assert program["desc_count"] == len(sim_program["ops"]) and program["clock_mhz"] == 100
+    assert program["input_addr"] == sim_program.get("input_addr", 256)  # digits_cnn: after 4 descriptors
+    assert program["input_shape"] == [1, 8, 8]
+    assert [op["out_addr"] for op in program["ops"]] == [op["out_addr"] for op in sim_program["ops"]]
+    assert np.array_equal(np.load(driver / "fe_expected.npy"), expected[f"op{len(sim_program['ops']) - 1}"])
+    assert (driver / "rl_train.npz").read_bytes() == (project / "sim" / "rl_train.npz").read_bytes()
+    readme = (driver / "README.md").read_text()
+    assert "dtl_driver.py --steps" in readme and "dtl_overlay.hwh" in readme and "numpy, pyyaml" in readme
+
+
+def test_vendored_modules_are_the_host_loops_import_closure_byte_for_byte(project):
+    modules, third_party = host_closure()
+    assert "dtlgen.host.rl_host" in modules and "dtlgen.generator.rl_program" in modules
+    assert set(third_party) <= {"numpy", "yaml"}, f"the board has only numpy and pyyaml: {third_party}"
+    package = Path(dtlgen.__file__).resolve().parent
+    vendored = sorted(p for p in (project / "driver" / "dtlgen").rglob("*.py"))
+    assert {p.relative_to(project / "driver").as_posix() for p in vendored} == \
+        {path.resolve().relative_to(package.parent).as_posix() for path in modules.values()}
+    for path in vendored:
+        original = package.parent / path.relative_to(project / "driver")
+        assert path.read_bytes() == original.read_bytes(), f"{path} differs from {original}"
+    for board in (package / "boards").glob("*.yaml"):
+        assert (project / "driver" / "dtlgen" / "boards" / board.name).read_bytes() == board.read_bytes()
+
+
+# The same host-loop run, in the test process (package modules) and on the board's side (vendored
+# modules): every write, descriptor list and read goes into one digest.
+SCENARIO = r'''
+import asyncio, hashlib, json
+import numpy as np
+from dtlgen.generator.rl_program import RLLayout
+from dtlgen.host.rl_host import RLHost, TrainingPlan
+
+class RecordingDevice:
+    def __init__(self, size):
+        self.memory = bytearray(size)
+        self.digest = hashlib.sha256()
+
+    async def write(self, addr, data):
+        self.memory[addr:addr + len(data)] = data
+        self.digest.update(b"w%d:" % addr + bytes(data))
+
+    async def read(self, addr, size):
+        self.digest.update(b"r%d,%d" % (addr, size))
+        return bytes(self.memory[addr:addr + size])
+
+    async def run(self, desc_addr, count, perf_base):
+        self.digest.update(b"run%d,%d,%d" % (desc_addr, count, perf_base))
+        return 1
+
+def scenario(driver_dir):
+    layout = RLLayout.from_dict(json.loads((driver_dir / "rl_layout.json").read_text()))
+    data = np.load(driver_dir / "rl_train.npz")
+    state = {p.name: (data["w_" + p.name], data["b_" + p.name]) for p in layout.layers}
+    n = len(data["labels"])
+    plan = TrainingPlan(data["features"], data["labels"], np.arange(2 * layout.batch) % n, [layout.batch] * 2,
+                        [7, 6], 5, [1])
+    device = RecordingDevice(layout.memory_bytes)
+    run = asyncio.run(RLHost(device, layout).train(plan, state))
+    weights = int(sum(np.abs(w).sum() for w, _ in run.weights[1].values()))
+    return {"digest": device.digest.hexdigest(), "weights": weights}
+'''
+
+BOARD_SIDE = r'''
+import json, sys
+from pathlib import Path
+DRIVER_DIR, REPO = sys.argv[1], sys.argv[2]
+BLOCKED = {"torch", "pymoo", "cocotb", "jinja2"}
+
+class Blocker:
+    """What the board lacks: importing it fails as it would there."""
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"{name} is not installed on the board")
+        return None
+
+sys.meta_path = [Blocker()] + [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
+sys.path = [DRIVER_DIR] + [p for p in sys.path if p not in ("", ".") and not p.startswith(REPO)]
+import dtl_driver
+from dtlgen.boards import load_board
+exec(sys.stdin.read())
+result = scenario(Path(DRIVER_DIR))
+result["files"] = sorted({m.__file__ for n, m in sys.modules.items() if n.split(".")[0] == "dtlgen"})
+result["blocked_loaded"] = sorted(n for n in sys.modules if n.split(".")[0] in BLOCKED)
+result["board"] = load_board("pynq-z2").part
+print(json.dumps(result))
+'''
+
+
+def test_vendored_copy_runs_the_host_loop_without_torch_or_the_repo(project):
+    driver = project / "driver"
+    repo = str(Path(dtlgen.__file__).resolve().parent.parent)
+    done = subprocess.run([sys.executable, "-c", BOARD_SIDE, str(driver), repo], input=SCENARIO, capture_output=True,
+                          text=True, cwd=driver)
+    assert done.returncode == 0, done.stderr[-3000:]
+    board_side = json.loads(done.stdout.strip().splitlines()[-1])
+    assert board_side["files"] and all(f.startswith(str(driver)) for f in board_side["files"]), board_side["files"]
+    assert board_side["blocked_loaded"] == []
+    assert board_side["board"].startswith("xc7z020")
+    namespace: dict = {}
+    exec(SCENARIO, namespace)
+    here = namespace["scenario"](driver)
+    assert board_side["digest"] == here["digest"] and board_side["weights"] == here["weights"]
+
+
+# --- a fake pynq --------------------------------------------------------------------------------
+def vitis_registers(pointer: str = "split") -> dict:
+    """An HLS engine's register map as PYNQ parses it from the .hwh (ip_dict[name]["registers"])."""
+    def reg(offset, size=32, access="read-write"):
+        return {"address_offset": offset, "size": size, "access": access, "description": "", "fields": {}}
+
+    regs = {"CTRL": reg(0x00), "GIER": reg(0x04), "IP_IER": reg(0x08), "IP_ISR": reg(0x0C)}
+    if pointer == "split":  # Vitis HLS, 64-bit m_axi offset
+        regs.update(mem_1=reg(0x10), mem_2=reg(0x14))
+    elif pointer == "wide":
+        regs.update(mem=reg(0x10, 64))
+    else:  # 32-bit addresses
+        regs.update(mem=reg(0x10, 32))
+    regs.update(desc_addr=reg(0x1C), desc_count=reg(0x24, 16))
+    return regs
+
+
+class FakeBuffer(np.ndarray):
+    """A pynq.allocate buffer: a numpy array with a physical address and cache maintenance."""
+
+    def flush(self):
+        self.flushes += 1
+
+    def invalidate(self):
+        self.invalidates += 1
+
+
+class FakeIP:
+    """An HLS engine behind its s_axilite registers; `engine(memory, desc_addr, desc_count)` runs on
+    ap_start, on the buffer the `mem` register points at (None: the engine never finishes)."""
+
+    def __init__(self, registers: dict, buffers: dict, engine):
+        self.offsets = {name: r["address_offset"] for name, r in registers.items()}
+        self.sizes = {name: r["size"] for name, r in registers.items()}
+        self.values: dict[int, int] = {}
+        self.buffers = buffers
+        self.engine = engine
+        self.status = AP_IDLE
+        self.starts = 0
+
+    def value(self, name: str) -> int:
+        return self.values.get(self.offsets[name], 0)
+
+    def pointer(self) -> int:
+        if "mem_1" in self.offsets:
+            return self.value("mem_1") | self.value("mem_2") << 32 if "mem_2" in self.offsets else self.value("mem_1")
+        low = self.value("mem")
+        return low | self.values.get(self.offsets["mem"] + 4, 0) << 32 if self.sizes["mem"] > 32 else low
+
+    def write(self, offset: int, value: int) -> None:
+        assert isinstance(value, int) and 0 <= value < 1 << 32 and offset % 4 == 0, (offset, value)
+        if offset == self.offsets["CTRL"]:
+            if value & AP_START:
+                self.starts += 1
+                self.status = 0
+                if self.engine is not None:
+                    buffer = self.buffers[self.pointer()]
+                    self.engine(buffer.view(np.ndarray), self.value("desc_addr"), self.value("desc_count"))
+                    self.status = AP_DONE | AP_IDLE
+            return
+        self.values[offset] = value
+
+    def read(self, offset: int) -> int:
+        if offset == self.offsets["CTRL"]:
+            status = self.status
+            self.status &= ~AP_DONE  # ap_done clears on read
+            return status
+        return self.values.get(offset, 0)
+
+
+def fake_pynq(engines: dict, pointer: str = "split", registers: dict | None = None) -> types.ModuleType:
+    pynq = types.ModuleType("pynq")
+    buffers: dict[int, FakeBuffer] = {}
+
+    def allocate(shape, dtype=np.uint8, **kwargs):
+        buffer = np.zeros(shape, dtype=dtype).view(FakeBuffer)
+        buffer.physical_address = HIGH_DDR + 0x100_0000 * len(buffers) if pointer != "narrow" else 0x1000_0000
+        buffer.flushes = buffer.invalidates = 0
+        buffers[buffer.physical_address] = buffer
+        return buffer
+
+    class Overlay:
+        def __init__(self, bitfile):
+            self.bitfile = bitfile
+            self.ip_dict = {name: {"registers": (registers or {}).get(name, vitis_registers(pointer)),
+                                   "phys_addr": 0x4000_0000 + 0x1_0000 * i}
+                            for i, name in enumerate(engines)}
+            for name, engine in engines.items():
+                setattr(self, name, FakeIP(self.ip_dict[name]["registers"], buffers, engine))
+
+    pynq.allocate, pynq.Overlay, pynq.buffers = allocate, Overlay, buffers
+    return pynq
+
+
+# --- PynqDevice on the fake ---------------------------------------------------------------------
+@pytest.mark.parametrize("pointer", ["split", "wide"])
+def test_device_writes_the_engine_registers_and_runs_on_its_buffer(project, monkeypatch, pointer):
+    driver = load_driver(project / "driver", monkeypatch)
+    seen = []
+
+    def engine(memory, desc_addr, desc_count):
+        seen.append((bytes(memory[desc_addr:desc_addr + 4]), desc_count))
+        memory[100:104] = [1, 2, 3, 4]
+
+    pynq = fake_pynq({FE: engine}, pointer)
+    overlay = pynq.Overlay("x.bit")
+    buffer = pynq.allocate(shape=(4096,), dtype=np.uint8)
+    device = driver.PynqDevice(getattr(overlay, FE), buffer, 100e6, overlay.ip_dict[FE]["registers"], FE)
+    driver.run_coroutine(device.write(64, b"\xaa\xbb\xcc\xdd"))
+    assert buffer.flushes == 1
+    cycles = driver.run_coroutine(device.run(64, 3, 0))
+    assert seen == [(b"\xaa\xbb\xcc\xdd", 3)] and cycles >= 1
+    assert getattr(overlay, FE).pointer() == buffer.physical_address > 1 << 32
+    assert driver.run_coroutine(device.read(100, 4)) == b"\x01\x02\x03\x04" and buffer.invalidates == 1
+
+
+def test_the_host_loop_also_runs_under_a_running_event_loop(project, monkeypatch):
+    """Jupyter, PYNQ's usual front end, runs an event loop in the thread that calls the driver."""
+    driver = load_driver(project / "driver", monkeypatch)
+
+    async def answer():
+        return 42
+
+    async def notebook_cell():
+        return driver.run_coroutine(answer())
+
+    assert asyncio.run(notebook_cell()) == 42
+
+
+def test_a_32_bit_pointer_register_takes_a_low_buffer_and_refuses_a_high_one(project, monkeypatch):
+    driver = load_driver(project / "driver", monkeypatch)
+    pynq = fake_pynq({FE: lambda memory, addr, count: None}, "narrow")
+    overlay = pynq.Overlay("x.bit")
+    buffer = pynq.allocate(shape=(256,), dtype=np.uint8)
+    device = driver.PynqDevice(getattr(overlay, FE), buffer, 100e6, overlay.ip_dict[FE]["registers"], FE)
+    driver.run_coroutine(device.run(0, 1, 0))
+    assert getattr(overlay, FE).pointer() == 0x1000_0000
+    buffer.physical_address = HIGH_DDR
+    with pytest.raises(driver.DriverError, match="32-bit 'mem' register"):
+        driver.run_coroutine(device.run(0, 1, 0))
+
+
+def test_an_engine_that_never_finishes_times_out_naming_the_engine(project, monkeypatch):
+    driver = load_driver(project / "driver", monkeypatch)
+    pynq = fake_pynq({RL: None})
+    overlay = pynq.Overlay("x.bit")
+    buffer = pynq.allocate(shape=(256,), dtype=np.uint8)
+    device = driver.PynqDevice(getattr(overlay, RL), buffer, 100e6, overlay.ip_dict[RL]["registers"], RL,
+                               timeout_s=0.05)
+    with pytest.raises(driver.EngineTimeout, match=f"engine {RL} did not finish 7 descriptors"):
+        driver.run_coroutine(device.run(0, 7, 0))
+    with pytest.raises(driver.DriverError, match="busy"):  # still running: no second start on top of it
+        driver.run_coroutine(device.run(0, 7, 0))
+    assert getattr(overlay, RL).starts == 1
+
+
+def test_a_missing_register_is_a_clear_error(project, monkeypatch):
+    driver = load_driver(project / "driver", monkeypatch)
+    registers = vitis_registers()
+    del registers["desc_count"]
+    with pytest.raises(driver.DriverError, match=f"engine {FE}: .* no 'desc_count' register .*desc_addr"):
+        driver.PynqDevice(object(), None, 100e6, registers, FE)
+    registers = {name: r for name, r in vitis_registers().items() if not name.startswith("mem")}
+    with pytest.raises(driver.DriverError, match="no memory pointer register \\('mem_1'/'mem_2' or 'mem'"):
+        driver.PynqDevice(object(), None, 100e6, registers, FE)
+    monkeypatch.setitem(sys.modules, "pynq", fake_pynq({FE: None, RL: None},
+                                                       registers={RL: {"CTRL": vitis_registers()["CTRL"]}}))
+    with pytest.raises(driver.DriverError, match=f"engine {RL}: .*no memory pointer"):
+        driver.DtlBoard(project / "driver", overlay=sys.modules["pynq"].Overlay("x.bit"))
+    with pytest.raises(driver.DriverError, match=f"no IP '{RL}'"):
+        driver.DtlBoard(project / "driver", overlay=fake_pynq({FE: None}).Overlay("x.bit"))
+    with pytest.raises(driver.DriverError, match="dtl_overlay.hwh beside it .*make bitstream"):
+        driver.DtlBoard(project / "driver")
+
+
+def test_board_wiring_with_stub_engines(project, monkeypatch, capsys):
+    """Without the engines' arithmetic: the FE stub stores the golden output only if it finds the
+    sample where the program says; the RL stub does nothing, so weights come back as loaded."""
+    driver_dir = project / "driver"
+    driver = load_driver(driver_dir, monkeypatch)
+    program = json.loads((driver_dir / "fe_program.json").read_text())
+    golden = np.load(driver_dir / "fe_expected.npy")
+    last = program["ops"][-1]
+    sample = np.load(project / "sim" / "expected.npz")["memory"][program["input_addr"]:][:64].copy()
+
+    def fe_stub(memory, desc_addr, desc_count):
+        assert (desc_addr, desc_count) == (program["desc_addr"], program["desc_count"])
+        found = memory[program["input_addr"]:program["input_addr"] + 64]
+        out = golden.reshape(-1) if np.array_equal(found, sample) else np.full(golden.size, 7)
+        memory[last["out_addr"]:last["out_addr"] + golden.size] = out.astype(np.int8).view(np.uint8)
+
+    pynq = fake_pynq({FE: fe_stub, RL: lambda memory, addr, count: None})
+    monkeypatch.setitem(sys.modules, "pynq", pynq)
+    board = driver.DtlBoard(driver_dir, overlay=pynq.Overlay("x.bit"))
+    x = board.generation_sample()
+    assert np.all(board.fe_infer(np.zeros_like(x)) == 7)
+    assert np.array_equal(board.fe_infer(x), golden) and board.last_fe_cycles >= 1
+    assert board.extract_features(np.stack([x, x])).shape == (2, golden.size)
+    with pytest.raises(driver.DriverError, match="one signed byte"):
+        board.fe_infer(x + 300)
+    state = board.initial_state()
+    run = board.retrain(board.default_plan(2), state)
+    assert run.cycles.shape == (2, 2) and set(run.weights) == {1}
+    for name, (w, b) in state.items():
+        assert np.array_equal(run.weights[1][name][0], w) and np.array_equal(run.weights[1][name][1], b)
+    assert driver.main(["--steps", "2", "--bitfile", str(fake_bitfile(project))]) == 0
+    out = capsys.readouterr().out
+    assert "bit-exact vs golden model: yes" in out and "2 steps of batch 16" in out
+    assert "0 of 8554 weights and biases changed" in out  # fc1 32x256+32, fc2 10x32+10; the stub trains nothing
+
+
+def test_a_project_without_retrainable_layers_runs_the_fe_engine_only(project, tmp_path, monkeypatch, capsys):
+    driver_dir = tmp_path / "driver"
+    shutil.copytree(project / "driver", driver_dir)
+    for name in ("rl_layout.json", "rl_train.npz", "rl_train.json"):
+        (driver_dir / name).unlink()
+    (driver_dir / "overlay.json").write_text(json.dumps({"bitstream": "dtl_overlay.bit", "engines": {"fe": FE}}))
+    driver = load_driver(driver_dir, monkeypatch)
+    program = json.loads((driver_dir / "fe_program.json").read_text())
+    golden = np.load(driver_dir / "fe_expected.npy")
+
+    def fe_stub(memory, desc_addr, desc_count):
+        out = program["ops"][-1]["out_addr"]
+        memory[out:out + golden.size] = golden.reshape(-1).astype(np.int8).view(np.uint8)
+
+    pynq = fake_pynq({FE: fe_stub})
+    monkeypatch.setitem(sys.modules, "pynq", pynq)
+    board = driver.DtlBoard(driver_dir, overlay=pynq.Overlay("x.bit"))
+    with pytest.raises(driver.DriverError, match="no RL engine"):
+        board.retrain(None, {})
+    assert driver.main(["--bitfile", str(fake_bitfile(tmp_path))]) == 0
+    out = capsys.readouterr().out
+    assert "bit-exact vs golden model: yes" in out and "nothing to re-train" in out
+
+
+def fake_bitfile(project: Path) -> Path:
+    """main() loads the overlay itself: an (empty) .bit with its .hwh beside it, for the fake Overlay."""
+    bitfile = project / "bit" / "dtl_overlay.bit"
+    bitfile.parent.mkdir(exist_ok=True)
+    bitfile.write_bytes(b"")
+    bitfile.with_suffix(".hwh").write_text("")
+    return bitfile
+
+
+# --- end to end: the engines' C simulation behind the fake --------------------------------------
+@pytest.fixture(scope="module")
+def csim_engines(project):
+    try:
+        from dtlgen.csim import CsimEngines
+    except ImportError as err:
+        pytest.fail(f"dtlgen.csim (the engines' C simulation) is needed for the end-to-end driver test: {err}")
+    return CsimEngines(project)
+
+
+def test_driver_end_to_end_on_the_c_simulated_engines(project, csim_engines, monkeypatch, capsys):
+    from dtlgen.sim.rl_sim import first_mismatch, golden_replay
+
+    driver_dir = project / "driver"
+    driver = load_driver(driver_dir, monkeypatch)
+    pynq = fake_pynq({FE: csim_engines.run_fe, RL: csim_engines.run_rl})
+    monkeypatch.setitem(sys.modules, "pynq", pynq)
+    board = driver.DtlBoard(driver_dir, overlay=pynq.Overlay("x.bit"))
+    expected = np.load(project / "sim" / "expected.npz")
+    golden = expected[f"op{board.program['desc_count'] - 1}"]
+    x = board.generation_sample()
+    other = np.random.default_rng(3).integers(-128, 128, size=x.shape)
+    assert not np.array_equal(board.fe_infer(other), golden)  # the sample written really is the one run
+    assert np.array_equal(board.fe_infer(x), golden)
+
+    data = np.load(driver_dir / "rl_train.npz")
+    with open(project / "sim" / "rl_golden.pkl", "rb") as f:
+        qnet = pickle.load(f)
+    state = board.initial_state()
+    n, batch = len(data["labels"]), board.layout.batch
+    order = np.random.default_rng(5).permutation(np.arange(3 * batch) % n)
+    plan = TrainingPlan(data["features"], data["labels"], order, [batch] * 3, [qnet.precision.lr_shift] * 3, 0,
+                        [0, 1, 2])
+    run = board.retrain(plan, state)
+    assert first_mismatch(run.weights, golden_replay(qnet, plan, state)) is None
+
+    assert driver.main(["--steps", "2", "--bitfile", str(fake_bitfile(project))]) == 0
+    out = capsys.readouterr().out
+    assert "bit-exact vs golden model: yes" in out and "2 steps of batch 16" in out
+    assert "0 of" not in out, "re-training on the engine changes some weights"
