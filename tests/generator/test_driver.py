@@ -145,7 +145,8 @@ class Blocker:
         return None
 
 sys.meta_path = [Blocker()] + [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
-sys.path = [DRIVER_DIR] + [p for p in sys.path if p not in ("", ".") and not p.startswith(REPO)]
+# Drop the repository itself (an editable install may put it on sys.path), not a venv that lives inside it.
+sys.path = [DRIVER_DIR] + [p for p in sys.path if p not in ("", ".") and Path(p).resolve() != Path(REPO)]
 import dtl_driver
 from dtlgen.boards import load_board
 exec(sys.stdin.read())
