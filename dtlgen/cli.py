@@ -230,6 +230,23 @@ def cmd_csim(args: argparse.Namespace) -> int:
     return 0 if report["bit_exact"] else 1
 
 
+def cmd_bitstream(args: argparse.Namespace) -> int:
+    from dtlgen.bitstream import build_bitstream
+
+    post = build_bitstream(Path(args.project), _progress(args))
+    if args.json:
+        _print_json(post)
+        return 0
+    rows = [[key, f"{post['utilisation'][key]:,}", f"{post['available'][key]:,}"] for key in post["utilisation"]]
+    rows.append(["Fmax (MHz)", f"{post['fmax_mhz']:.1f}", f"target {post['clock_mhz']:g} ({'met' if post['timing_met'] else 'NOT met'})"])
+    for key, value in post["gops_at_fmax"].items():
+        rows.append([f"{key} at Fmax / at the design clock (model)", f"{value:.2f}", f"{post['gops_at_clock'][key]:.2f}"])
+    _show(f"bitstream {post['bitstream']}", ["resource", "post-route", "available"], rows,
+          f"Source: {post['source']}. Wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in post["wall_s"].items())
+          + ". Written to report.json (post_route).")
+    return 0
+
+
 def cmd_sim(args: argparse.Namespace) -> int:
     from dtlgen.sim.project_sim import simulate_project
 
@@ -389,6 +406,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=5, help="re-training steps through the host loop (default 5; 0: none)")
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.set_defaults(func=cmd_csim)
+
+    p = sub.add_parser("bitstream", help="build an ECP5 project's bitstream with the open flow (yosys, nextpnr, ecppack)")
+    p.add_argument("project", metavar="PRJ", help="project directory from 'dtlgen generate' for an ECP5 board")
+    p.add_argument("--json", action="store_true", help="print JSON only")
+    p.set_defaults(func=cmd_bitstream)
 
     p = sub.add_parser("sim", help="simulate a project's engines (cocotb + Verilator) against golden model and model")
     p.add_argument("project", metavar="PRJ", help="project directory from 'dtlgen generate'")

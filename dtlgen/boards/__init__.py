@@ -90,6 +90,14 @@ _FIELDS = (
            vendor="lattice"),
     _Field("nextpnr_device", "text", "the nextpnr-ecp5 device option without dashes",
            choices=_NEXTPNR_DEVICES, vendor="lattice"),
+    _Field("uart_rx_pin", "text", "the FPGA pin that receives from the host's serial port, e.g. 'M1'",
+           required=False, vendor="lattice"),
+    _Field("uart_tx_pin", "text", "the FPGA pin that transmits to the host's serial port, e.g. 'L4'",
+           required=False, vendor="lattice"),
+    _Field("led_pins", "text", "the LED pins, space-separated, e.g. 'B2 C2 C1'", required=False,
+           vendor="lattice"),
+    _Field("keep_high_pins", "text", "pins the design must drive high, space-separated", required=False,
+           vendor="lattice"),
 )
 
 _SECTIONS = {"resources", "dram"}
@@ -133,6 +141,10 @@ class Board:
     clock_pin: str | None = None  # ECP5: pin of the board oscillator
     clock_in_mhz: float | None = None  # ECP5: oscillator frequency
     nextpnr_device: str | None = None  # ECP5: nextpnr-ecp5 device option
+    uart_rx_pin: str | None = None  # ECP5: the host link's pins (the bitstream's top level)
+    uart_tx_pin: str | None = None
+    led_pins: str | None = None  # ECP5: status LEDs, space-separated sites
+    keep_high_pins: str | None = None  # ECP5: pins to drive high (ULX3S: wifi_gpio0)
 
     def to_dict(self) -> dict[str, Any]:
         """The board as its YAML file would hold it; fields that do not apply are left out."""
@@ -151,7 +163,9 @@ class Board:
         }
         vendor_fields = {"ps": self.ps, "board_part": self.board_part,
                          "clock_pin": self.clock_pin, "clock_in_mhz": self.clock_in_mhz,
-                         "nextpnr_device": self.nextpnr_device}
+                         "nextpnr_device": self.nextpnr_device, "uart_rx_pin": self.uart_rx_pin,
+                         "uart_tx_pin": self.uart_tx_pin, "led_pins": self.led_pins,
+                         "keep_high_pins": self.keep_high_pins}
         data.update({key: value for key, value in vendor_fields.items() if value is not None})
         return data
 
@@ -174,7 +188,9 @@ class Board:
             toolchain=data["toolchain"],
             ps=data.get("ps"), board_part=data.get("board_part"),
             clock_pin=data.get("clock_pin"), clock_in_mhz=data.get("clock_in_mhz"),
-            nextpnr_device=data.get("nextpnr_device"),
+            nextpnr_device=data.get("nextpnr_device"), uart_rx_pin=data.get("uart_rx_pin"),
+            uart_tx_pin=data.get("uart_tx_pin"), led_pins=data.get("led_pins"),
+            keep_high_pins=data.get("keep_high_pins"),
         )
 
 

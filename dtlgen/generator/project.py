@@ -33,6 +33,7 @@ from dtlgen.boards import Board
 from dtlgen.errors import DesignError
 from dtlgen.generator.fe_program import build_fe_program
 from dtlgen.generator.driver import write_driver
+from dtlgen.generator.ecp5 import board_core, write_ecp5_project
 from dtlgen.generator.hls import write_hls
 from dtlgen.generator.xilinx import check_vivado_board, write_xilinx_project
 from dtlgen.generator.rl_program import RLLayout, plan_rl
@@ -139,6 +140,12 @@ def generate_project(network: Network, design: Design, board: Board, calib_x: np
             progress(f"writing the Vitis HLS / Vivado project for {board.name} and the PYNQ driver")
             write_xilinx_project(staging, board, design, ("fe", "rl") if rl_layout is not None else ("fe",))
             write_driver(staging)
+        else:
+            progress(f"writing the {board.name} bitstream's top, pins and build settings (dtlgen bitstream)")
+            used = int(np.flatnonzero(program.memory)[-1]) + 1 if program.memory.any() else 1
+            fe_bytes = max([used] + [i.out_addr + int(np.prod(i.out_shape)) for i in program.ops])
+            write_ecp5_project(staging, board, design,
+                               board_core(design, board, fe_bytes, m_max, params.drain, rl_layout))
         write_json(staging / "design.json", design.to_dict())
         write_json(staging / "report.json", {"model": network.name, "board": board.name,
                                              "design": design.to_dict(), "predicted": prediction.to_dict()})
