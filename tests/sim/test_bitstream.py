@@ -71,7 +71,8 @@ def test_bitstream_of_a_xilinx_project_is_a_clear_error(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_bitstream_for_ulx3s(project, capsys):
-    """python -m pytest -m slow tests/sim/test_bitstream.py: synth_ecp5 + nextpnr + ecppack of a 2x2 design."""
+    """python -m pytest -m slow tests/sim/test_bitstream.py: synth_ecp5 + nextpnr + ecppack of the 2x2 board
+    design (about 45 min on 2 cores at today's LUT count)."""
     assert main(["bitstream", str(project), "--json"]) == 0
     post = json.loads(capsys.readouterr().out)
     bit = project / "ecp5" / "dtl.bit"
