@@ -47,6 +47,13 @@ class FEProgram:
     ops: list[OpImage] = field(default_factory=list)
     input_addr: int = 0
 
+    @property
+    def extent(self) -> int:
+        """Bytes from address 0 that the program uses: descriptors, parameters, input and every output
+        (the image beyond is zero padding up to the simulated DRAM's size)."""
+        used = int(np.flatnonzero(self.memory)[-1]) + 1 if self.memory.any() else 1
+        return max([used] + [image.out_addr + int(np.prod(image.out_shape)) for image in self.ops])
+
     def output_of(self, index: int) -> np.ndarray:
         """The int8 values an op stored, shaped (C, H, W), read from a memory image of the same layout."""
         return self.read(self.memory, index)

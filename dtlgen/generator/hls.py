@@ -74,8 +74,7 @@ def write_hls(project: Path, design: Design, model: str, board: str, program: FE
 
 
 def _write_fe_vectors(data: Path, program: FEProgram, outputs: list[np.ndarray]) -> None:
-    used = int(np.flatnonzero(program.memory)[-1]) + 1 if program.memory.any() else 0
-    (data / "fe_memory.bin").write_bytes(program.memory[:used].tobytes())
+    (data / "fe_memory.bin").write_bytes(program.memory[:program.extent].tobytes())
     lines = [f"memory {len(program.memory)}", "load 0 fe_memory.bin",
              f"run {program.desc_addr} {len(program.ops)}"]
     for i, (image, expected) in enumerate(zip(program.ops, outputs)):

@@ -142,10 +142,8 @@ def generate_project(network: Network, design: Design, board: Board, calib_x: np
             write_driver(staging)
         else:
             progress(f"writing the {board.name} bitstream's top, pins and build settings (dtlgen bitstream)")
-            used = int(np.flatnonzero(program.memory)[-1]) + 1 if program.memory.any() else 1
-            fe_bytes = max([used] + [i.out_addr + int(np.prod(i.out_shape)) for i in program.ops])
             write_ecp5_project(staging, board, design,
-                               board_core(design, board, fe_bytes, m_max, params.drain, rl_layout))
+                               board_core(design, board, program.extent, m_max, params.drain, rl_layout))
         write_json(staging / "design.json", design.to_dict())
         write_json(staging / "report.json", {"model": network.name, "board": board.name,
                                              "design": design.to_dict(), "predicted": prediction.to_dict()})

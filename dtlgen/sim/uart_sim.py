@@ -69,8 +69,7 @@ def simulate_link(core: BoardCore, program: FEProgram, workdir: Path, rl: tuple 
     `rl` = (layout, plan, state) re-trained through RLHost. Returns uart_result.npz's arrays."""
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    used = int(np.flatnonzero(program.memory)[-1]) + 1 if program.memory.any() else 1
-    image = program.memory[:max(used, max(i.out_addr + int(np.prod(i.out_shape)) for i in program.ops))]
+    image = program.memory[:program.extent]
     if len(image) > core.rl_base or (core.has_rl == 0 and len(image) > core.mem_bytes):
         raise ValueError(f"the FE image ({len(image)} bytes) does not fit below the RL region at {core.rl_base}")
     job: dict[str, Any] = {"fe_image": image, "fe_desc_addr": program.desc_addr, "fe_count": len(program.ops),
