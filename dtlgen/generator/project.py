@@ -143,7 +143,7 @@ def generate_project(network: Network, design: Design, board: Board, calib_x: np
         else:
             progress(f"writing the {board.name} bitstream's top, pins and build settings (dtlgen bitstream)")
             write_ecp5_project(staging, board, design,
-                               board_core(design, board, program.extent, m_max, params.drain, rl_layout))
+                               board_core(design, board, program, m_max, params.drain, rl_layout))
         write_json(staging / "design.json", design.to_dict())
         write_json(staging / "report.json", {"model": network.name, "board": board.name,
                                              "design": design.to_dict(), "predicted": prediction.to_dict()})

@@ -43,6 +43,9 @@ class BoardCore:
     mem_bytes: int
     rl_base: int
     clks_per_bit: int
+    k_max: int = 7  # the FE buffers' largest kernel and stride, and whether an add's second operand has room
+    s_max: int = 2
+    has_add: int = 1
     has_rl: int = 0
     rl_tm: int = 2
     rl_tn: int = 2

@@ -24,6 +24,8 @@ module dtl_uart_core #(
   parameter int W_BITS = 8,
   parameter int M_MAX = 64,
   parameter int K_MAX = 7,
+  parameter int S_MAX = 2,
+  parameter int HAS_ADD = 1,
   parameter int DRAIN = 6,
   parameter int HAS_RL = 1,
   parameter int RL_TM = 2,
@@ -73,7 +75,7 @@ module dtl_uart_core #(
   logic                   use_rl;  // the RL engine owns the engine port
 
   fe_engine #(.TM(FE_TM), .TN(FE_TN), .TR(FE_TR), .TC(FE_TC), .A_BITS(A_BITS), .W_BITS(W_BITS),
-              .BUS_BYTES(BUS_BYTES), .K_MAX(K_MAX), .M_MAX(M_MAX), .DRAIN(DRAIN)) fe (
+              .BUS_BYTES(BUS_BYTES), .K_MAX(K_MAX), .S_MAX(S_MAX), .HAS_ADD(HAS_ADD), .M_MAX(M_MAX), .DRAIN(DRAIN)) fe (
     .clk, .rst, .start(start_fe), .desc_addr(run_desc_addr), .desc_count(run_count), .busy(busy_fe), .done(done_fe),
     .rd_req_valid(fe_rd_req_valid), .rd_req_ready(rd_req_ready && !use_rl), .rd_req_addr(fe_rd_req_addr),
     .rd_req_beats(fe_rd_req_beats), .rd_valid(rd_valid && !use_rl), .rd_data,
@@ -96,7 +98,9 @@ module dtl_uart_core #(
     assign {rl_wr_data, rl_wr_bytes} = '0;
   end
 
-  // the active engine's port, its addresses moved to its region of the memory
+  // the active engine's port, its addresses moved to its region of the memory. Writes are registered
+  // once on the way to the banks (the engines' address arithmetic ends at a register; nothing reads
+  // an engine's output before the engine is done, so the extra cycle is invisible).
   logic                   e_req_valid, e_wr_valid;
   logic [31:0]            e_req_addr, e_wr_addr;
   logic [15:0]            e_req_beats;
@@ -106,10 +110,13 @@ module dtl_uart_core #(
     e_req_valid = use_rl ? rl_rd_req_valid : fe_rd_req_valid;
     e_req_addr  = use_rl ? rl_rd_req_addr + 32'(RL_BASE) : fe_rd_req_addr;
     e_req_beats = use_rl ? rl_rd_req_beats : fe_rd_req_beats;
-    e_wr_valid  = use_rl ? rl_wr_valid : fe_wr_valid;
-    e_wr_addr   = use_rl ? rl_wr_addr + 32'(RL_BASE) : fe_wr_addr;
-    e_wr_data   = use_rl ? rl_wr_data : fe_wr_data;
-    e_wr_bytes  = use_rl ? rl_wr_bytes : fe_wr_bytes;
+  end
+  always_ff @(posedge clk) begin
+    if (rst) e_wr_valid <= 1'b0;
+    else e_wr_valid <= use_rl ? rl_wr_valid : fe_wr_valid;
+    e_wr_addr  <= use_rl ? rl_wr_addr + 32'(RL_BASE) : fe_wr_addr;
+    e_wr_data  <= use_rl ? rl_wr_data : fe_wr_data;
+    e_wr_bytes <= use_rl ? rl_wr_bytes : fe_wr_bytes;
   end
 
   // ---------------------------------------------------------------------------------------------

@@ -23,7 +23,9 @@ module fe_engine #(
   parameter int W_BITS = 8,
   parameter int ACC_BITS = 32,
   parameter int BUS_BYTES = 8,
-  parameter int K_MAX = 7,
+  parameter int K_MAX = 7,    // largest kernel the buffers hold
+  parameter int S_MAX = 2,    // largest stride the input window is sized for
+  parameter int HAS_ADD = 1,  // 0: no residual add runs here, so no second operand buffer
   parameter int M_MAX = 512,
   parameter int DRAIN = 6  // pipeline fill/drain cycles per trip (dtlgen.perf.fe.pipeline_depth)
 ) (
@@ -53,14 +55,13 @@ module fe_engine #(
   output logic [15:0]              perf_index,
   output logic [31:0]              perf_cycles
 );
-  localparam int S_MAX = 2;
   localparam int IN_ROWS = (TR - 1) * S_MAX + K_MAX;
   localparam int IN_COLS = (TC - 1) * S_MAX + K_MAX;
   localparam int IN_PITCH = 1 << $clog2(IN_COLS);
   localparam int IN_WINDOW = IN_ROWS * IN_PITCH;
-  localparam int IN_DEPTH = 2 * IN_WINDOW;  // an add keeps its second operand after the first
+  localparam int IN_DEPTH = (HAS_ADD != 0 ? 2 : 1) * IN_WINDOW;  // an add keeps its second operand after the first
   localparam int IN_BANKS = (TM > TN) ? TM : TN;  // per-channel ops read one bank per output lane
-  localparam int W_PITCH = 8;  // kr * 8 + kc: K_MAX <= 8
+  localparam int W_PITCH = 1 << $clog2(K_MAX);  // a weight tap sits at kr * W_PITCH + kc
   localparam int W_DEPTH = W_PITCH * W_PITCH;
   localparam int O_DEPTH = TR * TC;
   localparam int DESC_BYTES = 64;
@@ -573,7 +574,7 @@ module fe_engine #(
                 p_in[b] <= ibuf[i_idx(cur_half, b, at)];
             end
             for (int m = 0; m < TM; m++)
-              p_inb[m] <= outside ? '0 : ibuf[i_idx(cur_half, m, IN_WINDOW + at)];
+              p_inb[m] <= (outside || HAS_ADD == 0) ? '0 : ibuf[i_idx(cur_half, m, (HAS_ADD != 0 ? IN_WINDOW : 0) + at)];
             for (int m = 0; m < TM; m++)
               for (int n = 0; n < TN; n++)
                 p_w[m * TN + n] <= wbuf[w_idx(cur_half, m, n, 32'(kr) * W_PITCH + 32'(kc))];
