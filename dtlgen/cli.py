@@ -233,17 +233,29 @@ def cmd_csim(args: argparse.Namespace) -> int:
 def cmd_bitstream(args: argparse.Namespace) -> int:
     from dtlgen.bitstream import build_bitstream
 
-    post = build_bitstream(Path(args.project), _progress(args))
+    post = build_bitstream(Path(args.project), _progress(args), place_and_route=not args.pack_only)
     if args.json:
         _print_json(post)
         return 0
-    rows = [[key, f"{post['utilisation'][key]:,}", f"{post['available'][key]:,}"] for key in post["utilisation"]]
-    rows.append(["Fmax (MHz)", f"{post['fmax_mhz']:.1f}", f"target {post['clock_mhz']:g} ({'met' if post['timing_met'] else 'NOT met'})"])
+    model = post["model"]
+    rows = [[key, f"{post['utilisation'][key]:,}", f"{model['predicted'][key]:,} ({100 * model['error'][key]:+.1f} %)",
+             f"{post['available'][key]:,}"] for key in post["utilisation"]]
+    if post["fmax_mhz"] is not None:
+        rows.append(["Fmax (MHz)", f"{post['fmax_mhz']:.1f}", "",
+                     f"target {post['clock_mhz']:g} ({'met' if post['timing_met'] else 'NOT met'})"])
+    path = post.get("critical_path")
+    if path:
+        rows.append(["critical path", f"{path['delay_ns']:.1f} ns", f"{path['from']} -> {path['to']}",
+                     f"logic {path['logic_ns']:.1f} ns, routing {path['routing_ns']:.1f} ns; via "
+                     + ", ".join(path["rtl"][:6])])
     for key, value in post["gops_at_fmax"].items():
-        rows.append([f"{key} at Fmax / at the design clock (model)", f"{value:.2f}", f"{post['gops_at_clock'][key]:.2f}"])
-    _show(f"bitstream {post['bitstream']}", ["resource", "post-route", "available"], rows,
-          f"Source: {post['source']}. Wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in post["wall_s"].items())
-          + ". Written to report.json (post_route).")
+        rows.append([f"{key} at Fmax / at the design clock (model)", f"{value:.2f}", f"{post['gops_at_clock'][key]:.2f}", ""])
+    title = (f"bitstream {Path(args.project) / post['bitstream']}" if "bitstream" in post
+             else f"{args.project}: packed, not placed (--pack-only)")
+    _show(title, ["resource", "nextpnr", "model (error)", "available"], rows,
+          f"Source: {post['source']}; model: {model['source']}. Wall time: "
+          + ", ".join(f"{k} {v:.0f} s" for k, v in post["wall_s"].items())
+          + f". Written to report.json ({'post_route' if 'bitstream' in post else 'post_pack'}).")
     return 0
 
 
@@ -308,13 +320,26 @@ def _device_rows(report: dict) -> list[list[str]]:
              f"{100 * d['acc_device']:.2f} / {100 * d['acc_golden']:.2f} / {100 * d['acc_float']:.2f} %"],
             ["  measured / predicted cycles per training step (error)",
              f"{step['measured_cycles']:,} / {step['predicted_cycles']:,} ({100 * step['rel_error']:+.2f} %)"],
-            ["  measured GOPs of a training step at the design clock", f"{step['measured_gops']:.2f}"]]
+            ["  measured GOPs of a training step at the design clock", f"{step['measured_gops']:.2f}"]] + _bitstream_rows(report)
+
+
+def _bitstream_rows(report: dict) -> list[list[str]]:
+    if "bitstream" not in report:
+        return []
+    b = report["bitstream"]
+    used, predicted = b["utilisation"], b["model"]["predicted"]
+    return [[f"bitstream (yosys/nextpnr/ecppack, {b['wall_s_total'] / 60:.0f} min)", b["bitstream"]],
+            ["  LUT4 / FF / MULT18X18D / DP16KD post-route (model)",
+             " / ".join(f"{used[k]:,} ({predicted[k]:,})" for k in ("lut4", "ff", "mult18", "dp16kd"))],
+            ["  post-route Fmax (nextpnr) vs design clock",
+             f"{b['fmax_mhz']:.1f} MHz vs {b['clock_mhz']:g} MHz ({'met' if b['timing_met'] else 'NOT met'})"]]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from dtlgen.demo import DemoConfig, run_demo
 
-    config = DemoConfig(epochs=args.epochs) if args.epochs is not None else DemoConfig()
+    config = DemoConfig(board=args.board, bitstream=args.bitstream,
+                        **({"epochs": args.epochs} if args.epochs is not None else {}))
     progress = _progress(args)
     report = run_demo(Path(args.out), config, progress)
     if args.json:
@@ -409,6 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bitstream", help="build an ECP5 project's bitstream with the open flow (yosys, nextpnr, ecppack)")
     p.add_argument("project", metavar="PRJ", help="project directory from 'dtlgen generate' for an ECP5 board")
+    p.add_argument("--pack-only", action="store_true",
+                   help="stop after nextpnr's packing: the post-route cell counts in minutes, no Fmax, no .bit")
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.set_defaults(func=cmd_bitstream)
 
@@ -423,6 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run the DTL demo on built-in defaults")
     p.add_argument("--out", default="dtlgen-demo", help="output directory (default: %(default)s)")
     p.add_argument("--epochs", type=_positive_int, default=None, help="re-training epochs (default 30)")
+    p.add_argument("--board", default="pynq-z2", help="board to explore and generate for (default %(default)s)")
+    p.add_argument("--bitstream", action="store_true",
+                   help="ECP5 boards: also build the knee design's bitstream with the open flow (tens of minutes)")
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.set_defaults(func=cmd_demo)
     return parser

@@ -15,6 +15,7 @@ reported next to the golden model's and float's (with an output directory).
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -22,7 +23,9 @@ from typing import Any, Callable
 import numpy as np
 
 from dtlgen.atomic import atomic_directory, check_destination, write_json
+from dtlgen.bitstream import build_bitstream
 from dtlgen.boards import load_board
+from dtlgen.errors import BoardError
 from dtlgen.dse.problem import Space, Workload
 from dtlgen.dse.run import run_dse
 from dtlgen.dse.run import write_outputs as write_dse_outputs
@@ -57,6 +60,7 @@ class DemoConfig:
     rl_bits: int = 16
     seed: int = 0
     board: str = "pynq-z2"
+    bitstream: bool = False  # ECP5 boards: build the knee design's bitstream with the open flow (slow)
     dse_pop: int = 40
     dse_gens: int = 20
     check_steps: int = 20  # RTL re-training: weights read back and compared after each of these steps
@@ -148,6 +152,11 @@ def run_demo(out_dir: Path | None = None, config: DemoConfig = DemoConfig(),
     """Run every demo stage; write `out_dir/demo_report.json` (atomically) when `out_dir` is given."""
     if out_dir is not None:
         check_destination(Path(out_dir), REPORT_NAME)
+    board = load_board(config.board)
+    if config.bitstream and board.toolchain != "open-ecp5":
+        raise BoardError(f"--bitstream builds with the open ECP5 flow and {board.name} is a {board.vendor} board; choose "
+                         "an ECP5 board (--board ulx3s-85f) or build the project's Vivado flow with 'make bitstream' "
+                         "on a machine with Vivado")
     progress("loading the digits task (scikit-learn's 8x8 handwritten digits)")
     task = digits_task.load_digits_task(config.seed)
     module, input_shape, split, name = load_factory(config.model)
@@ -161,7 +170,6 @@ def run_demo(out_dir: Path | None = None, config: DemoConfig = DemoConfig(),
              "(float64 and fixed-point golden model)")
     retrain_result = retrain(qnet, task, config)
     sizes = model_size_bytes(qnet)
-    board = load_board(config.board)
     progress(f"design-space exploration on {board.name} (NSGA-II, pop {config.dse_pop} x {config.dse_gens} gens)")
     # The demo's workload: infer the target test set, re-train on the target set for the demo's epochs;
     # the RL engine keeps the demo's 16-bit training precision.
@@ -210,6 +218,12 @@ def run_demo(out_dir: Path | None = None, config: DemoConfig = DemoConfig(),
                      f"design's {design.rl.tm}x{design.rl.tn} RL engine")
             report["device_retrain"] = device_retrain(project, network, design, task, config,
                                                       retrain_result["acc_float"], progress)
+            if config.bitstream:
+                progress(f"building the knee design's {board.name} bitstream (yosys, nextpnr, ecppack)")
+                start = time.perf_counter()
+                post = build_bitstream(project, progress)
+                report["bitstream"] = {**post, "bitstream": str(Path(out_dir).resolve() / "project" / post["bitstream"]),
+                                       "wall_s_total": time.perf_counter() - start}
             write_json(staging / REPORT_NAME, report)
         report["out_dir"] = str(Path(out_dir).resolve())
     return report

@@ -73,3 +73,30 @@ def test_demo_retrains_on_the_device_in_rtl(demo):
     assert abs(device["acc_device"] - device["acc_float"]) <= FIXED_VS_FLOAT_TOLERANCE
     assert abs(device["step"]["rel_error"]) <= 0.01
     assert all(abs(row["rel_error"]) <= 0.01 for row in device["descriptors"])
+
+
+def test_bitstream_on_a_xilinx_board_is_refused_before_any_work(tmp_path, capsys):
+    from dtlgen.cli import main
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--bitstream", "--board", "pynq-z2", "--out", str(out)]) == 1
+    assert "--board ulx3s-85f" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.slow
+def test_demo_bitstream_for_ulx3s(tmp_path):
+    """python -m pytest -m slow tests/test_demo.py::test_demo_bitstream_for_ulx3s (README: wall time):
+    the demo on ulx3s-85f, its knee design through yosys, nextpnr and ecppack to a real .bit; nextpnr's
+    cell counts within the calibrated model's 10 % and every figure of the demo still holding."""
+    out = tmp_path / "demo"
+    report = run_demo(out, DemoConfig(board="ulx3s-85f", bitstream=True))
+    b = report["bitstream"]
+    bit = out / "project" / "ecp5" / "dtl.bit"
+    assert b["bitstream"] == str(bit.resolve()) and bit.stat().st_size > 100_000
+    assert report["dse"]["board"] == "ulx3s-85f" and report["sim"]["totals"]["fe"]["bit_exact"]
+    assert report["device_retrain"]["bit_exact"]
+    for resource, error in b["model"]["error"].items():
+        assert abs(error) <= 0.10, (resource, b["utilisation"][resource], b["model"]["predicted"][resource])
+    assert b["fmax_mhz"] > 0 and b["utilisation"]["lut4"] <= b["available"]["lut4"]
+    saved = json.loads((out / "project" / "report.json").read_text())
+    assert saved["post_route"]["utilisation"] == b["utilisation"]

@@ -19,13 +19,14 @@ import jinja2
 
 from dtlgen.boards import Board
 from dtlgen.errors import BoardError, DesignError
-from dtlgen.generator.fe_program import K_MAX, S_MAX, FEProgram
+from dtlgen.generator.fe_program import FEProgram
 from dtlgen.generator.rl_program import RLLayout
 from dtlgen.generator.rtl import rtl_dir
 from dtlgen.perf import Design
+from dtlgen.perf.board import UART_BAUD, fe_buffer_sizing
 from dtlgen.sim.uart_sim import CORE_SOURCES, BoardCore
 
-UART_BAUD = 115_200
+
 TOP = "dtl_ecp5_top"
 VCO_MHZ = (400.0, 800.0)  # EHXPLLL limits (Lattice TN1263)
 PFD_MHZ = (3.125, 400.0)
@@ -68,18 +69,14 @@ def board_core(design: Design, board: Board, program: FEProgram, m_max: int, dra
     are sized for the program's ops (largest kernel and stride, residual adds or not), not for
     everything the engine could run: on a board the buffers are most of the FE engine's logic."""
     fe_bytes = program.extent
-    ops = [image.op for image in program.ops]
-    strided = any(op.s > S_MAX for op in ops)  # such a layer is checked against the full-size window
-    k_max = K_MAX if strided else max((op.k for op in ops), default=1)
-    s_max = S_MAX if strided else max((op.s for op in ops), default=1)
     bus = int(board.dram_bytes_per_cycle)
     fe_region = 1 << max(10, (fe_bytes - 1).bit_length())
     total = fe_region + (layout.memory_bytes if layout is not None else 0)
     fe = design.fe
     common = dict(fe_tm=fe.tm, fe_tn=fe.tn, fe_tr=fe.tr, fe_tc=fe.tc, a_bits=fe.a_bits, w_bits=fe.w_bits, m_max=m_max,
                   drain=drain, bus_bytes=bus, mem_bytes=1 << (total - 1).bit_length(), rl_base=fe_region,
-                  clks_per_bit=round(design.clock_mhz * 1e6 / UART_BAUD), k_max=k_max, s_max=s_max,
-                  has_add=int(any(op.kind == "add" for op in ops)))
+                  clks_per_bit=round(design.clock_mhz * 1e6 / UART_BAUD),
+                  **fe_buffer_sizing([image.op for image in program.ops]))
     return BoardCore.with_rl(layout, **common) if layout is not None else BoardCore(**common)
 
 

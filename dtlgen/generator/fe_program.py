@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dtlgen.errors import DesignError
+from dtlgen.perf.board import K_MAX_ENGINE, S_MAX_ENGINE
 from dtlgen.perf.fe import FEConfig, FEOp, fe_ops
 from dtlgen.quant import fixed
 from dtlgen.quant.quantize import QuantizedNetwork
@@ -26,7 +27,7 @@ from dtlgen.quant.quantize import QuantizedNetwork
 DESCRIPTOR_BYTES = 64
 ALIGN = 64
 KIND_CONV, KIND_MAXPOOL, KIND_AVGPOOL, KIND_ADD = 1, 2, 3, 4
-S_MAX, K_MAX = 2, 7  # the engine's input window is sized for these (fe_engine.sv)
+S_MAX, K_MAX = S_MAX_ENGINE, K_MAX_ENGINE  # the engine's full-size input window (fe_engine.sv)
 ACTIVATION_CODES = {None: 0, "relu": 1, "relu6": 2}
 RTL_ACC_BITS = 32  # the engine's accumulators and bias words
 MIN_MEMORY_BYTES = 1 << 20

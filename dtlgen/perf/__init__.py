@@ -13,7 +13,7 @@ from typing import Any
 
 from dtlgen.boards import Board
 from dtlgen.model.ir import Network
-from dtlgen.perf import fe, rl
+from dtlgen.perf import board as board_model, fe, rl
 from dtlgen.perf.design import Design, load_design
 from dtlgen.perf.resources import ResourceUse
 
@@ -48,6 +48,7 @@ class NetworkPrediction:
     rl_resources: ResourceUse = ResourceUse()
     rl_weight_bits: int = 0
     rl_weight_bram18: int = 0
+    board_core: board_model.BoardUse | None = None  # open-flow boards: the whole RTL board design
     violations: list[str] = field(default_factory=list)
 
     @property
@@ -68,6 +69,11 @@ class NetworkPrediction:
 
     @property
     def resources(self) -> ResourceUse:
+        """What the board must hold: on an open-flow (ECP5) board the calibrated RTL board design
+        (MULT18X18D as dsp, DP16KD as bram18), elsewhere both engines as the HLS builds them."""
+        if self.board_core is not None:
+            b = self.board_core
+            return ResourceUse(dsp=b.mult18, bram18=b.dp16kd, lut=b.lut4, ff=b.ff)
         return self.fe_resources + self.rl_resources
 
     @property
@@ -83,6 +89,8 @@ class NetworkPrediction:
                    "descriptors": [p.to_dict() for p in self.rl_descriptors], "resources": self.rl_resources.to_dict(),
                    "weight_bits": self.rl_weight_bits, "weight_bram18": self.rl_weight_bram18},
             "resources": self.resources.to_dict(), "feasible": self.feasible, "violations": self.violations,
+            **({"board_core": {**self.board_core.to_dict(), "source": "dtlgen.perf.board (calibrated against "
+                               "yosys/nextpnr)"}} if self.board_core is not None else {}),
         }
 
 
@@ -127,6 +135,8 @@ def predict(network: Network, design: Design, board: Board) -> NetworkPrediction
         if rcfg.acc_bits and rcfg.acc_bits < needed:
             result.violations.append(f"rl.acc_bits={rcfg.acc_bits} is below the {needed} bits that provably "
                                      "never overflow")
+    if board.toolchain == "open-ecp5":
+        result.board_core = board_model.board_resources(board_model.core_parameters(network, design, board))
     for resource, used in result.resources.utilisation(board).items():
         if used > 1.0:
             have = getattr(board.resources, resource)

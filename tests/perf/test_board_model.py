@@ -1,0 +1,89 @@
+"""The ECP5 board-design resource model (dtlgen.perf.board): its counting rules, the fit, and the DSE's view."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dtlgen.boards import load_board
+from dtlgen.model import load_model
+from dtlgen.perf import Design, predict
+from dtlgen.perf import board as board_model
+
+BASE_CORE = {"fe_tm": 2, "fe_tn": 2, "fe_tr": 2, "fe_tc": 2, "a_bits": 8, "w_bits": 8, "m_max": 64, "bus_bytes": 2,
+             "mem_bytes": 1 << 17, "rl_base": 1 << 16, "clks_per_bit": 434, "k_max": 3, "s_max": 1, "has_add": 0,
+             "has_rl": 1, "rl_tm": 2, "rl_tn": 2, "rl_bits": 16, "rl_acc_bits": 41, "lanes": 2, "a_depth": 596,
+             "g_depth": 84, "w_depth": 2128, "b_depth": 21}
+
+
+def design(fe=(2, 2, 2, 2), rl=(2, 2), board="ulx3s-85f") -> Design:
+    return Design.from_dict({"board": board, "clock_mhz": 50,
+                             "fe": {"tm": fe[0], "tn": fe[1], "tr": fe[2], "tc": fe[3], "w_bits": 8, "a_bits": 8},
+                             "rl": {"tm": rl[0], "tn": rl[1], "bits": 16, "batch": 4}})
+
+
+def test_dp16kd_counting_rule():
+    assert board_model.dp16kd_blocks(64, 16) == 0  # 16 DPR16X4 cells: distributed RAM
+    assert board_model.dp16kd_blocks(84, 16) == 0  # 24 cells (the 2x2 core's gradient stash)
+    assert board_model.dp16kd_blocks(256, 32) == 1  # 512x36
+    assert board_model.dp16kd_blocks(65536, 8) == 32  # 2Kx9 blocks
+    assert board_model.dp16kd_blocks(2128, 16) == 3  # 1Kx18: three deep
+    # the 2x2 core: two 64 KiB byte banks, the counters, 4 weight banks of 3, one activation stash bank per lane
+    assert board_model.board_resources(BASE_CORE).dp16kd == 2 * 32 + 1 + 4 * 3 + 2 * 1
+
+
+def test_fit_recovers_known_coefficients():
+    """Measurements made from known coefficients come back from the fit, with no leave-one-out error."""
+    cores = []
+    for fe in ((1, 1, 2, 2), (2, 2, 2, 2), (2, 2, 4, 4), (4, 2, 2, 2), (2, 4, 2, 4), (1, 2, 4, 2), (4, 4, 2, 2), (1, 1, 8, 8)):
+        for rl in ((1, 1), (2, 2), (4, 2)):
+            cores.append({**BASE_CORE, "fe_tm": fe[0], "fe_tn": fe[1], "fe_tr": fe[2], "fe_tc": fe[3],
+                          "rl_tm": rl[0], "rl_tn": rl[1]})
+    truth = {r: {name: 100 * (1.0 + 0.37 * i) for i, name in enumerate(template)}  # large: rounding is negligible
+             for r, template in board_model.COEFFICIENTS.items()}
+    measured = [board_model.board_resources(core, truth).to_dict() for core in cores]
+    fit = board_model.fit_coefficients(cores, measured)
+    for resource in ("lut4", "ff", "mult18"):
+        got = board_model.board_resources(cores[5], fit["coefficients"]).to_dict()[resource]
+        assert got == pytest.approx(measured[5][resource], rel=1e-6, abs=1)
+        assert fit["loo_max_error"][resource] < 1e-3
+
+
+@settings(max_examples=60, deadline=None)
+@given(tm=st.integers(1, 8), tn=st.integers(1, 8), tr=st.integers(1, 16), tc=st.integers(1, 16), grow=st.sampled_from(
+    ["fe_tm", "fe_tn", "fe_tr", "fe_tc", "rl_tm", "rl_tn", "k_max", "m_max"]))
+def test_prediction_never_shrinks_as_the_design_grows(tm, tn, tr, tc, grow):
+    core = {**BASE_CORE, "fe_tm": tm, "fe_tn": tn, "fe_tr": tr, "fe_tc": tc}
+    bigger = {**core, grow: core[grow] * 2}
+    small, large = board_model.board_resources(core).to_dict(), board_model.board_resources(bigger).to_dict()
+    assert all(large[r] >= small[r] for r in small), (grow, small, large)
+
+
+def test_dse_view_of_the_core_equals_the_generated_one(tmp_path):
+    """core_parameters (from shapes, before generation) gives exactly the parameters dtlgen generate writes."""
+    from dtlgen.cli import main
+
+    for fe, rl in (((2, 2, 2, 2), (2, 2)), ((4, 2, 4, 4), (1, 3))):
+        d = design(fe, rl)
+        path = tmp_path / f"{fe}{rl}.json"
+        path.write_text(json.dumps(d.to_dict()))
+        out = tmp_path / f"p{fe[0]}{rl[1]}"
+        assert main(["generate", "digits_cnn", "--design", str(path), "--out", str(out)]) == 0
+        generated = json.loads((out / "ecp5" / "build.json").read_text())["core"]
+        generated.pop("drain")
+        assert board_model.core_parameters(load_model("digits_cnn", None), d, load_board("ulx3s-85f")) == generated
+
+
+def test_open_flow_boards_are_judged_by_the_board_design():
+    network = load_model("digits_cnn", None)
+    prediction = predict(network, design(), load_board("ulx3s-85f"))
+    core = prediction.board_core
+    assert core is not None and prediction.resources.lut == core.lut4 and prediction.resources.bram18 == core.dp16kd
+    assert prediction.to_dict()["board_core"]["lut4"] == core.lut4
+    assert predict(network, design(board="pynq-z2"), load_board("pynq-z2")).board_core is None
+    # an FE array whose register-file buffers cannot fit the 85F's LUTs is infeasible there
+    huge = predict(network, design((16, 16, 16, 16)), load_board("ulx3s-85f"))
+    assert not huge.feasible and any(v.startswith("lut") for v in huge.violations)
