@@ -10,6 +10,9 @@ from dtlgen.demo import DemoConfig, run_demo
 
 FIXED_VS_FLOAT_TOLERANCE = 0.01  # fixed-point re-training within 1 pt of float re-training
 MIN_SIZE_REDUCTION_VS_UNIFORM16 = 0.35
+# dtlgen.perf.board's leave-one-out error on its calibration designs is at most 15.5 % (LUT4): what to
+# expect of a design outside the calibration set
+MODEL_LOO_TOLERANCE = 0.16
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +98,8 @@ def test_demo_bitstream_for_ulx3s(tmp_path):
     assert b["bitstream"] == str(bit.resolve()) and bit.stat().st_size > 100_000
     assert report["dse"]["board"] == "ulx3s-85f" and report["sim"]["totals"]["fe"]["bit_exact"]
     assert report["device_retrain"]["bit_exact"]
-    for resource, error in b["model"]["error"].items():
-        assert abs(error) <= 0.10, (resource, b["utilisation"][resource], b["model"]["predicted"][resource])
+    for resource, error in b["model"]["error"].items():  # the knee design need not be one the model was fitted on
+        assert abs(error) <= MODEL_LOO_TOLERANCE, (resource, b["utilisation"][resource], b["model"]["predicted"][resource])
     assert b["fmax_mhz"] > 0 and b["utilisation"]["lut4"] <= b["available"]["lut4"]
     saved = json.loads((out / "project" / "report.json").read_text())
     assert saved["post_route"]["utilisation"] == b["utilisation"]
