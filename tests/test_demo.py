@@ -90,7 +90,7 @@ def test_bitstream_on_a_xilinx_board_is_refused_before_any_work(tmp_path, capsys
 def test_demo_bitstream_for_ulx3s(tmp_path):
     """python -m pytest -m slow tests/test_demo.py::test_demo_bitstream_for_ulx3s (README: wall time):
     the demo on ulx3s-85f, its knee design through yosys, nextpnr and ecppack to a real .bit; nextpnr's
-    cell counts within the calibrated model's 10 % and every figure of the demo still holding."""
+    cell counts within the calibrated model's leave-one-out error and every figure of the demo holding."""
     out = tmp_path / "demo"
     report = run_demo(out, DemoConfig(board="ulx3s-85f", bitstream=True))
     b = report["bitstream"]
