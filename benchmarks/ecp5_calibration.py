@@ -117,6 +117,9 @@ def record(project: Path, digest: str, wall_s: float, returncode: int = 0, stder
         report["post_pack"] = {"utilisation": {k: used for k, (used, _) in packed.items()},
                                "available": {k: avail for k, (_, avail) in packed.items()}, "fmax_mhz": None,
                                "fits": False}
+    packed = report.get("post_pack")
+    if packed and any(used > packed["available"][k] for k, used in packed["utilisation"].items()):
+        packed["fits"] = False
     report["rtl_hash"] = digest
     report["flow_wall_s"] = wall_s
     report_path.write_text(json.dumps(report, indent=2))

