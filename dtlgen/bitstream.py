@@ -96,9 +96,9 @@ def build_bitstream(project: Path, progress: Callable[[str], None] = lambda mess
         post.update(fmax_mhz=None, timing_met=None, clocks={})
     post.update(wall_s=walls, source=SOURCE)
     # the calibrated resource model's prediction for the same core, and its error
-    predicted = board_resources(build["core"]).to_dict()
-    post["model"] = {"predicted": predicted, "source": "dtlgen.perf.board (analytical, calibrated)",
-                     "error": {key: (predicted[key] - used) / used if used else 0.0
+    modelled = board_resources(build["core"]).to_dict()
+    post["model"] = {"predicted": modelled, "source": "dtlgen.perf.board (analytical, calibrated)",
+                     "error": {key: (modelled[key] - used) / used if used else 0.0
                                for key, used in post["utilisation"].items()}}
     report_path = project / "report.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}

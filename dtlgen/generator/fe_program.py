@@ -19,13 +19,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dtlgen.errors import DesignError
-from dtlgen.perf.board import K_MAX_ENGINE, S_MAX_ENGINE
+from dtlgen.perf.board import ALIGN, DESCRIPTOR_BYTES, K_MAX_ENGINE, S_MAX_ENGINE
 from dtlgen.perf.fe import FEConfig, FEOp, fe_ops
 from dtlgen.quant import fixed
 from dtlgen.quant.quantize import QuantizedNetwork
 
-DESCRIPTOR_BYTES = 64
-ALIGN = 64
 KIND_CONV, KIND_MAXPOOL, KIND_AVGPOOL, KIND_ADD = 1, 2, 3, 4
 S_MAX, K_MAX = S_MAX_ENGINE, K_MAX_ENGINE  # the engine's full-size input window (fe_engine.sv)
 ACTIVATION_CODES = {None: 0, "relu": 1, "relu6": 2}

@@ -139,8 +139,8 @@ def fit_coefficients(cores: list[Mapping[str, int]], measured: list[Mapping[str,
 
 S_MAX_ENGINE, K_MAX_ENGINE = 2, 7  # fe_engine.sv's full-size window (generator.fe_program.S_MAX, K_MAX)
 UART_BAUD = 115200
-ALIGN = 64  # generator.fe_program: every chunk of the FE image starts on a 64-byte boundary
-DESCRIPTOR_BYTES = 64
+ALIGN = 64  # every chunk of the FE image starts on a 64-byte boundary (generator.fe_program lays it out)
+DESCRIPTOR_BYTES = 64  # one FE descriptor
 
 
 def fe_buffer_sizing(ops: list) -> dict[str, int]:
@@ -185,18 +185,15 @@ def core_parameters(network, design, board) -> dict[str, int]:
     if gemms:
         r = design.rl
         lanes = rl.stash_lanes(r.tm, r.tn, bus)
-        w_depth = sum(-(-g.m // r.tm) * -(-g.n // r.tn) for g in gemms)
-        b_depth = sum(-(-g.m // r.tm) for g in gemms)
-        a_depth = sum(r.batch * g.positions * rl.stash_words(g.n, lanes) for g in gemms)
-        a_depth += r.batch * gemms[-1].positions * rl.stash_words(gemms[-1].m, lanes)
-        g_depth = sum(r.batch * g.positions * rl.stash_words(g.m, lanes) for g in gemms)
+        depths = rl.bank_depths(gemms, r, lanes)
+        w_depth, b_depth = depths["w_depth"], depths["b_depth"]
         value_row = lambda cols: rl.stash_words(cols, lanes) * lanes * 2  # noqa: E731
         rl_bytes = _pow2(max(1 << 12, DESCRIPTOR_BYTES * (3 * len(gemms) + 4)
                              + r.batch * gemms[0].positions * value_row(gemms[0].n)
                              + 2 * r.batch * gemms[-1].positions * value_row(gemms[-1].m)
                              + (w_depth * r.tm * r.tn + b_depth * r.tm) * 2 + 4 * ALIGN))
         core.update(has_rl=1, rl_tm=r.tm, rl_tn=r.tn, rl_bits=r.bits,
-                    rl_acc_bits=r.acc_bits or rl.required_acc_bits(gemms, r), lanes=lanes, a_depth=max(2, a_depth),
-                    g_depth=max(2, g_depth), w_depth=max(2, w_depth), b_depth=max(2, b_depth))
+                    rl_acc_bits=r.acc_bits or rl.required_acc_bits(gemms, r), lanes=lanes,
+                    **{key: max(2, depth) for key, depth in depths.items()})
     core["mem_bytes"] = _pow2(fe_region + rl_bytes)
     return core

@@ -166,19 +166,26 @@ class RLStorage:
     total: ResourceUse  # all RL memories
 
 
+def bank_depths(gemms: list[GemmLayer], cfg: RLConfig, lanes: int) -> dict[str, int]:
+    """Words per bank of the RL memories: weight tiles, bias rows, activation stash (every layer's
+    input and the last output) and gradient stash (every layer's output), in `lanes` stash banks."""
+    last = gemms[-1] if gemms else None
+    a_depth = sum(cfg.batch * g.positions * stash_words(g.n, lanes) for g in gemms)
+    a_depth += cfg.batch * last.positions * stash_words(last.m, lanes) if last else 0
+    return {"w_depth": sum(-(-g.m // cfg.tm) * -(-g.n // cfg.tn) for g in gemms),
+            "b_depth": sum(-(-g.m // cfg.tm) for g in gemms), "a_depth": a_depth,
+            "g_depth": sum(cfg.batch * g.positions * stash_words(g.m, lanes) for g in gemms)}
+
+
 def rl_storage(gemms: list[GemmLayer], cfg: RLConfig, board: Board) -> RLStorage:
     """The engine's memories as the RTL builds them: tm·tn weight banks, tm bias banks, and the
     activation (every layer's input and the last output) and gradient (every layer's output)
     stashes of `stash_lanes` banks."""
     tm, tn, bits = cfg.tm, cfg.tn, cfg.bits
     lanes = stash_lanes(tm, tn, board.dram_bytes_per_cycle)
-    weight_depth = sum(-(-g.m // tm) * -(-g.n // tn) for g in gemms)
-    bias_depth = sum(-(-g.m // tm) for g in gemms)
-    weights = banked_memory(board, tm * tn, weight_depth, bits) + banked_memory(board, tm, bias_depth, bits)
-    last = gemms[-1] if gemms else None
-    a_depth = sum(cfg.batch * g.positions * stash_words(g.n, lanes) for g in gemms)
-    a_depth += cfg.batch * last.positions * stash_words(last.m, lanes) if last else 0
-    g_depth = sum(cfg.batch * g.positions * stash_words(g.m, lanes) for g in gemms)
+    d = bank_depths(gemms, cfg, lanes)
+    a_depth, g_depth = d["a_depth"], d["g_depth"]
+    weights = banked_memory(board, tm * tn, d["w_depth"], bits) + banked_memory(board, tm, d["b_depth"], bits)
     total = weights + banked_memory(board, lanes, a_depth, bits) + banked_memory(board, lanes, g_depth, bits)
     weight_bits = sum(g.m * g.n + g.m for g in gemms) * bits
     return RLStorage(weight_bits, a_depth * lanes * bits, g_depth * lanes * bits, weights, total)
