@@ -308,8 +308,9 @@ def main() -> None:
     console.print(
         f"Steps: {args.steps} of batch {BATCH} per simulation, lr 2^-{LR_SHIFT}; bit-exact: every step's weights read "
         "back and compared with golden_replay. Cycles: step 0 (forward + backward list, the host's view; the host's "
-        "softmax-CE time is not counted). Ops: 2 x (FWD + BWD_DATA + BWD_WEIGHT MACs) + one per updated weight/bias "
-        "(fc1 is the first retrainable layer: no BWD_DATA). Peak GOPs: 2 x tm x tn x clock. Array eff.: MACs / "
+        "softmax-CE time is not counted). Ops: 2 x (FWD + BWD_DATA + BWD_WEIGHT MACs); the weight update and bias "
+        "terms are not array ops (dtlgen.perf.rl, \"Ops\") (fc1 is the first retrainable layer: no BWD_DATA). Peak "
+        "GOPs: 2 x tm x tn x clock. Array eff.: MACs / "
         "(step cycles x tm x tn); GEMM eff.: the same over the FWD, BWD_DATA and UPDATE descriptors' cycles only. "
         "RL resources: dtlgen.perf.rl.rl_resources of the RL engine alone (no FE engine) against the whole part.",
         soft_wrap=True)

@@ -1,64 +1,235 @@
-"""Atomic output: a command's files appear completely or not at all.
+"""Safe output: a command's folder appears completely or not at all, and dtlgen never deletes or
+overwrites a file it did not write.
 
-Everything is written into a temporary sibling of the destination and moved into place at the
-end, so bad input or a crash never leaves a half-written project or report behind.
+Every output folder (a project, a DSE result, a demo) is written into a hidden temporary sibling
+and moved into place at the end, with a manifest (`MANIFEST`) that lists every file dtlgen wrote
+and its SHA-256. An existing folder is replaced only when it is dtlgen's own output of the same
+kind and holds nothing but the files its manifest lists; a file the manifest does not list (the
+user's own) always stops the command before any work starts, and a listed file that changed since
+dtlgen wrote it stops it unless the user passes `--force`. Commands that add files to a project
+(`sim`, `csim`, `bitstream`) record them in its manifest.
+
+This module must not know what goes into a folder; the commands decide that.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import signal
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from dtlgen.errors import DtlgenError
 
+MANIFEST = ".dtlgen-manifest.json"
+_FORMAT = "dtlgen-output/1"
 
-def check_destination(destination: Path, marker: str) -> Path:
-    """Refuse, before any work starts, an output path that is a file or someone else's directory."""
-    destination = Path(destination).resolve()
-    if destination.exists() and (not destination.is_dir() or
-                                 (any(destination.iterdir()) and not (destination / marker).exists())):
-        raise DtlgenError(f"output '{destination}' exists and is not a dtlgen output (no {marker} in it); "
-                          "choose a new or empty directory")
+
+def _hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    """Every entry below `root` that is not a directory (files, symlinks, sockets...), never following links."""
+    for folder, dirs, names in os.walk(root, followlinks=False):
+        for name in names + [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
+            yield Path(folder) / name
+
+
+def read_manifest(root: Path) -> dict[str, Any] | None:
+    """The manifest of a dtlgen output folder, or None if `root` holds none (or a malformed one)."""
+    path = Path(root) / MANIFEST
+    if path.is_symlink() or not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_bytes()[:16 << 20])
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != _FORMAT or not isinstance(data.get("kind"), str) \
+            or not isinstance(data.get("files"), dict) \
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in data["files"].items()):
+        return None
+    return data
+
+
+def _write_manifest(root: Path, kind: str, files: dict[str, str]) -> None:
+    from dtlgen import __version__
+
+    write_json(root / MANIFEST, {"format": _FORMAT, "kind": kind, "dtlgen": __version__,
+                                 "note": "files dtlgen wrote here and their SHA-256; dtlgen replaces this folder "
+                                         "only while it holds nothing else", "files": files})
+
+
+def check_destination(destination: Path, kind: str, force: bool = False, option: str = "--out") -> Path:
+    """Refuse, before any work starts, an output path that dtlgen may not replace; return it resolved.
+
+    Allowed: a path that does not exist, an empty directory, or dtlgen's own `kind` output that holds
+    only the files its manifest lists, unchanged (changed ones too with `force`).
+    """
+    destination = Path(destination).absolute()
+    if destination.is_symlink() or (destination.exists() and not destination.is_dir()):
+        raise DtlgenError(f"{option} '{destination}' exists and is not a directory; choose a new directory")
+    ancestor = next(p for p in destination.parents if p.exists())
+    if not _writable(ancestor if not destination.exists() else destination.parent):
+        raise DtlgenError(f"{option} '{destination}' cannot be written: '{ancestor}' is not a writable directory; "
+                          "choose a writable place")
+    if not destination.exists():
+        return destination
+    try:
+        entries = list(_walk(destination))
+        has_dirs = any(destination.iterdir())
+    except OSError as exc:
+        raise DtlgenError(f"{option} '{destination}' cannot be read ({exc.strerror}); choose another directory") from None
+    if not entries and not has_dirs:
+        return destination
+    manifest = read_manifest(destination)
+    if manifest is None:
+        raise DtlgenError(f"{option} '{destination}' is not empty and was not written by dtlgen (no {MANIFEST}); "
+                          "dtlgen never deletes what it did not write: choose a new or empty directory")
+    if manifest["kind"] != kind:
+        raise DtlgenError(f"{option} '{destination}' holds a dtlgen {manifest['kind']} output, not a {kind}; "
+                          "choose another directory")
+    listed = manifest["files"]
+    foreign, changed = [], []
+    for path in entries:
+        rel = path.relative_to(destination).as_posix()
+        if rel == MANIFEST:
+            continue
+        if rel not in listed or path.is_symlink() or not path.is_file():
+            foreign.append(rel)
+        elif not force and _hash(path) != listed[rel]:
+            changed.append(rel)
+    if foreign:
+        shown = ", ".join(sorted(foreign)[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise DtlgenError(f"{option} '{destination}' holds files dtlgen did not write ({shown}); dtlgen never deletes "
+                          "them: move them out or choose another directory")
+    if changed:
+        shown = ", ".join(sorted(changed)[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+        raise DtlgenError(f"{option} '{destination}': {shown} changed since dtlgen wrote it; pass --force to replace "
+                          "the folder anyway, or choose another directory")
     return destination
 
 
-@contextmanager
-def atomic_directory(destination: Path, marker: str) -> Iterator[Path]:
-    """Yield an empty temporary directory; on success it replaces `destination`.
+def _writable(folder: Path) -> bool:
+    """Whether a folder can be created in `folder` (tried, not guessed from permission bits: root
+    passes every permission check and still cannot write to /proc or a read-only mount)."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".dtlgen-probe-", dir=folder))
+        return True
+    except OSError:
+        return False
 
-    An existing non-empty `destination` is replaced only if it holds `marker` (a file that this
-    kind of output always writes), so a mistyped --out never deletes a user's own directory.
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM while two renames swap folders, so an interrupt cannot fall between them."""
+    held = (signal.SIGINT, signal.SIGTERM)
+    try:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    except (ValueError, OSError):  # not the main thread: nothing to hold
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextmanager
+def atomic_directory(destination: Path, kind: str, force: bool = False, option: str = "--out") -> Iterator[Path]:
+    """Yield an empty temporary directory; on success it gets a manifest and replaces `destination`.
+
+    On any exception (an interrupt included) the temporary directory is removed and `destination`
+    is left as it was. `check_destination` runs again at the end: a file that appeared in
+    `destination` while the command ran stops the swap rather than being deleted.
     """
-    destination = check_destination(destination, marker)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+    destination = check_destination(destination, kind, force, option)
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.dtlgen-", dir=destination.parent))
+    except OSError as exc:
+        raise DtlgenError(f"{option} '{destination}' cannot be written ({exc.strerror}); choose a writable "
+                          "directory") from None
     try:
         yield staging
+        _write_manifest(staging, kind, {p.relative_to(staging).as_posix(): _hash(p)
+                                        for p in sorted(_walk(staging)) if p.is_file() and not p.is_symlink()})
+        check_destination(destination, kind, force, option)
+        with _signals_held():
+            if destination.exists():
+                retired = Path(tempfile.mkdtemp(prefix=f".{destination.name}.old-", dir=destination.parent))
+                os.rename(destination, retired / "d")
+                os.rename(staging, destination)
+                shutil.rmtree(retired, ignore_errors=True)
+            else:
+                os.rename(staging, destination)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if destination.exists():
-        retired = destination.with_name(f".{destination.name}.old.{os.getpid()}")
-        destination.rename(retired)
-        staging.rename(destination)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        staging.rename(destination)
+
+
+def record_files(root: Path, paths: Iterable[Path], since: float | None = None) -> None:
+    """Add files dtlgen just wrote inside output folder `root` to its manifest (folders: every file in
+    them, modified at or after `since` if given). A folder without a manifest is left alone."""
+    root = Path(root).absolute()
+    manifest = read_manifest(root)
+    if manifest is None:
+        return
+    files = dict(manifest["files"])
+    paths = [Path(p).absolute() for p in paths]
+    for path in paths:
+        candidates = _walk(path) if path.is_dir() and not path.is_symlink() else [path]
+        for item in candidates:
+            if item.is_symlink() or not item.is_file():
+                continue
+            if since is not None and path.is_dir() and item.stat().st_mtime < since - 1:
+                continue
+            files[item.relative_to(root).as_posix()] = _hash(item)
+    _write_manifest(root, manifest["kind"], files)
+    # A project inside a demo folder: the demo's manifest lists the project's files too.
+    for parent in list(root.parents)[:3]:
+        outer = read_manifest(parent)
+        if outer is not None and (root / MANIFEST).relative_to(parent).as_posix() in outer["files"]:
+            record_files(parent, [*paths, root / MANIFEST], since)
+            break
+
+
+@contextmanager
+def recording(root: Path, paths: Iterable[Path]) -> Iterator[None]:
+    """Record `paths` in `root`'s manifest when the block ends, however it ends (an interrupted
+    simulation's files are dtlgen's too and must not make the next `generate --out` refuse)."""
+    start, paths = time.time(), list(paths)
+    try:
+        yield
+    finally:
+        try:
+            record_files(root, paths, since=start)
+        except OSError:
+            pass
 
 
 def write_json(path: Path, data: Any) -> None:
     """Write JSON (sorted keys, non-finite floats as strings) to `path` atomically."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(_finite(data), handle, indent=2, sort_keys=True)
-        handle.write("\n")
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(_finite(data), handle, indent=2, sort_keys=True)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _finite(value: Any) -> Any:

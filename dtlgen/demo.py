@@ -30,7 +30,8 @@ from dtlgen.dse.problem import Space, Workload
 from dtlgen.dse.run import run_dse
 from dtlgen.dse.run import write_outputs as write_dse_outputs
 from dtlgen.csim import csim_project
-from dtlgen.generator.project import generate_project, load_rl_project, quantize_for_design
+from dtlgen.generator.loader import load_rl_project
+from dtlgen.generator.project import generate_project, quantize_for_design
 from dtlgen.perf import Design
 from dtlgen.sim.project_sim import simulate_project, simulate_retraining
 from dtlgen.sim.rl_sim import TrainingPlan, golden_replay, plan_epochs
@@ -42,6 +43,7 @@ from dtlgen.quant.quantize import PrecisionConfig, QuantizedNetwork, quantize
 
 Progress = Callable[[str], None]
 REPORT_NAME = "demo_report.json"
+KIND = "demo"  # the manifest kind of a demo folder (dtlgen.atomic)
 
 
 @dataclass(frozen=True)
@@ -148,10 +150,10 @@ def device_retrain(project: Path, network, design: Design, task: digits_task.Dig
 
 
 def run_demo(out_dir: Path | None = None, config: DemoConfig = DemoConfig(),
-             progress: Progress = lambda message: None) -> dict[str, Any]:
+             progress: Progress = lambda message: None, force: bool = False) -> dict[str, Any]:
     """Run every demo stage; write `out_dir/demo_report.json` (atomically) when `out_dir` is given."""
     if out_dir is not None:
-        check_destination(Path(out_dir), REPORT_NAME)
+        check_destination(Path(out_dir), KIND, force)
     board = load_board(config.board)
     if config.bitstream and board.toolchain != "open-ecp5":
         raise BoardError(f"--bitstream builds with the open ECP5 flow and {board.name} is a {board.vendor} board; choose "
@@ -196,7 +198,7 @@ def run_demo(out_dir: Path | None = None, config: DemoConfig = DemoConfig(),
                         "sizes: parameter counts x bit widths",
     }
     if out_dir is not None:
-        with atomic_directory(Path(out_dir), marker=REPORT_NAME) as staging:
+        with atomic_directory(Path(out_dir), KIND, force) as staging:
             write_dse_outputs(staging / "dse", dse, board, network, "knee", config.dse_pop, config.dse_gens,
                               config.seed + 1)
             report["dse"]["out_dir"] = str(Path(out_dir).resolve() / "dse")

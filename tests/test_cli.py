@@ -60,5 +60,5 @@ def test_demo_refuses_a_foreign_output_directory(tmp_path, capsys):
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
     code, _, err = _run(capsys, "demo", "--out", str(foreign), "--epochs", "1")
-    assert code == 1 and "not a dtlgen output" in err
+    assert code == 1 and "not written by dtlgen" in err and (foreign / "notes.txt").read_text() == "keep me"
     assert (foreign / "notes.txt").read_text() == "keep me"

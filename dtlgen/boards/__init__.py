@@ -6,11 +6,22 @@ must not do performance or resource arithmetic with them; that is `dtlgen.perf`'
 
 Every problem with a board name or file raises `BoardError` with one message that names the
 file, the field and the fix.
+
+A board file may come from anyone, and its strings are pasted into tcl, SystemVerilog, .lpf
+files and Makefiles. So every string must match a strict pattern (no whitespace except the
+single spaces between pins, no quotes, brackets, `$`, `;`, backslashes or newlines), every number
+must be finite and in a plausible range, and no input (a directory, binary data, a 1 GB file, an
+alias bomb) may end in anything but a one-line BoardError.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import os
+import re
+import reprlib
 from dataclasses import asdict, dataclass
 from importlib.resources import files
 from typing import Any
@@ -41,6 +52,54 @@ _KIND_TYPES: dict[str, tuple[type, ...]] = {
 _KIND_NAMES = {"text": "a string", "speed": "a string or an integer",
                "integer": "an integer", "number": "a number"}
 
+# Board files are a few kilobytes; a cap keeps a stray log file, /dev/zero-sized input or a YAML
+# alias bomb from costing more than a moment (safe_load shares aliased nodes, so parsing a capped
+# file stays linear in its size).
+_MAX_FILE_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class _Pattern:
+    """What a string field may hold: `regex` must match the whole value; `words` says it in a message."""
+
+    regex: str
+    words: str
+
+    def matches(self, value: str) -> bool:
+        # fullmatch, not match with `$`: `$` also matches before a trailing newline.
+        return re.fullmatch(self.regex, value) is not None
+
+
+# Lower case only, and never a leading '.', so that a name is also a safe file or directory name.
+_NAME = _Pattern(r"[a-z0-9][a-z0-9_.-]{0,63}",
+                 "1 to 64 lower-case letters, digits, '_', '.' or '-', starting with a letter or digit")
+# Xilinx ('xczu9eg-ffvb1156-2-e', 'xck26-sfvc784-2LV-c') and Lattice ('LFE5U-85F', 'CABGA381')
+# part and package names; a leading letter or digit keeps a value from reading as a tool option.
+_PART = _Pattern(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}",
+                 "1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit")
+# '1', '2LV', '1L', '6', ... (the grade without its leading dash).
+_SPEED = _Pattern(r"[A-Za-z0-9]{1,8}", "1 to 8 letters or digits, e.g. '1', '2LV' or '6'")
+# vendor:board:component:version, e.g. 'tul.com.tw:pynq-z2:part0:1.0'.
+_BOARD_PART = _Pattern(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}",
+                       "1 to 128 letters, digits, '_', '.', ':' or '-', starting with a letter or digit")
+# A BGA ball name as the .lpf SITE takes it: row letters, then column digits ('G2', 'M18', 'AB3').
+_SITE = r"[A-Z]{1,2}[0-9]{1,2}"
+_PIN = _Pattern(_SITE, "one package pin: 1 or 2 upper-case letters, then 1 or 2 digits, e.g. 'G2'")
+_PINS = _Pattern(rf"{_SITE}(?: {_SITE}){{0,63}}",
+                 "1 to 64 package pins separated by single spaces, each 1 or 2 upper-case letters "
+                 "then 1 or 2 digits, e.g. 'B2 C2 C1'")
+
+# Ranges of the numeric fields (inclusive). Each is wide enough for any real board and narrow
+# enough that arithmetic on it (clock periods, cycle counts, bus widths) stays well-behaved.
+# No FPGA fabric clock reaches 1 GHz; below 1 MHz the UART divider and every GOPs figure mean nothing.
+_CLOCK_MHZ = (1, 1000)
+# At least one bit per cycle; 1024 bytes is eight times the widest AXI data bus (1024 bits).
+_BYTES_PER_CYCLE = (0.125, 1024)
+# DRAM round trips are tens to hundreds of cycles; 10,000 is microseconds even at 1 GHz.
+_LATENCY_CYCLES = (1, 10_000)
+# Several times the largest FPGAs on sale (under 20 million flip-flops).
+_RESOURCE_COUNT = (1, 100_000_000)
+
 
 @dataclass(frozen=True)
 class _Field:
@@ -53,51 +112,56 @@ class _Field:
     choices: tuple[str, ...] = ()
     fixed_by_family: bool = False  # value must equal _FAMILY_RULES[family][field]
     vendor: str | None = None  # field exists only on this vendor's boards
+    # Free text fields (not `choices` or `fixed_by_family`, whose values come from tables here).
+    pattern: _Pattern | None = None
+    # Numbers: the inclusive range.
+    bounds: tuple[float, float] | None = None
 
 
 # Order matters: `family` is checked before the fields whose value it fixes.
 _FIELDS = (
-    _Field("name", "text", "the board name, e.g. 'pynq-z2'"),
+    _Field("name", "text", "the board name, e.g. 'pynq-z2'", pattern=_NAME),
     _Field("family", "text", "the device family", choices=tuple(_FAMILY_RULES)),
     _Field("vendor", "text", "the FPGA vendor", fixed_by_family=True),
-    _Field("part", "text", "the full part number, e.g. 'xc7z020clg400-1'"),
-    _Field("package", "text", "the package, e.g. 'clg400' or 'CABGA381'"),
-    _Field("speed_grade", "speed", "the speed grade, e.g. '1', '2LV' or '6'"),
+    _Field("part", "text", "the full part number, e.g. 'xc7z020clg400-1'", pattern=_PART),
+    _Field("package", "text", "the package, e.g. 'clg400' or 'CABGA381'", pattern=_PART),
+    _Field("speed_grade", "speed", "the speed grade, e.g. '1', '2LV' or '6'", pattern=_SPEED),
     _Field("resources.dsp", "integer",
-           "the number of DSP slices (18x18 multipliers on ECP5)"),
+           "the number of DSP slices (18x18 multipliers on ECP5)", bounds=_RESOURCE_COUNT),
     _Field("resources.bram18", "integer",
-           "the number of 18 Kb block RAMs (DP16KD blocks on ECP5)"),
-    _Field("resources.lut", "integer", "the number of LUTs"),
-    _Field("resources.ff", "integer", "the number of flip-flops"),
+           "the number of 18 Kb block RAMs (DP16KD blocks on ECP5)", bounds=_RESOURCE_COUNT),
+    _Field("resources.lut", "integer", "the number of LUTs", bounds=_RESOURCE_COUNT),
+    _Field("resources.ff", "integer", "the number of flip-flops", bounds=_RESOURCE_COUNT),
     _Field("resources.uram", "integer",
            "the number of UltraRAM blocks (leave the field out if the part has none)",
-           required=False),
+           required=False, bounds=_RESOURCE_COUNT),
     _Field("dsp_kind", "text", "the DSP primitive", fixed_by_family=True),
     _Field("bram_kind", "text", "the block-RAM primitive", fixed_by_family=True),
     _Field("lut_kind", "text", "the LUT primitive", fixed_by_family=True),
-    _Field("clock_mhz", "number", "the default design clock in MHz"),
+    _Field("clock_mhz", "number", "the default design clock in MHz", bounds=_CLOCK_MHZ),
     _Field("dram.bytes_per_cycle", "number",
-           "the bytes per clock cycle of the engines' DRAM port"),
-    _Field("dram.latency_cycles", "integer", "the DRAM read latency in clock cycles"),
+           "the bytes per clock cycle of the engines' DRAM port", bounds=_BYTES_PER_CYCLE),
+    _Field("dram.latency_cycles", "integer", "the DRAM read latency in clock cycles",
+           bounds=_LATENCY_CYCLES),
     _Field("toolchain", "text", "the build flow", fixed_by_family=True),
     _Field("ps", "text", "the Vivado processing-system IP", fixed_by_family=True,
            vendor="xilinx"),
     _Field("board_part", "text", "the Vivado board part, e.g. 'tul.com.tw:pynq-z2:part0:1.0'",
-           required=False, vendor="xilinx"),
+           required=False, vendor="xilinx", pattern=_BOARD_PART),
     _Field("clock_pin", "text", "the FPGA pin of the board oscillator, e.g. 'G2'",
-           vendor="lattice"),
+           vendor="lattice", pattern=_PIN),
     _Field("clock_in_mhz", "number", "the board oscillator frequency in MHz",
-           vendor="lattice"),
+           vendor="lattice", bounds=_CLOCK_MHZ),
     _Field("nextpnr_device", "text", "the nextpnr-ecp5 device option without dashes",
            choices=_NEXTPNR_DEVICES, vendor="lattice"),
     _Field("uart_rx_pin", "text", "the FPGA pin that receives from the host's serial port, e.g. 'M1'",
-           required=False, vendor="lattice"),
+           required=False, vendor="lattice", pattern=_PIN),
     _Field("uart_tx_pin", "text", "the FPGA pin that transmits to the host's serial port, e.g. 'L4'",
-           required=False, vendor="lattice"),
+           required=False, vendor="lattice", pattern=_PIN),
     _Field("led_pins", "text", "the LED pins, space-separated, e.g. 'B2 C2 C1'", required=False,
-           vendor="lattice"),
+           vendor="lattice", pattern=_PINS),
     _Field("keep_high_pins", "text", "pins the design must drive high, space-separated", required=False,
-           vendor="lattice"),
+           vendor="lattice", pattern=_PINS),
 )
 
 _SECTIONS = {"resources", "dram"}
@@ -156,38 +220,54 @@ class Board:
             "part": self.part, "package": self.package, "speed_grade": self.speed_grade,
             "resources": resources,
             "dsp_kind": self.dsp_kind, "bram_kind": self.bram_kind, "lut_kind": self.lut_kind,
-            "clock_mhz": self.clock_mhz,
-            "dram": {"bytes_per_cycle": self.dram_bytes_per_cycle,
+            "clock_mhz": _canonical_number(self.clock_mhz),
+            "dram": {"bytes_per_cycle": _canonical_number(self.dram_bytes_per_cycle),
                      "latency_cycles": self.dram_latency_cycles},
             "toolchain": self.toolchain,
         }
         vendor_fields = {"ps": self.ps, "board_part": self.board_part,
-                         "clock_pin": self.clock_pin, "clock_in_mhz": self.clock_in_mhz,
+                         "clock_pin": self.clock_pin,
+                         "clock_in_mhz": None if self.clock_in_mhz is None
+                         else _canonical_number(self.clock_in_mhz),
                          "nextpnr_device": self.nextpnr_device, "uart_rx_pin": self.uart_rx_pin,
                          "uart_tx_pin": self.uart_tx_pin, "led_pins": self.led_pins,
                          "keep_high_pins": self.keep_high_pins}
         data.update({key: value for key, value in vendor_fields.items() if value is not None})
         return data
 
+    def digest(self) -> str:
+        """Hex SHA-256 of the board's canonical JSON: a content hash that changes with any field.
+
+        Canonical: `to_dict()` (which writes a whole-number float as an int, so `clock_mhz: 100`
+        and `clock_mhz: 100.0` hash alike) with sorted keys, no whitespace, ASCII only.
+        """
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                          allow_nan=False)
+        return hashlib.sha256(text.encode("ascii")).hexdigest()
+
     @classmethod
     def from_dict(cls, data: Any, source: str = "board data") -> Board:
         """Check `data` against the board schema and build a Board.
 
         `source` names where the data came from in error messages, e.g. "board file x.yaml".
+        Anything but a valid board raises BoardError, whatever `data` holds. The result
+        round-trips: `Board.from_dict(board.to_dict()) == board`, with the same `digest()`.
         """
         _check_board_data(data, source)
         dram = data["dram"]
+        clock_in_mhz = data.get("clock_in_mhz")
         return cls(
             name=data["name"], vendor=data["vendor"], family=data["family"],
             part=data["part"], package=data["package"], speed_grade=str(data["speed_grade"]),
             resources=Resources(**data["resources"]),
             dsp_kind=data["dsp_kind"], bram_kind=data["bram_kind"], lut_kind=data["lut_kind"],
-            clock_mhz=data["clock_mhz"],
-            dram_bytes_per_cycle=dram["bytes_per_cycle"],
+            clock_mhz=_canonical_number(data["clock_mhz"]),
+            dram_bytes_per_cycle=_canonical_number(dram["bytes_per_cycle"]),
             dram_latency_cycles=dram["latency_cycles"],
             toolchain=data["toolchain"],
             ps=data.get("ps"), board_part=data.get("board_part"),
-            clock_pin=data.get("clock_pin"), clock_in_mhz=data.get("clock_in_mhz"),
+            clock_pin=data.get("clock_pin"),
+            clock_in_mhz=None if clock_in_mhz is None else _canonical_number(clock_in_mhz),
             nextpnr_device=data.get("nextpnr_device"), uart_rx_pin=data.get("uart_rx_pin"),
             uart_tx_pin=data.get("uart_tx_pin"), led_pins=data.get("led_pins"),
             keep_high_pins=data.get("keep_high_pins"),
@@ -204,16 +284,12 @@ def load_board(name_or_path: str | os.PathLike[str]) -> Board:
     """Load a shipped board by name (`pynq-z2`) or a board file by path (`my/board.yaml`)."""
     if _is_path(name_or_path):
         path = os.fspath(name_or_path)
-        source = f"board file {path}"
-        if not os.path.isfile(path):
-            raise BoardError(f"{source} does not exist; pass an existing .yaml file or one of "
-                             f"the shipped boards: {', '.join(list_boards())}")
-        with open(path, encoding="utf-8") as stream:
-            text = stream.read()
+        source = f"board file {_printable(path)}"
+        text = _read_board_file(path, source)
     else:
         known = list_boards()
         if name_or_path not in known:
-            raise BoardError(f"unknown board '{name_or_path}'; known boards: {', '.join(known)} "
+            raise BoardError(f"unknown board {_show(name_or_path)}; known boards: {', '.join(known)} "
                              f"(or pass the path of a .yaml board file)")
         resource = files(__name__).joinpath(f"{name_or_path}.yaml")
         source = f"board file {resource}"
@@ -245,21 +321,88 @@ def _is_path(name_or_path: str | os.PathLike[str]) -> bool:
     return name_or_path.endswith((".yaml", ".yml")) or "/" in name_or_path or os.sep in name_or_path
 
 
+def _read_board_file(path: str, source: str) -> str:
+    """The text of the board file at `path`; BoardError for anything that is not a small UTF-8 file."""
+    shipped = f"pass a .yaml board file or one of the shipped boards: {', '.join(list_boards())}"
+    if os.path.isdir(path):
+        raise BoardError(f"{source} is a directory; {shipped}")
+    if not os.path.isfile(path):  # also a path with a NUL byte, a FIFO or a device
+        kind = "is not a regular file" if os.path.exists(path) else "does not exist"
+        raise BoardError(f"{source} {kind}; {shipped}")
+    try:
+        with open(path, "rb") as stream:
+            # Read one byte past the cap rather than trust the size on disk.
+            raw = stream.read(_MAX_FILE_BYTES + 1)
+    except OSError as err:
+        raise BoardError(f"{source} cannot be read ({_printable(err.strerror or str(err))}); "
+                         f"check its permissions") from err
+    if len(raw) > _MAX_FILE_BYTES:
+        raise BoardError(f"{source} is larger than {_MAX_FILE_BYTES >> 20} MiB, far more than a "
+                         f"board file needs; pass the right file")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise BoardError(f"{source} is not UTF-8 text (byte {err.start}); save it as UTF-8") from err
+
+
 def _parse_yaml(text: str, source: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         detail = getattr(err, "problem", None) or str(err)
-        raise BoardError(f"{source}: not valid YAML{where} ({detail}); fix the syntax") from err
+        raise BoardError(f"{source}: not valid YAML{where} ({_one_line(detail)}); fix the syntax") from err
+    # safe_load also lets these escape on odd input: ValueError for an integer of more than 4300
+    # digits or a date like 2001-02-30, RecursionError for deeply nested brackets.
+    except (ValueError, OverflowError, RecursionError) as err:
+        raise BoardError(f"{source}: YAML that cannot be read as board data ({_one_line(str(err))}); "
+                         f"write plain numbers and strings as in the shipped board files") from err
+    if data is None:
+        raise BoardError(f"{source} is empty; see the shipped pynq-z2.yaml for the layout")
+    return data
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _printable(text: str) -> str:
+    # Paths and OS messages go into one-line messages as they are unless they hold control
+    # characters (a newline in a file name), which repr shows escaped.
+    return text if text.isprintable() else repr(text)
+
+
+class _ShortRepr(reprlib.Repr):
+    """repr for messages: newlines escaped, long strings and deep or long containers cut."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxstring = self.maxother = 80
+        self.maxlevel = 2
+
+    def repr_int(self, x: int, level: int) -> str:
+        # repr of a huge int is slow, and raises ValueError past 4300 digits.
+        if x.bit_length() > 128:
+            return f"<a {x.bit_length()}-bit integer>"
+        return super().repr_int(x, level)
+
+
+_show = _ShortRepr().repr
+
+
+def _canonical_number(value: int | float) -> int | float:
+    # One value, one form: 100.0 becomes 100, so equal boards have equal dicts and digests.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _check_board_data(data: Any, source: str) -> None:
     """Raise BoardError on the first problem in `data`; return quietly if it is a valid board."""
     if not isinstance(data, dict):
         raise BoardError(f"{source}: expected a mapping of board fields, got "
-                         f"{type(data).__name__}; see the shipped pynq-z2.yaml for the layout")
+                         f"{type(data).__name__} {_show(data)}; see the shipped pynq-z2.yaml for "
+                         f"the layout")
     for section in _SECTIONS:
         if not isinstance(data.get(section, {}), dict):
             raise BoardError(f"{source}: field '{section}' must be a mapping of its sub-fields; "
@@ -276,7 +419,7 @@ def _reject_unknown_fields(data: dict[str, Any], source: str) -> None:
     paths += [f"{section}.{key}" for section in _SECTIONS for key in data.get(section, {})]
     for path in paths:
         if path not in known:
-            raise BoardError(f"{source}: field '{path}' is not a board field; remove it or fix "
+            raise BoardError(f"{source}: field {_show(path)} is not a board field; remove it or fix "
                              f"its spelling (known fields: {', '.join(sorted(known))})")
 
 
@@ -297,15 +440,28 @@ def _check_field(data: dict[str, Any], field: _Field, source: str) -> None:
     value = parent[key]
     # bool is an int in Python, but `dsp: true` is never a count.
     if isinstance(value, bool) or not isinstance(value, _KIND_TYPES[field.kind]):
-        raise BoardError(f"{where} must be {_KIND_NAMES[field.kind]}, got {value!r}; "
+        raise BoardError(f"{where} must be {_KIND_NAMES[field.kind]}, got {_show(value)}; "
                          f"set it to {field.hint}")
-    if field.kind in ("integer", "number") and not value > 0:
-        raise BoardError(f"{where} must be positive, got {value!r}; set it to {field.hint}")
+    if field.bounds is not None:
+        low, high = field.bounds
+        span = f"from {low:g} to {high:,}"
+        if isinstance(value, float) and not math.isfinite(value):
+            raise BoardError(f"{where} is {value!r}, not a finite number; set it to {field.hint}, "
+                             f"{span}")
+        if not low <= value <= high:
+            raise BoardError(f"{where} is {_show(value)}, outside the plausible range {span}; "
+                             f"set it to {field.hint}")
+    if field.pattern is not None:
+        # A speed grade may be an int; one too long to print fails the pattern anyway.
+        text = value if isinstance(value, str) else str(value) if value.bit_length() <= 64 else ""
+        if not field.pattern.matches(text):
+            raise BoardError(f"{where} is {_show(value)}; it must be {field.pattern.words} "
+                             f"(it is written into tcl, .lpf and SystemVerilog files)")
     if field.choices and value not in field.choices:
-        raise BoardError(f"{where} is {value!r}; use one of: {', '.join(field.choices)}")
+        raise BoardError(f"{where} is {_show(value)}; use one of: {', '.join(field.choices)}")
     if field.fixed_by_family:
         family = data["family"]
         expected = _FAMILY_RULES[family][key]
         if value != expected:
-            raise BoardError(f"{where} is {value!r}, but family {family!r} has {expected!r}; "
+            raise BoardError(f"{where} is {_show(value)}, but family {family!r} has {expected!r}; "
                              f"set it to {expected!r} or correct 'family'")

@@ -16,7 +16,7 @@ simulation (`dtlgen sim`) and the analytical model.
 from __future__ import annotations
 
 import asyncio
-import json
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -24,7 +24,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from dtlgen.atomic import write_json
+from dtlgen.atomic import recording, write_json
+from dtlgen.generator.loader import ProjectData, RLProject, check_sources, load_rl_project, open_project
 from dtlgen.csim.engines import CsimDevice, CsimEngines, ap_types_dir
 from dtlgen.errors import DesignError
 
@@ -35,10 +36,21 @@ SOURCE = "C-simulation: the project's HLS C++ compiled with g++ against hls4ml's
 def csim_project(project: Path, steps: int = 5, progress: Callable[[str], None] = lambda message: None
                  ) -> dict[str, Any]:
     project = Path(project).resolve()
+    data = open_project(project)
     if not (project / "hls" / "dtl_params.h").exists():
         raise DesignError(f"'{project}' is not a dtlgen project with HLS engines (no hls/dtl_params.h); generate one "
                           "with 'dtlgen generate MODEL --design D --out PRJ'")
-    program = json.loads((project / "sim" / "program.json").read_text())
+    rl = load_rl_project(data) if data.has_rl else None
+    check_sources(data, rl, ("hls",))  # g++ compiles only what dtlgen itself writes for this design
+    with recording(project, [project / "hls" / REPORT]):
+        return run_csim(data, rl, steps, progress)
+
+
+def run_csim(data: ProjectData, rl: RLProject | None, steps: int,
+             progress: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
+    """The three checks on a loaded project. `csim_project` calls it once the project's sources are
+    known to be dtlgen's own; a test that plants a numerics change in them calls it directly."""
+    project, program = data.root, data.program
     progress(f"compiling the HLS engines with g++ (ap_types from {ap_types_dir()}; cached per source hash)")
     engines = CsimEngines(project)
     report: dict[str, Any] = {"model": program["model"], "board": program["board"], "source": SOURCE,
@@ -48,10 +60,10 @@ def csim_project(project: Path, steps: int = 5, progress: Callable[[str], None] 
         row = run_testbench(executable, project / "hls" / "tb_data")
         report["testbenches"].append({"engine": engine, **row})
     progress("FE inference through the C-simulation library, every op against the golden model")
-    report["fe"] = _fe_inference(engines, project, program)
-    if engines.has_rl and steps > 0:
+    report["fe"] = _fe_inference(engines, data)
+    if engines.has_rl and rl is not None and steps > 0:
         progress(f"re-training {steps} steps through the host loop on the C-simulated RL engine")
-        report["training"] = _retrain(engines, project, steps)
+        report["training"] = _retrain(engines, rl, steps)
     report["bit_exact"] = (all(t["passed"] for t in report["testbenches"]) and report["fe"]["bit_exact"]
                            and report.get("training", {}).get("bit_exact", True))
     write_json(project / "hls" / REPORT, report)
@@ -59,42 +71,73 @@ def csim_project(project: Path, steps: int = 5, progress: Callable[[str], None] 
 
 
 def run_testbench(executable: Path, data_dir: Path) -> dict[str, Any]:
-    """Run a testbench; its PASS / FAIL lines become the row (exit status 0 only if all checks passed)."""
+    """Run a testbench; its PASS / FAIL lines become the row (exit status 0 only if all checks passed).
+
+    Exit status 2 (the testbench refused its script, a data file or a descriptor) and death by a
+    signal raise a one-line DesignError naming the testbench and, from its stderr, the problem."""
     start = time.perf_counter()
-    done = subprocess.run([str(executable), str(data_dir)], capture_output=True, text=True)
+    try:
+        done = subprocess.run([str(executable), str(data_dir)], capture_output=True, text=True, errors="replace")
+    except OSError as error:
+        raise DesignError(f"testbench {executable} could not start ({error.strerror or error}); delete "
+                          f"{executable.parent} so that the next run rebuilds it") from None
     wall = time.perf_counter() - start
     lines = done.stdout.splitlines()
     checks = [line for line in lines if line.startswith(("PASS ", "FAIL "))]
     failed = [line[5:] for line in checks if line.startswith("FAIL ")]
+    if done.returncode < 0:
+        raise DesignError(f"testbench {executable.name} on {data_dir} was killed by {_signal_name(-done.returncode)}"
+                          f"{_last_words(done.stderr)}; its data or the project's hls/ sources were changed: "
+                          "regenerate the project with 'dtlgen generate'")
     if done.returncode not in (0, 1):
-        raise DesignError(f"testbench {executable.name} could not run (exit {done.returncode}):\n"
-                          f"{(done.stderr or done.stdout).strip()[-2000:]}")
+        reason = _last_line(done.stderr) or _last_line(done.stdout) or f"exit status {done.returncode}"
+        raise DesignError(f"testbench {executable.name} on {data_dir} stopped: {reason.removeprefix('testbench: ')}")
     return {"passed": done.returncode == 0 and not failed, "checks": len(checks), "failed": failed, "run_s": wall}
 
 
-def _fe_inference(engines: CsimEngines, project: Path, program: dict[str, Any]) -> dict[str, Any]:
-    expected = np.load(project / "sim" / "expected.npz")
-    memory = np.array(expected["memory"], dtype=np.uint8)
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:500] if lines else ""
+
+
+def _last_words(stderr: str) -> str:
+    line = _last_line(stderr)
+    return f" ({line})" if line else ""
+
+
+def _fe_inference(engines: CsimEngines, data: ProjectData) -> dict[str, Any]:
+    program = data.program
+    memory = np.array(data.memory, dtype=np.uint8).reshape(-1)
+    origin = "the project's sim/expected.npz (its memory image) or sim/program.json (desc_addr, ops)"
     start = time.perf_counter()
-    engines.run_fe(memory, program["desc_addr"], len(program["ops"]))
+    engines.run_fe(memory, program["desc_addr"], len(program["ops"]), origin=origin)
     wall = time.perf_counter() - start
     ops = []
     for i, op in enumerate(program["ops"]):
         count = int(np.prod(op["out_shape"]))
+        if not 0 <= op["out_addr"] <= len(memory) - count:
+            raise DesignError(f"sim/program.json: op {i} ('{op['name']}') has its {count}-byte output at "
+                              f"{op['out_addr']}, outside the {len(memory)}-byte memory image; {origin} was changed: "
+                              "regenerate it with 'dtlgen generate'")
         got = memory[op["out_addr"]:op["out_addr"] + count].view(np.int8).astype(np.int64).reshape(op["out_shape"])
-        want = expected[f"op{i}"]
+        want = data.expected[i]
         ops.append({"name": op["name"], "macs": op["macs"], "bit_exact": bool(np.array_equal(got, want)),
                     "mismatches": int(np.sum(got != want))})
     return {"ops": ops, "bit_exact": all(op["bit_exact"] for op in ops), "run_s": wall,
             "macs": sum(op["macs"] for op in ops)}
 
 
-def _retrain(engines: CsimEngines, project: Path, steps: int) -> dict[str, Any]:
-    from dtlgen.generator.project import load_rl_project
+def _retrain(engines: CsimEngines, rl: RLProject, steps: int) -> dict[str, Any]:
     from dtlgen.host.rl_host import RLHost, sample_plan
     from dtlgen.sim.rl_sim import first_mismatch, golden_replay
 
-    rl = load_rl_project(project)
     layout, qnet, state = rl.layout, rl.qnet, rl.state
     plan = sample_plan(rl.features, rl.labels, layout.batch, steps, qnet.precision.lr_shift)
     host = RLHost(CsimDevice(engines, layout.memory_bytes), layout)

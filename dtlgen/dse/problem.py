@@ -11,7 +11,9 @@ Objectives (all minimised):
 2. time of the workload in seconds: (inference + re-training images) × FE time per image +
    re-training steps × RL time per step, from `dtlgen.perf`;
 3. resource utilisation: the largest of the DSP, BRAM18 and LUT fractions of the board.
-Constraints (≤ 0): each of DSP, BRAM18, LUT, FF utilisation − 1; RL weight memories − board BRAM18.
+Constraints (≤ 0): each of DSP, BRAM18, LUT, FF utilisation − 1; RL weight memories − board BRAM18;
+and every other problem `dtlgen.perf.validate.design_problems` finds (engine limits, operations the
+RTL cannot run), so that the DSE proposes only designs that `generate` accepts.
 
 Information loss is computed in the driver process only; the analytical model (pure, cheap)
 is what runs on Dask workers, so a distributed run returns exactly the in-process numbers.
@@ -32,6 +34,7 @@ from dtlgen.model.ir import Network
 from dtlgen.perf import Design, predict
 from dtlgen.perf.fe import FEConfig
 from dtlgen.perf.rl import RLConfig
+from dtlgen.perf.validate import structural_problems
 from dtlgen.quant import golden
 from dtlgen.quant.metrics import info_loss
 from dtlgen.quant.quantize import PrecisionConfig, quantize
@@ -94,16 +97,16 @@ def make_design(values: dict[str, int], board: Board, fixed: Fixed = Fixed()) ->
     fe = FEConfig(tm, tn, values["fe_tr"], values["fe_tc"], values["fe_w_bits"], values["fe_a_bits"],
                   round(tm * tn * values["fe_lut_eighths"] / LUT_FRACTION_STEPS))
     rl = RLConfig(values["rl_tm"], values["rl_tn"], values["rl_bits"], 0, fixed.batch, fixed.lr_shift)
-    return Design(board.name, board.clock_mhz, fe, rl)
+    return Design(board.name, board.clock_mhz, fe, rl, board_spec=board.to_dict())
 
 
 def evaluate_model(network: Network, board: Board, workload: Workload, fixed: Fixed,
                    rows: list[dict[str, int]]) -> np.ndarray:
     """Time, utilisation and constraint values of decoded rows (the part Dask workers run).
 
-    Returns an array (len(rows), 2 + 5): time_s, utilisation, then the constraints.
+    Returns an array (len(rows), 2 + 6): time_s, utilisation, then the constraints.
     """
-    out = np.empty((len(rows), 7))
+    out = np.empty((len(rows), 8))
     steps = workload.epochs * -(-workload.retrain_images // fixed.batch)
     for i, values in enumerate(rows):
         design = make_design(values, board, fixed)
@@ -115,6 +118,8 @@ def evaluate_model(network: Network, board: Board, workload: Workload, fixed: Fi
         out[i, 1] = max(util["dsp"], util["bram18"], util["lut"])
         out[i, 2:6] = [util["dsp"] - 1, util["bram18"] - 1, util["lut"] - 1, util["ff"] - 1]
         out[i, 6] = p.rl_weight_bram18 / board.resources.bram18 - 1
+        # Resource problems are the columns above; any other problem makes the design invalid.
+        out[i, 7] = 1.0 if structural_problems(network, design) else -1.0
     return out
 
 
@@ -157,7 +162,7 @@ class DSEProblem(Problem):
         self.workload, self.fixed, self.mapper, self.chunks = workload, fixed, mapper, max(1, chunks)
         self.archive: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # every evaluated (X, F, G)
         sizes = space.sizes()
-        super().__init__(n_var=len(sizes), n_obj=3, n_ieq_constr=5, xl=np.zeros(len(sizes)),
+        super().__init__(n_var=len(sizes), n_obj=3, n_ieq_constr=6, xl=np.zeros(len(sizes)),
                          xu=np.array(sizes) - 1, vtype=int)
 
     def decode_all(self, x: np.ndarray) -> list[dict[str, int]]:
@@ -170,7 +175,7 @@ class DSEProblem(Problem):
             results = [evaluate_model(self.network, self.board, self.workload, self.fixed, part) for part in parts]
         else:
             results = self.mapper(parts)
-        model = np.empty((len(rows), 7))
+        model = np.empty((len(rows), 8))
         for i, result in enumerate(results):
             model[i::self.chunks] = result
         loss = np.array([self.info(r["fe_w_bits"], r["fe_a_bits"], r["rl_bits"]) for r in rows])

@@ -27,12 +27,13 @@ from dtlgen.atomic import atomic_directory, check_destination, write_json
 from dtlgen.boards import Board
 from dtlgen.errors import DesignError
 from dtlgen.model.ir import Network
+from dtlgen.perf.validate import network_fingerprint, network_problems
 from dtlgen.dse.problem import OBJECTIVES, DSEProblem, Fixed, InfoLossTable, Space, Workload, evaluate_model, make_design
 from dtlgen.perf import predict
 from dtlgen.quant.quantize import PrecisionConfig, quantize
 
 PREFERENCES = ("knee", "throughput", "accuracy", "resources")
-MARKER = "pareto.json"
+KIND = "dse"  # the manifest kind of a DSE output folder (dtlgen.atomic)
 
 
 @dataclass
@@ -92,8 +93,11 @@ def search(network: Network, board: Board, info: InfoLossTable, pop: int, gens: 
     res = minimize(problem, nsga2(pop), ("n_gen", gens), seed=seed, verbose=False, **options)
     x, f = problem.archive_front()
     if not len(f):
-        raise DesignError(f"no design in the search space fits {board.name} (every candidate violates a resource "
-                          "constraint); try a larger board or a later split with fewer retrainable weights")
+        n_eval = res.algorithm.evaluator.n_eval
+        raise DesignError(f"none of the {n_eval} designs NSGA-II evaluated (--pop {pop} x --gens {gens}) fits "
+                          f"{board.name} or can be built; a larger --pop or --gens sees more designs (default 100 x "
+                          "100); if none fits then either, try a larger board or a later split with fewer "
+                          "retrainable weights")
     order = np.lexsort((f[:, 2], f[:, 1], f[:, 0]))
     return x[order], f[order], res.algorithm.evaluator.n_eval, problem
 
@@ -116,7 +120,7 @@ def choose(f: np.ndarray, prefer: str = "knee") -> int:
 def run_dse(network: Network, board: Board, calib_x: np.ndarray, out_dir: Path | None = None, pop: int = 100,
             gens: int = 100, seed: int = 1, prefer: str = "knee", workers: int = 0, dask_address: str | None = None,
             space: Space = Space(), workload: Workload = Workload(), fixed: Fixed = Fixed(),
-            on_generation: Callable[[int], None] | None = None) -> DSEResult:
+            on_generation: Callable[[int], None] | None = None, force: bool = False) -> DSEResult:
     """The whole DSE: search, choose, describe every front point, write the outputs."""
     import time
 
@@ -126,7 +130,10 @@ def run_dse(network: Network, board: Board, calib_x: np.ndarray, out_dir: Path |
     if prefer not in PREFERENCES:
         raise DesignError(f"--prefer {prefer!r}: choose one of {', '.join(PREFERENCES)}")
     if out_dir is not None:
-        check_destination(Path(out_dir), MARKER)
+        check_destination(Path(out_dir), KIND, force)
+    problems = network_problems(network)
+    if problems:
+        raise DesignError(f"{network.name}: {problems[0]}")
     info = InfoLossTable(network, calib_x, fixed.batch)
     start = time.perf_counter()
     with _client(workers, dask_address) as client:
@@ -145,7 +152,7 @@ def run_dse(network: Network, board: Board, calib_x: np.ndarray, out_dir: Path |
     design = _design_json(network, board, calib_x, front[chosen], fixed)
     result = DSEResult(front, chosen, design, n_eval, seconds)
     if out_dir is not None:
-        write_outputs(Path(out_dir), result, board, network, prefer, pop, gens, seed)
+        write_outputs(Path(out_dir), result, board, network, prefer, pop, gens, seed, force)
     return result
 
 
@@ -156,7 +163,8 @@ def _design_json(network: Network, board: Board, calib_x: np.ndarray, point: dic
                                                       fixed.batch, fixed.lr_shift))
     rl = replace(design.rl, acc_bits=qnet.rl_acc_bits())
     split = network.retrainable_layers[0].name if network.retrainable_layers else None
-    data = replace(design, rl=rl, split=split, per_layer=qnet.per_layer_dict()).to_dict()
+    data = replace(design, rl=rl, split=split, per_layer=qnet.per_layer_dict(), model=network.name,
+                   network=network_fingerprint(network)).to_dict()
     data["predicted"] = {key: point[key] for key in ("fe_gops", "rl_gops", "dsp", "bram18", "lut", "ff",
                                                      "info_loss", "time_s", "utilisation")}
     data["predicted"]["source"] = "analytical model (dtlgen.perf) and golden-model logit KL (dtlgen.quant)"
@@ -199,8 +207,8 @@ class _client:
 
 
 def write_outputs(out_dir: Path, result: DSEResult, board: Board, network: Network, prefer: str,
-                   pop: int, gens: int, seed: int) -> None:
-    with atomic_directory(out_dir, MARKER) as staging:
+                   pop: int, gens: int, seed: int, force: bool = False) -> None:
+    with atomic_directory(out_dir, KIND, force) as staging:
         write_json(staging / "pareto.json", {
             "model": network.name, "board": board.name, "pop": pop, "gens": gens, "seed": seed,
             "prefer": prefer, "chosen": result.chosen, "evaluations": result.evaluations,

@@ -19,7 +19,6 @@ driver/). Nothing here talks to a board.
 from __future__ import annotations
 
 import json
-import pickle
 import shutil
 import subprocess
 import sys
@@ -126,9 +125,8 @@ def _write_fe(sim: Path, out: Path) -> list[Path]:
 
 def _write_rl(sim: Path, out: Path) -> list[Path]:
     written = [_copy(sim / "rl_layout.json", out / "rl_layout.json"), _copy(sim / "rl_train.npz", out / "rl_train.npz")]
-    with open(sim / "rl_golden.pkl", "rb") as f:
-        qnet = pickle.load(f)
-    write_json(out / "rl_train.json", {"lr_shift": int(qnet.precision.lr_shift)})
+    precision = json.loads((sim / "rl_quant.json").read_text())["precision"]
+    write_json(out / "rl_train.json", {"lr_shift": int(precision["lr_shift"])})
     return written + [out / "rl_train.json"]
 
 

@@ -21,13 +21,14 @@ import numpy as np
 from dtlgen.errors import DesignError
 from dtlgen.perf.board import ALIGN, DESCRIPTOR_BYTES, K_MAX_ENGINE, S_MAX_ENGINE
 from dtlgen.perf.fe import FEConfig, FEOp, fe_ops
+from dtlgen.perf.validate import FE_ACC_BITS, fe_op_problem
 from dtlgen.quant import fixed
 from dtlgen.quant.quantize import QuantizedNetwork
 
 KIND_CONV, KIND_MAXPOOL, KIND_AVGPOOL, KIND_ADD = 1, 2, 3, 4
 S_MAX, K_MAX = S_MAX_ENGINE, K_MAX_ENGINE  # the engine's full-size input window (fe_engine.sv)
 ACTIVATION_CODES = {None: 0, "relu": 1, "relu6": 2}
-RTL_ACC_BITS = 32  # the engine's accumulators and bias words
+RTL_ACC_BITS = FE_ACC_BITS  # the engine's accumulators and bias words
 MIN_MEMORY_BYTES = 1 << 20
 
 
@@ -65,18 +66,10 @@ class FEProgram:
 
 
 def check_supported(op: FEOp, cfg: FEConfig) -> None:
-    """What the RTL engine runs; anything else is refused before a build starts."""
-    if cfg.a_bits > 8 or cfg.w_bits > 8:
-        raise DesignError(f"fe.a_bits={cfg.a_bits}, fe.w_bits={cfg.w_bits}: the FE RTL stores one byte per "
-                          "element; use bit widths up to 8")
-    if op.k > K_MAX:
-        raise DesignError(f"layer '{op.name}': kernel {op.k} exceeds the FE engine's K ≤ {K_MAX}")
-    # The input buffer holds a (tr-1)·S_MAX + K_MAX square window; a tile's real window must fit.
-    rows = (min(cfg.tr, op.r) - 1) * op.s + op.k
-    cols = (min(cfg.tc, op.c) - 1) * op.s + op.k
-    if op.s > S_MAX and (rows > (cfg.tr - 1) * S_MAX + K_MAX or cols > (cfg.tc - 1) * S_MAX + K_MAX):
-        raise DesignError(f"layer '{op.name}': stride {op.s} with tiles {cfg.tr}x{cfg.tc} needs a {rows}x{cols} "
-                          "input window, larger than the engine's buffers; use stride ≤ 2 or smaller tiles")
+    """What the RTL engine runs (`dtlgen.perf.validate`); anything else is refused before a build starts."""
+    problem = fe_op_problem(op, cfg)
+    if problem:
+        raise DesignError(problem)
 
 
 def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
@@ -178,3 +171,57 @@ def _bytes(values: np.ndarray) -> np.ndarray:
 
 def _aligned(addr: int) -> int:
     return -(-addr // ALIGN) * ALIGN
+
+
+def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max: int, tiles: tuple[int, int],
+                      source: str) -> list[FEOp]:
+    """Check the FE descriptors of a memory image before an engine runs them (a project is data from a
+    stranger): every field within what the engine's buffers hold, every address range inside the image,
+    each descriptor's output where `ops` (the project's program.json) says. Raises one DesignError;
+    returns the operations the descriptors describe (the cycle model's input)."""
+    size = len(memory)
+    if not 0 <= desc_addr <= size - DESCRIPTOR_BYTES * len(ops):
+        raise DesignError(f"{source}: {len(ops)} descriptors at address {desc_addr} do not fit the {size}-byte "
+                          "memory image; regenerate the project with 'dtlgen generate'")
+    words = np.frombuffer(memory[desc_addr:desc_addr + DESCRIPTOR_BYTES * len(ops)].tobytes(), dtype="<u4")
+    decoded = []
+    for i, op in enumerate(ops):
+        w = [int(v) for v in words[16 * i:16 * i + 16]]
+        kind, act, pool, depthwise = w[0] & 0xF, w[0] >> 4 & 0x3, w[0] >> 6 & 1, w[0] >> 7 & 1
+        n, m, h, wd, r, c = w[1] & 0xFFFF, w[1] >> 16, w[2] & 0xFFFF, w[2] >> 16, w[3] & 0xFFFF, w[3] >> 16
+        k, s, p = w[4] & 0xFF, w[4] >> 8 & 0xFF, w[4] >> 16 & 0xFF
+        where = f"{source}: FE descriptor {i} ('{op['name']}')"
+
+        def refuse(problem: str) -> None:
+            raise DesignError(f"{where} {problem}; the project's memory image or program.json was changed: "
+                              "regenerate it with 'dtlgen generate'")
+
+        if kind not in (KIND_CONV, KIND_MAXPOOL, KIND_AVGPOOL, KIND_ADD) or act > 2 or w[0] >> 8:
+            refuse(f"has an unknown kind/activation word 0x{w[0]:08x}")
+        window = ((min(tiles[0], r) - 1) * s + k, (min(tiles[1], c) - 1) * s + k)
+        if min(n, m, h, wd, r, c, k, s) < 1 or k > K_MAX or p >= k or m > m_max or (s > S_MAX and (
+                window[0] > (tiles[0] - 1) * S_MAX + K_MAX or window[1] > (tiles[1] - 1) * S_MAX + K_MAX)):
+            refuse(f"has N={n} M={m} H={h} W={wd} R={r} C={c} K={k} S={s} P={p}, outside the engine's limits "
+                   f"(K ≤ {K_MAX}, P < K, M ≤ {m_max}, the input window within the {tiles[0]}x{tiles[1]} tile's "
+                   "buffer)")
+        if r != (h + 2 * p - k) // s + 1 or c != (wd + 2 * p - k) // s + 1 or (depthwise and n != m) \
+                or (kind == KIND_ADD and (n != m or (h, wd) != (r, c))) or (pool and kind != KIND_CONV):
+            refuse(f"has shapes that do not agree (N={n} M={m} H={h} W={wd} R={r} C={c} K={k} S={s} P={p})")
+        out_shape = op["out_shape"]
+        if w[9] != op["out_addr"] or out_shape[0] != m or (len(out_shape) == 3 and not pool
+                                                            and tuple(out_shape[1:]) != (r, c)):
+            refuse(f"stores {m} channels at {w[9]}, not the {out_shape} at {op['out_addr']} that program.json names")
+        weights = m * k * k if depthwise else m * n * k * k
+        ranges = [("input", w[6], n * h * wd), ("output", w[9], int(np.prod(out_shape)))]
+        if kind == KIND_CONV:
+            ranges += [("weights", w[7], weights), ("biases", w[8], 4 * m)]
+        elif kind == KIND_ADD:
+            ranges.append(("second input", w[7], n * h * wd))
+        for what, addr, count in ranges:
+            if addr + count > size:
+                refuse(f"reaches past the {size}-byte image with its {what} ({count} bytes at {addr})")
+        kind_name = {KIND_CONV: "conv", KIND_ADD: "add"}.get(kind, "pool")
+        if op.get("kind") != kind_name:
+            refuse(f"is a {kind_name}, but program.json calls it a {op.get('kind')}")
+        decoded.append(FEOp(op["name"], kind_name, n, h, wd, m, r, c, k, s, p, bool(depthwise), 2 if pool else 0))
+    return decoded

@@ -28,8 +28,8 @@ from dtlgen.perf.rl import DESCRIPTOR_BYTES as RL_DESCRIPTOR_BYTES
 from dtlgen.quant import fixed, golden
 from dtlgen.quant.quantize import QuantizedNetwork
 
-FE_SOURCES = ("dtl_numerics.h", "dtl_engines.h", "dtl_bytes.h", "tb_dtl.h", "dtl_fe_engine.cpp", "tb_fe.cpp",
-              "csim_api.cpp")
+FE_SOURCES = ("dtl_numerics.h", "dtl_engines.h", "dtl_csim_check.h", "dtl_bytes.h", "tb_dtl.h", "dtl_fe_engine.cpp",
+              "tb_fe.cpp", "csim_api.cpp")
 RL_SOURCES = ("dtl_rl_engine.cpp", "tb_rl.cpp")
 TB_STEPS = 5  # training steps the RL testbench replays (Vitis HLS cosim runs them too: keep it short)
 
@@ -74,12 +74,14 @@ def write_hls(project: Path, design: Design, model: str, board: str, program: FE
 
 
 def _write_fe_vectors(data: Path, program: FEProgram, outputs: list[np.ndarray]) -> None:
-    (data / "fe_memory.bin").write_bytes(program.memory[:program.extent].tobytes())
-    lines = [f"memory {len(program.memory)}", "load 0 fe_memory.bin",
+    image_bytes = program.memory[:program.extent].tobytes()
+    (data / "fe_memory.bin").write_bytes(image_bytes)
+    lines = [f"memory {len(program.memory)}", f"load 0 fe_memory.bin {len(image_bytes)}",
              f"run {program.desc_addr} {len(program.ops)}"]
     for i, (image, expected) in enumerate(zip(program.ops, outputs)):
-        (data / f"fe_op{i}.bin").write_bytes(np.asarray(expected, dtype=np.int64).astype(np.int8).tobytes())
-        lines.append(f"expect {image.out_addr} fe_op{i}.bin {image.op.name}")
+        blob = np.asarray(expected, dtype=np.int64).astype(np.int8).tobytes()
+        (data / f"fe_op{i}.bin").write_bytes(blob)
+        lines.append(f"expect {image.out_addr} fe_op{i}.bin {image.op.name} {len(blob)}")
     (data / "fe_script.txt").write_text("\n".join(lines) + "\n")
 
 
@@ -94,14 +96,19 @@ def _write_rl_vectors(data: Path, qnet: QuantizedNetwork, layout: RLLayout, feat
     files_ = {"rl_params0.bin": prog.params_image(layout, state),
               "rl_load_params.bin": prog.params_list(layout, "LOAD_P"),
               "rl_store_params.bin": prog.params_list(layout, "STORE_P")}
-    lines = [f"memory {layout.memory_bytes}", f"load {layout.params_addr} rl_params0.bin",
-             f"load {layout.desc_addr} rl_load_params.bin", f"run {layout.desc_addr} 1"]
+
+    def sized(name: str) -> str:  # a file name and its size: the testbench refuses a file of another size
+        return f"{name} {len(files_[name])}"
+
+    lines = [f"memory {layout.memory_bytes}", f"load {layout.params_addr} {sized('rl_params0.bin')}",
+             f"load {layout.desc_addr} {sized('rl_load_params.bin')}", f"run {layout.desc_addr} 1"]
     for k, idx in plan.batches():
         x = plan.features[idx].reshape((len(idx),) + tuple(layout.feature_shape))
         state, trace = golden.rl_train_step(qnet, state, {feature_name: x}, plan.labels[idx], plan.first_step + k,
                                             plan.lr_shifts[k])
         logits = trace.activations[last.name]
         logit_rows = to_rows(logits, logits.shape[1:])
+        params = f"rl_params{k + 1}.bin"
         _, grad_rows = output_gradient(layout, logit_rows, plan.labels[idx])
         files_.update({f"rl_features{k}.bin": prog.matrix_bytes(layout, to_rows(x, layout.feature_shape)),
                        f"rl_forward{k}.bin": prog.forward_list(layout, len(idx)),
@@ -109,13 +116,14 @@ def _write_rl_vectors(data: Path, qnet: QuantizedNetwork, layout: RLLayout, feat
                        f"rl_dy{k}.bin": prog.matrix_bytes(layout, grad_rows),
                        f"rl_backward{k}.bin": prog.backward_list(layout, len(idx), plan.first_step + k,
                                                                  plan.lr_shifts[k]),
-                       f"rl_params{k + 1}.bin": prog.params_image(layout, state)})
-        lines += [f"load {layout.feat_addr} rl_features{k}.bin", f"load {layout.desc_addr} rl_forward{k}.bin",
-                  f"run {layout.desc_addr} {fwd_count}",
+                       params: prog.params_image(layout, state)})
+        lines += [f"load {layout.feat_addr} {sized(f'rl_features{k}.bin')}",
+                  f"load {layout.desc_addr} {sized(f'rl_forward{k}.bin')}", f"run {layout.desc_addr} {fwd_count}",
                   f"expect_rows {layout.logit_addr} {len(logit_rows)} {last.m} {pitch} rl_logits{k}.bin step{k}_logits",
-                  f"load {layout.dy_addr} rl_dy{k}.bin", f"load {layout.desc_addr} rl_backward{k}.bin",
-                  f"run {layout.desc_addr} {bwd_count}", f"load {layout.desc_addr} rl_store_params.bin",
-                  f"run {layout.desc_addr} 1", f"expect {layout.params_addr} rl_params{k + 1}.bin step{k}_params"]
+                  f"load {layout.dy_addr} {sized(f'rl_dy{k}.bin')}",
+                  f"load {layout.desc_addr} {sized(f'rl_backward{k}.bin')}", f"run {layout.desc_addr} {bwd_count}",
+                  f"load {layout.desc_addr} {sized('rl_store_params.bin')}", f"run {layout.desc_addr} 1",
+                  f"expect {layout.params_addr} {params} step{k}_params {len(files_[params])}"]
     for name, blob in files_.items():
         (data / name).write_bytes(blob)
     (data / "rl_script.txt").write_text("\n".join(lines) + "\n")

@@ -12,17 +12,17 @@ Layout (DESIGN.md §3):
                          expected.npz (the golden model's outputs and the memory image);
                          with retrainable layers also test_rl_engine.py (the host loop's testbench),
                          rl_layout.json (the RL engine's layout), rl_train.npz (the re-training set's
-                         cached FE features, labels, initial weights), rl_golden.pkl (the RL layers'
-                         quantisation, for the golden model's replay)
+                         cached FE features, labels, initial weights), rl_quant.json (the RL layers'
+                         shapes and fixed-point formats, for the golden model's replay)
+  .dtlgen-manifest.json  every file dtlgen wrote here and its SHA-256 (dtlgen.atomic)
+A project holds data and the sources dtlgen wrote, never anything dtlgen would unpickle or import.
 Everything is written to a temporary directory and moved into place at the end.
 """
 
 from __future__ import annotations
 
-import json
-import pickle
 import shutil
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
@@ -40,11 +40,13 @@ from dtlgen.generator.rl_program import RLLayout, plan_rl
 from dtlgen.model.ir import Network
 from dtlgen.perf import Design, predict
 from dtlgen.perf.fe import op_cycles, pipeline_depth
+from dtlgen.perf.validate import check_design
 from dtlgen.quant import golden
+from dtlgen.quant.record import rl_view_to_dict
 from dtlgen.quant.quantize import PrecisionConfig, QuantizedNetwork, quantize
 from dtlgen.generator.rtl import RTL_SOURCES, FESimParams, rtl_dir, write_hex
 
-MARKER = "report.json"
+KIND = "project"  # the manifest kind of a project folder (dtlgen.atomic)
 COCOTB_TEST = "test_fe_engine.py"
 RL_COCOTB_TEST = "test_rl_engine.py"
 RL_SOURCES = ("rl_bank.sv", "rl_engine.sv", "rl_tb_top.sv")
@@ -73,7 +75,8 @@ def sim_params(design: Design, board: Board, memory_bytes: int, m_max: int) -> F
 
 def generate_project(network: Network, design: Design, board: Board, calib_x: np.ndarray, sample_x: np.ndarray,
                      out_dir: Path, progress: Callable[[str], None] = lambda message: None,
-                     train: tuple[np.ndarray, np.ndarray] | None = None, flow: str = "auto") -> Path:
+                     train: tuple[np.ndarray, np.ndarray] | None = None, flow: str = "auto",
+                     force: bool = False) -> Path:
     """Write the project for both engines of `network`; returns the project path.
 
     `train` is the re-training set (float inputs, labels) whose FE features `dtlgen sim --retrain`
@@ -89,17 +92,13 @@ def generate_project(network: Network, design: Design, board: Board, calib_x: np
     elif board.toolchain != flow:
         raise DesignError(f"board {board.name} is built with {board.toolchain}, not {flow}; use --flow auto or "
                           f"--flow {board.toolchain}")
-    out_dir = check_destination(Path(out_dir), MARKER)
+    out_dir = check_destination(Path(out_dir), KIND, force)
+    prediction = predict(network, design, board)
+    check_design(network, design, board, prediction)
     progress("quantising with the design's precision")
     qnet = quantize_for_design(network, design, calib_x)
-    prediction = predict(network, design, board)
     rl_layout = None
     if network.retrainable_layers:
-        if prediction.rl_weight_bram18 > board.resources.bram18:
-            raise DesignError(f"the retrainable weights ({prediction.rl_weight_bits:,} bits) need "
-                              f"{prediction.rl_weight_bram18} BRAM18 on chip and {board.name} has "
-                              f"{board.resources.bram18}; retrain fewer layers (--retrain-last), lower rl.bits or "
-                              "choose a larger board")
         rl_layout = plan_rl(qnet, design.rl, _bus_bytes(board))
     x_int = golden.quantize_input(qnet, sample_x[None])[0]
     widest = max((layer.m for layer in network.frozen_layers if layer.has_weights), default=1)
@@ -108,13 +107,13 @@ def generate_project(network: Network, design: Design, board: Board, calib_x: np
     params = sim_params(design, board, len(program.memory), m_max)
     reference = golden.fe_forward(qnet, x_int[None])
     progress(f"writing the project ({len(program.ops)} FE descriptors, {len(program.memory) >> 10} KiB DRAM image)")
-    with atomic_directory(out_dir, MARKER) as staging:
+    with atomic_directory(out_dir, KIND, force) as staging:
         rtl, sim = staging / "rtl", staging / "sim"
         rtl.mkdir()
         sim.mkdir()
         for name in RTL_SOURCES:
             shutil.copy(rtl_dir() / name, rtl / name)
-        (rtl / "dtl_params.svh").write_text(_params_header(params, design))
+        (rtl / "dtl_params.svh").write_text(params_svh(params, design, rl_layout))
         write_hex(rtl / "dram_init.hex", program.memory)
         shutil.copy(rtl_dir() / "fe_cocotb_test.py", sim / COCOTB_TEST)
         write_json(sim / "params.json", asdict(params))
@@ -144,7 +143,7 @@ def generate_project(network: Network, design: Design, board: Board, calib_x: np
             progress(f"writing the {board.name} bitstream's top, pins and build settings (dtlgen bitstream)")
             write_ecp5_project(staging, board, design,
                                board_core(design, board, program, m_max, params.drain, rl_layout))
-        write_json(staging / "design.json", design.to_dict())
+        write_json(staging / "design.json", replace(design, board_spec=board.to_dict()).to_dict())
         write_json(staging / "report.json", {"model": network.name, "board": board.name,
                                              "design": design.to_dict(), "predicted": prediction.to_dict()})
     return out_dir
@@ -153,14 +152,6 @@ def generate_project(network: Network, design: Design, board: Board, calib_x: np
 def _default_train(network: Network, calib_x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     classes = int(np.prod(network.layers[-1].out_shape))
     return calib_x, np.random.default_rng(0).integers(0, classes, size=len(calib_x))
-
-
-def rl_golden_view(qnet: QuantizedNetwork) -> QuantizedNetwork:
-    """The quantised network without the frozen layers' weights: all the RL golden model reads."""
-    layers = [replace(layer, weight=None, bias=None) if layer.frozen else layer for layer in qnet.network.layers]
-    network = replace(qnet.network, layers=layers)
-    kept = {name: lq for name, lq in qnet.layers.items() if lq.engine == "rl"}
-    return QuantizedNetwork(network, qnet.precision, qnet.input_fmt, kept)
 
 
 def _write_rl(staging: Path, qnet: QuantizedNetwork, layout: RLLayout,
@@ -179,15 +170,12 @@ def _write_rl(staging: Path, qnet: QuantizedNetwork, layout: RLLayout,
     np.savez_compressed(sim / "rl_train.npz", features=features.reshape(len(x), -1), labels=np.asarray(y),
                         **{f"w_{name}": w for name, (w, _) in state.items()},
                         **{f"b_{name}": b for name, (_, b) in state.items()})
-    with open(sim / "rl_golden.pkl", "wb") as f:
-        pickle.dump(rl_golden_view(qnet), f)
-    header = rtl / "dtl_params.svh"
-    rl_lines = "".join(f"localparam int DTL_RL_{key} = {value};\n" for key, value in layout.hdl_parameters().items())
-    header.write_text(header.read_text().replace("`endif", rl_lines + "`endif"))
+    write_json(sim / "rl_quant.json", rl_view_to_dict(qnet))
     return features.reshape(len(x), -1), np.asarray(y), state
 
 
-def _params_header(params: FESimParams, design: Design) -> str:
+def params_svh(params: FESimParams, design: Design, layout: RLLayout | None) -> str:
+    """rtl/dtl_params.svh: the engines' parameters (dtlgen sim re-renders it to check a project's copy)."""
     lines = ["// Generated by dtlgen: parameters of this project's FE engine (the simulation build passes the",
              "// same values with -G; board tops include this file).", "`ifndef DTL_PARAMS_SVH",
              "`define DTL_PARAMS_SVH"]
@@ -195,34 +183,7 @@ def _params_header(params: FESimParams, design: Design) -> str:
         if not isinstance(value, str):
             lines.append(f"localparam int DTL_FE_{key} = {value};")
     lines.append(f"localparam int DTL_CLOCK_KHZ = {int(round(design.clock_mhz * 1000))};")
+    if layout is not None:
+        lines += [f"localparam int DTL_RL_{key} = {value};" for key, value in layout.hdl_parameters().items()]
     lines.append("`endif")
     return "\n".join(lines) + "\n"
-
-
-def load_program(project: Path) -> dict:
-    return json.loads((Path(project) / "sim" / "program.json").read_text())
-
-
-@dataclass(frozen=True)
-class RLProject:
-    """What a project holds for re-training: the RL layout, the golden model's view of the quantised
-    network, the re-training set's cached FE features and labels, and the initial weights."""
-
-    layout: RLLayout
-    qnet: QuantizedNetwork
-    features: np.ndarray
-    labels: np.ndarray
-    state: golden.RLState
-
-
-def load_rl_project(project: Path) -> RLProject:
-    sim = Path(project) / "sim"
-    if not (sim / "rl_layout.json").exists():
-        raise DesignError(f"project '{project}' has no RL engine (the network has no retrainable layers); generate "
-                          "it with a split (--split or --retrain-last) to re-train on the device")
-    layout = RLLayout.from_dict(json.loads((sim / "rl_layout.json").read_text()))
-    data = np.load(sim / "rl_train.npz")
-    with open(sim / "rl_golden.pkl", "rb") as f:
-        qnet = pickle.load(f)
-    state = {p.name: (data[f"w_{p.name}"], data[f"b_{p.name}"]) for p in layout.layers}
-    return RLProject(layout, qnet, data["features"], data["labels"], state)

@@ -11,8 +11,11 @@ Descriptor (128 bytes, 32 little-endian words; rl_engine.sv decodes the same fie
   w0 mode | act<<4 | six<<16      w1 M | N<<16          w2 rows G | seed<<16
   w3 xa | ya<<16 (A stash words)  w4 gy | gx<<16 (G stash words)    w5 weight tile | bias row<<16
   w6 DRAM address                 w7 shifts s0 | s1<<8 | s2<<16 | s3<<24 (signed bytes)
-  w8 Mt | Nt<<16                  w9 Nt' | pitch_n<<16  w10 pitch_m     w11 beats
+  w8 Mt | Nt<<16                  w9 Nt' | pitch_n<<16  w10 pitch_m     w11 beats (LOAD / STORE)
   w16..23 A^(N+1), w24..31 A^(TM(N+1)): LFSR jump matrices, row r in half-word r
+The packed fields are 16 bits; w6 and w11 are 32. The engine issues a LOAD of any length as a chain
+of read requests of at most 65535 beats, so a transfer is bounded by the 32-bit DRAM map, not by
+one burst; `_check_ranges` refuses a layout whose values do not fit their fields.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from dtlgen.quant.quantize import QuantizedNetwork, rl_gemm_shape
 MODES = {"LOAD_A": 1, "LOAD_G": 2, "STORE_A": 3, "FWD": 4, "BWD_DATA": 5, "UPDATE": 6, "LOAD_P": 7, "STORE_P": 8}
 ACTIVATIONS = {None: 0, "relu": 1, "relu6": 2}
 PERF_BASE = {"forward": 0, "backward": 64, "params": 128}  # perf-counter index of each list's first descriptor
-MAX_BEATS = (1 << 16) - 1
+FIELD_MAX = (1 << 16) - 1  # the packed descriptor fields are 16 bits
+ADDRESS_SPACE = 1 << 32  # DRAM addresses and transfer lengths (w6, w11) are 32 bits
 
 
 @dataclass(frozen=True)
@@ -241,7 +245,9 @@ def plan_rl(qnet: QuantizedNetwork, cfg: RLConfig, bus_bytes: int) -> RLLayout:
 
 
 def _check_ranges(layout: RLLayout) -> None:
-    """Shifts fit the engine's arithmetic (a WIDE = acc_bits + 32 datapath); transfers fit a burst."""
+    """Shifts fit the engine's arithmetic (a WIDE = acc_bits + 32 datapath); every descriptor value
+    fits its field. Transfers have no length limit of their own: the engine splits a LOAD into
+    65535-beat requests, and its 32-bit beat count and addresses cover the whole DRAM map."""
     wide = layout.acc_bits + 32
     for p in layout.layers:
         for name, value, lo, hi in (("output requantisation", p.out_shift, -31, 127),
@@ -254,10 +260,30 @@ def _check_ranges(layout: RLLayout) -> None:
                                   f"[{lo}, {hi}]; re-calibrate with a different rl.bits")
         if p.w_step_frac + 30 > wide - 1 or p.b_step_frac + 30 > wide - 1:
             raise DesignError(f"layer '{p.name}': update shifts exceed the {wide}-bit update datapath")
-    rows_bytes = layout.batch * layout.layers[0].positions * layout.layers[0].pitch_n * layout.lanes * VALUE_BYTES
-    for what, size in (("a batch of features", rows_bytes), ("the parameter image", layout.params_bytes)):
-        if size // layout.bus_bytes > MAX_BEATS:
-            raise DesignError(f"{what} ({size} bytes) exceeds one {MAX_BEATS}-beat burst; use a smaller rl.batch")
+    smaller_batch = "use a smaller rl.batch or retrain fewer layers"
+    fewer_tiles = "choose a larger rl.tm / rl.tn (fewer, larger tiles) or retrain fewer layers"
+    for p in layout.layers:
+        for what, value, fix in (
+                (f"M={p.m}", p.m, "move the split so that the RL engine trains narrower layers"),
+                (f"N={p.n}", p.n, "move the split so that the RL engine trains narrower layers"),
+                (f"the n-tiles of [W | b] ({p.nta})", p.nta, "choose a larger rl.tn"),
+                (f"the batch's GEMM rows (batch {layout.batch} x {p.positions} positions)",
+                 layout.batch * p.positions, "use a smaller rl.batch"),
+                ("an activation-stash word address", max(p.xa, p.ya), smaller_batch),
+                ("a gradient-stash word address", max(p.gy, p.gx), smaller_batch)):
+            if value > FIELD_MAX:
+                raise DesignError(f"layer '{p.name}': {what} does not fit the RL descriptor's 16-bit field "
+                                  f"(at most {FIELD_MAX}); {fix}")
+    # (the count bounds every FWD / BWD_DATA / UPDATE descriptor's first tile and row as well)
+    for what, value in (("weight tiles", layout.w_depth_used), ("bias rows", layout.b_depth_used)):
+        if value > FIELD_MAX:
+            raise DesignError(f"the RL parameter image has {value} {what}, more than the {FIELD_MAX} that the "
+                              f"LOAD_P / STORE_P descriptor's 16-bit count holds; {fewer_tiles}")
+    end = layout.params_addr + layout.params_bytes
+    if end > ADDRESS_SPACE:
+        raise DesignError(f"the RL engine's DRAM map (descriptors, features, logits, dY and the "
+                          f"{layout.params_bytes}-byte parameter image) ends at byte {end}, beyond its 32-bit "
+                          f"addresses; {smaller_batch}")
 
 
 # --- descriptors ----------------------------------------------------------------------------------

@@ -4,15 +4,21 @@ What is mapped: conv2d (groups, stride, zero padding, bias), linear, relu/relu6 
 producing layer), max/avg pool, adaptive average pool (to an integer divisor of the input),
 flatten, residual add, batchnorm (folded into the preceding conv or linear), dropout and identity
 (dropped: the module is traced in eval mode). Anything else raises `UnsupportedLayerError` naming
-the module path and the op; nothing is silently skipped.
+the module path and the op, that the IR does not map it and what to do instead; nothing is
+silently skipped.
 
 Shapes come from running the traced graph once on a zero input (`ShapeProp`), so the IR never
-re-derives torch's shape rules.
+re-derives torch's shape rules. A model that does not run on the given input shape, or whose
+weights are not finite, is a `ModelSpecError` naming the model, the shape or layer, and the fix:
+a user's model must never reach the user as a torch traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import operator
+import sys
 from typing import Any
 
 import numpy as np
@@ -22,33 +28,129 @@ import torch.nn.functional as F
 from torch.fx import GraphModule, Node, symbolic_trace
 from torch.fx.passes.shape_prop import ShapeProp
 
-from dtlgen.errors import ModelSpecError, UnsupportedLayerError
-from dtlgen.model.ir import INPUT, Layer, Network
+from dtlgen.errors import DtlgenError, ModelSpecError, UnsupportedLayerError
+from dtlgen.model.ir import INPUT, Layer, Network, check_input_shape
+from dtlgen.model.messages import brief, reason
 
 _ADD_FUNCS = (operator.add, operator.iadd, torch.add)
 _RELU_FUNCS = {F.relu: "relu", torch.relu: "relu", torch.relu_: "relu", F.relu6: "relu6"}
 _RELU_METHODS = {"relu": "relu", "relu_": "relu"}
 _DROP_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout, nn.Identity)
 _SHAPE_METHODS = ("size", "dim")  # produce ints, not tensors: ignored
+_CONCAT_FUNCS = {torch.cat, torch.concat, torch.concatenate, torch.stack, torch.hstack, torch.vstack}
+_SUPPORTED_OPS = "conv2d, linear, batchnorm, relu/relu6, max/avg pooling, flatten, residual add"
 
 
-def import_module(module: nn.Module, input_shape: tuple[int, ...], name: str = "model") -> Network:
-    """Trace `module` (put in eval mode) for a per-sample `input_shape` and return its IR."""
+def import_module(module: nn.Module, input_shape: tuple[int, ...], name: str = "model",
+                  origin: str | None = None) -> Network:
+    """Trace `module` (put in eval mode) for a per-sample `input_shape` and return its IR.
+
+    `origin` says where the model came from in error messages (e.g. "factory `f` in net.py").
+    """
+    origin = origin or f"model '{name}'"
+    if not isinstance(module, nn.Module):
+        raise ModelSpecError(f"{origin}: {brief(module)} is not a torch.nn.Module; give a module instance")
+    input_shape = check_input_shape(input_shape, origin)
     module = module.eval()
     try:
         traced = symbolic_trace(module)
     except Exception as exc:  # torch raises many types for untraceable Python
         raise ModelSpecError(
-            f"model '{name}': torch.fx cannot trace it ({type(exc).__name__}: {exc}); "
+            f"{origin}: torch.fx cannot trace it ({reason(exc)}); "
             "remove data-dependent control flow from forward()") from exc
-    with torch.no_grad():
-        ShapeProp(traced).propagate(torch.zeros((2, *input_shape)))
-    return _Importer(traced, name, tuple(input_shape)).run()
+    placeholders = [n for n in traced.graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != 1:
+        raise UnsupportedLayerError(
+            f"{origin}: forward() takes {len(placeholders)} tensors; exactly one input is supported")
+    _propagate_shapes(traced, input_shape, origin)
+    return _Importer(traced, name, input_shape, origin).run()
+
+
+class _NodeTrackingShapeProp(ShapeProp):
+    """ShapeProp that remembers the node it is running, so a failure can name the module."""
+
+    node: Node | None = None
+
+    def run_node(self, n: Node) -> Any:
+        self.node = n
+        return super().run_node(n)
+
+
+def _propagate_shapes(traced: GraphModule, input_shape: tuple[int, ...], origin: str) -> None:
+    """Run the graph once on zeros (a batch of 2) so every node records its shape; a model that does
+    not run on `input_shape` is the user's to fix, so torch's reason becomes a ModelSpecError."""
+    dtype = next((p.dtype for p in traced.parameters() if p.is_floating_point()), torch.float32)
+    prop = _NodeTrackingShapeProp(traced)
+    printed = io.StringIO()  # ShapeProp prints the traceback of a failing node itself; we report it in one line
+    try:
+        with torch.no_grad(), contextlib.redirect_stderr(printed):
+            prop.propagate(torch.zeros((2, *input_shape), dtype=dtype))
+        sys.stderr.write(printed.getvalue())  # the model's own warnings, if it ran
+    except Exception as exc:  # whatever the model's own code raises on this input
+        root = _root_cause(exc)
+        where = f" at {_describe_node(traced, prop.node)}" if prop.node is not None else ""
+        if isinstance(root, MemoryError) or "allocate" in str(root):
+            fix = "the activations do not fit in memory; give a smaller input shape"
+        else:
+            fix = ("give the per-sample input shape the model expects (no batch dimension; the importer adds a "
+                   "batch of 2), e.g. (C, H, W) with C the first conv's in_channels")
+        raise ModelSpecError(f"{origin}: the model does not run on input_shape {input_shape}{where}: "
+                             f"{reason(root)}; {fix}") from exc
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost explicit cause: ShapeProp wraps the model's own error in a long RuntimeError."""
+    seen = {id(exc)}
+    while exc.__cause__ is not None and id(exc.__cause__) not in seen:
+        exc = exc.__cause__
+        seen.add(id(exc))
+    return exc
+
+
+def _owner(node: Node) -> tuple[str, str] | None:
+    """(module path, class name) of the module whose forward() holds `node`; None for the top level."""
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return None
+    key, value = list(stack.items())[-1]
+    path, cls = value if isinstance(value, tuple) else (key, value)  # older torch: path -> class
+    return str(path), getattr(cls, "__name__", str(cls))
+
+
+def _describe_node(traced: GraphModule, node: Node) -> str:
+    """Where a node is, for a message: its module path and class, or the op and the forward() it is in."""
+    if node.op == "call_module":
+        try:
+            kind = type(traced.get_submodule(node.target)).__name__
+        except AttributeError:
+            kind = "module"
+        return f"module '{node.target}' ({kind})"
+    if node.op == "call_function":
+        op = f"{getattr(node.target, '__name__', node.target)}()"
+    elif node.op == "call_method":
+        op = f".{node.target}()"
+    else:
+        op = f"{node.op} '{node.target}'"
+    owner = _owner(node)
+    inside = f"the forward() of '{owner[0]}' ({owner[1]})" if owner else "the top-level forward()"
+    return f"{op} in {inside}"
 
 
 def _shape(node: Node) -> tuple[int, ...]:
     """Per-sample shape (batch dropped) recorded by ShapeProp."""
     return tuple(int(d) for d in node.meta["tensor_meta"].shape[1:])
+
+
+def _finite_array(tensor: torch.Tensor, origin: str, path: str, kind: str, what: str) -> np.ndarray:
+    """A parameter or buffer as float64 numpy; NaN/inf would poison calibration and every report after it."""
+    array = tensor.detach().double().cpu().numpy().copy()
+    bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+    if bad:
+        raise ModelSpecError(
+            f"{origin}: layer '{path}' ({kind}) {what} has {bad} NaN/inf value(s) of {array.size}; the weights are "
+            "broken (a diverged training run or a bad checkpoint): load finite weights before importing (check "
+            f"torch.isfinite(model.get_submodule('{path}').{what}).all())")
+    return array
 
 
 def _pair(value: Any, what: str, where: str) -> int:
@@ -65,21 +167,25 @@ def _pair(value: Any, what: str, where: str) -> int:
 class _Importer:
     """Walks the fx graph once, in order, building layers and an alias table for dropped nodes."""
 
-    def __init__(self, traced: GraphModule, name: str, input_shape: tuple[int, ...]):
+    def __init__(self, traced: GraphModule, name: str, input_shape: tuple[int, ...], origin: str):
         self.traced = traced
+        self.origin = origin  # names the model in ModelSpecErrors (bad weights); layer errors name the module
         self.network = Network(name, input_shape)
         self.value_of: dict[str, str] = {}  # fx node name -> IR layer name (or INPUT)
         self.node_of: dict[str, Node] = {}  # IR layer name -> fx node that produced it
 
     def run(self) -> Network:
-        placeholders = [n for n in self.traced.graph.nodes if n.op == "placeholder"]
-        if len(placeholders) != 1:
-            raise UnsupportedLayerError(
-                f"model '{self.network.name}': forward() takes {len(placeholders)} tensors; exactly one input is supported")
         for node in self.traced.graph.nodes:
-            self._visit(node)
+            try:
+                self._visit(node)
+            except DtlgenError:
+                raise
+            except Exception as exc:  # a graph shape the mapping rules did not foresee: name the node
+                raise UnsupportedLayerError(
+                    f"{_describe_node(self.traced, node)}: cannot be mapped onto the IR ({reason(exc)}); "
+                    f"the IR supports {_SUPPORTED_OPS}") from exc
         if not self.network.layers:
-            raise UnsupportedLayerError(f"model '{self.network.name}': no layers found to map")
+            raise UnsupportedLayerError(f"{self.origin}: no layers found to map; the IR supports {_SUPPORTED_OPS}")
         return self.network
 
     # --- dispatch -------------------------------------------------------------------------
@@ -118,10 +224,13 @@ class _Importer:
         elif isinstance(mod, (nn.ReLU, nn.ReLU6)):
             self._fuse_activation(node, "relu6" if isinstance(mod, nn.ReLU6) else "relu", path)
         elif isinstance(mod, nn.MaxPool2d):
-            self._check_pool_options(path, mod.dilation, mod.ceil_mode)
+            self._check_pool_options(node, path, "MaxPool2d", mod.dilation, mod.ceil_mode, mod.kernel_size,
+                                     mod.stride, mod.padding)
             self._pool(node, "maxpool", path, mod.kernel_size, mod.stride, mod.padding)
         elif isinstance(mod, nn.AvgPool2d):
-            self._check_avgpool_options(path, mod.ceil_mode, mod.count_include_pad, mod.divisor_override, mod.padding)
+            self._check_pool_options(node, path, "AvgPool2d", 1, mod.ceil_mode, mod.kernel_size, mod.stride,
+                                     mod.padding)
+            self._check_avgpool_options(path, mod.count_include_pad, mod.divisor_override, mod.padding)
             self._pool(node, "avgpool", path, mod.kernel_size, mod.stride, mod.padding)
         elif isinstance(mod, nn.AdaptiveAvgPool2d):
             self._adaptive_avgpool(node, path, mod.output_size)
@@ -145,22 +254,32 @@ class _Importer:
         elif fn is torch.flatten:
             self._flatten(node, path, self._arg(node, 1, "start_dim", 0), self._arg(node, 2, "end_dim", -1))
         elif fn is F.max_pool2d:
-            self._check_pool_options(path, self._arg(node, 4, "dilation", 1), self._arg(node, 5, "ceil_mode", False))
             k = self._arg(node, 1, "kernel_size", None)
-            self._pool(node, "maxpool", path, k, self._arg(node, 2, "stride", None) or k, self._arg(node, 3, "padding", 0))
+            stride, pad = self._arg(node, 2, "stride", None) or k, self._arg(node, 3, "padding", 0)
+            self._check_pool_options(node, path, "max_pool2d", self._arg(node, 4, "dilation", 1),
+                                     self._arg(node, 5, "ceil_mode", False), k, stride, pad)
+            self._pool(node, "maxpool", path, k, stride, pad)
         elif fn is F.avg_pool2d:
             k = self._arg(node, 1, "kernel_size", None)
-            pad = self._arg(node, 3, "padding", 0)
-            self._check_avgpool_options(path, self._arg(node, 4, "ceil_mode", False),
-                                        self._arg(node, 5, "count_include_pad", True),
+            stride, pad = self._arg(node, 2, "stride", None) or k, self._arg(node, 3, "padding", 0)
+            self._check_pool_options(node, path, "avg_pool2d", 1, self._arg(node, 4, "ceil_mode", False), k, stride,
+                                     pad)
+            self._check_avgpool_options(path, self._arg(node, 5, "count_include_pad", True),
                                         self._arg(node, 6, "divisor_override", None), pad)
-            self._pool(node, "avgpool", path, k, self._arg(node, 2, "stride", None) or k, pad)
+            self._pool(node, "avgpool", path, k, stride, pad)
         elif fn is F.adaptive_avg_pool2d:
             self._adaptive_avgpool(node, path, self._arg(node, 1, "output_size", None))
         elif fn in (F.dropout, F.dropout2d):
             self._alias(node)
+        elif fn in _CONCAT_FUNCS:
+            raise UnsupportedLayerError(
+                f"{_describe_node(self.traced, node)}: concatenation is not supported by the IR yet; restructure "
+                "the model to add the branches (equal shapes) instead of concatenating them, or cut the model "
+                "before the concatenation (the factory returns only the part before it) so the rest is not imported")
         else:
-            raise UnsupportedLayerError(f"{path}: function {getattr(fn, '__name__', fn)} is not supported")
+            raise UnsupportedLayerError(
+                f"{_describe_node(self.traced, node)}: function {getattr(fn, '__name__', fn)} is not supported by "
+                f"the IR yet; express it with {_SUPPORTED_OPS}, or cut the model before it")
 
     def _visit_method(self, node: Node) -> None:
         method, path = node.target, node.name
@@ -177,7 +296,9 @@ class _Importer:
         elif method in ("contiguous", "clone"):
             self._alias(node)
         else:
-            raise UnsupportedLayerError(f"{path}: tensor method .{method}() is not supported")
+            raise UnsupportedLayerError(
+                f"{_describe_node(self.traced, node)}: tensor method .{method}() is not supported by the IR yet; "
+                f"express it with {_SUPPORTED_OPS}, or cut the model before it")
 
     # --- layer builders ---------------------------------------------------------------------
     def _conv(self, node: Node, mod: nn.Conv2d, path: str) -> None:
@@ -189,8 +310,8 @@ class _Importer:
         if mod.groups not in (1, mod.in_channels) or (mod.groups > 1 and mod.out_channels != mod.in_channels):
             raise UnsupportedLayerError(f"{path}: Conv2d groups={mod.groups} is not supported; "
                                         "use groups=1 or depthwise (groups = in = out channels)")
-        weight = mod.weight.detach().double().numpy().copy()
-        bias = (mod.bias.detach().double().numpy().copy() if mod.bias is not None
+        weight = _finite_array(mod.weight, self.origin, path, "Conv2d", "weight")
+        bias = (_finite_array(mod.bias, self.origin, path, "Conv2d", "bias") if mod.bias is not None
                 else np.zeros(mod.out_channels))
         self._new_layer(node, Layer(
             name=path, op="conv2d", inputs=[self._input_of(node)], in_shape=self._in_shape(node),
@@ -202,11 +323,11 @@ class _Importer:
         in_shape = self._in_shape(node)
         if len(in_shape) != 1:
             raise UnsupportedLayerError(f"{path}: Linear on a {len(in_shape) + 1}-D tensor; flatten its input first")
-        bias = (mod.bias.detach().double().numpy().copy() if mod.bias is not None
+        bias = (_finite_array(mod.bias, self.origin, path, "Linear", "bias") if mod.bias is not None
                 else np.zeros(mod.out_features))
         self._new_layer(node, Layer(
             name=path, op="linear", inputs=[self._input_of(node)], in_shape=in_shape, out_shape=_shape(node),
-            weight=mod.weight.detach().double().numpy().copy(), bias=bias, module_path=path))
+            weight=_finite_array(mod.weight, self.origin, path, "Linear", "weight"), bias=bias, module_path=path))
 
     def _fold_batchnorm(self, node: Node, bn: nn.BatchNorm2d | nn.BatchNorm1d, path: str) -> None:
         producer = self._sole_producer(node, path, "BatchNorm")
@@ -217,13 +338,24 @@ class _Importer:
         if bn.running_mean is None or bn.running_var is None:
             raise UnsupportedLayerError(f"{path}: BatchNorm without running statistics cannot be folded; "
                                         "use track_running_stats=True")
-        var = bn.running_var.detach().double().numpy()
-        mean = bn.running_mean.detach().double().numpy()
-        gamma = bn.weight.detach().double().numpy() if bn.affine else np.ones_like(var)
-        beta = bn.bias.detach().double().numpy() if bn.affine else np.zeros_like(var)
+        kind = type(bn).__name__
+        var = _finite_array(bn.running_var, self.origin, path, kind, "running_var")
+        mean = _finite_array(bn.running_mean, self.origin, path, kind, "running_mean")
+        gamma = _finite_array(bn.weight, self.origin, path, kind, "weight") if bn.affine else np.ones_like(var)
+        beta = _finite_array(bn.bias, self.origin, path, kind, "bias") if bn.affine else np.zeros_like(var)
+        if not np.all(var + bn.eps > 0):
+            raise ModelSpecError(
+                f"{self.origin}: layer '{path}' ({kind}) running_var + eps is not positive for "
+                f"{int(np.sum(var + bn.eps <= 0))} of {var.size} channels, so it cannot be folded; re-estimate the "
+                "running statistics on data (or call reset_running_stats()) and keep eps > 0")
         scale = gamma / np.sqrt(var + bn.eps)
-        producer.weight = producer.weight * scale.reshape((-1,) + (1,) * (producer.weight.ndim - 1))
-        producer.bias = (producer.bias - mean) * scale + beta
+        weight = producer.weight * scale.reshape((-1,) + (1,) * (producer.weight.ndim - 1))
+        bias = (producer.bias - mean) * scale + beta
+        if not (np.all(np.isfinite(weight)) and np.all(np.isfinite(bias))):
+            raise ModelSpecError(
+                f"{self.origin}: layer '{path}' ({kind}): folding it into '{producer.name}' overflows "
+                "(gamma / sqrt(running_var + eps) is too large); check this layer's running_var, weight and eps")
+        producer.weight, producer.bias = weight, bias
         self._alias(node)
 
     def _fuse_activation(self, node: Node, activation: str, path: str) -> None:
@@ -284,16 +416,36 @@ class _Importer:
             return node.args[position]
         return node.kwargs.get(keyword, default)
 
-    @staticmethod
-    def _check_pool_options(path: str, dilation: Any, ceil_mode: bool) -> None:
-        if _pair(dilation, "dilation", path) != 1 or ceil_mode:
-            raise UnsupportedLayerError(f"{path}: pooling with dilation or ceil_mode is not supported")
+    def _check_pool_options(self, node: Node, path: str, kind: str, dilation: Any, ceil_mode: Any,
+                            kernel: Any, stride: Any, padding: Any) -> None:
+        if node.op != "call_module":
+            path = _describe_node(self.traced, node)
+        if _pair(dilation, "dilation", path) != 1:
+            raise UnsupportedLayerError(f"{path}: {kind} with dilation {dilation} is not supported by the IR yet; "
+                                        "use dilation 1")
+        if not ceil_mode:
+            return
+        k, s, p = (_pair(kernel, "kernel", path), _pair(stride, "stride", path), _pair(padding, "padding", path))
+        in_shape, out_shape = self._in_shape(node), _shape(node)
+        # A floor-mode padding that gives the same output size: the usual replacement for ceil_mode.
+        same = next((q for q in range(p, k // 2 + 1)
+                     if all((size + 2 * q - k) // s + 1 == out for size, out in zip(in_shape[1:], out_shape[1:]))),
+                    None) if len(in_shape) == 3 and len(out_shape) == 3 else None
+        if same == p:
+            raise UnsupportedLayerError(f"{path}: {kind}(ceil_mode=True) is not supported by the IR yet; set "
+                                        "ceil_mode=False, which gives the same output for this input shape")
+        hint = (f"use ceil_mode=False with padding={same}, which gives the same {out_shape[1]}x{out_shape[2]} "
+                "output (border values may differ), or " if same is not None else "use ceil_mode=False and ")
+        raise UnsupportedLayerError(
+            f"{path}: {kind}(ceil_mode=True) is not supported by the IR yet; {hint}pad the input (or change the "
+            f"input size) so that input + 2*padding - kernel is a multiple of the stride ({s})")
 
     @staticmethod
-    def _check_avgpool_options(path: str, ceil_mode: bool, count_include_pad: bool, divisor: Any, padding: Any) -> None:
-        if ceil_mode or divisor is not None or (not count_include_pad and _pair(padding, "padding", path) > 0):
-            raise UnsupportedLayerError(f"{path}: AvgPool2d with ceil_mode, divisor_override or "
-                                        "count_include_pad=False is not supported")
+    def _check_avgpool_options(path: str, count_include_pad: bool, divisor: Any, padding: Any) -> None:
+        if divisor is not None or (not count_include_pad and _pair(padding, "padding", path) > 0):
+            raise UnsupportedLayerError(f"{path}: AvgPool2d with divisor_override or count_include_pad=False is "
+                                        "not supported by the IR yet; use the defaults (divisor_override=None, "
+                                        "count_include_pad=True) or padding=0")
 
     def _input_node(self, node: Node) -> Node:
         source = node.args[0] if node.args else None

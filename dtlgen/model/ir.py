@@ -11,15 +11,22 @@ The IR holds float weights only; quantisation lives in `dtlgen.quant` and must n
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from dtlgen.errors import ModelSpecError
+from dtlgen.model.messages import brief
+
 # Ops the IR knows. `linear` keeps its own name (the FE engine runs it as a 1×1 conv).
 OPS = ("conv2d", "linear", "maxpool", "avgpool", "add", "flatten")
 ACTIVATIONS = (None, "relu", "relu6")
 INPUT = "input"  # the name that `Layer.inputs` uses for the network's input tensor
+# Values per input sample the importer accepts: 3x2048x2048 fits; the shape pass holds a few
+# activations of this size, so an absurd shape is refused before torch tries to allocate it.
+MAX_INPUT_VALUES = 1 << 24
 
 
 @dataclass
@@ -163,3 +170,29 @@ def gemm_shape(layer: Layer) -> tuple[int, int, int] | None:
     if layer.op == "conv2d" and layer.kernel == 1 and layer.stride == 1 and layer.padding == 0 and layer.groups == 1:
         return layer.m, layer.n, layer.r * layer.c
     return None
+
+
+def check_input_shape(value: Any, origin: str) -> tuple[int, ...]:
+    """The per-sample input shape as a tuple of ints, or ModelSpecError naming `origin` and the shape.
+
+    The IR holds (C, H, W) feature maps and (F,) vectors, so those are the two forms accepted.
+    """
+    problem = None
+    if not isinstance(value, (tuple, list)):
+        problem = f"it is a {type(value).__name__}"
+    elif len(value) not in (1, 3):
+        problem = f"it has {len(value)} dimensions"
+    else:
+        bad = [d for d in value if isinstance(d, bool) or not isinstance(d, numbers.Integral)]
+        if bad:
+            problem = f"{brief(bad[0])} is a {type(bad[0]).__name__}, not an int"
+        elif any(d <= 0 for d in value):
+            problem = "every size must be at least 1"
+        elif math.prod(int(d) for d in value) > MAX_INPUT_VALUES:
+            problem = (f"that is {math.prod(int(d) for d in value):,} values per sample and the importer takes "
+                       f"at most {MAX_INPUT_VALUES:,}")
+    if problem:
+        raise ModelSpecError(f"{origin}: input_shape {brief(value)} is not a per-sample shape ({problem}); give a "
+                             "tuple of positive ints without the batch dimension: (C, H, W) for images or (F,) for "
+                             "vectors, e.g. (3, 32, 32)")
+    return tuple(int(d) for d in value)

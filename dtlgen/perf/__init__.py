@@ -2,7 +2,12 @@
 
 `predict(network, design, board)` walks the FE descriptors (`fe.py`) and the RL training step
 (`rl.py`) and returns per-layer cycles, GOPs, roofline bound and utilisation, plus resources and
-the feasibility verdict. GOPs = ops / (cycles / f_clk) at the design's clock; ops = 2 × useful MACs.
+the feasibility verdict. GOPs = ops / (cycles / f_clk) at the design's clock; ops = 2 × useful MACs
+(RL: see `rl.py` "Ops"), never an op the multiplier array does not do, so no figure exceeds its peak.
+Roofline of a row = min(compute roof, CTC × DRAM bandwidth): the compute roof is 2 × the multipliers
+the operation can use × f (FE: tm·tn, or tm lanes for depthwise convs, pools and adds; RL: tm·tn);
+RL GEMM descriptors move no bulk data (weights and stashes are on chip), so theirs is the compute
+roof, and LOAD/STORE do no ops (roofline 0).
 The DRAM port moves `board.dram_bytes_per_cycle` bytes per engine clock (port-width limited).
 """
 

@@ -22,8 +22,18 @@ Transfers move `beats = G · stash_words(F) · lanes · 2 / bus` beats.
 GEMM_OVERHEAD = set-up 1 + pipeline drain 6 (read, operands, product, accumulate, output, write)
 + finish 1. The figures are exact for a memory that never stalls (tests hold them to the RTL).
 
-Ops of a step (for GOPs): 2 · (FWD + BWD_DATA + BWD_WEIGHT MACs) + one op per updated weight and
-bias. Padding never counts; idle PEs of edge tiles do not count.
+## Ops (for GOPs)
+Every descriptor counts 2 · its useful MACs, as the FE engine does, and nothing else:
+FWD and BWD_DATA G·M·N each, UPDATE the G·M·N MACs of dW = dY·Xᵀ. A step is therefore
+2 · (FWD + BWD_DATA + BWD_WEIGHT MACs). Not counted, on purpose:
+- the update itself (W ← W − 2^-lr_shift·dW, one subtract per weight and bias): it runs on the
+  write-back path while the next tile accumulates, not on the tm·tn multipliers, so counting it
+  against the array's peak 2·tm·tn·f would let UPDATE claim more than the array can do (it did:
+  fc1 UPDATE of digits_cnn at 4.02 GOPs on a 4×5 array whose peak at 100 MHz is 4.00);
+- the bias gradient (the [W | b] walk's extra column, G·M accumulations of dY): like the FWD bias
+  add, bias terms are not MACs of the layer's weights.
+Padding never counts; idle PEs of edge tiles do not count. Hence every descriptor's ops ≤
+2·tm·tn·(its GEMM cycles) ≤ 2·tm·tn·cycles, and GOPs ≤ the roofline 2·tm·tn·f, modelled or measured.
 """
 
 from __future__ import annotations
@@ -151,7 +161,7 @@ def step_cycles(gemms: list[GemmLayer], cfg: RLConfig, bus_bytes: float, latency
         if g is not first:
             out.append(DescriptorCycles(g.name, "BWD_DATA", fetch + nt * rows * mt + GEMM_OVERHEAD, macs, 2 * macs))
         out.append(DescriptorCycles(g.name, "UPDATE", fetch + cfg.tm + mt * nta * rows + GEMM_OVERHEAD, macs,
-                                    2 * macs + g.m * g.n + g.m))
+                                    2 * macs))  # the dW MACs only: see "Ops" in the module docstring
     return out
 
 

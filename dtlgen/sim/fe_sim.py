@@ -9,12 +9,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from dtlgen.cache import cache_dir
 from dtlgen.errors import ToolMissingError
 from dtlgen.generator.fe_program import FEProgram
 from dtlgen.generator.rtl import RTL_SOURCES, TOP, FESimParams, rtl_dir, write_hex
@@ -62,13 +65,24 @@ def build_top(sources: list[Path], top: str, parameters: dict[str, object], pref
     installation = f"{Path(cocotb.__file__).resolve().parent}|{verilator_bin().resolve()}".encode()
     digest = hashlib.sha256(installation + json.dumps(parameters, sort_keys=True).encode()
                             + b"".join(path.read_bytes() for path in sources)).hexdigest()[:16]
-    root = cache_root or Path(os.environ.get("DTLGEN_CACHE", Path.home() / ".cache" / "dtlgen")) / "verilator"
+    root = cache_root or cache_dir("verilator")
     build_dir = root / f"{prefix}_{digest}"
     if (build_dir / top).exists():  # the runner names the simulator executable after the top
         return build_dir
     runner = get_runner("verilator")
-    runner.build(sources=sources, hdl_toplevel=top, build_dir=build_dir, parameters=parameters,
-                 build_args=list(BUILD_ARGS), always=True, log_file=build_dir / "build.log")
+    try:
+        runner.build(sources=sources, hdl_toplevel=top, build_dir=build_dir, parameters=parameters,
+                     build_args=list(BUILD_ARGS), always=True, log_file=build_dir / "build.log")
+    except BaseException as exc:
+        # An interrupted or failed build leaves no half-built folder in the cache.
+        log = (build_dir / "build.log").read_text(errors="replace") if (build_dir / "build.log").exists() else ""
+        shutil.rmtree(build_dir, ignore_errors=True)
+        if isinstance(exc, Exception):
+            tail = " | ".join(line.strip() for line in log.strip().splitlines()[-3:])
+            raise ToolMissingError(f"Verilator could not build {top} ({type(exc).__name__}: {tail or exc}); check "
+                                   "that a C++ compiler and make are installed (Debian/Ubuntu: apt-get install g++ "
+                                   "make)") from None
+        raise
     return build_dir
 
 
@@ -97,6 +111,8 @@ def run_test(build_dir: Path, top: str, test_module: str, test_folder: Path, wor
 class FESimResult:
     memory: np.ndarray
     cycles: list[int]  # per descriptor, from the engine's perf counter
+    build_s: float = 0.0  # Verilator build (near 0 when the cached build was reused)
+    run_s: float = 0.0  # the cocotb run alone: simulator start, test, read-back of the dumps
 
 
 def run(program: FEProgram, params: FESimParams, workdir: Path, max_cycles: int,
@@ -112,19 +128,23 @@ def run_image(memory: np.ndarray, desc_addr: int, desc_count: int, params: FESim
     workdir = Path(workdir).resolve()  # the runner changes directory: every path must be absolute
     sources_dir = Path(sources_dir).resolve() if sources_dir else None
     test_path = Path(test_path).resolve() if test_path else None
+    start = time.perf_counter()
     build_dir = build(params, sources_dir)
+    build_s = time.perf_counter() - start
     workdir.mkdir(parents=True, exist_ok=True)
     write_hex(workdir / "dram_init.hex", memory)
     for stale in ("dram_dump.hex", "perf_dump.hex"):
         (workdir / stale).unlink(missing_ok=True)
     env = {"DTLGEN_DESC_COUNT": str(desc_count), "DTLGEN_DESC_ADDR": str(desc_addr),
            "DTLGEN_MAX_CYCLES": str(max_cycles)}
+    start = time.perf_counter()
     passed = run_test(build_dir, TOP, test_module, test_path or sources_dir or rtl_dir(), workdir, env)
+    run_s = time.perf_counter() - start
     if not passed or not (workdir / "dram_dump.hex").exists():
         raise RuntimeError(f"FE simulation failed in {workdir}:\n{sim_log_tail(workdir)}")
     memory = read_hex(workdir / "dram_dump.hex", params.memory_bytes, 8)
     perf = read_hex(workdir / "perf_dump.hex", 65536, 32)
-    return FESimResult(memory.astype(np.uint8), [int(v) for v in perf[:desc_count]])
+    return FESimResult(memory.astype(np.uint8), [int(v) for v in perf[:desc_count]], build_s, run_s)
 
 
 def sim_log_tail(workdir: Path) -> str:

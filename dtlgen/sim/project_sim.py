@@ -6,21 +6,21 @@ both at the design's clock, relative error. With `--retrain`, the RL engine re-t
 project's re-training set through the host loop: weights read back after every step and held
 against the golden model bit for bit, cycles of every descriptor of a training step against the
 model. Writes sim/sim_report.json (DESIGN.md §3; "training" holds the RL part), sim/sim_report.md
-and sim/predicted_vs_measured.png.
+and sim/predicted_vs_measured.png. `simulator` (FE and RL each) gives the Verilator build time
+(`build_s`, near 0 when the cached build was reused) apart from the run (`run_s`: simulator start,
+test, read-back); `cycles_per_s` is the simulated cycles over `run_s` alone.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from dtlgen.atomic import write_json
+from dtlgen.atomic import recording, write_json
+from dtlgen.generator.loader import check_sources, load_rl_project, open_project
 from dtlgen.errors import DesignError
-from dtlgen.generator.rtl import FESimParams
 from dtlgen.sim.fe_sim import run_image
 
 REPORT = "sim_report.json"
@@ -30,23 +30,29 @@ def simulate_project(project: Path, progress: Callable[[str], None] = lambda mes
                      retrain: bool = False, steps: int = 20) -> dict[str, Any]:
     project = Path(project).resolve()  # the simulator runs in its own working directory
     sim = project / "sim"
-    if retrain and not (sim / "rl_layout.json").exists():
+    data = open_project(project)
+    if retrain and not data.has_rl:
         raise DesignError(f"project '{project}' has no RL engine (the network has no retrainable layers); "
                           "generate it with a split (--split or --retrain-last) to re-train on the device")
-    for needed in ("params.json", "program.json", "expected.npz", "test_fe_engine.py"):
-        if not (sim / needed).exists():
-            raise DesignError(f"project '{project}': sim/{needed} is missing; regenerate it with 'dtlgen generate'")
-    params = FESimParams(**json.loads((sim / "params.json").read_text()))
-    program = json.loads((sim / "program.json").read_text())
-    expected = np.load(sim / "expected.npz")
-    ops = program["ops"]
+    rl = load_rl_project(data) if data.has_rl else None
+    # The project's rtl/ and sim/ copies must be dtlgen's own; the simulation builds and runs the
+    # package's files, so nothing in a project folder is ever compiled or imported.
+    check_sources(data, rl, ("rtl", "sim"))
+    params, ops = data.params, data.program["ops"]
     progress(f"building the FE engine in Verilator ({params.tm}x{params.tn} array, cached per parameter set)")
     predicted_total = sum(op["predicted_cycles"] for op in ops)
-    start = time.perf_counter()
-    result = run_image(expected["memory"], program["desc_addr"], len(ops), params, sim / "run",
-                       max_cycles=4 * predicted_total + 10_000, sources_dir=project / "rtl",
-                       test_module="test_fe_engine", test_path=sim)
-    wall_s = time.perf_counter() - start
+    with recording(project, [sim / "run", sim / "rl_run", sim / REPORT, sim / "sim_report.md",
+                             sim / "predicted_vs_measured.png"]):
+        return _simulate(data, rl, progress, retrain, steps, predicted_total)
+
+
+def _simulate(data, rl, progress: Callable[[str], None], retrain: bool, steps: int,
+              predicted_total: int) -> dict[str, Any]:
+    project, sim = data.root, data.root / "sim"
+    params, program, ops = data.params, data.program, data.program["ops"]
+    expected = {"memory": data.memory, **{f"op{i}": array for i, array in enumerate(data.expected)}}
+    result = run_image(data.memory, program["desc_addr"], len(ops), params, sim / "run",
+                       max_cycles=4 * predicted_total + 10_000)
     clock_hz = program["clock_mhz"] * 1e6
     rows = []
     for i, (op, measured) in enumerate(zip(ops, result.cycles)):
@@ -61,9 +67,9 @@ def simulate_project(project: Path, progress: Callable[[str], None] = lambda mes
                          "predicted": "analytical model (dtlgen.perf)"},
               "layers": rows, "totals": {"fe": total},
               "max_layer_abs_error": max((abs(r["rel_error"]) for r in rows), default=0.0),
-              "simulator": {"wall_s": wall_s, "cycles_per_s": sum(result.cycles) / wall_s if wall_s else 0.0}}
+              "simulator": simulator_speed(result.build_s, result.run_s, sum(result.cycles))}
     if retrain:
-        report["training"] = simulate_retraining(project, program["clock_mhz"], steps, progress)
+        report["training"] = simulate_retraining(project, program["clock_mhz"], steps, progress, rl=rl)
     write_json(sim / REPORT, report)
     (sim / "sim_report.md").write_text(markdown(report))
     plot(report, sim / "predicted_vs_measured.png")
@@ -72,37 +78,37 @@ def simulate_project(project: Path, progress: Callable[[str], None] = lambda mes
 
 def simulate_retraining(project: Path, clock_mhz: float, steps: int,
                         progress: Callable[[str], None] = lambda message: None,
-                        plan: Any = None) -> dict[str, Any]:
-    """Re-train in RTL simulation (`steps` steps of the project's set, or `plan`); the report's training part."""
-    from dtlgen.generator.project import RL_COCOTB_TEST, load_rl_project
+                        plan: Any = None, rl: Any = None) -> dict[str, Any]:
+    """Re-train in RTL simulation (`steps` steps of the project's set, or `plan`); the report's training part.
+    `rl` is the project's checked RL data (`dtlgen.generator.loader.load_rl_project`), loaded if not given."""
     from dtlgen.host.rl_host import sample_plan
     from dtlgen.sim.rl_sim import first_mismatch, golden_replay, predict_step, simulate_training
 
     sim = project / "sim"
-    rl = load_rl_project(project)
+    data = open_project(project)
+    if rl is None:
+        rl = load_rl_project(data)
+        check_sources(data, rl, ("rtl", "sim"))
     layout, qnet, state = rl.layout, rl.qnet, rl.state
     if plan is None:
         plan = sample_plan(rl.features, rl.labels, layout.batch, steps, qnet.precision.lr_shift)
-    latency = json.loads((sim / "params.json").read_text())["latency"]
+    latency = data.params.latency
     progress(f"re-training in RTL simulation: {plan.steps} steps of batch {layout.batch} on a "
              f"{layout.tm}x{layout.tn} RL engine (Verilator build cached per parameter set)")
-    result = simulate_training(layout, plan, state, sim / "rl_run", latency, sources_dir=project / "rtl",
-                               test_folder=sim, test_module=Path(RL_COCOTB_TEST).stem)
+    with recording(project, [sim / "rl_run"]):
+        result = simulate_training(layout, plan, state, sim / "rl_run", latency)
     progress("replaying the steps in the golden model")
     mismatch = first_mismatch(result.weights, golden_replay(qnet, plan, state))
     clock_hz = clock_mhz * 1e6
     rows = []
     for (layer, mode, measured), d in zip(result.descriptor_cycles, predict_step(layout, latency)):
+        # ops = 2 · MACs, as the model counts them (dtlgen.perf.rl, "Ops"): no update or bias ops
         row = _row(f"{layer} {mode}", "rl", d.macs, d.cycles, measured, clock_hz, mismatch is None)
-        row.update(mode=mode, layer=layer, ops=d.ops, predicted_gops=d.ops / (d.cycles / clock_hz) / 1e9,
-                   measured_gops=d.ops / (measured / clock_hz) / 1e9 if measured else 0.0)
+        row.update(mode=mode, layer=layer)
         rows.append(row)
-    ops = sum(r["ops"] for r in rows)
     step = _row("training step", "rl", sum(r["macs"] for r in rows), sum(r["predicted_cycles"] for r in rows),
                 sum(r["measured_cycles"] for r in rows), clock_hz, mismatch is None)
-    step.update(ops=ops, predicted_gops=ops / (step["predicted_cycles"] / clock_hz) / 1e9,
-                measured_gops=ops / (step["measured_cycles"] / clock_hz) / 1e9,
-                array_efficiency=step["macs"] / (step["measured_cycles"] * layout.tm * layout.tn),
+    step.update(array_efficiency=step["macs"] / (step["measured_cycles"] * layout.tm * layout.tn),
                 host_measured_cycles=int(result.step_cycles[0].sum()))
     total_cycles = int(result.step_cycles.sum())
     return {"steps": plan.steps, "batch": layout.batch, "tm": layout.tm, "tn": layout.tn,
@@ -111,8 +117,13 @@ def simulate_retraining(project: Path, clock_mhz: float, steps: int,
             "source": {"measured": "RTL simulation (Verilator, cocotb host loop), the engine's perf counters of the "
                                    "first step; weights read back after every checked step",
                        "predicted": "analytical model (dtlgen.perf.rl)", "bit_exact": "golden model replay"},
-            "simulator": {"wall_s": result.wall_s, "cycles_per_s": total_cycles / result.wall_s if result.wall_s else 0.0},
+            "simulator": simulator_speed(result.build_s, result.wall_s, total_cycles),
             "final_logits": result.logits[-layout.batch:].tolist() if len(result.logits) else []}
+
+
+def simulator_speed(build_s: float, run_s: float, cycles: int) -> dict[str, float]:
+    """The simulator's figures: build apart from run, speed over the run alone."""
+    return {"build_s": build_s, "run_s": run_s, "cycles_per_s": cycles / run_s if run_s else 0.0}
 
 
 def _row(name: str, engine: str, macs: int, predicted: int, measured: int, clock_hz: float,

@@ -62,7 +62,8 @@ class RLSimResult:
     logits: np.ndarray  # every step's logits, concatenated
     step_cycles: np.ndarray  # (steps, 2): forward and backward list cycles (the host's view)
     descriptor_cycles: list[tuple[str, str, int]]  # (layer, mode, cycles) of the first step
-    wall_s: float
+    wall_s: float  # the cocotb run alone (simulator start, test, read-back), not the build
+    build_s: float = 0.0  # Verilator build (near 0 when the cached build was reused)
 
 
 def gemm_layers(layout: RLLayout) -> list[GemmLayer]:
@@ -79,7 +80,9 @@ def simulate_training(layout: RLLayout, plan: TrainingPlan, state: RLState, work
     workdir.mkdir(parents=True, exist_ok=True)
     params = RLSimParams(layout, latency, stall_period)
     sources_dir = Path(sources_dir).resolve() if sources_dir else rtl_dir()
+    start = time.perf_counter()
     build_dir = build_top([sources_dir / name for name in RL_SOURCES], RL_TOP, params.hdl_parameters(), "rl")
+    build_s = time.perf_counter() - start
     (workdir / "layout.json").write_text(json.dumps(layout.to_dict()))
     np.savez(workdir / "plan.npz", features=plan.features, labels=plan.labels, order=plan.order,
              batch_sizes=np.array(plan.batch_sizes, dtype=np.int64), lr_shifts=np.array(plan.lr_shifts, dtype=np.int64),
@@ -106,7 +109,7 @@ def simulate_training(layout: RLLayout, plan: TrainingPlan, state: RLState, work
     descriptors = [(d.layer, d.mode, int(perf[prog.PERF_BASE["forward"] + i] if i < n_forward
                                          else perf[prog.PERF_BASE["backward"] + i - n_forward]))
                    for i, d in enumerate(predict_step(layout, latency))]
-    return RLSimResult(weights, raw["logits"], raw["cycles"], descriptors, wall)
+    return RLSimResult(weights, raw["logits"], raw["cycles"], descriptors, wall, build_s)
 
 
 def predict_step(layout: RLLayout, latency: int) -> list[DescriptorCycles]:

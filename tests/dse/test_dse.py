@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from dtlgen.atomic import MANIFEST
 from dtlgen.boards import load_board
 from dtlgen.cli import main
 from dtlgen.dse import Space, choose, run_dse
@@ -67,7 +68,7 @@ def test_outputs_and_design_json(tmp_path, digits):
     network, board, calib = digits
     out = tmp_path / "dse"
     result = run_dse(network, board, calib, out, pop=12, gens=4, seed=2, space=SMALL)
-    assert {p.name for p in out.iterdir()} == {"pareto.json", "pareto.csv", "pareto.png", "design.json"}
+    assert {p.name for p in out.iterdir()} == {"pareto.json", "pareto.csv", "pareto.png", "design.json", MANIFEST}
     pareto = json.loads((out / "pareto.json").read_text())
     assert len(pareto["points"]) == len(result.front) and pareto["chosen"] == result.chosen
     assert len((out / "pareto.csv").read_text().strip().splitlines()) == len(result.front) + 1
@@ -95,7 +96,7 @@ def test_no_feasible_design_is_a_clear_error(tmp_path, digits):
     import yaml
 
     path.write_text(yaml.safe_dump(tiny))
-    with pytest.raises(DesignError, match="no design"):
+    with pytest.raises(DesignError, match="none of the .* designs NSGA-II evaluated"):
         run_dse(network, load_board(str(path)), calib, None, pop=8, gens=2, seed=1, space=SMALL)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
-import pickle
 import shutil
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import pytest
 
 import dtlgen
 from dtlgen.cli import main as dtlgen_main
+from dtlgen.generator.loader import load_rl_project
 from dtlgen.generator.driver import DRIVER, host_closure, write_driver
 from dtlgen.generator.xilinx import instance_name
 from dtlgen.host.rl_host import TrainingPlan
@@ -444,8 +444,7 @@ def test_driver_end_to_end_on_the_c_simulated_engines(project, csim_engines, mon
     assert np.array_equal(board.fe_infer(x), golden)
 
     data = np.load(driver_dir / "rl_train.npz")
-    with open(project / "sim" / "rl_golden.pkl", "rb") as f:
-        qnet = pickle.load(f)
+    qnet = load_rl_project(project).qnet
     state = board.initial_state()
     n, batch = len(data["labels"]), board.layout.batch
     order = np.random.default_rng(5).permutation(np.arange(3 * batch) % n)

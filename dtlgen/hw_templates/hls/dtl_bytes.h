@@ -1,30 +1,86 @@
 // Host-side helpers (testbenches and the C-simulation library, never synthesised): run an engine
 // on a DRAM image held as plain bytes, converting to and from the engines' ap_int memory words.
+//
+// Each returns an error code of dtl_csim_check.h (0: the engine ran the whole list) with the
+// message in *status. The descriptor list is checked against the image here in every build; with
+// DTL_CSIM_CHECKED (dtlgen's g++ build) the engine also checks each descriptor and every access.
 #ifndef DTL_BYTES_H
 #define DTL_BYTES_H
 
 #include <cstdint>
+#include <new>
 #include <vector>
 
+#include "dtl_csim_check.h"
 #include "dtl_engines.h"
 
-inline void dtl_run_fe_bytes(uint8_t *memory, uint64_t bytes, uint32_t desc_addr, uint32_t count) {
-  std::vector<ap_int<8> > mem(bytes);
+// The call itself: an image, a count the 16-bit port carries, the whole list inside the image.
+inline int dtl_check_call(const char *engine, const uint8_t *memory, uint64_t bytes, uint32_t desc_addr,
+                          uint32_t count, unsigned desc_bytes, DtlCsimStatus *status) {
+  if (memory == 0 && bytes > 0) {
+    dtl_csim_fail(status, DTL_CSIM_BAD_CALL, "%s engine: no memory image (a null pointer)", engine);
+  } else if (bytes > (uint64_t(1) << 32)) {
+    dtl_csim_fail(status, DTL_CSIM_BAD_CALL, "%s engine: a %llu-byte memory image exceeds the 32-bit DRAM map",
+                  engine, (unsigned long long)bytes);
+  } else if (count > 0xFFFF) {
+    dtl_csim_fail(status, DTL_CSIM_BAD_CALL, "%s engine: %u descriptors exceed the 16-bit desc_count port (65535)",
+                  engine, count);
+  } else if (uint64_t(desc_addr) + uint64_t(count) * desc_bytes > bytes) {
+    dtl_csim_fail(status, DTL_CSIM_BAD_CALL,
+                  "%s engine: %u descriptors of %u bytes at 0x%x span bytes 0x%x-0x%llx, outside the %llu-byte "
+                  "memory image",
+                  engine, count, desc_bytes, desc_addr, desc_addr,
+                  (unsigned long long)(uint64_t(desc_addr) + uint64_t(count) * desc_bytes - 1),
+                  (unsigned long long)bytes);
+  }
+  return status->code;
+}
+
+inline int dtl_run_fe_bytes(uint8_t *memory, uint64_t bytes, uint32_t desc_addr, uint32_t count,
+                            DtlCsimStatus *status) {
+  if (dtl_check_call("FE", memory, bytes, desc_addr, count, DTL_FE_DESC_BYTES, status)) return status->code;
+  std::vector<ap_int<8> > mem;
+  try {
+    mem.resize(bytes);
+  } catch (const std::bad_alloc &) {
+    dtl_csim_fail(status, DTL_CSIM_BAD_CALL, "FE engine: no host memory for a %llu-byte image",
+                  (unsigned long long)bytes);
+    return status->code;
+  }
   for (uint64_t i = 0; i < bytes; i++) mem[i] = ap_int<8>(int8_t(memory[i]));
+#ifdef DTL_CSIM_CHECKED
+  dtl_fe_engine(dtl_fe_mem_t(mem.data(), mem.size(), 1, status), desc_addr, count);
+#else
   dtl_fe_engine(mem.data(), desc_addr, count);
+#endif
   for (uint64_t i = 0; i < bytes; i++) memory[i] = uint8_t(mem[i].to_int() & 0xFF);
+  return status->code;
 }
 
 #if DTL_HAS_RL
-inline void dtl_run_rl_bytes(uint8_t *memory, uint64_t bytes, uint32_t desc_addr, uint32_t count) {
-  std::vector<ap_int<16> > mem(bytes / 2);
+inline int dtl_run_rl_bytes(uint8_t *memory, uint64_t bytes, uint32_t desc_addr, uint32_t count,
+                            DtlCsimStatus *status) {
+  if (dtl_check_call("RL", memory, bytes, desc_addr, count, DTL_RL_DESC_BYTES, status)) return status->code;
+  std::vector<ap_int<16> > mem;
+  try {
+    mem.resize(bytes / 2);
+  } catch (const std::bad_alloc &) {
+    dtl_csim_fail(status, DTL_CSIM_BAD_CALL, "RL engine: no host memory for a %llu-byte image",
+                  (unsigned long long)bytes);
+    return status->code;
+  }
   for (uint64_t i = 0; i < mem.size(); i++) mem[i] = ap_int<16>(int16_t(memory[2 * i] | memory[2 * i + 1] << 8));
+#ifdef DTL_CSIM_CHECKED
+  dtl_rl_engine(dtl_rl_mem_t(mem.data(), mem.size(), 2, status), desc_addr, count);
+#else
   dtl_rl_engine(mem.data(), desc_addr, count);
+#endif
   for (uint64_t i = 0; i < mem.size(); i++) {
     const int v = mem[i].to_int();
     memory[2 * i] = uint8_t(v & 0xFF);
     memory[2 * i + 1] = uint8_t((v >> 8) & 0xFF);
   }
+  return status->code;
 }
 #endif
 

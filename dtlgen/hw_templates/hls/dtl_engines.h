@@ -11,13 +11,30 @@
 
 #include "dtl_params.h"
 
+// The DRAM ports. Vitis HLS sees plain pointers; dtlgen's g++ C-simulation (DTL_CSIM_CHECKED) gives
+// the engines bounds-checked views of the image instead (dtl_csim_check.h), and the engines check
+// every descriptor against their limits before running it.
+#ifdef DTL_CSIM_CHECKED
+#ifdef __SYNTHESIS__
+#error "DTL_CSIM_CHECKED is for dtlgen's g++ C-simulation only: synthesis must see the plain pointer ports"
+#endif
+#include "dtl_csim_check.h"
+typedef DtlMem<ap_int<8> > dtl_fe_mem_t;
+typedef DtlMem<const ap_int<8> > dtl_fe_rmem_t;
+typedef DtlMem<ap_int<16> > dtl_rl_mem_t;
+#else
+typedef ap_int<8> *dtl_fe_mem_t;
+typedef const ap_int<8> *dtl_fe_rmem_t;
+typedef ap_int<16> *dtl_rl_mem_t;
+#endif
+
 // Feature-extractor engine: 64-byte descriptors of dtlgen/generator/fe_program.py; bytes in memory.
-void dtl_fe_engine(ap_int<8> *mem, ap_uint<32> desc_addr, ap_uint<16> desc_count);
+void dtl_fe_engine(dtl_fe_mem_t mem, ap_uint<32> desc_addr, ap_uint<16> desc_count);
 
 #if DTL_HAS_RL
 // Retrainable-layer engine: 128-byte descriptors of dtlgen/generator/rl_program.py; 16-bit values.
 // Weights, biases and the activation / gradient stashes stay on chip between calls.
-void dtl_rl_engine(ap_int<16> *mem, ap_uint<32> desc_addr, ap_uint<16> desc_count);
+void dtl_rl_engine(dtl_rl_mem_t mem, ap_uint<32> desc_addr, ap_uint<16> desc_count);
 #endif
 
 #endif

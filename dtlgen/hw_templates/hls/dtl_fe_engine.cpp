@@ -47,7 +47,7 @@ struct Trip {
 
 static inline int min_int(int a, int b) { return a < b ? a : b; }
 
-static FeDesc fe_decode(const ap_int<8> *mem, unsigned addr) {
+static FeDesc fe_decode(dtl_fe_rmem_t mem, unsigned addr) {
   ap_uint<32> word[DTL_FE_DESC_BYTES / 4];
   for (int b = 0; b < DTL_FE_DESC_BYTES; b++) {
 #pragma HLS PIPELINE II = 1
@@ -101,7 +101,7 @@ static unsigned trip_weight_bytes(const FeDesc &d, const Trip &t) {
 
 // Load a trip's input window (both operands of an add) and weight tile. Positions outside the
 // image get the padding value: zero, or the most negative value for max pooling (it never wins).
-static void fe_load(const ap_int<8> *mem, const FeDesc &d, const Trip &t, unsigned w_addr,
+static void fe_load(dtl_fe_rmem_t mem, const FeDesc &d, const Trip &t, unsigned w_addr,
                     fe_act_t ibuf[IN_BANKS][2 * IN_WINDOW], fe_wgt_t wbuf[TM][TN][KK]) {
   const bool pc = d.per_channel();
   const int tr = min_int(TR, d.r - t.r0), tc = min_int(TC, d.c - t.c0);
@@ -219,7 +219,7 @@ static fe_act_t fe_finish(const FeDesc &d, fe_acc_t acc, ap_int<32> bias) {
 }
 
 // Store an output tile: one byte per output, rows of the (pooled) tile to their place in the map.
-static void fe_store(ap_int<8> *mem, const FeDesc &d, const Trip &t, fe_acc_t obuf[TM][TR * TC],
+static void fe_store(dtl_fe_mem_t mem, const FeDesc &d, const Trip &t, fe_acc_t obuf[TM][TR * TC],
                      const ap_int<32> bias[DTL_FE_M_MAX]) {
   const int tr = min_int(TR, d.r - t.r0), tc = min_int(TC, d.c - t.c0), tm = min_int(TM, d.m - t.m0);
   const int out_rows = d.pool ? tr >> 1 : tr, out_cols = d.pool ? tc >> 1 : tc;
@@ -254,9 +254,71 @@ store_lane:
   }
 }
 
+#ifdef DTL_CSIM_CHECKED
+// C-simulation only: the descriptor's fields within what the engine's buffers hold, and every byte
+// it will read or write inside the image, so a tampered descriptor stops the engine instead of
+// indexing an on-chip array or DRAM out of range. Generated programs always pass.
+static bool fe_fits(const dtl_fe_rmem_t &mem, unsigned index, unsigned at, const char *verb, const char *what,
+                    unsigned long long base, unsigned long long count) {
+  if (count == 0 || base + count <= mem.bytes()) return true;
+  dtl_csim_fail(mem.status(), DTL_CSIM_BAD_DESCRIPTOR,
+                "FE descriptor %u at 0x%x %s %s at bytes 0x%llx-0x%llx, outside the %llu-byte memory image", index,
+                at, verb, what, base, base + count - 1, (unsigned long long)mem.bytes());
+  return false;
+}
+
+static bool fe_check(const FeDesc &d, unsigned index, unsigned at, const dtl_fe_rmem_t &mem) {
+  DtlCsimStatus *status = mem.status();
+#define FE_REFUSE(...)                                                                            \
+  do {                                                                                            \
+    char why[320];                                                                                \
+    snprintf(why, sizeof why, __VA_ARGS__);                                                       \
+    dtl_csim_fail(status, DTL_CSIM_BAD_DESCRIPTOR, "FE descriptor %u at 0x%x: %s", index, at, why); \
+    return false;                                                                                 \
+  } while (0)
+  if (d.kind < KIND_CONV || d.kind > KIND_ADD)
+    FE_REFUSE("kind %d is not 1 (conv), 2 (max pool), 3 (average pool) or 4 (add)", d.kind);
+  if (d.act > 2) FE_REFUSE("activation %d is not 0 (none), 1 (ReLU) or 2 (ReLU6)", d.act);
+  if (d.k < 1 || d.k > K_MAX) FE_REFUSE("kernel K=%d is outside the engine's 1..%d", d.k, K_MAX);
+  if (d.s < 1) FE_REFUSE("stride S=0; the engine needs S >= 1");
+  if (d.kind == KIND_CONV && d.m > DTL_FE_M_MAX)
+    FE_REFUSE("M=%d output channels exceed the engine's bias table of %d", d.m, DTL_FE_M_MAX);
+  if (d.kind == KIND_ADD && (d.sa >= DTL_FE_ACC_BITS || d.sb >= DTL_FE_ACC_BITS))
+    FE_REFUSE("the add's operand shifts %d, %d exceed its %d-bit accumulator", d.sa, d.sb, DTL_FE_ACC_BITS);
+  if (d.kind == KIND_CONV && !fe_fits(mem, index, at, "reads", "its biases", d.bias, 4ULL * d.m)) return false;
+  const long long nl = d.per_channel() ? 1 : d.n;
+  if (d.r == 0 || d.c == 0 || d.m == 0 || nl == 0) return true;  // no trips: nothing is read or written
+  // The input window of a tile must fit the buffer, and every output position's window must start
+  // inside the padded input (which also bounds the work a descriptor asks for).
+  const long long rows = (long long)(min_int(TR, d.r) - 1) * d.s + d.k;
+  const long long cols = (long long)(min_int(TC, d.c) - 1) * d.s + d.k;
+  if (rows > IN_ROWS || cols > IN_COLS)
+    FE_REFUSE("a %dx%d output tile with K=%d, S=%d needs a %lldx%lld input window; the engine's buffer holds %dx%d",
+              min_int(TR, d.r), min_int(TC, d.c), d.k, d.s, rows, cols, IN_ROWS, IN_COLS);
+  if ((long long)(d.r - 1) * d.s + d.k > d.h + 2LL * d.p || (long long)(d.c - 1) * d.s + d.k > d.w + 2LL * d.p)
+    FE_REFUSE("an R=%d x C=%d output with K=%d, S=%d, P=%d needs more input than the %dx%d map", d.r, d.c, d.k,
+              d.s, d.p, d.h, d.w);
+  if (d.pool && ((TR % 2 && d.r > TR) || (TC % 2 && d.c > TC)))
+    FE_REFUSE("a fused 2x2 pool needs even tiles (TR=%d, TC=%d) or one tile per map (R=%d, C=%d)", TR, TC, d.r,
+              d.c);
+#undef FE_REFUSE
+  const unsigned long long map = (unsigned long long)d.h * d.w;
+  const unsigned long long channels = d.per_channel() ? d.m : d.n;
+  const unsigned long long out_rows = d.pool ? d.r >> 1 : d.r, out_cols = d.pool ? d.c >> 1 : d.c;
+  if (!fe_fits(mem, index, at, "reads", "its input", d.in, channels * map)) return false;
+  if (d.kind == KIND_ADD && !fe_fits(mem, index, at, "reads", "its second input", d.wt, channels * map))
+    return false;
+  if (d.kind == KIND_CONV) {
+    const unsigned long long taps = (unsigned long long)d.k * d.k * d.m * (d.dw ? 1 : d.n);
+    if (!fe_fits(mem, index, at, "reads", "its weights", d.wt, taps)) return false;
+  }
+  return fe_fits(mem, index, at, "writes", "its output", d.out, (unsigned long long)d.m * out_rows * out_cols);
+}
+#endif
+
 }  // namespace
 
-void dtl_fe_engine(ap_int<8> *mem, ap_uint<32> desc_addr, ap_uint<16> desc_count) {
+void dtl_fe_engine(dtl_fe_mem_t mem, ap_uint<32> desc_addr, ap_uint<16> desc_count) {
 #pragma HLS INTERFACE mode = m_axi port = mem bundle = gmem offset = slave depth = DTL_FE_MEM_BYTES
 #pragma HLS INTERFACE mode = s_axilite port = desc_addr bundle = control
 #pragma HLS INTERFACE mode = s_axilite port = desc_count bundle = control
@@ -275,7 +337,11 @@ void dtl_fe_engine(ap_int<8> *mem, ap_uint<32> desc_addr, ap_uint<16> desc_count
 #pragma HLS ARRAY_PARTITION variable = obuf dim = 1 complete
 descriptor:
   for (unsigned i = 0; i < desc_count; i++) {
-    const FeDesc d = fe_decode(mem, unsigned(desc_addr) + i * DTL_FE_DESC_BYTES);
+    const unsigned at = unsigned(desc_addr) + i * DTL_FE_DESC_BYTES;
+    const FeDesc d = fe_decode(mem, at);
+#ifdef DTL_CSIM_CHECKED
+    if (!fe_check(d, i, at, mem)) return;
+#endif
     if (d.kind == KIND_CONV) {
     bias_load:
       for (int m = 0; m < d.m; m++) {
@@ -309,5 +375,8 @@ descriptor:
         nxt = next_trip(d, nxt, nl);
       }
     }
+#ifdef DTL_CSIM_CHECKED
+    if (mem.failed()) return;
+#endif
   }
 }

@@ -51,7 +51,7 @@ struct RlDesc {
   ap_uint<16> j_row[16], j_blk[16];
 };
 
-static RlDesc rl_decode(const ap_int<16> *mem, unsigned addr) {
+static RlDesc rl_decode(dtl_rl_mem_t mem, unsigned addr) {
   ap_uint<16> half[DESC_HALVES];
   for (int h = 0; h < DESC_HALVES; h++) {
 #pragma HLS PIPELINE II = 1
@@ -111,7 +111,7 @@ static bool passes(rl_val_t x, int act, rl_val_t six) {
   return true;
 }
 
-static void rl_transfer(ap_int<16> *mem, const RlDesc &d) {
+static void rl_transfer(dtl_rl_mem_t mem, const RlDesc &d) {
   const unsigned values = d.beats * VALS, at = d.dram / 2;
 transfer:
   for (unsigned v = 0; v < values; v++) {
@@ -255,9 +255,103 @@ upd_m:
   }
 }
 
+#ifdef DTL_CSIM_CHECKED
+// C-simulation only: every stash word, weight tile, bias row and DRAM value a descriptor will touch
+// inside what the engine holds, and its tile counts the ones its M and N imply, so a tampered
+// descriptor stops the engine instead of indexing an on-chip array or DRAM out of range (and cannot
+// ask for unbounded work). Generated programs always pass.
+typedef unsigned long long u64;
+
+static const char *const MODE_NAMES[] = {"", "LOAD_A", "LOAD_G", "STORE_A", "FWD", "BWD_DATA", "UPDATE", "LOAD_P",
+                                         "STORE_P"};
+
+// Words [first, end) of an on-chip array of `depth` words; `end` <= first means nothing is touched.
+#define RL_WITHIN(what, first, end, depth)                                                                  \
+  do {                                                                                                      \
+    const u64 first_ = (first), end_ = (end);                                                               \
+    if (end_ > first_ && end_ > u64(depth))                                                                 \
+      RL_REFUSE("%s uses %s %llu-%llu; the engine holds %d", MODE_NAMES[d.mode], what, first_, end_ - 1,    \
+                int(depth));                                                                                \
+  } while (0)
+
+// One past the last stash word of `rows` rows of `cols` values from word `base` with `pitch` words per row.
+static u64 stash_end(int base, int pitch, int rows, int cols) {
+  if (rows <= 0 || cols <= 0) return 0;
+  return u64(base) + u64(rows - 1) * u64(pitch) + u64(cols - 1) / LANES + 1;
+}
+
+static bool rl_check(const RlDesc &d, unsigned index, unsigned at, const dtl_rl_mem_t &mem) {
+  DtlCsimStatus *status = mem.status();
+#define RL_REFUSE(...)                                                                            \
+  do {                                                                                            \
+    char why[320];                                                                                \
+    snprintf(why, sizeof why, __VA_ARGS__);                                                       \
+    dtl_csim_fail(status, DTL_CSIM_BAD_DESCRIPTOR, "RL descriptor %u at 0x%x: %s", index, at, why); \
+    return false;                                                                                 \
+  } while (0)
+  if (d.mode < LOAD_A || d.mode > STORE_P)
+    RL_REFUSE("mode %d is not one of 1..8 (LOAD_A, LOAD_G, STORE_A, FWD, BWD_DATA, UPDATE, LOAD_P, STORE_P)", d.mode);
+  if (d.act > 2) RL_REFUSE("activation %d is not 0 (none), 1 (ReLU) or 2 (ReLU6)", d.act);
+  const char *mode = MODE_NAMES[d.mode];
+  if (d.mode == LOAD_A || d.mode == LOAD_G || d.mode == STORE_A || d.mode == LOAD_P || d.mode == STORE_P) {
+    const u64 values = u64(d.beats) * VALS, first = d.dram / 2;
+    if (values == 0) return true;
+    if (first + values > mem.size())
+      RL_REFUSE("%s %s DRAM bytes 0x%llx-0x%llx, outside the %llu-byte memory image", mode,
+                d.mode == STORE_A || d.mode == STORE_P ? "writes" : "reads", 2 * first, 2 * (first + values) - 1,
+                (unsigned long long)mem.bytes());
+    const u64 words = (values + LANES - 1) / LANES;
+    if (d.mode == LOAD_A) RL_WITHIN("activation-stash words", d.xa, d.xa + words, DTL_RL_A_DEPTH);
+    if (d.mode == LOAD_G) RL_WITHIN("gradient-stash words", d.gy, d.gy + words, DTL_RL_G_DEPTH);
+    if (d.mode == STORE_A) RL_WITHIN("activation-stash words", d.ya, d.ya + words, DTL_RL_A_DEPTH);
+    if (d.mode == LOAD_P || d.mode == STORE_P) {
+      const u64 w_vals = u64(d.n) * TILE_VALS;
+      const u64 tiles = values < w_vals ? (values + TILE_VALS - 1) / TILE_VALS : u64(d.n);
+      RL_WITHIN("weight tiles", 0, tiles, DTL_RL_W_DEPTH);
+      if (values > w_vals) RL_WITHIN("bias rows", 0, (values - w_vals + BROW_VALS - 1) / BROW_VALS, DTL_RL_B_DEPTH);
+    }
+    return true;
+  }
+  // FWD, BWD_DATA, UPDATE: the tile counts follow from M and N, rows do not overlap in a stash.
+  const int mt = (d.m + TM - 1) / TM, nt = (d.n + TN - 1) / TN, nta = (d.n + 1 + TN - 1) / TN;
+  if (d.mt != mt || d.nt != nt || (d.mode == UPDATE && d.nta != nta))
+    RL_REFUSE("%s tiles Mt=%d, Nt=%d, Nt'=%d do not match M=%d, N=%d on the engine's %dx%d array (%d, %d, %d)", mode,
+              d.mt, d.nt, d.nta, d.m, d.n, TM, TN, mt, nt, nta);
+  const int words_n = (d.n + LANES - 1) / LANES, words_m = (d.m + LANES - 1) / LANES;
+  if (d.pitch_n < words_n || d.pitch_m < words_m)
+    RL_REFUSE("%s row pitches %d, %d words are shorter than the %d, %d words of an N=%d, M=%d row", mode, d.pitch_n,
+              d.pitch_m, words_n, words_m, d.n, d.m);
+  // What each loop nest touches, where it runs at all (with M = 0 or N = 0 some loops run empty).
+  const u64 tiles_end = u64(d.wbase) + u64(d.mt) * u64(d.nt), brows_end = u64(d.bbase) + u64(d.mt);
+  const u64 x_end = stash_end(d.xa, d.pitch_n, d.rows, d.n);  // X (the producer's output) in A
+  const u64 dy_end = stash_end(d.gy, d.pitch_m, d.rows, d.m);
+  if (d.mode == FWD && d.mt > 0 && d.rows > 0) {
+    RL_WITHIN("weight tiles", d.wbase, tiles_end, DTL_RL_W_DEPTH);
+    RL_WITHIN("bias rows", d.bbase, brows_end, DTL_RL_B_DEPTH);
+    RL_WITHIN("activation-stash words", d.xa, x_end, DTL_RL_A_DEPTH);
+    RL_WITHIN("activation-stash words", d.ya, stash_end(d.ya, d.pitch_m, d.rows, d.m), DTL_RL_A_DEPTH);
+  }
+  if (d.mode == BWD_DATA && d.nt > 0 && d.rows > 0) {
+    RL_WITHIN("weight tiles", d.wbase, tiles_end, DTL_RL_W_DEPTH);
+    RL_WITHIN("gradient-stash words", d.gy, dy_end, DTL_RL_G_DEPTH);
+    RL_WITHIN("activation-stash words", d.xa, x_end, DTL_RL_A_DEPTH);
+    RL_WITHIN("gradient-stash words", d.gx, stash_end(d.gx, d.pitch_n, d.rows, d.n), DTL_RL_G_DEPTH);
+  }
+  if (d.mode == UPDATE && d.mt > 0) {
+    RL_WITHIN("weight tiles", d.wbase, tiles_end, DTL_RL_W_DEPTH);
+    RL_WITHIN("bias rows", d.bbase, brows_end, DTL_RL_B_DEPTH);
+    RL_WITHIN("gradient-stash words", d.gy, dy_end, DTL_RL_G_DEPTH);
+    RL_WITHIN("activation-stash words", d.xa, x_end, DTL_RL_A_DEPTH);
+  }
+#undef RL_REFUSE
+  return true;
+}
+#undef RL_WITHIN
+#endif
+
 }  // namespace
 
-void dtl_rl_engine(ap_int<16> *mem, ap_uint<32> desc_addr, ap_uint<16> desc_count) {
+void dtl_rl_engine(dtl_rl_mem_t mem, ap_uint<32> desc_addr, ap_uint<16> desc_count) {
 #pragma HLS INTERFACE mode = m_axi port = mem bundle = gmem offset = slave depth = DTL_RL_MEM_BYTES / 2
 #pragma HLS INTERFACE mode = s_axilite port = desc_addr bundle = control
 #pragma HLS INTERFACE mode = s_axilite port = desc_count bundle = control
@@ -268,13 +362,20 @@ void dtl_rl_engine(ap_int<16> *mem, ap_uint<32> desc_addr, ap_uint<16> desc_coun
 #pragma HLS ARRAY_PARTITION variable = biases dim = 2 complete
 descriptor:
   for (unsigned i = 0; i < desc_count; i++) {
-    const RlDesc d = rl_decode(mem, unsigned(desc_addr) + i * DTL_RL_DESC_BYTES);
+    const unsigned at = unsigned(desc_addr) + i * DTL_RL_DESC_BYTES;
+    const RlDesc d = rl_decode(mem, at);
+#ifdef DTL_CSIM_CHECKED
+    if (!rl_check(d, i, at, mem)) return;
+#endif
     switch (d.mode) {
       case FWD: rl_forward(d); break;
       case BWD_DATA: rl_backward_data(d); break;
       case UPDATE: rl_update(d); break;
       default: rl_transfer(mem, d); break;
     }
+#ifdef DTL_CSIM_CHECKED
+    if (mem.failed()) return;
+#endif
   }
 }
 

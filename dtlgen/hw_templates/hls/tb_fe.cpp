@@ -5,7 +5,7 @@
 
 int main(int argc, char **argv) {
   return tb::run_script(argc > 1 ? argv[1] : "tb_data", "fe_script.txt",
-                        [](std::vector<uint8_t> &m, unsigned addr, unsigned count) {
-                          dtl_run_fe_bytes(m.data(), m.size(), addr, count);
+                        [](std::vector<uint8_t> &m, unsigned addr, unsigned count, DtlCsimStatus *status) {
+                          return dtl_run_fe_bytes(m.data(), m.size(), addr, count, status);
                         });
 }

@@ -43,7 +43,8 @@ module rl_engine #(
   input  logic [15:0]              perf_base,
   output logic                     busy,
   output logic                     done,
-  // memory read port: burst requests, data returns in request order, one beat per cycle
+  // memory read port: burst requests (at most 65535 beats each), data returns in request order,
+  // one beat per cycle
   output logic                     rd_req_valid,
   input  logic                     rd_req_ready,
   output logic [31:0]              rd_req_addr,
@@ -224,7 +225,6 @@ module rl_engine #(
   logic [15:0] desc_index;
   logic [31:0] cur_addr, cycle_count;
   logic [15:0] beat;
-  logic        requested;
   logic        run_done;
 
   assign busy = (state != S_IDLE) && (state != S_DONE);
@@ -333,6 +333,17 @@ module rl_engine #(
   logic [31:0] xfer_word;   // stash word or parameter tile / bias row
   logic [31:0] xfer_lane;   // first lane of the beat within the word / tile
   logic [31:0] xfer_beats;  // beats moved so far
+  // LOAD: a transfer of d_beats beats goes out as a chain of read requests of at most REQ_MAX beats
+  // (the request port counts beats in 16 bits). Each request is offered the cycle after the previous
+  // one is accepted, long before that one's data ends, so a memory that queues requests streams the
+  // whole transfer after one latency, without a gap: the cycle model's LOAD term does not change.
+  localparam logic [15:0] REQ_MAX = 16'hFFFF;
+  logic        is_load;
+  logic [31:0] req_left;    // beats still to request (0: nothing to request)
+  logic [31:0] req_addr;    // DRAM address of the next request
+  logic [15:0] req_beats;   // beats of the next request
+  assign is_load = (d_mode == M_LOAD_A) || (d_mode == M_LOAD_G) || (d_mode == M_LOAD_P);
+  assign req_beats = (req_left > 32'(REQ_MAX)) ? REQ_MAX : req_left[15:0];
   logic        in_bias;     // LOAD_P / STORE_P: past the weight tiles
   logic [31:0] issue_beat;  // STORE: beats read from the stash / banks
   logic        st_valid;    // STORE: a read issued last cycle
@@ -403,14 +414,15 @@ module rl_engine #(
       rd_req_valid = 1'b1;
       rd_req_addr = cur_addr;
       rd_req_beats = 16'(DESC_BEATS);
-    end else if (state == S_RUN && !requested && (d_mode == M_LOAD_A || d_mode == M_LOAD_G || d_mode == M_LOAD_P)) begin
+    end else if (state == S_RUN && req_left != 0) begin
       rd_req_valid = 1'b1;
-      rd_req_addr = d_dram;
-      rd_req_beats = d_beats[15:0];
+      rd_req_addr = req_addr;
+      rd_req_beats = req_beats;
     end
 
-    // LOAD data: one beat of VALS values per cycle into the target memory
-    if (state == S_RUN && requested && rd_valid) begin
+    // LOAD data: one beat of VALS values per cycle into the target memory (every beat the memory
+    // returns in S_RUN belongs to this transfer: the descriptor fetch took all of its own)
+    if (state == S_RUN && is_load && rd_valid) begin
       for (int v = 0; v < VALS; v++) begin
         value = BITS'(rd_data[16 * v +: 16]);
         if (d_mode == M_LOAD_A || d_mode == M_LOAD_G) begin
@@ -536,6 +548,7 @@ module rl_engine #(
       issuing <= 1'b0;
       prep <= 1'b0;
       st_valid <= 1'b0;
+      req_left <= '0;
     end else begin
       perf_valid <= 1'b0;
       if (state != S_IDLE && state != S_DONE) cycle_count <= cycle_count + 1;
@@ -562,7 +575,8 @@ module rl_engine #(
           end
         end
         S_SETUP: begin
-          requested <= 1'b0;
+          req_left <= is_load ? d_beats : 32'd0;
+          req_addr <= d_dram;
           xfer_word <= (d_mode == M_LOAD_A) ? 32'(d_xa) : (d_mode == M_LOAD_G) ? 32'(d_gy)
                      : (d_mode == M_STORE_A) ? 32'(d_ya) : 32'd0;
           xfer_lane <= '0;
@@ -585,10 +599,13 @@ module rl_engine #(
           state <= S_RUN;
         end
         S_RUN: begin
-          // ---- LOAD: request once, then take one beat per cycle
-          if (d_mode == M_LOAD_A || d_mode == M_LOAD_G || d_mode == M_LOAD_P) begin
-            if (!requested && rd_req_ready) requested <= 1'b1;
-            if (requested && rd_valid) begin
+          // ---- LOAD: request the transfer as chained bursts, take one beat per cycle
+          if (is_load) begin
+            if (req_left != 0 && rd_req_ready) begin
+              req_left <= req_left - 32'(req_beats);
+              req_addr <= req_addr + 32'(req_beats) * BUS_BYTES;
+            end
+            if (rd_valid) begin
               logic [63:0] nxt;
               nxt = next_pos(d_mode, xfer_word, xfer_lane, in_bias);
               xfer_word <= nxt[63:32];

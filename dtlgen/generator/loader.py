@@ -1,0 +1,337 @@
+"""Open a project folder as what it is: data from a stranger, checked before anything reaches C or RTL.
+
+`open_project` reads the files `dtlgen generate` wrote (design.json with its board, sim/params.json,
+sim/program.json, sim/expected.npz) and checks each against a schema and against the others: the
+simulation parameters are the design's and the board's, every descriptor's fields are within what
+the engine's buffers hold and every address range lies inside the memory image
+(`fe_program.check_descriptors`), every expected output has its op's shape and type. `load_rl_project`
+does the same for the RL engine's files and re-derives the RL layout from the checked formats: a
+layout that is not the one dtlgen would plan is refused. `check_sources` holds every source file
+dtlgen would compile, simulate or synthesise (HLS C++, SystemVerilog, the cocotb tests, the board
+top) against what dtlgen itself writes for this design, and refuses extra source files, so that a
+project never runs code dtlgen did not write. NPZ files load with allow_pickle=False; no pickle
+anywhere. Every problem is one DesignError naming the file, the field and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dtlgen.boards import Board
+from dtlgen.errors import DesignError, DtlgenError
+from dtlgen.generator.fe_program import check_descriptors
+from dtlgen.generator.rl_program import RLLayout, plan_rl
+from dtlgen.generator.rtl import FESimParams, rtl_dir
+from dtlgen.perf import Design, load_design
+from dtlgen.perf.fe import op_cycles, pipeline_depth
+from dtlgen.quant import golden
+from dtlgen.quant.quantize import QuantizedNetwork
+from dtlgen.quant.record import rl_view_from_dict
+
+FIX = "regenerate the project with 'dtlgen generate'"
+MAX_JSON_BYTES = 64 << 20
+MAX_MEMORY_BYTES = 1 << 28  # the simulated DRAM images; vgg16_cifar's is 16 MiB
+NAME = re.compile(r"[A-Za-z0-9_.:+-]{1,128}")  # model and board names reach C comments and SV
+OP_KINDS = ("conv", "pool", "add")
+CODE_SUFFIXES = (".c", ".cc", ".cpp", ".cxx", ".h", ".hh", ".hpp", ".inc", ".ipp", ".tcc", ".so", ".o", ".a",
+                 ".sv", ".svh", ".v", ".vh", ".py", ".pyc")
+
+
+@dataclass(frozen=True)
+class ProjectData:
+    """A project's FE engine data, checked: what `csim` and `sim` run."""
+
+    root: Path
+    design: Design
+    board: Board
+    params: FESimParams
+    program: dict[str, Any]  # sim/program.json: desc_addr, input_addr, clock_mhz, model, board, ops
+    memory: np.ndarray  # the DRAM image (uint8)
+    expected: list[np.ndarray]  # the golden model's output of every op
+
+    @property
+    def has_rl(self) -> bool:
+        return (self.root / "sim" / "rl_layout.json").exists()
+
+
+@dataclass(frozen=True)
+class RLProject:
+    """What a project holds for re-training: the RL layout, the golden model's view of the quantised
+    network, the re-training set's cached FE features and labels, and the initial weights."""
+
+    layout: RLLayout
+    qnet: QuantizedNetwork
+    features: np.ndarray
+    labels: np.ndarray
+    state: golden.RLState
+
+
+def read_json(path: Path, what: str) -> Any:
+    """A JSON file of a project: one DesignError (not a traceback) for missing, huge or broken files."""
+    if not path.is_file():
+        raise DesignError(f"{path} is missing ({what}); {FIX}")
+    if path.stat().st_size > MAX_JSON_BYTES:
+        raise DesignError(f"{path} is larger than {MAX_JSON_BYTES >> 20} MB; it is not {what}: {FIX}")
+    try:
+        return json.loads(path.read_bytes())
+    except (ValueError, RecursionError) as exc:
+        raise DesignError(f"{path} is not valid JSON ({_first_line(exc)}); {FIX}") from None
+
+
+def read_npz(path: Path, what: str) -> dict[str, np.ndarray]:
+    """Every array of an NPZ file, loaded without pickle; one DesignError for anything else."""
+    if not path.is_file():
+        raise DesignError(f"{path} is missing ({what}); {FIX}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(info.file_size for info in archive.infolist())
+        if declared > 4 * MAX_MEMORY_BYTES:
+            raise DesignError(f"{path} unpacks to {declared:,} bytes, more than any project holds; {FIX}")
+        with np.load(path, allow_pickle=False) as data:
+            return {key: np.asarray(data[key]) for key in data.files}
+    except DtlgenError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
+        raise DesignError(f"{path} is not a valid NPZ file of {what} ({_first_line(exc)}); {FIX}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+
+
+def _int(value: Any, where: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise DesignError(f"{where} is {value!r}: expected an integer from {lo} to {hi}; {FIX}")
+    return value
+
+
+def _name(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not NAME.fullmatch(value):
+        raise DesignError(f"{where} is {value!r}: expected a name of letters, digits and _.:+- ; {FIX}")
+    return value
+
+
+def open_project(path: Path) -> ProjectData:
+    """Load and check a project's design, board, FE program, memory image and expected outputs."""
+    root = Path(path).absolute()
+    if not root.is_dir():
+        raise DesignError(f"'{root}' is not a project folder; generate one with 'dtlgen generate MODEL --design D "
+                          "--out PRJ'")
+    design_path = root / "design.json"
+    if not design_path.is_file():
+        raise DesignError(f"'{root}' is not a dtlgen project (no design.json); generate one with 'dtlgen generate'")
+    source = f"project design '{design_path}'"
+    design = load_design(design_path)
+    board = design.board_record(None, source)
+    sim = root / "sim"
+    params = _check_params(read_json(sim / "params.json", "the FE simulation parameters"), design, board,
+                           sim / "params.json")
+    program = _check_program(read_json(sim / "program.json", "the FE program"), design, sim / "program.json")
+    arrays = read_npz(sim / "expected.npz", "the memory image and the golden model's outputs")
+    where = sim / "expected.npz"
+    memory = arrays.get("memory")
+    if memory is None or memory.dtype != np.uint8 or memory.ndim != 1 or len(memory) != params.memory_bytes:
+        raise DesignError(f"{where}: 'memory' must be a uint8 image of params.json's {params.memory_bytes} bytes; {FIX}")
+    if program["input_addr"] >= len(memory):
+        raise DesignError(f"{sim / 'program.json'}: input_addr {program['input_addr']} lies outside the "
+                          f"{len(memory)}-byte image; {FIX}")
+    fe_ops = check_descriptors(memory, program["desc_addr"], program["ops"], params.m_max, (params.tr, params.tc),
+                               str(sim / "program.json"))
+    for op, fe_op in zip(program["ops"], fe_ops):
+        # The simulation's time-out and the reports' predictions come from these: they must be the model's.
+        cycles = op_cycles(fe_op, design.fe, params.bus_bytes, params.latency).cycles
+        if op["predicted_cycles"] != cycles:
+            raise DesignError(f"{sim / 'program.json'}: op '{op['name']}' predicts {op['predicted_cycles']} cycles, "
+                              f"the analytical model {cycles}; {FIX}")
+    expected = []
+    for i, op in enumerate(program["ops"]):
+        array = arrays.get(f"op{i}")
+        if array is None or array.dtype.kind not in "iu" or list(array.shape) != op["out_shape"] \
+                or (array.size and (array.min() < -128 or array.max() > 127)):
+            raise DesignError(f"{where}: 'op{i}' must be the int8 values of shape {op['out_shape']} that op "
+                              f"'{op['name']}' stores; {FIX}")
+        expected.append(array.astype(np.int64))
+    return ProjectData(root, design, board, params, program, memory, expected)
+
+
+def _check_params(data: Any, design: Design, board: Board, where: Path) -> FESimParams:
+    fields = FESimParams.__dataclass_fields__
+    if not isinstance(data, dict) or set(data) != set(fields):
+        raise DesignError(f"{where} must hold exactly the fields {', '.join(fields)}; {FIX}")
+    values = {key: _int(data[key], f"{where}: field '{key}'", 0, MAX_MEMORY_BYTES) for key in fields}
+    fe = design.fe
+    want = {"tm": fe.tm, "tn": fe.tn, "tr": fe.tr, "tc": fe.tc, "a_bits": fe.a_bits, "w_bits": fe.w_bits,
+            "bus_bytes": int(board.dram_bytes_per_cycle), "latency": board.dram_latency_cycles,
+            "drain": pipeline_depth(fe.tn), "stall_period": 0, "stall_seed": 1}
+    for key, value in want.items():
+        if values[key] != value:
+            raise DesignError(f"{where}: field '{key}' is {values[key]}, but the design and its board give {value}; "
+                              f"{FIX}")
+    for key in ("memory_bytes", "m_max"):
+        if values[key] < 1 or values[key] & (values[key] - 1):
+            raise DesignError(f"{where}: field '{key}' is {values[key]}: expected a power of two; {FIX}")
+    return FESimParams(**values)
+
+
+def _check_program(data: Any, design: Design, where: Path) -> dict[str, Any]:
+    keys = ("desc_addr", "input_addr", "clock_mhz", "model", "board", "ops")
+    if not isinstance(data, dict) or any(key not in data for key in keys):
+        raise DesignError(f"{where} must be an object with {', '.join(keys)}; {FIX}")
+    _int(data["desc_addr"], f"{where}: field 'desc_addr'", 0, MAX_MEMORY_BYTES)
+    _int(data["input_addr"], f"{where}: field 'input_addr'", 0, MAX_MEMORY_BYTES)
+    if data["clock_mhz"] != design.clock_mhz:
+        raise DesignError(f"{where}: clock_mhz {data['clock_mhz']!r} is not the design's {design.clock_mhz:g}; {FIX}")
+    if _name(data["board"], f"{where}: field 'board'") != design.board:
+        raise DesignError(f"{where}: board '{data['board']}' is not the design's '{design.board}'; {FIX}")
+    _name(data["model"], f"{where}: field 'model'")
+    if design.model is not None and data["model"] != design.model:
+        raise DesignError(f"{where}: model '{data['model']}' is not the design's '{design.model}'; {FIX}")
+    ops = data["ops"]
+    if not isinstance(ops, list) or not 1 <= len(ops) <= 4096:
+        raise DesignError(f"{where}: field 'ops' must be a list of 1 to 4096 operations; {FIX}")
+    for i, op in enumerate(ops):
+        at = f"{where}: ops[{i}]"
+        if not isinstance(op, dict):
+            raise DesignError(f"{at} must be an object; {FIX}")
+        for key in ("name", "layer"):
+            if not isinstance(op.get(key), str) or not 0 < len(op[key]) <= 256:
+                raise DesignError(f"{at}.{key} must be a layer name; {FIX}")
+        if op.get("kind") not in OP_KINDS:
+            raise DesignError(f"{at}.kind is {op.get('kind')!r}: one of {', '.join(OP_KINDS)}; {FIX}")
+        _int(op.get("macs"), f"{at}.macs", 0, 1 << 48)
+        _int(op.get("out_addr"), f"{at}.out_addr", 0, MAX_MEMORY_BYTES)
+        _int(op.get("predicted_cycles"), f"{at}.predicted_cycles", 1, 1 << 48)
+        shape = op.get("out_shape")
+        if not isinstance(shape, list) or len(shape) not in (1, 3):
+            raise DesignError(f"{at}.out_shape must be [C] or [C, H, W]; {FIX}")
+        for value in shape:
+            _int(value, f"{at}.out_shape", 1, 1 << 16)
+    return data
+
+
+def load_rl_project(project: Path | ProjectData) -> RLProject:
+    """Load and check a project's RL engine files; the layout must be the one dtlgen plans for them."""
+    data = project if isinstance(project, ProjectData) else open_project(Path(project))
+    sim = data.root / "sim"
+    if not (sim / "rl_layout.json").exists():
+        raise DesignError(f"project '{data.root}' has no RL engine (the network has no retrainable layers); generate "
+                          "it with a split (--split or --retrain-last) to re-train on the device")
+    stored = read_json(sim / "rl_layout.json", "the RL engine's layout")
+    arrays = read_npz(sim / "rl_train.npz", "the re-training set's features, labels and initial weights")
+    where = sim / "rl_train.npz"
+    view_data = read_json(sim / "rl_quant.json", "the RL layers' formats")
+    entries = view_data.get("layers") if isinstance(view_data, dict) else None
+    names = [entry.get("name") for entry in entries if isinstance(entry, dict)] if isinstance(entries, list) else []
+    weights = {name: (arrays[f"w_{name}"], arrays[f"b_{name}"]) for name in names
+               if isinstance(name, str) and f"w_{name}" in arrays and f"b_{name}" in arrays}
+    qnet = rl_view_from_dict(view_data, weights, str(sim / "rl_quant.json"))
+    try:
+        layout = plan_rl(qnet, data.design.rl, int(data.board.dram_bytes_per_cycle))
+    except DtlgenError as exc:
+        raise DesignError(f"{sim / 'rl_quant.json'}: the RL engine cannot run these layers ({exc}); {FIX}") from None
+    if json.loads(json.dumps(layout.to_dict())) != stored:
+        raise DesignError(f"{sim / 'rl_layout.json'} is not the layout dtlgen plans for this design and these "
+                          f"layers; {FIX}")
+    features, labels = arrays.get("features"), arrays.get("labels")
+    width = int(np.prod(layout.feature_shape))
+    value_max = 1 << (layout.bits - 1)
+    if features is None or features.dtype.kind not in "iu" or features.ndim != 2 or features.shape[1] != width \
+            or len(features) < 1 or (features.size and (features.min() < -value_max or features.max() >= value_max)):
+        raise DesignError(f"{where}: 'features' must be {layout.bits}-bit integer rows of {width} values; {FIX}")
+    classes = layout.layers[-1].m
+    if labels is None or labels.dtype.kind not in "iu" or labels.shape != (len(features),) \
+            or (labels.size and (labels.min() < 0 or labels.max() >= classes)):
+        raise DesignError(f"{where}: 'labels' must be {len(features)} class indices from 0 to {classes - 1}; {FIX}")
+    state = {p.name: (np.asarray(qnet.layers[p.name].weight), np.asarray(qnet.layers[p.name].bias))
+             for p in layout.layers}
+    return RLProject(layout, qnet, features.astype(np.int64), labels.astype(np.int64), state)
+
+
+# --- sources ----------------------------------------------------------------------------------------
+def check_sources(data: ProjectData, rl: RLProject | None, parts: tuple[str, ...] = ("rtl", "sim", "hls")) -> None:
+    """Refuse a project whose sources differ from what dtlgen writes for its design, or that holds source
+    files dtlgen did not write, in the folders `parts` (the ones the calling command compiles or runs)."""
+    from dtlgen.generator.hls import FE_SOURCES, RL_SOURCES as HLS_RL_SOURCES, hls_template_dir, params_header
+    from dtlgen.generator.project import COCOTB_TEST, RL_COCOTB_TEST, RL_SOURCES, params_svh
+    from dtlgen.generator.rtl import RTL_SOURCES
+
+    layout = rl.layout if rl is not None else None
+    expected: dict[str, dict[str, bytes]] = {"rtl": {}, "sim": {}, "hls": {}}
+    for name in RTL_SOURCES + (RL_SOURCES if rl else ()):
+        expected["rtl"][name] = (rtl_dir() / name).read_bytes()
+    expected["rtl"]["dtl_params.svh"] = params_svh(data.params, data.design, layout).encode()
+    expected["sim"][COCOTB_TEST] = (rtl_dir() / "fe_cocotb_test.py").read_bytes()
+    if rl:
+        expected["sim"][RL_COCOTB_TEST] = (rtl_dir() / "rl_cocotb_test.py").read_bytes()
+    hls = data.root / "hls"
+    if (hls / "dtl_params.h").exists() or "hls" in parts:
+        for name in FE_SOURCES + (HLS_RL_SOURCES if rl else ()):
+            expected["hls"][name] = (hls_template_dir() / name).read_bytes()
+        expected["hls"]["dtl_params.h"] = params_header(data.design, data.program["model"], data.board.name,
+                                                        data.params.memory_bytes, data.params.m_max,
+                                                        layout).encode()
+    for part in parts:
+        folder = data.root / part
+        for name, content in expected[part].items():
+            path = folder / name
+            if path.is_symlink() or not path.is_file():
+                raise DesignError(f"{path} is missing; {FIX}")
+            if path.read_bytes() != content:
+                raise DesignError(f"{path} differs from what dtlgen writes for this design; dtlgen compiles and "
+                                  f"simulates only its own sources: {FIX} (keep your edits elsewhere)")
+        for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+            if path.name not in expected[part] and (path.suffix in CODE_SUFFIXES or path.is_symlink()
+                                                    or path.name.startswith("__")):
+                raise DesignError(f"{path} is a source file dtlgen did not write; dtlgen never compiles or imports "
+                                  "such files: move it out of the project")
+
+
+def check_ecp5(data: ProjectData, rl: RLProject | None) -> dict[str, Any]:
+    """The ECP5 board design of a project, checked: build.json's core parameters are the design's (or
+    within the engine's bounds, where they follow from the program), and every file in ecp5/ that the
+    open flow reads is what dtlgen renders for them. Returns build.json."""
+    import tempfile
+    from dataclasses import fields
+
+    from dtlgen.generator.ecp5 import write_ecp5_project
+    from dtlgen.sim.uart_sim import BoardCore
+
+    ecp5 = data.root / "ecp5"
+    build = read_json(ecp5 / "build.json", "the open flow's build settings")
+    where = ecp5 / "build.json"
+    core_data = build.get("core") if isinstance(build, dict) else None
+    names = [f.name for f in fields(BoardCore)]
+    if not isinstance(core_data, dict) or set(core_data) != set(names):
+        raise DesignError(f"{where}: field 'core' must hold exactly {', '.join(names)}; {FIX}")
+    core = BoardCore(**{key: _int(core_data[key], f"{where}: core.{key}", 0, MAX_MEMORY_BYTES) for key in names})
+    fe, bus = data.design.fe, int(data.board.dram_bytes_per_cycle)
+    want = {"fe_tm": fe.tm, "fe_tn": fe.tn, "fe_tr": fe.tr, "fe_tc": fe.tc, "a_bits": fe.a_bits, "w_bits": fe.w_bits,
+            "m_max": data.params.m_max, "drain": data.params.drain, "bus_bytes": bus, "has_rl": int(rl is not None)}
+    if rl is not None:
+        lay = rl.layout
+        want.update(rl_tm=lay.tm, rl_tn=lay.tn, rl_bits=lay.bits, rl_acc_bits=lay.acc_bits, lanes=lay.lanes,
+                    a_depth=lay.a_depth, g_depth=lay.g_depth, w_depth=lay.w_depth, b_depth=lay.b_depth)
+    for key, value in want.items():
+        if getattr(core, key) != value:
+            raise DesignError(f"{where}: core.{key} is {getattr(core, key)}, but the design gives {value}; {FIX}")
+    if not (1 <= core.k_max <= 7 and 1 <= core.s_max <= 4 and core.has_add in (0, 1) and core.clks_per_bit >= 1
+            and core.mem_bytes & (core.mem_bytes - 1) == 0 and 0 < core.rl_base <= core.mem_bytes):
+        raise DesignError(f"{where}: the core's buffer and memory parameters are outside what the board design "
+                          f"builds; {FIX}")
+    with tempfile.TemporaryDirectory(prefix="dtlgen-ecp5-") as scratch:
+        written = write_ecp5_project(Path(scratch), data.board, data.design, core)
+        for path in written[:2] + sorted((Path(scratch) / "ecp5").glob("*.sv")):
+            mine = ecp5 / path.name
+            if mine.is_symlink() or not mine.is_file() or mine.read_bytes() != path.read_bytes():
+                raise DesignError(f"{mine} differs from what dtlgen writes for this design and board (or is "
+                                  f"missing); dtlgen synthesises only its own sources: {FIX}")
+        if json.loads((Path(scratch) / "ecp5" / "build.json").read_text()) != build:
+            raise DesignError(f"{where} differs from what dtlgen writes for this design and board; {FIX}")
+    return build

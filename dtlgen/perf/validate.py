@@ -1,0 +1,136 @@
+"""One validation of a design against (network, board), used by every command that takes a design.
+
+`design_problems` lists what makes a design impossible on a board: tiles beyond the engines' limits,
+an operation the FE RTL cannot run (kernel, stride window, bit width, accumulator width), resources
+beyond the board (the analytical model's verdict, or the calibrated board design on ECP5), RL weights
+that do not fit on chip. It is cheap (no quantisation), so the DSE applies it to every candidate and
+proposes only designs that pass; `perf`, `generate` and `dse` refuse the rest with the same words.
+`check_design_matches` checks that a design.json was made for this network and split.
+
+Pure functions, no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from dtlgen.boards import Board
+from dtlgen.errors import DesignError
+from dtlgen.model.ir import Network
+from dtlgen.perf.board import K_MAX_ENGINE, S_MAX_ENGINE
+from dtlgen.perf.design import Design
+from dtlgen.perf.fe import FEConfig, FEOp, fe_ops
+from dtlgen.quant import fixed
+
+# Tiles beyond these are no engine anyone can build (a 1024x1024 FE array is a million multipliers);
+# the caps stop absurd numbers before any arithmetic or code generation sees them.
+FE_TILE_MAX = {"tm": 1024, "tn": 1024, "tr": 256, "tc": 256}
+RL_TILE_MAX = {"tm": 256, "tn": 256, "batch": 4096}
+FE_RTL_BITS = 8  # the FE RTL stores one byte per element
+FE_ACC_BITS = 32  # the FE RTL's accumulators and bias words
+
+
+def fe_op_problem(op: FEOp, cfg: FEConfig) -> str | None:
+    """Why the FE RTL cannot run `op` with `cfg`, or None."""
+    if cfg.a_bits > FE_RTL_BITS or cfg.w_bits > FE_RTL_BITS:
+        return (f"fe.a_bits={cfg.a_bits}, fe.w_bits={cfg.w_bits}: the FE RTL stores one byte per element; use bit "
+                f"widths up to {FE_RTL_BITS}")
+    if op.k > K_MAX_ENGINE:
+        return f"layer '{op.name}': kernel {op.k} exceeds the FE engine's K ≤ {K_MAX_ENGINE}"
+    # The input buffer holds a (tr-1)·S_MAX + K_MAX square window; a tile's real window must fit.
+    rows = (min(cfg.tr, op.r) - 1) * op.s + op.k
+    cols = (min(cfg.tc, op.c) - 1) * op.s + op.k
+    window = (cfg.tr - 1) * S_MAX_ENGINE + K_MAX_ENGINE, (cfg.tc - 1) * S_MAX_ENGINE + K_MAX_ENGINE
+    if op.s > S_MAX_ENGINE and (rows > window[0] or cols > window[1]):
+        return (f"layer '{op.name}': stride {op.s} with tiles {cfg.tr}x{cfg.tc} needs a {rows}x{cols} input window, "
+                f"larger than the engine's buffers; use stride ≤ {S_MAX_ENGINE} or smaller tiles")
+    if op.kind == "conv":
+        terms = op.k * op.k * (1 if op.depthwise else op.n)
+        acc = fixed.accumulator_bits(terms, cfg.w_bits, cfg.a_bits)
+        if acc > FE_ACC_BITS:
+            return (f"layer '{op.name}' needs {acc}-bit accumulators; the FE RTL has {FE_ACC_BITS}: lower fe.w_bits "
+                    "or fe.a_bits")
+    return None
+
+
+def design_problems(network: Network, design: Design, board: Board, prediction: Any = None) -> list[str]:
+    """Everything that makes `design` impossible for `network` on `board` (empty: it can be built).
+
+    `prediction` is `dtlgen.perf.predict`'s result for the same arguments, when the caller has it."""
+    problems = structural_problems(network, design)
+    if problems:
+        return problems
+    if prediction is None:
+        from dtlgen.perf import predict
+
+        prediction = predict(network, design, board)
+    return list(prediction.violations)
+
+
+def network_problems(network: Network) -> list[str]:
+    """What no design can fix: a split that leaves the FE engine nothing to run, or retrainable layers
+    the RL engine cannot train (the latter raises UnsupportedLayerError naming the layer)."""
+    from dtlgen.perf.rl import rl_gemms
+
+    rl_gemms(network)
+    if not any(layer.has_weights for layer in network.frozen_layers):
+        where = network.layers[network.split_index].name if network.split_index < len(network.layers) else "-"
+        return [f"the split at '{where}' leaves no frozen conv or linear layer for the FE engine: put the split "
+                "after at least one of them"]
+    return []
+
+
+def structural_problems(network: Network, design: Design) -> list[str]:
+    """The problems that are not resources: tiles beyond the engines' limits, operations the RTL cannot run."""
+    problems = []
+    for section, caps in (("fe", FE_TILE_MAX), ("rl", RL_TILE_MAX)):
+        cfg = getattr(design, section)
+        for name, cap in caps.items():
+            if getattr(cfg, name) > cap:
+                problems.append(f"{section}.{name}={getattr(cfg, name)} exceeds {cap}, the largest the "
+                                f"{section.upper()} engine is built with")
+    if problems:  # the model's arithmetic on absurd tiles is meaningless: stop here
+        return problems
+    problems = network_problems(network)
+    if problems:
+        return problems
+    for op in fe_ops(network, design.fe):
+        problem = fe_op_problem(op, design.fe)
+        if problem:
+            return [problem]
+    return []
+
+
+def check_design(network: Network, design: Design, board: Board, prediction: Any = None) -> None:
+    """Raise one DesignError naming every problem `design_problems` finds."""
+    problems = design_problems(network, design, board, prediction)
+    if problems:
+        raise DesignError(f"the design cannot be built for {network.name} on {board.name}: {'; '.join(problems)}; "
+                          "choose smaller arrays or tiles (or re-run 'dtlgen dse' for this board)")
+
+
+def network_fingerprint(network: Network) -> str:
+    """A hash of the network's structure (layers, ops, shapes, split), not of its weights: a design is
+    made for a structure, and re-trained weights do not change it."""
+    layers = [{k: v for k, v in layer.to_dict().items() if k not in ("module_path", "params")}
+              for layer in network.layers]
+    text = json.dumps({"input_shape": list(network.input_shape), "layers": layers}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def check_design_matches(network: Network, design: Design, source: str) -> None:
+    """Refuse a design made for another network (its model name and structure fingerprint, when the
+    design records them) or whose per-layer section names layers this network does not have."""
+    if design.model is not None:
+        if design.model != network.name:
+            raise DesignError(f"{source} was made for {design.model}, not {network.name}; run "
+                              f"'dtlgen dse {network.name} --board ...' for a design of this model")
+        if design.network not in (None, network_fingerprint(network)):
+            raise DesignError(f"{source} was made for a {network.name} with other layers or another split "
+                              "(its network fingerprint differs); re-run the DSE for this model and split")
+    unknown = sorted(set(design.per_layer) - {layer.name for layer in network.layers})
+    if unknown:
+        raise DesignError(f"{source}: per_layer names layers {network.name} does not have ({', '.join(unknown[:3])}); "
+                          "it was made for another model: re-run the DSE for this one")
