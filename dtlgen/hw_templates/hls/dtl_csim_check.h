@@ -50,6 +50,16 @@ inline void dtl_csim_fail(DtlCsimStatus *status, int code, const char *format, .
   va_end(args);
 }
 
+// Refuse descriptor `index` (at byte `at`) of `engine` from inside a bool check function: records the
+// reason with the descriptor's place and returns false from the caller.
+#define DTL_CSIM_REFUSE(status, engine, index, at, ...)                                                \
+  do {                                                                                                 \
+    char why_[320];                                                                                    \
+    snprintf(why_, sizeof why_, __VA_ARGS__);                                                          \
+    dtl_csim_fail(status, DTL_CSIM_BAD_DESCRIPTOR, "%s descriptor %u at 0x%x: %s", engine, index, at, why_); \
+    return false;                                                                                      \
+  } while (0)
+
 // A DRAM port that knows how many elements the image behind it holds. Out of range, a read gives
 // zero and a write goes nowhere, and the status records the first such access; the engine checks
 // `failed()` after each descriptor and stops.

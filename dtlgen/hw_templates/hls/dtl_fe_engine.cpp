@@ -269,13 +269,7 @@ static bool fe_fits(const dtl_fe_rmem_t &mem, unsigned index, unsigned at, const
 
 static bool fe_check(const FeDesc &d, unsigned index, unsigned at, const dtl_fe_rmem_t &mem) {
   DtlCsimStatus *status = mem.status();
-#define FE_REFUSE(...)                                                                            \
-  do {                                                                                            \
-    char why[320];                                                                                \
-    snprintf(why, sizeof why, __VA_ARGS__);                                                       \
-    dtl_csim_fail(status, DTL_CSIM_BAD_DESCRIPTOR, "FE descriptor %u at 0x%x: %s", index, at, why); \
-    return false;                                                                                 \
-  } while (0)
+#define FE_REFUSE(...) DTL_CSIM_REFUSE(status, "FE", index, at, __VA_ARGS__)
   if (d.kind < KIND_CONV || d.kind > KIND_ADD)
     FE_REFUSE("kind %d is not 1 (conv), 2 (max pool), 3 (average pool) or 4 (add)", d.kind);
   if (d.act > 2) FE_REFUSE("activation %d is not 0 (none), 1 (ReLU) or 2 (ReLU6)", d.act);

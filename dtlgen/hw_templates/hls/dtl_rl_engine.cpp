@@ -282,13 +282,7 @@ static u64 stash_end(int base, int pitch, int rows, int cols) {
 
 static bool rl_check(const RlDesc &d, unsigned index, unsigned at, const dtl_rl_mem_t &mem) {
   DtlCsimStatus *status = mem.status();
-#define RL_REFUSE(...)                                                                            \
-  do {                                                                                            \
-    char why[320];                                                                                \
-    snprintf(why, sizeof why, __VA_ARGS__);                                                       \
-    dtl_csim_fail(status, DTL_CSIM_BAD_DESCRIPTOR, "RL descriptor %u at 0x%x: %s", index, at, why); \
-    return false;                                                                                 \
-  } while (0)
+#define RL_REFUSE(...) DTL_CSIM_REFUSE(status, "RL", index, at, __VA_ARGS__)
   if (d.mode < LOAD_A || d.mode > STORE_P)
     RL_REFUSE("mode %d is not one of 1..8 (LOAD_A, LOAD_G, STORE_A, FWD, BWD_DATA, UPDATE, LOAD_P, STORE_P)", d.mode);
   if (d.act > 2) RL_REFUSE("activation %d is not 0 (none), 1 (ReLU) or 2 (ReLU6)", d.act);
