@@ -120,6 +120,13 @@ def check_destination(destination: Path, kind: str, force: bool = False, option:
     return destination
 
 
+def check_writable(folder: Path, what: str) -> None:
+    """Refuse, before the work starts, a folder a command will write its results into but cannot."""
+    if not _writable(folder):
+        raise DtlgenError(f"{what} '{folder}' is not writable; this command writes its results there: make it "
+                          "writable or work on a copy of the project")
+
+
 def _writable(folder: Path) -> bool:
     """Whether a folder can be created in `folder` (tried, not guessed from permission bits: root
     passes every permission check and still cannot write to /proc or a read-only mount)."""
@@ -214,19 +221,27 @@ def recording(root: Path, paths: Iterable[Path]) -> Iterator[None]:
     finally:
         try:
             record_files(root, paths, since=start)
-        except OSError:
-            pass
+        except (OSError, DtlgenError):
+            pass  # a read-only project: the command itself says what it could not write
 
 
 def write_json(path: Path, data: Any) -> None:
     """Write JSON (sorted keys, non-finite floats as strings) to `path` atomically."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise DtlgenError(f"cannot write '{path}' ({exc.strerror or exc}); check the folder's permissions and free "
+                          "space") from None
     try:
         with os.fdopen(fd, "w") as handle:
             json.dump(_finite(data), handle, indent=2, sort_keys=True)
             handle.write("\n")
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise DtlgenError(f"cannot write '{path}' ({exc.strerror or exc}); check the path, the folder's permissions "
+                          "and free space") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

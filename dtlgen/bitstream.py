@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from dtlgen.atomic import recording, write_json
+from dtlgen.atomic import check_writable, recording, write_json
 from dtlgen.generator.loader import check_ecp5, load_rl_project, open_project, read_json
 from dtlgen.errors import DesignError, ToolMissingError
 from dtlgen.perf.board import board_resources
@@ -52,6 +52,7 @@ def build_bitstream(project: Path, progress: Callable[[str], None] = lambda mess
                           "Xilinx board run 'make bitstream' in the project on a machine with Vivado")
     data = open_project(project)
     build = check_ecp5(data, load_rl_project(data) if data.has_rl else None)
+    check_writable(ecp5, "the project's ecp5 folder")
     with recording(project, [ecp5 / "build", ecp5 / "logs", ecp5 / "dtl.bit", project / "report.json"]):
         return _run_flow(project, build, progress, place_and_route)
 

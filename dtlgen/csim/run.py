@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from dtlgen.atomic import recording, write_json
+from dtlgen.atomic import check_writable, recording, write_json
 from dtlgen.generator.loader import ProjectData, RLProject, check_sources, load_rl_project, open_project
 from dtlgen.csim.engines import CsimDevice, CsimEngines, ap_types_dir
 from dtlgen.errors import DesignError
@@ -42,6 +42,7 @@ def csim_project(project: Path, steps: int = 5, progress: Callable[[str], None] 
                           "with 'dtlgen generate MODEL --design D --out PRJ'")
     rl = load_rl_project(data) if data.has_rl else None
     check_sources(data, rl, ("hls",))  # g++ compiles only what dtlgen itself writes for this design
+    check_writable(project / "hls", "the project's hls folder")
     with recording(project, [project / "hls" / REPORT]):
         return run_csim(data, rl, steps, progress)
 

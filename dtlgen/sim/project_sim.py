@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from dtlgen.atomic import recording, write_json
+from dtlgen.atomic import check_writable, recording, write_json
 from dtlgen.generator.loader import check_sources, load_rl_project, open_project
 from dtlgen.errors import DesignError
 from dtlgen.sim.fe_sim import run_image
@@ -38,6 +38,7 @@ def simulate_project(project: Path, progress: Callable[[str], None] = lambda mes
     # The project's rtl/ and sim/ copies must be dtlgen's own; the simulation builds and runs the
     # package's files, so nothing in a project folder is ever compiled or imported.
     check_sources(data, rl, ("rtl", "sim"))
+    check_writable(sim, "the project's sim folder")
     params, ops = data.params, data.program["ops"]
     progress(f"building the FE engine in Verilator ({params.tm}x{params.tn} array, cached per parameter set)")
     predicted_total = sum(op["predicted_cycles"] for op in ops)
