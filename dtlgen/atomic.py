@@ -20,7 +20,6 @@ import os
 import shutil
 import signal
 import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -53,7 +52,7 @@ def read_manifest(root: Path) -> dict[str, Any] | None:
         return None
     try:
         data = json.loads(path.read_bytes()[:16 << 20])
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     if not isinstance(data, dict) or data.get("format") != _FORMAT or not isinstance(data.get("kind"), str) \
             or not isinstance(data.get("files"), dict) \
@@ -76,7 +75,7 @@ def check_destination(destination: Path, kind: str, force: bool = False, option:
     Allowed: a path that does not exist, an empty directory, or dtlgen's own `kind` output that holds
     only the files its manifest lists, unchanged (changed ones too with `force`).
     """
-    destination = Path(destination).absolute()
+    destination = Path(os.path.abspath(destination))  # normalised: --out PRJ/sim/.. is PRJ
     if destination.is_symlink() or (destination.exists() and not destination.is_dir()):
         raise DtlgenError(f"{option} '{destination}' exists and is not a directory; choose a new directory")
     ancestor = next(p for p in destination.parents if p.exists())
@@ -183,23 +182,71 @@ def atomic_directory(destination: Path, kind: str, force: bool = False, option: 
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    # A project regenerated inside a demo folder: the demo's manifest follows.
+    for parent in list(destination.parents)[:3]:
+        outer = read_manifest(parent)
+        if outer is not None and (destination / MANIFEST).relative_to(parent).as_posix() in outer["files"]:
+            record_files(parent, [destination])
+            break
 
 
-def record_files(root: Path, paths: Iterable[Path], since: float | None = None) -> None:
-    """Add files dtlgen just wrote inside output folder `root` to its manifest (folders: every file in
-    them, modified at or after `since` if given). A folder without a manifest is left alone."""
-    root = Path(root).absolute()
+def check_owned(root: Path, paths: Iterable[Path]) -> None:
+    """Refuse, before the work starts, a command that would overwrite something in output folder `root`
+    that dtlgen did not write: each of `paths` that exists must be a regular file, or a real folder of
+    regular files, listed in root's manifest (a symlink never is)."""
+    root = Path(os.path.abspath(root))
+    manifest = read_manifest(root)
+    listed = manifest["files"] if manifest is not None else {}
+    for path in paths:
+        path = Path(os.path.abspath(path))
+        if not path.exists() and not path.is_symlink():
+            continue
+        entries = [path] if path.is_symlink() or not path.is_dir() else list(_walk(path))
+        foreign = [e for e in entries
+                   if e.is_symlink() or not e.is_file() or e.relative_to(root).as_posix() not in listed]
+        if foreign:
+            shown = foreign[0].relative_to(root).as_posix()
+            raise DtlgenError(f"'{root}' holds {shown}, which dtlgen did not write (it is not in the folder's "
+                              f"{MANIFEST}); this command would overwrite it: move it out of the project")
+
+
+def publish(root: Path, target: Path, source: Path) -> None:
+    """Put `source` (a folder or file the command wrote outside the project) at `target` inside output
+    folder `root`, replacing what dtlgen wrote there before, and record it in the manifest.
+
+    `check_owned(root, [target])` must have passed before the work started; it is checked again here.
+    The copy is staged beside `target` and swapped in with two renames, so `target` is whole or absent."""
+    root, target = Path(os.path.abspath(root)), Path(os.path.abspath(target))
+    check_owned(root, [target])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.dtlgen-", dir=target.parent))
+    try:
+        if Path(source).is_dir():
+            shutil.copytree(source, staging / "x", symlinks=True)
+        else:
+            shutil.copyfile(source, staging / "x")
+        with _signals_held():
+            if target.exists() or target.is_symlink():
+                os.rename(target, staging / "old")
+            os.rename(staging / "x", target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    record_files(root, [target])
+
+
+def record_files(root: Path, paths: Iterable[Path]) -> None:
+    """Add files dtlgen just wrote inside output folder `root` (folders: every file in them) to its
+    manifest. A folder without a manifest is left alone."""
+    root = Path(os.path.abspath(root))
     manifest = read_manifest(root)
     if manifest is None:
         return
     files = dict(manifest["files"])
-    paths = [Path(p).absolute() for p in paths]
+    paths = [Path(os.path.abspath(p)) for p in paths]
     for path in paths:
         candidates = _walk(path) if path.is_dir() and not path.is_symlink() else [path]
         for item in candidates:
             if item.is_symlink() or not item.is_file():
-                continue
-            if since is not None and path.is_dir() and item.stat().st_mtime < since - 1:
                 continue
             files[item.relative_to(root).as_posix()] = _hash(item)
     _write_manifest(root, manifest["kind"], files)
@@ -207,26 +254,12 @@ def record_files(root: Path, paths: Iterable[Path], since: float | None = None) 
     for parent in list(root.parents)[:3]:
         outer = read_manifest(parent)
         if outer is not None and (root / MANIFEST).relative_to(parent).as_posix() in outer["files"]:
-            record_files(parent, [*paths, root / MANIFEST], since)
+            record_files(parent, [*paths, root / MANIFEST])
             break
 
 
-@contextmanager
-def recording(root: Path, paths: Iterable[Path]) -> Iterator[None]:
-    """Record `paths` in `root`'s manifest when the block ends, however it ends (an interrupted
-    simulation's files are dtlgen's too and must not make the next `generate --out` refuse)."""
-    start, paths = time.time(), list(paths)
-    try:
-        yield
-    finally:
-        try:
-            record_files(root, paths, since=start)
-        except (OSError, DtlgenError):
-            pass  # a read-only project: the command itself says what it could not write
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON (sorted keys, non-finite floats as strings) to `path` atomically."""
+def write_text(path: Path, text: str | bytes) -> None:
+    """Write a file atomically (a temporary sibling, then os.replace: never through a symlink)."""
     path = Path(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -234,9 +267,8 @@ def write_json(path: Path, data: Any) -> None:
         raise DtlgenError(f"cannot write '{path}' ({exc.strerror or exc}); check the folder's permissions and free "
                           "space") from None
     try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(_finite(data), handle, indent=2, sort_keys=True)
-            handle.write("\n")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text.encode() if isinstance(text, str) else text)
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
@@ -245,6 +277,11 @@ def write_json(path: Path, data: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON (sorted keys, non-finite floats as strings) to `path` atomically."""
+    write_text(path, json.dumps(_finite(data), indent=2, sort_keys=True) + "\n")
 
 
 def _finite(value: Any) -> Any:

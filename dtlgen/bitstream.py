@@ -15,12 +15,13 @@ import json
 import re
 import shutil
 import subprocess
+import tempfile
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from dtlgen.atomic import check_writable, recording, write_json
+from dtlgen.atomic import check_owned, check_writable, publish, record_files, write_json
 from dtlgen.generator.loader import check_ecp5, load_rl_project, open_project, read_json
 from dtlgen.errors import DesignError, ToolMissingError
 from dtlgen.perf.board import board_resources
@@ -53,17 +54,29 @@ def build_bitstream(project: Path, progress: Callable[[str], None] = lambda mess
     data = open_project(project)
     build = check_ecp5(data, load_rl_project(data) if data.has_rl else None)
     check_writable(ecp5, "the project's ecp5 folder")
-    with recording(project, [ecp5 / "build", ecp5 / "logs", ecp5 / "dtl.bit", project / "report.json"]):
-        return _run_flow(project, build, progress, place_and_route)
+    outputs = [ecp5 / "build", ecp5 / "logs", ecp5 / "dtl.bit", project / "report.json"]
+    check_owned(project, outputs)
+    # The tools run in a fresh folder outside the project; their outputs are published into ecp5/
+    # (build/, logs/ whatever happens, dtl.bit on success), replacing only what dtlgen wrote there.
+    with tempfile.TemporaryDirectory(prefix="dtlgen-ecp5-") as scratch:
+        try:
+            post = _run_flow(project, build, progress, place_and_route, Path(scratch))
+        finally:
+            if (Path(scratch) / "logs").is_dir():
+                publish(project, ecp5 / "logs", Path(scratch) / "logs")
+        publish(project, ecp5 / "build", Path(scratch) / "build")
+        if place_and_route:
+            publish(project, ecp5 / "dtl.bit", Path(scratch) / "build" / "dtl.bit")
+    record_files(project, [project / "report.json"])
+    return post
 
 
 def _run_flow(project: Path, build: dict[str, Any], progress: Callable[[str], None],
-              place_and_route: bool) -> dict[str, Any]:
+              place_and_route: bool, scratch: Path) -> dict[str, Any]:
     ecp5 = project / "ecp5"
-    work, logs = ecp5 / "build", ecp5 / "logs"
-    shutil.rmtree(work, ignore_errors=True)
+    work, logs = scratch / "build", scratch / "logs"
     work.mkdir()
-    logs.mkdir(exist_ok=True)
+    logs.mkdir()
     for name in build["sources"] + [build["lpf"]]:
         shutil.copy(ecp5 / name, work / name)
     # packing only: no --textcfg (nextpnr cannot write the configuration of an unplaced design; the
@@ -97,13 +110,12 @@ def _run_flow(project: Path, build: dict[str, Any], progress: Callable[[str], No
                     for key, (used, available) in packed_utilisation(text).items() if used > available]
             if name == "nextpnr" and over:
                 raise DesignError(f"the design does not fit the {build['device']} device: it needs {', '.join(over)} "
-                                  f"after packing (log in {logs / 'nextpnr.log'}); choose smaller FE/RL arrays (dtlgen dse "
+                                  f"after packing (log in {ecp5 / 'logs' / 'nextpnr.log'}); choose smaller FE/RL arrays (dtlgen dse "
                                   "on this board keeps to what dtlgen.perf.board predicts fits)")
             tail = "\n".join(text.strip().splitlines()[-25:])
-            raise DesignError(f"{name} failed (exit {done.returncode}); log in {logs / (name + '.log')}:\n{tail}")
+            raise DesignError(f"{name} failed (exit {done.returncode}); log in {ecp5 / 'logs' / (name + '.log')}:\n{tail}")
     post = post_route(json.loads((work / "nextpnr_report.json").read_text()), build["clock_mhz"])
     if place_and_route:
-        shutil.copy(work / "dtl.bit", ecp5 / "dtl.bit")
         post.update(bitstream="ecp5/dtl.bit")  # relative to the project (which may move into place later)
     else:
         post.update(fmax_mhz=None, timing_met=None, clocks={})

@@ -23,6 +23,9 @@ def cache_dir(kind: str) -> Path:
     root = cache_root()
     where = "DTLGEN_CACHE" if os.environ.get("DTLGEN_CACHE") else "the cache folder"
     path = root / kind
+    if any(ch.isspace() for ch in str(path)):
+        raise DtlgenError(f"{where} '{root}' has white space in its path, which the simulator's make-based build "
+                          "cannot handle; point DTLGEN_CACHE at a folder without spaces")
     try:
         path.mkdir(parents=True, exist_ok=True)
         os.rmdir(tempfile.mkdtemp(prefix=".probe-", dir=path))

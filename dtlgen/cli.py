@@ -138,7 +138,9 @@ def cmd_perf(args: argparse.Namespace) -> int:
     problems = design_problems(network, design, board, prediction)
     if args.json:
         _print_json(prediction.to_dict())
-        return 1 if problems else 0
+        if problems:
+            raise DesignError(f"{args.design} does not fit {board.name}: {'; '.join(problems)}")
+        return 0
     fe = design.fe
     rows = _prediction_rows(prediction.fe_layers)
     rows.append(["total FE", "", f"{sum(p.macs for p in prediction.fe_layers):,}", f"{prediction.fe_cycles:,}",
@@ -403,6 +405,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # --- parser ------------------------------------------------------------------------------------
+MAX_STEPS = 100_000  # re-training steps: the demo's whole schedule is 870
+MAX_WORKERS = 256  # Dask worker processes on one machine
+MAX_SEARCH = 10_000  # NSGA-II population or generations
 _FORCE_HELP = ("replace an earlier dtlgen output of this kind even if files in it were edited (never one that "
                "holds files dtlgen did not write)")
 
@@ -439,14 +444,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL", help="zoo name or path/to/file.py:factory")
     p.add_argument("--board", required=True, help="board name or .yaml")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--pop", type=_positive_int, default=100, help="population size (default %(default)s)")
-    p.add_argument("--gens", type=_positive_int, default=100, help="generations (default %(default)s)")
+    p.add_argument("--pop", type=_bounded(1, MAX_SEARCH), default=100, help="population size (default %(default)s)")
+    p.add_argument("--gens", type=_bounded(1, MAX_SEARCH), default=100, help="generations (default %(default)s)")
     p.add_argument("--seed", type=_non_negative_int, default=1, help="random seed (default %(default)s)")
     p.add_argument("--force", action="store_true", help=_FORCE_HELP)
     p.add_argument("--prefer", default="knee", choices=("knee", "throughput", "accuracy", "resources"),
                    help="which Pareto point becomes design.json (default %(default)s)")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=_positive_int, default=0, help="evaluate on a local Dask cluster of N workers")
+    where.add_argument("--workers", type=_bounded(1, MAX_WORKERS), default=0,
+                       help=f"evaluate on a local Dask cluster of N worker processes (at most {MAX_WORKERS})")
     where.add_argument("--dask", metavar="tcp://HOST:PORT", type=_dask_address,
                        help="evaluate on an existing Dask scheduler")
     _add_split_options(p)
@@ -469,8 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("csim", help="C-simulate a project's HLS engines with g++, bit-exact against the golden model")
     p.add_argument("project", metavar="PRJ", help="project directory from 'dtlgen generate'")
-    p.add_argument("--steps", type=_non_negative_int, default=5,
-                   help="re-training steps through the host loop (default 5; 0: none)")
+    p.add_argument("--steps", type=_bounded(0, MAX_STEPS), default=5,
+                   help=f"re-training steps through the host loop (default 5; 0: none; at most {MAX_STEPS:,})")
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.set_defaults(func=cmd_csim)
 
@@ -485,14 +491,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("project", metavar="PRJ", help="project directory from 'dtlgen generate'")
     p.add_argument("--retrain", action="store_true",
                    help="also re-train on the RL engine through the host loop, bit-exact against the golden model")
-    p.add_argument("--steps", type=_positive_int, default=20, help="training steps with --retrain (default 20)")
+    p.add_argument("--steps", type=_bounded(1, MAX_STEPS), default=20,
+                   help=f"training steps with --retrain (default 20; at most {MAX_STEPS:,})")
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser("demo", help="run the DTL demo on built-in defaults")
     p.add_argument("--out", default="dtlgen-demo", help="output directory (default: %(default)s)")
     p.add_argument("--force", action="store_true", help=_FORCE_HELP)
-    p.add_argument("--epochs", type=_positive_int, default=None, help="re-training epochs (default 30)")
+    p.add_argument("--epochs", type=_bounded(1, 1000), default=None, help="re-training epochs (default 30)")
     p.add_argument("--board", default="pynq-z2", help="board to explore and generate for (default %(default)s)")
     p.add_argument("--bitstream", action="store_true",
                    help="ECP5 boards: also build the knee design's bitstream with the open flow (tens of minutes)")
@@ -516,14 +523,22 @@ def _non_negative_int(text: str) -> int:
     return _int_at_least(text, 0)
 
 
-def _int_at_least(text: str, lowest: int) -> int:
+def _int_at_least(text: str, lowest: int, highest: int = 2 ** 31 - 1) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
-    if not lowest <= value < 2 ** 31:
-        raise argparse.ArgumentTypeError(f"{value} must be an integer from {lowest} to {2 ** 31 - 1}")
+        raise argparse.ArgumentTypeError(f"'{text[:40]}' is not an integer") from None
+    if not lowest <= value <= highest:
+        raise argparse.ArgumentTypeError(f"{text[:40]} must be an integer from {lowest} to {highest:,}")
     return value
+
+
+def _bounded(lowest: int, highest: int):
+    def parse(text: str) -> int:
+        return _int_at_least(text, lowest, highest)
+
+    parse.__name__ = "integer"  # argparse names the type in its messages
+    return parse
 
 
 def _dask_address(text: str) -> str:
@@ -562,6 +577,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         say("interrupted; nothing half-written was left behind")
         return 130
+    except BrokenPipeError:
+        # stdout went to a program that stopped reading (`| head`): nothing is wrong with the input.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - Python flushes stdout at exit
+        return 141
     except Terminated:
         say("terminated; nothing half-written was left behind")
         return 143

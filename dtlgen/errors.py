@@ -33,4 +33,5 @@ def require_int(value: object, field: str, lo: int, hi: int | None = None, meani
     """Raise DesignError unless `value` is an int (not a bool) in lo..hi (hi None: no upper bound)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
         span = f"{lo}..{hi}" if hi is not None else f"≥ {lo}"
-        raise DesignError(f"design {field}={value!r}: {meaning + '; ' if meaning else ''}use an integer {span}")
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise DesignError(f"design {field}={shown}: {meaning + '; ' if meaning else ''}use an integer {span}")

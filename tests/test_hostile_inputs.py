@@ -150,7 +150,7 @@ def test_edited_sources_are_refused(copy, tmp_path, path, content):
     with open(copy / path, "a") as handle:
         handle.write(content.format(marker=marker))
     data = open_project(copy)
-    with pytest.raises(DtlgenError, match="differs from what dtlgen writes"):
+    with pytest.raises(DtlgenError, match="differs from what this dtlgen writes"):
         check_sources(data, load_rl_project(data), ("rtl", "sim", "hls"))
     assert not marker.exists()
 
@@ -159,7 +159,7 @@ def test_edited_sources_are_refused(copy, tmp_path, path, content):
 def test_extra_source_files_are_refused(copy, extra):
     (copy / extra).write_text("// not dtlgen's\n")
     data = open_project(copy)
-    with pytest.raises(DtlgenError, match="did not write"):
+    with pytest.raises(DtlgenError, match="dtlgen writes there"):
         check_sources(data, load_rl_project(data), ("rtl", "sim", "hls"))
 
 
@@ -404,3 +404,108 @@ def test_mutated_project_files_never_escape_as_another_exception(project, tmp_pa
         pass  # the one kind of failure a tampered project may cause
     finally:
         shutil.rmtree(target.parent, ignore_errors=True)
+
+
+# --- found by a hostile review of the first version -------------------------------------------------------
+def test_sim_never_imports_or_writes_through_files_planted_in_its_run_folder(copy, tmp_path):
+    marker, victim = tmp_path / "pwned", tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (copy / "sim" / "run").mkdir()
+    (copy / "sim" / "run" / "fe_cocotb_test.py").write_text(f"open('{marker}', 'w').write('x')\n")
+    (copy / "sim" / "run" / "sim.log").symlink_to(victim)
+    result = subprocess.run([sys.executable, "-m", "dtlgen.cli", "sim", str(copy)], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 1 and "dtlgen did not write" in _one_line(result.stderr)
+    assert not marker.exists() and victim.read_text() == "precious"
+
+
+@pytest.mark.parametrize("planted", ["hls/cstdint", "hls/bits/c++config.h"])
+def test_csim_compiles_nothing_but_dtlgens_own_sources(copy, planted):
+    path = copy / planted
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#error planted header\n")
+    data = open_project(copy)
+    with pytest.raises(DtlgenError, match="not a file dtlgen writes there"):
+        check_sources(data, load_rl_project(data), ("hls",))
+
+
+def test_forged_testbench_vectors_are_refused(copy, capsys):
+    script = copy / "hls" / "tb_data" / "fe_script.txt"
+    script.write_text("memory 4294967296\n" + script.read_text())
+    code, _, err = _run(capsys, "csim", copy, "--steps", "0")
+    assert code == 1 and "fe_script.txt differs" in _one_line(err)
+
+
+def test_a_report_of_yours_is_not_overwritten_or_adopted(copy, capsys):
+    report = copy / "hls" / "csim_report.json"
+    report.write_text("my own notes")
+    code, _, err = _run(capsys, "csim", copy, "--steps", "0")
+    assert code == 1 and "hls/csim_report.json, which dtlgen did not write" in _one_line(err)
+    assert report.read_text() == "my own notes"
+    assert "hls/csim_report.json" not in json.loads((copy / MANIFEST).read_text())["files"]
+
+
+def test_bitstream_keeps_files_of_yours_in_its_folders(tmp_path, capsys, monkeypatch):
+    design = tmp_path / "d.json"
+    design.write_text(json.dumps({**DESIGN, "board": "ulx3s-85f", "clock_mhz": 6.25,
+                                  "fe": {**DESIGN["fe"], "tm": 1, "tn": 1, "tr": 2, "tc": 2},
+                                  "rl": {**DESIGN["rl"], "tm": 1, "tn": 1}}))
+    prj = tmp_path / "prj"
+    assert main(["generate", "digits_cnn", "--design", str(design), "--out", str(prj)]) == 0
+    (prj / "ecp5" / "build").mkdir()
+    (prj / "ecp5" / "build" / "notes.txt").write_text("mine")
+    (prj / "ecp5" / "dtl.bit").symlink_to(design)
+    code, _, err = _run(capsys, "bitstream", prj)
+    assert code == 1 and "dtlgen did not write" in _one_line(err)
+    assert (prj / "ecp5" / "build" / "notes.txt").read_text() == "mine"
+
+
+def test_a_crafted_manifest_is_one_line(tmp_path, capsys):
+    deep = tmp_path / "deep"
+    deep.mkdir()
+    (deep / MANIFEST).write_text("[" * 200_000 + "]" * 200_000)
+    code, _, err = _run(capsys, "generate", "digits_cnn", "--design", _design(tmp_path), "--out", deep)
+    assert code == 1 and "not written by dtlgen" in _one_line(err)
+
+
+def test_a_regenerated_project_inside_a_demo_folder_keeps_the_demo_replaceable(tmp_path):
+    from dtlgen.atomic import atomic_directory, check_destination
+
+    demo = tmp_path / "demo"
+    with atomic_directory(demo, "demo") as staging:
+        with atomic_directory(staging / "project", "project") as inner:
+            (inner / "a.txt").write_text("first")
+        (staging / "demo_report.json").write_text("{}")
+    with atomic_directory(demo / "project", "project") as inner:
+        (inner / "b.txt").write_text("second")
+    check_destination(demo, "demo")  # every file in it is still listed, unchanged
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"rl__foo": 1}, "rl.foo"),
+    ({"fe__dsp_packing": 2}, "dsp_packing"),
+    ({"extra": 1}, "'extra'"),
+    ({"board": "/tmp/custom.yaml"}, "board name"),
+])
+def test_unknown_design_fields_are_refused(tmp_path, capsys, changes, words):
+    code, _, err = _run(capsys, "perf", "digits_cnn", "--design", _design(tmp_path, **changes))
+    assert code == 1 and words in _one_line(err)
+
+
+def test_perf_json_of_a_design_that_does_not_fit_says_why(tmp_path, capsys):
+    code, out, err = _run(capsys, "perf", "digits_cnn", "--design", _design(tmp_path, fe__tm=64, fe__tn=64), "--json")
+    assert code == 1 and json.loads(out)["feasible"] is False and "does not fit" in _one_line(err)
+
+
+def test_a_closed_pipe_is_not_an_error_message():
+    result = subprocess.run(f"{sys.executable} -m dtlgen.cli import vgg16_cifar --json | head -c 10", shell=True,
+                            capture_output=True, text=True, timeout=120)
+    assert result.stderr == ""
+
+
+def test_a_project_with_narrow_rl_values_runs(tmp_path, capsys):
+    prj = tmp_path / "prj"
+    code, _, err = _run(capsys, "generate", "digits_cnn", "--design", _design(tmp_path, rl__bits=7), "--out", prj)
+    assert code == 0, err
+    data = open_project(prj)
+    load_rl_project(data)

@@ -70,6 +70,11 @@ class _Pattern:
         return re.fullmatch(self.regex, value) is not None
 
 
+def is_board_name(value: object) -> bool:
+    """Whether `value` is a valid board name (what a design.json's "board" must hold)."""
+    return isinstance(value, str) and _NAME.matches(value)
+
+
 # Lower case only, and never a leading '.', so that a name is also a safe file or directory name.
 _NAME = _Pattern(r"[a-z0-9][a-z0-9_.-]{0,63}",
                  "1 to 64 lower-case letters, digits, '_', '.' or '-', starting with a letter or digit")

@@ -95,8 +95,14 @@ def build(hls_dir: Path, cache: Path | None = None) -> CsimBuild:
     if not (hls_dir / "dtl_params.h").exists() or not (hls_dir / ENGINE_SOURCES["fe"]).exists():
         raise DesignError(f"'{hls_dir}' holds no HLS engines (dtl_params.h, {ENGINE_SOURCES['fe']}); regenerate the "
                           "project with 'dtlgen generate'")
+    from dtlgen.generator.hls import FE_SOURCES, RL_SOURCES
+
     engines = [e for e, src in ENGINE_SOURCES.items() if (hls_dir / src).exists()]
-    sources = sorted(p for p in hls_dir.iterdir() if p.suffix in (".h", ".cpp"))
+    # Exactly the files dtlgen writes, copied into the build folder and compiled there: nothing else in
+    # the project's hls/ (a header named like a system one, a sub-folder) is ever on an include path,
+    # and the cache key covers every byte that is compiled.
+    names = sorted(FE_SOURCES + ("dtl_params.h",) + (RL_SOURCES if "rl" in engines else ()))
+    sources = [hls_dir / name for name in names]
     cxx, includes = compiler(), ap_types_dir()
     digest = hashlib.sha256()
     for part in (cxx, *CXX_FLAGS, str(includes)):
@@ -112,10 +118,14 @@ def build(hls_dir: Path, cache: Path | None = None) -> CsimBuild:
     jobs: list[tuple[str, subprocess.Popen]] = []
     try:
         _make_staging(staging, cache)
+        source_dir = staging / "src"
+        source_dir.mkdir()
+        for path in sources:
+            shutil.copyfile(path, source_dir / path.name)
         units = [ENGINE_SOURCES[e] for e in engines] + ["csim_api.cpp"] + [TESTBENCHES[e] for e in engines]
-        flags = [*CXX_FLAGS, f"-I{hls_dir}", "-isystem", str(includes)]
+        flags = [*CXX_FLAGS, f"-I{source_dir}", "-isystem", str(includes)]
         objects = {unit: staging / (unit + ".o") for unit in units}
-        jobs = [(unit, subprocess.Popen([cxx, *flags, "-c", str(hls_dir / unit), "-o", str(objects[unit])],
+        jobs = [(unit, subprocess.Popen([cxx, *flags, "-c", str(source_dir / unit), "-o", str(objects[unit])],
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
                 for unit in units]
         for unit, job in jobs:

@@ -18,14 +18,16 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from dtlgen.atomic import check_writable, recording, write_json
-from dtlgen.generator.loader import ProjectData, RLProject, check_sources, load_rl_project, open_project
+from dtlgen.atomic import check_owned, check_writable, record_files, write_json
+from dtlgen.generator.loader import (ProjectData, RLProject, check_sources, load_rl_project, open_project,
+                                    render_test_vectors)
 from dtlgen.csim.engines import CsimDevice, CsimEngines, ap_types_dir
 from dtlgen.errors import DesignError
 
@@ -43,8 +45,10 @@ def csim_project(project: Path, steps: int = 5, progress: Callable[[str], None] 
     rl = load_rl_project(data) if data.has_rl else None
     check_sources(data, rl, ("hls",))  # g++ compiles only what dtlgen itself writes for this design
     check_writable(project / "hls", "the project's hls folder")
-    with recording(project, [project / "hls" / REPORT]):
-        return run_csim(data, rl, steps, progress)
+    check_owned(project, [project / "hls" / REPORT])
+    report = run_csim(data, rl, steps, progress)
+    record_files(project, [project / "hls" / REPORT])
+    return report
 
 
 def run_csim(data: ProjectData, rl: RLProject | None, steps: int,
@@ -56,10 +60,14 @@ def run_csim(data: ProjectData, rl: RLProject | None, steps: int,
     engines = CsimEngines(project)
     report: dict[str, Any] = {"model": program["model"], "board": program["board"], "source": SOURCE,
                               "build_s": engines.build_s, "testbenches": [], "bit_exact": True}
-    for engine, executable in engines.built.testbenches.items():
-        progress(f"running the {engine.upper()} testbench (hls/tb_{engine}.cpp on hls/tb_data)")
-        row = run_testbench(executable, project / "hls" / "tb_data")
-        report["testbenches"].append({"engine": engine, **row})
+    with tempfile.TemporaryDirectory(prefix="dtlgen-tb-") as scratch:
+        vectors = Path(scratch) / "tb_data"
+        vectors.mkdir()
+        render_test_vectors(data, rl, vectors)
+        for engine, executable in engines.built.testbenches.items():
+            progress(f"running the {engine.upper()} testbench (hls/tb_{engine}.cpp on hls/tb_data)")
+            row = run_testbench(executable, vectors)
+            report["testbenches"].append({"engine": engine, **row})
     progress("FE inference through the C-simulation library, every op against the golden model")
     report["fe"] = _fe_inference(engines, data)
     if engines.has_rl and rl is not None and steps > 0:

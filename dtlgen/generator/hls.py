@@ -68,6 +68,12 @@ def write_hls(project: Path, design: Design, model: str, board: str, program: FE
     for name in FE_SOURCES + (RL_SOURCES if rl is not None else ()):
         shutil.copy(hls_template_dir() / name, hls / name)
     (hls / "dtl_params.h").write_text(params_header(design, model, board, len(program.memory), m_max, layout))
+    write_test_vectors(data, program, fe_outputs, rl)
+
+
+def write_test_vectors(data: Path, program: FEProgram, fe_outputs: list[np.ndarray], rl: tuple | None) -> None:
+    """hls/tb_data: the testbenches' scripts and vectors (`dtlgen csim` renders them again from a project's
+    checked data and runs its testbenches on those, never on a project's own scripts)."""
     _write_fe_vectors(data, program, fe_outputs)
     if rl is not None:
         _write_rl_vectors(data, *rl)

@@ -26,11 +26,11 @@ import numpy as np
 
 from dtlgen.boards import Board
 from dtlgen.errors import DesignError, DtlgenError
-from dtlgen.generator.fe_program import check_descriptors
+from dtlgen.generator.fe_program import FEProgram, OpImage, check_descriptors
 from dtlgen.generator.rl_program import RLLayout, plan_rl
 from dtlgen.generator.rtl import FESimParams, rtl_dir
 from dtlgen.perf import Design, load_design
-from dtlgen.perf.fe import op_cycles, pipeline_depth
+from dtlgen.perf.fe import FEOp, op_cycles, pipeline_depth
 from dtlgen.quant import golden
 from dtlgen.quant.quantize import QuantizedNetwork
 from dtlgen.quant.record import rl_view_from_dict
@@ -55,6 +55,13 @@ class ProjectData:
     program: dict[str, Any]  # sim/program.json: desc_addr, input_addr, clock_mhz, model, board, ops
     memory: np.ndarray  # the DRAM image (uint8)
     expected: list[np.ndarray]  # the golden model's output of every op
+    fe_ops: list[FEOp]  # the operations the descriptors describe
+
+    def fe_program(self) -> FEProgram:
+        """The FE program as the generator built it (memory image, descriptor address, ops)."""
+        ops = [OpImage(op, entry["layer"], entry["out_addr"], tuple(entry["out_shape"]))
+               for op, entry in zip(self.fe_ops, self.program["ops"])]
+        return FEProgram(self.memory, self.program["desc_addr"], ops, self.program["input_addr"])
 
     @property
     def has_rl(self) -> bool:
@@ -100,6 +107,8 @@ def read_npz(path: Path, what: str) -> dict[str, np.ndarray]:
         raise
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
         raise DesignError(f"{path} is not a valid NPZ file of {what} ({_first_line(exc)}); {FIX}") from None
+    except MemoryError:
+        raise DesignError(f"{path} declares arrays larger than memory; it is not a project's {what}: {FIX}") from None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -158,7 +167,7 @@ def open_project(path: Path) -> ProjectData:
             raise DesignError(f"{where}: 'op{i}' must be the int8 values of shape {op['out_shape']} that op "
                               f"'{op['name']}' stores; {FIX}")
         expected.append(array.astype(np.int64))
-    return ProjectData(root, design, board, params, program, memory, expected)
+    return ProjectData(root, design, board, params, program, memory, expected, fe_ops)
 
 
 def _check_params(data: Any, design: Design, board: Board, where: Path) -> FESimParams:
@@ -241,10 +250,10 @@ def load_rl_project(project: Path | ProjectData) -> RLProject:
                           f"layers; {FIX}")
     features, labels = arrays.get("features"), arrays.get("labels")
     width = int(np.prod(layout.feature_shape))
-    value_max = 1 << (layout.bits - 1)
+    value_max = 1 << 15  # the host writes features as 16-bit values (FE outputs, at most a_bits wide)
     if features is None or features.dtype.kind not in "iu" or features.ndim != 2 or features.shape[1] != width \
             or len(features) < 1 or (features.size and (features.min() < -value_max or features.max() >= value_max)):
-        raise DesignError(f"{where}: 'features' must be {layout.bits}-bit integer rows of {width} values; {FIX}")
+        raise DesignError(f"{where}: 'features' must be 16-bit integer rows of {width} values; {FIX}")
     classes = layout.layers[-1].m
     if labels is None or labels.dtype.kind not in "iu" or labels.shape != (len(features),) \
             or (labels.size and (labels.min() < 0 or labels.max() >= classes)):
@@ -277,6 +286,9 @@ def check_sources(data: ProjectData, rl: RLProject | None, parts: tuple[str, ...
         expected["hls"]["dtl_params.h"] = params_header(data.design, data.program["model"], data.board.name,
                                                         data.params.memory_bytes, data.params.m_max,
                                                         layout).encode()
+    # What else dtlgen writes there (data and reports, never compiled): a strict list for hls/ and rtl/,
+    # whose folders are compiler include paths.
+    others = {"hls": {"tb_data", "csim_report.json", "run_hls.tcl"}, "rtl": {"dram_init.hex"}, "sim": None}
     for part in parts:
         folder = data.root / part
         for name, content in expected[part].items():
@@ -284,13 +296,17 @@ def check_sources(data: ProjectData, rl: RLProject | None, parts: tuple[str, ...
             if path.is_symlink() or not path.is_file():
                 raise DesignError(f"{path} is missing; {FIX}")
             if path.read_bytes() != content:
-                raise DesignError(f"{path} differs from what dtlgen writes for this design; dtlgen compiles and "
-                                  f"simulates only its own sources: {FIX} (keep your edits elsewhere)")
+                raise DesignError(f"{path} differs from what this dtlgen writes for this design (it was edited, or "
+                                  f"written by another dtlgen version); dtlgen compiles and simulates only its own "
+                                  f"sources: {FIX} (keep your edits elsewhere)")
         for path in sorted(folder.iterdir()) if folder.is_dir() else []:
-            if path.name not in expected[part] and (path.suffix in CODE_SUFFIXES or path.is_symlink()
-                                                    or path.name.startswith("__")):
-                raise DesignError(f"{path} is a source file dtlgen did not write; dtlgen never compiles or imports "
-                                  "such files: move it out of the project")
+            allowed = others[part]
+            foreign = (path.name not in expected[part] and (path.name not in allowed if allowed is not None
+                                                            else path.suffix in CODE_SUFFIXES
+                                                            or path.name.startswith("__")))
+            if foreign or path.is_symlink() or (path.name == "tb_data" and not path.is_dir()):
+                raise DesignError(f"{path} is not a file dtlgen writes there; dtlgen never compiles or imports "
+                                  f"anything it did not write: move it out of the project's {part}/ folder")
 
 
 def check_ecp5(data: ProjectData, rl: RLProject | None) -> dict[str, Any]:
@@ -335,3 +351,24 @@ def check_ecp5(data: ProjectData, rl: RLProject | None) -> dict[str, Any]:
         if json.loads((Path(scratch) / "ecp5" / "build.json").read_text()) != build:
             raise DesignError(f"{where} differs from what dtlgen writes for this design and board; {FIX}")
     return build
+
+
+def render_test_vectors(data: ProjectData, rl: RLProject | None, dest: Path) -> None:
+    """Write the C-simulation testbenches' vectors for a checked project into `dest` and require the
+    project's hls/tb_data to hold exactly the same files: the testbenches then run on data dtlgen
+    rendered itself, and a forged script cannot make a check pass or ask for gigabytes."""
+    from dtlgen.generator.hls import write_test_vectors
+
+    write_test_vectors(dest, data.fe_program(), data.expected,
+                       (rl.qnet, rl.layout, rl.features, rl.labels, rl.state) if rl is not None else None)
+    mine = data.root / "hls" / "tb_data"
+    if mine.is_symlink() or not mine.is_dir():
+        raise DesignError(f"{mine} is missing; {FIX}")
+    names = sorted(p.name for p in dest.iterdir())
+    if sorted(p.name for p in mine.iterdir()) != names:
+        raise DesignError(f"{mine} does not hold the files dtlgen writes for this project; {FIX}")
+    for name in names:
+        path = mine / name
+        if path.is_symlink() or not path.is_file() or path.read_bytes() != (dest / name).read_bytes():
+            raise DesignError(f"{path} differs from what dtlgen writes for this project; {FIX}")
+

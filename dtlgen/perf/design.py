@@ -16,13 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dtlgen.boards import Board, load_board
+from dtlgen.boards import Board, is_board_name, load_board
 from dtlgen.errors import BoardError, DesignError
 from dtlgen.perf.fe import FEConfig
 from dtlgen.perf.rl import RLConfig
 
 _FE_FIELDS = ("tm", "tn", "tr", "tc", "w_bits", "a_bits")
 _RL_FIELDS = ("tm", "tn", "bits")
+_TOP_FIELDS = {"board", "clock_mhz", "fe", "rl", "split", "per_layer", "predicted", "board_spec", "board_sha256",
+               "model", "network"}
 CLOCK_RANGE_MHZ = (1.0, 1000.0)  # no FPGA engine runs outside this; the board files use the same range
 _MAX_DESIGN_BYTES = 16 << 20
 
@@ -77,9 +79,26 @@ class Design:
         lo, hi = CLOCK_RANGE_MHZ
         if isinstance(clock, bool) or not isinstance(clock, (int, float)) or not math.isfinite(clock) \
                 or not lo <= clock <= hi:
-            raise DesignError(f"{source}: field 'clock_mhz'={clock!r} must be a number of MHz from {lo:g} to {hi:g}")
-        if not isinstance(data["board"], str) or not data["board"]:
-            raise DesignError(f"{source}: field 'board' must be a board name")
+            raise DesignError(f"{source}: field 'clock_mhz'={_brief(clock)} must be a number of MHz from {lo:g} to {hi:g}")
+        if not is_board_name(data["board"]):
+            raise DesignError(f"{source}: field 'board'={_brief(data['board'])} must be a board name (lower-case "
+                              "letters, digits, '_', '.', '-'); a board file of your own goes to 'dtlgen dse --board "
+                              "my.yaml', whose design.json then carries it")
+        unknown = sorted(set(data) - _TOP_FIELDS)
+        if unknown:
+            raise DesignError(f"{source}: field '{unknown[0]}' is not a design field; remove it or fix its spelling "
+                              f"(known: {', '.join(sorted(_TOP_FIELDS))})")
+        for name, cfg in (("fe", FEConfig), ("rl", RLConfig)):
+            section = data[name]
+            extra = sorted(set(section) - set(cfg.__dataclass_fields__) - ({"dsp_packing"} if name == "fe" else set())
+                           ) if isinstance(section, dict) else []
+            if extra:
+                raise DesignError(f"{source}: field '{name}.{extra[0]}' is not a {name.upper()} engine field; remove "
+                                  f"it or fix its spelling (known: {', '.join(cfg.__dataclass_fields__)})")
+        packing = data["fe"].get("dsp_packing", 1) if isinstance(data["fe"], dict) else 1
+        if packing != 1:
+            raise DesignError(f"{source}: field 'fe.dsp_packing'={_brief(packing)}: the engines put one multiply in "
+                              "a DSP; leave it out or set it to 1")
         fe = _section(data, "fe", _FE_FIELDS, source)
         rl = _section(data, "rl", _RL_FIELDS, source)
         try:
@@ -136,3 +155,10 @@ def load_design(path: str | Path) -> Design:
     except OSError as exc:
         raise DesignError(f"design file '{path}' cannot be read ({exc})") from None
     return Design.from_dict(data, f"design file '{path}'")
+
+
+def _brief(value: Any) -> str:
+    """A value for a one-line message: its repr, cut short (a 400-digit integer is not worth printing)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+

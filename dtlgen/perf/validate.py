@@ -89,8 +89,9 @@ def structural_problems(network: Network, design: Design) -> list[str]:
         cfg = getattr(design, section)
         for name, cap in caps.items():
             if getattr(cfg, name) > cap:
-                problems.append(f"{section}.{name}={getattr(cfg, name)} exceeds {cap}, the largest the "
-                                f"{section.upper()} engine is built with")
+                value = str(getattr(cfg, name))
+                problems.append(f"{section}.{name}={value if len(value) <= 12 else value[:9] + '...'} exceeds {cap}, "
+                                f"the largest the {section.upper()} engine is built with")
     if problems:  # the model's arithmetic on absurd tiles is meaningless: stop here
         return problems
     problems = network_problems(network)
@@ -108,7 +109,7 @@ def check_design(network: Network, design: Design, board: Board, prediction: Any
     problems = design_problems(network, design, board, prediction)
     if problems:
         raise DesignError(f"the design cannot be built for {network.name} on {board.name}: {'; '.join(problems)}; "
-                          "choose smaller arrays or tiles (or re-run 'dtlgen dse' for this board)")
+                          "change the design accordingly (or re-run 'dtlgen dse' for this board)")
 
 
 def network_fingerprint(network: Network) -> str:

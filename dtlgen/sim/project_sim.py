@@ -13,17 +13,19 @@ test, read-back); `cycles_per_s` is the simulated cycles over `run_s` alone.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from dtlgen.atomic import check_writable, recording, write_json
+from dtlgen.atomic import check_owned, check_writable, publish, record_files, write_json, write_text
 from dtlgen.generator.loader import check_sources, load_rl_project, open_project
 from dtlgen.errors import DesignError
 from dtlgen.sim.fe_sim import run_image
 
 REPORT = "sim_report.json"
+OUTPUTS = ("run", REPORT, "sim_report.md", "predicted_vs_measured.png")  # what `dtlgen sim` writes into sim/
 
 
 def simulate_project(project: Path, progress: Callable[[str], None] = lambda message: None,
@@ -39,21 +41,35 @@ def simulate_project(project: Path, progress: Callable[[str], None] = lambda mes
     # package's files, so nothing in a project folder is ever compiled or imported.
     check_sources(data, rl, ("rtl", "sim"))
     check_writable(sim, "the project's sim folder")
+    # Everything this command writes into the project; what is there must be dtlgen's (never a link).
+    check_owned(project, [sim / name for name in OUTPUTS] + ([sim / "rl_run"] if retrain else []))
     params, ops = data.params, data.program["ops"]
     progress(f"building the FE engine in Verilator ({params.tm}x{params.tn} array, cached per parameter set)")
     predicted_total = sum(op["predicted_cycles"] for op in ops)
-    with recording(project, [sim / "run", sim / "rl_run", sim / REPORT, sim / "sim_report.md",
-                             sim / "predicted_vs_measured.png"]):
-        return _simulate(data, rl, progress, retrain, steps, predicted_total)
+    # The simulator runs in a fresh folder of its own (cocotb puts its working folder on sys.path:
+    # never a folder of the project), and its files are published into sim/run afterwards.
+    with tempfile.TemporaryDirectory(prefix="dtlgen-sim-") as scratch:
+        try:
+            result = run_image(data.memory, data.program["desc_addr"], len(ops), params, Path(scratch) / "run",
+                               max_cycles=4 * predicted_total + 10_000)
+        finally:  # a failed run's log is worth keeping
+            if (Path(scratch) / "run").is_dir():
+                publish(project, sim / "run", Path(scratch) / "run")
+    report = _fe_report(data, result, predicted_total)
+    if retrain:
+        report["training"] = simulate_retraining(project, data.program["clock_mhz"], steps, progress, rl=rl)
+    with tempfile.TemporaryDirectory(prefix="dtlgen-sim-") as scratch:
+        plot(report, Path(scratch) / "plot.png")
+        write_json(sim / REPORT, report)
+        write_text(sim / "sim_report.md", markdown(report))
+        write_text(sim / "predicted_vs_measured.png", (Path(scratch) / "plot.png").read_bytes())
+    record_files(project, [sim / name for name in OUTPUTS if name != "run"])
+    return report
 
 
-def _simulate(data, rl, progress: Callable[[str], None], retrain: bool, steps: int,
-              predicted_total: int) -> dict[str, Any]:
-    project, sim = data.root, data.root / "sim"
-    params, program, ops = data.params, data.program, data.program["ops"]
+def _fe_report(data, result, predicted_total: int) -> dict[str, Any]:
+    program, ops = data.program, data.program["ops"]
     expected = {"memory": data.memory, **{f"op{i}": array for i, array in enumerate(data.expected)}}
-    result = run_image(data.memory, program["desc_addr"], len(ops), params, sim / "run",
-                       max_cycles=4 * predicted_total + 10_000)
     clock_hz = program["clock_mhz"] * 1e6
     rows = []
     for i, (op, measured) in enumerate(zip(ops, result.cycles)):
@@ -69,11 +85,6 @@ def _simulate(data, rl, progress: Callable[[str], None], retrain: bool, steps: i
               "layers": rows, "totals": {"fe": total},
               "max_layer_abs_error": max((abs(r["rel_error"]) for r in rows), default=0.0),
               "simulator": simulator_speed(result.build_s, result.run_s, sum(result.cycles))}
-    if retrain:
-        report["training"] = simulate_retraining(project, program["clock_mhz"], steps, progress, rl=rl)
-    write_json(sim / REPORT, report)
-    (sim / "sim_report.md").write_text(markdown(report))
-    plot(report, sim / "predicted_vs_measured.png")
     return report
 
 
@@ -90,14 +101,19 @@ def simulate_retraining(project: Path, clock_mhz: float, steps: int,
     if rl is None:
         rl = load_rl_project(data)
         check_sources(data, rl, ("rtl", "sim"))
+    check_owned(project, [sim / "rl_run"])
     layout, qnet, state = rl.layout, rl.qnet, rl.state
     if plan is None:
         plan = sample_plan(rl.features, rl.labels, layout.batch, steps, qnet.precision.lr_shift)
     latency = data.params.latency
     progress(f"re-training in RTL simulation: {plan.steps} steps of batch {layout.batch} on a "
              f"{layout.tm}x{layout.tn} RL engine (Verilator build cached per parameter set)")
-    with recording(project, [sim / "rl_run"]):
-        result = simulate_training(layout, plan, state, sim / "rl_run", latency)
+    with tempfile.TemporaryDirectory(prefix="dtlgen-sim-") as scratch:
+        try:
+            result = simulate_training(layout, plan, state, Path(scratch) / "rl_run", latency)
+        finally:
+            if (Path(scratch) / "rl_run").is_dir():
+                publish(project, sim / "rl_run", Path(scratch) / "rl_run")
     progress("replaying the steps in the golden model")
     mismatch = first_mismatch(result.weights, golden_replay(qnet, plan, state))
     clock_hz = clock_mhz * 1e6
