@@ -131,7 +131,7 @@ def cmd_perf(args: argparse.Namespace) -> int:
     from dtlgen.perf.validate import design_problems, structural_problems
 
     design, board, network = _design_inputs(args)
-    problems = structural_problems(network, design)
+    problems = structural_problems(network, design, board)
     if problems:
         raise DesignError(f"{args.design} cannot be built for {network.name}: {'; '.join(problems)}")
     prediction = predict(network, design, board)

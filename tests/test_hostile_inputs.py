@@ -509,3 +509,19 @@ def test_a_project_with_narrow_rl_values_runs(tmp_path, capsys):
     assert code == 0, err
     data = open_project(prj)
     load_rl_project(data)
+
+
+def test_the_dse_treats_rl_descriptor_limits_as_constraints():
+    """resnet18_cifar re-training fc1 and fc2 on a 1x1 RL array needs 133,632 weight tiles: more than the
+    16-bit fields hold. `generate` refuses such a design, so the DSE must never propose it."""
+    from dtlgen.dse.problem import Fixed, Workload, evaluate_model
+    from dtlgen.model import load_model
+
+    network = load_model("resnet18_cifar", {"retrain_last": 2})
+    board = load_board("zcu104")
+    values = {"fe_tm": 8, "fe_tn": 8, "fe_tr": 8, "fe_tc": 8, "fe_w_bits": 8, "fe_a_bits": 8, "fe_lut_eighths": 0,
+              "rl_bits": 16}
+    rows = [{**values, "rl_tm": 1, "rl_tn": 1}, {**values, "rl_tm": 4, "rl_tn": 4}]
+    constraints = evaluate_model(network, board, Workload(), Fixed(), rows)[:, 2:]
+    assert constraints[0].max() > 0, "a 1x1 RL array for resnet18's head was accepted"
+    assert constraints[1].max() <= 0

@@ -119,7 +119,7 @@ def evaluate_model(network: Network, board: Board, workload: Workload, fixed: Fi
         out[i, 2:6] = [util["dsp"] - 1, util["bram18"] - 1, util["lut"] - 1, util["ff"] - 1]
         out[i, 6] = p.rl_weight_bram18 / board.resources.bram18 - 1
         # Resource problems are the columns above; any other problem makes the design invalid.
-        out[i, 7] = 1.0 if structural_problems(network, design) else -1.0
+        out[i, 7] = 1.0 if structural_problems(network, design, board) else -1.0
     return out
 
 

@@ -59,7 +59,7 @@ def design_problems(network: Network, design: Design, board: Board, prediction: 
     """Everything that makes `design` impossible for `network` on `board` (empty: it can be built).
 
     `prediction` is `dtlgen.perf.predict`'s result for the same arguments, when the caller has it."""
-    problems = structural_problems(network, design)
+    problems = structural_problems(network, design, board)
     if problems:
         return problems
     if prediction is None:
@@ -82,8 +82,9 @@ def network_problems(network: Network) -> list[str]:
     return []
 
 
-def structural_problems(network: Network, design: Design) -> list[str]:
-    """The problems that are not resources: tiles beyond the engines' limits, operations the RTL cannot run."""
+def structural_problems(network: Network, design: Design, board: Board) -> list[str]:
+    """The problems that are not resources: tiles beyond the engines' limits, operations the RTL cannot
+    run, RL layers whose descriptor fields would not fit."""
     problems = []
     for section, caps in (("fe", FE_TILE_MAX), ("rl", RL_TILE_MAX)):
         cfg = getattr(design, section)
@@ -101,6 +102,32 @@ def structural_problems(network: Network, design: Design) -> list[str]:
         problem = fe_op_problem(op, design.fe)
         if problem:
             return [problem]
+    return rl_field_problems(network, design.rl, board)
+
+
+RL_FIELD_MAX = 0xFFFF  # the RL descriptor's 16-bit fields (dtlgen.generator.rl_program.encode)
+
+
+def rl_field_problems(network: Network, cfg: Any, board: Board) -> list[str]:
+    """RL layers, batch and tiling whose descriptor values would not fit their 16-bit fields (the
+    generator's layout check, `rl_program._check_ranges`, says the same about a planned layout)."""
+    from dtlgen.perf.rl import bank_depths, rl_gemms, stash_lanes
+
+    gemms = rl_gemms(network)
+    if not gemms:
+        return []
+    for g in gemms:
+        for what, value in ((f"M={g.m}", g.m), (f"N={g.n}", g.n), ("the n-tiles of [W | b]", -(-(g.n + 1) // cfg.tn)),
+                            ("the batch's GEMM rows", cfg.batch * g.positions)):
+            if value > RL_FIELD_MAX:
+                return [f"layer '{g.name}': {what} ({value}) does not fit the RL descriptor's 16-bit field"]
+    depths = bank_depths(gemms, cfg, stash_lanes(cfg.tm, cfg.tn, board.dram_bytes_per_cycle))
+    for key, what, limit in (("w_depth", "weight tiles", RL_FIELD_MAX), ("b_depth", "bias rows", RL_FIELD_MAX),
+                             ("a_depth", "activation-stash words", RL_FIELD_MAX + 1),
+                             ("g_depth", "gradient-stash words", RL_FIELD_MAX + 1)):
+        if depths[key] > limit:
+            return [f"the RL engine needs {depths[key]} {what}, more than its 16-bit descriptor fields address "
+                    f"({limit}): choose larger rl.tm / rl.tn, a smaller rl.batch or retrain fewer layers"]
     return []
 
 
