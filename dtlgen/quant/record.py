@@ -73,7 +73,8 @@ def rl_view_from_dict(data: Any, weights: dict[str, tuple[np.ndarray, np.ndarray
             check.fail(f"{where}.inputs", f"{inputs} names a layer that does not come before it")
         layers.append(Layer(name, entry["op"], inputs, check.shape(entry["in_shape"], f"{where}.in_shape"),
                             check.shape(entry["out_shape"], f"{where}.out_shape"),
-                            *(check.int(entry[k], f"{where}.{k}", 0 if k == "padding" else 1, 64) for k in _LAYER_INTS),
+                            *(check.int(entry[k], f"{where}.{k}", 0 if k == "padding" else 1,
+                                        _MAX_DIM if k == "groups" else 64) for k in _LAYER_INTS),
                             activation=entry["activation"], frozen=entry["frozen"]))
         names.add(name)
     network = Network(check.text(data["name"], "name"), check.shape(data["input_shape"], "input_shape"), layers)
