@@ -5,11 +5,8 @@ under an `FEConfig`, in the byte format `hw_templates/rtl/fe_engine.sv` reads. T
 from `dtlgen.perf.fe.fe_ops`, so the simulated engine runs exactly the operations the analytical
 model predicts. Nothing here simulates; it only writes data.
 
-Descriptor (64 bytes, little-endian 32-bit words): w0 kind (1 conv, 2 max pool, 3 average pool,
-4 add) | act << 4 | fused pool << 6 | depthwise << 7; w1 N | M << 16; w2 H | W << 16; w3 R | C << 16;
-w4 K | S << 8 | P << 16 | shift << 24 (signed); w5 six (signed 16) | average-pool multiplier << 16;
-w6 input address; w7 weight address (an add's second input); w8 bias address; w9 output address;
-w10 the add's operand shifts sa | sb << 8.
+The descriptor's fields are defined once, in `dtlgen.isa.fe`; this module encodes with that spec and
+`check_descriptors` (the project loader's check of a stranger's memory image) decodes with it.
 """
 
 from __future__ import annotations
@@ -19,15 +16,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dtlgen.errors import DesignError
-from dtlgen.perf.board import ALIGN, DESCRIPTOR_BYTES, K_MAX_ENGINE, S_MAX_ENGINE
+from dtlgen.isa import fe as isa
+from dtlgen.perf.board import ALIGN
 from dtlgen.perf.fe import FEConfig, FEOp, fe_ops
 from dtlgen.perf.validate import FE_ACC_BITS, fe_op_problem
 from dtlgen.quant import fixed
 from dtlgen.quant.quantize import QuantizedNetwork
 
-KIND_CONV, KIND_MAXPOOL, KIND_AVGPOOL, KIND_ADD = 1, 2, 3, 4
-S_MAX, K_MAX = S_MAX_ENGINE, K_MAX_ENGINE  # the engine's full-size input window (fe_engine.sv)
-ACTIVATION_CODES = {None: 0, "relu": 1, "relu6": 2}
+KIND_CONV, KIND_MAXPOOL, KIND_AVGPOOL, KIND_ADD = isa.KIND_CONV, isa.KIND_MAXPOOL, isa.KIND_AVGPOOL, isa.KIND_ADD
+S_MAX, K_MAX = isa.S_MAX, isa.K_MAX  # the engine's full-size input window (fe_engine.sv)
+ACTIVATION_CODES = isa.ACTIVATION_CODES
+DESCRIPTOR_BYTES = isa.DESCRIPTOR_BYTES
 RTL_ACC_BITS = FE_ACC_BITS  # the engine's accumulators and bias words
 MIN_MEMORY_BYTES = 1 << 20
 
@@ -127,11 +126,11 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
         out_addr = place(np.zeros(int(np.prod(out_shape)), dtype=np.uint8))
         region[stored] = out_addr
         six = int(fixed.to_fixed(6.0, out_fmt)) if layer.activation == "relu6" else 0
-        words = [kind | ACTIVATION_CODES[layer.activation] << 4 | (1 if op.pool else 0) << 6 | int(op.depthwise) << 7,
-                 op.n | op.m << 16, op.h | op.w << 16, op.r | op.c << 16,
-                 op.k | op.s << 8 | op.p << 16 | (shift & 0xFF) << 24, (six & 0xFFFF) | mult << 16,
-                 source, second, bias_addr, out_addr, shifts] + [0] * 5
-        descriptors.append(np.array(words, dtype="<u4").view(np.uint8))
+        descriptors.append(isa.encode(
+            f"FE descriptor of '{op.name}'", kind=kind, act=ACTIVATION_CODES[layer.activation], pool=int(bool(op.pool)),
+            depthwise=int(op.depthwise), n=op.n, m=op.m, h=op.h, w=op.w, r=op.r, c=op.c, k=op.k, s=op.s, p=op.p,
+            shift=shift, six=six, mult=mult, in_addr=source, second_addr=second, bias_addr=bias_addr,
+            out_addr=out_addr, sa=shifts & 0xFF, sb=shifts >> 8))
         program.ops.append(OpImage(op, stored, out_addr, out_shape))
     if memory_bytes is None:
         memory_bytes = max(MIN_MEMORY_BYTES, 1 << (cursor - 1).bit_length())
@@ -183,21 +182,20 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
     if not 0 <= desc_addr <= size - DESCRIPTOR_BYTES * len(ops):
         raise DesignError(f"{source}: {len(ops)} descriptors at address {desc_addr} do not fit the {size}-byte "
                           "memory image; regenerate the project with 'dtlgen generate'")
-    words = np.frombuffer(memory[desc_addr:desc_addr + DESCRIPTOR_BYTES * len(ops)].tobytes(), dtype="<u4")
     decoded = []
     for i, op in enumerate(ops):
-        w = [int(v) for v in words[16 * i:16 * i + 16]]
-        kind, act, pool, depthwise = w[0] & 0xF, w[0] >> 4 & 0x3, w[0] >> 6 & 1, w[0] >> 7 & 1
-        n, m, h, wd, r, c = w[1] & 0xFFFF, w[1] >> 16, w[2] & 0xFFFF, w[2] >> 16, w[3] & 0xFFFF, w[3] >> 16
-        k, s, p = w[4] & 0xFF, w[4] >> 8 & 0xFF, w[4] >> 16 & 0xFF
+        raw = memory[desc_addr + DESCRIPTOR_BYTES * i:desc_addr + DESCRIPTOR_BYTES * (i + 1)]
+        d = isa.decode(raw)
+        kind, act, pool, depthwise = d["kind"], d["act"], d["pool"], d["depthwise"]
+        n, m, h, wd, r, c, k, s, p = (d[key] for key in ("n", "m", "h", "w", "r", "c", "k", "s", "p"))
         where = f"{source}: FE descriptor {i} ('{op['name']}')"
 
         def refuse(problem: str) -> None:
             raise DesignError(f"{where} {problem}; the project's memory image or program.json was changed: "
                               "regenerate it with 'dtlgen generate'")
 
-        if kind not in (KIND_CONV, KIND_MAXPOOL, KIND_AVGPOOL, KIND_ADD) or act > 2 or w[0] >> 8:
-            refuse(f"has an unknown kind/activation word 0x{w[0]:08x}")
+        if kind not in isa.KINDS or act > 2 or isa.reserved_bits(raw):
+            refuse(f"has an unknown kind ({kind}) or activation ({act}), or bits set outside its fields")
         window = ((min(tiles[0], r) - 1) * s + k, (min(tiles[1], c) - 1) * s + k)
         if min(n, m, h, wd, r, c, k, s) < 1 or k > K_MAX or p >= k or m > m_max or (s > S_MAX and (
                 window[0] > (tiles[0] - 1) * S_MAX + K_MAX or window[1] > (tiles[1] - 1) * S_MAX + K_MAX)):
@@ -208,15 +206,15 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
                 or (kind == KIND_ADD and (n != m or (h, wd) != (r, c))) or (pool and kind != KIND_CONV):
             refuse(f"has shapes that do not agree (N={n} M={m} H={h} W={wd} R={r} C={c} K={k} S={s} P={p})")
         out_shape = op["out_shape"]
-        if w[9] != op["out_addr"] or out_shape[0] != m or (len(out_shape) == 3 and not pool
+        if d["out_addr"] != op["out_addr"] or out_shape[0] != m or (len(out_shape) == 3 and not pool
                                                             and tuple(out_shape[1:]) != (r, c)):
-            refuse(f"stores {m} channels at {w[9]}, not the {out_shape} at {op['out_addr']} that program.json names")
+            refuse(f"stores {m} channels at {d['out_addr']}, not the {out_shape} at {op['out_addr']} that program.json names")
         weights = m * k * k if depthwise else m * n * k * k
-        ranges = [("input", w[6], n * h * wd), ("output", w[9], int(np.prod(out_shape)))]
+        ranges = [("input", d["in_addr"], n * h * wd), ("output", d["out_addr"], int(np.prod(out_shape)))]
         if kind == KIND_CONV:
-            ranges += [("weights", w[7], weights), ("biases", w[8], 4 * m)]
+            ranges += [("weights", d["second_addr"], weights), ("biases", d["bias_addr"], 4 * m)]
         elif kind == KIND_ADD:
-            ranges.append(("second input", w[7], n * h * wd))
+            ranges.append(("second input", d["second_addr"], n * h * wd))
         for what, addr, count in ranges:
             if addr + count > size:
                 refuse(f"reaches past the {size}-byte image with its {what} ({count} bytes at {addr})")

@@ -26,14 +26,15 @@ from typing import Any
 import numpy as np
 
 from dtlgen.errors import DesignError, UnsupportedLayerError
+from dtlgen.isa import rl as isa_rl
 from dtlgen.perf.rl import DESCRIPTOR_BYTES, VALUE_BYTES, RLConfig, stash_lanes
 from dtlgen.quant import fixed
 from dtlgen.quant.quantize import QuantizedNetwork, rl_gemm_shape
 
-MODES = {"LOAD_A": 1, "LOAD_G": 2, "STORE_A": 3, "FWD": 4, "BWD_DATA": 5, "UPDATE": 6, "LOAD_P": 7, "STORE_P": 8}
-ACTIVATIONS = {None: 0, "relu": 1, "relu6": 2}
+MODES = isa_rl.MODES
+ACTIVATIONS = isa_rl.ACTIVATION_CODES
 PERF_BASE = {"forward": 0, "backward": 64, "params": 128}  # perf-counter index of each list's first descriptor
-FIELD_MAX = (1 << 16) - 1  # the packed descriptor fields are 16 bits
+FIELD_MAX = isa_rl.FIELD_MAX  # the packed descriptor fields are 16 bits
 ADDRESS_SPACE = 1 << 32  # DRAM addresses and transfer lengths (w6, w11) are 32 bits
 
 
@@ -287,29 +288,9 @@ def _check_ranges(layout: RLLayout) -> None:
 
 
 # --- descriptors ----------------------------------------------------------------------------------
-def encode(mode: str, *, act: int = 0, six: int = 0, m: int = 0, n: int = 0, rows: int = 0, seed: int = 0,
-           xa: int = 0, ya: int = 0, gy: int = 0, gx: int = 0, wbase: int = 0, bbase: int = 0, dram: int = 0,
-           shifts: tuple[int, int, int, int] = (0, 0, 0, 0), mt: int = 0, nt: int = 0, nta: int = 0,
-           pitch_n: int = 0, pitch_m: int = 0, beats: int = 0, j_row: tuple[int, ...] = (),
-           j_blk: tuple[int, ...] = ()) -> bytes:
-    words = [0] * (DESCRIPTOR_BYTES // 4)
-    words[0] = MODES[mode] | act << 4 | (six & 0xFFFF) << 16
-    words[1] = m | n << 16
-    words[2] = rows | seed << 16
-    words[3] = xa | ya << 16
-    words[4] = gy | gx << 16
-    words[5] = wbase | bbase << 16
-    words[6] = dram
-    words[7] = sum((s & 0xFF) << (8 * i) for i, s in enumerate(shifts))
-    words[8] = mt | nt << 16
-    words[9] = nta | pitch_n << 16
-    words[10] = pitch_m
-    words[11] = beats
-    halves = np.zeros(DESCRIPTOR_BYTES // 2, dtype="<u2")
-    halves[:24] = np.array(words[:12], dtype="<u4").view("<u2")
-    for base, rows_ in ((32, j_row), (48, j_blk)):
-        halves[base:base + len(rows_)] = rows_
-    return halves.tobytes()
+def encode(mode: str, **fields) -> bytes:
+    """One descriptor (`dtlgen.isa.rl`, the spec of its fields)."""
+    return isa_rl.encode(mode, **fields)
 
 
 def _transfer_beats(layout: RLLayout, rows: int, cols: int) -> int:

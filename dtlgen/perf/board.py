@@ -24,9 +24,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dtlgen.isa import fe as isa_fe
 from dtlgen.perf.resources import BRAM_SHAPES
 
-ACC_BITS = 32  # the FE RTL's accumulators and bias words
+ACC_BITS = isa_fe.ACC_BITS  # the FE RTL's accumulators and bias words
 PERF_COUNTERS = (256, 32)  # the core's per-descriptor cycle counters (depth, width)
 # yosys's memory_libmap picks the cheaper of DP16KD and distributed RAM (TRELLIS_DPR16X4, 16 words x 4
 # bits per cell); on the sweep, memories of up to 32 such cells stayed in distributed RAM (84x16: 24
@@ -137,10 +138,10 @@ def fit_coefficients(cores: list[Mapping[str, int]], measured: list[Mapping[str,
 # ---------------------------------------------------------------------------------------------
 # The core's parameters for a design, before anything is generated (the DSE's view)
 
-S_MAX_ENGINE, K_MAX_ENGINE = 2, 7  # fe_engine.sv's full-size window (generator.fe_program.S_MAX, K_MAX)
+S_MAX_ENGINE, K_MAX_ENGINE = isa_fe.S_MAX, isa_fe.K_MAX  # fe_engine.sv's full-size window
 UART_BAUD = 115200
 ALIGN = 64  # every chunk of the FE image starts on a 64-byte boundary (generator.fe_program lays it out)
-DESCRIPTOR_BYTES = 64  # one FE descriptor
+DESCRIPTOR_BYTES = isa_fe.DESCRIPTOR_BYTES  # one FE descriptor
 
 
 def fe_buffer_sizing(ops: list) -> dict[str, int]:

@@ -43,12 +43,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from dtlgen.boards import Board
+from dtlgen.isa import rl as isa_rl
 from dtlgen.errors import UnsupportedLayerError, require_int
 from dtlgen.model.ir import Network, gemm_shape
 from dtlgen.perf.resources import COEFFICIENTS, ResourceUse, array_resources, banked_memory
 from dtlgen.quant import fixed
 
-DESCRIPTOR_BYTES = 128
+DESCRIPTOR_BYTES = isa_rl.DESCRIPTOR_BYTES
 VALUE_BYTES = 2  # every RL value is a 16-bit word in DRAM and on the bus
 GEMM_OVERHEAD = 8
 LOAD_OVERHEAD = 2

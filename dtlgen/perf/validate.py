@@ -19,7 +19,7 @@ from typing import Any
 from dtlgen.boards import Board
 from dtlgen.errors import DesignError
 from dtlgen.model.ir import Network
-from dtlgen.perf.board import K_MAX_ENGINE, S_MAX_ENGINE
+from dtlgen.isa import fe as isa_fe, rl as isa_rl
 from dtlgen.perf.design import Design
 from dtlgen.perf.fe import FEConfig, FEOp, fe_ops
 from dtlgen.quant import fixed
@@ -28,8 +28,9 @@ from dtlgen.quant import fixed
 # the caps stop absurd numbers before any arithmetic or code generation sees them.
 FE_TILE_MAX = {"tm": 1024, "tn": 1024, "tr": 256, "tc": 256}
 RL_TILE_MAX = {"tm": 256, "tn": 256, "batch": 4096}
-FE_RTL_BITS = 8  # the FE RTL stores one byte per element
-FE_ACC_BITS = 32  # the FE RTL's accumulators and bias words
+FE_RTL_BITS = isa_fe.ELEMENT_BITS  # the FE RTL stores one byte per element
+FE_ACC_BITS = isa_fe.ACC_BITS  # the FE RTL's accumulators and bias words
+K_MAX_ENGINE, S_MAX_ENGINE = isa_fe.K_MAX, isa_fe.S_MAX
 
 
 def fe_op_problem(op: FEOp, cfg: FEConfig) -> str | None:
@@ -105,7 +106,7 @@ def structural_problems(network: Network, design: Design, board: Board) -> list[
     return rl_field_problems(network, design.rl, board)
 
 
-RL_FIELD_MAX = 0xFFFF  # the RL descriptor's 16-bit fields (dtlgen.generator.rl_program.encode)
+RL_FIELD_MAX = isa_rl.FIELD_MAX  # the RL descriptor's 16-bit fields
 
 
 def rl_field_problems(network: Network, cfg: Any, board: Board) -> list[str]:

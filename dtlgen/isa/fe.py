@@ -1,0 +1,53 @@
+"""The FE engine's descriptor (64 bytes, little-endian 32-bit words) and the limits it implies.
+
+w0 kind | act << 4 | fused pool << 6 | depthwise << 7; w1 N | M << 16; w2 H | W << 16; w3 R | C << 16;
+w4 K | S << 8 | P << 16 | shift << 24 (signed); w5 six (signed 16) | average-pool multiplier << 16;
+w6 input address; w7 weight address (an add's second input); w8 bias address; w9 output address;
+w10 the add's operand shifts sa | sb << 8; w11..w15 zero.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dtlgen.isa import ACTIVATION_CODES, Field, decode_words, encode_words
+
+DESCRIPTOR_BYTES = 64
+KIND_CONV, KIND_MAXPOOL, KIND_AVGPOOL, KIND_ADD = 1, 2, 3, 4
+KINDS = {KIND_CONV: "conv", KIND_MAXPOOL: "maxpool", KIND_AVGPOOL: "avgpool", KIND_ADD: "add"}
+K_MAX, S_MAX = 7, 2  # the input buffer's full-size window: (tr-1)·S_MAX + K_MAX rows (fe_engine.sv)
+ACC_BITS = 32  # accumulators and bias words
+ELEMENT_BITS = 8  # one byte per weight and activation in memory
+__all__ = ["ACTIVATION_CODES", "DESCRIPTOR_BYTES", "FIELDS", "decode", "encode"]
+
+FIELDS = (
+    Field("kind", 0, 0, 4), Field("act", 0, 4, 2), Field("pool", 0, 6, 1), Field("depthwise", 0, 7, 1),
+    Field("n", 1, 0, 16), Field("m", 1, 16, 16), Field("h", 2, 0, 16), Field("w", 2, 16, 16),
+    Field("r", 3, 0, 16), Field("c", 3, 16, 16),
+    Field("k", 4, 0, 8), Field("s", 4, 8, 8), Field("p", 4, 16, 8), Field("shift", 4, 24, 8, signed=True),
+    Field("six", 5, 0, 16, signed=True), Field("mult", 5, 16, 16),
+    Field("in_addr", 6, 0, 32), Field("second_addr", 7, 0, 32), Field("bias_addr", 8, 0, 32),
+    Field("out_addr", 9, 0, 32), Field("sa", 10, 0, 8), Field("sb", 10, 8, 8),
+)
+
+
+def encode(where: str = "FE descriptor", **values: Any) -> np.ndarray:
+    """The descriptor's 64 bytes (uint8) from field values (missing fields are 0)."""
+    return encode_words(FIELDS, values, DESCRIPTOR_BYTES // 4, where).view(np.uint8)
+
+
+def decode(raw: Any) -> dict[str, int]:
+    """Field values of one descriptor's 64 bytes."""
+    words = np.frombuffer(np.asarray(raw, dtype=np.uint8).tobytes()[:DESCRIPTOR_BYTES], dtype="<u4")
+    return decode_words(FIELDS, words)
+
+
+def reserved_bits(raw: Any) -> int:
+    """The bits of a descriptor no field uses (a valid descriptor has none set)."""
+    words = np.frombuffer(np.asarray(raw, dtype=np.uint8).tobytes()[:DESCRIPTOR_BYTES], dtype="<u4")
+    used = [0] * (DESCRIPTOR_BYTES // 4)
+    for f in FIELDS:
+        used[f.word] |= ((1 << f.width) - 1) << f.lsb
+    return sum(bin(int(w) & ~u & 0xFFFFFFFF).count("1") for w, u in zip(words, used))

@@ -1,0 +1,54 @@
+"""The RL engine's descriptor (128 bytes) and its modes.
+
+Words 0..11 hold the fields below (little-endian 32-bit); 16-bit halves 32..47 hold `j_row`, 48..63
+`j_blk` (the LFSR jump states of an UPDATE's rows and blocks). Counts, addresses in the on-chip banks
+and stash word addresses are 16-bit fields; the DRAM address and the beat count 32-bit.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from dtlgen.isa import ACTIVATION_CODES, Field, decode_words, encode_words
+
+DESCRIPTOR_BYTES = 128
+MODES = {"LOAD_A": 1, "LOAD_G": 2, "STORE_A": 3, "FWD": 4, "BWD_DATA": 5, "UPDATE": 6, "LOAD_P": 7, "STORE_P": 8}
+FIELD_MAX = 0xFFFF  # the 16-bit fields' largest value
+JUMP_HALVES = 16  # entries of j_row and of j_blk
+__all__ = ["ACTIVATION_CODES", "DESCRIPTOR_BYTES", "FIELDS", "MODES", "decode", "encode"]
+
+FIELDS = (
+    Field("mode", 0, 0, 4), Field("act", 0, 4, 2), Field("six", 0, 16, 16, signed=True),
+    Field("m", 1, 0, 16), Field("n", 1, 16, 16), Field("rows", 2, 0, 16), Field("seed", 2, 16, 16),
+    Field("xa", 3, 0, 16), Field("ya", 3, 16, 16), Field("gy", 4, 0, 16), Field("gx", 4, 16, 16),
+    Field("wbase", 5, 0, 16), Field("bbase", 5, 16, 16), Field("dram", 6, 0, 32),
+    Field("shift0", 7, 0, 8, signed=True), Field("shift1", 7, 8, 8, signed=True),
+    Field("shift2", 7, 16, 8, signed=True), Field("shift3", 7, 24, 8, signed=True),
+    Field("mt", 8, 0, 16), Field("nt", 8, 16, 16), Field("nta", 9, 0, 16), Field("pitch_n", 9, 16, 16),
+    Field("pitch_m", 10, 0, 32), Field("beats", 11, 0, 32),
+)
+
+
+def encode(mode: str, j_row: Sequence[int] = (), j_blk: Sequence[int] = (), **values: Any) -> bytes:
+    """The descriptor's 128 bytes. `shifts` (up to four) fill shift0..shift3."""
+    shifts = values.pop("shifts", ())
+    values.update({f"shift{i}": s for i, s in enumerate(shifts)})
+    words = encode_words(FIELDS, {"mode": MODES[mode], **values}, 12, f"RL {mode} descriptor")
+    halves = np.zeros(DESCRIPTOR_BYTES // 2, dtype="<u2")
+    halves[:24] = words.view("<u2")
+    for base, table in ((32, j_row), (48, j_blk)):
+        if len(table) > JUMP_HALVES:
+            raise ValueError(f"RL {mode} descriptor: {len(table)} jump states, the descriptor holds {JUMP_HALVES}")
+        halves[base:base + len(table)] = table
+    return halves.tobytes()
+
+
+def decode(raw: bytes) -> dict[str, Any]:
+    """Field values of one descriptor's 128 bytes, with j_row and j_blk as lists."""
+    halves = np.frombuffer(bytes(raw)[:DESCRIPTOR_BYTES], dtype="<u2")
+    out: dict[str, Any] = decode_words(FIELDS, halves[:24].view("<u4"))
+    out["j_row"] = [int(v) for v in halves[32:48]]
+    out["j_blk"] = [int(v) for v in halves[48:64]]
+    return out

@@ -1,0 +1,49 @@
+"""The engines' descriptor specs (dtlgen.isa): encode and decode are inverse, fields never overlap, and
+a value that does not fit its field is refused rather than silently cut."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from dtlgen.isa import fe, rl
+
+
+@pytest.mark.parametrize("spec, n_words", [(fe, fe.DESCRIPTOR_BYTES // 4), (rl, 12)])
+def test_fields_do_not_overlap_and_fit_their_words(spec, n_words):
+    used = [0] * n_words
+    for f in spec.FIELDS:
+        assert 0 <= f.lsb and f.lsb + f.width <= 32 and f.word < n_words, f
+        bits = ((1 << f.width) - 1) << f.lsb
+        assert used[f.word] & bits == 0, f"{f.name} overlaps another field"
+        used[f.word] |= bits
+
+
+def _values(spec):
+    return st.fixed_dictionaries({f.name: st.integers(f.min, f.max) for f in spec.FIELDS})
+
+
+@settings(max_examples=200, deadline=None)
+@given(_values(fe))
+def test_fe_round_trip(values):
+    raw = fe.encode(**values)
+    assert len(raw) == fe.DESCRIPTOR_BYTES and fe.decode(raw) == values and fe.reserved_bits(raw) == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(_values(rl).filter(lambda v: v["mode"] in rl.MODES.values()),
+       st.lists(st.integers(0, 0xFFFF), max_size=rl.JUMP_HALVES), st.lists(st.integers(0, 0xFFFF), max_size=16))
+def test_rl_round_trip(values, j_row, j_blk):
+    mode = {code: name for name, code in rl.MODES.items()}[values["mode"]]
+    fields = {k: v for k, v in values.items() if k != "mode"}
+    decoded = rl.decode(rl.encode(mode, j_row=j_row, j_blk=j_blk, **fields))
+    assert {k: decoded[k] for k in values} == values
+    assert decoded["j_row"] == j_row + [0] * (16 - len(j_row)) and decoded["j_blk"] == j_blk + [0] * (16 - len(j_blk))
+
+
+@pytest.mark.parametrize("spec, call", [(fe, lambda: fe.encode(n=1 << 16)), (fe, lambda: fe.encode(shift=-129)),
+                                        (rl, lambda: rl.encode("FWD", m=1 << 16)),
+                                        (rl, lambda: rl.encode("UPDATE", j_row=[0] * 17))])
+def test_a_value_that_does_not_fit_is_refused(spec, call):
+    with pytest.raises(ValueError):
+        call()
