@@ -27,7 +27,7 @@ FIELDS = (
     Field("shift0", 7, 0, 8, signed=True), Field("shift1", 7, 8, 8, signed=True),
     Field("shift2", 7, 16, 8, signed=True), Field("shift3", 7, 24, 8, signed=True),
     Field("mt", 8, 0, 16), Field("nt", 8, 16, 16), Field("nta", 9, 0, 16), Field("pitch_n", 9, 16, 16),
-    Field("pitch_m", 10, 0, 32), Field("beats", 11, 0, 32),
+    Field("pitch_m", 10, 0, 16), Field("beats", 11, 0, 32),
 )
 
 

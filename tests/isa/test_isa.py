@@ -47,3 +47,20 @@ def test_rl_round_trip(values, j_row, j_blk):
 def test_a_value_that_does_not_fit_is_refused(spec, call):
     with pytest.raises(ValueError):
         call()
+
+
+def test_every_engine_decodes_the_spec():
+    """The decoders in fe_engine.sv, rl_engine.sv and both HLS engines are the spec's rendering
+    (`python -m dtlgen.isa` rewrites them after a change to dtlgen/isa)."""
+    from dtlgen.isa.render import stale, targets
+
+    assert set(targets()) == {"fe_engine.sv", "rl_engine.sv", "dtl_fe_engine.cpp", "dtl_rl_engine.cpp"}
+    assert stale() == [], "run python -m dtlgen.isa"
+
+
+def test_a_changed_spec_makes_the_decoders_stale(monkeypatch):
+    from dtlgen.isa import Field, render
+
+    moved = tuple(Field(f.name, f.word, f.lsb + 1, f.width - 1) if f.name == "k" else f for f in fe.FIELDS)
+    monkeypatch.setattr(render.fe, "FIELDS", moved)
+    assert {"fe_engine.sv", "dtl_fe_engine.cpp"} <= set(render.stale())
