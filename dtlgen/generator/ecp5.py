@@ -14,6 +14,7 @@ import json
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import jinja2
 
@@ -23,8 +24,8 @@ from dtlgen.generator.fe_program import FEProgram
 from dtlgen.generator.rl_program import RLLayout
 from dtlgen.generator.rtl import rtl_dir
 from dtlgen.perf import Design
-from dtlgen.perf.board import UART_BAUD, fe_buffer_sizing
-from dtlgen.sim.uart_sim import CORE_SOURCES, BoardCore
+from dtlgen.perf.board import UART_BAUD, fe_buffer_sizing, uart_clocks_per_bit
+from dtlgen.quant.fixed import LFSR_MASK
 
 
 TOP = "dtl_ecp5_top"
@@ -39,6 +40,50 @@ class PLL:
     clkop_div: int
     clkop_cphase: int
     out_mhz: float
+
+
+CORE_SOURCES = ("uart_rx.sv", "uart_tx.sv", "rl_bank.sv", "fe_engine.sv", "rl_engine.sv", "dtl_uart_core.sv")
+CORE_TOP = "dtl_uart_core"
+
+
+@dataclass(frozen=True)
+class BoardCore:
+    """dtl_uart_core's parameters (the same names as the RTL's)."""
+
+    fe_tm: int
+    fe_tn: int
+    fe_tr: int
+    fe_tc: int
+    a_bits: int
+    w_bits: int
+    m_max: int
+    drain: int
+    bus_bytes: int
+    mem_bytes: int
+    rl_base: int
+    clks_per_bit: int
+    k_max: int = 7  # the FE buffers' largest kernel and stride, and whether an add's second operand has room
+    s_max: int = 2
+    has_add: int = 1
+    has_rl: int = 0
+    rl_tm: int = 2
+    rl_tn: int = 2
+    rl_bits: int = 16
+    rl_acc_bits: int = 40
+    lanes: int = 4
+    a_depth: int = 64
+    g_depth: int = 64
+    w_depth: int = 32
+    b_depth: int = 16
+
+    @classmethod
+    def with_rl(cls, layout: RLLayout, **fe: Any) -> "BoardCore":
+        return cls(**fe, has_rl=1, rl_tm=layout.tm, rl_tn=layout.tn, rl_bits=layout.bits, rl_acc_bits=layout.acc_bits,
+                   lanes=layout.lanes, a_depth=layout.a_depth, g_depth=layout.g_depth, w_depth=layout.w_depth,
+                   b_depth=layout.b_depth)
+
+    def hdl_parameters(self) -> dict[str, int]:
+        return {**{key.upper(): value for key, value in asdict(self).items()}, "LFSR_MASK": LFSR_MASK}
 
 
 def pll_for(in_mhz: float, out_mhz: float) -> PLL | None:
@@ -75,7 +120,7 @@ def board_core(design: Design, board: Board, program: FEProgram, m_max: int, dra
     fe = design.fe
     common = dict(fe_tm=fe.tm, fe_tn=fe.tn, fe_tr=fe.tr, fe_tc=fe.tc, a_bits=fe.a_bits, w_bits=fe.w_bits, m_max=m_max,
                   drain=drain, bus_bytes=bus, mem_bytes=1 << (total - 1).bit_length(), rl_base=fe_region,
-                  clks_per_bit=round(design.clock_mhz * 1e6 / UART_BAUD),
+                  clks_per_bit=uart_clocks_per_bit(design.clock_mhz),
                   **fe_buffer_sizing([image.op for image in program.ops]))
     return BoardCore.with_rl(layout, **common) if layout is not None else BoardCore(**common)
 

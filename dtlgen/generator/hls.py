@@ -22,7 +22,7 @@ import numpy as np
 from dtlgen.generator import rl_program as prog
 from dtlgen.generator.fe_program import DESCRIPTOR_BYTES as FE_DESCRIPTOR_BYTES, K_MAX, RTL_ACC_BITS, S_MAX, FEProgram
 from dtlgen.generator.rl_program import RLLayout
-from dtlgen.host.rl_host import output_gradient, sample_plan, to_rows
+from dtlgen.generator.rl_plan import output_gradient, sample_plan, to_rows
 from dtlgen.perf import Design
 from dtlgen.perf.rl import DESCRIPTOR_BYTES as RL_DESCRIPTOR_BYTES
 from dtlgen.quant import fixed, golden

@@ -317,7 +317,7 @@ def check_ecp5(data: ProjectData, rl: RLProject | None) -> dict[str, Any]:
     from dataclasses import fields
 
     from dtlgen.generator.ecp5 import write_ecp5_project
-    from dtlgen.sim.uart_sim import BoardCore
+    from dtlgen.generator.ecp5 import BoardCore
 
     ecp5 = data.root / "ecp5"
     build = read_json(ecp5 / "build.json", "the open flow's build settings")

@@ -169,6 +169,11 @@ def fe_image_bytes(network, ops: list) -> int:
     return size
 
 
+def uart_clocks_per_bit(clock_mhz: float) -> int:
+    """The UART's bit time in design-clock cycles (dtl_uart_core's CLKS_PER_BIT)."""
+    return round(clock_mhz * 1e6 / UART_BAUD)
+
+
 def core_parameters(network, design, board) -> dict[str, int]:
     """dtl_uart_core's parameters for `design` (generator.ecp5.board_core gives the exact ones of a
     generated project; here the memory size and the RL depths are computed from the shapes alone)."""
@@ -180,7 +185,7 @@ def core_parameters(network, design, board) -> dict[str, int]:
     fe_region = 1 << max(10, (fe_image_bytes(network, ops) - 1).bit_length())
     core = {"fe_tm": cfg.tm, "fe_tn": cfg.tn, "fe_tr": cfg.tr, "fe_tc": cfg.tc, "a_bits": cfg.a_bits,
             "w_bits": cfg.w_bits, "m_max": _pow2(widest), "bus_bytes": bus, "rl_base": fe_region,
-            "clks_per_bit": round(design.clock_mhz * 1e6 / UART_BAUD), **fe_buffer_sizing(ops), "has_rl": 0}
+            "clks_per_bit": uart_clocks_per_bit(design.clock_mhz), **fe_buffer_sizing(ops), "has_rl": 0}
     gemms = rl.rl_gemms(network)
     rl_bytes = 0
     if gemms:

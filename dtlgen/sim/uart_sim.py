@@ -1,70 +1,25 @@
 """Simulate the board design (rtl/dtl_uart_core.sv) in cocotb + Verilator with its UART link: the
 PC's host code (dtlgen.host.uart_link) drives it bit by bit over a simulated serial line.
 
-`BoardCore` holds the core's build parameters (both engines, the on-chip memory, the RL region's
-base, the bit time); `simulate_link` loads an FE program over the link, runs it, reads every op's
+`BoardCore` (dtlgen.generator.ecp5) holds the core's build parameters; `simulate_link` loads an FE program over the link, runs it, reads every op's
 output back, and optionally re-trains through `RLHost` on the RL engine, returning what came back.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dtlgen.generator.ecp5 import CORE_SOURCES, CORE_TOP, BoardCore
 from dtlgen.generator.fe_program import FEProgram
-from dtlgen.generator.rl_program import RLLayout
 from dtlgen.generator.rtl import rtl_dir
 from dtlgen.host.rl_host import TrainingPlan
-from dtlgen.quant.fixed import LFSR_MASK
 from dtlgen.sim.fe_sim import build_top, run_test, sim_log_tail
 
-CORE_SOURCES = ("uart_rx.sv", "uart_tx.sv", "rl_bank.sv", "fe_engine.sv", "rl_engine.sv", "dtl_uart_core.sv")
-CORE_TOP = "dtl_uart_core"
 CORE_TEST = "uart_cocotb_test"
-
-
-@dataclass(frozen=True)
-class BoardCore:
-    """dtl_uart_core's parameters (the same names as the RTL's)."""
-
-    fe_tm: int
-    fe_tn: int
-    fe_tr: int
-    fe_tc: int
-    a_bits: int
-    w_bits: int
-    m_max: int
-    drain: int
-    bus_bytes: int
-    mem_bytes: int
-    rl_base: int
-    clks_per_bit: int
-    k_max: int = 7  # the FE buffers' largest kernel and stride, and whether an add's second operand has room
-    s_max: int = 2
-    has_add: int = 1
-    has_rl: int = 0
-    rl_tm: int = 2
-    rl_tn: int = 2
-    rl_bits: int = 16
-    rl_acc_bits: int = 40
-    lanes: int = 4
-    a_depth: int = 64
-    g_depth: int = 64
-    w_depth: int = 32
-    b_depth: int = 16
-
-    @classmethod
-    def with_rl(cls, layout: RLLayout, **fe: Any) -> "BoardCore":
-        return cls(**fe, has_rl=1, rl_tm=layout.tm, rl_tn=layout.tn, rl_bits=layout.bits, rl_acc_bits=layout.acc_bits,
-                   lanes=layout.lanes, a_depth=layout.a_depth, g_depth=layout.g_depth, w_depth=layout.w_depth,
-                   b_depth=layout.b_depth)
-
-    def hdl_parameters(self) -> dict[str, int]:
-        return {**{key.upper(): value for key, value in asdict(self).items()}, "LFSR_MASK": LFSR_MASK}
 
 
 def simulate_link(core: BoardCore, program: FEProgram, workdir: Path, rl: tuple | None = None) -> dict[str, np.ndarray]:

@@ -22,7 +22,8 @@ from dtlgen.perf.rl import RLConfig, rl_gemms, step_cycles
 from dtlgen.quant import golden
 from dtlgen.quant.quantize import PrecisionConfig, quantize
 from dtlgen.sim.rl_sim import first_mismatch, golden_replay
-from dtlgen.sim.uart_sim import BoardCore, simulate_link
+from dtlgen.generator.ecp5 import BoardCore
+from dtlgen.sim.uart_sim import simulate_link
 
 BUS = 2  # the ULX3S's SDRAM width, as the ECP5 designs use
 # A RUN's cycle count (start to busy falling, counted by the core) holds the descriptors' own counts plus
