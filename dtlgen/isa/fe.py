@@ -8,6 +8,7 @@ w10 the add's operand shifts sa | sb << 8; w11..w15 zero.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ KIND_CONV, KIND_MAXPOOL, KIND_AVGPOOL, KIND_ADD = 1, 2, 3, 4
 KINDS = {KIND_CONV: "conv", KIND_MAXPOOL: "maxpool", KIND_AVGPOOL: "avgpool", KIND_ADD: "add"}
 K_MAX, S_MAX = 7, 2  # the input buffer's full-size window: (tr-1)·S_MAX + K_MAX rows (fe_engine.sv)
 ACC_BITS = 32  # accumulators and bias words
+OUTPUT_STAGE_CYCLES = 4  # the output stage's registers: bias add, ReLU, requantise/saturate, pool compare
 ELEMENT_BITS = 8  # one byte per weight and activation in memory
 __all__ = ["ACTIVATION_CODES", "DESCRIPTOR_BYTES", "FIELDS", "decode", "encode"]
 
@@ -31,6 +33,11 @@ FIELDS = (
     Field("in_addr", 6, 0, 32), Field("second_addr", 7, 0, 32), Field("bias_addr", 8, 0, 32),
     Field("out_addr", 9, 0, 32), Field("sa", 10, 0, 8), Field("sb", 10, 8, 8),
 )
+
+
+def pipeline_depth(tn: int) -> int:
+    """Cycles from operands to accumulator: operand register, multiplier (2), adder tree over tn, accumulate."""
+    return 4 + max(0, math.ceil(math.log2(tn)))
 
 
 def encode(where: str = "FE descriptor", **values: Any) -> np.ndarray:

@@ -57,22 +57,19 @@ import numpy as np
 
 from dtlgen.boards import Board
 from dtlgen.errors import DesignError, require_int
+from dtlgen.isa import fe as isa_fe
 from dtlgen.model.ir import Layer, Network
 from dtlgen.perf.resources import COEFFICIENTS, ResourceUse, array_resources, banked_memory
 from dtlgen.quant import fixed
 
-DESCRIPTOR_BYTES = 64
+DESCRIPTOR_BYTES = isa_fe.DESCRIPTOR_BYTES
 BIAS_BYTES = 4
-OUTPUT_STAGE_CYCLES = 4  # bias add, ReLU, requantise/saturate, pool compare registers
+OUTPUT_STAGE_CYCLES = isa_fe.OUTPUT_STAGE_CYCLES  # bias add, ReLU, requantise/saturate, pool compare registers
+pipeline_depth = isa_fe.pipeline_depth  # operands to accumulator (the engine's fixed latency)
 TRIP_HANDOFF_CYCLES = 1
 PHASE_HANDOFF_CYCLES = 2
 SUPPORTED_KERNELS = (1, 3, 5, 7)
 SUPPORTED_STRIDES = (1, 2)
-
-
-def pipeline_depth(tn: int) -> int:
-    """Cycles from operands to accumulator: operand register, multiplier (2), adder tree, accumulate."""
-    return 4 + max(0, math.ceil(math.log2(tn)))
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,8 @@ def test_every_engine_decodes_the_spec():
     (`python -m dtlgen.isa` rewrites them after a change to dtlgen/isa)."""
     from dtlgen.isa.render import stale, targets
 
-    assert set(targets()) == {"fe_engine.sv", "rl_engine.sv", "dtl_fe_engine.cpp", "dtl_rl_engine.cpp"}
+    assert set(targets()) == {"fe_engine.sv", "fe_engine.sv constants", "rl_engine.sv", "dtl_fe_engine.cpp",
+                              "dtl_rl_engine.cpp"}
     assert stale() == [], "run python -m dtlgen.isa"
 
 
@@ -64,3 +65,10 @@ def test_a_changed_spec_makes_the_decoders_stale(monkeypatch):
     moved = tuple(Field(f.name, f.word, f.lsb + 1, f.width - 1) if f.name == "k" else f for f in fe.FIELDS)
     monkeypatch.setattr(render.fe, "FIELDS", moved)
     assert {"fe_engine.sv", "dtl_fe_engine.cpp"} <= set(render.stale())
+
+
+def test_a_changed_latency_makes_the_rtl_constants_stale(monkeypatch):
+    from dtlgen.isa import render
+
+    monkeypatch.setattr(render.fe, "OUTPUT_STAGE_CYCLES", 5)
+    assert "fe_engine.sv constants" in render.stale()
