@@ -14,7 +14,6 @@ import json
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import jinja2
 
@@ -24,7 +23,7 @@ from dtlgen.generator.fe_program import FEProgram
 from dtlgen.generator.rl_program import RLLayout
 from dtlgen.generator.rtl import rtl_dir
 from dtlgen.perf import Design
-from dtlgen.perf.board import UART_BAUD, fe_buffer_sizing, uart_clocks_per_bit
+from dtlgen.perf.board import UART_BAUD, core_record
 from dtlgen.quant.fixed import LFSR_MASK
 
 
@@ -76,12 +75,6 @@ class BoardCore:
     w_depth: int = 32
     b_depth: int = 16
 
-    @classmethod
-    def with_rl(cls, layout: RLLayout, **fe: Any) -> "BoardCore":
-        return cls(**fe, has_rl=1, rl_tm=layout.tm, rl_tn=layout.tn, rl_bits=layout.bits, rl_acc_bits=layout.acc_bits,
-                   lanes=layout.lanes, a_depth=layout.a_depth, g_depth=layout.g_depth, w_depth=layout.w_depth,
-                   b_depth=layout.b_depth)
-
     def hdl_parameters(self) -> dict[str, int]:
         return {**{key.upper(): value for key, value in asdict(self).items()}, "LFSR_MASK": LFSR_MASK}
 
@@ -113,16 +106,14 @@ def board_core(design: Design, board: Board, program: FEProgram, m_max: int, dra
     """The core for this design: the FE region holds `program`, the RL region follows. The FE buffers
     are sized for the program's ops (largest kernel and stride, residual adds or not), not for
     everything the engine could run: on a board the buffers are most of the FE engine's logic."""
-    fe_bytes = program.extent
-    bus = int(board.dram_bytes_per_cycle)
-    fe_region = 1 << max(10, (fe_bytes - 1).bit_length())
-    total = fe_region + (layout.memory_bytes if layout is not None else 0)
-    fe = design.fe
-    common = dict(fe_tm=fe.tm, fe_tn=fe.tn, fe_tr=fe.tr, fe_tc=fe.tc, a_bits=fe.a_bits, w_bits=fe.w_bits, m_max=m_max,
-                  drain=drain, bus_bytes=bus, mem_bytes=1 << (total - 1).bit_length(), rl_base=fe_region,
-                  clks_per_bit=uart_clocks_per_bit(design.clock_mhz),
-                  **fe_buffer_sizing([image.op for image in program.ops]))
-    return BoardCore.with_rl(layout, **common) if layout is not None else BoardCore(**common)
+    rl_core = None if layout is None else dict(
+        rl_tm=layout.tm, rl_tn=layout.tn, rl_bits=layout.bits, rl_acc_bits=layout.acc_bits, lanes=layout.lanes,
+        a_depth=layout.a_depth, g_depth=layout.g_depth, w_depth=layout.w_depth, b_depth=layout.b_depth)
+    core = BoardCore(**core_record(design, board, [image.op for image in program.ops], program.extent, m_max,
+                                   rl_core, layout.memory_bytes if layout is not None else 0))
+    if core.drain != drain:
+        raise ValueError(f"the core's drain {core.drain} is not the FE simulation's {drain}")  # one rule, two callers
+    return core
 
 
 def write_ecp5_project(project: Path, board: Board, design: Design, core: BoardCore) -> list[Path]:

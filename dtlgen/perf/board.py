@@ -174,20 +174,35 @@ def uart_clocks_per_bit(clock_mhz: float) -> int:
     return round(clock_mhz * 1e6 / UART_BAUD)
 
 
+def core_record(design, board, ops: list, fe_bytes: int, m_max: int, rl_core: dict[str, int] | None,
+                rl_bytes: int) -> dict[str, int]:
+    """dtl_uart_core's parameters (the names of `generator.ecp5.BoardCore`), from the FE program's ops
+    and size and the RL engine's parameters and memory: the one computation behind the generated core
+    (`generator.ecp5.board_core`, exact sizes) and the model's (`core_parameters`, sizes from shapes)."""
+    from dtlgen.perf.fe import pipeline_depth  # noqa: PLC0415 (perf/__init__ imports this module)
+
+    cfg = design.fe
+    fe_region = 1 << max(10, (fe_bytes - 1).bit_length())
+    core = {"fe_tm": cfg.tm, "fe_tn": cfg.tn, "fe_tr": cfg.tr, "fe_tc": cfg.tc, "a_bits": cfg.a_bits,
+            "w_bits": cfg.w_bits, "m_max": m_max, "drain": pipeline_depth(cfg.tn),
+            "bus_bytes": int(board.dram_bytes_per_cycle), "rl_base": fe_region,
+            "clks_per_bit": uart_clocks_per_bit(design.clock_mhz), **fe_buffer_sizing(ops), "has_rl": 0}
+    if rl_core is not None:
+        core.update(has_rl=1, **rl_core)
+    core["mem_bytes"] = _pow2(fe_region + rl_bytes)
+    return core
+
+
 def core_parameters(network, design, board) -> dict[str, int]:
-    """dtl_uart_core's parameters for `design` (generator.ecp5.board_core gives the exact ones of a
-    generated project; here the memory size and the RL depths are computed from the shapes alone)."""
+    """dtl_uart_core's parameters for `design` before it is generated: the memory size and the RL
+    depths computed from the shapes alone (equal to what `dtlgen generate` writes; a test holds them)."""
     from dtlgen.perf import fe, rl  # noqa: PLC0415 (perf/__init__ imports this module)
 
     cfg, bus = design.fe, int(board.dram_bytes_per_cycle)
     ops = fe.fe_ops(network, cfg)
     widest = max((layer.m for layer in network.frozen_layers if layer.has_weights), default=1)
-    fe_region = 1 << max(10, (fe_image_bytes(network, ops) - 1).bit_length())
-    core = {"fe_tm": cfg.tm, "fe_tn": cfg.tn, "fe_tr": cfg.tr, "fe_tc": cfg.tc, "a_bits": cfg.a_bits,
-            "w_bits": cfg.w_bits, "m_max": _pow2(widest), "bus_bytes": bus, "rl_base": fe_region,
-            "clks_per_bit": uart_clocks_per_bit(design.clock_mhz), **fe_buffer_sizing(ops), "has_rl": 0}
     gemms = rl.rl_gemms(network)
-    rl_bytes = 0
+    rl_core, rl_bytes = None, 0
     if gemms:
         r = design.rl
         lanes = rl.stash_lanes(r.tm, r.tn, bus)
@@ -198,8 +213,6 @@ def core_parameters(network, design, board) -> dict[str, int]:
                              + r.batch * gemms[0].positions * value_row(gemms[0].n)
                              + 2 * r.batch * gemms[-1].positions * value_row(gemms[-1].m)
                              + (w_depth * r.tm * r.tn + b_depth * r.tm) * 2 + 4 * ALIGN))
-        core.update(has_rl=1, rl_tm=r.tm, rl_tn=r.tn, rl_bits=r.bits,
-                    rl_acc_bits=r.acc_bits or rl.required_acc_bits(gemms, r), lanes=lanes,
-                    **{key: max(2, depth) for key, depth in depths.items()})
-    core["mem_bytes"] = _pow2(fe_region + rl_bytes)
-    return core
+        rl_core = dict(rl_tm=r.tm, rl_tn=r.tn, rl_bits=r.bits, rl_acc_bits=r.acc_bits or rl.required_acc_bits(gemms, r),
+                       lanes=lanes, **{key: max(2, depth) for key, depth in depths.items()})
+    return core_record(design, board, ops, fe_image_bytes(network, ops), _pow2(widest), rl_core, rl_bytes)

@@ -73,7 +73,6 @@ def test_dse_view_of_the_core_equals_the_generated_one(tmp_path):
         out = tmp_path / f"p{fe[0]}{rl[1]}"
         assert main(["generate", "digits_cnn", "--design", str(path), "--out", str(out)]) == 0
         generated = json.loads((out / "ecp5" / "build.json").read_text())["core"]
-        generated.pop("drain")
         assert board_model.core_parameters(load_model("digits_cnn", None), d, load_board("ulx3s-85f")) == generated
 
 
