@@ -82,7 +82,8 @@ def cpp_decode(fields: tuple[Field, ...], names: dict[str, str], array: str, ind
 def fe_sv_constants() -> list[str]:
     """fe_engine.sv's descriptor size, op codes and fixed latencies."""
     codes = ", ".join(f"K_{name.upper()} = 4'd{code}" for code, name in fe.KINDS.items())
-    return [f"  localparam int DESC_BYTES = {fe.DESCRIPTOR_BYTES};",
+    return [f"  localparam int ACC_BITS = {fe.ACC_BITS};  // accumulators and bias words",
+            f"  localparam int DESC_BYTES = {fe.DESCRIPTOR_BYTES};",
             "  localparam int DESC_WORDS = DESC_BYTES / 4;",
             f"  localparam int OUT_LATENCY = {fe.OUTPUT_STAGE_CYCLES};  // output stage registers",
             f"  localparam int PER_CHANNEL_DRAIN = {fe.pipeline_depth(1) - 1};  // pools and adds skip the adder tree",

@@ -7,7 +7,6 @@ module fe_tb_top #(
   parameter int TC = 4,
   parameter int A_BITS = 8,
   parameter int W_BITS = 8,
-  parameter int ACC_BITS = 32,
   parameter int BUS_BYTES = 8,
   parameter int M_MAX = 512,
   parameter int DRAIN = 6,
@@ -35,7 +34,7 @@ module fe_tb_top #(
   logic [7:0]             wr_bytes;
   logic [31:0]            perf_mem [65536];  // one entry per descriptor index
 
-  fe_engine #(.TM(TM), .TN(TN), .TR(TR), .TC(TC), .A_BITS(A_BITS), .W_BITS(W_BITS), .ACC_BITS(ACC_BITS),
+  fe_engine #(.TM(TM), .TN(TN), .TR(TR), .TC(TC), .A_BITS(A_BITS), .W_BITS(W_BITS),
               .BUS_BYTES(BUS_BYTES), .M_MAX(M_MAX), .DRAIN(DRAIN)) engine (
     .clk, .rst, .start, .desc_addr, .desc_count, .busy, .done,
     .rd_req_valid, .rd_req_ready, .rd_req_addr, .rd_req_beats, .rd_valid, .rd_data,
