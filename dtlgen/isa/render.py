@@ -79,15 +79,45 @@ def cpp_decode(fields: tuple[Field, ...], names: dict[str, str], array: str, ind
     return [f"{indent}{names[f.name]} = {casts.get(f.name, '{}').format(read(f, array))};" for f in fields]
 
 
+ACT_NAMES = {None: "ACT_NONE", "relu": "ACT_RELU", "relu6": "ACT_RELU6"}
+
+
+def _sv_activations() -> list[str]:
+    # every code is declared; an engine that tests only some must not trip Verilator's -Wall
+    return ["  /* verilator lint_off UNUSEDPARAM */",
+            "  localparam logic [1:0] " + ", ".join(f"{ACT_NAMES[a]} = 2'd{code}"
+                                                    for a, code in fe.ACTIVATION_CODES.items()) + ";",
+            "  /* verilator lint_on UNUSEDPARAM */"]
+
+
+def _cpp_activations() -> str:
+    return "enum { " + ", ".join(f"{ACT_NAMES[a]} = {code}" for a, code in fe.ACTIVATION_CODES.items()) + " };"
+
+
 def fe_sv_constants() -> list[str]:
-    """fe_engine.sv's descriptor size, op codes and fixed latencies."""
+    """fe_engine.sv's descriptor size, op and activation codes and fixed latencies."""
     codes = ", ".join(f"K_{name.upper()} = 4'd{code}" for code, name in fe.KINDS.items())
     return [f"  localparam int ACC_BITS = {fe.ACC_BITS};  // accumulators and bias words",
             f"  localparam int DESC_BYTES = {fe.DESCRIPTOR_BYTES};",
             "  localparam int DESC_WORDS = DESC_BYTES / 4;",
             f"  localparam int OUT_LATENCY = {fe.OUTPUT_STAGE_CYCLES};  // output stage registers",
             f"  localparam int PER_CHANNEL_DRAIN = {fe.pipeline_depth(1) - 1};  // pools and adds skip the adder tree",
-            f"  localparam logic [3:0] {codes};"]
+            f"  localparam logic [3:0] {codes};", *_sv_activations()]
+
+
+def rl_sv_constants() -> list[str]:
+    modes = [f"M_{name} = 4'd{code}" for name, code in rl.MODES.items()]
+    return ["  localparam logic [3:0] " + ", ".join(modes[:5]) + ",",
+            "                         " + ", ".join(modes[5:]) + ";", *_sv_activations()]
+
+
+def fe_cpp_constants() -> list[str]:
+    return ["const int " + ", ".join(f"KIND_{name.upper()} = {code}" for code, name in fe.KINDS.items()) + ";",
+            _cpp_activations()]
+
+
+def rl_cpp_constants() -> list[str]:
+    return ["enum { " + ", ".join(f"{name} = {code}" for name, code in rl.MODES.items()) + " };", _cpp_activations()]
 
 
 def targets() -> dict[str, tuple[Path, str, list[str]]]:
@@ -98,6 +128,9 @@ def targets() -> dict[str, tuple[Path, str, list[str]]]:
             "fe_engine.sv constants": (rtl / "fe_engine.sv", "constants", fe_sv_constants()),
             "dtl_fe_engine.cpp": (hls / "dtl_fe_engine.cpp", "decode",
                                   cpp_decode(fe.FIELDS, FE_CPP_NAMES, "word", "  ")),
+            "dtl_fe_engine.cpp constants": (hls / "dtl_fe_engine.cpp", "constants", fe_cpp_constants()),
+            "rl_engine.sv constants": (rtl / "rl_engine.sv", "constants", rl_sv_constants()),
+            "dtl_rl_engine.cpp constants": (hls / "dtl_rl_engine.cpp", "constants", rl_cpp_constants()),
             "rl_engine.sv": (rtl / "rl_engine.sv", "decode",
                              sv_decode(rl.FIELDS, RL_SV_NAMES, "desc", "    ", RL_SV_CASTS)),
             "dtl_rl_engine.cpp": (hls / "dtl_rl_engine.cpp", "decode",

@@ -78,10 +78,10 @@ def build_top(sources: list[Path], top: str, parameters: dict[str, object], pref
         log = (build_dir / "build.log").read_text(errors="replace") if (build_dir / "build.log").exists() else ""
         shutil.rmtree(build_dir, ignore_errors=True)
         if isinstance(exc, Exception):
-            tail = " | ".join(line.strip() for line in log.strip().splitlines()[-3:])
-            raise ToolMissingError(f"Verilator could not build {top} ({type(exc).__name__}: {tail or exc}); check "
-                                   "that a C++ compiler and make are installed (Debian/Ubuntu: apt-get install g++ "
-                                   "make)") from None
+            tail = " | ".join(line.strip() for line in log.strip().splitlines()[-6:])
+            raise ToolMissingError(f"Verilator could not build {top} ({type(exc).__name__}: {tail or exc}); a C++ "
+                                   "compiler and make must be installed (Debian/Ubuntu: apt-get install g++ make), "
+                                   "and the RTL must be lint-clean") from None
         raise
     return build_dir
 

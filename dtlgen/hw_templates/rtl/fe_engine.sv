@@ -70,6 +70,9 @@ module fe_engine #(
   localparam int OUT_LATENCY = 4;  // output stage registers
   localparam int PER_CHANNEL_DRAIN = 3;  // pools and adds skip the adder tree
   localparam logic [3:0] K_CONV = 4'd1, K_MAXPOOL = 4'd2, K_AVGPOOL = 4'd3, K_ADD = 4'd4;
+  /* verilator lint_off UNUSEDPARAM */
+  localparam logic [1:0] ACT_NONE = 2'd0, ACT_RELU = 2'd1, ACT_RELU6 = 2'd2;
+  /* verilator lint_on UNUSEDPARAM */
   // END dtlgen.isa constants
 
   // ---------------------------------------------------------------------------------------------
@@ -323,7 +326,7 @@ module fe_engine #(
     if (y < lo) y = lo;
     if (y > hi) y = hi;
     if (d_act != 2'd0 && y < 0) y = 0;
-    if (d_act == 2'd2 && y > 48'(d_six)) y = 48'(d_six);
+    if (d_act == ACT_RELU6 && y > 48'(d_six)) y = 48'(d_six);
     finish = A_BITS'(y);
   endfunction
 
