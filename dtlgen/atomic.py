@@ -79,7 +79,7 @@ def check_destination(destination: Path, kind: str, force: bool = False, option:
     if destination.is_symlink() or (destination.exists() and not destination.is_dir()):
         raise DtlgenError(f"{option} '{destination}' exists and is not a directory; choose a new directory")
     ancestor = next(p for p in destination.parents if p.exists())
-    if not _writable(ancestor if not destination.exists() else destination.parent):
+    if not writable(ancestor if not destination.exists() else destination.parent):
         raise DtlgenError(f"{option} '{destination}' cannot be written: '{ancestor}' is not a writable directory; "
                           "choose a writable place")
     if not destination.exists():
@@ -121,12 +121,12 @@ def check_destination(destination: Path, kind: str, force: bool = False, option:
 
 def check_writable(folder: Path, what: str) -> None:
     """Refuse, before the work starts, a folder a command will write its results into but cannot."""
-    if not _writable(folder):
+    if not writable(folder):
         raise DtlgenError(f"{what} '{folder}' is not writable; this command writes its results there: make it "
                           "writable or work on a copy of the project")
 
 
-def _writable(folder: Path) -> bool:
+def writable(folder: Path) -> bool:
     """Whether a folder can be created in `folder` (tried, not guessed from permission bits: root
     passes every permission check and still cannot write to /proc or a read-only mount)."""
     try:

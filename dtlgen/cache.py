@@ -8,9 +8,9 @@ naming DTLGEN_CACHE, not a traceback from deep inside a build. Deleting the cach
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
+from dtlgen.atomic import writable
 from dtlgen.errors import DtlgenError
 
 
@@ -28,8 +28,11 @@ def cache_dir(kind: str) -> Path:
                           "cannot handle; point DTLGEN_CACHE at a folder without spaces")
     try:
         path.mkdir(parents=True, exist_ok=True)
-        os.rmdir(tempfile.mkdtemp(prefix=".probe-", dir=path))
     except OSError as exc:
-        raise DtlgenError(f"{where} '{root}' cannot hold dtlgen's builds ({exc.strerror or exc}); point DTLGEN_CACHE "
-                          "at a writable folder (or unset it to use ~/.cache/dtlgen)") from None
+        problem = exc.strerror or str(exc)
+    else:
+        problem = None if writable(path) else "not writable"
+    if problem:
+        raise DtlgenError(f"{where} '{root}' cannot hold dtlgen's builds ({problem}); point DTLGEN_CACHE "
+                          "at a writable folder (or unset it to use ~/.cache/dtlgen)")
     return path

@@ -2,7 +2,12 @@
 
 Every message names the offending input (file, field, layer, option) and says how to fix it.
 The CLI turns any `DtlgenError` into one line on stderr and exit status 1; anything else is a bug.
+`brief` and `reason` quote a user's value or exception inside such a line: one line, cut short.
 """
+
+from __future__ import annotations
+
+from typing import Any
 
 
 class DtlgenError(Exception):
@@ -33,5 +38,31 @@ def require_int(value: object, field: str, lo: int, hi: int | None = None, meani
     """Raise DesignError unless `value` is an int (not a bool) in lo..hi (hi None: no upper bound)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
         span = f"{lo}..{hi}" if hi is not None else f"≥ {lo}"
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
-        raise DesignError(f"design {field}={shown}: {meaning + '; ' if meaning else ''}use an integer {span}")
+        raise DesignError(f"design {field}={brief(value, 40)}: {meaning + '; ' if meaning else ''}use an integer {span}")
+
+
+REASON_CHARS = 300
+
+
+def brief(value: Any, limit: int = 80) -> str:
+    """`repr(value)` on one line and at most `limit` characters."""
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a user's broken __repr__ must not turn a message into a traceback
+        text = f"<{type(value).__name__}>"
+    return _shorten(" ".join(text.split()), limit)
+
+
+def reason(exc: BaseException) -> str:
+    """An exception as `Type: first line of its message`, shortened."""
+    try:
+        message = str(exc)
+    except Exception:  # noqa: BLE001 - an exception whose __str__ fails still gets reported, by its type
+        message = ""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    text = _shorten(lines[0], REASON_CHARS) if lines else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -12,7 +12,7 @@ from typing import Any
 
 from dtlgen.errors import ModelSpecError
 from dtlgen.model.ir import INPUT, Layer, Network
-from dtlgen.model.messages import brief
+from dtlgen.errors import brief
 
 __all__ = ["INPUT", "Layer", "Network", "import_module", "load_factory", "load_model", "resolve_split"]
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from dtlgen.errors import ModelSpecError
 from dtlgen.model.ir import check_input_shape
-from dtlgen.model.messages import brief, reason
+from dtlgen.errors import brief, reason
 
 _FORM = "(module, input_shape) or (module, input_shape, split)"
 

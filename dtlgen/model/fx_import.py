@@ -30,7 +30,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from dtlgen.errors import DtlgenError, ModelSpecError, UnsupportedLayerError
 from dtlgen.model.ir import INPUT, Layer, Network, check_input_shape
-from dtlgen.model.messages import brief, reason
+from dtlgen.errors import brief, reason
 
 _ADD_FUNCS = (operator.add, operator.iadd, torch.add)
 _RELU_FUNCS = {F.relu: "relu", torch.relu: "relu", torch.relu_: "relu", F.relu6: "relu6"}

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from dtlgen.errors import ModelSpecError
-from dtlgen.model.messages import brief
+from dtlgen.errors import brief
 
 # Ops the IR knows. `linear` keeps its own name (the FE engine runs it as a 1×1 conv).
 OPS = ("conv2d", "linear", "maxpool", "avgpool", "add", "flatten")

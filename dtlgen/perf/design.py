@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dtlgen.boards import Board, is_board_name, load_board
-from dtlgen.errors import BoardError, DesignError
+from dtlgen.errors import BoardError, DesignError, brief
 from dtlgen.perf.fe import FEConfig
 from dtlgen.perf.rl import RLConfig
 
@@ -79,9 +79,9 @@ class Design:
         lo, hi = CLOCK_RANGE_MHZ
         if isinstance(clock, bool) or not isinstance(clock, (int, float)) or not math.isfinite(clock) \
                 or not lo <= clock <= hi:
-            raise DesignError(f"{source}: field 'clock_mhz'={_brief(clock)} must be a number of MHz from {lo:g} to {hi:g}")
+            raise DesignError(f"{source}: field 'clock_mhz'={brief(clock)} must be a number of MHz from {lo:g} to {hi:g}")
         if not is_board_name(data["board"]):
-            raise DesignError(f"{source}: field 'board'={_brief(data['board'])} must be a board name (lower-case "
+            raise DesignError(f"{source}: field 'board'={brief(data['board'])} must be a board name (lower-case "
                               "letters, digits, '_', '.', '-'); a board file of your own goes to 'dtlgen dse --board "
                               "my.yaml', whose design.json then carries it")
         unknown = sorted(set(data) - _TOP_FIELDS)
@@ -97,7 +97,7 @@ class Design:
                                   f"it or fix its spelling (known: {', '.join(cfg.__dataclass_fields__)})")
         packing = data["fe"].get("dsp_packing", 1) if isinstance(data["fe"], dict) else 1
         if packing != 1:
-            raise DesignError(f"{source}: field 'fe.dsp_packing'={_brief(packing)}: the engines put one multiply in "
+            raise DesignError(f"{source}: field 'fe.dsp_packing'={brief(packing)}: the engines put one multiply in "
                               "a DSP; leave it out or set it to 1")
         fe = _section(data, "fe", _FE_FIELDS, source)
         rl = _section(data, "rl", _RL_FIELDS, source)
@@ -155,10 +155,3 @@ def load_design(path: str | Path) -> Design:
     except OSError as exc:
         raise DesignError(f"design file '{path}' cannot be read ({exc})") from None
     return Design.from_dict(data, f"design file '{path}'")
-
-
-def _brief(value: Any) -> str:
-    """A value for a one-line message: its repr, cut short (a 400-digit integer is not worth printing)."""
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-

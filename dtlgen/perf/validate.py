@@ -17,7 +17,7 @@ import json
 from typing import Any
 
 from dtlgen.boards import Board
-from dtlgen.errors import DesignError
+from dtlgen.errors import DesignError, brief
 from dtlgen.model.ir import Network
 from dtlgen.isa import fe as isa_fe, rl as isa_rl
 from dtlgen.perf.design import Design
@@ -91,8 +91,7 @@ def structural_problems(network: Network, design: Design, board: Board) -> list[
         cfg = getattr(design, section)
         for name, cap in caps.items():
             if getattr(cfg, name) > cap:
-                value = str(getattr(cfg, name))
-                problems.append(f"{section}.{name}={value if len(value) <= 12 else value[:9] + '...'} exceeds {cap}, "
+                problems.append(f"{section}.{name}={brief(getattr(cfg, name), 12)} exceeds {cap}, "
                                 f"the largest the {section.upper()} engine is built with")
     if problems:  # the model's arithmetic on absurd tiles is meaningless: stop here
         return problems
