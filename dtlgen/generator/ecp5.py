@@ -41,7 +41,7 @@ class PLL:
     out_mhz: float
 
 
-CORE_SOURCES = ("uart_rx.sv", "uart_tx.sv", "rl_bank.sv", "fe_engine.sv", "rl_engine.sv", "dtl_uart_core.sv")
+CORE_SOURCES = ("uart_rx.sv", "uart_tx.sv", "dtl_ram.sv", "fe_engine.sv", "rl_engine.sv", "dtl_uart_core.sv")
 CORE_TOP = "dtl_uart_core"
 
 

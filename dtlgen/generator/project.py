@@ -49,7 +49,7 @@ from dtlgen.generator.rtl import RTL_SOURCES, FESimParams, rtl_dir, write_hex
 KIND = "project"  # the manifest kind of a project folder (dtlgen.atomic)
 COCOTB_TEST = "test_fe_engine.py"
 RL_COCOTB_TEST = "test_rl_engine.py"
-RL_SOURCES = ("rl_bank.sv", "rl_engine.sv", "rl_tb_top.sv")
+RL_SOURCES = ("rl_engine.sv", "rl_tb_top.sv")  # beside RTL_SOURCES, which hold dtl_ram.sv
 FLOWS = ("auto", "vivado", "open-ecp5")
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-RTL_SOURCES = ("fe_engine.sv", "dram_model.sv", "fe_tb_top.sv")
+RTL_SOURCES = ("dtl_ram.sv", "fe_engine.sv", "dram_model.sv", "fe_tb_top.sv")
 TOP = "fe_tb_top"
 
 

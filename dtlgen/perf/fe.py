@@ -64,7 +64,7 @@ from dtlgen.quant import fixed
 
 DESCRIPTOR_BYTES = isa_fe.DESCRIPTOR_BYTES
 BIAS_BYTES = 4
-OUTPUT_STAGE_CYCLES = isa_fe.OUTPUT_STAGE_CYCLES  # bias add, ReLU, requantise/saturate, pool compare registers
+OUTPUT_STAGE_CYCLES = isa_fe.OUTPUT_STAGE_CYCLES  # the store pipeline drains after the last store beat
 pipeline_depth = isa_fe.pipeline_depth  # operands to accumulator (the engine's fixed latency)
 TRIP_HANDOFF_CYCLES = 1
 PHASE_HANDOFF_CYCLES = 2

@@ -25,7 +25,7 @@ from dtlgen.quant.golden import RLState
 from dtlgen.quant.quantize import QuantizedNetwork
 from dtlgen.sim.fe_sim import build_top, read_hex, run_test, sim_log_tail
 
-RL_SOURCES = ("rl_bank.sv", "rl_engine.sv", "dram_model.sv", "rl_tb_top.sv")
+RL_SOURCES = ("dtl_ram.sv", "rl_engine.sv", "dram_model.sv", "rl_tb_top.sv")
 RL_TOP = "rl_tb_top"
 RL_TEST = "rl_cocotb_test"
 

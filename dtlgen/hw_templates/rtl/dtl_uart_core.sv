@@ -166,8 +166,8 @@ module dtl_uart_core #(
   logic [7:0]    b_wdata [BUS_BYTES];
   logic          b_we    [BUS_BYTES];
   for (genvar b = 0; b < BUS_BYTES; b++) begin : g_bank
-    rl_bank #(.WIDTH(8), .DEPTH(DEPTH)) bank (
-      .clk, .we(b_we[b]), .waddr(b_waddr[b]), .wdata(b_wdata[b]), .raddr(b_raddr[b]), .rdata(b_rdata[b]));
+    dtl_ram #(.WIDTH(8), .DEPTH(DEPTH)) bank (
+      .clk, .we(b_we[b]), .waddr(b_waddr[b]), .wdata(b_wdata[b]), .re(1'b1), .raddr(b_raddr[b]), .rdata(b_rdata[b]));
   end
   always_comb begin
     for (int j = 0; j < BUS_BYTES; j++) rd_data[j * 8 +: 8] = b_rdata[(32'(rot) + 32'(j)) % BUS_BYTES];

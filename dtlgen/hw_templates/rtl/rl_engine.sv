@@ -205,18 +205,18 @@ module rl_engine #(
   logic            b_we    [TM];
 
   for (genvar l = 0; l < LANES; l++) begin : g_stash
-    rl_bank #(.WIDTH(BITS), .DEPTH(A_DEPTH)) a_bank (
-      .clk, .we(a_we[l]), .waddr(a_waddr[l]), .wdata(a_wdata[l]), .raddr(a_raddr[l]), .rdata(a_rdata[l]));
-    rl_bank #(.WIDTH(BITS), .DEPTH(G_DEPTH)) g_bank (
-      .clk, .we(g_we[l]), .waddr(g_waddr[l]), .wdata(g_wdata[l]), .raddr(g_raddr[l]), .rdata(g_rdata[l]));
+    dtl_ram #(.WIDTH(BITS), .DEPTH(A_DEPTH)) a_bank (
+      .clk, .we(a_we[l]), .waddr(a_waddr[l]), .wdata(a_wdata[l]), .re(1'b1), .raddr(a_raddr[l]), .rdata(a_rdata[l]));
+    dtl_ram #(.WIDTH(BITS), .DEPTH(G_DEPTH)) g_bank (
+      .clk, .we(g_we[l]), .waddr(g_waddr[l]), .wdata(g_wdata[l]), .re(1'b1), .raddr(g_raddr[l]), .rdata(g_rdata[l]));
   end
   for (genvar e = 0; e < TMN; e++) begin : g_weights
-    rl_bank #(.WIDTH(BITS), .DEPTH(W_DEPTH)) w_bank (
-      .clk, .we(w_we[e]), .waddr(w_waddr), .wdata(w_wdata[e]), .raddr(w_raddr), .rdata(w_rdata[e]));
+    dtl_ram #(.WIDTH(BITS), .DEPTH(W_DEPTH)) w_bank (
+      .clk, .we(w_we[e]), .waddr(w_waddr), .wdata(w_wdata[e]), .re(1'b1), .raddr(w_raddr), .rdata(w_rdata[e]));
   end
   for (genvar i = 0; i < TM; i++) begin : g_bias
-    rl_bank #(.WIDTH(BITS), .DEPTH(B_DEPTH)) b_bank (
-      .clk, .we(b_we[i]), .waddr(b_waddr), .wdata(b_wdata[i]), .raddr(b_raddr), .rdata(b_rdata[i]));
+    dtl_ram #(.WIDTH(BITS), .DEPTH(B_DEPTH)) b_bank (
+      .clk, .we(b_we[i]), .waddr(b_waddr), .wdata(b_wdata[i]), .re(1'b1), .raddr(b_raddr), .rdata(b_rdata[i]));
   end
 
   // A run of consecutive values starting at flat offset f0 of a row that starts at word `row`:
