@@ -49,8 +49,9 @@ def bench_one(model: str, board_name: str, design: Design | None, pop: int, gens
         source = f"DSE (throughput, pop {pop} x {gens})"
     qnet = quantize_for_design(network, design, calib)
     x_int = golden.quantize_input(qnet, calib[:1])[0]
-    program = build_fe_program(qnet, design.fe, x_int, m_max=1 << max(0, (max(l.m for l in network.frozen_layers) - 1).bit_length()))
-    params = sim_params(design, board, len(program.memory), 1 << max(0, (max(l.m for l in network.frozen_layers) - 1).bit_length()))
+    m_max = 1 << max(0, (max(l.m for l in network.frozen_layers) - 1).bit_length())
+    program = build_fe_program(qnet, design.fe, x_int, m_max=m_max, bus_bytes=int(board.dram_bytes_per_cycle))
+    params = sim_params(design, board, len(program.memory), m_max)
     predicted = [op_cycles(img.op, design.fe, params.bus_bytes, params.latency).cycles for img in program.ops]
     start = time.perf_counter()
     fe_sim.build(params)

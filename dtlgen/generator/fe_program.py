@@ -72,11 +72,12 @@ def check_supported(op: FEOp, cfg: FEConfig) -> None:
 
 
 def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
-                     memory_bytes: int | None = None, m_max: int | None = None) -> FEProgram:
+                     memory_bytes: int | None = None, m_max: int | None = None, *, bus_bytes: int) -> FEProgram:
     """Lay out one input sample `x_int` (C, H, W ints in the input format) and every FE op.
 
     `memory_bytes` None sizes the image to the next power of two (at least 1 MiB); `m_max` is the
-    engine's bias-table depth, which every layer's output channels must fit.
+    engine's bias-table depth, which every layer's output channels must fit; `bus_bytes` is the
+    engine's memory port width, to which every tap row of a weight tile is padded.
     """
     network = qnet.network
     ops = fe_ops(network, cfg)
@@ -111,7 +112,7 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
             kind = KIND_CONV
             shift = lq.out_shift
             bias_addr = place(np.asarray(lq.bias, dtype=np.int64).astype("<i4").view(np.uint8))
-            second = place(_bytes(_tile_ordered_weights(lq.weight, op, cfg)))
+            second = place(_bytes(_tile_ordered_weights(lq.weight, op, cfg, bus_bytes)))
         elif op.kind == "pool":
             kind = KIND_MAXPOOL if layer.op == "maxpool" else KIND_AVGPOOL
             mult, shift = fixed.avg_pool_scale(op.k * op.k) if kind == KIND_AVGPOOL else (1, 0)
@@ -152,15 +153,19 @@ def _producer_region(network, name: str, region: dict[str, int]) -> int:
     return region[name]
 
 
-def _tile_ordered_weights(weight: np.ndarray, op: FEOp, cfg: FEConfig) -> np.ndarray:
-    """Weights in the engine's trip order: (m tile, n tile) blocks, each in (m, n, kr, kc) order;
-    a depthwise conv has one input channel per lane: (m tile) blocks in (m, kr, kc) order."""
-    if op.depthwise:
-        w = weight.reshape(op.m, op.k, op.k)
-        return np.concatenate([w[m0:m0 + cfg.tm].reshape(-1) for m0 in range(0, op.m, cfg.tm)])
-    w = weight.reshape(op.m, op.n, op.k, op.k)
-    blocks = [w[m0:m0 + cfg.tm, n0:n0 + cfg.tn].reshape(-1)
-              for m0 in range(0, op.m, cfg.tm) for n0 in range(0, op.n, cfg.tn)]
+def _tile_ordered_weights(weight: np.ndarray, op: FEOp, cfg: FEConfig, bus_bytes: int) -> np.ndarray:
+    """Weights in the engine's trip order (m tile outer, n tile inner; a depthwise conv: m tiles), each
+    trip's tile as K·K tap rows of (m, n) weights padded to whole beats (`dtlgen.isa.fe`)."""
+    w = weight.reshape(op.m, 1 if op.depthwise else op.n, op.k, op.k)
+    blocks = []
+    for m0 in range(0, op.m, cfg.tm):
+        for n0 in range(0, w.shape[1], cfg.tn):
+            tile = w[m0:m0 + cfg.tm, n0:n0 + cfg.tn]
+            rows = tile.transpose(2, 3, 0, 1).reshape(op.k * op.k, -1)  # tap-major, (m, n) within a tap
+            padded = np.zeros((op.k * op.k, isa.weight_row_bytes(tile.shape[0], tile.shape[1], bus_bytes)),
+                              dtype=np.int64)
+            padded[:, :rows.shape[1]] = rows
+            blocks.append(padded.reshape(-1))
     return np.concatenate(blocks)
 
 
@@ -172,12 +177,13 @@ def _aligned(addr: int) -> int:
     return -(-addr // ALIGN) * ALIGN
 
 
-def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max: int, tiles: tuple[int, int],
-                      source: str) -> list[FEOp]:
+def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max: int,
+                      array: tuple[int, int, int, int], bus_bytes: int, source: str) -> list[FEOp]:
     """Check the FE descriptors of a memory image before an engine runs them (a project is data from a
     stranger): every field within what the engine's buffers hold, every address range inside the image,
     each descriptor's output where `ops` (the project's program.json) says. Raises one DesignError;
     returns the operations the descriptors describe (the cycle model's input)."""
+    tm, tn, *tiles = array  # tm, tn, tr, tc
     size = len(memory)
     if not 0 <= desc_addr <= size - DESCRIPTOR_BYTES * len(ops):
         raise DesignError(f"{source}: {len(ops)} descriptors at address {desc_addr} do not fit the {size}-byte "
@@ -209,7 +215,7 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
         if d["out_addr"] != op["out_addr"] or out_shape[0] != m or (len(out_shape) == 3 and not pool
                                                             and tuple(out_shape[1:]) != (r, c)):
             refuse(f"stores {m} channels at {d['out_addr']}, not the {out_shape} at {op['out_addr']} that program.json names")
-        weights = m * k * k if depthwise else m * n * k * k
+        weights = isa.weight_bytes(m, n, k, bool(depthwise), tm, tn, bus_bytes)
         ranges = [("input", d["in_addr"], n * h * wd), ("output", d["out_addr"], int(np.prod(out_shape)))]
         if kind == KIND_CONV:
             ranges += [("weights", d["second_addr"], weights), ("biases", d["bias_addr"], 4 * m)]

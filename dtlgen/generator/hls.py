@@ -38,14 +38,14 @@ def hls_template_dir() -> Path:
     return Path(str(files("dtlgen.hw_templates").joinpath("hls")))
 
 
-def params_header(design: Design, model: str, board: str, fe_memory_bytes: int, m_max: int,
+def params_header(design: Design, model: str, board: str, fe_memory_bytes: int, m_max: int, fe_bus_bytes: int,
                   layout: RLLayout | None) -> str:
     fe = design.fe
     values: dict[str, Any] = {
         "model": model, "board": board, "clock_mhz": design.clock_mhz, "lfsr_mask": fixed.LFSR_MASK,
         "fe": {"tm": fe.tm, "tn": fe.tn, "tr": fe.tr, "tc": fe.tc, "a_bits": fe.a_bits, "w_bits": fe.w_bits,
                "acc_bits": RTL_ACC_BITS, "k_max": K_MAX, "s_max": S_MAX, "m_max": m_max,
-               "desc_bytes": FE_DESCRIPTOR_BYTES, "memory_bytes": fe_memory_bytes},
+               "desc_bytes": FE_DESCRIPTOR_BYTES, "memory_bytes": fe_memory_bytes, "bus_bytes": fe_bus_bytes},
         "rl": None}
     if layout is not None:
         values["rl"] = {"tm": layout.tm, "tn": layout.tn, "bits": layout.bits, "acc_bits": layout.acc_bits,
@@ -58,7 +58,7 @@ def params_header(design: Design, model: str, board: str, fe_memory_bytes: int, 
 
 
 def write_hls(project: Path, design: Design, model: str, board: str, program: FEProgram,
-              fe_outputs: list[np.ndarray], m_max: int, rl: tuple | None = None) -> None:
+              fe_outputs: list[np.ndarray], m_max: int, rl: tuple | None = None, *, bus_bytes: int) -> None:
     """Write project/hls. `fe_outputs` are the golden outputs of the program's ops for its sample;
     `rl` is (qnet, layout, features, labels, state) when the network has retrainable layers."""
     hls = Path(project) / "hls"
@@ -67,7 +67,7 @@ def write_hls(project: Path, design: Design, model: str, board: str, program: FE
     layout = rl[1] if rl is not None else None
     for name in FE_SOURCES + (RL_SOURCES if rl is not None else ()):
         shutil.copy(hls_template_dir() / name, hls / name)
-    (hls / "dtl_params.h").write_text(params_header(design, model, board, len(program.memory), m_max, layout))
+    (hls / "dtl_params.h").write_text(params_header(design, model, board, len(program.memory), m_max, bus_bytes, layout))
     write_test_vectors(data, program, fe_outputs, rl)
 
 

@@ -151,8 +151,8 @@ def open_project(path: Path) -> ProjectData:
     if program["input_addr"] >= len(memory):
         raise DesignError(f"{sim / 'program.json'}: input_addr {program['input_addr']} lies outside the "
                           f"{len(memory)}-byte image; {FIX}")
-    fe_ops = check_descriptors(memory, program["desc_addr"], program["ops"], params.m_max, (params.tr, params.tc),
-                               str(sim / "program.json"))
+    fe_ops = check_descriptors(memory, program["desc_addr"], program["ops"], params.m_max,
+                               (params.tm, params.tn, params.tr, params.tc), params.bus_bytes, str(sim / "program.json"))
     for op, fe_op in zip(program["ops"], fe_ops):
         # The simulation's time-out and the reports' predictions come from these: they must be the model's.
         cycles = op_cycles(fe_op, design.fe, params.bus_bytes, params.latency).cycles
@@ -285,7 +285,7 @@ def check_sources(data: ProjectData, rl: RLProject | None, parts: tuple[str, ...
             expected["hls"][name] = (hls_template_dir() / name).read_bytes()
         expected["hls"]["dtl_params.h"] = params_header(data.design, data.program["model"], data.board.name,
                                                         data.params.memory_bytes, data.params.m_max,
-                                                        layout).encode()
+                                                        data.params.bus_bytes, layout).encode()
     # What else dtlgen writes there (data and reports, never compiled): a strict list for hls/ and rtl/,
     # whose folders are compiler include paths.
     others = {"hls": {"tb_data", "csim_report.json", "run_hls.tcl"}, "rtl": {"dram_init.hex"}, "sim": None}

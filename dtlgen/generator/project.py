@@ -103,7 +103,7 @@ def generate_project(network: Network, design: Design, board: Board, calib_x: np
     x_int = golden.quantize_input(qnet, sample_x[None])[0]
     widest = max((layer.m for layer in network.frozen_layers if layer.has_weights), default=1)
     m_max = 1 << max(0, (widest - 1).bit_length())
-    program = build_fe_program(qnet, design.fe, x_int, m_max=m_max)
+    program = build_fe_program(qnet, design.fe, x_int, m_max=m_max, bus_bytes=_bus_bytes(board))
     params = sim_params(design, board, len(program.memory), m_max)
     reference = golden.fe_forward(qnet, x_int[None])
     progress(f"writing the project ({len(program.ops)} FE descriptors, {len(program.memory) >> 10} KiB DRAM image)")
@@ -134,7 +134,7 @@ def generate_project(network: Network, design: Design, board: Board, calib_x: np
         progress("writing the HLS C++ engines and their C-simulation test vectors (golden model)")
         write_hls(staging, design, network.name, board.name, program,
                   [reference[img.layer][0] for img in program.ops], m_max,
-                  (qnet, rl_layout, *rl_data) if rl_data is not None else None)
+                  (qnet, rl_layout, *rl_data) if rl_data is not None else None, bus_bytes=_bus_bytes(board))
         if flow == "vivado":
             progress(f"writing the Vitis HLS / Vivado project for {board.name} and the PYNQ driver")
             write_xilinx_project(staging, board, design, ("fe", "rl") if rl_layout is not None else ("fe",))

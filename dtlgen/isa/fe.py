@@ -4,6 +4,11 @@ w0 kind | act << 4 | fused pool << 6 | depthwise << 7; w1 N | M << 16; w2 H | W 
 w4 K | S << 8 | P << 16 | shift << 24 (signed); w5 six (signed 16) | average-pool multiplier << 16;
 w6 input address; w7 weight address (an add's second input); w8 bias address; w9 output address;
 w10 the add's operand shifts sa | sb << 8; w11..w15 zero.
+
+A conv's weights in memory, trip by trip (m tile outer, n tile inner; a depthwise conv: m tiles):
+K·K tap rows in (kr, kc) order, each the tap's tm_e × wn weights in (m, n) order (wn = tn_e, or 1
+for a depthwise conv), zero-padded to whole bus beats (`weight_row_bytes`), so that a beat never
+spans two taps and the engine writes each beat into one tap of its weight banks.
 """
 
 from __future__ import annotations
@@ -58,3 +63,20 @@ def reserved_bits(raw: Any) -> int:
     for f in FIELDS:
         used[f.word] |= ((1 << f.width) - 1) << f.lsb
     return sum(bin(int(w) & ~u & 0xFFFFFFFF).count("1") for w, u in zip(words, used))
+
+
+def weight_row_bytes(lanes: int, columns: int, bus_bytes: int, element_bytes: int = 1) -> int:
+    """Bytes of one tap row of a trip's weight tile: `lanes` × `columns` weights of `element_bytes`
+    (the engines: one), padded to whole `bus_bytes` beats."""
+    return -(-lanes * columns * element_bytes // bus_bytes) * bus_bytes
+
+
+def weight_bytes(m: int, n: int, k: int, depthwise: bool, tm: int, tn: int, bus_bytes: int,
+                 element_bytes: int = 1) -> int:
+    """Bytes of a conv's weights in memory, every trip's tile laid out as the module docstring says."""
+    # (count, extent) of the full tiles and the edge tile along each dimension: a closed form, so that a
+    # stranger's descriptor cannot make the check loop for long
+    rows = [(m // tm, tm), (1 if m % tm else 0, m % tm)]
+    cols = [(1, 1)] if depthwise else [(n // tn, tn), (1 if n % tn else 0, n % tn)]
+    return k * k * sum(a * b * weight_row_bytes(lanes, wn, bus_bytes, element_bytes)
+                       for a, lanes in rows for b, wn in cols)

@@ -157,13 +157,14 @@ def _aligned(n: int) -> int:
     return -(-n // ALIGN) * ALIGN
 
 
-def fe_image_bytes(network, ops: list) -> int:
-    """The FE program's size as generator.fe_program lays it out: descriptors, input, then per op its
-    bias, weights and output, each 64-byte aligned."""
+def fe_image_bytes(network, ops: list, cfg, bus_bytes: int) -> int:
+    """The FE program's size as generator.fe_program lays it out for the FE array `cfg` and a
+    `bus_bytes` port: descriptors, input, then per op its bias, weights and output, each 64-byte aligned."""
     size = _aligned(DESCRIPTOR_BYTES * len(ops)) + _aligned(int(np.prod(network.input_shape)))
     for op in ops:
         if op.kind == "conv":
-            size += _aligned(4 * op.m) + _aligned(op.m * (1 if op.depthwise else op.n) * op.k * op.k)
+            size += _aligned(4 * op.m) + _aligned(isa_fe.weight_bytes(op.m, op.n, op.k, op.depthwise, cfg.tm, cfg.tn,
+                                                                      bus_bytes))
         rows, cols = (op.r // 2, op.c // 2) if op.pool else (op.r, op.c)
         size += _aligned(op.m * rows * cols)
     return size
@@ -215,4 +216,4 @@ def core_parameters(network, design, board) -> dict[str, int]:
                              + (w_depth * r.tm * r.tn + b_depth * r.tm) * 2 + 4 * ALIGN))
         rl_core = dict(rl_tm=r.tm, rl_tn=r.tn, rl_bits=r.bits, rl_acc_bits=r.acc_bits or rl.required_acc_bits(gemms, r),
                        lanes=lanes, **{key: max(2, depth) for key, depth in depths.items()})
-    return core_record(design, board, ops, fe_image_bytes(network, ops), _pow2(widest), rl_core, rl_bytes)
+    return core_record(design, board, ops, fe_image_bytes(network, ops, cfg, bus), _pow2(widest), rl_core, rl_bytes)

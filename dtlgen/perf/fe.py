@@ -25,8 +25,8 @@ tiles have their true extents (tr_e ≤ tr, tc_e ≤ tc, tm_e ≤ tm, tn_e ≤ t
 - load of a trip: `L + in_beats + w_beats`, L = DRAM latency (one per trip: requests are
   pipelined). in_beats = tn_e · rows_v · ceil(cols_v · a_bytes / bus) where rows_v × cols_v is
   the input window of the tile clipped to the image (padding is generated on chip, not loaded);
-  w_beats = ceil(tm_e · tn_e · K · K · w_bytes / bus) (the generator stores weights in tile order,
-  one burst per trip).
+  w_beats = K · K · ceil(tm_e · tn_e · w_bytes / bus): the generator stores each trip's weights as
+  one burst of K·K tap rows, each padded to whole beats (`dtlgen.isa.fe.weight_row_bytes`).
 - store of an output tile: tm_e · out_rows · ceil(out_cols · a_bytes / bus) after bias, ReLU,
   requantisation and the fused pool; stores are posted (no latency).
 - Double buffering: while trip i computes, the memory side loads trip i+1 and, during the first
@@ -254,7 +254,7 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, tm, tn, tr, t
         channels = lanes if per_channel else tn_e
         beats = inputs * channels * row_beats
         if kind == "conv":
-            beats = beats + np.ceil(lanes * (1 if per_channel else tn_e) * k * k * w_bytes / bus)
+            beats = beats + k * k * np.ceil(lanes * (1 if per_channel else tn_e) * w_bytes / bus)
         return np.broadcast_to(latency + beats, grid).ravel()
 
     tn_last = n - (nt - 1) * tn if not per_channel else 0
@@ -283,7 +283,7 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, tm, tn, tr, t
     bus_cycles = int(loads + store.sum()) + overhead
     in_bytes = inputs * a_bytes * int((rows_v[:, None] * cols_v[None, :]).sum()) * (m if per_channel else n) * \
         (1 if per_channel else mt)
-    w_total = m * (1 if per_channel else n) * k * k * w_bytes if kind == "conv" else 0
+    w_total = int(isa_fe.weight_bytes(m, n, k, per_channel, tm, tn, bus, w_bytes)) if kind == "conv" else 0
     out_bytes = m * int(out_r.sum()) * int(out_c.sum()) * a_bytes
     return OpCycles(cycles, int(comp.sum()) * nt, bus_cycles, trips,
                     in_bytes + w_total * rt * ct + out_bytes)

@@ -53,7 +53,7 @@ def reference_schedule(op: fe.FEOp, cfg: fe.FEConfig, bus: int, latency: int, no
         return min(max(hi, 0), size) - min(max(lo, 0), size)
 
     tiles = []  # (list of (compute, load) per trip, store), in visiting order
-    in_elems = w_elems = out_elems = 0
+    in_elems = w_moved = out_elems = 0
     for r0 in range(0, op.r, tr):  # row tile
         tr_e = min(tr, op.r - r0)
         rows_v = valid(r0, tr_e, op.h)
@@ -69,10 +69,10 @@ def reference_schedule(op: fe.FEOp, cfg: fe.FEConfig, bus: int, latency: int, no
                     in_beats = inputs * tn_e * rows_v * cdiv(cols_v * a_bytes, bus)
                     in_elems += inputs * tn_e * rows_v * cols_v
                     w_beats = 0
-                    if is_conv:
-                        weights = tm_e * (1 if per_channel else tn_e) * k * k
-                        w_beats = cdiv(weights * w_bytes, bus)
-                        w_elems += weights
+                    if is_conv:  # K·K tap rows of tm_e × wn weights, each padded to whole beats
+                        row_beats = cdiv(tm_e * (1 if per_channel else tn_e) * w_bytes, bus)
+                        w_beats = k * k * row_beats
+                        w_moved += k * k * row_beats * bus
                     trips.append((compute, latency + in_beats + w_beats))
                 out_rows = tr_e // op.pool if op.pool else tr_e
                 out_cols = tc_e // op.pool if op.pool else tc_e
@@ -100,7 +100,7 @@ def reference_schedule(op: fe.FEOp, cfg: fe.FEConfig, bus: int, latency: int, no
         compute_cycles=sum(s[0] for s in sequence),
         bus_cycles=overhead + sum(s[1] for s in sequence) + sum(t[1] for t in tiles),
         trips=len(sequence),
-        dram_bytes=in_elems * a_bytes + w_elems * w_bytes + out_elems * a_bytes,
+        dram_bytes=in_elems * a_bytes + w_moved + out_elems * a_bytes,
         overhead=overhead, first_load=first_load, last_store=last_store,
     )
 
@@ -376,17 +376,17 @@ def test_bound_memory_when_starved_compute_when_fast():
 def test_hand_computed_small_conv():
     """A 2-input, 2-output 3×3 pad-1 conv on 4×4, tm=tn=1, tr=tc=4, 8-bit, bus 4, L = 10, by hand.
 
-    Per trip: compute 16·9 + D(1)=4 → 148; load = 10 + rows 4·ceil(4/4)=4 + ceil(9/4)=3 → 17;
-    store = 1·4·ceil(4/4) = 4. Trips (m, n): (0,0) (0,1) (1,0) (1,1): all compute bound (148).
-    overhead = 10 + ceil(64/4)=16 + 10 + ceil(2·4/4)=2 → 38; cycles = 38 + 17 + 4·(148 + 1 handoff) + 4
-    + 6 (store pipeline) + 4 phases · 2 = 669.
+    Per trip: compute 16·9 + D(1)=4 → 148; load = 10 + rows 4·ceil(4/4)=4 + 9 tap rows of one
+    weight, a beat each → 23; store = 1·4·ceil(4/4) = 4. Trips (m, n): (0,0) (0,1) (1,0) (1,1): all
+    compute bound (148). overhead = 10 + ceil(64/4)=16 + 10 + ceil(2·4/4)=2 → 38; cycles = 38 + 23
+    + 4·(148 + 1 handoff) + 4 + 6 (store pipeline) + 4 phases · 2 = 675.
     """
     network = Network("t", (2, 4, 4), [conv_layer("c", 2, 4, 2, 3, 1, 1)])
     cfg = fe.FEConfig(1, 1, 4, 4)
     (op,) = fe.fe_ops(network, cfg)
     oc = fe.op_cycles(op, cfg, 4, 10)
-    assert oc.cycles == 669 and oc.trips == 4 and oc.compute_cycles == 4 * 148
-    assert oc.bus_cycles == 38 + 4 * 17 + 2 * 4
+    assert oc.cycles == 675 and oc.trips == 4 and oc.compute_cycles == 4 * 148
+    assert oc.bus_cycles == 38 + 4 * 23 + 2 * 4
 
 
 # --- 2. resources -------------------------------------------------------------------------------

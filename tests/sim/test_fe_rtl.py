@@ -33,7 +33,7 @@ PARAMS = fe_sim.FESimParams(4, 4, 4, 4, BUS, LATENCY, pipeline_depth(4))
 
 
 def simulate(qnet, x_int, workdir, params=PARAMS, cfg=CFG):
-    program = build_fe_program(qnet, cfg, x_int, params.memory_bytes)
+    program = build_fe_program(qnet, cfg, x_int, params.memory_bytes, bus_bytes=params.bus_bytes)
     predicted = [op_cycles(img.op, cfg, params.bus_bytes, params.latency).cycles for img in program.ops]
     result = fe_sim.run(program, params, workdir, max_cycles=4 * sum(predicted) + 10_000)
     reference = golden.fe_forward(qnet, x_int[None])
@@ -159,15 +159,15 @@ def test_unsupported_layers_fail_before_any_build():
     wide = import_module(nn.Sequential(nn.Conv2d(2, 2, 9, padding=4)).eval(), (2, 10, 10))
     qnet = quantize(wide, np.random.default_rng(0).standard_normal((2, 2, 10, 10)), PrecisionConfig())
     with pytest.raises(DesignError, match="kernel 9"):
-        build_fe_program(qnet, CFG, np.zeros((2, 10, 10), dtype=np.int64), PARAMS.memory_bytes)
+        build_fe_program(qnet, CFG, np.zeros((2, 10, 10), dtype=np.int64), PARAMS.memory_bytes, bus_bytes=BUS)
     pooled = import_module(nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.MaxPool2d(4, 4)).eval(), (2, 32, 32))
     qnet = quantize(pooled, np.random.default_rng(0).standard_normal((2, 2, 32, 32)), PrecisionConfig())
     with pytest.raises(DesignError, match="larger than the engine's buffers"):  # a stride-4 window of 8 outputs
-        build_fe_program(qnet, FEConfig(4, 4, 8, 8), np.zeros((2, 32, 32), dtype=np.int64))
+        build_fe_program(qnet, FEConfig(4, 4, 8, 8), np.zeros((2, 32, 32), dtype=np.int64), bus_bytes=BUS)
     small = import_module(nn.Sequential(nn.Conv2d(2, 2, 3, padding=1)).eval(), (2, 6, 6))
     qnet = quantize(small, np.random.default_rng(0).standard_normal((2, 2, 6, 6)), PrecisionConfig(a_bits=12))
     with pytest.raises(DesignError, match="one byte per"):
-        build_fe_program(qnet, FEConfig(4, 4, 4, 4, a_bits=12), np.zeros((2, 6, 6), dtype=np.int64))
+        build_fe_program(qnet, FEConfig(4, 4, 4, 4, a_bits=12), np.zeros((2, 6, 6), dtype=np.int64), bus_bytes=BUS)
 
 
 def test_missing_simulator_is_a_clear_error(monkeypatch):

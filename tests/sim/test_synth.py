@@ -44,6 +44,32 @@ def test_fe_engine_synthesises_for_ecp5(tmp_path):
     assert multipliers >= 2 * 2, "the 2x2 array's multipliers map to MULT18X18D"
 
 
+def _cell_counts(stat: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for line in stat.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0].isdigit():
+            counts[parts[1]] = counts.get(parts[1], 0) + int(parts[0])
+    return counts
+
+
+def test_fe_buffers_are_inferred_as_ram(tmp_path):
+    """synth_ecp5 up to its RAM mapping (about 10 s): the 2x2 engine's tile buffers are in distributed
+    RAM (TRELLIS_DPR16X4, 64 bits each) or block RAM (DP16KD), not in flip-flops behind multiplexers.
+
+    SMALL's buffers, by fe_engine.sv's sizing (K_MAX 3, S_MAX 2, bus 4 bytes, an add's second operand),
+    in 16-word x 4-bit cells: input 4 banks of 20 words x 32 bits (2 x 8 cells each) = 64 cells; weights
+    4 banks of 18 taps x 8 bits (2 x 2) = 16; bias 16 x 32 (1 x 8) = 8. The output tile of a 2x2 tile
+    is one word per bank: a register whatever the coding.
+    """
+    result = yosys(f"{FE_READ}; {SMALL}; synth_ecp5 -top fe_engine -run :map_ffs; tee -q -o stat.txt stat", tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    cells = _cell_counts((tmp_path / "stat.txt").read_text())
+    assert not [name for name in cells if name.startswith("$mem")], f"memories left unmapped: {cells}"
+    ram_cells = cells.get("TRELLIS_DPR16X4", 0) + 18 * 1024 // 64 * cells.get("DP16KD", 0)
+    assert ram_cells >= 64 + 16 + 8, f"the input, weight and bias banks need 88 RAM cells; synthesis made {cells}"
+
+
 def test_rl_engine_elaborates_cleanly_in_yosys(tmp_path):
     result = yosys(f"{RL_READ}; {RL_SMALL}; hierarchy -check -top rl_engine; proc; opt_clean; check -assert", tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

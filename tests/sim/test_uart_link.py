@@ -48,7 +48,7 @@ def test_fe_and_retraining_over_the_uart_link_bit_exact(tmp_path):
     qnet = quantize(network, x, PrecisionConfig(batch=batch, lr_shift=5))
     x_int = golden.quantize_input(qnet, x)
     cfg = FEConfig(2, 2, 2, 2)
-    program = build_fe_program(qnet, cfg, x_int[0], m_max=4)
+    program = build_fe_program(qnet, cfg, x_int[0], m_max=4, bus_bytes=BUS)
     layout = plan_rl(qnet, RLConfig(2, 2, batch=batch), BUS)
     features = golden.fe_forward(qnet, x_int)[qnet.rl_layers[0].inputs[0]].reshape(len(x), -1)
     plan = TrainingPlan(features, rng.integers(0, 3, len(x)), rng.permutation(len(x))[:2 * batch], [batch] * 2,

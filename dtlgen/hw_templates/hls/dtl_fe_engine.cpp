@@ -27,6 +27,7 @@ const int TR = DTL_FE_TR;
 const int TC = DTL_FE_TC;
 const int K_MAX = DTL_FE_K_MAX;
 const int KK = K_MAX * K_MAX;
+const int BUS = DTL_FE_BUS_BYTES;  // a weight tile's tap rows are padded to whole beats of the port
 const int IN_ROWS = (TR - 1) * DTL_FE_S_MAX + K_MAX;
 const int IN_COLS = (TC - 1) * DTL_FE_S_MAX + K_MAX;
 const int IN_WINDOW = IN_ROWS * IN_COLS;
@@ -96,12 +97,15 @@ static Trip next_trip(const FeDesc &d, Trip t, int nl) {
   return t;
 }
 
-// Bytes of the weight tile of a trip (the generator stores them in trip order).
+// Bytes of one tap row of a weight tile: tm x wn weights padded to whole beats (dtlgen.isa.fe).
+static unsigned weight_row_bytes(int tm, int wn) { return unsigned((tm * wn + BUS - 1) / BUS * BUS); }
+
+// Bytes of the weight tile of a trip (the generator stores them in trip order): K*K tap rows.
 static unsigned trip_weight_bytes(const FeDesc &d, const Trip &t) {
   if (d.kind != KIND_CONV) return 0;
   int tm = min_int(TM, d.m - t.m0);
   int wn = d.dw ? 1 : min_int(TN, d.n - t.n0);
-  return unsigned(tm * wn * d.k * d.k);
+  return unsigned(d.k * d.k) * weight_row_bytes(tm, wn);
 }
 
 // Load a trip's input window (both operands of an add) and weight tile. Positions outside the
@@ -144,17 +148,19 @@ load_operand:
   if (d.kind != KIND_CONV) return;
   const int tm = min_int(TM, d.m - t.m0);
   const int wn = d.dw ? 1 : min_int(TN, d.n - t.n0);
-  unsigned a = w_addr;
+  const unsigned row = weight_row_bytes(tm, wn);
 load_weights:
-  for (int m = 0; m < TM; m++) {
-    for (int n = 0; n < TN; n++) {
-      for (int kr = 0; kr < d.k; kr++) {
+  for (int kr = 0; kr < d.k; kr++) {
 #pragma HLS LOOP_TRIPCOUNT max = K_MAX
-        for (int kc = 0; kc < d.k; kc++) {
+    for (int kc = 0; kc < d.k; kc++) {
 #pragma HLS LOOP_TRIPCOUNT max = K_MAX
+      // one tap row: (m, n) order, then padding to the beat
+      const unsigned a = w_addr + unsigned(kr * d.k + kc) * row;
+      for (int m = 0; m < TM; m++) {
+        for (int n = 0; n < TN; n++) {
 #pragma HLS PIPELINE II = 1
           fe_wgt_t v = 0;
-          if (m < tm && n < wn) v = fe_wgt_t(mem[a++]);
+          if (m < tm && n < wn) v = fe_wgt_t(mem[a + unsigned(m * wn + n)]);
           wbuf[m][n][kr * K_MAX + kc] = v;
         }
       }
@@ -308,8 +314,13 @@ static bool fe_check(const FeDesc &d, unsigned index, unsigned at, const dtl_fe_
   if (d.kind == KIND_ADD && !fe_fits(mem, index, at, "reads", "its second input", d.wt, channels * map))
     return false;
   if (d.kind == KIND_CONV) {
-    const unsigned long long taps = (unsigned long long)d.k * d.k * d.m * (d.dw ? 1 : d.n);
-    if (!fe_fits(mem, index, at, "reads", "its weights", d.wt, taps)) return false;
+    // every trip's weight tile (dtlgen.isa.fe.weight_bytes): full and edge tiles along m and n
+    const unsigned long long mf = d.m / TM, mr = d.m % TM, nf = d.dw ? 1 : d.n / TN, nr = d.dw ? 0 : d.n % TN;
+    const int nw = d.dw ? 1 : TN;
+    const unsigned long long bytes = (unsigned long long)d.k * d.k *
+        (mf * nf * weight_row_bytes(TM, nw) + mf * (nr ? weight_row_bytes(TM, int(nr)) : 0) +
+         (mr ? nf * weight_row_bytes(int(mr), nw) + (nr ? weight_row_bytes(int(mr), int(nr)) : 0) : 0));
+    if (!fe_fits(mem, index, at, "reads", "its weights", d.wt, bytes)) return false;
   }
   return fe_fits(mem, index, at, "writes", "its output", d.out, (unsigned long long)d.m * out_rows * out_cols);
 }

@@ -61,8 +61,8 @@ module fe_engine #(
   localparam int IN_ROW_WORDS = IN_PITCH / B;  // a buffer word holds one beat: B elements
   localparam int IN_WORDS = IN_ROWS * IN_ROW_WORDS;  // one half of one bank
   localparam int IN_BANKS = (TM > TN) ? TM : TN;  // per-channel ops read one bank per output lane
-  localparam int W_PITCH = 1 << $clog2(K_MAX);  // a weight tap sits at kr * W_PITCH + kc
-  localparam int W_DEPTH = W_PITCH * W_PITCH;
+  localparam int KK = K_MAX * K_MAX;  // weight taps per element and half
+  localparam int WA = $clog2(2 * KK);
   // Output tile: per lane and half, 2 x CB banks (row parity x column mod CB), so that a store
   // beat (B columns of one row, or 2B columns of two rows under the fused pool) reads one word of
   // each bank at one address, and the array writes one bank per cycle.
@@ -88,14 +88,9 @@ module fe_engine #(
   // END dtlgen.isa constants
 
   // ---------------------------------------------------------------------------------------------
-  // Buffers: the input, output and bias tiles are dtl_ram banks (block RAM / LUTRAM); the weight
-  // tile is a register file read one tap per cycle.
-  logic signed [W_BITS-1:0]   wbuf [2 * TM * TN * W_DEPTH];
+  // Buffers: the input, weight, output and bias tiles are dtl_ram banks (block RAM / LUTRAM); the
+  // descriptor is a register file.
   logic [31:0]                desc [DESC_WORDS];
-
-  function automatic int w_idx(input logic half, input int m, input int n, input int a);
-    w_idx = ((32'(half) * TM + m) * TN + n) * W_DEPTH + a;
-  endfunction
 
   // ---------------------------------------------------------------------------------------------
   // Descriptor fields
@@ -237,7 +232,7 @@ module fe_engine #(
   logic        iss_all;
   logic [15:0] rsp_beat;     // beat within the responding row segment
   logic [31:0] rsp_byte;     // bytes received of the descriptor / bias table / weight tile
-  logic [15:0] wr_m, wr_n, wr_kr, wr_kc;  // weight walker: next (m, n, kr, kc) to write
+  logic [15:0] wr_t, wr_b;  // weight walker: the tap row and the beat within it
 
   // geometry of the trip being loaded
   logic [15:0] ld_tr, ld_tc, ld_tm, ld_tn;
@@ -268,8 +263,12 @@ module fe_engine #(
   assign ld_ch0 = d_pc ? ld.m0 : ld.n0;
   assign ld_wn = d_dw ? 16'd1 : ld_tn;
   assign ld_two_ops = (d_kind == K_ADD);
+  // A trip's weights are K*K tap rows (kr, kc order), each the tap's ld_tm x ld_wn weights in (m, n)
+  // order padded to whole beats (dtlgen.isa.fe.weight_row_bytes): a beat never spans two taps.
+  logic [15:0] ld_w_row_beats;
   logic [31:0] ld_w_bytes;
-  assign ld_w_bytes = (d_kind == K_CONV) ? 32'(ld_tm) * 32'(ld_wn) * 32'(d_k) * 32'(d_k) : 32'd0;
+  assign ld_w_row_beats = 16'((32'(ld_tm) * 32'(ld_wn) + B - 1) / B);
+  assign ld_w_bytes = (d_kind == K_CONV) ? 32'(ld_w_row_beats) * B * 32'(d_k) * 32'(d_k) : 32'd0;
   // The generator stores weights in trip order: for every output tile position the (m, n) tiles
   // follow each other, so the pointer advances by each trip's weights and rewinds per position.
   logic [31:0] w_ptr;
@@ -365,6 +364,29 @@ module fe_engine #(
     assign bias_waddr = BA'(rsp_byte / 4);
     assign bias_wdata[0] = {rd_data[8*B-1:0], bias_part};
   end
+  // Weight banks, one per multiplier: tap rows at (half, tap). A beat carries B weights of one tap
+  // row; element (m, n) sits at position m * ld_wn + n of the row (a depthwise conv: m).
+  logic              w_beat;  // a beat of the weight tile
+  logic [WA-1:0]     w_waddr, w_raddr;
+  logic [W_BITS-1:0] w_rdata [TM * TN];
+  assign w_beat = (mstate == M_LOAD) && !job_start && rd_valid && (mjob == J_TRIP) && (d_kind == K_CONV)
+                && (rsp.done || ld_rows == 0);
+  assign w_waddr = WA'(32'(ld_half) * KK + 32'(wr_t));
+  for (genvar m = 0; m < TM; m++) begin : g_w_row
+    logic [31:0] row_pos;  // m * ld_wn, in shifts and adds (no multiplier)
+    always_comb begin
+      row_pos = '0;
+      for (int i = 0; i < 16; i++) if (((m >> i) & 1) != 0) row_pos = row_pos + (32'(ld_wn) << i);
+    end
+    for (genvar n = 0; n < TN; n++) begin : g_w_col
+      logic [31:0] pos;
+      assign pos = row_pos + 32'(n);
+      dtl_ram #(.WIDTH(W_BITS), .DEPTH(2 * KK)) bank (
+        .clk, .we(w_beat && 16'(m) < ld_tm && 16'(n) < ld_wn && pos / B == 32'(wr_b)), .waddr(w_waddr),
+        .wdata(rd_data[(pos % B) * 8 +: W_BITS]), .re(1'b1), .raddr(w_raddr), .rdata(w_rdata[m * TN + n]));
+    end
+  end
+
   for (genvar k = 0; k < BIAS_BANKS; k++) begin : g_bias
     dtl_ram #(.WIDTH(32), .DEPTH(BIAS_DEPTH)) bank (
       .clk, .we(bias_we), .waddr(bias_waddr), .wdata(bias_wdata[k]), .re(!q1_valid || s_go), .raddr(bias_raddr), .rdata(bias_rdata[k]));
@@ -534,7 +556,7 @@ module fe_engine #(
         st_half <= job_st_half;
         iss <= '0; rsp <= '0; iss_w <= 1'b0; iss_all <= 1'b0;
         rsp_beat <= '0; rsp_byte <= '0;
-        wr_m <= '0; wr_n <= '0; wr_kr <= '0; wr_kc <= '0;
+        wr_t <= '0; wr_b <= '0;
         st_m <= '0; st_row <= '0; st_beat <= '0;
         // a pooled edge tile of one row or column stores nothing
         mstate <= (job_store && !job_st_empty) ? M_STORE : (job_load ? M_LOAD : M_WAIT);
@@ -588,28 +610,12 @@ module fe_engine #(
                   if (rsp_next.done && d_kind != K_CONV) mstate <= M_WAIT;  // no weights follow
                 end
               end else begin
-                // the weight tile, bytes in (m, n, kr, kc) order
-                logic [15:0] m_i, n_i, kr_i, kc_i;
-                m_i = wr_m; n_i = wr_n; kr_i = wr_kr; kc_i = wr_kc;
-                for (int j = 0; j < BUS_BYTES; j++) begin
-                  if (rsp_byte + 32'(j) < ld_w_bytes) begin
-                    wbuf[w_idx(ld_half, 32'(m_i), 32'(n_i), 32'(kr_i) * W_PITCH + 32'(kc_i))] <= rd_data[j * 8 +: W_BITS];
-                    if (kc_i + 1 < 16'(d_k)) kc_i = kc_i + 1;
-                    else begin
-                      kc_i = '0;
-                      if (kr_i + 1 < 16'(d_k)) kr_i = kr_i + 1;
-                      else begin
-                        kr_i = '0;
-                        if (n_i + 1 < ld_wn) n_i = n_i + 1;
-                        else begin
-                          n_i = '0;
-                          m_i = m_i + 1;
-                        end
-                      end
-                    end
-                  end
+                // the weight tile, a tap row after another (the weight banks take the beat)
+                if (wr_b + 1 < ld_w_row_beats) wr_b <= wr_b + 1;
+                else begin
+                  wr_b <= '0;
+                  wr_t <= wr_t + 1;
                 end
-                wr_m <= m_i; wr_n <= n_i; wr_kr <= kr_i; wr_kc <= kc_i;
                 rsp_byte <= rsp_byte + BUS_BYTES;
                 if (rsp_byte + BUS_BYTES >= ld_w_bytes) mstate <= M_WAIT;
               end
@@ -662,7 +668,7 @@ module fe_engine #(
   logic [TAP_BITS-1:0] td [TREE + 2];
   logic [7:0]  s0_sel;      // E0: element of the input word
   logic        s0_outside;  // E0: the tap reads padding
-  logic [15:0] s0_tap;      // E0: weight tap kr * W_PITCH + kc
+  logic [15:0] c_tap;       // issue: weight tap kr * K + kc, counted
   logic signed [A_BITS-1:0]   a1 [IN_BANKS];  // E1 operands, one per bank
   logic signed [A_BITS-1:0]   b1 [TM];        // E1: an add's second operand, per lane
   logic signed [W_BITS-1:0]   w1 [TM * TN];   // E1 weights
@@ -685,6 +691,7 @@ module fe_engine #(
     i_ry = 32'(iy) - 32'(c_ylo);
     i_rx = 32'(ix) - 32'(c_xlo);
     in_raddr = $bits(in_raddr)'(32'(cur_half) * IN_WORDS + i_ry * IN_ROW_WORDS + i_rx / B);
+    w_raddr = WA'(32'(cur_half) * KK + 32'(c_tap));
   end
 
   logic last_tap_now;
@@ -702,6 +709,7 @@ module fe_engine #(
           if (comp_start) begin
             cstate <= C_ISSUE;
             rr <= '0; cc <= '0; kr <= '0; kc <= '0;
+            c_tap <= '0;
           end
         end
         C_ISSUE: begin
@@ -713,7 +721,7 @@ module fe_engine #(
           t0.oaddr <= OA'(32'(rr >> 1) * O_COL_WORDS + 32'(cc) / CB);
           s0_sel <= 8'(i_rx % B);
           s0_outside <= i_outside;
-          s0_tap <= 16'(32'(kr) * W_PITCH + 32'(kc));
+          c_tap <= last_tap_now ? 16'd0 : c_tap + 16'd1;
           // advance kc, kr, cc, rr
           if (kc + 1 < 16'(d_k)) kc <= kc + 1;
           else begin
@@ -745,7 +753,7 @@ module fe_engine #(
   end
 
   // E1: operands from the input words (padding: zero, except for max pooling, where it must never
-  // win; channels beyond the trip's are zero), weights of the tap
+  // win; channels beyond the trip's are zero), the tap's weights from the weight banks (read at E0)
   always_ff @(posedge clk) begin
     for (int b = 0; b < IN_BANKS; b++) begin
       if (s0_outside || (!d_pc && b >= 32'(c_tn)))
@@ -757,7 +765,7 @@ module fe_engine #(
       b1[m] <= (s0_outside || HAS_ADD == 0) ? '0 : in2_rdata[m][32'(s0_sel) * A_BITS +: A_BITS];
     for (int m = 0; m < TM; m++)
       for (int n = 0; n < TN; n++)
-        w1[m * TN + n] <= wbuf[w_idx(cur_half, m, n, 32'(s0_tap))];
+        w1[m * TN + n] <= $signed(w_rdata[m * TN + n]);
   end
 
   // E2: products (a depthwise lane uses its own operand and column 0), a per-channel op's value;
