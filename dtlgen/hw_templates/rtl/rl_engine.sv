@@ -756,24 +756,26 @@ module rl_engine #(
       st5 <= st4;
       if (st4.valid) begin
         if (d_mode == M_UPDATE) begin
+          // one datapath per PE: the bias column (col == N) takes the bias shifts and the bias bank
           for (int i = 0; i < TM; i++) begin
             upd_b_ok[i] <= 1'b0;
             upd_b[i] <= '0;
             for (int j = 0; j < TN; j++) begin
               logic [31:0] row, col;
-              logic signed [BITS-1:0] dw;
+              logic signed [BITS-1:0] dw, new_value;
               logic signed [WIDE-1:0] step;
+              logic is_bias;
               row = st4.m0 + 32'(i);
               col = st4.n0 + 32'(j);
-              if (col == 32'(d_n)) begin
-                dw = requant(WIDE'(uvec[i * TN + j]), d_s1);
-                step = sround(dw, d_s3, rnd[i * TN + j]);
-                upd_b[i] <= saturate(WIDE'($signed(b_rdata[i])) - step);
+              is_bias = col == 32'(d_n);
+              dw = requant(WIDE'(uvec[i * TN + j]), is_bias ? d_s1 : d_s0);
+              step = sround(dw, is_bias ? d_s3 : d_s2, rnd[i * TN + j]);
+              new_value = saturate(WIDE'($signed(is_bias ? b_rdata[i] : w_rdata[i * TN + j])) - step);
+              if (is_bias) begin
+                upd_b[i] <= new_value;
                 upd_b_ok[i] <= row < 32'(d_m);
               end
-              dw = requant(WIDE'(uvec[i * TN + j]), d_s0);
-              step = sround(dw, d_s2, rnd[i * TN + j]);
-              upd_w[i * TN + j] <= saturate(WIDE'($signed(w_rdata[i * TN + j])) - step);
+              upd_w[i * TN + j] <= new_value;
               upd_w_ok[i * TN + j] <= (row < 32'(d_m)) && (col < 32'(d_n));
             end
           end
@@ -787,21 +789,24 @@ module rl_engine #(
             end
           end
         end else begin
+          // one requantiser per lane for both modes: FWD adds the bias first
           for (int l = 0; l < LANES; l++) begin
             logic signed [BITS-1:0] y, x;
+            logic signed [WIDE-1:0] v;
             logic [31:0] idx;
             logic keep;
+            v = WIDE'(ovec[l]);
+            if (d_mode == M_FWD && l < TM) v = v + (WIDE'($signed(b_rdata[l < TM ? l : 0])) <<< 7'(d_s1));
+            y = requant(v, d_s0);
             if (d_mode == M_FWD) begin
               idx = st4.m0 + 32'(l);
-              y = (l < TM) ? requant(WIDE'(ovec[l]) + (WIDE'($signed(b_rdata[l < TM ? l : 0])) <<< 7'(d_s1)), d_s0)
-                           : '0;
+              if (l >= TM) y = '0;
               if (d_act == ACT_RELU && y < 0) y = '0;
               if (d_act == ACT_RELU6) y = (y < 0) ? '0 : (y > d_six) ? d_six : y;
               res_ok[l] <= (l < TM) && (idx < 32'(d_m));
             end else begin
               idx = st4.n0 + 32'(l);
               x = a_rdata[(32'(st4.n0) + 32'(l)) & 32'(LANES - 1)];
-              y = requant(WIDE'(ovec[l]), d_s0);
               keep = (d_act == ACT_NONE) || (d_act == ACT_RELU && x > 0) || (d_act == ACT_RELU6 && x > 0 && x < d_six);
               if (!keep) y = '0;
               res_ok[l] <= (l < TN) && (idx < 32'(d_n));
