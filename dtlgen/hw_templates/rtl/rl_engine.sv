@@ -309,6 +309,7 @@ module rl_engine #(
   logic signed [BITS-1:0]     res [LANES];   // stage 5: FWD / BWD_DATA results to write
   logic                       res_ok [LANES];
   /* verilator lint_off UNUSEDSIGNAL */
+  tag_t                       st4b; // stage 4b: requantised, not yet rounded / activated
   tag_t                       st5;  // the write stage needs only some of the tags
   /* verilator lint_on UNUSEDSIGNAL */
   logic [15:0]                rowstart [TM];  // LFSR state at the start of row m0 + i of [W | b]
@@ -369,6 +370,13 @@ module rl_engine #(
     if (lane + 32'(VALS) >= span) next_pos = {word + 32'd1, 32'd0};
     else next_pos = {word, lane + 32'(VALS)};
   endfunction
+
+  // stage 4b registers: requantised values, and the bank words the last stage needs
+  logic signed [BITS-1:0] dw4 [TMN];    // UPDATE: requantised dW (or db in the bias column)
+  logic signed [BITS-1:0] old4 [TMN];   // UPDATE: the weight (or bias) it updates
+  logic [15:0]            rnd4 [TMN];   // UPDATE: its random bits
+  logic signed [BITS-1:0] y4 [LANES];   // FWD / BWD_DATA: requantised lane results
+  logic signed [BITS-1:0] x4 [LANES];   // BWD_DATA: the producer's activations (the ReLU mask)
 
   // UPDATE results (stage 5 writes them)
   logic signed [BITS-1:0] upd_w [TMN];
@@ -551,6 +559,7 @@ module rl_engine #(
       st2 <= '0;
       st3 <= '0;
       st4 <= '0;
+      st4b <= '0;
       st5 <= '0;
       issuing <= 1'b0;
       prep <= 1'b0;
@@ -681,7 +690,8 @@ module rl_engine #(
               end
             end
           end
-          if (run_done && !st1.valid && !st2.valid && !st3.valid && !st4.valid && !st5.valid) state <= S_FINISH;
+          if (run_done && !st1.valid && !st2.valid && !st3.valid && !st4.valid && !st4b.valid && !st5.valid)
+            state <= S_FINISH;
         end
         S_FINISH: begin
           perf_valid <= 1'b1;
@@ -751,34 +761,20 @@ module rl_engine #(
       end
       if (!(st3.valid && st3.last)) st4.valid <= 1'b0;
 
-      // ---- stage 4 -> 5: bias / requantise / activation (FWD), requantise / mask (BWD_DATA),
-      //      requantise dW, stochastic rounding, subtract, saturate (UPDATE)
-      st5 <= st4;
+      // ---- stage 4 -> 4b: requantise (FWD with its bias, BWD_DATA, and UPDATE's dW); keep what the
+      //      next stage needs of this cycle's bank reads (the weights and bias being updated, the mask)
+      st4b <= st4;
       if (st4.valid) begin
         if (d_mode == M_UPDATE) begin
           // one datapath per PE: the bias column (col == N) takes the bias shifts and the bias bank
-          for (int i = 0; i < TM; i++) begin
-            upd_b_ok[i] <= 1'b0;
-            upd_b[i] <= '0;
+          for (int i = 0; i < TM; i++)
             for (int j = 0; j < TN; j++) begin
-              logic [31:0] row, col;
-              logic signed [BITS-1:0] dw, new_value;
-              logic signed [WIDE-1:0] step;
               logic is_bias;
-              row = st4.m0 + 32'(i);
-              col = st4.n0 + 32'(j);
-              is_bias = col == 32'(d_n);
-              dw = requant(WIDE'(uvec[i * TN + j]), is_bias ? d_s1 : d_s0);
-              step = sround(dw, is_bias ? d_s3 : d_s2, rnd[i * TN + j]);
-              new_value = saturate(WIDE'($signed(is_bias ? b_rdata[i] : w_rdata[i * TN + j])) - step);
-              if (is_bias) begin
-                upd_b[i] <= new_value;
-                upd_b_ok[i] <= row < 32'(d_m);
-              end
-              upd_w[i * TN + j] <= new_value;
-              upd_w_ok[i * TN + j] <= (row < 32'(d_m)) && (col < 32'(d_n));
+              is_bias = st4.n0 + 32'(j) == 32'(d_n);
+              dw4[i * TN + j] <= requant(WIDE'(uvec[i * TN + j]), is_bias ? d_s1 : d_s0);
+              old4[i * TN + j] <= is_bias ? b_rdata[i] : w_rdata[i * TN + j];
+              rnd4[i * TN + j] <= rnd[i * TN + j];
             end
-          end
           // the LFSR row pointers move to the next tile, or jump to the next row block
           for (int i = 0; i < TM; i++) begin
             if (st4.blk_end) begin
@@ -791,23 +787,56 @@ module rl_engine #(
         end else begin
           // one requantiser per lane for both modes: FWD adds the bias first
           for (int l = 0; l < LANES; l++) begin
-            logic signed [BITS-1:0] y, x;
             logic signed [WIDE-1:0] v;
-            logic [31:0] idx;
-            logic keep;
             v = WIDE'(ovec[l]);
             if (d_mode == M_FWD && l < TM) v = v + (WIDE'($signed(b_rdata[l < TM ? l : 0])) <<< 7'(d_s1));
-            y = requant(v, d_s0);
+            y4[l] <= requant(v, d_s0);
+            x4[l] <= a_rdata[(32'(st4.n0) + 32'(l)) & 32'(LANES - 1)];
+          end
+        end
+      end
+
+      // ---- stage 4b -> 5: activation (FWD), mask (BWD_DATA); stochastic rounding, subtract,
+      //      saturate (UPDATE)
+      st5 <= st4b;
+      if (st4b.valid) begin
+        if (d_mode == M_UPDATE) begin
+          for (int i = 0; i < TM; i++) begin
+            upd_b_ok[i] <= 1'b0;
+            upd_b[i] <= '0;
+            for (int j = 0; j < TN; j++) begin
+              logic [31:0] row, col;
+              logic signed [BITS-1:0] new_value;
+              logic is_bias;
+              row = st4b.m0 + 32'(i);
+              col = st4b.n0 + 32'(j);
+              is_bias = col == 32'(d_n);
+              new_value = saturate(WIDE'(old4[i * TN + j]) - sround(dw4[i * TN + j], is_bias ? d_s3 : d_s2,
+                                                                    rnd4[i * TN + j]));
+              if (is_bias) begin
+                upd_b[i] <= new_value;
+                upd_b_ok[i] <= row < 32'(d_m);
+              end
+              upd_w[i * TN + j] <= new_value;
+              upd_w_ok[i * TN + j] <= (row < 32'(d_m)) && (col < 32'(d_n));
+            end
+          end
+        end else begin
+          for (int l = 0; l < LANES; l++) begin
+            logic signed [BITS-1:0] y;
+            logic [31:0] idx;
+            logic keep;
+            y = y4[l];
             if (d_mode == M_FWD) begin
-              idx = st4.m0 + 32'(l);
+              idx = st4b.m0 + 32'(l);
               if (l >= TM) y = '0;
               if (d_act == ACT_RELU && y < 0) y = '0;
               if (d_act == ACT_RELU6) y = (y < 0) ? '0 : (y > d_six) ? d_six : y;
               res_ok[l] <= (l < TM) && (idx < 32'(d_m));
             end else begin
-              idx = st4.n0 + 32'(l);
-              x = a_rdata[(32'(st4.n0) + 32'(l)) & 32'(LANES - 1)];
-              keep = (d_act == ACT_NONE) || (d_act == ACT_RELU && x > 0) || (d_act == ACT_RELU6 && x > 0 && x < d_six);
+              idx = st4b.n0 + 32'(l);
+              keep = (d_act == ACT_NONE) || (d_act == ACT_RELU && x4[l] > 0)
+                  || (d_act == ACT_RELU6 && x4[l] > 0 && x4[l] < d_six);
               if (!keep) y = '0;
               res_ok[l] <= (l < TN) && (idx < 32'(d_n));
             end
