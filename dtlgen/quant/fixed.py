@@ -208,10 +208,10 @@ def stochastic_round_shift(values, shift: int, random: np.ndarray) -> np.ndarray
         return values << (-shift)
     random = np.asarray(random, dtype=np.int64)
     if shift <= LFSR_BITS:
-        term = random & ((1 << shift) - 1)
-    else:
-        term = random << (shift - LFSR_BITS)
-    return (values + term) >> shift
+        return (values + (random & ((1 << shift) - 1))) >> shift
+    # The term is random << (shift - 16): floor((v + r·2^j) / 2^(j+16)) = floor((floor(v / 2^j) + r) / 2^16),
+    # which never forms v + r·2^j (it overflows int64 from shift ≈ 47 on).
+    return ((values >> (shift - LFSR_BITS)) + random) >> LFSR_BITS
 
 
 # --- softmax cross-entropy gradient (host side, integer only) -----------------------------------
