@@ -404,7 +404,9 @@ module fe_engine #(
   logic q1_half, q1_par, q2_par;
   logic [15:0] q1_m;
   logic [7:0]  q1_cm0, q2_cm0, q1_bsel;
-  logic [31:0] q1_addr, q2_addr, q3_addr, q4_addr, q5_addr, q6_addr;
+  logic [31:0] q3_addr, q4_addr, q5_addr, q6_addr;
+  logic [31:0] q1_orow, q1_col, q2_rowoff, q2_col;  // the address, one product per stage:
+                                                    // row (m0 + m) Or + r0 + row, then row Oc
   logic [7:0]  q1_bytes, q2_bytes, q3_bytes, q4_bytes, q5_bytes, q6_bytes;
   logic signed [ACC_BITS-1:0] q2_banks [O_BANKS];
   logic signed [31:0]         q2_bias, q3_bias;
@@ -441,8 +443,8 @@ module fe_engine #(
       q1_par <= st_row[0];
       q1_cm0 <= 8'(((d_pool ? 32'd2 : 32'd1) * 32'(st_beat) * B) % CB);
       q1_bsel <= 8'(32'(st_tile.m0 + st_m) % BIAS_BANKS);
-      q1_addr <= d_out + (32'(st_tile.m0 + st_m) * 32'(d_or) + 32'(st_tile.r0 >> d_pool) + 32'(st_row))
-                 * 32'(d_oc) + 32'(st_tile.c0 >> d_pool) + 32'(st_beat) * 32'(BUS_BYTES);
+      q1_orow <= 32'(st_tile.m0 + st_m) * 32'(d_or) + 32'(st_tile.r0 >> d_pool) + 32'(st_row);
+      q1_col <= 32'(st_tile.c0 >> d_pool) + 32'(st_beat) * 32'(BUS_BYTES);
       q1_bytes <= (32'(st_ocols) - 32'(st_beat) * 32'(BUS_BYTES) < 32'(BUS_BYTES))
                 ? 8'(32'(st_ocols) - 32'(st_beat) * 32'(BUS_BYTES)) : 8'(BUS_BYTES);
       // q2: the lane's words; its bias (convs only)
@@ -450,7 +452,9 @@ module fe_engine #(
       q2_bias <= 32'sd0;
       for (int k = 0; k < BIAS_BANKS; k++)
         if (d_kind == K_CONV && 32'(q1_bsel) == k) q2_bias <= $signed(bias_rdata[k]);
-      {q2_par, q2_cm0, q2_addr, q2_bytes} <= {q1_par, q1_cm0, q1_addr, q1_bytes};
+      q2_rowoff <= q1_orow * 32'(d_oc);
+      q2_col <= d_out + q1_col;
+      {q2_par, q2_cm0, q2_bytes} <= {q1_par, q1_cm0, q1_bytes};
       // q3: each output's accumulator, the largest of four under the fused pool
       for (int j = 0; j < B; j++) begin
         logic signed [ACC_BITS-1:0] v;
@@ -462,7 +466,8 @@ module fe_engine #(
         end else v = q2_banks[32'(q2_par) * CB + (32'(q2_cm0) + j) % CB];
         q3_v[j] <= v;
       end
-      {q3_bias, q3_addr, q3_bytes} <= {q2_bias, q2_addr, q2_bytes};
+      q3_addr <= q2_rowoff + q2_col;
+      {q3_bias, q3_bytes} <= {q2_bias, q2_bytes};
       // q4: bias, average-pool reciprocal
       for (int j = 0; j < B; j++)
         q4_x[j] <= 48'(q3_v[j]) * ((d_kind == K_AVGPOOL) ? $signed({32'd0, d_mult}) : 48'sd1) + 48'(q3_bias);

@@ -116,27 +116,36 @@ module rl_engine #(
     logic [4:0]  ls;     // left: min(-s, SRB)
   } sr_t;
 
+  // (the functions build the structs as packed vectors: yosys assigns no members of a function result)
   function automatic rq_t rq_amounts(input logic signed [7:0] s);
-    rq_amounts = '0;
-    rq_amounts.right = s > 0;
-    if (s > 0) rq_amounts.rs = 7'((s > 8'(VB) ? 8'(VB) : s) - 8'sd1);
-    else rq_amounts.ls = 5'((-s > 8'(BITS)) ? 8'(BITS) : -s);
+    logic [6:0] rs;
+    logic [4:0] ls;
+    rs = '0;
+    ls = '0;
+    if (s > 0) rs = 7'((s > 8'(VB) ? 8'(VB) : s) - 8'sd1);
+    else ls = 5'((-s > 8'(BITS)) ? 8'(BITS) : -s);
+    rq_amounts = {s > 0, rs, ls};
   endfunction
 
   function automatic sr_t sr_amounts(input logic signed [7:0] s);
-    sr_amounts = '0;
-    sr_amounts.right = s > 0;
+    logic [4:0]  pre, post, ls;
+    logic [15:0] mask;
+    pre = '0;
+    post = '0;
+    ls = '0;
     if (s > 0) begin
-      sr_amounts.pre = 5'((s > 8'sd32) ? 8'sd16 : (s > 8'sd16) ? s - 8'sd16 : 8'sd0);
-      sr_amounts.post = 5'((s > 8'sd16) ? 8'sd16 : s);
-      sr_amounts.mask = 16'((17'd1 << sr_amounts.post) - 17'd1);
+      pre = 5'((s > 8'sd32) ? 8'sd16 : (s > 8'sd16) ? s - 8'sd16 : 8'sd0);
+      post = 5'((s > 8'sd16) ? 8'sd16 : s);
     end else begin
-      sr_amounts.ls = 5'((-s > 8'(SRB)) ? 8'(SRB) : -s);
+      ls = 5'((-s > 8'(SRB)) ? 8'(SRB) : -s);
     end
+    mask = 16'((17'd1 << post) - 17'd1);
+    sr_amounts = {s > 0, pre, mask, post, ls};
   endfunction
 
-  function automatic logic signed [TB-1:0] rq_shift(input logic signed [VB-1:0] v, input rq_t a);
-    rq_shift = a.right ? TB'(v >>> a.rs) : TB'(v) <<< a.ls;
+  function automatic logic signed [TB-1:0] rq_shift(input logic signed [VB-1:0] v, input logic right,
+                                                    input logic [6:0] rs, input logic [4:0] ls);
+    rq_shift = right ? TB'(v >>> rs) : TB'(v) <<< ls;
   endfunction
 
   function automatic logic signed [BITS-1:0] rq_round(input logic signed [TB-1:0] t, input logic right);
@@ -153,16 +162,14 @@ module rl_engine #(
     end
   endfunction
 
-  function automatic logic signed [SRB-1:0] sr_term(input logic signed [BITS-1:0] v, input sr_t a, input logic [15:0] r);
+  function automatic logic signed [SRB-1:0] sr_term(input logic signed [BITS-1:0] v, input logic right,
+                                                   input logic [4:0] pre, input logic [15:0] mask, input logic [4:0] ls,
+                                                   input logic [15:0] r);
     logic signed [BITS+SRB-1:0] l;
-    /* verilator lint_off UNUSEDSIGNAL */
-    logic [4:0] unused_post;
-    unused_post = a.post;  // the last stage shifts by it
-    /* verilator lint_on UNUSEDSIGNAL */
-    if (a.right) begin
-      sr_term = SRB'(v >>> a.pre) + $signed(SRB'({1'b0, r & a.mask}));
+    if (right) begin
+      sr_term = SRB'(v >>> pre) + $signed(SRB'({1'b0, r & mask}));
     end else begin
-      l = (BITS + SRB)'(v) <<< a.ls;
+      l = (BITS + SRB)'(v) <<< ls;
       if (l > (BITS + SRB)'((1 <<< (SRB - 1)) - 1)) sr_term = {1'b0, {(SRB - 1){1'b1}}};
       else if (l < -(BITS + SRB)'(1 <<< (SRB - 1))) sr_term = {1'b1, {(SRB - 1){1'b0}}};
       else sr_term = l[SRB-1:0];
@@ -923,7 +930,7 @@ module rl_engine #(
       sb <= sa;
       if (sa.valid)
         for (int q = 0; q < NQ; q++) begin
-          qb_t[q] <= rq_shift(qa_v[q], qa_bias[q] ? rq1 : rq0);
+          qb_t[q] <= qa_bias[q] ? rq_shift(qa_v[q], rq1.right, rq1.rs, rq1.ls) : rq_shift(qa_v[q], rq0.right, rq0.rs, rq0.ls);
           qb_bias[q] <= qa_bias[q];
           qb_old[q] <= qa_old[q];
           qb_rnd[q] <= qa_rnd[q];
@@ -957,7 +964,8 @@ module rl_engine #(
             if (!keep) y = '0;
           end
           qd_y[q] <= y;
-          qd_t[q] <= sr_term(qc_y[q], qc_bias[q] ? sr3 : sr2, qc_rnd[q]);
+          qd_t[q] <= qc_bias[q] ? sr_term(qc_y[q], sr3.right, sr3.pre, sr3.mask, sr3.ls, qc_rnd[q])
+                              : sr_term(qc_y[q], sr2.right, sr2.pre, sr2.mask, sr2.ls, qc_rnd[q]);
           qd_bias[q] <= qc_bias[q];
           qd_old[q] <= qc_old[q];
         end
