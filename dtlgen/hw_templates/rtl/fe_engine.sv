@@ -143,6 +143,7 @@ module fe_engine #(
   // Trip sequencing: tile counters of the trip being computed (cur) and of the trip being loaded (nxt)
   typedef struct packed {
     logic [15:0] r0, c0, m0, n0;
+    logic [23:0] r0s, c0s;  // r0 * stride, c0 * stride: kept by adding TR * stride, TC * stride
   } trip_t;
 
   // extent of the tile starting at `base` along a dimension of `size`
@@ -154,7 +155,7 @@ module fe_engine #(
 
   // Advance a trip in the order r, c, m, n (n fastest); `last` says there is no next trip.
   function automatic trip_t next_trip(input trip_t t, input logic [15:0] n, input logic [15:0] m,
-                                      input logic [15:0] c);
+                                      input logic [15:0] c, input logic [23:0] trs, input logic [23:0] tcs);
     trip_t o;
     o = t;
     if (t.n0 + 16'(TN) < n) o.n0 = t.n0 + 16'(TN);
@@ -163,20 +164,26 @@ module fe_engine #(
       if (t.m0 + 16'(TM) < m) o.m0 = t.m0 + 16'(TM);
       else begin
         o.m0 = '0;
-        if (t.c0 + 16'(TC) < c) o.c0 = t.c0 + 16'(TC);
-        else begin
+        if (t.c0 + 16'(TC) < c) begin
+          o.c0 = t.c0 + 16'(TC);
+          o.c0s = t.c0s + tcs;
+        end else begin
           o.c0 = '0;
+          o.c0s = '0;
           o.r0 = t.r0 + 16'(TR);
+          o.r0s = t.r0s + trs;
         end
       end
     end
     next_trip = o;
   endfunction
 
+  /* verilator lint_off UNUSEDSIGNAL */  // t's stride products
   function automatic logic is_last_trip(input trip_t t, input logic [15:0] n, input logic [15:0] m,
                                         input logic [15:0] c, input logic [15:0] r);
     is_last_trip = (t.n0 + 16'(TN) >= n) && (t.m0 + 16'(TM) >= m) && (t.c0 + 16'(TC) >= c) && (t.r0 + 16'(TR) >= r);
   endfunction
+  /* verilator lint_on UNUSEDSIGNAL */
 
   // ---------------------------------------------------------------------------------------------
   // Main sequencer state
@@ -198,7 +205,10 @@ module fe_engine #(
   logic        job_start;
   job_t        job_kind;
   logic        job_store, job_load;
-  trip_t       job_ld, job_st;
+  /* verilator lint_off UNUSEDSIGNAL */
+  trip_t       job_ld;  // only its m0, n0 (the weight pointer rewinds at m0 = n0 = 0)
+  /* verilator lint_on UNUSEDSIGNAL */
+  trip_t       job_st;
   logic        job_ld_half, job_st_half;
   // a trip starts computing at the next clock edge
   logic        go;
@@ -215,7 +225,6 @@ module fe_engine #(
   mstate_t     mstate;
   job_t        mjob;
   logic        m_do_load;
-  trip_t       ld;           // trip being loaded
   logic        ld_half;
   /* verilator lint_off UNUSEDSIGNAL */
   trip_t       st_tile;      // output tile being stored (its n0 is not used)
@@ -234,46 +243,132 @@ module fe_engine #(
   logic [31:0] rsp_byte;     // bytes received of the descriptor / bias table / weight tile
   logic [15:0] wr_t, wr_b;  // weight walker: the tap row and the beat within it
 
-  // geometry of the trip being loaded
-  logic [15:0] ld_tr, ld_tc, ld_tm, ld_tn;
-  logic signed [17:0] ld_y0, ld_x0;      // first input row / col of the window (may be negative)
-  logic [15:0] ld_ylo, ld_xlo, ld_rows, ld_cols, ld_row_beats;
-  always_comb begin
-    logic signed [17:0] yhi, xhi;
-    ld_tr = ext(ld.r0, d_r, 16'(TR));
-    ld_tc = ext(ld.c0, d_c, 16'(TC));
-    ld_tm = ext(ld.m0, d_m, 16'(TM));
-    ld_tn = ext(ld.n0, d_n, 16'(TN));
-    ld_y0 = 18'(ld.r0) * 18'(d_s) - 18'(d_p);
-    ld_x0 = 18'(ld.c0) * 18'(d_s) - 18'(d_p);
-    yhi = ld_y0 + (18'(ld_tr) - 18'sd1) * 18'(d_s) + 18'(d_k);  // exclusive
-    xhi = ld_x0 + (18'(ld_tc) - 18'sd1) * 18'(d_s) + 18'(d_k);
-    if (yhi > 18'(d_h)) yhi = 18'(d_h);
-    if (xhi > 18'(d_w)) xhi = 18'(d_w);
-    ld_ylo = (ld_y0 < 0) ? 16'd0 : 16'(ld_y0);
-    ld_xlo = (ld_x0 < 0) ? 16'd0 : 16'(ld_x0);
-    ld_rows = (yhi > 18'(ld_ylo)) ? 16'(yhi - 18'(ld_ylo)) : 16'd0;
-    ld_cols = (xhi > 18'(ld_xlo)) ? 16'(xhi - 18'(ld_xlo)) : 16'd0;
-    ld_row_beats = 16'((32'(ld_cols) + 32'(BUS_BYTES) - 1) / 32'(BUS_BYTES));
+  // Geometry of the trip being loaded, computed ahead of time so that the memory side reads only
+  // registers (no multiplier or adder chain before a request):
+  // - per descriptor (registered once the descriptor is in): the stride products and spans below;
+  // - per trip: the scheduler keeps the next two trips after `cur` in registers (nxt1, nxt2) and
+  //   their geometry in two more stages; a trip computes for at least 1 + PER_CHANNEL_DRAIN + 1 = 5
+  //   cycles, so all four stages are settled by the next dispatch. The first trip of an operation
+  //   (trip 0) has a geometry straight from the descriptor (g0, one stage), the second (f1) takes
+  //   four stages from the descriptor, settled before the first load can have finished (S_FIRST
+  //   waits for desc_age >= 4 all the same).
+  typedef struct packed {
+    logic [15:0] tm, wn, ch, ch0, ylo, xlo, rows, cols, row_beats, wprod, w_row_beats;
+    logic [31:0] first_row;  // ch0 * H + ylo
+    logic [31:0] start;      // first_row * W + xlo: the first input row segment's offset
+    logic [31:0] w_bytes;    // the trip's weights (convs), K * K tap rows of w_row_beats beats
+  } geom_t;
+  logic [23:0]        k_trs, k_tcs;      // TR * stride, TC * stride
+  logic signed [24:0] k_yspan, k_xspan;  // (TR - 1) * stride + K: a full tile's window, rows / cols
+  logic signed [24:0] k_yedge, k_xedge;  // (R - 1) * stride + K - P: an edge tile's window end
+  logic [31:0]        k_hw;              // H * W: one input channel plane
+  logic [15:0]        k_kk;              // K * K
+  always_ff @(posedge clk) begin
+    k_trs <= 24'(TR) * 24'(d_s);
+    k_tcs <= 24'(TC) * 24'(d_s);
+    k_yspan <= 25'(TR - 1) * 25'(d_s) + 25'(d_k);
+    k_xspan <= 25'(TC - 1) * 25'(d_s) + 25'(d_k);
+    k_yedge <= (25'(d_r) - 25'sd1) * 25'(d_s) + 25'(d_k) - 25'(d_p);
+    k_xedge <= (25'(d_c) - 25'sd1) * 25'(d_s) + 25'(d_k) - 25'(d_p);
+    k_hw <= 32'(d_h) * 32'(d_w);
+    k_kk <= 16'(d_k) * 16'(d_k);
   end
-  // channels of one operand a trip loads, the first of them, the operands, the weight columns
-  logic [15:0] ld_ch, ld_ch0, ld_wn;
-  logic        ld_two_ops;
-  assign ld_ch = d_pc ? ld_tm : ld_tn;
-  assign ld_ch0 = d_pc ? ld.m0 : ld.n0;
-  assign ld_wn = d_dw ? 16'd1 : ld_tn;
-  assign ld_two_ops = (d_kind == K_ADD);
-  // A trip's weights are K*K tap rows (kr, kc order), each the tap's ld_tm x ld_wn weights in (m, n)
-  // order padded to whole beats (dtlgen.isa.fe.weight_row_bytes): a beat never spans two taps.
-  logic [15:0] ld_w_row_beats;
+
+  // stage 1: extents, window [lo, hi) clipped to the image, channels (a trip in general; trip 0 from
+  // the descriptor alone). (yosys takes no function calls inside a function: ext() is written out.)
+  function automatic geom_t geom1(input trip_t t, input logic zero);
+    geom_t g;
+    logic [15:0] tr, tc, tn;
+    logic signed [24:0] y0, x0, yhi, xhi, ylo, xlo;
+    g = '0;
+    tr = (d_r - t.r0 < 16'(TR)) ? d_r - t.r0 : 16'(TR);
+    tc = (d_c - t.c0 < 16'(TC)) ? d_c - t.c0 : 16'(TC);
+    g.tm = (d_m - t.m0 < 16'(TM)) ? d_m - t.m0 : 16'(TM);
+    tn = (d_n - t.n0 < 16'(TN)) ? d_n - t.n0 : 16'(TN);
+    if (zero) begin
+      y0 = 25'sd0 - 25'(d_p);
+      x0 = 25'sd0 - 25'(d_p);
+      yhi = (25'(tr) - 25'sd1) * 25'(d_s) + 25'(d_k) - 25'(d_p);
+      xhi = (25'(tc) - 25'sd1) * 25'(d_s) + 25'(d_k) - 25'(d_p);
+    end else begin
+      y0 = 25'(t.r0s) - 25'(d_p);
+      x0 = 25'(t.c0s) - 25'(d_p);
+      yhi = (tr == 16'(TR)) ? y0 + k_yspan : k_yedge;
+      xhi = (tc == 16'(TC)) ? x0 + k_xspan : k_xedge;
+    end
+    if (yhi > 25'(d_h)) yhi = 25'(d_h);
+    if (xhi > 25'(d_w)) xhi = 25'(d_w);
+    ylo = (y0 < 0) ? 25'sd0 : y0;
+    xlo = (x0 < 0) ? 25'sd0 : x0;
+    g.ylo = 16'(ylo);
+    g.xlo = 16'(xlo);
+    g.rows = (yhi > ylo) ? 16'(yhi - ylo) : 16'd0;
+    g.cols = (xhi > xlo) ? 16'(xhi - xlo) : 16'd0;
+    g.row_beats = 16'((32'(g.cols) + 32'(BUS_BYTES) - 1) / 32'(BUS_BYTES));
+    g.ch = d_pc ? g.tm : tn;
+    g.ch0 = d_pc ? t.m0 : t.n0;
+    g.wn = d_dw ? 16'd1 : tn;
+    g.wprod = g.tm * g.wn;
+    g.first_row = zero ? 32'd0 : 32'(g.ch0) * 32'(d_h) + 32'(g.ylo);
+    geom1 = g;
+  endfunction
+
+  // stage 2: the first segment's offset and the weight tile's size
+  // (A trip's weights are K*K tap rows (kr, kc order), each the tap's tm x wn weights in (m, n)
+  // order padded to whole beats (dtlgen.isa.fe.weight_row_bytes): a beat never spans two taps.)
+  function automatic geom_t geom2(input geom_t g1);
+    geom_t g;
+    g = g1;
+    g.start = g1.first_row * 32'(d_w) + 32'(g1.xlo);
+    g.w_row_beats = 16'((32'(g1.wprod) + B - 1) / B);
+    g.w_bytes = (d_kind == K_CONV) ? 32'(g.w_row_beats) * B * 32'(k_kk) : 32'd0;
+    geom2 = g;
+  endfunction
+
+  /* verilator lint_off UNUSEDSIGNAL */
+  geom_t       ld_g;                    // the trip being loaded (some fields only feed the next stage)
+  /* verilator lint_on UNUSEDSIGNAL */
+  geom_t       go_next_g, job_ld_g;     // the trip a starting job loads
+  geom_t       g0_1, g0_2;              // trip 0
+  trip_t       f1;                      // trip 1 (after trip 0)
+  geom_t       f1_1, f1_2;
+  logic        f0_has_next;
+  trip_t       nxt1, nxt2;              // the two trips after cur
+  logic        nxt1_has_next;
+  geom_t       n2_1, n2_2;
+  logic [2:0]  desc_age;                // cycles since the descriptor's last byte, up to 7
+  always_ff @(posedge clk) begin
+    g0_1 <= geom1('0, 1'b1);
+    g0_2 <= geom2(g0_1);
+    f1 <= next_trip('0, d_nl, d_m, d_c, k_trs, k_tcs);
+    f1_1 <= geom1(f1, 1'b0);
+    f1_2 <= geom2(f1_1);
+    f0_has_next <= !is_last_trip('0, d_nl, d_m, d_c, d_r);
+    nxt1 <= next_trip(cur, d_nl, d_m, d_c, k_trs, k_tcs);
+    nxt1_has_next <= !is_last_trip(nxt1, d_nl, d_m, d_c, d_r);
+    nxt2 <= next_trip(nxt1, d_nl, d_m, d_c, k_trs, k_tcs);
+    n2_1 <= geom1(nxt2, 1'b0);
+    n2_2 <= geom2(n2_1);
+  end
+
+  logic [15:0] ld_tm, ld_rows, ld_row_beats, ld_ch, ld_wn, ld_w_row_beats;
   logic [31:0] ld_w_bytes;
-  assign ld_w_row_beats = 16'((32'(ld_tm) * 32'(ld_wn) + B - 1) / B);
-  assign ld_w_bytes = (d_kind == K_CONV) ? 32'(ld_w_row_beats) * B * 32'(d_k) * 32'(d_k) : 32'd0;
+  logic        ld_two_ops;
+  assign ld_tm = ld_g.tm;
+  assign ld_rows = ld_g.rows;
+  assign ld_row_beats = ld_g.row_beats;
+  assign ld_ch = ld_g.ch;
+  assign ld_wn = ld_g.wn;
+  assign ld_w_row_beats = ld_g.w_row_beats;
+  assign ld_w_bytes = ld_g.w_bytes;
+  assign ld_two_ops = (d_kind == K_ADD);
   // The generator stores weights in trip order: for every output tile position the (m, n) tiles
   // follow each other, so the pointer advances by each trip's weights and rewinds per position.
   logic [31:0] w_ptr;
   logic        in_req_pending;
   assign in_req_pending = !iss_w && ld_rows != 0 && !iss.done;
+  // offsets of the requested row segment and of its channel's first row from ld_g.start
+  logic [31:0] seg_off, chan_off;
 
   function automatic seg_t next_segment(input seg_t g, input logic [15:0] rows, input logic [15:0] channels,
                                         input logic two_ops);
@@ -535,8 +630,7 @@ module fe_engine #(
         end
         default: begin
           if (in_req_pending) begin
-            rd_req_addr = (iss.op ? d_wt : d_in)
-                        + (32'(ld_ch0 + iss.n) * 32'(d_h) + 32'(ld_ylo + iss.y)) * 32'(d_w) + 32'(ld_xlo);
+            rd_req_addr = (iss.op ? d_wt : d_in) + ld_g.start + seg_off;
             rd_req_beats = ld_row_beats;
           end else begin
             rd_req_addr = w_ptr;
@@ -551,11 +645,15 @@ module fe_engine #(
     if (rst) begin
       mstate <= M_IDLE;
       iss_all <= 1'b0;
+      desc_age <= '0;
     end else begin
+      if (desc_age != 3'd7) desc_age <= desc_age + 3'd1;
       if (job_start) begin
         mjob <= job_kind;
         m_do_load <= job_load;
-        ld <= job_ld;
+        ld_g <= job_ld_g;
+        seg_off <= '0;
+        chan_off <= '0;
         ld_half <= job_ld_half;
         st_tile <= job_st;
         st_half <= job_st_half;
@@ -587,6 +685,17 @@ module fe_engine #(
               if (mjob != J_TRIP) iss_all <= 1'b1;
               else if (in_req_pending) begin
                 iss <= iss_next;
+                // the next segment's offset: the next row, the next channel's first row, or the
+                // second operand's first row
+                if (!iss_next.done) begin
+                  if (iss_next.op != iss.op) begin
+                    seg_off <= '0;
+                    chan_off <= '0;
+                  end else if (iss_next.n != iss.n) begin
+                    seg_off <= chan_off + k_hw;
+                    chan_off <= chan_off + k_hw;
+                  end else seg_off <= seg_off + 32'(d_w);
+                end
                 if (iss_next.done && d_kind != K_CONV) iss_all <= 1'b1;  // no weights to fetch
               end else begin
                 iss_w <= 1'b1;
@@ -597,6 +706,7 @@ module fe_engine #(
             // responses, in request order
             if (rd_valid) begin
               if (mjob == J_DESC) begin
+                desc_age <= '0;
                 for (int j = 0; j < BUS_BYTES; j++)
                   if (rsp_byte + 32'(j) < DESC_BYTES)
                     desc[(rsp_byte + 32'(j)) >> 2][8 * ((rsp_byte + 32'(j)) & 3) +: 8] <= rd_data[j * 8 +: 8];
@@ -652,12 +762,13 @@ module fe_engine #(
   assign c_first_n = (cur.n0 == 0);
 
   // geometry of the computed trip's input window (same rule as the loader)
-  logic signed [17:0] c_y0, c_x0;
+  logic signed [24:0] c_y0, c_x0;
   logic [15:0] c_ylo, c_xlo;
-  assign c_y0 = 18'(cur.r0) * 18'(d_s) - 18'(d_p);
-  assign c_x0 = 18'(cur.c0) * 18'(d_s) - 18'(d_p);
+  assign c_y0 = 25'(cur.r0s) - 25'(d_p);
+  assign c_x0 = 25'(cur.c0s) - 25'(d_p);
   assign c_ylo = (c_y0 < 0) ? 16'd0 : 16'(c_y0);
   assign c_xlo = (c_x0 < 0) ? 16'd0 : 16'(c_x0);
+  logic [23:0] rr_s, cc_s;  // rr * stride, cc * stride, counted with rr and cc
 
   // a tap in flight: valid, first / last tap of its output position, and where that position sits
   // in the output banks (row parity, column mod CB, word)
@@ -686,13 +797,13 @@ module fe_engine #(
   endfunction
 
   // issue: the input word address of tap (rr, cc, kr, kc)
-  logic signed [17:0] iy, ix;
+  logic signed [24:0] iy, ix;
   logic               i_outside;
   logic [31:0]        i_ry, i_rx;
   always_comb begin
-    iy = c_y0 + 18'(rr) * 18'(d_s) + 18'(kr);
-    ix = c_x0 + 18'(cc) * 18'(d_s) + 18'(kc);
-    i_outside = iy < 0 || ix < 0 || iy >= 18'(d_h) || ix >= 18'(d_w);
+    iy = c_y0 + 25'(rr_s) + 25'(kr);
+    ix = c_x0 + 25'(cc_s) + 25'(kc);
+    i_outside = iy < 0 || ix < 0 || iy >= 25'(d_h) || ix >= 25'(d_w);
     i_ry = 32'(iy) - 32'(c_ylo);
     i_rx = 32'(ix) - 32'(c_xlo);
     in_raddr = $bits(in_raddr)'(32'(cur_half) * IN_WORDS + i_ry * IN_ROW_WORDS + i_rx / B);
@@ -714,6 +825,7 @@ module fe_engine #(
           if (comp_start) begin
             cstate <= C_ISSUE;
             rr <= '0; cc <= '0; kr <= '0; kc <= '0;
+            rr_s <= '0; cc_s <= '0;
             c_tap <= '0;
           end
         end
@@ -734,9 +846,13 @@ module fe_engine #(
             if (kr + 1 < 16'(d_k)) kr <= kr + 1;
             else begin
               kr <= '0;
-              if (cc + 1 < c_tc) cc <= cc + 1;
-              else begin
+              if (cc + 1 < c_tc) begin
+                cc <= cc + 1;
+                cc_s <= cc_s + 24'(d_s);
+              end else begin
                 cc <= '0;
+                cc_s <= '0;
+                rr_s <= rr_s + 24'(d_s);
                 if (rr + 1 < c_tr) rr <= rr + 1;
                 else begin
                   cstate <= C_DRAIN;
@@ -853,16 +969,18 @@ module fe_engine #(
     go_trip = '0;
     go_half = 1'b0;
     go_tile_half = 1'b0;
-    if (state == S_FIRST && mstate == M_WAIT && !job_start_pending) begin
+    // (the trips after the dispatched one and their geometry are registers: see geom_t)
+    if (state == S_FIRST && mstate == M_WAIT && !job_start_pending && desc_age >= 3'd4) begin
       go = 1'b1;
     end else if (advance && !cur_last) begin
       go = 1'b1;
-      go_trip = next_trip(cur, d_nl, d_m, d_c);
+      go_trip = nxt1;
       go_half = ~cur_half;
       go_tile_half = (go_trip.n0 == 0) ? ~tile_half : tile_half;
     end
-    go_has_next = !is_last_trip(go_trip, d_nl, d_m, d_c, d_r);
-    go_next = next_trip(go_trip, d_nl, d_m, d_c);
+    go_has_next = (state == S_FIRST) ? f0_has_next : nxt1_has_next;
+    go_next = (state == S_FIRST) ? f1 : nxt2;
+    go_next_g = (state == S_FIRST) ? f1_2 : n2_2;
   end
 
   always_comb begin
@@ -871,6 +989,7 @@ module fe_engine #(
     job_store = 1'b0;
     job_load = 1'b0;
     job_ld = '0;
+    job_ld_g = g0_1;
     job_ld_half = 1'b0;
     job_st = cur;
     job_st_half = tile_half;
@@ -882,6 +1001,7 @@ module fe_engine #(
       job_st_half = tile_half;
       job_load = go_has_next;
       job_ld = go_next;
+      job_ld_g = go_next_g;
       job_ld_half = ~go_half;
     end else if ((state == S_DESC || state == S_BIAS || state == S_FIRST || state == S_LAST) && job_start_pending) begin
       job_start = 1'b1;
@@ -889,6 +1009,7 @@ module fe_engine #(
       job_load = (state != S_LAST);
       job_store = (state == S_LAST);
       job_ld = '0;
+      job_ld_g = (d_kind == K_CONV) ? g0_2 : g0_1;  // a conv's bias load gave g0_2 time to settle
       job_ld_half = 1'b0;
     end
   end
