@@ -20,7 +20,7 @@ from pymoo.core.callback import Callback
 from pymoo.operators.crossover.sbx import SBX
 from pymoo.operators.mutation.pm import PM
 from pymoo.operators.repair.rounding import RoundingRepair
-from pymoo.operators.sampling.rnd import IntegerRandomSampling
+from pymoo.core.sampling import Sampling
 from pymoo.optimize import minimize
 
 from dtlgen.atomic import atomic_directory, check_destination, write_json
@@ -45,9 +45,47 @@ class DSEResult:
     seconds: float = 0.0
 
 
+ARRAY_VARIABLES = ("fe_tm", "fe_tn", "fe_tr", "fe_tc", "rl_tm", "rl_tn")
+SAMPLING_ROUNDS = 8
+
+
+class FittingSampling(Sampling):
+    """The first population: array and tile sizes drawn log-uniformly (each octave as likely as the
+    next, so 2x3 arrays are as common as 32x48 ones), the other variables uniformly; a design the
+    analytical model says does not fit the board, or that the engines cannot build, is drawn again,
+    up to SAMPLING_ROUNDS times. Uniform draws over 1..64 x 1..64 arrays almost never fit a small
+    FPGA (an ECP5-85F has 156 multipliers), so a small population would start, and often end, with
+    nothing that fits. The redraws are model evaluations not counted in the DSE's evaluations."""
+
+    def _do(self, problem, n_samples: int, *args, random_state=None, **kwargs) -> np.ndarray:
+        space = problem.space
+
+        def draw(n: int) -> np.ndarray:
+            columns = []
+            for name, size in zip(space.names, space.sizes()):
+                values = np.asarray(getattr(space, name))
+                if name in ARRAY_VARIABLES and size > 1 and values.min() > 0:
+                    target = np.exp(random_state.uniform(np.log(values.min()), np.log(values.max() + 1), size=n))
+                    columns.append(np.clip(np.searchsorted(values, target, side="right") - 1, 0, size - 1))
+                else:
+                    columns.append(random_state.integers(0, size, size=n))
+            return np.column_stack(columns)
+
+        x = draw(n_samples)
+        for _ in range(SAMPLING_ROUNDS):
+            model = evaluate_model(problem.network, problem.board, problem.workload, problem.fixed,
+                                   problem.decode_all(x))
+            misfit = np.any(model[:, 2:] > 0, axis=1)
+            if not misfit.any():
+                break
+            x[misfit] = draw(int(misfit.sum()))
+        return x
+
+
 def nsga2(pop: int) -> NSGA2:
-    """NSGA-II with pymoo's integer operators: integer sampling, SBX and PM with rounding repair."""
-    return NSGA2(pop_size=pop, sampling=IntegerRandomSampling(),
+    """NSGA-II with pymoo's integer operators (SBX and PM with rounding repair), started from
+    designs that fit the board (`FittingSampling`)."""
+    return NSGA2(pop_size=pop, sampling=FittingSampling(),
                  crossover=SBX(prob=0.9, eta=15, vtype=float, repair=RoundingRepair()),
                  mutation=PM(eta=20, vtype=float, repair=RoundingRepair()),
                  eliminate_duplicates=True)

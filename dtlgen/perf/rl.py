@@ -19,9 +19,9 @@ Transfers move `beats = G · stash_words(F) · lanes · 2 / bus` beats.
    UPDATE (BWD_WEIGHT fused with the update: each PE accumulates its dW element over the G rows,
    then the tile is requantised, stochastically rounded and written back while the next tile
    accumulates) fetch + tm (LFSR row starts) + Mt·Nt'·G + GEMM_OVERHEAD.
-GEMM_OVERHEAD = set-up 1 + pipeline drain 10 (read, operands, product, accumulate; then the output
-stages: bias add, shift, round/saturate, activation or stochastic-rounding term, subtract/write) +
-finish 1. The figures are exact for a memory that never stalls (tests hold them to the RTL).
+GEMM_OVERHEAD = set-up 1 + pipeline drain 11 (read, operands, product, accumulate; then the output
+stages: bias add, shift, round/saturate, activation or stochastic-rounding term, its shift,
+subtract/write) + finish 1. The figures are exact for a memory that never stalls (tests hold them to the RTL).
 
 ## Ops (for GOPs)
 Every descriptor counts 2 · its useful MACs, as the FE engine does, and nothing else:
@@ -52,7 +52,7 @@ from dtlgen.quant import fixed
 
 DESCRIPTOR_BYTES = isa_rl.DESCRIPTOR_BYTES
 VALUE_BYTES = 2  # every RL value is a 16-bit word in DRAM and on the bus
-GEMM_OVERHEAD = 12
+GEMM_OVERHEAD = 13
 LOAD_OVERHEAD = 2
 STORE_OVERHEAD = 3
 

@@ -43,7 +43,7 @@ def expected_step(gemms, cfg, bus, latency):
     for g in gemms:
         rows = cfg.batch * g.positions
         macs = rows * g.m * g.n
-        out.append((g.name, "FWD", fetch + cdiv(g.m, cfg.tm) * rows * cdiv(g.n, cfg.tn) + 12, macs, 2 * macs))
+        out.append((g.name, "FWD", fetch + cdiv(g.m, cfg.tm) * rows * cdiv(g.n, cfg.tn) + 13, macs, 2 * macs))
     out.append((last.name, "STORE", fetch + beats(g_last, last.m) + 3, 0, 0))
     out.append((last.name, "LOAD", fetch + latency + beats(g_last, last.m) + 2, 0, 0))
     for i in reversed(range(len(gemms))):
@@ -51,8 +51,8 @@ def expected_step(gemms, cfg, bus, latency):
         rows = cfg.batch * g.positions
         macs = rows * g.m * g.n
         if i > 0:
-            out.append((g.name, "BWD_DATA", fetch + cdiv(g.n, cfg.tn) * rows * cdiv(g.m, cfg.tm) + 12, macs, 2 * macs))
-        update = fetch + cfg.tm + cdiv(g.m, cfg.tm) * cdiv(g.n + 1, cfg.tn) * rows + 12
+            out.append((g.name, "BWD_DATA", fetch + cdiv(g.n, cfg.tn) * rows * cdiv(g.m, cfg.tm) + 13, macs, 2 * macs))
+        update = fetch + cfg.tm + cdiv(g.m, cfg.tm) * cdiv(g.n + 1, cfg.tn) * rows + 13
         out.append((g.name, "UPDATE", update, macs, 2 * macs))  # the dW MACs; the update is not an array op
     return out
 
@@ -91,12 +91,12 @@ def test_hand_computed_step():
     """fc 20→10 (P = 1), batch 4, tm = tn = 4, bus 8, L = 10: 4 stash lanes, fetch = 10 + 128/8 = 26.
 
     LOAD 26 + 10 + (4 rows · 5 words · 4 lanes · 2 B / 8 = 20 beats) + 2 = 58;
-    FWD 26 + Mt·G·Nt = 3·4·5 = 60 + 12 = 98; STORE 26 + (4 · 3 · 4 · 2 / 8 = 12) + 3 = 41;
-    LOAD dY 26 + 10 + 12 + 2 = 50; UPDATE 26 + 4 + Mt·Nt'·G = 3·6·4 = 72 + 12 = 114 → 361 cycles.
+    FWD 26 + Mt·G·Nt = 3·4·5 = 60 + 13 = 99; STORE 26 + (4 · 3 · 4 · 2 / 8 = 12) + 3 = 41;
+    LOAD dY 26 + 10 + 12 + 2 = 50; UPDATE 26 + 4 + Mt·Nt'·G = 3·6·4 = 72 + 13 = 115 → 363 cycles.
     """
     step = rl.step_cycles([rl.GemmLayer("fc", 10, 20, 1)], rl.RLConfig(4, 4, bits=16, batch=4), 8, 10)
-    assert [(d.mode, d.cycles) for d in step] == [("LOAD", 58), ("FWD", 98), ("STORE", 41), ("LOAD", 50),
-                                                  ("UPDATE", 114)]
+    assert [(d.mode, d.cycles) for d in step] == [("LOAD", 58), ("FWD", 99), ("STORE", 41), ("LOAD", 50),
+                                                  ("UPDATE", 115)]
     assert sum(d.ops for d in step) == 2 * 2 * 4 * 200  # FWD + BWD_WEIGHT MACs; the 210 updates are not ops
 
 

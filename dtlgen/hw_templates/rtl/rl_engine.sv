@@ -100,7 +100,8 @@ module rl_engine #(
   //     round   sat((t + 1) >>> 1), or sat(t), the saturation decided on t
   //   stochastic rounding of v by s with 16 random bits r (then W - that, saturated):
   //     s > 0   a = (v >>> pre) + (r & mask), pre = min(max(s - 16, 0), 16), mask = 2^min(s, 16) - 1,
-  //             then a >>> min(s, 16)  (for s > 16 the term r << (s - 16) only moves v's floor)
+  //             then a >>> min(s, 16) (for s > 16 the term r << (s - 16) only moves v's floor);
+  //             clamping both steps' results to SRB bits changes no saturated new weight
   //     s <= 0  v <<< min(-s, SRB), clamped to SRB bits
   // A descriptor's shifts become these amounts in S_SETUP (the `rq_*` and `sr_*` registers).
   typedef struct packed {
@@ -176,15 +177,12 @@ module rl_engine #(
     end
   endfunction
 
-  function automatic logic signed [BITS-1:0] sr_apply(input logic signed [BITS-1:0] w, input logic signed [SRB-1:0] t,
-                                                     input logic right, input logic [4:0] post);
-    logic signed [SRB-1:0] step;
+  function automatic logic signed [BITS-1:0] sr_sub(input logic signed [BITS-1:0] w, input logic signed [SRB-1:0] step);
     logic signed [SRB:0] d;
-    step = right ? (t >>> post) : t;
     d = (SRB + 1)'(w) - (SRB + 1)'(step);
-    if (d > (SRB + 1)'((1 <<< (BITS - 1)) - 1)) sr_apply = {1'b0, {(BITS - 1){1'b1}}};
-    else if (d < -(SRB + 1)'(1 <<< (BITS - 1))) sr_apply = {1'b1, {(BITS - 1){1'b0}}};
-    else sr_apply = d[BITS-1:0];
+    if (d > (SRB + 1)'((1 <<< (BITS - 1)) - 1)) sr_sub = {1'b0, {(BITS - 1){1'b1}}};
+    else if (d < -(SRB + 1)'(1 <<< (BITS - 1))) sr_sub = {1'b1, {(BITS - 1){1'b0}}};
+    else sr_sub = d[BITS-1:0];
   endfunction
 
   function automatic logic [15:0] lfsr_step(input logic [15:0] v);
@@ -419,7 +417,7 @@ module rl_engine #(
   logic signed [BITS-1:0]     res [LANES];   // stage 5: FWD / BWD_DATA results to write
   logic                       res_ok [LANES];
   /* verilator lint_off UNUSEDSIGNAL */
-  tag_t                       sa, sb, sc, sd;  // output stages A-D (the later ones need only some of the tags)
+  tag_t                       sa, sb, sc, sd, se;  // output stages A-E (the later ones need only some of the tags)
   tag_t                       st5;
   /* verilator lint_on UNUSEDSIGNAL */
   logic [15:0]                rowstart [TM];  // LFSR state at the start of row m0 + i of [W | b]
@@ -483,8 +481,8 @@ module rl_engine #(
 
   // Output stages: A adds the bias (FWD) and captures the bank words; B shifts; C rounds and
   // saturates; D applies the activation / mask (FWD, BWD_DATA) or forms the stochastic-rounding term
-  // (UPDATE); stage 5 subtracts and saturates (UPDATE) and writes. Requantiser q is lane q in FWD /
-  // BWD_DATA and PE q in UPDATE.
+  // (UPDATE); E shifts that term into the step (UPDATE); stage 5 subtracts and saturates (UPDATE) and
+  // writes. Requantiser q is lane q in FWD / BWD_DATA and PE q in UPDATE.
   rq_t rq0, rq1;  // requantise by s0; by s1 (UPDATE's bias column)
   sr_t sr2, sr3;  // stochastic rounding by s2 (weights), s3 (biases)
   logic signed [VB-1:0]   qa_v [NQ];
@@ -495,7 +493,10 @@ module rl_engine #(
   logic signed [BITS-1:0] qa_old [NQ], qb_old [NQ], qc_old [NQ], qd_old [NQ];      // UPDATE: the value it updates
   logic [15:0]            qa_rnd [NQ], qb_rnd [NQ], qc_rnd [NQ];                  // UPDATE: its random bits
   logic signed [BITS-1:0] qa_x [NQ], qb_x [NQ], qc_x [NQ];                        // BWD_DATA: the ReLU mask's input
-  logic signed [BITS-1:0] qd_y [NQ];                                              // FWD / BWD_DATA: the result
+  logic signed [BITS-1:0] qd_y [NQ], qe_y [NQ];                                   // FWD / BWD_DATA: the result
+  logic signed [SRB-1:0]  qe_step [NQ];                                           // UPDATE: the step subtracted
+  logic                   qe_bias [NQ];
+  logic signed [BITS-1:0] qe_old [NQ];
 
   // UPDATE results (stage 5 writes them)
   logic signed [BITS-1:0] upd_w [TMN];
@@ -682,6 +683,7 @@ module rl_engine #(
       sb <= '0;
       sc <= '0;
       sd <= '0;
+      se <= '0;
       st5 <= '0;
       issuing <= 1'b0;
       prep <= 1'b0;
@@ -817,7 +819,7 @@ module rl_engine #(
             end
           end
           if (run_done && !st1.valid && !st2.valid && !st3.valid && !st4.valid && !sa.valid && !sb.valid
-              && !sc.valid && !sd.valid && !st5.valid)
+              && !sc.valid && !sd.valid && !se.valid && !st5.valid)
             state <= S_FINISH;
         end
         S_FINISH: begin
@@ -970,9 +972,23 @@ module rl_engine #(
           qd_old[q] <= qc_old[q];
         end
 
-      // ---- D -> 5: W - step, saturated (UPDATE); the lane results and their write enables
-      st5 <= sd;
-      if (sd.valid) begin
+      // ---- D -> E: the stochastically rounded step (UPDATE)
+      se <= sd;
+      if (sd.valid)
+        for (int q = 0; q < NQ; q++) begin
+          logic right;
+          logic [4:0] post;
+          right = qd_bias[q] ? sr3.right : sr2.right;
+          post = qd_bias[q] ? sr3.post : sr2.post;
+          qe_step[q] <= right ? (qd_t[q] >>> post) : qd_t[q];
+          qe_bias[q] <= qd_bias[q];
+          qe_old[q] <= qd_old[q];
+          qe_y[q] <= qd_y[q];
+        end
+
+      // ---- E -> 5: W - step, saturated (UPDATE); the lane results and their write enables
+      st5 <= se;
+      if (se.valid) begin
         if (d_mode == M_UPDATE) begin
           for (int i = 0; i < TM; i++) begin
             upd_b_ok[i] <= 1'b0;
@@ -980,11 +996,10 @@ module rl_engine #(
             for (int j = 0; j < TN; j++) begin
               logic [31:0] row, col;
               logic signed [BITS-1:0] new_value;
-              row = sd.m0 + 32'(i);
-              col = sd.n0 + 32'(j);
-              new_value = sr_apply(qd_old[i * TN + j], qd_t[i * TN + j], qd_bias[i * TN + j] ? sr3.right : sr2.right,
-                                   qd_bias[i * TN + j] ? sr3.post : sr2.post);
-              if (qd_bias[i * TN + j]) begin
+              row = se.m0 + 32'(i);
+              col = se.n0 + 32'(j);
+              new_value = sr_sub(qe_old[i * TN + j], qe_step[i * TN + j]);
+              if (qe_bias[i * TN + j]) begin
                 upd_b[i] <= new_value;
                 upd_b_ok[i] <= row < 32'(d_m);
               end
@@ -996,13 +1011,13 @@ module rl_engine #(
           for (int l = 0; l < LANES; l++) begin
             logic [31:0] idx;
             if (d_mode == M_FWD) begin
-              idx = sd.m0 + 32'(l);
+              idx = se.m0 + 32'(l);
               res_ok[l] <= (l < TM) && (idx < 32'(d_m));
             end else begin
-              idx = sd.n0 + 32'(l);
+              idx = se.n0 + 32'(l);
               res_ok[l] <= (l < TN) && (idx < 32'(d_n));
             end
-            res[l] <= qd_y[l];
+            res[l] <= qe_y[l];
           end
         end
       end

