@@ -71,6 +71,12 @@ DESIGNS["demo2-fe2x5-t6x2-rl2x1"] = {
     "board": BOARD, "clock_mhz": 6.25, "split": "fc1",
     "fe": {"tm": 2, "tn": 5, "tr": 6, "tc": 2, "w_bits": 7, "a_bits": 6, "lut_mults": 5},
     "rl": {"tm": 2, "tn": 1, "bits": 16, "batch": 16, "acc_bits": 41, "lr_shift": 7}}
+# The knee the demo chose next (large tiles: 112 output banks in distributed RAM), fitted so that the
+# model sees a design with many distributed-RAM cells.
+DESIGNS["demo3-fe7x4-t8x30-rl2x2"] = {
+    "board": BOARD, "clock_mhz": 6.25, "split": "fc1",
+    "fe": {"tm": 7, "tn": 4, "tr": 8, "tc": 30, "w_bits": 7, "a_bits": 7, "lut_mults": 7},
+    "rl": {"tm": 2, "tn": 2, "bits": 16, "batch": 16, "acc_bits": 41, "lr_shift": 7}}
 HELD_OUT = {"demo2-fe2x5-t6x2-rl2x1"}
 RESOURCES = ("lut4", "ff", "mult18", "dp16kd")
 

@@ -44,8 +44,8 @@ LUTRAM_MAX_CELLS = 31
 # adder-tree share; each FE output lane bank ~150 FF; each RL PE ~2.8k LUT4, ~240 FF and a multiplier;
 # each RL stash lane ~2.1k LUT4 (its requantiser).
 COEFFICIENTS: dict[str, dict[str, float]] = {
-    "lut4": {"const": 9696.7361, "fe_pe": 374.04423, "rl_pe": 2813.7043, "rl_lanes": 2063.7406},
-    "ff": {"const": 4254.3495, "fe_pe": 63.881846, "fe_lanes": 146.9732, "rl_pe": 241.38238},
+    "lut4": {"const": 9696.7361, "fe_pe": 374.04423, "fe_lutram": 0.0, "rl_pe": 2813.7043, "rl_quant": 2063.7406},
+    "ff": {"const": 4254.3495, "fe_pe": 63.881846, "fe_lanes": 146.9732, "rl_pe": 241.38238, "rl_quant": 0.0},
     "mult18": {"const": 24.127501, "fe_pe": 1.0303248, "rl_pe": 0.96469898},
 }
 
@@ -108,19 +108,27 @@ def _output_banks(tc: int, bus: int) -> int:
     return min(_pow2(tc), 2 * bus)
 
 
+def fe_lutram_cells(core: Mapping[str, int]) -> int:
+    """TRELLIS_DPR16X4 cells (16 words x 4 bits) of the FE buffers that stay in distributed RAM."""
+    return sum(count * math.ceil(depth / 16) * math.ceil(width / 4) for count, depth, width in fe_memories(core)
+               if not dp16kd_blocks(depth, width))
+
+
 def core_features(core: Mapping[str, int]) -> dict[str, float]:
     """The structural quantities the LUT/FF/multiplier counts are linear in: the FE engine's
     multipliers (each with its weight bank, operand registers, adder-tree share and write scatter),
     its output lanes (tm lanes of 2·CB 32-bit banks, each with its read-modify-write path, one of
-    which the store pipeline selects), the RL engine's processing elements in 40-bit-accumulator
-    equivalents (a multiplier, an accumulator and the requantise / stochastic-rounding / saturate
-    datapath of UPDATE) and its stash lanes (each with the FWD / BWD_DATA requantiser)."""
+    which the store pipeline selects), the distributed-RAM cells of its buffers, the RL engine's
+    processing elements in 40-bit-accumulator equivalents (a multiplier, an accumulator, a register
+    stage of the update) and its requantisers (max(tm·tn, stash lanes), shared by UPDATE and
+    FWD / BWD_DATA: shift, round, saturate, stochastic rounding)."""
     tm, tn = core["fe_tm"], core["fe_tn"]
     lanes = tm * 2 * _output_banks(core["fe_tc"], core["bus_bytes"])
     rl = bool(core.get("has_rl"))
     rl_pe = core["rl_tm"] * core["rl_tn"] * core["rl_acc_bits"] / 40 if rl else 0.0
-    return {"const": 1.0, "fe_pe": float(tm * tn), "fe_lanes": float(lanes), "rl_pe": float(rl_pe),
-            "rl_lanes": float(core["lanes"]) if rl else 0.0}
+    rl_quant = max(core["rl_tm"] * core["rl_tn"], core["lanes"]) if rl else 0
+    return {"const": 1.0, "fe_pe": float(tm * tn), "fe_lanes": float(lanes), "fe_lutram": float(fe_lutram_cells(core)),
+            "rl_pe": float(rl_pe), "rl_quant": float(rl_quant)}
 
 
 def board_resources(core: Mapping[str, int], coefficients: Mapping[str, Mapping[str, float]] = COEFFICIENTS) -> BoardUse:

@@ -263,7 +263,10 @@ module fe_engine #(
   logic signed [24:0] k_yedge, k_xedge;  // (R - 1) * stride + K - P: an edge tile's window end
   logic [31:0]        k_hw;              // H * W: one input channel plane
   logic [15:0]        k_kk;              // K * K
+  logic signed [47:0] k_clip_hi, k_clip_lo;  // a left-shift requantisation clips to these first
   always_ff @(posedge clk) begin
+    k_clip_hi <= 48'sd1 <<< (8'(A_BITS - 1) + d_shift);
+    k_clip_lo <= -(48'sd1 <<< (8'(A_BITS - 1) + d_shift)) - 48'sd1;
     k_trs <= 24'(TR) * 24'(d_s);
     k_tcs <= 24'(TC) * 24'(d_s);
     k_yspan <= 25'(TR - 1) * 25'(d_s) + 25'(d_k);
@@ -554,10 +557,15 @@ module fe_engine #(
       for (int j = 0; j < B; j++) begin
         logic signed [ACC_BITS-1:0] v;
         if (d_pool) begin
-          v = q2_banks[(32'(q2_cm0) + 2 * j) % CB];
-          for (int r = 0; r < 2; r++)
-            for (int dx = 0; dx < 2; dx++)
-              if (q2_banks[r * CB + (32'(q2_cm0) + 2 * j + dx) % CB] > v) v = q2_banks[r * CB + (32'(q2_cm0) + 2 * j + dx) % CB];
+          // the largest of the 2x2 window as a tree: two compares deep, not four
+          logic signed [ACC_BITS-1:0] a, b, c, d, top, bottom;
+          a = q2_banks[(32'(q2_cm0) + 2 * j) % CB];
+          b = q2_banks[(32'(q2_cm0) + 2 * j + 1) % CB];
+          c = q2_banks[CB + (32'(q2_cm0) + 2 * j) % CB];
+          d = q2_banks[CB + (32'(q2_cm0) + 2 * j + 1) % CB];
+          top = (b > a) ? b : a;
+          bottom = (d > c) ? d : c;
+          v = (bottom > top) ? bottom : top;
         end else v = q2_banks[32'(q2_par) * CB + (32'(q2_cm0) + j) % CB];
         q3_v[j] <= v;
       end
@@ -570,7 +578,7 @@ module fe_engine #(
       // q5: shift right (keeping the last bit shifted out, for round half up) or, for a left shift,
       // clip first to just beyond what the shift maps into range (a left shift saturates, never wraps)
       for (int j = 0; j < B; j++) begin
-        logic signed [47:0] x, lo, hi, bound, c;
+        logic signed [47:0] x, lo, hi, c;
         x = q4_x[j];
         lo = -(48'sd1 <<< (A_BITS - 1));
         hi = (48'sd1 <<< (A_BITS - 1)) - 48'sd1;
@@ -581,10 +589,9 @@ module fe_engine #(
         end else if (d_shift < 0) begin
           if (-d_shift >= 8'(A_BITS)) q5_y[j] <= (x > 0) ? hi : ((x < 0) ? lo : 48'sd0);
           else begin
-            bound = 48'sd1 <<< (8'(A_BITS - 1) + d_shift);
             c = x;
-            if (c > bound) c = bound;
-            if (c < -bound - 48'sd1) c = -bound - 48'sd1;
+            if (c > k_clip_hi) c = k_clip_hi;
+            if (c < k_clip_lo) c = k_clip_lo;
             q5_y[j] <= c <<< (-d_shift);
           end
         end else q5_y[j] <= x;
@@ -762,13 +769,15 @@ module fe_engine #(
   assign c_first_n = (cur.n0 == 0);
 
   // geometry of the computed trip's input window (same rule as the loader)
-  logic signed [24:0] c_y0, c_x0;
-  logic [15:0] c_ylo, c_xlo;
-  assign c_y0 = 25'(cur.r0s) - 25'(d_p);
-  assign c_x0 = 25'(cur.c0s) - 25'(d_p);
-  assign c_ylo = (c_y0 < 0) ? 16'd0 : 16'(c_y0);
-  assign c_xlo = (c_x0 < 0) ? 16'd0 : 16'(c_x0);
-  logic [23:0] rr_s, cc_s;  // rr * stride, cc * stride, counted with rr and cc
+  // The tap's input row is y0 + rr * stride + kr (y0 = r0 * stride - P, which may be negative), its
+  // row in the buffer that minus the window's first loaded row max(y0, 0); likewise for columns.
+  // The parts without kr / kc are counters: set at dispatch from the trip's stride products, stepped
+  // by the stride with rr / cc, so the issue adds only kr / kc.
+  logic signed [24:0] y_row, x_col, x_col0;   // y0 + rr * stride, x0 + cc * stride, x0
+  logic signed [24:0] by_row, bx_col, bx_col0;  // the same minus the window's first row / col
+  function automatic logic signed [24:0] negative_part(input logic signed [24:0] v);
+    negative_part = (v < 0) ? v : 25'sd0;
+  endfunction
 
   // a tap in flight: valid, first / last tap of its output position, and where that position sits
   // in the output banks (row parity, column mod CB, word)
@@ -797,16 +806,19 @@ module fe_engine #(
   endfunction
 
   // issue: the input word address of tap (rr, cc, kr, kc)
+  localparam int ROW_WORD_BITS = $clog2(IN_ROW_WORDS) > 0 ? $clog2(IN_ROW_WORDS) : 1;
   logic signed [24:0] iy, ix;
   logic               i_outside;
-  logic [31:0]        i_ry, i_rx;
+  logic [24:0]        i_ry, i_rx;
   always_comb begin
-    iy = c_y0 + 25'(rr_s) + 25'(kr);
-    ix = c_x0 + 25'(cc_s) + 25'(kc);
+    iy = y_row + 25'(kr);
+    ix = x_col + 25'(kc);
     i_outside = iy < 0 || ix < 0 || iy >= 25'(d_h) || ix >= 25'(d_w);
-    i_ry = 32'(iy) - 32'(c_ylo);
-    i_rx = 32'(ix) - 32'(c_xlo);
-    in_raddr = $bits(in_raddr)'(32'(cur_half) * IN_WORDS + i_ry * IN_ROW_WORDS + i_rx / B);
+    i_ry = by_row + 25'(kr);
+    i_rx = bx_col + 25'(kc);
+    // a row's words are a power of two: row * IN_ROW_WORDS + col / B is a concatenation
+    in_raddr = $bits(in_raddr)'(32'(cur_half) * IN_WORDS
+                                + ((32'(i_ry) << $clog2(IN_ROW_WORDS)) | (32'(i_rx / B) & 32'((1 << ROW_WORD_BITS) - 1))));
     w_raddr = WA'(32'(cur_half) * KK + 32'(c_tap));
   end
 
@@ -825,7 +837,12 @@ module fe_engine #(
           if (comp_start) begin
             cstate <= C_ISSUE;
             rr <= '0; cc <= '0; kr <= '0; kc <= '0;
-            rr_s <= '0; cc_s <= '0;
+            y_row <= 25'(go_trip.r0s) - 25'(d_p);
+            x_col <= 25'(go_trip.c0s) - 25'(d_p);
+            x_col0 <= 25'(go_trip.c0s) - 25'(d_p);
+            by_row <= negative_part(25'(go_trip.r0s) - 25'(d_p));
+            bx_col <= negative_part(25'(go_trip.c0s) - 25'(d_p));
+            bx_col0 <= negative_part(25'(go_trip.c0s) - 25'(d_p));
             c_tap <= '0;
           end
         end
@@ -848,11 +865,14 @@ module fe_engine #(
               kr <= '0;
               if (cc + 1 < c_tc) begin
                 cc <= cc + 1;
-                cc_s <= cc_s + 24'(d_s);
+                x_col <= x_col + 25'(d_s);
+                bx_col <= bx_col + 25'(d_s);
               end else begin
                 cc <= '0;
-                cc_s <= '0;
-                rr_s <= rr_s + 24'(d_s);
+                x_col <= x_col0;
+                bx_col <= bx_col0;
+                y_row <= y_row + 25'(d_s);
+                by_row <= by_row + 25'(d_s);
                 if (rr + 1 < c_tr) rr <= rr + 1;
                 else begin
                   cstate <= C_DRAIN;
