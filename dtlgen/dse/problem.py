@@ -161,6 +161,7 @@ class DSEProblem(Problem):
         self.network, self.board, self.info, self.space = network, board, info, space
         self.workload, self.fixed, self.mapper, self.chunks = workload, fixed, mapper, max(1, chunks)
         self.archive: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # every evaluated (X, F, G)
+        self.discarded = 0  # model evaluations of first-population draws that did not fit (run.FittingSampling)
         sizes = space.sizes()
         super().__init__(n_var=len(sizes), n_obj=3, n_ieq_constr=6, xl=np.zeros(len(sizes)),
                          xu=np.array(sizes) - 1, vtype=int)

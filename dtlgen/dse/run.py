@@ -55,7 +55,8 @@ class FittingSampling(Sampling):
     analytical model says does not fit the board, or that the engines cannot build, is drawn again,
     up to SAMPLING_ROUNDS times. Uniform draws over 1..64 x 1..64 arrays almost never fit a small
     FPGA (an ECP5-85F has 156 multipliers), so a small population would start, and often end, with
-    nothing that fits. The redraws are model evaluations not counted in the DSE's evaluations."""
+    nothing that fits. The discarded draws count as evaluations (problem.discarded): a comparison
+    with random search at equal evaluations stays fair."""
 
     def _do(self, problem, n_samples: int, *args, random_state=None, **kwargs) -> np.ndarray:
         space = problem.space
@@ -78,6 +79,7 @@ class FittingSampling(Sampling):
             misfit = np.any(model[:, 2:] > 0, axis=1)
             if not misfit.any():
                 break
+            problem.discarded += int(misfit.sum())
             x[misfit] = draw(int(misfit.sum()))
         return x
 
@@ -131,13 +133,13 @@ def search(network: Network, board: Board, info: InfoLossTable, pop: int, gens: 
     res = minimize(problem, nsga2(pop), ("n_gen", gens), seed=seed, verbose=False, **options)
     x, f = problem.archive_front()
     if not len(f):
-        n_eval = res.algorithm.evaluator.n_eval
+        n_eval = res.algorithm.evaluator.n_eval + problem.discarded
         raise DesignError(f"none of the {n_eval} designs NSGA-II evaluated (--pop {pop} x --gens {gens}) fits "
                           f"{board.name} or can be built; a larger --pop or --gens sees more designs (default 100 x "
                           "100); if none fits then either, try a larger board or a later split with fewer "
                           "retrainable weights")
     order = np.lexsort((f[:, 2], f[:, 1], f[:, 0]))
-    return x[order], f[order], res.algorithm.evaluator.n_eval, problem
+    return x[order], f[order], res.algorithm.evaluator.n_eval + problem.discarded, problem
 
 
 def choose(f: np.ndarray, prefer: str = "knee") -> int:
