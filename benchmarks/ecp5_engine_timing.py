@@ -79,7 +79,7 @@ def main() -> int:
     core = DEMO_CORE
     if args.project:
         core = json.loads((Path(args.project) / "ecp5" / "build.json").read_text())["core"]
-    console = Console()
+    console = Console(width=200)
     table = Table(title=f"ECP5 -6 post-route Fmax of each engine alone (yosys + nextpnr, out of context); "
                         f"{platform.machine()}, {os.cpu_count()} cores")
     for column in ("engine", "parameters", "Fmax", "critical path (from -> to, RTL lines)", "LUT4 / FF / MULT / DP16KD",

@@ -244,19 +244,22 @@ module fe_engine #(
   logic [15:0] wr_t, wr_b;  // weight walker: the tap row and the beat within it
 
   // Geometry of the trip being loaded, computed ahead of time so that the memory side reads only
-  // registers (no multiplier or adder chain before a request):
+  // registers (no multiplier or adder chain before a request), in three stages (A: extents and the
+  // window's ends, B: rows, columns, products, C: offsets and sizes):
   // - per descriptor (registered once the descriptor is in): the stride products and spans below;
   // - per trip: the scheduler keeps the next two trips after `cur` in registers (nxt1, nxt2) and
-  //   their geometry in two more stages; a trip computes for at least 1 + PER_CHANNEL_DRAIN + 1 = 5
-  //   cycles, so all four stages are settled by the next dispatch. The first trip of an operation
-  //   (trip 0) has a geometry straight from the descriptor (g0, one stage), the second (f1) takes
-  //   four stages from the descriptor, settled before the first load can have finished (S_FIRST
-  //   waits for desc_age >= 4 all the same).
+  //   their geometry in the three stages; a trip computes for at least 1 + PER_CHANNEL_DRAIN + 1 = 5
+  //   cycles, so all five registers are settled by the next dispatch;
+  // - trip 0 of an operation (g0) takes its three stages straight from the descriptor's first 20
+  //   bytes, which arrive at least two beats before its last one for buses up to 16 bytes; trip 1
+  //   (f1) takes five. `geom_age` counts cycles since those bytes arrived: the first load and the
+  //   first dispatch wait for it (they never do on buses up to 16 bytes with a latency of 2 or more).
   typedef struct packed {
     logic [15:0] tm, wn, ch, ch0, ylo, xlo, rows, cols, row_beats, wprod, w_row_beats;
     logic [31:0] first_row;  // ch0 * H + ylo
     logic [31:0] start;      // first_row * W + xlo: the first input row segment's offset
     logic [31:0] w_bytes;    // the trip's weights (convs), K * K tap rows of w_row_beats beats
+    logic signed [24:0] yhi, xhi;  // the window's ends before clipping to the image (stage A)
   } geom_t;
   logic [23:0]        k_trs, k_tcs;      // TR * stride, TC * stride
   logic signed [24:0] k_yspan, k_xspan;  // (TR - 1) * stride + K: a full tile's window, rows / cols
@@ -277,12 +280,12 @@ module fe_engine #(
     k_kk <= 16'(d_k) * 16'(d_k);
   end
 
-  // stage 1: extents, window [lo, hi) clipped to the image, channels (a trip in general; trip 0 from
-  // the descriptor alone). (yosys takes no function calls inside a function: ext() is written out.)
-  function automatic geom_t geom1(input trip_t t, input logic zero);
+  // stage A: extents, the window's first row / col and its (unclipped) end, channels; trip 0 from
+  // the descriptor alone. (yosys takes no function calls inside a function: ext() is written out.)
+  function automatic geom_t geom_a(input trip_t t, input logic zero);
     geom_t g;
     logic [15:0] tr, tc, tn;
-    logic signed [24:0] y0, x0, yhi, xhi, ylo, xlo;
+    logic signed [24:0] y0, x0;
     g = '0;
     tr = (d_r - t.r0 < 16'(TR)) ? d_r - t.r0 : 16'(TR);
     tc = (d_c - t.c0 < 16'(TC)) ? d_c - t.c0 : 16'(TC);
@@ -291,67 +294,76 @@ module fe_engine #(
     if (zero) begin
       y0 = 25'sd0 - 25'(d_p);
       x0 = 25'sd0 - 25'(d_p);
-      yhi = (25'(tr) - 25'sd1) * 25'(d_s) + 25'(d_k) - 25'(d_p);
-      xhi = (25'(tc) - 25'sd1) * 25'(d_s) + 25'(d_k) - 25'(d_p);
+      g.yhi = (25'(tr) - 25'sd1) * 25'(d_s) + 25'(d_k) - 25'(d_p);
+      g.xhi = (25'(tc) - 25'sd1) * 25'(d_s) + 25'(d_k) - 25'(d_p);
     end else begin
       y0 = 25'(t.r0s) - 25'(d_p);
       x0 = 25'(t.c0s) - 25'(d_p);
-      yhi = (tr == 16'(TR)) ? y0 + k_yspan : k_yedge;
-      xhi = (tc == 16'(TC)) ? x0 + k_xspan : k_xedge;
+      g.yhi = (tr == 16'(TR)) ? y0 + k_yspan : k_yedge;
+      g.xhi = (tc == 16'(TC)) ? x0 + k_xspan : k_xedge;
     end
-    if (yhi > 25'(d_h)) yhi = 25'(d_h);
-    if (xhi > 25'(d_w)) xhi = 25'(d_w);
-    ylo = (y0 < 0) ? 25'sd0 : y0;
-    xlo = (x0 < 0) ? 25'sd0 : x0;
-    g.ylo = 16'(ylo);
-    g.xlo = 16'(xlo);
-    g.rows = (yhi > ylo) ? 16'(yhi - ylo) : 16'd0;
-    g.cols = (xhi > xlo) ? 16'(xhi - xlo) : 16'd0;
-    g.row_beats = 16'((32'(g.cols) + 32'(BUS_BYTES) - 1) / 32'(BUS_BYTES));
+    g.ylo = (y0 < 0) ? 16'd0 : 16'(y0);
+    g.xlo = (x0 < 0) ? 16'd0 : 16'(x0);
     g.ch = d_pc ? g.tm : tn;
     g.ch0 = d_pc ? t.m0 : t.n0;
     g.wn = d_dw ? 16'd1 : tn;
-    g.wprod = g.tm * g.wn;
-    g.first_row = zero ? 32'd0 : 32'(g.ch0) * 32'(d_h) + 32'(g.ylo);
-    geom1 = g;
+    geom_a = g;
   endfunction
 
-  // stage 2: the first segment's offset and the weight tile's size
+  // stage B: the window clipped to the image, the weight row's size, the first row's index
+  function automatic geom_t geom_b(input geom_t a);
+    geom_t g;
+    logic signed [24:0] yhi, xhi;
+    g = a;
+    yhi = (a.yhi > 25'(d_h)) ? 25'(d_h) : a.yhi;
+    xhi = (a.xhi > 25'(d_w)) ? 25'(d_w) : a.xhi;
+    g.rows = (yhi > 25'(a.ylo)) ? 16'(yhi - 25'(a.ylo)) : 16'd0;
+    g.cols = (xhi > 25'(a.xlo)) ? 16'(xhi - 25'(a.xlo)) : 16'd0;
+    g.wprod = a.tm * a.wn;
+    g.first_row = 32'(a.ch0) * 32'(d_h) + 32'(a.ylo);
+    geom_b = g;
+  endfunction
+
+  // stage C: beats of a row, the first segment's offset and the weight tile's size
   // (A trip's weights are K*K tap rows (kr, kc order), each the tap's tm x wn weights in (m, n)
   // order padded to whole beats (dtlgen.isa.fe.weight_row_bytes): a beat never spans two taps.)
-  function automatic geom_t geom2(input geom_t g1);
+  function automatic geom_t geom_c(input geom_t b);
     geom_t g;
-    g = g1;
-    g.start = g1.first_row * 32'(d_w) + 32'(g1.xlo);
-    g.w_row_beats = 16'((32'(g1.wprod) + B - 1) / B);
+    g = b;
+    g.row_beats = 16'((32'(b.cols) + 32'(BUS_BYTES) - 1) / 32'(BUS_BYTES));
+    g.start = b.first_row * 32'(d_w) + 32'(b.xlo);
+    g.w_row_beats = 16'((32'(b.wprod) + B - 1) / B);
     g.w_bytes = (d_kind == K_CONV) ? 32'(g.w_row_beats) * B * 32'(k_kk) : 32'd0;
-    geom2 = g;
+    geom_c = g;
   endfunction
 
   /* verilator lint_off UNUSEDSIGNAL */
   geom_t       ld_g;                    // the trip being loaded (some fields only feed the next stage)
   /* verilator lint_on UNUSEDSIGNAL */
   geom_t       go_next_g, job_ld_g;     // the trip a starting job loads
-  geom_t       g0_1, g0_2;              // trip 0
+  geom_t       g0_a, g0_b, g0_c;        // trip 0
   trip_t       f1;                      // trip 1 (after trip 0)
-  geom_t       f1_1, f1_2;
+  geom_t       f1_a, f1_b, f1_c;
   logic        f0_has_next;
   trip_t       nxt1, nxt2;              // the two trips after cur
   logic        nxt1_has_next;
-  geom_t       n2_1, n2_2;
-  logic [2:0]  desc_age;                // cycles since the descriptor's last byte, up to 7
+  geom_t       n2_a, n2_b, n2_c;
+  logic [2:0]  geom_age;                // cycles since the descriptor's first 20 bytes arrived, up to 7
   always_ff @(posedge clk) begin
-    g0_1 <= geom1('0, 1'b1);
-    g0_2 <= geom2(g0_1);
+    g0_a <= geom_a('0, 1'b1);
+    g0_b <= geom_b(g0_a);
+    g0_c <= geom_c(g0_b);
     f1 <= next_trip('0, d_nl, d_m, d_c, k_trs, k_tcs);
-    f1_1 <= geom1(f1, 1'b0);
-    f1_2 <= geom2(f1_1);
+    f1_a <= geom_a(f1, 1'b0);
+    f1_b <= geom_b(f1_a);
+    f1_c <= geom_c(f1_b);
     f0_has_next <= !is_last_trip('0, d_nl, d_m, d_c, d_r);
     nxt1 <= next_trip(cur, d_nl, d_m, d_c, k_trs, k_tcs);
     nxt1_has_next <= !is_last_trip(nxt1, d_nl, d_m, d_c, d_r);
     nxt2 <= next_trip(nxt1, d_nl, d_m, d_c, k_trs, k_tcs);
-    n2_1 <= geom1(nxt2, 1'b0);
-    n2_2 <= geom2(n2_1);
+    n2_a <= geom_a(nxt2, 1'b0);
+    n2_b <= geom_b(n2_a);
+    n2_c <= geom_c(n2_b);
   end
 
   logic [15:0] ld_tm, ld_rows, ld_row_beats, ld_ch, ld_wn, ld_w_row_beats;
@@ -652,9 +664,9 @@ module fe_engine #(
     if (rst) begin
       mstate <= M_IDLE;
       iss_all <= 1'b0;
-      desc_age <= '0;
+      geom_age <= '0;
     end else begin
-      if (desc_age != 3'd7) desc_age <= desc_age + 3'd1;
+      if (geom_age != 3'd7) geom_age <= geom_age + 3'd1;
       if (job_start) begin
         mjob <= job_kind;
         m_do_load <= job_load;
@@ -713,7 +725,7 @@ module fe_engine #(
             // responses, in request order
             if (rd_valid) begin
               if (mjob == J_DESC) begin
-                desc_age <= '0;
+                if (rsp_byte < 32'd20) geom_age <= '0;  // a beat of the geometry fields
                 for (int j = 0; j < BUS_BYTES; j++)
                   if (rsp_byte + 32'(j) < DESC_BYTES)
                     desc[(rsp_byte + 32'(j)) >> 2][8 * ((rsp_byte + 32'(j)) & 3) +: 8] <= rd_data[j * 8 +: 8];
@@ -990,7 +1002,7 @@ module fe_engine #(
     go_half = 1'b0;
     go_tile_half = 1'b0;
     // (the trips after the dispatched one and their geometry are registers: see geom_t)
-    if (state == S_FIRST && mstate == M_WAIT && !job_start_pending && desc_age >= 3'd4) begin
+    if (state == S_FIRST && mstate == M_WAIT && !job_start_pending && geom_age >= 3'd5) begin
       go = 1'b1;
     end else if (advance && !cur_last) begin
       go = 1'b1;
@@ -1000,7 +1012,7 @@ module fe_engine #(
     end
     go_has_next = (state == S_FIRST) ? f0_has_next : nxt1_has_next;
     go_next = (state == S_FIRST) ? f1 : nxt2;
-    go_next_g = (state == S_FIRST) ? f1_2 : n2_2;
+    go_next_g = (state == S_FIRST) ? f1_c : n2_c;
   end
 
   always_comb begin
@@ -1009,7 +1021,7 @@ module fe_engine #(
     job_store = 1'b0;
     job_load = 1'b0;
     job_ld = '0;
-    job_ld_g = g0_1;
+    job_ld_g = g0_c;
     job_ld_half = 1'b0;
     job_st = cur;
     job_st_half = tile_half;
@@ -1023,13 +1035,14 @@ module fe_engine #(
       job_ld = go_next;
       job_ld_g = go_next_g;
       job_ld_half = ~go_half;
-    end else if ((state == S_DESC || state == S_BIAS || state == S_FIRST || state == S_LAST) && job_start_pending) begin
+    end else if ((state == S_DESC || state == S_BIAS || state == S_FIRST || state == S_LAST) && job_start_pending
+                 && (state != S_FIRST || geom_age >= 3'd3)) begin  // trip 0's geometry (g0_c) is settled
       job_start = 1'b1;
       job_kind = (state == S_DESC) ? J_DESC : (state == S_BIAS) ? J_BIAS : J_TRIP;
       job_load = (state != S_LAST);
       job_store = (state == S_LAST);
       job_ld = '0;
-      job_ld_g = (d_kind == K_CONV) ? g0_2 : g0_1;  // a conv's bias load gave g0_2 time to settle
+      job_ld_g = g0_c;
       job_ld_half = 1'b0;
     end
   end
