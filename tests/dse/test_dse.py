@@ -108,3 +108,15 @@ def test_cli_bad_input(tmp_path, capsys):
     assert exit_info.value.code == 2
     with pytest.raises(BoardError):
         load_board("nope")
+
+
+def test_a_small_search_on_a_small_fpga_starts_from_designs_that_fit(digits, info):
+    """--pop 12 --gens 3 on the ECP5-85F (156 multipliers): uniform draws over 64x64 arrays almost
+    never fit it; the first population is drawn to fit, so every design of it does."""
+    network, _, _ = digits
+    board = load_board("ulx3s-85f")
+    x, f, n_eval, problem = search(network, board, info, 12, 3, seed=1)
+    assert len(f) >= 1
+    first_x, _, first_g = problem.archive[0]
+    assert len(first_x) == 12 and np.all(first_g <= 0), "the first population fits the board"
+    assert n_eval == 12 * 3 + problem.discarded  # the redrawn misfits count as evaluations
