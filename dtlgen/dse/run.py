@@ -50,29 +50,31 @@ SAMPLING_ROUNDS = 8
 
 
 class FittingSampling(Sampling):
-    """The first population: array and tile sizes drawn log-uniformly (each octave as likely as the
-    next, so 2x3 arrays are as common as 32x48 ones), the other variables uniformly; a design the
-    analytical model says does not fit the board, or that the engines cannot build, is drawn again,
-    up to SAMPLING_ROUNDS times. Uniform draws over 1..64 x 1..64 arrays almost never fit a small
-    FPGA (an ECP5-85F has 156 multipliers), so a small population would start, and often end, with
-    nothing that fits. The discarded draws count as evaluations (problem.discarded): a comparison
+    """The first population: every variable drawn uniformly, as pymoo's integer sampling does; a
+    design the analytical model says does not fit the board, or that the engines cannot build, is
+    drawn again with array and tile sizes log-uniform (each octave as likely as the next, so 2x3
+    arrays as common as 32x48 ones), up to SAMPLING_ROUNDS times. Uniform draws over 1..64 x 1..64
+    arrays almost never fit a small FPGA (an ECP5-85F has 156 multipliers), so a small population
+    would start, and often end, with nothing that fits; on a large board most uniform draws fit and
+    the population keeps their spread (log-uniform draws for all would crowd the small designs and
+    lose the fast ones). The discarded draws count as evaluations (problem.discarded): a comparison
     with random search at equal evaluations stays fair."""
 
     def _do(self, problem, n_samples: int, *args, random_state=None, **kwargs) -> np.ndarray:
         space = problem.space
 
-        def draw(n: int) -> np.ndarray:
+        def draw(n: int, log_arrays: bool) -> np.ndarray:
             columns = []
             for name, size in zip(space.names, space.sizes()):
                 values = np.asarray(getattr(space, name))
-                if name in ARRAY_VARIABLES and size > 1 and values.min() > 0:
+                if log_arrays and name in ARRAY_VARIABLES and size > 1 and values.min() > 0:
                     target = np.exp(random_state.uniform(np.log(values.min()), np.log(values.max() + 1), size=n))
                     columns.append(np.clip(np.searchsorted(values, target, side="right") - 1, 0, size - 1))
                 else:
                     columns.append(random_state.integers(0, size, size=n))
             return np.column_stack(columns)
 
-        x = draw(n_samples)
+        x = draw(n_samples, log_arrays=False)
         for _ in range(SAMPLING_ROUNDS):
             model = evaluate_model(problem.network, problem.board, problem.workload, problem.fixed,
                                    problem.decode_all(x))
@@ -80,7 +82,7 @@ class FittingSampling(Sampling):
             if not misfit.any():
                 break
             problem.discarded += int(misfit.sum())
-            x[misfit] = draw(int(misfit.sum()))
+            x[misfit] = draw(int(misfit.sum()), log_arrays=True)
         return x
 
 
