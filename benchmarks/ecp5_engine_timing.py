@@ -20,6 +20,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -73,12 +74,23 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", help="a generated ECP5 project (default: the demo's ULX3S design)")
     parser.add_argument("--engines", nargs="*", default=["rl", "fe"], choices=["fe", "rl"])
-    parser.add_argument("--work", default=None, help="keep the tools' files here (default: a temporary folder)")
+    parser.add_argument("--work", default=None, help="keep the tools' files in this new or empty folder (default: a temporary one)")
     parser.add_argument("--freq", type=float, default=75.0, help="nextpnr's timing target in MHz (default 75)")
     args = parser.parse_args()
     core = DEMO_CORE
     if args.project:
-        core = json.loads((Path(args.project) / "ecp5" / "build.json").read_text())["core"]
+        build = Path(args.project) / "ecp5" / "build.json"
+        try:
+            core = json.loads(build.read_text())["core"]
+            if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 31
+                       for v in (*engine_parameters(core, "fe").values(), *engine_parameters(core, "rl").values())):
+                raise ValueError("a parameter is not a non-negative integer")
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            sys.exit(f"ecp5_engine_timing: error: {build}: cannot read the engines' parameters ({err}); "
+                     "give an ECP5 project written by 'dtlgen generate' (with an RL engine)")
+    if args.work and Path(args.work).exists() and (not Path(args.work).is_dir() or any(Path(args.work).iterdir())):
+        sys.exit(f"ecp5_engine_timing: error: --work '{args.work}' exists and is not an empty folder; this script "
+                 "writes the tools' files there and never overwrites what it did not write: give a new or empty folder")
     console = Console(width=200)
     table = Table(title=f"ECP5 -6 post-route Fmax of each engine alone (yosys + nextpnr, out of context); "
                         f"{platform.machine()}, {os.cpu_count()} cores")
@@ -102,4 +114,10 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except KeyboardInterrupt:
+        sys.exit("ecp5_engine_timing: interrupted (its temporary folder is removed; --work keeps what was built)")
+    except subprocess.CalledProcessError as err:
+        sys.exit(f"ecp5_engine_timing: error: {err.cmd[1] if len(err.cmd) > 1 else err.cmd[0]} failed "
+                 f"(exit {err.returncode}); see yosys.log / nextpnr.log with --work DIR")
