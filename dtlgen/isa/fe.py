@@ -25,7 +25,7 @@ KIND_CONV, KIND_MAXPOOL, KIND_AVGPOOL, KIND_ADD = 1, 2, 3, 4
 KINDS = {KIND_CONV: "conv", KIND_MAXPOOL: "maxpool", KIND_AVGPOOL: "avgpool", KIND_ADD: "add"}
 K_MAX, S_MAX = 7, 2  # the input buffer's full-size window: (tr-1)·S_MAX + K_MAX rows (fe_engine.sv)
 ACC_BITS = 32  # accumulators and bias words
-OUTPUT_STAGE_CYCLES = 6  # the store pipeline: bank read, lane select, pool, bias/scale, shift, round/saturate
+OUTPUT_STAGE_CYCLES = 9  # the store pipeline: bank read, lane select, pool, scale (2), bias, shift (2), round, saturate
 ELEMENT_BITS = 8  # one byte per weight and activation in memory
 __all__ = ["ACTIVATION_CODES", "DESCRIPTOR_BYTES", "FIELDS", "decode", "encode"]
 
@@ -41,8 +41,10 @@ FIELDS = (
 
 
 def pipeline_depth(tn: int) -> int:
-    """Cycles from operands to accumulator: operand register, multiplier (2), adder tree over tn, accumulate."""
-    return 4 + max(0, math.ceil(math.log2(tn)))
+    """Cycles from a tap's issue until its output word is written: input bank read, operand and weight
+    registers, multiplier, adder tree over tn (one register per level), the sums' register, accumulate,
+    read-modify-add, write."""
+    return 7 + max(0, math.ceil(math.log2(tn)))
 
 
 def encode(where: str = "FE descriptor", **values: Any) -> np.ndarray:

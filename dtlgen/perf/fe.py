@@ -65,7 +65,7 @@ from dtlgen.quant import fixed
 DESCRIPTOR_BYTES = isa_fe.DESCRIPTOR_BYTES
 BIAS_BYTES = 4
 OUTPUT_STAGE_CYCLES = isa_fe.OUTPUT_STAGE_CYCLES  # the store pipeline drains after the last store beat
-pipeline_depth = isa_fe.pipeline_depth  # operands to accumulator (the engine's fixed latency)
+pipeline_depth = isa_fe.pipeline_depth  # a tap's issue to its output write (the engine's fixed latency)
 TRIP_HANDOFF_CYCLES = 1
 PHASE_HANDOFF_CYCLES = 2
 SUPPORTED_KERNELS = (1, 3, 5, 7)

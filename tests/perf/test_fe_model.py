@@ -249,7 +249,7 @@ def test_imported_torch_network_matches_reference(block_network, tiling, bus, la
                  ("down", "conv", 0, False), ("avg", "pool", 0, False), ("fc", "conv", 0, False)]
     assert kinds == expected
     for op in ops:
-        assert_matches_reference(op, cfg, bus, latency, nonconv_depth=None if op.kind == "conv" else 4)
+        assert_matches_reference(op, cfg, bus, latency, nonconv_depth=None if op.kind == "conv" else fe.pipeline_depth(1))
 
 
 def test_fe_ops_mapping():
@@ -376,16 +376,16 @@ def test_bound_memory_when_starved_compute_when_fast():
 def test_hand_computed_small_conv():
     """A 2-input, 2-output 3×3 pad-1 conv on 4×4, tm=tn=1, tr=tc=4, 8-bit, bus 4, L = 10, by hand.
 
-    Per trip: compute 16·9 + D(1)=4 → 148; load = 10 + rows 4·ceil(4/4)=4 + 9 tap rows of one
+    Per trip: compute 16·9 + D(1)=7 → 151; load = 10 + rows 4·ceil(4/4)=4 + 9 tap rows of one
     weight, a beat each → 23; store = 1·4·ceil(4/4) = 4. Trips (m, n): (0,0) (0,1) (1,0) (1,1): all
-    compute bound (148). overhead = 10 + ceil(64/4)=16 + 10 + ceil(2·4/4)=2 → 38; cycles = 38 + 23
-    + 4·(148 + 1 handoff) + 4 + 6 (store pipeline) + 4 phases · 2 = 675.
+    compute bound (151). overhead = 10 + ceil(64/4)=16 + 10 + ceil(2·4/4)=2 → 38; cycles = 38 + 23
+    + 4·(151 + 1 handoff) + 4 + 9 (store pipeline) + 4 phases · 2 = 690.
     """
     network = Network("t", (2, 4, 4), [conv_layer("c", 2, 4, 2, 3, 1, 1)])
     cfg = fe.FEConfig(1, 1, 4, 4)
     (op,) = fe.fe_ops(network, cfg)
     oc = fe.op_cycles(op, cfg, 4, 10)
-    assert oc.cycles == 675 and oc.trips == 4 and oc.compute_cycles == 4 * 148
+    assert oc.cycles == 690 and oc.trips == 4 and oc.compute_cycles == 4 * 151
     assert oc.bus_cycles == 38 + 4 * 23 + 2 * 4
 
 

@@ -81,6 +81,24 @@ def test_left_shift_requantisation_saturates(tmp_path):
     assert np.any(conv1 == 127) and all(exact)
 
 
+@pytest.mark.parametrize("shift", [8, 24, 56])
+def test_right_shift_requantisation_rounds_at_byte_steps_and_past_the_accumulator(tmp_path, shift):
+    """The output stage shifts right in two steps (a multiple of 8, then 0..7 bits): shifts that are
+    whole multiples of 8 take their rounding bit from the first step, and shifts past the 48-bit
+    value round as fixed.py's int64 arithmetic does."""
+    from dataclasses import replace
+
+    network = load_model("digits_cnn")
+    task = load_digits_task()
+    qnet = quantize(network, task.retrain_x, PrecisionConfig())
+    lq = qnet.layers["conv1"]
+    qnet.layers["conv1"] = replace(lq, out_fmt=replace(lq.out_fmt, frac=lq.acc_frac - shift))
+    assert qnet.layers["conv1"].out_shift == shift
+    x_int = golden.quantize_input(qnet, task.test_x[:1])[0]
+    _, _, _, exact = simulate(qnet, x_int, tmp_path)
+    assert all(exact)
+
+
 @st.composite
 def conv_layers(draw):
     k = draw(st.sampled_from([1, 3, 5, 7]))

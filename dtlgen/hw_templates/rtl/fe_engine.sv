@@ -79,8 +79,8 @@ module fe_engine #(
   localparam int ACC_BITS = 32;  // accumulators and bias words
   localparam int DESC_BYTES = 64;
   localparam int DESC_WORDS = DESC_BYTES / 4;
-  localparam int OUT_LATENCY = 6;  // store pipeline registers, q1 .. q6
-  localparam int PER_CHANNEL_DRAIN = 3;  // pools and adds skip the adder tree
+  localparam int OUT_LATENCY = 9;  // store pipeline registers, q1 .. q7
+  localparam int PER_CHANNEL_DRAIN = 6;  // pools and adds skip the adder tree
   localparam logic [3:0] K_CONV = 4'd1, K_MAXPOOL = 4'd2, K_AVGPOOL = 4'd3, K_ADD = 4'd4;
   /* verilator lint_off UNUSEDPARAM */
   localparam logic [1:0] ACT_NONE = 2'd0, ACT_RELU = 2'd1, ACT_RELU6 = 2'd2;
@@ -248,7 +248,7 @@ module fe_engine #(
   // window's ends, B: rows, columns, products, C: offsets and sizes):
   // - per descriptor (registered once the descriptor is in): the stride products and spans below;
   // - per trip: the scheduler keeps the next two trips after `cur` in registers (nxt1, nxt2) and
-  //   their geometry in the three stages; a trip computes for at least 1 + PER_CHANNEL_DRAIN + 1 = 5
+  //   their geometry in the three stages; a trip computes for at least 1 + PER_CHANNEL_DRAIN + 1 = 8
   //   cycles, so all five registers are settled by the next dispatch;
   // - trip 0 of an operation (g0) takes its three stages straight from the descriptor's first 20
   //   bytes, which arrive at least two beats before its last one for buses up to 16 bytes; trip 1
@@ -267,6 +267,15 @@ module fe_engine #(
   logic [31:0]        k_hw;              // H * W: one input channel plane
   logic [15:0]        k_kk;              // K * K
   logic signed [47:0] k_clip_hi, k_clip_lo;  // a left-shift requantisation clips to these first
+  logic               k_conv, k_maxpool, k_add;  // the op, for the datapath (local registers)
+  logic [15:0]        k_mult;            // the average-pool reciprocal, 1 for other ops
+  logic signed [47:0] k_lo, k_hi;        // the A_BITS range narrowed by the activation (ReLU: 0, ReLU6: six)
+  logic signed [47:0] k_lo_c, k_hi_c;
+  always_comb begin
+    k_hi_c = (48'sd1 <<< (A_BITS - 1)) - 48'sd1;
+    if (d_act == ACT_RELU6 && 48'(d_six) < k_hi_c) k_hi_c = 48'(d_six);
+    k_lo_c = (d_act != ACT_NONE) ? 48'sd0 : -(48'sd1 <<< (A_BITS - 1));
+  end
   always_ff @(posedge clk) begin
     k_clip_hi <= 48'sd1 <<< (8'(A_BITS - 1) + d_shift);
     k_clip_lo <= -(48'sd1 <<< (8'(A_BITS - 1) + d_shift)) - 48'sd1;
@@ -278,6 +287,12 @@ module fe_engine #(
     k_xedge <= (25'(d_c) - 25'sd1) * 25'(d_s) + 25'(d_k) - 25'(d_p);
     k_hw <= 32'(d_h) * 32'(d_w);
     k_kk <= 16'(d_k) * 16'(d_k);
+    k_conv <= (d_kind == K_CONV);
+    k_maxpool <= (d_kind == K_MAXPOOL);
+    k_add <= (d_kind == K_ADD);
+    k_mult <= (d_kind == K_AVGPOOL) ? d_mult : 16'd1;
+    k_lo <= (k_hi_c < k_lo_c) ? k_hi_c : k_lo_c;
+    k_hi <= k_hi_c;
   end
 
   // stage A: extents, the window's first row / col and its (unclipped) end, channels; trip 0 from
@@ -505,43 +520,49 @@ module fe_engine #(
   // ---------------------------------------------------------------------------------------------
   // Store side: one output beat (B outputs of lane st_m, output row st_row) issued per cycle into a
   // pipeline of OUT_LATENCY registers: bank read (q1), lane select (q2), fused 2x2 max-pool of the
-  // accumulators (q3: requantise and ReLU are monotonic, so pooling first is exact), bias and
-  // average-pool scaling (q4), shift (q5), round, saturate and activation (q6, the write port). The
-  // numerics are dtlgen/quant/fixed.py's requantise, relu and relu6. The pipeline holds while the
-  // write port does (wr_ready low).
+  // accumulators (q3: requantise and ReLU are monotonic, so pooling first is exact), average-pool
+  // scaling (q4a) and bias (q4), shift in two steps (q5a, q5b), round (q6), saturate and activation
+  // (q7, the write port). The numerics are dtlgen/quant/fixed.py's requantise, relu and relu6. The
+  // pipeline holds while the write port does (wr_ready low).
   logic s_go;  // the store pipeline moves
-  logic q1_valid, q2_valid, q3_valid, q4_valid, q5_valid, q6_valid;
+  logic q1_valid, q2_valid, q3_valid, q4a_valid, q4_valid, q5a_valid, q5_valid, q6_valid, q7_valid;
   logic q1_half, q1_par, q2_par;
   logic [15:0] q1_m;
   logic [7:0]  q1_cm0, q2_cm0, q1_bsel;
-  logic [31:0] q3_addr, q4_addr, q5_addr, q6_addr;
+  logic [31:0] q3_addr, q4a_addr, q4_addr, q5a_addr, q5_addr, q6_addr, q7_addr;
   logic [31:0] q1_orow, q1_col, q2_rowoff, q2_col;  // the address, one product per stage:
                                                     // row (m0 + m) Or + r0 + row, then row Oc
-  logic [7:0]  q1_bytes, q2_bytes, q3_bytes, q4_bytes, q5_bytes, q6_bytes;
+  logic [7:0]  q1_bytes, q2_bytes, q3_bytes, q4a_bytes, q4_bytes, q5a_bytes, q5_bytes, q6_bytes, q7_bytes;
   logic signed [ACC_BITS-1:0] q2_banks [O_BANKS];
-  logic signed [31:0]         q2_bias, q3_bias;
+  logic signed [31:0]         q2_bias, q3_bias, q4a_bias;
   logic signed [ACC_BITS-1:0] q3_v [B];
-  logic signed [47:0]         q4_x [B], q5_y [B];
-  logic                       q5_rnd [B];
-  logic [7:0]                 q6_byte [B];
+  logic signed [33:0]         q4a_lo [B];
+  logic signed [ACC_BITS+1:0] q4a_hi [B];
+  logic signed [47:0]         q4_x [B], q5a_t [B], q5_y [B], q6_y [B];
+  logic                       q5a_rb [B], q5_rnd [B];
+  logic [7:0]                 q7_byte [B];
   logic                       st_busy;  // a beat is in the pipeline
-  assign s_go = wr_ready || !q6_valid;
+  assign s_go = wr_ready || !q7_valid;
   assign st_issue = (mstate == M_STORE) && s_go;
-  assign st_busy = q1_valid || q2_valid || q3_valid || q4_valid || q5_valid || q6_valid;
+  assign st_busy = q1_valid || q2_valid || q3_valid || q4a_valid || q4_valid || q5a_valid || q5_valid || q6_valid
+                 || q7_valid;
   assign o_sraddr = d_pool ? OA'(32'(st_row) * O_COL_WORDS + (32'(st_beat) * 2 * B) / CB)
                            : OA'(32'(st_row >> 1) * O_COL_WORDS + (32'(st_beat) * B) / CB);
   assign bias_raddr = BA'(32'(st_tile.m0 + st_m) / BIAS_BANKS);
 
   always_ff @(posedge clk) begin
     if (rst) begin
-      {q1_valid, q2_valid, q3_valid, q4_valid, q5_valid, q6_valid} <= '0;
+      {q1_valid, q2_valid, q3_valid, q4a_valid, q4_valid, q5a_valid, q5_valid, q6_valid, q7_valid} <= '0;
     end else if (s_go) begin
       q1_valid <= st_issue;
       q2_valid <= q1_valid;
       q3_valid <= q2_valid;
-      q4_valid <= q3_valid;
-      q5_valid <= q4_valid;
+      q4a_valid <= q3_valid;
+      q4_valid <= q4a_valid;
+      q5a_valid <= q4_valid;
+      q5_valid <= q5a_valid;
       q6_valid <= q5_valid;
+      q7_valid <= q6_valid;
     end
   end
 
@@ -561,7 +582,7 @@ module fe_engine #(
       for (int k = 0; k < O_BANKS; k++) q2_banks[k] <= $signed(o_rdata[(32'(q1_half) * TM + 32'(q1_m)) * O_BANKS + k]);
       q2_bias <= 32'sd0;
       for (int k = 0; k < BIAS_BANKS; k++)
-        if (d_kind == K_CONV && 32'(q1_bsel) == k) q2_bias <= $signed(bias_rdata[k]);
+        if (k_conv && 32'(q1_bsel) == k) q2_bias <= $signed(bias_rdata[k]);
       q2_rowoff <= q1_orow * 32'(d_oc);
       q2_col <= d_out + q1_col;
       {q2_par, q2_cm0, q2_bytes} <= {q1_par, q1_cm0, q1_bytes};
@@ -583,52 +604,69 @@ module fe_engine #(
       end
       q3_addr <= q2_rowoff + q2_col;
       {q3_bias, q3_bytes} <= {q2_bias, q2_bytes};
-      // q4: bias, average-pool reciprocal
-      for (int j = 0; j < B; j++)
-        q4_x[j] <= 48'(q3_v[j]) * ((d_kind == K_AVGPOOL) ? $signed({32'd0, d_mult}) : 48'sd1) + 48'(q3_bias);
-      {q4_addr, q4_bytes} <= {q3_addr, q3_bytes};
-      // q5: shift right (keeping the last bit shifted out, for round half up) or, for a left shift,
-      // clip first to just beyond what the shift maps into range (a left shift saturates, never wraps)
+      // q4a: the average-pool reciprocal's two partial products (k_mult is 1 for other ops); the
+      // accumulator's low half unsigned, its high half signed: one 18x18 multiplier each
       for (int j = 0; j < B; j++) begin
-        logic signed [47:0] x, lo, hi, c;
+        q4a_lo[j] <= $signed({1'b0, q3_v[j][15:0]}) * $signed({1'b0, k_mult});
+        q4a_hi[j] <= $signed(q3_v[j][ACC_BITS-1:16]) * $signed({1'b0, k_mult});
+      end
+      {q4a_bias, q4a_addr, q4a_bytes} <= {q3_bias, q3_addr, q3_bytes};
+      // q4: the scaled accumulator plus the bias
+      for (int j = 0; j < B; j++)
+        q4_x[j] <= (48'(q4a_hi[j]) <<< 16) + 48'(q4a_lo[j]) + 48'(q4a_bias);
+      {q4_addr, q4_bytes} <= {q4a_addr, q4a_bytes};
+      // q5a: a right shift's multiple-of-8 part (and the last bit it shifts out, for round half up);
+      // a left shift clips first to just beyond what the shift maps into range (it saturates, never
+      // wraps), or, past A_BITS, leaves only the sign to saturate
+      for (int j = 0; j < B; j++) begin
+        logic signed [47:0] x, c;
         x = q4_x[j];
-        lo = -(48'sd1 <<< (A_BITS - 1));
-        hi = (48'sd1 <<< (A_BITS - 1)) - 48'sd1;
+        q5a_rb[j] <= 1'b0;
+        if (d_shift > 0) begin
+          q5a_t[j] <= x >>> {d_shift[6:3], 3'b000};
+          // bit 8c - 1 (c = d_shift[6:3]); past the top, the sign (what fixed.py's shift of an int64 gives)
+          if (d_shift[6:3] >= 4'd6) q5a_rb[j] <= x[47];
+          else if (d_shift[6:3] != 0) q5a_rb[j] <= x[{d_shift[5:3], 3'b000} - 6'd1];
+        end else if (d_shift < 0 && -d_shift >= 8'(A_BITS)) begin
+          q5a_t[j] <= (x > 0) ? 48'sd1 <<< (A_BITS - 1) : ((x < 0) ? -(48'sd1 <<< A_BITS) : 48'sd0);
+        end else begin
+          c = x;
+          if (c > k_clip_hi) c = k_clip_hi;
+          if (c < k_clip_lo) c = k_clip_lo;
+          q5a_t[j] <= c;
+        end
+      end
+      {q5a_addr, q5a_bytes} <= {q4_addr, q4_bytes};
+      // q5b: the rest of the shift (a right shift's last 0..7 bits, or a left shift under A_BITS)
+      for (int j = 0; j < B; j++) begin
         q5_rnd[j] <= 1'b0;
         if (d_shift > 0) begin
-          q5_y[j] <= x >>> d_shift;
-          q5_rnd[j] <= x[d_shift - 1];
-        end else if (d_shift < 0) begin
-          if (-d_shift >= 8'(A_BITS)) q5_y[j] <= (x > 0) ? hi : ((x < 0) ? lo : 48'sd0);
-          else begin
-            c = x;
-            if (c > k_clip_hi) c = k_clip_hi;
-            if (c < k_clip_lo) c = k_clip_lo;
-            q5_y[j] <= c <<< (-d_shift);
-          end
-        end else q5_y[j] <= x;
+          q5_y[j] <= q5a_t[j] >>> d_shift[2:0];
+          q5_rnd[j] <= (d_shift[2:0] != 0) ? q5a_t[j][6'(d_shift[2:0]) - 6'd1] : q5a_rb[j];
+        end else if (d_shift < 0 && -d_shift < 8'(A_BITS)) begin
+          q5_y[j] <= q5a_t[j] <<< (-d_shift);
+        end else q5_y[j] <= q5a_t[j];
       end
-      {q5_addr, q5_bytes} <= {q4_addr, q4_bytes};
-      // q6: round, saturate, activation
-      for (int j = 0; j < B; j++) begin
-        logic signed [47:0] y, lo, hi;
-        lo = -(48'sd1 <<< (A_BITS - 1));
-        hi = (48'sd1 <<< (A_BITS - 1)) - 48'sd1;
-        y = q5_y[j] + (q5_rnd[j] ? 48'sd1 : 48'sd0);
-        if (y < lo) y = lo;
-        if (y > hi) y = hi;
-        if (d_act != ACT_NONE && y < 0) y = 0;
-        if (d_act == ACT_RELU6 && y > 48'(d_six)) y = 48'(d_six);
-        q6_byte[j] <= 8'(A_BITS'(y));
-      end
+      {q5_addr, q5_bytes} <= {q5a_addr, q5a_bytes};
+      // q6: round half up
+      for (int j = 0; j < B; j++) q6_y[j] <= q5_y[j] + (q5_rnd[j] ? 48'sd1 : 48'sd0);
       {q6_addr, q6_bytes} <= {q5_addr, q5_bytes};
+      // q7: saturate and activate in one clamp (k_lo, k_hi: the A_BITS range narrowed by the activation)
+      for (int j = 0; j < B; j++) begin
+        logic signed [47:0] y;
+        y = q6_y[j];
+        if (y < k_lo) y = k_lo;
+        else if (y > k_hi) y = k_hi;
+        q7_byte[j] <= 8'(A_BITS'(y));
+      end
+      {q7_addr, q7_bytes} <= {q6_addr, q6_bytes};
     end
   end
 
-  assign wr_valid = q6_valid;
-  assign wr_addr = q6_addr;
-  assign wr_bytes = q6_bytes;
-  always_comb for (int j = 0; j < B; j++) wr_data[j * 8 +: 8] = q6_byte[j];
+  assign wr_valid = q7_valid;
+  assign wr_addr = q7_addr;
+  assign wr_bytes = q7_bytes;
+  always_comb for (int j = 0; j < B; j++) wr_data[j * 8 +: 8] = q7_byte[j];
 
 
   // read requests
@@ -888,7 +926,7 @@ module fe_engine #(
                 if (rr + 1 < c_tr) rr <= rr + 1;
                 else begin
                   cstate <= C_DRAIN;
-                  drain <= (d_kind == K_CONV) ? 8'(DRAIN - 1) : 8'(PER_CHANNEL_DRAIN);
+                  drain <= k_conv ? 8'(DRAIN - 1) : 8'(PER_CHANNEL_DRAIN);
                 end
               end
             end
@@ -910,7 +948,7 @@ module fe_engine #(
   always_ff @(posedge clk) begin
     for (int b = 0; b < IN_BANKS; b++) begin
       if (s0_outside || (!d_pc && b >= 32'(c_tn)))
-        a1[b] <= (d_kind == K_MAXPOOL) ? {1'b1, {(A_BITS - 1){1'b0}}} : '0;
+        a1[b] <= k_maxpool ? {1'b1, {(A_BITS - 1){1'b0}}} : '0;
       else
         a1[b] <= in_rdata[b][32'(s0_sel) * A_BITS +: A_BITS];
     end
@@ -926,12 +964,12 @@ module fe_engine #(
   always_ff @(posedge clk) begin
     for (int m = 0; m < TM; m++) begin
       for (int n = 0; n < TN; n++) begin
-        if (d_kind == K_CONV && (!d_dw || n == 0))
+        if (k_conv && (!d_dw || n == 0))
           tree[t_idx(0, m, n)] <= ACC_BITS'(w1[m * TN + n]) * ACC_BITS'(d_dw ? a1[m] : a1[n]);
         else
           tree[t_idx(0, m, n)] <= '0;
       end
-      if (d_kind == K_ADD) pc2[m] <= (ACC_BITS'(a1[m]) <<< d_sa) + (ACC_BITS'(b1[m]) <<< d_sb);
+      if (k_add) pc2[m] <= (ACC_BITS'(a1[m]) <<< d_sa) + (ACC_BITS'(b1[m]) <<< d_sb);
       else pc2[m] <= ACC_BITS'(a1[m]);
     end
     for (int l = 0; l < TREE; l++) begin
@@ -945,48 +983,58 @@ module fe_engine #(
     end
   end
 
-  // the accumulator: the tap arriving now (a_t, its sums a_sum) and the one behind it (a_pre,
-  // whose output word the banks read now, for the read-modify-write of a later channel trip)
-  tap_t a_t;
+  // the accumulator, three register stages behind the tap's sums (the adder tree's top for a conv,
+  // E2's per-channel value otherwise):
+  //   P1: the tap and its sums, registered (s_t, s_sum); `acc` folds the position's taps; on its
+  //       last tap the banks read the output word (a later channel trip adds to it)
+  //   P2: the position's total (w_t, w_acc) plus the word read (zero on a tile's first channel trip)
+  //   P3: the write, registered (address, data, one-hot bank), lands at the end of P3.
+  // A trip drains until its last write has landed (pipeline_depth), so the trip-level registers
+  // (c_first_n, tile_half) hold for every write of the trip.
+  tap_t s_t;
   /* verilator lint_off UNUSEDSIGNAL */
-  tap_t a_pre;  // only its output word is read
+  tap_t w_t;  // its `first` is not needed past P1
   /* verilator lint_on UNUSEDSIGNAL */
-  logic signed [ACC_BITS-1:0] a_sum [TM];
+  logic signed [ACC_BITS-1:0] s_sum [TM];
   logic signed [ACC_BITS-1:0] a_total [TM];
-  logic signed [ACC_BITS-1:0] o_wdata [TM];
+  logic signed [ACC_BITS-1:0] w_acc [TM];
+  logic [ACC_BITS-1:0]        o_wdata [TM];
+  logic [OA-1:0]              o_waddr;
+  logic [1:0]                 o_we;                        // per half
+  logic [O_BANKS-1:0]         o_wbank;                     // one-hot
   logic [ACC_BITS-1:0]        o_rdata [2 * TM * O_BANKS];  // (half, lane, bank)
   logic [OA-1:0]              o_sraddr;                    // the store's read address
   logic                       st_issue;                    // the store reads a beat now
+  always_ff @(posedge clk) begin
+    s_t <= k_conv ? td[TREE + 1] : td[1];
+    for (int m = 0; m < TM; m++) s_sum[m] <= k_conv ? tree[t_idx(TREE, m, 0)] : pc2[m];
+  end
   always_comb begin
-    if (d_kind == K_CONV) begin
-      a_t = td[TREE + 1];
-      a_pre = td[TREE];
-      for (int m = 0; m < TM; m++) a_sum[m] = tree[t_idx(TREE, m, 0)];
-    end else begin
-      a_t = td[1];
-      a_pre = td[0];
-      for (int m = 0; m < TM; m++) a_sum[m] = pc2[m];
-    end
     for (int m = 0; m < TM; m++) begin
-      if (a_t.first) a_total[m] = a_sum[m];
-      else if (d_kind == K_MAXPOOL) a_total[m] = (a_sum[m] > acc[m]) ? a_sum[m] : acc[m];
-      else a_total[m] = acc[m] + a_sum[m];
-      o_wdata[m] = (c_first_n ? '0 : $signed(o_rdata[(32'(tile_half) * TM + m) * O_BANKS
-                                                    + 32'(a_t.opar) * CB + 32'(a_t.ocm)])) + a_total[m];
+      if (s_t.first) a_total[m] = s_sum[m];
+      else if (k_maxpool) a_total[m] = (s_sum[m] > acc[m]) ? s_sum[m] : acc[m];
+      else a_total[m] = acc[m] + s_sum[m];
     end
   end
   always_ff @(posedge clk) begin
-    if (a_t.valid)
+    if (s_t.valid)
       for (int m = 0; m < TM; m++) acc[m] <= a_total[m];
+    w_t <= s_t;
+    for (int m = 0; m < TM; m++) w_acc[m] <= a_total[m];
+    for (int m = 0; m < TM; m++)
+      o_wdata[m] <= (c_first_n ? '0 : o_rdata[(32'(tile_half) * TM + m) * O_BANKS + 32'(w_t.opar) * CB
+                                              + 32'(w_t.ocm)]) + w_acc[m];
+    o_waddr <= w_t.oaddr;
+    o_we <= (w_t.valid && w_t.last) ? (tile_half ? 2'b10 : 2'b01) : 2'b00;
+    for (int k = 0; k < O_BANKS; k++) o_wbank[k] <= (32'(w_t.opar) * CB + 32'(w_t.ocm) == k);
   end
 
   for (genvar h = 0; h < 2; h++) begin : g_out_half
     for (genvar m = 0; m < TM; m++) begin : g_out_lane
       for (genvar k = 0; k < O_BANKS; k++) begin : g_out_bank
         dtl_ram #(.WIDTH(ACC_BITS), .DEPTH(O_DEPTH)) bank (
-          .clk, .we(a_t.valid && a_t.last && tile_half == 1'(h) && 32'(a_t.opar) * CB + 32'(a_t.ocm) == k),
-          .waddr(a_t.oaddr), .wdata(o_wdata[m]),
-          .re(!(q1_valid && q1_half == 1'(h)) || s_go), .raddr((st_issue && st_half == 1'(h)) ? o_sraddr : a_pre.oaddr),
+          .clk, .we(o_we[h] && o_wbank[k]), .waddr(o_waddr), .wdata(o_wdata[m]),
+          .re(!(q1_valid && q1_half == 1'(h)) || s_go), .raddr((st_issue && st_half == 1'(h)) ? o_sraddr : s_t.oaddr),
           .rdata(o_rdata[(h * TM + m) * O_BANKS + k]));
       end
     end
