@@ -12,10 +12,11 @@ Mt = ceil(M/tm), Nt = ceil(N/tn), Nt' = ceil((N+1)/tn) (the update walks [W | b]
 latency, bus = bytes per cycle, and every descriptor first costs its fetch `L + DESCRIPTOR_BYTES/bus`.
 Transfers move `beats = G · stash_words(F) · lanes · 2 / bus` beats.
 1. LOAD features (G × N_first):  fetch + L + beats + LOAD_OVERHEAD (request, finish).
-2. FWD per layer, first to last:  fetch + Mt·G·Nt + GEMM_OVERHEAD (one tile-row product per cycle).
+2. FWD per layer, first to last:  fetch + Mt·G·Nt + GEMM_OVERHEAD + R (one tile-row product per cycle;
+   R = `reduce_depth(tm, tn)`: the lanes' adder tree, one register per level).
 3. STORE logits (G × M_last):     fetch + beats + STORE_OVERHEAD. The host computes softmax-CE
    (the PS's share, not engine time); then LOAD dY: fetch + L + beats + LOAD_OVERHEAD.
-4. Per layer, last to first: BWD_DATA (not for the first layer) fetch + Nt·G·Mt + GEMM_OVERHEAD;
+4. Per layer, last to first: BWD_DATA (not for the first layer) fetch + Nt·G·Mt + GEMM_OVERHEAD + R;
    UPDATE (BWD_WEIGHT fused with the update: each PE accumulates its dW element over the G rows,
    then the tile is requantised, stochastically rounded and written back while the next tile
    accumulates) fetch + tm (LFSR row starts) + Mt·Nt'·G + GEMM_OVERHEAD.
@@ -53,6 +54,12 @@ from dtlgen.quant import fixed
 DESCRIPTOR_BYTES = isa_rl.DESCRIPTOR_BYTES
 VALUE_BYTES = 2  # every RL value is a 16-bit word in DRAM and on the bus
 GEMM_OVERHEAD = 13
+
+
+def reduce_depth(tm: int, tn: int) -> int:
+    """FWD and BWD_DATA sum a lane's max(tm, tn) products in an adder tree: one register per level."""
+    terms = max(tm, tn)
+    return (terms - 1).bit_length() if terms > 1 else 0
 LOAD_OVERHEAD = 2
 STORE_OVERHEAD = 3
 
@@ -142,6 +149,7 @@ def step_cycles(gemms: list[GemmLayer], cfg: RLConfig, bus_bytes: float, latency
     samples = cfg.batch if samples is None else samples
     lanes = stash_lanes(cfg.tm, cfg.tn, bus_bytes)
     fetch = latency + math.ceil(DESCRIPTOR_BYTES / bus_bytes)
+    tree = reduce_depth(cfg.tm, cfg.tn)
 
     def beats(rows: int, cols: int) -> int:
         return math.ceil(rows * stash_words(cols, lanes) * lanes * VALUE_BYTES / bus_bytes)
@@ -153,7 +161,7 @@ def step_cycles(gemms: list[GemmLayer], cfg: RLConfig, bus_bytes: float, latency
     for g in gemms:
         rows, mt, nt = samples * g.positions, -(-g.m // cfg.tm), -(-g.n // cfg.tn)
         macs = rows * g.m * g.n
-        out.append(DescriptorCycles(g.name, "FWD", fetch + mt * rows * nt + GEMM_OVERHEAD, macs, 2 * macs))
+        out.append(DescriptorCycles(g.name, "FWD", fetch + mt * rows * nt + GEMM_OVERHEAD + tree, macs, 2 * macs))
     logits = beats(samples * last.positions, last.m)
     out.append(DescriptorCycles(last.name, "STORE", fetch + logits + STORE_OVERHEAD, 0, 0))
     out.append(DescriptorCycles(last.name, "LOAD", fetch + latency + logits + LOAD_OVERHEAD, 0, 0))
@@ -161,7 +169,8 @@ def step_cycles(gemms: list[GemmLayer], cfg: RLConfig, bus_bytes: float, latency
         rows, mt, nt, nta = samples * g.positions, -(-g.m // cfg.tm), -(-g.n // cfg.tn), -(-(g.n + 1) // cfg.tn)
         macs = rows * g.m * g.n
         if g is not first:
-            out.append(DescriptorCycles(g.name, "BWD_DATA", fetch + nt * rows * mt + GEMM_OVERHEAD, macs, 2 * macs))
+            out.append(DescriptorCycles(g.name, "BWD_DATA", fetch + nt * rows * mt + GEMM_OVERHEAD + tree,
+                                        macs, 2 * macs))
         out.append(DescriptorCycles(g.name, "UPDATE", fetch + cfg.tm + mt * nta * rows + GEMM_OVERHEAD, macs,
                                     2 * macs))  # the dW MACs only: see "Ops" in the module docstring
     return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -33,6 +35,7 @@ def expected_step(gemms, cfg, bus, latency):
     """The docstring's descriptor list, recomputed: (layer, mode, cycles, macs, ops)."""
     lanes = 1 << (max(2, cfg.tm, cfg.tn, bus // 2) - 1).bit_length()
     fetch = latency + cdiv(rl.DESCRIPTOR_BYTES, bus)
+    tree = math.ceil(math.log2(max(cfg.tm, cfg.tn)))  # the lanes' adder tree (FWD, BWD_DATA)
 
     def beats(rows, cols):
         return cdiv(rows * cdiv(cols, lanes) * lanes * 2, bus)
@@ -43,7 +46,7 @@ def expected_step(gemms, cfg, bus, latency):
     for g in gemms:
         rows = cfg.batch * g.positions
         macs = rows * g.m * g.n
-        out.append((g.name, "FWD", fetch + cdiv(g.m, cfg.tm) * rows * cdiv(g.n, cfg.tn) + 13, macs, 2 * macs))
+        out.append((g.name, "FWD", fetch + cdiv(g.m, cfg.tm) * rows * cdiv(g.n, cfg.tn) + 13 + tree, macs, 2 * macs))
     out.append((last.name, "STORE", fetch + beats(g_last, last.m) + 3, 0, 0))
     out.append((last.name, "LOAD", fetch + latency + beats(g_last, last.m) + 2, 0, 0))
     for i in reversed(range(len(gemms))):
@@ -51,7 +54,8 @@ def expected_step(gemms, cfg, bus, latency):
         rows = cfg.batch * g.positions
         macs = rows * g.m * g.n
         if i > 0:
-            out.append((g.name, "BWD_DATA", fetch + cdiv(g.n, cfg.tn) * rows * cdiv(g.m, cfg.tm) + 13, macs, 2 * macs))
+            out.append((g.name, "BWD_DATA", fetch + cdiv(g.n, cfg.tn) * rows * cdiv(g.m, cfg.tm) + 13 + tree, macs,
+                        2 * macs))
         update = fetch + cfg.tm + cdiv(g.m, cfg.tm) * cdiv(g.n + 1, cfg.tn) * rows + 13
         out.append((g.name, "UPDATE", update, macs, 2 * macs))  # the dW MACs; the update is not an array op
     return out
@@ -91,11 +95,11 @@ def test_hand_computed_step():
     """fc 20→10 (P = 1), batch 4, tm = tn = 4, bus 8, L = 10: 4 stash lanes, fetch = 10 + 128/8 = 26.
 
     LOAD 26 + 10 + (4 rows · 5 words · 4 lanes · 2 B / 8 = 20 beats) + 2 = 58;
-    FWD 26 + Mt·G·Nt = 3·4·5 = 60 + 13 = 99; STORE 26 + (4 · 3 · 4 · 2 / 8 = 12) + 3 = 41;
-    LOAD dY 26 + 10 + 12 + 2 = 50; UPDATE 26 + 4 + Mt·Nt'·G = 3·6·4 = 72 + 13 = 115 → 363 cycles.
+    FWD 26 + Mt·G·Nt = 3·4·5 = 60 + 13 + 2 (adder tree over 4 products) = 101; STORE 26 + (4 · 3 · 4 · 2 / 8
+    = 12) + 3 = 41; LOAD dY 26 + 10 + 12 + 2 = 50; UPDATE 26 + 4 + Mt·Nt'·G = 3·6·4 = 72 + 13 = 115 → 365 cycles.
     """
     step = rl.step_cycles([rl.GemmLayer("fc", 10, 20, 1)], rl.RLConfig(4, 4, bits=16, batch=4), 8, 10)
-    assert [(d.mode, d.cycles) for d in step] == [("LOAD", 58), ("FWD", 99), ("STORE", 41), ("LOAD", 50),
+    assert [(d.mode, d.cycles) for d in step] == [("LOAD", 58), ("FWD", 101), ("STORE", 41), ("LOAD", 50),
                                                   ("UPDATE", 115)]
     assert sum(d.ops for d in step) == 2 * 2 * 4 * 200  # FWD + BWD_WEIGHT MACs; the 210 updates are not ops
 

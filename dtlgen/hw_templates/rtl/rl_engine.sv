@@ -75,6 +75,9 @@ module rl_engine #(
   localparam int WAW = $clog2(W_DEPTH);
   localparam int BAW = $clog2(B_DEPTH);
   localparam int PROD_BITS = 2 * BITS;
+  localparam int RR = (TM > TN) ? TM : TN;         // terms a lane sums (FWD: TN, BWD_DATA: TM)
+  localparam int RT = (RR > 1) ? $clog2(RR) : 0;   // adder-tree levels (dtlgen.perf.rl.reduce_depth)
+  localparam int RW = 1 << RT;                     // terms per lane, padded
   // Output arithmetic, sized to what the shifts can reach (the program generator holds the bias
   // alignment to 0..31 and every other shift to -31..127): the requantiser's input is an accumulator
   // plus a bias shifted by up to 31; a left shift of BITS or more saturates every non-zero value, and
@@ -414,6 +417,45 @@ module rl_engine #(
   logic signed [ACC_BITS-1:0] pacc [TMN];    // PE accumulators (UPDATE)
   logic signed [ACC_BITS-1:0] ovec [LANES];  // stage 4: finished lane sums
   logic signed [ACC_BITS-1:0] uvec [TMN];    // stage 4: finished dW tile (incl. the bias column)
+  // FWD and BWD_DATA sum each lane's products in an adder tree of RT levels, one register each,
+  // before the lane accumulators; UPDATE accumulates each PE's product straight from stage 3.
+  // `sr` is the tag entering the accumulators (and the output stage's side reads).
+  logic signed [ACC_BITS-1:0] red0 [LANES * RW];                    // a lane's terms (mode's choice)
+  logic signed [ACC_BITS-1:0] red [(RT > 0 ? RT : 1) * LANES * RW];  // level k (1..RT) at k - 1
+  tag_t rtag [RT > 0 ? RT : 1];
+  tag_t sr;
+  logic rt_busy;
+  logic m_fwd, m_bwd, m_upd;  // the mode, registered per descriptor for the datapath
+  always_ff @(posedge clk) begin
+    m_fwd <= (d_mode == M_FWD);
+    m_bwd <= (d_mode == M_BWD_DATA);
+    m_upd <= (d_mode == M_UPDATE);
+  end
+  always_comb begin
+    for (int l = 0; l < LANES; l++)
+      for (int r = 0; r < RW; r++) begin
+        if (m_fwd && l < TM && r < TN) red0[l * RW + r] = ACC_BITS'(prod[(l < TM && r < TN) ? l * TN + r : 0]);
+        else if (m_bwd && l < TN && r < TM) red0[l * RW + r] = ACC_BITS'(prod[(l < TN && r < TM) ? r * TN + l : 0]);
+        else red0[l * RW + r] = '0;
+      end
+    sr = (RT == 0 || m_upd) ? st3 : rtag[(RT > 0) ? RT - 1 : 0];
+    rt_busy = 1'b0;
+    for (int k = 0; k < RT; k++) rt_busy = rt_busy | rtag[k].valid;
+  end
+  always_ff @(posedge clk) begin
+    if (rst) begin
+      for (int k = 0; k < (RT > 0 ? RT : 1); k++) rtag[k] <= '0;
+    end else begin
+      rtag[0] <= m_upd ? '0 : st3;
+      for (int k = 1; k < RT; k++) rtag[k] <= rtag[k - 1];
+    end
+    for (int k = 0; k < RT; k++)
+      for (int l = 0; l < LANES; l++)
+        for (int i = 0; i < (RW >> (k + 1)); i++)
+          red[(k * LANES + l) * RW + i] <= (k == 0)
+            ? red0[l * RW + 2 * i] + red0[l * RW + 2 * i + 1]
+            : red[((k - 1) * LANES + l) * RW + 2 * i] + red[((k - 1) * LANES + l) * RW + 2 * i + 1];
+  end
   logic signed [BITS-1:0]     res [LANES];   // stage 5: FWD / BWD_DATA results to write
   logic                       res_ok [LANES];
   /* verilator lint_off UNUSEDSIGNAL */
@@ -610,11 +652,11 @@ module rl_engine #(
 
     // stage 3 side reads for the output stage: bias row (FWD), producer's activations (BWD_DATA),
     // the weight tile and bias row being updated (UPDATE)
-    if (st3.valid && st3.last) begin
-      if (d_mode == M_FWD || d_mode == M_UPDATE) b_raddr = BAW'(st3.brow);
-      if (d_mode == M_UPDATE) w_raddr = WAW'(st3.tile);
+    if (sr.valid && sr.last) begin
+      if (d_mode == M_FWD || d_mode == M_UPDATE) b_raddr = BAW'(sr.brow);
+      if (d_mode == M_UPDATE) w_raddr = WAW'(sr.tile);
       if (d_mode == M_BWD_DATA)
-        for (int l = 0; l < LANES; l++) a_raddr[l] = AAW'(bank_word(st3.x_row, st3.n0, l));
+        for (int l = 0; l < LANES; l++) a_raddr[l] = AAW'(bank_word(sr.x_row, sr.n0, l));
     end
 
     // stage 5 writes: FWD results to A, BWD_DATA results to G, UPDATE results to the parameter banks
@@ -818,7 +860,7 @@ module rl_engine #(
               end
             end
           end
-          if (run_done && !st1.valid && !st2.valid && !st3.valid && !st4.valid && !sa.valid && !sb.valid
+          if (run_done && !st1.valid && !st2.valid && !st3.valid && !rt_busy && !st4.valid && !sa.valid && !sb.valid
               && !sc.valid && !sd.valid && !se.valid && !st5.valid)
             state <= S_FINISH;
         end
@@ -864,31 +906,26 @@ module rl_engine #(
           end
       end
 
-      // ---- stage 3 -> 4: reduce (FWD over n, BWD_DATA over m) and accumulate; UPDATE: every PE accumulates
-      st4 <= st3;
-      if (st3.valid) begin
-        if (d_mode == M_UPDATE) begin
+      // ---- stage 3 (UPDATE) or the tree's last level (FWD, BWD_DATA) -> 4: accumulate
+      st4 <= sr;
+      if (sr.valid) begin
+        if (m_upd) begin
           for (int e = 0; e < TMN; e++) begin
             logic signed [ACC_BITS-1:0] total;
-            total = (st3.first ? '0 : pacc[e]) + ACC_BITS'(prod[e]);
+            total = (sr.first ? '0 : pacc[e]) + ACC_BITS'(prod[e]);
             pacc[e] <= total;
-            if (st3.last) uvec[e] <= total;
+            if (sr.last) uvec[e] <= total;
           end
         end else begin
           for (int l = 0; l < LANES; l++) begin
-            logic signed [ACC_BITS-1:0] sum, total;
-            sum = '0;
-            if (d_mode == M_FWD && l < TM)
-              for (int j = 0; j < TN; j++) sum = sum + ACC_BITS'(prod[l * TN + j]);
-            if (d_mode == M_BWD_DATA && l < TN)
-              for (int i = 0; i < TM; i++) sum = sum + ACC_BITS'(prod[i * TN + l]);
-            total = (st3.first ? '0 : lacc[l]) + sum;
+            logic signed [ACC_BITS-1:0] total;
+            total = (sr.first ? '0 : lacc[l]) + ((RT == 0) ? red0[l * RW] : red[((RT > 0 ? RT - 1 : 0) * LANES + l) * RW]);
             lacc[l] <= total;
-            if (st3.last) ovec[l] <= total;
+            if (sr.last) ovec[l] <= total;
           end
         end
       end
-      if (!(st3.valid && st3.last)) st4.valid <= 1'b0;
+      if (!(sr.valid && sr.last)) st4.valid <= 1'b0;
 
       // ---- the LFSR row pointers move to the next tile, or jump to the next row block (UPDATE)
       if (st4.valid && d_mode == M_UPDATE)
