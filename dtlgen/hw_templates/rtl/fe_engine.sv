@@ -985,10 +985,12 @@ module fe_engine #(
 
   // the accumulator, three register stages behind the tap's sums (the adder tree's top for a conv,
   // E2's per-channel value otherwise):
-  //   P1: the tap and its sums, registered (s_t, s_sum); `acc` folds the position's taps; on its
-  //       last tap the banks read the output word (a later channel trip adds to it)
-  //   P2: the position's total (w_t, w_acc) plus the word read (zero on a tile's first channel trip)
+  //   P1: the tap and its sums, registered (s_t, s_sum); `acc` folds the position's taps
+  //   P2: the position's total (w_t, w_acc) plus the output word read for it (zero on a tile's first
+  //       channel trip; a later channel trip adds to it)
   //   P3: the write, registered (address, data, one-hot bank), lands at the end of P3.
+  // The banks read the word two cycles ahead, while the tap is still in the tree (r_tap), and the
+  // lane's word comes through two registers (r_word, p_word): the banks lie far apart on a device.
   // A trip drains until its last write has landed (pipeline_depth), so the trip-level registers
   // (c_first_n, tile_half) hold for every write of the trip.
   tap_t s_t;
@@ -1003,11 +1005,21 @@ module fe_engine #(
   logic [1:0]                 o_we;                        // per half
   logic [O_BANKS-1:0]         o_wbank;                     // one-hot
   logic [ACC_BITS-1:0]        o_rdata [2 * TM * O_BANKS];  // (half, lane, bank)
+  logic [ACC_BITS-1:0]        r_word [TM], p_word [TM];     // the lane's word read, P1 and P2
   logic [OA-1:0]              o_sraddr;                    // the store's read address
   logic                       st_issue;                    // the store reads a beat now
+  /* verilator lint_off UNUSEDSIGNAL */
+  tap_t                       r_tap;                       // the tap the banks read for (its address)
+  /* verilator lint_on UNUSEDSIGNAL */
+  tap_t                       n_tap;                       // the same tap a cycle on (into P1)
+  assign r_tap = k_conv ? td[TREE] : td[0];
+  assign n_tap = k_conv ? td[TREE + 1] : td[1];
   always_ff @(posedge clk) begin
-    s_t <= k_conv ? td[TREE + 1] : td[1];
+    s_t <= n_tap;
     for (int m = 0; m < TM; m++) s_sum[m] <= k_conv ? tree[t_idx(TREE, m, 0)] : pc2[m];
+    for (int m = 0; m < TM; m++)
+      r_word[m] <= o_rdata[(32'(tile_half) * TM + m) * O_BANKS + 32'(n_tap.opar) * CB + 32'(n_tap.ocm)];
+    p_word <= r_word;
   end
   always_comb begin
     for (int m = 0; m < TM; m++) begin
@@ -1022,8 +1034,7 @@ module fe_engine #(
     w_t <= s_t;
     for (int m = 0; m < TM; m++) w_acc[m] <= a_total[m];
     for (int m = 0; m < TM; m++)
-      o_wdata[m] <= (c_first_n ? '0 : o_rdata[(32'(tile_half) * TM + m) * O_BANKS + 32'(w_t.opar) * CB
-                                              + 32'(w_t.ocm)]) + w_acc[m];
+      o_wdata[m] <= (c_first_n ? '0 : p_word[m]) + w_acc[m];
     o_waddr <= w_t.oaddr;
     o_we <= (w_t.valid && w_t.last) ? (tile_half ? 2'b10 : 2'b01) : 2'b00;
     for (int k = 0; k < O_BANKS; k++) o_wbank[k] <= (32'(w_t.opar) * CB + 32'(w_t.ocm) == k);
@@ -1034,7 +1045,7 @@ module fe_engine #(
       for (genvar k = 0; k < O_BANKS; k++) begin : g_out_bank
         dtl_ram #(.WIDTH(ACC_BITS), .DEPTH(O_DEPTH)) bank (
           .clk, .we(o_we[h] && o_wbank[k]), .waddr(o_waddr), .wdata(o_wdata[m]),
-          .re(!(q1_valid && q1_half == 1'(h)) || s_go), .raddr((st_issue && st_half == 1'(h)) ? o_sraddr : s_t.oaddr),
+          .re(!(q1_valid && q1_half == 1'(h)) || s_go), .raddr((st_issue && st_half == 1'(h)) ? o_sraddr : r_tap.oaddr),
           .rdata(o_rdata[(h * TM + m) * O_BANKS + k]));
       end
     end
