@@ -111,16 +111,18 @@ def package_imports() -> dict[str, set[str]]:
     return edges
 
 
-def test_no_import_cycle_between_modules():
-    found = cycles(module_imports())
-    assert found == [], "modules that import each other (directly or around a loop): " + \
+def assert_acyclic(edges: dict[str, set[str]], what: str) -> None:
+    found = cycles(edges)
+    assert found == [], f"{what} that import each other (directly or around a loop): " + \
         "; ".join(" -> ".join(cycle) for cycle in found)
+
+
+def test_no_import_cycle_between_modules():
+    assert_acyclic(module_imports(), "modules")
 
 
 def test_no_import_cycle_between_packages():
-    found = cycles(package_imports())
-    assert found == [], "packages that import each other (directly or around a loop): " + \
-        "; ".join(" -> ".join(cycle) for cycle in found)
+    assert_acyclic(package_imports(), "packages")
 
 
 def test_the_instruction_sets_depend_on_nothing_else():
