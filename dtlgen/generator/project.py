@@ -119,11 +119,11 @@ def generate_project(network: Network, design: Design, board: Board, calib_x: np
         shutil.copy(rtl_dir() / "fe_cocotb_test.py", sim / COCOTB_TEST)
         write_json(sim / "params.json", params.to_dict())
         ops = []
+        bus, latency = params.fe.bus_bytes, params.dram.latency
         for img in program.ops:
             ops.append({"name": img.op.name, "layer": img.layer, "kind": img.op.kind, "pool": img.op.pool,
                         "macs": img.op.macs, "out_addr": img.out_addr, "out_shape": list(img.out_shape),
-                        "predicted_cycles": op_cycles(img.op, design.fe, params.fe.bus_bytes,
-                                                              params.dram.latency).cycles})
+                        "predicted_cycles": op_cycles(img.op, design.fe, bus, latency).cycles})
         write_json(sim / "program.json", {"desc_addr": program.desc_addr, "input_addr": program.input_addr,
                                           "clock_mhz": design.clock_mhz, "model": network.name, "board": board.name,
                                           "ops": ops})
