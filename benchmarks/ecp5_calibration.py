@@ -39,6 +39,7 @@ from rich.table import Table
 
 from dtlgen.bitstream import packed_utilisation
 from dtlgen.generator.rtl import rtl_dir
+from dtlgen.isa.params import CoreParams
 
 BOARD = "ulx3s-85f"
 MODEL = "digits_cnn"
@@ -158,7 +159,8 @@ def main() -> int:
     with ProcessPoolExecutor(args.jobs) as pool:
         reports = dict(zip(names, pool.map(run_design, names, [work] * len(names), [args.route] * len(names),
                                            [digest] * len(names))))
-    cores = {name: json.loads((work / name / "ecp5" / "build.json").read_text())["core"] for name in names}
+    cores = {name: CoreParams.from_dict(json.loads((work / name / "ecp5" / "build.json").read_text())["core"],
+                                        f"{work / name / 'ecp5' / 'build.json'}: core") for name in names}
     got = {name: measured(reports[name]) for name in names}
 
     if args.fit:

@@ -30,22 +30,27 @@ from rich.table import Table
 
 from dtlgen.bitstream import _tool, critical_path
 from dtlgen.generator.rtl import rtl_dir
+from dtlgen.isa.params import CoreParams, FEParams, RLParams
 
-# The demo's ULX3S design (`dtlgen demo --board ulx3s-85f`): ecp5/build.json "core".
-DEMO_CORE = {"fe_tm": 7, "fe_tn": 4, "fe_tr": 8, "fe_tc": 30, "a_bits": 7, "w_bits": 7, "m_max": 64, "drain": 6,
-             "bus_bytes": 2, "k_max": 3, "s_max": 1, "has_add": 0, "rl_tm": 2, "rl_tn": 2, "rl_bits": 16,
-             "rl_acc_bits": 41, "lanes": 2, "a_depth": 2384, "g_depth": 336, "w_depth": 2128, "b_depth": 21}
+# The demo's ULX3S design (`dtlgen demo --board ulx3s-85f`): the engines of its ecp5/build.json "core".
+DEMO_ENGINES = {"fe": FEParams(tm=7, tn=4, tr=8, tc=30, a_bits=7, w_bits=7, bus_bytes=2, m_max=64, k_max=3, s_max=1,
+                               has_add=0),
+                "rl": RLParams(tm=2, tn=2, bits=16, acc_bits=41, bus_bytes=2, lanes=2, a_depth=2384, g_depth=336,
+                               w_depth=2128, b_depth=21)}
 
 
-def engine_parameters(core: dict, engine: str) -> dict[str, int]:
-    if engine == "fe":
-        return {"TM": core["fe_tm"], "TN": core["fe_tn"], "TR": core["fe_tr"], "TC": core["fe_tc"],
-                "A_BITS": core["a_bits"], "W_BITS": core["w_bits"], "BUS_BYTES": core["bus_bytes"],
-                "K_MAX": core["k_max"], "S_MAX": core["s_max"], "HAS_ADD": core["has_add"], "M_MAX": core["m_max"],
-                "DRAIN": core["drain"]}
-    return {"TM": core["rl_tm"], "TN": core["rl_tn"], "BITS": core["rl_bits"], "ACC_BITS": core["rl_acc_bits"],
-            "BUS_BYTES": core["bus_bytes"], "LANES": core["lanes"], "A_DEPTH": core["a_depth"],
-            "G_DEPTH": core["g_depth"], "W_DEPTH": core["w_depth"], "B_DEPTH": core["b_depth"]}
+def project_engines(project: Path) -> dict[str, FEParams | RLParams]:
+    """The engines of a generated ECP5 project (its ecp5/build.json "core"); exits with one line if it has none."""
+    build = project / "ecp5" / "build.json"
+    try:
+        data = json.loads(build.read_text())
+        core = CoreParams.from_dict(data.get("core") if isinstance(data, dict) else None, "core")
+        if core.rl is None:
+            raise ValueError("the core has no RL engine")
+    except (OSError, ValueError) as err:
+        sys.exit(f"ecp5_engine_timing: error: {build}: cannot read the engines' parameters ({err}); "
+                 "give an ECP5 project written by 'dtlgen generate' (with an RL engine)")
+    return {"fe": core.fe, "rl": core.rl}
 
 
 def route_engine(engine: str, parameters: dict[str, int], work: Path, freq: float) -> dict:
@@ -77,17 +82,7 @@ def main() -> int:
     parser.add_argument("--work", default=None, help="keep the tools' files in this new or empty folder (default: a temporary one)")
     parser.add_argument("--freq", type=float, default=75.0, help="nextpnr's timing target in MHz (default 75)")
     args = parser.parse_args()
-    core = DEMO_CORE
-    if args.project:
-        build = Path(args.project) / "ecp5" / "build.json"
-        try:
-            core = json.loads(build.read_text())["core"]
-            if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 31
-                       for v in (*engine_parameters(core, "fe").values(), *engine_parameters(core, "rl").values())):
-                raise ValueError("a parameter is not a non-negative integer")
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            sys.exit(f"ecp5_engine_timing: error: {build}: cannot read the engines' parameters ({err}); "
-                     "give an ECP5 project written by 'dtlgen generate' (with an RL engine)")
+    engines = project_engines(Path(args.project)) if args.project else DEMO_ENGINES
     if args.work and Path(args.work).exists() and (not Path(args.work).is_dir() or any(Path(args.work).iterdir())):
         sys.exit(f"ecp5_engine_timing: error: --work '{args.work}' exists and is not an empty folder; this script "
                  "writes the tools' files there and never overwrites what it did not write: give a new or empty folder")
@@ -100,7 +95,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="dtlgen-timing-") as scratch:
         root = Path(args.work) if args.work else Path(scratch)
         for engine in args.engines:
-            parameters = engine_parameters(core, engine)
+            parameters = engines[engine].hdl_parameters()
             console.print(f"{engine}: synth_ecp5 + nextpnr ...")
             result = route_engine(engine, parameters, root / engine, args.freq)
             path = result["path"] or {}

@@ -52,7 +52,7 @@ def bench_one(model: str, board_name: str, design: Design | None, pop: int, gens
     m_max = 1 << max(0, (max(l.m for l in network.frozen_layers) - 1).bit_length())
     program = build_fe_program(qnet, design.fe, x_int, m_max=m_max, bus_bytes=int(board.dram_bytes_per_cycle))
     params = sim_params(design, board, len(program.memory), m_max)
-    predicted = [op_cycles(img.op, design.fe, params.bus_bytes, params.latency).cycles for img in program.ops]
+    predicted = [op_cycles(img.op, design.fe, params.fe.bus_bytes, params.dram.latency).cycles for img in program.ops]
     start = time.perf_counter()
     fe_sim.build(params)
     build_s = time.perf_counter() - start
@@ -69,7 +69,7 @@ def bench_one(model: str, board_name: str, design: Design | None, pop: int, gens
     # cannot use a wider tn whatever the schedule): where array efficiency is the schedule's figure.
     compute_bound = [i for i, img in enumerate(program.ops)
                      if img.op.kind == "conv" and not img.op.depthwise and img.op.n >= design.fe.tn
-                     and op_cycles(img.op, design.fe, params.bus_bytes, params.latency).bound == "compute"]
+                     and op_cycles(img.op, design.fe, params.fe.bus_bytes, params.dram.latency).bound == "compute"]
     cb_macs = sum(macs[i] for i in compute_bound)
     cb_cycles = sum(sim.cycles[i] for i in compute_bound)
     errors = [abs(m - p) / m for m, p in zip(sim.cycles, predicted) if m]

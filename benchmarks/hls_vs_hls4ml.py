@@ -46,7 +46,7 @@ from dtlgen.model import load_model
 from dtlgen.model.calibration import calibration_inputs
 from dtlgen.model.ir import INPUT, Layer, Network
 from dtlgen.perf import Design
-from dtlgen.quant import fixed, golden
+from dtlgen.quant import fixed, golden, reference
 from dtlgen.quant.fixed import QFormat
 from dtlgen.quant.quantize import QuantizedNetwork
 
@@ -345,7 +345,7 @@ def float_torch_lsb(module64, images: np.ndarray, fmt: QFormat) -> np.ndarray:
 
 def float_network_lsb(ref: FEReference) -> np.ndarray:
     """The IR with its original float weights (BatchNorm folded), in LSBs of the output format."""
-    y = golden.float_forward(ref.network, ref.images, layers=ref.qnet.fe_layers)[ref.out_layer]
+    y = reference.float_forward(ref.network, ref.images, layers=ref.qnet.fe_layers)[ref.out_layer]
     return y * 2.0 ** ref.out_fmt.frac
 
 

@@ -126,7 +126,7 @@ def training_plan(head: Head, steps: int, seed: int) -> rl_sim.TrainingPlan:
 
 def build_engine(layout: RLLayout, latency: int) -> tuple[float, bool]:
     """Compile the RL top for `layout` (what simulate_training would); (seconds, True if it was cached)."""
-    params = rl_sim.RLSimParams(layout, latency)
+    params = rl_sim.sim_build(layout, latency)
     start = time.perf_counter()
     build_dir = build_top([rtl_dir() / name for name in rl_sim.RL_SOURCES], rl_sim.RL_TOP,
                           params.hdl_parameters(), "rl")

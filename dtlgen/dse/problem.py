@@ -35,7 +35,7 @@ from dtlgen.perf import Design, predict
 from dtlgen.perf.fe import FEConfig
 from dtlgen.perf.rl import RLConfig
 from dtlgen.perf.validate import structural_problems
-from dtlgen.quant import golden
+from dtlgen.quant import golden, reference
 from dtlgen.quant.metrics import info_loss
 from dtlgen.quant.quantize import PrecisionConfig, quantize
 
@@ -132,7 +132,7 @@ class InfoLossTable:
 
     def __init__(self, network: Network, calib_x: np.ndarray, batch: int):
         self.network, self.calib_x, self.batch = network, calib_x, batch
-        self.reference = golden.float_forward(network, calib_x)
+        self.reference = reference.float_forward(network, calib_x)
         self._fe: dict[tuple[int, int], dict[str, np.ndarray]] = {}
         self._fe_quant: dict = {}
         self.values: dict[tuple[int, int, int], float] = {}

@@ -22,9 +22,9 @@ from dtlgen.errors import BoardError, DesignError
 from dtlgen.generator.fe_program import FEProgram
 from dtlgen.generator.rl_program import RLLayout
 from dtlgen.generator.rtl import rtl_dir
+from dtlgen.isa.params import CoreParams
 from dtlgen.perf import Design
-from dtlgen.perf.board import UART_BAUD, core_record
-from dtlgen.quant.fixed import LFSR_MASK
+from dtlgen.perf.board import UART_BAUD, core_for
 
 
 TOP = "dtl_ecp5_top"
@@ -43,40 +43,6 @@ class PLL:
 
 CORE_SOURCES = ("uart_rx.sv", "uart_tx.sv", "dtl_ram.sv", "fe_engine.sv", "rl_engine.sv", "dtl_uart_core.sv")
 CORE_TOP = "dtl_uart_core"
-
-
-@dataclass(frozen=True)
-class BoardCore:
-    """dtl_uart_core's parameters (the same names as the RTL's)."""
-
-    fe_tm: int
-    fe_tn: int
-    fe_tr: int
-    fe_tc: int
-    a_bits: int
-    w_bits: int
-    m_max: int
-    drain: int
-    bus_bytes: int
-    mem_bytes: int
-    rl_base: int
-    clks_per_bit: int
-    k_max: int = 7  # the FE buffers' largest kernel and stride, and whether an add's second operand has room
-    s_max: int = 2
-    has_add: int = 1
-    has_rl: int = 0
-    rl_tm: int = 2
-    rl_tn: int = 2
-    rl_bits: int = 16
-    rl_acc_bits: int = 40
-    lanes: int = 4
-    a_depth: int = 64
-    g_depth: int = 64
-    w_depth: int = 32
-    b_depth: int = 16
-
-    def hdl_parameters(self) -> dict[str, int]:
-        return {**{key.upper(): value for key, value in asdict(self).items()}, "LFSR_MASK": LFSR_MASK}
 
 
 def pll_for(in_mhz: float, out_mhz: float) -> PLL | None:
@@ -101,22 +67,15 @@ def pll_for(in_mhz: float, out_mhz: float) -> PLL | None:
     return best
 
 
-def board_core(design: Design, board: Board, program: FEProgram, m_max: int, drain: int,
-               layout: RLLayout | None) -> BoardCore:
+def board_core(design: Design, board: Board, program: FEProgram, m_max: int, layout: RLLayout | None) -> CoreParams:
     """The core for this design: the FE region holds `program`, the RL region follows. The FE buffers
     are sized for the program's ops (largest kernel and stride, residual adds or not), not for
     everything the engine could run: on a board the buffers are most of the FE engine's logic."""
-    rl_core = None if layout is None else dict(
-        rl_tm=layout.tm, rl_tn=layout.tn, rl_bits=layout.bits, rl_acc_bits=layout.acc_bits, lanes=layout.lanes,
-        a_depth=layout.a_depth, g_depth=layout.g_depth, w_depth=layout.w_depth, b_depth=layout.b_depth)
-    core = BoardCore(**core_record(design, board, [image.op for image in program.ops], program.extent, m_max,
-                                   rl_core, layout.memory_bytes if layout is not None else 0))
-    if core.drain != drain:
-        raise ValueError(f"the core's drain {core.drain} is not the FE simulation's {drain}")  # one rule, two callers
-    return core
+    return core_for(design, board, [image.op for image in program.ops], program.extent, m_max,
+                    layout.engine if layout is not None else None, layout.memory_bytes if layout is not None else 0)
 
 
-def write_ecp5_project(project: Path, board: Board, design: Design, core: BoardCore) -> list[Path]:
+def write_ecp5_project(project: Path, board: Board, design: Design, core: CoreParams) -> list[Path]:
     missing = [f for f in ("clock_pin", "clock_in_mhz", "uart_rx_pin", "uart_tx_pin", "nextpnr_device")
                if getattr(board, f) is None]
     if missing:
@@ -142,7 +101,7 @@ def write_ecp5_project(project: Path, board: Board, design: Design, core: BoardC
     build = {"top": TOP, "sources": list(CORE_SOURCES) + [f"{TOP}.sv"], "lpf": "board.lpf", "board": board.name,
              "device": board.nextpnr_device, "package": board.package, "speed": str(board.speed_grade),
              "clock_mhz": pll.out_mhz if pll else design.clock_mhz, "baud": UART_BAUD,
-             "pll": asdict(pll) if pll else None, "core": asdict(core),
+             "pll": asdict(pll) if pll else None, "core": core.to_dict(),
              "memory_map": {"fe_base": 0, "rl_base": core.rl_base, "bytes": core.mem_bytes}}
     (out / "build.json").write_text(json.dumps(build, indent=2) + "\n")
     return [out / f"{TOP}.sv", out / "board.lpf", out / "build.json"]

@@ -20,11 +20,11 @@ import jinja2
 import numpy as np
 
 from dtlgen.generator import rl_program as prog
-from dtlgen.generator.fe_program import DESCRIPTOR_BYTES as FE_DESCRIPTOR_BYTES, K_MAX, RTL_ACC_BITS, S_MAX, FEProgram
+from dtlgen.generator.fe_program import FEProgram
 from dtlgen.generator.rl_program import RLLayout
 from dtlgen.generator.rl_plan import output_gradient, sample_plan, to_rows
+from dtlgen.isa.params import FESimBuild
 from dtlgen.perf import Design
-from dtlgen.perf.rl import DESCRIPTOR_BYTES as RL_DESCRIPTOR_BYTES
 from dtlgen.quant import fixed, golden
 from dtlgen.quant.quantize import QuantizedNetwork
 
@@ -38,36 +38,29 @@ def hls_template_dir() -> Path:
     return Path(str(files("dtlgen.hw_templates").joinpath("hls")))
 
 
-def params_header(design: Design, model: str, board: str, fe_memory_bytes: int, m_max: int, fe_bus_bytes: int,
-                  layout: RLLayout | None) -> str:
-    fe = design.fe
+def params_header(design: Design, model: str, board: str, fe: FESimBuild, layout: RLLayout | None) -> str:
+    """hls/dtl_params.h: the engines' parameters; each engine's C-simulation memory is its simulation DRAM."""
     values: dict[str, Any] = {
         "model": model, "board": board, "clock_mhz": design.clock_mhz, "lfsr_mask": fixed.LFSR_MASK,
-        "fe": {"tm": fe.tm, "tn": fe.tn, "tr": fe.tr, "tc": fe.tc, "a_bits": fe.a_bits, "w_bits": fe.w_bits,
-               "acc_bits": RTL_ACC_BITS, "k_max": K_MAX, "s_max": S_MAX, "m_max": m_max,
-               "desc_bytes": FE_DESCRIPTOR_BYTES, "memory_bytes": fe_memory_bytes, "bus_bytes": fe_bus_bytes},
-        "rl": None}
-    if layout is not None:
-        values["rl"] = {"tm": layout.tm, "tn": layout.tn, "bits": layout.bits, "acc_bits": layout.acc_bits,
-                        "lanes": layout.lanes, "a_depth": layout.a_depth, "g_depth": layout.g_depth,
-                        "w_depth": layout.w_depth, "b_depth": layout.b_depth, "bus_bytes": layout.bus_bytes,
-                        "desc_bytes": RL_DESCRIPTOR_BYTES, "memory_bytes": layout.memory_bytes}
+        "fe": fe.fe.hls_values(fe.dram.memory_bytes),
+        "rl": layout.engine.hls_values(layout.memory_bytes) if layout is not None else None}
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(hls_template_dir())),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     return env.get_template("dtl_params.h.j2").render(**values)
 
 
-def write_hls(project: Path, design: Design, model: str, board: str, program: FEProgram,
-              fe_outputs: list[np.ndarray], m_max: int, rl: tuple | None = None, *, bus_bytes: int) -> None:
-    """Write project/hls. `fe_outputs` are the golden outputs of the program's ops for its sample;
-    `rl` is (qnet, layout, features, labels, state) when the network has retrainable layers."""
+def write_hls(project: Path, design: Design, model: str, board: str, fe: FESimBuild, program: FEProgram,
+              fe_outputs: list[np.ndarray], rl: tuple | None = None) -> None:
+    """Write project/hls for the FE engine `fe` running `program`. `fe_outputs` are the golden outputs of
+    the program's ops for its sample; `rl` is (qnet, layout, features, labels, state) when the network
+    has retrainable layers."""
     hls = Path(project) / "hls"
     data = hls / "tb_data"
     data.mkdir(parents=True)
     layout = rl[1] if rl is not None else None
     for name in FE_SOURCES + (RL_SOURCES if rl is not None else ()):
         shutil.copy(hls_template_dir() / name, hls / name)
-    (hls / "dtl_params.h").write_text(params_header(design, model, board, len(program.memory), m_max, bus_bytes, layout))
+    (hls / "dtl_params.h").write_text(params_header(design, model, board, fe, layout))
     write_test_vectors(data, program, fe_outputs, rl)
 
 
@@ -98,7 +91,7 @@ def _write_rl_vectors(data: Path, qnet: QuantizedNetwork, layout: RLLayout, feat
     last = layout.layers[-1]
     feature_name = qnet.rl_layers[0].inputs[0]
     fwd_count, bwd_count = prog.step_descriptor_counts(layout)
-    pitch = -(-last.m // layout.lanes) * layout.lanes
+    pitch = -(-last.m // layout.engine.lanes) * layout.engine.lanes
     files_ = {"rl_params0.bin": prog.params_image(layout, state),
               "rl_load_params.bin": prog.params_list(layout, "LOAD_P"),
               "rl_store_params.bin": prog.params_list(layout, "STORE_P")}

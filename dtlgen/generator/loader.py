@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,10 @@ from dtlgen.boards import Board
 from dtlgen.errors import DesignError, DtlgenError
 from dtlgen.generator.fe_program import FEProgram, OpImage, check_descriptors
 from dtlgen.generator.rl_program import RLLayout, plan_rl
-from dtlgen.generator.rtl import FESimParams, rtl_dir
+from dtlgen.generator.rtl import rtl_dir
+from dtlgen.isa.params import CoreParams, FEParams, FESimBuild, SimDram
 from dtlgen.perf import Design, load_design
-from dtlgen.perf.fe import FEOp, op_cycles, pipeline_depth
+from dtlgen.perf.fe import FEOp, op_cycles
 from dtlgen.quant import golden
 from dtlgen.quant.quantize import QuantizedNetwork
 from dtlgen.quant.record import rl_view_from_dict
@@ -51,7 +52,7 @@ class ProjectData:
     root: Path
     design: Design
     board: Board
-    params: FESimParams
+    params: FESimBuild
     program: dict[str, Any]  # sim/program.json: desc_addr, input_addr, clock_mhz, model, board, ops
     memory: np.ndarray  # the DRAM image (uint8)
     expected: list[np.ndarray]  # the golden model's output of every op
@@ -146,16 +147,18 @@ def open_project(path: Path) -> ProjectData:
     arrays = read_npz(sim / "expected.npz", "the memory image and the golden model's outputs")
     where = sim / "expected.npz"
     memory = arrays.get("memory")
-    if memory is None or memory.dtype != np.uint8 or memory.ndim != 1 or len(memory) != params.memory_bytes:
-        raise DesignError(f"{where}: 'memory' must be a uint8 image of params.json's {params.memory_bytes} bytes; {FIX}")
+    if memory is None or memory.dtype != np.uint8 or memory.ndim != 1 or len(memory) != params.dram.memory_bytes:
+        raise DesignError(f"{where}: 'memory' must be a uint8 image of params.json's {params.dram.memory_bytes} bytes; "
+                          f"{FIX}")
     if program["input_addr"] >= len(memory):
         raise DesignError(f"{sim / 'program.json'}: input_addr {program['input_addr']} lies outside the "
                           f"{len(memory)}-byte image; {FIX}")
-    fe_ops = check_descriptors(memory, program["desc_addr"], program["ops"], params.m_max,
-                               (params.tm, params.tn, params.tr, params.tc), params.bus_bytes, str(sim / "program.json"))
+    fe = params.fe
+    fe_ops = check_descriptors(memory, program["desc_addr"], program["ops"], fe.m_max, (fe.tm, fe.tn, fe.tr, fe.tc),
+                               fe.bus_bytes, str(sim / "program.json"))
     for op, fe_op in zip(program["ops"], fe_ops):
         # The simulation's time-out and the reports' predictions come from these: they must be the model's.
-        cycles = op_cycles(fe_op, design.fe, params.bus_bytes, params.latency).cycles
+        cycles = op_cycles(fe_op, design.fe, fe.bus_bytes, params.dram.latency).cycles
         if op["predicted_cycles"] != cycles:
             raise DesignError(f"{sim / 'program.json'}: op '{op['name']}' predicts {op['predicted_cycles']} cycles, "
                               f"the analytical model {cycles}; {FIX}")
@@ -170,23 +173,26 @@ def open_project(path: Path) -> ProjectData:
     return ProjectData(root, design, board, params, program, memory, expected, fe_ops)
 
 
-def _check_params(data: Any, design: Design, board: Board, where: Path) -> FESimParams:
-    fields = FESimParams.__dataclass_fields__
-    if not isinstance(data, dict) or set(data) != set(fields):
-        raise DesignError(f"{where} must hold exactly the fields {', '.join(fields)}; {FIX}")
-    values = {key: _int(data[key], f"{where}: field '{key}'", 0, MAX_MEMORY_BYTES) for key in fields}
-    fe = design.fe
-    want = {"tm": fe.tm, "tn": fe.tn, "tr": fe.tr, "tc": fe.tc, "a_bits": fe.a_bits, "w_bits": fe.w_bits,
-            "bus_bytes": int(board.dram_bytes_per_cycle), "latency": board.dram_latency_cycles,
-            "drain": pipeline_depth(fe.tn), "stall_period": 0, "stall_seed": 1}
+def _check_params(data: Any, design: Design, board: Board, where: Path) -> FESimBuild:
+    try:
+        params = FESimBuild.from_dict(data, str(where), MAX_MEMORY_BYTES)
+    except ValueError as exc:
+        raise DesignError(f"{exc}; {FIX}") from None
+    # the design's engine and its board's memory; the image size and the bias table's depth are the file's
+    want = FESimBuild(FEParams.for_array(design.fe, int(board.dram_bytes_per_cycle), params.fe.m_max),
+                      SimDram(board.dram_latency_cycles, params.dram.memory_bytes))
+    _check_same(params.to_dict(), want.to_dict(), f"{where}: field '{{}}'", "the design and its board give")
+    for key, value in (("memory_bytes", params.dram.memory_bytes), ("m_max", params.fe.m_max)):
+        if value < 1 or value & (value - 1):
+            raise DesignError(f"{where}: field '{key}' is {value}: expected a power of two; {FIX}")
+    return params
+
+
+def _check_same(got: dict[str, int], want: dict[str, int], field: str, source: str) -> None:
+    """One DesignError naming the first field (`field` formats its name) where `got` is not what `source` gives."""
     for key, value in want.items():
-        if values[key] != value:
-            raise DesignError(f"{where}: field '{key}' is {values[key]}, but the design and its board give {value}; "
-                              f"{FIX}")
-    for key in ("memory_bytes", "m_max"):
-        if values[key] < 1 or values[key] & (values[key] - 1):
-            raise DesignError(f"{where}: field '{key}' is {values[key]}: expected a power of two; {FIX}")
-    return FESimParams(**values)
+        if got[key] != value:
+            raise DesignError(f"{field.format(key)} is {got[key]}, but {source} {value}; {FIX}")
 
 
 def _check_program(data: Any, design: Design, where: Path) -> dict[str, Any]:
@@ -284,8 +290,7 @@ def check_sources(data: ProjectData, rl: RLProject | None, parts: tuple[str, ...
         for name in FE_SOURCES + (HLS_RL_SOURCES if rl else ()):
             expected["hls"][name] = (hls_template_dir() / name).read_bytes()
         expected["hls"]["dtl_params.h"] = params_header(data.design, data.program["model"], data.board.name,
-                                                        data.params.memory_bytes, data.params.m_max,
-                                                        data.params.bus_bytes, layout).encode()
+                                                        data.params, layout).encode()
     # What else dtlgen writes there (data and reports, never compiled): a strict list for hls/ and rtl/,
     # whose folders are compiler include paths.
     others = {"hls": {"tb_data", "csim_report.json", "run_hls.tcl"}, "rtl": {"dram_init.hex"}, "sim": None}
@@ -314,31 +319,25 @@ def check_ecp5(data: ProjectData, rl: RLProject | None) -> dict[str, Any]:
     within the engine's bounds, where they follow from the program), and every file in ecp5/ that the
     open flow reads is what dtlgen renders for them. Returns build.json."""
     import tempfile
-    from dataclasses import fields
 
     from dtlgen.generator.ecp5 import write_ecp5_project
-    from dtlgen.generator.ecp5 import BoardCore
 
     ecp5 = data.root / "ecp5"
     build = read_json(ecp5 / "build.json", "the open flow's build settings")
     where = ecp5 / "build.json"
-    core_data = build.get("core") if isinstance(build, dict) else None
-    names = [f.name for f in fields(BoardCore)]
-    if not isinstance(core_data, dict) or set(core_data) != set(names):
-        raise DesignError(f"{where}: field 'core' must hold exactly {', '.join(names)}; {FIX}")
-    core = BoardCore(**{key: _int(core_data[key], f"{where}: core.{key}", 0, MAX_MEMORY_BYTES) for key in names})
-    fe, bus = data.design.fe, int(data.board.dram_bytes_per_cycle)
-    want = {"fe_tm": fe.tm, "fe_tn": fe.tn, "fe_tr": fe.tr, "fe_tc": fe.tc, "a_bits": fe.a_bits, "w_bits": fe.w_bits,
-            "m_max": data.params.m_max, "drain": data.params.drain, "bus_bytes": bus, "has_rl": int(rl is not None)}
-    if rl is not None:
-        lay = rl.layout
-        want.update(rl_tm=lay.tm, rl_tn=lay.tn, rl_bits=lay.bits, rl_acc_bits=lay.acc_bits, lanes=lay.lanes,
-                    a_depth=lay.a_depth, g_depth=lay.g_depth, w_depth=lay.w_depth, b_depth=lay.b_depth)
-    for key, value in want.items():
-        if getattr(core, key) != value:
-            raise DesignError(f"{where}: core.{key} is {getattr(core, key)}, but the design gives {value}; {FIX}")
-    if not (1 <= core.k_max <= 7 and 1 <= core.s_max <= 4 and core.has_add in (0, 1) and core.clks_per_bit >= 1
-            and core.mem_bytes & (core.mem_bytes - 1) == 0 and 0 < core.rl_base <= core.mem_bytes):
+    try:
+        core = CoreParams.from_dict(build.get("core") if isinstance(build, dict) else None, f"{where}: core",
+                                    MAX_MEMORY_BYTES)
+    except ValueError as exc:
+        raise DesignError(f"{exc}; {FIX}") from None
+    # the simulation's FE engine with the core's buffer sizing; the RL engine the layout plans
+    sized = replace(data.params.fe, k_max=core.fe.k_max, s_max=core.fe.s_max, has_add=core.fe.has_add)
+    want = CoreParams(sized, rl.layout.engine if rl is not None else None, core.mem_bytes, core.rl_base,
+                      core.clks_per_bit)
+    _check_same(core.to_dict(), want.to_dict(), f"{where}: core.{{}}", "the design gives")
+    if not (1 <= core.fe.k_max <= 7 and 1 <= core.fe.s_max <= 4 and core.fe.has_add in (0, 1)
+            and core.clks_per_bit >= 1 and core.mem_bytes & (core.mem_bytes - 1) == 0
+            and 0 < core.rl_base <= core.mem_bytes):
         raise DesignError(f"{where}: the core's buffer and memory parameters are outside what the board design "
                           f"builds; {FIX}")
     with tempfile.TemporaryDirectory(prefix="dtlgen-ecp5-") as scratch:

@@ -22,7 +22,7 @@ Everything is written to a temporary directory and moved into place at the end.
 from __future__ import annotations
 
 import shutil
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -37,14 +37,15 @@ from dtlgen.generator.ecp5 import board_core, write_ecp5_project
 from dtlgen.generator.hls import write_hls
 from dtlgen.generator.xilinx import check_vivado_board, write_xilinx_project
 from dtlgen.generator.rl_program import RLLayout, plan_rl
+from dtlgen.isa.params import FEParams, FESimBuild, SimDram
 from dtlgen.model.ir import Network
 from dtlgen.perf import Design, predict
-from dtlgen.perf.fe import op_cycles, pipeline_depth
+from dtlgen.perf.fe import op_cycles
 from dtlgen.perf.validate import check_design
 from dtlgen.quant import golden
 from dtlgen.quant.record import rl_view_to_dict
 from dtlgen.quant.quantize import PrecisionConfig, QuantizedNetwork, quantize
-from dtlgen.generator.rtl import RTL_SOURCES, FESimParams, rtl_dir, write_hex
+from dtlgen.generator.rtl import RTL_SOURCES, rtl_dir, write_hex
 
 KIND = "project"  # the manifest kind of a project folder (dtlgen.atomic)
 COCOTB_TEST = "test_fe_engine.py"
@@ -67,10 +68,10 @@ def _bus_bytes(board: Board) -> int:
     return int(bus)
 
 
-def sim_params(design: Design, board: Board, memory_bytes: int, m_max: int) -> FESimParams:
-    fe = design.fe
-    return FESimParams(fe.tm, fe.tn, fe.tr, fe.tc, _bus_bytes(board), board.dram_latency_cycles, pipeline_depth(fe.tn),
-                       memory_bytes, fe.a_bits, fe.w_bits, m_max)
+def sim_params(design: Design, board: Board, memory_bytes: int, m_max: int) -> FESimBuild:
+    """The FE simulation build for `design`: the engine full size, the board's memory port and latency."""
+    return FESimBuild(FEParams.for_array(design.fe, _bus_bytes(board), m_max),
+                      SimDram(board.dram_latency_cycles, memory_bytes))
 
 
 def generate_project(network: Network, design: Design, board: Board, calib_x: np.ndarray, sample_x: np.ndarray,
@@ -116,12 +117,13 @@ def generate_project(network: Network, design: Design, board: Board, calib_x: np
         (rtl / "dtl_params.svh").write_text(params_svh(params, design, rl_layout))
         write_hex(rtl / "dram_init.hex", program.memory)
         shutil.copy(rtl_dir() / "fe_cocotb_test.py", sim / COCOTB_TEST)
-        write_json(sim / "params.json", asdict(params))
+        write_json(sim / "params.json", params.to_dict())
         ops = []
+        bus, latency = params.fe.bus_bytes, params.dram.latency
         for img in program.ops:
             ops.append({"name": img.op.name, "layer": img.layer, "kind": img.op.kind, "pool": img.op.pool,
                         "macs": img.op.macs, "out_addr": img.out_addr, "out_shape": list(img.out_shape),
-                        "predicted_cycles": op_cycles(img.op, design.fe, params.bus_bytes, params.latency).cycles})
+                        "predicted_cycles": op_cycles(img.op, design.fe, bus, latency).cycles})
         write_json(sim / "program.json", {"desc_addr": program.desc_addr, "input_addr": program.input_addr,
                                           "clock_mhz": design.clock_mhz, "model": network.name, "board": board.name,
                                           "ops": ops})
@@ -132,17 +134,16 @@ def generate_project(network: Network, design: Design, board: Board, calib_x: np
             progress("writing the RL engine's layout and the re-training set's cached FE features")
             rl_data = _write_rl(staging, qnet, rl_layout, train if train is not None else _default_train(network, calib_x))
         progress("writing the HLS C++ engines and their C-simulation test vectors (golden model)")
-        write_hls(staging, design, network.name, board.name, program,
-                  [reference[img.layer][0] for img in program.ops], m_max,
-                  (qnet, rl_layout, *rl_data) if rl_data is not None else None, bus_bytes=_bus_bytes(board))
+        write_hls(staging, design, network.name, board.name, params, program,
+                  [reference[img.layer][0] for img in program.ops],
+                  (qnet, rl_layout, *rl_data) if rl_data is not None else None)
         if flow == "vivado":
             progress(f"writing the Vitis HLS / Vivado project for {board.name} and the PYNQ driver")
             write_xilinx_project(staging, board, design, ("fe", "rl") if rl_layout is not None else ("fe",))
             write_driver(staging)
         else:
             progress(f"writing the {board.name} bitstream's top, pins and build settings (dtlgen bitstream)")
-            write_ecp5_project(staging, board, design,
-                               board_core(design, board, program, m_max, params.drain, rl_layout))
+            write_ecp5_project(staging, board, design, board_core(design, board, program, m_max, rl_layout))
         write_json(staging / "design.json", replace(design, board_spec=board.to_dict()).to_dict())
         write_json(staging / "report.json", {"model": network.name, "board": board.name,
                                              "design": design.to_dict(), "predicted": prediction.to_dict()})
@@ -174,7 +175,7 @@ def _write_rl(staging: Path, qnet: QuantizedNetwork, layout: RLLayout,
     return features.reshape(len(x), -1), np.asarray(y), state
 
 
-def params_svh(params: FESimParams, design: Design, layout: RLLayout | None) -> str:
+def params_svh(params: FESimBuild, design: Design, layout: RLLayout | None) -> str:
     """rtl/dtl_params.svh: the engines' parameters (dtlgen sim re-renders it to check a project's copy)."""
     lines = ["// Generated by dtlgen: parameters of this project's FE engine (the simulation build passes the",
              "// same values with -G; board tops include this file).", "`ifndef DTL_PARAMS_SVH",
@@ -184,6 +185,6 @@ def params_svh(params: FESimParams, design: Design, layout: RLLayout | None) -> 
             lines.append(f"localparam int DTL_FE_{key} = {value};")
     lines.append(f"localparam int DTL_CLOCK_KHZ = {int(round(design.clock_mhz * 1000))};")
     if layout is not None:
-        lines += [f"localparam int DTL_RL_{key} = {value};" for key, value in layout.hdl_parameters().items()]
+        lines += [f"localparam int DTL_RL_{key} = {value};" for key, value in layout.engine.hdl_parameters().items()]
     lines.append("`endif")
     return "\n".join(lines) + "\n"

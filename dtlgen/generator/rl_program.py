@@ -20,13 +20,14 @@ one burst; `_check_ranges` refuses a layout whose values do not fit their fields
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
 
 from dtlgen.errors import DesignError, UnsupportedLayerError
 from dtlgen.isa import rl as isa_rl
+from dtlgen.isa.params import RLParams
 from dtlgen.perf.rl import DESCRIPTOR_BYTES, VALUE_BYTES, RLConfig, stash_lanes
 from dtlgen.quant import fixed
 from dtlgen.quant.quantize import QuantizedNetwork, rl_gemm_shape
@@ -71,18 +72,12 @@ class RLLayerPlan:
 
 @dataclass(frozen=True)
 class RLLayout:
-    tm: int
-    tn: int
-    bits: int
-    acc_bits: int
-    bus_bytes: int
-    lanes: int
+    """The RL engine's build (`engine`: array, widths, stash lanes, bank depths), the layers' places in
+    its banks and stashes, and its DRAM map. rl_layout.json holds it as one flat object."""
+
+    engine: RLParams
     batch: int
     layers: tuple[RLLayerPlan, ...]
-    a_depth: int
-    g_depth: int
-    w_depth: int
-    b_depth: int
     desc_addr: int
     feat_addr: int
     logit_addr: int
@@ -97,19 +92,19 @@ class RLLayout:
 
     @property
     def vals(self) -> int:
-        return self.bus_bytes // VALUE_BYTES
+        return self.engine.bus_bytes // VALUE_BYTES
 
     @property
     def tile_beats(self) -> int:
-        return -(-self.tm * self.tn // self.vals)
+        return -(-self.engine.tm * self.engine.tn // self.vals)
 
     @property
     def brow_beats(self) -> int:
-        return -(-self.tm // self.vals)
+        return -(-self.engine.tm // self.vals)
 
     @property
     def params_bytes(self) -> int:
-        return (self.w_depth_used * self.tile_beats + self.b_depth_used * self.brow_beats) * self.bus_bytes
+        return (self.w_depth_used * self.tile_beats + self.b_depth_used * self.brow_beats) * self.engine.bus_bytes
 
     @property
     def w_depth_used(self) -> int:
@@ -119,20 +114,16 @@ class RLLayout:
     def b_depth_used(self) -> int:
         return sum(l.mt for l in self.layers)
 
-    def hdl_parameters(self) -> dict[str, int]:
-        return {"TM": self.tm, "TN": self.tn, "BITS": self.bits, "ACC_BITS": self.acc_bits,
-                "BUS_BYTES": self.bus_bytes, "LANES": self.lanes, "A_DEPTH": self.a_depth,
-                "G_DEPTH": self.g_depth, "W_DEPTH": self.w_depth, "B_DEPTH": self.b_depth,
-                "LFSR_MASK": fixed.LFSR_MASK}  # the numerics module's polynomial, not a copy in the RTL
-
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d.update(d.pop("engine"))
         d["layers"] = [asdict(layer) for layer in self.layers]
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RLLayout":
         d = dict(d)
+        d["engine"] = RLParams(**{f.name: d.pop(f.name) for f in fields(RLParams)})
         d["layers"] = tuple(RLLayerPlan(**layer) for layer in d["layers"])
         d["feature_shape"] = tuple(d["feature_shape"])
         return cls(**d)
@@ -232,11 +223,11 @@ def plan_rl(qnet: QuantizedNetwork, cfg: RLConfig, bus_bytes: int) -> RLLayout:
     logit_addr = _align(feat_addr + cfg.batch * plans[0].positions * value_row(plans[0].n))
     dy_addr = _align(logit_addr + cfg.batch * last.positions * value_row(last.m))
     params_addr = _align(dy_addr + cfg.batch * last.positions * value_row(last.m))
+    engine = RLParams(tm=cfg.tm, tn=cfg.tn, bits=cfg.bits, acc_bits=acc_bits, bus_bytes=bus_bytes, lanes=lanes,
+                      a_depth=max(2, a_depth), g_depth=max(2, g_next), w_depth=max(2, w_next), b_depth=max(2, b_next))
     layout = RLLayout(
-        tm=cfg.tm, tn=cfg.tn, bits=cfg.bits, acc_bits=acc_bits, bus_bytes=bus_bytes, lanes=lanes, batch=cfg.batch,
-        layers=tuple(plans), a_depth=max(2, a_depth), g_depth=max(2, g_next), w_depth=max(2, w_next),
-        b_depth=max(2, b_next), desc_addr=desc_addr, feat_addr=feat_addr, logit_addr=logit_addr, dy_addr=dy_addr,
-        params_addr=params_addr, memory_bytes=0, logit_frac=qnet.layers[last.name].out_fmt.frac,
+        engine=engine, batch=cfg.batch, layers=tuple(plans), desc_addr=desc_addr, feat_addr=feat_addr,
+        logit_addr=logit_addr, dy_addr=dy_addr, params_addr=params_addr, memory_bytes=0, logit_frac=qnet.layers[last.name].out_fmt.frac,
         grad_bits=qnet.layers[last.name].grad_fmt.bits, grad_frac=qnet.layers[last.name].grad_fmt.frac,
         feature_shape=feature_shape)
     end = params_addr + layout.params_bytes
@@ -249,7 +240,7 @@ def _check_ranges(layout: RLLayout) -> None:
     """Shifts fit the engine's arithmetic (a WIDE = acc_bits + 32 datapath); every descriptor value
     fits its field. Transfers have no length limit of their own: the engine splits a LOAD into
     65535-beat requests, and its 32-bit beat count and addresses cover the whole DRAM map."""
-    wide = layout.acc_bits + 32
+    wide = layout.engine.acc_bits + 32
     for p in layout.layers:
         for name, value, lo, hi in (("output requantisation", p.out_shift, -31, 127),
                                     ("bias alignment", p.bias_align, 0, 31),
@@ -294,7 +285,8 @@ def encode(mode: str, **fields) -> bytes:
 
 
 def _transfer_beats(layout: RLLayout, rows: int, cols: int) -> int:
-    return rows * -(-cols // layout.lanes) * layout.lanes * VALUE_BYTES // layout.bus_bytes
+    lanes = layout.engine.lanes
+    return rows * -(-cols // lanes) * lanes * VALUE_BYTES // layout.engine.bus_bytes
 
 
 def forward_list(layout: RLLayout, samples: int) -> bytes:
@@ -332,7 +324,7 @@ def backward_list(layout: RLLayout, samples: int, step: int, lr_shift: int) -> b
         out.append(encode("UPDATE", m=p.m, n=p.n, rows=rows, seed=seed, xa=p.xa, gy=p.gy, wbase=p.wbase,
                           bbase=p.bbase, shifts=(p.dw_shift, p.db_shift, w_sr, b_sr), mt=p.mt, nt=p.nt, nta=p.nta,
                           pitch_n=p.pitch_n, pitch_m=p.pitch_m, j_row=_jump_rows(p.n + 1),
-                          j_blk=_jump_rows(layout.tm * (p.n + 1))))
+                          j_blk=_jump_rows(layout.engine.tm * (p.n + 1))))
     return b"".join(out)
 
 
@@ -348,7 +340,7 @@ def _jump_rows(steps: int) -> tuple[int, ...]:
 def params_list(layout: RLLayout, mode: str) -> bytes:
     """LOAD_P or STORE_P of every weight tile and bias row."""
     return encode(mode, m=layout.b_depth_used, n=layout.w_depth_used, dram=layout.params_addr,
-                  beats=layout.params_bytes // layout.bus_bytes)
+                  beats=layout.params_bytes // layout.engine.bus_bytes)
 
 
 def step_descriptor_counts(layout: RLLayout) -> tuple[int, int]:
@@ -359,20 +351,20 @@ def step_descriptor_counts(layout: RLLayout) -> tuple[int, int]:
 def matrix_bytes(layout: RLLayout, rows: np.ndarray) -> bytes:
     """A (G, F) integer matrix as the engine's DRAM rows: 16-bit values, row pitch of whole stash words."""
     g, f = rows.shape
-    pitch = -(-f // layout.lanes) * layout.lanes
+    pitch = -(-f // layout.engine.lanes) * layout.engine.lanes
     padded = np.zeros((g, pitch), dtype="<i2")
     padded[:, :f] = rows
     return padded.tobytes()
 
 
 def matrix_from_bytes(layout: RLLayout, data: bytes, rows: int, cols: int) -> np.ndarray:
-    pitch = -(-cols // layout.lanes) * layout.lanes
+    pitch = -(-cols // layout.engine.lanes) * layout.engine.lanes
     return np.frombuffer(data, dtype="<i2")[:rows * pitch].reshape(rows, pitch)[:, :cols].astype(np.int64)
 
 
 def params_image(layout: RLLayout, state: dict[str, tuple[np.ndarray, np.ndarray]]) -> bytes:
     """Weight tiles (i-major, padded to whole beats), then bias rows, for every layer in order."""
-    tm, tn, vals = layout.tm, layout.tn, layout.vals
+    tm, tn, vals = layout.engine.tm, layout.engine.tn, layout.vals
     tiles, brows = [], []
     for p in layout.layers:
         w, b = state[p.name]
@@ -396,7 +388,7 @@ def params_image(layout: RLLayout, state: dict[str, tuple[np.ndarray, np.ndarray
 def params_from_image(layout: RLLayout, data: bytes,
                       shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Inverse of `params_image`; `shapes` gives each layer's weight shape."""
-    tm, tn, vals = layout.tm, layout.tn, layout.vals
+    tm, tn, vals = layout.engine.tm, layout.engine.tn, layout.vals
     values = np.frombuffer(data, dtype="<i2").astype(np.int64)
     tile_len, brow_len = layout.tile_beats * vals, layout.brow_beats * vals
     tiles = values[:layout.w_depth_used * tile_len].reshape(-1, tile_len)

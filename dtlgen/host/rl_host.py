@@ -74,7 +74,7 @@ class RLHost:
         fwd_count, bwd_count = prog.step_descriptor_counts(lay)
         forward = await self._run(prog.forward_list(lay, samples), fwd_count, prog.PERF_BASE["forward"])
         rows = samples * last.positions
-        raw = await self.device.read(lay.logit_addr, rows * last.pitch_m * lay.lanes * prog.VALUE_BYTES)
+        raw = await self.device.read(lay.logit_addr, rows * last.pitch_m * lay.engine.lanes * prog.VALUE_BYTES)
         logit_rows = prog.matrix_from_bytes(lay, raw, rows, last.m)
         logits = from_rows(logit_rows, samples, last.positions)
         grad, grad_rows = output_gradient(lay, logit_rows, labels)

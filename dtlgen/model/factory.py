@@ -37,12 +37,12 @@ class FactoryResult:
 
 def call_factory(spec: str) -> FactoryResult:
     """Resolve MODEL, call its factory once and check the result's types (not yet that it runs)."""
-    from dtlgen.model import zoo
+    from dtlgen.model.zoo import ZOO, zoo_names  # torch, once a MODEL is resolved
 
-    if spec in zoo.ZOO:
-        factory, name, origin = zoo.ZOO[spec], spec, f"zoo model '{spec}'"
+    if spec in ZOO:
+        factory, name, origin = ZOO[spec], spec, f"zoo model '{spec}'"
     else:
-        path, name = _split_spec(spec, zoo.zoo_names())
+        path, name = _split_spec(spec, zoo_names())
         origin = f"factory `{name}` in {path}"
         factory = _factory_from_file(path, name, spec)
     result = _call(factory, origin)

@@ -4,8 +4,8 @@ On an ECP5 board dtlgen builds the SystemVerilog, not HLS: `dtl_uart_core` holds
 the on-chip memory they share and the UART link. Every buffer of both engines is a `dtl_ram` bank
 (one write port, a registered read port), which yosys maps to distributed RAM (TRELLIS_DPR16X4,
 16 words × 4 bits) or block RAM (DP16KD). This module predicts the board design's nextpnr cell
-counts from the core's parameters (the `core` section of ecp5/build.json, or `core_parameters` for
-a design not generated yet):
+counts from the core's parameters (`dtlgen.isa.params.CoreParams`: the `core` section of ecp5/build.json,
+or `core_parameters` for a design not generated yet):
 
 - DP16KD is counted, not fitted: every bank (the core's byte banks, the per-descriptor counters,
   both engines' buffers) at the best DP16KD aspect ratio, when it is larger than what yosys keeps
@@ -25,7 +25,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import dtlgen.perf.fe as perf_fe
+import dtlgen.perf.rl as perf_rl
 from dtlgen.isa import fe as isa_fe
+from dtlgen.isa.params import FE_BUFFER_SIZING, CoreParams, FEParams, RLParams
 from dtlgen.perf.resources import BRAM_SHAPES
 
 ACC_BITS = isa_fe.ACC_BITS  # the FE RTL's accumulators and bias words
@@ -76,32 +79,31 @@ def dp16kd_blocks(depth: int, width: int) -> int:
     return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in BRAM_SHAPES)
 
 
-def core_memories(core: Mapping[str, int]) -> list[tuple[int, int, int]]:
+def core_memories(core: CoreParams) -> list[tuple[int, int, int]]:
     """(count, depth, width) of every dtl_ram bank of dtl_uart_core: the core's byte banks and
     counters, the FE engine's buffers, the RL engine's weight, bias and stash banks."""
-    bus = core["bus_bytes"]
-    mems = [(bus, core["mem_bytes"] // bus, 8), (1, *PERF_COUNTERS), *fe_memories(core)]
-    if core.get("has_rl"):
-        tm, tn, bits, lanes = core["rl_tm"], core["rl_tn"], core["rl_bits"], core["lanes"]
-        mems += [(tm * tn, core["w_depth"], bits), (tm, core["b_depth"], bits),
-                 (lanes, core["a_depth"], bits), (lanes, core["g_depth"], bits)]
+    bus = core.fe.bus_bytes
+    mems = [(bus, core.mem_bytes // bus, 8), (1, *PERF_COUNTERS), *fe_memories(core.fe)]
+    if core.rl is not None:
+        rl = core.rl
+        mems += [(rl.tm * rl.tn, rl.w_depth, rl.bits), (rl.tm, rl.b_depth, rl.bits),
+                 (rl.lanes, rl.a_depth, rl.bits), (rl.lanes, rl.g_depth, rl.bits)]
     return mems
 
 
-def fe_memories(core: Mapping[str, int]) -> list[tuple[int, int, int]]:
+def fe_memories(fe: FEParams) -> list[tuple[int, int, int]]:
     """(count, depth, width) of the FE engine's dtl_ram banks, by fe_engine.sv's sizing: input banks
     (and an add's second operand), one weight bank per multiplier, the output tile's banks and the
     bias table. One-word banks are registers whatever their coding and are left out."""
-    tm, tn, tr, tc, bus = core["fe_tm"], core["fe_tn"], core["fe_tr"], core["fe_tc"], core["bus_bytes"]
-    k, s, add = core.get("k_max", 7), core.get("s_max", 2), core.get("has_add", 1)
+    tm, tn, tr, tc, bus, k, s = fe.tm, fe.tn, fe.tr, fe.tc, fe.bus_bytes, fe.k_max, fe.s_max
     in_rows, in_cols = (tr - 1) * s + k, (tc - 1) * s + k
     in_words = in_rows * _pow2(max(in_cols, bus)) // bus
     cb = _output_banks(tc, bus)
     bias_banks = max(1, bus // 4)
-    mems = [(max(tm, tn) + (tm if add else 0), 2 * in_words, bus * core["a_bits"]),
-            (tm * tn, 2 * k * k, core["w_bits"]),
+    mems = [(max(tm, tn) + (tm if fe.has_add else 0), 2 * in_words, bus * fe.a_bits),
+            (tm * tn, 2 * k * k, fe.w_bits),
             (2 * tm * 2 * cb, (tr + 1) // 2 * _pow2(-(-tc // cb)), ACC_BITS),
-            (bias_banks, -(-core["m_max"] // bias_banks), ACC_BITS)]
+            (bias_banks, -(-fe.m_max // bias_banks), ACC_BITS)]
     return [m for m in mems if m[1] > 1]
 
 
@@ -110,13 +112,13 @@ def _output_banks(tc: int, bus: int) -> int:
     return min(_pow2(tc), 2 * bus)
 
 
-def fe_lutram_cells(core: Mapping[str, int]) -> int:
+def fe_lutram_cells(fe: FEParams) -> int:
     """TRELLIS_DPR16X4 cells (16 words x 4 bits) of the FE buffers that stay in distributed RAM."""
-    return sum(count * math.ceil(depth / 16) * math.ceil(width / 4) for count, depth, width in fe_memories(core)
+    return sum(count * math.ceil(depth / 16) * math.ceil(width / 4) for count, depth, width in fe_memories(fe)
                if not dp16kd_blocks(depth, width))
 
 
-def core_features(core: Mapping[str, int]) -> dict[str, float]:
+def core_features(core: CoreParams) -> dict[str, float]:
     """The structural quantities the LUT/FF/multiplier counts are linear in: the FE engine's
     multipliers (each with its weight bank, operand registers, adder-tree share and write scatter),
     its output lanes (tm lanes of 2·CB 32-bit banks, each with its read-modify-write path, one of
@@ -124,16 +126,15 @@ def core_features(core: Mapping[str, int]) -> dict[str, float]:
     processing elements in 40-bit-accumulator equivalents (a multiplier, an accumulator, a register
     stage of the update) and its requantisers (max(tm·tn, stash lanes), shared by UPDATE and
     FWD / BWD_DATA: shift, round, saturate, stochastic rounding)."""
-    tm, tn = core["fe_tm"], core["fe_tn"]
-    lanes = tm * 2 * _output_banks(core["fe_tc"], core["bus_bytes"])
-    rl = bool(core.get("has_rl"))
-    rl_pe = core["rl_tm"] * core["rl_tn"] * core["rl_acc_bits"] / 40 if rl else 0.0
-    rl_quant = max(core["rl_tm"] * core["rl_tn"], core["lanes"]) if rl else 0
-    return {"const": 1.0, "fe_pe": float(tm * tn), "fe_lanes": float(lanes), "fe_lutram": float(fe_lutram_cells(core)),
-            "rl_pe": float(rl_pe), "rl_quant": float(rl_quant)}
+    fe, rl = core.fe, core.rl
+    lanes = fe.tm * 2 * _output_banks(fe.tc, fe.bus_bytes)
+    rl_pe = rl.tm * rl.tn * rl.acc_bits / 40 if rl is not None else 0.0
+    rl_quant = max(rl.tm * rl.tn, rl.lanes) if rl is not None else 0
+    return {"const": 1.0, "fe_pe": float(fe.tm * fe.tn), "fe_lanes": float(lanes),
+            "fe_lutram": float(fe_lutram_cells(fe)), "rl_pe": float(rl_pe), "rl_quant": float(rl_quant)}
 
 
-def board_resources(core: Mapping[str, int], coefficients: Mapping[str, Mapping[str, float]] = COEFFICIENTS) -> BoardUse:
+def board_resources(core: CoreParams, coefficients: Mapping[str, Mapping[str, float]] = COEFFICIENTS) -> BoardUse:
     """Predicted nextpnr utilisation of dtl_uart_core with these parameters."""
     f = core_features(core)
     fitted = {r: max(0, round(sum(c * f[name] for name, c in coefficients[r].items())))
@@ -150,7 +151,7 @@ def _nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return x / scale
 
 
-def fit_coefficients(cores: list[Mapping[str, int]], measured: list[Mapping[str, int]]) -> dict:
+def fit_coefficients(cores: list[CoreParams], measured: list[Mapping[str, int]]) -> dict:
     """Non-negative least squares per resource over a sweep, minimising relative error; with the
     leave-one-out error (each design predicted by a fit on the others)."""
     coefficients, loo = {}, {}
@@ -183,9 +184,10 @@ def fe_buffer_sizing(ops: list) -> dict[str, int]:
     """k_max, s_max, has_add: the FE buffers sized for the ops that run (a stride beyond the
     engine's S_MAX keeps the full-size window, against which such a layer is checked)."""
     strided = any(op.s > S_MAX_ENGINE for op in ops)
-    return {"k_max": K_MAX_ENGINE if strided else max((op.k for op in ops), default=1),
-            "s_max": S_MAX_ENGINE if strided else max((op.s for op in ops), default=1),
-            "has_add": int(any(op.kind == "add" for op in ops))}
+    sizing = (K_MAX_ENGINE if strided else max((op.k for op in ops), default=1),
+              S_MAX_ENGINE if strided else max((op.s for op in ops), default=1),
+              int(any(op.kind == "add" for op in ops)))
+    return dict(zip(FE_BUFFER_SIZING, sizing))
 
 
 def _aligned(n: int) -> int:
@@ -210,45 +212,34 @@ def uart_clocks_per_bit(clock_mhz: float) -> int:
     return round(clock_mhz * 1e6 / UART_BAUD)
 
 
-def core_record(design, board, ops: list, fe_bytes: int, m_max: int, rl_core: dict[str, int] | None,
-                rl_bytes: int) -> dict[str, int]:
-    """dtl_uart_core's parameters (the names of `generator.ecp5.BoardCore`), from the FE program's ops
-    and size and the RL engine's parameters and memory: the one computation behind the generated core
-    (`generator.ecp5.board_core`, exact sizes) and the model's (`core_parameters`, sizes from shapes)."""
-    from dtlgen.perf.fe import pipeline_depth  # noqa: PLC0415 (perf/__init__ imports this module)
-
-    cfg = design.fe
+def core_for(design, board, ops: list, fe_bytes: int, m_max: int, rl: RLParams | None, rl_bytes: int) -> CoreParams:
+    """dtl_uart_core's parameters from the FE program's ops and size and the RL engine's parameters and
+    memory: the one computation behind the generated core (`generator.ecp5.board_core`, exact sizes)
+    and the model's (`core_parameters`, sizes from shapes)."""
     fe_region = 1 << max(10, (fe_bytes - 1).bit_length())
-    core = {"fe_tm": cfg.tm, "fe_tn": cfg.tn, "fe_tr": cfg.tr, "fe_tc": cfg.tc, "a_bits": cfg.a_bits,
-            "w_bits": cfg.w_bits, "m_max": m_max, "drain": pipeline_depth(cfg.tn),
-            "bus_bytes": int(board.dram_bytes_per_cycle), "rl_base": fe_region,
-            "clks_per_bit": uart_clocks_per_bit(design.clock_mhz), **fe_buffer_sizing(ops), "has_rl": 0}
-    if rl_core is not None:
-        core.update(has_rl=1, **rl_core)
-    core["mem_bytes"] = _pow2(fe_region + rl_bytes)
-    return core
+    fe = FEParams.for_array(design.fe, int(board.dram_bytes_per_cycle), m_max, **fe_buffer_sizing(ops))
+    return CoreParams(fe, rl, mem_bytes=_pow2(fe_region + rl_bytes), rl_base=fe_region,
+                      clks_per_bit=uart_clocks_per_bit(design.clock_mhz))
 
 
-def core_parameters(network, design, board) -> dict[str, int]:
+def core_parameters(network, design, board) -> CoreParams:
     """dtl_uart_core's parameters for `design` before it is generated: the memory size and the RL
     depths computed from the shapes alone (equal to what `dtlgen generate` writes; a test holds them)."""
-    from dtlgen.perf import fe, rl  # noqa: PLC0415 (perf/__init__ imports this module)
-
     cfg, bus = design.fe, int(board.dram_bytes_per_cycle)
-    ops = fe.fe_ops(network, cfg)
+    ops = perf_fe.fe_ops(network, cfg)
     widest = max((layer.m for layer in network.frozen_layers if layer.has_weights), default=1)
-    gemms = rl.rl_gemms(network)
-    rl_core, rl_bytes = None, 0
+    gemms = perf_rl.rl_gemms(network)
+    rl, rl_bytes = None, 0
     if gemms:
         r = design.rl
-        lanes = rl.stash_lanes(r.tm, r.tn, bus)
-        depths = rl.bank_depths(gemms, r, lanes)
+        lanes = perf_rl.stash_lanes(r.tm, r.tn, bus)
+        depths = perf_rl.bank_depths(gemms, r, lanes)
         w_depth, b_depth = depths["w_depth"], depths["b_depth"]
-        value_row = lambda cols: rl.stash_words(cols, lanes) * lanes * 2  # noqa: E731
+        value_row = lambda cols: perf_rl.stash_words(cols, lanes) * lanes * 2  # noqa: E731
         rl_bytes = _pow2(max(1 << 12, DESCRIPTOR_BYTES * (3 * len(gemms) + 4)
                              + r.batch * gemms[0].positions * value_row(gemms[0].n)
                              + 2 * r.batch * gemms[-1].positions * value_row(gemms[-1].m)
                              + (w_depth * r.tm * r.tn + b_depth * r.tm) * 2 + 4 * ALIGN))
-        rl_core = dict(rl_tm=r.tm, rl_tn=r.tn, rl_bits=r.bits, rl_acc_bits=r.acc_bits or rl.required_acc_bits(gemms, r),
-                       lanes=lanes, **{key: max(2, depth) for key, depth in depths.items()})
-    return core_record(design, board, ops, fe_image_bytes(network, ops, cfg, bus), _pow2(widest), rl_core, rl_bytes)
+        rl = RLParams(tm=r.tm, tn=r.tn, bits=r.bits, acc_bits=r.acc_bits or perf_rl.required_acc_bits(gemms, r),
+                      bus_bytes=bus, lanes=lanes, **{key: max(2, depth) for key, depth in depths.items()})
+    return core_for(design, board, ops, fe_image_bytes(network, ops, cfg, bus), _pow2(widest), rl, rl_bytes)

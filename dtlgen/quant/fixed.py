@@ -1,7 +1,9 @@
 """The numerics rules of DESIGN.md §5, in one place: every implementation reads them from here.
 
 The golden model calls these functions on numpy int64 arrays; the HLS and RTL generators read
-the same constants (LFSR mask, exp table, rounding conventions) from here when they emit code.
+the same constants (exp table, rounding conventions) from here when they emit code. The LFSR mask
+is a parameter of the RL engine: it is defined with the engine's spec (`dtlgen.isa.rl`), which the
+engines' parameter record hands to the RTL and the HLS header, and stepped here.
 A rule written a second time elsewhere is a bug waiting.
 
 Conventions:
@@ -21,7 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-LFSR_MASK = 0xB400  # x^16 + x^14 + x^13 + x^11 + 1, Galois form
+from dtlgen.isa.rl import LFSR_MASK  # the RL engine's polynomial, defined with its spec (Galois form)
+
 LFSR_BITS = 16
 EXP_TABLE_BITS = 8  # 2^(k/256) table: the fractional part of the exponent to 8 bits
 EXP_FRAC = 16  # the table's entries and the softmax numerators are Q(.,16)

@@ -1,12 +1,11 @@
-"""Golden model: the float reference and the bit-true integer model of both engines.
+"""Golden model: the bit-true integer model of both engines (the float reference they are held
+against is `dtlgen.quant.reference`).
 
-- `float_forward`: float64 numpy evaluation of the IR (checks the importer against torch).
 - `fe_forward` / `hybrid_forward`: integer FE inference (every IR op) and the RL forward pass.
 - `rl_train_step`: one on-device training step of the retrainable layers, in the order the RL
   engine runs its descriptors: FWD per layer; host softmax-cross-entropy gradient; then per layer
   from the last: BWD_DATA (not for the first retrainable layer), BWD_WEIGHT summed over the batch,
   UPDATE with LFSR stochastic rounding over [W | b] row-major.
-- `float_rl_train_step`: the same step in float64, the baseline that fixed point is held against.
 
 Every rounding and saturation rule comes from `dtlgen.quant.fixed`; this module only orders them.
 Arrays are NCHW (feature maps) or (B, F) (vectors), batch first.
@@ -19,48 +18,12 @@ from typing import Callable
 
 import numpy as np
 
-from dtlgen.model.ir import INPUT, Layer, Network
+from dtlgen.model.ir import INPUT, Layer
 from dtlgen.quant import fixed, ops
 from dtlgen.quant.fixed import QFormat
 from dtlgen.quant.quantize import LayerQuant, QuantizedNetwork
 
 RLState = dict[str, tuple[np.ndarray, np.ndarray]]  # layer name -> (weight, bias) integers
-FloatParams = dict[str, tuple[np.ndarray, np.ndarray]]
-
-
-# --- float reference ----------------------------------------------------------------------------
-def float_forward(network: Network, x: np.ndarray, params: FloatParams | None = None,
-                  layers: list[Layer] | None = None, values: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-    """Every layer's float64 output. `params` overrides weights; `layers`/`values` run a part."""
-    values = dict(values) if values is not None else {INPUT: np.asarray(x, dtype=np.float64)}
-    for layer in network.layers if layers is None else layers:
-        weight, bias = (params or {}).get(layer.name, (layer.weight, layer.bias))
-        values[layer.name] = _float_layer(layer, [values[name] for name in layer.inputs], weight, bias)
-    return values
-
-
-def _float_layer(layer: Layer, inputs: list[np.ndarray], weight, bias) -> np.ndarray:
-    x = inputs[0]
-    if layer.op == "conv2d":
-        y = ops.conv2d(x, weight, layer.stride, layer.padding, layer.groups, ops.float_matmul)
-        y = y + bias.reshape(1, -1, 1, 1)
-    elif layer.op == "linear":
-        y = ops.linear(x, weight, ops.float_matmul) + bias
-    elif layer.op == "maxpool":
-        y = ops.max_pool(x, layer.kernel, layer.stride, layer.padding, -np.inf)
-    elif layer.op == "avgpool":
-        y = ops.sum_pool(x, layer.kernel, layer.stride, layer.padding) / (layer.kernel * layer.kernel)
-    elif layer.op == "add":
-        y = inputs[0] + inputs[1]
-    elif layer.op == "flatten":
-        y = x.reshape(len(x), -1)
-    else:
-        raise ValueError(f"unknown op {layer.op}")
-    if layer.activation == "relu":
-        y = np.maximum(y, 0.0)
-    elif layer.activation == "relu6":
-        y = np.clip(y, 0.0, 6.0)
-    return y
 
 
 # --- integer FE inference ----------------------------------------------------------------------
@@ -125,23 +88,7 @@ def _exact(bound_bits: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     return lambda a, b: fixed.exact_matmul(a, b, bound_bits)
 
 
-# --- RL engine: GEMM views ---------------------------------------------------------------------
-def _rows(x: np.ndarray) -> np.ndarray:
-    """(B, N) stays; (B, N, H, W) → (B·H·W, N): a 1×1 conv is a GEMM over positions."""
-    return x if x.ndim == 2 else x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])
-
-
-def _unrows(rows: np.ndarray, like: tuple[int, ...]) -> np.ndarray:
-    if len(like) == 2:
-        return rows
-    b, _, h, w = like
-    return rows.reshape(b, h, w, -1).transpose(0, 3, 1, 2)
-
-
-def _matrix(weight: np.ndarray) -> np.ndarray:
-    return weight.reshape(weight.shape[0], -1)
-
-
+# --- RL engine -------------------------------------------------------------------------------
 def initial_rl_state(qnet: QuantizedNetwork) -> RLState:
     return {layer.name: (qnet.layers[layer.name].weight.copy(), qnet.layers[layer.name].bias.copy())
             for layer in qnet.rl_layers if layer.has_weights}
@@ -158,9 +105,10 @@ def rl_forward(qnet: QuantizedNetwork, state: RLState, features: dict[str, np.nd
             values[layer.name] = x.reshape(len(x), -1)
             continue
         weight, bias = state[layer.name]
-        acc = fixed.exact_matmul(_rows(x), _matrix(weight).T, lq.acc_bits) + fixed.align(bias, lq.b_fmt.frac, lq.acc_frac)
+        acc = (fixed.exact_matmul(ops.gemm_rows(x), ops.weight_matrix(weight).T, lq.acc_bits)
+               + fixed.align(bias, lq.b_fmt.frac, lq.acc_frac))
         y = fixed.requantise(acc, lq.out_shift, bits)
-        values[layer.name] = _activation(_unrows(y, x.shape), layer.activation, lq.out_fmt)
+        values[layer.name] = _activation(ops.from_gemm_rows(y, x.shape), layer.activation, lq.out_fmt)
     return values
 
 
@@ -217,12 +165,12 @@ def rl_train_step(qnet: QuantizedNetwork, state: RLState, features: dict[str, np
             grad = grad.reshape(x.shape)
             continue
         weight, bias = state[layer.name]
-        w, g, xr = _matrix(weight), _rows(grad), _rows(x)
+        w, g, xr = ops.weight_matrix(weight), ops.gemm_rows(grad), ops.gemm_rows(x)
         g_frac, x_frac = lq.grad_fmt.frac, lq.in_fracs[0]
         if layer.name != first_trained:  # BWD_DATA: gradient w.r.t. the input, in its producer's format
             into = qnet.layers[layer.inputs[0]].grad_fmt
             dx = fixed.requantise(fixed.exact_matmul(g, w, lq.acc_bits), lq.w_fmt.frac + g_frac - into.frac, bits)
-            trace.grad_in[layer.name] = _unrows(dx, x.shape)
+            trace.grad_in[layer.name] = ops.from_gemm_rows(dx, x.shape)
         # BWD_WEIGHT, summed over the batch (and positions of a 1×1 conv)
         dw = fixed.requantise(fixed.exact_matmul(g.T, xr, lq.acc_bits), g_frac + x_frac - lq.dw_fmt.frac, bits)
         db = fixed.requantise(g.sum(axis=0), g_frac - lq.db_fmt.frac, bits)
@@ -239,66 +187,3 @@ def rl_train_step(qnet: QuantizedNetwork, state: RLState, features: dict[str, np
         else:
             break
     return new_state, trace
-
-
-# --- float training baseline -------------------------------------------------------------------
-def initial_float_params(network: Network) -> FloatParams:
-    return {layer.name: (layer.weight.copy(), layer.bias.copy())
-            for layer in network.retrainable_layers if layer.has_weights}
-
-
-def _float_backward(network: Network, params: FloatParams, acts: dict[str, np.ndarray],
-                    labels: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
-    """Batch-summed gradients of softmax-CE for every retrainable layer: dy (w.r.t. output), dw, db."""
-    rl_layers = network.retrainable_layers
-    last = rl_layers[-1]
-    logits = acts[last.name].reshape(len(labels), -1)
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    grad = e / e.sum(axis=1, keepdims=True)
-    grad[np.arange(len(labels)), labels] -= 1.0
-    grad = grad.reshape(acts[last.name].shape)
-    out: dict[str, dict[str, np.ndarray]] = {}
-    first_trained = next(layer.name for layer in rl_layers if layer.has_weights)
-    for layer in reversed(rl_layers):
-        out[layer.name] = {"dy": grad}
-        y = acts[layer.name]
-        if layer.activation == "relu":
-            grad = grad * (y > 0)
-        elif layer.activation == "relu6":
-            grad = grad * ((y > 0) & (y < 6))
-        x = acts[layer.inputs[0]]
-        if layer.op == "flatten":
-            grad = grad.reshape(x.shape)
-            continue
-        w = _matrix(params[layer.name][0])
-        g, xr = _rows(grad), _rows(x)
-        out[layer.name].update(dw=g.T @ xr, db=g.sum(axis=0))
-        if layer.name == first_trained:
-            break
-        grad = _unrows(g @ w, x.shape)
-    return out
-
-
-def float_rl_gradients(network: Network, acts: dict[str, np.ndarray], labels: np.ndarray,
-                       batch: int) -> dict[str, dict[str, float]]:
-    """Largest |gradient| per retrainable layer and kind over calibration batches (for formats)."""
-    params = initial_float_params(network)
-    peak: dict[str, dict[str, float]] = {}
-    for start in range(0, len(labels), batch):
-        part = {k: v[start:start + batch] for k, v in acts.items()}
-        for name, grads in _float_backward(network, params, part, labels[start:start + batch]).items():
-            slot = peak.setdefault(name, {"dy": 0.0, "dw": 0.0, "db": 0.0})
-            for kind, value in grads.items():
-                slot[kind] = max(slot[kind], float(np.max(np.abs(value))) if value.size else 0.0)
-    return peak
-
-
-def float_rl_train_step(network: Network, params: FloatParams, features: dict[str, np.ndarray],
-                        labels: np.ndarray, lr: float) -> FloatParams:
-    """SGD on the batch-summed loss with learning rate `lr` (2^-lr_shift for the fixed-point twin)."""
-    acts = float_forward(network, None, params, network.retrainable_layers, features)
-    grads = _float_backward(network, params, acts, labels)
-    new = dict(params)
-    for name, (w, b) in params.items():
-        new[name] = (w - lr * grads[name]["dw"].reshape(w.shape), b - lr * grads[name]["db"])
-    return new

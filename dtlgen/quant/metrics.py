@@ -13,7 +13,8 @@ import math
 import numpy as np
 
 from dtlgen.quant import fixed
-from dtlgen.quant.golden import fe_forward, float_forward, initial_rl_state, output_frac, quantize_input, rl_forward
+from dtlgen.quant.golden import fe_forward, initial_rl_state, output_frac, quantize_input, rl_forward
+from dtlgen.quant.reference import float_forward
 from dtlgen.quant.quantize import QuantizedNetwork
 
 

@@ -65,3 +65,21 @@ def sum_pool(x: np.ndarray, kernel: int, stride: int, padding: int) -> np.ndarra
 
 def float_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a.astype(np.float64) @ b.astype(np.float64)
+
+
+def gemm_rows(x: np.ndarray) -> np.ndarray:
+    """A GEMM's rows: (B, N) stays; (B, N, H, W) → (B·H·W, N) (a 1×1 conv is a GEMM over positions)."""
+    return x if x.ndim == 2 else x.transpose(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+
+def from_gemm_rows(rows: np.ndarray, like: tuple[int, ...]) -> np.ndarray:
+    """Inverse of `gemm_rows` for an array of shape `like` (its channel count may differ)."""
+    if len(like) == 2:
+        return rows
+    b, _, h, w = like
+    return rows.reshape(b, h, w, -1).transpose(0, 3, 1, 2)
+
+
+def weight_matrix(weight: np.ndarray) -> np.ndarray:
+    """(M, N) stays; a 1×1 conv's (M, N, 1, 1) → (M, N)."""
+    return weight.reshape(weight.shape[0], -1)

@@ -20,6 +20,7 @@ from dtlgen.errors import UnsupportedLayerError, require_int
 from dtlgen.model.ir import INPUT, Layer, Network, gemm_shape
 from dtlgen.quant import fixed
 from dtlgen.quant.fixed import QFormat
+from dtlgen.quant.reference import float_forward, float_rl_gradients
 
 RL_WEIGHT_HEADROOM_BITS = 1
 RL_ACTIVATION_HEADROOM_BITS = 1
@@ -162,8 +163,6 @@ def quantize(network: Network, calib_x: np.ndarray, precision: PrecisionConfig =
     the frozen layers' quantisation per (w_bits, a_bits), save recomputing both when the same
     data calibrates many precisions (the DSE does).
     """
-    from dtlgen.quant.golden import float_forward, float_rl_gradients
-
     check_retrainable(network)
     acts = float_acts if float_acts is not None else float_forward(network, calib_x)
     first_frozen = bool(network.layers) and network.layers[0].frozen

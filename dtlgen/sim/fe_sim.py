@@ -20,7 +20,8 @@ import numpy as np
 from dtlgen.cache import cache_dir
 from dtlgen.errors import ToolMissingError
 from dtlgen.generator.fe_program import FEProgram
-from dtlgen.generator.rtl import RTL_SOURCES, TOP, FESimParams, rtl_dir, write_hex
+from dtlgen.generator.rtl import RTL_SOURCES, TOP, rtl_dir, write_hex
+from dtlgen.isa.params import FESimBuild
 
 BUILD_ARGS = ("-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert", "-Wall")
 
@@ -46,7 +47,7 @@ def _environment() -> None:
     os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include"  # TOOLCHAIN.md: PCH link error on larger designs
 
 
-def build(params: FESimParams, sources_dir: Path | None = None, cache_root: Path | None = None) -> Path:
+def build(params: FESimBuild, sources_dir: Path | None = None, cache_root: Path | None = None) -> Path:
     """Compile the FE top for `params` unless a build with the same sources and parameters exists."""
     return build_top([(sources_dir or rtl_dir()) / name for name in RTL_SOURCES], TOP, params.hdl_parameters(),
                      "fe", cache_root)
@@ -115,13 +116,13 @@ class FESimResult:
     run_s: float = 0.0  # the cocotb run alone: simulator start, test, read-back of the dumps
 
 
-def run(program: FEProgram, params: FESimParams, workdir: Path, max_cycles: int,
+def run(program: FEProgram, params: FESimBuild, workdir: Path, max_cycles: int,
         sources_dir: Path | None = None) -> FESimResult:
     """Simulate `program` free-running; returns the final DRAM image and the cycles per descriptor."""
     return run_image(program.memory, program.desc_addr, len(program.ops), params, workdir, max_cycles, sources_dir)
 
 
-def run_image(memory: np.ndarray, desc_addr: int, desc_count: int, params: FESimParams, workdir: Path,
+def run_image(memory: np.ndarray, desc_addr: int, desc_count: int, params: FESimBuild, workdir: Path,
               max_cycles: int, sources_dir: Path | None = None, test_module: str = "fe_cocotb_test",
               test_path: Path | None = None) -> FESimResult:
     """Simulate a DRAM image holding `desc_count` descriptors at `desc_addr`."""
@@ -142,7 +143,7 @@ def run_image(memory: np.ndarray, desc_addr: int, desc_count: int, params: FESim
     run_s = time.perf_counter() - start
     if not passed or not (workdir / "dram_dump.hex").exists():
         raise RuntimeError(f"FE simulation failed in {workdir}:\n{sim_log_tail(workdir)}")
-    memory = read_hex(workdir / "dram_dump.hex", params.memory_bytes, 8)
+    memory = read_hex(workdir / "dram_dump.hex", params.dram.memory_bytes, 8)
     perf = read_hex(workdir / "perf_dump.hex", 65536, 32)
     return FESimResult(memory.astype(np.uint8), [int(v) for v in perf[:desc_count]], build_s, run_s)
 

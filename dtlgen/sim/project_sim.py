@@ -44,7 +44,7 @@ def simulate_project(project: Path, progress: Callable[[str], None] = lambda mes
     # Everything this command writes into the project; what is there must be dtlgen's (never a link).
     check_owned(project, [sim / name for name in OUTPUTS] + ([sim / "rl_run"] if retrain else []))
     params, ops = data.params, data.program["ops"]
-    progress(f"building the FE engine in Verilator ({params.tm}x{params.tn} array, cached per parameter set)")
+    progress(f"building the FE engine in Verilator ({params.fe.tm}x{params.fe.tn} array, cached per parameter set)")
     predicted_total = sum(op["predicted_cycles"] for op in ops)
     # The simulator runs in a fresh folder of its own (cocotb puts its working folder on sys.path:
     # never a folder of the project), and its files are published into sim/run afterwards.
@@ -105,9 +105,9 @@ def simulate_retraining(project: Path, clock_mhz: float, steps: int,
     layout, qnet, state = rl.layout, rl.qnet, rl.state
     if plan is None:
         plan = sample_plan(rl.features, rl.labels, layout.batch, steps, qnet.precision.lr_shift)
-    latency = data.params.latency
+    latency = data.params.dram.latency
     progress(f"re-training in RTL simulation: {plan.steps} steps of batch {layout.batch} on a "
-             f"{layout.tm}x{layout.tn} RL engine (Verilator build cached per parameter set)")
+             f"{layout.engine.tm}x{layout.engine.tn} RL engine (Verilator build cached per parameter set)")
     with tempfile.TemporaryDirectory(prefix="dtlgen-sim-") as scratch:
         try:
             result = simulate_training(layout, plan, state, Path(scratch) / "rl_run", latency)
@@ -125,10 +125,10 @@ def simulate_retraining(project: Path, clock_mhz: float, steps: int,
         rows.append(row)
     step = _row("training step", "rl", sum(r["macs"] for r in rows), sum(r["predicted_cycles"] for r in rows),
                 sum(r["measured_cycles"] for r in rows), clock_hz, mismatch is None)
-    step.update(array_efficiency=step["macs"] / (step["measured_cycles"] * layout.tm * layout.tn),
+    step.update(array_efficiency=step["macs"] / (step["measured_cycles"] * layout.engine.tm * layout.engine.tn),
                 host_measured_cycles=int(result.step_cycles[0].sum()))
     total_cycles = int(result.step_cycles.sum())
-    return {"steps": plan.steps, "batch": layout.batch, "tm": layout.tm, "tn": layout.tn,
+    return {"steps": plan.steps, "batch": layout.batch, "tm": layout.engine.tm, "tn": layout.engine.tn,
             "bit_exact": mismatch is None, "first_mismatch": mismatch, "steps_checked": len(plan.check_steps),
             "descriptors": rows, "step": step,
             "source": {"measured": "RTL simulation (Verilator, cocotb host loop), the engine's perf counters of the "

@@ -19,6 +19,7 @@ from dtlgen.generator import rl_program as prog
 from dtlgen.generator.rl_program import RLLayout
 from dtlgen.generator.rtl import rtl_dir
 from dtlgen.host.rl_host import TrainingPlan
+from dtlgen.isa.params import RLSimBuild, SimDram
 from dtlgen.perf.rl import DescriptorCycles, GemmLayer, RLConfig, step_cycles
 from dtlgen.quant import golden
 from dtlgen.quant.golden import RLState
@@ -43,17 +44,9 @@ def plan_epochs(labels: np.ndarray, batch: int, epochs: int, lr_shift_at, seed: 
     return np.concatenate(order), sizes, shifts
 
 
-@dataclass
-class RLSimParams:
-    layout: RLLayout
-    latency: int
-    stall_period: int = 0
-    stall_seed: int = 1
-
-    def hdl_parameters(self) -> dict[str, object]:
-        return {**self.layout.hdl_parameters(), "LATENCY": self.latency, "SIZE_BYTES": self.layout.memory_bytes,
-                "STALL_PERIOD": self.stall_period, "STALL_SEED": self.stall_seed, "INIT_FILE": '""',
-                "LOAD_FILE": '"dram_load.hex"', "DUMP_FILE": '"dram_dump.hex"', "PERF_FILE": '"perf_dump.hex"'}
+def sim_build(layout: RLLayout, latency: int, stall_period: int = 0) -> RLSimBuild:
+    """The RL simulation build for `layout`: its engine and a testbench DRAM of its memory map's size."""
+    return RLSimBuild(layout.engine, SimDram(latency, layout.memory_bytes, stall_period))
 
 
 @dataclass
@@ -78,7 +71,7 @@ def simulate_training(layout: RLLayout, plan: TrainingPlan, state: RLState, work
 
     workdir = Path(workdir).resolve()  # the runner changes directory: every path must be absolute
     workdir.mkdir(parents=True, exist_ok=True)
-    params = RLSimParams(layout, latency, stall_period)
+    params = sim_build(layout, latency, stall_period)
     sources_dir = Path(sources_dir).resolve() if sources_dir else rtl_dir()
     start = time.perf_counter()
     build_dir = build_top([sources_dir / name for name in RL_SOURCES], RL_TOP, params.hdl_parameters(), "rl")
@@ -113,8 +106,9 @@ def simulate_training(layout: RLLayout, plan: TrainingPlan, state: RLState, work
 
 
 def predict_step(layout: RLLayout, latency: int) -> list[DescriptorCycles]:
-    cfg = RLConfig(layout.tm, layout.tn, layout.bits, layout.acc_bits, layout.batch)
-    return step_cycles(gemm_layers(layout), cfg, layout.bus_bytes, latency)
+    engine = layout.engine
+    cfg = RLConfig(engine.tm, engine.tn, engine.bits, engine.acc_bits, layout.batch)
+    return step_cycles(gemm_layers(layout), cfg, engine.bus_bytes, latency)
 
 
 def golden_replay(qnet: QuantizedNetwork, plan: TrainingPlan, state: RLState,

@@ -1,8 +1,9 @@
 """Simulate the board design (rtl/dtl_uart_core.sv) in cocotb + Verilator with its UART link: the
 PC's host code (dtlgen.host.uart_link) drives it bit by bit over a simulated serial line.
 
-`BoardCore` (dtlgen.generator.ecp5) holds the core's build parameters; `simulate_link` loads an FE program over the link, runs it, reads every op's
-output back, and optionally re-trains through `RLHost` on the RL engine, returning what came back.
+`CoreParams` (dtlgen.isa.params) holds the core's build parameters; `simulate_link` loads an FE program
+over the link, runs it, reads every op's output back, and optionally re-trains through `RLHost` on the
+RL engine, returning what came back.
 """
 
 from __future__ import annotations
@@ -13,22 +14,23 @@ from typing import Any
 
 import numpy as np
 
-from dtlgen.generator.ecp5 import CORE_SOURCES, CORE_TOP, BoardCore
+from dtlgen.generator.ecp5 import CORE_SOURCES, CORE_TOP
 from dtlgen.generator.fe_program import FEProgram
 from dtlgen.generator.rtl import rtl_dir
 from dtlgen.host.rl_host import TrainingPlan
+from dtlgen.isa.params import CoreParams
 from dtlgen.sim.fe_sim import build_top, run_test, sim_log_tail
 
 CORE_TEST = "uart_cocotb_test"
 
 
-def simulate_link(core: BoardCore, program: FEProgram, workdir: Path, rl: tuple | None = None) -> dict[str, np.ndarray]:
+def simulate_link(core: CoreParams, program: FEProgram, workdir: Path, rl: tuple | None = None) -> dict[str, np.ndarray]:
     """Drive the core over its simulated UART: FE `program` (every op read back), then optionally
     `rl` = (layout, plan, state) re-trained through RLHost. Returns uart_result.npz's arrays."""
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     image = program.memory[:program.extent]
-    if len(image) > core.rl_base or (core.has_rl == 0 and len(image) > core.mem_bytes):
+    if len(image) > core.rl_base or (core.rl is None and len(image) > core.mem_bytes):
         raise ValueError(f"the FE image ({len(image)} bytes) does not fit below the RL region at {core.rl_base}")
     job: dict[str, Any] = {"fe_image": image, "fe_desc_addr": program.desc_addr, "fe_count": len(program.ops),
                            "fe_regions": np.array([(i.out_addr, int(np.prod(i.out_shape))) for i in program.ops])}

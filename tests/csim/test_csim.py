@@ -102,7 +102,7 @@ def test_a_numerics_change_is_caught(tmp_path):
 
 def test_golden_equals_csim_equals_rtl(tmp_path):
     """One project through all three implementations: FE outputs and re-trained weights compared directly."""
-    from dtlgen.generator.rtl import FESimParams
+    from dtlgen.isa.params import FESimBuild
     from dtlgen.sim.fe_sim import run_image
     from dtlgen.sim.rl_sim import golden_replay, simulate_training
 
@@ -113,7 +113,7 @@ def test_golden_equals_csim_equals_rtl(tmp_path):
     engines = CsimEngines(project)
     csim_memory = np.array(expected["memory"])
     engines.run_fe(csim_memory, program["desc_addr"], len(program["ops"]))
-    params = FESimParams(**json.loads((sim / "params.json").read_text()))
+    params = FESimBuild.from_dict(json.loads((sim / "params.json").read_text()), str(sim / "params.json"))
     rtl = run_image(expected["memory"], program["desc_addr"], len(program["ops"]), params, tmp_path / "fe_rtl",
                     max_cycles=4 * sum(op["predicted_cycles"] for op in program["ops"]) + 10_000,
                     sources_dir=project / "rtl", test_module="test_fe_engine", test_path=sim)
@@ -126,8 +126,8 @@ def test_golden_equals_csim_equals_rtl(tmp_path):
     layout, qnet, state = rl.layout, rl.qnet, rl.state
     plan = sample_plan(rl.features, rl.labels, layout.batch, 5, qnet.precision.lr_shift)
     csim_run = asyncio.run(RLHost(CsimDevice(engines, layout.memory_bytes), layout).train(plan, state))
-    rtl_run = simulate_training(layout, plan, state, tmp_path / "rl_rtl", params.latency, sources_dir=project / "rtl",
-                                test_folder=sim, test_module="test_rl_engine")
+    rtl_run = simulate_training(layout, plan, state, tmp_path / "rl_rtl", params.dram.latency,
+                                sources_dir=project / "rtl", test_folder=sim, test_module="test_rl_engine")
     reference = golden_replay(qnet, plan, state)
     for k in plan.check_steps:
         for name, (w, b) in reference[k].items():

@@ -15,7 +15,7 @@ from torch import nn
 from dtlgen.errors import ModelSpecError, UnsupportedLayerError
 from dtlgen.model import import_module, load_factory, load_model, resolve_split
 from dtlgen.model.zoo import zoo_names
-from dtlgen.quant.golden import float_forward
+from dtlgen.quant.reference import float_forward
 
 TOLERANCE = 1e-5  # relative to the output's scale (torch runs float32)
 

@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dtlgen.boards import load_board
+from dtlgen.isa.params import CoreParams, FEParams, RLParams
 from dtlgen.model import load_model
 from dtlgen.perf import Design, predict
 from dtlgen.perf import board as board_model
 
-BASE_CORE = {"fe_tm": 2, "fe_tn": 2, "fe_tr": 2, "fe_tc": 2, "a_bits": 8, "w_bits": 8, "m_max": 64, "bus_bytes": 2,
-             "mem_bytes": 1 << 17, "rl_base": 1 << 16, "clks_per_bit": 434, "k_max": 3, "s_max": 1, "has_add": 0,
-             "has_rl": 1, "rl_tm": 2, "rl_tn": 2, "rl_bits": 16, "rl_acc_bits": 41, "lanes": 2, "a_depth": 596,
-             "g_depth": 84, "w_depth": 2128, "b_depth": 21}
+BASE_CORE = CoreParams(FEParams(2, 2, 2, 2, a_bits=8, w_bits=8, bus_bytes=2, m_max=64, k_max=3, s_max=1, has_add=0),
+                       RLParams(2, 2, bits=16, acc_bits=41, bus_bytes=2, lanes=2, a_depth=596, g_depth=84, w_depth=2128,
+                                b_depth=21), mem_bytes=1 << 17, rl_base=1 << 16, clks_per_bit=434)
+
+
+def doubled(core: CoreParams, engine: str, name: str) -> CoreParams:
+    """`core` with parameter `name` of its `engine` ("fe" or "rl") doubled."""
+    params = getattr(core, engine)
+    return replace(core, **{engine: replace(params, **{name: getattr(params, name) * 2})})
+
+
+def arrays(core: CoreParams, fe: tuple[int, ...], rl: tuple[int, int] | None = None) -> CoreParams:
+    """`core` with another FE array (tm, tn, tr, tc) and RL array (tm, tn)."""
+    fe_params = replace(core.fe, **dict(zip(("tm", "tn", "tr", "tc"), fe)))
+    return replace(core, fe=fe_params, rl=replace(core.rl, tm=rl[0], tn=rl[1]) if rl else core.rl)
 
 
 def design(fe=(2, 2, 2, 2), rl=(2, 2), board="ulx3s-85f") -> Design:
@@ -42,8 +55,7 @@ def test_fit_recovers_known_coefficients():
     cores = []
     for fe in ((1, 1, 2, 2), (2, 2, 2, 2), (2, 2, 4, 4), (4, 2, 2, 2), (2, 4, 2, 4), (1, 2, 4, 2), (4, 4, 2, 2), (1, 1, 8, 8)):
         for rl in ((1, 1), (2, 2), (4, 2)):
-            cores.append({**BASE_CORE, "fe_tm": fe[0], "fe_tn": fe[1], "fe_tr": fe[2], "fe_tc": fe[3],
-                          "rl_tm": rl[0], "rl_tn": rl[1]})
+            cores.append(arrays(BASE_CORE, fe, rl))
     truth = {r: {name: 100 * (1.0 + 0.37 * i) for i, name in enumerate(template)}  # large: rounding is negligible
              for r, template in board_model.COEFFICIENTS.items()}
     measured = [board_model.board_resources(core, truth).to_dict() for core in cores]
@@ -56,10 +68,10 @@ def test_fit_recovers_known_coefficients():
 
 @settings(max_examples=60, deadline=None)
 @given(tm=st.integers(1, 8), tn=st.integers(1, 8), tr=st.integers(1, 16), tc=st.integers(1, 16), grow=st.sampled_from(
-    ["fe_tm", "fe_tn", "fe_tr", "fe_tc", "rl_tm", "rl_tn", "k_max", "m_max"]))
+    [("fe", "tm"), ("fe", "tn"), ("fe", "tr"), ("fe", "tc"), ("rl", "tm"), ("rl", "tn"), ("fe", "k_max"), ("fe", "m_max")]))
 def test_prediction_grows_with_the_design_but_luts_may_move_to_block_ram(tm, tn, tr, tc, grow):
-    core = {**BASE_CORE, "fe_tm": tm, "fe_tn": tn, "fe_tr": tr, "fe_tc": tc}
-    bigger = {**core, grow: core[grow] * 2}
+    core = arrays(BASE_CORE, (tm, tn, tr, tc))
+    bigger = doubled(core, *grow)
     small, large = board_model.board_resources(core).to_dict(), board_model.board_resources(bigger).to_dict()
     # A buffer that outgrows distributed RAM moves to block RAM (as yosys maps it): its LUTs go, a
     # DP16KD comes. Only then may LUT4 shrink; nothing else ever does.
@@ -79,7 +91,8 @@ def test_dse_view_of_the_core_equals_the_generated_one(tmp_path):
         out = tmp_path / f"p{fe[0]}{rl[1]}"
         assert main(["generate", "digits_cnn", "--design", str(path), "--out", str(out)]) == 0
         generated = json.loads((out / "ecp5" / "build.json").read_text())["core"]
-        assert board_model.core_parameters(load_model("digits_cnn", None), d, load_board("ulx3s-85f")) == generated
+        assert board_model.core_parameters(load_model("digits_cnn", None), d, load_board("ulx3s-85f")).to_dict() \
+            == generated
 
 
 def test_open_flow_boards_are_judged_by_the_board_design():

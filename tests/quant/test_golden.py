@@ -16,7 +16,7 @@ from torch import nn
 from dtlgen.errors import DesignError, UnsupportedLayerError
 from dtlgen.model import import_module, load_model
 from dtlgen.model.ir import INPUT, Layer, Network
-from dtlgen.quant import fixed, golden
+from dtlgen.quant import fixed, golden, reference
 from dtlgen.quant.fixed import QFormat
 from dtlgen.quant.quantize import LayerQuant, PrecisionConfig, QuantizedNetwork, quantize
 
@@ -331,7 +331,7 @@ def test_float_forward_matches_torch(cfg):
         assert "add" in ops_seen
     with torch.no_grad():
         ref = copy.deepcopy(model).double()(x).numpy()
-    got = golden.float_forward(network, x.numpy())[network.layers[-1].name]
+    got = reference.float_forward(network, x.numpy())[network.layers[-1].name]
     assert got.shape == ref.shape
     assert np.abs(got - ref).max() <= 1e-5 * max(1.0, np.abs(ref).max())
 
@@ -595,13 +595,13 @@ def test_rl_train_step_random_heads_bit_exact(n, hidden, classes, batch, hw, act
 def test_float_rl_train_step_matches_torch_sgd():
     torch_head = _seeded(Head, 7)
     network = import_module(torch_head, (12,), "head").with_split(0)
-    params = golden.initial_float_params(network)
+    params = reference.initial_float_params(network)
     rng = np.random.default_rng(7)
     ref = copy.deepcopy(torch_head).double()
     opt = torch.optim.SGD(ref.parameters(), lr=2.0 ** -3)
     for _ in range(3):
         x, labels = rng.normal(0, 1, (5, 12)), rng.integers(0, 4, size=5)
-        params = golden.float_rl_train_step(network, params, {INPUT: x}, labels, 2.0 ** -3)
+        params = reference.float_rl_train_step(network, params, {INPUT: x}, labels, 2.0 ** -3)
         opt.zero_grad()
         loss = nn.functional.cross_entropy(ref(torch.from_numpy(x)), torch.from_numpy(labels), reduction="sum")
         loss.backward()
@@ -641,7 +641,7 @@ def test_fixed_point_gradients_track_float(digits_setup):
             acts[layer.name] = fixed.to_float(trace.activations[layer.name], qnet.layers[layer.name].out_fmt.frac)
         params = {name: (fixed.to_float(w, qnet.layers[name].w_fmt.frac), fixed.to_float(b, qnet.layers[name].b_fmt.frac))
                   for name, (w, b) in state.items()}
-        ref = golden._float_backward(network, params, acts, labels)
+        ref = reference.float_backward(network, params, acts, labels)
         for layer in rl:
             if not layer.has_weights:
                 continue

@@ -9,7 +9,7 @@ import pytest
 from torch import nn
 
 from dtlgen.model import load_factory, load_model
-from dtlgen.quant import fixed, golden, metrics
+from dtlgen.quant import fixed, golden, metrics, reference
 from dtlgen.quant.quantize import PrecisionConfig, quantize
 
 DIGITS_PARAMS = (1 * 16 * 9 + 16) + (16 * 32 * 9 + 32) + (32 * 64 * 9 + 64) + (64 * 64 * 9 + 64) + \
@@ -113,7 +113,7 @@ def test_info_loss_feature_sqnr_and_kl(digits_network, calib):
         loss = metrics.info_loss(qnet, x)
         # the same SQNR computed here from the golden model and the float reference
         quantised = golden.fe_forward(qnet, golden.quantize_input(qnet, x))["flatten"]
-        ref = golden.float_forward(digits_network, x)["flatten"]
+        ref = reference.float_forward(digits_network, x)["flatten"]
         err = fixed.to_float(quantised, qnet.layers["flatten"].out_fmt.frac) - ref
         own = 10 * math.log10(float(np.sum(ref ** 2)) / float(np.sum(err ** 2)))
         assert loss["feature_sqnr_db"] == pytest.approx(own, rel=1e-9)

@@ -18,9 +18,10 @@ from torch import nn
 
 from dtlgen.errors import DesignError, ToolMissingError
 from dtlgen.generator.fe_program import build_fe_program
+from dtlgen.isa.params import FEParams, FESimBuild, SimDram
 from dtlgen.model import import_module, load_model
 from dtlgen.model.digits_task import load_digits_task
-from dtlgen.perf.fe import FEConfig, op_cycles, pipeline_depth
+from dtlgen.perf.fe import FEConfig, op_cycles
 from dtlgen.quant import golden
 from dtlgen.quant.quantize import PrecisionConfig, quantize
 from dtlgen.sim import fe_sim
@@ -29,12 +30,20 @@ LAYER_TOLERANCE = 0.02
 NETWORK_TOLERANCE = 0.01
 CFG = FEConfig(4, 4, 4, 4)
 BUS, LATENCY = 8, 20
-PARAMS = fe_sim.FESimParams(4, 4, 4, 4, BUS, LATENCY, pipeline_depth(4))
+
+
+def fe_build(tm: int, tn: int, tr: int, tc: int, **dram) -> FESimBuild:
+    """fe_tb_top with a tm x tn array, tr x tc tiles, 8-bit values, a 1 MiB DRAM of BUS bytes per cycle."""
+    return FESimBuild(FEParams(tm, tn, tr, tc, a_bits=8, w_bits=8, bus_bytes=BUS, m_max=1024),
+                      SimDram(LATENCY, 1 << 20, **dram))
+
+
+PARAMS = fe_build(4, 4, 4, 4)
 
 
 def simulate(qnet, x_int, workdir, params=PARAMS, cfg=CFG):
-    program = build_fe_program(qnet, cfg, x_int, params.memory_bytes, bus_bytes=params.bus_bytes)
-    predicted = [op_cycles(img.op, cfg, params.bus_bytes, params.latency).cycles for img in program.ops]
+    program = build_fe_program(qnet, cfg, x_int, params.dram.memory_bytes, bus_bytes=params.fe.bus_bytes)
+    predicted = [op_cycles(img.op, cfg, params.fe.bus_bytes, params.dram.latency).cycles for img in program.ops]
     result = fe_sim.run(program, params, workdir, max_cycles=4 * sum(predicted) + 10_000)
     reference = golden.fe_forward(qnet, x_int[None])
     exact = [np.array_equal(program.read(result.memory, i), reference[img.layer][0])
@@ -134,7 +143,7 @@ def test_memory_stalls_change_timing_not_results(tmp_path):
     task = load_digits_task()
     qnet = quantize(network, task.retrain_x, PrecisionConfig())
     x_int = golden.quantize_input(qnet, task.test_x[:1])[0]
-    stalled = fe_sim.FESimParams(4, 4, 4, 4, BUS, LATENCY, pipeline_depth(4), stall_period=5, stall_seed=7)
+    stalled = fe_build(4, 4, 4, 4, stall_period=5, stall_seed=7)
     _, result, predicted, exact = simulate(qnet, x_int, tmp_path, params=stalled)
     assert all(exact)
     assert sum(result.cycles) > sum(predicted), "a stalling memory must cost cycles the model does not see"
@@ -164,7 +173,7 @@ def test_depthwise_pool_and_add_bit_exact(tmp_path, tile):
     x = np.random.default_rng(0).standard_normal((4, 3, 9, 9))
     qnet = quantize(network, x, PrecisionConfig())
     cfg = FEConfig(4, 4, tile, tile)
-    params = fe_sim.FESimParams(4, 4, tile, tile, BUS, LATENCY, pipeline_depth(4))
+    params = fe_build(4, 4, tile, tile)
     program, result, predicted, exact = simulate(qnet, golden.quantize_input(qnet, x[:1])[0], tmp_path, params, cfg)
     assert {img.op.kind for img in program.ops} == {"conv", "add", "pool"}
     assert any(img.op.depthwise for img in program.ops)
@@ -177,7 +186,7 @@ def test_unsupported_layers_fail_before_any_build():
     wide = import_module(nn.Sequential(nn.Conv2d(2, 2, 9, padding=4)).eval(), (2, 10, 10))
     qnet = quantize(wide, np.random.default_rng(0).standard_normal((2, 2, 10, 10)), PrecisionConfig())
     with pytest.raises(DesignError, match="kernel 9"):
-        build_fe_program(qnet, CFG, np.zeros((2, 10, 10), dtype=np.int64), PARAMS.memory_bytes, bus_bytes=BUS)
+        build_fe_program(qnet, CFG, np.zeros((2, 10, 10), dtype=np.int64), PARAMS.dram.memory_bytes, bus_bytes=BUS)
     pooled = import_module(nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.MaxPool2d(4, 4)).eval(), (2, 32, 32))
     qnet = quantize(pooled, np.random.default_rng(0).standard_normal((2, 2, 32, 32)), PrecisionConfig())
     with pytest.raises(DesignError, match="larger than the engine's buffers"):  # a stride-4 window of 8 outputs
@@ -203,7 +212,7 @@ def test_vgg16_first_conv_block_bit_exact(tmp_path):
     x = np.random.default_rng(0).standard_normal((2, *vgg.input_shape))
     qnet = quantize(block, x, PrecisionConfig())
     cfg = FEConfig(8, 8, 8, 8)
-    params = fe_sim.FESimParams(8, 8, 8, 8, BUS, LATENCY, pipeline_depth(8))
+    params = fe_build(8, 8, 8, 8)
     program, result, predicted, exact = simulate(qnet, golden.quantize_input(qnet, x[:1])[0], tmp_path, params, cfg)
     assert [img.layer for img in program.ops] == ["features.0", "features.6"]
     assert all(exact)

@@ -30,7 +30,8 @@ from dtlgen.sim import rl_sim
 
 TM, TN, BUS, LATENCY = 3, 4, 8, 20
 # Room for up to 3 layers of <= 40 x 40, batch <= 6 at <= 4 positions (4 stash lanes of 10 words).
-BUILD = {"a_depth": 1024, "g_depth": 1024, "w_depth": 512, "b_depth": 64, "acc_bits": 56, "memory_bytes": 1 << 16}
+ENGINE_BUILD = {"a_depth": 1024, "g_depth": 1024, "w_depth": 512, "b_depth": 64, "acc_bits": 56}
+MEMORY_BYTES = 1 << 16
 _runs = itertools.count()
 
 
@@ -71,9 +72,11 @@ def build_network(chain: Chain) -> Network:
 
 
 def widened(layout: RLLayout) -> RLLayout:
-    for name, value in BUILD.items():
-        assert getattr(layout, name) <= value, f"planned {name} {getattr(layout, name)} exceeds the test build's"
-    return replace(layout, **BUILD)
+    for name, value in ENGINE_BUILD.items():
+        planned = getattr(layout.engine, name)
+        assert planned <= value, f"planned {name} {planned} exceeds the test build's"
+    assert layout.memory_bytes <= MEMORY_BYTES
+    return replace(layout, engine=replace(layout.engine, **ENGINE_BUILD), memory_bytes=MEMORY_BYTES)
 
 
 def train(chain: Chain, workdir, stall_period: int = 0):

@@ -15,14 +15,14 @@ from torch import nn
 from dtlgen.generator.fe_program import build_fe_program
 from dtlgen.generator.rl_program import plan_rl
 from dtlgen.host.rl_host import TrainingPlan
+from dtlgen.isa.params import CoreParams, FEParams
 from dtlgen.model import import_module, resolve_split
 from dtlgen.boards import load_board
-from dtlgen.perf.fe import FEConfig, op_cycles, pipeline_depth
+from dtlgen.perf.fe import FEConfig, op_cycles
 from dtlgen.perf.rl import RLConfig, rl_gemms, step_cycles
 from dtlgen.quant import golden
 from dtlgen.quant.quantize import PrecisionConfig, quantize
 from dtlgen.sim.rl_sim import first_mismatch, golden_replay
-from dtlgen.generator.ecp5 import BoardCore
 from dtlgen.sim.uart_sim import simulate_link
 
 BUS = 2  # the ULX3S's SDRAM width, as the ECP5 designs use
@@ -55,11 +55,9 @@ def test_fe_and_retraining_over_the_uart_link_bit_exact(tmp_path):
                         [5, 5], 0, [0, 1])
     state = golden.initial_rl_state(qnet)
     rl_base = 4096
-    core = BoardCore(fe_tm=2, fe_tn=2, fe_tr=2, fe_tc=2, a_bits=8, w_bits=8, m_max=4, drain=pipeline_depth(2),
-                     bus_bytes=BUS, mem_bytes=rl_base + layout.memory_bytes, rl_base=rl_base, clks_per_bit=CLKS_PER_BIT,
-                     k_max=3, s_max=1, has_add=0, has_rl=1, rl_tm=layout.tm, rl_tn=layout.tn, rl_bits=layout.bits,
-                     rl_acc_bits=layout.acc_bits, lanes=layout.lanes, a_depth=layout.a_depth, g_depth=layout.g_depth,
-                     w_depth=layout.w_depth, b_depth=layout.b_depth)
+    fe = FEParams(2, 2, 2, 2, a_bits=8, w_bits=8, bus_bytes=BUS, m_max=4, k_max=3, s_max=1, has_add=0)
+    core = CoreParams(fe, layout.engine, mem_bytes=rl_base + layout.memory_bytes, rl_base=rl_base,
+                      clks_per_bit=CLKS_PER_BIT)
     # buffers sized for the program, as dtlgen generate sizes them for a board (a 3x3 stride-1 conv, no add)
     assert max(img.op.k for img in program.ops) == 3 and max(img.op.s for img in program.ops) == 1
     result = simulate_link(core, program, tmp_path, (layout, plan, state))
