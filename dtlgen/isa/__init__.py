@@ -1,13 +1,15 @@
 """The engines' instruction sets, defined once: descriptor fields and widths, op and activation codes,
-descriptor sizes and the engine limits that the fields imply (`fe.py`, `rl.py`).
+descriptor sizes and the engine limits that the fields imply (`fe.py`, `rl.py`), the engines' build
+parameters (`params.py`) and their memory port (`port.py`).
 
 The program generators encode with these tables, the project loader decodes with them, the
 analytical model and the design validation read their limits from here. Nothing here depends on any
 other dtlgen package (numpy only), so every package may import it.
 
-Still written a second time, by hand, until the SystemVerilog package and the C++ decode header are
-rendered from these tables (issue 14): the decode in `fe_engine.sv`, `rl_engine.sv`,
-`dtl_fe_engine.cpp` and `dtl_rl_engine.cpp`. The bit-exact tests hold those against this spec.
+The engines' sources are rendered from these tables where they restate them (`render.py`, run by
+`python -m dtlgen.isa`): the descriptor decoders and constants of `fe_engine.sv`, `rl_engine.sv`,
+`dtl_fe_engine.cpp` and `dtl_rl_engine.cpp`, and every declaration of the memory port; a test fails
+while a rendered region differs from the spec.
 """
 
 from __future__ import annotations

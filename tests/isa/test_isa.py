@@ -54,9 +54,34 @@ def test_every_engine_decodes_the_spec():
     (`python -m dtlgen.isa` rewrites them after a change to dtlgen/isa)."""
     from dtlgen.isa.render import stale, targets
 
-    assert {path.name for path, _, _ in targets().values()} == {"fe_engine.sv", "rl_engine.sv", "dtl_fe_engine.cpp",
-                                                                  "dtl_rl_engine.cpp"}
+    assert {path.name for path, _, _ in targets().values()} == {
+        "fe_engine.sv", "rl_engine.sv", "dtl_fe_engine.cpp", "dtl_rl_engine.cpp", "dram_model.sv", "fe_tb_top.sv",
+        "rl_tb_top.sv", "dtl_uart_core.sv"}
     assert stale() == [], "run python -m dtlgen.isa"
+
+
+def test_the_memory_port_is_declared_only_where_the_spec_renders_it():
+    """No SystemVerilog source declares a memory-port signal by hand: every `logic` declaration of one
+    lies in a region rendered from `dtlgen.isa.port`."""
+    import re
+
+    from dtlgen.isa import port
+    from dtlgen.isa.render import BEGIN, END, targets
+
+    rtl = next(path for path, _, _ in targets().values() if path.name == "fe_engine.sv").parent
+    names = "|".join(s.name for s in port.MEMORY_PORT)
+    declaration = re.compile(rf"^\s*(input|output)?\s*logic\b[^;(]*\b({names})\b")
+    by_hand = []
+    for path in sorted(rtl.glob("*.sv")):
+        inside = False
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if BEGIN.split(" {}")[0] in line:
+                inside = True
+            elif END.split(" {}")[0] in line:
+                inside = False
+            elif not inside and declaration.match(line):
+                by_hand.append(f"{path.name}:{number}: {line.strip()}")
+    assert by_hand == []
 
 
 def test_a_changed_spec_makes_the_decoders_stale(monkeypatch):
@@ -65,6 +90,16 @@ def test_a_changed_spec_makes_the_decoders_stale(monkeypatch):
     moved = tuple(Field(f.name, f.word, f.lsb + 1, f.width - 1) if f.name == "k" else f for f in fe.FIELDS)
     monkeypatch.setattr(render.fe, "FIELDS", moved)
     assert {"fe_engine.sv", "dtl_fe_engine.cpp"} <= set(render.stale())
+
+
+def test_a_changed_memory_port_makes_every_declaration_of_it_stale(monkeypatch):
+    from dtlgen.isa import port, render
+
+    wider = tuple(port.PortSignal(s.name, "24", s.engine_out) if s.name == "rd_req_beats" else s for s in port.READ)
+    monkeypatch.setattr(render.port, "READ", wider)
+    monkeypatch.setattr(render.port, "MEMORY_PORT", wider + port.WRITE)
+    assert {"fe_engine.sv port", "rl_engine.sv port", "dram_model.sv port", "fe_tb_top.sv signals",
+            "rl_tb_top.sv signals", "dtl_uart_core.sv signals"} <= set(render.stale())
 
 
 def test_a_changed_latency_makes_the_rtl_constants_stale(monkeypatch):
