@@ -147,7 +147,8 @@ def cmd_perf(args: argparse.Namespace) -> int:
                  f"{prediction.fe_gops:.2f}", "", "", ""])
     columns = ["layer", "op", "MACs", "cycles", "GOPs", "roofline GOPs", "bound", "array use"]
     _show(f"FE engine: {network.name} on {board.name}, tm={fe.tm} tn={fe.tn} tr={fe.tr} tc={fe.tc}, "
-          f"w{fe.w_bits}/a{fe.a_bits}, {design.clock_mhz:g} MHz", columns, rows)
+          f"w{fe.w_bits}/a{fe.a_bits}, {design.clock_mhz:g} MHz", columns, rows,
+          f"Design clock {design.clock_mhz:g} MHz: {board.clock_basis}.")
     rl = design.rl
     rows = _prediction_rows(prediction.rl_descriptors)
     rows.append(["training step", "", f"{sum(p.macs for p in prediction.rl_descriptors):,}",
@@ -205,7 +206,7 @@ def cmd_dse(args: argparse.Namespace) -> int:
           ["", "FE tm x tn, tr x tc", "FE bits", "LUT mults", "RL tm x tn", "RL bits", "logit KL", "time (s)",
            "utilisation", "FE GOPs", "RL GOPs", "DSP", "BRAM18", "LUT"], rows,
           f"* = chosen ({args.prefer}); objectives {', '.join(OBJECTIVES)} minimised. Source: analytical model "
-          f"(dtlgen.perf) at {board.clock_mhz:g} MHz and golden-model logit KL. Written to {Path(args.out).resolve()}: "
+          f"(dtlgen.perf) at {board.clock_mhz:g} MHz (the clock is {board.clock_basis}) and golden-model logit KL. Written to {Path(args.out).resolve()}: "
           "pareto.json, pareto.csv, pareto.png, design.json")
     return 0
 
@@ -303,7 +304,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
           ["layer", "engine", "MACs", "predicted cycles", "measured cycles", "predicted GOPs", "measured GOPs",
            "rel. error", "bit-exact"], rows,
           f"Measured: {report['source']['measured']}; predicted: {report['source']['predicted']}. "
-          f"Max per-layer error {100 * report['max_layer_abs_error']:.2f} %. Simulator: "
+          f"{_clock_note(report['board'])}Max per-layer error {100 * report['max_layer_abs_error']:.2f} %. Simulator: "
           f"{report['simulator']['cycles_per_s'] / 1e6:.2f} M cycles/s (run only; build {report['simulator']['build_s']:.0f} s). Report: {Path(args.project) / 'sim'}")
     ok = report["totals"]["fe"]["bit_exact"]
     training = report.get("training")
@@ -322,6 +323,13 @@ def cmd_sim(args: argparse.Namespace) -> int:
               f"predicted: {training['source']['predicted']}.")
         ok = ok and training["bit_exact"]
     return 0 if ok else 1
+
+
+def _clock_note(board_name: str) -> str:
+    """What backs a shipped board's design clock (measured or a target), as a caption sentence."""
+    from dtlgen.boards import is_board_name, load_board
+
+    return f"Design clock: {load_board(board_name).clock_basis}. " if is_board_name(board_name) else ""
 
 
 def _sim_rows(report: dict) -> list[list[str]]:
@@ -396,6 +404,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
          ["  predicted FE GOPs / RL GOPs (analytical model)",
           f"{d['predicted']['fe_gops']:.2f} / {d['predicted']['rl_gops']:.2f}"],
          ["  DSP / BRAM18 / LUT", f"{d['predicted']['dsp']} / {d['predicted']['bram18']} / {d['predicted']['lut']}"],
+         [f"design clock: {report['clock']['basis']}", f"{report['clock']['mhz']:g} MHz"],
          *_sim_rows(report)],
         caption=f"{r['steps']} training steps of batch {r['batch']} on {r['retrain_samples']} target images, "
                 f"tested on {r['test_samples']} held-out ones. Source: {report['figures_from']}. "

@@ -44,6 +44,7 @@ def test_report_file_has_the_contract_keys(demo):
     assert {"acc_before", "acc_float", "acc_fixed"} <= set(data["retrain"])
     assert {"fp32", "uniform16", "hybrid"} <= set(data["size_bytes"])
     assert data["per_layer"]["fc1"]["engine"] == "rl" and data["per_layer"]["conv1"]["engine"] == "fe"
+    assert data["clock"]["basis"].startswith("a target, not measured")  # pynq-z2: no Vivado here
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")], "no staging directory left behind"
 
 

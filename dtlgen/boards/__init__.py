@@ -187,6 +187,12 @@ class Resources:
     uram: int = 0
 
 
+# The Xilinx boards' clocks are targets (no Vivado here): at most twice the ECP5 -6 post-route Fmax of
+# the same engines (open SoC frameworks run Artix-7 -1 designs at about twice their ECP5 clocks).
+XILINX_CLOCK_RULE = ("a target, not measured: at most 2x the ECP5 -6 post-route Fmax of the same engines "
+                     "(README, ECP5 section)")
+
+
 @dataclass(frozen=True)
 class Board:
     """One target board. `to_dict`/`from_dict` use the board file's nested shape."""
@@ -239,6 +245,13 @@ class Board:
                          "keep_high_pins": self.keep_high_pins}
         data.update({key: value for key, value in vendor_fields.items() if value is not None})
         return data
+
+    @property
+    def clock_basis(self) -> str:
+        """What backs the design clock: a measurement (ECP5: nextpnr) or a stated target (Xilinx)."""
+        if self.toolchain == "open-ecp5":
+            return "measured: 'dtlgen bitstream' reports nextpnr's post-route Fmax against it"
+        return XILINX_CLOCK_RULE
 
     def digest(self) -> str:
         """Hex SHA-256 of the board's canonical JSON: a content hash that changes with any field.

@@ -53,6 +53,14 @@ def test_ecp5_board_carries_its_open_flow_fields():
     assert board.ps is None
 
 
+@pytest.mark.parametrize("name", sorted(DATA_SHEET_RESOURCES))
+def test_every_board_says_whether_its_clock_is_measured_or_a_target(name):
+    board = load_board(name)
+    measured = board.toolchain == "open-ecp5"
+    assert board.clock_basis.startswith("measured: ") == measured
+    assert board.clock_basis.startswith("a target, not measured") != measured
+
+
 def test_load_board_accepts_a_path(tmp_path):
     path = tmp_path / "my-board.yaml"
     path.write_text(yaml.safe_dump(load_board("kv260").to_dict()))
