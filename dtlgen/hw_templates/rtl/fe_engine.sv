@@ -423,15 +423,20 @@ module fe_engine #(
   assign rsp_next = next_segment(rsp, ld_rows, ld_ch, ld_two_ops);
 
   // store side geometry
-  logic [15:0] st_tr, st_tc, st_tm, st_orows, st_ocols, st_obeats;
+  // (registered with st_tile when a job starts: the store's counters then compare with registers)
+  logic [15:0] st_tm, st_orows, st_ocols, st_obeats;
   logic [15:0] st_m, st_row, st_beat;
-  always_comb begin
-    st_tr = ext(st_tile.r0, d_r, 16'(TR));
-    st_tc = ext(st_tile.c0, d_c, 16'(TC));
-    st_tm = ext(st_tile.m0, d_m, 16'(TM));
-    st_orows = d_pool ? (st_tr >> 1) : st_tr;
-    st_ocols = d_pool ? (st_tc >> 1) : st_tc;
-    st_obeats = 16'((32'(st_ocols) + 32'(BUS_BYTES) - 1) / 32'(BUS_BYTES));
+  always_ff @(posedge clk) begin
+    if (job_start) begin
+      logic [15:0] tr, tc, ocols;
+      tr = ext(job_st.r0, d_r, 16'(TR));
+      tc = ext(job_st.c0, d_c, 16'(TC));
+      ocols = d_pool ? (tc >> 1) : tc;
+      st_tm <= ext(job_st.m0, d_m, 16'(TM));
+      st_orows <= d_pool ? (tr >> 1) : tr;
+      st_ocols <= ocols;
+      st_obeats <= 16'((32'(ocols) + 32'(BUS_BYTES) - 1) / 32'(BUS_BYTES));
+    end
   end
 
 
