@@ -821,9 +821,13 @@ module fe_engine #(
   logic [7:0]  drain;
   logic [15:0] c_tr, c_tc, c_tn;
   logic        c_first_n;
-  assign c_tr = ext(cur.r0, d_r, 16'(TR));
-  assign c_tc = ext(cur.c0, d_c, 16'(TC));
-  assign c_tn = ext(cur.n0, d_n, 16'(TN));
+  always_ff @(posedge clk) begin
+    if (go) begin  // the dispatched trip's extents, registered with `cur` (go_trip is zero for trip 0)
+      c_tr <= ext(go_trip.r0, d_r, 16'(TR));
+      c_tc <= ext(go_trip.c0, d_c, 16'(TC));
+      c_tn <= ext(go_trip.n0, d_n, 16'(TN));
+    end
+  end
   assign c_first_n = (cur.n0 == 0);
 
   // geometry of the computed trip's input window (same rule as the loader)

@@ -541,6 +541,12 @@ module rl_engine #(
   logic signed [SRB-1:0]  qe_step [NQ];                                           // UPDATE: the step subtracted
   logic                   qe_bias [NQ];
   logic signed [BITS-1:0] qe_old [NQ];
+  // each requantiser's amounts (rq0 / rq1, sr2 / sr3 by its bias flag), chosen once at stage A and
+  // carried along: one shifter per stage, not one per choice
+  localparam int RQ_BITS = 13, SR_BITS = 32;  // $bits(rq_t), $bits(sr_t) (yosys takes no type in $bits)
+  logic [RQ_BITS-1:0]     qa_rq [NQ];
+  logic                   qb_right [NQ];
+  logic [SR_BITS-1:0]     qa_sr [NQ], qb_sr [NQ], qc_sr [NQ], qd_sr [NQ];
 
   // UPDATE results (stage 5 writes them)
   logic signed [BITS-1:0] upd_w [TMN];
@@ -950,12 +956,16 @@ module rl_engine #(
           qa_old[q] <= '0;
           qa_rnd[q] <= '0;
           qa_x[q] <= '0;
+          qa_rq[q] <= rq0;
+          qa_sr[q] <= sr2;
           if (d_mode == M_UPDATE) begin
             if (q < TMN) begin
               logic is_bias;
               is_bias = st4.n0 + 32'(q % TN) == 32'(d_n);
               qa_v[q] <= VB'(uvec[q]);
               qa_bias[q] <= is_bias;
+              qa_rq[q] <= is_bias ? rq1 : rq0;
+              qa_sr[q] <= is_bias ? sr3 : sr2;
               qa_old[q] <= is_bias ? b_rdata[q / TN] : w_rdata[q];
               qa_rnd[q] <= rnd[q];
             end
@@ -971,7 +981,11 @@ module rl_engine #(
       sb <= sa;
       if (sa.valid)
         for (int q = 0; q < NQ; q++) begin
-          qb_t[q] <= qa_bias[q] ? rq_shift(qa_v[q], rq1.right, rq1.rs, rq1.ls) : rq_shift(qa_v[q], rq0.right, rq0.rs, rq0.ls);
+          rq_t r;
+          r = qa_rq[q];
+          qb_t[q] <= rq_shift(qa_v[q], r.right, r.rs, r.ls);
+          qb_right[q] <= r.right;
+          qb_sr[q] <= qa_sr[q];
           qb_bias[q] <= qa_bias[q];
           qb_old[q] <= qa_old[q];
           qb_rnd[q] <= qa_rnd[q];
@@ -982,7 +996,8 @@ module rl_engine #(
       sc <= sb;
       if (sb.valid)
         for (int q = 0; q < NQ; q++) begin
-          qc_y[q] <= rq_round(qb_t[q], qb_bias[q] ? rq1.right : rq0.right);
+          qc_y[q] <= rq_round(qb_t[q], qb_right[q]);
+          qc_sr[q] <= qb_sr[q];
           qc_bias[q] <= qb_bias[q];
           qc_old[q] <= qb_old[q];
           qc_rnd[q] <= qb_rnd[q];
@@ -995,6 +1010,10 @@ module rl_engine #(
         for (int q = 0; q < NQ; q++) begin
           logic signed [BITS-1:0] y;
           logic keep;
+          /* verilator lint_off UNUSEDSIGNAL */
+          sr_t a;  // its post is for the next stage
+          /* verilator lint_on UNUSEDSIGNAL */
+          a = qc_sr[q];
           y = qc_y[q];
           if (d_mode == M_FWD) begin
             if (d_act == ACT_RELU && y < 0) y = '0;
@@ -1005,8 +1024,8 @@ module rl_engine #(
             if (!keep) y = '0;
           end
           qd_y[q] <= y;
-          qd_t[q] <= qc_bias[q] ? sr_term(qc_y[q], sr3.right, sr3.pre, sr3.mask, sr3.ls, qc_rnd[q])
-                              : sr_term(qc_y[q], sr2.right, sr2.pre, sr2.mask, sr2.ls, qc_rnd[q]);
+          qd_t[q] <= sr_term(qc_y[q], a.right, a.pre, a.mask, a.ls, qc_rnd[q]);
+          qd_sr[q] <= qc_sr[q];
           qd_bias[q] <= qc_bias[q];
           qd_old[q] <= qc_old[q];
         end
@@ -1015,11 +1034,11 @@ module rl_engine #(
       se <= sd;
       if (sd.valid)
         for (int q = 0; q < NQ; q++) begin
-          logic right;
-          logic [4:0] post;
-          right = qd_bias[q] ? sr3.right : sr2.right;
-          post = qd_bias[q] ? sr3.post : sr2.post;
-          qe_step[q] <= right ? (qd_t[q] >>> post) : qd_t[q];
+          /* verilator lint_off UNUSEDSIGNAL */
+          sr_t a;  // only right and post are needed here
+          /* verilator lint_on UNUSEDSIGNAL */
+          a = qd_sr[q];
+          qe_step[q] <= a.right ? (qd_t[q] >>> a.post) : qd_t[q];
           qe_bias[q] <= qd_bias[q];
           qe_old[q] <= qd_old[q];
           qe_y[q] <= qd_y[q];
