@@ -25,7 +25,7 @@ KIND_CONV, KIND_MAXPOOL, KIND_AVGPOOL, KIND_ADD = 1, 2, 3, 4
 KINDS = {KIND_CONV: "conv", KIND_MAXPOOL: "maxpool", KIND_AVGPOOL: "avgpool", KIND_ADD: "add"}
 K_MAX, S_MAX = 7, 2  # the input buffer's full-size window: (tr-1)·S_MAX + K_MAX rows (fe_engine.sv)
 ACC_BITS = 32  # accumulators and bias words
-OUTPUT_STAGE_CYCLES = 9  # the store pipeline: bank read, lane select, pool, scale (2), bias, shift (2), round, saturate
+OUTPUT_STAGE_CYCLES = 10  # the store pipeline: bank read, lane select, pool (2), scale, bias, shift (2), round, saturate
 ELEMENT_BITS = 8  # one byte per weight and activation in memory
 __all__ = ["ACTIVATION_CODES", "DESCRIPTOR_BYTES", "FIELDS", "decode", "encode"]
 

@@ -101,7 +101,7 @@ def fe_sv_constants() -> list[str]:
     return [f"  localparam int ACC_BITS = {fe.ACC_BITS};  // accumulators and bias words",
             f"  localparam int DESC_BYTES = {fe.DESCRIPTOR_BYTES};",
             "  localparam int DESC_WORDS = DESC_BYTES / 4;",
-            f"  localparam int OUT_LATENCY = {fe.OUTPUT_STAGE_CYCLES};  // store pipeline registers, q1 .. q7",
+            f"  localparam int OUT_LATENCY = {fe.OUTPUT_STAGE_CYCLES};  // store pipeline registers, q1 .. q7 with q3a, q4a, q5a",
             f"  localparam int PER_CHANNEL_DRAIN = {fe.pipeline_depth(1) - 1};  // pools and adds skip the adder tree",
             f"  localparam logic [3:0] {codes};", *_sv_activations()]
 

@@ -379,13 +379,13 @@ def test_hand_computed_small_conv():
     Per trip: compute 16·9 + D(1)=7 → 151; load = 10 + rows 4·ceil(4/4)=4 + 9 tap rows of one
     weight, a beat each → 23; store = 1·4·ceil(4/4) = 4. Trips (m, n): (0,0) (0,1) (1,0) (1,1): all
     compute bound (151). overhead = 10 + ceil(64/4)=16 + 10 + ceil(2·4/4)=2 → 38; cycles = 38 + 23
-    + 4·(151 + 1 handoff) + 4 + 9 (store pipeline) + 4 phases · 2 = 690.
+    + 4·(151 + 1 handoff) + 4 + 10 (store pipeline) + 4 phases · 2 = 691.
     """
     network = Network("t", (2, 4, 4), [conv_layer("c", 2, 4, 2, 3, 1, 1)])
     cfg = fe.FEConfig(1, 1, 4, 4)
     (op,) = fe.fe_ops(network, cfg)
     oc = fe.op_cycles(op, cfg, 4, 10)
-    assert oc.cycles == 690 and oc.trips == 4 and oc.compute_cycles == 4 * 151
+    assert oc.cycles == 691 and oc.trips == 4 and oc.compute_cycles == 4 * 151
     assert oc.bus_cycles == 38 + 4 * 23 + 2 * 4
 
 

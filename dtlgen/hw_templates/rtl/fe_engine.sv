@@ -82,7 +82,7 @@ module fe_engine #(
   localparam int ACC_BITS = 32;  // accumulators and bias words
   localparam int DESC_BYTES = 64;
   localparam int DESC_WORDS = DESC_BYTES / 4;
-  localparam int OUT_LATENCY = 9;  // store pipeline registers, q1 .. q7
+  localparam int OUT_LATENCY = 10;  // store pipeline registers, q1 .. q7 with q3a, q4a, q5a
   localparam int PER_CHANNEL_DRAIN = 6;  // pools and adds skip the adder tree
   localparam logic [3:0] K_CONV = 4'd1, K_MAXPOOL = 4'd2, K_AVGPOOL = 4'd3, K_ADD = 4'd4;
   /* verilator lint_off UNUSEDPARAM */
@@ -528,22 +528,23 @@ module fe_engine #(
   // ---------------------------------------------------------------------------------------------
   // Store side: one output beat (B outputs of lane st_m, output row st_row) issued per cycle into a
   // pipeline of OUT_LATENCY registers: bank read (q1), lane select (q2), fused 2x2 max-pool of the
-  // accumulators (q3: requantise and ReLU are monotonic, so pooling first is exact), average-pool
+  // accumulators in two compares (q3a, q3: requantise and ReLU are monotonic, so pooling first is
+  // exact), average-pool
   // scaling (q4a) and bias (q4), shift in two steps (q5a, q5b), round (q6), saturate and activation
   // (q7, the write port). The numerics are dtlgen/quant/fixed.py's requantise, relu and relu6. The
   // pipeline holds while the write port does (wr_ready low).
   logic s_go;  // the store pipeline moves
-  logic q1_valid, q2_valid, q3_valid, q4a_valid, q4_valid, q5a_valid, q5_valid, q6_valid, q7_valid;
+  logic q1_valid, q2_valid, q3a_valid, q3_valid, q4a_valid, q4_valid, q5a_valid, q5_valid, q6_valid, q7_valid;
   logic q1_half, q1_par, q2_par;
   logic [15:0] q1_m;
   logic [7:0]  q1_cm0, q2_cm0, q1_bsel;
-  logic [31:0] q3_addr, q4a_addr, q4_addr, q5a_addr, q5_addr, q6_addr, q7_addr;
+  logic [31:0] q3a_addr, q3_addr, q4a_addr, q4_addr, q5a_addr, q5_addr, q6_addr, q7_addr;
   logic [31:0] q1_orow, q1_col, q2_rowoff, q2_col;  // the address, one product per stage:
                                                     // row (m0 + m) Or + r0 + row, then row Oc
-  logic [7:0]  q1_bytes, q2_bytes, q3_bytes, q4a_bytes, q4_bytes, q5a_bytes, q5_bytes, q6_bytes, q7_bytes;
+  logic [7:0]  q1_bytes, q2_bytes, q3a_bytes, q3_bytes, q4a_bytes, q4_bytes, q5a_bytes, q5_bytes, q6_bytes, q7_bytes;
   logic signed [ACC_BITS-1:0] q2_banks [O_BANKS];
-  logic signed [31:0]         q2_bias, q3_bias, q4a_bias;
-  logic signed [ACC_BITS-1:0] q3_v [B];
+  logic signed [31:0]         q2_bias, q3a_bias, q3_bias, q4a_bias;
+  logic signed [ACC_BITS-1:0] q3a_top [B], q3a_bottom [B], q3_v [B];
   logic signed [33:0]         q4a_lo [B];
   logic signed [ACC_BITS+1:0] q4a_hi [B];
   logic signed [47:0]         q4_x [B], q5a_t [B], q5_y [B], q6_y [B];
@@ -552,7 +553,7 @@ module fe_engine #(
   logic                       st_busy;  // a beat is in the pipeline
   assign s_go = wr_ready || !q7_valid;
   assign st_issue = (mstate == M_STORE) && s_go;
-  assign st_busy = q1_valid || q2_valid || q3_valid || q4a_valid || q4_valid || q5a_valid || q5_valid || q6_valid
+  assign st_busy = q1_valid || q2_valid || q3a_valid || q3_valid || q4a_valid || q4_valid || q5a_valid || q5_valid || q6_valid
                  || q7_valid;
   assign o_sraddr = d_pool ? OA'(32'(st_row) * O_COL_WORDS + (32'(st_beat) * 2 * B) / CB)
                            : OA'(32'(st_row >> 1) * O_COL_WORDS + (32'(st_beat) * B) / CB);
@@ -560,11 +561,12 @@ module fe_engine #(
 
   always_ff @(posedge clk) begin
     if (rst) begin
-      {q1_valid, q2_valid, q3_valid, q4a_valid, q4_valid, q5a_valid, q5_valid, q6_valid, q7_valid} <= '0;
+      {q1_valid, q2_valid, q3a_valid, q3_valid, q4a_valid, q4_valid, q5a_valid, q5_valid, q6_valid, q7_valid} <= '0;
     end else if (s_go) begin
       q1_valid <= st_issue;
       q2_valid <= q1_valid;
-      q3_valid <= q2_valid;
+      q3a_valid <= q2_valid;
+      q3_valid <= q3a_valid;
       q4a_valid <= q3_valid;
       q4_valid <= q4a_valid;
       q5a_valid <= q4_valid;
@@ -594,24 +596,26 @@ module fe_engine #(
       q2_rowoff <= q1_orow * 32'(d_oc);
       q2_col <= d_out + q1_col;
       {q2_par, q2_cm0, q2_bytes} <= {q1_par, q1_cm0, q1_bytes};
-      // q3: each output's accumulator, the largest of four under the fused pool
+      // q3a: each output's accumulator; under the fused pool, the larger of each row pair of its 2x2
+      // window (q3: the larger of the two)
       for (int j = 0; j < B; j++) begin
-        logic signed [ACC_BITS-1:0] v;
         if (d_pool) begin
-          // the largest of the 2x2 window as a tree: two compares deep, not four
-          logic signed [ACC_BITS-1:0] a, b, c, d, top, bottom;
+          logic signed [ACC_BITS-1:0] a, b, c, d;
           a = q2_banks[(32'(q2_cm0) + 2 * j) % CB];
           b = q2_banks[(32'(q2_cm0) + 2 * j + 1) % CB];
           c = q2_banks[CB + (32'(q2_cm0) + 2 * j) % CB];
           d = q2_banks[CB + (32'(q2_cm0) + 2 * j + 1) % CB];
-          top = (b > a) ? b : a;
-          bottom = (d > c) ? d : c;
-          v = (bottom > top) ? bottom : top;
-        end else v = q2_banks[32'(q2_par) * CB + (32'(q2_cm0) + j) % CB];
-        q3_v[j] <= v;
+          q3a_top[j] <= (b > a) ? b : a;
+          q3a_bottom[j] <= (d > c) ? d : c;
+        end else begin
+          q3a_top[j] <= q2_banks[32'(q2_par) * CB + (32'(q2_cm0) + j) % CB];
+          q3a_bottom[j] <= q2_banks[32'(q2_par) * CB + (32'(q2_cm0) + j) % CB];
+        end
       end
-      q3_addr <= q2_rowoff + q2_col;
-      {q3_bias, q3_bytes} <= {q2_bias, q2_bytes};
+      q3a_addr <= q2_rowoff + q2_col;
+      {q3a_bias, q3a_bytes} <= {q2_bias, q2_bytes};
+      for (int j = 0; j < B; j++) q3_v[j] <= (q3a_bottom[j] > q3a_top[j]) ? q3a_bottom[j] : q3a_top[j];
+      {q3_bias, q3_addr, q3_bytes} <= {q3a_bias, q3a_addr, q3a_bytes};
       // q4a: the average-pool reciprocal's two partial products (k_mult is 1 for other ops); the
       // accumulator's low half unsigned, its high half signed: one 18x18 multiplier each
       for (int j = 0; j < B; j++) begin
