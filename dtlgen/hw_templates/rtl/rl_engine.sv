@@ -542,7 +542,9 @@ module rl_engine #(
   logic                   qe_bias [NQ];
   logic signed [BITS-1:0] qe_old [NQ];
   // each requantiser's amounts (rq0 / rq1, sr2 / sr3 by its bias flag), chosen once at stage A and
-  // carried along: one shifter per stage, not one per choice
+  // carried along: one shifter per stage, not one per choice. Read by bit slices (rq_t: right [12],
+  // rs [11:5], ls [4:0]; sr_t: right [31], pre [30:26], mask [25:10], post [9:5], ls [4:0]): yosys
+  // turns a struct-typed local variable in a clocked loop into constants.
   localparam int RQ_BITS = 13, SR_BITS = 32;  // $bits(rq_t), $bits(sr_t) (yosys takes no type in $bits)
   logic [RQ_BITS-1:0]     qa_rq [NQ];
   logic                   qb_right [NQ];
@@ -981,10 +983,8 @@ module rl_engine #(
       sb <= sa;
       if (sa.valid)
         for (int q = 0; q < NQ; q++) begin
-          rq_t r;
-          r = qa_rq[q];
-          qb_t[q] <= rq_shift(qa_v[q], r.right, r.rs, r.ls);
-          qb_right[q] <= r.right;
+          qb_t[q] <= rq_shift(qa_v[q], qa_rq[q][12], qa_rq[q][11:5], qa_rq[q][4:0]);  // right, rs, ls
+          qb_right[q] <= qa_rq[q][12];
           qb_sr[q] <= qa_sr[q];
           qb_bias[q] <= qa_bias[q];
           qb_old[q] <= qa_old[q];
@@ -1010,10 +1010,6 @@ module rl_engine #(
         for (int q = 0; q < NQ; q++) begin
           logic signed [BITS-1:0] y;
           logic keep;
-          /* verilator lint_off UNUSEDSIGNAL */
-          sr_t a;  // its post is for the next stage
-          /* verilator lint_on UNUSEDSIGNAL */
-          a = qc_sr[q];
           y = qc_y[q];
           if (d_mode == M_FWD) begin
             if (d_act == ACT_RELU && y < 0) y = '0;
@@ -1024,7 +1020,7 @@ module rl_engine #(
             if (!keep) y = '0;
           end
           qd_y[q] <= y;
-          qd_t[q] <= sr_term(qc_y[q], a.right, a.pre, a.mask, a.ls, qc_rnd[q]);
+          qd_t[q] <= sr_term(qc_y[q], qc_sr[q][31], qc_sr[q][30:26], qc_sr[q][25:10], qc_sr[q][4:0], qc_rnd[q]);
           qd_sr[q] <= qc_sr[q];
           qd_bias[q] <= qc_bias[q];
           qd_old[q] <= qc_old[q];
@@ -1034,11 +1030,7 @@ module rl_engine #(
       se <= sd;
       if (sd.valid)
         for (int q = 0; q < NQ; q++) begin
-          /* verilator lint_off UNUSEDSIGNAL */
-          sr_t a;  // only right and post are needed here
-          /* verilator lint_on UNUSEDSIGNAL */
-          a = qd_sr[q];
-          qe_step[q] <= a.right ? (qd_t[q] >>> a.post) : qd_t[q];
+          qe_step[q] <= qd_sr[q][31] ? (qd_t[q] >>> qd_sr[q][9:5]) : qd_t[q];  // right, post
           qe_bias[q] <= qd_bias[q];
           qe_old[q] <= qd_old[q];
           qe_y[q] <= qd_y[q];
