@@ -126,7 +126,9 @@ module dtl_uart_core #(
   end
 
   // ---------------------------------------------------------------------------------------------
-  // Burst reads: two queued requests, one beat issued per cycle, data one cycle later (registered banks)
+  // Burst reads: two queued requests, one beat issued per cycle. A beat's bank addresses are
+  // registered (r1), the banks read (r2), and the rotated beat is registered on its way to the
+  // engines: the data comes three cycles after its issue (the board file's latency_cycles: 4)
   logic [31:0] q_addr [2];
   logic [15:0] q_beats [2];
   logic        q_head, q_tail;
@@ -134,7 +136,8 @@ module dtl_uart_core #(
   logic [15:0] q_beat;
   logic        issue;
   logic [31:0] issue_addr;
-  logic [LB-1:0] rot;  // byte rotation of the beat in flight
+  logic [LB-1:0] rot1, rot2;  // byte rotation of the beat in flight (r1, r2)
+  logic          v1, v2;      // a beat in r1, r2
   assign rd_req_ready = (q_count < 2'd2);
   assign issue = (q_count != 0);
   assign issue_addr = q_addr[q_head] + 32'(q_beat) * 32'(BUS_BYTES);
@@ -145,6 +148,8 @@ module dtl_uart_core #(
       q_count <= '0;
       q_beat <= '0;
       rd_valid <= 1'b0;
+      v1 <= 1'b0;
+      v2 <= 1'b0;
     end else begin
       logic push, pop;
       push = e_req_valid && rd_req_ready;
@@ -159,8 +164,11 @@ module dtl_uart_core #(
         if (pop) q_head <= ~q_head;
       end
       q_count <= q_count + 2'(push) - 2'(pop);
-      rd_valid <= issue;
-      rot <= LB'(issue_addr);
+      v1 <= issue;
+      v2 <= v1;
+      rd_valid <= v2;
+      rot1 <= LB'(issue_addr);
+      rot2 <= rot1;
     end
   end
 
@@ -175,9 +183,8 @@ module dtl_uart_core #(
     dtl_ram #(.WIDTH(8), .DEPTH(DEPTH)) bank (
       .clk, .we(b_we[b]), .waddr(b_waddr[b]), .wdata(b_wdata[b]), .re(1'b1), .raddr(b_raddr[b]), .rdata(b_rdata[b]));
   end
-  always_comb begin
-    for (int j = 0; j < BUS_BYTES; j++) rd_data[j * 8 +: 8] = b_rdata[(32'(rot) + 32'(j)) % BUS_BYTES];
-  end
+  always_ff @(posedge clk)
+    for (int j = 0; j < BUS_BYTES; j++) rd_data[j * 8 +: 8] <= b_rdata[(32'(rot2) + 32'(j)) % BUS_BYTES];
 
   // The link's byte access (when no engine runs)
   logic          l_write;
@@ -185,12 +192,14 @@ module dtl_uart_core #(
   logic [7:0]    l_wdata;
 
   logic [31:0] ra, wa, lane;
+  always_ff @(posedge clk)  // r1: the banks' read addresses (the link reads only while no engine runs)
+    for (int b = 0; b < BUS_BYTES; b++)
+      b_raddr[b] <= IW'((32'(MW'(ra)) >> LB) + ((32'(b) < (ra % BUS_BYTES)) ? 32'd1 : 32'd0));
   always_comb begin
     ra = issue ? issue_addr : l_addr;
     wa = l_write ? l_addr : e_wr_addr;
     lane = '0;
     for (int b = 0; b < BUS_BYTES; b++) begin
-      b_raddr[b] = IW'((32'(MW'(ra)) >> LB) + ((32'(b) < (ra % BUS_BYTES)) ? 32'd1 : 32'd0));
       b_waddr[b] = IW'((32'(MW'(wa)) >> LB) + ((32'(b) < (wa % BUS_BYTES)) ? 32'd1 : 32'd0));
       lane = (32'(b) + 32'(BUS_BYTES) - (wa % BUS_BYTES)) % BUS_BYTES;  // byte of the beat that lands in bank b
       if (l_write) begin
@@ -309,8 +318,8 @@ module dtl_uart_core #(
           len <= len - 1;
           if (len == 1) lstate <= L_REPLY;
         end
-        L_READ: if (!issue) lstate <= L_READ_WAIT;  // the bank read issued this cycle
-        L_READ_WAIT: lstate <= L_READ_SEND;
+        L_READ: if (!issue) lstate <= L_READ_WAIT;  // the bank address registered this cycle (r1)
+        L_READ_WAIT: lstate <= L_READ_SEND;  // the banks read (r2)
         L_READ_SEND: if (tx_ready) begin
           l_addr <= l_addr + 1;
           len <= len - 1;

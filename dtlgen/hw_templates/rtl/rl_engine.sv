@@ -424,7 +424,9 @@ module rl_engine #(
   // `sr` is the tag entering the accumulators (and the output stage's side reads).
   logic signed [ACC_BITS-1:0] red0 [LANES * RW];                    // a lane's terms (mode's choice)
   logic signed [ACC_BITS-1:0] red [(RT > 0 ? RT : 1) * LANES * RW];  // level k (1..RT) at k - 1
-  tag_t rtag [RT > 0 ? RT : 1];
+  // (plain vectors: yosys reads an unpacked array of structs as one struct; `valid` is the top bit)
+  localparam int TAG_BITS = 4 + 6 * 32 + 2 * (LOG2L + 1);  // $bits(tag_t) (yosys takes no type in $bits)
+  logic [TAG_BITS-1:0] rtag [RT > 0 ? RT : 1];
   tag_t sr;
   logic rt_busy;
   logic m_fwd, m_bwd, m_upd;  // the mode, registered per descriptor for the datapath
@@ -442,7 +444,7 @@ module rl_engine #(
       end
     sr = (RT == 0 || m_upd) ? st3 : rtag[(RT > 0) ? RT - 1 : 0];
     rt_busy = 1'b0;
-    for (int k = 0; k < RT; k++) rt_busy = rt_busy | rtag[k].valid;
+    for (int k = 0; k < RT; k++) rt_busy = rt_busy | rtag[k][TAG_BITS-1];
   end
   always_ff @(posedge clk) begin
     if (rst) begin
