@@ -32,11 +32,11 @@ from dtlgen.bitstream import _tool, critical_path
 from dtlgen.generator.rtl import rtl_dir
 from dtlgen.isa.params import CoreParams, FEParams, RLParams
 
-# The demo's ULX3S design (`dtlgen demo --board ulx3s-85f`): the engines of its ecp5/build.json "core".
-DEMO_ENGINES = {"fe": FEParams(tm=7, tn=4, tr=8, tc=30, a_bits=7, w_bits=7, bus_bytes=2, m_max=64, k_max=3, s_max=1,
+# A ULX3S demo knee (`dtlgen demo --board ulx3s-85f`, 2026-12-01): the engines of its ecp5/build.json "core".
+DEMO_ENGINES = {"fe": FEParams(tm=4, tn=6, tr=4, tc=31, a_bits=6, w_bits=8, bus_bytes=2, m_max=64, k_max=3, s_max=1,
                                has_add=0),
-                "rl": RLParams(tm=2, tn=2, bits=16, acc_bits=41, bus_bytes=2, lanes=2, a_depth=2384, g_depth=336,
-                               w_depth=2128, b_depth=21)}
+                "rl": RLParams(tm=8, tn=1, bits=16, acc_bits=41, bus_bytes=2, lanes=8, a_depth=608, g_depth=96,
+                               w_depth=1088, b_depth=6)}
 
 
 def project_engines(project: Path) -> dict[str, FEParams | RLParams]:
@@ -77,7 +77,7 @@ def route_engine(engine: str, parameters: dict[str, int], work: Path, freq: floa
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--project", help="a generated ECP5 project (default: the demo's ULX3S design)")
+    parser.add_argument("--project", help="a generated ECP5 project (default: a ULX3S demo knee, FE 4x6, RL 8x1)")
     parser.add_argument("--engines", nargs="*", default=["rl", "fe"], choices=["fe", "rl"])
     parser.add_argument("--work", default=None, help="keep the tools' files in this new or empty folder (default: a temporary one)")
     parser.add_argument("--freq", type=float, default=75.0, help="nextpnr's timing target in MHz (default 75)")

@@ -187,10 +187,11 @@ class Resources:
     uram: int = 0
 
 
-# The Xilinx boards' clocks are targets (no Vivado here): at most twice the ECP5 -6 post-route Fmax of
-# the same engines (open SoC frameworks run Artix-7 -1 designs at about twice their ECP5 clocks).
-XILINX_CLOCK_RULE = ("a target, not measured: at most 2x the ECP5 -6 post-route Fmax of the same engines "
-                     "(README, ECP5 section)")
+# The Xilinx boards' clocks are targets (no Vivado here): at most 2x (Zynq-7000) or 2.5x (Zynq
+# UltraScale+) the ECP5 -6 post-route Fmax of the same engines, the ratios open SoC frameworks use
+# between those families and the ECP5 (LiteX: Arty 100 MHz, ZCU102 125 MHz, ULX3S 50 MHz).
+XILINX_CLOCK_RULE = ("a target, not measured: at most 2x (Zynq-7000) or 2.5x (Zynq UltraScale+) the ECP5 -6 "
+                     "post-route Fmax of the same engines (README, ECP5 section)")
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ def test_pynq_z2_matches_its_data_sheet_and_board():
         "xilinx", "zynq7", "xc7z020clg400-1", "clg400")
     assert (board.dsp_kind, board.bram_kind, board.lut_kind) == ("DSP48E1", "RAMB18", "LUT6")
     assert board.resources == Resources(dsp=220, bram18=280, lut=53_200, ff=106_400, uram=0)
-    assert board.clock_mhz == 100
+    assert board.clock_mhz == 90  # a target by the README's rule (2x the engines' ECP5 Fmax)
     assert board.dram_bytes_per_cycle == 8  # one 64-bit HP port
     assert board.toolchain == "vivado"
     assert board.ps == "processing_system7"
