@@ -190,8 +190,7 @@ class Resources:
 # The Xilinx boards' clocks are targets (no Vivado here): at most 2x (Zynq-7000) or 2.5x (Zynq
 # UltraScale+) the ECP5 -6 post-route Fmax of the same engines, the ratios open SoC frameworks use
 # between those families and the ECP5 (LiteX: Arty 100 MHz, ZCU102 125 MHz, ULX3S 50 MHz).
-XILINX_CLOCK_RULE = ("a target, not measured: at most 2x (Zynq-7000) or 2.5x (Zynq UltraScale+) the ECP5 -6 "
-                     "post-route Fmax of the same engines (README, ECP5 section)")
+XILINX_CLOCK_RULE = "a target, not measured: 2x (Zynq-7000) / 2.5x (UltraScale+) the engines' ECP5 Fmax (README)"
 
 
 @dataclass(frozen=True)
@@ -251,7 +250,7 @@ class Board:
     def clock_basis(self) -> str:
         """What backs the design clock: a measurement (ECP5: nextpnr) or a stated target (Xilinx)."""
         if self.toolchain == "open-ecp5":
-            return "measured: 'dtlgen bitstream' reports nextpnr's post-route Fmax against it"
+            return "measured: 'dtlgen bitstream' checks it against nextpnr's post-route Fmax"
         return XILINX_CLOCK_RULE
 
     def digest(self) -> str:
