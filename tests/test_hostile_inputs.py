@@ -347,15 +347,19 @@ def test_an_interrupt_while_writing_leaves_nothing_behind(tmp_path, signum, code
     design.write_text(json.dumps({**DESIGN, "board": "zcu104", "clock_mhz": 150,
                                   "fe": {**DESIGN["fe"], "tm": 16, "tn": 16, "tr": 8, "tc": 8}}))
     out = tmp_path / "prj"
-    process = subprocess.Popen([sys.executable, "-m", "dtlgen.cli", "generate", "vgg16_cifar", "--design",
-                                str(design), "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
-    deadline = time.time() + 180
-    while time.time() < deadline and process.poll() is None \
-            and not [p for p in tmp_path.iterdir() if p.name.startswith(".prj")]:
-        time.sleep(0.02)
-    process.send_signal(signum)
-    _, err = process.communicate(timeout=120)
+    for _ in range(3):  # a loaded machine may starve this poller until the writer is done: try again
+        process = subprocess.Popen([sys.executable, "-m", "dtlgen.cli", "generate", "vgg16_cifar", "--design",
+                                    str(design), "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True)
+        deadline = time.time() + 180
+        while time.time() < deadline and process.poll() is None \
+                and not [p for p in tmp_path.iterdir() if p.name.startswith(".prj")]:
+            time.sleep(0.02)
+        process.send_signal(signum)
+        _, err = process.communicate(timeout=120)
+        if process.returncode != 0:
+            break
+        shutil.rmtree(out)  # finished before the signal: the race was lost, not the property
     assert process.returncode == code, err
     assert "nothing half-written" in _one_line(err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["design.json"], "staging folders left behind"
