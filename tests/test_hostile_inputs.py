@@ -348,9 +348,11 @@ def test_an_interrupt_while_writing_leaves_nothing_behind(tmp_path, signum, code
                                   "fe": {**DESIGN["fe"], "tm": 16, "tn": 16, "tr": 8, "tc": 8}}))
     out = tmp_path / "prj"
     for _ in range(3):  # a loaded machine may starve this poller until the writer is done: try again
+        # SIGINT as a terminal delivers it: a shell that starts the test run in the background ignores
+        # SIGINT for its children, and Python keeps an inherited SIG_IGN (no KeyboardInterrupt at all)
         process = subprocess.Popen([sys.executable, "-m", "dtlgen.cli", "generate", "vgg16_cifar", "--design",
                                     str(design), "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   text=True)
+                                   text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.time() + 180
         while time.time() < deadline and process.poll() is None \
                 and not [p for p in tmp_path.iterdir() if p.name.startswith(".prj")]:
