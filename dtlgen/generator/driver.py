@@ -4,8 +4,10 @@
   dtl_driver.py        the driver (hw_templates/board/driver, shipped as is)
   overlay.json         the bitstream's and the engines' names in the block design (dtlgen.generator.xilinx)
   dtlgen/              a byte-identical copy of the dtlgen modules the host loop imports
-                       (the import closure of dtlgen.host.rl_host, computed here, not listed by hand),
-                       so the board re-trains with the simulator's descriptor builder and host loop
+                       (the import closure of dtlgen.host.rl_host, computed here, not listed by hand:
+                       the runtime half, dtlgen.host with dtlgen.isa and dtlgen.quant.fixed, never
+                       the planner or the perf model), so the board re-trains with the simulator's
+                       descriptor builder and host loop
   fe_image.bin         the FE engine's memory image (descriptors, weights, biases, one input sample)
   fe_program.json      where the FE engine's descriptors, input and outputs are, and the design clock
   fe_expected.npy      the golden model's last FE output for the image's sample (the driver's self-check)
@@ -79,9 +81,6 @@ def write_driver(project: Path) -> list[Path]:
     package_root = Path(dtlgen.__file__).resolve().parent
     for name, path in sorted(modules.items()):
         written.append(_copy(path, out / path.resolve().relative_to(package_root.parent)))
-    if "dtlgen.boards" in modules:  # it reads the shipped board files at call time
-        for board in sorted((package_root / "boards").glob("*.yaml")):
-            written.append(_copy(board, out / "dtlgen" / "boards" / board.name))
     written += _write_fe(sim, out)
     has_rl = (sim / "rl_layout.json").exists()
     if has_rl:

@@ -20,8 +20,8 @@ import jinja2
 from dtlgen.boards import Board
 from dtlgen.errors import BoardError, DesignError
 from dtlgen.generator.fe_program import FEProgram
-from dtlgen.generator.rl_program import RLLayout
 from dtlgen.generator.rtl import rtl_dir
+from dtlgen.host.rl_program import RLLayout
 from dtlgen.isa.params import CoreParams
 from dtlgen.perf import Design
 from dtlgen.perf.board import UART_BAUD, core_for

@@ -19,10 +19,10 @@ from typing import Any
 import jinja2
 import numpy as np
 
-from dtlgen.generator import rl_program as prog
 from dtlgen.generator.fe_program import FEProgram
-from dtlgen.generator.rl_program import RLLayout
-from dtlgen.generator.rl_plan import output_gradient, sample_plan, to_rows
+from dtlgen.host import rl_program as prog
+from dtlgen.host.rl_plan import output_gradient, sample_plan, to_rows
+from dtlgen.host.rl_program import RLLayout
 from dtlgen.isa.params import FESimBuild
 from dtlgen.perf import Design
 from dtlgen.quant import fixed, golden

@@ -27,8 +27,9 @@ import numpy as np
 from dtlgen.boards import Board
 from dtlgen.errors import DesignError, DtlgenError
 from dtlgen.generator.fe_program import FEProgram, OpImage, check_descriptors
-from dtlgen.generator.rl_program import RLLayout, plan_rl
+from dtlgen.generator.rl_program import plan_rl
 from dtlgen.generator.rtl import rtl_dir
+from dtlgen.host.rl_program import RLLayout
 from dtlgen.isa.params import CoreParams, FEParams, FESimBuild, SimDram
 from dtlgen.perf import Design, load_design
 from dtlgen.perf.fe import FEOp, op_cycles

@@ -36,7 +36,8 @@ from dtlgen.generator.driver import write_driver
 from dtlgen.generator.ecp5 import board_core, write_ecp5_project
 from dtlgen.generator.hls import write_hls
 from dtlgen.generator.xilinx import check_vivado_board, write_xilinx_project
-from dtlgen.generator.rl_program import RLLayout, plan_rl
+from dtlgen.generator.rl_program import plan_rl
+from dtlgen.host.rl_program import RLLayout
 from dtlgen.isa.params import FEParams, FESimBuild, SimDram
 from dtlgen.model.ir import Network
 from dtlgen.perf import Design, predict

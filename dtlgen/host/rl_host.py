@@ -18,10 +18,10 @@ from typing import Awaitable, Callable, Protocol
 
 import numpy as np
 
-from dtlgen.generator import rl_program as prog
-from dtlgen.generator.rl_plan import (TrainingPlan, from_rows, output_gradient, sample_plan,  # noqa: F401 (API)
-                                      to_rows)
-from dtlgen.generator.rl_program import RLLayout
+from dtlgen.host import rl_program as prog
+from dtlgen.host.rl_plan import (TrainingPlan, from_rows, output_gradient, sample_plan,  # noqa: F401 (API)
+                                 to_rows)
+from dtlgen.host.rl_program import RLLayout
 
 
 class Device(Protocol):

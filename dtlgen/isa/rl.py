@@ -14,13 +14,14 @@ import numpy as np
 from dtlgen.isa import ACTIVATION_CODES, Field, decode_words, encode_words
 
 DESCRIPTOR_BYTES = 128
+VALUE_BYTES = 2  # every RL value is a 16-bit word in DRAM and on the bus (LOAD / STORE beats count them)
 MODES = {"LOAD_A": 1, "LOAD_G": 2, "STORE_A": 3, "FWD": 4, "BWD_DATA": 5, "UPDATE": 6, "LOAD_P": 7, "STORE_P": 8}
 FIELD_MAX = 0xFFFF  # the 16-bit fields' largest value
 JUMP_HALVES = 16  # entries of j_row and of j_blk
 # Stochastic rounding's 16-bit Galois LFSR, x^16 + x^14 + x^13 + x^11 + 1 (DESIGN.md §5): rl_engine.sv's
 # LFSR_MASK parameter, the golden model's and the C++ engine's (dtlgen.quant.fixed steps it).
 LFSR_MASK = 0xB400
-__all__ = ["ACTIVATION_CODES", "DESCRIPTOR_BYTES", "FIELDS", "MODES", "decode", "encode"]
+__all__ = ["ACTIVATION_CODES", "DESCRIPTOR_BYTES", "FIELDS", "MODES", "VALUE_BYTES", "decode", "encode"]
 
 FIELDS = (
     Field("mode", 0, 0, 4), Field("act", 0, 4, 2), Field("six", 0, 16, 16, signed=True),

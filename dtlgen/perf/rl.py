@@ -52,7 +52,7 @@ from dtlgen.perf.resources import COEFFICIENTS, ResourceUse, array_resources, ba
 from dtlgen.quant import fixed
 
 DESCRIPTOR_BYTES = isa_rl.DESCRIPTOR_BYTES
-VALUE_BYTES = 2  # every RL value is a 16-bit word in DRAM and on the bus
+VALUE_BYTES = isa_rl.VALUE_BYTES
 GEMM_OVERHEAD = 13
 
 

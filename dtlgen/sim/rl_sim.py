@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dtlgen.generator import rl_program as prog
-from dtlgen.generator.rl_program import RLLayout
 from dtlgen.generator.rtl import rtl_dir
+from dtlgen.host import rl_program as prog
 from dtlgen.host.rl_host import TrainingPlan
+from dtlgen.host.rl_program import RLLayout
 from dtlgen.isa.params import RLSimBuild, SimDram
 from dtlgen.perf.rl import DescriptorCycles, GemmLayer, RLConfig, step_cycles
 from dtlgen.quant import golden

@@ -35,7 +35,7 @@ from dtlgen.perf import Design
 
 DESIGN = {"board": "pynq-z2", "clock_mhz": 100, "fe": {"tm": 4, "tn": 4, "tr": 4, "tc": 4, "w_bits": 8, "a_bits": 8},
           "rl": {"tm": 8, "tn": 8, "bits": 16, "batch": 16}}
-FE_DESC, RL_DESC = 64, 128  # descriptor bytes (generator.fe_program, generator.rl_program)
+FE_DESC, RL_DESC = 64, 128  # descriptor bytes (generator.fe_program, host.rl_program)
 REGENERATE = "dtlgen generate"
 
 

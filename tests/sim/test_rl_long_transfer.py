@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from dtlgen.errors import DesignError
-from dtlgen.generator import rl_program as prog
 from dtlgen.generator.rl_program import plan_rl
+from dtlgen.host import rl_program as prog
 from dtlgen.host.rl_host import TrainingPlan
 from dtlgen.model.ir import Layer, Network
 from dtlgen.perf import rl

@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dtlgen.errors import DtlgenError, UnsupportedLayerError
-from dtlgen.generator.rl_program import RLLayout, plan_rl
+from dtlgen.generator.rl_program import plan_rl
+from dtlgen.host.rl_program import RLLayout
 from dtlgen.model.ir import Layer, Network
 from dtlgen.perf.rl import RLConfig
 from dtlgen.quant import golden

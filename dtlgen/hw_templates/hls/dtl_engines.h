@@ -32,7 +32,7 @@ typedef ap_int<16> *dtl_rl_mem_t;
 void dtl_fe_engine(dtl_fe_mem_t mem, ap_uint<32> desc_addr, ap_uint<16> desc_count);
 
 #if DTL_HAS_RL
-// Retrainable-layer engine: 128-byte descriptors of dtlgen/generator/rl_program.py; 16-bit values.
+// Retrainable-layer engine: 128-byte descriptors of dtlgen/host/rl_program.py; 16-bit values.
 // Weights, biases and the activation / gradient stashes stay on chip between calls.
 void dtl_rl_engine(dtl_rl_mem_t mem, ap_uint<32> desc_addr, ap_uint<16> desc_count);
 #endif

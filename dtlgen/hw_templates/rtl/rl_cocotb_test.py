@@ -17,8 +17,8 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, First, RisingEdge, Timer
 
-from dtlgen.generator.rl_program import RLLayout
 from dtlgen.host.rl_host import RLHost, TrainingPlan
+from dtlgen.host.rl_program import RLLayout
 
 
 class SimDevice:

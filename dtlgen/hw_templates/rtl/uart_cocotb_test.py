@@ -21,8 +21,8 @@ from cocotb.clock import Clock
 from cocotb.queue import Queue
 from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge, with_timeout
 
-from dtlgen.generator.rl_program import RLLayout
 from dtlgen.host.rl_host import RLHost, TrainingPlan
+from dtlgen.host.rl_program import RLLayout
 from dtlgen.host.uart_link import UartDevice, UartLink
 
 

@@ -2,7 +2,7 @@
 (on-device re-training) of `dtl_overlay.bit` from the board's processor.
 
 This file is shipped as is into `PRJ/driver/`, next to a vendored copy of the `dtlgen` modules the
-host loop imports (numpy and pyyaml are all they need; the board has no torch). Re-training runs the
+host loop imports (numpy is all they need; the board has no torch). Re-training runs the
 very host loop the simulators run (`dtlgen.host.rl_host.RLHost`), here on a `PynqDevice`: the
 descriptor lists, the softmax cross-entropy gradient and the parameter images are the simulator's.
 It must not re-implement any of that, nor hold a register offset in code: offsets come from the
@@ -29,8 +29,8 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))  # the vendored dtlgen beside this file; the board has no installed one
 
-from dtlgen.generator.rl_program import RLLayout  # noqa: E402
 from dtlgen.host.rl_host import RLHost, TrainingPlan, TrainingRun  # noqa: E402
+from dtlgen.host.rl_program import RLLayout  # noqa: E402
 
 # HLS block-level control (ap_ctrl_hs) at offset 0x00 of the s_axilite map. ap_done clears on read.
 AP_START, AP_DONE, AP_IDLE = 0x1, 0x2, 0x4

@@ -1,11 +1,12 @@
 """The host's integer part of an RL training step, and the training plan: what the host loop
 (`dtlgen.host.rl_host`) runs on a device, and what the C-simulation testbench vectors replay.
 
-Pure numpy on the RL layout (`dtlgen.generator.rl_program`): the plan (cached features, sample order,
+Pure numpy on the RL layout (`dtlgen.host.rl_program`): the plan (cached features, sample order,
 batch sizes, learning-rate shifts), features as the engine's GEMM rows and back, and the softmax
-cross-entropy output gradient in the golden model's integer rules. The generator writes test vectors
-with these functions and the host loop imports them from here, so the generator never imports the
-host (no import cycle) and the PYNQ driver vendors the same code.
+cross-entropy output gradient in the golden model's integer rules. The host loop imports them from
+here, the generator writes test vectors with the same functions, and the PYNQ driver vendors this
+code; like the rest of the runtime half it must not import the generator, the perf model, the
+quantiser or the network model.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dtlgen.generator import rl_program as prog
-from dtlgen.generator.rl_program import RLLayout
+from dtlgen.host import rl_program as prog
+from dtlgen.host.rl_program import RLLayout
 from dtlgen.quant import fixed
 from dtlgen.quant.fixed import QFormat
 
