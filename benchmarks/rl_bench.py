@@ -36,7 +36,8 @@ from rich.console import Console
 from rich.table import Table
 
 from dtlgen.boards import Board, load_board
-from dtlgen.generator.rl_program import RLLayout, plan_rl
+from dtlgen.generator.rl_program import plan_rl
+from dtlgen.host.rl_program import RLLayout
 from dtlgen.generator.rtl import rtl_dir
 from dtlgen.model import load_model
 from dtlgen.model.calibration import calibration_inputs
