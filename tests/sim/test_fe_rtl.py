@@ -72,22 +72,27 @@ def test_digits_cnn_fe_is_bit_exact_and_on_the_model(tmp_path):
     assert abs(sum(result.cycles) - sum(predicted)) <= NETWORK_TOLERANCE * sum(predicted)
 
 
-def test_left_shift_requantisation_saturates(tmp_path):
+@pytest.mark.parametrize("shift", [-3, -40])
+def test_left_shift_requantisation_saturates(tmp_path, shift):
     """An output format finer than the accumulator (a negative shift): values that a 48-bit left shift
-    would wrap saturate instead."""
+    would wrap saturate instead; under A_BITS the others are shifted (the clip path), past it only
+    their sign is left (the saturation path)."""
     from dataclasses import replace
 
     network = load_model("digits_cnn")
     task = load_digits_task()
     qnet = quantize(network, task.retrain_x, PrecisionConfig())
     lq = qnet.layers["conv1"]
-    finer = replace(lq.out_fmt, frac=lq.acc_frac + 40)  # 2^40 times finer than the accumulator: outputs clip
+    finer = replace(lq.out_fmt, frac=lq.acc_frac - shift)  # 2^-shift times finer than the accumulator
     qnet.layers["conv1"] = replace(lq, out_fmt=finer)
-    assert qnet.layers["conv1"].out_shift == -40
+    assert qnet.layers["conv1"].out_shift == shift
     x_int = golden.quantize_input(qnet, task.test_x[:1])[0]
     program, _, _, exact = simulate(qnet, x_int, tmp_path)
     conv1 = golden.fe_forward(qnet, x_int[None])["conv1"]
     assert np.any(conv1 == 127) and all(exact)
+    if shift > -8:  # some outputs pass the clip and are shifted: multiples of 2^-shift
+        inside = conv1[(conv1 > 0) & (conv1 < 127)]
+        assert inside.size and np.all(inside % (1 << -shift) == 0)
 
 
 @pytest.mark.parametrize("shift", [8, 24, 56])

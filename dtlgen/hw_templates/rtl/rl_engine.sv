@@ -207,6 +207,7 @@ module rl_engine #(
     end
   end
   logic [3:0]  d_mode;
+  logic [3:0]  r_mode;  // d_mode registered: what runs in S_RUN reads it (S_SETUP reads d_mode)
   logic [1:0]  d_act;
   logic signed [BITS-1:0] d_six;
   logic [15:0] d_m, d_n, d_g, d_seed, d_xa, d_ya, d_gy, d_gx, d_wbase, d_bbase, d_mt, d_nt, d_nta, d_pn, d_pm;
@@ -307,7 +308,7 @@ module rl_engine #(
   logic        issuing, prep;
   logic [15:0] prep_count;
   always_comb begin
-    case (d_mode)
+    case (r_mode)
       M_FWD:      begin l0 = d_mt; l1 = d_g;   l2 = d_nt; end
       M_BWD_DATA: begin l0 = d_nt; l1 = d_g;   l2 = d_mt; end
       default:    begin l0 = d_mt; l1 = d_nta; l2 = d_g;  end
@@ -345,7 +346,7 @@ module rl_engine #(
     step1 = wrap2 && (c1 + 1 < l1);
     wrap1 = wrap2 && !step1;
     step0 = wrap1 && (c0 + 1 < l0);
-    case (d_mode)
+    case (r_mode)
       M_FWD:      begin inc_m = step0; clr_m = 1'b0;  inc_g = step1; clr_g = wrap1; inc_n = step2; clr_n = wrap2; end
       M_BWD_DATA: begin inc_n = step0; clr_n = 1'b0;  inc_g = step1; clr_g = wrap1; inc_m = step2; clr_m = wrap2; end
       default:    begin inc_m = step0; clr_m = 1'b0;  inc_n = step1; clr_n = wrap1; inc_g = step2; clr_g = wrap2; end
@@ -392,7 +393,7 @@ module rl_engine #(
     iss.blk_end = (c1 == l1 - 1);
     iss.first = (c2 == 16'd0);
     iss.last = (c2 == l2 - 1);
-    case (d_mode)
+    case (r_mode)
       M_FWD: begin
         iss.out_row = 32'(d_ya) + a_gpm;
         iss.rot_a = (LOG2L + 1)'(iss.n0 & 32'(LANES - 1));
@@ -434,6 +435,7 @@ module rl_engine #(
     m_fwd <= (d_mode == M_FWD);
     m_bwd <= (d_mode == M_BWD_DATA);
     m_upd <= (d_mode == M_UPDATE);
+    r_mode <= d_mode;
   end
   always_comb begin
     for (int l = 0; l < LANES; l++)
@@ -460,8 +462,17 @@ module rl_engine #(
             ? red0[l * RW + 2 * i] + red0[l * RW + 2 * i + 1]
             : red[((k - 1) * LANES + l) * RW + 2 * i] + red[((k - 1) * LANES + l) * RW + 2 * i + 1];
   end
-  logic signed [BITS-1:0]     res [LANES];   // stage 5: FWD / BWD_DATA results to write
+  // Stage 5 writes FWD / BWD_DATA results to the stash banks straight from registers: the rotation
+  // of results onto banks, their write enables and bank addresses are worked out at stage E from the
+  // tags (se_*), and the results are rotated into place on the way to stage 5 (res, res_ok, res_addr).
+  localparam int SAW = (AAW > GAW) ? AAW : GAW;
+  logic [LOG2L-1:0]           se_k [LANES];     // the result each bank writes
+  logic                       se_ok [LANES];    // ... exists (inside the array and the matrix)
+  logic [SAW-1:0]             se_addr [LANES];  // ... and its word in the bank
+  logic                       se_row_ok [TM], se_col_ok [TN];  // UPDATE: the tile's rows and columns in the matrix
+  logic signed [BITS-1:0]     res [LANES];      // stage 5: per bank
   logic                       res_ok [LANES];
+  logic [SAW-1:0]             res_addr [LANES];
   /* verilator lint_off UNUSEDSIGNAL */
   tag_t                       sa, sb, sc, sd, se;  // output stages A-E (the later ones need only some of the tags)
   tag_t                       st5;
@@ -562,16 +573,14 @@ module rl_engine #(
   // Memory-port addresses and write data (combinational from the state above)
   always_comb begin
     logic [BITS-1:0]  value;
-    logic [LOG2L-1:0] lane, k;
+    logic [LOG2L-1:0] lane;
     int               pe;
-    logic [31:0]      xrow, yrow, f0;
+    logic [31:0]      xrow, yrow;
     value = '0;
     lane = '0;
-    k = '0;
     pe = 0;
     xrow = '0;
     yrow = '0;
-    f0 = '0;
     for (int l = 0; l < LANES; l++) begin
       a_raddr[l] = '0;
       a_waddr[l] = '0;
@@ -614,9 +623,9 @@ module rl_engine #(
     if (state == S_RUN && is_load && rd_valid) begin
       for (int v = 0; v < VALS; v++) begin
         value = BITS'(rd_data[16 * v +: 16]);
-        if (d_mode == M_LOAD_A || d_mode == M_LOAD_G) begin
+        if (r_mode == M_LOAD_A || r_mode == M_LOAD_G) begin
           lane = LOG2L'(xfer_lane + 32'(v));
-          if (d_mode == M_LOAD_A) begin
+          if (r_mode == M_LOAD_A) begin
             a_we[lane] = 1'b1;
             a_waddr[lane] = AAW'(xfer_word);
             a_wdata[lane] = value;
@@ -625,7 +634,7 @@ module rl_engine #(
             g_waddr[lane] = GAW'(xfer_word);
             g_wdata[lane] = value;
           end
-        end else if (d_mode == M_LOAD_P) begin
+        end else if (r_mode == M_LOAD_P) begin
           pe = xfer_lane + 32'(v);
           if (!in_bias && pe < TMN) begin
             w_we[pe] = 1'b1;
@@ -642,54 +651,52 @@ module rl_engine #(
 
     // STORE reads: the word / tile / bias row of the next beat
     // (a stalled write re-reads the pending word, so the bank output still holds it next cycle)
-    if (state == S_RUN && d_mode == M_STORE_A)
+    if (state == S_RUN && r_mode == M_STORE_A)
       for (int l = 0; l < LANES; l++) a_raddr[l] = AAW'(store_stall ? st_word : xfer_word);
-    if (state == S_RUN && d_mode == M_STORE_P) begin
+    if (state == S_RUN && r_mode == M_STORE_P) begin
       w_raddr = WAW'(store_stall ? st_word : xfer_word);
       b_raddr = BAW'(store_stall ? st_word : xfer_word);
     end
 
     // GEMM issue reads
     if (iss.valid) begin
-      if (d_mode == M_FWD || d_mode == M_UPDATE) begin
+      if (r_mode == M_FWD || r_mode == M_UPDATE) begin
         xrow = 32'(d_xa) + a_gpn;
         for (int l = 0; l < LANES; l++) a_raddr[l] = AAW'(bank_word(xrow, iss.n0, l));
       end
-      if (d_mode == M_BWD_DATA || d_mode == M_UPDATE) begin
+      if (r_mode == M_BWD_DATA || r_mode == M_UPDATE) begin
         yrow = 32'(d_gy) + a_gpm;
         for (int l = 0; l < LANES; l++) g_raddr[l] = GAW'(bank_word(yrow, iss.m0, l));
       end
-      if (d_mode != M_UPDATE) w_raddr = WAW'(iss.tile);
+      if (r_mode != M_UPDATE) w_raddr = WAW'(iss.tile);
     end
 
     // stage 3 side reads for the output stage: bias row (FWD), producer's activations (BWD_DATA),
     // the weight tile and bias row being updated (UPDATE)
     if (sr.valid && sr.last) begin
-      if (d_mode == M_FWD || d_mode == M_UPDATE) b_raddr = BAW'(sr.brow);
-      if (d_mode == M_UPDATE) w_raddr = WAW'(sr.tile);
-      if (d_mode == M_BWD_DATA)
+      if (r_mode == M_FWD || r_mode == M_UPDATE) b_raddr = BAW'(sr.brow);
+      if (r_mode == M_UPDATE) w_raddr = WAW'(sr.tile);
+      if (r_mode == M_BWD_DATA)
         for (int l = 0; l < LANES; l++) a_raddr[l] = AAW'(bank_word(sr.x_row, sr.n0, l));
     end
 
     // stage 5 writes: FWD results to A, BWD_DATA results to G, UPDATE results to the parameter banks
     if (st5.valid) begin
-      if (d_mode == M_FWD || d_mode == M_BWD_DATA) begin
-        f0 = (d_mode == M_FWD) ? st5.m0 : st5.n0;
+      if (m_fwd || m_bwd) begin
         for (int l = 0; l < LANES; l++) begin
-          k = LOG2L'(32'(l) - f0);
-          if (res_ok[k]) begin
-            if (d_mode == M_FWD) begin
+          if (res_ok[l]) begin
+            if (m_fwd) begin
               a_we[l] = 1'b1;
-              a_waddr[l] = AAW'(bank_word(st5.out_row, f0, l));
-              a_wdata[l] = res[k];
+              a_waddr[l] = AAW'(res_addr[l]);
+              a_wdata[l] = res[l];
             end else begin
               g_we[l] = 1'b1;
-              g_waddr[l] = GAW'(bank_word(st5.out_row, f0, l));
-              g_wdata[l] = res[k];
+              g_waddr[l] = GAW'(res_addr[l]);
+              g_wdata[l] = res[l];
             end
           end
         end
-      end else if (d_mode == M_UPDATE) begin
+      end else if (m_upd) begin
         w_waddr = WAW'(st5.tile);
         b_waddr = BAW'(st5.brow);
         for (int e = 0; e < TMN; e++) begin
@@ -711,7 +718,7 @@ module rl_engine #(
     for (int v = 0; v < VALS; v++) begin
       int k;
       k = st_lane + 32'(v);
-      if (d_mode == M_STORE_A) store_beat[16 * v +: 16] = 16'($signed(a_rdata[k]));
+      if (r_mode == M_STORE_A) store_beat[16 * v +: 16] = 16'($signed(a_rdata[k]));
       else if (!st_bias && k < TMN) store_beat[16 * v +: 16] = 16'($signed(w_rdata[k]));
       else if (st_bias && k < TM) store_beat[16 * v +: 16] = 16'($signed(b_rdata[k]));
     end
@@ -805,10 +812,10 @@ module rl_engine #(
             end
             if (rd_valid) begin
               logic [63:0] nxt;
-              nxt = next_pos(d_mode, xfer_word, xfer_lane, in_bias);
+              nxt = next_pos(r_mode, xfer_word, xfer_lane, in_bias);
               xfer_word <= nxt[63:32];
               xfer_lane <= nxt[31:0];
-              if (d_mode == M_LOAD_P && !in_bias && nxt[31:0] == 0 && nxt[63:32] == 32'(d_n)) begin
+              if (r_mode == M_LOAD_P && !in_bias && nxt[31:0] == 0 && nxt[63:32] == 32'(d_n)) begin
                 in_bias <= 1'b1;
                 xfer_word <= '0;
               end
@@ -817,7 +824,7 @@ module rl_engine #(
             end
           end
           // ---- STORE: read a word / tile per beat, write it the next cycle
-          if (d_mode == M_STORE_A || d_mode == M_STORE_P) begin
+          if (r_mode == M_STORE_A || r_mode == M_STORE_P) begin
             if (!wr_valid || wr_ready) begin
               if (st_valid) begin
                 wr_valid <= 1'b1;
@@ -828,14 +835,14 @@ module rl_engine #(
               end
               if (issue_beat < d_beats) begin
                 logic [63:0] nxt;
-                nxt = next_pos(d_mode, xfer_word, xfer_lane, in_bias);
+                nxt = next_pos(r_mode, xfer_word, xfer_lane, in_bias);
                 st_valid <= 1'b1;
                 st_lane <= xfer_lane;
                 st_word <= xfer_word;
                 st_bias <= in_bias;
                 xfer_word <= nxt[63:32];
                 xfer_lane <= nxt[31:0];
-                if (d_mode == M_STORE_P && !in_bias && nxt[31:0] == 0 && nxt[63:32] == 32'(d_n)) begin
+                if (r_mode == M_STORE_P && !in_bias && nxt[31:0] == 0 && nxt[63:32] == 32'(d_n)) begin
                   in_bias <= 1'b1;
                   xfer_word <= '0;
                 end
@@ -896,7 +903,7 @@ module rl_engine #(
           logic [31:0] col;
           col = st1.n0 + 32'(j);
           if (col < 32'(d_n)) op_x[j] <= a_rdata[(32'(st1.rot_a) + 32'(j)) & 32'(LANES - 1)];
-          else if (d_mode == M_UPDATE && col == 32'(d_n)) op_x[j] <= BITS'(1);  // the bias column
+          else if (r_mode == M_UPDATE && col == 32'(d_n)) op_x[j] <= BITS'(1);  // the bias column
           else op_x[j] <= '0;
         end
         for (int i = 0; i < TM; i++) begin
@@ -912,8 +919,8 @@ module rl_engine #(
         for (int i = 0; i < TM; i++)
           for (int j = 0; j < TN; j++) begin
             logic signed [BITS-1:0] a, b;
-            a = (d_mode == M_UPDATE) ? op_y[i] : op_w[i * TN + j];
-            b = (d_mode == M_BWD_DATA) ? op_y[i] : op_x[j];
+            a = (r_mode == M_UPDATE) ? op_y[i] : op_w[i * TN + j];
+            b = (r_mode == M_BWD_DATA) ? op_y[i] : op_x[j];
             prod[i * TN + j] <= PROD_BITS'(a) * PROD_BITS'(b);
           end
       end
@@ -940,7 +947,7 @@ module rl_engine #(
       if (!(sr.valid && sr.last)) st4.valid <= 1'b0;
 
       // ---- the LFSR row pointers move to the next tile, or jump to the next row block (UPDATE)
-      if (st4.valid && d_mode == M_UPDATE)
+      if (st4.valid && r_mode == M_UPDATE)
         for (int i = 0; i < TM; i++) begin
           if (st4.blk_end) begin
             rowstart[i] <= jump(j_blk, rowstart[i]);
@@ -962,7 +969,7 @@ module rl_engine #(
           qa_x[q] <= '0;
           qa_rq[q] <= rq0;
           qa_sr[q] <= sr2;
-          if (d_mode == M_UPDATE) begin
+          if (r_mode == M_UPDATE) begin
             if (q < TMN) begin
               logic is_bias;
               is_bias = st4.n0 + 32'(q % TN) == 32'(d_n);
@@ -974,7 +981,7 @@ module rl_engine #(
               qa_rnd[q] <= rnd[q];
             end
           end else if (q < LANES) begin
-            if (d_mode == M_FWD && q < TM) qa_v[q] <= VB'(ovec[q]) + (VB'($signed(b_rdata[q < TM ? q : 0])) <<< d_s1[4:0]);
+            if (r_mode == M_FWD && q < TM) qa_v[q] <= VB'(ovec[q]) + (VB'($signed(b_rdata[q < TM ? q : 0])) <<< d_s1[4:0]);
             else qa_v[q] <= VB'(ovec[q < LANES ? q : 0]);
             qa_x[q] <= a_rdata[(32'(st4.n0) + 32'(q)) & 32'(LANES - 1)];
           end
@@ -1013,10 +1020,10 @@ module rl_engine #(
           logic signed [BITS-1:0] y;
           logic keep;
           y = qc_y[q];
-          if (d_mode == M_FWD) begin
+          if (r_mode == M_FWD) begin
             if (d_act == ACT_RELU && y < 0) y = '0;
             if (d_act == ACT_RELU6) y = (y < 0) ? '0 : (y > d_six) ? d_six : y;
-          end else if (d_mode == M_BWD_DATA) begin
+          end else if (r_mode == M_BWD_DATA) begin
             keep = (d_act == ACT_NONE) || (d_act == ACT_RELU && qc_x[q] > 0)
                 || (d_act == ACT_RELU6 && qc_x[q] > 0 && qc_x[q] < d_six);
             if (!keep) y = '0;
@@ -1028,8 +1035,19 @@ module rl_engine #(
           qd_old[q] <= qc_old[q];
         end
 
-      // ---- D -> E: the stochastically rounded step (UPDATE)
+      // ---- D -> E: the stochastically rounded step (UPDATE); where stage 5 writes
       se <= sd;
+      for (int l = 0; l < LANES; l++) begin
+        logic [31:0] f0;
+        logic [LOG2L-1:0] k;
+        f0 = m_fwd ? sd.m0 : sd.n0;
+        k = LOG2L'(32'(l) - f0);
+        se_k[l] <= k;
+        se_ok[l] <= m_fwd ? (32'(k) < TM && f0 + 32'(k) < 32'(d_m)) : (32'(k) < TN && f0 + 32'(k) < 32'(d_n));
+        se_addr[l] <= SAW'(bank_word(sd.out_row, f0, l));
+      end
+      for (int i = 0; i < TM; i++) se_row_ok[i] <= sd.m0 + 32'(i) < 32'(d_m);
+      for (int j = 0; j < TN; j++) se_col_ok[j] <= sd.n0 + 32'(j) < 32'(d_n);
       if (sd.valid)
         for (int q = 0; q < NQ; q++) begin
           qe_step[q] <= qd_sr[q][31] ? (qd_t[q] >>> qd_sr[q][9:5]) : qd_t[q];  // right, post
@@ -1038,38 +1056,29 @@ module rl_engine #(
           qe_y[q] <= qd_y[q];
         end
 
-      // ---- E -> 5: W - step, saturated (UPDATE); the lane results and their write enables
+      // ---- E -> 5: W - step, saturated (UPDATE); the results rotated onto their banks
       st5 <= se;
       if (se.valid) begin
-        if (d_mode == M_UPDATE) begin
+        if (m_upd) begin
           for (int i = 0; i < TM; i++) begin
             upd_b_ok[i] <= 1'b0;
             upd_b[i] <= '0;
             for (int j = 0; j < TN; j++) begin
-              logic [31:0] row, col;
               logic signed [BITS-1:0] new_value;
-              row = se.m0 + 32'(i);
-              col = se.n0 + 32'(j);
               new_value = sr_sub(qe_old[i * TN + j], qe_step[i * TN + j]);
               if (qe_bias[i * TN + j]) begin
                 upd_b[i] <= new_value;
-                upd_b_ok[i] <= row < 32'(d_m);
+                upd_b_ok[i] <= se_row_ok[i];
               end
               upd_w[i * TN + j] <= new_value;
-              upd_w_ok[i * TN + j] <= (row < 32'(d_m)) && (col < 32'(d_n));
+              upd_w_ok[i * TN + j] <= se_row_ok[i] && se_col_ok[j];
             end
           end
         end else begin
           for (int l = 0; l < LANES; l++) begin
-            logic [31:0] idx;
-            if (d_mode == M_FWD) begin
-              idx = se.m0 + 32'(l);
-              res_ok[l] <= (l < TM) && (idx < 32'(d_m));
-            end else begin
-              idx = se.n0 + 32'(l);
-              res_ok[l] <= (l < TN) && (idx < 32'(d_n));
-            end
-            res[l] <= qe_y[l];
+            res_ok[l] <= se_ok[l];
+            res_addr[l] <= se_addr[l];
+            res[l] <= qe_y[int'(se_k[l])];
           end
         end
       end
