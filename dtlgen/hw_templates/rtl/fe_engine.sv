@@ -1047,8 +1047,18 @@ module fe_engine #(
   tap_t                       r_tap;                       // the tap the banks read for (its address)
   /* verilator lint_on UNUSEDSIGNAL */
   tap_t                       n_tap;                       // the same tap a cycle on (into P1)
-  assign r_tap = k_conv ? td[TREE] : td[0];
-  assign n_tap = k_conv ? td[TREE + 1] : td[1];
+  // Both taps are registers: `td` moves every cycle, so the register that takes the tap one level
+  // before holds the one the banks want now (no per-descriptor select between the register and the
+  // banks' read address or the lanes' word select).
+  always_ff @(posedge clk) begin
+    if (rst) begin
+      r_tap <= '0;
+      n_tap <= '0;
+    end else begin
+      r_tap <= (k_conv && TREE > 0) ? td[(TREE > 0) ? TREE - 1 : 0] : t0;
+      n_tap <= r_tap;
+    end
+  end
   always_ff @(posedge clk) begin
     s_t <= n_tap;
     for (int m = 0; m < TM; m++) s_sum[m] <= k_conv ? tree[t_idx(TREE, m, 0)] : pc2[m];

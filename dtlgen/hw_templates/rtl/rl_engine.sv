@@ -96,7 +96,6 @@ module rl_engine #(
   localparam logic [1:0] ACT_NONE = 2'd0, ACT_RELU = 2'd1, ACT_RELU6 = 2'd2;
   /* verilator lint_on UNUSEDPARAM */
   // END dtlgen.isa constants
-  localparam int PW = (TM > 1) ? $clog2(TM) : 1;
 
   // ---------------------------------------------------------------------------------------------
   // Numerics (dtlgen/quant/fixed.py), one short stage at a time
@@ -306,7 +305,8 @@ module rl_engine #(
   // GEMM sweep counters (FWD, BWD_DATA, UPDATE): outer c0, middle c1, inner c2, one issue per cycle
   logic [15:0] c0, c1, c2, l0, l1, l2;
   logic        issuing, prep;
-  logic [15:0] prep_count;
+  logic [TM-1:0] prep_oh;    // UPDATE's row-start walk: the row it writes next, one-hot (0: done)
+  logic [15:0]   prep_cur;   // ... and the row start it writes it from
   always_comb begin
     case (r_mode)
       M_FWD:      begin l0 = d_mt; l1 = d_g;   l2 = d_nt; end
@@ -795,7 +795,8 @@ module rl_engine #(
           sr3 <= sr_amounts(d_s3);
           if (d_mode == M_UPDATE) begin
             prep <= 1'b1;
-            prep_count <= 16'd1;
+            prep_oh <= TM'(2);
+            prep_cur <= lfsr_step(d_seed);
             rowstart[0] <= lfsr_step(d_seed);
             ptr[0] <= lfsr_step(d_seed);
           end else if (d_mode == M_FWD || d_mode == M_BWD_DATA) begin
@@ -855,13 +856,17 @@ module rl_engine #(
           end
           // ---- GEMM modes: UPDATE first walks the LFSR row starts, then issue one iteration per cycle
           if (prep) begin
-            if (prep_count == 16'(TM)) begin
+            if (prep_oh == '0) begin
               prep <= 1'b0;
               issuing <= 1'b1;
             end else begin
-              rowstart[PW'(prep_count)] <= jump(j_row, rowstart[PW'(prep_count - 1)]);
-              ptr[PW'(prep_count)] <= jump(j_row, rowstart[PW'(prep_count - 1)]);
-              prep_count <= prep_count + 1;
+              prep_cur <= jump(j_row, prep_cur);
+              for (int i = 0; i < TM; i++)
+                if (prep_oh[i]) begin
+                  rowstart[i] <= jump(j_row, prep_cur);
+                  ptr[i] <= jump(j_row, prep_cur);
+                end
+              prep_oh <= prep_oh << 1;
             end
           end
           if (issuing) begin
