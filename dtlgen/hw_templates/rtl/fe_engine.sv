@@ -270,6 +270,7 @@ module fe_engine #(
   logic signed [24:0] k_yedge, k_xedge;  // (R - 1) * stride + K - P: an edge tile's window end
   logic signed [24:0] k_yhi0, k_xhi0;    // trip 0's window ends: (min(R, TR) - 1) * stride + K - P
   logic [31:0]        k_hw;              // H * W: one input channel plane
+  logic [15:0]        k_nl;              // d_nl (the trips after the first two read it)
   logic [15:0]        k_kk;              // K * K
   logic signed [47:0] k_clip_hi, k_clip_lo;  // a left-shift requantisation clips to these first
   logic               k_sh_right, k_sh_sat;  // the requantising shift: right; left by A_BITS or more
@@ -302,6 +303,7 @@ module fe_engine #(
     k_yhi0 <= ((d_r < 16'(TR)) ? (25'(d_r) - 25'sd1) * 25'(d_s) : 25'(TR - 1) * 25'(d_s)) + 25'(d_k) - 25'(d_p);
     k_xhi0 <= ((d_c < 16'(TC)) ? (25'(d_c) - 25'sd1) * 25'(d_s) : 25'(TC - 1) * 25'(d_s)) + 25'(d_k) - 25'(d_p);
     k_hw <= 32'(d_h) * 32'(d_w);
+    k_nl <= d_nl;
     k_kk <= 16'(d_k) * 16'(d_k);
     k_conv <= (d_kind == K_CONV);
     k_maxpool <= (d_kind == K_MAXPOOL);
@@ -395,9 +397,9 @@ module fe_engine #(
     f1_b <= geom_b(f1_a);
     f1_c <= geom_c(f1_b);
     f0_has_next <= !is_last_trip('0, d_nl, d_m, d_c, d_r);
-    nxt1 <= next_trip(cur, d_nl, d_m, d_c, k_trs, k_tcs);
-    nxt1_has_next <= !is_last_trip(nxt1, d_nl, d_m, d_c, d_r);
-    nxt2 <= next_trip(nxt1, d_nl, d_m, d_c, k_trs, k_tcs);
+    nxt1 <= next_trip(cur, k_nl, d_m, d_c, k_trs, k_tcs);
+    nxt1_has_next <= !is_last_trip(nxt1, k_nl, d_m, d_c, d_r);
+    nxt2 <= next_trip(nxt1, k_nl, d_m, d_c, k_trs, k_tcs);
     n2_a <= geom_a(nxt2, 1'b0);
     n2_b <= geom_b(n2_a);
     n2_c <= geom_c(n2_b);

@@ -526,15 +526,21 @@ module rl_engine #(
   logic        store_stall;
   assign store_stall = wr_valid && !wr_ready;
 
-  // Next transfer position after one beat (stashes: LANES-value words; parameters: padded tiles / rows).
-  function automatic logic [63:0] next_pos(input logic [3:0] mode, input logic [31:0] word, input logic [31:0] lane,
-                                          input logic bias);
-    logic [31:0] span;
-    span = (mode == M_LOAD_P || mode == M_STORE_P) ? (bias ? 32'(BROW_BEATS * VALS) : 32'(TILE_BEATS * VALS))
-                                                    : 32'(LANES);
-    if (lane + 32'(VALS) >= span) next_pos = {word + 32'd1, 32'd0};
-    else next_pos = {word, lane + 32'(VALS)};
+  // A transfer walks (word, lane): a beat moves VALS values; the last beat of a word (stashes:
+  // LANES-value words; parameters: padded tiles / rows) starts at the lane below, a constant per
+  // kind, so the wrap is a compare with a constant (no add before it). `k_nlast` is the last weight
+  // tile's word (after it come the bias rows).
+  localparam int WORD_LAST = (LANES > VALS) ? LANES - VALS : 0;
+  localparam int TILE_LAST = TILE_BEATS * VALS - VALS;
+  localparam int BROW_LAST = BROW_BEATS * VALS - VALS;
+  /* verilator lint_off UNSIGNED */  // a last lane of 0: every beat wraps
+  function automatic logic lane_wraps(input logic [3:0] mode, input logic [31:0] lane, input logic bias);
+    if (mode == M_LOAD_P || mode == M_STORE_P) lane_wraps = bias ? (lane >= 32'(BROW_LAST)) : (lane >= 32'(TILE_LAST));
+    else lane_wraps = (lane >= 32'(WORD_LAST));
   endfunction
+  /* verilator lint_on UNSIGNED */
+  logic [31:0] k_nlast;
+  always_ff @(posedge clk) k_nlast <= 32'(d_n) - 32'd1;
 
   // Output stages: A adds the bias (FWD) and captures the bank words; B shifts; C rounds and
   // saturates; D applies the activation / mask (FWD, BWD_DATA) or forms the stochastic-rounding term
@@ -812,11 +818,11 @@ module rl_engine #(
               req_addr <= req_addr + 32'(req_beats) * BUS_BYTES;
             end
             if (rd_valid) begin
-              logic [63:0] nxt;
-              nxt = next_pos(r_mode, xfer_word, xfer_lane, in_bias);
-              xfer_word <= nxt[63:32];
-              xfer_lane <= nxt[31:0];
-              if (r_mode == M_LOAD_P && !in_bias && nxt[31:0] == 0 && nxt[63:32] == 32'(d_n)) begin
+              logic wrap;
+              wrap = lane_wraps(r_mode, xfer_lane, in_bias);
+              xfer_word <= wrap ? xfer_word + 32'd1 : xfer_word;
+              xfer_lane <= wrap ? 32'd0 : xfer_lane + 32'(VALS);
+              if (r_mode == M_LOAD_P && !in_bias && wrap && xfer_word == k_nlast) begin
                 in_bias <= 1'b1;
                 xfer_word <= '0;
               end
@@ -835,15 +841,15 @@ module rl_engine #(
                 xfer_beats <= xfer_beats + 1;
               end
               if (issue_beat < d_beats) begin
-                logic [63:0] nxt;
-                nxt = next_pos(r_mode, xfer_word, xfer_lane, in_bias);
+                logic wrap;
+                wrap = lane_wraps(r_mode, xfer_lane, in_bias);
                 st_valid <= 1'b1;
                 st_lane <= xfer_lane;
                 st_word <= xfer_word;
                 st_bias <= in_bias;
-                xfer_word <= nxt[63:32];
-                xfer_lane <= nxt[31:0];
-                if (r_mode == M_STORE_P && !in_bias && nxt[31:0] == 0 && nxt[63:32] == 32'(d_n)) begin
+                xfer_word <= wrap ? xfer_word + 32'd1 : xfer_word;
+                xfer_lane <= wrap ? 32'd0 : xfer_lane + 32'(VALS);
+                if (r_mode == M_STORE_P && !in_bias && wrap && xfer_word == k_nlast) begin
                   in_bias <= 1'b1;
                   xfer_word <= '0;
                 end
