@@ -666,23 +666,23 @@ module rl_engine #(
 
     // GEMM issue reads
     if (iss.valid) begin
-      if (r_mode == M_FWD || r_mode == M_UPDATE) begin
+      if (m_fwd || m_upd) begin
         xrow = 32'(d_xa) + a_gpn;
         for (int l = 0; l < LANES; l++) a_raddr[l] = AAW'(bank_word(xrow, iss.n0, l));
       end
-      if (r_mode == M_BWD_DATA || r_mode == M_UPDATE) begin
+      if (m_bwd || m_upd) begin
         yrow = 32'(d_gy) + a_gpm;
         for (int l = 0; l < LANES; l++) g_raddr[l] = GAW'(bank_word(yrow, iss.m0, l));
       end
-      if (r_mode != M_UPDATE) w_raddr = WAW'(iss.tile);
+      if (!m_upd) w_raddr = WAW'(iss.tile);
     end
 
     // stage 3 side reads for the output stage: bias row (FWD), producer's activations (BWD_DATA),
     // the weight tile and bias row being updated (UPDATE)
     if (sr.valid && sr.last) begin
-      if (r_mode == M_FWD || r_mode == M_UPDATE) b_raddr = BAW'(sr.brow);
-      if (r_mode == M_UPDATE) w_raddr = WAW'(sr.tile);
-      if (r_mode == M_BWD_DATA)
+      if (m_fwd || m_upd) b_raddr = BAW'(sr.brow);
+      if (m_upd) w_raddr = WAW'(sr.tile);
+      if (m_bwd)
         for (int l = 0; l < LANES; l++) a_raddr[l] = AAW'(bank_word(sr.x_row, sr.n0, l));
     end
 
@@ -914,7 +914,7 @@ module rl_engine #(
           logic [31:0] col;
           col = st1.n0 + 32'(j);
           if (col < 32'(d_n)) op_x[j] <= a_rdata[(32'(st1.rot_a) + 32'(j)) & 32'(LANES - 1)];
-          else if (r_mode == M_UPDATE && col == 32'(d_n)) op_x[j] <= BITS'(1);  // the bias column
+          else if (m_upd && col == 32'(d_n)) op_x[j] <= BITS'(1);  // the bias column
           else op_x[j] <= '0;
         end
         for (int i = 0; i < TM; i++) begin
@@ -930,8 +930,8 @@ module rl_engine #(
         for (int i = 0; i < TM; i++)
           for (int j = 0; j < TN; j++) begin
             logic signed [BITS-1:0] a, b;
-            a = (r_mode == M_UPDATE) ? op_y[i] : op_w[i * TN + j];
-            b = (r_mode == M_BWD_DATA) ? op_y[i] : op_x[j];
+            a = (m_upd) ? op_y[i] : op_w[i * TN + j];
+            b = (m_bwd) ? op_y[i] : op_x[j];
             prod[i * TN + j] <= PROD_BITS'(a) * PROD_BITS'(b);
           end
       end
@@ -958,7 +958,7 @@ module rl_engine #(
       if (!(sr.valid && sr.last)) st4.valid <= 1'b0;
 
       // ---- the LFSR row pointers move to the next tile, or jump to the next row block (UPDATE)
-      if (st4.valid && r_mode == M_UPDATE)
+      if (st4.valid && m_upd)
         for (int i = 0; i < TM; i++) begin
           if (st4.blk_end) begin
             rowstart[i] <= jump(j_blk, rowstart[i]);
@@ -980,7 +980,7 @@ module rl_engine #(
           qa_x[q] <= '0;
           qa_rq[q] <= rq0;
           qa_sr[q] <= sr2;
-          if (r_mode == M_UPDATE) begin
+          if (m_upd) begin
             if (q < TMN) begin
               logic is_bias;
               is_bias = st4.n0 + 32'(q % TN) == 32'(d_n);
@@ -992,7 +992,7 @@ module rl_engine #(
               qa_rnd[q] <= rnd[q];
             end
           end else if (q < LANES) begin
-            if (r_mode == M_FWD && q < TM) qa_v[q] <= VB'(ovec[q]) + (VB'($signed(b_rdata[q < TM ? q : 0])) <<< d_s1[4:0]);
+            if (m_fwd && q < TM) qa_v[q] <= VB'(ovec[q]) + (VB'($signed(b_rdata[q < TM ? q : 0])) <<< d_s1[4:0]);
             else qa_v[q] <= VB'(ovec[q < LANES ? q : 0]);
             qa_x[q] <= a_rdata[(32'(st4.n0) + 32'(q)) & 32'(LANES - 1)];
           end
@@ -1031,10 +1031,10 @@ module rl_engine #(
           logic signed [BITS-1:0] y;
           logic keep;
           y = qc_y[q];
-          if (r_mode == M_FWD) begin
+          if (m_fwd) begin
             if (d_act == ACT_RELU && y < 0) y = '0;
             if (d_act == ACT_RELU6) y = (y < 0) ? '0 : (y > d_six) ? d_six : y;
-          end else if (r_mode == M_BWD_DATA) begin
+          end else if (m_bwd) begin
             keep = (d_act == ACT_NONE) || (d_act == ACT_RELU && qc_x[q] > 0)
                 || (d_act == ACT_RELU6 && qc_x[q] > 0 && qc_x[q] < d_six);
             if (!keep) y = '0;
