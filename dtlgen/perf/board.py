@@ -49,9 +49,9 @@ LUTRAM_MAX_CELLS = 31
 # requantisers, which the sweep cannot separate from the PEs: their coefficient fits to 0) ~1.7k LUT4,
 # ~430 FF and a multiplier.
 COEFFICIENTS: dict[str, dict[str, float]] = {
-    "lut4": {"const": 15366.536, "fe_pe": 267.60022, "fe_lutram": 9.2503932, "rl_pe": 1733.8139, "rl_quant": 0.0},
-    "ff": {"const": 7719.6586, "fe_pe": 134.31232, "fe_lanes": 36.676689, "rl_pe": 433.51783, "rl_quant": 0.0},
-    "mult18": {"const": 24.748001, "fe_pe": 1.1019945, "rl_pe": 1.0306251},
+    "lut4": {"const": 15642.091, "fe_pe": 244.29457, "fe_lutram": 9.2422712, "rl_pe": 1169.1324, "rl_quant": 477.02628},
+    "ff": {"const": 9168.4588, "fe_pe": 171.26503, "fe_lanes": 31.886982, "rl_pe": 474.6491, "rl_quant": 0.0},
+    "mult18": {"const": 22.753204, "fe_pe": 1.1012618, "rl_pe": 1.0303576},
 }
 
 
