@@ -190,7 +190,7 @@ class Resources:
 # The Xilinx boards' clocks are targets (no Vivado here): at most 2x (Zynq-7000) or 2.5x (Zynq
 # UltraScale+) the ECP5 -6 post-route Fmax of the same engines, the ratios open SoC frameworks use
 # between those families and the ECP5 (LiteX: Arty 100 MHz, ZCU102 125 MHz, ULX3S 50 MHz).
-XILINX_CLOCK_RULE = "a target, not measured: 2x (Zynq-7000) / 2.5x (UltraScale+) the engines' ECP5 Fmax (README)"
+XILINX_CLOCK_RULE = "a target, not measured: at most 2x (Zynq-7000) / 2.5x (UltraScale+) the engines' ECP5 Fmax (README)"
 
 
 @dataclass(frozen=True)
