@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ from rich.table import Table
 
 from dtlgen.boards import load_board
 from dtlgen.dse import Space, run_dse
+from dtlgen.errors import DtlgenError
 from dtlgen.generator.fe_program import build_fe_program
 from dtlgen.generator.project import quantize_for_design, sim_params
 from dtlgen.model import load_model
@@ -91,7 +93,10 @@ def main() -> None:
     parser.add_argument("--design", help="use this design.json instead of running the DSE")
     args = parser.parse_args()
     console = Console(width=200)
-    design = load_design(args.design) if args.design else None
+    try:
+        design = load_design(args.design) if args.design else None
+    except DtlgenError as err:
+        sys.exit(f"fe_bench: error: {err}")
     table = Table(title=f"FE engine: RTL simulation (Verilator) vs analytical model, one image "
                         f"({platform.machine()}, {os.cpu_count()} cores)")
     for column in ("model / board", "design (FE tm x tn, tr x tc)", "clock", "bit-exact", "measured cycles",
