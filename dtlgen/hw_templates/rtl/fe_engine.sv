@@ -268,7 +268,9 @@ module fe_engine #(
   logic [23:0]        k_trs, k_tcs;      // TR * stride, TC * stride
   logic signed [24:0] k_yspan, k_xspan;  // (TR - 1) * stride + K: a full tile's window, rows / cols
   logic signed [24:0] k_yedge, k_xedge;  // (R - 1) * stride + K - P: an edge tile's window end
-  logic signed [24:0] k_yhi0, k_xhi0;    // trip 0's window ends: (min(R, TR) - 1) * stride + K - P
+  logic signed [24:0] k_yhi0, k_xhi0;    // trip 0's window ends: (min(R, TR) - 1) * stride + K - P,
+                                         // from the descriptor (not k_yedge / k_yspan: g0_b reads it
+                                         // one cycle after the bytes arrive, as it read g0_a)
   logic [31:0]        k_hw;              // H * W: one input channel plane
   logic [15:0]        k_nl;              // d_nl (the trips after the first two read it)
   logic [15:0]        k_kk;              // K * K
