@@ -446,29 +446,30 @@ module fe_engine #(
   assign rsp_next = next_segment(rsp, ld_rows, ld_ch, ld_two_ops);
 
   // store side geometry
-  // (registered with st_tile when a job starts: the store's counters then compare with registers)
+  // (registered with st_tile when a job starts, with a flag per counter that says it holds its last
+  // value: the store's counters then step on registers alone)
   logic [15:0] st_tm, st_orows, st_ocols, st_obeats;
   logic [15:0] st_m, st_row, st_beat;
+  logic        st_m_end, st_row_end, st_beat_end;
+  logic [15:0] job_tm, job_orows, job_ocols, job_obeats;  // the tile a starting job would store
+  logic        job_st_empty;                              // it has no output row or column
+  always_comb begin
+    logic [15:0] tr, tc;
+    tr = ext(job_st.r0, d_r, 16'(TR));
+    tc = ext(job_st.c0, d_c, 16'(TC));
+    job_tm = ext(job_st.m0, d_m, 16'(TM));
+    job_orows = d_pool ? (tr >> 1) : tr;
+    job_ocols = d_pool ? (tc >> 1) : tc;
+    job_obeats = 16'((32'(job_ocols) + 32'(BUS_BYTES) - 1) / 32'(BUS_BYTES));
+    job_st_empty = d_pool && (tr < 2 || tc < 2);
+  end
   always_ff @(posedge clk) begin
     if (job_start) begin
-      logic [15:0] tr, tc, ocols;
-      tr = ext(job_st.r0, d_r, 16'(TR));
-      tc = ext(job_st.c0, d_c, 16'(TC));
-      ocols = d_pool ? (tc >> 1) : tc;
-      st_tm <= ext(job_st.m0, d_m, 16'(TM));
-      st_orows <= d_pool ? (tr >> 1) : tr;
-      st_ocols <= ocols;
-      st_obeats <= 16'((32'(ocols) + 32'(BUS_BYTES) - 1) / 32'(BUS_BYTES));
+      st_tm <= job_tm;
+      st_orows <= job_orows;
+      st_ocols <= job_ocols;
+      st_obeats <= job_obeats;
     end
-  end
-
-
-  logic job_st_empty;  // the tile a starting job would store has no output row or column
-  always_comb begin
-    logic [15:0] rows, cols;
-    rows = ext(job_st.r0, d_r, 16'(TR));
-    cols = ext(job_st.c0, d_c, 16'(TC));
-    job_st_empty = d_pool && (rows < 2 || cols < 2);
   end
 
   // ---------------------------------------------------------------------------------------------
@@ -753,20 +754,29 @@ module fe_engine #(
         rsp_beat <= '0; rsp_byte <= '0;
         wr_t <= '0; wr_b <= '0;
         st_m <= '0; st_row <= '0; st_beat <= '0;
+        st_m_end <= job_tm <= 16'd1; st_row_end <= job_orows <= 16'd1; st_beat_end <= job_obeats <= 16'd1;
         // a pooled edge tile of one row or column stores nothing
         mstate <= (job_store && !job_st_empty) ? M_STORE : (job_load ? M_LOAD : M_WAIT);
       end else begin
         case (mstate)
           M_STORE: begin
             if (s_go) begin
-              if (st_beat + 1 < st_obeats) st_beat <= st_beat + 1;
-              else begin
+              if (!st_beat_end) begin
+                st_beat <= st_beat + 1;
+                st_beat_end <= st_beat + 2 >= st_obeats;
+              end else begin
                 st_beat <= '0;
-                if (st_row + 1 < st_orows) st_row <= st_row + 1;
-                else begin
+                st_beat_end <= st_obeats <= 16'd1;
+                if (!st_row_end) begin
+                  st_row <= st_row + 1;
+                  st_row_end <= st_row + 2 >= st_orows;
+                end else begin
                   st_row <= '0;
-                  if (st_m + 1 < st_tm) st_m <= st_m + 1;
-                  else mstate <= m_do_load ? M_LOAD : M_WAIT;
+                  st_row_end <= st_orows <= 16'd1;
+                  if (!st_m_end) begin
+                    st_m <= st_m + 1;
+                    st_m_end <= st_m + 2 >= st_tm;
+                  end else mstate <= m_do_load ? M_LOAD : M_WAIT;
                 end
               end
             end
