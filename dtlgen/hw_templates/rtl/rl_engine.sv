@@ -76,6 +76,8 @@ module rl_engine #(
   localparam int GAW = $clog2(G_DEPTH);
   localparam int WAW = $clog2(W_DEPTH);
   localparam int BAW = $clog2(B_DEPTH);
+  localparam int SAW = (AAW > GAW) ? AAW : GAW;  // a stash word address (either stash)
+  localparam int DW = 17;  // a matrix index: 16-bit dimensions plus one tile past their end
   localparam int PROD_BITS = 2 * BITS;
   localparam int RR = (TM > TN) ? TM : TN;         // terms a lane sums (FWD: TN, BWD_DATA: TM)
   localparam int RT = (RR > 1) ? $clog2(RR) : 0;   // adder-tree levels (dtlgen.perf.rl.reduce_depth)
@@ -226,7 +228,9 @@ module rl_engine #(
   logic [3:0]  r_mode;  // d_mode registered: what runs in S_RUN reads it (S_SETUP reads d_mode)
   logic [1:0]  d_act;
   logic signed [BITS-1:0] d_six;
+  /* verilator lint_off UNUSEDSIGNAL */  // addresses and their strides use as many bits as the banks have
   logic [15:0] d_m, d_n, d_g, d_seed, d_xa, d_ya, d_gy, d_gx, d_wbase, d_bbase, d_mt, d_nt, d_nta, d_pn, d_pm;
+  /* verilator lint_on UNUSEDSIGNAL */
   logic [31:0] d_dram, d_beats;
   logic signed [7:0] d_s0, d_s1, d_s2, d_s3;
   always_comb begin
@@ -332,18 +336,19 @@ module rl_engine #(
     endcase
   end
 
-  // Stage tags travel with the data through the pipeline.
+  // Stage tags travel with the data through the pipeline. Addresses are as wide as the banks they
+  // address (sums of them wrap the same way), indices as wide as a dimension.
   typedef struct packed {
     logic        valid;
     logic        first;
     logic        last;
     logic        blk_end;  // UPDATE: last tile of a row block (the LFSR row starts jump)
-    logic [31:0] m0;
-    logic [31:0] n0;
-    logic [31:0] out_row;  // FWD: Y row in A; BWD_DATA: dX row in G
-    logic [31:0] x_row;    // BWD_DATA: X row in A (the producer's activation mask)
-    logic [31:0] tile;     // weight tile address
-    logic [31:0] brow;     // bias row address
+    logic [DW-1:0] m0;
+    logic [DW-1:0] n0;
+    logic [SAW-1:0] out_row;  // FWD: Y row in A; BWD_DATA: dX row in G
+    logic [SAW-1:0] x_row;    // BWD_DATA: X row in A (the producer's activation mask)
+    logic [WAW-1:0] tile;     // weight tile address
+    logic [BAW-1:0] brow;     // bias row address
     logic [LOG2L:0] rot_a;  // rotation of the A-stash read
     logic [LOG2L:0] rot_g;  // rotation of the G-stash read
   } tag_t;
@@ -353,8 +358,9 @@ module rl_engine #(
   // addresses need (m0 = t_m TM, t_m Nt, n0 = t_n TN, g Pn, g Pm) as registers that add their step
   // when the axis advances and clear when it wraps: no multiplier on the issue path.
   logic [15:0] a_tm, a_tn;           // tile indices
-  logic [31:0] a_m0, a_tmnt, a_n0;   // t_m TM, t_m Nt, t_n TN
-  logic [31:0] a_gpn, a_gpm;         // g Pn, g Pm
+  logic [DW-1:0]  a_m0, a_n0;        // t_m TM, t_n TN
+  logic [WAW-1:0] a_tmnt;            // t_m Nt
+  logic [SAW-1:0] a_gpn, a_gpm;      // g Pn, g Pm
   logic        step2, wrap2, step1, wrap1, step0;
   logic        inc_m, inc_n, inc_g, clr_m, clr_n, clr_g;
   always_comb begin
@@ -375,8 +381,8 @@ module rl_engine #(
     end else begin
       if (inc_m) begin
         a_tm <= a_tm + 1;
-        a_m0 <= a_m0 + 32'(TM);
-        a_tmnt <= a_tmnt + 32'(d_nt);
+        a_m0 <= a_m0 + DW'(TM);
+        a_tmnt <= a_tmnt + WAW'(d_nt);
       end else if (clr_m) begin
         a_tm <= '0;
         a_m0 <= '0;
@@ -384,14 +390,14 @@ module rl_engine #(
       end
       if (inc_n) begin
         a_tn <= a_tn + 1;
-        a_n0 <= a_n0 + 32'(TN);
+        a_n0 <= a_n0 + DW'(TN);
       end else if (clr_n) begin
         a_tn <= '0;
         a_n0 <= '0;
       end
       if (inc_g) begin
-        a_gpn <= a_gpn + 32'(d_pn);
-        a_gpm <= a_gpm + 32'(d_pm);
+        a_gpn <= a_gpn + SAW'(d_pn);
+        a_gpm <= a_gpm + SAW'(d_pm);
       end else if (clr_g) begin
         a_gpn <= '0;
         a_gpm <= '0;
@@ -405,19 +411,19 @@ module rl_engine #(
     iss.valid = issuing;
     iss.m0 = a_m0;
     iss.n0 = a_n0;
-    iss.tile = 32'(d_wbase) + a_tmnt + 32'(a_tn);
-    iss.brow = 32'(d_bbase) + 32'(a_tm);
+    iss.tile = WAW'(d_wbase) + a_tmnt + WAW'(a_tn);
+    iss.brow = BAW'(d_bbase) + BAW'(a_tm);
     iss.blk_end = (c1 == l1 - 1);
     iss.first = (c2 == 16'd0);
     iss.last = (c2 == l2 - 1);
     case (r_mode)
       M_FWD: begin
-        iss.out_row = 32'(d_ya) + a_gpm;
+        iss.out_row = SAW'(d_ya) + a_gpm;
         iss.rot_a = (LOG2L + 1)'(iss.n0 & 32'(LANES - 1));
       end
       M_BWD_DATA: begin
-        iss.out_row = 32'(d_gx) + a_gpn;
-        iss.x_row = 32'(d_xa) + a_gpn;
+        iss.out_row = SAW'(d_gx) + a_gpn;
+        iss.x_row = SAW'(d_xa) + a_gpn;
         iss.rot_g = (LOG2L + 1)'(iss.m0 & 32'(LANES - 1));
       end
       default: begin
@@ -444,7 +450,7 @@ module rl_engine #(
   logic signed [ACC_BITS-1:0] red0 [LANES * RW];                    // a lane's terms (mode's choice)
   logic signed [ACC_BITS-1:0] red [(RT > 0 ? RT : 1) * LANES * RW];  // level k (1..RT) at k - 1
   // (plain vectors: yosys reads an unpacked array of structs as one struct; `valid` is the top bit)
-  localparam int TAG_BITS = 4 + 6 * 32 + 2 * (LOG2L + 1);  // $bits(tag_t) (yosys takes no type in $bits)
+  localparam int TAG_BITS = 4 + 2 * DW + 2 * SAW + WAW + BAW + 2 * (LOG2L + 1);  // $bits(tag_t) (yosys takes no type in $bits)
   logic [TAG_BITS-1:0] rtag [RT > 0 ? RT : 1];
   tag_t sr;
   logic rt_busy;
@@ -457,12 +463,12 @@ module rl_engine #(
   end
   always_comb begin
     for (int j = 0; j < TN; j++) begin
-      if (st1.n0 + 32'(j) < 32'(d_n)) in_x[j] = a_rdata[(32'(st1.rot_a) + 32'(j)) & 32'(LANES - 1)];
-      else if (m_upd && st1.n0 + 32'(j) == 32'(d_n)) in_x[j] = BITS'(1);  // the bias column
+      if (st1.n0 + DW'(j) < DW'(d_n)) in_x[j] = a_rdata[(32'(st1.rot_a) + 32'(j)) & 32'(LANES - 1)];
+      else if (m_upd && st1.n0 + DW'(j) == DW'(d_n)) in_x[j] = BITS'(1);  // the bias column
       else in_x[j] = '0;
     end
     for (int i = 0; i < TM; i++)
-      in_y[i] = (st1.m0 + 32'(i) < 32'(d_m)) ? g_rdata[(32'(st1.rot_g) + 32'(i)) & 32'(LANES - 1)] : '0;
+      in_y[i] = (st1.m0 + DW'(i) < DW'(d_m)) ? g_rdata[(32'(st1.rot_g) + 32'(i)) & 32'(LANES - 1)] : '0;
   end
   always_comb begin
     for (int l = 0; l < LANES; l++)
@@ -492,7 +498,6 @@ module rl_engine #(
   // Stage 5 writes FWD / BWD_DATA results to the stash banks straight from registers: the rotation
   // of results onto banks, their write enables and bank addresses are worked out at stage E from the
   // tags (se_*), and the results are rotated into place on the way to stage 5 (res, res_ok, res_addr).
-  localparam int SAW = (AAW > GAW) ? AAW : GAW;
   logic [LOG2L-1:0]           se_k [LANES];     // the result each bank writes
   logic                       se_ok [LANES];    // ... exists (inside the array and the matrix)
   logic [SAW-1:0]             se_addr [LANES];  // ... and its word in the bank
@@ -694,11 +699,11 @@ module rl_engine #(
     // GEMM issue reads
     if (iss.valid) begin
       if (m_fwd || m_upd) begin
-        xrow = 32'(d_xa) + a_gpn;
+        xrow = 32'(SAW'(d_xa) + a_gpn);
         for (int l = 0; l < LANES; l++) a_raddr[l] = AAW'(bank_word(xrow, iss.n0, l));
       end
       if (m_bwd || m_upd) begin
-        yrow = 32'(d_gy) + a_gpm;
+        yrow = 32'(SAW'(d_gy) + a_gpm);
         for (int l = 0; l < LANES; l++) g_raddr[l] = GAW'(bank_word(yrow, iss.m0, l));
       end
       if (!m_upd) w_raddr = WAW'(iss.tile);
@@ -996,7 +1001,7 @@ module rl_engine #(
           if (m_upd) begin
             if (q < TMN) begin
               logic is_bias;
-              is_bias = st4.n0 + 32'(q % TN) == 32'(d_n);
+              is_bias = st4.n0 + DW'(q % TN) == DW'(d_n);
               qa_v[q] <= VB'(uvec[q]);
               qa_bias[q] <= is_bias;
               qa_rq[q] <= is_bias ? rq1 : rq0;
@@ -1064,14 +1069,14 @@ module rl_engine #(
       for (int l = 0; l < LANES; l++) begin
         logic [31:0] f0;
         logic [LOG2L-1:0] k;
-        f0 = m_fwd ? sd.m0 : sd.n0;
+        f0 = 32'(m_fwd ? sd.m0 : sd.n0);
         k = LOG2L'(32'(l) - f0);
         se_k[l] <= k;
         se_ok[l] <= m_fwd ? (32'(k) < TM && f0 + 32'(k) < 32'(d_m)) : (32'(k) < TN && f0 + 32'(k) < 32'(d_n));
         se_addr[l] <= SAW'(bank_word(sd.out_row, f0, l));
       end
-      for (int i = 0; i < TM; i++) se_row_ok[i] <= sd.m0 + 32'(i) < 32'(d_m);
-      for (int j = 0; j < TN; j++) se_col_ok[j] <= sd.n0 + 32'(j) < 32'(d_n);
+      for (int i = 0; i < TM; i++) se_row_ok[i] <= sd.m0 + DW'(i) < DW'(d_m);
+      for (int j = 0; j < TN; j++) se_col_ok[j] <= sd.n0 + DW'(j) < DW'(d_n);
       if (sd.valid)
         for (int q = 0; q < NQ; q++) begin
           qe_step[q] <= qd_sr[q][31] ? (qd_t[q] >>> qd_sr[q][9:5]) : qd_t[q];  // right, post
