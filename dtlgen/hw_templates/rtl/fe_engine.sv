@@ -255,9 +255,10 @@ module fe_engine #(
   //   their geometry in the three stages; a trip computes for at least 1 + PER_CHANNEL_DRAIN + 1 = 8
   //   cycles, so all five registers are settled by the next dispatch;
   // - trip 0 of an operation (g0) takes its three stages straight from the descriptor's first 20
-  //   bytes, which arrive at least two beats before its last one for buses up to 16 bytes; trip 1
-  //   (f1) takes five. `geom_age` counts cycles since those bytes arrived: the first load and the
-  //   first dispatch wait for it (they never do on buses up to 16 bytes with a latency of 2 or more).
+  //   bytes, which arrive at least two beats before its last one for buses up to 16 bytes, and the
+  //   stride products (k_*, two cycles: products, then sums) in four; trip 1 (f1) takes six.
+  //   `geom_age` counts cycles since those bytes arrived: the first load and the first dispatch
+  //   wait for it (they never do on buses up to 16 bytes with a latency of 2 or more).
   typedef struct packed {
     logic [15:0] tm, wn, ch, ch0, ylo, xlo, rows, cols, row_beats, wprod, w_row_beats;
     logic [31:0] first_row;  // ch0 * H + ylo
@@ -269,8 +270,9 @@ module fe_engine #(
   logic signed [24:0] k_yspan, k_xspan;  // (TR - 1) * stride + K: a full tile's window, rows / cols
   logic signed [24:0] k_yedge, k_xedge;  // (R - 1) * stride + K - P: an edge tile's window end
   logic signed [24:0] k_yhi0, k_xhi0;    // trip 0's window ends: (min(R, TR) - 1) * stride + K - P,
-                                         // from the descriptor (not k_yedge / k_yspan: g0_b reads it
-                                         // one cycle after the bytes arrive, as it read g0_a)
+                                         // per descriptor (g0_b reads it, not k_yedge / k_yspan)
+  logic signed [24:0] p_rs, p_cs, p_trs, p_tcs, p_kp;  // (R - 1) S, (C - 1) S, (TR - 1) S, (TC - 1) S, K - P
+  logic               p_rsmall, p_csmall;              // R < TR, C < TC
   logic [31:0]        k_hw;              // H * W: one input channel plane
   logic [15:0]        k_nl;              // d_nl (the trips after the first two read it)
   logic [15:0]        k_kk;              // K * K
@@ -296,14 +298,22 @@ module fe_engine #(
     k_coarse <= (d_shift > 0) ? d_shift[6:3] : 4'd0;
     k_fine <= d_shift[2:0];
     k_left <= (d_shift < 0 && -d_shift < 8'(A_BITS)) ? 4'(-d_shift) : 4'd0;
-    k_trs <= 24'(TR) * 24'(d_s);
-    k_tcs <= 24'(TC) * 24'(d_s);
-    k_yspan <= 25'(TR - 1) * 25'(d_s) + 25'(d_k);
-    k_xspan <= 25'(TC - 1) * 25'(d_s) + 25'(d_k);
-    k_yedge <= (25'(d_r) - 25'sd1) * 25'(d_s) + 25'(d_k) - 25'(d_p);
-    k_xedge <= (25'(d_c) - 25'sd1) * 25'(d_s) + 25'(d_k) - 25'(d_p);
-    k_yhi0 <= ((d_r < 16'(TR)) ? (25'(d_r) - 25'sd1) * 25'(d_s) : 25'(TR - 1) * 25'(d_s)) + 25'(d_k) - 25'(d_p);
-    k_xhi0 <= ((d_c < 16'(TC)) ? (25'(d_c) - 25'sd1) * 25'(d_s) : 25'(TC - 1) * 25'(d_s)) + 25'(d_k) - 25'(d_p);
+    // the stride products, then the sums from them a cycle later
+    p_rs <= (25'(d_r) - 25'sd1) * 25'(d_s);
+    p_cs <= (25'(d_c) - 25'sd1) * 25'(d_s);
+    p_trs <= 25'(TR - 1) * 25'(d_s);
+    p_tcs <= 25'(TC - 1) * 25'(d_s);
+    p_kp <= 25'(d_k) - 25'(d_p);
+    p_rsmall <= d_r < 16'(TR);
+    p_csmall <= d_c < 16'(TC);
+    k_trs <= 24'(p_trs) + 24'(d_s);
+    k_tcs <= 24'(p_tcs) + 24'(d_s);
+    k_yspan <= p_trs + 25'(d_k);
+    k_xspan <= p_tcs + 25'(d_k);
+    k_yedge <= p_rs + p_kp;
+    k_xedge <= p_cs + p_kp;
+    k_yhi0 <= (p_rsmall ? p_rs : p_trs) + p_kp;
+    k_xhi0 <= (p_csmall ? p_cs : p_tcs) + p_kp;
     k_hw <= 32'(d_h) * 32'(d_w);
     k_nl <= d_nl;
     k_kk <= 16'(d_k) * 16'(d_k);
@@ -1120,7 +1130,7 @@ module fe_engine #(
     go_half = 1'b0;
     go_tile_half = 1'b0;
     // (the trips after the dispatched one and their geometry are registers: see geom_t)
-    if (state == S_FIRST && mstate == M_WAIT && !job_start_pending && geom_age >= 3'd5) begin
+    if (state == S_FIRST && mstate == M_WAIT && !job_start_pending && geom_age >= 3'd6) begin
       go = 1'b1;
     end else if (advance && !cur_last) begin
       go = 1'b1;
@@ -1154,7 +1164,7 @@ module fe_engine #(
       job_ld_g = go_next_g;
       job_ld_half = ~go_half;
     end else if ((state == S_DESC || state == S_BIAS || state == S_FIRST || state == S_LAST) && job_start_pending
-                 && (state != S_FIRST || geom_age >= 3'd3)) begin  // trip 0's geometry (g0_c) is settled
+                 && (state != S_FIRST || geom_age >= 3'd4)) begin  // trip 0's geometry (g0_c) is settled
       job_start = 1'b1;
       job_kind = (state == S_DESC) ? J_DESC : (state == S_BIAS) ? J_BIAS : J_TRIP;
       job_load = (state != S_LAST);
