@@ -539,18 +539,20 @@ module fe_engine #(
   assign w_beat = (mstate == M_LOAD) && !job_start && rd_valid && (mjob == J_TRIP) && (d_kind == K_CONV)
                 && (rsp.done || ld_rows == 0);
   assign w_waddr = WA'(32'(ld_half) * KK + 32'(wr_t));
+  // a weight's place in the tile's tap row, m * wn + n < TM * TN: PW bits (so are the row's beats)
+  localparam int PW = $clog2(TM * TN) + 1;
   for (genvar m = 0; m < TM; m++) begin : g_w_row
-    logic [31:0] row_pos;  // m * ld_wn, in shifts and adds (no multiplier)
+    logic [PW-1:0] row_pos;  // m * ld_wn, in shifts and adds (no multiplier)
     always_comb begin
       row_pos = '0;
-      for (int i = 0; i < 16; i++) if (((m >> i) & 1) != 0) row_pos = row_pos + (32'(ld_wn) << i);
+      for (int i = 0; i < PW; i++) if (((m >> i) & 1) != 0) row_pos = row_pos + (PW'(ld_wn) << i);
     end
     for (genvar n = 0; n < TN; n++) begin : g_w_col
-      logic [31:0] pos;
-      assign pos = row_pos + 32'(n);
+      logic [PW-1:0] pos;
+      assign pos = row_pos + PW'(n);
       dtl_ram #(.WIDTH(W_BITS), .DEPTH(2 * KK)) bank (
-        .clk, .we(w_beat && 16'(m) < ld_tm && 16'(n) < ld_wn && pos / B == 32'(wr_b)), .waddr(w_waddr),
-        .wdata(rd_data[(pos % B) * 8 +: W_BITS]), .re(1'b1), .raddr(w_raddr), .rdata(w_rdata[m * TN + n]));
+        .clk, .we(w_beat && 16'(m) < ld_tm && 16'(n) < ld_wn && PW'(32'(pos) / B) == PW'(wr_b)), .waddr(w_waddr),
+        .wdata(rd_data[(32'(pos) % B) * 8 +: W_BITS]), .re(1'b1), .raddr(w_raddr), .rdata(w_rdata[m * TN + n]));
     end
   end
 
