@@ -573,12 +573,15 @@ module fe_engine #(
   logic q1_valid, q2_valid, q3a_valid, q3_valid, q4a_valid, q4_valid, q5a_valid, q5_valid, q6_valid, q7_valid;
   logic q1_half, q1_par, q2_par;
   logic [15:0] q1_m;
-  logic [7:0]  q1_cm0, q2_cm0, q1_bsel;
+  logic [7:0]  q1_cm0, q1_bsel;
   logic [31:0] q3a_addr, q3_addr, q4a_addr, q4_addr, q5a_addr, q5_addr, q6_addr, q7_addr;
   logic [31:0] q1_orow, q1_col, q2_rowoff, q2_col;  // the address, one product per stage:
                                                     // row (m0 + m) Or + r0 + row, then row Oc
   logic [7:0]  q1_bytes, q2_bytes, q3a_bytes, q3_bytes, q4a_bytes, q4_bytes, q5a_bytes, q5_bytes, q6_bytes, q7_bytes;
   logic signed [ACC_BITS-1:0] q2_banks [O_BANKS];
+  logic [ACC_BITS-1:0]        q1_lane [O_BANKS];  // lane q1_m's words (bank order)
+  always_comb
+    for (int k = 0; k < O_BANKS; k++) q1_lane[k] = o_rdata[(32'(q1_half) * TM + 32'(q1_m)) * O_BANKS + k];
   logic signed [31:0]         q2_bias, q3a_bias, q3_bias, q4a_bias;
   logic signed [ACC_BITS-1:0] q3a_top [B], q3a_bottom [B], q3_v [B];
   logic signed [33:0]         q4a_lo [B];
@@ -626,27 +629,28 @@ module fe_engine #(
       q1_bytes <= (32'(st_ocols) - 32'(st_beat) * 32'(BUS_BYTES) < 32'(BUS_BYTES))
                 ? 8'(32'(st_ocols) - 32'(st_beat) * 32'(BUS_BYTES)) : 8'(BUS_BYTES);
       // q2: the lane's words; its bias (convs only)
-      for (int k = 0; k < O_BANKS; k++) q2_banks[k] <= $signed(o_rdata[(32'(q1_half) * TM + 32'(q1_m)) * O_BANKS + k]);
+      // (rotated here so that the beat's first output is word 0 of each row half: q3a selects nothing)
+      for (int k = 0; k < O_BANKS; k++) q2_banks[k] <= $signed(q1_lane[(k / CB) * CB + (k % CB + 32'(q1_cm0)) % CB]);
       q2_bias <= 32'sd0;
       for (int k = 0; k < BIAS_BANKS; k++)
         if (k_conv && 32'(q1_bsel) == k) q2_bias <= $signed(bias_rdata[k]);
       q2_rowoff <= q1_orow * 32'(d_oc);
       q2_col <= d_out + q1_col;
-      {q2_par, q2_cm0, q2_bytes} <= {q1_par, q1_cm0, q1_bytes};
+      {q2_par, q2_bytes} <= {q1_par, q1_bytes};
       // q3a: each output's accumulator; under the fused pool, the larger of each row pair of its 2x2
       // window (q3: the larger of the two)
       for (int j = 0; j < B; j++) begin
         if (d_pool) begin
           logic signed [ACC_BITS-1:0] a, b, c, d;
-          a = q2_banks[(32'(q2_cm0) + 2 * j) % CB];
-          b = q2_banks[(32'(q2_cm0) + 2 * j + 1) % CB];
-          c = q2_banks[CB + (32'(q2_cm0) + 2 * j) % CB];
-          d = q2_banks[CB + (32'(q2_cm0) + 2 * j + 1) % CB];
+          a = q2_banks[(2 * j) % CB];
+          b = q2_banks[(2 * j + 1) % CB];
+          c = q2_banks[CB + (2 * j) % CB];
+          d = q2_banks[CB + (2 * j + 1) % CB];
           q3a_top[j] <= (b > a) ? b : a;
           q3a_bottom[j] <= (d > c) ? d : c;
         end else begin
-          q3a_top[j] <= q2_banks[32'(q2_par) * CB + (32'(q2_cm0) + j) % CB];
-          q3a_bottom[j] <= q2_banks[32'(q2_par) * CB + (32'(q2_cm0) + j) % CB];
+          q3a_top[j] <= q2_banks[32'(q2_par) * CB + j % CB];
+          q3a_bottom[j] <= q2_banks[32'(q2_par) * CB + j % CB];
         end
       end
       q3a_addr <= q2_rowoff + q2_col;
