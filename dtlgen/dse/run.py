@@ -46,7 +46,7 @@ class DSEResult:
 
 
 ARRAY_VARIABLES = ("fe_tm", "fe_tn", "fe_tr", "fe_tc", "rl_tm", "rl_tn")
-SAMPLING_ROUNDS = 8
+SAMPLING_ROUNDS = 16
 
 
 class FittingSampling(Sampling):

