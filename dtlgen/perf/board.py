@@ -107,9 +107,14 @@ def fe_memories(fe: FEParams) -> list[tuple[int, int, int]]:
     bias_banks = max(1, bus // 4)
     mems = [(max(tm, tn) + (tm if fe.has_add else 0), 2 * in_words, bus * fe.a_bits),
             (tm * tn, 2 * k * k, fe.w_bits),
-            (2 * max(tm, 2 * cb), o_words, ACC_BITS),  # two halves of max(tm, 2·CB) skewed banks
+            (2 * output_banks(fe), o_words, ACC_BITS),  # two halves of skewed banks
             (bias_banks, -(-fe.m_max // bias_banks), ACC_BITS)]
     return [m for m in mems if m[1] > 1]
+
+
+def output_banks(fe: FEParams) -> int:
+    """fe_engine.sv's OP: the output tile's physical banks per half, max(tm, 2·CB)."""
+    return max(fe.tm, 2 * _output_banks(fe.tc, fe.bus_bytes))
 
 
 def _output_banks(tc: int, bus: int) -> int:
@@ -132,9 +137,8 @@ def core_features(core: CoreParams) -> dict[str, float]:
     stage of the update) and its stash lanes (a power of two ≥ tm, tn: each with a requantiser —
     shift, round, saturate, stochastic rounding — and a share of the lane rotations)."""
     fe, rl = core.fe, core.rl
-    lanes = max(fe.tm, 2 * _output_banks(fe.tc, fe.bus_bytes))
     rl_pe = rl.tm * rl.tn * rl.acc_bits / 40 if rl is not None else 0.0
-    return {"const": 1.0, "fe_pe": float(fe.tm * fe.tn), "fe_lanes": float(lanes),
+    return {"const": 1.0, "fe_pe": float(fe.tm * fe.tn), "fe_lanes": float(output_banks(fe)),
             "fe_lutram": float(fe_lutram_cells(fe)), "rl_pe": float(rl_pe),
             "rl_lanes": float(rl.lanes if rl is not None else 0)}
 
