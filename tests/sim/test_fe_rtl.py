@@ -25,6 +25,7 @@ from dtlgen.perf.fe import FEConfig, op_cycles
 from dtlgen.quant import golden
 from dtlgen.quant.quantize import PrecisionConfig, quantize
 from dtlgen.sim import fe_sim
+from dtlgen.sim.netlist import netlist_sources
 
 LAYER_TOLERANCE = 0.02
 NETWORK_TOLERANCE = 0.01
@@ -41,10 +42,10 @@ def fe_build(tm: int, tn: int, tr: int, tc: int, **dram) -> FESimBuild:
 PARAMS = fe_build(4, 4, 4, 4)
 
 
-def simulate(qnet, x_int, workdir, params=PARAMS, cfg=CFG):
+def simulate(qnet, x_int, workdir, params=PARAMS, cfg=CFG, sources_dir=None):
     program = build_fe_program(qnet, cfg, x_int, params.dram.memory_bytes, bus_bytes=params.fe.bus_bytes)
     predicted = [op_cycles(img.op, cfg, params.fe.bus_bytes, params.dram.latency).cycles for img in program.ops]
-    result = fe_sim.run(program, params, workdir, max_cycles=4 * sum(predicted) + 10_000)
+    result = fe_sim.run(program, params, workdir, max_cycles=4 * sum(predicted) + 10_000, sources_dir=sources_dir)
     reference = golden.fe_forward(qnet, x_int[None])
     exact = [np.array_equal(program.read(result.memory, i), reference[img.layer][0])
              for i, img in enumerate(program.ops)]
@@ -70,6 +71,19 @@ def test_digits_cnn_fe_is_bit_exact_and_on_the_model(tmp_path):
     for measured, model in zip(result.cycles, predicted):
         assert abs(measured - model) <= LAYER_TOLERANCE * model
     assert abs(sum(result.cycles) - sum(predicted)) <= NETWORK_TOLERANCE * sum(predicted)
+
+
+def test_yosys_reads_the_engine_as_verilator_does(tmp_path):
+    """The digits network on yosys's netlist of fe_engine.sv (dtlgen.sim.netlist): the same outputs and
+    cycles as the RTL, so the bitstream flow builds what the other tests check."""
+    network = load_model("digits_cnn")
+    task = load_digits_task()
+    qnet = quantize(network, task.retrain_x, PrecisionConfig())
+    x_int = golden.quantize_input(qnet, task.test_x[:1])[0]
+    sources = netlist_sources("fe_engine.sv", "fe_engine", PARAMS.fe.hdl_parameters(), tmp_path / "netlist")
+    _, result, predicted, exact = simulate(qnet, x_int, tmp_path / "run", sources_dir=sources)
+    assert all(exact)
+    assert result.cycles == predicted
 
 
 @pytest.mark.parametrize("shift", [-3, -40])

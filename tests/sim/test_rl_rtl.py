@@ -28,6 +28,7 @@ from dtlgen.perf.rl import RLConfig
 from dtlgen.quant import golden
 from dtlgen.quant.quantize import PrecisionConfig, quantize
 from dtlgen.sim import rl_sim
+from dtlgen.sim.netlist import netlist_sources
 
 TM, TN, BUS, LATENCY = 3, 4, 8, 20
 # Room for up to 3 layers of <= 40 x 40, batch <= 6 at <= 4 positions (4 stash lanes of 10 words).
@@ -80,7 +81,7 @@ def widened(layout: RLLayout) -> RLLayout:
     return replace(layout, engine=replace(layout.engine, **ENGINE_BUILD), memory_bytes=MEMORY_BYTES)
 
 
-def train(chain: Chain, workdir, stall_period: int = 0):
+def train(chain: Chain, workdir, stall_period: int = 0, sources_dir=None):
     """Quantise and plan `chain`, re-train it on the engine from random samples (full batches, then
     `last_batch`; the lr shift alternates by one); also the golden weights and the predicted cycles."""
     network = build_network(chain)
@@ -94,7 +95,11 @@ def train(chain: Chain, workdir, stall_period: int = 0):
                                chain.first_step, list(range(chain.steps)))
     layout = widened(plan_rl(qnet, RLConfig(TM, TN, batch=chain.batch), BUS))
     state = golden.initial_rl_state(qnet)
-    result = rl_sim.simulate_training(layout, plan, state, workdir / f"run{next(_runs)}", LATENCY, stall_period)
+    if sources_dir == "netlist":  # yosys's reading of the engine at this build's parameters
+        engine = rl_sim.sim_build(layout, LATENCY, stall_period).rl.hdl_parameters()
+        sources_dir = netlist_sources("rl_engine.sv", "rl_engine", engine, workdir / "netlist")
+    result = rl_sim.simulate_training(layout, plan, state, workdir / f"run{next(_runs)}", LATENCY, stall_period,
+                                      sources_dir=sources_dir)
     return result, rl_sim.golden_replay(qnet, plan, state), rl_sim.predict_step(layout, LATENCY), state
 
 
@@ -133,6 +138,14 @@ def test_chosen_chains_train_bit_exact_on_the_cycle_model(tmp_path, chain):
 @given(chain=chains())
 def test_random_chains_train_bit_exact_on_the_cycle_model(tmp_path, chain):
     check_exact_and_on_the_model(chain, tmp_path)
+
+
+def test_yosys_reads_the_engine_as_verilator_does(tmp_path):
+    """A chain on yosys's netlist of rl_engine.sv (dtlgen.sim.netlist): the same weights and cycles as
+    the RTL's, so the bitstream flow builds what the other tests check."""
+    result, expected, predicted, _ = train(FLATTEN_1X1, tmp_path, sources_dir="netlist")
+    assert rl_sim.first_mismatch(result.weights, expected) is None
+    assert result.descriptor_cycles == [(d.layer, d.mode, d.cycles) for d in predicted]
 
 
 def test_memory_stalls_change_timing_not_weights(tmp_path):
