@@ -108,8 +108,11 @@ module fe_engine #(
 
   // ---------------------------------------------------------------------------------------------
   // Buffers: the input, weight, output and bias tiles are dtl_ram banks (block RAM / LUTRAM); the
-  // descriptor is a register file.
-  logic [31:0]                desc [DESC_WORDS];
+  // descriptor is a packed register (not a memory: each byte has one source, a beat's byte lane, and
+  // one enable, the beat's index).
+  /* verilator lint_off UNUSEDSIGNAL */  // its free words (dtlgen.isa.fe: 11 of 16 used)
+  logic [DESC_WORDS-1:0][31:0] desc;
+  /* verilator lint_on UNUSEDSIGNAL */
 
   // ---------------------------------------------------------------------------------------------
   // Descriptor fields
@@ -868,10 +871,11 @@ module fe_engine #(
             if (rd_valid) begin
               if (mjob == J_DESC) begin
                 if (rsp_byte < 32'd20) geom_age <= '0;  // a beat of the geometry fields
-                // byte j of the beat by its offset in the descriptor, rsp_byte's low DBW bits: a narrow
-                // decode (yosys mis-reads a loop-local variable as an index here: written out)
-                for (int j = 0; j < BUS_BYTES; j++)
-                  desc[32'(DBW'(rsp_byte + 32'(j)) >> 2)][8 * 32'(2'(rsp_byte + 32'(j))) +: 8] <= rd_data[j * 8 +: 8];
+                // beat i holds bytes i * BUS_BYTES .. (rsp_byte counts them, a multiple of BUS_BYTES)
+                for (int i = 0; i < DESC_BYTES / BUS_BYTES; i++)
+                  if (DBW'(rsp_byte) == DBW'(i * BUS_BYTES))
+                    for (int j = 0; j < BUS_BYTES; j++)
+                      desc[(i * BUS_BYTES + j) / 4][8 * ((i * BUS_BYTES + j) % 4) +: 8] <= rd_data[j * 8 +: 8];
                 rsp_byte <= rsp_byte + BUS_BYTES;
                 if (rsp_byte + BUS_BYTES >= DESC_BYTES) mstate <= M_WAIT;
               end else if (mjob == J_BIAS) begin
