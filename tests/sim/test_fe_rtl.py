@@ -74,16 +74,23 @@ def test_digits_cnn_fe_is_bit_exact_and_on_the_model(tmp_path):
 
 
 def test_yosys_reads_the_engine_as_verilator_does(tmp_path):
-    """The digits network on yosys's netlist of fe_engine.sv (dtlgen.sim.netlist): the same outputs and
-    cycles as the RTL, so the bitstream flow builds what the other tests check."""
-    network = load_model("digits_cnn")
+    """yosys's netlist of fe_engine.sv (dtlgen.sim.netlist) runs the digits network (convs with fused
+    pools) and every other op (depthwise, 1x1, residual add, standalone max and average pools): outputs
+    bit-exact and cycles equal to the model, as the RTL's are, so the bitstream flow builds what the
+    other tests check. 16-column tiles on an 8-byte bus: a row's second beat starts half-way through
+    the output banks (the store's odd-beat word selects)."""
+    params, cfg = fe_build(4, 4, 4, 16), FEConfig(4, 4, 4, 16)
+    sources = netlist_sources("fe_engine.sv", "fe_engine", params.fe.hdl_parameters(), tmp_path / "netlist")
     task = load_digits_task()
-    qnet = quantize(network, task.retrain_x, PrecisionConfig())
-    x_int = golden.quantize_input(qnet, task.test_x[:1])[0]
-    sources = netlist_sources("fe_engine.sv", "fe_engine", PARAMS.fe.hdl_parameters(), tmp_path / "netlist")
-    _, result, predicted, exact = simulate(qnet, x_int, tmp_path / "run", sources_dir=sources)
-    assert all(exact)
-    assert result.cycles == predicted
+    digits = quantize(load_model("digits_cnn"), task.retrain_x, PrecisionConfig())
+    torch.manual_seed(0)
+    x = np.random.default_rng(0).standard_normal((4, 3, 9, 9))
+    per_channel = quantize(import_module(_PerChannel().eval(), (3, 9, 9)), x, PrecisionConfig())
+    for name, qnet, x_int in (("digits", digits, golden.quantize_input(digits, task.test_x[:1])[0]),
+                              ("per_channel", per_channel, golden.quantize_input(per_channel, x[:1])[0])):
+        _, result, predicted, exact = simulate(qnet, x_int, tmp_path / name, params, cfg, sources_dir=sources)
+        assert all(exact), name
+        assert result.cycles == predicted, name
 
 
 @pytest.mark.parametrize("shift", [-3, -40])
@@ -185,14 +192,16 @@ class _PerChannel(nn.Module):
         return self.avg(self.pool(torch.relu(z + y)))
 
 
-@pytest.mark.parametrize("tile", [3, 4])  # odd tiles leave pools standalone, even ones fuse where they can
+# odd tiles leave pools standalone, even ones fuse where they can; 16 columns on the 8-byte bus start
+# a row's second beat half-way through the output banks
+@pytest.mark.parametrize("tile", [(3, 3), (4, 4), (4, 16)])
 def test_depthwise_pool_and_add_bit_exact(tmp_path, tile):
     torch.manual_seed(0)
     network = import_module(_PerChannel().eval(), (3, 9, 9))
     x = np.random.default_rng(0).standard_normal((4, 3, 9, 9))
     qnet = quantize(network, x, PrecisionConfig())
-    cfg = FEConfig(4, 4, tile, tile)
-    params = fe_build(4, 4, tile, tile)
+    cfg = FEConfig(4, 4, *tile)
+    params = fe_build(4, 4, *tile)
     program, result, predicted, exact = simulate(qnet, golden.quantize_input(qnet, x[:1])[0], tmp_path, params, cfg)
     assert {img.op.kind for img in program.ops} == {"conv", "add", "pool"}
     assert any(img.op.depthwise for img in program.ops)

@@ -81,7 +81,7 @@ def widened(layout: RLLayout) -> RLLayout:
     return replace(layout, engine=replace(layout.engine, **ENGINE_BUILD), memory_bytes=MEMORY_BYTES)
 
 
-def train(chain: Chain, workdir, stall_period: int = 0, sources_dir=None):
+def train(chain: Chain, workdir, stall_period: int = 0, netlist: bool = False):
     """Quantise and plan `chain`, re-train it on the engine from random samples (full batches, then
     `last_batch`; the lr shift alternates by one); also the golden weights and the predicted cycles."""
     network = build_network(chain)
@@ -95,7 +95,8 @@ def train(chain: Chain, workdir, stall_period: int = 0, sources_dir=None):
                                chain.first_step, list(range(chain.steps)))
     layout = widened(plan_rl(qnet, RLConfig(TM, TN, batch=chain.batch), BUS))
     state = golden.initial_rl_state(qnet)
-    if sources_dir == "netlist":  # yosys's reading of the engine at this build's parameters
+    sources_dir = None
+    if netlist:  # yosys's reading of the engine at this build's parameters
         engine = rl_sim.sim_build(layout, LATENCY, stall_period).rl.hdl_parameters()
         sources_dir = netlist_sources("rl_engine.sv", "rl_engine", engine, workdir / "netlist")
     result = rl_sim.simulate_training(layout, plan, state, workdir / f"run{next(_runs)}", LATENCY, stall_period,
@@ -141,9 +142,9 @@ def test_random_chains_train_bit_exact_on_the_cycle_model(tmp_path, chain):
 
 
 def test_yosys_reads_the_engine_as_verilator_does(tmp_path):
-    """A chain on yosys's netlist of rl_engine.sv (dtlgen.sim.netlist): the same weights and cycles as
-    the RTL's, so the bitstream flow builds what the other tests check."""
-    result, expected, predicted, _ = train(FLATTEN_1X1, tmp_path, sources_dir="netlist")
+    """A chain on yosys's netlist of rl_engine.sv (dtlgen.sim.netlist): weights bit-exact and cycles equal
+    to the model, as the RTL's are, so the bitstream flow builds what the other tests check."""
+    result, expected, predicted, _ = train(FLATTEN_1X1, tmp_path, netlist=True)
     assert rl_sim.first_mismatch(result.weights, expected) is None
     assert result.descriptor_cycles == [(d.layer, d.mode, d.cycles) for d in predicted]
 
