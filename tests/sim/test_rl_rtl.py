@@ -141,6 +141,7 @@ def test_random_chains_train_bit_exact_on_the_cycle_model(tmp_path, chain):
     check_exact_and_on_the_model(chain, tmp_path)
 
 
+@pytest.mark.slow  # 2 min with a cold build; the FE's twin runs by default
 def test_yosys_reads_the_engine_as_verilator_does(tmp_path):
     """A chain on yosys's netlist of rl_engine.sv (dtlgen.sim.netlist): weights bit-exact and cycles equal
     to the model, as the RTL's are, so the bitstream flow builds what the other tests check."""
