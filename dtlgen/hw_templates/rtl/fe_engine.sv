@@ -1156,11 +1156,15 @@ module fe_engine #(
     for (int p = 0; p < OP; p++) r_word[p] <= o_rdata[32'(tile_half) * OP + p];
     p_word <= r_word;
   end
+  // one adder per bank serves both folds: acc + s, or (max-pool) acc - s, whose sign says s > acc
   always_comb begin
     for (int p = 0; p < OP; p++) begin
-      if (s_t.first) a_total[p] = s_sum[p];
-      else if (k_maxpool) a_total[p] = (s_sum[p] > acc[p]) ? s_sum[p] : acc[p];
-      else a_total[p] = acc[p] + s_sum[p];
+      logic signed [ACC_BITS:0] r;
+      r = {acc[p][ACC_BITS-1], acc[p]} + ({s_sum[p][ACC_BITS-1], s_sum[p]} ^ {(ACC_BITS + 1){k_maxpool}})
+          + (ACC_BITS + 1)'(k_maxpool);
+      if (s_t.first || (k_maxpool && r[ACC_BITS])) a_total[p] = s_sum[p];
+      else if (k_maxpool) a_total[p] = acc[p];
+      else a_total[p] = r[ACC_BITS-1:0];
     end
   end
   always_ff @(posedge clk) begin
