@@ -18,8 +18,10 @@ Transfers move `beats = G · stash_words(F) · lanes · 2 / bus` beats.
    (the PS's share, not engine time); then LOAD dY: fetch + L + beats + LOAD_OVERHEAD.
 4. Per layer, last to first: BWD_DATA (not for the first layer) fetch + Nt·G·Mt + GEMM_OVERHEAD + R;
    UPDATE (BWD_WEIGHT fused with the update: each PE accumulates its dW element over the G rows,
-   then the tile is requantised, stochastically rounded and written back while the next tile
-   accumulates) fetch + tm (LFSR row starts) + Mt·Nt'·G + GEMM_OVERHEAD.
+   then the tile's tm·tn results drain through the max(tm, tn) requantisers in D = `update_chunks`
+   cycles (requantised, stochastically rounded, written back) while the next tile accumulates; tiles
+   issue at least D cycles apart) fetch + tm (LFSR row starts) + (Mt·Nt' − 1)·max(G, D) + G
+   + GEMM_OVERHEAD + D − 1.
 GEMM_OVERHEAD = set-up 1 + pipeline drain 11 (read, operands, product, accumulate; then the output
 stages: bias add, shift, round/saturate, activation or stochastic-rounding term, its shift,
 subtract/write) + finish 1. The figures are exact for a memory that never stalls (tests hold them to the RTL).
@@ -54,6 +56,11 @@ from dtlgen.quant import fixed
 DESCRIPTOR_BYTES = isa_rl.DESCRIPTOR_BYTES
 VALUE_BYTES = isa_rl.VALUE_BYTES
 GEMM_OVERHEAD = 13
+
+
+def update_chunks(tm: int, tn: int) -> int:
+    """Cycles UPDATE takes to drain a tile's tm·tn results through the max(tm, tn) requantisers."""
+    return min(tm, tn)
 
 
 def reduce_depth(tm: int, tn: int) -> int:
@@ -171,7 +178,9 @@ def step_cycles(gemms: list[GemmLayer], cfg: RLConfig, bus_bytes: float, latency
         if g is not first:
             out.append(DescriptorCycles(g.name, "BWD_DATA", fetch + nt * rows * mt + GEMM_OVERHEAD + tree,
                                         macs, 2 * macs))
-        out.append(DescriptorCycles(g.name, "UPDATE", fetch + cfg.tm + mt * nta * rows + GEMM_OVERHEAD, macs,
+        chunks = update_chunks(cfg.tm, cfg.tn)
+        issue = (mt * nta - 1) * max(rows, chunks) + rows
+        out.append(DescriptorCycles(g.name, "UPDATE", fetch + cfg.tm + issue + GEMM_OVERHEAD + chunks - 1, macs,
                                     2 * macs))  # the dW MACs only: see "Ops" in the module docstring
     return out
 
