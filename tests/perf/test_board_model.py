@@ -102,9 +102,9 @@ def test_open_flow_boards_are_judged_by_the_board_design():
     assert core is not None and prediction.resources.lut == core.lut4 and prediction.resources.bram18 == core.dp16kd
     assert prediction.to_dict()["board_core"]["lut4"] == core.lut4
     assert predict(network, design(board="pynq-z2"), load_board("pynq-z2")).board_core is None
-    # an RL array whose processing elements cannot fit the 85F's LUTs is infeasible there, and an FE
-    # array past its multipliers likewise
-    huge = predict(network, design(rl=(8, 8)), load_board("ulx3s-85f"))
+    # an RL array whose requantisers cannot fit the 85F's LUTs is infeasible there (32 of them, 64
+    # multipliers), and an FE array past its multipliers likewise
+    huge = predict(network, design(rl=(32, 2)), load_board("ulx3s-85f"))
     assert not huge.feasible and any(v.startswith("lut") for v in huge.violations)
     wide = predict(network, design((16, 16, 16, 16)), load_board("ulx3s-85f"))
     assert not wide.feasible and any(v.startswith("dsp") for v in wide.violations)
