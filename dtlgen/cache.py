@@ -3,11 +3,18 @@
 Every cache entry (a Verilator build per parameter set, a g++ build per source hash) is a folder
 under `cache_dir(kind)`. A cache location that is a file or cannot be written is one clear error
 naming DTLGEN_CACHE, not a traceback from deep inside a build. Deleting the cache is always safe.
+
+The cache does not grow without bound: every new build sweeps its kind's folder down to
+`DTLGEN_CACHE_GB` (default 5) gigabytes, least recently used entries first (a build that is reused
+is marked used). A sweep removes only entries dtlgen names (`sweep`'s pattern), never the newest,
+and never anything else a user put beside them.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 from pathlib import Path
 
 from dtlgen.atomic import writable
@@ -19,7 +26,9 @@ def cache_root() -> Path:
 
 
 def cache_dir(kind: str) -> Path:
-    """`cache_root()/kind`, created if needed; DtlgenError if it cannot be created or written."""
+    """`cache_root()/kind`, created if needed; DtlgenError if it cannot be created or written, or if
+    DTLGEN_CACHE_GB is not a size (checked here, before any build starts)."""
+    cache_limit_bytes()
     root = cache_root()
     where = "DTLGEN_CACHE" if os.environ.get("DTLGEN_CACHE") else "the cache folder"
     path = root / kind
@@ -36,3 +45,66 @@ def cache_dir(kind: str) -> Path:
         raise DtlgenError(f"{where} '{root}' cannot hold dtlgen's builds ({problem}); point DTLGEN_CACHE "
                           "at a writable folder (or unset it to use ~/.cache/dtlgen)")
     return path
+
+
+DEFAULT_CACHE_GB = 5.0
+
+
+def cache_limit_bytes() -> int:
+    """`DTLGEN_CACHE_GB` in bytes (default 5 GB); DtlgenError for a value that is not a number >= 0."""
+    text = os.environ.get("DTLGEN_CACHE_GB", "").strip()
+    try:
+        gigabytes = float(text) if text else DEFAULT_CACHE_GB
+    except ValueError:
+        gigabytes = -1.0
+    if not gigabytes >= 0.0 or gigabytes == float("inf"):
+        raise DtlgenError(f"DTLGEN_CACHE_GB='{text}' is not a size in gigabytes; set it to a number such as 5 "
+                          "(0 keeps only the newest build), or unset it for the default of 5")
+    return int(gigabytes * 1e9)
+
+
+def mark_used(entry: Path) -> None:
+    """Note that a cached build was reused now (its folder's time), so that sweeps keep it longer."""
+    try:
+        os.utime(entry)
+    except OSError:
+        pass  # a read-only cache still serves builds; it only sweeps less well
+
+
+def _size(path: Path) -> int:
+    total = 0
+    for folder, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def sweep(folder: Path, pattern: str, keep: Path, limit: int | None = None) -> list[Path]:
+    """Remove the least recently used entries of `folder` whose names match `pattern` (a regular
+    expression for the whole name) until those left hold at most `limit` bytes (default
+    `cache_limit_bytes()`). `keep` (the build just made) always stays; files and folders whose names do
+    not match are never touched. Returns what was removed."""
+    limit = cache_limit_bytes() if limit is None else limit
+    name = re.compile(pattern)
+    entries = []
+    for path in folder.iterdir():
+        if path.is_dir() and not path.is_symlink() and name.fullmatch(path.name):
+            try:
+                entries.append((path.stat().st_mtime, path, _size(path)))
+            except OSError:
+                pass  # removed by another process meanwhile
+    total = sum(size for _, _, size in entries)
+    removed = []
+    for _, path, size in sorted(entries, key=lambda e: e[0]):
+        if total <= limit:
+            break
+        if path.resolve() == keep.resolve():
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            removed.append(path)
+            total -= size
+    return removed

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dtlgen.cache import cache_limit_bytes, mark_used, sweep
 from dtlgen.errors import DesignError, DtlgenError, ToolMissingError
 
 CXX_FLAGS = ("-std=c++14", "-O2", "-fPIC", "-Wall", "-Wno-unknown-pragmas", "-Wno-unused-label",
@@ -92,6 +93,7 @@ def build(hls_dir: Path, cache: Path | None = None) -> CsimBuild:
     staging directory is removed whatever stops the build (a compile error, Ctrl-C), so the cache
     only ever holds complete builds."""
     hls_dir = Path(hls_dir).resolve()
+    cache_limit_bytes()  # a bad DTLGEN_CACHE_GB stops the command before it compiles anything
     if not (hls_dir / "dtl_params.h").exists() or not (hls_dir / ENGINE_SOURCES["fe"]).exists():
         raise DesignError(f"'{hls_dir}' holds no HLS engines (dtl_params.h, {ENGINE_SOURCES['fe']}); regenerate the "
                           "project with 'dtlgen generate'")
@@ -112,6 +114,7 @@ def build(hls_dir: Path, cache: Path | None = None) -> CsimBuild:
     out = (cache or cache_root()) / digest.hexdigest()[:20]
     result = CsimBuild(out / LIBRARY, {e: out / f"tb_{e}" for e in engines}, "rl" in engines, 0.0)
     if _complete(result):
+        mark_used(out)
         return result
     start = time.perf_counter()
     staging = out.with_name(out.name + f".tmp{os.getpid()}")
@@ -157,6 +160,7 @@ def build(hls_dir: Path, cache: Path | None = None) -> CsimBuild:
                 job.kill()
                 job.wait()
         shutil.rmtree(staging, ignore_errors=True)
+    sweep(out.parent, r"[0-9a-f]{20}", out)
     return CsimBuild(result.library, result.testbenches, result.has_rl, time.perf_counter() - start)
 
 

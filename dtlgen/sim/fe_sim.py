@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dtlgen.cache import cache_dir
+from dtlgen.cache import cache_dir, mark_used, sweep
 from dtlgen.errors import ToolMissingError
 from dtlgen.generator.fe_program import FEProgram
 from dtlgen.generator.rtl import RTL_SOURCES, TOP, rtl_dir, write_hex
@@ -74,6 +74,7 @@ def build_top(sources: list[Path], top: str, parameters: dict[str, object], pref
     root = cache_root or cache_dir("verilator")
     build_dir = root / f"{prefix}_{digest}"
     if (build_dir / top).exists():  # the runner names the simulator executable after the top
+        mark_used(build_dir)
         return build_dir
     runner = get_runner("verilator")
     netlist = any(text.startswith(NETLIST_HEADER.encode()) for text in texts)
@@ -91,6 +92,7 @@ def build_top(sources: list[Path], top: str, parameters: dict[str, object], pref
                                    "compiler and make must be installed (Debian/Ubuntu: apt-get install g++ make), "
                                    "and the RTL must be lint-clean") from None
         raise
+    sweep(root, r"(fe|rl)_[0-9a-f]{16}", build_dir)
     return build_dir
 
 

@@ -1,0 +1,66 @@
+"""The build cache stays within DTLGEN_CACHE_GB: least recently used builds go first, nothing else is touched."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from dtlgen.cache import cache_limit_bytes, sweep
+from dtlgen.errors import DtlgenError
+
+PATTERN = r"(fe|rl)_[0-9a-f]{16}"
+
+
+def entry(folder, name, size, age):
+    path = folder / name
+    path.mkdir()
+    (path / "Vtop").write_bytes(b"x" * size)
+    stamp = 1_000_000 + age
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+def test_sweep_removes_least_recently_used_builds_only(tmp_path):
+    old = entry(tmp_path, "fe_" + "0" * 16, 400, 1)
+    mid = entry(tmp_path, "rl_" + "1" * 16, 400, 2)
+    new = entry(tmp_path, "fe_" + "2" * 16, 400, 3)
+    foreign = tmp_path / "my_notes"  # not a name dtlgen gives a build
+    foreign.mkdir()
+    (foreign / "big").write_bytes(b"y" * 5000)
+    stray = tmp_path / ("rl_" + "3" * 16)  # a file with a build's name is not a build folder
+    stray.write_text("not a folder")
+    removed = sweep(tmp_path, PATTERN, new, limit=900)
+    assert removed == [old]
+    assert mid.exists() and new.exists() and (foreign / "big").exists()
+    assert sweep(tmp_path, PATTERN, new, limit=0) == [mid]  # the build just made always stays
+    assert new.exists() and foreign.exists() and stray.exists()
+
+
+def test_sweep_keeps_a_build_marked_used(tmp_path):
+    a = entry(tmp_path, "fe_" + "a" * 16, 400, 1)
+    b = entry(tmp_path, "fe_" + "b" * 16, 400, 2)
+    c = entry(tmp_path, "fe_" + "c" * 16, 400, 3)
+    os.utime(a)  # reused now: the newest mark
+    assert sweep(tmp_path, PATTERN, c, limit=800) == [b]
+    assert a.exists() and c.exists()
+
+
+@pytest.mark.parametrize("value", ["lots", "-1", "nan", "inf", "5GB"])
+def test_bad_cache_limit_is_one_clear_error(monkeypatch, value):
+    monkeypatch.setenv("DTLGEN_CACHE_GB", value)
+    with pytest.raises(DtlgenError, match="DTLGEN_CACHE_GB"):
+        cache_limit_bytes()
+
+
+@settings(max_examples=50, deadline=None)
+@given(sizes=st.lists(st.integers(0, 1000), min_size=1, max_size=8), limit=st.integers(0, 4000))
+def test_sweep_leaves_at_most_the_limit_or_only_the_newest(tmp_path_factory, sizes, limit):
+    folder = tmp_path_factory.mktemp("cache")
+    paths = [entry(folder, f"rl_{i:016x}", size, i) for i, size in enumerate(sizes)]
+    removed = sweep(folder, PATTERN, paths[-1], limit=limit)
+    left = [p for p in paths if p.exists()]
+    assert set(removed) | set(left) == set(paths) and paths[-1] in left
+    assert sum(sizes[paths.index(p)] for p in left) <= limit or left == [paths[-1]]
+    assert removed == paths[:len(removed)]  # oldest first
