@@ -615,9 +615,10 @@ module rl_engine #(
   // UPDATE's drain: the rest of a tile's results, the values they update, their random bits and
   // bias flags, chunk 1 at the bottom (uvec holds the dW tile); the chunks still to come after the
   // one stage A takes, and the tile's tag
-  logic signed [BITS-1:0] u_old [TMN];
-  logic [15:0]            u_rnd [TMN];
-  logic                   u_bias [TMN];
+  localparam int UN = (TMN > NQ) ? TMN - NQ : 1;  // drain entries: PEs NQ .. TMN - 1 (chunks 1 ..)
+  logic signed [BITS-1:0] u_old [UN];
+  logic [15:0]            u_rnd [UN];
+  logic                   u_bias [UN];
   logic [UDW-1:0]         dr_left;
   /* verilator lint_off UNUSEDSIGNAL */
   tag_t                   dr_tag;
@@ -1036,9 +1037,11 @@ module rl_engine #(
       if (UD > 1 && ((st4.valid && m_upd) || dr_left > 1))
         for (int e = 0; e + NQ < TMN; e++) begin
           uvec[e] <= uvec[e + NQ];
-          u_old[e] <= (dr_left != 0) ? u_old[e + NQ] : cap_old[e + NQ];
-          u_rnd[e] <= (dr_left != 0) ? u_rnd[e + NQ] : rnd[e + NQ];
-          u_bias[e] <= (dr_left != 0) ? u_bias[e + NQ] : cap_bias[e + NQ];
+          // (the top NQ entries take stage 4's values on every shift: after the capture nothing
+          // reads what moves into them, so they need no select)
+          u_old[e] <= (dr_left != 0 && e + NQ < UN) ? u_old[(e + NQ < UN) ? e + NQ : 0] : cap_old[e + NQ];
+          u_rnd[e] <= (dr_left != 0 && e + NQ < UN) ? u_rnd[(e + NQ < UN) ? e + NQ : 0] : rnd[e + NQ];
+          u_bias[e] <= (dr_left != 0 && e + NQ < UN) ? u_bias[(e + NQ < UN) ? e + NQ : 0] : cap_bias[e + NQ];
         end
       if (st4.valid || dr_left != 0) begin
         for (int q = 0; q < NQ; q++) begin
@@ -1051,13 +1054,13 @@ module rl_engine #(
           qa_sr[q] <= sr2;
           if (m_upd) begin
             logic is_bias;
-            is_bias = (dr_left != 0) ? u_bias[q] : cap_bias[q];
+            is_bias = (dr_left != 0) ? u_bias[(q < UN) ? q : 0] : cap_bias[q];
             qa_v[q] <= VB'(uvec[q]);
             qa_bias[q] <= is_bias;
             qa_rq[q] <= is_bias ? rq1 : rq0;
             qa_sr[q] <= is_bias ? sr3 : sr2;
-            qa_old[q] <= (dr_left != 0) ? u_old[q] : cap_old[q];
-            qa_rnd[q] <= (dr_left != 0) ? u_rnd[q] : rnd[q];
+            qa_old[q] <= (dr_left != 0) ? u_old[(q < UN) ? q : 0] : cap_old[q];
+            qa_rnd[q] <= (dr_left != 0) ? u_rnd[(q < UN) ? q : 0] : rnd[q];
           end else begin
             qa_v[q] <= ovec[q];
             qa_x[q] <= a_rdata[(32'(st4.n0) + 32'(q)) & 32'(LANES - 1)];
