@@ -23,7 +23,7 @@ Transfers move `beats = G · stash_words(F) · lanes · 2 / bus` beats.
    issue at least D cycles apart) fetch + tm (LFSR row starts) + (Mt·Nt' − 1)·max(G, D) + G
    + GEMM_OVERHEAD + D − 1.
 GEMM_OVERHEAD = set-up 1 + pipeline drain 11 (read, operands, product, accumulate; then the output
-stages: bias add, shift, round/saturate, activation or stochastic-rounding term, its shift,
+stages: capture, shift, round/saturate, activation or stochastic-rounding term, its shift,
 subtract/write) + finish 1. The figures are exact for a memory that never stalls (tests hold them to the RTL).
 
 ## Ops (for GOPs)
@@ -157,6 +157,7 @@ def step_cycles(gemms: list[GemmLayer], cfg: RLConfig, bus_bytes: float, latency
     lanes = stash_lanes(cfg.tm, cfg.tn, bus_bytes)
     fetch = latency + math.ceil(DESCRIPTOR_BYTES / bus_bytes)
     tree = reduce_depth(cfg.tm, cfg.tn)
+    chunks = update_chunks(cfg.tm, cfg.tn)
 
     def beats(rows: int, cols: int) -> int:
         return math.ceil(rows * stash_words(cols, lanes) * lanes * VALUE_BYTES / bus_bytes)
@@ -178,7 +179,6 @@ def step_cycles(gemms: list[GemmLayer], cfg: RLConfig, bus_bytes: float, latency
         if g is not first:
             out.append(DescriptorCycles(g.name, "BWD_DATA", fetch + nt * rows * mt + GEMM_OVERHEAD + tree,
                                         macs, 2 * macs))
-        chunks = update_chunks(cfg.tm, cfg.tn)
         issue = (mt * nta - 1) * max(rows, chunks) + rows
         out.append(DescriptorCycles(g.name, "UPDATE", fetch + cfg.tm + issue + GEMM_OVERHEAD + chunks - 1, macs,
                                     2 * macs))  # the dW MACs only: see "Ops" in the module docstring
