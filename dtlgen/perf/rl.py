@@ -20,8 +20,10 @@ Transfers move `beats = G · stash_words(F) · lanes · 2 / bus` beats.
    UPDATE (BWD_WEIGHT fused with the update: each PE accumulates its dW element over the G rows,
    then the tile's tm·tn results drain through the max(tm, tn) requantisers in D = `update_chunks`
    cycles (requantised, stochastically rounded, written back) while the next tile accumulates; tiles
-   issue at least D cycles apart) fetch + tm (LFSR row starts) + (Mt·Nt' − 1)·max(G, D) + G
-   + GEMM_OVERHEAD + D − 1.
+   issue at least D cycles apart) fetch + S + (Mt·Nt' − 1)·max(G, D) + G + GEMM_OVERHEAD + D − 1,
+   S = `update_lead(tm, G)` = max(0, tm − 4 − G): the walk of the tm LFSR row starts (one a cycle)
+   overlaps the first tile's accumulation, whose stochastic rounding first reads them G + 3 cycles
+   after its first row issues.
 GEMM_OVERHEAD = set-up 1 + pipeline drain 11 (read, operands, product, accumulate; then the output
 stages: capture, shift, round/saturate, activation or stochastic-rounding term, its shift,
 subtract/write) + finish 1. The figures are exact for a memory that never stalls (tests hold them to the RTL).
@@ -56,11 +58,19 @@ from dtlgen.quant import fixed
 DESCRIPTOR_BYTES = isa_rl.DESCRIPTOR_BYTES
 VALUE_BYTES = isa_rl.VALUE_BYTES
 GEMM_OVERHEAD = 13
+UPDATE_PTR_READ = 4  # issue of a tile's last row -> its stage 4, where the LFSR pointers are read, + 1
 
 
 def update_chunks(tm: int, tn: int) -> int:
     """Cycles UPDATE takes to drain a tile's tm·tn results through the max(tm, tn) requantisers."""
     return min(tm, tn)
+
+
+def update_lead(tm: int, rows: int) -> int:
+    """Cycles UPDATE waits before issuing: its tm LFSR row starts must be walked (one a cycle, all
+    in place after tm − 1) by the time the first tile's rounding reads them, UPDATE_PTR_READ + rows − 1
+    cycles after it starts issuing."""
+    return max(0, tm - UPDATE_PTR_READ - rows)
 
 
 def reduce_depth(tm: int, tn: int) -> int:
@@ -180,7 +190,8 @@ def step_cycles(gemms: list[GemmLayer], cfg: RLConfig, bus_bytes: float, latency
             out.append(DescriptorCycles(g.name, "BWD_DATA", fetch + nt * rows * mt + GEMM_OVERHEAD + tree,
                                         macs, 2 * macs))
         issue = (mt * nta - 1) * max(rows, chunks) + rows
-        out.append(DescriptorCycles(g.name, "UPDATE", fetch + cfg.tm + issue + GEMM_OVERHEAD + chunks - 1, macs,
+        out.append(DescriptorCycles(g.name, "UPDATE", fetch + update_lead(cfg.tm, rows) + issue
+                                    + GEMM_OVERHEAD + chunks - 1, macs,
                                     2 * macs))  # the dW MACs only: see "Ops" in the module docstring
     return out
 

@@ -53,6 +53,7 @@ class Chain:
     lr_shift: int
     first_step: int
     seed: int
+    engine: tuple[int, int] = (TM, TN)  # the array, tm x tn
 
 
 def build_network(chain: Chain) -> Network:
@@ -93,7 +94,7 @@ def train(chain: Chain, workdir, stall_period: int = 0, netlist: bool = False):
     plan = rl_sim.TrainingPlan(golden.quantize_input(qnet, x), rng.integers(0, classes, len(x)),
                                rng.permutation(len(x)), sizes, [chain.lr_shift + k % 2 for k in range(chain.steps)],
                                chain.first_step, list(range(chain.steps)))
-    layout = widened(plan_rl(qnet, RLConfig(TM, TN, batch=chain.batch), BUS))
+    layout = widened(plan_rl(qnet, RLConfig(*chain.engine, batch=chain.batch), BUS))
     state = golden.initial_rl_state(qnet)
     sources_dir = None
     if netlist:  # yosys's reading of the engine at this build's parameters
@@ -119,6 +120,9 @@ def chains(draw) -> Chain:
 
 RELU6_CONV = Chain("conv", (2, 2), (7, 9, 5, 3), ("relu6", "relu", None), 3, 4, 3, 3, 3, 17, 5)
 FLATTEN_1X1 = Chain("conv_flatten", (1, 1), (6, 5, 11), ("relu", None), 1, 3, 2, 2, 4, 0, 9)
+# A tall array trained on batches of 5 and 1: UPDATE walks its 9 LFSR row starts while the first tile
+# accumulates and reads them the very cycle the walk ends (perf/rl.py `update_lead`: 0 and 4 cycles).
+TALL_ARRAY = Chain("linear", (1, 1), (13, 19, 4), (None, None), 2, 5, 1, 3, 3, 0, 21, engine=(9, 2))
 
 
 def check_exact_and_on_the_model(chain: Chain, workdir) -> None:
@@ -129,7 +133,8 @@ def check_exact_and_on_the_model(chain: Chain, workdir) -> None:
     assert int(result.step_cycles[0].sum()) == sum(d.cycles for d in predicted)
 
 
-@pytest.mark.parametrize("chain", [RELU6_CONV, FLATTEN_1X1], ids=["relu6_conv_2x2", "conv_flatten_linear"])
+@pytest.mark.parametrize("chain", [RELU6_CONV, FLATTEN_1X1, TALL_ARRAY],
+                         ids=["relu6_conv_2x2", "conv_flatten_linear", "tall_array_lfsr_walk"])
 def test_chosen_chains_train_bit_exact_on_the_cycle_model(tmp_path, chain):
     check_exact_and_on_the_model(chain, tmp_path)
 

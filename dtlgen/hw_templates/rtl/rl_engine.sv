@@ -333,6 +333,12 @@ module rl_engine #(
   logic        issuing, prep;
   logic [TM-1:0] prep_oh;    // UPDATE's row-start walk: the row it writes next, one-hot (0: done)
   logic [15:0]   prep_cur;   // ... and the row start it writes it from
+  logic [15:0]   prep_wait;  // ... and the cycles before UPDATE may start issuing (0: now)
+  // The walk writes row i's pointer in its cycle i - 1 (row 0 at the start), so all TM are in place
+  // from its cycle TM - 1. A tile's pointers are first read at stage 4, PTR_READ + G - 1 cycles
+  // after its first row issues: the first tile may issue from cycle TM - 1 - PTR_READ - (G - 1) of
+  // the walk, i.e. the walk overlaps the first tile's accumulation (perf/rl.py: `update_lead`).
+  localparam int PTR_READ = 4;
   always_comb begin
     case (r_mode)
       M_FWD:      begin l0 = d_mt; l1 = d_g;   l2 = d_nt; end
@@ -866,6 +872,8 @@ module rl_engine #(
           if (d_mode == M_UPDATE) begin
             prep <= 1'b1;
             prep_oh <= TM'(2);
+            prep_wait <= (d_g + 16'(PTR_READ) < 16'(TM)) ? 16'(TM) - 16'(PTR_READ) - d_g : 16'd0;
+            issuing <= (d_g + 16'(PTR_READ) >= 16'(TM));
             prep_cur <= lfsr_step(d_seed);
             rowstart[0] <= lfsr_step(d_seed);
             ptr[0] <= lfsr_step(d_seed);
@@ -924,11 +932,12 @@ module rl_engine #(
               if (st_valid && xfer_beats + 1 == d_beats) state <= S_FINISH;
             end
           end
-          // ---- GEMM modes: UPDATE first walks the LFSR row starts, then issue one iteration per cycle
+          // ---- GEMM modes: one iteration per cycle (UPDATE: beside the walk of the LFSR row starts)
           if (prep) begin
+            if (prep_wait != 0) prep_wait <= prep_wait - 1'b1;
+            if (prep_wait == 16'd1) issuing <= 1'b1;
             if (prep_oh == '0) begin
               prep <= 1'b0;
-              issuing <= 1'b1;
             end else begin
               prep_cur <= jump(j_row, prep_cur);
               for (int i = 0; i < TM; i++)
