@@ -160,12 +160,37 @@ module fe_engine #(
   logic [15:0] d_or, d_oc;  // stored output rows / cols (after the fused pool)
   assign d_or = d_pool ? (d_r >> 1) : d_r;
   assign d_oc = d_pool ? (d_c >> 1) : d_c;
+  // Strides of the output address counters (trip_t's om / orr / orc, the store's lane and row
+  // addresses), registered once per descriptor: Or * Oc in one product, then the rest from
+  // constants in shifts and adds. Ready two cycles after the descriptor's geometry, as are the
+  // input side's stride sums (k_trs, k_tcs) that next_trip reads beside them.
+  logic [31:0] k_oplane;  // Or * Oc: one output channel
+  logic [31:0] k_omstep;  // TM * Or * Oc: the next output-channel tile
+  logic [31:0] k_orstep;  // (TR >> pool) * Oc: the next row tile
+  logic [15:0] k_ocstep;  // TC >> pool: the next column tile
+  logic [15:0] k_oc;      // Oc: the next output row
+  function automatic logic [31:0] times_const(input logic [31:0] x, input int c);
+    logic [31:0] acc;
+    acc = '0;
+    for (int i = 0; i < 31; i++) if (((c >> i) & 1) != 0) acc = acc + (x << i);
+    times_const = acc;
+  endfunction
+  always_ff @(posedge clk) begin
+    k_oc <= d_oc;
+    k_oplane <= 32'(d_or) * 32'(d_oc);
+    k_omstep <= times_const(k_oplane, TM);
+    k_orstep <= d_pool ? times_const(32'(d_oc), TR / 2) : times_const(32'(d_oc), TR);
+    k_ocstep <= d_pool ? 16'(TC / 2) : 16'(TC);
+  end
 
   // ---------------------------------------------------------------------------------------------
   // Trip sequencing: tile counters of the trip being computed (cur) and of the trip being loaded (nxt)
   typedef struct packed {
     logic [15:0] r0, c0, m0, n0;
     logic [23:0] r0s, c0s;  // r0 * stride, c0 * stride: kept by adding TR * stride, TC * stride
+    // the output tile's offset in the op's output, om + orc, counted the same way:
+    logic [31:0] om;        // m0 * Or * Oc (adds TM * Or * Oc; 0 when m wraps)
+    logic [31:0] orr, orc;  // (r0 >> pool) * Oc; that + (c0 >> pool) (orr again when c wraps)
   } trip_t;
 
   // extent of the tile starting at `base` along a dimension of `size`
@@ -183,17 +208,23 @@ module fe_engine #(
     if (t.n0 + 16'(TN) < n) o.n0 = t.n0 + 16'(TN);
     else begin
       o.n0 = '0;
-      if (t.m0 + 16'(TM) < m) o.m0 = t.m0 + 16'(TM);
-      else begin
+      if (t.m0 + 16'(TM) < m) begin
+        o.m0 = t.m0 + 16'(TM);
+        o.om = t.om + k_omstep;
+      end else begin
         o.m0 = '0;
+        o.om = '0;
         if (t.c0 + 16'(TC) < c) begin
           o.c0 = t.c0 + 16'(TC);
           o.c0s = t.c0s + tcs;
+          o.orc = t.orc + 32'(k_ocstep);
         end else begin
           o.c0 = '0;
           o.c0s = '0;
           o.r0 = t.r0 + 16'(TR);
           o.r0s = t.r0s + trs;
+          o.orr = t.orr + k_orstep;
+          o.orc = t.orr + k_orstep;
         end
       end
     end
@@ -346,6 +377,7 @@ module fe_engine #(
 
   // stage A: extents, the window's first row / col and its (unclipped) end, channels; trip 0 from
   // the descriptor alone. (yosys takes no function calls inside a function: ext() is written out.)
+  /* verilator lint_off UNUSEDSIGNAL */  // t's output counters
   function automatic geom_t geom_a(input trip_t t, input logic zero);
     geom_t g;
     logic [15:0] tr, tc, tn;
@@ -371,6 +403,7 @@ module fe_engine #(
     g.wn = d_dw ? 16'd1 : tn;
     geom_a = g;
   endfunction
+  /* verilator lint_on UNUSEDSIGNAL */
 
   function automatic geom_t with_ends(input geom_t a, input logic signed [24:0] yhi, input logic signed [24:0] xhi);
     geom_t g;
@@ -477,6 +510,8 @@ module fe_engine #(
   // value: the store's counters then step on registers alone)
   logic [15:0] st_tm, st_orows, st_ocols, st_obeats;
   logic [15:0] st_m, st_row, st_beat;
+  logic [31:0] st_lane_addr;  // the output address of lane st_m's first row of the tile
+  logic [31:0] st_row_addr;   // of its row st_row (counters: + Oc a row, + Or * Oc a lane)
   logic        st_m_end, st_row_end, st_beat_end;
   logic [15:0] job_tm, job_orows, job_ocols, job_obeats;  // the tile a starting job would store
   logic        job_st_empty;                              // it has no output row or column
@@ -592,8 +627,7 @@ module fe_engine #(
   logic [OPW-1:0] q1_m;
   logic [7:0]  q1_cm0, q1_bsel;
   logic [31:0] q3a_addr, q3_addr, q4a_addr, q4_addr, q5a_addr, q5_addr, q6_addr, q7_addr;
-  logic [31:0] q1_orow, q1_col, q2_rowoff, q2_col;  // the address, one product per stage:
-                                                    // row (m0 + m) Or + r0 + row, then row Oc
+  logic [31:0] q1_addr, q2_addr;  // the beat's output address: st_row_addr + its column
   logic [7:0]  q1_bytes, q2_bytes, q3a_bytes, q3_bytes, q4a_bytes, q4_bytes, q5a_bytes, q5_bytes, q6_bytes, q7_bytes;
   // q2 holds four words per output of the beat, each picked straight from the store half's physical
   // banks: output j's 2x2 window under the fused pool (slots 0, 1 its top row, 2, 3 its bottom row;
@@ -660,8 +694,7 @@ module fe_engine #(
       q1_par <= st_row[0];
       q1_cm0 <= 8'(((d_pool ? 32'd2 : 32'd1) * 32'(st_beat) * B) % CB);
       q1_bsel <= 8'(32'(st_tile.m0 + st_m) % BIAS_BANKS);
-      q1_orow <= 32'(st_tile.m0 + st_m) * 32'(d_or) + 32'(st_tile.r0 >> d_pool) + 32'(st_row);
-      q1_col <= 32'(st_tile.c0 >> d_pool) + 32'(st_beat) * 32'(BUS_BYTES);
+      q1_addr <= st_row_addr + 32'(st_beat) * 32'(BUS_BYTES);
       q1_bytes <= (32'(st_ocols) - 32'(st_beat) * 32'(BUS_BYTES) < 32'(BUS_BYTES))
                 ? 8'(32'(st_ocols) - 32'(st_beat) * 32'(BUS_BYTES)) : 8'(BUS_BYTES);
       // q2: each output's words (slots above); the lane's bias (convs only)
@@ -677,8 +710,7 @@ module fe_engine #(
       q2_bias <= 32'sd0;
       for (int k = 0; k < BIAS_BANKS; k++)
         if (k_conv && 32'(q1_bsel) == k) q2_bias <= $signed(bias_rdata[k]);
-      q2_rowoff <= q1_orow * 32'(d_oc);
-      q2_col <= d_out + q1_col;
+      q2_addr <= q1_addr;
       q2_bytes <= q1_bytes;
       // q3a: each output's accumulator; under the fused pool, the larger of each row pair of its 2x2
       // window (q3: the larger of the two)
@@ -696,7 +728,7 @@ module fe_engine #(
           q3a_bottom[j] <= q2_w[4 * j];
         end
       end
-      q3a_addr <= q2_rowoff + q2_col;
+      q3a_addr <= q2_addr;
       {q3a_bias, q3a_bytes} <= {q2_bias, q2_bytes};
       for (int j = 0; j < B; j++) q3_v[j] <= (q3a_bottom[j] > q3a_top[j]) ? q3a_bottom[j] : q3a_top[j];
       {q3_bias, q3_addr, q3_bytes} <= {q3a_bias, q3a_addr, q3a_bytes};
@@ -817,6 +849,8 @@ module fe_engine #(
         rsp_beat <= '0; rsp_byte <= '0;
         wr_t <= '0; wr_b <= '0;
         st_m <= '0; st_row <= '0; st_beat <= '0;
+        st_lane_addr <= d_out + job_st.om + job_st.orc;
+        st_row_addr <= d_out + job_st.om + job_st.orc;
         st_m_end <= job_tm <= 16'd1; st_row_end <= job_orows <= 16'd1; st_beat_end <= job_obeats <= 16'd1;
         // a pooled edge tile of one row or column stores nothing
         mstate <= (job_store && !job_st_empty) ? M_STORE : (job_load ? M_LOAD : M_WAIT);
@@ -833,9 +867,12 @@ module fe_engine #(
                 if (!st_row_end) begin
                   st_row <= st_row + 1;
                   st_row_end <= st_row + 2 >= st_orows;
+                  st_row_addr <= st_row_addr + 32'(k_oc);
                 end else begin
                   st_row <= '0;
                   st_row_end <= st_orows <= 16'd1;
+                  st_lane_addr <= st_lane_addr + k_oplane;
+                  st_row_addr <= st_lane_addr + k_oplane;
                   if (!st_m_end) begin
                     st_m <= st_m + 1;
                     st_m_end <= st_m + 2 >= st_tm;
