@@ -169,11 +169,26 @@ module fe_engine #(
   logic [31:0] k_orstep;  // (TR >> pool) * Oc: the next row tile
   logic [15:0] k_ocstep;  // TC >> pool: the next column tile
   logic [15:0] k_oc;      // Oc: the next output row
+  logic [31:0] k_instep;  // TN * H * W: the input window's next channel tile
+  logic [31:0] k_imstep;  // TM * H * W: a per-channel op's next channel tile
+  logic [31:0] k_iystep;  // TR * S * W: its next row tile
+  logic [31:0] k_hw;      // H * W: one input channel plane
+  logic [31:0] k_sw;      // S * W
+  logic [31:0] k_pw;      // P * W: the rows above the image (P < K <= K_MAX)
+  logic [15:0] k_kk;      // K * K
   function automatic logic [31:0] times_const(input logic [31:0] x, input int c);
     logic [31:0] acc;
     acc = '0;
     for (int i = 0; i < 31; i++) if (((c >> i) & 1) != 0) acc = acc + (x << i);
     times_const = acc;
+  endfunction
+  // x * y for a y below 2 ** KB (K_MAX's bits), in shifts and adds
+  localparam int KB = $clog2(K_MAX + 1);
+  function automatic logic [31:0] times_k(input logic [31:0] x, input logic [KB-1:0] y);
+    logic [31:0] acc;
+    acc = '0;
+    for (int i = 0; i < KB; i++) if (y[i]) acc = acc + (x << i);
+    times_k = acc;
   endfunction
   always_ff @(posedge clk) begin
     k_oc <= d_oc;
@@ -181,6 +196,13 @@ module fe_engine #(
     k_omstep <= times_const(k_oplane, TM);
     k_orstep <= d_pool ? times_const(32'(d_oc), TR / 2) : times_const(32'(d_oc), TR);
     k_ocstep <= d_pool ? 16'(TC / 2) : 16'(TC);
+    k_hw <= 32'(d_h) * 32'(d_w);
+    k_sw <= 32'(d_s) * 32'(d_w);
+    k_pw <= times_k(32'(d_w), KB'(d_p));
+    k_kk <= 16'(times_k(32'(d_k), KB'(d_k)));
+    k_instep <= times_const(k_hw, TN);
+    k_imstep <= times_const(k_hw, TM);
+    k_iystep <= times_const(k_sw, TR);
   end
 
   // ---------------------------------------------------------------------------------------------
@@ -191,6 +213,8 @@ module fe_engine #(
     // the output tile's offset in the op's output, om + orc, counted the same way:
     logic [31:0] om;        // m0 * Or * Oc (adds TM * Or * Oc; 0 when m wraps)
     logic [31:0] orr, orc;  // (r0 >> pool) * Oc; that + (c0 >> pool) (orr again when c wraps)
+    // and the input window's: the first channel's plane, ch0 * H * W, and r0 * S * W
+    logic [31:0] ich, iy;
   } trip_t;
 
   // extent of the tile starting at `base` along a dimension of `size`
@@ -205,15 +229,19 @@ module fe_engine #(
                                       input logic [15:0] c, input logic [23:0] trs, input logic [23:0] tcs);
     trip_t o;
     o = t;
-    if (t.n0 + 16'(TN) < n) o.n0 = t.n0 + 16'(TN);
-    else begin
+    if (t.n0 + 16'(TN) < n) begin
+      o.n0 = t.n0 + 16'(TN);
+      o.ich = t.ich + k_instep;
+    end else begin
       o.n0 = '0;
       if (t.m0 + 16'(TM) < m) begin
         o.m0 = t.m0 + 16'(TM);
         o.om = t.om + k_omstep;
+        o.ich = d_pc ? t.ich + k_imstep : 32'd0;  // a per-channel op's channels are its m0's
       end else begin
         o.m0 = '0;
         o.om = '0;
+        o.ich = '0;
         if (t.c0 + 16'(TC) < c) begin
           o.c0 = t.c0 + 16'(TC);
           o.c0s = t.c0s + tcs;
@@ -225,6 +253,7 @@ module fe_engine #(
           o.r0s = t.r0s + trs;
           o.orr = t.orr + k_orstep;
           o.orc = t.orr + k_orstep;
+          o.iy = t.iy + k_iystep;
         end
       end
     end
@@ -310,9 +339,9 @@ module fe_engine #(
   //   `geom_age` counts cycles since those bytes arrived: the first load and the first dispatch
   //   wait for it (they never do on buses up to 16 bytes with a latency of 2 or more).
   typedef struct packed {
-    logic [15:0] tm, wn, ch, ch0, ylo, xlo, rows, cols, row_beats, wprod, w_row_beats;
-    logic [31:0] first_row;  // ch0 * H + ylo
-    logic [31:0] start;      // first_row * W + xlo: the first input row segment's offset
+    logic [15:0] tm, wn, ch, ylo, xlo, rows, cols, row_beats, wprod, w_row_beats;
+    logic [31:0] first_row;  // ch0 * H * W + ylo * W, ch0 the first channel (stage A: its first term)
+    logic [31:0] start;      // first_row + xlo: the first input row segment's offset (stage A: ylo * W)
     logic [31:0] w_bytes;    // the trip's weights (convs), K * K tap rows of w_row_beats beats
     logic signed [24:0] yhi, xhi;  // the window's ends before clipping to the image (stage A)
   } geom_t;
@@ -323,9 +352,7 @@ module fe_engine #(
                                          // per descriptor (g0_b reads it, not k_yedge / k_yspan)
   logic signed [24:0] p_rs, p_cs, p_trs, p_tcs, p_kp;  // (R - 1) S, (C - 1) S, (TR - 1) S, (TC - 1) S, K - P
   logic               p_rsmall, p_csmall;              // R < TR, C < TC
-  logic [31:0]        k_hw;              // H * W: one input channel plane
   logic [15:0]        k_nl;              // d_nl (the trips after the first two read it)
-  logic [15:0]        k_kk;              // K * K
   logic signed [47:0] k_clip_hi, k_clip_lo;  // a left-shift requantisation clips to these first
   logic               k_sh_right, k_sh_sat;  // the requantising shift: right; left by A_BITS or more
   logic [3:0]         k_coarse;          // a right shift's multiple-of-8 part, in bytes
@@ -351,8 +378,8 @@ module fe_engine #(
     // the stride products, then the sums from them a cycle later
     p_rs <= (25'(d_r) - 25'sd1) * 25'(d_s);
     p_cs <= (25'(d_c) - 25'sd1) * 25'(d_s);
-    p_trs <= 25'(TR - 1) * 25'(d_s);
-    p_tcs <= 25'(TC - 1) * 25'(d_s);
+    p_trs <= 25'(times_const(32'(d_s), TR - 1));
+    p_tcs <= 25'(times_const(32'(d_s), TC - 1));
     p_kp <= 25'(d_k) - 25'(d_p);
     p_rsmall <= d_r < 16'(TR);
     p_csmall <= d_c < 16'(TC);
@@ -364,9 +391,7 @@ module fe_engine #(
     k_xedge <= p_cs + p_kp;
     k_yhi0 <= (p_rsmall ? p_rs : p_trs) + p_kp;
     k_xhi0 <= (p_csmall ? p_cs : p_tcs) + p_kp;
-    k_hw <= 32'(d_h) * 32'(d_w);
     k_nl <= d_nl;
-    k_kk <= 16'(d_k) * 16'(d_k);
     k_conv <= (d_kind == K_CONV);
     k_maxpool <= (d_kind == K_MAXPOOL);
     k_add <= (HAS_ADD != 0) && (d_kind == K_ADD);  // no add here: no alignment shifters either
@@ -399,7 +424,9 @@ module fe_engine #(
     g.ylo = (y0 < 0) ? 16'd0 : 16'(y0);
     g.xlo = (x0 < 0) ? 16'd0 : 16'(x0);
     g.ch = d_pc ? g.tm : tn;
-    g.ch0 = d_pc ? t.m0 : t.n0;
+    // the window's first row: its channel plane, then ylo * W (0 above the image; trip 0's is 0)
+    g.first_row = t.ich;
+    g.start = (zero || y0 < 0) ? 32'd0 : t.iy - k_pw;
     g.wn = d_dw ? 16'd1 : tn;
     geom_a = g;
   endfunction
@@ -422,8 +449,9 @@ module fe_engine #(
     xhi = (a.xhi > 25'(d_w)) ? 25'(d_w) : a.xhi;
     g.rows = (yhi > 25'(a.ylo)) ? 16'(yhi - 25'(a.ylo)) : 16'd0;
     g.cols = (xhi > 25'(a.xlo)) ? 16'(xhi - 25'(a.xlo)) : 16'd0;
-    g.wprod = a.tm * a.wn;
-    g.first_row = 32'(a.ch0) * 32'(d_h) + 32'(a.ylo);
+    g.wprod = '0;  // tm * wn, tm <= TM: in shifts and adds
+    for (int i = 0; i < $clog2(TM + 1); i++) if (a.tm[i]) g.wprod = g.wprod + (a.wn << i);
+    g.first_row = a.first_row + a.start;
     geom_b = g;
   endfunction
 
@@ -434,7 +462,7 @@ module fe_engine #(
     geom_t g;
     g = b;
     g.row_beats = 16'((32'(b.cols) + 32'(BUS_BYTES) - 1) / 32'(BUS_BYTES));
-    g.start = b.first_row * 32'(d_w) + 32'(b.xlo);
+    g.start = b.first_row + 32'(b.xlo);
     g.w_row_beats = 16'((32'(b.wprod) + B - 1) / B);
     g.w_bytes = (d_kind == K_CONV) ? 32'(g.w_row_beats) * B * 32'(k_kk) : 32'd0;
     geom_c = g;
