@@ -319,7 +319,8 @@ module fe_engine #(
     logic        op, done;
   } seg_t;
   seg_t        iss, rsp;
-  logic        iss_w;        // the weight request is issued
+  logic        iss_w;        // every weight request is issued
+  logic [15:0] iss_t;        // weight requests issued: one per tap row
   logic        iss_all;
   logic [15:0] rsp_beat;     // beat within the responding row segment
   logic [31:0] rsp_byte;     // bytes received of the descriptor / bias table / weight tile
@@ -342,7 +343,6 @@ module fe_engine #(
     logic [15:0] tm, wn, ch, ylo, xlo, rows, cols, row_beats, wprod, w_row_beats;
     logic [31:0] first_row;  // ch0 * H * W + ylo * W, ch0 the first channel (stage A: its first term)
     logic [31:0] start;      // first_row + xlo: the first input row segment's offset (stage A: ylo * W)
-    logic [31:0] w_bytes;    // the trip's weights (convs), K * K tap rows of w_row_beats beats
     logic signed [24:0] yhi, xhi;  // the window's ends before clipping to the image (stage A)
   } geom_t;
   logic [23:0]        k_trs, k_tcs;      // TR * stride, TC * stride
@@ -464,7 +464,6 @@ module fe_engine #(
     g.row_beats = 16'((32'(b.cols) + 32'(BUS_BYTES) - 1) / 32'(BUS_BYTES));
     g.start = b.first_row + 32'(b.xlo);
     g.w_row_beats = 16'((32'(b.wprod) + B - 1) / B);
-    g.w_bytes = (d_kind == K_CONV) ? 32'(g.w_row_beats) * B * 32'(k_kk) : 32'd0;
     geom_c = g;
   endfunction
 
@@ -496,7 +495,7 @@ module fe_engine #(
   end
 
   logic [15:0] ld_tm, ld_rows, ld_row_beats, ld_ch, ld_wn, ld_w_row_beats;
-  logic [31:0] ld_w_bytes;
+  logic [31:0] ld_w_row_bytes;  // a tap row's bytes: the weight pointer's step per request
   logic        ld_two_ops;
   assign ld_tm = ld_g.tm;
   assign ld_rows = ld_g.rows;
@@ -504,7 +503,7 @@ module fe_engine #(
   assign ld_ch = ld_g.ch;
   assign ld_wn = ld_g.wn;
   assign ld_w_row_beats = ld_g.w_row_beats;
-  assign ld_w_bytes = ld_g.w_bytes;
+  assign ld_w_row_bytes = times_const(32'(ld_w_row_beats), B);
   assign ld_two_ops = (d_kind == K_ADD);
   // The generator stores weights in trip order: for every output tile position the (m, n) tiles
   // follow each other, so the pointer advances by each trip's weights and rewinds per position.
@@ -850,7 +849,7 @@ module fe_engine #(
             rd_req_beats = ld_row_beats;
           end else begin
             rd_req_addr = w_ptr;
-            rd_req_beats = 16'((ld_w_bytes + 32'(BUS_BYTES) - 1) / 32'(BUS_BYTES));
+            rd_req_beats = ld_w_row_beats;  // a tap row (the K * K rows follow each other in memory)
           end
         end
       endcase
@@ -873,7 +872,7 @@ module fe_engine #(
         ld_half <= job_ld_half;
         st_tile <= job_st;
         st_half <= job_st_half;
-        iss <= '0; rsp <= '0; iss_w <= 1'b0; iss_all <= 1'b0;
+        iss <= '0; rsp <= '0; iss_w <= 1'b0; iss_all <= 1'b0; iss_t <= '0;
         rsp_beat <= '0; rsp_byte <= '0;
         wr_t <= '0; wr_b <= '0;
         st_m <= '0; st_row <= '0; st_beat <= '0;
@@ -928,9 +927,12 @@ module fe_engine #(
                 end
                 if (iss_next.done && d_kind != K_CONV) iss_all <= 1'b1;  // no weights to fetch
               end else begin
-                iss_w <= 1'b1;
-                iss_all <= 1'b1;
-                w_ptr <= w_ptr + ld_w_bytes;
+                iss_t <= iss_t + 1;
+                if (iss_t + 1 >= k_kk) begin
+                  iss_w <= 1'b1;
+                  iss_all <= 1'b1;
+                end
+                w_ptr <= w_ptr + ld_w_row_bytes;
               end
             end
             // responses, in request order
@@ -965,8 +967,7 @@ module fe_engine #(
                   wr_b <= '0;
                   wr_t <= wr_t + 1;
                 end
-                rsp_byte <= rsp_byte + BUS_BYTES;
-                if (rsp_byte + BUS_BYTES >= ld_w_bytes) mstate <= M_WAIT;
+                if (wr_b + 1 >= ld_w_row_beats && wr_t + 1 >= k_kk) mstate <= M_WAIT;
               end
             end
           end
