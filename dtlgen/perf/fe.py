@@ -26,7 +26,8 @@ tiles have their true extents (tr_e ≤ tr, tc_e ≤ tc, tm_e ≤ tm, tn_e ≤ t
   pipelined). in_beats = tn_e · rows_v · ceil(cols_v · a_bytes / bus) where rows_v × cols_v is
   the input window of the tile clipped to the image (padding is generated on chip, not loaded);
   w_beats = K · K · ceil(tm_e · tn_e · w_bytes / bus): the generator stores each trip's weights as
-  one burst of K·K tap rows, each padded to whole beats (`dtlgen.isa.fe.weight_row_bytes`).
+  K·K tap rows one after another, each padded to whole beats (`dtlgen.isa.fe.weight_row_bytes`);
+  the RTL requests them a tap row at a time, and the rows stream back to back.
 - store of an output tile: tm_e · out_rows · ceil(out_cols · a_bytes / bus) after bias, ReLU,
   requantisation and the fused pool; stores are posted (no latency).
 - Double buffering: while trip i computes, the memory side loads trip i+1 and, during the first

@@ -14,6 +14,12 @@
 // tn dimension idles), with no input-channel loop. Activations and weights up to 8 bits (one byte
 // each in memory). The memory side is a byte-addressed burst read port and a one-beat write port
 // that an AXI master can sit behind.
+//
+// Addresses come from counters: each loop level (trip, row segment, tap row, stored lane / row /
+// beat) adds a stride to a register and reloads a saved base when it wraps. The strides are
+// registered once per descriptor; the only multipliers outside the array and the average-pool
+// scaling are five of their products (H*W, S*W, (R-1)*S, (C-1)*S, Or*Oc), the rest are shifts and
+// adds of constants.
 module fe_engine #(
   parameter int TM = 4,
   parameter int TN = 4,
@@ -327,8 +333,9 @@ module fe_engine #(
   logic [15:0] wr_t, wr_b;  // weight walker: the tap row and the beat within it
 
   // Geometry of the trip being loaded, computed ahead of time so that the memory side reads only
-  // registers (no multiplier or adder chain before a request), in three stages (A: extents and the
-  // window's ends, B: rows, columns, products, C: offsets and sizes):
+  // registers (no multiplier or adder chain before a request), in three stages (A: extents, the
+  // window's ends, its offset's terms from the trip's counters; B: rows, columns, the weight row's
+  // width; C: offsets and sizes):
   // - per descriptor (registered once the descriptor is in): the stride products and spans below;
   // - per trip: the scheduler keeps the next two trips after `cur` in registers (nxt1, nxt2) and
   //   their geometry in the three stages; a trip computes for at least 1 + PER_CHANNEL_DRAIN + 1 = 8
@@ -440,7 +447,7 @@ module fe_engine #(
     with_ends = g;
   endfunction
 
-  // stage B: the window clipped to the image, the weight row's size, the first row's index
+  // stage B: the window clipped to the image, the weight row's size, the first row's offset
   function automatic geom_t geom_b(input geom_t a);
     geom_t g;
     logic signed [24:0] yhi, xhi;
@@ -455,7 +462,7 @@ module fe_engine #(
     geom_b = g;
   endfunction
 
-  // stage C: beats of a row, the first segment's offset and the weight tile's size
+  // stage C: beats of a row and of a weight tap row, the first segment's offset
   // (A trip's weights are K*K tap rows (kr, kc order), each the tap's tm x wn weights in (m, n)
   // order padded to whole beats (dtlgen.isa.fe.weight_row_bytes): a beat never spans two taps.)
   function automatic geom_t geom_c(input geom_t b);
@@ -563,8 +570,10 @@ module fe_engine #(
 
   // ---------------------------------------------------------------------------------------------
   // Input and bias banks: written a beat at a time by the memory side
+  // (A job starts only while the memory side waits, in M_WAIT or M_IDLE: the write enables below
+  // need no job_start term, which would route the sequencer's state to every bank.)
   logic in_we;  // a beat of an input row segment: one word of bank rsp.n, operand rsp.op
-  assign in_we = (mstate == M_LOAD) && !job_start && rd_valid && (mjob == J_TRIP) && !rsp.done && (ld_rows != 0);
+  assign in_we = (mstate == M_LOAD) && rd_valid && (mjob == J_TRIP) && !rsp.done && (ld_rows != 0);
   logic [$clog2(2 * IN_WORDS)-1:0] in_waddr, in_raddr;
   logic [B*A_BITS-1:0]             in_wdata;
   logic [B*A_BITS-1:0]             in_rdata [IN_BANKS];
@@ -589,7 +598,7 @@ module fe_engine #(
   end
 
   logic bias_beat;  // a beat of the bias table
-  assign bias_beat = (mstate == M_LOAD) && !job_start && rd_valid && (mjob == J_BIAS);
+  assign bias_beat = (mstate == M_LOAD) && rd_valid && (mjob == J_BIAS);
   localparam int BA = BIAS_DEPTH > 1 ? $clog2(BIAS_DEPTH) : 1;
   logic          bias_we;
   logic [BA-1:0] bias_waddr, bias_raddr;
@@ -615,7 +624,7 @@ module fe_engine #(
   logic              w_beat;  // a beat of the weight tile
   logic [WA-1:0]     w_waddr, w_raddr;
   logic [W_BITS-1:0] w_rdata [TM * TN];
-  assign w_beat = (mstate == M_LOAD) && !job_start && rd_valid && (mjob == J_TRIP) && (d_kind == K_CONV)
+  assign w_beat = (mstate == M_LOAD) && rd_valid && (mjob == J_TRIP) && (d_kind == K_CONV)
                 && (rsp.done || ld_rows == 0);
   assign w_waddr = WA'(32'(ld_half) * KK + 32'(wr_t));
   // a weight's place in the tile's tap row, m * wn + n < TM * TN: PW bits (so are the row's beats)
