@@ -166,8 +166,8 @@ module fe_engine #(
   logic [15:0] d_or, d_oc;  // stored output rows / cols (after the fused pool)
   assign d_or = d_pool ? (d_r >> 1) : d_r;
   assign d_oc = d_pool ? (d_c >> 1) : d_c;
-  // Strides of the output address counters (trip_t's om / orr / orc, the store's lane and row
-  // addresses), registered once per descriptor: Or * Oc in one product, then the rest from
+  // Strides of the output address counters (cur_o's, the store's lane and row addresses),
+  // registered once per descriptor: Or * Oc in one product, then the rest from
   // constants in shifts and adds. Ready two cycles after the descriptor's geometry, as are the
   // input side's stride sums (k_trs, k_tcs) that next_trip reads beside them.
   logic [31:0] k_oplane;  // Or * Oc: one output channel
@@ -216,10 +216,8 @@ module fe_engine #(
   typedef struct packed {
     logic [15:0] r0, c0, m0, n0;
     logic [23:0] r0s, c0s;  // r0 * stride, c0 * stride: kept by adding TR * stride, TC * stride
-    // the output tile's offset in the op's output, om + orc, counted the same way:
-    logic [31:0] om;        // m0 * Or * Oc (adds TM * Or * Oc; 0 when m wraps)
-    logic [31:0] orr, orc;  // (r0 >> pool) * Oc; that + (c0 >> pool) (orr again when c wraps)
-    // and the input window's: the first channel's plane, ch0 * H * W, and r0 * S * W
+    // the input window's offset, counted the same way: the first channel's plane, ch0 * H * W,
+    // and r0 * S * W
     logic [31:0] ich, iy;
   } trip_t;
 
@@ -242,23 +240,18 @@ module fe_engine #(
       o.n0 = '0;
       if (t.m0 + 16'(TM) < m) begin
         o.m0 = t.m0 + 16'(TM);
-        o.om = t.om + k_omstep;
         o.ich = d_pc ? t.ich + k_imstep : 32'd0;  // a per-channel op's channels are its m0's
       end else begin
         o.m0 = '0;
-        o.om = '0;
         o.ich = '0;
         if (t.c0 + 16'(TC) < c) begin
           o.c0 = t.c0 + 16'(TC);
           o.c0s = t.c0s + tcs;
-          o.orc = t.orc + 32'(k_ocstep);
         end else begin
           o.c0 = '0;
           o.c0s = '0;
           o.r0 = t.r0 + 16'(TR);
           o.r0s = t.r0s + trs;
-          o.orr = t.orr + k_orstep;
-          o.orc = t.orr + k_orstep;
           o.iy = t.iy + k_iystep;
         end
       end
@@ -283,6 +276,10 @@ module fe_engine #(
   logic [15:0] desc_index;
   logic [31:0] cycle_count;
   trip_t       cur;                 // the trip being computed
+  // Its output tile's offset in the op's output, om + orc, counted as cur advances (a trip at a
+  // time: the tile counter that changed says which stride to add):
+  logic [31:0] cur_om;              // m0 * Or * Oc (adds TM * Or * Oc; 0 when m wraps)
+  logic [31:0] cur_orr, cur_orc;    // (r0 >> pool) * Oc; that + (c0 >> pool) (cur_orr again when c wraps)
   logic        cur_half;            // its input/weight buffer half
   logic        tile_half;           // output buffer half of its output tile
   logic        cur_last;            // it is the op's last trip
@@ -409,7 +406,6 @@ module fe_engine #(
 
   // stage A: extents, the window's first row / col and its (unclipped) end, channels; trip 0 from
   // the descriptor alone. (yosys takes no function calls inside a function: ext() is written out.)
-  /* verilator lint_off UNUSEDSIGNAL */  // t's output counters
   function automatic geom_t geom_a(input trip_t t, input logic zero);
     geom_t g;
     logic [15:0] tr, tc, tn;
@@ -437,7 +433,6 @@ module fe_engine #(
     g.wn = d_dw ? 16'd1 : tn;
     geom_a = g;
   endfunction
-  /* verilator lint_on UNUSEDSIGNAL */
 
   function automatic geom_t with_ends(input geom_t a, input logic signed [24:0] yhi, input logic signed [24:0] xhi);
     geom_t g;
@@ -885,8 +880,8 @@ module fe_engine #(
         rsp_beat <= '0; rsp_byte <= '0;
         wr_t <= '0; wr_b <= '0;
         st_m <= '0; st_row <= '0; st_beat <= '0;
-        st_lane_addr <= d_out + job_st.om + job_st.orc;
-        st_row_addr <= d_out + job_st.om + job_st.orc;
+        st_lane_addr <= d_out + cur_om + cur_orc;  // job_st is cur
+        st_row_addr <= d_out + cur_om + cur_orc;
         st_m_end <= job_tm <= 16'd1; st_row_end <= job_orows <= 16'd1; st_beat_end <= job_obeats <= 16'd1;
         // a pooled edge tile of one row or column stores nothing
         mstate <= (job_store && !job_st_empty) ? M_STORE : (job_load ? M_LOAD : M_WAIT);
@@ -1369,6 +1364,7 @@ module fe_engine #(
         S_FIRST: if (go) begin
           state <= S_RUN;
           cur <= '0;
+          {cur_om, cur_orr, cur_orc} <= '0;
           cur_half <= 1'b0;
           tile_half <= 1'b0;
           cur_last <= !go_has_next;
@@ -1376,6 +1372,17 @@ module fe_engine #(
         S_RUN: begin
           if (go) begin
             cur <= go_trip;
+            if (go_trip.n0 == 0) begin  // a new output tile
+              if (go_trip.m0 != 0) cur_om <= cur_om + k_omstep;
+              else begin
+                cur_om <= '0;
+                if (go_trip.c0 != 0) cur_orc <= cur_orc + 32'(k_ocstep);
+                else begin
+                  cur_orr <= cur_orr + k_orstep;
+                  cur_orc <= cur_orr + k_orstep;
+                end
+              end
+            end
             cur_half <= go_half;
             tile_half <= go_tile_half;
             cur_last <= !go_has_next;
