@@ -15,11 +15,12 @@
 // each in memory). The memory side is a byte-addressed burst read port and a one-beat write port
 // that an AXI master can sit behind.
 //
-// Addresses come from counters: each loop level (trip, row segment, tap row, stored lane / row /
-// beat) adds a stride to a register and reloads a saved base when it wraps. The strides are
-// registered once per descriptor; the only multipliers outside the array and the average-pool
-// scaling are five of their products (H*W, S*W, (R-1)*S, (C-1)*S, Or*Oc), the rest are shifts and
-// adds of constants.
+// Addresses come from counters: each loop level (row segment, tap row, stored tile, lane, row,
+// beat) adds a stride to a register and reloads a saved base when it wraps; the strides are
+// registered once per descriptor. The multipliers outside the array and the average-pool scaling
+// are per-descriptor products (H*W, Or*Oc, the stride's spans) and a trip's first input offset
+// ((ch0 * H + ylo) * W + xlo) and weight-row width, each in a registered stage of the geometry
+// pipeline that runs two trips ahead of the load: none feeds a request, a write or a bank address.
 module fe_engine #(
   parameter int TM = 4,
   parameter int TN = 4,
@@ -71,6 +72,7 @@ module fe_engine #(
   localparam int IN_WORDS = IN_ROWS * IN_ROW_WORDS;  // one half of one bank
   localparam int IN_BANKS = (TM > TN) ? TM : TN;  // per-channel ops read one bank per output lane
   localparam int KK = K_MAX * K_MAX;  // weight taps per element and half
+  localparam int KTW = $clog2(KK + 1);  // a tap count, 0 .. KK
   localparam int WA = $clog2(2 * KK);
   // Output tile: each lane's words in O_BANKS = 2 x CB logical banks (row parity x column mod CB),
   // so that a store beat (B columns of one row, or 2B columns of two rows under the fused pool)
@@ -166,7 +168,7 @@ module fe_engine #(
   logic [15:0] d_or, d_oc;  // stored output rows / cols (after the fused pool)
   assign d_or = d_pool ? (d_r >> 1) : d_r;
   assign d_oc = d_pool ? (d_c >> 1) : d_c;
-  // Strides of the output address counters (cur_o's, the store's lane and row addresses),
+  // Strides of the output address counters (cur_oaddr's, the store's lane and row addresses),
   // registered once per descriptor: Or * Oc in one product, then the rest from
   // constants in shifts and adds. Ready two cycles after the descriptor's geometry, as are the
   // input side's stride sums (k_trs, k_tcs) that next_trip reads beside them.
@@ -175,13 +177,8 @@ module fe_engine #(
   logic [31:0] k_orstep;  // (TR >> pool) * Oc: the next row tile
   logic [15:0] k_ocstep;  // TC >> pool: the next column tile
   logic [15:0] k_oc;      // Oc: the next output row
-  logic [31:0] k_instep;  // TN * H * W: the input window's next channel tile
-  logic [31:0] k_imstep;  // TM * H * W: a per-channel op's next channel tile
-  logic [31:0] k_iystep;  // TR * S * W: its next row tile
   logic [31:0] k_hw;      // H * W: one input channel plane
-  logic [31:0] k_sw;      // S * W
-  logic [31:0] k_pw;      // P * W: the rows above the image (P < K <= K_MAX)
-  logic [15:0] k_kk;      // K * K
+  logic [KTW-1:0] k_kk;   // K * K
   function automatic logic [31:0] times_const(input logic [31:0] x, input int c);
     logic [31:0] acc;
     acc = '0;
@@ -200,15 +197,10 @@ module fe_engine #(
     k_oc <= d_oc;
     k_oplane <= 32'(d_or) * 32'(d_oc);
     k_omstep <= times_const(k_oplane, TM);
-    k_orstep <= d_pool ? times_const(32'(d_oc), TR / 2) : times_const(32'(d_oc), TR);
+    k_orstep <= times_const(32'(d_oc), TR) >> d_pool;  // a pooled op with several row tiles has an even TR
     k_ocstep <= d_pool ? 16'(TC / 2) : 16'(TC);
     k_hw <= 32'(d_h) * 32'(d_w);
-    k_sw <= 32'(d_s) * 32'(d_w);
-    k_pw <= times_k(32'(d_w), KB'(d_p));
-    k_kk <= 16'(times_k(32'(d_k), KB'(d_k)));
-    k_instep <= times_const(k_hw, TN);
-    k_imstep <= times_const(k_hw, TM);
-    k_iystep <= times_const(k_sw, TR);
+    k_kk <= KTW'(times_k(32'(d_k), KB'(d_k)));
   end
 
   // ---------------------------------------------------------------------------------------------
@@ -216,9 +208,6 @@ module fe_engine #(
   typedef struct packed {
     logic [15:0] r0, c0, m0, n0;
     logic [23:0] r0s, c0s;  // r0 * stride, c0 * stride: kept by adding TR * stride, TC * stride
-    // the input window's offset, counted the same way: the first channel's plane, ch0 * H * W,
-    // and r0 * S * W
-    logic [31:0] ich, iy;
   } trip_t;
 
   // extent of the tile starting at `base` along a dimension of `size`
@@ -233,17 +222,12 @@ module fe_engine #(
                                       input logic [15:0] c, input logic [23:0] trs, input logic [23:0] tcs);
     trip_t o;
     o = t;
-    if (t.n0 + 16'(TN) < n) begin
-      o.n0 = t.n0 + 16'(TN);
-      o.ich = t.ich + k_instep;
-    end else begin
+    if (t.n0 + 16'(TN) < n) o.n0 = t.n0 + 16'(TN);
+    else begin
       o.n0 = '0;
-      if (t.m0 + 16'(TM) < m) begin
-        o.m0 = t.m0 + 16'(TM);
-        o.ich = d_pc ? t.ich + k_imstep : 32'd0;  // a per-channel op's channels are its m0's
-      end else begin
+      if (t.m0 + 16'(TM) < m) o.m0 = t.m0 + 16'(TM);
+      else begin
         o.m0 = '0;
-        o.ich = '0;
         if (t.c0 + 16'(TC) < c) begin
           o.c0 = t.c0 + 16'(TC);
           o.c0s = t.c0s + tcs;
@@ -252,7 +236,6 @@ module fe_engine #(
           o.c0s = '0;
           o.r0 = t.r0 + 16'(TR);
           o.r0s = t.r0s + trs;
-          o.iy = t.iy + k_iystep;
         end
       end
     end
@@ -276,10 +259,11 @@ module fe_engine #(
   logic [15:0] desc_index;
   logic [31:0] cycle_count;
   trip_t       cur;                 // the trip being computed
-  // Its output tile's offset in the op's output, om + orc, counted as cur advances (a trip at a
-  // time: the tile counter that changed says which stride to add):
-  logic [31:0] cur_om;              // m0 * Or * Oc (adds TM * Or * Oc; 0 when m wraps)
-  logic [31:0] cur_orr, cur_orc;    // (r0 >> pool) * Oc; that + (c0 >> pool) (cur_orr again when c wraps)
+  // Its output tile's address, counted as cur advances (a trip at a time: the tile counter that
+  // changed says which stride to add; the strides are k_omstep, k_ocstep, k_orstep):
+  logic [31:0] cur_orr;             // out + (r0 >> pool) * Oc: the row tile's
+  logic [31:0] cur_orc;             // cur_orr + (c0 >> pool): the column tile's (cur_orr when c wraps)
+  logic [31:0] cur_oaddr;           // cur_orc + m0 * Or * Oc: the tile's (cur_orc when m wraps)
   logic        cur_half;            // its input/weight buffer half
   logic        tile_half;           // output buffer half of its output tile
   logic        cur_last;            // it is the op's last trip
@@ -323,11 +307,12 @@ module fe_engine #(
   } seg_t;
   seg_t        iss, rsp;
   logic        iss_w;        // every weight request is issued
-  logic [15:0] iss_t;        // weight requests issued: one per tap row
+  logic [KTW-1:0] iss_t;     // weight requests issued: one per tap row
   logic        iss_all;
   logic [15:0] rsp_beat;     // beat within the responding row segment
   logic [31:0] rsp_byte;     // bytes received of the descriptor / bias table / weight tile
-  logic [15:0] wr_t, wr_b;  // weight walker: the tap row and the beat within it
+  logic [KTW-1:0] wr_t;     // weight walker: the tap row
+  logic [15:0] wr_b;        // and the beat within it
 
   // Geometry of the trip being loaded, computed ahead of time so that the memory side reads only
   // registers (no multiplier or adder chain before a request), in three stages (A: extents, the
@@ -344,9 +329,9 @@ module fe_engine #(
   //   `geom_age` counts cycles since those bytes arrived: the first load and the first dispatch
   //   wait for it (they never do on buses up to 16 bytes with a latency of 2 or more).
   typedef struct packed {
-    logic [15:0] tm, wn, ch, ylo, xlo, rows, cols, row_beats, wprod, w_row_beats;
-    logic [31:0] first_row;  // ch0 * H * W + ylo * W, ch0 the first channel (stage A: its first term)
-    logic [31:0] start;      // first_row + xlo: the first input row segment's offset (stage A: ylo * W)
+    logic [15:0] tm, wn, ch, ch0, ylo, xlo, rows, cols, row_beats, wprod, w_row_beats;
+    logic [31:0] first_row;  // ch0 * H + ylo
+    logic [31:0] start;      // first_row * W + xlo: the first input row segment's offset
     logic signed [24:0] yhi, xhi;  // the window's ends before clipping to the image (stage A)
   } geom_t;
   logic [23:0]        k_trs, k_tcs;      // TR * stride, TC * stride
@@ -382,8 +367,8 @@ module fe_engine #(
     // the stride products, then the sums from them a cycle later
     p_rs <= (25'(d_r) - 25'sd1) * 25'(d_s);
     p_cs <= (25'(d_c) - 25'sd1) * 25'(d_s);
-    p_trs <= 25'(times_const(32'(d_s), TR - 1));
-    p_tcs <= 25'(times_const(32'(d_s), TC - 1));
+    p_trs <= 25'(TR - 1) * 25'(d_s);
+    p_tcs <= 25'(TC - 1) * 25'(d_s);
     p_kp <= 25'(d_k) - 25'(d_p);
     p_rsmall <= d_r < 16'(TR);
     p_csmall <= d_c < 16'(TC);
@@ -427,9 +412,7 @@ module fe_engine #(
     g.ylo = (y0 < 0) ? 16'd0 : 16'(y0);
     g.xlo = (x0 < 0) ? 16'd0 : 16'(x0);
     g.ch = d_pc ? g.tm : tn;
-    // the window's first row: its channel plane, then ylo * W (0 above the image; trip 0's is 0)
-    g.first_row = t.ich;
-    g.start = (zero || y0 < 0) ? 32'd0 : t.iy - k_pw;
+    g.ch0 = d_pc ? t.m0 : t.n0;
     g.wn = d_dw ? 16'd1 : tn;
     geom_a = g;
   endfunction
@@ -451,9 +434,8 @@ module fe_engine #(
     xhi = (a.xhi > 25'(d_w)) ? 25'(d_w) : a.xhi;
     g.rows = (yhi > 25'(a.ylo)) ? 16'(yhi - 25'(a.ylo)) : 16'd0;
     g.cols = (xhi > 25'(a.xlo)) ? 16'(xhi - 25'(a.xlo)) : 16'd0;
-    g.wprod = '0;  // tm * wn, tm <= TM: in shifts and adds
-    for (int i = 0; i < $clog2(TM + 1); i++) if (a.tm[i]) g.wprod = g.wprod + (a.wn << i);
-    g.first_row = a.first_row + a.start;
+    g.wprod = a.tm * a.wn;
+    g.first_row = 32'(a.ch0) * 32'(d_h) + 32'(a.ylo);
     geom_b = g;
   endfunction
 
@@ -464,7 +446,7 @@ module fe_engine #(
     geom_t g;
     g = b;
     g.row_beats = 16'((32'(b.cols) + 32'(BUS_BYTES) - 1) / 32'(BUS_BYTES));
-    g.start = b.first_row + 32'(b.xlo);
+    g.start = b.first_row * 32'(d_w) + 32'(b.xlo);
     g.w_row_beats = 16'((32'(b.wprod) + B - 1) / B);
     geom_c = g;
   endfunction
@@ -880,8 +862,8 @@ module fe_engine #(
         rsp_beat <= '0; rsp_byte <= '0;
         wr_t <= '0; wr_b <= '0;
         st_m <= '0; st_row <= '0; st_beat <= '0;
-        st_lane_addr <= d_out + cur_om + cur_orc;  // job_st is cur
-        st_row_addr <= d_out + cur_om + cur_orc;
+        st_lane_addr <= cur_oaddr;  // job_st is cur
+        st_row_addr <= cur_oaddr;
         st_m_end <= job_tm <= 16'd1; st_row_end <= job_orows <= 16'd1; st_beat_end <= job_obeats <= 16'd1;
         // a pooled edge tile of one row or column stores nothing
         mstate <= (job_store && !job_st_empty) ? M_STORE : (job_load ? M_LOAD : M_WAIT);
@@ -1364,7 +1346,7 @@ module fe_engine #(
         S_FIRST: if (go) begin
           state <= S_RUN;
           cur <= '0;
-          {cur_om, cur_orr, cur_orc} <= '0;
+          {cur_orr, cur_orc, cur_oaddr} <= {3{d_out}};
           cur_half <= 1'b0;
           tile_half <= 1'b0;
           cur_last <= !go_has_next;
@@ -1373,14 +1355,14 @@ module fe_engine #(
           if (go) begin
             cur <= go_trip;
             if (go_trip.n0 == 0) begin  // a new output tile
-              if (go_trip.m0 != 0) cur_om <= cur_om + k_omstep;
-              else begin
-                cur_om <= '0;
-                if (go_trip.c0 != 0) cur_orc <= cur_orc + 32'(k_ocstep);
-                else begin
-                  cur_orr <= cur_orr + k_orstep;
-                  cur_orc <= cur_orr + k_orstep;
-                end
+              if (go_trip.m0 != 0) cur_oaddr <= cur_oaddr + k_omstep;
+              else if (go_trip.c0 != 0) begin
+                cur_orc <= cur_orc + 32'(k_ocstep);
+                cur_oaddr <= cur_orc + 32'(k_ocstep);
+              end else begin
+                cur_orr <= cur_orr + k_orstep;
+                cur_orc <= cur_orr + k_orstep;
+                cur_oaddr <= cur_orr + k_orstep;
               end
             end
             cur_half <= go_half;
