@@ -277,8 +277,6 @@ module fe_engine #(
   /* verilator lint_off UNUSEDSIGNAL */
   trip_t       job_ld;  // only its m0, n0 (the weight pointer rewinds at m0 = n0 = 0)
   /* verilator lint_on UNUSEDSIGNAL */
-  trip_t       job_st;
-  logic        job_ld_half, job_st_half;
   // a trip starts computing at the next clock edge
   logic        go;
   trip_t       go_trip;
@@ -292,6 +290,8 @@ module fe_engine #(
   // Memory side: one job at a time; a trip job stores the previous output tile, then loads a trip
   typedef enum logic [1:0] {M_IDLE, M_STORE, M_LOAD, M_WAIT} mstate_t;
   mstate_t     mstate;
+  logic        m_idle;       // between jobs (a job starts only then)
+  assign m_idle = (mstate == M_WAIT) || (mstate == M_IDLE);
   job_t        mjob;
   logic        m_do_load;
   logic        ld_half;
@@ -454,7 +454,6 @@ module fe_engine #(
   /* verilator lint_off UNUSEDSIGNAL */
   geom_t       ld_g;                    // the trip being loaded (some fields only feed the next stage)
   /* verilator lint_on UNUSEDSIGNAL */
-  geom_t       go_next_g, job_ld_g;     // the trip a starting job loads
   geom_t       g0_a, g0_b, g0_c;        // trip 0
   trip_t       f1;                      // trip 1 (after trip 0)
   logic        f0_has_next;
@@ -517,7 +516,7 @@ module fe_engine #(
   assign rsp_next = next_segment(rsp, ld_rows, ld_ch, ld_two_ops);
 
   // store side geometry
-  // (registered with st_tile when a job starts, with a flag per counter that says it holds its last
+  // (registered with st_tile between jobs, with a flag per counter that says it holds its last
   // value: the store's counters then step on registers alone)
   logic [15:0] st_tm, st_orows, st_ocols, st_obeats;
   logic [15:0] st_m, st_row, st_beat;
@@ -528,16 +527,16 @@ module fe_engine #(
   logic        job_st_empty;                              // it has no output row or column
   always_comb begin
     logic [15:0] tr, tc;
-    tr = ext(job_st.r0, d_r, 16'(TR));
-    tc = ext(job_st.c0, d_c, 16'(TC));
-    job_tm = ext(job_st.m0, d_m, 16'(TM));
+    tr = ext(cur.r0, d_r, 16'(TR));  // the next job stores cur's tile
+    tc = ext(cur.c0, d_c, 16'(TC));
+    job_tm = ext(cur.m0, d_m, 16'(TM));
     job_orows = d_pool ? (tr >> 1) : tr;
     job_ocols = d_pool ? (tc >> 1) : tc;
     job_obeats = 16'((32'(job_ocols) + 32'(BUS_BYTES) - 1) / 32'(BUS_BYTES));
     job_st_empty = d_pool && (tr < 2 || tc < 2);
   end
   always_ff @(posedge clk) begin
-    if (job_start) begin
+    if (m_idle) begin
       st_tm <= job_tm;
       st_orows <= job_orows;
       st_ocols <= job_ocols;
@@ -849,25 +848,31 @@ module fe_engine #(
       geom_age <= '0;
     end else begin
       if (geom_age != 3'd7) geom_age <= geom_age + 3'd1;
-      if (job_start) begin
-        mjob <= job_kind;
-        m_do_load <= job_load;
-        ld_g <= job_ld_g;
+      // Between jobs, every register a job starts from follows what the next job starts with, so
+      // that only mjob, m_do_load and mstate wait for job_start (a decode of the sequencer's state:
+      // on every register it routed that state across the engine). The next job loads trip 0 (the
+      // first job in S_FIRST) or the trip after the dispatched one, and stores `cur`.
+      if (m_idle) begin
+        ld_g <= (state == S_FIRST && job_start_pending) ? g0_c : n2_c;
+        ld_half <= (state == S_FIRST) ? !job_start_pending : cur_half;
         seg_off <= '0;
         chan_off <= '0;
-        ld_half <= job_ld_half;
-        st_tile <= job_st;
-        st_half <= job_st_half;
+        st_tile <= cur;
+        st_half <= tile_half;
         iss <= '0; rsp <= '0; iss_w <= 1'b0; iss_all <= 1'b0; iss_t <= '0;
         rsp_beat <= '0; rsp_byte <= '0;
         wr_t <= '0; wr_b <= '0;
         st_m <= '0; st_row <= '0; st_beat <= '0;
-        st_lane_addr <= cur_oaddr;  // job_st is cur
+        st_lane_addr <= cur_oaddr;
         st_row_addr <= cur_oaddr;
         st_m_end <= job_tm <= 16'd1; st_row_end <= job_orows <= 16'd1; st_beat_end <= job_obeats <= 16'd1;
+      end
+      if (job_start) begin
+        mjob <= job_kind;
+        m_do_load <= job_load;
         // a pooled edge tile of one row or column stores nothing
         mstate <= (job_store && !job_st_empty) ? M_STORE : (job_load ? M_LOAD : M_WAIT);
-      end else begin
+      end
         case (mstate)
           M_STORE: begin
             if (s_go) begin
@@ -959,7 +964,6 @@ module fe_engine #(
           end
           default: ;
         endcase
-      end
       // every output tile position reads the weights from the start again
       if (job_start && job_load && job_kind == J_TRIP && job_ld.m0 == 0 && job_ld.n0 == 0) w_ptr <= d_wt;
     end
@@ -1272,7 +1276,6 @@ module fe_engine #(
     end
     go_has_next = (state == S_FIRST) ? f0_has_next : nxt1_has_next;
     go_next = (state == S_FIRST) ? f1 : nxt2;
-    go_next_g = n2_c;  // trip 1's in S_FIRST
   end
 
   always_comb begin
@@ -1281,20 +1284,12 @@ module fe_engine #(
     job_store = 1'b0;
     job_load = 1'b0;
     job_ld = '0;
-    job_ld_g = g0_c;
-    job_ld_half = 1'b0;
-    job_st = cur;
-    job_st_half = tile_half;
     if (go) begin
       // store the previous output tile on the first trip of a tile; load the following trip
       job_start = 1'b1;
       job_store = (go_trip.n0 == 0) && (state == S_RUN);
-      job_st = cur;
-      job_st_half = tile_half;
       job_load = go_has_next;
       job_ld = go_next;
-      job_ld_g = go_next_g;
-      job_ld_half = ~go_half;
     end else if ((state == S_DESC || state == S_BIAS || state == S_FIRST || state == S_LAST) && job_start_pending
                  && (state != S_FIRST || geom_age >= 3'd4)) begin  // trip 0's geometry (g0_c) is settled
       job_start = 1'b1;
@@ -1302,8 +1297,6 @@ module fe_engine #(
       job_load = (state != S_LAST);
       job_store = (state == S_LAST);
       job_ld = '0;
-      job_ld_g = g0_c;
-      job_ld_half = 1'b0;
     end
   end
 
