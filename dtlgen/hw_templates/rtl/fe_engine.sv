@@ -169,9 +169,9 @@ module fe_engine #(
   assign d_or = d_pool ? (d_r >> 1) : d_r;
   assign d_oc = d_pool ? (d_c >> 1) : d_c;
   // Strides of the output address counters (cur_oaddr's, the store's lane and row addresses),
-  // registered once per descriptor: Or * Oc in one product, then the rest from
-  // constants in shifts and adds. Ready two cycles after the descriptor's geometry, as are the
-  // input side's stride sums (k_trs, k_tcs) that next_trip reads beside them.
+  // registered once per descriptor: Or * Oc in one product, the rest from constants in shifts and
+  // adds. Ready two cycles after the descriptor's geometry; first read when the first trip after
+  // trip 0 is dispatched, or by the first store.
   logic [31:0] k_oplane;  // Or * Oc: one output channel
   logic [31:0] k_omstep;  // TM * Or * Oc: the next output-channel tile
   logic [31:0] k_orstep;  // (TR >> pool) * Oc: the next row tile
@@ -315,9 +315,8 @@ module fe_engine #(
   logic [15:0] wr_b;        // and the beat within it
 
   // Geometry of the trip being loaded, computed ahead of time so that the memory side reads only
-  // registers (no multiplier or adder chain before a request), in three stages (A: extents, the
-  // window's ends, its offset's terms from the trip's counters; B: rows, columns, the weight row's
-  // width; C: offsets and sizes):
+  // registers (no multiplier or adder chain before a request), in three stages (A: extents and the
+  // window's ends, B: rows, columns, products, C: offsets and sizes):
   // - per descriptor (registered once the descriptor is in): the stride products and spans below;
   // - per trip: the scheduler keeps the next two trips after `cur` in registers (nxt1, nxt2) and
   //   their geometry in the three stages; a trip computes for at least 1 + PER_CHANNEL_DRAIN + 1 = 8
@@ -489,7 +488,8 @@ module fe_engine #(
   assign ld_w_row_bytes = times_const(32'(ld_w_row_beats), B);
   assign ld_two_ops = (d_kind == K_ADD);
   // The generator stores weights in trip order: for every output tile position the (m, n) tiles
-  // follow each other, so the pointer advances by each trip's weights and rewinds per position.
+  // follow each other, so the pointer advances by each tap row's bytes (a request each) and rewinds
+  // per position.
   logic [31:0] w_ptr;
   logic        in_req_pending;
   assign in_req_pending = !iss_w && ld_rows != 0 && !iss.done;
@@ -866,13 +866,13 @@ module fe_engine #(
         st_lane_addr <= cur_oaddr;
         st_row_addr <= cur_oaddr;
         st_m_end <= job_tm <= 16'd1; st_row_end <= job_orows <= 16'd1; st_beat_end <= job_obeats <= 16'd1;
-      end
-      if (job_start) begin
-        mjob <= job_kind;
-        m_do_load <= job_load;
-        // a pooled edge tile of one row or column stores nothing
-        mstate <= (job_store && !job_st_empty) ? M_STORE : (job_load ? M_LOAD : M_WAIT);
-      end
+        if (job_start) begin
+          mjob <= job_kind;
+          m_do_load <= job_load;
+          // a pooled edge tile of one row or column stores nothing
+          mstate <= (job_store && !job_st_empty) ? M_STORE : (job_load ? M_LOAD : M_WAIT);
+        end
+      end else begin  // (one mux level per register: the case's states are not idle ones)
         case (mstate)
           M_STORE: begin
             if (s_go) begin
@@ -964,6 +964,7 @@ module fe_engine #(
           end
           default: ;
         endcase
+      end
       // every output tile position reads the weights from the start again
       if (job_start && job_load && job_kind == J_TRIP && job_ld.m0 == 0 && job_ld.n0 == 0) w_ptr <= d_wt;
     end
