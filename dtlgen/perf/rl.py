@@ -20,10 +20,13 @@ Transfers move `beats = G · stash_words(F) · lanes · 2 / bus` beats.
    UPDATE (BWD_WEIGHT fused with the update: each PE accumulates its dW element over the G rows,
    then the tile's tm·tn results drain through the max(tm, tn) requantisers in D = `update_chunks`
    cycles (requantised, stochastically rounded, written back) while the next tile accumulates; tiles
-   issue at least D cycles apart) fetch + S + (Mt·Nt' − 1)·max(G, D) + G + GEMM_OVERHEAD + D − 1,
-   S = `update_lead(tm, G)` = max(0, tm − 4 − G): the walk of the tm LFSR row starts (one a cycle)
-   overlaps the first tile's accumulation, whose stochastic rounding first reads them G + 3 cycles
-   after its first row issues.
+   issue I = max(G, D) cycles apart) fetch + `update_issue` + G + GEMM_OVERHEAD + D − 1. One walker
+   steps the LFSR row starts a row of [W | b] a cycle, and a tile's stochastic rounding first reads
+   them G + 3 cycles after its first row issues: the first tile issues at S = `update_lead(tm, G)` =
+   max(0, tm − 4 − G) (block 0's tm row starts walked), block 0's last tile at
+   F = max(S + (Nt' − 1)·I, 2·tm − 4 − G) (block 1's walked too), and each later block's last tile
+   max(Nt'·I, tm) after the one before (the walk of the next block's starts), so
+   `update_issue` = F + (Mt − 1)·max(Nt'·I, tm).
 GEMM_OVERHEAD = set-up 1 + pipeline drain 11 (read, operands, product, accumulate; then the output
 stages: capture, shift, round/saturate, activation or stochastic-rounding term, its shift,
 subtract/write) + finish 1. The figures are exact for a memory that never stalls (tests hold them to the RTL).
@@ -71,6 +74,16 @@ def update_lead(tm: int, rows: int) -> int:
     in place after tm − 1) by the time the first tile's rounding reads them, UPDATE_PTR_READ + rows − 1
     cycles after it starts issuing."""
     return max(0, tm - UPDATE_PTR_READ - rows)
+
+
+def update_issue(tm: int, tn: int, rows: int, m_tiles: int, n_tiles: int) -> int:
+    """Cycle at which UPDATE's last tile starts issuing, counted from the descriptor's set-up: tiles
+    issue max(rows, drain) cycles apart, but a row block's last tile reads the next block's LFSR row
+    starts, which the walker steps a row a cycle after the block before ended (block 0's last tile:
+    after the first 2·tm rows)."""
+    interval = max(rows, update_chunks(tm, tn))
+    first_end = max(update_lead(tm, rows) + (n_tiles - 1) * interval, 2 * tm - UPDATE_PTR_READ - rows)
+    return first_end + (m_tiles - 1) * max(n_tiles * interval, tm)
 
 
 def reduce_depth(tm: int, tn: int) -> int:
@@ -189,8 +202,8 @@ def step_cycles(gemms: list[GemmLayer], cfg: RLConfig, bus_bytes: float, latency
         if g is not first:
             out.append(DescriptorCycles(g.name, "BWD_DATA", fetch + nt * rows * mt + GEMM_OVERHEAD + tree,
                                         macs, 2 * macs))
-        issue = (mt * nta - 1) * max(rows, chunks) + rows
-        out.append(DescriptorCycles(g.name, "UPDATE", fetch + update_lead(cfg.tm, rows) + issue
+        issue = update_issue(cfg.tm, cfg.tn, rows, mt, nta) + rows
+        out.append(DescriptorCycles(g.name, "UPDATE", fetch + issue
                                     + GEMM_OVERHEAD + chunks - 1, macs,
                                     2 * macs))  # the dW MACs only: see "Ops" in the module docstring
     return out

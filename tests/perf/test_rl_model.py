@@ -57,8 +57,13 @@ def expected_step(gemms, cfg, bus, latency):
             out.append((g.name, "BWD_DATA", fetch + cdiv(g.n, cfg.tn) * rows * cdiv(g.m, cfg.tm) + 13 + tree, macs,
                         2 * macs))
         drain = cdiv(cfg.tm * cfg.tn, max(cfg.tm, cfg.tn))  # a tile's results, max(tm, tn) a cycle
-        tiles = cdiv(g.m, cfg.tm) * cdiv(g.n + 1, cfg.tn)
-        update = fetch + max(0, cfg.tm - 4 - rows) + (tiles - 1) * max(rows, drain) + rows + 13 + drain - 1
+        interval, n_tiles = max(rows, drain), cdiv(g.n + 1, cfg.tn)
+        start = max(0, cfg.tm - 4 - rows)  # the first tile: block 0's row starts walked
+        for block in range(cdiv(g.m, cfg.tm)):  # each block's last tile waits for the next block's walk
+            end = start + (n_tiles - 1) * interval
+            end = max(end, 2 * cfg.tm - 4 - rows) if block == 0 else max(end, last_end + cfg.tm)
+            last_end, start = end, end + interval
+        update = fetch + last_end + rows + 13 + drain - 1
         out.append((g.name, "UPDATE", update, macs, 2 * macs))  # the dW MACs; the update is not an array op
     return out
 

@@ -120,9 +120,13 @@ def chains(draw) -> Chain:
 
 RELU6_CONV = Chain("conv", (2, 2), (7, 9, 5, 3), ("relu6", "relu", None), 3, 4, 3, 3, 3, 17, 5)
 FLATTEN_1X1 = Chain("conv_flatten", (1, 1), (6, 5, 11), ("relu", None), 1, 3, 2, 2, 4, 0, 9)
-# A tall array trained on batches of 5 and 1: UPDATE walks its 9 LFSR row starts while the first tile
-# accumulates and reads them the very cycle the walk ends (perf/rl.py `update_lead`: 0 and 4 cycles).
-TALL_ARRAY = Chain("linear", (1, 1), (13, 19, 4), (None, None), 2, 5, 1, 3, 3, 0, 21, engine=(9, 2))
+# A tall array trained on batches of 5 and 1: UPDATE walks its LFSR row starts a row a cycle while
+# the first tile accumulates (perf/rl.py `update_lead`: 0 and 4 cycles before it issues); in the
+# first layer (one input: one tile per row block) each row block's tile waits for the walk of the
+# next block's starts and reads the last of them the very cycle it is written (`update_issue`:
+# block 0 at cycle 9 or 13, then a block every 9 cycles instead of 5 or 2); a cycle earlier and a
+# block's last row rounds with a stale LFSR state. The last layer's blocks are two tiles of 5 cycles.
+TALL_ARRAY = Chain("linear", (1, 1), (1, 45, 3, 12), (None, "relu6", None), 3, 5, 1, 3, 3, 0, 21, engine=(9, 2))
 
 
 def check_exact_and_on_the_model(chain: Chain, workdir) -> None:

@@ -10,8 +10,9 @@
 // UPDATE is BWD_WEIGHT fused with the update: a tile's dW never leaves the accumulators. The bias is
 // column N of the augmented matrix [W | b] (its input is the constant 1), so db comes out of the
 // same accumulators, and the LFSR of dtlgen/quant/fixed.py is consumed in row-major order of
-// [W | b]: lane (i, j) of a tile uses the state of element (m0 + i, n0 + j). Row-start states jump
-// with the 16x16 GF(2) matrices A^(N+1) and A^(TM(N+1)) that the host puts in the descriptor.
+// [W | b]: lane (i, j) of a tile uses the state of element (m0 + i, n0 + j). Row-start states come
+// from one walker that jumps a row at a time with the 16x16 GF(2) matrix A^(N+1) the host puts in
+// the descriptor (j_row; its A^(TM(N+1)), j_blk, serves the C++ engine's block jump).
 //
 // Weights and biases stay on chip in TM*TN weight banks and TM bias banks (one tile per address),
 // read as a whole tile in one cycle in both FWD and BWD_DATA: no transposed copy, no stall.
@@ -221,13 +222,10 @@ module rl_engine #(
   // Descriptor
   logic [15:0] desc_h [DESC_BYTES / 2];  // filled a bus beat at a time (a beat may be 16 bits)
   logic [31:0] desc [DESC_WORDS];
-  logic [255:0] j_row, j_blk;  // LFSR jump matrices: row r in bits 16r +: 16
+  logic [255:0] j_row;  // the LFSR jump of one row of [W | b]: row r in bits 16r +: 16
   always_comb begin
     for (int w = 0; w < DESC_WORDS; w++) desc[w] = {desc_h[2 * w + 1], desc_h[2 * w]};
-    for (int w = 0; w < 8; w++) begin
-      j_row[32 * w +: 32] = desc[16 + w];
-      j_blk[32 * w +: 32] = desc[24 + w];
-    end
+    for (int w = 0; w < 8; w++) j_row[32 * w +: 32] = desc[16 + w];
   end
   logic [3:0]  d_mode;
   logic [3:0]  r_mode;  // d_mode registered: what runs in S_RUN reads it (S_SETUP reads d_mode)
@@ -268,7 +266,7 @@ module rl_engine #(
   end
 
   // an LFSR jump: output bit r is the parity of row r of the matrix and the state
-  // (words 16..23 hold A^(N+1), words 24..31 A^(TM(N+1)), A being one LFSR step over GF(2))
+  // (words 16..23 hold A^(N+1), A being one LFSR step over GF(2))
   function automatic logic [15:0] jump(input logic [255:0] m, input logic [15:0] v);
     for (int r = 0; r < 16; r++) jump[r] = ^(m[16 * r +: 16] & v);
   endfunction
@@ -330,14 +328,21 @@ module rl_engine #(
   // ---------------------------------------------------------------------------------------------
   // GEMM sweep counters (FWD, BWD_DATA, UPDATE): outer c0, middle c1, inner c2, one issue per cycle
   logic [15:0] c0, c1, c2, l0, l1, l2;
-  logic        issuing, prep;
-  logic [TM-1:0] prep_oh;    // UPDATE's row-start walk: the row it writes next, one-hot (0: done)
-  logic [15:0]   prep_cur;   // ... and the row start it writes it from
-  logic [15:0]   prep_wait;  // ... and the cycles before UPDATE may start issuing (0: now)
-  // The walk writes row i's pointer in its cycle i - 1 (row 0 at the start), so all TM are in place
-  // from its cycle TM - 1. A tile's pointers are first read at stage 4, PTR_READ + G - 1 cycles
-  // after its first row issues: the first tile may issue from cycle TM - 1 - PTR_READ - (G - 1) of
-  // the walk, i.e. the walk overlaps the first tile's accumulation (perf/rl.py: `update_lead`).
+  logic        issuing;
+  // UPDATE's LFSR row starts come from one walker that steps a row of [W | b] a cycle (the jump
+  // j_row): at the start it writes the pointers of block 0's TM rows (row 0 in set-up, row i in its
+  // cycle i - 1), then the row starts of block 1 (`rowstart`, cycles TM - 1 .. 2 TM - 2); each row
+  // block's last tile copies them into the pointers at stage 4 and restarts the walk for the block
+  // after, whose row 0 it writes that same cycle. A tile's pointers are read at stage 4, PTR_READ +
+  // G - 1 cycles after its first row issues, so UPDATE issues from cycle TM - PTR_READ - G of the
+  // walk (`prep_wait`, perf/rl.py `update_lead`: the walk overlaps the first tile's accumulation),
+  // block 0's last tile from cycle 2 TM - PTR_READ - G, and every later block's last tile at least
+  // TM cycles after the one before (`blk_wait`; perf/rl.py `update_issue`).
+  logic [2*TM-1:0] wk_oh;      // the walker's next write, one-hot: ptr[i] at bit i, rowstart[i] at TM + i (0: idle)
+  logic [15:0]     wk_cur;     // ... the row start it steps from
+  logic [15:0]     prep_wait;  // the cycles before UPDATE may start issuing (0: now)
+  logic [15:0]     blk_wait;   // ... before a row block's last tile may (0: now)
+  logic            hold;       // that tile waits
   localparam int PTR_READ = 4;
   always_comb begin
     case (r_mode)
@@ -375,9 +380,10 @@ module rl_engine #(
   logic [SAW-1:0] a_gpn, a_gpm;      // g Pn, g Pm
   logic        step2, wrap2, step1, wrap1, step0;
   logic        inc_m, inc_n, inc_g, clr_m, clr_n, clr_g;
+  assign hold = TM > 1 && r_mode == M_UPDATE && blk_wait != 0 && c2 == 0 && c1 == l1 - 1;
   always_comb begin
-    step2 = issuing && (c2 + 1 < l2);
-    wrap2 = issuing && !step2;
+    step2 = issuing && !hold && (c2 + 1 < l2);
+    wrap2 = issuing && !hold && !step2;
     step1 = wrap2 && (c1 + 1 < l1);
     wrap1 = wrap2 && !step1;
     step0 = wrap1 && (c0 + 1 < l0);
@@ -420,7 +426,7 @@ module rl_engine #(
   tag_t iss;
   always_comb begin
     iss = '0;
-    iss.valid = issuing && !(UD > 1 && r_mode == M_UPDATE && c2 >= d_g);  // UPDATE: the padding rows issue nothing
+    iss.valid = issuing && !hold && !(UD > 1 && r_mode == M_UPDATE && c2 >= d_g);  // UPDATE: the padding rows issue nothing
     iss.m0 = a_m0;
     iss.n0 = a_n0;
     iss.tile = WAW'(d_wbase) + a_tmnt + WAW'(a_tn);
@@ -823,7 +829,9 @@ module rl_engine #(
       st5 <= '0;
       dr_left <= '0;
       issuing <= 1'b0;
-      prep <= 1'b0;
+      prep_wait <= '0;
+      blk_wait <= '0;
+      wk_oh <= '0;
       st_valid <= 1'b0;
       req_left <= '0;
     end else begin
@@ -869,14 +877,14 @@ module rl_engine #(
           rq1 <= rq_amounts(d_s1);
           sr2 <= sr_amounts(d_s2);
           sr3 <= sr_amounts(d_s3);
+          wk_oh <= '0;
           if (d_mode == M_UPDATE) begin
-            prep <= 1'b1;
-            prep_oh <= TM'(2);
-            prep_wait <= (d_g + 16'(PTR_READ) < 16'(TM)) ? 16'(TM) - 16'(PTR_READ) - d_g : 16'd0;
-            issuing <= (d_g + 16'(PTR_READ) >= 16'(TM));
-            prep_cur <= lfsr_step(d_seed);
-            rowstart[0] <= lfsr_step(d_seed);
+            wk_oh <= (2 * TM)'(2);
+            wk_cur <= lfsr_step(d_seed);
             ptr[0] <= lfsr_step(d_seed);
+            prep_wait <= (d_g + 16'(PTR_READ) < 16'(TM)) ? 16'(TM) - 16'(PTR_READ) - d_g : 16'd0;
+            blk_wait <= (d_g + 16'(PTR_READ) < 16'(2 * TM)) ? 16'(2 * TM) - 16'(PTR_READ) - d_g : 16'd0;
+            issuing <= (d_g + 16'(PTR_READ) >= 16'(TM));
           end else if (d_mode == M_FWD || d_mode == M_BWD_DATA) begin
             issuing <= 1'b1;
           end
@@ -933,22 +941,13 @@ module rl_engine #(
             end
           end
           // ---- GEMM modes: one iteration per cycle (UPDATE: beside the walk of the LFSR row starts)
-          if (prep) begin
-            if (prep_wait != 0) prep_wait <= prep_wait - 1'b1;
+          if (prep_wait != 0) begin
+            prep_wait <= prep_wait - 1'b1;
             if (prep_wait == 16'd1) issuing <= 1'b1;
-            if (prep_oh == '0) begin
-              prep <= 1'b0;
-            end else begin
-              prep_cur <= jump(j_row, prep_cur);
-              for (int i = 0; i < TM; i++)
-                if (prep_oh[i]) begin
-                  rowstart[i] <= jump(j_row, prep_cur);
-                  ptr[i] <= jump(j_row, prep_cur);
-                end
-              prep_oh <= prep_oh << 1;
-            end
           end
-          if (issuing) begin
+          if (issuing && !hold && c2 == 0 && c1 == l1 - 1) blk_wait <= 16'(TM - 1);
+          else if (blk_wait != 0) blk_wait <= blk_wait - 1'b1;
+          if (issuing && !hold) begin
             if (c2 + 1 < l2) c2 <= c2 + 1;
             else begin
               c2 <= '0;
@@ -1018,16 +1017,22 @@ module rl_engine #(
       end
       if (!(sr.valid && sr.last)) st4.valid <= 1'b0;
 
-      // ---- the LFSR row pointers move to the next tile, or jump to the next row block (UPDATE)
+      // ---- the LFSR row pointers move to the next tile, or take the next row block's starts, and
+      //      the walker steps (UPDATE; set-up starts it and wins)
       if (st4.valid && m_upd)
+        for (int i = 0; i < TM; i++) ptr[i] <= st4.blk_end ? rowstart[i] : ptr_next[i];
+      if (state != S_SETUP && (wk_oh != '0 || (st4.valid && m_upd && st4.blk_end))) begin
+        logic [15:0] v;
+        logic restart;
+        v = jump(j_row, wk_cur);
+        restart = st4.valid && m_upd && st4.blk_end;
+        wk_cur <= v;
         for (int i = 0; i < TM; i++) begin
-          if (st4.blk_end) begin
-            rowstart[i] <= jump(j_blk, rowstart[i]);
-            ptr[i] <= jump(j_blk, rowstart[i]);
-          end else begin
-            ptr[i] <= ptr_next[i];
-          end
+          if (wk_oh[i]) ptr[i] <= v;
+          if (wk_oh[TM + i] || (i == 0 && restart)) rowstart[i] <= v;
         end
+        wk_oh <= restart ? (2 * TM)'(1) << (TM + 1) : wk_oh << 1;
+      end
 
       // ---- stage 4 -> A: the requantiser inputs, and this cycle's bank reads
       //      that the later stages need (the weights and biases being updated, the mask's input).
