@@ -97,7 +97,7 @@ def build_top(sources: list[Path], top: str, parameters: dict[str, object], pref
                                    "compiler and make must be installed (Debian/Ubuntu: apt-get install g++ make), "
                                    "and the RTL must be lint-clean") from None
         raise
-    sweep(root, r"(fe|rl)_[0-9a-f]{16}", build_dir)
+    sweep(root, r"(fe|rl|axi)_[0-9a-f]{16}", build_dir)
     return build_dir
 
 
