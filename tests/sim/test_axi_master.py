@@ -56,7 +56,9 @@ def test_axi_master_is_lint_clean_with_all_warnings():
         assert result.returncode == 0, (bus, result.stderr)
 
 
-@pytest.mark.parametrize("bus, max_reads", [(8, 8), (2, 1), (1, 4)])
+# the 8-byte bus by default (30 s); the others, 35 s each, with -m slow
+@pytest.mark.parametrize("bus, max_reads", [(8, 8), pytest.param(2, 1, marks=pytest.mark.slow),
+                                            pytest.param(1, 4, marks=pytest.mark.slow)])
 def test_digits_fe_on_axi4_with_backpressure_on_every_channel(tmp_path, digits, bus, max_reads):
     calm, exact = run(digits, tmp_path / "calm", bus, max_reads=max_reads)
     assert all(exact)
@@ -65,7 +67,8 @@ def test_digits_fe_on_axi4_with_backpressure_on_every_channel(tmp_path, digits, 
     assert sum(paused.cycles) > sum(calm.cycles), "pauses on every channel must cost cycles"
 
 
-@pytest.mark.parametrize("bus, seed, max_reads", [(8, 1, 8), (4, 2, 2), (1, 3, 1), (16, 4, 4)])
+@pytest.mark.parametrize("bus, seed, max_reads", [(8, 1, 8), (1, 3, 1), pytest.param(4, 2, 2, marks=pytest.mark.slow),
+                                                   pytest.param(16, 4, 4, marks=pytest.mark.slow)])
 def test_master_alone_under_random_traffic(tmp_path, bus, seed, max_reads):
     """Random beat writes and burst reads (unaligned, across 4 KB, past 256 beats, reads right after the
     writes they cover) against AxiRam pausing on every channel: every read beat as the reference memory."""
