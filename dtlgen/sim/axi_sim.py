@@ -1,9 +1,11 @@
-"""Run the FE engine RTL behind its AXI4 master (dtl_axi_master.sv) against cocotbext-axi's AxiRam.
+"""Run the FE engine's AXI IP (dtl_fe_axi.sv: the engine, its AXI4 master, AXI4-Lite registers) against
+cocotbext-axi's AxiRam and AxiLiteMaster, and the AXI4 master (dtl_axi_master.sv) alone.
 
 The engine is the one `dtlgen.sim.fe_sim` runs on the ideal memory port; here the port goes through
 the AXI4 master to an AXI4 slave model with random pauses on every channel, so the test is of the
 master's conformance (bursts, 4 KB boundaries, realignment, backpressure, read-after-write order)
-as well as of the engine's results. Cycles here are the engine's on that slave, not a board's.
+and of the register interface as well as of the engine's results. Cycles here are the engine's on
+that slave, not a board's.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import numpy as np
 from dtlgen.errors import ToolMissingError
 from dtlgen.generator.rtl import rtl_dir
 from dtlgen.isa.params import FE_BUFFER_SIZING, FEParams
-from dtlgen.sim.fe_sim import FESimResult, build_top, read_hex, run_test, sim_log_tail
+from dtlgen.sim.fe_sim import FESimResult, build_top, run_test, sim_log_tail
 
-TOP = "fe_axi_tb_top"
-SOURCES = ("dtl_ram.sv", "fe_engine.sv", "dtl_axi_master.sv", "fe_axi_tb_top.sv")
+TOP = "dtl_fe_axi"
+SOURCES = ("dtl_ram.sv", "fe_engine.sv", "dtl_axi_master.sv", "dtl_fe_axi.sv")
 TEST_MODULE = "fe_axi_cocotb_test"
+PERF_DEPTH = 256  # dtl_fe_axi.sv's default
 
 
 def _require_cocotbext_axi() -> None:
@@ -34,10 +37,13 @@ def _require_cocotbext_axi() -> None:
 def run_image(memory: np.ndarray, desc_addr: int, desc_count: int, fe: FEParams, workdir: Path,
               max_cycles: int, pause_seed: int = 0, pause_period: int = 4, max_reads: int = 8,
               max_writes: int = 8) -> FESimResult:
-    """Simulate a memory image holding `desc_count` FE descriptors at `desc_addr` on the AXI4 slave."""
+    """Simulate a memory image holding `desc_count` FE descriptors at `desc_addr` on the AXI4 slave (the
+    IP records the cycles of its first 256 descriptors)."""
     _require_cocotbext_axi()
     if not fe.full_size:
         raise ValueError("the AXI4 testbench builds the FE engine with full-size buffers (k_max, s_max, has_add)")
+    if desc_count > PERF_DEPTH:
+        raise ValueError(f"dtl_fe_axi records the cycles of {PERF_DEPTH} descriptors; this list has {desc_count}")
     workdir = Path(workdir).resolve()  # the runner changes directory: every path must be absolute
     sizing = {name.upper() for name in FE_BUFFER_SIZING}
     parameters = {key: value for key, value in fe.hdl_parameters().items() if key not in sizing}
@@ -46,21 +52,21 @@ def run_image(memory: np.ndarray, desc_addr: int, desc_count: int, fe: FEParams,
     build_dir = build_top([rtl_dir() / name for name in SOURCES], TOP, parameters, "axi")
     build_s = time.perf_counter() - start
     workdir.mkdir(parents=True, exist_ok=True)
-    image, dump = workdir / "image.bin", workdir / "image_out.bin"
+    image, dump, perf = workdir / "image.bin", workdir / "image_out.bin", workdir / "perf.txt"
     image.write_bytes(np.asarray(memory, dtype=np.uint8).tobytes())
-    for stale in (dump, workdir / "perf_dump.hex"):
+    for stale in (dump, perf):
         stale.unlink(missing_ok=True)
     env = {"DTLGEN_DESC_COUNT": str(desc_count), "DTLGEN_DESC_ADDR": str(desc_addr),
            "DTLGEN_MAX_CYCLES": str(max_cycles), "DTLGEN_IMAGE": str(image), "DTLGEN_DUMP": str(dump),
+           "DTLGEN_PERF": str(perf),
            "DTLGEN_PAUSE_SEED": str(pause_seed), "DTLGEN_PAUSE_PERIOD": str(pause_period)}
     start = time.perf_counter()
     passed = run_test(build_dir, TOP, TEST_MODULE, rtl_dir(), workdir, env)
     run_s = time.perf_counter() - start
-    if not passed or not dump.exists():
+    if not passed or not dump.exists() or not perf.exists():
         raise RuntimeError(f"FE simulation on AXI4 failed in {workdir}:\n{sim_log_tail(workdir)}")
     out = np.frombuffer(dump.read_bytes(), dtype=np.uint8).copy()
-    perf = read_hex(workdir / "perf_dump.hex", 65536, 32)
-    return FESimResult(out, [int(v) for v in perf[:desc_count]], build_s, run_s)
+    return FESimResult(out, [int(v) for v in perf.read_text().split()], build_s, run_s)
 
 
 def check_master(bus_bytes: int, workdir: Path, seed: int, operations: int, pause_period: int = 3,
