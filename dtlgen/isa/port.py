@@ -29,3 +29,32 @@ MEMORY_PORT = READ + WRITE
 READ_COMMENT = ("memory read port: burst requests of at most 65535 beats; the data returns in request",
                 "order, one beat per cycle")
 WRITE_COMMENT = ("memory write port: one beat per cycle, the first wr_bytes bytes of wr_data from wr_addr on",)
+
+
+# The AXI4 master that puts the memory port on an AXI4 interconnect (dtl_axi_master.sv), its signals
+# seen from the master (`engine_out`: driven by the master), prefixed m_axi_: one ID, INCR bursts.
+# Rendered into dtl_axi_master.sv and the AXI IP tops that pass them through (dtl_fe_axi.sv,
+# dtl_rl_axi.sv). The master reads only bit 1 of a response and no ID (`AXI_UNREAD`).
+AXI4_MASTER = tuple(PortSignal("m_axi_" + name, width, out) for name, width, out in (
+    ("arid", "1", True), ("araddr", "32", True), ("arlen", "8", True), ("arsize", "3", True),
+    ("arburst", "2", True), ("arcache", "4", True), ("arprot", "3", True), ("arvalid", "1", True),
+    ("arready", "1", False),
+    ("rid", "1", False), ("rdata", "BUS_BYTES*8", False), ("rresp", "2", False), ("rlast", "1", False),
+    ("rvalid", "1", False), ("rready", "1", True),
+    ("awid", "1", True), ("awaddr", "32", True), ("awlen", "8", True), ("awsize", "3", True),
+    ("awburst", "2", True), ("awcache", "4", True), ("awprot", "3", True), ("awvalid", "1", True),
+    ("awready", "1", False),
+    ("wdata", "BUS_BYTES*8", True), ("wstrb", "BUS_BYTES", True), ("wlast", "1", True), ("wvalid", "1", True),
+    ("wready", "1", False),
+    ("bid", "1", False), ("bresp", "2", False), ("bvalid", "1", False), ("bready", "1", True)))
+AXI_UNREAD = ("m_axi_rid", "m_axi_rresp", "m_axi_bid", "m_axi_bresp")
+
+# The AXI4-Lite control slave of the AXI IP tops (dtl_axil_regs.sv: 12-bit byte addresses, whole
+# 32-bit registers), seen from the slave (`engine_out`: driven by the slave), prefixed s_axil_.
+AXIL_SLAVE = tuple(PortSignal("s_axil_" + name, width, out) for name, width, out in (
+    ("awaddr", "12", False), ("awvalid", "1", False), ("awready", "1", True),
+    ("wdata", "32", False), ("wstrb", "4", False), ("wvalid", "1", False), ("wready", "1", True),
+    ("bresp", "2", True), ("bvalid", "1", True), ("bready", "1", False),
+    ("araddr", "12", False), ("arvalid", "1", False), ("arready", "1", True),
+    ("rdata", "32", True), ("rresp", "2", True), ("rvalid", "1", True), ("rready", "1", False)))
+AXIL_UNREAD = ("s_axil_wstrb",)

@@ -159,10 +159,35 @@ def sv_connections(indent: str) -> list[str]:
     return [indent + ", ".join(f".{s.name}" for s in signals) + "," for signals in (port.READ, port.WRITE)]
 
 
+_AXI_RANGE_WIDTH = max(len(_range(s)) for s in port.AXI4_MASTER + port.AXIL_SLAVE)
+
+
+def sv_axi_port(signals: tuple[port.PortSignal, ...], unread: tuple[str, ...]) -> list[str]:
+    """An AXI interface's declarations in a module header (the module that drives `engine_out`
+    signals, or a top that passes them on); `unread` inputs between lint pragmas."""
+    out = []
+    for s in signals:
+        line = f"  {'output' if s.engine_out else 'input':<6} logic {_range(s):<{_AXI_RANGE_WIDTH}} {s.name},"
+        if s.name in unread:
+            out += ["  /* verilator lint_off UNUSEDSIGNAL */", line, "  /* verilator lint_on UNUSEDSIGNAL */"]
+        else:
+            out.append(line)
+    return out
+
+
+def sv_axi_connections(signals: tuple[port.PortSignal, ...], indent: str) -> list[str]:
+    """An AXI interface's `.name` connections in an instance, one channel a line."""
+    channels: dict[str, list[str]] = {}
+    for s in signals:
+        channels.setdefault(s.name.split("_")[2][0], []).append(f".{s.name}")
+    return [indent + ", ".join(names) + "," for names in channels.values()]
+
+
 def targets() -> dict[str, tuple[Path, str, list[str]]]:
     """Region -> (engine source, region name, the lines the region must hold)."""
     rtl = Path(str(files("dtlgen.hw_templates").joinpath("rtl")))
     hls = Path(str(files("dtlgen.hw_templates").joinpath("hls")))
+    axi_port, axil_port = sv_axi_port(port.AXI4_MASTER, port.AXI_UNREAD), sv_axi_port(port.AXIL_SLAVE, port.AXIL_UNREAD)
     return {"fe_engine.sv": (rtl / "fe_engine.sv", "decode", sv_decode(fe.FIELDS, FE_SV_NAMES, "desc", "    ")),
             "fe_engine.sv constants": (rtl / "fe_engine.sv", "constants", fe_sv_constants()),
             "dtl_fe_engine.cpp": (hls / "dtl_fe_engine.cpp", "decode",
@@ -180,10 +205,17 @@ def targets() -> dict[str, tuple[Path, str, list[str]]]:
             "fe_tb_top.sv signals": (rtl / "fe_tb_top.sv", "memory signals", sv_signals()),
             "fe_tb_top.sv engine": (rtl / "fe_tb_top.sv", "engine memory port", sv_connections("    ")),
             "fe_tb_top.sv memory": (rtl / "fe_tb_top.sv", "memory model port", sv_connections("    ")),
-            "dtl_fe_axi.sv signals": (rtl / "dtl_fe_axi.sv", "memory signals", sv_signals()),
-            "dtl_fe_axi.sv engine": (rtl / "dtl_fe_axi.sv", "engine memory port", sv_connections("    ")),
-            "dtl_fe_axi.sv memory": (rtl / "dtl_fe_axi.sv", "memory model port", sv_connections("    ")),
             "dtl_axi_master.sv port": (rtl / "dtl_axi_master.sv", "memory port", sv_port(True)),
+            "dtl_axi_master.sv axi": (rtl / "dtl_axi_master.sv", "axi4 master port", axi_port),
+            "dtl_axil_regs.sv axil": (rtl / "dtl_axil_regs.sv", "axi4-lite slave port", axil_port),
+            **{f"{top} {what}": (rtl / top, region, lines) for top in ("dtl_fe_axi.sv", "dtl_rl_axi.sv")
+               for what, region, lines in (
+                   ("signals", "memory signals", sv_signals()),
+                   ("engine", "engine memory port", sv_connections("    ")),
+                   ("memory", "memory model port", sv_connections("    ")),
+                   ("axi", "axi4 master port", axi_port), ("axil", "axi4-lite slave port", axil_port),
+                   ("axi connections", "axi4 master connections", sv_axi_connections(port.AXI4_MASTER, "    ")),
+                   ("axil connections", "axi4-lite slave connections", sv_axi_connections(port.AXIL_SLAVE, "    ")))},
             "rl_tb_top.sv signals": (rtl / "rl_tb_top.sv", "memory signals", sv_signals()),
             "rl_tb_top.sv engine": (rtl / "rl_tb_top.sv", "engine memory port", sv_connections("    ")),
             "rl_tb_top.sv memory": (rtl / "rl_tb_top.sv", "memory model port", sv_connections("    ")),

@@ -21,7 +21,7 @@ from dtlgen.isa.params import FE_BUFFER_SIZING, FEParams
 from dtlgen.sim.fe_sim import FESimResult, build_top, run_test, sim_log_tail
 
 TOP = "dtl_fe_axi"
-SOURCES = ("dtl_ram.sv", "fe_engine.sv", "dtl_axi_master.sv", "dtl_fe_axi.sv")
+SOURCES = ("dtl_ram.sv", "fe_engine.sv", "dtl_axi_master.sv", "dtl_axil_regs.sv", "dtl_fe_axi.sv")
 TEST_MODULE = "fe_axi_cocotb_test"
 PERF_DEPTH = 256  # dtl_fe_axi.sv's default
 
