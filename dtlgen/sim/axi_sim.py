@@ -26,7 +26,7 @@ TEST_MODULE = "fe_axi_cocotb_test"
 PERF_DEPTH = 256  # dtl_fe_axi.sv's default
 
 
-def _require_cocotbext_axi() -> None:
+def require_cocotbext_axi() -> None:
     try:
         import cocotbext.axi  # noqa: F401
     except ImportError:
@@ -39,7 +39,7 @@ def run_image(memory: np.ndarray, desc_addr: int, desc_count: int, fe: FEParams,
               max_writes: int = 8) -> FESimResult:
     """Simulate a memory image holding `desc_count` FE descriptors at `desc_addr` on the AXI4 slave (the
     IP records the cycles of its first 256 descriptors)."""
-    _require_cocotbext_axi()
+    require_cocotbext_axi()
     if not fe.full_size:
         raise ValueError("the AXI4 testbench builds the FE engine with full-size buffers (k_max, s_max, has_add)")
     if desc_count > PERF_DEPTH:
@@ -72,7 +72,7 @@ def run_image(memory: np.ndarray, desc_addr: int, desc_count: int, fe: FEParams,
 def check_master(bus_bytes: int, workdir: Path, seed: int, operations: int, pause_period: int = 3,
                  max_reads: int = 8, max_writes: int = 8) -> None:
     """dtl_axi_master alone under random engine traffic (axi_master_cocotb_test.py); raises on a mismatch."""
-    _require_cocotbext_axi()
+    require_cocotbext_axi()
     workdir = Path(workdir).resolve()
     parameters = {"BUS_BYTES": bus_bytes, "MAX_READS": max_reads, "MAX_WRITES": max_writes}
     build_dir = build_top([rtl_dir() / "dtl_axi_master.sv"], "dtl_axi_master", parameters, "axi")

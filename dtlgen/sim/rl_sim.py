@@ -28,6 +28,9 @@ from dtlgen.sim.fe_sim import build_top, read_hex, run_test, sim_log_tail
 
 RL_SOURCES = ("dtl_ram.sv", "rl_engine.sv", "dram_model.sv", "rl_tb_top.sv")
 RL_TOP = "rl_tb_top"
+# the RL engine's AXI IP on cocotbext-axi's AxiRam and AxiLiteMaster (`simulate_training(axi=True)`)
+RL_AXI_SOURCES = ("dtl_ram.sv", "rl_engine.sv", "dtl_axi_master.sv", "dtl_axil_regs.sv", "dtl_rl_axi.sv")
+RL_AXI_TOP, RL_AXI_TEST = "dtl_rl_axi", "rl_axi_cocotb_test"
 RL_TEST = "rl_cocotb_test"
 
 
@@ -65,8 +68,12 @@ def gemm_layers(layout: RLLayout) -> list[GemmLayer]:
 
 def simulate_training(layout: RLLayout, plan: TrainingPlan, state: RLState, workdir: Path, latency: int,
                       stall_period: int = 0, sources_dir: Path | None = None,
-                      test_folder: Path | None = None, test_module: str = RL_TEST) -> RLSimResult:
-    """Run `plan` on the RL engine RTL from weights `state`; weights are read back at plan.check_steps."""
+                      test_folder: Path | None = None, test_module: str = RL_TEST, axi: bool = False,
+                      pause_seed: int = 0) -> RLSimResult:
+    """Run `plan` on the RL engine RTL from weights `state`; weights are read back at plan.check_steps.
+    `axi`: the engine's AXI IP (dtl_rl_axi.sv) on an AXI4 slave model that pauses at random on every
+    channel when `pause_seed` > 0, run through its AXI4-Lite registers (`latency` then only sizes the
+    time limit)."""
     import time
 
     workdir = Path(workdir).resolve()  # the runner changes directory: every path must be absolute
@@ -74,7 +81,15 @@ def simulate_training(layout: RLLayout, plan: TrainingPlan, state: RLState, work
     params = sim_build(layout, latency, stall_period)
     sources_dir = Path(sources_dir).resolve() if sources_dir else rtl_dir()
     start = time.perf_counter()
-    build_dir = build_top([sources_dir / name for name in RL_SOURCES], RL_TOP, params.hdl_parameters(), "rl")
+    if axi:
+        from dtlgen.sim.axi_sim import require_cocotbext_axi  # noqa: PLC0415 (the test extra's package)
+
+        require_cocotbext_axi()
+        top, test_module = RL_AXI_TOP, RL_AXI_TEST
+        build_dir = build_top([sources_dir / name for name in RL_AXI_SOURCES], top, params.rl.hdl_parameters(), "axi")
+    else:
+        top = RL_TOP
+        build_dir = build_top([sources_dir / name for name in RL_SOURCES], top, params.hdl_parameters(), "rl")
     build_s = time.perf_counter() - start
     (workdir / "layout.json").write_text(json.dumps(layout.to_dict()))
     np.savez(workdir / "plan.npz", features=plan.features, labels=plan.labels, order=plan.order,
@@ -85,9 +100,9 @@ def simulate_training(layout: RLLayout, plan: TrainingPlan, state: RLState, work
         (workdir / stale).unlink(missing_ok=True)
     predicted = sum(d.cycles for d in predict_step(layout, latency))
     env = {"DTLGEN_RL_LAYOUT": str(workdir / "layout.json"), "DTLGEN_RL_PLAN": str(workdir / "plan.npz"),
-           "DTLGEN_MAX_CYCLES": str(20 * predicted + 100_000)}
+           "DTLGEN_MAX_CYCLES": str(20 * predicted + 100_000), "DTLGEN_PAUSE_SEED": str(pause_seed)}
     start = time.perf_counter()
-    passed = run_test(build_dir, RL_TOP, test_module, Path(test_folder).resolve() if test_folder else sources_dir,
+    passed = run_test(build_dir, top, test_module, Path(test_folder).resolve() if test_folder else sources_dir,
                       workdir, env)
     wall = time.perf_counter() - start
     if not passed or not (workdir / "rl_result.npz").exists():

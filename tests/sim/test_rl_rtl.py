@@ -82,7 +82,7 @@ def widened(layout: RLLayout) -> RLLayout:
     return replace(layout, engine=replace(layout.engine, **ENGINE_BUILD), memory_bytes=MEMORY_BYTES)
 
 
-def train(chain: Chain, workdir, stall_period: int = 0, netlist: bool = False):
+def train(chain: Chain, workdir, stall_period: int = 0, netlist: bool = False, axi: bool = False, pause_seed: int = 0):
     """Quantise and plan `chain`, re-train it on the engine from random samples (full batches, then
     `last_batch`; the lr shift alternates by one); also the golden weights and the predicted cycles."""
     network = build_network(chain)
@@ -101,7 +101,7 @@ def train(chain: Chain, workdir, stall_period: int = 0, netlist: bool = False):
         engine = rl_sim.sim_build(layout, LATENCY, stall_period).rl.hdl_parameters()
         sources_dir = netlist_sources("rl_engine.sv", "rl_engine", engine, workdir / "netlist")
     result = rl_sim.simulate_training(layout, plan, state, workdir / f"run{next(_runs)}", LATENCY, stall_period,
-                                      sources_dir=sources_dir)
+                                      sources_dir=sources_dir, axi=axi, pause_seed=pause_seed)
     return result, rl_sim.golden_replay(qnet, plan, state), rl_sim.predict_step(layout, LATENCY), state
 
 
@@ -168,6 +168,18 @@ def test_memory_stalls_change_timing_not_weights(tmp_path):
         assert cycles >= model.cycles, (layer, mode)
     assert int(result.step_cycles[0].sum()) > sum(d.cycles for d in predicted), \
         "a stalling memory must cost cycles the model does not see"
+
+
+def test_the_axi_ip_retrains_bit_exact_under_backpressure(tmp_path):
+    """dtl_rl_axi.sv (the engine, its AXI4 master, its AXI4-Lite registers) re-trained by the host loop
+    through its registers, on cocotbext-axi's AxiRam, calm and pausing at random on every channel: weights
+    equal to the golden model's either way; the pauses cost cycles (AxiRam is not the model's memory, so
+    the cycles are not held to the model)."""
+    calm, expected, _, _ = train(RELU6_CONV, tmp_path, axi=True)
+    assert rl_sim.first_mismatch(calm.weights, expected) is None
+    paused, _, _, _ = train(RELU6_CONV, tmp_path, axi=True, pause_seed=5)
+    assert rl_sim.first_mismatch(paused.weights, expected) is None
+    assert int(paused.step_cycles.sum()) > int(calm.step_cycles.sum())
 
 
 def _linear(name: str, source: str, n: int, m: int) -> Layer:
