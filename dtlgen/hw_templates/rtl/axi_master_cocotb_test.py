@@ -9,21 +9,15 @@ still waiting for its data covers its bytes (AXI orders neither; dtl_axi_master 
 way round: a read waits for the writes it overlaps).
 """
 
-import itertools
 import os
 import random
 
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
-from cocotbext.axi import AxiBus, AxiRam
+from axi_cocotb import memory
 
 SIZE = 1 << 16
-
-
-def pauses(seed: int, period: int):
-    rng = random.Random(seed)
-    return itertools.cycle([rng.randrange(period) == 0 for _ in range(4099)])
 
 
 def operations(rng: random.Random, count: int, bus: int):
@@ -51,13 +45,9 @@ async def random_traffic(dut):
     bus = len(dut.rd_data) // 8
     rng = random.Random(seed)
     Clock(dut.clk, 10, unit="ns", impl="gpi").start()
-    ram = AxiRam(AxiBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst, size=SIZE + 4096)
+    ram = memory(dut, SIZE + 4096, seed, period)
     reference = bytearray(rng.randbytes(SIZE + 4096))
     ram.write(0, bytes(reference))
-    channels = (ram.write_if.aw_channel, ram.write_if.w_channel, ram.write_if.b_channel,
-                ram.read_if.ar_channel, ram.read_if.r_channel)
-    for k, channel in enumerate(channels):
-        channel.set_pause_generator(pauses(seed * 7 + k, period))
     dut.rst.value = 1
     dut.rd_req_valid.value = 0
     dut.wr_valid.value = 0

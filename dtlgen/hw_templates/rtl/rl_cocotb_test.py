@@ -60,12 +60,30 @@ class SimDevice:
         return int(dut.run_cycles.value)
 
 
+def layout_and_data() -> tuple[RLLayout, dict]:
+    """DTLGEN_RL_LAYOUT (layout JSON) and DTLGEN_RL_PLAN (npz: cached features, labels, sample order, batch
+    sizes, lr shifts, first step number, steps whose weights to read back, initial weights)."""
+    layout = RLLayout.from_dict(json.loads(Path(os.environ["DTLGEN_RL_LAYOUT"]).read_text()))
+    return layout, dict(np.load(os.environ["DTLGEN_RL_PLAN"]))
+
+
+async def train_and_record(host: RLHost, layout: RLLayout, data: dict, workdir: Path, after_step) -> None:
+    """Run the plan's training steps through the host loop; write weights, logits and cycles."""
+    names = [p.name for p in layout.layers]
+    plan = TrainingPlan(data["features"], data["labels"], data["order"], [int(s) for s in data["batch_sizes"]],
+                        [int(s) for s in data["lr_shifts"]], int(data["first_step"]),
+                        [int(s) for s in data["check_steps"]])
+    run = await host.train(plan, {name: (data[f"w_{name}"], data[f"b_{name}"]) for name in names}, after_step)
+    out = {f"step{k}_{kind}_{name}": value for k, state in run.weights.items()
+           for name, (w, b) in state.items() for kind, value in (("w", w), ("b", b))}
+    np.savez(workdir / "rl_result.npz", cycles=run.cycles, logits=run.logits, **out)
+
+
 @cocotb.test()
 async def retrain(dut):
     """Run the plan's training steps through the host loop; record weights, logits and cycles."""
     workdir = Path.cwd()
-    layout = RLLayout.from_dict(json.loads(Path(os.environ["DTLGEN_RL_LAYOUT"]).read_text()))
-    data = np.load(os.environ["DTLGEN_RL_PLAN"])
+    layout, data = layout_and_data()
     Clock(dut.clk, 10, unit="ns", impl="gpi").start()
     for name in ("start", "load", "dump", "perf_dump", "dump_lo", "dump_hi", "desc_addr", "desc_count", "perf_base"):
         getattr(dut, name).value = 0
@@ -74,10 +92,6 @@ async def retrain(dut):
     dut.rst.value = 0
     await RisingEdge(dut.clk)
     host = RLHost(SimDevice(dut, workdir, int(os.environ["DTLGEN_MAX_CYCLES"])), layout)
-    names = [p.name for p in layout.layers]
-    plan = TrainingPlan(data["features"], data["labels"], data["order"], [int(s) for s in data["batch_sizes"]],
-                        [int(s) for s in data["lr_shifts"]], int(data["first_step"]),
-                        [int(s) for s in data["check_steps"]])
 
     async def keep_first_step_counters(k, result):
         if k == 0:
@@ -87,8 +101,4 @@ async def retrain(dut):
             await RisingEdge(dut.clk)
             shutil.copy(workdir / "perf_dump.hex", workdir / "perf_step0.hex")
 
-    run = await host.train(plan, {name: (data[f"w_{name}"], data[f"b_{name}"]) for name in names},
-                           keep_first_step_counters)
-    out = {f"step{k}_{kind}_{name}": value for k, state in run.weights.items()
-           for name, (w, b) in state.items() for kind, value in (("w", w), ("b", b))}
-    np.savez(workdir / "rl_result.npz", cycles=run.cycles, logits=run.logits, **out)
+    await train_and_record(host, layout, data, workdir, keep_first_step_counters)
