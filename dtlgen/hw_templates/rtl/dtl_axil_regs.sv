@@ -11,7 +11,9 @@
 //   0x10 PERF_BASE   the counter the list's first descriptor records into (RL: 16 bits; FE: 0)
 //   0x14 RUN_CYCLES  cycles from the last start until finished (read only)
 //   0x100 + 4 i      cycles of the descriptor that recorded into counter i (i < PERF_DEPTH; read only)
-// Other addresses read 0; writes to them are ignored. Every access answers OKAY. `irq` is `finished`.
+// DESC_ADDR, DESC_COUNT and PERF_BASE keep their value while a run is busy (the engine reads them as
+// it goes): writes to them then are ignored, as are writes to other addresses, which read 0. Every
+// access answers OKAY. `irq` is `finished`.
 module dtl_axil_regs #(
   parameter int PERF_DEPTH = 256  // at most 960 (the counters end below 0x1000)
 ) (
@@ -57,8 +59,8 @@ module dtl_axil_regs #(
   logic        finished, error_base, error;
   logic [31:0] run_cycles;
   logic [31:0] perf_mem [PERF_DEPTH];
-  logic [31:0] perf_word;
-  logic [11:0] rd_addr;
+  logic [31:0] perf_word, reg_word, reg_q;  // a read's answer: the perf memory's word, or a register's
+  logic        perf_q;                      // ... which of the two (both held while RVALID waits)
   logic        wr_take, rd_take;
   logic [PW-1:0] perf_entry;  // (araddr - 0x100) / 4, modulo the depth (reads past it answer 0)
 
@@ -104,9 +106,9 @@ module dtl_axil_regs #(
             error_base <= axi_error;
             run_cycles <= '0;
           end
-          12'h004: desc_addr <= s_axil_wdata;
-          12'h008: desc_count <= s_axil_wdata[15:0];
-          12'h010: perf_base <= s_axil_wdata[15:0];
+          12'h004: if (!busy && !start) desc_addr <= s_axil_wdata;  // (the engine reads them as it runs)
+          12'h008: if (!busy && !start) desc_count <= s_axil_wdata[15:0];
+          12'h010: if (!busy && !start) perf_base <= s_axil_wdata[15:0];
           default: ;
         endcase
       end else if (s_axil_bready) begin
@@ -114,7 +116,8 @@ module dtl_axil_regs #(
       end
       if (rd_take) begin
         s_axil_rvalid <= 1'b1;
-        rd_addr <= s_axil_araddr;
+        reg_q <= reg_word;
+        perf_q <= s_axil_araddr >= 12'h100 && 32'(s_axil_araddr) < 32'h100 + 4 * PERF_DEPTH;
       end else if (s_axil_rready) begin
         s_axil_rvalid <= 1'b0;
       end
@@ -122,15 +125,16 @@ module dtl_axil_regs #(
   end
 
   always_comb begin
-    s_axil_rdata = '0;
-    case (rd_addr)
-      12'h000: s_axil_rdata = {28'd0, writes_pending, error, finished, busy || start};
-      12'h004: s_axil_rdata = desc_addr;
-      12'h008: s_axil_rdata = {16'd0, desc_count};
-      12'h00C: s_axil_rdata = 32'(PERF_DEPTH);
-      12'h010: s_axil_rdata = {16'd0, perf_base};
-      12'h014: s_axil_rdata = run_cycles;
-      default: if (rd_addr >= 12'h100 && 32'(rd_addr) < 32'h100 + 4 * PERF_DEPTH) s_axil_rdata = perf_word;
+    reg_word = '0;
+    case (s_axil_araddr)
+      12'h000: reg_word = {28'd0, writes_pending, error, finished, busy || start};
+      12'h004: reg_word = desc_addr;
+      12'h008: reg_word = {16'd0, desc_count};
+      12'h00C: reg_word = 32'(PERF_DEPTH);
+      12'h010: reg_word = {16'd0, perf_base};
+      12'h014: reg_word = run_cycles;
+      default: ;
     endcase
   end
+  assign s_axil_rdata = perf_q ? perf_word : reg_q;
 endmodule

@@ -15,7 +15,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, First, RisingEdge, Timer
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
-from axi_cocotb import CONTROL, DESC_ADDR, DESC_COUNT, FINISHED, PERF, memory
+from axi_cocotb import CONTROL, DESC_ADDR, DESC_COUNT, FINISHED, PERF, PERF_COUNT, RUN_CYCLES, memory
 
 
 @cocotb.test()
@@ -33,15 +33,21 @@ async def run_program(dut):
     await ClockCycles(dut.clk, 3)
     dut.rst.value = 0
     await ClockCycles(dut.clk, 2)
-    await host.write_dword(DESC_ADDR, int(os.environ.get("DTLGEN_DESC_ADDR", "0")))
+    desc_addr = int(os.environ.get("DTLGEN_DESC_ADDR", "0"))
+    await host.write_dword(DESC_ADDR, desc_addr)
     await host.write_dword(DESC_COUNT, count)
-    assert await host.read_dword(DESC_COUNT) == count
+    assert [await host.read_dword(a) for a in (DESC_ADDR, DESC_COUNT, PERF_COUNT)] == [desc_addr, count, 256]
+    await host.write_dword(CONTROL, 1)
+    await host.write_dword(DESC_COUNT, 0)  # a start or a setting while it runs is ignored
+    await host.write_dword(DESC_ADDR, desc_addr + 64)
     await host.write_dword(CONTROL, 1)
     finished = RisingEdge(dut.irq)
     result = await First(finished, Timer(10 * max_cycles, unit="ns"))
     assert result is finished, f"engine did not finish within {max_cycles} cycles"
+    assert [await host.read_dword(a) for a in (DESC_ADDR, DESC_COUNT)] == [desc_addr, count]
     status = await host.read_dword(CONTROL)
     assert status & 0b1111 == FINISHED, f"status {status:#x}: finished, not busy, no AXI error, no write pending"
     cycles = [await host.read_dword(PERF + 4 * i) for i in range(count)]
+    assert sum(cycles) <= await host.read_dword(RUN_CYCLES) <= sum(cycles) + 64 * count, "the run's cycles"
     Path(os.environ["DTLGEN_PERF"]).write_text(" ".join(map(str, cycles)))
     Path(os.environ["DTLGEN_DUMP"]).write_bytes(ram.read(0, len(image)))
