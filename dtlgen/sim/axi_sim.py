@@ -70,11 +70,12 @@ def run_image(memory: np.ndarray, desc_addr: int, desc_count: int, fe: FEParams,
 
 
 def check_master(bus_bytes: int, workdir: Path, seed: int, operations: int, pause_period: int = 3,
-                 max_reads: int = 8, max_writes: int = 8) -> None:
-    """dtl_axi_master alone under random engine traffic (axi_master_cocotb_test.py); raises on a mismatch."""
+                 max_reads: int = 8, max_writes: int = 8, requests: int = 8) -> None:
+    """dtl_axi_master alone under random engine traffic (axi_master_cocotb_test.py); raises on a mismatch.
+    `requests`: engine read requests in flight (RQ)."""
     require_cocotbext_axi()
     workdir = Path(workdir).resolve()
-    parameters = {"BUS_BYTES": bus_bytes, "MAX_READS": max_reads, "MAX_WRITES": max_writes}
+    parameters = {"BUS_BYTES": bus_bytes, "MAX_READS": max_reads, "MAX_WRITES": max_writes, "RQ": requests}
     build_dir = build_top([rtl_dir() / "dtl_axi_master.sv"], "dtl_axi_master", parameters, "axi")
     workdir.mkdir(parents=True, exist_ok=True)
     env = {"DTLGEN_SEED": str(seed), "DTLGEN_OPS": str(operations), "DTLGEN_PAUSE_PERIOD": str(pause_period)}

@@ -51,6 +51,7 @@ async def random_traffic(dut):
     dut.rst.value = 1
     dut.rd_req_valid.value = 0
     dut.wr_valid.value = 0
+    dut.clear_error.value = 0
     await ClockCycles(dut.clk, 3)
     dut.rst.value = 0
 

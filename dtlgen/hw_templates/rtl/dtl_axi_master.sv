@@ -14,14 +14,15 @@
 // the writes not yet answered (the union of their addresses since the writes last drained) waits
 // until they are: a layer reading what the one before it stored sees the stored data, while loads
 // of other regions go on beside the stores.
-// `error` is sticky: a SLVERR / DECERR response on R or B. `writes_pending` is high until every
-// accepted write has its response (an engine's `done` means its writes are issued, not landed).
+// `error` is sticky until `clear_error`: a SLVERR / DECERR response on R or B. `writes_pending` is high
+// until every accepted write has its response (an engine's `done` means its writes are issued, not
+// landed). BUS_BYTES must be a power of two (an AXI data width), BURST_MAX at most 256.
 module dtl_axi_master #(
   parameter int BUS_BYTES = 8,
   parameter int MAX_READS = 8,    // read bursts in flight (AR accepted, its last R beat not yet seen)
   parameter int MAX_WRITES = 8,   // write transactions in flight (AW accepted, B not yet seen)
   parameter int BURST_MAX = 256,  // beats per read burst (AXI4 INCR allows 256)
-  parameter int RQ = 8            // engine read requests whose data has not all come back
+  parameter int RQ = 8            // engine read requests whose data has not all come back (>= 1)
 ) (
   input  logic                   clk,
   input  logic                   rst,
@@ -84,6 +85,7 @@ module dtl_axi_master #(
   input  logic                   m_axi_bvalid,
   output logic                   m_axi_bready,
   // END dtlgen.isa axi4 master port
+  input  logic                   clear_error,
   output logic                   writes_pending,
   output logic                   error
 );
@@ -91,7 +93,13 @@ module dtl_axi_master #(
   localparam int LB = $clog2(BUS_BYTES);  // byte offset bits within a beat
   localparam int BW = LB > 0 ? LB : 1;
   localparam int PAGE_BEATS = 4096 / BUS_BYTES;
-  localparam int RQW = $clog2(RQ);
+  localparam int RQW = RQ > 1 ? $clog2(RQ) : 1;
+  if ((BUS_BYTES & (BUS_BYTES - 1)) != 0 || BUS_BYTES > 128) begin : bad_bus
+    $error("dtl_axi_master: BUS_BYTES = %0d is not an AXI data width (a power of two up to 128)", BUS_BYTES);
+  end
+  if (BURST_MAX < 1 || BURST_MAX > 256) begin : bad_burst
+    $error("dtl_axi_master: BURST_MAX = %0d is outside AXI4's 1..256 beats", BURST_MAX);
+  end
   localparam int WQ = 4;                   // single-beat writes queued (an engine beat makes one or two)
   localparam int WQW = $clog2(WQ);
 
@@ -208,7 +216,9 @@ module dtl_axi_master #(
   logic        hazard;
   always_comb begin
     req_end = rd_req_addr + (32'(rd_req_beats) << LB);
-    hazard = dirty && rd_req_addr < dirty_hi && dirty_lo < req_end;
+    // the writes not yet answered, and the one offered this cycle
+    hazard = (dirty && rd_req_addr < dirty_hi && dirty_lo < req_end)
+          || (wr_valid && rd_req_addr < wr_addr + 32'(wr_bytes) && wr_addr < req_end);
   end
   assign rd_req_ready = ar_left == 0 && 32'(rq_count) < RQ && !hazard;
 
@@ -245,7 +255,7 @@ module dtl_axi_master #(
         ar_left <= 17'(rd_req_beats) + 17'(off != 0);
         rq_off[rq_tail] <= off;
         rq_beats[rq_tail] <= 17'(rd_req_beats) + 17'(off != 0);
-        rq_tail <= rq_tail + 1'b1;
+        rq_tail <= (32'(rq_tail) == RQ - 1) ? '0 : rq_tail + 1'b1;
       end else if (m_axi_arvalid && m_axi_arready) begin
         ar_addr <= ar_addr + (32'(burst) << LB);
         ar_left <= ar_left - burst;
@@ -263,14 +273,14 @@ module dtl_axi_master #(
         r_prev <= m_axi_rdata;
         if (r_seen + 1 == rq_beats[rq_head]) begin
           r_seen <= '0;
-          rq_head <= rq_head + 1'b1;
+          rq_head <= (32'(rq_head) == RQ - 1) ? '0 : rq_head + 1'b1;
           rpop = 1'b1;
         end else begin
           r_seen <= r_seen + 1'b1;
         end
-        if (m_axi_rresp[1]) error <= 1'b1;
       end
-      if (m_axi_bvalid && m_axi_bresp[1]) error <= 1'b1;
+      if (clear_error) error <= 1'b0;
+      if ((m_axi_rvalid && m_axi_rresp[1]) || (m_axi_bvalid && m_axi_bresp[1])) error <= 1'b1;
       rq_count <= rq_count + (RQW + 1)'(accept) - (RQW + 1)'(rpop);
     end
   end

@@ -10,7 +10,8 @@
 //   0x0C PERF_COUNT  cycle counters (read only): PERF_DEPTH
 //   0x10 PERF_BASE   the counter the list's first descriptor records into (RL: 16 bits; FE: 0)
 //   0x14 RUN_CYCLES  cycles from the last start until finished (read only)
-//   0x100 + 4 i      cycles of the descriptor that recorded into counter i (i < PERF_DEPTH; read only)
+//   0x100 + 4 i      cycles of the descriptor that recorded into counter i (i < PERF_DEPTH; read only;
+//                    a counter the last run did not record into holds an older run's value)
 // DESC_ADDR, DESC_COUNT and PERF_BASE keep their value while a run is busy (the engine reads them as
 // it goes): writes to them then are ignored, as are writes to other addresses, which read 0. Every
 // access answers OKAY. `irq` is `finished`.
@@ -48,15 +49,15 @@ module dtl_axil_regs #(
   input  logic        busy,
   input  logic        done,
   input  logic        writes_pending,
-  input  logic        axi_error,
+  input  logic        axi_error,  // the master's, cleared by each start (`start` is its clear_error)
   input  logic        perf_valid,
   input  logic [15:0] perf_index,
   input  logic [31:0] perf_cycles,
   output logic        irq
 );
-  localparam int PW = $clog2(PERF_DEPTH);
+  localparam int PW = PERF_DEPTH > 1 ? $clog2(PERF_DEPTH) : 1;
 
-  logic        finished, error_base, error;
+  logic        finished;
   logic [31:0] run_cycles;
   logic [31:0] perf_mem [PERF_DEPTH];
   logic [31:0] perf_word, reg_word, reg_q;  // a read's answer: the perf memory's word, or a register's
@@ -66,7 +67,6 @@ module dtl_axil_regs #(
 
   assign finished = done && !writes_pending && !start;
   assign irq = finished;
-  assign error = axi_error && !error_base;  // the master's flag is sticky from reset
 
   always_ff @(posedge clk)
     if (perf_valid && 32'(perf_index) < PERF_DEPTH) perf_mem[PW'(perf_index)] <= perf_cycles;
@@ -93,7 +93,6 @@ module dtl_axil_regs #(
       perf_base <= '0;
       s_axil_bvalid <= 1'b0;
       s_axil_rvalid <= 1'b0;
-      error_base <= 1'b0;
       run_cycles <= '0;
     end else begin
       start <= 1'b0;
@@ -103,7 +102,6 @@ module dtl_axil_regs #(
         case (s_axil_awaddr)
           12'h000: if (s_axil_wdata[0] && !busy && !start) begin
             start <= 1'b1;
-            error_base <= axi_error;
             run_cycles <= '0;
           end
           12'h004: if (!busy && !start) desc_addr <= s_axil_wdata;  // (the engine reads them as it runs)
@@ -127,7 +125,7 @@ module dtl_axil_regs #(
   always_comb begin
     reg_word = '0;
     case (s_axil_araddr)
-      12'h000: reg_word = {28'd0, writes_pending, error, finished, busy || start};
+      12'h000: reg_word = {28'd0, writes_pending, axi_error, finished, busy || start};
       12'h004: reg_word = desc_addr;
       12'h008: reg_word = {16'd0, desc_count};
       12'h00C: reg_word = 32'(PERF_DEPTH);

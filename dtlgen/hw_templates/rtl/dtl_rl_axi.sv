@@ -122,7 +122,7 @@ module dtl_rl_axi #(
     .m_axi_wdata, .m_axi_wstrb, .m_axi_wlast, .m_axi_wvalid, .m_axi_wready,
     .m_axi_bid, .m_axi_bresp, .m_axi_bvalid, .m_axi_bready,
     // END dtlgen.isa axi4 master connections
-    .writes_pending, .error(axi_error));
+    .clear_error(start), .writes_pending, .error(axi_error));
 
   dtl_axil_regs #(.PERF_DEPTH(PERF_DEPTH)) regs (
     .clk, .rst,
