@@ -738,8 +738,9 @@ module rl_engine #(
       b_raddr = BAW'(store_stall ? st_word : xfer_word);
     end
 
-    // GEMM issue reads
-    if (iss.valid) begin
+    // GEMM issue reads (on every issuing cycle: a held tile's or a padding row's reads go unused,
+    // and the stash addresses need not wait for the hold and padding decode)
+    if (issuing) begin
       if (m_fwd || m_upd) begin
         xrow = 32'(SAW'(d_xa) + a_gpn);
         for (int l = 0; l < LANES; l++) a_raddr[l] = AAW'(bank_word(xrow, iss.n0, l));
