@@ -424,11 +424,9 @@ module rl_engine #(
   end
 
   tag_t iss;
-  logic iss_rd;  // the stash reads of a GEMM issue (iss.valid but for the hold)
   always_comb begin
     iss = '0;
-    iss_rd = issuing && !(UD > 1 && r_mode == M_UPDATE && c2 >= d_g);  // UPDATE: the padding rows issue nothing
-    iss.valid = iss_rd && !hold;
+    iss.valid = issuing && !hold && !(UD > 1 && r_mode == M_UPDATE && c2 >= d_g);  // UPDATE: the padding rows issue nothing
     iss.m0 = a_m0;
     iss.n0 = a_n0;
     iss.tile = WAW'(d_wbase) + a_tmnt + WAW'(a_tn);
@@ -740,9 +738,9 @@ module rl_engine #(
       b_raddr = BAW'(store_stall ? st_word : xfer_word);
     end
 
-    // GEMM issue reads (a held tile's go unused: the stash addresses need not wait for the hold's
-    // decode)
-    if (iss_rd) begin
+    // GEMM issue reads (on every issuing cycle: a held tile's or a padding row's reads go unused,
+    // and the stash addresses need not wait for the hold and padding decode)
+    if (issuing) begin
       if (m_fwd || m_upd) begin
         xrow = 32'(SAW'(d_xa) + a_gpn);
         for (int l = 0; l < LANES; l++) a_raddr[l] = AAW'(bank_word(xrow, iss.n0, l));
