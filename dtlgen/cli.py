@@ -224,7 +224,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     calib = calibration_inputs(network, 0)
     progress = _progress(args)
     project = generate_project(network, design, board, calib, calib[0], Path(args.out), progress, flow=args.flow,
-                               force=args.force)
+                               force=args.force, engine_ip=args.engine_ip)
     if args.json:
         _print_json({"project": str(project)})
     else:
@@ -478,6 +478,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flow", default="auto", choices=("auto", "vivado", "open-ecp5"),
                    help="board flow: auto (the board's own), vivado (Xilinx: hls/, vivado/, driver/, Makefile) or "
                         "open-ecp5 (Lattice: the RTL for 'dtlgen bitstream')")
+    p.add_argument("--engine-ip", default="rtl", choices=("rtl", "hls"),
+                   help="Xilinx boards: the engines the Vivado block design instantiates: rtl (default: the "
+                        "SystemVerilog engines that 'dtlgen sim' measures) or hls (the Vitis HLS IP of the C++ "
+                        "engines, whose speed nothing here measures)")
     _add_split_options(p)
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.set_defaults(func=cmd_generate)

@@ -32,9 +32,10 @@ import numpy as np
 import dtlgen
 from dtlgen.atomic import write_json
 from dtlgen.errors import DtlgenError
-from dtlgen.generator.xilinx import OVERLAY_NAME, instance_name
+from dtlgen.generator.xilinx import ENGINE_IPS, OVERLAY_NAME, instance_name
 
-HOST_MODULE = "dtlgen.host.rl_host"
+# The modules the driver imports from dtlgen: the host loop and the RTL engines' run sequence.
+HOST_MODULES = ("dtlgen.host.rl_host", "dtlgen.host.axil_engine")
 DRIVER = "dtl_driver.py"
 
 # Run in a fresh interpreter: the generator's own process has imported far more (torch, the DSE)
@@ -43,12 +44,13 @@ _CLOSURE_SCRIPT = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
 before = set(sys.modules)
-import {module}
+for module in sys.argv[2:]:
+    __import__(module)
 new = [name for name in sys.modules if name not in before]
-dtl = {{name: sys.modules[name].__file__ for name in new if name.split(".")[0] == "dtlgen"}}
-third = sorted({{name.split(".")[0] for name in new if getattr(sys.modules[name], "__file__", None)}}
-               - set(sys.stdlib_module_names) - {{"dtlgen"}})
-print(json.dumps({{"modules": dtl, "third_party": [t for t in third if not t.startswith("_")]}}))
+dtl = {name: sys.modules[name].__file__ for name in new if name.split(".")[0] == "dtlgen"}
+third = sorted({name.split(".")[0] for name in new if getattr(sys.modules[name], "__file__", None)}
+               - set(sys.stdlib_module_names) - {"dtlgen"})
+print(json.dumps({"modules": dtl, "third_party": [t for t in third if not t.startswith("_")]}))
 """
 
 
@@ -56,19 +58,23 @@ def driver_template() -> Path:
     return Path(str(files("dtlgen.hw_templates").joinpath("board", "driver", DRIVER)))
 
 
-def host_closure(module: str = HOST_MODULE) -> tuple[dict[str, Path], list[str]]:
-    """The dtlgen modules (name -> file) that importing `module` loads, and the third-party packages."""
+def host_closure(modules: tuple[str, ...] = HOST_MODULES) -> tuple[dict[str, Path], list[str]]:
+    """The dtlgen modules (name -> file) that importing `modules` loads, and the third-party packages."""
     root = Path(dtlgen.__file__).resolve().parent.parent
-    done = subprocess.run([sys.executable, "-c", _CLOSURE_SCRIPT.format(module=module), str(root)],
+    done = subprocess.run([sys.executable, "-c", _CLOSURE_SCRIPT, str(root), *modules],
                           capture_output=True, text=True, cwd=root)
     if done.returncode != 0:
-        raise DtlgenError(f"importing {module} to find the driver's modules failed:\n{done.stderr[-2000:]}")
+        raise DtlgenError(f"importing {', '.join(modules)} to find the driver's modules failed:\n"
+                          f"{done.stderr[-2000:]}")
     found = json.loads(done.stdout.strip().splitlines()[-1])
     return {name: Path(path) for name, path in found["modules"].items()}, found["third_party"]
 
 
-def write_driver(project: Path) -> list[Path]:
-    """Write `project/driver/` from `project/sim/`; returns the files written."""
+def write_driver(project: Path, engine_ip: str = "rtl") -> list[Path]:
+    """Write `project/driver/` from `project/sim/` for a bitstream whose engines are `engine_ip`
+    ("rtl" or "hls", dtlgen.generator.xilinx.ENGINE_IPS); returns the files written."""
+    if engine_ip not in ENGINE_IPS:
+        raise ValueError(f"engine_ip must be one of {ENGINE_IPS}, got {engine_ip!r}")
     project = Path(project)
     sim = project / "sim"
     for needed in ("program.json", "expected.npz"):
@@ -86,11 +92,11 @@ def write_driver(project: Path) -> list[Path]:
     if has_rl:
         written += _write_rl(sim, out)
     engines = ("fe", "rl") if has_rl else ("fe",)
-    write_json(out / "overlay.json", {"bitstream": f"{OVERLAY_NAME}.bit",
+    write_json(out / "overlay.json", {"bitstream": f"{OVERLAY_NAME}.bit", "engine_ip": engine_ip,
                                       "engines": {engine: instance_name(engine) for engine in engines}})
     written.append(out / "overlay.json")
     readme = out / "README.md"
-    readme.write_text(_readme(json.loads((out / "fe_program.json").read_text()), has_rl, third_party))
+    readme.write_text(_readme(json.loads((out / "fe_program.json").read_text()), has_rl, third_party, engine_ip))
     written.append(readme)
     return written
 
@@ -129,13 +135,23 @@ def _write_rl(sim: Path, out: Path) -> list[Path]:
     return written + [out / "rl_train.json"]
 
 
-def _readme(program: dict, has_rl: bool, third_party: list[str]) -> str:
+def _readme(program: dict, has_rl: bool, third_party: list[str], engine_ip: str) -> str:
     pip_names = {"yaml": "pyyaml"}
     requires = ", ".join(pip_names.get(name, name) for name in third_party)
     rl = (f"then re-trains the\nretrainable layers on the RL engine (`{instance_name('rl')}`) from the cached FE "
           "features of the\nre-training set (rl_train.npz)" if has_rl else
           "has no RL engine to\nre-train (the network has no retrainable layers)")
     retrain = "\nrun = board.retrain(board.default_plan(20), board.initial_state())" if has_rl else ""
+    if engine_ip == "rtl":
+        built = ("(`make bitstream` in the project directory, with Vivado, writes both here): the SystemVerilog engines of\n"
+                 "the project's `vivado/rtl/`. Their registers are dtlgen's (`dtlgen/isa/regs.py` here).")
+        cycles = ("Engine cycle counts are the engines' own (their RUN_CYCLES register: start to the last write\n"
+                  "answered), at the design clock.")
+    else:
+        built = ("(`make bitstream` in the project directory, with Vitis HLS and Vivado, writes both here): the Vitis\n"
+                 "HLS IP of the C++ engines. The driver reads the engines' register offsets from the .hwh.")
+        cycles = ("Engine cycle counts are the PS's wall time at the design clock (the HLS engines have no cycle\n"
+                  "counter), so they include register writes and polling.")
     return f"""# PYNQ driver: {program.get('model')} on {program.get('board')} at {program['clock_mhz']:g} MHz
 
 `dtl_driver.py` runs the FE engine (`{instance_name('fe')}`) of the overlay on the sample the project was
@@ -147,8 +163,7 @@ modules it imports, byte-identical to the generator's).
 - A Zynq-7000 or Zynq UltraScale+ board with the PYNQ image: Python 3 with pynq and {requires}
   (no torch, no dtlgen install: the modules it needs are in `dtlgen/` here).
 - The overlay built from this project: `{OVERLAY_NAME}.bit` and `{OVERLAY_NAME}.hwh` in this directory
-  (`make bitstream` in the project directory, with Vitis HLS and Vivado, writes both here). The driver reads
-  the engines' register offsets from the .hwh.
+  {built}
 
 ## On the board
 ```
@@ -169,6 +184,5 @@ board = DtlBoard()                         # loads dtl_overlay.bit, copies the F
 features = board.fe_infer(x_int)           # one int8 sample, shape {tuple(program['input_shape'])}
 rows = board.extract_features(xs)          # a batch, one flattened row per sample{retrain}
 ```
-Engine cycle counts are the PS's wall time at the design clock (the HLS engines have no cycle counter), so
-they include register writes and polling.
+{cycles}
 """

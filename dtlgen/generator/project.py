@@ -35,7 +35,7 @@ from dtlgen.generator.fe_program import build_fe_program
 from dtlgen.generator.driver import write_driver
 from dtlgen.generator.ecp5 import board_core, write_ecp5_project
 from dtlgen.generator.hls import write_hls
-from dtlgen.generator.xilinx import check_vivado_board, write_xilinx_project
+from dtlgen.generator.xilinx import ENGINE_IPS, check_vivado_board, write_xilinx_project
 from dtlgen.generator.rl_program import plan_rl
 from dtlgen.host.rl_program import RLLayout
 from dtlgen.isa.params import FEParams, FESimBuild, SimDram
@@ -78,16 +78,20 @@ def sim_params(design: Design, board: Board, memory_bytes: int, m_max: int) -> F
 def generate_project(network: Network, design: Design, board: Board, calib_x: np.ndarray, sample_x: np.ndarray,
                      out_dir: Path, progress: Callable[[str], None] = lambda message: None,
                      train: tuple[np.ndarray, np.ndarray] | None = None, flow: str = "auto",
-                     force: bool = False) -> Path:
+                     force: bool = False, engine_ip: str = "rtl") -> Path:
     """Write the project for both engines of `network`; returns the project path.
 
     `train` is the re-training set (float inputs, labels) whose FE features `dtlgen sim --retrain`
     re-trains on; by default the calibration inputs with seeded labels (a hardware check, not a task).
     `flow` "auto" follows the board's toolchain; "vivado" (Xilinx boards only) adds the Vitis HLS /
     Vivado project, the Makefile and the PYNQ driver; "open-ecp5" writes the RTL for the open flow.
+    `engine_ip` chooses what the Vivado block design instantiates: "rtl", the SystemVerilog engines
+    (the ones RTL simulation measures), or "hls", the Vitis HLS IP of the C++ engines.
     """
     if flow not in FLOWS:
         raise DesignError(f"flow '{flow}' is unknown; choose one of {', '.join(FLOWS)}")
+    if engine_ip not in ENGINE_IPS:
+        raise DesignError(f"engine IP '{engine_ip}' is unknown; choose one of {', '.join(ENGINE_IPS)}")
     flow = board.toolchain if flow == "auto" else flow
     if flow == "vivado":
         check_vivado_board(board)
@@ -140,8 +144,9 @@ def generate_project(network: Network, design: Design, board: Board, calib_x: np
                   (qnet, rl_layout, *rl_data) if rl_data is not None else None)
         if flow == "vivado":
             progress(f"writing the Vitis HLS / Vivado project for {board.name} and the PYNQ driver")
-            write_xilinx_project(staging, board, design, ("fe", "rl") if rl_layout is not None else ("fe",))
-            write_driver(staging)
+            engines = {"fe": params.fe} | ({"rl": rl_layout.engine} if rl_layout is not None else {})
+            write_xilinx_project(staging, board, design, tuple(engines), ip=engine_ip, params=engines)
+            write_driver(staging, engine_ip)
         else:
             progress(f"writing the {board.name} bitstream's top, pins and build settings (dtlgen bitstream)")
             write_ecp5_project(staging, board, design, board_core(design, board, program, m_max, rl_layout))

@@ -6,8 +6,16 @@ For a Zynq-7000 or Zynq UltraScale+ board this module fills the templates in
   hls/run_hls.tcl        Vitis HLS: one project per engine (csim, csynth, cosim, export as IP)
   vivado/build_bd.tcl    Vivado: PS + engines + AXI block design, bitstream, and the PYNQ overlay
                          files driver/dtl_overlay.bit + driver/dtl_overlay.hwh
+  vivado/rtl/            with the RTL engines (the default `ip`): the SystemVerilog engines as AXI IPs
+                         (dtl_fe_axi.sv, dtl_rl_axi.sv and what they instantiate) and a Verilog shell
+                         per engine with this design's parameters, which the block design instantiates
+                         as a module reference (dtl_fe_ip.v, dtl_rl_ip.v)
   Makefile               `make hls`, `make bitstream` (vendor tools), `make csim`, `make sim` (dtlgen)
   README.md              what the project is and what runs where
+
+The block design holds either the RTL engines, the ones RTL simulation measures and the ECP5 flow
+places and routes (`ip="rtl"`), or the Vitis HLS IP of the C++ engines (`ip="hls"`), whose speed
+nothing here measures.
 
 The block-design choices the PYNQ driver depends on are constants here (`OVERLAY_NAME`,
 `instance_name`, `CONTROL_BASE_ADDRESS`, `CONTROL_RANGE_BYTES`) so that the driver generator can
@@ -30,6 +38,9 @@ import jinja2
 
 from dtlgen.boards import Board, list_boards, load_board
 from dtlgen.errors import BoardError
+from dtlgen.generator.rtl import rtl_dir
+from dtlgen.isa import port, regs
+from dtlgen.isa.params import FE_BUFFER_SIZING, FEParams, RLParams
 from dtlgen.perf import Design
 
 # PYNQ loads `name.bit` together with `name.hwh` from the same directory, so both copies in
@@ -51,6 +62,15 @@ CONTROL_BASE_ADDRESS = {
     "zynqmp": {"fe": 0xA000_0000, "rl": 0xA001_0000},
 }
 CONTROL_RANGE_BYTES = 0x1_0000  # 64 KiB per engine, the smallest range that keeps bases round
+
+# What the block design instantiates per engine: the SystemVerilog engines (measured in RTL simulation,
+# placed and routed on the ECP5) or the Vitis HLS IP of the C++ engines.
+ENGINE_IPS = ("rtl", "hls")
+RTL_SHELLS = {"fe": "dtl_fe_ip", "rl": "dtl_rl_ip"}  # the Verilog module each RTL engine is referenced by
+RTL_CORES = {"fe": "dtl_fe_axi", "rl": "dtl_rl_axi"}
+RTL_IP_SOURCES = {"fe": ("dtl_ram.sv", "fe_engine.sv", "dtl_axi_master.sv", "dtl_axil_regs.sv", "dtl_fe_axi.sv"),
+                  "rl": ("rl_engine.sv", "dtl_rl_axi.sv")}
+AXI_OUTSTANDING = 8  # read bursts and write transactions the RTL engines' AXI4 master keeps in flight
 
 # Names of the processing system's pins and ports in each family's PS IP: pin names differ
 # (FCLK_CLK0 vs pl_clk0), and the HP slave of engine i is S_AXI_HP<i> vs S_AXI_HP<i>_FPD.
@@ -75,6 +95,16 @@ _PS_PINS: dict[str, dict[str, Any]] = {
     },
 }
 
+# How the block design names each kind of engine's pins, interfaces and address objects: the HLS IP's
+# (Vitis HLS's ap_ctrl names) and the module reference's (the Verilog shells' ports and attributes).
+# `segment`: the register slave's address segment; `space`: the memory master's address space.
+_ENGINE_PINS = {
+    "hls": {"clk": "ap_clk", "reset": "ap_rst_n", "irq": "interrupt", "control": "s_axi_control",
+            "memory": "m_axi_gmem", "segment": "s_axi_control/Reg", "space": "Data_m_axi_gmem"},
+    "rtl": {"clk": "clk", "reset": "rst", "irq": "irq", "control": "s_axil", "memory": "m_axi",
+            "segment": "s_axil/reg0", "space": "m_axi"},
+}
+
 _TEMPLATES = {
     "hls/run_hls.tcl": "run_hls.tcl.j2",
     "vivado/build_bd.tcl": "build_bd.tcl.j2",
@@ -91,6 +121,11 @@ def instance_name(engine: str) -> str:
 def ip_vlnv(engine: str) -> str:
     """VLNV of an engine's exported HLS IP; run_hls.tcl pins vendor, library and version to it."""
     return f"xilinx.com:hls:{ENGINE_TOPS[engine]}:1.0"
+
+
+def control_range(ip: str) -> int:
+    """Bytes of an engine's register window: the RTL engines decode 12 address bits."""
+    return (1 << regs.ADDRESS_BITS) if ip == "rtl" else CONTROL_RANGE_BYTES
 
 
 def xilinx_boards() -> list[str]:
@@ -113,31 +148,87 @@ def check_vivado_board(board: Board) -> None:
 
 
 def write_xilinx_project(project: Path, board: Board, design: Design, engines: tuple[str, ...],
-                         *, model: str | None = None) -> list[Path]:
-    """Write hls/run_hls.tcl, vivado/build_bd.tcl, Makefile and README.md into `project`.
+                         *, model: str | None = None, ip: str = "rtl",
+                         params: dict[str, FEParams | RLParams] | None = None) -> list[Path]:
+    """Write hls/run_hls.tcl, vivado/build_bd.tcl, Makefile and README.md into `project`, and with
+    `ip` "rtl" the RTL engines and their Verilog shells into vivado/rtl/.
 
-    `project` is an existing (staging) project directory; `engines` is ("fe",) or ("fe", "rl").
-    `model` names the network in the README; by default it is read from sim/program.json when the
-    generator has already written it. Returns the written paths in the order above.
+    `project` is an existing (staging) project directory; `engines` is ("fe",) or ("fe", "rl");
+    `params` holds each engine's build parameters (needed for the RTL engines). `model` names the
+    network in the README; by default it is read from sim/program.json when the generator has already
+    written it. Returns the written paths, the four files above first.
     """
     check_vivado_board(board)
     engines = tuple(engines)
+    # A caller bug, not user input: the generator derives engines from the network, and the CLI
+    # offers only ENGINE_IPS.
     if engines not in (("fe",), ("fe", "rl")):
-        # A caller bug, not user input: the generator derives engines from the network.
         raise ValueError(f"engines must be ('fe',) or ('fe', 'rl'), got {engines!r}")
+    if ip not in ENGINE_IPS:
+        raise ValueError(f"ip must be one of {ENGINE_IPS}, got {ip!r}")
+    if ip == "rtl" and not all(engine in (params or {}) for engine in engines):
+        raise ValueError(f"the RTL engines need the build parameters of {', '.join(engines)}")
     project = Path(project)
     if not project.is_dir():
         raise FileNotFoundError(f"project directory {project} does not exist")
 
-    context = _context(project, board, design, engines, model)
+    context = _context(project, board, design, engines, model, ip)
     env = _environment()
     written = []
     for relative, template in _TEMPLATES.items():
-        path = project / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(env.get_template(template).render(context), encoding="utf-8")
-        written.append(path)
+        written.append(_write(project / relative, env.get_template(template).render(context)))
+    if ip == "rtl":
+        for engine in engines:
+            for name in RTL_IP_SOURCES[engine]:
+                written.append(_write(project / "vivado" / "rtl" / name, (rtl_dir() / name).read_text()))
+            written.append(_write(project / "vivado" / "rtl" / f"{RTL_SHELLS[engine]}.v",
+                                  rtl_shell(engine, params[engine], board, env)))
     return written
+
+
+def rtl_shell(engine: str, params: FEParams | RLParams, board: Board, env: jinja2.Environment | None = None) -> str:
+    """The Verilog shell of an RTL engine: its AXI IP top with these parameters, the AXI ports tagged
+    for the block design."""
+    bus_bytes = params.bus_bytes
+    if bus_bytes != int(board.dram_bytes_per_cycle):
+        raise ValueError(f"the {engine} engine's port is {bus_bytes} bytes wide; board {board.name}'s HP port "
+                         f"{board.dram_bytes_per_cycle}")
+    ports = []
+    first = {"m_axi": (f"PROTOCOL AXI4, ID_WIDTH 1, ADDR_WIDTH 32, DATA_WIDTH {bus_bytes * 8}, "
+                       f"MAX_BURST_LENGTH 256, NUM_READ_OUTSTANDING {AXI_OUTSTANDING}, "
+                       f"NUM_WRITE_OUTSTANDING {AXI_OUTSTANDING}, SUPPORTS_NARROW_BURST 0"),
+             "s_axil": f"PROTOCOL AXI4LITE, ADDR_WIDTH {regs.ADDRESS_BITS}, DATA_WIDTH 32"}
+    for signal in port.AXIL_SLAVE + port.AXI4_MASTER:
+        interface, logical = signal.name.rsplit("_", 1)
+        width = _width(signal.width, bus_bytes)
+        # (`engine_out`: driven by the IP, the slave's answers and the master's requests)
+        direction = "output" if signal.engine_out else "input "
+        declaration = f"{direction} wire {f'[{width - 1}:0] ' if width > 1 else ''}{signal.name}"
+        ports.append({"name": signal.name, "interface": interface, "logical": logical.upper(),
+                      "declaration": declaration, "parameter": first.pop(interface, None)})
+    hdl: dict[str, Any] = params.hdl_parameters()
+    if isinstance(params, FEParams):
+        if not params.full_size:
+            raise ValueError("the FE engine's AXI IP is built with full-size buffers (k_max, s_max, has_add)")
+        hdl = {key: value for key, value in hdl.items() if key.lower() not in FE_BUFFER_SIZING}
+    hdl |= {"MAX_READS": AXI_OUTSTANDING, "MAX_WRITES": AXI_OUTSTANDING}
+    title = ENGINE_TITLES[engine]
+    return (env or _environment()).get_template("dtl_ip.v.j2").render(
+        module=RTL_SHELLS[engine], core=RTL_CORES[engine], title=title, ports=ports, parameters=list(hdl.items()))
+
+
+def _width(expression: str, bus_bytes: int) -> int:
+    """A port width of dtlgen.isa.port ("32", "BUS_BYTES", "BUS_BYTES*8") at this bus width."""
+    width = 1
+    for factor in expression.split("*"):
+        width *= bus_bytes if factor == "BUS_BYTES" else int(factor)
+    return width
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 def _environment() -> jinja2.Environment:
@@ -156,7 +247,7 @@ def _template_dir() -> str:
 
 
 def _context(project: Path, board: Board, design: Design, engines: tuple[str, ...],
-             model: str | None) -> dict[str, Any]:
+             model: str | None, ip: str) -> dict[str, Any]:
     ps = _PS_PINS[board.family]
     bus_bits = int(board.dram_bytes_per_cycle * 8)
     engine_rows = []
@@ -168,17 +259,21 @@ def _context(project: Path, board: Board, design: Design, engines: tuple[str, ..
             # Engine i (in ENGINES order) owns HP port i, interrupt bit i and control master i.
             "hp": ps["hp"][index], "irq_index": index, "control_mi": index,
             "control_base": _hex32(CONTROL_BASE_ADDRESS[board.family][engine]),
+            "shell": RTL_SHELLS[engine], "pins": _ENGINE_PINS[ip],
         })
     return {
         "model": model or _model_from_program(project),  # None: the README says "the network"
         "board": board, "design": design, "engines": engine_rows,
-        "has_rl": "rl" in engines,
+        "has_rl": "rl" in engines, "ip": ip,
+        "rtl_sources": [name for engine in engines for name in RTL_IP_SOURCES[engine]]
+        + [f"{RTL_SHELLS[engine]}.v" for engine in engines],
+        "registers": regs.REGISTERS, "perf_offset": f"0x{regs.PERF:03X}",
         "unused_hp": ps["hp"][len(engines):],
         "ps": ps, "overlay": OVERLAY_NAME,
         "clock_mhz": _number(design.clock_mhz),
         "clock_period_ns": _number(1000.0 / design.clock_mhz),
         "bus_bits": bus_bits, "bus_bytes": bus_bits // 8,
-        "control_range": f"{CONTROL_RANGE_BYTES // 1024}K",
+        "control_range": f"{control_range(ip) // 1024}K",
         "predicted": _predicted_rows(design.predicted),
         "xilinx_boards": ", ".join(xilinx_boards()),
     }

@@ -29,12 +29,14 @@ from dtlgen.generator.loader import load_rl_project
 from dtlgen.generator.driver import DRIVER, host_closure, write_driver
 from dtlgen.generator.xilinx import instance_name
 from dtlgen.host.rl_host import TrainingPlan
+from dtlgen.isa import regs
 
 DESIGN = {"board": "pynq-z2", "clock_mhz": 100, "fe": {"tm": 4, "tn": 4, "tr": 4, "tc": 4, "w_bits": 8, "a_bits": 8},
           "rl": {"tm": 8, "tn": 8, "bits": 16, "batch": 16}}
 FE, RL = instance_name("fe"), instance_name("rl")  # the block design's instances: dtl_fe_engine_0, ...
 AP_START, AP_DONE, AP_IDLE = 0x1, 0x2, 0x4
 HIGH_DDR = 0x8_0000_0000  # a Zynq UltraScale+ buffer above 4 GiB: the pointer's high word matters
+LOW_DDR = 0x1000_0000  # where the RTL engines' buffers go (their MEM_BASE is 32 bits)
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +47,19 @@ def project(tmp_path_factory) -> Path:
     assert dtlgen_main(["generate", "digits_cnn", "--design", str(root / "design.json"), "--out", str(out)]) == 0
     write_driver(out)
     return out
+
+
+def driver_for(project: Path, tmp_path: Path, engine_ip: str) -> Path:
+    """The project's driver directory for a bitstream of `engine_ip` engines (the project's own, the RTL
+    engines', or a copy whose overlay.json names the HLS IP)."""
+    names = json.loads((project / "driver" / "overlay.json").read_text())
+    assert names["engine_ip"] == "rtl", "the generator's default is the RTL engines"
+    if engine_ip == "rtl":
+        return project / "driver"
+    copy = tmp_path / "driver"
+    shutil.copytree(project / "driver", copy)
+    (copy / "overlay.json").write_text(json.dumps(names | {"engine_ip": engine_ip}))
+    return copy
 
 
 def load_driver(directory: Path, monkeypatch) -> types.ModuleType:
@@ -60,9 +75,10 @@ def load_driver(directory: Path, monkeypatch) -> types.ModuleType:
 def test_driver_directory_holds_the_driver_data_and_readme(project):
     driver = project / "driver"
     assert json.loads((driver / "overlay.json").read_text()) == \
-        {"bitstream": "dtl_overlay.bit", "engines": {"fe": "dtl_fe_engine_0", "rl": "dtl_rl_engine_0"}}
+        {"bitstream": "dtl_overlay.bit", "engine_ip": "rtl", "engines": {"fe": "dtl_fe_engine_0", "rl": "dtl_rl_engine_0"}}
     for name in (DRIVER, "fe_image.bin", "fe_program.json", "fe_expected.npy", "rl_layout.json", "rl_train.npz",
-                 "rl_train.json", "README.md", "dtlgen/host/rl_host.py", "dtlgen/host/rl_program.py"):
+                 "rl_train.json", "README.md", "dtlgen/host/rl_host.py", "dtlgen/host/rl_program.py",
+                 "dtlgen/host/axil_engine.py", "dtlgen/isa/regs.py"):
         assert (driver / name).is_file(), name
     assert not (driver / "dtlgen" / "boards").exists()
     program = json.loads((driver / "fe_program.json").read_text())
@@ -109,7 +125,7 @@ def test_the_host_loop_imports_only_the_runtime_half(tmp_path, monkeypatch):
     assert {"dtlgen.host.rl_program", "dtlgen.host.rl_plan", "dtlgen.isa.rl", "dtlgen.quant.fixed"} <= set(modules)
     (tmp_path / "planted_host.py").write_text("import dtlgen.host.rl_host\nfrom dtlgen.perf import rl\n")
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    planted, _ = host_closure("planted_host")
+    planted, _ = host_closure(("planted_host",))
     assert {"dtlgen.perf.rl", "dtlgen.model.ir", "dtlgen.boards"} <= set(planning_modules(planted))
 
 
@@ -261,13 +277,51 @@ class FakeIP:
         return self.values.get(offset, 0)
 
 
-def fake_pynq(engines: dict, pointer: str = "split", registers: dict | None = None) -> types.ModuleType:
+class FakeRtlIP:
+    """An RTL engine behind its AXI4-Lite registers (dtl_axil_regs.sv, dtlgen.isa.regs): a start runs
+    `engine(memory, desc_addr, desc_count)` on the buffer MEM_BASE points at and leaves `finished`
+    (None: the engine stays busy); settings are ignored while it is busy."""
+
+    def __init__(self, buffers: dict, engine):
+        self.values: dict[int, int] = {}
+        self.buffers = buffers
+        self.engine = engine
+        self.busy = False
+        self.starts = 0
+
+    def write(self, offset: int, value: int) -> None:
+        assert isinstance(value, int) and 0 <= value < 1 << 32 and offset % 4 == 0, (offset, value)
+        if offset == regs.CONTROL:
+            if value & regs.START and not self.busy:
+                self.starts += 1
+                self.busy = self.engine is None
+                if self.engine is not None:
+                    count = self.values.get(regs.DESC_COUNT, 0)
+                    buffer = self.buffers[self.values.get(regs.MEM_BASE, 0)]
+                    self.engine(buffer.view(np.ndarray), self.values.get(regs.DESC_ADDR, 0), count)
+                    self.values[regs.RUN_CYCLES] = 1000 + count
+        elif offset in (regs.DESC_ADDR, regs.DESC_COUNT, regs.PERF_BASE, regs.MEM_BASE) and not self.busy:
+            self.values[offset] = value & ~0xFFF if offset == regs.MEM_BASE else value
+
+    def read(self, offset: int) -> int:
+        if offset == regs.CONTROL:
+            return regs.BUSY if self.busy else regs.FINISHED
+        return self.values.get(offset, 0)
+
+
+def fake_pynq(engines: dict, pointer: str = "split", registers: dict | None = None,
+              engine_ip: str = "hls") -> types.ModuleType:
+    """PYNQ with `engines` (instance -> engine function) as HLS IP (registers from the .hwh) or as the
+    RTL engines (a module reference: no register map in the .hwh; buffers in the low 4 GB)."""
     pynq = types.ModuleType("pynq")
     buffers: dict[int, FakeBuffer] = {}
 
     def allocate(shape, dtype=np.uint8, **kwargs):
         buffer = np.zeros(shape, dtype=dtype).view(FakeBuffer)
-        buffer.physical_address = HIGH_DDR + 0x100_0000 * len(buffers) if pointer != "narrow" else 0x1000_0000
+        if engine_ip == "rtl":
+            buffer.physical_address = LOW_DDR + 0x100_0000 * len(buffers)
+        else:
+            buffer.physical_address = HIGH_DDR + 0x100_0000 * len(buffers) if pointer != "narrow" else LOW_DDR
         buffer.flushes = buffer.invalidates = 0
         buffers[buffer.physical_address] = buffer
         return buffer
@@ -275,11 +329,13 @@ def fake_pynq(engines: dict, pointer: str = "split", registers: dict | None = No
     class Overlay:
         def __init__(self, bitfile):
             self.bitfile = bitfile
-            self.ip_dict = {name: {"registers": (registers or {}).get(name, vitis_registers(pointer)),
+            self.ip_dict = {name: {"registers": {} if engine_ip == "rtl" else
+                                   (registers or {}).get(name, vitis_registers(pointer)),
                                    "phys_addr": 0x4000_0000 + 0x1_0000 * i}
                             for i, name in enumerate(engines)}
             for name, engine in engines.items():
-                setattr(self, name, FakeIP(self.ip_dict[name]["registers"], buffers, engine))
+                setattr(self, name, FakeRtlIP(buffers, engine) if engine_ip == "rtl"
+                        else FakeIP(self.ip_dict[name]["registers"], buffers, engine))
 
     pynq.allocate, pynq.Overlay, pynq.buffers = allocate, Overlay, buffers
     return pynq
@@ -347,8 +403,9 @@ def test_an_engine_that_never_finishes_times_out_naming_the_engine(project, monk
     assert getattr(overlay, RL).starts == 1
 
 
-def test_a_missing_register_is_a_clear_error(project, monkeypatch):
-    driver = load_driver(project / "driver", monkeypatch)
+def test_a_missing_register_is_a_clear_error(project, tmp_path, monkeypatch):
+    driver_dir = driver_for(project, tmp_path, "hls")
+    driver = load_driver(driver_dir, monkeypatch)
     registers = vitis_registers()
     del registers["desc_count"]
     with pytest.raises(driver.DriverError, match=f"engine {FE}: .* no 'desc_count' register .*desc_addr"):
@@ -359,17 +416,18 @@ def test_a_missing_register_is_a_clear_error(project, monkeypatch):
     monkeypatch.setitem(sys.modules, "pynq", fake_pynq({FE: None, RL: None},
                                                        registers={RL: {"CTRL": vitis_registers()["CTRL"]}}))
     with pytest.raises(driver.DriverError, match=f"engine {RL}: .*no memory pointer"):
-        driver.DtlBoard(project / "driver", overlay=sys.modules["pynq"].Overlay("x.bit"))
+        driver.DtlBoard(driver_dir, overlay=sys.modules["pynq"].Overlay("x.bit"))
     with pytest.raises(driver.DriverError, match=f"no IP '{RL}'"):
-        driver.DtlBoard(project / "driver", overlay=fake_pynq({FE: None}).Overlay("x.bit"))
+        driver.DtlBoard(driver_dir, overlay=fake_pynq({FE: None}).Overlay("x.bit"))
     with pytest.raises(driver.DriverError, match="dtl_overlay.hwh beside it .*make bitstream"):
-        driver.DtlBoard(project / "driver")
+        driver.DtlBoard(driver_dir)
 
 
-def test_board_wiring_with_stub_engines(project, monkeypatch, capsys):
+@pytest.mark.parametrize("engine_ip", ["rtl", "hls"])
+def test_board_wiring_with_stub_engines(project, tmp_path, monkeypatch, capsys, engine_ip):
     """Without the engines' arithmetic: the FE stub stores the golden output only if it finds the
     sample where the program says; the RL stub does nothing, so weights come back as loaded."""
-    driver_dir = project / "driver"
+    driver_dir = driver_for(project, tmp_path, engine_ip)
     driver = load_driver(driver_dir, monkeypatch)
     program = json.loads((driver_dir / "fe_program.json").read_text())
     golden = np.load(driver_dir / "fe_expected.npy")
@@ -382,9 +440,10 @@ def test_board_wiring_with_stub_engines(project, monkeypatch, capsys):
         out = golden.reshape(-1) if np.array_equal(found, sample) else np.full(golden.size, 7)
         memory[last["out_addr"]:last["out_addr"] + golden.size] = out.astype(np.int8).view(np.uint8)
 
-    pynq = fake_pynq({FE: fe_stub, RL: lambda memory, addr, count: None})
+    pynq = fake_pynq({FE: fe_stub, RL: lambda memory, addr, count: None}, engine_ip=engine_ip)
     monkeypatch.setitem(sys.modules, "pynq", pynq)
     board = driver.DtlBoard(driver_dir, overlay=pynq.Overlay("x.bit"))
+    assert type(board.fe).__name__ == {"rtl": "RtlDevice", "hls": "PynqDevice"}[engine_ip]
     x = board.generation_sample()
     assert np.all(board.fe_infer(np.zeros_like(x)) == 7)
     assert np.array_equal(board.fe_infer(x), golden) and board.last_fe_cycles >= 1
@@ -396,10 +455,13 @@ def test_board_wiring_with_stub_engines(project, monkeypatch, capsys):
     assert run.cycles.shape == (2, 2) and set(run.weights) == {1}
     for name, (w, b) in state.items():
         assert np.array_equal(run.weights[1][name][0], w) and np.array_equal(run.weights[1][name][1], b)
+    if engine_ip == "rtl":  # the engine's own count, not the PS's wall time
+        assert board.last_fe_cycles == 1000 + program["desc_count"]
     assert driver.main(["--steps", "2", "--bitfile", str(fake_bitfile(project))]) == 0
     out = capsys.readouterr().out
     assert "bit-exact vs golden model: yes" in out and "2 steps of batch 16" in out
     assert "0 of 8554 weights and biases changed" in out  # fc1 32x256+32, fc2 10x32+10; the stub trains nothing
+    assert {"rtl": "the engine's own count", "hls": "PS wall time"}[engine_ip] in out
 
 
 def test_a_project_without_retrainable_layers_runs_the_fe_engine_only(project, tmp_path, monkeypatch, capsys):
@@ -445,12 +507,14 @@ def csim_engines(project):
     return CsimEngines(project)
 
 
-def test_driver_end_to_end_on_the_c_simulated_engines(project, csim_engines, monkeypatch, capsys):
+@pytest.mark.parametrize("engine_ip", ["rtl", "hls"])
+def test_driver_end_to_end_on_the_c_simulated_engines(project, tmp_path, csim_engines, monkeypatch, capsys,
+                                                      engine_ip):
     from dtlgen.sim.rl_sim import first_mismatch, golden_replay
 
-    driver_dir = project / "driver"
+    driver_dir = driver_for(project, tmp_path, engine_ip)
     driver = load_driver(driver_dir, monkeypatch)
-    pynq = fake_pynq({FE: csim_engines.run_fe, RL: csim_engines.run_rl})
+    pynq = fake_pynq({FE: csim_engines.run_fe, RL: csim_engines.run_rl}, engine_ip=engine_ip)
     monkeypatch.setitem(sys.modules, "pynq", pynq)
     board = driver.DtlBoard(driver_dir, overlay=pynq.Overlay("x.bit"))
     expected = np.load(project / "sim" / "expected.npz")
@@ -474,3 +538,45 @@ def test_driver_end_to_end_on_the_c_simulated_engines(project, csim_engines, mon
     out = capsys.readouterr().out
     assert "bit-exact vs golden model: yes" in out and "2 steps of batch 16" in out
     assert "0 of" not in out, "re-training on the engine changes some weights"
+
+
+# --- RtlDevice on the fake ----------------------------------------------------------------------
+def test_rtl_device_points_the_engine_at_its_buffer_and_reports_its_cycles(project, monkeypatch):
+    driver = load_driver(project / "driver", monkeypatch)
+    seen = []
+
+    def engine(memory, desc_addr, desc_count):
+        seen.append((bytes(memory[desc_addr:desc_addr + 4]), desc_count))
+
+    pynq = fake_pynq({FE: engine}, engine_ip="rtl")
+    overlay = pynq.Overlay("x.bit")
+    pynq.allocate(shape=(4096,), dtype=np.uint8)  # another buffer first: the engine's is not at LOW_DDR
+    buffer = pynq.allocate(shape=(4096,), dtype=np.uint8)
+    device = driver.RtlDevice(getattr(overlay, FE), buffer, FE)
+    driver.run_coroutine(device.write(64, b"\xaa\xbb\xcc\xdd"))
+    assert driver.run_coroutine(device.run(64, 3, 0)) == 1003
+    assert seen == [(b"\xaa\xbb\xcc\xdd", 3)]
+    assert getattr(overlay, FE).values[regs.MEM_BASE] == buffer.physical_address == LOW_DDR + 0x100_0000
+
+
+def test_rtl_device_refuses_a_buffer_it_cannot_address(project, monkeypatch):
+    driver = load_driver(project / "driver", monkeypatch)
+    pynq = fake_pynq({FE: lambda memory, addr, count: None}, engine_ip="rtl")
+    buffer = pynq.allocate(shape=(256,), dtype=np.uint8)
+    for address, why in ((HIGH_DDR, "below 4 GB"), (LOW_DDR + 0x800, "4096-byte aligned")):
+        buffer.physical_address = address
+        device = driver.RtlDevice(getattr(pynq.Overlay("x.bit"), FE), buffer, FE)
+        with pytest.raises(driver.DriverError, match=f"engine {FE}: its memory at bus address .*{why}"):
+            driver.run_coroutine(device.run(0, 1, 0))
+
+
+def test_an_rtl_engine_that_never_finishes_times_out_naming_the_engine(project, monkeypatch):
+    driver = load_driver(project / "driver", monkeypatch)
+    pynq = fake_pynq({RL: None}, engine_ip="rtl")
+    overlay = pynq.Overlay("x.bit")
+    device = driver.RtlDevice(getattr(overlay, RL), pynq.allocate(shape=(256,), dtype=np.uint8), RL, timeout_s=0.05)
+    with pytest.raises(driver.EngineTimeout, match=f"engine {RL} did not finish within 0.05 s"):
+        driver.run_coroutine(device.run(0, 7, 0))
+    with pytest.raises(driver.DriverError, match="busy before a start"):  # no second start on top of it
+        driver.run_coroutine(device.run(0, 7, 0))
+    assert getattr(overlay, RL).starts == 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 
 import jinja2
 import pytest
@@ -21,6 +22,7 @@ from dtlgen.generator.xilinx import (
     instance_name,
     write_xilinx_project,
 )
+from dtlgen.isa.params import FEParams, RLParams
 from dtlgen.perf import Design
 
 XILINX_BOARDS = ("pynq-z2", "zcu104", "zcu102", "kv260", "ultra96-v2")
@@ -58,12 +60,25 @@ def small_design(board: str, clock_mhz: float) -> Design:
                              "predicted": {"fe_gops": 1.234, "dsp": 20}})
 
 
-def generate(tmp_path, board_name: str, engines=("fe", "rl"), model="digits_cnn") -> dict[str, str]:
-    """Write the board project for `board_name` into tmp_path; returns {relative path: text}."""
+def engine_params(board_name: str) -> dict:
+    """small_design's engines as the RTL builds them, on the board's memory port."""
+    bus = int(load_board(board_name).dram_bytes_per_cycle)
+    return {"fe": FEParams(4, 4, 4, 4, 8, 8, bus, 64), "rl": RLParams(4, 4, 16, 40, bus, 4, 64, 64, 32, 16)}
+
+
+def generate(tmp_path, board_name: str, engines=("fe", "rl"), model="digits_cnn", ip="hls") -> dict[str, str]:
+    """Write the board project for `board_name` into tmp_path (by default with the HLS IP, whose names
+    most tests below check; `ip="rtl"` for the RTL engines); returns {relative path: text}."""
     board = load_board(board_name)
     design = small_design(board_name, DESIGN_CLOCK_MHZ[board_name])
-    paths = write_xilinx_project(tmp_path, board, design, engines, model=model)
-    assert paths == [tmp_path / name for name in FILES]
+    params = {engine: engine_params(board_name)[engine] for engine in engines}
+    paths = write_xilinx_project(tmp_path, board, design, engines, model=model, ip=ip, params=params)
+    assert paths[:len(FILES)] == [tmp_path / name for name in FILES]
+    if ip == "rtl":
+        assert [p.name for p in paths[len(FILES):]] == [
+            name for engine in engines for name in (*xilinx.RTL_IP_SOURCES[engine], f"{xilinx.RTL_SHELLS[engine]}.v")]
+    else:
+        assert len(paths) == len(FILES) and not (tmp_path / "vivado" / "rtl").exists()
     return {name: (tmp_path / name).read_text() for name in FILES}
 
 
@@ -272,12 +287,12 @@ def test_readme_takes_the_model_name_from_the_program(tmp_path):
     (tmp_path / "sim").mkdir()
     (tmp_path / "sim" / "program.json").write_text(json.dumps({"model": "resnet18_cifar"}))
     board = load_board("kv260")
-    write_xilinx_project(tmp_path, board, small_design("kv260", 120), ("fe",))
+    write_xilinx_project(tmp_path, board, small_design("kv260", 120), ("fe",), ip="hls")
     assert (tmp_path / "README.md").read_text().startswith("# resnet18_cifar on kv260")
 
 
 def test_readme_without_a_model_name_says_the_network(tmp_path):
-    write_xilinx_project(tmp_path, load_board("kv260"), small_design("kv260", 120), ("fe",))
+    write_xilinx_project(tmp_path, load_board("kv260"), small_design("kv260", 120), ("fe",), ip="hls")
     text = (tmp_path / "README.md").read_text()
     assert text.startswith("# dtlgen project for kv260\n")
     assert "frozen layers of the network" in text
@@ -285,14 +300,17 @@ def test_readme_without_a_model_name_says_the_network(tmp_path):
 
 # --- templates -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("board_name", XILINX_BOARDS)
-def test_no_template_placeholder_is_left(tmp_path, board_name):
-    for name, text in generate(tmp_path, board_name).items():
+@pytest.mark.parametrize("ip", xilinx.ENGINE_IPS)
+def test_no_template_placeholder_is_left(tmp_path, board_name, ip):
+    files = generate(tmp_path, board_name, ip=ip)
+    files |= {path.name: path.read_text() for path in (tmp_path / "vivado").glob("rtl/*.v")}
+    for name, text in files.items():
         for token in ("{{", "}}}", "{%", "%}", "{#", "#}"):
             assert token not in text, f"{token} left in {name}"
         assert "None" not in text and "Undefined" not in text, name
 
 
-@pytest.mark.parametrize("template", ["run_hls.tcl.j2", "build_bd.tcl.j2", "Makefile.j2", "README.md.j2"])
+@pytest.mark.parametrize("template", ["run_hls.tcl.j2", "build_bd.tcl.j2", "Makefile.j2", "README.md.j2", "dtl_ip.v.j2"])
 def test_templates_refuse_missing_values(template):
     # StrictUndefined: a missing value is an error at generation time, never an empty hole.
     with pytest.raises(jinja2.UndefinedError):
@@ -520,3 +538,98 @@ def test_build_bd_warns_when_the_ps_cannot_make_the_design_clock(tmp_path, actua
     impl_dir = prepare_vivado_outputs(tmp_path, ("fe", "rl"))
     _, messages = dry_run(tmp_path / "vivado" / "build_bd.tcl", impl_dir=impl_dir, actual_mhz=actual_mhz)
     assert any(f"the PS gives {actual_mhz} MHz for the requested 125 MHz" in m for m in messages) == warned
+
+
+# --- the RTL engines in the block design (the default) -------------------------------------------
+def prepare_rtl_outputs(tmp_path):
+    """What Vivado's runs leave for build_bd.tcl to copy; returns impl_dir."""
+    impl_dir = tmp_path / "vivado" / "build" / "dtl_overlay.runs" / "impl_1"
+    impl_dir.mkdir(parents=True)
+    (impl_dir / "dtl_overlay_wrapper.bit").write_bytes(b"bit")
+    handoff = tmp_path / "vivado" / "build" / "dtl_overlay.gen" / "sources_1" / "bd" / "dtl_overlay" / "hw_handoff"
+    handoff.mkdir(parents=True)
+    (handoff / "dtl_overlay.hwh").write_text("<hwh/>")
+    return impl_dir
+
+
+@pytest.mark.parametrize("board_name", XILINX_BOARDS)
+@pytest.mark.parametrize("engines", [("fe",), ("fe", "rl")])
+def test_rtl_block_design_instantiates_the_measured_engines(tmp_path, board_name, engines):
+    generate(tmp_path, board_name, engines, ip="rtl")
+    calls, messages = dry_run(tmp_path / "vivado" / "build_bd.tcl", impl_dir=prepare_rtl_outputs(tmp_path))
+    board = load_board(board_name)
+    family = FAMILY[board.family]
+    rtl = tmp_path / "vivado" / "rtl"
+    sources = [str(rtl / name) for engine in engines for name in xilinx.RTL_IP_SOURCES[engine]]
+    shells = [str(rtl / f"dtl_{e}_ip.v") for e in engines]
+    assert calls_of(calls, "add_files")[0] == ["-norecurse", " ".join(sources + shells)]  # one tcl list
+    assert not calls_of(calls, "update_ip_catalog"), "no HLS IP is needed"
+    modules = [call for call in calls_of(calls, "create_bd_cell") if call[:2] == ["-type", "module"]]
+    assert modules == [["-type", "module", "-reference", f"dtl_{e}_ip", instance_name(e)] for e in engines]
+    nets = {call[1]: call[2:] for call in calls_of(calls, "connect_bd_net") if call[:1] == ["-net"]}
+    for engine in engines:
+        inst = instance_name(engine)
+        assert f"{inst}/clk" in nets["dtl_clk"] and f"{inst}/rst" in nets["dtl_reset_high"]
+        assert f"{inst}/ap_rst_n" not in nets["dtl_resetn"]
+        assert [f"{inst}/irq", f"dtl_irq/In{engines.index(engine)}"] in calls_of(calls, "connect_bd_net")
+    assert nets["dtl_reset_high"][0] == "dtl_reset/peripheral_reset"
+    assignments = calls_of(calls, "assign_bd_address")
+    for index, engine in enumerate(engines):
+        inst = instance_name(engine)
+        assert assignments[index] == ["-target_address_space", f"{family['cell']}/Data", "-offset",
+                                      f"0x{CONTROL_BASE_ADDRESS[board.family][engine]:08X}", "-range", "4K",
+                                      f"{inst}/s_axil/reg0"]
+        assert assignments[len(engines) + index][:2] == ["-target_address_space", f"{inst}/m_axi"]
+    assert (tmp_path / "driver" / "dtl_overlay.bit").read_bytes() == b"bit"
+    assert not any("WARNING" in message for message in messages)
+
+
+def test_rtl_block_design_refuses_to_start_without_its_sources(tmp_path):
+    generate(tmp_path, "pynq-z2", ip="rtl")
+    (tmp_path / "vivado" / "rtl" / "dtl_axil_regs.sv").unlink()
+    with pytest.raises(TclScriptError, match="dtl_axil_regs.sv is missing; regenerate the project"):
+        dry_run(tmp_path / "vivado" / "build_bd.tcl")
+
+
+@pytest.mark.parametrize("board_name", ["pynq-z2", "zcu104"])
+def test_rtl_project_says_the_bitstream_holds_the_rtl_and_lists_its_registers(tmp_path, board_name):
+    files = generate(tmp_path, board_name, ip="rtl")
+    readme, makefile = files["README.md"], files["Makefile"]
+    assert "Engines in the block design: the SystemVerilog RTL" in readme
+    assert "The design clock is a target" in readme
+    assert "| 0x018 | `MEM_BASE` |" in readme and "| 0x100 + 4·i | perf counter i |" in readme
+    assert "$(BITSTREAM): vivado/build_bd.tcl $(wildcard vivado/rtl/*.sv vivado/rtl/*.v)" in makefile
+    hls = generate(tmp_path / "hls", board_name, ip="hls")
+    assert "Engines in the block design: the Vitis HLS IP" in hls["README.md"]
+    assert "measures that IP's speed" in hls["README.md"] and "MEM_BASE" not in hls["README.md"]
+    assert "$(BITSTREAM): $(HLS_IP) vivado/build_bd.tcl" in hls["Makefile"]
+
+
+@pytest.mark.parametrize("board_name", ["pynq-z2", "zcu104"])
+@pytest.mark.parametrize("engine", ["fe", "rl"])
+def test_rtl_shell_is_lint_clean_with_the_engine_it_wraps(tmp_path, board_name, engine):
+    """Verilator -Wall over the shell and the SystemVerilog it instantiates, as Vivado reads them: every
+    port connected, every width matching the board's HP port."""
+    from dtlgen.sim.fe_sim import verilator_bin
+
+    generate(tmp_path, board_name, ip="rtl")
+    rtl = tmp_path / "vivado" / "rtl"
+    shell = rtl / f"dtl_{engine}_ip.v"
+    text = shell.read_text()
+    bits = int(load_board(board_name).dram_bytes_per_cycle * 8)
+    assert f"output wire [{bits - 1}:0] m_axi_wdata" in text and f"DATA_WIDTH {bits}," in text
+    assert '(* X_INTERFACE_INFO = "xilinx.com:interface:aximm:1.0 s_axil ARADDR" *)' in text
+    assert "POLARITY ACTIVE_HIGH" in text and "SENSITIVITY LEVEL_HIGH" in text
+    sources = sorted(rtl.glob("*.sv"))  # both engines' (--top-module picks what the shell instantiates)
+    done = subprocess.run([str(verilator_bin() / "verilator"), "--lint-only", "-Wall", "--top-module", shell.stem,
+                           *map(str, sources), str(shell)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_rtl_engines_need_their_build_parameters(tmp_path):
+    board, design = load_board("pynq-z2"), small_design("pynq-z2", 100)
+    with pytest.raises(ValueError, match="build parameters of fe, rl"):
+        write_xilinx_project(tmp_path, board, design, ("fe", "rl"), params={"fe": engine_params("pynq-z2")["fe"]})
+    wrong = {"fe": FEParams(4, 4, 4, 4, 8, 8, 16, 64)}
+    with pytest.raises(ValueError, match="16 bytes wide; board pynq-z2's HP port 8"):
+        write_xilinx_project(tmp_path, board, design, ("fe",), params=wrong)

@@ -1,13 +1,18 @@
 """Shared pieces of the AXI cocotb tests: the memory slave (cocotbext-axi's AxiRam) with seeded random
-pauses on every channel, and the register map of the AXI IP tops (dtl_axil_regs.sv)."""
+pauses on every channel, and an IP's control registers driven by AxiLiteMaster through the board
+driver's run sequence (dtlgen.host.axil_engine)."""
 
 import itertools
 import random
 
-from cocotbext.axi import AxiBus, AxiRam
+from cocotb.triggers import First, RisingEdge, Timer
+from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 
-CONTROL, DESC_ADDR, DESC_COUNT, PERF_COUNT, PERF_BASE, RUN_CYCLES, PERF = 0x00, 0x04, 0x08, 0x0C, 0x10, 0x14, 0x100
-FINISHED = 0b0010  # CONTROL read: finished, not busy, no AXI error, no write pending (the low four bits)
+from dtlgen.host.axil_engine import AxiLiteEngine, EngineError
+
+# The engines' memory sits at this bus address (MEM_BASE), not at 0, so that the master's base
+# adder is in every AXI IP test: 4 KB aligned, with a carry out of bit 12 for offsets past 4 KB.
+MEM_BASE = 0x7000
 
 
 def pauses(seed: int, period: int):
@@ -17,12 +22,25 @@ def pauses(seed: int, period: int):
 
 
 def memory(dut, size: int, seed: int = 0, period: int = 4) -> AxiRam:
-    """AxiRam on the dut's m_axi_* port; with `seed` > 0 every channel (AW, W, B, AR, R) pauses on its own
-    pattern."""
-    ram = AxiRam(AxiBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst, size=size)
+    """AxiRam on the dut's m_axi_* port, `size` bytes from MEM_BASE on (the engine's offsets 0 .. size);
+    with `seed` > 0 every channel (AW, W, B, AR, R) pauses on its own pattern."""
+    ram = AxiRam(AxiBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst, size=MEM_BASE + size)
     if seed:
         channels = (ram.write_if.aw_channel, ram.write_if.w_channel, ram.write_if.b_channel,
                     ram.read_if.ar_channel, ram.read_if.r_channel)
         for k, channel in enumerate(channels):
             channel.set_pause_generator(pauses(seed * 7 + k, period))
     return ram
+
+
+def engine(dut, name: str) -> tuple[AxiLiteEngine, AxiLiteMaster]:
+    """The IP's registers (AxiLiteMaster on s_axil_*) under the driver's run sequence; a run waits for
+    the irq's rising edge for at most its timeout (10 ns cycles)."""
+    host = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
+
+    async def irq(timeout_cycles: int) -> None:
+        finished = RisingEdge(dut.irq)
+        if await First(finished, Timer(10 * timeout_cycles, unit="ns")) is not finished:
+            raise EngineError(f"engine {name} did not finish within {timeout_cycles} cycles")
+
+    return AxiLiteEngine(host.read_dword, host.write_dword, name, irq), host

@@ -15,7 +15,8 @@ import random
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
-from axi_cocotb import memory
+
+from axi_cocotb import MEM_BASE, memory
 
 SIZE = 1 << 16
 
@@ -47,11 +48,12 @@ async def random_traffic(dut):
     Clock(dut.clk, 10, unit="ns", impl="gpi").start()
     ram = memory(dut, SIZE + 4096, seed, period)
     reference = bytearray(rng.randbytes(SIZE + 4096))
-    ram.write(0, bytes(reference))
+    ram.write(MEM_BASE, bytes(reference))
     dut.rst.value = 1
     dut.rd_req_valid.value = 0
     dut.wr_valid.value = 0
     dut.clear_error.value = 0
+    dut.mem_base.value = MEM_BASE
     await ClockCycles(dut.clk, 3)
     dut.rst.value = 0
 
@@ -105,5 +107,5 @@ async def random_traffic(dut):
             break
     assert not int(dut.writes_pending.value), "writes still unanswered"
     assert not int(dut.error.value), "an AXI error response"
-    assert ram.read(0, SIZE) == bytes(reference[:SIZE]), "the slave's memory differs from the reference"
+    assert ram.read(MEM_BASE, SIZE) == bytes(reference[:SIZE]), "the slave's memory differs from the reference"
     dut._log.info("%d operations, %d read beats in %d cycles", len(ops), beats_seen, cycles)

@@ -14,6 +14,8 @@
 // the writes not yet answered (the union of their addresses since the writes last drained) waits
 // until they are: a layer reading what the one before it stored sees the stored data, while loads
 // of other regions go on beside the stores.
+// Addresses: the engine's are offsets; the bus address is `mem_base` + offset, `mem_base` 4 KB aligned
+// (its low 12 bits are not read) so that the 4 KB splits made on the offsets hold on the bus.
 // `error` is sticky until `clear_error`: a SLVERR / DECERR response on R or B. `writes_pending` is high
 // until every accepted write has its response (an engine's `done` means its writes are issued, not
 // landed). BUS_BYTES must be a power of two (an AXI data width), BURST_MAX at most 256.
@@ -85,6 +87,9 @@ module dtl_axi_master #(
   input  logic                   m_axi_bvalid,
   output logic                   m_axi_bready,
   // END dtlgen.isa axi4 master port
+  /* verilator lint_off UNUSEDSIGNAL */
+  input  logic [31:0]            mem_base,  // bits 11:0 unused
+  /* verilator lint_on UNUSEDSIGNAL */
   input  logic                   clear_error,
   output logic                   writes_pending,
   output logic                   error
@@ -138,7 +143,7 @@ module dtl_axi_master #(
   end
   assign wr_ready = 32'(wq_count) + 2 <= WQ;
   assign m_axi_awvalid = wq_count != 0 && !wq_aw_done && 32'(w_flight) < MAX_WRITES;
-  assign m_axi_awaddr = wq_addr[wq_head];
+  assign m_axi_awaddr = {wq_addr[wq_head][31:12] + mem_base[31:12], wq_addr[wq_head][11:0]};
   assign m_axi_wvalid = wq_count != 0 && !wq_w_done;
   assign m_axi_wdata = wq_data[wq_head];
   assign m_axi_wstrb = wq_strb[wq_head];
@@ -230,7 +235,7 @@ module dtl_axi_master #(
     if (burst > to_page) burst = to_page;
   end
   assign m_axi_arvalid = ar_left != 0 && 32'(r_flight) < MAX_READS;
-  assign m_axi_araddr = ar_addr;
+  assign m_axi_araddr = {ar_addr[31:12] + mem_base[31:12], ar_addr[11:0]};
   assign m_axi_arlen = 8'(burst - 1'b1);
 
   always_ff @(posedge clk) begin

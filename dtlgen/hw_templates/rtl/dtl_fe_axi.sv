@@ -96,7 +96,7 @@ module dtl_fe_axi #(
   logic [BUS_BYTES*8-1:0] rd_data;
   // END dtlgen.isa memory signals
   logic        start, busy, done, writes_pending, axi_error, perf_valid;
-  logic [31:0] desc_addr, perf_cycles;
+  logic [31:0] desc_addr, perf_cycles, mem_base;
   logic [15:0] desc_count, perf_base, perf_index;
 
   /* verilator lint_off UNUSEDSIGNAL */
@@ -125,7 +125,7 @@ module dtl_fe_axi #(
     .m_axi_wdata, .m_axi_wstrb, .m_axi_wlast, .m_axi_wvalid, .m_axi_wready,
     .m_axi_bid, .m_axi_bresp, .m_axi_bvalid, .m_axi_bready,
     // END dtlgen.isa axi4 master connections
-    .clear_error(start), .writes_pending, .error(axi_error));
+    .mem_base, .clear_error(start), .writes_pending, .error(axi_error));
 
   dtl_axil_regs #(.PERF_DEPTH(PERF_DEPTH)) regs (
     .clk, .rst,
@@ -135,6 +135,6 @@ module dtl_fe_axi #(
     .s_axil_bresp, .s_axil_bvalid, .s_axil_bready,
     .s_axil_rdata, .s_axil_rresp, .s_axil_rvalid, .s_axil_rready,
     // END dtlgen.isa axi4-lite slave connections
-    .start, .desc_addr, .desc_count, .perf_base, .busy, .done, .writes_pending, .axi_error, .perf_valid,
+    .start, .desc_addr, .desc_count, .perf_base, .mem_base, .busy, .done, .writes_pending, .axi_error, .perf_valid,
     .perf_index, .perf_cycles, .irq);
 endmodule

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, First, RisingEdge, Timer
-from cocotbext.axi import AxiLiteBus, AxiLiteMaster
+from cocotb.triggers import ClockCycles
 
-from axi_cocotb import CONTROL, DESC_ADDR, DESC_COUNT, FINISHED, PERF, PERF_COUNT, RUN_CYCLES, memory
+from dtlgen.isa import regs
+
+from axi_cocotb import MEM_BASE, engine, memory
 
 
 @cocotb.test()
@@ -27,27 +28,29 @@ async def run_program(dut):
     seed, period = int(os.environ.get("DTLGEN_PAUSE_SEED", "0")), int(os.environ.get("DTLGEN_PAUSE_PERIOD", "4"))
     Clock(dut.clk, 10, unit="ns", impl="gpi").start()
     ram = memory(dut, len(image), seed, period)
-    ram.write(0, image)
-    host = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
+    ram.write(MEM_BASE, image)
+    fe, host = engine(dut, "fe")
     dut.rst.value = 1
     await ClockCycles(dut.clk, 3)
     dut.rst.value = 0
     await ClockCycles(dut.clk, 2)
     desc_addr = int(os.environ.get("DTLGEN_DESC_ADDR", "0"))
-    await host.write_dword(DESC_ADDR, desc_addr)
-    await host.write_dword(DESC_COUNT, count)
-    assert [await host.read_dword(a) for a in (DESC_ADDR, DESC_COUNT, PERF_COUNT)] == [desc_addr, count, 256]
-    await host.write_dword(CONTROL, 1)
-    await host.write_dword(DESC_COUNT, 0)  # a start or a setting while it runs is ignored
-    await host.write_dword(DESC_ADDR, desc_addr + 64)
-    await host.write_dword(CONTROL, 1)
-    finished = RisingEdge(dut.irq)
-    result = await First(finished, Timer(10 * max_cycles, unit="ns"))
-    assert result is finished, f"engine did not finish within {max_cycles} cycles"
-    assert [await host.read_dword(a) for a in (DESC_ADDR, DESC_COUNT)] == [desc_addr, count]
-    status = await host.read_dword(CONTROL)
-    assert status & 0b1111 == FINISHED, f"status {status:#x}: finished, not busy, no AXI error, no write pending"
-    cycles = [await host.read_dword(PERF + 4 * i) for i in range(count)]
-    assert sum(cycles) <= await host.read_dword(RUN_CYCLES) <= sum(cycles) + 64 * count, "the run's cycles"
+    await host.write_dword(regs.MEM_BASE, MEM_BASE | 0xFFF)
+    assert await host.read_dword(regs.MEM_BASE) == MEM_BASE, "MEM_BASE's low 12 bits read 0"
+    await fe.set_memory_base(MEM_BASE)
+    # a start or a setting while a run is busy is ignored
+    started = cocotb.start_soon(fe.run(desc_addr, count, 0, max_cycles))
+    for _ in range(100):
+        if await fe.status() & regs.BUSY:
+            break
+    assert await fe.status() & regs.BUSY, "the run started"
+    for offset, value in ((regs.DESC_COUNT, 0), (regs.DESC_ADDR, desc_addr + 64), (regs.MEM_BASE, 0),
+                          (regs.CONTROL, regs.START)):
+        await host.write_dword(offset, value)
+    run_cycles = await started
+    assert [await host.read_dword(a) for a in (regs.DESC_ADDR, regs.DESC_COUNT, regs.MEM_BASE, regs.PERF_COUNT)] \
+        == [desc_addr, count, MEM_BASE, 256]
+    cycles = await fe.perf_counters(count)
+    assert sum(cycles) <= run_cycles <= sum(cycles) + 64 * count, "the run's cycles"
     Path(os.environ["DTLGEN_PERF"]).write_text(" ".join(map(str, cycles)))
-    Path(os.environ["DTLGEN_DUMP"]).write_bytes(ram.read(0, len(image)))
+    Path(os.environ["DTLGEN_DUMP"]).write_bytes(ram.read(MEM_BASE, len(image)))

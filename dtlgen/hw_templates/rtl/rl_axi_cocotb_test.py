@@ -11,38 +11,32 @@ from pathlib import Path
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, First, RisingEdge, Timer
-from cocotbext.axi import AxiLiteBus, AxiLiteMaster, AxiRam
+from cocotb.triggers import ClockCycles
+from cocotbext.axi import AxiRam
 
+from dtlgen.host.axil_engine import AxiLiteEngine
 from dtlgen.host.rl_host import RLHost
+from dtlgen.isa import regs
 
-from axi_cocotb import CONTROL, DESC_ADDR, DESC_COUNT, FINISHED, PERF, PERF_BASE, PERF_COUNT, RUN_CYCLES, memory
+from axi_cocotb import MEM_BASE, engine, memory
 from rl_cocotb_test import layout_and_data, train_and_record  # (the testbench memory's host loop)
 
 
 class AxiDevice:
-    """The host's Device on the AXI IP: memory through the slave model, runs through the registers."""
+    """The host's Device on the AXI IP: memory through the slave model, runs through the registers
+    (the board driver's sequence, dtlgen.host.axil_engine)."""
 
-    def __init__(self, dut, ram: AxiRam, host: AxiLiteMaster, max_cycles: int):
-        self.dut, self.ram, self.host, self.max_cycles = dut, ram, host, max_cycles
+    def __init__(self, ram: AxiRam, rl: AxiLiteEngine, max_cycles: int):
+        self.ram, self.rl, self.max_cycles = ram, rl, max_cycles
 
     async def write(self, addr: int, data: bytes) -> None:
-        self.ram.write(addr, data)
+        self.ram.write(MEM_BASE + addr, data)
 
     async def read(self, addr: int, size: int) -> bytes:
-        return self.ram.read(addr, size)
+        return self.ram.read(MEM_BASE + addr, size)
 
     async def run(self, desc_addr: int, count: int, perf_base: int) -> int:
-        await self.host.write_dword(DESC_ADDR, desc_addr)
-        await self.host.write_dword(DESC_COUNT, count)
-        await self.host.write_dword(PERF_BASE, perf_base)
-        await self.host.write_dword(CONTROL, 1)
-        finished = RisingEdge(self.dut.irq)
-        result = await First(finished, Timer(10 * self.max_cycles, unit="ns"))
-        assert result is finished, f"RL engine did not finish {count} descriptors within {self.max_cycles} cycles"
-        status = await self.host.read_dword(CONTROL)
-        assert status & 0b1111 == FINISHED, f"status {status:#x}: finished, not busy, no AXI error, no write pending"
-        return await self.host.read_dword(RUN_CYCLES)
+        return await self.rl.run(desc_addr, count, perf_base, self.max_cycles)
 
 
 @cocotb.test()
@@ -53,17 +47,18 @@ async def retrain(dut):
     seed, period = int(os.environ.get("DTLGEN_PAUSE_SEED", "0")), int(os.environ.get("DTLGEN_PAUSE_PERIOD", "4"))
     Clock(dut.clk, 10, unit="ns", impl="gpi").start()
     ram = memory(dut, layout.memory_bytes, seed, period)
-    control = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
+    rl, _ = engine(dut, "rl")
     dut.rst.value = 1
     await ClockCycles(dut.clk, 3)
     dut.rst.value = 0
     await ClockCycles(dut.clk, 2)
-    depth = await control.read_dword(PERF_COUNT)
-    host = RLHost(AxiDevice(dut, ram, control, int(os.environ["DTLGEN_MAX_CYCLES"])), layout)
+    await rl.set_memory_base(MEM_BASE)
+    depth = await rl.read32(regs.PERF_COUNT)
+    host = RLHost(AxiDevice(ram, rl, int(os.environ["DTLGEN_MAX_CYCLES"])), layout)
 
     async def keep_first_step_counters(k, result):
         if k == 0:
-            words = [await control.read_dword(PERF + 4 * i) for i in range(depth)]
+            words = await rl.perf_counters(depth)
             (workdir / "perf_step0.hex").write_text("".join(f"{w:08x}\n" for w in words))
 
     await train_and_record(host, layout, data, workdir, keep_first_step_counters)

@@ -5,8 +5,10 @@ This file is shipped as is into `PRJ/driver/`, next to a vendored copy of the `d
 host loop imports (numpy is all they need; the board has no torch). Re-training runs the
 very host loop the simulators run (`dtlgen.host.rl_host.RLHost`), here on a `PynqDevice`: the
 descriptor lists, the softmax cross-entropy gradient and the parameter images are the simulator's.
-It must not re-implement any of that, nor hold a register offset in code: offsets come from the
-overlay's register map (the .hwh beside the .bit).
+It must not re-implement any of that, nor hold a register offset in code: the RTL engines' offsets
+and run sequence are dtlgen's own (`dtlgen.isa.regs`, `dtlgen.host.axil_engine`, vendored here, the
+ones the RTL simulation drives the engines with); the HLS engines' come from the overlay's register
+map (the .hwh beside the .bit). overlay.json says which engines the bitstream holds.
 
 On the board, as root in PYNQ's Python environment, in the directory holding this file and the
 overlay (dtl_overlay.bit with dtl_overlay.hwh beside it; README.md says how to get there):
@@ -29,8 +31,10 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))  # the vendored dtlgen beside this file; the board has no installed one
 
+from dtlgen.host.axil_engine import AxiLiteEngine, EngineError  # noqa: E402
 from dtlgen.host.rl_host import RLHost, TrainingPlan, TrainingRun  # noqa: E402
 from dtlgen.host.rl_program import RLLayout  # noqa: E402
+from dtlgen.isa.regs import FINISHED  # noqa: E402
 
 # HLS block-level control (ap_ctrl_hs) at offset 0x00 of the s_axilite map. ap_done clears on read.
 AP_START, AP_DONE, AP_IDLE = 0x1, 0x2, 0x4
@@ -42,10 +46,73 @@ class DriverError(RuntimeError):
 
 
 class EngineTimeout(DriverError):
-    """An engine did not raise ap_done in time."""
+    """An engine did not finish in time."""
 
 
-class PynqDevice:
+class BufferDevice:
+    """What both kinds of engine share: the engine's memory is a pynq.allocate buffer, kept coherent
+    with the engine by cache maintenance; every address the host loop uses is an offset into it."""
+
+    name: str
+    buffer: object
+
+    async def write(self, addr: int, data: bytes) -> None:
+        self._check_range(addr, len(data))
+        self.buffer[addr:addr + len(data)] = np.frombuffer(bytes(data), dtype=np.uint8)
+        self.buffer.flush()  # the engine reads DRAM, not the PS's caches
+
+    async def read(self, addr: int, size: int) -> bytes:
+        self._check_range(addr, size)
+        self.buffer.invalidate()  # drop cached lines so the engine's writes are seen
+        return np.asarray(self.buffer[addr:addr + size], dtype=np.uint8).tobytes()
+
+    def _check_range(self, addr: int, size: int) -> None:
+        if addr < 0 or addr + size > len(self.buffer):
+            raise DriverError(f"engine {self.name}: access [{addr:#x}, {addr + size:#x}) is outside its "
+                              f"{len(self.buffer)}-byte buffer")
+
+
+class RtlDevice(BufferDevice):
+    """The host loop's `Device` on one RTL engine of the overlay (the project's vivado/rtl/: the
+    SystemVerilog engine behind its AXI4 master and AXI4-Lite registers).
+
+    `ip` reads and writes 32-bit words of its registers (a PYNQ DefaultIP). The run sequence is
+    dtlgen.host.axil_engine's, the one the RTL simulation uses; the cycles it returns are the
+    engine's own count (RUN_CYCLES: start to the last write answered), not the PS's wall time.
+    """
+
+    cycles_source = "the engine's own count"
+
+    def __init__(self, ip, buffer, name: str = "engine", timeout_s: float = 10.0):
+        self.ip, self.buffer, self.name, self.timeout_s = ip, buffer, name, timeout_s
+        self.engine = AxiLiteEngine(self._read32, self._write32, name, self._poll)
+        self.based = False
+
+    async def _read32(self, offset: int) -> int:
+        return int(self.ip.read(offset))
+
+    async def _write32(self, offset: int, value: int) -> None:
+        self.ip.write(offset, int(value))
+
+    async def _poll(self, timeout_cycles: int) -> None:
+        start = time.perf_counter()
+        while not await self.engine.status() & FINISHED:
+            if time.perf_counter() - start > self.timeout_s:
+                raise EngineTimeout(f"engine {self.name} did not finish within {self.timeout_s:g} s; check the "
+                                    "bitstream matches this project and reload the overlay")
+
+    async def run(self, desc_addr: int, count: int, perf_base: int) -> int:
+        """Run `count` descriptors from `desc_addr`; returns the engine's cycles (RUN_CYCLES)."""
+        try:
+            if not self.based:  # the buffer stays where it is for the device's life
+                await self.engine.set_memory_base(int(self.buffer.physical_address))
+                self.based = True
+            return await self.engine.run(desc_addr, count, perf_base, 0)
+        except EngineError as err:
+            raise DriverError(str(err)) from None
+
+
+class PynqDevice(BufferDevice):
     """The host loop's `Device` (dtlgen.host.rl_host) on one HLS engine of the overlay.
 
     `ip` writes/reads 32-bit words of the engine's control registers (a PYNQ DefaultIP), `buffer`
@@ -58,6 +125,8 @@ class PynqDevice:
     engine built with 32-bit addresses) works too.
     """
 
+    cycles_source = "PS wall time at the design clock, polling included"
+
     def __init__(self, ip, buffer, clock_hz: float, registers: dict, name: str = "engine",
                  timeout_s: float = 10.0):
         self.ip = ip
@@ -69,16 +138,6 @@ class PynqDevice:
         self.pointer_words = _pointer_words(registers, name)
         self.desc_addr_offset = _offset(registers, "desc_addr", name)
         self.desc_count_offset = _offset(registers, "desc_count", name)
-
-    async def write(self, addr: int, data: bytes) -> None:
-        self._check_range(addr, len(data))
-        self.buffer[addr:addr + len(data)] = np.frombuffer(bytes(data), dtype=np.uint8)
-        self.buffer.flush()  # the engine reads DRAM, not the PS's caches
-
-    async def read(self, addr: int, size: int) -> bytes:
-        self._check_range(addr, size)
-        self.buffer.invalidate()  # drop cached lines so the engine's writes are seen
-        return np.asarray(self.buffer[addr:addr + size], dtype=np.uint8).tobytes()
 
     async def run(self, desc_addr: int, count: int, perf_base: int) -> int:
         """Run `count` descriptors from `desc_addr`; returns the elapsed cycles at `clock_hz`.
@@ -108,11 +167,6 @@ class PynqDevice:
                                     "this project and reload the overlay")
         elapsed_s = time.perf_counter() - start
         return max(1, round(elapsed_s * self.clock_hz))
-
-    def _check_range(self, addr: int, size: int) -> None:
-        if addr < 0 or addr + size > len(self.buffer):
-            raise DriverError(f"engine {self.name}: access [{addr:#x}, {addr + size:#x}) is outside its "
-                              f"{len(self.buffer)}-byte buffer")
 
 
 def _offset(registers: dict, reg: str, engine: str) -> int:
@@ -155,7 +209,7 @@ class DtlBoard:
     """The project's two engines on the board: FE inference and re-training of the RL layers.
 
     `directory` holds this driver's data (overlay.json: the bitstream's and the engines' names in the
-    block design; fe_image.bin, fe_program.json; with an RL engine rl_layout.json, rl_train.npz,
+    block design and whether they are the RTL or the HLS engines; fe_image.bin, fe_program.json; with an RL engine rl_layout.json, rl_train.npz,
     rl_train.json) and by default the bitstream. `overlay` may be an already loaded `pynq.Overlay`.
     """
 
@@ -184,7 +238,7 @@ class DtlBoard:
         self.fe_buffer.flush()
         self.fe = self._device(self.names["engines"]["fe"], self.fe_buffer, timeout_s)
         self.layout: RLLayout | None = None
-        self.rl: PynqDevice | None = None
+        self.rl: RtlDevice | PynqDevice | None = None
         if (self.directory / "rl_layout.json").exists():
             self.layout = RLLayout.from_dict(json.loads((self.directory / "rl_layout.json").read_text()))
             self.rl_buffer = pynq.allocate(shape=(self.layout.memory_bytes,), dtype=np.uint8)
@@ -193,10 +247,15 @@ class DtlBoard:
             self.rl = self._device(self.names["engines"]["rl"], self.rl_buffer, timeout_s)
         self.last_fe_cycles = 0
 
-    def _device(self, name: str, buffer, timeout_s: float) -> PynqDevice:
+    def _device(self, name: str, buffer, timeout_s: float) -> RtlDevice | PynqDevice:
         if name not in self.overlay.ip_dict:
             raise DriverError(f"the overlay has no IP '{name}' (it has {', '.join(sorted(self.overlay.ip_dict))}); "
                               "load the bitstream built from this project")
+        kind = self.names.get("engine_ip", "hls")  # (projects before the RTL engines name none)
+        if kind == "rtl":
+            return RtlDevice(getattr(self.overlay, name), buffer, name, timeout_s)
+        if kind != "hls":
+            raise DriverError(f"overlay.json: engine_ip is {kind!r}; expected 'rtl' or 'hls' (regenerate the project)")
         registers = self.overlay.ip_dict[name].get("registers") or {}
         return PynqDevice(getattr(self.overlay, name), buffer, self.clock_hz, registers, name, timeout_s)
 
@@ -284,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         golden = np.load(HERE / "fe_expected.npy")
         fe_ok = bool(np.array_equal(features.reshape(golden.shape), golden))
         print(f"FE inference: {board.program['desc_count']} descriptors in {fe_s * 1e3:.2f} ms "
-              f"(~{board.last_fe_cycles:,} cycles at {board.clock_hz / 1e6:g} MHz, PS polling included); "
+              f"({board.last_fe_cycles:,} cycles at {board.clock_hz / 1e6:g} MHz, {board.fe.cycles_source}); "
               f"output {tuple(features.shape)} bit-exact vs golden model: {'yes' if fe_ok else 'NO'}")
         if board.layout is None:
             print("no RL engine in this project: nothing to re-train")
