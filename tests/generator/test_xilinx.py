@@ -456,7 +456,8 @@ def test_run_hls_skips_cosim_and_csim_on_request(tmp_path, monkeypatch):
 
 
 def prepare_vivado_outputs(tmp_path, engines):
-    """The files build_bd.tcl expects from `make hls` and from Vivado's runs; returns impl_dir."""
+    """The files build_bd.tcl expects from `make hls` (the HLS IP of `engines`) and from Vivado's runs;
+    returns impl_dir."""
     for engine in engines:
         ip = tmp_path / "hls" / "ip" / f"dtl_{engine}_engine"
         ip.mkdir(parents=True)
@@ -541,22 +542,12 @@ def test_build_bd_warns_when_the_ps_cannot_make_the_design_clock(tmp_path, actua
 
 
 # --- the RTL engines in the block design (the default) -------------------------------------------
-def prepare_rtl_outputs(tmp_path):
-    """What Vivado's runs leave for build_bd.tcl to copy; returns impl_dir."""
-    impl_dir = tmp_path / "vivado" / "build" / "dtl_overlay.runs" / "impl_1"
-    impl_dir.mkdir(parents=True)
-    (impl_dir / "dtl_overlay_wrapper.bit").write_bytes(b"bit")
-    handoff = tmp_path / "vivado" / "build" / "dtl_overlay.gen" / "sources_1" / "bd" / "dtl_overlay" / "hw_handoff"
-    handoff.mkdir(parents=True)
-    (handoff / "dtl_overlay.hwh").write_text("<hwh/>")
-    return impl_dir
-
-
 @pytest.mark.parametrize("board_name", XILINX_BOARDS)
 @pytest.mark.parametrize("engines", [("fe",), ("fe", "rl")])
 def test_rtl_block_design_instantiates_the_measured_engines(tmp_path, board_name, engines):
     generate(tmp_path, board_name, engines, ip="rtl")
-    calls, messages = dry_run(tmp_path / "vivado" / "build_bd.tcl", impl_dir=prepare_rtl_outputs(tmp_path))
+    impl_dir = prepare_vivado_outputs(tmp_path, ())  # no HLS IP
+    calls, messages = dry_run(tmp_path / "vivado" / "build_bd.tcl", impl_dir=impl_dir)
     board = load_board(board_name)
     family = FAMILY[board.family]
     rtl = tmp_path / "vivado" / "rtl"
