@@ -10,7 +10,9 @@ that slave, not a board's.
 
 from __future__ import annotations
 
+import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,15 @@ TEST_MODULE = "fe_axi_cocotb_test"
 PERF_DEPTH = 256  # dtl_fe_axi.sv's default
 
 
+@dataclass
+class AxiSimResult(FESimResult):
+    """An FE run on the AXI4 slave, with the master's transactions as counted on the bus."""
+
+    read_bursts: int = 0
+    write_bursts: int = 0  # AW handshakes
+    write_beats: int = 0   # W handshakes
+
+
 def require_cocotbext_axi() -> None:
     try:
         import cocotbext.axi  # noqa: F401
@@ -36,7 +47,7 @@ def require_cocotbext_axi() -> None:
 
 def run_image(memory: np.ndarray, desc_addr: int, desc_count: int, fe: FEParams, workdir: Path,
               max_cycles: int, pause_seed: int = 0, pause_period: int = 4, max_reads: int = 8,
-              max_writes: int = 8) -> FESimResult:
+              max_writes: int = 8) -> AxiSimResult:
     """Simulate a memory image holding `desc_count` FE descriptors at `desc_addr` on the AXI4 slave (the
     IP records the cycles of its first 256 descriptors)."""
     require_cocotbext_axi()
@@ -53,20 +64,22 @@ def run_image(memory: np.ndarray, desc_addr: int, desc_count: int, fe: FEParams,
     build_s = time.perf_counter() - start
     workdir.mkdir(parents=True, exist_ok=True)
     image, dump, perf = workdir / "image.bin", workdir / "image_out.bin", workdir / "perf.txt"
+    stats = workdir / "axi_stats.json"
     image.write_bytes(np.asarray(memory, dtype=np.uint8).tobytes())
-    for stale in (dump, perf):
+    for stale in (dump, perf, stats):
         stale.unlink(missing_ok=True)
     env = {"DTLGEN_DESC_COUNT": str(desc_count), "DTLGEN_DESC_ADDR": str(desc_addr),
            "DTLGEN_MAX_CYCLES": str(max_cycles), "DTLGEN_IMAGE": str(image), "DTLGEN_DUMP": str(dump),
-           "DTLGEN_PERF": str(perf),
+           "DTLGEN_PERF": str(perf), "DTLGEN_STATS": str(stats),
            "DTLGEN_PAUSE_SEED": str(pause_seed), "DTLGEN_PAUSE_PERIOD": str(pause_period)}
     start = time.perf_counter()
     passed = run_test(build_dir, TOP, TEST_MODULE, rtl_dir(), workdir, env)
     run_s = time.perf_counter() - start
-    if not passed or not dump.exists() or not perf.exists():
+    if not passed or not dump.exists() or not perf.exists() or not stats.exists():
         raise RuntimeError(f"FE simulation on AXI4 failed in {workdir}:\n{sim_log_tail(workdir)}")
     out = np.frombuffer(dump.read_bytes(), dtype=np.uint8).copy()
-    return FESimResult(out, [int(v) for v in perf.read_text().split()], build_s, run_s)
+    return AxiSimResult(out, [int(v) for v in perf.read_text().split()], build_s, run_s,
+                        **json.loads(stats.read_text()))
 
 
 def check_master(bus_bytes: int, workdir: Path, seed: int, operations: int, pause_period: int = 3,

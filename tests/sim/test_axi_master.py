@@ -62,6 +62,8 @@ def test_axi_master_is_lint_clean_with_all_warnings():
 def test_digits_fe_on_axi4_with_backpressure_on_every_channel(tmp_path, digits, bus, max_reads):
     calm, exact = run(digits, tmp_path / "calm", bus, max_reads=max_reads)
     assert all(exact)
+    # the stores' consecutive beats leave as write bursts (the monitor checked WLAST and 4 KB)
+    assert 0 < calm.write_bursts < calm.write_beats
     paused, exact = run(digits, tmp_path / "paused", bus, pause_seed=3, max_reads=max_reads)
     assert all(exact)
     assert sum(paused.cycles) > sum(calm.cycles), "pauses on every channel must cost cycles"

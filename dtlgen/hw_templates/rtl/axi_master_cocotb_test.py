@@ -1,7 +1,8 @@
 """cocotb conformance test of dtl_axi_master alone: random engine traffic against cocotbext-axi's AxiRam.
 
-The test plays an engine: a seeded random list of beat writes (any address, 1..BUS_BYTES bytes) and
-burst reads (any address, 1..700 beats: unaligned starts, 4 KB boundaries, bursts past 256 beats),
+The test plays an engine: a seeded random list of beat writes (any address, 1..BUS_BYTES bytes; and
+runs of 2..24 back-to-back writes at consecutive addresses, some across a 4 KB boundary, which the
+master joins into write bursts) and burst reads (any address, 1..700 beats: unaligned starts, 4 KB boundaries, bursts past 256 beats),
 presented one at a time in list order, reads often right after a write to the bytes they cover.
 Every read's data must equal a reference memory at the time the read was accepted; the slave
 pauses at random on every channel. As an engine does, a write is presented only once no read
@@ -28,6 +29,14 @@ def operations(rng: random.Random, count: int, bus: int):
             addr = max(0, last_write - rng.randrange(3 * bus))
             yield "r", addr, rng.randrange(1, 6)
             last_write = None
+        elif rng.random() < 0.15:  # a run of consecutive writes, as an engine's store streams
+            n = rng.choice([bus, rng.randrange(1, bus + 1)])
+            length = rng.randrange(2, 25)
+            start = rng.choice([rng.randrange(SIZE - (length + 2) * bus),
+                                rng.randrange(1, SIZE // 4096) * 4096 - rng.randrange(1, length) * n])
+            for k in range(length):
+                last_write = start + k * n
+                yield "w", last_write, n, rng.randbytes(bus)
         elif rng.random() < 0.5:
             last_write = rng.randrange(SIZE - 2 * bus)
             n = rng.randrange(1, bus + 1)

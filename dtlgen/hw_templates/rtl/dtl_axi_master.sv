@@ -7,9 +7,14 @@
 // slave's latency is paid once per run of requests. The data comes back realigned to A (each beat
 // the top of one aligned beat and the bottom of the next), one cycle after the R beat that completes
 // it. RREADY is always high: an engine takes every beat it asked for, so nothing is buffered.
-// Writes: each engine beat (its first wr_bytes bytes at wr_addr) is one single-beat transaction, or
-// two when it straddles an aligned beat, queued in WQ entries with AW and W handshaking on their own;
-// at most MAX_WRITES wait for their response.
+// Writes: each engine beat (its first wr_bytes bytes at wr_addr) is one aligned beat with strobes, or
+// two when it straddles an aligned beat; consecutive aligned beats join one INCR burst while the
+// engine writes on, up to BURST_W beats and never across 4 KB. The open burst's last beat waits in a
+// tail register (its WLAST depends on the next beat), the others go to the W queue; a beat that does
+// not follow the burst, its length, a 4 KB boundary or a cycle without an engine beat closes it: its
+// tail enters the W queue with WLAST and its address and length the AW queue. W beats may go out
+// before their AW (AXI allows it; a slave that waits for AW holds them only until the burst closes).
+// At most MAX_WRITES bursts wait for their response.
 // Ordering: AXI does not order a read after a write. An engine request that overlaps the range of
 // the writes not yet answered (the union of their addresses since the writes last drained) waits
 // until they are: a layer reading what the one before it stored sees the stored data, while loads
@@ -24,6 +29,7 @@ module dtl_axi_master #(
   parameter int MAX_READS = 8,    // read bursts in flight (AR accepted, its last R beat not yet seen)
   parameter int MAX_WRITES = 8,   // write transactions in flight (AW accepted, B not yet seen)
   parameter int BURST_MAX = 256,  // beats per read burst (AXI4 INCR allows 256)
+  parameter int BURST_W = 8,      // beats per write burst (at most 16: Zynq-7000's HP ports are AXI3)
   parameter int RQ = 8            // engine read requests whose data has not all come back (>= 1)
 ) (
   input  logic                   clk,
@@ -105,8 +111,9 @@ module dtl_axi_master #(
   if (BURST_MAX < 1 || BURST_MAX > 256) begin : bad_burst
     $error("dtl_axi_master: BURST_MAX = %0d is outside AXI4's 1..256 beats", BURST_MAX);
   end
-  localparam int WQ = 4;                   // single-beat writes queued (an engine beat makes one or two)
-  localparam int WQW = $clog2(WQ);
+  if (BURST_W < 1 || BURST_W > 16) begin : bad_write_burst
+    $error("dtl_axi_master: BURST_W = %0d is outside 1..16 beats (AXI3 ports take 16)", BURST_W);
+  end
 
   assign m_axi_arid = 1'b0;
   assign m_axi_awid = 1'b0;
@@ -120,17 +127,28 @@ module dtl_axi_master #(
   assign m_axi_awprot = 3'b000;
   assign m_axi_rready = 1'b1;
   assign m_axi_bready = 1'b1;
-  assign m_axi_awlen = 8'd0;
-  assign m_axi_wlast = 1'b1;
 
   // ---------------------------------------------------------------------------------------------
-  // Writes: the queue of single-beat transactions, and the union of addresses not yet answered
-  logic [31:0]          wq_addr [WQ];
-  logic [W-1:0]         wq_data [WQ];
-  logic [BUS_BYTES-1:0] wq_strb [WQ];
-  logic [WQW-1:0]       wq_head, wq_tail;
-  logic [WQW:0]         wq_count;
-  logic                 wq_aw_done, wq_w_done;  // the head entry's AW / W handshakes already made
+  // Writes: the open burst, the W and AW queues, and the union of addresses not yet answered
+  localparam int WF = 2 ** $clog2(BURST_W + 2);  // W queue: the open burst's beats and closed ones' before them
+  localparam int WFW = $clog2(WF);
+  localparam int AF = 4;                          // AW queue: closed bursts waiting for their AW handshake
+  localparam int AFW = $clog2(AF);
+  localparam int LW = $clog2(BURST_W + 1);        // an open burst's beat count
+  logic [W-1:0]         wf_data [WF];
+  logic [BUS_BYTES-1:0] wf_strb [WF];
+  logic                 wf_last [WF];
+  logic [WFW-1:0]       wf_head, wf_tail;
+  logic [WFW:0]         wf_count;
+  logic [31:0]          af_addr [AF];
+  logic [7:0]           af_len [AF];
+  logic [AFW-1:0]       af_head, af_tail;
+  logic [AFW:0]         af_count;
+  logic                 ob_valid;               // a burst is open: ob_len beats from ob_addr, the last in t_*
+  logic [31:0]          ob_addr;
+  logic [LW-1:0]        ob_len;
+  logic [W-1:0]         t_data;
+  logic [BUS_BYTES-1:0] t_strb;
   logic [$clog2(MAX_WRITES + 1)-1:0] w_flight;  // AW accepted, B not yet seen
   logic [31:0]          dirty_lo, dirty_hi;     // [lo, hi): bytes written and not all answered
   logic                 dirty;
@@ -141,58 +159,95 @@ module dtl_axi_master #(
     w_off = BW'(wr_addr[BW-1:0]) & BW'(BUS_BYTES - 1);
     w_two = 32'(w_off) + 32'(wr_bytes) > 32'(BUS_BYTES);
   end
-  assign wr_ready = 32'(wq_count) + 2 <= WQ;
-  assign m_axi_awvalid = wq_count != 0 && !wq_aw_done && 32'(w_flight) < MAX_WRITES;
-  assign m_axi_awaddr = {wq_addr[wq_head][31:12] + mem_base[31:12], wq_addr[wq_head][11:0]};
-  assign m_axi_wvalid = wq_count != 0 && !wq_w_done;
-  assign m_axi_wdata = wq_data[wq_head];
-  assign m_axi_wstrb = wq_strb[wq_head];
-  assign writes_pending = wq_count != 0 || w_flight != 0;
+  // an engine beat may close the open burst and open and close another: two W and two AW entries
+  assign wr_ready = 32'(wf_count) + 2 <= WF && 32'(af_count) + 2 <= AF;
+  assign m_axi_awvalid = af_count != 0 && 32'(w_flight) < MAX_WRITES;
+  assign m_axi_awaddr = {af_addr[af_head][31:12] + mem_base[31:12], af_addr[af_head][11:0]};
+  assign m_axi_awlen = af_len[af_head];
+  assign m_axi_wvalid = wf_count != 0;
+  assign m_axi_wdata = wf_data[wf_head];
+  assign m_axi_wstrb = wf_strb[wf_head];
+  assign m_axi_wlast = wf_last[wf_head];
+  assign writes_pending = ob_valid || wf_count != 0 || af_count != 0 || w_flight != 0;
 
   always_ff @(posedge clk) begin
     if (rst) begin
-      wq_head <= '0;
-      wq_tail <= '0;
-      wq_count <= '0;
-      wq_aw_done <= 1'b0;
-      wq_w_done <= 1'b0;
+      wf_head <= '0;
+      wf_tail <= '0;
+      wf_count <= '0;
+      af_head <= '0;
+      af_tail <= '0;
+      af_count <= '0;
+      ob_valid <= 1'b0;
       w_flight <= '0;
       dirty <= 1'b0;
       dirty_lo <= '0;
       dirty_hi <= '0;
     end else begin
-      logic aw_fire, w_fire, pop, push;
-      logic [WQW:0] pushed;
+      logic aw_fire, w_fire, push;
+      logic [1:0] nw, na;  // W and AW entries queued this cycle
+      logic o_valid;       // the open burst as the cycle's beats leave it
+      logic [31:0] o_addr;
+      logic [LW-1:0] o_len;
+      logic [W-1:0] o_data;
+      logic [BUS_BYTES-1:0] o_strb;
+      logic [2*W-1:0] data;
+      logic [2*BUS_BYTES-1:0] strb;
       aw_fire = m_axi_awvalid && m_axi_awready;
       w_fire = m_axi_wvalid && m_axi_wready;
-      pop = wq_count != 0 && (wq_aw_done || aw_fire) && (wq_w_done || w_fire);
       push = wr_valid && wr_ready && wr_bytes != 0;
-      pushed = '0;
-      if (push) begin
-        logic [2*W-1:0] data;
-        logic [2*BUS_BYTES-1:0] strb;
-        data = (2 * W)'(wr_data) << (32'(w_off) * 8);
-        strb = (2 * BUS_BYTES)'(((2 * BUS_BYTES + 1)'(1) << wr_bytes) - 1'b1) << w_off;
-        wq_addr[wq_tail] <= (wr_addr & ~32'(BUS_BYTES - 1));
-        wq_data[wq_tail] <= data[W-1:0];
-        wq_strb[wq_tail] <= strb[BUS_BYTES-1:0];
-        if (w_two) begin
-          wq_addr[WQW'(wq_tail + 1'b1)] <= (wr_addr & ~32'(BUS_BYTES - 1)) + 32'(BUS_BYTES);
-          wq_data[WQW'(wq_tail + 1'b1)] <= data[2*W-1:W];
-          wq_strb[WQW'(wq_tail + 1'b1)] <= strb[2*BUS_BYTES-1:BUS_BYTES];
+      data = (2 * W)'(wr_data) << (32'(w_off) * 8);
+      strb = (2 * BUS_BYTES)'(((2 * BUS_BYTES + 1)'(1) << wr_bytes) - 1'b1) << w_off;
+      {o_valid, o_addr, o_len, o_data, o_strb} = {ob_valid, ob_addr, ob_len, t_data, t_strb};
+      nw = '0;
+      na = '0;
+      for (int k = 0; k < 2; k++) begin
+        if (push && (k == 0 || w_two)) begin
+          logic [31:0] a;
+          a = (wr_addr & ~32'(BUS_BYTES - 1)) + (k == 0 ? 32'd0 : 32'(BUS_BYTES));
+          if (o_valid && a == o_addr + (32'(o_len) << LB) && 32'(o_len) < BURST_W && a[11:0] != 12'd0) begin
+            // the beat follows the open burst: the burst's last beat so far is not its last
+            wf_data[WFW'(wf_tail + WFW'(nw))] <= o_data;
+            wf_strb[WFW'(wf_tail + WFW'(nw))] <= o_strb;
+            wf_last[WFW'(wf_tail + WFW'(nw))] <= 1'b0;
+            nw = nw + 1'b1;
+            o_len = o_len + 1'b1;
+          end else begin
+            if (o_valid) begin  // close the open burst, then open one at this beat
+              wf_data[WFW'(wf_tail + WFW'(nw))] <= o_data;
+              wf_strb[WFW'(wf_tail + WFW'(nw))] <= o_strb;
+              wf_last[WFW'(wf_tail + WFW'(nw))] <= 1'b1;
+              af_addr[AFW'(af_tail + AFW'(na))] <= o_addr;
+              af_len[AFW'(af_tail + AFW'(na))] <= 8'(o_len - 1'b1);
+              nw = nw + 1'b1;
+              na = na + 1'b1;
+            end
+            o_valid = 1'b1;
+            o_addr = a;
+            o_len = LW'(1);
+          end
+          o_data = k == 0 ? data[W-1:0] : data[2*W-1:W];
+          o_strb = k == 0 ? strb[BUS_BYTES-1:0] : strb[2*BUS_BYTES-1:BUS_BYTES];
         end
-        pushed = w_two ? (WQW + 1)'(2) : (WQW + 1)'(1);
-        wq_tail <= wq_tail + WQW'(pushed);
       end
-      wq_count <= wq_count + pushed - (WQW + 1)'(pop);
-      if (pop) begin
-        wq_head <= wq_head + 1'b1;
-        wq_aw_done <= 1'b0;
-        wq_w_done <= 1'b0;
-      end else begin
-        if (aw_fire) wq_aw_done <= 1'b1;
-        if (w_fire) wq_w_done <= 1'b1;
+      // a cycle without an engine beat closes the open burst (when both queues have room)
+      if (!push && o_valid && 32'(wf_count) < WF && 32'(af_count) < AF) begin
+        wf_data[wf_tail] <= o_data;
+        wf_strb[wf_tail] <= o_strb;
+        wf_last[wf_tail] <= 1'b1;
+        af_addr[af_tail] <= o_addr;
+        af_len[af_tail] <= 8'(o_len - 1'b1);
+        nw = 2'd1;
+        na = 2'd1;
+        o_valid = 1'b0;
       end
+      {ob_valid, ob_addr, ob_len, t_data, t_strb} <= {o_valid, o_addr, o_len, o_data, o_strb};
+      wf_tail <= wf_tail + WFW'(nw);
+      wf_head <= wf_head + WFW'(w_fire);
+      wf_count <= wf_count + (WFW + 1)'(nw) - (WFW + 1)'(w_fire);
+      af_tail <= af_tail + AFW'(na);
+      af_head <= af_head + AFW'(aw_fire);
+      af_count <= af_count + (AFW + 1)'(na) - (AFW + 1)'(aw_fire);
       w_flight <= w_flight + ($clog2(MAX_WRITES + 1))'(aw_fire) - ($clog2(MAX_WRITES + 1))'(m_axi_bvalid);
       // the range grows with every accepted beat and empties once every write is answered
       if (push) begin

@@ -2,11 +2,13 @@
 AxiLiteMaster as the host that programs its registers, starts it, polls it and reads its counters.
 
 The memory image comes in as a binary file and leaves as one (DTLGEN_IMAGE, DTLGEN_DUMP), the
-per-descriptor cycles as a text file (DTLGEN_PERF); with DTLGEN_PAUSE_SEED > 0 every channel of the
+per-descriptor cycles as a text file (DTLGEN_PERF), the master's transactions counted on the bus as
+JSON (DTLGEN_STATS: read bursts, write bursts, write beats); with DTLGEN_PAUSE_SEED > 0 every channel of the
 memory slave (AW, W, B, AR, R) pauses on its own seeded random pattern, about one cycle in
 DTLGEN_PAUSE_PERIOD, so the master sees backpressure everywhere.
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -54,3 +56,4 @@ async def run_program(dut):
     assert sum(cycles) <= run_cycles <= sum(cycles) + 64 * count, "the run's cycles"
     Path(os.environ["DTLGEN_PERF"]).write_text(" ".join(map(str, cycles)))
     Path(os.environ["DTLGEN_DUMP"]).write_bytes(ram.read(MEM_BASE, len(image)))
+    Path(os.environ["DTLGEN_STATS"]).write_text(json.dumps(ram.monitor.counts()))
