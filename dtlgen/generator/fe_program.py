@@ -24,7 +24,7 @@ from dtlgen.quant import fixed
 from dtlgen.quant.quantize import QuantizedNetwork
 
 KIND_CONV, KIND_MAXPOOL, KIND_AVGPOOL, KIND_ADD = isa.KIND_CONV, isa.KIND_MAXPOOL, isa.KIND_AVGPOOL, isa.KIND_ADD
-S_MAX, K_MAX = isa.S_MAX, isa.K_MAX  # the engine's full-size input window (fe_engine.sv)
+K_MAX = isa.K_MAX  # the largest convolution kernel (fe_engine.sv)
 ACTIVATION_CODES = isa.ACTIVATION_CODES
 DESCRIPTOR_BYTES = isa.DESCRIPTOR_BYTES
 RTL_ACC_BITS = FE_ACC_BITS  # the engine's accumulators and bias words
@@ -203,12 +203,11 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
 
         if kind not in isa.KINDS or act > 2 or isa.reserved_bits(raw):
             refuse(f"has an unknown kind ({kind}) or activation ({act}), or bits set outside its fields")
-        window = ((min(tiles[0], r) - 1) * s + k, (min(tiles[1], c) - 1) * s + k)
-        if min(n, m, h, wd, r, c, k, s) < 1 or k > K_MAX or p >= k or m > m_max or (s > S_MAX and (
-                window[0] > (tiles[0] - 1) * S_MAX + K_MAX or window[1] > (tiles[1] - 1) * S_MAX + K_MAX)):
+        window = isa.window_problem(kind, k, s, r, c, *tiles) if min(k, s, r, c) >= 1 else None
+        if min(n, m, h, wd, r, c, k, s) < 1 or window or p >= k or m > m_max:
             refuse(f"has N={n} M={m} H={h} W={wd} R={r} C={c} K={k} S={s} P={p}, outside the engine's limits "
-                   f"(K ≤ {K_MAX}, P < K, M ≤ {m_max}, the input window within the {tiles[0]}x{tiles[1]} tile's "
-                   "buffer)")
+                   f"(convolutions K ≤ {K_MAX}, P < K, M ≤ {m_max}, the input window within the {tiles[0]}x{tiles[1]} "
+                   f"tile's buffer{': ' + window if window else ''})")
         if r != (h + 2 * p - k) // s + 1 or c != (wd + 2 * p - k) // s + 1 or (depthwise and n != m) \
                 or (kind == KIND_ADD and (n != m or (h, wd) != (r, c))) or (pool and kind != KIND_CONV):
             refuse(f"has shapes that do not agree (N={n} M={m} H={h} W={wd} R={r} C={c} K={k} S={s} P={p})")

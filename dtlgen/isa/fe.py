@@ -24,6 +24,7 @@ DESCRIPTOR_BYTES = 64
 KIND_CONV, KIND_MAXPOOL, KIND_AVGPOOL, KIND_ADD = 1, 2, 3, 4
 KINDS = {KIND_CONV: "conv", KIND_MAXPOOL: "maxpool", KIND_AVGPOOL: "avgpool", KIND_ADD: "add"}
 K_MAX, S_MAX = 7, 2  # the input buffer's full-size window: (tr-1)·S_MAX + K_MAX rows (fe_engine.sv)
+K_FIELD_MAX = 255  # a pool's kernel (no weights) may exceed K_MAX while its window fits the buffer
 ACC_BITS = 32  # accumulators and bias words
 OUTPUT_STAGE_CYCLES = 10  # the store pipeline: bank read, lane select, pool (2), scale, bias, shift (2), round, saturate
 ELEMENT_BITS = 8  # one byte per weight and activation in memory
@@ -38,6 +39,26 @@ FIELDS = (
     Field("in_addr", 6, 0, 32), Field("second_addr", 7, 0, 32), Field("bias_addr", 8, 0, 32),
     Field("out_addr", 9, 0, 32), Field("sa", 10, 0, 8), Field("sb", 10, 8, 8),
 )
+
+
+def window_problem(kind: int, k: int, s: int, r: int, c: int, tr: int, tc: int) -> str | None:
+    """Why an op's kernel or input window does not fit the full-size engine, or None. A convolution's
+    kernel is at most K_MAX (its weight banks hold K_MAX² taps); a pool has no weights, so any kernel
+    up to K_FIELD_MAX runs whose window fits. The input buffer holds (tr-1)·S_MAX + K_MAX rows by
+    (tc-1)·S_MAX + K_MAX columns, which every window with S ≤ S_MAX and K ≤ K_MAX fits; a larger
+    stride or pool kernel is checked against it (a trip covers min(tr, r) × min(tc, c) outputs)."""
+    if kind == KIND_CONV and k > K_MAX:
+        return f"kernel {k} exceeds the FE engine's convolution kernels, K ≤ {K_MAX}"
+    if k > K_FIELD_MAX:
+        return f"kernel {k} exceeds the descriptor's K ≤ {K_FIELD_MAX}"
+    if s <= S_MAX and k <= K_MAX:
+        return None
+    rows, cols = (min(tr, r) - 1) * s + k, (min(tc, c) - 1) * s + k
+    buffer = (tr - 1) * S_MAX + K_MAX, (tc - 1) * S_MAX + K_MAX
+    if rows > buffer[0] or cols > buffer[1]:
+        return (f"K={k}, S={s} with {tr}x{tc} output tiles needs a {rows}x{cols} input window, larger than the "
+                f"engine's {buffer[0]}x{buffer[1]} buffer")
+    return None
 
 
 def pipeline_depth(tn: int) -> int:

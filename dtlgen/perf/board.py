@@ -194,7 +194,8 @@ DESCRIPTOR_BYTES = isa_fe.DESCRIPTOR_BYTES  # one FE descriptor
 def fe_buffer_sizing(ops: list) -> dict[str, int]:
     """k_max, s_max, has_add: the FE buffers sized for the ops that run (a stride beyond the
     engine's S_MAX keeps the full-size window, against which such a layer is checked)."""
-    strided = any(op.s > S_MAX_ENGINE for op in ops)
+    # (a pool kernel beyond K_MAX is checked against the full-size window too)
+    strided = any(op.s > S_MAX_ENGINE or op.k > K_MAX_ENGINE for op in ops)
     sizing = (K_MAX_ENGINE if strided else max((op.k for op in ops), default=1),
               S_MAX_ENGINE if strided else max((op.s for op in ops), default=1),
               int(any(op.kind == "add" for op in ops)))

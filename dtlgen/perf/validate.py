@@ -38,15 +38,12 @@ def fe_op_problem(op: FEOp, cfg: FEConfig) -> str | None:
     if cfg.a_bits > FE_RTL_BITS or cfg.w_bits > FE_RTL_BITS:
         return (f"fe.a_bits={cfg.a_bits}, fe.w_bits={cfg.w_bits}: the FE RTL stores one byte per element; use bit "
                 f"widths up to {FE_RTL_BITS}")
-    if op.k > K_MAX_ENGINE:
-        return f"layer '{op.name}': kernel {op.k} exceeds the FE engine's K ≤ {K_MAX_ENGINE}"
-    # The input buffer holds a (tr-1)·S_MAX + K_MAX square window; a tile's real window must fit.
-    rows = (min(cfg.tr, op.r) - 1) * op.s + op.k
-    cols = (min(cfg.tc, op.c) - 1) * op.s + op.k
-    window = (cfg.tr - 1) * S_MAX_ENGINE + K_MAX_ENGINE, (cfg.tc - 1) * S_MAX_ENGINE + K_MAX_ENGINE
-    if op.s > S_MAX_ENGINE and (rows > window[0] or cols > window[1]):
-        return (f"layer '{op.name}': stride {op.s} with tiles {cfg.tr}x{cfg.tc} needs a {rows}x{cols} input window, "
-                f"larger than the engine's buffers; use stride ≤ {S_MAX_ENGINE} or smaller tiles")
+    kind = {"conv": isa_fe.KIND_CONV, "add": isa_fe.KIND_ADD}.get(op.kind, isa_fe.KIND_AVGPOOL)  # (a pool)
+    problem = isa_fe.window_problem(kind, op.k, op.s, op.r, op.c, cfg.tr, cfg.tc)
+    if problem:
+        fix = (f"use kernels up to {K_MAX_ENGINE}" if kind == isa_fe.KIND_CONV and op.k > K_MAX_ENGINE else
+               f"use stride ≤ {S_MAX_ENGINE} and kernels ≤ {K_MAX_ENGINE}, or larger tiles")
+        return f"layer '{op.name}': {problem}; {fix}"
     if op.kind == "conv":
         terms = op.k * op.k * (1 if op.depthwise else op.n)
         acc = fixed.accumulator_bits(terms, cfg.w_bits, cfg.a_bits)

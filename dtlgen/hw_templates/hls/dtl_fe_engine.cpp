@@ -284,7 +284,9 @@ static bool fe_check(const FeDesc &d, unsigned index, unsigned at, const dtl_fe_
   if (d.kind < KIND_CONV || d.kind > KIND_ADD)
     FE_REFUSE("kind %d is not 1 (conv), 2 (max pool), 3 (average pool) or 4 (add)", d.kind);
   if (d.act > 2) FE_REFUSE("activation %d is not 0 (none), 1 (ReLU) or 2 (ReLU6)", d.act);
-  if (d.k < 1 || d.k > K_MAX) FE_REFUSE("kernel K=%d is outside the engine's 1..%d", d.k, K_MAX);
+  if (d.k < 1 || (d.kind == KIND_CONV && d.k > K_MAX))
+    FE_REFUSE("kernel K=%d is outside the engine's 1..%d for a convolution (a pool's window is checked below)", d.k,
+              K_MAX);
   if (d.s < 1) FE_REFUSE("stride S=0; the engine needs S >= 1");
   if (d.kind == KIND_CONV && d.m > DTL_FE_M_MAX)
     FE_REFUSE("M=%d output channels exceed the engine's bias table of %d", d.m, DTL_FE_M_MAX);
