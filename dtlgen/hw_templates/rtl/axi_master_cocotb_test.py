@@ -43,8 +43,8 @@ def operations(rng: random.Random, count: int, bus: int):
             yield "w", last_write, n, rng.randbytes(bus)
         else:
             beats = rng.choice([rng.randrange(1, 9), rng.randrange(1, 9), rng.randrange(200, 700)])
-            addr = rng.choice([rng.randrange(SIZE - (beats + 2) * bus),
-                               max(0, (rng.randrange(1, SIZE // 4096) * 4096) - rng.randrange(1, 3 * bus))])
+            near_page = max(0, (rng.randrange(1, SIZE // 4096) * 4096) - rng.randrange(1, 3 * bus))
+            addr = rng.choice([rng.randrange(SIZE - (beats + 2) * bus), min(near_page, SIZE - (beats + 2) * bus)])
             yield "r", addr, beats
 
 
