@@ -19,6 +19,7 @@ import numpy as np
 
 from dtlgen.errors import ToolMissingError
 from dtlgen.generator.rtl import rtl_dir
+from dtlgen.isa import fe as isa_fe
 from dtlgen.isa.params import FE_BUFFER_SIZING, FEParams
 from dtlgen.sim.fe_sim import FESimResult, build_top, run_test, sim_log_tail
 
@@ -47,9 +48,11 @@ def require_cocotbext_axi() -> None:
 
 def run_image(memory: np.ndarray, desc_addr: int, desc_count: int, fe: FEParams, workdir: Path,
               max_cycles: int, pause_seed: int = 0, pause_period: int = 4, max_reads: int = 8,
-              max_writes: int = 8) -> AxiSimResult:
+              max_writes: int = 8, error_run: bool = False) -> AxiSimResult:
     """Simulate a memory image holding `desc_count` FE descriptors at `desc_addr` on the AXI4 slave (the
-    IP records the cycles of its first 256 descriptors)."""
+    IP records the cycles of its first 256 descriptors); `error_run` adds a run of the same image with
+    its last descriptor storing past the slave's memory, which must end with the AXI-error status
+    (fe_axi_cocotb_test.py)."""
     require_cocotbext_axi()
     if not fe.full_size:
         raise ValueError("the AXI4 testbench builds the FE engine with full-size buffers (k_max, s_max, has_add)")
@@ -72,6 +75,13 @@ def run_image(memory: np.ndarray, desc_addr: int, desc_count: int, fe: FEParams,
            "DTLGEN_MAX_CYCLES": str(max_cycles), "DTLGEN_IMAGE": str(image), "DTLGEN_DUMP": str(dump),
            "DTLGEN_PERF": str(perf), "DTLGEN_STATS": str(stats),
            "DTLGEN_PAUSE_SEED": str(pause_seed), "DTLGEN_PAUSE_PERIOD": str(pause_period)}
+    if error_run:
+        wrong = np.array(memory, dtype=np.uint8)
+        last = desc_addr + (desc_count - 1) * isa_fe.DESCRIPTOR_BYTES
+        fields = isa_fe.decode(wrong[last:last + isa_fe.DESCRIPTOR_BYTES])
+        wrong[last:last + isa_fe.DESCRIPTOR_BYTES] = isa_fe.encode(**(fields | {"out_addr": len(wrong)}))
+        (workdir / "image_error.bin").write_bytes(wrong.tobytes())
+        env["DTLGEN_ERROR_IMAGE"] = str(workdir / "image_error.bin")
     start = time.perf_counter()
     passed = run_test(build_dir, TOP, TEST_MODULE, rtl_dir(), workdir, env)
     run_s = time.perf_counter() - start

@@ -33,14 +33,15 @@ def digits():
     return qnet, golden.quantize_input(qnet, task.test_x[:1])[0]
 
 
-def run(digits, workdir, bus: int, pause_seed: int = 0, max_reads: int = 8):
+def run(digits, workdir, bus: int, pause_seed: int = 0, max_reads: int = 8, error_run: bool = False):
     qnet, x_int = digits
     cfg = FEConfig(4, 4, 4, 8)
     params = FEParams(4, 4, 4, 8, a_bits=8, w_bits=8, bus_bytes=bus, m_max=1024)
     program = build_fe_program(qnet, cfg, x_int, MEMORY_BYTES, bus_bytes=bus)
     predicted = sum(op_cycles(img.op, cfg, bus, 0).cycles for img in program.ops)
     result = axi_sim.run_image(program.memory, program.desc_addr, len(program.ops), params, workdir,
-                               max_cycles=8 * predicted + 20_000, pause_seed=pause_seed, max_reads=max_reads)
+                               max_cycles=8 * predicted + 20_000, pause_seed=pause_seed, max_reads=max_reads,
+                               error_run=error_run)
     reference = golden.fe_forward(qnet, x_int[None])
     exact = [np.array_equal(program.read(result.memory, i), reference[img.layer][0])
              for i, img in enumerate(program.ops)]
@@ -60,7 +61,8 @@ def test_axi_master_is_lint_clean_with_all_warnings():
 @pytest.mark.parametrize("bus, max_reads", [(8, 8), pytest.param(2, 1, marks=pytest.mark.slow),
                                             pytest.param(1, 4, marks=pytest.mark.slow)])
 def test_digits_fe_on_axi4_with_backpressure_on_every_channel(tmp_path, digits, bus, max_reads):
-    calm, exact = run(digits, tmp_path / "calm", bus, max_reads=max_reads)
+    # the calm run also checks SLVERR answers: CONTROL's error bit and the driver sequence's error
+    calm, exact = run(digits, tmp_path / "calm", bus, max_reads=max_reads, error_run=True)
     assert all(exact)
     # the stores' consecutive beats leave as write bursts (the monitor checked WLAST and 4 KB)
     assert 0 < calm.write_bursts < calm.write_beats

@@ -78,7 +78,21 @@ def memory(dut, size: int, seed: int = 0, period: int = 4) -> AxiRam:
         for k, channel in enumerate(channels):
             channel.set_pause_generator(pauses(seed * 7 + k, period))
     ram.monitor = BurstMonitor(dut, len(dut.m_axi_wstrb))
+    # AxiRam wraps an address past its end; a real slave answers an error there (DECERR from the
+    # interconnect): here SLVERR, which AxiSlave sends when an access raises
+    ram.write_if._write = bounded(ram.write_if._write, ram.size)
+    ram.read_if._read = bounded(ram.read_if._read, ram.size)
     return ram
+
+
+def bounded(access, size: int):
+    """An AxiRam access that raises past `size` bytes (its AXI answer becomes SLVERR)."""
+    async def checked(address: int, data_or_length):
+        length = data_or_length if isinstance(data_or_length, int) else len(data_or_length)
+        if address + length > size:
+            raise ValueError(f"access [{address:#x}, {address + length:#x}) past the slave's {size:#x} bytes")
+        return await access(address, data_or_length)
+    return checked
 
 
 def engine(dut, name: str) -> tuple[AxiLiteEngine, AxiLiteMaster]:

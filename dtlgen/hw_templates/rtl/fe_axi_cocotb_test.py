@@ -3,7 +3,10 @@ AxiLiteMaster as the host that programs its registers, starts it, polls it and r
 
 The memory image comes in as a binary file and leaves as one (DTLGEN_IMAGE, DTLGEN_DUMP), the
 per-descriptor cycles as a text file (DTLGEN_PERF), the master's transactions counted on the bus as
-JSON (DTLGEN_STATS: read bursts, write bursts, write beats); with DTLGEN_PAUSE_SEED > 0 every channel of the
+JSON (DTLGEN_STATS: read bursts, write bursts, write beats). With DTLGEN_ERROR_IMAGE (an image whose
+last descriptor stores past the slave's memory, where AxiRam answers SLVERR) two more runs follow
+the checked one: that image's must end with CONTROL's AXI-error bit and the driver sequence's
+EngineError; then the checked image's again must end clean (a start clears the bit). With DTLGEN_PAUSE_SEED > 0 every channel of the
 memory slave (AW, W, B, AR, R) pauses on its own seeded random pattern, about one cycle in
 DTLGEN_PAUSE_PERIOD, so the master sees backpressure everywhere.
 """
@@ -16,6 +19,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 
+from dtlgen.host.axil_engine import EngineError
 from dtlgen.isa import regs
 
 from axi_cocotb import MEM_BASE, engine, memory
@@ -57,3 +61,15 @@ async def run_program(dut):
     Path(os.environ["DTLGEN_PERF"]).write_text(" ".join(map(str, cycles)))
     Path(os.environ["DTLGEN_DUMP"]).write_bytes(ram.read(MEM_BASE, len(image)))
     Path(os.environ["DTLGEN_STATS"]).write_text(json.dumps(ram.monitor.counts()))
+    if os.environ.get("DTLGEN_ERROR_IMAGE"):
+        ram.write(MEM_BASE, Path(os.environ["DTLGEN_ERROR_IMAGE"]).read_bytes())
+        try:
+            await fe.run(desc_addr, count, 0, max_cycles)
+        except EngineError as err:
+            assert "axi_error" in str(err) and "check MEM_BASE" in str(err), str(err)
+        else:
+            raise AssertionError("a store past the slave's memory must end the run with an AXI error")
+        assert await fe.status() == regs.FINISHED | regs.AXI_ERROR
+        ram.write(MEM_BASE, image)
+        await fe.run(desc_addr, count, 0, max_cycles)
+        assert await fe.status() == regs.FINISHED
