@@ -580,3 +580,26 @@ def test_an_rtl_engine_that_never_finishes_times_out_naming_the_engine(project, 
     with pytest.raises(driver.DriverError, match="busy before a start"):  # no second start on top of it
         driver.run_coroutine(device.run(0, 7, 0))
     assert getattr(overlay, RL).starts == 1
+
+
+def test_an_unknown_engine_kind_in_overlay_json_is_a_clear_error(project, tmp_path, monkeypatch):
+    driver_dir = driver_for(project, tmp_path, "fpga")
+    driver = load_driver(driver_dir, monkeypatch)
+    pynq = fake_pynq({FE: None, RL: None}, engine_ip="rtl")
+    monkeypatch.setitem(sys.modules, "pynq", pynq)
+    with pytest.raises(driver.DriverError, match="overlay.json: engine_ip is 'fpga'; expected 'rtl' or 'hls'"):
+        driver.DtlBoard(driver_dir, overlay=pynq.Overlay("x.bit"))
+
+
+def test_generate_with_the_hls_ip_writes_the_hls_block_design_and_driver(project, tmp_path):
+    out = tmp_path / "hls_prj"
+    assert dtlgen_main(["generate", "digits_cnn", "--design", str(project.parent / "design.json"), "--out", str(out),
+                        "--engine-ip", "hls"]) == 0
+    assert json.loads((out / "driver" / "overlay.json").read_text())["engine_ip"] == "hls"
+    assert not (out / "vivado" / "rtl").exists()
+    assert "create_bd_cell -type ip -vlnv xilinx.com:hls:dtl_fe_engine:1.0" in (out / "vivado" / "build_bd.tcl").read_text()
+    rtl = project / "vivado" / "rtl"
+    assert sorted(p.name for p in rtl.iterdir()) == sorted(
+        ["dtl_ram.sv", "fe_engine.sv", "dtl_axi_master.sv", "dtl_axil_regs.sv", "dtl_fe_axi.sv", "dtl_fe_ip.v",
+         "rl_engine.sv", "dtl_rl_axi.sv", "dtl_rl_ip.v"])
+    assert "create_bd_cell -type module -reference dtl_rl_ip" in (project / "vivado" / "build_bd.tcl").read_text()
