@@ -81,9 +81,12 @@ def test_bitstream_for_ulx3s(project, capsys):
     assert post["utilisation"]["mult18"] >= 2 * 2 and post["utilisation"]["lut4"] > 0 and post["fmax_mhz"] > 0
     report = json.loads((project / "report.json").read_text())
     assert report["post_route"]["utilisation"] == post["utilisation"]
-    # the slowest path is named by its RTL registers and source lines
+    # the slowest path is named by its RTL registers (and the source lines its cells carry: none when a
+    # block RAM's output runs through routing and packed muxes alone, as core.g_bank -> core.sender.shift
+    # did on 2026-12-03; the parser's line extraction is the next test)
     path = post["critical_path"]
-    assert path["from"].startswith("core.") and path["rtl"] and 1e3 / path["delay_ns"] >= 0.9 * post["fmax_mhz"]
+    assert path["from"].startswith("core.") and path["to"].startswith("core.") and isinstance(path["rtl"], list)
+    assert 1e3 / path["delay_ns"] >= 0.9 * post["fmax_mhz"]
     assert set(post["model"]["predicted"]) == set(post["utilisation"])
 
 
