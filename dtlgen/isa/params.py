@@ -208,6 +208,30 @@ class SimDram:
 
 
 @dataclass(frozen=True)
+class DdrTiming:
+    """dram_model.sv's DDR-like timing (all 0: the ideal memory): the address's row of `row_bytes` maps
+    to bank (address / row_bytes) mod `banks`; a read beat whose row is not the open one of its bank
+    waits `t_miss` cycles (precharge + activate) and opens it, as a write opens its row; every `t_refi`
+    cycles the memory refreshes for `t_rfc` cycles (no beats) and closes every row."""
+
+    row_bytes: int = _param("ROW_BYTES", default=0)
+    banks: int = _param("BANKS", lowest=1, default=8)
+    t_miss: int = _param("T_MISS", default=0)
+    t_refi: int = _param("T_REFI", default=0)
+    t_rfc: int = _param("T_RFC", default=0)
+
+    def __post_init__(self) -> None:
+        _check_lowest(self, "DRAM")
+        if self.row_bytes & (self.row_bytes - 1) or self.banks & (self.banks - 1):
+            raise ValueError(f"row_bytes {self.row_bytes} and banks {self.banks} must be powers of two")
+        if self.t_refi and self.t_rfc >= self.t_refi:
+            raise ValueError(f"t_rfc {self.t_rfc} must be below t_refi {self.t_refi}")
+
+    def hdl_parameters(self) -> dict[str, int]:
+        return _names(self, "hdl")
+
+
+@dataclass(frozen=True)
 class FESimBuild:
     """One build of fe_tb_top: the FE engine, which the testbench builds full size (it passes no buffer
     sizing), and the testbench DRAM. sim/params.json holds it as one flat object."""

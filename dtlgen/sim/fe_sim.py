@@ -21,7 +21,7 @@ from dtlgen.cache import cache_dir, mark_used, sweep
 from dtlgen.errors import ToolMissingError
 from dtlgen.generator.fe_program import FEProgram
 from dtlgen.generator.rtl import RTL_SOURCES, TOP, rtl_dir, write_hex
-from dtlgen.isa.params import FESimBuild
+from dtlgen.isa.params import DdrTiming, FESimBuild
 from dtlgen.sim.netlist import HEADER as NETLIST_HEADER
 
 # cocotb's runner makes every signal VPI-writable (--public-flat-rw), which keeps Verilator from
@@ -55,10 +55,12 @@ def _environment() -> None:
     os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include"  # TOOLCHAIN.md: PCH link error on larger designs
 
 
-def build(params: FESimBuild, sources_dir: Path | None = None, cache_root: Path | None = None) -> Path:
-    """Compile the FE top for `params` unless a build with the same sources and parameters exists."""
-    return build_top([(sources_dir or rtl_dir()) / name for name in RTL_SOURCES], TOP, params.hdl_parameters(),
-                     "fe", cache_root)
+def build(params: FESimBuild, sources_dir: Path | None = None, cache_root: Path | None = None,
+          ddr: DdrTiming | None = None) -> Path:
+    """Compile the FE top for `params` (and the testbench memory's DDR-like timing `ddr`, by default the
+    ideal memory) unless a build with the same sources and parameters exists."""
+    parameters = params.hdl_parameters() | (ddr.hdl_parameters() if ddr else {})
+    return build_top([(sources_dir or rtl_dir()) / name for name in RTL_SOURCES], TOP, parameters, "fe", cache_root)
 
 
 def build_top(sources: list[Path], top: str, parameters: dict[str, object], prefix: str,
@@ -138,13 +140,14 @@ def run(program: FEProgram, params: FESimBuild, workdir: Path, max_cycles: int,
 
 def run_image(memory: np.ndarray, desc_addr: int, desc_count: int, params: FESimBuild, workdir: Path,
               max_cycles: int, sources_dir: Path | None = None, test_module: str = "fe_cocotb_test",
-              test_path: Path | None = None) -> FESimResult:
-    """Simulate a DRAM image holding `desc_count` descriptors at `desc_addr`."""
+              test_path: Path | None = None, ddr: DdrTiming | None = None) -> FESimResult:
+    """Simulate a DRAM image holding `desc_count` descriptors at `desc_addr` (on the DDR-like memory
+    `ddr`, by default the ideal one)."""
     workdir = Path(workdir).resolve()  # the runner changes directory: every path must be absolute
     sources_dir = Path(sources_dir).resolve() if sources_dir else None
     test_path = Path(test_path).resolve() if test_path else None
     start = time.perf_counter()
-    build_dir = build(params, sources_dir)
+    build_dir = build(params, sources_dir, ddr=ddr)
     build_s = time.perf_counter() - start
     workdir.mkdir(parents=True, exist_ok=True)
     write_hex(workdir / "dram_init.hex", memory)

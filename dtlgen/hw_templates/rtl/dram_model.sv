@@ -4,6 +4,10 @@
 // per cycle; requests queue and are served in order, so back-to-back requests stream without
 // gaps (one latency per group of pipelined requests, as dtlgen.perf assumes). STALL_PERIOD > 0
 // drops read beats on a seeded pseudo-random pattern (about one cycle in STALL_PERIOD).
+// DDR-like timing (ROW_BYTES > 0; dtlgen.isa.params.DdrTiming): bank (address / ROW_BYTES) mod BANKS
+// keeps one row open; a read beat in another row of its bank waits T_MISS cycles and opens it (a
+// write opens its row without waiting: writes are posted); with T_REFI > 0 the memory refreshes for
+// T_RFC cycles every T_REFI cycles, delivering nothing and closing every row.
 // Contents come from INIT_FILE ($readmemh, one byte per line); `load` reads LOAD_FILE ($readmemh with
 // @address lines: only the bytes it lists change) and `dump` writes bytes dump_lo..dump_hi to
 // DUMP_FILE ($writememh): bulk data never passes through the testbench language.
@@ -14,6 +18,11 @@ module dram_model #(
   parameter int QUEUE = 256,
   parameter int STALL_PERIOD = 0,
   parameter int STALL_SEED = 1,
+  parameter int ROW_BYTES = 0,  // 0: no rows, banks or refresh (the ideal memory)
+  parameter int BANKS = 8,
+  parameter int T_MISS = 0,
+  parameter int T_REFI = 0,
+  parameter int T_RFC = 0,
   parameter INIT_FILE = "",
   parameter LOAD_FILE = "dram_load.hex",
   parameter DUMP_FILE = "dram_dump.hex"
@@ -54,6 +63,13 @@ module dram_model #(
   logic [63:0]   now;
   logic [15:0]   lfsr;
   logic          stall;
+  localparam int RB = ROW_BYTES > 1 ? $clog2(ROW_BYTES) : 1;
+  localparam int BB = BANKS > 1 ? $clog2(BANKS) : 1;
+  logic [32:0]   open_row [BANKS];  // {open, row} per bank
+  logic [63:0]   miss_until;        // a row miss holds the read beats until this cycle
+  logic [31:0]   beat_addr;
+  logic [BB-1:0] beat_bank;
+  logic          row_hit, refreshing, due;
 
   initial begin
     if (INIT_FILE != "") $readmemh(INIT_FILE, mem);
@@ -62,7 +78,19 @@ module dram_model #(
   assign rd_req_ready = (count < (QW + 1)'(QUEUE));
   assign wr_ready = 1'b1;
   assign stall = (STALL_PERIOD > 0) && (32'(lfsr) % 32'(STALL_PERIOD > 0 ? STALL_PERIOD : 1) == 0);
-  assign rd_valid = (count != 0) && (q_time[head] <= now) && !stall;
+  // the next read beat's bank and whether its row is open
+  function automatic logic [BB-1:0] bank_of(input logic [31:0] a);
+    bank_of = BB'(a >> RB) & BB'(BANKS - 1);
+  endfunction
+  function automatic logic [32:0] row_of(input logic [31:0] a);
+    row_of = {1'b1, 32'(a >> (RB + (BANKS > 1 ? BB : 0)))};
+  endfunction
+  assign beat_addr = q_addr[head] + 32'(beat) * BUS_BYTES;
+  assign beat_bank = bank_of(beat_addr);
+  assign row_hit = ROW_BYTES == 0 || open_row[beat_bank] == row_of(beat_addr);
+  assign refreshing = T_REFI > 0 && (now % 64'(T_REFI > 0 ? T_REFI : 1)) < 64'(T_RFC);
+  assign due = (count != 0) && (q_time[head] <= now) && !stall && !refreshing && now >= miss_until;
+  assign rd_valid = due && row_hit;
 
   always_comb begin
     rd_data = '0;
@@ -78,6 +106,8 @@ module dram_model #(
       beat <= '0;
       now <= '0;
       lfsr <= 16'(STALL_SEED) | 16'd1;
+      miss_until <= '0;
+      for (int b = 0; b < BANKS; b++) open_row[b] <= '0;
     end else begin
       logic push, pop;
       now <= now + 1;
@@ -99,6 +129,15 @@ module dram_model #(
         end
       end
       count <= count + (QW + 1)'(push) - (QW + 1)'(pop);
+      if (ROW_BYTES > 0) begin
+        if (due && !row_hit) begin  // precharge and activate: the beat goes T_MISS cycles later
+          miss_until <= now + 64'(T_MISS);
+          open_row[beat_bank] <= row_of(beat_addr);
+        end
+        if (wr_valid) open_row[bank_of(wr_addr)] <= row_of(wr_addr);
+        if (T_REFI > 0 && now % 64'(T_REFI > 0 ? T_REFI : 1) == 0)
+          for (int b = 0; b < BANKS; b++) open_row[b] <= '0;
+      end
       if (wr_valid) begin
         for (int j = 0; j < BUS_BYTES; j++)
           if (8'(j) < wr_bytes) mem[AW'(wr_addr + 32'(j))] <= wr_data[j * 8 +: 8];

@@ -1,0 +1,82 @@
+"""The FE engine on the testbench memory with DDR-like timing (rows, banks, refresh) against the ideal
+memory the analytical model assumes, in RTL simulation.
+
+Two layers on pynq-z2's 8-byte port at 40 cycles of latency: digits_cnn's feature extractor (FE 4×4,
+4×8 tiles; compute-bound) and a 64→64 3×3 convolution on a 4×4 map (FE 8×8, 4×4 tiles; its weights
+stream through every trip, so the memory side sets the pace). The DDR-like memory
+(`dtlgen.isa.params.DdrTiming`, dram_model.sv) is a DDR3-1066 x16 part seen from a 90 MHz fabric:
+2 KB rows in 8 banks, a row miss 6 cycles (precharge + activate, about 60 ns with the controller),
+refresh 24 cycles every 702 (260 ns every 7.8 µs). Cycles from the engine's perf counters
+(Verilator, cocotb), outputs checked bit for bit against the golden model; the model column is the
+analytical model, which knows only the ideal memory today (issue 15: its closed form for this one).
+
+Run: python benchmarks/ddr_bench.py
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+from torch import nn
+
+from dtlgen.generator.fe_program import build_fe_program
+from dtlgen.isa.params import DdrTiming, FEParams, FESimBuild, SimDram
+from dtlgen.model import import_module, load_model
+from dtlgen.model.digits_task import load_digits_task
+from dtlgen.perf.fe import FEConfig, op_cycles
+from dtlgen.quant import golden
+from dtlgen.quant.quantize import PrecisionConfig, quantize
+from dtlgen.sim import fe_sim
+
+BUS, LATENCY, MEMORY = 8, 40, 1 << 18
+DDR3 = DdrTiming(row_bytes=2048, banks=8, t_miss=6, t_refi=702, t_rfc=24)
+
+
+def cases():
+    task = load_digits_task()
+    digits = quantize(load_model("digits_cnn"), task.retrain_x, PrecisionConfig())
+    yield "digits_cnn FE (compute-bound)", digits, golden.quantize_input(digits, task.test_x[:1])[0], FEConfig(4, 4, 4, 8)
+    rng = np.random.default_rng(0)
+    wide = import_module(nn.Sequential(nn.Conv2d(64, 64, 3, padding=1), nn.ReLU()).eval(), (64, 4, 4))
+    qnet = quantize(wide, rng.standard_normal((4, 64, 4, 4)), PrecisionConfig())
+    yield "conv 64→64 3×3 on 4×4 (memory-bound)", qnet, golden.quantize_input(qnet, rng.standard_normal((1, 64, 4, 4)))[0], \
+        FEConfig(8, 8, 4, 4)
+
+
+def main() -> None:
+    console = Console()
+    table = Table(title=f"FE on the ideal memory vs DDR-like timing ({DDR3})")
+    for column in ("layer(s)", "model (ideal)", "RTL ideal", "RTL DDR-like", "DDR cost", "bit-exact", "wall s"):
+        table.add_column(column, justify="left" if column == "layer(s)" else "right")
+    with tempfile.TemporaryDirectory(prefix="ddr_bench_") as work:
+        for label, qnet, x_int, cfg in cases():
+            program = build_fe_program(qnet, cfg, x_int, MEMORY, bus_bytes=BUS)
+            reference = golden.fe_forward(qnet, x_int[None])
+            params = FESimBuild(FEParams.for_array(cfg, BUS, 1024), SimDram(LATENCY, MEMORY))
+            predicted = sum(op_cycles(img.op, cfg, BUS, LATENCY).cycles for img in program.ops)
+            cycles, exact, start = [], True, time.perf_counter()
+            for ddr in (None, DDR3):
+                workdir = Path(work) / f"{len(cycles)}_{cfg.tm}"
+                result = fe_sim.run_image(program.memory, program.desc_addr, len(program.ops), params, workdir,
+                                          max_cycles=20 * predicted + 10_000, ddr=ddr)
+                cycles.append(sum(result.cycles))
+                exact &= all(np.array_equal(program.read(result.memory, i), reference[img.layer][0])
+                             for i, img in enumerate(program.ops))
+            table.add_row(label, f"{predicted:,}", f"{cycles[0]:,}", f"{cycles[1]:,}",
+                          f"{cycles[1] / cycles[0] - 1:+.2%}", "yes" if exact else "NO",
+                          f"{time.perf_counter() - start:.1f}")
+    console.print(table)
+    console.print(f"Source: RTL simulation (Verilator via cocotb; the testbench memory dram_model.sv), the model "
+                  f"dtlgen.perf.fe. Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+                  f"{platform.python_version()}; wall time includes Verilator builds when not cached.")
+
+
+if __name__ == "__main__":
+    main()
