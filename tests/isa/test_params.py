@@ -9,7 +9,7 @@ import pytest
 
 from dtlgen.generator.rtl import rtl_dir
 from dtlgen.isa import fe as isa_fe, rl as isa_rl
-from dtlgen.isa.params import CoreParams, FEParams, FESimBuild, RLParams, RLSimBuild, SimDram
+from dtlgen.isa.params import CoreParams, DdrTiming, FEParams, FESimBuild, RLParams, RLSimBuild, SimDram
 
 FE = FEParams(4, 2, 8, 30, a_bits=7, w_bits=8, bus_bytes=2, m_max=64, k_max=3, s_max=1, has_add=0)
 RL = RLParams(2, 3, bits=16, acc_bits=41, bus_bytes=2, lanes=4, a_depth=300, g_depth=44, w_depth=1431, b_depth=21)
@@ -27,7 +27,9 @@ def sv_parameters(top: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("top, parameters", [
     ("fe_engine", FE.hdl_parameters()), ("rl_engine", RL.hdl_parameters()), ("dtl_uart_core", CORE.hdl_parameters()),
-    ("fe_tb_top", FESimBuild(FEParams(4, 4, 4, 4, 8, 8, 8, 64), SimDram(20, 1 << 20)).hdl_parameters()),
+    # (with the testbench memory's DDR-like timing, which fe_sim.build adds on request)
+    ("fe_tb_top", FESimBuild(FEParams(4, 4, 4, 4, 8, 8, 8, 64), SimDram(20, 1 << 20)).hdl_parameters()
+     | DdrTiming().hdl_parameters()),
     ("rl_tb_top", RLSimBuild(RL, SimDram(20, 1 << 16)).hdl_parameters())])
 def test_every_parameter_of_a_top_is_in_its_record_by_the_rtls_name(top, parameters):
     assert set(parameters) == set(sv_parameters(top))
