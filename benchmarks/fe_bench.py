@@ -1,13 +1,15 @@
 """FE engine benchmark: whole feature extractors simulated in RTL against the analytical model.
 
-For each (network, board, design): the FE part of one image runs in Verilator (cocotb, free
-running); the table gives measured and predicted cycles and GOPs at the design clock, their error,
+For each (network, board, design, batch): the FE part of a batch of images runs in Verilator
+(cocotb, free running), layer after layer, each layer as few descriptors as the engine allows
+(a descriptor runs every image of its batch with each weight tile it loads: dtlgen.perf.fe, Batches);
+the table gives measured and predicted cycles and GOPs at the design clock, their error,
 the array efficiency (useful MACs / (cycles × tm·tn)) overall and on the compute-bound layers, the
 simulator's speed and the wall time. Designs come from the DSE (`--prefer throughput` on a
 reduced budget) unless `--design FILE` is given; every figure says where it came from.
 
 Run: python benchmarks/fe_bench.py [--models vgg16_cifar resnet18_cifar mobilenet_v1_cifar]
-                                   [--boards pynq-z2 zcu104] [--pop 40 --gens 25] [--design FILE]
+                                   [--boards pynq-z2 zcu104] [--batch 1 8] [--pop 40 --gens 25] [--design FILE]
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from dtlgen.generator.project import quantize_for_design, sim_params
 from dtlgen.model import load_model
 from dtlgen.model.calibration import calibration_inputs
 from dtlgen.perf import Design, load_design
-from dtlgen.perf.fe import op_cycles
+from dtlgen.perf.fe import batched_ops, fe_ops, op_cycles
 from dtlgen.quant import golden
 from dtlgen.sim import fe_sim
 
@@ -41,16 +43,16 @@ BENCH_SPACE = Space(fe_tm=tuple(range(4, 33)), fe_tn=tuple(range(4, 33)), fe_tr=
                     fe_tc=tuple(range(2, 17)), fe_w_bits=(8,), fe_a_bits=(8,))
 
 
-def bench_one(model: str, board_name: str, design: Design | None, pop: int, gens: int) -> dict:
+def bench_one(model: str, board_name: str, design: Design | None, pop: int, gens: int, batch: int = 1) -> dict:
     network, board = load_model(model), load_board(board_name)
-    calib = calibration_inputs(network, 0)
+    calib = calibration_inputs(network, 0, max(batch, 1))
     source = "given"
     if design is None:
         result = run_dse(network, board, calib, None, pop, gens, seed=1, prefer="throughput", space=BENCH_SPACE)
         design = Design.from_dict(result.design)
         source = f"DSE (throughput, pop {pop} x {gens})"
     qnet = quantize_for_design(network, design, calib)
-    x_int = golden.quantize_input(qnet, calib[:1])[0]
+    x_int = golden.quantize_input(qnet, calib[:batch])
     m_max = 1 << max(0, (max(l.m for l in network.frozen_layers) - 1).bit_length())
     program = build_fe_program(qnet, design.fe, x_int, m_max=m_max, bus_bytes=int(board.dram_bytes_per_cycle))
     params = sim_params(design, board, len(program.memory), m_max)
@@ -61,9 +63,10 @@ def bench_one(model: str, board_name: str, design: Design | None, pop: int, gens
     with tempfile.TemporaryDirectory() as work:
         sim = fe_sim.run(program, params, Path(work), max_cycles=4 * sum(predicted) + 10_000)
     run_s = sim.run_s  # the cocotb run alone, as `dtlgen sim` reports it (the build is timed above)
-    reference = golden.fe_forward(qnet, x_int[None])
-    exact = all(np.array_equal(program.read(sim.memory, i), reference[img.layer][0]) for i, img in enumerate(program.ops))
-    macs = [img.op.macs for img in program.ops]
+    reference = golden.fe_forward(qnet, x_int)
+    exact = all(np.array_equal(program.read_images(sim.memory, i), reference[img.layer][img.image0:img.image0 + img.op.images])
+                for i, img in enumerate(program.ops))
+    macs = [img.op.macs * img.op.images for img in program.ops]
     lanes = design.fe.tm * design.fe.tn
     f = design.clock_mhz * 1e6
     measured, model_total = sum(sim.cycles), sum(predicted)
@@ -75,7 +78,8 @@ def bench_one(model: str, board_name: str, design: Design | None, pop: int, gens
     cb_macs = sum(macs[i] for i in compute_bound)
     cb_cycles = sum(sim.cycles[i] for i in compute_bound)
     errors = [abs(m - p) / m for m, p in zip(sim.cycles, predicted) if m]
-    return {"model": model, "board": board_name, "design": design, "source": source, "bit_exact": exact,
+    return {"model": model, "board": board_name, "design": design, "source": source, "bit_exact": exact, "batch": batch,
+            "descriptors": len(program.ops),
             "measured_cycles": measured, "predicted_cycles": model_total,
             "measured_gops": 2 * sum(macs) / (measured / f) / 1e9, "predicted_gops": 2 * sum(macs) / (model_total / f) / 1e9,
             "error": (model_total - measured) / measured, "max_layer_error": max(errors),
@@ -90,6 +94,7 @@ def main() -> None:
     parser.add_argument("--boards", nargs="+", default=["pynq-z2", "zcu104"])
     parser.add_argument("--pop", type=int, default=40)
     parser.add_argument("--gens", type=int, default=25)
+    parser.add_argument("--batch", type=int, nargs="+", default=[1], help="images per run (each a row of the table)")
     parser.add_argument("--design", help="use this design.json instead of running the DSE")
     args = parser.parse_args()
     console = Console(width=200)
@@ -97,24 +102,29 @@ def main() -> None:
         design = load_design(args.design) if args.design else None
     except DtlgenError as err:
         sys.exit(f"fe_bench: error: {err}")
-    table = Table(title=f"FE engine: RTL simulation (Verilator) vs analytical model, one image "
+    table = Table(title=f"FE engine: RTL simulation (Verilator) vs analytical model, a batch of images "
                         f"({platform.machine()}, {os.cpu_count()} cores)")
-    for column in ("model / board", "design (FE tm x tn, tr x tc)", "clock", "bit-exact", "measured cycles",
+    for column in ("model / board", "design (FE tm x tn, tr x tc)", "clock", "batch", "bit-exact", "measured cycles",
                    "predicted cycles", "measured GOPs", "predicted GOPs", "network error", "max layer error",
                    "array efficiency", "compute-bound layers", "sim speed", "build + run"):
         table.add_column(column, justify="right")
     sources = set()
     for model in args.models:
         for board in args.boards:
-            r = bench_one(model, board, design, args.pop, args.gens)
-            fe = r["design"].fe
-            sources.add(r["source"])
-            table.add_row(f"{model} / {board}", f"{fe.tm}x{fe.tn}, {fe.tr}x{fe.tc}",
-                          f"{r['design'].clock_mhz:g} MHz", "yes" if r["bit_exact"] else "NO",
-                          f"{r['measured_cycles']:,}", f"{r['predicted_cycles']:,}", f"{r['measured_gops']:.2f}",
-                          f"{r['predicted_gops']:.2f}", f"{100 * r['error']:+.2f} %", f"{100 * r['max_layer_error']:.2f} %",
-                          f"{100 * r['efficiency']:.1f} %", f"{100 * r['compute_bound_efficiency']:.1f} %",
-                          f"{r['sim_cycles_per_s'] / 1e6:.2f} M cycles/s", f"{r['build_s']:.0f} + {r['run_s']:.0f} s")
+            chosen, source = design, None  # the DSE runs once per model and board, for the first batch
+            for batch in args.batch:
+                r = bench_one(model, board, chosen, args.pop, args.gens, batch)
+                chosen, source = r["design"], source or r["source"]
+                fe = r["design"].fe
+                sources.add(source)
+                table.add_row(f"{model} / {board}", f"{fe.tm}x{fe.tn}, {fe.tr}x{fe.tc}",
+                              f"{r['design'].clock_mhz:g} MHz", f"{batch} ({r['descriptors']} desc.)",
+                              "yes" if r["bit_exact"] else "NO",
+                              f"{r['measured_cycles']:,}", f"{r['predicted_cycles']:,}", f"{r['measured_gops']:.2f}",
+                              f"{r['predicted_gops']:.2f}", f"{100 * r['error']:+.2f} %",
+                              f"{100 * r['max_layer_error']:.2f} %", f"{100 * r['efficiency']:.1f} %",
+                              f"{100 * r['compute_bound_efficiency']:.1f} %",
+                              f"{r['sim_cycles_per_s'] / 1e6:.2f} M cycles/s", f"{r['build_s']:.0f} + {r['run_s']:.0f} s")
     console.print(table)
     console.print(f"Designs: {', '.join(sorted(sources))}. Measured: RTL simulation (cocotb + Verilator, perf "
                   "counters). Predicted: analytical model (dtlgen.perf). GOPs at the design clock, ops = 2 x useful "

@@ -143,11 +143,13 @@ def cmd_perf(args: argparse.Namespace) -> int:
         return 0
     fe = design.fe
     rows = _prediction_rows(prediction.fe_layers)
-    rows.append(["total FE", "", f"{sum(p.macs for p in prediction.fe_layers):,}", f"{prediction.fe_cycles:,}",
+    total = "total FE" + (f" (a batch of {fe.batch} images)" if fe.batch > 1 else "")
+    rows.append([total, "", f"{sum(p.macs for p in prediction.fe_layers):,}", f"{prediction.fe_cycles:,}",
                  f"{prediction.fe_gops:.2f}", "", "", ""])
     columns = ["layer", "op", "MACs", "cycles", "GOPs", "roofline GOPs", "bound", "array use"]
     _show(f"FE engine: {network.name} on {board.name}, tm={fe.tm} tn={fe.tn} tr={fe.tr} tc={fe.tc}, "
-          f"w{fe.w_bits}/a{fe.a_bits}, {design.clock_mhz:g} MHz", columns, rows,
+          f"w{fe.w_bits}/a{fe.a_bits}, {design.clock_mhz:g} MHz"
+          + (f", batch {fe.batch} (cycles and MACs per batch)" if fe.batch > 1 else ""), columns, rows,
           f"Design clock {design.clock_mhz:g} MHz: {board.clock_basis}.")
     rl = design.rl
     rows = _prediction_rows(prediction.rl_descriptors)
@@ -173,6 +175,7 @@ def cmd_dse(args: argparse.Namespace) -> int:
 
     from dtlgen.boards import load_board
     from dtlgen.dse import OBJECTIVES, run_dse
+    from dtlgen.dse.problem import Fixed
     from dtlgen.model.calibration import calibration_inputs
     from dtlgen.model import load_model
 
@@ -188,8 +191,8 @@ def cmd_dse(args: argparse.Namespace) -> int:
     with progress:
         task = progress.add_task("dse", total=args.gens)
         result = run_dse(network, board, calib, Path(args.out), args.pop, args.gens, args.seed, args.prefer,
-                         args.workers, args.dask, on_generation=lambda gen: progress.update(task, completed=gen),
-                         force=args.force)
+                         args.workers, args.dask, fixed=Fixed(fe_batch=args.fe_batch),
+                         on_generation=lambda gen: progress.update(task, completed=gen), force=args.force)
     if args.json:
         _print_json({"design": result.design, "front": result.front, "chosen": result.chosen,
                      "evaluations": result.evaluations, "seconds": result.seconds})
@@ -222,9 +225,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     design, board, network = _design_inputs(args)
     check_design(network, design, board)
     calib = calibration_inputs(network, 0)
+    samples = calibration_inputs(network, 1, design.fe.batch)[:design.fe.batch]  # the images the FE program runs
     progress = _progress(args)
-    project = generate_project(network, design, board, calib, calib[0], Path(args.out), progress, flow=args.flow,
-                               force=args.force, engine_ip=args.engine_ip)
+    project = generate_project(network, design, board, calib, samples if design.fe.batch > 1 else calib[0],
+                               Path(args.out), progress, flow=args.flow, force=args.force, engine_ip=args.engine_ip)
     if args.json:
         _print_json({"project": str(project)})
     else:
@@ -457,6 +461,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gens", type=_bounded(1, MAX_SEARCH), default=100, help="generations (default %(default)s)")
     p.add_argument("--seed", type=_non_negative_int, default=1, help="random seed (default %(default)s)")
     p.add_argument("--force", action="store_true", help=_FORCE_HELP)
+    p.add_argument("--fe-batch", type=_bounded(1, 64), default=1, metavar="B",
+                   help="images per FE run, the workload's (feature caching runs the re-training set in batches; "
+                        "each layer's weights then cross the bus once per batch); default %(default)s")
     p.add_argument("--prefer", default="knee", choices=("knee", "throughput", "accuracy", "resources"),
                    help="which Pareto point becomes design.json (default %(default)s)")
     where = p.add_mutually_exclusive_group()

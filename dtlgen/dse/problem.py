@@ -88,14 +88,15 @@ class Workload:
 class Fixed:
     """Design parameters the DSE does not vary."""
 
-    batch: int = 16
+    batch: int = 16  # the RL engine's training batch
     lr_shift: int = 7
+    fe_batch: int = 1  # images per FE run (the workload's: feature caching runs the re-training set in batches)
 
 
 def make_design(values: dict[str, int], board: Board, fixed: Fixed = Fixed()) -> Design:
     tm, tn = values["fe_tm"], values["fe_tn"]
     fe = FEConfig(tm, tn, values["fe_tr"], values["fe_tc"], values["fe_w_bits"], values["fe_a_bits"],
-                  round(tm * tn * values["fe_lut_eighths"] / LUT_FRACTION_STEPS))
+                  round(tm * tn * values["fe_lut_eighths"] / LUT_FRACTION_STEPS), fixed.fe_batch)
     rl = RLConfig(values["rl_tm"], values["rl_tn"], values["rl_bits"], 0, fixed.batch, fixed.lr_shift)
     return Design(board.name, board.clock_mhz, fe, rl, board_spec=board.to_dict())
 
@@ -112,7 +113,8 @@ def evaluate_model(network: Network, board: Board, workload: Workload, fixed: Fi
         design = make_design(values, board, fixed)
         p = predict(network, design, board)
         f = design.clock_mhz * 1e6
-        time_s = ((workload.inference_images + workload.retrain_images) * p.fe_cycles + steps * p.rl_step_cycles) / f
+        time_s = ((workload.inference_images + workload.retrain_images) * p.fe_cycles_per_image
+                  + steps * p.rl_step_cycles) / f
         util = p.resources.utilisation(board)
         out[i, 0] = time_s
         out[i, 1] = max(util["dsp"], util["bram18"], util["lut"])

@@ -18,7 +18,7 @@ import numpy as np
 from dtlgen.errors import DesignError
 from dtlgen.isa import fe as isa
 from dtlgen.perf.board import ALIGN
-from dtlgen.perf.fe import FEConfig, FEOp, fe_ops
+from dtlgen.perf.fe import FEConfig, FEOp, batched_ops, fe_ops
 from dtlgen.perf.validate import FE_ACC_BITS, fe_op_problem
 from dtlgen.quant import fixed
 from dtlgen.quant.quantize import QuantizedNetwork
@@ -33,10 +33,16 @@ MIN_MEMORY_BYTES = 1 << 20
 
 @dataclass
 class OpImage:
-    op: FEOp
+    op: FEOp  # its `images` images of a batch: image0 .. image0 + op.images - 1
     layer: str  # the IR layer whose output this op stores (the pool's for a fused conv + pool)
-    out_addr: int
+    out_addr: int  # of image0's output; the next image's follows it
     out_shape: tuple[int, ...]  # per-sample shape of the stored output, as in the IR
+    image0: int = 0
+
+    @property
+    def stored_shape(self) -> tuple[int, ...]:
+        """What the descriptor stores at out_addr: out_shape, led by the image count for a batch."""
+        return self.out_shape if self.op.images == 1 else (self.op.images, *self.out_shape)
 
 
 @dataclass
@@ -45,23 +51,29 @@ class FEProgram:
     desc_addr: int
     ops: list[OpImage] = field(default_factory=list)
     input_addr: int = 0
+    images: int = 1  # the batch: every layer's input and output hold this many samples, one after another
 
     @property
     def extent(self) -> int:
         """Bytes from address 0 that the program uses: descriptors, parameters, input and every output
         (the image beyond is zero padding up to the simulated DRAM's size)."""
         used = int(np.flatnonzero(self.memory)[-1]) + 1 if self.memory.any() else 1
-        return max([used] + [image.out_addr + int(np.prod(image.out_shape)) for image in self.ops])
+        return max([used] + [image.out_addr + image.op.images * int(np.prod(image.out_shape)) for image in self.ops])
 
     def output_of(self, index: int) -> np.ndarray:
         """The int8 values an op stored, shaped (C, H, W), read from a memory image of the same layout."""
         return self.read(self.memory, index)
 
     def read(self, memory: np.ndarray, index: int) -> np.ndarray:
+        """Op `index`'s output of its first image (C, H, W), read from `memory`."""
+        return self.read_images(memory, index)[0]
+
+    def read_images(self, memory: np.ndarray, index: int) -> np.ndarray:
+        """Op `index`'s outputs of each of its images, shaped (images, C, H, W)."""
         image = self.ops[index]
-        count = int(np.prod(image.out_shape))
+        count = int(np.prod(image.out_shape)) * image.op.images
         raw = memory[image.out_addr:image.out_addr + count]
-        return raw.astype(np.uint8).view(np.int8).astype(np.int64).reshape(image.out_shape)
+        return raw.astype(np.uint8).view(np.int8).astype(np.int64).reshape((image.op.images, *image.out_shape))
 
 
 def check_supported(op: FEOp, cfg: FEConfig) -> None:
@@ -73,15 +85,24 @@ def check_supported(op: FEOp, cfg: FEConfig) -> None:
 
 def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
                      memory_bytes: int | None = None, m_max: int | None = None, *, bus_bytes: int) -> FEProgram:
-    """Lay out one input sample `x_int` (C, H, W ints in the input format) and every FE op.
+    """Lay out the input `x_int` (one sample (C, H, W) of ints in the input format, or a batch (B, C, H, W))
+    and every FE op: a batch runs layer after layer, each op as the descriptors `batched_ops` gives.
 
     `memory_bytes` None sizes the image to the next power of two (at least 1 MiB); `m_max` is the
     engine's bias-table depth, which every layer's output channels must fit; `bus_bytes` is the
     engine's memory port width, to which every tap row of a weight tile is padded.
     """
     network = qnet.network
-    ops = fe_ops(network, cfg)
-    for op in ops:
+    in_shape = tuple(network.frozen_layers[0].in_shape)
+    x_int = np.asarray(x_int)
+    if x_int.shape == in_shape:
+        x_int = x_int[None]
+    if x_int.shape[1:] != in_shape or len(x_int) < 1:
+        raise DesignError(f"the FE input has shape {x_int.shape}; the network takes {in_shape} or a batch of them")
+    batch = len(x_int)
+    single_ops = fe_ops(network, cfg)
+    ops = batched_ops(single_ops, cfg, batch)
+    for op in single_ops:
         check_supported(op, cfg)
         if m_max is not None and op.m > m_max:
             raise DesignError(f"layer '{op.name}' has {op.m} output channels; the engine's bias table holds {m_max}")
@@ -97,8 +118,11 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
 
     input_addr = place(_bytes(x_int.reshape(-1)))
     region = {network.frozen_layers[0].inputs[0]: input_addr}
-    program = FEProgram(np.zeros(0, dtype=np.uint8), 0, [], input_addr)
+    program = FEProgram(np.zeros(0, dtype=np.uint8), 0, [], input_addr, batch)
     descriptors = []
+    weights: dict[str, tuple[int, int]] = {}  # a conv's bias and weight addresses
+    outputs: dict[str, int] = {}  # a layer's output buffer
+    image0 = 0  # the first image of the op's descriptor
     for op in ops:
         layer = network.layer(op.name)
         lq = qnet.layers[op.name]
@@ -108,11 +132,14 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
             raise DesignError(f"layer '{op.name}' needs {lq.acc_bits}-bit accumulators; the FE RTL has {RTL_ACC_BITS}")
         source = _producer_region(network, layer.inputs[0], region)
         second, bias_addr, mult, shifts = 0, 0, 1, 0
+        in_stride = op.n * op.h * op.w  # one sample of the op's input (and of an add's second input)
         if op.kind == "conv":
             kind = KIND_CONV
             shift = lq.out_shift
-            bias_addr = place(np.asarray(lq.bias, dtype=np.int64).astype("<i4").view(np.uint8))
-            second = place(_bytes(_tile_ordered_weights(lq.weight, op, cfg, bus_bytes)))
+            if image0 == 0:  # a layer's later descriptors read the same weights and biases
+                weights[op.name] = (place(np.asarray(lq.bias, dtype=np.int64).astype("<i4").view(np.uint8)),
+                                    place(_bytes(_tile_ordered_weights(lq.weight, op, cfg, bus_bytes))))
+            bias_addr, second = weights[op.name]
         elif op.kind == "pool":
             kind = KIND_MAXPOOL if layer.op == "maxpool" else KIND_AVGPOOL
             mult, shift = fixed.avg_pool_scale(op.k * op.k) if kind == KIND_AVGPOOL else (1, 0)
@@ -120,20 +147,25 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
             kind = KIND_ADD
             shift = lq.out_shift
             shifts = lq.align_shifts[0] | lq.align_shifts[1] << 8
-            second = _producer_region(network, layer.inputs[1], region)
+            second = _producer_region(network, layer.inputs[1], region) + image0 * in_stride
         if not -127 <= shift <= 127:  # -128 would wrap where the engines negate it
             raise DesignError(f"layer '{op.name}': requantisation shift {shift} does not fit the descriptor "
                               "(-127 .. 127)")
         out_shape = tuple(network.layer(stored).out_shape)  # (M,) for a linear layer, else (M, R, C)
-        out_addr = place(np.zeros(int(np.prod(out_shape)), dtype=np.uint8))
-        region[stored] = out_addr
+        out_stride = int(np.prod(out_shape))
+        if image0 == 0:  # the layer's output, every sample of the batch
+            outputs[stored] = place(np.zeros(batch * out_stride, dtype=np.uint8))
+        region[stored] = outputs[stored]
+        out_addr = outputs[stored] + image0 * out_stride
         six = int(fixed.to_fixed(6.0, out_fmt)) if layer.activation == "relu6" else 0
         descriptors.append(isa.encode(
             f"FE descriptor of '{op.name}'", kind=kind, act=ACTIVATION_CODES[layer.activation], pool=int(bool(op.pool)),
             depthwise=int(op.depthwise), n=op.n, m=op.m, h=op.h, w=op.w, r=op.r, c=op.c, k=op.k, s=op.s, p=op.p,
-            shift=shift, six=six, mult=mult, in_addr=source, second_addr=second, bias_addr=bias_addr,
-            out_addr=out_addr, sa=shifts & 0xFF, sb=shifts >> 8))
-        program.ops.append(OpImage(op, stored, out_addr, out_shape))
+            shift=shift, six=six, mult=mult, in_addr=source + image0 * in_stride, second_addr=second,
+            bias_addr=bias_addr, out_addr=out_addr, sa=shifts & 0xFF, sb=shifts >> 8, more_images=op.images - 1,
+            in_stride=in_stride if op.images > 1 else 0, out_stride=out_stride if op.images > 1 else 0))
+        program.ops.append(OpImage(op, stored, out_addr, out_shape, image0))
+        image0 = (image0 + op.images) % batch
     if memory_bytes is None:
         memory_bytes = max(MIN_MEMORY_BYTES, 1 << (cursor - 1).bit_length())
     if cursor > memory_bytes:
@@ -208,24 +240,38 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
             refuse(f"has N={n} M={m} H={h} W={wd} R={r} C={c} K={k} S={s} P={p}, outside the engine's limits "
                    f"(convolutions K ≤ {K_MAX}, P < K, M ≤ {m_max}, the input window within the {tiles[0]}x{tiles[1]} "
                    f"tile's buffer{': ' + window if window else ''})")
+        images = d["more_images"] + 1
+        batch = isa.batch_problem(images, k, s, p, h, r, bool(pool), tiles[0]) if images > 1 else None
+        if batch:
+            refuse(f"runs a batch the engine cannot: {batch}")
         if r != (h + 2 * p - k) // s + 1 or c != (wd + 2 * p - k) // s + 1 or (depthwise and n != m) \
                 or (kind == KIND_ADD and (n != m or (h, wd) != (r, c))) or (pool and kind != KIND_CONV):
             refuse(f"has shapes that do not agree (N={n} M={m} H={h} W={wd} R={r} C={c} K={k} S={s} P={p})")
-        out_shape = op["out_shape"]
-        if d["out_addr"] != op["out_addr"] or out_shape[0] != m or (len(out_shape) == 3 and not pool
-                                                            and tuple(out_shape[1:]) != (r, c)):
+        # program.json's out_shape: the bytes the descriptor stores, one sample's shape led by the image
+        # count for a batch (whose images' outputs follow each other: the output stride is a sample's size)
+        out_shape = list(op["out_shape"])
+        sample = out_shape[1:] if images > 1 else out_shape
+        if images > 1 and (out_shape[0] != images or len(sample) not in (1, 3) or d["out_stride"] != np.prod(sample)):
+            refuse(f"runs {images} images, but program.json's out_shape {out_shape} (or the output stride "
+                   f"{d['out_stride']}) does not describe {images} outputs one after another")
+        if d["out_addr"] != op["out_addr"] or len(sample) not in (1, 3) or sample[0] != m \
+                or (len(sample) == 3 and not pool and tuple(sample[1:]) != (r, c)):
             refuse(f"stores {m} channels at {d['out_addr']}, not the {out_shape} at {op['out_addr']} that program.json names")
         weights = isa.weight_bytes(m, n, k, bool(depthwise), tm, tn, bus_bytes)
-        ranges = [("input", d["in_addr"], n * h * wd), ("output", d["out_addr"], int(np.prod(out_shape)))]
+        # a batch's last image lies furthest: its input and output start a stride after the previous one's
+        in_span = (images - 1) * d["in_stride"] + n * h * wd
+        out_span = (images - 1) * d["out_stride"] + int(np.prod(sample))
+        ranges = [("input", d["in_addr"], in_span), ("output", d["out_addr"], out_span)]
         if kind == KIND_CONV:
             ranges += [("weights", d["second_addr"], weights), ("biases", d["bias_addr"], 4 * m)]
         elif kind == KIND_ADD:
-            ranges.append(("second input", d["second_addr"], n * h * wd))
+            ranges.append(("second input", d["second_addr"], in_span))
         for what, addr, count in ranges:
             if addr + count > size:
                 refuse(f"reaches past the {size}-byte image with its {what} ({count} bytes at {addr})")
         kind_name = {KIND_CONV: "conv", KIND_ADD: "add"}.get(kind, "pool")
         if op.get("kind") != kind_name:
             refuse(f"is a {kind_name}, but program.json calls it a {op.get('kind')}")
-        decoded.append(FEOp(op["name"], kind_name, n, h, wd, m, r, c, k, s, p, bool(depthwise), 2 if pool else 0))
+        decoded.append(FEOp(op["name"], kind_name, n, h, wd, m, r, c, k, s, p, bool(depthwise), 2 if pool else 0,
+                            images=images))
     return decoded

@@ -61,7 +61,7 @@ class ProjectData:
 
     def fe_program(self) -> FEProgram:
         """The FE program as the generator built it (memory image, descriptor address, ops)."""
-        ops = [OpImage(op, entry["layer"], entry["out_addr"], tuple(entry["out_shape"]))
+        ops = [OpImage(op, entry["layer"], entry["out_addr"], tuple(entry["out_shape"][1 if op.images > 1 else 0:]))
                for op, entry in zip(self.fe_ops, self.program["ops"])]
         return FEProgram(self.memory, self.program["desc_addr"], ops, self.program["input_addr"])
 
@@ -225,8 +225,8 @@ def _check_program(data: Any, design: Design, where: Path) -> dict[str, Any]:
         _int(op.get("out_addr"), f"{at}.out_addr", 0, MAX_MEMORY_BYTES)
         _int(op.get("predicted_cycles"), f"{at}.predicted_cycles", 1, 1 << 48)
         shape = op.get("out_shape")
-        if not isinstance(shape, list) or len(shape) not in (1, 3):
-            raise DesignError(f"{at}.out_shape must be [C] or [C, H, W]; {FIX}")
+        if not isinstance(shape, list) or len(shape) not in (1, 2, 3, 4):
+            raise DesignError(f"{at}.out_shape must be [C] or [C, H, W], led by the image count for a batch; {FIX}")
         for value in shape:
             _int(value, f"{at}.out_shape", 1, 1 << 16)
     return data

@@ -81,6 +81,8 @@ def generate_project(network: Network, design: Design, board: Board, calib_x: np
                      force: bool = False, engine_ip: str = "rtl") -> Path:
     """Write the project for both engines of `network`; returns the project path.
 
+    `sample_x` is the FE program's input: one sample, or `design.fe.batch` of them (a batch runs layer
+    after layer; program.json's out_shape of a descriptor that runs several images leads with their count).
     `train` is the re-training set (float inputs, labels) whose FE features `dtlgen sim --retrain`
     re-trains on; by default the calibration inputs with seeded labels (a hardware check, not a task).
     `flow` "auto" follows the board's toolchain; "vivado" (Xilinx boards only) adds the Vitis HLS /
@@ -106,12 +108,20 @@ def generate_project(network: Network, design: Design, board: Board, calib_x: np
     rl_layout = None
     if network.retrainable_layers:
         rl_layout = plan_rl(qnet, design.rl, _bus_bytes(board))
-    x_int = golden.quantize_input(qnet, sample_x[None])[0]
+    samples = np.asarray(sample_x)
+    samples = samples[None] if samples.shape == tuple(network.input_shape) else samples
+    if samples.shape != (design.fe.batch, *network.input_shape):
+        raise DesignError(f"the FE program's input has shape {samples.shape}; the design runs batches of "
+                          f"{design.fe.batch} images of {tuple(network.input_shape)}")
+    x_int = golden.quantize_input(qnet, samples)
     widest = max((layer.m for layer in network.frozen_layers if layer.has_weights), default=1)
     m_max = 1 << max(0, (widest - 1).bit_length())
     program = build_fe_program(qnet, design.fe, x_int, m_max=m_max, bus_bytes=_bus_bytes(board))
     params = sim_params(design, board, len(program.memory), m_max)
-    reference = golden.fe_forward(qnet, x_int[None])
+    reference = golden.fe_forward(qnet, x_int)
+    # what each descriptor stores: its images' outputs, one after another
+    outputs = [reference[img.layer][img.image0:img.image0 + img.op.images].reshape(img.stored_shape)
+               for img in program.ops]
     progress(f"writing the project ({len(program.ops)} FE descriptors, {len(program.memory) >> 10} KiB DRAM image)")
     with atomic_directory(out_dir, KIND, force) as staging:
         rtl, sim = staging / "rtl", staging / "sim"
@@ -127,20 +137,20 @@ def generate_project(network: Network, design: Design, board: Board, calib_x: np
         bus, latency = params.fe.bus_bytes, params.dram.latency
         for img in program.ops:
             ops.append({"name": img.op.name, "layer": img.layer, "kind": img.op.kind, "pool": img.op.pool,
-                        "macs": img.op.macs, "out_addr": img.out_addr, "out_shape": list(img.out_shape),
+                        "macs": img.op.macs * img.op.images, "out_addr": img.out_addr,
+                        "out_shape": list(img.stored_shape),
                         "predicted_cycles": op_cycles(img.op, design.fe, bus, latency).cycles})
         write_json(sim / "program.json", {"desc_addr": program.desc_addr, "input_addr": program.input_addr,
                                           "clock_mhz": design.clock_mhz, "model": network.name, "board": board.name,
                                           "ops": ops})
         np.savez_compressed(sim / "expected.npz", memory=program.memory,
-                            **{f"op{i}": reference[img.layer][0] for i, img in enumerate(program.ops)})
+                            **{f"op{i}": out for i, out in enumerate(outputs)})
         rl_data = None
         if rl_layout is not None:
             progress("writing the RL engine's layout and the re-training set's cached FE features")
             rl_data = _write_rl(staging, qnet, rl_layout, train if train is not None else _default_train(network, calib_x))
         progress("writing the HLS C++ engines and their C-simulation test vectors (golden model)")
-        write_hls(staging, design, network.name, board.name, params, program,
-                  [reference[img.layer][0] for img in program.ops],
+        write_hls(staging, design, network.name, board.name, params, program, outputs,
                   (qnet, rl_layout, *rl_data) if rl_data is not None else None)
         if flow == "vivado":
             progress(f"writing the Vitis HLS / Vivado project for {board.name} and the PYNQ driver")

@@ -3,7 +3,14 @@
 w0 kind | act << 4 | fused pool << 6 | depthwise << 7; w1 N | M << 16; w2 H | W << 16; w3 R | C << 16;
 w4 K | S << 8 | P << 16 | shift << 24 (signed); w5 six (signed 16) | average-pool multiplier << 16;
 w6 input address; w7 weight address (an add's second input); w8 bias address; w9 output address;
-w10 the add's operand shifts sa | sb << 8; w11..w15 zero.
+w10 the add's operand shifts sa | sb << 8; w11 more_images (b − 1); w12 input image stride (bytes
+from one image's input, and an add's second input, to the next's); w13 output image stride;
+w14..w15 zero.
+
+A batch (b > 1 images in one descriptor, `max_images`): every trip runs all b images with the weight
+tile it loaded once. The b images' output rows stack in the output tile (image i's rows from i·R on)
+and their input windows in the input buffer, so the op has one row tile (b·R ≤ TR); image i reads at
+in + i·in_stride (second + i·in_stride) and writes at out + i·out_stride.
 
 A conv's weights in memory, trip by trip (m tile outer, n tile inner; a depthwise conv: m tiles):
 K·K tap rows in (kr, kc) order, each the tap's tm_e × wn weights in (m, n) order (wn = tn_e, or 1
@@ -38,7 +45,9 @@ FIELDS = (
     Field("six", 5, 0, 16, signed=True), Field("mult", 5, 16, 16),
     Field("in_addr", 6, 0, 32), Field("second_addr", 7, 0, 32), Field("bias_addr", 8, 0, 32),
     Field("out_addr", 9, 0, 32), Field("sa", 10, 0, 8), Field("sb", 10, 8, 8),
+    Field("more_images", 11, 0, 8), Field("in_stride", 12, 0, 32), Field("out_stride", 13, 0, 32),
 )
+IMAGES_MAX = 256  # more_images is 8 bits
 
 
 def window_problem(kind: int, k: int, s: int, r: int, c: int, tr: int, tc: int) -> str | None:
@@ -59,6 +68,31 @@ def window_problem(kind: int, k: int, s: int, r: int, c: int, tr: int, tc: int) 
         return (f"K={k}, S={s} with {tr}x{tc} output tiles needs a {rows}x{cols} input window, larger than the "
                 f"engine's {buffer[0]}x{buffer[1]} buffer")
     return None
+
+
+def window_rows(k: int, s: int, p: int, h: int, r: int) -> int:
+    """Input rows of an op's whole-map window (one row tile): rows 0 .. (R-1)·S + K − P, clipped to the map."""
+    return max(0, min((r - 1) * s + k - p, h))
+
+
+def max_images(k: int, s: int, p: int, h: int, r: int, pool: bool, tr: int) -> int:
+    """The most images one descriptor runs (see the module docstring): their output rows stack in the
+    TR-row output tile, their whole-map input windows in the (TR-1)·S_MAX + K_MAX-row input buffer, and a
+    fused pool pairs rows within each image (R even). 1 when the op's rows need more than one tile."""
+    if r > tr or (pool and r % 2):
+        return 1
+    buffer_rows = (tr - 1) * S_MAX + K_MAX
+    rows = max(1, window_rows(k, s, p, h, r))
+    return max(1, min(IMAGES_MAX, tr // r, buffer_rows // rows))
+
+
+def batch_problem(images: int, k: int, s: int, p: int, h: int, r: int, pool: bool, tr: int) -> str | None:
+    """Why one descriptor cannot run `images` images of this op, or None."""
+    most = max_images(k, s, p, h, r, pool, tr)
+    if 1 <= images <= most:
+        return None
+    return (f"{images} images of R={r} rows (K={k}, S={s}, P={p}, H={h}{', fused pool' if pool else ''}) do not fit "
+            f"one descriptor: at most {most} with TR={tr}")
 
 
 def pipeline_depth(tn: int) -> int:

@@ -9,6 +9,8 @@ the operation can use × f (FE: tm·tn, or tm lanes for depthwise convs, pools a
 RL GEMM descriptors move no bulk data (weights and stashes are on chip), so theirs is the compute
 roof, and LOAD/STORE do no ops (roofline 0).
 The DRAM port moves `board.dram_bytes_per_cycle` bytes per engine clock (port-width limited).
+FE figures are those of one run of `design.fe.batch` images (each layer's descriptors, `fe.batched_ops`):
+a layer's cycles and MACs are the batch's, GOPs the same either way; `fe_cycles_per_image` divides.
 """
 
 from __future__ import annotations
@@ -55,10 +57,16 @@ class NetworkPrediction:
     rl_weight_bram18: int = 0
     board_core: board_model.BoardUse | None = None  # open-flow boards: the whole RTL board design
     violations: list[str] = field(default_factory=list)
+    fe_batch: int = 1  # images of one FE run: fe_layers' cycles and MACs are the batch's
 
     @property
     def fe_cycles(self) -> int:
+        """Cycles of one FE run (the batch)."""
         return sum(p.cycles for p in self.fe_layers)
+
+    @property
+    def fe_cycles_per_image(self) -> float:
+        return self.fe_cycles / self.fe_batch
 
     @property
     def rl_step_cycles(self) -> int:
@@ -88,7 +96,8 @@ class NetworkPrediction:
     def to_dict(self) -> dict[str, Any]:
         return {
             "clock_mhz": self.clock_mhz, "source": "analytical model (dtlgen.perf)",
-            "fe": {"cycles": self.fe_cycles, "gops": self.fe_gops, "layers": [p.to_dict() for p in self.fe_layers],
+            "fe": {"batch": self.fe_batch, "cycles": self.fe_cycles, "cycles_per_image": self.fe_cycles_per_image,
+                   "gops": self.fe_gops, "layers": [p.to_dict() for p in self.fe_layers],
                    "resources": self.fe_resources.to_dict()},
             "rl": {"step_cycles": self.rl_step_cycles, "gops": self.rl_gops,
                    "descriptors": [p.to_dict() for p in self.rl_descriptors], "resources": self.rl_resources.to_dict(),
@@ -107,18 +116,21 @@ def predict(network: Network, design: Design, board: Board) -> NetworkPrediction
     """Per-layer cycles/GOPs/bound of both engines, resources, and what makes the design infeasible."""
     f_mhz = design.clock_mhz
     bus, latency = board.dram_bytes_per_cycle, board.dram_latency_cycles
-    result = NetworkPrediction(f_mhz)
     cfg = design.fe
+    result = NetworkPrediction(f_mhz, fe_batch=cfg.batch)
     ops = fe.fe_ops(network, cfg)
     for op in ops:
-        oc = fe.op_cycles(op, cfg, bus, latency)
+        runs = [fe.op_cycles(d, cfg, bus, latency) for d in fe.batched_ops([op], cfg, cfg.batch)]
+        cycles, dram = sum(r.cycles for r in runs), sum(r.dram_bytes for r in runs)
+        bound = "compute" if sum(r.compute_cycles for r in runs) >= sum(r.bus_cycles for r in runs) else "memory"
+        macs = op.macs * cfg.batch
         lanes = cfg.tm if op.per_channel else cfg.tm * cfg.tn
         roof = 2 * lanes * f_mhz * 1e6 / 1e9
-        ctc = 2 * op.macs / oc.dram_bytes if oc.dram_bytes else float("inf")
+        ctc = 2 * macs / dram if dram else float("inf")
         label = op.kind + ("+pool" if op.pool else "") + ("(dw)" if op.depthwise else "")
         result.fe_layers.append(LayerPrediction(
-            op.name, "fe", label, op.macs, 2 * op.macs, oc.cycles, _gops(2 * op.macs, oc.cycles, f_mhz), oc.bound,
-            op.macs / (oc.cycles * cfg.tm * cfg.tn), min(roof, ctc * bus * f_mhz * 1e6 / 1e9)))
+            op.name, "fe", label, macs, 2 * macs, cycles, _gops(2 * macs, cycles, f_mhz), bound,
+            macs / (cycles * cfg.tm * cfg.tn), min(roof, ctc * bus * f_mhz * 1e6 / 1e9)))
     if ops:
         result.fe_resources = fe.fe_resources(ops, cfg, board)
     gemms = rl.rl_gemms(network)

@@ -42,6 +42,15 @@ tiles have their true extents (tr_e ≤ tr, tc_e ≤ tc, tm_e ≤ tm, tn_e ≤ t
   (descriptor, bias, first load, last store: four for a conv, three otherwise).
 These terms were measured on the RTL (`dtlgen sim`) and are part of the schedule, not fitted.
 
+## Batches
+A descriptor may run b images (`FEOp.images`, `batched_ops`): an op whose b·R output rows fit one
+row tile (`dtlgen.isa.fe.max_images`) runs each trip over all b images with the weight tile it
+loaded once, so a trip computes `b · R · tc_e · K · K + D` cycles and loads b input windows and one
+weight tile, and an output tile stores b images' rows. Ops whose maps need more than one row tile
+run one image per descriptor. Weights cross the bus once per descriptor instead of once per image:
+at batch 1 the deep layers of a VGG are weight-bandwidth bound, at batch b their weight traffic per
+image falls b-fold.
+
 Elements are byte-aligned in DRAM: a_bytes = ceil(a_bits / 8), w_bytes = ceil(w_bits / 8).
 Bit widths below 8 therefore save multipliers, LUTs and on-chip memory, not DRAM bandwidth.
 """
@@ -71,12 +80,16 @@ TRIP_HANDOFF_CYCLES = 1
 PHASE_HANDOFF_CYCLES = 2
 SUPPORTED_KERNELS = (1, 3, 5, 7)
 SUPPORTED_STRIDES = (1, 2)
+BATCH_MAX = 64  # images per FE run: the simulated DRAM and the C-simulation's test vectors hold them all
 
 
 @dataclass(frozen=True)
 class FEConfig:
-    """FE engine parameters: tiling (tm, tn, tr, tc), precision, and how many of the array's
-    tm·tn multipliers are built from LUTs instead of DSPs (`lut_mults`)."""
+    """FE engine parameters: tiling (tm, tn, tr, tc), precision, how many of the array's tm·tn
+    multipliers are built from LUTs instead of DSPs (`lut_mults`), and the batch: the images one run
+    takes layer after layer (`batch`; the engine runs each descriptor's images with every weight tile
+    it loads, module docstring, Batches). The batch is the workload's, not hardware: it changes the
+    program and the cycles, never the RTL."""
 
     tm: int
     tn: int
@@ -85,6 +98,7 @@ class FEConfig:
     w_bits: int = 8
     a_bits: int = 8
     lut_mults: int = 0
+    batch: int = 1
 
     def __post_init__(self) -> None:
         for name in ("tm", "tn", "tr", "tc"):
@@ -92,6 +106,7 @@ class FEConfig:
         for name in ("w_bits", "a_bits"):
             require_int(getattr(self, name), f"fe.{name}", 2, 16, "FE bit widths")
         require_int(self.lut_mults, "fe.lut_mults", 0, self.tm * self.tn, "LUT-based multipliers of the tm·tn array")
+        require_int(self.batch, "fe.batch", 1, BATCH_MAX, "images per FE run")
 
     @property
     def a_bytes(self) -> int:
@@ -124,6 +139,7 @@ class FEOp:
     pool: int = 0  # fused max-pool window (= stride), 0 when none
     pool_layer: str = ""  # the IR name of a fused pool
     macs: int = 0  # useful MACs per sample
+    images: int = 1  # images the descriptor runs with each weight tile (a batch: `batched_ops`)
 
     @property
     def per_channel(self) -> bool:
@@ -145,6 +161,19 @@ def fe_ops(network: Network, cfg: FEConfig) -> list[FEOp]:
 
 
 _CANDIDATES: "weakref.WeakKeyDictionary[Network, list[tuple[FEOp, str]]]" = weakref.WeakKeyDictionary()
+
+
+def batched_ops(ops: list[FEOp], cfg: FEConfig, batch: int) -> list[FEOp]:
+    """The descriptors that run `ops` over `batch` images, layer after layer: each op as few descriptors
+    as the engine allows (`dtlgen.isa.fe.max_images`: one row tile holding every image's rows), each
+    running its images with every weight tile it loads once."""
+    require_int(batch, "batch", 1, meaning="images")
+    result = []
+    for op in ops:
+        most = isa_fe.max_images(op.k, op.s, op.p, op.h, op.r, bool(op.pool), cfg.tr)
+        for first in range(0, batch, most):
+            result.append(replace(op, images=min(most, batch - first)))
+    return result
 
 
 def _candidate_ops(network: Network) -> list[tuple[FEOp, str]]:
@@ -224,13 +253,13 @@ class OpCycles:
 def op_cycles(op: FEOp, cfg: FEConfig, bus_bytes: float, latency: int) -> OpCycles:
     """Cycles of one FE operation under the schedule of the module docstring (exact, no averaging)."""
     tr, tc = min(cfg.tr, op.r), min(cfg.tc, op.c)
-    key = (op.kind, op.n, op.h, op.w, op.m, op.r, op.c, op.k, op.s, op.p, op.per_channel, op.pool,
+    key = (op.kind, op.n, op.h, op.w, op.m, op.r, op.c, op.k, op.s, op.p, op.per_channel, op.pool, op.images,
            cfg.tm, cfg.tn, tr, tc, cfg.a_bytes, cfg.w_bytes, float(bus_bytes), int(latency))
     return _op_cycles(*key)
 
 
 @lru_cache(maxsize=200_000)
-def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, tm, tn, tr, tc, a_bytes, w_bytes,
+def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, tm, tn, tr, tc, a_bytes, w_bytes,
                bus, latency) -> OpCycles:
     depth = pipeline_depth(tn) if kind == "conv" else pipeline_depth(1)
     rt, ct, mt = -(-r // tr), -(-c // tc), -(-m // tm)
@@ -245,11 +274,13 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, tm, tn, tr, t
     tm_e = np.minimum(tm, m - np.arange(mt) * tm)
     # Broadcast to every output tile, in visiting order (row tile, col tile, m tile).
     grid = (rt, ct, mt)
-    comp = np.broadcast_to((tr_e[:, None, None] * tc_e[None, :, None]) * (k * k) + depth, grid).ravel()
-    row_beats = rows_v[:, None, None] * np.ceil(cols_v[None, :, None] * a_bytes / bus)  # per input channel
+    # a batch's images share each trip (one row tile): their taps, input rows and output rows add up
+    comp = np.broadcast_to((images * tr_e[:, None, None] * tc_e[None, :, None]) * (k * k) + depth, grid).ravel()
+    row_beats = images * rows_v[:, None, None] * np.ceil(cols_v[None, :, None] * a_bytes / bus)  # per input channel
     inputs = 2 if kind == "add" else 1
     lanes = tm_e[None, None, :]
-    store = np.broadcast_to(lanes * out_r[:, None, None] * np.ceil(out_c[None, :, None] * a_bytes / bus), grid).ravel()
+    store = np.broadcast_to(images * lanes * out_r[:, None, None] * np.ceil(out_c[None, :, None] * a_bytes / bus),
+                            grid).ravel()
 
     def load(tn_e):  # load of a trip with tn_e input channels (per-channel ops: the tile's own tm_e)
         channels = lanes if per_channel else tn_e
@@ -282,10 +313,10 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, tm, tn, tr, t
               + OUTPUT_STAGE_CYCLES + phases * PHASE_HANDOFF_CYCLES)
     loads = (load_full.sum() * max(0, nt - 1) + load_last.sum()) if nt > 1 else load_full.sum()
     bus_cycles = int(loads + store.sum()) + overhead
-    in_bytes = inputs * a_bytes * int((rows_v[:, None] * cols_v[None, :]).sum()) * (m if per_channel else n) * \
-        (1 if per_channel else mt)
+    in_bytes = images * inputs * a_bytes * int((rows_v[:, None] * cols_v[None, :]).sum()) * \
+        (m if per_channel else n) * (1 if per_channel else mt)
     w_total = int(isa_fe.weight_bytes(m, n, k, per_channel, tm, tn, bus, w_bytes)) if kind == "conv" else 0
-    out_bytes = m * int(out_r.sum()) * int(out_c.sum()) * a_bytes
+    out_bytes = images * m * int(out_r.sum()) * int(out_c.sum()) * a_bytes
     return OpCycles(cycles, int(comp.sum()) * nt, bus_cycles, trips,
                     in_bytes + w_total * rt * ct + out_bytes)
 

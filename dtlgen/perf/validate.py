@@ -95,6 +95,9 @@ def structural_problems(network: Network, design: Design, board: Board) -> list[
     problems = network_problems(network)
     if problems:
         return problems
+    if design.fe.batch > 1 and board.toolchain == "open-ecp5":
+        return [f"fe.batch={design.fe.batch}: the {board.name} board design holds the FE memory image on chip, "
+                "sized for one image; use fe.batch 1 on this board"]
     for op in fe_ops(network, design.fe):
         problem = fe_op_problem(op, design.fe)
         if problem:

@@ -76,10 +76,13 @@ def _fe_report(data, result, predicted_total: int) -> dict[str, Any]:
         count = int(np.prod(op["out_shape"]))
         got = result.memory[op["out_addr"]:op["out_addr"] + count].view(np.int8).astype(np.int64)
         bit_exact = bool(np.array_equal(got.reshape(op["out_shape"]), expected[f"op{i}"]))
-        rows.append(_row(op["name"], "fe", op["macs"], op["predicted_cycles"], measured, clock_hz, bit_exact))
+        images = data.fe_ops[i].images  # a descriptor of a batch runs several
+        name = op["name"] + (f" ({images} images)" if images > 1 else "")
+        rows.append(_row(name, "fe", op["macs"], op["predicted_cycles"], measured, clock_hz, bit_exact))
     total = _row("total", "fe", sum(r["macs"] for r in rows), predicted_total, sum(result.cycles), clock_hz,
                  all(r["bit_exact"] for r in rows))
     report = {"model": program["model"], "board": program["board"], "clock_mhz": program["clock_mhz"],
+              "batch": data.design.fe.batch,
               "source": {"measured": "RTL simulation (Verilator, cocotb), cycles from the engine's perf counter",
                          "predicted": "analytical model (dtlgen.perf)"},
               "layers": rows, "totals": {"fe": total},

@@ -8,6 +8,9 @@
 // accumulates over its trips and is stored after the last one with bias, requantisation (round half
 // up, saturate), ReLU / ReLU6 and an optional fused 2x2 max-pool applied on the way out.
 // Depthwise convs, pools and adds are per channel: lane m handles channel m0 + m alone.
+// A descriptor with a batch (more_images > 0) runs here one image after another through the same
+// trips; the RTL runs each trip over every image with the weight tile loaded once (the outputs are
+// the same; this twin does not schedule that reuse yet).
 //
 // Numerics: dtl_numerics.h (dtlgen/quant/fixed.py); the golden model is the reference, bit for
 // bit, and `dtlgen csim` checks it. Nothing here was synthesised with Vitis HLS in this repository.
@@ -40,8 +43,8 @@ enum { ACT_NONE = 0, ACT_RELU = 1, ACT_RELU6 = 2 };
 struct FeDesc {
   int kind, act, pool, dw;
   int n, m, h, w, r, c, k, s, p;
-  int shift, six, mult, sa, sb;
-  unsigned in, wt, bias, out;
+  int shift, six, mult, sa, sb, more;
+  unsigned in, wt, bias, out, istride, ostride;
   bool per_channel() const { return dw || kind != KIND_CONV; }
 };
 
@@ -81,6 +84,9 @@ static FeDesc fe_decode(dtl_fe_rmem_t mem, unsigned addr) {
   d.out = word[9];
   d.sa = word[10].range(7, 0);
   d.sb = word[10].range(15, 8);
+  d.more = word[11].range(7, 0);
+  d.istride = word[12];
+  d.ostride = word[13];
   // END dtlgen.isa decode
   return d;
 }
@@ -308,13 +314,25 @@ static bool fe_check(const FeDesc &d, unsigned index, unsigned at, const dtl_fe_
   if (d.pool && ((TR % 2 && d.r > TR) || (TC % 2 && d.c > TC)))
     FE_REFUSE("a fused 2x2 pool needs even tiles (TR=%d, TC=%d) or one tile per map (R=%d, C=%d)", TR, TC, d.r,
               d.c);
+  // A batch: every image's output rows in one row tile, their input windows in the buffer (dtlgen.isa.fe)
+  const long long images = d.more + 1LL;
+  if (images > 1) {
+    long long wrows = (long long)(d.r - 1) * d.s + d.k - d.p;
+    if (wrows > d.h) wrows = d.h;
+    if (wrows < 1) wrows = 1;
+    if (images * d.r > TR || (d.pool && d.r % 2) || images * wrows > IN_ROWS)
+      FE_REFUSE("%lld images of R=%d rows (%lld input rows each%s) do not fit one row tile of TR=%d rows and an "
+                "input buffer of %d rows", images, d.r, wrows, d.pool ? ", a fused pool" : "", TR, IN_ROWS);
+  }
 #undef FE_REFUSE
   const unsigned long long map = (unsigned long long)d.h * d.w;
   const unsigned long long channels = d.per_channel() ? d.m : d.n;
   const unsigned long long out_rows = d.pool ? d.r >> 1 : d.r, out_cols = d.pool ? d.c >> 1 : d.c;
-  if (!fe_fits(mem, index, at, "reads", "its input", d.in, channels * map)) return false;
-  if (d.kind == KIND_ADD && !fe_fits(mem, index, at, "reads", "its second input", d.wt, channels * map))
-    return false;
+  // the last image's input and output lie furthest (an image's starts a stride after the previous one's)
+  const unsigned long long in_span = (images - 1) * (unsigned long long)d.istride + channels * map;
+  const unsigned long long out_span = (images - 1) * (unsigned long long)d.ostride + (unsigned long long)d.m * out_rows * out_cols;
+  if (!fe_fits(mem, index, at, "reads", "its input", d.in, in_span)) return false;
+  if (d.kind == KIND_ADD && !fe_fits(mem, index, at, "reads", "its second input", d.wt, in_span)) return false;
   if (d.kind == KIND_CONV) {
     // every trip's weight tile (dtlgen.isa.fe.weight_bytes): full and edge tiles along m and n
     const unsigned long long mf = d.m / TM, mr = d.m % TM, nf = d.dw ? 1 : d.n / TN, nr = d.dw ? 0 : d.n % TN;
@@ -324,9 +342,48 @@ static bool fe_check(const FeDesc &d, unsigned index, unsigned at, const dtl_fe_
          (mr ? nf * weight_row_bytes(int(mr), nw) + (nr ? weight_row_bytes(int(mr), int(nr)) : 0) : 0));
     if (!fe_fits(mem, index, at, "reads", "its weights", d.wt, bytes)) return false;
   }
-  return fe_fits(mem, index, at, "writes", "its output", d.out, (unsigned long long)d.m * out_rows * out_cols);
+  return fe_fits(mem, index, at, "writes", "its output", d.out, out_span);
 }
 #endif
+
+// One image of a descriptor: its trips, double-buffered (load trip k while trip k - 1 computes).
+static void fe_image(dtl_fe_mem_t mem, const FeDesc &d, fe_act_t ibuf0[IN_BANKS][2 * IN_WINDOW],
+                     fe_act_t ibuf1[IN_BANKS][2 * IN_WINDOW], fe_wgt_t wbuf0[TM][TN][KK], fe_wgt_t wbuf1[TM][TN][KK],
+                     fe_acc_t obuf[TM][TR * TC], ap_int<32> bias[DTL_FE_M_MAX]) {
+  if (d.kind == KIND_CONV) {
+  bias_load:
+    for (int m = 0; m < d.m; m++) {
+#pragma HLS LOOP_TRIPCOUNT max = DTL_FE_M_MAX
+#pragma HLS PIPELINE II = 4
+      ap_uint<32> word = 0;
+      for (int b = 0; b < 4; b++) word.range(8 * b + 7, 8 * b) = ap_uint<8>(mem[d.bias + 4 * m + b]);
+      bias[m] = ap_int<32>(word);
+    }
+  }
+  const int nl = d.per_channel() ? 1 : d.n;
+  const long trips = long((d.r + TR - 1) / TR) * ((d.c + TC - 1) / TC) * ((d.m + TM - 1) / TM) * ((nl + TN - 1) / TN);
+  Trip cur = {0, 0, 0, 0}, nxt = {0, 0, 0, 0};
+  unsigned w_ptr = d.wt;
+trip:
+  for (long k = 0; k <= trips; k++) {
+    const bool load = k < trips, compute = k > 0;
+    // every output tile position reads its weights from the start again
+    const unsigned w_addr = (nxt.m0 == 0 && nxt.n0 == 0) ? unsigned(d.wt) : w_ptr;
+    if (k % 2 == 0) {
+      if (load) fe_load(mem, d, nxt, w_addr, ibuf0, wbuf0);
+      if (compute) fe_compute(d, cur, ibuf1, wbuf1, obuf);
+    } else {
+      if (load) fe_load(mem, d, nxt, w_addr, ibuf1, wbuf1);
+      if (compute) fe_compute(d, cur, ibuf0, wbuf0, obuf);
+    }
+    if (compute && cur.n0 + TN >= nl) fe_store(mem, d, cur, obuf, bias);
+    if (load) {
+      w_ptr = w_addr + trip_weight_bytes(d, nxt);
+      cur = nxt;
+      nxt = next_trip(d, nxt, nl);
+    }
+  }
+}
 
 }  // namespace
 
@@ -354,38 +411,14 @@ descriptor:
 #ifdef DTL_CSIM_CHECKED
     if (!fe_check(d, i, at, mem)) return;
 #endif
-    if (d.kind == KIND_CONV) {
-    bias_load:
-      for (int m = 0; m < d.m; m++) {
-#pragma HLS LOOP_TRIPCOUNT max = DTL_FE_M_MAX
-#pragma HLS PIPELINE II = 4
-        ap_uint<32> word = 0;
-        for (int b = 0; b < 4; b++) word.range(8 * b + 7, 8 * b) = ap_uint<8>(mem[d.bias + 4 * m + b]);
-        bias[m] = ap_int<32>(word);
-      }
-    }
-    const int nl = d.per_channel() ? 1 : d.n;
-    const long trips = long((d.r + TR - 1) / TR) * ((d.c + TC - 1) / TC) * ((d.m + TM - 1) / TM) * ((nl + TN - 1) / TN);
-    Trip cur = {0, 0, 0, 0}, nxt = {0, 0, 0, 0};
-    unsigned w_ptr = d.wt;
-  trip:
-    for (long k = 0; k <= trips; k++) {
-      const bool load = k < trips, compute = k > 0;
-      // every output tile position reads its weights from the start again
-      const unsigned w_addr = (nxt.m0 == 0 && nxt.n0 == 0) ? unsigned(d.wt) : w_ptr;
-      if (k % 2 == 0) {
-        if (load) fe_load(mem, d, nxt, w_addr, ibuf0, wbuf0);
-        if (compute) fe_compute(d, cur, ibuf1, wbuf1, obuf);
-      } else {
-        if (load) fe_load(mem, d, nxt, w_addr, ibuf1, wbuf1);
-        if (compute) fe_compute(d, cur, ibuf0, wbuf0, obuf);
-      }
-      if (compute && cur.n0 + TN >= nl) fe_store(mem, d, cur, obuf, bias);
-      if (load) {
-        w_ptr = w_addr + trip_weight_bytes(d, nxt);
-        cur = nxt;
-        nxt = next_trip(d, nxt, nl);
-      }
+  image:
+    for (int img = 0; img <= d.more; img++) {
+#pragma HLS LOOP_TRIPCOUNT max = 1
+      FeDesc e = d;  // image img of a batch: its input, an add's second input, its output
+      e.in = d.in + unsigned(img) * d.istride;
+      if (d.kind == KIND_ADD) e.wt = d.wt + unsigned(img) * d.istride;
+      e.out = d.out + unsigned(img) * d.ostride;
+      fe_image(mem, e, ibuf0, ibuf1, wbuf0, wbuf1, obuf, bias);
     }
 #ifdef DTL_CSIM_CHECKED
     if (mem.failed()) return;

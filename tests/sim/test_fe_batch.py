@@ -1,0 +1,179 @@
+"""FE batches: one descriptor runs several images with each weight tile (dtlgen.isa.fe.max_images).
+
+The RTL and the C++ engine must give every image's output bit for bit as the golden model does, the
+RTL in the cycles the analytical model predicts for the batched schedule (same tolerances as
+test_fe_rtl.py), and the batch must cut the weight traffic it exists to cut.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from dtlgen.boards import load_board
+from dtlgen.csim import CsimEngines
+from dtlgen.errors import DesignError
+from dtlgen.generator.fe_program import build_fe_program, check_descriptors
+from dtlgen.generator.project import generate_project
+from dtlgen.isa import fe as isa
+from dtlgen.model import import_module
+from dtlgen.perf import Design
+from dtlgen.perf.fe import FEConfig, FEOp, batched_ops, op_cycles
+from dtlgen.quant import golden
+from dtlgen.quant.quantize import PrecisionConfig, quantize
+from dtlgen.sim import fe_sim
+
+from test_fe_rtl import LAYER_TOLERANCE, NETWORK_TOLERANCE, _PerChannel, fe_build
+
+SHAPE = (3, 6, 6)
+BATCH = 5
+
+
+def per_channel_batch():
+    """_PerChannel (conv, depthwise, 1×1, add, padded 3/2 max-pool, average pool) on 6×6 maps, 5 images."""
+    torch.manual_seed(0)
+    network = import_module(_PerChannel().eval(), SHAPE)
+    x = np.random.default_rng(0).standard_normal((BATCH, *SHAPE))
+    qnet = quantize(network, x, PrecisionConfig())
+    return qnet, golden.quantize_input(qnet, x)
+
+
+class _PoolHead(nn.Module):
+    """conv + fused 2×2 max-pool, conv, flatten, linear: the digits CNN's shape on 8×8."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 8, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.c2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = nn.Linear(8 * 4 * 4, 10)
+
+    def forward(self, x):
+        y = self.pool(torch.relu(self.c1(x)))
+        return self.fc(torch.flatten(torch.relu(self.c2(y)), 1))
+
+
+def check_batch(qnet, x_int, tiles, workdir):
+    cfg, params = FEConfig(4, 4, *tiles), fe_build(4, 4, *tiles)
+    program = build_fe_program(qnet, cfg, x_int, params.dram.memory_bytes, bus_bytes=params.fe.bus_bytes)
+    predicted = [op_cycles(img.op, cfg, params.fe.bus_bytes, params.dram.latency).cycles for img in program.ops]
+    result = fe_sim.run(program, params, workdir, max_cycles=4 * sum(predicted) + 10_000)
+    reference = golden.fe_forward(qnet, x_int)
+    for i, img in enumerate(program.ops):
+        want = reference[img.layer][img.image0:img.image0 + img.op.images]
+        assert np.array_equal(program.read_images(result.memory, i), want), (img.op.name, img.image0)
+    for img, measured, model in zip(program.ops, result.cycles, predicted):
+        assert abs(measured - model) <= LAYER_TOLERANCE * model, (img.op.name, img.op.images, measured, model)
+    assert abs(sum(result.cycles) - sum(predicted)) <= NETWORK_TOLERANCE * sum(predicted)
+    return program
+
+
+# 12 rows: two images of the 6-row maps per descriptor, four of the pool's 3 rows, all five of the
+# average pool's single row; 25 rows: four, then five
+@pytest.mark.parametrize("tiles", [(12, 4), (25, 5)])
+def test_per_channel_ops_in_batches_bit_exact_and_on_the_model(tmp_path, tiles):
+    qnet, x_int = per_channel_batch()
+    program = check_batch(qnet, x_int, tiles, tmp_path)
+    assert max(img.op.images for img in program.ops) == BATCH  # the average pool runs all five at once
+    assert any(1 < img.op.images < BATCH for img in program.ops) and any(img.op.images == 1 for img in program.ops)
+    assert {img.op.kind for img in program.ops} == {"conv", "add", "pool"}
+
+
+def test_fused_pool_and_linear_layer_in_batches(tmp_path):
+    torch.manual_seed(1)
+    network = import_module(_PoolHead().eval(), (1, 8, 8))
+    x = np.random.default_rng(1).standard_normal((3, 1, 8, 8))
+    qnet = quantize(network, x, PrecisionConfig())
+    program = check_batch(qnet, golden.quantize_input(qnet, x), (16, 8), tmp_path)
+    assert [(img.layer, img.op.images) for img in program.ops] == [("pool", 2), ("pool", 1), ("c2", 3), ("fc", 3)]
+
+
+def test_csim_runs_batched_descriptors_bit_exact(tmp_path):
+    """The HLS engine (C-simulation) on the same batched program: every image's output equal to the golden."""
+    qnet, x_int = per_channel_batch()
+    design = Design.from_dict({"board": "pynq-z2", "clock_mhz": 100,
+                               "fe": {"tm": 4, "tn": 4, "tr": 12, "tc": 4, "w_bits": 8, "a_bits": 8},
+                               "rl": {"tm": 2, "tn": 2, "bits": 16, "batch": 4}})
+    project = generate_project(qnet.network, design, load_board("pynq-z2"), np.zeros((1, *SHAPE)), np.zeros(SHAPE),
+                               tmp_path / "prj")
+    program = build_fe_program(qnet, design.fe, x_int, bus_bytes=8)
+    memory = program.memory.copy()
+    CsimEngines(project).run_fe(memory, program.desc_addr, len(program.ops))
+    reference = golden.fe_forward(qnet, x_int)
+    for i, img in enumerate(program.ops):
+        assert np.array_equal(program.read_images(memory, i), reference[img.layer][img.image0:img.image0 + img.op.images])
+
+
+def test_a_batch_beyond_the_tile_is_refused_by_the_loader():
+    qnet, x_int = per_channel_batch()
+    cfg = FEConfig(4, 4, 12, 4)
+    program = build_fe_program(qnet, cfg, x_int, bus_bytes=8)
+    ops = [{"name": img.op.name, "kind": img.op.kind, "out_addr": img.out_addr, "out_shape": list(img.stored_shape)}
+           for img in program.ops]
+    decoded = check_descriptors(program.memory, 0, ops, 64, (4, 4, 12, 4), 8, "test image")
+    assert [op.images for op in decoded] == [img.op.images for img in program.ops]
+    memory = program.memory.copy()
+    memory[11 * 4] = 2  # descriptor 0 (6-row maps, two per tile) asks for three images
+    with pytest.raises(DesignError, match="descriptor 0 .*3 images of R=6 rows.*at most 2 with TR=12"):
+        check_descriptors(memory, 0, ops, 64, (4, 4, 12, 4), 8, "test image")
+    memory = program.memory.copy()
+    memory[12 * 4 + 3] = 0x7F  # its input stride reaches past the image
+    with pytest.raises(DesignError, match="past the .*input"):
+        check_descriptors(memory, 0, ops, 64, (4, 4, 12, 4), 8, "test image")
+
+
+def _op(k, s, p, h, n, m, kind):
+    p = min(p, k - 1)
+    r = (h + 2 * p - k) // s + 1
+    return FEOp("x", kind, n, h, h, n if kind == "pool" else m, r, r, k, s, p)
+
+
+ops = st.builds(_op, st.sampled_from([1, 3, 5]), st.integers(1, 2), st.integers(0, 2), st.integers(5, 20),
+                st.integers(1, 70), st.integers(1, 70), st.sampled_from(["conv", "pool"]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(op=ops, tr=st.integers(1, 24), tc=st.integers(1, 24), batch=st.integers(1, 40))
+def test_batched_schedule_covers_every_image_once_and_loads_weights_once_per_descriptor(op, tr, tc, batch):
+    cfg = FEConfig(8, 8, tr, tc)
+    descriptors = batched_ops([op], cfg, batch)
+    assert sum(d.images for d in descriptors) == batch
+    most = isa.max_images(op.k, op.s, op.p, op.h, op.r, False, tr)
+    assert all(1 <= d.images <= most for d in descriptors) and len(descriptors) == -(-batch // most)
+    assert most == 1 or op.r * most <= tr
+    single = op_cycles(op, cfg, 8, 20)
+    for d in descriptors:
+        run = op_cycles(d, cfg, 8, 20)
+        # never slower than the images one by one; the same trips; a conv's weights cross the bus once
+        assert run.cycles <= d.images * single.cycles and run.trips == single.trips
+        if op.kind == "conv" and d.images > 1:
+            assert run.dram_bytes < d.images * single.dram_bytes
+        else:
+            assert run.dram_bytes == d.images * single.dram_bytes
+
+
+def test_project_with_a_batch_simulates_and_c_simulates_bit_exact(tmp_path):
+    """fe.batch in design.json: `generate` lays out the batch, `sim` and `csim` check every image."""
+    from dtlgen.csim import csim_project
+    from dtlgen.model import load_model
+    from dtlgen.model.calibration import calibration_inputs
+    from dtlgen.sim.project_sim import simulate_project
+
+    network = load_model("digits_cnn")
+    calib = calibration_inputs(network, 0)
+    design = Design.from_dict({"board": "pynq-z2", "clock_mhz": 90,
+                               "fe": {"tm": 4, "tn": 4, "tr": 16, "tc": 8, "w_bits": 8, "a_bits": 8, "batch": 3},
+                               "rl": {"tm": 2, "tn": 2, "bits": 16, "batch": 4}})
+    with pytest.raises(DesignError, match="batches of 3 images"):
+        generate_project(network, design, load_board("pynq-z2"), calib, calib[0], tmp_path / "one")
+    project = generate_project(network, design, load_board("pynq-z2"), calib, calib[:3], tmp_path / "prj")
+    report = simulate_project(project)
+    assert report["batch"] == 3 and report["totals"]["fe"]["bit_exact"]
+    assert any("(2 images)" in row["name"] for row in report["layers"])
+    assert report["max_layer_abs_error"] <= LAYER_TOLERANCE
+    csim = csim_project(project, steps=1)
+    assert csim["fe"]["bit_exact"]
