@@ -41,7 +41,7 @@ from dtlgen.host.rl_program import RLLayout
 from dtlgen.isa.params import FEParams, FESimBuild, SimDram
 from dtlgen.model.ir import Network
 from dtlgen.perf import Design, predict
-from dtlgen.perf.fe import op_cycles
+from dtlgen.perf.fe import fe_packing, op_cycles
 from dtlgen.perf.validate import check_design
 from dtlgen.quant import golden
 from dtlgen.quant.record import rl_view_to_dict
@@ -71,7 +71,8 @@ def _bus_bytes(board: Board) -> int:
 
 def sim_params(design: Design, board: Board, memory_bytes: int, m_max: int) -> FESimBuild:
     """The FE simulation build for `design`: the engine full size, the board's memory port and latency."""
-    return FESimBuild(FEParams.for_array(design.fe, _bus_bytes(board), m_max),
+    pack = int(fe_packing(design.fe, board) == 2)  # the DSP48 packing of lane pairs (Xilinx boards)
+    return FESimBuild(FEParams.for_array(design.fe, _bus_bytes(board), m_max, pack=pack),
                       SimDram(board.dram_latency_cycles, memory_bytes))
 
 

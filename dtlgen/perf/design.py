@@ -97,8 +97,9 @@ class Design:
                                   f"it or fix its spelling (known: {', '.join(cfg.__dataclass_fields__)})")
         packing = data["fe"].get("dsp_packing", 1) if isinstance(data["fe"], dict) else 1
         if packing != 1:
-            raise DesignError(f"{source}: field 'fe.dsp_packing'={brief(packing)}: the engines put one multiply in "
-                              "a DSP; leave it out or set it to 1")
+            raise DesignError(f"{source}: field 'fe.dsp_packing'={brief(packing)}: the packing follows from the board "
+                              "and the bit widths (two products per Xilinx DSP48 where they fit); leave it out or set "
+                              "it to 1")
         fe = _section(data, "fe", _FE_FIELDS, source)
         rl = _section(data, "rl", _RL_FIELDS, source)
         try:

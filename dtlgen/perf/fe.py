@@ -69,7 +69,7 @@ from dtlgen.boards import Board
 from dtlgen.errors import DesignError, require_int
 from dtlgen.isa import fe as isa_fe
 from dtlgen.model.ir import Layer, Network
-from dtlgen.perf.resources import COEFFICIENTS, ResourceUse, array_resources, banked_memory
+from dtlgen.perf.resources import COEFFICIENTS, ResourceUse, array_resources, banked_memory, dsp_packing
 from dtlgen.quant import fixed
 
 DESCRIPTOR_BYTES = isa_fe.DESCRIPTOR_BYTES
@@ -334,10 +334,18 @@ def fe_accumulator_bits(ops: list[FEOp], cfg: FEConfig) -> int:
     return max((fixed.accumulator_bits(t, cfg.w_bits, cfg.a_bits) for t in terms), default=cfg.a_bits)
 
 
+def fe_packing(cfg: FEConfig, board: Board) -> int:
+    """2 when the FE RTL computes lanes 2j and 2j+1 on one multiply per column (fe_engine.sv's PACK): on a
+    Xilinx DSP48 whose A port takes the packed weights (`dtlgen.perf.resources.dsp_packing`), with at
+    least two lanes and two columns (a depthwise lane pair uses columns 0 and 1); else 1."""
+    return dsp_packing(board, cfg.a_bits, cfg.w_bits) if cfg.tm >= 2 and cfg.tn >= 2 else 1
+
+
 def fe_resources(ops: list[FEOp], cfg: FEConfig, board: Board) -> ResourceUse:
     """DSP/BRAM/LUT/FF of the FE engine sized for `ops` (LUT/FF are estimates: see perf.resources)."""
     acc_bits = fe_accumulator_bits(ops, cfg)
-    array = array_resources(board, cfg.tm * cfg.tn, cfg.lut_mults, cfg.w_bits, cfg.a_bits, cfg.tn, cfg.tm, acc_bits)
+    array = array_resources(board, cfg.tm * cfg.tn, cfg.lut_mults, cfg.w_bits, cfg.a_bits, cfg.tn, cfg.tm, acc_bits,
+                            fe_packing(cfg, board))
     window = 0
     for op in ops:
         rows = min((min(cfg.tr, op.r) - 1) * op.s + op.k, op.h)

@@ -1,9 +1,12 @@
 """Resource arithmetic shared by both engines: DSP packing, memories, LUT/FF coefficients.
 
 What is exact and what is an estimate:
-- DSP counts are exact for the array as the RTL instantiates it: one multiplier per DSP, or two
-  8-bit MACs sharing an operand per DSP48E2 (Xilinx WP486, "Deep Learning with INT8 Optimization
-  on Xilinx Devices", UltraScale/UltraScale+). No other packing is claimed.
+- DSP counts are exact for the array as the RTL instantiates it: one multiplier per DSP, or, in the
+  FE array on a Xilinx DSP48E1 / DSP48E2, two products that share their activation per DSP (Xilinx
+  WP486, "Deep Learning with INT8 Optimization on Xilinx Devices": one multiply of
+  (w_hi << PS) + w_lo by a, fe_engine.sv's PACK) when the packed operand fits the DSP's A port. The
+  count of DSPs Vivado would use is not measured here; yosys's synth_xilinx maps the packed array to
+  one DSP48E1 per lane pair and column (tests/sim/test_synth.py, -m slow). No other packing is claimed (the RL array none).
 - Block RAM counts follow the aspect ratios of a RAMB18 / DP16KD (16K×1, 8K×2, 4K×4, 2K×9,
   1K×18, 512×36; both primitives offer the same set); a memory of at most `LUTRAM_MAX_DEPTH`
   words goes to distributed RAM instead, whatever its width (as synthesis tools map shallow
@@ -58,9 +61,15 @@ class ResourceUse:
         return {"dsp": self.dsp, "bram18": self.bram18, "lut": self.lut, "ff": self.ff}
 
 
-def dsp_packing(board: Board, a_bits: int, b_bits: int) -> int:
-    """MACs per DSP: 2 for ≤8-bit operands on DSP48E2 (WP486), else 1."""
-    return 2 if board.dsp_kind == "DSP48E2" and a_bits <= 8 and b_bits <= 8 else 1
+DSP_A_PORT = {"DSP48E1": 25, "DSP48E2": 27}  # the multiplier's wide input (after the pre-adder), bits
+
+
+def dsp_packing(board: Board, a_bits: int, w_bits: int) -> int:
+    """Products per DSP for w-bit weights against one a-bit activation: 2 when (w_hi << (a + w)) + w_lo
+    (2w + a + 1 bits signed) fits the A port of a DSP48E1 (25 bits) or DSP48E2 (27) and a the B port
+    (18), else 1 (an ECP5 MULT18X18D is 18×18: never)."""
+    port = DSP_A_PORT.get(board.dsp_kind, 0)
+    return 2 if 2 * w_bits + a_bits + 1 <= port and a_bits <= 18 else 1
 
 
 def dsps_per_mult(board: Board, a_bits: int, b_bits: int) -> int:
@@ -106,16 +115,22 @@ def _adder_tree_bits(inputs: int, operand_bits: int) -> int:
 
 
 def array_resources(board: Board, multipliers: int, lut_mults: int, a_bits: int, b_bits: int,
-                    tree_inputs: int, trees: int, acc_bits: int) -> ResourceUse:
-    """A multiplier array with `trees` adder trees of `tree_inputs` products and accumulators."""
+                    tree_inputs: int, trees: int, acc_bits: int, packing: int = 1) -> ResourceUse:
+    """A multiplier array with `trees` adder trees of `tree_inputs` products and accumulators;
+    `packing` 2: trees 2j and 2j+1 share one DSP per input (the last tree alone when odd), and each
+    pair's high product is recovered by a product-wide adder in fabric."""
     coeff = COEFFICIENTS[board.lut_kind]
     dsp_mults = multipliers - lut_mults
-    packing = dsp_packing(board, a_bits, b_bits)
-    dsp = math.ceil(dsp_mults / packing) * dsps_per_mult(board, a_bits, b_bits)
     product_bits = a_bits + b_bits
+    split = 0
+    if packing == 2:
+        dsp = max(0, -(-trees // 2) * tree_inputs - lut_mults // 2) * dsps_per_mult(board, a_bits, b_bits)
+        split = (trees // 2) * tree_inputs * product_bits
+    else:
+        dsp = dsp_mults * dsps_per_mult(board, a_bits, b_bits)
     tree_bits = trees * _adder_tree_bits(tree_inputs, product_bits)
     lut = (lut_mults * lut_mult_cost(board, a_bits, b_bits)
-           + math.ceil(coeff["lut_per_adder_bit"] * (tree_bits + trees * acc_bits)))
+           + math.ceil(coeff["lut_per_adder_bit"] * (tree_bits + trees * acc_bits + split)))
     # Registers: operands, products, each tree level, accumulators.
     ff = multipliers * (a_bits + b_bits + product_bits) + tree_bits + trees * acc_bits
     return ResourceUse(dsp=dsp, lut=lut, ff=ff)

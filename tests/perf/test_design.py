@@ -123,7 +123,7 @@ def test_oversized_fe_is_infeasible_naming_dsp(networks):
     design = Design("pynq-z2", 100.0, FEConfig(64, 64, 8, 8), RLConfig(8, 8))
     prediction = predict(networks["vgg16_cifar"], design, board)
     assert not prediction.feasible
-    assert prediction.fe_resources.dsp == 64 * 64  # DSP48E1: one 8×8 multiplier per DSP
+    assert prediction.fe_resources.dsp == 64 * 64 // 2  # DSP48E1: two 8×8 multipliers per DSP
     assert any(v.startswith("dsp:") and "220" in v and str(prediction.resources.dsp) in v
                for v in prediction.violations), prediction.violations
 

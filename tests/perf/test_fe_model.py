@@ -435,21 +435,23 @@ def test_fe_bram_monotone_in_tm_across_the_bias_table(vgg, boards):
 
 
 def test_dsp_packing():
+    """Two FE products per Xilinx DSP48 where (w_hi << (a + w)) + w_lo fits the A port (25 / 27 bits), as
+    fe_engine.sv's PACK computes them; never on an ECP5; never in the RL array."""
     b = {name: load_board(name) for name in BOARDS}
-    assert dsp_packing(b["zcu104"], 8, 8) == 2
-    assert dsp_packing(b["zcu104"], 4, 2) == 2
-    assert dsp_packing(b["zcu104"], 9, 8) == 1 and dsp_packing(b["zcu104"], 16, 16) == 1
-    for name in ("pynq-z2", "ulx3s-85f", "orangecrab-25f"):
+    assert dsp_packing(b["zcu104"], 8, 8) == 2 and dsp_packing(b["pynq-z2"], 8, 8) == 2  # 25 bits: E1 and E2
+    assert dsp_packing(b["zcu104"], 9, 8) == 2 and dsp_packing(b["pynq-z2"], 9, 8) == 1  # 26 bits: E2 only
+    assert dsp_packing(b["zcu104"], 8, 10) == 1 and dsp_packing(b["zcu104"], 16, 16) == 1
+    for name in ("ulx3s-85f", "orangecrab-25f"):
         assert dsp_packing(b[name], 8, 8) == 1 and dsp_packing(b[name], 4, 4) == 1
     network = Network("t", (64, 8, 8), [conv_layer("c", 64, 8, 64, 3, 1, 1)])
-    for tm, tn, bits, name, dsp in [(8, 8, 8, "zcu104", 32), (5, 3, 8, "zcu104", 8), (8, 8, 16, "zcu104", 64),
-                                    (8, 8, 8, "pynq-z2", 64), (8, 8, 8, "ulx3s-85f", 64),
+    for tm, tn, bits, name, dsp in [(8, 8, 8, "zcu104", 32), (5, 3, 8, "zcu104", 9), (8, 8, 16, "zcu104", 64),
+                                    (8, 8, 8, "pynq-z2", 32), (8, 8, 8, "ulx3s-85f", 64), (8, 1, 8, "pynq-z2", 8),
                                     (4, 4, 16, "pynq-z2", 16)]:
         cfg = fe.FEConfig(tm, tn, 8, 8, w_bits=bits, a_bits=bits)
         assert fe.fe_resources(fe.fe_ops(network, cfg), cfg, b[name]).dsp == dsp, (tm, tn, bits, name)
     cfg = fe.FEConfig(8, 8, 8, 8, lut_mults=10)
-    assert fe.fe_resources(fe.fe_ops(network, cfg), cfg, b["zcu104"]).dsp == 27  # ceil(54 / 2)
-    assert rl.rl_resources([rl.GemmLayer("fc", 32, 64, 1)], rl.RLConfig(4, 4, bits=8), b["zcu104"]).dsp == 8
+    assert fe.fe_resources(fe.fe_ops(network, cfg), cfg, b["zcu104"]).dsp == 27  # 32 pairs, 10 products in LUTs
+    assert rl.rl_resources([rl.GemmLayer("fc", 32, 64, 1)], rl.RLConfig(4, 4, bits=8), b["zcu104"]).dsp == 16
     assert rl.rl_resources([rl.GemmLayer("fc", 32, 64, 1)], rl.RLConfig(4, 4, bits=16), b["zcu104"]).dsp == 16
 
 

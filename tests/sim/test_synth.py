@@ -90,3 +90,24 @@ def test_rl_engine_synthesises_for_ecp5(tmp_path):
     cells = top_cells(tmp_path / "rl.json", "rl_engine")
     multipliers = sum(1 for cell in cells.values() if cell["type"] == "MULT18X18D")
     assert multipliers >= 2 * 2, "the 2x2 array's 16-bit multipliers map to MULT18X18D"
+
+
+def _xilinx_dsps(pack: int, cwd) -> int:
+    packed = SMALL.replace(" fe_engine", f" -set PACK {pack} fe_engine")
+    result = yosys(f"{FE_READ}; {packed}; synth_xilinx -top fe_engine -run :coarse; "
+                   "tee -q -o stat.txt stat", cwd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # stat lists the module, then the design's totals: the first count is the module's
+    counts = [int(line.split()[0]) for line in (cwd / "stat.txt").read_text().splitlines()
+              if line.split()[1:] == ["DSP48E1"]]
+    return counts[0] if counts else 0
+
+
+@pytest.mark.slow
+def test_fe_packing_puts_two_products_in_one_dsp48e1(tmp_path):
+    """python -m pytest -m slow tests/sim/test_synth.py (about 20 s): synth_xilinx's DSP
+    mapping of the 2x2 array with PACK=1 uses one DSP48E1 fewer per lane pair and column, i.e. TM*TN/2
+    fewer than PACK=0 (the rest of the engine's multipliers are the same in both)."""
+    (tmp_path / "p0").mkdir()
+    (tmp_path / "p1").mkdir()
+    assert _xilinx_dsps(0, tmp_path / "p0") - _xilinx_dsps(1, tmp_path / "p1") == 2 * 2 // 2

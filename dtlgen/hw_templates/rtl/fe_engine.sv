@@ -33,7 +33,8 @@ module fe_engine #(
   parameter int S_MAX = 2,    // largest stride the input window is sized for
   parameter int HAS_ADD = 1,  // 0: no residual add runs here, so no second operand buffer
   parameter int M_MAX = 512,
-  parameter int DRAIN = 6  // pipeline fill/drain cycles per trip (dtlgen.perf.fe.pipeline_depth)
+  parameter int DRAIN = 6,  // pipeline fill/drain cycles per trip (dtlgen.perf.fe.pipeline_depth)
+  parameter int PACK = 0    // 1: lanes 2j and 2j+1 share one multiply per column (DSP48 packing, below)
 ) (
   input  logic                     clk,
   input  logic                     rst,
@@ -1187,15 +1188,51 @@ module fe_engine #(
   end
 
   // E2: products (a depthwise lane uses its own operand and column 0), a per-channel op's value;
-  // then the adder tree, one register per level
+  // then the adder tree, one register per level.
+  // Under PACK, lanes 2j and 2j+1 of column n share one multiply, as two 8-bit MACs share a Xilinx
+  // DSP48 (WP486): ((w_{2j+1} << PS) + w_{2j}) * a_n = hi * 2^PS + lo, lo = w_{2j} * a_n the low PS bits
+  // read as signed (a product fits PS = A_BITS + W_BITS bits), hi = w_{2j+1} * a_n = (P >>> PS) + lo's
+  // sign. A depthwise conv has one product per lane, lane 2j's in column 0 and lane 2j+1's in column
+  // 1 (the tree sums a lane's columns, and the other columns are zero), each on its own multiply.
+  localparam int PS = A_BITS + W_BITS;
+  localparam int PAIRS = (PACK != 0 && TN >= 2) ? TM / 2 : 0;
+  localparam int PPW = 2 * PS + 1;  // the packed product: hi * a_n * 2^PS + lo * a_n fits 2 * PS bits signed
   always_ff @(posedge clk) begin
-    for (int m = 0; m < TM; m++) begin
+    for (int m = 2 * PAIRS; m < TM; m++) begin
       for (int n = 0; n < TN; n++) begin
         if (k_conv && (!d_dw || n == 0))
           tree[t_idx(0, m, n)] <= TW'(w1[m * TN + n]) * TW'(d_dw ? a1[m] : a1[n]);
         else
           tree[t_idx(0, m, n)] <= '0;
       end
+    end
+    for (int j = 0; j < PAIRS; j++) begin
+      for (int n = 0; n < TN; n++) begin
+        logic signed [W_BITS-1:0] hi, lo;
+        logic signed [A_BITS-1:0] b;
+        logic signed [PPW-1:0]    p;
+        logic signed [PS-1:0]     low;
+        /* verilator lint_off UNUSEDSIGNAL */  // the tree keeps its TW low bits
+        logic signed [PPW-1:0]    high;   // hi * a_n
+        /* verilator lint_on UNUSEDSIGNAL */
+        logic signed [1:0]        borrow; // lo's sign: what the low half took from the high one
+        hi = d_dw ? '0 : w1[(2 * j + 1) * TN + n];
+        lo = d_dw ? w1[(2 * j + ((n == 1) ? 1 : 0)) * TN] : w1[2 * j * TN + n];
+        b = d_dw ? a1[2 * j + ((n == 1) ? 1 : 0)] : a1[n];
+        p = ((PPW'(hi) <<< PS) + PPW'(lo)) * PPW'(b);
+        low = p[PS-1:0];
+        borrow = {1'b0, low[PS-1]};
+        high = (p >>> PS) + PPW'(borrow);  // (all operands signed: an arithmetic shift)
+        if (k_conv && (!d_dw || n < 2)) begin
+          tree[t_idx(0, 2 * j, n)] <= (d_dw && n == 1) ? '0 : TW'(low);
+          tree[t_idx(0, 2 * j + 1, n)] <= d_dw ? ((n == 1) ? TW'(low) : '0) : TW'(high);
+        end else begin
+          tree[t_idx(0, 2 * j, n)] <= '0;
+          tree[t_idx(0, 2 * j + 1, n)] <= '0;
+        end
+      end
+    end
+    for (int m = 0; m < TM; m++) begin
       if (k_add) pc2[m] <= (ACC_BITS'(a1[m]) <<< d_sa) + (ACC_BITS'(b1[m]) <<< d_sb);
       else pc2[m] <= ACC_BITS'(a1[m]);
     end
