@@ -67,7 +67,8 @@ class FEParams:
     `has_add`: the largest kernel and stride the input buffers hold and whether an add's second operand
     has room (the engine's full size unless a board design sizes them for its program); `drain`: the
     pipeline's fill/drain cycles per trip, which follow from `tn` (`dtlgen.isa.fe.pipeline_depth`); `pack`:
-    1 to compute lanes 2j and 2j+1 on one multiply per column (Xilinx DSP48 packing, `dtlgen.perf.fe`)."""
+    1 to compute lanes 2j and 2j+1 on one multiply per column (Xilinx DSP48 packing, `dtlgen.perf.fe`);
+    `lut_mults`: the array's last products built in fabric (the design's `fe.lut_mults`)."""
 
     tm: int = _param("TM", "FE_TM", lowest=1)
     tn: int = _param("TN", "FE_TN", lowest=1)
@@ -82,15 +83,20 @@ class FEParams:
     has_add: int = _param("HAS_ADD", default=1)
     drain: int = _param("DRAIN", init=False)
     pack: int = _param("PACK", "FE_PACK", default=0)
+    lut_mults: int = _param("LUT_MULTS", "FE_LUT_MULTS", default=0)
 
     def __post_init__(self) -> None:
         _check_lowest(self, "FE")
+        if self.lut_mults > self.tm * self.tn or self.pack > 1:
+            raise ValueError(f"the FE engine's lut_mults {self.lut_mults} and pack {self.pack}: expected at most "
+                             f"tm·tn = {self.tm * self.tn} and 1")
         object.__setattr__(self, "drain", isa_fe.pipeline_depth(self.tn))
 
     @classmethod
     def for_array(cls, cfg: Any, bus_bytes: int, m_max: int, pack: int = 0, **sizing: int) -> "FEParams":
         """The engine for a design's FE array `cfg` (tm, tn, tr, tc, a_bits, w_bits: `perf.fe.FEConfig`)."""
-        return cls(cfg.tm, cfg.tn, cfg.tr, cfg.tc, cfg.a_bits, cfg.w_bits, bus_bytes, m_max, pack=pack, **sizing)
+        return cls(cfg.tm, cfg.tn, cfg.tr, cfg.tc, cfg.a_bits, cfg.w_bits, bus_bytes, m_max, pack=pack,
+                   lut_mults=cfg.lut_mults, **sizing)
 
     @property
     def full_size(self) -> bool:

@@ -114,20 +114,27 @@ def _adder_tree_bits(inputs: int, operand_bits: int) -> int:
     return total
 
 
+def packed_pairs(trees: int, tree_inputs: int, lut_mults: int) -> int:
+    """Tree pairs (2j, 2j+1) that share their DSPs under packing (fe_engine.sv's PAIRS): those whose
+    products (lane-major, q = tree * tree_inputs + input) all lie before the last `lut_mults`, which are
+    built in fabric."""
+    if tree_inputs < 2:
+        return 0
+    return min(trees // 2, (trees * tree_inputs - lut_mults) // (2 * tree_inputs))
+
+
 def array_resources(board: Board, multipliers: int, lut_mults: int, a_bits: int, b_bits: int,
                     tree_inputs: int, trees: int, acc_bits: int, packing: int = 1) -> ResourceUse:
     """A multiplier array with `trees` adder trees of `tree_inputs` products and accumulators;
-    `packing` 2: trees 2j and 2j+1 share one DSP per input (the last tree alone when odd), and each
-    pair's high product is recovered by a product-wide adder in fabric."""
+    `packing` 2: trees 2j and 2j+1 share one DSP per input (`packed_pairs`; the last tree alone when
+    odd), and each pair's high product is recovered by a product-wide adder in fabric. The last
+    `lut_mults` products are LUT multipliers (fe_engine.sv's LUT_MULTS, marked USE_DSP "no")."""
     coeff = COEFFICIENTS[board.lut_kind]
     dsp_mults = multipliers - lut_mults
     product_bits = a_bits + b_bits
-    split = 0
-    if packing == 2:
-        dsp = max(0, -(-trees // 2) * tree_inputs - lut_mults // 2) * dsps_per_mult(board, a_bits, b_bits)
-        split = (trees // 2) * tree_inputs * product_bits
-    else:
-        dsp = dsp_mults * dsps_per_mult(board, a_bits, b_bits)
+    pairs = packed_pairs(trees, tree_inputs, lut_mults) if packing == 2 else 0
+    dsp = (dsp_mults - pairs * tree_inputs) * dsps_per_mult(board, a_bits, b_bits)
+    split = pairs * tree_inputs * product_bits
     tree_bits = trees * _adder_tree_bits(tree_inputs, product_bits)
     lut = (lut_mults * lut_mult_cost(board, a_bits, b_bits)
            + math.ceil(coeff["lut_per_adder_bit"] * (tree_bits + trees * acc_bits + split)))

@@ -58,9 +58,9 @@ class _PoolHead(nn.Module):
         return self.fc(torch.flatten(torch.relu(self.c2(y)), 1))
 
 
-def check_batch(qnet, x_int, tiles, workdir, array=(4, 4), pack=0):
-    cfg, params = FEConfig(*array, *tiles), fe_build(*array, *tiles)
-    params = dataclasses.replace(params, fe=dataclasses.replace(params.fe, pack=pack))
+def check_batch(qnet, x_int, tiles, workdir, array=(4, 4), pack=0, lut_mults=0):
+    cfg, params = FEConfig(*array, *tiles, lut_mults=lut_mults), fe_build(*array, *tiles)
+    params = dataclasses.replace(params, fe=dataclasses.replace(params.fe, pack=pack, lut_mults=lut_mults))
     program = build_fe_program(qnet, cfg, x_int, params.dram.memory_bytes, bus_bytes=params.fe.bus_bytes)
     predicted = [op_cycles(img.op, cfg, params.fe.bus_bytes, params.dram.latency).cycles for img in program.ops]
     result = fe_sim.run(program, params, workdir, max_cycles=4 * sum(predicted) + 10_000)
@@ -85,12 +85,13 @@ def test_per_channel_ops_in_batches_bit_exact_and_on_the_model(tmp_path, tiles):
     assert {img.op.kind for img in program.ops} == {"conv", "add", "pool"}
 
 
-@pytest.mark.parametrize("array", [(4, 4), (5, 3)])
-def test_packed_multipliers_are_bit_exact_in_batches(tmp_path, array):
+@pytest.mark.parametrize("array, lut_mults", [((4, 4), 0), ((5, 3), 0), ((4, 4), 6)])
+def test_packed_multipliers_are_bit_exact_in_batches(tmp_path, array, lut_mults):
     """PACK=1 (two lanes on one multiply per column, as on a DSP48): every op kind, depthwise included,
-    bit-exact and in the same cycles; 5 lanes leave the last one on its own multiplier."""
+    bit-exact and in the same cycles; 5 lanes leave the last one on its own multiplier; with 6 LUT
+    products the second pair is unpacked, its lanes half in fabric (LUT_MULTS)."""
     qnet, x_int = per_channel_batch()
-    check_batch(qnet, x_int, (12, 4), tmp_path, array, pack=1)
+    check_batch(qnet, x_int, (12, 4), tmp_path, array, pack=1, lut_mults=lut_mults)
 
 
 def test_fused_pool_and_linear_layer_in_batches(tmp_path):

@@ -34,7 +34,8 @@ module fe_engine #(
   parameter int HAS_ADD = 1,  // 0: no residual add runs here, so no second operand buffer
   parameter int M_MAX = 512,
   parameter int DRAIN = 6,  // pipeline fill/drain cycles per trip (dtlgen.perf.fe.pipeline_depth)
-  parameter int PACK = 0    // 1: lanes 2j and 2j+1 share one multiply per column (DSP48 packing, below)
+  parameter int PACK = 0,   // 1: lanes 2j and 2j+1 share one multiply per column (DSP48 packing, below)
+  parameter int LUT_MULTS = 0  // the last LUT_MULTS products (lane-major) are built in fabric, not DSPs
 ) (
   input  logic                     clk,
   input  logic                     rst,
@@ -1194,17 +1195,30 @@ module fe_engine #(
   // read as signed (a product fits PS = A_BITS + W_BITS bits), hi = w_{2j+1} * a_n = (P >>> PS) + lo's
   // sign. A depthwise conv has one product per lane, lane 2j's in column 0 and lane 2j+1's in column
   // 1 (the tree sums a lane's columns, and the other columns are zero), each on its own multiply.
+  // LUT_MULTS: products q = m * TN + n >= Q0 go through prod_lut, which Vivado's USE_DSP "no" keeps
+  // out of the DSPs (the resource model's lut_mults); a lane pair is packed only if all its products
+  // are below Q0 (dtlgen.perf.resources.packed_pairs).
   localparam int PS = A_BITS + W_BITS;
-  localparam int PAIRS = (PACK != 0 && TN >= 2) ? TM / 2 : 0;
+  localparam int Q0 = TM * TN - LUT_MULTS;
+  localparam int PAIRS = (PACK != 0 && TN >= 2) ? ((TM / 2 < Q0 / (2 * TN)) ? TM / 2 : Q0 / (2 * TN)) : 0;
   localparam int PPW = 2 * PS + 1;  // the packed product: hi * a_n * 2^PS + lo * a_n fits 2 * PS bits signed
+  localparam int Q1 = 2 * PAIRS * TN;  // the first product not in a packed pair
+  logic signed [TW-1:0] prod_dsp [Q0 > Q1 ? Q0 - Q1 : 1];
+  (* use_dsp = "no" *) logic signed [TW-1:0] prod_lut [LUT_MULTS > 0 ? LUT_MULTS : 1];
+  always_comb begin
+    prod_dsp[0] = '0;
+    prod_lut[0] = '0;
+    for (int q = Q1; q < TM * TN; q++) begin
+      if (q < Q0) prod_dsp[q - Q1] = TW'(w1[q]) * TW'(d_dw ? a1[q / TN] : a1[q % TN]);
+      else prod_lut[q - Q0] = TW'(w1[q]) * TW'(d_dw ? a1[q / TN] : a1[q % TN]);
+    end
+  end
   always_ff @(posedge clk) begin
-    for (int m = 2 * PAIRS; m < TM; m++) begin
-      for (int n = 0; n < TN; n++) begin
-        if (k_conv && (!d_dw || n == 0))
-          tree[t_idx(0, m, n)] <= TW'(w1[m * TN + n]) * TW'(d_dw ? a1[m] : a1[n]);
-        else
-          tree[t_idx(0, m, n)] <= '0;
-      end
+    for (int q = Q1; q < TM * TN; q++) begin
+      if (k_conv && (!d_dw || q % TN == 0))
+        tree[t_idx(0, q / TN, q % TN)] <= (q < Q0) ? prod_dsp[q - Q1] : prod_lut[q - Q0];
+      else
+        tree[t_idx(0, q / TN, q % TN)] <= '0;
     end
     for (int j = 0; j < PAIRS; j++) begin
       for (int n = 0; n < TN; n++) begin
