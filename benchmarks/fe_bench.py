@@ -6,7 +6,8 @@ For each (network, board, design, batch): the FE part of a batch of images runs 
 the table gives measured and predicted cycles and GOPs at the design clock, their error,
 the array efficiency (useful MACs / (cycles × tm·tn)) overall and on the compute-bound layers, the
 simulator's speed and the wall time. Designs come from the DSE (`--prefer throughput` on a
-reduced budget) unless `--design FILE` is given; every figure says where it came from.
+reduced budget, its time objective at the largest batch asked for) unless `--design FILE` is given;
+every figure says where it came from.
 
 Run: python benchmarks/fe_bench.py [--models vgg16_cifar resnet18_cifar mobilenet_v1_cifar]
                                    [--boards pynq-z2 zcu104] [--batch 1 8] [--pop 40 --gens 25] [--design FILE]
@@ -28,6 +29,7 @@ from rich.table import Table
 
 from dtlgen.boards import load_board
 from dtlgen.dse import Space, run_dse
+from dtlgen.dse.problem import Fixed
 from dtlgen.errors import DtlgenError
 from dtlgen.generator.fe_program import build_fe_program
 from dtlgen.generator.project import quantize_for_design, sim_params
@@ -43,14 +45,16 @@ BENCH_SPACE = Space(fe_tm=tuple(range(4, 33)), fe_tn=tuple(range(4, 33)), fe_tr=
                     fe_tc=tuple(range(2, 17)), fe_w_bits=(8,), fe_a_bits=(8,))
 
 
-def bench_one(model: str, board_name: str, design: Design | None, pop: int, gens: int, batch: int = 1) -> dict:
+def bench_one(model: str, board_name: str, design: Design | None, pop: int, gens: int, batch: int = 1,
+              dse_batch: int = 1) -> dict:
     network, board = load_model(model), load_board(board_name)
     calib = calibration_inputs(network, 0, max(batch, 1))
     source = "given"
     if design is None:
-        result = run_dse(network, board, calib, None, pop, gens, seed=1, prefer="throughput", space=BENCH_SPACE)
+        result = run_dse(network, board, calib, None, pop, gens, seed=1, prefer="throughput", space=BENCH_SPACE,
+                         fixed=Fixed(fe_batch=dse_batch))
         design = Design.from_dict(result.design)
-        source = f"DSE (throughput, pop {pop} x {gens})"
+        source = f"DSE (throughput at batch {dse_batch}, pop {pop} x {gens})"
     qnet = quantize_for_design(network, design, calib)
     x_int = golden.quantize_input(qnet, calib[:batch])
     m_max = 1 << max(0, (max(l.m for l in network.frozen_layers) - 1).bit_length())
@@ -104,7 +108,7 @@ def main() -> None:
         sys.exit(f"fe_bench: error: {err}")
     table = Table(title=f"FE engine: RTL simulation (Verilator) vs analytical model, a batch of images "
                         f"({platform.machine()}, {os.cpu_count()} cores)")
-    for column in ("model / board", "design (FE tm x tn, tr x tc)", "clock", "batch", "bit-exact", "measured cycles",
+    for column in ("model / board", "design (FE tm x tn, tr x tc, bits)", "clock", "batch", "bit-exact", "measured cycles",
                    "predicted cycles", "measured GOPs", "predicted GOPs", "network error", "max layer error",
                    "array efficiency", "compute-bound layers", "sim speed", "build + run"):
         table.add_column(column, justify="right")
@@ -113,11 +117,12 @@ def main() -> None:
         for board in args.boards:
             chosen, source = design, None  # the DSE runs once per model and board, for the first batch
             for batch in args.batch:
-                r = bench_one(model, board, chosen, args.pop, args.gens, batch)
+                r = bench_one(model, board, chosen, args.pop, args.gens, batch, max(args.batch))
                 chosen, source = r["design"], source or r["source"]
                 fe = r["design"].fe
                 sources.add(source)
-                table.add_row(f"{model} / {board}", f"{fe.tm}x{fe.tn}, {fe.tr}x{fe.tc}",
+                table.add_row(f"{model} / {board}", f"{fe.tm}x{fe.tn}, {fe.tr}x{fe.tc}, w{fe.w_bits}/a{fe.a_bits}, "
+                              f"{fe.lut_mults} LUT mults",
                               f"{r['design'].clock_mhz:g} MHz", f"{batch} ({r['descriptors']} desc.)",
                               "yes" if r["bit_exact"] else "NO",
                               f"{r['measured_cycles']:,}", f"{r['predicted_cycles']:,}", f"{r['measured_gops']:.2f}",
