@@ -1191,10 +1191,11 @@ module fe_engine #(
   // E2: products (a depthwise lane uses its own operand and column 0), a per-channel op's value;
   // then the adder tree, one register per level.
   // Under PACK, lanes 2j and 2j+1 of column n share one multiply, as two 8-bit MACs share a Xilinx
-  // DSP48 (WP486): ((w_{2j+1} << PS) + w_{2j}) * a_n = hi * 2^PS + lo, lo = w_{2j} * a_n the low PS bits
-  // read as signed (a product fits PS = A_BITS + W_BITS bits), hi = w_{2j+1} * a_n = (P >>> PS) + lo's
-  // sign. A depthwise conv has one product per lane, lane 2j's in column 0 and lane 2j+1's in column
-  // 1 (the tree sums a lane's columns, and the other columns are zero), each on its own multiply.
+  // DSP48 (WP486): P = ((w_{2j+1} << PS) + w_{2j}) * a_n + borrow * 2^PS; lo = w_{2j} * a_n is P's low
+  // PS bits read as signed (a product fits PS = A_BITS + W_BITS bits), hi = w_{2j+1} * a_n = P >>> PS,
+  // borrow (lo < 0) undoing what the low half takes from the high one. A depthwise conv has one
+  // product per lane, lane 2j's in column 0 and lane 2j+1's in column 1 (the tree sums a lane's
+  // columns, and the other columns are zero), each on its own multiply.
   // LUT_MULTS: products q = m * TN + n >= Q0 go through prod_lut, which Vivado's USE_DSP "no" keeps
   // out of the DSPs (the resource model's lut_mults); a lane pair is packed only if all its products
   // are below Q0 (dtlgen.perf.resources.packed_pairs).
@@ -1229,14 +1230,16 @@ module fe_engine #(
         /* verilator lint_off UNUSEDSIGNAL */  // the tree keeps its TW low bits
         logic signed [PPW-1:0]    high;   // hi * a_n
         /* verilator lint_on UNUSEDSIGNAL */
-        logic signed [1:0]        borrow; // lo's sign: what the low half took from the high one
+        logic                     borrow; // lo * a_n < 0: what the low half takes from the high one
         hi = d_dw ? '0 : w1[(2 * j + 1) * TN + n];
         lo = d_dw ? w1[(2 * j + ((n == 1) ? 1 : 0)) * TN] : w1[2 * j * TN + n];
         b = d_dw ? a1[2 * j + ((n == 1) ? 1 : 0)] : a1[n];
-        p = ((PPW'(hi) <<< PS) + PPW'(lo)) * PPW'(b);
+        // the borrow from the operands' signs, beside the multiply, enters as the post-adder's
+        // 2^PS term (a DSP48's C input): no adder after the product
+        borrow = (lo != '0) && (b != '0) && (lo[W_BITS-1] ^ b[A_BITS-1]);
+        p = ((PPW'(hi) <<< PS) + PPW'(lo)) * PPW'(b) + (PPW'({1'b0, borrow}) <<< PS);
         low = p[PS-1:0];
-        borrow = {1'b0, low[PS-1]};
-        high = (p >>> PS) + PPW'(borrow);  // (all operands signed: an arithmetic shift)
+        high = p >>> PS;  // (signed: an arithmetic shift)
         if (k_conv && (!d_dw || n < 2)) begin
           tree[t_idx(0, 2 * j, n)] <= (d_dw && n == 1) ? '0 : TW'(low);
           tree[t_idx(0, 2 * j + 1, n)] <= d_dw ? ((n == 1) ? TW'(low) : '0) : TW'(high);
