@@ -7,14 +7,19 @@ stream through every trip, so the memory side sets the pace). The DDR-like memor
 (`dtlgen.isa.params.DdrTiming`, dram_model.sv) is a DDR3-1066 x16 part seen from a 90 MHz fabric:
 2 KB rows in 8 banks, a row miss 6 cycles (precharge + activate, about 60 ns with the controller),
 refresh 24 cycles every 702 (260 ns every 7.8 µs). Cycles from the engine's perf counters
-(Verilator, cocotb), outputs checked bit for bit against the golden model; the model column is the
-analytical model, which knows only the ideal memory today (issue 15: its closed form for this one).
+(Verilator, cocotb), outputs checked bit for bit against the golden model. The model columns are
+the analytical model on the ideal memory and with the DDR-like memory's closed form
+(`dtlgen.perf.fe.op_cycles(..., ddr=)`: rows each trip's streams open, refresh as an expectation over
+where it falls), its error against the RTL on the DDR-like memory for the whole run and its worst
+descriptor. `--networks` adds whole feature extractors of the model zoo (one image, FE 16×16, 8×8
+tiles, 8-bit; about a minute each after a 2-minute build).
 
-Run: python benchmarks/ddr_bench.py
+Run: python benchmarks/ddr_bench.py [--networks vgg16_cifar resnet18_cifar mobilenet_v1_cifar]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import tempfile
@@ -29,6 +34,7 @@ from torch import nn
 from dtlgen.generator.fe_program import build_fe_program
 from dtlgen.isa.params import DdrTiming, FEParams, FESimBuild, SimDram
 from dtlgen.model import import_module, load_model
+from dtlgen.model.calibration import calibration_inputs
 from dtlgen.model.digits_task import load_digits_task
 from dtlgen.perf.fe import FEConfig, op_cycles
 from dtlgen.quant import golden
@@ -39,39 +45,57 @@ BUS, LATENCY, MEMORY = 8, 40, 1 << 18
 DDR3 = DdrTiming(row_bytes=2048, banks=8, t_miss=6, t_refi=702, t_rfc=24)
 
 
-def cases():
+def cases(networks=()):
+    """(label, quantised network, one image, FE config, bias table depth) per row."""
     task = load_digits_task()
     digits = quantize(load_model("digits_cnn"), task.retrain_x, PrecisionConfig())
-    yield "digits_cnn FE (compute-bound)", digits, golden.quantize_input(digits, task.test_x[:1])[0], FEConfig(4, 4, 4, 8)
+    yield "digits_cnn FE (compute-bound)", digits, golden.quantize_input(digits, task.test_x[:1])[0], FEConfig(4, 4, 4, 8), \
+        1024
     rng = np.random.default_rng(0)
     wide = import_module(nn.Sequential(nn.Conv2d(64, 64, 3, padding=1), nn.ReLU()).eval(), (64, 4, 4))
     qnet = quantize(wide, rng.standard_normal((4, 64, 4, 4)), PrecisionConfig())
     yield "conv 64→64 3×3 on 4×4 (memory-bound)", qnet, golden.quantize_input(qnet, rng.standard_normal((1, 64, 4, 4)))[0], \
-        FEConfig(8, 8, 4, 4)
+        FEConfig(8, 8, 4, 4), 1024
+    for name in networks:
+        network = load_model(name)
+        x = calibration_inputs(network, 0, 1)
+        qnet = quantize(network, x, PrecisionConfig())
+        m_max = 1 << max(0, (max(layer.m for layer in network.frozen_layers) - 1).bit_length())
+        yield f"{name} FE (16×16, 8×8 tiles)", qnet, golden.quantize_input(qnet, x[:1])[0], FEConfig(16, 16, 8, 8), m_max
 
 
 def main() -> None:
-    console = Console()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--networks", nargs="*", default=[], help="zoo models whose whole FE to add")
+    args = parser.parse_args()
+    console = Console(width=200)
     table = Table(title=f"FE on the ideal memory vs DDR-like timing ({DDR3})")
-    for column in ("layer(s)", "model (ideal)", "RTL ideal", "RTL DDR-like", "DDR cost", "bit-exact", "wall s"):
+    for column in ("layer(s)", "model (ideal)", "RTL ideal", "RTL DDR-like", "DDR cost", "model (DDR-like)",
+                   "model error (all / worst descriptor)", "bit-exact", "wall s"):
         table.add_column(column, justify="left" if column == "layer(s)" else "right")
     with tempfile.TemporaryDirectory(prefix="ddr_bench_") as work:
-        for label, qnet, x_int, cfg in cases():
-            program = build_fe_program(qnet, cfg, x_int, MEMORY, bus_bytes=BUS)
+        for label, qnet, x_int, cfg, m_max in cases(args.networks):
+            program = build_fe_program(qnet, cfg, x_int, m_max=m_max, bus_bytes=BUS)
+            memory = max(MEMORY, len(program.memory))
             reference = golden.fe_forward(qnet, x_int[None])
-            params = FESimBuild(FEParams.for_array(cfg, BUS, 1024), SimDram(LATENCY, MEMORY))
+            params = FESimBuild(FEParams.for_array(cfg, BUS, m_max), SimDram(LATENCY, memory))
             predicted = sum(op_cycles(img.op, cfg, BUS, LATENCY).cycles for img in program.ops)
+            with_ddr = [op_cycles(img.op, cfg, BUS, LATENCY, DDR3).cycles for img in program.ops]
             cycles, exact, start = [], True, time.perf_counter()
             for ddr in (None, DDR3):
                 workdir = Path(work) / f"{len(cycles)}_{cfg.tm}"
                 result = fe_sim.run_image(program.memory, program.desc_addr, len(program.ops), params, workdir,
                                           max_cycles=20 * predicted + 10_000, ddr=ddr)
-                cycles.append(sum(result.cycles))
+                cycles.append(result.cycles)
                 exact &= all(np.array_equal(program.read(result.memory, i), reference[img.layer][0])
                              for i, img in enumerate(program.ops))
-            table.add_row(label, f"{predicted:,}", f"{cycles[0]:,}", f"{cycles[1]:,}",
-                          f"{cycles[1] / cycles[0] - 1:+.2%}", "yes" if exact else "NO",
-                          f"{time.perf_counter() - start:.1f}")
+            ideal, ddr_cycles = sum(cycles[0]), sum(cycles[1])
+            errors = [(abs(m / r - 1), m / r - 1, img.op.name)
+                      for m, r, img in zip(with_ddr, cycles[1], program.ops)]
+            _, worst, worst_name = max(errors)
+            table.add_row(label, f"{predicted:,}", f"{ideal:,}", f"{ddr_cycles:,}", f"{ddr_cycles / ideal - 1:+.2%}",
+                          f"{sum(with_ddr):,}", f"{sum(with_ddr) / ddr_cycles - 1:+.2%} / {worst:+.2%} ({worst_name})",
+                          "yes" if exact else "NO", f"{time.perf_counter() - start:.1f}")
     console.print(table)
     console.print(f"Source: RTL simulation (Verilator via cocotb; the testbench memory dram_model.sv), the model "
                   f"dtlgen.perf.fe. Machine: {platform.machine()}, {os.cpu_count()} cores, Python "

@@ -51,6 +51,17 @@ run one image per descriptor. Weights cross the bus once per descriptor instead 
 at batch 1 the deep layers of a VGG are weight-bandwidth bound, at batch b their weight traffic per
 image falls b-fold.
 
+## DDR-like memory (`op_cycles(..., ddr=DdrTiming)`)
+On the testbench's DDR-like memory (dram_model.sv: rows in banks, a row miss, refresh) the same
+schedule runs with slower reads; the model adds them in closed form, an expectation rather than an
+exact count: each trip's reads pay t_miss for every row their streams open (`_ddr_reads`: the
+weights and channel after channel continue the previous trip's stream, so they open extent /
+row_bytes rows; windows of a few rows of large maps open one or more per channel), and a refresh
+delays the reads of the fraction of trips it falls into by t_rfc and a re-opened row (`_trip`:
+averaging it over all trips would hide it behind compute, where the trip it hits is delayed).
+benchmarks/ddr_bench.py measures it against the RTL: within 1 % per network on the zoo's FEs.
+Writes are posted and pay nothing.
+
 Elements are byte-aligned in DRAM: a_bytes = ceil(a_bits / 8), w_bytes = ceil(w_bits / 8).
 Bit widths below 8 therefore save multipliers, LUTs and on-chip memory, not DRAM bandwidth.
 """
@@ -68,6 +79,7 @@ import numpy as np
 from dtlgen.boards import Board
 from dtlgen.errors import DesignError, require_int
 from dtlgen.isa import fe as isa_fe
+from dtlgen.isa.params import DdrTiming
 from dtlgen.model.ir import Layer, Network
 from dtlgen.perf.resources import COEFFICIENTS, ResourceUse, array_resources, banked_memory, dsp_packing
 from dtlgen.quant import fixed
@@ -250,17 +262,47 @@ class OpCycles:
         return "compute" if self.compute_cycles >= self.bus_cycles else "memory"
 
 
-def op_cycles(op: FEOp, cfg: FEConfig, bus_bytes: float, latency: int) -> OpCycles:
-    """Cycles of one FE operation under the schedule of the module docstring (exact, no averaging)."""
+def op_cycles(op: FEOp, cfg: FEConfig, bus_bytes: float, latency: int, ddr: DdrTiming | None = None) -> OpCycles:
+    """Cycles of one FE operation under the schedule of the module docstring (exact, no averaging, on
+    the ideal memory); with `ddr`, the DDR-like memory's expected cost added to each trip's reads
+    (DDR-like memory in the module docstring: an estimate, not exact)."""
     tr, tc = min(cfg.tr, op.r), min(cfg.tc, op.c)
+    timing = (ddr.row_bytes, ddr.t_miss, ddr.t_refi, ddr.t_rfc) if ddr is not None and ddr.row_bytes else None
     key = (op.kind, op.n, op.h, op.w, op.m, op.r, op.c, op.k, op.s, op.p, op.per_channel, op.pool, op.images,
-           cfg.tm, cfg.tn, tr, tc, cfg.a_bytes, cfg.w_bytes, float(bus_bytes), int(latency))
+           cfg.tm, cfg.tn, tr, tc, cfg.a_bytes, cfg.w_bytes, float(bus_bytes), int(latency), timing)
     return _op_cycles(*key)
+
+
+def _ddr_reads(beats, runs, timing):
+    """A trip's read cycles on the DDR-like memory (`timing`: row_bytes, t_miss, t_refi, t_rfc):
+    `beats` beats, plus t_miss for every row the reads open, plus refresh. `runs` lists the trip's
+    streams as (count, length, stride) in bytes: `count` contiguous runs of `length` bytes, `stride`
+    apart. Each stream continues where the previous trip's left off (tile-ordered weights, channel after
+    channel), so runs closer than a row sweep memory and open extent / row_bytes rows, while runs
+    further apart open 1 + (length − 1) / row_bytes rows each. (Refresh: `_trip`.)"""
+    row_bytes, t_miss = timing[0], timing[1]
+    opened = sum(np.where(stride <= row_bytes, count * stride / row_bytes,
+                          count * (1 + np.maximum(length - 1, 0) / row_bytes))
+                 for count, length, stride in runs)
+    return beats + opened * t_miss
+
+
+def _trip(comp, load, latency, timing):
+    """A trip's cycles, max(compute, load): on the DDR-like memory the expectation over where the
+    refresh falls. A refresh (t_rfc cycles, then a re-opened row) delays the trip's reads when it
+    starts within their delivery (the beats after the latency, and t_rfc before them), which happens
+    in a fraction (delivery + t_rfc) / t_refi of trips: an average would hide it behind compute
+    where the one trip it hits is delayed."""
+    if timing is None or not timing[2]:
+        return np.maximum(comp, load)
+    t_miss, t_refi, t_rfc = timing[1:]
+    hit = np.clip((load - latency + t_rfc) / t_refi, 0, 1)
+    return (1 - hit) * np.maximum(comp, load) + hit * np.maximum(comp, load + t_rfc + t_miss)
 
 
 @lru_cache(maxsize=200_000)
 def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, tm, tn, tr, tc, a_bytes, w_bytes,
-               bus, latency) -> OpCycles:
+               bus, latency, timing=None) -> OpCycles:
     depth = pipeline_depth(tn) if kind == "conv" else pipeline_depth(1)
     rt, ct, mt = -(-r // tr), -(-c // tc), -(-m // tm)
     nt = 1 if per_channel else -(-n // tn)
@@ -285,8 +327,20 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, tm, t
     def load(tn_e):  # load of a trip with tn_e input channels (per-channel ops: the tile's own tm_e)
         channels = lanes if per_channel else tn_e
         beats = inputs * channels * row_beats
-        if kind == "conv":
-            beats = beats + k * k * np.ceil(lanes * (1 if per_channel else tn_e) * w_bytes / bus)
+        w_beats = k * k * np.ceil(lanes * (1 if per_channel else tn_e) * w_bytes / bus) if kind == "conv" else 0
+        if timing is not None:
+            # an image's channels of a trip are one run when the window is the whole plane, else a
+            # run per channel from its first window row to its last; the weights are one run
+            whole = (rows_v[:, None, None] == h) & (cols_v[None, :, None] == w)
+            plane = h * w * a_bytes
+            span = (rows_v[:, None, None] - 1) * w * a_bytes + cols_v[None, :, None] * a_bytes
+            runs = [(inputs * images * np.where(whole, 1, channels), np.where(whole, channels * plane, span),
+                     np.where(whole, channels * plane, plane))]
+            if kind == "conv":
+                runs.append((1, w_beats * bus, w_beats * bus))
+            beats = _ddr_reads(beats + w_beats, runs, timing)
+        else:
+            beats = beats + w_beats
         return np.broadcast_to(latency + beats, grid).ravel()
 
     tn_last = n - (nt - 1) * tn if not per_channel else 0
@@ -295,21 +349,26 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, tm, t
     first = load_full if nt > 1 else load_last  # load of trip n = 0 of each tile
     next_first = np.append(first[1:], 0)  # the following tile's first load (none after the last)
     store_prev = np.concatenate(([0], store[:-1]))
+    def trip(c, ld):
+        return _trip(c, ld, latency, timing)
+
     if nt == 1:
-        total = np.maximum(comp, next_first + store_prev).sum()
+        total = trip(comp, next_first + store_prev).sum()
     else:
         second = load_full if nt > 2 else load_last
-        total = np.maximum(comp, second + store_prev).sum()  # trip n = 0
+        total = trip(comp, second + store_prev).sum()  # trip n = 0
         if nt >= 3:
-            total += np.maximum(comp, load_last).sum()  # trip n = nt−2 loads the last channel tile
-            total += (nt - 3) * np.maximum(comp, load_full).sum()
-        total += np.maximum(comp, next_first).sum()  # trip n = nt−1 loads the next tile
+            total += trip(comp, load_last).sum()  # trip n = nt−2 loads the last channel tile
+            total += (nt - 3) * trip(comp, load_full).sum()
+        total += trip(comp, next_first).sum()  # trip n = nt−1 loads the next tile
     trips = rt * ct * mt * nt
     overhead = latency + math.ceil(DESCRIPTOR_BYTES / bus)
     if kind == "conv":
         overhead += latency + math.ceil(m * BIAS_BYTES / bus)
+    if timing is not None:
+        overhead += (2 if kind == "conv" else 1) * timing[1]  # the descriptor's and the bias table's rows
     phases = 4 if kind == "conv" else 3
-    cycles = (overhead + int(first[0]) + int(total) + trips * TRIP_HANDOFF_CYCLES + int(store[-1])
+    cycles = (overhead + int(trip(0, first[0])) + int(total) + trips * TRIP_HANDOFF_CYCLES + int(store[-1])
               + OUTPUT_STAGE_CYCLES + phases * PHASE_HANDOFF_CYCLES)
     loads = (load_full.sum() * max(0, nt - 1) + load_last.sum()) if nt > 1 else load_full.sum()
     bus_cycles = int(loads + store.sum()) + overhead
