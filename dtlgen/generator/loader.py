@@ -30,9 +30,9 @@ from dtlgen.generator.fe_program import FEProgram, OpImage, check_descriptors
 from dtlgen.generator.rl_program import plan_rl
 from dtlgen.generator.rtl import rtl_dir
 from dtlgen.host.rl_program import RLLayout
-from dtlgen.isa.params import CoreParams, FEParams, FESimBuild, SimDram
+from dtlgen.isa.params import CoreParams, FESimBuild, SimDram
 from dtlgen.perf import Design, load_design
-from dtlgen.perf.fe import FEOp, fe_packing, op_cycles
+from dtlgen.perf.fe import FEOp, engine_params, op_cycles
 from dtlgen.quant import golden
 from dtlgen.quant.quantize import QuantizedNetwork
 from dtlgen.quant.record import rl_view_from_dict
@@ -180,8 +180,7 @@ def _check_params(data: Any, design: Design, board: Board, where: Path) -> FESim
     except ValueError as exc:
         raise DesignError(f"{exc}; {FIX}") from None
     # the design's engine and its board's memory; the image size and the bias table's depth are the file's
-    want = FESimBuild(FEParams.for_array(design.fe, int(board.dram_bytes_per_cycle), params.fe.m_max,
-                                         pack=int(fe_packing(design.fe, board) == 2)),
+    want = FESimBuild(engine_params(design.fe, board, int(board.dram_bytes_per_cycle), params.fe.m_max),
                       SimDram(board.dram_latency_cycles, params.dram.memory_bytes))
     _check_same(params.to_dict(), want.to_dict(), f"{where}: field '{{}}'", "the design and its board give")
     for key, value in (("memory_bytes", params.dram.memory_bytes), ("m_max", params.fe.m_max)):

@@ -38,10 +38,10 @@ from dtlgen.generator.hls import write_hls
 from dtlgen.generator.xilinx import ENGINE_IPS, check_vivado_board, write_xilinx_project
 from dtlgen.generator.rl_program import plan_rl
 from dtlgen.host.rl_program import RLLayout
-from dtlgen.isa.params import FEParams, FESimBuild, SimDram
+from dtlgen.isa.params import FESimBuild, SimDram
 from dtlgen.model.ir import Network
 from dtlgen.perf import Design, predict
-from dtlgen.perf.fe import fe_packing, op_cycles
+from dtlgen.perf.fe import engine_params, op_cycles
 from dtlgen.perf.validate import check_design
 from dtlgen.quant import golden
 from dtlgen.quant.record import rl_view_to_dict
@@ -71,8 +71,7 @@ def _bus_bytes(board: Board) -> int:
 
 def sim_params(design: Design, board: Board, memory_bytes: int, m_max: int) -> FESimBuild:
     """The FE simulation build for `design`: the engine full size, the board's memory port and latency."""
-    pack = int(fe_packing(design.fe, board) == 2)  # the DSP48 packing of lane pairs (Xilinx boards)
-    return FESimBuild(FEParams.for_array(design.fe, _bus_bytes(board), m_max, pack=pack),
+    return FESimBuild(engine_params(design.fe, board, _bus_bytes(board), m_max),
                       SimDram(board.dram_latency_cycles, memory_bytes))
 
 

@@ -79,7 +79,7 @@ import numpy as np
 from dtlgen.boards import Board
 from dtlgen.errors import DesignError, require_int
 from dtlgen.isa import fe as isa_fe
-from dtlgen.isa.params import DdrTiming
+from dtlgen.isa.params import DdrTiming, FEParams
 from dtlgen.model.ir import Layer, Network
 from dtlgen.perf.resources import COEFFICIENTS, ResourceUse, array_resources, banked_memory, dsp_packing
 from dtlgen.quant import fixed
@@ -398,6 +398,11 @@ def fe_packing(cfg: FEConfig, board: Board) -> int:
     Xilinx DSP48 whose A port takes the packed weights (`dtlgen.perf.resources.dsp_packing`), with at
     least two lanes and two columns (a depthwise lane pair uses columns 0 and 1); else 1."""
     return dsp_packing(board, cfg.a_bits, cfg.w_bits) if cfg.tm >= 2 and cfg.tn >= 2 else 1
+
+
+def engine_params(cfg: FEConfig, board: Board, bus_bytes: int, m_max: int, **sizing: int) -> FEParams:
+    """fe_engine.sv's parameters for the design's FE array on `board`: packing where `fe_packing` says."""
+    return FEParams.for_array(cfg, bus_bytes, m_max, pack=int(fe_packing(cfg, board) == 2), **sizing)
 
 
 def fe_resources(ops: list[FEOp], cfg: FEConfig, board: Board) -> ResourceUse:
