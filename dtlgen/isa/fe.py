@@ -34,6 +34,9 @@ K_MAX, S_MAX = 7, 2  # the input buffer's full-size window: (tr-1)·S_MAX + K_MA
 K_FIELD_MAX = 255  # a pool's kernel (no weights) may exceed K_MAX while its window fits the buffer
 ACC_BITS = 32  # accumulators and bias words
 OUTPUT_STAGE_CYCLES = 10  # the store pipeline: bank read, lane select, pool (2), scale, bias, shift (2), round, saturate
+GEOMETRY_BYTES = 20  # the descriptor's leading bytes trip 0's geometry is computed from (fe_engine.sv geom_age)
+GEOMETRY_LOAD_AGE = 4  # cycles after they arrive before trip 0's first load may start (stride products, sums)
+GEOMETRY_GO_AGE = 6  # ... and before its first dispatch (trip 1's geometry through the scheduler's stages)
 ELEMENT_BITS = 8  # one byte per weight and activation in memory
 __all__ = ["ACTIVATION_CODES", "DESCRIPTOR_BYTES", "FIELDS", "decode", "encode"]
 
@@ -93,6 +96,16 @@ def batch_problem(images: int, k: int, s: int, p: int, h: int, r: int, pool: boo
         return None
     return (f"{images} images of R={r} rows (K={k}, S={s}, P={p}, H={h}{', fused pool' if pool else ''}) do not fit "
             f"one descriptor: at most {most} with TR={tr}")
+
+
+def geometry_wait(bus_bytes: int) -> int:
+    """Cycles an op without a bias table (pools, adds) waits between its descriptor and its first load
+    for trip 0's geometry: the first load starts GEOMETRY_LOAD_AGE cycles after the beat holding the
+    descriptor's last geometry byte, and the descriptor's later beats and the phase handoff cover
+    beats − that beat's index of them. 1 on a 16-byte bus, 0 up to 8 bytes. (A conv's bias table read
+    lies between and covers it.)"""
+    beats = math.ceil(DESCRIPTOR_BYTES / bus_bytes)
+    return max(0, GEOMETRY_LOAD_AGE - (beats - int((GEOMETRY_BYTES - 1) // bus_bytes)))
 
 
 def pipeline_depth(tn: int) -> int:

@@ -103,6 +103,8 @@ def fe_sv_constants() -> list[str]:
             f"  localparam int DESC_BYTES = {fe.DESCRIPTOR_BYTES};",
             "  localparam int DESC_WORDS = DESC_BYTES / 4;",
             f"  localparam int OUT_LATENCY = {fe.OUTPUT_STAGE_CYCLES};  // store pipeline registers, q1 .. q7 with q3a, q4a, q5a",
+            f"  localparam int GEOM_BYTES = {fe.GEOMETRY_BYTES};  // trip 0's geometry fields (geom_age)",
+            f"  localparam int GEOM_LOAD_AGE = {fe.GEOMETRY_LOAD_AGE}, GEOM_GO_AGE = {fe.GEOMETRY_GO_AGE};",
             f"  localparam int PER_CHANNEL_DRAIN = {fe.pipeline_depth(1) - 1};  // pools and adds skip the adder tree",
             f"  localparam logic [3:0] {codes};", *_sv_activations()]
 

@@ -36,7 +36,8 @@ tiles have their true extents (tr_e ≤ tr, tc_e ≤ tc, tm_e ≤ tm, tn_e ≤ t
 - Trip handoff: the trip's last cycle is the one in which both sides are done and the next trip
   is dispatched, so a trip takes `max(compute_i, load_{i+1} + store_prev) + TRIP_HANDOFF_CYCLES`.
 - An operation costs: descriptor fetch (`L + ceil(DESCRIPTOR_BYTES / bus)`), bias load
-  (`L + ceil(M · BIAS_BYTES / bus)`, convs only), the first load, the sum over trips above, then
+  (`L + ceil(M · BIAS_BYTES / bus)`, convs only; a pool or add instead waits
+  `dtlgen.isa.fe.geometry_wait(bus)` for trip 0's geometry, 1 cycle on a 16-byte bus), the first load, the sum over trips above, then
   the last store and the output stage's latency `OUTPUT_STAGE_CYCLES`, plus
   `PHASE_HANDOFF_CYCLES` (dispatch and retire) for each of those sequential memory phases
   (descriptor, bias, first load, last store: four for a conv, three otherwise).
@@ -365,6 +366,8 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, tm, t
     overhead = latency + math.ceil(DESCRIPTOR_BYTES / bus)
     if kind == "conv":
         overhead += latency + math.ceil(m * BIAS_BYTES / bus)
+    else:
+        overhead += isa_fe.geometry_wait(bus)
     if timing is not None:
         overhead += (2 if kind == "conv" else 1) * timing[1]  # the descriptor's and the bias table's rows
     phases = 4 if kind == "conv" else 3

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from dtlgen.boards import load_board
+from dtlgen.isa import fe as isa_fe
 from dtlgen.model import import_module, load_model
 from dtlgen.model.ir import Layer, Network, conv_out_size
 from dtlgen.perf import fe, rl
@@ -92,6 +93,8 @@ def reference_schedule(op: fe.FEOp, cfg: fe.FEConfig, bus: int, latency: int, no
     overhead = latency + cdiv(fe.DESCRIPTOR_BYTES, bus)
     if is_conv:
         overhead += latency + cdiv(op.m * fe.BIAS_BYTES, bus)
+    else:
+        overhead += isa_fe.geometry_wait(bus)
     first_load, last_store = sequence[0][1], tiles[-1][1]
     phases = 4 if is_conv else 3  # descriptor, (bias,) first load, last store
     cycles = overhead + first_load + total + last_store + fe.OUTPUT_STAGE_CYCLES + phases * fe.PHASE_HANDOFF_CYCLES

@@ -108,6 +108,8 @@ module fe_engine #(
   localparam int DESC_BYTES = 64;
   localparam int DESC_WORDS = DESC_BYTES / 4;
   localparam int OUT_LATENCY = 10;  // store pipeline registers, q1 .. q7 with q3a, q4a, q5a
+  localparam int GEOM_BYTES = 20;  // trip 0's geometry fields (geom_age)
+  localparam int GEOM_LOAD_AGE = 4, GEOM_GO_AGE = 6;
   localparam int PER_CHANNEL_DRAIN = 6;  // pools and adds skip the adder tree
   localparam logic [3:0] K_CONV = 4'd1, K_MAXPOOL = 4'd2, K_AVGPOOL = 4'd3, K_ADD = 4'd4;
   /* verilator lint_off UNUSEDPARAM */
@@ -335,7 +337,8 @@ module fe_engine #(
   //   stride products (k_*, two cycles: products, then sums) in four; trip 1 (f1) takes six,
   //   through nxt2's stages (which it holds until the first dispatch: one copy of the logic).
   //   `geom_age` counts cycles since those bytes arrived: the first load and the first dispatch
-  //   wait for it (they never do on buses up to 16 bytes with a latency of 2 or more).
+  //   wait for it. A conv's bias read covers the wait; a pool's or add's first load waits
+  //   dtlgen.isa.fe.geometry_wait cycles (1 on a 16-byte bus, none up to 8 bytes).
   typedef struct packed {
     logic [15:0] tm, wn, ch, ch0, ylo, xlo, rows, cols, row_beats, wprod, w_row_beats;
     logic [31:0] first_row;  // ch0 * H + ylo
@@ -969,7 +972,7 @@ module fe_engine #(
             // responses, in request order
             if (rd_valid) begin
               if (mjob == J_DESC) begin
-                if (rsp_byte < 32'd20) geom_age <= '0;  // a beat of the geometry fields
+                if (rsp_byte < 32'(GEOM_BYTES)) geom_age <= '0;  // a beat of the geometry fields
                 // beat i holds bytes i * BUS_BYTES .. (rsp_byte counts them, a multiple of BUS_BYTES;
                 // a beat wider than the descriptor holds all of it)
                 for (int i = 0; i < (DESC_BYTES + BUS_BYTES - 1) / BUS_BYTES; i++)
@@ -1375,7 +1378,7 @@ module fe_engine #(
     go_half = 1'b0;
     go_tile_half = 1'b0;
     // (the trips after the dispatched one and their geometry are registers: see geom_t)
-    if (state == S_FIRST && mstate == M_WAIT && !job_start_pending && geom_age >= 3'd6) begin
+    if (state == S_FIRST && mstate == M_WAIT && !job_start_pending && geom_age >= 3'(GEOM_GO_AGE)) begin
       go = 1'b1;
     end else if (advance && !cur_last) begin
       go = 1'b1;
@@ -1400,7 +1403,7 @@ module fe_engine #(
       job_load = go_has_next;
       job_ld = go_next;
     end else if ((state == S_DESC || state == S_BIAS || state == S_FIRST || state == S_LAST) && job_start_pending
-                 && (state != S_FIRST || geom_age >= 3'd4)) begin  // trip 0's geometry (g0_c) is settled
+                 && (state != S_FIRST || geom_age >= 3'(GEOM_LOAD_AGE))) begin  // trip 0's geometry (g0_c) is settled
       job_start = 1'b1;
       job_kind = (state == S_DESC) ? J_DESC : (state == S_BIAS) ? J_BIAS : J_TRIP;
       job_load = (state != S_LAST);
