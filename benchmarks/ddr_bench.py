@@ -4,7 +4,8 @@ memory the analytical model assumes, in RTL simulation.
 Two layers on pynq-z2's 8-byte port at 40 cycles of latency: digits_cnn's feature extractor (FE 4×4,
 4×8 tiles; compute-bound) and a 64→64 3×3 convolution on a 4×4 map (FE 8×8, 4×4 tiles; its weights
 stream through every trip, so the memory side sets the pace). The DDR-like memory
-(`dtlgen.isa.params.DdrTiming`, dram_model.sv) is a DDR3-1066 x16 part seen from a 90 MHz fabric:
+(`dtlgen.isa.params.DdrTiming`, dram_model.sv) takes pynq-z2's board file timing (dram.row_bytes ..
+dram.refresh_cycles), a DDR3-1066 x16 part seen from a 90 MHz fabric:
 2 KB rows in 8 banks, a row miss 6 cycles (precharge + activate, about 60 ns with the controller),
 refresh 24 cycles every 702 (260 ns every 7.8 µs). Cycles from the engine's perf counters
 (Verilator, cocotb), outputs checked bit for bit against the golden model. The model columns are
@@ -31,18 +32,20 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
+from dtlgen.boards import load_board
 from dtlgen.generator.fe_program import build_fe_program
-from dtlgen.isa.params import DdrTiming, FEParams, FESimBuild, SimDram
+from dtlgen.isa.params import FEParams, FESimBuild, SimDram
 from dtlgen.model import import_module, load_model
 from dtlgen.model.calibration import calibration_inputs
 from dtlgen.model.digits_task import load_digits_task
-from dtlgen.perf.fe import FEConfig, op_cycles
+from dtlgen.perf.fe import FEConfig, ddr_timing, op_cycles
 from dtlgen.quant import golden
 from dtlgen.quant.quantize import PrecisionConfig, quantize
 from dtlgen.sim import fe_sim
 
-BUS, LATENCY, MEMORY = 8, 40, 1 << 18
-DDR3 = DdrTiming(row_bytes=2048, banks=8, t_miss=6, t_refi=702, t_rfc=24)
+PYNQ_Z2 = load_board("pynq-z2")  # its DRAM port and timing (board file: dram)
+BUS, LATENCY, MEMORY = int(PYNQ_Z2.dram_bytes_per_cycle), PYNQ_Z2.dram_latency_cycles, 1 << 18
+DDR3 = ddr_timing(PYNQ_Z2)
 
 
 def cases(networks=()):

@@ -297,7 +297,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
     from dtlgen.sim.project_sim import simulate_project
 
     progress = _progress(args)
-    report = simulate_project(Path(args.project), progress, args.retrain, args.steps)
+    report = simulate_project(Path(args.project), progress, args.retrain, args.steps, args.ddr)
     if args.json:
         _print_json(report)
         return 0
@@ -513,6 +513,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also re-train on the RL engine through the host loop, bit-exact against the golden model")
     p.add_argument("--steps", type=_bounded(1, MAX_STEPS), default=20,
                    help=f"training steps with --retrain (default 20; at most {MAX_STEPS:,})")
+    p.add_argument("--ddr", action="store_true",
+                   help="run the FE on the DDR-like memory with the board file's DRAM timing (rows, banks, "
+                        "refresh) and predict with the model's closed form for it")
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.set_defaults(func=cmd_sim)
 

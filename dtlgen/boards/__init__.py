@@ -102,6 +102,11 @@ _CLOCK_MHZ = (1, 1000)
 _BYTES_PER_CYCLE = (0.125, 1024)
 # DRAM round trips are tens to hundreds of cycles; 10,000 is microseconds even at 1 GHz.
 _LATENCY_CYCLES = (1, 10_000)
+# DDR-like timing (optional): rows of 64 B to 64 KB, 1 to 64 banks, timings up to 100,000 cycles.
+_ROW_BYTES = (64, 65_536)
+_BANKS = (1, 64)
+_DDR_CYCLES = (1, 100_000)
+DDR_FIELDS = ("row_bytes", "banks", "row_miss_cycles", "refresh_interval_cycles", "refresh_cycles")
 # Several times the largest FPGAs on sale (under 20 million flip-flops).
 _RESOURCE_COUNT = (1, 100_000_000)
 
@@ -148,6 +153,16 @@ _FIELDS = (
            "the bytes per clock cycle of the engines' DRAM port", bounds=_BYTES_PER_CYCLE),
     _Field("dram.latency_cycles", "integer", "the DRAM read latency in clock cycles",
            bounds=_LATENCY_CYCLES),
+    _Field("dram.row_bytes", "integer", "the bytes of one DRAM row (page) across the memory bus, a power of two",
+           required=False, bounds=_ROW_BYTES),
+    _Field("dram.banks", "integer", "the DRAM's banks, a power of two", required=False, bounds=_BANKS),
+    _Field("dram.row_miss_cycles", "integer",
+           "the cycles a read of a closed row waits (precharge + activate) in clock cycles",
+           required=False, bounds=_DDR_CYCLES),
+    _Field("dram.refresh_interval_cycles", "integer", "the refresh interval (tREFI) in clock cycles",
+           required=False, bounds=_DDR_CYCLES),
+    _Field("dram.refresh_cycles", "integer", "the refresh time (tRFC) in clock cycles, below the interval",
+           required=False, bounds=_DDR_CYCLES),
     _Field("toolchain", "text", "the build flow", fixed_by_family=True),
     _Field("ps", "text", "the Vivado processing-system IP", fixed_by_family=True,
            vendor="xilinx"),
@@ -194,6 +209,19 @@ XILINX_CLOCK_RULE = "a target, not measured: at most 2x (Zynq-7000) / 2.5x (Ultr
 
 
 @dataclass(frozen=True)
+class DdrSpec:
+    """The DRAM's timing as the DDR-like testbench memory and the cycle model take it (all in design
+    clock cycles): rows of `row_bytes` interleaved over `banks`, a read of a closed row waits
+    `row_miss_cycles`, and every `refresh_interval_cycles` the memory refreshes for `refresh_cycles`."""
+
+    row_bytes: int
+    banks: int
+    row_miss_cycles: int
+    refresh_interval_cycles: int
+    refresh_cycles: int
+
+
+@dataclass(frozen=True)
 class Board:
     """One target board. `to_dict`/`from_dict` use the board file's nested shape."""
 
@@ -220,6 +248,7 @@ class Board:
     uart_tx_pin: str | None = None
     led_pins: str | None = None  # ECP5: status LEDs, space-separated sites
     keep_high_pins: str | None = None  # ECP5: pins to drive high (ULX3S: wifi_gpio0)
+    dram_ddr: DdrSpec | None = None  # the DRAM's row, bank and refresh timing, where the file gives it
 
     def to_dict(self) -> dict[str, Any]:
         """The board as its YAML file would hold it; fields that do not apply are left out."""
@@ -236,6 +265,8 @@ class Board:
                      "latency_cycles": self.dram_latency_cycles},
             "toolchain": self.toolchain,
         }
+        if self.dram_ddr is not None:  # only when given: a board without it hashes as before
+            data["dram"].update(asdict(self.dram_ddr))
         vendor_fields = {"ps": self.ps, "board_part": self.board_part,
                          "clock_pin": self.clock_pin,
                          "clock_in_mhz": None if self.clock_in_mhz is None
@@ -289,6 +320,7 @@ class Board:
             nextpnr_device=data.get("nextpnr_device"), uart_rx_pin=data.get("uart_rx_pin"),
             uart_tx_pin=data.get("uart_tx_pin"), led_pins=data.get("led_pins"),
             keep_high_pins=data.get("keep_high_pins"),
+            dram_ddr=DdrSpec(**{key: dram[key] for key in DDR_FIELDS}) if "row_bytes" in dram else None,
         )
 
 
@@ -428,6 +460,26 @@ def _check_board_data(data: Any, source: str) -> None:
     _reject_unknown_fields(data, source)
     for field in _FIELDS:
         _check_field(data, field, source)
+    _check_ddr(data["dram"], source)
+
+
+def _check_ddr(dram: dict[str, Any], source: str) -> None:
+    """The DDR timing fields come all together or not at all, with powers of two where the memory
+    decodes bits and a refresh shorter than its interval."""
+    given = [key for key in DDR_FIELDS if key in dram]
+    if not given:
+        return
+    missing = [key for key in DDR_FIELDS if key not in dram]
+    if missing:
+        raise BoardError(f"{source}: field 'dram.{missing[0]}' is missing: the DRAM timing fields "
+                         f"({', '.join(DDR_FIELDS)}) come together; add {', '.join(missing)} or remove "
+                         f"{', '.join(given)}")
+    for key in ("row_bytes", "banks"):
+        if dram[key] & (dram[key] - 1):
+            raise BoardError(f"{source}: field 'dram.{key}' is {dram[key]}; it must be a power of two")
+    if dram["refresh_cycles"] >= dram["refresh_interval_cycles"]:
+        raise BoardError(f"{source}: field 'dram.refresh_cycles' ({dram['refresh_cycles']}) must be below "
+                         f"'dram.refresh_interval_cycles' ({dram['refresh_interval_cycles']})")
 
 
 def _reject_unknown_fields(data: dict[str, Any], source: str) -> None:

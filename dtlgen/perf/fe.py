@@ -301,6 +301,16 @@ def _trip(comp, load, latency, timing):
     return (1 - hit) * np.maximum(comp, load) + hit * np.maximum(comp, load + t_rfc + t_miss)
 
 
+def ddr_timing(board: Board) -> DdrTiming | None:
+    """The board file's DRAM timing as the DDR-like testbench memory and `op_cycles(..., ddr=)` take it
+    (None: the file gives none)."""
+    spec = board.dram_ddr
+    if spec is None:
+        return None
+    return DdrTiming(row_bytes=spec.row_bytes, banks=spec.banks, t_miss=spec.row_miss_cycles,
+                     t_refi=spec.refresh_interval_cycles, t_rfc=spec.refresh_cycles)
+
+
 @lru_cache(maxsize=200_000)
 def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, tm, tn, tr, tc, a_bytes, w_bytes,
                bus, latency, timing=None) -> OpCycles:

@@ -9,11 +9,17 @@ model. Writes sim/sim_report.json (DESIGN.md §3; "training" holds the RL part),
 and sim/predicted_vs_measured.png. `simulator` (FE and RL each) gives the Verilator build time
 (`build_s`, near 0 when the cached build was reused) apart from the run (`run_s`: simulator start,
 test, read-back); `cycles_per_s` is the simulated cycles over `run_s` alone.
+
+With `ddr`, the FE runs on the testbench's DDR-like memory with the board file's DRAM timing (rows,
+banks, row misses, refresh: `dtlgen.boards.DdrSpec`) instead of the ideal one, and each descriptor's
+prediction is the model's closed form for that memory (`dtlgen.perf.fe.op_cycles(..., ddr=)`), an
+expectation rather than an exact count; the RL engine's figures stay on the ideal memory.
 """
 
 from __future__ import annotations
 
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,6 +28,7 @@ import numpy as np
 from dtlgen.atomic import check_owned, check_writable, publish, record_files, write_json, write_text
 from dtlgen.generator.loader import check_sources, load_rl_project, open_project
 from dtlgen.errors import DesignError
+from dtlgen.perf.fe import ddr_timing, op_cycles
 from dtlgen.sim.fe_sim import run_image
 
 REPORT = "sim_report.json"
@@ -29,7 +36,7 @@ OUTPUTS = ("run", REPORT, "sim_report.md", "predicted_vs_measured.png")  # what 
 
 
 def simulate_project(project: Path, progress: Callable[[str], None] = lambda message: None,
-                     retrain: bool = False, steps: int = 20) -> dict[str, Any]:
+                     retrain: bool = False, steps: int = 20, ddr: bool = False) -> dict[str, Any]:
     project = Path(project).resolve()  # the simulator runs in its own working directory
     sim = project / "sim"
     data = open_project(project)
@@ -44,18 +51,28 @@ def simulate_project(project: Path, progress: Callable[[str], None] = lambda mes
     # Everything this command writes into the project; what is there must be dtlgen's (never a link).
     check_owned(project, [sim / name for name in OUTPUTS] + ([sim / "rl_run"] if retrain else []))
     params, ops = data.params, data.program["ops"]
-    progress(f"building the FE engine in Verilator ({params.fe.tm}x{params.fe.tn} array, cached per parameter set)")
+    timing = None
+    if ddr:
+        timing = ddr_timing(data.board)
+        if timing is None:
+            raise DesignError(f"board '{data.board.name}' gives no DRAM timing (dram.row_bytes, dram.banks, "
+                              "dram.row_miss_cycles, dram.refresh_interval_cycles, dram.refresh_cycles); add them "
+                              "to its board file and re-run 'dtlgen dse', or simulate without --ddr")
+        ops = [{**op, "predicted_cycles": op_cycles(fe_op, data.design.fe, params.fe.bus_bytes, params.dram.latency,
+                                                     timing).cycles} for op, fe_op in zip(ops, data.fe_ops)]
+    progress(f"building the FE engine in Verilator ({params.fe.tm}x{params.fe.tn} array"
+             f"{', DDR-like memory' if ddr else ''}, cached per parameter set)")
     predicted_total = sum(op["predicted_cycles"] for op in ops)
     # The simulator runs in a fresh folder of its own (cocotb puts its working folder on sys.path:
     # never a folder of the project), and its files are published into sim/run afterwards.
     with tempfile.TemporaryDirectory(prefix="dtlgen-sim-") as scratch:
         try:
             result = run_image(data.memory, data.program["desc_addr"], len(ops), params, Path(scratch) / "run",
-                               max_cycles=4 * predicted_total + 10_000)
+                               max_cycles=4 * predicted_total + 10_000, ddr=timing)
         finally:  # a failed run's log is worth keeping
             if (Path(scratch) / "run").is_dir():
                 publish(project, sim / "run", Path(scratch) / "run")
-    report = _fe_report(data, result, predicted_total)
+    report = _fe_report(data, result, ops, predicted_total, timing)
     if retrain:
         report["training"] = simulate_retraining(project, data.program["clock_mhz"], steps, progress, rl=rl)
     with tempfile.TemporaryDirectory(prefix="dtlgen-sim-") as scratch:
@@ -67,8 +84,8 @@ def simulate_project(project: Path, progress: Callable[[str], None] = lambda mes
     return report
 
 
-def _fe_report(data, result, predicted_total: int) -> dict[str, Any]:
-    program, ops = data.program, data.program["ops"]
+def _fe_report(data, result, ops: list[dict[str, Any]], predicted_total: int, timing: Any) -> dict[str, Any]:
+    program = data.program
     expected = {"memory": data.memory, **{f"op{i}": array for i, array in enumerate(data.expected)}}
     clock_hz = program["clock_mhz"] * 1e6
     rows = []
@@ -83,8 +100,11 @@ def _fe_report(data, result, predicted_total: int) -> dict[str, Any]:
                  all(r["bit_exact"] for r in rows))
     report = {"model": program["model"], "board": program["board"], "clock_mhz": program["clock_mhz"],
               "batch": data.design.fe.batch,
-              "source": {"measured": "RTL simulation (Verilator, cocotb), cycles from the engine's perf counter",
-                         "predicted": "analytical model (dtlgen.perf)"},
+              "memory": "ideal" if timing is None else {"ddr_like": asdict(data.board.dram_ddr)},
+              "source": {"measured": "RTL simulation (Verilator, cocotb), cycles from the engine's perf counter"
+                                     + ("" if timing is None else ", on the DDR-like memory with the board file's timing"),
+                         "predicted": "analytical model (dtlgen.perf)" + ("" if timing is None else
+                                      ", the DDR-like memory's closed form (an expectation)")},
               "layers": rows, "totals": {"fe": total},
               "max_layer_abs_error": max((abs(r["rel_error"]) for r in rows), default=0.0),
               "simulator": simulator_speed(result.build_s, result.run_s, sum(result.cycles))}

@@ -142,6 +142,9 @@ NUMBER_FIELDS = {  # field: (board, values refused, the lowest and highest accep
     "dram.latency_cycles": (XILINX, [0, 10_001, 10**30], [1, 10_000]),
     "resources.lut": (XILINX, [0, 10**8 + 1, 10**400], [1, 10**8]),
     "resources.uram": (XILINX, [0, 10**8 + 1], [1, 10**8]),
+    "dram.row_bytes": (XILINX, [0, 32, 131_072], [64, 65_536]),
+    "dram.banks": (XILINX, [0, 128], [1, 64]),
+    "dram.row_miss_cycles": (XILINX, [0, 100_001], [1, 100_000]),
 }
 
 
@@ -151,7 +154,7 @@ def test_non_finite_number_is_refused(tmp_path, field, bad):
     board, _, _ = NUMBER_FIELDS[field]
     data = board_dict(board)
     set_field(data, field, bad)
-    if field.endswith(("latency_cycles", "lut", "uram")):  # integer fields: a float is the wrong type
+    if field.endswith(("cycles", "lut", "uram", "row_bytes", "banks")):  # integer fields: a float is the wrong type
         pattern = "must be an integer"
     else:
         pattern = "not a finite number"

@@ -8,6 +8,8 @@ import yaml
 
 from dtlgen.boards import Board, Resources, boards_table_rows, list_boards, load_board
 from dtlgen.errors import BoardError
+from dtlgen.isa.params import DdrTiming
+from dtlgen.perf import fe
 
 # Figures from the vendor data sheets (DS190, DS891, DS987, FPGA-DS-02012); see each YAML file.
 DATA_SHEET_RESOURCES = {
@@ -96,7 +98,24 @@ MALFORMED = {
     "other vendor's field": (lambda d: d.update(clock_pin="G2"), "clock_pin"),
     "missing vendor field": (lambda d: d.pop("ps"), "ps"),
     "section not a mapping": (lambda d: d.update(dram=8), "dram"),
+    "DRAM timing in part": (lambda d: d["dram"].pop("banks"), "dram.banks"),
+    "row not a power of two": (lambda d: d["dram"].update(row_bytes=1000), "dram.row_bytes"),
+    "refresh as long as its interval": (lambda d: d["dram"].update(refresh_cycles=702), "dram.refresh_cycles"),
 }
+
+
+def test_dram_timing_is_optional_and_left_out_of_the_record_when_absent():
+    """A board without DRAM timing hashes as it did before the fields existed (designs keep their
+    board_sha256); one with it round-trips, and the model takes it as the DDR-like memory's timing."""
+    data = load_board("pynq-z2").to_dict()
+    for key in ("row_bytes", "banks", "row_miss_cycles", "refresh_interval_cycles", "refresh_cycles"):
+        del data["dram"][key]
+    plain = Board.from_dict(data)
+    assert plain.dram_ddr is None and set(plain.to_dict()["dram"]) == {"bytes_per_cycle", "latency_cycles"}
+    assert fe.ddr_timing(plain) is None
+    board = load_board("pynq-z2")
+    assert Board.from_dict(board.to_dict()).digest() == board.digest() != plain.digest()
+    assert fe.ddr_timing(board) == DdrTiming(row_bytes=2048, banks=8, t_miss=6, t_refi=702, t_rfc=24)
 
 
 @pytest.mark.parametrize("breakage", sorted(MALFORMED))

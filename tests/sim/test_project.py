@@ -28,6 +28,25 @@ def test_generate_then_sim(tmp_path, capsys, monkeypatch):
     assert {"macs", "ops", "predicted_cycles", "measured_cycles", "predicted_gops", "measured_gops", "rel_error",
             "bit_exact"} <= set(row)
     assert row["ops"] == 2 * row["macs"]
+    assert on_disk["memory"] == "ideal"
+
+    # the same project on the DDR-like memory with pynq-z2's DRAM timing: still bit-exact, the model's
+    # closed form within the 2 % the issue asks of it, and the report says which memory it ran on
+    assert main(["sim", "prj", "--ddr", "--json"]) == 0
+    ddr = json.loads(capsys.readouterr().out)
+    assert ddr["totals"]["fe"]["bit_exact"] and abs(ddr["totals"]["fe"]["rel_error"]) <= 0.02
+    assert ddr["memory"]["ddr_like"]["row_bytes"] == 2048 and "DDR-like" in ddr["source"]["measured"]
+    assert ddr["totals"]["fe"]["measured_cycles"] > report["totals"]["fe"]["measured_cycles"]
+
+
+def test_sim_on_ddr_needs_the_boards_dram_timing(tmp_path, capsys):
+    design = tmp_path / "design.json"
+    design.write_text(json.dumps({**DESIGN, "board": "kv260"}))
+    assert main(["generate", "digits_cnn", "--design", str(design), "--out", str(tmp_path / "prj")]) == 0
+    capsys.readouterr()
+    assert main(["sim", str(tmp_path / "prj"), "--ddr"]) == 1
+    err = capsys.readouterr().err
+    assert "gives no DRAM timing" in err and "dram.row_bytes" in err and "without --ddr" in err
 
 
 def test_sim_of_a_non_project_is_a_clear_error(tmp_path, capsys):
