@@ -47,6 +47,7 @@ def test_ap_fixed_modes_are_dtlgens_rules(bench, ref, tmp_path):
     assert all(p.differ > 0 for p in contrasts), contrasts
 
 
+@pytest.mark.slow  # 51 s: hls4ml's own C-simulation of the FE (benchmarks/hls_vs_hls4ml.py prints the same)
 def test_hls4ml_fe_equals_golden_layer_by_layer(bench, ref, tmp_path):
     fe = bench.build_hls4ml(ref.qnet, tmp_path / "hls4ml", trace=True, compile=False)
     layers = bench.hls4ml_trace(fe, ref.images, ref)  # compiles once, with tracing

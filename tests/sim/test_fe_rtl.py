@@ -74,6 +74,7 @@ def test_digits_cnn_fe_is_bit_exact_and_on_the_model(tmp_path):
     assert abs(sum(result.cycles) - sum(predicted)) <= NETWORK_TOLERANCE * sum(predicted)
 
 
+@pytest.mark.slow  # 70 s: yosys reads the whole engine (tests/sim/test_synth.py synthesises it, also slow)
 def test_yosys_reads_the_engine_as_verilator_does(tmp_path):
     """yosys's netlist of fe_engine.sv (dtlgen.sim.netlist) runs the digits network (convs with fused
     pools) and every other op (depthwise, 1x1, residual add, standalone max and average pools): outputs
@@ -251,7 +252,9 @@ def test_vgg16_first_conv_block_bit_exact(tmp_path):
 DDR_TOLERANCE = 0.02  # the model's closed form for the DDR-like memory: an expectation, not exact
 
 
-@pytest.mark.parametrize("n, size, cfg", [(64, 4, FEConfig(8, 8, 4, 4)), (16, 24, FEConfig(8, 8, 4, 8))])
+# the whole-map case by default (26 s); the few-row windows of a 24x24 map (34 s) with -m slow
+@pytest.mark.parametrize("n, size, cfg", [(64, 4, FEConfig(8, 8, 4, 4)),
+                                          pytest.param(16, 24, FEConfig(8, 8, 4, 8), marks=pytest.mark.slow)])
 def test_ddr_like_memory_keeps_results_exact_and_the_model_follows_it(tmp_path, n, size, cfg):
     """dram_model.sv's DDR-like timing (rows, banks, refresh; `DdrTiming`): an n→n 3×3 conv, bit-exact
     on both memories, on the model with the ideal one, slower with row misses and refresh, and within
