@@ -138,7 +138,7 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
             shift = lq.out_shift
             if image0 == 0:  # a layer's later descriptors read the same weights and biases
                 weights[op.name] = (place(np.asarray(lq.bias, dtype=np.int64).astype("<i4").view(np.uint8)),
-                                    place(_bytes(_tile_ordered_weights(lq.weight, op, cfg, bus_bytes))))
+                                    place(_tile_ordered_weights(lq.weight, op, cfg, bus_bytes)))
             bias_addr, second = weights[op.name]
         elif op.kind == "pool":
             kind = KIND_MAXPOOL if layer.op == "maxpool" else KIND_AVGPOOL
@@ -187,18 +187,20 @@ def _producer_region(network, name: str, region: dict[str, int]) -> int:
 
 
 def _tile_ordered_weights(weight: np.ndarray, op: FEOp, cfg: FEConfig, bus_bytes: int) -> np.ndarray:
-    """Weights in the engine's trip order (m tile outer, n tile inner; a depthwise conv: m tiles), each
-    trip's tile as K·K tap rows of (m, n) weights padded to whole beats (`dtlgen.isa.fe`)."""
+    """Weight bytes in the engine's trip order (m tile outer, n tile inner; a depthwise conv: m tiles),
+    each trip's tile as K·K tap rows of (m, n) weights packed in slots of `weight_slot_bits(w_bits)` and
+    padded to whole beats (`dtlgen.isa.fe`)."""
+    slot = isa.weight_slot_bits(cfg.w_bits)
     w = weight.reshape(op.m, 1 if op.depthwise else op.n, op.k, op.k)
     blocks = []
     for m0 in range(0, op.m, cfg.tm):
         for n0 in range(0, w.shape[1], cfg.tn):
             tile = w[m0:m0 + cfg.tm, n0:n0 + cfg.tn]
             rows = tile.transpose(2, 3, 0, 1).reshape(op.k * op.k, -1)  # tap-major, (m, n) within a tap
-            padded = np.zeros((op.k * op.k, isa.weight_row_bytes(tile.shape[0], tile.shape[1], bus_bytes)),
-                              dtype=np.int64)
+            row_bytes = isa.weight_row_bytes(tile.shape[0], tile.shape[1], bus_bytes, slot)
+            padded = np.zeros((op.k * op.k, row_bytes * 8 // slot), dtype=np.int64)
             padded[:, :rows.shape[1]] = rows
-            blocks.append(padded.reshape(-1))
+            blocks.append(isa.pack_weights(padded.reshape(-1), slot))
     return np.concatenate(blocks)
 
 
@@ -211,7 +213,7 @@ def _aligned(addr: int) -> int:
 
 
 def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max: int,
-                      array: tuple[int, int, int, int], bus_bytes: int, source: str) -> list[FEOp]:
+                      array: tuple[int, int, int, int], bus_bytes: int, source: str, w_bits: int = 8) -> list[FEOp]:
     """Check the FE descriptors of a memory image before an engine runs them (a project is data from a
     stranger): every field within what the engine's buffers hold, every address range inside the image,
     each descriptor's output where `ops` (the project's program.json) says. Raises one DesignError;
@@ -257,7 +259,7 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
         if d["out_addr"] != op["out_addr"] or len(sample) not in (1, 3) or sample[0] != m \
                 or (len(sample) == 3 and not pool and tuple(sample[1:]) != (r, c)):
             refuse(f"stores {m} channels at {d['out_addr']}, not the {out_shape} at {op['out_addr']} that program.json names")
-        weights = isa.weight_bytes(m, n, k, bool(depthwise), tm, tn, bus_bytes)
+        weights = isa.weight_bytes(m, n, k, bool(depthwise), tm, tn, bus_bytes, isa.weight_slot_bits(w_bits))
         # a batch's last image lies furthest: its input and output start a stride after the previous one's
         in_span = (images - 1) * d["in_stride"] + n * h * wd
         out_span = (images - 1) * d["out_stride"] + int(np.prod(sample))

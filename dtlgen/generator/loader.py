@@ -156,7 +156,7 @@ def open_project(path: Path) -> ProjectData:
                           f"{len(memory)}-byte image; {FIX}")
     fe = params.fe
     fe_ops = check_descriptors(memory, program["desc_addr"], program["ops"], fe.m_max, (fe.tm, fe.tn, fe.tr, fe.tc),
-                               fe.bus_bytes, str(sim / "program.json"))
+                               fe.bus_bytes, str(sim / "program.json"), fe.w_bits)
     for op, fe_op in zip(program["ops"], fe_ops):
         # The simulation's time-out and the reports' predictions come from these: they must be the model's.
         cycles = op_cycles(fe_op, design.fe, fe.bus_bytes, params.dram.latency).cycles

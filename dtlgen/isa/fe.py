@@ -15,7 +15,10 @@ in + i·in_stride (second + i·in_stride) and writes at out + i·out_stride.
 A conv's weights in memory, trip by trip (m tile outer, n tile inner; a depthwise conv: m tiles):
 K·K tap rows in (kr, kc) order, each the tap's tm_e × wn weights in (m, n) order (wn = tn_e, or 1
 for a depthwise conv), zero-padded to whole bus beats (`weight_row_bytes`), so that a beat never
-spans two taps and the engine writes each beat into one tap of its weight banks.
+spans two taps and the engine writes each beat into one tap of its weight banks. Weights are packed
+at their bit width rounded up to a slot of 2, 4 or 8 bits (`weight_slot_bits`; two's complement in the
+slot's low bits, the lowest slot of a byte first): 4-bit weights move two to a byte, 2-bit ones four.
+A slot never spans two bytes, so a beat holds bus·8 / slot whole weights.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ OUTPUT_STAGE_CYCLES = 10  # the store pipeline: bank read, lane select, pool (2)
 GEOMETRY_BYTES = 20  # the descriptor's leading bytes trip 0's geometry is computed from (fe_engine.sv geom_age)
 GEOMETRY_LOAD_AGE = 4  # cycles after they arrive before trip 0's first load may start (stride products, sums)
 GEOMETRY_GO_AGE = 6  # ... and before its first dispatch (trip 1's geometry through the scheduler's stages)
-ELEMENT_BITS = 8  # one byte per weight and activation in memory
+ELEMENT_BITS = 8  # the widest element the FE engines take: a byte (activations one each, weights in slots)
 __all__ = ["ACTIVATION_CODES", "DESCRIPTOR_BYTES", "FIELDS", "decode", "encode"]
 
 FIELDS = (
@@ -135,18 +138,34 @@ def reserved_bits(raw: Any) -> int:
     return sum(bin(int(w) & ~u & 0xFFFFFFFF).count("1") for w, u in zip(words, used))
 
 
-def weight_row_bytes(lanes: int, columns: int, bus_bytes: int, element_bytes: int = 1) -> int:
-    """Bytes of one tap row of a trip's weight tile: `lanes` × `columns` weights of `element_bytes`
-    (the engines: one), padded to whole `bus_bytes` beats."""
-    return -(-lanes * columns * element_bytes // bus_bytes) * bus_bytes
+def weight_slot_bits(w_bits: int) -> int:
+    """Bits one weight takes in memory: its width rounded up to 2, 4, 8 or 16 (a slot never spans bytes)."""
+    return next(slot for slot in (2, 4, 8, 16) if w_bits <= slot)
+
+
+def weight_row_bytes(lanes: int, columns: int, bus_bytes: int, slot_bits: int = 8) -> int:
+    """Bytes of one tap row of a trip's weight tile: `lanes` × `columns` weights of `slot_bits` each
+    (`weight_slot_bits`), padded to whole `bus_bytes` beats."""
+    return -(-lanes * columns * slot_bits // (8 * bus_bytes)) * bus_bytes
+
+
+def pack_weights(values: Any, slot_bits: int) -> np.ndarray:
+    """A tap row's weights (signed integers, a multiple of 8 / slot_bits of them) as the bytes that hold
+    them, `slot_bits` each, the lowest slot of a byte first (uint8)."""
+    v = np.asarray(values, dtype=np.int64)
+    if slot_bits >= 8:
+        return v.astype(f"<i{slot_bits // 8}").view(np.uint8)
+    per = 8 // slot_bits
+    fields = (v & ((1 << slot_bits) - 1)).reshape(-1, per) << (slot_bits * np.arange(per))
+    return fields.sum(axis=1).astype(np.uint8)
 
 
 def weight_bytes(m: int, n: int, k: int, depthwise: bool, tm: int, tn: int, bus_bytes: int,
-                 element_bytes: int = 1) -> int:
+                 slot_bits: int = 8) -> int:
     """Bytes of a conv's weights in memory, every trip's tile laid out as the module docstring says."""
     # (count, extent) of the full tiles and the edge tile along each dimension: a closed form, so that a
     # stranger's descriptor cannot make the check loop for long
     rows = [(m // tm, tm), (1 if m % tm else 0, m % tm)]
     cols = [(1, 1)] if depthwise else [(n // tn, tn), (1 if n % tn else 0, n % tn)]
-    return k * k * sum(a * b * weight_row_bytes(lanes, wn, bus_bytes, element_bytes)
+    return k * k * sum(a * b * weight_row_bytes(lanes, wn, bus_bytes, slot_bits)
                        for a, lanes in rows for b, wn in cols)

@@ -213,7 +213,7 @@ def fe_image_bytes(network, ops: list, cfg, bus_bytes: int) -> int:
     for op in ops:
         if op.kind == "conv":
             size += _aligned(4 * op.m) + _aligned(isa_fe.weight_bytes(op.m, op.n, op.k, op.depthwise, cfg.tm, cfg.tn,
-                                                                      bus_bytes))
+                                                                      bus_bytes, isa_fe.weight_slot_bits(cfg.w_bits)))
         rows, cols = (op.r // 2, op.c // 2) if op.pool else (op.r, op.c)
         size += _aligned(op.m * rows * cols)
     return size

@@ -25,8 +25,9 @@ tiles have their true extents (tr_e ≤ tr, tc_e ≤ tc, tm_e ≤ tm, tn_e ≤ t
 - load of a trip: `L + in_beats + w_beats`, L = DRAM latency (one per trip: requests are
   pipelined). in_beats = tn_e · rows_v · ceil(cols_v · a_bytes / bus) where rows_v × cols_v is
   the input window of the tile clipped to the image (padding is generated on chip, not loaded);
-  w_beats = K · K · ceil(tm_e · tn_e · w_bytes / bus): the generator stores each trip's weights as
-  K·K tap rows one after another, each padded to whole beats (`dtlgen.isa.fe.weight_row_bytes`);
+  w_beats = K · K · ceil(tm_e · tn_e · slot / (8 · bus)): the generator stores each trip's weights as
+  K·K tap rows one after another, each packed in slots of `weight_slot_bits(w_bits)` (2, 4 or 8 bits)
+  and padded to whole beats (`dtlgen.isa.fe.weight_row_bytes`);
   the RTL requests them a tap row at a time, and the rows stream back to back.
 - store of an output tile: tm_e · out_rows · ceil(out_cols · a_bytes / bus) after bias, ReLU,
   requantisation and the fused pool; stores are posted (no latency).
@@ -63,8 +64,9 @@ averaging it over all trips would hide it behind compute, where the trip it hits
 benchmarks/ddr_bench.py measures it against the RTL: within 1 % per network on the zoo's FEs.
 Writes are posted and pay nothing.
 
-Elements are byte-aligned in DRAM: a_bytes = ceil(a_bits / 8), w_bytes = ceil(w_bits / 8).
-Bit widths below 8 therefore save multipliers, LUTs and on-chip memory, not DRAM bandwidth.
+Activations are byte-aligned in DRAM (a_bytes = ceil(a_bits / 8)); weights sit in slots of 2, 4 or 8
+bits (`dtlgen.isa.fe.weight_slot_bits`): weights of 4 bits or fewer also halve (2 bits: quarter) the
+weight traffic, widths of 5 to 7 bits save multipliers, LUTs and on-chip memory, not DRAM bandwidth.
 """
 
 from __future__ import annotations
@@ -270,7 +272,8 @@ def op_cycles(op: FEOp, cfg: FEConfig, bus_bytes: float, latency: int, ddr: DdrT
     tr, tc = min(cfg.tr, op.r), min(cfg.tc, op.c)
     timing = (ddr.row_bytes, ddr.t_miss, ddr.t_refi, ddr.t_rfc) if ddr is not None and ddr.row_bytes else None
     key = (op.kind, op.n, op.h, op.w, op.m, op.r, op.c, op.k, op.s, op.p, op.per_channel, op.pool, op.images,
-           cfg.tm, cfg.tn, tr, tc, cfg.a_bytes, cfg.w_bytes, float(bus_bytes), int(latency), timing)
+           cfg.tm, cfg.tn, tr, tc, cfg.a_bytes, isa_fe.weight_slot_bits(cfg.w_bits), float(bus_bytes), int(latency),
+           timing)
     return _op_cycles(*key)
 
 
@@ -312,7 +315,7 @@ def ddr_timing(board: Board) -> DdrTiming | None:
 
 
 @lru_cache(maxsize=200_000)
-def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, tm, tn, tr, tc, a_bytes, w_bytes,
+def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, tm, tn, tr, tc, a_bytes, w_slot,
                bus, latency, timing=None) -> OpCycles:
     depth = pipeline_depth(tn) if kind == "conv" else pipeline_depth(1)
     rt, ct, mt = -(-r // tr), -(-c // tc), -(-m // tm)
@@ -338,7 +341,7 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, tm, t
     def load(tn_e):  # load of a trip with tn_e input channels (per-channel ops: the tile's own tm_e)
         channels = lanes if per_channel else tn_e
         beats = inputs * channels * row_beats
-        w_beats = k * k * np.ceil(lanes * (1 if per_channel else tn_e) * w_bytes / bus) if kind == "conv" else 0
+        w_beats = k * k * np.ceil(lanes * (1 if per_channel else tn_e) * w_slot / (8 * bus)) if kind == "conv" else 0
         if timing is not None:
             # an image's channels of a trip are one run when the window is the whole plane, else a
             # run per channel from its first window row to its last; the weights are one run
@@ -387,7 +390,7 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, tm, t
     bus_cycles = int(loads + store.sum()) + overhead
     in_bytes = images * inputs * a_bytes * int((rows_v[:, None] * cols_v[None, :]).sum()) * \
         (m if per_channel else n) * (1 if per_channel else mt)
-    w_total = int(isa_fe.weight_bytes(m, n, k, per_channel, tm, tn, bus, w_bytes)) if kind == "conv" else 0
+    w_total = int(isa_fe.weight_bytes(m, n, k, per_channel, tm, tn, bus, w_slot)) if kind == "conv" else 0
     out_bytes = images * m * int(out_r.sum()) * int(out_c.sum()) * a_bytes
     return OpCycles(cycles, int(comp.sum()) * nt, bus_cycles, trips,
                     in_bytes + w_total * rt * ct + out_bytes)

@@ -28,7 +28,7 @@ from dtlgen.quant import fixed
 # the caps stop absurd numbers before any arithmetic or code generation sees them.
 FE_TILE_MAX = {"tm": 1024, "tn": 1024, "tr": 256, "tc": 256}
 RL_TILE_MAX = {"tm": 256, "tn": 256, "batch": 4096}
-FE_RTL_BITS = isa_fe.ELEMENT_BITS  # the FE RTL stores one byte per element
+FE_RTL_BITS = isa_fe.ELEMENT_BITS  # the FE RTL's widest element: one byte (weights packed below 5 bits)
 FE_ACC_BITS = isa_fe.ACC_BITS  # the FE RTL's accumulators and bias words
 K_MAX_ENGINE, S_MAX_ENGINE = isa_fe.K_MAX, isa_fe.S_MAX
 
@@ -36,7 +36,7 @@ K_MAX_ENGINE, S_MAX_ENGINE = isa_fe.K_MAX, isa_fe.S_MAX
 def fe_op_problem(op: FEOp, cfg: FEConfig) -> str | None:
     """Why the FE RTL cannot run `op` with `cfg`, or None."""
     if cfg.a_bits > FE_RTL_BITS or cfg.w_bits > FE_RTL_BITS:
-        return (f"fe.a_bits={cfg.a_bits}, fe.w_bits={cfg.w_bits}: the FE RTL stores one byte per element; use bit "
+        return (f"fe.a_bits={cfg.a_bits}, fe.w_bits={cfg.w_bits}: the FE RTL takes elements of up to one byte; use bit "
                 f"widths up to {FE_RTL_BITS}")
     kind = {"conv": isa_fe.KIND_CONV, "add": isa_fe.KIND_ADD}.get(op.kind, isa_fe.KIND_AVGPOOL)  # (a pool)
     problem = isa_fe.window_problem(kind, op.k, op.s, op.r, op.c, cfg.tr, cfg.tc)

@@ -3,6 +3,7 @@ a value that does not fit its field is refused rather than silently cut."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -107,3 +108,25 @@ def test_a_changed_latency_makes_the_rtl_constants_stale(monkeypatch):
 
     monkeypatch.setattr(render.fe, "OUTPUT_STAGE_CYCLES", 5)
     assert "fe_engine.sv constants" in render.stale()
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.sampled_from([2, 4, 8]), st.integers(1, 12), st.data())
+def test_packed_weights_round_trip(slot, groups, data):
+    """pack_weights puts 8 / slot weights in a byte, lowest slot first, two's complement in the slot."""
+    count = groups * (8 // slot) if slot < 8 else groups
+    low, high = -(1 << (slot - 1)), (1 << (slot - 1)) - 1
+    values = np.array(data.draw(st.lists(st.integers(low, high), min_size=count, max_size=count)), dtype=np.int64)
+    packed = fe.pack_weights(values, slot)
+    assert len(packed) == count * slot // 8
+    per = 8 // slot
+    fields = (packed[:, None].astype(np.int64) >> (slot * np.arange(per))) & ((1 << slot) - 1)
+    unpacked = np.where(fields >= 1 << (slot - 1), fields - (1 << slot), fields).reshape(-1)
+    assert np.array_equal(unpacked, values)
+
+
+def test_weight_slots_and_row_bytes():
+    assert [fe.weight_slot_bits(w) for w in (2, 3, 4, 5, 8, 9, 16)] == [2, 4, 4, 8, 8, 16, 16]
+    # 16 weights of 4 bits fill one 8-byte beat; a 17th starts another; 2-bit ones fill a beat at 32
+    assert [fe.weight_row_bytes(4, 4, 8, 4), fe.weight_row_bytes(17, 1, 8, 4), fe.weight_row_bytes(32, 1, 8, 2),
+            fe.weight_row_bytes(4, 4, 8)] == [8, 16, 8, 16]

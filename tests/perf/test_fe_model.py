@@ -43,7 +43,8 @@ def reference_schedule(op: fe.FEOp, cfg: fe.FEConfig, bus: int, latency: int, no
     is_conv = op.kind == "conv"
     per_channel = op.depthwise or not is_conv  # tm lanes, one channel each, no n loop
     depth = fe.pipeline_depth(cfg.tn) if (is_conv or nonconv_depth is None) else nonconv_depth
-    a_bytes, w_bytes = cdiv(cfg.a_bits, 8), cdiv(cfg.w_bits, 8)
+    a_bytes = cdiv(cfg.a_bits, 8)
+    slot = next(bits for bits in (2, 4, 8, 16) if cfg.w_bits <= bits)  # weights packed in 2/4/8-bit slots
     inputs = 2 if op.kind == "add" else 1
     k = op.k
     tr, tc = min(cfg.tr, op.r), min(cfg.tc, op.c)
@@ -71,7 +72,7 @@ def reference_schedule(op: fe.FEOp, cfg: fe.FEConfig, bus: int, latency: int, no
                     in_elems += inputs * tn_e * rows_v * cols_v
                     w_beats = 0
                     if is_conv:  # K·K tap rows of tm_e × wn weights, each padded to whole beats
-                        row_beats = cdiv(tm_e * (1 if per_channel else tn_e) * w_bytes, bus)
+                        row_beats = cdiv(tm_e * (1 if per_channel else tn_e) * slot, 8 * bus)
                         w_beats = k * k * row_beats
                         w_moved += k * k * row_beats * bus
                     trips.append((compute, latency + in_beats + w_beats))

@@ -18,6 +18,7 @@ from torch import nn
 
 from dtlgen.errors import DesignError, ToolMissingError
 from dtlgen.generator.fe_program import build_fe_program
+from dtlgen.isa import fe as fe_isa
 from dtlgen.isa.params import FEParams, FESimBuild, SimDram
 from dtlgen.model import import_module, load_model
 from dtlgen.model.digits_task import load_digits_task
@@ -210,6 +211,28 @@ def test_depthwise_pool_and_add_bit_exact_and_on_the_model(tmp_path, tile, bus):
     assert any(img.op.depthwise for img in program.ops)
     assert all(exact)
     assert result.cycles == predicted  # the ideal memory: the schedule is exact, descriptor by descriptor
+
+
+# weights of 4 bits or fewer move packed (two or four to a byte: dtlgen.isa.fe.weight_slot_bits); 3-bit
+# weights in 4-bit slots, 2-bit ones in 2-bit slots, with 4x4 tap rows of 4 and 16 weights on an 8-byte bus
+@pytest.mark.parametrize("w_bits", [3, 2])
+def test_packed_weights_bit_exact_and_on_the_model(tmp_path, w_bits):
+    torch.manual_seed(0)
+    network = import_module(_PerChannel().eval(), (3, 9, 9))
+    x = np.random.default_rng(0).standard_normal((4, 3, 9, 9))
+    qnet = quantize(network, x, PrecisionConfig(w_bits=w_bits))
+    cfg = FEConfig(4, 4, 4, 4, w_bits=w_bits)
+    params = FESimBuild(FEParams(4, 4, 4, 4, a_bits=8, w_bits=w_bits, bus_bytes=BUS, m_max=1024),
+                        SimDram(LATENCY, 1 << 20))
+    program, result, predicted, exact = simulate(qnet, golden.quantize_input(qnet, x[:1])[0], tmp_path, params, cfg)
+    assert all(exact) and result.cycles == predicted
+    # the 3x3 convs' tap rows (12 weights, then 6) take one beat each instead of two and one
+    slot = fe_isa.weight_slot_bits(w_bits)
+    assert (fe_isa.weight_row_bytes(4, 3, BUS, slot), fe_isa.weight_row_bytes(4, 3, BUS)) == (BUS, 2 * BUS)
+    byte_wide = FEConfig(4, 4, 4, 4)
+    for img in program.ops:
+        if img.op.kind == "conv" and img.op.k == 3 and not img.op.depthwise:
+            assert op_cycles(img.op, cfg, BUS, LATENCY).cycles < op_cycles(img.op, byte_wide, BUS, LATENCY).cycles
 
 
 def test_unsupported_layers_fail_before_any_build():

@@ -58,5 +58,5 @@ def test_generate_refuses_what_the_rtl_cannot_run(tmp_path, capsys):
     design = tmp_path / "design.json"
     design.write_text(json.dumps({**DESIGN, "fe": {**DESIGN["fe"], "a_bits": 12}}))
     assert main(["generate", "digits_cnn", "--design", str(design), "--out", str(tmp_path / "p")]) == 1
-    assert "one byte per element" in capsys.readouterr().err
+    assert "elements of up to one byte" in capsys.readouterr().err
     assert not (tmp_path / "p").exists(), "nothing half-written"

@@ -31,6 +31,9 @@ const int TC = DTL_FE_TC;
 const int K_MAX = DTL_FE_K_MAX;
 const int KK = K_MAX * K_MAX;
 const int BUS = DTL_FE_BUS_BYTES;  // a weight tile's tap rows are padded to whole beats of the port
+// weights sit in memory in slots of 2, 4 or 8 bits (dtlgen.isa.fe.weight_slot_bits), lowest slot first
+const int W_SLOT = DTL_FE_W_BITS <= 2 ? 2 : DTL_FE_W_BITS <= 4 ? 4 : 8;
+const int W_PER_BYTE = 8 / W_SLOT;
 const int IN_ROWS = (TR - 1) * DTL_FE_S_MAX + K_MAX;
 const int IN_COLS = (TC - 1) * DTL_FE_S_MAX + K_MAX;
 const int IN_WINDOW = IN_ROWS * IN_COLS;
@@ -103,8 +106,12 @@ static Trip next_trip(const FeDesc &d, Trip t, int nl) {
   return t;
 }
 
-// Bytes of one tap row of a weight tile: tm x wn weights padded to whole beats (dtlgen.isa.fe).
-static unsigned weight_row_bytes(int tm, int wn) { return unsigned((tm * wn + BUS - 1) / BUS * BUS); }
+// Bytes of one tap row of a weight tile: tm x wn weights in W_SLOT-bit slots, padded to whole beats
+// (dtlgen.isa.fe).
+static unsigned weight_row_bytes(int tm, int wn) {
+  const int per_beat = BUS * W_PER_BYTE;
+  return unsigned((tm * wn + per_beat - 1) / per_beat * BUS);
+}
 
 // Bytes of the weight tile of a trip (the generator stores them in trip order): K*K tap rows.
 static unsigned trip_weight_bytes(const FeDesc &d, const Trip &t) {
@@ -166,7 +173,12 @@ load_weights:
         for (int n = 0; n < TN; n++) {
 #pragma HLS PIPELINE II = 1
           fe_wgt_t v = 0;
-          if (m < tm && n < wn) v = fe_wgt_t(mem[a + unsigned(m * wn + n)]);
+          if (m < tm && n < wn) {
+            // the weight's slot, sign-extended from its low W_BITS bits (the slot holds the same value)
+            const unsigned pos = unsigned(m * wn + n);
+            const ap_uint<8> byte = ap_uint<8>(mem[a + pos / W_PER_BYTE]);
+            v = fe_wgt_t(byte >> ((pos % W_PER_BYTE) * W_SLOT));
+          }
           wbuf[m][n][kr * K_MAX + kc] = v;
         }
       }

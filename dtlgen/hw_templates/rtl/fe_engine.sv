@@ -67,6 +67,9 @@ module fe_engine #(
   output logic [31:0]              perf_cycles
 );
   localparam int B = BUS_BYTES;
+  // weights sit in memory in slots of 2, 4 or 8 bits (dtlgen.isa.fe.weight_slot_bits), WB to a beat
+  localparam int W_SLOT = (W_BITS <= 2) ? 2 : (W_BITS <= 4) ? 4 : 8;
+  localparam int WB = B * 8 / W_SLOT;
   localparam int IN_ROWS = (TR - 1) * S_MAX + K_MAX;
   localparam int IN_COLS = (TC - 1) * S_MAX + K_MAX;
   localparam int IN_PITCH = 1 << $clog2(IN_COLS > B ? IN_COLS : B);  // a window row: whole beats
@@ -452,13 +455,14 @@ module fe_engine #(
 
   // stage C: beats of a row and of a weight tap row, the first segment's offset
   // (A trip's weights are K*K tap rows (kr, kc order), each the tap's tm x wn weights in (m, n)
-  // order padded to whole beats (dtlgen.isa.fe.weight_row_bytes): a beat never spans two taps.)
+  // order, W_SLOT bits each, padded to whole beats (dtlgen.isa.fe.weight_row_bytes): a beat never
+  // spans two taps.)
   function automatic geom_t geom_c(input geom_t b);
     geom_t g;
     g = b;
     g.row_beats = 16'((32'(b.cols) + 32'(BUS_BYTES) - 1) / 32'(BUS_BYTES));
     g.start = b.first_row * 32'(d_w) + 32'(b.xlo);
-    g.w_row_beats = 16'((32'(b.wprod) + B - 1) / B);
+    g.w_row_beats = 16'((32'(b.wprod) + WB - 1) / WB);
     geom_c = g;
   endfunction
 
@@ -620,8 +624,9 @@ module fe_engine #(
     assign bias_waddr = BA'(rsp_byte / 4);
     assign bias_wdata[0] = {rd_data[8*B-1:0], bias_part};
   end
-  // Weight banks, one per multiplier: tap rows at (half, tap). A beat carries B weights of one tap
-  // row; element (m, n) sits at position m * ld_wn + n of the row (a depthwise conv: m).
+  // Weight banks, one per multiplier: tap rows at (half, tap). A beat carries WB weights of one tap
+  // row in W_SLOT-bit slots; element (m, n) sits at position m * ld_wn + n of the row (a depthwise
+  // conv: m).
   logic              w_beat;  // a beat of the weight tile
   logic [WA-1:0]     w_waddr, w_raddr;
   logic [W_BITS-1:0] w_rdata [TM * TN];
@@ -640,8 +645,8 @@ module fe_engine #(
       logic [PW-1:0] pos;
       assign pos = row_pos + PW'(n);
       dtl_ram #(.WIDTH(W_BITS), .DEPTH(2 * KK)) bank (
-        .clk, .we(w_beat && 16'(m) < ld_tm && 16'(n) < ld_wn && PW'(32'(pos) / B) == PW'(wr_b)), .waddr(w_waddr),
-        .wdata(rd_data[(32'(pos) % B) * 8 +: W_BITS]), .re(1'b1), .raddr(w_raddr), .rdata(w_rdata[m * TN + n]));
+        .clk, .we(w_beat && 16'(m) < ld_tm && 16'(n) < ld_wn && PW'(32'(pos) / WB) == PW'(wr_b)), .waddr(w_waddr),
+        .wdata(rd_data[(32'(pos) % WB) * W_SLOT +: W_BITS]), .re(1'b1), .raddr(w_raddr), .rdata(w_rdata[m * TN + n]));
     end
   end
 
