@@ -38,9 +38,9 @@ tiles have their true extents (tr_e ≤ tr, tc_e ≤ tc, tm_e ≤ tm, tn_e ≤ t
   is dispatched, so a trip takes `max(compute_i, load_{i+1} + store_prev) + TRIP_HANDOFF_CYCLES`.
 - An operation costs: descriptor fetch (`L + ceil(DESCRIPTOR_BYTES / bus)`), bias load
   (`L + ceil(M · BIAS_BYTES / bus)`, convs only; a pool or add instead waits
-  `dtlgen.isa.fe.geometry_wait(bus)` for trip 0's geometry, 1 cycle on a 16-byte bus), the first load, the sum over trips above, then
-  the last store and the output stage's latency `OUTPUT_STAGE_CYCLES`, plus
-  `PHASE_HANDOFF_CYCLES` (dispatch and retire) for each of those sequential memory phases
+  `dtlgen.isa.fe.geometry_wait(bus)` for trip 0's geometry, 1 cycle on a 16-byte bus), the first
+  load, the sum over trips above, then the last store and the output stage's latency
+  `OUTPUT_STAGE_CYCLES`, plus `PHASE_HANDOFF_CYCLES` (dispatch and retire) for each of those sequential memory phases
   (descriptor, bias, first load, last store: four for a conv, three otherwise).
 These terms were measured on the RTL (`dtlgen sim`) and are part of the schedule, not fitted.
 
