@@ -88,7 +88,7 @@ def bench_one(model: str, board_name: str, design: Design | None, pop: int, gens
             "measured_gops": 2 * sum(macs) / (measured / f) / 1e9, "predicted_gops": 2 * sum(macs) / (model_total / f) / 1e9,
             "error": (model_total - measured) / measured, "max_layer_error": max(errors),
             "efficiency": sum(macs) / (measured * lanes),
-            "compute_bound_efficiency": cb_macs / (cb_cycles * lanes) if cb_cycles else float("nan"),
+            "compute_bound_efficiency": cb_macs / (cb_cycles * lanes) if cb_cycles else None,  # none such
             "sim_cycles_per_s": measured / run_s, "build_s": build_s, "run_s": run_s}
 
 
@@ -128,7 +128,7 @@ def main() -> None:
                               f"{r['measured_cycles']:,}", f"{r['predicted_cycles']:,}", f"{r['measured_gops']:.2f}",
                               f"{r['predicted_gops']:.2f}", f"{100 * r['error']:+.2f} %",
                               f"{100 * r['max_layer_error']:.2f} %", f"{100 * r['efficiency']:.1f} %",
-                              f"{100 * r['compute_bound_efficiency']:.1f} %",
+                              "–" if r["compute_bound_efficiency"] is None else f"{100 * r['compute_bound_efficiency']:.1f} %",
                               f"{r['sim_cycles_per_s'] / 1e6:.2f} M cycles/s", f"{r['build_s']:.0f} + {r['run_s']:.0f} s")
     console.print(table)
     console.print(f"Designs: {', '.join(sorted(sources))}. Measured: RTL simulation (cocotb + Verilator, perf "
