@@ -246,7 +246,7 @@ def test_unsupported_layers_fail_before_any_build():
         build_fe_program(qnet, FEConfig(4, 4, 8, 8), np.zeros((2, 32, 32), dtype=np.int64), bus_bytes=BUS)
     small = import_module(nn.Sequential(nn.Conv2d(2, 2, 3, padding=1)).eval(), (2, 6, 6))
     qnet = quantize(small, np.random.default_rng(0).standard_normal((2, 2, 6, 6)), PrecisionConfig(a_bits=12))
-    with pytest.raises(DesignError, match="one byte per"):
+    with pytest.raises(DesignError, match="elements of up to one byte"):
         build_fe_program(qnet, FEConfig(4, 4, 4, 4, a_bits=12), np.zeros((2, 6, 6), dtype=np.int64), bus_bytes=BUS)
 
 
