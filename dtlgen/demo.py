@@ -174,10 +174,12 @@ def run_demo(out_dir: Path | None = None, config: DemoConfig = DemoConfig(),
     sizes = model_size_bytes(qnet)
     progress(f"design-space exploration on {board.name} (NSGA-II, pop {config.dse_pop} x {config.dse_gens} gens)")
     # The demo's workload: infer the target test set, re-train on the target set for the demo's epochs;
-    # the RL engine keeps the demo's 16-bit training precision.
+    # both engines keep the demo's precision (FE w_bits/a_bits, 16-bit RL), so the design the demo
+    # builds and re-trains on is the one its accuracy and size figures describe.
     workload = Workload(len(task.test_y), len(task.retrain_y), config.epochs)
     dse = run_dse(network, board, task.retrain_x[:16], None, config.dse_pop, config.dse_gens, config.seed + 1,
-                  space=Space(rl_bits=(config.rl_bits,)), workload=workload)
+                  space=Space(fe_w_bits=(config.w_bits,), fe_a_bits=(config.a_bits,), rl_bits=(config.rl_bits,)),
+                  workload=workload)
     report = {
         "model": name,
         "task": {"source": "sklearn digits 8x8", "target": digits_task.TARGET_DESCRIPTION,

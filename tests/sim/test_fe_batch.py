@@ -76,7 +76,7 @@ def check_batch(qnet, x_int, tiles, workdir, array=(4, 4), pack=0, lut_mults=0):
 
 # 12 rows: two images of the 6-row maps per descriptor, four of the pool's 3 rows, all five of the
 # average pool's single row; 25 rows: four, then five
-@pytest.mark.parametrize("tiles", [(12, 4), (25, 5)])
+@pytest.mark.parametrize("tiles", [(12, 4), pytest.param((25, 5), marks=pytest.mark.slow)])  # (25, 5): -m slow
 def test_per_channel_ops_in_batches_bit_exact_and_on_the_model(tmp_path, tiles):
     qnet, x_int = per_channel_batch()
     program = check_batch(qnet, x_int, tiles, tmp_path)
@@ -85,7 +85,7 @@ def test_per_channel_ops_in_batches_bit_exact_and_on_the_model(tmp_path, tiles):
     assert {img.op.kind for img in program.ops} == {"conv", "add", "pool"}
 
 
-@pytest.mark.parametrize("array, lut_mults", [((4, 4), 0), ((5, 3), 0), ((4, 4), 6)])
+@pytest.mark.parametrize("array, lut_mults", [pytest.param((4, 4), 0, marks=pytest.mark.slow), ((5, 3), 0), ((4, 4), 6)])
 def test_packed_multipliers_are_bit_exact_in_batches(tmp_path, array, lut_mults):
     """PACK=1 (two lanes on one multiply per column, as on a DSP48): every op kind, depthwise included,
     bit-exact and in the same cycles; 5 lanes leave the last one on its own multiplier; with 6 LUT

@@ -198,7 +198,8 @@ class _PerChannel(nn.Module):
 # odd tiles leave pools standalone, even ones fuse where they can; 16 columns on the 8-byte bus start
 # a row's second beat half-way through the output banks; on a 16-byte bus a pool's or add's first
 # load waits a cycle for its geometry (dtlgen.isa.fe.geometry_wait)
-@pytest.mark.parametrize("tile, bus", [((3, 3), 8), ((4, 4), 8), ((4, 16), 8), ((4, 4), 16)])
+@pytest.mark.parametrize("tile, bus", [((3, 3), 8), ((4, 4), 8), pytest.param((4, 16), 8, marks=pytest.mark.slow),
+                                       ((4, 4), 16)])
 def test_depthwise_pool_and_add_bit_exact_and_on_the_model(tmp_path, tile, bus):
     torch.manual_seed(0)
     network = import_module(_PerChannel().eval(), (3, 9, 9))
@@ -215,7 +216,7 @@ def test_depthwise_pool_and_add_bit_exact_and_on_the_model(tmp_path, tile, bus):
 
 # weights of 4 bits or fewer move packed (two or four to a byte: dtlgen.isa.fe.weight_slot_bits); 3-bit
 # weights in 4-bit slots, 2-bit ones in 2-bit slots, with 4x4 tap rows of 4 and 16 weights on an 8-byte bus
-@pytest.mark.parametrize("w_bits", [3, 2])
+@pytest.mark.parametrize("w_bits", [3, pytest.param(2, marks=pytest.mark.slow)])
 def test_packed_weights_bit_exact_and_on_the_model(tmp_path, w_bits):
     torch.manual_seed(0)
     network = import_module(_PerChannel().eval(), (3, 9, 9))

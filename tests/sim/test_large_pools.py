@@ -48,7 +48,7 @@ def write_model(tmp_path: Path) -> str:
     return f"{path}:build"
 
 
-@pytest.mark.parametrize("model", ["gap", "wide"])
+@pytest.mark.parametrize("model", ["gap", pytest.param("wide", marks=pytest.mark.slow)])  # wide: -m slow
 def test_large_pool_is_bit_and_cycle_exact_in_rtl_and_c(tmp_path, capsys, model):
     spec = GAP if model == "gap" else write_model(tmp_path)
     (tmp_path / "design.json").write_text(json.dumps(DESIGN))
