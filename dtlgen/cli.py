@@ -128,16 +128,20 @@ def _design_inputs(args: argparse.Namespace):
 
 def cmd_perf(args: argparse.Namespace) -> int:
     from dtlgen.perf import predict
+    from dtlgen.perf.fe import require_ddr_timing
     from dtlgen.perf.validate import design_problems, structural_problems
 
     design, board, network = _design_inputs(args)
     problems = structural_problems(network, design, board)
     if problems:
         raise DesignError(f"{args.design} cannot be built for {network.name}: {'; '.join(problems)}")
-    prediction = predict(network, design, board)
+    timing = require_ddr_timing(board) if args.ddr else None
+    prediction = predict(network, design, board, timing)
     problems = design_problems(network, design, board, prediction)
+    memory = ("the DDR-like memory of the board file's DRAM timing (the closed form: an estimate); the RL engine "
+              "on the ideal memory" if args.ddr else "the ideal memory")
     if args.json:
-        _print_json(prediction.to_dict())
+        _print_json({**prediction.to_dict(), "memory": memory})
         if problems:
             raise DesignError(f"{args.design} does not fit {board.name}: {'; '.join(problems)}")
         return 0
@@ -150,7 +154,7 @@ def cmd_perf(args: argparse.Namespace) -> int:
     _show(f"FE engine: {network.name} on {board.name}, tm={fe.tm} tn={fe.tn} tr={fe.tr} tc={fe.tc}, "
           f"w{fe.w_bits}/a{fe.a_bits}, {design.clock_mhz:g} MHz"
           + (f", batch {fe.batch} (cycles and MACs per batch)" if fe.batch > 1 else ""), columns, rows,
-          f"Design clock {design.clock_mhz:g} MHz: {board.clock_basis}.")
+          f"Design clock {design.clock_mhz:g} MHz: {board.clock_basis}. Memory: {memory}.")
     rl = design.rl
     rows = _prediction_rows(prediction.rl_descriptors)
     rows.append(["training step", "", f"{sum(p.macs for p in prediction.rl_descriptors):,}",
@@ -450,6 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--design", required=True, help="design.json (from 'dtlgen dse' or written by hand)")
     p.add_argument("--board", help="board name or .yaml (default: the design's board)")
     _add_split_options(p)
+    p.add_argument("--ddr", action="store_true",
+                   help="predict the FE on the DDR-like memory of the board file's DRAM timing (rows, banks, refresh)")
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.set_defaults(func=cmd_perf)
 

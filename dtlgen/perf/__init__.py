@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dtlgen.boards import Board
+from dtlgen.isa.params import DdrTiming
 from dtlgen.model.ir import Network
 from dtlgen.perf import board as board_model, fe, rl
 from dtlgen.perf.design import Design, load_design
@@ -112,15 +113,16 @@ def _gops(ops: int, cycles: int, clock_mhz: float) -> float:
     return ops / (cycles / (clock_mhz * 1e6)) / 1e9 if cycles else 0.0
 
 
-def predict(network: Network, design: Design, board: Board) -> NetworkPrediction:
-    """Per-layer cycles/GOPs/bound of both engines, resources, and what makes the design infeasible."""
+def predict(network: Network, design: Design, board: Board, ddr: DdrTiming | None = None) -> NetworkPrediction:
+    """Per-layer cycles/GOPs/bound of both engines, resources, and what makes the design infeasible. With
+    `ddr`, the FE's cycles are the DDR-like memory's closed form (an estimate; the RL's stay ideal)."""
     f_mhz = design.clock_mhz
     bus, latency = board.dram_bytes_per_cycle, board.dram_latency_cycles
     cfg = design.fe
     result = NetworkPrediction(f_mhz, fe_batch=cfg.batch)
     ops = fe.fe_ops(network, cfg)
     for op in ops:
-        runs = [fe.op_cycles(d, cfg, bus, latency) for d in fe.batched_ops([op], cfg, cfg.batch)]
+        runs = [fe.op_cycles(d, cfg, bus, latency, ddr) for d in fe.batched_ops([op], cfg, cfg.batch)]
         cycles, dram = sum(r.cycles for r in runs), sum(r.dram_bytes for r in runs)
         bound = "compute" if sum(r.compute_cycles for r in runs) >= sum(r.bus_cycles for r in runs) else "memory"
         macs = op.macs * cfg.batch

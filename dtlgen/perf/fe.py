@@ -314,6 +314,16 @@ def ddr_timing(board: Board) -> DdrTiming | None:
                      t_refi=spec.refresh_interval_cycles, t_rfc=spec.refresh_cycles)
 
 
+def require_ddr_timing(board: Board, option: str = "--ddr") -> DdrTiming:
+    """`ddr_timing`, or one DesignError naming the board fields to add."""
+    timing = ddr_timing(board)
+    if timing is None:
+        raise DesignError(f"board '{board.name}' gives no DRAM timing (dram.row_bytes, dram.banks, "
+                          "dram.row_miss_cycles, dram.refresh_interval_cycles, dram.refresh_cycles); add them to "
+                          f"its board file and re-run 'dtlgen dse', or leave out {option}")
+    return timing
+
+
 @lru_cache(maxsize=200_000)
 def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, tm, tn, tr, tc, a_bytes, w_slot,
                bus, latency, timing=None) -> OpCycles:

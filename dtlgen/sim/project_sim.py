@@ -28,7 +28,7 @@ import numpy as np
 from dtlgen.atomic import check_owned, check_writable, publish, record_files, write_json, write_text
 from dtlgen.generator.loader import check_sources, load_rl_project, open_project
 from dtlgen.errors import DesignError
-from dtlgen.perf.fe import ddr_timing, op_cycles
+from dtlgen.perf.fe import op_cycles, require_ddr_timing
 from dtlgen.sim.fe_sim import run_image
 
 REPORT = "sim_report.json"
@@ -53,11 +53,7 @@ def simulate_project(project: Path, progress: Callable[[str], None] = lambda mes
     params, ops = data.params, data.program["ops"]
     timing = None
     if ddr:
-        timing = ddr_timing(data.board)
-        if timing is None:
-            raise DesignError(f"board '{data.board.name}' gives no DRAM timing (dram.row_bytes, dram.banks, "
-                              "dram.row_miss_cycles, dram.refresh_interval_cycles, dram.refresh_cycles); add them "
-                              "to its board file and re-run 'dtlgen dse', or simulate without --ddr")
+        timing = require_ddr_timing(data.board)
         ops = [{**op, "predicted_cycles": op_cycles(fe_op, data.design.fe, params.fe.bus_bytes, params.dram.latency,
                                                      timing).cycles} for op, fe_op in zip(ops, data.fe_ops)]
     progress(f"building the FE engine in Verilator ({params.fe.tm}x{params.fe.tn} array"

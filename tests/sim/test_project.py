@@ -37,6 +37,10 @@ def test_generate_then_sim(tmp_path, capsys, monkeypatch):
     assert ddr["totals"]["fe"]["bit_exact"] and abs(ddr["totals"]["fe"]["rel_error"]) <= 0.02
     assert ddr["memory"]["ddr_like"]["row_bytes"] == 2048 and "DDR-like" in ddr["source"]["measured"]
     assert ddr["totals"]["fe"]["measured_cycles"] > report["totals"]["fe"]["measured_cycles"]
+    # dtlgen perf --ddr predicts what sim --ddr compared against
+    assert main(["perf", "digits_cnn", "--design", str(design), "--ddr", "--json"]) == 0
+    perf = json.loads(capsys.readouterr().out)
+    assert perf["fe"]["cycles"] == ddr["totals"]["fe"]["predicted_cycles"] and "DDR-like" in perf["memory"]
 
 
 def test_sim_on_ddr_needs_the_boards_dram_timing(tmp_path, capsys):
@@ -46,7 +50,9 @@ def test_sim_on_ddr_needs_the_boards_dram_timing(tmp_path, capsys):
     capsys.readouterr()
     assert main(["sim", str(tmp_path / "prj"), "--ddr"]) == 1
     err = capsys.readouterr().err
-    assert "gives no DRAM timing" in err and "dram.row_bytes" in err and "without --ddr" in err
+    assert "gives no DRAM timing" in err and "dram.row_bytes" in err and "leave out --ddr" in err
+    assert main(["perf", "digits_cnn", "--design", str(design), "--ddr"]) == 1
+    assert "gives no DRAM timing" in capsys.readouterr().err
 
 
 def test_sim_of_a_non_project_is_a_clear_error(tmp_path, capsys):
