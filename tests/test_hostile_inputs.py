@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from dtlgen.atomic import MANIFEST
 from dtlgen.boards import load_board
 from dtlgen.cli import main
-from dtlgen.errors import DtlgenError
+from dtlgen.errors import DesignError, DtlgenError
 from dtlgen.generator.loader import check_sources, load_rl_project, open_project
 
 DESIGN = {"board": "pynq-z2", "clock_mhz": 100, "fe": {"tm": 4, "tn": 4, "tr": 4, "tc": 4, "w_bits": 8, "a_bits": 8},
@@ -74,6 +74,21 @@ def copy(project, tmp_path) -> Path:
     target = tmp_path / "prj"
     shutil.copytree(project, target, symlinks=True)
     return target
+
+
+def test_a_project_with_widths_the_engines_cannot_take_is_refused(copy):
+    """design.json and params.json agreeing on 12-bit weights (what generate refuses): the loader refuses
+    it too, before any size is computed from the width (the engines take a byte at most)."""
+    from dtlgen.generator.loader import open_project
+
+    for name, section in (("design.json", "fe"), ("sim/params.json", None)):
+        data = json.loads((copy / name).read_text())
+        (data[section] if section else data)["w_bits"] = 12
+        if section is None:
+            data["pack"] = 0
+        (copy / name).write_text(json.dumps(data))
+    with pytest.raises(DesignError, match="w_bits 12, a_bits 8: the FE engines take elements of up to 8 bits"):
+        open_project(copy)
 
 
 # --- 1. never delete what dtlgen did not write --------------------------------------------------------

@@ -465,7 +465,7 @@ def _check_board_data(data: Any, source: str) -> None:
 
 def _check_ddr(dram: dict[str, Any], source: str) -> None:
     """The DDR timing fields come all together or not at all, with powers of two where the memory
-    decodes bits and a refresh shorter than its interval."""
+    decodes bits and a row miss and a refresh shorter than the refresh interval."""
     given = [key for key in DDR_FIELDS if key in dram]
     if not given:
         return
@@ -477,9 +477,12 @@ def _check_ddr(dram: dict[str, Any], source: str) -> None:
     for key in ("row_bytes", "banks"):
         if dram[key] & (dram[key] - 1):
             raise BoardError(f"{source}: field 'dram.{key}' is {dram[key]}; it must be a power of two")
-    if dram["refresh_cycles"] >= dram["refresh_interval_cycles"]:
-        raise BoardError(f"{source}: field 'dram.refresh_cycles' ({dram['refresh_cycles']}) must be below "
-                         f"'dram.refresh_interval_cycles' ({dram['refresh_interval_cycles']})")
+    # a row miss that cannot finish between two refreshes (each closes the row it opened) never ends
+    if dram["row_miss_cycles"] + dram["refresh_cycles"] >= dram["refresh_interval_cycles"]:
+        raise BoardError(f"{source}: field 'dram.refresh_cycles' ({dram['refresh_cycles']}) plus "
+                         f"'dram.row_miss_cycles' ({dram['row_miss_cycles']}) must be below "
+                         f"'dram.refresh_interval_cycles' ({dram['refresh_interval_cycles']}): a row miss must fit "
+                         "between two refreshes")
 
 
 def _reject_unknown_fields(data: dict[str, Any], source: str) -> None:

@@ -30,6 +30,7 @@ from dtlgen.generator.fe_program import FEProgram, OpImage, check_descriptors
 from dtlgen.generator.rl_program import plan_rl
 from dtlgen.generator.rtl import rtl_dir
 from dtlgen.host.rl_program import RLLayout
+from dtlgen.isa import fe as isa_fe
 from dtlgen.isa.params import CoreParams, FESimBuild, SimDram
 from dtlgen.perf import Design, load_design
 from dtlgen.perf.fe import FEOp, engine_params, op_cycles
@@ -155,6 +156,9 @@ def open_project(path: Path) -> ProjectData:
         raise DesignError(f"{sim / 'program.json'}: input_addr {program['input_addr']} lies outside the "
                           f"{len(memory)}-byte image; {FIX}")
     fe = params.fe
+    if max(fe.w_bits, fe.a_bits) > isa_fe.ELEMENT_BITS:  # what generate refuses: the engines take bytes at most
+        raise DesignError(f"{sim / 'params.json'}: w_bits {fe.w_bits}, a_bits {fe.a_bits}: the FE engines take "
+                          f"elements of up to {isa_fe.ELEMENT_BITS} bits; {FIX}")
     fe_ops = check_descriptors(memory, program["desc_addr"], program["ops"], fe.m_max, (fe.tm, fe.tn, fe.tr, fe.tc),
                                fe.bus_bytes, str(sim / "program.json"), fe.w_bits)
     for op, fe_op in zip(program["ops"], fe_ops):

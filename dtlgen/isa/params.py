@@ -232,8 +232,8 @@ class DdrTiming:
         _check_lowest(self, "DRAM")
         if self.row_bytes & (self.row_bytes - 1) or self.banks & (self.banks - 1):
             raise ValueError(f"row_bytes {self.row_bytes} and banks {self.banks} must be powers of two")
-        if self.t_refi and self.t_rfc >= self.t_refi:
-            raise ValueError(f"t_rfc {self.t_rfc} must be below t_refi {self.t_refi}")
+        if self.t_refi and self.t_miss + self.t_rfc >= self.t_refi:  # a miss would never outlast the refreshes
+            raise ValueError(f"t_miss {self.t_miss} + t_rfc {self.t_rfc} must be below t_refi {self.t_refi}")
 
     def hdl_parameters(self) -> dict[str, int]:
         return _names(self, "hdl")

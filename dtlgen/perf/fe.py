@@ -320,7 +320,8 @@ def require_ddr_timing(board: Board, option: str = "--ddr") -> DdrTiming:
     if timing is None:
         raise DesignError(f"board '{board.name}' gives no DRAM timing (dram.row_bytes, dram.banks, "
                           "dram.row_miss_cycles, dram.refresh_interval_cycles, dram.refresh_cycles); add them to "
-                          f"its board file and re-run 'dtlgen dse', or leave out {option}")
+                          f"its board file and re-run 'dtlgen dse' (and 'dtlgen generate' for a project), or leave "
+                          f"out {option}")
     return timing
 
 

@@ -96,7 +96,7 @@ def _fe_report(data, result, ops: list[dict[str, Any]], predicted_total: int, ti
                  all(r["bit_exact"] for r in rows))
     report = {"model": program["model"], "board": program["board"], "clock_mhz": program["clock_mhz"],
               "batch": data.design.fe.batch,
-              "memory": "ideal" if timing is None else {"ddr_like": asdict(data.board.dram_ddr)},
+              "memory": {"kind": "ideal"} if timing is None else {"kind": "ddr_like", **asdict(data.board.dram_ddr)},
               "source": {"measured": "RTL simulation (Verilator, cocotb), cycles from the engine's perf counter"
                                      + ("" if timing is None else ", on the DDR-like memory with the board file's timing"),
                          "predicted": "analytical model (dtlgen.perf)" + ("" if timing is None else
@@ -201,7 +201,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax.bar(x + 0.2, [r["measured_gops"] for r in rows], 0.4, label="measured (RTL simulation)")
     ax.set_xticks(x, [r["name"] for r in rows], rotation=45, ha="right")
     ax.set_ylabel(f"GOPs at {report['clock_mhz']:g} MHz")
-    ax.set_title(f"{report['model']} FE engine on {report['board']}: predicted vs measured")
+    memory = "" if report["memory"]["kind"] == "ideal" else ", DDR-like memory"
+    ax.set_title(f"{report['model']} FE engine on {report['board']}{memory}: predicted vs measured")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -304,5 +304,5 @@ def test_ddr_like_memory_keeps_results_exact_and_the_model_follows_it(tmp_path, 
     assert abs(model - sum(ddr.cycles)) <= DDR_TOLERANCE * sum(ddr.cycles), (model, sum(ddr.cycles))
     with pytest.raises(ValueError, match="powers of two"):
         DdrTiming(row_bytes=1000)
-    with pytest.raises(ValueError, match="t_rfc 24 must be below t_refi 20"):
+    with pytest.raises(ValueError, match=r"t_miss 6 \+ t_rfc 24 must be below t_refi 20"):
         DdrTiming(2048, 8, 6, 20, 24)

@@ -28,14 +28,15 @@ def test_generate_then_sim(tmp_path, capsys, monkeypatch):
     assert {"macs", "ops", "predicted_cycles", "measured_cycles", "predicted_gops", "measured_gops", "rel_error",
             "bit_exact"} <= set(row)
     assert row["ops"] == 2 * row["macs"]
-    assert on_disk["memory"] == "ideal"
+    assert on_disk["memory"] == {"kind": "ideal"}
 
     # the same project on the DDR-like memory with pynq-z2's DRAM timing: still bit-exact, the model's
     # closed form within the 2 % the issue asks of it, and the report says which memory it ran on
     assert main(["sim", "prj", "--ddr", "--json"]) == 0
     ddr = json.loads(capsys.readouterr().out)
     assert ddr["totals"]["fe"]["bit_exact"] and abs(ddr["totals"]["fe"]["rel_error"]) <= 0.02
-    assert ddr["memory"]["ddr_like"]["row_bytes"] == 2048 and "DDR-like" in ddr["source"]["measured"]
+    assert ddr["memory"]["kind"] == "ddr_like" and ddr["memory"]["row_bytes"] == 2048
+    assert "DDR-like" in ddr["source"]["measured"]
     assert ddr["totals"]["fe"]["measured_cycles"] > report["totals"]["fe"]["measured_cycles"]
     # dtlgen perf --ddr predicts what sim --ddr compared against
     assert main(["perf", "digits_cnn", "--design", str(design), "--ddr", "--json"]) == 0
