@@ -127,10 +127,6 @@ class FEConfig:
     def a_bytes(self) -> int:
         return math.ceil(self.a_bits / 8)
 
-    @property
-    def w_bytes(self) -> int:
-        return math.ceil(self.w_bits / 8)
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
