@@ -138,9 +138,19 @@ def reserved_bits(raw: Any) -> int:
     return sum(bin(int(w) & ~u & 0xFFFFFFFF).count("1") for w, u in zip(words, used))
 
 
+WEIGHT_SLOTS = (2, 4, 8, 16)  # the bits a weight may take in memory (a slot never spans bytes)
+
+
 def weight_slot_bits(w_bits: int) -> int:
-    """Bits one weight takes in memory: its width rounded up to 2, 4, 8 or 16 (a slot never spans bytes)."""
-    return next(slot for slot in (2, 4, 8, 16) if w_bits <= slot)
+    """Bits one weight takes in memory: its width rounded up to a WEIGHT_SLOTS entry."""
+    return next(slot for slot in WEIGHT_SLOTS if w_bits <= slot)
+
+
+def weight_slot_expression(width: str) -> str:
+    """`weight_slot_bits` of the engines' widths (up to ELEMENT_BITS) as a C / SystemVerilog expression of
+    `width`, for the engines' constants."""
+    slots = [slot for slot in WEIGHT_SLOTS if slot <= ELEMENT_BITS]
+    return "".join(f"({width} <= {slot}) ? {slot} : " for slot in slots[:-1]) + str(slots[-1])
 
 
 def weight_row_bytes(lanes: int, columns: int, bus_bytes: int, slot_bits: int = 8) -> int:

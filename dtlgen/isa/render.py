@@ -105,6 +105,7 @@ def fe_sv_constants() -> list[str]:
             f"  localparam int OUT_LATENCY = {fe.OUTPUT_STAGE_CYCLES};  // store pipeline registers, q1 .. q7 with q3a, q4a, q5a",
             f"  localparam int GEOM_BYTES = {fe.GEOMETRY_BYTES};  // trip 0's geometry fields (geom_age)",
             f"  localparam int GEOM_LOAD_AGE = {fe.GEOMETRY_LOAD_AGE}, GEOM_GO_AGE = {fe.GEOMETRY_GO_AGE};",
+            f"  localparam int W_SLOT = {fe.weight_slot_expression('W_BITS')};  // a weight's bits in memory",
             f"  localparam int PER_CHANNEL_DRAIN = {fe.pipeline_depth(1) - 1};  // pools and adds skip the adder tree",
             f"  localparam logic [3:0] {codes};", *_sv_activations()]
 
@@ -117,7 +118,8 @@ def rl_sv_constants() -> list[str]:
 
 def fe_cpp_constants() -> list[str]:
     return ["const int " + ", ".join(f"KIND_{name.upper()} = {code}" for code, name in fe.KINDS.items()) + ";",
-            _cpp_activations()]
+            _cpp_activations(),
+            f"const int W_SLOT = {fe.weight_slot_expression('DTL_FE_W_BITS')};  // a weight's bits in memory"]
 
 
 def rl_cpp_constants() -> list[str]:

@@ -67,9 +67,6 @@ module fe_engine #(
   output logic [31:0]              perf_cycles
 );
   localparam int B = BUS_BYTES;
-  // weights sit in memory in slots of 2, 4 or 8 bits (dtlgen.isa.fe.weight_slot_bits), WB to a beat
-  localparam int W_SLOT = (W_BITS <= 2) ? 2 : (W_BITS <= 4) ? 4 : 8;
-  localparam int WB = B * 8 / W_SLOT;
   localparam int IN_ROWS = (TR - 1) * S_MAX + K_MAX;
   localparam int IN_COLS = (TC - 1) * S_MAX + K_MAX;
   localparam int IN_PITCH = 1 << $clog2(IN_COLS > B ? IN_COLS : B);  // a window row: whole beats
@@ -113,12 +110,14 @@ module fe_engine #(
   localparam int OUT_LATENCY = 10;  // store pipeline registers, q1 .. q7 with q3a, q4a, q5a
   localparam int GEOM_BYTES = 20;  // trip 0's geometry fields (geom_age)
   localparam int GEOM_LOAD_AGE = 4, GEOM_GO_AGE = 6;
+  localparam int W_SLOT = (W_BITS <= 2) ? 2 : (W_BITS <= 4) ? 4 : 8;  // a weight's bits in memory
   localparam int PER_CHANNEL_DRAIN = 6;  // pools and adds skip the adder tree
   localparam logic [3:0] K_CONV = 4'd1, K_MAXPOOL = 4'd2, K_AVGPOOL = 4'd3, K_ADD = 4'd4;
   /* verilator lint_off UNUSEDPARAM */
   localparam logic [1:0] ACT_NONE = 2'd0, ACT_RELU = 2'd1, ACT_RELU6 = 2'd2;
   /* verilator lint_on UNUSEDPARAM */
   // END dtlgen.isa constants
+  localparam int WB = B * 8 / W_SLOT;  // weights a beat carries (dtlgen.isa.fe.weight_slot_bits)
   localparam int DBW = $clog2(DESC_BYTES);  // a byte's offset in the descriptor
 
   // ---------------------------------------------------------------------------------------------
