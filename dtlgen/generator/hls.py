@@ -25,6 +25,7 @@ from dtlgen.host.rl_plan import output_gradient, sample_plan, to_rows
 from dtlgen.host.rl_program import RLLayout
 from dtlgen.isa.params import FESimBuild
 from dtlgen.perf import Design
+from dtlgen.perf.rl import step_schedule
 from dtlgen.quant import fixed, golden
 from dtlgen.quant.quantize import QuantizedNetwork
 
@@ -90,7 +91,7 @@ def _write_rl_vectors(data: Path, qnet: QuantizedNetwork, layout: RLLayout, feat
     plan = sample_plan(features, labels, layout.batch, TB_STEPS, qnet.precision.lr_shift)
     last = layout.layers[-1]
     feature_name = qnet.rl_layers[0].inputs[0]
-    fwd_count, bwd_count = prog.step_descriptor_counts(layout)
+    schedule = step_schedule(plan.batch_sizes)
     pitch = -(-last.m // layout.engine.lanes) * layout.engine.lanes
     files_ = {"rl_params0.bin": prog.params_image(layout, state),
               "rl_load_params.bin": prog.params_list(layout, "LOAD_P"),
@@ -101,7 +102,10 @@ def _write_rl_vectors(data: Path, qnet: QuantizedNetwork, layout: RLLayout, feat
 
     lines = [f"memory {layout.memory_bytes}", f"load {layout.params_addr} {sized('rl_params0.bin')}",
              f"load {layout.desc_addr} {sized('rl_load_params.bin')}", f"run {layout.desc_addr} 1"]
-    for k, idx in plan.batches():
+    batches = list(plan.batches())
+    for k, idx in batches:
+        load, prefetch = schedule[k]  # the next step's features load in this step's background (perf.rl, 5.)
+        fwd_count, bwd_count = prog.step_descriptor_counts(layout, load, bool(prefetch))
         x = plan.features[idx].reshape((len(idx),) + tuple(layout.feature_shape))
         state, trace = golden.rl_train_step(qnet, state, {feature_name: x}, plan.labels[idx], plan.first_step + k,
                                             plan.lr_shifts[k])
@@ -110,17 +114,23 @@ def _write_rl_vectors(data: Path, qnet: QuantizedNetwork, layout: RLLayout, feat
         params = f"rl_params{k + 1}.bin"
         _, grad_rows = output_gradient(layout, logit_rows, plan.labels[idx])
         files_.update({f"rl_features{k}.bin": prog.matrix_bytes(layout, to_rows(x, layout.feature_shape)),
-                       f"rl_forward{k}.bin": prog.forward_list(layout, len(idx)),
+                       f"rl_forward{k}.bin": prog.forward_list(layout, len(idx), k % 2, load),
                        f"rl_logits{k}.bin": logit_rows.astype("<i2").tobytes(),
                        f"rl_dy{k}.bin": prog.matrix_bytes(layout, grad_rows),
                        f"rl_backward{k}.bin": prog.backward_list(layout, len(idx), plan.first_step + k,
-                                                                 plan.lr_shifts[k]),
+                                                                 plan.lr_shifts[k], k % 2, prefetch),
                        params: prog.params_image(layout, state)})
-        lines += [f"load {layout.feat_addr} {sized(f'rl_features{k}.bin')}",
-                  f"load {layout.desc_addr} {sized(f'rl_forward{k}.bin')}", f"run {layout.desc_addr} {fwd_count}",
+        if k == 0:
+            lines.append(f"load {layout.feature_region(0)[1]} {sized('rl_features0.bin')}")
+        if prefetch:  # written before the step's backward list, which loads them into the other region
+            upcoming = plan.features[batches[k + 1][1]]
+            files_[f"rl_features{k + 1}.bin"] = prog.matrix_bytes(layout, to_rows(upcoming, layout.feature_shape))
+        lines += [f"load {layout.desc_addr} {sized(f'rl_forward{k}.bin')}", f"run {layout.desc_addr} {fwd_count}",
                   f"expect_rows {layout.logit_addr} {len(logit_rows)} {last.m} {pitch} rl_logits{k}.bin step{k}_logits",
-                  f"load {layout.dy_addr} {sized(f'rl_dy{k}.bin')}",
-                  f"load {layout.desc_addr} {sized(f'rl_backward{k}.bin')}", f"run {layout.desc_addr} {bwd_count}",
+                  f"load {layout.dy_addr} {sized(f'rl_dy{k}.bin')}"]
+        if prefetch:
+            lines.append(f"load {layout.feature_region(1 - k % 2)[1]} {sized(f'rl_features{k + 1}.bin')}")
+        lines += [f"load {layout.desc_addr} {sized(f'rl_backward{k}.bin')}", f"run {layout.desc_addr} {bwd_count}",
                   f"load {layout.desc_addr} {sized('rl_store_params.bin')}", f"run {layout.desc_addr} 1",
                   f"expect {layout.params_addr} {params} step{k}_params {len(files_[params])}"]
     for name, blob in files_.items():

@@ -113,12 +113,16 @@ def plan_rl(qnet: QuantizedNetwork, cfg: RLConfig, bus_bytes: int) -> RLLayout:
     # BWD_DATA of layer k writes the gradient of layer k-1's output: gx of layer k is gy of layer k-1.
     plans = [p if i == 0 else replace(p, gx=plans[i - 1].gy) for i, p in enumerate(plans)]
     a_depth = a_next + cfg.batch * plans[-1].positions * plans[-1].pitch_m
+    # the second feature region: step n + 1's features load into it while step n's UPDATEs read the first
+    feat_xa_alt = a_depth
+    a_depth += cfg.batch * plans[0].positions * plans[0].pitch_n
     last = plans[-1]
     value_row = lambda cols: words(cols) * lanes * VALUE_BYTES  # noqa: E731
     desc_addr = 0
-    n_desc = 3 * len(plans) + 4
+    n_desc = 3 * len(plans) + 5
     feat_addr = _align(desc_addr + n_desc * DESCRIPTOR_BYTES)
-    logit_addr = _align(feat_addr + cfg.batch * plans[0].positions * value_row(plans[0].n))
+    feat_addr_alt = _align(feat_addr + cfg.batch * plans[0].positions * value_row(plans[0].n))
+    logit_addr = _align(feat_addr_alt + cfg.batch * plans[0].positions * value_row(plans[0].n))
     dy_addr = _align(logit_addr + cfg.batch * last.positions * value_row(last.m))
     params_addr = _align(dy_addr + cfg.batch * last.positions * value_row(last.m))
     engine = RLParams(tm=cfg.tm, tn=cfg.tn, bits=cfg.bits, acc_bits=acc_bits, bus_bytes=bus_bytes, lanes=lanes,
@@ -127,7 +131,7 @@ def plan_rl(qnet: QuantizedNetwork, cfg: RLConfig, bus_bytes: int) -> RLLayout:
         engine=engine, batch=cfg.batch, layers=tuple(plans), desc_addr=desc_addr, feat_addr=feat_addr,
         logit_addr=logit_addr, dy_addr=dy_addr, params_addr=params_addr, memory_bytes=0, logit_frac=qnet.layers[last.name].out_fmt.frac,
         grad_bits=qnet.layers[last.name].grad_fmt.bits, grad_frac=qnet.layers[last.name].grad_fmt.frac,
-        feature_shape=feature_shape)
+        feature_shape=feature_shape, feat_xa_alt=feat_xa_alt, feat_addr_alt=feat_addr_alt)
     end = params_addr + layout.params_bytes
     layout = replace(layout, memory_bytes=_pow2_at_least(max(end, 1 << 12)))
     _check_ranges(layout)
@@ -159,7 +163,7 @@ def _check_ranges(layout: RLLayout) -> None:
                 (f"the n-tiles of [W | b] ({p.nta})", p.nta, "choose a larger rl.tn"),
                 (f"the batch's GEMM rows (batch {layout.batch} x {p.positions} positions)",
                  layout.batch * p.positions, "use a smaller rl.batch"),
-                ("an activation-stash word address", max(p.xa, p.ya), smaller_batch),
+                ("an activation-stash word address", max(p.xa, p.ya, layout.feat_xa_alt), smaller_batch),
                 ("a gradient-stash word address", max(p.gy, p.gx), smaller_batch)):
             if value > FIELD_MAX:
                 raise DesignError(f"layer '{p.name}': {what} does not fit the RL descriptor's 16-bit field "

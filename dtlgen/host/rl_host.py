@@ -66,20 +66,32 @@ class RLHost:
         await self._run(prog.params_list(lay, "STORE_P"), 1, prog.PERF_BASE["params"] + 1)
         return prog.params_from_image(lay, await self.device.read(lay.params_addr, lay.params_bytes), shapes)
 
-    async def train_step(self, features: np.ndarray, labels: np.ndarray, step: int, lr_shift: int) -> StepResult:
+    async def train_step(self, features: np.ndarray | None, labels: np.ndarray, step: int, lr_shift: int,
+                         slot: int = 0, next_features: np.ndarray | None = None) -> StepResult:
+        """One step on the features in region `slot`: `features` are written and loaded first, or None when
+        the previous step's backward list loaded them; `next_features` load in the background of this
+        step's last UPDATE, into the other region."""
         lay = self.layout
         last = lay.layers[-1]
         samples = len(labels)
-        await self.device.write(lay.feat_addr, prog.matrix_bytes(lay, to_rows(features, lay.feature_shape)))
-        fwd_count, bwd_count = prog.step_descriptor_counts(lay)
-        forward = await self._run(prog.forward_list(lay, samples), fwd_count, prog.PERF_BASE["forward"])
+        if features is not None:
+            await self.device.write(lay.feature_region(slot)[1],
+                                    prog.matrix_bytes(lay, to_rows(features, lay.feature_shape)))
+        fwd_count, bwd_count = prog.step_descriptor_counts(lay, features is not None, next_features is not None)
+        forward = await self._run(prog.forward_list(lay, samples, slot, features is not None), fwd_count,
+                                  prog.PERF_BASE["forward"])
         rows = samples * last.positions
         raw = await self.device.read(lay.logit_addr, rows * last.pitch_m * lay.engine.lanes * prog.VALUE_BYTES)
         logit_rows = prog.matrix_from_bytes(lay, raw, rows, last.m)
         logits = from_rows(logit_rows, samples, last.positions)
         grad, grad_rows = output_gradient(lay, logit_rows, labels)
         await self.device.write(lay.dy_addr, prog.matrix_bytes(lay, grad_rows))
-        backward = await self._run(prog.backward_list(lay, samples, step, lr_shift), bwd_count,
+        prefetch = 0
+        if next_features is not None:
+            prefetch = len(next_features)
+            await self.device.write(lay.feature_region(1 - slot)[1],
+                                    prog.matrix_bytes(lay, to_rows(next_features, lay.feature_shape)))
+        backward = await self._run(prog.backward_list(lay, samples, step, lr_shift, slot, prefetch), bwd_count,
                                    prog.PERF_BASE["backward"])
         return StepResult(logits, grad, forward, backward)
 
@@ -90,9 +102,12 @@ class RLHost:
         await self.load_params(state)
         checks = set(plan.check_steps)
         weights, logits, cycles = {}, [], []
-        for k, idx in plan.batches():
-            result = await self.train_step(plan.features[idx], plan.labels[idx], plan.first_step + k,
-                                           plan.lr_shifts[k])
+        batches = list(plan.batches())
+        for k, idx in batches:
+            # step k's features are in region k % 2; step k + 1's load during step k's last UPDATE
+            upcoming = plan.features[batches[k + 1][1]] if k + 1 < len(batches) else None
+            result = await self.train_step(plan.features[idx] if k == 0 else None, plan.labels[idx],
+                                           plan.first_step + k, plan.lr_shifts[k], k % 2, upcoming)
             cycles.append((result.forward_cycles, result.backward_cycles))
             logits.append(result.logits)
             if after_step is not None:

@@ -92,6 +92,17 @@ class RLLayout:
     grad_frac: int
     feature_shape: tuple[int, ...]  # one sample's FE output (C, H, W) or (F,)
     extra: dict[str, Any] = field(default_factory=dict)
+    feat_xa_alt: int = -1  # the second feature region (A stash word, DRAM address): steps alternate
+    feat_addr_alt: int = -1
+
+    def feature_region(self, slot: int) -> tuple[int, int]:
+        """(A stash word, DRAM address) of the features of a step with parity `slot`."""
+        if slot == 0:
+            return self.layers[0].xa, self.feat_addr
+        if self.feat_xa_alt < 0 or self.feat_addr_alt < 0:
+            raise DesignError("this RL layout has no second feature region (planned by an older dtlgen): "
+                              "re-generate the project")
+        return self.feat_xa_alt, self.feat_addr_alt
 
     @property
     def vals(self) -> int:
@@ -143,13 +154,21 @@ def _transfer_beats(layout: RLLayout, rows: int, cols: int) -> int:
     return rows * -(-cols // lanes) * lanes * VALUE_BYTES // layout.engine.bus_bytes
 
 
-def forward_list(layout: RLLayout, samples: int) -> bytes:
-    """LOAD the batch's features, FWD every layer, STORE the logits."""
+def _load_features(layout: RLLayout, samples: int, slot: int, background: bool) -> bytes:
+    first = layout.layers[0]
+    xa, dram = layout.feature_region(slot)
+    return encode("LOAD_A", background=int(background), n=first.n, rows=samples * first.positions, xa=xa, dram=dram,
+                  beats=_transfer_beats(layout, samples * first.positions, first.n))
+
+
+def forward_list(layout: RLLayout, samples: int, slot: int = 0, load: bool = True) -> bytes:
+    """LOAD the batch's features (unless the previous step's backward list loaded them), FWD every layer,
+    STORE the logits; the features sit in region `slot` (steps alternate)."""
     first, last = layout.layers[0], layout.layers[-1]
-    out = [encode("LOAD_A", n=first.n, rows=samples * first.positions, xa=first.xa, dram=layout.feat_addr,
-                  beats=_transfer_beats(layout, samples * first.positions, first.n))]
+    out = [_load_features(layout, samples, slot, False)] if load else []
     for p in layout.layers:
-        out.append(encode("FWD", act=p.act, six=p.six, m=p.m, n=p.n, rows=samples * p.positions, xa=p.xa, ya=p.ya,
+        xa = layout.feature_region(slot)[0] if p is first else p.xa
+        out.append(encode("FWD", act=p.act, six=p.six, m=p.m, n=p.n, rows=samples * p.positions, xa=xa, ya=p.ya,
                           wbase=p.wbase, bbase=p.bbase, shifts=(p.out_shift, p.bias_align, 0, 0), mt=p.mt,
                           nt=p.nt, nta=p.nta, pitch_n=p.pitch_n, pitch_m=p.pitch_m))
     out.append(encode("STORE_A", n=last.m, rows=samples * last.positions, ya=last.ya, dram=layout.logit_addr,
@@ -157,8 +176,10 @@ def forward_list(layout: RLLayout, samples: int) -> bytes:
     return b"".join(out)
 
 
-def backward_list(layout: RLLayout, samples: int, step: int, lr_shift: int) -> bytes:
-    """LOAD dY, then per layer from the last: BWD_DATA (not for the first), UPDATE."""
+def backward_list(layout: RLLayout, samples: int, step: int, lr_shift: int, slot: int = 0,
+                  prefetch: int = 0) -> bytes:
+    """LOAD dY, then per layer from the last: BWD_DATA (not for the first), UPDATE. With `prefetch` samples,
+    the next step's features load into the other region in the background of the first layer's UPDATE."""
     last = layout.layers[-1]
     out = [encode("LOAD_G", n=last.m, rows=samples * last.positions, gy=last.gy, dram=layout.dy_addr,
                   beats=_transfer_beats(layout, samples * last.positions, last.m))]
@@ -175,7 +196,10 @@ def backward_list(layout: RLLayout, samples: int, step: int, lr_shift: int) -> b
                 raise DesignError(f"layer '{p.name}': the {what} update shift {value} (lr_shift {lr_shift}) is "
                                   "outside the RL engine's range [-31, 127]; choose another lr_shift")
         seed = fixed.lfsr_seed(step, p.index)
-        out.append(encode("UPDATE", m=p.m, n=p.n, rows=rows, seed=seed, xa=p.xa, gy=p.gy, wbase=p.wbase,
+        if k == 0 and prefetch:
+            out.append(_load_features(layout, prefetch, 1 - slot, True))
+        xa = layout.feature_region(slot)[0] if k == 0 else p.xa
+        out.append(encode("UPDATE", m=p.m, n=p.n, rows=rows, seed=seed, xa=xa, gy=p.gy, wbase=p.wbase,
                           bbase=p.bbase, shifts=(p.dw_shift, p.db_shift, w_sr, b_sr), mt=p.mt, nt=p.nt, nta=p.nta,
                           pitch_n=p.pitch_n, pitch_m=p.pitch_m, j_row=_jump_rows(p.n + 1),
                           j_blk=_jump_rows(layout.engine.tm * (p.n + 1))))
@@ -197,8 +221,8 @@ def params_list(layout: RLLayout, mode: str) -> bytes:
                   beats=layout.params_bytes // layout.engine.bus_bytes)
 
 
-def step_descriptor_counts(layout: RLLayout) -> tuple[int, int]:
-    return len(layout.layers) + 2, 2 * len(layout.layers)
+def step_descriptor_counts(layout: RLLayout, load: bool = True, prefetch: bool = False) -> tuple[int, int]:
+    return len(layout.layers) + 1 + int(load), 2 * len(layout.layers) + int(prefetch)
 
 
 # --- data images ----------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ RL_SV_NAMES = {"mode": "d_mode", "act": "d_act", "six": "d_six", "m": "d_m", "n"
                "seed": "d_seed", "xa": "d_xa", "ya": "d_ya", "gy": "d_gy", "gx": "d_gx", "wbase": "d_wbase",
                "bbase": "d_bbase", "dram": "d_dram", "shift0": "d_s0", "shift1": "d_s1", "shift2": "d_s2",
                "shift3": "d_s3", "mt": "d_mt", "nt": "d_nt", "nta": "d_nta", "pitch_n": "d_pn", "pitch_m": "d_pm",
-               "beats": "d_beats"}
+               "beats": "d_beats", "background": "d_bg"}
 RL_CPP_NAMES = {**{name: "d." + sv[2:] for name, sv in RL_SV_NAMES.items()}, "rows": "d.rows", "pitch_n": "d.pitch_n",
                 "pitch_m": "d.pitch_m"}
 # Fields a target reads into a type of its own: ReLU6's six is a value of the engine's width.

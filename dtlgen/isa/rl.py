@@ -24,7 +24,7 @@ LFSR_MASK = 0xB400
 __all__ = ["ACTIVATION_CODES", "DESCRIPTOR_BYTES", "FIELDS", "MODES", "VALUE_BYTES", "decode", "encode"]
 
 FIELDS = (
-    Field("mode", 0, 0, 4), Field("act", 0, 4, 2), Field("six", 0, 16, 16, signed=True),
+    Field("mode", 0, 0, 4), Field("act", 0, 4, 2), Field("background", 0, 6, 1), Field("six", 0, 16, 16, signed=True),
     Field("m", 1, 0, 16), Field("n", 1, 16, 16), Field("rows", 2, 0, 16), Field("seed", 2, 16, 16),
     Field("xa", 3, 0, 16), Field("ya", 3, 16, 16), Field("gy", 4, 0, 16), Field("gx", 4, 16, 16),
     Field("wbase", 5, 0, 16), Field("bbase", 5, 16, 16), Field("dram", 6, 0, 32),

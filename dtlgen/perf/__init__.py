@@ -138,7 +138,8 @@ def predict(network: Network, design: Design, board: Board, ddr: DdrTiming | Non
     gemms = rl.rl_gemms(network)
     if gemms:
         rcfg = design.rl
-        for d in rl.step_cycles(gemms, rcfg, bus, latency):
+        # the steady state of a run of steps: features loaded in the previous step's background
+        for d in rl.step_cycles(gemms, rcfg, bus, latency, load=False, prefetch=rcfg.batch):
             compute = d.mode in ("FWD", "BWD_DATA", "UPDATE")
             result.rl_descriptors.append(LayerPrediction(
                 d.layer, "rl", d.mode, d.macs, d.ops, d.cycles, _gops(d.ops, d.cycles, f_mhz),

@@ -7,7 +7,7 @@ Weights live on chip in tm·tn banks, one tile per address, read whole in one cy
 and BWD_DATA. Activations and gradients live in `stash_lanes` banks, each matrix row-major with
 rows padded to whole stash words (`stash_words`), and travel to / from DRAM in that layout.
 
-## Schedule of one training step (descriptors in this order; no overlap between descriptors)
+## Schedule of one training step (descriptors in this order; one overlap, below)
 Mt = ceil(M/tm), Nt = ceil(N/tn), Nt' = ceil((N+1)/tn) (the update walks [W | b]), L = DRAM
 latency, bus = bytes per cycle, and every descriptor first costs its fetch `L + DESCRIPTOR_BYTES/bus`.
 Transfers move `beats = G · stash_words(F) · lanes · 2 / bus` beats.
@@ -27,6 +27,13 @@ Transfers move `beats = G · stash_words(F) · lanes · 2 / bus` beats.
    F = max(S + (Nt' − 1)·I, 2·tm − 4 − G) (block 1's walked too), and each later block's last tile
    max(Nt'·I, tm) after the one before (the walk of the next block's starts), so
    `update_issue` = F + (Mt − 1)·max(Nt'·I, tm).
+5. Steps overlap by one transfer: the host keeps two feature regions and, in a run of steps, the
+   next step's features load in the background of this step's last descriptor (the first layer's
+   UPDATE, which reads no DRAM and writes no stash): a background LOAD descriptor (fetch +
+   BACKGROUND_OVERHEAD: set-up, hand-over) just before it, whose beats follow that UPDATE's own
+   descriptor beats, so that UPDATE takes max(its cycles, fetch + beats + BACKGROUND_TAIL); the next
+   step's forward list starts without its LOAD. Only a run's first step loads in the foreground
+   (`step_schedule`); `step_cycles(load=False, prefetch=batch)` is the steady state.
 GEMM_OVERHEAD = set-up 1 + pipeline drain 11 (read, operands, product, accumulate; then the output
 stages: capture, shift, round/saturate, activation or stochastic-rounding term, its shift,
 subtract/write) + finish 1. The figures are exact for a memory that never stalls (tests hold them to the RTL).
@@ -92,6 +99,8 @@ def reduce_depth(tm: int, tn: int) -> int:
     return (terms - 1).bit_length() if terms > 1 else 0
 LOAD_OVERHEAD = 2
 STORE_OVERHEAD = 3
+BACKGROUND_OVERHEAD = 2  # a background LOAD's own descriptor after its fetch: set-up, hand-over
+BACKGROUND_TAIL = 1  # its last beat -> the end of the UPDATE beside it
 
 
 def stash_lanes(tm: int, tn: int, bus_bytes: float) -> int:
@@ -171,9 +180,17 @@ class DescriptorCycles:
     ops: int
 
 
+def step_schedule(batch_sizes: list[int]) -> list[tuple[bool, int]]:
+    """(load, prefetch) of each step of a run of batches: the first step loads its features, every
+    step but the last loads the next one's (prefetch samples) in the background of its last UPDATE."""
+    return [(k == 0, batch_sizes[k + 1] if k + 1 < len(batch_sizes) else 0) for k in range(len(batch_sizes))]
+
+
 def step_cycles(gemms: list[GemmLayer], cfg: RLConfig, bus_bytes: float, latency: int,
-                samples: int | None = None) -> list[DescriptorCycles]:
-    """Cycles of every descriptor of one training step of `samples` (default: a full batch)."""
+                samples: int | None = None, load: bool = True, prefetch: int = 0) -> list[DescriptorCycles]:
+    """Cycles of every descriptor of one training step of `samples` (default: a full batch): with
+    `load`, its features load first; with `prefetch` > 0, the next step's `prefetch` samples load in
+    the background of its last UPDATE (module docstring, 5)."""
     if not gemms:
         return []
     samples = cfg.batch if samples is None else samples
@@ -187,8 +204,9 @@ def step_cycles(gemms: list[GemmLayer], cfg: RLConfig, bus_bytes: float, latency
 
     out: list[DescriptorCycles] = []
     first, last = gemms[0], gemms[-1]
-    out.append(DescriptorCycles(first.name, "LOAD", fetch + latency + beats(samples * first.positions, first.n)
-                                + LOAD_OVERHEAD, 0, 0))
+    if load:
+        out.append(DescriptorCycles(first.name, "LOAD", fetch + latency + beats(samples * first.positions, first.n)
+                                    + LOAD_OVERHEAD, 0, 0))
     for g in gemms:
         rows, mt, nt = samples * g.positions, -(-g.m // cfg.tm), -(-g.n // cfg.tn)
         macs = rows * g.m * g.n
@@ -202,10 +220,12 @@ def step_cycles(gemms: list[GemmLayer], cfg: RLConfig, bus_bytes: float, latency
         if g is not first:
             out.append(DescriptorCycles(g.name, "BWD_DATA", fetch + nt * rows * mt + GEMM_OVERHEAD + tree,
                                         macs, 2 * macs))
-        issue = update_issue(cfg.tm, cfg.tn, rows, mt, nta) + rows
-        out.append(DescriptorCycles(g.name, "UPDATE", fetch + issue
-                                    + GEMM_OVERHEAD + chunks - 1, macs,
-                                    2 * macs))  # the dW MACs only: see "Ops" in the module docstring
+        update = fetch + update_issue(cfg.tm, cfg.tn, rows, mt, nta) + rows + GEMM_OVERHEAD + chunks - 1
+        if g is first and prefetch:
+            out.append(DescriptorCycles(first.name, "LOAD", fetch + BACKGROUND_OVERHEAD, 0, 0))
+            update = max(update, fetch + beats(prefetch * first.positions, first.n) + BACKGROUND_TAIL)
+        # the dW MACs only: see "Ops" in the module docstring
+        out.append(DescriptorCycles(g.name, "UPDATE", update, macs, 2 * macs))
     return out
 
 
@@ -222,10 +242,12 @@ class RLStorage:
 
 def bank_depths(gemms: list[GemmLayer], cfg: RLConfig, lanes: int) -> dict[str, int]:
     """Words per bank of the RL memories: weight tiles, bias rows, activation stash (every layer's
-    input and the last output) and gradient stash (every layer's output), in `lanes` stash banks."""
-    last = gemms[-1] if gemms else None
+    input, the last output and a second feature region, which the next step's features load into
+    while this step trains) and gradient stash (every layer's output), in `lanes` stash banks."""
     a_depth = sum(cfg.batch * g.positions * stash_words(g.n, lanes) for g in gemms)
-    a_depth += cfg.batch * last.positions * stash_words(last.m, lanes) if last else 0
+    if gemms:
+        first, last = gemms[0], gemms[-1]
+        a_depth += cfg.batch * (last.positions * stash_words(last.m, lanes) + first.positions * stash_words(first.n, lanes))
     return {"w_depth": sum(-(-g.m // cfg.tm) * -(-g.n // cfg.tn) for g in gemms),
             "b_depth": sum(-(-g.m // cfg.tm) for g in gemms), "a_depth": a_depth,
             "g_depth": sum(cfg.batch * g.positions * stash_words(g.m, lanes) for g in gemms)}
@@ -233,8 +255,8 @@ def bank_depths(gemms: list[GemmLayer], cfg: RLConfig, lanes: int) -> dict[str, 
 
 def rl_storage(gemms: list[GemmLayer], cfg: RLConfig, board: Board) -> RLStorage:
     """The engine's memories as the RTL builds them: tm·tn weight banks, tm bias banks, and the
-    activation (every layer's input and the last output) and gradient (every layer's output)
-    stashes of `stash_lanes` banks."""
+    activation (every layer's input, the last output, the second feature region) and gradient
+    (every layer's output) stashes of `stash_lanes` banks."""
     tm, tn, bits = cfg.tm, cfg.tn, cfg.bits
     lanes = stash_lanes(tm, tn, board.dram_bytes_per_cycle)
     d = bank_depths(gemms, cfg, lanes)

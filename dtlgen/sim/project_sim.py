@@ -113,7 +113,7 @@ def simulate_retraining(project: Path, clock_mhz: float, steps: int,
     """Re-train in RTL simulation (`steps` steps of the project's set, or `plan`); the report's training part.
     `rl` is the project's checked RL data (`dtlgen.generator.loader.load_rl_project`), loaded if not given."""
     from dtlgen.host.rl_host import sample_plan
-    from dtlgen.sim.rl_sim import first_mismatch, golden_replay, predict_step, simulate_training
+    from dtlgen.sim.rl_sim import first_mismatch, golden_replay, predict_plan, simulate_training
 
     sim = project / "sim"
     data = open_project(project)
@@ -136,8 +136,11 @@ def simulate_retraining(project: Path, clock_mhz: float, steps: int,
     progress("replaying the steps in the golden model")
     mismatch = first_mismatch(result.weights, golden_replay(qnet, plan, state))
     clock_hz = clock_mhz * 1e6
+    # the steady state (step 1: its features loaded in step 0's background) when the run has one
+    shown = 1 if result.steady_cycles is not None else 0
+    counters = result.steady_cycles if shown else result.descriptor_cycles
     rows = []
-    for (layer, mode, measured), d in zip(result.descriptor_cycles, predict_step(layout, latency)):
+    for (layer, mode, measured), d in zip(counters, predict_plan(layout, latency, plan.batch_sizes)[shown]):
         # ops = 2 · MACs, as the model counts them (dtlgen.perf.rl, "Ops"): no update or bias ops
         row = _row(f"{layer} {mode}", "rl", d.macs, d.cycles, measured, clock_hz, mismatch is None)
         row.update(mode=mode, layer=layer)
@@ -145,13 +148,15 @@ def simulate_retraining(project: Path, clock_mhz: float, steps: int,
     step = _row("training step", "rl", sum(r["macs"] for r in rows), sum(r["predicted_cycles"] for r in rows),
                 sum(r["measured_cycles"] for r in rows), clock_hz, mismatch is None)
     step.update(array_efficiency=step["macs"] / (step["measured_cycles"] * layout.engine.tm * layout.engine.tn),
-                host_measured_cycles=int(result.step_cycles[0].sum()))
+                host_measured_cycles=int(result.step_cycles[shown].sum()))
     total_cycles = int(result.step_cycles.sum())
     return {"steps": plan.steps, "batch": layout.batch, "tm": layout.engine.tm, "tn": layout.engine.tn,
             "bit_exact": mismatch is None, "first_mismatch": mismatch, "steps_checked": len(plan.check_steps),
-            "descriptors": rows, "step": step,
-            "source": {"measured": "RTL simulation (Verilator, cocotb host loop), the engine's perf counters of the "
-                                   "first step; weights read back after every checked step",
+            "descriptors": rows, "step": step, "step_shown": shown,
+            "source": {"measured": "RTL simulation (Verilator, cocotb host loop), the engine's perf counters of "
+                                   + ("step 1 (the steady state: its features loaded in the background of step 0, "
+                                      "step 2's in its own)" if shown else "the first step")
+                                   + "; weights read back after every checked step",
                        "predicted": "analytical model (dtlgen.perf.rl)", "bit_exact": "golden model replay"},
             "simulator": simulator_speed(result.build_s, result.wall_s, total_cycles),
             "final_logits": result.logits[-layout.batch:].tolist() if len(result.logits) else []}

@@ -20,7 +20,7 @@ from dtlgen.host import rl_program as prog
 from dtlgen.host.rl_host import TrainingPlan
 from dtlgen.host.rl_program import RLLayout
 from dtlgen.isa.params import RLSimBuild, SimDram
-from dtlgen.perf.rl import DescriptorCycles, GemmLayer, RLConfig, step_cycles
+from dtlgen.perf.rl import DescriptorCycles, GemmLayer, RLConfig, step_cycles, step_schedule
 from dtlgen.quant import golden
 from dtlgen.quant.golden import RLState
 from dtlgen.quant.quantize import QuantizedNetwork
@@ -58,6 +58,9 @@ class RLSimResult:
     logits: np.ndarray  # every step's logits, concatenated
     step_cycles: np.ndarray  # (steps, 2): forward and backward list cycles (the host's view)
     descriptor_cycles: list[tuple[str, str, int]]  # (layer, mode, cycles) of the first step
+    # ... of the second step when the plan has three or more: the steady state (its features loaded in
+    # the background of the first step, the third's in its own background)
+    steady_cycles: list[tuple[str, str, int]] | None
     wall_s: float  # the cocotb run alone (simulator start, test, read-back), not the build
     build_s: float = 0.0  # Verilator build (near 0 when the cached build was reused)
 
@@ -96,9 +99,9 @@ def simulate_training(layout: RLLayout, plan: TrainingPlan, state: RLState, work
              batch_sizes=np.array(plan.batch_sizes, dtype=np.int64), lr_shifts=np.array(plan.lr_shifts, dtype=np.int64),
              first_step=plan.first_step, check_steps=np.array(plan.check_steps, dtype=np.int64),
              **{f"w_{name}": w for name, (w, _) in state.items()}, **{f"b_{name}": b for name, (_, b) in state.items()})
-    for stale in ("rl_result.npz", "perf_step0.hex"):
+    for stale in ("rl_result.npz", "perf_step0.hex", "perf_step1.hex"):
         (workdir / stale).unlink(missing_ok=True)
-    predicted = sum(d.cycles for d in predict_step(layout, latency))
+    predicted = max(sum(d.cycles for d in step) for step in predict_plan(layout, latency, plan.batch_sizes))
     env = {"DTLGEN_RL_LAYOUT": str(workdir / "layout.json"), "DTLGEN_RL_PLAN": str(workdir / "plan.npz"),
            "DTLGEN_MAX_CYCLES": str(20 * predicted + 100_000), "DTLGEN_PAUSE_SEED": str(pause_seed)}
     start = time.perf_counter()
@@ -111,19 +114,34 @@ def simulate_training(layout: RLLayout, plan: TrainingPlan, state: RLState, work
     weights: dict[int, RLState] = {}
     for k in plan.check_steps:
         weights[k] = {name: (raw[f"step{k}_w_{name}"], raw[f"step{k}_b_{name}"]) for name in state}
-    perf = read_hex(workdir / "perf_step0.hex", 65536, 32)
-    # The model lists the step's descriptors in the engine's order: the forward list, then the backward list.
-    n_forward, _ = prog.step_descriptor_counts(layout)
-    descriptors = [(d.layer, d.mode, int(perf[prog.PERF_BASE["forward"] + i] if i < n_forward
-                                         else perf[prog.PERF_BASE["backward"] + i - n_forward]))
-                   for i, d in enumerate(predict_step(layout, latency))]
-    return RLSimResult(weights, raw["logits"], raw["cycles"], descriptors, wall, build_s)
+    predicted = predict_plan(layout, latency, plan.batch_sizes)
+    first = _descriptor_counters(layout, workdir / "perf_step0.hex", predicted[0]) if predicted else []
+    steady = _descriptor_counters(layout, workdir / "perf_step1.hex", predicted[1]) if len(predicted) > 2 else None
+    return RLSimResult(weights, raw["logits"], raw["cycles"], first, steady, wall, build_s)
 
 
-def predict_step(layout: RLLayout, latency: int) -> list[DescriptorCycles]:
+def _descriptor_counters(layout: RLLayout, path: Path, predicted: list[DescriptorCycles]) -> list[tuple[str, str, int]]:
+    """(layer, mode, measured cycles) of one step's descriptors from its counter dump; the model lists them
+    in the engine's order: the forward list, then the backward list."""
+    perf = read_hex(path, 65536, 32)
+    n_forward = next(i for i, d in enumerate(predicted) if d.mode == "STORE") + 1
+    return [(d.layer, d.mode, int(perf[prog.PERF_BASE["forward"] + i] if i < n_forward
+                                  else perf[prog.PERF_BASE["backward"] + i - n_forward]))
+            for i, d in enumerate(predicted)]
+
+
+def predict_step(layout: RLLayout, latency: int, samples: int | None = None, load: bool = True,
+                 prefetch: int = 0) -> list[DescriptorCycles]:
+    """The model's descriptors of one step (perf.rl.step_cycles) on this layout's engine."""
     engine = layout.engine
     cfg = RLConfig(engine.tm, engine.tn, engine.bits, engine.acc_bits, layout.batch)
-    return step_cycles(gemm_layers(layout), cfg, engine.bus_bytes, latency)
+    return step_cycles(gemm_layers(layout), cfg, engine.bus_bytes, latency, samples, load, prefetch)
+
+
+def predict_plan(layout: RLLayout, latency: int, batch_sizes: list[int]) -> list[list[DescriptorCycles]]:
+    """The model's descriptors of every step of a run of batches, as the host schedules them."""
+    return [predict_step(layout, latency, samples, load, prefetch)
+            for samples, (load, prefetch) in zip(batch_sizes, step_schedule(list(batch_sizes)))]
 
 
 def golden_replay(qnet: QuantizedNetwork, plan: TrainingPlan, state: RLState,

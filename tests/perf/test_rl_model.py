@@ -31,7 +31,7 @@ configs = st.builds(rl.RLConfig, tm=st.integers(1, 32), tn=st.integers(1, 32), b
 memories = st.tuples(st.sampled_from([1, 2, 4, 8, 16]), st.integers(0, 80))
 
 
-def expected_step(gemms, cfg, bus, latency):
+def expected_step(gemms, cfg, bus, latency, load=True, prefetch=0):
     """The docstring's descriptor list, recomputed: (layer, mode, cycles, macs, ops)."""
     lanes = 1 << (max(2, cfg.tm, cfg.tn, bus // 2) - 1).bit_length()
     fetch = latency + cdiv(rl.DESCRIPTOR_BYTES, bus)
@@ -42,7 +42,7 @@ def expected_step(gemms, cfg, bus, latency):
 
     first, last = gemms[0], gemms[-1]
     g_first, g_last = cfg.batch * first.positions, cfg.batch * last.positions
-    out = [(first.name, "LOAD", fetch + latency + beats(g_first, first.n) + 2, 0, 0)]
+    out = [(first.name, "LOAD", fetch + latency + beats(g_first, first.n) + 2, 0, 0)] if load else []
     for g in gemms:
         rows = cfg.batch * g.positions
         macs = rows * g.m * g.n
@@ -64,16 +64,30 @@ def expected_step(gemms, cfg, bus, latency):
             end = max(end, 2 * cfg.tm - 4 - rows) if block == 0 else max(end, last_end + cfg.tm)
             last_end, start = end, end + interval
         update = fetch + last_end + rows + 13 + drain - 1
+        if i == 0 and prefetch:  # the next step's features, beside the last UPDATE: their beats follow its fetch
+            out.append((g.name, "LOAD", fetch + 2, 0, 0))
+            update = max(update, fetch + beats(prefetch * g.positions, g.n) + 1)
         out.append((g.name, "UPDATE", update, macs, 2 * macs))  # the dW MACs; the update is not an array op
     return out
 
 
 @settings(max_examples=200, **SETTINGS)
-@given(gemms=gemm_lists, cfg=configs, mem=memories)
-def test_step_cycles_equal_the_docstring(gemms, cfg, mem):
+@given(gemms=gemm_lists, cfg=configs, mem=memories, load=st.booleans(), prefetch=st.integers(0, 64))
+def test_step_cycles_equal_the_docstring(gemms, cfg, mem, load, prefetch):
     bus, latency = mem
-    got = [(d.layer, d.mode, d.cycles, d.macs, d.ops) for d in rl.step_cycles(gemms, cfg, bus, latency)]
-    assert got == expected_step(gemms, cfg, bus, latency)
+    got = [(d.layer, d.mode, d.cycles, d.macs, d.ops)
+           for d in rl.step_cycles(gemms, cfg, bus, latency, load=load, prefetch=prefetch)]
+    assert got == expected_step(gemms, cfg, bus, latency, load, prefetch)
+
+
+def test_a_run_of_steps_loads_in_the_background_but_first_and_last():
+    assert rl.step_schedule([8, 8, 8, 3]) == [(True, 8), (False, 8), (False, 3), (False, 0)]
+    assert rl.step_schedule([5]) == [(True, 0)]
+    assert rl.step_schedule([]) == []
+    # a load that outlasts the UPDATE beside it sets that UPDATE's cycles: fetch + beats + 1
+    g, cfg = [rl.GemmLayer("fc", 2, 4096, 1)], rl.RLConfig(4, 4, batch=16)
+    alone, beside = (rl.step_cycles(g, cfg, 2, 20, load=False, prefetch=p)[-1].cycles for p in (0, 16))
+    assert beside == 20 + 64 + 16 * 4096 + 1 > alone
 
 
 @settings(max_examples=100, **SETTINGS)
@@ -161,8 +175,9 @@ def test_rl_dsp_and_ff_monotone_in_tm_and_tn(vgg_gemms, boards, tm, tn, bits, bo
 def test_rl_storage_hand_computed(vgg_gemms, boards):
     """vgg16 head (fc1 512→256, fc2 256→10), tm = 1, tn = 4, batch 16 on pynq-z2 (8-byte bus → 4 lanes):
     weights 4 banks × ceil((256·128 + 10·64) / 1024) = 33 → 132 BRAM18, bias 1 bank of 266 → 1;
-    A stash 4 banks × 16·(128 + 64 + 3) = 3120 words → 4 × 4 = 16; G stash 4 × 16·(64 + 3) = 1072 → 4 × 2 = 8."""
+    A stash 4 banks × 16·(128 + 64 + 3 + 128: the second feature region) = 5168 words → 4 × 6 = 24; G stash
+    4 × 16·(64 + 3) = 1072 → 4 × 2 = 8."""
     storage = rl.rl_storage(vgg_gemms, rl.RLConfig(1, 4), boards["pynq-z2"])
     assert storage.weights.bram18 == 133
-    assert storage.total.bram18 == 133 + 16 + 8
+    assert storage.total.bram18 == 133 + 24 + 8
     assert storage.weight_bits == (256 * 512 + 256 + 10 * 256 + 10) * 16

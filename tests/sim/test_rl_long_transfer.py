@@ -75,8 +75,9 @@ def test_the_real_limits_name_their_cause_and_fix():
 
 
 def test_long_loads_train_bit_exact_on_the_cycle_model(tmp_path):
-    """About 0.6 M engine cycles: two steps of 16 samples, each LOAD of features 65536 beats; the
-    parameter image (65552 beats) goes in once and comes back after every step."""
+    """About 0.6 M engine cycles: two steps of 16 samples, each LOAD of features 65536 beats (the second
+    step's in the background of the first step's UPDATE); the parameter image (65552 beats) goes in once and
+    comes back after every step."""
     qnet, x = quantized(N, M, BATCH, STEPS * BATCH)
     rng = np.random.default_rng(2)
     plan = TrainingPlan(golden.quantize_input(qnet, x), rng.integers(0, M, len(x)), rng.permutation(len(x)),
@@ -89,11 +90,20 @@ def test_long_loads_train_bit_exact_on_the_cycle_model(tmp_path):
 
     assert rl_sim.first_mismatch(result.weights, expected) is None
     assert not np.array_equal(expected[STEPS - 1]["fc"][0], state["fc"][0]), "training moved no weight"
-    predicted = rl_sim.predict_step(layout, LATENCY)
-    assert predicted[0].mode == "LOAD" and predicted[0].cycles > REQUEST_MAX_BEATS
-    assert result.descriptor_cycles == [(d.layer, d.mode, d.cycles) for d in predicted]
-    assert [int(c) for c in result.step_cycles.sum(axis=1)] == [sum(d.cycles for d in predicted)] * STEPS
+    first, second = rl_sim.predict_plan(layout, LATENCY, plan.batch_sizes)
+    assert first[0].mode == "LOAD" and first[0].cycles > REQUEST_MAX_BEATS
+    assert result.descriptor_cycles == [(d.layer, d.mode, d.cycles) for d in first]
+    # the second step's features (65536 beats, two requests) load beside the first step's UPDATE, which
+    # walks 4 x 1025 tiles of 16 rows and outlasts them by a few dozen cycles; the second step trains on them
+    (_, bg_mode, bg_cycles), (_, mode, update) = result.descriptor_cycles[-2:]
+    assert bg_mode == "LOAD" and bg_cycles == fetch_cycles() + rl.BACKGROUND_OVERHEAD and mode == "UPDATE"
+    assert fetch_cycles() + BATCH * N + rl.BACKGROUND_TAIL < update
+    assert [int(c) for c in result.step_cycles.sum(axis=1)] == [sum(d.cycles for d in first),
+                                                                sum(d.cycles for d in second)]
     # LOAD_P: the model's LOAD term (fetch, latency, one beat per cycle, overhead) over 65552 beats
-    fetch = LATENCY + rl.DESCRIPTOR_BYTES // BUS
     load_p = int(read_hex(workdir / "perf_step0.hex", 65536, 32)[prog.PERF_BASE["params"]])
-    assert load_p == fetch + LATENCY + layout.params_bytes // BUS + rl.LOAD_OVERHEAD
+    assert load_p == fetch_cycles() + LATENCY + layout.params_bytes // BUS + rl.LOAD_OVERHEAD
+
+
+def fetch_cycles() -> int:
+    return LATENCY + rl.DESCRIPTOR_BYTES // BUS

@@ -3,8 +3,9 @@
 Every test trains small chains of retrainable linear / 1x1 conv layers through the host loop
 (dtlgen.host.rl_host) on the simulated engine, reads the weights back after every step and holds
 them against `golden.rl_train_step` bit for bit. With a memory that never stalls every descriptor
-of the first step must take exactly the cycles `dtlgen.perf.rl.step_cycles` predicts; a stalling
-memory may only cost cycles. Bad configurations must fail with a clear error before any build.
+of the first two steps must take exactly the cycles `dtlgen.perf.rl.step_cycles` predicts, and every step
+exactly its total (steps after the first load their features in the previous step's background); a
+stalling memory may only cost cycles. Bad configurations must fail with a clear error before any build.
 
 One engine build serves the random chains: the layouts are widened (`dataclasses.replace`) to the
 fixed depths, accumulator width and memory size below, which must not change any result.
@@ -31,8 +32,9 @@ from dtlgen.sim import rl_sim
 from dtlgen.sim.netlist import netlist_sources
 
 TM, TN, BUS, LATENCY = 3, 4, 8, 20
-# Room for up to 3 layers of <= 40 x 40, batch <= 6 at <= 4 positions (4 stash lanes of 10 words).
-ENGINE_BUILD = {"a_depth": 1024, "g_depth": 1024, "w_depth": 512, "b_depth": 64, "acc_bits": 56}
+# Room for up to 3 layers of <= 40 x 40, batch <= 6 at <= 4 positions (4 stash lanes of 10 words), and the
+# second feature region.
+ENGINE_BUILD = {"a_depth": 2048, "g_depth": 1024, "w_depth": 512, "b_depth": 64, "acc_bits": 56}
 MEMORY_BYTES = 1 << 16
 _runs = itertools.count()
 
@@ -102,7 +104,7 @@ def train(chain: Chain, workdir, stall_period: int = 0, netlist: bool = False, a
         sources_dir = netlist_sources("rl_engine.sv", "rl_engine", engine, workdir / "netlist")
     result = rl_sim.simulate_training(layout, plan, state, workdir / f"run{next(_runs)}", LATENCY, stall_period,
                                       sources_dir=sources_dir, axi=axi, pause_seed=pause_seed)
-    return result, rl_sim.golden_replay(qnet, plan, state), rl_sim.predict_step(layout, LATENCY), state
+    return result, rl_sim.golden_replay(qnet, plan, state), rl_sim.predict_plan(layout, LATENCY, sizes), state
 
 
 @st.composite
@@ -127,18 +129,24 @@ FLATTEN_1X1 = Chain("conv_flatten", (1, 1), (6, 5, 11), ("relu", None), 1, 3, 2,
 # block 0 at cycle 9 or 13, then a block every 9 cycles instead of 5 or 2); a cycle earlier and a
 # block's last row rounds with a stale LFSR state. The last layer's blocks are two tiles of 5 cycles.
 TALL_ARRAY = Chain("linear", (1, 1), (1, 45, 3, 12), (None, "relu6", None), 3, 5, 1, 3, 3, 0, 21, engine=(9, 2))
+# On that array the stash has 16 lanes, so a row of one feature is 4 beats: step 0's background LOAD of the
+# next 6 samples x 4 positions (96 beats) outlasts the first layer's UPDATE beside it (one tile, 24 rows),
+# which then ends BACKGROUND_TAIL after the load's last beat; step 1's (2 samples) is shorter than its UPDATE.
+LOAD_BOUND = Chain("conv", (2, 2), (1, 5, 3), ("relu", None), 2, 6, 2, 3, 3, 0, 33, engine=(9, 2))
 
 
 def check_exact_and_on_the_model(chain: Chain, workdir) -> None:
     result, expected, predicted, _ = train(chain, workdir)
     assert sorted(expected) == list(range(chain.steps))
     assert rl_sim.first_mismatch(result.weights, expected) is None
-    assert result.descriptor_cycles == [(d.layer, d.mode, d.cycles) for d in predicted]
-    assert int(result.step_cycles[0].sum()) == sum(d.cycles for d in predicted)
+    assert result.descriptor_cycles == [(d.layer, d.mode, d.cycles) for d in predicted[0]]
+    if chain.steps > 2:  # step 1: its LOAD was step 0's background one; step 2's loads beside its last UPDATE
+        assert result.steady_cycles == [(d.layer, d.mode, d.cycles) for d in predicted[1]]
+    assert [int(c) for c in result.step_cycles.sum(axis=1)] == [sum(d.cycles for d in step) for step in predicted]
 
 
-@pytest.mark.parametrize("chain", [RELU6_CONV, FLATTEN_1X1, TALL_ARRAY],
-                         ids=["relu6_conv_2x2", "conv_flatten_linear", "tall_array_lfsr_walk"])
+@pytest.mark.parametrize("chain", [RELU6_CONV, FLATTEN_1X1, TALL_ARRAY, LOAD_BOUND],
+                         ids=["relu6_conv_2x2", "conv_flatten_linear", "tall_array_lfsr_walk", "background_load_bound"])
 def test_chosen_chains_train_bit_exact_on_the_cycle_model(tmp_path, chain):
     check_exact_and_on_the_model(chain, tmp_path)
 
@@ -156,7 +164,7 @@ def test_yosys_reads_the_engine_as_verilator_does(tmp_path):
     to the model, as the RTL's are, so the bitstream flow builds what the other tests check."""
     result, expected, predicted, _ = train(FLATTEN_1X1, tmp_path, netlist=True)
     assert rl_sim.first_mismatch(result.weights, expected) is None
-    assert result.descriptor_cycles == [(d.layer, d.mode, d.cycles) for d in predicted]
+    assert result.descriptor_cycles == [(d.layer, d.mode, d.cycles) for d in predicted[0]]
 
 
 def test_memory_stalls_change_timing_not_weights(tmp_path):
@@ -164,9 +172,10 @@ def test_memory_stalls_change_timing_not_weights(tmp_path):
     assert rl_sim.first_mismatch(result.weights, expected) is None
     last = expected[RELU6_CONV.steps - 1]
     assert any(not np.array_equal(last[name][0], state[name][0]) for name in state), "training moved no weight"
-    for (layer, mode, cycles), model in zip(result.descriptor_cycles, predicted):
+    for (layer, mode, cycles), model in zip(result.descriptor_cycles + result.steady_cycles,
+                                            predicted[0] + predicted[1]):
         assert cycles >= model.cycles, (layer, mode)
-    assert int(result.step_cycles[0].sum()) > sum(d.cycles for d in predicted), \
+    assert int(result.step_cycles[0].sum()) > sum(d.cycles for d in predicted[0]), \
         "a stalling memory must cost cycles the model does not see"
 
 

@@ -19,7 +19,7 @@ from dtlgen.isa.params import CoreParams, FEParams
 from dtlgen.model import import_module, resolve_split
 from dtlgen.boards import load_board
 from dtlgen.perf.fe import FEConfig, op_cycles
-from dtlgen.perf.rl import RLConfig, rl_gemms, step_cycles
+from dtlgen.perf.rl import RLConfig, rl_gemms, step_cycles, step_schedule
 from dtlgen.quant import golden
 from dtlgen.quant.quantize import PrecisionConfig, quantize
 from dtlgen.sim.rl_sim import first_mismatch, golden_replay
@@ -76,8 +76,11 @@ def test_fe_and_retraining_over_the_uart_link_bit_exact(tmp_path):
     weights = {k: {p.name: (result[f"step{k}_w_{p.name}"], result[f"step{k}_b_{p.name}"]) for p in layout.layers}
                for k in plan.check_steps}
     assert first_mismatch(weights, golden_replay(qnet, plan, state)) is None
-    # each step runs the forward list (LOAD, FWD..., STORE) and the backward list (LOAD dY, BWD_DATA/UPDATE...)
-    descriptors = step_cycles(rl_gemms(network), RLConfig(2, 2, batch=batch), bus, latency)
-    split = [d.mode for d in descriptors].index("STORE") + 1
-    forward, backward = (sum(d.cycles for d in part) for part in (descriptors[:split], descriptors[split:]))
-    assert result["rl_cycles"].tolist() == [[forward + RL_RUN_EXTRA, backward + RL_RUN_EXTRA]] * 2
+    # each step runs the forward list (LOAD, FWD..., STORE) and the backward list (LOAD dY, BWD_DATA/UPDATE...);
+    # the second step's features load in the background of the first step's last UPDATE
+    expected = []
+    for samples, (load, prefetch) in zip(plan.batch_sizes, step_schedule(plan.batch_sizes)):
+        descriptors = step_cycles(rl_gemms(network), RLConfig(2, 2, batch=batch), bus, latency, samples, load, prefetch)
+        split = [d.mode for d in descriptors].index("STORE") + 1
+        expected.append([sum(d.cycles for d in part) + RL_RUN_EXTRA for part in (descriptors[:split], descriptors[split:])])
+    assert len(expected) == 2 and result["rl_cycles"].tolist() == expected

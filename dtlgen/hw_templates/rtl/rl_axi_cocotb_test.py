@@ -2,7 +2,8 @@
 through its AXI4-Lite registers, its data in cocotbext-axi's AxiRam behind the AXI4 master.
 
 Inputs and outputs as rl_cocotb_test.py (DTLGEN_RL_LAYOUT, DTLGEN_RL_PLAN, DTLGEN_MAX_CYCLES;
-rl_result.npz and perf_step0.hex, the first step's per-descriptor counters read over AXI4-Lite);
+rl_result.npz and perf_step0.hex / perf_step1.hex, the first two steps' per-descriptor counters read over
+AXI4-Lite);
 with DTLGEN_PAUSE_SEED > 0 every channel of the memory slave pauses at random (DTLGEN_PAUSE_PERIOD).
 """
 
@@ -56,9 +57,9 @@ async def retrain(dut):
     depth = await rl.read32(regs.PERF_COUNT)
     host = RLHost(AxiDevice(ram, rl, int(os.environ["DTLGEN_MAX_CYCLES"])), layout)
 
-    async def keep_first_step_counters(k, result):
-        if k == 0:
+    async def keep_first_steps_counters(k, result):
+        if k < 2:
             words = await rl.perf_counters(depth)
-            (workdir / "perf_step0.hex").write_text("".join(f"{w:08x}\n" for w in words))
+            (workdir / f"perf_step{k}.hex").write_text("".join(f"{w:08x}\n" for w in words))
 
-    await train_and_record(host, layout, data, workdir, keep_first_step_counters)
+    await train_and_record(host, layout, data, workdir, keep_first_steps_counters)

@@ -3,8 +3,8 @@
 Inputs (environment): DTLGEN_RL_LAYOUT (layout JSON), DTLGEN_RL_PLAN (npz: cached features, labels,
 sample order, batch sizes, lr shifts, first step number, steps whose weights to read back, initial
 weights), DTLGEN_MAX_CYCLES (per descriptor list). Output: rl_result.npz in the test directory:
-weights after each checked step, logits and cycles of every step, and perf_step0.hex, the
-per-descriptor counters of the first step. Bulk data moves through $readmemh / $writememh files.
+weights after each checked step, logits and cycles of every step, and perf_step0.hex / perf_step1.hex, the
+per-descriptor counters of the first two steps. Bulk data moves through $readmemh / $writememh files.
 """
 
 import json
@@ -93,12 +93,12 @@ async def retrain(dut):
     await RisingEdge(dut.clk)
     host = RLHost(SimDevice(dut, workdir, int(os.environ["DTLGEN_MAX_CYCLES"])), layout)
 
-    async def keep_first_step_counters(k, result):
-        if k == 0:
+    async def keep_first_steps_counters(k, result):
+        if k < 2:
             dut.perf_dump.value = 1
             await RisingEdge(dut.clk)
             dut.perf_dump.value = 0
             await RisingEdge(dut.clk)
-            shutil.copy(workdir / "perf_dump.hex", workdir / "perf_step0.hex")
+            shutil.copy(workdir / "perf_dump.hex", workdir / f"perf_step{k}.hex")
 
-    await train_and_record(host, layout, data, workdir, keep_first_step_counters)
+    await train_and_record(host, layout, data, workdir, keep_first_steps_counters)
