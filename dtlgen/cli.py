@@ -159,7 +159,9 @@ def cmd_perf(args: argparse.Namespace) -> int:
     rows = _prediction_rows(prediction.rl_descriptors)
     rows.append(["training step", "", f"{sum(p.macs for p in prediction.rl_descriptors):,}",
                  f"{prediction.rl_step_cycles:,}", f"{prediction.rl_gops:.2f}", "", "", ""])
-    _show(f"RL engine: one training step, batch {rl.batch}, tm={rl.tm} tn={rl.tn}, {rl.bits}-bit", columns, rows)
+    _show(f"RL engine: one training step, batch {rl.batch}, tm={rl.tm} tn={rl.tn}, {rl.bits}-bit", columns, rows,
+          "A step in a run of steps: its features loaded in the background of the previous step's last UPDATE "
+          "(LOAD beside the last UPDATE: the next step's); a run's first step adds a foreground LOAD.")
     used, util = prediction.resources, prediction.resources.utilisation(board)
     res_rows = [[name, getattr(prediction.fe_resources, name), getattr(prediction.rl_resources, name),
                  getattr(used, name), getattr(board.resources, name), f"{100 * util[name]:.1f} %"]
