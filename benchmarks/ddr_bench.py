@@ -1,9 +1,12 @@
 """The FE engine on the testbench memory with DDR-like timing (rows, banks, refresh) against the ideal
 memory the analytical model assumes, in RTL simulation.
 
-Two layers on pynq-z2's 8-byte port at 40 cycles of latency: digits_cnn's feature extractor (FE 4×4,
-4×8 tiles; compute-bound) and a 64→64 3×3 convolution on a 4×4 map (FE 8×8, 4×4 tiles; its weights
-stream through every trip, so the memory side sets the pace). The DDR-like memory
+Layers on pynq-z2's 8-byte port at 40 cycles of latency: digits_cnn's feature extractor (FE 4×4,
+4×8 tiles; compute-bound), a 64→64 3×3 convolution on a 4×4 map (FE 8×8, 4×4 tiles; its weights
+stream through every trip, so the memory side sets the pace), and a 256→256 1×1 convolution on 4×4
+maps running a batch of 8 in one descriptor (FE 16×8, 32×4 tiles), twice: its 4 KB samples one after
+another (images two rows apart: pairs share a bank, and every visit reopens a row), then an odd number
+of rows apart (`isa.fe.image_pitch`, the layout `dtlgen generate` makes for a board with DRAM timing). The DDR-like memory
 (`dtlgen.isa.params.DdrTiming`, dram_model.sv) takes pynq-z2's board file timing (dram.row_bytes ..
 dram.refresh_cycles), a DDR3-1066 x16 part seen from a 90 MHz fabric:
 2 KB rows in 8 banks, a row miss 6 cycles (precharge + activate, about 60 ns with the controller),
@@ -49,22 +52,30 @@ DDR3 = ddr_timing(PYNQ_Z2)
 
 
 def cases(networks=()):
-    """(label, quantised network, one image, FE config, bias table depth) per row."""
+    """(label, quantised network, images (B, C, H, W), FE config, bias table depth, DRAM row bytes the
+    program's batch layout spreads its images over: isa.fe.image_pitch) per row."""
     task = load_digits_task()
     digits = quantize(load_model("digits_cnn"), task.retrain_x, PrecisionConfig())
-    yield "digits_cnn FE (compute-bound)", digits, golden.quantize_input(digits, task.test_x[:1])[0], FEConfig(4, 4, 4, 8), \
-        1024
+    yield "digits_cnn FE (compute-bound)", digits, golden.quantize_input(digits, task.test_x[:1]), FEConfig(4, 4, 4, 8), \
+        1024, 0
     rng = np.random.default_rng(0)
     wide = import_module(nn.Sequential(nn.Conv2d(64, 64, 3, padding=1), nn.ReLU()).eval(), (64, 4, 4))
     qnet = quantize(wide, rng.standard_normal((4, 64, 4, 4)), PrecisionConfig())
-    yield "conv 64→64 3×3 on 4×4 (memory-bound)", qnet, golden.quantize_input(qnet, rng.standard_normal((1, 64, 4, 4)))[0], \
-        FEConfig(8, 8, 4, 4), 1024
+    yield "conv 64→64 3×3 on 4×4 (memory-bound)", qnet, golden.quantize_input(qnet, rng.standard_normal((1, 64, 4, 4))), \
+        FEConfig(8, 8, 4, 4), 1024, 0
+    # a batch of 8 in one descriptor: each 4 KB sample is two DRAM rows, so images one after another sit
+    # in the same bank pairwise and every visit reopens a row; a pitch of an odd number of rows spreads them
+    pointwise = import_module(nn.Sequential(nn.Conv2d(256, 256, 1), nn.ReLU()).eval(), (256, 4, 4))
+    qnet = quantize(pointwise, rng.standard_normal((4, 256, 4, 4)), PrecisionConfig())
+    batch = golden.quantize_input(qnet, rng.standard_normal((8, 256, 4, 4)))
+    for label, row_bytes in (("samples one after another", 0), ("samples an odd number of rows apart", DDR3.row_bytes)):
+        yield f"conv 256→256 1×1 on 4×4, batch 8 ({label})", qnet, batch, FEConfig(16, 8, 32, 4), 256, row_bytes
     for name in networks:
         network = load_model(name)
         x = calibration_inputs(network, 0, 1)
         qnet = quantize(network, x, PrecisionConfig())
         m_max = 1 << max(0, (max(layer.m for layer in network.frozen_layers) - 1).bit_length())
-        yield f"{name} FE (16×16, 8×8 tiles)", qnet, golden.quantize_input(qnet, x[:1])[0], FEConfig(16, 16, 8, 8), m_max
+        yield f"{name} FE (16×16, 8×8 tiles)", qnet, golden.quantize_input(qnet, x[:1]), FEConfig(16, 16, 8, 8), m_max, 0
 
 
 def main() -> None:
@@ -77,10 +88,10 @@ def main() -> None:
                    "model error (all / worst descriptor)", "bit-exact", "wall s"):
         table.add_column(column, justify="left" if column == "layer(s)" else "right")
     with tempfile.TemporaryDirectory(prefix="ddr_bench_") as work:
-        for label, qnet, x_int, cfg, m_max in cases(args.networks):
-            program = build_fe_program(qnet, cfg, x_int, m_max=m_max, bus_bytes=BUS)
+        for label, qnet, x_int, cfg, m_max, row_bytes in cases(args.networks):
+            program = build_fe_program(qnet, cfg, x_int, m_max=m_max, bus_bytes=BUS, dram_row_bytes=row_bytes)
             memory = max(MEMORY, len(program.memory))
-            reference = golden.fe_forward(qnet, x_int[None])
+            reference = golden.fe_forward(qnet, x_int)
             params = FESimBuild(FEParams.for_array(cfg, BUS, m_max), SimDram(LATENCY, memory))
             predicted = sum(op_cycles(img.op, cfg, BUS, LATENCY).cycles for img in program.ops)
             with_ddr = [op_cycles(img.op, cfg, BUS, LATENCY, DDR3).cycles for img in program.ops]
@@ -90,7 +101,8 @@ def main() -> None:
                 result = fe_sim.run_image(program.memory, program.desc_addr, len(program.ops), params, workdir,
                                           max_cycles=20 * predicted + 10_000, ddr=ddr)
                 cycles.append(result.cycles)
-                exact &= all(np.array_equal(program.read(result.memory, i), reference[img.layer][0])
+                exact &= all(np.array_equal(program.read_images(result.memory, i),
+                                            reference[img.layer][img.image0:img.image0 + img.op.images])
                              for i, img in enumerate(program.ops))
             ideal, ddr_cycles = sum(cycles[0]), sum(cycles[1])
             errors = [(abs(m / r - 1), m / r - 1, img.op.name)

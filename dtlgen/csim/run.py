@@ -128,14 +128,15 @@ def _fe_inference(engines: CsimEngines, data: ProjectData) -> dict[str, Any]:
     start = time.perf_counter()
     engines.run_fe(memory, program["desc_addr"], len(program["ops"]), origin=origin)
     wall = time.perf_counter() - start
-    ops = []
+    ops, fe_program = [], data.fe_program()
     for i, op in enumerate(program["ops"]):
-        count = int(np.prod(op["out_shape"]))
-        if not 0 <= op["out_addr"] <= len(memory) - count:
-            raise DesignError(f"sim/program.json: op {i} ('{op['name']}') has its {count}-byte output at "
+        image = fe_program.ops[i]
+        span = (image.op.images - 1) * image.image_pitch + int(np.prod(image.out_shape))
+        if not 0 <= op["out_addr"] <= len(memory) - span:
+            raise DesignError(f"sim/program.json: op {i} ('{op['name']}') has its {span}-byte output at "
                               f"{op['out_addr']}, outside the {len(memory)}-byte memory image; {origin} was changed: "
                               "regenerate it with 'dtlgen generate'")
-        got = memory[op["out_addr"]:op["out_addr"] + count].view(np.int8).astype(np.int64).reshape(op["out_shape"])
+        got = fe_program.read_images(memory, i).reshape(op["out_shape"])
         want = data.expected[i]
         ops.append({"name": op["name"], "macs": op["macs"], "bit_exact": bool(np.array_equal(got, want)),
                     "mismatches": int(np.sum(got != want))})

@@ -123,8 +123,8 @@ def _write_fe(sim: Path, out: Path) -> list[Path]:
         "model": program.get("model"), "board": program.get("board"), "clock_mhz": program["clock_mhz"],
         "desc_addr": program["desc_addr"], "desc_count": len(ops), "memory_bytes": len(memory),
         "input_addr": input_addr, "input_shape": input_shape,
-        "ops": [{"name": op["name"], "layer": op["layer"], "out_addr": op["out_addr"], "out_shape": op["out_shape"]}
-                for op in ops]})
+        "ops": [{"name": op["name"], "layer": op["layer"], "out_addr": op["out_addr"], "out_shape": op["out_shape"],
+                 **({"out_pitch": op["out_pitch"]} if "out_pitch" in op else {})} for op in ops]})
     return [out / "fe_image.bin", out / "fe_expected.npy", out / "fe_program.json"]
 
 

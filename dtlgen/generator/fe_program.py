@@ -35,9 +35,14 @@ MIN_MEMORY_BYTES = 1 << 20
 class OpImage:
     op: FEOp  # its `images` images of a batch: image0 .. image0 + op.images - 1
     layer: str  # the IR layer whose output this op stores (the pool's for a fused conv + pool)
-    out_addr: int  # of image0's output; the next image's follows it
+    out_addr: int  # of image0's output; the next image's follows it `image_pitch` bytes later
     out_shape: tuple[int, ...]  # per-sample shape of the stored output, as in the IR
     image0: int = 0
+    pitch: int = 0  # bytes from one image's output to the next (isa.fe.image_pitch); 0: the sample's size
+
+    @property
+    def image_pitch(self) -> int:
+        return self.pitch or int(np.prod(self.out_shape))
 
     @property
     def stored_shape(self) -> tuple[int, ...]:
@@ -52,13 +57,15 @@ class FEProgram:
     ops: list[OpImage] = field(default_factory=list)
     input_addr: int = 0
     images: int = 1  # the batch: every layer's input and output hold this many samples, one after another
+    input_pitch: int = 0  # bytes from one input sample to the next (isa.fe.image_pitch); 0: the sample's size
 
     @property
     def extent(self) -> int:
         """Bytes from address 0 that the program uses: descriptors, parameters, input and every output
         (the image beyond is zero padding up to the simulated DRAM's size)."""
         used = int(np.flatnonzero(self.memory)[-1]) + 1 if self.memory.any() else 1
-        return max([used] + [image.out_addr + image.op.images * int(np.prod(image.out_shape)) for image in self.ops])
+        return max([used] + [image.out_addr + (image.op.images - 1) * image.image_pitch + int(np.prod(image.out_shape))
+                             for image in self.ops])
 
     def output_of(self, index: int) -> np.ndarray:
         """The int8 values an op stored, shaped (C, H, W), read from a memory image of the same layout."""
@@ -71,9 +78,15 @@ class FEProgram:
     def read_images(self, memory: np.ndarray, index: int) -> np.ndarray:
         """Op `index`'s outputs of each of its images, shaped (images, C, H, W)."""
         image = self.ops[index]
-        count = int(np.prod(image.out_shape)) * image.op.images
-        raw = memory[image.out_addr:image.out_addr + count]
-        return raw.astype(np.uint8).view(np.int8).astype(np.int64).reshape((image.op.images, *image.out_shape))
+        return read_batch(memory, image.out_addr, image.out_shape, image.op.images, image.image_pitch)
+
+
+def read_batch(memory: np.ndarray, addr: int, shape: tuple[int, ...], images: int, pitch: int) -> np.ndarray:
+    """`images` int8 tensors of `shape` from `memory`, the first at `addr`, each `pitch` bytes after the
+    one before (an activation buffer of a batch: isa.fe.image_pitch), as int64 (images, *shape)."""
+    size = int(np.prod(shape))
+    rows = [np.asarray(memory[addr + i * pitch:addr + i * pitch + size]) for i in range(images)]
+    return np.stack(rows).astype(np.uint8).view(np.int8).astype(np.int64).reshape((images, *shape))
 
 
 def check_supported(op: FEOp, cfg: FEConfig) -> None:
@@ -84,13 +97,16 @@ def check_supported(op: FEOp, cfg: FEConfig) -> None:
 
 
 def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
-                     memory_bytes: int | None = None, m_max: int | None = None, *, bus_bytes: int) -> FEProgram:
+                     memory_bytes: int | None = None, m_max: int | None = None, *, bus_bytes: int,
+                     dram_row_bytes: int = 0) -> FEProgram:
     """Lay out the input `x_int` (one sample (C, H, W) of ints in the input format, or a batch (B, C, H, W))
     and every FE op: a batch runs layer after layer, each op as the descriptors `batched_ops` gives.
 
     `memory_bytes` None sizes the image to the next power of two (at least 1 MiB); `m_max` is the
     engine's bias-table depth, which every layer's output channels must fit; `bus_bytes` is the
-    engine's memory port width, to which every tap row of a weight tile is padded.
+    engine's memory port width, to which every tap row of a weight tile is padded. With a batch, each
+    activation buffer holds its images `isa.fe.image_pitch(sample, dram_row_bytes)` bytes apart (the
+    board's DRAM row size; 0: one after another).
     """
     network = qnet.network
     in_shape = tuple(network.frozen_layers[0].in_shape)
@@ -116,9 +132,19 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
         cursor = _aligned(addr + len(data))
         return addr
 
-    input_addr = place(_bytes(x_int.reshape(-1)))
-    region = {network.frozen_layers[0].inputs[0]: input_addr}
-    program = FEProgram(np.zeros(0, dtype=np.uint8), 0, [], input_addr, batch)
+    def pitch(sample: int) -> int:
+        return isa.image_pitch(sample, dram_row_bytes) if batch > 1 else sample
+
+    def batch_bytes(values: np.ndarray, sample: int) -> np.ndarray:  # `batch` samples, `pitch(sample)` apart
+        out = np.zeros((batch, pitch(sample)), dtype=np.uint8)
+        out[:, :sample] = values.reshape(batch, sample)
+        return out.reshape(-1)
+
+    in_sample = int(np.prod(in_shape))
+    input_addr = place(batch_bytes(_bytes(x_int.reshape(-1)), in_sample))
+    first_input = network.frozen_layers[0].inputs[0]
+    region, pitches = {first_input: input_addr}, {first_input: pitch(in_sample)}
+    program = FEProgram(np.zeros(0, dtype=np.uint8), 0, [], input_addr, batch, pitch(in_sample))
     descriptors = []
     weights: dict[str, tuple[int, int]] = {}  # a conv's bias and weight addresses
     outputs: dict[str, int] = {}  # a layer's output buffer
@@ -130,9 +156,10 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
         out_fmt = qnet.layers[stored].out_fmt
         if lq.acc_bits > RTL_ACC_BITS:
             raise DesignError(f"layer '{op.name}' needs {lq.acc_bits}-bit accumulators; the FE RTL has {RTL_ACC_BITS}")
-        source = _producer_region(network, layer.inputs[0], region)
+        producer = _producer(network, layer.inputs[0], region)
+        source = region[producer]
         second, bias_addr, mult, shifts = 0, 0, 1, 0
-        in_stride = op.n * op.h * op.w  # one sample of the op's input (and of an add's second input)
+        in_stride = pitches[producer]  # one sample of the op's input (and of an add's second input)
         if op.kind == "conv":
             kind = KIND_CONV
             shift = lq.out_shift
@@ -147,15 +174,19 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
             kind = KIND_ADD
             shift = lq.out_shift
             shifts = lq.align_shifts[0] | lq.align_shifts[1] << 8
-            second = _producer_region(network, layer.inputs[1], region) + image0 * in_stride
+            other = _producer(network, layer.inputs[1], region)
+            if pitches[other] != in_stride:  # equal shapes, equal pitches: a guard, never expected to fire
+                raise DesignError(f"layer '{op.name}': its two operands' buffers hold their images at different "
+                                  "pitches")
+            second = region[other] + image0 * in_stride
         if not -127 <= shift <= 127:  # -128 would wrap where the engines negate it
             raise DesignError(f"layer '{op.name}': requantisation shift {shift} does not fit the descriptor "
                               "(-127 .. 127)")
         out_shape = tuple(network.layer(stored).out_shape)  # (M,) for a linear layer, else (M, R, C)
-        out_stride = int(np.prod(out_shape))
+        out_stride = pitch(int(np.prod(out_shape)))
         if image0 == 0:  # the layer's output, every sample of the batch
             outputs[stored] = place(np.zeros(batch * out_stride, dtype=np.uint8))
-        region[stored] = outputs[stored]
+        region[stored], pitches[stored] = outputs[stored], out_stride
         out_addr = outputs[stored] + image0 * out_stride
         six = int(fixed.to_fixed(6.0, out_fmt)) if layer.activation == "relu6" else 0
         descriptors.append(isa.encode(
@@ -164,7 +195,7 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
             shift=shift, six=six, mult=mult, in_addr=source + image0 * in_stride, second_addr=second,
             bias_addr=bias_addr, out_addr=out_addr, sa=shifts & 0xFF, sb=shifts >> 8, more_images=op.images - 1,
             in_stride=in_stride if op.images > 1 else 0, out_stride=out_stride if op.images > 1 else 0))
-        program.ops.append(OpImage(op, stored, out_addr, out_shape, image0))
+        program.ops.append(OpImage(op, stored, out_addr, out_shape, image0, out_stride))
         image0 = (image0 + op.images) % batch
     if memory_bytes is None:
         memory_bytes = max(MIN_MEMORY_BYTES, 1 << (cursor - 1).bit_length())
@@ -179,11 +210,11 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
     return program
 
 
-def _producer_region(network, name: str, region: dict[str, int]) -> int:
-    """Address of the tensor `name`; flatten layers are free (NCHW is already the flat order)."""
+def _producer(network, name: str, region: dict[str, int]) -> str:
+    """The buffer that holds the tensor `name`; flatten layers are free (NCHW is already the flat order)."""
     while name not in region:
         name = network.layer(name).inputs[0]
-    return region[name]
+    return name
 
 
 def _tile_ordered_weights(weight: np.ndarray, op: FEOp, cfg: FEConfig, bus_bytes: int) -> np.ndarray:
@@ -250,12 +281,16 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
                 or (kind == KIND_ADD and (n != m or (h, wd) != (r, c))) or (pool and kind != KIND_CONV):
             refuse(f"has shapes that do not agree (N={n} M={m} H={h} W={wd} R={r} C={c} K={k} S={s} P={p})")
         # program.json's out_shape: the bytes the descriptor stores, one sample's shape led by the image
-        # count for a batch (whose images' outputs follow each other: the output stride is a sample's size)
+        # count for a batch (whose images' outputs follow each other out_pitch bytes apart: the output
+        # stride, at least a sample's size)
         out_shape = list(op["out_shape"])
         sample = out_shape[1:] if images > 1 else out_shape
-        if images > 1 and (out_shape[0] != images or len(sample) not in (1, 3) or d["out_stride"] != np.prod(sample)):
-            refuse(f"runs {images} images, but program.json's out_shape {out_shape} (or the output stride "
-                   f"{d['out_stride']}) does not describe {images} outputs one after another")
+        if images > 1 and (out_shape[0] != images or len(sample) not in (1, 3)
+                           or d["out_stride"] != op.get("out_pitch", np.prod(sample))
+                           or d["out_stride"] < np.prod(sample)):
+            refuse(f"runs {images} images, but program.json's out_shape {out_shape} and out_pitch "
+                   f"{op.get('out_pitch')} (or the output stride {d['out_stride']}) do not describe {images} "
+                   "outputs one after another")
         if d["out_addr"] != op["out_addr"] or len(sample) not in (1, 3) or sample[0] != m \
                 or (len(sample) == 3 and not pool and tuple(sample[1:]) != (r, c)):
             refuse(f"stores {m} channels at {d['out_addr']}, not the {out_shape} at {op['out_addr']} that program.json names")

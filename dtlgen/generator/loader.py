@@ -62,8 +62,8 @@ class ProjectData:
 
     def fe_program(self) -> FEProgram:
         """The FE program as the generator built it (memory image, descriptor address, ops)."""
-        ops = [OpImage(op, entry["layer"], entry["out_addr"], tuple(entry["out_shape"][1 if op.images > 1 else 0:]))
-               for op, entry in zip(self.fe_ops, self.program["ops"])]
+        ops = [OpImage(op, entry["layer"], entry["out_addr"], tuple(entry["out_shape"][1 if op.images > 1 else 0:]),
+                       pitch=entry.get("out_pitch", 0)) for op, entry in zip(self.fe_ops, self.program["ops"])]
         return FEProgram(self.memory, self.program["desc_addr"], ops, self.program["input_addr"])
 
     @property
@@ -233,6 +233,8 @@ def _check_program(data: Any, design: Design, where: Path) -> dict[str, Any]:
             raise DesignError(f"{at}.out_shape must be [C] or [C, H, W], led by the image count for a batch; {FIX}")
         for value in shape:
             _int(value, f"{at}.out_shape", 1, 1 << 16)
+        if "out_pitch" in op:  # bytes between a batch's outputs (check_descriptors: the descriptor's stride)
+            _int(op["out_pitch"], f"{at}.out_pitch", 1, MAX_MEMORY_BYTES)
     return data
 
 

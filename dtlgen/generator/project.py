@@ -116,7 +116,8 @@ def generate_project(network: Network, design: Design, board: Board, calib_x: np
     x_int = golden.quantize_input(qnet, samples)
     widest = max((layer.m for layer in network.frozen_layers if layer.has_weights), default=1)
     m_max = 1 << max(0, (widest - 1).bit_length())
-    program = build_fe_program(qnet, design.fe, x_int, m_max=m_max, bus_bytes=_bus_bytes(board))
+    program = build_fe_program(qnet, design.fe, x_int, m_max=m_max, bus_bytes=_bus_bytes(board),
+                               dram_row_bytes=board.dram_ddr.row_bytes if board.dram_ddr is not None else 0)
     params = sim_params(design, board, len(program.memory), m_max)
     reference = golden.fe_forward(qnet, x_int)
     # what each descriptor stores: its images' outputs, one after another
@@ -138,7 +139,7 @@ def generate_project(network: Network, design: Design, board: Board, calib_x: np
         for img in program.ops:
             ops.append({"name": img.op.name, "layer": img.layer, "kind": img.op.kind, "pool": img.op.pool,
                         "macs": img.op.macs * img.op.images, "out_addr": img.out_addr,
-                        "out_shape": list(img.stored_shape),
+                        "out_shape": list(img.stored_shape), "out_pitch": img.image_pitch,
                         "predicted_cycles": op_cycles(img.op, design.fe, bus, latency).cycles})
         write_json(sim / "program.json", {"desc_addr": program.desc_addr, "input_addr": program.input_addr,
                                           "clock_mhz": design.clock_mhz, "model": network.name, "board": board.name,

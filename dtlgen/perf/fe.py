@@ -59,10 +59,13 @@ schedule runs with slower reads; the model adds them in closed form, an expectat
 exact count: each trip's reads pay t_miss for every row their streams open (`_ddr_reads`: the
 weights and channel after channel continue the previous trip's stream, so they open extent /
 row_bytes rows; windows of a few rows of large maps open one or more per channel), and a refresh
-delays the reads of the fraction of trips it falls into by t_rfc and a re-opened row (`_trip`:
-averaging it over all trips would hide it behind compute, where the trip it hits is delayed).
-benchmarks/ddr_bench.py measures it against the RTL: within 1 % per network on the zoo's FEs.
-Writes are posted and pay nothing.
+delays the reads of the fraction of trips it falls into by t_rfc and the rows it closed (`_trip`:
+averaging it over all trips would hide it behind compute, where the trip it hits is delayed). A
+batch's images lie `isa.fe.image_pitch` apart, an odd number of rows when a sample spans one or more
+(what `dtlgen generate` lays out for a board with DRAM timing), so each image's input keeps a row of
+its own bank open from trip to trip; the weights' row shares a bank with one of them in a fraction
+(rows open) / banks of trips and costs two misses there. benchmarks/ddr_bench.py measures it against
+the RTL: within 1 % per network on the zoo's FEs. Writes are posted and pay nothing.
 
 Activations are byte-aligned in DRAM (a_bytes = ceil(a_bits / 8)); weights sit in slots of 2, 4 or 8
 bits (`dtlgen.isa.fe.weight_slot_bits`): weights of 4 bits or fewer also halve (2 bits: quarter) the
@@ -266,7 +269,7 @@ def op_cycles(op: FEOp, cfg: FEConfig, bus_bytes: float, latency: int, ddr: DdrT
     the ideal memory); with `ddr`, the DDR-like memory's expected cost added to each trip's reads
     (DDR-like memory in the module docstring: an estimate, not exact)."""
     tr, tc = min(cfg.tr, op.r), min(cfg.tc, op.c)
-    timing = (ddr.row_bytes, ddr.t_miss, ddr.t_refi, ddr.t_rfc) if ddr is not None and ddr.row_bytes else None
+    timing = (ddr.row_bytes, ddr.t_miss, ddr.t_refi, ddr.t_rfc, ddr.banks) if ddr is not None and ddr.row_bytes else None
     key = (op.kind, op.n, op.h, op.w, op.m, op.r, op.c, op.k, op.s, op.p, op.per_channel, op.pool, op.images,
            cfg.tm, cfg.tn, tr, tc, cfg.a_bytes, isa_fe.weight_slot_bits(cfg.w_bits), float(bus_bytes), int(latency),
            timing)
@@ -287,17 +290,19 @@ def _ddr_reads(beats, runs, timing):
     return beats + opened * t_miss
 
 
-def _trip(comp, load, latency, timing):
+def _trip(comp, load, latency, timing, streams=1):
     """A trip's cycles, max(compute, load): on the DDR-like memory the expectation over where the
-    refresh falls. A refresh (t_rfc cycles, then a re-opened row) delays the trip's reads when it
+    refresh falls. A refresh (t_rfc cycles, then every row closed) delays the trip's reads when it
     starts within their delivery (the beats after the latency, and t_rfc before them), which happens
     in a fraction (delivery + t_rfc) / t_refi of trips: an average would hide it behind compute
-    where the one trip it hits is delayed."""
+    where the one trip it hits is delayed. After it, each of the trip's `streams` (reads that keep a
+    row open from trip to trip: each image's input when its window is the whole map, the weights)
+    opens its row again."""
     if timing is None or not timing[2]:
         return np.maximum(comp, load)
-    t_miss, t_refi, t_rfc = timing[1:]
+    t_miss, t_refi, t_rfc = timing[1:4]
     hit = np.clip((load - latency + t_rfc) / t_refi, 0, 1)
-    return (1 - hit) * np.maximum(comp, load) + hit * np.maximum(comp, load + t_rfc + t_miss)
+    return (1 - hit) * np.maximum(comp, load) + hit * np.maximum(comp, load + t_rfc + streams * t_miss)
 
 
 def ddr_timing(board: Board) -> DdrTiming | None:
@@ -345,14 +350,21 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, tm, t
     store = np.broadcast_to(images * lanes * out_r[:, None, None] * np.ceil(out_c[None, :, None] * a_bytes / bus),
                             grid).ravel()
 
+    # an image's channels of a trip are one run when the window is the whole plane, else a run per
+    # channel from its first window row to its last; the weights are one run
+    whole = (rows_v[:, None, None] == h) & (cols_v[None, :, None] == w)
+    rows_open = 1  # rows the images' inputs keep open from trip to trip when their windows are whole maps
+    if timing is not None:
+        sample = n * h * w * a_bytes  # the images lie image_pitch apart (several to a row when small)
+        span = (images - 1) * isa_fe.image_pitch(sample, timing[0]) + sample
+        rows_open = inputs * min(images, -(-span // timing[0]))
+    streams = np.broadcast_to(np.where(whole, rows_open, 1) + (kind == "conv"), grid).ravel()
+
     def load(tn_e):  # load of a trip with tn_e input channels (per-channel ops: the tile's own tm_e)
         channels = lanes if per_channel else tn_e
         beats = inputs * channels * row_beats
         w_beats = k * k * np.ceil(lanes * (1 if per_channel else tn_e) * w_slot / (8 * bus)) if kind == "conv" else 0
         if timing is not None:
-            # an image's channels of a trip are one run when the window is the whole plane, else a
-            # run per channel from its first window row to its last; the weights are one run
-            whole = (rows_v[:, None, None] == h) & (cols_v[None, :, None] == w)
             plane = h * w * a_bytes
             span = (rows_v[:, None, None] - 1) * w * a_bytes + cols_v[None, :, None] * a_bytes
             runs = [(inputs * images * np.where(whole, 1, channels), np.where(whole, channels * plane, span),
@@ -360,6 +372,11 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, tm, t
             if kind == "conv":
                 runs.append((1, w_beats * bus, w_beats * bus))
             beats = _ddr_reads(beats + w_beats, runs, timing)
+            if kind == "conv":
+                # the weights' row shares a bank with one of the images' open rows in a fraction
+                # rows_open / banks of trips (the images sit in different banks: isa.fe.image_pitch);
+                # then it closes that row and the image's next read closes the weights' row
+                beats = beats + np.where(whole, 2 * min(1, rows_open / timing[4]), 0) * timing[1]
         else:
             beats = beats + w_beats
         return np.broadcast_to(latency + beats, grid).ravel()
@@ -370,8 +387,8 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, tm, t
     first = load_full if nt > 1 else load_last  # load of trip n = 0 of each tile
     next_first = np.append(first[1:], 0)  # the following tile's first load (none after the last)
     store_prev = np.concatenate(([0], store[:-1]))
-    def trip(c, ld):
-        return _trip(c, ld, latency, timing)
+    def trip(c, ld, first_only=False):
+        return _trip(c, ld, latency, timing, streams[0] if first_only else streams)
 
     if nt == 1:
         total = trip(comp, next_first + store_prev).sum()
@@ -391,7 +408,7 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, tm, t
     if timing is not None:
         overhead += (2 if kind == "conv" else 1) * timing[1]  # the descriptor's and the bias table's rows
     phases = 4 if kind == "conv" else 3
-    cycles = (overhead + int(trip(0, first[0])) + int(total) + trips * TRIP_HANDOFF_CYCLES + int(store[-1])
+    cycles = (overhead + int(trip(0, first[0], True)) + int(total) + trips * TRIP_HANDOFF_CYCLES + int(store[-1])
               + OUTPUT_STAGE_CYCLES + phases * PHASE_HANDOFF_CYCLES)
     loads = (load_full.sum() * max(0, nt - 1) + load_last.sum()) if nt > 1 else load_full.sum()
     bus_cycles = int(loads + store.sum()) + overhead

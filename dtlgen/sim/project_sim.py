@@ -85,9 +85,9 @@ def _fe_report(data, result, ops: list[dict[str, Any]], predicted_total: int, ti
     expected = {"memory": data.memory, **{f"op{i}": array for i, array in enumerate(data.expected)}}
     clock_hz = program["clock_mhz"] * 1e6
     rows = []
+    fe_program = data.fe_program()
     for i, (op, measured) in enumerate(zip(ops, result.cycles)):
-        count = int(np.prod(op["out_shape"]))
-        got = result.memory[op["out_addr"]:op["out_addr"] + count].view(np.int8).astype(np.int64)
+        got = fe_program.read_images(result.memory, i)
         bit_exact = bool(np.array_equal(got.reshape(op["out_shape"]), expected[f"op{i}"]))
         images = data.fe_ops[i].images  # a descriptor of a batch runs several
         name = op["name"] + (f" ({images} images)" if images > 1 else "")

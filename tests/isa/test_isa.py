@@ -130,3 +130,21 @@ def test_weight_slots_and_row_bytes():
     # 16 weights of 4 bits fill one 8-byte beat; a 17th starts another; 2-bit ones fill a beat at 32
     assert [fe.weight_row_bytes(4, 4, 8, 4), fe.weight_row_bytes(17, 1, 8, 4), fe.weight_row_bytes(32, 1, 8, 2),
             fe.weight_row_bytes(4, 4, 8)] == [8, 16, 8, 16]
+
+
+@settings(max_examples=300, deadline=None)
+@given(sample=st.integers(1, 1 << 20), row_log=st.integers(9, 14), bank_log=st.integers(3, 4),
+       images=st.integers(2, 8), base=st.integers(0, 1 << 16), data=st.data())
+def test_a_batch_pitch_puts_the_images_rows_in_different_banks(sample, row_log, bank_log, images, base, data):
+    """isa.fe.image_pitch: at any offset into the samples, the rows that a batch's images (up to the
+    banks) read are in different banks or are the same row, wherever the buffer starts; without rows it
+    is the sample."""
+    row, banks = 1 << row_log, 1 << bank_log
+    pitch = fe.image_pitch(sample, row)
+    assert fe.image_pitch(sample) == sample and sample <= pitch < sample + 2 * row
+    offset = data.draw(st.integers(0, sample - 1))
+    rows = {(base + offset + i * pitch) // row for i in range(images)}
+    by_bank: dict[int, set[int]] = {}
+    for r in rows:
+        by_bank.setdefault(r % banks, set()).add(r)
+    assert all(len(same_bank) == 1 for same_bank in by_bank.values()), (pitch, sorted(rows))

@@ -23,12 +23,12 @@ from dtlgen.generator.project import generate_project
 from dtlgen.isa import fe as isa
 from dtlgen.model import import_module
 from dtlgen.perf import Design
-from dtlgen.perf.fe import FEConfig, FEOp, batched_ops, op_cycles
+from dtlgen.perf.fe import FEConfig, FEOp, batched_ops, ddr_timing, op_cycles
 from dtlgen.quant import golden
 from dtlgen.quant.quantize import PrecisionConfig, quantize
 from dtlgen.sim import fe_sim
 
-from test_fe_rtl import LAYER_TOLERANCE, NETWORK_TOLERANCE, _PerChannel, fe_build
+from test_fe_rtl import DDR_TOLERANCE, LAYER_TOLERANCE, NETWORK_TOLERANCE, _PerChannel, fe_build
 
 SHAPE = (3, 6, 6)
 BATCH = 5
@@ -188,3 +188,31 @@ def test_project_with_a_batch_simulates_and_c_simulates_bit_exact(tmp_path):
     assert report["max_layer_abs_error"] <= LAYER_TOLERANCE
     csim = csim_project(project, steps=1)
     assert csim["fe"]["bit_exact"]
+
+
+def test_a_batch_spread_over_dram_banks_keeps_its_rows_open(tmp_path):
+    """On the DDR-like memory with pynq-z2's rows and banks (2 KB, 8), three 8 KB samples one after another
+    sit in banks 0, 4 and 0 again: the first and third images' reads close each other's row on every
+    input channel. An odd number of rows apart (isa.fe.image_pitch: 10 KB, as `dtlgen generate` lays out a
+    batch for a board with DRAM timing) each keeps its row: both layouts bit-exact, the spread one faster,
+    and the model's closed form for it (which assumes it) within DDR_TOLERANCE."""
+    timing = ddr_timing(load_board("pynq-z2"))
+    rng = np.random.default_rng(3)
+    network = import_module(nn.Sequential(nn.Conv2d(512, 16, 1), nn.ReLU()).eval(), (512, 4, 4))
+    qnet = quantize(network, rng.standard_normal((4, 512, 4, 4)), PrecisionConfig())
+    x_int = golden.quantize_input(qnet, rng.standard_normal((3, 512, 4, 4)))
+    cfg, params = FEConfig(4, 4, 12, 4), fe_build(4, 4, 12, 4)
+    bus, latency = params.fe.bus_bytes, params.dram.latency
+    reference = golden.fe_forward(qnet, x_int)
+    cycles, model = {}, 0
+    for row_bytes in (0, timing.row_bytes):
+        program = build_fe_program(qnet, cfg, x_int, params.dram.memory_bytes, bus_bytes=bus, dram_row_bytes=row_bytes)
+        assert [img.op.images for img in program.ops] == [3]
+        assert program.input_pitch == (8192 if row_bytes == 0 else 10240)  # the output's 256 B samples stay packed
+        model = sum(op_cycles(img.op, cfg, bus, latency, timing).cycles for img in program.ops)
+        result = fe_sim.run_image(program.memory, program.desc_addr, len(program.ops), params,
+                                  tmp_path / f"rows{row_bytes}", max_cycles=20 * model, ddr=timing)
+        assert np.array_equal(program.read_images(result.memory, 0), reference[program.ops[0].layer])
+        cycles[row_bytes] = sum(result.cycles)
+    assert cycles[timing.row_bytes] < cycles[0]
+    assert abs(model - cycles[timing.row_bytes]) <= DDR_TOLERANCE * cycles[timing.row_bytes], (model, cycles)

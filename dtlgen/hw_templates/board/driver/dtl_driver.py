@@ -284,8 +284,12 @@ class DtlBoard:
         await self.fe.write(self.program["input_addr"], x_int.astype(np.int8).reshape(-1).tobytes())
         self.last_fe_cycles = await self.fe.run(self.program["desc_addr"], self.program["desc_count"], 0)
         last = self.program["ops"][-1]
-        raw = await self.fe.read(last["out_addr"], int(np.prod(last["out_shape"])))
-        return np.frombuffer(raw, dtype=np.int8).astype(np.int64).reshape(last["out_shape"])
+        shape = last["out_shape"]  # led by the image count when the program runs a batch
+        images = shape[0] if len(shape) in (2, 4) else 1
+        sample = int(np.prod(shape)) // images
+        pitch = int(last.get("out_pitch", sample))  # a batch's outputs lie `pitch` bytes apart
+        raw = b"".join([await self.fe.read(last["out_addr"] + i * pitch, sample) for i in range(images)])
+        return np.frombuffer(raw, dtype=np.int8).astype(np.int64).reshape(shape)
 
     def extract_features(self, xs: np.ndarray) -> np.ndarray:
         """FE outputs of a batch of samples, one flattened row each (as rl_train.npz caches them)."""
