@@ -56,7 +56,7 @@ class FEProgram:
     desc_addr: int
     ops: list[OpImage] = field(default_factory=list)
     input_addr: int = 0
-    images: int = 1  # the batch: every layer's input and output hold this many samples, one after another
+    images: int = 1  # the batch: every layer's input and output hold this many samples, image_pitch apart
     input_pitch: int = 0  # bytes from one input sample to the next (isa.fe.image_pitch); 0: the sample's size
 
     @property
@@ -290,7 +290,7 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
                            or d["out_stride"] < np.prod(sample)):
             refuse(f"runs {images} images, but program.json's out_shape {out_shape} and out_pitch "
                    f"{op.get('out_pitch')} (or the output stride {d['out_stride']}) do not describe {images} "
-                   "outputs one after another")
+                   "outputs at that pitch")
         if d["out_addr"] != op["out_addr"] or len(sample) not in (1, 3) or sample[0] != m \
                 or (len(sample) == 3 and not pool and tuple(sample[1:]) != (r, c)):
             refuse(f"stores {m} channels at {d['out_addr']}, not the {out_shape} at {op['out_addr']} that program.json names")

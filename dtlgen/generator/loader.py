@@ -62,8 +62,11 @@ class ProjectData:
 
     def fe_program(self) -> FEProgram:
         """The FE program as the generator built it (memory image, descriptor address, ops)."""
-        ops = [OpImage(op, entry["layer"], entry["out_addr"], tuple(entry["out_shape"][1 if op.images > 1 else 0:]),
-                       pitch=entry.get("out_pitch", 0)) for op, entry in zip(self.fe_ops, self.program["ops"])]
+        ops, image0 = [], 0  # a layer's descriptors run its images in turn, as build_fe_program lays them out
+        for op, entry in zip(self.fe_ops, self.program["ops"]):
+            ops.append(OpImage(op, entry["layer"], entry["out_addr"],
+                               tuple(entry["out_shape"][1 if op.images > 1 else 0:]), image0, entry.get("out_pitch", 0)))
+            image0 = (image0 + op.images) % self.design.fe.batch
         return FEProgram(self.memory, self.program["desc_addr"], ops, self.program["input_addr"])
 
     @property

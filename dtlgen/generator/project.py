@@ -120,7 +120,7 @@ def generate_project(network: Network, design: Design, board: Board, calib_x: np
                                dram_row_bytes=board.dram_ddr.row_bytes if board.dram_ddr is not None else 0)
     params = sim_params(design, board, len(program.memory), m_max)
     reference = golden.fe_forward(qnet, x_int)
-    # what each descriptor stores: its images' outputs, one after another
+    # what each descriptor stores: its images' outputs (in memory each image_pitch after the one before)
     outputs = [reference[img.layer][img.image0:img.image0 + img.op.images].reshape(img.stored_shape)
                for img in program.ops]
     progress(f"writing the project ({len(program.ops)} FE descriptors, {len(program.memory) >> 10} KiB DRAM image)")

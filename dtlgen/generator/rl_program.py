@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from dtlgen.errors import DesignError, UnsupportedLayerError
-from dtlgen.host.rl_program import ACTIVATIONS, RLLayerPlan, RLLayout
+from dtlgen.host.rl_program import ACTIVATIONS, PERF_BASE, RLLayerPlan, RLLayout
 from dtlgen.isa import rl as isa_rl
 from dtlgen.isa.params import RLParams
 from dtlgen.isa.rl import DESCRIPTOR_BYTES, VALUE_BYTES
@@ -154,6 +154,11 @@ def _check_ranges(layout: RLLayout) -> None:
                                   f"[{lo}, {hi}]; re-calibrate with a different rl.bits")
         if p.w_step_frac + 30 > wide - 1 or p.b_step_frac + 30 > wide - 1:
             raise DesignError(f"layer '{p.name}': update shifts exceed the {wide}-bit update datapath")
+    slots = PERF_BASE["backward"] - PERF_BASE["forward"]  # perf counters of one descriptor list
+    if 2 * len(layout.layers) + 1 > slots:
+        raise DesignError(f"{len(layout.layers)} retrainable layers make a backward list of "
+                          f"{2 * len(layout.layers) + 1} descriptors; the RL engine counts the cycles of at most "
+                          f"{slots} a list: retrain at most {(slots - 1) // 2} layers")
     smaller_batch = "use a smaller rl.batch or retrain fewer layers"
     fewer_tiles = "choose a larger rl.tm / rl.tn (fewer, larger tiles) or retrain fewer layers"
     for p in layout.layers:

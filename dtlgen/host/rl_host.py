@@ -1,11 +1,13 @@
 """The RL engine's host loop: what the Zynq's processor runs on the board, and the cocotb testbench
 runs against the simulator, through the same `Device` interface (write, read, run).
 
-Per mini-batch: the cached FE features of the batch go to the engine's feature buffer; the forward
-list (LOAD features, FWD per layer, STORE logits) runs; the host computes the softmax cross-entropy
-gradient with the golden model's integer rules (`fixed.softmax_ce_grad`), masks it with the last
-layer's activation, and writes it; the backward list (LOAD dY, BWD_DATA / UPDATE per layer from the
-last) runs. Weights go in once (`load_params`) and come back when asked (`read_params`).
+Per mini-batch: the forward list (FWD per layer, STORE logits; the first step of a run LOADs its
+features first) runs; the host computes the softmax cross-entropy gradient with the golden model's
+integer rules (`fixed.softmax_ce_grad`), masks it with the last layer's activation, and writes it,
+with the next batch's cached FE features into the other of the layout's two feature regions; the
+backward list (LOAD dY, BWD_DATA / UPDATE per layer from the last, and the next batch's feature LOAD
+in the background of the first layer's UPDATE) runs. Steps alternate regions
+(`dtlgen.perf.rl.step_schedule` is the same schedule for the cycle model). Weights go in once (`load_params`) and come back when asked (`read_params`).
 
 The methods are coroutines so that a simulator can advance its clock inside `Device.run`; a board
 driver implements `Device` with plain memory-mapped I/O and drives them with `asyncio.run`.
@@ -77,7 +79,8 @@ class RLHost:
         if features is not None:
             await self.device.write(lay.feature_region(slot)[1],
                                     prog.matrix_bytes(lay, to_rows(features, lay.feature_shape)))
-        fwd_count, bwd_count = prog.step_descriptor_counts(lay, features is not None, next_features is not None)
+        prefetch = len(next_features) if next_features is not None else 0
+        fwd_count, bwd_count = prog.step_descriptor_counts(lay, features is not None, prefetch > 0)
         forward = await self._run(prog.forward_list(lay, samples, slot, features is not None), fwd_count,
                                   prog.PERF_BASE["forward"])
         rows = samples * last.positions
@@ -86,9 +89,7 @@ class RLHost:
         logits = from_rows(logit_rows, samples, last.positions)
         grad, grad_rows = output_gradient(lay, logit_rows, labels)
         await self.device.write(lay.dy_addr, prog.matrix_bytes(lay, grad_rows))
-        prefetch = 0
-        if next_features is not None:
-            prefetch = len(next_features)
+        if prefetch:
             await self.device.write(lay.feature_region(1 - slot)[1],
                                     prog.matrix_bytes(lay, to_rows(next_features, lay.feature_shape)))
         backward = await self._run(prog.backward_list(lay, samples, step, lr_shift, slot, prefetch), bwd_count,

@@ -13,7 +13,8 @@ The PYNQ driver vendors this module's import closure, so it imports only `dtlgen
 or the network model (tests/generator/test_driver.py holds the host loop's closure to that).
 
 Descriptor (128 bytes, 32 little-endian words; rl_engine.sv decodes the same fields):
-  w0 mode | act<<4 | six<<16      w1 M | N<<16          w2 rows G | seed<<16
+  w0 mode | act<<4 | background<<6 | six<<16 (background: a LOAD_A beside the next descriptor, an UPDATE)
+  w1 M | N<<16                    w2 rows G | seed<<16
   w3 xa | ya<<16 (A stash words)  w4 gy | gx<<16 (G stash words)    w5 weight tile | bias row<<16
   w6 DRAM address                 w7 shifts s0 | s1<<8 | s2<<16 | s3<<24 (signed bytes)
   w8 Mt | Nt<<16                  w9 Nt' | pitch_n<<16  w10 pitch_m     w11 beats (LOAD / STORE)

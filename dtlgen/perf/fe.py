@@ -295,14 +295,16 @@ def _trip(comp, load, latency, timing, streams=1):
     refresh falls. A refresh (t_rfc cycles, then every row closed) delays the trip's reads when it
     starts within their delivery (the beats after the latency, and t_rfc before them), which happens
     in a fraction (delivery + t_rfc) / t_refi of trips: an average would hide it behind compute
-    where the one trip it hits is delayed. After it, each of the trip's `streams` (the rows its
+    where the one trip it hits is delayed; reads longer than t_refi take that many refreshes. After it, each of the trip's `streams` (the rows its
     images' inputs keep open from trip to trip when their windows are the whole map; else one)
     opens again. (Counting the weights' row too overshoots the RTL on the zoo's networks: 0.5–0.7 %.)"""
     if timing is None or not timing[2]:
         return np.maximum(comp, load)
     t_miss, t_refi, t_rfc = timing[1:4]
-    hit = np.clip((load - latency + t_rfc) / t_refi, 0, 1)
-    return (1 - hit) * np.maximum(comp, load) + hit * np.maximum(comp, load + t_rfc + streams * t_miss)
+    refreshes = np.maximum((load - latency + t_rfc) / t_refi, 0)
+    hit = np.minimum(refreshes, 1)
+    penalty = t_rfc + streams * t_miss
+    return (1 - hit) * np.maximum(comp, load) + hit * np.maximum(comp, load + np.maximum(refreshes, 1) * penalty)
 
 
 def ddr_timing(board: Board) -> DdrTiming | None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from dtlgen.boards import Board
 from dtlgen.errors import DesignError, brief
+from dtlgen.host.rl_program import PERF_BASE
 from dtlgen.model.ir import Network
 from dtlgen.isa import fe as isa_fe, rl as isa_rl
 from dtlgen.perf.design import Design
@@ -106,6 +107,7 @@ def structural_problems(network: Network, design: Design, board: Board) -> list[
 
 
 RL_FIELD_MAX = isa_rl.FIELD_MAX  # the RL descriptor's 16-bit fields
+RL_LIST_COUNTERS = PERF_BASE["backward"] - PERF_BASE["forward"]  # perf counters per RL descriptor list
 
 
 def rl_field_problems(network: Network, cfg: Any, board: Board) -> list[str]:
@@ -116,6 +118,10 @@ def rl_field_problems(network: Network, cfg: Any, board: Board) -> list[str]:
     gemms = rl_gemms(network)
     if not gemms:
         return []
+    if 2 * len(gemms) + 1 > RL_LIST_COUNTERS:
+        return [f"{len(gemms)} retrainable layers: the RL engine counts the cycles of at most {RL_LIST_COUNTERS} "
+                f"descriptors a list, and the backward list has 2 per layer + 1; retrain at most "
+                f"{(RL_LIST_COUNTERS - 1) // 2} layers"]
     for g in gemms:
         for what, value in ((f"M={g.m}", g.m), (f"N={g.n}", g.n), ("the n-tiles of [W | b]", -(-(g.n + 1) // cfg.tn)),
                             ("the batch's GEMM rows", cfg.batch * g.positions)):

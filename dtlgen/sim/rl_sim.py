@@ -101,7 +101,8 @@ def simulate_training(layout: RLLayout, plan: TrainingPlan, state: RLState, work
              **{f"w_{name}": w for name, (w, _) in state.items()}, **{f"b_{name}": b for name, (_, b) in state.items()})
     for stale in ("rl_result.npz", "perf_step0.hex", "perf_step1.hex"):
         (workdir / stale).unlink(missing_ok=True)
-    predicted = max(sum(d.cycles for d in step) for step in predict_plan(layout, latency, plan.batch_sizes))
+    predicted = max((sum(d.cycles for d in step) for step in predict_plan(layout, latency, plan.batch_sizes)),
+                    default=0)
     env = {"DTLGEN_RL_LAYOUT": str(workdir / "layout.json"), "DTLGEN_RL_PLAN": str(workdir / "plan.npz"),
            "DTLGEN_MAX_CYCLES": str(20 * predicted + 100_000), "DTLGEN_PAUSE_SEED": str(pause_seed)}
     start = time.perf_counter()

@@ -168,7 +168,9 @@ def test_batched_schedule_covers_every_image_once_and_loads_weights_once_per_des
 
 
 def test_project_with_a_batch_simulates_and_c_simulates_bit_exact(tmp_path):
-    """fe.batch in design.json: `generate` lays out the batch, `sim` and `csim` check every image."""
+    """fe.batch in design.json: `generate` lays out the batch, `sim` and `csim` check every image. Batch 4:
+    a layer of two descriptors of 2 images, the second starting at image 2 (csim renders its test
+    vectors again from the loaded project and must label them as `generate` did)."""
     from dtlgen.csim import csim_project
     from dtlgen.model import load_model
     from dtlgen.model.calibration import calibration_inputs
@@ -177,13 +179,13 @@ def test_project_with_a_batch_simulates_and_c_simulates_bit_exact(tmp_path):
     network = load_model("digits_cnn")
     calib = calibration_inputs(network, 0)
     design = Design.from_dict({"board": "pynq-z2", "clock_mhz": 90,
-                               "fe": {"tm": 4, "tn": 4, "tr": 16, "tc": 8, "w_bits": 8, "a_bits": 8, "batch": 3},
+                               "fe": {"tm": 4, "tn": 4, "tr": 16, "tc": 8, "w_bits": 8, "a_bits": 8, "batch": 4},
                                "rl": {"tm": 2, "tn": 2, "bits": 16, "batch": 4}})
-    with pytest.raises(DesignError, match="batches of 3 images"):
+    with pytest.raises(DesignError, match="batches of 4 images"):
         generate_project(network, design, load_board("pynq-z2"), calib, calib[0], tmp_path / "one")
-    project = generate_project(network, design, load_board("pynq-z2"), calib, calib[:3], tmp_path / "prj")
+    project = generate_project(network, design, load_board("pynq-z2"), calib, calib[:4], tmp_path / "prj")
     report = simulate_project(project)
-    assert report["batch"] == 3 and report["totals"]["fe"]["bit_exact"]
+    assert report["batch"] == 4 and report["totals"]["fe"]["bit_exact"]
     assert any("(2 images)" in row["name"] for row in report["layers"])
     assert report["max_layer_abs_error"] <= LAYER_TOLERANCE
     csim = csim_project(project, steps=1)
