@@ -197,7 +197,7 @@ def cmd_dse(args: argparse.Namespace) -> int:
     with progress:
         task = progress.add_task("dse", total=args.gens)
         result = run_dse(network, board, calib, Path(args.out), args.pop, args.gens, args.seed, args.prefer,
-                         args.workers, args.dask, fixed=Fixed(fe_batch=args.fe_batch),
+                         args.workers, args.dask, fixed=Fixed(fe_batch=args.fe_batch, ddr=args.ddr),
                          on_generation=lambda gen: progress.update(task, completed=gen), force=args.force)
     if args.json:
         _print_json({"design": result.design, "front": result.front, "chosen": result.chosen,
@@ -210,12 +210,13 @@ def cmd_dse(args: argparse.Namespace) -> int:
                      f"w{v['fe_w_bits']}/a{v['fe_a_bits']}", p["fe"]["lut_mults"], f"{v['rl_tm']}x{v['rl_tn']}",
                      v["rl_bits"], f"{p['info_loss']:.4f}", f"{p['time_s']:.3f}", f"{100 * p['utilisation']:.1f} %",
                      f"{p['fe_gops']:.2f}", f"{p['rl_gops']:.2f}", p["dsp"], p["bram18"], p["lut"]])
+    memory = "; FE cycles on the DDR-like memory of the board file's DRAM timing" if args.ddr else ""
     _show(f"Pareto front: {network.name} on {board.name} ({len(result.front)} points, {result.evaluations} "
           f"evaluations, {result.seconds:.1f} s)",
           ["", "FE tm x tn, tr x tc", "FE bits", "LUT mults", "RL tm x tn", "RL bits", "logit KL", "time (s)",
            "utilisation", "FE GOPs", "RL GOPs", "DSP", "BRAM18", "LUT"], rows,
           f"* = chosen ({args.prefer}); objectives {', '.join(OBJECTIVES)} minimised. Source: analytical model "
-          f"(dtlgen.perf) at {board.clock_mhz:g} MHz (the clock is {board.clock_basis}) and golden-model logit KL. Written to {Path(args.out).resolve()}: "
+          f"(dtlgen.perf{memory}) at {board.clock_mhz:g} MHz (the clock is {board.clock_basis}) and golden-model logit KL. Written to {Path(args.out).resolve()}: "
           "pareto.json, pareto.csv, pareto.png, design.json")
     return 0
 
@@ -474,6 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "each layer's weights then cross the bus once per batch); default %(default)s")
     p.add_argument("--prefer", default="knee", choices=("knee", "throughput", "accuracy", "resources"),
                    help="which Pareto point becomes design.json (default %(default)s)")
+    p.add_argument("--ddr", action="store_true",
+                   help="rank the FE on the board's DDR-like memory (rows, banks, refresh from the board file's "
+                        "dram fields; the closed form `dtlgen sim --ddr` checks) instead of the ideal memory")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--workers", type=_bounded(1, MAX_WORKERS), default=0,
                        help=f"evaluate on a local Dask cluster of N worker processes (at most {MAX_WORKERS})")

@@ -32,7 +32,7 @@ from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 from dtlgen.boards import Board
 from dtlgen.model.ir import Network
 from dtlgen.perf import Design, predict
-from dtlgen.perf.fe import FEConfig
+from dtlgen.perf.fe import FEConfig, ddr_timing
 from dtlgen.perf.rl import RLConfig
 from dtlgen.perf.validate import structural_problems
 from dtlgen.quant import golden, reference
@@ -91,6 +91,12 @@ class Fixed:
     batch: int = 16  # the RL engine's training batch
     lr_shift: int = 7
     fe_batch: int = 1  # images per FE run (the workload's: feature caching runs the re-training set in batches)
+    ddr: bool = False  # FE cycles on the board's DDR-like memory (perf.fe's closed form), not the ideal one
+
+
+def fe_memory(board: Board, fixed: Fixed):
+    """The DRAM timing the FE is ranked on: the board file's with `fixed.ddr`, else None (the ideal memory)."""
+    return ddr_timing(board) if fixed.ddr else None
 
 
 def make_design(values: dict[str, int], board: Board, fixed: Fixed = Fixed()) -> Design:
@@ -111,7 +117,7 @@ def evaluate_model(network: Network, board: Board, workload: Workload, fixed: Fi
     steps = workload.epochs * -(-workload.retrain_images // fixed.batch)
     for i, values in enumerate(rows):
         design = make_design(values, board, fixed)
-        p = predict(network, design, board)
+        p = predict(network, design, board, fe_memory(board, fixed))
         f = design.clock_mhz * 1e6
         time_s = ((workload.inference_images + workload.retrain_images) * p.fe_cycles_per_image
                   + steps * p.rl_step_cycles) / f

@@ -28,8 +28,10 @@ from dtlgen.boards import Board
 from dtlgen.errors import DesignError
 from dtlgen.model.ir import Network
 from dtlgen.perf.validate import network_fingerprint, network_problems
-from dtlgen.dse.problem import OBJECTIVES, DSEProblem, Fixed, InfoLossTable, Space, Workload, evaluate_model, make_design
+from dtlgen.dse.problem import (OBJECTIVES, DSEProblem, Fixed, InfoLossTable, Space, Workload, evaluate_model, fe_memory,
+                                make_design)
 from dtlgen.perf import predict
+from dtlgen.perf.fe import require_ddr_timing
 from dtlgen.quant.quantize import PrecisionConfig, quantize
 
 PREFERENCES = ("knee", "throughput", "accuracy", "resources")
@@ -176,6 +178,8 @@ def run_dse(network: Network, board: Board, calib_x: np.ndarray, out_dir: Path |
     problems = network_problems(network)
     if problems:
         raise DesignError(f"{network.name}: {problems[0]}")
+    if fixed.ddr:
+        require_ddr_timing(board)
     info = InfoLossTable(network, calib_x, fixed.batch)
     start = time.perf_counter()
     with _client(workers, dask_address) as client:
@@ -187,7 +191,7 @@ def run_dse(network: Network, board: Board, calib_x: np.ndarray, out_dir: Path |
     for row, objectives in zip(x, f):
         values = space.decode(row)
         design = make_design(values, board, fixed)
-        p = predict(problem.network, design, board)
+        p = predict(problem.network, design, board, fe_memory(board, fixed))
         front.append({"variables": values, **dict(zip(OBJECTIVES, map(float, objectives))),
                       "fe": design.fe.to_dict(), "rl": design.rl.to_dict(),
                       "fe_gops": p.fe_gops, "rl_gops": p.rl_gops, **p.resources.to_dict()})
@@ -209,7 +213,9 @@ def _design_json(network: Network, board: Board, calib_x: np.ndarray, point: dic
                    network=network_fingerprint(network)).to_dict()
     data["predicted"] = {key: point[key] for key in ("fe_gops", "rl_gops", "dsp", "bram18", "lut", "ff",
                                                      "info_loss", "time_s", "utilisation")}
-    data["predicted"]["source"] = "analytical model (dtlgen.perf) and golden-model logit KL (dtlgen.quant)"
+    data["predicted"]["source"] = ("analytical model (dtlgen.perf" + ("; FE cycles on the DDR-like memory of the board "
+                                   "file's DRAM timing, a closed-form estimate" if fixed.ddr else "")
+                                   + ") and golden-model logit KL (dtlgen.quant)")
     return data
 
 

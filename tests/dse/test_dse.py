@@ -120,3 +120,27 @@ def test_a_small_search_on_a_small_fpga_starts_from_designs_that_fit(digits, inf
     first_x, _, first_g = problem.archive[0]
     assert len(first_x) == 12 and np.all(first_g <= 0), "the first population fits the board"
     assert n_eval == 12 * 3 + problem.discarded  # the redrawn misfits count as evaluations
+
+
+def test_dse_can_rank_the_fe_on_the_boards_ddr_like_memory(tmp_path, digits, capsys):
+    """--ddr: every design's FE time is the DDR-like memory's closed form (never below the ideal memory's),
+    design.json says so, and a board without DRAM timing is one clear error naming the fields."""
+    from dtlgen.dse.problem import Fixed, Workload, evaluate_model, make_design
+    from dtlgen.perf.fe import ddr_timing
+
+    network, board, calib = digits
+    values = {"fe_tm": 8, "fe_tn": 8, "fe_tr": 4, "fe_tc": 8, "fe_w_bits": 8, "fe_a_bits": 8, "fe_lut_eighths": 0,
+              "rl_tm": 4, "rl_tn": 4, "rl_bits": 16}
+    ideal, ddr = (evaluate_model(network, board, Workload(), Fixed(ddr=flag), [values])[0] for flag in (False, True))
+    design = make_design(values, board)
+    slower = predict(network, design, board, ddr_timing(board)).fe_cycles - predict(network, design, board).fe_cycles
+    images = Workload().inference_images + Workload().retrain_images
+    assert slower > 0  # row misses and refresh
+    assert ddr[0] - ideal[0] == pytest.approx(slower * images / (board.clock_mhz * 1e6), rel=1e-9)  # time_s
+    assert main(["dse", "digits_cnn", "--board", "pynq-z2", "--out", str(tmp_path / "d"), "--pop", "6", "--gens", "2",
+                 "--ddr"]) == 0
+    assert "DDR-like" in capsys.readouterr().out
+    assert "DDR-like" in json.loads((tmp_path / "d" / "design.json").read_text())["predicted"]["source"]
+    assert main(["dse", "digits_cnn", "--board", "ulx3s-85f", "--out", str(tmp_path / "e"), "--pop", "6", "--gens", "2",
+                 "--ddr"]) == 1
+    assert "dram.row_bytes" in capsys.readouterr().err and not (tmp_path / "e").exists()
