@@ -5,12 +5,13 @@ For each (network, board, design, batch): the FE part of a batch of images runs 
 (a descriptor runs every image of its batch with each weight tile it loads: dtlgen.perf.fe, Batches);
 the table gives measured and predicted cycles and GOPs at the design clock, their error,
 the array efficiency (useful MACs / (cycles × tm·tn)) overall and on the compute-bound layers, the
-simulator's speed and the wall time. Designs come from the DSE (`--prefer throughput` on a
-reduced budget, its time objective at the largest batch asked for) unless `--design FILE` is given;
+simulator's speed and the wall time. Designs come from the DSE (`--prefer throughput`, the CLI's
+default budget, an inference-only workload so that the time objective is the FE's alone, at the
+largest batch asked for; arrays up to 32×32, 8-bit) unless `--design FILE` is given;
 every figure says where it came from.
 
 Run: python benchmarks/fe_bench.py [--models vgg16_cifar resnet18_cifar mobilenet_v1_cifar]
-                                   [--boards pynq-z2 zcu104] [--batch 1 8] [--pop 40 --gens 25] [--design FILE]
+                                   [--boards pynq-z2 zcu104] [--batch 1 8] [--pop 100 --gens 100] [--design FILE]
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from rich.table import Table
 
 from dtlgen.boards import load_board
 from dtlgen.dse import Space, run_dse
-from dtlgen.dse.problem import Fixed
+from dtlgen.dse.problem import Fixed, Workload
 from dtlgen.errors import DtlgenError
 from dtlgen.generator.fe_program import build_fe_program
 from dtlgen.generator.project import quantize_for_design, sim_params
@@ -40,6 +41,8 @@ from dtlgen.perf.fe import batched_ops, fe_ops, op_cycles
 from dtlgen.quant import golden
 from dtlgen.sim import fe_sim
 
+# The FE's throughput alone: no re-training in the time objective (the RL engine then takes what is left).
+FE_WORKLOAD = Workload(inference_images=1000, retrain_images=0)
 # Arrays the simulator builds in reasonable time: the DSE searches tiles up to these for the bench.
 BENCH_SPACE = Space(fe_tm=tuple(range(4, 33)), fe_tn=tuple(range(4, 33)), fe_tr=tuple(range(2, 17)),
                     fe_tc=tuple(range(2, 17)), fe_w_bits=(8,), fe_a_bits=(8,))
@@ -52,7 +55,7 @@ def bench_one(model: str, board_name: str, design: Design | None, pop: int, gens
     source = "given"
     if design is None:
         result = run_dse(network, board, calib, None, pop, gens, seed=1, prefer="throughput", space=BENCH_SPACE,
-                         fixed=Fixed(fe_batch=dse_batch))
+                         fixed=Fixed(fe_batch=dse_batch), workload=FE_WORKLOAD)
         design = Design.from_dict(result.design)
         source = f"DSE (throughput at batch {dse_batch}, pop {pop} x {gens})"
     qnet = quantize_for_design(network, design, calib)
@@ -96,8 +99,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["vgg16_cifar", "resnet18_cifar", "mobilenet_v1_cifar"])
     parser.add_argument("--boards", nargs="+", default=["pynq-z2", "zcu104"])
-    parser.add_argument("--pop", type=int, default=40)
-    parser.add_argument("--gens", type=int, default=25)
+    parser.add_argument("--pop", type=int, default=100)
+    parser.add_argument("--gens", type=int, default=100)
     parser.add_argument("--batch", type=int, nargs="+", default=[1], help="images per run (each a row of the table)")
     parser.add_argument("--design", help="use this design.json instead of running the DSE")
     args = parser.parse_args()
