@@ -244,11 +244,14 @@ def _aligned(addr: int) -> int:
 
 
 def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max: int,
-                      array: tuple[int, int, int, int], bus_bytes: int, source: str, w_bits: int = 8) -> list[FEOp]:
+                      array: tuple[int, int, int, int], bus_bytes: int, source: str, w_bits: int = 8,
+                      dram_row_bytes: int = 0) -> list[FEOp]:
     """Check the FE descriptors of a memory image before an engine runs them (a project is data from a
     stranger): every field within what the engine's buffers hold, every address range inside the image,
-    each descriptor's output where `ops` (the project's program.json) says. Raises one DesignError;
-    returns the operations the descriptors describe (the cycle model's input)."""
+    no output over the descriptors, each descriptor's output where `ops` (the project's program.json)
+    says, a batch's images at the pitch `build_fe_program` lays out for `dram_row_bytes`. Raises one
+    DesignError; returns the operations the descriptors describe (the cycle model's input)."""
+    table_end = desc_addr + DESCRIPTOR_BYTES * len(ops)
     tm, tn, *tiles = array  # tm, tn, tr, tc
     size = len(memory)
     if not 0 <= desc_addr <= size - DESCRIPTOR_BYTES * len(ops):
@@ -282,15 +285,18 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
             refuse(f"has shapes that do not agree (N={n} M={m} H={h} W={wd} R={r} C={c} K={k} S={s} P={p})")
         # program.json's out_shape: the bytes the descriptor stores, one sample's shape led by the image
         # count for a batch (whose images' outputs follow each other out_pitch bytes apart: the output
-        # stride, at least a sample's size)
+        # stride, the pitch the program builder lays out, as the input's stride is)
         out_shape = list(op["out_shape"])
         sample = out_shape[1:] if images > 1 else out_shape
+        pitch = isa.image_pitch(int(np.prod(sample)), dram_row_bytes)
         if images > 1 and (out_shape[0] != images or len(sample) not in (1, 3)
-                           or d["out_stride"] != op.get("out_pitch", np.prod(sample))
-                           or d["out_stride"] < np.prod(sample)):
+                           or d["out_stride"] != op.get("out_pitch", pitch) or d["out_stride"] != pitch):
             refuse(f"runs {images} images, but program.json's out_shape {out_shape} and out_pitch "
                    f"{op.get('out_pitch')} (or the output stride {d['out_stride']}) do not describe {images} "
-                   "outputs at that pitch")
+                   f"outputs {pitch} bytes apart")
+        if images > 1 and d["in_stride"] != isa.image_pitch(n * h * wd, dram_row_bytes):
+            refuse(f"reads {images} images {d['in_stride']} bytes apart, not the "
+                   f"{isa.image_pitch(n * h * wd, dram_row_bytes)} its input buffer holds them at")
         if d["out_addr"] != op["out_addr"] or len(sample) not in (1, 3) or sample[0] != m \
                 or (len(sample) == 3 and not pool and tuple(sample[1:]) != (r, c)):
             refuse(f"stores {m} channels at {d['out_addr']}, not the {out_shape} at {op['out_addr']} that program.json names")
@@ -306,6 +312,9 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
         for what, addr, count in ranges:
             if addr + count > size:
                 refuse(f"reaches past the {size}-byte image with its {what} ({count} bytes at {addr})")
+        if d["out_addr"] < table_end and desc_addr < d["out_addr"] + out_span:
+            refuse(f"would write its output ({out_span} bytes at {d['out_addr']}) over the descriptors "
+                   f"({desc_addr} to {table_end})")
         kind_name = {KIND_CONV: "conv", KIND_ADD: "add"}.get(kind, "pool")
         if op.get("kind") != kind_name:
             refuse(f"is a {kind_name}, but program.json calls it a {op.get('kind')}")

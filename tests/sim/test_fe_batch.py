@@ -132,9 +132,19 @@ def test_a_batch_beyond_the_tile_is_refused_by_the_loader():
     with pytest.raises(DesignError, match="descriptor 0 .*3 images of R=6 rows.*at most 2 with TR=12"):
         check_descriptors(memory, 0, ops, 64, (4, 4, 12, 4), 8, "test image")
     memory = program.memory.copy()
-    memory[12 * 4 + 3] = 0x7F  # its input stride reaches past the image
-    with pytest.raises(DesignError, match="past the .*input"):
+    memory[12 * 4 + 3] = 0x7F  # its input stride: not where the input buffer holds its images (and past the image)
+    with pytest.raises(DesignError, match="descriptor 0 .*reads 2 images .* apart, not the 108"):
         check_descriptors(memory, 0, ops, 64, (4, 4, 12, 4), 8, "test image")
+    memory = program.memory.copy()
+    memory[13 * 4:13 * 4 + 4] = np.frombuffer(np.uint32(4096).tobytes(), np.uint8)  # out_stride and out_pitch agree,
+    pitched = [dict(op, out_pitch=4096) for op in ops]                                # but not the layout's pitch
+    with pytest.raises(DesignError, match="descriptor 0 .*outputs 216 bytes apart"):
+        check_descriptors(memory, 0, pitched, 64, (4, 4, 12, 4), 8, "test image")
+    memory = program.memory.copy()
+    memory[9 * 4:9 * 4 + 4] = np.frombuffer(np.uint32(64).tobytes(), np.uint8)  # its output over descriptor 1
+    moved = [dict(ops[0], out_addr=64)] + ops[1:]
+    with pytest.raises(DesignError, match="descriptor 0 .*over the descriptors"):
+        check_descriptors(memory, 0, moved, 64, (4, 4, 12, 4), 8, "test image")
 
 
 def _op(k, s, p, h, n, m, kind):
