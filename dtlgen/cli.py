@@ -190,6 +190,10 @@ def cmd_dse(args: argparse.Namespace) -> int:
 
     check_destination(Path(args.out), KIND, args.force)  # before minutes of search, not after
     board = load_board(args.board)
+    if args.ddr:  # before the progress bar (run_dse checks it too)
+        from dtlgen.perf.fe import require_ddr_timing
+
+        require_ddr_timing(board)
     network = load_model(args.model, _parse_split(args))
     calib = calibration_inputs(network, args.seed)
     progress = Progress(TextColumn("NSGA-II generation"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

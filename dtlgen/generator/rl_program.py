@@ -15,24 +15,16 @@ from __future__ import annotations
 from dataclasses import replace
 
 from dtlgen.errors import DesignError, UnsupportedLayerError
-from dtlgen.host.rl_program import ACTIVATIONS, PERF_BASE, RLLayerPlan, RLLayout
+from dtlgen.host.rl_program import ACTIVATIONS, PERF_BASE, RLLayerPlan, RLLayout, dram_map, params_image_bytes
 from dtlgen.isa import rl as isa_rl
 from dtlgen.isa.params import RLParams
-from dtlgen.isa.rl import DESCRIPTOR_BYTES, VALUE_BYTES
+from dtlgen.isa.rl import VALUE_BYTES
 from dtlgen.perf.rl import RLConfig, stash_lanes
 from dtlgen.quant import fixed
 from dtlgen.quant.quantize import QuantizedNetwork, rl_gemm_shape
 
 FIELD_MAX = isa_rl.FIELD_MAX  # the packed descriptor fields are 16 bits
 ADDRESS_SPACE = 1 << 32  # DRAM addresses and transfer lengths (w6, w11) are 32 bits
-
-
-def _pow2_at_least(value: int) -> int:
-    return 1 << max(0, (value - 1).bit_length())
-
-
-def _align(value: int, to: int = 64) -> int:
-    return -(-value // to) * to
 
 
 def check_rl_chain(qnet: QuantizedNetwork) -> list:
@@ -118,22 +110,15 @@ def plan_rl(qnet: QuantizedNetwork, cfg: RLConfig, bus_bytes: int) -> RLLayout:
     a_depth += cfg.batch * plans[0].positions * plans[0].pitch_n
     last = plans[-1]
     value_row = lambda cols: words(cols) * lanes * VALUE_BYTES  # noqa: E731
-    desc_addr = 0
-    n_desc = 3 * len(plans) + 5
-    feat_addr = _align(desc_addr + n_desc * DESCRIPTOR_BYTES)
-    feat_addr_alt = _align(feat_addr + cfg.batch * plans[0].positions * value_row(plans[0].n))
-    logit_addr = _align(feat_addr_alt + cfg.batch * plans[0].positions * value_row(plans[0].n))
-    dy_addr = _align(logit_addr + cfg.batch * last.positions * value_row(last.m))
-    params_addr = _align(dy_addr + cfg.batch * last.positions * value_row(last.m))
+    dram = dram_map(len(plans), cfg.batch * plans[0].positions * value_row(plans[0].n),
+                    cfg.batch * last.positions * value_row(last.m),
+                    params_image_bytes(cfg.tm, cfg.tn, bus_bytes, w_next, b_next))
     engine = RLParams(tm=cfg.tm, tn=cfg.tn, bits=cfg.bits, acc_bits=acc_bits, bus_bytes=bus_bytes, lanes=lanes,
                       a_depth=max(2, a_depth), g_depth=max(2, g_next), w_depth=max(2, w_next), b_depth=max(2, b_next))
     layout = RLLayout(
-        engine=engine, batch=cfg.batch, layers=tuple(plans), desc_addr=desc_addr, feat_addr=feat_addr,
-        logit_addr=logit_addr, dy_addr=dy_addr, params_addr=params_addr, memory_bytes=0, logit_frac=qnet.layers[last.name].out_fmt.frac,
+        engine=engine, batch=cfg.batch, layers=tuple(plans), logit_frac=qnet.layers[last.name].out_fmt.frac,
         grad_bits=qnet.layers[last.name].grad_fmt.bits, grad_frac=qnet.layers[last.name].grad_fmt.frac,
-        feature_shape=feature_shape, feat_xa_alt=feat_xa_alt, feat_addr_alt=feat_addr_alt)
-    end = params_addr + layout.params_bytes
-    layout = replace(layout, memory_bytes=_pow2_at_least(max(end, 1 << 12)))
+        feature_shape=feature_shape, feat_xa_alt=feat_xa_alt, **dram)
     _check_ranges(layout)
     return layout
 

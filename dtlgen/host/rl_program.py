@@ -119,7 +119,8 @@ class RLLayout:
 
     @property
     def params_bytes(self) -> int:
-        return (self.w_depth_used * self.tile_beats + self.b_depth_used * self.brow_beats) * self.engine.bus_bytes
+        e = self.engine
+        return params_image_bytes(e.tm, e.tn, e.bus_bytes, self.w_depth_used, self.b_depth_used)
 
     @property
     def w_depth_used(self) -> int:
@@ -142,6 +143,29 @@ class RLLayout:
         d["layers"] = tuple(RLLayerPlan(**layer) for layer in d["layers"])
         d["feature_shape"] = tuple(d["feature_shape"])
         return cls(**d)
+
+
+def params_image_bytes(tm: int, tn: int, bus_bytes: int, weight_tiles: int, bias_rows: int) -> int:
+    """Bytes of the parameter image (LOAD_P / STORE_P): each tm·tn weight tile and each tm-value bias row
+    padded to whole beats of the bus."""
+    vals = bus_bytes // VALUE_BYTES
+    return (weight_tiles * -(-tm * tn // vals) + bias_rows * -(-tm // vals)) * bus_bytes
+
+
+def dram_map(layers: int, feature_bytes: int, output_bytes: int, params_bytes: int) -> dict[str, int]:
+    """The RL engine's DRAM map for `layers` retrainable layers: the descriptor lists at 0, then two
+    feature regions, the logits and dY (`output_bytes` each) and the parameter image, each on a 64-byte
+    boundary; memory_bytes the power of two (at least 4 KB) that holds them. The planner and the
+    board model's memory sizing both use it."""
+    align = lambda addr: -(-addr // 64) * 64  # noqa: E731
+    out = {"desc_addr": 0}
+    end = isa_rl.DESCRIPTOR_BYTES * (3 * layers + 5)  # the longest list: the backward one, 2 per layer + 1, and more
+    for name, size in (("feat_addr", feature_bytes), ("feat_addr_alt", feature_bytes), ("logit_addr", output_bytes),
+                       ("dy_addr", output_bytes), ("params_addr", params_bytes)):
+        out[name] = align(end)
+        end = out[name] + size
+    out["memory_bytes"] = 1 << max(0, (max(end, 1 << 12) - 1).bit_length())
+    return out
 
 
 # --- descriptors ----------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ import numpy as np
 import dtlgen.perf.fe as perf_fe
 import dtlgen.perf.rl as perf_rl
 from dtlgen.isa import fe as isa_fe
-from dtlgen.isa import rl as isa_rl
+from dtlgen.host import rl_program
 from dtlgen.isa.params import FE_BUFFER_SIZING, CoreParams, FEParams, RLParams
 from dtlgen.perf.resources import BRAM_SHAPES
 
@@ -249,15 +249,9 @@ def core_parameters(network, design, board) -> CoreParams:
         depths = perf_rl.bank_depths(gemms, r, lanes)
         w_depth, b_depth = depths["w_depth"], depths["b_depth"]
         value_row = lambda cols: perf_rl.stash_words(cols, lanes) * lanes * 2  # noqa: E731
-        # generator.rl_program.plan_rl's DRAM map: descriptors, two feature regions, logits, dY and the
-        # parameter image (weight tiles and bias rows padded to whole beats), each 64-byte aligned
-        end = isa_rl.DESCRIPTOR_BYTES * (3 * len(gemms) + 5)
-        for size in (r.batch * gemms[0].positions * value_row(gemms[0].n),) * 2 \
-                + (r.batch * gemms[-1].positions * value_row(gemms[-1].m),) * 2:
-            end = _aligned(end) + size
-        vals = bus // 2
-        params = (w_depth * -(-r.tm * r.tn // vals) + b_depth * -(-r.tm // vals)) * bus
-        rl_bytes = _pow2(max(1 << 12, _aligned(end) + params))
+        rl_bytes = rl_program.dram_map(len(gemms), r.batch * gemms[0].positions * value_row(gemms[0].n),
+                                       r.batch * gemms[-1].positions * value_row(gemms[-1].m),
+                                       rl_program.params_image_bytes(r.tm, r.tn, bus, w_depth, b_depth))["memory_bytes"]
         rl = RLParams(tm=r.tm, tn=r.tn, bits=r.bits, acc_bits=r.acc_bits or perf_rl.required_acc_bits(gemms, r),
                       bus_bytes=bus, lanes=lanes, **{key: max(2, depth) for key, depth in depths.items()})
     return core_for(design, board, ops, fe_image_bytes(network, ops, cfg, bus), _pow2(widest), rl, rl_bytes)
