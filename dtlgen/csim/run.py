@@ -131,7 +131,7 @@ def _fe_inference(engines: CsimEngines, data: ProjectData) -> dict[str, Any]:
     ops, fe_program = [], data.fe_program()
     for i, op in enumerate(program["ops"]):
         image = fe_program.ops[i]
-        span = (image.op.images - 1) * image.image_pitch + int(np.prod(image.out_shape))
+        span = image.span
         if not 0 <= op["out_addr"] <= len(memory) - span:
             raise DesignError(f"sim/program.json: op {i} ('{op['name']}') has its {span}-byte output at "
                               f"{op['out_addr']}, outside the {len(memory)}-byte memory image; {origin} was changed: "

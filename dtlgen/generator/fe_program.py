@@ -45,6 +45,11 @@ class OpImage:
         return self.pitch or int(np.prod(self.out_shape))
 
     @property
+    def span(self) -> int:
+        """Bytes from out_addr to the end of its last image's output."""
+        return (self.op.images - 1) * self.image_pitch + int(np.prod(self.out_shape))
+
+    @property
     def stored_shape(self) -> tuple[int, ...]:
         """What the descriptor stores at out_addr: out_shape, led by the image count for a batch."""
         return self.out_shape if self.op.images == 1 else (self.op.images, *self.out_shape)
@@ -64,8 +69,7 @@ class FEProgram:
         """Bytes from address 0 that the program uses: descriptors, parameters, input and every output
         (the image beyond is zero padding up to the simulated DRAM's size)."""
         used = int(np.flatnonzero(self.memory)[-1]) + 1 if self.memory.any() else 1
-        return max([used] + [image.out_addr + (image.op.images - 1) * image.image_pitch + int(np.prod(image.out_shape))
-                             for image in self.ops])
+        return max([used] + [image.out_addr + image.span for image in self.ops])
 
     def output_of(self, index: int) -> np.ndarray:
         """The int8 values an op stored, shaped (C, H, W), read from a memory image of the same layout."""
@@ -294,9 +298,10 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
             refuse(f"runs {images} images, but program.json's out_shape {out_shape} and out_pitch "
                    f"{op.get('out_pitch')} (or the output stride {d['out_stride']}) do not describe {images} "
                    f"outputs {pitch} bytes apart")
-        if images > 1 and d["in_stride"] != isa.image_pitch(n * h * wd, dram_row_bytes):
-            refuse(f"reads {images} images {d['in_stride']} bytes apart, not the "
-                   f"{isa.image_pitch(n * h * wd, dram_row_bytes)} its input buffer holds them at")
+        in_pitch = isa.image_pitch(n * h * wd, dram_row_bytes)
+        if images > 1 and d["in_stride"] != in_pitch:
+            refuse(f"reads {images} images {d['in_stride']} bytes apart, not the {in_pitch} its input buffer "
+                   "holds them at")
         if d["out_addr"] != op["out_addr"] or len(sample) not in (1, 3) or sample[0] != m \
                 or (len(sample) == 3 and not pool and tuple(sample[1:]) != (r, c)):
             refuse(f"stores {m} channels at {d['out_addr']}, not the {out_shape} at {op['out_addr']} that program.json names")

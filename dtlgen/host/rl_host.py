@@ -7,7 +7,7 @@ integer rules (`fixed.softmax_ce_grad`), masks it with the last layer's activati
 with the next batch's cached FE features into the other of the layout's two feature regions; the
 backward list (LOAD dY, BWD_DATA / UPDATE per layer from the last, and the next batch's feature LOAD
 in the background of the first layer's UPDATE) runs. Steps alternate regions
-(`dtlgen.perf.rl.step_schedule` is the same schedule for the cycle model). Weights go in once (`load_params`) and come back when asked (`read_params`).
+(`rl_program.step_schedule`, which the cycle model counts too). Weights go in once (`load_params`) and come back when asked (`read_params`).
 
 The methods are coroutines so that a simulator can advance its clock inside `Device.run`; a board
 driver implements `Device` with plain memory-mapped I/O and drives them with `asyncio.run`.
@@ -104,10 +104,10 @@ class RLHost:
         checks = set(plan.check_steps)
         weights, logits, cycles = {}, [], []
         batches = list(plan.batches())
-        for k, idx in batches:
+        for (k, idx), (load, prefetch) in zip(batches, prog.step_schedule(plan.batch_sizes)):
             # step k's features are in region k % 2; step k + 1's load during step k's last UPDATE
-            upcoming = plan.features[batches[k + 1][1]] if k + 1 < len(batches) else None
-            result = await self.train_step(plan.features[idx] if k == 0 else None, plan.labels[idx],
+            upcoming = plan.features[batches[k + 1][1]] if prefetch else None
+            result = await self.train_step(plan.features[idx] if load else None, plan.labels[idx],
                                            plan.first_step + k, plan.lr_shifts[k], k % 2, upcoming)
             cycles.append((result.forward_cycles, result.backward_cycles))
             logits.append(result.logits)

@@ -61,6 +61,7 @@ from typing import Any
 from dtlgen.boards import Board
 from dtlgen.isa import rl as isa_rl
 from dtlgen.errors import UnsupportedLayerError, require_int
+from dtlgen.host.rl_program import step_schedule  # the host's schedule, which the model counts
 from dtlgen.model.ir import Network, gemm_shape
 from dtlgen.perf.resources import COEFFICIENTS, ResourceUse, array_resources, banked_memory
 from dtlgen.quant import fixed
@@ -178,12 +179,6 @@ class DescriptorCycles:
     cycles: int
     macs: int
     ops: int
-
-
-def step_schedule(batch_sizes: list[int]) -> list[tuple[bool, int]]:
-    """(load, prefetch) of each step of a run of batches: the first step loads its features, every
-    step but the last loads the next one's (prefetch samples) in the background of its last UPDATE."""
-    return [(k == 0, batch_sizes[k + 1] if k + 1 < len(batch_sizes) else 0) for k in range(len(batch_sizes))]
 
 
 def step_cycles(gemms: list[GemmLayer], cfg: RLConfig, bus_bytes: float, latency: int,

@@ -101,8 +101,8 @@ def simulate_training(layout: RLLayout, plan: TrainingPlan, state: RLState, work
              **{f"w_{name}": w for name, (w, _) in state.items()}, **{f"b_{name}": b for name, (_, b) in state.items()})
     for stale in ("rl_result.npz", "perf_step0.hex", "perf_step1.hex"):
         (workdir / stale).unlink(missing_ok=True)
-    predicted = max((sum(d.cycles for d in step) for step in predict_plan(layout, latency, plan.batch_sizes)),
-                    default=0)
+    predicted_steps = predict_plan(layout, latency, plan.batch_sizes)
+    predicted = max((sum(d.cycles for d in step) for step in predicted_steps), default=0)
     env = {"DTLGEN_RL_LAYOUT": str(workdir / "layout.json"), "DTLGEN_RL_PLAN": str(workdir / "plan.npz"),
            "DTLGEN_MAX_CYCLES": str(20 * predicted + 100_000), "DTLGEN_PAUSE_SEED": str(pause_seed)}
     start = time.perf_counter()
@@ -115,13 +115,12 @@ def simulate_training(layout: RLLayout, plan: TrainingPlan, state: RLState, work
     weights: dict[int, RLState] = {}
     for k in plan.check_steps:
         weights[k] = {name: (raw[f"step{k}_w_{name}"], raw[f"step{k}_b_{name}"]) for name in state}
-    predicted = predict_plan(layout, latency, plan.batch_sizes)
-    first = _descriptor_counters(layout, workdir / "perf_step0.hex", predicted[0]) if predicted else []
-    steady = _descriptor_counters(layout, workdir / "perf_step1.hex", predicted[1]) if len(predicted) > 2 else None
+    first = _descriptor_counters(workdir / "perf_step0.hex", predicted_steps[0]) if predicted_steps else []
+    steady = _descriptor_counters(workdir / "perf_step1.hex", predicted_steps[1]) if len(predicted_steps) > 2 else None
     return RLSimResult(weights, raw["logits"], raw["cycles"], first, steady, wall, build_s)
 
 
-def _descriptor_counters(layout: RLLayout, path: Path, predicted: list[DescriptorCycles]) -> list[tuple[str, str, int]]:
+def _descriptor_counters(path: Path, predicted: list[DescriptorCycles]) -> list[tuple[str, str, int]]:
     """(layer, mode, measured cycles) of one step's descriptors from its counter dump; the model lists them
     in the engine's order: the forward list, then the backward list."""
     perf = read_hex(path, 65536, 32)
