@@ -7,7 +7,7 @@ the table gives measured and predicted cycles and GOPs at the design clock, thei
 the array efficiency (useful MACs / (cycles × tm·tn)) overall and on the compute-bound layers, the
 simulator's speed and the wall time. Designs come from the DSE (`--prefer throughput`, the CLI's
 default budget, an inference-only workload so that the time objective is the FE's alone, at the
-largest batch asked for; arrays up to 32×32, 8-bit) unless `--design FILE` is given;
+largest batch asked for; arrays and tiles up to 32×32, 8-bit) unless `--design FILE` is given;
 every figure says where it came from.
 
 Run: python benchmarks/fe_bench.py [--models vgg16_cifar resnet18_cifar mobilenet_v1_cifar]
@@ -43,9 +43,10 @@ from dtlgen.sim import fe_sim
 
 # The FE's throughput alone: no re-training in the time objective (the RL engine then takes what is left).
 FE_WORKLOAD = Workload(inference_images=1000, retrain_images=0)
-# Arrays the simulator builds in reasonable time: the DSE searches tiles up to these for the bench.
-BENCH_SPACE = Space(fe_tm=tuple(range(4, 33)), fe_tn=tuple(range(4, 33)), fe_tr=tuple(range(2, 17)),
-                    fe_tc=tuple(range(2, 17)), fe_w_bits=(8,), fe_a_bits=(8,))
+# Arrays the simulator builds in reasonable time (up to 32x32 multipliers) and the CLI's tiles (up to
+# 32x32 outputs: a tile of 32 rows holds eight images of a 4x4 map, dtlgen.isa.fe.max_images), 8-bit.
+BENCH_SPACE = Space(fe_tm=tuple(range(4, 33)), fe_tn=tuple(range(4, 33)), fe_tr=tuple(range(2, 33)),
+                    fe_tc=tuple(range(2, 33)), fe_w_bits=(8,), fe_a_bits=(8,))
 
 
 def bench_one(model: str, board_name: str, design: Design | None, pop: int, gens: int, batch: int = 1,

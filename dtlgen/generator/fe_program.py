@@ -198,6 +198,7 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
             depthwise=int(op.depthwise), n=op.n, m=op.m, h=op.h, w=op.w, r=op.r, c=op.c, k=op.k, s=op.s, p=op.p,
             shift=shift, six=six, mult=mult, in_addr=source + image0 * in_stride, second_addr=second,
             bias_addr=bias_addr, out_addr=out_addr, sa=shifts & 0xFF, sb=shifts >> 8, more_images=op.images - 1,
+            plane=int(isa.plane_window(op.k, op.s, op.p, op.h, op.w, op.r, op.c, cfg.tr, cfg.tc)),
             in_stride=in_stride if op.images > 1 else 0, out_stride=out_stride if op.images > 1 else 0))
         program.ops.append(OpImage(op, stored, out_addr, out_shape, image0, out_stride))
         image0 = (image0 + op.images) % batch
@@ -280,6 +281,11 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
             refuse(f"has N={n} M={m} H={h} W={wd} R={r} C={c} K={k} S={s} P={p}, outside the engine's limits "
                    f"(convolutions K ≤ {K_MAX}, P < K, M ≤ {m_max}, the input window within the {tiles[0]}x{tiles[1]} "
                    f"tile's buffer{': ' + window if window else ''})")
+        plane = isa.plane_window(k, s, p, h, wd, r, c, *tiles)
+        if d["plane"] != plane:
+            how = {True: "whole channel planes", False: "row by row"}
+            refuse(f"loads its input {how[bool(d['plane'])]}, where its geometry with the {tiles[0]}x{tiles[1]} "
+                   f"tile loads {how[plane]} (dtlgen.isa.fe.plane_window)")
         images = d["more_images"] + 1
         batch = isa.batch_problem(images, k, s, p, h, r, bool(pool), tiles[0]) if images > 1 else None
         if batch:

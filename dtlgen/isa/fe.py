@@ -3,9 +3,16 @@
 w0 kind | act << 4 | fused pool << 6 | depthwise << 7; w1 N | M << 16; w2 H | W << 16; w3 R | C << 16;
 w4 K | S << 8 | P << 16 | shift << 24 (signed); w5 six (signed 16) | average-pool multiplier << 16;
 w6 input address; w7 weight address (an add's second input); w8 bias address; w9 output address;
-w10 the add's operand shifts sa | sb << 8; w11 more_images (b − 1); w12 input image stride (bytes
-from one image's input, and an add's second input, to the next's); w13 output image stride;
-w14..w15 zero.
+w10 the add's operand shifts sa | sb << 8; w11 more_images (b − 1) | plane << 8; w12 input image
+stride (bytes from one image's input, and an add's second input, to the next's); w13 output image
+stride; w14..w15 zero.
+
+Plane windows (`plane_window`, the `plane` bit): when an op has one tile of rows and columns and its
+input window is the whole map, each channel plane of each image is one contiguous run of H·W bytes
+in memory, and the engine loads it as one request of ceil(H·W / bus) beats (not a request per row of
+ceil(W / bus) beats: a 4×4 map's rows fill half a beat each) and keeps it in its input buffer as
+written, image i's plane from the word where its rows would start. The generator sets the bit, the
+loader refuses a descriptor whose bit disagrees with its geometry.
 
 A batch (b > 1 images in one descriptor, `max_images`): every trip runs all b images with the weight
 tile it loaded once. The b images' output rows stack in the output tile (image i's rows from i·R on)
@@ -51,7 +58,8 @@ FIELDS = (
     Field("six", 5, 0, 16, signed=True), Field("mult", 5, 16, 16),
     Field("in_addr", 6, 0, 32), Field("second_addr", 7, 0, 32), Field("bias_addr", 8, 0, 32),
     Field("out_addr", 9, 0, 32), Field("sa", 10, 0, 8), Field("sb", 10, 8, 8),
-    Field("more_images", 11, 0, 8), Field("in_stride", 12, 0, 32), Field("out_stride", 13, 0, 32),
+    Field("more_images", 11, 0, 8), Field("plane", 11, 8, 1), Field("in_stride", 12, 0, 32),
+    Field("out_stride", 13, 0, 32),
 )
 IMAGES_MAX = 256  # more_images is 8 bits
 
@@ -79,6 +87,12 @@ def window_problem(kind: int, k: int, s: int, r: int, c: int, tr: int, tc: int) 
 def window_rows(k: int, s: int, p: int, h: int, r: int) -> int:
     """Input rows of an op's whole-map window (one row tile): rows 0 .. (R-1)·S + K − P, clipped to the map."""
     return max(0, min((r - 1) * s + k - p, h))
+
+
+def plane_window(k: int, s: int, p: int, h: int, w: int, r: int, c: int, tr: int, tc: int) -> bool:
+    """Whether an op's trips load whole channel planes (module docstring, Plane windows): its outputs
+    fit one tile (R ≤ TR, C ≤ TC) and the tile's input window covers the map in both directions."""
+    return r <= tr and c <= tc and window_rows(k, s, p, h, r) == h and window_rows(k, s, p, w, c) == w
 
 
 def max_images(k: int, s: int, p: int, h: int, r: int, pool: bool, tr: int) -> int:

@@ -25,6 +25,8 @@ tiles have their true extents (tr_e ≤ tr, tc_e ≤ tc, tm_e ≤ tm, tn_e ≤ t
 - load of a trip: `L + in_beats + w_beats`, L = DRAM latency (one per trip: requests are
   pipelined). in_beats = tn_e · rows_v · ceil(cols_v · a_bytes / bus) where rows_v × cols_v is
   the input window of the tile clipped to the image (padding is generated on chip, not loaded);
+  when that window is the whole map and the op one tile (`dtlgen.isa.fe.plane_window`), a channel
+  plane is one request: in_beats = tn_e · ceil(H · W · a_bytes / bus);
   w_beats = K · K · ceil(tm_e · tn_e · slot / (8 · bus)): the generator stores each trip's weights as
   K·K tap rows one after another, each packed in slots of `weight_slot_bits(w_bits)` (2, 4 or 8 bits)
   and padded to whole beats (`dtlgen.isa.fe.weight_row_bytes`);
@@ -346,7 +348,10 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, tm, t
     grid = (rt, ct, mt)
     # a batch's images share each trip (one row tile): their taps, input rows and output rows add up
     comp = np.broadcast_to((images * tr_e[:, None, None] * tc_e[None, :, None]) * (k * k) + depth, grid).ravel()
-    row_beats = images * rows_v[:, None, None] * np.ceil(cols_v[None, :, None] * a_bytes / bus)  # per input channel
+    if isa_fe.plane_window(k, s, p, h, w, r, c, tr, tc):  # a request per channel plane (isa.fe, Plane windows)
+        row_beats = np.full((rt, ct, 1), images * math.ceil(h * w * a_bytes / bus))
+    else:
+        row_beats = images * rows_v[:, None, None] * np.ceil(cols_v[None, :, None] * a_bytes / bus)  # per input channel
     inputs = 2 if kind == "add" else 1
     lanes = tm_e[None, None, :]
     store = np.broadcast_to(images * lanes * out_r[:, None, None] * np.ceil(out_c[None, :, None] * a_bytes / bus),

@@ -68,7 +68,10 @@ def reference_schedule(op: fe.FEOp, cfg: fe.FEConfig, bus: int, latency: int, no
                 n_tiles = [tm_e] if per_channel else [min(cfg.tn, op.n - n0) for n0 in range(0, op.n, cfg.tn)]
                 for tn_e in n_tiles:
                     compute = tr_e * tc_e * k * k + depth
-                    in_beats = inputs * tn_e * rows_v * cdiv(cols_v * a_bytes, bus)
+                    if op.r <= cfg.tr and op.c <= cfg.tc and (rows_v, cols_v) == (op.h, op.w):  # a plane a request
+                        in_beats = inputs * tn_e * cdiv(op.h * op.w * a_bytes, bus)
+                    else:
+                        in_beats = inputs * tn_e * rows_v * cdiv(cols_v * a_bytes, bus)
                     in_elems += inputs * tn_e * rows_v * cols_v
                     w_beats = 0
                     if is_conv:  # K·K tap rows of tm_e × wn weights, each padded to whole beats

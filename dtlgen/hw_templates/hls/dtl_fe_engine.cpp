@@ -46,6 +46,7 @@ struct FeDesc {
   int kind, act, pool, dw;
   int n, m, h, w, r, c, k, s, p;
   int shift, six, mult, sa, sb, more;
+  int plane;  // whole channel planes per request (the RTL's load; this engine reads elements)
   unsigned in, wt, bias, out, istride, ostride;
   bool per_channel() const { return dw || kind != KIND_CONV; }
 };
@@ -87,6 +88,7 @@ static FeDesc fe_decode(dtl_fe_rmem_t mem, unsigned addr) {
   d.sa = word[10].range(7, 0);
   d.sb = word[10].range(15, 8);
   d.more = word[11].range(7, 0);
+  d.plane = word[11][8];
   d.istride = word[12];
   d.ostride = word[13];
   // END dtlgen.isa decode

@@ -1,0 +1,98 @@
+"""FE plane windows: an op whose tile covers the whole map loads each channel plane as one request
+(dtlgen.isa.fe.plane_window) instead of a request per row.
+
+Small maps are where this matters (a 4×4 map's 4-byte rows each took a whole beat) and where it can
+go wrong: planes that are not a whole number of beats start mid-beat, several planes share a beat on
+a 16-byte bus, a batch's images stack in the input buffer, a stride-2 window is whole but skips rows,
+an add reads two operands. Every output must equal the golden model's and every descriptor take the
+cycles the model predicts, as everywhere else (test_fe_rtl.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from dtlgen.errors import DesignError
+from dtlgen.generator.fe_program import build_fe_program, check_descriptors
+from dtlgen.isa import fe as isa
+from dtlgen.model import import_module
+from dtlgen.perf.fe import FEConfig, FEOp, op_cycles
+from dtlgen.quant import golden
+from dtlgen.quant.quantize import PrecisionConfig, quantize
+from dtlgen.sim import fe_sim
+
+from test_fe_rtl import fe_build
+
+BATCH = 3
+
+
+class _SmallMaps(nn.Module):
+    """3×3 conv, depthwise conv, stride-2 conv, 1×1 conv, residual add, 2×2 average pool."""
+
+    def __init__(self, n: int = 5, m: int = 6):
+        super().__init__()
+        self.c1 = nn.Conv2d(n, m, 3, padding=1)
+        self.dw = nn.Conv2d(m, m, 3, padding=1, groups=m)
+        self.c2 = nn.Conv2d(m, m, 3, stride=2, padding=1)
+        self.c3 = nn.Conv2d(m, m, 1)
+        self.avg = nn.AvgPool2d(2)
+
+    def forward(self, x):
+        y = torch.relu(self.dw(torch.relu(self.c1(x))))
+        z = torch.relu(self.c2(y))
+        return self.avg(torch.relu(self.c3(z) + z))
+
+
+def small_maps(size: int):
+    torch.manual_seed(size)
+    network = import_module(_SmallMaps().eval(), (5, size, size))
+    x = np.random.default_rng(size).standard_normal((BATCH, 5, size, size))
+    qnet = quantize(network, x, PrecisionConfig())
+    return qnet, golden.quantize_input(qnet, x)
+
+
+# 4×4 maps: 16-byte planes, whole beats on an 8-byte bus; 3×3 maps: 9-byte planes, so every channel
+# after the first starts mid-beat, and on a 16-byte bus a beat holds parts of two planes
+@pytest.mark.parametrize("size, bus", [(4, 8), (3, 8), (3, 16)])
+def test_whole_map_windows_load_planes_bit_exact_and_on_the_model(tmp_path, size, bus):
+    qnet, x_int = small_maps(size)
+    cfg = FEConfig(4, 4, 8, 4, batch=BATCH)
+    params = fe_build(4, 4, 8, 4, bus=bus)
+    program = build_fe_program(qnet, cfg, x_int, params.dram.memory_bytes, bus_bytes=bus)
+    descriptors = [isa.decode(program.memory[i * isa.DESCRIPTOR_BYTES:(i + 1) * isa.DESCRIPTOR_BYTES])
+                   for i in range(len(program.ops))]
+    assert all(d["plane"] == 1 for d in descriptors)  # every op here is one tile over its whole map
+    assert any(img.op.images > 1 for img in program.ops) and any(img.op.s == 2 for img in program.ops)
+    predicted = [op_cycles(img.op, cfg, bus, params.dram.latency).cycles for img in program.ops]
+    result = fe_sim.run(program, params, tmp_path, max_cycles=4 * sum(predicted) + 10_000)
+    reference = golden.fe_forward(qnet, x_int)
+    for i, img in enumerate(program.ops):
+        want = reference[img.layer][img.image0:img.image0 + img.op.images]
+        assert np.array_equal(program.read_images(result.memory, i), want), (img.op.name, img.image0)
+    assert result.cycles == predicted  # the ideal memory: exact, descriptor by descriptor
+
+
+def test_plane_requests_cut_the_input_beats_of_small_maps():
+    """A 4×4 map's 4-byte rows take a beat each row by row, and two rows share a beat as a plane: the
+    same op loads fewer beats as planes than one column short of its map, where it goes row by row."""
+    op = FEOp("c", "conv", n=8, h=4, w=4, m=4, r=4, c=4, k=3, s=1, p=1, images=2)
+    assert isa.plane_window(op.k, op.s, op.p, op.h, op.w, op.r, op.c, 8, 4)
+    assert not isa.plane_window(op.k, op.s, op.p, op.h, op.w, op.r, op.c, 8, 3)
+    planes = op_cycles(op, FEConfig(4, 4, 8, 4), 8, 40)
+    rows = op_cycles(op, FEConfig(4, 4, 8, 3), 8, 40)
+    assert planes.bus_cycles < rows.bus_cycles
+
+
+def test_a_descriptor_whose_plane_bit_disagrees_is_refused():
+    qnet, x_int = small_maps(4)
+    program = build_fe_program(qnet, FEConfig(4, 4, 8, 4, batch=BATCH), x_int, bus_bytes=8)
+    ops = [{"name": img.op.name, "kind": img.op.kind, "out_addr": img.out_addr, "out_shape": list(img.stored_shape)}
+           for img in program.ops]
+    check_descriptors(program.memory, 0, ops, 64, (4, 4, 8, 4), 8, "test image")
+    memory = program.memory.copy()
+    memory[11 * 4 + 1] ^= 1  # descriptor 0, word 11, bit 8: plane
+    with pytest.raises(DesignError, match="descriptor 0 .*loads its input row by row, where .* loads whole channel planes"):
+        check_descriptors(memory, 0, ops, 64, (4, 4, 8, 4), 8, "test image")
