@@ -14,6 +14,10 @@ ceil(W / bus) beats: a 4×4 map's rows fill half a beat each) and keeps it in it
 written, image i's plane from the word where its rows would start. The generator sets the bit, the
 loader refuses a descriptor whose bit disagrees with its geometry.
 
+Skipped rows (`loaded_rows`): a 1×1 kernel of stride 2 (a ResNet's projection shortcut) reads only
+every other row of its window, so the engine loads only those, one after another in its input
+buffer (columns still come in whole beats of the window's row).
+
 A batch (b > 1 images in one descriptor, `max_images`): every trip runs all b images with the weight
 tile it loaded once. The b images' output rows stack in the output tile (image i's rows from i·R on)
 and their input windows in the input buffer, so the op has one row tile (b·R ≤ TR); image i reads at
@@ -91,8 +95,22 @@ def window_rows(k: int, s: int, p: int, h: int, r: int) -> int:
 
 def plane_window(k: int, s: int, p: int, h: int, w: int, r: int, c: int, tr: int, tc: int) -> bool:
     """Whether an op's trips load whole channel planes (module docstring, Plane windows): its outputs
-    fit one tile (R ≤ TR, C ≤ TC) and the tile's input window covers the map in both directions."""
-    return r <= tr and c <= tc and window_rows(k, s, p, h, r) == h and window_rows(k, s, p, w, c) == w
+    fit one tile (R ≤ TR, C ≤ TC), the tile's input window covers the map in both directions, and its
+    kernel reads every row (not K = 1, S = 2: `loaded_rows`)."""
+    return (not skips_rows(k, s) and r <= tr and c <= tc and window_rows(k, s, p, h, r) == h
+            and window_rows(k, s, p, w, c) == w)
+
+
+def skips_rows(k: int, s: int) -> bool:
+    """Whether the engine loads every other row of a window (module docstring, Skipped rows)."""
+    return k == 1 and s == 2
+
+
+def loaded_rows(k: int, s: int, rows):
+    """Rows of a `rows`-row input window (clipped to the map, starting at a row a tap reads) that the
+    engine loads: all of them, or every other one for a 1×1 kernel of stride 2 (module docstring,
+    Skipped rows)."""
+    return -(-rows // 2) if skips_rows(k, s) else rows
 
 
 def max_images(k: int, s: int, p: int, h: int, r: int, pool: bool, tr: int) -> int:

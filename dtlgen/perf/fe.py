@@ -26,7 +26,8 @@ tiles have their true extents (tr_e ≤ tr, tc_e ≤ tc, tm_e ≤ tm, tn_e ≤ t
   pipelined). in_beats = tn_e · rows_v · ceil(cols_v · a_bytes / bus) where rows_v × cols_v is
   the input window of the tile clipped to the image (padding is generated on chip, not loaded);
   when that window is the whole map and the op one tile (`dtlgen.isa.fe.plane_window`), a channel
-  plane is one request: in_beats = tn_e · ceil(H · W · a_bytes / bus);
+  plane is one request: in_beats = tn_e · ceil(H · W · a_bytes / bus); a 1×1 kernel of stride 2
+  loads only the rows its taps read (`dtlgen.isa.fe.loaded_rows`: ceil(rows_v / 2));
   w_beats = K · K · ceil(tm_e · tn_e · slot / (8 · bus)): the generator stores each trip's weights as
   K·K tap rows one after another, each packed in slots of `weight_slot_bits(w_bits)` (2, 4 or 8 bits)
   and padded to whole beats (`dtlgen.isa.fe.weight_row_bytes`);
@@ -351,7 +352,8 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, tm, t
     if isa_fe.plane_window(k, s, p, h, w, r, c, tr, tc):  # a request per channel plane (isa.fe, Plane windows)
         row_beats = np.full((rt, ct, 1), images * math.ceil(h * w * a_bytes / bus))
     else:
-        row_beats = images * rows_v[:, None, None] * np.ceil(cols_v[None, :, None] * a_bytes / bus)  # per input channel
+        row_beats = (images * isa_fe.loaded_rows(k, s, rows_v)[:, None, None]
+                     * np.ceil(cols_v[None, :, None] * a_bytes / bus))  # per input channel
     inputs = 2 if kind == "add" else 1
     lanes = tm_e[None, None, :]
     store = np.broadcast_to(images * lanes * out_r[:, None, None] * np.ceil(out_c[None, :, None] * a_bytes / bus),
@@ -419,7 +421,7 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, tm, t
               + OUTPUT_STAGE_CYCLES + phases * PHASE_HANDOFF_CYCLES)
     loads = (load_full.sum() * max(0, nt - 1) + load_last.sum()) if nt > 1 else load_full.sum()
     bus_cycles = int(loads + store.sum()) + overhead
-    in_bytes = images * inputs * a_bytes * int((rows_v[:, None] * cols_v[None, :]).sum()) * \
+    in_bytes = images * inputs * a_bytes * int((isa_fe.loaded_rows(k, s, rows_v)[:, None] * cols_v[None, :]).sum()) * \
         (m if per_channel else n) * (1 if per_channel else mt)
     w_total = int(isa_fe.weight_bytes(m, n, k, per_channel, tm, tn, bus, w_slot)) if kind == "conv" else 0
     out_bytes = images * m * int(out_r.sum()) * int(out_c.sum()) * a_bytes

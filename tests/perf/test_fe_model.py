@@ -68,11 +68,13 @@ def reference_schedule(op: fe.FEOp, cfg: fe.FEConfig, bus: int, latency: int, no
                 n_tiles = [tm_e] if per_channel else [min(cfg.tn, op.n - n0) for n0 in range(0, op.n, cfg.tn)]
                 for tn_e in n_tiles:
                     compute = tr_e * tc_e * k * k + depth
-                    if op.r <= cfg.tr and op.c <= cfg.tc and (rows_v, cols_v) == (op.h, op.w):  # a plane a request
+                    if (k, op.s) == (1, 2):  # only the rows the taps read: every other one
+                        in_beats = inputs * tn_e * cdiv(rows_v, 2) * cdiv(cols_v * a_bytes, bus)
+                    elif op.r <= cfg.tr and op.c <= cfg.tc and (rows_v, cols_v) == (op.h, op.w):  # a plane a request
                         in_beats = inputs * tn_e * cdiv(op.h * op.w * a_bytes, bus)
                     else:
                         in_beats = inputs * tn_e * rows_v * cdiv(cols_v * a_bytes, bus)
-                    in_elems += inputs * tn_e * rows_v * cols_v
+                    in_elems += inputs * tn_e * (cdiv(rows_v, 2) if (k, op.s) == (1, 2) else rows_v) * cols_v
                     w_beats = 0
                     if is_conv:  # K·K tap rows of tm_e × wn weights, each padded to whole beats
                         row_beats = cdiv(tm_e * (1 if per_channel else tn_e) * slot, 8 * bus)

@@ -197,6 +197,11 @@ module fe_engine #(
   logic signed [24:0] k_plin0, k_plin1;  // -(P * W + P): image 0's first tap; image 1's (+ H rows of the buffer)
   logic signed [24:0] p_pw;              // P * (W + 1)
   logic signed [24:0] k_pimg;            // H rows of the buffer: the next image's plane
+  // A 1x1 kernel of stride 2 loads only the rows its taps read, every other one, one after another
+  // in the buffer (dtlgen.isa.fe.loaded_rows)
+  logic        k_skip;       // K = 1, S = 2
+  logic [31:0] k_row_step;   // the next loaded row's offset in memory: W, or S * W when skipping
+  logic [7:0]  k_buf_step;   // the next output row's first buffer row: S, or 1 when skipping
   logic [KTW-1:0] k_kk;   // K * K
   function automatic logic [31:0] times_const(input logic [31:0] x, input int c);
     logic [31:0] acc;
@@ -224,6 +229,9 @@ module fe_engine #(
     p_pw <= 25'(d_p) * (25'(d_w) + 25'sd1);
     k_plin0 <= -p_pw;
     k_pimg <= 25'(d_h) <<< $clog2(IN_PITCH);
+    k_skip <= d_k == 8'd1 && d_s == 8'd2;
+    k_row_step <= (d_k == 8'd1 && d_s == 8'd2) ? 32'(d_w) << 1 : 32'(d_w);
+    k_buf_step <= (d_k == 8'd1 && d_s == 8'd2) ? 8'd1 : d_s;
     k_plin1 <= (25'(d_h) <<< $clog2(IN_PITCH)) - p_pw;
     k_kk <= KTW'(times_k(32'(d_k), KB'(d_k)));
   end
@@ -460,6 +468,7 @@ module fe_engine #(
     yhi = (a.yhi > 25'(d_h)) ? 25'(d_h) : a.yhi;
     xhi = (a.xhi > 25'(d_w)) ? 25'(d_w) : a.xhi;
     g.rows = (yhi > 25'(a.ylo)) ? 16'(yhi - 25'(a.ylo)) : 16'd0;
+    if (k_skip) g.rows = (g.rows + 16'd1) >> 1;  // every other row
     g.cols = (xhi > 25'(a.xlo)) ? 16'(xhi - 25'(a.xlo)) : 16'd0;
     g.wprod = a.tm * a.wn;
     g.first_row = 32'(a.ch0) * 32'(d_h) + 32'(a.ylo);
@@ -976,7 +985,7 @@ module fe_engine #(
                   end else if (iss_next.i != iss.i) begin
                     seg_off <= img_off + d_istride;
                     img_off <= img_off + d_istride;
-                  end else seg_off <= seg_off + 32'(d_w);
+                  end else seg_off <= seg_off + k_row_step;
                 end
                 if (iss_next.done && d_kind != K_CONV) iss_all <= 1'b1;  // no weights to fetch
               end else begin
@@ -1187,7 +1196,7 @@ module fe_engine #(
                   rr <= rr + 1;
                   ri <= ri + 1;
                   y_row <= y_row + 25'(d_s);
-                  by_row <= by_row + 25'(d_s);
+                  by_row <= by_row + 25'(k_buf_step);
                   pl_rowx <= pl_rowx + k_sw;
                   pl_rc <= pl_rowx + k_sw;
                 end else if (ci != d_more) begin  // the next image: its rows, its window

@@ -1,5 +1,6 @@
-"""FE plane windows: an op whose tile covers the whole map loads each channel plane as one request
-(dtlgen.isa.fe.plane_window) instead of a request per row.
+"""What the FE engine loads: plane windows, where an op whose tile covers the whole map loads each
+channel plane as one request (dtlgen.isa.fe.plane_window) instead of a request per row, and skipped
+rows, where a 1×1 kernel of stride 2 loads only the rows it reads (dtlgen.isa.fe.loaded_rows).
 
 Small maps are where this matters (a 4×4 map's 4-byte rows each took a whole beat) and where it can
 go wrong: planes that are not a whole number of beats start mid-beat, several planes share a beat on
@@ -96,3 +97,39 @@ def test_a_descriptor_whose_plane_bit_disagrees_is_refused():
     memory[11 * 4 + 1] ^= 1  # descriptor 0, word 11, bit 8: plane
     with pytest.raises(DesignError, match="descriptor 0 .*loads its input row by row, where .* loads whole channel planes"):
         check_descriptors(memory, 0, ops, 64, (4, 4, 8, 4), 8, "test image")
+
+
+class _Downsample(nn.Module):
+    """A ResNet block that halves the map: 3×3 stride-2 conv, 3×3 conv, 1×1 stride-2 projection, add."""
+
+    def __init__(self, n: int = 5, m: int = 6):
+        super().__init__()
+        self.c1 = nn.Conv2d(n, m, 3, stride=2, padding=1)
+        self.c2 = nn.Conv2d(m, m, 3, padding=1)
+        self.short = nn.Conv2d(n, m, 1, stride=2)
+
+    def forward(self, x):
+        return torch.relu(self.c2(torch.relu(self.c1(x))) + self.short(x))
+
+
+# 9×9 maps: the projection's window is the whole map (odd size) yet loads every other row; 10×10 on
+# 4-row tiles: several row tiles, each window starting at an even row; a batch stacks two images
+@pytest.mark.parametrize("size, tiles, batch", [(9, (8, 8), 2), (10, (4, 4), 1)])
+def test_a_strided_projection_loads_every_other_row_bit_exact_and_on_the_model(tmp_path, size, tiles, batch):
+    torch.manual_seed(size)
+    network = import_module(_Downsample().eval(), (5, size, size))
+    x = np.random.default_rng(size).standard_normal((batch, 5, size, size))
+    qnet = quantize(network, x, PrecisionConfig())
+    x_int = golden.quantize_input(qnet, x)
+    cfg = FEConfig(4, 4, *tiles, batch=batch)
+    params = fe_build(4, 4, *tiles)
+    program = build_fe_program(qnet, cfg, x_int, params.dram.memory_bytes, bus_bytes=8)
+    short = [img.op for img in program.ops if img.op.name == "short"]
+    assert short and all(isa.skips_rows(op.k, op.s) for op in short)
+    predicted = [op_cycles(img.op, cfg, 8, params.dram.latency).cycles for img in program.ops]
+    result = fe_sim.run(program, params, tmp_path, max_cycles=4 * sum(predicted) + 10_000)
+    reference = golden.fe_forward(qnet, x_int)
+    for i, img in enumerate(program.ops):
+        want = reference[img.layer][img.image0:img.image0 + img.op.images]
+        assert np.array_equal(program.read_images(result.memory, i), want), (img.op.name, img.image0)
+    assert result.cycles == predicted  # a memory-bound 1x1 op: loading the skipped rows would show
