@@ -56,17 +56,19 @@ def small_maps(size: int):
 
 
 # 4×4 maps: 16-byte planes, whole beats on an 8-byte bus; 3×3 maps: 9-byte planes, so every channel
-# after the first starts mid-beat, and on a 16-byte bus a beat holds parts of two planes
-@pytest.mark.parametrize("size, bus", [(4, 8), (3, 8), (3, 16)])
-def test_whole_map_windows_load_planes_bit_exact_and_on_the_model(tmp_path, size, bus):
+# after the first starts mid-beat, and on a 16-byte bus a beat holds parts of two planes. 12-row tiles
+# stack a batch's images (the engines test_fe_batch.py and test_fe_rtl.py build: no build of their own)
+@pytest.mark.parametrize("size, tiles, bus", [(4, (12, 4), 8), (3, (12, 4), 8), (3, (4, 4), 16)])
+def test_whole_map_windows_load_planes_bit_exact_and_on_the_model(tmp_path, size, tiles, bus):
     qnet, x_int = small_maps(size)
-    cfg = FEConfig(4, 4, 8, 4, batch=BATCH)
-    params = fe_build(4, 4, 8, 4, bus=bus)
+    cfg = FEConfig(4, 4, *tiles, batch=BATCH)
+    params = fe_build(4, 4, *tiles, bus=bus)
     program = build_fe_program(qnet, cfg, x_int, params.dram.memory_bytes, bus_bytes=bus)
     descriptors = [isa.decode(program.memory[i * isa.DESCRIPTOR_BYTES:(i + 1) * isa.DESCRIPTOR_BYTES])
                    for i in range(len(program.ops))]
     assert all(d["plane"] == 1 for d in descriptors)  # every op here is one tile over its whole map
-    assert any(img.op.images > 1 for img in program.ops) and any(img.op.s == 2 for img in program.ops)
+    assert any(img.op.s == 2 for img in program.ops)
+    assert any(img.op.images > 1 for img in program.ops) or tiles[0] < 2 * size
     predicted = [op_cycles(img.op, cfg, bus, params.dram.latency).cycles for img in program.ops]
     result = fe_sim.run(program, params, tmp_path, max_cycles=4 * sum(predicted) + 10_000)
     reference = golden.fe_forward(qnet, x_int)
@@ -112,9 +114,10 @@ class _Downsample(nn.Module):
         return torch.relu(self.c2(torch.relu(self.c1(x))) + self.short(x))
 
 
-# 9×9 maps: the projection's window is the whole map (odd size) yet loads every other row; 10×10 on
-# 4-row tiles: several row tiles, each window starting at an even row; a batch stacks two images
-@pytest.mark.parametrize("size, tiles, batch", [(9, (8, 8), 2), (10, (4, 4), 1)])
+# 9×9 maps: the projection's window is the whole map (odd size) yet loads every other row, and a
+# 12-row tile stacks a batch of two; 10×10 on 4-row tiles: several row tiles, each window starting at
+# an even row
+@pytest.mark.parametrize("size, tiles, batch", [(9, (12, 4), 2), (10, (4, 4), 1)])
 def test_a_strided_projection_loads_every_other_row_bit_exact_and_on_the_model(tmp_path, size, tiles, batch):
     torch.manual_seed(size)
     network = import_module(_Downsample().eval(), (5, size, size))
