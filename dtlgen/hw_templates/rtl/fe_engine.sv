@@ -199,7 +199,8 @@ module fe_engine #(
   logic signed [24:0] k_pimg;            // H rows of the buffer: the next image's plane
   // A 1x1 kernel of stride 2 loads only the rows its taps read, every other one, one after another
   // in the buffer (dtlgen.isa.fe.loaded_rows)
-  logic        k_skip;       // K = 1, S = 2
+  logic        skip_c;       // K = 1, S = 2 (from the descriptor, for the registers below)
+  logic        k_skip;
   logic [31:0] k_row_step;   // the next loaded row's offset in memory: W, or S * W when skipping
   logic [7:0]  k_buf_step;   // the next output row's first buffer row: S, or 1 when skipping
   logic [KTW-1:0] k_kk;   // K * K
@@ -217,6 +218,7 @@ module fe_engine #(
     for (int i = 0; i < KB; i++) if (y[i]) acc = acc + (x << i);
     times_k = acc;
   endfunction
+  assign skip_c = (d_k == 8'd1) && (d_s == 8'd2);
   always_ff @(posedge clk) begin
     k_oc <= d_oc;
     k_oplane <= 32'(d_or) * 32'(d_oc);
@@ -229,9 +231,9 @@ module fe_engine #(
     p_pw <= 25'(d_p) * (25'(d_w) + 25'sd1);
     k_plin0 <= -p_pw;
     k_pimg <= 25'(d_h) <<< $clog2(IN_PITCH);
-    k_skip <= d_k == 8'd1 && d_s == 8'd2;
-    k_row_step <= (d_k == 8'd1 && d_s == 8'd2) ? 32'(d_w) << 1 : 32'(d_w);
-    k_buf_step <= (d_k == 8'd1 && d_s == 8'd2) ? 8'd1 : d_s;
+    k_skip <= skip_c;
+    k_row_step <= skip_c ? 32'(d_w) << 1 : 32'(d_w);
+    k_buf_step <= skip_c ? 8'd1 : d_s;
     k_plin1 <= (25'(d_h) <<< $clog2(IN_PITCH)) - p_pw;
     k_kk <= KTW'(times_k(32'(d_k), KB'(d_k)));
   end
