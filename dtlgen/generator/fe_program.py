@@ -17,8 +17,8 @@ import numpy as np
 
 from dtlgen.errors import DesignError
 from dtlgen.isa import fe as isa
-from dtlgen.perf.board import ALIGN
-from dtlgen.perf.fe import FEConfig, FEOp, batched_ops, fe_ops
+from dtlgen.perf.board import ALIGN, fe_window_sizing
+from dtlgen.perf.fe import FEConfig, FEOp, batched_ops, fe_ops, keep_words
 from dtlgen.perf.validate import FE_ACC_BITS, fe_op_problem
 from dtlgen.quant import fixed
 from dtlgen.quant.quantize import QuantizedNetwork
@@ -121,7 +121,7 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
         raise DesignError(f"the FE input has shape {x_int.shape}; the network takes {in_shape} or a batch of them")
     batch = len(x_int)
     single_ops = fe_ops(network, cfg)
-    ops = batched_ops(single_ops, cfg, batch)
+    ops = batched_ops(single_ops, cfg, batch, bus_bytes, keep_words(cfg, bus_bytes, **fe_window_sizing(single_ops)))
     for op in single_ops:
         check_supported(op, cfg)
         if m_max is not None and op.m > m_max:
@@ -198,7 +198,8 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
             depthwise=int(op.depthwise), n=op.n, m=op.m, h=op.h, w=op.w, r=op.r, c=op.c, k=op.k, s=op.s, p=op.p,
             shift=shift, six=six, mult=mult, in_addr=source + image0 * in_stride, second_addr=second,
             bias_addr=bias_addr, out_addr=out_addr, sa=shifts & 0xFF, sb=shifts >> 8, more_images=op.images - 1,
-            plane=int(isa.plane_window(op.k, op.s, op.p, op.h, op.w, op.r, op.c, cfg.tr, cfg.tc)),
+            plane=int(isa.loads_planes(op.k, op.s, op.p, op.h, op.w, op.r, op.c, cfg.tr, cfg.tc, op.keep)),
+            keep=int(op.keep),
             in_stride=in_stride if op.images > 1 else 0, out_stride=out_stride if op.images > 1 else 0))
         program.ops.append(OpImage(op, stored, out_addr, out_shape, image0, out_stride))
         image0 = (image0 + op.images) % batch
@@ -281,12 +282,12 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
             refuse(f"has N={n} M={m} H={h} W={wd} R={r} C={c} K={k} S={s} P={p}, outside the engine's limits "
                    f"(convolutions K ≤ {K_MAX}, P < K, M ≤ {m_max}, the input window within the {tiles[0]}x{tiles[1]} "
                    f"tile's buffer{': ' + window if window else ''})")
-        plane = isa.plane_window(k, s, p, h, wd, r, c, *tiles)
+        images = d["more_images"] + 1
+        plane = isa.loads_planes(k, s, p, h, wd, r, c, *tiles, bool(d["keep"]))
         if d["plane"] != plane:
             how = {True: "whole channel planes", False: "row by row"}
             refuse(f"loads its input {how[bool(d['plane'])]}, where its geometry with the {tiles[0]}x{tiles[1]} "
-                   f"tile loads {how[plane]} (dtlgen.isa.fe.plane_window)")
-        images = d["more_images"] + 1
+                   f"tile loads {how[plane]} (dtlgen.isa.fe.loads_planes)")
         batch = isa.batch_problem(images, k, s, p, h, r, bool(pool), tiles[0]) if images > 1 else None
         if batch:
             refuse(f"runs a batch the engine cannot: {batch}")
@@ -330,5 +331,15 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
         if op.get("kind") != kind_name:
             refuse(f"is a {kind_name}, but program.json calls it a {op.get('kind')}")
         decoded.append(FEOp(op["name"], kind_name, n, h, wd, m, r, c, k, s, p, bool(depthwise), 2 if pool else 0,
-                            images=images))
+                            images=images, keep=bool(d["keep"])))
+    # kept inputs must fit the input banks of the engine sized for these ops (what build_fe_program gives)
+    words = keep_words(FEConfig(tm, tn, *tiles), bus_bytes, **fe_window_sizing(decoded))
+    for i, (op, fe_op) in enumerate(zip(ops, decoded)):
+        if fe_op.keep and not isa.keeps_inputs(isa.KIND_CONV if fe_op.kind == "conv" else 0, fe_op.depthwise,
+                                               fe_op.n, fe_op.m, fe_op.h, fe_op.w, fe_op.k, fe_op.s, fe_op.p, fe_op.r,
+                                               fe_op.c, fe_op.images, tm, tn, *tiles, bus_bytes, words):
+            raise DesignError(f"{source}: FE descriptor {i} ('{op['name']}') keeps its input on chip, which its "
+                              f"geometry does not allow or the engine's {words}-word input banks do not hold "
+                              "(dtlgen.isa.fe.keeps_inputs); the project's memory image or program.json was changed: "
+                              "regenerate it with 'dtlgen generate'")
     return decoded

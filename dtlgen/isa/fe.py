@@ -3,7 +3,7 @@
 w0 kind | act << 4 | fused pool << 6 | depthwise << 7; w1 N | M << 16; w2 H | W << 16; w3 R | C << 16;
 w4 K | S << 8 | P << 16 | shift << 24 (signed); w5 six (signed 16) | average-pool multiplier << 16;
 w6 input address; w7 weight address (an add's second input); w8 bias address; w9 output address;
-w10 the add's operand shifts sa | sb << 8; w11 more_images (b − 1) | plane << 8; w12 input image
+w10 the add's operand shifts sa | sb << 8; w11 more_images (b − 1) | plane << 8 | keep << 9; w12 input image
 stride (bytes from one image's input, and an add's second input, to the next's); w13 output image
 stride; w14..w15 zero.
 
@@ -13,6 +13,15 @@ in memory, and the engine loads it as one request of ceil(H·W / bus) beats (not
 ceil(W / bus) beats: a 4×4 map's rows fill half a beat each) and keeps it in its input buffer as
 written, image i's plane from the word where its rows would start. The generator sets the bit, the
 loader refuses a descriptor whose bit disagrees with its geometry.
+
+Kept inputs (`keeps_inputs`, the `keep` bit): a convolution of one row and column tile, more than one
+output-channel tile, and whose input, every input-channel tile of every image as whole planes, fits the
+engine's input buffer (both halves, `input_words`), loads it during its first output-channel tile only
+(as plane windows, `plane` set, even where its taps read part of each plane: a stride-2 1×1 conv);
+later tiles load weights alone and read the input where it stayed. The buffer holds plane windows compactly: image i's plane of a channel
+from word i·ceil(H·W / bus) on, and under `keep` input-channel tile j's planes from word
+j·b·ceil(H·W / bus) on (b images), instead of in the half of the trip. The generator sets the bit where it
+fits the engine sized for the network (`perf.board.fe_buffer_sizing`); the loader checks it the same way.
 
 Skipped rows (`loaded_rows`): a 1×1 kernel of stride 2 (a ResNet's projection shortcut) reads only
 every other row of its window, so the engine loads only those, one after another in its input
@@ -62,7 +71,7 @@ FIELDS = (
     Field("six", 5, 0, 16, signed=True), Field("mult", 5, 16, 16),
     Field("in_addr", 6, 0, 32), Field("second_addr", 7, 0, 32), Field("bias_addr", 8, 0, 32),
     Field("out_addr", 9, 0, 32), Field("sa", 10, 0, 8), Field("sb", 10, 8, 8),
-    Field("more_images", 11, 0, 8), Field("plane", 11, 8, 1), Field("in_stride", 12, 0, 32),
+    Field("more_images", 11, 0, 8), Field("plane", 11, 8, 1), Field("keep", 11, 9, 1), Field("in_stride", 12, 0, 32),
     Field("out_stride", 13, 0, 32),
 )
 IMAGES_MAX = 256  # more_images is 8 bits
@@ -99,6 +108,33 @@ def plane_window(k: int, s: int, p: int, h: int, w: int, r: int, c: int, tr: int
     kernel reads every row (not K = 1, S = 2: `loaded_rows`)."""
     return (not skips_rows(k, s) and r <= tr and c <= tc and window_rows(k, s, p, h, r) == h
             and window_rows(k, s, p, w, c) == w)
+
+
+def input_words(tr: int, tc: int, bus: int, k_max: int = K_MAX, s_max: int = S_MAX) -> int:
+    """Words (one bus beat each) of one half of an input bank of fe_engine.sv sized for `k_max`, `s_max`:
+    IN_ROWS rows of a power-of-two pitch of whole beats."""
+    rows, cols = (tr - 1) * s_max + k_max, (tc - 1) * s_max + k_max
+    return rows * (1 << max(0, (max(cols, bus) - 1).bit_length())) // bus
+
+
+def plane_words(h: int, w: int, bus: int) -> int:
+    """Buffer words of one image's channel plane under a plane window: its request's beats."""
+    return -(-h * w // bus)
+
+
+def keeps_inputs(kind: int, depthwise: bool, n: int, m: int, h: int, w: int, k: int, s: int, p: int, r: int,
+                 c: int, images: int, tm: int, tn: int, tr: int, tc: int, bus: int, words: int) -> bool:
+    """Whether a descriptor keeps its input across output-channel tiles (module docstring, Kept inputs) on
+    an engine whose input banks hold `words` words (both halves: 2 · `input_words`)."""
+    return (kind == KIND_CONV and not depthwise and m > tm and r <= tr and c <= tc
+            and -(-n // tn) * images * plane_words(h, w, bus) <= words)
+
+
+def loads_planes(k: int, s: int, p: int, h: int, w: int, r: int, c: int, tr: int, tc: int, keep: bool) -> bool:
+    """The descriptor's `plane` bit: its trips load whole channel planes, because its window is the whole
+    map (`plane_window`) or because it keeps them (`keeps_inputs`, which loads the planes its window lies
+    in, whole, once)."""
+    return keep or plane_window(k, s, p, h, w, r, c, tr, tc)
 
 
 def skips_rows(k: int, s: int) -> bool:

@@ -101,9 +101,8 @@ def fe_memories(fe: FEParams) -> list[tuple[int, int, int]]:
     """(count, depth, width) of the FE engine's dtl_ram banks, by fe_engine.sv's sizing: input banks
     (and an add's second operand), one weight bank per multiplier, the output tile's banks and the
     bias table. One-word banks are registers whatever their coding and are left out."""
-    tm, tn, tr, tc, bus, k, s = fe.tm, fe.tn, fe.tr, fe.tc, fe.bus_bytes, fe.k_max, fe.s_max
-    in_rows, in_cols = (tr - 1) * s + k, (tc - 1) * s + k
-    in_words = in_rows * _pow2(max(in_cols, bus)) // bus
+    tm, tn, tr, tc, bus, k = fe.tm, fe.tn, fe.tr, fe.tc, fe.bus_bytes, fe.k_max
+    in_words = isa_fe.input_words(tr, tc, bus, k, fe.s_max)
     cb = _output_banks(tc, bus)
     o_depth = (tr + 1) // 2 * _pow2(-(-tc // cb))  # one lane's words in one of its 2·CB logical banks
     o_words = 2 * cb * _pow2(max(o_depth, 2))      # a physical bank: {logical bank, word} addressed
@@ -201,6 +200,12 @@ def fe_buffer_sizing(ops: list) -> dict[str, int]:
               S_MAX_ENGINE if strided else max((op.s for op in ops), default=1),
               int(any(op.kind == "add" for op in ops)))
     return dict(zip(FE_BUFFER_SIZING, sizing))
+
+
+def fe_window_sizing(ops: list) -> dict[str, int]:
+    """k_max and s_max of `fe_buffer_sizing`: what the input buffer's window is sized for."""
+    sizing = fe_buffer_sizing(ops)
+    return {"k_max": sizing["k_max"], "s_max": sizing["s_max"]}
 
 
 def _aligned(n: int) -> int:

@@ -25,8 +25,8 @@ tiles have their true extents (tr_e ≤ tr, tc_e ≤ tc, tm_e ≤ tm, tn_e ≤ t
 - load of a trip: `L + in_beats + w_beats`, L = DRAM latency (one per trip: requests are
   pipelined). in_beats = tn_e · rows_v · ceil(cols_v · a_bytes / bus) where rows_v × cols_v is
   the input window of the tile clipped to the image (padding is generated on chip, not loaded);
-  when that window is the whole map and the op one tile (`dtlgen.isa.fe.plane_window`), a channel
-  plane is one request: in_beats = tn_e · ceil(H · W · a_bytes / bus); a 1×1 kernel of stride 2
+  when that window is the whole map and the op one tile (`dtlgen.isa.fe.plane_window`), or the op
+  keeps its input (Kept inputs, below), a channel plane is one request: in_beats = tn_e · ceil(H · W · a_bytes / bus); a 1×1 kernel of stride 2
   loads only the rows its taps read (`dtlgen.isa.fe.loaded_rows`: ceil(rows_v / 2));
   w_beats = K · K · ceil(tm_e · tn_e · slot / (8 · bus)): the generator stores each trip's weights as
   K·K tap rows one after another, each packed in slots of `weight_slot_bits(w_bits)` (2, 4 or 8 bits)
@@ -55,6 +55,14 @@ weight tile, and an output tile stores b images' rows. Ops whose maps need more 
 run one image per descriptor. Weights cross the bus once per descriptor instead of once per image:
 at batch 1 the deep layers of a VGG are weight-bandwidth bound, at batch b their weight traffic per
 image falls b-fold.
+
+## Kept inputs
+A conv whose outputs fit one tile and whose whole input (every input-channel tile's planes of every
+image) fits the input banks (`dtlgen.isa.fe.keeps_inputs`, `FEOp.keep`, chosen by `batched_ops` for
+the engine's `keep_words`) loads its input during its first output-channel tile only, as whole planes
+(`dtlgen.isa.fe.loads_planes`, even for a stride-2 1×1 conv that reads every other row): the trips of
+later output-channel tiles load weights alone (in_beats = 0). Deep layers of small maps stop
+re-reading their inputs for every tm output channels (resnet18_cifar's 4×4 layers: 20 times).
 
 ## DDR-like memory (`op_cycles(..., ddr=DdrTiming)`)
 On the testbench's DDR-like memory (dram_model.sv: rows in banks, a row miss, refresh) the same
@@ -157,6 +165,7 @@ class FEOp:
     pool_layer: str = ""  # the IR name of a fused pool
     macs: int = 0  # useful MACs per sample
     images: int = 1  # images the descriptor runs with each weight tile (a batch: `batched_ops`)
+    keep: bool = False  # its input stays on chip across output-channel tiles (`dtlgen.isa.fe.keeps_inputs`)
 
     @property
     def per_channel(self) -> bool:
@@ -180,17 +189,29 @@ def fe_ops(network: Network, cfg: FEConfig) -> list[FEOp]:
 _CANDIDATES: "weakref.WeakKeyDictionary[Network, list[tuple[FEOp, str]]]" = weakref.WeakKeyDictionary()
 
 
-def batched_ops(ops: list[FEOp], cfg: FEConfig, batch: int) -> list[FEOp]:
+def batched_ops(ops: list[FEOp], cfg: FEConfig, batch: int, bus: int = 0, keep_words: int = 0) -> list[FEOp]:
     """The descriptors that run `ops` over `batch` images, layer after layer: each op as few descriptors
     as the engine allows (`dtlgen.isa.fe.max_images`: one row tile holding every image's rows), each
-    running its images with every weight tile it loads once."""
+    running its images with every weight tile it loads once. With `keep_words` (`keep_words`: the input
+    banks' words of the engine that runs them) and the memory's `bus` bytes, each keeps its input across
+    output-channel tiles where `dtlgen.isa.fe.keeps_inputs` says it fits."""
     require_int(batch, "batch", 1, meaning="images")
     result = []
     for op in ops:
         most = isa_fe.max_images(op.k, op.s, op.p, op.h, op.r, bool(op.pool), cfg.tr)
         for first in range(0, batch, most):
-            result.append(replace(op, images=min(most, batch - first)))
+            images = min(most, batch - first)
+            keep = bool(keep_words) and isa_fe.keeps_inputs(
+                isa_fe.KIND_CONV if op.kind == "conv" else 0, op.depthwise, op.n, op.m, op.h, op.w, op.k, op.s, op.p,
+                op.r, op.c, images, cfg.tm, cfg.tn, cfg.tr, cfg.tc, max(1, int(bus)), keep_words)
+            result.append(replace(op, images=images, keep=keep))
     return result
+
+
+def keep_words(cfg: FEConfig, bus: int, k_max: int, s_max: int) -> int:
+    """Words of the input banks (both halves) that hold kept inputs, on the engine with the design's tiles
+    and buffers sized for `k_max`, `s_max` (`dtlgen.perf.board.fe_buffer_sizing`)."""
+    return 2 * isa_fe.input_words(cfg.tr, cfg.tc, max(1, int(bus)), k_max, s_max)
 
 
 def _candidate_ops(network: Network) -> list[tuple[FEOp, str]]:
@@ -274,7 +295,7 @@ def op_cycles(op: FEOp, cfg: FEConfig, bus_bytes: float, latency: int, ddr: DdrT
     tr, tc = min(cfg.tr, op.r), min(cfg.tc, op.c)
     timing = (ddr.row_bytes, ddr.t_miss, ddr.t_refi, ddr.t_rfc, ddr.banks) if ddr is not None and ddr.row_bytes else None
     key = (op.kind, op.n, op.h, op.w, op.m, op.r, op.c, op.k, op.s, op.p, op.per_channel, op.pool, op.images,
-           cfg.tm, cfg.tn, tr, tc, cfg.a_bytes, isa_fe.weight_slot_bits(cfg.w_bits), float(bus_bytes), int(latency),
+           op.keep, cfg.tm, cfg.tn, tr, tc, cfg.a_bytes, isa_fe.weight_slot_bits(cfg.w_bits), float(bus_bytes), int(latency),
            timing)
     return _op_cycles(*key)
 
@@ -332,7 +353,7 @@ def require_ddr_timing(board: Board, option: str = "--ddr") -> DdrTiming:
 
 
 @lru_cache(maxsize=200_000)
-def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, tm, tn, tr, tc, a_bytes, w_slot,
+def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, keep, tm, tn, tr, tc, a_bytes, w_slot,
                bus, latency, timing=None) -> OpCycles:
     depth = pipeline_depth(tn) if kind == "conv" else pipeline_depth(1)
     rt, ct, mt = -(-r // tr), -(-c // tc), -(-m // tm)
@@ -349,12 +370,14 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, tm, t
     grid = (rt, ct, mt)
     # a batch's images share each trip (one row tile): their taps, input rows and output rows add up
     comp = np.broadcast_to((images * tr_e[:, None, None] * tc_e[None, :, None]) * (k * k) + depth, grid).ravel()
-    if isa_fe.plane_window(k, s, p, h, w, r, c, tr, tc):  # a request per channel plane (isa.fe, Plane windows)
+    if isa_fe.loads_planes(k, s, p, h, w, r, c, tr, tc, keep):  # a request per channel plane (isa.fe, Plane windows)
         row_beats = np.full((rt, ct, 1), images * math.ceil(h * w * a_bytes / bus))
     else:
         row_beats = (images * isa_fe.loaded_rows(k, s, rows_v)[:, None, None]
                      * np.ceil(cols_v[None, :, None] * a_bytes / bus))  # per input channel
     inputs = 2 if kind == "add" else 1
+    if keep:  # the input crosses the bus during the first output-channel tile only
+        row_beats = row_beats * (np.arange(mt) == 0)[None, None, :]
     lanes = tm_e[None, None, :]
     store = np.broadcast_to(images * lanes * out_r[:, None, None] * np.ceil(out_c[None, :, None] * a_bytes / bus),
                             grid).ravel()
@@ -376,7 +399,8 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, tm, t
         if timing is not None:
             plane = h * w * a_bytes
             span = (rows_v[:, None, None] - 1) * w * a_bytes + cols_v[None, :, None] * a_bytes
-            runs = [(inputs * images * np.where(whole, 1, channels), np.where(whole, channels * plane, span),
+            fresh = (np.arange(mt) == 0)[None, None, :] if keep else 1
+            runs = [(fresh * inputs * images * np.where(whole, 1, channels), np.where(whole, channels * plane, span),
                      np.where(whole, channels * plane, plane))]
             if kind == "conv":
                 runs.append((1, w_beats * bus, w_beats * bus))
@@ -422,7 +446,7 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, tm, t
     loads = (load_full.sum() * max(0, nt - 1) + load_last.sum()) if nt > 1 else load_full.sum()
     bus_cycles = int(loads + store.sum()) + overhead
     in_bytes = images * inputs * a_bytes * int((isa_fe.loaded_rows(k, s, rows_v)[:, None] * cols_v[None, :]).sum()) * \
-        (m if per_channel else n) * (1 if per_channel else mt)
+        (m if per_channel else n) * (1 if per_channel or keep else mt)
     w_total = int(isa_fe.weight_bytes(m, n, k, per_channel, tm, tn, bus, w_slot)) if kind == "conv" else 0
     out_bytes = images * m * int(out_r.sum()) * int(out_c.sum()) * a_bytes
     return OpCycles(cycles, int(comp.sum()) * nt, bus_cycles, trips,

@@ -11,6 +11,8 @@ cycles the model predicts, as everywhere else (test_fe_rtl.py).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -136,3 +138,68 @@ def test_a_strided_projection_loads_every_other_row_bit_exact_and_on_the_model(t
         want = reference[img.layer][img.image0:img.image0 + img.op.images]
         assert np.array_equal(program.read_images(result.memory, i), want), (img.op.name, img.image0)
     assert result.cycles == predicted  # a memory-bound 1x1 op: loading the skipped rows would show
+
+
+class _Kept(nn.Module):
+    """Convs of more output channels than the array's lanes on maps one tile holds: 9 input channels
+    (tiles of 4, 4, 1) into 10 outputs (4, 4, 2); a 3×3 stride-2 conv and a 1×1 stride-2 projection of a
+    7×7 map (49-byte planes, mid-beat), a 3×3 conv on 4×4 maps and a residual add."""
+
+    def __init__(self, n: int = 9, m: int = 10):
+        super().__init__()
+        self.c1 = nn.Conv2d(n, m, 3, stride=2, padding=1)
+        self.c2 = nn.Conv2d(m, m, 3, padding=1)
+        self.short = nn.Conv2d(n, m, 1, stride=2)
+
+    def forward(self, x):
+        return torch.relu(self.c2(torch.relu(self.c1(x))) + self.short(x))
+
+
+# 12-row tiles stack a batch of three 4-row outputs; 4x4 tiles on a 16-byte bus run one image
+@pytest.mark.parametrize("tiles, bus, batch", [((12, 4), 8, 3), ((4, 4), 16, 1)])
+def test_kept_inputs_load_once_per_descriptor_bit_exact_and_on_the_model(tmp_path, tiles, bus, batch):
+    torch.manual_seed(7)
+    network = import_module(_Kept().eval(), (9, 7, 7))
+    x = np.random.default_rng(7).standard_normal((batch, 9, 7, 7))
+    qnet = quantize(network, x, PrecisionConfig())
+    x_int = golden.quantize_input(qnet, x)
+    cfg = FEConfig(4, 4, *tiles, batch=batch)
+    params = fe_build(4, 4, *tiles, bus=bus)
+    program = build_fe_program(qnet, cfg, x_int, params.dram.memory_bytes, bus_bytes=bus)
+    kept = {img.op.name for img in program.ops if img.op.keep}
+    assert kept == {"c1", "c2", "short"}  # every conv; the projection loads its whole planes
+    predicted = [op_cycles(img.op, cfg, bus, params.dram.latency).cycles for img in program.ops]
+    result = fe_sim.run(program, params, tmp_path, max_cycles=4 * sum(predicted) + 10_000)
+    reference = golden.fe_forward(qnet, x_int)
+    for i, img in enumerate(program.ops):
+        want = reference[img.layer][img.image0:img.image0 + img.op.images]
+        assert np.array_equal(program.read_images(result.memory, i), want), (img.op.name, img.image0)
+    assert result.cycles == predicted
+
+
+def test_kept_inputs_cross_the_bus_once():
+    """Three output-channel tiles of a whole-map conv read its input once, not three times: the bus
+    cycles fall by two input loads, and where the input does not fit the banks nothing is kept."""
+    op = FEOp("c", "conv", n=16, h=4, w=4, m=12, r=4, c=4, k=3, s=1, p=1, images=2)
+    cfg = FEConfig(4, 4, 8, 4)
+    words = 4 * 2 * isa.plane_words(4, 4, 8)  # four input-channel tiles of two images' planes
+    assert isa.keeps_inputs(isa.KIND_CONV, False, 16, 12, 4, 4, 3, 1, 1, 4, 4, 2, 4, 4, 8, 4, 8, words)
+    assert not isa.keeps_inputs(isa.KIND_CONV, False, 16, 12, 4, 4, 3, 1, 1, 4, 4, 2, 4, 4, 8, 4, 8, words - 1)
+    assert not isa.keeps_inputs(isa.KIND_CONV, False, 16, 4, 4, 4, 3, 1, 1, 4, 4, 2, 4, 4, 8, 4, 8, words)  # one m tile
+    again = op_cycles(op, cfg, 8, 40)
+    once = op_cycles(replace(op, keep=True), cfg, 8, 40)
+    input_beats = 16 * 2 * isa.plane_words(4, 4, 8)
+    assert again.bus_cycles - once.bus_cycles == 2 * input_beats
+    assert once.dram_bytes == again.dram_bytes - 2 * 16 * 2 * 16
+
+
+def test_a_descriptor_that_keeps_what_it_cannot_is_refused():
+    qnet, x_int = small_maps(4)
+    program = build_fe_program(qnet, FEConfig(4, 4, 8, 4, batch=BATCH), x_int, bus_bytes=8)
+    ops = [{"name": img.op.name, "kind": img.op.kind, "out_addr": img.out_addr, "out_shape": list(img.stored_shape)}
+           for img in program.ops]
+    index = next(i for i, img in enumerate(program.ops) if img.op.kind == "add")
+    memory = program.memory.copy()
+    memory[index * isa.DESCRIPTOR_BYTES + 11 * 4 + 1] |= 2  # word 11, bit 9: keep
+    with pytest.raises(DesignError, match=f"descriptor {index} .*keeps its input on chip"):
+        check_descriptors(memory, 0, ops, 64, (4, 4, 8, 4), 8, "test image")

@@ -47,6 +47,7 @@ struct FeDesc {
   int n, m, h, w, r, c, k, s, p;
   int shift, six, mult, sa, sb, more;
   int plane;  // whole channel planes per request (the RTL's load; this engine reads elements)
+  int keep;   // the input stays on chip across output-channel tiles (the RTL's load; no effect here)
   unsigned in, wt, bias, out, istride, ostride;
   bool per_channel() const { return dw || kind != KIND_CONV; }
 };
@@ -89,6 +90,7 @@ static FeDesc fe_decode(dtl_fe_rmem_t mem, unsigned addr) {
   d.sb = word[10].range(15, 8);
   d.more = word[11].range(7, 0);
   d.plane = word[11][8];
+  d.keep = word[11][9];
   d.istride = word[12];
   d.ostride = word[13];
   // END dtlgen.isa decode
