@@ -1,6 +1,8 @@
 """What the FE engine loads: plane windows, where an op whose tile covers the whole map loads each
 channel plane as one request (dtlgen.isa.fe.plane_window) instead of a request per row, and skipped
-rows, where a 1×1 kernel of stride 2 loads only the rows it reads (dtlgen.isa.fe.loaded_rows).
+rows, where a 1×1 kernel of stride 2 loads only the rows it reads (dtlgen.isa.fe.loaded_rows), and
+kept inputs, where a one-tile conv of several output-channel tiles loads its input once and reads it
+from a slot per input-channel tile for every output-channel tile (dtlgen.isa.fe.keeps_inputs).
 
 Small maps are where this matters (a 4×4 map's 4-byte rows each took a whole beat) and where it can
 go wrong: planes that are not a whole number of beats start mid-beat, several planes share a beat on
@@ -63,21 +65,12 @@ def small_maps(size: int):
 @pytest.mark.parametrize("size, tiles, bus", [(4, (12, 4), 8), (3, (12, 4), 8), (3, (4, 4), 16)])
 def test_whole_map_windows_load_planes_bit_exact_and_on_the_model(tmp_path, size, tiles, bus):
     qnet, x_int = small_maps(size)
-    cfg = FEConfig(4, 4, *tiles, batch=BATCH)
-    params = fe_build(4, 4, *tiles, bus=bus)
-    program = build_fe_program(qnet, cfg, x_int, params.dram.memory_bytes, bus_bytes=bus)
+    program = _run_bit_exact_on_the_model(tmp_path, qnet, x_int, FEConfig(4, 4, *tiles, batch=BATCH), bus)
     descriptors = [isa.decode(program.memory[i * isa.DESCRIPTOR_BYTES:(i + 1) * isa.DESCRIPTOR_BYTES])
                    for i in range(len(program.ops))]
     assert all(d["plane"] == 1 for d in descriptors)  # every op here is one tile over its whole map
     assert any(img.op.s == 2 for img in program.ops)
     assert any(img.op.images > 1 for img in program.ops) or tiles[0] < 2 * size
-    predicted = [op_cycles(img.op, cfg, bus, params.dram.latency).cycles for img in program.ops]
-    result = fe_sim.run(program, params, tmp_path, max_cycles=4 * sum(predicted) + 10_000)
-    reference = golden.fe_forward(qnet, x_int)
-    for i, img in enumerate(program.ops):
-        want = reference[img.layer][img.image0:img.image0 + img.op.images]
-        assert np.array_equal(program.read_images(result.memory, i), want), (img.op.name, img.image0)
-    assert result.cycles == predicted  # the ideal memory: exact, descriptor by descriptor
 
 
 def test_plane_requests_cut_the_input_beats_of_small_maps():
@@ -121,53 +114,26 @@ class _Downsample(nn.Module):
 # an even row
 @pytest.mark.parametrize("size, tiles, batch", [(9, (12, 4), 2), (10, (4, 4), 1)])
 def test_a_strided_projection_loads_every_other_row_bit_exact_and_on_the_model(tmp_path, size, tiles, batch):
-    torch.manual_seed(size)
-    network = import_module(_Downsample().eval(), (5, size, size))
-    x = np.random.default_rng(size).standard_normal((batch, 5, size, size))
-    qnet = quantize(network, x, PrecisionConfig())
-    x_int = golden.quantize_input(qnet, x)
-    cfg = FEConfig(4, 4, *tiles, batch=batch)
-    params = fe_build(4, 4, *tiles)
-    program = build_fe_program(qnet, cfg, x_int, params.dram.memory_bytes, bus_bytes=8)
+    qnet, x_int = _downsample(size, batch)
+    program = _run_bit_exact_on_the_model(tmp_path, qnet, x_int, FEConfig(4, 4, *tiles, batch=batch), 8)
     short = [img.op for img in program.ops if img.op.name == "short"]
-    assert short and all(isa.skips_rows(op.k, op.s) for op in short)
-    predicted = [op_cycles(img.op, cfg, 8, params.dram.latency).cycles for img in program.ops]
-    result = fe_sim.run(program, params, tmp_path, max_cycles=4 * sum(predicted) + 10_000)
-    reference = golden.fe_forward(qnet, x_int)
-    for i, img in enumerate(program.ops):
-        want = reference[img.layer][img.image0:img.image0 + img.op.images]
-        assert np.array_equal(program.read_images(result.memory, i), want), (img.op.name, img.image0)
-    assert result.cycles == predicted  # a memory-bound 1x1 op: loading the skipped rows would show
+    # (a memory-bound 1x1 op: loading the skipped rows would show in its cycles)
+    assert short and all(isa.skips_rows(op.k, op.s) and not op.keep for op in short)
 
 
-class _Kept(nn.Module):
-    """Convs of more output channels than the array's lanes on maps one tile holds: 9 input channels
-    (tiles of 4, 4, 1) into 10 outputs (4, 4, 2); a 3×3 stride-2 conv and a 1×1 stride-2 projection of a
-    7×7 map (49-byte planes, mid-beat), a 3×3 conv on 4×4 maps and a residual add."""
-
-    def __init__(self, n: int = 9, m: int = 10):
-        super().__init__()
-        self.c1 = nn.Conv2d(n, m, 3, stride=2, padding=1)
-        self.c2 = nn.Conv2d(m, m, 3, padding=1)
-        self.short = nn.Conv2d(n, m, 1, stride=2)
-
-    def forward(self, x):
-        return torch.relu(self.c2(torch.relu(self.c1(x))) + self.short(x))
-
-
-# 12-row tiles stack a batch of three 4-row outputs; 4x4 tiles on a 16-byte bus run one image
-@pytest.mark.parametrize("tiles, bus, batch", [((12, 4), 8, 3), ((4, 4), 16, 1)])
-def test_kept_inputs_load_once_per_descriptor_bit_exact_and_on_the_model(tmp_path, tiles, bus, batch):
-    torch.manual_seed(7)
-    network = import_module(_Kept().eval(), (9, 7, 7))
-    x = np.random.default_rng(7).standard_normal((batch, 9, 7, 7))
+def _downsample(size: int, batch: int, **channels: int):
+    torch.manual_seed(size)
+    network = import_module(_Downsample(**channels).eval(), (channels.get("n", 5), size, size))
+    x = np.random.default_rng(size).standard_normal((batch, channels.get("n", 5), size, size))
     qnet = quantize(network, x, PrecisionConfig())
-    x_int = golden.quantize_input(qnet, x)
-    cfg = FEConfig(4, 4, *tiles, batch=batch)
-    params = fe_build(4, 4, *tiles, bus=bus)
+    return qnet, golden.quantize_input(qnet, x)
+
+
+def _run_bit_exact_on_the_model(tmp_path, qnet, x_int, cfg: FEConfig, bus: int):
+    """Run the FE program on the engine test_fe_rtl.py / test_fe_batch.py build for `cfg`'s tiles: every
+    output equal to the golden model's, every descriptor's cycles the model's (the ideal memory: exact)."""
+    params = fe_build(cfg.tm, cfg.tn, cfg.tr, cfg.tc, bus=bus)
     program = build_fe_program(qnet, cfg, x_int, params.dram.memory_bytes, bus_bytes=bus)
-    kept = {img.op.name for img in program.ops if img.op.keep}
-    assert kept == {"c1", "c2", "short"}  # every conv; the projection loads its whole planes
     predicted = [op_cycles(img.op, cfg, bus, params.dram.latency).cycles for img in program.ops]
     result = fe_sim.run(program, params, tmp_path, max_cycles=4 * sum(predicted) + 10_000)
     reference = golden.fe_forward(qnet, x_int)
@@ -175,6 +141,19 @@ def test_kept_inputs_load_once_per_descriptor_bit_exact_and_on_the_model(tmp_pat
         want = reference[img.layer][img.image0:img.image0 + img.op.images]
         assert np.array_equal(program.read_images(result.memory, i), want), (img.op.name, img.image0)
     assert result.cycles == predicted
+    return program
+
+
+# 12-row tiles stack a batch of three 4-row outputs; 4x4 tiles on a 16-byte bus run one image
+@pytest.mark.parametrize("tiles, bus, batch", [((12, 4), 8, 3), ((4, 4), 16, 1)])
+def test_kept_inputs_load_once_per_descriptor_bit_exact_and_on_the_model(tmp_path, tiles, bus, batch):
+    """Convs of more output channels than the array's lanes on maps one tile holds: 9 input channels
+    (tiles of 4, 4, 1) into 10 outputs (4, 4, 2); a 3×3 stride-2 conv and a 1×1 stride-2 projection of a
+    7×7 map (49-byte planes, mid-beat), then a 3×3 conv on 4×4 maps."""
+    qnet, x_int = _downsample(7, batch, n=9, m=10)
+    program = _run_bit_exact_on_the_model(tmp_path, qnet, x_int, FEConfig(4, 4, *tiles, batch=batch), bus)
+    kept = {img.op.name for img in program.ops if img.op.keep}
+    assert kept == {"c1", "c2", "short"}  # every conv; the projection loads its whole planes
 
 
 def test_kept_inputs_cross_the_bus_once():
