@@ -445,8 +445,8 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, keep,
               + OUTPUT_STAGE_CYCLES + phases * PHASE_HANDOFF_CYCLES)
     loads = (load_full.sum() * max(0, nt - 1) + load_last.sum()) if nt > 1 else load_full.sum()
     bus_cycles = int(loads + store.sum()) + overhead
-    in_bytes = images * inputs * a_bytes * int((isa_fe.loaded_rows(k, s, rows_v)[:, None] * cols_v[None, :]).sum()) * \
-        (m if per_channel else n) * (1 if per_channel or keep else mt)
+    window = h * w if keep else int((isa_fe.loaded_rows(k, s, rows_v)[:, None] * cols_v[None, :]).sum())  # per channel
+    in_bytes = images * inputs * a_bytes * window * (m if per_channel else n) * (1 if per_channel or keep else mt)
     w_total = int(isa_fe.weight_bytes(m, n, k, per_channel, tm, tn, bus, w_slot)) if kind == "conv" else 0
     out_bytes = images * m * int(out_r.sum()) * int(out_c.sum()) * a_bytes
     return OpCycles(cycles, int(comp.sum()) * nt, bus_cycles, trips,
