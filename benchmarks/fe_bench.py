@@ -12,6 +12,7 @@ every figure says where it came from.
 
 Run: python benchmarks/fe_bench.py [--models vgg16_cifar resnet18_cifar mobilenet_v1_cifar]
                                    [--boards pynq-z2 zcu104] [--batch 1 8] [--pop 100 --gens 100] [--design FILE]
+                                   [--array TM TN TR TC]
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import platform
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -50,15 +52,17 @@ BENCH_SPACE = Space(fe_tm=tuple(range(4, 33)), fe_tn=tuple(range(4, 33)), fe_tr=
 
 
 def bench_one(model: str, board_name: str, design: Design | None, pop: int, gens: int, batch: int = 1,
-              dse_batch: int = 1) -> dict:
+              dse_batch: int = 1, space: Space = BENCH_SPACE) -> dict:
     network, board = load_model(model), load_board(board_name)
     calib = calibration_inputs(network, 0, max(batch, 1))
     source = "given"
     if design is None:
-        result = run_dse(network, board, calib, None, pop, gens, seed=1, prefer="throughput", space=BENCH_SPACE,
+        result = run_dse(network, board, calib, None, pop, gens, seed=1, prefer="throughput", space=space,
                          fixed=Fixed(fe_batch=dse_batch), workload=FE_WORKLOAD)
         design = Design.from_dict(result.design)
-        source = f"DSE (throughput at batch {dse_batch}, pop {pop} x {gens})"
+        source = f"DSE (throughput at batch {dse_batch}, pop {pop} x {gens}" + \
+            (f", the array {space.fe_tm[0]}x{space.fe_tn[0]} tiles {space.fe_tr[0]}x{space.fe_tc[0]} alone)"
+             if space is not BENCH_SPACE else ")")
     qnet = quantize_for_design(network, design, calib)
     x_int = golden.quantize_input(qnet, calib[:batch])
     m_max = 1 << max(0, (max(l.m for l in network.frozen_layers) - 1).bit_length())
@@ -104,7 +108,16 @@ def main() -> None:
     parser.add_argument("--gens", type=int, default=100)
     parser.add_argument("--batch", type=int, nargs="+", default=[1], help="images per run (each a row of the table)")
     parser.add_argument("--design", help="use this design.json instead of running the DSE")
+    parser.add_argument("--array", type=int, nargs=4, metavar=("TM", "TN", "TR", "TC"),
+                        help="the DSE searches only this FE array and tiling (the LUT multipliers and bits' fractions "
+                             "are still its choice)")
     args = parser.parse_args()
+    space = BENCH_SPACE
+    if args.array:
+        tm, tn, tr, tc = args.array
+        if min(args.array) < 1 or max(tm, tn) > 32 or max(tr, tc) > 32:
+            sys.exit(f"fe_bench: error: --array {tm} {tn} {tr} {tc}: each must be 1..32 (the bench's search space)")
+        space = replace(BENCH_SPACE, fe_tm=(tm,), fe_tn=(tn,), fe_tr=(tr,), fe_tc=(tc,))
     console = Console(width=200)
     try:
         design = load_design(args.design) if args.design else None
@@ -121,7 +134,7 @@ def main() -> None:
         for board in args.boards:
             chosen, source = design, None  # the DSE runs once per model and board, for the first batch
             for batch in args.batch:
-                r = bench_one(model, board, chosen, args.pop, args.gens, batch, max(args.batch))
+                r = bench_one(model, board, chosen, args.pop, args.gens, batch, max(args.batch), space)
                 chosen, source = r["design"], source or r["source"]
                 fe = r["design"].fe
                 sources.add(source)
