@@ -76,7 +76,9 @@ batch's images lie `isa.fe.image_pitch` apart, an odd number of rows when a samp
 (what `dtlgen generate` lays out for a board with DRAM timing), so each image's input keeps a row of
 its own bank open from trip to trip; the weights' row shares a bank with one of them in a fraction
 (rows open) / banks of trips and costs two misses there. benchmarks/ddr_bench.py measures it against
-the RTL: within 1 % per network on the zoo's FEs. Writes are posted and pay nothing.
+the RTL: within 1 % per network on the zoo's FEs. A kept op's trips after its first output-channel
+tile read weights alone: no image row is open for them, so a refresh reopens one row and the weights'
+row shares a bank with nothing. Writes are posted and pay nothing.
 
 Activations are byte-aligned in DRAM (a_bytes = ceil(a_bits / 8)); weights sit in slots of 2, 4 or 8
 bits (`dtlgen.isa.fe.weight_slot_bits`): weights of 4 bits or fewer also halve (2 bits: quarter) the
@@ -384,13 +386,15 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, keep,
 
     # an image's channels of a trip are one run when the window is the whole plane, else a run per
     # channel from its first window row to its last; the weights are one run
-    whole = (rows_v[:, None, None] == h) & (cols_v[None, :, None] == w)
+    whole = ((rows_v[:, None, None] == h) & (cols_v[None, :, None] == w)) | keep  # kept: whole planes
+    # trips that read an input (a kept op's first output-channel tile only): the images' rows are open
+    reads_input = (np.arange(mt) == 0)[None, None, :] if keep else np.ones((1, 1, mt), dtype=bool)
     rows_open = 1  # rows the images' inputs keep open from trip to trip when their windows are whole maps
     if timing is not None:
         sample = n * h * w * a_bytes  # the images lie image_pitch apart (several to a row when small)
         span = (images - 1) * isa_fe.image_pitch(sample, timing[0]) + sample
         rows_open = inputs * min(images, -(-span // timing[0]))
-    streams = np.broadcast_to(np.where(whole, rows_open, 1), grid).ravel()
+    streams = np.broadcast_to(np.where(whole & reads_input, rows_open, 1), grid).ravel()
 
     def load(tn_e):  # load of a trip with tn_e input channels (per-channel ops: the tile's own tm_e)
         channels = lanes if per_channel else tn_e
@@ -409,7 +413,7 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, keep,
                 # the weights' row shares a bank with one of the images' open rows in a fraction
                 # rows_open / banks of trips (the images sit in different banks: isa.fe.image_pitch);
                 # then it closes that row and the image's next read closes the weights' row
-                beats = beats + np.where(whole, 2 * min(1, rows_open / timing[4]), 0) * timing[1]
+                beats = beats + np.where(whole & reads_input, 2 * min(1, rows_open / timing[4]), 0) * timing[1]
         else:
             beats = beats + w_beats
         return np.broadcast_to(latency + beats, grid).ravel()
