@@ -5,8 +5,9 @@
 // weight buffers double-buffered so that the memory side loads trip i+1 (after storing the
 // previous output tile, on the first trip of a tile) while the array computes trip i; the trip
 // ends when both sides are done (a descriptor with the keep bit loads its input during its first
-// output-channel tile only and keeps it in the input banks, dtlgen.isa.fe.keeps_inputs). Bias, ReLU/ReLU6, requantisation (round half up, saturate) and
-// an optional fused 2x2 max-pool are applied on the way out. The numerics are those of
+// output-channel tile only and keeps it in the input banks, dtlgen.isa.fe.keeps_inputs). Bias,
+// ReLU/ReLU6, requantisation (round half up, saturate) and an optional fused 2x2 max-pool are
+// applied on the way out. The numerics are those of
 // dtlgen/quant/fixed.py; the golden model is the reference, bit for bit.
 //
 // Operations: dense and depthwise convolution (K up to K_MAX, stride 1/2, zero padding generated
