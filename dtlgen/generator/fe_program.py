@@ -17,8 +17,8 @@ import numpy as np
 
 from dtlgen.errors import DesignError
 from dtlgen.isa import fe as isa
-from dtlgen.perf.board import ALIGN, fe_window_sizing
-from dtlgen.perf.fe import FEConfig, FEOp, batched_ops, fe_ops, keep_words
+from dtlgen.perf.board import ALIGN
+from dtlgen.perf.fe import FEConfig, FEOp, batched_ops, fe_ops, keep_words, keeps_inputs
 from dtlgen.perf.validate import FE_ACC_BITS, fe_op_problem
 from dtlgen.quant import fixed
 from dtlgen.quant.quantize import QuantizedNetwork
@@ -121,7 +121,7 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
         raise DesignError(f"the FE input has shape {x_int.shape}; the network takes {in_shape} or a batch of them")
     batch = len(x_int)
     single_ops = fe_ops(network, cfg)
-    ops = batched_ops(single_ops, cfg, batch, bus_bytes, keep_words(cfg, bus_bytes, **fe_window_sizing(single_ops)))
+    ops = batched_ops(single_ops, cfg, batch, bus_bytes, keep_words(cfg, bus_bytes, single_ops))
     for op in single_ops:
         check_supported(op, cfg)
         if m_max is not None and op.m > m_max:
@@ -333,11 +333,10 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
         decoded.append(FEOp(op["name"], kind_name, n, h, wd, m, r, c, k, s, p, bool(depthwise), 2 if pool else 0,
                             images=images, keep=bool(d["keep"])))
     # kept inputs must fit the input banks of the engine sized for these ops (what build_fe_program gives)
-    words = keep_words(FEConfig(tm, tn, *tiles), bus_bytes, **fe_window_sizing(decoded))
+    engine = FEConfig(tm, tn, *tiles)
+    words = keep_words(engine, bus_bytes, decoded)
     for i, (op, fe_op) in enumerate(zip(ops, decoded)):
-        if fe_op.keep and not isa.keeps_inputs(isa.KIND_CONV if fe_op.kind == "conv" else 0, fe_op.depthwise,
-                                               fe_op.n, fe_op.m, fe_op.h, fe_op.w, fe_op.k, fe_op.s, fe_op.p, fe_op.r,
-                                               fe_op.c, fe_op.images, tm, tn, *tiles, bus_bytes, words):
+        if fe_op.keep and not keeps_inputs(fe_op, engine, bus_bytes, words):
             raise DesignError(f"{source}: FE descriptor {i} ('{op['name']}') keeps its input on chip, which its "
                               f"geometry does not allow or the engine's {words}-word input banks do not hold "
                               "(dtlgen.isa.fe.keeps_inputs); the project's memory image or program.json was changed: "

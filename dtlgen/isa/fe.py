@@ -18,10 +18,11 @@ Kept inputs (`keeps_inputs`, the `keep` bit): a convolution of one row and colum
 output-channel tile, and whose input, every input-channel tile of every image as whole planes, fits the
 engine's input buffer (both halves, `input_words`), loads it during its first output-channel tile only
 (as plane windows, `plane` set, even where its taps read part of each plane: a stride-2 1×1 conv);
-later tiles load weights alone and read the input where it stayed. The buffer holds plane windows compactly: image i's plane of a channel
-from word i·ceil(H·W / bus) on, and under `keep` input-channel tile j's planes from word
-j·b·ceil(H·W / bus) on (b images), instead of in the half of the trip. The generator sets the bit where it
-fits the engine sized for the network (`perf.board.fe_buffer_sizing`); the loader checks it the same way.
+later tiles load weights alone and read the input where it stayed. The buffer holds plane windows
+compactly: image i's plane of a channel from word i·ceil(H·W / bus) on, and under `keep` input-channel
+tile j's planes from word j·b·ceil(H·W / bus) on (b images), instead of in the half of the trip. The
+generator sets the bit where it fits the engine sized for the network (`perf.fe.keep_words`); the loader
+checks it the same way.
 
 Skipped rows (`loaded_rows`): a 1×1 kernel of stride 2 (a ResNet's projection shortcut) reads only
 every other row of its window, so the engine loads only those, one after another in its input
@@ -122,11 +123,12 @@ def plane_words(h: int, w: int, bus: int) -> int:
     return -(-h * w // bus)
 
 
-def keeps_inputs(kind: int, depthwise: bool, n: int, m: int, h: int, w: int, k: int, s: int, p: int, r: int,
-                 c: int, images: int, tm: int, tn: int, tr: int, tc: int, bus: int, words: int) -> bool:
+def keeps_inputs(dense_conv: bool, n: int, m: int, h: int, w: int, r: int, c: int, images: int, tm: int, tn: int,
+                 tr: int, tc: int, bus: int, words: int) -> bool:
     """Whether a descriptor keeps its input across output-channel tiles (module docstring, Kept inputs) on
-    an engine whose input banks hold `words` words (both halves: 2 · `input_words`)."""
-    return (kind == KIND_CONV and not depthwise and m > tm and r <= tr and c <= tc
+    an engine whose input banks hold `words` words (both halves: 2 · `input_words`); `dense_conv`: a
+    convolution that is not depthwise."""
+    return (dense_conv and m > tm and r <= tr and c <= tc
             and -(-n // tn) * images * plane_words(h, w, bus) <= words)
 
 

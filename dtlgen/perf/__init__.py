@@ -121,7 +121,7 @@ def predict(network: Network, design: Design, board: Board, ddr: DdrTiming | Non
     cfg = design.fe
     result = NetworkPrediction(f_mhz, fe_batch=cfg.batch)
     ops = fe.fe_ops(network, cfg)
-    kept = fe.keep_words(cfg, bus, **board_model.fe_window_sizing(ops))
+    kept = fe.keep_words(cfg, bus, ops)
     for op in ops:
         runs = [fe.op_cycles(d, cfg, bus, latency, ddr) for d in fe.batched_ops([op], cfg, cfg.batch, bus, kept)]
         cycles, dram = sum(r.cycles for r in runs), sum(r.dram_bytes for r in runs)

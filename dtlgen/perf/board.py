@@ -29,7 +29,7 @@ import dtlgen.perf.fe as perf_fe
 import dtlgen.perf.rl as perf_rl
 from dtlgen.isa import fe as isa_fe
 from dtlgen.host import rl_program
-from dtlgen.isa.params import FE_BUFFER_SIZING, CoreParams, FEParams, RLParams
+from dtlgen.isa.params import CoreParams, FEParams, RLParams
 from dtlgen.perf.resources import BRAM_SHAPES
 
 ACC_BITS = isa_fe.ACC_BITS  # the FE RTL's accumulators and bias words
@@ -185,27 +185,12 @@ def fit_coefficients(cores: list[CoreParams], measured: list[Mapping[str, int]])
 # ---------------------------------------------------------------------------------------------
 # The core's parameters for a design, before anything is generated (the DSE's view)
 
-S_MAX_ENGINE, K_MAX_ENGINE = isa_fe.S_MAX, isa_fe.K_MAX  # fe_engine.sv's full-size window
 UART_BAUD = 115200
 ALIGN = 64  # every chunk of the FE image starts on a 64-byte boundary (generator.fe_program lays it out)
 DESCRIPTOR_BYTES = isa_fe.DESCRIPTOR_BYTES  # one FE descriptor
 
 
-def fe_buffer_sizing(ops: list) -> dict[str, int]:
-    """k_max, s_max, has_add: the FE buffers sized for the ops that run (a stride beyond the
-    engine's S_MAX keeps the full-size window, against which such a layer is checked)."""
-    # (a pool kernel beyond K_MAX is checked against the full-size window too)
-    strided = any(op.s > S_MAX_ENGINE or op.k > K_MAX_ENGINE for op in ops)
-    sizing = (K_MAX_ENGINE if strided else max((op.k for op in ops), default=1),
-              S_MAX_ENGINE if strided else max((op.s for op in ops), default=1),
-              int(any(op.kind == "add" for op in ops)))
-    return dict(zip(FE_BUFFER_SIZING, sizing))
-
-
-def fe_window_sizing(ops: list) -> dict[str, int]:
-    """k_max and s_max of `fe_buffer_sizing`: what the input buffer's window is sized for."""
-    sizing = fe_buffer_sizing(ops)
-    return {"k_max": sizing["k_max"], "s_max": sizing["s_max"]}
+fe_buffer_sizing = perf_fe.fe_buffer_sizing  # k_max, s_max, has_add of the FE buffers for the ops that run
 
 
 def _aligned(n: int) -> int:

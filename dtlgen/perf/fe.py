@@ -26,7 +26,8 @@ tiles have their true extents (tr_e ≤ tr, tc_e ≤ tc, tm_e ≤ tm, tn_e ≤ t
   pipelined). in_beats = tn_e · rows_v · ceil(cols_v · a_bytes / bus) where rows_v × cols_v is
   the input window of the tile clipped to the image (padding is generated on chip, not loaded);
   when that window is the whole map and the op one tile (`dtlgen.isa.fe.plane_window`), or the op
-  keeps its input (Kept inputs, below), a channel plane is one request: in_beats = tn_e · ceil(H · W · a_bytes / bus); a 1×1 kernel of stride 2
+  keeps its input (Kept inputs, below), a channel plane is one request:
+  in_beats = tn_e · ceil(H · W · a_bytes / bus); a 1×1 kernel of stride 2
   loads only the rows its taps read (`dtlgen.isa.fe.loaded_rows`: ceil(rows_v / 2));
   w_beats = K · K · ceil(tm_e · tn_e · slot / (8 · bus)): the generator stores each trip's weights as
   K·K tap rows one after another, each packed in slots of `weight_slot_bits(w_bits)` (2, 4 or 8 bits)
@@ -98,7 +99,7 @@ import numpy as np
 from dtlgen.boards import Board
 from dtlgen.errors import DesignError, require_int
 from dtlgen.isa import fe as isa_fe
-from dtlgen.isa.params import DdrTiming, FEParams
+from dtlgen.isa.params import FE_BUFFER_SIZING, DdrTiming, FEParams
 from dtlgen.model.ir import Layer, Network
 from dtlgen.perf.resources import COEFFICIENTS, ResourceUse, array_resources, banked_memory, dsp_packing
 from dtlgen.quant import fixed
@@ -191,29 +192,45 @@ def fe_ops(network: Network, cfg: FEConfig) -> list[FEOp]:
 _CANDIDATES: "weakref.WeakKeyDictionary[Network, list[tuple[FEOp, str]]]" = weakref.WeakKeyDictionary()
 
 
-def batched_ops(ops: list[FEOp], cfg: FEConfig, batch: int, bus: int = 0, keep_words: int = 0) -> list[FEOp]:
+def batched_ops(ops: list[FEOp], cfg: FEConfig, batch: int, bus: float = 0, keep_words: int = 0) -> list[FEOp]:
     """The descriptors that run `ops` over `batch` images, layer after layer: each op as few descriptors
     as the engine allows (`dtlgen.isa.fe.max_images`: one row tile holding every image's rows), each
-    running its images with every weight tile it loads once. With `keep_words` (`keep_words`: the input
-    banks' words of the engine that runs them) and the memory's `bus` bytes, each keeps its input across
-    output-channel tiles where `dtlgen.isa.fe.keeps_inputs` says it fits."""
+    running its images with every weight tile it loads once. With `keep_words` (the input banks' words
+    of the engine that runs them: `keep_words`) and the memory's `bus` bytes, each keeps its input across
+    output-channel tiles where `keeps_inputs` says it fits."""
     require_int(batch, "batch", 1, meaning="images")
     result = []
     for op in ops:
         most = isa_fe.max_images(op.k, op.s, op.p, op.h, op.r, bool(op.pool), cfg.tr)
         for first in range(0, batch, most):
-            images = min(most, batch - first)
-            keep = bool(keep_words) and isa_fe.keeps_inputs(
-                isa_fe.KIND_CONV if op.kind == "conv" else 0, op.depthwise, op.n, op.m, op.h, op.w, op.k, op.s, op.p,
-                op.r, op.c, images, cfg.tm, cfg.tn, cfg.tr, cfg.tc, max(1, int(bus)), keep_words)
-            result.append(replace(op, images=images, keep=keep))
+            run = replace(op, images=min(most, batch - first))
+            result.append(replace(run, keep=bool(keep_words) and keeps_inputs(run, cfg, bus, keep_words)))
     return result
 
 
-def keep_words(cfg: FEConfig, bus: int, k_max: int, s_max: int) -> int:
+def keeps_inputs(op: FEOp, cfg: FEConfig, bus: float, words: int) -> bool:
+    """`dtlgen.isa.fe.keeps_inputs` for a descriptor `op` of the engine with `cfg`'s array and tiles,
+    `bus` bytes a beat and `words` words of input banks (`keep_words`)."""
+    return isa_fe.keeps_inputs(op.kind == "conv" and not op.depthwise, op.n, op.m, op.h, op.w, op.r, op.c, op.images,
+                               cfg.tm, cfg.tn, cfg.tr, cfg.tc, max(1, int(bus)), words)
+
+
+def fe_buffer_sizing(ops: list[FEOp]) -> dict[str, int]:
+    """k_max, s_max, has_add: the FE buffers sized for the ops that run (a stride beyond the
+    engine's S_MAX keeps the full-size window, against which such a layer is checked)."""
+    # (a pool kernel beyond K_MAX is checked against the full-size window too)
+    strided = any(op.s > isa_fe.S_MAX or op.k > isa_fe.K_MAX for op in ops)
+    sizing = (isa_fe.K_MAX if strided else max((op.k for op in ops), default=1),
+              isa_fe.S_MAX if strided else max((op.s for op in ops), default=1),
+              int(any(op.kind == "add" for op in ops)))
+    return dict(zip(FE_BUFFER_SIZING, sizing))
+
+
+def keep_words(cfg: FEConfig, bus: float, ops: list[FEOp]) -> int:
     """Words of the input banks (both halves) that hold kept inputs, on the engine with the design's tiles
-    and buffers sized for `k_max`, `s_max` (`dtlgen.perf.board.fe_buffer_sizing`)."""
-    return 2 * isa_fe.input_words(cfg.tr, cfg.tc, max(1, int(bus)), k_max, s_max)
+    and buffers sized for `ops` (`fe_buffer_sizing`, as the generator builds it)."""
+    sizing = fe_buffer_sizing(ops)
+    return 2 * isa_fe.input_words(cfg.tr, cfg.tc, max(1, int(bus)), sizing["k_max"], sizing["s_max"])
 
 
 def _candidate_ops(network: Network) -> list[tuple[FEOp, str]]:

@@ -194,7 +194,7 @@ def test_op_cycles_equals_the_docstring_schedule_for_convs(data):
     bus, latency = data.draw(memories)
     # input banks of no words, a random size, or the engine's for these tiles: kept inputs where they fit
     words = data.draw(st.one_of(st.just(0), st.integers(1, 4096),
-                                st.just(fe.keep_words(cfg, bus, isa_fe.K_MAX, isa_fe.S_MAX))))
+                                st.just(2 * isa_fe.input_words(cfg.tr, cfg.tc, bus))))
     ops = fe.batched_ops(fe.fe_ops(network, cfg), cfg, 1, bus, words)
     for op in ops:
         if op.kind == "conv":

@@ -162,9 +162,9 @@ def test_kept_inputs_cross_the_bus_once():
     op = FEOp("c", "conv", n=16, h=4, w=4, m=12, r=4, c=4, k=3, s=1, p=1, images=2)
     cfg = FEConfig(4, 4, 8, 4)
     words = 4 * 2 * isa.plane_words(4, 4, 8)  # four input-channel tiles of two images' planes
-    assert isa.keeps_inputs(isa.KIND_CONV, False, 16, 12, 4, 4, 3, 1, 1, 4, 4, 2, 4, 4, 8, 4, 8, words)
-    assert not isa.keeps_inputs(isa.KIND_CONV, False, 16, 12, 4, 4, 3, 1, 1, 4, 4, 2, 4, 4, 8, 4, 8, words - 1)
-    assert not isa.keeps_inputs(isa.KIND_CONV, False, 16, 4, 4, 4, 3, 1, 1, 4, 4, 2, 4, 4, 8, 4, 8, words)  # one m tile
+    assert isa.keeps_inputs(True, 16, 12, 4, 4, 4, 4, 2, 4, 4, 8, 4, 8, words)
+    assert not isa.keeps_inputs(True, 16, 12, 4, 4, 4, 4, 2, 4, 4, 8, 4, 8, words - 1)
+    assert not isa.keeps_inputs(True, 16, 4, 4, 4, 4, 4, 2, 4, 4, 8, 4, 8, words)  # one m tile
     again = op_cycles(op, cfg, 8, 40)
     once = op_cycles(replace(op, keep=True), cfg, 8, 40)
     input_beats = 16 * 2 * isa.plane_words(4, 4, 8)
