@@ -10,6 +10,9 @@ differs from what this list renders.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -58,3 +61,38 @@ AXIL_SLAVE = tuple(PortSignal("s_axil_" + name, width, out) for name, width, out
     ("araddr", "12", False), ("arvalid", "1", False), ("arready", "1", True),
     ("rdata", "32", True), ("rresp", "2", True), ("rvalid", "1", True), ("rready", "1", False)))
 AXIL_UNREAD = ("s_axil_wstrb",)
+
+
+# Two ports ganged (dtl_axi_gang.sv): an engine whose bus is two HP ports wide sees its memory through a
+# permutation inside each 4 KB page: a page's beats keep their low halves in the page's first half and
+# their high halves in its second, so each port's share of a burst is one contiguous burst.
+GANG_PAGE = 4096
+
+
+def gang_offset(offset: int, bus_bytes: int) -> int:
+    """Where byte `offset` of an engine's memory (as the engine addresses it) sits in the buffer its two
+    ganged ports read: beat i of a page keeps its low half at 8 i (on a 16-byte bus) and its high half
+    at 2048 + 8 i of the same page."""
+    half = bus_bytes // 2
+    page, within = divmod(offset, GANG_PAGE)
+    beat, byte = divmod(within, bus_bytes)
+    port, byte = divmod(byte, half)
+    return page * GANG_PAGE + port * (GANG_PAGE // 2) + beat * half + byte
+
+
+@lru_cache(maxsize=None)
+def _gang_page(bus_bytes: int) -> np.ndarray:
+    page = np.array([gang_offset(offset, bus_bytes) for offset in range(GANG_PAGE)], dtype=np.int64)
+    page.flags.writeable = False
+    return page
+
+
+def gang_indices(start: int, size: int, bus_bytes: int) -> np.ndarray:
+    """Buffer indices of an engine's bytes [start, start + size) behind two ganged ports (`gang_offset`)."""
+    offsets = np.arange(start, start + size, dtype=np.int64)
+    return offsets - offsets % GANG_PAGE + _gang_page(bus_bytes)[offsets % GANG_PAGE]
+
+
+def gang_buffer_bytes(size: int) -> int:
+    """The buffer behind ganged ports for an engine memory of `size` bytes: whole pages."""
+    return -(-size // GANG_PAGE) * GANG_PAGE

@@ -27,6 +27,7 @@ TOP = "dtl_fe_axi"
 SOURCES = ("dtl_ram.sv", "fe_engine.sv", "dtl_axi_master.sv", "dtl_axil_regs.sv", "dtl_fe_axi.sv")
 TEST_MODULE = "fe_axi_cocotb_test"
 PERF_DEPTH = 256  # dtl_fe_axi.sv's default
+GANG_TB, GANG_SOURCES = "axi_gang_tb", ("dtl_axi_gang.sv", "axi_gang_tb.sv")
 
 
 @dataclass
@@ -93,14 +94,17 @@ def run_image(memory: np.ndarray, desc_addr: int, desc_count: int, fe: FEParams,
 
 
 def check_master(bus_bytes: int, workdir: Path, seed: int, operations: int, pause_period: int = 3,
-                 max_reads: int = 8, max_writes: int = 8, requests: int = 8) -> None:
+                 max_reads: int = 8, max_writes: int = 8, requests: int = 8, gang: bool = False) -> None:
     """dtl_axi_master alone under random engine traffic (axi_master_cocotb_test.py); raises on a mismatch.
-    `requests`: engine read requests in flight (RQ)."""
+    `requests`: engine read requests in flight (RQ). `gang`: through dtl_axi_gang onto two ports of half
+    the bus, two AxiRams sharing one memory (axi_gang_tb.sv)."""
     require_cocotbext_axi()
     workdir = Path(workdir).resolve()
     parameters = {"BUS_BYTES": bus_bytes, "MAX_READS": max_reads, "MAX_WRITES": max_writes, "RQ": requests}
-    build_dir = build_top([rtl_dir() / "dtl_axi_master.sv"], "dtl_axi_master", parameters, "axi")
+    top = GANG_TB if gang else "dtl_axi_master"
+    sources = ("dtl_axi_master.sv",) + (GANG_SOURCES if gang else ())
+    build_dir = build_top([rtl_dir() / name for name in sources], top, parameters, "axi")
     workdir.mkdir(parents=True, exist_ok=True)
     env = {"DTLGEN_SEED": str(seed), "DTLGEN_OPS": str(operations), "DTLGEN_PAUSE_PERIOD": str(pause_period)}
-    if not run_test(build_dir, "dtl_axi_master", "axi_master_cocotb_test", rtl_dir(), workdir, env):
+    if not run_test(build_dir, top, "axi_master_cocotb_test", rtl_dir(), workdir, env):
         raise RuntimeError(f"AXI4 master check failed in {workdir}:\n{sim_log_tail(workdir)}")

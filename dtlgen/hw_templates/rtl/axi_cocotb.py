@@ -1,16 +1,19 @@
 """Shared pieces of the AXI cocotb tests: the memory slave (cocotbext-axi's AxiRam) with seeded random
 pauses on every channel, a monitor of the master's bursts (AXI rules AxiRam does not check, and
 counts), and an IP's control registers driven by AxiLiteMaster through the board driver's run
-sequence (dtlgen.host.axil_engine)."""
+sequence (dtlgen.host.axil_engine). A top with a second port (m1_axi_*: two ports ganged,
+dtl_axi_gang.sv) gets an AxiRam on each, sharing one memory in the ganged layout."""
 
 import itertools
 import random
 
 import cocotb
+import numpy as np
 from cocotb.triggers import First, ReadOnly, RisingEdge, Timer
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 
 from dtlgen.host.axil_engine import AxiLiteEngine, EngineError
+from dtlgen.isa.port import gang_buffer_bytes, gang_indices
 
 # The engines' memory sits at this bus address (MEM_BASE), not at 0, so that the master's base
 # adder is in every AXI IP test: 4 KB aligned, with a carry out of bit 12 for offsets past 4 KB.
@@ -28,8 +31,11 @@ class BurstMonitor:
     write burst's WLAST comes on its AWLEN + 1-th beat (W beats may precede their AW), and counts the
     read bursts, write bursts and write beats. A violation fails the test that started it."""
 
-    def __init__(self, dut, bus_bytes: int):
+    def __init__(self, dut, bus_bytes: int, prefix: str = "m_axi"):
         self.dut, self.bus = dut, bus_bytes
+        self.port = {name: getattr(dut, f"{prefix}_{name}") for name in (
+            "arvalid", "arready", "araddr", "arlen", "awvalid", "awready", "awaddr", "awlen", "wvalid", "wready",
+            "wlast")}
         self.read_bursts = self.write_bursts = self.write_beats = 0
         self.aw_lengths: list[int] = []  # beats of each write burst, in AW order
         self.w_lengths: list[int] = []   # beats of each WLAST-ended run of W beats, in order
@@ -41,21 +47,21 @@ class BurstMonitor:
         assert end <= 4096, f"{channel} burst of {length} beats at {address:#x} crosses a 4 KB boundary"
 
     async def watch(self) -> None:
-        dut = self.dut
+        port = self.port
         while True:
-            await RisingEdge(dut.clk)
+            await RisingEdge(self.dut.clk)
             await ReadOnly()
-            if int(dut.m_axi_arvalid.value) and int(dut.m_axi_arready.value):
+            if int(port["arvalid"].value) and int(port["arready"].value):
                 self.read_bursts += 1
-                self.check_page("AR", int(dut.m_axi_araddr.value), int(dut.m_axi_arlen.value) + 1)
-            if int(dut.m_axi_awvalid.value) and int(dut.m_axi_awready.value):
+                self.check_page("AR", int(port["araddr"].value), int(port["arlen"].value) + 1)
+            if int(port["awvalid"].value) and int(port["awready"].value):
                 self.write_bursts += 1
-                self.aw_lengths.append(int(dut.m_axi_awlen.value) + 1)
-                self.check_page("AW", int(dut.m_axi_awaddr.value), self.aw_lengths[-1])
-            if int(dut.m_axi_wvalid.value) and int(dut.m_axi_wready.value):
+                self.aw_lengths.append(int(port["awlen"].value) + 1)
+                self.check_page("AW", int(port["awaddr"].value), self.aw_lengths[-1])
+            if int(port["wvalid"].value) and int(port["wready"].value):
                 self.write_beats += 1
                 self.w_run += 1
-                if int(dut.m_axi_wlast.value):
+                if int(port["wlast"].value):
                     self.w_lengths.append(self.w_run)
                     self.w_run = 0
             done = min(len(self.aw_lengths), len(self.w_lengths))
@@ -67,22 +73,51 @@ class BurstMonitor:
         return {"read_bursts": self.read_bursts, "write_bursts": self.write_bursts, "write_beats": self.write_beats}
 
 
-def memory(dut, size: int, seed: int = 0, period: int = 4) -> AxiRam:
+def memory(dut, size: int, seed: int = 0, period: int = 4):
     """AxiRam on the dut's m_axi_* port, `size` bytes from MEM_BASE on (the engine's offsets 0 .. size),
     watched by a BurstMonitor (`ram.monitor`); with `seed` > 0 every channel (AW, W, B, AR, R) pauses on
-    its own pattern."""
-    ram = AxiRam(AxiBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst, size=MEM_BASE + size)
+    its own pattern. A dut with m1_axi_* ports (two ganged) gets a GangRam: an AxiRam on each port."""
+    if hasattr(dut, "m1_axi_arvalid"):
+        return GangRam(dut, size, seed, period)
+    return _ram(dut, "m_axi", MEM_BASE + size, seed, period)
+
+
+def _ram(dut, prefix: str, size: int, seed: int, period: int, mem=None, salt: int = 0) -> AxiRam:
+    ram = AxiRam(AxiBus.from_prefix(dut, prefix), dut.clk, dut.rst, size=size, mem=mem)
     if seed:
         channels = (ram.write_if.aw_channel, ram.write_if.w_channel, ram.write_if.b_channel,
                     ram.read_if.ar_channel, ram.read_if.r_channel)
         for k, channel in enumerate(channels):
-            channel.set_pause_generator(pauses(seed * 7 + k, period))
-    ram.monitor = BurstMonitor(dut, len(dut.m_axi_wstrb))
+            channel.set_pause_generator(pauses(seed * 7 + k + salt, period))
+    ram.monitor = BurstMonitor(dut, len(getattr(dut, f"{prefix}_wstrb")), prefix)
     # AxiRam wraps an address past its end; a real slave answers an error there (DECERR from the
     # interconnect): here SLVERR, which AxiSlave sends when an access raises
     ram.write_if._write = bounded(ram.write_if._write, ram.size)
     ram.read_if._read = bounded(ram.read_if._read, ram.size)
     return ram
+
+
+class GangRam:
+    """One memory behind two ganged ports (m_axi_*, m1_axi_*), as DRAM behind two HP ports: an AxiRam on
+    each, sharing the bytes, each pausing on patterns of its own. `write` and `read` take the engine's
+    addresses and move the bytes through the ganged layout (dtlgen.isa.port.gang_offset); `monitor`
+    counts port 0's bursts (port 1 sees the same ones, each watched for 4 KB and WLAST)."""
+
+    def __init__(self, dut, size: int, seed: int, period: int):
+        self.bus = len(dut.m_axi_wstrb) * 2
+        total = gang_buffer_bytes(MEM_BASE + size)
+        self.port0 = _ram(dut, "m_axi", total, seed, period)
+        self.port1 = _ram(dut, "m1_axi", total, seed, period, mem=self.port0.mem, salt=101)
+        self.monitor = self.port0.monitor
+
+    def write(self, address: int, data: bytes) -> None:
+        buffer = np.frombuffer(bytes(self.port0.read(0, self.port0.size)), dtype=np.uint8).copy()
+        buffer[gang_indices(address, len(data), self.bus)] = np.frombuffer(bytes(data), dtype=np.uint8)
+        self.port0.write(0, buffer.tobytes())
+
+    def read(self, address: int, size: int) -> bytes:
+        buffer = np.frombuffer(bytes(self.port0.read(0, self.port0.size)), dtype=np.uint8)
+        return buffer[gang_indices(address, size, self.bus)].tobytes()
 
 
 def bounded(access, size: int):
