@@ -100,6 +100,12 @@ _PINS = _Pattern(rf"{_SITE}(?: {_SITE}){{0,63}}",
 _CLOCK_MHZ = (1, 1000)
 # At least one bit per cycle; 1024 bytes is eight times the widest AXI data bus (1024 bits).
 _BYTES_PER_CYCLE = (0.125, 1024)
+# Ganged ports per engine (dtl_axi_gang.sv gangs two); a port of 1 to 128 bytes (AXI data widths).
+_PORTS = (1, 2)
+_PORT_BYTES = (1, 128)
+PORT_FIELDS = ("ports", "port_bytes", "usable_mb_per_s")
+# From an 8-bit SDRAM to several HBM stacks.
+_MB_PER_S = (1, 10_000_000)
 # DRAM round trips are tens to hundreds of cycles; 10,000 is microseconds even at 1 GHz.
 _LATENCY_CYCLES = (1, 10_000)
 # DDR-like timing (optional): rows of 64 B to 64 KB, 1 to 64 banks, timings up to 100,000 cycles.
@@ -150,7 +156,15 @@ _FIELDS = (
     _Field("lut_kind", "text", "the LUT primitive", fixed_by_family=True),
     _Field("clock_mhz", "number", "the default design clock in MHz", bounds=_CLOCK_MHZ),
     _Field("dram.bytes_per_cycle", "number",
-           "the bytes per clock cycle of the engines' DRAM port", bounds=_BYTES_PER_CYCLE),
+           "the bytes per clock cycle of the engines' DRAM port (or describe the ports: dram.ports, "
+           "dram.port_bytes, dram.usable_mb_per_s)", required=False, bounds=_BYTES_PER_CYCLE),
+    _Field("dram.ports", "integer", "the DRAM ports ganged for each engine, 1 or 2 (two: dtl_axi_gang.sv)",
+           required=False, bounds=_PORTS),
+    _Field("dram.port_bytes", "integer", "the data bytes of one DRAM port (an AXI data width: a power of two)",
+           required=False, bounds=_PORT_BYTES),
+    _Field("dram.usable_mb_per_s", "number",
+           "the DRAM's usable bandwidth in MB/s, the ceiling of its ports together", required=False,
+           bounds=_MB_PER_S),
     _Field("dram.latency_cycles", "integer", "the DRAM read latency in clock cycles",
            bounds=_LATENCY_CYCLES),
     _Field("dram.row_bytes", "integer", "the bytes of one DRAM row (page) across the memory bus, a power of two",
@@ -249,6 +263,17 @@ class Board:
     led_pins: str | None = None  # ECP5: status LEDs, space-separated sites
     keep_high_pins: str | None = None  # ECP5: pins to drive high (ULX3S: wifi_gpio0)
     dram_ddr: DdrSpec | None = None  # the DRAM's row, bank and refresh timing, where the file gives it
+    # The memory as ports (`dram_bytes_per_cycle` then follows: `memory_bytes_per_cycle`), where the file
+    # describes it so: `dram_ports` ports of `dram_port_bytes` at the design clock, ganged for each engine,
+    # together capped by the DRAM's usable bandwidth.
+    dram_ports: int = 1
+    dram_port_bytes: int | None = None
+    dram_usable_mb_per_s: float | None = None
+
+    @property
+    def bus_bytes(self) -> int | float:
+        """The engines' data bus in bytes: the ganged ports' width (dtl_axi_gang.sv), or the one port's."""
+        return self.dram_ports * self.dram_port_bytes if self.dram_port_bytes else self.dram_bytes_per_cycle
 
     def to_dict(self) -> dict[str, Any]:
         """The board as its YAML file would hold it; fields that do not apply are left out."""
@@ -261,8 +286,10 @@ class Board:
             "resources": resources,
             "dsp_kind": self.dsp_kind, "bram_kind": self.bram_kind, "lut_kind": self.lut_kind,
             "clock_mhz": _canonical_number(self.clock_mhz),
-            "dram": {"bytes_per_cycle": _canonical_number(self.dram_bytes_per_cycle),
-                     "latency_cycles": self.dram_latency_cycles},
+            "dram": ({"ports": self.dram_ports, "port_bytes": self.dram_port_bytes,
+                      "usable_mb_per_s": _canonical_number(self.dram_usable_mb_per_s)} if self.dram_port_bytes
+                     else {"bytes_per_cycle": _canonical_number(self.dram_bytes_per_cycle)})
+            | {"latency_cycles": self.dram_latency_cycles},
             "toolchain": self.toolchain,
         }
         if self.dram_ddr is not None:  # only when given: a board without it hashes as before
@@ -311,7 +338,8 @@ class Board:
             resources=Resources(**data["resources"]),
             dsp_kind=data["dsp_kind"], bram_kind=data["bram_kind"], lut_kind=data["lut_kind"],
             clock_mhz=_canonical_number(data["clock_mhz"]),
-            dram_bytes_per_cycle=_canonical_number(dram["bytes_per_cycle"]),
+            dram_bytes_per_cycle=_canonical_number(dram["bytes_per_cycle"]) if "bytes_per_cycle" in dram
+            else memory_bytes_per_cycle(dram["ports"], dram["port_bytes"], dram["usable_mb_per_s"], data["clock_mhz"]),
             dram_latency_cycles=dram["latency_cycles"],
             toolchain=data["toolchain"],
             ps=data.get("ps"), board_part=data.get("board_part"),
@@ -321,7 +349,15 @@ class Board:
             uart_tx_pin=data.get("uart_tx_pin"), led_pins=data.get("led_pins"),
             keep_high_pins=data.get("keep_high_pins"),
             dram_ddr=DdrSpec(**{key: dram[key] for key in DDR_FIELDS}) if "row_bytes" in dram else None,
+            dram_ports=dram.get("ports", 1), dram_port_bytes=dram.get("port_bytes"),
+            dram_usable_mb_per_s=None if "usable_mb_per_s" not in dram else _canonical_number(dram["usable_mb_per_s"]),
         )
+
+
+def memory_bytes_per_cycle(ports: int, port_bytes: int, usable_mb_per_s: float, clock_mhz: float) -> float:
+    """Bytes per design-clock cycle of `ports` ganged ports of `port_bytes` at the design clock, capped by
+    the DRAM's usable bandwidth: the minimum of the two, which the cycle model uses."""
+    return _canonical_number(min(ports * port_bytes, usable_mb_per_s / clock_mhz))
 
 
 def list_boards() -> list[str]:
@@ -460,7 +496,29 @@ def _check_board_data(data: Any, source: str) -> None:
     _reject_unknown_fields(data, source)
     for field in _FIELDS:
         _check_field(data, field, source)
+    _check_ports(data["dram"], source)
     _check_ddr(data["dram"], source)
+
+
+def _check_ports(dram: dict[str, Any], source: str) -> None:
+    """The engines' memory comes as one port's `bytes_per_cycle` or as ports (`PORT_FIELDS`, all
+    together), not both."""
+    given = [key for key in PORT_FIELDS if key in dram]
+    if not given:
+        if "bytes_per_cycle" not in dram:
+            raise BoardError(f"{source}: field 'dram.bytes_per_cycle' is missing; add the bytes per clock cycle "
+                             f"of the engines' DRAM port, or describe the ports ({', '.join(PORT_FIELDS)})")
+        return
+    if "bytes_per_cycle" in dram:
+        raise BoardError(f"{source}: field 'dram.bytes_per_cycle' and the port fields ({', '.join(given)}) both "
+                         "describe the engines' memory; remove bytes_per_cycle (it follows from the ports)")
+    missing = [key for key in PORT_FIELDS if key not in dram]
+    if missing:
+        raise BoardError(f"{source}: field 'dram.{missing[0]}' is missing: the port fields "
+                         f"({', '.join(PORT_FIELDS)}) come together; add {', '.join(missing)}")
+    if dram["port_bytes"] & (dram["port_bytes"] - 1):
+        raise BoardError(f"{source}: field 'dram.port_bytes' is {dram['port_bytes']}; it must be a power of two "
+                         "(an AXI data width)")
 
 
 def _check_ddr(dram: dict[str, Any], source: str) -> None:

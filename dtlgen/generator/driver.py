@@ -35,7 +35,7 @@ from dtlgen.errors import DtlgenError
 from dtlgen.generator.xilinx import ENGINE_IPS, OVERLAY_NAME, instance_name
 
 # The modules the driver imports from dtlgen: the host loop and the RTL engines' run sequence.
-HOST_MODULES = ("dtlgen.host.rl_host", "dtlgen.host.axil_engine")
+HOST_MODULES = ("dtlgen.host.rl_host", "dtlgen.host.axil_engine", "dtlgen.isa.port")
 DRIVER = "dtl_driver.py"
 
 # Run in a fresh interpreter: the generator's own process has imported far more (torch, the DSE)
@@ -70,9 +70,11 @@ def host_closure(modules: tuple[str, ...] = HOST_MODULES) -> tuple[dict[str, Pat
     return {name: Path(path) for name, path in found["modules"].items()}, found["third_party"]
 
 
-def write_driver(project: Path, engine_ip: str = "rtl") -> list[Path]:
+def write_driver(project: Path, engine_ip: str = "rtl", gang_bus_bytes: int = 0) -> list[Path]:
     """Write `project/driver/` from `project/sim/` for a bitstream whose engines are `engine_ip`
-    ("rtl" or "hls", dtlgen.generator.xilinx.ENGINE_IPS); returns the files written."""
+    ("rtl" or "hls", dtlgen.generator.xilinx.ENGINE_IPS); returns the files written. `gang_bus_bytes`:
+    the engines' bus where they gang two ports (dtl_axi_gang.sv; the driver then lays their buffers out
+    so), else 0."""
     if engine_ip not in ENGINE_IPS:
         raise ValueError(f"engine_ip must be one of {ENGINE_IPS}, got {engine_ip!r}")
     project = Path(project)
@@ -93,7 +95,8 @@ def write_driver(project: Path, engine_ip: str = "rtl") -> list[Path]:
         written += _write_rl(sim, out)
     engines = ("fe", "rl") if has_rl else ("fe",)
     write_json(out / "overlay.json", {"bitstream": f"{OVERLAY_NAME}.bit", "engine_ip": engine_ip,
-                                      "engines": {engine: instance_name(engine) for engine in engines}})
+                                      "engines": {engine: instance_name(engine) for engine in engines},
+                                      "gang_bus_bytes": gang_bus_bytes})
     written.append(out / "overlay.json")
     readme = out / "README.md"
     readme.write_text(_readme(json.loads((out / "fe_program.json").read_text()), has_rl, third_party, engine_ip))

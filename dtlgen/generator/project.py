@@ -63,6 +63,11 @@ def quantize_for_design(network: Network, design: Design, calib_x: np.ndarray) -
 
 def _bus_bytes(board: Board) -> int:
     bus = board.dram_bytes_per_cycle
+    if bus != board.bus_bytes:
+        raise DesignError(f"board {board.name}: its DRAM's usable {board.dram_usable_mb_per_s} MB/s at "
+                          f"{board.clock_mhz} MHz is {bus:.4g} bytes a cycle, less than its ports' {board.bus_bytes}; "
+                          "the simulated memory moves a whole beat a cycle, so the engines' measured and predicted "
+                          "cycles would disagree: lower dram.port_bytes or dram.ports to the DRAM's rate")
     if bus != int(bus) or bus < 1:
         raise DesignError(f"board {board.name}: dram.bytes_per_cycle={bus} must be a whole number of bytes "
                           "for the simulated memory port")
@@ -157,7 +162,7 @@ def generate_project(network: Network, design: Design, board: Board, calib_x: np
             progress(f"writing the Vitis HLS / Vivado project for {board.name} and the PYNQ driver")
             engines = {"fe": params.fe} | ({"rl": rl_layout.engine} if rl_layout is not None else {})
             write_xilinx_project(staging, board, design, tuple(engines), ip=engine_ip, params=engines)
-            write_driver(staging, engine_ip)
+            write_driver(staging, engine_ip, int(board.bus_bytes) if engine_ip == "rtl" and board.dram_ports == 2 else 0)
         else:
             progress(f"writing the {board.name} bitstream's top, pins and build settings (dtlgen bitstream)")
             write_ecp5_project(staging, board, design, board_core(design, board, program, m_max, rl_layout))

@@ -70,28 +70,26 @@ RTL_SHELLS = {"fe": "dtl_fe_ip", "rl": "dtl_rl_ip"}  # the Verilog module each R
 RTL_CORES = {"fe": "dtl_fe_axi", "rl": "dtl_rl_axi"}
 RTL_IP_SOURCES = {"fe": ("dtl_ram.sv", "fe_engine.sv", "dtl_axi_master.sv", "dtl_axil_regs.sv", "dtl_fe_axi.sv"),
                   "rl": ("rl_engine.sv", "dtl_rl_axi.sv")}
+RTL_GANG_SOURCE = "dtl_axi_gang.sv"  # a board whose engines gang two ports (board.dram_ports)
 AXI_OUTSTANDING = 8  # read bursts and write transactions the RTL engines' AXI4 master keeps in flight
 
 # Names of the processing system's pins and ports in each family's PS IP: pin names differ
-# (FCLK_CLK0 vs pl_clk0), and the HP slave of engine i is S_AXI_HP<i> vs S_AXI_HP<i>_FPD.
+# (FCLK_CLK0 vs pl_clk0), and the HP slaves are S_AXI_HP<i> vs S_AXI_HP<i>_FPD (HP0..HP3).
 # `hp_enable` / `hp_width` are the CONFIG properties that enable an HP port and set its width,
 # `hp_segment` the DDR slave segment behind it (offset 0, as for the CPUs).
 _PS_PINS: dict[str, dict[str, Any]] = {
     "zynq7": {
         "cell": "processing_system7_0", "clk": "FCLK_CLK0", "resetn": "FCLK_RESET0_N",
         "gp_port": "M_AXI_GP0", "gp_aclk": "M_AXI_GP0_ACLK", "irq": "IRQ_F2P",
-        "hp": [{"port": "S_AXI_HP0", "aclk": "S_AXI_HP0_ACLK", "enable": "PCW_USE_S_AXI_HP0",
-                "width": "PCW_S_AXI_HP0_DATA_WIDTH", "segment": "S_AXI_HP0/HP0_DDR_LOWOCM"},
-               {"port": "S_AXI_HP1", "aclk": "S_AXI_HP1_ACLK", "enable": "PCW_USE_S_AXI_HP1",
-                "width": "PCW_S_AXI_HP1_DATA_WIDTH", "segment": "S_AXI_HP1/HP1_DDR_LOWOCM"}],
+        "hp": [{"port": f"S_AXI_HP{i}", "aclk": f"S_AXI_HP{i}_ACLK", "enable": f"PCW_USE_S_AXI_HP{i}",
+                "width": f"PCW_S_AXI_HP{i}_DATA_WIDTH", "segment": f"S_AXI_HP{i}/HP{i}_DDR_LOWOCM"} for i in range(4)],
     },
     "zynqmp": {
         "cell": "zynq_ultra_ps_e_0", "clk": "pl_clk0", "resetn": "pl_resetn0",
         "gp_port": "M_AXI_HPM0_FPD", "gp_aclk": "maxihpm0_fpd_aclk", "irq": "pl_ps_irq0",
-        "hp": [{"port": "S_AXI_HP0_FPD", "aclk": "saxihp0_fpd_aclk", "enable": "PSU__USE__S_AXI_GP2",
-                "width": "PSU__SAXIGP2__DATA_WIDTH", "segment": "SAXIGP2/HP0_DDR_LOW"},
-               {"port": "S_AXI_HP1_FPD", "aclk": "saxihp1_fpd_aclk", "enable": "PSU__USE__S_AXI_GP3",
-                "width": "PSU__SAXIGP3__DATA_WIDTH", "segment": "SAXIGP3/HP1_DDR_LOW"}],
+        "hp": [{"port": f"S_AXI_HP{i}_FPD", "aclk": f"saxihp{i}_fpd_aclk", "enable": f"PSU__USE__S_AXI_GP{i + 2}",
+                "width": f"PSU__SAXIGP{i + 2}__DATA_WIDTH", "segment": f"SAXIGP{i + 2}/HP{i}_DDR_LOW"}
+               for i in range(4)],
     },
 }
 
@@ -183,29 +181,52 @@ def write_xilinx_project(project: Path, board: Board, design: Design, engines: t
                 written.append(_write(project / "vivado" / "rtl" / name, (rtl_dir() / name).read_text()))
             written.append(_write(project / "vivado" / "rtl" / f"{RTL_SHELLS[engine]}.v",
                                   rtl_shell(engine, params[engine], board, env)))
+        for name in gang_sources(board):
+            written.append(_write(project / "vivado" / "rtl" / name, (rtl_dir() / name).read_text()))
     return written
+
+
+def gang_sources(board: Board) -> tuple[str, ...]:
+    """The SystemVerilog an RTL project adds when its board gangs two memory ports per engine."""
+    return (RTL_GANG_SOURCE,) if board.dram_ports == 2 else ()
 
 
 def rtl_shell(engine: str, params: FEParams | RLParams, board: Board, env: jinja2.Environment | None = None) -> str:
     """The Verilog shell of an RTL engine: its AXI IP top with these parameters, the AXI ports tagged
-    for the block design."""
+    for the block design; on a board whose engines gang two ports (`board.dram_ports`), the core's master
+    reaches them through dtl_axi_gang.sv as m_axi and m1_axi, each half the bus."""
     bus_bytes = params.bus_bytes
-    if bus_bytes != int(board.dram_bytes_per_cycle):
-        raise ValueError(f"the {engine} engine's port is {bus_bytes} bytes wide; board {board.name}'s HP port "
-                         f"{board.dram_bytes_per_cycle}")
+    if bus_bytes != board.bus_bytes:
+        raise ValueError(f"the {engine} engine's port is {bus_bytes} bytes wide; board {board.name}'s memory bus "
+                         f"{board.bus_bytes}")
+    gang = board.dram_ports == 2
+    port_bytes = bus_bytes // 2 if gang else bus_bytes
+    masters = [("m_axi", "m_axi_")] + ([("m1_axi", "m1_axi_")] if gang else [])
+    parameter = (f"PROTOCOL AXI4, ID_WIDTH 1, ADDR_WIDTH 32, DATA_WIDTH {port_bytes * 8}, "
+                 f"MAX_BURST_LENGTH 256, NUM_READ_OUTSTANDING {AXI_OUTSTANDING}, "
+                 f"NUM_WRITE_OUTSTANDING {AXI_OUTSTANDING}, SUPPORTS_NARROW_BURST 0")
+    first = {"s_axil": f"PROTOCOL AXI4LITE, ADDR_WIDTH {regs.ADDRESS_BITS}, DATA_WIDTH 32"}
+    first |= {interface: parameter for interface, _ in masters}
+    signals = [(signal, signal.name, bus_bytes) for signal in port.AXIL_SLAVE]
+    signals += [(signal, prefix + signal.name.removeprefix("m_axi_"), port_bytes)
+                for _, prefix in masters for signal in port.AXI4_MASTER]
     ports = []
-    first = {"m_axi": (f"PROTOCOL AXI4, ID_WIDTH 1, ADDR_WIDTH 32, DATA_WIDTH {bus_bytes * 8}, "
-                       f"MAX_BURST_LENGTH 256, NUM_READ_OUTSTANDING {AXI_OUTSTANDING}, "
-                       f"NUM_WRITE_OUTSTANDING {AXI_OUTSTANDING}, SUPPORTS_NARROW_BURST 0"),
-             "s_axil": f"PROTOCOL AXI4LITE, ADDR_WIDTH {regs.ADDRESS_BITS}, DATA_WIDTH 32"}
-    for signal in port.AXIL_SLAVE + port.AXI4_MASTER:
-        interface, logical = signal.name.rsplit("_", 1)
-        width = _width(signal.width, bus_bytes)
+    for signal, name, width_bytes in signals:
+        interface, logical = name.rsplit("_", 1)
+        width = _width(signal.width, width_bytes)
         # (`engine_out`: driven by the IP, the slave's answers and the master's requests)
         direction = "output" if signal.engine_out else "input "
-        declaration = f"{direction} wire {f'[{width - 1}:0] ' if width > 1 else ''}{signal.name}"
-        ports.append({"name": signal.name, "interface": interface, "logical": logical.upper(),
+        declaration = f"{direction} wire {f'[{width - 1}:0] ' if width > 1 else ''}{name}"
+        ports.append({"name": name, "interface": interface, "logical": logical.upper(),
                       "declaration": declaration, "parameter": first.pop(interface, None)})
+    # The core's connections: its ports by name, its AXI4 master to the gang's wires when ganged.
+    core = [(signal.name, signal.name) for signal in port.AXIL_SLAVE]
+    core += [(signal.name, ("core_" + signal.name) if gang else signal.name) for signal in port.AXI4_MASTER]
+    wires = [f"{f'[{_width(s.width, bus_bytes) - 1}:0] ' if _width(s.width, bus_bytes) > 1 else ''}core_{s.name}"
+             for s in port.AXI4_MASTER] if gang else []
+    gang_connections = ([("s_axi_" + s.name.removeprefix("m_axi_"), "core_" + s.name) for s in port.AXI4_MASTER]
+                        + [(p["name"], p["name"]) for p in ports if p["interface"] in ("m_axi", "m1_axi")]
+                        if gang else [])
     hdl: dict[str, Any] = params.hdl_parameters()
     if isinstance(params, FEParams):
         if not params.full_size:
@@ -214,7 +235,9 @@ def rtl_shell(engine: str, params: FEParams | RLParams, board: Board, env: jinja
     hdl |= {"MAX_READS": AXI_OUTSTANDING, "MAX_WRITES": AXI_OUTSTANDING}
     title = ENGINE_TITLES[engine]
     return (env or _environment()).get_template("dtl_ip.v.j2").render(
-        module=RTL_SHELLS[engine], core=RTL_CORES[engine], title=title, ports=ports, parameters=list(hdl.items()))
+        module=RTL_SHELLS[engine], core=RTL_CORES[engine], title=title, ports=ports, parameters=list(hdl.items()),
+        core_connections=core, wires=wires, gang_connections=gang_connections, bus_bytes=bus_bytes,
+        busif=":".join([interface for interface, _ in masters] + ["s_axil"]))
 
 
 def _width(expression: str, bus_bytes: int) -> int:
@@ -249,30 +272,46 @@ def _template_dir() -> str:
 def _context(project: Path, board: Board, design: Design, engines: tuple[str, ...],
              model: str | None, ip: str) -> dict[str, Any]:
     ps = _PS_PINS[board.family]
-    bus_bits = int(board.dram_bytes_per_cycle * 8)
+    bus_bits = int(board.bus_bytes * 8)
+    # The RTL engines gang the board's ports (dtl_axi_gang.sv); the HLS IP has one memory master, which
+    # its SmartConnect narrows to one port.
+    ports = board.dram_ports if ip == "rtl" else 1
+    port_bits = bus_bits // board.dram_ports
     engine_rows = []
     for index, engine in enumerate(engines):
+        pins = _ENGINE_PINS[ip]
+        # Engine i (in ENGINES order) owns HP port i (and i + the engine count when it gangs two),
+        # interrupt bit i and control master i.
+        memories = [{"hp": ps["hp"][index + k * len(engines)],
+                     "pin": pins["memory"] if k == 0 else f"m{k}_axi",
+                     "space": pins["space"] if k == 0 else f"m{k}_axi",
+                     "smartconnect": f"{instance_name(engine)}_mem" + (str(k) if k else "")} for k in range(ports)]
         engine_rows.append({
             "key": engine, "top": ENGINE_TOPS[engine], "title": ENGINE_TITLES[engine],
             "instance": instance_name(engine), "vlnv": ip_vlnv(engine),
             "cpp": f"{ENGINE_TOPS[engine]}.cpp", "tb": ENGINE_TESTBENCHES[engine],
-            # Engine i (in ENGINES order) owns HP port i, interrupt bit i and control master i.
-            "hp": ps["hp"][index], "irq_index": index, "control_mi": index,
+            "memories": memories, "irq_index": index, "control_mi": index,
             "control_base": _hex32(CONTROL_BASE_ADDRESS[board.family][engine]),
-            "shell": RTL_SHELLS[engine], "pins": _ENGINE_PINS[ip],
+            "shell": RTL_SHELLS[engine], "pins": pins,
         })
+    used = [memory["hp"]["port"] for row in engine_rows for memory in row["memories"]]
     return {
         "model": model or _model_from_program(project),  # None: the README says "the network"
         "board": board, "design": design, "engines": engine_rows,
         "has_rl": "rl" in engines, "ip": ip,
-        "rtl_sources": [name for engine in engines for name in RTL_IP_SOURCES[engine]]
+        "rtl_sources": [name for engine in engines for name in RTL_IP_SOURCES[engine]] + list(gang_sources(board))
         + [f"{RTL_SHELLS[engine]}.v" for engine in engines],
         "registers": regs.REGISTERS, "perf_offset": f"0x{regs.PERF:03X}",
-        "unused_hp": ps["hp"][len(engines):],
+        "unused_hp": [hp for hp in ps["hp"] if hp["port"] not in used],
         "ps": ps, "overlay": OVERLAY_NAME,
         "clock_mhz": _number(design.clock_mhz),
         "clock_period_ns": _number(1000.0 / design.clock_mhz),
-        "bus_bits": bus_bits, "bus_bytes": bus_bits // 8,
+        "bus_bits": bus_bits, "bus_bytes": bus_bits // 8, "port_bits": port_bits, "ports": ports,
+        "hp_text": (f"two {port_bits}-bit HP ports per engine, ganged (the {bus_bits}-bit bus the analytical model "
+                    "assumes)" if ports == 2 else
+                    f"one {port_bits}-bit HP port per engine (the {bus_bits}-bit bus the analytical model assumes"
+                    + ("; the HLS IP's one memory master reaches one of the board's two ports: its rate is "
+                       "half the model's)" if board.dram_ports == 2 else ")")),
         "control_range": f"{control_range(ip) // 1024}K",
         "predicted": _predicted_rows(design.predicted),
         "xilinx_boards": ", ".join(xilinx_boards()),

@@ -28,6 +28,7 @@ SOURCES = ("dtl_ram.sv", "fe_engine.sv", "dtl_axi_master.sv", "dtl_axil_regs.sv"
 TEST_MODULE = "fe_axi_cocotb_test"
 PERF_DEPTH = 256  # dtl_fe_axi.sv's default
 GANG_TB, GANG_SOURCES = "axi_gang_tb", ("dtl_axi_gang.sv", "axi_gang_tb.sv")
+SHELL_TOP = "dtl_fe_ip"  # a project's Verilog shell of the FE IP (dtlgen.generator.xilinx.RTL_SHELLS)
 
 
 @dataclass
@@ -49,11 +50,13 @@ def require_cocotbext_axi() -> None:
 
 def run_image(memory: np.ndarray, desc_addr: int, desc_count: int, fe: FEParams, workdir: Path,
               max_cycles: int, pause_seed: int = 0, pause_period: int = 4, max_reads: int = 8,
-              max_writes: int = 8, error_run: bool = False) -> AxiSimResult:
+              max_writes: int = 8, error_run: bool = False, shell: str | None = None) -> AxiSimResult:
     """Simulate a memory image holding `desc_count` FE descriptors at `desc_addr` on the AXI4 slave (the
     IP records the cycles of its first 256 descriptors); `error_run` adds a run of the same image with
     its last descriptor storing past the slave's memory, which must end with the AXI-error status
-    (fe_axi_cocotb_test.py)."""
+    (fe_axi_cocotb_test.py). `shell`: the text of a project's Verilog shell of the FE IP
+    (dtlgen.generator.xilinx.rtl_shell, its parameters in it) as the top instead of dtl_fe_axi; a
+    shell that gangs two ports has an AxiRam on each, both on one memory (axi_cocotb.GangRam)."""
     require_cocotbext_axi()
     if not fe.full_size:
         raise ValueError("the AXI4 testbench builds the FE engine with full-size buffers (k_max, s_max, has_add)")
@@ -63,10 +66,15 @@ def run_image(memory: np.ndarray, desc_addr: int, desc_count: int, fe: FEParams,
     sizing = {name.upper() for name in FE_BUFFER_SIZING}
     parameters = {key: value for key, value in fe.hdl_parameters().items() if key not in sizing}
     parameters |= {"MAX_READS": max_reads, "MAX_WRITES": max_writes}
-    start = time.perf_counter()
-    build_dir = build_top([rtl_dir() / name for name in SOURCES], TOP, parameters, "axi")
-    build_s = time.perf_counter() - start
+    sources, top = [rtl_dir() / name for name in SOURCES], TOP
     workdir.mkdir(parents=True, exist_ok=True)
+    if shell is not None:
+        top, parameters = SHELL_TOP, {}
+        (workdir / f"{top}.v").write_text(shell)
+        sources += [rtl_dir() / name for name in GANG_SOURCES[:1]] + [workdir / f"{top}.v"]
+    start = time.perf_counter()
+    build_dir = build_top(sources, top, parameters, "axi")
+    build_s = time.perf_counter() - start
     image, dump, perf = workdir / "image.bin", workdir / "image_out.bin", workdir / "perf.txt"
     stats = workdir / "axi_stats.json"
     image.write_bytes(np.asarray(memory, dtype=np.uint8).tobytes())
@@ -84,7 +92,7 @@ def run_image(memory: np.ndarray, desc_addr: int, desc_count: int, fe: FEParams,
         (workdir / "image_error.bin").write_bytes(wrong.tobytes())
         env["DTLGEN_ERROR_IMAGE"] = str(workdir / "image_error.bin")
     start = time.perf_counter()
-    passed = run_test(build_dir, TOP, TEST_MODULE, rtl_dir(), workdir, env)
+    passed = run_test(build_dir, top, TEST_MODULE, rtl_dir(), workdir, env)
     run_s = time.perf_counter() - start
     if not passed or not dump.exists() or not perf.exists() or not stats.exists():
         raise RuntimeError(f"FE simulation on AXI4 failed in {workdir}:\n{sim_log_tail(workdir)}")

@@ -138,7 +138,10 @@ def test_every_string_of_a_shipped_board_is_safe(name):
 NUMBER_FIELDS = {  # field: (board, values refused, the lowest and highest accepted)
     "clock_mhz": (XILINX, [1e-300, 0.5, 1000.5, 1e300, -150, 0], [1, 1000]),
     "clock_in_mhz": (LATTICE, [1e-300, 0.99, 1001, 1e300], [1, 1000]),
-    "dram.bytes_per_cycle": (XILINX, [1e-300, 0.1, 1025, 0], [0.125, 1024]),
+    "dram.bytes_per_cycle": (LATTICE, [1e-300, 0.1, 1025, 0], [0.125, 1024]),
+    "dram.ports": (XILINX, [0, 3, 10**30], [1, 2]),
+    "dram.port_bytes": (XILINX, [0, 256, 10**30], [1, 128]),
+    "dram.usable_mb_per_s": (XILINX, [1e-300, 0.5, 10_000_001, 1e300, 0], [1, 10_000_000]),
     "dram.latency_cycles": (XILINX, [0, 10_001, 10**30], [1, 10_000]),
     "resources.lut": (XILINX, [0, 10**8 + 1, 10**400], [1, 10**8]),
     "resources.uram": (XILINX, [0, 10**8 + 1], [1, 10**8]),
@@ -155,7 +158,7 @@ def test_non_finite_number_is_refused(tmp_path, field, bad):
     board, _, _ = NUMBER_FIELDS[field]
     data = board_dict(board)
     set_field(data, field, bad)
-    if field.endswith(("cycles", "lut", "uram", "row_bytes", "banks")):  # integer fields: a float is the wrong type
+    if field.endswith(("cycles", "lut", "uram", "row_bytes", "banks", "ports", "port_bytes")):  # integer fields: a float is the wrong type
         pattern = "must be an integer"
     else:
         pattern = "not a finite number"
@@ -219,7 +222,7 @@ def test_digest_ignores_key_order_and_whole_number_float_spelling():
     reordered = dict(reversed(list(data.items())))
     assert Board.from_dict(reordered).digest() == load_board(XILINX).digest()
     data["clock_mhz"] = float(data["clock_mhz"])
-    data["dram"]["bytes_per_cycle"] = 8.0
+    data["dram"]["usable_mb_per_s"] = 1500.0
     assert Board.from_dict(data).digest() == load_board(XILINX).digest()
     # A Board built in code with a float clock hashes like the one loaded from its file.
     board = load_board(XILINX)

@@ -41,7 +41,9 @@ def test_pynq_z2_matches_its_data_sheet_and_board():
     assert (board.dsp_kind, board.bram_kind, board.lut_kind) == ("DSP48E1", "RAMB18", "LUT6")
     assert board.resources == Resources(dsp=220, bram18=280, lut=53_200, ff=106_400, uram=0)
     assert board.clock_mhz == 90  # a target by the README's rule (2x the engines' ECP5 Fmax)
-    assert board.dram_bytes_per_cycle == 8  # one 64-bit HP port
+    # two 64-bit HP ports ganged per engine, under the DDR3's usable 1,500 MB/s (16.7 bytes a cycle)
+    assert (board.dram_ports, board.dram_port_bytes, board.dram_usable_mb_per_s) == (2, 8, 1500)
+    assert board.dram_bytes_per_cycle == board.bus_bytes == 16
     assert board.toolchain == "vivado"
     assert board.ps == "processing_system7"
     assert board.board_part == "tul.com.tw:pynq-z2:part0:1.0"
@@ -82,7 +84,7 @@ def test_table_rows_are_flat_one_per_board():
     assert set(rows[0]) == {"name", "family", "part", "package", "dsp", "bram18", "lut", "ff",
                             "clock_mhz", "dram_bytes_per_cycle", "toolchain"}
     pynq = next(row for row in rows if row["name"] == "pynq-z2")
-    assert (pynq["dsp"], pynq["bram18"], pynq["dram_bytes_per_cycle"]) == (220, 280, 8)
+    assert (pynq["dsp"], pynq["bram18"], pynq["dram_bytes_per_cycle"]) == (220, 280, 16)
 
 
 # Each entry breaks a valid pynq-z2 board dict in one way; the message must name this field.
@@ -100,6 +102,12 @@ MALFORMED = {
     "section not a mapping": (lambda d: d.update(dram=8), "dram"),
     "DRAM timing in part": (lambda d: d["dram"].pop("banks"), "dram.banks"),
     "row not a power of two": (lambda d: d["dram"].update(row_bytes=1000), "dram.row_bytes"),
+    "ports and bytes_per_cycle both": (lambda d: d["dram"].update(bytes_per_cycle=16), "dram.bytes_per_cycle"),
+    "port fields in part": (lambda d: d["dram"].pop("usable_mb_per_s"), "dram.usable_mb_per_s"),
+    "no memory at all": (lambda d: [d["dram"].pop(k) for k in ("ports", "port_bytes", "usable_mb_per_s")],
+                         "dram.bytes_per_cycle"),
+    "port not a power of two": (lambda d: d["dram"].update(port_bytes=12), "dram.port_bytes"),
+    "three ports": (lambda d: d["dram"].update(ports=3), "dram.ports"),
     "refresh as long as its interval": (lambda d: d["dram"].update(refresh_cycles=702), "dram.refresh_cycles"),
     # a row miss closed by every refresh before it ends: the DDR-like memory would never answer
     "miss and refresh fill the interval": (lambda d: d["dram"].update(refresh_interval_cycles=30), "dram.refresh_cycles"),
@@ -113,11 +121,43 @@ def test_dram_timing_is_optional_and_left_out_of_the_record_when_absent():
     for key in ("row_bytes", "banks", "row_miss_cycles", "refresh_interval_cycles", "refresh_cycles"):
         del data["dram"][key]
     plain = Board.from_dict(data)
-    assert plain.dram_ddr is None and set(plain.to_dict()["dram"]) == {"bytes_per_cycle", "latency_cycles"}
+    assert plain.dram_ddr is None and set(plain.to_dict()["dram"]) == {"ports", "port_bytes", "usable_mb_per_s",
+                                                                        "latency_cycles"}
     assert fe.ddr_timing(plain) is None
     board = load_board("pynq-z2")
     assert Board.from_dict(board.to_dict()).digest() == board.digest() != plain.digest()
-    assert fe.ddr_timing(board) == DdrTiming(row_bytes=2048, banks=8, t_miss=6, t_refi=702, t_rfc=24)
+    assert fe.ddr_timing(board) == DdrTiming(row_bytes=4096, banks=4, t_miss=6, t_refi=702, t_rfc=24)
+
+
+def test_memory_as_ports_takes_the_lesser_of_the_ports_and_the_dram():
+    """Ports x width at the design clock, capped by the DRAM's usable bandwidth: the model's bytes a cycle;
+    a one-port board file (bytes_per_cycle) still loads, as one port of that width with no ceiling."""
+    data = load_board("pynq-z2").to_dict()
+    data["dram"]["usable_mb_per_s"] = 1080  # 12 bytes a cycle at 90 MHz, under the ports' 16
+    capped = Board.from_dict(data)
+    assert (capped.dram_bytes_per_cycle, capped.bus_bytes) == (12, 16)
+    assert Board.from_dict(capped.to_dict()) == capped
+    data["clock_mhz"] = 45  # the same DRAM at half the clock: 24 bytes a cycle, over the ports' 16
+    assert Board.from_dict(data).dram_bytes_per_cycle == 16
+    for key in ("ports", "port_bytes", "usable_mb_per_s"):
+        del data["dram"][key]
+    data["dram"]["bytes_per_cycle"] = 8
+    legacy = Board.from_dict(data)
+    assert (legacy.dram_ports, legacy.bus_bytes, legacy.dram_bytes_per_cycle) == (1, 8, 8)
+    assert set(legacy.to_dict()["dram"]) >= {"bytes_per_cycle"} and "ports" not in legacy.to_dict()["dram"]
+
+
+def test_a_dram_slower_than_its_ports_is_refused_at_generation():
+    """The simulated memory moves a whole beat a cycle: a board whose DRAM ceiling is below its ports' rate
+    explores (the model takes the ceiling) but does not generate, with one line saying what to change."""
+    from dtlgen.errors import DesignError
+    from dtlgen.generator.project import _bus_bytes
+
+    data = load_board("pynq-z2").to_dict()
+    data["dram"]["usable_mb_per_s"] = 1080
+    with pytest.raises(DesignError, match="1080 MB/s at 90 MHz is 12 bytes a cycle, less than its ports' 16.*lower "
+                                          "dram.port_bytes or dram.ports"):
+        _bus_bytes(Board.from_dict(data))
 
 
 @pytest.mark.parametrize("breakage", sorted(MALFORMED))

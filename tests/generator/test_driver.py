@@ -30,6 +30,7 @@ from dtlgen.generator.driver import DRIVER, host_closure, write_driver
 from dtlgen.generator.xilinx import instance_name
 from dtlgen.host.rl_host import TrainingPlan
 from dtlgen.isa import regs
+from dtlgen.isa.port import gang_indices
 
 DESIGN = {"board": "pynq-z2", "clock_mhz": 100, "fe": {"tm": 4, "tn": 4, "tr": 4, "tc": 4, "w_bits": 8, "a_bits": 8},
           "rl": {"tm": 8, "tn": 8, "bits": 16, "batch": 16}}
@@ -45,7 +46,7 @@ def project(tmp_path_factory) -> Path:
     (root / "design.json").write_text(json.dumps(DESIGN))
     out = root / "prj"
     assert dtlgen_main(["generate", "digits_cnn", "--design", str(root / "design.json"), "--out", str(out)]) == 0
-    write_driver(out)
+    write_driver(out, "rtl", 16)  # as generate wrote it: pynq-z2's engines gang two 8-byte HP ports
     return out
 
 
@@ -75,7 +76,8 @@ def load_driver(directory: Path, monkeypatch) -> types.ModuleType:
 def test_driver_directory_holds_the_driver_data_and_readme(project):
     driver = project / "driver"
     assert json.loads((driver / "overlay.json").read_text()) == \
-        {"bitstream": "dtl_overlay.bit", "engine_ip": "rtl", "engines": {"fe": "dtl_fe_engine_0", "rl": "dtl_rl_engine_0"}}
+        {"bitstream": "dtl_overlay.bit", "engine_ip": "rtl", "engines": {"fe": "dtl_fe_engine_0", "rl": "dtl_rl_engine_0"},
+         "gang_bus_bytes": 16}
     for name in (DRIVER, "fe_image.bin", "fe_program.json", "fe_expected.npy", "rl_layout.json", "rl_train.npz",
                  "rl_train.json", "README.md", "dtlgen/host/rl_host.py", "dtlgen/host/rl_program.py",
                  "dtlgen/host/axil_engine.py", "dtlgen/isa/regs.py"):
@@ -280,12 +282,14 @@ class FakeIP:
 class FakeRtlIP:
     """An RTL engine behind its AXI4-Lite registers (dtl_axil_regs.sv, dtlgen.isa.regs): a start runs
     `engine(memory, desc_addr, desc_count)` on the buffer MEM_BASE points at and leaves `finished`
-    (None: the engine stays busy); settings are ignored while it is busy."""
+    (None: the engine stays busy); settings are ignored while it is busy. With `gang` (its bus in bytes)
+    the engine sees the buffer through two ganged ports (dtl_axi_gang.sv: dtlgen.isa.port.gang_offset)."""
 
-    def __init__(self, buffers: dict, engine):
+    def __init__(self, buffers: dict, engine, gang: int = 0):
         self.values: dict[int, int] = {}
         self.buffers = buffers
         self.engine = engine
+        self.gang = gang
         self.busy = False
         self.starts = 0
 
@@ -297,8 +301,14 @@ class FakeRtlIP:
                 self.busy = self.engine is None
                 if self.engine is not None:
                     count = self.values.get(regs.DESC_COUNT, 0)
-                    buffer = self.buffers[self.values.get(regs.MEM_BASE, 0)]
-                    self.engine(buffer.view(np.ndarray), self.values.get(regs.DESC_ADDR, 0), count)
+                    buffer = self.buffers[self.values.get(regs.MEM_BASE, 0)].view(np.ndarray)
+                    if self.gang:  # the engine's view through its ports, and back
+                        where = gang_indices(0, len(buffer), self.gang)
+                        memory = buffer[where]
+                        self.engine(memory, self.values.get(regs.DESC_ADDR, 0), count)
+                        buffer[where] = memory
+                    else:
+                        self.engine(buffer, self.values.get(regs.DESC_ADDR, 0), count)
                     self.values[regs.RUN_CYCLES] = 1000 + count
         elif offset in (regs.DESC_ADDR, regs.DESC_COUNT, regs.PERF_BASE, regs.MEM_BASE) and not self.busy:
             self.values[offset] = value & ~0xFFF if offset == regs.MEM_BASE else value
@@ -309,10 +319,14 @@ class FakeRtlIP:
         return self.values.get(offset, 0)
 
 
+GANG = {"rtl": 16, "hls": 0}  # the project's (pynq-z2's) RTL engines gang two ports; its HLS IP has one
+
+
 def fake_pynq(engines: dict, pointer: str = "split", registers: dict | None = None,
-              engine_ip: str = "hls") -> types.ModuleType:
+              engine_ip: str = "hls", gang: int = 0) -> types.ModuleType:
     """PYNQ with `engines` (instance -> engine function) as HLS IP (registers from the .hwh) or as the
-    RTL engines (a module reference: no register map in the .hwh; buffers in the low 4 GB)."""
+    RTL engines (a module reference: no register map in the .hwh; buffers in the low 4 GB; `gang`: on
+    two ganged ports of a bus that wide, as pynq-z2's)."""
     pynq = types.ModuleType("pynq")
     buffers: dict[int, FakeBuffer] = {}
 
@@ -334,7 +348,7 @@ def fake_pynq(engines: dict, pointer: str = "split", registers: dict | None = No
                                    "phys_addr": 0x4000_0000 + 0x1_0000 * i}
                             for i, name in enumerate(engines)}
             for name, engine in engines.items():
-                setattr(self, name, FakeRtlIP(buffers, engine) if engine_ip == "rtl"
+                setattr(self, name, FakeRtlIP(buffers, engine, gang) if engine_ip == "rtl"
                         else FakeIP(self.ip_dict[name]["registers"], buffers, engine))
 
     pynq.allocate, pynq.Overlay, pynq.buffers = allocate, Overlay, buffers
@@ -440,7 +454,7 @@ def test_board_wiring_with_stub_engines(project, tmp_path, monkeypatch, capsys, 
         out = golden.reshape(-1) if np.array_equal(found, sample) else np.full(golden.size, 7)
         memory[last["out_addr"]:last["out_addr"] + golden.size] = out.astype(np.int8).view(np.uint8)
 
-    pynq = fake_pynq({FE: fe_stub, RL: lambda memory, addr, count: None}, engine_ip=engine_ip)
+    pynq = fake_pynq({FE: fe_stub, RL: lambda memory, addr, count: None}, engine_ip=engine_ip, gang=GANG[engine_ip])
     monkeypatch.setitem(sys.modules, "pynq", pynq)
     board = driver.DtlBoard(driver_dir, overlay=pynq.Overlay("x.bit"))
     assert type(board.fe).__name__ == {"rtl": "RtlDevice", "hls": "PynqDevice"}[engine_ip]
@@ -514,7 +528,7 @@ def test_driver_end_to_end_on_the_c_simulated_engines(project, tmp_path, csim_en
 
     driver_dir = driver_for(project, tmp_path, engine_ip)
     driver = load_driver(driver_dir, monkeypatch)
-    pynq = fake_pynq({FE: csim_engines.run_fe, RL: csim_engines.run_rl}, engine_ip=engine_ip)
+    pynq = fake_pynq({FE: csim_engines.run_fe, RL: csim_engines.run_rl}, engine_ip=engine_ip, gang=GANG[engine_ip])
     monkeypatch.setitem(sys.modules, "pynq", pynq)
     board = driver.DtlBoard(driver_dir, overlay=pynq.Overlay("x.bit"))
     expected = np.load(project / "sim" / "expected.npz")
@@ -541,6 +555,28 @@ def test_driver_end_to_end_on_the_c_simulated_engines(project, tmp_path, csim_en
 
 
 # --- RtlDevice on the fake ----------------------------------------------------------------------
+def test_a_ganged_rtl_device_lays_its_buffer_out_for_the_two_ports(project, monkeypatch):
+    """pynq-z2's engines gang two 8-byte HP ports: what the host writes at an engine address sits where
+    dtl_axi_gang's ports read it (a 16-byte beat's low half in the page's first 2 KB, its high half in
+    the last), the engine sees exactly the bytes written, and the host reads back what the engine wrote."""
+    driver = load_driver(project / "driver", monkeypatch)
+    data = bytes(range(40))
+
+    def engine(memory, desc_addr, desc_count):
+        assert bytes(memory[4096 + 8:4096 + 48]) == data
+        memory[4096 + 100] = 0x5A
+
+    pynq = fake_pynq({FE: engine}, engine_ip="rtl", gang=16)
+    buffer = pynq.allocate(shape=(8192,), dtype=np.uint8)
+    device = driver.RtlDevice(getattr(pynq.Overlay("x.bit"), FE), buffer, FE, gang=16)
+    driver.run_coroutine(device.write(4096 + 8, data))  # beats 0 (its high half) to 3 of page 1
+    raw = np.asarray(buffer)
+    assert bytes(raw[4096 + 2048:4096 + 2056]) == data[:8]  # beat 0's high half
+    assert bytes(raw[4096 + 8:4096 + 16]) == data[8:16]  # beat 1's low half
+    assert bytes(raw[4096 + 2048 + 8:4096 + 2048 + 16]) == data[16:24]  # and its high half
+    driver.run_coroutine(device.run(0, 1, 0))
+    assert driver.run_coroutine(device.read(4096 + 100, 1)) == b"\x5a"
+    assert raw[4096 + 6 * 8 + 4] == 0x5A  # beat 6, byte 4: its low half
 def test_rtl_device_points_the_engine_at_its_buffer_and_reports_its_cycles(project, monkeypatch):
     driver = load_driver(project / "driver", monkeypatch)
     seen = []
@@ -601,5 +637,5 @@ def test_generate_with_the_hls_ip_writes_the_hls_block_design_and_driver(project
     rtl = project / "vivado" / "rtl"
     assert sorted(p.name for p in rtl.iterdir()) == sorted(
         ["dtl_ram.sv", "fe_engine.sv", "dtl_axi_master.sv", "dtl_axil_regs.sv", "dtl_fe_axi.sv", "dtl_fe_ip.v",
-         "rl_engine.sv", "dtl_rl_axi.sv", "dtl_rl_ip.v"])
+         "rl_engine.sv", "dtl_rl_axi.sv", "dtl_rl_ip.v", "dtl_axi_gang.sv"])
     assert "create_bd_cell -type module -reference dtl_rl_ip" in (project / "vivado" / "build_bd.tcl").read_text()

@@ -76,7 +76,8 @@ def generate(tmp_path, board_name: str, engines=("fe", "rl"), model="digits_cnn"
     assert paths[:len(FILES)] == [tmp_path / name for name in FILES]
     if ip == "rtl":
         assert [p.name for p in paths[len(FILES):]] == [
-            name for engine in engines for name in (*xilinx.RTL_IP_SOURCES[engine], f"{xilinx.RTL_SHELLS[engine]}.v")]
+            name for engine in engines for name in (*xilinx.RTL_IP_SOURCES[engine], f"{xilinx.RTL_SHELLS[engine]}.v")
+        ] + list(xilinx.gang_sources(board))
     else:
         assert len(paths) == len(FILES) and not (tmp_path / "vivado" / "rtl").exists()
     return {name: (tmp_path / name).read_text() for name in FILES}
@@ -552,6 +553,7 @@ def test_rtl_block_design_instantiates_the_measured_engines(tmp_path, board_name
     family = FAMILY[board.family]
     rtl = tmp_path / "vivado" / "rtl"
     sources = [str(rtl / name) for engine in engines for name in xilinx.RTL_IP_SOURCES[engine]]
+    sources += [str(rtl / name) for name in xilinx.gang_sources(board)]
     shells = [str(rtl / f"dtl_{e}_ip.v") for e in engines]
     assert calls_of(calls, "add_files")[0] == ["-norecurse", " ".join(sources + shells)]  # one tcl list
     assert not calls_of(calls, "update_ip_catalog"), "no HLS IP is needed"
@@ -570,7 +572,10 @@ def test_rtl_block_design_instantiates_the_measured_engines(tmp_path, board_name
         assert assignments[index] == ["-target_address_space", f"{family['cell']}/Data", "-offset",
                                       f"0x{CONTROL_BASE_ADDRESS[board.family][engine]:08X}", "-range", "4K",
                                       f"{inst}/s_axil/reg0"]
-        assert assignments[len(engines) + index][:2] == ["-target_address_space", f"{inst}/m_axi"]
+    # then each engine's memory masters: m_axi (and m1_axi where the board gangs two ports) on its HP ports
+    masters = [(engine, pin) for engine in engines for pin in ("m_axi", "m1_axi")[:board.dram_ports]]
+    for k, (engine, pin) in enumerate(masters):
+        assert assignments[len(engines) + k][:2] == ["-target_address_space", f"{instance_name(engine)}/{pin}"]
     assert (tmp_path / "driver" / "dtl_overlay.bit").read_bytes() == b"bit"
     assert not any("WARNING" in message for message in messages)
 
@@ -607,8 +612,11 @@ def test_rtl_shell_is_lint_clean_with_the_engine_it_wraps(tmp_path, board_name, 
     rtl = tmp_path / "vivado" / "rtl"
     shell = rtl / f"dtl_{engine}_ip.v"
     text = shell.read_text()
-    bits = int(load_board(board_name).dram_bytes_per_cycle * 8)
+    board = load_board(board_name)
+    bits = int(board.bus_bytes * 8) // board.dram_ports  # each HP port's width
     assert f"output wire [{bits - 1}:0] m_axi_wdata" in text and f"DATA_WIDTH {bits}," in text
+    # pynq-z2 gangs two: the core's master reaches m_axi and m1_axi through dtl_axi_gang
+    assert (f"output wire [{bits - 1}:0] m1_axi_wdata" in text) == (board.dram_ports == 2) == ("dtl_axi_gang" in text)
     assert '(* X_INTERFACE_INFO = "xilinx.com:interface:aximm:1.0 s_axil ARADDR" *)' in text
     assert "POLARITY ACTIVE_HIGH" in text and "SENSITIVITY LEVEL_HIGH" in text
     sources = sorted(rtl.glob("*.sv"))  # both engines' (--top-module picks what the shell instantiates)
@@ -621,6 +629,6 @@ def test_rtl_engines_need_their_build_parameters(tmp_path):
     board, design = load_board("pynq-z2"), small_design("pynq-z2", 100)
     with pytest.raises(ValueError, match="build parameters of fe, rl"):
         write_xilinx_project(tmp_path, board, design, ("fe", "rl"), params={"fe": engine_params("pynq-z2")["fe"]})
-    wrong = {"fe": FEParams(4, 4, 4, 4, 8, 8, 16, 64)}
-    with pytest.raises(ValueError, match="16 bytes wide; board pynq-z2's HP port 8"):
+    wrong = {"fe": FEParams(4, 4, 4, 4, 8, 8, 8, 64)}
+    with pytest.raises(ValueError, match="8 bytes wide; board pynq-z2's memory bus 16"):
         write_xilinx_project(tmp_path, board, design, ("fe",), params=wrong)

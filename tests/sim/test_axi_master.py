@@ -14,7 +14,9 @@ import subprocess
 import numpy as np
 import pytest
 
+from dtlgen.boards import load_board
 from dtlgen.generator.fe_program import build_fe_program
+from dtlgen.generator.xilinx import rtl_shell
 from dtlgen.isa.params import FEParams
 from dtlgen.model import load_model
 from dtlgen.model.digits_task import load_digits_task
@@ -33,15 +35,18 @@ def digits():
     return qnet, golden.quantize_input(qnet, task.test_x[:1])[0]
 
 
-def run(digits, workdir, bus: int, pause_seed: int = 0, max_reads: int = 8, error_run: bool = False):
+def run(digits, workdir, bus: int, pause_seed: int = 0, max_reads: int = 8, error_run: bool = False,
+        board: str | None = None):
+    """`board`: through that board's generated Verilog shell of the FE IP (pynq-z2's gangs two ports)."""
     qnet, x_int = digits
     cfg = FEConfig(4, 4, 4, 8)
     params = FEParams(4, 4, 4, 8, a_bits=8, w_bits=8, bus_bytes=bus, m_max=1024)
+    shell = None if board is None else rtl_shell("fe", params, load_board(board))
     program = build_fe_program(qnet, cfg, x_int, MEMORY_BYTES, bus_bytes=bus)
     predicted = sum(op_cycles(img.op, cfg, bus, 0).cycles for img in program.ops)
     result = axi_sim.run_image(program.memory, program.desc_addr, len(program.ops), params, workdir,
                                max_cycles=8 * predicted + 20_000, pause_seed=pause_seed, max_reads=max_reads,
-                               error_run=error_run)
+                               error_run=error_run, shell=shell)
     reference = golden.fe_forward(qnet, x_int[None])
     exact = [np.array_equal(program.read(result.memory, i), reference[img.layer][0])
              for i, img in enumerate(program.ops)]
@@ -80,6 +85,18 @@ def test_master_alone_under_random_traffic(tmp_path, bus, seed, max_reads, reque
     writes they cover) against AxiRam pausing on every channel: every read beat as the reference memory
     (with 8 engine requests in flight, and with 3 or 5: queues that wrap short of a power of two)."""
     axi_sim.check_master(bus, tmp_path, seed, operations=300, max_reads=max_reads, requests=requests)
+
+
+def test_digits_fe_through_the_pynq_z2_shell_on_two_ganged_ports(tmp_path, digits):
+    """The FE IP as a pynq-z2 project builds it (the generated Verilog shell: dtl_fe_axi's 16-byte master
+    through dtl_axi_gang onto m_axi and m1_axi, 8 bytes each), an AxiRam on each port pausing on its own
+    patterns, both on one memory in the ganged layout; the error run's store past the memory ends with
+    the AXI-error status through either port: bit-exact, and pauses cost cycles."""
+    calm, exact = run(digits, tmp_path / "calm", 16, error_run=True, board="pynq-z2")
+    assert all(exact) and 0 < calm.write_bursts < calm.write_beats
+    paused, exact = run(digits, tmp_path / "paused", 16, pause_seed=5, board="pynq-z2")
+    assert all(exact)
+    assert sum(paused.cycles) > sum(calm.cycles)
 
 
 @pytest.mark.parametrize("bus, seed, max_reads", [(16, 5, 8), pytest.param(4, 6, 2, marks=pytest.mark.slow)])

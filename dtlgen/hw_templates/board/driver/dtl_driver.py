@@ -34,6 +34,7 @@ if str(HERE) not in sys.path:
 from dtlgen.host.axil_engine import AxiLiteEngine, EngineError  # noqa: E402
 from dtlgen.host.rl_host import RLHost, TrainingPlan, TrainingRun  # noqa: E402
 from dtlgen.host.rl_program import RLLayout  # noqa: E402
+from dtlgen.isa.port import gang_buffer_bytes, gang_indices  # noqa: E402
 from dtlgen.isa.regs import FINISHED  # noqa: E402
 
 # HLS block-level control (ap_ctrl_hs) at offset 0x00 of the s_axilite map. ap_done clears on read.
@@ -51,20 +52,31 @@ class EngineTimeout(DriverError):
 
 class BufferDevice:
     """What both kinds of engine share: the engine's memory is a pynq.allocate buffer, kept coherent
-    with the engine by cache maintenance; every address the host loop uses is an offset into it."""
+    with the engine by cache maintenance; every address the host loop uses is an offset into it. An
+    engine that gangs two HP ports (`gang` > 0: its bus in bytes, dtl_axi_gang.sv) sees the buffer
+    through a permutation inside each 4 KB page (dtlgen.isa.port.gang_offset), which `write`, `read`
+    and `place` apply."""
 
     name: str
     buffer: object
+    gang: int = 0
 
     async def write(self, addr: int, data: bytes) -> None:
         self._check_range(addr, len(data))
-        self.buffer[addr:addr + len(data)] = np.frombuffer(bytes(data), dtype=np.uint8)
+        self._view(addr, len(data), np.frombuffer(bytes(data), dtype=np.uint8))
         self.buffer.flush()  # the engine reads DRAM, not the PS's caches
 
     async def read(self, addr: int, size: int) -> bytes:
         self._check_range(addr, size)
         self.buffer.invalidate()  # drop cached lines so the engine's writes are seen
-        return np.asarray(self.buffer[addr:addr + size], dtype=np.uint8).tobytes()
+        return np.asarray(self._view(addr, size), dtype=np.uint8).tobytes()
+
+    def _view(self, addr: int, size: int, data: np.ndarray | None = None) -> np.ndarray | None:
+        where = gang_indices(addr, size, self.gang) if self.gang else slice(addr, addr + size)
+        if data is None:
+            return self.buffer[where]
+        self.buffer[where] = data
+        return None
 
     def _check_range(self, addr: int, size: int) -> None:
         if addr < 0 or addr + size > len(self.buffer):
@@ -83,8 +95,8 @@ class RtlDevice(BufferDevice):
 
     cycles_source = "the engine's own count"
 
-    def __init__(self, ip, buffer, name: str = "engine", timeout_s: float = 10.0):
-        self.ip, self.buffer, self.name, self.timeout_s = ip, buffer, name, timeout_s
+    def __init__(self, ip, buffer, name: str = "engine", timeout_s: float = 10.0, gang: int = 0):
+        self.ip, self.buffer, self.name, self.timeout_s, self.gang = ip, buffer, name, timeout_s, gang
         self.engine = AxiLiteEngine(self._read32, self._write32, name, self._poll)
         self.based = False
 
@@ -232,20 +244,26 @@ class DtlBoard:
                                   "`make bitstream` in the project directory writes both into driver/")
             overlay = pynq.Overlay(str(bitfile))
         self.overlay = overlay
+        kind = self.names.get("engine_ip", "hls")  # (projects before the RTL engines name none)
+        self.gang = int(self.names.get("gang_bus_bytes", 0)) if kind == "rtl" else 0
         image = np.fromfile(self.directory / "fe_image.bin", dtype=np.uint8)
-        self.fe_buffer = pynq.allocate(shape=(len(image),), dtype=np.uint8)
-        self.fe_buffer[:] = image
+        self.fe_buffer = pynq.allocate(shape=(self._buffer_bytes(len(image)),), dtype=np.uint8)
+        self.fe_buffer[:] = 0
+        self.fe_buffer[gang_indices(0, len(image), self.gang) if self.gang else slice(0, len(image))] = image
         self.fe_buffer.flush()
         self.fe = self._device(self.names["engines"]["fe"], self.fe_buffer, timeout_s)
         self.layout: RLLayout | None = None
         self.rl: RtlDevice | PynqDevice | None = None
         if (self.directory / "rl_layout.json").exists():
             self.layout = RLLayout.from_dict(json.loads((self.directory / "rl_layout.json").read_text()))
-            self.rl_buffer = pynq.allocate(shape=(self.layout.memory_bytes,), dtype=np.uint8)
+            self.rl_buffer = pynq.allocate(shape=(self._buffer_bytes(self.layout.memory_bytes),), dtype=np.uint8)
             self.rl_buffer[:] = 0
             self.rl_buffer.flush()
             self.rl = self._device(self.names["engines"]["rl"], self.rl_buffer, timeout_s)
         self.last_fe_cycles = 0
+
+    def _buffer_bytes(self, size: int) -> int:
+        return gang_buffer_bytes(size) if self.gang else size
 
     def _device(self, name: str, buffer, timeout_s: float) -> RtlDevice | PynqDevice:
         if name not in self.overlay.ip_dict:
@@ -253,7 +271,7 @@ class DtlBoard:
                               "load the bitstream built from this project")
         kind = self.names.get("engine_ip", "hls")  # (projects before the RTL engines name none)
         if kind == "rtl":
-            return RtlDevice(getattr(self.overlay, name), buffer, name, timeout_s)
+            return RtlDevice(getattr(self.overlay, name), buffer, name, timeout_s, self.gang)
         if kind != "hls":
             raise DriverError(f"overlay.json: engine_ip is {kind!r}; expected 'rtl' or 'hls' (regenerate the project)")
         registers = self.overlay.ip_dict[name].get("registers") or {}
