@@ -227,6 +227,8 @@ def targets() -> dict[str, tuple[Path, str, list[str]]]:
             "fe_tb_top.sv memory": (rtl / "fe_tb_top.sv", "memory model port", sv_connections("    ")),
             "dtl_axi_master.sv port": (rtl / "dtl_axi_master.sv", "memory port", sv_port(True)),
             "dtl_axi_master.sv axi": (rtl / "dtl_axi_master.sv", "axi4 master port", axi_port),
+            "axi_gang_tb.sv port": (rtl / "axi_gang_tb.sv", "memory port", sv_port(True)),
+            "axi_gang_tb.sv memory": (rtl / "axi_gang_tb.sv", "memory model port", sv_connections("    ")),
             "dtl_axil_regs.sv axil": (rtl / "dtl_axil_regs.sv", "axi4-lite slave port", axil_port),
             "dtl_axil_regs.sv registers": (rtl / "dtl_axil_regs.sv", "registers", sv_registers()),
             **{f"{top} {what}": (rtl / top, region, lines) for top in ("dtl_fe_axi.sv", "dtl_rl_axi.sv")
