@@ -52,6 +52,23 @@ AXI4_MASTER = tuple(PortSignal("m_axi_" + name, width, out) for name, width, out
     ("bid", "1", False), ("bresp", "2", False), ("bvalid", "1", False), ("bready", "1", True)))
 AXI_UNREAD = ("m_axi_rid", "m_axi_rresp", "m_axi_bid", "m_axi_bresp")
 
+
+def axi4_interface(prefix: str, half: bool = False, slave: bool = False) -> tuple[PortSignal, ...]:
+    """AXI4_MASTER's signals named `prefix` + channel signal, of half the bus (`half`: a port of two
+    ganged, dtl_axi_gang.sv), seen from the slave (`slave`: `engine_out` then marks what it drives)."""
+    widths = {"BUS_BYTES*8": "BUS_BYTES*4", "BUS_BYTES": "BUS_BYTES/2"} if half else {}
+    return tuple(PortSignal(prefix + s.name.removeprefix("m_axi_"), widths.get(s.width, s.width), s.engine_out != slave)
+                 for s in AXI4_MASTER)
+
+
+# dtl_axi_gang.sv: the engine's master (s_axi_, full bus) on two ports of half the bus (m_axi_, m1_axi_).
+# It reads neither the master's size (its ports' is fixed) nor port 1's ID and RLAST (port 0's speak for
+# both), nor an address's byte-in-beat bits (`GANG_UNREAD`).
+GANG_SLAVE = axi4_interface("s_axi_", slave=True)
+GANG_PORTS = (axi4_interface("m_axi_", half=True), axi4_interface("m1_axi_", half=True))
+GANG_UNREAD = ("s_axi_araddr", "s_axi_arsize", "s_axi_awaddr", "s_axi_awsize", "m1_axi_rid", "m1_axi_rlast",
+               "m1_axi_bid")
+
 # The AXI4-Lite control slave of the AXI IP tops (dtl_axil_regs.sv: 12-bit byte addresses, whole
 # 32-bit registers), seen from the slave (`engine_out`: driven by the slave), prefixed s_axil_.
 AXIL_SLAVE = tuple(PortSignal("s_axil_" + name, width, out) for name, width, out in (

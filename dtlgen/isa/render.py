@@ -164,7 +164,7 @@ def sv_connections(indent: str) -> list[str]:
     return [indent + ", ".join(f".{s.name}" for s in signals) + "," for signals in (port.READ, port.WRITE)]
 
 
-_AXI_RANGE_WIDTH = max(len(_range(s)) for s in port.AXI4_MASTER + port.AXIL_SLAVE)
+_AXI_RANGE_WIDTH = max(len(_range(s)) for s in port.AXI4_MASTER + port.AXIL_SLAVE + port.GANG_PORTS[0])
 
 
 def sv_axi_port(signals: tuple[port.PortSignal, ...], unread: tuple[str, ...]) -> list[str]:
@@ -180,12 +180,19 @@ def sv_axi_port(signals: tuple[port.PortSignal, ...], unread: tuple[str, ...]) -
     return out
 
 
-def sv_axi_connections(signals: tuple[port.PortSignal, ...], indent: str) -> list[str]:
-    """An AXI interface's `.name` connections in an instance, one channel a line."""
+def sv_axi_connections(signals: tuple[port.PortSignal, ...], indent: str, nets: str = "") -> list[str]:
+    """An AXI interface's `.name` connections in an instance, one channel a line (`nets`: each to the
+    net named `nets` + its channel signal, `.name(net)`, instead of the net of its own name)."""
     channels: dict[str, list[str]] = {}
     for s in signals:
-        channels.setdefault(s.name.split("_")[2][0], []).append(f".{s.name}")
+        channel = s.name.split("_")[2]
+        channels.setdefault(channel[0], []).append(f".{s.name}({nets}{channel})" if nets else f".{s.name}")
     return [indent + ", ".join(names) + "," for names in channels.values()]
+
+
+def sv_axi_wires(signals: tuple[port.PortSignal, ...], prefix: str) -> list[str]:
+    """An AXI interface's signals as nets of a top, named `prefix` + channel signal."""
+    return [f"  logic {_range(s):<{_AXI_RANGE_WIDTH}} {prefix}{s.name.split('_')[2]};" for s in signals]
 
 
 def sv_registers() -> list[str]:
@@ -229,6 +236,18 @@ def targets() -> dict[str, tuple[Path, str, list[str]]]:
             "dtl_axi_master.sv axi": (rtl / "dtl_axi_master.sv", "axi4 master port", axi_port),
             "axi_gang_tb.sv port": (rtl / "axi_gang_tb.sv", "memory port", sv_port(True)),
             "axi_gang_tb.sv memory": (rtl / "axi_gang_tb.sv", "memory model port", sv_connections("    ")),
+            "axi_gang_tb.sv gang ports": (rtl / "axi_gang_tb.sv", "gang ports",
+                                          [line for ports in port.GANG_PORTS for line in sv_axi_port(ports, ())]),
+            "axi_gang_tb.sv wires": (rtl / "axi_gang_tb.sv", "axi4 master signals", sv_axi_wires(port.AXI4_MASTER, "a_")),
+            "axi_gang_tb.sv master": (rtl / "axi_gang_tb.sv", "axi4 master connections",
+                                      sv_axi_connections(port.AXI4_MASTER, "    ", "a_")),
+            "axi_gang_tb.sv gang": (rtl / "axi_gang_tb.sv", "gang connections",
+                                    sv_axi_connections(port.GANG_SLAVE, "    ", "a_")
+                                    + [line for ports in port.GANG_PORTS for line in sv_axi_connections(ports, "    ")]),
+            "dtl_axi_gang.sv slave": (rtl / "dtl_axi_gang.sv", "axi4 slave port",
+                                      sv_axi_port(port.GANG_SLAVE, port.GANG_UNREAD)),
+            "dtl_axi_gang.sv ports": (rtl / "dtl_axi_gang.sv", "gang ports",
+                                      [line for ports in port.GANG_PORTS for line in sv_axi_port(ports, port.GANG_UNREAD)]),
             "dtl_axil_regs.sv axil": (rtl / "dtl_axil_regs.sv", "axi4-lite slave port", axil_port),
             "dtl_axil_regs.sv registers": (rtl / "dtl_axil_regs.sv", "registers", sv_registers()),
             **{f"{top} {what}": (rtl / top, region, lines) for top in ("dtl_fe_axi.sv", "dtl_rl_axi.sv")

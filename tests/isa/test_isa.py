@@ -58,7 +58,7 @@ def test_every_engine_decodes_the_spec():
     assert {path.name for path, _, _ in targets().values()} == {
         "fe_engine.sv", "rl_engine.sv", "dtl_fe_engine.cpp", "dtl_rl_engine.cpp", "dram_model.sv", "fe_tb_top.sv",
         "rl_tb_top.sv", "dtl_uart_core.sv", "dtl_axi_master.sv", "dtl_axil_regs.sv", "dtl_fe_axi.sv", "dtl_rl_axi.sv",
-        "axi_gang_tb.sv"}
+        "axi_gang_tb.sv", "dtl_axi_gang.sv"}
     assert stale() == [], "run python -m dtlgen.isa"
 
 
