@@ -627,6 +627,19 @@ def test_an_unknown_engine_kind_in_overlay_json_is_a_clear_error(project, tmp_pa
         driver.DtlBoard(driver_dir, overlay=pynq.Overlay("x.bit"))
 
 
+@pytest.mark.parametrize("gang", [12, "16", True, -16])
+def test_a_wrong_ganged_bus_in_overlay_json_is_a_clear_error(project, tmp_path, monkeypatch, gang):
+    driver_dir = tmp_path / "driver"  # a copy: the project's own driver stays as generated
+    shutil.copytree(project / "driver", driver_dir)
+    names = json.loads((driver_dir / "overlay.json").read_text())
+    (driver_dir / "overlay.json").write_text(json.dumps(names | {"gang_bus_bytes": gang}))
+    driver = load_driver(driver_dir, monkeypatch)
+    pynq = fake_pynq({FE: None, RL: None}, engine_ip="rtl", gang=16)
+    monkeypatch.setitem(sys.modules, "pynq", pynq)
+    with pytest.raises(driver.DriverError, match="overlay.json: gang_bus_bytes is .*; expected 0 .* a power of two"):
+        driver.DtlBoard(driver_dir, overlay=pynq.Overlay("x.bit"))
+
+
 def test_generate_with_the_hls_ip_writes_the_hls_block_design_and_driver(project, tmp_path):
     out = tmp_path / "hls_prj"
     assert dtlgen_main(["generate", "digits_cnn", "--design", str(project.parent / "design.json"), "--out", str(out),

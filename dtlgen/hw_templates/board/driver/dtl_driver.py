@@ -245,7 +245,10 @@ class DtlBoard:
             overlay = pynq.Overlay(str(bitfile))
         self.overlay = overlay
         kind = self.names.get("engine_ip", "hls")  # (projects before the RTL engines name none)
-        self.gang = int(self.names.get("gang_bus_bytes", 0)) if kind == "rtl" else 0
+        self.gang = self.names.get("gang_bus_bytes", 0) if kind == "rtl" else 0
+        if isinstance(self.gang, bool) or self.gang not in (0, 2, 4, 8, 16, 32, 64, 128, 256):
+            raise DriverError(f"overlay.json: gang_bus_bytes is {self.gang!r}; expected 0 (one port) or the ganged "
+                              "ports' bus in bytes, a power of two (regenerate the project)")
         image = np.fromfile(self.directory / "fe_image.bin", dtype=np.uint8)
         self.fe_buffer = pynq.allocate(shape=(self._buffer_bytes(len(image)),), dtype=np.uint8)
         self.fe_buffer[:] = 0
