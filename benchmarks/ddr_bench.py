@@ -1,15 +1,16 @@
 """The FE engine on the testbench memory with DDR-like timing (rows, banks, refresh) against the ideal
 memory the analytical model assumes, in RTL simulation.
 
-Layers on pynq-z2's 8-byte port at 40 cycles of latency: digits_cnn's feature extractor (FE 4×4,
+Layers on pynq-z2's memory bus at 40 cycles of latency (16 bytes: two ganged 8-byte HP ports, board file): digits_cnn's feature extractor (FE 4×4,
 4×8 tiles; compute-bound), a 64→64 3×3 convolution on a 4×4 map (FE 8×8, 4×4 tiles; its weights
 stream through every trip, so the memory side sets the pace), and a 256→256 1×1 convolution on 4×4
 maps running a batch of 8 in one descriptor (FE 16×8, 32×4 tiles), twice: its 4 KB samples one after
 another (images two rows apart: pairs share a bank, and every visit reopens a row), then an odd number
 of rows apart (`isa.fe.image_pitch`, the layout `dtlgen generate` makes for a board with DRAM timing). The DDR-like memory
 (`dtlgen.isa.params.DdrTiming`, dram_model.sv) takes pynq-z2's board file timing (dram.row_bytes ..
-dram.refresh_cycles), a DDR3-1066 x16 part seen from a 90 MHz fabric:
-2 KB rows in 8 banks, a row miss 6 cycles (precharge + activate, about 60 ns with the controller),
+dram.refresh_cycles), a DDR3-1066 x16 part seen from a 90 MHz fabric (the ganged ports keep a 2 KB page
+of the engine's memory in one row): 2 KB rows in 8 banks, a row miss 6 cycles (precharge + activate,
+about 60 ns with the controller),
 refresh 24 cycles every 702 (260 ns every 7.8 µs). Cycles from the engine's perf counters
 (Verilator, cocotb), outputs checked bit for bit against the golden model. The model columns are
 the analytical model on the ideal memory and with the DDR-like memory's closed form

@@ -233,6 +233,8 @@ def rtl_shell(engine: str, params: FEParams | RLParams, board: Board, env: jinja
             raise ValueError("the FE engine's AXI IP is built with full-size buffers (k_max, s_max, has_add)")
         hdl = {key: value for key, value in hdl.items() if key.lower() not in FE_BUFFER_SIZING}
     hdl |= {"MAX_READS": AXI_OUTSTANDING, "MAX_WRITES": AXI_OUTSTANDING}
+    if gang:  # bursts inside 2 KB pages, which the gang keeps in one DRAM row
+        hdl["AXI_PAGE"] = port.GANG_PAGE
     title = ENGINE_TITLES[engine]
     return (env or _environment()).get_template("dtl_ip.v.j2").render(
         module=RTL_SHELLS[engine], core=RTL_CORES[engine], title=title, ports=ports, parameters=list(hdl.items()),

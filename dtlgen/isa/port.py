@@ -81,15 +81,16 @@ AXIL_UNREAD = ("s_axil_wstrb",)
 
 
 # Two ports ganged (dtl_axi_gang.sv): an engine whose bus is two HP ports wide sees its memory through a
-# permutation inside each 4 KB page: a page's beats keep their low halves in the page's first half and
-# their high halves in its second, so each port's share of a burst is one contiguous burst.
-GANG_PAGE = 4096
+# permutation inside each 2 KB page (a DRAM row; the AXI master splits bursts at 2 KB): a page's beats
+# keep their low halves in the page's first half and their high halves in its second, so each port's
+# share of a burst is one contiguous burst, in the same row.
+GANG_PAGE = 2048
 
 
 def gang_offset(offset: int, bus_bytes: int) -> int:
     """Where byte `offset` of an engine's memory (as the engine addresses it) sits in the buffer its two
     ganged ports read: beat i of a page keeps its low half at 8 i (on a 16-byte bus) and its high half
-    at 2048 + 8 i of the same page."""
+    at 1024 + 8 i of the same page."""
     half = bus_bytes // 2
     page, within = divmod(offset, GANG_PAGE)
     beat, byte = divmod(within, bus_bytes)

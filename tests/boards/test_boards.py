@@ -126,7 +126,7 @@ def test_dram_timing_is_optional_and_left_out_of_the_record_when_absent():
     assert fe.ddr_timing(plain) is None
     board = load_board("pynq-z2")
     assert Board.from_dict(board.to_dict()).digest() == board.digest() != plain.digest()
-    assert fe.ddr_timing(board) == DdrTiming(row_bytes=4096, banks=4, t_miss=6, t_refi=702, t_rfc=24)
+    assert fe.ddr_timing(board) == DdrTiming(row_bytes=2048, banks=8, t_miss=6, t_refi=702, t_rfc=24)
 
 
 def test_memory_as_ports_takes_the_lesser_of_the_ports_and_the_dram():

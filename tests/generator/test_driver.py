@@ -557,26 +557,29 @@ def test_driver_end_to_end_on_the_c_simulated_engines(project, tmp_path, csim_en
 # --- RtlDevice on the fake ----------------------------------------------------------------------
 def test_a_ganged_rtl_device_lays_its_buffer_out_for_the_two_ports(project, monkeypatch):
     """pynq-z2's engines gang two 8-byte HP ports: what the host writes at an engine address sits where
-    dtl_axi_gang's ports read it (a 16-byte beat's low half in the page's first 2 KB, its high half in
-    the last), the engine sees exactly the bytes written, and the host reads back what the engine wrote."""
+    dtl_axi_gang's ports read it (a 16-byte beat's low half in its 2 KB page's first 1 KB, its high half
+    in the last), the engine sees exactly the bytes written, and the host reads back what the engine
+    wrote."""
     driver = load_driver(project / "driver", monkeypatch)
     data = bytes(range(40))
 
     def engine(memory, desc_addr, desc_count):
-        assert bytes(memory[4096 + 8:4096 + 48]) == data
-        memory[4096 + 100] = 0x5A
+        assert bytes(memory[2048 + 8:2048 + 48]) == data
+        memory[2048 + 100] = 0x5A
 
     pynq = fake_pynq({FE: engine}, engine_ip="rtl", gang=16)
     buffer = pynq.allocate(shape=(8192,), dtype=np.uint8)
     device = driver.RtlDevice(getattr(pynq.Overlay("x.bit"), FE), buffer, FE, gang=16)
-    driver.run_coroutine(device.write(4096 + 8, data))  # beats 0 (its high half) to 3 of page 1
+    driver.run_coroutine(device.write(2048 + 8, data))  # beats 0 (its high half) to 3 of page 1
     raw = np.asarray(buffer)
-    assert bytes(raw[4096 + 2048:4096 + 2056]) == data[:8]  # beat 0's high half
-    assert bytes(raw[4096 + 8:4096 + 16]) == data[8:16]  # beat 1's low half
-    assert bytes(raw[4096 + 2048 + 8:4096 + 2048 + 16]) == data[16:24]  # and its high half
+    assert bytes(raw[2048 + 1024:2048 + 1032]) == data[:8]  # beat 0's high half
+    assert bytes(raw[2048 + 8:2048 + 16]) == data[8:16]  # beat 1's low half
+    assert bytes(raw[2048 + 1024 + 8:2048 + 1024 + 16]) == data[16:24]  # and its high half
     driver.run_coroutine(device.run(0, 1, 0))
-    assert driver.run_coroutine(device.read(4096 + 100, 1)) == b"\x5a"
-    assert raw[4096 + 6 * 8 + 4] == 0x5A  # beat 6, byte 4: its low half
+    assert driver.run_coroutine(device.read(2048 + 100, 1)) == b"\x5a"
+    assert raw[2048 + 6 * 8 + 4] == 0x5A  # beat 6, byte 4: its low half
+
+
 def test_rtl_device_points_the_engine_at_its_buffer_and_reports_its_cycles(project, monkeypatch):
     driver = load_driver(project / "driver", monkeypatch)
     seen = []

@@ -13,7 +13,7 @@ from cocotb.triggers import First, ReadOnly, RisingEdge, Timer
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 
 from dtlgen.host.axil_engine import AxiLiteEngine, EngineError
-from dtlgen.isa.port import gang_buffer_bytes, gang_indices
+from dtlgen.isa.port import GANG_PAGE, gang_buffer_bytes, gang_indices
 
 # The engines' memory sits at this bus address (MEM_BASE), not at 0, so that the master's base
 # adder is in every AXI IP test: 4 KB aligned, with a carry out of bit 12 for offsets past 4 KB.
@@ -31,8 +31,8 @@ class BurstMonitor:
     write burst's WLAST comes on its AWLEN + 1-th beat (W beats may precede their AW), and counts the
     read bursts, write bursts and write beats. A violation fails the test that started it."""
 
-    def __init__(self, dut, bus_bytes: int, prefix: str = "m_axi"):
-        self.dut, self.bus = dut, bus_bytes
+    def __init__(self, dut, bus_bytes: int, prefix: str = "m_axi", page: int = 4096):
+        self.dut, self.bus, self.page = dut, bus_bytes, page
         self.port = {name: getattr(dut, f"{prefix}_{name}") for name in (
             "arvalid", "arready", "araddr", "arlen", "awvalid", "awready", "awaddr", "awlen", "wvalid", "wready",
             "wlast")}
@@ -43,8 +43,8 @@ class BurstMonitor:
         cocotb.start_soon(self.watch())
 
     def check_page(self, channel: str, address: int, length: int) -> None:
-        end = (address % 4096) + length * self.bus
-        assert end <= 4096, f"{channel} burst of {length} beats at {address:#x} crosses a 4 KB boundary"
+        end = (address % self.page) + length * self.bus
+        assert end <= self.page, f"{channel} burst of {length} beats at {address:#x} crosses a {self.page}-byte boundary"
 
     async def watch(self) -> None:
         port = self.port
@@ -82,14 +82,14 @@ def memory(dut, size: int, seed: int = 0, period: int = 4):
     return _ram(dut, "m_axi", MEM_BASE + size, seed, period)
 
 
-def _ram(dut, prefix: str, size: int, seed: int, period: int, mem=None, salt: int = 0) -> AxiRam:
+def _ram(dut, prefix: str, size: int, seed: int, period: int, mem=None, salt: int = 0, page: int = 4096) -> AxiRam:
     ram = AxiRam(AxiBus.from_prefix(dut, prefix), dut.clk, dut.rst, size=size, mem=mem)
     if seed:
         channels = (ram.write_if.aw_channel, ram.write_if.w_channel, ram.write_if.b_channel,
                     ram.read_if.ar_channel, ram.read_if.r_channel)
         for k, channel in enumerate(channels):
             channel.set_pause_generator(pauses(seed * 7 + k + salt, period))
-    ram.monitor = BurstMonitor(dut, len(getattr(dut, f"{prefix}_wstrb")), prefix)
+    ram.monitor = BurstMonitor(dut, len(getattr(dut, f"{prefix}_wstrb")), prefix, page)
     # AxiRam wraps an address past its end; a real slave answers an error there (DECERR from the
     # interconnect): here SLVERR, which AxiSlave sends when an access raises
     ram.write_if._write = bounded(ram.write_if._write, ram.size)
@@ -101,13 +101,15 @@ class GangRam:
     """One memory behind two ganged ports (m_axi_*, m1_axi_*), as DRAM behind two HP ports: an AxiRam on
     each, sharing the bytes, each pausing on patterns of its own. `write` and `read` take the engine's
     addresses and move the bytes through the ganged layout (dtlgen.isa.port.gang_offset); `monitor`
-    counts port 0's bursts (port 1 sees the same ones, each watched for 4 KB and WLAST)."""
+    counts port 0's bursts (port 1 sees the same ones; each port's stay inside its half of a 2 KB page,
+    and WLAST is checked on both)."""
 
     def __init__(self, dut, size: int, seed: int, period: int):
         self.bus = len(dut.m_axi_wstrb) * 2
         total = gang_buffer_bytes(MEM_BASE + size)
-        self.port0 = _ram(dut, "m_axi", total, seed, period)
-        self.port1 = _ram(dut, "m1_axi", total, seed, period, mem=self.port0.mem, salt=101)
+        half = GANG_PAGE // 2
+        self.port0 = _ram(dut, "m_axi", total, seed, period, page=half)
+        self.port1 = _ram(dut, "m1_axi", total, seed, period, mem=self.port0.mem, salt=101, page=half)
         self.monitor = self.port0.monitor
 
     def write(self, address: int, data: bytes) -> None:

@@ -2,19 +2,20 @@
 // from dtl_axi_master.sv) reaches DRAM through two BUS_BYTES/2-wide slave ports (m_axi, m1_axi: the
 // Zynq's HP ports), which together move one whole beat a cycle where one port would move half.
 //
-// Layout (dtlgen.isa.port.gang_offset): each 4 KB page of the engine's address space holds its beats'
-// low halves in its first 2 KB and their high halves in its last 2 KB, so beat i of a page
-// (bytes [16 i, 16 i + 16) on a 16-byte bus) is bytes [8 i, 8 i + 8) of the page on port 0 and
-// [2048 + 8 i, 2048 + 8 i + 8) on port 1. A burst never crosses 4 KB (dtl_axi_master), so each port's
-// share of it is one contiguous INCR burst of the same length inside the same page; the layout moves
-// bytes only within a page, so the memory keeps its size and base. The host writes and reads the
-// buffer through that permutation (the board driver; the testbench's memory image).
+// Layout (dtlgen.isa.port.gang_offset): each 2 KB page of the engine's address space (a DRAM row of
+// pynq-z2's DDR3) holds its beats' low halves in its first 1 KB and their high halves in its last
+// 1 KB, so beat i of a page (bytes [16 i, 16 i + 16) on a 16-byte bus) is bytes [8 i, 8 i + 8) of the
+// page on port 0 and [1024 + 8 i, 1024 + 8 i + 8) on port 1. The master never crosses a 2 KB page
+// (its PAGE_BYTES = 2048), so each port's share of a burst is one contiguous INCR burst of the same
+// length inside the same page, and a page stays one DRAM row; the layout moves bytes only within a
+// page, so the memory keeps its size and base. The host writes and reads the buffer through that
+// permutation (the board driver; the testbench's memory image).
 // Every transaction goes to both ports with the same length, so their R and B streams stay in step:
 // an R beat (B response) leaves when both ports have one, and the request channels (AR, AW, W) hand
 // over once both ports have taken them (a port that took its half waits for the other). Responses
 // combine by OR: bit 1 (SLVERR or DECERR) set if either port answered an error.
 // Requires what dtl_axi_master issues: INCR bursts of whole, aligned BUS_BYTES beats (xSIZE =
-// log2(BUS_BYTES)), one ID.
+// log2(BUS_BYTES)) inside 2 KB pages, one ID.
 module dtl_axi_gang #(
   parameter int BUS_BYTES = 16  // the engine's data bus; each port carries half of it (a power of two, >= 2)
 ) (
@@ -143,13 +144,13 @@ module dtl_axi_gang #(
   localparam int LB = $clog2(BUS_BYTES);  // the byte-in-beat bits of an engine address
   localparam logic [2:0] PORT_SIZE = 3'(LB - 1);
 
-  // A page's beat index moves down one bit and the port number takes bit 11 (dtlgen.isa.port.gang_offset);
+  // A page's beat index moves down one bit and the port number takes bit 10 (dtlgen.isa.port.gang_offset);
   // the byte-in-beat bits are 0 (aligned beats).
   logic [31:0] ar0, ar1, aw0, aw1;
-  assign ar0 = {s_axi_araddr[31:12], 1'b0, s_axi_araddr[11:LB], {(LB - 1){1'b0}}};
-  assign ar1 = {s_axi_araddr[31:12], 1'b1, s_axi_araddr[11:LB], {(LB - 1){1'b0}}};
-  assign aw0 = {s_axi_awaddr[31:12], 1'b0, s_axi_awaddr[11:LB], {(LB - 1){1'b0}}};
-  assign aw1 = {s_axi_awaddr[31:12], 1'b1, s_axi_awaddr[11:LB], {(LB - 1){1'b0}}};
+  assign ar0 = {s_axi_araddr[31:11], 1'b0, s_axi_araddr[10:LB], {(LB - 1){1'b0}}};
+  assign ar1 = {s_axi_araddr[31:11], 1'b1, s_axi_araddr[10:LB], {(LB - 1){1'b0}}};
+  assign aw0 = {s_axi_awaddr[31:11], 1'b0, s_axi_awaddr[10:LB], {(LB - 1){1'b0}}};
+  assign aw1 = {s_axi_awaddr[31:11], 1'b1, s_axi_awaddr[10:LB], {(LB - 1){1'b0}}};
 
   // Request channels: a port that has taken its copy waits (took_*) until the other has taken its own.
   logic took_ar0, took_ar1, took_aw0, took_aw1, took_w0, took_w1;

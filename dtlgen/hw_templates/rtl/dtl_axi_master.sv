@@ -3,7 +3,7 @@
 //
 // Reads: an engine request of N beats from byte address A is the aligned bursts that cover
 // [A, A + N * BUS_BYTES) (N + 1 aligned beats when A is not aligned), split at BURST_MAX beats and at
-// every 4 KB boundary; each burst goes out as soon as fewer than MAX_READS are in flight, so the
+// every 4 KB boundary (every PAGE_BYTES: 2 KB behind dtl_axi_gang.sv, whose pages are DRAM rows); each burst goes out as soon as fewer than MAX_READS are in flight, so the
 // slave's latency is paid once per run of requests. The data comes back realigned to A (each beat
 // the top of one aligned beat and the bottom of the next), one cycle after the R beat that completes
 // it. RREADY is always high: an engine takes every beat it asked for, so nothing is buffered.
@@ -30,7 +30,8 @@ module dtl_axi_master #(
   parameter int MAX_WRITES = 8,   // write transactions in flight (AW accepted, B not yet seen)
   parameter int BURST_MAX = 256,  // beats per read burst (AXI4 INCR allows 256)
   parameter int BURST_W = 8,      // beats per write burst (at most 16: Zynq-7000's HP ports are AXI3)
-  parameter int RQ = 8            // engine read requests whose data has not all come back (>= 1)
+  parameter int RQ = 8,           // engine read requests whose data has not all come back (>= 1)
+  parameter int PAGE_BYTES = 4096 // bursts never cross a multiple of this (AXI: 4 KB; 2 KB behind dtl_axi_gang)
 ) (
   input  logic                   clk,
   input  logic                   rst,
@@ -103,10 +104,14 @@ module dtl_axi_master #(
   localparam int W = BUS_BYTES * 8;
   localparam int LB = $clog2(BUS_BYTES);  // byte offset bits within a beat
   localparam int BW = LB > 0 ? LB : 1;
-  localparam int PAGE_BEATS = 4096 / BUS_BYTES;
+  localparam int PAGE_BEATS = PAGE_BYTES / BUS_BYTES;
+  localparam int PB = $clog2(PAGE_BYTES);  // the byte-in-page bits
   localparam int RQW = RQ > 1 ? $clog2(RQ) : 1;
   if ((BUS_BYTES & (BUS_BYTES - 1)) != 0 || BUS_BYTES > 128) begin : bad_bus
     $error("dtl_axi_master: BUS_BYTES = %0d is not an AXI data width (a power of two up to 128)", BUS_BYTES);
+  end
+  if ((PAGE_BYTES & (PAGE_BYTES - 1)) != 0 || PAGE_BYTES > 4096 || PAGE_BYTES < 2 * BUS_BYTES) begin : bad_page
+    $error("dtl_axi_master: PAGE_BYTES = %0d is not a power of two from 2 beats to 4096", PAGE_BYTES);
   end
   if (BURST_MAX < 1 || BURST_MAX > 256) begin : bad_burst
     $error("dtl_axi_master: BURST_MAX = %0d is outside AXI4's 1..256 beats", BURST_MAX);
@@ -205,7 +210,7 @@ module dtl_axi_master #(
         if (push && (k == 0 || w_two)) begin
           logic [31:0] a;
           a = (wr_addr & ~32'(BUS_BYTES - 1)) + (k == 0 ? 32'd0 : 32'(BUS_BYTES));
-          if (o_valid && a == o_addr + (32'(o_len) << LB) && 32'(o_len) < BURST_W && a[11:0] != 12'd0) begin
+          if (o_valid && a == o_addr + (32'(o_len) << LB) && 32'(o_len) < BURST_W && a[PB-1:0] != '0) begin
             // the beat follows the open burst: the burst's last beat so far is not its last
             wf_data[WFW'(wf_tail + WFW'(nw))] <= o_data;
             wf_strb[WFW'(wf_tail + WFW'(nw))] <= o_strb;
@@ -284,7 +289,7 @@ module dtl_axi_master #(
 
   logic [16:0] to_page, burst;
   always_comb begin
-    to_page = 17'(PAGE_BEATS) - 17'(ar_addr[11:0] >> LB);
+    to_page = 17'(PAGE_BEATS) - 17'(ar_addr[PB-1:0] >> LB);
     burst = ar_left;
     if (burst > 17'(BURST_MAX)) burst = 17'(BURST_MAX);
     if (burst > to_page) burst = to_page;

@@ -54,7 +54,7 @@ class BufferDevice:
     """What both kinds of engine share: the engine's memory is a pynq.allocate buffer, kept coherent
     with the engine by cache maintenance; every address the host loop uses is an offset into it. An
     engine that gangs two HP ports (`gang` > 0: its bus in bytes, dtl_axi_gang.sv) sees the buffer
-    through a permutation inside each 4 KB page (dtlgen.isa.port.gang_offset), which `write`, `read`
+    through a permutation inside each 2 KB page (dtlgen.isa.port.gang_offset), which `write`, `read`
     and `place` apply."""
 
     name: str
