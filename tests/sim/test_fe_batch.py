@@ -109,9 +109,9 @@ def test_csim_runs_batched_descriptors_bit_exact(tmp_path):
     design = Design.from_dict({"board": "pynq-z2", "clock_mhz": 100,
                                "fe": {"tm": 4, "tn": 4, "tr": 12, "tc": 4, "w_bits": 8, "a_bits": 8},
                                "rl": {"tm": 2, "tn": 2, "bits": 16, "batch": 4}})
-    project = generate_project(qnet.network, design, load_board("pynq-z2"), np.zeros((1, *SHAPE)), np.zeros(SHAPE),
-                               tmp_path / "prj")
-    program = build_fe_program(qnet, design.fe, x_int, bus_bytes=8)
+    board = load_board("pynq-z2")
+    project = generate_project(qnet.network, design, board, np.zeros((1, *SHAPE)), np.zeros(SHAPE), tmp_path / "prj")
+    program = build_fe_program(qnet, design.fe, x_int, bus_bytes=int(board.bus_bytes))  # the engine's bus
     memory = program.memory.copy()
     CsimEngines(project).run_fe(memory, program.desc_addr, len(program.ops))
     reference = golden.fe_forward(qnet, x_int)
