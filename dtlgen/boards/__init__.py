@@ -394,7 +394,7 @@ def boards_table_rows() -> list[dict[str, Any]]:
             "dsp": board.resources.dsp, "bram18": board.resources.bram18,
             "lut": board.resources.lut, "ff": board.resources.ff,
             "clock_mhz": board.clock_mhz, "dram_bytes_per_cycle": board.dram_bytes_per_cycle,
-            "toolchain": board.toolchain,
+            "dram_ports": board.dram_ports, "toolchain": board.toolchain,
         })
     return rows
 

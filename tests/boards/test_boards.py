@@ -82,9 +82,9 @@ def test_table_rows_are_flat_one_per_board():
     rows = boards_table_rows()
     assert [row["name"] for row in rows] == list_boards()
     assert set(rows[0]) == {"name", "family", "part", "package", "dsp", "bram18", "lut", "ff",
-                            "clock_mhz", "dram_bytes_per_cycle", "toolchain"}
+                            "clock_mhz", "dram_bytes_per_cycle", "dram_ports", "toolchain"}
     pynq = next(row for row in rows if row["name"] == "pynq-z2")
-    assert (pynq["dsp"], pynq["bram18"], pynq["dram_bytes_per_cycle"]) == (220, 280, 16)
+    assert (pynq["dsp"], pynq["bram18"], pynq["dram_bytes_per_cycle"], pynq["dram_ports"]) == (220, 280, 16, 2)
 
 
 # Each entry breaks a valid pynq-z2 board dict in one way; the message must name this field.
