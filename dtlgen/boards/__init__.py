@@ -271,6 +271,11 @@ class Board:
     dram_usable_mb_per_s: float | None = None
 
     @property
+    def gangs_ports(self) -> bool:
+        """Whether each engine gangs two memory ports (dtl_axi_gang.sv)."""
+        return self.dram_ports == 2
+
+    @property
     def bus_bytes(self) -> int | float:
         """The engines' data bus in bytes: the ganged ports' width (dtl_axi_gang.sv), or the one port's."""
         return self.dram_ports * self.dram_port_bytes if self.dram_port_bytes else self.dram_bytes_per_cycle

@@ -162,7 +162,7 @@ def generate_project(network: Network, design: Design, board: Board, calib_x: np
             progress(f"writing the Vitis HLS / Vivado project for {board.name} and the PYNQ driver")
             engines = {"fe": params.fe} | ({"rl": rl_layout.engine} if rl_layout is not None else {})
             write_xilinx_project(staging, board, design, tuple(engines), ip=engine_ip, params=engines)
-            write_driver(staging, engine_ip, int(board.bus_bytes) if engine_ip == "rtl" and board.dram_ports == 2 else 0)
+            write_driver(staging, engine_ip, int(board.bus_bytes) if engine_ip == "rtl" and board.gangs_ports else 0)
         else:
             progress(f"writing the {board.name} bitstream's top, pins and build settings (dtlgen bitstream)")
             write_ecp5_project(staging, board, design, board_core(design, board, program, m_max, rl_layout))

@@ -188,7 +188,7 @@ def write_xilinx_project(project: Path, board: Board, design: Design, engines: t
 
 def gang_sources(board: Board) -> tuple[str, ...]:
     """The SystemVerilog an RTL project adds when its board gangs two memory ports per engine."""
-    return (RTL_GANG_SOURCE,) if board.dram_ports == 2 else ()
+    return (RTL_GANG_SOURCE,) if board.gangs_ports else ()
 
 
 def rtl_shell(engine: str, params: FEParams | RLParams, board: Board, env: jinja2.Environment | None = None) -> str:
@@ -199,34 +199,33 @@ def rtl_shell(engine: str, params: FEParams | RLParams, board: Board, env: jinja
     if bus_bytes != board.bus_bytes:
         raise ValueError(f"the {engine} engine's port is {bus_bytes} bytes wide; board {board.name}'s memory bus "
                          f"{board.bus_bytes}")
-    gang = board.dram_ports == 2
-    port_bytes = bus_bytes // 2 if gang else bus_bytes
-    masters = [("m_axi", "m_axi_")] + ([("m1_axi", "m1_axi_")] if gang else [])
-    parameter = (f"PROTOCOL AXI4, ID_WIDTH 1, ADDR_WIDTH 32, DATA_WIDTH {port_bytes * 8}, "
+    gang = board.gangs_ports
+    masters = port.GANG_PORTS if gang else (port.AXI4_MASTER,)
+    port_bits = _width(next(s.width for s in masters[0] if s.name.endswith("_rdata")), bus_bytes)
+    parameter = (f"PROTOCOL AXI4, ID_WIDTH 1, ADDR_WIDTH 32, DATA_WIDTH {port_bits}, "
                  f"MAX_BURST_LENGTH 256, NUM_READ_OUTSTANDING {AXI_OUTSTANDING}, "
                  f"NUM_WRITE_OUTSTANDING {AXI_OUTSTANDING}, SUPPORTS_NARROW_BURST 0")
     first = {"s_axil": f"PROTOCOL AXI4LITE, ADDR_WIDTH {regs.ADDRESS_BITS}, DATA_WIDTH 32"}
-    first |= {interface: parameter for interface, _ in masters}
-    signals = [(signal, signal.name, bus_bytes) for signal in port.AXIL_SLAVE]
-    signals += [(signal, prefix + signal.name.removeprefix("m_axi_"), port_bytes)
-                for _, prefix in masters for signal in port.AXI4_MASTER]
+    first |= {signals[0].name.rsplit("_", 1)[0]: parameter for signals in masters}
     ports = []
-    for signal, name, width_bytes in signals:
-        interface, logical = name.rsplit("_", 1)
-        width = _width(signal.width, width_bytes)
+    for signal in port.AXIL_SLAVE + tuple(s for signals in masters for s in signals):
+        interface, logical = signal.name.rsplit("_", 1)
+        width = _width(signal.width, bus_bytes)
         # (`engine_out`: driven by the IP, the slave's answers and the master's requests)
         direction = "output" if signal.engine_out else "input "
-        declaration = f"{direction} wire {f'[{width - 1}:0] ' if width > 1 else ''}{name}"
-        ports.append({"name": name, "interface": interface, "logical": logical.upper(),
+        declaration = f"{direction} wire {f'[{width - 1}:0] ' if width > 1 else ''}{signal.name}"
+        ports.append({"name": signal.name, "interface": interface, "logical": logical.upper(),
                       "declaration": declaration, "parameter": first.pop(interface, None)})
-    # The core's connections: its ports by name, its AXI4 master to the gang's wires when ganged.
+    # The core's connections: its ports by name, its AXI4 master to the gang's slave through wires when ganged.
     core = [(signal.name, signal.name) for signal in port.AXIL_SLAVE]
     core += [(signal.name, ("core_" + signal.name) if gang else signal.name) for signal in port.AXI4_MASTER]
-    wires = [f"{f'[{_width(s.width, bus_bytes) - 1}:0] ' if _width(s.width, bus_bytes) > 1 else ''}core_{s.name}"
-             for s in port.AXI4_MASTER] if gang else []
-    gang_connections = ([("s_axi_" + s.name.removeprefix("m_axi_"), "core_" + s.name) for s in port.AXI4_MASTER]
-                        + [(p["name"], p["name"]) for p in ports if p["interface"] in ("m_axi", "m1_axi")]
-                        if gang else [])
+    wires, gang_connections = [], []
+    if gang:
+        for signal in port.AXI4_MASTER:
+            width = _width(signal.width, bus_bytes)
+            wires.append(f"{f'[{width - 1}:0] ' if width > 1 else ''}core_{signal.name}")
+        gang_connections = [(slave.name, "core_" + master.name) for slave, master in zip(port.GANG_SLAVE, port.AXI4_MASTER)]
+        gang_connections += [(s.name, s.name) for signals in masters for s in signals]
     hdl: dict[str, Any] = params.hdl_parameters()
     if isinstance(params, FEParams):
         if not params.full_size:
@@ -239,15 +238,17 @@ def rtl_shell(engine: str, params: FEParams | RLParams, board: Board, env: jinja
     return (env or _environment()).get_template("dtl_ip.v.j2").render(
         module=RTL_SHELLS[engine], core=RTL_CORES[engine], title=title, ports=ports, parameters=list(hdl.items()),
         core_connections=core, wires=wires, gang_connections=gang_connections, bus_bytes=bus_bytes,
-        busif=":".join([interface for interface, _ in masters] + ["s_axil"]))
+        busif=":".join([signals[0].name.rsplit("_", 1)[0] for signals in masters] + ["s_axil"]))
 
 
 def _width(expression: str, bus_bytes: int) -> int:
-    """A port width of dtlgen.isa.port ("32", "BUS_BYTES", "BUS_BYTES*8") at this bus width."""
+    """A port width of dtlgen.isa.port ("32", "BUS_BYTES", "BUS_BYTES*8", a ganged port's "BUS_BYTES/2") at
+    this bus width."""
+    expression, _, divisor = expression.partition("/")
     width = 1
     for factor in expression.split("*"):
         width *= bus_bytes if factor == "BUS_BYTES" else int(factor)
-    return width
+    return width // int(divisor or 1)
 
 
 def _write(path: Path, text: str) -> Path:
@@ -313,7 +314,7 @@ def _context(project: Path, board: Board, design: Design, engines: tuple[str, ..
                     "assumes)" if ports == 2 else
                     f"one {port_bits}-bit HP port per engine (the {bus_bits}-bit bus the analytical model assumes"
                     + ("; the HLS IP's one memory master reaches one of the board's two ports: its rate is "
-                       "half the model's)" if board.dram_ports == 2 else ")")),
+                       "half the model's)" if board.gangs_ports else ")")),
         "control_range": f"{control_range(ip) // 1024}K",
         "predicted": _predicted_rows(design.predicted),
         "xilinx_boards": ", ".join(xilinx_boards()),

@@ -72,7 +72,7 @@ class BufferDevice:
         return np.asarray(self._view(addr, size), dtype=np.uint8).tobytes()
 
     def _view(self, addr: int, size: int, data: np.ndarray | None = None) -> np.ndarray | None:
-        where = gang_indices(addr, size, self.gang) if self.gang else slice(addr, addr + size)
+        where = _span(addr, size, self.gang)
         if data is None:
             return self.buffer[where]
         self.buffer[where] = data
@@ -82,6 +82,12 @@ class BufferDevice:
         if addr < 0 or addr + size > len(self.buffer):
             raise DriverError(f"engine {self.name}: access [{addr:#x}, {addr + size:#x}) is outside its "
                               f"{len(self.buffer)}-byte buffer")
+
+
+def _span(addr: int, size: int, gang: int) -> np.ndarray | slice:
+    """Where an engine's bytes [addr, addr + size) sit in its buffer: behind two ganged ports of a `gang`-byte
+    bus, the permutation of dtlgen.isa.port.gang_offset; else the same offsets."""
+    return gang_indices(addr, size, gang) if gang else slice(addr, addr + size)
 
 
 class RtlDevice(BufferDevice):
@@ -252,7 +258,7 @@ class DtlBoard:
         image = np.fromfile(self.directory / "fe_image.bin", dtype=np.uint8)
         self.fe_buffer = pynq.allocate(shape=(self._buffer_bytes(len(image)),), dtype=np.uint8)
         self.fe_buffer[:] = 0
-        self.fe_buffer[gang_indices(0, len(image), self.gang) if self.gang else slice(0, len(image))] = image
+        self.fe_buffer[_span(0, len(image), self.gang)] = image
         self.fe_buffer.flush()
         self.fe = self._device(self.names["engines"]["fe"], self.fe_buffer, timeout_s)
         self.layout: RLLayout | None = None
