@@ -35,11 +35,18 @@ tiles have their true extents (tr_e ≤ tr, tc_e ≤ tc, tm_e ≤ tm, tn_e ≤ t
   the RTL requests them a tap row at a time, and the rows stream back to back.
 - store of an output tile: tm_e · out_rows · ceil(out_cols · a_bytes / bus) after bias, ReLU,
   requantisation and the fused pool; stores are posted (no latency).
-- Double buffering: while trip i computes, the memory side loads trip i+1 and, during the first
-  trip of an output tile, also stores the previous output tile. One bus carries both, so
-  trip i takes `max(compute_i, load_{i+1} + store_prev)`.
+- Double buffering: while trip i computes, the memory side loads trip i+1, then stores what is
+  left of the previous output tile (Background stores, below). One bus carries both.
 - Trip handoff: the trip's last cycle is the one in which both sides are done and the next trip
-  is dispatched, so a trip takes `max(compute_i, load_{i+1} + store_prev) + TRIP_HANDOFF_CYCLES`.
+  is dispatched, so a trip takes `max(compute_i, load_{i+1} + stored_i) + TRIP_HANDOFF_CYCLES`,
+  plus one cycle when the store pauses.
+- Background stores: an output tile's store (`store` beats) becomes pending when the next tile's
+  first trip is dispatched and runs in the gaps of that tile's trips: after trip i's load it stores
+  stored_i = min(pending, max(0, compute_i − load_{i+1})) beats and pauses when the array is done
+  (one cycle, paid when beats remain and the load ended by then); the tile's last trip stores all
+  that is left (stored_i = pending), so the output half is free before the following tile writes
+  it. A tile of one trip (per-channel ops, n ≤ tn) therefore stores as a whole, as before; a deep
+  layer's tile of many compute-bound trips hides its store entirely (`_paused_trips`: closed form).
 - An operation costs: descriptor fetch (`L + ceil(DESCRIPTOR_BYTES / bus)`), bias load
   (`L + ceil(M · BIAS_BYTES / bus)`, convs only; a pool or add instead waits
   `dtlgen.isa.fe.geometry_wait(bus)` for trip 0's geometry, 1 cycle on a 16-byte bus), the first
@@ -350,6 +357,27 @@ def _trip(comp, load, latency, timing, streams=1):
     return (1 - hit) * np.maximum(comp, load) + hit * np.maximum(comp, load + np.maximum(refreshes, 1) * penalty)
 
 
+def _paused_trips(comp, load, rem, count, trip):
+    """`count` trips of each tile (arrays over tiles) that are not its last, each loading `load` with
+    `rem` store beats pending at the first (Background stores in the module docstring): the trips'
+    cycles without their handoffs, and the beats still pending after them. A trip stores
+    s = clip(comp − load, 0, rem) beats after its load; when beats remain and the load ended by the
+    array's last cycle, the store's pause takes one more. With gap g = comp − load > 0 the first
+    ceil(rem / g) − 1 trips pause, the next finishes the store, the rest only load."""
+    if count == 0:
+        return np.zeros_like(comp, dtype=float), rem
+    gap = comp - load
+    positive = gap > 0
+    needed = np.where(positive & (rem > 0), np.ceil(rem / np.where(positive, gap, 1)), 0)  # trips to finish
+    pausing = np.where(positive, np.minimum(np.maximum(needed - 1, 0), count), 0)
+    finishing = positive & (needed >= 1) & (needed <= count)
+    plain = count - pausing - finishing
+    left = np.where(positive, np.maximum(rem - pausing * gap, 0), rem)
+    cycles = (pausing * (trip(comp, comp) + 1) + finishing * trip(comp, load + np.where(finishing, left, 0))
+              + plain * (trip(comp, load) + ((~positive) & (gap == 0) & (rem > 0))))
+    return cycles, np.where(finishing, 0, left)
+
+
 def ddr_timing(board: Board) -> DdrTiming | None:
     """The board file's DRAM timing as the DDR-like testbench memory and `op_cycles(..., ddr=)` take it
     (None: the file gives none)."""
@@ -444,15 +472,13 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, keep,
     def trip(c, ld, first_only=False):
         return _trip(c, ld, latency, timing, streams[0] if first_only else streams)
 
-    if nt == 1:
+    if nt == 1:  # every trip is its tile's last: the store waits for nothing
         total = trip(comp, next_first + store_prev).sum()
     else:
-        second = load_full if nt > 2 else load_last
-        total = trip(comp, second + store_prev).sum()  # trip n = 0
-        if nt >= 3:
-            total += trip(comp, load_last).sum()  # trip n = nt−2 loads the last channel tile
-            total += (nt - 3) * trip(comp, load_full).sum()
-        total += trip(comp, next_first).sum()  # trip n = nt−1 loads the next tile
+        # trips n = 0 .. nt−3 load a full channel tile, n = nt−2 the last one, n = nt−1 the next tile
+        total, rem = _paused_trips(comp, load_full, store_prev, nt - 2, trip)
+        cycles_last, rem = _paused_trips(comp, load_last, rem, 1, trip)
+        total = (total + cycles_last + trip(comp, next_first + rem)).sum()
     trips = rt * ct * mt * nt
     overhead = latency + math.ceil(DESCRIPTOR_BYTES / bus)
     if kind == "conv":

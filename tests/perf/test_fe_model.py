@@ -89,17 +89,28 @@ def reference_schedule(op: fe.FEOp, cfg: fe.FEConfig, bus: int, latency: int, no
                 out_cols = tc_e // op.pool if op.pool else tc_e
                 out_elems += tm_e * out_rows * out_cols
                 tiles.append((trips, tm_e * out_rows * cdiv(out_cols * a_bytes, bus)))
-    # Flatten to the trip sequence; the first trip of each output tile also stores the previous tile.
-    sequence = []  # (compute, load, store of the previous tile or 0)
-    previous_store = 0
-    for trips, store in tiles:
+    # Flatten to the trip sequence; each trip loads the next one, then stores what is left of the
+    # previous output tile (pending from the tile's first trip) until the array is done with the trip,
+    # a cycle late when it pauses; the tile's last trip waits for the whole store.
+    sequence = []  # (compute, load, last trip of its tile)
+    for trips, _store in tiles:
         for j, (compute, load) in enumerate(trips):
-            sequence.append((compute, load, previous_store if j == 0 else 0))
-        previous_store = store
-    total = 0
-    for i, (compute, _load, store_prev) in enumerate(sequence):
+            sequence.append((compute, load, j == len(trips) - 1))
+    starts = [sum(len(t) for t, _ in tiles[:i]) for i in range(len(tiles))]
+    pending_from = {start: tiles[i - 1][1] for i, start in enumerate(starts) if i > 0}
+    total = pending = 0
+    for i, (compute, _load, tile_end) in enumerate(sequence):
+        pending += pending_from.get(i, 0)
         next_load = sequence[i + 1][1] if i + 1 < len(sequence) else 0
-        total += max(compute, next_load + store_prev) + fe.TRIP_HANDOFF_CYCLES  # double buffering, one bus
+        if tile_end or next_load + pending <= compute:
+            trip = max(compute, next_load + pending)
+            pending = 0
+        elif next_load > compute:  # the load outlasts the array: nothing stored this trip
+            trip = next_load
+        else:  # stores until the array is done, then pauses (one cycle)
+            pending -= compute - next_load
+            trip = compute + 1
+        total += trip + fe.TRIP_HANDOFF_CYCLES  # double buffering, one bus
     overhead = latency + cdiv(fe.DESCRIPTOR_BYTES, bus)
     if is_conv:
         overhead += latency + cdiv(op.m * fe.BIAS_BYTES, bus)

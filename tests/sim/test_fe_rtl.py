@@ -214,6 +214,28 @@ def test_depthwise_pool_and_add_bit_exact_and_on_the_model(tmp_path, tile, bus):
     assert result.cycles == predicted  # the ideal memory: the schedule is exact, descriptor by descriptor
 
 
+def test_stores_run_in_the_gaps_of_a_tiles_trips_bit_exact_and_on_the_model(tmp_path):
+    """An output tile's store runs after each trip's load while the array computes and pauses when it
+    is done, resuming after the next trip's load; the tile's last trip waits for what is left. 1x1 convs
+    on 8x8 tiles of a 16x16 map: a trip computes 64 + 9 cycles and loads 20 + 32 + 2, so its gap (19
+    cycles) holds part of the previous tile's 32-beat store: c1 (16 input channels, 4 trips a tile)
+    finishes it in a tile's second trip, c2 (8: 2 trips) in its last, both pausing once."""
+    torch.manual_seed(3)
+    network = import_module(nn.Sequential(nn.Conv2d(16, 8, 1), nn.ReLU(), nn.Conv2d(8, 8, 1)).eval(), (16, 16, 16))
+    x = np.random.default_rng(3).standard_normal((4, 16, 16, 16))
+    qnet = quantize(network, x, PrecisionConfig())
+    cfg = FEConfig(4, 4, 8, 8)
+    program, result, predicted, exact = simulate(qnet, golden.quantize_input(qnet, x[:1])[0], tmp_path,
+                                                 fe_build(4, 4, 8, 8), cfg)
+    for img in program.ops:  # the regime the docstring names: 0 < gap < store
+        op = img.op
+        compute = 8 * 8 + fe_isa.pipeline_depth(4)
+        load = LATENCY + 4 * 8 * -(-8 // BUS) + fe_isa.weight_row_bytes(4, 4, BUS) // BUS
+        assert op.kind == "conv" and op.n // 4 >= 2 and 0 < compute - load < 4 * 8 * -(-8 // BUS)
+    assert all(exact)
+    assert result.cycles == predicted
+
+
 # weights of 4 bits or fewer move packed (two or four to a byte: dtlgen.isa.fe.weight_slot_bits); 3-bit
 # weights in 4-bit slots, 2-bit ones in 2-bit slots, with 4x4 tap rows of 4 and 16 weights on an 8-byte bus
 @pytest.mark.parametrize("w_bits", [3, pytest.param(2, marks=pytest.mark.slow)])

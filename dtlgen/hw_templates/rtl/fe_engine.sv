@@ -2,8 +2,8 @@
 //
 // It runs exactly the schedule written down in dtlgen/perf/fe.py: output tiles in the order
 // row tile, column tile, output-channel tile; input-channel tiles ("trips") inside each; input and
-// weight buffers double-buffered so that the memory side loads trip i+1 (after storing the
-// previous output tile, on the first trip of a tile) while the array computes trip i; the trip
+// weight buffers double-buffered so that the memory side loads trip i+1 (then stores the previous
+// output tile in the gaps the tile's trips leave) while the array computes trip i; the trip
 // ends when both sides are done (a descriptor with the keep bit loads its input during its first
 // output-channel tile only and keeps it in the input banks, dtlgen.isa.fe.keeps_inputs). Bias,
 // ReLU/ReLU6, requantisation (round half up, saturate) and an optional fused 2x2 max-pool are
@@ -315,9 +315,10 @@ module fe_engine #(
   logic        cur_half;            // its input/weight buffer half
   logic        tile_half;           // output buffer half of its output tile
   logic        cur_last;            // it is the op's last trip
+  logic        cur_tile_end;        // it is the last trip of its output tile
   logic [3:0]  out_wait;
 
-  // memory jobs: read the descriptor, read the bias table, or a trip's store-then-load
+  // memory jobs: read the descriptor, read the bias table, or a trip's load-then-store
   typedef enum logic [1:0] {J_DESC, J_BIAS, J_TRIP} job_t;
   logic        job_start;
   job_t        job_kind;
@@ -335,14 +336,20 @@ module fe_engine #(
   logic        job_start_pending;  // a phase's own memory job has not been started yet
 
   // ---------------------------------------------------------------------------------------------
-  // Memory side: one job at a time; a trip job stores the previous output tile, then loads a trip
-  // (under d_keep, the input only while m0 = 0: later output-channel tiles read it where it stayed)
+  // Memory side: one job at a time; a trip job loads a trip (under d_keep, the input only while
+  // m0 = 0: later output-channel tiles read it where it stayed), then stores the previous output
+  // tile. The store starts with the first trip of a tile and runs in the gaps of its trips: when the
+  // array finishes a trip that is not its tile's last, the store pauses (st_pause) and resumes after
+  // the next trip's load, its counters held (st_pending); the tile's last trip waits for the rest,
+  // so the output half is free before the next tile's first trip writes it.
   typedef enum logic [1:0] {M_IDLE, M_STORE, M_LOAD, M_WAIT} mstate_t;
   mstate_t     mstate;
   logic        m_idle;       // between jobs (a job starts only then)
   assign m_idle = (mstate == M_WAIT) || (mstate == M_IDLE);
   job_t        mjob;
-  logic        m_do_load;
+  logic        st_pending;   // the previous output tile has beats left to store
+  logic        st_pause;     // the array is done with a trip that is not its tile's last: the store waits
+  mstate_t     m_after_load; // where a trip's load goes when its last beat arrives
   logic        ld_half;
   /* verilator lint_off UNUSEDSIGNAL */
   trip_t       st_tile;      // output tile being stored (its n0 is not used)
@@ -610,7 +617,7 @@ module fe_engine #(
     job_st_empty = d_pool && (tr < 2 || tc < 2);
   end
   always_ff @(posedge clk) begin
-    if (m_idle) begin
+    if (m_idle && !st_pending) begin
       st_tm <= job_tm;
       st_orows <= job_orows;
       st_ocols <= job_ocols;
@@ -750,7 +757,9 @@ module fe_engine #(
   logic [7:0]                 q7_byte [B];
   logic                       st_busy;  // a beat is in the pipeline
   assign s_go = wr_ready || !q7_valid;
-  assign st_issue = (mstate == M_STORE) && s_go;
+  assign st_pause = (cstate == C_DONE) && (state == S_RUN) && !cur_tile_end;
+  assign st_issue = (mstate == M_STORE) && s_go && !st_pause;
+  assign m_after_load = (st_pending && !st_pause) ? M_STORE : M_WAIT;
   assign st_busy = q1_valid || q2_valid || q3a_valid || q3_valid || q4a_valid || q4_valid || q5a_valid || q5_valid || q6_valid
                  || q7_valid;
   assign o_sraddr = d_pool ? OA'(32'(st_row) * O_COL_WORDS + (32'(st_beat) * 2 * B) / CB)
@@ -920,12 +929,13 @@ module fe_engine #(
   always_ff @(posedge clk) begin
     if (rst) begin
       mstate <= M_IDLE;
+      st_pending <= 1'b0;
       iss_all <= 1'b0;
       geom_age <= '0;
     end else begin
       if (geom_age != 3'd7) geom_age <= geom_age + 3'd1;
       // Between jobs, every register a job starts from follows what the next job starts with, so
-      // that only mjob, m_do_load and mstate wait for job_start (a decode of the sequencer's state:
+      // that only mjob, st_pending and mstate wait for job_start (a decode of the sequencer's state:
       // on every register it routed that state across the engine). The next job loads trip 0 (the
       // first job in S_FIRST) or the trip after the dispatched one, and stores `cur`.
       if (m_idle) begin
@@ -934,26 +944,29 @@ module fe_engine #(
         seg_off <= '0;
         chan_off <= '0;
         img_off <= '0;
-        st_tile <= cur;
-        st_half <= tile_half;
         iss <= '0; rsp <= '0; iss_w <= 1'b0; iss_all <= 1'b0; iss_t <= '0;
         rsp_beat <= '0; rsp_byte <= '0;
         wr_t <= '0; wr_b <= '0;
-        st_m <= '0; st_row <= '0; st_beat <= '0; st_ri <= '0; st_i <= '0;
-        st_lane_addr <= cur_oaddr;
-        st_img_addr <= cur_oaddr;
-        st_row_addr <= cur_oaddr;
-        st_m_end <= job_tm <= 16'd1; st_row_end <= job_orows <= 16'd1; st_beat_end <= job_obeats <= 16'd1;
+        if (!st_pending) begin  // (a paused store keeps its tile and counters)
+          st_tile <= cur;
+          st_half <= tile_half;
+          st_m <= '0; st_row <= '0; st_beat <= '0; st_ri <= '0; st_i <= '0;
+          st_lane_addr <= cur_oaddr;
+          st_img_addr <= cur_oaddr;
+          st_row_addr <= cur_oaddr;
+          st_m_end <= job_tm <= 16'd1; st_row_end <= job_orows <= 16'd1; st_beat_end <= job_obeats <= 16'd1;
+        end
         if (job_start) begin
           mjob <= job_kind;
-          m_do_load <= job_load;
           // a pooled edge tile of one row or column stores nothing
-          mstate <= (job_store && !job_st_empty) ? M_STORE : (job_load ? M_LOAD : M_WAIT);
+          if (job_store && !job_st_empty) st_pending <= 1'b1;
+          mstate <= job_load ? M_LOAD : ((st_pending || (job_store && !job_st_empty)) ? M_STORE : M_WAIT);
         end
       end else begin  // (one mux level per register: the case's states are not idle ones)
         case (mstate)
           M_STORE: begin
-            if (s_go) begin
+            if (st_pause) mstate <= M_WAIT;  // resumed by the next trip's job
+            else if (s_go) begin
               if (!st_beat_end) begin
                 st_beat <= st_beat + 1;
                 st_beat_end <= st_beat + 2 >= st_obeats;
@@ -983,7 +996,10 @@ module fe_engine #(
                   if (!st_m_end) begin
                     st_m <= st_m + 1;
                     st_m_end <= st_m + 2 >= st_tm;
-                  end else mstate <= m_do_load ? M_LOAD : M_WAIT;
+                  end else begin
+                    st_pending <= 1'b0;
+                    mstate <= M_WAIT;
+                  end
                 end
               end
             end
@@ -1043,7 +1059,7 @@ module fe_engine #(
                 else begin
                   rsp_beat <= '0;
                   rsp <= rsp_next;
-                  if (rsp_next.done && d_kind != K_CONV) mstate <= M_WAIT;  // no weights follow
+                  if (rsp_next.done && d_kind != K_CONV) mstate <= m_after_load;  // no weights follow
                 end
               end else begin
                 // the weight tile, a tap row after another (the weight banks take the beat)
@@ -1052,7 +1068,7 @@ module fe_engine #(
                   wr_b <= '0;
                   wr_t <= wr_t + 1;
                 end
-                if (wr_b + 1 >= ld_w_row_beats && wr_t + 1 >= k_kk) mstate <= M_WAIT;
+                if (wr_b + 1 >= ld_w_row_beats && wr_t + 1 >= k_kk) mstate <= m_after_load;
               end
             end
           end
@@ -1532,6 +1548,7 @@ module fe_engine #(
           cur_half <= 1'b0;
           tile_half <= 1'b0;
           cur_last <= !go_has_next;
+          cur_tile_end <= 32'(TN) >= 32'(d_nl);
         end
         S_RUN: begin
           if (go) begin
@@ -1550,6 +1567,7 @@ module fe_engine #(
             cur_half <= go_half;
             tile_half <= go_tile_half;
             cur_last <= !go_has_next;
+            cur_tile_end <= 32'(go_trip.n0) + 32'(TN) >= 32'(k_nl);
           end else if (advance && cur_last) begin
             state <= S_LAST;
             job_start_pending <= 1'b1;
