@@ -540,7 +540,7 @@ def test_the_dse_treats_rl_descriptor_limits_as_constraints():
 
     network = load_model("resnet18_cifar", {"retrain_last": 2})
     board = load_board("zcu104")
-    values = {"fe_tm": 8, "fe_tn": 8, "fe_tr": 8, "fe_tc": 8, "fe_w_bits": 8, "fe_a_bits": 8, "fe_lut_eighths": 0,
+    values = {"fe_tm": 8, "fe_tn": 8, "fe_tr": 8, "fe_tc": 8, "fe_w_bits": 8, "fe_a_bits": 8, "fe_lut_32nds": 0,
               "rl_bits": 16}
     rows = [{**values, "rl_tm": 1, "rl_tn": 1}, {**values, "rl_tm": 4, "rl_tn": 4}]
     constraints = evaluate_model(network, board, Workload(), Fixed(), rows)[:, 2:]

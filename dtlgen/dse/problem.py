@@ -40,7 +40,7 @@ from dtlgen.quant.metrics import info_loss
 from dtlgen.quant.quantize import PrecisionConfig, quantize
 
 OBJECTIVES = ("info_loss", "time_s", "utilisation")
-LUT_FRACTION_STEPS = 8  # lut_mults = round(tm·tn·k / 8), k = 0..8
+LUT_FRACTION_STEPS = 32  # lut_mults = round(tm·tn·k / 32), k = 0..32: fine enough to fill the DSPs exactly
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class Space:
     fe_tc: tuple[int, ...] = tuple(range(1, 33))
     fe_w_bits: tuple[int, ...] = (4, 5, 6, 7, 8)
     fe_a_bits: tuple[int, ...] = (4, 5, 6, 7, 8)
-    fe_lut_eighths: tuple[int, ...] = tuple(range(LUT_FRACTION_STEPS + 1))
+    fe_lut_32nds: tuple[int, ...] = tuple(range(LUT_FRACTION_STEPS + 1))
     rl_tm: tuple[int, ...] = tuple(range(1, 33))
     rl_tn: tuple[int, ...] = tuple(range(1, 33))
     rl_bits: tuple[int, ...] = tuple(range(8, 17))
@@ -102,7 +102,7 @@ def fe_memory(board: Board, fixed: Fixed):
 def make_design(values: dict[str, int], board: Board, fixed: Fixed = Fixed()) -> Design:
     tm, tn = values["fe_tm"], values["fe_tn"]
     fe = FEConfig(tm, tn, values["fe_tr"], values["fe_tc"], values["fe_w_bits"], values["fe_a_bits"],
-                  round(tm * tn * values["fe_lut_eighths"] / LUT_FRACTION_STEPS), fixed.fe_batch)
+                  round(tm * tn * values["fe_lut_32nds"] / LUT_FRACTION_STEPS), fixed.fe_batch)
     rl = RLConfig(values["rl_tm"], values["rl_tn"], values["rl_bits"], 0, fixed.batch, fixed.lr_shift)
     return Design(board.name, board.clock_mhz, fe, rl, board_spec=board.to_dict())
 

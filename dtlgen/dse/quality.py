@@ -24,7 +24,7 @@ from dtlgen.model.ir import Network
 
 # A space of a few thousand points: every variable keeps a handful of values.
 REDUCED_SPACE = Space(fe_tm=(4, 8, 16, 32), fe_tn=(4, 8, 16), fe_tr=(4, 8, 16), fe_tc=(8,),
-                      fe_w_bits=(4, 5, 6, 7, 8), fe_a_bits=(5, 6, 7, 8), fe_lut_eighths=(0, 4, 8), rl_tm=(4, 8),
+                      fe_w_bits=(4, 5, 6, 7, 8), fe_a_bits=(5, 6, 7, 8), fe_lut_32nds=(0, 16, 32), rl_tm=(4, 8),
                       rl_tn=(8,), rl_bits=(8, 12, 16))
 
 

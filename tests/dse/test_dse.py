@@ -20,7 +20,7 @@ from dtlgen.model import load_model
 from dtlgen.perf import load_design, predict
 
 SMALL = Space(fe_tm=(2, 4, 8, 16, 32), fe_tn=(2, 4, 8, 16), fe_tr=(2, 4, 8), fe_tc=(2, 4, 8), fe_w_bits=(4, 6, 8),
-              fe_a_bits=(6, 8), fe_lut_eighths=(0, 4), rl_tm=(4, 8), rl_tn=(4, 8), rl_bits=(8, 16))
+              fe_a_bits=(6, 8), fe_lut_32nds=(0, 16), rl_tm=(4, 8), rl_tn=(4, 8), rl_bits=(8, 16))
 HV_TARGET = 0.98  # NSGA-II's share of the exhaustive front's hypervolume on the reduced space
 
 
@@ -129,7 +129,7 @@ def test_dse_can_rank_the_fe_on_the_boards_ddr_like_memory(tmp_path, digits, cap
     from dtlgen.perf.fe import ddr_timing
 
     network, board, calib = digits
-    values = {"fe_tm": 8, "fe_tn": 8, "fe_tr": 4, "fe_tc": 8, "fe_w_bits": 8, "fe_a_bits": 8, "fe_lut_eighths": 0,
+    values = {"fe_tm": 8, "fe_tn": 8, "fe_tr": 4, "fe_tc": 8, "fe_w_bits": 8, "fe_a_bits": 8, "fe_lut_32nds": 0,
               "rl_tm": 4, "rl_tn": 4, "rl_bits": 16}
     ideal, ddr = (evaluate_model(network, board, Workload(), Fixed(ddr=flag), [values])[0] for flag in (False, True))
     design = make_design(values, board)
