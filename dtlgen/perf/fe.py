@@ -357,16 +357,20 @@ def _trip(comp, load, latency, timing, streams=1):
     return (1 - hit) * np.maximum(comp, load) + hit * np.maximum(comp, load + np.maximum(refreshes, 1) * penalty)
 
 
-def _paused_trips(comp, load, rem, count, trip):
+def _paused_trips(comp, load, rem, count, trip, reopen=0):
     """`count` trips of each tile (arrays over tiles) that are not its last, each loading `load` with
     `rem` store beats pending at the first (Background stores in the module docstring): the trips'
     cycles without their handoffs, and the beats still pending after them. A trip stores
     s = clip(comp − load, 0, rem) beats after its load; when beats remain and the load ended by the
     array's last cycle, the store's pause takes one more. With gap g = comp − load > 0 the first
-    ceil(rem / g) − 1 trips pause, the next finishes the store, the rest only load."""
+    ceil(rem / g) − 1 trips pause, the next finishes the store, the rest only load. On the DDR-like
+    memory a trip's stores close the rows the next trip's reads keep open, so while the store runs
+    each load takes `reopen` more; when that leaves no gap the store waits for the tile's last trip."""
     if count == 0:
         return np.zeros_like(comp, dtype=float), rem
-    gap = comp - load
+    storing = (comp - load - reopen > 0) & (rem > 0)
+    load = load + np.where(storing, reopen, 0)
+    gap = np.where(storing | (rem == 0), comp - load, np.minimum(comp - load, 0))
     positive = gap > 0
     needed = np.where(positive & (rem > 0), np.ceil(rem / np.where(positive, gap, 1)), 0)  # trips to finish
     pausing = np.where(positive, np.minimum(np.maximum(needed - 1, 0), count), 0)
@@ -476,8 +480,10 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, keep,
         total = trip(comp, next_first + store_prev).sum()
     else:
         # trips n = 0 .. nt−3 load a full channel tile, n = nt−2 the last one, n = nt−1 the next tile
-        total, rem = _paused_trips(comp, load_full, store_prev, nt - 2, trip)
-        cycles_last, rem = _paused_trips(comp, load_last, rem, 1, trip)
+        # on the DDR-like memory a store closes the rows of the next trip's streams (and the weights')
+        reopen = 0 if timing is None else (streams + (kind == "conv")) * timing[1]
+        total, rem = _paused_trips(comp, load_full, store_prev, nt - 2, trip, reopen)
+        cycles_last, rem = _paused_trips(comp, load_last, rem, 1, trip, reopen)
         total = (total + cycles_last + trip(comp, next_first + rem)).sum()
     trips = rt * ct * mt * nt
     overhead = latency + math.ceil(DESCRIPTOR_BYTES / bus)
