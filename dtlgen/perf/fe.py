@@ -357,28 +357,47 @@ def _trip(comp, load, latency, timing, streams=1):
     return (1 - hit) * np.maximum(comp, load) + hit * np.maximum(comp, load + np.maximum(refreshes, 1) * penalty)
 
 
-def _paused_trips(comp, load, rem, count, trip, reopen=0):
+def _paused_trips(comp, load, rem, count, trip, reopen=None):
     """`count` trips of each tile (arrays over tiles) that are not its last, each loading `load` with
     `rem` store beats pending at the first (Background stores in the module docstring): the trips'
     cycles without their handoffs, and the beats still pending after them. A trip stores
     s = clip(comp − load, 0, rem) beats after its load; when beats remain and the load ended by the
     array's last cycle, the store's pause takes one more. With gap g = comp − load > 0 the first
-    ceil(rem / g) − 1 trips pause, the next finishes the store, the rest only load. On the DDR-like
-    memory a trip's stores close the rows the next trip's reads keep open, so while the store runs
-    each load takes `reopen` more; when that leaves no gap the store waits for the tile's last trip."""
+    ceil(rem / g) − 1 trips pause, the next finishes the store, the rest only load.
+
+    On the DDR-like memory (`reopen` = (t_miss, group, rows): the store's beats per output row it
+    opens, the rows the reads keep open) a trip's s stored beats close min(rows, s / group + 1) of
+    the rows the next trip's reads keep open, each t_miss more on its load: when a steady s > 0
+    satisfies s = g − t_miss · closed(s), every trip stores s beats; else a storing trip (g beats)
+    and one whose reopened load leaves no gap alternate."""
     if count == 0:
         return np.zeros_like(comp, dtype=float), rem
-    storing = (comp - load - reopen > 0) & (rem > 0)
-    load = load + np.where(storing, reopen, 0)
-    gap = np.where(storing | (rem == 0), comp - load, np.minimum(comp - load, 0))
-    positive = gap > 0
-    needed = np.where(positive & (rem > 0), np.ceil(rem / np.where(positive, gap, 1)), 0)  # trips to finish
-    pausing = np.where(positive, np.minimum(np.maximum(needed - 1, 0), count), 0)
-    finishing = positive & (needed >= 1) & (needed <= count)
-    plain = count - pausing - finishing
-    left = np.where(positive, np.maximum(rem - pausing * gap, 0), rem)
-    cycles = (pausing * (trip(comp, comp) + 1) + finishing * trip(comp, load + np.where(finishing, left, 0))
-              + plain * (trip(comp, load) + ((~positive) & (gap == 0) & (rem > 0))))
+    gap0 = comp - load
+    active = (rem > 0) & (gap0 > 0)
+    if reopen is None:
+        steady, step, store_load, after = gap0 > 0, gap0, load, load
+    else:
+        t_miss, group, rows = reopen
+        few = (gap0 - t_miss) / (1 + t_miss / group)  # fewer rows closed than the reads keep open
+        many = gap0 - t_miss * rows
+        step = np.where((few > 0) & (few / group + 1 < rows), few, many)
+        steady = step > 0
+        store_load = np.where(steady, comp - step, load)  # a storing trip's load: reopened when steady
+        after = load + t_miss * np.minimum(rows, gap0 / group + 1)  # the load after a gap-long store
+        step = np.where(steady, step, gap0)
+    alternate = active & ~steady
+    period = np.where(alternate, 2, 1)
+    needed = np.where(active, np.ceil(rem / np.where(active, step, 1)), 0)  # storing trips to finish
+    finishing = active & ((needed - 1) * period + 1 <= count)
+    storing = np.where(finishing, needed - 1, np.where(active, np.ceil(count / period), 0))  # pausing ones
+    reopened = np.where(alternate, np.where(finishing, needed - 1, count // 2), 0)
+    plain = count - storing - reopened - finishing
+    left = np.where(active, np.maximum(rem - storing * step, 0), rem)
+    # (a refresh delays the reads, not the posted writes: its expectation follows the load alone)
+    stored = trip(comp, store_load)
+    cycles = (storing * (stored + 1) + reopened * trip(comp, after)
+              + finishing * np.maximum(stored, store_load + np.where(finishing, left, 0))
+              + plain * (trip(comp, load) + ((gap0 == 0) & (rem > 0))))
     return cycles, np.where(finishing, 0, left)
 
 
@@ -481,7 +500,8 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, keep,
     else:
         # trips n = 0 .. nt−3 load a full channel tile, n = nt−2 the last one, n = nt−1 the next tile
         # on the DDR-like memory a store closes the rows of the next trip's streams (and the weights')
-        reopen = 0 if timing is None else (streams + (kind == "conv")) * timing[1]
+        group = np.maximum(out_r[:, None, None] * np.ceil(out_c[None, :, None] * a_bytes / bus), 1)  # a lane's image
+        reopen = None if timing is None else (timing[1], np.broadcast_to(group, grid).ravel(), streams + (kind == "conv"))
         total, rem = _paused_trips(comp, load_full, store_prev, nt - 2, trip, reopen)
         cycles_last, rem = _paused_trips(comp, load_last, rem, 1, trip, reopen)
         total = (total + cycles_last + trip(comp, next_first + rem)).sum()
