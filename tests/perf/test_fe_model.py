@@ -305,11 +305,11 @@ def test_fe_ops_mapping():
 def test_cycle_bounds(data):
     """Lower bounds from the array size and exact bounds that follow from the docstring schedule.
 
-    cycles = overhead + first load + Σ_i (max(compute_i, load_{i+1} + store_prev_i) + 1) + last store + OUT
+    cycles = overhead + first load + Σ_i (max(compute_i, load_{i+1} + stored_i) + 1 [+ 1 if paused]) + last store + OUT
              + phase handoffs
       ≥ compute_cycles + overhead + first load + last store + OUT     (each max ≥ compute_i)
       ≥ bus_cycles + OUT                         (Σ of the second arguments = all loads but the first
-                                                  + all stores but the last)
+                                                  + all stores but the last: a tile's stores add up)
       ≤ compute_cycles + bus_cycles + OUT + handoffs   (max(a, b) ≤ a + b; one handoff per trip
                                                         and two per memory phase)
     """

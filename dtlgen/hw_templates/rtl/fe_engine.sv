@@ -1463,7 +1463,9 @@ module fe_engine #(
 
   // ---------------------------------------------------------------------------------------------
   // Sequencer: descriptor, bias table, first load, then trips until the last, then the last store
-  assign advance = (state == S_RUN) && (cstate == C_DONE) && (mstate == M_WAIT);
+  // (and not while a stalled write holds a store beat in q1: its half's banks hold their read data,
+  // which a trip accumulating into that half would take for its partial sums)
+  assign advance = (state == S_RUN) && (cstate == C_DONE) && (mstate == M_WAIT) && (s_go || !q1_valid);
 
   always_comb begin
     go = 1'b0;
