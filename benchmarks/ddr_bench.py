@@ -103,7 +103,7 @@ def main() -> None:
                                           max_cycles=20 * predicted + 10_000, ddr=ddr)
                 cycles.append(result.cycles)
                 exact &= all(np.array_equal(program.read_images(result.memory, i),
-                                            reference[img.layer][img.image0:img.image0 + img.op.images])
+                                            reference[img.layer][img.image0:img.image0 + img.op.total_images])
                              for i, img in enumerate(program.ops))
             ideal, ddr_cycles = sum(cycles[0]), sum(cycles[1])
             errors = [(abs(m / r - 1), m / r - 1, img.op.name)

@@ -76,9 +76,9 @@ def bench_one(model: str, board_name: str, design: Design | None, pop: int, gens
         sim = fe_sim.run(program, params, Path(work), max_cycles=4 * sum(predicted) + 10_000)
     run_s = sim.run_s  # the cocotb run alone, as `dtlgen sim` reports it (the build is timed above)
     reference = golden.fe_forward(qnet, x_int)
-    exact = all(np.array_equal(program.read_images(sim.memory, i), reference[img.layer][img.image0:img.image0 + img.op.images])
+    exact = all(np.array_equal(program.read_images(sim.memory, i), reference[img.layer][img.image0:img.image0 + img.op.total_images])
                 for i, img in enumerate(program.ops))
-    macs = [img.op.macs * img.op.images for img in program.ops]
+    macs = [img.op.macs * img.op.total_images for img in program.ops]
     lanes = design.fe.tm * design.fe.tn
     f = design.clock_mhz * 1e6
     measured, model_total = sum(sim.cycles), sum(predicted)

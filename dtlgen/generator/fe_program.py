@@ -33,7 +33,7 @@ MIN_MEMORY_BYTES = 1 << 20
 
 @dataclass
 class OpImage:
-    op: FEOp  # its `images` images of a batch: image0 .. image0 + op.images - 1
+    op: FEOp  # its images of a batch: image0 .. image0 + op.total_images - 1
     layer: str  # the IR layer whose output this op stores (the pool's for a fused conv + pool)
     out_addr: int  # of image0's output; the next image's follows it `image_pitch` bytes later
     out_shape: tuple[int, ...]  # per-sample shape of the stored output, as in the IR
@@ -47,12 +47,12 @@ class OpImage:
     @property
     def span(self) -> int:
         """Bytes from out_addr to the end of its last image's output."""
-        return (self.op.images - 1) * self.image_pitch + int(np.prod(self.out_shape))
+        return (self.op.total_images - 1) * self.image_pitch + int(np.prod(self.out_shape))
 
     @property
     def stored_shape(self) -> tuple[int, ...]:
         """What the descriptor stores at out_addr: out_shape, led by the image count for a batch."""
-        return self.out_shape if self.op.images == 1 else (self.op.images, *self.out_shape)
+        return self.out_shape if self.op.total_images == 1 else (self.op.total_images, *self.out_shape)
 
 
 @dataclass
@@ -82,7 +82,7 @@ class FEProgram:
     def read_images(self, memory: np.ndarray, index: int) -> np.ndarray:
         """Op `index`'s outputs of each of its images, shaped (images, C, H, W)."""
         image = self.ops[index]
-        return read_batch(memory, image.out_addr, image.out_shape, image.op.images, image.image_pitch)
+        return read_batch(memory, image.out_addr, image.out_shape, image.op.total_images, image.image_pitch)
 
 
 def read_batch(memory: np.ndarray, addr: int, shape: tuple[int, ...], images: int, pitch: int) -> np.ndarray:
@@ -193,16 +193,19 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
         region[stored], pitches[stored] = outputs[stored], out_stride
         out_addr = outputs[stored] + image0 * out_stride
         six = int(fixed.to_fixed(6.0, out_fmt)) if layer.activation == "relu6" else 0
+        several = op.total_images > 1  # the image strides (0 for one image)
         descriptors.append(isa.encode(
             f"FE descriptor of '{op.name}'", kind=kind, act=ACTIVATION_CODES[layer.activation], pool=int(bool(op.pool)),
             depthwise=int(op.depthwise), n=op.n, m=op.m, h=op.h, w=op.w, r=op.r, c=op.c, k=op.k, s=op.s, p=op.p,
             shift=shift, six=six, mult=mult, in_addr=source + image0 * in_stride, second_addr=second,
             bias_addr=bias_addr, out_addr=out_addr, sa=shifts & 0xFF, sb=shifts >> 8, more_images=op.images - 1,
             plane=int(isa.loads_planes(op.k, op.s, op.p, op.h, op.w, op.r, op.c, cfg.tr, cfg.tc, op.keep)),
-            keep=int(op.keep),
-            in_stride=in_stride if op.images > 1 else 0, out_stride=out_stride if op.images > 1 else 0))
+            keep=int(op.keep), more_groups=op.groups - 1,
+            in_stride=in_stride if several else 0, out_stride=out_stride if several else 0,
+            in_gstride=op.images * in_stride if op.groups > 1 else 0,
+            out_gstride=op.images * out_stride if op.groups > 1 else 0))
         program.ops.append(OpImage(op, stored, out_addr, out_shape, image0, out_stride))
-        image0 = (image0 + op.images) % batch
+        image0 = (image0 + op.total_images) % batch
     if memory_bytes is None:
         memory_bytes = max(MIN_MEMORY_BYTES, 1 << (cursor - 1).bit_length())
     if cursor > memory_bytes:
@@ -291,6 +294,11 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
         batch = isa.batch_problem(images, k, s, p, h, r, bool(pool), tiles[0]) if images > 1 else None
         if batch:
             refuse(f"runs a batch the engine cannot: {batch}")
+        groups = d["more_groups"] + 1
+        grouping = isa.groups_problem(groups, bool(d["keep"]), n, tn)
+        if grouping:
+            refuse(f"runs image groups the engine cannot: {grouping}")
+        total = images * groups  # the descriptor's images, one group of `images` after another
         if r != (h + 2 * p - k) // s + 1 or c != (wd + 2 * p - k) // s + 1 or (depthwise and n != m) \
                 or (kind == KIND_ADD and (n != m or (h, wd) != (r, c))) or (pool and kind != KIND_CONV):
             refuse(f"has shapes that do not agree (N={n} M={m} H={h} W={wd} R={r} C={c} K={k} S={s} P={p})")
@@ -298,24 +306,30 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
         # count for a batch (whose images' outputs follow each other out_pitch bytes apart: the output
         # stride, the pitch the program builder lays out, as the input's stride is)
         out_shape = list(op["out_shape"])
-        sample = out_shape[1:] if images > 1 else out_shape
+        sample = out_shape[1:] if total > 1 else out_shape
         pitch = isa.image_pitch(int(np.prod(sample)), dram_row_bytes)
-        if images > 1 and (out_shape[0] != images or len(sample) not in (1, 3)
-                           or d["out_stride"] != op.get("out_pitch", pitch) or d["out_stride"] != pitch):
-            refuse(f"runs {images} images, but program.json's out_shape {out_shape} and out_pitch "
-                   f"{op.get('out_pitch')} (or the output stride {d['out_stride']}) do not describe {images} "
+        if total > 1 and (out_shape[0] != total or len(sample) not in (1, 3)
+                          or d["out_stride"] != op.get("out_pitch", pitch) or d["out_stride"] != pitch):
+            refuse(f"runs {total} images, but program.json's out_shape {out_shape} and out_pitch "
+                   f"{op.get('out_pitch')} (or the output stride {d['out_stride']}) do not describe {total} "
                    f"outputs {pitch} bytes apart")
         in_pitch = isa.image_pitch(n * h * wd, dram_row_bytes)
-        if images > 1 and d["in_stride"] != in_pitch:
-            refuse(f"reads {images} images {d['in_stride']} bytes apart, not the {in_pitch} its input buffer "
+        if total > 1 and d["in_stride"] != in_pitch:
+            refuse(f"reads {total} images {d['in_stride']} bytes apart, not the {in_pitch} its input buffer "
                    "holds them at")
+        # a group's images follow the previous group's: its strides are `images` image strides (0 for one group)
+        if (d["in_gstride"], d["out_gstride"]) != ((images * d["in_stride"], images * d["out_stride"]) if groups > 1
+                                                   else (0, 0)):
+            refuse(f"runs {groups} image group(s) of {images} with group strides {d['in_gstride']} and "
+                   f"{d['out_gstride']}, not {images} image strides ({images} x {d['in_stride']} and {images} x "
+                   f"{d['out_stride']}; 0 for one group)")
         if d["out_addr"] != op["out_addr"] or len(sample) not in (1, 3) or sample[0] != m \
                 or (len(sample) == 3 and not pool and tuple(sample[1:]) != (r, c)):
             refuse(f"stores {m} channels at {d['out_addr']}, not the {out_shape} at {op['out_addr']} that program.json names")
         weights = isa.weight_bytes(m, n, k, bool(depthwise), tm, tn, bus_bytes, isa.weight_slot_bits(w_bits))
         # a batch's last image lies furthest: its input and output start a stride after the previous one's
-        in_span = (images - 1) * d["in_stride"] + n * h * wd
-        out_span = (images - 1) * d["out_stride"] + int(np.prod(sample))
+        in_span = (total - 1) * d["in_stride"] + n * h * wd
+        out_span = (total - 1) * d["out_stride"] + int(np.prod(sample))
         ranges = [("input", d["in_addr"], in_span), ("output", d["out_addr"], out_span)]
         if kind == KIND_CONV:
             ranges += [("weights", d["second_addr"], weights), ("biases", d["bias_addr"], 4 * m)]
@@ -331,7 +345,7 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
         if op.get("kind") != kind_name:
             refuse(f"is a {kind_name}, but program.json calls it a {op.get('kind')}")
         decoded.append(FEOp(op["name"], kind_name, n, h, wd, m, r, c, k, s, p, bool(depthwise), 2 if pool else 0,
-                            images=images, keep=bool(d["keep"])))
+                            images=images, groups=groups, keep=bool(d["keep"])))
     # kept inputs must fit the input banks of the engine sized for these ops (what build_fe_program gives)
     engine = FEConfig(tm, tn, *tiles)
     words = keep_words(engine, bus_bytes, decoded)

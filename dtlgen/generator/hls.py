@@ -79,11 +79,11 @@ def _write_fe_vectors(data: Path, program: FEProgram, outputs: list[np.ndarray])
     lines = [f"memory {len(program.memory)}", f"load 0 fe_memory.bin {len(image_bytes)}",
              f"run {program.desc_addr} {len(program.ops)}"]
     for i, (image, expected) in enumerate(zip(program.ops, outputs)):
-        values = np.asarray(expected, dtype=np.int64).astype(np.int8).reshape(image.op.images, -1)
+        values = np.asarray(expected, dtype=np.int64).astype(np.int8).reshape(image.op.total_images, -1)
         for j, sample in enumerate(values):  # a batch's outputs lie image_pitch bytes apart
-            name = f"fe_op{i}.bin" if image.op.images == 1 else f"fe_op{i}_{j}.bin"
+            name = f"fe_op{i}.bin" if image.op.total_images == 1 else f"fe_op{i}_{j}.bin"
             (data / name).write_bytes(sample.tobytes())
-            label = image.op.name if image.op.images == 1 else f"{image.op.name}[{image.image0 + j}]"
+            label = image.op.name if image.op.total_images == 1 else f"{image.op.name}[{image.image0 + j}]"
             lines.append(f"expect {image.out_addr + j * image.image_pitch} {name} {label} {sample.size}")
     (data / "fe_script.txt").write_text("\n".join(lines) + "\n")
 

@@ -65,8 +65,8 @@ class ProjectData:
         ops, image0 = [], 0  # a layer's descriptors run its images in turn, as build_fe_program lays them out
         for op, entry in zip(self.fe_ops, self.program["ops"]):
             ops.append(OpImage(op, entry["layer"], entry["out_addr"],
-                               tuple(entry["out_shape"][1 if op.images > 1 else 0:]), image0, entry.get("out_pitch", 0)))
-            image0 = (image0 + op.images) % self.design.fe.batch
+                               tuple(entry["out_shape"][1 if op.total_images > 1 else 0:]), image0, entry.get("out_pitch", 0)))
+            image0 = (image0 + op.total_images) % self.design.fe.batch
         return FEProgram(self.memory, self.program["desc_addr"], ops, self.program["input_addr"])
 
     @property

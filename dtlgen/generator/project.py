@@ -126,7 +126,7 @@ def generate_project(network: Network, design: Design, board: Board, calib_x: np
     params = sim_params(design, board, len(program.memory), m_max)
     reference = golden.fe_forward(qnet, x_int)
     # what each descriptor stores: its images' outputs (in memory each image_pitch after the one before)
-    outputs = [reference[img.layer][img.image0:img.image0 + img.op.images].reshape(img.stored_shape)
+    outputs = [reference[img.layer][img.image0:img.image0 + img.op.total_images].reshape(img.stored_shape)
                for img in program.ops]
     progress(f"writing the project ({len(program.ops)} FE descriptors, {len(program.memory) >> 10} KiB DRAM image)")
     with atomic_directory(out_dir, KIND, force) as staging:
@@ -143,7 +143,7 @@ def generate_project(network: Network, design: Design, board: Board, calib_x: np
         bus, latency = params.fe.bus_bytes, params.dram.latency
         for img in program.ops:
             ops.append({"name": img.op.name, "layer": img.layer, "kind": img.op.kind, "pool": img.op.pool,
-                        "macs": img.op.macs * img.op.images, "out_addr": img.out_addr,
+                        "macs": img.op.macs * img.op.total_images, "out_addr": img.out_addr,
                         "out_shape": list(img.stored_shape), "out_pitch": img.image_pitch,
                         "predicted_cycles": op_cycles(img.op, design.fe, bus, latency).cycles})
         write_json(sim / "program.json", {"desc_addr": program.desc_addr, "input_addr": program.input_addr,

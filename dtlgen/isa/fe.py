@@ -3,9 +3,10 @@
 w0 kind | act << 4 | fused pool << 6 | depthwise << 7; w1 N | M << 16; w2 H | W << 16; w3 R | C << 16;
 w4 K | S << 8 | P << 16 | shift << 24 (signed); w5 six (signed 16) | average-pool multiplier << 16;
 w6 input address; w7 weight address (an add's second input); w8 bias address; w9 output address;
-w10 the add's operand shifts sa | sb << 8; w11 more_images (b − 1) | plane << 8 | keep << 9; w12 input image
-stride (bytes from one image's input, and an add's second input, to the next's); w13 output image
-stride; w14..w15 zero.
+w10 the add's operand shifts sa | sb << 8; w11 more_images (b − 1) | plane << 8 | keep << 9 | more_groups
+(g − 1) << 16; w12 input image stride (bytes from one image's input, and an add's second input, to the
+next's); w13 output image stride; w14 input group stride (b · w12 when g > 1, else 0); w15 output group
+stride (b · w13, or 0).
 
 Plane windows (`plane_window`, the `plane` bit): when an op has one tile of rows and columns and its
 input window is the whole map, each channel plane of each image is one contiguous run of H·W bytes
@@ -32,6 +33,14 @@ A batch (b > 1 images in one descriptor, `max_images`): every trip runs all b im
 tile it loaded once. The b images' output rows stack in the output tile (image i's rows from i·R on)
 and their input windows in the input buffer, so the op has one row tile (b·R ≤ TR); image i reads at
 in + i·in_stride (second + i·in_stride) and writes at out + i·out_stride.
+
+Image groups (g > 1, `groups_problem`): the descriptor runs g groups of b images one after another,
+group j's images at in + j·in_gstride (and second + j·in_gstride) and out + j·out_gstride, its trips
+after group j − 1's as if they were further row tiles (order: group, row tile, column tile, m tile, n
+tile). A layer's batch in one descriptor instead of one per group: its descriptor, bias table, first
+load and last store are paid once, and a group's last tile stores in the gaps of the next group's
+trips. A kept input (`keep`) of a single input-channel tile cannot be grouped: the next group's first
+trip would load its planes into the one slot the last trip still reads.
 
 A conv's weights in memory, trip by trip (m tile outer, n tile inner; a depthwise conv: m tiles):
 K·K tap rows in (kr, kc) order, each the tap's tm_e × wn weights in (m, n) order (wn = tn_e, or 1
@@ -72,10 +81,12 @@ FIELDS = (
     Field("six", 5, 0, 16, signed=True), Field("mult", 5, 16, 16),
     Field("in_addr", 6, 0, 32), Field("second_addr", 7, 0, 32), Field("bias_addr", 8, 0, 32),
     Field("out_addr", 9, 0, 32), Field("sa", 10, 0, 8), Field("sb", 10, 8, 8),
-    Field("more_images", 11, 0, 8), Field("plane", 11, 8, 1), Field("keep", 11, 9, 1), Field("in_stride", 12, 0, 32),
-    Field("out_stride", 13, 0, 32),
+    Field("more_images", 11, 0, 8), Field("plane", 11, 8, 1), Field("keep", 11, 9, 1), Field("more_groups", 11, 16, 8),
+    Field("in_stride", 12, 0, 32), Field("out_stride", 13, 0, 32), Field("in_gstride", 14, 0, 32),
+    Field("out_gstride", 15, 0, 32),
 )
 IMAGES_MAX = 256  # more_images is 8 bits
+GROUPS_MAX = 256  # more_groups too
 
 
 def window_problem(kind: int, k: int, s: int, r: int, c: int, tr: int, tc: int) -> str | None:
@@ -169,6 +180,16 @@ def batch_problem(images: int, k: int, s: int, p: int, h: int, r: int, pool: boo
         return None
     return (f"{images} images of R={r} rows (K={k}, S={s}, P={p}, H={h}{', fused pool' if pool else ''}) do not fit "
             f"one descriptor: at most {most} with TR={tr}")
+
+
+def groups_problem(groups: int, keep: bool, n: int, tn: int) -> str | None:
+    """Why one descriptor cannot run `groups` image groups (module docstring, Image groups), or None."""
+    if not 1 <= groups <= GROUPS_MAX:
+        return f"{groups} image groups: a descriptor runs 1 to {GROUPS_MAX}"
+    if groups > 1 and keep and n <= tn:
+        return (f"{groups} image groups of a kept input of one input-channel tile (N={n} <= TN={tn}): the next "
+                "group's load would overwrite the planes the last trip reads")
+    return None
 
 
 def geometry_wait(bus_bytes: int) -> int:

@@ -22,7 +22,8 @@ FE_SV_NAMES = {"kind": "d_kind", "act": "d_act", "pool": "d_pool", "depthwise": 
                "h": "d_h", "w": "d_w", "r": "d_r", "c": "d_c", "k": "d_k", "s": "d_s", "p": "d_p",
                "shift": "d_shift", "six": "d_six", "mult": "d_mult", "in_addr": "d_in", "second_addr": "d_wt",
                "bias_addr": "d_bias", "out_addr": "d_out", "sa": "d_sa", "sb": "d_sb",
-               "more_images": "d_more", "plane": "d_plane", "keep": "d_keep", "in_stride": "d_istride", "out_stride": "d_ostride"}
+               "more_images": "d_more", "plane": "d_plane", "keep": "d_keep", "in_stride": "d_istride", "out_stride": "d_ostride",
+               "more_groups": "d_moreg", "in_gstride": "d_igstride", "out_gstride": "d_ogstride"}
 FE_CPP_NAMES = {name: "d." + sv[2:] for name, sv in FE_SV_NAMES.items()}
 # field -> rl_engine.sv's d_* and dtl_rl_engine.cpp's RlDesc members
 RL_SV_NAMES = {"mode": "d_mode", "act": "d_act", "six": "d_six", "m": "d_m", "n": "d_n", "rows": "d_g",

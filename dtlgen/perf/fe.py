@@ -64,6 +64,16 @@ run one image per descriptor. Weights cross the bus once per descriptor instead 
 at batch 1 the deep layers of a VGG are weight-bandwidth bound, at batch b their weight traffic per
 image falls b-fold.
 
+## Image groups
+The rest of a layer's batch does not wait for a descriptor of its own: one descriptor runs g groups
+of b images (`FEOp.groups`, `dtlgen.isa.fe`, Image groups), each group's tiles after the previous
+group's as if they were further row tiles. The trip sequence is then the tile grid above g times
+over, with the stores in the gaps as ever (a group's last tile stores during the next group's first
+trips); the descriptor, the bias table, the first load and the last store are paid once, not g
+times: 2 % of resnet18_cifar's 32×32 layers at batch 8 on pynq-z2's 32×22 design. Weights cross the
+bus once per group. A kept input of one input-channel tile cannot be grouped
+(`dtlgen.isa.fe.groups_problem`).
+
 ## Kept inputs
 A conv whose outputs fit one tile and whose whole input (every input-channel tile's planes of every
 image) fits the input banks (`dtlgen.isa.fe.keeps_inputs`, `FEOp.keep`, chosen by `batched_ops` for
@@ -175,12 +185,18 @@ class FEOp:
     pool_layer: str = ""  # the IR name of a fused pool
     macs: int = 0  # useful MACs per sample
     images: int = 1  # images the descriptor runs with each weight tile (a batch: `batched_ops`)
+    groups: int = 1  # such runs of `images` images one after another (`batched_ops`, Image groups)
     keep: bool = False  # its input stays on chip across output-channel tiles (`dtlgen.isa.fe.keeps_inputs`)
 
     @property
     def per_channel(self) -> bool:
         """Depthwise convs, pools and adds use tm lanes, one input channel each, no n loop."""
         return self.depthwise or self.kind != "conv"
+
+    @property
+    def total_images(self) -> int:
+        """Images the descriptor runs: `groups` groups of `images`, one after another."""
+        return self.images * self.groups
 
 
 def fe_ops(network: Network, cfg: FEConfig) -> list[FEOp]:
@@ -201,17 +217,26 @@ _CANDIDATES: "weakref.WeakKeyDictionary[Network, list[tuple[FEOp, str]]]" = weak
 
 def batched_ops(ops: list[FEOp], cfg: FEConfig, batch: int, bus: float = 0, keep_words: int = 0) -> list[FEOp]:
     """The descriptors that run `ops` over `batch` images, layer after layer: each op as few descriptors
-    as the engine allows (`dtlgen.isa.fe.max_images`: one row tile holding every image's rows), each
-    running its images with every weight tile it loads once. With `keep_words` (the input banks' words
-    of the engine that runs them: `keep_words`) and the memory's `bus` bytes, each keeps its input across
-    output-channel tiles where `keeps_inputs` says it fits."""
+    as the engine allows, each running as many images with every weight tile it loads as one row tile
+    holds (`dtlgen.isa.fe.max_images`), and such groups one after another (`FEOp.groups`,
+    `dtlgen.isa.fe.groups_problem`); a last descriptor takes the images left over. With `keep_words`
+    (the input banks' words of the engine that runs them: `keep_words`) and the memory's `bus` bytes,
+    each keeps its input across output-channel tiles where `keeps_inputs` says it fits."""
     require_int(batch, "batch", 1, meaning="images")
     result = []
     for op in ops:
         most = isa_fe.max_images(op.k, op.s, op.p, op.h, op.r, bool(op.pool), cfg.tr)
-        for first in range(0, batch, most):
-            run = replace(op, images=min(most, batch - first))
-            result.append(replace(run, keep=bool(keep_words) and keeps_inputs(run, cfg, bus, keep_words)))
+        full, rest = divmod(batch, most)
+        runs = [most] * full + ([rest] if rest else [])
+        for images in runs:
+            run = replace(op, images=images)
+            run = replace(run, keep=bool(keep_words) and keeps_inputs(run, cfg, bus, keep_words))
+            last = result[-1] if result else None
+            if (last is not None and replace(last, groups=1) == run and last.groups < isa_fe.GROUPS_MAX
+                    and isa_fe.groups_problem(last.groups + 1, run.keep, run.n, cfg.tn) is None):
+                result[-1] = replace(last, groups=last.groups + 1)
+            else:
+                result.append(run)
     return result
 
 
@@ -321,7 +346,7 @@ def op_cycles(op: FEOp, cfg: FEConfig, bus_bytes: float, latency: int, ddr: DdrT
     tr, tc = min(cfg.tr, op.r), min(cfg.tc, op.c)
     timing = (ddr.row_bytes, ddr.t_miss, ddr.t_refi, ddr.t_rfc, ddr.banks) if ddr is not None and ddr.row_bytes else None
     key = (op.kind, op.n, op.h, op.w, op.m, op.r, op.c, op.k, op.s, op.p, op.per_channel, op.pool, op.images,
-           op.keep, cfg.tm, cfg.tn, tr, tc, cfg.a_bytes, isa_fe.weight_slot_bits(cfg.w_bits), float(bus_bytes), int(latency),
+           op.groups, op.keep, cfg.tm, cfg.tn, tr, tc, cfg.a_bytes, isa_fe.weight_slot_bits(cfg.w_bits), float(bus_bytes), int(latency),
            timing)
     return _op_cycles(*key)
 
@@ -423,7 +448,7 @@ def require_ddr_timing(board: Board, option: str = "--ddr") -> DdrTiming:
 
 
 @lru_cache(maxsize=200_000)
-def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, keep, tm, tn, tr, tc, a_bytes, w_slot,
+def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, groups, keep, tm, tn, tr, tc, a_bytes, w_slot,
                bus, latency, timing=None) -> OpCycles:
     depth = pipeline_depth(tn) if kind == "conv" else pipeline_depth(1)
     rt, ct, mt = -(-r // tr), -(-c // tc), -(-m // tm)
@@ -438,8 +463,12 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, keep,
     tm_e = np.minimum(tm, m - np.arange(mt) * tm)
     # Broadcast to every output tile, in visiting order (row tile, col tile, m tile).
     grid = (rt, ct, mt)
+
+    def seq(a):  # per output tile, in visiting order: the grid once per image group (Image groups)
+        return np.tile(np.broadcast_to(a, grid).ravel(), groups)
+
     # a batch's images share each trip (one row tile): their taps, input rows and output rows add up
-    comp = np.broadcast_to((images * tr_e[:, None, None] * tc_e[None, :, None]) * (k * k) + depth, grid).ravel()
+    comp = seq((images * tr_e[:, None, None] * tc_e[None, :, None]) * (k * k) + depth)
     if isa_fe.loads_planes(k, s, p, h, w, r, c, tr, tc, keep):  # a request per channel plane (isa.fe, Plane windows)
         row_beats = np.full((rt, ct, 1), images * math.ceil(h * w * a_bytes / bus))
     else:
@@ -449,8 +478,7 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, keep,
     if keep:  # the input crosses the bus during the first output-channel tile only
         row_beats = row_beats * (np.arange(mt) == 0)[None, None, :]
     lanes = tm_e[None, None, :]
-    store = np.broadcast_to(images * lanes * out_r[:, None, None] * np.ceil(out_c[None, :, None] * a_bytes / bus),
-                            grid).ravel()
+    store = seq(images * lanes * out_r[:, None, None] * np.ceil(out_c[None, :, None] * a_bytes / bus))
 
     # an image's channels of a trip are one run when the window is the whole plane, else a run per
     # channel from its first window row to its last; the weights are one run
@@ -462,7 +490,7 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, keep,
         sample = n * h * w * a_bytes  # the images lie image_pitch apart (several to a row when small)
         span = (images - 1) * isa_fe.image_pitch(sample, timing[0]) + sample
         rows_open = inputs * min(images, -(-span // timing[0]))
-    streams = np.broadcast_to(np.where(whole & reads_input, rows_open, 1), grid).ravel()
+    streams = seq(np.where(whole & reads_input, rows_open, 1))
 
     def load(tn_e):  # load of a trip with tn_e input channels (per-channel ops: the tile's own tm_e)
         channels = lanes if per_channel else tn_e
@@ -484,7 +512,7 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, keep,
                 beats = beats + np.where(whole & reads_input, 2 * min(1, rows_open / timing[4]), 0) * timing[1]
         else:
             beats = beats + w_beats
-        return np.broadcast_to(latency + beats, grid).ravel()
+        return seq(latency + beats)
 
     tn_last = n - (nt - 1) * tn if not per_channel else 0
     load_full = load(min(tn, n))
@@ -501,11 +529,11 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, keep,
         # trips n = 0 .. nt−3 load a full channel tile, n = nt−2 the last one, n = nt−1 the next tile
         # on the DDR-like memory a store closes the rows of the next trip's streams (and the weights')
         group = np.maximum(out_r[:, None, None] * np.ceil(out_c[None, :, None] * a_bytes / bus), 1)  # a lane's image
-        reopen = None if timing is None else (timing[1], np.broadcast_to(group, grid).ravel(), streams + (kind == "conv"))
+        reopen = None if timing is None else (timing[1], seq(group), streams + (kind == "conv"))
         total, rem = _paused_trips(comp, load_full, store_prev, nt - 2, trip, reopen)
         cycles_last, rem = _paused_trips(comp, load_last, rem, 1, trip, reopen)
         total = (total + cycles_last + trip(comp, next_first + rem)).sum()
-    trips = rt * ct * mt * nt
+    trips = rt * ct * mt * nt * groups
     overhead = latency + math.ceil(DESCRIPTOR_BYTES / bus)
     if kind == "conv":
         overhead += latency + math.ceil(m * BIAS_BYTES / bus)
@@ -523,7 +551,7 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, keep,
     w_total = int(isa_fe.weight_bytes(m, n, k, per_channel, tm, tn, bus, w_slot)) if kind == "conv" else 0
     out_bytes = images * m * int(out_r.sum()) * int(out_c.sum()) * a_bytes
     return OpCycles(cycles, int(comp.sum()) * nt, bus_cycles, trips,
-                    in_bytes + w_total * rt * ct + out_bytes)
+                    groups * (in_bytes + w_total * rt * ct + out_bytes))
 
 
 def _window_valid(start_out: np.ndarray, extent: np.ndarray, s: int, k: int, p: int, size: int) -> np.ndarray:

@@ -89,7 +89,7 @@ def _fe_report(data, result, ops: list[dict[str, Any]], predicted_total: int, ti
     for i, (op, measured) in enumerate(zip(ops, result.cycles)):
         got = fe_program.read_images(result.memory, i)
         bit_exact = bool(np.array_equal(got.reshape(op["out_shape"]), expected[f"op{i}"]))
-        images = data.fe_ops[i].images  # a descriptor of a batch runs several
+        images = data.fe_ops[i].total_images  # a descriptor of a batch runs several
         name = op["name"] + (f" ({images} images)" if images > 1 else "")
         rows.append(_row(name, "fe", op["macs"], op["predicted_cycles"], measured, clock_hz, bit_exact))
     total = _row("total", "fe", sum(r["macs"] for r in rows), predicted_total, sum(result.cycles), clock_hz,

@@ -9,6 +9,7 @@ vectorised version of the same schedule and must agree with it exactly.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -56,7 +57,7 @@ def reference_schedule(op: fe.FEOp, cfg: fe.FEConfig, bus: int, latency: int, no
 
     tiles = []  # (list of (compute, load) per trip, store), in visiting order
     in_elems = w_moved = out_elems = 0
-    for r0 in range(0, op.r, tr):  # row tile
+    for r0 in [r0 for _group in range(op.groups) for r0 in range(0, op.r, tr)]:  # image group, row tile
         tr_e = min(tr, op.r - r0)
         rows_v = valid(r0, tr_e, op.h)
         for c0 in range(0, op.c, tc):  # column tile
@@ -208,6 +209,9 @@ def test_op_cycles_equals_the_docstring_schedule_for_convs(data):
                                 st.just(2 * isa_fe.input_words(cfg.tr, cfg.tc, bus))))
     ops = fe.batched_ops(fe.fe_ops(network, cfg), cfg, 1, bus, words)
     for op in ops:
+        groups = data.draw(st.integers(1, 3))  # image groups one after another (isa.fe, Image groups)
+        if isa_fe.groups_problem(groups, op.keep, op.n, cfg.tn) is None:
+            op = replace(op, groups=groups)
         if op.kind == "conv":
             assert_matches_reference(op, cfg, bus, latency)
         else:  # an unfused max-pool after the conv: no adder tree, D = pipeline_depth(1)

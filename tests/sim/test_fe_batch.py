@@ -66,10 +66,11 @@ def check_batch(qnet, x_int, tiles, workdir, array=(4, 4), pack=0, lut_mults=0):
     result = fe_sim.run(program, params, workdir, max_cycles=4 * sum(predicted) + 10_000)
     reference = golden.fe_forward(qnet, x_int)
     for i, img in enumerate(program.ops):
-        want = reference[img.layer][img.image0:img.image0 + img.op.images]
+        want = reference[img.layer][img.image0:img.image0 + img.op.total_images]
         assert np.array_equal(program.read_images(result.memory, i), want), (img.op.name, img.image0)
     for img, measured, model in zip(program.ops, result.cycles, predicted):
-        assert abs(measured - model) <= LAYER_TOLERANCE * model, (img.op.name, img.op.images, measured, model)
+        assert abs(measured - model) <= LAYER_TOLERANCE * model, (img.op.name, img.op.images, img.op.groups, measured,
+                                                                   model)
     assert abs(sum(result.cycles) - sum(predicted)) <= NETWORK_TOLERANCE * sum(predicted)
     return program
 
@@ -116,7 +117,7 @@ def test_csim_runs_batched_descriptors_bit_exact(tmp_path):
     CsimEngines(project).run_fe(memory, program.desc_addr, len(program.ops))
     reference = golden.fe_forward(qnet, x_int)
     for i, img in enumerate(program.ops):
-        assert np.array_equal(program.read_images(memory, i), reference[img.layer][img.image0:img.image0 + img.op.images])
+        assert np.array_equal(program.read_images(memory, i), reference[img.layer][img.image0:img.image0 + img.op.total_images])
 
 
 def test_a_batch_beyond_the_tile_is_refused_by_the_loader():
@@ -133,13 +134,22 @@ def test_a_batch_beyond_the_tile_is_refused_by_the_loader():
         check_descriptors(memory, 0, ops, 64, (4, 4, 12, 4), 8, "test image")
     memory = program.memory.copy()
     memory[12 * 4 + 3] = 0x7F  # its input stride: not where the input buffer holds its images (and past the image)
-    with pytest.raises(DesignError, match="descriptor 0 .*reads 2 images .* apart, not the 108"):
+    with pytest.raises(DesignError, match="descriptor 0 .*reads 4 images .* apart, not the 108"):
         check_descriptors(memory, 0, ops, 64, (4, 4, 12, 4), 8, "test image")
     memory = program.memory.copy()
     memory[13 * 4:13 * 4 + 4] = np.frombuffer(np.uint32(4096).tobytes(), np.uint8)  # out_stride and out_pitch agree,
     pitched = [dict(op, out_pitch=4096) for op in ops]                                # but not the layout's pitch
     with pytest.raises(DesignError, match="descriptor 0 .*outputs 216 bytes apart"):
         check_descriptors(memory, 0, pitched, 64, (4, 4, 12, 4), 8, "test image")
+    memory = program.memory.copy()
+    assert (program.ops[0].op.images, program.ops[0].op.groups) == (2, 2)  # images 0..3; descriptor 1 runs image 4
+    memory[14 * 4] += 1  # its input group stride: not two image strides
+    with pytest.raises(DesignError, match="descriptor 0 .*2 image group.*of 2 with group strides 217 and 432, not 2"):
+        check_descriptors(memory, 0, ops, 64, (4, 4, 12, 4), 8, "test image")
+    memory = program.memory.copy()
+    memory[11 * 4 + 2] = 2  # three groups: six images, where program.json stores four
+    with pytest.raises(DesignError, match="descriptor 0 .*runs 6 images, but program.json's out_shape"):
+        check_descriptors(memory, 0, ops, 64, (4, 4, 12, 4), 8, "test image")
     memory = program.memory.copy()
     memory[9 * 4:9 * 4 + 4] = np.frombuffer(np.uint32(64).tobytes(), np.uint8)  # its output over descriptor 1
     moved = [dict(ops[0], out_addr=64)] + ops[1:]
@@ -162,19 +172,23 @@ ops = st.builds(_op, st.sampled_from([1, 3, 5]), st.integers(1, 2), st.integers(
 def test_batched_schedule_covers_every_image_once_and_loads_weights_once_per_descriptor(op, tr, tc, batch):
     cfg = FEConfig(8, 8, tr, tc)
     descriptors = batched_ops([op], cfg, batch)
-    assert sum(d.images for d in descriptors) == batch
+    assert sum(d.total_images for d in descriptors) == batch
     most = isa.max_images(op.k, op.s, op.p, op.h, op.r, False, tr)
-    assert all(1 <= d.images <= most for d in descriptors) and len(descriptors) == -(-batch // most)
+    # as many images a group as one tile holds, the full groups in one descriptor, a last one for the rest
+    assert [(d.images, d.groups) for d in descriptors] == [(most, batch // most)] * (batch >= most) + \
+        [(batch % most, 1)] * (batch % most > 0)
     assert most == 1 or op.r * most <= tr
     single = op_cycles(op, cfg, 8, 20)
     for d in descriptors:
-        run = op_cycles(d, cfg, 8, 20)
-        # never slower than the images one by one; the same trips; a conv's weights cross the bus once
-        assert run.cycles <= d.images * single.cycles and run.trips == single.trips
+        run, group = op_cycles(d, cfg, 8, 20), op_cycles(dataclasses.replace(d, groups=1), cfg, 8, 20)
+        # never slower than the images one by one, nor than its groups one by one; a group's trips are
+        # the image's; a conv's weights cross the bus once a group
+        assert run.cycles <= d.total_images * single.cycles and run.trips == d.groups * single.trips
+        assert run.cycles <= d.groups * group.cycles and run.dram_bytes == d.groups * group.dram_bytes
         if op.kind == "conv" and d.images > 1:
-            assert run.dram_bytes < d.images * single.dram_bytes
+            assert run.dram_bytes < d.total_images * single.dram_bytes
         else:
-            assert run.dram_bytes == d.images * single.dram_bytes
+            assert run.dram_bytes == d.total_images * single.dram_bytes
 
 
 def test_project_with_a_batch_simulates_and_c_simulates_bit_exact(tmp_path):

@@ -138,7 +138,7 @@ def _run_bit_exact_on_the_model(tmp_path, qnet, x_int, cfg: FEConfig, bus: int):
     result = fe_sim.run(program, params, tmp_path, max_cycles=4 * sum(predicted) + 10_000)
     reference = golden.fe_forward(qnet, x_int)
     for i, img in enumerate(program.ops):
-        want = reference[img.layer][img.image0:img.image0 + img.op.images]
+        want = reference[img.layer][img.image0:img.image0 + img.op.total_images]
         assert np.array_equal(program.read_images(result.memory, i), want), (img.op.name, img.image0)
     assert result.cycles == predicted
     return program
@@ -154,6 +154,24 @@ def test_kept_inputs_load_once_per_descriptor_bit_exact_and_on_the_model(tmp_pat
     program = _run_bit_exact_on_the_model(tmp_path, qnet, x_int, FEConfig(4, 4, *tiles, batch=batch), bus)
     kept = {img.op.name for img in program.ops if img.op.keep}
     assert kept == {"c1", "c2", "short"}  # every conv; the projection loads its whole planes
+
+
+# 7×7 maps on 4×4 tiles and a 16-byte bus: one image a group, each conv kept over input-channel tiles of
+# 4, 4, 1; 10×10 maps on 4×4 tiles: a group of several row and column tiles; 3 input channels: a kept
+# conv of one input-channel tile, which runs a descriptor an image
+@pytest.mark.parametrize("size, bus, batch, n", [(7, 16, 3, 9), (10, 8, 2, 5), (7, 16, 2, 3)])
+def test_image_groups_run_back_to_back_bit_exact_and_on_the_model(tmp_path, size, bus, batch, n):
+    """A layer's batch in one descriptor of image groups (isa.fe, Image groups): each group's tiles after
+    the previous group's, the last tile's store in the next group's trips, one descriptor fetch, bias
+    read, first load and last store; every image bit-exact, every descriptor on the model."""
+    qnet, x_int = _downsample(size, batch, n=n, m=10)
+    program = _run_bit_exact_on_the_model(tmp_path, qnet, x_int, FEConfig(4, 4, 4, 4, batch=batch), bus)
+    one_tile_kept = [img.op for img in program.ops if img.op.keep and img.op.n <= 4]
+    assert all(img.op.groups == batch for img in program.ops if img.op not in one_tile_kept)
+    # (c1 and the projection read the n input channels: an image each)
+    assert all(op.groups == 1 for op in one_tile_kept) and len(one_tile_kept) == (2 * batch if n <= 4 else 0)
+    assert any(img.op.keep for img in program.ops) == (size == 7)
+    assert any(img.op.r > 4 for img in program.ops) == (size == 10)  # several row tiles a group
 
 
 def test_kept_inputs_cross_the_bus_once():

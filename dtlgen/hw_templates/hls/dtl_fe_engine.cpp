@@ -10,7 +10,8 @@
 // Depthwise convs, pools and adds are per channel: lane m handles channel m0 + m alone.
 // A descriptor with a batch (more_images > 0) runs here one image after another through the same
 // trips; the RTL runs each trip over every image with the weight tile loaded once (the outputs are
-// the same; this twin does not schedule that reuse yet).
+// the same; this twin does not schedule that reuse yet). Image groups (more_groups > 0) follow each
+// other, group g's images at in + g * in_gstride and out + g * out_gstride (dtlgen.isa.fe).
 //
 // Numerics: dtl_numerics.h (dtlgen/quant/fixed.py); the golden model is the reference, bit for
 // bit, and `dtlgen csim` checks it. Nothing here was synthesised with Vitis HLS in this repository.
@@ -45,10 +46,10 @@ const int W_PER_BYTE = 8 / W_SLOT;  // weights in a byte of memory, the lowest s
 struct FeDesc {
   int kind, act, pool, dw;
   int n, m, h, w, r, c, k, s, p;
-  int shift, six, mult, sa, sb, more;
+  int shift, six, mult, sa, sb, more, moreg;
   int plane;  // whole channel planes per request (the RTL's load; this engine reads elements)
   int keep;   // the input stays on chip across output-channel tiles (the RTL's load; no effect here)
-  unsigned in, wt, bias, out, istride, ostride;
+  unsigned in, wt, bias, out, istride, ostride, igstride, ogstride;
   bool per_channel() const { return dw || kind != KIND_CONV; }
 };
 
@@ -91,8 +92,11 @@ static FeDesc fe_decode(dtl_fe_rmem_t mem, unsigned addr) {
   d.more = word[11].range(7, 0);
   d.plane = word[11][8];
   d.keep = word[11][9];
+  d.moreg = word[11].range(23, 16);
   d.istride = word[12];
   d.ostride = word[13];
+  d.igstride = word[14];
+  d.ogstride = word[15];
   // END dtlgen.isa decode
   return d;
 }
@@ -343,9 +347,12 @@ static bool fe_check(const FeDesc &d, unsigned index, unsigned at, const dtl_fe_
   const unsigned long long map = (unsigned long long)d.h * d.w;
   const unsigned long long channels = d.per_channel() ? d.m : d.n;
   const unsigned long long out_rows = d.pool ? d.r >> 1 : d.r, out_cols = d.pool ? d.c >> 1 : d.c;
-  // the last image's input and output lie furthest (an image's starts a stride after the previous one's)
-  const unsigned long long in_span = (images - 1) * (unsigned long long)d.istride + channels * map;
-  const unsigned long long out_span = (images - 1) * (unsigned long long)d.ostride + (unsigned long long)d.m * out_rows * out_cols;
+  // the last group's last image's input and output lie furthest (an image's starts a stride after the
+  // previous one's, a group's a group stride after the previous group's)
+  const unsigned long long in_span = (unsigned long long)d.moreg * d.igstride + (images - 1) * (unsigned long long)d.istride
+                                     + channels * map;
+  const unsigned long long out_span = (unsigned long long)d.moreg * d.ogstride + (images - 1) * (unsigned long long)d.ostride
+                                      + (unsigned long long)d.m * out_rows * out_cols;
   if (!fe_fits(mem, index, at, "reads", "its input", d.in, in_span)) return false;
   if (d.kind == KIND_ADD && !fe_fits(mem, index, at, "reads", "its second input", d.wt, in_span)) return false;
   if (d.kind == KIND_CONV) {
@@ -426,14 +433,19 @@ descriptor:
 #ifdef DTL_CSIM_CHECKED
     if (!fe_check(d, i, at, mem)) return;
 #endif
-  image:
-    for (int img = 0; img <= d.more; img++) {
+  group:
+    for (int g = 0; g <= d.moreg; g++) {
 #pragma HLS LOOP_TRIPCOUNT max = 1
-      FeDesc e = d;  // image img of a batch: its input, an add's second input, its output
-      e.in = d.in + unsigned(img) * d.istride;
-      if (d.kind == KIND_ADD) e.wt = d.wt + unsigned(img) * d.istride;
-      e.out = d.out + unsigned(img) * d.ostride;
-      fe_image(mem, e, ibuf0, ibuf1, wbuf0, wbuf1, obuf, bias);
+    image:
+      for (int img = 0; img <= d.more; img++) {
+#pragma HLS LOOP_TRIPCOUNT max = 1
+        FeDesc e = d;  // image img of group g: its input, an add's second input, its output
+        const unsigned in_off = unsigned(g) * d.igstride + unsigned(img) * d.istride;
+        e.in = d.in + in_off;
+        if (d.kind == KIND_ADD) e.wt = d.wt + in_off;
+        e.out = d.out + unsigned(g) * d.ogstride + unsigned(img) * d.ostride;
+        fe_image(mem, e, ibuf0, ibuf1, wbuf0, wbuf1, obuf, bias);
+      }
     }
 #ifdef DTL_CSIM_CHECKED
     if (mem.failed()) return;
