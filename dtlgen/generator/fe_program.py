@@ -299,8 +299,9 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
         if grouping:
             refuse(f"runs image groups the engine cannot: {grouping}")
         total = images * groups  # the descriptor's images, one group of `images` after another
-        if r != (h + 2 * p - k) // s + 1 or c != (wd + 2 * p - k) // s + 1 or (depthwise and n != m) \
-                or (kind == KIND_ADD and (n != m or (h, wd) != (r, c))) or (pool and kind != KIND_CONV):
+        per_channel = depthwise or kind != KIND_CONV  # a lane an input channel: the engine reads M of them
+        if r != (h + 2 * p - k) // s + 1 or c != (wd + 2 * p - k) // s + 1 or (per_channel and n != m) \
+                or (kind == KIND_ADD and (h, wd) != (r, c)) or (pool and kind != KIND_CONV):
             refuse(f"has shapes that do not agree (N={n} M={m} H={h} W={wd} R={r} C={c} K={k} S={s} P={p})")
         # program.json's out_shape: the bytes the descriptor stores, one sample's shape led by the image
         # count for a batch (whose images' outputs follow each other out_pitch bytes apart: the output
@@ -323,9 +324,13 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
             refuse(f"runs {groups} image group(s) of {images} with group strides {d['in_gstride']} and "
                    f"{d['out_gstride']}, not {images} image strides ({images} x {d['in_stride']} and {images} x "
                    f"{d['out_stride']}; 0 for one group)")
+        # (what the engine writes an image: M channels of its stored rows and columns, a fused pool's halved)
         if d["out_addr"] != op["out_addr"] or len(sample) not in (1, 3) or sample[0] != m \
+                or int(np.prod(sample)) != m * (r >> 1 if pool else r) * (c >> 1 if pool else c) \
                 or (len(sample) == 3 and not pool and tuple(sample[1:]) != (r, c)):
-            refuse(f"stores {m} channels at {d['out_addr']}, not the {out_shape} at {op['out_addr']} that program.json names")
+            rows, cols = (r >> 1, c >> 1) if pool else (r, c)
+            refuse(f"stores {m} channels of {rows}x{cols} at {d['out_addr']}, not the {out_shape} at {op['out_addr']} "
+                   "that program.json names")
         weights = isa.weight_bytes(m, n, k, bool(depthwise), tm, tn, bus_bytes, isa.weight_slot_bits(w_bits))
         # a batch's last image lies furthest: its input and output start a stride after the previous one's
         in_span = (total - 1) * d["in_stride"] + n * h * wd

@@ -40,7 +40,10 @@ after group j − 1's as if they were further row tiles (order: group, row tile,
 tile). A layer's batch in one descriptor instead of one per group: its descriptor, bias table, first
 load and last store are paid once, and a group's last tile stores in the gaps of the next group's
 trips. A kept input (`keep`) of a single input-channel tile cannot be grouped: the next group's first
-trip would load its planes into the one slot the last trip still reads.
+trip would load its planes into the one slot the last trip still reads. Trip 1 of a descriptor may be
+the second group's, whose offset comes from in_gstride, among the descriptor's last bytes: the engine
+dispatches trip 0 at least 4 cycles after the descriptor's last beat, which its first load covers on
+any memory of 2 or more cycles' latency (no cycle model term).
 
 A conv's weights in memory, trip by trip (m tile outer, n tile inner; a depthwise conv: m tiles):
 K·K tap rows in (kr, kc) order, each the tap's tm_e × wn weights in (m, n) order (wn = tn_e, or 1

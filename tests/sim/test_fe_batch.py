@@ -127,7 +127,7 @@ def test_a_batch_beyond_the_tile_is_refused_by_the_loader():
     ops = [{"name": img.op.name, "kind": img.op.kind, "out_addr": img.out_addr, "out_shape": list(img.stored_shape)}
            for img in program.ops]
     decoded = check_descriptors(program.memory, 0, ops, 64, (4, 4, 12, 4), 8, "test image")
-    assert [op.images for op in decoded] == [img.op.images for img in program.ops]
+    assert [(op.images, op.groups) for op in decoded] == [(img.op.images, img.op.groups) for img in program.ops]
     memory = program.memory.copy()
     memory[11 * 4] = 2  # descriptor 0 (6-row maps, two per tile) asks for three images
     with pytest.raises(DesignError, match="descriptor 0 .*3 images of R=6 rows.*at most 2 with TR=12"):
@@ -149,6 +149,15 @@ def test_a_batch_beyond_the_tile_is_refused_by_the_loader():
     memory = program.memory.copy()
     memory[11 * 4 + 2] = 2  # three groups: six images, where program.json stores four
     with pytest.raises(DesignError, match="descriptor 0 .*runs 6 images, but program.json's out_shape"):
+        check_descriptors(memory, 0, ops, 64, (4, 4, 12, 4), 8, "test image")
+    single = next(i for i, img in enumerate(program.ops) if img.op.total_images == 1 and img.op.kind == "conv")
+    flat = [dict(op, out_shape=[op["out_shape"][0]]) if i == single else op for i, op in enumerate(ops)]
+    with pytest.raises(DesignError, match=f"descriptor {single} .*stores 6 channels of 6x6 .* not the \\[6\\]"):
+        check_descriptors(program.memory, 0, flat, 64, (4, 4, 12, 4), 8, "test image")  # 6 bytes, where it writes 216
+    pool = next(i for i, img in enumerate(program.ops) if img.op.kind == "pool")
+    memory = program.memory.copy()
+    memory[pool * 64 + 4:pool * 64 + 6] = (1, 0)  # a pool of N=1 reads M=6 channels all the same
+    with pytest.raises(DesignError, match=f"descriptor {pool} .*shapes that do not agree \\(N=1 M=6"):
         check_descriptors(memory, 0, ops, 64, (4, 4, 12, 4), 8, "test image")
     memory = program.memory.copy()
     memory[9 * 4:9 * 4 + 4] = np.frombuffer(np.uint32(64).tobytes(), np.uint8)  # its output over descriptor 1

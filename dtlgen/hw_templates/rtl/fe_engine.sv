@@ -1,7 +1,7 @@
 // Feature-extractor engine: descriptor-driven tiled convolution on a TM x TN multiplier array.
 //
 // It runs exactly the schedule written down in dtlgen/perf/fe.py: output tiles in the order
-// row tile, column tile, output-channel tile; input-channel tiles ("trips") inside each; input and
+// image group, row tile, column tile, output-channel tile; input-channel tiles ("trips") inside each; input and
 // weight buffers double-buffered so that the memory side loads trip i+1 (then stores the previous
 // output tile in the gaps the tile's trips leave) while the array computes trip i; the trip
 // ends when both sides are done (a descriptor with the keep bit loads its input during its first
@@ -126,7 +126,7 @@ module fe_engine #(
   // Buffers: the input, weight, output and bias tiles are dtl_ram banks (block RAM / LUTRAM); the
   // descriptor is a packed register (not a memory: each byte has one source, a beat's byte lane, and
   // one enable, the beat's index).
-  /* verilator lint_off UNUSEDSIGNAL */  // its free words (dtlgen.isa.fe: 11 of 16 used)
+  /* verilator lint_off UNUSEDSIGNAL */  // the fields' unused bits (dtlgen.isa.fe)
   logic [DESC_WORDS-1:0][31:0] desc;
   /* verilator lint_on UNUSEDSIGNAL */
 
@@ -402,7 +402,10 @@ module fe_engine #(
   //   through nxt2's stages (which it holds until the first dispatch: one copy of the logic).
   //   `geom_age` counts cycles since those bytes arrived: the first load and the first dispatch
   //   wait for it. A conv's bias read covers the wait; a pool's or add's first load waits
-  //   dtlgen.isa.fe.geometry_wait cycles (1 on a 16-byte bus, none up to 8 bytes).
+  //   dtlgen.isa.fe.geometry_wait cycles (1 on a 16-byte bus, none up to 8 bytes). Trip 1 may be
+  //   the next image group's (a group of one trip), whose input offset comes from the descriptor's
+  //   last bytes (in_gstride): the first dispatch also waits DESC_GO_AGE cycles after the last beat
+  //   (`desc_age`), which the first load covers with a memory latency of 2 cycles or more.
   typedef struct packed {
     logic [15:0] tm, wn, ch, ch0, ylo, xlo, rows, cols, row_beats, wprod, w_row_beats;
     logic [15:0] slot;       // the trip's input base under d_keep (trip_t.slot)
@@ -550,6 +553,8 @@ module fe_engine #(
   trip_t       n2_in;
   assign n2_in = (state == S_RUN) ? nxt2 : f1;
   logic [2:0]  geom_age;                // cycles since the descriptor's first 20 bytes arrived, up to 7
+  logic [2:0]  desc_age;                // cycles since its last beat arrived, up to 7
+  localparam int DESC_GO_AGE = 4;       // f1 (1 cycle) and nxt2's three stages after the last beat
   always_ff @(posedge clk) begin
     g0_a <= geom_a('0, 1'b1);
     g0_b <= geom_b(with_ends(g0_a, k_yhi0, k_xhi0));
@@ -955,8 +960,10 @@ module fe_engine #(
       st_pending <= 1'b0;
       iss_all <= 1'b0;
       geom_age <= '0;
+      desc_age <= '0;
     end else begin
       if (geom_age != 3'd7) geom_age <= geom_age + 3'd1;
+      if (desc_age != 3'd7) desc_age <= desc_age + 3'd1;
       // Between jobs, every register a job starts from follows what the next job starts with, so
       // that only mjob, st_pending and mstate wait for job_start (a decode of the sequencer's state:
       // on every register it routed that state across the engine). The next job loads trip 0 (the
@@ -1063,6 +1070,7 @@ module fe_engine #(
             if (rd_valid) begin
               if (mjob == J_DESC) begin
                 if (rsp_byte < 32'(GEOM_BYTES)) geom_age <= '0;  // a beat of the geometry fields
+                if (rsp_byte + BUS_BYTES >= DESC_BYTES) desc_age <= '0;  // the last beat
                 // beat i holds bytes i * BUS_BYTES .. (rsp_byte counts them, a multiple of BUS_BYTES;
                 // a beat wider than the descriptor holds all of it)
                 for (int i = 0; i < (DESC_BYTES + BUS_BYTES - 1) / BUS_BYTES; i++)
@@ -1496,7 +1504,8 @@ module fe_engine #(
     go_half = 1'b0;
     go_tile_half = 1'b0;
     // (the trips after the dispatched one and their geometry are registers: see geom_t)
-    if (state == S_FIRST && mstate == M_WAIT && !job_start_pending && geom_age >= 3'(GEOM_GO_AGE)) begin
+    if (state == S_FIRST && mstate == M_WAIT && !job_start_pending && geom_age >= 3'(GEOM_GO_AGE)
+        && desc_age >= 3'(DESC_GO_AGE)) begin
       go = 1'b1;
     end else if (advance && !cur_last) begin
       go = 1'b1;
