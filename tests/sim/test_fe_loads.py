@@ -129,10 +129,13 @@ def _downsample(size: int, batch: int, **channels: int):
     return qnet, golden.quantize_input(qnet, x)
 
 
-def _run_bit_exact_on_the_model(tmp_path, qnet, x_int, cfg: FEConfig, bus: int):
-    """Run the FE program on the engine test_fe_rtl.py / test_fe_batch.py build for `cfg`'s tiles: every
-    output equal to the golden model's, every descriptor's cycles the model's (the ideal memory: exact)."""
+def _run_bit_exact_on_the_model(tmp_path, qnet, x_int, cfg: FEConfig, bus: int, latency: int | None = None):
+    """Run the FE program on the engine test_fe_rtl.py / test_fe_batch.py build for `cfg`'s tiles (or one of
+    `latency` cycles): every output equal to the golden model's, every descriptor's cycles the model's (the
+    ideal memory: exact)."""
     params = fe_build(cfg.tm, cfg.tn, cfg.tr, cfg.tc, bus=bus)
+    if latency is not None:
+        params = replace(params, dram=replace(params.dram, latency=latency))
     program = build_fe_program(qnet, cfg, x_int, params.dram.memory_bytes, bus_bytes=bus)
     predicted = [op_cycles(img.op, cfg, bus, params.dram.latency).cycles for img in program.ops]
     result = fe_sim.run(program, params, tmp_path, max_cycles=4 * sum(predicted) + 10_000)
@@ -172,6 +175,32 @@ def test_image_groups_run_back_to_back_bit_exact_and_on_the_model(tmp_path, size
     assert all(op.groups == 1 for op in one_tile_kept) and len(one_tile_kept) == (2 * batch if n <= 4 else 0)
     assert any(img.op.keep for img in program.ops) == (size == 7)
     assert any(img.op.r > 4 for img in program.ops) == (size == 10)  # several row tiles a group
+
+
+class _OneTripGroups(nn.Module):
+    """A conv and a max pool whose 4×4 maps are one tile and one trip: each image a group of one trip."""
+
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(3, 4, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x):
+        return self.pool(torch.relu(self.c(x)))
+
+
+def test_a_group_of_one_trip_reads_the_next_groups_input_at_a_short_latency(tmp_path):
+    """Trip 1 is the second group's: its input offset (in_gstride) comes in the descriptor's last bytes,
+    and the first dispatch, which loads trip 1, must come after it reached trip 1's geometry (fe_engine.sv
+    desc_age; the first load alone gives it no slack at this latency). At a memory latency of 1 cycle on an
+    8-byte bus (the descriptor's last beat latest): bit-exact and on the model."""
+    torch.manual_seed(2)
+    network = import_module(_OneTripGroups().eval(), (3, 4, 4))
+    x = np.random.default_rng(2).standard_normal((BATCH, 3, 4, 4))
+    qnet = quantize(network, x, PrecisionConfig())
+    program = _run_bit_exact_on_the_model(tmp_path, qnet, golden.quantize_input(qnet, x),
+                                          FEConfig(4, 4, 4, 4, batch=BATCH), 8, latency=1)
+    assert [(img.op.kind, img.op.images, img.op.groups) for img in program.ops] == [("conv", 1, BATCH)]
 
 
 def test_kept_inputs_cross_the_bus_once():
