@@ -74,7 +74,8 @@ class Design:
             raise DesignError(f"{source}: expected a JSON object with board, clock_mhz, fe and rl")
         for key in ("board", "clock_mhz", "fe", "rl"):
             if key not in data:
-                raise DesignError(f"{source}: field '{key}' is missing; see DESIGN.md §3 for the design format")
+                raise DesignError(f"{source}: field '{key}' is missing; a design holds board, clock_mhz, fe and rl "
+                                  "(docs/cli.md, 'Design file'): write one with 'dtlgen dse'")
         clock = data["clock_mhz"]
         lo, hi = CLOCK_RANGE_MHZ
         if isinstance(clock, bool) or not isinstance(clock, (int, float)) or not math.isfinite(clock) \
