@@ -324,11 +324,10 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
             refuse(f"runs {groups} image group(s) of {images} with group strides {d['in_gstride']} and "
                    f"{d['out_gstride']}, not {images} image strides ({images} x {d['in_stride']} and {images} x "
                    f"{d['out_stride']}; 0 for one group)")
-        # (what the engine writes an image: M channels of its stored rows and columns, a fused pool's halved)
+        rows, cols = (r >> 1, c >> 1) if pool else (r, c)  # what the engine writes an image: M channels of these
         if d["out_addr"] != op["out_addr"] or len(sample) not in (1, 3) or sample[0] != m \
-                or int(np.prod(sample)) != m * (r >> 1 if pool else r) * (c >> 1 if pool else c) \
+                or int(np.prod(sample)) != m * rows * cols \
                 or (len(sample) == 3 and not pool and tuple(sample[1:]) != (r, c)):
-            rows, cols = (r >> 1, c >> 1) if pool else (r, c)
             refuse(f"stores {m} channels of {rows}x{cols} at {d['out_addr']}, not the {out_shape} at {op['out_addr']} "
                    "that program.json names")
         weights = isa.weight_bytes(m, n, k, bool(depthwise), tm, tn, bus_bytes, isa.weight_slot_bits(w_bits))

@@ -227,16 +227,13 @@ def batched_ops(ops: list[FEOp], cfg: FEConfig, batch: int, bus: float = 0, keep
     for op in ops:
         most = isa_fe.max_images(op.k, op.s, op.p, op.h, op.r, bool(op.pool), cfg.tr)
         full, rest = divmod(batch, most)
-        runs = [most] * full + ([rest] if rest else [])
-        for images in runs:
+        for images, count in ((most, full), (rest, 1)):
+            if not images or not count:
+                continue
             run = replace(op, images=images)
             run = replace(run, keep=bool(keep_words) and keeps_inputs(run, cfg, bus, keep_words))
-            last = result[-1] if result else None
-            if (last is not None and replace(last, groups=1) == run and last.groups < isa_fe.GROUPS_MAX
-                    and isa_fe.groups_problem(last.groups + 1, run.keep, run.n, cfg.tn) is None):
-                result[-1] = replace(last, groups=last.groups + 1)
-            else:
-                result.append(run)
+            groups = count if isa_fe.groups_problem(count, run.keep, run.n, cfg.tn) is None else 1
+            result += [replace(run, groups=groups)] * (count // groups)
     return result
 
 
