@@ -212,6 +212,16 @@ def pipeline_depth(tn: int) -> int:
     return 7 + max(0, math.ceil(math.log2(tn)))
 
 
+def trip_drain(taps, depth: int, tile_end):
+    """Cycles a trip of `taps` issued taps waits after its last issue for its pipeline (`depth`,
+    `pipeline_depth`) before the next trip may issue: all of it when the trip is its output tile's last
+    (the next tile's store reads what it wrote) or issues fewer taps than the pipeline is deep (the next
+    trip's read of an output word could overtake this trip's write of it); none otherwise, as the
+    next trip of the same tile accumulates into the same output half behind it (drain once per tile,
+    each tap carrying its own first-channel-tile flag down the pipeline). Element-wise over arrays."""
+    return np.where(np.asarray(tile_end) | (np.asarray(taps) < depth), depth, 0)
+
+
 def encode(where: str = "FE descriptor", **values: Any) -> np.ndarray:
     """The descriptor's 64 bytes (uint8) from field values (missing fields are 0)."""
     return encode_words(FIELDS, values, DESCRIPTOR_BYTES // 4, where).view(np.uint8)

@@ -19,9 +19,15 @@ and simulation holds the two to ≤ 1 % per network.
 Output tiles are visited in the order row tile, column tile, output-channel tile; inside each,
 the input-channel tiles n = 0 .. Nt−1 accumulate into the output buffer (a "trip" each). Edge
 tiles have their true extents (tr_e ≤ tr, tc_e ≤ tc, tm_e ≤ tm, tn_e ≤ tn).
-- compute of a trip: `tr_e · tc_e · K · K + D` cycles. For convs D = `pipeline_depth(tn)`
-  (operand registers, multiplier, adder tree, accumulator); pools and adds bypass the multipliers
-  and the tree, D = `pipeline_depth(1)`. Partial channel tiles cost the full trip.
+- compute of a trip: `tr_e · tc_e · K · K` taps, one a cycle, then the pipeline's drain D where
+  `dtlgen.isa.fe.trip_drain` says: after an output tile's last trip, and after any trip of fewer taps
+  than D (Drain once per tile, below). For convs D = `pipeline_depth(tn)` (operand registers,
+  multiplier, adder tree, accumulator); pools and adds bypass the multipliers and the tree,
+  D = `pipeline_depth(1)`. Partial channel tiles cost the full trip.
+- Drain once per tile: the trips of one output tile accumulate into the same output half, each tap
+  carrying its own first-channel-tile flag, so the next trip issues right behind the last tap of the
+  one before; only the tile's last trip drains (the next tile's store reads its writes), and a trip
+  shorter than the pipeline (its next trip's first read of an output word could come before its write).
 - load of a trip: `L + in_beats + w_beats`, L = DRAM latency (one per trip: requests are
   pipelined). in_beats = tn_e · rows_v · ceil(cols_v · a_bytes / bus) where rows_v × cols_v is
   the input window of the tile clipped to the image (padding is generated on chip, not loaded);
@@ -465,7 +471,9 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, group
         return np.tile(np.broadcast_to(a, grid).ravel(), groups)
 
     # a batch's images share each trip (one row tile): their taps, input rows and output rows add up
-    comp = seq((images * tr_e[:, None, None] * tc_e[None, :, None]) * (k * k) + depth)
+    taps = seq((images * tr_e[:, None, None] * tc_e[None, :, None]) * (k * k))
+    comp = taps + depth  # a tile's last trip drains the pipeline
+    comp_mid = taps + isa_fe.trip_drain(taps, depth, False)  # its other trips only when short (Drain)
     if isa_fe.loads_planes(k, s, p, h, w, r, c, tr, tc, keep):  # a request per channel plane (isa.fe, Plane windows)
         row_beats = np.full((rt, ct, 1), images * math.ceil(h * w * a_bytes / bus))
     else:
@@ -488,6 +496,13 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, group
         span = (images - 1) * isa_fe.image_pitch(sample, timing[0]) + sample
         rows_open = inputs * min(images, -(-span // timing[0]))
     streams = seq(np.where(whole & reads_input, rows_open, 1))
+    # the weights' row shares a bank with one of the images' open rows in a fraction rows_open / banks
+    # of trips (the images sit in different banks: isa.fe.image_pitch); then it closes that row and the
+    # image's next read closes the weights' row: two misses on those trips' loads
+    shared = np.zeros(1)
+    if timing is not None and kind == "conv":
+        shared = seq(np.where(whole & reads_input, min(1, rows_open / timing[4]), 0.0))
+    shared_next = np.append(shared[1:], 0) if shared.size > 1 else shared
 
     def load(tn_e):  # load of a trip with tn_e input channels (per-channel ops: the tile's own tm_e)
         channels = lanes if per_channel else tn_e
@@ -502,14 +517,9 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, group
             if kind == "conv":
                 runs.append((1, w_beats * bus, w_beats * bus))
             beats = _ddr_reads(beats + w_beats, runs, timing)
-            if kind == "conv":
-                # the weights' row shares a bank with one of the images' open rows in a fraction
-                # rows_open / banks of trips (the images sit in different banks: isa.fe.image_pitch);
-                # then it closes that row and the image's next read closes the weights' row
-                beats = beats + np.where(whole & reads_input, 2 * min(1, rows_open / timing[4]), 0) * timing[1]
         else:
             beats = beats + w_beats
-        return seq(latency + beats)
+        return seq(latency + beats) + shared * 2 * (timing[1] if timing is not None else 0)  # (shared: above)
 
     tn_last = n - (nt - 1) * tn if not per_channel else 0
     load_full = load(min(tn, n))
@@ -517,19 +527,26 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, group
     first = load_full if nt > 1 else load_last  # load of trip n = 0 of each tile
     next_first = np.append(first[1:], 0)  # the following tile's first load (none after the last)
     store_prev = np.concatenate(([0], store[:-1]))
-    def trip(c, ld, first_only=False):
-        return _trip(c, ld, latency, timing, streams[0] if first_only else streams)
+    def trip(c, ld, share=shared, first_only=False):
+        # the loads carry the shared bank's misses as an expectation; a trip's cycles are the expectation
+        # of max(compute, load) over the trips that pay them (2 t_miss) and those that do not
+        s = streams[0] if first_only else streams
+        if timing is None or not np.any(share):
+            return _trip(c, ld, latency, timing, s)
+        cost = 2 * timing[1]
+        base = ld - share * cost
+        return (1 - share) * _trip(c, base, latency, timing, s) + share * _trip(c, base + cost, latency, timing, s)
 
     if nt == 1:  # every trip is its tile's last: the store waits for nothing
-        total = trip(comp, next_first + store_prev).sum()
+        total = trip(comp, next_first + store_prev, shared_next).sum()
     else:
         # trips n = 0 .. nt−3 load a full channel tile, n = nt−2 the last one, n = nt−1 the next tile
         # on the DDR-like memory a store closes the rows of the next trip's streams (and the weights')
         group = np.maximum(out_r[:, None, None] * np.ceil(out_c[None, :, None] * a_bytes / bus), 1)  # a lane's image
         reopen = None if timing is None else (timing[1], seq(group), streams + (kind == "conv"))
-        total, rem = _paused_trips(comp, load_full, store_prev, nt - 2, trip, reopen)
-        cycles_last, rem = _paused_trips(comp, load_last, rem, 1, trip, reopen)
-        total = (total + cycles_last + trip(comp, next_first + rem)).sum()
+        total, rem = _paused_trips(comp_mid, load_full, store_prev, nt - 2, trip, reopen)
+        cycles_last, rem = _paused_trips(comp_mid, load_last, rem, 1, trip, reopen)
+        total = (total + cycles_last + trip(comp, next_first + rem, shared_next)).sum()
     trips = rt * ct * mt * nt * groups
     overhead = latency + math.ceil(DESCRIPTOR_BYTES / bus)
     if kind == "conv":
@@ -539,7 +556,7 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, group
     if timing is not None:
         overhead += (2 if kind == "conv" else 1) * timing[1]  # the descriptor's and the bias table's rows
     phases = 4 if kind == "conv" else 3
-    cycles = (overhead + int(trip(0, first[0], True)) + int(total) + trips * TRIP_HANDOFF_CYCLES + int(store[-1])
+    cycles = (overhead + int(trip(0, first[0], shared[0], True)) + int(total) + trips * TRIP_HANDOFF_CYCLES + int(store[-1])
               + OUTPUT_STAGE_CYCLES + phases * PHASE_HANDOFF_CYCLES)
     loads = (load_full.sum() * max(0, nt - 1) + load_last.sum()) if nt > 1 else load_full.sum()
     bus_cycles = int(loads + store.sum()) + overhead
@@ -547,7 +564,7 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, group
     in_bytes = images * inputs * a_bytes * window * (m if per_channel else n) * (1 if per_channel or keep else mt)
     w_total = int(isa_fe.weight_bytes(m, n, k, per_channel, tm, tn, bus, w_slot)) if kind == "conv" else 0
     out_bytes = images * m * int(out_r.sum()) * int(out_c.sum()) * a_bytes
-    return OpCycles(cycles, int(comp.sum()) * nt, bus_cycles, trips,
+    return OpCycles(cycles, int(comp.sum()) + int(comp_mid.sum()) * (nt - 1), bus_cycles, trips,
                     groups * (in_bytes + w_total * rt * ct + out_bytes))
 
 

@@ -217,9 +217,10 @@ def test_depthwise_pool_and_add_bit_exact_and_on_the_model(tmp_path, tile, bus):
 def test_stores_run_in_the_gaps_of_a_tiles_trips_bit_exact_and_on_the_model(tmp_path):
     """An output tile's store runs after each trip's load while the array computes and pauses when it
     is done, resuming after the next trip's load; the tile's last trip waits for what is left. 1x1 convs
-    on 8x8 tiles of a 16x16 map: a trip computes 64 + 9 cycles and loads 20 + 32 + 2, so its gap (19
-    cycles) holds part of the previous tile's 32-beat store: c1 (16 input channels, 4 trips a tile)
-    finishes it in a tile's second trip, c2 (8: 2 trips) in its last, both pausing once."""
+    on 8x8 tiles of a 16x16 map: a trip computes 64 cycles (a tile's last 64 + 9, its pipeline's drain)
+    and loads 20 + 32 + 2, so its gap (10 cycles) holds part of the previous tile's 32-beat store: c1 (16
+    input channels, 4 trips a tile) pauses three times and finishes it in the tile's last trip, c2 (8:
+    2 trips) pauses once."""
     torch.manual_seed(3)
     network = import_module(nn.Sequential(nn.Conv2d(16, 8, 1), nn.ReLU(), nn.Conv2d(8, 8, 1)).eval(), (16, 16, 16))
     x = np.random.default_rng(3).standard_normal((4, 16, 16, 16))
@@ -229,7 +230,7 @@ def test_stores_run_in_the_gaps_of_a_tiles_trips_bit_exact_and_on_the_model(tmp_
                                                  fe_build(4, 4, 8, 8), cfg)
     for img in program.ops:  # the regime the docstring names: 0 < gap < store
         op = img.op
-        compute = 8 * 8 + fe_isa.pipeline_depth(4)
+        compute = 8 * 8  # (a tile's trips but its last: no drain)
         load = LATENCY + 4 * 8 * -(-8 // BUS) + fe_isa.weight_row_bytes(4, 4, BUS) // BUS
         assert op.kind == "conv" and op.n // 4 >= 2 and 0 < compute - load < 4 * 8 * -(-8 // BUS)
     assert all(exact)

@@ -35,7 +35,7 @@ module fe_engine #(
   parameter int S_MAX = 2,    // largest stride the input window is sized for
   parameter int HAS_ADD = 1,  // 0: no residual add runs here, so no second operand buffer
   parameter int M_MAX = 512,
-  parameter int DRAIN = 6,  // pipeline fill/drain cycles per trip (dtlgen.perf.fe.pipeline_depth)
+  parameter int DRAIN = 6,  // pipeline fill/drain cycles (dtlgen.isa.fe.pipeline_depth, trip_drain)
   parameter int PACK = 0,   // 1: lanes 2j and 2j+1 share one multiply per column (DSP48 packing, below)
   parameter int LUT_MULTS = 0  // the last LUT_MULTS products (lane-major) are built in fabric, not DSPs
 ) (
@@ -1117,12 +1117,17 @@ module fe_engine #(
   // read (E0), the operand select and weight read (E1), the multipliers (E2), TREE adder levels and
   // the accumulator: DRAIN = pipeline_depth(TN) cycles from issue to the output tile. Pools and
   // adds skip the multipliers and the tree: PER_CHANNEL_DRAIN + 1 = pipeline_depth(1) cycles.
+  // The pipeline drains once per output tile (dtlgen.isa.fe.trip_drain): after the tile's last trip,
+  // whose writes the next tile's store reads, and after a trip of fewer than DRAIN taps, whose next
+  // trip could read an output word before this one writes it; the tile's other trips hand over to
+  // the next right behind their last tap (each tap carries its own first-channel-tile flag).
   typedef enum logic [1:0] {C_IDLE, C_ISSUE, C_DRAIN, C_DONE} cstate_t;
   cstate_t     cstate;
   logic [15:0] rr, cc, kr, kc;  // rr: the output row in the tile (a batch's images stack)
   logic [15:0] ri;              // the row within its image
   logic [7:0]  ci;              // the image
   logic [7:0]  drain;
+  logic [7:0]  c_taps;  // taps the trip has issued, counted up to DRAIN - 1
   logic [15:0] c_tr, c_tc, c_tn;
   logic        c_first_n;
   always_ff @(posedge clk) begin
@@ -1153,14 +1158,15 @@ module fe_engine #(
     negative_part = (v < 0) ? v : 25'sd0;
   endfunction
 
-  // a tap in flight: valid, first / last tap of its output position, and where that position sits
-  // in the output banks (row parity, column mod CB, word)
+  // a tap in flight: valid, first / last tap of its output position, where that position sits
+  // in the output banks (row parity, column mod CB, word), and whether its trip is its tile's first
+  // channel trip (`fresh`: its write starts the word from zero)
   typedef struct packed {
-    logic          valid, first, last, opar;
+    logic          valid, first, last, opar, fresh;
     logic [7:0]    ocm;
     logic [OA-1:0] oaddr;
   } tap_t;
-  localparam int TAP_BITS = 4 + 8 + OA;  // $bits(tap_t) (yosys takes no type in $bits)
+  localparam int TAP_BITS = 5 + 8 + OA;  // $bits(tap_t) (yosys takes no type in $bits)
   tap_t t0;                 // E0
   // E1 = td[0], E2 = td[1], tree level l = td[1 + l] (plain vectors: yosys reads an unpacked array
   // of structs as one struct)
@@ -1228,6 +1234,7 @@ module fe_engine #(
             pl_tap <= '0;
             pl_kr <= '0;
             c_tap <= '0;
+            c_taps <= '0;
           end
         end
         C_ISSUE: begin
@@ -1235,6 +1242,8 @@ module fe_engine #(
           t0.first <= (kr == 0) && (kc == 0);
           t0.last <= last_tap_now;
           t0.opar <= rr[0];
+          t0.fresh <= c_first_n;
+          if (c_taps != 8'(DRAIN - 1)) c_taps <= c_taps + 8'd1;
           t0.ocm <= 8'(32'(cc) % CB);
           t0.oaddr <= OA'(32'(rr >> 1) * O_COL_WORDS + 32'(cc) / CB);
           s0_sel <= d_plane ? 8'(32'(i_lin) % B) : 8'(32'(i_rx) % B);
@@ -1280,6 +1289,8 @@ module fe_engine #(
                   pl_rowx <= pl_next;
                   pl_rc <= pl_next;
                   pl_next <= pl_next + k_pimg;
+                end else if (!cur_tile_end && c_taps == 8'(DRAIN - 1)) begin
+                  cstate <= C_DONE;  // DRAIN taps or more, and the tile's next trip follows
                 end else begin
                   cstate <= C_DRAIN;
                   drain <= k_conv ? 8'(DRAIN - 1) : 8'(PER_CHANNEL_DRAIN);
@@ -1399,8 +1410,8 @@ module fe_engine #(
   //   P3: the write, registered (address, data, one-hot bank), lands at the end of P3.
   // The banks read the word two cycles ahead, while the tap is still in the tree (r_tap), and the
   // lane's word comes through two registers (r_word, p_word): the banks lie far apart on a device.
-  // A trip drains until its last write has landed (pipeline_depth), so the trip-level registers
-  // (c_first_n, tile_half) hold for every write of the trip.
+  // An output tile's last trip drains until its last write has landed (pipeline_depth), so
+  // tile_half holds for every write of the tile; the first-channel-tile flag travels with each tap.
   tap_t s_t;
   /* verilator lint_off UNUSEDSIGNAL */
   tap_t w_t;  // its `first` is not needed past P1
@@ -1465,7 +1476,7 @@ module fe_engine #(
     w_t <= s_t;
     for (int p = 0; p < OP; p++) w_acc[p] <= a_total[p];
     for (int p = 0; p < OP; p++)
-      o_wdata[p] <= (c_first_n ? '0 : p_word[p]) + w_acc[p];
+      o_wdata[p] <= (w_t.fresh ? '0 : p_word[p]) + w_acc[p];
     o_waddr <= {OKW'(32'(w_t.opar) * CB + 32'(w_t.ocm)), w_t.oaddr};
     o_we <= (w_t.valid && w_t.last) ? (tile_half ? 2'b10 : 2'b01) : 2'b00;
   end
