@@ -215,10 +215,12 @@ def pipeline_depth(tn: int) -> int:
 def trip_drain(taps, depth: int, tile_end):
     """Cycles a trip of `taps` issued taps waits after its last issue for its pipeline (`depth`,
     `pipeline_depth`) before the next trip may issue: all of it when the trip is its output tile's last
-    (the next tile's store reads what it wrote) or issues fewer taps than the pipeline is deep (the next
-    trip's read of an output word could overtake this trip's write of it); none otherwise, as the
-    next trip of the same tile accumulates into the same output half behind it (drain once per tile,
-    each tap carrying its own first-channel-tile flag down the pipeline). Element-wise over arrays."""
+    (the next tile's store reads what it wrote) or issues fewer taps than the pipeline is deep (a short
+    trip's successor could read an output word before this trip's write of it lands — that needs
+    5 cycles between the two issues — and the engine's geometry registers for the trips ahead need
+    dispatches some 6 cycles apart); none otherwise, as the next trip of the same tile accumulates into
+    the same output half behind it (drain once per tile, each tap carrying its own first-channel-tile
+    flag down the pipeline). Element-wise over arrays."""
     return np.where(np.asarray(tile_end) | (np.asarray(taps) < depth), depth, 0)
 
 

@@ -66,7 +66,7 @@ class FEParams:
     `bus_bytes`: the memory port; `m_max`: the output channels the bias table holds; `k_max`, `s_max`,
     `has_add`: the largest kernel and stride the input buffers hold and whether an add's second operand
     has room (the engine's full size unless a board design sizes them for its program); `drain`: the
-    pipeline's fill/drain cycles per trip, which follow from `tn` (`dtlgen.isa.fe.pipeline_depth`); `pack`:
+    pipeline's fill/drain cycles (once per output tile), which follow from `tn` (`dtlgen.isa.fe.pipeline_depth`); `pack`:
     1 to compute lanes 2j and 2j+1 on one multiply per column (Xilinx DSP48 packing, `dtlgen.perf.fe`);
     `lut_mults`: the array's last products built in fabric (the design's `fe.lut_mults`)."""
 

@@ -64,7 +64,7 @@ These terms were measured on the RTL (`dtlgen sim`) and are part of the schedule
 ## Batches
 A descriptor may run b images (`FEOp.images`, `batched_ops`): an op whose b·R output rows fit one
 row tile (`dtlgen.isa.fe.max_images`) runs each trip over all b images with the weight tile it
-loaded once, so a trip computes `b · R · tc_e · K · K + D` cycles and loads b input windows and one
+loaded once, so a trip issues `b · R · tc_e · K · K` taps (then drains as above) and loads b input windows and one
 weight tile, and an output tile stores b images' rows. Ops whose maps need more than one row tile
 run one image per descriptor. Weights cross the bus once per descriptor instead of once per image:
 at batch 1 the deep layers of a VGG are weight-bandwidth bound, at batch b their weight traffic per
@@ -502,7 +502,7 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, group
     shared = np.zeros(1)
     if timing is not None and kind == "conv":
         shared = seq(np.where(whole & reads_input, min(1, rows_open / timing[4]), 0.0))
-    shared_next = np.append(shared[1:], 0) if shared.size > 1 else shared
+    shared_next = np.append(shared[1:], 0)  # the following tile's (none after the last)
 
     def load(tn_e):  # load of a trip with tn_e input channels (per-channel ops: the tile's own tm_e)
         channels = lanes if per_channel else tn_e

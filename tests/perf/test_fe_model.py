@@ -19,6 +19,7 @@ from torch import nn
 
 from dtlgen.boards import load_board
 from dtlgen.isa import fe as isa_fe
+from dtlgen.isa.params import DdrTiming
 from dtlgen.model import import_module, load_model
 from dtlgen.model.ir import Layer, Network, conv_out_size
 from dtlgen.perf import fe, rl
@@ -357,8 +358,8 @@ def test_cycles_monotone_in_latency_and_bus_width(data):
        which=st.sampled_from(["tm", "tn"]))
 def test_compute_bound_scaling_with_array_size(n, m, tm, tn, which):
     """Infinitely fast bus, latency 0, 3×3 conv on 16×16 with tr = tc = 16 (one spatial tile), tiles
-    dividing M and N: every trip is compute bound (compute ≥ 2304 ≥ load ≤ 18·tn + 1 plus store
-    ≤ 16·tm), so cycles = fixed + trips·(tr·tc·K² + handoff) + tiles·D (the pipeline drains once per
+    dividing M and N: every trip is compute bound (its 2304 taps outlast its load, at most 18·tn + 1
+    beats, plus a store of at most 16·tm), so cycles = fixed + trips·(tr·tc·K² + handoff) + tiles·D (the pipeline drains once per
     output tile), fixed = overhead + first load + last store + OUT.
 
     Doubling tm halves trips and tiles at equal D: the array part halves exactly. Doubling tn halves
@@ -512,3 +513,16 @@ def test_adder_tree_has_tn_minus_one_adders():
     for tn in range(1, 33):
         # each adder is at least product_bits + 1 = 17 bits wide: a lower bound independent of level widths
         assert array_resources(board, 0, 0, 8, 8, tn, 1, 0).lut >= (tn - 1) * 17, tn
+
+
+def test_ddr_shared_bank_misses_are_charged_to_loads_that_happen():
+    """On the DDR-like memory the weights' row shares a bank with the image's open row in a fraction
+    rows_open / banks of loads (two misses there). A conv of one tile has one load, its first: fewer
+    banks raise its cost by the change of that expectation and no more (no next tile's load after the
+    last trip to charge; review of the drain-once-per-tile change found one charged)."""
+    network = Network("t", (4, 1, 1), [conv_layer("c", 4, 1, 4, 1, 1, 0)])
+    cfg = fe.FEConfig(4, 4, 4, 4)
+    (op,) = fe.fe_ops(network, cfg)
+    cycles = {banks: fe.op_cycles(op, cfg, 8, 20, DdrTiming(2048, banks, 30, 702, 24)).cycles for banks in (2, 8)}
+    first_load = (1 / 2 - 1 / 8) * 2 * 30
+    assert 0 <= cycles[2] - cycles[8] <= math.ceil(first_load) + 1, cycles

@@ -394,8 +394,9 @@ module fe_engine #(
   // window's ends, B: rows, columns, products, C: offsets and sizes):
   // - per descriptor (registered once the descriptor is in): the stride products and spans below;
   // - per trip: the scheduler keeps the next two trips after `cur` in registers (nxt1, nxt2) and
-  //   their geometry in the three stages; a trip computes for at least 1 + PER_CHANNEL_DRAIN + 1 = 8
-  //   cycles, so all five registers are settled by the next dispatch;
+  //   their geometry in the three stages; dispatches lie at least 8 cycles apart (a trip that drains:
+  //   1 + PER_CHANNEL_DRAIN + 1; one that does not: DRAIN >= 7 taps or more, then the handoff), so all
+  //   five registers are settled by the next dispatch;
   // - trip 0 of an operation (g0) takes its three stages straight from the descriptor's first 20
   //   bytes, which arrive at least two beats before its last one for buses up to 16 bytes, and the
   //   stride products (k_*, two cycles: products, then sums) in four; trip 1 (f1) takes six,
@@ -1119,8 +1120,9 @@ module fe_engine #(
   // adds skip the multipliers and the tree: PER_CHANNEL_DRAIN + 1 = pipeline_depth(1) cycles.
   // The pipeline drains once per output tile (dtlgen.isa.fe.trip_drain): after the tile's last trip,
   // whose writes the next tile's store reads, and after a trip of fewer than DRAIN taps, whose next
-  // trip could read an output word before this one writes it; the tile's other trips hand over to
-  // the next right behind their last tap (each tap carries its own first-channel-tile flag).
+  // trip could read an output word before this one writes it and would come sooner than the geometry
+  // registers of the trips ahead settle (above); the tile's other trips hand over to the next right
+  // behind their last tap (each tap carries its own first-channel-tile flag).
   typedef enum logic [1:0] {C_IDLE, C_ISSUE, C_DRAIN, C_DONE} cstate_t;
   cstate_t     cstate;
   logic [15:0] rr, cc, kr, kc;  // rr: the output row in the tile (a batch's images stack)
