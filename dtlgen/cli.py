@@ -249,6 +249,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hls_check_line(check: dict[str, Any]) -> str:
+    """One sentence on the static reading of the HLS C++: findings per rule (the report lists each)."""
+    rules: dict[str, int] = {}
+    for finding in check["findings"]:
+        rules[finding["rule"]] = rules.get(finding["rule"], 0) + 1
+    listed = ", ".join(f"{rule} {count}" for rule, count in sorted(rules.items())) or "none"
+    return (f"Vitis scheduling patterns in the HLS C++ (a static reading, not Vitis): {len(check['findings'])} "
+            f"({listed}). ")
+
+
 def cmd_csim(args: argparse.Namespace) -> int:
     from dtlgen.csim import csim_project
 
@@ -271,6 +281,7 @@ def cmd_csim(args: argparse.Namespace) -> int:
           ["check", "size", "bit-exact", "run time"], rows,
           f"{report['source']}. g++ build {report['build_s']:.1f} s (0 when cached). "
           + (f"First mismatch: {training['first_mismatch']}. " if training and not training["bit_exact"] else "")
+          + _hls_check_line(report["hls_check"])
           + f"Report: {Path(args.project) / 'hls' / 'csim_report.json'}")
     return 0 if report["bit_exact"] else 1
 

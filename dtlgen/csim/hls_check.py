@@ -491,8 +491,8 @@ class _Checker:
     def const(self, f: _Func, expr: str, extra: Iterable[str] = ()) -> bool:
         """A compile-time constant: literals, known constants, ALL_CAPS macros, the given (unrolled) names."""
         text = re.sub(r"(?<![\w.])\d[\w.]*|(?:\.|->)\s*[A-Za-z_]\w*", " ", expr)  # members: the object decides
-        return all(name in extra or name in _TYPE_WORDS or name in f.consts or name in self.consts
-                   or (name == name.upper() and name[0].isalpha() and name not in f.decls)
+        return all(name in extra or name in _TYPE_WORDS or name in f.consts or name not in f.decls and (
+                   name in self.consts or name == name.upper() and name[0].isalpha())  # a local shadows
                    for name in _IDENT.findall(text))
 
     def expand(self, typ: str, depth: int = 0) -> str:

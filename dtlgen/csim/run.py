@@ -10,7 +10,9 @@ Three checks, all on the project's own data:
    the RTL simulation run) for `steps` steps, the weights read back after every step and held
    against the golden model's replay.
 Writes hls/csim_report.json. C-simulation has no clock: it gives no cycles; those come from RTL
-simulation (`dtlgen sim`) and the analytical model.
+simulation (`dtlgen sim`) and the analytical model. Beside the checks, the report's `hls_check` lists
+what a static reading of the project's HLS C++ finds that Vitis would schedule slower than the RTL
+(`dtlgen.csim.hls_check`: patterns, not a schedule; no Vitis here).
 """
 
 from __future__ import annotations
@@ -29,10 +31,14 @@ from dtlgen.atomic import check_owned, check_writable, record_files, write_json
 from dtlgen.generator.loader import (ProjectData, RLProject, check_sources, load_rl_project, open_project,
                                     render_test_vectors)
 from dtlgen.csim.engines import CsimDevice, CsimEngines, ap_types_dir
+from dtlgen.csim.hls_check import check_files
 from dtlgen.errors import DesignError
 
 REPORT = "csim_report.json"
 SOURCE = "C-simulation: the project's HLS C++ compiled with g++ against hls4ml's ap_types headers (no Vitis HLS)"
+CHECK_SOURCE = ("static reading of the project's HLS C++ (dtlgen.csim.hls_check): code patterns that Vitis HLS "
+                "schedules slower than the RTL, not a Vitis schedule")
+HLS_SOURCES = ("dtl_params.h", "dtl_engines.h", "dtl_fe_engine.cpp", "dtl_rl_engine.cpp")
 
 
 def csim_project(project: Path, steps: int = 5, progress: Callable[[str], None] = lambda message: None
@@ -75,8 +81,17 @@ def run_csim(data: ProjectData, rl: RLProject | None, steps: int,
         report["training"] = _retrain(engines, rl, steps)
     report["bit_exact"] = (all(t["passed"] for t in report["testbenches"]) and report["fe"]["bit_exact"]
                            and report.get("training", {}).get("bit_exact", True))
+    report["hls_check"] = hls_check(project / "hls", data.params.fe.bus_bytes)
     write_json(project / "hls" / REPORT, report)
     return report
+
+
+def hls_check(hls: Path, bus_bytes: int) -> dict[str, Any]:
+    """The checker's findings on a project's HLS sources, its m_axi ports held against the FE's bus."""
+    sources = [hls / name for name in HLS_SOURCES if (hls / name).exists()]
+    findings = check_files(sources, bus_bytes=bus_bytes)
+    return {"source": CHECK_SOURCE, "bus_bytes": bus_bytes,
+            "findings": [{**f.to_dict(), "file": Path(f.file).name} for f in findings]}  # (names in hls/)
 
 
 def run_testbench(executable: Path, data_dir: Path) -> dict[str, Any]:
