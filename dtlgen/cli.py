@@ -207,22 +207,46 @@ def cmd_dse(args: argparse.Namespace) -> int:
         _print_json({"design": result.design, "front": result.front, "chosen": result.chosen,
                      "evaluations": result.evaluations, "seconds": result.seconds})
         return 0
+    front = result.front
+    shown = list(range(len(front))) if args.all else _front_summary(front, result.chosen)
     rows = []
-    for i, p in enumerate(result.front):
-        v = p["variables"]
-        rows.append(["*" if i == result.chosen else "", f"{v['fe_tm']}x{v['fe_tn']} {v['fe_tr']}x{v['fe_tc']}",
+    for i in shown:
+        p, v = front[i], front[i]["variables"]
+        rows.append([_front_role(front, i, result.chosen, args.prefer), f"{v['fe_tm']}x{v['fe_tn']} {v['fe_tr']}x{v['fe_tc']}",
                      f"w{v['fe_w_bits']}/a{v['fe_a_bits']}", p["fe"]["lut_mults"], f"{v['rl_tm']}x{v['rl_tn']}",
                      v["rl_bits"], f"{p['info_loss']:.4f}", f"{p['time_s']:.3f}", f"{100 * p['utilisation']:.1f} %",
                      f"{p['fe_gops']:.2f}", f"{p['rl_gops']:.2f}", p["dsp"], p["bram18"], p["lut"]])
     memory = "; FE cycles on the DDR-like memory of the board file's DRAM timing" if args.ddr else ""
-    _show(f"Pareto front: {network.name} on {board.name} ({len(result.front)} points, {result.evaluations} "
-          f"evaluations, {result.seconds:.1f} s)",
+    which = "" if args.all else f"; the chosen design and each objective's best of the {len(front)}, all with --all"
+    _show(f"Pareto front: {network.name} on {board.name} ({len(front)} points, {result.evaluations} "
+          f"evaluations, {result.seconds:.1f} s{which})",
           ["", "FE tm x tn, tr x tc", "FE bits", "LUT mults", "RL tm x tn", "RL bits", "logit KL", "time (s)",
            "utilisation", "FE GOPs", "RL GOPs", "DSP", "BRAM18", "LUT"], rows,
           f"* = chosen ({args.prefer}); objectives {', '.join(OBJECTIVES)} minimised. Source: analytical model "
           f"(dtlgen.perf{memory}) at {board.clock_mhz:g} MHz (the clock is {board.clock_basis}) and golden-model logit KL. Written to {Path(args.out).resolve()}: "
-          "pareto.json, pareto.csv, pareto.png, design.json")
+          "pareto.json, pareto.csv (the whole front), pareto.png, design.json (the chosen design)")
     return 0
+
+
+_BEST = (("info_loss", "best logit KL"), ("time_s", "fastest"), ("utilisation", "smallest"))
+
+
+def _front_summary(front: list[dict[str, Any]], chosen: int) -> list[int]:
+    """The rows `dse` prints without --all: the chosen design, then each objective's best (ties broken by
+    the other objectives), each once, in that order."""
+    shown = [chosen]
+    for key, _ in _BEST:
+        best = min(range(len(front)), key=lambda i: (front[i][key], *(front[i][k] for k, _ in _BEST)))
+        if best not in shown:
+            shown.append(best)
+    return shown
+
+
+def _front_role(front: list[dict[str, Any]], i: int, chosen: int, prefer: str) -> str:
+    """What a printed front row is: '*' for the chosen design, and the objectives it is best at."""
+    roles = [f"* ({prefer})"] if i == chosen else []
+    roles += [label for key, label in _BEST if front[i][key] == min(p[key] for p in front)]
+    return ", ".join(roles)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -499,6 +523,8 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--dask", metavar="tcp://HOST:PORT", type=_dask_address,
                        help="evaluate on an existing Dask scheduler")
     _add_split_options(p)
+    p.add_argument("--all", action="store_true",
+                   help="print the whole Pareto front (default: the chosen design and each objective's best)")
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.set_defaults(func=cmd_dse)
 

@@ -62,3 +62,23 @@ def test_demo_refuses_a_foreign_output_directory(tmp_path, capsys):
     code, _, err = _run(capsys, "demo", "--out", str(foreign), "--epochs", "1")
     assert code == 1 and "not written by dtlgen" in err and (foreign / "notes.txt").read_text() == "keep me"
     assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_dse_prints_the_chosen_design_and_each_objectives_best_and_the_whole_front_with_all(tmp_path, capsys):
+    from dtlgen.cli import _front_role, _front_summary
+
+    front = [{"info_loss": 0.1, "time_s": 3.0, "utilisation": 0.2}, {"info_loss": 0.0, "time_s": 5.0, "utilisation": 0.9},
+             {"info_loss": 0.3, "time_s": 1.0, "utilisation": 0.5}, {"info_loss": 0.2, "time_s": 2.0, "utilisation": 0.3}]
+    assert _front_summary(front, 3) == [3, 1, 2, 0]  # chosen, best KL, fastest, smallest
+    assert _front_summary(front, 1) == [1, 2, 0]  # the chosen one is also the best KL: once
+    assert _front_role(front, 1, 1, "knee") == "* (knee), best logit KL" and _front_role(front, 3, 1, "knee") == ""
+    out = tmp_path / "dse"
+    assert main(["dse", "digits_cnn", "--board", "pynq-z2", "--pop", "8", "--gens", "2", "--out", str(out)]) == 0
+    summary = capsys.readouterr().out
+    points = len(json.loads((out / "pareto.json").read_text())["points"])
+    assert "all with --all" in summary and "* (knee)" in summary
+    assert main(["dse", "digits_cnn", "--board", "pynq-z2", "--pop", "8", "--gens", "2", "--out", str(out), "--force",
+                 "--all"]) == 0
+    full = capsys.readouterr().out
+    assert "all with --all" not in full and f"({points} points" in full
+    assert full.count("│ ") > summary.count("│ ") or points <= 4
