@@ -21,6 +21,14 @@ from dtlgen.atomic import writable
 from dtlgen.errors import DtlgenError
 
 
+# Each kind of build: its folder under the cache root and the names of the entries dtlgen makes there
+# (`sweep`, `cache_info` and `clear` touch nothing else).
+ENTRIES = {
+    "verilator": r"(fe|rl|axi)_[0-9a-f]{16}",  # a Verilator build per engine and parameter set (dtlgen.sim)
+    "csim": r"[0-9a-f]{20}",  # a g++ build of a project's HLS engines per source hash (dtlgen.csim)
+}
+
+
 def cache_root() -> Path:
     return Path(os.environ.get("DTLGEN_CACHE") or Path.home() / ".cache" / "dtlgen")
 
@@ -80,6 +88,37 @@ def _size(path: Path) -> int:
             except OSError:
                 pass
     return total
+
+
+def _entries(kind: str) -> list[Path]:
+    """The entries dtlgen made in `kind`'s folder (none if the folder does not exist)."""
+    folder, name = cache_root() / kind, re.compile(ENTRIES[kind])
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink() and name.fullmatch(p.name))
+
+
+def cache_info() -> list[dict]:
+    """Per kind of build: its folder, how many entries dtlgen keeps there and their bytes."""
+    rows = []
+    for kind in ENTRIES:
+        entries = _entries(kind)
+        rows.append({"kind": kind, "folder": str(cache_root() / kind), "entries": len(entries),
+                     "bytes": sum(_size(p) for p in entries)})
+    return rows
+
+
+def clear() -> tuple[int, int]:
+    """Remove every entry dtlgen made in the cache (files beside them stay); (entries, bytes) removed.
+    Safe at any time but while a build runs: the next build makes its entry again."""
+    count = freed = 0
+    for kind in ENTRIES:
+        for path in _entries(kind):
+            size = _size(path)
+            shutil.rmtree(path, ignore_errors=True)
+            if not path.exists():
+                count, freed = count + 1, freed + size
+    return count, freed
 
 
 def sweep(folder: Path, pattern: str, keep: Path, limit: int | None = None) -> list[Path]:

@@ -64,6 +64,29 @@ def _parse_split(args: argparse.Namespace) -> Any:
 
 
 # --- commands ----------------------------------------------------------------------------------
+def cmd_cache(args: argparse.Namespace) -> int:
+    from dtlgen.cache import cache_info, cache_limit_bytes, cache_root, clear
+
+    if args.action == "clear":
+        count, freed = clear()
+        if args.json:
+            _print_json({"removed_entries": count, "freed_bytes": freed, "root": str(cache_root())})
+        else:
+            _out.print(f"Removed {count} cached builds ({freed / 1e6:,.1f} MB) from {cache_root()}; the next "
+                       "simulation or C-simulation builds again (minutes).", highlight=False)
+        return 0
+    rows = cache_info()
+    if args.json:
+        _print_json({"root": str(cache_root()), "limit_bytes": cache_limit_bytes(), "kinds": rows})
+        return 0
+    _show(f"dtlgen's build cache: {cache_root()}", ["kind", "folder", "builds", "MB"],
+          [[r["kind"], r["folder"], r["entries"], f"{r['bytes'] / 1e6:,.1f}"] for r in rows],
+          f"Each kind is swept to DTLGEN_CACHE_GB ({cache_limit_bytes() / 1e9:g} GB) after every new build, least "
+          "recently used first; DTLGEN_CACHE moves the cache; 'dtlgen cache clear' removes dtlgen's builds "
+          "(always safe but while one runs; nothing else in the folder is touched).")
+    return 0
+
+
 def cmd_boards(args: argparse.Namespace) -> int:
     from dtlgen.boards import boards_table_rows
 
@@ -581,6 +604,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ECP5 boards: also build the knee design's bitstream with the open flow (tens of minutes)")
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("cache", help="show or clear dtlgen's build cache (Verilator and g++ builds)")
+    p.add_argument("action", choices=("info", "clear"), help="info: where it is and its size; clear: remove "
+                   "dtlgen's builds")
+    p.add_argument("--json", action="store_true", help="print JSON only")
+    p.set_defaults(func=cmd_cache)
     return parser
 
 

@@ -64,3 +64,27 @@ def test_sweep_leaves_at_most_the_limit_or_only_the_newest(tmp_path_factory, siz
     assert set(removed) | set(left) == set(paths) and paths[-1] in left
     assert sum(sizes[paths.index(p)] for p in left) <= limit or left == [paths[-1]]
     assert removed == paths[:len(removed)]  # oldest first
+
+
+def test_cache_info_and_clear_count_and_remove_dtlgens_builds_only(tmp_path, monkeypatch, capsys):
+    import json
+
+    from dtlgen.cli import main
+
+    monkeypatch.setenv("DTLGEN_CACHE", str(tmp_path))
+    (tmp_path / "verilator").mkdir()
+    (tmp_path / "csim").mkdir()
+    entry(tmp_path / "verilator", "fe_" + "a" * 16, 300, 1)
+    entry(tmp_path / "verilator", "axi_" + "b" * 16, 200, 2)
+    entry(tmp_path / "csim", "c" * 20, 100, 3)
+    foreign = [entry(tmp_path / "verilator", "fe_build_of_mine", 50, 4), entry(tmp_path / "csim", "notes", 50, 5)]
+    (tmp_path / "csim" / ("d" * 20)).write_text("a file, not a build")
+    assert main(["cache", "info", "--json"]) == 0
+    kinds = {k["kind"]: k for k in json.loads(capsys.readouterr().out)["kinds"]}
+    assert (kinds["verilator"]["entries"], kinds["verilator"]["bytes"]) == (2, 500)
+    assert (kinds["csim"]["entries"], kinds["csim"]["bytes"]) == (1, 100)
+    assert main(["cache", "clear", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["removed_entries"] == 3
+    assert all(path.exists() for path in foreign) and (tmp_path / "csim" / ("d" * 20)).is_file()
+    assert sorted(p.name for p in (tmp_path / "verilator").iterdir()) == ["fe_build_of_mine"]
+    assert main(["cache", "info"]) == 0 and "swept to DTLGEN_CACHE_GB" in capsys.readouterr().out

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dtlgen.cache import cache_limit_bytes, mark_used, sweep
+from dtlgen.cache import ENTRIES, cache_limit_bytes, mark_used, sweep
 from dtlgen.errors import DesignError, DtlgenError, ToolMissingError
 
 CXX_FLAGS = ("-std=c++14", "-O2", "-fPIC", "-Wall", "-Wno-unknown-pragmas", "-Wno-unused-label",
@@ -160,7 +160,7 @@ def build(hls_dir: Path, cache: Path | None = None) -> CsimBuild:
                 job.kill()
                 job.wait()
         shutil.rmtree(staging, ignore_errors=True)
-    sweep(out.parent, r"[0-9a-f]{20}", out)
+    sweep(out.parent, ENTRIES["csim"], out)
     return CsimBuild(result.library, result.testbenches, result.has_rl, time.perf_counter() - start)
 
 

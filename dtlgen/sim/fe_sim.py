@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dtlgen.cache import cache_dir, mark_used, sweep
+from dtlgen.cache import ENTRIES, cache_dir, mark_used, sweep
 from dtlgen.errors import ToolMissingError
 from dtlgen.generator.fe_program import FEProgram
 from dtlgen.generator.rtl import RTL_SOURCES, TOP, rtl_dir, write_hex
@@ -99,7 +99,7 @@ def build_top(sources: list[Path], top: str, parameters: dict[str, object], pref
                                    "compiler and make must be installed (Debian/Ubuntu: apt-get install g++ make), "
                                    "and the RTL must be lint-clean") from None
         raise
-    sweep(root, r"(fe|rl|axi)_[0-9a-f]{16}", build_dir)
+    sweep(root, ENTRIES["verilator"], build_dir)
     return build_dir
 
 
