@@ -16,13 +16,14 @@ import os
 import signal
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 from rich.console import Console
 from rich.table import Table
 
-from dtlgen.errors import DesignError, DtlgenError
+from dtlgen.errors import DesignError, DtlgenError, DtlgenWarning
 
 # Pipes and CI logs get wide tables instead of rich's 80-column default; terminals keep their width.
 _out = Console(width=None if sys.stdout.isatty() else 200)
@@ -675,7 +676,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError:  # not the main thread (main() called from a library user's thread)
         previous = None
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            # dtlgen's own warnings as one line each, like its errors; the rest as Python prints them
+            shown = warnings.showwarning
+            warnings.simplefilter("always", DtlgenWarning)
+            warnings.showwarning = lambda message, category, *rest: (  # noqa: E731
+                say(f"warning: {message}") if issubclass(category, DtlgenWarning) else shown(message, category, *rest))
+            return args.func(args)
     except DtlgenError as exc:
         say(f"error: {exc}")
         return 1

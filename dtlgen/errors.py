@@ -34,6 +34,11 @@ class ToolMissingError(DtlgenError):
     """An external tool (simulator, compiler, synthesis) that a step needs is not installed."""
 
 
+class DtlgenWarning(UserWarning):
+    """Something about the user's input that does not stop the command but is probably not what was
+    meant; the CLI prints it as one line, `dtlgen COMMAND: warning: ...`, naming the input and the flag."""
+
+
 def require_int(value: object, field: str, lo: int, hi: int | None = None, meaning: str = "") -> None:
     """Raise DesignError unless `value` is an int (not a bool) in lo..hi (hi None: no upper bound)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):

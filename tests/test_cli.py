@@ -82,3 +82,16 @@ def test_dse_prints_the_chosen_design_and_each_objectives_best_and_the_whole_fro
     full = capsys.readouterr().out
     assert "all with --all" not in full and f"({points} points" in full
     assert full.count("│ ") > summary.count("│ ") or points <= 4
+
+
+def test_a_model_without_a_split_warns_once_naming_the_flags(tmp_path, capsys):
+    model = tmp_path / "net.py"
+    model.write_text("from torch import nn\n\ndef build():\n    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), "
+                     "nn.Flatten(), nn.Linear(144, 10)), (1, 8, 8)\n")
+    assert main(["import", f"{model}:build"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("dtlgen import: warning:") == 1 and "--retrain-last K" in err and "frozen" in err
+    assert main(["import", f"{model}:build", "--retrain-last", "1"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert main(["import", "digits_cnn"]) == 0  # the zoo's models give their split
+    assert "warning" not in capsys.readouterr().err

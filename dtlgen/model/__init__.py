@@ -8,9 +8,10 @@ The split marks layers before it frozen (feature-extractor engine) and the rest 
 from __future__ import annotations
 
 import numbers
+import warnings
 from typing import Any
 
-from dtlgen.errors import ModelSpecError
+from dtlgen.errors import DtlgenWarning, ModelSpecError
 from dtlgen.model.ir import INPUT, Layer, Network
 from dtlgen.errors import brief
 
@@ -89,4 +90,9 @@ def load_model(spec: str, split: Any = None) -> Network:
     network = import_module(result.module, result.input_shape, result.name, result.origin)
     if split is not None:
         return network.with_split(resolve_split(network, split))
+    if result.split is None and any(layer.has_weights for layer in network.layers):
+        warnings.warn(DtlgenWarning(
+            f"{result.origin} gives no split, so every layer of '{network.name}' is frozen and nothing re-trains on "
+            "the device; give --split NAME|INDEX or --retrain-last K (or return a split from the factory)"),
+            stacklevel=2)
     return network.with_split(resolve_split(network, result.split, result.origin))

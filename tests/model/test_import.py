@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from dtlgen.errors import ModelSpecError, UnsupportedLayerError
+from dtlgen.errors import DtlgenWarning, ModelSpecError, UnsupportedLayerError
 from dtlgen.model import import_module, load_factory, load_model, resolve_split
 from dtlgen.model.zoo import zoo_names
 from dtlgen.quant.reference import float_forward
@@ -215,7 +215,8 @@ def test_factory_file_with_split(tmp_path):
     """))
     network = load_model(f"{source}:build")
     assert network.name == "build" and network.split_index == 2 and network.layers[2].name == "3"
-    assert load_model(f"{source}:plain").split_index == 2  # no split: everything frozen
+    with pytest.warns(DtlgenWarning, match="gives no split.*--retrain-last K"):
+        assert load_model(f"{source}:plain").split_index == 2  # no split: everything frozen, and a warning
     assert load_model(f"{source}:plain", 1).retrainable_layers[0].op == "linear"
 
 

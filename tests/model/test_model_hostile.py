@@ -11,13 +11,14 @@ import subprocess
 import sys
 import textwrap
 import types
+import warnings
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dtlgen.cli import main
-from dtlgen.errors import DtlgenError, ModelSpecError, UnsupportedLayerError
+from dtlgen.errors import DtlgenError, DtlgenWarning, ModelSpecError, UnsupportedLayerError
 from dtlgen.model import load_model
 
 HEADER = """\
@@ -256,7 +257,8 @@ def test_split_that_retrains_no_weights_is_refused(tmp_path):
                                  "nn.Flatten()), (1, 8, 8)\n")
     message = load_error(f"{path}:f", split=1)
     assert "would retrain only 1, 2, which have no weights" in message and "at or before '0' (index 0)" in message
-    assert load_model(f"{path}:f").split_index == 3  # no split: everything frozen
+    with pytest.warns(DtlgenWarning):
+        assert load_model(f"{path}:f").split_index == 3  # no split: everything frozen (and a warning)
     # Retraining every layer (no FE layer) is left to the commands that need an FE layer to judge.
     assert load_model(f"{path}:f", {"retrain_last": 1}).split_index == 0
 
@@ -287,7 +289,9 @@ def shape_factory(tmp_path_factory):
 def test_random_input_shapes_import_or_raise_a_dtlgen_error(shape_factory, shape):
     sys.modules[HOLDER].SHAPE = shape
     try:
-        network = load_model(shape_factory)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DtlgenWarning)  # the factory gives no split (on purpose)
+            network = load_model(shape_factory)
     except DtlgenError as exc:
         assert "\n" not in str(exc) and "factory `f`" in str(exc)
     else:
