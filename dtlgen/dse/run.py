@@ -198,7 +198,7 @@ def run_dse(network: Network, board: Board, calib_x: np.ndarray, out_dir: Path |
     design = _design_json(network, board, calib_x, front[chosen], fixed)
     result = DSEResult(front, chosen, design, n_eval, seconds)
     if out_dir is not None:
-        write_outputs(Path(out_dir), result, board, network, prefer, pop, gens, seed, force)
+        write_outputs(Path(out_dir), result, board, network, prefer, pop, gens, seed, force, workload)
     return result
 
 
@@ -255,7 +255,7 @@ class _client:
 
 
 def write_outputs(out_dir: Path, result: DSEResult, board: Board, network: Network, prefer: str,
-                   pop: int, gens: int, seed: int, force: bool = False) -> None:
+                   pop: int, gens: int, seed: int, force: bool = False, workload: Workload = Workload()) -> None:
     with atomic_directory(out_dir, KIND, force) as staging:
         write_json(staging / "pareto.json", {
             "model": network.name, "board": board.name, "pop": pop, "gens": gens, "seed": seed,
@@ -264,7 +264,7 @@ def write_outputs(out_dir: Path, result: DSEResult, board: Board, network: Netwo
             "source": "analytical model (dtlgen.perf) and golden-model logit KL (dtlgen.quant)"})
         write_json(staging / "design.json", result.design)
         (staging / "pareto.csv").write_text(_csv(result.front))
-        _plot(staging / "pareto.png", result, f"{network.name} on {board.name}")
+        _plot(staging / "pareto.png", result, f"{network.name} on {board.name}", prefer, workload)
 
 
 def _csv(front: list[dict[str, Any]]) -> str:
@@ -277,27 +277,35 @@ def _csv(front: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def _plot(path: Path, result: DSEResult, title: str) -> None:
+def _plot(path: Path, result: DSEResult, title: str, prefer: str = "knee", work: Workload = Workload()) -> None:
+    """The front in its three pairs of objectives, the chosen design starred and named, each axis saying
+    what it measures, the legend below the panels (never over a point)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     f = np.array([[p[o] for o in OBJECTIVES] for p in result.front])
-    labels = {"info_loss": "information loss (logit KL)", "time_s": "workload time (s)",
-              "utilisation": "resource utilisation (max fraction)"}
+    labels = {"info_loss": "information loss: logit KL of the fixed-point\nnetwork against float (nats)",
+              "time_s": f"workload time (s, log): {work.inference_images} inferences +\n{work.retrain_images} "
+                        f"re-training images x {work.epochs} epochs",
+              "utilisation": "resource utilisation: the largest of the\nboard's DSP, BRAM18 and LUT fractions"}
+    v = result.front[result.chosen]["variables"]
+    chosen = (f"chosen ({prefer}): FE {v['fe_tm']}x{v['fe_tn']} w{v['fe_w_bits']}/a{v['fe_a_bits']}, "
+              f"RL {v['rl_tm']}x{v['rl_tn']} {v['rl_bits']}-bit")
     pairs = ((1, 0), (1, 2), (0, 2))
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5.2))
     for ax, (i, j) in zip(axes, pairs):
-        ax.scatter(f[:, i], f[:, j], s=14, label="Pareto front")
-        ax.scatter(f[result.chosen, i], f[result.chosen, j], s=160, marker="*", color="red", label="chosen design")
+        ax.scatter(f[:, i], f[:, j], s=14, label=f"Pareto front ({len(result.front)} designs)")
+        ax.scatter(f[result.chosen, i], f[result.chosen, j], s=160, marker="*", color="red", label=chosen)
         if OBJECTIVES[i] == "time_s":
             ax.set_xscale("log")
-        ax.set_xlabel(labels[OBJECTIVES[i]])
-        ax.set_ylabel(labels[OBJECTIVES[j]])
+        ax.set_xlabel(labels[OBJECTIVES[i]], fontsize=9)
+        ax.set_ylabel(labels[OBJECTIVES[j]], fontsize=9)
         ax.grid(alpha=0.3)
-    axes[0].legend()
-    fig.suptitle(f"NSGA-II front, {title} (analytical model)")
-    fig.tight_layout()
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=2, frameon=False)
+    fig.suptitle(f"NSGA-II front, {title} (analytical model; every objective minimised)")
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -102,6 +102,8 @@ def _fe_report(data, result, ops: list[dict[str, Any]], predicted_total: int, ti
                          "predicted": "analytical model (dtlgen.perf)" + ("" if timing is None else
                                       ", the DDR-like memory's closed form (an expectation)")},
               "layers": rows, "totals": {"fe": total},
+              # the array's ceiling: 2 ops per multiplier and cycle at the design clock
+              "fe_peak_gops": 2 * data.params.fe.tm * data.params.fe.tn * program["clock_mhz"] / 1e3,
               "max_layer_abs_error": max((abs(r["rel_error"]) for r in rows), default=0.0),
               "simulator": simulator_speed(result.build_s, result.run_s, sum(result.cycles))}
     return report
@@ -194,21 +196,45 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
+    """Predicted against measured GOPs per FE layer and, after `--retrain`, per descriptor of the RL
+    engine's training step; each engine's array peak as a line, each bar pair's model error above it,
+    the legend below the panels (never over a bar)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = report["layers"]
-    x = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(rows) + 2), 4))
-    ax.bar(x - 0.2, [r["predicted_gops"] for r in rows], 0.4, label="predicted (analytical model)")
-    ax.bar(x + 0.2, [r["measured_gops"] for r in rows], 0.4, label="measured (RTL simulation)")
-    ax.set_xticks(x, [r["name"] for r in rows], rotation=45, ha="right")
-    ax.set_ylabel(f"GOPs at {report['clock_mhz']:g} MHz")
-    memory = "" if report["memory"]["kind"] == "ideal" else ", DDR-like memory"
-    ax.set_title(f"{report['model']} FE engine on {report['board']}{memory}: predicted vs measured")
-    ax.legend()
-    fig.tight_layout()
+    clock = report["clock_mhz"]
+    panels = [(f"FE engine, per layer (batch {report.get('batch', 1)})", report["layers"],
+               report.get("fe_peak_gops"))]
+    training = report.get("training")
+    if training:
+        panels.append((f"RL engine {training['tm']}x{training['tn']}, one training step (batch {training['batch']})",
+                       training["descriptors"], 2 * training["tm"] * training["tn"] * clock / 1e3))
+    widths = [max(3, len(rows)) for _, rows, _ in panels]
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(7, 0.55 * sum(widths) + 2.5), 4.8), squeeze=False,
+                             gridspec_kw={"width_ratios": widths})
+    for ax, (title, rows, peak) in zip(axes[0], panels):
+        x = np.arange(len(rows))
+        predicted = [r["predicted_gops"] for r in rows]
+        measured = [r["measured_gops"] for r in rows]
+        ax.bar(x - 0.2, predicted, 0.4, label="predicted (analytical model)", color="tab:blue")
+        ax.bar(x + 0.2, measured, 0.4, label="measured (RTL simulation)", color="tab:orange")
+        top = max(predicted + measured + [peak or 0.0, 1e-9])
+        if peak:
+            ax.axhline(peak, color="black", linestyle="--", linewidth=1, label="array peak (2 ops per multiplier a cycle)")
+        for xi, r in zip(x, rows):  # the model's error per layer, above its pair of bars
+            ax.text(xi, max(r["predicted_gops"], r["measured_gops"]) + 0.02 * top, f"{100 * r['rel_error']:+.2f} %",
+                    ha="center", va="bottom", fontsize=7, rotation=90)
+        ax.set_ylim(0, 1.25 * top)
+        ax.set_xticks(x, [r["name"] for r in rows], rotation=45, ha="right", fontsize=8)
+        ax.set_title(title, fontsize=10)
+    axes[0][0].set_ylabel(f"GOPs at {clock:g} MHz (ops = 2 x MACs)")
+    memory = "ideal memory" if report["memory"]["kind"] == "ideal" else "DDR-like memory"
+    fig.suptitle(f"{report['model']} on {report['board']} ({memory}): predicted vs measured; above each pair the "
+                 "model's error", fontsize=10)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)

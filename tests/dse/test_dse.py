@@ -64,10 +64,20 @@ def test_nsga2_reaches_the_exhaustive_front(digits):
     assert report.nsga2_hv_ratio > report.random_hv_ratio
 
 
-def test_outputs_and_design_json(tmp_path, digits):
+def test_outputs_and_design_json(tmp_path, digits, monkeypatch):
+    import matplotlib.axes
+
     network, board, calib = digits
     out = tmp_path / "dse"
+    labels = []  # the Pareto plot's points: the front, and the chosen design named
+    scatter = matplotlib.axes.Axes.scatter
+    monkeypatch.setattr(matplotlib.axes.Axes, "scatter",
+                        lambda ax, *args, **kw: (labels.append(kw.get("label")), scatter(ax, *args, **kw))[1])
     result = run_dse(network, board, calib, out, pop=12, gens=4, seed=2, space=SMALL)
+    v = result.front[result.chosen]["variables"]
+    assert labels[:2] == [f"Pareto front ({len(result.front)} designs)",
+                          f"chosen (knee): FE {v['fe_tm']}x{v['fe_tn']} w{v['fe_w_bits']}/a{v['fe_a_bits']}, "
+                          f"RL {v['rl_tm']}x{v['rl_tn']} {v['rl_bits']}-bit"]
     assert {p.name for p in out.iterdir()} == {"pareto.json", "pareto.csv", "pareto.png", "design.json", MANIFEST}
     pareto = json.loads((out / "pareto.json").read_text())
     assert len(pareto["points"]) == len(result.front) and pareto["chosen"] == result.chosen

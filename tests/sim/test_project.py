@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from dtlgen.cli import main
 
 DESIGN = {"board": "pynq-z2", "clock_mhz": 100, "fe": {"tm": 4, "tn": 4, "tr": 4, "tc": 4, "w_bits": 8, "a_bits": 8},
@@ -29,6 +31,10 @@ def test_generate_then_sim(tmp_path, capsys, monkeypatch):
             "bit_exact"} <= set(row)
     assert row["ops"] == 2 * row["macs"]
     assert on_disk["memory"] == {"kind": "ideal"}
+    fe = DESIGN["fe"]  # the array's ceiling at the clock, and no layer above it
+    assert on_disk["fe_peak_gops"] == pytest.approx(2 * fe["tm"] * fe["tn"] * on_disk["clock_mhz"] / 1e3)
+    assert all(r["measured_gops"] <= on_disk["fe_peak_gops"] for r in on_disk["layers"])
+    assert (project / "sim" / "predicted_vs_measured.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # the same project on the DDR-like memory with pynq-z2's DRAM timing: still bit-exact, the model's
     # closed form within the 2 % the issue asks of it, and the report says which memory it ran on
@@ -67,3 +73,26 @@ def test_generate_refuses_what_the_rtl_cannot_run(tmp_path, capsys):
     assert main(["generate", "digits_cnn", "--design", str(design), "--out", str(tmp_path / "p")]) == 1
     assert "elements of up to one byte" in capsys.readouterr().err
     assert not (tmp_path / "p").exists(), "nothing half-written"
+
+
+def test_the_plot_shows_both_engines_their_peaks_and_the_models_error(tmp_path, monkeypatch):
+    """`predicted_vs_measured.png`: a panel per engine (the RL one after --retrain), each engine's array
+    peak as a line, the model's error above each pair of bars."""
+    import matplotlib.axes
+
+    from dtlgen.sim.project_sim import plot
+
+    row = lambda name, gops, error: {"name": name, "predicted_gops": gops * (1 + error), "measured_gops": gops,  # noqa: E731
+                                     "rel_error": error}
+    report = {"model": "m", "board": "pynq-z2", "clock_mhz": 90, "batch": 2, "memory": {"kind": "ideal"},
+              "fe_peak_gops": 2.88, "layers": [row("conv1", 1.0, 0.0), row("conv2", 2.5, 0.01)],
+              "training": {"tm": 2, "tn": 3, "batch": 16, "descriptors": [row("fc FWD", 0.9, 0.0)]}}
+    lines, texts = [], []
+    monkeypatch.setattr(matplotlib.axes.Axes, "axhline", lambda ax, y, **kw: lines.append(y))
+    original_text = matplotlib.axes.Axes.text
+    monkeypatch.setattr(matplotlib.axes.Axes, "text",
+                        lambda ax, x, y, s, **kw: (texts.append(s), original_text(ax, x, y, s, **kw))[1])
+    plot(report, tmp_path / "both.png")
+    assert lines == [pytest.approx(2.88), pytest.approx(2 * 2 * 3 * 90 / 1e3)]  # FE, then RL
+    assert texts == ["+0.00 %", "+1.00 %", "+0.00 %"]
+    assert (tmp_path / "both.png").stat().st_size > 10_000
