@@ -35,7 +35,9 @@ wide-index-arithmetic
 runtime-partitioned-index
     A completely partitioned dimension is separate banks; an index that is neither constant nor an
     unrolled loop's variable selects the bank at run time: a multiplexer over all banks, and parallel
-    accesses Vitis must assume to conflict. Flagged in pipelined and unrolled bodies, anywhere when the
+    accesses Vitis must assume to conflict. Flagged in pipelined and unrolled bodies (in a pipelined
+    one only when the index changes while it runs: its own or an inner loop's variable, or a name
+    assigned in its body; an outer loop's variable selects the bank once per entry), anywhere when the
     index divides (`col % LANES`), and where a pipelined or unrolled body calls a helper whose flagged
     index comes from a parameter. Partitions follow arrays into helpers through call arguments.
 missing-tripcount
@@ -533,6 +535,20 @@ class _Checker:
             return full[-1], "unrolled loop", unrolled
         return loop, None, unrolled
 
+    def invariant(self, f: _Func, loop: _Loop | None, idx: str) -> bool:
+        """Whether `idx` holds still while pipelined `loop` runs: none of its names is the variable of
+        that loop or of a loop inside it, nor assigned in its body (then the bank is selected once per
+        entry, a multiplexer in front of the pipeline, not a conflict that raises its II)."""
+        if loop is None or not loop.pipelined:
+            return False
+        inner = {l.var for l in f.loops if l.var and (l is loop or loop in l.chain())}
+        body = self.u.code[loop.body[0]:loop.body[1]]
+        for name in set(_IDENT.findall(re.sub(r"(?:\.|->)\s*[A-Za-z_]\w*", " ", idx))):
+            if name in inner or re.search(rf"(?<![\w.>])(?:{name}\s*(?:[-+*/%&|^]?=(?!=)|\+\+|--)|(?:\+\+|--)\s*{name}\b)",
+                                          body):
+                return False
+        return True
+
     def conditional(self, pos: int, span: tuple[int, int]) -> bool:
         """Whether `pos` sits under an if / else / switch / ?: that starts inside `span`."""
         code = self.u.code
@@ -653,7 +669,7 @@ class _Checker:
                     loop, kind, unrolled = self.context(f, m.start())
                     for d, idx in enumerate(subs, 1):
                         if (0 in dims or d in dims) and not self.const(f, idx, unrolled) and (
-                                kind or re.search(r"[/%]", idx)):
+                                (kind and not self.invariant(f, loop, idx)) or re.search(r"[/%]", idx)):
                             self.add("runtime-partitioned-index", m.start(), loop, f"`{var}[...]` indexes its "
                                      f"completely partitioned dimension {d} with the runtime `{idx}`"
                                      + (f" in {kind} {self.name(loop)}" if kind else ""))

@@ -163,6 +163,30 @@ def test_rule_seeded_and_corrected(rule, bad, at, label, fixed):
     assert fixed != bad and check_source(fixed, "fixed.cpp", bus_bytes=16) == []
 
 
+def test_a_bank_select_that_holds_still_during_the_pipeline_is_not_an_ii_cost():
+    """Indexing a partitioned dimension with an outer loop's variable selects the bank once per entry of
+    the pipelined loop (a multiplexer in front of it): no finding. The pipelined loop's own variable, or
+    a name assigned in its body, selects it per iteration: a finding."""
+    outer = PARTITION.replace("""  for (int v = 0; v < 4096; v++) {
+#pragma HLS PIPELINE II = 1
+    stash[v / LANES][v % LANES] = in[v];
+  }""", """  for (int l = 0; l < LANES; l++) {
+  rows:
+    for (int w = 0; w < 512; w++) {
+#pragma HLS PIPELINE II = 1
+      stash[w][l] = in[w * LANES + l];
+    }
+  }""")
+    assert check_source(outer) == []  # (a perfect nest with constant bounds: Vitis flattens it)
+    per_iteration = outer.replace("stash[w][l]", "stash[w][k]").replace(
+        "#pragma HLS PIPELINE II = 1\n", "#pragma HLS PIPELINE II = 1\n      int k = w & (LANES - 1);\n")
+    found = [(f.rule, f.loop) for f in check_source(per_iteration) if f.rule == "runtime-partitioned-index"]
+    assert found == [("runtime-partitioned-index", "rows")]
+    by_var = outer.replace("stash[w][l]", "stash[l][w & (LANES - 1)]")
+    assert [(f.rule, f.loop) for f in check_source(by_var) if f.rule == "runtime-partitioned-index"] == [
+        ("runtime-partitioned-index", "rows")]
+
+
 def test_every_rule_has_a_seeded_case():
     assert sorted(case[0] for case in CASES) == sorted(RULES)
 
