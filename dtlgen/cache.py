@@ -91,8 +91,14 @@ def _size(path: Path) -> int:
 
 
 def _entries(kind: str) -> list[Path]:
-    """The entries dtlgen made in `kind`'s folder (none if the folder does not exist)."""
-    folder, name = cache_root() / kind, re.compile(ENTRIES[kind])
+    """The entries dtlgen made in `kind`'s folder (none if the folder does not exist); DtlgenError if the
+    cache root is something other than a folder."""
+    root = cache_root()
+    if root.exists() and not root.is_dir():
+        where = "DTLGEN_CACHE" if os.environ.get("DTLGEN_CACHE") else "the cache folder"
+        raise DtlgenError(f"{where} '{root}' is not a folder; point DTLGEN_CACHE at dtlgen's cache folder (or unset "
+                          "it for ~/.cache/dtlgen)")
+    folder, name = root / kind, re.compile(ENTRIES[kind])
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink() and name.fullmatch(p.name))

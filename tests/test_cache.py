@@ -88,3 +88,15 @@ def test_cache_info_and_clear_count_and_remove_dtlgens_builds_only(tmp_path, mon
     assert all(path.exists() for path in foreign) and (tmp_path / "csim" / ("d" * 20)).is_file()
     assert sorted(p.name for p in (tmp_path / "verilator").iterdir()) == ["fe_build_of_mine"]
     assert main(["cache", "info"]) == 0 and "swept to DTLGEN_CACHE_GB" in capsys.readouterr().out
+
+
+def test_cache_commands_refuse_a_cache_that_is_a_file(tmp_path, monkeypatch, capsys):
+    from dtlgen.cli import main
+
+    monkeypatch.setenv("DTLGEN_CACHE", str(tmp_path / "notes.txt"))
+    (tmp_path / "notes.txt").write_text("mine")
+    for action in ("info", "clear"):
+        assert main(["cache", action]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "is not a folder" in err and "DTLGEN_CACHE" in err
+    assert (tmp_path / "notes.txt").read_text() == "mine"
