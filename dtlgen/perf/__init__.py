@@ -25,7 +25,7 @@ from dtlgen.perf import board as board_model, fe, rl
 from dtlgen.perf.design import Design, load_design
 from dtlgen.perf.resources import ResourceUse
 
-__all__ = ["Design", "LayerPrediction", "NetworkPrediction", "load_design", "predict"]
+__all__ = ["Design", "LayerPrediction", "NetworkPrediction", "load_design", "peak_gops", "predict"]
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,11 @@ class NetworkPrediction:
         }
 
 
+def peak_gops(multipliers: int, clock_mhz: float) -> float:
+    """The compute roof of an array: 2 ops (a multiply and an add) per multiplier per cycle at the clock."""
+    return 2 * multipliers * clock_mhz * 1e6 / 1e9
+
+
 def _gops(ops: int, cycles: int, clock_mhz: float) -> float:
     return ops / (cycles / (clock_mhz * 1e6)) / 1e9 if cycles else 0.0
 
@@ -128,7 +133,7 @@ def predict(network: Network, design: Design, board: Board, ddr: DdrTiming | Non
         bound = "compute" if sum(r.compute_cycles for r in runs) >= sum(r.bus_cycles for r in runs) else "memory"
         macs = op.macs * cfg.batch
         lanes = cfg.tm if op.per_channel else cfg.tm * cfg.tn
-        roof = 2 * lanes * f_mhz * 1e6 / 1e9
+        roof = peak_gops(lanes, f_mhz)
         ctc = 2 * macs / dram if dram else float("inf")
         label = op.kind + ("+pool" if op.pool else "") + ("(dw)" if op.depthwise else "")
         result.fe_layers.append(LayerPrediction(
@@ -145,7 +150,7 @@ def predict(network: Network, design: Design, board: Board, ddr: DdrTiming | Non
             result.rl_descriptors.append(LayerPrediction(
                 d.layer, "rl", d.mode, d.macs, d.ops, d.cycles, _gops(d.ops, d.cycles, f_mhz),
                 "compute" if compute else "memory", d.macs / (d.cycles * rcfg.tm * rcfg.tn),
-                2 * rcfg.tm * rcfg.tn * f_mhz * 1e6 / 1e9 if compute else 0.0))
+                peak_gops(rcfg.tm * rcfg.tn, f_mhz) if compute else 0.0))
         storage = rl.rl_storage(gemms, rcfg, board)
         result.rl_resources = rl.rl_resources(gemms, rcfg, board)
         result.rl_weight_bits, result.rl_weight_bram18 = storage.weight_bits, storage.weights.bram18

@@ -28,6 +28,7 @@ import numpy as np
 from dtlgen.atomic import check_owned, check_writable, publish, record_files, write_json, write_text
 from dtlgen.generator.loader import check_sources, load_rl_project, open_project
 from dtlgen.errors import DesignError
+from dtlgen.perf import peak_gops
 from dtlgen.perf.fe import op_cycles, require_ddr_timing
 from dtlgen.sim.fe_sim import run_image
 
@@ -103,7 +104,7 @@ def _fe_report(data, result, ops: list[dict[str, Any]], predicted_total: int, ti
                                       ", the DDR-like memory's closed form (an expectation)")},
               "layers": rows, "totals": {"fe": total},
               # the array's ceiling: 2 ops per multiplier and cycle at the design clock
-              "fe_peak_gops": 2 * data.params.fe.tm * data.params.fe.tn * program["clock_mhz"] / 1e3,
+              "fe_peak_gops": peak_gops(data.params.fe.tm * data.params.fe.tn, program["clock_mhz"]),
               "max_layer_abs_error": max((abs(r["rel_error"]) for r in rows), default=0.0),
               "simulator": simulator_speed(result.build_s, result.run_s, sum(result.cycles))}
     return report
@@ -210,7 +211,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     training = report.get("training")
     if training:
         panels.append((f"RL engine {training['tm']}x{training['tn']}, one training step (batch {training['batch']})",
-                       training["descriptors"], 2 * training["tm"] * training["tn"] * clock / 1e3))
+                       training["descriptors"], peak_gops(training["tm"] * training["tn"], clock)))
     widths = [max(3, len(rows)) for _, rows, _ in panels]
     fig, axes = plt.subplots(1, len(panels), figsize=(max(7, 0.55 * sum(widths) + 2.5), 4.8), squeeze=False,
                              gridspec_kw={"width_ratios": widths})
