@@ -472,7 +472,7 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, group
 
     # a batch's images share each trip (one row tile): their taps, input rows and output rows add up
     taps = seq((images * tr_e[:, None, None] * tc_e[None, :, None]) * (k * k))
-    comp = taps + depth  # a tile's last trip drains the pipeline
+    comp = taps + isa_fe.trip_drain(taps, depth, True)  # a tile's last trip drains the pipeline
     comp_mid = taps + isa_fe.trip_drain(taps, depth, False)  # its other trips only when short (Drain)
     if isa_fe.loads_planes(k, s, p, h, w, r, c, tr, tc, keep):  # a request per channel plane (isa.fe, Plane windows)
         row_beats = np.full((rt, ct, 1), images * math.ceil(h * w * a_bytes / bus))
@@ -499,7 +499,7 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, group
     # the weights' row shares a bank with one of the images' open rows in a fraction rows_open / banks
     # of trips (the images sit in different banks: isa.fe.image_pitch); then it closes that row and the
     # image's next read closes the weights' row: two misses on those trips' loads
-    shared = np.zeros(1)
+    shared, shared_cost = np.zeros(1), 2 * timing[1] if timing is not None else 0
     if timing is not None and kind == "conv":
         shared = seq(np.where(whole & reads_input, min(1, rows_open / timing[4]), 0.0))
     shared_next = np.append(shared[1:], 0)  # the following tile's (none after the last)
@@ -519,7 +519,7 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, group
             beats = _ddr_reads(beats + w_beats, runs, timing)
         else:
             beats = beats + w_beats
-        return seq(latency + beats) + shared * 2 * (timing[1] if timing is not None else 0)  # (shared: above)
+        return seq(latency + beats) + shared * shared_cost  # (shared: above)
 
     tn_last = n - (nt - 1) * tn if not per_channel else 0
     load_full = load(min(tn, n))
@@ -531,11 +531,10 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, group
         # the loads carry the shared bank's misses as an expectation; a trip's cycles are the expectation
         # of max(compute, load) over the trips that pay them (2 t_miss) and those that do not
         s = streams[0] if first_only else streams
-        if timing is None or not np.any(share):
+        if not np.any(share):
             return _trip(c, ld, latency, timing, s)
-        cost = 2 * timing[1]
-        base = ld - share * cost
-        return (1 - share) * _trip(c, base, latency, timing, s) + share * _trip(c, base + cost, latency, timing, s)
+        base = ld - share * shared_cost
+        return (1 - share) * _trip(c, base, latency, timing, s) + share * _trip(c, base + shared_cost, latency, timing, s)
 
     if nt == 1:  # every trip is its tile's last: the store waits for nothing
         total = trip(comp, next_first + store_prev, shared_next).sum()
