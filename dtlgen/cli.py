@@ -307,6 +307,20 @@ def _hls_check_line(check: dict[str, Any]) -> str:
             f"({listed}). ")
 
 
+def _hls_estimate_line(estimate: dict[str, Any] | None) -> str:
+    """One sentence on the estimated HLS cycles beside the RTL model's (csim_report.json: hls_estimate)."""
+    if not estimate:
+        return ""
+    if "unavailable" in estimate:
+        return f"HLS cycle estimate: none ({estimate['unavailable']}). "
+    text = (f"HLS cycle estimate (loop counts from C-simulation, cost per loop by rule; no Vitis): FE "
+            f"{estimate['fe_cycles']:,} cycles, {estimate['fe_ratio']:.1f}x the RTL model's {estimate['rtl_fe_cycles']:,}")
+    if "rl_step_cycles" in estimate:
+        text += (f"; RL training step {estimate['rl_step_cycles']:,}, {estimate['rl_ratio']:.1f}x the RTL model's "
+                 f"{estimate['rtl_rl_step_cycles']:,}")
+    return text + ". "
+
+
 def cmd_csim(args: argparse.Namespace) -> int:
     from dtlgen.csim import csim_project
 
@@ -329,7 +343,7 @@ def cmd_csim(args: argparse.Namespace) -> int:
           ["check", "size", "bit-exact", "run time"], rows,
           f"{report['source']}. g++ build {report['build_s']:.1f} s (0 when cached). "
           + (f"First mismatch: {training['first_mismatch']}. " if training and not training["bit_exact"] else "")
-          + _hls_check_line(report["hls_check"])
+          + _hls_check_line(report["hls_check"]) + _hls_estimate_line(report.get("hls_estimate"))
           + f"Report: {Path(args.project) / 'hls' / 'csim_report.json'}")
     return 0 if report["bit_exact"] else 1
 

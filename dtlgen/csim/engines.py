@@ -25,6 +25,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -72,6 +73,14 @@ def _compiler_name(cxx: str) -> str:
     return f"CXX={os.environ['CXX'].strip()}" if os.environ.get("CXX", "").strip() else cxx
 
 
+class Instrument(Protocol):
+    """A rewrite of the engine sources before they are compiled (dtlgen.csim.hls_estimate's counters)."""
+
+    tag: str  # a different tag, a different cache entry
+
+    def rewrite(self, name: str, text: str) -> str: ...
+
+
 @dataclass(frozen=True)
 class CsimBuild:
     library: Path
@@ -86,9 +95,11 @@ def cache_root() -> Path:
     return root() / "csim"
 
 
-def build(hls_dir: Path, cache: Path | None = None) -> CsimBuild:
+def build(hls_dir: Path, cache: Path | None = None, instrument: Instrument | None = None) -> CsimBuild:
     """Compile hls_dir's engines, C entry points and testbenches (in parallel, one process per file).
 
+    With `instrument` (dtlgen.csim.hls_estimate), each engine source is compiled as `instrument.rewrite`
+    gives it, into the library alone (no testbenches): the build of the HLS estimate, cached apart.
     The build happens in `<cache>/<hash>.tmp<pid>` and is renamed into place when complete; that
     staging directory is removed whatever stops the build (a compile error, Ctrl-C), so the cache
     only ever holds complete builds."""
@@ -107,12 +118,13 @@ def build(hls_dir: Path, cache: Path | None = None) -> CsimBuild:
     sources = [hls_dir / name for name in names]
     cxx, includes = compiler(), ap_types_dir()
     digest = hashlib.sha256()
-    for part in (cxx, *CXX_FLAGS, str(includes)):
+    for part in (cxx, *CXX_FLAGS, str(includes), instrument.tag if instrument else ""):
         digest.update(part.encode())
     for path in sources:
         digest.update(path.name.encode() + path.read_bytes())
     out = (cache or cache_root()) / digest.hexdigest()[:20]
-    result = CsimBuild(out / LIBRARY, {e: out / f"tb_{e}" for e in engines}, "rl" in engines, 0.0)
+    testbenches = {} if instrument else {e: out / f"tb_{e}" for e in engines}
+    result = CsimBuild(out / LIBRARY, testbenches, "rl" in engines, 0.0)
     if _complete(result):
         mark_used(out)
         return result
@@ -124,8 +136,12 @@ def build(hls_dir: Path, cache: Path | None = None) -> CsimBuild:
         source_dir = staging / "src"
         source_dir.mkdir()
         for path in sources:
-            shutil.copyfile(path, source_dir / path.name)
-        units = [ENGINE_SOURCES[e] for e in engines] + ["csim_api.cpp"] + [TESTBENCHES[e] for e in engines]
+            if instrument and path.name in ENGINE_SOURCES.values():
+                (source_dir / path.name).write_text(instrument.rewrite(path.name, path.read_text(encoding="utf-8")),
+                                                    encoding="utf-8")
+            else:
+                shutil.copyfile(path, source_dir / path.name)
+        units = [ENGINE_SOURCES[e] for e in engines] + ["csim_api.cpp"] + [TESTBENCHES[e] for e in testbenches]
         flags = [*CXX_FLAGS, f"-I{source_dir}", "-isystem", str(includes)]
         objects = {unit: staging / (unit + ".o") for unit in units}
         jobs = [(unit, subprocess.Popen([cxx, *flags, "-c", str(source_dir / unit), "-o", str(objects[unit])],
@@ -139,7 +155,7 @@ def build(hls_dir: Path, cache: Path | None = None) -> CsimBuild:
         engine_objects = [str(objects[ENGINE_SOURCES[e]]) for e in engines]
         links = [[cxx, "-shared", "-o", str(staging / LIBRARY), *engine_objects, str(objects["csim_api.cpp"])]]
         links += [[cxx, "-o", str(staging / f"tb_{e}"), str(objects[TESTBENCHES[e]]), *engine_objects]
-                  for e in engines]
+                  for e in testbenches]
         for command in links:
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode != 0:
@@ -201,9 +217,9 @@ class CsimEngines:
     in the loaded library between calls, as it does in the engine on the board; one library is loaded
     per build, so two CsimEngines of the same project share that state (and must not run at once)."""
 
-    def __init__(self, project: Path, cache: Path | None = None):
+    def __init__(self, project: Path, cache: Path | None = None, instrument: Instrument | None = None):
         self.project = Path(project).resolve()
-        self.built = build(self.project / "hls", cache)
+        self.built = build(self.project / "hls", cache, instrument)
         self.build_s = self.built.build_s
         try:
             self._lib = ctypes.CDLL(str(self.built.library))

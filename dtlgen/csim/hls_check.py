@@ -578,6 +578,7 @@ class _Checker:
         for f in self.u.funcs:
             seeds[id(f)].update({name: True for typ, name in f.params if re.sub(r"\bconst\b|\s|&", "", typ) in types})
         self.propagate(seeds)
+        self.maxi = seeds  # per function: the names that are m_axi ports there (hls_estimate reads them)
         for f in self.u.funcs:
             for loop in self.pipelines(f):
                 for name in seeds[id(f)]:

@@ -12,7 +12,9 @@ Three checks, all on the project's own data:
 Writes hls/csim_report.json. C-simulation has no clock: it gives no cycles; those come from RTL
 simulation (`dtlgen sim`) and the analytical model. Beside the checks, the report's `hls_check` lists
 what a static reading of the project's HLS C++ finds that Vitis would schedule slower than the RTL
-(`dtlgen.csim.hls_check`: patterns, not a schedule; no Vitis here).
+(`dtlgen.csim.hls_check`: patterns, not a schedule; no Vitis here), and `hls_estimate` the cycles
+those loops would take by a stated rule (`dtlgen.csim.hls_estimate`: measured trip counts, estimated
+per-loop cost) beside the RTL model's cycles for the same FE descriptors and RL training step.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from dtlgen.generator.loader import (ProjectData, RLProject, check_sources, load
                                     render_test_vectors)
 from dtlgen.csim.engines import CsimDevice, CsimEngines, ap_types_dir
 from dtlgen.csim.hls_check import check_files
+from dtlgen.csim.hls_estimate import SOURCE as ESTIMATE_SOURCE, UnmodelledSchedule, hls_estimate
 from dtlgen.errors import DesignError
 
 REPORT = "csim_report.json"
@@ -82,6 +85,12 @@ def run_csim(data: ProjectData, rl: RLProject | None, steps: int,
     report["bit_exact"] = (all(t["passed"] for t in report["testbenches"]) and report["fe"]["bit_exact"]
                            and report.get("training", {}).get("bit_exact", True))
     report["hls_check"] = hls_check(project / "hls", data.params.fe.bus_bytes)
+    progress("estimating the HLS schedule: the engines again with loop counters, each loop's cost read from the C++")
+    try:
+        report["hls_estimate"] = {**hls_estimate(data, rl if engines.has_rl else None),
+                                  "findings": report["hls_check"]["findings"]}  # what still costs cycles, by pattern
+    except UnmodelledSchedule as reason:
+        report["hls_estimate"] = {"source": ESTIMATE_SOURCE, "unavailable": str(reason)}
     write_json(project / "hls" / REPORT, report)
     return report
 

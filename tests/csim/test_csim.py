@@ -21,6 +21,7 @@ from dtlgen.boards import load_board
 from dtlgen.cli import main
 from dtlgen.csim import CsimDevice, CsimEngines, csim_project
 from dtlgen.csim import engines as csim_engines
+from dtlgen.csim.hls_estimate import EstimateEngines
 from dtlgen.csim.run import run_csim
 from dtlgen.errors import DesignError, ToolMissingError
 from dtlgen.generator.hls import hls_template_dir
@@ -29,7 +30,7 @@ from dtlgen.generator.project import generate_project
 from dtlgen.host.rl_host import RLHost, sample_plan
 from dtlgen.model import load_model
 from dtlgen.model.calibration import calibration_inputs
-from dtlgen.perf import Design
+from dtlgen.perf import Design, predict
 from dtlgen.quant import fixed
 
 DESIGN = {"board": "pynq-z2", "clock_mhz": 100, "fe": {"tm": 4, "tn": 4, "tr": 4, "tc": 4, "w_bits": 8, "a_bits": 8},
@@ -59,6 +60,35 @@ def test_csim_digits_cnn_fe_and_training_bit_exact(tmp_path, capsys):
     found = {(f["rule"], f["file"], f["loop"]) for f in check["findings"]}
     assert {("narrow-maxi-port", "dtl_fe_engine.cpp", None), ("narrow-maxi-port", "dtl_rl_engine.cpp", None),
             ("conditional-maxi-access", "dtl_fe_engine.cpp", "load_col")} <= found
+    # the HLS cycle estimate beside the RTL model's, per FE descriptor and for a training step
+    estimate = report["hls_estimate"]
+    assert "no Vitis" in estimate["source"] and estimate["latency_cycles"] == 40
+    assert estimate["fe_cycles"] == sum(op["hls_cycles"] for op in estimate["fe_ops"])
+    assert [op["name"] for op in estimate["fe_ops"]] == [op["name"] for op in report["fe"]["ops"]]
+    network, design = load_model("digits_cnn"), Design.from_dict(DESIGN)
+    assert estimate["rtl_fe_cycles"] == predict(network, design, load_board("pynq-z2")).fe_cycles
+    assert estimate["rl_step_cycles"] > 0 and estimate["rtl_rl_step_cycles"] > 0
+
+
+def test_hls_estimate_counts_the_engines_loops_exactly(tmp_path):
+    # the FE compute pipeline runs one iteration per tap and output position of every trip: its
+    # counter over the network equals that sum from the ops' geometry
+    project = make_project(tmp_path)
+    data = open_project(project)
+    engines = EstimateEngines(project, data.params.dram.latency)
+    memory = np.array(data.memory, dtype=np.uint8).reshape(-1)
+    engines.run_fe(memory, data.program["desc_addr"], len(data.program["ops"]))
+    _, counts = engines.take("fe")
+    (index,) = [k for k, loop in enumerate(engines.plans["fe"].loops) if loop.label == "out_col"]
+    fe, entries, iterations = Design.from_dict(DESIGN).fe, 0, 0
+    for op in data.fe_ops:  # per output tile: its input-channel trips, each K*K taps over the tile's rows
+        trips = -(-op.m // fe.tm) * (1 if op.per_channel else -(-op.n // fe.tn))
+        for r0 in range(0, op.r, fe.tr):
+            for c0 in range(0, op.c, fe.tc):
+                rows, cols = min(fe.tr, op.r - r0), min(fe.tc, op.c - c0)
+                entries += trips * op.k * op.k * rows
+                iterations += trips * op.k * op.k * rows * cols
+    assert list(counts[index]) == [entries, iterations]
 
 
 def test_csim_vgg16_first_block_bit_exact(tmp_path):

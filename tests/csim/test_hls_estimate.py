@@ -1,0 +1,161 @@
+"""The HLS cycle estimate (dtlgen.csim.hls_estimate): loop counters that count exactly and leave the
+program's behaviour alone, per-loop costs on small sources whose schedule is obvious, and the report
+`dtlgen csim` writes."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from dtlgen.csim.engines import compiler
+from dtlgen.csim.hls_estimate import (DIVIDER_LATENCY, LOOP_OVERHEAD, OUTSTANDING, PIPELINE_DEPTH,
+                                      UnmodelledSchedule, engine_loops)
+
+LATENCY = 40
+ENGINE = "dtl_fe_engine.cpp"  # the estimator reads engine sources by their project names
+
+MAIN = r"""
+#include <cstdio>
+int main() {
+  static int mem[4096], out[4096];
+  for (int i = 0; i < 4096; i++) mem[i] = (i * 37) % 11 - 5;
+  long long check = run(mem, out);
+  unsigned long long counts[64];
+  unsigned n = dtl_est_fe_read(counts, 64);
+  printf("%lld %u", check, n);
+  for (unsigned i = 0; i < 2 * n; i++) printf(" %llu", counts[i]);
+  printf("\n");
+  return 0;
+}
+"""
+
+
+def _compile_run(source: str, tmp_path: Path, name: str) -> list[int]:
+    path = tmp_path / f"{name}.cpp"
+    path.write_text(source)
+    exe = tmp_path / name
+    subprocess.run([compiler(), "-std=c++14", "-O1", "-Wno-unknown-pragmas", "-Wno-unused-label", str(path), "-o",
+                    str(exe)], check=True, capture_output=True, text=True)
+    return [int(v) for v in subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.split()]
+
+
+def _estimate(text: str) -> tuple:
+    return engine_loops(ENGINE, {ENGINE: text}, LATENCY)
+
+
+TWO_LOOPS = """
+void dtl_fe_engine(int *mem, int n, int *out) {
+#pragma HLS INTERFACE mode = m_axi port = mem bundle = gmem
+outer:
+  for (int r = 0; r < 3; r++) {
+#pragma HLS LOOP_TRIPCOUNT max = 3
+  inner:
+    for (int i = 0; i < n; i++) {
+#pragma HLS LOOP_TRIPCOUNT max = 64
+#pragma HLS PIPELINE II = 1
+      out[i] += mem[i];
+    }
+  }
+}
+"""
+
+
+def test_a_pipelined_loop_in_a_sequential_one_costs_depth_per_entry_and_ii_per_iteration(tmp_path):
+    plan = _estimate(TWO_LOOPS)
+    outer, inner = plan.loops
+    assert (outer.label, outer.pipelined, outer.ii, outer.depth) == ("outer", False, LOOP_OVERHEAD, LOOP_OVERHEAD)
+    # the m_axi read's round trip once per entry of the pipeline: a burst (or pipelined single beats)
+    assert (inner.label, inner.pipelined, inner.ii, inner.depth) == ("inner", True, 1, PIPELINE_DEPTH + LATENCY)
+    n = 50
+    run = plan.instrumented + f"\nlong long run(int *mem, int *out) {{ dtl_fe_engine(mem, {n}, out); " \
+        "long long s = 0; for (int i = 0; i < 64; i++) s += out[i]; return s; }\n" + MAIN
+    check, loops, *counts = _compile_run(run, tmp_path, "two")
+    assert loops == 2 and counts == [1, 3, 3, 3 * n]  # (entries, iterations) of outer, then inner
+    assert check == sum(3 * ((i * 37) % 11 - 5) for i in range(n))
+    cycles = sum(cost.cycles(e, i) for cost, e, i in zip(plan.loops, counts[::2], counts[1::2]))
+    assert cycles == LOOP_OVERHEAD * (1 + 3) + 3 * (PIPELINE_DEPTH + LATENCY) + 3 * n
+
+
+def test_counters_leave_unbraced_bodies_and_loops_under_unbraced_ifs_as_they_were(tmp_path):
+    # a loop as the body of an `if` without braces, and loop bodies without braces: wrapping each in a
+    # block must keep every statement where it was; the sum is the program's own check
+    source = """
+long long run(int *mem, int *out) {
+  long long s = 0;
+  for (int r = 0; r < 4; r++)
+    if (r % 2)
+      for (int i = 0; i < 5; i++) s += mem[i + r];
+    else
+      for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 2; j++) s += i * j + mem[j];
+  int k = 0;
+  while (k < 7) k++;
+  return s + k + out[0];
+}
+void dtl_fe_engine() {}
+"""
+    plan = _estimate(source)
+    plain = _compile_run(source.replace("void dtl_fe_engine() {}", "") + MAIN.replace(
+        "unsigned n = dtl_est_fe_read(counts, 64);", "unsigned n = 0; (void)counts;"), tmp_path, "plain")
+    counted = _compile_run(plan.instrumented + MAIN, tmp_path, "counted")
+    assert counted[0] == plain[0]
+    # r: 1 entry, 4 iterations; the odd branch's loop 2 entries x 5; the even one's 2 x 3 and its inner 6 x 2; the while 1 x 7
+    assert counted[1] == 5 and counted[2:] == [1, 4, 2, 10, 2, 6, 6, 12, 1, 7]
+
+
+def test_a_conditional_memory_read_is_single_beats_and_an_unconditional_one_a_burst():
+    conditional = _estimate(TWO_LOOPS.replace("out[i] += mem[i];", "if (i % 2) out[i] += mem[i];")).loops[1]
+    assert conditional.ii == math.ceil(LATENCY / OUTSTANDING) and "single-beat" in conditional.reasons[0]
+    assert _estimate(TWO_LOOPS).loops[1].ii == 1
+
+
+def test_a_divider_in_a_pipeline_deepens_it():
+    divided = _estimate(TWO_LOOPS.replace("out[i] += mem[i];", "out[i] += mem[i] / n;")).loops[1]
+    assert divided.depth == PIPELINE_DEPTH + LATENCY + DIVIDER_LATENCY
+
+
+@pytest.mark.parametrize("lanes", [4, 7, 16])
+def test_banks_selected_at_run_time_share_two_ports(lanes):
+    # `col % LANES` picks the bank of each of the `lanes` unrolled reads: II ceil(lanes / 2)
+    source = f"""
+#define LANES {lanes}
+static int stash[64][LANES];
+void dtl_fe_engine(int *mem, int n, int base) {{
+#pragma HLS INTERFACE mode = m_axi port = mem bundle = gmem
+#pragma HLS ARRAY_PARTITION variable = stash dim = 2 complete
+  int acc[LANES];
+rows:
+  for (int g = 0; g < n; g++) {{
+#pragma HLS LOOP_TRIPCOUNT max = 64
+#pragma HLS PIPELINE II = 1
+    for (int j = 0; j < LANES; j++) {{
+      const int col = base + j;
+      acc[j] += stash[g][col % LANES];
+    }}
+  }}
+  mem[0] = acc[0];
+}}
+"""
+    rows = _estimate(source).loops[0]
+    assert rows.ii == math.ceil(lanes / 2) and any("`stash`" in reason for reason in rows.reasons)
+    assert (DIVIDER_LATENCY in (rows.depth - PIPELINE_DEPTH,)) == (lanes & (lanes - 1) != 0)  # `% 7` divides
+
+
+def test_host_only_code_and_unrolled_loops_are_not_counted():
+    source = TWO_LOOPS.replace("outer:", """#ifdef DTL_CSIM_CHECKED
+  for (int c = 0; c < n; c++) out[c] = 0;
+#endif
+  for (int u = 0; u < 4; u++) {
+#pragma HLS UNROLL
+    out[u] = 0;
+  }
+outer:""")
+    assert [loop.label for loop in _estimate(source).loops] == ["outer", "inner"]
+
+
+def test_a_dataflow_region_is_refused_rather_than_estimated_as_sequential():
+    with pytest.raises(UnmodelledSchedule, match="DATAFLOW"):
+        _estimate(TWO_LOOPS.replace("outer:", "#pragma HLS DATAFLOW\nouter:"))
