@@ -23,7 +23,8 @@ conditional-maxi-access
     Bursts are inferred only from accesses made on every iteration at a predictable address; an m_axi
     access under if / else / switch / ?: in a pipelined loop becomes single-beat requests. The ports
     are the m_axi parameters of the top function, followed into helpers through call arguments and to
-    helper parameters of the same type.
+    helper parameters of the same type; a call under a condition of a helper that accesses the port it
+    is given counts as such an access.
 division-in-pipeline
     `/` and `%` by anything but a constant power of two is a multi-cycle divider core. Constants are
     evaluated (to a set of values where a ternary tests an unknown macro); one that cannot be shown to
@@ -464,6 +465,8 @@ class _Checker:
                  typedefs: Mapping[str, list[str]]) -> None:
         self.u, self.file, self.bus, self.consts, self.typedefs = unit, file, bus_bytes, consts, typedefs
         self.found: dict[tuple[str, int], Finding] = {}
+        self.maxi: dict[int, dict[str, object]] = {}
+        self.touches: dict[int, set[str]] = {}
         self.by_name: dict[str, _Func] = {}
         for f in unit.funcs:
             self.by_name.setdefault(f.name, f)
@@ -579,6 +582,17 @@ class _Checker:
             seeds[id(f)].update({name: True for typ, name in f.params if re.sub(r"\bconst\b|\s|&", "", typ) in types})
         self.propagate(seeds)
         self.maxi = seeds  # per function: the names that are m_axi ports there (hls_estimate reads them)
+        # helpers that access an m_axi parameter (directly, or through a helper of their own): a call of
+        # one under a condition in a pipelined loop is a conditional access too
+        touches = {id(f): {name for name in seeds[id(f)]
+                           if re.search(rf"(?<![\w.>]){re.escape(name)}\s*\[", self.u.code[f.body[0]:f.body[1]])}
+                   for f in self.u.funcs}
+        for _ in range(len(self.u.funcs)):
+            for f in self.u.funcs:
+                for g, _, args in self.calls[id(f)]:
+                    touches[id(f)] |= {arg.strip() for k, arg in enumerate(args[:len(g.params)])
+                                       if g.params[k][1] in touches[id(g)] and arg.strip() in seeds[id(f)]}
+        self.touches = touches  # per function: the m_axi names it accesses, itself or through helpers
         for f in self.u.funcs:
             for loop in self.pipelines(f):
                 for name in seeds[id(f)]:
@@ -586,6 +600,12 @@ class _Checker:
                         if self.conditional(m.start(), loop.body):
                             self.add("conditional-maxi-access", m.start(), loop, f"`{name}[...]` on m_axi port "
                                      f"`{name}` is under a condition in pipelined loop {self.name(loop)}")
+                for g, pos, args in self.calls[id(f)]:
+                    ported = [arg.strip() for k, arg in enumerate(args[:len(g.params)])
+                              if g.params[k][1] in touches[id(g)] and arg.strip() in seeds[id(f)]]
+                    if ported and loop.body[0] <= pos < loop.body[1] and self.conditional(pos, loop.body):
+                        self.add("conditional-maxi-access", pos, loop, f"`{g.name}(...)` accesses m_axi port "
+                                 f"`{ported[0]}` under a condition in pipelined loop {self.name(loop)}")
 
     def trip_const(self, f: _Func, loop: _Loop) -> bool:
         return loop.bound is not None and self.const(f, loop.bound) and self.const(f, loop.init)

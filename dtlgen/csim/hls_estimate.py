@@ -151,6 +151,13 @@ def _cost(checker: _Checker, unit: _Unit, name: str, f: _Func, loop: _Loop, sche
                 for m in re.finditer(rf"(?<![\w.>])({re.escape(port)})\s*\[", code[:loop.body[1]])
                 if m.start() >= loop.body[0] and not any(l.body[0] <= m.start() < l.body[1] for l in inner)]
     reads = [pos for pos, _ in accesses if not _written(unit, pos)]
+    # a helper called here that accesses a port it is given (hls_check follows ports into helpers)
+    helpers = [pos for g, pos, args in checker.calls[id(f)]
+               if loop.body[0] <= pos < loop.body[1] and not any(l.body[0] <= pos < l.body[1] for l in inner)
+               and any(g.params[k][1] in checker.touches.get(id(g), ()) and arg.strip() in ports
+                       for k, arg in enumerate(args[:len(g.params)]))]
+    accesses += [(pos, "") for pos in helpers]
+    reads += helpers
     if not loop.pipelined:
         return LoopCost(name, f.name, loop.label, unit.line(loop.kw), False, LOOP_OVERHEAD + latency * len(reads),
                         LOOP_OVERHEAD, (f"{len(reads)} blocking m_axi read(s) per iteration",) if reads else ())

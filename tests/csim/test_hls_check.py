@@ -246,6 +246,26 @@ void top(ap_uint<128> *mem, int n) {
     assert [(f.rule, f.line) for f in check_source(same_type)] == [("conditional-maxi-access", 5)]
 
 
+def test_conditional_call_of_a_helper_that_reads_the_port():
+    """A helper that reads the port it is given, called under a condition in a pipelined loop, reads
+    conditionally there (the helper's own body has no loop to flag)."""
+    source = """static ap_uint<8> byte_of(const ap_uint<128> *src, unsigned i) {
+  return ap_uint<8>(src[i / 16].range(8 * (i % 16) + 7, 8 * (i % 16)));
+}
+void top(ap_uint<128> *mem, ap_uint<8> buf[64], int n) {
+#pragma HLS INTERFACE mode = m_axi port = mem bundle = gmem
+gather:
+  for (int i = 0; i < 64; i++) {
+#pragma HLS PIPELINE II = 1
+    buf[i] = i < n ? byte_of(mem, 3 * i) : ap_uint<8>(0);
+  }
+}
+"""
+    found = [(f.rule, f.line, f.loop) for f in check_source(source)]
+    assert found == [("conditional-maxi-access", 9, "gather")]
+    assert check_source(source.replace("i < n ? byte_of(mem, 3 * i) : ap_uint<8>(0)", "byte_of(mem, 3 * i)")) == []
+
+
 def test_division_constants_evaluated_and_skipped_text():
     ternary = DIVISION_FIXED.replace("const int LANES = 16;", "const int SLOT = (W_BITS <= 4) ? 4 : 8;\n"
                                      "const int LANES = 64 / SLOT;")
@@ -331,25 +351,29 @@ def at(found: list[Finding], rule: str, path: Path) -> list[Finding]:
     return [f for f in found if f.rule == rule and f.file == str(path)]
 
 
-def test_engines_narrow_ports(engines):
+def test_engines_ports_are_as_wide_as_the_bus(engines, tmp_path):
     found, fe, rl = engines
-    for path, text, bits in ((FE, fe, 8), (RL, rl, 16)):
-        narrow = at(found, "narrow-maxi-port", path)
-        assert [(f.line, f.loop) for f in narrow] == [(line_of(text, "INTERFACE mode = m_axi port = mem"), None)]
-        assert f"{bits}-bit" in narrow[0].message and "16-byte bus" in narrow[0].message
-    assert check_files([FE, RL, HEADER]) == [f for f in found if f.rule != "narrow-maxi-port"]
+    assert not [f for f in found if f.rule == "narrow-maxi-port"]  # no width known without dtl_params.h
+    for bus, narrow in ((16, False), (32, True)):  # the ports carry DTL_*_BUS_BYTES; a wider bus than that is flagged
+        params = tmp_path / "dtl_params.h"
+        params.write_text("#define DTL_FE_BUS_BYTES 16\n#define DTL_RL_BUS_BYTES 16\n#define DTL_HAS_RL 1\n")
+        flagged = [f for f in check_files([params, FE, RL, HEADER], bus_bytes=bus) if f.rule == "narrow-maxi-port"]
+        assert [(Path(f.file).name, f.line) for f in flagged] == ([
+            ("dtl_fe_engine.cpp", line_of(fe, "INTERFACE mode = m_axi port = mem")),
+            ("dtl_rl_engine.cpp", line_of(rl, "INTERFACE mode = m_axi port = mem"))] if narrow else [])
+        assert all("128-bit" in f.message and "32-byte bus" in f.message for f in flagged)
 
 
 def test_engines_fe_conditional_reads(engines):
     found, fe, _ = engines
     conditional = at(found, "conditional-maxi-access", FE)
     load_col = [f for f in conditional if f.loop == "load_col"]
-    assert [f.line for f in load_col] == [line_of(fe, "mem[base + (unsigned(ch0 + b)")]
+    assert [f.line for f in load_col] == [line_of(fe, "fe_byte(mem, base + (unsigned(ch0 + b)")]
     weights = line_of(fe, "load_weights:")
     weight_loop = [f for f in conditional if f.loop is None and weights < f.line < line_of(fe, "fe_compute(")]
-    assert [f.line for f in weight_loop] == [line_of(fe, "mem[a + pos / W_PER_BYTE]")]
+    assert [f.line for f in weight_loop] == [line_of(fe, "fe_byte(mem, a + pos / W_PER_BYTE)")]
     assert "loop at line" in weight_loop[0].message  # the weight loop has no label to name
-    assert not [f for f in conditional if f.line == line_of(fe, "mem[d.out + row")]  # fe_store writes every beat
+    assert not [f for f in conditional if f.line == line_of(fe, "fe_put_byte(mem, d.out + row")]  # fe_store: every beat
 
 
 def test_engines_rl_partitioned_stash_and_divisions(engines):

@@ -23,6 +23,9 @@ from dtlgen.generator.xilinx import (
     write_xilinx_project,
 )
 from dtlgen.isa.params import FEParams, RLParams
+from dtlgen.generator.project import generate_project
+from dtlgen.model import load_model
+from dtlgen.model.calibration import calibration_inputs
 from dtlgen.perf import Design
 
 XILINX_BOARDS = ("pynq-z2", "zcu104", "zcu102", "kv260", "ultra96-v2")
@@ -632,3 +635,29 @@ def test_rtl_engines_need_their_build_parameters(tmp_path):
     wrong = {"fe": FEParams(4, 4, 4, 4, 8, 8, 8, 64)}
     with pytest.raises(ValueError, match="8 bytes wide; board pynq-z2's memory bus 16"):
         write_xilinx_project(tmp_path, board, design, ("fe",), params=wrong)
+
+
+@pytest.mark.parametrize("board_name", ["pynq-z2", "zcu104"])
+def test_hls_port_widths_agree_with_the_cpp_and_the_board(tmp_path, board_name):
+    # the board's memory bus (ports x port bytes, the model's bytes per cycle) = the engines' bus in
+    # dtl_params.h = the C++ port's element = what run_hls.tcl says it configures
+    board = load_board(board_name)
+    network = load_model("digits_cnn")
+    calib = calibration_inputs(network, 0)
+    project = generate_project(network, small_design(board_name, DESIGN_CLOCK_MHZ[board_name]), board, calib,
+                               calib[0], tmp_path / "prj", engine_ip="hls")
+    hls = project / "hls"
+    params = dict(re.findall(r"^#define (DTL_\w+) (\S+)", (hls / "dtl_params.h").read_text(), re.MULTILINE))
+    bus = int(board.bus_bytes)  # the ganged ports' width, or the one port's
+    assert int(params["DTL_FE_BUS_BYTES"]) == int(params["DTL_RL_BUS_BYTES"]) == bus
+    engines = (hls / "dtl_engines.h").read_text()
+    assert "typedef ap_uint<DTL_FE_BUS_BYTES * 8> dtl_fe_word_t;" in engines
+    assert "typedef ap_uint<DTL_RL_BUS_BYTES * 8> dtl_rl_word_t;" in engines
+    assert "typedef dtl_fe_word_t *dtl_fe_mem_t;" in engines and "typedef dtl_rl_word_t *dtl_rl_mem_t;" in engines
+    for cpp, mem in (("dtl_fe_engine.cpp", "dtl_fe_mem_t"), ("dtl_rl_engine.cpp", "dtl_rl_mem_t")):
+        text = (hls / cpp).read_text()
+        assert re.search(rf"^void {cpp[:-4]}\({mem} mem,", text, re.MULTILINE)
+        assert f"depth = {'DTL_FE_MEM_BYTES / DTL_FE_BUS_BYTES' if 'fe' in cpp else 'DTL_RL_MEM_BYTES / DTL_RL_BUS_BYTES'}" in text
+    tcl = (hls / "run_hls.tcl").read_text()
+    assert f"m_axi ports are {8 * bus} bits wide in the C++ (ap_uint<{8 * bus}>" in tcl
+    assert f"config_interface -m_axi_alignment_byte_size {bus}" in tcl and "widen_bitwidth" not in tcl

@@ -1,5 +1,5 @@
 // Host-side helpers (testbenches and the C-simulation library, never synthesised): run an engine
-// on a DRAM image held as plain bytes, converting to and from the engines' ap_int memory words.
+// on a DRAM image held as plain bytes, converting to and from the engines' bus beats.
 //
 // Each returns an error code of dtl_csim_check.h (0: the engine ran the whole list) with the
 // message in *status. The descriptor list is checked against the image here in every build; with
@@ -36,24 +36,37 @@ inline int dtl_check_call(const char *engine, const uint8_t *memory, uint64_t by
   return status->code;
 }
 
+// The image as bus beats (little-endian; the last beat padded with zeros), and back.
+template <int BYTES>
+bool dtl_to_words(const uint8_t *memory, uint64_t bytes, std::vector<ap_uint<BYTES * 8> > &words, const char *engine,
+                  DtlCsimStatus *status) {
+  try {
+    words.assign((bytes + BYTES - 1) / BYTES, ap_uint<BYTES * 8>(0));
+  } catch (const std::bad_alloc &) {
+    dtl_csim_fail(status, DTL_CSIM_BAD_CALL, "%s engine: no host memory for a %llu-byte image", engine,
+                  (unsigned long long)bytes);
+    return false;
+  }
+  for (uint64_t i = 0; i < bytes; i++) words[i / BYTES].range(8 * (i % BYTES) + 7, 8 * (i % BYTES)) = memory[i];
+  return true;
+}
+
+template <int BYTES>
+void dtl_from_words(const std::vector<ap_uint<BYTES * 8> > &words, uint8_t *memory, uint64_t bytes) {
+  for (uint64_t i = 0; i < bytes; i++) memory[i] = uint8_t(words[i / BYTES].range(8 * (i % BYTES) + 7, 8 * (i % BYTES)));
+}
+
 inline int dtl_run_fe_bytes(uint8_t *memory, uint64_t bytes, uint32_t desc_addr, uint32_t count,
                             DtlCsimStatus *status) {
   if (dtl_check_call("FE", memory, bytes, desc_addr, count, DTL_FE_DESC_BYTES, status)) return status->code;
-  std::vector<ap_int<8> > mem;
-  try {
-    mem.resize(bytes);
-  } catch (const std::bad_alloc &) {
-    dtl_csim_fail(status, DTL_CSIM_BAD_CALL, "FE engine: no host memory for a %llu-byte image",
-                  (unsigned long long)bytes);
-    return status->code;
-  }
-  for (uint64_t i = 0; i < bytes; i++) mem[i] = ap_int<8>(int8_t(memory[i]));
+  std::vector<dtl_fe_word_t> mem;
+  if (!dtl_to_words<DTL_FE_BUS_BYTES>(memory, bytes, mem, "FE", status)) return status->code;
 #ifdef DTL_CSIM_CHECKED
-  dtl_fe_engine(dtl_fe_mem_t(mem.data(), mem.size(), 1, status), desc_addr, count);
+  dtl_fe_engine(dtl_fe_mem_t(mem.data(), mem.size(), DTL_FE_BUS_BYTES, status, bytes), desc_addr, count);
 #else
   dtl_fe_engine(mem.data(), desc_addr, count);
 #endif
-  for (uint64_t i = 0; i < bytes; i++) memory[i] = uint8_t(mem[i].to_int() & 0xFF);
+  dtl_from_words<DTL_FE_BUS_BYTES>(mem, memory, bytes);
   return status->code;
 }
 
@@ -61,25 +74,14 @@ inline int dtl_run_fe_bytes(uint8_t *memory, uint64_t bytes, uint32_t desc_addr,
 inline int dtl_run_rl_bytes(uint8_t *memory, uint64_t bytes, uint32_t desc_addr, uint32_t count,
                             DtlCsimStatus *status) {
   if (dtl_check_call("RL", memory, bytes, desc_addr, count, DTL_RL_DESC_BYTES, status)) return status->code;
-  std::vector<ap_int<16> > mem;
-  try {
-    mem.resize(bytes / 2);
-  } catch (const std::bad_alloc &) {
-    dtl_csim_fail(status, DTL_CSIM_BAD_CALL, "RL engine: no host memory for a %llu-byte image",
-                  (unsigned long long)bytes);
-    return status->code;
-  }
-  for (uint64_t i = 0; i < mem.size(); i++) mem[i] = ap_int<16>(int16_t(memory[2 * i] | memory[2 * i + 1] << 8));
+  std::vector<dtl_rl_word_t> mem;
+  if (!dtl_to_words<DTL_RL_BUS_BYTES>(memory, bytes, mem, "RL", status)) return status->code;
 #ifdef DTL_CSIM_CHECKED
-  dtl_rl_engine(dtl_rl_mem_t(mem.data(), mem.size(), 2, status), desc_addr, count);
+  dtl_rl_engine(dtl_rl_mem_t(mem.data(), mem.size(), DTL_RL_BUS_BYTES, status, bytes), desc_addr, count);
 #else
   dtl_rl_engine(mem.data(), desc_addr, count);
 #endif
-  for (uint64_t i = 0; i < mem.size(); i++) {
-    const int v = mem[i].to_int();
-    memory[2 * i] = uint8_t(v & 0xFF);
-    memory[2 * i + 1] = uint8_t((v >> 8) & 0xFF);
-  }
+  dtl_from_words<DTL_RL_BUS_BYTES>(mem, memory, bytes);
   return status->code;
 }
 #endif

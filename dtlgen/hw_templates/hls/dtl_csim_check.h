@@ -60,26 +60,29 @@ inline void dtl_csim_fail(DtlCsimStatus *status, int code, const char *format, .
     return false;                                                                                      \
   } while (0)
 
-// A DRAM port that knows how many elements the image behind it holds. Out of range, a read gives
-// zero and a write goes nowhere, and the status records the first such access; the engine checks
-// `failed()` after each descriptor and stops.
+// A DRAM port that knows how many elements (bus beats) the image behind it holds. Out of range, a
+// read gives zero and a write goes nowhere, and the status records the first such access; the
+// engine checks `failed()` after each descriptor and stops. `bytes()` is the image's own size: its
+// last element may be partly padding (a descriptor's reach is checked against the bytes).
 template <typename T>
 class DtlMem {
  public:
   typedef typename std::remove_const<T>::type value_type;
 
-  DtlMem(T *data, uint64_t size, unsigned element_bytes, DtlCsimStatus *status)
-      : data_(data), size_(size), element_bytes_(element_bytes), status_(status) {}
+  DtlMem(T *data, uint64_t size, unsigned element_bytes, DtlCsimStatus *status, uint64_t bytes = ~uint64_t(0))
+      : data_(data), size_(size), element_bytes_(element_bytes), status_(status),
+        bytes_(bytes == ~uint64_t(0) ? size * element_bytes : bytes) {}
   template <typename U>  // a writable view converts to a read-only one
   DtlMem(const DtlMem<U> &other)
-      : data_(other.data()), size_(other.size()), element_bytes_(other.element_bytes()), status_(other.status()) {}
+      : data_(other.data()), size_(other.size()), element_bytes_(other.element_bytes()), status_(other.status()),
+        bytes_(other.bytes()) {}
 
   T &operator[](uint64_t i) const {
     if (i < size_) return data_[i];
     const unsigned long long first = (unsigned long long)i * element_bytes_;
     dtl_csim_fail(status_, DTL_CSIM_OUT_OF_RANGE,
                   "the engine addressed bytes 0x%llx-0x%llx, outside the %llu-byte memory image", first,
-                  first + element_bytes_ - 1, (unsigned long long)(size_ * element_bytes_));
+                  first + element_bytes_ - 1, (unsigned long long)bytes_);
     static thread_local value_type scratch;
     scratch = 0;
     return scratch;
@@ -87,7 +90,7 @@ class DtlMem {
 
   T *data() const { return data_; }
   uint64_t size() const { return size_; }  // elements
-  uint64_t bytes() const { return size_ * element_bytes_; }
+  uint64_t bytes() const { return bytes_; }
   unsigned element_bytes() const { return element_bytes_; }
   DtlCsimStatus *status() const { return status_; }
   bool failed() const { return status_->code != DTL_CSIM_OK; }
@@ -97,6 +100,7 @@ class DtlMem {
   uint64_t size_;
   unsigned element_bytes_;
   DtlCsimStatus *status_;
+  uint64_t bytes_;
 };
 
 #endif

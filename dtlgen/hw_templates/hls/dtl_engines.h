@@ -11,28 +11,39 @@
 
 #include "dtl_params.h"
 
-// The DRAM ports. Vitis HLS sees plain pointers; dtlgen's g++ C-simulation (DTL_CSIM_CHECKED) gives
-// the engines bounds-checked views of the image instead (dtl_csim_check.h), and the engines check
-// every descriptor against their limits before running it.
+// The DRAM ports: one beat of the board's memory bus per element (DTL_*_BUS_BYTES, the bytes per
+// cycle the cycle model counts), little-endian: byte j of a beat is bits 8j+7..8j. Vitis HLS sees
+// plain pointers; dtlgen's g++ C-simulation (DTL_CSIM_CHECKED) gives the engines bounds-checked views
+// of the image instead (dtl_csim_check.h), and the engines check every descriptor against their
+// limits before running it.
+typedef ap_uint<DTL_FE_BUS_BYTES * 8> dtl_fe_word_t;
+#if DTL_HAS_RL
+typedef ap_uint<DTL_RL_BUS_BYTES * 8> dtl_rl_word_t;
+#endif
 #ifdef DTL_CSIM_CHECKED
 #ifdef __SYNTHESIS__
 #error "DTL_CSIM_CHECKED is for dtlgen's g++ C-simulation only: synthesis must see the plain pointer ports"
 #endif
 #include "dtl_csim_check.h"
-typedef DtlMem<ap_int<8> > dtl_fe_mem_t;
-typedef DtlMem<const ap_int<8> > dtl_fe_rmem_t;
-typedef DtlMem<ap_int<16> > dtl_rl_mem_t;
+typedef DtlMem<dtl_fe_word_t> dtl_fe_mem_t;
+typedef DtlMem<const dtl_fe_word_t> dtl_fe_rmem_t;
+#if DTL_HAS_RL
+typedef DtlMem<dtl_rl_word_t> dtl_rl_mem_t;
+#endif
 #else
-typedef ap_int<8> *dtl_fe_mem_t;
-typedef const ap_int<8> *dtl_fe_rmem_t;
-typedef ap_int<16> *dtl_rl_mem_t;
+typedef dtl_fe_word_t *dtl_fe_mem_t;
+typedef const dtl_fe_word_t *dtl_fe_rmem_t;
+#if DTL_HAS_RL
+typedef dtl_rl_word_t *dtl_rl_mem_t;
+#endif
 #endif
 
-// Feature-extractor engine: 64-byte descriptors of dtlgen/generator/fe_program.py; bytes in memory.
+// Feature-extractor engine: 64-byte descriptors of dtlgen/generator/fe_program.py; activations and
+// weights are bytes in memory.
 void dtl_fe_engine(dtl_fe_mem_t mem, ap_uint<32> desc_addr, ap_uint<16> desc_count);
 
 #if DTL_HAS_RL
-// Retrainable-layer engine: 128-byte descriptors of dtlgen/host/rl_program.py; 16-bit values.
+// Retrainable-layer engine: 128-byte descriptors of dtlgen/host/rl_program.py; 16-bit values in memory.
 // Weights, biases and the activation / gradient stashes stay on chip between calls.
 void dtl_rl_engine(dtl_rl_mem_t mem, ap_uint<32> desc_addr, ap_uint<16> desc_count);
 #endif
