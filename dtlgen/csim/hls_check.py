@@ -21,7 +21,9 @@ pipeline-in-imperfect-nest
     is transparent; a loop inside a pipelined loop is unrolled, not pipelined.
 conditional-maxi-access
     Bursts are inferred only from accesses made on every iteration at a predictable address; an m_axi
-    access under if / else / switch / ?: in a pipelined loop becomes single-beat requests. The ports
+    access under if / else / switch / ?: in a pipelined loop becomes single-beat requests. A manual
+    burst port's (hls::burst_maxi) read() and write(...) are its data accesses (a beat that is not
+    taken stalls the pipeline); its requests and responses are control and may be conditional. The ports
     are the m_axi parameters of the top function, followed into helpers through call arguments and to
     helper parameters of the same type; a call under a condition of a helper that accesses the port it
     is given counts as such an access.
@@ -148,6 +150,12 @@ _DECL = re.compile(r"(?<![\w.>:])((?:(?:unsigned|signed)\s+)?long(?:\s+long)?(?:
 _AP = re.compile(r"\bap_u?(?:int|fixed)\s*<\s*([^,<>]+)")
 _PRIMS = ((re.compile(r"\blong\b|\bu?int64_t\b|\bdouble\b"), 64), (re.compile(r"\bshort\b|\bu?int16_t\b"), 16),
           (re.compile(r"\bchar\b|\bu?int8_t\b"), 8), (re.compile(r"\bint\b|\bunsigned\b|\bu?int32_t\b|\bfloat\b"), 32))
+
+
+def _ACCESS(name: str) -> re.Pattern:
+    """A data access on m_axi port `name`: a subscript, or a manual burst's beat (hls::burst_maxi's
+    read() / write(...); its read_request / write_request / write_response are control, not data)."""
+    return re.compile(rf"(?<![\w.>]){re.escape(name)}\s*(?:\[|\.\s*(read|write)\s*(?:<[^<>;()]*>)?\s*\()")
 
 
 def _split(text: str, sep: str = ",", angle: bool = False) -> list[str]:
@@ -584,8 +592,7 @@ class _Checker:
         self.maxi = seeds  # per function: the names that are m_axi ports there (hls_estimate reads them)
         # helpers that access an m_axi parameter (directly, or through a helper of their own): a call of
         # one under a condition in a pipelined loop is a conditional access too
-        touches = {id(f): {name for name in seeds[id(f)]
-                           if re.search(rf"(?<![\w.>]){re.escape(name)}\s*\[", self.u.code[f.body[0]:f.body[1]])}
+        touches = {id(f): {name for name in seeds[id(f)] if _ACCESS(name).search(self.u.code, *f.body)}
                    for f in self.u.funcs}
         for _ in range(len(self.u.funcs)):
             for f in self.u.funcs:
@@ -596,9 +603,10 @@ class _Checker:
         for f in self.u.funcs:
             for loop in self.pipelines(f):
                 for name in seeds[id(f)]:
-                    for m in re.compile(rf"(?<![\w.>]){re.escape(name)}\s*\[").finditer(self.u.code, *loop.body):
+                    for m in _ACCESS(name).finditer(self.u.code, *loop.body):
                         if self.conditional(m.start(), loop.body):
-                            self.add("conditional-maxi-access", m.start(), loop, f"`{name}[...]` on m_axi port "
+                            what = f"`{name}[...]`" if m.group().endswith("[") else f"`{name}.{m.group(1)}(...)`"
+                            self.add("conditional-maxi-access", m.start(), loop, f"{what} on m_axi port "
                                      f"`{name}` is under a condition in pipelined loop {self.name(loop)}")
                 for g, pos, args in self.calls[id(f)]:
                     ported = [arg.strip() for k, arg in enumerate(args[:len(g.params)])

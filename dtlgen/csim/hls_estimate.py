@@ -43,13 +43,15 @@ from typing import Any
 import numpy as np
 
 from dtlgen.csim.engines import CsimDevice, CsimEngines
-from dtlgen.csim.hls_check import _IDENT, _Checker, _Eval, _Func, _Loop, _Unit, _innermost
+from dtlgen.csim.hls_check import _ACCESS, _IDENT, _Checker, _Eval, _Func, _Loop, _Unit, _innermost
 from dtlgen.errors import DesignError
 
 PIPELINE_DEPTH = 6  # a pipelined body: address, block-RAM read (2), operation, write back
 DIVIDER_LATENCY = 36  # a pipelined 32-bit divider core
 OUTSTANDING = 16  # Vitis HLS's default num_read_outstanding / num_write_outstanding
 LOOP_OVERHEAD = 1  # a sequential loop's exit test and counter, per entry and per iteration
+HANDSHAKE = 2  # a dataflow process's start and done handshake, per iteration
+MAX_STAGES = 8  # processes of one DATAFLOW loop the estimate follows
 SOURCE = ("estimate: trip counts from the project's C++ run on its data (instrumented C-simulation), per-loop "
           "cost from a static reading (dtlgen.csim.hls_estimate); no Vitis HLS")
 RTL_SOURCE = "analytical model (dtlgen.perf), equal to RTL simulation within its tests' tolerances"
@@ -129,31 +131,46 @@ def engine_loops(name: str, sources: dict[str, str], latency: int) -> EngineLoop
     unit, text = units[name], sources[name]
     checker = _Checker(unit, name, None, ChainMap(unit.consts, consts), ChainMap(unit.typedefs, typedefs))
     findings = checker.run()
-    if any(p.kind == "DATAFLOW" for p in unit.pragmas):
-        raise UnmodelledSchedule(f"{name} has a DATAFLOW region, which the HLS estimate does not model yet (it adds "
-                          "loops up as if nothing overlaps); no estimate is given rather than a wrong one")
     host = _csim_only(text)
     picked: list[tuple[_Func, _Loop]] = [(f, loop) for f in unit.funcs for loop in f.loops
                                         if _scheduled(loop) and not any(a <= loop.kw < b for a, b in host)]
-    costs = [_cost(checker, unit, name, f, loop, [l for _, l in picked], findings, latency) for f, loop in picked]
-    return EngineLoops(ENGINES[name], tuple(costs), _instrument(text, unit, [l for _, l in picked], ENGINES[name]))
+    loops = [l for _, l in picked]
+    flows: dict[int, list[tuple[int, int, bool]]] = {}  # dataflow loop -> its processes (call, end, touches DRAM)
+    for k, (f, loop) in enumerate(picked):
+        if not loop.has("DATAFLOW"):
+            continue
+        calls = [(pos, g, args) for g, pos, args in checker.calls[id(f)] if loop.body[0] <= pos < loop.body[1]
+                 and _innermost(f.loops, pos) is loop]
+        if not calls or len(calls) > MAX_STAGES or any(l.parent is loop for l in f.loops):
+            raise UnmodelledSchedule(f"{name}: the DATAFLOW loop at line {unit.line(loop.kw)} is not a sequence of 1 to "
+                                     f"{MAX_STAGES} process calls (the form the estimate models)")
+        flows[k] = [(pos, unit.code.index(";", pos) + 1,
+                     any(g.params[j][1] in checker.touches.get(id(g), ()) for j in range(min(len(args), len(g.params)))))
+                    for pos, g, args in calls]
+    costs = [_cost(checker, unit, name, f, loop, loops, findings, latency, k in flows) for k, (f, loop) in enumerate(picked)]
+    return EngineLoops(ENGINES[name], tuple(costs), _instrument(text, unit, loops, costs, flows, ENGINES[name]))
 
 
 def _cost(checker: _Checker, unit: _Unit, name: str, f: _Func, loop: _Loop, scheduled: list[_Loop],
-          findings: list, latency: int) -> LoopCost:
+          findings: list, latency: int, dataflow: bool = False) -> LoopCost:
     code = unit.code
     ports = [p for p in checker.maxi.get(id(f), {})]
     lo, hi = unit.line(loop.body[0]), unit.line(loop.body[1])
     inner = [l for l in scheduled if l is not loop and loop in l.chain()]
     mine = [x for x in findings if lo <= x.line <= hi
             and not any(unit.line(l.body[0]) <= x.line <= unit.line(l.body[1]) for l in inner)]
-    accesses = [(m.start(), m.group(1)) for port in ports
-                for m in re.finditer(rf"(?<![\w.>])({re.escape(port)})\s*\[", code[:loop.body[1]])
+    if dataflow:  # its iterations are the processes' overlap (DtlEstFlow below), not a count of II
+        return LoopCost(name, f.name, loop.label, unit.line(loop.kw), False, 0, LOOP_OVERHEAD,
+                        ("DATAFLOW: per iteration, its processes overlapped through ping-pong buffers",))
+    accesses = [(m.start(), m.group()) for port in ports for m in _ACCESS(port).finditer(code[:loop.body[1]])
                 if m.start() >= loop.body[0] and not any(l.body[0] <= m.start() < l.body[1] for l in inner)]
-    reads = [pos for pos, _ in accesses if not _written(unit, pos)]
-    # a helper called here that accesses a port it is given (hls_check follows ports into helpers)
+    reads = [pos for pos, text in accesses
+             if re.search(r"\.\s*read\b", text) or (text.rstrip().endswith("[") and not _written(unit, pos))]
+    # a pipeline's helper that accesses a port it is given is inlined into it (hls_check follows ports into
+    # helpers); a sequential loop's helper call is its own function, whose loops are counted themselves
     helpers = [pos for g, pos, args in checker.calls[id(f)]
-               if loop.body[0] <= pos < loop.body[1] and not any(l.body[0] <= pos < l.body[1] for l in inner)
+               if loop.pipelined and loop.body[0] <= pos < loop.body[1]
+               and not any(l.body[0] <= pos < l.body[1] for l in inner)
                and any(g.params[k][1] in checker.touches.get(id(g), ()) and arg.strip() in ports
                        for k, arg in enumerate(args[:len(g.params)]))]
     accesses += [(pos, "") for pos in helpers]
@@ -164,7 +181,11 @@ def _cost(checker: _Checker, unit: _Unit, name: str, f: _Func, loop: _Loop, sche
     ii = max(int(p.opts["ii"]) for p in loop.has("PIPELINE") if p.opts.get("ii", "").isdigit()) \
         if any(p.opts.get("ii", "").isdigit() for p in loop.has("PIPELINE")) else 1
     depth, reasons = PIPELINE_DEPTH, []
-    if accesses:
+    # the first beat's round trip: a read's data, or the write responses a loop waits for at its end (a
+    # pointer's writes; a manual burst's writes are posted and their responses collected explicitly)
+    waits = any(re.search(rf"(?<![\w.>]){re.escape(port)}\s*\.\s*write_response\s*\(", code[loop.body[0]:loop.body[1]])
+                for port in ports)
+    if reads or waits or any(text.rstrip().endswith("[") for _, text in accesses):
         depth += latency
     if any(x.rule == "conditional-maxi-access" for x in mine):
         single = math.ceil(latency / OUTSTANDING)
@@ -219,29 +240,85 @@ def _unrolled_trips(checker: _Checker, f: _Func, pos: int, pipeline: _Loop) -> i
     return copies
 
 
-def _instrument(text: str, unit: _Unit, loops: list[_Loop], engine: str) -> str:
-    """`text` with a counter at the entry and at each iteration of every loop in `loops` (in order),
-    and a C entry point `dtl_est_<engine>_read(out, capacity)` that copies (entries, iterations) per
-    loop into `out` and clears them. Each loop is wrapped in a block, so a loop that is the body of
-    an unbraced `if` or `for` stays one statement; a body without braces gets them."""
+_LEDGER = """// dtlgen HLS estimate (dtlgen.csim.hls_estimate): loop counters and the estimated cycles
+static unsigned long long dtl_est_counts[%(slots)d];
+static unsigned long long dtl_est_cycles;
+// A DATAFLOW loop's processes, linked by ping-pong buffers: an iteration of process s starts when its
+// previous iteration has ended, when process s - 1 has produced this iteration's input, and when
+// process s + 1 has released the buffer of two iterations back. Processes that touch DRAM share its
+// bus, so the loop lasts at least their cycles added up.
+struct DtlEstFlow {
+  int stages;
+  unsigned memory;
+  unsigned long long end1[%(stages)d], end2[%(stages)d], now[%(stages)d], last, bus;
+  DtlEstFlow(int s, unsigned m) : stages(s), memory(m), last(0), bus(0) {
+    for (int i = 0; i < %(stages)d; i++) end1[i] = end2[i] = now[i] = 0;
+  }
+  void stage(int s, unsigned long long cycles) {
+    now[s] = cycles + %(handshake)d;
+    if ((memory >> s) & 1) bus += cycles;
+  }
+  void next() {
+    unsigned long long end[%(stages)d];
+    for (int s = 0; s < stages; s++) {
+      unsigned long long start = end1[s];
+      if (s > 0 && end[s - 1] > start) start = end[s - 1];
+      if (s + 1 < stages && end2[s + 1] > start) start = end2[s + 1];
+      end[s] = start + now[s];
+      if (end[s] > last) last = end[s];
+    }
+    for (int s = 0; s < stages; s++) {
+      end2[s] = end1[s];
+      end1[s] = end[s];
+      now[s] = 0;
+    }
+  }
+  unsigned long long span() const { return last > bus ? last : bus; }
+};
+#line 1
+"""
+
+
+def _instrument(text: str, unit: _Unit, loops: list[_Loop], costs: list[LoopCost],
+                flows: dict[int, list[tuple[int, int, bool]]], engine: str) -> str:
+    """`text` with, for every loop in `loops` (in order), a counter of its entries and iterations and
+    its cost added to `dtl_est_cycles` as it runs (depth per entry, II per iteration); a DATAFLOW loop
+    (`flows`: its process calls) instead measures each process's cycles per iteration and adds the
+    overlapped span (DtlEstFlow). A C entry point `dtl_est_<engine>_read(out, capacity)` copies the
+    cycles, then (entries, iterations) per loop, into `out` and clears them. Each loop is wrapped in
+    a block, so a loop that is the body of an unbraced `if` or `for` stays one statement; a body
+    without braces gets them."""
     edits: list[tuple[int, int, str]] = []  # (offset, order at that offset, text)
-    for k, loop in enumerate(loops):
-        edits.append((loop.start, 2, f"{{ ++dtl_est_counts[{2 * k}]; "))
-        edits.append((loop.end, 0, " }"))
+    for k, (loop, cost) in enumerate(zip(loops, costs)):
+        flow = flows.get(k)
+        enter = f"{{ ++dtl_est_counts[{2 * k}]; dtl_est_cycles += {cost.depth}ULL; "
+        iterate = f" ++dtl_est_counts[{2 * k + 1}];" + (f" dtl_est_cycles += {cost.ii}ULL;" if cost.ii else "")
+        leave = " }"
+        if flow is not None:
+            memory = sum(1 << s for s, (_, _, dram) in enumerate(flow) if dram)
+            enter += f"DtlEstFlow dtl_flow_{k}({len(flow)}, {memory}u); const unsigned long long dtl_base_{k} = dtl_est_cycles; "
+            leave = f" dtl_est_cycles = dtl_base_{k} + dtl_flow_{k}.span(); }}"
+            edits.append((loop.body[1], 0, f" dtl_flow_{k}.next(); "))
+            for s, (call, stop, _) in enumerate(flow):
+                edits.append((call, 3, "{ const unsigned long long dtl_t0 = dtl_est_cycles; "))
+                edits.append((stop, -1, f" dtl_flow_{k}.stage({s}, dtl_est_cycles - dtl_t0); dtl_est_cycles = dtl_t0; }}"))
+        edits.append((loop.start, 2, enter))
+        edits.append((loop.end, -2, leave))
         if unit.code[loop.body[0] - 1:loop.body[0]] == "{":
-            edits.append((loop.body[0], 1, f" ++dtl_est_counts[{2 * k + 1}];"))
+            edits.append((loop.body[0], 1, iterate))
         else:
-            edits.append((loop.body[0], 1, f"{{ ++dtl_est_counts[{2 * k + 1}]; "))
+            edits.append((loop.body[0], 1, "{" + iterate + " "))
             edits.append((loop.body[1], 1, " }"))
     out = text
     for offset, _, insert in sorted(edits, key=lambda e: (e[0], e[1]), reverse=True):
         out = out[:offset] + insert + out[offset:]
     slots = 2 * max(1, len(loops))
-    head = (f"// dtlgen HLS estimate: loop counters of {len(loops)} loops (dtlgen.csim.hls_estimate)\n"
-            f"static unsigned long long dtl_est_counts[{slots}];\n#line 1\n")
+    head = _LEDGER % {"slots": slots, "stages": MAX_STAGES, "handshake": HANDSHAKE}
     tail = (f"\nextern \"C\" unsigned dtl_est_{engine}_read(unsigned long long *out, unsigned capacity) {{\n"
-            f"  for (unsigned i = 0; i < {slots} && i < capacity; i++) {{ out[i] = dtl_est_counts[i]; "
-            f"dtl_est_counts[i] = 0; }}\n  return {len(loops)};\n}}\n")
+            f"  if (capacity > 0) out[0] = dtl_est_cycles;\n  dtl_est_cycles = 0;\n"
+            f"  for (unsigned i = 0; i < {slots}; i++) {{\n"
+            f"    if (i + 1 < capacity) out[i + 1] = dtl_est_counts[i];\n    dtl_est_counts[i] = 0;\n  }}\n"
+            f"  return {len(loops)};\n}}\n")
     return head + out + tail
 
 
@@ -274,10 +351,9 @@ class EstimateEngines(CsimEngines):
     def take(self, engine: str) -> tuple[int, np.ndarray]:
         """(estimated cycles, per-loop (entries, iterations)) since the last take for `engine`."""
         loops = self.plans[engine].loops
-        counts = (ctypes.c_ulonglong * (2 * max(1, len(loops))))()
+        counts = (ctypes.c_ulonglong * (1 + 2 * max(1, len(loops))))()
         self._readers[engine](counts, len(counts))
-        pairs = np.array(counts[:2 * len(loops)], dtype=np.int64).reshape(-1, 2)
-        return sum(cost.cycles(int(e), int(i)) for cost, (e, i) in zip(loops, pairs)), pairs
+        return int(counts[0]), np.array(counts[1:1 + 2 * len(loops)], dtype=np.int64).reshape(-1, 2)
 
 
 class _EstimateDevice(CsimDevice):

@@ -53,12 +53,11 @@ def test_csim_digits_cnn_fe_and_training_bit_exact(tmp_path, capsys):
     assert report["fe"]["bit_exact"] and len(report["fe"]["ops"]) == 4
     assert report["training"]["bit_exact"] and report["training"]["steps_checked"] == 6
     assert json.loads((project / "hls" / "csim_report.json").read_text())["bit_exact"]
-    # the static reading of today's HLS C++ (issue 16: the rewrite aims for none): the m_axi ports are
-    # as wide as the board's 16-byte bus, the FE's row loads read memory conditionally
+    # the static reading of the HLS C++ (issue 16): the FE engine, written for the Vitis scheduler, holds no
+    # pattern; its estimated cycles lie within 1.25x of the RTL model's
     check = report["hls_check"]
     assert check["bus_bytes"] == 16 and "not a Vitis schedule" in check["source"]
-    found = {(f["rule"], f["file"], f["loop"]) for f in check["findings"]}
-    assert ("conditional-maxi-access", "dtl_fe_engine.cpp", "load_col") in found
+    assert not [f for f in check["findings"] if f["file"] == "dtl_fe_engine.cpp"]
     assert not [f for f in check["findings"] if f["rule"] == "narrow-maxi-port"]
     # the HLS cycle estimate beside the RTL model's, per FE descriptor and for a training step
     estimate = report["hls_estimate"]
@@ -68,26 +67,28 @@ def test_csim_digits_cnn_fe_and_training_bit_exact(tmp_path, capsys):
     network, design = load_model("digits_cnn"), Design.from_dict(DESIGN)
     assert estimate["rtl_fe_cycles"] == predict(network, design, load_board("pynq-z2")).fe_cycles
     assert estimate["rl_step_cycles"] > 0 and estimate["rtl_rl_step_cycles"] > 0
+    assert estimate["rtl_fe_cycles"] <= estimate["fe_cycles"] <= 1.25 * estimate["rtl_fe_cycles"]
 
 
 def test_hls_estimate_counts_the_engines_loops_exactly(tmp_path):
     # the FE compute pipeline runs one iteration per tap and output position of every trip: its
-    # counter over the network equals that sum from the ops' geometry
+    # counter over the network equals that sum from the ops' geometry (and the estimate is the counts'
+    # cycles: no FE loop runs but these)
     project = make_project(tmp_path)
     data = open_project(project)
     engines = EstimateEngines(project, data.params.dram.latency)
     memory = np.array(data.memory, dtype=np.uint8).reshape(-1)
     engines.run_fe(memory, data.program["desc_addr"], len(data.program["ops"]))
     _, counts = engines.take("fe")
-    (index,) = [k for k, loop in enumerate(engines.plans["fe"].loops) if loop.label == "out_col"]
+    (index,) = [k for k, loop in enumerate(engines.plans["fe"].loops) if loop.label == "taps"]
     fe, entries, iterations = Design.from_dict(DESIGN).fe, 0, 0
-    for op in data.fe_ops:  # per output tile: its input-channel trips, each K*K taps over the tile's rows
+    for op in data.fe_ops:  # per trip, K*K passes over the tile's positions (at least DIST of them)
         trips = -(-op.m // fe.tm) * (1 if op.per_channel else -(-op.n // fe.tn))
         for r0 in range(0, op.r, fe.tr):
             for c0 in range(0, op.c, fe.tc):
-                rows, cols = min(fe.tr, op.r - r0), min(fe.tc, op.c - c0)
-                entries += trips * op.k * op.k * rows
-                iterations += trips * op.k * op.k * rows * cols
+                positions = min(fe.tr, op.r - r0) * min(fe.tc, op.c - c0)
+                entries += trips
+                iterations += trips * op.k * op.k * max(positions, 4)
     assert list(counts[index]) == [entries, iterations]
 
 

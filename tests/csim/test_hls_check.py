@@ -360,20 +360,27 @@ def test_engines_ports_are_as_wide_as_the_bus(engines, tmp_path):
         flagged = [f for f in check_files([params, FE, RL, HEADER], bus_bytes=bus) if f.rule == "narrow-maxi-port"]
         assert [(Path(f.file).name, f.line) for f in flagged] == ([
             ("dtl_fe_engine.cpp", line_of(fe, "INTERFACE mode = m_axi port = mem")),
+            ("dtl_fe_engine.cpp", line_of(fe, "INTERFACE mode = m_axi port = out")),
             ("dtl_rl_engine.cpp", line_of(rl, "INTERFACE mode = m_axi port = mem"))] if narrow else [])
         assert all("128-bit" in f.message and "32-byte bus" in f.message for f in flagged)
 
 
-def test_engines_fe_conditional_reads(engines):
+def test_engines_fe_holds_no_pattern(engines, tmp_path):
+    # the FE engine written for the Vitis scheduler (issue 16): nothing to find, at its bus width
     found, fe, _ = engines
-    conditional = at(found, "conditional-maxi-access", FE)
-    load_col = [f for f in conditional if f.loop == "load_col"]
-    assert [f.line for f in load_col] == [line_of(fe, "fe_byte(mem, base + (unsigned(ch0 + b)")]
-    weights = line_of(fe, "load_weights:")
-    weight_loop = [f for f in conditional if f.loop is None and weights < f.line < line_of(fe, "fe_compute(")]
-    assert [f.line for f in weight_loop] == [line_of(fe, "fe_byte(mem, a + pos / W_PER_BYTE)")]
-    assert "loop at line" in weight_loop[0].message  # the weight loop has no label to name
-    assert not [f for f in conditional if f.line == line_of(fe, "fe_put_byte(mem, d.out + row")]  # fe_store: every beat
+    assert not [f for f in found if f.file == str(FE)]
+    params = tmp_path / "dtl_params.h"
+    params.write_text("#define DTL_FE_BUS_BYTES 16\n#define DTL_FE_TM 8\n#define DTL_HAS_RL 0\n")
+    assert check_files([params, HEADER, FE], bus_bytes=16) == []
+    # its burst reads and writes are what the rule reads as m_axi accesses: one under a condition is found
+    conditional = fe.replace("    const fe_word_t beat = mem.read();\n    bool request_done;",
+                             "    const fe_word_t beat = in_flight > 0 ? mem.read() : fe_word_t(0);\n    bool request_done;")
+    assert conditional != fe
+    mutated = tmp_path / "dtl_fe_engine.cpp"
+    mutated.write_text(conditional)
+    found = check_files([params, HEADER, mutated], bus_bytes=16)
+    assert [(f.rule, f.line, f.loop) for f in found] == [
+        ("conditional-maxi-access", line_of(conditional, "in_flight > 0 ? mem.read()"), "load")]
 
 
 def test_engines_rl_partitioned_stash_and_divisions(engines):
@@ -386,15 +393,12 @@ def test_engines_rl_partitioned_stash_and_divisions(engines):
     division = at(found, "division-in-pipeline", RL)
     tile = [f for f in division if f.line == line_of(rl, "v / TILE_VALS")]
     assert len(tile) == 1 and tile[0].loop == "transfer" and "`/ TILE_VALS`, `% TILE_VALS`" in tile[0].message
-    assert not at(found, "division-in-pipeline", FE)  # W_PER_BYTE is 8 / (2, 4 or 8): a power of two
 
 
 def test_engines_nests_tripcounts_and_stages(engines):
     found, fe, rl = engines
     nests = {(Path(f.file).name, f.loop) for f in found if f.rule == "pipeline-in-imperfect-nest"}
-    assert {("dtl_fe_engine.cpp", "load_col"), ("dtl_fe_engine.cpp", "out_col"), ("dtl_rl_engine.cpp", "fwd_n"),
-            ("dtl_rl_engine.cpp", "upd_row")} <= nests
-    assert [f.line for f in at(found, "serial-load-compute-store", FE)] == [line_of(fe, "for (long k = 0")]
+    assert {("dtl_rl_engine.cpp", "fwd_n"), ("dtl_rl_engine.cpp", "upd_row")} <= nests
     tripcounts = {f.loop for f in at(found, "missing-tripcount", RL)}
     assert {"descriptor", "transfer", "fwd_n"} <= tripcounts and "load_row" not in tripcounts
     assert not at(found, "wide-index-arithmetic", FE) + at(found, "wide-index-arithmetic", RL)

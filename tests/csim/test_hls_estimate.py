@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dtlgen.csim.engines import compiler
-from dtlgen.csim.hls_estimate import (DIVIDER_LATENCY, LOOP_OVERHEAD, OUTSTANDING, PIPELINE_DEPTH,
+from dtlgen.csim.hls_estimate import (DIVIDER_LATENCY, HANDSHAKE, LOOP_OVERHEAD, OUTSTANDING, PIPELINE_DEPTH,
                                       UnmodelledSchedule, engine_loops)
 
 LATENCY = 40
@@ -24,9 +24,9 @@ int main() {
   for (int i = 0; i < 4096; i++) mem[i] = (i * 37) % 11 - 5;
   long long check = run(mem, out);
   unsigned long long counts[64];
-  unsigned n = dtl_est_fe_read(counts, 64);
+  unsigned n = dtl_est_fe_read(counts, 64);  // the estimated cycles, then (entries, iterations) per loop
   printf("%lld %u", check, n);
-  for (unsigned i = 0; i < 2 * n; i++) printf(" %llu", counts[i]);
+  for (unsigned i = 0; i < 1 + 2 * n; i++) printf(" %llu", counts[i]);
   printf("\n");
   return 0;
 }
@@ -72,10 +72,10 @@ def test_a_pipelined_loop_in_a_sequential_one_costs_depth_per_entry_and_ii_per_i
     n = 50
     run = plan.instrumented + f"\nlong long run(int *mem, int *out) {{ dtl_fe_engine(mem, {n}, out); " \
         "long long s = 0; for (int i = 0; i < 64; i++) s += out[i]; return s; }\n" + MAIN
-    check, loops, *counts = _compile_run(run, tmp_path, "two")
+    check, loops, cycles, *counts = _compile_run(run, tmp_path, "two")
     assert loops == 2 and counts == [1, 3, 3, 3 * n]  # (entries, iterations) of outer, then inner
     assert check == sum(3 * ((i * 37) % 11 - 5) for i in range(n))
-    cycles = sum(cost.cycles(e, i) for cost, e, i in zip(plan.loops, counts[::2], counts[1::2]))
+    assert cycles == sum(cost.cycles(e, i) for cost, e, i in zip(plan.loops, counts[::2], counts[1::2]))
     assert cycles == LOOP_OVERHEAD * (1 + 3) + 3 * (PIPELINE_DEPTH + LATENCY) + 3 * n
 
 
@@ -103,7 +103,8 @@ void dtl_fe_engine() {}
     counted = _compile_run(plan.instrumented + MAIN, tmp_path, "counted")
     assert counted[0] == plain[0]
     # r: 1 entry, 4 iterations; the odd branch's loop 2 entries x 5; the even one's 2 x 3 and its inner 6 x 2; the while 1 x 7
-    assert counted[1] == 5 and counted[2:] == [1, 4, 2, 10, 2, 6, 6, 12, 1, 7]
+    assert counted[1] == 5 and counted[3:] == [1, 4, 2, 10, 2, 6, 6, 12, 1, 7]
+    assert counted[2] == LOOP_OVERHEAD * sum(counted[3:])  # sequential loops: one cycle an entry and an iteration
 
 
 def test_a_conditional_memory_read_is_single_beats_and_an_unconditional_one_a_burst():
@@ -156,6 +157,74 @@ outer:""")
     assert [loop.label for loop in _estimate(source).loops] == ["outer", "inner"]
 
 
-def test_a_dataflow_region_is_refused_rather_than_estimated_as_sequential():
-    with pytest.raises(UnmodelledSchedule, match="DATAFLOW"):
-        _estimate(TWO_LOOPS.replace("outer:", "#pragma HLS DATAFLOW\nouter:"))
+DATAFLOW = """
+static void produce(int *mem, int k, int buf[64]) {
+fill:
+  for (int i = 0; i < 10 + 20 * (k % 2); i++) {
+#pragma HLS PIPELINE II = 1
+    buf[i] = mem[i + k];
+  }
+}
+static void work(int k, const int buf[64], int res[64]) {
+mac:
+  for (int i = 0; i < 40; i++) {
+#pragma HLS PIPELINE II = 1
+    res[i] = buf[i % 8] * 3 + k;
+  }
+}
+static void drain(int *out, int k, const int res[64]) {
+put:
+  for (int i = 0; i < 5; i++) {
+#pragma HLS PIPELINE II = 1
+    out[k * 5 + i] = res[i];
+  }
+}
+void dtl_fe_engine(int *mem, int *out, int steps) {
+#pragma HLS INTERFACE mode = m_axi port = mem bundle = gmem
+#pragma HLS INTERFACE mode = m_axi port = out bundle = gmem
+steps_loop:
+  for (int k = 0; k < steps; k++) {
+#pragma HLS LOOP_TRIPCOUNT max = 8
+#pragma HLS DATAFLOW
+    int buf[64], res[64];
+    produce(mem, k, buf);
+    work(k, buf, res);
+    drain(out, k, res);
+  }
+}
+"""
+
+
+def _flow_span(durations: list[list[int]], memory: list[bool]) -> int:
+    """The ping-pong recurrence the estimate states, written out independently: process s of
+    iteration k starts after its own iteration k - 1, after process s - 1's iteration k, and after
+    process s + 1's iteration k - 2 (the buffer it writes); DRAM processes' cycles add up on the bus."""
+    end: dict[tuple[int, int], int] = {}
+    for k, row in enumerate(durations):
+        for s, cycles in enumerate(row):
+            start = max(end.get((s, k - 1), 0), end.get((s - 1, k), 0), end.get((s + 1, k - 2), 0))
+            end[(s, k)] = start + cycles + HANDSHAKE
+    return max(max(end.values()), sum(c for row in durations for c, dram in zip(row, memory) if dram))
+
+
+def test_a_dataflow_loop_overlaps_its_processes_through_ping_pong_buffers(tmp_path):
+    plan = _estimate(DATAFLOW)
+    fill, mac, put, steps = plan.loops
+    assert steps.label == "steps_loop" and "DATAFLOW" in steps.reasons[0]
+    assert (fill.depth, mac.depth, put.depth) == (PIPELINE_DEPTH + LATENCY, PIPELINE_DEPTH, PIPELINE_DEPTH + LATENCY)
+    n = 6
+    run = plan.instrumented + f"\nlong long run(int *mem, int *out) {{ dtl_fe_engine(mem, out, {n}); " \
+        "long long s = 0; for (int i = 0; i < 5 * " + str(n) + "; i++) s += out[i]; return s; }\n" + MAIN
+    check, loops, cycles, *counts = _compile_run(run, tmp_path, "flow")
+    assert loops == 4 and counts[-2:] == [1, n]
+    assert check == sum(3 * ((j % 8 + k) * 37 % 11 - 5) + k for k in range(n) for j in range(5))
+    durations = [[fill.depth + 10 + 20 * (k % 2), mac.depth + 40, put.depth + 5] for k in range(n)]
+    assert cycles == LOOP_OVERHEAD + _flow_span(durations, [True, False, True])
+    # the span lies between the slowest process's cycles and everything one after another
+    assert sum(max(row) for row in durations) <= cycles - LOOP_OVERHEAD <= sum(map(sum, durations)) + 3 * n * HANDSHAKE
+
+
+def test_a_dataflow_loop_that_is_not_a_sequence_of_calls_is_refused():
+    # a DATAFLOW loop whose body holds a loop, not process calls: no estimate rather than a wrong one
+    with pytest.raises(UnmodelledSchedule, match="DATAFLOW loop at line 5"):
+        _estimate(TWO_LOOPS.replace("#pragma HLS LOOP_TRIPCOUNT max = 3\n", "#pragma HLS LOOP_TRIPCOUNT max = 3\n#pragma HLS DATAFLOW\n"))

@@ -210,19 +210,26 @@ def test_vendored_copy_runs_the_host_loop_without_torch_or_the_repo(project):
 
 
 # --- a fake pynq --------------------------------------------------------------------------------
-def vitis_registers(pointer: str = "split") -> dict:
-    """An HLS engine's register map as PYNQ parses it from the .hwh (ip_dict[name]["registers"])."""
+def vitis_registers(pointer: str = "split", out: bool = False) -> dict:
+    """An HLS engine's register map as PYNQ parses it from the .hwh (ip_dict[name]["registers"]); `out`:
+    the FE engine's second pointer, the port its outputs are written through."""
     def reg(offset, size=32, access="read-write"):
         return {"address_offset": offset, "size": size, "access": access, "description": "", "fields": {}}
 
     regs = {"CTRL": reg(0x00), "GIER": reg(0x04), "IP_IER": reg(0x08), "IP_ISR": reg(0x0C)}
     if pointer == "split":  # Vitis HLS, 64-bit m_axi offset
         regs.update(mem_1=reg(0x10), mem_2=reg(0x14))
+        if out:
+            regs.update(out_1=reg(0x1C), out_2=reg(0x20))
     elif pointer == "wide":
         regs.update(mem=reg(0x10, 64))
+        if out:
+            regs.update(out=reg(0x1C, 64))
     else:  # 32-bit addresses
         regs.update(mem=reg(0x10, 32))
-    regs.update(desc_addr=reg(0x1C), desc_count=reg(0x24, 16))
+        if out:
+            regs.update(out=reg(0x18, 32))
+    regs.update(desc_addr=reg(0x28), desc_count=reg(0x30, 16))
     return regs
 
 
@@ -252,11 +259,12 @@ class FakeIP:
     def value(self, name: str) -> int:
         return self.values.get(self.offsets[name], 0)
 
-    def pointer(self) -> int:
-        if "mem_1" in self.offsets:
-            return self.value("mem_1") | self.value("mem_2") << 32 if "mem_2" in self.offsets else self.value("mem_1")
-        low = self.value("mem")
-        return low | self.values.get(self.offsets["mem"] + 4, 0) << 32 if self.sizes["mem"] > 32 else low
+    def pointer(self, arg: str = "mem") -> int:
+        if f"{arg}_1" in self.offsets:
+            low = self.value(f"{arg}_1")
+            return low | self.value(f"{arg}_2") << 32 if f"{arg}_2" in self.offsets else low
+        low = self.value(arg)
+        return low | self.values.get(self.offsets[arg] + 4, 0) << 32 if self.sizes[arg] > 32 else low
 
     def write(self, offset: int, value: int) -> None:
         assert isinstance(value, int) and 0 <= value < 1 << 32 and offset % 4 == 0, (offset, value)
@@ -266,6 +274,8 @@ class FakeIP:
                 self.status = 0
                 if self.engine is not None:
                     buffer = self.buffers[self.pointer()]
+                    if "out_1" in self.offsets or "out" in self.offsets:  # the FE writes through `out`
+                        assert self.pointer("out") == self.pointer(), "out must point at the engine's buffer"
                     self.engine(buffer.view(np.ndarray), self.value("desc_addr"), self.value("desc_count"))
                     self.status = AP_DONE | AP_IDLE
             return
@@ -357,7 +367,8 @@ def fake_pynq(engines: dict, pointer: str = "split", registers: dict | None = No
 
 # --- PynqDevice on the fake ---------------------------------------------------------------------
 @pytest.mark.parametrize("pointer", ["split", "wide"])
-def test_device_writes_the_engine_registers_and_runs_on_its_buffer(project, monkeypatch, pointer):
+@pytest.mark.parametrize("out", [False, True])
+def test_device_writes_the_engine_registers_and_runs_on_its_buffer(project, monkeypatch, pointer, out):
     driver = load_driver(project / "driver", monkeypatch)
     seen = []
 
@@ -365,7 +376,7 @@ def test_device_writes_the_engine_registers_and_runs_on_its_buffer(project, monk
         seen.append((bytes(memory[desc_addr:desc_addr + 4]), desc_count))
         memory[100:104] = [1, 2, 3, 4]
 
-    pynq = fake_pynq({FE: engine}, pointer)
+    pynq = fake_pynq({FE: engine}, pointer, registers={FE: vitis_registers(pointer, out)})
     overlay = pynq.Overlay("x.bit")
     buffer = pynq.allocate(shape=(4096,), dtype=np.uint8)
     device = driver.PynqDevice(getattr(overlay, FE), buffer, 100e6, overlay.ip_dict[FE]["registers"], FE)
@@ -374,6 +385,8 @@ def test_device_writes_the_engine_registers_and_runs_on_its_buffer(project, monk
     cycles = driver.run_coroutine(device.run(64, 3, 0))
     assert seen == [(b"\xaa\xbb\xcc\xdd", 3)] and cycles >= 1
     assert getattr(overlay, FE).pointer() == buffer.physical_address > 1 << 32
+    if out:  # the FE engine's output port points at the same buffer
+        assert getattr(overlay, FE).pointer("out") == buffer.physical_address
     assert driver.run_coroutine(device.read(100, 4)) == b"\x01\x02\x03\x04" and buffer.invalidates == 1
 
 

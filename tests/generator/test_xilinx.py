@@ -653,11 +653,17 @@ def test_hls_port_widths_agree_with_the_cpp_and_the_board(tmp_path, board_name):
     engines = (hls / "dtl_engines.h").read_text()
     assert "typedef ap_uint<DTL_FE_BUS_BYTES * 8> dtl_fe_word_t;" in engines
     assert "typedef ap_uint<DTL_RL_BUS_BYTES * 8> dtl_rl_word_t;" in engines
-    assert "typedef dtl_fe_word_t *dtl_fe_mem_t;" in engines and "typedef dtl_rl_word_t *dtl_rl_mem_t;" in engines
-    for cpp, mem in (("dtl_fe_engine.cpp", "dtl_fe_mem_t"), ("dtl_rl_engine.cpp", "dtl_rl_mem_t")):
+    assert "typedef hls::burst_maxi<dtl_fe_word_t> dtl_fe_burst_t;" in engines
+    assert "typedef dtl_rl_word_t *dtl_rl_mem_t;" in engines
+    for cpp, ports in (("dtl_fe_engine.cpp", "dtl_fe_burst_t mem, dtl_fe_burst_t out"),
+                       ("dtl_rl_engine.cpp", "dtl_rl_mem_t mem")):
         text = (hls / cpp).read_text()
-        assert re.search(rf"^void {cpp[:-4]}\({mem} mem,", text, re.MULTILINE)
-        assert f"depth = {'DTL_FE_MEM_BYTES / DTL_FE_BUS_BYTES' if 'fe' in cpp else 'DTL_RL_MEM_BYTES / DTL_RL_BUS_BYTES'}" in text
+        assert re.search(rf"^void {cpp[:-4]}\({ports},", text, re.MULTILINE)
+        engine = "FE" if "fe" in cpp else "RL"
+        interfaces = re.findall(r"^#pragma HLS INTERFACE mode = m_axi port = (\w+) bundle = gmem .*depth = (\S+ / \S+)",
+                                text, re.MULTILINE)
+        assert interfaces == [(port, f"DTL_{engine}_MEM_BYTES / DTL_{engine}_BUS_BYTES")
+                              for port in (("mem", "out") if engine == "FE" else ("mem",))]
     tcl = (hls / "run_hls.tcl").read_text()
     assert f"m_axi ports are {8 * bus} bits wide in the C++ (ap_uint<{8 * bus}>" in tcl
     assert f"config_interface -m_axi_alignment_byte_size {bus}" in tcl and "widen_bitwidth" not in tcl

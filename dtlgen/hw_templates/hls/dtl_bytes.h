@@ -62,9 +62,10 @@ inline int dtl_run_fe_bytes(uint8_t *memory, uint64_t bytes, uint32_t desc_addr,
   std::vector<dtl_fe_word_t> mem;
   if (!dtl_to_words<DTL_FE_BUS_BYTES>(memory, bytes, mem, "FE", status)) return status->code;
 #ifdef DTL_CSIM_CHECKED
-  dtl_fe_engine(dtl_fe_mem_t(mem.data(), mem.size(), DTL_FE_BUS_BYTES, status, bytes), desc_addr, count);
+  const DtlMem<dtl_fe_word_t> image(mem.data(), mem.size(), DTL_FE_BUS_BYTES, status, bytes);
+  dtl_fe_engine(dtl_fe_burst_t(image), dtl_fe_burst_t(image), desc_addr, count);
 #else
-  dtl_fe_engine(mem.data(), desc_addr, count);
+  dtl_fe_engine(dtl_fe_burst_t(mem.data()), dtl_fe_burst_t(mem.data()), desc_addr, count);
 #endif
   dtl_from_words<DTL_FE_BUS_BYTES>(mem, memory, bytes);
   return status->code;

@@ -30,6 +30,8 @@
 #include <cstdio>
 #include <type_traits>
 
+#include <ap_int.h>
+
 enum { DTL_CSIM_OK = 0, DTL_CSIM_BAD_CALL = 1, DTL_CSIM_BAD_DESCRIPTOR = 2, DTL_CSIM_OUT_OF_RANGE = 3 };
 
 // The first error of one engine run: what follows an error is a consequence of it.
@@ -101,6 +103,107 @@ class DtlMem {
   unsigned element_bytes_;
   DtlCsimStatus *status_;
   uint64_t bytes_;
+};
+
+// The C-simulation view of a manual-burst m_axi port (Vitis HLS's hls::burst_maxi<T>, the methods
+// the engines use, in its order rules): read_request(offset, len) queues `len` beats from beat
+// `offset`; read() returns the next beat of the oldest request; write_request / write(value,
+// byte-enable mask) likewise, a beat's bytes written only where the mask's bit is set; one
+// write_response() per write request once its beats are written. Each beat goes through the
+// bounds-checked DtlMem; a read or write without a request, or a response without a finished
+// request, fails the run (status) instead of reaching memory.
+template <typename T>
+class DtlBurst {
+ public:
+  explicit DtlBurst(const DtlMem<T> &mem) : mem_(mem), next_read_(0), reads_left_(0), next_write_(0),
+                                             writes_left_(0), responses_(0), read_queue_(), write_queue_() {}
+
+  void read_request(uint64_t offset, unsigned len) {
+    if (len == 0) return;
+    if (reads_left_ == 0 && read_queue_.count == 0) {
+      next_read_ = offset;
+      reads_left_ = len;
+    } else {
+      push(read_queue_, offset, len);
+    }
+  }
+
+  T read() {
+    if (reads_left_ == 0 && !pop(read_queue_, next_read_, reads_left_)) {
+      dtl_csim_fail(mem_.status(), DTL_CSIM_OUT_OF_RANGE, "the engine read a memory beat it had not requested");
+      return T(0);
+    }
+    reads_left_--;
+    return mem_[next_read_++];
+  }
+
+  void write_request(uint64_t offset, unsigned len) {
+    if (len == 0) return;
+    if (writes_left_ == 0 && write_queue_.count == 0) {
+      next_write_ = offset;
+      writes_left_ = len;
+    } else {
+      push(write_queue_, offset, len);
+    }
+  }
+
+  template <int N>
+  void write(const T &value, ap_int<N> mask) {
+    if (writes_left_ == 0 && !pop(write_queue_, next_write_, writes_left_)) {
+      dtl_csim_fail(mem_.status(), DTL_CSIM_OUT_OF_RANGE, "the engine wrote a memory beat it had not requested");
+      return;
+    }
+    T &beat = mem_[next_write_++];
+    for (int b = 0; b < N; b++)
+      if (mask[b]) beat.range(8 * b + 7, 8 * b) = value.range(8 * b + 7, 8 * b);
+    if (--writes_left_ == 0) responses_++;
+  }
+
+  void write_response() {
+    if (responses_ == 0)
+      dtl_csim_fail(mem_.status(), DTL_CSIM_OUT_OF_RANGE, "the engine waited for a write response it had not earned");
+    else
+      responses_--;
+  }
+
+  DtlCsimStatus *status() const { return mem_.status(); }
+  bool failed() const { return mem_.failed(); }
+  uint64_t bytes() const { return mem_.bytes(); }
+
+ private:
+  // Requests beyond the current one: a small ring (the engines keep at most a few dozen in flight).
+  static const unsigned QUEUE = 64;
+  struct Queue {
+    uint64_t offset[QUEUE];
+    unsigned len[QUEUE];
+    unsigned head, count;
+    Queue() : head(0), count(0) {}
+  };
+  void push(Queue &q, uint64_t offset, unsigned len) {
+    if (q.count == QUEUE) {
+      dtl_csim_fail(mem_.status(), DTL_CSIM_OUT_OF_RANGE, "the engine queued more than %u memory requests", QUEUE);
+      return;
+    }
+    const unsigned at = (q.head + q.count++) % QUEUE;
+    q.offset[at] = offset;
+    q.len[at] = len;
+  }
+  static bool pop(Queue &q, uint64_t &offset, unsigned &len) {
+    if (q.count == 0) return false;
+    offset = q.offset[q.head];
+    len = q.len[q.head];
+    q.head = (q.head + 1) % QUEUE;
+    q.count--;
+    return true;
+  }
+
+  DtlMem<T> mem_;
+  uint64_t next_read_;
+  unsigned reads_left_;
+  uint64_t next_write_;
+  unsigned writes_left_;
+  unsigned responses_;
+  Queue read_queue_, write_queue_;
 };
 
 #endif

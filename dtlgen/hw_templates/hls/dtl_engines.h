@@ -25,22 +25,24 @@ typedef ap_uint<DTL_RL_BUS_BYTES * 8> dtl_rl_word_t;
 #error "DTL_CSIM_CHECKED is for dtlgen's g++ C-simulation only: synthesis must see the plain pointer ports"
 #endif
 #include "dtl_csim_check.h"
-typedef DtlMem<dtl_fe_word_t> dtl_fe_mem_t;
-typedef DtlMem<const dtl_fe_word_t> dtl_fe_rmem_t;
+typedef DtlBurst<dtl_fe_word_t> dtl_fe_burst_t;
 #if DTL_HAS_RL
 typedef DtlMem<dtl_rl_word_t> dtl_rl_mem_t;
 #endif
 #else
-typedef dtl_fe_word_t *dtl_fe_mem_t;
-typedef const dtl_fe_word_t *dtl_fe_rmem_t;
+#include <hls_burst_maxi.h>
+typedef hls::burst_maxi<dtl_fe_word_t> dtl_fe_burst_t;
 #if DTL_HAS_RL
 typedef dtl_rl_word_t *dtl_rl_mem_t;
 #endif
 #endif
 
 // Feature-extractor engine: 64-byte descriptors of dtlgen/generator/fe_program.py; activations and
-// weights are bytes in memory.
-void dtl_fe_engine(dtl_fe_mem_t mem, ap_uint<32> desc_addr, ap_uint<16> desc_count);
+// weights are bytes in memory. Both ports are manual-burst m_axi ports (hls::burst_maxi, Vitis HLS
+// 2022.2 or later) of one AXI master: `mem` reads (descriptors, biases, inputs, weights), `out`
+// writes the outputs with byte enables (an output row rarely starts or ends on a beat). The host
+// points both at the same buffer.
+void dtl_fe_engine(dtl_fe_burst_t mem, dtl_fe_burst_t out, ap_uint<32> desc_addr, ap_uint<16> desc_count);
 
 #if DTL_HAS_RL
 // Retrainable-layer engine: 128-byte descriptors of dtlgen/host/rl_program.py; 16-bit values in memory.

@@ -1,20 +1,30 @@
 // Feature-extractor engine in Vitis HLS C++: descriptor-driven tiled convolution on a TM x TN
-// multiplier array (the loop nest of Zhang et al., FPGA'15), the HLS twin of rtl/fe_engine.sv.
+// multiplier array (the loop nest of Zhang et al., FPGA'15), the HLS twin of rtl/fe_engine.sv,
+// written for the Vitis HLS scheduler.
 //
-// Per descriptor: output tiles in the order row tile, column tile, output-channel tile, with the
-// input-channel tiles ("trips") inside each. Input windows and weight tiles are double-buffered:
-// while the array computes trip i from one half, trip i+1 loads into the other (the two calls sit
-// in one loop iteration on distinct arrays, so HLS schedules them side by side). The output tile
-// accumulates over its trips and is stored after the last one with bias, requantisation (round half
-// up, saturate), ReLU / ReLU6 and an optional fused 2x2 max-pool applied on the way out.
-// Depthwise convs, pools and adds are per channel: lane m handles channel m0 + m alone.
-// A descriptor with a batch (more_images > 0) runs here one image after another through the same
-// trips; the RTL runs each trip over every image with the weight tile loaded once (the outputs are
-// the same; this twin does not schedule that reuse yet). Image groups (more_groups > 0) follow each
-// other, group g's images at in + g * in_gstride and out + g * out_gstride (dtlgen.isa.fe).
+// Per descriptor (and per image of a batch): output tiles in the order row tile, column tile,
+// output-channel tile, the input-channel tiles ("trips") inside each. The trips run as a dataflow
+// loop of three processes linked by ping-pong buffers (`fe_run`), so that while the array computes
+// trip k, the memory side loads trip k + 1 and stores the output tile finished at an earlier trip:
+//   fe_load     one burst request per input row and one per weight tile, issued up to MAX_REQ
+//               ahead of the data, and one bus beat a cycle into the window and weight buffers;
+//   fe_compute  one flattened loop over (tap row, tap column, output row, output column): all
+//               TM x TN multipliers and the adder trees over TN busy every cycle; at the tile's last
+//               trip it applies bias, requantisation (round half up, saturate), ReLU / ReLU6 and
+//               writes each position's TM outputs as one word;
+//   fe_store    one beat a cycle of B output bytes, with byte enables, the fused 2x2 max-pool taken
+//               on the way (pooling finished values equals finishing the pooled sum: both monotonic).
+// The window is stored as the beats that cover each row (their first byte's offset beside), so a
+// row is one burst whatever its alignment; positions outside the image are padding, made on chip:
+// zero, or the most negative value for max pooling (it never wins). Depthwise convs, pools and adds
+// are per channel: lane m handles channel m0 + m alone. A descriptor with a batch (more_images > 0)
+// runs its images one after another through the same trips (the RTL runs each trip over every
+// image with the weight tile loaded once; the outputs are the same). Image groups (more_groups > 0)
+// follow each other, group g's images at in + g * in_gstride and out + g * out_gstride.
 //
 // Numerics: dtl_numerics.h (dtlgen/quant/fixed.py); the golden model is the reference, bit for
-// bit, and `dtlgen csim` checks it. Nothing here was synthesised with Vitis HLS in this repository.
+// bit, and `dtlgen csim` checks it. Nothing here was synthesised with Vitis HLS in this repository;
+// `dtlgen csim` reports a cycle estimate of this code's schedule (dtlgen.csim.hls_estimate).
 #include "dtl_engines.h"
 #include "dtl_numerics.h"
 
@@ -24,6 +34,8 @@ typedef ap_int<DTL_FE_A_BITS> fe_act_t;
 typedef ap_int<DTL_FE_W_BITS> fe_wgt_t;
 typedef ap_int<DTL_FE_ACC_BITS> fe_acc_t;
 typedef ap_int<48> fe_out_t;  // bias and average-pool reciprocal applied, before requantisation (as the RTL)
+typedef dtl_fe_word_t fe_word_t;
+typedef ap_uint<8 * DTL_FE_TM> fe_lanes_t;  // one output position's TM finished values, lane m at byte m
 
 const int TM = DTL_FE_TM;
 const int TN = DTL_FE_TN;
@@ -31,23 +43,41 @@ const int TR = DTL_FE_TR;
 const int TC = DTL_FE_TC;
 const int K_MAX = DTL_FE_K_MAX;
 const int KK = K_MAX * K_MAX;
-const int BUS = DTL_FE_BUS_BYTES;  // a weight tile's tap rows are padded to whole beats of the port
+const int B = DTL_FE_BUS_BYTES;  // bytes a beat
+const int LOG_B = B >= 32 ? 5 : B >= 16 ? 4 : B >= 8 ? 3 : B >= 4 ? 2 : 1;
 const int IN_ROWS = (TR - 1) * DTL_FE_S_MAX + K_MAX;
 const int IN_COLS = (TC - 1) * DTL_FE_S_MAX + K_MAX;
-const int IN_WINDOW = IN_ROWS * IN_COLS;
-const int IN_BANKS = TM > TN ? TM : TN;  // per-channel ops read one bank per output lane
+const int ROW_BEATS = (IN_COLS + B - 1) / B + 1;  // the beats that cover a window row, from any byte of a beat
+const int LOG_ROW_WORDS = ROW_BEATS <= 2 ? 1 : ROW_BEATS <= 4 ? 2 : ROW_BEATS <= 8 ? 3 : ROW_BEATS <= 16 ? 4 : 5;
+const int ROW_WORDS = 1 << LOG_ROW_WORDS;         // a window row's place in a bank: a power of two of beats
+const int IN_BANKS = TM > TN ? TM : TN;           // per-channel ops read one bank per output lane
+const int WIN_WORDS = 2 * IN_ROWS * ROW_WORDS;    // both operands of an add
+const int DIST = 4;     // positions between two updates of one accumulator (read, add, write back)
+const int MAX_REQ = 16;  // burst requests in flight on the read port (num_read_outstanding)
+const int MAX_WRITES = 8;  // write bursts awaiting their response (within num_write_outstanding)
+const int DESC_BEATS = DTL_FE_DESC_BYTES / B;
+const int STORE_BANKS = 2 * B;  // tile columns read a cycle: a beat's bytes, or two per byte under the fused pool
+// Largest trip counts, for LOOP_TRIPCOUNT (csynth's latency figures): a trip's load (a full weight
+// tile of 8-bit weights and every window row of both operands), its taps, its store.
+const int LOAD_TRIPS = KK * ((TM * TN + B - 1) / B) + 2 * IN_BANKS * IN_ROWS * ROW_BEATS;
+const int TAP_TRIPS = KK * TR * TC;
+const int STORE_ROWS = TM * TR;
+const int STORE_TRIPS = STORE_ROWS * ((TC + B - 1) / B + 1);
+const int BIAS_BEATS = (4 * DTL_FE_M_MAX + B - 1) / B;
 // BEGIN dtlgen.isa constants (generated by `python -m dtlgen.isa`: edit the spec, not these lines)
 const int KIND_CONV = 1, KIND_MAXPOOL = 2, KIND_AVGPOOL = 3, KIND_ADD = 4;
 enum { ACT_NONE = 0, ACT_RELU = 1, ACT_RELU6 = 2 };
 const int W_SLOT = (DTL_FE_W_BITS <= 2) ? 2 : (DTL_FE_W_BITS <= 4) ? 4 : 8;  // a weight's bits in memory
 // END dtlgen.isa constants
-const int W_PER_BYTE = 8 / W_SLOT;  // weights in a byte of memory, the lowest slot first
+const int LOG_SLOT = W_SLOT == 2 ? 1 : W_SLOT == 4 ? 2 : 3;
+const int LOG_WB = LOG_B + 3 - LOG_SLOT;  // weights a beat carries: WB = B * 8 / W_SLOT
+const int WB = 1 << LOG_WB;
 
 struct FeDesc {
   int kind, act, pool, dw;
   int n, m, h, w, r, c, k, s, p;
   int shift, six, mult, sa, sb, more, moreg;
-  int plane;  // whole channel planes per request (the RTL's load; this engine reads elements)
+  int plane;  // whole channel planes per request (the RTL's load; this engine requests rows)
   int keep;   // the input stays on chip across output-channel tiles (the RTL's load; no effect here)
   unsigned in, wt, bias, out, istride, ostride, igstride, ogstride;
   bool per_channel() const { return dw || kind != KIND_CONV; }
@@ -57,25 +87,28 @@ struct Trip {
   int r0, c0, m0, n0;
 };
 
+// A trip's extents and input window: rows [ylo, yhi) and columns [xlo, xhi) of the image, the
+// part of the window (origin y0, x0) that is not padding.
+struct Geometry {
+  int tr, tc, tm, channels, ch0, y0, x0, ylo, yhi, xlo, xhi;
+};
+
 static inline int min_int(int a, int b) { return a < b ? a : b; }
+static inline int max_int(int a, int b) { return a > b ? a : b; }
 
-// Byte `index` of the image (BUS to a beat): read, and written into its beat.
-static ap_uint<8> fe_byte(dtl_fe_rmem_t mem, unsigned index) {
-  const dtl_fe_word_t beat = mem[index / BUS];
-  return ap_uint<8>(beat.range(8 * (index % BUS) + 7, 8 * (index % BUS)));
-}
-
-static void fe_put_byte(dtl_fe_mem_t mem, unsigned index, ap_uint<8> value) {
-  dtl_fe_word_t beat = mem[index / BUS];
-  beat.range(8 * (index % BUS) + 7, 8 * (index % BUS)) = value;
-  mem[index / BUS] = beat;
-}
-
-static FeDesc fe_decode(dtl_fe_rmem_t mem, unsigned addr) {
-  ap_uint<32> word[DTL_FE_DESC_BYTES / 4];
-  for (int b = 0; b < DTL_FE_DESC_BYTES; b++) {
+static FeDesc fe_decode(dtl_fe_burst_t mem, unsigned addr) {
+  ap_uint<8 * DTL_FE_DESC_BYTES> bits = 0;
+  mem.read_request(addr >> LOG_B, DESC_BEATS);
+desc_beats:
+  for (int j = 0; j < DESC_BEATS; j++) {
 #pragma HLS PIPELINE II = 1
-    word[b / 4].range(8 * (b % 4) + 7, 8 * (b % 4)) = fe_byte(mem, addr + b);
+    bits = (bits >> (8 * B)) | (ap_uint<8 * DTL_FE_DESC_BYTES>(mem.read()) << (8 * (DTL_FE_DESC_BYTES - B)));
+  }
+  ap_uint<32> word[DTL_FE_DESC_BYTES / 4];
+#pragma HLS ARRAY_PARTITION variable = word complete
+  for (int i = 0; i < DTL_FE_DESC_BYTES / 4; i++) {
+#pragma HLS UNROLL
+    word[i] = bits.range(32 * i + 31, 32 * i);
   }
   FeDesc d;
   // BEGIN dtlgen.isa decode (generated by `python -m dtlgen.isa`: edit the spec, not these lines)
@@ -125,134 +158,187 @@ static Trip next_trip(const FeDesc &d, Trip t, int nl) {
   return t;
 }
 
-// Bytes of one tap row of a weight tile: tm x wn weights in W_SLOT-bit slots, padded to whole beats
-// (dtlgen.isa.fe).
-static unsigned weight_row_bytes(int tm, int wn) {
-  const int per_beat = BUS * W_PER_BYTE;
-  return unsigned((tm * wn + per_beat - 1) / per_beat * BUS);
+// Each process steps its own copy of the trip sequence: trip 0 at k = 0, then the next one.
+static Trip step_trip(const FeDesc &d, Trip t, int k) {
+  const Trip zero = {0, 0, 0, 0};
+  return k == 0 ? zero : next_trip(d, t, d.per_channel() ? 1 : d.n);
 }
 
-// Bytes of the weight tile of a trip (the generator stores them in trip order): K*K tap rows.
-static unsigned trip_weight_bytes(const FeDesc &d, const Trip &t) {
-  if (d.kind != KIND_CONV) return 0;
-  int tm = min_int(TM, d.m - t.m0);
-  int wn = d.dw ? 1 : min_int(TN, d.n - t.n0);
-  return unsigned(d.k * d.k) * weight_row_bytes(tm, wn);
+static Geometry geometry(const FeDesc &d, const Trip &t) {
+  Geometry g;
+  g.tr = min_int(TR, d.r - t.r0);
+  g.tc = min_int(TC, d.c - t.c0);
+  g.tm = min_int(TM, d.m - t.m0);
+  g.channels = d.per_channel() ? g.tm : min_int(TN, d.n - t.n0);
+  g.ch0 = d.per_channel() ? t.m0 : t.n0;
+  g.y0 = t.r0 * d.s - d.p;
+  g.x0 = t.c0 * d.s - d.p;
+  g.ylo = max_int(g.y0, 0);
+  g.yhi = max_int(g.ylo, min_int(g.y0 + (g.tr - 1) * d.s + d.k, d.h));
+  g.xlo = max_int(g.x0, 0);
+  g.xhi = max_int(g.xlo, min_int(g.x0 + (g.tc - 1) * d.s + d.k, d.w));
+  return g;
 }
 
-// Load a trip's input window (both operands of an add) and weight tile. Positions outside the
-// image get the padding value: zero, or the most negative value for max pooling (it never wins).
-static void fe_load(dtl_fe_rmem_t mem, const FeDesc &d, const Trip &t, unsigned w_addr,
-                    fe_act_t ibuf[IN_BANKS][2 * IN_WINDOW], fe_wgt_t wbuf[TM][TN][KK]) {
-  const bool pc = d.per_channel();
-  const int tr = min_int(TR, d.r - t.r0), tc = min_int(TC, d.c - t.c0);
-  const int channels = pc ? min_int(TM, d.m - t.m0) : min_int(TN, d.n - t.n0);
-  const int ch0 = pc ? t.m0 : t.n0;
-  const int y0 = t.r0 * d.s - d.p, x0 = t.c0 * d.s - d.p;
-  const int rows = (tr - 1) * d.s + d.k, cols = (tc - 1) * d.s + d.k;
-  const fe_act_t pad = d.kind == KIND_MAXPOOL ? fe_act_t(-(1 << (DTL_FE_A_BITS - 1))) : fe_act_t(0);
+// Beats of one tap row of a weight tile: tm x wn weights in W_SLOT-bit slots, padded to whole beats
+// (dtlgen.isa.fe); a trip's tile is K*K of them, stored in trip order.
+static int weight_row_beats(int tm, int wn) { return (tm * wn + WB - 1) >> LOG_WB; }
+static unsigned weight_row_bytes(int tm, int wn) { return unsigned(weight_row_beats(tm, wn)) << LOG_B; }
+
+// Beats that cover `bytes` bytes from byte address `addr`.
+static int covering_beats(unsigned addr, int bytes) { return int(((addr + bytes - 1) >> LOG_B) - (addr >> LOG_B)) + 1; }
+
+// The bias table of a convolution: M 32-bit words, B / 4 to a beat (a word over two beats on a
+// 2-byte bus).
+static void fe_bias(dtl_fe_burst_t mem, const FeDesc &d, ap_int<32> bias[DTL_FE_M_MAX]) {
+#if DTL_FE_BUS_BYTES >= 4
+  const int beats = (4 * d.m + B - 1) >> LOG_B;
+  mem.read_request(d.bias >> LOG_B, beats);
+bias_beats:
+  for (int j = 0; j < beats; j++) {
+#pragma HLS LOOP_TRIPCOUNT max = BIAS_BEATS
+#pragma HLS PIPELINE II = 1
+    const fe_word_t beat = mem.read();
+    for (int u = 0; u < B / 4; u++) {
+#pragma HLS UNROLL
+      if (j * (B / 4) + u < DTL_FE_M_MAX) bias[j * (B / 4) + u] = ap_int<32>(beat.range(32 * u + 31, 32 * u));
+    }
+  }
+#else
+  mem.read_request(d.bias >> LOG_B, 2 * d.m);
+bias_words:
+  for (int m = 0; m < d.m; m++) {
+#pragma HLS LOOP_TRIPCOUNT max = DTL_FE_M_MAX
+#pragma HLS PIPELINE II = 2
+    const fe_word_t lo = mem.read();
+    const fe_word_t hi = mem.read();
+    bias[m] = ap_int<32>((ap_uint<32>(hi) << 16) | ap_uint<32>(lo));
+  }
+#endif
+}
+
+// Load trip k: its weight tile (one burst) and the rows of its input window (a burst each, both
+// operands of an add), on one stream of beats. Requests run ahead of the data by up to MAX_REQ, so
+// the memory latency is paid once per trip, as in the RTL's load.
+static void fe_load(dtl_fe_burst_t mem, const FeDesc &d, int k, fe_word_t win[IN_BANKS][WIN_WORDS],
+                    ap_uint<8> roff[IN_BANKS][2 * IN_ROWS], fe_wgt_t wts[TM][TN][KK]) {
+  static Trip t;
+  static unsigned w_ptr;
+  t = step_trip(d, t, k);
+  const Geometry g = geometry(d, t);
+  if (t.m0 == 0 && t.n0 == 0) w_ptr = d.wt;  // every output tile position reads its weights from the start
+  const bool conv = d.kind == KIND_CONV;
+  const int wn = d.dw ? 1 : g.channels, w_row = weight_row_beats(g.tm, wn);
+  const int w_beats = conv ? d.k * d.k * w_row : 0;
+  const unsigned w_addr = w_ptr;
+  w_ptr += unsigned(w_beats) << LOG_B;
+  // lane (m, n)'s weight: slot q = m * wn + n of each tap row, in beat q / WB at slot q % WB
+  ap_uint<16> q_beat[TM][TN];
+  ap_uint<8> q_slot[TM][TN];
+  bool q_ok[TM][TN];
+#pragma HLS ARRAY_PARTITION variable = q_beat complete dim = 0
+#pragma HLS ARRAY_PARTITION variable = q_slot complete dim = 0
+#pragma HLS ARRAY_PARTITION variable = q_ok complete dim = 0
+  for (int m = 0; m < TM; m++) {
+#pragma HLS UNROLL
+    for (int n = 0; n < TN; n++) {
+#pragma HLS UNROLL
+      const int q = m * wn + n;
+      q_beat[m][n] = q >> LOG_WB;
+      q_slot[m][n] = q & (WB - 1);
+      q_ok[m][n] = m < g.tm && n < wn;
+    }
+  }
   const int operands = d.kind == KIND_ADD ? 2 : 1;
-load_operand:
-  for (int op = 0; op < operands; op++) {
-    const unsigned base = op ? d.wt : d.in;
-  load_bank:
-    for (int b = 0; b < IN_BANKS; b++) {
-    load_row:
-      for (int wy = 0; wy < rows; wy++) {
-#pragma HLS LOOP_TRIPCOUNT max = IN_ROWS
-      load_col:
-        for (int wx = 0; wx < cols; wx++) {
-#pragma HLS LOOP_TRIPCOUNT max = IN_COLS
+  const int rows = g.yhi - g.ylo, cols = g.xhi - g.xlo;
+  const int row_requests = cols > 0 ? operands * g.channels * rows : 0;
+  const unsigned plane = unsigned(d.h) * unsigned(d.w);
+  const unsigned first = unsigned(g.ch0) * plane + unsigned(g.ylo) * unsigned(d.w) + unsigned(g.xlo);
+  if (w_beats == 0 && row_requests == 0) return;
+  // the request walker (rq_*) and the data walker (dt_*) step through the same rows, one behind
+  // the other: operand, channel, row; a row's bytes [addr, addr + cols) are the beats that cover them
+  int requests = (w_beats > 0) + row_requests, in_flight = 0;
+  bool rq_weights = w_beats > 0;
+  int rq_row = 0, rq_ch = 0;
+  unsigned rq_addr = d.in + first, rq_chan = d.in + first;
+  int dt_w = 0, dt_tap = 0, dt_kc = 0, dt_tj = 0, dt_row = 0, dt_ch = 0, dt_op = 0, dt_beat = 0;
+  unsigned dt_addr = d.in + first, dt_chan = d.in + first;
+load:
+  for (;;) {
+#pragma HLS LOOP_TRIPCOUNT max = LOAD_TRIPS
 #pragma HLS PIPELINE II = 1
-          const int y = y0 + wy, x = x0 + wx;
-          fe_act_t v = 0;
-          if (b < channels) {
-            if (y >= 0 && y < d.h && x >= 0 && x < d.w)
-              v = fe_act_t(fe_byte(mem, base + (unsigned(ch0 + b) * d.h + y) * d.w + x));
-            else
-              v = pad;
+    if (requests > 0 && in_flight < MAX_REQ) {
+      if (rq_weights) {
+        mem.read_request(w_addr >> LOG_B, w_beats);
+        rq_weights = false;
+      } else {
+        mem.read_request(rq_addr >> LOG_B, covering_beats(rq_addr, cols));
+        rq_addr += d.w;
+        if (++rq_row == rows) {
+          rq_row = 0;
+          rq_chan += plane;
+          if (++rq_ch == g.channels) {
+            rq_ch = 0;
+            rq_chan = d.wt + first;  // an add's second operand
           }
-          ibuf[b][op * IN_WINDOW + wy * IN_COLS + wx] = v;
+          rq_addr = rq_chan;
         }
       }
+      requests--;
+      in_flight++;
     }
-  }
-  if (d.kind != KIND_CONV) return;
-  const int tm = min_int(TM, d.m - t.m0);
-  const int wn = d.dw ? 1 : min_int(TN, d.n - t.n0);
-  const unsigned row = weight_row_bytes(tm, wn);
-load_weights:
-  for (int kr = 0; kr < d.k; kr++) {
-#pragma HLS LOOP_TRIPCOUNT max = K_MAX
-    for (int kc = 0; kc < d.k; kc++) {
-#pragma HLS LOOP_TRIPCOUNT max = K_MAX
-      // one tap row: (m, n) order, then padding to the beat
-      const unsigned a = w_addr + unsigned(kr * d.k + kc) * row;
+    const fe_word_t beat = mem.read();
+    bool request_done;
+    if (dt_w < w_beats) {
+      // weights: tap dt_tap (kr * K_MAX + kc), beat dt_tj of its row
       for (int m = 0; m < TM; m++) {
+#pragma HLS UNROLL
         for (int n = 0; n < TN; n++) {
-#pragma HLS PIPELINE II = 1
-          fe_wgt_t v = 0;
-          if (m < tm && n < wn) {
-            // the weight's slot, sign-extended from its low W_BITS bits (the slot holds the same value)
-            const unsigned pos = unsigned(m * wn + n);
-            const ap_uint<8> byte = fe_byte(mem, a + pos / W_PER_BYTE);
-            v = fe_wgt_t(byte >> ((pos % W_PER_BYTE) * W_SLOT));
+#pragma HLS UNROLL
+          // the slot, sign-extended from its low W_BITS bits (the slot holds the same value)
+          const fe_wgt_t v = fe_wgt_t(beat >> (q_slot[m][n] * W_SLOT));
+          if (!q_ok[m][n]) wts[m][n][dt_tap] = 0;
+          else if (q_beat[m][n] == dt_tj) wts[m][n][dt_tap] = v;
+        }
+      }
+      if (++dt_tj == w_row) {
+        dt_tj = 0;
+        if (++dt_kc == d.k) {
+          dt_kc = 0;
+          dt_tap += K_MAX - d.k + 1;
+        } else {
+          dt_tap++;
+        }
+      }
+      request_done = ++dt_w == w_beats;
+    } else {
+      // input: beat dt_beat of row dt_row of channel dt_ch (bank dt_ch) of operand dt_op
+      const int at = ((dt_op * IN_ROWS + dt_row) << LOG_ROW_WORDS) + dt_beat;
+      for (int b = 0; b < IN_BANKS; b++) {
+#pragma HLS UNROLL
+        if (b == dt_ch) {
+          win[b][at] = beat;
+          if (dt_beat == 0) roff[b][dt_op * IN_ROWS + dt_row] = dt_addr & (B - 1);
+        }
+      }
+      request_done = ++dt_beat == covering_beats(dt_addr, cols);
+      if (request_done) {
+        dt_beat = 0;
+        dt_addr += d.w;
+        if (++dt_row == rows) {
+          dt_row = 0;
+          dt_chan += plane;
+          if (++dt_ch == g.channels) {
+            dt_ch = 0;
+            dt_op++;
+            dt_chan = d.wt + first;
           }
-          wbuf[m][n][kr * K_MAX + kc] = v;
+          dt_addr = dt_chan;
         }
       }
     }
-  }
-}
-
-// One trip on the array: a tap (kr, kc) per pass over the tile, one output position per cycle,
-// all TM x TN multipliers and the adder trees over TN busy in every cycle.
-static void fe_compute(const FeDesc &d, const Trip &t, fe_act_t ibuf[IN_BANKS][2 * IN_WINDOW],
-                       fe_wgt_t wbuf[TM][TN][KK], fe_acc_t obuf[TM][TR * TC]) {
-  const int tr = min_int(TR, d.r - t.r0), tc = min_int(TC, d.c - t.c0);
-  const bool first_trip = t.n0 == 0;
-tap_row:
-  for (int kr = 0; kr < d.k; kr++) {
-#pragma HLS LOOP_TRIPCOUNT max = K_MAX
-  tap_col:
-    for (int kc = 0; kc < d.k; kc++) {
-#pragma HLS LOOP_TRIPCOUNT max = K_MAX
-    out_row:
-      for (int rr = 0; rr < tr; rr++) {
-#pragma HLS LOOP_TRIPCOUNT max = TR
-      out_col:
-        for (int cc = 0; cc < tc; cc++) {
-#pragma HLS LOOP_TRIPCOUNT max = TC
-#pragma HLS PIPELINE II = 1
-          const int at = (rr * d.s + kr) * IN_COLS + cc * d.s + kc;
-          const bool first = first_trip && kr == 0 && kc == 0;
-        lane:
-          for (int m = 0; m < TM; m++) {
-#pragma HLS UNROLL
-            fe_acc_t sum = 0;
-            if (d.kind == KIND_CONV && !d.dw) {
-            tree:
-              for (int n = 0; n < TN; n++) {
-#pragma HLS UNROLL
-                sum += wbuf[m][n][kr * K_MAX + kc] * ibuf[n][at];
-              }
-            } else if (d.kind == KIND_CONV) {
-              sum = wbuf[m][0][kr * K_MAX + kc] * ibuf[m][at];
-            } else if (d.kind == KIND_ADD) {
-              sum = (fe_acc_t(ibuf[m][at]) << d.sa) + (fe_acc_t(ibuf[m][IN_WINDOW + at]) << d.sb);
-            } else {
-              sum = ibuf[m][at];
-            }
-            const fe_acc_t prev = obuf[m][rr * TC + cc];
-            fe_acc_t total;
-            if (first) total = sum;
-            else if (d.kind == KIND_MAXPOOL) total = sum > prev ? sum : prev;
-            else total = prev + sum;
-            obuf[m][rr * TC + cc] = total;
-          }
-        }
-      }
-    }
+    if (request_done) in_flight--;
+    if (request_done && requests == 0 && in_flight == 0) break;
   }
 }
 
@@ -266,39 +352,198 @@ static fe_act_t fe_finish(const FeDesc &d, fe_acc_t acc, ap_int<32> bias) {
   return fe_act_t(y);
 }
 
-// Store an output tile: one byte per output, rows of the (pooled) tile to their place in the map.
-static void fe_store(dtl_fe_mem_t mem, const FeDesc &d, const Trip &t, fe_acc_t obuf[TM][TR * TC],
-                     const ap_int<32> bias[DTL_FE_M_MAX]) {
-  const int tr = min_int(TR, d.r - t.r0), tc = min_int(TC, d.c - t.c0), tm = min_int(TM, d.m - t.m0);
-  const int out_rows = d.pool ? tr >> 1 : tr, out_cols = d.pool ? tc >> 1 : tc;
-  const int map_rows = d.pool ? d.r >> 1 : d.r, map_cols = d.pool ? d.c >> 1 : d.c;
-store_lane:
-  for (int m = 0; m < tm; m++) {
-#pragma HLS LOOP_TRIPCOUNT max = TM
-    const ap_int<32> b = d.kind == KIND_CONV ? bias[t.m0 + m] : ap_int<32>(0);
-  store_row:
-    for (int i = 0; i < out_rows; i++) {
-#pragma HLS LOOP_TRIPCOUNT max = TR
-    store_col:
-      for (int j = 0; j < out_cols; j++) {
-#pragma HLS LOOP_TRIPCOUNT max = TC
+// Compute trip k: a tap (kr, kc) per pass over the tile's positions, one position a cycle. The
+// accumulators are read and written back each cycle; a pass of fewer than DIST positions is padded
+// with idle cycles, so one accumulator's updates always lie DIST or more cycles apart (which the
+// DEPENDENCE pragma states). The tile's last trip writes the finished outputs.
+static void fe_compute(const FeDesc &d, int k, const fe_word_t win[IN_BANKS][WIN_WORDS],
+                       const ap_uint<8> roff[IN_BANKS][2 * IN_ROWS], const fe_wgt_t wts[TM][TN][KK],
+                       const ap_int<32> bias[DTL_FE_M_MAX], fe_lanes_t tile[TR][TC]) {
+  static Trip t;
+  static fe_acc_t acc[TM][TR * TC];
+#pragma HLS ARRAY_PARTITION variable = acc dim = 1 complete
+  t = step_trip(d, t, k);
+  const Geometry g = geometry(d, t);
+  const bool conv = d.kind == KIND_CONV, dense = conv && !d.dw;
+  const bool first_trip = t.n0 == 0, last_trip = d.per_channel() || t.n0 + TN >= d.n;
+  const fe_act_t pad = d.kind == KIND_MAXPOOL ? fe_act_t(-(1 << (DTL_FE_A_BITS - 1))) : fe_act_t(0);
+  ap_int<32> lane_bias[TM];
+#pragma HLS ARRAY_PARTITION variable = lane_bias complete
+  for (int m = 0; m < TM; m++) {
+#pragma HLS UNROLL
+    lane_bias[m] = conv && t.m0 + m < DTL_FE_M_MAX ? bias[t.m0 + m] : ap_int<32>(0);
+  }
+  const int positions = g.tr * g.tc, pass = positions < DIST ? DIST : positions;
+  const int iterations = d.k * d.k * pass;
+  int kr = 0, kc = 0, tap = 0, p = 0, rr = 0, cc = 0, pos = 0, ry = 0, rx = 0;
+taps:
+  for (int i = 0; i < iterations; i++) {
+#pragma HLS LOOP_TRIPCOUNT max = TAP_TRIPS
 #pragma HLS PIPELINE II = 1
-        fe_act_t v;
-        if (d.pool) {
-          v = fe_finish(d, obuf[m][(2 * i) * TC + 2 * j], b);
-          for (int dy = 0; dy < 2; dy++) {
-            for (int dx = 0; dx < 2; dx++) {
-              const fe_act_t q = fe_finish(d, obuf[m][(2 * i + dy) * TC + 2 * j + dx], b);
-              if (q > v) v = q;
-            }
-          }
-        } else {
-          v = fe_finish(d, obuf[m][i * TC + j], b);
+#pragma HLS DEPENDENCE variable = acc type = inter dependent = false
+    const bool valid = p < positions;
+    const int y = g.y0 + kr + ry, x = g.x0 + kc + rx;
+    const bool inside = valid && y >= g.ylo && y < g.yhi && x >= g.xlo && x < g.xhi;
+    const int row = inside ? y - g.ylo : 0, col = inside ? x - g.xlo : 0;
+    fe_act_t px[IN_BANKS], px2[IN_BANKS];  // each bank's element (and an add's second operand)
+    for (int b = 0; b < IN_BANKS; b++) {
+#pragma HLS UNROLL
+      const int idx = roff[b][row] + col, idx2 = roff[b][IN_ROWS + row] + col;
+      const fe_word_t w0 = win[b][(row << LOG_ROW_WORDS) + (idx >> LOG_B)];
+      const fe_word_t w1 = win[b][((IN_ROWS + row) << LOG_ROW_WORDS) + (idx2 >> LOG_B)];
+      const bool live = inside && b < g.channels;
+      px[b] = live ? fe_act_t(w0 >> (8 * (idx & (B - 1)))) : pad;
+      px2[b] = live ? fe_act_t(w1 >> (8 * (idx2 & (B - 1)))) : fe_act_t(0);
+    }
+    const bool fresh = first_trip && kr == 0 && kc == 0;
+    const bool finish = last_trip && kr == d.k - 1 && kc == d.k - 1;
+    fe_lanes_t lanes = 0;
+    for (int m = 0; m < TM; m++) {
+#pragma HLS UNROLL
+      fe_acc_t sum = 0;
+      if (dense) {
+        for (int n = 0; n < TN; n++) {
+#pragma HLS UNROLL
+          sum += wts[m][n][tap] * px[n];
         }
-        const unsigned row = unsigned(t.m0 + m) * map_rows + (t.r0 >> d.pool) + i;
-        fe_put_byte(mem, d.out + row * map_cols + (t.c0 >> d.pool) + j, ap_uint<8>(v));
+      } else if (conv) {
+        sum = wts[m][0][tap] * px[m];
+      } else if (d.kind == KIND_ADD) {
+        sum = (fe_acc_t(px[m]) << d.sa) + (fe_acc_t(px2[m]) << d.sb);
+      } else {
+        sum = px[m];
+      }
+      const fe_acc_t prev = acc[m][pos];
+      fe_acc_t total;
+      if (fresh) total = sum;
+      else if (d.kind == KIND_MAXPOOL) total = sum > prev ? sum : prev;
+      else total = prev + sum;
+      if (valid) acc[m][pos] = total;
+      lanes.range(8 * m + 7, 8 * m) = ap_uint<8>(fe_finish(d, total, lane_bias[m]));
+    }
+    if (valid && finish) tile[rr][cc] = lanes;
+    // next position, then the next tap
+    if (++p == pass) {
+      p = rr = cc = pos = ry = rx = 0;
+      if (++kc == d.k) {
+        kc = 0;
+        kr++;
+        tap += K_MAX - d.k + 1;
+      } else {
+        tap++;
+      }
+    } else if (++cc == g.tc) {
+      cc = rx = 0;
+      rr++;
+      ry += d.s;
+      pos += TC - g.tc + 1;
+    } else {
+      rx += d.s;
+      pos++;
+    }
+  }
+}
+
+// Store trip k's output tile when k is its last trip: per lane and output row, the beats that cover
+// the row's bytes (one burst request each), B bytes a beat with byte enables; the fused pool takes
+// the maximum of four finished values. A row's write response is collected MAX_WRITES rows later
+// (the rest at the tile's end), so the responses never hold the data back.
+static void fe_store(dtl_fe_burst_t out, const FeDesc &d, int k, const fe_lanes_t tile[TR][TC]) {
+  static Trip t;
+  t = step_trip(d, t, k);
+  const Geometry g = geometry(d, t);
+  if (!(d.per_channel() || t.n0 + TN >= d.n)) return;  // not the tile's last trip
+  const int out_rows = d.pool ? g.tr >> 1 : g.tr, out_cols = d.pool ? g.tc >> 1 : g.tc;
+  if (out_rows == 0 || out_cols == 0) return;
+  const unsigned map_rows = d.pool ? d.r >> 1 : d.r, map_cols = d.pool ? d.c >> 1 : d.c;
+  const unsigned plane = map_rows * map_cols;
+  unsigned lane_addr = d.out + unsigned(t.m0) * plane + unsigned(t.r0 >> d.pool) * map_cols + unsigned(t.c0 >> d.pool);
+  unsigned addr = lane_addr;
+  int sm = 0, si = 0, sj = 0, pending = 0;
+store:
+  for (;;) {
+#pragma HLS LOOP_TRIPCOUNT max = STORE_TRIPS
+#pragma HLS PIPELINE II = 1
+    const int beats = covering_beats(addr, out_cols);
+    if (sj == 0) {
+      if (pending == MAX_WRITES) {  // retire the oldest row's response before a new request
+        out.write_response();
+        pending--;
+      }
+      out.write_request(addr >> LOG_B, beats);
+      pending++;
+    }
+    // byte b of this beat is output column c0 + b of the row (outside [0, out_cols): not written)
+    const int c0 = (sj << LOG_B) - int(addr & (B - 1));
+    const int first_col = d.pool ? 2 * c0 : c0;  // the tile column of byte 0
+    const int tr0 = d.pool ? 2 * si : si;
+    fe_lanes_t v0[2 * B], v1[2 * B];  // tile rows tr0 and tr0 + 1 at the 2B columns from first_col
+    for (int q = 0; q < 2 * B; q++) {
+#pragma HLS UNROLL
+      const int col = first_col + ((q - first_col) & (2 * B - 1));  // the column of bank q in the window
+      const int at = col < 0 ? 0 : col >= TC ? TC - 1 : col;
+      v0[q] = tile[tr0][at];
+      v1[q] = tile[tr0 + 1 < TR ? tr0 + 1 : tr0][at];
+    }
+    fe_word_t word = 0;
+    ap_int<B> mask = 0;
+    for (int b = 0; b < B; b++) {
+#pragma HLS UNROLL
+      const int c = c0 + b;
+      fe_act_t v;
+      if (d.pool) {
+        const int q = (2 * c) & (2 * B - 1);
+        const fe_act_t a0 = fe_act_t(v0[q].range(8 * sm + 7, 8 * sm)), a1 = fe_act_t(v0[q + 1].range(8 * sm + 7, 8 * sm));
+        const fe_act_t a2 = fe_act_t(v1[q].range(8 * sm + 7, 8 * sm)), a3 = fe_act_t(v1[q + 1].range(8 * sm + 7, 8 * sm));
+        const fe_act_t top = a0 > a1 ? a0 : a1, bottom = a2 > a3 ? a2 : a3;
+        v = top > bottom ? top : bottom;
+      } else {
+        v = fe_act_t(v0[c & (2 * B - 1)].range(8 * sm + 7, 8 * sm));
+      }
+      word.range(8 * b + 7, 8 * b) = ap_uint<8>(v);
+      mask[b] = c >= 0 && c < out_cols;
+    }
+    out.write(word, mask);
+    if (++sj == beats) {
+      sj = 0;
+      addr += map_cols;
+      if (++si == out_rows) {
+        si = 0;
+        lane_addr += plane;
+        addr = lane_addr;
+        if (++sm == g.tm) break;
       }
     }
+  }
+responses:
+  for (int i = 0; i < pending; i++) {
+#pragma HLS LOOP_TRIPCOUNT max = MAX_WRITES
+#pragma HLS PIPELINE II = 1
+    out.write_response();
+  }
+}
+
+// The trips of one image of a descriptor as a dataflow loop: load k + 1, compute k and store an
+// earlier tile overlap, linked by the ping-pong buffers Vitis makes of the arrays declared here.
+static void fe_run(dtl_fe_burst_t mem, dtl_fe_burst_t out, const FeDesc &d, int trips,
+                   const ap_int<32> bias[DTL_FE_M_MAX]) {
+trip:
+  for (int k = 0; k < trips; k++) {
+#pragma HLS LOOP_TRIPCOUNT max = 4096
+#pragma HLS DATAFLOW
+    fe_word_t win[IN_BANKS][WIN_WORDS];
+#pragma HLS ARRAY_PARTITION variable = win dim = 1 complete
+    ap_uint<8> roff[IN_BANKS][2 * IN_ROWS];
+#pragma HLS ARRAY_PARTITION variable = roff dim = 1 complete
+    fe_wgt_t wts[TM][TN][KK];
+#pragma HLS ARRAY_PARTITION variable = wts dim = 1 complete
+#pragma HLS ARRAY_PARTITION variable = wts dim = 2 complete
+    fe_lanes_t tile[TR][TC];
+#pragma HLS ARRAY_PARTITION variable = tile dim = 1 cyclic factor = 2
+#pragma HLS ARRAY_PARTITION variable = tile dim = 2 cyclic factor = STORE_BANKS
+    fe_load(mem, d, k, win, roff, wts);
+    fe_compute(d, k, win, roff, wts, bias, tile);
+    fe_store(out, d, k, tile);
   }
 }
 
@@ -306,7 +551,7 @@ store_lane:
 // C-simulation only: the descriptor's fields within what the engine's buffers hold, and every byte
 // it will read or write inside the image, so a tampered descriptor stops the engine instead of
 // indexing an on-chip array or DRAM out of range. Generated programs always pass.
-static bool fe_fits(const dtl_fe_rmem_t &mem, unsigned index, unsigned at, const char *verb, const char *what,
+static bool fe_fits(const dtl_fe_burst_t &mem, unsigned index, unsigned at, const char *verb, const char *what,
                     unsigned long long base, unsigned long long count) {
   if (count == 0 || base + count <= mem.bytes()) return true;
   dtl_csim_fail(mem.status(), DTL_CSIM_BAD_DESCRIPTOR,
@@ -315,7 +560,7 @@ static bool fe_fits(const dtl_fe_rmem_t &mem, unsigned index, unsigned at, const
   return false;
 }
 
-static bool fe_check(const FeDesc &d, unsigned index, unsigned at, const dtl_fe_rmem_t &mem) {
+static bool fe_check(const FeDesc &d, unsigned index, unsigned at, const dtl_fe_burst_t &mem) {
   DtlCsimStatus *status = mem.status();
 #define FE_REFUSE(...) DTL_CSIM_REFUSE(status, "FE", index, at, __VA_ARGS__)
   if (d.kind < KIND_CONV || d.kind > KIND_ADD)
@@ -329,6 +574,9 @@ static bool fe_check(const FeDesc &d, unsigned index, unsigned at, const dtl_fe_
     FE_REFUSE("M=%d output channels exceed the engine's bias table of %d", d.m, DTL_FE_M_MAX);
   if (d.kind == KIND_ADD && (d.sa >= DTL_FE_ACC_BITS || d.sb >= DTL_FE_ACC_BITS))
     FE_REFUSE("the add's operand shifts %d, %d exceed its %d-bit accumulator", d.sa, d.sb, DTL_FE_ACC_BITS);
+  if (d.kind == KIND_CONV && ((d.bias | d.wt) & (B - 1)))
+    FE_REFUSE("its biases at 0x%x and weights at 0x%x must start on %d-byte beats of the memory port", d.bias, d.wt,
+              B);
   if (d.kind == KIND_CONV && !fe_fits(mem, index, at, "reads", "its biases", d.bias, 4ULL * d.m)) return false;
   const long long nl = d.per_channel() ? 1 : d.n;
   if (d.r == 0 || d.c == 0 || d.m == 0 || nl == 0) return true;  // no trips: nothing is read or written
@@ -380,71 +628,34 @@ static bool fe_check(const FeDesc &d, unsigned index, unsigned at, const dtl_fe_
 }
 #endif
 
-// One image of a descriptor: its trips, double-buffered (load trip k while trip k - 1 computes).
-static void fe_image(dtl_fe_mem_t mem, const FeDesc &d, fe_act_t ibuf0[IN_BANKS][2 * IN_WINDOW],
-                     fe_act_t ibuf1[IN_BANKS][2 * IN_WINDOW], fe_wgt_t wbuf0[TM][TN][KK], fe_wgt_t wbuf1[TM][TN][KK],
-                     fe_acc_t obuf[TM][TR * TC], ap_int<32> bias[DTL_FE_M_MAX]) {
-  if (d.kind == KIND_CONV) {
-  bias_load:
-    for (int m = 0; m < d.m; m++) {
-#pragma HLS LOOP_TRIPCOUNT max = DTL_FE_M_MAX
-#pragma HLS PIPELINE II = 4
-      ap_uint<32> word = 0;
-      for (int b = 0; b < 4; b++) word.range(8 * b + 7, 8 * b) = fe_byte(mem, d.bias + 4 * m + b);
-      bias[m] = ap_int<32>(word);
-    }
-  }
-  const int nl = d.per_channel() ? 1 : d.n;
-  const long trips = long((d.r + TR - 1) / TR) * ((d.c + TC - 1) / TC) * ((d.m + TM - 1) / TM) * ((nl + TN - 1) / TN);
-  Trip cur = {0, 0, 0, 0}, nxt = {0, 0, 0, 0};
-  unsigned w_ptr = d.wt;
-trip:
-  for (long k = 0; k <= trips; k++) {
-    const bool load = k < trips, compute = k > 0;
-    // every output tile position reads its weights from the start again
-    const unsigned w_addr = (nxt.m0 == 0 && nxt.n0 == 0) ? unsigned(d.wt) : w_ptr;
-    if (k % 2 == 0) {
-      if (load) fe_load(mem, d, nxt, w_addr, ibuf0, wbuf0);
-      if (compute) fe_compute(d, cur, ibuf1, wbuf1, obuf);
-    } else {
-      if (load) fe_load(mem, d, nxt, w_addr, ibuf1, wbuf1);
-      if (compute) fe_compute(d, cur, ibuf0, wbuf0, obuf);
-    }
-    if (compute && cur.n0 + TN >= nl) fe_store(mem, d, cur, obuf, bias);
-    if (load) {
-      w_ptr = w_addr + trip_weight_bytes(d, nxt);
-      cur = nxt;
-      nxt = next_trip(d, nxt, nl);
-    }
-  }
-}
-
 }  // namespace
 
-void dtl_fe_engine(dtl_fe_mem_t mem, ap_uint<32> desc_addr, ap_uint<16> desc_count) {
-#pragma HLS INTERFACE mode = m_axi port = mem bundle = gmem offset = slave depth = DTL_FE_MEM_BYTES / DTL_FE_BUS_BYTES
+void dtl_fe_engine(dtl_fe_burst_t mem, dtl_fe_burst_t out, ap_uint<32> desc_addr, ap_uint<16> desc_count) {
+#pragma HLS INTERFACE mode = m_axi port = mem bundle = gmem offset = slave depth = DTL_FE_MEM_BYTES / DTL_FE_BUS_BYTES max_read_burst_length = 64 num_read_outstanding = 16
+#pragma HLS INTERFACE mode = m_axi port = out bundle = gmem offset = slave depth = DTL_FE_MEM_BYTES / DTL_FE_BUS_BYTES max_write_burst_length = 64 num_write_outstanding = 16
 #pragma HLS INTERFACE mode = s_axilite port = desc_addr bundle = control
 #pragma HLS INTERFACE mode = s_axilite port = desc_count bundle = control
 #pragma HLS INTERFACE mode = s_axilite port = return bundle = control
-  // Static: large on-chip buffers, not stack frames (C-simulation runs them on the host's stack otherwise).
-  static fe_act_t ibuf0[IN_BANKS][2 * IN_WINDOW], ibuf1[IN_BANKS][2 * IN_WINDOW];
-  static fe_wgt_t wbuf0[TM][TN][KK], wbuf1[TM][TN][KK];
-  static fe_acc_t obuf[TM][TR * TC];
   static ap_int<32> bias[DTL_FE_M_MAX];
-#pragma HLS ARRAY_PARTITION variable = ibuf0 dim = 1 complete
-#pragma HLS ARRAY_PARTITION variable = ibuf1 dim = 1 complete
-#pragma HLS ARRAY_PARTITION variable = wbuf0 dim = 1 complete
-#pragma HLS ARRAY_PARTITION variable = wbuf0 dim = 2 complete
-#pragma HLS ARRAY_PARTITION variable = wbuf1 dim = 1 complete
-#pragma HLS ARRAY_PARTITION variable = wbuf1 dim = 2 complete
-#pragma HLS ARRAY_PARTITION variable = obuf dim = 1 complete
+#pragma HLS ARRAY_PARTITION variable = bias cyclic factor = DTL_FE_TM
 descriptor:
   for (unsigned i = 0; i < desc_count; i++) {
+#pragma HLS LOOP_TRIPCOUNT max = 64
     const unsigned at = unsigned(desc_addr) + i * DTL_FE_DESC_BYTES;
+#ifdef DTL_CSIM_CHECKED
+    if (at & (B - 1)) {
+      dtl_csim_fail(mem.status(), DTL_CSIM_BAD_DESCRIPTOR,
+                    "FE descriptor %u at 0x%x is not on a %d-byte beat of the memory port", i, at, B);
+      return;
+    }
+#endif
     const FeDesc d = fe_decode(mem, at);
 #ifdef DTL_CSIM_CHECKED
     if (!fe_check(d, i, at, mem)) return;
 #endif
+    if (d.kind == KIND_CONV) fe_bias(mem, d, bias);
+    const int nl = d.per_channel() ? 1 : d.n;
+    const int trips = ((d.r + TR - 1) / TR) * ((d.c + TC - 1) / TC) * ((d.m + TM - 1) / TM) * ((nl + TN - 1) / TN);
   group:
     for (int g = 0; g <= d.moreg; g++) {
 #pragma HLS LOOP_TRIPCOUNT max = 1
@@ -456,7 +667,7 @@ descriptor:
         e.in = d.in + in_off;
         if (d.kind == KIND_ADD) e.wt = d.wt + in_off;
         e.out = d.out + unsigned(g) * d.ogstride + unsigned(img) * d.ostride;
-        fe_image(mem, e, ibuf0, ibuf1, wbuf0, wbuf1, obuf, bias);
+        fe_run(mem, out, e, trips, bias);
       }
     }
 #ifdef DTL_CSIM_CHECKED

@@ -137,7 +137,8 @@ class PynqDevice(BufferDevice):
     is the engine's memory (a uint8 `pynq.allocate` buffer; every address the host loop uses is an
     offset into it), `registers` is the engine's entry `overlay.ip_dict[name]["registers"]`.
 
-    The engine's arguments are the memory pointer `mem`, `desc_addr` and `desc_count`. Vitis HLS
+    The engine's arguments are the memory pointer `mem` (the FE engine also has `out`, the port its
+    outputs are written through: both point at the buffer), `desc_addr` and `desc_count`. Vitis HLS
     splits a 64-bit m_axi offset into two 32-bit registers `mem_1` (low word) and `mem_2` (high
     word); a register map with one `mem` register of 64 bits (low word first) or of 32 bits (an
     engine built with 32-bit addresses) works too.
@@ -196,15 +197,23 @@ def _offset(registers: dict, reg: str, engine: str) -> int:
 
 
 def _pointer_words(registers: dict, engine: str) -> list[tuple[int, int]]:
-    """(offset, shift) of each 32-bit word of the `mem` pointer register(s), low word first."""
-    if "mem_1" in registers:
-        words = [(_offset(registers, "mem_1", engine), 0)]
-        if "mem_2" in registers:
-            words.append((_offset(registers, "mem_2", engine), 32))
+    """(offset, shift) of each 32-bit word of the memory pointer registers, low word first: `mem`, and
+    the FE engine's `out` (its writes' port: the same buffer) where the map has one."""
+    words = _pointer(registers, engine, "mem")
+    if "out_1" in registers or "out" in registers:
+        words += _pointer(registers, engine, "out")
+    return words
+
+
+def _pointer(registers: dict, engine: str, arg: str) -> list[tuple[int, int]]:
+    if f"{arg}_1" in registers:
+        words = [(_offset(registers, f"{arg}_1", engine), 0)]
+        if f"{arg}_2" in registers:
+            words.append((_offset(registers, f"{arg}_2", engine), 32))
         return words
-    if "mem" in registers:
-        offset = int(registers["mem"]["address_offset"])
-        if int(registers["mem"].get("size", 32)) > 32:
+    if arg in registers:
+        offset = int(registers[arg]["address_offset"])
+        if int(registers[arg].get("size", 32)) > 32:
             return [(offset, 0), (offset + 4, 32)]
         return [(offset, 0)]
     raise DriverError(f"engine {engine}: the overlay's register map has no memory pointer register "
