@@ -6,7 +6,9 @@ rendered from a Jinja2 template, with the numerics constants read from `dtlgen.q
 test vectors (`hls/tb_data/`) are scripts of host actions and the golden model's expected bytes:
 the FE testbench runs one input sample through every FE descriptor and checks every op's output;
 the RL testbench runs the first TB_STEPS training steps of `dtlgen csim`'s plan (`sample_plan`),
-checking the logits and the parameters after every step. Nothing here compiles or simulates.
+checking the logits and the parameters after every step. Each has a reduced script for Vitis HLS
+co-simulation (`*_cosim_script.txt`: the first descriptor, the first step). Nothing here compiles
+or simulates.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ def _write_fe_vectors(data: Path, program: FEProgram, outputs: list[np.ndarray])
     (data / "fe_memory.bin").write_bytes(image_bytes)
     lines = [f"memory {len(program.memory)}", f"load 0 fe_memory.bin {len(image_bytes)}",
              f"run {program.desc_addr} {len(program.ops)}"]
+    first_op: list[str] = []  # the first descriptor's checks
     for i, (image, expected) in enumerate(zip(program.ops, outputs)):
         values = np.asarray(expected, dtype=np.int64).astype(np.int8).reshape(image.op.total_images, -1)
         for j, sample in enumerate(values):  # a batch's outputs lie image_pitch bytes apart
@@ -85,7 +88,12 @@ def _write_fe_vectors(data: Path, program: FEProgram, outputs: list[np.ndarray])
             (data / name).write_bytes(sample.tobytes())
             label = image.op.name if image.op.total_images == 1 else f"{image.op.name}[{image.image0 + j}]"
             lines.append(f"expect {image.out_addr + j * image.image_pitch} {name} {label} {sample.size}")
+            if i == 0:
+                first_op.append(lines[-1])
     (data / "fe_script.txt").write_text("\n".join(lines) + "\n")
+    # co-simulation runs the RTL that Vitis made, cycle by cycle: its script runs the first descriptor alone
+    cosim = lines[:2] + ([f"run {program.desc_addr} 1"] + first_op if program.ops else [])
+    (data / "fe_cosim_script.txt").write_text("\n".join(cosim) + "\n")
 
 
 def _write_rl_vectors(data: Path, qnet: QuantizedNetwork, layout: RLLayout, features: np.ndarray,
@@ -105,6 +113,7 @@ def _write_rl_vectors(data: Path, qnet: QuantizedNetwork, layout: RLLayout, feat
 
     lines = [f"memory {layout.memory_bytes}", f"load {layout.params_addr} {sized('rl_params0.bin')}",
              f"load {layout.desc_addr} {sized('rl_load_params.bin')}", f"run {layout.desc_addr} 1"]
+    first_step = len(lines)  # the lines through the first step's checks (co-simulation runs those)
     batches = list(plan.batches())
     for k, idx in batches:
         load, prefetch = schedule[k]  # the next step's features load in this step's background (perf.rl, 5.)
@@ -136,6 +145,10 @@ def _write_rl_vectors(data: Path, qnet: QuantizedNetwork, layout: RLLayout, feat
         lines += [f"load {layout.desc_addr} {sized(f'rl_backward{k}.bin')}", f"run {layout.desc_addr} {bwd_count}",
                   f"load {layout.desc_addr} {sized('rl_store_params.bin')}", f"run {layout.desc_addr} 1",
                   f"expect {layout.params_addr} {params} step{k}_params {len(files_[params])}"]
+        if k == 0:
+            first_step = len(lines)
     for name, blob in files_.items():
         (data / name).write_bytes(blob)
     (data / "rl_script.txt").write_text("\n".join(lines) + "\n")
+    # co-simulation: the parameters' load and the first training step, through its parameters' check
+    (data / "rl_cosim_script.txt").write_text("\n".join(lines[:first_step]) + "\n")

@@ -70,6 +70,21 @@ def test_csim_digits_cnn_fe_and_training_bit_exact(tmp_path, capsys):
     assert estimate["rtl_fe_cycles"] <= estimate["fe_cycles"] <= 1.25 * estimate["rtl_fe_cycles"]
 
 
+def test_the_cosim_scripts_run_the_first_descriptor_and_step_bit_exact(tmp_path):
+    # run_hls.tcl co-simulates the reduced scripts: they must pass, and hold fewer checks than the whole set
+    project = make_project(tmp_path)
+    engines = CsimEngines(project)
+    data = project / "hls" / "tb_data"
+    for engine, checks in (("fe", 1), ("rl", 2)):  # the first op's output; the first step's logits and parameters
+        tb = str(engines.built.testbenches[engine])
+        done = subprocess.run([tb, str(data), f"{engine}_cosim_script.txt"], capture_output=True, text=True)
+        assert done.returncode == 0 and done.stdout.count("PASS ") == checks, done.stdout + done.stderr
+        whole = subprocess.run([tb, str(data)], capture_output=True, text=True)
+        assert whole.returncode == 0 and whole.stdout.count("PASS ") > checks
+        wrong = subprocess.run([tb, str(data), "../../etc/passwd"], capture_output=True, text=True)
+        assert wrong.returncode == 2 and "unknown script" in wrong.stderr
+
+
 def test_hls_estimate_counts_the_engines_loops_exactly(tmp_path):
     # the FE compute pipeline runs one iteration per tap and output position of every trip: its
     # counter over the network equals that sum from the ops' geometry (and the estimate is the counts'

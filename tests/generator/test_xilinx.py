@@ -135,7 +135,9 @@ def test_run_hls_builds_tests_and_exports_both_engines(tmp_path, board_name):
     assert text.count("open_solution -reset solution1 -flow_target vivado") == 2
     assert text.count("add_files -tb tb_data") == 2
     assert text.count("csim_design -argv $tb_data") == 2
-    assert text.count("cosim_design -argv $tb_data") == 2
+    assert text.count("cosim_design -argv $tb_data\n") == 2  # the whole set on request (DTL_FULL_COSIM)
+    assert 'cosim_design -argv "$tb_data fe_cosim_script.txt"' in text
+    assert 'cosim_design -argv "$tb_data rl_cosim_script.txt"' in text
     assert text.count("csynth_design") == 2
     # csim and cosim can be skipped (cosim is slow), and both switches are documented.
     assert "DTL_SKIP_CSIM" in text and "DTL_SKIP_COSIM" in text
@@ -440,6 +442,9 @@ def test_run_hls_runs_every_step_per_engine(tmp_path, monkeypatch, board_name, e
     assert [call[0] for call in calls_of(calls, "set_top")] == tops
     assert calls_of(calls, "set_part") == [[load_board(board_name).part]] * len(tops)
     assert calls_of(calls, "csim_design") == [["-argv", str(hls / "tb_data")]] * len(tops)
+    # co-simulation runs each engine's reduced script by default
+    assert calls_of(calls, "cosim_design") == [["-argv", f"{hls / 'tb_data'} {engine}_cosim_script.txt"]
+                                               for engine in engines]
     for top in tops:
         assert (hls / "ip" / top / "component.xml").exists()
         assert str(hls / "ip" / f"{top}.zip") in [call[-1] for call in calls_of(calls, "export_design")]

@@ -68,6 +68,15 @@ inline bool fits(uint64_t addr, uint64_t rows, uint64_t cols, uint64_t pitch, ui
   return (rows - 1) * pitch + cols <= room;
 }
 
+// The script a testbench runs: the whole one, or (second argument) its reduced co-simulation script.
+inline const char *pick_script(int argc, char **argv, const char *whole, const char *cosim) {
+  if (argc <= 2) return whole;
+  const std::string wanted = argv[2];
+  if (wanted == whole || wanted == cosim) return wanted == whole ? whole : cosim;
+  std::cerr << "testbench: unknown script '" << wanted << "' (" << whole << " or " << cosim << ")\n";
+  return 0;
+}
+
 // `engine(memory, desc_addr, count, status)` runs the engine on the byte image in place and
 // returns an error code of dtl_csim_check.h with the message in *status.
 template <typename Engine>
