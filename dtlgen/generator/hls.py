@@ -45,6 +45,7 @@ def params_header(design: Design, model: str, board: str, fe: FESimBuild, layout
     """hls/dtl_params.h: the engines' parameters; each engine's C-simulation memory is its simulation DRAM."""
     values: dict[str, Any] = {
         "model": model, "board": board, "clock_mhz": design.clock_mhz, "lfsr_mask": fixed.LFSR_MASK,
+        "latency": fe.dram.latency,
         "fe": fe.fe.hls_values(fe.dram.memory_bytes),
         "rl": layout.engine.hls_values(layout.memory_bytes) if layout is not None else None}
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(hls_template_dir())),

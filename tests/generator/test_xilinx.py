@@ -655,6 +655,8 @@ def test_hls_port_widths_agree_with_the_cpp_and_the_board(tmp_path, board_name):
     params = dict(re.findall(r"^#define (DTL_\w+) (\S+)", (hls / "dtl_params.h").read_text(), re.MULTILINE))
     bus = int(board.bus_bytes)  # the ganged ports' width, or the one port's
     assert int(params["DTL_FE_BUS_BYTES"]) == int(params["DTL_RL_BUS_BYTES"]) == bus
+    assert int(params["DTL_MAXI_LATENCY"]) == board.dram_latency_cycles  # the m_axi ports' latency option
+    assert "latency = DTL_MAXI_LATENCY" in (hls / "dtl_fe_engine.cpp").read_text()
     engines = (hls / "dtl_engines.h").read_text()
     assert "typedef ap_uint<DTL_FE_BUS_BYTES * 8> dtl_fe_word_t;" in engines
     assert "typedef ap_uint<DTL_RL_BUS_BYTES * 8> dtl_rl_word_t;" in engines

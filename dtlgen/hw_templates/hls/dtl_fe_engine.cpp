@@ -631,8 +631,8 @@ static bool fe_check(const FeDesc &d, unsigned index, unsigned at, const dtl_fe_
 }  // namespace
 
 void dtl_fe_engine(dtl_fe_burst_t mem, dtl_fe_burst_t out, ap_uint<32> desc_addr, ap_uint<16> desc_count) {
-#pragma HLS INTERFACE mode = m_axi port = mem bundle = gmem offset = slave depth = DTL_FE_MEM_BYTES / DTL_FE_BUS_BYTES max_read_burst_length = 64 num_read_outstanding = 16
-#pragma HLS INTERFACE mode = m_axi port = out bundle = gmem offset = slave depth = DTL_FE_MEM_BYTES / DTL_FE_BUS_BYTES max_write_burst_length = 64 num_write_outstanding = 16
+#pragma HLS INTERFACE mode = m_axi port = mem bundle = gmem offset = slave depth = DTL_FE_MEM_BYTES / DTL_FE_BUS_BYTES max_read_burst_length = 64 num_read_outstanding = 16 latency = DTL_MAXI_LATENCY
+#pragma HLS INTERFACE mode = m_axi port = out bundle = gmem offset = slave depth = DTL_FE_MEM_BYTES / DTL_FE_BUS_BYTES max_write_burst_length = 64 num_write_outstanding = 16 latency = DTL_MAXI_LATENCY
 #pragma HLS INTERFACE mode = s_axilite port = desc_addr bundle = control
 #pragma HLS INTERFACE mode = s_axilite port = desc_count bundle = control
 #pragma HLS INTERFACE mode = s_axilite port = return bundle = control
