@@ -118,15 +118,7 @@ class DtlBurst {
   explicit DtlBurst(const DtlMem<T> &mem) : mem_(mem), next_read_(0), reads_left_(0), next_write_(0),
                                              writes_left_(0), responses_(0), read_queue_(), write_queue_() {}
 
-  void read_request(uint64_t offset, unsigned len) {
-    if (len == 0) return;
-    if (reads_left_ == 0 && read_queue_.count == 0) {
-      next_read_ = offset;
-      reads_left_ = len;
-    } else {
-      push(read_queue_, offset, len);
-    }
-  }
+  void read_request(uint64_t offset, unsigned len) { request(read_queue_, next_read_, reads_left_, offset, len); }
 
   T read() {
     if (reads_left_ == 0 && !pop(read_queue_, next_read_, reads_left_)) {
@@ -138,13 +130,7 @@ class DtlBurst {
   }
 
   void write_request(uint64_t offset, unsigned len) {
-    if (len == 0) return;
-    if (writes_left_ == 0 && write_queue_.count == 0) {
-      next_write_ = offset;
-      writes_left_ = len;
-    } else {
-      push(write_queue_, offset, len);
-    }
+    request(write_queue_, next_write_, writes_left_, offset, len);
   }
 
   template <int N>
@@ -179,6 +165,16 @@ class DtlBurst {
     unsigned head, count;
     Queue() : head(0), count(0) {}
   };
+  // A request starts at once when none is running or waiting, else it waits its turn.
+  void request(Queue &q, uint64_t &next, unsigned &left, uint64_t offset, unsigned len) {
+    if (len == 0) return;
+    if (left == 0 && q.count == 0) {
+      next = offset;
+      left = len;
+    } else {
+      push(q, offset, len);
+    }
+  }
   void push(Queue &q, uint64_t offset, unsigned len) {
     if (q.count == QUEUE) {
       dtl_csim_fail(mem_.status(), DTL_CSIM_OUT_OF_RANGE, "the engine queued more than %u memory requests", QUEUE);

@@ -217,6 +217,26 @@ bias_words:
 #endif
 }
 
+// A walk over a trip's input rows: operand, channel, row; `addr` is the row's first byte (its first
+// window column), `chan` its channel's; an add's second operand starts at `second`.
+struct RowWalker {
+  int row, ch, op;
+  unsigned addr, chan;
+  explicit RowWalker(unsigned start) : row(0), ch(0), op(0), addr(start), chan(start) {}
+  void next(unsigned width, int rows, unsigned plane, int channels, unsigned second) {
+    addr += width;
+    if (++row < rows) return;
+    row = 0;
+    chan += plane;
+    if (++ch == channels) {
+      ch = 0;
+      op++;
+      chan = second;
+    }
+    addr = chan;
+  }
+};
+
 // Load trip k: its weight tile (one burst) and the rows of its input window (a burst each, both
 // operands of an add), on one stream of beats. Requests run ahead of the data by up to MAX_REQ, so
 // the memory latency is paid once per trip, as in the RTL's load.
@@ -255,14 +275,11 @@ static void fe_load(dtl_fe_burst_t mem, const FeDesc &d, int k, fe_word_t win[IN
   const unsigned plane = unsigned(d.h) * unsigned(d.w);
   const unsigned first = unsigned(g.ch0) * plane + unsigned(g.ylo) * unsigned(d.w) + unsigned(g.xlo);
   if (w_beats == 0 && row_requests == 0) return;
-  // the request walker (rq_*) and the data walker (dt_*) step through the same rows, one behind
-  // the other: operand, channel, row; a row's bytes [addr, addr + cols) are the beats that cover them
+  // the request walker (rq) and the data walker (dt) step through the same rows, one behind the other
   int requests = (w_beats > 0) + row_requests, in_flight = 0;
   bool rq_weights = w_beats > 0;
-  int rq_row = 0, rq_ch = 0;
-  unsigned rq_addr = d.in + first, rq_chan = d.in + first;
-  int dt_w = 0, dt_tap = 0, dt_kc = 0, dt_tj = 0, dt_row = 0, dt_ch = 0, dt_op = 0, dt_beat = 0;
-  unsigned dt_addr = d.in + first, dt_chan = d.in + first;
+  RowWalker rq(d.in + first), dt(d.in + first);
+  int dt_w = 0, dt_tap = 0, dt_kc = 0, dt_tj = 0, dt_beat = 0;
 load:
   for (;;) {
 #pragma HLS LOOP_TRIPCOUNT max = LOAD_TRIPS
@@ -272,17 +289,8 @@ load:
         mem.read_request(w_addr >> LOG_B, w_beats);
         rq_weights = false;
       } else {
-        mem.read_request(rq_addr >> LOG_B, covering_beats(rq_addr, cols));
-        rq_addr += d.w;
-        if (++rq_row == rows) {
-          rq_row = 0;
-          rq_chan += plane;
-          if (++rq_ch == g.channels) {
-            rq_ch = 0;
-            rq_chan = d.wt + first;  // an add's second operand
-          }
-          rq_addr = rq_chan;
-        }
+        mem.read_request(rq.addr >> LOG_B, covering_beats(rq.addr, cols));
+        rq.next(d.w, rows, plane, g.channels, d.wt + first);
       }
       requests--;
       in_flight++;
@@ -312,29 +320,19 @@ load:
       }
       request_done = ++dt_w == w_beats;
     } else {
-      // input: beat dt_beat of row dt_row of channel dt_ch (bank dt_ch) of operand dt_op
-      const int at = ((dt_op * IN_ROWS + dt_row) << LOG_ROW_WORDS) + dt_beat;
+      // input: beat dt_beat of row dt.row of channel dt.ch (bank dt.ch) of operand dt.op
+      const int at = ((dt.op * IN_ROWS + dt.row) << LOG_ROW_WORDS) + dt_beat;
       for (int b = 0; b < IN_BANKS; b++) {
 #pragma HLS UNROLL
-        if (b == dt_ch) {
+        if (b == dt.ch) {
           win[b][at] = beat;
-          if (dt_beat == 0) roff[b][dt_op * IN_ROWS + dt_row] = dt_addr & (B - 1);
+          if (dt_beat == 0) roff[b][dt.op * IN_ROWS + dt.row] = dt.addr & (B - 1);
         }
       }
-      request_done = ++dt_beat == covering_beats(dt_addr, cols);
+      request_done = ++dt_beat == covering_beats(dt.addr, cols);
       if (request_done) {
         dt_beat = 0;
-        dt_addr += d.w;
-        if (++dt_row == rows) {
-          dt_row = 0;
-          dt_chan += plane;
-          if (++dt_ch == g.channels) {
-            dt_ch = 0;
-            dt_op++;
-            dt_chan = d.wt + first;
-          }
-          dt_addr = dt_chan;
-        }
+        dt.next(d.w, rows, plane, g.channels, d.wt + first);
       }
     }
     if (request_done) in_flight--;
