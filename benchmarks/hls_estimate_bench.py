@@ -11,9 +11,11 @@ training step, the checker's findings, and the costliest FE loops.
 
 Cases: the digits demo's knee design (`dtlgen demo` on pynq-z2: FE 8×8 array, 6×21 tiles, 40 LUT
 multipliers; RL 2×15, batch 16) and vgg16_cifar with a 16×16 FE array (8×8 tiles; RL 8×8, batch 16)
-on pynq-z2, the two designs of issue 16's figures; the test suite's small digits design.
+on pynq-z2, the two designs of issue 16's figures; resnet18_cifar (residual adds) and
+mobilenet_v1_cifar (depthwise, average pool) on zcu104 with csim_bench's FE 8×8 / RL 8×8 design; the
+test suite's small digits design.
 
-Run: python benchmarks/hls_estimate_bench.py [--cases demo vgg16 small]
+Run: python benchmarks/hls_estimate_bench.py [--cases demo vgg16 resnet18 mobilenet small]
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ from dtlgen.model.calibration import calibration_inputs
 from dtlgen.perf import Design
 
 PYNQ = "pynq-z2"
+# benchmarks/csim_bench.py's design for every zoo model (zcu104)
+ZCU_FE = {"tm": 8, "tn": 8, "tr": 8, "tc": 8, "w_bits": 8, "a_bits": 8}
+ZCU_RL = {"tm": 8, "tn": 8, "bits": 16, "batch": 16}
 CASES = {
     "demo": ("digits_cnn", {"board": PYNQ, "clock_mhz": 90,
                             "fe": {"tm": 8, "tn": 8, "tr": 6, "tc": 21, "w_bits": 8, "a_bits": 8, "lut_mults": 40},
@@ -42,6 +47,8 @@ CASES = {
     "vgg16": ("vgg16_cifar", {"board": PYNQ, "clock_mhz": 90,
                               "fe": {"tm": 16, "tn": 16, "tr": 8, "tc": 8, "w_bits": 8, "a_bits": 8},
                               "rl": {"tm": 8, "tn": 8, "bits": 16, "batch": 16}}),
+    "resnet18": ("resnet18_cifar", {"board": "zcu104", "clock_mhz": 150, "fe": ZCU_FE, "rl": ZCU_RL}),
+    "mobilenet": ("mobilenet_v1_cifar", {"board": "zcu104", "clock_mhz": 150, "fe": ZCU_FE, "rl": ZCU_RL}),
     "small": ("digits_cnn", {"board": PYNQ, "clock_mhz": 100,
                              "fe": {"tm": 4, "tn": 4, "tr": 4, "tc": 4, "w_bits": 8, "a_bits": 8},
                              "rl": {"tm": 8, "tn": 8, "bits": 16, "batch": 16}}),
@@ -60,7 +67,7 @@ def bench(case: str, workdir: Path) -> dict:
 
 def _design(design: Design) -> str:
     fe, rl = design.fe, design.rl
-    return f"FE {fe.tm}×{fe.tn}, {fe.tr}×{fe.tc} tiles; RL {rl.tm}×{rl.tn}, batch {rl.batch}"
+    return f"{design.board}: FE {fe.tm}×{fe.tn}, {fe.tr}×{fe.tc} tiles; RL {rl.tm}×{rl.tn}, batch {rl.batch}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,10 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         rows = [bench(case, Path(tmp)) for case in args.cases]
     table = Table(title="HLS C++: estimated Vitis cycles vs the RTL model (estimate: instrumented C-simulation + "
                         "per-loop rule; no Vitis HLS)")
-    for column in ("case", "design (pynq-z2)", "FE: HLS estimate", "FE: RTL model", "FE ratio",
+    for column in ("case", "design", "FE: HLS estimate", "FE: RTL model", "FE ratio",
                    "RL step: HLS estimate", "RL step: RTL model", "RL ratio", "checker findings", "bit-exact",
                    "costliest FE loops (share of the FE estimate)"):
-        table.add_column(column, justify="left" if column in ("case", "design (pynq-z2)") else "right")
+        table.add_column(column, justify="left" if column in ("case", "design") else "right")
     for r in rows:
         est = r["report"]["hls_estimate"]
         loops: dict[str, int] = {}

@@ -20,9 +20,9 @@ The cost of a pipelined loop:
 - depth is `PIPELINE_DEPTH` cycles of address, block-RAM read, operation and write, plus the board's
   DRAM latency if the body touches an m_axi port (the first beat's round trip, once per entry: a
   burst, or pipelined single beats), plus `DIVIDER_LATENCY` for a division hls_check finds there.
-The loops then add up: the estimate assumes nothing overlaps (an engine with a DATAFLOW region is
-refused until the estimator models one), which is what Vitis does with sequential calls on shared
-buffers. Not modelled: function-call and state-machine overhead outside loops, DRAM refresh and
+The loops then add up, except a DATAFLOW loop of process calls, whose processes overlap through
+ping-pong buffers (DtlEstFlow: the recurrence, with DRAM processes sharing the bus); any other
+DATAFLOW form is refused. Not modelled: function-call and state-machine overhead outside loops, DRAM refresh and
 row misses, and the II Vitis cannot meet for reasons hls_check does not read (memory ports of
 unpartitioned arrays, recurrences through block RAM). The RTL figures are the analytical model's
 (dtlgen.perf), equal to RTL simulation within the tolerances its tests hold.

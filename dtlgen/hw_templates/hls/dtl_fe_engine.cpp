@@ -352,8 +352,8 @@ static fe_act_t fe_finish(const FeDesc &d, fe_acc_t acc, ap_int<32> bias) {
 
 // Compute trip k: a tap (kr, kc) per pass over the tile's positions, one position a cycle. The
 // accumulators are read and written back each cycle; a pass of fewer than DIST positions is padded
-// with idle cycles, so one accumulator's updates always lie DIST or more cycles apart (which the
-// DEPENDENCE pragma states). The tile's last trip writes the finished outputs.
+// with idle cycles, so one accumulator's updates always lie DIST or more cycles apart (the distance
+// the DEPENDENCE pragma gives Vitis). The tile's last trip writes the finished outputs.
 static void fe_compute(const FeDesc &d, int k, const fe_word_t win[IN_BANKS][WIN_WORDS],
                        const ap_uint<8> roff[IN_BANKS][2 * IN_ROWS], const fe_wgt_t wts[TM][TN][KK],
                        const ap_int<32> bias[DTL_FE_M_MAX], fe_lanes_t tile[TR][TC]) {
@@ -378,7 +378,7 @@ taps:
   for (int i = 0; i < iterations; i++) {
 #pragma HLS LOOP_TRIPCOUNT max = TAP_TRIPS
 #pragma HLS PIPELINE II = 1
-#pragma HLS DEPENDENCE variable = acc type = inter dependent = false
+#pragma HLS DEPENDENCE variable = acc type = inter direction = RAW dependent = true distance = 4
     const bool valid = p < positions;
     const int y = g.y0 + kr + ry, x = g.x0 + kc + rx;
     const bool inside = valid && y >= g.ylo && y < g.yhi && x >= g.xlo && x < g.xhi;
@@ -386,13 +386,15 @@ taps:
     fe_act_t px[IN_BANKS], px2[IN_BANKS];  // each bank's element (and an add's second operand)
     for (int b = 0; b < IN_BANKS; b++) {
 #pragma HLS UNROLL
-      const int idx = roff[b][row] + col, idx2 = roff[b][IN_ROWS + row] + col;
+      const bool live = inside && b < g.channels;  // a row this trip loaded (roff and win written)
+      const int idx = live ? int(roff[b][row]) + col : 0;
+      const int idx2 = live && d.kind == KIND_ADD ? int(roff[b][IN_ROWS + row]) + col : 0;
       const fe_word_t w0 = win[b][(row << LOG_ROW_WORDS) + (idx >> LOG_B)];
       const fe_word_t w1 = win[b][((IN_ROWS + row) << LOG_ROW_WORDS) + (idx2 >> LOG_B)];
-      const bool live = inside && b < g.channels;
       px[b] = live ? fe_act_t(w0 >> (8 * (idx & (B - 1)))) : pad;
       px2[b] = live ? fe_act_t(w1 >> (8 * (idx2 & (B - 1)))) : fe_act_t(0);
     }
+    const int at = valid ? pos : 0;  // idle cycles of a short pass touch no accumulator
     const bool fresh = first_trip && kr == 0 && kc == 0;
     const bool finish = last_trip && kr == d.k - 1 && kc == d.k - 1;
     fe_lanes_t lanes = 0;
@@ -411,12 +413,12 @@ taps:
       } else {
         sum = px[m];
       }
-      const fe_acc_t prev = acc[m][pos];
+      const fe_acc_t prev = acc[m][at];
       fe_acc_t total;
       if (fresh) total = sum;
       else if (d.kind == KIND_MAXPOOL) total = sum > prev ? sum : prev;
       else total = prev + sum;
-      if (valid) acc[m][pos] = total;
+      if (valid) acc[m][at] = total;
       lanes.range(8 * m + 7, 8 * m) = ap_uint<8>(fe_finish(d, total, lane_bias[m]));
     }
     if (valid && finish) tile[rr][cc] = lanes;
