@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                         "per-loop rule; no Vitis HLS)")
     for column in ("case", "design", "FE: HLS estimate", "FE: RTL model", "FE ratio",
                    "RL step: HLS estimate", "RL step: RTL model", "RL ratio", "checker findings", "bit-exact",
-                   "costliest FE loops (share of the FE estimate)"):
+                   "costliest FE loops (their cycles / the FE estimate: they overlap)"):
         table.add_column(column, justify="left" if column in ("case", "design") else "right")
     for r in rows:
         est = r["report"]["hls_estimate"]
@@ -91,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         worst = ", ".join(f"{name} {cycles / est['fe_cycles']:.0%}"
                           for name, cycles in sorted(loops.items(), key=lambda kv: -kv[1])[:3])
         table.add_row(f"{r['case']} ({r['model']})", _design(r["design"]), f"{est['fe_cycles']:,}",
-                      f"{est['rtl_fe_cycles']:,}", f"{est['fe_ratio']:.1f}×", f"{est['rl_step_cycles']:,}",
-                      f"{est['rtl_rl_step_cycles']:,}", f"{est['rl_ratio']:.1f}×",
+                      f"{est['rtl_fe_cycles']:,}", f"{est['fe_ratio']:.2f}×", f"{est['rl_step_cycles']:,}",
+                      f"{est['rtl_rl_step_cycles']:,}", f"{est['rl_ratio']:.2f}×",
                       str(len(r["report"]["hls_check"]["findings"])), "yes" if r["report"]["bit_exact"] else "NO", worst)
     console = Console(width=220)
     console.print(table)
