@@ -141,9 +141,13 @@ def engine_loops(name: str, sources: dict[str, str], latency: int) -> EngineLoop
             continue
         calls = [(pos, g, args) for g, pos, args in checker.calls[id(f)] if loop.body[0] <= pos < loop.body[1]
                  and _innermost(f.loops, pos) is loop]
-        if not calls or len(calls) > MAX_STAGES or any(l.parent is loop for l in f.loops):
+        body = unit.code[loop.body[0]:loop.body[1]]
+        bare = all(re.search(r"(?:^|[;{}])\s*$", unit.code[loop.body[0]:pos]) for pos, _, _ in calls)
+        if not calls or len(calls) > MAX_STAGES or any(l.parent is loop for l in f.loops) or not bare \
+                or re.search(r"\b(?:continue|break|return|goto)\b", body):
             raise UnmodelledSchedule(f"{name}: the DATAFLOW loop at line {unit.line(loop.kw)} is not a sequence of 1 to "
-                                     f"{MAX_STAGES} process calls (the form the estimate models)")
+                                     f"{MAX_STAGES} process calls, each a statement of its own, with no jump out of it (the form the estimate "
+                                     "models)")
         flows[k] = [(pos, unit.code.index(";", pos) + 1,
                      any(g.params[j][1] in checker.touches.get(id(g), ()) for j in range(min(len(args), len(g.params)))))
                     for pos, g, args in calls]

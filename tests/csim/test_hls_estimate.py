@@ -228,3 +228,12 @@ def test_a_dataflow_loop_that_is_not_a_sequence_of_calls_is_refused():
     # a DATAFLOW loop whose body holds a loop, not process calls: no estimate rather than a wrong one
     with pytest.raises(UnmodelledSchedule, match="DATAFLOW loop at line 5"):
         _estimate(TWO_LOOPS.replace("#pragma HLS LOOP_TRIPCOUNT max = 3\n", "#pragma HLS LOOP_TRIPCOUNT max = 3\n#pragma HLS DATAFLOW\n"))
+
+
+@pytest.mark.parametrize("change", [("    drain(out, k, res);", "    drain(out, k, res);\n    if (k == 3) break;"),
+                                    ("    work(k, buf, res);", "    (void)work(k, buf, res);")])
+def test_a_dataflow_body_with_jumps_or_calls_inside_expressions_is_refused(change):
+    # the overlap is measured per process call and per iteration: a jump or a call inside an expression
+    # would skip or break that measurement, so no estimate rather than a wrong one (or one that fails to compile)
+    with pytest.raises(UnmodelledSchedule, match="no jump out of it"):
+        _estimate(DATAFLOW.replace(*change))
