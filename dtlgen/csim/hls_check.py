@@ -118,14 +118,20 @@ def check_files(paths: Iterable[Path], bus_bytes: int | None = None) -> list[Fin
     """The findings for several sources (the engines with dtl_engines.h): every file's typedefs and
     constants are seen by all, a file's own definitions first."""
     units = [(str(p), _Unit(Path(p).read_text(encoding="utf-8", errors="replace"))) for p in paths]
+    consts, typedefs = _shared(unit for _, unit in units)
+    return [finding for name, unit in units for finding in
+            _Checker(unit, name, bus_bytes, ChainMap(unit.consts, consts), ChainMap(unit.typedefs, typedefs)).run()]
+
+
+def _shared(units: Iterable[_Unit]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Every unit's constants and typedefs together (a unit's own come first where it reads them)."""
     consts: dict[str, list[str]] = {}
     typedefs: dict[str, list[str]] = {}
-    for _, unit in units:
+    for unit in units:
         for mine, shared in ((unit.consts, consts), (unit.typedefs, typedefs)):
             for name, values in mine.items():
                 shared.setdefault(name, []).extend(values)
-    return [finding for name, unit in units for finding in
-            _Checker(unit, name, bus_bytes, ChainMap(unit.consts, consts), ChainMap(unit.typedefs, typedefs)).run()]
+    return consts, typedefs
 
 
 # --- reading the source -------------------------------------------------------------------------------------------
@@ -152,7 +158,7 @@ _PRIMS = ((re.compile(r"\blong\b|\bu?int64_t\b|\bdouble\b"), 64), (re.compile(r"
           (re.compile(r"\bchar\b|\bu?int8_t\b"), 8), (re.compile(r"\bint\b|\bunsigned\b|\bu?int32_t\b|\bfloat\b"), 32))
 
 
-def _ACCESS(name: str) -> re.Pattern:
+def _access(name: str) -> re.Pattern:
     """A data access on m_axi port `name`: a subscript, or a manual burst's beat (hls::burst_maxi's
     read() / write(...); its read_request / write_request / write_response are control, not data)."""
     return re.compile(rf"(?<![\w.>]){re.escape(name)}\s*(?:\[|\.\s*(read|write)\s*(?:<[^<>;()]*>)?\s*\()")
@@ -592,7 +598,7 @@ class _Checker:
         self.maxi = seeds  # per function: the names that are m_axi ports there (hls_estimate reads them)
         # helpers that access an m_axi parameter (directly, or through a helper of their own): a call of
         # one under a condition in a pipelined loop is a conditional access too
-        touches = {id(f): {name for name in seeds[id(f)] if _ACCESS(name).search(self.u.code, *f.body)}
+        touches = {id(f): {name for name in seeds[id(f)] if _access(name).search(self.u.code, *f.body)}
                    for f in self.u.funcs}
         for _ in range(len(self.u.funcs)):
             for f in self.u.funcs:
@@ -603,7 +609,7 @@ class _Checker:
         for f in self.u.funcs:
             for loop in self.pipelines(f):
                 for name in seeds[id(f)]:
-                    for m in _ACCESS(name).finditer(self.u.code, *loop.body):
+                    for m in _access(name).finditer(self.u.code, *loop.body):
                         if self.conditional(m.start(), loop.body):
                             what = f"`{name}[...]`" if m.group().endswith("[") else f"`{name}.{m.group(1)}(...)`"
                             self.add("conditional-maxi-access", m.start(), loop, f"{what} on m_axi port "

@@ -43,8 +43,9 @@ from typing import Any
 import numpy as np
 
 from dtlgen.csim.engines import CsimDevice, CsimEngines
-from dtlgen.csim.hls_check import _ACCESS, _IDENT, _Checker, _Eval, _Func, _Loop, _Unit, _innermost
+from dtlgen.csim.hls_check import _IDENT, _Checker, _Eval, _Func, _Loop, _Unit, _access, _innermost, _shared
 from dtlgen.errors import DesignError
+from dtlgen.isa.fe import DESCRIPTOR_BYTES
 
 PIPELINE_DEPTH = 6  # a pipelined body: address, block-RAM read (2), operation, write back
 DIVIDER_LATENCY = 36  # a pipelined 32-bit divider core
@@ -122,12 +123,7 @@ def engine_loops(name: str, sources: dict[str, str], latency: int) -> EngineLoop
     """The scheduled loops of engine source `name` (one of `sources`, which also holds the shared
     headers for constants and types) with their costs at a DRAM latency of `latency` cycles."""
     units = {n: _Unit(t) for n, t in sources.items()}
-    consts: dict[str, list[str]] = {}
-    typedefs: dict[str, list[str]] = {}
-    for unit in units.values():
-        for mine, shared in ((unit.consts, consts), (unit.typedefs, typedefs)):
-            for key, values in mine.items():
-                shared.setdefault(key, []).extend(values)
+    consts, typedefs = _shared(units.values())
     unit, text = units[name], sources[name]
     checker = _Checker(unit, name, None, ChainMap(unit.consts, consts), ChainMap(unit.typedefs, typedefs))
     findings = checker.run()
@@ -166,7 +162,7 @@ def _cost(checker: _Checker, unit: _Unit, name: str, f: _Func, loop: _Loop, sche
     if dataflow:  # its iterations are the processes' overlap (DtlEstFlow below), not a count of II
         return LoopCost(name, f.name, loop.label, unit.line(loop.kw), False, 0, LOOP_OVERHEAD,
                         ("DATAFLOW: per iteration, its processes overlapped through ping-pong buffers",))
-    accesses = [(m.start(), m.group()) for port in ports for m in _ACCESS(port).finditer(code[:loop.body[1]])
+    accesses = [(m.start(), m.group()) for port in ports for m in _access(port).finditer(code[:loop.body[1]])
                 if m.start() >= loop.body[0] and not any(l.body[0] <= m.start() < l.body[1] for l in inner)]
     reads = [pos for pos, text in accesses
              if re.search(r"\.\s*read\b", text) or (text.rstrip().endswith("[") and not _written(unit, pos))]
@@ -327,13 +323,16 @@ def _instrument(text: str, unit: _Unit, loops: list[_Loop], costs: list[LoopCost
 
 
 class _Rewrite:
-    """engines.build's `instrument`: the counters of `_instrument`, keyed to this module's code."""
+    """engines.build's `instrument`: the counters of `_instrument` (the plans already made for these
+    sources; a source that changed since is planned again), keyed to this module's code and the latency."""
 
-    def __init__(self, sources: dict[str, str], latency: int):
-        self.sources, self.latency = sources, latency
-        self.tag = "hls-estimate:" + hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+    def __init__(self, sources: dict[str, str], plans: dict[str, EngineLoops], latency: int):
+        self.sources, self.plans, self.latency = sources, plans, latency
+        self.tag = f"hls-estimate:{latency}:" + hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
 
     def rewrite(self, name: str, text: str) -> str:
+        if text == self.sources.get(name):
+            return self.plans[ENGINES[name]].instrumented
         return engine_loops(name, {**self.sources, name: text}, self.latency).instrumented
 
 
@@ -345,7 +344,7 @@ class EstimateEngines(CsimEngines):
         hls = Path(project).resolve() / "hls"
         sources = {n: (hls / n).read_text(encoding="utf-8") for n in (*SHARED, *ENGINES) if (hls / n).exists()}
         self.plans = {ENGINES[n]: engine_loops(n, sources, latency) for n in ENGINES if n in sources}
-        super().__init__(project, cache, _Rewrite(sources, latency))
+        super().__init__(project, cache, _Rewrite(sources, self.plans, latency))
         self._readers = {}
         for engine, plan in self.plans.items():
             reader = getattr(self._lib, f"dtl_est_{engine}_read")
@@ -380,7 +379,7 @@ def hls_estimate(data, rl, steps: int = 2) -> dict[str, Any]:
     engines.take("fe")
     ops = []
     for i, (entry, image) in enumerate(zip(program["ops"], fe_program.ops)):
-        engines.run_fe(memory, program["desc_addr"] + i * 64, 1, origin="the project's sim/program.json")
+        engines.run_fe(memory, program["desc_addr"] + i * DESCRIPTOR_BYTES, 1, origin="the project's sim/program.json")
         hls, counts = engines.take("fe")
         rtl = op_cycles(image.op, data.design.fe, bus, latency).cycles
         ops.append({"name": entry["name"], "hls_cycles": hls, "rtl_cycles": int(rtl), "ratio": hls / rtl if rtl else None,
