@@ -383,26 +383,71 @@ def test_engines_fe_holds_no_pattern(engines, tmp_path):
         ("conditional-maxi-access", line_of(conditional, "in_flight > 0 ? mem.read()"), "load")]
 
 
-def test_engines_rl_partitioned_stash_and_divisions(engines):
+RL_PARAMS = ("#define DTL_RL_BUS_BYTES 16\n#define DTL_RL_TM 8\n#define DTL_RL_TN 4\n#define DTL_RL_LANES 8\n"
+             "#define DTL_HAS_RL 1\n")
+
+# Each pattern the RL rewrite removed (issue 16), put back into today's engine, and what the checker says.
+RL_MUTATIONS = {
+    "a barrel shifter by the runtime offset": (
+        "      if (on) v[i] = i + (1 << s) < 2 * LANES ? v[i + (1 << s)] : rl_val_t(0);",
+        "      if (on) v[i] = i + off < 2 * LANES ? v[i + off] : rl_val_t(0);",
+        [("runtime-partitioned-index", "i + off < 2 * LANES ? v[i + off]", None)]),
+    "a stash lane chosen at run time": (
+        "    const rl_val_t even_word = stash[0][(w + 1) >> 1][l], odd_word = stash[1][w >> 1][l];",
+        "    const rl_val_t even_word = stash[0][(w + 1) >> 1][(l + w) % LANES], odd_word = stash[1][w >> 1][l];",
+        [("runtime-partitioned-index", "[(l + w) % LANES]", None),
+         ("runtime-partitioned-index", "read_pair<A_HALF>(stash_a, at.word, word);", "store")]),
+    "a divider in the GEMM's address": (
+        "    // next: n-tile, then row, then m-tile\n    tile++;",
+        "    // next: n-tile, then row, then m-tile\n    tile = tile_row + (it + 1) % d.nt;",
+        [("division-in-pipeline", "tile = tile_row + (it + 1) % d.nt;", "fwd")]),
+    "no trip count": (
+        "upd:\n  for (unsigned it = 0; it < total; it++) {\n#pragma HLS LOOP_TRIPCOUNT max = MAX_GEMM\n",
+        "upd:\n  for (unsigned it = 0; it < total; it++) {\n",
+        [("missing-tripcount", ("upd:", 1), "upd")]),  # the line after the label
+    "a conditional burst read": (
+        "    const rl_word_t beat = mem.read();",
+        "    const rl_word_t beat = b < d.beats ? mem.read() : rl_word_t(0);",
+        [("conditional-maxi-access", "b < d.beats ? mem.read()", "load")]),
+}
+
+
+def test_engines_rl_holds_no_pattern(engines, tmp_path):
+    # the RL engine written for the Vitis scheduler (issue 16): nothing to find, alone or beside the FE
     found, _, rl = engines
-    partitioned = at(found, "runtime-partitioned-index", RL)
-    helper = [f for f in partitioned if f.line == line_of(rl, "[col % LANES]")]
-    assert len(helper) == 1 and "`col % LANES`" in helper[0].message and helper[0].loop is None
-    calls = {f.loop for f in partitioned if "element(...)" in f.message and "col % LANES" in f.message}
-    assert {"fwd_n", "bwd_m", "upd_row"} <= calls
-    division = at(found, "division-in-pipeline", RL)
-    tile = [f for f in division if f.line == line_of(rl, "v / TILE_VALS")]
-    assert len(tile) == 1 and tile[0].loop == "transfer" and "`/ TILE_VALS`, `% TILE_VALS`" in tile[0].message
+    assert not [f for f in found if f.file == str(RL)]
+    params = tmp_path / "dtl_params.h"
+    params.write_text(RL_PARAMS)
+    assert check_files([params, HEADER, RL], bus_bytes=16) == []
 
 
-def test_engines_nests_tripcounts_and_stages(engines):
-    found, fe, rl = engines
-    nests = {(Path(f.file).name, f.loop) for f in found if f.rule == "pipeline-in-imperfect-nest"}
-    assert {("dtl_rl_engine.cpp", "fwd_n"), ("dtl_rl_engine.cpp", "upd_row")} <= nests
-    tripcounts = {f.loop for f in at(found, "missing-tripcount", RL)}
-    assert {"descriptor", "transfer", "fwd_n"} <= tripcounts and "load_row" not in tripcounts
-    assert not at(found, "wide-index-arithmetic", FE) + at(found, "wide-index-arithmetic", RL)
-    assert all(f.rule in RULES and f.file in (str(FE), str(RL)) for f in found)
+@pytest.mark.parametrize("mutation", list(RL_MUTATIONS))
+def test_engines_rl_mutations_are_found(tmp_path, mutation):
+    old, new, expected = RL_MUTATIONS[mutation]
+    rl = RL.read_text()
+    assert rl.count(old) == 1
+    mutated = tmp_path / "dtl_rl_engine.cpp"
+    mutated.write_text(rl.replace(old, new))
+    params = tmp_path / "dtl_params.h"
+    params.write_text(RL_PARAMS)
+    found = check_files([params, HEADER, mutated], bus_bytes=16)
+    text = mutated.read_text()
+    lines = [line_of(text, where) if isinstance(where, str) else line_of(text, where[0]) + where[1]
+             for _, where, _ in expected]
+    assert [(f.rule, f.line, f.loop) for f in found] == [(rule, line, loop)
+                                                         for (rule, _, loop), line in zip(expected, lines)]
+
+
+def test_engines_findings_are_well_formed(engines, tmp_path):
+    found, _, _ = engines
+    assert found == []
+    params = tmp_path / "dtl_params.h"
+    params.write_text(RL_PARAMS)
+    mutated = tmp_path / "dtl_rl_engine.cpp"
+    old, new, _ = RL_MUTATIONS["no trip count"]
+    mutated.write_text(RL.read_text().replace(old, new))
+    found = check_files([params, HEADER, mutated], bus_bytes=16)
+    assert all(f.rule in RULES and f.file == str(mutated) for f in found)
     assert found[0].to_dict() == {"rule": found[0].rule, "file": found[0].file, "line": found[0].line,
                                   "loop": found[0].loop, "message": found[0].message}
 

@@ -656,14 +656,14 @@ def test_hls_port_widths_agree_with_the_cpp_and_the_board(tmp_path, board_name):
     bus = int(board.bus_bytes)  # the ganged ports' width, or the one port's
     assert int(params["DTL_FE_BUS_BYTES"]) == int(params["DTL_RL_BUS_BYTES"]) == bus
     assert int(params["DTL_MAXI_LATENCY"]) == board.dram_latency_cycles  # the m_axi ports' latency option
-    assert "latency = DTL_MAXI_LATENCY" in (hls / "dtl_fe_engine.cpp").read_text()
+    assert all("latency = DTL_MAXI_LATENCY" in (hls / cpp).read_text() for cpp in ("dtl_fe_engine.cpp", "dtl_rl_engine.cpp"))
     engines = (hls / "dtl_engines.h").read_text()
     assert "typedef ap_uint<DTL_FE_BUS_BYTES * 8> dtl_fe_word_t;" in engines
     assert "typedef ap_uint<DTL_RL_BUS_BYTES * 8> dtl_rl_word_t;" in engines
     assert "typedef hls::burst_maxi<dtl_fe_word_t> dtl_fe_burst_t;" in engines
-    assert "typedef dtl_rl_word_t *dtl_rl_mem_t;" in engines
+    assert "typedef hls::burst_maxi<dtl_rl_word_t> dtl_rl_burst_t;" in engines
     for cpp, ports in (("dtl_fe_engine.cpp", "dtl_fe_burst_t mem, dtl_fe_burst_t out"),
-                       ("dtl_rl_engine.cpp", "dtl_rl_mem_t mem")):
+                       ("dtl_rl_engine.cpp", "dtl_rl_burst_t mem")):
         text = (hls / cpp).read_text()
         assert re.search(rf"^void {cpp[:-4]}\({ports},", text, re.MULTILINE)
         engine = "FE" if "fe" in cpp else "RL"

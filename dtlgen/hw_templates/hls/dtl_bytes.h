@@ -78,9 +78,10 @@ inline int dtl_run_rl_bytes(uint8_t *memory, uint64_t bytes, uint32_t desc_addr,
   std::vector<dtl_rl_word_t> mem;
   if (!dtl_to_words<DTL_RL_BUS_BYTES>(memory, bytes, mem, "RL", status)) return status->code;
 #ifdef DTL_CSIM_CHECKED
-  dtl_rl_engine(dtl_rl_mem_t(mem.data(), mem.size(), DTL_RL_BUS_BYTES, status, bytes), desc_addr, count);
+  const DtlMem<dtl_rl_word_t> image(mem.data(), mem.size(), DTL_RL_BUS_BYTES, status, bytes);
+  dtl_rl_engine(dtl_rl_burst_t(image), desc_addr, count);
 #else
-  dtl_rl_engine(mem.data(), desc_addr, count);
+  dtl_rl_engine(dtl_rl_burst_t(mem.data()), desc_addr, count);
 #endif
   dtl_from_words<DTL_RL_BUS_BYTES>(mem, memory, bytes);
   return status->code;

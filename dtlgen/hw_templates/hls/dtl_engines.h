@@ -13,9 +13,10 @@
 
 // The DRAM ports: one beat of the board's memory bus per element (DTL_*_BUS_BYTES, the bytes per
 // cycle the cycle model counts), little-endian: byte j of a beat is bits 8j+7..8j. Vitis HLS sees
-// plain pointers; dtlgen's g++ C-simulation (DTL_CSIM_CHECKED) gives the engines bounds-checked views
-// of the image instead (dtl_csim_check.h), and the engines check every descriptor against their
-// limits before running it.
+// manual-burst m_axi ports (hls::burst_maxi, Vitis HLS 2022.2 or later); dtlgen's g++ C-simulation
+// (DTL_CSIM_CHECKED) gives the engines bounds-checked views of the image with the same methods
+// instead (DtlBurst, dtl_csim_check.h), and the engines check every descriptor against their limits
+// before running it.
 typedef ap_uint<DTL_FE_BUS_BYTES * 8> dtl_fe_word_t;
 #if DTL_HAS_RL
 typedef ap_uint<DTL_RL_BUS_BYTES * 8> dtl_rl_word_t;
@@ -27,13 +28,13 @@ typedef ap_uint<DTL_RL_BUS_BYTES * 8> dtl_rl_word_t;
 #include "dtl_csim_check.h"
 typedef DtlBurst<dtl_fe_word_t> dtl_fe_burst_t;
 #if DTL_HAS_RL
-typedef DtlMem<dtl_rl_word_t> dtl_rl_mem_t;
+typedef DtlBurst<dtl_rl_word_t> dtl_rl_burst_t;
 #endif
 #else
 #include <hls_burst_maxi.h>
 typedef hls::burst_maxi<dtl_fe_word_t> dtl_fe_burst_t;
 #if DTL_HAS_RL
-typedef dtl_rl_word_t *dtl_rl_mem_t;
+typedef hls::burst_maxi<dtl_rl_word_t> dtl_rl_burst_t;
 #endif
 #endif
 
@@ -46,8 +47,9 @@ void dtl_fe_engine(dtl_fe_burst_t mem, dtl_fe_burst_t out, ap_uint<32> desc_addr
 
 #if DTL_HAS_RL
 // Retrainable-layer engine: 128-byte descriptors of dtlgen/host/rl_program.py; 16-bit values in memory.
-// Weights, biases and the activation / gradient stashes stay on chip between calls.
-void dtl_rl_engine(dtl_rl_mem_t mem, ap_uint<32> desc_addr, ap_uint<16> desc_count);
+// Weights, biases and the activation / gradient stashes stay on chip between calls. `mem` is a
+// manual-burst m_axi port that both reads and writes (whole beats).
+void dtl_rl_engine(dtl_rl_burst_t mem, ap_uint<32> desc_addr, ap_uint<16> desc_count);
 #endif
 
 #endif

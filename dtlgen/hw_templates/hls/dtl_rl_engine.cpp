@@ -1,21 +1,32 @@
 // Retrainable-layer engine in Vitis HLS C++: descriptor-driven tiled GEMM that runs forward,
-// backward and the weight update on chip, the HLS twin of rtl/rl_engine.sv.
+// backward and the weight update on chip, the HLS twin of rtl/rl_engine.sv, written for the Vitis
+// HLS scheduler.
 //
 // A TM x TN array of BITS-wide multipliers works on one layer per descriptor (G = batch x positions
-// rows per GEMM):
-//   FWD        Y = W X + b, requantised, activation          loops  m-tile, row g, n-tile
-//   BWD_DATA   dX = (W^T dY) requantised, masked by relu'(X)  loops  n-tile, row g, m-tile
+// rows per GEMM). Each GEMM is one flattened, counter-driven loop at II = 1 (no divider, no
+// multiplier in its address arithmetic), one tile product a cycle as in the RTL:
+//   FWD        Y = W X + b, requantised, activation          over  m-tile, row g, n-tile
+//   BWD_DATA   dX = (W^T dY) requantised, masked by relu'(X)  over  n-tile, row g, m-tile
 //   UPDATE     dW = dY^T X summed over the rows, requantised, then W <- W - 2^-lr dW with
-//              stochastic rounding                            loops  m-tile, n-tile, row g
+//              stochastic rounding                            over  m-tile, n-tile, row g
 // UPDATE is BWD_WEIGHT fused with the update, over the augmented matrix [W | b] (the bias is column
-// N, its input the constant 1), and consumes the LFSR of dtlgen/quant/fixed.py in row-major order
-// of [W | b]: row-start states jump with the GF(2) matrices A^(N+1) and A^(TM(N+1)) of the
-// descriptor. LOAD / STORE descriptors move the stashes and the parameters to and from DRAM.
+// N, its input the constant 1): each PE accumulates its dW element over the rows, and a finished
+// tile drains through max(TM, TN) requantisers in D = min(TM, TN) cycles while the next tile
+// accumulates (tiles start max(G, D) cycles apart), as in the RTL. It consumes the LFSR of
+// dtlgen/quant/fixed.py in row-major order of [W | b]: row-start states jump with the GF(2) matrices
+// A^(N+1) and A^(TM(N+1)) of the descriptor. LOAD / STORE descriptors move the stashes and the
+// parameters to and from DRAM as one burst of whole bus beats (a manual-burst m_axi port, as wide as
+// the board's bus).
 //
 // Weights, biases and the activation (A) and gradient (G) stashes are static: they stay on chip
 // between calls, as the RTL engine's banks do. A stash holds a matrix row-major with a row pitch of
-// whole LANES-value words. Numerics: dtl_numerics.h, bit for bit with the golden model (checked by
-// `dtlgen csim`). Nothing here was synthesised with Vitis HLS in this repository.
+// whole LANES-value words; its words alternate between two banks of LANES lanes (even and odd
+// words), so the two words a tile's values straddle are read in one cycle from different banks and a
+// tile's results written back in the same cycle (one read and one write a bank: a true dual-port
+// RAM), with barrel shifters between the words and the array. Numerics: dtl_numerics.h, bit for bit
+// with the golden model (checked by `dtlgen csim`). Nothing here was synthesised with Vitis HLS in
+// this repository; `dtlgen csim` reports a cycle estimate of this code's schedule
+// (dtlgen.csim.hls_estimate).
 #include "dtl_engines.h"
 #include "dtl_numerics.h"
 
@@ -26,22 +37,39 @@ namespace {
 typedef ap_int<DTL_RL_BITS> rl_val_t;
 typedef ap_int<DTL_RL_ACC_BITS> rl_acc_t;
 typedef ap_int<DTL_RL_WIDE> rl_wide_t;
+typedef dtl_rl_word_t rl_word_t;
 
 const int TM = DTL_RL_TM;
 const int TN = DTL_RL_TN;
 const int TMN = TM * TN;
-const int LANES = DTL_RL_LANES;
-const int VALS = DTL_RL_BUS_BYTES / 2;                 // 16-bit values per bus beat
-const int TILE_VALS = (TMN + VALS - 1) / VALS * VALS;  // a weight tile in DRAM, padded to whole beats
-const int BROW_VALS = (TM + VALS - 1) / VALS * VALS;   // a bias row in DRAM
+const int D = TM < TN ? TM : TN;   // cycles a finished UPDATE tile takes to drain
+const int LANES = DTL_RL_LANES;    // a power of two >= TM, TN and the values a beat carries
+const int LOG_LANES = LANES >= 128 ? 7 : LANES >= 64 ? 6 : LANES >= 32 ? 5 : LANES >= 16 ? 4 : LANES >= 8 ? 3
+                    : LANES >= 4 ? 2 : 1;
+const int B = DTL_RL_BUS_BYTES;    // bytes a beat
+const int LOG_B = B >= 32 ? 5 : B >= 16 ? 4 : B >= 8 ? 3 : B >= 4 ? 2 : 1;
+const int VALS = B / 2;            // 16-bit values a beat
+const int LOG_VALS = LOG_B - 1;
+const int LOG_BPW = LOG_LANES - LOG_VALS;  // beats a stash word: 2^LOG_BPW
+const int TILE_BEATS = (TMN + VALS - 1) / VALS;  // a weight tile in DRAM, padded to whole beats
+const int BROW_BEATS = (TM + VALS - 1) / VALS;   // a bias row in DRAM
+const int DESC_BEATS = DTL_RL_DESC_BYTES / B;
 const int DESC_HALVES = DTL_RL_DESC_BYTES / 2;
+// Each stash's even and odd words: word w sits at [w & 1][w >> 1]. One word more than the stash
+// holds on each side, so a tile's second word is addressable even after the last word.
+const int A_HALF = (DTL_RL_A_DEPTH + 1) / 2 + 1;
+const int G_HALF = (DTL_RL_G_DEPTH + 1) / 2 + 1;
+// Largest trip counts, for LOOP_TRIPCOUNT (csynth's latency figures).
+const int MAX_ROWS = DTL_RL_A_DEPTH;  // a GEMM row takes at least one stash word
+const int MAX_GEMM = DTL_RL_W_DEPTH * MAX_ROWS;
+const int MAX_BEATS = DTL_RL_W_DEPTH * TILE_BEATS + DTL_RL_B_DEPTH * BROW_BEATS;
 // BEGIN dtlgen.isa constants (generated by `python -m dtlgen.isa`: edit the spec, not these lines)
 enum { LOAD_A = 1, LOAD_G = 2, STORE_A = 3, FWD = 4, BWD_DATA = 5, UPDATE = 6, LOAD_P = 7, STORE_P = 8 };
 enum { ACT_NONE = 0, ACT_RELU = 1, ACT_RELU6 = 2 };
 // END dtlgen.isa constants
 
-rl_val_t stash_a[DTL_RL_A_DEPTH][LANES];
-rl_val_t stash_g[DTL_RL_G_DEPTH][LANES];
+rl_val_t stash_a[2][A_HALF][LANES];
+rl_val_t stash_g[2][G_HALF][LANES];
 rl_val_t weights[DTL_RL_W_DEPTH][TMN];
 rl_val_t biases[DTL_RL_B_DEPTH][TM];
 
@@ -54,23 +82,19 @@ struct RlDesc {
   ap_uint<16> j_row[16], j_blk[16];
 };
 
-// 16-bit value `index` of the image (VALS to a beat): read, and written into its beat.
-static ap_int<16> rl_get(dtl_rl_mem_t mem, unsigned index) {
-  const dtl_rl_word_t beat = mem[index / VALS];
-  return ap_int<16>(beat.range(16 * (index % VALS) + 15, 16 * (index % VALS)));
-}
-
-static void rl_put(dtl_rl_mem_t mem, unsigned index, ap_int<16> value) {
-  dtl_rl_word_t beat = mem[index / VALS];
-  beat.range(16 * (index % VALS) + 15, 16 * (index % VALS)) = ap_uint<16>(value);
-  mem[index / VALS] = beat;
-}
-
-static RlDesc rl_decode(dtl_rl_mem_t mem, unsigned addr) {
-  ap_uint<16> half[DESC_HALVES];
-  for (int h = 0; h < DESC_HALVES; h++) {
+static RlDesc rl_decode(dtl_rl_burst_t mem, unsigned addr) {
+  ap_uint<8 * DTL_RL_DESC_BYTES> bits = 0;
+  mem.read_request(addr >> LOG_B, DESC_BEATS);
+desc_beats:
+  for (int j = 0; j < DESC_BEATS; j++) {
 #pragma HLS PIPELINE II = 1
-    half[h] = ap_uint<16>(rl_get(mem, addr / 2 + h));
+    bits = (bits >> (8 * B)) | (ap_uint<8 * DTL_RL_DESC_BYTES>(mem.read()) << (8 * (DTL_RL_DESC_BYTES - B)));
+  }
+  ap_uint<16> half[DESC_HALVES];
+#pragma HLS ARRAY_PARTITION variable = half complete
+  for (int h = 0; h < DESC_HALVES; h++) {
+#pragma HLS UNROLL
+    half[h] = bits.range(16 * h + 15, 16 * h);
   }
   RlDesc d;
   // BEGIN dtlgen.isa decode (generated by `python -m dtlgen.isa`: edit the spec, not these lines)
@@ -101,17 +125,93 @@ static RlDesc rl_decode(dtl_rl_mem_t mem, unsigned addr) {
   d.beats = unsigned(half[22]) | unsigned(half[23]) << 16;
   // END dtlgen.isa decode
   for (int r = 0; r < 16; r++) {
+#pragma HLS UNROLL
     d.j_row[r] = half[32 + r];
     d.j_blk[r] = half[48 + r];
   }
   return d;
 }
 
-// Element (row, col) of a matrix that starts at stash word `base` with `pitch` words per row.
-template <int DEPTH>
-static inline rl_val_t &element(rl_val_t stash[DEPTH][LANES], int base, int pitch, int row, int col) {
+// Stash words w and w + 1 side by side (lanes of w, then of w + 1): one read from each bank.
+template <int HALF>
+static void read_pair(rl_val_t stash[2][HALF][LANES], unsigned w, rl_val_t v[2 * LANES]) {
 #pragma HLS INLINE
-  return stash[base + row * pitch + col / LANES][col % LANES];
+  const bool odd = w & 1;
+  for (int l = 0; l < LANES; l++) {
+#pragma HLS UNROLL
+    const rl_val_t even_word = stash[0][(w + 1) >> 1][l], odd_word = stash[1][w >> 1][l];
+    v[l] = odd ? odd_word : even_word;
+    v[LANES + l] = odd ? even_word : odd_word;
+  }
+}
+
+// Writes the enabled values of words w and w + 1 (laid out as read_pair's): one write a bank.
+template <int HALF>
+static void write_pair(rl_val_t stash[2][HALF][LANES], unsigned w, const rl_val_t v[2 * LANES],
+                       const bool en[2 * LANES]) {
+#pragma HLS INLINE
+  const bool odd = w & 1;
+  for (int l = 0; l < LANES; l++) {
+#pragma HLS UNROLL
+    if (odd ? en[LANES + l] : en[l]) stash[0][(w + 1) >> 1][l] = odd ? v[LANES + l] : v[l];
+    if (odd ? en[l] : en[LANES + l]) stash[1][w >> 1][l] = odd ? v[l] : v[LANES + l];
+  }
+}
+
+// Barrel shifters over two words: `take` moves value `off` to place 0, `place` moves place 0 to `off`
+// (with its enables), LOG_LANES stages of constant wiring each.
+static void take(rl_val_t v[2 * LANES], unsigned off) {
+#pragma HLS INLINE
+  for (int s = 0; s < LOG_LANES; s++) {
+#pragma HLS UNROLL
+    const bool on = (off >> s) & 1;
+    for (int i = 0; i < 2 * LANES; i++) {
+#pragma HLS UNROLL
+      if (on) v[i] = i + (1 << s) < 2 * LANES ? v[i + (1 << s)] : rl_val_t(0);
+    }
+  }
+}
+
+static void place(rl_val_t v[2 * LANES], bool en[2 * LANES], unsigned off) {
+#pragma HLS INLINE
+  for (int s = LOG_LANES - 1; s >= 0; s--) {
+#pragma HLS UNROLL
+    const bool on = (off >> s) & 1;
+    for (int i = 2 * LANES - 1; i >= 0; i--) {
+#pragma HLS UNROLL
+      if (on) {
+        v[i] = i >= (1 << s) ? v[i - (1 << s)] : rl_val_t(0);
+        en[i] = i >= (1 << s) ? en[i - (1 << s)] : false;
+      }
+    }
+  }
+}
+
+// Values [col, col + LANES) of the matrix row whose first stash word is `row`.
+template <int HALF>
+static void read_tile(rl_val_t stash[2][HALF][LANES], unsigned row, unsigned col, rl_val_t v[2 * LANES]) {
+#pragma HLS INLINE
+  read_pair<HALF>(stash, row + (col >> LOG_LANES), v);
+  take(v, col & (LANES - 1));
+}
+
+// Writes values v[0 .. count) at columns [col, col + count) of the row whose first word is `row`,
+// where enabled.
+template <int HALF, int COUNT>
+static void write_tile(rl_val_t stash[2][HALF][LANES], unsigned row, unsigned col, const rl_val_t v[COUNT],
+                       const bool en[COUNT]) {
+#pragma HLS INLINE
+  rl_val_t pair[2 * LANES];
+  bool pair_en[2 * LANES];
+#pragma HLS ARRAY_PARTITION variable = pair complete
+#pragma HLS ARRAY_PARTITION variable = pair_en complete
+  for (int i = 0; i < 2 * LANES; i++) {
+#pragma HLS UNROLL
+    pair[i] = i < COUNT ? v[i] : rl_val_t(0);
+    pair_en[i] = i < COUNT ? en[i] : false;
+  }
+  place(pair, pair_en, col & (LANES - 1));
+  write_pair<HALF>(stash, row + (col >> LOG_LANES), pair, pair_en);
 }
 
 static rl_val_t activate(rl_val_t y, int act, rl_val_t six) {
@@ -129,145 +229,419 @@ static bool passes(rl_val_t x, int act, rl_val_t six) {
   return true;
 }
 
-static void rl_transfer(dtl_rl_mem_t mem, const RlDesc &d) {
-  const unsigned values = d.beats * VALS, at = d.dram / 2;
-transfer:
-  for (unsigned v = 0; v < values; v++) {
+// Where beat b of a transfer goes on chip: stash word `word` (slot `slot` of its 2^LOG_BPW beats), or
+// beat `part` of weight tile `tile` or of bias row `row` of the parameter image (d.n weight tiles,
+// then d.m bias rows, each padded to whole beats). Counters, stepped once a beat.
+struct Place {
+  unsigned word, slot, tile, row, part;
+  bool bias;
+  void start(unsigned first) { word = first; slot = tile = row = part = 0; bias = false; }
+  void step(int tiles) {
+    if (++slot == (1u << LOG_BPW)) {
+      slot = 0;
+      word++;
+    }
+    if (!bias && ++part == unsigned(TILE_BEATS)) {
+      part = 0;
+      if (++tile == unsigned(tiles)) bias = true;
+    } else if (bias && ++part == unsigned(BROW_BEATS)) {
+      part = 0;
+      row++;
+    }
+  }
+};
+
+// LOAD_A, LOAD_G, LOAD_P: one burst of d.beats beats into a stash or the parameters.
+static void rl_load(dtl_rl_burst_t mem, const RlDesc &d) {
+  const unsigned base = d.mode == LOAD_A ? d.xa : d.gy;
+  Place at;
+  at.start(base);
+  at.bias = d.n == 0;
+  mem.read_request(d.dram >> LOG_B, d.beats);
+load:
+  for (unsigned b = 0; b < d.beats; b++) {
+#pragma HLS LOOP_TRIPCOUNT max = MAX_BEATS
 #pragma HLS PIPELINE II = 1
-    const int word = v / LANES, lane = v % LANES;
-    switch (d.mode) {
-      case LOAD_A: stash_a[d.xa + word][lane] = rl_val_t(rl_get(mem, at + v)); break;
-      case LOAD_G: stash_g[d.gy + word][lane] = rl_val_t(rl_get(mem, at + v)); break;
-      case STORE_A: rl_put(mem, at + v, ap_int<16>(stash_a[d.ya + word][lane])); break;
-      default: {
-        // the parameter image: d.n weight tiles, then d.m bias rows, each padded to whole beats
-        const unsigned w_vals = unsigned(d.n) * TILE_VALS;
-        const bool load = d.mode == LOAD_P;
-        if (v < w_vals) {
-          const int tile = v / TILE_VALS, e = v % TILE_VALS;
-          if (load && e < TMN) weights[tile][e] = rl_val_t(rl_get(mem, at + v));
-          if (!load) rl_put(mem, at + v, e < TMN ? ap_int<16>(weights[tile][e]) : ap_int<16>(0));
-        } else {
-          const int row = (v - w_vals) / BROW_VALS, i = (v - w_vals) % BROW_VALS;
-          if (load && i < TM) biases[row][i] = rl_val_t(rl_get(mem, at + v));
-          if (!load) rl_put(mem, at + v, i < TM ? ap_int<16>(biases[row][i]) : ap_int<16>(0));
-        }
+#pragma HLS DEPENDENCE variable = stash_a type = inter dependent = false
+#pragma HLS DEPENDENCE variable = stash_g type = inter dependent = false
+    const rl_word_t beat = mem.read();
+    rl_val_t v[VALS];
+#pragma HLS ARRAY_PARTITION variable = v complete
+    for (int k = 0; k < VALS; k++) {
+#pragma HLS UNROLL
+      v[k] = rl_val_t(ap_int<16>(beat.range(16 * k + 15, 16 * k)));
+    }
+    const bool odd = at.word & 1;
+    for (int l = 0; l < LANES; l++) {
+#pragma HLS UNROLL
+      if ((l >> LOG_VALS) != int(at.slot)) continue;
+      if (d.mode == LOAD_A && !odd) stash_a[0][at.word >> 1][l] = v[l & (VALS - 1)];
+      if (d.mode == LOAD_A && odd) stash_a[1][at.word >> 1][l] = v[l & (VALS - 1)];
+      if (d.mode == LOAD_G && !odd) stash_g[0][at.word >> 1][l] = v[l & (VALS - 1)];
+      if (d.mode == LOAD_G && odd) stash_g[1][at.word >> 1][l] = v[l & (VALS - 1)];
+    }
+    if (d.mode == LOAD_P && !at.bias) {
+      for (int e = 0; e < TMN; e++) {
+#pragma HLS UNROLL
+        if ((e >> LOG_VALS) == int(at.part)) weights[at.tile][e] = v[e & (VALS - 1)];
       }
     }
+    if (d.mode == LOAD_P && at.bias) {
+      for (int i = 0; i < TM; i++) {
+#pragma HLS UNROLL
+        if ((i >> LOG_VALS) == int(at.part)) biases[at.row][i] = v[i & (VALS - 1)];
+      }
+    }
+    at.step(d.n);
   }
 }
 
-static void rl_forward(const RlDesc &d) {
-fwd_m:
-  for (int tm = 0; tm < d.mt; tm++) {
-  fwd_row:
-    for (int g = 0; g < d.rows; g++) {
-      rl_acc_t acc[TM];
-#pragma HLS ARRAY_PARTITION variable = acc complete
-      for (int i = 0; i < TM; i++) acc[i] = 0;
-    fwd_n:
-      for (int tn = 0; tn < d.nt; tn++) {
+// STORE_A, STORE_P: one burst of d.beats beats from the activation stash or the parameters.
+static void rl_store(dtl_rl_burst_t mem, const RlDesc &d) {
+  Place at;
+  at.start(d.ya);
+  at.bias = d.n == 0;
+  mem.write_request(d.dram >> LOG_B, d.beats);
+store:
+  for (unsigned b = 0; b < d.beats; b++) {
+#pragma HLS LOOP_TRIPCOUNT max = MAX_BEATS
 #pragma HLS PIPELINE II = 1
-        const int tile = d.wbase + tm * d.nt + tn;
-        for (int j = 0; j < TN; j++) {
-          const int col = tn * TN + j;
-          const rl_val_t x = col < d.n ? element<DTL_RL_A_DEPTH>(stash_a, d.xa, d.pitch_n, g, col) : rl_val_t(0);
-          for (int i = 0; i < TM; i++) acc[i] += weights[tile][i * TN + j] * x;
-        }
+    rl_word_t beat = 0;
+    if (d.mode == STORE_A) {
+      rl_val_t word[2 * LANES];
+#pragma HLS ARRAY_PARTITION variable = word complete
+      read_pair<A_HALF>(stash_a, at.word, word);
+      for (int l = 0; l < LANES; l++) {
+#pragma HLS UNROLL
+        if ((l >> LOG_VALS) == int(at.slot)) beat.range(16 * (l & (VALS - 1)) + 15, 16 * (l & (VALS - 1))) = ap_uint<16>(word[l]);
       }
+    } else if (!at.bias) {
+      for (int e = 0; e < TMN; e++) {
+#pragma HLS UNROLL
+        if ((e >> LOG_VALS) == int(at.part)) beat.range(16 * (e & (VALS - 1)) + 15, 16 * (e & (VALS - 1))) = ap_uint<16>(weights[at.tile][e]);
+      }
+    } else {
       for (int i = 0; i < TM; i++) {
 #pragma HLS UNROLL
-        const int row = tm * TM + i;
-        if (row >= d.m) continue;
-        const rl_wide_t sum = rl_wide_t(acc[i]) + dtl_shl<DTL_RL_WIDE>(rl_wide_t(biases[d.bbase + tm][i]), d.s1);
-        const rl_val_t y = dtl_requantise<DTL_RL_BITS, DTL_RL_WIDE>(sum, d.s0);
-        element<DTL_RL_A_DEPTH>(stash_a, d.ya, d.pitch_m, g, row) = activate(y, d.act, d.six);
+        if ((i >> LOG_VALS) == int(at.part)) beat.range(16 * (i & (VALS - 1)) + 15, 16 * (i & (VALS - 1))) = ap_uint<16>(biases[at.row][i]);
       }
+    }
+    mem.write(beat, ap_int<B>(-1));
+    at.step(d.n);
+  }
+  if (d.beats > 0) mem.write_response();
+}
+
+static void rl_forward(const RlDesc &d) {
+  const unsigned total = unsigned(d.mt) * unsigned(d.rows) * unsigned(d.nt);
+  int tn = 0, g = 0, tm = 0;
+  unsigned tile_row = d.wbase, tile = d.wbase;  // tiles (tm, 0) and (tm, tn)
+  unsigned x_row = d.xa, y_row = d.ya, c0 = 0, r0 = 0;  // row g's first words; c0 = tn TN, r0 = tm TM
+  rl_acc_t acc[TM];
+#pragma HLS ARRAY_PARTITION variable = acc complete
+fwd:
+  for (unsigned it = 0; it < total; it++) {
+#pragma HLS LOOP_TRIPCOUNT max = MAX_GEMM
+#pragma HLS PIPELINE II = 1
+#pragma HLS DEPENDENCE variable = stash_a type = inter dependent = false
+    rl_val_t x[2 * LANES];
+#pragma HLS ARRAY_PARTITION variable = x complete
+    read_tile<A_HALF>(stash_a, x_row, c0, x);
+    for (int i = 0; i < TM; i++) {
+#pragma HLS UNROLL
+      rl_acc_t sum = tn == 0 ? rl_acc_t(0) : acc[i];
+      for (int j = 0; j < TN; j++) {
+#pragma HLS UNROLL
+        if (int(c0) + j < d.n) sum += weights[tile][i * TN + j] * x[j];
+      }
+      acc[i] = sum;
+    }
+    const bool last = tn == d.nt - 1;
+    if (last) {
+      rl_val_t y[TM];
+      bool en[TM];
+#pragma HLS ARRAY_PARTITION variable = y complete
+#pragma HLS ARRAY_PARTITION variable = en complete
+      for (int i = 0; i < TM; i++) {
+#pragma HLS UNROLL
+        const rl_wide_t sum = rl_wide_t(acc[i]) + dtl_shl<DTL_RL_WIDE>(rl_wide_t(biases[d.bbase + tm][i]), d.s1);
+        y[i] = activate(dtl_requantise<DTL_RL_BITS, DTL_RL_WIDE>(sum, d.s0), d.act, d.six);
+        en[i] = int(r0) + i < d.m;
+      }
+      write_tile<A_HALF, TM>(stash_a, y_row, r0, y, en);
+    }
+    // next: n-tile, then row, then m-tile
+    tile++;
+    c0 += TN;
+    tn++;
+    if (last) {
+      tn = 0;
+      c0 = 0;
+      x_row += d.pitch_n;
+      y_row += d.pitch_m;
+      if (++g == d.rows) {
+        g = 0;
+        tm++;
+        r0 += TM;
+        tile_row += d.nt;
+        x_row = d.xa;
+        y_row = d.ya;
+      }
+      tile = tile_row;
     }
   }
 }
 
 static void rl_backward_data(const RlDesc &d) {
-bwd_n:
-  for (int tn = 0; tn < d.nt; tn++) {
-  bwd_row:
-    for (int g = 0; g < d.rows; g++) {
-      rl_acc_t acc[TN];
+  const unsigned total = unsigned(d.nt) * unsigned(d.rows) * unsigned(d.mt);
+  int tm = 0, g = 0;
+  unsigned tile_col = d.wbase, tile = d.wbase;  // tiles (0, tn) and (tm, tn)
+  unsigned x_row = d.xa, dy_row = d.gy, dx_row = d.gx, c0 = 0, r0 = 0;  // row g's first words; c0 = tn TN, r0 = tm TM
+  rl_acc_t acc[TN];
 #pragma HLS ARRAY_PARTITION variable = acc complete
-      for (int j = 0; j < TN; j++) acc[j] = 0;
-    bwd_m:
-      for (int tm = 0; tm < d.mt; tm++) {
+bwd:
+  for (unsigned it = 0; it < total; it++) {
+#pragma HLS LOOP_TRIPCOUNT max = MAX_GEMM
 #pragma HLS PIPELINE II = 1
-        const int tile = d.wbase + tm * d.nt + tn;
-        for (int i = 0; i < TM; i++) {
-          const int row = tm * TM + i;
-          const rl_val_t dy = row < d.m ? element<DTL_RL_G_DEPTH>(stash_g, d.gy, d.pitch_m, g, row) : rl_val_t(0);
-          for (int j = 0; j < TN; j++) acc[j] += weights[tile][i * TN + j] * dy;
-        }
+#pragma HLS DEPENDENCE variable = stash_g type = inter dependent = false
+    rl_val_t dy[2 * LANES], x[2 * LANES];
+#pragma HLS ARRAY_PARTITION variable = dy complete
+#pragma HLS ARRAY_PARTITION variable = x complete
+    read_tile<G_HALF>(stash_g, dy_row, r0, dy);
+    read_tile<A_HALF>(stash_a, x_row, c0, x);
+    for (int j = 0; j < TN; j++) {
+#pragma HLS UNROLL
+      rl_acc_t sum = tm == 0 ? rl_acc_t(0) : acc[j];
+      for (int i = 0; i < TM; i++) {
+#pragma HLS UNROLL
+        if (int(r0) + i < d.m) sum += weights[tile][i * TN + j] * dy[i];
       }
+      acc[j] = sum;
+    }
+    const bool last = tm == d.mt - 1;
+    if (last) {
+      rl_val_t dx[TN];
+      bool en[TN];
+#pragma HLS ARRAY_PARTITION variable = dx complete
+#pragma HLS ARRAY_PARTITION variable = en complete
       for (int j = 0; j < TN; j++) {
 #pragma HLS UNROLL
-        const int col = tn * TN + j;
-        if (col >= d.n) continue;
-        rl_val_t dx = dtl_requantise<DTL_RL_BITS, DTL_RL_WIDE>(rl_wide_t(acc[j]), d.s0);
-        if (!passes(element<DTL_RL_A_DEPTH>(stash_a, d.xa, d.pitch_n, g, col), d.act, d.six)) dx = 0;
-        element<DTL_RL_G_DEPTH>(stash_g, d.gx, d.pitch_n, g, col) = dx;
+        const rl_val_t v = dtl_requantise<DTL_RL_BITS, DTL_RL_WIDE>(rl_wide_t(acc[j]), d.s0);
+        dx[j] = passes(x[j], d.act, d.six) ? v : rl_val_t(0);
+        en[j] = int(c0) + j < d.n;
+      }
+      write_tile<G_HALF, TN>(stash_g, dx_row, c0, dx, en);
+    }
+    // next: m-tile, then row, then n-tile
+    tile += d.nt;
+    r0 += TM;
+    tm++;
+    if (last) {
+      tm = 0;
+      r0 = 0;
+      x_row += d.pitch_n;
+      dy_row += d.pitch_m;
+      dx_row += d.pitch_n;
+      if (++g == d.rows) {
+        g = 0;
+        c0 += TN;
+        tile_col++;
+        x_row = d.xa;
+        dy_row = d.gy;
+        dx_row = d.gx;
+      }
+      tile = tile_col;
+    }
+  }
+}
+
+// Chunk k of UPDATE's write-back of a finished tile (weight tile `tile`, bias row `brow`, first
+// row r0 and column c0), D chunks of max(TM, TN) results: the tile's columns when TM >= TN (every
+// row's LFSR state steps once a chunk), else its rows (a row's states step along it). The tile's
+// accumulated gradient dw, its weights and biases as they were when it finished, and the LFSR states
+// (of element (r0 + i, c0 + k), or of row r0 + k's first) shift by one chunk after each, so every
+// index is a constant.
+static void drain_chunk(const RlDesc &d, rl_acc_t dw[TM][TN], rl_val_t old_w[TM][TN], rl_val_t old_b[TM],
+                        ap_uint<16> lfsr[TM], unsigned tile, unsigned brow, int r0, int c0, int k) {
+#pragma HLS INLINE
+  if (TM >= TN) {
+    const int col = c0 + k;
+    for (int i = 0; i < TM; i++) {
+#pragma HLS UNROLL
+      const int row = r0 + i;
+      if (row < d.m && col < d.n) {
+        const rl_val_t g = dtl_requantise<DTL_RL_BITS, DTL_RL_WIDE>(rl_wide_t(dw[i][0]), d.s0);
+        const rl_val_t w = dtl_saturate<DTL_RL_BITS, DTL_RL_WIDE>(
+            rl_wide_t(old_w[i][0]) - dtl_stochastic_round<DTL_RL_WIDE>(g, d.s2, lfsr[i]));
+        for (int j = 0; j < TN; j++) {
+#pragma HLS UNROLL
+          if (j == k) weights[tile][i * TN + j] = w;
+        }
+      } else if (row < d.m && col == d.n) {
+        const rl_val_t g = dtl_requantise<DTL_RL_BITS, DTL_RL_WIDE>(rl_wide_t(dw[i][0]), d.s1);
+        biases[brow][i] = dtl_saturate<DTL_RL_BITS, DTL_RL_WIDE>(
+            rl_wide_t(old_b[i]) - dtl_stochastic_round<DTL_RL_WIDE>(g, d.s3, lfsr[i]));
+      }
+      lfsr[i] = dtl_lfsr_step(lfsr[i]);
+      for (int j = 0; j + 1 < TN; j++) {
+#pragma HLS UNROLL
+        dw[i][j] = dw[i][j + 1];
+        old_w[i][j] = old_w[i][j + 1];
+      }
+    }
+  } else {
+    const int row = r0 + k;
+    ap_uint<16> r = lfsr[0];
+    for (int j = 0; j < TN; j++) {
+#pragma HLS UNROLL
+      const int col = c0 + j;
+      if (row < d.m && col < d.n) {
+        const rl_val_t g = dtl_requantise<DTL_RL_BITS, DTL_RL_WIDE>(rl_wide_t(dw[0][j]), d.s0);
+        const rl_val_t w = dtl_saturate<DTL_RL_BITS, DTL_RL_WIDE>(
+            rl_wide_t(old_w[0][j]) - dtl_stochastic_round<DTL_RL_WIDE>(g, d.s2, r));
+        for (int i = 0; i < TM; i++) {
+#pragma HLS UNROLL
+          if (i == k) weights[tile][i * TN + j] = w;
+        }
+      } else if (row < d.m && col == d.n) {
+        const rl_val_t g = dtl_requantise<DTL_RL_BITS, DTL_RL_WIDE>(rl_wide_t(dw[0][j]), d.s1);
+        const rl_val_t b = dtl_saturate<DTL_RL_BITS, DTL_RL_WIDE>(
+            rl_wide_t(old_b[0]) - dtl_stochastic_round<DTL_RL_WIDE>(g, d.s3, r));
+        for (int i = 0; i < TM; i++) {
+#pragma HLS UNROLL
+          if (i == k) biases[brow][i] = b;
+        }
+      }
+      r = dtl_lfsr_step(r);
+    }
+    for (int i = 0; i + 1 < TM; i++) {
+#pragma HLS UNROLL
+      lfsr[i] = lfsr[i + 1];
+      old_b[i] = old_b[i + 1];
+      for (int j = 0; j < TN; j++) {
+#pragma HLS UNROLL
+        dw[i][j] = dw[i + 1][j];
+        old_w[i][j] = old_w[i + 1][j];
       }
     }
   }
 }
 
 static void rl_update(const RlDesc &d) {
-  // LFSR state at the start of row m0 + i of [W | b]: A^((m0 + i)(N+1)) applied to the seed
-  ap_uint<16> row_start[TM];
+  // LFSR state at the start of row m0 + i of [W | b]: A^((m0 + i)(N+1)) applied to the seed, walked
+  // one row a cycle into a shift register
+  ap_uint<16> row_start[TM], state[TM];  // state: of element (r0 + i, c0), one step past the row start
 #pragma HLS ARRAY_PARTITION variable = row_start complete
-  row_start[0] = d.seed;
-  for (int i = 1; i < TM; i++) row_start[i] = dtl_lfsr_jump(d.j_row, row_start[i - 1]);
-upd_m:
-  for (int tm = 0; tm < d.mt; tm++) {
-    if (tm > 0)
-      for (int i = 0; i < TM; i++) row_start[i] = dtl_lfsr_jump(d.j_blk, row_start[i]);
-    ap_uint<16> state[TM];  // the state of element (m0 + i, n0): one step past the row start
 #pragma HLS ARRAY_PARTITION variable = state complete
-    for (int i = 0; i < TM; i++) state[i] = dtl_lfsr_step(row_start[i]);
-  upd_n:
-    for (int tn = 0; tn < d.nta; tn++) {
-      rl_acc_t pe[TM][TN];  // each PE accumulates its own dW element over the rows
-#pragma HLS ARRAY_PARTITION variable = pe complete dim = 0
-      for (int i = 0; i < TM; i++)
-        for (int j = 0; j < TN; j++) pe[i][j] = 0;
-    upd_row:
-      for (int g = 0; g < d.rows; g++) {
+  ap_uint<16> walk = d.seed;
+row_starts:
+  for (int k = 0; k < TM; k++) {
 #pragma HLS PIPELINE II = 1
+    for (int i = 0; i + 1 < TM; i++) {
+#pragma HLS UNROLL
+      row_start[i] = row_start[i + 1];
+    }
+    row_start[TM - 1] = walk;
+    walk = dtl_lfsr_jump(d.j_row, walk);
+  }
+  for (int i = 0; i < TM; i++) {
+#pragma HLS UNROLL
+    state[i] = dtl_lfsr_step(row_start[i]);
+  }
+  const int interval = d.rows > D ? d.rows : D;  // cycles a tile
+  const unsigned tiles = unsigned(d.mt) * unsigned(d.nta);
+  const unsigned total = tiles == 0 ? 0u : tiles * unsigned(interval) + D;  // + the last tile's drain
+  rl_acc_t pe[TM][TN];  // each PE accumulates its own dW element over the rows
+#pragma HLS ARRAY_PARTITION variable = pe complete dim = 0
+  // the tile being drained (see drain_chunk); dk: its chunks done, D when there is none
+  rl_acc_t dw[TM][TN];
+  rl_val_t old_w[TM][TN], old_b[TM];
+  ap_uint<16> lfsr[TM];
+#pragma HLS ARRAY_PARTITION variable = dw complete dim = 0
+#pragma HLS ARRAY_PARTITION variable = old_w complete dim = 0
+#pragma HLS ARRAY_PARTITION variable = old_b complete
+#pragma HLS ARRAY_PARTITION variable = lfsr complete
+  unsigned dtile = 0, dbrow = 0;
+  int dr0 = 0, dc0 = 0, dk = D;
+  int k = 0, tn = 0, tm = 0;
+  unsigned tile_row = d.wbase, x_row = d.xa, dy_row = d.gy, c0 = 0, r0 = 0;  // c0 = tn TN, r0 = tm TM
+upd:
+  for (unsigned it = 0; it < total; it++) {
+#pragma HLS LOOP_TRIPCOUNT max = MAX_GEMM
+#pragma HLS PIPELINE II = 1
+#pragma HLS DEPENDENCE variable = weights type = inter dependent = false
+#pragma HLS DEPENDENCE variable = biases type = inter dependent = false
+    const bool live = tm < d.mt;  // else the last tile's drain
+    const bool row = live && k < d.rows;
+    rl_val_t dy[2 * LANES], x[2 * LANES];
+#pragma HLS ARRAY_PARTITION variable = dy complete
+#pragma HLS ARRAY_PARTITION variable = x complete
+    if (row) read_tile<G_HALF>(stash_g, dy_row, r0, dy);
+    if (row && int(c0) < d.n) read_tile<A_HALF>(stash_a, x_row, c0, x);
+    if (dk < D) {
+      drain_chunk(d, dw, old_w, old_b, lfsr, dtile, dbrow, dr0, dc0, dk);
+      dk++;
+    }
+    for (int i = 0; i < TM; i++) {
+#pragma HLS UNROLL
+      for (int j = 0; j < TN; j++) {
+#pragma HLS UNROLL
+        const int col = int(c0) + j;
+        const rl_acc_t product = row && int(r0) + i < d.m
+                                     ? rl_acc_t(dy[i] * (col < d.n ? x[j] : rl_val_t(col == d.n ? 1 : 0)))
+                                     : rl_acc_t(0);
+        pe[i][j] = (k == 0 ? rl_acc_t(0) : pe[i][j]) + product;
+      }
+    }
+    if (live && k == interval - 1) {  // the tile is finished: hand it to the drain
+      const bool weighted = tn < d.nt;  // the tile past the last has only the bias column
+      for (int i = 0; i < TM; i++) {
+#pragma HLS UNROLL
+        for (int j = 0; j < TN; j++) {
+#pragma HLS UNROLL
+          dw[i][j] = pe[i][j];
+          old_w[i][j] = weighted ? weights[tile_row + tn][i * TN + j] : rl_val_t(0);
+        }
+        old_b[i] = biases[d.bbase + tm][i];
+        lfsr[i] = state[i];
+      }
+      dtile = tile_row + tn;
+      dbrow = d.bbase + tm;
+      dr0 = r0;
+      dc0 = c0;
+      dk = 0;
+      if (tn == d.nta - 1) {  // the next row block: its row starts
         for (int i = 0; i < TM; i++) {
-          const int row = tm * TM + i;
-          const rl_val_t dy = row < d.m ? element<DTL_RL_G_DEPTH>(stash_g, d.gy, d.pitch_m, g, row) : rl_val_t(0);
+#pragma HLS UNROLL
+          row_start[i] = dtl_lfsr_jump(d.j_blk, row_start[i]);
+          state[i] = dtl_lfsr_step(row_start[i]);
+        }
+      } else {
+        for (int i = 0; i < TM; i++) {
+#pragma HLS UNROLL
+          ap_uint<16> r = state[i];
           for (int j = 0; j < TN; j++) {
-            const int col = tn * TN + j;
-            const rl_val_t x = col < d.n ? element<DTL_RL_A_DEPTH>(stash_a, d.xa, d.pitch_n, g, col)
-                                         : rl_val_t(col == d.n ? 1 : 0);
-            pe[i][j] += dy * x;
+#pragma HLS UNROLL
+            r = dtl_lfsr_step(r);
           }
+          state[i] = r;
         }
       }
-    write_back:
-      for (int i = 0; i < TM; i++) {
-        ap_uint<16> r = state[i];
-        const int row = tm * TM + i;
-        for (int j = 0; j < TN; j++) {
-          const int col = tn * TN + j;
-          if (row < d.m && col < d.n) {
-            rl_val_t &w = weights[d.wbase + tm * d.nt + tn][i * TN + j];
-            const rl_val_t dw = dtl_requantise<DTL_RL_BITS, DTL_RL_WIDE>(rl_wide_t(pe[i][j]), d.s0);
-            w = dtl_saturate<DTL_RL_BITS, DTL_RL_WIDE>(rl_wide_t(w) - dtl_stochastic_round<DTL_RL_WIDE>(dw, d.s2, r));
-          } else if (row < d.m && col == d.n) {
-            rl_val_t &b = biases[d.bbase + tm][i];
-            const rl_val_t db = dtl_requantise<DTL_RL_BITS, DTL_RL_WIDE>(rl_wide_t(pe[i][j]), d.s1);
-            b = dtl_saturate<DTL_RL_BITS, DTL_RL_WIDE>(rl_wide_t(b) - dtl_stochastic_round<DTL_RL_WIDE>(db, d.s3, r));
-          }
-          r = dtl_lfsr_step(r);
-        }
-        state[i] = r;
+    }
+    // next: row, then n-tile, then m-tile
+    x_row += d.pitch_n;
+    dy_row += d.pitch_m;
+    if (++k == interval) {
+      k = 0;
+      x_row = d.xa;
+      dy_row = d.gy;
+      c0 += TN;
+      if (++tn == d.nta) {
+        tn = 0;
+        c0 = 0;
+        tm++;
+        r0 += TM;
+        tile_row += d.nt;
       }
     }
   }
@@ -298,7 +672,7 @@ static u64 stash_end(int base, int pitch, int rows, int cols) {
   return u64(base) + u64(rows - 1) * u64(pitch) + u64(cols - 1) / LANES + 1;
 }
 
-static bool rl_check(const RlDesc &d, unsigned index, unsigned at, const dtl_rl_mem_t &mem) {
+static bool rl_check(const RlDesc &d, unsigned index, unsigned at, const dtl_rl_burst_t &mem) {
   DtlCsimStatus *status = mem.status();
 #define RL_REFUSE(...) DTL_CSIM_REFUSE(status, "RL", index, at, __VA_ARGS__)
   if (d.mode < LOAD_A || d.mode > STORE_P)
@@ -308,6 +682,8 @@ static bool rl_check(const RlDesc &d, unsigned index, unsigned at, const dtl_rl_
   if (d.mode == LOAD_A || d.mode == LOAD_G || d.mode == STORE_A || d.mode == LOAD_P || d.mode == STORE_P) {
     const u64 values = u64(d.beats) * VALS, first = d.dram / 2;
     if (values == 0) return true;
+    if (d.dram & (B - 1))
+      RL_REFUSE("%s DRAM address 0x%x is not on a %d-byte beat of the memory port", mode, d.dram, B);
     if (2 * (first + values) > mem.bytes())
       RL_REFUSE("%s %s DRAM bytes 0x%llx-0x%llx, outside the %llu-byte memory image", mode,
                 d.mode == STORE_A || d.mode == STORE_P ? "writes" : "reads", 2 * first, 2 * (first + values) - 1,
@@ -317,14 +693,17 @@ static bool rl_check(const RlDesc &d, unsigned index, unsigned at, const dtl_rl_
     if (d.mode == LOAD_G) RL_WITHIN("gradient-stash words", d.gy, d.gy + words, DTL_RL_G_DEPTH);
     if (d.mode == STORE_A) RL_WITHIN("activation-stash words", d.ya, d.ya + words, DTL_RL_A_DEPTH);
     if (d.mode == LOAD_P || d.mode == STORE_P) {
-      const u64 w_vals = u64(d.n) * TILE_VALS;
-      const u64 tiles = values < w_vals ? (values + TILE_VALS - 1) / TILE_VALS : u64(d.n);
+      const u64 w_vals = u64(d.n) * TILE_BEATS * VALS;
+      const u64 tiles = values < w_vals ? (values + TILE_BEATS * VALS - 1) / (TILE_BEATS * VALS) : u64(d.n);
       RL_WITHIN("weight tiles", 0, tiles, DTL_RL_W_DEPTH);
-      if (values > w_vals) RL_WITHIN("bias rows", 0, (values - w_vals + BROW_VALS - 1) / BROW_VALS, DTL_RL_B_DEPTH);
+      if (values > w_vals) RL_WITHIN("bias rows", 0, (values - w_vals + BROW_BEATS * VALS - 1) / (BROW_BEATS * VALS), DTL_RL_B_DEPTH);
     }
     return true;
   }
-  // FWD, BWD_DATA, UPDATE: the tile counts follow from M and N, rows do not overlap in a stash.
+  // FWD, BWD_DATA, UPDATE: a GEMM of at least one output and one input, the tile counts following
+  // from M and N, rows that do not overlap in a stash, and a result region apart from the operands
+  // (the engine's pipelines write results while later rows are read).
+  if (d.m < 1 || d.n < 1) RL_REFUSE("%s has M=%d, N=%d; a layer needs at least one output and one input", mode, d.m, d.n);
   const int mt = (d.m + TM - 1) / TM, nt = (d.n + TN - 1) / TN, nta = (d.n + 1 + TN - 1) / TN;
   if (d.mt != mt || d.nt != nt || (d.mode == UPDATE && d.nta != nta))
     RL_REFUSE("%s tiles Mt=%d, Nt=%d, Nt'=%d do not match M=%d, N=%d on the engine's %dx%d array (%d, %d, %d)", mode,
@@ -341,13 +720,21 @@ static bool rl_check(const RlDesc &d, unsigned index, unsigned at, const dtl_rl_
     RL_WITHIN("weight tiles", d.wbase, tiles_end, DTL_RL_W_DEPTH);
     RL_WITHIN("bias rows", d.bbase, brows_end, DTL_RL_B_DEPTH);
     RL_WITHIN("activation-stash words", d.xa, x_end, DTL_RL_A_DEPTH);
-    RL_WITHIN("activation-stash words", d.ya, stash_end(d.ya, d.pitch_m, d.rows, d.m), DTL_RL_A_DEPTH);
+    const u64 y_end = stash_end(d.ya, d.pitch_m, d.rows, d.m);
+    RL_WITHIN("activation-stash words", d.ya, y_end, DTL_RL_A_DEPTH);
+    if (d.rows > 0 && u64(d.xa) < y_end && u64(d.ya) < x_end)
+      RL_REFUSE("FWD's input (activation-stash words %d-%llu) and output (%d-%llu) overlap", d.xa, x_end - 1, d.ya,
+                y_end - 1);
   }
   if (d.mode == BWD_DATA && d.nt > 0 && d.rows > 0) {
     RL_WITHIN("weight tiles", d.wbase, tiles_end, DTL_RL_W_DEPTH);
     RL_WITHIN("gradient-stash words", d.gy, dy_end, DTL_RL_G_DEPTH);
     RL_WITHIN("activation-stash words", d.xa, x_end, DTL_RL_A_DEPTH);
-    RL_WITHIN("gradient-stash words", d.gx, stash_end(d.gx, d.pitch_n, d.rows, d.n), DTL_RL_G_DEPTH);
+    const u64 dx_end = stash_end(d.gx, d.pitch_n, d.rows, d.n);
+    RL_WITHIN("gradient-stash words", d.gx, dx_end, DTL_RL_G_DEPTH);
+    if (u64(d.gy) < dx_end && u64(d.gx) < dy_end)
+      RL_REFUSE("BWD_DATA's output gradient (gradient-stash words %d-%llu) and input gradient (%d-%llu) overlap", d.gy,
+                dy_end - 1, d.gx, dx_end - 1);
   }
   if (d.mode == UPDATE && d.mt > 0) {
     RL_WITHIN("weight tiles", d.wbase, tiles_end, DTL_RL_W_DEPTH);
@@ -363,18 +750,32 @@ static bool rl_check(const RlDesc &d, unsigned index, unsigned at, const dtl_rl_
 
 }  // namespace
 
-void dtl_rl_engine(dtl_rl_mem_t mem, ap_uint<32> desc_addr, ap_uint<16> desc_count) {
-#pragma HLS INTERFACE mode = m_axi port = mem bundle = gmem offset = slave depth = DTL_RL_MEM_BYTES / DTL_RL_BUS_BYTES
+void dtl_rl_engine(dtl_rl_burst_t mem, ap_uint<32> desc_addr, ap_uint<16> desc_count) {
+#pragma HLS INTERFACE mode = m_axi port = mem bundle = gmem offset = slave depth = DTL_RL_MEM_BYTES / DTL_RL_BUS_BYTES max_read_burst_length = 64 max_write_burst_length = 64 num_read_outstanding = 16 num_write_outstanding = 16 latency = DTL_MAXI_LATENCY
 #pragma HLS INTERFACE mode = s_axilite port = desc_addr bundle = control
 #pragma HLS INTERFACE mode = s_axilite port = desc_count bundle = control
 #pragma HLS INTERFACE mode = s_axilite port = return bundle = control
-#pragma HLS ARRAY_PARTITION variable = stash_a dim = 2 complete
-#pragma HLS ARRAY_PARTITION variable = stash_g dim = 2 complete
+#pragma HLS ARRAY_PARTITION variable = stash_a dim = 1 complete
+#pragma HLS ARRAY_PARTITION variable = stash_a dim = 3 complete
+#pragma HLS ARRAY_PARTITION variable = stash_g dim = 1 complete
+#pragma HLS ARRAY_PARTITION variable = stash_g dim = 3 complete
 #pragma HLS ARRAY_PARTITION variable = weights dim = 2 complete
 #pragma HLS ARRAY_PARTITION variable = biases dim = 2 complete
+#pragma HLS BIND_STORAGE variable = stash_a type = ram_t2p
+#pragma HLS BIND_STORAGE variable = stash_g type = ram_t2p
+#pragma HLS BIND_STORAGE variable = weights type = ram_t2p
+#pragma HLS BIND_STORAGE variable = biases type = ram_t2p
 descriptor:
   for (unsigned i = 0; i < desc_count; i++) {
+#pragma HLS LOOP_TRIPCOUNT max = 64
     const unsigned at = unsigned(desc_addr) + i * DTL_RL_DESC_BYTES;
+#ifdef DTL_CSIM_CHECKED
+    if (at & (B - 1)) {
+      dtl_csim_fail(mem.status(), DTL_CSIM_BAD_DESCRIPTOR,
+                    "RL descriptor %u at 0x%x is not on a %d-byte beat of the memory port", i, at, B);
+      return;
+    }
+#endif
     const RlDesc d = rl_decode(mem, at);
 #ifdef DTL_CSIM_CHECKED
     if (!rl_check(d, i, at, mem)) return;
@@ -383,7 +784,9 @@ descriptor:
       case FWD: rl_forward(d); break;
       case BWD_DATA: rl_backward_data(d); break;
       case UPDATE: rl_update(d); break;
-      default: rl_transfer(mem, d); break;
+      case STORE_A:
+      case STORE_P: rl_store(mem, d); break;
+      default: rl_load(mem, d); break;
     }
 #ifdef DTL_CSIM_CHECKED
     if (mem.failed()) return;
