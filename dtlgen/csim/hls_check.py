@@ -42,7 +42,8 @@ runtime-partitioned-index
     one only when the index changes while it runs: its own or an inner loop's variable, or a name
     assigned in its body; an outer loop's variable selects the bank once per entry), anywhere when the
     index divides (`col % LANES`), and where a pipelined or unrolled body calls a helper whose flagged
-    index comes from a parameter. Partitions follow arrays into helpers through call arguments.
+    index comes from a parameter (also through helpers that pass it on). Partitions follow arrays into
+    helpers through call arguments.
 missing-tripcount
     A `for` loop with a runtime bound and no LOOP_TRIPCOUNT (before any nested loop) has latency "?"
     in csynth, and so has everything that calls it: the schedule cannot be held against the model.
@@ -711,6 +712,23 @@ class _Checker:
                             helpers.setdefault(id(f), []).extend((f.param(var), k, idx, d, u.line(m.start()))
                                                                  for k, (_, p) in enumerate(f.params)
                                                                  if re.search(rf"\b{re.escape(p)}\b", idx))
+        # a helper that passes its own parameter on to such a helper, outside any loop that runs in
+        # parallel, indexes the same banks with it (helpers inline into their callers' loops)
+        changed = True
+        while changed:
+            changed = False
+            for f in u.funcs:
+                for g, pos, args in self.calls[id(f)]:
+                    if g is f or self.context(f, pos)[1]:
+                        continue
+                    for arr, k, idx, d, line in list(helpers.get(id(g), [])):
+                        array = args[arr].strip() if arr is not None and arr < len(args) else ""
+                        for kk, (_, name) in enumerate(f.params):
+                            entry = (f.param(array), kk, idx, d, line)
+                            if k < len(args) and re.search(rf"\b{re.escape(name)}\b", args[k]) and (
+                                    entry not in helpers.setdefault(id(f), [])):
+                                helpers[id(f)].append(entry)
+                                changed = True
         for f in u.funcs:
             for g, pos, args in self.calls[id(f)]:
                 loop, kind, unrolled = self.context(f, pos)

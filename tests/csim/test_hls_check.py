@@ -386,17 +386,25 @@ def test_engines_fe_holds_no_pattern(engines, tmp_path):
 RL_PARAMS = ("#define DTL_RL_BUS_BYTES 16\n#define DTL_RL_TM 8\n#define DTL_RL_TN 4\n#define DTL_RL_LANES 8\n"
              "#define DTL_HAS_RL 1\n")
 
+# The stash reads of every GEMM loop: read_tile passes its word and column on to read_pair and take.
+GEMM_READS = [("runtime-partitioned-index", "read_tile<A_HALF>(stash_a, x_row, c0, x);", "fwd"),
+              ("runtime-partitioned-index", "read_tile<G_HALF>(stash_g, dy_row, r0, dy);", "bwd"),
+              ("runtime-partitioned-index", ("read_tile<G_HALF>(stash_g, dy_row, r0, dy);", 1), "bwd"),
+              ("runtime-partitioned-index", "if (row) read_tile<G_HALF>(stash_g, dy_row, r0, dy);", "upd"),
+              ("runtime-partitioned-index", "if (row && int(c0) < d.n) read_tile<A_HALF>", "upd")]
+
 # Each pattern the RL rewrite removed (issue 16), put back into today's engine, and what the checker says.
 RL_MUTATIONS = {
     "a barrel shifter by the runtime offset": (
         "      if (on) v[i] = i + (1 << s) < 2 * LANES ? v[i + (1 << s)] : rl_val_t(0);",
         "      if (on) v[i] = i + off < 2 * LANES ? v[i + off] : rl_val_t(0);",
-        [("runtime-partitioned-index", "i + off < 2 * LANES ? v[i + off]", None)]),
+        [("runtime-partitioned-index", "i + off < 2 * LANES ? v[i + off]", None), *GEMM_READS]),
     "a stash lane chosen at run time": (
         "    const rl_val_t even_word = stash[0][(w + 1) >> 1][l], odd_word = stash[1][w >> 1][l];",
         "    const rl_val_t even_word = stash[0][(w + 1) >> 1][(l + w) % LANES], odd_word = stash[1][w >> 1][l];",
         [("runtime-partitioned-index", "[(l + w) % LANES]", None),
-         ("runtime-partitioned-index", "read_pair<A_HALF>(stash_a, at.word, word);", "store")]),
+         ("runtime-partitioned-index", "read_pair<A_HALF>(stash_a, at.word, word);", "store"),
+         *GEMM_READS]),
     "a divider in the GEMM's address": (
         "    // next: n-tile, then row, then m-tile\n    tile++;",
         "    // next: n-tile, then row, then m-tile\n    tile = tile_row + (it + 1) % d.nt;",
