@@ -1,5 +1,6 @@
 """An estimate of the cycles Vitis HLS would schedule a project's HLS engines to take, beside the RTL
-model's cycles for the same work: per FE descriptor and per RL training step.
+model's cycles for the same work: per FE descriptor, per RL training step and per descriptor of the
+steady step.
 
 No Vitis HLS runs here, so this is an estimate by a stated rule, never a csynth or cosim figure. It
 joins two readings of the project's own C++:
@@ -46,6 +47,7 @@ from dtlgen.csim.engines import CsimDevice, CsimEngines
 from dtlgen.csim.hls_check import _IDENT, _Checker, _Eval, _Func, _Loop, _Unit, _access, _innermost, _shared
 from dtlgen.errors import DesignError
 from dtlgen.isa.fe import DESCRIPTOR_BYTES
+from dtlgen.isa.rl import DESCRIPTOR_BYTES as RL_DESCRIPTOR_BYTES
 
 PIPELINE_DEPTH = 6  # a pipelined body: address, block-RAM read (2), operation, write back
 DIVIDER_LATENCY = 36  # a pipelined 32-bit divider core
@@ -360,11 +362,21 @@ class EstimateEngines(CsimEngines):
 
 
 class _EstimateDevice(CsimDevice):
-    """The host loop's Device on the instrumented RL engine: `run` returns the estimated cycles."""
+    """The host loop's Device on the instrumented RL engine: `run` returns the estimated cycles, and
+    `calls` collects each call's per descriptor (the engine runs a list one descriptor after another,
+    so running them one call each is the same computation)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls: list[list[int]] = []
 
     async def run(self, desc_addr: int, count: int, perf_base: int) -> int:
-        await super().run(desc_addr, count, perf_base)
-        return self.engines.take("rl")[0]
+        cycles = []
+        for i in range(count):
+            await super().run(desc_addr + i * RL_DESCRIPTOR_BYTES, 1, perf_base)
+            cycles.append(self.engines.take("rl")[0])
+        self.calls.append(cycles)
+        return sum(cycles)
 
 
 def hls_estimate(data, rl, steps: int = 2) -> dict[str, Any]:
@@ -411,10 +423,24 @@ def _rl_estimate(engines: EstimateEngines, rl, latency: int, steps: int) -> dict
     layout = rl.layout
     plan = sample_plan(rl.features, rl.labels, layout.batch, steps, rl.qnet.precision.lr_shift)
     engines.take("rl")
-    run = asyncio.run(RLHost(_EstimateDevice(engines, layout.memory_bytes), layout).train(plan, rl.state))
+    device = _EstimateDevice(engines, layout.memory_bytes)
+    steps_run: list[list[int]] = []  # each step's descriptors: its forward and backward calls
+
+    async def after_step(k, result) -> None:
+        steps_run.append([c for call in device.calls[-2:] for c in call])
+
+    run = asyncio.run(RLHost(device, layout).train(plan, rl.state, after_step))
     hls_steps = [int(s) for s in run.cycles.sum(axis=1)]
-    rtl_steps = [sum(d.cycles for d in step) for step in predict_plan(layout, latency, plan.batch_sizes)]
+    model = predict_plan(layout, latency, plan.batch_sizes)
+    rtl_steps = [sum(d.cycles for d in step) for step in model]
     shown = len(hls_steps) - 1  # the last step: past the first step's extra loads, as a re-training run repeats it
-    return {"rl_step_cycles": hls_steps[shown], "rtl_rl_step_cycles": int(rtl_steps[shown]),
-            "rl_ratio": hls_steps[shown] / rtl_steps[shown] if rtl_steps[shown] else None,
-            "rl_steps": [{"hls_cycles": h, "rtl_cycles": int(r)} for h, r in zip(hls_steps, rtl_steps)]}
+    report = {"rl_step_cycles": hls_steps[shown], "rtl_rl_step_cycles": int(rtl_steps[shown]),
+              "rl_ratio": hls_steps[shown] / rtl_steps[shown] if rtl_steps[shown] else None,
+              "rl_steps": [{"hls_cycles": h, "rtl_cycles": int(r)} for h, r in zip(hls_steps, rtl_steps)]}
+    if len(steps_run[shown]) != len(model[shown]) or sum(steps_run[shown]) != hls_steps[shown]:
+        raise AssertionError(f"the host ran {len(steps_run[shown])} descriptors in step {shown}, the model counts "
+                             f"{len(model[shown])}")  # the model and the host loop disagree: a bug
+    report["rl_descriptors"] = [{"layer": d.layer, "mode": d.mode, "hls_cycles": h, "rtl_cycles": int(d.cycles),
+                                 "ratio": h / d.cycles if d.cycles else None}
+                                for d, h in zip(model[shown], steps_run[shown])]
+    return report
