@@ -20,7 +20,11 @@ The cost of a pipelined loop:
   (each textual access times the unrolled loops around it) share two ports, so II >= ceil(accesses / 2);
 - depth is `PIPELINE_DEPTH` cycles of address, block-RAM read, operation and write, plus the board's
   DRAM latency if the body touches an m_axi port (the first beat's round trip, once per entry: a
-  burst, or pipelined single beats), plus `DIVIDER_LATENCY` for a division hls_check finds there.
+  burst, or pipelined single beats), plus `DIVIDER_LATENCY` for a division hls_check finds there;
+- an entry of a loop that issues burst requests (read_request / write_request in its body) lasts at
+  least requests x latency / `OUTSTANDING` cycles: no more requests are in flight at once, and each
+  is a round trip (Little's law), so short bursts are bound by requests, not beats (counted as the
+  loop's `waits`). Requests a helper issues for it are not counted.
 The loops then add up, except a DATAFLOW loop of process calls, whose processes overlap through
 ping-pong buffers (DtlEstFlow: the recurrence, with DRAM processes sharing the bus); any other
 DATAFLOW form is refused. Not modelled: function-call and state-machine overhead outside loops, DRAM refresh and
@@ -37,7 +41,7 @@ import hashlib
 import math
 import re
 from collections import ChainMap
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +58,8 @@ DIVIDER_LATENCY = 36  # a pipelined 32-bit divider core
 OUTSTANDING = 16  # Vitis HLS's default num_read_outstanding / num_write_outstanding
 LOOP_OVERHEAD = 1  # a sequential loop's exit test and counter, per entry and per iteration
 HANDSHAKE = 2  # a dataflow process's start and done handshake, per iteration
+REQUEST_RULE = (f"burst requests issued in the loop: at most {OUTSTANDING} in flight, so an entry lasts at least "
+                f"requests x latency / {OUTSTANDING} cycles")
 MAX_STAGES = 8  # processes of one DATAFLOW loop the estimate follows
 SOURCE = ("estimate: trip counts from the project's C++ run on its data (instrumented C-simulation), per-loop "
           "cost from a static reading (dtlgen.csim.hls_estimate); no Vitis HLS")
@@ -79,8 +85,9 @@ class LoopCost:
     depth: int  # cycles per entry
     reasons: tuple[str, ...]  # why II or depth exceed the plain figures
 
-    def cycles(self, entries: int, iterations: int) -> int:
-        return entries * self.depth + iterations * self.ii
+    def cycles(self, entries: int, iterations: int, waits: int = 0) -> int:
+        """`waits`: the cycles its entries waited for burst requests (see `_instrument`)."""
+        return entries * self.depth + iterations * self.ii + waits
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "reasons": list(self.reasons)}
@@ -150,7 +157,17 @@ def engine_loops(name: str, sources: dict[str, str], latency: int) -> EngineLoop
                      any(g.params[j][1] in checker.touches.get(id(g), ()) for j in range(min(len(args), len(g.params)))))
                     for pos, g, args in calls]
     costs = [_cost(checker, unit, name, f, loop, loops, findings, latency, k in flows) for k, (f, loop) in enumerate(picked)]
-    return EngineLoops(ENGINES[name], tuple(costs), _instrument(text, unit, loops, costs, flows, ENGINES[name]))
+    # burst requests issued inside a pipelined loop (its own body or the loops it unrolls): their port's
+    # name, each request's loop
+    requests: dict[int, list[tuple[int, int]]] = {}
+    for k, (f, loop) in enumerate(picked):
+        for port in checker.maxi.get(id(f), {}) if loop.pipelined else ():
+            for m in re.finditer(rf"(?<![\w.>]){re.escape(port)}(?=\s*\.\s*(?:read|write)_request\s*\()", unit.code):
+                if loop.body[0] <= m.start() < loop.body[1] and _innermost(loops, m.start()) is loop:
+                    requests.setdefault(k, []).append((m.start(), m.end()))
+    costs = [replace(c, reasons=c.reasons + (REQUEST_RULE,)) if k in requests else c for k, c in enumerate(costs)]
+    return EngineLoops(ENGINES[name], tuple(costs),
+                       _instrument(text, unit, loops, costs, flows, ENGINES[name], requests, latency))
 
 
 def _cost(checker: _Checker, unit: _Unit, name: str, f: _Func, loop: _Loop, scheduled: list[_Loop],
@@ -282,20 +299,36 @@ struct DtlEstFlow {
 
 
 def _instrument(text: str, unit: _Unit, loops: list[_Loop], costs: list[LoopCost],
-                flows: dict[int, list[tuple[int, int, bool]]], engine: str) -> str:
+                flows: dict[int, list[tuple[int, int, bool]]], engine: str,
+                requests: dict[int, list[tuple[int, int]]] | None = None, latency: int = 0) -> str:
     """`text` with, for every loop in `loops` (in order), a counter of its entries and iterations and
     its cost added to `dtl_est_cycles` as it runs (depth per entry, II per iteration); a DATAFLOW loop
     (`flows`: its process calls) instead measures each process's cycles per iteration and adds the
-    overlapped span (DtlEstFlow). A C entry point `dtl_est_<engine>_read(out, capacity)` copies the
-    cycles, then (entries, iterations) per loop, into `out` and clears them. Each loop is wrapped in
-    a block, so a loop that is the body of an unbraced `if` or `for` stays one statement; a body
-    without braces gets them."""
+    overlapped span (DtlEstFlow). A loop that issues burst requests (`requests`: the port names'
+    spans in its body) counts them per entry, and an entry lasts at least requests x `latency` /
+    OUTSTANDING cycles (Little's law: OUTSTANDING requests in flight, each a round trip); the cycles
+    added so are its waits. A C entry point `dtl_est_<engine>_read(out, capacity)` copies the cycles,
+    then (entries, iterations) per loop, then the waits per loop, into `out` and clears them. Each
+    loop is wrapped in a block, so a loop that is the body of an unbraced `if` or `for` stays one
+    statement; a body without braces gets them; a request's port becomes `(++count, port)`, one
+    expression still."""
+    requests = requests or {}
+    n = max(1, len(loops))
     edits: list[tuple[int, int, str]] = []  # (offset, order at that offset, text)
     for k, (loop, cost) in enumerate(zip(loops, costs)):
         flow = flows.get(k)
         enter = f"{{ ++dtl_est_counts[{2 * k}]; dtl_est_cycles += {cost.depth}ULL; "
         iterate = f" ++dtl_est_counts[{2 * k + 1}];" + (f" dtl_est_cycles += {cost.ii}ULL;" if cost.ii else "")
         leave = " }"
+        if k in requests:
+            enter = (f"{{ unsigned long long dtl_req_{k} = 0; const unsigned long long dtl_t_{k} = dtl_est_cycles; "
+                     + enter[1:])
+            leave = (f" {{ const unsigned long long dtl_min = (dtl_req_{k} * {latency}ULL + {OUTSTANDING - 1}) / "
+                     f"{OUTSTANDING}; if (dtl_est_cycles - dtl_t_{k} < dtl_min) {{ dtl_est_counts[{2 * n + k}] += "
+                     f"dtl_min - (dtl_est_cycles - dtl_t_{k}); dtl_est_cycles = dtl_t_{k} + dtl_min; }} }}" + leave)
+            for start, stop in requests[k]:
+                edits.append((start, 5, f"(++dtl_req_{k}, "))
+                edits.append((stop, -5, ")"))
         if flow is not None:
             memory = sum(1 << s for s, (_, _, dram) in enumerate(flow) if dram)
             enter += f"DtlEstFlow dtl_flow_{k}({len(flow)}, {memory}u); const unsigned long long dtl_base_{k} = dtl_est_cycles; "
@@ -314,7 +347,7 @@ def _instrument(text: str, unit: _Unit, loops: list[_Loop], costs: list[LoopCost
     out = text
     for offset, _, insert in sorted(edits, key=lambda e: (e[0], e[1]), reverse=True):
         out = out[:offset] + insert + out[offset:]
-    slots = 2 * max(1, len(loops))
+    slots = 3 * n
     head = _LEDGER % {"slots": slots, "stages": MAX_STAGES, "handshake": HANDSHAKE}
     tail = (f"\nextern \"C\" unsigned dtl_est_{engine}_read(unsigned long long *out, unsigned capacity) {{\n"
             f"  if (capacity > 0) out[0] = dtl_est_cycles;\n  dtl_est_cycles = 0;\n"
@@ -354,17 +387,20 @@ class EstimateEngines(CsimEngines):
             self._readers[engine] = reader
 
     def take(self, engine: str) -> tuple[int, np.ndarray]:
-        """(estimated cycles, per-loop (entries, iterations)) since the last take for `engine`."""
-        loops = self.plans[engine].loops
-        counts = (ctypes.c_ulonglong * (1 + 2 * max(1, len(loops))))()
+        """(estimated cycles, per-loop (entries, iterations, waits)) since the last take for `engine`."""
+        loops, n = self.plans[engine].loops, max(1, len(self.plans[engine].loops))
+        counts = (ctypes.c_ulonglong * (1 + 3 * n))()
         self._readers[engine](counts, len(counts))
-        return int(counts[0]), np.array(counts[1:1 + 2 * len(loops)], dtype=np.int64).reshape(-1, 2)
+        pairs = np.array(counts[1:1 + 2 * len(loops)], dtype=np.int64).reshape(-1, 2)
+        waits = np.array(counts[1 + 2 * n:1 + 2 * n + len(loops)], dtype=np.int64).reshape(-1, 1)
+        return int(counts[0]), np.hstack([pairs, waits])
 
 
 class _EstimateDevice(CsimDevice):
     """The host loop's Device on the instrumented RL engine: `run` returns the estimated cycles, and
     `calls` collects each call's per descriptor (the engine runs a list one descriptor after another,
-    so running them one call each is the same computation)."""
+    so running them one call each is the same computation; it costs the descriptor loop's entry, one
+    cycle, per descriptor rather than per call)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -409,7 +445,7 @@ def hls_estimate(data, rl, steps: int = 2) -> dict[str, Any]:
 
 def _worst(loops: tuple[LoopCost, ...], counts: np.ndarray, top: int = 3) -> list[dict[str, Any]]:
     """The loops that cost most in one run, with their share."""
-    cycles = [cost.cycles(int(e), int(i)) for cost, (e, i) in zip(loops, counts)]
+    cycles = [cost.cycles(int(e), int(i), int(w)) for cost, (e, i, w) in zip(loops, counts)]
     total = sum(cycles) or 1
     order = sorted(range(len(loops)), key=lambda k: -cycles[k])[:top]
     return [{"loop": loops[k].label or f"{loops[k].function}:{loops[k].line}", "line": loops[k].line,

@@ -113,6 +113,54 @@ def test_a_conditional_memory_read_is_single_beats_and_an_unconditional_one_a_bu
     assert _estimate(TWO_LOOPS).loops[1].ii == 1
 
 
+BURST_ROWS = """
+struct Port {  // a manual-burst port's methods, as the engines call them
+  int *p;
+  unsigned at;
+  void read_request(unsigned offset, unsigned len) { at = offset; }
+  int read() { return p[at++]; }
+};
+void dtl_fe_engine(Port mem, int n, int *out) {
+#pragma HLS INTERFACE mode = m_axi port = mem bundle = gmem
+rows:
+  for (int i = 0; i < n; i++) {
+#pragma HLS LOOP_TRIPCOUNT max = 64
+#pragma HLS PIPELINE II = 1
+    if (i % EVERY == 0) mem.read_request(3 * i, EVERY);
+    out[i] = mem.read();
+  }
+}
+long long run(int *mem, int *out) {
+  Port port = {mem, 0};
+  dtl_fe_engine(port, ROWS, out);
+  long long s = 0;
+  for (int i = 0; i < ROWS; i++) s += out[i];
+  return s;
+}
+"""
+
+
+@pytest.mark.parametrize("every", [1, 4])
+def test_short_burst_requests_are_bound_by_the_requests_in_flight(tmp_path, every):
+    # a pipelined loop reading one beat an iteration: with a 1-beat request each, the requests (16 in
+    # flight, a round trip each) bound it, not its beats; with 4-beat requests, its beats do
+    rows = 64
+    source = BURST_ROWS.replace("EVERY", str(every)).replace("ROWS", str(rows))
+    plan = _estimate(source)
+    loop, total = plan.loops  # the engine's loop, and the test's sum
+    assert loop.pipelined and loop.ii == 1 and "in flight" in loop.reasons[-1] and not total.pipelined
+    main = MAIN.replace("1 + 2 * n", "1 + 3 * n")  # the cycles, (entries, iterations) per loop, then the waits
+    check, loops, cycles, entries, iterations, *rest = _compile_run(plan.instrumented + main, tmp_path, f"rows{every}")
+    assert check == sum(((i // every * 3 * every + i % every) * 37) % 11 - 5 for i in range(rows))
+    assert (loops, entries, iterations, rest[:2], rest[3]) == (2, 1, rows, [1, rows], 0)
+    waits, requests = rest[2], rows // every
+    plain = loop.depth + rows  # depth once, a beat an iteration
+    assert waits == max(0, math.ceil(requests * LATENCY / OUTSTANDING) - plain)
+    assert cycles - total.cycles(1, rows) == loop.cycles(entries, iterations, waits) \
+        == max(plain, math.ceil(requests * LATENCY / OUTSTANDING))
+    assert (waits > 0) == (every == 1)
+
+
 def test_a_divider_in_a_pipeline_deepens_it():
     divided = _estimate(TWO_LOOPS.replace("out[i] += mem[i];", "out[i] += mem[i] / n;")).loops[1]
     assert divided.depth == PIPELINE_DEPTH + LATENCY + DIVIDER_LATENCY
