@@ -21,6 +21,7 @@ from typing import Any
 import jinja2
 import numpy as np
 
+from dtlgen.errors import DesignError
 from dtlgen.generator.fe_program import FEProgram
 from dtlgen.host import rl_program as prog
 from dtlgen.host.rl_plan import output_gradient, sample_plan, to_rows
@@ -34,6 +35,7 @@ from dtlgen.quant.quantize import QuantizedNetwork
 FE_SOURCES = ("dtl_numerics.h", "dtl_engines.h", "dtl_csim_check.h", "dtl_bytes.h", "tb_dtl.h", "dtl_fe_engine.cpp",
               "tb_fe.cpp", "csim_api.cpp")
 RL_SOURCES = ("dtl_rl_engine.cpp", "tb_rl.cpp")
+HLS_MAX_BUS_BYTES = 64  # the FE engine's descriptor: static_assert in dtl_fe_engine.cpp
 TB_STEPS = 5  # training steps the RL testbench replays (Vitis HLS cosim runs them too: keep it short)
 
 
@@ -58,6 +60,11 @@ def write_hls(project: Path, design: Design, model: str, board: str, fe: FESimBu
     """Write project/hls for the FE engine `fe` running `program`. `fe_outputs` are the golden outputs of
     the program's ops for its sample; `rl` is (qnet, layout, features, labels, state) when the network
     has retrainable layers."""
+    bus = fe.fe.bus_bytes
+    if bus > HLS_MAX_BUS_BYTES:  # the engines read a 64-byte FE descriptor in whole beats
+        raise DesignError(f"board {board}'s memory bus is {bus} bytes a cycle; the HLS engines take buses of up to "
+                          f"{HLS_MAX_BUS_BYTES} bytes (a power of two): describe the board's memory as fewer or "
+                          "narrower ports")
     hls = Path(project) / "hls"
     data = hls / "tb_data"
     data.mkdir(parents=True)

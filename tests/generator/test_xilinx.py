@@ -6,15 +6,17 @@ run the tcl in a real Tcl interpreter (Python's tkinter) with every vendor comma
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
+from pathlib import Path
 
 import jinja2
 import pytest
 
 from dtlgen.boards import load_board
-from dtlgen.errors import BoardError
+from dtlgen.errors import BoardError, DesignError
 from dtlgen.generator import xilinx
 from dtlgen.generator.xilinx import (
     CONTROL_BASE_ADDRESS,
@@ -674,3 +676,22 @@ def test_hls_port_widths_agree_with_the_cpp_and_the_board(tmp_path, board_name):
     tcl = (hls / "run_hls.tcl").read_text()
     assert f"m_axi ports are {8 * bus} bits wide in the C++ (ap_uint<{8 * bus}>" in tcl
     assert f"config_interface -m_axi_alignment_byte_size {bus}" in tcl and "widen_bitwidth" not in tcl
+
+
+def test_a_bus_wider_than_the_hls_engines_take_is_refused_whole(tmp_path):
+    # a board whose memory is 128 bytes a cycle: the HLS engines read 64-byte FE descriptors in whole
+    # beats, so generation stops with one error naming the board, and writes nothing
+    source = Path(__file__).parents[2] / "dtlgen" / "boards" / "zcu104.yaml"
+    wide = tmp_path / "zcu104wide.yaml"
+    wide.write_text(source.read_text().replace("name: zcu104", "name: zcu104wide").replace(
+        "port_bytes: 16", "port_bytes: 128").replace("usable_mb_per_s: 13400", "usable_mb_per_s: 100000"))
+    board = load_board(str(wide))
+    assert board.bus_bytes == 128
+    network = load_model("digits_cnn")
+    calib = calibration_inputs(network, 0)
+    design = dataclasses.replace(small_design("zcu104", DESIGN_CLOCK_MHZ["zcu104"]), board="zcu104wide",
+                                 board_spec=board.to_dict())
+    with pytest.raises(DesignError, match="zcu104wide's memory bus is 128 bytes a cycle; the HLS engines take buses "
+                                          "of up to 64 bytes"):
+        generate_project(network, design, board, calib, calib[0], tmp_path / "prj")
+    assert not (tmp_path / "prj").exists()

@@ -165,9 +165,13 @@ class DtlBurst {
     unsigned head, count;
     Queue() : head(0), count(0) {}
   };
-  // A request starts at once when none is running or waiting, else it waits its turn.
+  // A request starts at once when none is running or waiting, else it waits its turn. A request of
+  // no beats is refused (Vitis's burst_maxi would still owe it a write response).
   void request(Queue &q, uint64_t &next, unsigned &left, uint64_t offset, unsigned len) {
-    if (len == 0) return;
+    if (len == 0) {
+      dtl_csim_fail(mem_.status(), DTL_CSIM_OUT_OF_RANGE, "the engine requested a burst of no beats");
+      return;
+    }
     if (left == 0 && q.count == 0) {
       next = offset;
       left = len;

@@ -44,7 +44,8 @@ const int TC = DTL_FE_TC;
 const int K_MAX = DTL_FE_K_MAX;
 const int KK = K_MAX * K_MAX;
 const int B = DTL_FE_BUS_BYTES;  // bytes a beat
-const int LOG_B = B >= 32 ? 5 : B >= 16 ? 4 : B >= 8 ? 3 : B >= 4 ? 2 : 1;
+const int LOG_B = B >= 64 ? 6 : B >= 32 ? 5 : B >= 16 ? 4 : B >= 8 ? 3 : B >= 4 ? 2 : 1;
+static_assert(B == 1 << LOG_B && DTL_FE_DESC_BYTES % B == 0, "the bus is 2 to 64 bytes, a power of two");
 const int IN_ROWS = (TR - 1) * DTL_FE_S_MAX + K_MAX;
 const int IN_COLS = (TC - 1) * DTL_FE_S_MAX + K_MAX;
 const int ROW_BEATS = (IN_COLS + B - 1) / B + 1;  // the beats that cover a window row, from any byte of a beat

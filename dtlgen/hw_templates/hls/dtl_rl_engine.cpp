@@ -23,7 +23,9 @@
 // whole LANES-value words; its words alternate between two banks of LANES lanes (even and odd
 // words), so the two words a tile's values straddle are read in one cycle from different banks and a
 // tile's results written back in the same cycle (one read and one write a bank: a true dual-port
-// RAM), with barrel shifters between the words and the array. Numerics: dtl_numerics.h, bit for bit
+// RAM), with barrel shifters between the words and the array. Descriptors the host never writes
+// (addresses off a beat, a GEMM with M or N zero, a result region overlapping its operands) are
+// undefined on the hardware; the C-simulation refuses them. Numerics: dtl_numerics.h, bit for bit
 // with the golden model (checked by `dtlgen csim`). Nothing here was synthesised with Vitis HLS in
 // this repository; `dtlgen csim` reports a cycle estimate of this code's schedule
 // (dtlgen.csim.hls_estimate).
@@ -44,10 +46,12 @@ const int TN = DTL_RL_TN;
 const int TMN = TM * TN;
 const int D = TM < TN ? TM : TN;   // cycles a finished UPDATE tile takes to drain
 const int LANES = DTL_RL_LANES;    // a power of two >= TM, TN and the values a beat carries
-const int LOG_LANES = LANES >= 128 ? 7 : LANES >= 64 ? 6 : LANES >= 32 ? 5 : LANES >= 16 ? 4 : LANES >= 8 ? 3
-                    : LANES >= 4 ? 2 : 1;
+const int LOG_LANES = LANES >= 256 ? 8 : LANES >= 128 ? 7 : LANES >= 64 ? 6 : LANES >= 32 ? 5 : LANES >= 16 ? 4
+                    : LANES >= 8 ? 3 : LANES >= 4 ? 2 : 1;
 const int B = DTL_RL_BUS_BYTES;    // bytes a beat
-const int LOG_B = B >= 32 ? 5 : B >= 16 ? 4 : B >= 8 ? 3 : B >= 4 ? 2 : 1;
+const int LOG_B = B >= 128 ? 7 : B >= 64 ? 6 : B >= 32 ? 5 : B >= 16 ? 4 : B >= 8 ? 3 : B >= 4 ? 2 : 1;
+static_assert(LANES == 1 << LOG_LANES, "the stash lanes are a power of two from 2 to 256");
+static_assert(B == 1 << LOG_B && DTL_RL_DESC_BYTES % B == 0, "the bus is 2 to 128 bytes, a power of two");
 const int VALS = B / 2;            // 16-bit values a beat
 const int LOG_VALS = LOG_B - 1;
 const int LOG_BPW = LOG_LANES - LOG_VALS;  // beats a stash word: 2^LOG_BPW
@@ -254,6 +258,7 @@ struct Place {
 // LOAD_A, LOAD_G, LOAD_P: one burst of d.beats beats into a stash or the parameters.
 static void rl_load(dtl_rl_burst_t mem, const RlDesc &d) {
   const unsigned base = d.mode == LOAD_A ? d.xa : d.gy;
+  if (d.beats == 0) return;  // no request: a burst has at least one beat
   Place at;
   at.start(base);
   at.bias = d.n == 0;
@@ -298,6 +303,7 @@ load:
 
 // STORE_A, STORE_P: one burst of d.beats beats from the activation stash or the parameters.
 static void rl_store(dtl_rl_burst_t mem, const RlDesc &d) {
+  if (d.beats == 0) return;  // no request: a burst has at least one beat
   Place at;
   at.start(d.ya);
   at.bias = d.n == 0;
@@ -329,7 +335,7 @@ store:
     mem.write(beat, ap_int<B>(-1));
     at.step(d.n);
   }
-  if (d.beats > 0) mem.write_response();
+  mem.write_response();
 }
 
 static void rl_forward(const RlDesc &d) {
@@ -349,12 +355,12 @@ fwd:
     read_tile<A_HALF>(stash_a, x_row, c0, x);
     for (int i = 0; i < TM; i++) {
 #pragma HLS UNROLL
-      rl_acc_t sum = tn == 0 ? rl_acc_t(0) : acc[i];
+      rl_acc_t sum = 0;  // the tile row's products, then the running sum: one adder on the recurrence
       for (int j = 0; j < TN; j++) {
 #pragma HLS UNROLL
         if (int(c0) + j < d.n) sum += weights[tile][i * TN + j] * x[j];
       }
-      acc[i] = sum;
+      acc[i] = (tn == 0 ? rl_acc_t(0) : acc[i]) + sum;
     }
     const bool last = tn == d.nt - 1;
     if (last) {
@@ -411,12 +417,12 @@ bwd:
     read_tile<A_HALF>(stash_a, x_row, c0, x);
     for (int j = 0; j < TN; j++) {
 #pragma HLS UNROLL
-      rl_acc_t sum = tm == 0 ? rl_acc_t(0) : acc[j];
+      rl_acc_t sum = 0;  // as in rl_forward
       for (int i = 0; i < TM; i++) {
 #pragma HLS UNROLL
         if (int(r0) + i < d.m) sum += weights[tile][i * TN + j] * dy[i];
       }
-      acc[j] = sum;
+      acc[j] = (tm == 0 ? rl_acc_t(0) : acc[j]) + sum;
     }
     const bool last = tm == d.mt - 1;
     if (last) {
@@ -492,6 +498,8 @@ static void drain_chunk(const RlDesc &d, rl_acc_t dw[TM][TN], rl_val_t old_w[TM]
   } else {
     const int row = r0 + k;
     ap_uint<16> r = lfsr[0];
+    rl_val_t bias = 0;
+    bool has_bias = false;
     for (int j = 0; j < TN; j++) {
 #pragma HLS UNROLL
       const int col = c0 + j;
@@ -503,16 +511,16 @@ static void drain_chunk(const RlDesc &d, rl_acc_t dw[TM][TN], rl_val_t old_w[TM]
 #pragma HLS UNROLL
           if (i == k) weights[tile][i * TN + j] = w;
         }
-      } else if (row < d.m && col == d.n) {
+      } else if (row < d.m && col == d.n) {  // at most one column of the row: one store a bank, below
         const rl_val_t g = dtl_requantise<DTL_RL_BITS, DTL_RL_WIDE>(rl_wide_t(dw[0][j]), d.s1);
-        const rl_val_t b = dtl_saturate<DTL_RL_BITS, DTL_RL_WIDE>(
-            rl_wide_t(old_b[0]) - dtl_stochastic_round<DTL_RL_WIDE>(g, d.s3, r));
-        for (int i = 0; i < TM; i++) {
-#pragma HLS UNROLL
-          if (i == k) biases[brow][i] = b;
-        }
+        bias = dtl_saturate<DTL_RL_BITS, DTL_RL_WIDE>(rl_wide_t(old_b[0]) - dtl_stochastic_round<DTL_RL_WIDE>(g, d.s3, r));
+        has_bias = true;
       }
       r = dtl_lfsr_step(r);
+    }
+    for (int i = 0; i < TM; i++) {
+#pragma HLS UNROLL
+      if (has_bias && i == k) biases[brow][i] = bias;
     }
     for (int i = 0; i + 1 < TM; i++) {
 #pragma HLS UNROLL
