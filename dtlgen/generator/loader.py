@@ -217,6 +217,12 @@ def _check_program(data: Any, design: Design, where: Path) -> dict[str, Any]:
     _name(data["model"], f"{where}: field 'model'")
     if design.model is not None and data["model"] != design.model:
         raise DesignError(f"{where}: model '{data['model']}' is not the design's '{design.model}'; {FIX}")
+    if "input_format" in data:  # the input's fixed-point format (what Project.predict quantises to)
+        fmt = data["input_format"]
+        if not isinstance(fmt, dict) or set(fmt) != {"bits", "frac"}:
+            raise DesignError(f"{where}: field 'input_format' must be {{\"bits\": B, \"frac\": F}}; {FIX}")
+        _int(fmt["bits"], f"{where}: input_format.bits", 2, 16)
+        _int(fmt["frac"], f"{where}: input_format.frac", -64, 64)
     ops = data["ops"]
     if not isinstance(ops, list) or not 1 <= len(ops) <= 4096:
         raise DesignError(f"{where}: field 'ops' must be a list of 1 to 4096 operations; {FIX}")

@@ -147,6 +147,7 @@ def generate_project(network: Network, design: Design, board: Board, calib_x: np
                         "out_shape": list(img.stored_shape), "out_pitch": img.image_pitch,
                         "predicted_cycles": op_cycles(img.op, design.fe, bus, latency).cycles})
         write_json(sim / "program.json", {"desc_addr": program.desc_addr, "input_addr": program.input_addr,
+                                          "input_format": qnet.input_fmt.to_dict(),
                                           "clock_mhz": design.clock_mhz, "model": network.name, "board": board.name,
                                           "ops": ops})
         np.savez_compressed(sim / "expected.npz", memory=program.memory,

@@ -68,6 +68,22 @@ class RLHost:
         await self._run(prog.params_list(lay, "STORE_P"), 1, prog.PERF_BASE["params"] + 1)
         return prog.params_from_image(lay, await self.device.read(lay.params_addr, lay.params_bytes), shapes)
 
+    async def infer(self, features: np.ndarray) -> np.ndarray:
+        """The forward list alone on at most a batch of `features`: the integer logits (samples, ...)."""
+        lay = self.layout
+        samples = len(features)
+        await self.device.write(lay.feature_region(0)[1], prog.matrix_bytes(lay, to_rows(features, lay.feature_shape)))
+        await self._run(prog.forward_list(lay, samples, 0, True), prog.step_descriptor_counts(lay, True, False)[0],
+                        prog.PERF_BASE["forward"])
+        return from_rows(await self._logits(samples), samples, lay.layers[-1].positions)
+
+    async def _logits(self, samples: int) -> np.ndarray:
+        last = self.layout.layers[-1]
+        rows = samples * last.positions
+        raw = await self.device.read(self.layout.logit_addr,
+                                     rows * last.pitch_m * self.layout.engine.lanes * prog.VALUE_BYTES)
+        return prog.matrix_from_bytes(self.layout, raw, rows, last.m)
+
     async def train_step(self, features: np.ndarray | None, labels: np.ndarray, step: int, lr_shift: int,
                          slot: int = 0, next_features: np.ndarray | None = None) -> StepResult:
         """One step on the features in region `slot`: `features` are written and loaded first, or None when
@@ -83,9 +99,7 @@ class RLHost:
         fwd_count, bwd_count = prog.step_descriptor_counts(lay, features is not None, prefetch > 0)
         forward = await self._run(prog.forward_list(lay, samples, slot, features is not None), fwd_count,
                                   prog.PERF_BASE["forward"])
-        rows = samples * last.positions
-        raw = await self.device.read(lay.logit_addr, rows * last.pitch_m * lay.engine.lanes * prog.VALUE_BYTES)
-        logit_rows = prog.matrix_from_bytes(lay, raw, rows, last.m)
+        logit_rows = await self._logits(samples)
         logits = from_rows(logit_rows, samples, last.positions)
         grad, grad_rows = output_gradient(lay, logit_rows, labels)
         await self.device.write(lay.dy_addr, prog.matrix_bytes(lay, grad_rows))

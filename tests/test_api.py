@@ -1,0 +1,134 @@
+"""The Python API (dtlgen.api, docs/api.md) on a user's own trained module and data: import, explore,
+generate, predict through the C-simulated engines bit for bit with the golden model, and one clear
+error for each kind of bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import dtlgen
+from dtlgen.errors import DesignError, DtlgenError, ModelSpecError
+from dtlgen.generator.project import quantize_for_design
+from dtlgen.quant import golden
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    return (data.images / 16.0).astype(np.float32)[:, None], data.target.astype(np.int64)
+
+
+def trained_cnn(x: np.ndarray, y: np.ndarray) -> "nn.Module":
+    """A small CNN trained on 1,500 digits for 4 epochs (seeded): the user's own weights."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1),
+                        nn.ReLU(), nn.Flatten(), nn.Linear(16 * 4 * 4, 32), nn.ReLU(), nn.Linear(32, 10))
+    optimiser = torch.optim.Adam(net.parameters(), 1e-2)
+    xt, yt = torch.from_numpy(x[:1500]), torch.from_numpy(y[:1500])
+    for _ in range(4):
+        for i in range(0, 1500, 100):
+            optimiser.zero_grad()
+            nn.functional.cross_entropy(net(xt[i:i + 100]), yt[i:i + 100]).backward()
+            optimiser.step()
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def user(tmp_path_factory):
+    x, y = digits()
+    net = trained_cnn(x, y)
+    with torch.no_grad():
+        float_logits = net(torch.from_numpy(x[1500:1564])).numpy()
+    model = dtlgen.load_model(net, (1, 8, 8), retrain_last=2)
+    design = dtlgen.explore(model, "pynq-z2", pop=8, gens=2, seed=1, calibration=x[:64])
+    project = dtlgen.generate(model, design, tmp_path_factory.mktemp("api") / "prj", calibration=x[:64],
+                              train=(x[:128], y[:128]))
+    return x, y, net, float_logits, model, design, project
+
+
+def test_a_users_trained_module_predicts_bit_exact_through_the_engines(user):
+    x, y, _, float_logits, model, design, project = user
+    assert [layer.frozen for layer in model.layers] == [True] * 4 + [False] * 2  # retrain_last=2: both linears
+    assert design.pareto and isinstance(design, dtlgen.ExploredDesign) and design.board == "pynq-z2"
+    logits = project.predict(x[1500:1564])
+    # bit for bit the golden model of the same quantisation (the C-simulation of both engines)
+    qnet = quantize_for_design(model, design, x[:64])
+    want = golden.hybrid_forward(qnet, x[1500:1564]).reshape(64, -1) * 2.0 ** -golden.output_frac(qnet)
+    assert np.array_equal(logits, want)
+    # and close to the float model the weights came from (its own accuracy here is about 86 %)
+    assert np.mean(logits.argmax(1) == float_logits.argmax(1)) >= 0.9
+    assert np.mean(logits.argmax(1) == y[1500:1564]) >= 0.8
+    # a project opened again from its folder predicts the same
+    again = dtlgen.open_project(project.path)
+    assert np.array_equal(again.predict(x[1500:1508]), logits[:8])
+    assert np.array_equal(project.predict(x[1500]), logits[:1])  # one sample is a batch of one
+
+
+def test_the_user_module_keeps_its_weights(user):
+    _, _, net, _, model, _, _ = user
+    first = model.layer("0")
+    assert np.array_equal(np.asarray(first.weight), net[0].weight.detach().numpy())
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros((2, 1, 8, 9)), r"x has shape \(2, 1, 8, 9\); the network takes \(N, 1, 8, 8\)"),
+    (np.full((1, 1, 8, 8), np.nan), "NaN or infinite"),
+    ("digits", "numeric array"),
+])
+def test_predict_refuses_bad_input_with_one_error(user, bad, message):
+    with pytest.raises(DesignError, match=message):
+        user[-1].predict(bad)
+
+
+def test_load_model_refuses_what_it_cannot_import():
+    with pytest.raises(ModelSpecError, match="needs input_shape"):
+        dtlgen.load_model(nn.Linear(4, 2))
+    with pytest.raises(ModelSpecError, match="give a torch.nn.Module or a MODEL string"):
+        dtlgen.load_model(42, (1, 2, 2))
+    with pytest.raises(ModelSpecError, match="retrain_last or split, not both"):
+        dtlgen.load_model("digits_cnn", retrain_last=1, split=3)
+    with pytest.raises(ModelSpecError, match="input_shape"):
+        dtlgen.load_model(nn.Linear(4, 2), (1, 0, 4))
+    with pytest.warns(UserWarning, match="every layer of 'sequential' is frozen"):
+        network = dtlgen.load_model(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), (1, 2, 2))
+    assert all(layer.frozen for layer in network.layers)
+
+
+def test_generate_refuses_bad_training_data(user, tmp_path):
+    x, y, _, _, model, design, _ = user
+    with pytest.raises(DesignError, match="train y must be 4 integer class labels from 0 to 9"):
+        dtlgen.generate(model, design, tmp_path / "p", train=(x[:4], np.array([0, 1, 2, 10])))
+    with pytest.raises(DesignError, match="train must be a pair"):
+        dtlgen.generate(model, design, tmp_path / "p", train=x[:4])
+    with pytest.raises(DtlgenError):
+        dtlgen.generate(model, "design.json", tmp_path / "p")
+    assert not (tmp_path / "p").exists()
+
+
+def test_boards_and_the_lazy_api():
+    assert "pynq-z2" in dtlgen.list_boards() and "ulx3s-85f" in dtlgen.list_boards()
+    with pytest.raises(AttributeError):
+        dtlgen.no_such_call  # noqa: B018
+
+
+def test_a_tampered_input_format_is_refused_on_opening(user, tmp_path):
+    import json
+    import shutil
+
+    copy = tmp_path / "prj"
+    shutil.copytree(user[-1].path, copy)
+    program = copy / "sim" / "program.json"
+    data = json.loads(program.read_text())
+    for bad in ({"bits": 99, "frac": 3}, {"bits": 8}, "8.3"):
+        program.write_text(json.dumps({**data, "input_format": bad}))
+        with pytest.raises(DesignError, match="input_format"):
+            dtlgen.open_project(copy)
+    del data["input_format"]  # a project of an older dtlgen opens, and says what predict needs
+    program.write_text(json.dumps(data))
+    with pytest.raises(DesignError, match="no input_format .* regenerate"):
+        dtlgen.open_project(copy).predict(np.zeros((1, 1, 8, 8)))
