@@ -36,7 +36,8 @@ inline int dtl_check_call(const char *engine, const uint8_t *memory, uint64_t by
   return status->code;
 }
 
-// The image as bus beats (little-endian; the last beat padded with zeros), and back.
+// The image as bus beats (little-endian; the last beat padded with zeros), and back, 64 bits at a time
+// (a beat's range selects cost far more than the bytes they move).
 template <int BYTES>
 bool dtl_to_words(const uint8_t *memory, uint64_t bytes, std::vector<ap_uint<BYTES * 8> > &words, const char *engine,
                   DtlCsimStatus *status) {
@@ -47,13 +48,32 @@ bool dtl_to_words(const uint8_t *memory, uint64_t bytes, std::vector<ap_uint<BYT
                   (unsigned long long)bytes);
     return false;
   }
-  for (uint64_t i = 0; i < bytes; i++) words[i / BYTES].range(8 * (i % BYTES) + 7, 8 * (i % BYTES)) = memory[i];
+  const int CHUNK = BYTES < 8 ? BYTES : 8;
+  for (uint64_t w = 0; w < words.size(); w++) {
+    for (int c = 0; c < BYTES; c += CHUNK) {
+      uint64_t chunk = 0;
+      for (int b = 0; b < CHUNK; b++) {
+        const uint64_t at = w * BYTES + c + b;
+        if (at < bytes) chunk |= uint64_t(memory[at]) << (8 * b);
+      }
+      words[w].range(8 * (c + CHUNK) - 1, 8 * c) = chunk;
+    }
+  }
   return true;
 }
 
 template <int BYTES>
 void dtl_from_words(const std::vector<ap_uint<BYTES * 8> > &words, uint8_t *memory, uint64_t bytes) {
-  for (uint64_t i = 0; i < bytes; i++) memory[i] = uint8_t(words[i / BYTES].range(8 * (i % BYTES) + 7, 8 * (i % BYTES)));
+  const int CHUNK = BYTES < 8 ? BYTES : 8;
+  for (uint64_t w = 0; w < words.size(); w++) {
+    for (int c = 0; c < BYTES; c += CHUNK) {
+      const uint64_t chunk = words[w].range(8 * (c + CHUNK) - 1, 8 * c).to_uint64();
+      for (int b = 0; b < CHUNK; b++) {
+        const uint64_t at = w * BYTES + c + b;
+        if (at < bytes) memory[at] = uint8_t(chunk >> (8 * b));
+      }
+    }
+  }
 }
 
 inline int dtl_run_fe_bytes(uint8_t *memory, uint64_t bytes, uint32_t desc_addr, uint32_t count,
