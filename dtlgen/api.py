@@ -142,6 +142,8 @@ class Project:
         self.path = self.data.root
         self.design = self.data.design
         self.rl = load_rl_project(self.data) if self.data.has_rl else None
+        self.state = self.rl.state if self.rl is not None else None  # the RL weights predict uses
+        self._steps = 0  # training steps run so far (the next one's number seeds its LFSR)
         self._engines = None
 
     def __repr__(self) -> str:
@@ -150,9 +152,62 @@ class Project:
     def predict(self, x: np.ndarray) -> np.ndarray:
         """The network's outputs for a float batch `x` (N, C, H, W) from the C-simulation of the
         project's HLS engines: the FE engine on each image (in batches of the design's FE batch), then
-        the RL engine's forward pass on the features with the project's weights; bit for bit the golden
-        model's. Logits as floats (the last layer's fixed point, scaled); with no RL engine, the FE's
-        output."""
+        the RL engine's forward pass on the features with the project's weights (those `retrain` left,
+        else the project's own); bit for bit the golden model's. Logits as floats (the last layer's
+        fixed point, scaled); with no RL engine, the FE's output (integers)."""
+        features = self._features(x)
+        if self.rl is None:
+            return features
+        return self._rl_forward(features.reshape(len(features), -1), self._csim())
+
+    def retrain(self, x: np.ndarray, y: np.ndarray, epochs: int = 1, *, seed: int = 1, lr_shift: int | None = None,
+                check: bool = True, engine: str = "csim") -> dict[str, Any]:
+        """On-device SGD of the retrainable layers on (x, y): the FE engine computes the features once,
+        then the RL engine runs `epochs` epochs (a fresh permutation each, batches of the design's RL
+        batch, the last one short) with the learning rate 2^-lr_shift (default the design's), through
+        the host loop on the C-simulated engine. The weights stay in this Project (predict uses them;
+        the project's files are not changed). With `check`, the golden model replays the same steps
+        and any difference raises. Returns the steps, each epoch's training accuracy (from the logits
+        of its forward passes) and whether it was checked bit-exact."""
+        from dtlgen.host.rl_host import RLHost
+        from dtlgen.csim.engines import CsimDevice
+        from dtlgen.sim.rl_sim import TrainingPlan, first_mismatch, golden_replay, plan_epochs
+
+        if engine != "csim":
+            raise DesignError(f"engine {engine!r}: Project.retrain runs the C-simulated engine ('csim'); re-train in "
+                              f"RTL simulation with 'dtlgen sim {self.path} --retrain'")
+        if self.rl is None:
+            raise DesignError(f"project '{self.path}' has no RL engine (nothing re-trains); generate it with a split "
+                              "(load_model(..., retrain_last=K))")
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= 10_000:
+            raise DesignError(f"epochs {epochs!r}: an integer from 1 to 10000")
+        layout, qnet = self.rl.layout, self.rl.qnet
+        shift = qnet.precision.lr_shift if lr_shift is None else lr_shift
+        if isinstance(shift, bool) or not isinstance(shift, int) or not 0 <= shift <= 30:
+            raise DesignError(f"lr_shift {shift!r}: the learning rate is 2^-lr_shift, lr_shift an integer from 0 to 30")
+        features = self._features(x).reshape(-1, int(np.prod(layout.feature_shape)))
+        labels = _labels(y, len(features), layout.layers[-1].m)
+        order, sizes, shifts = plan_epochs(labels, layout.batch, epochs, lambda epoch: shift, seed)
+        steps = len(sizes)
+        plan = TrainingPlan(features, labels, order, sizes, shifts, self._steps, [steps - 1])
+        run = asyncio.run(RLHost(CsimDevice(self._csim(), layout.memory_bytes), layout).train(plan, self.state))
+        state = run.weights[steps - 1]
+        if check:
+            mismatch = first_mismatch(run.weights, golden_replay(qnet, plan, self.state, {steps - 1}))
+            if mismatch is not None:
+                raise DesignError(f"the C-simulated RL engine and the golden model differ after re-training: {mismatch}")
+        predicted = run.logits.reshape(len(order), -1).argmax(1)
+        per_epoch = len(labels)
+        accuracy = [float(np.mean(predicted[e * per_epoch:(e + 1) * per_epoch] == labels[order[e * per_epoch:
+                                                                                              (e + 1) * per_epoch]]))
+                    for e in range(epochs)]
+        self.state, self._steps = state, self._steps + steps
+        return {"steps": steps, "epochs": epochs, "train_accuracy": accuracy, "bit_exact": True if check else None,
+                "source": "C-simulation of the HLS RL engine through the host loop; checked against the golden model"
+                          if check else "C-simulation of the HLS RL engine through the host loop"}
+
+    def _features(self, x: np.ndarray) -> np.ndarray:
+        """The FE engine's last output for each sample of `x`, from its C-simulation."""
         from dtlgen.isa import fe as isa_fe
         from dtlgen.quant import fixed
 
@@ -182,10 +237,7 @@ class Project:
             engines.run_fe(memory, program.desc_addr, len(program.ops), origin=f"{self.path}/sim")
             outputs = np.concatenate([program.read_images(memory, i) for i in stored])
             features.append(outputs[:len(chunk)])
-        values = np.concatenate(features)
-        if self.rl is None:
-            return values
-        return self._rl_forward(values.reshape(len(values), -1), engines)
+        return np.concatenate(features)
 
     def _input_shape(self) -> tuple[int, ...]:
         op = self.data.fe_ops[0]
@@ -211,7 +263,7 @@ class Project:
 
         async def run() -> np.ndarray:
             host = RLHost(CsimDevice(engines, rl.layout.memory_bytes), rl.layout)
-            await host.load_params(rl.state)
+            await host.load_params(self.state)
             out = []
             for start in range(0, len(features), rl.layout.batch):
                 out.append(await host.infer(features[start:start + rl.layout.batch]))
@@ -262,8 +314,12 @@ def _training_set(network: Network, train: Any) -> tuple[np.ndarray, np.ndarray]
     if not isinstance(train, (tuple, list)) or len(train) != 2:
         raise DesignError("train must be a pair (x, y): float inputs (N, C, H, W) and N class labels")
     x = _batch(train[0], tuple(network.input_shape), "train x")
-    classes = int(math.prod(network.layers[-1].out_shape))
-    y = np.asarray(train[1])
-    if y.shape != (len(x),) or y.dtype.kind not in "iu" or (y.size and (y.min() < 0 or y.max() >= classes)):
-        raise DesignError(f"train y must be {len(x)} integer class labels from 0 to {classes - 1}")
-    return x, y.astype(np.int64)
+    return x, _labels(train[1], len(x), int(math.prod(network.layers[-1].out_shape)), "train y")
+
+
+def _labels(y: Any, count: int, classes: int, what: str = "y") -> np.ndarray:
+    labels = np.asarray(y)
+    if labels.shape != (count,) or labels.dtype.kind not in "iu" or (
+            labels.size and (labels.min() < 0 or labels.max() >= classes)):
+        raise DesignError(f"{what} must be {count} integer class labels from 0 to {classes - 1}")
+    return labels.astype(np.int64)

@@ -132,3 +132,22 @@ def test_a_tampered_input_format_is_refused_on_opening(user, tmp_path):
     program.write_text(json.dumps(data))
     with pytest.raises(DesignError, match="no input_format .* regenerate"):
         dtlgen.open_project(copy).predict(np.zeros((1, 1, 8, 8)))
+
+
+def test_retrain_on_a_shifted_target_improves_it_bit_exact(user, tmp_path):
+    # the target task: the digits rotated by 90 degrees; the head re-trains on the C-simulated RL
+    # engine, every step replayed by the golden model (a difference raises)
+    x, y = user[0], user[1]
+    project = dtlgen.open_project(user[-1].path)  # its own weights: the fixture's project stays untouched
+    rotated = np.rot90(x, 1, axes=(2, 3)).copy()
+    test_x, test_y = rotated[1500:1600], y[1500:1600]
+    before = np.mean(project.predict(test_x).argmax(1) == test_y)
+    history = project.retrain(rotated[:192], y[:192], epochs=3)
+    assert history["steps"] == 3 * 192 // 16 and history["bit_exact"] is True
+    assert history["train_accuracy"][-1] > history["train_accuracy"][0]
+    after = np.mean(project.predict(test_x).argmax(1) == test_y)
+    assert after >= before + 0.2, (before, after)
+    with pytest.raises(DesignError, match="y must be 4 integer class labels"):
+        project.retrain(rotated[:4], np.array([0, 1, 2, 3.5]))
+    with pytest.raises(DesignError, match="'dtlgen sim .* --retrain'"):
+        project.retrain(rotated[:4], y[:4], engine="rtl")
