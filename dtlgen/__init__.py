@@ -1,6 +1,6 @@
 """dtlgen: turn a deep-transfer-learning model into an FPGA accelerator that re-trains on the device."""
 
-__version__ = "0.1.0"
+from dtlgen._version import __version__
 
 # The Python API (dtlgen/api.py, docs/api.md), loaded on first use: `import dtlgen` stays cheap.
 _API = ("ExploredDesign", "Project", "explore", "generate", "list_boards", "load_model", "open_project")

@@ -62,7 +62,7 @@ def read_manifest(root: Path) -> dict[str, Any] | None:
 
 
 def _write_manifest(root: Path, kind: str, files: dict[str, str]) -> None:
-    from dtlgen import __version__
+    from dtlgen._version import __version__
 
     write_json(root / MANIFEST, {"format": _FORMAT, "kind": kind, "dtlgen": __version__,
                                  "note": "files dtlgen wrote here and their SHA-256; dtlgen replaces this folder "

@@ -510,7 +510,7 @@ _FORCE_HELP = ("replace an earlier dtlgen output of this kind even if files in i
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dtlgen import __version__
+    from dtlgen._version import __version__
 
     parser = argparse.ArgumentParser(prog="dtlgen", description="Generate FPGA accelerators that re-train on the device.")
     parser.add_argument("--version", action="version", version=f"dtlgen {__version__}")

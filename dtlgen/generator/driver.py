@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 
-import dtlgen
 from dtlgen.atomic import write_json
 from dtlgen.errors import DtlgenError
 from dtlgen.generator.xilinx import ENGINE_IPS, OVERLAY_NAME, instance_name
@@ -60,7 +59,7 @@ def driver_template() -> Path:
 
 def host_closure(modules: tuple[str, ...] = HOST_MODULES) -> tuple[dict[str, Path], list[str]]:
     """The dtlgen modules (name -> file) that importing `modules` loads, and the third-party packages."""
-    root = Path(dtlgen.__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     done = subprocess.run([sys.executable, "-c", _CLOSURE_SCRIPT, str(root), *modules],
                           capture_output=True, text=True, cwd=root)
     if done.returncode != 0:
@@ -86,7 +85,7 @@ def write_driver(project: Path, engine_ip: str = "rtl", gang_bus_bytes: int = 0)
     out.mkdir(exist_ok=True)
     written = [_copy(driver_template(), out / DRIVER)]
     modules, third_party = host_closure()
-    package_root = Path(dtlgen.__file__).resolve().parent
+    package_root = Path(__file__).resolve().parents[1]
     for name, path in sorted(modules.items()):
         written.append(_copy(path, out / path.resolve().relative_to(package_root.parent)))
     written += _write_fe(sim, out)
