@@ -109,14 +109,13 @@ def generate(network: Network, design: Design, out: str | Path, *, calibration: 
     re-training set (float inputs, class labels) whose FE features the project caches for
     C-simulation and `dtlgen sim --retrain`."""
     from dtlgen.generator.project import generate_project
-    from dtlgen.perf.validate import check_design, check_design_matches
+    from dtlgen.perf.validate import check_design_matches
 
     if not isinstance(design, Design):
         raise DesignError(f"design is a {type(design).__name__}: give the Design that explore returns, or "
                           "dtlgen.perf.load_design('design.json')")
     board = design.board_record(None, "the design")
-    check_design_matches(network, design, "the design")
-    check_design(network, design, board)
+    check_design_matches(network, design, "the design")  # generate_project checks it against the board
     calib = _calibration(network, calibration, 0)
     samples = calib[:design.fe.batch] if len(calib) >= design.fe.batch else np.repeat(calib[:1], design.fe.batch, 0)
     if train is not None:
