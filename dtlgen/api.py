@@ -23,6 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from dtlgen.errors import DesignError
+from dtlgen.model.data import check_batch, check_labels
 from dtlgen.model.ir import Network
 from dtlgen.perf.design import Design
 
@@ -35,6 +36,9 @@ class ExploredDesign(Design):
     variables, objectives and predictions, as pareto.json holds them)."""
 
     pareto: tuple[dict[str, Any], ...] = field(default=(), compare=False, repr=False)
+    chosen: int = field(default=0, compare=False)  # the design's index in pareto
+    evaluations: int = field(default=0, compare=False)  # designs the search evaluated
+    seconds: float = field(default=0.0, compare=False)  # the search's wall time
 
 
 def list_boards() -> list[str]:
@@ -45,7 +49,8 @@ def list_boards() -> list[str]:
 
 
 def load_model(model: Any, input_shape: tuple[int, ...] | None = None, *, retrain_last: int | None = None,
-               split: str | int | None = None, name: str | None = None) -> Network:
+               split: str | int | None = None, name: str | None = None, weights: str | Path | None = None
+               ) -> Network:
     """A model as dtlgen's Network IR, with the layers before the split frozen (the FE engine's) and
     the rest retrainable (the RL engine's).
 
@@ -53,7 +58,9 @@ def load_model(model: Any, input_shape: tuple[int, ...] | None = None, *, retrai
     MODEL argument of the CLI: a zoo name or "path/to/file.py:factory". `input_shape` (C, H, W) is
     needed for a module. The split: `retrain_last` K (the last K conv/linear layers and what follows
     them) or `split` (the first retrainable layer's name or index); neither keeps a zoo or factory
-    model's own split, and leaves a module all frozen (with a warning).
+    model's own split, and leaves a module all frozen (with a warning). `weights` is a state_dict file
+    (torch.save(model.state_dict(), PATH)) loaded into a MODEL string's model, safely (weights_only);
+    a module carries its own weights.
     """
     import warnings
 
@@ -66,7 +73,7 @@ def load_model(model: Any, input_shape: tuple[int, ...] | None = None, *, retrai
     if isinstance(model, str):
         if input_shape is not None:
             raise ModelSpecError(f"input_shape is for a module; '{model}' names its own input shape")
-        return models.load_model(model, wanted)
+        return models.load_model(model, wanted, weights)
     try:
         import torch.nn as nn
     except ImportError:  # pragma: no cover - torch is a dependency
@@ -74,6 +81,9 @@ def load_model(model: Any, input_shape: tuple[int, ...] | None = None, *, retrai
     if not isinstance(model, nn.Module):
         raise ModelSpecError(f"model is a {type(model).__name__}: give a torch.nn.Module or a MODEL string (a zoo "
                              "name or 'path/to/file.py:factory')")
+    if weights is not None:
+        raise ModelSpecError("weights is for a MODEL string; a module carries its weights: call "
+                             "module.load_state_dict(torch.load(PATH, weights_only=True)) before load_model")
     shape = _shape(input_shape)
     network = models.import_module(model, shape, name or type(model).__name__.lower(), f"module {type(model).__name__}")
     if wanted is None:
@@ -85,36 +95,49 @@ def load_model(model: Any, input_shape: tuple[int, ...] | None = None, *, retrai
 
 def explore(network: Network, board: str = "pynq-z2", *, pop: int = 40, gens: int = 20, seed: int = 1,
             calibration: np.ndarray | None = None, prefer: str = "knee", out: str | Path | None = None,
-            force: bool = False, on_generation: Callable[[int], None] | None = None) -> ExploredDesign:
-    """NSGA-II over tiling and bit widths of both engines for `board` (the `dse` command): the chosen
-    design (`prefer`: knee, throughput, accuracy or resources), its front in `.pareto`. `calibration`
-    is a float batch of inputs (N, C, H, W) for the information-loss objective and the quantisation
-    (default: seeded synthetic inputs); `out` also writes pareto.json/csv/png and design.json there."""
+            force: bool = False, on_generation: Callable[[int], None] | None = None, workers: int = 0,
+            dask: str | None = None, fe_batch: int = 1, ddr: bool = False) -> ExploredDesign:
+    """NSGA-II over tiling and bit widths of both engines for `board` (a shipped board's name or a
+    board YAML file; the `dse` command): the chosen design (`prefer`: knee, throughput, accuracy or
+    resources), its front in `.pareto`. `calibration` is a float batch of inputs (N, C, H, W) for the
+    information-loss objective and the quantisation (default: the model's built-in calibration
+    inputs, seeded by `seed`); `out` also writes pareto.json/csv/png and design.json there. `workers`
+    or `dask` evaluate on Dask; `fe_batch` is the images per FE run; `ddr` scores FE cycles on the
+    board's DDR-like memory."""
     from dtlgen.boards import load_board
     from dtlgen.dse import run_dse
+    from dtlgen.dse.problem import Fixed
 
     record = load_board(board)
+    if ddr:  # before the search, not after it
+        from dtlgen.perf.fe import require_ddr_timing
+
+        require_ddr_timing(record)
     calib = _calibration(network, calibration, seed)
     result = run_dse(network, record, calib, Path(out) if out is not None else None, pop, gens, seed, prefer,
-                     on_generation=on_generation, force=force)
+                     workers, dask, fixed=Fixed(fe_batch=fe_batch, ddr=ddr), on_generation=on_generation, force=force)
     design = Design.from_dict(result.design, "the explored design")
-    return ExploredDesign(**{f: getattr(design, f) for f in Design.__dataclass_fields__}, pareto=tuple(result.front))
+    return ExploredDesign(**{f: getattr(design, f) for f in Design.__dataclass_fields__}, pareto=tuple(result.front),
+                          chosen=result.chosen, evaluations=result.evaluations, seconds=result.seconds)
 
 
 def generate(network: Network, design: Design, out: str | Path, *, calibration: np.ndarray | None = None,
              train: tuple[np.ndarray, np.ndarray] | None = None, flow: str = "auto", engine_ip: str = "rtl",
-             force: bool = False, progress: Callable[[str], None] = lambda message: None) -> "Project":
+             force: bool = False, board: str | None = None,
+             progress: Callable[[str], None] = lambda message: None) -> "Project":
     """Write the project for `design` (the `generate` command) and open it. `calibration` as for
     `explore` (use the same batch, so that the quantisation is the one the DSE scored); `train` the
     re-training set (float inputs, class labels) whose FE features the project caches for
-    C-simulation and `dtlgen sim --retrain`."""
+    C-simulation and `dtlgen sim --retrain` (default: the calibration inputs with seeded labels, a
+    hardware check rather than a task). `board` (a name or YAML file) is for a design that does not
+    embed its board record; it must be the board the design was made for."""
     from dtlgen.generator.project import generate_project
     from dtlgen.perf.validate import check_design_matches
 
     if not isinstance(design, Design):
         raise DesignError(f"design is a {type(design).__name__}: give the Design that explore returns, or "
                           "dtlgen.perf.load_design('design.json')")
-    board = design.board_record(None, "the design")
+    board = design.board_record(board, "the design")
     check_design_matches(network, design, "the design")  # generate_project checks it against the board
     calib = _calibration(network, calibration, 0)
     samples = calib[:design.fe.batch] if len(calib) >= design.fe.batch else np.repeat(calib[:1], design.fe.batch, 0)
@@ -154,59 +177,147 @@ class Project:
         the RL engine's forward pass on the features with the project's weights (those `retrain` left,
         else the project's own); bit for bit the golden model's. Logits as floats (the last layer's
         fixed point, scaled); with no RL engine, the FE's output (integers)."""
-        features = self._features(x)
+        features = self.features(x)
         if self.rl is None:
             return features
         return self._rl_forward(features.reshape(len(features), -1), self._csim())
 
     def retrain(self, x: np.ndarray, y: np.ndarray, epochs: int = 1, *, seed: int = 1, lr_shift: int | None = None,
                 check: bool = True, engine: str = "csim") -> dict[str, Any]:
-        """On-device SGD of the retrainable layers on (x, y): the FE engine computes the features once,
-        then the RL engine runs `epochs` epochs (a fresh permutation each, batches of the design's RL
-        batch, the last one short) with the learning rate 2^-lr_shift (default the design's), through
-        the host loop on the C-simulated engine. The weights stay in this Project (predict uses them;
-        the project's files are not changed). With `check`, the golden model replays the same steps
-        and any difference raises. Returns the steps, each epoch's training accuracy (from the logits
-        of its forward passes) and whether it was checked bit-exact."""
+        """On-device SGD of the retrainable layers on (x, y): the FE engine's C-simulation computes the
+        features once, then the RL engine runs `epochs` epochs (a fresh permutation each, batches of the
+        design's RL batch, the last one short) with the learning rate 2^-lr_shift (default the design's)
+        through the host loop, on the C-simulated HLS engine (`engine="csim"`) or on the RTL engine in
+        Verilator (`engine="rtl"`: minutes for a few hundred steps, and the measured cycles of the whole
+        run beside the model's). The weights stay in this Project (predict uses them; save_weights
+        writes them). With `check`, the golden model replays the same steps and any difference raises.
+        Returns the steps, each epoch's training accuracy (from the logits of its forward passes),
+        whether it was checked bit-exact, and with "rtl" the cycles."""
         from dtlgen.host.rl_host import RLHost
         from dtlgen.csim.engines import CsimDevice
-        from dtlgen.sim.rl_sim import TrainingPlan, first_mismatch, golden_replay, plan_epochs
+        from dtlgen.sim.rl_sim import TrainingPlan, first_mismatch, golden_replay, plan_epochs, predict_plan
 
-        if engine != "csim":
-            raise DesignError(f"engine {engine!r}: Project.retrain runs the C-simulated engine ('csim'); re-train in "
-                              f"RTL simulation with 'dtlgen sim {self.path} --retrain'")
-        if self.rl is None:
-            raise DesignError(f"project '{self.path}' has no RL engine (nothing re-trains); generate it with a split "
-                              "(load_model(..., retrain_last=K))")
+        if engine not in ("csim", "rtl"):
+            raise DesignError(f"engine {engine!r}: 'csim' (the C-simulated HLS engine) or 'rtl' (the RTL engine in "
+                              "Verilator)")
+        rl = self._require_rl()
         if isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= 10_000:
             raise DesignError(f"epochs {epochs!r}: an integer from 1 to 10000")
-        layout, qnet = self.rl.layout, self.rl.qnet
+        layout, qnet = rl.layout, rl.qnet
         shift = qnet.precision.lr_shift if lr_shift is None else lr_shift
         if isinstance(shift, bool) or not isinstance(shift, int) or not 0 <= shift <= 30:
             raise DesignError(f"lr_shift {shift!r}: the learning rate is 2^-lr_shift, lr_shift an integer from 0 to 30")
-        features = self._features(x).reshape(-1, int(np.prod(layout.feature_shape)))
-        labels = _labels(y, len(features), layout.layers[-1].m)
+        features = self.features(x).reshape(-1, int(np.prod(layout.feature_shape)))
+        labels = check_labels(y, len(features), layout.layers[-1].m)
         order, sizes, shifts = plan_epochs(labels, layout.batch, epochs, lambda epoch: shift, seed)
         steps = len(sizes)
         plan = TrainingPlan(features, labels, order, sizes, shifts, self._steps, [steps - 1])
-        run = asyncio.run(RLHost(CsimDevice(self._csim(), layout.memory_bytes), layout).train(plan, self.state))
-        state = run.weights[steps - 1]
+        extra: dict[str, Any] = {}
+        if engine == "csim":
+            run = asyncio.run(RLHost(CsimDevice(self._csim(), layout.memory_bytes), layout).train(plan, self.state))
+            weights, logits = run.weights, run.logits
+            source = "C-simulation of the HLS RL engine through the host loop"
+        else:
+            import tempfile
+
+            from dtlgen.sim.rl_sim import simulate_training
+
+            latency = self.data.params.dram.latency
+            with tempfile.TemporaryDirectory(prefix="dtlgen-retrain-") as scratch:
+                result = simulate_training(layout, plan, self.state, Path(scratch) / "rl_run", latency)
+            weights, logits = result.weights, result.logits
+            source = "RTL simulation of the RL engine (Verilator, cocotb host loop)"
+            extra = {"measured_cycles": int(result.step_cycles.sum()),
+                     "predicted_cycles": sum(d.cycles for step in predict_plan(layout, latency, sizes) for d in step),
+                     "cycles_source": {"measured": "RTL simulation, the host's count of every step's descriptor "
+                                                   "lists", "predicted": "analytical model (dtlgen.perf.rl)"}}
+        state = weights[steps - 1]
         if check:
-            mismatch = first_mismatch(run.weights, golden_replay(qnet, plan, self.state, {steps - 1}))
+            mismatch = first_mismatch(weights, golden_replay(qnet, plan, self.state, {steps - 1}))
             if mismatch is not None:
-                raise DesignError(f"the C-simulated RL engine and the golden model differ after re-training: {mismatch}")
-        predicted = run.logits.reshape(len(order), -1).argmax(1)
+                raise DesignError(f"the {engine} RL engine and the golden model differ after re-training: {mismatch}")
+        predicted = np.asarray(logits).reshape(len(order), -1).argmax(1)
         per_epoch = len(labels)
         accuracy = [float(np.mean(predicted[e * per_epoch:(e + 1) * per_epoch] == labels[order[e * per_epoch:
                                                                                               (e + 1) * per_epoch]]))
                     for e in range(epochs)]
         self.state, self._steps = state, self._steps + steps
         return {"steps": steps, "epochs": epochs, "train_accuracy": accuracy, "bit_exact": True if check else None,
-                "source": "C-simulation of the HLS RL engine through the host loop; checked against the golden model"
-                          if check else "C-simulation of the HLS RL engine through the host loop"}
+                "engine": engine, "source": source + ("; checked against the golden model" if check else ""), **extra}
 
-    def _features(self, x: np.ndarray) -> np.ndarray:
-        """The FE engine's last output for each sample of `x`, from its C-simulation."""
+    def simulate(self, *, retrain: bool = False, steps: int = 20, ddr: bool = False,
+                 train: tuple[np.ndarray, np.ndarray] | None = None,
+                 progress: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
+        """RTL simulation of the project (the `sim` command): the FE engine on the project's image,
+        every layer bit-exact against the golden model and its measured cycles against the model's;
+        with `retrain`, `steps` training steps on the RL engine (on `train`, a float batch and its
+        labels, instead of the project's re-training set), weights checked after every step. Writes
+        sim/sim_report.json, .md and predicted_vs_measured.png; returns the report."""
+        from dtlgen.sim.project_sim import simulate_project
+
+        return simulate_project(self.path, progress, retrain, steps, ddr, self.training_set(train))
+
+    def training_set(self, train: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray] | None:
+        """(FE features, labels) of a re-training set (float inputs, class labels), the features from
+        the FE engine's C-simulation: what `dtlgen csim/sim --data` re-train on. None for None."""
+        if train is None:
+            return None
+        if not isinstance(train, (tuple, list)) or len(train) != 2:
+            raise DesignError("train must be a pair (x, y): float inputs (N, C, H, W) and N class labels")
+        rl = self._require_rl()
+        features = self.features(train[0]).reshape(-1, int(np.prod(rl.layout.feature_shape)))
+        return features, check_labels(train[1], len(features), rl.layout.layers[-1].m, "train y")
+
+    def save_weights(self, path: str | Path) -> Path:
+        """Write the RL weights predict uses (after retrain: the re-trained ones) to an NPZ file: per
+        layer `w_<layer>` and `b_<layer>` as the engine's integers, and `w_<layer>_float` /
+        `b_<layer>_float` scaled by their fixed-point formats. An existing file is not overwritten."""
+        from dtlgen.atomic import write_bytes_new
+
+        self._require_rl()
+        arrays = {}
+        for name, (w, b) in self.state.items():
+            lq = self.rl.qnet.layers[name]
+            arrays[f"w_{name}"], arrays[f"b_{name}"] = w, b
+            arrays[f"w_{name}_float"] = np.asarray(w, dtype=np.float64) * 2.0 ** -lq.w_fmt.frac
+            arrays[f"b_{name}_float"] = np.asarray(b, dtype=np.float64) * 2.0 ** -lq.b_fmt.frac
+        import io
+
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        return write_bytes_new(Path(path), buffer.getvalue(), "the weights file")
+
+    def load_weights(self, path: str | Path) -> None:
+        """Use the RL weights of an NPZ file `save_weights` wrote (integers, checked against the
+        layers' shapes and fixed-point ranges) for predict and retrain."""
+        from dtlgen.model.data import read_arrays
+
+        self._require_rl()
+        arrays = read_arrays(path, "a weights file from Project.save_weights")
+        state = {}
+        for name, (w, b) in self.rl.state.items():
+            lq = self.rl.qnet.layers[name]
+            got = []
+            for key, like, fmt in ((f"w_{name}", w, lq.w_fmt), (f"b_{name}", b, lq.b_fmt)):
+                value = arrays.get(key)
+                lo, hi = -(1 << (fmt.bits - 1)), (1 << (fmt.bits - 1)) - 1
+                if value is None or value.shape != np.shape(like) or value.dtype.kind not in "iu" or (
+                        value.size and (value.min() < lo or value.max() > hi)):
+                    raise DesignError(f"{path}: {key} must be integers of shape {np.shape(like)} from {lo} to {hi} "
+                                      f"(the layer's {fmt.bits}-bit format); write the file with Project.save_weights")
+                got.append(value.astype(np.asarray(like).dtype))
+            state[name] = (got[0], got[1])
+        self.state = state
+
+    def _require_rl(self):
+        if self.rl is None:
+            raise DesignError(f"project '{self.path}' has no RL engine (nothing re-trains); generate it with a split "
+                              "(load_model(..., retrain_last=K))")
+        return self.rl
+
+    def features(self, x: np.ndarray) -> np.ndarray:
+        """The FE engine's last output for each sample of a float batch `x` (N, C, H, W), from its
+        C-simulation: integers as the engine writes them (the RL engine's input)."""
         from dtlgen.isa import fe as isa_fe
         from dtlgen.quant import fixed
 
@@ -216,7 +327,7 @@ class Project:
             raise DesignError(f"{self.path}/sim/program.json has no input_format (a project of an older dtlgen); "
                               "regenerate it with 'dtlgen generate' or dtlgen.generate")
         in_shape = self._input_shape()
-        x = _batch(x, in_shape, "x")
+        x = check_batch(x, in_shape, "x")
         x_int = fixed.to_fixed(x, fixed.QFormat(fmt["bits"], fmt["frac"]))
         engines = self._csim()
         program = data.fe_program()
@@ -286,39 +397,16 @@ def _shape(input_shape: Any) -> tuple[int, ...]:
     return shape
 
 
-def _batch(x: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
-    """A float batch (N, *shape) of finite values (one sample of `shape` becomes a batch of one)."""
-    try:
-        array = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise DesignError(f"{what} must be a numeric array of shape (N, {', '.join(map(str, shape))})") from None
-    if array.shape == shape:
-        array = array[None]
-    if array.ndim != len(shape) + 1 or array.shape[1:] != shape or len(array) < 1:
-        raise DesignError(f"{what} has shape {array.shape}; the network takes (N, {', '.join(map(str, shape))})")
-    if not np.all(np.isfinite(array)):
-        raise DesignError(f"{what} holds NaN or infinite values; give finite inputs")
-    return array
-
-
 def _calibration(network: Network, calibration: Any, seed: int) -> np.ndarray:
     from dtlgen.model.calibration import calibration_inputs
 
     if calibration is None:
         return calibration_inputs(network, seed)
-    return _batch(calibration, tuple(network.input_shape), "calibration")
+    return check_batch(calibration, tuple(network.input_shape), "calibration")
 
 
 def _training_set(network: Network, train: Any) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(train, (tuple, list)) or len(train) != 2:
         raise DesignError("train must be a pair (x, y): float inputs (N, C, H, W) and N class labels")
-    x = _batch(train[0], tuple(network.input_shape), "train x")
-    return x, _labels(train[1], len(x), int(math.prod(network.layers[-1].out_shape)), "train y")
-
-
-def _labels(y: Any, count: int, classes: int, what: str = "y") -> np.ndarray:
-    labels = np.asarray(y)
-    if labels.shape != (count,) or labels.dtype.kind not in "iu" or (
-            labels.size and (labels.min() < 0 or labels.max() >= classes)):
-        raise DesignError(f"{what} must be {count} integer class labels from 0 to {classes - 1}")
-    return labels.astype(np.int64)
+    x = check_batch(train[0], tuple(network.input_shape), "train x")
+    return x, check_labels(train[1], len(x), int(math.prod(network.layers[-1].out_shape)), "train y")

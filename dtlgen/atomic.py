@@ -279,6 +279,32 @@ def write_text(path: Path, text: str | bytes) -> None:
         raise
 
 
+def write_bytes_new(path: Path, data: bytes, what: str) -> Path:
+    """Write a new file the user named, atomically, never over an existing one (whoever wrote it):
+    a temporary sibling, then a hard link to `path` that fails if it exists. Returns the path."""
+    path = Path(path)
+    if path.exists() or path.is_symlink():
+        raise DtlgenError(f"'{path}' exists; dtlgen does not overwrite it: give a new file name for {what}")
+    if not path.parent.is_dir():
+        raise DtlgenError(f"cannot write {what} to '{path}': folder '{path.parent}' does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise DtlgenError(f"cannot write '{path}' ({exc.strerror or exc}); check the folder's permissions") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.link(tmp, path)
+    except FileExistsError:
+        raise DtlgenError(f"'{path}' exists; dtlgen does not overwrite it: give a new file name for {what}") from None
+    except OSError as exc:
+        raise DtlgenError(f"cannot write '{path}' ({exc.strerror or exc}); check the path, the folder's permissions "
+                          "and free space") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
 def write_json(path: Path, data: Any) -> None:
     """Write JSON (sorted keys, non-finite floats as strings) to `path` atomically."""
     write_text(path, json.dumps(_finite(data), indent=2, sort_keys=True) + "\n")

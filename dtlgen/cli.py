@@ -56,6 +56,24 @@ def _progress(args: argparse.Namespace):
     return lambda message: _err.print(f"[dim]-> {message}[/dim]")
 
 
+def _data(path: str, option: str, labels: bool) -> tuple[Any, Any]:
+    """The arrays x (and y) of a --calib / --data NPZ file; checked against the network where used."""
+    from dtlgen.model.data import load_data
+
+    return load_data(path, labels, option)
+
+
+def _training_set(args: argparse.Namespace) -> Any:
+    """--data of csim/sim: the set's FE features (the project's FE engine, C-simulated) and labels."""
+    if not args.data:
+        return None
+    from dtlgen import api
+
+    if getattr(args, "retrain", True) is False:
+        raise DesignError("a re-training set (--data) is for re-training: add --retrain")
+    return api.open_project(args.project).training_set(_data(args.data, "--data", labels=True))
+
+
 def _parse_split(args: argparse.Namespace) -> Any:
     if args.retrain_last is not None:
         return {"retrain_last": args.retrain_last}
@@ -104,7 +122,7 @@ def cmd_boards(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from dtlgen.model import load_model
 
-    network = load_model(args.model, _parse_split(args))
+    network = load_model(args.model, _parse_split(args), args.weights)
     if args.json:
         _print_json(network.to_dict())
         return 0
@@ -145,7 +163,7 @@ def _design_inputs(args: argparse.Namespace):
     if split is not None and design.split is not None:
         raise DesignError(f"--split/--retrain-last conflicts with the split '{design.split}' that {args.design} "
                           "was designed for; drop the option or edit the design's split")
-    network = load_model(args.model, design.split if design.split is not None else split)
+    network = load_model(args.model, design.split if design.split is not None else split, args.weights)
     check_design_matches(network, design, source)
     return design, board, network
 
@@ -203,35 +221,35 @@ def cmd_perf(args: argparse.Namespace) -> int:
 def cmd_dse(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from dtlgen.boards import load_board
-    from dtlgen.dse import OBJECTIVES, run_dse
-    from dtlgen.dse.problem import Fixed
-    from dtlgen.model.calibration import calibration_inputs
-    from dtlgen.model import load_model
-
+    from dtlgen import api
     from dtlgen.atomic import check_destination
+    from dtlgen.boards import load_board
+    from dtlgen.dse import OBJECTIVES
     from dtlgen.dse.run import KIND
+    from dtlgen.model import load_model
 
     check_destination(Path(args.out), KIND, args.force)  # before minutes of search, not after
     board = load_board(args.board)
-    if args.ddr:  # before the progress bar (run_dse checks it too)
+    if args.ddr:  # before the model's import and the progress bar (explore checks it too)
         from dtlgen.perf.fe import require_ddr_timing
 
         require_ddr_timing(board)
-    network = load_model(args.model, _parse_split(args))
-    calib = calibration_inputs(network, args.seed)
+    network = load_model(args.model, _parse_split(args), args.weights)
+    calib = _data(args.calib, "--calib", labels=False)[0] if args.calib else None
     progress = Progress(TextColumn("NSGA-II generation"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=_err, disable=args.json)
     with progress:
         task = progress.add_task("dse", total=args.gens)
-        result = run_dse(network, board, calib, Path(args.out), args.pop, args.gens, args.seed, args.prefer,
-                         args.workers, args.dask, fixed=Fixed(fe_batch=args.fe_batch, ddr=args.ddr),
-                         on_generation=lambda gen: progress.update(task, completed=gen), force=args.force)
+        result = api.explore(network, args.board, pop=args.pop, gens=args.gens, seed=args.seed, calibration=calib,
+                             prefer=args.prefer, out=Path(args.out), force=args.force, workers=args.workers,
+                             dask=args.dask, fe_batch=args.fe_batch, ddr=args.ddr,
+                             on_generation=lambda gen: progress.update(task, completed=gen))
+    result_front = list(result.pareto)
     if args.json:
-        _print_json({"design": result.design, "front": result.front, "chosen": result.chosen,
+        _print_json({"design": result.to_dict(), "front": result_front, "chosen": result.chosen,
                      "evaluations": result.evaluations, "seconds": result.seconds})
         return 0
-    front = result.front
+    front = result_front
     shown = list(range(len(front))) if args.all else _front_summary(front, result.chosen)
     rows = []
     for i in shown:
@@ -274,20 +292,16 @@ def _front_role(front: list[dict[str, Any]], i: int, chosen: int, prefer: str) -
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from dtlgen.generator.project import generate_project
-    from dtlgen.model.calibration import calibration_inputs
+    from dtlgen import api
     from dtlgen.atomic import check_destination
     from dtlgen.generator.project import KIND
-    from dtlgen.perf.validate import check_design
 
     check_destination(Path(args.out), KIND, args.force)
-    design, board, network = _design_inputs(args)
-    check_design(network, design, board)
-    calib = calibration_inputs(network, 0)
-    samples = calibration_inputs(network, 1, design.fe.batch)[:design.fe.batch]  # the images the FE program runs
-    progress = _progress(args)
-    project = generate_project(network, design, board, calib, samples if design.fe.batch > 1 else calib[0],
-                               Path(args.out), progress, flow=args.flow, force=args.force, engine_ip=args.engine_ip)
+    design, _, network = _design_inputs(args)
+    calib = _data(args.calib, "--calib", labels=False)[0] if args.calib else None
+    train = _data(args.data, "--data", labels=True) if args.data else None
+    project = api.generate(network, design, Path(args.out), calibration=calib, train=train, flow=args.flow,
+                           engine_ip=args.engine_ip, force=args.force, board=args.board, progress=_progress(args)).path
     if args.json:
         _print_json({"project": str(project)})
     else:
@@ -324,7 +338,7 @@ def _hls_estimate_line(estimate: dict[str, Any] | None) -> str:
 def cmd_csim(args: argparse.Namespace) -> int:
     from dtlgen.csim import csim_project
 
-    report = csim_project(Path(args.project), args.steps, _progress(args))
+    report = csim_project(Path(args.project), args.steps, _progress(args), _training_set(args))
     if args.json:
         _print_json(report)
         return 0 if report["bit_exact"] else 1
@@ -381,7 +395,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
     from dtlgen.sim.project_sim import simulate_project
 
     progress = _progress(args)
-    report = simulate_project(Path(args.project), progress, args.retrain, args.steps, args.ddr)
+    report = simulate_project(Path(args.project), progress, args.retrain, args.steps, args.ddr, _training_set(args))
     if args.json:
         _print_json(report)
         return 0
@@ -525,12 +539,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import", help="import a model and print its layers (Network IR)")
     p.add_argument("model", metavar="MODEL", help="zoo name (digits_cnn, vgg16_cifar, resnet18_cifar, "
                                                    "mobilenet_v1_cifar) or path/to/file.py:factory")
+    _add_weights_option(p)
     _add_split_options(p)
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("perf", help="predict cycles, GOPs and resources of a design (analytical model)")
     p.add_argument("model", metavar="MODEL", help="zoo name or path/to/file.py:factory")
+    _add_weights_option(p)
     p.add_argument("--design", required=True, help="design.json (from 'dtlgen dse' or written by hand)")
     p.add_argument("--board", help="board name or .yaml (default: the design's board)")
     _add_split_options(p)
@@ -541,6 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dse", help="NSGA-II design-space exploration; writes the Pareto front and design.json")
     p.add_argument("model", metavar="MODEL", help="zoo name or path/to/file.py:factory")
+    _add_weights_option(p)
     p.add_argument("--board", required=True, help="board name or .yaml")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--pop", type=_bounded(1, MAX_SEARCH), default=100, help="population size (default %(default)s)")
@@ -561,6 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--dask", metavar="tcp://HOST:PORT", type=_dask_address,
                        help="evaluate on an existing Dask scheduler")
     _add_split_options(p)
+    p.add_argument("--calib", metavar="DATA.npz", help=_CALIB_HELP)
     p.add_argument("--all", action="store_true",
                    help="print the whole Pareto front (default: the chosen design and each objective's best)")
     p.add_argument("--json", action="store_true", help="print JSON only")
@@ -568,6 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="write a project (HLS C++, RTL, board project, driver, tests) for a design")
     p.add_argument("model", metavar="MODEL", help="zoo name or path/to/file.py:factory")
+    _add_weights_option(p)
     p.add_argument("--design", required=True, help="design.json (from 'dtlgen dse')")
     p.add_argument("--out", required=True, help="project directory")
     p.add_argument("--force", action="store_true", help=_FORCE_HELP)
@@ -580,6 +599,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Xilinx boards: the engines the Vivado block design instantiates: rtl (default: the "
                         "SystemVerilog engines that 'dtlgen sim' measures) or hls (the Vitis HLS IP of the C++ "
                         "engines, whose speed nothing here measures)")
+    p.add_argument("--calib", metavar="DATA.npz", help=_CALIB_HELP + "; give the file the DSE used")
+    p.add_argument("--data", metavar="DATA.npz", help="the re-training set whose FE features the project caches for "
+                   "'csim' and 'sim --retrain': arrays x (N, C, H, W) floats and y (N) class labels (default: the "
+                   "calibration inputs with seeded labels, a hardware check rather than a task)")
     _add_split_options(p)
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.set_defaults(func=cmd_generate)
@@ -588,6 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("project", metavar="PRJ", help="project directory from 'dtlgen generate'")
     p.add_argument("--steps", type=_bounded(0, MAX_STEPS), default=5,
                    help=f"re-training steps through the host loop (default 5; 0: none; at most {MAX_STEPS:,})")
+    p.add_argument("--data", metavar="DATA.npz", help=_DATA_HELP)
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.set_defaults(func=cmd_csim)
 
@@ -604,6 +628,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also re-train on the RL engine through the host loop, bit-exact against the golden model")
     p.add_argument("--steps", type=_bounded(1, MAX_STEPS), default=20,
                    help=f"training steps with --retrain (default 20; at most {MAX_STEPS:,})")
+    p.add_argument("--data", metavar="DATA.npz", help=_DATA_HELP + " (with --retrain)")
     p.add_argument("--ddr", action="store_true",
                    help="run the FE on the DDR-like memory with the board file's DRAM timing (rows, banks, "
                         "refresh) and predict with the model's closed form for it")
@@ -626,6 +651,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.set_defaults(func=cmd_cache)
     return parser
+
+
+_CALIB_HELP = ("calibration inputs: an NPZ file with an array x (N, C, H, W) of floats, the data that sets each "
+               "tensor's fixed-point format and scores information loss (default: the model's built-in inputs)")
+_DATA_HELP = ("re-train on this set instead of the project's cached one: an NPZ file with arrays x (N, C, H, W) "
+              "floats and y (N) class labels; its FE features come from the C-simulation of the project's FE "
+              "engine")
+
+
+def _add_weights_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", metavar="FILE.pt", help="the model's trained weights: a state_dict saved with "
+                   "torch.save(model.state_dict(), FILE), loaded with weights_only=True (default: the weights the "
+                   "model comes with; the zoo's are seeded random ones)")
 
 
 def _add_split_options(p: argparse.ArgumentParser) -> None:

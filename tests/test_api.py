@@ -149,5 +149,67 @@ def test_retrain_on_a_shifted_target_improves_it_bit_exact(user, tmp_path):
     assert after >= before + 0.2, (before, after)
     with pytest.raises(DesignError, match="y must be 4 integer class labels"):
         project.retrain(rotated[:4], np.array([0, 1, 2, 3.5]))
-    with pytest.raises(DesignError, match="'dtlgen sim .* --retrain'"):
-        project.retrain(rotated[:4], y[:4], engine="rtl")
+    with pytest.raises(DesignError, match="engine 'gpu': 'csim' .* or 'rtl'"):
+        project.retrain(rotated[:4], y[:4], engine="gpu")
+    # the re-trained weights leave the project as a file, and come back into another
+    saved = project.save_weights(tmp_path / "retrained.npz")
+    with pytest.raises(DtlgenError, match="exists; dtlgen does not overwrite it"):
+        project.save_weights(saved)
+    other = dtlgen.open_project(user[-1].path)
+    other.load_weights(saved)
+    assert np.array_equal(other.predict(test_x), project.predict(test_x))
+
+
+def test_retrain_in_rtl_simulation_equals_the_c_simulation_and_the_model(user):
+    # the same plan on the RTL engine (Verilator) and on the C-simulated HLS engine: the same weights
+    x, y = user[0], user[1]
+    rtl, csim = dtlgen.open_project(user[-1].path), dtlgen.open_project(user[-1].path)
+    history = rtl.retrain(x[:40], y[:40], epochs=1, engine="rtl")
+    csim.retrain(x[:40], y[:40], epochs=1)
+    assert history["steps"] == 3 and history["bit_exact"] is True and history["engine"] == "rtl"
+    for name, (w, b) in csim.state.items():
+        assert np.array_equal(rtl.state[name][0], w) and np.array_equal(rtl.state[name][1], b)
+    # the host's count of the whole run is the analytical model's, exactly (as in test_rl_rtl)
+    assert history["predicted_cycles"] == history["measured_cycles"] > 0
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"w_extra": np.zeros(3)}, "must be integers of shape"),  # no arrays of the layers
+    ("shape", "must be integers of shape"),
+    ("range", "from -"),
+    ("float", "must be integers"),
+])
+def test_load_weights_refuses_a_file_that_does_not_fit(user, tmp_path, bad, message):
+    project = dtlgen.open_project(user[-1].path)
+    saved = project.save_weights(tmp_path / "w.npz")
+    arrays = dict(np.load(saved))
+    name = next(iter(project.state))
+    if bad == "shape":
+        arrays[f"w_{name}"] = arrays[f"w_{name}"][:1]
+    elif bad == "range":
+        arrays[f"w_{name}"] = arrays[f"w_{name}"] * 0 + (1 << 40)
+    elif bad == "float":
+        arrays[f"w_{name}"] = arrays[f"w_{name}"].astype(np.float64)
+    else:
+        arrays = bad
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(DesignError, match=message):
+        project.load_weights(tmp_path / "bad.npz")
+    with pytest.raises(DesignError, match="no such file"):
+        project.load_weights(tmp_path / "missing.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(DesignError, match="not an NPZ file"):
+        project.load_weights(tmp_path / "junk.npz")
+
+
+def test_simulate_runs_the_rtl_engines_bit_exact_and_on_the_users_set(user):
+    x, y = user[0], user[1]
+    project = dtlgen.open_project(user[-1].path)
+    report = project.simulate(retrain=True, steps=2, train=(np.rot90(x[:40], 1, axes=(2, 3)), y[:40]))
+    assert report["totals"]["fe"]["bit_exact"] and report["training"]["bit_exact"]
+    assert report["training"]["steps"] == 2
+    # every FE layer's measured cycles against the model's, the tolerance `dtlgen sim`'s tests hold
+    assert report["max_layer_abs_error"] <= 0.02
+    assert (project.path / "sim" / "sim_report.json").is_file()
+    with pytest.raises(DesignError, match="add --retrain"):
+        project.simulate(train=(x[:4], y[:4]))

@@ -44,8 +44,10 @@ CHECK_SOURCE = ("static reading of the project's HLS C++ (dtlgen.csim.hls_check)
 HLS_SOURCES = ("dtl_params.h", "dtl_engines.h", "dtl_fe_engine.cpp", "dtl_rl_engine.cpp")
 
 
-def csim_project(project: Path, steps: int = 5, progress: Callable[[str], None] = lambda message: None
-                 ) -> dict[str, Any]:
+def csim_project(project: Path, steps: int = 5, progress: Callable[[str], None] = lambda message: None,
+                 train: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+    """C-simulate `project`: its testbenches, FE inference and `steps` re-training steps on the
+    project's re-training set, or on `train` (FE features and labels: `dtlgen.api.Project.training_set`)."""
     project = Path(project).resolve()
     data = open_project(project)
     if not (project / "hls" / "dtl_params.h").exists():
@@ -53,17 +55,23 @@ def csim_project(project: Path, steps: int = 5, progress: Callable[[str], None] 
                           "with 'dtlgen generate MODEL --design D --out PRJ'")
     rl = load_rl_project(data) if data.has_rl else None
     check_sources(data, rl, ("hls",))  # g++ compiles only what dtlgen itself writes for this design
+    if train is not None and (rl is None or steps == 0):
+        raise DesignError(f"a re-training set (--data) needs re-training steps on an RL engine; '{project}' "
+                          + ("has no RL engine" if rl is None else "runs --steps 0"))
+    retrain_on = rl.with_training_set(*train) if train is not None else rl  # the testbenches keep the project's
     check_writable(project / "hls", "the project's hls folder")
     check_owned(project, [project / "hls" / REPORT])
-    report = run_csim(data, rl, steps, progress)
+    report = run_csim(data, rl, steps, progress, retrain_on)
     record_files(project, [project / "hls" / REPORT])
     return report
 
 
 def run_csim(data: ProjectData, rl: RLProject | None, steps: int,
-             progress: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
+             progress: Callable[[str], None] = lambda message: None,
+             retrain_on: RLProject | None = None) -> dict[str, Any]:
     """The three checks on a loaded project. `csim_project` calls it once the project's sources are
-    known to be dtlgen's own; a test that plants a numerics change in them calls it directly."""
+    known to be dtlgen's own; a test that plants a numerics change in them calls it directly. The
+    testbenches run on the project's own vectors; the re-training on `retrain_on` (default `rl`)."""
     project, program = data.root, data.program
     progress(f"compiling the HLS engines with g++ (ap_types from {ap_types_dir()}; cached per source hash)")
     engines = CsimEngines(project)
@@ -81,7 +89,7 @@ def run_csim(data: ProjectData, rl: RLProject | None, steps: int,
     report["fe"] = _fe_inference(engines, data)
     if engines.has_rl and rl is not None and steps > 0:
         progress(f"re-training {steps} steps through the host loop on the C-simulated RL engine")
-        report["training"] = _retrain(engines, rl, steps)
+        report["training"] = _retrain(engines, retrain_on or rl, steps)
     report["bit_exact"] = (all(t["passed"] for t in report["testbenches"]) and report["fe"]["bit_exact"]
                            and report.get("training", {}).get("bit_exact", True))
     report["hls_check"] = hls_check(project / "hls", data.params.fe.bus_bytes)

@@ -85,6 +85,19 @@ class RLProject:
     labels: np.ndarray
     state: golden.RLState
 
+    def with_training_set(self, features: np.ndarray, labels: np.ndarray) -> "RLProject":
+        """The same project re-training on another set: its FE features (N, width) as the FE engine
+        outputs them (e.g. `dtlgen.api.Project.features`) and N class labels, checked."""
+        from dtlgen.model.data import check_labels
+
+        width = int(np.prod(self.layout.feature_shape))
+        features = np.asarray(features)
+        if features.ndim != 2 or features.shape[1] != width or features.dtype.kind not in "iu" or not len(features):
+            raise DesignError(f"the re-training set's features have shape {features.shape} ({features.dtype}); the RL "
+                              f"engine takes integers (N, {width})")
+        labels = check_labels(labels, len(features), self.layout.layers[-1].m, "the re-training set's y")
+        return replace(self, features=features.astype(np.int64), labels=labels)
+
 
 def read_json(path: Path, what: str) -> Any:
     """A JSON file of a project: one DesignError (not a traceback) for missing, huge or broken files."""

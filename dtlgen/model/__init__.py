@@ -15,7 +15,7 @@ from dtlgen.errors import DtlgenWarning, ModelSpecError
 from dtlgen.model.ir import INPUT, Layer, Network
 from dtlgen.errors import brief
 
-__all__ = ["INPUT", "Layer", "Network", "import_module", "load_factory", "load_model", "resolve_split"]
+__all__ = ["INPUT", "Layer", "Network", "import_module", "load_factory", "load_model", "load_weights", "resolve_split"]
 
 
 def import_module(module, input_shape, name: str = "model", origin: str | None = None) -> Network:
@@ -78,8 +78,11 @@ def load_factory(spec: str) -> tuple[Any, tuple[int, ...], Any, str]:
     return result.module, result.input_shape, result.split, result.name
 
 
-def load_model(spec: str, split: Any = None) -> Network:
+def load_model(spec: str, split: Any = None, weights: Any = None) -> Network:
     """MODEL → Network IR with `frozen` set from `split` (if given) or from the factory's split.
+    `weights` is a file of the model's trained weights (a `state_dict` saved with torch.save), loaded
+    into the model before import (`load_weights`); without it the model keeps the weights its
+    factory gives it (the zoo's are seeded random ones).
 
     Every problem with the user's file, factory, model, input shape or split is a `DtlgenError`
     naming it; nothing the user wrote reaches them as a traceback.
@@ -87,6 +90,8 @@ def load_model(spec: str, split: Any = None) -> Network:
     from dtlgen.model.factory import call_factory
 
     result = call_factory(spec)
+    if weights is not None:
+        load_weights(result.module, weights, result.origin)
     network = import_module(result.module, result.input_shape, result.name, result.origin)
     if split is not None:
         return network.with_split(resolve_split(network, split))
@@ -96,3 +101,49 @@ def load_model(spec: str, split: Any = None) -> Network:
             "the device; give --split NAME|INDEX or --retrain-last K (or return a split from the factory)"),
             stacklevel=2)
     return network.with_split(resolve_split(network, result.split, result.origin))
+
+
+def load_weights(module: Any, path: Any, origin: str = "the model") -> None:
+    """Load a `state_dict` file into `module`, with torch's safe loader (weights_only=True: tensors and
+    plain containers, never pickled code). Every key and shape must match the module's own; a
+    checkpoint dict holding the state under "state_dict" or "model" is accepted too."""
+    from pathlib import Path
+
+    import torch
+
+    path = Path(path)
+    fix = "save the weights with torch.save(model.state_dict(), PATH)"
+    if not path.is_file():
+        raise ModelSpecError(f"weights file '{path}' does not exist; {fix}")
+    try:
+        with warnings.catch_warnings():  # torch's notes on a foreign file's pickle protocol: the error says it
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a foreign or broken file
+        raise ModelSpecError(f"weights file '{path}' is not a state_dict torch can load safely ({' '.join(str(exc).split())[:160] or type(exc).__name__}); {fix} "
+                             "(dtlgen loads it with weights_only=True: tensors only, no pickled objects)") from None
+    if isinstance(state, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(state.get(key), dict) and all(isinstance(v, torch.Tensor) for v in state[key].values()):
+                state = state[key]
+                break
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise ModelSpecError(f"weights file '{path}' holds a {type(state).__name__}, not a state_dict of named "
+                             f"tensors; {fix}")
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} (the model's {tuple(own[k].shape)})" for k in own
+              if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    problems = [f"{what}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+                for what, keys in (("missing", missing), ("not in the model", unexpected), ("shapes differ", shapes))
+                if keys]
+    if problems:
+        raise ModelSpecError(f"weights file '{path}' does not fit {origin}: {'; '.join(problems)}; save the "
+                             "state_dict of this very model")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ModelSpecError(f"weights file '{path}': {', '.join(bad[:3])} hold NaN or infinite values; give "
+                             "trained, finite weights")
+    module.load_state_dict(state, strict=True)

@@ -37,17 +37,24 @@ OUTPUTS = ("run", REPORT, "sim_report.md", "predicted_vs_measured.png")  # what 
 
 
 def simulate_project(project: Path, progress: Callable[[str], None] = lambda message: None,
-                     retrain: bool = False, steps: int = 20, ddr: bool = False) -> dict[str, Any]:
+                     retrain: bool = False, steps: int = 20, ddr: bool = False,
+                     train: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+    """Simulate `project`; with `retrain`, re-train `steps` steps on the project's re-training set, or
+    on `train` (FE features and labels: `dtlgen.api.Project.training_set`) when given."""
     project = Path(project).resolve()  # the simulator runs in its own working directory
     sim = project / "sim"
     data = open_project(project)
     if retrain and not data.has_rl:
         raise DesignError(f"project '{project}' has no RL engine (the network has no retrainable layers); "
                           "generate it with a split (--split or --retrain-last) to re-train on the device")
+    if train is not None and not retrain:
+        raise DesignError("a re-training set (--data) is for re-training: add --retrain (retrain=True in the API)")
     rl = load_rl_project(data) if data.has_rl else None
     # The project's rtl/ and sim/ copies must be dtlgen's own; the simulation builds and runs the
     # package's files, so nothing in a project folder is ever compiled or imported.
     check_sources(data, rl, ("rtl", "sim"))
+    if rl is not None and train is not None:
+        rl = rl.with_training_set(*train)
     check_writable(sim, "the project's sim folder")
     # Everything this command writes into the project; what is there must be dtlgen's (never a link).
     check_owned(project, [sim / name for name in OUTPUTS] + ([sim / "rl_run"] if retrain else []))

@@ -1,0 +1,79 @@
+"""A user's data for dtlgen: float input batches and class labels, checked, and the NPZ files that hold them.
+
+The API (`dtlgen.api`) and the CLI's `--calib` / `--data` options take the same data: inputs as a
+float array (N, C, H, W) of finite values, labels as N integers from 0 to classes - 1. An NPZ file
+(`numpy.savez(PATH, x=..., y=...)`) holds them as arrays `x` and `y`; it is read without pickle and
+every problem is one DtlgenError naming the file and the fix.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dtlgen.errors import DesignError
+
+MAX_DATA_BYTES = 1 << 32  # what an NPZ file may unpack to (4 GiB): a bound against zip bombs
+NPZ_FIX = "save it with numpy.savez(PATH, x=inputs, y=labels): x float (N, C, H, W), y N integer class labels"
+
+
+def check_batch(x: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """A float batch (N, *shape) of finite values (one sample of `shape` becomes a batch of one)."""
+    try:
+        array = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DesignError(f"{what} must be a numeric array of shape (N, {', '.join(map(str, shape))})") from None
+    if array.shape == shape:
+        array = array[None]
+    if array.ndim != len(shape) + 1 or array.shape[1:] != shape or len(array) < 1:
+        raise DesignError(f"{what} has shape {array.shape}; the network takes (N, {', '.join(map(str, shape))})")
+    if not np.all(np.isfinite(array)):
+        raise DesignError(f"{what} holds NaN or infinite values; give finite inputs")
+    return array
+
+
+def check_labels(y: Any, count: int, classes: int, what: str = "y") -> np.ndarray:
+    """`count` integer class labels from 0 to classes - 1."""
+    labels = np.asarray(y)
+    if labels.shape != (count,) or labels.dtype.kind not in "iu" or (
+            labels.size and (labels.min() < 0 or labels.max() >= classes)):
+        raise DesignError(f"{what} must be {count} integer class labels from 0 to {classes - 1}")
+    return labels.astype(np.int64)
+
+
+def read_arrays(path: str | Path, what: str, fix: str = NPZ_FIX) -> dict[str, np.ndarray]:
+    """Every array of an NPZ file, read without pickle; one DesignError naming the file, `what` it
+    should be and `fix`, for a missing, broken or oversized file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DesignError(f"{what} {path}: no such file; {fix}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(info.file_size for info in archive.infolist())
+        if declared > MAX_DATA_BYTES:
+            raise DesignError(f"{what} {path} unpacks to {declared:,} bytes, more than {MAX_DATA_BYTES >> 30} GiB; "
+                              "give a smaller file")
+        with np.load(path, allow_pickle=False) as data:
+            return {key: np.asarray(data[key]) for key in data.files}
+    except DesignError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        raise DesignError(f"{what} {path} is not an NPZ file numpy reads without pickle ({first}); {fix}") from None
+    except MemoryError:
+        raise DesignError(f"{what} {path} declares arrays larger than memory; give a smaller file") from None
+
+
+def load_data(path: str | Path, labels: bool, option: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The arrays `x` (and `y` when `labels`) of an NPZ file, unchecked against a network (`check_batch`
+    and `check_labels` do that); `option` names where the file was given (e.g. "--data")."""
+    arrays = read_arrays(path, option)
+    wanted = ("x", "y") if labels else ("x",)
+    missing = [key for key in wanted if key not in arrays]
+    if missing:
+        raise DesignError(f"{option} {path} has no array {' or '.join(repr(k) for k in missing)} (it holds "
+                          f"{', '.join(repr(n) for n in list(arrays)[:6]) or 'nothing'}); {NPZ_FIX}")
+    return arrays["x"], arrays.get("y") if labels else None

@@ -1,0 +1,95 @@
+"""The user's own weights and data on the command line: `--weights` (a state_dict, loaded safely),
+`--calib` and `--data` (NPZ files of inputs and labels), through dse, generate, csim and sim, and one
+clear error for each kind of bad file."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from dtlgen.cli import main
+from dtlgen.model import load_model
+from dtlgen.model.factory import call_factory
+
+torch = pytest.importorskip("torch")
+
+
+def _run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_weights_replace_the_models_own_and_bad_files_get_one_line(tmp_path, capsys):
+    module = call_factory("digits_cnn").module
+    state = {k: v + 0.5 if v.is_floating_point() else v for k, v in module.state_dict().items()}
+    torch.save(state, tmp_path / "trained.pt")
+    network = load_model("digits_cnn", None, tmp_path / "trained.pt")
+    key = "fc2.weight"  # a linear layer: no BatchNorm folded into it
+    assert np.array_equal(np.asarray(network.layer("fc2").weight), state[key].numpy())
+    torch.save({"checkpoint_epoch": 3, "state_dict": state}, tmp_path / "checkpoint.pt")  # a training checkpoint
+    assert np.array_equal(np.asarray(load_model("digits_cnn", None, tmp_path / "checkpoint.pt").layer("fc2").weight),
+                          state[key].numpy())
+    code, _, _ = _run(capsys, "import", "digits_cnn", "--weights", tmp_path / "trained.pt")
+    assert code == 0
+
+    torch.save({k: v for k, v in list(state.items())[1:]}, tmp_path / "missing.pt")
+    torch.save({**state, key: state[key][:1]}, tmp_path / "shape.pt")
+    torch.save({**state, key: state[key] * float("nan")}, tmp_path / "nan.pt")
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "module.pt")  # a pickled module: weights_only refuses it
+    (tmp_path / "junk.pt").write_bytes(b"\x80\x04junk")
+    for name, words in (("missing.pt", "missing: "), ("shape.pt", "shapes differ"), ("nan.pt", "NaN or infinite"),
+                        ("module.pt", "weights_only=True"), ("junk.pt", "not a state_dict"), ("absent.pt", "does not exist")):
+        code, out, err = _run(capsys, "import", "digits_cnn", "--weights", tmp_path / name)
+        assert code == 1 and out == "" and words in err and err.count("\n") == 1, (name, err)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    from sklearn.datasets import load_digits
+
+    root = tmp_path_factory.mktemp("cli_data")
+    digits = load_digits()
+    x, y = (digits.images / 16.0)[:, None], digits.target
+    np.savez(root / "calib.npz", x=x[:16])
+    np.savez(root / "train.npz", x=x[:48], y=y[:48])
+    np.savez(root / "other.npz", x=np.rot90(x[48:96], 1, axes=(2, 3)), y=y[48:96])
+    # the DSE and the project on the user's calibration inputs and re-training set
+    assert main(["dse", "digits_cnn", "--board", "pynq-z2", "--pop", "8", "--gens", "2", "--calib",
+                 str(root / "calib.npz"), "--out", str(root / "dse"), "--json"]) == 0
+    assert main(["generate", "digits_cnn", "--design", str(root / "dse" / "design.json"), "--calib",
+                 str(root / "calib.npz"), "--data", str(root / "train.npz"), "--out", str(root / "prj"), "--json"]) == 0
+    return root, x, y
+
+
+def test_calib_and_data_go_through_dse_generate_csim_and_sim(files, capsys):
+    root, x, y = files
+    cached = np.load(root / "prj" / "sim" / "rl_train.npz")
+    assert np.array_equal(cached["labels"], y[:48]) and len(cached["features"]) == 48
+    code, out, _ = _run(capsys, "csim", root / "prj", "--steps", 2, "--data", root / "other.npz", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["bit_exact"] and report["training"]["steps"] == 2
+    code, out, _ = _run(capsys, "sim", root / "prj", "--retrain", "--steps", 2, "--data", root / "other.npz", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["training"]["bit_exact"] and report["training"]["steps"] == 2
+
+
+@pytest.mark.parametrize("arrays, words", [
+    ({"x": np.zeros((4, 1, 8, 8))}, "has no array 'y'"),
+    ({"inputs": np.zeros((4, 1, 8, 8)), "y": np.zeros(4, int)}, "has no array 'x' (it holds 'inputs', 'y')"),
+    ({"x": np.zeros((4, 1, 8, 9)), "y": np.zeros(4, int)}, "shape (4, 1, 8, 9)"),
+    ({"x": np.zeros((4, 1, 8, 8)), "y": np.array([0, 1, 2, 99])}, "class labels from 0 to 9"),
+    ({"x": np.full((4, 1, 8, 8), np.inf), "y": np.zeros(4, int)}, "NaN or infinite"),
+    ({"x": np.array([{"a": 1}] * 4, dtype=object), "y": np.zeros(4, int)}, "without pickle"),
+])
+def test_a_bad_data_file_gets_one_line_and_changes_nothing(files, tmp_path, capsys, arrays, words):
+    root = files[0]
+    np.savez(tmp_path / "bad.npz", **arrays)
+    before = sorted(p.name for p in (root / "prj" / "hls").iterdir())
+    code, out, err = _run(capsys, "csim", root / "prj", "--steps", 1, "--data", tmp_path / "bad.npz")
+    assert code == 1 and out == "" and words in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in (root / "prj" / "hls").iterdir()) == before
+    code, _, err = _run(capsys, "sim", root / "prj", "--data", root / "other.npz")
+    assert code == 1 and "add --retrain" in err
