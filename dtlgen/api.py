@@ -131,7 +131,7 @@ def generate(network: Network, design: Design, out: str | Path, *, calibration: 
     C-simulation and `dtlgen sim --retrain` (default: the calibration inputs with seeded labels, a
     hardware check rather than a task). `board` (a name or YAML file) is for a design that does not
     embed its board record; it must be the board the design was made for."""
-    from dtlgen.generator.project import generate_project
+    from dtlgen.generator.project import generate_project, quantize_for_design
     from dtlgen.perf.validate import check_design_matches
 
     if not isinstance(design, Design):
@@ -145,7 +145,7 @@ def generate(network: Network, design: Design, out: str | Path, *, calibration: 
         train = _training_set(network, train)
     path = generate_project(network, design, board, calib, samples if design.fe.batch > 1 else samples[0], Path(out),
                             progress, train=train, flow=flow, force=force, engine_ip=engine_ip)
-    return Project(path)
+    return Project(path, quantize_for_design(network, design, calib))
 
 
 def open_project(path: str | Path) -> "Project":
@@ -156,7 +156,7 @@ def open_project(path: str | Path) -> "Project":
 class Project:
     """A generated project: its files, checked on opening, and what runs on them."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, qnet: Any = None):
         from dtlgen.generator.loader import load_rl_project
         from dtlgen.generator.loader import open_project as load
 
@@ -167,23 +167,24 @@ class Project:
         self.state = self.rl.state if self.rl is not None else None  # the RL weights predict uses
         self._steps = 0  # training steps run so far (the next one's number seeds its LFSR)
         self._engines = None
+        self._qnet = qnet  # the whole quantised network, when this process generated the project (fe="golden")
 
     def __repr__(self) -> str:
         return f"Project('{self.path}')"
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    def predict(self, x: np.ndarray, *, fe: str = "csim") -> np.ndarray:
         """The network's outputs for a float batch `x` (N, C, H, W) from the C-simulation of the
         project's HLS engines: the FE engine on each image (in batches of the design's FE batch), then
         the RL engine's forward pass on the features with the project's weights (those `retrain` left,
         else the project's own); bit for bit the golden model's. Logits as floats (the last layer's
-        fixed point, scaled); with no RL engine, the FE's output (integers)."""
-        features = self.features(x)
+        fixed point, scaled); with no RL engine, the FE's output (integers). `fe` as for `features`."""
+        features = self.features(x, fe=fe)
         if self.rl is None:
             return features
         return self._rl_forward(features.reshape(len(features), -1), self._csim())
 
     def retrain(self, x: np.ndarray, y: np.ndarray, epochs: int = 1, *, seed: int = 1, lr_shift: int | None = None,
-                check: bool = True, engine: str = "csim") -> dict[str, Any]:
+                check: bool = True, engine: str = "csim", fe: str = "csim") -> dict[str, Any]:
         """On-device SGD of the retrainable layers on (x, y): the FE engine's C-simulation computes the
         features once, then the RL engine runs `epochs` epochs (a fresh permutation each, batches of the
         design's RL batch, the last one short) with the learning rate 2^-lr_shift (default the design's)
@@ -192,7 +193,7 @@ class Project:
         run beside the model's). The weights stay in this Project (predict uses them; save_weights
         writes them). With `check`, the golden model replays the same steps and any difference raises.
         Returns the steps, each epoch's training accuracy (from the logits of its forward passes),
-        whether it was checked bit-exact, and with "rtl" the cycles."""
+        whether it was checked bit-exact, and with "rtl" the cycles. `fe` as for `features`."""
         from dtlgen.host.rl_host import RLHost
         from dtlgen.csim.engines import CsimDevice
         from dtlgen.sim.rl_sim import TrainingPlan, first_mismatch, golden_replay, plan_epochs, predict_plan
@@ -207,7 +208,7 @@ class Project:
         shift = qnet.precision.lr_shift if lr_shift is None else lr_shift
         if isinstance(shift, bool) or not isinstance(shift, int) or not 0 <= shift <= 30:
             raise DesignError(f"lr_shift {shift!r}: the learning rate is 2^-lr_shift, lr_shift an integer from 0 to 30")
-        features = self.features(x).reshape(-1, int(np.prod(layout.feature_shape)))
+        features = self.features(x, fe=fe).reshape(-1, int(np.prod(layout.feature_shape)))
         labels = check_labels(y, len(features), layout.layers[-1].m)
         order, sizes, shifts = plan_epochs(labels, layout.batch, epochs, lambda epoch: shift, seed)
         steps = len(sizes)
@@ -315,11 +316,24 @@ class Project:
                               "(load_model(..., retrain_last=K))")
         return self.rl
 
-    def features(self, x: np.ndarray) -> np.ndarray:
-        """The FE engine's last output for each sample of a float batch `x` (N, C, H, W), from its
-        C-simulation: integers as the engine writes them (the RL engine's input)."""
+    def features(self, x: np.ndarray, *, fe: str = "csim") -> np.ndarray:
+        """The FE engine's last output for each sample of a float batch `x` (N, C, H, W): integers as
+        the engine writes them (the RL engine's input). `fe="csim"` runs the FE engine's C-simulation
+        (milliseconds to a minute an image, by the network); `fe="golden"` the golden model (hundreds
+        of times faster on big networks), bit for bit the same, for a project this process
+        generated (it holds the quantised network; a project opened from a folder does not)."""
         from dtlgen.isa import fe as isa_fe
-        from dtlgen.quant import fixed
+        from dtlgen.quant import fixed, golden
+
+        if fe not in ("csim", "golden"):
+            raise DesignError(f"fe {fe!r}: 'csim' (the FE engine's C-simulation) or 'golden' (the golden model)")
+        if fe == "golden":
+            if self._qnet is None:
+                raise DesignError(f"fe='golden' needs the quantised network, which only a Project from "
+                                  f"dtlgen.generate holds; '{self.path}' was opened from its folder: use fe='csim'")
+            x = check_batch(x, self._input_shape(), "x")
+            values = golden.fe_forward(self._qnet, golden.quantize_input(self._qnet, x))
+            return values[self.data.fe_program().ops[-1].layer]  # the layer the engine's last descriptor writes
 
         data = self.data
         fmt = data.program.get("input_format")

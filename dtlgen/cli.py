@@ -538,7 +538,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("import", help="import a model and print its layers (Network IR)")
     p.add_argument("model", metavar="MODEL", help="zoo name (digits_cnn, vgg16_cifar, resnet18_cifar, "
-                                                   "mobilenet_v1_cifar) or path/to/file.py:factory")
+                                                   "mobilenet_v1_cifar, resnet18_imagenet, mobilenet_v2_imagenet) or "
+                                                   "path/to/file.py:factory")
     _add_weights_option(p)
     _add_split_options(p)
     p.add_argument("--json", action="store_true", help="print JSON only")

@@ -63,9 +63,14 @@ def test_a_users_trained_module_predicts_bit_exact_through_the_engines(user):
     # and close to the float model the weights came from (its own accuracy here is about 86 %)
     assert np.mean(logits.argmax(1) == float_logits.argmax(1)) >= 0.9
     assert np.mean(logits.argmax(1) == y[1500:1564]) >= 0.8
+    # the golden model's FE (fe="golden", for a project this process generated) gives the same features
+    assert np.array_equal(project.predict(x[1500:1564], fe="golden"), logits)
+    assert np.array_equal(project.features(x[1500:1508], fe="golden"), project.features(x[1500:1508]))
     # a project opened again from its folder predicts the same
     again = dtlgen.open_project(project.path)
     assert np.array_equal(again.predict(x[1500:1508]), logits[:8])
+    with pytest.raises(DesignError, match="fe='golden' needs the quantised network"):
+        again.predict(x[1500:1508], fe="golden")
     assert np.array_equal(project.predict(x[1500]), logits[:1])  # one sample is a batch of one
 
 

@@ -296,6 +296,93 @@ def mobilenet_v1_cifar() -> ZooEntry:
 
 
 # --------------------------------------------------------------------------------------------
+# resnet18_imagenet, mobilenet_v2_imagenet: torchvision's ImageNet layouts at 224x224 with a
+# replaced 10-class head (the usual transfer-learning set-up), seeded random weights
+# --------------------------------------------------------------------------------------------
+
+class ResNet18ImageNet(nn.Module):
+    """torchvision's resnet18: 7x7/2 stem, 3x3/2 max pool, four stages of two BasicBlocks, global
+    average pool, and a 10-class fc in place of the 1000-class one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU()
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.layer1 = ResNet18Cifar._make_layer(64, 64, stride=1)
+        self.layer2 = ResNet18Cifar._make_layer(64, 128, stride=2)
+        self.layer3 = ResNet18Cifar._make_layer(128, 256, stride=2)
+        self.layer4 = ResNet18Cifar._make_layer(256, 512, stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(512, NUM_CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(self.flatten(self.avgpool(x)))
+
+
+def resnet18_imagenet() -> ZooEntry:
+    """ResNet-18 in torchvision's ImageNet layout (3x224x224), a 10-class head; fc retrainable."""
+    return _build(ResNet18ImageNet), (3, 224, 224), {"retrain_last": 1}
+
+
+# (expansion t, output channels c, blocks n, first stride s) of MobileNet-V2's bottleneck stages
+MOBILENET_V2_CFG: tuple[tuple[int, int, int, int], ...] = (
+    (1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1),
+)
+
+
+class InvertedResidual(nn.Module):
+    """1x1 expansion + BN + ReLU6 (not when t = 1), 3x3 depthwise + BN + ReLU6, 1x1 linear
+    projection + BN, and the input added when the block keeps stride 1 and its width."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, t: int) -> None:
+        super().__init__()
+        hidden = c_in * t
+        layers: list[nn.Module] = []
+        if t != 1:
+            layers += [nn.Conv2d(c_in, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6()]
+        layers += [nn.Conv2d(hidden, hidden, 3, stride=stride, padding=1, groups=hidden, bias=False),
+                   nn.BatchNorm2d(hidden), nn.ReLU6(), nn.Conv2d(hidden, c_out, 1, bias=False), nn.BatchNorm2d(c_out)]
+        self.conv = nn.Sequential(*layers)
+        self.residual = stride == 1 and c_in == c_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x) if self.residual else self.conv(x)
+
+
+class MobileNetV2ImageNet(nn.Module):
+    """torchvision's mobilenet_v2 (width 1.0): 3x3/2 stem, 17 inverted residual blocks, 1x1 conv to
+    1280, global average pool, dropout and a 10-class linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        blocks: list[nn.Module] = [nn.Conv2d(3, 32, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU6()]
+        c_in = 32
+        for t, c, n, s in MOBILENET_V2_CFG:
+            for i in range(n):
+                blocks.append(InvertedResidual(c_in, c, s if i == 0 else 1, t))
+                c_in = c
+        blocks += [nn.Conv2d(c_in, 1280, 1, bias=False), nn.BatchNorm2d(1280), nn.ReLU6()]
+        self.features = nn.Sequential(*blocks)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.dropout = nn.Dropout(0.2)
+        self.classifier = nn.Linear(1280, NUM_CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(self.flatten(self.avgpool(self.features(x)))))
+
+
+def mobilenet_v2_imagenet() -> ZooEntry:
+    """MobileNet-V2 in torchvision's ImageNet layout (3x224x224), a 10-class head; classifier retrainable."""
+    return _build(MobileNetV2ImageNet), (3, 224, 224), {"retrain_last": 1}
+
+
+# --------------------------------------------------------------------------------------------
 # Registry
 # --------------------------------------------------------------------------------------------
 
@@ -304,6 +391,8 @@ ZOO: dict[str, Callable[[], ZooEntry]] = {
     "vgg16_cifar": vgg16_cifar,
     "resnet18_cifar": resnet18_cifar,
     "mobilenet_v1_cifar": mobilenet_v1_cifar,
+    "resnet18_imagenet": resnet18_imagenet,
+    "mobilenet_v2_imagenet": mobilenet_v2_imagenet,
 }
 
 
