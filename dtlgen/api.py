@@ -332,8 +332,8 @@ class Project:
                 raise DesignError(f"fe='golden' needs the quantised network, which only a Project from "
                                   f"dtlgen.generate holds; '{self.path}' was opened from its folder: use fe='csim'")
             x = check_batch(x, self._input_shape(), "x")
-            values = golden.fe_forward(self._qnet, golden.quantize_input(self._qnet, x))
-            return values[self.data.fe_program().ops[-1].layer]  # the layer the engine's last descriptor writes
+            # the layer the engine's last descriptor writes
+            return golden.fe_output(self._qnet, golden.quantize_input(self._qnet, x), self.data.fe_program().ops[-1].layer)
 
         data = self.data
         fmt = data.program.get("input_format")

@@ -189,7 +189,7 @@ def _write_rl(staging: Path, qnet: QuantizedNetwork, layout: RLLayout,
     x, y = train
     feature_name = qnet.rl_layers[0].inputs[0]
     x_int = golden.quantize_input(qnet, x)
-    features = golden.fe_forward(qnet, x_int)[feature_name] if qnet.fe_layers else x_int
+    features = golden.fe_output(qnet, x_int, feature_name)
     state = golden.initial_rl_state(qnet)
     np.savez_compressed(sim / "rl_train.npz", features=features.reshape(len(x), -1), labels=np.asarray(y),
                         **{f"w_{name}": w for name, (w, _) in state.items()},

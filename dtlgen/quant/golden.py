@@ -31,6 +31,15 @@ def quantize_input(qnet: QuantizedNetwork, x: np.ndarray) -> np.ndarray:
     return fixed.to_fixed(x, qnet.input_fmt)
 
 
+def fe_output(qnet: QuantizedNetwork, x_int: np.ndarray, name: str, chunk: int = 8) -> np.ndarray:
+    """Layer `name`'s integer outputs (INPUT: the input itself) for a quantised batch, `chunk` samples at
+    a time: fe_forward keeps every layer's outputs, gigabytes for a few dozen 224x224 images."""
+    x_int = np.asarray(x_int, dtype=np.int64)
+    if name == INPUT:
+        return x_int
+    return np.concatenate([fe_forward(qnet, x_int[i:i + chunk])[name] for i in range(0, len(x_int), chunk)])
+
+
 def fe_forward(qnet: QuantizedNetwork, x_int: np.ndarray) -> dict[str, np.ndarray]:
     """Integer outputs of every frozen layer for an already quantised input batch."""
     values = {INPUT: np.asarray(x_int, dtype=np.int64)}
