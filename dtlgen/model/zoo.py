@@ -208,10 +208,7 @@ class ResNet18Cifar(nn.Module):
         self.conv1 = nn.Conv2d(3, 64, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu1 = nn.ReLU()
-        self.layer1 = self._make_layer(64, 64, stride=1)
-        self.layer2 = self._make_layer(64, 128, stride=2)
-        self.layer3 = self._make_layer(128, 256, stride=2)
-        self.layer4 = self._make_layer(256, 512, stride=2)
+        ResNet18Cifar.add_stages(self)
         self.pool = nn.AvgPool2d(4)
         self.flatten = nn.Flatten()
         self.fc1 = nn.Linear(512, 256)
@@ -221,6 +218,14 @@ class ResNet18Cifar(nn.Module):
     @staticmethod
     def _make_layer(c_in: int, c_out: int, stride: int) -> nn.Sequential:
         return nn.Sequential(BasicBlock(c_in, c_out, stride), BasicBlock(c_out, c_out, 1))
+
+    @staticmethod
+    def add_stages(module: nn.Module) -> None:
+        """ResNet-18's four stages of two BasicBlocks (64 to 512 channels) as module.layer1..layer4."""
+        module.layer1 = ResNet18Cifar._make_layer(64, 64, stride=1)
+        module.layer2 = ResNet18Cifar._make_layer(64, 128, stride=2)
+        module.layer3 = ResNet18Cifar._make_layer(128, 256, stride=2)
+        module.layer4 = ResNet18Cifar._make_layer(256, 512, stride=2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu1(self.bn1(self.conv1(x)))
@@ -310,10 +315,7 @@ class ResNet18ImageNet(nn.Module):
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU()
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        self.layer1 = ResNet18Cifar._make_layer(64, 64, stride=1)
-        self.layer2 = ResNet18Cifar._make_layer(64, 128, stride=2)
-        self.layer3 = ResNet18Cifar._make_layer(128, 256, stride=2)
-        self.layer4 = ResNet18Cifar._make_layer(256, 512, stride=2)
+        ResNet18Cifar.add_stages(self)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
         self.fc = nn.Linear(512, NUM_CLASSES)
