@@ -124,6 +124,7 @@ from dtlgen.errors import DesignError, require_int
 from dtlgen.isa import fe as isa_fe
 from dtlgen.isa.params import FE_BUFFER_SIZING, DdrTiming, FEParams
 from dtlgen.model.ir import Layer, Network
+from dtlgen.model.ops import op_of
 from dtlgen.perf.resources import COEFFICIENTS, ResourceUse, array_resources, banked_memory, dsp_packing
 from dtlgen.quant import fixed
 
@@ -212,7 +213,8 @@ def fe_ops(network: Network, cfg: FEConfig) -> list[FEOp]:
         if pool_layer and (cfg.tr % 2 == 0 or cfg.tr >= op.r) and (cfg.tc % 2 == 0 or cfg.tc >= op.c):
             ops.append(replace(op, pool=2, pool_layer=pool_layer))
         elif pool_layer:
-            ops.extend([op, _pool_op(network.layer(pool_layer))])
+            pool = network.layer(pool_layer)
+            ops.extend([op, FEOp(pool_layer, **op_of(pool).fe_geometry(pool))])
         else:
             ops.append(op)
     return ops
@@ -280,27 +282,19 @@ def _candidate_ops(network: Network) -> list[tuple[FEOp, str]]:
     result: list[tuple[FEOp, str]] = []
     taken: set[str] = set()
     for i, layer in enumerate(layers):
-        if layer.name in taken or layer.op == "flatten":
+        if layer.name in taken or op_of(layer).fe_kind is None:  # (a flatten: no descriptor)
             continue
         check_layer_supported(layer)
-        if layer.op in ("conv2d", "linear"):
+        geometry = op_of(layer).fe_geometry(layer)  # dtlgen.model.ops: the descriptor that computes it
+        fused = ""
+        if geometry["kind"] == "conv":
             nxt = layers[i + 1] if i + 1 < len(layers) else None
-            fusable = nxt is not None and _fusable_pool(nxt, layer, consumers)
-            if fusable:
+            if nxt is not None and _fusable_pool(nxt, layer, consumers):
                 taken.add(nxt.name)
-            result.append((_conv_op(layer), nxt.name if fusable else ""))
-        elif layer.op in ("maxpool", "avgpool"):
-            result.append((_pool_op(layer), ""))
-        elif layer.op == "add":
-            n, h, w = layer.in_shape
-            result.append((FEOp(layer.name, "add", n, h, w, n, h, w), ""))
+                fused = nxt.name
+        result.append((FEOp(layer.name, **geometry), fused))
     _CANDIDATES[network] = result
     return result
-
-
-def _pool_op(layer: Layer) -> FEOp:
-    n, h, w = layer.in_shape
-    return FEOp(layer.name, "pool", n, h, w, layer.m, layer.r, layer.c, layer.kernel, layer.stride, layer.padding)
 
 
 def check_layer_supported(layer: Layer) -> None:
@@ -312,14 +306,6 @@ def check_layer_supported(layer: Layer) -> None:
         if layer.stride not in SUPPORTED_STRIDES:
             raise DesignError(f"layer '{layer.name}': stride {layer.stride} is not supported by the FE engine "
                               "(stride must be 1 or 2)")
-
-
-def _conv_op(layer: Layer) -> FEOp:
-    if layer.op == "linear":
-        return FEOp(layer.name, "conv", layer.n, 1, 1, layer.m, 1, 1, macs=layer.macs)
-    n, h, w = layer.in_shape
-    return FEOp(layer.name, "conv", n, h, w, layer.m, layer.r, layer.c, layer.kernel, layer.stride, layer.padding,
-                layer.depthwise, macs=layer.macs)
 
 
 def _fusable_pool(pool: Layer, conv: Layer, consumers: dict[str, int]) -> bool:
