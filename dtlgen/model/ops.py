@@ -24,6 +24,8 @@ import numpy as np
 from dtlgen.errors import UnsupportedLayerError
 from dtlgen.isa import fe as isa_fe
 
+SUPPORTED_KERNELS = (1, 3, 5, 7)  # the FE engine's convolution kernels and strides
+SUPPORTED_STRIDES = (1, 2)
 
 class LayerOp:
     """What an IR op is, per op kind. Stateless: one instance per kind serves every layer of it."""
@@ -75,6 +77,10 @@ class LayerOp:
         """(multiplier, shift) the descriptor's output stage applies."""
         return 1, lq.out_shift
 
+    def fe_problem(self, layer) -> str | None:
+        """Why the FE engine cannot run this layer (the op's own limits), or None."""
+        return None
+
 
 class Conv2d(LayerOp):
     """Dense or depthwise (groups = N = M) convolution with bias; BatchNorm folded in at import."""
@@ -122,6 +128,13 @@ class Conv2d(LayerOp):
     def fe_geometry(self, layer) -> dict[str, Any]:
         return dict(super().fe_geometry(layer), depthwise=self.depthwise(layer), macs=self.macs(layer))
 
+    def fe_problem(self, layer) -> str | None:
+        if layer.kernel not in SUPPORTED_KERNELS:
+            return f"kernel {layer.kernel} is not supported by the FE engine (K must be one of {SUPPORTED_KERNELS})"
+        if layer.stride not in SUPPORTED_STRIDES:
+            return f"stride {layer.stride} is not supported by the FE engine (stride must be 1 or 2)"
+        return None
+
 
 class Linear(Conv2d):
     """Fully connected layer; the FE engine runs it as a 1×1 convolution of a 1×1 map."""
@@ -150,6 +163,9 @@ class Linear(Conv2d):
 
     def fe_geometry(self, layer) -> dict[str, Any]:
         return dict(kind=self.fe_kind, n=layer.n, h=1, w=1, m=layer.m, r=1, c=1, macs=self.macs(layer))
+
+    def fe_problem(self, layer) -> str | None:
+        return None
 
 
 class _Pool(LayerOp):

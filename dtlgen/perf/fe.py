@@ -124,7 +124,7 @@ from dtlgen.errors import DesignError, require_int
 from dtlgen.isa import fe as isa_fe
 from dtlgen.isa.params import FE_BUFFER_SIZING, DdrTiming, FEParams
 from dtlgen.model.ir import Layer, Network
-from dtlgen.model.ops import op_of
+from dtlgen.model.ops import SUPPORTED_KERNELS, SUPPORTED_STRIDES, op_of
 from dtlgen.perf.resources import COEFFICIENTS, ResourceUse, array_resources, banked_memory, dsp_packing
 from dtlgen.quant import fixed
 
@@ -134,8 +134,6 @@ OUTPUT_STAGE_CYCLES = isa_fe.OUTPUT_STAGE_CYCLES  # the store pipeline drains af
 pipeline_depth = isa_fe.pipeline_depth  # a tap's issue to its output write (the engine's fixed latency)
 TRIP_HANDOFF_CYCLES = 1
 PHASE_HANDOFF_CYCLES = 2
-SUPPORTED_KERNELS = (1, 3, 5, 7)
-SUPPORTED_STRIDES = (1, 2)
 BATCH_MAX = 64  # images per FE run: the simulated DRAM and the C-simulation's test vectors hold them all
 
 
@@ -298,14 +296,10 @@ def _candidate_ops(network: Network) -> list[tuple[FEOp, str]]:
 
 
 def check_layer_supported(layer: Layer) -> None:
-    """The FE engine's limits: K ∈ {1,3,5,7}, stride 1 or 2 (pools: any kernel, stride ≤ kernel)."""
-    if layer.op == "conv2d":
-        if layer.kernel not in SUPPORTED_KERNELS:
-            raise DesignError(f"layer '{layer.name}': kernel {layer.kernel} is not supported by the FE engine "
-                              f"(K must be one of {SUPPORTED_KERNELS})")
-        if layer.stride not in SUPPORTED_STRIDES:
-            raise DesignError(f"layer '{layer.name}': stride {layer.stride} is not supported by the FE engine "
-                              "(stride must be 1 or 2)")
+    """The FE engine's limits of the layer's op (`dtlgen.model.ops`: convs K ∈ {1,3,5,7}, stride 1 or 2)."""
+    problem = op_of(layer).fe_problem(layer)
+    if problem:
+        raise DesignError(f"layer '{layer.name}': {problem}")
 
 
 def _fusable_pool(pool: Layer, conv: Layer, consumers: dict[str, int]) -> bool:
