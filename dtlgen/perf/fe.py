@@ -6,6 +6,7 @@ per tile. Pure functions, no I/O: the RTL of the FE engine implements exactly th
 and simulation holds the two to ≤ 1 % per network.
 
 ## Mapping of IR layers to FE operations (`fe_ops`)
+Each op's descriptor geometry and limits are its class's (`dtlgen.model.ops`, `fe_geometry`, `fe_problem`):
 - conv2d → `conv`; linear → `conv` with H = W = R = C = K = 1 (a 1×1 convolution).
 - A maxpool with kernel = stride = 2 and no padding that directly and solely consumes a conv is
   fused into that conv's output stage (`pool = 2`) when tr and tc are even or cover the whole
