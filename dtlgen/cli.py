@@ -121,6 +121,7 @@ def cmd_boards(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from dtlgen.model import load_model
+    from dtlgen.model.ops import op_of
 
     network = load_model(args.model, _parse_split(args), args.weights)
     if args.json:
@@ -128,7 +129,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         return 0
     rows = []
     for i, layer in enumerate(network.layers):
-        kernel = f"{layer.kernel}/{layer.stride}/{layer.padding}" if layer.op in ("conv2d", "maxpool", "avgpool") else ""
+        kernel = f"{layer.kernel}/{layer.stride}/{layer.padding}" if op_of(layer).windowed else ""
         if layer.depthwise:
             kernel += " dw"
         rows.append([i, layer.name, layer.op + (f"+{layer.activation}" if layer.activation else ""),

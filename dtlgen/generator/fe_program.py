@@ -17,6 +17,7 @@ import numpy as np
 
 from dtlgen.errors import DesignError
 from dtlgen.isa import fe as isa
+from dtlgen.model.ops import op_of
 from dtlgen.perf.board import ALIGN
 from dtlgen.perf.fe import FEConfig, FEOp, batched_ops, fe_ops, keep_words, keeps_inputs
 from dtlgen.perf.validate import FE_ACC_BITS, fe_op_problem
@@ -162,21 +163,16 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
             raise DesignError(f"layer '{op.name}' needs {lq.acc_bits}-bit accumulators; the FE RTL has {RTL_ACC_BITS}")
         producer = _producer(network, layer.inputs[0], region)
         source = region[producer]
-        second, bias_addr, mult, shifts = 0, 0, 1, 0
+        second, bias_addr, shifts = 0, 0, 0
         in_stride = pitches[producer]  # one sample of the op's input (and of an add's second input)
-        if op.kind == "conv":
-            kind = KIND_CONV
-            shift = lq.out_shift
+        kind = op_of(layer).descriptor_kind  # dtlgen.model.ops: the descriptor's kind code and output scale
+        mult, shift = op_of(layer).descriptor_scale(layer, lq, fixed)
+        if kind == KIND_CONV:
             if image0 == 0:  # a layer's later descriptors read the same weights and biases
                 weights[op.name] = (place(np.asarray(lq.bias, dtype=np.int64).astype("<i4").view(np.uint8)),
                                     place(_tile_ordered_weights(lq.weight, op, cfg, bus_bytes)))
             bias_addr, second = weights[op.name]
-        elif op.kind == "pool":
-            kind = KIND_MAXPOOL if layer.op == "maxpool" else KIND_AVGPOOL
-            mult, shift = fixed.avg_pool_scale(op.k * op.k) if kind == KIND_AVGPOOL else (1, 0)
-        else:  # add: both operands shifted up to the finer frac, then requantised
-            kind = KIND_ADD
-            shift = lq.out_shift
+        elif kind == KIND_ADD:  # both operands shifted up to the finer frac, then requantised
             shifts = lq.align_shifts[0] | lq.align_shifts[1] << 8
             other = _producer(network, layer.inputs[1], region)
             if pitches[other] != in_stride:  # equal shapes, equal pitches: a guard, never expected to fire

@@ -19,9 +19,11 @@ import numpy as np
 
 from dtlgen.errors import ModelSpecError
 from dtlgen.errors import brief
+from dtlgen.model.ops import OP_CLASSES, op_of
 
-# Ops the IR knows. `linear` keeps its own name (the FE engine runs it as a 1×1 conv).
-OPS = ("conv2d", "linear", "maxpool", "avgpool", "add", "flatten")
+# Ops the IR knows, one class each in `dtlgen.model.ops`. `linear` keeps its own name (the FE engine
+# runs it as a 1×1 conv).
+OPS = tuple(OP_CLASSES)
 ACTIVATIONS = (None, "relu", "relu6")
 INPUT = "input"  # the name that `Layer.inputs` uses for the network's input tensor
 # Values per input sample the importer accepts: 3x2048x2048 fits; the shape pass holds a few
@@ -67,20 +69,16 @@ class Layer:
 
     @property
     def depthwise(self) -> bool:
-        return self.op == "conv2d" and self.groups > 1 and self.groups == self.n == self.m
+        return op_of(self).depthwise(self)
 
     @property
     def has_weights(self) -> bool:
-        return self.op in ("conv2d", "linear")
+        return op_of(self).has_weights
 
     @property
     def macs(self) -> int:
         """Useful multiply-accumulates per sample (padding taps included, as in the usual count)."""
-        if self.op == "conv2d":
-            return self.m * self.r * self.c * (self.n // self.groups) * self.kernel * self.kernel
-        if self.op == "linear":
-            return self.m * self.n
-        return 0
+        return op_of(self).macs(self)
 
     @property
     def params(self) -> int:
@@ -165,11 +163,7 @@ def conv_out_size(size: int, kernel: int, stride: int, padding: int) -> int:
 def gemm_shape(layer: Layer) -> tuple[int, int, int] | None:
     """(M, N, positions) of a layer that is a GEMM per sample — linear, or 1×1 stride-1 unpadded
     dense conv (a GEMM over its R·C positions) — else None. The RL engine trains exactly these."""
-    if layer.op == "linear":
-        return layer.m, layer.n, 1
-    if layer.op == "conv2d" and layer.kernel == 1 and layer.stride == 1 and layer.padding == 0 and layer.groups == 1:
-        return layer.m, layer.n, layer.r * layer.c
-    return None
+    return op_of(layer).gemm_shape(layer)
 
 
 def check_input_shape(value: Any, origin: str) -> tuple[int, ...]:

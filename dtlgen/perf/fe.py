@@ -6,6 +6,7 @@ per tile. Pure functions, no I/O: the RTL of the FE engine implements exactly th
 and simulation holds the two to ≤ 1 % per network.
 
 ## Mapping of IR layers to FE operations (`fe_ops`)
+Each op's descriptor geometry and limits are its class's (`dtlgen.model.ops`, `fe_geometry`, `fe_problem`):
 - conv2d → `conv`; linear → `conv` with H = W = R = C = K = 1 (a 1×1 convolution).
 - A maxpool with kernel = stride = 2 and no padding that directly and solely consumes a conv is
   fused into that conv's output stage (`pool = 2`) when tr and tc are even or cover the whole
@@ -124,6 +125,7 @@ from dtlgen.errors import DesignError, require_int
 from dtlgen.isa import fe as isa_fe
 from dtlgen.isa.params import FE_BUFFER_SIZING, DdrTiming, FEParams
 from dtlgen.model.ir import Layer, Network
+from dtlgen.model.ops import SUPPORTED_KERNELS, SUPPORTED_STRIDES, op_of
 from dtlgen.perf.resources import COEFFICIENTS, ResourceUse, array_resources, banked_memory, dsp_packing
 from dtlgen.quant import fixed
 
@@ -133,8 +135,6 @@ OUTPUT_STAGE_CYCLES = isa_fe.OUTPUT_STAGE_CYCLES  # the store pipeline drains af
 pipeline_depth = isa_fe.pipeline_depth  # a tap's issue to its output write (the engine's fixed latency)
 TRIP_HANDOFF_CYCLES = 1
 PHASE_HANDOFF_CYCLES = 2
-SUPPORTED_KERNELS = (1, 3, 5, 7)
-SUPPORTED_STRIDES = (1, 2)
 BATCH_MAX = 64  # images per FE run: the simulated DRAM and the C-simulation's test vectors hold them all
 
 
@@ -212,7 +212,8 @@ def fe_ops(network: Network, cfg: FEConfig) -> list[FEOp]:
         if pool_layer and (cfg.tr % 2 == 0 or cfg.tr >= op.r) and (cfg.tc % 2 == 0 or cfg.tc >= op.c):
             ops.append(replace(op, pool=2, pool_layer=pool_layer))
         elif pool_layer:
-            ops.extend([op, _pool_op(network.layer(pool_layer))])
+            pool = network.layer(pool_layer)
+            ops.extend([op, FEOp(pool_layer, **op_of(pool).fe_geometry(pool))])
         else:
             ops.append(op)
     return ops
@@ -280,46 +281,26 @@ def _candidate_ops(network: Network) -> list[tuple[FEOp, str]]:
     result: list[tuple[FEOp, str]] = []
     taken: set[str] = set()
     for i, layer in enumerate(layers):
-        if layer.name in taken or layer.op == "flatten":
+        if layer.name in taken or op_of(layer).fe_kind is None:  # (a flatten: no descriptor)
             continue
         check_layer_supported(layer)
-        if layer.op in ("conv2d", "linear"):
+        geometry = op_of(layer).fe_geometry(layer)  # dtlgen.model.ops: the descriptor that computes it
+        fused = ""
+        if geometry["kind"] == "conv":
             nxt = layers[i + 1] if i + 1 < len(layers) else None
-            fusable = nxt is not None and _fusable_pool(nxt, layer, consumers)
-            if fusable:
+            if nxt is not None and _fusable_pool(nxt, layer, consumers):
                 taken.add(nxt.name)
-            result.append((_conv_op(layer), nxt.name if fusable else ""))
-        elif layer.op in ("maxpool", "avgpool"):
-            result.append((_pool_op(layer), ""))
-        elif layer.op == "add":
-            n, h, w = layer.in_shape
-            result.append((FEOp(layer.name, "add", n, h, w, n, h, w), ""))
+                fused = nxt.name
+        result.append((FEOp(layer.name, **geometry), fused))
     _CANDIDATES[network] = result
     return result
 
 
-def _pool_op(layer: Layer) -> FEOp:
-    n, h, w = layer.in_shape
-    return FEOp(layer.name, "pool", n, h, w, layer.m, layer.r, layer.c, layer.kernel, layer.stride, layer.padding)
-
-
 def check_layer_supported(layer: Layer) -> None:
-    """The FE engine's limits: K ∈ {1,3,5,7}, stride 1 or 2 (pools: any kernel, stride ≤ kernel)."""
-    if layer.op == "conv2d":
-        if layer.kernel not in SUPPORTED_KERNELS:
-            raise DesignError(f"layer '{layer.name}': kernel {layer.kernel} is not supported by the FE engine "
-                              f"(K must be one of {SUPPORTED_KERNELS})")
-        if layer.stride not in SUPPORTED_STRIDES:
-            raise DesignError(f"layer '{layer.name}': stride {layer.stride} is not supported by the FE engine "
-                              "(stride must be 1 or 2)")
-
-
-def _conv_op(layer: Layer) -> FEOp:
-    if layer.op == "linear":
-        return FEOp(layer.name, "conv", layer.n, 1, 1, layer.m, 1, 1, macs=layer.macs)
-    n, h, w = layer.in_shape
-    return FEOp(layer.name, "conv", n, h, w, layer.m, layer.r, layer.c, layer.kernel, layer.stride, layer.padding,
-                layer.depthwise, macs=layer.macs)
+    """The FE engine's limits of the layer's op (`dtlgen.model.ops`: convs K ∈ {1,3,5,7}, stride 1 or 2)."""
+    problem = op_of(layer).fe_problem(layer)
+    if problem:
+        raise DesignError(f"layer '{layer.name}': {problem}")
 
 
 def _fusable_pool(pool: Layer, conv: Layer, consumers: dict[str, int]) -> bool:

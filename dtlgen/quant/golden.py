@@ -14,11 +14,11 @@ Arrays are NCHW (feature maps) or (B, F) (vectors), batch first.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
 from dtlgen.model.ir import INPUT, Layer
+from dtlgen.model.ops import op_of
 from dtlgen.quant import fixed, ops
 from dtlgen.quant.fixed import QFormat
 from dtlgen.quant.quantize import LayerQuant, QuantizedNetwork
@@ -49,26 +49,7 @@ def fe_forward(qnet: QuantizedNetwork, x_int: np.ndarray) -> dict[str, np.ndarra
 
 
 def _fe_layer(layer: Layer, lq: LayerQuant, inputs: list[np.ndarray], qnet: QuantizedNetwork) -> np.ndarray:
-    bits = lq.out_fmt.bits
-    x = inputs[0]
-    matmul = _exact(lq.acc_bits)
-    if layer.op == "conv2d":
-        acc = ops.conv2d(x, lq.weight, layer.stride, layer.padding, layer.groups, matmul) + lq.bias.reshape(1, -1, 1, 1)
-        y = fixed.requantise(acc, lq.out_shift, bits)
-    elif layer.op == "linear":
-        y = fixed.requantise(ops.linear(x, lq.weight, matmul) + lq.bias, lq.out_shift, bits)
-    elif layer.op == "maxpool":
-        y = ops.max_pool(x, layer.kernel, layer.stride, layer.padding, lq.out_fmt.min_int)
-    elif layer.op == "avgpool":
-        mult, shift = fixed.avg_pool_scale(layer.kernel * layer.kernel)
-        y = fixed.requantise(ops.sum_pool(x, layer.kernel, layer.stride, layer.padding) * mult, shift, bits)
-    elif layer.op == "add":
-        acc = sum(np.asarray(v, dtype=np.int64) << shift for v, shift in zip(inputs, lq.align_shifts))
-        y = fixed.requantise(acc, lq.out_shift, bits)
-    elif layer.op == "flatten":
-        y = x.reshape(len(x), -1)
-    else:
-        raise ValueError(f"unknown op {layer.op}")
+    y = op_of(layer).golden(layer, lq, inputs, fixed, ops)  # the op's step: dtlgen.model.ops
     return _activation(y, layer.activation, lq.out_fmt)
 
 
@@ -91,10 +72,6 @@ def _activation_mask(y: np.ndarray, activation: str | None, fmt: QFormat) -> np.
 
 def _six(fmt: QFormat) -> int:
     return int(fixed.to_fixed(6.0, fmt))
-
-
-def _exact(bound_bits: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    return lambda a, b: fixed.exact_matmul(a, b, bound_bits)
 
 
 # --- RL engine -------------------------------------------------------------------------------

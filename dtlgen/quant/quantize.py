@@ -18,6 +18,7 @@ import numpy as np
 
 from dtlgen.errors import UnsupportedLayerError, require_int
 from dtlgen.model.ir import INPUT, Layer, Network, gemm_shape
+from dtlgen.model.ops import op_of
 from dtlgen.quant import fixed
 from dtlgen.quant.fixed import QFormat
 from dtlgen.quant.reference import float_forward, float_rl_gradients
@@ -144,7 +145,7 @@ def check_retrainable(network: Network) -> None:
     for layer in network.retrainable_layers:
         if layer.op == "flatten":
             continue
-        if layer.op in ("conv2d", "linear"):
+        if op_of(layer).has_weights:
             rl_gemm_shape(layer)
             continue
         raise UnsupportedLayerError(
@@ -190,24 +191,8 @@ def quantize(network: Network, calib_x: np.ndarray, precision: PrecisionConfig =
 
 
 def _quantize_fe_layer(layer: Layer, in_fracs: tuple[int, ...], y_max: float, p: PrecisionConfig) -> LayerQuant:
-    out_frac = fixed.frac_for_range(y_max, p.a_bits)
-    if layer.op in ("maxpool", "avgpool", "flatten"):
-        # Pools and flatten keep their input's format: the max/average stays in its range.
-        acc_bits = p.a_bits
-        if layer.op == "avgpool":
-            mult, _ = fixed.avg_pool_scale(layer.kernel * layer.kernel)
-            acc_bits += (layer.kernel * layer.kernel - 1).bit_length() + mult.bit_length()
-        return LayerQuant(layer.name, "fe", in_fracs, QFormat(p.a_bits, in_fracs[0]), acc_bits=acc_bits)
-    if layer.op == "add":
-        span = max(in_fracs) - min(in_fracs)
-        return LayerQuant(layer.name, "fe", in_fracs, QFormat(p.a_bits, out_frac), acc_bits=p.a_bits + span + 1)
-    w_fmt = QFormat(p.w_bits, fixed.frac_for_range(_max_abs(layer.weight), p.w_bits))
-    terms = layer.kernel * layer.kernel * (layer.n // layer.groups)
-    psum_bits = fixed.product_sum_bits(terms, p.w_bits, p.a_bits)
-    b_fmt = QFormat(psum_bits, w_fmt.frac + in_fracs[0])
-    return LayerQuant(layer.name, "fe", in_fracs, QFormat(p.a_bits, out_frac),
-                      acc_bits=fixed.accumulator_bits(terms, p.w_bits, p.a_bits), w_fmt=w_fmt, b_fmt=b_fmt,
-                      weight=fixed.to_fixed(layer.weight, w_fmt), bias=fixed.to_fixed(layer.bias, b_fmt))
+    formats = op_of(layer).fe_quant(layer, in_fracs, y_max, p, fixed)  # the op's rule: dtlgen.model.ops
+    return LayerQuant(layer.name, "fe", in_fracs, **formats)
 
 
 def _quantize_rl_layer(layer: Layer, in_fracs: tuple[int, ...], y_max: float, p: PrecisionConfig) -> LayerQuant:

@@ -16,6 +16,7 @@ import numpy as np
 
 from dtlgen.errors import DesignError
 from dtlgen.model.ir import ACTIVATIONS, OPS, Layer, Network
+from dtlgen.model.ops import op_of
 from dtlgen.quant.fixed import QFormat
 from dtlgen.quant.quantize import LayerQuant, PrecisionConfig, QuantizedNetwork
 
@@ -100,8 +101,7 @@ def rl_view_from_dict(data: Any, weights: dict[str, tuple[np.ndarray, np.ndarray
                 raise DesignError(f"{source}: layer '{layer.name}' has no weights in the project's rl_train.npz; "
                                   "regenerate the project with 'dtlgen generate'")
             lq.weight, lq.bias = weights[layer.name]
-            want = ((layer.m, layer.n) if layer.op == "linear"
-                    else (layer.m, layer.n // layer.groups, layer.kernel, layer.kernel))
+            want = op_of(layer).weight_shape(layer)
             for what, array, shape, fmt in (("weights", lq.weight, want, lq.w_fmt), ("biases", lq.bias, (layer.m,),
                                                                                     lq.b_fmt)):
                 if not isinstance(array, np.ndarray) or array.dtype.kind not in "iu" or array.shape != shape \

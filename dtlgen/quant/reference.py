@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from dtlgen.model.ir import INPUT, Layer, Network
+from dtlgen.model.ops import op_of
 from dtlgen.quant import ops
 
 FloatParams = dict[str, tuple[np.ndarray, np.ndarray]]
@@ -31,22 +32,7 @@ def float_forward(network: Network, x: np.ndarray, params: FloatParams | None = 
 
 
 def _float_layer(layer: Layer, inputs: list[np.ndarray], weight, bias) -> np.ndarray:
-    x = inputs[0]
-    if layer.op == "conv2d":
-        y = ops.conv2d(x, weight, layer.stride, layer.padding, layer.groups, ops.float_matmul)
-        y = y + bias.reshape(1, -1, 1, 1)
-    elif layer.op == "linear":
-        y = ops.linear(x, weight, ops.float_matmul) + bias
-    elif layer.op == "maxpool":
-        y = ops.max_pool(x, layer.kernel, layer.stride, layer.padding, -np.inf)
-    elif layer.op == "avgpool":
-        y = ops.sum_pool(x, layer.kernel, layer.stride, layer.padding) / (layer.kernel * layer.kernel)
-    elif layer.op == "add":
-        y = inputs[0] + inputs[1]
-    elif layer.op == "flatten":
-        y = x.reshape(len(x), -1)
-    else:
-        raise ValueError(f"unknown op {layer.op}")
+    y = op_of(layer).reference(layer, inputs, weight, bias, ops)  # the op's step: dtlgen.model.ops
     if layer.activation == "relu":
         y = np.maximum(y, 0.0)
     elif layer.activation == "relu6":
