@@ -102,16 +102,22 @@ def align(values, from_frac: int, to_frac: int) -> np.ndarray:
     return np.asarray(values, dtype=np.int64) << (to_frac - from_frac)
 
 
+MAX_FRAC = 48  # fractional bits of the finest format (project files accept up to 64)
+
+
 def frac_for_range(max_abs: float, bits: int, headroom_bits: int = 0) -> int:
     """Fractional bits that hold ±max_abs in `bits` bits with `headroom_bits` spare integer bits.
 
     Integer bits (excluding sign) = floor(log2(max_abs)) + 1, so max_abs itself fits; a zero
-    tensor gets all bits fractional.
+    tensor gets all bits fractional. At most MAX_FRAC fractional bits: a tensor smaller than that
+    scale rounds to zeros, as a zero tensor would (a subnormal range once overflowed here).
     """
     if max_abs <= 0 or not math.isfinite(max_abs):
         return bits - 1
     int_bits = math.floor(math.log2(max_abs)) + 1
     frac = bits - 1 - int_bits - headroom_bits
+    if frac >= MAX_FRAC:
+        return MAX_FRAC
     # max_abs just below a power of two can round up to 2^(bits-1) and saturate: one bit less then.
     if int(to_fixed(max_abs, QFormat(64, frac + headroom_bits))) > (1 << (bits - 1)) - 1:
         frac -= 1

@@ -525,3 +525,12 @@ def test_lfsr_jump_matrix_equals_stepping(steps, state):
     for _ in range(steps % 65535):
         expected = fixed.lfsr_step(expected)
     assert fixed.lfsr_jump(fixed.lfsr_jump_matrix(steps), state) == expected
+
+
+@FAST
+@given(m=st.floats(0.0, 1e-9, exclude_min=True), bits=st.integers(2, 24), headroom=st.integers(0, 2))
+def test_frac_for_range_of_a_vanishing_range_stops_at_max_frac(m, bits, headroom):
+    # a subnormal range once overflowed in to_fixed; at most MAX_FRAC bits, and m never saturates
+    frac = fixed.frac_for_range(m, bits, headroom)
+    assert frac <= fixed.MAX_FRAC
+    assert abs(int(fixed.to_fixed(m, QFormat(bits, frac)))) <= 2 ** (bits - 1) - 1
