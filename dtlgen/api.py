@@ -96,14 +96,17 @@ def load_model(model: Any, input_shape: tuple[int, ...] | None = None, *, retrai
 def explore(network: Network, board: str = "pynq-z2", *, pop: int = 40, gens: int = 20, seed: int = 1,
             calibration: np.ndarray | None = None, prefer: str = "knee", out: str | Path | None = None,
             force: bool = False, on_generation: Callable[[int], None] | None = None, workers: int = 0,
-            dask: str | None = None, fe_batch: int = 1, ddr: bool = False) -> ExploredDesign:
+            dask: str | None = None, fe_batch: int = 1, ddr: bool = False,
+            overrides: dict[str, dict[str, int]] | None = None) -> ExploredDesign:
     """NSGA-II over tiling and bit widths of both engines for `board` (a shipped board's name or a
     board YAML file; the `dse` command): the chosen design (`prefer`: knee, throughput, accuracy or
     resources), its front in `.pareto`. `calibration` is a float batch of inputs (N, C, H, W) for the
     information-loss objective and the quantisation (default: the model's built-in calibration
     inputs, seeded by `seed`); `out` also writes pareto.json/csv/png and design.json there. `workers`
     or `dask` evaluate on Dask; `fe_batch` is the images per FE run; `ddr` scores FE cycles on the
-    board's DDR-like memory."""
+    board's DDR-like memory. `overrides` fixes fractional bits per layer, {layer: {"w_frac": F,
+    "a_frac": F}}, for every design the search scores; the chosen design records them (design.json
+    "overrides") and generate quantises with them."""
     from dtlgen.boards import load_board
     from dtlgen.dse import run_dse
     from dtlgen.dse.problem import Fixed
@@ -114,8 +117,12 @@ def explore(network: Network, board: str = "pynq-z2", *, pop: int = 40, gens: in
 
         require_ddr_timing(record)
     calib = _calibration(network, calibration, seed)
+    if overrides is not None:
+        from dtlgen.quant.quantize import check_overrides
+
+        check_overrides(network, overrides)
     result = run_dse(network, record, calib, Path(out) if out is not None else None, pop, gens, seed, prefer,
-                     workers, dask, fixed=Fixed(fe_batch=fe_batch, ddr=ddr), on_generation=on_generation, force=force)
+                     workers, dask, fixed=Fixed(fe_batch=fe_batch, ddr=ddr, overrides=overrides), on_generation=on_generation, force=force)
     design = Design.from_dict(result.design, "the explored design")
     return ExploredDesign(**{f: getattr(design, f) for f in Design.__dataclass_fields__}, pareto=tuple(result.front),
                           chosen=result.chosen, evaluations=result.evaluations, seconds=result.seconds)

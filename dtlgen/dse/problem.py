@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 from pymoo.core.problem import Problem
@@ -92,6 +92,7 @@ class Fixed:
     lr_shift: int = 7
     fe_batch: int = 1  # images per FE run (the workload's: feature caching runs the re-training set in batches)
     ddr: bool = False  # FE cycles on the board's DDR-like memory (perf.fe's closed form), not the ideal one
+    overrides: Any = None  # per-layer fractional bits ({layer: {"w_frac", "a_frac"}}: quant.quantize)
 
 
 def fe_memory(board: Board, fixed: Fixed):
@@ -138,8 +139,8 @@ class InfoLossTable:
     shared between entries.
     """
 
-    def __init__(self, network: Network, calib_x: np.ndarray, batch: int):
-        self.network, self.calib_x, self.batch = network, calib_x, batch
+    def __init__(self, network: Network, calib_x: np.ndarray, batch: int, overrides: Any = None):
+        self.network, self.calib_x, self.batch, self.overrides = network, calib_x, batch, overrides
         self.reference = reference.float_forward(network, calib_x)
         self._fe: dict[tuple[int, int], dict[str, np.ndarray]] = {}
         self._fe_quant: dict = {}
@@ -149,7 +150,7 @@ class InfoLossTable:
         key = (w_bits, a_bits, rl_bits)
         if key not in self.values:
             qnet = quantize(self.network, self.calib_x, PrecisionConfig(w_bits, a_bits, rl_bits, self.batch),
-                            float_acts=self.reference, fe_cache=self._fe_quant)
+                            float_acts=self.reference, fe_cache=self._fe_quant, overrides=self.overrides)
             if (w_bits, a_bits) not in self._fe:
                 self._fe[(w_bits, a_bits)] = golden.fe_forward(qnet, golden.quantize_input(qnet, self.calib_x))
             self.values[key] = info_loss(qnet, self.calib_x, self.reference, self._fe[(w_bits, a_bits)])["logit_kl"]

@@ -67,7 +67,7 @@ def compare_with_exhaustive(network: Network, board: Board, calib_x: np.ndarray,
                             seeds: tuple[int, ...] = (1,), space: Space = REDUCED_SPACE,
                             workload: Workload = Workload(), fixed: Fixed = Fixed()) -> QualityReport:
     """Enumerate `space` once, then score one NSGA-II run and one random search per seed."""
-    info = InfoLossTable(network, calib_x, fixed.batch)
+    info = InfoLossTable(network, calib_x, fixed.batch, fixed.overrides)
     problem = DSEProblem(shapes_only(network), board, info, space, workload, fixed)
     every = np.array(list(itertools.product(*(range(n) for n in space.sizes()))))
     truth = _feasible_front(*_evaluate(problem, every))

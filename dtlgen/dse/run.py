@@ -180,7 +180,7 @@ def run_dse(network: Network, board: Board, calib_x: np.ndarray, out_dir: Path |
         raise DesignError(f"{network.name}: {problems[0]}")
     if fixed.ddr:
         require_ddr_timing(board)
-    info = InfoLossTable(network, calib_x, fixed.batch)
+    info = InfoLossTable(network, calib_x, fixed.batch, fixed.overrides)
     start = time.perf_counter()
     with _client(workers, dask_address) as client:
         x, f, n_eval, problem = search(network, board, info, pop, gens, seed, space, workload, fixed, client,
@@ -206,10 +206,11 @@ def _design_json(network: Network, board: Board, calib_x: np.ndarray, point: dic
                  fixed: Fixed) -> dict[str, Any]:
     design = make_design(point["variables"], board, fixed)
     qnet = quantize(network, calib_x, PrecisionConfig(design.fe.w_bits, design.fe.a_bits, design.rl.bits,
-                                                      fixed.batch, fixed.lr_shift))
+                                                      fixed.batch, fixed.lr_shift), overrides=fixed.overrides)
     rl = replace(design.rl, acc_bits=qnet.rl_acc_bits())
     split = network.retrainable_layers[0].name if network.retrainable_layers else None
-    data = replace(design, rl=rl, split=split, per_layer=qnet.per_layer_dict(), model=network.name,
+    data = replace(design, rl=rl, split=split, per_layer=qnet.per_layer_dict(), overrides=dict(fixed.overrides or {}),
+                   model=network.name,
                    network=network_fingerprint(network)).to_dict()
     data["predicted"] = {key: point[key] for key in ("fe_gops", "rl_gops", "dsp", "bram18", "lut", "ff",
                                                      "info_loss", "time_s", "utilisation")}

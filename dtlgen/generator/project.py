@@ -58,7 +58,7 @@ FLOWS = ("auto", "vivado", "open-ecp5")
 def quantize_for_design(network: Network, design: Design, calib_x: np.ndarray) -> QuantizedNetwork:
     precision = PrecisionConfig(design.fe.w_bits, design.fe.a_bits, design.rl.bits, design.rl.batch,
                                 design.rl.lr_shift)
-    return quantize(network, calib_x, precision)
+    return quantize(network, calib_x, precision, overrides=design.overrides)
 
 
 def _bus_bytes(board: Board) -> int:

@@ -23,7 +23,7 @@ from dtlgen.perf.rl import RLConfig
 
 _FE_FIELDS = ("tm", "tn", "tr", "tc", "w_bits", "a_bits")
 _RL_FIELDS = ("tm", "tn", "bits")
-_TOP_FIELDS = {"board", "clock_mhz", "fe", "rl", "split", "per_layer", "predicted", "board_spec", "board_sha256",
+_TOP_FIELDS = {"board", "clock_mhz", "fe", "rl", "split", "per_layer", "overrides", "predicted", "board_spec", "board_sha256",
                "model", "network"}
 CLOCK_RANGE_MHZ = (1.0, 1000.0)  # no FPGA engine runs outside this; the board files use the same range
 _MAX_DESIGN_BYTES = 16 << 20
@@ -41,6 +41,8 @@ class Design:
     board_spec: dict[str, Any] | None = None  # the board's full record (Board.to_dict), as the DSE saw it
     model: str | None = None  # the network the design was made for, and its structure's fingerprint
     network: str | None = None
+    # per-layer fractional bits that replace the calibrated ones: {layer: {"w_frac": F, "a_frac": F}}
+    overrides: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = {"board": self.board, "clock_mhz": self.clock_mhz, "fe": self.fe.to_dict(), "rl": self.rl.to_dict(),
@@ -49,6 +51,8 @@ class Design:
             data.update(board_spec=self.board_spec, board_sha256=Board.from_dict(self.board_spec).digest())
         if self.model is not None:
             data.update(model=self.model, network=self.network)
+        if self.overrides:
+            data["overrides"] = self.overrides
         return data
 
     def board_record(self, board_arg: str | None = None, source: str = "the design") -> Board:
@@ -111,7 +115,7 @@ class Design:
         split = data.get("split")
         if split is not None and not isinstance(split, str):
             raise DesignError(f"{source}: field 'split'={split!r} must be a layer name or null")
-        for key in ("per_layer", "predicted"):
+        for key in ("per_layer", "predicted", "overrides"):
             if data.get(key) is not None and not isinstance(data[key], dict):
                 raise DesignError(f"{source}: field '{key}' must be an object (or left out)")
         spec = data.get("board_spec")
@@ -129,7 +133,7 @@ class Design:
                 raise DesignError(f"{source}: field '{key}' must be a string")
         return cls(data["board"], float(clock), fe_cfg, rl_cfg, split,
                    dict(data.get("per_layer") or {}), dict(data.get("predicted") or {}), spec,
-                   data.get("model"), data.get("network"))
+                   data.get("model"), data.get("network"), dict(data.get("overrides") or {}))
 
 
 def _section(data: dict[str, Any], name: str, required: tuple[str, ...], source: str) -> dict[str, Any]:

@@ -164,6 +164,9 @@ def check_design_matches(network: Network, design: Design, source: str) -> None:
         if design.network not in (None, network_fingerprint(network)):
             raise DesignError(f"{source} was made for a {network.name} with other layers or another split "
                               "(its network fingerprint differs); re-run the DSE for this model and split")
+    from dtlgen.quant.quantize import check_overrides
+
+    check_overrides(network, design.overrides, f"{source}: overrides")
     unknown = sorted(set(design.per_layer) - {layer.name for layer in network.layers})
     if unknown:
         raise DesignError(f"{source}: per_layer names layers {network.name} does not have ({', '.join(unknown[:3])}); "

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from dtlgen.errors import UnsupportedLayerError, require_int
+from dtlgen.errors import DesignError, UnsupportedLayerError, require_int
 from dtlgen.model.ir import INPUT, Layer, Network, gemm_shape
 from dtlgen.model.ops import op_of
 from dtlgen.quant import fixed
@@ -155,8 +155,10 @@ def check_retrainable(network: Network) -> None:
 
 def quantize(network: Network, calib_x: np.ndarray, precision: PrecisionConfig = PrecisionConfig(),
              calib_labels: np.ndarray | None = None, float_acts: dict[str, np.ndarray] | None = None,
-             fe_cache: dict | None = None) -> QuantizedNetwork:
+             fe_cache: dict | None = None, overrides: dict[str, dict[str, int]] | None = None) -> QuantizedNetwork:
     """Calibrate every tensor's fractional bits on `calib_x` (B × input shape, float) and quantise.
+    `overrides` fixes fractional bits per layer instead: {layer: {"w_frac": f, "a_frac": f}} for its
+    weights' and its output's format (`check_overrides` says which layers take which).
 
     Gradient formats of the RL layers come from a float backward pass over `calib_labels`
     (seeded random labels when none are given: they give the larger, safer gradients).
@@ -170,17 +172,22 @@ def quantize(network: Network, calib_x: np.ndarray, precision: PrecisionConfig =
     in_bits = precision.a_bits if first_frozen else precision.rl_bits
     qnet = QuantizedNetwork(network, precision,
                             QFormat(in_bits, fixed.frac_for_range(_max_abs(calib_x), in_bits)))
-    cached = fe_cache.get((precision.w_bits, precision.a_bits)) if fe_cache is not None else None
+    overrides = overrides or {}
+    check_overrides(network, overrides)
+    cache_key = (precision.w_bits, precision.a_bits, repr(sorted(overrides.items())))
+    cached = fe_cache.get(cache_key) if fe_cache is not None else None
     for layer in network.layers:
         in_fracs = tuple(qnet.fmt_of(name).frac for name in layer.inputs)
         y_max = _max_abs(acts[layer.name])
+        wanted = overrides.get(layer.name, {})
         if layer.frozen:
             qnet.layers[layer.name] = (cached[layer.name] if cached is not None
-                                       else _quantize_fe_layer(layer, in_fracs, y_max, precision))
+                                       else _override_fe(layer, _quantize_fe_layer(layer, in_fracs, y_max, precision),
+                                                         wanted))
         else:
-            qnet.layers[layer.name] = _quantize_rl_layer(layer, in_fracs, y_max, precision)
+            qnet.layers[layer.name] = _quantize_rl_layer(layer, in_fracs, y_max, precision, **wanted)
     if fe_cache is not None and cached is None:
-        fe_cache[(precision.w_bits, precision.a_bits)] = {l.name: qnet.layers[l.name] for l in network.frozen_layers}
+        fe_cache[cache_key] = {l.name: qnet.layers[l.name] for l in network.frozen_layers}
     if network.retrainable_layers:
         labels = calib_labels
         if labels is None:
@@ -195,13 +202,55 @@ def _quantize_fe_layer(layer: Layer, in_fracs: tuple[int, ...], y_max: float, p:
     return LayerQuant(layer.name, "fe", in_fracs, **formats)
 
 
-def _quantize_rl_layer(layer: Layer, in_fracs: tuple[int, ...], y_max: float, p: PrecisionConfig) -> LayerQuant:
+OVERRIDE_KEYS = ("w_frac", "a_frac")
+OVERRIDE_FRAC = (-16, fixed.MAX_FRAC)  # the fractional bits an override may give
+
+
+def check_overrides(network: Network, overrides: Any, source: str = "overrides") -> None:
+    """Per-layer format overrides: an object of layer names, each an object of `w_frac` (layers with
+    weights) and `a_frac` (layers that compute their output's format: conv, linear, add; a pool or
+    flatten keeps its input's), integers from -16 to MAX_FRAC. One DesignError naming the entry."""
+    if not isinstance(overrides, dict):
+        raise DesignError(f"{source} must be an object of layer names, each {{\"w_frac\": F, \"a_frac\": F}}")
+    names = {layer.name: layer for layer in network.layers}
+    for name, entry in overrides.items():
+        layer = names.get(name)
+        if layer is None:
+            raise DesignError(f"{source}: '{name}' is not a layer of {network.name} (dtlgen import lists them)")
+        if not isinstance(entry, dict) or not entry or set(entry) - set(OVERRIDE_KEYS):
+            raise DesignError(f"{source}.{name} must be an object of w_frac and/or a_frac")
+        for key, value in entry.items():
+            lo, hi = OVERRIDE_FRAC
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise DesignError(f"{source}.{name}.{key} is {value!r}: an integer from {lo} to {hi}")
+        if "w_frac" in entry and not layer.has_weights:
+            raise DesignError(f"{source}.{name}.w_frac: layer '{name}' ({layer.op}) has no weights")
+        if "a_frac" in entry and layer.op not in ("conv2d", "linear", "add"):
+            raise DesignError(f"{source}.{name}.a_frac: a {layer.op} keeps its input's format; override the layer "
+                              "before it")
+
+
+def _override_fe(layer: Layer, lq: LayerQuant, wanted: dict[str, int]) -> LayerQuant:
+    """A frozen layer's quantisation with the overridden fractional bits (the bias follows the weights:
+    it lives at the products' scale)."""
+    if "w_frac" in wanted:
+        lq.w_fmt = QFormat(lq.w_fmt.bits, wanted["w_frac"])
+        lq.b_fmt = QFormat(lq.b_fmt.bits, wanted["w_frac"] + lq.in_fracs[0])
+        lq.weight, lq.bias = fixed.to_fixed(layer.weight, lq.w_fmt), fixed.to_fixed(layer.bias, lq.b_fmt)
+    if "a_frac" in wanted:
+        lq.out_fmt = QFormat(lq.out_fmt.bits, wanted["a_frac"])
+    return lq
+
+
+def _quantize_rl_layer(layer: Layer, in_fracs: tuple[int, ...], y_max: float, p: PrecisionConfig,
+                       w_frac: int | None = None, a_frac: int | None = None) -> LayerQuant:
     bits = p.rl_bits
     if layer.op == "flatten":
         return LayerQuant(layer.name, "rl", in_fracs, QFormat(bits, in_fracs[0]))
     m, n, positions = rl_gemm_shape(layer)
-    w_fmt = QFormat(bits, fixed.frac_for_range(_max_abs(layer.weight), bits, RL_WEIGHT_HEADROOM_BITS))
-    out_fmt = QFormat(bits, fixed.frac_for_range(y_max, bits, RL_ACTIVATION_HEADROOM_BITS))
+    w_fmt = QFormat(bits, fixed.frac_for_range(_max_abs(layer.weight), bits, RL_WEIGHT_HEADROOM_BITS)
+                    if w_frac is None else w_frac)
+    out_fmt = QFormat(bits, fixed.frac_for_range(y_max, bits, RL_ACTIVATION_HEADROOM_BITS) if a_frac is None else a_frac)
     acc_frac = w_fmt.frac + in_fracs[0]
     # The bias lives at the output's scale, but never finer than the accumulator it is added to.
     b_fmt = QFormat(bits, min(out_fmt.frac, acc_frac))
