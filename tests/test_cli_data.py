@@ -64,16 +64,14 @@ def files(tmp_path_factory):
     return root, x, y
 
 
-def test_calib_and_data_go_through_dse_generate_csim_and_sim(files, capsys):
+def test_calib_and_data_go_through_dse_generate_and_csim(files, capsys):
     root, x, y = files
     cached = np.load(root / "prj" / "sim" / "rl_train.npz")
     assert np.array_equal(cached["labels"], y[:48]) and len(cached["features"]) == 48
     code, out, _ = _run(capsys, "csim", root / "prj", "--steps", 2, "--data", root / "other.npz", "--json")
     report = json.loads(out)
     assert code == 0 and report["bit_exact"] and report["training"]["steps"] == 2
-    code, out, _ = _run(capsys, "sim", root / "prj", "--retrain", "--steps", 2, "--data", root / "other.npz", "--json")
-    report = json.loads(out)
-    assert code == 0 and report["training"]["bit_exact"] and report["training"]["steps"] == 2
+    # `sim --retrain --data` takes the same set (test_api.py re-trains on a user's set in RTL simulation)
 
 
 @pytest.mark.parametrize("arrays, words", [
