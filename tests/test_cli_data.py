@@ -41,7 +41,8 @@ def test_weights_replace_the_models_own_and_bad_files_get_one_line(tmp_path, cap
     torch.save(torch.nn.Linear(2, 2), tmp_path / "module.pt")  # a pickled module: weights_only refuses it
     (tmp_path / "junk.pt").write_bytes(b"\x80\x04junk")
     for name, words in (("missing.pt", "missing: "), ("shape.pt", "shapes differ"), ("nan.pt", "NaN or infinite"),
-                        ("module.pt", "weights_only=True"), ("junk.pt", "not a state_dict"), ("absent.pt", "does not exist")):
+                        ("module.pt", "weights_only=True"), ("junk.pt", "not a state_dict"), ("absent.pt", "does not exist"),
+                        (".", "is not a file")):
         code, out, err = _run(capsys, "import", "digits_cnn", "--weights", tmp_path / name)
         assert code == 1 and out == "" and words in err and err.count("\n") == 1, (name, err)
 
@@ -81,6 +82,7 @@ def test_calib_and_data_go_through_dse_generate_and_csim(files, capsys):
     ({"x": np.zeros((4, 1, 8, 8)), "y": np.array([0, 1, 2, 99])}, "class labels from 0 to 9"),
     ({"x": np.full((4, 1, 8, 8), np.inf), "y": np.zeros(4, int)}, "NaN or infinite"),
     ({"x": np.array([{"a": 1}] * 4, dtype=object), "y": np.zeros(4, int)}, "without pickle"),
+    ({"x": np.zeros((4, 1, 8, 8), complex), "y": np.zeros(4, int)}, "must be a real numeric array"),
 ])
 def test_a_bad_data_file_gets_one_line_and_changes_nothing(files, tmp_path, capsys, arrays, words):
     root = files[0]

@@ -114,7 +114,7 @@ def load_weights(module: Any, path: Any, origin: str = "the model") -> None:
     path = Path(path)
     fix = "save the weights with torch.save(model.state_dict(), PATH)"
     if not path.is_file():
-        raise ModelSpecError(f"weights file '{path}' does not exist; {fix}")
+        raise ModelSpecError(f"weights file '{path}' {'is not a file' if path.exists() else 'does not exist'}; {fix}")
     try:
         with warnings.catch_warnings():  # torch's notes on a foreign file's pickle protocol: the error says it
             warnings.simplefilter("ignore")

@@ -23,9 +23,12 @@ NPZ_FIX = "save it with numpy.savez(PATH, x=inputs, y=labels): x float (N, C, H,
 def check_batch(x: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
     """A float batch (N, *shape) of finite values (one sample of `shape` becomes a batch of one)."""
     try:
-        array = np.asarray(x, dtype=np.float64)
+        kind = np.asarray(x).dtype.kind
+        array = np.asarray(x, dtype=np.float64) if kind in "fiub" else None
     except (TypeError, ValueError):
-        raise DesignError(f"{what} must be a numeric array of shape (N, {', '.join(map(str, shape))})") from None
+        array = None
+    if array is None:  # strings, objects, complex numbers, dates: not an input batch
+        raise DesignError(f"{what} must be a real numeric array of shape (N, {', '.join(map(str, shape))})")
     if array.shape == shape:
         array = array[None]
     if array.ndim != len(shape) + 1 or array.shape[1:] != shape or len(array) < 1:
