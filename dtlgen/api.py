@@ -301,7 +301,7 @@ class Project:
         from dtlgen.model.data import read_arrays
 
         self._require_rl()
-        arrays = read_arrays(path, "a weights file from Project.save_weights")
+        arrays = read_arrays(path, "a weights file from Project.save_weights", "write it with Project.save_weights")
         state = {}
         for name, (w, b) in self.rl.state.items():
             lq = self.rl.qnet.layers[name]
@@ -376,8 +376,11 @@ class Project:
 
     def _csim(self):
         from dtlgen.csim.engines import CsimEngines
+        from dtlgen.generator.loader import check_sources
 
         if self._engines is None:
+            # g++ compiles only what dtlgen writes for this design: a project folder is data from a stranger
+            check_sources(self.data, self.rl, ("hls",))
             self._engines = CsimEngines(self.path)
         return self._engines
 

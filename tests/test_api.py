@@ -218,3 +218,16 @@ def test_simulate_runs_the_rtl_engines_bit_exact_and_on_the_users_set(user):
     assert (project.path / "sim" / "sim_report.json").is_file()
     with pytest.raises(DesignError, match="add --retrain"):
         project.simulate(train=(x[:4], y[:4]))
+
+
+def test_a_project_whose_hls_sources_were_edited_is_refused_before_g_plus_plus_compiles_them(user, tmp_path):
+    import shutil
+
+    copy = tmp_path / "prj"
+    shutil.copytree(user[-1].path, copy)
+    engine = copy / "hls" / "dtl_fe_engine.cpp"
+    engine.write_text(engine.read_text() + "\nstatic int planted = 1;\n")
+    x = user[0][:2]
+    for call in (lambda p: p.predict(x), lambda p: p.features(x), lambda p: p.retrain(x, user[1][:2])):
+        with pytest.raises(DesignError, match="differs from what this dtlgen writes"):
+            call(dtlgen.open_project(copy))
