@@ -19,7 +19,7 @@ from dtlgen.errors import DesignError
 from dtlgen.isa import fe as isa
 from dtlgen.model.ops import op_of
 from dtlgen.perf.board import ALIGN
-from dtlgen.perf.fe import FEConfig, FEOp, batched_ops, fe_ops, keep_words, keeps_inputs
+from dtlgen.perf.fe import FEConfig, FEOp, batched_ops, concat_slices, fe_ops, keep_words, keeps_inputs
 from dtlgen.perf.validate import FE_ACC_BITS, fe_op_problem
 from dtlgen.quant import fixed
 from dtlgen.quant.quantize import QuantizedNetwork
@@ -152,7 +152,24 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
     program = FEProgram(np.zeros(0, dtype=np.uint8), 0, [], input_addr, batch, pitch(in_sample))
     descriptors = []
     weights: dict[str, tuple[int, int]] = {}  # a conv's bias and weight addresses
-    outputs: dict[str, int] = {}  # a layer's output buffer
+    outputs: dict[str, tuple[int, int]] = {}  # a layer's output buffer and its images' pitch
+    slices = concat_slices(network)  # a concatenation's input -> (the concatenation, its offset in a sample)
+    concats: dict[str, tuple[int, int]] = {}  # a concatenation's buffer and pitch
+
+    def concat_buffer(name: str) -> tuple[int, int]:  # an inner concatenation lies in the outer one's buffer
+        if name not in concats:
+            if name in slices:
+                outer, offset = slices[name]
+                base, stride = concat_buffer(outer)
+                concats[name] = (base + offset, stride)
+            else:
+                stride = pitch(int(np.prod(network.layer(name).out_shape)))
+                concats[name] = (place(np.zeros(batch * stride, dtype=np.uint8)), stride)
+        return concats[name]
+
+    for layer in network.frozen_layers:
+        if layer.op == "concat":
+            region[layer.name], pitches[layer.name] = concat_buffer(layer.name)
     image0 = 0  # the first image of the op's descriptor
     for op in ops:
         layer = network.layer(op.name)
@@ -161,7 +178,8 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
         out_fmt = qnet.layers[stored].out_fmt
         if lq.acc_bits > RTL_ACC_BITS:
             raise DesignError(f"layer '{op.name}' needs {lq.acc_bits}-bit accumulators; the FE RTL has {RTL_ACC_BITS}")
-        producer = _producer(network, layer.inputs[0], region)
+        # an op without a descriptor of its own (a concat) has one only as the FE output's copy of itself
+        producer = _producer(network, layer.inputs[0] if op_of(layer).fe_kind else layer.name, region)
         source = region[producer]
         second, bias_addr, shifts = 0, 0, 0
         in_stride = pitches[producer]  # one sample of the op's input (and of an add's second input)
@@ -183,11 +201,15 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
             raise DesignError(f"layer '{op.name}': requantisation shift {shift} does not fit the descriptor "
                               "(-127 .. 127)")
         out_shape = tuple(network.layer(stored).out_shape)  # (M,) for a linear layer, else (M, R, C)
-        out_stride = pitch(int(np.prod(out_shape)))
-        if image0 == 0:  # the layer's output, every sample of the batch
-            outputs[stored] = place(np.zeros(batch * out_stride, dtype=np.uint8))
-        region[stored], pitches[stored] = outputs[stored], out_stride
-        out_addr = outputs[stored] + image0 * out_stride
+        if image0 == 0 and stored in slices:  # its slice of a concatenation, at the concatenation's pitch
+            base, stride = concat_buffer(slices[stored][0])
+            outputs[stored] = (base + slices[stored][1], stride)
+        elif image0 == 0:  # the layer's output, every sample of the batch
+            stride = pitch(int(np.prod(out_shape)))
+            outputs[stored] = (place(np.zeros(batch * stride, dtype=np.uint8)), stride)
+        region[stored], pitches[stored] = outputs[stored]
+        out_stride = pitches[stored]
+        out_addr = region[stored] + image0 * out_stride
         six = int(fixed.to_fixed(6.0, out_fmt)) if layer.activation == "relu6" else 0
         several = op.total_images > 1  # the image strides (0 for one image)
         descriptors.append(isa.encode(
@@ -296,7 +318,8 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
             refuse(f"runs image groups the engine cannot: {grouping}")
         total = images * groups  # the descriptor's images, one group of `images` after another
         per_channel = depthwise or kind != KIND_CONV  # a lane an input channel: the engine reads M of them
-        if r != (h + 2 * p - k) // s + 1 or c != (wd + 2 * p - k) // s + 1 or (per_channel and n != m) \
+        if r not in isa.out_sizes(kind, h, k, s, p) or c not in isa.out_sizes(kind, wd, k, s, p) \
+                or (per_channel and n != m) \
                 or (kind == KIND_ADD and (h, wd) != (r, c)) or (pool and kind != KIND_CONV):
             refuse(f"has shapes that do not agree (N={n} M={m} H={h} W={wd} R={r} C={c} K={k} S={s} P={p})")
         # program.json's out_shape: the bytes the descriptor stores, one sample's shape led by the image
@@ -305,8 +328,9 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
         out_shape = list(op["out_shape"])
         sample = out_shape[1:] if total > 1 else out_shape
         pitch = isa.image_pitch(int(np.prod(sample)), dram_row_bytes)
+        # (an input of a concatenation stores its slice at the concatenation's pitch, program.json's out_pitch)
         if total > 1 and (out_shape[0] != total or len(sample) not in (1, 3)
-                          or d["out_stride"] != op.get("out_pitch", pitch) or d["out_stride"] != pitch):
+                          or d["out_stride"] != op.get("out_pitch", pitch) or d["out_stride"] < pitch):
             refuse(f"runs {total} images, but program.json's out_shape {out_shape} and out_pitch "
                    f"{op.get('out_pitch')} (or the output stride {d['out_stride']}) do not describe {total} "
                    f"outputs {pitch} bytes apart")

@@ -41,7 +41,7 @@ from dtlgen.host.rl_program import RLLayout
 from dtlgen.isa.params import FESimBuild, SimDram
 from dtlgen.model.ir import Network
 from dtlgen.perf import Design, predict
-from dtlgen.perf.fe import engine_params, op_cycles
+from dtlgen.perf.fe import engine_params, fe_ops, op_cycles, widest_channels
 from dtlgen.perf.validate import check_design
 from dtlgen.quant import golden
 from dtlgen.quant.record import rl_view_to_dict
@@ -119,8 +119,7 @@ def generate_project(network: Network, design: Design, board: Board, calib_x: np
         raise DesignError(f"the FE program's input has shape {samples.shape}; the design runs batches of "
                           f"{design.fe.batch} images of {tuple(network.input_shape)}")
     x_int = golden.quantize_input(qnet, samples)
-    widest = max((layer.m for layer in network.frozen_layers if layer.has_weights), default=1)
-    m_max = 1 << max(0, (widest - 1).bit_length())
+    m_max = widest_channels(fe_ops(network, design.fe))
     program = build_fe_program(qnet, design.fe, x_int, m_max=m_max, bus_bytes=_bus_bytes(board),
                                dram_row_bytes=board.dram_ddr.row_bytes if board.dram_ddr is not None else 0)
     params = sim_params(design, board, len(program.memory), m_max)

@@ -112,6 +112,19 @@ def window_problem(kind: int, k: int, s: int, r: int, c: int, tr: int, tc: int) 
     return None
 
 
+def out_sizes(kind: int, size: int, k: int, s: int, p: int) -> tuple[int, ...]:
+    """The output lengths an op of `kind` may have along an axis of `size` inputs: torch's floor mode, and
+    for a max pool its ceil mode too (its last window may run past the padded input, where the engine
+    sees the pad value, as torch's -inf; it starts inside the input or its left padding)."""
+    floor = (size + 2 * p - k) // s + 1
+    if kind != KIND_MAXPOOL:
+        return (floor,)
+    ceil = -(-(size + 2 * p - k) // s) + 1
+    if (ceil - 1) * s >= size + p:
+        ceil -= 1
+    return (floor, ceil)
+
+
 def window_rows(k: int, s: int, p: int, h: int, r: int) -> int:
     """Input rows of an op's whole-map window (one row tile): rows 0 .. (R-1)·S + K − P, clipped to the map."""
     return max(0, min((r - 1) * s + k - p, h))

@@ -1,9 +1,12 @@
 """torch.fx import: trace a `torch.nn.Module` and map it onto the Network IR.
 
 What is mapped: conv2d (groups, stride, zero padding, bias), linear, relu/relu6 (fused into the
-producing layer), max/avg pool, adaptive average pool (to an integer divisor of the input),
-flatten, residual add, batchnorm (folded into the preceding conv or linear), dropout and identity
-(dropped: the module is traced in eval mode). Anything else raises `UnsupportedLayerError` naming
+producing layer), max/avg pool (a max pool's ceil_mode too), adaptive average pool (to an integer
+divisor of the input), flatten, residual add, channel concatenation (`torch.cat` on dim 1 of feature
+maps, each input a layer's output that feeds only the concatenation: the FE engine writes it into its
+slice), channel shuffle (view to (B, g, C/g, H, W), transpose 1 and 2, view back: folded into the
+output channels of the dense convolution that produces it, its only consumer), batchnorm (folded
+into the preceding conv or linear), dropout and identity (dropped: the module is traced in eval mode). Anything else raises `UnsupportedLayerError` naming
 the module path and the op, that the IR does not map it and what to do instead; nothing is
 silently skipped.
 
@@ -37,8 +40,11 @@ _RELU_FUNCS = {F.relu: "relu", torch.relu: "relu", torch.relu_: "relu", F.relu6:
 _RELU_METHODS = {"relu": "relu", "relu_": "relu"}
 _DROP_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout, nn.Identity)
 _SHAPE_METHODS = ("size", "dim")  # produce ints, not tensors: ignored
-_CONCAT_FUNCS = {torch.cat, torch.concat, torch.concatenate, torch.stack, torch.hstack, torch.vstack}
-_SUPPORTED_OPS = "conv2d, linear, batchnorm, relu/relu6, max/avg pooling, flatten, residual add"
+_CONCAT_FUNCS = {torch.cat, torch.concat, torch.concatenate}
+_STACK_FUNCS = {torch.stack, torch.hstack, torch.vstack}
+_SUPPORTED_OPS = ("conv2d, linear, batchnorm, relu/relu6, max/avg pooling, flatten, residual add, channel concatenation, "
+                  "channel shuffle")
+MAX_CONCAT_INPUTS = 8
 
 
 def import_module(module: nn.Module, input_shape: tuple[int, ...], name: str = "model",
@@ -141,6 +147,11 @@ def _shape(node: Node) -> tuple[int, ...]:
     return tuple(int(d) for d in node.meta["tensor_meta"].shape[1:])
 
 
+def _tensor_users(node: Node) -> int:
+    """How many nodes use `node`'s tensor (x.size() and x.dim() read only its shape: not counted)."""
+    return sum(1 for user in node.users if not (user.op == "call_method" and user.target in _SHAPE_METHODS))
+
+
 def _finite_array(tensor: torch.Tensor, origin: str, path: str, kind: str, what: str) -> np.ndarray:
     """A parameter or buffer as float64 numpy; NaN/inf would poison calibration and every report after it."""
     array = tensor.detach().double().cpu().numpy().copy()
@@ -173,6 +184,7 @@ class _Importer:
         self.network = Network(name, input_shape)
         self.value_of: dict[str, str] = {}  # fx node name -> IR layer name (or INPUT)
         self.node_of: dict[str, Node] = {}  # IR layer name -> fx node that produced it
+        self.shuffles: dict[Node, tuple[str, int, list[Node]]] = {}  # a channel shuffle's nodes so far (below)
 
     def run(self) -> Network:
         for node in self.traced.graph.nodes:
@@ -272,10 +284,17 @@ class _Importer:
         elif fn in (F.dropout, F.dropout2d):
             self._alias(node)
         elif fn in _CONCAT_FUNCS:
+            self._concat(node)
+        elif fn is torch.transpose and node.args and node.args[0] in self.shuffles:
+            self._shuffle_step(node, "transpose", self._arg(node, 1, "dim0", None), self._arg(node, 2, "dim1", None))
+        elif fn is torch.flatten and node.args and node.args[0] in self.shuffles:
+            self._shuffle_step(node, "view")
+        elif fn in _STACK_FUNCS:
             raise UnsupportedLayerError(
-                f"{_describe_node(self.traced, node)}: concatenation is not supported by the IR yet; restructure "
-                "the model to add the branches (equal shapes) instead of concatenating them, or cut the model "
-                "before the concatenation (the factory returns only the part before it) so the rest is not imported")
+                f"{_describe_node(self.traced, node)}: {fn.__name__} is not supported by the IR; concatenate feature "
+                "maps along the channels with torch.cat(tensors, dim=1), or cut the model before it")
+        elif fn in (operator.getitem, operator.floordiv, operator.mul) and "tensor_meta" not in node.meta:
+            return  # arithmetic on shapes (x.size() unpacked, channels // groups): no tensor
         else:
             raise UnsupportedLayerError(
                 f"{_describe_node(self.traced, node)}: function {getattr(fn, '__name__', fn)} is not supported by "
@@ -285,6 +304,10 @@ class _Importer:
         method, path = node.target, node.name
         if method in _SHAPE_METHODS:
             return
+        if node.args and node.args[0] in self.shuffles or (
+                method in ("view", "reshape") and len(_shape(node)) == 4 and len(self._in_shape(node)) == 3):
+            return self._shuffle_step(node, "view" if method in ("view", "reshape", "flatten") else method,
+                                      *node.args[1:])
         if method in _RELU_METHODS:
             self._fuse_activation(node, _RELU_METHODS[method], path)
         elif method in ("add", "add_"):
@@ -364,8 +387,22 @@ class _Importer:
             raise UnsupportedLayerError(f"{path}: {activation} after an activation of '{producer.name}' is not supported")
         if producer.op == "flatten":
             raise UnsupportedLayerError(f"{path}: {activation} after flatten is not supported; apply it before flatten")
+        if producer.op == "concat":  # it acts channel by channel: each input's layer applies it
+            for name in self._concat_sources(producer):
+                source = self.network.layer(name)
+                source.activation = "relu6" if "relu6" in (activation, source.activation) else "relu"
+            self._alias(node)
+            return
         producer.activation = activation
         self._alias(node)
+
+    def _concat_sources(self, concat: Layer) -> list[str]:
+        """The layers that store a concatenation's slices (an inner concatenation's, in turn)."""
+        names = []
+        for name in concat.inputs:
+            layer = self.network.layer(name)
+            names += self._concat_sources(layer) if layer.op == "concat" else [name]
+        return names
 
     def _pool(self, node: Node, op: str, path: str, kernel: Any, stride: Any, padding: Any) -> None:
         in_shape = self._in_shape(node)
@@ -401,13 +438,108 @@ class _Importer:
         if _shape(operands[0]) != _shape(operands[1]):
             raise UnsupportedLayerError(f"{node.name}: add of shapes {_shape(operands[0])} and {_shape(operands[1])}; "
                                         "broadcasting is not supported")
-        owner = self.network.layer(inputs[0]).module_path if inputs[0] != INPUT else ""
-        parent = owner.rsplit(".", 1)[0] if "." in owner else ""
-        name = f"{parent}.add" if parent else node.name
-        if any(layer.name == name for layer in self.network.layers):
-            name = f"{parent}.{node.name}" if parent else node.name
+        name = self._function_layer_name(node, inputs[0], "add")
         self._new_layer(node, Layer(name=name, op="add", inputs=inputs, in_shape=_shape(operands[0]),
                                     out_shape=_shape(node), module_path=name))
+
+    def _concat(self, node: Node) -> None:
+        where = _describe_node(self.traced, node)
+        tensors, dim = self._arg(node, 0, "tensors", None), self._arg(node, 1, "dim", 0)
+        if not isinstance(tensors, (list, tuple)) or not all(isinstance(t, Node) for t in tensors) or not tensors:
+            raise UnsupportedLayerError(f"{where}: expected a list of tensors to concatenate")
+        shapes = [_shape(t) for t in tensors]
+        if any(len(shape) != 3 for shape in shapes) or dim not in (1, -3):
+            raise UnsupportedLayerError(
+                f"{where}: concatenation along dim {dim} of per-sample shapes {shapes}; the IR concatenates feature "
+                "maps (C, H, W) along the channels only: torch.cat(tensors, dim=1)")
+        if not 2 <= len(tensors) <= MAX_CONCAT_INPUTS:
+            raise UnsupportedLayerError(f"{where}: a concatenation of {len(tensors)} tensors; the IR takes 2 to "
+                                        f"{MAX_CONCAT_INPUTS}")
+        inputs = [self.value_of[t.name] for t in tensors]
+        for tensor, name in zip(tensors, inputs):
+            if name == INPUT:
+                raise UnsupportedLayerError(
+                    f"{where}: concatenates the network input; the FE engine writes each input of a concatenation "
+                    "into its slice of the result as the layer that computes it stores it, and the input is stored "
+                    "by the host: put a layer (e.g. a conv) on that branch, or concatenate after the first layer")
+            producer = self.node_of[name]
+            if _tensor_users(tensor) != 1 or _tensor_users(producer) != 1 or inputs.count(name) > 1:
+                raise UnsupportedLayerError(
+                    f"{where}: the output of '{name}' is also used elsewhere; the FE engine writes each input of a "
+                    "concatenation into its slice of the result, so each must be a layer's output that feeds only "
+                    "the concatenation (DenseNet-style reuse of a concatenated input is not supported)")
+        name = self._function_layer_name(node, inputs[0], "cat")
+        out = _shape(node)
+        self._new_layer(node, Layer(name=name, op="concat", inputs=inputs, in_shape=out, out_shape=out,
+                                    module_path=name))
+
+    def _shuffle_step(self, node: Node, method: str, *args: Any) -> None:
+        """One node of a channel shuffle: x.view(B, g, C/g, H, W) → .transpose(1, 2) (or .permute(0, 2, 1,
+        3, 4)) → .contiguous() → .view(B, C, H, W) (or .reshape, .flatten(1, 2)). The last step folds it
+        into the producing convolution (`_fold_shuffle`); anything else on the way is refused."""
+        where = _describe_node(self.traced, node)
+        fix = ("dtlgen maps a channel shuffle written as x.view(B, g, C // g, H, W).transpose(1, 2).contiguous()"
+               ".view(B, C, H, W)")
+        if node.args and node.args[0] in self.shuffles:
+            stage, groups, chain = self.shuffles[node.args[0]]
+        else:
+            stage, groups, chain = "", 0, []
+        if len(args) == 1 and isinstance(args[0], (tuple, list)):  # .permute((0, 2, 1, 3, 4))
+            args = tuple(args[0])
+        shape = _shape(node)
+        if not stage:  # the first view: (g, C/g, H, W) per sample
+            self._sole_producer(node, where, "a channel shuffle")
+            in_shape = self._in_shape(node)
+            if shape[0] * shape[1] != in_shape[0] or shape[2:] != in_shape[1:]:
+                raise UnsupportedLayerError(f"{where}: .{method}() of a {in_shape} feature map to {shape} is not "
+                                            f"supported; {fix}")
+            self.shuffles[node] = ("split", shape[0], [node])
+            self.value_of[node.name] = self._input_of(node)
+            return
+        if method == "contiguous":
+            self.shuffles[node] = (stage, groups, chain + [node])
+        elif stage == "split" and method in ("transpose", "permute") and (
+                sorted(int(a) % 5 for a in args if isinstance(a, int)) == [1, 2] and len(args) == 2
+                or [int(a) % 5 for a in args] == [0, 2, 1, 3, 4]):
+            self.shuffles[node] = ("swapped", groups, chain + [node])
+        elif stage == "swapped" and method == "view" and len(shape) == 3:
+            self._fold_shuffle(node, groups, chain + [node])
+            return
+        else:
+            raise UnsupportedLayerError(f"{where}: .{method}() inside a channel shuffle is not supported; {fix}")
+        if _tensor_users(chain[-1]) != 1:
+            raise UnsupportedLayerError(f"{where}: a channel shuffle's intermediate tensor is used elsewhere; {fix}")
+        self.value_of[node.name] = self.value_of[chain[0].name]
+
+    def _fold_shuffle(self, node: Node, groups: int, chain: list[Node]) -> None:
+        """Channel j of the shuffled map is channel (j % g)·(C/g) + j // g of its input: the producing
+        dense convolution computes its output channels in that order (weights' and biases' rows permuted)."""
+        name = self.value_of[chain[0].name]
+        producer = self.network.layer(name)
+        if any(_tensor_users(n) != 1 for n in chain[:-1]) or producer.op != "conv2d" or producer.groups != 1:
+            raise UnsupportedLayerError(
+                f"{_describe_node(self.traced, node)}: a channel shuffle of '{name}' ({producer.op}, groups "
+                f"{producer.groups}); dtlgen folds a shuffle into the output channels of the dense convolution that "
+                "produces it (its BatchNorm and ReLU may come between) and that feeds only the shuffle")
+        channels = producer.m
+        order = np.arange(channels).reshape(groups, channels // groups).T.reshape(-1)
+        producer.weight, producer.bias = producer.weight[order], producer.bias[order]
+        self.value_of[node.name] = name
+        self.node_of[name] = node
+
+    def _function_layer_name(self, node: Node, first_input: str, suffix: str) -> str:
+        """A layer name for a function node (add, cat): `<module>.<suffix>` of the module whose forward()
+        holds it (else of its first input's parent module), unique; the fx node's name at the top level."""
+        owner = _owner(node)
+        if owner is not None:
+            parent = owner[0]
+        else:
+            path = self.network.layer(first_input).module_path if first_input != INPUT else ""
+            parent = path.rsplit(".", 1)[0] if "." in path else ""
+        name = f"{parent}.{suffix}" if parent else node.name
+        if any(layer.name == name for layer in self.network.layers):
+            name = f"{parent}.{node.name}" if parent else node.name
+        return name
 
     # --- helpers ------------------------------------------------------------------------------
     @staticmethod
@@ -427,18 +559,14 @@ class _Importer:
             return
         k, s, p = (_pair(kernel, "kernel", path), _pair(stride, "stride", path), _pair(padding, "padding", path))
         in_shape, out_shape = self._in_shape(node), _shape(node)
-        # A floor-mode padding that gives the same output size: the usual replacement for ceil_mode.
-        same = next((q for q in range(p, k // 2 + 1)
-                     if all((size + 2 * q - k) // s + 1 == out for size, out in zip(in_shape[1:], out_shape[1:]))),
-                    None) if len(in_shape) == 3 and len(out_shape) == 3 else None
-        if same == p:
-            raise UnsupportedLayerError(f"{path}: {kind}(ceil_mode=True) is not supported by the IR yet; set "
-                                        "ceil_mode=False, which gives the same output for this input shape")
-        hint = (f"use ceil_mode=False with padding={same}, which gives the same {out_shape[1]}x{out_shape[2]} "
-                "output (border values may differ), or " if same is not None else "use ceil_mode=False and ")
+        floor = tuple((size + 2 * p - k) // s + 1 for size in in_shape[1:]) if len(in_shape) == 3 else None
+        if kind.lower().startswith("max") or floor == tuple(out_shape[1:]):
+            return  # a max pool's windows past the edge see only the input (torch pads them with -inf)
         raise UnsupportedLayerError(
-            f"{path}: {kind}(ceil_mode=True) is not supported by the IR yet; {hint}pad the input (or change the "
-            f"input size) so that input + 2*padding - kernel is a multiple of the stride ({s})")
+            f"{path}: {kind}(ceil_mode=True) on a {in_shape[1]}x{in_shape[2]} input gives {out_shape[1]}x"
+            f"{out_shape[2]} outputs whose last windows run past the padded input, where torch divides by fewer "
+            "values; the FE engine's average divides every window by K*K. Use ceil_mode=False, or pad the input so "
+            f"that input + 2*padding - kernel is a multiple of the stride ({s})")
 
     @staticmethod
     def _check_avgpool_options(path: str, count_include_pad: bool, divisor: Any, padding: Any) -> None:
@@ -466,7 +594,7 @@ class _Importer:
         if producer_name == INPUT:
             raise UnsupportedLayerError(f"{path}: {what} applied to the network input is not supported")
         producer_node = self.node_of[producer_name]
-        if len(source.users) != 1 or len(producer_node.users) != 1:
+        if _tensor_users(source) != 1 or _tensor_users(producer_node) != 1:
             raise UnsupportedLayerError(
                 f"{path}: {what} on '{producer_name}', whose output is also used elsewhere, cannot be fused")
         return self.network.layer(producer_name)

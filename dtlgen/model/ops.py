@@ -35,6 +35,7 @@ class LayerOp:
     windowed: ClassVar[bool] = False  # kernel/stride/padding describe the op (conv2d and the pools)
     fe_kind: ClassVar[str | None] = None  # the FE descriptor kind (perf.fe.FEOp.kind); None: costs nothing
     descriptor_kind: ClassVar[int | None] = None  # its code in the FE descriptor (dtlgen.isa.fe KIND_*)
+    keeps_format: ClassVar[bool] = False  # its output keeps its input's format (no a_frac of its own)
 
     # --- IR ----------------------------------------------------------------------------------
     def macs(self, layer) -> int:
@@ -79,6 +80,11 @@ class LayerOp:
 
     def fe_problem(self, layer) -> str | None:
         """Why the FE engine cannot run this layer (the op's own limits), or None."""
+        return None
+
+    def output_copy_geometry(self, layer) -> dict[str, Any] | None:
+        """The descriptor that copies this layer's output to a buffer of its own when it is the FE's last
+        tensor (an op without a descriptor whose output is not one op's store), else None."""
         return None
 
 
@@ -173,6 +179,7 @@ class _Pool(LayerOp):
 
     windowed = True
     fe_kind = "pool"
+    keeps_format = True
 
     def fe_quant(self, layer, in_fracs, y_max, p, fx) -> dict[str, Any]:
         return dict(out_fmt=fx.QFormat(p.a_bits, in_fracs[0]), acc_bits=p.a_bits)
@@ -183,10 +190,11 @@ class MaxPool(_Pool):
     descriptor_kind = isa_fe.KIND_MAXPOOL
 
     def golden(self, layer, lq, inputs, fx, kernels) -> np.ndarray:
-        return kernels.max_pool(inputs[0], layer.kernel, layer.stride, layer.padding, lq.out_fmt.min_int)
+        return kernels.max_pool(inputs[0], layer.kernel, layer.stride, layer.padding, lq.out_fmt.min_int,
+                                (layer.r, layer.c))
 
     def reference(self, layer, inputs, weight, bias, kernels) -> np.ndarray:
-        return kernels.max_pool(inputs[0], layer.kernel, layer.stride, layer.padding, -np.inf)
+        return kernels.max_pool(inputs[0], layer.kernel, layer.stride, layer.padding, -np.inf, (layer.r, layer.c))
 
     def descriptor_scale(self, layer, lq, fx) -> tuple[int, int]:
         return 1, 0
@@ -242,6 +250,7 @@ class Flatten(LayerOp):
     """NCHW → (B, N·H·W): free on the FE (the layout in DRAM is already the vector), no descriptor."""
 
     name = "flatten"
+    keeps_format = True
 
     def fe_quant(self, layer, in_fracs, y_max, p, fx) -> dict[str, Any]:
         return dict(out_fmt=fx.QFormat(p.a_bits, in_fracs[0]), acc_bits=p.a_bits)
@@ -256,7 +265,38 @@ class Flatten(LayerOp):
         raise ValueError(f"layer '{layer.name}': a flatten has no FE descriptor")
 
 
-OP_CLASSES: dict[str, LayerOp] = {op.name: op for op in (Conv2d(), Linear(), MaxPool(), AvgPool(), Add(), Flatten())}
+class Concat(LayerOp):
+    """Channel concatenation of feature maps of one size. Free on the FE: each input's op writes its
+    output into its slice of the concatenated tensor (the inputs share one format, which quantisation
+    chooses for all of them: `dtlgen.quant.quantize`). As the FE's last tensor, a 1×1 max-pool
+    descriptor copies it to a buffer of its own (the RL engine's input is one op's store)."""
+
+    name = "concat"
+    keeps_format = True
+    descriptor_kind = isa_fe.KIND_MAXPOOL  # of the output copy only
+
+    def fe_quant(self, layer, in_fracs, y_max, p, fx) -> dict[str, Any]:
+        return dict(out_fmt=fx.QFormat(p.a_bits, in_fracs[0]), acc_bits=p.a_bits)
+
+    def golden(self, layer, lq, inputs, fx, kernels) -> np.ndarray:
+        return np.concatenate(inputs, axis=1)
+
+    def reference(self, layer, inputs, weight, bias, kernels) -> np.ndarray:
+        return np.concatenate(inputs, axis=1)
+
+    def fe_geometry(self, layer) -> dict[str, Any]:
+        raise ValueError(f"layer '{layer.name}': a concat has no FE descriptor of its own")
+
+    def descriptor_scale(self, layer, lq, fx) -> tuple[int, int]:
+        return 1, 0
+
+    def output_copy_geometry(self, layer) -> dict[str, Any]:
+        m, h, w = layer.out_shape
+        return dict(kind="pool", n=m, h=h, w=w, m=m, r=h, c=w, k=1, s=1, p=0)
+
+
+OP_CLASSES: dict[str, LayerOp] = {op.name: op for op in (Conv2d(), Linear(), MaxPool(), AvgPool(), Add(), Flatten(),
+                                                         Concat())}
 
 
 def op_of(layer_or_name) -> LayerOp:

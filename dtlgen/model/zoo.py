@@ -7,7 +7,8 @@ and ``split`` is ``{"retrain_last": K}`` (DESIGN.md §3). The CLI resolves a zoo
 
 The models are built only from what the torch.fx importer maps: ``nn.Conv2d`` (groups
 allowed), ``nn.BatchNorm2d``, ``nn.ReLU``/``nn.ReLU6``, ``nn.MaxPool2d``, ``nn.AvgPool2d``,
-``nn.AdaptiveAvgPool2d``, ``nn.Linear``, ``nn.Dropout``, ``nn.Flatten`` and residual ``+``.
+``nn.AdaptiveAvgPool2d``, ``nn.Linear``, ``nn.Dropout``, ``nn.Flatten``, residual ``+``, channel
+concatenation (``torch.cat(..., 1)``) and channel shuffle (view, transpose, view).
 Every activation is its own module instance so each fx node has its own readable path.
 
 The weights are untrained but not arbitrary: convs and linears are Kaiming-initialised so
@@ -385,6 +386,116 @@ def mobilenet_v2_imagenet() -> ZooEntry:
 
 
 # --------------------------------------------------------------------------------------------
+# squeezenet_cifar, shufflenet_cifar: concatenating models at 3x32x32
+# --------------------------------------------------------------------------------------------
+
+class Fire(nn.Module):
+    """SqueezeNet's fire module: a 1x1 squeeze, then 1x1 and 3x3 expands concatenated."""
+
+    def __init__(self, c_in: int, squeeze: int, expand: int) -> None:
+        super().__init__()
+        self.squeeze = nn.Conv2d(c_in, squeeze, 1)
+        self.squeeze_relu = nn.ReLU()
+        self.expand1x1 = nn.Conv2d(squeeze, expand, 1)
+        self.expand1x1_relu = nn.ReLU()
+        self.expand3x3 = nn.Conv2d(squeeze, expand, 3, padding=1)
+        self.expand3x3_relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.squeeze_relu(self.squeeze(x))
+        return torch.cat([self.expand1x1_relu(self.expand1x1(x)), self.expand3x3_relu(self.expand3x3(x))], 1)
+
+
+class SqueezeNetCifar(nn.Module):
+    """torchvision's squeezenet1_0 feature layout (eight fire modules, 3x3/2 max pools in ceil mode)
+    with a 3x3 stem for 32x32 inputs, and a transfer-learning head: global average pool, fc1, fc2."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 96, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2, ceil_mode=True),
+            Fire(96, 16, 64), Fire(128, 16, 64), Fire(128, 32, 128), nn.MaxPool2d(3, 2, ceil_mode=True),
+            Fire(256, 32, 128), Fire(256, 48, 192), Fire(384, 48, 192), Fire(384, 64, 256),
+            nn.MaxPool2d(3, 2, ceil_mode=True), Fire(512, 64, 256))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(512, 128)
+        self.relu_fc1 = nn.ReLU()
+        self.fc2 = nn.Linear(128, NUM_CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.flatten(self.pool(self.features(x)))
+        return self.fc2(self.relu_fc1(self.fc1(x)))
+
+
+def squeezenet_cifar() -> ZooEntry:
+    """SqueezeNet 1.0-style (fire modules, ceil-mode pools) for CIFAR-10 (3x32x32); fc1 and fc2 retrainable."""
+    return _build(SqueezeNetCifar), (3, 32, 32), {"retrain_last": 2}
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """ShuffleNet's channel shuffle: channel j of the result is channel (j % g)·(C/g) + j // g of `x`."""
+    b, c, h, w = x.size()
+    return x.view(b, groups, c // groups, h, w).transpose(1, 2).contiguous().view(b, c, h, w)
+
+
+class ShuffleUnit(nn.Module):
+    """ShuffleNet v1's unit with dense 1x1 convolutions (dtlgen maps groups 1 and depthwise only): 1x1
+    bottleneck + BN + ReLU, channel shuffle, 3x3 depthwise + BN, 1x1 + BN; the input added (stride 1) or
+    its 3x3/2 average pool concatenated (stride 2), then ReLU."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, groups: int) -> None:
+        super().__init__()
+        branch_out = c_out - c_in if stride == 2 else c_out
+        mid = c_out // 4
+        self.groups, self.stride = groups, stride
+        self.conv1 = nn.Conv2d(c_in, mid, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(mid)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(mid, mid, 3, stride=stride, padding=1, groups=mid, bias=False)
+        self.bn2 = nn.BatchNorm2d(mid)
+        self.conv3 = nn.Conv2d(mid, branch_out, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(branch_out)
+        self.shortcut = nn.AvgPool2d(3, stride=2, padding=1) if stride == 2 else None
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = channel_shuffle(self.relu1(self.bn1(self.conv1(x))), self.groups)
+        y = self.bn3(self.conv3(self.bn2(self.conv2(y))))
+        return self.relu(torch.cat([self.shortcut(x), y], 1) if self.shortcut is not None else x + y)
+
+
+class ShuffleNetCifar(nn.Module):
+    """ShuffleNet v1-style (g = 2) for 32x32 inputs: 1x1 stem to 24 channels, three stages of shuffle units
+    (the first of each halves the map and concatenates), global average pool, fc."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 24, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(24)
+        self.relu1 = nn.ReLU()
+        units: list[nn.Module] = []
+        c_in = 24
+        for c_out, blocks in ((200, 2), (400, 3), (800, 2)):
+            for i in range(blocks):
+                units.append(ShuffleUnit(c_in, c_out, 2 if i == 0 else 1, 2))
+                c_in = c_out
+        self.stages = nn.Sequential(*units)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(800, NUM_CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu1(self.bn1(self.conv1(x)))
+        return self.fc(self.flatten(self.pool(self.stages(x))))
+
+
+def shufflenet_cifar() -> ZooEntry:
+    """ShuffleNet v1-style (channel shuffle, concatenating stride-2 units) for CIFAR-10 (3x32x32); fc retrainable."""
+    return _build(ShuffleNetCifar), (3, 32, 32), {"retrain_last": 1}
+
+
+# --------------------------------------------------------------------------------------------
 # Registry
 # --------------------------------------------------------------------------------------------
 
@@ -395,6 +506,8 @@ ZOO: dict[str, Callable[[], ZooEntry]] = {
     "mobilenet_v1_cifar": mobilenet_v1_cifar,
     "resnet18_imagenet": resnet18_imagenet,
     "mobilenet_v2_imagenet": mobilenet_v2_imagenet,
+    "squeezenet_cifar": squeezenet_cifar,
+    "shufflenet_cifar": shufflenet_cifar,
 }
 
 

@@ -201,13 +201,16 @@ def fe_image_bytes(network, ops: list, cfg, bus_bytes: int) -> int:
     """The FE program's size as generator.fe_program lays it out for the FE array `cfg` and a
     `bus_bytes` port: descriptors, input, then per op its bias, weights and output, each 64-byte aligned."""
     size = _aligned(DESCRIPTOR_BYTES * len(ops)) + _aligned(int(np.prod(network.input_shape)))
+    slices = perf_fe.concat_slices(network)  # an input of a concatenation lies in the concatenation's buffer
     for op in ops:
         if op.kind == "conv":
             size += _aligned(4 * op.m) + _aligned(isa_fe.weight_bytes(op.m, op.n, op.k, op.depthwise, cfg.tm, cfg.tn,
                                                                       bus_bytes, isa_fe.weight_slot_bits(cfg.w_bits)))
         rows, cols = (op.r // 2, op.c // 2) if op.pool else (op.r, op.c)
-        size += _aligned(op.m * rows * cols)
-    return size
+        if (op.pool_layer or op.name) not in slices:
+            size += _aligned(op.m * rows * cols)
+    outermost = {concat for concat, _ in slices.values() if concat not in slices}
+    return size + sum(_aligned(int(np.prod(network.layer(name).out_shape))) for name in outermost)
 
 
 def uart_clocks_per_bit(clock_mhz: float) -> int:
@@ -230,7 +233,6 @@ def core_parameters(network, design, board) -> CoreParams:
     depths computed from the shapes alone (equal to what `dtlgen generate` writes; a test holds them)."""
     cfg, bus = design.fe, int(board.dram_bytes_per_cycle)
     ops = perf_fe.fe_ops(network, cfg)
-    widest = max((layer.m for layer in network.frozen_layers if layer.has_weights), default=1)
     gemms = perf_rl.rl_gemms(network)
     rl, rl_bytes = None, 0
     if gemms:
@@ -244,4 +246,5 @@ def core_parameters(network, design, board) -> CoreParams:
                                        rl_program.params_image_bytes(r.tm, r.tn, bus, w_depth, b_depth))["memory_bytes"]
         rl = RLParams(tm=r.tm, tn=r.tn, bits=r.bits, acc_bits=r.acc_bits or perf_rl.required_acc_bits(gemms, r),
                       bus_bytes=bus, lanes=lanes, **{key: max(2, depth) for key, depth in depths.items()})
-    return core_for(design, board, ops, fe_image_bytes(network, ops, cfg, bus), _pow2(widest), rl, rl_bytes)
+    return core_for(design, board, ops, fe_image_bytes(network, ops, cfg, bus), perf_fe.widest_channels(ops), rl,
+                    rl_bytes)

@@ -124,7 +124,7 @@ from dtlgen.boards import Board
 from dtlgen.errors import DesignError, require_int
 from dtlgen.isa import fe as isa_fe
 from dtlgen.isa.params import FE_BUFFER_SIZING, DdrTiming, FEParams
-from dtlgen.model.ir import Layer, Network
+from dtlgen.model.ir import INPUT, Layer, Network
 from dtlgen.model.ops import SUPPORTED_KERNELS, SUPPORTED_STRIDES, op_of
 from dtlgen.perf.resources import COEFFICIENTS, ResourceUse, array_resources, banked_memory, dsp_packing
 from dtlgen.quant import fixed
@@ -292,8 +292,42 @@ def _candidate_ops(network: Network) -> list[tuple[FEOp, str]]:
                 taken.add(nxt.name)
                 fused = nxt.name
         result.append((FEOp(layer.name, **geometry), fused))
+    final = fe_output_layer(network)
+    copy = op_of(final).output_copy_geometry(final) if final is not None else None
+    if copy is not None:  # the FE's last tensor is not one op's store: a descriptor copies it (a concat's)
+        result.append((FEOp(final.name, **copy), ""))
     _CANDIDATES[network] = result
     return result
+
+
+def fe_output_layer(network: Network) -> Layer | None:
+    """The layer whose output is the FE's last tensor (the RL engine's input): the last frozen layer, or
+    the layer a trailing flatten reads (free: NCHW is already the flat order); None without frozen layers."""
+    layers = network.frozen_layers
+    layer = layers[-1] if layers else None
+    while layer is not None and layer.op == "flatten" and layer.inputs[0] != INPUT:
+        layer = network.layer(layer.inputs[0])
+    return layer
+
+
+def concat_slices(network: Network) -> dict[str, tuple[str, int]]:
+    """Each input of a frozen concatenation: the concatenation and the bytes of one sample before its
+    slice (the channels of the inputs before it). The op that computes the input stores it there."""
+    slices = {}
+    for layer in network.frozen_layers:
+        if layer.op == "concat":
+            offset = 0
+            for name in layer.inputs:
+                slices[name] = (layer.name, offset)
+                offset += int(np.prod(network.layer(name).out_shape))
+    return slices
+
+
+def widest_channels(ops: list[FEOp]) -> int:
+    """The FE engine's M_MAX for `ops`: their most output channels, up to a power of two (the bias table
+    holds a conv's; a pool after a concatenation may be wider than any conv)."""
+    widest = max((op.m for op in ops), default=1)
+    return 1 << max(0, (widest - 1).bit_length())
 
 
 def check_layer_supported(layer: Layer) -> None:

@@ -21,11 +21,17 @@ def pad_nchw(x: np.ndarray, padding: int, value) -> np.ndarray:
     return np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)), constant_values=value)
 
 
-def windows(x: np.ndarray, kernel: int, stride: int, padding: int, pad_value=0) -> np.ndarray:
-    """Sliding windows: (B, N, H, W) → (B, N, R, C, K, K), a view after padding."""
-    xp = pad_nchw(x, padding, pad_value)
+def windows(x: np.ndarray, kernel: int, stride: int, padding: int, pad_value=0,
+            out: tuple[int, int] | None = None) -> np.ndarray:
+    """Sliding windows: (B, N, H, W) → (B, N, R, C, K, K), a view after padding. `out` (R, C) beyond the
+    floor-mode size (a ceil_mode pool) pads the bottom and right further with `pad_value`."""
     r = conv_out_size(x.shape[2], kernel, stride, padding)
     c = conv_out_size(x.shape[3], kernel, stride, padding)
+    if out is not None and tuple(out) != (r, c):
+        r, c = out
+        extra = [max(0, (n - 1) * stride + kernel - size - 2 * padding) for n, size in ((r, x.shape[2]), (c, x.shape[3]))]
+        x = np.pad(x, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])), constant_values=pad_value)
+    xp = pad_nchw(x, padding, pad_value)
     view = np.lib.stride_tricks.sliding_window_view(xp, (kernel, kernel), axis=(2, 3))
     return view[:, :, : (r - 1) * stride + 1 : stride, : (c - 1) * stride + 1 : stride]
 
@@ -54,8 +60,10 @@ def linear(x: np.ndarray, weight: np.ndarray, matmul: Matmul) -> np.ndarray:
     return matmul(x, weight.T)
 
 
-def max_pool(x: np.ndarray, kernel: int, stride: int, padding: int, pad_value) -> np.ndarray:
-    return windows(x, kernel, stride, padding, pad_value).max(axis=(4, 5))
+def max_pool(x: np.ndarray, kernel: int, stride: int, padding: int, pad_value,
+             out: tuple[int, int] | None = None) -> np.ndarray:
+    """Window maxima; `out` (R, C): the output size of a ceil_mode pool (`windows`)."""
+    return windows(x, kernel, stride, padding, pad_value, out).max(axis=(4, 5))
 
 
 def sum_pool(x: np.ndarray, kernel: int, stride: int, padding: int) -> np.ndarray:

@@ -176,10 +176,16 @@ def quantize(network: Network, calib_x: np.ndarray, precision: PrecisionConfig =
     check_overrides(network, overrides)
     cache_key = (precision.w_bits, precision.a_bits, repr(sorted(overrides.items())))
     cached = fe_cache.get(cache_key) if fe_cache is not None else None
+    ranges = shared_ranges(network, {layer.name: _max_abs(acts[layer.name]) for layer in network.layers})
     for layer in network.layers:
         in_fracs = tuple(qnet.fmt_of(name).frac for name in layer.inputs)
-        y_max = _max_abs(acts[layer.name])
+        y_max = ranges[layer.name]
         wanted = overrides.get(layer.name, {})
+        if layer.op == "concat" and len(set(in_fracs)) > 1:
+            fracs = ", ".join(f"'{name}' {frac}" for name, frac in zip(layer.inputs, in_fracs))
+            raise DesignError(f"layer '{layer.name}': its inputs come in different formats (fractional bits {fracs}); "
+                              "a concatenation's inputs share one, so overrides of the layers that compute them "
+                              "(overrides.<layer>.a_frac) must give them all the same a_frac")
         if layer.frozen:
             qnet.layers[layer.name] = (cached[layer.name] if cached is not None
                                        else _override_fe(layer, _quantize_fe_layer(layer, in_fracs, y_max, precision),
@@ -195,6 +201,34 @@ def quantize(network: Network, calib_x: np.ndarray, precision: PrecisionConfig =
             labels = np.random.default_rng(0).integers(0, classes, size=len(calib_x))
         _calibrate_gradients(qnet, float_rl_gradients(network, acts, labels, precision.batch))
     return qnet
+
+
+def shared_ranges(network: Network, ranges: dict[str, float]) -> dict[str, float]:
+    """Calibrated output ranges (largest magnitudes) per layer, where the inputs of a concatenation
+    share one format: each layer that chooses an input's format (walking back through the layers that
+    keep their input's format: pools, flattens, inner concatenations) calibrates to the largest range
+    among them, so all get the same fractional bits."""
+    layers = {layer.name: layer for layer in network.layers}
+    ranges = dict(ranges)
+
+    def deciders(name: str) -> set[str]:
+        if name == INPUT:
+            return set()
+        layer = layers[name]
+        if layer.op == "concat":
+            return set().union(*(deciders(n) for n in layer.inputs))
+        return deciders(layer.inputs[0]) if op_of(layer).keeps_format else {name}
+
+    groups = [deciders(layer.name) for layer in network.layers if layer.op == "concat"]
+    changed = bool(groups)
+    while changed:  # a layer may feed two concatenations: their groups share one range
+        changed = False
+        for group in groups:
+            top = max(ranges[name] for name in group) if group else 0.0
+            for name in group:
+                if ranges[name] < top:
+                    ranges[name], changed = top, True
+    return ranges
 
 
 def _quantize_fe_layer(layer: Layer, in_fracs: tuple[int, ...], y_max: float, p: PrecisionConfig) -> LayerQuant:

@@ -137,9 +137,17 @@ def test_a_batch_beyond_the_tile_is_refused_by_the_loader():
     with pytest.raises(DesignError, match="descriptor 0 .*reads 4 images .* apart, not the 108"):
         check_descriptors(memory, 0, ops, 64, (4, 4, 12, 4), 8, "test image")
     memory = program.memory.copy()
-    memory[13 * 4:13 * 4 + 4] = np.frombuffer(np.uint32(4096).tobytes(), np.uint8)  # out_stride and out_pitch agree,
-    pitched = [dict(op, out_pitch=4096) for op in ops]                                # but not the layout's pitch
+    memory[13 * 4:13 * 4 + 4] = np.frombuffer(np.uint32(100).tobytes(), np.uint8)  # out_stride and out_pitch agree,
+    pitched = [dict(op, out_pitch=100) for op in ops]                                # but the images would overlap
     with pytest.raises(DesignError, match="descriptor 0 .*outputs 216 bytes apart"):
+        check_descriptors(memory, 0, pitched, 64, (4, 4, 12, 4), 8, "test image")
+    for stride in (4096, 1 << 28):  # a wider pitch (a slice of a concatenation's buffer) is checked by its reach
+        memory[13 * 4:13 * 4 + 4] = np.frombuffer(np.uint32(stride).tobytes(), np.uint8)
+        memory[15 * 4:15 * 4 + 4] = np.frombuffer(np.uint32(2 * stride).tobytes(), np.uint8)  # two images a group
+        pitched = [dict(ops[0], out_pitch=stride)] + ops[1:]
+        if stride == 4096:
+            check_descriptors(memory, 0, pitched, 64, (4, 4, 12, 4), 8, "test image")
+    with pytest.raises(DesignError, match="descriptor 0 .*reaches past the .*-byte image with its output"):
         check_descriptors(memory, 0, pitched, 64, (4, 4, 12, 4), 8, "test image")
     memory = program.memory.copy()
     assert (program.ops[0].op.images, program.ops[0].op.groups) == (2, 2)  # images 0..3; descriptor 1 runs image 4

@@ -597,7 +597,11 @@ static bool fe_check(const FeDesc &d, unsigned index, unsigned at, const dtl_fe_
   if (rows > IN_ROWS || cols > IN_COLS)
     FE_REFUSE("a %dx%d output tile with K=%d, S=%d needs a %lldx%lld input window; the engine's buffer holds %dx%d",
               min_int(TR, d.r), min_int(TC, d.c), d.k, d.s, rows, cols, IN_ROWS, IN_COLS);
-  if ((long long)(d.r - 1) * d.s + d.k > d.h + 2LL * d.p || (long long)(d.c - 1) * d.s + d.k > d.w + 2LL * d.p)
+  // (a max pool's last window may run past the padded input, torch's ceil mode: it starts inside the
+  // input or its left padding and sees the pad value beyond; dtlgen.isa.fe.out_sizes)
+  const int past = d.kind == KIND_MAXPOOL ? d.k - 1 : 0;
+  if ((long long)(d.r - 1) * d.s + d.k > d.h + 2LL * d.p + past || (long long)(d.r - 1) * d.s >= d.h + (long long)d.p ||
+      (long long)(d.c - 1) * d.s + d.k > d.w + 2LL * d.p + past || (long long)(d.c - 1) * d.s >= d.w + (long long)d.p)
     FE_REFUSE("an R=%d x C=%d output with K=%d, S=%d, P=%d needs more input than the %dx%d map", d.r, d.c, d.k,
               d.s, d.p, d.h, d.w);
   if (d.pool && ((TR % 2 && d.r > TR) || (TC % 2 && d.c > TC)))
