@@ -26,6 +26,7 @@ from dtlgen.errors import DtlgenError
 ENTRIES = {
     "verilator": r"(fe|rl|axi)_[0-9a-f]{16}",  # a Verilator build per engine and parameter set (dtlgen.sim)
     "csim": r"[0-9a-f]{20}",  # a g++ build of a project's HLS engines per source hash (dtlgen.csim)
+    "verilator-runtime": r"[0-9a-f]{24}",  # one Verilator runtime object per compile command (dtlgen.sim.objcache)
 }
 
 

@@ -29,6 +29,12 @@ Skipped rows (`loaded_rows`): a 1×1 kernel of stride 2 (a ResNet's projection s
 every other row of its window, so the engine loads only those, one after another in its input
 buffer (columns still come in whole beats of the window's row).
 
+Slices of a concatenation: an op whose output is an input of a concatenation stores it at the input's
+slice of the concatenated tensor (out = the tensor's address + the channels before it, per image), so
+its output stride is the tensor's image pitch, wider than its own sample (`out_stride` ≥ the sample's
+pitch; the loader checks the reach). Ceil-mode max pools: R and C may be torch's ceil-mode sizes
+(`out_sizes`); the last window may run past the padded input and sees the pad value there.
+
 A batch (b > 1 images in one descriptor, `max_images`): every trip runs all b images with the weight
 tile it loaded once. The b images' output rows stack in the output tile (image i's rows from i·R on)
 and their input windows in the input buffer, so the op has one row tile (b·R ≤ TR); image i reads at

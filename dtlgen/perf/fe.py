@@ -12,7 +12,8 @@ Each op's descriptor geometry and limits are its class's (`dtlgen.model.ops`, `f
   fused into that conv's output stage (`pool = 2`) when tr and tc are even or cover the whole
   output; otherwise, and for any other pool, it is a `pool` operation of its own.
 - add → `add` (two input tiles, no weights); avgpool → `pool`; flatten costs nothing (the NCHW
-  layout in DRAM is already the flattened vector).
+  layout in DRAM is already the flattened vector); nor does a concatenation (each input's op stores
+  into its slice of it), except as the FE's last tensor: a 1×1 max pool copies it (`fe_output_layer`).
 - depthwise conv runs one input channel per output lane: tm lanes busy, the tn dimension idle
   (array use 1/tn), no input-channel loop. Pools and adds run on the tm output lanes the same way.
 

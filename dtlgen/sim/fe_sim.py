@@ -23,6 +23,7 @@ from dtlgen.generator.fe_program import FEProgram
 from dtlgen.generator.rtl import RTL_SOURCES, TOP, rtl_dir, write_hex
 from dtlgen.isa.params import DdrTiming, FESimBuild
 from dtlgen.sim.netlist import HEADER as NETLIST_HEADER
+from dtlgen.sim.objcache import INCLUDE_ENV
 
 # cocotb's runner makes every signal VPI-writable (--public-flat-rw), which keeps Verilator from
 # optimising the design (the RL engine re-trained at ~25k cycles/s); the testbenches touch only the
@@ -84,8 +85,13 @@ def build_top(sources: list[Path], top: str, parameters: dict[str, object], pref
     if (build_dir / top).exists():  # the runner names the simulator executable after the top
         mark_used(build_dir)
         return build_dir
-    runner = get_runner("verilator")
+    # the Verilator runtime's objects, the same in every build, come from dtlgen.sim.objcache
+    include = verilator_bin().resolve().parent / "include"
+    wrapper = {"OBJCACHE": f"{sys.executable} -m dtlgen.sim.objcache", INCLUDE_ENV: str(include)}
+    saved = {key: os.environ.get(key) for key in wrapper}
+    os.environ.update(wrapper if include.is_dir() else {})
     try:
+        runner = get_runner("verilator")
         runner.build(sources=sources, hdl_toplevel=top, build_dir=build_dir, parameters=parameters,
                      build_args=args, always=True,
                      log_file=build_dir / "build.log")
@@ -99,6 +105,12 @@ def build_top(sources: list[Path], top: str, parameters: dict[str, object], pref
                                    "compiler and make must be installed (Debian/Ubuntu: apt-get install g++ make), "
                                    "and the RTL must be lint-clean") from None
         raise
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     sweep(root, ENTRIES["verilator"], build_dir)
     return build_dir
 

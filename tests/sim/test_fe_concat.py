@@ -127,3 +127,19 @@ def test_concatenations_in_c_simulation_bit_exact(tmp_path):
     for i, img in enumerate(program.ops):
         want = reference[img.layer][img.image0:img.image0 + img.op.total_images]
         assert np.array_equal(program.read_images(memory, i), want), img.op.name
+
+
+def test_the_models_view_of_the_memory_image_holds_the_slices():
+    """perf.board.fe_image_bytes (the DSE's view of the FE image, before generation) counts each
+    concatenation's buffer once and its inputs' slices not again: the program's extent to the byte's
+    alignment. M_MAX covers the widest descriptor (the final copy of 34 channels; the widest conv has 12)."""
+    from dtlgen.perf.board import ALIGN, fe_image_bytes
+    from dtlgen.perf.fe import FEConfig, fe_ops, widest_channels
+
+    _, qnet, x_int = concat_net(1)
+    cfg = FEConfig(4, 4, 4, 4)
+    program = build_fe_program(qnet, cfg, x_int, bus_bytes=8)
+    ops = fe_ops(qnet.network, cfg)
+    size = fe_image_bytes(qnet.network, ops, cfg, 8)
+    assert program.extent <= size < program.extent + ALIGN
+    assert widest_channels(ops) == 64 and max(op.m for op in ops) == 34
