@@ -9,6 +9,7 @@ every problem is one DtlgenError naming the file and the fix.
 from __future__ import annotations
 
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,27 +48,42 @@ def check_labels(y: Any, count: int, classes: int, what: str = "y") -> np.ndarra
     return labels.astype(np.int64)
 
 
-def read_arrays(path: str | Path, what: str, fix: str = NPZ_FIX) -> dict[str, np.ndarray]:
+@dataclass(frozen=True)
+class NpzWording:
+    """The messages `read_arrays` gives, as format strings of `what`, `path`, `fix`, and `declared` and
+    `limit` (bytes) or `first` (the reader's complaint) where they apply: a caller whose files are not
+    a user's data (a project's, `dtlgen.generator.loader`) keeps its own wording and fix."""
+
+    missing: str = "{what} {path}: no such file; {fix}"
+    not_file: str = "{what} {path} is not a file (a folder?); give the path of the NPZ file itself; {fix}"
+    too_big: str = "{what} {path} unpacks to {declared:,} bytes, more than {limit_gib} GiB; give a smaller file"
+    broken: str = "{what} {path} is not an NPZ file numpy reads without pickle ({first}); {fix}"
+    no_memory: str = "{what} {path} declares arrays larger than memory; give a smaller file"
+
+
+def read_arrays(path: str | Path, what: str, fix: str = NPZ_FIX, *, max_bytes: int = MAX_DATA_BYTES,
+                wording: NpzWording = NpzWording()) -> dict[str, np.ndarray]:
     """Every array of an NPZ file, read without pickle; one DesignError naming the file, `what` it
-    should be and `fix`, for a missing, broken or oversized file."""
+    should be and `fix` (in `wording`), for a missing, broken or oversized file (more than `max_bytes`
+    unpacked: a bound against zip bombs) or a path that is not a file."""
     path = Path(path)
+    words = {"what": what, "path": path, "fix": fix, "limit": max_bytes, "limit_gib": f"{max_bytes / (1 << 30):g}"}
     if not path.is_file():
-        raise DesignError(f"{what} {path}: no such file; {fix}")
+        raise DesignError((wording.not_file if path.exists() else wording.missing).format(**words))
     try:
         with zipfile.ZipFile(path) as archive:
             declared = sum(info.file_size for info in archive.infolist())
-        if declared > MAX_DATA_BYTES:
-            raise DesignError(f"{what} {path} unpacks to {declared:,} bytes, more than {MAX_DATA_BYTES >> 30} GiB; "
-                              "give a smaller file")
+        if declared > max_bytes:
+            raise DesignError(wording.too_big.format(declared=declared, **words))
         with np.load(path, allow_pickle=False) as data:
             return {key: np.asarray(data[key]) for key in data.files}
     except DesignError:
         raise
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
         first = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
-        raise DesignError(f"{what} {path} is not an NPZ file numpy reads without pickle ({first}); {fix}") from None
+        raise DesignError(wording.broken.format(first=first, **words)) from None
     except MemoryError:
-        raise DesignError(f"{what} {path} declares arrays larger than memory; give a smaller file") from None
+        raise DesignError(wording.no_memory.format(**words)) from None
 
 
 def load_data(path: str | Path, labels: bool, option: str) -> tuple[np.ndarray, np.ndarray | None]:
