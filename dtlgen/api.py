@@ -278,8 +278,10 @@ class Project:
 
     def save_weights(self, path: str | Path) -> Path:
         """Write the RL weights predict uses (after retrain: the re-trained ones) to an NPZ file: per
-        layer `w_<layer>` and `b_<layer>` as the engine's integers, and `w_<layer>_float` /
-        `b_<layer>_float` scaled by their fixed-point formats. An existing file is not overwritten."""
+        layer `w_<layer>` and `b_<layer>` as the engine's integers, `w_<layer>_float` /
+        `b_<layer>_float` scaled by their fixed-point formats, and `fmt_<layer>` the formats
+        themselves, [w_bits, w_frac, b_bits, b_frac] (load_weights holds them against its project's).
+        An existing file is not overwritten."""
         from dtlgen.atomic import write_bytes_new
 
         self._require_rl()
@@ -289,6 +291,7 @@ class Project:
             arrays[f"w_{name}"], arrays[f"b_{name}"] = w, b
             arrays[f"w_{name}_float"] = np.asarray(w, dtype=np.float64) * 2.0 ** -lq.w_fmt.frac
             arrays[f"b_{name}_float"] = np.asarray(b, dtype=np.float64) * 2.0 ** -lq.b_fmt.frac
+            arrays[f"fmt_{name}"] = np.array(_formats(lq), dtype=np.int64)
         import io
 
         buffer = io.BytesIO()
@@ -296,25 +299,36 @@ class Project:
         return write_bytes_new(Path(path), buffer.getvalue(), "the weights file")
 
     def load_weights(self, path: str | Path) -> None:
-        """Use the RL weights of an NPZ file `save_weights` wrote (integers, checked against the
-        layers' shapes and fixed-point ranges) for predict and retrain."""
+        """Use the RL weights of an NPZ file `save_weights` wrote for predict and retrain: each layer's
+        fixed-point formats (`fmt_<layer>`) must be this project's (integers of another scale would
+        be read at the wrong one), its weights integers of the layer's shape and bit range."""
         from dtlgen.model.data import read_arrays
 
+        fix = "write it with Project.save_weights of a project of this design"
         self._require_rl()
-        arrays = read_arrays(path, "a weights file from Project.save_weights", "write it with Project.save_weights")
+        arrays = read_arrays(path, "a weights file from Project.save_weights", fix)
         state = {}
         for name, (w, b) in self.rl.state.items():
             lq = self.rl.qnet.layers[name]
-            got = []
+            want = _formats(lq)
+            got = arrays.get(f"fmt_{name}")
+            if got is None or got.shape != (4,) or got.dtype.kind not in "iu":
+                raise DesignError(f"{path}: fmt_{name} must be layer '{name}''s fixed-point formats, 4 integers "
+                                  f"[w_bits, w_frac, b_bits, b_frac] (this project's: {want}); {fix}")
+            if [int(v) for v in got] != want:
+                raise DesignError(f"{path}: layer '{name}' was saved in the formats {_describe(got)}, this project's "
+                                  f"are {_describe(want)}: the integers would be read at another scale; load weights "
+                                  f"saved from a project of this design, or re-train this one")
+            loaded = []
             for key, like, fmt in ((f"w_{name}", w, lq.w_fmt), (f"b_{name}", b, lq.b_fmt)):
                 value = arrays.get(key)
                 lo, hi = -(1 << (fmt.bits - 1)), (1 << (fmt.bits - 1)) - 1
                 if value is None or value.shape != np.shape(like) or value.dtype.kind not in "iu" or (
                         value.size and (value.min() < lo or value.max() > hi)):
                     raise DesignError(f"{path}: {key} must be integers of shape {np.shape(like)} from {lo} to {hi} "
-                                      f"(the layer's {fmt.bits}-bit format); write the file with Project.save_weights")
-                got.append(value.astype(np.asarray(like).dtype))
-            state[name] = (got[0], got[1])
+                                      f"(the layer's {fmt.bits}-bit format); {fix}")
+                loaded.append(value.astype(np.asarray(like).dtype))
+            state[name] = (loaded[0], loaded[1])
         self.state = state
 
     def _require_rl(self):
@@ -405,6 +419,16 @@ class Project:
 
         logits = asyncio.run(run())
         return logits.reshape(len(features), -1) * 2.0 ** -golden.output_frac(rl.qnet)
+
+
+def _formats(lq: Any) -> list[int]:
+    """An RL layer's weight and bias formats as a weights file stores them: [w_bits, w_frac, b_bits, b_frac]."""
+    return [lq.w_fmt.bits, lq.w_fmt.frac, lq.b_fmt.bits, lq.b_fmt.frac]
+
+
+def _describe(formats: Any) -> str:
+    w_bits, w_frac, b_bits, b_frac = (int(v) for v in formats)
+    return f"weights Q({w_bits}, {w_frac}), bias Q({b_bits}, {b_frac})"
 
 
 def _shape(input_shape: Any) -> tuple[int, ...]:
