@@ -47,6 +47,49 @@ def test_weights_replace_the_models_own_and_bad_files_get_one_line(tmp_path, cap
         assert code == 1 and out == "" and words in err and err.count("\n") == 1, (name, err)
 
 
+def _zip_bomb(path):
+    """A real torch.save file whose zip directory declares 3.75 GiB for each of its entries (nothing
+    decompresses it: the declared sizes are what the bound reads)."""
+    raw = bytearray(path.read_bytes())
+    at = raw.find(b"PK\x01\x02")  # central directory headers: the uncompressed size at offset 24
+    while at >= 0:
+        raw[at + 24:at + 28] = (0xF000_0000).to_bytes(4, "little")
+        at = raw.find(b"PK\x01\x02", at + 4)
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("case, words", [
+    ("int", "fc2.weight is int64, the model's float32"),
+    ("bool", "fc2.weight is bool, the model's float32"),
+    ("complex nan", "fc2.weight is complex64, the model's float32"),
+    ("double", "fc2.weight is float64, the model's float32"),
+    ("float counter", "bn1.num_batches_tracked is float32, the model's int64"),
+    ("legacy", "re-save it with torch.save (zip format"),
+    ("bomb", "GiB; it is not the state_dict of a model"),
+    ("both", 'two state_dicts, under "state_dict" and under "model"'),
+])
+def test_weights_of_another_type_size_or_layout_get_one_line(tmp_path, capsys, case, words):
+    state = call_factory("digits_cnn").module.state_dict()
+    key, path = "fc2.weight", tmp_path / f"{case}.pt"
+    changed = {"int": lambda: state[key].to(torch.int64), "bool": lambda: state[key] > 0,
+               "complex nan": lambda: torch.complex(state[key], torch.full_like(state[key], float("nan"))),
+               "double": lambda: state[key].double()}
+    if case in changed:
+        torch.save({**state, key: changed[case]()}, path)
+    elif case == "float counter":
+        torch.save({**state, "bn1.num_batches_tracked": torch.tensor(0.0)}, path)
+    elif case == "legacy":  # torch's format before 1.6: a bare pickle stream, not a zip
+        torch.save(state, path, _use_new_zipfile_serialization=False)
+    elif case == "bomb":
+        torch.save(state, path)
+        _zip_bomb(path)
+    else:
+        torch.save({"state_dict": state, "model": {k: v * 2 for k, v in state.items()}}, path)
+    code, out, err = _run(capsys, "import", "digits_cnn", "--weights", path)
+    assert code == 1 and out == "" and f"'{path}'" in err and words in " ".join(err.split()), err
+    assert err.count("\n") == 1
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     from sklearn.datasets import load_digits
