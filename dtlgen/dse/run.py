@@ -164,8 +164,10 @@ def choose(f: np.ndarray, prefer: str = "knee") -> int:
 def run_dse(network: Network, board: Board, calib_x: np.ndarray, out_dir: Path | None = None, pop: int = 100,
             gens: int = 100, seed: int = 1, prefer: str = "knee", workers: int = 0, dask_address: str | None = None,
             space: Space = Space(), workload: Workload = Workload(), fixed: Fixed = Fixed(),
-            on_generation: Callable[[int], None] | None = None, force: bool = False) -> DSEResult:
-    """The whole DSE: search, choose, describe every front point, write the outputs."""
+            on_generation: Callable[[int], None] | None = None, force: bool = False,
+            calibration: dict[str, str] | None = None) -> DSEResult:
+    """The whole DSE: search, choose, describe every front point, write the outputs. `calibration` is
+    the record of the file `calib_x` came from (`dtlgen.model.data.file_record`), for design.json."""
     import time
 
     for name, value in (("--pop", pop), ("--gens", gens)):
@@ -196,6 +198,8 @@ def run_dse(network: Network, board: Board, calib_x: np.ndarray, out_dir: Path |
                       "fe": design.fe.to_dict(), "rl": design.rl.to_dict(),
                       "fe_gops": p.fe_gops, "rl_gops": p.rl_gops, **p.resources.to_dict()})
     design = _design_json(network, board, calib_x, front[chosen], fixed)
+    if calibration is not None:
+        design["calibration"] = calibration
     result = DSEResult(front, chosen, design, n_eval, seconds)
     if out_dir is not None:
         write_outputs(Path(out_dir), result, board, network, prefer, pop, gens, seed, force, workload)

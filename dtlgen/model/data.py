@@ -86,13 +86,41 @@ def read_arrays(path: str | Path, what: str, fix: str = NPZ_FIX, *, max_bytes: i
         raise DesignError(wording.no_memory.format(**words)) from None
 
 
-def load_data(path: str | Path, labels: bool, option: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """The arrays `x` (and `y` when `labels`) of an NPZ file, unchecked against a network (`check_batch`
-    and `check_labels` do that); `option` names where the file was given (e.g. "--data")."""
+def file_record(path: str | Path) -> dict[str, str]:
+    """What a design.json records of the data file a design was made with: its absolute path and SHA-256."""
+    import hashlib
+
+    path = Path(path)
+    with open(path, "rb") as stream:
+        digest = hashlib.file_digest(stream, "sha256").hexdigest()
+    return {"path": str(path.resolve()), "sha256": digest}
+
+
+def output_classes(network: Any) -> int:
+    """The classes a network's labels index: the values of its last layer's output."""
+    return int(np.prod(network.layers[-1].out_shape))
+
+
+def array_names(option: str, path: str | Path) -> tuple[str, str]:
+    """How messages name the arrays x and y of a file given with `option` (e.g. "--data")."""
+    return f"x of {option} {path}", f"y of {option} {path}"
+
+
+def load_data(path: str | Path, labels: bool, option: str, shape: tuple[int, ...] | None = None,
+              classes: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The arrays `x` (and `y` when `labels`) of an NPZ file; `option` names where the file was given
+    (e.g. "--data"). With `shape`, x is checked as a batch of it (`check_batch`), with `classes` y as
+    class labels (`check_labels`); every message names the file."""
     arrays = read_arrays(path, option)
     wanted = ("x", "y") if labels else ("x",)
     missing = [key for key in wanted if key not in arrays]
     if missing:
         raise DesignError(f"{option} {path} has no array {' or '.join(repr(k) for k in missing)} (it holds "
                           f"{', '.join(repr(n) for n in list(arrays)[:6]) or 'nothing'}); {NPZ_FIX}")
-    return arrays["x"], arrays.get("y") if labels else None
+    x, y = arrays["x"], arrays.get("y") if labels else None
+    x_name, y_name = array_names(option, path)
+    if shape is not None:
+        x = check_batch(x, tuple(shape), x_name)
+    if y is not None and classes is not None:
+        y = check_labels(y, len(x), classes, y_name)
+    return x, y
