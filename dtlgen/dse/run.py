@@ -136,6 +136,10 @@ def search(network: Network, board: Board, info: InfoLossTable, pop: int, gens: 
     options = {"callback": _GenerationCallback(on_generation)} if on_generation else {}
     res = minimize(problem, nsga2(pop), ("n_gen", gens), seed=seed, verbose=False, **options)
     x, f = problem.archive_front()
+    if not len(f) and info.refused:  # the overrides fit no bit width the search tried: say why at one of them
+        (w_bits, a_bits, rl_bits), error = next(iter(info.refused.items()))
+        raise DesignError(f"the overrides fit none of the bit widths the search evaluated; at fe.w_bits {w_bits}, "
+                          f"fe.a_bits {a_bits}, rl.bits {rl_bits}: {error}")
     if not len(f):
         n_eval = res.algorithm.evaluator.n_eval + problem.discarded
         raise DesignError(f"none of the {n_eval} designs NSGA-II evaluated (--pop {pop} x --gens {gens}) fits "
