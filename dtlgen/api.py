@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from dtlgen.errors import DesignError
-from dtlgen.model.data import check_batch, check_labels
+from dtlgen.model.data import check_batch, check_labels, output_classes
 from dtlgen.model.ir import Network
 from dtlgen.perf.design import Design
 
@@ -97,7 +97,8 @@ def explore(network: Network, board: str = "pynq-z2", *, pop: int = 40, gens: in
             calibration: np.ndarray | None = None, prefer: str = "knee", out: str | Path | None = None,
             force: bool = False, on_generation: Callable[[int], None] | None = None, workers: int = 0,
             dask: str | None = None, fe_batch: int = 1, ddr: bool = False,
-            overrides: dict[str, dict[str, int]] | None = None) -> ExploredDesign:
+            overrides: dict[str, dict[str, int]] | None = None,
+            calibration_file: str | Path | None = None) -> ExploredDesign:
     """NSGA-II over tiling and bit widths of both engines for `board` (a shipped board's name or a
     board YAML file; the `dse` command): the chosen design (`prefer`: knee, throughput, accuracy or
     resources), its front in `.pareto`. `calibration` is a float batch of inputs (N, C, H, W) for the
@@ -106,7 +107,9 @@ def explore(network: Network, board: str = "pynq-z2", *, pop: int = 40, gens: in
     or `dask` evaluate on Dask; `fe_batch` is the images per FE run; `ddr` scores FE cycles on the
     board's DDR-like memory. `overrides` fixes fractional bits per layer, {layer: {"w_frac": F,
     "a_frac": F}}, for every design the search scores; the chosen design records them (design.json
-    "overrides") and generate quantises with them."""
+    "overrides") and generate quantises with them. `calibration_file`, the NPZ file `calibration`
+    was read from (the CLI's --calib), is recorded in the design (design.json "calibration": its
+    path and SHA-256)."""
     from dtlgen.boards import load_board
     from dtlgen.dse import run_dse
     from dtlgen.dse.problem import Fixed
@@ -117,12 +120,14 @@ def explore(network: Network, board: str = "pynq-z2", *, pop: int = 40, gens: in
 
         require_ddr_timing(record)
     calib = _calibration(network, calibration, seed)
+    calibration_record = _calibration_record(calibration, calibration_file)
     if overrides is not None:
         from dtlgen.quant.quantize import check_overrides
 
         check_overrides(network, overrides)
     result = run_dse(network, record, calib, Path(out) if out is not None else None, pop, gens, seed, prefer,
-                     workers, dask, fixed=Fixed(fe_batch=fe_batch, ddr=ddr, overrides=overrides), on_generation=on_generation, force=force)
+                     workers, dask, fixed=Fixed(fe_batch=fe_batch, ddr=ddr, overrides=overrides), on_generation=on_generation, force=force,
+                     calibration=calibration_record)
     design = Design.from_dict(result.design, "the explored design")
     return ExploredDesign(**{f: getattr(design, f) for f in Design.__dataclass_fields__}, pareto=tuple(result.front),
                           chosen=result.chosen, evaluations=result.evaluations, seconds=result.seconds)
@@ -130,14 +135,16 @@ def explore(network: Network, board: str = "pynq-z2", *, pop: int = 40, gens: in
 
 def generate(network: Network, design: Design, out: str | Path, *, calibration: np.ndarray | None = None,
              train: tuple[np.ndarray, np.ndarray] | None = None, flow: str = "auto", engine_ip: str = "rtl",
-             force: bool = False, board: str | None = None,
+             force: bool = False, board: str | None = None, calibration_file: str | Path | None = None,
              progress: Callable[[str], None] = lambda message: None) -> "Project":
     """Write the project for `design` (the `generate` command) and open it. `calibration` as for
     `explore` (use the same batch, so that the quantisation is the one the DSE scored); `train` the
     re-training set (float inputs, class labels) whose FE features the project caches for
     C-simulation and `dtlgen sim --retrain` (default: the calibration inputs with seeded labels, a
     hardware check rather than a task). `board` (a name or YAML file) is for a design that does not
-    embed its board record; it must be the board the design was made for."""
+    embed its board record; it must be the board the design was made for. `calibration_file` as for
+    `explore`: the project's design.json records the file this quantisation came from (and none
+    when `calibration` is not given, whatever the DSE's design recorded)."""
     from dtlgen.generator.project import generate_project, quantize_for_design
     from dtlgen.perf.validate import check_design_matches
 
@@ -147,6 +154,7 @@ def generate(network: Network, design: Design, out: str | Path, *, calibration: 
     board = design.board_record(board, "the design")
     check_design_matches(network, design, "the design")  # generate_project checks it against the board
     calib = _calibration(network, calibration, 0)
+    design = replace(design, calibration=_calibration_record(calibration, calibration_file))
     samples = calib[:design.fe.batch] if len(calib) >= design.fe.batch else np.repeat(calib[:1], design.fe.batch, 0)
     if train is not None:
         train = _training_set(network, train)
@@ -265,21 +273,27 @@ class Project:
 
         return simulate_project(self.path, progress, retrain, steps, ddr, self.training_set(train))
 
-    def training_set(self, train: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray] | None:
+    def training_set(self, train: tuple[np.ndarray, np.ndarray] | None, *,
+                     names: tuple[str, str] = ("train x", "train y")) -> tuple[np.ndarray, np.ndarray] | None:
         """(FE features, labels) of a re-training set (float inputs, class labels), the features from
-        the FE engine's C-simulation: what `dtlgen csim/sim --data` re-train on. None for None."""
+        the FE engine's C-simulation: what `dtlgen csim/sim --data` re-train on. None for None. Both
+        arrays are checked before the C-simulation runs; `names` name them in messages (the CLI's
+        name the --data file: `dtlgen.model.data.array_names`)."""
         if train is None:
             return None
         if not isinstance(train, (tuple, list)) or len(train) != 2:
             raise DesignError("train must be a pair (x, y): float inputs (N, C, H, W) and N class labels")
         rl = self._require_rl()
-        features = self.features(train[0]).reshape(-1, int(np.prod(rl.layout.feature_shape)))
-        return features, check_labels(train[1], len(features), rl.layout.layers[-1].m, "train y")
+        x = check_batch(train[0], self._input_shape(), names[0])
+        labels = check_labels(train[1], len(x), rl.layout.layers[-1].m, names[1])
+        return self.features(x).reshape(-1, int(np.prod(rl.layout.feature_shape))), labels
 
     def save_weights(self, path: str | Path) -> Path:
         """Write the RL weights predict uses (after retrain: the re-trained ones) to an NPZ file: per
-        layer `w_<layer>` and `b_<layer>` as the engine's integers, and `w_<layer>_float` /
-        `b_<layer>_float` scaled by their fixed-point formats. An existing file is not overwritten."""
+        layer `w_<layer>` and `b_<layer>` as the engine's integers, `w_<layer>_float` /
+        `b_<layer>_float` scaled by their fixed-point formats, and `fmt_<layer>` the formats
+        themselves, [w_bits, w_frac, b_bits, b_frac] (load_weights holds them against its project's).
+        An existing file is not overwritten."""
         from dtlgen.atomic import write_bytes_new
 
         self._require_rl()
@@ -289,6 +303,7 @@ class Project:
             arrays[f"w_{name}"], arrays[f"b_{name}"] = w, b
             arrays[f"w_{name}_float"] = np.asarray(w, dtype=np.float64) * 2.0 ** -lq.w_fmt.frac
             arrays[f"b_{name}_float"] = np.asarray(b, dtype=np.float64) * 2.0 ** -lq.b_fmt.frac
+            arrays[f"fmt_{name}"] = np.array(_formats(lq), dtype=np.int64)
         import io
 
         buffer = io.BytesIO()
@@ -296,25 +311,36 @@ class Project:
         return write_bytes_new(Path(path), buffer.getvalue(), "the weights file")
 
     def load_weights(self, path: str | Path) -> None:
-        """Use the RL weights of an NPZ file `save_weights` wrote (integers, checked against the
-        layers' shapes and fixed-point ranges) for predict and retrain."""
+        """Use the RL weights of an NPZ file `save_weights` wrote for predict and retrain: each layer's
+        fixed-point formats (`fmt_<layer>`) must be this project's (integers of another scale would
+        be read at the wrong one), its weights integers of the layer's shape and bit range."""
         from dtlgen.model.data import read_arrays
 
+        fix = "write it with Project.save_weights of a project of this design"
         self._require_rl()
-        arrays = read_arrays(path, "a weights file from Project.save_weights", "write it with Project.save_weights")
+        arrays = read_arrays(path, "a weights file from Project.save_weights", fix)
         state = {}
         for name, (w, b) in self.rl.state.items():
             lq = self.rl.qnet.layers[name]
-            got = []
+            want = _formats(lq)
+            got = arrays.get(f"fmt_{name}")
+            if got is None or got.shape != (4,) or got.dtype.kind not in "iu":
+                raise DesignError(f"{path}: fmt_{name} must be layer '{name}''s fixed-point formats, 4 integers "
+                                  f"[w_bits, w_frac, b_bits, b_frac] (this project's: {want}); {fix}")
+            if [int(v) for v in got] != want:
+                raise DesignError(f"{path}: layer '{name}' was saved in the formats {_describe(got)}, this project's "
+                                  f"are {_describe(want)}: the integers would be read at another scale; load weights "
+                                  f"saved from a project of this design, or re-train this one")
+            loaded = []
             for key, like, fmt in ((f"w_{name}", w, lq.w_fmt), (f"b_{name}", b, lq.b_fmt)):
                 value = arrays.get(key)
                 lo, hi = -(1 << (fmt.bits - 1)), (1 << (fmt.bits - 1)) - 1
                 if value is None or value.shape != np.shape(like) or value.dtype.kind not in "iu" or (
                         value.size and (value.min() < lo or value.max() > hi)):
                     raise DesignError(f"{path}: {key} must be integers of shape {np.shape(like)} from {lo} to {hi} "
-                                      f"(the layer's {fmt.bits}-bit format); write the file with Project.save_weights")
-                got.append(value.astype(np.asarray(like).dtype))
-            state[name] = (got[0], got[1])
+                                      f"(the layer's {fmt.bits}-bit format); {fix}")
+                loaded.append(value.astype(np.asarray(like).dtype))
+            state[name] = (loaded[0], loaded[1])
         self.state = state
 
     def _require_rl(self):
@@ -407,6 +433,16 @@ class Project:
         return logits.reshape(len(features), -1) * 2.0 ** -golden.output_frac(rl.qnet)
 
 
+def _formats(lq: Any) -> list[int]:
+    """An RL layer's weight and bias formats as a weights file stores them: [w_bits, w_frac, b_bits, b_frac]."""
+    return [lq.w_fmt.bits, lq.w_fmt.frac, lq.b_fmt.bits, lq.b_fmt.frac]
+
+
+def _describe(formats: Any) -> str:
+    w_bits, w_frac, b_bits, b_frac = (int(v) for v in formats)
+    return f"weights Q({w_bits}, {w_frac}), bias Q({b_bits}, {b_frac})"
+
+
 def _shape(input_shape: Any) -> tuple[int, ...]:
     from dtlgen.errors import ModelSpecError
 
@@ -429,8 +465,23 @@ def _calibration(network: Network, calibration: Any, seed: int) -> np.ndarray:
     return check_batch(calibration, tuple(network.input_shape), "calibration")
 
 
+def _calibration_record(calibration: Any, calibration_file: str | Path | None) -> dict[str, str] | None:
+    from dtlgen.model.data import file_record
+
+    if calibration_file is None:
+        return None
+    if calibration is None:
+        raise DesignError("calibration_file names the file the calibration inputs came from: give calibration (its "
+                          "x) too")
+    path = Path(calibration_file)
+    if not path.is_file():
+        raise DesignError(f"calibration_file {path}: {'not a file' if path.exists() else 'no such file'}; give the NPZ "
+                          "file the calibration inputs were read from")
+    return file_record(path)
+
+
 def _training_set(network: Network, train: Any) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(train, (tuple, list)) or len(train) != 2:
         raise DesignError("train must be a pair (x, y): float inputs (N, C, H, W) and N class labels")
     x = check_batch(train[0], tuple(network.input_shape), "train x")
-    return x, check_labels(train[1], len(x), int(math.prod(network.layers[-1].out_shape)), "train y")
+    return x, check_labels(train[1], len(x), output_classes(network), "train y")

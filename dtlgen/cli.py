@@ -56,22 +56,34 @@ def _progress(args: argparse.Namespace):
     return lambda message: _err.print(f"[dim]-> {message}[/dim]")
 
 
-def _data(path: str, option: str, labels: bool) -> tuple[Any, Any]:
-    """The arrays x (and y) of a --calib / --data NPZ file; checked against the network where used."""
-    from dtlgen.model.data import load_data
+def _data(path: str, option: str, labels: bool, network: Any = None) -> tuple[Any, Any]:
+    """The arrays x (and y) of a --calib / --data NPZ file, checked against `network` when given
+    (its input shape, its classes), every message naming the file."""
+    from dtlgen.model.data import load_data, output_classes
 
-    return load_data(path, labels, option)
+    if network is None:
+        return load_data(path, labels, option)
+    return load_data(path, labels, option, tuple(network.input_shape), output_classes(network) if labels else None)
 
 
 def _training_set(args: argparse.Namespace) -> Any:
-    """--data of csim/sim: the set's FE features (the project's FE engine, C-simulated) and labels."""
+    """--data of csim/sim: the set's FE features (the project's FE engine, C-simulated) and labels.
+    The options are checked before the C-simulation computes anything."""
     if not args.data:
         return None
     from dtlgen import api
+    from dtlgen.model.data import array_names
 
     if getattr(args, "retrain", True) is False:
         raise DesignError("a re-training set (--data) is for re-training: add --retrain")
-    return api.open_project(args.project).training_set(_data(args.data, "--data", labels=True))
+    if args.steps == 0:
+        raise DesignError(f"--data {args.data} is a re-training set, and --steps 0 re-trains nothing: give --steps N "
+                          "(N >= 1) or drop --data")
+    project = api.open_project(args.project)
+    if project.rl is None:
+        raise DesignError(f"project '{project.path}' has no RL engine (nothing re-trains), so --data has nothing to "
+                          "re-train; generate the project with --retrain-last K or --split NAME|INDEX")
+    return project.training_set(_data(args.data, "--data", labels=True), names=array_names("--data", args.data))
 
 
 def _parse_split(args: argparse.Namespace) -> Any:
@@ -236,14 +248,14 @@ def cmd_dse(args: argparse.Namespace) -> int:
 
         require_ddr_timing(board)
     network = load_model(args.model, _parse_split(args), args.weights)
-    calib = _data(args.calib, "--calib", labels=False)[0] if args.calib else None
+    calib = _data(args.calib, "--calib", labels=False, network=network)[0] if args.calib else None
     progress = Progress(TextColumn("NSGA-II generation"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=_err, disable=args.json)
     with progress:
         task = progress.add_task("dse", total=args.gens)
         result = api.explore(network, args.board, pop=args.pop, gens=args.gens, seed=args.seed, calibration=calib,
                              prefer=args.prefer, out=Path(args.out), force=args.force, workers=args.workers,
-                             dask=args.dask, fe_batch=args.fe_batch, ddr=args.ddr,
+                             dask=args.dask, fe_batch=args.fe_batch, ddr=args.ddr, calibration_file=args.calib,
                              on_generation=lambda gen: progress.update(task, completed=gen))
     result_front = list(result.pareto)
     if args.json:
@@ -299,10 +311,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     check_destination(Path(args.out), KIND, args.force)
     design, _, network = _design_inputs(args)
-    calib = _data(args.calib, "--calib", labels=False)[0] if args.calib else None
-    train = _data(args.data, "--data", labels=True) if args.data else None
+    calib = _data(args.calib, "--calib", labels=False, network=network)[0] if args.calib else None
+    train = _data(args.data, "--data", labels=True, network=network) if args.data else None
     project = api.generate(network, design, Path(args.out), calibration=calib, train=train, flow=args.flow,
-                           engine_ip=args.engine_ip, force=args.force, board=args.board, progress=_progress(args)).path
+                           engine_ip=args.engine_ip, force=args.force, board=args.board, calibration_file=args.calib,
+                           progress=_progress(args)).path
     if args.json:
         _print_json({"project": str(project)})
     else:

@@ -179,10 +179,12 @@ def test_retrain_in_rtl_simulation_equals_the_c_simulation_and_the_model(user):
 
 
 @pytest.mark.parametrize("bad, message", [
-    ({"w_extra": np.zeros(3)}, "must be integers of shape"),  # no arrays of the layers
+    ({"w_extra": np.zeros(3)}, "fmt_.* must be layer .* formats"),  # no arrays of the layers
     ("shape", "must be integers of shape"),
     ("range", "from -"),
     ("float", "must be integers"),
+    ("fmt", r"was saved in the formats weights Q\(\d+, 99\)"),
+    ("fmt shape", r"fmt_.* 4 integers \[w_bits, w_frac, b_bits, b_frac\]"),
 ])
 def test_load_weights_refuses_a_file_that_does_not_fit(user, tmp_path, bad, message):
     project = dtlgen.open_project(user[-1].path)
@@ -195,6 +197,10 @@ def test_load_weights_refuses_a_file_that_does_not_fit(user, tmp_path, bad, mess
         arrays[f"w_{name}"] = arrays[f"w_{name}"] * 0 + (1 << 40)
     elif bad == "float":
         arrays[f"w_{name}"] = arrays[f"w_{name}"].astype(np.float64)
+    elif bad == "fmt":
+        arrays[f"fmt_{name}"] = arrays[f"fmt_{name}"] * [1, 0, 1, 1] + [0, 99, 0, 0]
+    elif bad == "fmt shape":
+        arrays[f"fmt_{name}"] = arrays[f"fmt_{name}"][:2]
     else:
         arrays = bad
     np.savez(tmp_path / "bad.npz", **arrays)
@@ -205,6 +211,29 @@ def test_load_weights_refuses_a_file_that_does_not_fit(user, tmp_path, bad, mess
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(DesignError, match="not an NPZ file"):
         project.load_weights(tmp_path / "junk.npz")
+
+
+def test_load_weights_refuses_the_weights_of_a_design_in_other_formats(user, tmp_path):
+    # the same network with another scale for the first RL layer's weights: equal shapes, other integers
+    import dataclasses
+
+    x, _, _, _, model, design, project = user
+    name = next(iter(project.state))
+    ours = project.rl.qnet.layers[name]
+    other_frac = ours.w_fmt.frac - 2
+    other = dtlgen.generate(model, dataclasses.replace(design, overrides={name: {"w_frac": other_frac}}),
+                            tmp_path / "other", calibration=x[:64])
+    saved = other.save_weights(tmp_path / "other.npz")
+    assert np.shape(other.state[name][0]) == np.shape(project.state[name][0])
+    bits = design.rl.bits
+    assert list(np.load(saved)[f"fmt_{name}"]) == [bits, other_frac, bits, other.rl.qnet.layers[name].b_fmt.frac]
+    before = {k: (w.copy(), b.copy()) for k, (w, b) in project.state.items()}
+    with pytest.raises(DesignError) as error:
+        dtlgen.open_project(project.path).load_weights(saved)
+    message = str(error.value)
+    assert str(saved) in message and f"layer '{name}'" in message and "at another scale" in message
+    assert f"weights Q({bits}, {other_frac})" in message and f"weights Q({bits}, {ours.w_fmt.frac})" in message
+    assert all(np.array_equal(project.state[k][0], w) for k, (w, _) in before.items())
 
 
 def test_simulate_runs_the_rtl_engines_bit_exact_and_on_the_users_set(user):

@@ -5,6 +5,7 @@ clear error for each kind of bad file."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -45,6 +46,49 @@ def test_weights_replace_the_models_own_and_bad_files_get_one_line(tmp_path, cap
                         (".", "is not a file")):
         code, out, err = _run(capsys, "import", "digits_cnn", "--weights", tmp_path / name)
         assert code == 1 and out == "" and words in err and err.count("\n") == 1, (name, err)
+
+
+def _zip_bomb(path):
+    """A real torch.save file whose zip directory declares 3.75 GiB for each of its entries (nothing
+    decompresses it: the declared sizes are what the bound reads)."""
+    raw = bytearray(path.read_bytes())
+    at = raw.find(b"PK\x01\x02")  # central directory headers: the uncompressed size at offset 24
+    while at >= 0:
+        raw[at + 24:at + 28] = (0xF000_0000).to_bytes(4, "little")
+        at = raw.find(b"PK\x01\x02", at + 4)
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("case, words", [
+    ("int", "fc2.weight is int64, the model's float32"),
+    ("bool", "fc2.weight is bool, the model's float32"),
+    ("complex nan", "fc2.weight is complex64, the model's float32"),
+    ("double", "fc2.weight is float64, the model's float32"),
+    ("float counter", "bn1.num_batches_tracked is float32, the model's int64"),
+    ("legacy", "re-save it with torch.save (zip format"),
+    ("bomb", "GiB; it is not the state_dict of a model"),
+    ("both", 'two state_dicts, under "state_dict" and under "model"'),
+])
+def test_weights_of_another_type_size_or_layout_get_one_line(tmp_path, capsys, case, words):
+    state = call_factory("digits_cnn").module.state_dict()
+    key, path = "fc2.weight", tmp_path / f"{case}.pt"
+    changed = {"int": lambda: state[key].to(torch.int64), "bool": lambda: state[key] > 0,
+               "complex nan": lambda: torch.complex(state[key], torch.full_like(state[key], float("nan"))),
+               "double": lambda: state[key].double()}
+    if case in changed:
+        torch.save({**state, key: changed[case]()}, path)
+    elif case == "float counter":
+        torch.save({**state, "bn1.num_batches_tracked": torch.tensor(0.0)}, path)
+    elif case == "legacy":  # torch's format before 1.6: a bare pickle stream, not a zip
+        torch.save(state, path, _use_new_zipfile_serialization=False)
+    elif case == "bomb":
+        torch.save(state, path)
+        _zip_bomb(path)
+    else:
+        torch.save({"state_dict": state, "model": {k: v * 2 for k, v in state.items()}}, path)
+    code, out, err = _run(capsys, "import", "digits_cnn", "--weights", path)
+    assert code == 1 and out == "" and f"'{path}'" in err and words in " ".join(err.split()), err
+    assert err.count("\n") == 1
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +134,75 @@ def test_a_bad_data_file_gets_one_line_and_changes_nothing(files, tmp_path, caps
     before = sorted(p.name for p in (root / "prj" / "hls").iterdir())
     code, out, err = _run(capsys, "csim", root / "prj", "--steps", 1, "--data", tmp_path / "bad.npz")
     assert code == 1 and out == "" and words in err and err.count("\n") == 1, err
+    assert f"--data {tmp_path / 'bad.npz'}" in err  # the checks against the network name the file too
     assert sorted(p.name for p in (root / "prj" / "hls").iterdir()) == before
     code, _, err = _run(capsys, "sim", root / "prj", "--data", root / "other.npz")
     assert code == 1 and "add --retrain" in err
+
+
+@pytest.mark.parametrize("command, option", [("dse", "--calib"), ("generate", "--calib"), ("generate", "--data")])
+def test_data_that_does_not_fit_the_network_names_its_file(files, tmp_path, capsys, command, option):
+    root = files[0]
+    np.savez(tmp_path / "bad.npz", x=np.zeros((4, 1, 8, 9)), y=np.zeros(4, int))
+    np.savez(tmp_path / "labels.npz", x=np.zeros((4, 1, 8, 8)), y=np.array([0, 1, 2, 10]))
+    where = ["--board", "pynq-z2"] if command == "dse" else ["--design", root / "dse" / "design.json"]
+    cases = [("bad.npz", r"x of {} {} has shape \(4, 1, 8, 9\); the network takes \(N, 1, 8, 8\)"),
+             (".", "{} {} is not a file")]
+    if option == "--data":
+        cases.append(("labels.npz", "y of {} {} must be 4 integer class labels from 0 to 9"))
+    for name, words in cases:
+        code, out, err = _run(capsys, command, "digits_cnn", *where, option, tmp_path / name, "--out", tmp_path / "out")
+        assert code == 1 and out == "" and err.count("\n") == 1, err
+        assert re.search(words.format(option, re.escape(str(tmp_path / name))), err), err
+        assert not (tmp_path / "out").exists()
+
+
+def test_csim_checks_its_options_before_the_c_simulation_runs(files, capsys, monkeypatch):
+    root = files[0]
+
+    def no_c_simulation(*args, **kwargs):
+        raise AssertionError("the C-simulation ran before the options were checked")
+
+    monkeypatch.setattr("dtlgen.api.Project.features", no_c_simulation)
+    monkeypatch.setattr("dtlgen.csim.csim_project", no_c_simulation)
+    code, out, err = _run(capsys, "csim", root / "prj", "--steps", 0, "--data", root / "other.npz")
+    assert code == 1 and out == "" and "--steps 0 re-trains nothing" in err and err.count("\n") == 1, err
+
+
+def test_csim_data_on_a_project_without_an_rl_engine_names_the_cli_options(files, tmp_path, capsys):
+    import dtlgen
+
+    root, x, _ = files
+    module = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                                 torch.nn.Linear(4 * 8 * 8, 10))
+    with pytest.warns(UserWarning, match="every layer of 'frozen' is frozen"):
+        network = dtlgen.load_model(module, (1, 8, 8), name="frozen")
+    design = dtlgen.explore(network, "pynq-z2", pop=4, gens=1, calibration=x[:16])
+    project = dtlgen.generate(network, design, tmp_path / "prj", calibration=x[:16]).path
+    code, out, err = _run(capsys, "csim", project, "--data", root / "train.npz")
+    assert code == 1 and out == "" and err.count("\n") == 1, err
+    assert "has no RL engine" in err and "--retrain-last K or --split" in err and "load_model" not in err
+
+
+def test_design_json_records_the_calibration_file(files, tmp_path):
+    import hashlib
+
+    from dtlgen.errors import DesignError
+    from dtlgen.generator.loader import open_project
+    from dtlgen.perf import load_design
+
+    root = files[0]
+    want = {"path": str((root / "calib.npz").resolve()),
+            "sha256": hashlib.sha256((root / "calib.npz").read_bytes()).hexdigest()}
+    assert json.loads((root / "dse" / "design.json").read_text())["calibration"] == want
+    assert json.loads((root / "prj" / "design.json").read_text())["calibration"] == want
+    assert open_project(root / "prj").design.calibration == want
+    data = json.loads((root / "dse" / "design.json").read_text())
+    del data["calibration"]  # a design of an older dtlgen, or one made on the built-in inputs
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    assert load_design(tmp_path / "old.json").calibration is None
+    for bad in ("calib.npz", {"path": "calib.npz"}, {"path": 3, "sha256": want["sha256"]},
+                {"path": "a\nb", "sha256": want["sha256"]}, {**want, "sha256": "XYZ"}, {**want, "extra": 1}):
+        (tmp_path / "bad.json").write_text(json.dumps({**data, "calibration": bad}))
+        with pytest.raises(DesignError, match="field 'calibration'=.* must be"):
+            load_design(tmp_path / "bad.json")

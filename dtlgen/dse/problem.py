@@ -13,7 +13,8 @@ Objectives (all minimised):
 3. resource utilisation: the largest of the DSP, BRAM18 and LUT fractions of the board.
 Constraints (≤ 0): each of DSP, BRAM18, LUT, FF utilisation − 1; RL weight memories − board BRAM18;
 and every other problem `dtlgen.perf.validate.design_problems` finds (engine limits, operations the
-RTL cannot run), so that the DSE proposes only designs that `generate` accepts.
+RTL cannot run) or the quantisation finds (per-layer overrides whose formats the engines cannot run
+at the design's bit widths), so that the DSE proposes only designs that `generate` accepts.
 
 Information loss is computed in the driver process only; the analytical model (pure, cheap)
 is what runs on Dask workers, so a distributed run returns exactly the in-process numbers.
@@ -30,6 +31,7 @@ from pymoo.core.problem import Problem
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from dtlgen.boards import Board
+from dtlgen.errors import DesignError
 from dtlgen.model.ir import Network
 from dtlgen.perf import Design, predict
 from dtlgen.perf.fe import FEConfig, ddr_timing
@@ -40,6 +42,7 @@ from dtlgen.quant.metrics import info_loss
 from dtlgen.quant.quantize import PrecisionConfig, quantize
 
 OBJECTIVES = ("info_loss", "time_s", "utilisation")
+REFUSED_LOSS = 1e30  # the information loss of bit widths the overrides cannot be quantised at (infeasible anyway)
 LUT_FRACTION_STEPS = 32  # lut_mults = round(tm·tn·k / 32), k = 0..32: fine enough to fill the DSPs exactly
 
 
@@ -136,7 +139,9 @@ class InfoLossTable:
     """Logit KL per (w_bits, a_bits, rl_bits) on fixed calibration data, computed on first use.
 
     The float reference and the integer FE outputs (which depend only on w_bits and a_bits) are
-    shared between entries.
+    shared between entries. Bit widths at which the overrides give formats the engines cannot run
+    (`quantize` refuses them: the calibrated formats around an override move with the bit widths) are
+    infeasible: their loss is REFUSED_LOSS and `refused` keeps the quantisation's error.
     """
 
     def __init__(self, network: Network, calib_x: np.ndarray, batch: int, overrides: Any = None):
@@ -145,12 +150,20 @@ class InfoLossTable:
         self._fe: dict[tuple[int, int], dict[str, np.ndarray]] = {}
         self._fe_quant: dict = {}
         self.values: dict[tuple[int, int, int], float] = {}
+        self.refused: dict[tuple[int, int, int], DesignError] = {}
 
     def __call__(self, w_bits: int, a_bits: int, rl_bits: int) -> float:
         key = (w_bits, a_bits, rl_bits)
         if key not in self.values:
-            qnet = quantize(self.network, self.calib_x, PrecisionConfig(w_bits, a_bits, rl_bits, self.batch),
-                            float_acts=self.reference, fe_cache=self._fe_quant, overrides=self.overrides)
+            try:
+                qnet = quantize(self.network, self.calib_x, PrecisionConfig(w_bits, a_bits, rl_bits, self.batch),
+                                float_acts=self.reference, fe_cache=self._fe_quant, overrides=self.overrides)
+            except DesignError as exc:
+                if not self.overrides:  # only overrides make a bit width unquantisable
+                    raise
+                self.refused[key] = exc
+                self.values[key] = REFUSED_LOSS
+                return REFUSED_LOSS
             if (w_bits, a_bits) not in self._fe:
                 self._fe[(w_bits, a_bits)] = golden.fe_forward(qnet, golden.quantize_input(qnet, self.calib_x))
             self.values[key] = info_loss(qnet, self.calib_x, self.reference, self._fe[(w_bits, a_bits)])["logit_kl"]
@@ -189,6 +202,8 @@ class DSEProblem(Problem):
         for i, result in enumerate(results):
             model[i::self.chunks] = result
         loss = np.array([self.info(r["fe_w_bits"], r["fe_a_bits"], r["rl_bits"]) for r in rows])
+        # bit widths the overrides cannot be quantised at: infeasible like a design the engines cannot build
+        model[loss == REFUSED_LOSS, 7] = 1.0
         out["F"] = np.column_stack([loss, model[:, 0], model[:, 1]])
         out["G"] = model[:, 2:]
         self.archive.append((np.rint(np.atleast_2d(x)).astype(int), out["F"], out["G"]))

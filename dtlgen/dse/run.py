@@ -136,6 +136,10 @@ def search(network: Network, board: Board, info: InfoLossTable, pop: int, gens: 
     options = {"callback": _GenerationCallback(on_generation)} if on_generation else {}
     res = minimize(problem, nsga2(pop), ("n_gen", gens), seed=seed, verbose=False, **options)
     x, f = problem.archive_front()
+    if not len(f) and info.refused:  # the overrides fit no bit width the search tried: say why at one of them
+        (w_bits, a_bits, rl_bits), error = next(iter(info.refused.items()))
+        raise DesignError(f"the overrides fit none of the bit widths the search evaluated; at fe.w_bits {w_bits}, "
+                          f"fe.a_bits {a_bits}, rl.bits {rl_bits}: {error}")
     if not len(f):
         n_eval = res.algorithm.evaluator.n_eval + problem.discarded
         raise DesignError(f"none of the {n_eval} designs NSGA-II evaluated (--pop {pop} x --gens {gens}) fits "
@@ -164,8 +168,10 @@ def choose(f: np.ndarray, prefer: str = "knee") -> int:
 def run_dse(network: Network, board: Board, calib_x: np.ndarray, out_dir: Path | None = None, pop: int = 100,
             gens: int = 100, seed: int = 1, prefer: str = "knee", workers: int = 0, dask_address: str | None = None,
             space: Space = Space(), workload: Workload = Workload(), fixed: Fixed = Fixed(),
-            on_generation: Callable[[int], None] | None = None, force: bool = False) -> DSEResult:
-    """The whole DSE: search, choose, describe every front point, write the outputs."""
+            on_generation: Callable[[int], None] | None = None, force: bool = False,
+            calibration: dict[str, str] | None = None) -> DSEResult:
+    """The whole DSE: search, choose, describe every front point, write the outputs. `calibration` is
+    the record of the file `calib_x` came from (`dtlgen.model.data.file_record`), for design.json."""
     import time
 
     for name, value in (("--pop", pop), ("--gens", gens)):
@@ -196,6 +202,8 @@ def run_dse(network: Network, board: Board, calib_x: np.ndarray, out_dir: Path |
                       "fe": design.fe.to_dict(), "rl": design.rl.to_dict(),
                       "fe_gops": p.fe_gops, "rl_gops": p.rl_gops, **p.resources.to_dict()})
     design = _design_json(network, board, calib_x, front[chosen], fixed)
+    if calibration is not None:
+        design["calibration"] = calibration
     result = DSEResult(front, chosen, design, n_eval, seconds)
     if out_dir is not None:
         write_outputs(Path(out_dir), result, board, network, prefer, pop, gens, seed, force, workload)

@@ -197,9 +197,9 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
                 raise DesignError(f"layer '{op.name}': its two operands' buffers hold their images at different "
                                   "pitches")
             second = region[other] + image0 * in_stride
-        if not -127 <= shift <= 127:  # -128 would wrap where the engines negate it
+        if not isa.SHIFT_RANGE[0] <= shift <= isa.SHIFT_RANGE[1]:
             raise DesignError(f"layer '{op.name}': requantisation shift {shift} does not fit the descriptor "
-                              "(-127 .. 127)")
+                              f"({isa.SHIFT_RANGE[0]} .. {isa.SHIFT_RANGE[1]})")
         out_shape = tuple(network.layer(stored).out_shape)  # (M,) for a linear layer, else (M, R, C)
         if image0 == 0 and stored in slices:  # its slice of a concatenation, at the concatenation's pitch
             base, stride = concat_buffer(slices[stored][0])

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import re
-import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from dtlgen.generator.rtl import rtl_dir
 from dtlgen.host.rl_program import RLLayout
 from dtlgen.isa import fe as isa_fe
 from dtlgen.isa.params import CoreParams, FESimBuild, SimDram
+from dtlgen.model.data import NpzWording, read_arrays
 from dtlgen.perf import Design, load_design
 from dtlgen.perf.fe import FEOp, engine_params, op_cycles
 from dtlgen.quant import golden
@@ -41,6 +41,12 @@ from dtlgen.quant.record import rl_view_from_dict
 FIX = "regenerate the project with 'dtlgen generate'"
 MAX_JSON_BYTES = 64 << 20
 MAX_MEMORY_BYTES = 1 << 28  # the simulated DRAM images; vgg16_cifar's is 16 MiB
+MAX_NPZ_BYTES = 4 * MAX_MEMORY_BYTES  # what a project's NPZ file may unpack to
+NPZ_WORDING = NpzWording(
+    missing="{path} is missing ({what}); {fix}", not_file="{path} is not a file ({what}); {fix}",
+    too_big="{path} unpacks to {declared:,} bytes, more than any project holds; {fix}",
+    broken="{path} is not a valid NPZ file of {what} ({first}); {fix}",
+    no_memory="{path} declares arrays larger than memory; it is not a project's {what}: {fix}")
 NAME = re.compile(r"[A-Za-z0-9_.:+-]{1,128}")  # model and board names reach C comments and SV
 OP_KINDS = ("conv", "pool", "add")
 CODE_SUFFIXES = (".c", ".cc", ".cpp", ".cxx", ".h", ".hh", ".hpp", ".inc", ".ipp", ".tcc", ".so", ".o", ".a",
@@ -112,22 +118,9 @@ def read_json(path: Path, what: str) -> Any:
 
 
 def read_npz(path: Path, what: str) -> dict[str, np.ndarray]:
-    """Every array of an NPZ file, loaded without pickle; one DesignError for anything else."""
-    if not path.is_file():
-        raise DesignError(f"{path} is missing ({what}); {FIX}")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            declared = sum(info.file_size for info in archive.infolist())
-        if declared > 4 * MAX_MEMORY_BYTES:
-            raise DesignError(f"{path} unpacks to {declared:,} bytes, more than any project holds; {FIX}")
-        with np.load(path, allow_pickle=False) as data:
-            return {key: np.asarray(data[key]) for key in data.files}
-    except DtlgenError:
-        raise
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
-        raise DesignError(f"{path} is not a valid NPZ file of {what} ({_first_line(exc)}); {FIX}") from None
-    except MemoryError:
-        raise DesignError(f"{path} declares arrays larger than memory; it is not a project's {what}: {FIX}") from None
+    """Every array of an NPZ file of a project, loaded without pickle (`dtlgen.model.data.read_arrays`,
+    bounded by what a project holds); one DesignError for anything else."""
+    return read_arrays(path, what, FIX, max_bytes=MAX_NPZ_BYTES, wording=NPZ_WORDING)
 
 
 def _first_line(exc: BaseException) -> str:

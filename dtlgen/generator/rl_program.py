@@ -7,7 +7,9 @@ the DRAM buffers the host exchanges with the engine. It returns the layout recor
 (`dtlgen.host.rl_program.RLLayout`); encoding descriptors and images from a layout is the host's
 runtime half (`dtlgen.host.rl_program`), which must not need this module, the perf model or the
 network. `_check_ranges` refuses a layout whose values do not fit the descriptor's fields
-(`dtlgen.isa.rl`: 16-bit counts and stash addresses, 32-bit DRAM addresses and beat counts).
+(`dtlgen.isa.rl`: 16-bit counts and stash addresses, 32-bit DRAM addresses and beat counts) or
+whose shifts the engine's arithmetic does not take (`dtlgen.isa.rl.shift_problems`, which the
+quantisation checks overrides against first).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dtlgen.isa.params import RLParams
 from dtlgen.isa.rl import VALUE_BYTES
 from dtlgen.perf.rl import RLConfig, stash_lanes
 from dtlgen.quant import fixed
-from dtlgen.quant.quantize import QuantizedNetwork, rl_gemm_shape
+from dtlgen.quant.quantize import SHIFT_NAMES, QuantizedNetwork, rl_gemm_shape, rl_shifts
 
 FIELD_MAX = isa_rl.FIELD_MAX  # the packed descriptor fields are 16 bits
 ADDRESS_SPACE = 1 << 32  # DRAM addresses and transfer lengths (w6, w11) are 32 bits
@@ -95,10 +97,7 @@ def plan_rl(qnet: QuantizedNetwork, cfg: RLConfig, bus_bytes: int) -> RLLayout:
             wbase=w_next, bbase=b_next, act=ACTIVATIONS[layer.activation], six=six(layer.activation, lq.out_fmt),
             in_act=ACTIVATIONS[producer.activation] if producer else 0,
             in_six=six(producer.activation, in_fmt) if producer else 0,
-            out_shift=lq.out_shift, bias_align=lq.acc_frac - lq.b_fmt.frac,
-            dx_shift=lq.w_fmt.frac + lq.grad_fmt.frac - into.frac if into is not None else 0,
-            dw_shift=lq.grad_fmt.frac + lq.in_fracs[0] - lq.dw_fmt.frac, db_shift=lq.grad_fmt.frac - lq.db_fmt.frac,
-            w_step_frac=lq.dw_fmt.frac - lq.w_fmt.frac, b_step_frac=lq.db_fmt.frac - lq.b_fmt.frac))
+            **rl_shifts(lq, into)))
         previous_gy = gy
         w_next += mt * nt
         b_next += mt
@@ -127,18 +126,13 @@ def _check_ranges(layout: RLLayout) -> None:
     """Shifts fit the engine's arithmetic (a WIDE = acc_bits + 32 datapath); every descriptor value
     fits its field. Transfers have no length limit of their own: the engine splits a LOAD into
     65535-beat requests, and its 32-bit beat count and addresses cover the whole DRAM map."""
-    wide = layout.engine.acc_bits + 32
     for p in layout.layers:
-        for name, value, lo, hi in (("output requantisation", p.out_shift, -31, 127),
-                                    ("bias alignment", p.bias_align, 0, 31),
-                                    ("BWD_DATA requantisation", p.dx_shift, -31, 127),
-                                    ("dW requantisation", p.dw_shift, -31, 127),
-                                    ("db requantisation", p.db_shift, -31, 127)):
-            if not lo <= value <= hi:
-                raise DesignError(f"layer '{p.name}': {name} shift {value} is outside the RL engine's range "
-                                  f"[{lo}, {hi}]; re-calibrate with a different rl.bits")
-        if p.w_step_frac + 30 > wide - 1 or p.b_step_frac + 30 > wide - 1:
-            raise DesignError(f"layer '{p.name}': update shifts exceed the {wide}-bit update datapath")
+        problems = isa_rl.shift_problems({name: getattr(p, name) for name in SHIFT_NAMES}, layout.engine.acc_bits)
+        if problems:
+            what, value, lo, hi = problems[0]
+            limit = f"limit of {hi}" if lo is None else f"range {lo}..{hi}"
+            raise DesignError(f"layer '{p.name}': {what} {value} is outside the RL engine's {limit}; re-calibrate "
+                              "with a different rl.bits")
     slots = PERF_BASE["backward"] - PERF_BASE["forward"]  # perf counters of one descriptor list
     if 2 * len(layout.layers) + 1 > slots:
         raise DesignError(f"{len(layout.layers)} retrainable layers make a backward list of "

@@ -216,10 +216,11 @@ def backward_list(layout: RLLayout, samples: int, step: int, lr_shift: int, slot
                               gx=p.gx, wbase=p.wbase, shifts=(p.dx_shift, 0, 0, 0), mt=p.mt, nt=p.nt, nta=p.nta,
                               pitch_n=p.pitch_n, pitch_m=p.pitch_m))
         w_sr, b_sr = lr_shift + p.w_step_frac, lr_shift + p.b_step_frac
+        lo, hi = isa_rl.SHIFT_RANGE
         for what, value in (("weight", w_sr), ("bias", b_sr)):
-            if not -31 <= value <= 127:
+            if not lo <= value <= hi:
                 raise DesignError(f"layer '{p.name}': the {what} update shift {value} (lr_shift {lr_shift}) is "
-                                  "outside the RL engine's range [-31, 127]; choose another lr_shift")
+                                  f"outside the RL engine's range {lo}..{hi}; choose another lr_shift")
         seed = fixed.lfsr_seed(step, p.index)
         if k == 0 and prefetch:
             out.append(_load_features(layout, prefetch, 1 - slot, True))

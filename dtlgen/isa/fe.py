@@ -75,6 +75,7 @@ KINDS = {KIND_CONV: "conv", KIND_MAXPOOL: "maxpool", KIND_AVGPOOL: "avgpool", KI
 K_MAX, S_MAX = 7, 2  # the input buffer's full-size window: (tr-1)·S_MAX + K_MAX rows (fe_engine.sv)
 K_FIELD_MAX = 255  # a pool's kernel (no weights) may exceed K_MAX while its window fits the buffer
 ACC_BITS = 32  # accumulators and bias words
+SHIFT_RANGE = (-127, 127)  # the output stage's signed 8-bit shift (-128 would wrap where the engines negate it)
 OUTPUT_STAGE_CYCLES = 10  # the store pipeline: bank read, lane select, pool (2), scale, bias, shift (2), round, saturate
 GEOMETRY_BYTES = 20  # the descriptor's leading bytes trip 0's geometry is computed from (fe_engine.sv geom_age)
 GEOMETRY_LOAD_AGE = 4  # cycles after they arrive before trip 0's first load may start (stride products, sums)

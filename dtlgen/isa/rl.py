@@ -21,7 +21,16 @@ JUMP_HALVES = 16  # entries of j_row and of j_blk
 # Stochastic rounding's 16-bit Galois LFSR, x^16 + x^14 + x^13 + x^11 + 1 (DESIGN.md §5): rl_engine.sv's
 # LFSR_MASK parameter, the golden model's and the C++ engine's (dtlgen.quant.fixed steps it).
 LFSR_MASK = 0xB400
-__all__ = ["ACTIVATION_CODES", "DESCRIPTOR_BYTES", "FIELDS", "MODES", "VALUE_BYTES", "decode", "encode"]
+# The shifts the engine's arithmetic takes (rl_engine.sv, "Output arithmetic": its requantiser's input is an
+# accumulator plus a bias shifted left by up to 31): a requantisation's or an UPDATE's shift, the bias
+# alignment. The UPDATE datapath is ACC_BITS + UPDATE_EXTRA_BITS wide and holds the step for every
+# learning rate 2^-lr_shift up to LR_SHIFT_MAX.
+SHIFT_RANGE = (-31, 127)
+BIAS_ALIGN_RANGE = (0, 31)
+UPDATE_EXTRA_BITS = 32
+LR_SHIFT_MAX = 30
+__all__ = ["ACTIVATION_CODES", "BIAS_ALIGN_RANGE", "DESCRIPTOR_BYTES", "FIELDS", "MODES", "SHIFT_RANGE", "VALUE_BYTES",
+           "decode", "encode", "shift_problems"]
 
 FIELDS = (
     Field("mode", 0, 0, 4), Field("act", 0, 4, 2), Field("background", 0, 6, 1), Field("six", 0, 16, 16, signed=True),
@@ -56,3 +65,25 @@ def decode(raw: bytes) -> dict[str, Any]:
     out["j_row"] = [int(v) for v in halves[32:48]]
     out["j_blk"] = [int(v) for v in halves[48:64]]
     return out
+
+
+def shift_problems(shifts: dict[str, int], acc_bits: int,
+                   lr_shift: int | None = None) -> list[tuple[str, int, int | None, int]]:
+    """(what, value, lowest, highest) of every shift of one layer's descriptors outside what the engine
+    takes (lowest None: no lower limit). `shifts`: out_shift, bias_align, dx_shift, dw_shift, db_shift,
+    w_step_frac, b_step_frac (dtlgen.quant.quantize.rl_shifts); `acc_bits` the engine's accumulators
+    (the update step must leave LR_SHIFT_MAX bits of the acc_bits + UPDATE_EXTRA_BITS-bit update
+    datapath); with `lr_shift`, the UPDATE's shifts lr_shift + step too."""
+    step_max = acc_bits + UPDATE_EXTRA_BITS - 1 - LR_SHIFT_MAX
+    limits = [("output requantisation shift", shifts["out_shift"], *SHIFT_RANGE),
+              ("bias alignment shift", shifts["bias_align"], *BIAS_ALIGN_RANGE),
+              ("BWD_DATA requantisation shift", shifts["dx_shift"], *SHIFT_RANGE),
+              ("dW requantisation shift", shifts["dw_shift"], *SHIFT_RANGE),
+              ("db requantisation shift", shifts["db_shift"], *SHIFT_RANGE),
+              ("weight update step", shifts["w_step_frac"], None, step_max),
+              ("bias update step", shifts["b_step_frac"], None, step_max)]
+    if lr_shift is not None:
+        limits += [("weight update shift", lr_shift + shifts["w_step_frac"], *SHIFT_RANGE),
+                   ("bias update shift", lr_shift + shifts["b_step_frac"], *SHIFT_RANGE)]
+    return [(what, value, lo, hi) for what, value, lo, hi in limits
+            if value > hi or (lo is not None and value < lo)]

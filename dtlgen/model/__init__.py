@@ -105,16 +105,31 @@ def load_model(spec: str, split: Any = None, weights: Any = None) -> Network:
 
 def load_weights(module: Any, path: Any, origin: str = "the model") -> None:
     """Load a `state_dict` file into `module`, with torch's safe loader (weights_only=True: tensors and
-    plain containers, never pickled code). Every key and shape must match the module's own; a
-    checkpoint dict holding the state under "state_dict" or "model" is accepted too."""
+    plain containers, never pickled code). The file must be torch.save's zip format, unpacking to at
+    most `data.MAX_DATA_BYTES` (checked before torch reads it); every key, shape and dtype must match
+    the module's own. A checkpoint dict holding the state under "state_dict" or "model" (not both) is
+    accepted too."""
+    import zipfile
     from pathlib import Path
 
     import torch
+
+    from dtlgen.model.data import MAX_DATA_BYTES
 
     path = Path(path)
     fix = "save the weights with torch.save(model.state_dict(), PATH)"
     if not path.is_file():
         raise ModelSpecError(f"weights file '{path}' {'is not a file' if path.exists() else 'does not exist'}; {fix}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+        raise ModelSpecError(f"weights file '{path}' is not a state_dict in torch.save's zip format "
+                             f"({' '.join(str(exc).split())[:120] or type(exc).__name__}); re-save it with torch.save "
+                             "(zip format, torch's default since 1.6): torch.save(model.state_dict(), PATH)") from None
+    if declared > MAX_DATA_BYTES:
+        raise ModelSpecError(f"weights file '{path}' unpacks to {declared:,} bytes, more than "
+                             f"{MAX_DATA_BYTES >> 30} GiB; it is not the state_dict of a model dtlgen builds: {fix}")
     try:
         with warnings.catch_warnings():  # torch's notes on a foreign file's pickle protocol: the error says it
             warnings.simplefilter("ignore")
@@ -123,10 +138,14 @@ def load_weights(module: Any, path: Any, origin: str = "the model") -> None:
         raise ModelSpecError(f"weights file '{path}' is not a state_dict torch can load safely ({' '.join(str(exc).split())[:160] or type(exc).__name__}); {fix} "
                              "(dtlgen loads it with weights_only=True: tensors only, no pickled objects)") from None
     if isinstance(state, dict):
-        for key in ("state_dict", "model"):
-            if isinstance(state.get(key), dict) and all(isinstance(v, torch.Tensor) for v in state[key].values()):
-                state = state[key]
-                break
+        nested = [key for key in ("state_dict", "model") if isinstance(state.get(key), dict)
+                  and all(isinstance(v, torch.Tensor) for v in state[key].values())]
+        if len(nested) > 1:
+            raise ModelSpecError(f"weights file '{path}' is a checkpoint holding two state_dicts, under \"state_dict\" "
+                                 "and under \"model\", and dtlgen will not guess which is the model's; save the one "
+                                 "you mean: torch.save(checkpoint[KEY], PATH)")
+        if nested:
+            state = state[nested[0]]
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                               for k, v in state.items()):
         raise ModelSpecError(f"weights file '{path}' holds a {type(state).__name__}, not a state_dict of named "
@@ -142,8 +161,21 @@ def load_weights(module: Any, path: Any, origin: str = "the model") -> None:
     if problems:
         raise ModelSpecError(f"weights file '{path}' does not fit {origin}: {'; '.join(problems)}; save the "
                              "state_dict of this very model")
+    # Weights are the model's real floating type, buffers (BatchNorm's num_batches_tracked) its integer one:
+    # load_state_dict would cast an integer, a bool or a complex tensor silently (a complex one drops its
+    # imaginary part, whose NaN the finiteness check below would not see).
+    dtypes = [f"{k} is {_dtype(state[k])}, the model's {_dtype(own[k])}" for k in own
+              if state[k].dtype != own[k].dtype or state[k].is_complex()]
+    if dtypes:
+        raise ModelSpecError(f"weights file '{path}' does not fit {origin}: {'; '.join(dtypes[:3])}"
+                             f"{' ...' if len(dtypes) > 3 else ''}; save the state_dict of this very model (weights "
+                             "as the model's real floating type, e.g. model.float() before torch.save)")
     bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
         raise ModelSpecError(f"weights file '{path}': {', '.join(bad[:3])} hold NaN or infinite values; give "
                              "trained, finite weights")
     module.load_state_dict(state, strict=True)
+
+
+def _dtype(tensor: Any) -> str:
+    return str(tensor.dtype).removeprefix("torch.")

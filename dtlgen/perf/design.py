@@ -24,7 +24,7 @@ from dtlgen.perf.rl import RLConfig
 _FE_FIELDS = ("tm", "tn", "tr", "tc", "w_bits", "a_bits")
 _RL_FIELDS = ("tm", "tn", "bits")
 _TOP_FIELDS = {"board", "clock_mhz", "fe", "rl", "split", "per_layer", "overrides", "predicted", "board_spec", "board_sha256",
-               "model", "network"}
+               "model", "network", "calibration"}
 CLOCK_RANGE_MHZ = (1.0, 1000.0)  # no FPGA engine runs outside this; the board files use the same range
 _MAX_DESIGN_BYTES = 16 << 20
 
@@ -43,6 +43,8 @@ class Design:
     network: str | None = None
     # per-layer fractional bits that replace the calibrated ones: {layer: {"w_frac": F, "a_frac": F}}
     overrides: dict[str, Any] = field(default_factory=dict)
+    # the calibration file the quantisation came from (--calib), {"path": P, "sha256": H}; None: built-in inputs
+    calibration: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = {"board": self.board, "clock_mhz": self.clock_mhz, "fe": self.fe.to_dict(), "rl": self.rl.to_dict(),
@@ -53,6 +55,8 @@ class Design:
             data.update(model=self.model, network=self.network)
         if self.overrides:
             data["overrides"] = self.overrides
+        if self.calibration is not None:
+            data["calibration"] = self.calibration
         return data
 
     def board_record(self, board_arg: str | None = None, source: str = "the design") -> Board:
@@ -131,9 +135,23 @@ class Design:
         for key in ("model", "network"):
             if data.get(key) is not None and not isinstance(data[key], str):
                 raise DesignError(f"{source}: field '{key}' must be a string")
+        calibration = data.get("calibration")
+        if calibration is not None and not _calibration_record(calibration):
+            raise DesignError(f"{source}: field 'calibration'={brief(calibration)} must be {{\"path\": FILE, \"sha256\": "
+                              "64 hex digits}} (the --calib file the design was made with) or left out")
         return cls(data["board"], float(clock), fe_cfg, rl_cfg, split,
                    dict(data.get("per_layer") or {}), dict(data.get("predicted") or {}), spec,
-                   data.get("model"), data.get("network"), dict(data.get("overrides") or {}))
+                   data.get("model"), data.get("network"), dict(data.get("overrides") or {}),
+                   dict(calibration) if calibration is not None else None)
+
+
+def _calibration_record(value: Any) -> bool:
+    """A design's record of its calibration file: a path (information, never opened) and its SHA-256."""
+    import re
+
+    return (isinstance(value, dict) and set(value) == {"path", "sha256"} and isinstance(value["path"], str)
+            and 0 < len(value["path"]) <= 4096 and value["path"].isprintable()
+            and isinstance(value["sha256"], str) and re.fullmatch("[0-9a-f]{64}", value["sha256"]) is not None)
 
 
 def _section(data: dict[str, Any], name: str, required: tuple[str, ...], source: str) -> dict[str, Any]:

@@ -6,17 +6,23 @@ Scales are powers of two, chosen from the largest magnitude seen on calibration 
 (`fixed.frac_for_range`), so every requantisation is a shift. RL tensors keep spare integer
 bits because training moves them (weights and activations 1 bit, gradients 2 bits).
 
+Fractional bits a user fixes per layer (`overrides`) replace the calibrated ones; overrides whose
+formats the engines cannot run (a shift or an accumulator beyond their limits, `dtlgen.isa`) are
+refused here, where the formats are known, rather than by the generator later.
+
 This module decides formats and integer parameters; it does not run inference (golden.py does).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from dtlgen.errors import DesignError, UnsupportedLayerError, require_int
+from dtlgen.isa import fe as isa_fe
+from dtlgen.isa import rl as isa_rl
 from dtlgen.model.ir import INPUT, Layer, Network, gemm_shape
 from dtlgen.model.ops import op_of
 from dtlgen.quant import fixed
@@ -200,6 +206,7 @@ def quantize(network: Network, calib_x: np.ndarray, precision: PrecisionConfig =
             classes = int(np.prod(network.layers[-1].out_shape))
             labels = np.random.default_rng(0).integers(0, classes, size=len(calib_x))
         _calibrate_gradients(qnet, float_rl_gradients(network, acts, labels, precision.batch))
+    check_override_limits(qnet, overrides)
     return qnet
 
 
@@ -237,6 +244,7 @@ def _quantize_fe_layer(layer: Layer, in_fracs: tuple[int, ...], y_max: float, p:
 
 
 OVERRIDE_KEYS = ("w_frac", "a_frac")
+FORMAT_OPS = ("conv2d", "linear", "add")  # the ops that compute their output's format; the others keep their input's
 OVERRIDE_FRAC = (-16, fixed.MAX_FRAC)  # the fractional bits an override may give
 
 
@@ -259,7 +267,7 @@ def check_overrides(network: Network, overrides: Any, source: str = "overrides")
                 raise DesignError(f"{source}.{name}.{key} is {value!r}: an integer from {lo} to {hi}")
         if "w_frac" in entry and not layer.has_weights:
             raise DesignError(f"{source}.{name}.w_frac: layer '{name}' ({layer.op}) has no weights")
-        if "a_frac" in entry and layer.op not in ("conv2d", "linear", "add"):
+        if "a_frac" in entry and layer.op not in FORMAT_OPS:
             raise DesignError(f"{source}.{name}.a_frac: a {layer.op} keeps its input's format; override the layer "
                               "before it")
 
@@ -276,15 +284,143 @@ def _override_fe(layer: Layer, lq: LayerQuant, wanted: dict[str, int]) -> LayerQ
     return lq
 
 
+def check_override_limits(qnet: QuantizedNetwork, overrides: dict[str, dict[str, int]] | None,
+                          source: str = "overrides") -> None:
+    """Refuse overrides whose formats the engines cannot run: a descriptor shift or an accumulator
+    beyond the FE engine's (`dtlgen.isa.fe`), an RL shift, bias alignment or update step beyond the
+    RL engine's (`dtlgen.isa.rl.shift_problems`), in the layer overridden or in a layer that reads its
+    output. One DesignError naming the entry (`source.<layer>.<key>`), what it breaks, and the values
+    of that entry that fit with the network's other formats as they are. A problem that no override
+    can change is left to the generator's checks, which name their own fixes."""
+    if not overrides:
+        return
+    network = qnet.network
+    for layer in network.layers:
+        problems = _limit_problems(qnet, layer, qnet.layers[layer.name], {})
+        entries = [(layer.name, key) for key in OVERRIDE_KEYS if key in overrides.get(layer.name, {})]
+        entries += [(name, "a_frac") for name in dict.fromkeys(_format_source(network, i) for i in layer.inputs)
+                    if "a_frac" in overrides.get(name, {})]
+        # the first problem an entry can change (some value of it removes the problem)
+        blamed = next(((problem, entry) for problem in problems for entry in entries
+                       if _fitting_values(qnet, *entry, (layer.name, problem[0]))), None)
+        if blamed is None:
+            continue
+        (what, value, lo, hi), (name, key) = blamed
+        fitting = _fitting_values(qnet, name, key)
+        where = f"layer '{layer.name}'" + ("" if name == layer.name else ", which reads its output,")
+        engine = "RL" if qnet.layers[layer.name].engine == "rl" else "FE"
+        bits = (f"rl.bits {qnet.precision.rl_bits}, lr_shift {qnet.precision.lr_shift}" if engine == "RL"
+                else f"fe.w_bits {qnet.precision.w_bits}, fe.a_bits {qnet.precision.a_bits}")
+        fix = (f"give {source}.{name}.{key} an integer {_describe_values(fitting)} for this layer" if fitting
+               else "no value of it fits with the other formats: leave it out, or override the formats it meets too")
+        limit = f"limit of {hi}" if lo is None else f"range {lo}..{hi}"
+        raise DesignError(f"{source}.{name}.{key} is {overrides[name][key]}: {where} would have "
+                          f"{'an' if what[0] in 'aeiou' else 'a'} {what} of {value}, outside the {engine} engine's "
+                          f"{limit} (with {bits} and the other formats as they are); {fix}")
+
+
+def _format_source(network: Network, name: str) -> str:
+    """The layer whose output format `name`'s output carries (through pools and flattens), or INPUT."""
+    while name != INPUT:
+        layer = network.layer(name)
+        if layer.op in FORMAT_OPS:
+            return name
+        name = layer.inputs[0]
+    return INPUT
+
+
+def _limit_problems(qnet: QuantizedNetwork, layer: Layer, lq: LayerQuant,
+                    others: dict[str, LayerQuant]) -> list[tuple[str, int, int | None, int]]:
+    """(what, value, lowest or None, highest) of each engine limit that `lq`, the formats of `layer`
+    (maybe a candidate's), breaks; `others` holds candidates of other layers (their accumulators count
+    toward the RL engine's)."""
+    if lq.engine == "fe":
+        if layer.op == "flatten":  # no descriptor
+            return []
+        shift = op_of(layer).descriptor_scale(layer, lq, fixed)[1]
+        lo, hi = isa_fe.SHIFT_RANGE
+        problems = [("requantisation shift", shift, lo, hi)] if not lo <= shift <= hi else []
+        if lq.acc_bits > isa_fe.ACC_BITS:
+            problems.append(("accumulator width (bits)", lq.acc_bits, None, isa_fe.ACC_BITS))
+        return problems
+    if not layer.has_weights:
+        return []
+    gemms = [rl.name for rl in qnet.rl_layers if rl.has_weights]
+    producer = qnet.layers.get(layer.inputs[0])
+    into = producer.grad_fmt if gemms.index(layer.name) > 0 and producer is not None else None
+    acc_bits = max(others.get(name, qnet.layers[name]).acc_bits for name in gemms)
+    return isa_rl.shift_problems(rl_shifts(lq, into), acc_bits, qnet.precision.lr_shift)
+
+
+def _fitting_values(qnet: QuantizedNetwork, name: str, key: str,
+                    problem: tuple[str, str] | None = None) -> list[int]:
+    """The values of override `name.key` (every other format as it is) that break no engine limit in
+    the layer or in the layers that read its output; with `problem` (layer, what), only that one."""
+    network, p = qnet.network, qnet.precision
+    affected = [network.layer(name)] + [layer for layer in network.layers if key == "a_frac" and layer.name != name
+                                        and any(_format_source(network, i) == name for i in layer.inputs)]
+    fitting = []
+    for value in range(OVERRIDE_FRAC[0], OVERRIDE_FRAC[1] + 1):
+        candidates = {}
+        for layer in affected:
+            lq = qnet.layers[layer.name]
+            in_fracs = tuple(value if key == "a_frac" and _format_source(network, i) == name else qnet.fmt_of(i).frac
+                             for i in layer.inputs)
+            w_frac = value if (layer.name, key) == (name, "w_frac") else lq.w_fmt.frac if lq.w_fmt else None
+            out_frac = value if (layer.name, key) == (name, "a_frac") else lq.out_fmt.frac
+            candidates[layer.name] = _formats_with(layer, lq, in_fracs, w_frac, out_frac, p)
+        broken = [(n, what) for n, lq in candidates.items()
+                  for what, *_ in _limit_problems(qnet, network.layer(n), lq, candidates)]
+        if (problem not in broken) if problem is not None else not broken:
+            fitting.append(value)
+    return fitting
+
+
+def _formats_with(layer: Layer, lq: LayerQuant, in_fracs: tuple[int, ...], w_frac: int | None, out_frac: int,
+                  p: PrecisionConfig) -> LayerQuant:
+    """`lq`'s formats (no values) with other input, weight and output fracs: what the limits depend on."""
+    if lq.engine == "rl" and layer.has_weights:
+        formats = _rl_formats(layer, in_fracs, p, w_frac, out_frac)
+        return replace(formats, grad_fmt=lq.grad_fmt, dw_fmt=lq.dw_fmt, db_fmt=lq.db_fmt)
+    if layer.op not in FORMAT_OPS:  # a pool or flatten keeps its input's format
+        out_frac = in_fracs[0]
+    # A weighted FE op's accumulator follows from its shape and bit widths (its bias saturates to the
+    # products' range: dtlgen.model.ops.Conv2d.fe_quant), an add's from its inputs' fracs.
+    acc_bits = (op_of(layer).fe_quant(layer, in_fracs, 0.0, p, fixed)["acc_bits"]
+                if lq.engine == "fe" and not layer.has_weights else lq.acc_bits)
+    return replace(lq, in_fracs=in_fracs, out_fmt=QFormat(lq.out_fmt.bits, out_frac), acc_bits=acc_bits,
+                   w_fmt=QFormat(lq.w_fmt.bits, w_frac) if lq.w_fmt is not None else None, weight=None, bias=None)
+
+
+def _describe_values(values: list[int]) -> str:
+    """'from a to b' for each run of consecutive integers, the runs joined by 'or'."""
+    runs = [[values[0], values[0]]]
+    for value in values[1:]:
+        if value == runs[-1][1] + 1:
+            runs[-1][1] = value
+        else:
+            runs.append([value, value])
+    return " or ".join(f"from {lo} to {hi}" if hi > lo else str(lo) for lo, hi in runs)
+
+
 def _quantize_rl_layer(layer: Layer, in_fracs: tuple[int, ...], y_max: float, p: PrecisionConfig,
                        w_frac: int | None = None, a_frac: int | None = None) -> LayerQuant:
     bits = p.rl_bits
     if layer.op == "flatten":
         return LayerQuant(layer.name, "rl", in_fracs, QFormat(bits, in_fracs[0]))
+    lq = _rl_formats(layer, in_fracs, p,
+                     fixed.frac_for_range(_max_abs(layer.weight), bits, RL_WEIGHT_HEADROOM_BITS) if w_frac is None
+                     else w_frac,
+                     fixed.frac_for_range(y_max, bits, RL_ACTIVATION_HEADROOM_BITS) if a_frac is None else a_frac)
+    lq.weight, lq.bias = fixed.to_fixed(layer.weight, lq.w_fmt), fixed.to_fixed(layer.bias, lq.b_fmt)
+    return lq
+
+
+def _rl_formats(layer: Layer, in_fracs: tuple[int, ...], p: PrecisionConfig, w_frac: int, out_frac: int) -> LayerQuant:
+    """An RL conv/linear layer's formats and accumulator width (no values) for its weights' and output's frac."""
+    bits = p.rl_bits
     m, n, positions = rl_gemm_shape(layer)
-    w_fmt = QFormat(bits, fixed.frac_for_range(_max_abs(layer.weight), bits, RL_WEIGHT_HEADROOM_BITS)
-                    if w_frac is None else w_frac)
-    out_fmt = QFormat(bits, fixed.frac_for_range(y_max, bits, RL_ACTIVATION_HEADROOM_BITS) if a_frac is None else a_frac)
+    w_fmt, out_fmt = QFormat(bits, w_frac), QFormat(bits, out_frac)
     acc_frac = w_fmt.frac + in_fracs[0]
     # The bias lives at the output's scale, but never finer than the accumulator it is added to.
     b_fmt = QFormat(bits, min(out_fmt.frac, acc_frac))
@@ -292,8 +428,22 @@ def _quantize_rl_layer(layer: Layer, in_fracs: tuple[int, ...], y_max: float, p:
     # products, BWD_WEIGHT batch × positions. One width, the largest, serves all modes.
     fwd_bits = max(fixed.product_sum_bits(n, bits, bits), bits + acc_frac - b_fmt.frac) + 1
     acc_bits = max(fwd_bits, *(fixed.product_sum_bits(t, bits, bits) for t in (m, p.batch * positions)))
-    return LayerQuant(layer.name, "rl", in_fracs, out_fmt, acc_bits=acc_bits, w_fmt=w_fmt, b_fmt=b_fmt,
-                      weight=fixed.to_fixed(layer.weight, w_fmt), bias=fixed.to_fixed(layer.bias, b_fmt))
+    return LayerQuant(layer.name, "rl", in_fracs, out_fmt, acc_bits=acc_bits, w_fmt=w_fmt, b_fmt=b_fmt)
+
+
+SHIFT_NAMES = ("out_shift", "bias_align", "dx_shift", "dw_shift", "db_shift", "w_step_frac", "b_step_frac")
+
+
+def rl_shifts(lq: LayerQuant, into: QFormat | None) -> dict[str, int]:
+    """The shifts of an RL conv/linear layer's descriptors (SHIFT_NAMES), from its formats; `into` is
+    the format of the gradient its BWD_DATA writes (the previous layer's output gradient), None for
+    the first layer, which has none. `dtlgen.generator.rl_program` lays them into the descriptors;
+    `dtlgen.isa.rl.shift_problems` says which the engine cannot take."""
+    return {"out_shift": lq.out_shift, "bias_align": lq.acc_frac - lq.b_fmt.frac,
+            "dx_shift": lq.w_fmt.frac + lq.grad_fmt.frac - into.frac if into is not None else 0,
+            "dw_shift": lq.grad_fmt.frac + lq.in_fracs[0] - lq.dw_fmt.frac,
+            "db_shift": lq.grad_fmt.frac - lq.db_fmt.frac,
+            "w_step_frac": lq.dw_fmt.frac - lq.w_fmt.frac, "b_step_frac": lq.db_fmt.frac - lq.b_fmt.frac}
 
 
 def _calibrate_gradients(qnet: QuantizedNetwork, grads: dict[str, dict[str, float]]) -> None:
