@@ -161,15 +161,17 @@ def load_weights(module: Any, path: Any, origin: str = "the model") -> None:
     if problems:
         raise ModelSpecError(f"weights file '{path}' does not fit {origin}: {'; '.join(problems)}; save the "
                              "state_dict of this very model")
-    # Weights are the model's real floating type, buffers (BatchNorm's num_batches_tracked) its integer one:
-    # load_state_dict would cast an integer, a bool or a complex tensor silently (a complex one drops its
-    # imaginary part, whose NaN the finiteness check below would not see).
+    # Weights are real floating tensors (load_state_dict casts float64 or float16 to the model's type, as
+    # torch does), buffers (BatchNorm's num_batches_tracked) the model's integer type: load_state_dict
+    # would cast an integer, a bool or a complex tensor silently (a complex one drops its imaginary part,
+    # whose NaN the finiteness check below would not see).
     dtypes = [f"{k} is {_dtype(state[k])}, the model's {_dtype(own[k])}" for k in own
-              if state[k].dtype != own[k].dtype or state[k].is_complex()]
+              if state[k].is_complex() or (not state[k].is_floating_point() if own[k].is_floating_point()
+                                           else state[k].dtype != own[k].dtype)]
     if dtypes:
         raise ModelSpecError(f"weights file '{path}' does not fit {origin}: {'; '.join(dtypes[:3])}"
                              f"{' ...' if len(dtypes) > 3 else ''}; save the state_dict of this very model (weights "
-                             "as the model's real floating type, e.g. model.float() before torch.save)")
+                             "as real floating tensors, buffers as the model's integer ones)")
     bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
         raise ModelSpecError(f"weights file '{path}': {', '.join(bad[:3])} hold NaN or infinite values; give "
