@@ -132,7 +132,7 @@ def test_csim_vgg16_first_block_bit_exact(tmp_path):
     assert "training" not in report and [t["engine"] for t in report["testbenches"]] == ["fe"]
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(tm=st.integers(1, 6), tn=st.integers(1, 6), tr=st.integers(2, 7), tc=st.integers(2, 7),
        a_bits=st.integers(4, 8), w_bits=st.integers(2, 8), rl_tm=st.integers(1, 9), rl_tn=st.integers(1, 9),
        rl_bits=st.integers(8, 16), batch=st.integers(1, 20), lr_shift=st.integers(3, 9))

@@ -87,6 +87,7 @@ def test_master_alone_under_random_traffic(tmp_path, bus, seed, max_reads, reque
     axi_sim.check_master(bus, tmp_path, seed, operations=300, max_reads=max_reads, requests=requests)
 
 
+@pytest.mark.slow  # 26 s cold; ganged ports stay in the default run (random traffic), the shell in -m slow
 def test_digits_fe_through_the_pynq_z2_shell_on_two_ganged_ports(tmp_path, digits):
     """The FE IP as a pynq-z2 project builds it (the generated Verilog shell: dtl_fe_axi's 16-byte master
     through dtl_axi_gang onto m_axi and m1_axi, 8 bytes each), an AxiRam on each port pausing on its own

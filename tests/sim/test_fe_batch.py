@@ -261,6 +261,7 @@ def test_a_batch_spread_over_dram_banks_keeps_its_rows_open(tmp_path):
     assert abs(model - cycles[timing.row_bytes]) <= DDR_TOLERANCE * cycles[timing.row_bytes], (model, cycles)
 
 
+@pytest.mark.slow  # 21 s cold; the DDR-like memory stays in the default run through test_fe_rtl.py
 def test_background_stores_on_the_ddr_like_memory_follow_the_closed_form(tmp_path):
     """A 1×1 conv of 256 channels on a batch of eight 4×4 maps (FE 16×8, 32×4 tiles, 16-byte bus): on the
     ideal memory each trip leaves a gap after its load, where the previous tile's store runs; on the

@@ -143,3 +143,21 @@ def test_the_models_view_of_the_memory_image_holds_the_slices():
     size = fe_image_bytes(qnet.network, ops, cfg, 8)
     assert program.extent <= size < program.extent + ALIGN
     assert widest_channels(ops) == 64 and max(op.m for op in ops) == 34
+
+
+@pytest.mark.slow  # about 1 min a model: python -m pytest -m slow tests/sim/test_fe_concat.py
+@pytest.mark.parametrize("name", ["squeezenet_cifar", "shufflenet_cifar"])
+def test_the_zoos_concatenating_models_end_to_end(tmp_path, name):
+    """benchmarks/concat_models.py in small: explore, generate, C-simulate against the golden model, and
+    RTL-simulate the FE (every op bit-exact, cycles = model) and two re-training steps."""
+    import dtlgen
+
+    net = dtlgen.load_model(name)
+    design = dtlgen.explore(net, board="pynq-z2", pop=8, gens=2, seed=1)
+    prj = dtlgen.generate(net, design, tmp_path / name)
+    x = np.random.default_rng(2).standard_normal((1, *net.input_shape))
+    assert np.array_equal(prj.features(x, fe="csim"), prj.features(x, fe="golden"))
+    report = prj.simulate(retrain=True, steps=2)
+    fe = report["totals"]["fe"]
+    assert fe["bit_exact"] and fe["measured_cycles"] == fe["predicted_cycles"]
+    assert all(layer["bit_exact"] for layer in report["layers"]) and report["training"]["bit_exact"]
