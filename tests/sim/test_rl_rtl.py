@@ -56,6 +56,7 @@ class Chain:
     first_step: int
     seed: int
     engine: tuple[int, int] = (TM, TN)  # the array, tm x tn
+    bits: int = 16  # rl_bits
 
 
 def build_network(chain: Chain) -> Network:
@@ -91,12 +92,12 @@ def train(chain: Chain, workdir, stall_period: int = 0, netlist: bool = False, a
     rng = np.random.default_rng(chain.seed + 1)
     sizes = [chain.batch] * (chain.steps - 1) + [chain.last_batch]
     x = rng.standard_normal((sum(sizes), *network.input_shape))
-    qnet = quantize(network, x, PrecisionConfig(batch=chain.batch, lr_shift=chain.lr_shift))
+    qnet = quantize(network, x, PrecisionConfig(batch=chain.batch, lr_shift=chain.lr_shift, rl_bits=chain.bits))
     classes = int(np.prod(network.layers[-1].out_shape))
     plan = rl_sim.TrainingPlan(golden.quantize_input(qnet, x), rng.integers(0, classes, len(x)),
                                rng.permutation(len(x)), sizes, [chain.lr_shift + k % 2 for k in range(chain.steps)],
                                chain.first_step, list(range(chain.steps)))
-    layout = widened(plan_rl(qnet, RLConfig(*chain.engine, batch=chain.batch), BUS))
+    layout = widened(plan_rl(qnet, RLConfig(*chain.engine, bits=chain.bits, batch=chain.batch), BUS))
     state = golden.initial_rl_state(qnet)
     sources_dir = None
     if netlist:  # yosys's reading of the engine at this build's parameters
@@ -133,6 +134,10 @@ TALL_ARRAY = Chain("linear", (1, 1), (1, 45, 3, 12), (None, "relu6", None), 3, 5
 # next 6 samples x 4 positions (96 beats) outlasts the first layer's UPDATE beside it (one tile, 24 rows),
 # which then ends BACKGROUND_TAIL after the load's last beat; step 1's (2 samples) is shorter than its UPDATE.
 LOAD_BOUND = Chain("conv", (2, 2), (1, 5, 3), ("relu", None), 2, 6, 2, 3, 3, 0, 33, engine=(9, 2))
+# 8-bit values updated with shifts of 9 and more: the stochastic-rounding sum v + (r & mask) reaches
+# 127 + 2^s - 1, past the 10-bit step (BITS + 2) it was once formed in (squeezenet_cifar's fc1 found it)
+EIGHT_BIT_LONG_SHIFTS = Chain("linear", (1, 1), (30, 16, 6), ("relu", None), 2, 6, 6, 4, 11, 0, 3, engine=(2, 3),
+                              bits=8)
 
 
 def check_exact_and_on_the_model(chain: Chain, workdir) -> None:
@@ -145,8 +150,9 @@ def check_exact_and_on_the_model(chain: Chain, workdir) -> None:
     assert [int(c) for c in result.step_cycles.sum(axis=1)] == [sum(d.cycles for d in step) for step in predicted]
 
 
-@pytest.mark.parametrize("chain", [RELU6_CONV, FLATTEN_1X1, TALL_ARRAY, LOAD_BOUND],
-                         ids=["relu6_conv_2x2", "conv_flatten_linear", "tall_array_lfsr_walk", "background_load_bound"])
+@pytest.mark.parametrize("chain", [RELU6_CONV, FLATTEN_1X1, TALL_ARRAY, LOAD_BOUND, EIGHT_BIT_LONG_SHIFTS],
+                         ids=["relu6_conv_2x2", "conv_flatten_linear", "tall_array_lfsr_walk", "background_load_bound",
+                              "eight_bit_long_shifts"])
 def test_chosen_chains_train_bit_exact_on_the_cycle_model(tmp_path, chain):
     check_exact_and_on_the_model(chain, tmp_path)
 

@@ -91,6 +91,9 @@ module rl_engine #(
   localparam int VB = ((ACC_BITS > BITS + 31) ? ACC_BITS : BITS + 31) + 1;  // requantiser input
   localparam int QW = 2 * BITS;  // the shifted value's kept bits (see rq_shift)
   localparam int SRB = BITS + 2;  // update step: values beyond +-2^(BITS+1) saturate the new weight anyway
+  // the rounding sum before its shift: v (BITS) plus up to 16 random bits, with a sign (an 8-bit v and
+  // s = 9 sum to 530, past SRB's 511)
+  localparam int SRT = (BITS > 16 ? BITS : 16) + 2;
   // requantisers: one per result of a FWD / BWD_DATA cycle (max(TM, TN)); UPDATE drains a tile's TMN
   // results through them in UD = min(TM, TN) chunks while the next tile accumulates (tiles issue at
   // least UD cycles apart)
@@ -112,8 +115,9 @@ module rl_engine #(
   //     round   sat((t + 1) >>> 1), or sat(t), the saturation decided on t
   //   stochastic rounding of v by s with 16 random bits r (then W - that, saturated):
   //     s > 0   a = (v >>> pre) + (r & mask), pre = min(max(s - 16, 0), 16), mask = 2^min(s, 16) - 1,
-  //             then a >>> min(s, 16) (for s > 16 the term r << (s - 16) only moves v's floor);
-  //             clamping both steps' results to SRB bits changes no saturated new weight
+  //             then a >>> min(s, 16) (for s > 16 the term r << (s - 16) only moves v's floor); a is
+  //             SRT bits wide (v plus 16 random bits never overflows it), the shifted step SRB bits:
+  //             clamping to SRB bits changes no saturated new weight
   //     s <= 0  v <<< min(-s, SRB), clamped to SRB bits
   // Saturating to a power-of-two range tests whether the top bits are all equal (no wide compare).
   // A descriptor's shifts become these amounts in S_SETUP (the `rq_*` and `sr_*` registers).
@@ -194,16 +198,16 @@ module rl_engine #(
     end
   endfunction
 
-  function automatic logic signed [SRB-1:0] sr_term(input logic signed [BITS-1:0] v, input logic right,
+  function automatic logic signed [SRT-1:0] sr_term(input logic signed [BITS-1:0] v, input logic right,
                                                    input logic [4:0] pre, input logic [15:0] mask, input logic [4:0] ls,
                                                    input logic [15:0] r);
     logic signed [BITS+SRB-1:0] l;
     if (right) begin
-      sr_term = SRB'(v >>> pre) + $signed(SRB'({1'b0, r & mask}));
+      sr_term = SRT'(v >>> pre) + $signed(SRT'({1'b0, r & mask}));
     end else begin
       l = (BITS + SRB)'(v) <<< ls;
-      if (l[BITS+SRB-1:SRB-1] == '0 || l[BITS+SRB-1:SRB-1] == '1) sr_term = l[SRB-1:0];
-      else sr_term = l[BITS+SRB-1] ? {1'b1, {(SRB - 1){1'b0}}} : {1'b0, {(SRB - 1){1'b1}}};
+      if (l[BITS+SRB-1:SRB-1] == '0 || l[BITS+SRB-1:SRB-1] == '1) sr_term = SRT'($signed(l[SRB-1:0]));
+      else sr_term = l[BITS+SRB-1] ? -$signed(SRT'(1) <<< (SRB - 1)) : $signed((SRT'(1) <<< (SRB - 1)) - SRT'(1));
     end
   endfunction
 
@@ -619,7 +623,7 @@ module rl_engine #(
   logic signed [VB-1:0]   qa_v [NQ];
   logic [QW+1:0]          qb_t [NQ];  // {fits, sign, value} (rq_shift)
   logic signed [BITS-1:0] qc_y [NQ];
-  logic signed [SRB-1:0]  qd_t [NQ];
+  logic signed [SRT-1:0]  qd_t [NQ];
   logic                   qa_bias [NQ], qb_bias [NQ], qc_bias [NQ], qd_bias [NQ];  // UPDATE: the bias column
   logic signed [BITS-1:0] qa_old [NQ], qb_old [NQ], qc_old [NQ], qd_old [NQ];      // UPDATE: the value it updates
   logic [15:0]            qa_rnd [NQ], qb_rnd [NQ], qc_rnd [NQ];                  // UPDATE: its random bits
@@ -1201,7 +1205,7 @@ module rl_engine #(
       for (int j = 0; j < TN; j++) se_col_ok[j] <= sd.n0 + DW'(j) < DW'(d_n);
       if (sd.valid)
         for (int q = 0; q < NQ; q++) begin
-          qe_step[q] <= qd_sr[q][31] ? (qd_t[q] >>> qd_sr[q][9:5]) : qd_t[q];  // right, post
+          qe_step[q] <= SRB'(qd_sr[q][31] ? (qd_t[q] >>> qd_sr[q][9:5]) : qd_t[q]);  // right, post (fits SRB)
           qe_bias[q] <= qd_bias[q];
           qe_old[q] <= qd_old[q];
           qe_y[q] <= qd_y[q];
