@@ -230,7 +230,11 @@ class Project:
         plan = TrainingPlan(features, labels, order, sizes, shifts, self._steps, [steps - 1])
         extra: dict[str, Any] = {}
         if engine == "csim":
-            run = asyncio.run(RLHost(CsimDevice(self._csim(), layout.memory_bytes), layout).train(plan, self.state))
+            from dtlgen.progress import current, step_counter
+
+            with current().task("training steps on the C-simulated RL engine", total=steps) as bar:
+                run = asyncio.run(RLHost(CsimDevice(self._csim(), layout.memory_bytes), layout).train(
+                    plan, self.state, step_counter(bar)))
             weights, logits = run.weights, run.logits
             source = "C-simulation of the HLS RL engine through the host loop"
         else:

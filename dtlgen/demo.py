@@ -32,6 +32,7 @@ from dtlgen.dse.run import write_outputs as write_dse_outputs
 from dtlgen.csim import csim_project
 from dtlgen.generator.loader import load_rl_project
 from dtlgen.generator.project import generate_project, quantize_for_design
+from dtlgen.progress import as_progress
 from dtlgen.perf import Design
 from dtlgen.sim.project_sim import simulate_project, simulate_retraining
 from dtlgen.sim.rl_sim import TrainingPlan, golden_replay, plan_epochs
@@ -177,9 +178,10 @@ def run_demo(out_dir: Path | None = None, config: DemoConfig = DemoConfig(),
     # both engines keep the demo's precision (FE w_bits/a_bits, 16-bit RL), so the design the demo
     # builds and re-trains on is the one its accuracy and size figures describe.
     workload = Workload(len(task.test_y), len(task.retrain_y), config.epochs)
-    dse = run_dse(network, board, task.retrain_x[:16], None, config.dse_pop, config.dse_gens, config.seed + 1,
-                  space=Space(fe_w_bits=(config.w_bits,), fe_a_bits=(config.a_bits,), rl_bits=(config.rl_bits,)),
-                  workload=workload)
+    with as_progress(progress).task("NSGA-II generations", total=config.dse_gens) as bar:
+        dse = run_dse(network, board, task.retrain_x[:16], None, config.dse_pop, config.dse_gens, config.seed + 1,
+                      space=Space(fe_w_bits=(config.w_bits,), fe_a_bits=(config.a_bits,), rl_bits=(config.rl_bits,)),
+                      workload=workload, on_generation=bar.update)
     report = {
         "model": name,
         "task": {"source": "sklearn digits 8x8", "target": digits_task.TARGET_DESCRIPTION,

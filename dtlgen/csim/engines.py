@@ -16,6 +16,7 @@ which `CsimEngines` raises as a DesignError.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import importlib.util
@@ -31,6 +32,7 @@ import numpy as np
 
 from dtlgen.cache import ENTRIES, cache_limit_bytes, mark_used, sweep
 from dtlgen.errors import DesignError, DtlgenError, ToolMissingError
+from dtlgen.progress import current as current_progress
 
 CXX_FLAGS = ("-std=c++14", "-O2", "-fPIC", "-Wall", "-Wno-unknown-pragmas", "-Wno-unused-label",
              "-Wno-maybe-uninitialized", "-Wno-uninitialized", "-DDTL_CSIM_CHECKED")
@@ -131,6 +133,7 @@ def build(hls_dir: Path, cache: Path | None = None, instrument: Instrument | Non
     start = time.perf_counter()
     staging = out.with_name(out.name + f".tmp{os.getpid()}")
     jobs: list[tuple[str, subprocess.Popen]] = []
+    stack = contextlib.ExitStack()  # the progress bar, closed with the build
     try:
         _make_staging(staging, cache)
         source_dir = staging / "src"
@@ -147,11 +150,14 @@ def build(hls_dir: Path, cache: Path | None = None, instrument: Instrument | Non
         jobs = [(unit, subprocess.Popen([cxx, *flags, "-c", str(source_dir / unit), "-o", str(objects[unit])],
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
                 for unit in units]
+        bar = stack.enter_context(current_progress().task(f"compiling the HLS C++ with {_compiler_name(cxx)} (once "
+                                                          "per source hash)", total=len(units) + len(testbenches) + 1))
         for unit, job in jobs:
             output, _ = job.communicate()
             if job.returncode != 0:
                 raise DesignError(f"{_compiler_name(cxx)} could not compile {hls_dir / unit}:\n{_tail(output)}")
             _check_produced(cxx, objects[unit], f"compiling {unit}")
+            bar.advance()
         engine_objects = [str(objects[ENGINE_SOURCES[e]]) for e in engines]
         links = [[cxx, "-shared", "-o", str(staging / LIBRARY), *engine_objects, str(objects["csim_api.cpp"])]]
         links += [[cxx, "-o", str(staging / f"tb_{e}"), str(objects[TESTBENCHES[e]]), *engine_objects]
@@ -162,6 +168,7 @@ def build(hls_dir: Path, cache: Path | None = None, instrument: Instrument | Non
                 raise DesignError(f"linking the C-simulation failed ({' '.join(command[:3])} ...):\n"
                                   f"{_tail(done.stderr)}")
             _check_produced(cxx, Path(command[command.index("-o") + 1]), "linking")
+            bar.advance()
         for obj in objects.values():
             obj.unlink()
         try:
@@ -171,6 +178,7 @@ def build(hls_dir: Path, cache: Path | None = None, instrument: Instrument | Non
                 shutil.rmtree(out, ignore_errors=True)
                 staging.rename(out)
     finally:
+        stack.close()
         for _, job in jobs:
             if job.poll() is None:
                 job.kill()

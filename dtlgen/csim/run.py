@@ -36,6 +36,7 @@ from dtlgen.csim.engines import CsimDevice, CsimEngines, ap_types_dir
 from dtlgen.csim.hls_check import check_files
 from dtlgen.csim.hls_estimate import SOURCE as ESTIMATE_SOURCE, UnmodelledSchedule, hls_estimate
 from dtlgen.errors import DesignError
+from dtlgen.progress import current as current_progress, step_counter
 
 REPORT = "csim_report.json"
 SOURCE = "C-simulation: the project's HLS C++ compiled with g++ against hls4ml's ap_types headers (no Vitis HLS)"
@@ -184,7 +185,8 @@ def _retrain(engines: CsimEngines, rl: RLProject, steps: int) -> dict[str, Any]:
     plan = sample_plan(rl.features, rl.labels, layout.batch, steps, qnet.precision.lr_shift)
     host = RLHost(CsimDevice(engines, layout.memory_bytes), layout)
     start = time.perf_counter()
-    run = asyncio.run(host.train(plan, state))
+    with current_progress().task("training steps on the C-simulated RL engine", total=plan.steps) as bar:
+        run = asyncio.run(host.train(plan, state, step_counter(bar)))
     wall = time.perf_counter() - start
     mismatch = first_mismatch(run.weights, golden_replay(qnet, plan, state))
     return {"steps": plan.steps, "batch": layout.batch, "tm": layout.engine.tm, "tn": layout.engine.tn,

@@ -22,6 +22,7 @@ from dtlgen.errors import ToolMissingError
 from dtlgen.generator.fe_program import FEProgram
 from dtlgen.generator.rtl import RTL_SOURCES, TOP, rtl_dir, write_hex
 from dtlgen.isa.params import DdrTiming, FESimBuild
+from dtlgen.progress import current as current_progress
 from dtlgen.sim.netlist import HEADER as NETLIST_HEADER
 from dtlgen.sim.objcache import INCLUDE_ENV
 
@@ -92,9 +93,10 @@ def build_top(sources: list[Path], top: str, parameters: dict[str, object], pref
     os.environ.update(wrapper if include.is_dir() else {})
     try:
         runner = get_runner("verilator")
-        runner.build(sources=sources, hdl_toplevel=top, build_dir=build_dir, parameters=parameters,
-                     build_args=args, always=True,
-                     log_file=build_dir / "build.log")
+        with current_progress().task(f"building {top} in Verilator (once per parameter set: {build_dir.name})"):
+            runner.build(sources=sources, hdl_toplevel=top, build_dir=build_dir, parameters=parameters,
+                         build_args=args, always=True,
+                         log_file=build_dir / "build.log")
     except BaseException as exc:
         # An interrupted or failed build leaves no half-built folder in the cache.
         log = (build_dir / "build.log").read_text(errors="replace") if (build_dir / "build.log").exists() else ""
@@ -168,7 +170,8 @@ def run_image(memory: np.ndarray, desc_addr: int, desc_count: int, params: FESim
     env = {"DTLGEN_DESC_COUNT": str(desc_count), "DTLGEN_DESC_ADDR": str(desc_addr),
            "DTLGEN_MAX_CYCLES": str(max_cycles)}
     start = time.perf_counter()
-    passed = run_test(build_dir, TOP, test_module, test_path or sources_dir or rtl_dir(), workdir, env)
+    with current_progress().task(f"simulating the FE engine in RTL ({desc_count} descriptors)"):
+        passed = run_test(build_dir, TOP, test_module, test_path or sources_dir or rtl_dir(), workdir, env)
     run_s = time.perf_counter() - start
     if not passed or not (workdir / "dram_dump.hex").exists():
         raise RuntimeError(f"FE simulation failed in {workdir}:\n{sim_log_tail(workdir)}")

@@ -21,6 +21,8 @@ from dtlgen.host.rl_host import TrainingPlan
 from dtlgen.host.rl_program import RLLayout
 from dtlgen.isa.params import RLSimBuild, SimDram
 from dtlgen.perf.rl import DescriptorCycles, GemmLayer, RLConfig, step_cycles, step_schedule
+from dtlgen.progress import counted_file
+from dtlgen.progress import current as current_progress
 from dtlgen.quant import golden
 from dtlgen.quant.golden import RLState
 from dtlgen.quant.quantize import QuantizedNetwork
@@ -106,8 +108,11 @@ def simulate_training(layout: RLLayout, plan: TrainingPlan, state: RLState, work
     env = {"DTLGEN_RL_LAYOUT": str(workdir / "layout.json"), "DTLGEN_RL_PLAN": str(workdir / "plan.npz"),
            "DTLGEN_MAX_CYCLES": str(20 * predicted + 100_000), "DTLGEN_PAUSE_SEED": str(pause_seed)}
     start = time.perf_counter()
-    passed = run_test(build_dir, top, test_module, Path(test_folder).resolve() if test_folder else sources_dir,
-                      workdir, env)
+    with current_progress().task(f"training steps on the RL engine in RTL simulation ({layout.engine.tm}x"
+                                 f"{layout.engine.tn} array)", total=plan.steps) as bar, \
+            counted_file(workdir / "progress.steps", bar) as counter:
+        passed = run_test(build_dir, top, test_module, Path(test_folder).resolve() if test_folder else sources_dir,
+                          workdir, {**env, "DTLGEN_PROGRESS_FILE": str(counter)})
     wall = time.perf_counter() - start
     if not passed or not (workdir / "rl_result.npz").exists():
         raise RuntimeError(f"RL simulation failed in {workdir}:\n{sim_log_tail(workdir)}")

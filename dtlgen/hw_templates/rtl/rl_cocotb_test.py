@@ -73,7 +73,15 @@ async def train_and_record(host: RLHost, layout: RLLayout, data: dict, workdir: 
     plan = TrainingPlan(data["features"], data["labels"], data["order"], [int(s) for s in data["batch_sizes"]],
                         [int(s) for s in data["lr_shifts"]], int(data["first_step"]),
                         [int(s) for s in data["check_steps"]])
-    run = await host.train(plan, {name: (data[f"w_{name}"], data[f"b_{name}"]) for name in names}, after_step)
+    counter = os.environ.get("DTLGEN_PROGRESS_FILE")  # one byte a finished step, for the caller's progress bar
+
+    async def counted(k, result):
+        await after_step(k, result)
+        if counter:
+            with open(counter, "a") as steps:
+                steps.write(".")
+
+    run = await host.train(plan, {name: (data[f"w_{name}"], data[f"b_{name}"]) for name in names}, counted)
     out = {f"step{k}_{kind}_{name}": value for k, state in run.weights.items()
            for name, (w, b) in state.items() for kind, value in (("w", w), ("b", b))}
     np.savez(workdir / "rl_result.npz", cycles=run.cycles, logits=run.logits, **out)
