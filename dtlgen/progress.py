@@ -176,3 +176,4 @@ def counted_file(path: Path, handle: TaskHandle, period: float = 0.5) -> Iterato
         thread.join()
         with contextlib.suppress(OSError):
             handle.update(path.stat().st_size)
+        path.unlink(missing_ok=True)  # (the simulator's folder is published into the project: no litter)

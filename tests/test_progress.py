@@ -69,4 +69,4 @@ def test_a_step_file_moves_the_bar(tmp_path):
             with open(path, "a") as f:
                 f.write(".")
         time.sleep(0.05)
-    assert handle.completed == 3
+    assert handle.completed == 3 and not path.exists()
