@@ -1,0 +1,81 @@
+"""The seeded-weight generator: frozen weights as a pure function of (seed, layer, index).
+
+A seeded layer (issue 18, ReFrame) stores no weights: the golden model, the HLS C++ and the RTL all
+regenerate them from the model's seed, the layer's number and the weight's index with this one
+generator, defined here and mirrored bit for bit by `hw_templates/hls/dtl_seeded.h` and
+`hw_templates/rtl/dtl_seeded.sv` (tests/isa/test_seeded.py holds the three equal and checks the
+statistics).
+
+Counter-based, so any tile's weights come without stepping through the ones before it:
+- `mix32(x)`: a bijective 32-bit mixer (two multiplies, three xor-shifts: "lowbias32", bias about
+  0.17 on the avalanche measure);
+- the layer's key: `mix32(seed ^ mix32(layer + GOLDEN))`;
+- word n of the layer: `mix32(key + n * GOLDEN)` (a Weyl sequence into the mixer, as SplitMix does):
+  for a fixed key, distinct n below 2^32 give distinct words (both maps are bijections), so a layer
+  has 2^32 words (2^37 ±1 weights, 2^34 4-bit ones) before any repeats; one VGG-16 layer needs 2.36 M
+  weights;
+- values from a word, lowest field first: `sign` (32 weights a word, bit 1 → +1, 0 → −1) or
+  `int<b>` (32 // b fields of b bits, two's complement: uniform over −2^(b−1) .. 2^(b−1) − 1).
+
+In hardware a word is one pipelined mixer (two 32×32 multiplies): one word a cycle gives 32 ±1 or
+eight 4-bit weights, as many as an 8-byte memory port delivers of stored ones.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MASK = 0xFFFF_FFFF
+GOLDEN = 0x9E37_79B9  # 2^32 / the golden ratio, odd
+MULT_A, MULT_B = 0x7FEB_352D, 0x846C_A68B
+KINDS = ("sign", "int2", "int3", "int4", "int5", "int6", "int7", "int8")
+
+
+def mix32(x):
+    """The mixer on uint32 values (a Python int or a numpy array), as uint32 / int."""
+    x = np.asarray(x, dtype=np.uint64) & MASK
+    x ^= x >> np.uint64(16)
+    x = (x * np.uint64(MULT_A)) & np.uint64(MASK)
+    x ^= x >> np.uint64(15)
+    x = (x * np.uint64(MULT_B)) & np.uint64(MASK)
+    x ^= x >> np.uint64(16)
+    return x.astype(np.uint32)
+
+
+def layer_key(seed: int, layer: int) -> int:
+    """The key of layer number `layer` (0 .. 2^32 − 1) of a model seeded with `seed` (0 .. 2^32 − 1)."""
+    for name, value in (("seed", seed), ("layer", layer)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= MASK:
+            raise ValueError(f"{name} {value!r}: an integer from 0 to 2^32 - 1")
+    return int(mix32(int(seed) ^ int(mix32((int(layer) + GOLDEN) & MASK))))
+
+
+def words(key: int, start: int, count: int) -> np.ndarray:
+    """Words start .. start + count − 1 of the layer with `key`, as uint32."""
+    n = (np.arange(start, start + count, dtype=np.uint64) & np.uint64(MASK))
+    return mix32((np.uint64(key) + n * np.uint64(GOLDEN)) & np.uint64(MASK))
+
+
+def per_word(kind: str) -> int:
+    """Weights one word gives: 32 signs, or 32 // b fields of b bits."""
+    if kind not in KINDS:
+        raise ValueError(f"kind {kind!r}: one of {', '.join(KINDS)}")
+    return 32 if kind == "sign" else 32 // int(kind[3:])
+
+
+def weights(seed: int, layer: int, count: int, kind: str = "sign", start: int = 0) -> np.ndarray:
+    """Weights start .. start + count − 1 of a seeded layer, as int64: ±1 for `sign`, b-bit two's
+    complement integers for `int<b>`."""
+    k = per_word(kind)
+    first, last = start // k, (start + count + k - 1) // k
+    w = words(layer_key(seed, layer), first, last - first).astype(np.uint64)
+    if kind == "sign":
+        bits = (w[:, None] >> np.arange(32, dtype=np.uint64)) & np.uint64(1)
+        values = bits.astype(np.int64) * 2 - 1
+    else:
+        b = int(kind[3:])
+        fields = (w[:, None] >> (np.arange(k, dtype=np.uint64) * np.uint64(b))) & np.uint64((1 << b) - 1)
+        values = fields.astype(np.int64)
+        values -= (values >> (b - 1)) << b  # two's complement
+    values = values.reshape(-1)
+    return values[start - first * k:start - first * k + count]
