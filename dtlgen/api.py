@@ -49,8 +49,9 @@ def list_boards() -> list[str]:
 
 
 def load_model(model: Any, input_shape: tuple[int, ...] | None = None, *, retrain_last: int | None = None,
-               split: str | int | None = None, name: str | None = None, weights: str | Path | None = None
-               ) -> Network:
+               split: str | int | None = None, name: str | None = None, weights: str | Path | None = None,
+               seeded: str | list[str] | None = None, source: tuple[np.ndarray, np.ndarray] | None = None,
+               weight_seed: int = 1, seeded_kind: str = "sign", epochs: int = 40) -> Network:
     """A model as dtlgen's Network IR, with the layers before the split frozen (the FE engine's) and
     the rest retrainable (the RL engine's).
 
@@ -61,6 +62,12 @@ def load_model(model: Any, input_shape: tuple[int, ...] | None = None, *, retrai
     model's own split, and leaves a module all frozen (with a warning). `weights` is a state_dict file
     (torch.save(model.state_dict(), PATH)) loaded into a MODEL string's model, safely (weights_only);
     a module carries its own weights.
+
+    `seeded` ("auto": every frozen conv; or a list of frozen conv layer names) replaces those convs by
+    seeded ones (`dtlgen.model.seeded`: weights from `weight_seed` and the layer's number, of
+    `seeded_kind`), in a copy of the model, and trains the copy's learnable parameters (the seeded convs'
+    scales and biases, BatchNorms, the other layers) on `source` = (x, y), the source task's float inputs
+    and integer labels, for `epochs` epochs (Adam, cross-entropy).
     """
     import warnings
 
@@ -70,6 +77,8 @@ def load_model(model: Any, input_shape: tuple[int, ...] | None = None, *, retrai
     if retrain_last is not None and split is not None:
         raise ModelSpecError("give retrain_last or split, not both")
     wanted = {"retrain_last": retrain_last} if retrain_last is not None else split
+    if seeded is not None:
+        return _seeded_model(model, input_shape, wanted, name, weights, seeded, source, weight_seed, seeded_kind, epochs)
     if isinstance(model, str):
         if input_shape is not None:
             raise ModelSpecError(f"input_shape is for a module; '{model}' names its own input shape")
@@ -91,6 +100,61 @@ def load_model(model: Any, input_shape: tuple[int, ...] | None = None, *, retrai
                                     "re-trains on the device; pass retrain_last=K or split=NAME"), stacklevel=2)
         return network.with_split(len(network.layers))
     return network.with_split(models.resolve_split(network, wanted, "the split"))
+
+
+def _seeded_model(model: Any, input_shape: Any, wanted: Any, name: str | None, weights: Any, seeded: Any,
+                  source: Any, weight_seed: Any, kind: Any, epochs: Any) -> Network:
+    """`load_model` with `seeded`: the model's frozen convs seeded in a copy, trained on `source`."""
+    import copy
+
+    from dtlgen import model as models
+    from dtlgen.errors import ModelSpecError, require_int
+    from dtlgen.isa import seeded as isa_seeded
+    from dtlgen.model.digits_task import pretrain
+    from dtlgen.model.seeded import seed_convs
+
+    if isinstance(model, str):
+        if input_shape is not None:
+            raise ModelSpecError(f"input_shape is for a module; '{model}' names its own input shape")
+        from dtlgen.model.factory import call_factory
+
+        result = call_factory(model)
+        if weights is not None:
+            models.load_weights(result.module, weights, result.origin)
+        module, shape, label = result.module, result.input_shape, result.name
+        wanted = wanted if wanted is not None else result.split
+    else:
+        import torch.nn as nn
+
+        if not isinstance(model, nn.Module):
+            raise ModelSpecError(f"model is a {type(model).__name__}: give a torch.nn.Module or a MODEL string")
+        if weights is not None:
+            raise ModelSpecError("weights is for a MODEL string; a module carries its weights")
+        module, shape, label = copy.deepcopy(model), _shape(input_shape), name or type(model).__name__.lower()
+    if wanted is None:
+        raise ModelSpecError("seeded needs a split (retrain_last=K or split=NAME): only frozen convs are seeded")
+    if kind not in isa_seeded.KINDS:
+        raise ModelSpecError(f"seeded_kind {kind!r}: one of {', '.join(isa_seeded.KINDS)}")
+    require_int(weight_seed, "weight_seed", 0, isa_seeded.MASK)
+    require_int(epochs, "epochs", 1, 10_000)
+    if source is None or not isinstance(source, tuple) or len(source) != 2:
+        raise ModelSpecError("seeded convs start with untrained scales: give source=(x, y), the source task's "
+                             "inputs and labels, to train them")
+    network = models.import_module(module, shape, label)
+    network = network.with_split(models.resolve_split(network, wanted, "the split"))
+    frozen = [layer.name for layer in network.frozen_layers if layer.op == "conv2d"]
+    names = frozen if seeded == "auto" else seeded
+    if not isinstance(names, list) or not names or any(n not in frozen for n in names):
+        raise ModelSpecError(f"seeded is {seeded!r}: \"auto\" or a list of frozen conv layers ({', '.join(frozen)})")
+    x = check_batch(source[0], shape, "source x")
+    y = check_labels(source[1], len(x), output_classes(network), "source y")
+    try:
+        seed_convs(module, [network.layer(n).module_path for n in names], weight_seed, kind)
+    except ValueError as exc:
+        raise ModelSpecError(f"seeded: {exc}") from None
+    pretrain(module, x, y, epochs, seed=0)
+    seeded_net = models.import_module(module, shape, label)
+    return seeded_net.with_split(models.resolve_split(seeded_net, wanted, "the split"))
 
 
 def explore(network: Network, board: str = "pynq-z2", *, pop: int = 40, gens: int = 20, seed: int = 1,

@@ -26,6 +26,7 @@ from dtlgen.progress import Progress, RichProgress, using
 from rich.table import Table
 
 from dtlgen.errors import DesignError, DtlgenError, DtlgenWarning
+from dtlgen.isa.seeded import KINDS as SEEDED_KINDS
 
 # Pipes and CI logs get wide tables instead of rich's 80-column default; terminals keep their width.
 _out = Console(width=None if sys.stdout.isatty() else 200)
@@ -486,11 +487,31 @@ def _bitstream_rows(report: dict) -> list[list[str]]:
              f"{b['fmax_mhz']:.1f} MHz vs {b['clock_mhz']:g} MHz ({'met' if b['timing_met'] else 'NOT met'})"]]
 
 
+def _seeded_rows(report: dict) -> list[list[str]]:
+    seeded = report.get("seeded")
+    if seeded is None:
+        return []
+    sent, frozen = seeded["transmitted_bytes"], seeded["pretrained_frozen"]
+    rows = [[f"seeded {seeded['kind']} convs ({', '.join(seeded['layers'])}): bytes to send (seeds + learnable)",
+             f"{sent['seeds']:,} + {sent['learnable']:,} = {sent['total']:,} B"],
+            ["  vs the pretrained-frozen hybrid model",
+             f"{seeded['hybrid_bytes']:,} B: {100 * seeded['transmitted_reduction']:.1f} % less (its retrainable "
+             f"layers alone {seeded['retrainable_bytes']:,} B)"],
+            ["  target accuracy, fixed point: seeded / pretrained-frozen",
+             f"{100 * seeded['acc_fixed']:.2f} % / {100 * frozen['acc_fixed']:.2f} % "
+             f"({seeded['fixed_vs_pretrained_frozen_pt']:+.2f} pt)"]]
+    if "acc_device" in seeded:
+        rows.append(["  seeded, after RTL re-training vs pretrained-frozen (golden)",
+                     f"{100 * seeded['acc_device']:.2f} % ({seeded['device_vs_pretrained_frozen_pt']:+.2f} pt)"])
+    return rows
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from dtlgen.demo import DemoConfig, run_demo
 
-    config = DemoConfig(board=args.board, bitstream=args.bitstream,
-                        **({"epochs": args.epochs} if args.epochs is not None else {}))
+    config = DemoConfig(board=args.board, bitstream=args.bitstream, seeded=args.seeded or args.seeded_kind is not None,
+                        **({"epochs": args.epochs} if args.epochs is not None else {}),
+                        **({"seeded_kind": args.seeded_kind} if args.seeded_kind is not None else {}))
     progress = _progress(args)
     report = run_demo(Path(args.out), config, progress, force=args.force)
     if args.json:
@@ -508,7 +529,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
          ["fixed - float", f"{100 * (r['acc_fixed'] - r['acc_float']):+.2f} pt"],
          ["size fp32", f"{sizes['fp32']:,} B"],
          ["size uniform 16-bit", f"{sizes['uniform16']:,} B"],
-         ["size hybrid (FE %d-bit, RL %d-bit)" % (report["precision"]["w_bits"], report["precision"]["rl_bits"]),
+         ["size hybrid (FE %d-bit%s, RL %d-bit)" % (report["precision"]["w_bits"],
+                                                     ", seeded weights at their own width, scales 16-bit"
+                                                     if "seeded" in report else "", report["precision"]["rl_bits"]),
           f"{sizes['hybrid']:,} B"],
          ["reduction vs fp32 / vs uniform 16-bit", f"{100 * red['vs_fp32']:.1f} % / {100 * red['vs_uniform16']:.1f} %"],
          ["FE feature SQNR / logit KL (test set)",
@@ -519,7 +542,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"{d['predicted']['fe_gops']:.2f} / {d['predicted']['rl_gops']:.2f}"],
          ["  DSP / BRAM18 / LUT", f"{d['predicted']['dsp']} / {d['predicted']['bram18']} / {d['predicted']['lut']}"],
          [f"design clock: {report['clock']['basis']}", f"{report['clock']['mhz']:g} MHz"],
-         *_sim_rows(report)],
+         *_sim_rows(report), *_seeded_rows(report)],
         caption=f"{r['steps']} training steps of batch {r['batch']} on {r['retrain_samples']} target images, "
                 f"tested on {r['test_samples']} held-out ones. Source: {report['figures_from']}. "
                 f"DSE: {dse['evaluations']} evaluations, {dse['front_size']} Pareto points in {dse['out_dir']}. "
@@ -655,6 +678,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--board", default="pynq-z2", help="board to explore and generate for (default %(default)s)")
     p.add_argument("--bitstream", action="store_true",
                    help="ECP5 boards: also build the knee design's bitstream with the open flow (tens of minutes)")
+    p.add_argument("--seeded", action="store_true",
+                   help="seed the frozen convs (weights regenerated from a seed, scales and biases learnt) and "
+                        "compare with the pretrained-frozen model")
+    p.add_argument("--seeded-kind", choices=SEEDED_KINDS, default=None,
+                   help="the seeded weights: sign (+-1, the default) or intB (B-bit integers); implies --seeded")
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.set_defaults(func=cmd_demo)
 

@@ -15,6 +15,7 @@ reported next to the golden model's and float's (with an output directory).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,8 +39,9 @@ from dtlgen.sim.project_sim import simulate_project, simulate_retraining
 from dtlgen.sim.rl_sim import TrainingPlan, golden_replay, plan_epochs
 from dtlgen.model import import_module, load_factory, resolve_split
 from dtlgen.model import digits_task
+from dtlgen.model.seeded import seed_convs
 from dtlgen.quant import golden, reference
-from dtlgen.quant.metrics import info_loss, model_size_bytes
+from dtlgen.quant.metrics import info_loss, model_size_bytes, transmitted_bytes
 from dtlgen.quant.quantize import PrecisionConfig, QuantizedNetwork, quantize
 
 Progress = Callable[[str], None]
@@ -67,6 +69,9 @@ class DemoConfig:
     dse_pop: int = 40
     dse_gens: int = 20
     check_steps: int = 20  # RTL re-training: weights read back and compared after each of these steps
+    seeded: bool = False  # the frozen convs seeded (issue 18): weights from (weight_seed, layer), scales learnt
+    seeded_kind: str = "sign"
+    weight_seed: int = 1
 
     def lr_shift_at(self, epoch: int) -> int:
         return self.lr_shift + sum(epoch >= e for e in self.lr_decay_epochs)
@@ -150,6 +155,55 @@ def device_retrain(project: Path, network, design: Design, task: digits_task.Dig
                             "weights evaluated on the target test set by the golden model's forward pass"}
 
 
+def _pretrained(task: digits_task.DigitsTask, config: DemoConfig, progress: Progress,
+                seeded: bool = False) -> tuple[Any, QuantizedNetwork, dict[str, Any]]:
+    """The demo model pre-trained on the source environment (with `seeded`, its frozen convs replaced by
+    seeded ones first, so that pre-training learns their scales and biases), imported, quantised, and its
+    retrainable layers re-trained on the target environment in float64 and in the golden model."""
+    module, input_shape, split, name = load_factory(config.model)
+    if seeded:
+        frozen = import_module(module, input_shape, name)
+        frozen = frozen.with_split(resolve_split(frozen, split))
+        paths = [layer.module_path for layer in frozen.frozen_layers if layer.op == "conv2d"]
+        seed_convs(module, paths, config.weight_seed, config.seeded_kind)
+    what = "with seeded frozen convs " if seeded else ""
+    progress(f"pre-training {name} {what}on the source environment ({len(task.source_y)} images)")
+    digits_task.pretrain(module, task.source_x, task.source_y, config.pretrain_epochs, config.seed)
+    network = import_module(module, input_shape, name)
+    network = network.with_split(resolve_split(network, split))
+    progress("quantising with hybrid precision (calibration on the re-training set)")
+    qnet = quantize(network, task.retrain_x, config.precision(), task.retrain_y)
+    progress(f"re-training {', '.join(l.name for l in network.retrainable_layers)} on the target environment "
+             "(float64 and fixed-point golden model)")
+    return network, qnet, retrain(qnet, task, config)
+
+
+def seeded_section(qnet: QuantizedNetwork, config: DemoConfig, baseline: dict[str, Any],
+                   baseline_sizes: dict[str, int], result: dict[str, Any]) -> dict[str, Any]:
+    """The report's `seeded` section: what sending the seeded model costs against the pretrained-frozen
+    hybrid model, and the two models' target accuracies after the same re-training."""
+    sent = transmitted_bytes(qnet)
+    layers = [layer for layer in qnet.network.layers if layer.seed is not None]
+    head = sum(math.ceil((layer.weight.size * qnet.layers[layer.name].w_fmt.bits
+                          + layer.bias.size * qnet.layers[layer.name].b_fmt.bits) / 8)
+               for layer in qnet.rl_layers if layer.has_weights)
+    return {
+        "layers": [layer.name for layer in layers], "kind": config.seeded_kind, "weight_seed": config.weight_seed,
+        "seeded_weights": int(sum(layer.weight.size for layer in layers)),
+        "transmitted_bytes": sent, "hybrid_bytes": baseline_sizes["hybrid"],
+        "transmitted_reduction": 1 - sent["total"] / baseline_sizes["hybrid"],
+        "retrainable_bytes": head,
+        "best_reduction_with_this_head": 1 - head / baseline_sizes["hybrid"],
+        "pretrained_frozen": {key: baseline[key] for key in ("acc_float", "acc_fixed")},
+        "acc_float": result["acc_float"], "acc_fixed": result["acc_fixed"],
+        "fixed_vs_pretrained_frozen_pt": 100 * (result["acc_fixed"] - baseline["acc_fixed"]),
+        "figures_from": "bytes: parameter counts x stored bit widths, seeds 4 bytes each and 5 per seeded layer; "
+                        "accuracies: the golden model's re-training of both models on identical batches (and the "
+                        "RTL re-training's read-back weights, acc_device); the FE engines still load the generated "
+                        "weights from DRAM (on-chip generation is not built yet)",
+    }
+
+
 def run_demo(out_dir: Path | None = None, config: DemoConfig = DemoConfig(),
              progress: Progress = lambda message: None, force: bool = False) -> dict[str, Any]:
     """Run every demo stage; write `out_dir/demo_report.json` (atomically) when `out_dir` is given."""
@@ -162,16 +216,12 @@ def run_demo(out_dir: Path | None = None, config: DemoConfig = DemoConfig(),
                          "on a machine with Vivado")
     progress("loading the digits task (scikit-learn's 8x8 handwritten digits)")
     task = digits_task.load_digits_task(config.seed)
-    module, input_shape, split, name = load_factory(config.model)
-    progress(f"pre-training {name} on the source environment ({len(task.source_y)} images)")
-    digits_task.pretrain(module, task.source_x, task.source_y, config.pretrain_epochs, config.seed)
-    network = import_module(module, input_shape, name)
-    network = network.with_split(resolve_split(network, split))
-    progress("quantising with hybrid precision (calibration on the re-training set)")
-    qnet = quantize(network, task.retrain_x, config.precision(), task.retrain_y)
-    progress(f"re-training {', '.join(l.name for l in network.retrainable_layers)} on the target environment "
-             "(float64 and fixed-point golden model)")
-    retrain_result = retrain(qnet, task, config)
+    network, qnet, retrain_result = _pretrained(task, config, progress)
+    seeded = None
+    if config.seeded:  # the pretrained-frozen model above is the baseline; the seeded one runs the chain
+        baseline_result, baseline_sizes = retrain_result, model_size_bytes(qnet)
+        network, qnet, retrain_result = _pretrained(task, config, progress, seeded=True)
+        seeded = seeded_section(qnet, config, baseline_result, baseline_sizes, retrain_result)
     sizes = model_size_bytes(qnet)
     progress(f"design-space exploration on {board.name} (NSGA-II, pop {config.dse_pop} x {config.dse_gens} gens)")
     # The demo's workload: infer the target test set, re-train on the target set for the demo's epochs;
@@ -183,7 +233,7 @@ def run_demo(out_dir: Path | None = None, config: DemoConfig = DemoConfig(),
                       space=Space(fe_w_bits=(config.w_bits,), fe_a_bits=(config.a_bits,), rl_bits=(config.rl_bits,)),
                       workload=workload, on_generation=bar.update)
     report = {
-        "model": name,
+        "model": network.name,
         "task": {"source": "sklearn digits 8x8", "target": digits_task.TARGET_DESCRIPTION,
                  "source_train": int(len(task.source_y))},
         "source_accuracy": digits_task.accuracy(
@@ -202,6 +252,8 @@ def run_demo(out_dir: Path | None = None, config: DemoConfig = DemoConfig(),
         "figures_from": "accuracies: numpy float64 reference and the bit-true integer golden model; "
                         "sizes: parameter counts x bit widths",
     }
+    if seeded is not None:
+        report["seeded"] = seeded
     if out_dir is not None:
         with atomic_directory(Path(out_dir), KIND, force) as staging:
             write_dse_outputs(staging / "dse", dse, board, network, "knee", config.dse_pop, config.dse_gens,
@@ -225,6 +277,10 @@ def run_demo(out_dir: Path | None = None, config: DemoConfig = DemoConfig(),
                      f"design's {design.rl.tm}x{design.rl.tn} RL engine")
             report["device_retrain"] = device_retrain(project, network, design, task, config,
                                                       retrain_result["acc_float"], progress)
+            if seeded is not None:
+                seeded["acc_device"] = report["device_retrain"]["acc_device"]
+                seeded["device_vs_pretrained_frozen_pt"] = 100 * (seeded["acc_device"]
+                                                                  - seeded["pretrained_frozen"]["acc_fixed"])
             if config.bitstream:
                 progress(f"building the knee design's {board.name} bitstream (yosys, nextpnr, ecppack)")
                 start = time.perf_counter()

@@ -104,3 +104,32 @@ def test_demo_bitstream_for_ulx3s(tmp_path):
     assert b["fmax_mhz"] > 0 and b["utilisation"]["lut4"] <= b["available"]["lut4"]
     saved = json.loads((out / "project" / "report.json").read_text())
     assert saved["post_route"]["utilisation"] == b["utilisation"]
+
+
+def test_seeded_demo_reports_the_bytes_sent_against_the_pretrained_frozen_model():
+    """A short seeded demo without an output folder: the pretrained-frozen model, then the seeded one,
+    and the report's `seeded` section built from both (the figures themselves: -m slow below)."""
+    config = DemoConfig(seeded=True, pretrain_epochs=2, epochs=1, dse_pop=8, dse_gens=1)
+    report = run_demo(None, config)
+    seeded = report["seeded"]
+    assert seeded["layers"] == ["conv1", "conv2", "conv3", "conv4"] and seeded["kind"] == "sign"
+    assert seeded["seeded_weights"] == 16 * 9 + 32 * 16 * 9 + 64 * 32 * 9 + 64 * 64 * 9
+    sent = seeded["transmitted_bytes"]
+    assert sent["seeds"] == 4 + 4 * 5 and sent["total"] == sent["seeds"] + sent["learnable"]
+    assert seeded["retrainable_bytes"] < sent["learnable"] < seeded["hybrid_bytes"]
+    assert seeded["transmitted_reduction"] == pytest.approx(1 - sent["total"] / seeded["hybrid_bytes"])
+    assert seeded["transmitted_reduction"] < seeded["best_reduction_with_this_head"]
+    assert report["per_layer"]["conv1"]["s_frac"] is not None  # the seeded model ran the chain
+
+
+@pytest.mark.slow
+def test_seeded_demo_end_to_end(tmp_path):
+    """python -m pytest -m slow tests/test_demo.py::test_seeded_demo_end_to_end (about 4 min): the seeded
+    model within 2 pt of the pretrained-frozen one after re-training, in the golden model and on the
+    RTL-simulated RL engine, its FE bit-exact in RTL and on the model."""
+    report = run_demo(tmp_path / "run", DemoConfig(seeded=True))
+    seeded = report["seeded"]
+    assert abs(seeded["fixed_vs_pretrained_frozen_pt"]) <= 2 and abs(seeded["device_vs_pretrained_frozen_pt"]) <= 2
+    total = report["sim"]["totals"]["fe"]
+    assert total["bit_exact"] and total["measured_cycles"] == total["predicted_cycles"]
+    assert report["device_retrain"]["bit_exact"]

@@ -187,8 +187,7 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
         mult, shift = op_of(layer).descriptor_scale(layer, lq, fixed)
         if kind == KIND_CONV:
             if image0 == 0:  # a layer's later descriptors read the same weights and biases
-                weights[op.name] = (place(np.asarray(lq.bias, dtype=np.int64).astype("<i4").view(np.uint8)),
-                                    place(_tile_ordered_weights(lq.weight, op, cfg, bus_bytes)))
+                weights[op.name] = (place(_bias_table(lq, op.m)), place(_tile_ordered_weights(lq.weight, op, cfg, bus_bytes)))
             bias_addr, second = weights[op.name]
         elif kind == KIND_ADD:  # both operands shifted up to the finer frac, then requantised
             shifts = lq.align_shifts[0] | lq.align_shifts[1] << 8
@@ -214,7 +213,7 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
         several = op.total_images > 1  # the image strides (0 for one image)
         descriptors.append(isa.encode(
             f"FE descriptor of '{op.name}'", kind=kind, act=ACTIVATION_CODES[layer.activation], pool=int(bool(op.pool)),
-            depthwise=int(op.depthwise), n=op.n, m=op.m, h=op.h, w=op.w, r=op.r, c=op.c, k=op.k, s=op.s, p=op.p,
+            depthwise=int(op.depthwise), scaled=int(op.scaled), n=op.n, m=op.m, h=op.h, w=op.w, r=op.r, c=op.c, k=op.k, s=op.s, p=op.p,
             shift=shift, six=six, mult=mult, in_addr=source + image0 * in_stride, second_addr=second,
             bias_addr=bias_addr, out_addr=out_addr, sa=shifts & 0xFF, sb=shifts >> 8, more_images=op.images - 1,
             plane=int(isa.loads_planes(op.k, op.s, op.p, op.h, op.w, op.r, op.c, cfg.tr, cfg.tc, op.keep)),
@@ -235,6 +234,16 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
         memory[addr:addr + len(data)] = data
     program.memory = memory
     return program
+
+
+def _bias_table(lq, m: int) -> np.ndarray:
+    """A conv's bias table in memory (`dtlgen.isa.fe.bias_table_words`): M 32-bit biases, and for a seeded
+    conv its scales after them, from the next TABLE_ALIGN_WORDS boundary (uint8)."""
+    words = np.zeros(isa.bias_table_words(m, lq.scale is not None), dtype=np.int64)
+    words[:m] = lq.bias
+    if lq.scale is not None:
+        words[len(words) - m:] = lq.scale
+    return words.astype("<i4").view(np.uint8)
 
 
 def _producer(network, name: str, region: dict[str, int]) -> str:
@@ -296,8 +305,9 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
             raise DesignError(f"{where} {problem}; the project's memory image or program.json was changed: "
                               "regenerate it with 'dtlgen generate'")
 
-        if kind not in isa.KINDS or act > 2 or isa.reserved_bits(raw):
-            refuse(f"has an unknown kind ({kind}) or activation ({act}), or bits set outside its fields")
+        if kind not in isa.KINDS or act > 2 or isa.reserved_bits(raw) or (d["scaled"] and kind != KIND_CONV):
+            refuse(f"has an unknown kind ({kind}) or activation ({act}), a scale on an op that is not a "
+                   "convolution, or bits set outside its fields")
         window = isa.window_problem(kind, k, s, r, c, *tiles) if min(k, s, r, c) >= 1 else None
         if min(n, m, h, wd, r, c, k, s) < 1 or window or p >= k or m > m_max:
             refuse(f"has N={n} M={m} H={h} W={wd} R={r} C={c} K={k} S={s} P={p}, outside the engine's limits "
@@ -356,7 +366,8 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
         out_span = (total - 1) * d["out_stride"] + int(np.prod(sample))
         ranges = [("input", d["in_addr"], in_span), ("output", d["out_addr"], out_span)]
         if kind == KIND_CONV:
-            ranges += [("weights", d["second_addr"], weights), ("biases", d["bias_addr"], 4 * m)]
+            ranges += [("weights", d["second_addr"], weights),
+                       ("biases", d["bias_addr"], 4 * isa.bias_table_words(m, bool(d["scaled"])))]
         elif kind == KIND_ADD:
             ranges.append(("second input", d["second_addr"], in_span))
         for what, addr, count in ranges:
@@ -369,7 +380,7 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
         if op.get("kind") != kind_name:
             refuse(f"is a {kind_name}, but program.json calls it a {op.get('kind')}")
         decoded.append(FEOp(op["name"], kind_name, n, h, wd, m, r, c, k, s, p, bool(depthwise), 2 if pool else 0,
-                            images=images, groups=groups, keep=bool(d["keep"])))
+                            images=images, groups=groups, keep=bool(d["keep"]), scaled=bool(d["scaled"])))
     # kept inputs must fit the input banks of the engine sized for these ops (what build_fe_program gives)
     engine = FEConfig(tm, tn, *tiles)
     words = keep_words(engine, bus_bytes, decoded)

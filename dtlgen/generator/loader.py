@@ -30,7 +30,7 @@ from dtlgen.generator.rl_program import plan_rl
 from dtlgen.generator.rtl import rtl_dir
 from dtlgen.host.rl_program import RLLayout
 from dtlgen.isa import fe as isa_fe
-from dtlgen.isa.params import CoreParams, FESimBuild, SimDram
+from dtlgen.isa.params import FE_BUFFER_SIZING, CoreParams, FESimBuild, SimDram
 from dtlgen.model.data import NpzWording, read_arrays
 from dtlgen.perf import Design, load_design
 from dtlgen.perf.fe import FEOp, engine_params, op_cycles
@@ -354,11 +354,11 @@ def check_ecp5(data: ProjectData, rl: RLProject | None) -> dict[str, Any]:
     except ValueError as exc:
         raise DesignError(f"{exc}; {FIX}") from None
     # the simulation's FE engine with the core's buffer sizing; the RL engine the layout plans
-    sized = replace(data.params.fe, k_max=core.fe.k_max, s_max=core.fe.s_max, has_add=core.fe.has_add)
+    sized = replace(data.params.fe, **{key: getattr(core.fe, key) for key in FE_BUFFER_SIZING})
     want = CoreParams(sized, rl.layout.engine if rl is not None else None, core.mem_bytes, core.rl_base,
                       core.clks_per_bit)
     _check_same(core.to_dict(), want.to_dict(), f"{where}: core.{{}}", "the design gives")
-    if not (1 <= core.fe.k_max <= 7 and 1 <= core.fe.s_max <= 4 and core.fe.has_add in (0, 1)
+    if not (1 <= core.fe.k_max <= 7 and 1 <= core.fe.s_max <= 4 and core.fe.has_add in (0, 1) and core.fe.has_scale in (0, 1)
             and core.clks_per_bit >= 1 and core.mem_bytes & (core.mem_bytes - 1) == 0
             and 0 < core.rl_base <= core.mem_bytes):
         raise DesignError(f"{where}: the core's buffer and memory parameters are outside what the board design "

@@ -1,6 +1,6 @@
 """The FE engine's descriptor (64 bytes, little-endian 32-bit words) and the limits it implies.
 
-w0 kind | act << 4 | fused pool << 6 | depthwise << 7; w1 N | M << 16; w2 H | W << 16; w3 R | C << 16;
+w0 kind | act << 4 | fused pool << 6 | depthwise << 7 | scaled << 8; w1 N | M << 16; w2 H | W << 16; w3 R | C << 16;
 w4 K | S << 8 | P << 16 | shift << 24 (signed); w5 six (signed 16) | average-pool multiplier << 16;
 w6 input address; w7 weight address (an add's second input); w8 bias address; w9 output address;
 w10 the add's operand shifts sa | sb << 8; w11 more_images (b − 1) | plane << 8 | keep << 9 | more_groups
@@ -51,6 +51,12 @@ the second group's, whose offset comes from in_gstride, among the descriptor's l
 dispatches trip 0 at least 4 cycles after the descriptor's last beat, which its first load covers on
 any memory of 2 or more cycles' latency (no cycle model term).
 
+Per-channel scale (`scaled`, a seeded convolution's: issue 18): the output stage multiplies output
+channel m's accumulator by its own signed SCALE_BITS-bit scale, then adds its bias (acc · scale[m] +
+bias[m] in 48 bits, where other ops take the descriptor's `mult`). Its bias table holds the M bias words
+zero-padded to a multiple of TABLE_ALIGN_WORDS, then the M scales, one sign-extended 32-bit word each
+(`bias_table_words`); the engine reads both in one request.
+
 A conv's weights in memory, trip by trip (m tile outer, n tile inner; a depthwise conv: m tiles):
 K·K tap rows in (kr, kc) order, each the tap's tm_e × wn weights in (m, n) order (wn = tn_e, or 1
 for a depthwise conv), zero-padded to whole bus beats (`weight_row_bytes`), so that a beat never
@@ -80,11 +86,14 @@ OUTPUT_STAGE_CYCLES = 10  # the store pipeline: bank read, lane select, pool (2)
 GEOMETRY_BYTES = 20  # the descriptor's leading bytes trip 0's geometry is computed from (fe_engine.sv geom_age)
 GEOMETRY_LOAD_AGE = 4  # cycles after they arrive before trip 0's first load may start (stride products, sums)
 GEOMETRY_GO_AGE = 6  # ... and before its first dispatch (trip 1's geometry through the scheduler's stages)
+SCALE_BITS = 16  # a scaled conv's per-channel scale: signed, in the output stage's 17-bit multiplier operand
+TABLE_ALIGN_WORDS = 16  # a scaled conv's scales start this many words apart from the bias table's start
 ELEMENT_BITS = 8  # the widest element the FE engines take: a byte (activations one each, weights in slots)
 __all__ = ["ACTIVATION_CODES", "DESCRIPTOR_BYTES", "FIELDS", "decode", "encode"]
 
 FIELDS = (
     Field("kind", 0, 0, 4), Field("act", 0, 4, 2), Field("pool", 0, 6, 1), Field("depthwise", 0, 7, 1),
+    Field("scaled", 0, 8, 1),
     Field("n", 1, 0, 16), Field("m", 1, 16, 16), Field("h", 2, 0, 16), Field("w", 2, 16, 16),
     Field("r", 3, 0, 16), Field("c", 3, 16, 16),
     Field("k", 4, 0, 8), Field("s", 4, 8, 8), Field("p", 4, 16, 8), Field("shift", 4, 24, 8, signed=True),
@@ -213,6 +222,12 @@ def groups_problem(groups: int, keep: bool, n: int, tn: int) -> str | None:
         return (f"{groups} image groups of a kept input of one input-channel tile (N={n} <= TN={tn}): the next "
                 "group's load would overwrite the planes the last trip reads")
     return None
+
+
+def bias_table_words(m: int, scaled: bool) -> int:
+    """32-bit words of a conv's bias table: M biases, or for a scaled conv (module docstring, Per-channel
+    scale) the biases padded to a multiple of TABLE_ALIGN_WORDS, then M scales."""
+    return m + -(-m // TABLE_ALIGN_WORDS) * TABLE_ALIGN_WORDS if scaled else m
 
 
 def geometry_wait(bus_bytes: int) -> int:

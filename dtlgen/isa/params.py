@@ -22,7 +22,7 @@ from typing import Any, Mapping
 from dtlgen.isa import fe as isa_fe, rl as isa_rl
 
 HDL_INT_MAX = (1 << 31) - 1  # an SV `int` parameter
-FE_BUFFER_SIZING = ("k_max", "s_max", "has_add")  # what the FE buffers are sized for; the testbench leaves them full
+FE_BUFFER_SIZING = ("k_max", "s_max", "has_add", "has_scale")  # what the FE buffers are sized for; the testbench leaves them full
 
 
 def _param(hdl: str, core: str | None = None, lowest: int = 0, **kwargs: Any) -> Any:
@@ -64,8 +64,9 @@ class FEParams:
     """fe_engine.sv's parameters. `tm` x `tn`: the multiplier array (output x input channels per trip);
     `tr` x `tc`: the output tile (rows x columns); `a_bits`, `w_bits`: activation and weight widths;
     `bus_bytes`: the memory port; `m_max`: the output channels the bias table holds; `k_max`, `s_max`,
-    `has_add`: the largest kernel and stride the input buffers hold and whether an add's second operand
-    has room (the engine's full size unless a board design sizes them for its program); `drain`: the
+    `has_add`, `has_scale`: the largest kernel and stride the input buffers hold and whether an add's second
+    operand and a scaled conv's per-channel scales have room (the engine's full size unless a board design
+    sizes them for its program); `drain`: the
     pipeline's fill/drain cycles (once per output tile), which follow from `tn` (`dtlgen.isa.fe.pipeline_depth`); `pack`:
     1 to compute lanes 2j and 2j+1 on one multiply per column (Xilinx DSP48 packing, `dtlgen.perf.fe`);
     `lut_mults`: the array's last products built in fabric (the design's `fe.lut_mults`)."""
@@ -81,6 +82,7 @@ class FEParams:
     k_max: int = _param("K_MAX", lowest=1, default=isa_fe.K_MAX)
     s_max: int = _param("S_MAX", lowest=1, default=isa_fe.S_MAX)
     has_add: int = _param("HAS_ADD", default=1)
+    has_scale: int = _param("HAS_SCALE", default=1)
     drain: int = _param("DRAIN", init=False)
     pack: int = _param("PACK", "FE_PACK", default=0)
     lut_mults: int = _param("LUT_MULTS", "FE_LUT_MULTS", default=0)
@@ -101,7 +103,7 @@ class FEParams:
     @property
     def full_size(self) -> bool:
         """The buffers hold every kernel, stride and add the engine runs (fe_engine.sv's defaults)."""
-        return (self.k_max, self.s_max, self.has_add) == (isa_fe.K_MAX, isa_fe.S_MAX, 1)
+        return (self.k_max, self.s_max, self.has_add, self.has_scale) == (isa_fe.K_MAX, isa_fe.S_MAX, 1, 1)
 
     def hdl_parameters(self) -> dict[str, int]:
         """fe_engine's parameters."""
@@ -110,7 +112,7 @@ class FEParams:
     def hls_values(self, memory_bytes: int) -> dict[str, int]:
         """dtl_params.h's FE values (hw_templates/hls/dtl_params.h.j2): the HLS engine is built full size."""
         if not self.full_size:
-            raise ValueError("the HLS FE engine is built with full-size buffers (k_max, s_max, has_add)")
+            raise ValueError("the HLS FE engine is built with full-size buffers (k_max, s_max, has_add, has_scale)")
         return {f.name: getattr(self, f.name) for f in fields(self)} | {
             "acc_bits": isa_fe.ACC_BITS, "desc_bytes": isa_fe.DESCRIPTOR_BYTES, "memory_bytes": memory_bytes}
 
@@ -249,7 +251,7 @@ class FESimBuild:
 
     def __post_init__(self) -> None:
         if not self.fe.full_size:
-            raise ValueError("fe_tb_top builds the FE engine with full-size buffers (k_max, s_max, has_add)")
+            raise ValueError("fe_tb_top builds the FE engine with full-size buffers (k_max, s_max, has_add, has_scale)")
 
     def hdl_parameters(self) -> dict[str, object]:
         """fe_tb_top's parameters (the strings are SV string literals)."""

@@ -28,11 +28,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.fx import GraphModule, Node, symbolic_trace
+from torch.fx import GraphModule, Node, Tracer
 from torch.fx.passes.shape_prop import ShapeProp
 
 from dtlgen.errors import DtlgenError, ModelSpecError, UnsupportedLayerError
 from dtlgen.model.ir import INPUT, Layer, Network, check_input_shape
+from dtlgen.isa import seeded as isa_seeded
+from dtlgen.model.seeded import SeededConv2d
 from dtlgen.errors import brief, reason
 
 _ADD_FUNCS = (operator.add, operator.iadd, torch.add)
@@ -59,7 +61,7 @@ def import_module(module: nn.Module, input_shape: tuple[int, ...], name: str = "
     input_shape = check_input_shape(input_shape, origin)
     module = module.eval()
     try:
-        traced = symbolic_trace(module)
+        traced = GraphModule(module, _Tracer().trace(module))
     except Exception as exc:  # torch raises many types for untraceable Python
         raise ModelSpecError(
             f"{origin}: torch.fx cannot trace it ({reason(exc)}); "
@@ -70,6 +72,13 @@ def import_module(module: nn.Module, input_shape: tuple[int, ...], name: str = "
             f"{origin}: forward() takes {len(placeholders)} tensors; exactly one input is supported")
     _propagate_shapes(traced, input_shape, origin)
     return _Importer(traced, name, input_shape, origin).run()
+
+
+class _Tracer(Tracer):
+    """torch.fx's tracer, with dtlgen's own modules (a seeded conv) kept whole as torch's are."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, SeededConv2d) or super().is_leaf_module(m, module_qualified_name)
 
 
 class _NodeTrackingShapeProp(ShapeProp):
@@ -229,6 +238,8 @@ class _Importer:
         path = str(node.target)
         if isinstance(mod, nn.Conv2d):
             self._conv(node, mod, path)
+        elif isinstance(mod, SeededConv2d):
+            self._seeded_conv(node, mod, path)
         elif isinstance(mod, nn.Linear):
             self._linear(node, mod, path)
         elif isinstance(mod, (nn.BatchNorm2d, nn.BatchNorm1d)):
@@ -342,6 +353,20 @@ class _Importer:
             stride=_pair(mod.stride, "stride", path), padding=_pair(mod.padding, "padding", path),
             groups=mod.groups, weight=weight, bias=bias, module_path=path))
 
+    def _seeded_conv(self, node: Node, mod: SeededConv2d, path: str) -> None:
+        """A seeded conv: its weights the generator's integers (regenerated here from its seed, whatever
+        its buffer holds), its scale and bias learnable."""
+        shape = (mod.out_channels, mod.in_channels // mod.groups, mod.kernel_size, mod.kernel_size)
+        try:
+            weight = isa_seeded.conv_weights(mod.seed, mod.index, shape, mod.kind).astype(np.float64)
+        except ValueError as exc:
+            raise UnsupportedLayerError(f"{path}: SeededConv2d {reason(exc)}") from None
+        self._new_layer(node, Layer(
+            name=path, op="conv2d", inputs=[self._input_of(node)], in_shape=self._in_shape(node),
+            out_shape=_shape(node), kernel=mod.kernel_size, stride=mod.stride, padding=mod.padding, groups=mod.groups,
+            weight=weight, bias=_finite_array(mod.bias, self.origin, path, "SeededConv2d", "bias"), module_path=path,
+            seed=mod.seed_spec, scale=_finite_array(mod.scale, self.origin, path, "SeededConv2d", "scale")))
+
     def _linear(self, node: Node, mod: nn.Linear, path: str) -> None:
         in_shape = self._in_shape(node)
         if len(in_shape) != 1:
@@ -372,9 +397,13 @@ class _Importer:
                 f"{int(np.sum(var + bn.eps <= 0))} of {var.size} channels, so it cannot be folded; re-estimate the "
                 "running statistics on data (or call reset_running_stats()) and keep eps > 0")
         scale = gamma / np.sqrt(var + bn.eps)
-        weight = producer.weight * scale.reshape((-1,) + (1,) * (producer.weight.ndim - 1))
+        if producer.seed is not None:  # a seeded conv keeps the generator's weights: its channel scale takes it
+            weight, producer.scale = producer.weight, producer.scale * scale
+        else:
+            weight = producer.weight * scale.reshape((-1,) + (1,) * (producer.weight.ndim - 1))
         bias = (producer.bias - mean) * scale + beta
-        if not (np.all(np.isfinite(weight)) and np.all(np.isfinite(bias))):
+        if not (np.all(np.isfinite(weight)) and np.all(np.isfinite(bias))
+                and (producer.scale is None or np.all(np.isfinite(producer.scale)))):
             raise ModelSpecError(
                 f"{self.origin}: layer '{path}' ({kind}): folding it into '{producer.name}' overflows "
                 "(gamma / sqrt(running_var + eps) is too large); check this layer's running_var, weight and eps")
@@ -516,11 +545,13 @@ class _Importer:
         dense convolution computes its output channels in that order (weights' and biases' rows permuted)."""
         name = self.value_of[chain[0].name]
         producer = self.network.layer(name)
-        if any(_tensor_users(n) != 1 for n in chain[:-1]) or producer.op != "conv2d" or producer.groups != 1:
+        if any(_tensor_users(n) != 1 for n in chain[:-1]) or producer.op != "conv2d" or producer.groups != 1 \
+                or producer.seed is not None:
             raise UnsupportedLayerError(
                 f"{_describe_node(self.traced, node)}: a channel shuffle of '{name}' ({producer.op}, groups "
-                f"{producer.groups}); dtlgen folds a shuffle into the output channels of the dense convolution that "
-                "produces it (its BatchNorm and ReLU may come between) and that feeds only the shuffle")
+                f"{producer.groups}{', seeded' if producer.seed is not None else ''}); dtlgen folds a shuffle into the "
+                "output channels of the dense, stored (not seeded) convolution that produces it (its BatchNorm and "
+                "ReLU may come between) and that feeds only the shuffle")
         channels = producer.m
         order = np.arange(channels).reshape(groups, channels // groups).T.reshape(-1)
         producer.weight, producer.bias = producer.weight[order], producer.bias[order]

@@ -49,6 +49,10 @@ class Layer:
     bias: np.ndarray | None = None  # (M,)
     frozen: bool = True
     module_path: str = ""
+    # a seeded conv (issue 18): {"seed", "index", "kind"}, its weights `dtlgen.isa.seeded.conv_weights` of
+    # them (integers, held in `weight`), its output channel m multiplied by `scale[m]` before the bias
+    seed: dict[str, Any] | None = None
+    scale: np.ndarray | None = None  # (M,)
 
     # Shape names of the tiling literature, per sample.
     @property
@@ -82,7 +86,7 @@ class Layer:
 
     @property
     def params(self) -> int:
-        return sum(int(a.size) for a in (self.weight, self.bias) if a is not None)
+        return sum(int(a.size) for a in (self.weight, self.bias, self.scale) if a is not None)
 
     def describe_shape(self) -> str:
         return f"{'x'.join(map(str, self.in_shape))} -> {'x'.join(map(str, self.out_shape))}"
@@ -95,9 +99,13 @@ class Layer:
             "groups": self.groups, "activation": self.activation, "frozen": self.frozen,
             "module_path": self.module_path, "macs": self.macs, "params": self.params,
         }
+        if self.seed is not None:
+            d["seed"] = dict(self.seed)
         if with_weights:
             d["weight"] = None if self.weight is None else self.weight.tolist()
             d["bias"] = None if self.bias is None else self.bias.tolist()
+            if self.scale is not None:
+                d["scale"] = self.scale.tolist()
         return d
 
 

@@ -21,8 +21,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from dtlgen.errors import UnsupportedLayerError
+from dtlgen.errors import DesignError, UnsupportedLayerError
 from dtlgen.isa import fe as isa_fe
+from dtlgen.isa import seeded as isa_seeded
 
 SUPPORTED_KERNELS = (1, 3, 5, 7)  # the FE engine's convolution kernels and strides
 SUPPORTED_STRIDES = (1, 2)
@@ -113,6 +114,8 @@ class Conv2d(LayerOp):
         return layer.m, layer.n // layer.groups, layer.kernel, layer.kernel
 
     def fe_quant(self, layer, in_fracs, y_max, p, fx) -> dict[str, Any]:
+        if layer.seed is not None:
+            return self._seeded_fe_quant(layer, in_fracs, y_max, p, fx)
         out_frac = fx.frac_for_range(y_max, p.a_bits)
         w_fmt = fx.QFormat(p.w_bits, fx.frac_for_range(_max_abs(layer.weight), p.w_bits))
         terms = layer.kernel * layer.kernel * (layer.n // layer.groups)
@@ -122,17 +125,39 @@ class Conv2d(LayerOp):
                     w_fmt=w_fmt, b_fmt=b_fmt, weight=fx.to_fixed(layer.weight, w_fmt),
                     bias=fx.to_fixed(layer.bias, b_fmt))
 
+    def _seeded_fe_quant(self, layer, in_fracs, y_max, p, fx) -> dict[str, Any]:
+        """A seeded conv: the generator's integer weights (frac 0) as they are, a signed 16-bit scale per
+        output channel, the bias in the scaled accumulator's frac, in a 32-bit word (the FE engines' output
+        stage computes acc · scale[m] + bias[m] in 48 bits: `dtlgen.isa.fe`, Per-channel scale)."""
+        bits = isa_seeded.weight_bits(layer.seed["kind"])
+        if bits > p.w_bits:
+            raise DesignError(f"layer '{layer.name}': its seeded {layer.seed['kind']} weights need {bits} bits; the "
+                              f"design's FE weights have {p.w_bits} (fe.w_bits): choose fe.w_bits >= {bits}")
+        w_fmt = fx.QFormat(bits, 0)
+        s_fmt = fx.QFormat(isa_fe.SCALE_BITS, fx.frac_for_range(_max_abs(layer.scale), isa_fe.SCALE_BITS))
+        terms = layer.kernel * layer.kernel * (layer.n // layer.groups)
+        b_fmt = fx.QFormat(isa_fe.ACC_BITS, in_fracs[0] + s_fmt.frac)
+        return dict(out_fmt=fx.QFormat(p.a_bits, fx.frac_for_range(y_max, p.a_bits)),
+                    acc_bits=fx.accumulator_bits(terms, bits, p.a_bits), w_fmt=w_fmt, b_fmt=b_fmt,
+                    weight=np.asarray(layer.weight, dtype=np.int64), bias=fx.to_fixed(layer.bias, b_fmt), s_fmt=s_fmt,
+                    scale=fx.to_fixed(layer.scale, s_fmt))
+
     def golden(self, layer, lq, inputs, fx, kernels) -> np.ndarray:
         matmul = _exact(fx, lq.acc_bits)
         acc = kernels.conv2d(inputs[0], lq.weight, layer.stride, layer.padding, layer.groups, matmul)
+        if lq.scale is not None:  # a seeded conv's channel scale (48-bit products: no overflow)
+            acc = acc * lq.scale.reshape(1, -1, 1, 1)
         return fx.requantise(acc + lq.bias.reshape(1, -1, 1, 1), lq.out_shift, lq.out_fmt.bits)
 
     def reference(self, layer, inputs, weight, bias, kernels) -> np.ndarray:
         y = kernels.conv2d(inputs[0], weight, layer.stride, layer.padding, layer.groups, kernels.float_matmul)
+        if layer.scale is not None:
+            y = y * layer.scale.reshape(1, -1, 1, 1)
         return y + bias.reshape(1, -1, 1, 1)
 
     def fe_geometry(self, layer) -> dict[str, Any]:
-        return dict(super().fe_geometry(layer), depthwise=self.depthwise(layer), macs=self.macs(layer))
+        return dict(super().fe_geometry(layer), depthwise=self.depthwise(layer), macs=self.macs(layer),
+                    scaled=layer.scale is not None)
 
     def fe_problem(self, layer) -> str | None:
         if layer.kernel not in SUPPORTED_KERNELS:

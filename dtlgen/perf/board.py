@@ -100,7 +100,7 @@ def core_memories(core: CoreParams) -> list[tuple[int, int, int]]:
 def fe_memories(fe: FEParams) -> list[tuple[int, int, int]]:
     """(count, depth, width) of the FE engine's dtl_ram banks, by fe_engine.sv's sizing: input banks
     (and an add's second operand), one weight bank per multiplier, the output tile's banks and the
-    bias table. One-word banks are registers whatever their coding and are left out."""
+    bias table (and a scaled conv's scales). One-word banks are registers whatever their coding and are left out."""
     tm, tn, tr, tc, bus, k = fe.tm, fe.tn, fe.tr, fe.tc, fe.bus_bytes, fe.k_max
     in_words = isa_fe.input_words(tr, tc, bus, k, fe.s_max)
     cb = _output_banks(tc, bus)
@@ -111,6 +111,8 @@ def fe_memories(fe: FEParams) -> list[tuple[int, int, int]]:
             (tm * tn, 2 * k * k, fe.w_bits),
             (2 * output_banks(fe), o_words, ACC_BITS),  # two halves of skewed banks
             (bias_banks, -(-fe.m_max // bias_banks), ACC_BITS)]
+    if fe.has_scale:
+        mems.append((bias_banks, -(-fe.m_max // bias_banks), isa_fe.SCALE_BITS))
     return [m for m in mems if m[1] > 1]
 
 
@@ -190,7 +192,7 @@ ALIGN = 64  # every chunk of the FE image starts on a 64-byte boundary (generato
 DESCRIPTOR_BYTES = isa_fe.DESCRIPTOR_BYTES  # one FE descriptor
 
 
-fe_buffer_sizing = perf_fe.fe_buffer_sizing  # k_max, s_max, has_add of the FE buffers for the ops that run
+fe_buffer_sizing = perf_fe.fe_buffer_sizing  # k_max, s_max, has_add, has_scale of the FE buffers for the ops that run
 
 
 def _aligned(n: int) -> int:

@@ -10,7 +10,8 @@ Each op's descriptor geometry and limits are its class's (`dtlgen.model.ops`, `f
 - conv2d → `conv`; linear → `conv` with H = W = R = C = K = 1 (a 1×1 convolution).
 - A maxpool with kernel = stride = 2 and no padding that directly and solely consumes a conv is
   fused into that conv's output stage (`pool = 2`) when tr and tc are even or cover the whole
-  output; otherwise, and for any other pool, it is a `pool` operation of its own.
+  output, and the conv has no negative channel scale (a seeded conv: the engine pools before it
+  scales); otherwise, and for any other pool, it is a `pool` operation of its own.
 - add → `add` (two input tiles, no weights); avgpool → `pool`; flatten costs nothing (the NCHW
   layout in DRAM is already the flattened vector); nor does a concatenation (each input's op stores
   into its slice of it), except as the FE's last tensor: a 1×1 max pool copies it (`fe_output_layer`).
@@ -56,7 +57,8 @@ tiles have their true extents (tr_e ≤ tr, tc_e ≤ tc, tm_e ≤ tm, tn_e ≤ t
   it. A tile of one trip (per-channel ops, n ≤ tn) therefore stores as a whole, as before; a deep
   layer's tile of many compute-bound trips hides its store entirely (`_paused_trips`: closed form).
 - An operation costs: descriptor fetch (`L + ceil(DESCRIPTOR_BYTES / bus)`), bias load
-  (`L + ceil(M · BIAS_BYTES / bus)`, convs only; a pool or add instead waits
+  (`L + ceil(words · BIAS_BYTES / bus)`, convs only, words = `dtlgen.isa.fe.bias_table_words`: M, or a
+  scaled conv's padded biases and M scales; a pool or add instead waits
   `dtlgen.isa.fe.geometry_wait(bus)` for trip 0's geometry, 1 cycle on a 16-byte bus), the first
   load, the sum over trips above, then the last store and the output stage's latency
   `OUTPUT_STAGE_CYCLES`, plus `PHASE_HANDOFF_CYCLES` (dispatch and retire) for each of those sequential memory phases
@@ -194,6 +196,7 @@ class FEOp:
     images: int = 1  # images the descriptor runs with each weight tile (a batch: `batched_ops`)
     groups: int = 1  # such runs of `images` images one after another (`batched_ops`, Image groups)
     keep: bool = False  # its input stays on chip across output-channel tiles (`dtlgen.isa.fe.keeps_inputs`)
+    scaled: bool = False  # a per-channel output scale (a seeded conv: `dtlgen.isa.fe`, Per-channel scale)
 
     @property
     def per_channel(self) -> bool:
@@ -253,13 +256,13 @@ def keeps_inputs(op: FEOp, cfg: FEConfig, bus: float, words: int) -> bool:
 
 
 def fe_buffer_sizing(ops: list[FEOp]) -> dict[str, int]:
-    """k_max, s_max, has_add: the FE buffers sized for the ops that run (a stride beyond the
+    """k_max, s_max, has_add, has_scale: the FE buffers sized for the ops that run (a stride beyond the
     engine's S_MAX keeps the full-size window, against which such a layer is checked)."""
     # (a pool kernel beyond K_MAX is checked against the full-size window too)
     strided = any(op.s > isa_fe.S_MAX or op.k > isa_fe.K_MAX for op in ops)
     sizing = (isa_fe.K_MAX if strided else max((op.k for op in ops), default=1),
               isa_fe.S_MAX if strided else max((op.s for op in ops), default=1),
-              int(any(op.kind == "add" for op in ops)))
+              int(any(op.kind == "add" for op in ops)), int(any(op.scaled for op in ops)))
     return dict(zip(FE_BUFFER_SIZING, sizing))
 
 
@@ -340,7 +343,9 @@ def check_layer_supported(layer: Layer) -> None:
 
 def _fusable_pool(pool: Layer, conv: Layer, consumers: dict[str, int]) -> bool:
     return (pool.op == "maxpool" and pool.kernel == 2 and pool.stride == 2 and pool.padding == 0
-            and pool.inputs == [conv.name] and consumers.get(conv.name, 0) == 1 and conv.op == "conv2d")
+            and pool.inputs == [conv.name] and consumers.get(conv.name, 0) == 1 and conv.op == "conv2d"
+            # the engine pools before its output stage: a negative channel scale would reverse the order
+            and (conv.scale is None or bool(np.all(conv.scale >= 0))))
 
 
 @dataclass(frozen=True)
@@ -366,7 +371,7 @@ def op_cycles(op: FEOp, cfg: FEConfig, bus_bytes: float, latency: int, ddr: DdrT
     timing = (ddr.row_bytes, ddr.t_miss, ddr.t_refi, ddr.t_rfc, ddr.banks) if ddr is not None and ddr.row_bytes else None
     key = (op.kind, op.n, op.h, op.w, op.m, op.r, op.c, op.k, op.s, op.p, op.per_channel, op.pool, op.images,
            op.groups, op.keep, cfg.tm, cfg.tn, tr, tc, cfg.a_bytes, isa_fe.weight_slot_bits(cfg.w_bits), float(bus_bytes), int(latency),
-           timing)
+           timing, op.scaled)
     return _op_cycles(*key)
 
 
@@ -468,7 +473,7 @@ def require_ddr_timing(board: Board, option: str = "--ddr") -> DdrTiming:
 
 @lru_cache(maxsize=200_000)
 def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, groups, keep, tm, tn, tr, tc, a_bytes, w_slot,
-               bus, latency, timing=None) -> OpCycles:
+               bus, latency, timing=None, scaled=False) -> OpCycles:
     depth = pipeline_depth(tn) if kind == "conv" else pipeline_depth(1)
     rt, ct, mt = -(-r // tr), -(-c // tc), -(-m // tm)
     nt = 1 if per_channel else -(-n // tn)
@@ -565,7 +570,7 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, group
     trips = rt * ct * mt * nt * groups
     overhead = latency + math.ceil(DESCRIPTOR_BYTES / bus)
     if kind == "conv":
-        overhead += latency + math.ceil(m * BIAS_BYTES / bus)
+        overhead += latency + math.ceil(isa_fe.bias_table_words(m, scaled) * BIAS_BYTES / bus)
     else:
         overhead += isa_fe.geometry_wait(bus)
     if timing is not None:

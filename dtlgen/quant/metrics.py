@@ -3,7 +3,10 @@
 - Feature SQNR (dB): the FE output of the integer golden model against the float reference.
 - Logit KL: KL(float softmax ‖ hybrid fixed-point softmax), mean over samples, in nats.
 - Size: bytes of all weights and biases as fp32, as uniform 16-bit, and as hybrid
-  (FE weights at w_bits and biases at their stored width, RL tensors at rl_bits).
+  (FE weights at w_bits and biases at their stored width, RL tensors at rl_bits; a seeded conv's
+  generated weights at their own width and its channel scales at theirs).
+- Transmitted bytes (`transmitted_bytes`): what sends a model whose seeded convs are regenerated from
+  their seeds (issue 18, ReFrame): the seeds, and every learnable tensor at its stored width.
 """
 
 from __future__ import annotations
@@ -65,4 +68,28 @@ def model_size_bytes(qnet: QuantizedNetwork) -> dict[str, int]:
         lq = qnet.layers[layer.name]
         if layer.has_weights:
             hybrid_bits += layer.weight.size * lq.w_fmt.bits + layer.bias.size * lq.b_fmt.bits
+        if lq.scale is not None:
+            hybrid_bits += lq.scale.size * lq.s_fmt.bits
     return {"fp32": 4 * params, "uniform16": 2 * params, "hybrid": math.ceil(hybrid_bits / 8)}
+
+
+SEED_BYTES = 4  # a seed, once for the layers that share it
+SEEDED_LAYER_BYTES = 5  # a seeded layer's index (4 bytes) and its weights' kind (1 byte)
+
+
+def transmitted_bytes(qnet: QuantizedNetwork) -> dict[str, int]:
+    """Bytes that send the model (its architecture aside): the seeds of its seeded convs (`seeds`) and its
+    learnable tensors at their stored widths (`learnable`: a seeded conv's channel scales and biases, every
+    other layer's weights and biases as `model_size_bytes` counts them); `total` their sum."""
+    seeded = [layer for layer in qnet.network.layers if layer.seed is not None]
+    seeds = SEED_BYTES * len({layer.seed["seed"] for layer in seeded}) + SEEDED_LAYER_BYTES * len(seeded)
+    bits = 0
+    for layer in qnet.network.layers:
+        lq = qnet.layers[layer.name]
+        if not layer.has_weights:
+            continue
+        if layer.seed is None:
+            bits += layer.weight.size * lq.w_fmt.bits
+        bits += layer.bias.size * lq.b_fmt.bits + (lq.scale.size * lq.s_fmt.bits if lq.scale is not None else 0)
+    learnable = math.ceil(bits / 8)
+    return {"seeds": seeds, "learnable": learnable, "total": seeds + learnable}

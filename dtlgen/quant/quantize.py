@@ -81,13 +81,16 @@ class LayerQuant:
     grad_fmt: QFormat | None = None
     dw_fmt: QFormat | None = None
     db_fmt: QFormat | None = None
+    s_fmt: QFormat | None = None  # a seeded FE conv's per-channel output scale (`scale`, integers)
+    scale: np.ndarray | None = None
 
     @property
     def acc_frac(self) -> int:
-        """Fractional bits of the accumulator: a conv/linear sums w·x; an add aligns to the finer input."""
+        """Fractional bits of the accumulator: a conv/linear sums w·x (times a seeded conv's channel scale, in
+        whose frac its bias is); an add aligns to the finer input."""
         if self.w_fmt is None:
             return max(self.in_fracs)
-        return self.w_fmt.frac + self.in_fracs[0]
+        return self.w_fmt.frac + self.in_fracs[0] + (self.s_fmt.frac if self.s_fmt is not None else 0)
 
     @property
     def out_shift(self) -> int:
@@ -103,6 +106,8 @@ class LayerQuant:
         d: dict[str, Any] = {"engine": self.engine, "a_frac": self.out_fmt.frac, "in_fracs": list(self.in_fracs)}
         if self.w_fmt is not None:
             d.update(w_frac=self.w_fmt.frac, b_frac=self.b_fmt.frac, acc_bits=self.acc_bits)
+        if self.s_fmt is not None:
+            d.update(s_frac=self.s_fmt.frac)
         for key in ("grad_fmt", "dw_fmt", "db_fmt"):
             fmt = getattr(self, key)
             if fmt is not None:
@@ -151,6 +156,10 @@ def check_retrainable(network: Network) -> None:
     for layer in network.retrainable_layers:
         if layer.op == "flatten":
             continue
+        if layer.seed is not None:
+            raise UnsupportedLayerError(
+                f"layer '{layer.name}' is a seeded conv, whose weights are frozen (a seed regenerates them); move "
+                "the split after it, or make it a Conv2d to retrain it")
         if op_of(layer).has_weights:
             rl_gemm_shape(layer)
             continue
@@ -267,6 +276,9 @@ def check_overrides(network: Network, overrides: Any, source: str = "overrides")
                 raise DesignError(f"{source}.{name}.{key} is {value!r}: an integer from {lo} to {hi}")
         if "w_frac" in entry and not layer.has_weights:
             raise DesignError(f"{source}.{name}.w_frac: layer '{name}' ({layer.op}) has no weights")
+        if "w_frac" in entry and layer.seed is not None:
+            raise DesignError(f"{source}.{name}.w_frac: layer '{name}' is seeded: its weights are the generator's "
+                              "integers (fractional bits 0); override its a_frac instead")
         if "a_frac" in entry and layer.op not in FORMAT_OPS:
             raise DesignError(f"{source}.{name}.a_frac: a {layer.op} keeps its input's format; override the layer "
                               "before it")

@@ -34,6 +34,7 @@ module fe_engine #(
   parameter int K_MAX = 7,    // largest kernel the buffers hold
   parameter int S_MAX = 2,    // largest stride the input window is sized for
   parameter int HAS_ADD = 1,  // 0: no residual add runs here, so no second operand buffer
+  parameter int HAS_SCALE = 1,  // 0: no scaled conv runs here, so no per-channel scale table
   parameter int M_MAX = 512,
   parameter int DRAIN = 6,  // pipeline fill/drain cycles (dtlgen.isa.fe.pipeline_depth, trip_drain)
   parameter int PACK = 0,   // 1: lanes 2j and 2j+1 share one multiply per column (DSP48 packing, below)
@@ -134,6 +135,7 @@ module fe_engine #(
   // Descriptor fields
   logic [3:0]  d_kind;
   logic        d_dw;       // depthwise conv
+  logic        d_scaled;   // per-channel scale: a seeded conv (dtlgen.isa.fe, Per-channel scale)
   logic        d_pc;       // per-channel operation: depthwise conv, pool or add
   logic [1:0]  d_act;
   logic        d_pool;
@@ -156,6 +158,7 @@ module fe_engine #(
     d_act      = desc[0][5:4];
     d_pool     = desc[0][6];
     d_dw       = desc[0][7];
+    d_scaled   = desc[0][8];
     d_n        = desc[1][15:0];
     d_m        = desc[1][31:16];
     d_h        = desc[2][15:0];
@@ -432,6 +435,9 @@ module fe_engine #(
   logic [3:0]         k_left;            // a left shift under A_BITS (0 for no shift)
   logic               k_conv, k_maxpool, k_add;  // the op, for the datapath (local registers)
   logic [15:0]        k_mult;            // the average-pool reciprocal, 1 for other ops
+  logic               k_scaled;          // the output stage takes each channel's scale (HAS_SCALE only)
+  logic [19:0]        k_tbytes;          // bytes of the bias table: 4 M, or under d_scaled the padded biases and M scales
+  logic [19:0]        k_sbytes;          // under d_scaled, the scales' first byte in it (the padded biases)
   logic signed [YW-1:0] k_lo, k_hi;      // the A_BITS range narrowed by the activation (ReLU: 0, ReLU6: six)
   logic signed [47:0] k_lo_c, k_hi_c;
   always_comb begin
@@ -468,6 +474,11 @@ module fe_engine #(
     k_maxpool <= (d_kind == K_MAXPOOL);
     k_add <= (HAS_ADD != 0) && (d_kind == K_ADD);  // no add here: no alignment shifters either
     k_mult <= (d_kind == K_AVGPOOL) ? d_mult : 16'd1;
+    k_scaled <= (HAS_SCALE != 0) && d_scaled;
+    // dtlgen.isa.fe.bias_table_words (TABLE_ALIGN_WORDS = 16): the biases padded to 16 words, then M scales
+    k_sbytes <= {(18'(d_m) + 18'd15) & ~18'd15, 2'b00};
+    k_tbytes <= ((HAS_SCALE != 0) && d_scaled) ? {(18'(d_m) + 18'd15) & ~18'd15, 2'b00} + {2'b00, d_m, 2'b00}
+                                               : {2'b00, d_m, 2'b00};
     k_lo <= YW'((k_hi_c < k_lo_c) ? k_hi_c : k_lo_c);
     k_hi <= YW'(k_hi_c);
   end
@@ -687,14 +698,22 @@ module fe_engine #(
   logic bias_beat;  // a beat of the bias table
   assign bias_beat = (mstate == M_LOAD) && rd_valid && (mjob == J_BIAS);
   localparam int BA = BIAS_DEPTH > 1 ? $clog2(BIAS_DEPTH) : 1;
-  logic          bias_we;
+  logic          bias_we, scale_we;
   logic [BA-1:0] bias_waddr, bias_raddr;
   logic [31:0]   bias_wdata [BIAS_BANKS];
   logic [31:0]   bias_rdata [BIAS_BANKS];
+  logic [15:0]   scale_rdata [BIAS_BANKS];
+  // Under k_scaled the table's bytes from k_sbytes on are the scales: the same banks' words go to the
+  // scale banks, at the word's index among the scales (k_sbytes is a multiple of 64, of whole beats).
+  logic          in_scales;
+  logic [31:0]   tbl_byte;  // the word's byte offset in its table
+  assign in_scales = k_scaled && rsp_byte >= 32'(k_sbytes);
+  assign tbl_byte = in_scales ? rsp_byte - 32'(k_sbytes) : rsp_byte;
   if (B >= 4) begin : g_bias_wide
     // a beat holds B / 4 whole words (the table is beat-aligned in memory)
-    assign bias_we = bias_beat;
-    assign bias_waddr = BA'(rsp_byte / B);
+    assign bias_we = bias_beat && !in_scales;
+    assign scale_we = bias_beat && in_scales;
+    assign bias_waddr = BA'(tbl_byte / B);
     for (genvar k = 0; k < BIAS_BANKS; k++) begin : g_word
       assign bias_wdata[k] = rd_data[32 * k +: 32];
     end
@@ -702,8 +721,9 @@ module fe_engine #(
     // a word takes 4 / B beats: the earlier bytes wait in bias_part (little-endian)
     logic [31-8*B:0] bias_part;
     always_ff @(posedge clk) if (bias_beat) bias_part <= (32-8*B)'({rd_data[8*B-1:0], bias_part} >> (8 * B));
-    assign bias_we = bias_beat && ((rsp_byte + 32'(B)) % 4 == 0);
-    assign bias_waddr = BA'(rsp_byte / 4);
+    assign bias_we = bias_beat && ((rsp_byte + 32'(B)) % 4 == 0) && !in_scales;
+    assign scale_we = bias_beat && ((rsp_byte + 32'(B)) % 4 == 0) && in_scales;
+    assign bias_waddr = BA'(tbl_byte / 4);
     assign bias_wdata[0] = {rd_data[8*B-1:0], bias_part};
   end
   // Weight banks, one per multiplier: tap rows at (half, tap). A beat carries WB weights of one tap
@@ -735,13 +755,20 @@ module fe_engine #(
   for (genvar k = 0; k < BIAS_BANKS; k++) begin : g_bias
     dtl_ram #(.WIDTH(32), .DEPTH(BIAS_DEPTH)) bank (
       .clk, .we(bias_we), .waddr(bias_waddr), .wdata(bias_wdata[k]), .re(!q1_valid || s_go), .raddr(bias_raddr), .rdata(bias_rdata[k]));
+    if (HAS_SCALE != 0) begin : g_scale
+      dtl_ram #(.WIDTH(16), .DEPTH(BIAS_DEPTH)) bank (
+        .clk, .we(scale_we), .waddr(bias_waddr), .wdata(bias_wdata[k][15:0]), .re(!q1_valid || s_go), .raddr(bias_raddr),
+        .rdata(scale_rdata[k]));
+    end else begin : g_no_scale
+      assign scale_rdata[k] = '0;
+    end
   end
 
   // ---------------------------------------------------------------------------------------------
   // Store side: one output beat (B outputs of lane st_m, output row st_row) issued per cycle into a
   // pipeline of OUT_LATENCY registers: bank read (q1), lane select (q2), fused 2x2 max-pool of the
   // accumulators in two compares (q3a, q3: requantise and ReLU are monotonic, so pooling first is
-  // exact), average-pool
+  // exact; a scaled conv's pool is fused only where no scale is negative), average-pool or channel
   // scaling (q4a) and bias (q4), shift in two steps (q5a, q5b), round (q6), saturate and activation
   // (q7, the write port). The numerics are dtlgen/quant/fixed.py's requantise, relu and relu6. The
   // pipeline holds while the write port does (wr_ready low).
@@ -762,6 +789,7 @@ module fe_engine #(
   always_comb
     for (int p = 0; p < OP; p++) q1_word[p] = q1_half ? o_rdata[OP + p] : o_rdata[p];
   logic signed [31:0]         q2_bias, q3a_bias, q3_bias, q4a_bias;
+  logic signed [16:0]         q2_mult, q3a_mult, q3_mult;  // the beat's multiplier: its lane's scale, or k_mult
   logic signed [ACC_BITS-1:0] q3a_top [B], q3a_bottom [B], q3_v [B];
   logic signed [33:0]         q4a_lo [B];
   logic signed [ACC_BITS+1:0] q4a_hi [B];
@@ -834,8 +862,12 @@ module fe_engine #(
           q2_w[4 * j + s] <= $signed(q1_word[32'(p)]);
         end
       q2_bias <= 32'sd0;
+      q2_mult <= $signed({1'b0, k_mult});
       for (int k = 0; k < BIAS_BANKS; k++)
-        if (k_conv && 32'(q1_bsel) == k) q2_bias <= $signed(bias_rdata[k]);
+        if (32'(q1_bsel) == k) begin
+          if (k_conv) q2_bias <= $signed(bias_rdata[k]);
+          if (k_scaled) q2_mult <= 17'($signed(scale_rdata[k]));
+        end
       q2_addr <= q1_addr;
       q2_bytes <= q1_bytes;
       // q3a: each output's accumulator; under the fused pool, the larger of each row pair of its 2x2
@@ -855,14 +887,15 @@ module fe_engine #(
         end
       end
       q3a_addr <= q2_addr;
-      {q3a_bias, q3a_bytes} <= {q2_bias, q2_bytes};
+      {q3a_bias, q3a_mult, q3a_bytes} <= {q2_bias, q2_mult, q2_bytes};
       for (int j = 0; j < B; j++) q3_v[j] <= (q3a_bottom[j] > q3a_top[j]) ? q3a_bottom[j] : q3a_top[j];
-      {q3_bias, q3_addr, q3_bytes} <= {q3a_bias, q3a_addr, q3a_bytes};
-      // q4a: the average-pool reciprocal's two partial products (k_mult is 1 for other ops); the
-      // accumulator's low half unsigned, its high half signed: one 18x18 multiplier each
+      {q3_bias, q3_mult, q3_addr, q3_bytes} <= {q3a_bias, q3a_mult, q3a_addr, q3a_bytes};
+      // q4a: the multiplier's two partial products (the average-pool reciprocal, a scaled conv's channel
+      // scale, 1 for other ops); the accumulator's low half unsigned, its high half signed: one 18x18
+      // multiplier each
       for (int j = 0; j < B; j++) begin
-        q4a_lo[j] <= $signed({1'b0, q3_v[j][15:0]}) * $signed({1'b0, k_mult});
-        q4a_hi[j] <= $signed(q3_v[j][ACC_BITS-1:16]) * $signed({1'b0, k_mult});
+        q4a_lo[j] <= $signed({1'b0, q3_v[j][15:0]}) * q3_mult;
+        q4a_hi[j] <= $signed(q3_v[j][ACC_BITS-1:16]) * q3_mult;
       end
       {q4a_bias, q4a_addr, q4a_bytes} <= {q3_bias, q3_addr, q3_bytes};
       // q4: the scaled accumulator plus the bias
@@ -940,7 +973,7 @@ module fe_engine #(
         end
         J_BIAS: begin
           rd_req_addr = d_bias;
-          rd_req_beats = 16'((32'(d_m) * 4 + 32'(BUS_BYTES) - 1) / 32'(BUS_BYTES));
+          rd_req_beats = 16'((32'(k_tbytes) + 32'(BUS_BYTES) - 1) / 32'(BUS_BYTES));
         end
         default: begin
           if (in_req_pending) begin
@@ -1084,7 +1117,7 @@ module fe_engine #(
               end else if (mjob == J_BIAS) begin
                 // the bias banks take the beat (below)
                 rsp_byte <= rsp_byte + BUS_BYTES;
-                if (rsp_byte + BUS_BYTES >= 32'(d_m) * 4) mstate <= M_WAIT;
+                if (rsp_byte + BUS_BYTES >= 32'(k_tbytes)) mstate <= M_WAIT;
               end else if (!rsp.done && ld_rows != 0) begin
                 // an input row segment: the input banks take the beat (below)
                 if (rsp_beat + 1 < ld_row_beats) rsp_beat <= rsp_beat + 1;

@@ -1,0 +1,74 @@
+"""Bytes to send a model whose frozen convs are seeded (issue 18, ReFrame), against the hybrid model.
+
+For each zoo model: the model as the zoo builds it (stored frozen weights at fe.w_bits, retrainable
+layers at rl.bits: `dtlgen.quant.metrics.model_size_bytes`) and the same model with every frozen conv
+seeded (`dtlgen.model.seeded.seed_convs`: the seeds, the convs' 16-bit scales and 32-bit biases, every
+other tensor as stored: `transmitted_bytes`). The bytes depend on the architecture and the bit widths
+only, so the scales are left untrained; accuracy is the demo's (`dtlgen demo --seeded`).
+
+Run: python benchmarks/seeded_models.py [--models digits_cnn resnet18_cifar vgg16_cifar] [--w-bits 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from dtlgen.model import import_module, load_factory, resolve_split
+from dtlgen.model.seeded import seed_convs
+from dtlgen.quant.metrics import model_size_bytes, transmitted_bytes
+from dtlgen.quant.quantize import PrecisionConfig, quantize
+
+MODELS = ("digits_cnn", "resnet18_cifar", "vgg16_cifar", "mobilenet_v1_cifar")
+
+
+def measure(name: str, w_bits: int) -> dict:
+    precision = PrecisionConfig(w_bits=w_bits)
+    results = {}
+    for seeded in (False, True):
+        module, shape, split, label = load_factory(name)
+        network = import_module(module, shape, label)
+        network = network.with_split(resolve_split(network, split))
+        convs = [layer for layer in network.frozen_layers if layer.op == "conv2d"]
+        if seeded:
+            seed_convs(module, [layer.module_path for layer in convs], seed=1)
+            network = import_module(module.eval(), shape, label)
+            network = network.with_split(resolve_split(network, split))
+        x = np.random.default_rng(0).standard_normal((2, *shape))
+        results[seeded] = quantize(network, x, precision)
+    stored, seeded = results[False], results[True]
+    hybrid = model_size_bytes(stored)["hybrid"]
+    sent = transmitted_bytes(seeded)
+    head = sum(-(-(layer.weight.size * stored.layers[layer.name].w_fmt.bits
+                   + layer.bias.size * stored.layers[layer.name].b_fmt.bits) // 8)
+               for layer in stored.rl_layers if layer.has_weights)
+    return {"model": name, "seeded_layers": sum(layer.seed is not None for layer in seeded.network.layers),
+            "seeded_weights": int(sum(layer.weight.size for layer in seeded.network.layers if layer.seed is not None)),
+            "hybrid": hybrid, "seeds": sent["seeds"], "learnable": sent["learnable"], "total": sent["total"],
+            "reduction": 1 - sent["total"] / hybrid, "head": head}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--w-bits", type=int, default=8, help="the FE's stored weight width (default 8)")
+    args = parser.parse_args()
+    table = Table(title=f"Bytes to send a model: hybrid (FE w{args.w_bits}, RL 16-bit) vs seeded frozen convs (±1)",
+                  caption=f"parameter counts x stored bit widths (dtlgen.quant.metrics); {platform.machine()}")
+    for col in ("model", "seeded convs", "seeded weights", "hybrid bytes", "seeded: seeds + learnable bytes",
+                "reduction", "retrainable layers' bytes"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for name in args.models:
+        r = measure(name, args.w_bits)
+        table.add_row(name, str(r["seeded_layers"]), f"{r['seeded_weights']:,}", f"{r['hybrid']:,}",
+                      f"{r['seeds']:,} + {r['learnable']:,} = {r['total']:,}", f"{100 * r['reduction']:.1f} %",
+                      f"{r['head']:,}")
+    Console(width=200).print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""Seeded convolutions (issue 18) on the FE engines: the generator's integer weights, a channel scale.
+
+A `SeededConv2d` imports as a conv2d whose weights are `dtlgen.isa.seeded.conv_weights` and whose output
+channel m is multiplied by its own 16-bit scale in the engines' output stage (`dtlgen.isa.fe`,
+Per-channel scale); its bias table carries the scales. The RTL and the C++ engine must give every op's
+output bit for bit as the golden model does, the RTL in the cycles the analytical model predicts
+(test_fe_rtl.py's tolerances), for one image and for a batch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from dtlgen.boards import load_board
+from dtlgen.csim import CsimEngines
+from dtlgen.errors import DesignError
+from dtlgen.generator.fe_program import build_fe_program, check_descriptors
+from dtlgen.generator.project import generate_project
+from dtlgen.isa import fe as isa_fe
+from dtlgen.isa import seeded as isa_seeded
+from dtlgen.model import import_module
+from dtlgen.model.seeded import SeededConv2d
+from dtlgen.perf import Design
+from dtlgen.perf.fe import FEConfig, fe_ops
+from dtlgen.quant import golden
+from dtlgen.quant.quantize import PrecisionConfig, quantize
+from dtlgen.quant.reference import float_forward
+
+from test_fe_batch import check_batch
+
+SHAPE = (3, 8, 8)
+
+
+class SeededNet(nn.Module):
+    """A ±1 seeded conv with a BatchNorm of some negative gammas (negative channel scales: its max pool
+    stays a descriptor of its own), a 4-bit seeded conv with a fused pool, a seeded depthwise conv, a
+    stored 1×1 conv and a linear layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = SeededConv2d(3, 12, 3, padding=1, seed=11, index=0)
+        self.bn = nn.BatchNorm2d(12)
+        self.p1 = nn.MaxPool2d(2)
+        self.c2 = SeededConv2d(12, 10, 3, padding=1, seed=11, index=1, kind="int4")
+        self.p2 = nn.MaxPool2d(2)
+        self.dw = SeededConv2d(10, 10, 3, padding=1, groups=10, seed=11, index=2)
+        self.c3 = nn.Conv2d(10, 6, 1)
+        self.fc = nn.Linear(6 * 2 * 2, 5)
+
+    def forward(self, x):
+        x = self.p1(torch.relu(self.bn(self.c1(x))))
+        x = self.p2(torch.relu(self.c2(x)))
+        x = torch.relu(self.c3(torch.relu(self.dw(x))))
+        return self.fc(x.flatten(1))
+
+
+def seeded_net(batch: int, seed: int = 0):
+    torch.manual_seed(seed)
+    module = SeededNet().eval()
+    with torch.no_grad():
+        module.bn.running_mean.uniform_(-0.2, 0.2)
+        module.bn.running_var.uniform_(0.5, 2.0)
+        module.bn.weight.uniform_(-1.0, 1.0)
+        module.c2.bias.uniform_(-0.1, 0.1)
+    network = import_module(module, SHAPE)
+    x = np.random.default_rng(seed).standard_normal((batch, *SHAPE))
+    qnet = quantize(network, x, PrecisionConfig())
+    return module, qnet, golden.quantize_input(qnet, x)
+
+
+def test_the_ir_computes_what_torch_does_from_the_seeds():
+    module, qnet, _ = seeded_net(2)
+    x = np.random.default_rng(5).standard_normal((2, *SHAPE))
+    want = module(torch.tensor(x, dtype=torch.float32)).detach().numpy()
+    assert np.abs(float_forward(qnet.network, x)["fc"] - want).max() < 1e-4
+    c1, c2 = qnet.network.layer("c1"), qnet.network.layer("c2")
+    assert c1.seed == {"seed": 11, "index": 0, "kind": "sign"} and set(np.unique(c1.weight)) == {-1.0, 1.0}
+    assert np.array_equal(c2.weight, isa_seeded.conv_weights(11, 1, (10, 12, 3, 3), "int4"))
+    assert (c1.scale < 0).any() and (c1.scale > 0).any()  # the BatchNorm folded into the scale, signs and all
+    assert "p1" in [op.name for op in fe_ops(qnet.network, FEConfig(4, 4, 4, 4))]  # a negative scale: not fused
+    assert "p2" not in [op.name for op in fe_ops(qnet.network, FEConfig(4, 4, 4, 4))]
+
+
+def test_seeded_weights_are_the_generators_in_tap_rows():
+    """Word-aligned runs: a dense conv's (tap, output channel) row of N weights starts a word; a depthwise
+    conv's tap row of M weights does. Values are the flat generator's."""
+    w = isa_seeded.conv_weights(3, 4, (5, 40, 3, 3), "sign")
+    flat = isa_seeded.weights(3, 4, 9 * 5 * 64, "sign").reshape(3, 3, 5, 64)[..., :40]
+    assert np.array_equal(w, flat.transpose(2, 3, 0, 1))
+    dw = isa_seeded.conv_weights(3, 5, (7, 1, 3, 3), "int4")
+    flat = isa_seeded.weights(3, 5, 9 * 8, "int4").reshape(3, 3, 8)[..., :7]
+    assert np.array_equal(dw[:, 0], flat.transpose(2, 0, 1))
+
+
+def test_golden_model_tracks_the_float_model():
+    _, qnet, x_int = seeded_net(4)
+    x = golden.dequantize_input(qnet, x_int) if hasattr(golden, "dequantize_input") else None
+    got = golden.fe_forward(qnet, x_int)["c3"] * qnet.layers["c3"].out_fmt.step
+    ref = float_forward(qnet.network, x_int * qnet.input_fmt.step)["c3"]
+    assert np.abs(got - ref).max() < 0.1 * np.abs(ref).max()
+    assert x is None or x.shape == x_int.shape
+
+
+@pytest.mark.parametrize("batch, tiles", [(1, (4, 4)), (3, (12, 4))])
+def test_seeded_convs_on_the_rtl_bit_exact_and_on_the_model(tmp_path, batch, tiles):
+    _, qnet, x_int = seeded_net(batch)
+    program = check_batch(qnet, x_int, tiles, tmp_path)
+    scaled = {img.op.name for img in program.ops if img.op.scaled}
+    assert scaled == {"c1", "c2", "dw"}
+    ops = [{"name": img.op.name, "kind": img.op.kind, "out_addr": img.out_addr, "out_shape": list(img.stored_shape),
+            "out_pitch": img.image_pitch} for img in program.ops]
+    check_descriptors(program.memory, 0, ops, 64, (4, 4, *tiles), 8, "test image")  # the loader takes it
+
+
+def test_a_scale_on_a_pool_descriptor_is_refused():
+    _, qnet, x_int = seeded_net(1)
+    program = build_fe_program(qnet, FEConfig(4, 4, 4, 4), x_int, bus_bytes=8)
+    ops = [{"name": img.op.name, "kind": img.op.kind, "out_addr": img.out_addr, "out_shape": list(img.stored_shape),
+            "out_pitch": img.image_pitch} for img in program.ops]
+    pool = next(i for i, img in enumerate(program.ops) if img.op.kind == "pool")
+    memory = program.memory.copy()
+    memory[pool * isa_fe.DESCRIPTOR_BYTES + 1] |= 1  # w0 bit 8: scaled
+    with pytest.raises(DesignError, match="a scale on an op that is not a convolution"):
+        check_descriptors(memory, 0, ops, 64, (4, 4, 4, 4), 8, "test image")
+
+
+def test_seeded_convs_in_c_simulation_bit_exact(tmp_path):
+    _, qnet, x_int = seeded_net(3)
+    design = Design.from_dict({"board": "pynq-z2", "clock_mhz": 100,
+                               "fe": {"tm": 4, "tn": 4, "tr": 12, "tc": 4, "w_bits": 8, "a_bits": 8},
+                               "rl": {"tm": 2, "tn": 2, "bits": 16, "batch": 4}})
+    board = load_board("pynq-z2")
+    project = generate_project(qnet.network, design, board, np.zeros((1, *SHAPE)), np.zeros(SHAPE), tmp_path / "prj")
+    program = build_fe_program(qnet, design.fe, x_int, bus_bytes=int(board.bus_bytes))
+    memory = program.memory.copy()
+    CsimEngines(project).run_fe(memory, program.desc_addr, len(program.ops))
+    reference = golden.fe_forward(qnet, x_int)
+    for i, img in enumerate(program.ops):
+        want = reference[img.layer][img.image0:img.image0 + img.op.total_images]
+        assert np.array_equal(program.read_images(memory, i), want), img.op.name
+
+
+def test_seeded_weights_wider_than_the_design_are_refused():
+    module = SeededNet().eval()
+    network = import_module(module, SHAPE)
+    with pytest.raises(DesignError, match="c2.*int4 weights need 4 bits.*fe.w_bits >= 4"):
+        quantize(network, np.zeros((1, *SHAPE)), PrecisionConfig(w_bits=2))
