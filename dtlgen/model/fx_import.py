@@ -444,7 +444,8 @@ class _Importer:
 
     def _concat(self, node: Node) -> None:
         where = _describe_node(self.traced, node)
-        tensors, dim = self._arg(node, 0, "tensors", None), self._arg(node, 1, "dim", 0)
+        # torch takes numpy's spelling too: torch.cat(tensors, axis=1)
+        tensors, dim = self._arg(node, 0, "tensors", None), self._arg(node, 1, "dim", node.kwargs.get("axis", 0))
         if not isinstance(tensors, (list, tuple)) or not all(isinstance(t, Node) for t in tensors) or not tensors:
             raise UnsupportedLayerError(f"{where}: expected a list of tensors to concatenate")
         shapes = [_shape(t) for t in tensors]

@@ -94,6 +94,13 @@ def test_a_relu_after_a_concatenation_moves_into_its_inputs():
         {"a": "relu6", "b": "relu6"}
 
 
+@pytest.mark.parametrize("cat", [lambda ts: torch.cat(ts, axis=1), lambda ts: torch.concatenate(ts, axis=1),
+                                 lambda ts: torch.cat(tensors=ts, dim=-3)])
+def test_a_concatenation_along_the_channels_in_any_spelling_is_mapped(cat):
+    network = ir_matches_torch(Cat(lambda m, x: cat([m.a(x), m.b(x)])), (2, 4, 4))
+    assert network.layers[-1].op == "concat"
+
+
 @pytest.mark.parametrize("forward, match", [
     (lambda m, x: torch.cat([m.a(x), m.a(x)], 2), r"along dim 2 .*channels only: torch.cat\(tensors, dim=1\)"),
     (lambda m, x: torch.stack([m.a(x), m.a(x)], 1), r"stack is not supported .*torch.cat\(tensors, dim=1\)"),
