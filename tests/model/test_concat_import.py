@@ -81,6 +81,7 @@ class Cat(nn.Module):
     def __init__(self, forward):
         super().__init__()
         self.a, self.b = nn.Conv2d(2, 3, 1), nn.Conv2d(2, 4, 3, padding=1)
+        self.flat = nn.Flatten()
         self.f = forward
 
     def forward(self, x):
@@ -110,6 +111,31 @@ def test_a_concatenation_along_the_channels_in_any_spelling_is_mapped(cat):
 ])
 def test_concatenations_the_engine_cannot_write_in_place_are_refused(forward, match):
     with pytest.raises(UnsupportedLayerError, match=match):
+        import_module(Cat(forward).eval(), (2, 4, 4))
+
+
+def test_a_shuffle_may_end_in_torch_flatten_of_dims_1_and_2():
+    def forward(m, x):
+        y = m.b(x)
+        return torch.flatten(torch.transpose(y.view(y.size(0), 2, 2, 4, 4), 1, 2), 1, 2)
+
+    network = ir_matches_torch(Cat(forward), (2, 4, 4))
+    assert [layer.op for layer in network.layers] == ["conv2d"]
+
+
+def _split(m, x):
+    y = m.b(x)
+    return y.view(y.size(0), 2, 2, 4, 4).transpose(1, 2)
+
+
+@pytest.mark.parametrize("forward", [
+    lambda m, x: _split(m, x).contiguous(),  # the network ends inside the shuffle
+    lambda m, x: m.flat(_split(m, x)),  # a module reads the 5-D tensor
+    lambda m, x: torch.flatten(_split(m, x), 1),
+    lambda m, x: _split(m, x).reshape(x.size(0), 2, 2, 16),  # a 3-D view that is not (C, H, W)
+])
+def test_a_shuffle_that_does_not_end_in_the_producers_shape_is_refused(forward):
+    with pytest.raises(UnsupportedLayerError, match=r"channel shuffle.*x.view\(B, g, C // g, H, W\)"):
         import_module(Cat(forward).eval(), (2, 4, 4))
 
 
