@@ -32,7 +32,7 @@ from torch.fx import GraphModule, Node, symbolic_trace
 from torch.fx.passes.shape_prop import ShapeProp
 
 from dtlgen.errors import DtlgenError, ModelSpecError, UnsupportedLayerError
-from dtlgen.model.ir import INPUT, Layer, Network, check_input_shape
+from dtlgen.model.ir import INPUT, Layer, Network, check_input_shape, joined_activation
 from dtlgen.errors import brief, reason
 
 _ADD_FUNCS = (operator.add, operator.iadd, torch.add)
@@ -397,7 +397,7 @@ class _Importer:
         if producer.op == "concat":  # it acts channel by channel: each input's layer applies it
             for name in self._concat_sources(producer):
                 source = self.network.layer(name)
-                source.activation = "relu6" if "relu6" in (activation, source.activation) else "relu"
+                source.activation = joined_activation(source.activation, activation)
             self._alias(node)
             return
         producer.activation = activation
