@@ -166,6 +166,18 @@ def test_the_inputs_of_a_concatenation_share_one_format_and_an_override_cannot_s
         quantize(network, x, PrecisionConfig(), overrides={"a": {"a_frac": 3}})
 
 
+def test_a_pool_of_the_network_input_shares_its_format_with_the_other_inputs():
+    """The input's format is calibrated with the group: a wide-ranged conv beside a pool of the input."""
+    module = Cat(lambda m, x: torch.cat([m.pool(x), m.b(x)], 1))
+    module.pool = nn.MaxPool2d(3, 1, 1)
+    with torch.no_grad():
+        module.b.weight.mul_(50)
+    network = import_module(module.eval(), (2, 4, 4))
+    x = np.random.default_rng(0).standard_normal((8, 2, 4, 4))
+    qnet = quantize(network, x, PrecisionConfig())
+    assert qnet.input_fmt == qnet.layers["pool"].out_fmt == qnet.layers["b"].out_fmt
+
+
 def test_a_concatenation_cannot_re_train():
     module = Cat(lambda m, x: torch.cat([m.a(x), m.b(x)], 1))
     network = import_module(module.eval(), (2, 4, 4))
