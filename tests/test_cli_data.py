@@ -210,5 +210,6 @@ def test_design_json_records_the_calibration_file(files, tmp_path):
     for bad in ("calib.npz", {"path": "calib.npz"}, {"path": 3, "sha256": want["sha256"]},
                 {"path": "a\nb", "sha256": want["sha256"]}, {**want, "sha256": "XYZ"}, {**want, "extra": 1}):
         (tmp_path / "bad.json").write_text(json.dumps({**data, "calibration": bad}))
-        with pytest.raises(DesignError, match="field 'calibration'=.* must be"):
+        with pytest.raises(DesignError, match=r"field 'calibration'=.* must be \{\"path\": FILE, \"sha256\": 64 hex "
+                                              r"digits\} \(the --calib"):
             load_design(tmp_path / "bad.json")

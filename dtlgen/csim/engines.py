@@ -23,6 +23,7 @@ import importlib.util
 import os
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,6 +178,9 @@ def build(hls_dir: Path, cache: Path | None = None, instrument: Instrument | Non
             if not _complete(result):
                 shutil.rmtree(out, ignore_errors=True)
                 staging.rename(out)
+    except BaseException:
+        stack.__exit__(*sys.exc_info())  # the bar hears of the failure: no "done" line for a failed build
+        raise
     finally:
         stack.close()
         for _, job in jobs:

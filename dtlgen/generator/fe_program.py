@@ -17,6 +17,7 @@ import numpy as np
 
 from dtlgen.errors import DesignError
 from dtlgen.isa import fe as isa
+from dtlgen.model.ir import joined_activation
 from dtlgen.model.ops import op_of
 from dtlgen.perf.board import ALIGN
 from dtlgen.perf.fe import FEConfig, FEOp, batched_ops, concat_slices, fe_ops, keep_words, keeps_inputs
@@ -209,11 +210,14 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
         region[stored], pitches[stored] = outputs[stored]
         out_stride = pitches[stored]
         out_addr = region[stored] + image0 * out_stride
-        six = int(fixed.to_fixed(6.0, out_fmt)) if layer.activation == "relu6" else 0
+        # a fused max pool's own activation (a ReLU after the pool) joins its conv's: the two commute
+        activation = joined_activation(layer.activation, network.layer(stored).activation)
+        six = int(fixed.to_fixed(6.0, out_fmt)) if activation == "relu6" else 0
         several = op.total_images > 1  # the image strides (0 for one image)
         descriptors.append(isa.encode(
-            f"FE descriptor of '{op.name}'", kind=kind, act=ACTIVATION_CODES[layer.activation], pool=int(bool(op.pool)),
-            depthwise=int(op.depthwise), scaled=int(op.scaled), n=op.n, m=op.m, h=op.h, w=op.w, r=op.r, c=op.c, k=op.k, s=op.s, p=op.p,
+            f"FE descriptor of '{op.name}'", kind=kind, act=ACTIVATION_CODES[activation], pool=int(bool(op.pool)),
+            depthwise=int(op.depthwise), scaled=int(op.scaled), n=op.n, m=op.m, h=op.h, w=op.w, r=op.r, c=op.c,
+            k=op.k, s=op.s, p=op.p,
             shift=shift, six=six, mult=mult, in_addr=source + image0 * in_stride, second_addr=second,
             bias_addr=bias_addr, out_addr=out_addr, sa=shifts & 0xFF, sb=shifts >> 8, more_images=op.images - 1,
             plane=int(isa.loads_planes(op.k, op.s, op.p, op.h, op.w, op.r, op.c, cfg.tr, cfg.tc, op.keep)),

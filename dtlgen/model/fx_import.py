@@ -32,7 +32,7 @@ from torch.fx import GraphModule, Node, Tracer
 from torch.fx.passes.shape_prop import ShapeProp
 
 from dtlgen.errors import DtlgenError, ModelSpecError, UnsupportedLayerError
-from dtlgen.model.ir import INPUT, Layer, Network, check_input_shape
+from dtlgen.model.ir import INPUT, Layer, Network, check_input_shape, joined_activation
 from dtlgen.isa import seeded as isa_seeded
 from dtlgen.model.seeded import SeededConv2d
 from dtlgen.errors import brief, reason
@@ -47,6 +47,8 @@ _STACK_FUNCS = {torch.stack, torch.hstack, torch.vstack}
 _SUPPORTED_OPS = ("conv2d, linear, batchnorm, relu/relu6, max/avg pooling, flatten, residual add, channel concatenation, "
                   "channel shuffle")
 MAX_CONCAT_INPUTS = 8
+_SHUFFLE_FIX = ("dtlgen maps a channel shuffle written as x.view(B, g, C // g, H, W).transpose(1, 2).contiguous()"
+                ".view(B, C, H, W)")
 
 
 def import_module(module: nn.Module, input_shape: tuple[int, ...], name: str = "model",
@@ -211,6 +213,11 @@ class _Importer:
 
     # --- dispatch -------------------------------------------------------------------------
     def _visit(self, node: Node) -> None:
+        if any(source in self.shuffles for source in node.all_input_nodes) and not self._shuffle_continues(node):
+            # a shuffle's 5-D intermediate maps to its producer's unshuffled output: nothing else may read it
+            raise UnsupportedLayerError(
+                f"{_describe_node(self.traced, node)}: reads a channel shuffle's intermediate (5-D) tensor; "
+                f"{_SHUFFLE_FIX}")
         if node.op == "placeholder":
             self.value_of[node.name] = INPUT
         elif node.op == "output":
@@ -274,6 +281,8 @@ class _Importer:
             self._fuse_activation(node, _RELU_FUNCS[fn], path)
         elif fn is F.hardtanh and self._arg(node, 1, "min_val", -1.0) == 0.0 and self._arg(node, 2, "max_val", 1.0) == 6.0:
             self._fuse_activation(node, "relu6", path)
+        elif fn is torch.flatten and node.args and node.args[0] in self.shuffles:
+            self._shuffle_step(node, "view")
         elif fn is torch.flatten:
             self._flatten(node, path, self._arg(node, 1, "start_dim", 0), self._arg(node, 2, "end_dim", -1))
         elif fn is F.max_pool2d:
@@ -298,8 +307,6 @@ class _Importer:
             self._concat(node)
         elif fn is torch.transpose and node.args and node.args[0] in self.shuffles:
             self._shuffle_step(node, "transpose", self._arg(node, 1, "dim0", None), self._arg(node, 2, "dim1", None))
-        elif fn is torch.flatten and node.args and node.args[0] in self.shuffles:
-            self._shuffle_step(node, "view")
         elif fn in _STACK_FUNCS:
             raise UnsupportedLayerError(
                 f"{_describe_node(self.traced, node)}: {fn.__name__} is not supported by the IR; concatenate feature "
@@ -419,7 +426,7 @@ class _Importer:
         if producer.op == "concat":  # it acts channel by channel: each input's layer applies it
             for name in self._concat_sources(producer):
                 source = self.network.layer(name)
-                source.activation = "relu6" if "relu6" in (activation, source.activation) else "relu"
+                source.activation = joined_activation(source.activation, activation)
             self._alias(node)
             return
         producer.activation = activation
@@ -473,7 +480,8 @@ class _Importer:
 
     def _concat(self, node: Node) -> None:
         where = _describe_node(self.traced, node)
-        tensors, dim = self._arg(node, 0, "tensors", None), self._arg(node, 1, "dim", 0)
+        # torch takes numpy's spelling too: torch.cat(tensors, axis=1)
+        tensors, dim = self._arg(node, 0, "tensors", None), self._arg(node, 1, "dim", node.kwargs.get("axis", 0))
         if not isinstance(tensors, (list, tuple)) or not all(isinstance(t, Node) for t in tensors) or not tensors:
             raise UnsupportedLayerError(f"{where}: expected a list of tensors to concatenate")
         shapes = [_shape(t) for t in tensors]
@@ -506,9 +514,7 @@ class _Importer:
         """One node of a channel shuffle: x.view(B, g, C/g, H, W) → .transpose(1, 2) (or .permute(0, 2, 1,
         3, 4)) → .contiguous() → .view(B, C, H, W) (or .reshape, .flatten(1, 2)). The last step folds it
         into the producing convolution (`_fold_shuffle`); anything else on the way is refused."""
-        where = _describe_node(self.traced, node)
-        fix = ("dtlgen maps a channel shuffle written as x.view(B, g, C // g, H, W).transpose(1, 2).contiguous()"
-               ".view(B, C, H, W)")
+        where, fix = _describe_node(self.traced, node), _SHUFFLE_FIX
         if node.args and node.args[0] in self.shuffles:
             stage, groups, chain = self.shuffles[node.args[0]]
         else:
@@ -531,7 +537,7 @@ class _Importer:
                 sorted(int(a) % 5 for a in args if isinstance(a, int)) == [1, 2] and len(args) == 2
                 or [int(a) % 5 for a in args] == [0, 2, 1, 3, 4]):
             self.shuffles[node] = ("swapped", groups, chain + [node])
-        elif stage == "swapped" and method == "view" and len(shape) == 3:
+        elif stage == "swapped" and method == "view" and shape == self._in_shape(chain[0]):  # back to (C, H, W)
             self._fold_shuffle(node, groups, chain + [node])
             return
         else:
@@ -539,6 +545,14 @@ class _Importer:
         if _tensor_users(chain[-1]) != 1:
             raise UnsupportedLayerError(f"{where}: a channel shuffle's intermediate tensor is used elsewhere; {fix}")
         self.value_of[node.name] = self.value_of[chain[0].name]
+
+    def _shuffle_continues(self, node: Node) -> bool:
+        """Whether `node` is a step of the channel shuffle its first argument is in (`_shuffle_step` judges
+        the step) or reads only its shape."""
+        if not node.args or node.args[0] not in self.shuffles:
+            return False
+        return node.op == "call_method" or (node.op == "call_function" and node.target in (torch.transpose,
+                                                                                              torch.flatten))
 
     def _fold_shuffle(self, node: Node, groups: int, chain: list[Node]) -> None:
         """Channel j of the shuffled map is channel (j % g)·(C/g) + j // g of its input: the producing

@@ -25,6 +25,13 @@ from dtlgen.model.ops import OP_CLASSES, op_of
 # runs it as a 1×1 conv).
 OPS = tuple(OP_CLASSES)
 ACTIVATIONS = (None, "relu", "relu6")
+
+
+def joined_activation(*activations: str | None) -> str | None:
+    """One activation that does what `activations` applied one after another do (ReLU6 after or before a
+    ReLU is ReLU6). Both are non-decreasing, so they also commute with a max pool and a concatenation:
+    the importer moves one across a concatenation, the FE program joins a fused max pool's to its conv's."""
+    return "relu6" if "relu6" in activations else "relu" if "relu" in activations else None
 INPUT = "input"  # the name that `Layer.inputs` uses for the network's input tensor
 # Values per input sample the importer accepts: 3x2048x2048 fits; the shape pass holds a few
 # activations of this size, so an absurd shape is refused before torch tries to allocate it.

@@ -138,7 +138,7 @@ class Design:
         calibration = data.get("calibration")
         if calibration is not None and not _calibration_record(calibration):
             raise DesignError(f"{source}: field 'calibration'={brief(calibration)} must be {{\"path\": FILE, \"sha256\": "
-                              "64 hex digits}} (the --calib file the design was made with) or left out")
+                              "64 hex digits} (the --calib file the design was made with) or left out")
         return cls(data["board"], float(clock), fe_cfg, rl_cfg, split,
                    dict(data.get("per_layer") or {}), dict(data.get("predicted") or {}), spec,
                    data.get("model"), data.get("network"), dict(data.get("overrides") or {}),

@@ -185,13 +185,13 @@ def quantize(network: Network, calib_x: np.ndarray, precision: PrecisionConfig =
     acts = float_acts if float_acts is not None else float_forward(network, calib_x)
     first_frozen = bool(network.layers) and network.layers[0].frozen
     in_bits = precision.a_bits if first_frozen else precision.rl_bits
-    qnet = QuantizedNetwork(network, precision,
-                            QFormat(in_bits, fixed.frac_for_range(_max_abs(calib_x), in_bits)))
+    ranges = shared_ranges(network, {INPUT: _max_abs(calib_x),
+                                     **{layer.name: _max_abs(acts[layer.name]) for layer in network.layers}})
+    qnet = QuantizedNetwork(network, precision, QFormat(in_bits, fixed.frac_for_range(ranges[INPUT], in_bits)))
     overrides = overrides or {}
     check_overrides(network, overrides)
     cache_key = (precision.w_bits, precision.a_bits, repr(sorted(overrides.items())))
     cached = fe_cache.get(cache_key) if fe_cache is not None else None
-    ranges = shared_ranges(network, {layer.name: _max_abs(acts[layer.name]) for layer in network.layers})
     for layer in network.layers:
         in_fracs = tuple(qnet.fmt_of(name).frac for name in layer.inputs)
         y_max = ranges[layer.name]
@@ -220,16 +220,17 @@ def quantize(network: Network, calib_x: np.ndarray, precision: PrecisionConfig =
 
 
 def shared_ranges(network: Network, ranges: dict[str, float]) -> dict[str, float]:
-    """Calibrated output ranges (largest magnitudes) per layer, where the inputs of a concatenation
-    share one format: each layer that chooses an input's format (walking back through the layers that
-    keep their input's format: pools, flattens, inner concatenations) calibrates to the largest range
-    among them, so all get the same fractional bits."""
+    """Calibrated output ranges (largest magnitudes) per layer, and the network input's under INPUT,
+    where the inputs of a concatenation share one format: each layer that chooses an input's format
+    (walking back through the layers that keep their input's format: pools, flattens, inner
+    concatenations; the network input's format for a pool of it) calibrates to the largest range among
+    them, so all get the same fractional bits."""
     layers = {layer.name: layer for layer in network.layers}
     ranges = dict(ranges)
 
     def deciders(name: str) -> set[str]:
         if name == INPUT:
-            return set()
+            return {INPUT}
         layer = layers[name]
         if layer.op == "concat":
             return set().union(*(deciders(n) for n in layer.inputs))

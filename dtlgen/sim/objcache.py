@@ -56,7 +56,7 @@ def main(argv: list[str]) -> int:
     found = cached_object(argv)
     if found is None:
         return subprocess.run(argv, check=False).returncode
-    from dtlgen.cache import cache_dir, mark_used
+    from dtlgen.cache import ENTRIES, cache_dir, mark_used, sweep
 
     source, output = found
     root = cache_dir(KIND)
@@ -73,6 +73,8 @@ def main(argv: list[str]) -> int:
             staging.rename(entry)  # atomic: another build may have stored the same object meanwhile
         except OSError:
             shutil.rmtree(staging, ignore_errors=True)
+        else:
+            sweep(root, ENTRIES[KIND], entry)  # DTLGEN_CACHE_GB holds for this kind as for every other
     return code
 
 

@@ -8,6 +8,7 @@ dtl_numerics.h equal dtlgen.quant.fixed on random values; golden = C-sim = RTL o
 from __future__ import annotations
 
 import asyncio
+import io
 import ctypes
 import json
 import subprocess
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rich.console import Console
 
 from dtlgen.boards import load_board
 from dtlgen.cli import main
@@ -31,6 +33,7 @@ from dtlgen.host.rl_host import RLHost, sample_plan
 from dtlgen.model import load_model
 from dtlgen.model.calibration import calibration_inputs
 from dtlgen.perf import Design, predict
+from dtlgen.progress import RichProgress, using
 from dtlgen.quant import fixed
 
 DESIGN = {"board": "pynq-z2", "clock_mhz": 100, "fe": {"tm": 4, "tn": 4, "tr": 4, "tc": 4, "w_bits": 8, "a_bits": 8},
@@ -273,6 +276,20 @@ def test_lfsr_jump_matches_stepping(probe, seed, steps):
 def test_csim_of_a_non_project_is_a_clear_error(tmp_path, capsys):
     assert main(["csim", str(tmp_path)]) == 1
     assert "dtlgen generate" in capsys.readouterr().err
+
+
+def test_an_interrupted_build_does_not_report_its_progress_done(tmp_path, monkeypatch):
+    project = make_project(tmp_path)
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(csim_engines, "_check_produced", interrupted)
+    log = io.StringIO()
+    with using(RichProgress(Console(file=log, force_terminal=False))), pytest.raises(KeyboardInterrupt):
+        csim_engines.build(project / "hls", cache=tmp_path / "cache")
+    assert "compiling the HLS C++" in log.getvalue() and "done in" not in log.getvalue()
+    assert not list((tmp_path / "cache").iterdir())  # the staging folder is gone too
 
 
 def test_missing_compiler_is_a_clear_error(tmp_path, monkeypatch):

@@ -81,6 +81,7 @@ class Cat(nn.Module):
     def __init__(self, forward):
         super().__init__()
         self.a, self.b = nn.Conv2d(2, 3, 1), nn.Conv2d(2, 4, 3, padding=1)
+        self.flat = nn.Flatten()
         self.f = forward
 
     def forward(self, x):
@@ -94,6 +95,13 @@ def test_a_relu_after_a_concatenation_moves_into_its_inputs():
         {"a": "relu6", "b": "relu6"}
 
 
+@pytest.mark.parametrize("cat", [lambda ts: torch.cat(ts, axis=1), lambda ts: torch.concatenate(ts, axis=1),
+                                 lambda ts: torch.cat(tensors=ts, dim=-3)])
+def test_a_concatenation_along_the_channels_in_any_spelling_is_mapped(cat):
+    network = ir_matches_torch(Cat(lambda m, x: cat([m.a(x), m.b(x)])), (2, 4, 4))
+    assert network.layers[-1].op == "concat"
+
+
 @pytest.mark.parametrize("forward, match", [
     (lambda m, x: torch.cat([m.a(x), m.a(x)], 2), r"along dim 2 .*channels only: torch.cat\(tensors, dim=1\)"),
     (lambda m, x: torch.stack([m.a(x), m.a(x)], 1), r"stack is not supported .*torch.cat\(tensors, dim=1\)"),
@@ -103,6 +111,31 @@ def test_a_relu_after_a_concatenation_moves_into_its_inputs():
 ])
 def test_concatenations_the_engine_cannot_write_in_place_are_refused(forward, match):
     with pytest.raises(UnsupportedLayerError, match=match):
+        import_module(Cat(forward).eval(), (2, 4, 4))
+
+
+def test_a_shuffle_may_end_in_torch_flatten_of_dims_1_and_2():
+    def forward(m, x):
+        y = m.b(x)
+        return torch.flatten(torch.transpose(y.view(y.size(0), 2, 2, 4, 4), 1, 2), 1, 2)
+
+    network = ir_matches_torch(Cat(forward), (2, 4, 4))
+    assert [layer.op for layer in network.layers] == ["conv2d"]
+
+
+def _split(m, x):
+    y = m.b(x)
+    return y.view(y.size(0), 2, 2, 4, 4).transpose(1, 2)
+
+
+@pytest.mark.parametrize("forward", [
+    lambda m, x: _split(m, x).contiguous(),  # the network ends inside the shuffle
+    lambda m, x: m.flat(_split(m, x)),  # a module reads the 5-D tensor
+    lambda m, x: torch.flatten(_split(m, x), 1),
+    lambda m, x: _split(m, x).reshape(x.size(0), 2, 2, 16),  # a 3-D view that is not (C, H, W)
+])
+def test_a_shuffle_that_does_not_end_in_the_producers_shape_is_refused(forward):
+    with pytest.raises(UnsupportedLayerError, match=r"channel shuffle.*x.view\(B, g, C // g, H, W\)"):
         import_module(Cat(forward).eval(), (2, 4, 4))
 
 
@@ -131,6 +164,18 @@ def test_the_inputs_of_a_concatenation_share_one_format_and_an_override_cannot_s
     assert qnet.layers["a"].out_fmt == qnet.layers["b"].out_fmt == qnet.layers[cat.name].out_fmt
     with pytest.raises(DesignError, match=rf"layer '{cat.name}': its inputs come in different formats .*'a' 3"):
         quantize(network, x, PrecisionConfig(), overrides={"a": {"a_frac": 3}})
+
+
+def test_a_pool_of_the_network_input_shares_its_format_with_the_other_inputs():
+    """The input's format is calibrated with the group: a wide-ranged conv beside a pool of the input."""
+    module = Cat(lambda m, x: torch.cat([m.pool(x), m.b(x)], 1))
+    module.pool = nn.MaxPool2d(3, 1, 1)
+    with torch.no_grad():
+        module.b.weight.mul_(50)
+    network = import_module(module.eval(), (2, 4, 4))
+    x = np.random.default_rng(0).standard_normal((8, 2, 4, 4))
+    qnet = quantize(network, x, PrecisionConfig())
+    assert qnet.input_fmt == qnet.layers["pool"].out_fmt == qnet.layers["b"].out_fmt
 
 
 def test_a_concatenation_cannot_re_train():

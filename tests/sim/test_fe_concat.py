@@ -129,6 +129,42 @@ def test_concatenations_in_c_simulation_bit_exact(tmp_path):
         assert np.array_equal(program.read_images(memory, i), want), img.op.name
 
 
+class PooledBranches(nn.Module):
+    """A ReLU after a 2x2 max pool that fuses into its conv: after one of its own (a), after a concatenation
+    of two (b, c; the importer moves the ReLU onto the pools)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 1)
+        self.pa, self.pb, self.pc = nn.MaxPool2d(2), nn.MaxPool2d(2), nn.MaxPool2d(2)
+
+    def forward(self, x):
+        x = torch.relu(self.pa(self.a(x)))
+        return torch.relu(torch.cat([self.pb(self.b(x)), self.pc(self.c(x))], 1))
+
+
+def test_a_relu_after_a_fused_max_pool_runs_on_the_engine(tmp_path):
+    network = import_module(PooledBranches().eval(), SHAPE)
+    assert {layer.name: layer.activation for layer in network.layers if layer.op == "maxpool"} == \
+        {"pa": "relu", "pb": "relu", "pc": "relu"}
+    x = np.random.default_rng(0).standard_normal((1, *SHAPE))
+    qnet = quantize(network, x, PrecisionConfig())
+    design = Design.from_dict({"board": "pynq-z2", "clock_mhz": 100,
+                               "fe": {"tm": 4, "tn": 4, "tr": 4, "tc": 4, "w_bits": 8, "a_bits": 8},
+                               "rl": {"tm": 2, "tn": 2, "bits": 16, "batch": 4}})
+    board = load_board("pynq-z2")
+    project = generate_project(network, design, board, x, x[0], tmp_path / "prj")
+    program = build_fe_program(qnet, design.fe, golden.quantize_input(qnet, x), bus_bytes=int(board.bus_bytes))
+    # every pool fused into its conv, then the copy of the concatenation (the FE's output)
+    assert [img.op.pool_layer for img in program.ops] == ["pa", "pb", "pc", ""]
+    memory = program.memory.copy()
+    CsimEngines(project).run_fe(memory, program.desc_addr, len(program.ops))
+    reference = golden.fe_forward(qnet, golden.quantize_input(qnet, x))
+    for i, img in enumerate(program.ops):
+        assert np.array_equal(program.read_images(memory, i), reference[img.layer]), img.op.name
+    check_batch(qnet, golden.quantize_input(qnet, x), (4, 4), tmp_path / "rtl")  # and the RTL
+
+
 def test_the_models_view_of_the_memory_image_holds_the_slices():
     """perf.board.fe_image_bytes (the DSE's view of the FE image, before generation) counts each
     concatenation's buffer once and its inputs' slices not again: the program's extent to the byte's

@@ -52,3 +52,11 @@ def test_other_sources_and_failures_pass_through(runtime, tmp_path):
     (include / "bad.cpp").write_text("this is not C++\n")
     assert objcache.main(["c++", "-c", "-o", "bad.o", str(include / "bad.cpp")]) != 0
     assert not list((tmp_path / "cache" / objcache.KIND).iterdir())  # nothing stored for a failed compile
+
+
+def test_the_runtime_objects_are_swept_like_every_other_kind(runtime, tmp_path, monkeypatch):
+    include, calls = runtime
+    monkeypatch.setenv("DTLGEN_CACHE_GB", "0")  # keep only the newest
+    for level in ("-O0", "-O1"):
+        assert objcache.main(["c++", level, "-c", "-o", "rt.o", str(include / "rt.cpp")]) == 0
+    assert len(calls) == 2 and len(list((tmp_path / "cache" / objcache.KIND).iterdir())) == 1
