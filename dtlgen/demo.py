@@ -155,7 +155,7 @@ def device_retrain(project: Path, network, design: Design, task: digits_task.Dig
                             "weights evaluated on the target test set by the golden model's forward pass"}
 
 
-def _pretrained(task: digits_task.DigitsTask, config: DemoConfig, progress: Progress,
+def pretrained_model(task: digits_task.DigitsTask, config: DemoConfig, progress: Progress,
                 seeded: bool = False) -> tuple[Any, QuantizedNetwork, dict[str, Any]]:
     """The demo model pre-trained on the source environment (with `seeded`, its frozen convs replaced by
     seeded ones first, so that pre-training learns their scales and biases), imported, quantised, and its
@@ -216,11 +216,11 @@ def run_demo(out_dir: Path | None = None, config: DemoConfig = DemoConfig(),
                          "on a machine with Vivado")
     progress("loading the digits task (scikit-learn's 8x8 handwritten digits)")
     task = digits_task.load_digits_task(config.seed)
-    network, qnet, retrain_result = _pretrained(task, config, progress)
+    network, qnet, retrain_result = pretrained_model(task, config, progress)
     seeded = None
     if config.seeded:  # the pretrained-frozen model above is the baseline; the seeded one runs the chain
         baseline_result, baseline_sizes = retrain_result, model_size_bytes(qnet)
-        network, qnet, retrain_result = _pretrained(task, config, progress, seeded=True)
+        network, qnet, retrain_result = pretrained_model(task, config, progress, seeded=True)
         seeded = seeded_section(qnet, config, baseline_result, baseline_sizes, retrain_result)
     sizes = model_size_bytes(qnet)
     progress(f"design-space exploration on {board.name} (NSGA-II, pop {config.dse_pop} x {config.dse_gens} gens)")

@@ -366,8 +366,17 @@ class _Importer:
         shape = (mod.out_channels, mod.in_channels // mod.groups, mod.kernel_size, mod.kernel_size)
         try:
             weight = isa_seeded.conv_weights(mod.seed, mod.index, shape, mod.kind).astype(np.float64)
-        except ValueError as exc:
-            raise UnsupportedLayerError(f"{path}: SeededConv2d {reason(exc)}") from None
+        except (ValueError, TypeError) as exc:
+            raise UnsupportedLayerError(f"{path}: SeededConv2d: {exc}; build it with valid values") from None
+        # what the module computes with must be what the engines regenerate
+        buffer = getattr(mod, "weight", None)
+        m = _shape(node)[0]
+        if not isinstance(buffer, torch.Tensor) or tuple(buffer.shape) != shape or m != shape[0] \
+                or not np.array_equal(buffer.detach().cpu().numpy(), weight) \
+                or tuple(mod.scale.shape) != (m,) or tuple(mod.bias.shape) != (m,):
+            raise UnsupportedLayerError(
+                f"{path}: SeededConv2d's weight buffer, scale or bias do not match its seed {mod.seed}, index "
+                f"{mod.index}, kind {mod.kind!r} and {m} output channels; build it anew instead of changing them")
         self._new_layer(node, Layer(
             name=path, op="conv2d", inputs=[self._input_of(node)], in_shape=self._in_shape(node),
             out_shape=_shape(node), kernel=mod.kernel_size, stride=mod.stride, padding=mod.padding, groups=mod.groups,

@@ -22,7 +22,7 @@ from dtlgen.errors import ToolMissingError
 from dtlgen.generator.fe_program import FEProgram
 from dtlgen.generator.rtl import RTL_SOURCES, TOP, rtl_dir, write_hex
 from dtlgen.isa.params import DdrTiming, FESimBuild
-from dtlgen.progress import current as current_progress
+from dtlgen.progress import counted_file, current as current_progress
 from dtlgen.sim.netlist import HEADER as NETLIST_HEADER
 from dtlgen.sim.objcache import INCLUDE_ENV
 
@@ -170,8 +170,15 @@ def run_image(memory: np.ndarray, desc_addr: int, desc_count: int, params: FESim
     env = {"DTLGEN_DESC_COUNT": str(desc_count), "DTLGEN_DESC_ADDR": str(desc_addr),
            "DTLGEN_MAX_CYCLES": str(max_cycles)}
     start = time.perf_counter()
-    with current_progress().task(f"simulating the FE engine in RTL ({desc_count} descriptors)"):
-        passed = run_test(build_dir, TOP, test_module, test_path or sources_dir or rtl_dir(), workdir, env)
+    title = f"simulating the FE engine in RTL ({desc_count} descriptors)"
+    if test_module == "fe_cocotb_test":  # its test counts finished descriptors (perf_valid) into a file
+        with current_progress().task(title, total=desc_count) as bar, \
+                counted_file(workdir / "progress.descriptors", bar) as counter:
+            passed = run_test(build_dir, TOP, test_module, test_path or sources_dir or rtl_dir(), workdir,
+                              {**env, "DTLGEN_PROGRESS_FILE": str(counter)})
+    else:
+        with current_progress().task(title):
+            passed = run_test(build_dir, TOP, test_module, test_path or sources_dir or rtl_dir(), workdir, env)
     run_s = time.perf_counter() - start
     if not passed or not (workdir / "dram_dump.hex").exists():
         raise RuntimeError(f"FE simulation failed in {workdir}:\n{sim_log_tail(workdir)}")

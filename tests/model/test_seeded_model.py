@@ -139,3 +139,17 @@ def test_load_model_seeds_the_frozen_convs_and_trains_their_scales():
         dtlgen.load_model("digits_cnn", seeded=["fc1"], source=(x, y))
     with pytest.raises(ModelSpecError, match="seeded_kind 'int9'"):
         dtlgen.load_model("digits_cnn", seeded="auto", source=(x, y), seeded_kind="int9")
+
+
+def test_a_seeded_conv_changed_after_construction_is_refused():
+    module = Small()
+    seed_convs(module, ["conv1"], seed=3)
+    with torch.no_grad():
+        module.conv1.weight[0, 0, 0, 0] *= -1  # the model would compute with weights no seed gives
+    with pytest.raises(UnsupportedLayerError, match="conv1: SeededConv2d's weight buffer.*build it anew"):
+        import_module(module.eval(), (1, 4, 4))
+    module = Small()
+    seed_convs(module, ["conv2"], seed=3)
+    module.conv2.seed = 2 ** 40
+    with pytest.raises(UnsupportedLayerError, match=r"conv2: SeededConv2d: seed 1099511627776: an integer from 0 to 2\^32"):
+        import_module(module.eval(), (1, 4, 4))

@@ -6,6 +6,7 @@ the network within 1 %; outputs equal to the golden model bit for bit.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 
@@ -23,6 +24,7 @@ from dtlgen.isa.params import FEParams, FESimBuild, SimDram
 from dtlgen.model import import_module, load_model
 from dtlgen.model.digits_task import load_digits_task
 from dtlgen.perf.fe import FEConfig, op_cycles
+from dtlgen.progress import Progress, TaskHandle, using
 from dtlgen.quant import golden
 from dtlgen.quant.quantize import PrecisionConfig, quantize
 from dtlgen.sim import fe_sim
@@ -62,12 +64,28 @@ def test_rtl_is_lint_clean_with_all_warnings(pack, lut_mults):
     assert result.returncode == 0, result.stderr
 
 
+class _Counting(Progress):
+    """Silent progress that records each counted task's (total, completed) as it closes."""
+
+    def __init__(self):
+        self.totals = []
+
+    @contextlib.contextmanager
+    def task(self, description, total=None):
+        handle = TaskHandle()
+        yield handle
+        if total is not None:
+            self.totals.append((total, handle.completed))
+
+
 def test_digits_cnn_fe_is_bit_exact_and_on_the_model(tmp_path):
     network = load_model("digits_cnn")
     task = load_digits_task()
     qnet = quantize(network, task.retrain_x, PrecisionConfig())
     x_int = golden.quantize_input(qnet, task.test_x[:1])[0]
-    program, result, predicted, exact = simulate(qnet, x_int, tmp_path)
+    with using(_Counting()) as progress:  # the progress bar counts the descriptors the engine finishes
+        program, result, predicted, exact = simulate(qnet, x_int, tmp_path)
+    assert progress.totals == [(4, 4)] and not list(tmp_path.glob("progress.*"))
     assert [img.layer for img in program.ops] == ["conv1", "pool2", "conv3", "pool4"]  # pools fused
     assert all(exact)
     for measured, model in zip(result.cycles, predicted):

@@ -1,7 +1,9 @@
 """cocotb test of the FE engine top: start the descriptor list, wait for done, dump memories.
 
 Python never sits in the per-cycle loop: the program is in the DRAM image ($readmemh) and the
-results come back through $writememh files, read by `dtlgen.sim.fe_sim` after the run.
+results come back through $writememh files, read by `dtlgen.sim.fe_sim` after the run. With
+DTLGEN_PROGRESS_FILE set, a byte goes into that file per descriptor the engine finishes (its perf
+counter's one-cycle pulse), for the caller's progress bar; the watcher only reads a signal.
 """
 
 import os
@@ -9,6 +11,14 @@ import os
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, First, RisingEdge, Timer
+
+
+async def count_descriptors(dut, path: str) -> None:
+    """A byte in `path` per descriptor the engine finishes: one event per descriptor, not per cycle."""
+    while True:
+        await RisingEdge(dut.perf_valid)
+        with open(path, "a") as done:
+            done.write(".")
 
 
 @cocotb.test()
@@ -25,6 +35,8 @@ async def run_program(dut):
     await ClockCycles(dut.clk, 3)
     dut.rst.value = 0
     await RisingEdge(dut.clk)
+    if os.environ.get("DTLGEN_PROGRESS_FILE"):
+        cocotb.start_soon(count_descriptors(dut, os.environ["DTLGEN_PROGRESS_FILE"]))
     dut.start.value = 1
     await RisingEdge(dut.clk)
     dut.start.value = 0
