@@ -104,20 +104,28 @@ def test_fused_pool_and_linear_layer_in_batches(tmp_path):
     assert [(img.layer, img.op.images) for img in program.ops] == [("pool", 2), ("pool", 1), ("c2", 3), ("fc", 3)]
 
 
-def test_csim_runs_batched_descriptors_bit_exact(tmp_path):
-    """The HLS engine (C-simulation) on the same batched program: every image's output equal to the golden."""
-    qnet, x_int = per_channel_batch()
+def check_csim_batch(qnet, x_int, workdir):
+    """The HLS engine (C-simulation) on the program of `x_int` (a batch) on a pynq-z2 4x4 design with 12x4
+    tiles: every descriptor's images equal to the golden model's."""
     design = Design.from_dict({"board": "pynq-z2", "clock_mhz": 100,
                                "fe": {"tm": 4, "tn": 4, "tr": 12, "tc": 4, "w_bits": 8, "a_bits": 8},
                                "rl": {"tm": 2, "tn": 2, "bits": 16, "batch": 4}})
     board = load_board("pynq-z2")
-    project = generate_project(qnet.network, design, board, np.zeros((1, *SHAPE)), np.zeros(SHAPE), tmp_path / "prj")
+    shape = x_int.shape[1:]
+    project = generate_project(qnet.network, design, board, np.zeros((1, *shape)), np.zeros(shape), workdir / "prj")
     program = build_fe_program(qnet, design.fe, x_int, bus_bytes=int(board.bus_bytes))  # the engine's bus
     memory = program.memory.copy()
     CsimEngines(project).run_fe(memory, program.desc_addr, len(program.ops))
     reference = golden.fe_forward(qnet, x_int)
     for i, img in enumerate(program.ops):
-        assert np.array_equal(program.read_images(memory, i), reference[img.layer][img.image0:img.image0 + img.op.total_images])
+        want = reference[img.layer][img.image0:img.image0 + img.op.total_images]
+        assert np.array_equal(program.read_images(memory, i), want), img.op.name
+    return program
+
+
+def test_csim_runs_batched_descriptors_bit_exact(tmp_path):
+    """The HLS engine (C-simulation) on the same batched program: every image's output equal to the golden."""
+    check_csim_batch(*per_channel_batch(), tmp_path)
 
 
 def test_a_batch_beyond_the_tile_is_refused_by_the_loader():

@@ -23,7 +23,7 @@ from dtlgen.perf import Design
 from dtlgen.quant import golden
 from dtlgen.quant.quantize import PrecisionConfig, quantize
 
-from test_fe_batch import check_batch
+from test_fe_batch import check_batch, check_csim_batch
 
 SHAPE = (3, 8, 8)
 
@@ -115,18 +115,7 @@ def test_concatenations_on_the_rtl_bit_exact_and_on_the_model(tmp_path, batch, t
 
 def test_concatenations_in_c_simulation_bit_exact(tmp_path):
     _, qnet, x_int = concat_net(3)
-    design = Design.from_dict({"board": "pynq-z2", "clock_mhz": 100,
-                               "fe": {"tm": 4, "tn": 4, "tr": 12, "tc": 4, "w_bits": 8, "a_bits": 8},
-                               "rl": {"tm": 2, "tn": 2, "bits": 16, "batch": 4}})
-    board = load_board("pynq-z2")
-    project = generate_project(qnet.network, design, board, np.zeros((1, *SHAPE)), np.zeros(SHAPE), tmp_path / "prj")
-    program = build_fe_program(qnet, design.fe, x_int, bus_bytes=int(board.bus_bytes))
-    memory = program.memory.copy()
-    CsimEngines(project).run_fe(memory, program.desc_addr, len(program.ops))
-    reference = golden.fe_forward(qnet, x_int)
-    for i, img in enumerate(program.ops):
-        want = reference[img.layer][img.image0:img.image0 + img.op.total_images]
-        assert np.array_equal(program.read_images(memory, i), want), img.op.name
+    check_csim_batch(qnet, x_int, tmp_path)
 
 
 class PooledBranches(nn.Module):

@@ -14,22 +14,18 @@ import pytest
 import torch
 from torch import nn
 
-from dtlgen.boards import load_board
-from dtlgen.csim import CsimEngines
 from dtlgen.errors import DesignError
 from dtlgen.generator.fe_program import build_fe_program, check_descriptors
-from dtlgen.generator.project import generate_project
 from dtlgen.isa import fe as isa_fe
 from dtlgen.isa import seeded as isa_seeded
 from dtlgen.model import import_module
 from dtlgen.model.seeded import SeededConv2d
-from dtlgen.perf import Design
 from dtlgen.perf.fe import FEConfig, fe_ops
 from dtlgen.quant import golden
 from dtlgen.quant.quantize import PrecisionConfig, quantize
 from dtlgen.quant.reference import float_forward
 
-from test_fe_batch import check_batch
+from test_fe_batch import check_batch, check_csim_batch
 
 SHAPE = (3, 8, 8)
 
@@ -129,18 +125,7 @@ def test_a_scale_on_a_pool_descriptor_is_refused():
 
 def test_seeded_convs_in_c_simulation_bit_exact(tmp_path):
     _, qnet, x_int = seeded_net(3)
-    design = Design.from_dict({"board": "pynq-z2", "clock_mhz": 100,
-                               "fe": {"tm": 4, "tn": 4, "tr": 12, "tc": 4, "w_bits": 8, "a_bits": 8},
-                               "rl": {"tm": 2, "tn": 2, "bits": 16, "batch": 4}})
-    board = load_board("pynq-z2")
-    project = generate_project(qnet.network, design, board, np.zeros((1, *SHAPE)), np.zeros(SHAPE), tmp_path / "prj")
-    program = build_fe_program(qnet, design.fe, x_int, bus_bytes=int(board.bus_bytes))
-    memory = program.memory.copy()
-    CsimEngines(project).run_fe(memory, program.desc_addr, len(program.ops))
-    reference = golden.fe_forward(qnet, x_int)
-    for i, img in enumerate(program.ops):
-        want = reference[img.layer][img.image0:img.image0 + img.op.total_images]
-        assert np.array_equal(program.read_images(memory, i), want), img.op.name
+    check_csim_batch(qnet, x_int, tmp_path)
 
 
 def test_seeded_weights_wider_than_the_design_are_refused():
