@@ -167,8 +167,9 @@ def pretrained_model(task: digits_task.DigitsTask, config: DemoConfig, progress:
         paths = [layer.module_path for layer in frozen.frozen_layers if layer.op == "conv2d"]
         seed_convs(module, paths, config.weight_seed, config.seeded_kind)
     what = "with seeded frozen convs " if seeded else ""
-    progress(f"pre-training {name} {what}on the source environment ({len(task.source_y)} images)")
-    digits_task.pretrain(module, task.source_x, task.source_y, config.pretrain_epochs, config.seed)
+    with as_progress(progress).task(f"pre-training {name} {what}on the source environment ({len(task.source_y)} "
+                                    "images), epochs", total=config.pretrain_epochs) as bar:
+        digits_task.pretrain(module, task.source_x, task.source_y, config.pretrain_epochs, config.seed, bar.update)
     network = import_module(module, input_shape, name)
     network = network.with_split(resolve_split(network, split))
     progress("quantising with hybrid precision (calibration on the re-training set)")

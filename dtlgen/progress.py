@@ -83,7 +83,11 @@ class RichProgress(Progress):
             self(description + (f" ({total})" if total is not None else ""))
             start = time.perf_counter()
             handle = TaskHandle()
-            yield handle
+            try:
+                yield handle
+            except BaseException:  # a failed or interrupted task is not "done"
+                self.console.print(f"[dim]   stopped after {time.perf_counter() - start:.1f} s[/dim]", highlight=False)
+                raise
             done = f", {handle.completed} of {total}" if total is not None else ""
             self.console.print(f"[dim]   done in {time.perf_counter() - start:.1f} s{done}[/dim]", highlight=False)
             return

@@ -39,7 +39,8 @@ def test_off_a_terminal_a_task_is_a_line_when_it_opens_and_one_when_it_closes():
         raise ValueError("a failing step still closes its task")
     lines = out.getvalue().splitlines()
     assert lines[0] == "-> steps (5)" and lines[1].startswith("   done in") and lines[1].endswith("5 of 5")
-    assert lines[2:] == ["-> spinning"]  # (a failed step prints no "done": its error follows)
+    assert lines[2] == "-> spinning" and lines[3].startswith("   stopped after")  # not "done": its error follows
+    assert len(lines) == 4
 
 
 def test_on_a_terminal_nested_tasks_share_one_live_display_and_it_stops_with_the_last():

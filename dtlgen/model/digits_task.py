@@ -80,19 +80,22 @@ def load_mnist_digits_task(seed: int = SEED) -> DigitsTask:
                       x[test], digits.target[test].astype(np.int64))
 
 
-def pretrain(module: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int = 40, seed: int = SEED) -> nn.Module:
-    """Train the whole model on the source environment (Adam, cross-entropy); returns it in eval mode."""
+def pretrain(module: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int = 40, seed: int = SEED,
+             on_epoch=lambda done: None) -> nn.Module:
+    """Train the whole model on the source environment (Adam, cross-entropy); returns it in eval mode.
+    `on_epoch(n)` after each of the n epochs done (a progress bar's update)."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         inputs = torch.tensor(x, dtype=torch.float32)
         targets = torch.tensor(y)
         optimiser = torch.optim.Adam(module.parameters(), lr=3e-3)
         module.train()
-        for _ in range(epochs):
+        for epoch in range(epochs):
             for batch in torch.randperm(len(inputs)).split(64):
                 optimiser.zero_grad()
                 nn.functional.cross_entropy(module(inputs[batch]), targets[batch]).backward()
                 optimiser.step()
+            on_epoch(epoch + 1)
     return module.eval()
 
 
