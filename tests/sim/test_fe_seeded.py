@@ -25,7 +25,11 @@ from dtlgen.quant import golden
 from dtlgen.quant.quantize import PrecisionConfig, quantize
 from dtlgen.quant.reference import float_forward
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from test_fe_batch import check_batch, check_csim_batch
+from test_fe_rtl import fe_build, simulate
 
 SHAPE = (3, 8, 8)
 
@@ -133,3 +137,35 @@ def test_seeded_weights_wider_than_the_design_are_refused():
     network = import_module(module, SHAPE)
     with pytest.raises(DesignError, match="c2.*int4 weights need 4 bits.*fe.w_bits >= 4"):
         quantize(network, np.zeros((1, *SHAPE)), PrecisionConfig(w_bits=2))
+
+
+@st.composite
+def seeded_layers(draw):
+    k = draw(st.sampled_from([1, 3, 5]))
+    h = draw(st.integers(max(k, 2), 9))
+    return (draw(st.integers(1, 6)), draw(st.integers(1, 37)), h, k, draw(st.sampled_from([1, 2])),
+            draw(st.integers(0, k // 2)), draw(st.sampled_from(["sign", "int2", "int4"])), draw(st.booleans()),
+            draw(st.booleans()), draw(st.sampled_from([2, 8, 16])))
+
+
+@settings(max_examples=6, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seeded_layers())
+def test_random_seeded_layers_bit_exact_and_cycle_exact(tmp_path, layer):
+    """Any channel count (the scales start at the next 16-word boundary after the biases), any kind, scales
+    of both signs, buses whose beats hold half a table word, two words or four: bit-exact, and the ideal
+    memory's cycles exactly the model's."""
+    n, m, h, k, s, p, kind, negative, pool, bus = layer
+    torch.manual_seed(n * 131 + m * 17 + h)
+    conv = SeededConv2d(n, m, k, s, p, seed=m * 7 + h, index=k, kind=kind)
+    with torch.no_grad():
+        conv.scale.mul_(torch.empty(m).uniform_(-1.0 if negative else 0.2, 1.0))
+        conv.bias.uniform_(-0.2, 0.2)
+    r = (h + 2 * p - k) // s + 1
+    modules = [conv, nn.ReLU()] + ([nn.MaxPool2d(2)] if pool and r >= 2 else [])
+    network = import_module(nn.Sequential(*modules).eval(), (n, h, h))
+    x = np.random.default_rng(h).standard_normal((4, n, h, h))
+    qnet = quantize(network, x, PrecisionConfig())
+    params = fe_build(4, 4, 4, 4, bus=bus)
+    program, result, predicted, exact = simulate(qnet, golden.quantize_input(qnet, x[:1])[0], tmp_path / "run", params)
+    assert program.ops[0].op.scaled and all(exact)
+    assert result.cycles == predicted
