@@ -17,6 +17,7 @@ import numpy as np
 
 from dtlgen.errors import DesignError
 from dtlgen.isa import fe as isa
+from dtlgen.isa import seeded
 from dtlgen.model.ir import joined_activation
 from dtlgen.model.ops import op_of
 from dtlgen.perf.board import ALIGN
@@ -188,7 +189,10 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
         mult, shift = op_of(layer).descriptor_scale(layer, lq, fixed)
         if kind == KIND_CONV:
             if image0 == 0:  # a layer's later descriptors read the same weights and biases
-                weights[op.name] = (place(_bias_table(lq, op.m)), place(_tile_ordered_weights(lq.weight, op, cfg, bus_bytes)))
+                # a generated conv's weight field holds its layer key: the engine makes the weights
+                weights[op.name] = (place(_bias_table(lq, op.m)),
+                                    seeded.layer_key(layer.seed["seed"], layer.seed["index"]) if op.gen
+                                    else place(_tile_ordered_weights(lq.weight, op, cfg, bus_bytes)))
             bias_addr, second = weights[op.name]
         elif kind == KIND_ADD:  # both operands shifted up to the finer frac, then requantised
             shifts = lq.align_shifts[0] | lq.align_shifts[1] << 8
@@ -216,7 +220,7 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
         several = op.total_images > 1  # the image strides (0 for one image)
         descriptors.append(isa.encode(
             f"FE descriptor of '{op.name}'", kind=kind, act=ACTIVATION_CODES[activation], pool=int(bool(op.pool)),
-            depthwise=int(op.depthwise), scaled=int(op.scaled), n=op.n, m=op.m, h=op.h, w=op.w, r=op.r, c=op.c,
+            depthwise=int(op.depthwise), scaled=int(op.scaled), gen=int(op.gen), n=op.n, m=op.m, h=op.h, w=op.w, r=op.r, c=op.c,
             k=op.k, s=op.s, p=op.p,
             shift=shift, six=six, mult=mult, in_addr=source + image0 * in_stride, second_addr=second,
             bias_addr=bias_addr, out_addr=out_addr, sa=shifts & 0xFF, sb=shifts >> 8, more_images=op.images - 1,
@@ -309,9 +313,11 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
             raise DesignError(f"{where} {problem}; the project's memory image or program.json was changed: "
                               "regenerate it with 'dtlgen generate'")
 
-        if kind not in isa.KINDS or act > 2 or isa.reserved_bits(raw) or (d["scaled"] and kind != KIND_CONV):
+        if kind not in isa.KINDS or act > 2 or isa.reserved_bits(raw) or (d["scaled"] and kind != KIND_CONV) \
+                or (d["gen"] and (kind != KIND_CONV or depthwise or not d["scaled"])):
             refuse(f"has an unknown kind ({kind}) or activation ({act}), a scale on an op that is not a "
-                   "convolution, or bits set outside its fields")
+                   "convolution, generated weights on one that is not a scaled dense convolution, or bits set "
+                   "outside its fields")
         window = isa.window_problem(kind, k, s, r, c, *tiles) if min(k, s, r, c) >= 1 else None
         if min(n, m, h, wd, r, c, k, s) < 1 or window or p >= k or m > m_max:
             refuse(f"has N={n} M={m} H={h} W={wd} R={r} C={c} K={k} S={s} P={p}, outside the engine's limits "
@@ -369,9 +375,9 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
         in_span = (total - 1) * d["in_stride"] + n * h * wd
         out_span = (total - 1) * d["out_stride"] + int(np.prod(sample))
         ranges = [("input", d["in_addr"], in_span), ("output", d["out_addr"], out_span)]
-        if kind == KIND_CONV:
-            ranges += [("weights", d["second_addr"], weights),
-                       ("biases", d["bias_addr"], 4 * isa.bias_table_words(m, bool(d["scaled"])))]
+        if kind == KIND_CONV:  # (generated weights: the weight field is a key, not an address)
+            ranges += [("biases", d["bias_addr"], 4 * isa.bias_table_words(m, bool(d["scaled"])))]
+            ranges += [] if d["gen"] else [("weights", d["second_addr"], weights)]
         elif kind == KIND_ADD:
             ranges.append(("second input", d["second_addr"], in_span))
         for what, addr, count in ranges:
@@ -384,7 +390,8 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
         if op.get("kind") != kind_name:
             refuse(f"is a {kind_name}, but program.json calls it a {op.get('kind')}")
         decoded.append(FEOp(op["name"], kind_name, n, h, wd, m, r, c, k, s, p, bool(depthwise), 2 if pool else 0,
-                            images=images, groups=groups, keep=bool(d["keep"]), scaled=bool(d["scaled"])))
+                            images=images, groups=groups, keep=bool(d["keep"]), scaled=bool(d["scaled"]),
+                            gen=bool(d["gen"])))
     # kept inputs must fit the input banks of the engine sized for these ops (what build_fe_program gives)
     engine = FEConfig(tm, tn, *tiles)
     words = keep_words(engine, bus_bytes, decoded)

@@ -32,7 +32,7 @@ from dtlgen.perf.rl import step_schedule
 from dtlgen.quant import fixed, golden
 from dtlgen.quant.quantize import QuantizedNetwork
 
-FE_SOURCES = ("dtl_numerics.h", "dtl_engines.h", "dtl_csim_check.h", "dtl_bytes.h", "tb_dtl.h", "dtl_fe_engine.cpp",
+FE_SOURCES = ("dtl_numerics.h", "dtl_engines.h", "dtl_seeded.h", "dtl_csim_check.h", "dtl_bytes.h", "tb_dtl.h", "dtl_fe_engine.cpp",
               "tb_fe.cpp", "csim_api.cpp")
 RL_SOURCES = ("dtl_rl_engine.cpp", "tb_rl.cpp")
 HLS_MAX_BUS_BYTES = 64  # the FE engine's descriptor: static_assert in dtl_fe_engine.cpp

@@ -229,7 +229,7 @@ def rtl_shell(engine: str, params: FEParams | RLParams, board: Board, env: jinja
     hdl: dict[str, Any] = params.hdl_parameters()
     if isinstance(params, FEParams):
         if not params.full_size:
-            raise ValueError("the FE engine's AXI IP is built with full-size buffers (k_max, s_max, has_add, has_scale)")
+            raise ValueError(f"the FE engine's AXI IP is built with full-size buffers ({', '.join(FE_BUFFER_SIZING)})")
         hdl = {key: value for key, value in hdl.items() if key.lower() not in FE_BUFFER_SIZING}
     hdl |= {"MAX_READS": AXI_OUTSTANDING, "MAX_WRITES": AXI_OUTSTANDING}
     if gang:  # bursts inside 2 KB pages, which the gang keeps in one DRAM row

@@ -1,6 +1,6 @@
 """The FE engine's descriptor (64 bytes, little-endian 32-bit words) and the limits it implies.
 
-w0 kind | act << 4 | fused pool << 6 | depthwise << 7 | scaled << 8; w1 N | M << 16; w2 H | W << 16; w3 R | C << 16;
+w0 kind | act << 4 | fused pool << 6 | depthwise << 7 | scaled << 8 | gen << 9; w1 N | M << 16; w2 H | W << 16; w3 R | C << 16;
 w4 K | S << 8 | P << 16 | shift << 24 (signed); w5 six (signed 16) | average-pool multiplier << 16;
 w6 input address; w7 weight address (an add's second input); w8 bias address; w9 output address;
 w10 the add's operand shifts sa | sb << 8; w11 more_images (b − 1) | plane << 8 | keep << 9 | more_groups
@@ -57,6 +57,14 @@ bias[m] in 48 bits, where other ops take the descriptor's `mult`). Its bias tabl
 zero-padded to a multiple of TABLE_ALIGN_WORDS, then the M scales, one sign-extended 32-bit word each
 (`bias_table_words`); the engine reads both in one request.
 
+Weights generated on chip (`gen`, a seeded dense conv of ±1 weights: issue 18): no weights in memory;
+the weight address field holds the layer's key (`dtlgen.isa.seeded.layer_key`) and the engine's
+generator writes each trip's weight tile itself, in the order of `dtlgen.isa.seeded.conv_weights`: for
+tap t (t = kr·K + kc) and lane m of the tile, `gen_words(tn)` words from word (t·M + m0 + m)·ceil(N/32) +
+n0 / 32 of the layer, the tile's tn_e bits from bit n0 mod 32 on, GEN_LANES lanes a cycle. The trip's
+load then takes max(L + input beats (none for a kept input's later tiles), `gen_cycles`): the generator
+runs beside the input reads, on no memory port.
+
 A conv's weights in memory, trip by trip (m tile outer, n tile inner; a depthwise conv: m tiles):
 K·K tap rows in (kr, kc) order, each the tap's tm_e × wn weights in (m, n) order (wn = tn_e, or 1
 for a depthwise conv), zero-padded to whole bus beats (`weight_row_bytes`), so that a beat never
@@ -93,7 +101,7 @@ __all__ = ["ACTIVATION_CODES", "DESCRIPTOR_BYTES", "FIELDS", "decode", "encode"]
 
 FIELDS = (
     Field("kind", 0, 0, 4), Field("act", 0, 4, 2), Field("pool", 0, 6, 1), Field("depthwise", 0, 7, 1),
-    Field("scaled", 0, 8, 1),
+    Field("scaled", 0, 8, 1), Field("gen", 0, 9, 1),
     Field("n", 1, 0, 16), Field("m", 1, 16, 16), Field("h", 2, 0, 16), Field("w", 2, 16, 16),
     Field("r", 3, 0, 16), Field("c", 3, 16, 16),
     Field("k", 4, 0, 8), Field("s", 4, 8, 8), Field("p", 4, 16, 8), Field("shift", 4, 24, 8, signed=True),
@@ -222,6 +230,21 @@ def groups_problem(groups: int, keep: bool, n: int, tn: int) -> str | None:
         return (f"{groups} image groups of a kept input of one input-channel tile (N={n} <= TN={tn}): the next "
                 "group's load would overwrite the planes the last trip reads")
     return None
+
+
+GEN_LANES = 4  # lanes the on-chip generator fills a cycle (a mixer each)
+GEN_LATENCY = 8  # cycles of a trip's generation besides its words: setup, the mixer's stages, the bank write
+
+
+def gen_words(tn: int) -> int:
+    """Words the generator makes per tap and lane: enough for tn bits at any offset n0 mod 32 that input
+    channel tiles of tn start at (all multiples of 32 when tn is one: tn / 32)."""
+    return tn // 32 if tn % 32 == 0 else -(-(31 + tn) // 32)
+
+
+def gen_cycles(k: int, tm_e, tn: int, lanes: int = GEN_LANES):
+    """Cycles the generator takes for a trip's weight tile of tm_e lanes (element-wise over arrays)."""
+    return GEN_LATENCY + k * k * -(-np.asarray(tm_e) // lanes) * gen_words(tn)
 
 
 def bias_table_words(m: int, scaled: bool) -> int:

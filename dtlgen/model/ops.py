@@ -156,8 +156,9 @@ class Conv2d(LayerOp):
         return y + bias.reshape(1, -1, 1, 1)
 
     def fe_geometry(self, layer) -> dict[str, Any]:
+        seeded_signs = layer.seed is not None and layer.seed["kind"] == "sign" and not self.depthwise(layer)
         return dict(super().fe_geometry(layer), depthwise=self.depthwise(layer), macs=self.macs(layer),
-                    scaled=layer.scale is not None)
+                    scaled=layer.scale is not None, gen=seeded_signs)
 
     def fe_problem(self, layer) -> str | None:
         if layer.kernel not in SUPPORTED_KERNELS:

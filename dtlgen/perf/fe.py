@@ -129,7 +129,8 @@ from dtlgen.isa import fe as isa_fe
 from dtlgen.isa.params import FE_BUFFER_SIZING, DdrTiming, FEParams
 from dtlgen.model.ir import INPUT, Layer, Network
 from dtlgen.model.ops import SUPPORTED_KERNELS, SUPPORTED_STRIDES, op_of
-from dtlgen.perf.resources import COEFFICIENTS, ResourceUse, array_resources, banked_memory, dsp_packing
+from dtlgen.perf.resources import (COEFFICIENTS, ResourceUse, array_resources, banked_memory, dsp_packing,
+                                   dsps_per_mult)
 from dtlgen.quant import fixed
 
 DESCRIPTOR_BYTES = isa_fe.DESCRIPTOR_BYTES
@@ -197,6 +198,7 @@ class FEOp:
     groups: int = 1  # such runs of `images` images one after another (`batched_ops`, Image groups)
     keep: bool = False  # its input stays on chip across output-channel tiles (`dtlgen.isa.fe.keeps_inputs`)
     scaled: bool = False  # a per-channel output scale (a seeded conv: `dtlgen.isa.fe`, Per-channel scale)
+    gen: bool = False  # its ±1 weights generated on chip (`dtlgen.isa.fe`, Weights generated on chip)
 
     @property
     def per_channel(self) -> bool:
@@ -256,13 +258,14 @@ def keeps_inputs(op: FEOp, cfg: FEConfig, bus: float, words: int) -> bool:
 
 
 def fe_buffer_sizing(ops: list[FEOp]) -> dict[str, int]:
-    """k_max, s_max, has_add, has_scale: the FE buffers sized for the ops that run (a stride beyond the
+    """k_max, s_max, has_add, has_scale, has_gen: the FE buffers sized for the ops that run (a stride beyond the
     engine's S_MAX keeps the full-size window, against which such a layer is checked)."""
     # (a pool kernel beyond K_MAX is checked against the full-size window too)
     strided = any(op.s > isa_fe.S_MAX or op.k > isa_fe.K_MAX for op in ops)
     sizing = (isa_fe.K_MAX if strided else max((op.k for op in ops), default=1),
               isa_fe.S_MAX if strided else max((op.s for op in ops), default=1),
-              int(any(op.kind == "add" for op in ops)), int(any(op.scaled for op in ops)))
+              int(any(op.kind == "add" for op in ops)), int(any(op.scaled for op in ops)),
+              int(any(op.gen for op in ops)))
     return dict(zip(FE_BUFFER_SIZING, sizing))
 
 
@@ -371,7 +374,7 @@ def op_cycles(op: FEOp, cfg: FEConfig, bus_bytes: float, latency: int, ddr: DdrT
     timing = (ddr.row_bytes, ddr.t_miss, ddr.t_refi, ddr.t_rfc, ddr.banks) if ddr is not None and ddr.row_bytes else None
     key = (op.kind, op.n, op.h, op.w, op.m, op.r, op.c, op.k, op.s, op.p, op.per_channel, op.pool, op.images,
            op.groups, op.keep, cfg.tm, cfg.tn, tr, tc, cfg.a_bytes, isa_fe.weight_slot_bits(cfg.w_bits), float(bus_bytes), int(latency),
-           timing, op.scaled)
+           timing, op.scaled, op.gen)
     return _op_cycles(*key)
 
 
@@ -473,7 +476,7 @@ def require_ddr_timing(board: Board, option: str = "--ddr") -> DdrTiming:
 
 @lru_cache(maxsize=200_000)
 def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, groups, keep, tm, tn, tr, tc, a_bytes, w_slot,
-               bus, latency, timing=None, scaled=False) -> OpCycles:
+               bus, latency, timing=None, scaled=False, gen=False) -> OpCycles:
     depth = pipeline_depth(tn) if kind == "conv" else pipeline_depth(1)
     rt, ct, mt = -(-r // tr), -(-c // tc), -(-m // tm)
     nt = 1 if per_channel else -(-n // tn)
@@ -521,25 +524,30 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, group
     # of trips (the images sit in different banks: isa.fe.image_pitch); then it closes that row and the
     # image's next read closes the weights' row: two misses on those trips' loads
     shared, shared_cost = np.zeros(1), 2 * timing[1] if timing is not None else 0
-    if timing is not None and kind == "conv":
+    if timing is not None and kind == "conv" and not gen:  # (generated weights open no row)
         shared = seq(np.where(whole & reads_input, min(1, rows_open / timing[4]), 0.0))
     shared_next = np.append(shared[1:], 0)  # the following tile's (none after the last)
 
     def load(tn_e):  # load of a trip with tn_e input channels (per-channel ops: the tile's own tm_e)
         channels = lanes if per_channel else tn_e
         beats = inputs * channels * row_beats
-        w_beats = k * k * np.ceil(lanes * (1 if per_channel else tn_e) * w_slot / (8 * bus)) if kind == "conv" else 0
+        weighted = kind == "conv" and not gen  # (generated weights cross no bus)
+        w_beats = k * k * np.ceil(lanes * (1 if per_channel else tn_e) * w_slot / (8 * bus)) if weighted else 0
         if timing is not None:
             plane = h * w * a_bytes
             span = (rows_v[:, None, None] - 1) * w * a_bytes + cols_v[None, :, None] * a_bytes
             fresh = (np.arange(mt) == 0)[None, None, :] if keep else 1
             runs = [(fresh * inputs * images * np.where(whole, 1, channels), np.where(whole, channels * plane, span),
                      np.where(whole, channels * plane, plane))]
-            if kind == "conv":
+            if weighted:
                 runs.append((1, w_beats * bus, w_beats * bus))
+            reads = np.where(row_beats > 0, 1, 0) * _ddr_reads(beats, runs[:1], timing) if gen else None
             beats = _ddr_reads(beats + w_beats, runs, timing)
         else:
+            reads = beats if gen else None
             beats = beats + w_beats
+        if gen:  # the generator beside the input reads (none: a kept input's later tiles), on no port
+            return seq(np.maximum(np.where(row_beats > 0, latency + reads, 0), isa_fe.gen_cycles(k, lanes, tn)))
         return seq(latency + beats) + shared * shared_cost  # (shared: above)
 
     tn_last = n - (nt - 1) * tn if not per_channel else 0
@@ -582,7 +590,7 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, group
     bus_cycles = int(loads + store.sum()) + overhead
     window = h * w if keep else int((isa_fe.loaded_rows(k, s, rows_v)[:, None] * cols_v[None, :]).sum())  # per channel
     in_bytes = images * inputs * a_bytes * window * (m if per_channel else n) * (1 if per_channel or keep else mt)
-    w_total = int(isa_fe.weight_bytes(m, n, k, per_channel, tm, tn, bus, w_slot)) if kind == "conv" else 0
+    w_total = int(isa_fe.weight_bytes(m, n, k, per_channel, tm, tn, bus, w_slot)) if kind == "conv" and not gen else 0
     out_bytes = images * m * int(out_r.sum()) * int(out_c.sum()) * a_bytes
     return OpCycles(cycles, int(comp.sum()) + int(comp_mid.sum()) * (nt - 1), bus_cycles, trips,
                     groups * (in_bytes + w_total * rt * ct + out_bytes))
@@ -632,4 +640,10 @@ def fe_resources(ops: list[FEOp], cfg: FEConfig, board: Board) -> ResourceUse:
                + banked_memory(board, cfg.tm, -(-max_m // cfg.tm), 8 * BIAS_BYTES))  # per-layer bias table
     coeff = COEFFICIENTS[board.lut_kind]
     control = ResourceUse(lut=coeff["fe_control_lut"], ff=coeff["fe_control_ff"])
+    if any(op.gen for op in ops):  # the weight generator (fe_engine.sv): an estimate, not calibrated
+        words = isa_fe.gen_words(cfg.tn)
+        mults = 2 * isa_fe.GEN_LANES + 3  # two per mixer; the per-descriptor and per-trip products
+        control += ResourceUse(dsp=mults * dsps_per_mult(board, 32, 32),
+                               lut=isa_fe.GEN_LANES * (4 * 32 + 32 * words) + cfg.tm * cfg.tn * (cfg.w_bits + 2),
+                               ff=isa_fe.GEN_LANES * (3 * 32 + 32 * words + cfg.tn) + 6 * 32)
     return array + buffers + control

@@ -59,7 +59,7 @@ def run_image(memory: np.ndarray, desc_addr: int, desc_count: int, fe: FEParams,
     shell that gangs two ports has an AxiRam on each, both on one memory (axi_cocotb.GangRam)."""
     require_cocotbext_axi()
     if not fe.full_size:
-        raise ValueError("the AXI4 testbench builds the FE engine with full-size buffers (k_max, s_max, has_add, has_scale)")
+        raise ValueError(f"the AXI4 testbench builds the FE engine with full-size buffers ({', '.join(FE_BUFFER_SIZING)})")
     if desc_count > PERF_DEPTH:
         raise ValueError(f"dtl_fe_axi records the cycles of {PERF_DEPTH} descriptors; this list has {desc_count}")
     workdir = Path(workdir).resolve()  # the runner changes directory: every path must be absolute

@@ -177,3 +177,23 @@ def check_seeded_layer(workdir, n, m, h, k, s, p, kind, negative, pool, bus):
     program, result, predicted, exact = simulate(qnet, golden.quantize_input(qnet, x[:1])[0], workdir, params)
     assert program.ops[0].op.scaled and all(exact)
     assert result.cycles == predicted
+
+
+@pytest.mark.parametrize("n, m, h, k", [(32, 32, 2, 1), (24, 40, 2, 1)])
+def test_generated_weights_bound_trips_cycle_exact(tmp_path, n, m, h, k):
+    """Kept inputs on 2x2 maps: the later output-channel tiles' trips load nothing, and the generator alone
+    sets their length (dtlgen.isa.fe.gen_cycles); every trip's weights come from the generator (the
+    program holds none), bit-exact with the golden model."""
+    from dtlgen.isa.fe import gen_cycles
+
+    torch.manual_seed(n + m + k)
+    conv = SeededConv2d(n, m, k, 1, k // 2, seed=9, index=2)
+    network = import_module(nn.Sequential(conv, nn.ReLU()).eval(), (n, h, h))
+    x = np.random.default_rng(k).standard_normal((2, n, h, h))
+    qnet = quantize(network, x, PrecisionConfig())
+    program, result, predicted, exact = simulate(qnet, golden.quantize_input(qnet, x[:1])[0], tmp_path)
+    op = program.ops[0].op
+    assert op.gen and op.keep and all(exact) and result.cycles == predicted
+    assert gen_cycles(k, 4, 4) > h * h * k * k  # the generator, not the array, bounds the kept trips
+    weights = isa_fe.weight_bytes(m, n, k, False, 4, 4, 8)
+    assert program.extent < weights  # no weights in the memory image

@@ -35,6 +35,7 @@ module fe_engine #(
   parameter int S_MAX = 2,    // largest stride the input window is sized for
   parameter int HAS_ADD = 1,  // 0: no residual add runs here, so no second operand buffer
   parameter int HAS_SCALE = 1,  // 0: no scaled conv runs here, so no per-channel scale table
+  parameter int HAS_GEN = 1,    // 0: no conv's weights are generated on chip, so no generator
   parameter int M_MAX = 512,
   parameter int DRAIN = 6,  // pipeline fill/drain cycles (dtlgen.isa.fe.pipeline_depth, trip_drain)
   parameter int PACK = 0,   // 1: lanes 2j and 2j+1 share one multiply per column (DSP48 packing, below)
@@ -115,6 +116,7 @@ module fe_engine #(
   localparam int GEOM_LOAD_AGE = 4, GEOM_GO_AGE = 6;
   localparam int W_SLOT = (W_BITS <= 2) ? 2 : (W_BITS <= 4) ? 4 : 8;  // a weight's bits in memory
   localparam int PER_CHANNEL_DRAIN = 6;  // pools and adds skip the adder tree
+  localparam int GEN_LANES = 4;  // lanes the weight generator fills a cycle
   localparam logic [3:0] K_CONV = 4'd1, K_MAXPOOL = 4'd2, K_AVGPOOL = 4'd3, K_ADD = 4'd4;
   /* verilator lint_off UNUSEDPARAM */
   localparam logic [1:0] ACT_NONE = 2'd0, ACT_RELU = 2'd1, ACT_RELU6 = 2'd2;
@@ -136,6 +138,7 @@ module fe_engine #(
   logic [3:0]  d_kind;
   logic        d_dw;       // depthwise conv
   logic        d_scaled;   // per-channel scale: a seeded conv (dtlgen.isa.fe, Per-channel scale)
+  logic        d_gen;      // weights generated on chip (dtlgen.isa.fe, Weights generated on chip)
   logic        d_pc;       // per-channel operation: depthwise conv, pool or add
   logic [1:0]  d_act;
   logic        d_pool;
@@ -159,6 +162,7 @@ module fe_engine #(
     d_pool     = desc[0][6];
     d_dw       = desc[0][7];
     d_scaled   = desc[0][8];
+    d_gen      = desc[0][9];
     d_n        = desc[1][15:0];
     d_m        = desc[1][31:16];
     d_h        = desc[2][15:0];
@@ -735,6 +739,119 @@ module fe_engine #(
   assign w_beat = (mstate == M_LOAD) && rd_valid && (mjob == J_TRIP) && (d_kind == K_CONV)
                 && (rsp.done || ld_rows == 0);
   assign w_waddr = WA'(32'(ld_half) * KK + 32'(wr_t));
+  // Weights generated on chip (dtlgen.isa.fe, Weights generated on chip): for each tap t and each lane
+  // of the tile, GW words of the layer from word (t * M + m0 + lane) * NW + n0 / 32 (NW = ceil(N / 32)),
+  // GEN_LANES lanes a cycle, a mixer each (dtl_seeded.sv's mix32 in three registered stages); a lane's
+  // words gathered, its tn_e bits from bit n0 mod 32 on go to its banks as +1 / -1 in one write. The
+  // word's input key + n * GOLDEN is counted in adds: per word GOLDEN, per lane group GEN_LANES * NWG,
+  // per tap MNWG (NWG = NW * GOLDEN, MNWG = M * NW * GOLDEN: products once per descriptor).
+  localparam int GW = (TN % 32 == 0) ? TN / 32 : (31 + TN + 31) / 32;  // dtlgen.isa.fe.gen_words(TN)
+  localparam int GL = GEN_LANES;
+  localparam logic [31:0] GOLDEN = 32'h9E3779B9;
+  typedef enum logic [2:0] {G_IDLE, G_S0, G_S1, G_RUN, G_DRAIN, G_DONE} gstate_t;
+  gstate_t           g_state;
+  logic              k_gen;
+  logic [15:0]       k_nw;
+  logic [31:0]       k_nwg, k_mnw, k_mnwg;
+  logic [31:0]       k_gstep [GL + 1];  // g * NWG
+  logic [15:0]       g_m0, g_n0;
+  logic [31:0]       g_p, g_x, g_xrow, g_xtap;
+  logic [KTW-1:0]    g_t;
+  logic [15:0]       g_lg;
+  logic [$clog2(GW + 1)-1:0] g_j;
+  // the mixer's stages: A (issued x), B (first multiply), C (second multiply); then the gathered run (E)
+  logic [GL-1:0]     ga_v, gb_v, gc_v, ge_v;
+  logic [31:0]       ga_x [GL], gb_x [GL], gc_x [GL];
+  logic [KTW-1:0]    ga_t, gb_t, gc_t, ge_t;
+  logic [15:0]       ga_lg, gb_lg, gc_lg, ge_lg;
+  logic [$clog2(GW + 1)-1:0] ga_j, gb_j, gc_j;
+  logic [32*GW-1:0]  g_acc [GL];
+  logic [TN-1:0]     ge_bits [GL];
+  always_ff @(posedge clk) begin
+    k_gen <= (HAS_GEN != 0) && d_gen && (d_kind == K_CONV) && !d_dw;
+    k_nw <= (d_n + 16'd31) >> 5;
+    k_nwg <= 32'(k_nw) * GOLDEN;
+    k_mnw <= 32'(d_m) * 32'(k_nw);
+    k_mnwg <= k_mnw * GOLDEN;
+    for (int g = 0; g <= GL; g++) k_gstep[g] <= 32'(g) * k_nwg;
+  end
+  always_ff @(posedge clk) begin
+    if (rst) begin
+      g_state <= G_IDLE;
+      {ga_v, gb_v, gc_v, ge_v} <= '0;
+    end else begin
+      ga_v <= '0;
+      case (g_state)
+        G_S0: begin  // the trip's first word: (m0 * NW + n0 / 32), then its mixer input
+          g_p <= 32'(g_m0) * 32'(k_nw) + 32'(g_n0 >> 5);
+          g_state <= G_S1;
+        end
+        G_S1: begin
+          g_x <= d_wt + g_p * GOLDEN;
+          g_xrow <= d_wt + g_p * GOLDEN;
+          g_xtap <= d_wt + g_p * GOLDEN;
+          {g_t, g_lg, g_j} <= '0;
+          g_state <= G_RUN;
+        end
+        G_RUN: begin
+          for (int g = 0; g < GL; g++) begin
+            ga_v[g] <= 32'(g_lg) * GL + g < 32'(ld_tm);
+            ga_x[g] <= g_x + k_gstep[g];
+          end
+          {ga_t, ga_lg, ga_j} <= {g_t, g_lg, g_j};
+          if (32'(g_j) + 1 < GW) begin
+            g_j <= g_j + 1;
+            g_x <= g_x + GOLDEN;
+          end else begin
+            g_j <= '0;
+            if ((32'(g_lg) + 1) * GL < 32'(ld_tm)) begin
+              g_lg <= g_lg + 1;
+              g_xrow <= g_xrow + k_gstep[GL];
+              g_x <= g_xrow + k_gstep[GL];
+            end else begin
+              g_lg <= '0;
+              if (g_t + 1 < k_kk) begin
+                g_t <= g_t + 1;
+                g_xtap <= g_xtap + k_mnwg;
+                g_xrow <= g_xtap + k_mnwg;
+                g_x <= g_xtap + k_mnwg;
+              end else g_state <= G_DRAIN;
+            end
+          end
+        end
+        G_DRAIN: if (ga_v == '0 && gb_v == '0 && gc_v == '0 && ge_v == '0) g_state <= G_DONE;
+        default: ;
+      endcase
+      // a trip's load job starts the generator for a generated conv (m0, n0 of the trip it loads)
+      if (job_start && job_load && job_kind == J_TRIP && k_gen) begin
+        g_state <= G_S0;
+        g_m0 <= job_ld.m0;
+        g_n0 <= job_ld.n0;
+      end
+      gb_v <= ga_v;
+      gc_v <= gb_v;
+      ge_v <= '0;
+      for (int g = 0; g < GL; g++) begin
+        logic [31:0] w;
+        logic [32*GW-1:0] full;
+        gb_x[g] <= (ga_x[g] ^ (ga_x[g] >> 16)) * 32'h7FEB352D;
+        gc_x[g] <= (gb_x[g] ^ (gb_x[g] >> 15)) * 32'h846CA68B;
+        w = gc_x[g] ^ (gc_x[g] >> 16);
+        full = g_acc[g];
+        full[32 * 32'(gc_j) +: 32] = w;
+        g_acc[g] <= full;
+        if (gc_v[g] && 32'(gc_j) + 1 == GW) begin
+          ge_v[g] <= 1'b1;
+          ge_bits[g] <= TN'(full >> g_n0[4:0]);
+        end
+      end
+      {gb_t, gb_lg, gb_j} <= {ga_t, ga_lg, ga_j};
+      {gc_t, gc_lg, gc_j} <= {gb_t, gb_lg, gb_j};
+      {ge_t, ge_lg} <= {gc_t, gc_lg};
+    end
+  end
+  logic [WA-1:0] gen_waddr;
+  assign gen_waddr = WA'(32'(ld_half) * KK + 32'(ge_t));
   // a weight's place in the tile's tap row, m * wn + n < TM * TN: PW bits (so are the row's beats)
   localparam int PW = $clog2(TM * TN) + 1;
   for (genvar m = 0; m < TM; m++) begin : g_w_row
@@ -746,9 +863,13 @@ module fe_engine #(
     for (genvar n = 0; n < TN; n++) begin : g_w_col
       logic [PW-1:0] pos;
       assign pos = row_pos + PW'(n);
+      logic gen_we;  // the generator's run for this lane (lane group ge_lg, mixer m % GL)
+      assign gen_we = (HAS_GEN != 0) && ge_v[m % GL] && ge_lg == 16'(m / GL) && 16'(n) < ld_wn;
       dtl_ram #(.WIDTH(W_BITS), .DEPTH(2 * KK)) bank (
-        .clk, .we(w_beat && 16'(m) < ld_tm && 16'(n) < ld_wn && PW'(32'(pos) / WB) == PW'(wr_b)), .waddr(w_waddr),
-        .wdata(rd_data[(32'(pos) % WB) * W_SLOT +: W_BITS]), .re(1'b1), .raddr(w_raddr), .rdata(w_rdata[m * TN + n]));
+        .clk, .we((w_beat && 16'(m) < ld_tm && 16'(n) < ld_wn && PW'(32'(pos) / WB) == PW'(wr_b)) || gen_we),
+        .waddr(k_gen ? gen_waddr : w_waddr),
+        .wdata(k_gen ? (ge_bits[m % GL][n] ? W_BITS'(1) : {W_BITS{1'b1}}) : rd_data[(32'(pos) % WB) * W_SLOT +: W_BITS]),
+        .re(1'b1), .raddr(w_raddr), .rdata(w_rdata[m * TN + n]));
     end
   end
 
@@ -964,7 +1085,7 @@ module fe_engine #(
     rd_req_valid = 1'b0;
     rd_req_addr = '0;
     rd_req_beats = '0;
-    if (mstate == M_LOAD && !iss_all) begin
+    if (mstate == M_LOAD && !iss_all && !(mjob == J_TRIP && k_gen && !in_req_pending)) begin
       rd_req_valid = 1'b1;
       case (mjob)
         J_DESC: begin
@@ -1069,6 +1190,8 @@ module fe_engine #(
             end
           end
           M_LOAD: begin
+            // a generated conv's trip: its inputs (if any) are in and the generator is done
+            if (mjob == J_TRIP && k_gen && (rsp.done || ld_rows == 0) && g_state == G_DONE) mstate <= m_after_load;
             // request issue
             if (rd_req_valid && rd_req_ready) begin
               if (mjob != J_TRIP) iss_all <= 1'b1;
@@ -1090,7 +1213,7 @@ module fe_engine #(
                     img_off <= img_off + d_istride;
                   end else seg_off <= seg_off + k_row_step;
                 end
-                if (iss_next.done && d_kind != K_CONV) iss_all <= 1'b1;  // no weights to fetch
+                if (iss_next.done && (d_kind != K_CONV || k_gen)) iss_all <= 1'b1;  // no weights to fetch
               end else begin
                 iss_t <= iss_t + 1;
                 if (iss_t + 1 >= k_kk) begin
@@ -1124,7 +1247,8 @@ module fe_engine #(
                 else begin
                   rsp_beat <= '0;
                   rsp <= rsp_next;
-                  if (rsp_next.done && d_kind != K_CONV) mstate <= m_after_load;  // no weights follow
+                  // no weights follow (or the generator's are written)
+                  if (rsp_next.done && (d_kind != K_CONV || (k_gen && g_state == G_DONE))) mstate <= m_after_load;
                 end
               end else begin
                 // the weight tile, a tap row after another (the weight banks take the beat)
