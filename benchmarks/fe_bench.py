@@ -52,8 +52,9 @@ BENCH_SPACE = Space(fe_tm=tuple(range(4, 33)), fe_tn=tuple(range(4, 33)), fe_tr=
 
 
 def bench_one(model: str, board_name: str, design: Design | None, pop: int, gens: int, batch: int = 1,
-              dse_batch: int = 1, space: Space = BENCH_SPACE) -> dict:
-    network, board = load_model(model), load_board(board_name)
+              dse_batch: int = 1, space: Space = BENCH_SPACE, network=None) -> dict:
+    """One row: `model` (a zoo name; or the IR `network` under that name) on the board's FE engine."""
+    network, board = network or load_model(model), load_board(board_name)
     calib = calibration_inputs(network, 0, max(batch, 1))
     source = "given"
     if design is None:

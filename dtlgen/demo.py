@@ -200,8 +200,8 @@ def seeded_section(qnet: QuantizedNetwork, config: DemoConfig, baseline: dict[st
         "fixed_vs_pretrained_frozen_pt": 100 * (result["acc_fixed"] - baseline["acc_fixed"]),
         "figures_from": "bytes: parameter counts x stored bit widths, seeds 4 bytes each and 5 per seeded layer; "
                         "accuracies: the golden model's re-training of both models on identical batches (and the "
-                        "RTL re-training's read-back weights, acc_device); the FE engines still load the generated "
-                        "weights from DRAM (on-chip generation is not built yet)",
+                        "RTL re-training's read-back weights, acc_device); the FE engines generate a ±1 dense seeded "
+                        "conv's weights on chip and read b-bit seeded weights from DRAM",
     }
 
 

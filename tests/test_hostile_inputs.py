@@ -40,7 +40,8 @@ def _run(capsys, *argv):
 
 def _one_line(err: str) -> str:
     """The one message line on stderr (progress lines, "-> ..." and the DSE's bar, may precede it)."""
-    lines = [line for line in err.splitlines() if line.strip() and not line.startswith(("-> ", "NSGA-II generation"))]
+    progress = ("-> ", "NSGA-II generation", "   done in ", "   stopped after ")  # a task's opening and closing lines
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith(progress)]
     assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{err}"
     assert "Traceback" not in err
     return lines[0]

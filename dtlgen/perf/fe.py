@@ -65,6 +65,14 @@ tiles have their true extents (tr_e ≤ tr, tc_e ≤ tc, tm_e ≤ tm, tn_e ≤ t
   (descriptor, bias, first load, last store: four for a conv, three otherwise).
 These terms were measured on the RTL (`dtlgen sim`) and are part of the schedule, not fitted.
 
+## Weights generated on chip
+A seeded dense conv of ±1 weights (`FEOp.gen`, `dtlgen.isa.fe`, Weights generated on chip) has no weight
+beats: the engine's generator makes each trip's tile, GEN_LANES lanes a cycle, `gen_words(tn)` words a
+lane and tap, beside the input reads and on no port. Its trip's load is
+`max(L + in_beats, gen_cycles(K, tm_e, tn))`, or the generator alone where the trip reads no input (a
+kept input's later output-channel tiles); the DDR-like memory adds its row misses to the input reads
+only. Seeded depthwise convs and b-bit seeded weights are stored as usual.
+
 ## Batches
 A descriptor may run b images (`FEOp.images`, `batched_ops`): an op whose b·R output rows fit one
 row tile (`dtlgen.isa.fe.max_images`) runs each trip over all b images with the weight tile it

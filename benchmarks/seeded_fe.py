@@ -1,0 +1,78 @@
+"""FE cycles with seeded frozen convs whose ±1 weights the engine generates on chip, against stored weights.
+
+For each zoo model: the DSE picks a pynq-z2 design for the model with stored weights (throughput, as
+benchmarks/fe_bench.py; `--array` fixes its FE array and tiles), then the same design runs the model
+twice in RTL simulation (Verilator): as the zoo builds it (frozen weights read from DRAM at fe.w_bits)
+and with every frozen conv seeded (`dtlgen.model.seeded.seed_convs`: a dense ±1 conv's weights made by
+the engine's generator, no weight traffic; `dtlgen.isa.fe`, Weights generated on chip). Every image
+bit-exact against the golden model, measured cycles against the analytical model's. The weights are
+the zoo's seeded random ones and untrained scales: the figures show the engine, not accuracy.
+
+Run: python benchmarks/seeded_fe.py [--models vgg16_cifar resnet18_cifar] [--batch 1] [--array 32 22 17 19]
+                                   [--pop 40] [--gens 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+from dataclasses import replace
+
+from rich.console import Console
+from rich.table import Table
+
+from fe_bench import BENCH_SPACE, bench_one
+from dtlgen.model import import_module, load_factory, resolve_split
+from dtlgen.model.seeded import seed_convs
+
+
+def networks(model: str):
+    """The zoo model as built, and with its frozen convs seeded (±1, seed 1)."""
+    result = []
+    for seeded in (False, True):
+        module, shape, split, name = load_factory(model)
+        network = import_module(module, shape, name)
+        network = network.with_split(resolve_split(network, split))
+        if seeded:
+            seed_convs(module, [layer.module_path for layer in network.frozen_layers if layer.op == "conv2d"], 1)
+            network = import_module(module.eval(), shape, name)
+            network = network.with_split(resolve_split(network, split))
+        result.append(network)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["vgg16_cifar", "resnet18_cifar"])
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--array", type=int, nargs=4, default=[32, 22, 17, 19], metavar=("TM", "TN", "TR", "TC"))
+    parser.add_argument("--pop", type=int, default=40)
+    parser.add_argument("--gens", type=int, default=10)
+    args = parser.parse_args()
+    tm, tn, tr, tc = args.array
+    if min(args.array) < 1 or max(tm, tn) > 32 or max(tr, tc) > 32:
+        sys.exit(f"seeded_fe: error: --array {tm} {tn} {tr} {tc}: each must be 1..32")
+    space = replace(BENCH_SPACE, fe_tm=(tm,), fe_tn=(tn,), fe_tr=(tr,), fe_tc=(tc,))
+    table = Table(title=f"FE on pynq-z2, batch {args.batch}: stored vs seeded frozen convs (weights generated on "
+                        f"chip), RTL simulation vs analytical model ({platform.machine()}, {os.cpu_count()} cores)")
+    for column in ("model", "design", "weights", "bit-exact", "measured cycles", "predicted cycles",
+                   "measured GOPs", "cycles vs stored"):
+        table.add_column(column, justify="right")
+    for model in args.models:
+        stored, seeded = networks(model)
+        base = bench_one(model, "pynq-z2", None, args.pop, args.gens, args.batch, args.batch, space, network=stored)
+        row = bench_one(model, "pynq-z2", base["design"], args.pop, args.gens, args.batch, args.batch, space,
+                        network=seeded)
+        fe = base["design"].fe
+        for label, r in (("stored (DRAM)", base), ("seeded (on chip)", row)):
+            table.add_row(model, f"{fe.tm}x{fe.tn}, {fe.tr}x{fe.tc}, w{fe.w_bits}/a{fe.a_bits}, "
+                          f"{base['design'].clock_mhz:g} MHz", label, "yes" if r["bit_exact"] else "NO",
+                          f"{r['measured_cycles']:,}", f"{r['predicted_cycles']:,}", f"{r['measured_gops']:.2f}",
+                          f"{100 * (r['measured_cycles'] / base['measured_cycles'] - 1):+.1f} %")
+    Console(width=200).print(table)
+
+
+if __name__ == "__main__":
+    main()
