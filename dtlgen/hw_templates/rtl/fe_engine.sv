@@ -702,7 +702,10 @@ module fe_engine #(
   logic bias_beat;  // a beat of the bias table
   assign bias_beat = (mstate == M_LOAD) && rd_valid && (mjob == J_BIAS);
   localparam int BA = BIAS_DEPTH > 1 ? $clog2(BIAS_DEPTH) : 1;
-  logic          bias_we, scale_we;
+  logic          bias_we;
+  /* verilator lint_off UNUSEDSIGNAL */
+  logic          scale_we;  // (read by the scale banks: none without HAS_SCALE)
+  /* verilator lint_on UNUSEDSIGNAL */
   logic [BA-1:0] bias_waddr, bias_raddr;
   logic [31:0]   bias_wdata [BIAS_BANKS];
   logic [31:0]   bias_rdata [BIAS_BANKS];
