@@ -81,21 +81,22 @@ def weights(seed: int, layer: int, count: int, kind: str = "sign", start: int = 
     return values[start - first * k:start - first * k + count]
 
 
-def conv_weights(seed: int, layer: int, shape: tuple[int, int, int, int], kind: str = "sign") -> np.ndarray:
+def conv_weights(seed: int, layer: int, shape: tuple[int, int, int, int], kind: str = "sign",
+                 depthwise: bool = False) -> np.ndarray:
     """A seeded convolution's weights, (M, N/groups, K, K) int64 (torch's layout), in the order the FE
     engine fills its weight banks, a tap row after another: for each tap (kr, kc), a dense conv's output
     channel m takes its N weights from a run of whole words of its own (row (kr·K + kc)·M + m of
     ceil(N / per_word) words), so a tile's weights of a tap and an output channel start at a word
-    boundary plus the tile's first input channel; a depthwise conv (N/groups = 1) takes its M weights of
-    tap (kr, kc) from row kr·K + kc."""
+    boundary plus the tile's first input channel (a dense conv of one input channel too); a depthwise
+    conv (`depthwise`, N/groups = 1) takes its M weights of tap (kr, kc) from row kr·K + kc."""
     m, n, k, k2 = (int(v) for v in shape)
-    if k != k2 or min(m, n, k) < 1:
-        raise ValueError(f"shape {shape}: (M, N/groups, K, K) with positive sizes")
-    run = m if n == 1 else n  # weights of one row: a depthwise tap's lanes, or a dense lane's inputs
+    if k != k2 or min(m, n, k) < 1 or (depthwise and n != 1):
+        raise ValueError(f"shape {shape}: (M, N/groups, K, K) with positive sizes, N/groups = 1 if depthwise")
+    run = m if depthwise else n  # weights of one row: a depthwise tap's lanes, or a dense lane's inputs
     row = -(-run // per_word(kind)) * per_word(kind)
-    rows = k * k if n == 1 else k * k * m
+    rows = k * k if depthwise else k * k * m
     values = weights(seed, layer, rows * row, kind).reshape(rows, row)[:, :run]
-    if n == 1:  # (kr, kc, m) -> (m, 1, kr, kc)
+    if depthwise:  # (kr, kc, m) -> (m, 1, kr, kc)
         return values.reshape(k, k, m).transpose(2, 0, 1)[:, None].copy()
     return values.reshape(k, k, m, n).transpose(2, 3, 0, 1).copy()
 

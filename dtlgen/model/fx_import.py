@@ -365,7 +365,7 @@ class _Importer:
         its buffer holds), its scale and bias learnable."""
         shape = (mod.out_channels, mod.in_channels // mod.groups, mod.kernel_size, mod.kernel_size)
         try:
-            weight = isa_seeded.conv_weights(mod.seed, mod.index, shape, mod.kind).astype(np.float64)
+            weight = isa_seeded.conv_weights(mod.seed, mod.index, shape, mod.kind, mod.groups > 1).astype(np.float64)
         except (ValueError, TypeError) as exc:
             raise UnsupportedLayerError(f"{path}: SeededConv2d: {exc}; build it with valid values") from None
         # what the module computes with must be what the engines regenerate

@@ -45,7 +45,7 @@ class SeededConv2d(nn.Module):
         self.kernel_size, self.stride, self.padding, self.groups = int(kernel_size), int(stride), int(padding), int(groups)
         self.seed, self.index, self.kind = int(seed), int(index), kind
         shape = (self.out_channels, self.in_channels // self.groups, self.kernel_size, self.kernel_size)
-        values = isa_seeded.conv_weights(self.seed, self.index, shape, kind)
+        values = isa_seeded.conv_weights(self.seed, self.index, shape, kind, self.groups > 1)
         self.register_buffer("weight", torch.from_numpy(values).to(torch.float32), persistent=False)
         fan_in = shape[1] * self.kernel_size * self.kernel_size
         variance = float(self.weight.pow(2).mean())  # 1 for ±1; about 2^(2b)/12 for b-bit integers

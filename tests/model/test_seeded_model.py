@@ -39,7 +39,7 @@ def test_seed_convs_keeps_only_scales_and_biases_in_the_state():
     assert torch.equal(module.conv1.bias.detach(), bias)  # the conv's bias carries over
     state = module.state_dict()
     assert "conv1.weight" not in state and {"conv1.scale", "conv1.bias", "conv2.scale"} <= set(state)
-    expected = isa_seeded.conv_weights(5, 1, (8, 1, 3, 3), "sign")
+    expected = isa_seeded.conv_weights(5, 1, (8, 1, 3, 3), "sign", depthwise=True)
     assert np.array_equal(module.conv2.weight.numpy(), expected)
     trainable = {name for name, p in module.named_parameters() if p.requires_grad}
     assert not any(name.endswith(".weight") and name.startswith("conv") for name in trainable)
@@ -103,22 +103,24 @@ def test_what_cannot_be_seeded_is_named():
 
 @settings(max_examples=40, deadline=None)
 @given(m=st.integers(1, 40), n=st.integers(1, 70), k=st.sampled_from([1, 3, 5]),
-       kind=st.sampled_from(["sign", "int2", "int4", "int8"]), seed=st.integers(0, 2**32 - 1))
-def test_conv_weights_are_rows_of_whole_words(m, n, k, kind, seed):
-    """Any shape: values in the kind's range, and the (tap, lane) row of a dense conv (a tap's lanes of a
-    depthwise one) is the generator's run from a word boundary."""
-    w = isa_seeded.conv_weights(seed, 7, (m, n, k, k), kind)
+       kind=st.sampled_from(["sign", "int2", "int4", "int8"]), seed=st.integers(0, 2**32 - 1),
+       depthwise=st.booleans())
+def test_conv_weights_are_rows_of_whole_words(m, n, k, kind, seed, depthwise):
+    """Any shape: values in the kind's range, and the (tap, lane) row of a dense conv, of one input channel
+    too (a tap's lanes of a depthwise one), is the generator's run from a word boundary."""
+    n = 1 if depthwise else n
+    w = isa_seeded.conv_weights(seed, 7, (m, n, k, k), kind, depthwise)
     bits = isa_seeded.weight_bits(kind)
     assert w.shape == (m, n, k, k) and w.min() >= -(1 << (bits - 1)) and w.max() < (1 << (bits - 1))
     per = isa_seeded.per_word(kind)
     if kind == "sign":
         assert set(np.unique(w)) <= {-1, 1}
-    run = m if n == 1 else n
+    run = m if depthwise else n
     row = -(-run // per) * per
     kr, kc, lane = k - 1, 0, m - 1
-    index = kr * k + kc if n == 1 else (kr * k + kc) * m + lane
+    index = kr * k + kc if depthwise else (kr * k + kc) * m + lane
     start = isa_seeded.weights(seed, 7, run, kind, start=index * row)
-    assert np.array_equal(w[:, 0, kr, kc] if n == 1 else w[lane, :, kr, kc], start)
+    assert np.array_equal(w[:, 0, kr, kc] if depthwise else w[lane, :, kr, kc], start)
 
 
 def test_load_model_seeds_the_frozen_convs_and_trains_their_scales():

@@ -90,7 +90,7 @@ def test_seeded_weights_are_the_generators_in_tap_rows():
     w = isa_seeded.conv_weights(3, 4, (5, 40, 3, 3), "sign")
     flat = isa_seeded.weights(3, 4, 9 * 5 * 64, "sign").reshape(3, 3, 5, 64)[..., :40]
     assert np.array_equal(w, flat.transpose(2, 3, 0, 1))
-    dw = isa_seeded.conv_weights(3, 5, (7, 1, 3, 3), "int4")
+    dw = isa_seeded.conv_weights(3, 5, (7, 1, 3, 3), "int4", depthwise=True)
     flat = isa_seeded.weights(3, 5, 9 * 8, "int4").reshape(3, 3, 8)[..., :7]
     assert np.array_equal(dw[:, 0], flat.transpose(2, 0, 1))
 
@@ -158,8 +158,9 @@ def test_random_seeded_layers_bit_exact_and_cycle_exact(tmp_path, layer):
 
 
 def test_scales_over_a_two_byte_bus_bit_exact_and_cycle_exact(tmp_path):
-    """A table word over two beats (the engines' narrow path), 37 channels, negative scales, a pool."""
-    check_seeded_layer(tmp_path, 3, 37, 7, 3, 1, 1, "sign", True, True, 2)
+    """A table word over two beats (the engines' narrow path), 37 channels, negative scales, a pool; one input
+    channel: a dense conv's layout of the seeded weights, generated on chip (a depthwise one's is not)."""
+    check_seeded_layer(tmp_path, 1, 37, 7, 3, 1, 1, "sign", True, True, 2)
 
 
 def check_seeded_layer(workdir, n, m, h, k, s, p, kind, negative, pool, bus):
