@@ -38,10 +38,10 @@ from dtlgen.generator.hls import write_hls
 from dtlgen.generator.xilinx import ENGINE_IPS, check_vivado_board, write_xilinx_project
 from dtlgen.generator.rl_program import plan_rl
 from dtlgen.host.rl_program import RLLayout
-from dtlgen.isa.params import FESimBuild, SimDram
+from dtlgen.isa.params import FULL_SIZE, FESimBuild, SimDram
 from dtlgen.model.ir import Network
 from dtlgen.perf import Design, predict
-from dtlgen.perf.fe import engine_params, fe_ops, op_cycles, widest_channels
+from dtlgen.perf.fe import engine_params, fe_buffer_sizing, fe_ops, op_cycles, widest_channels
 from dtlgen.perf.validate import check_design
 from dtlgen.quant import golden
 from dtlgen.quant.record import rl_view_to_dict
@@ -160,7 +160,10 @@ def generate_project(network: Network, design: Design, board: Board, calib_x: np
                   (qnet, rl_layout, *rl_data) if rl_data is not None else None)
         if flow == "vivado":
             progress(f"writing the Vitis HLS / Vivado project for {board.name} and the PYNQ driver")
-            engines = {"fe": params.fe} | ({"rl": rl_layout.engine} if rl_layout is not None else {})
+            # the RTL IP: full-size buffers, the scale banks and weight generator only where the program uses them
+            features = {key: value for key, value in fe_buffer_sizing([img.op for img in program.ops]).items()
+                        if key not in FULL_SIZE}
+            engines = {"fe": replace(params.fe, **features)} | ({"rl": rl_layout.engine} if rl_layout is not None else {})
             write_xilinx_project(staging, board, design, tuple(engines), ip=engine_ip, params=engines)
             write_driver(staging, engine_ip, int(board.bus_bytes) if engine_ip == "rtl" and board.gangs_ports else 0)
         else:

@@ -40,7 +40,7 @@ from dtlgen.boards import Board, list_boards, load_board
 from dtlgen.errors import BoardError
 from dtlgen.generator.rtl import rtl_dir
 from dtlgen.isa import port, regs
-from dtlgen.isa.params import FE_BUFFER_SIZING, FEParams, RLParams
+from dtlgen.isa.params import FULL_SIZE, FEParams, RLParams
 from dtlgen.perf import Design
 
 # PYNQ loads `name.bit` together with `name.hwh` from the same directory, so both copies in
@@ -229,8 +229,8 @@ def rtl_shell(engine: str, params: FEParams | RLParams, board: Board, env: jinja
     hdl: dict[str, Any] = params.hdl_parameters()
     if isinstance(params, FEParams):
         if not params.full_size:
-            raise ValueError(f"the FE engine's AXI IP is built with full-size buffers ({', '.join(FE_BUFFER_SIZING)})")
-        hdl = {key: value for key, value in hdl.items() if key.lower() not in FE_BUFFER_SIZING}
+            raise ValueError(f"the FE engine's AXI IP is built with full-size buffers ({', '.join(FULL_SIZE)})")
+        hdl = {key: value for key, value in hdl.items() if key.lower() not in FULL_SIZE}  # (HAS_SCALE, HAS_GEN stay)
     hdl |= {"MAX_READS": AXI_OUTSTANDING, "MAX_WRITES": AXI_OUTSTANDING}
     if gang:  # bursts inside 2 KB pages, which the gang keeps in one DRAM row
         hdl["AXI_PAGE"] = port.GANG_PAGE

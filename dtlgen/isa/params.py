@@ -22,7 +22,11 @@ from typing import Any, Mapping
 from dtlgen.isa import fe as isa_fe, rl as isa_rl
 
 HDL_INT_MAX = (1 << 31) - 1  # an SV `int` parameter
-FE_BUFFER_SIZING = ("k_max", "s_max", "has_add", "has_scale", "has_gen")  # what the FE buffers are sized for; the testbench leaves them full
+# what the FE buffers are sized for (a board design sizes all five for its program; the testbench leaves them full)
+FE_BUFFER_SIZING = ("k_max", "s_max", "has_add", "has_scale", "has_gen")
+# the sizing a full-size engine (the testbenches', the HLS engine's, the Xilinx RTL IP's) keeps at its
+# largest; the scale banks and the weight generator follow the design's ops in the Xilinx IP's shell
+FULL_SIZE = FE_BUFFER_SIZING[:3]
 
 
 def _param(hdl: str, core: str | None = None, lowest: int = 0, **kwargs: Any) -> Any:
@@ -104,8 +108,7 @@ class FEParams:
     @property
     def full_size(self) -> bool:
         """The buffers hold every kernel, stride and add the engine runs (fe_engine.sv's defaults)."""
-        return (self.k_max, self.s_max, self.has_add, self.has_scale, self.has_gen) == (isa_fe.K_MAX, isa_fe.S_MAX,
-                                                                                        1, 1, 1)
+        return (self.k_max, self.s_max, self.has_add) == (isa_fe.K_MAX, isa_fe.S_MAX, 1)
 
     def hdl_parameters(self) -> dict[str, int]:
         """fe_engine's parameters."""
@@ -114,7 +117,7 @@ class FEParams:
     def hls_values(self, memory_bytes: int) -> dict[str, int]:
         """dtl_params.h's FE values (hw_templates/hls/dtl_params.h.j2): the HLS engine is built full size."""
         if not self.full_size:
-            raise ValueError(f"the HLS FE engine is built with full-size buffers ({', '.join(FE_BUFFER_SIZING)})")
+            raise ValueError(f"the HLS FE engine is built with full-size buffers ({', '.join(FULL_SIZE)})")
         return {f.name: getattr(self, f.name) for f in fields(self)} | {
             "acc_bits": isa_fe.ACC_BITS, "desc_bytes": isa_fe.DESCRIPTOR_BYTES, "memory_bytes": memory_bytes}
 
@@ -253,7 +256,7 @@ class FESimBuild:
 
     def __post_init__(self) -> None:
         if not self.fe.full_size:
-            raise ValueError(f"fe_tb_top builds the FE engine with full-size buffers ({', '.join(FE_BUFFER_SIZING)})")
+            raise ValueError(f"fe_tb_top builds the FE engine with full-size buffers ({', '.join(FULL_SIZE)})")
 
     def hdl_parameters(self) -> dict[str, object]:
         """fe_tb_top's parameters (the strings are SV string literals)."""

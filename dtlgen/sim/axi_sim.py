@@ -20,7 +20,7 @@ import numpy as np
 from dtlgen.errors import ToolMissingError
 from dtlgen.generator.rtl import rtl_dir
 from dtlgen.isa import fe as isa_fe
-from dtlgen.isa.params import FE_BUFFER_SIZING, FEParams
+from dtlgen.isa.params import FE_BUFFER_SIZING, FULL_SIZE, FEParams
 from dtlgen.sim.fe_sim import FESimResult, build_top, run_test, sim_log_tail
 
 TOP = "dtl_fe_axi"
@@ -59,7 +59,7 @@ def run_image(memory: np.ndarray, desc_addr: int, desc_count: int, fe: FEParams,
     shell that gangs two ports has an AxiRam on each, both on one memory (axi_cocotb.GangRam)."""
     require_cocotbext_axi()
     if not fe.full_size:
-        raise ValueError(f"the AXI4 testbench builds the FE engine with full-size buffers ({', '.join(FE_BUFFER_SIZING)})")
+        raise ValueError(f"the AXI4 testbench builds the FE engine with full-size buffers ({', '.join(FULL_SIZE)})")
     if desc_count > PERF_DEPTH:
         raise ValueError(f"dtl_fe_axi records the cycles of {PERF_DEPTH} descriptors; this list has {desc_count}")
     workdir = Path(workdir).resolve()  # the runner changes directory: every path must be absolute

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from dtlgen.errors import DesignError
+from dtlgen.boards import load_board
 from dtlgen.generator.fe_program import build_fe_program, check_descriptors
 from dtlgen.isa import fe as isa_fe
 from dtlgen.isa import seeded as isa_seeded
@@ -198,3 +199,21 @@ def test_generated_weights_bound_trips_cycle_exact(tmp_path, n, m, h, k):
     assert gen_cycles(k, 4, 4) > h * h * k * k  # the generator, not the array, bounds the kept trips
     weights = isa_fe.weight_bytes(m, n, k, False, 4, 4, 8)
     assert program.extent < weights  # no weights in the memory image
+
+
+def test_the_xilinx_rtl_ip_has_the_scale_banks_and_generator_only_where_the_program_uses_them(tmp_path):
+    """The Vivado project's FE IP is full size, but its scale banks and weight generator (44 DSP48s by the
+    resource model) are built only for a program with seeded convs, as the resource model charges them."""
+    from dtlgen.generator.project import generate_project
+    from dtlgen.perf import Design
+
+    design = Design.from_dict({"board": "pynq-z2", "clock_mhz": 100,
+                               "fe": {"tm": 4, "tn": 4, "tr": 4, "tc": 4, "w_bits": 8, "a_bits": 8},
+                               "rl": {"tm": 2, "tn": 2, "bits": 16, "batch": 4}})
+    seeded, stored = seeded_net(1)[1].network, import_module(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(),
+                                                                           nn.Linear(144, 5)).eval(), SHAPE)
+    for name, network, value in (("seeded", seeded, 1), ("stored", stored.with_split(2), 0)):
+        project = generate_project(network, design, load_board("pynq-z2"), np.zeros((1, *SHAPE)), np.zeros(SHAPE),
+                                   tmp_path / name)
+        shell = (project / "vivado" / "rtl" / "dtl_fe_ip.v").read_text()
+        assert f".HAS_SCALE({value})," in shell and f".HAS_GEN({value})," in shell, name
