@@ -60,16 +60,19 @@ class Space:
     rl_tm: tuple[int, ...] = tuple(range(1, 33))
     rl_tn: tuple[int, ...] = tuple(range(1, 33))
     rl_bits: tuple[int, ...] = tuple(range(8, 17))
+    fe_gen: tuple[int, ...] = (1,)  # (0, 1) for a network with seeded ±1 convs (`run.run_dse`): generated or stored
 
     @property
     def names(self) -> tuple[str, ...]:
-        return tuple(self.__dataclass_fields__)
+        """The variables NSGA-II searches (`fe_gen` only when it has a choice: a network without seeded
+        convs searches the space it always did)."""
+        return tuple(name for name in self.__dataclass_fields__ if name != "fe_gen" or len(self.fe_gen) > 1)
 
     def sizes(self) -> list[int]:
         return [len(getattr(self, name)) for name in self.names]
 
     def decode(self, index_row) -> dict[str, int]:
-        return {name: getattr(self, name)[int(i)] for name, i in zip(self.names, index_row)}
+        return {"fe_gen": self.fe_gen[0]} | {name: getattr(self, name)[int(i)] for name, i in zip(self.names, index_row)}
 
     def count(self) -> int:
         return math.prod(self.sizes())
@@ -106,7 +109,7 @@ def fe_memory(board: Board, fixed: Fixed):
 def make_design(values: dict[str, int], board: Board, fixed: Fixed = Fixed()) -> Design:
     tm, tn = values["fe_tm"], values["fe_tn"]
     fe = FEConfig(tm, tn, values["fe_tr"], values["fe_tc"], values["fe_w_bits"], values["fe_a_bits"],
-                  round(tm * tn * values["fe_lut_32nds"] / LUT_FRACTION_STEPS), fixed.fe_batch)
+                  round(tm * tn * values["fe_lut_32nds"] / LUT_FRACTION_STEPS), fixed.fe_batch, values.get("fe_gen", 1))
     rl = RLConfig(values["rl_tm"], values["rl_tn"], values["rl_bits"], 0, fixed.batch, fixed.lr_shift)
     return Design(board.name, board.clock_mhz, fe, rl, board_spec=board.to_dict())
 

@@ -166,6 +166,7 @@ class FEConfig:
     a_bits: int = 8
     lut_mults: int = 0
     batch: int = 1
+    gen: int = 1  # 1: seeded ±1 dense convs' weights generated on chip (Weights generated on chip); 0: stored
 
     def __post_init__(self) -> None:
         for name in ("tm", "tn", "tr", "tc"):
@@ -174,6 +175,7 @@ class FEConfig:
             require_int(getattr(self, name), f"fe.{name}", 2, 16, "FE bit widths")
         require_int(self.lut_mults, "fe.lut_mults", 0, self.tm * self.tn, "LUT-based multipliers of the tm·tn array")
         require_int(self.batch, "fe.batch", 1, BATCH_MAX, "images per FE run")
+        require_int(self.gen, "fe.gen", 0, 1, "1: seeded weights generated on chip, 0: read from memory")
 
     @property
     def a_bytes(self) -> int:
@@ -220,9 +222,11 @@ class FEOp:
 
 
 def fe_ops(network: Network, cfg: FEConfig) -> list[FEOp]:
-    """The FE engine's descriptor list for the frozen layers of `network` under `cfg`."""
+    """The FE engine's descriptor list for the frozen layers of `network` under `cfg` (whose `gen` 0 stores
+    a seeded conv's weights in memory, as any conv's)."""
     ops: list[FEOp] = []
     for op, pool_layer in _candidate_ops(network):
+        op = op if cfg.gen else replace(op, gen=False)
         if pool_layer and (cfg.tr % 2 == 0 or cfg.tr >= op.r) and (cfg.tc % 2 == 0 or cfg.tc >= op.c):
             ops.append(replace(op, pool=2, pool_layer=pool_layer))
         elif pool_layer:
