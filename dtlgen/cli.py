@@ -492,7 +492,9 @@ def _seeded_rows(report: dict) -> list[list[str]]:
     if seeded is None:
         return []
     sent, frozen = seeded["transmitted_bytes"], seeded["pretrained_frozen"]
-    rows = [[f"seeded {seeded['kind']} convs ({', '.join(seeded['layers'])}): bytes to send (seeds + learnable)",
+    where = "generated on chip" if seeded.get("generated_on_chip") and seeded["kind"] == "sign" else "stored in memory"
+    rows = [[f"seeded {seeded['kind']} convs ({', '.join(seeded['layers'])}; the knee design's weights {where}): "
+             "bytes to send (seeds + learnable)",
              f"{sent['seeds']:,} + {sent['learnable']:,} = {sent['total']:,} B"],
             ["  vs the pretrained-frozen hybrid model",
              f"{seeded['hybrid_bytes']:,} B: {100 * seeded['transmitted_reduction']:.1f} % less (its retrainable "

@@ -254,6 +254,7 @@ def run_demo(out_dir: Path | None = None, config: DemoConfig = DemoConfig(),
                         "sizes: parameter counts x bit widths",
     }
     if seeded is not None:
+        seeded["generated_on_chip"] = dse.design["fe"].get("gen", 1) == 1  # the knee design's choice (fe.gen)
         report["seeded"] = seeded
     if out_dir is not None:
         with atomic_directory(Path(out_dir), KIND, force) as staging:
