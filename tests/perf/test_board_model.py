@@ -15,7 +15,8 @@ from dtlgen.model import load_model
 from dtlgen.perf import Design, predict
 from dtlgen.perf import board as board_model
 
-BASE_CORE = CoreParams(FEParams(2, 2, 2, 2, a_bits=8, w_bits=8, bus_bytes=2, m_max=64, k_max=3, s_max=1, has_add=0),
+BASE_CORE = CoreParams(FEParams(2, 2, 2, 2, a_bits=8, w_bits=8, bus_bytes=2, m_max=64, k_max=3, s_max=1, has_add=0,
+                                has_scale=0, has_gen=0),
                        RLParams(2, 2, bits=16, acc_bits=41, bus_bytes=2, lanes=2, a_depth=596, g_depth=84, w_depth=2128,
                                 b_depth=21), mem_bytes=1 << 17, rl_base=1 << 16, clks_per_bit=434)
 
