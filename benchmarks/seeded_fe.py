@@ -25,7 +25,7 @@ from rich.table import Table
 
 from fe_bench import BENCH_SPACE, bench_one
 from dtlgen.model import import_module, load_factory, resolve_split
-from dtlgen.model.seeded import seed_convs
+from dtlgen.model.seeded import seed_frozen_convs
 
 
 def networks(model: str):
@@ -36,7 +36,7 @@ def networks(model: str):
         network = import_module(module, shape, name)
         network = network.with_split(resolve_split(network, split))
         if seeded:
-            seed_convs(module, [layer.module_path for layer in network.frozen_layers if layer.op == "conv2d"], 1)
+            seed_frozen_convs(module, network, 1)
             network = import_module(module.eval(), shape, name)
             network = network.with_split(resolve_split(network, split))
         result.append(network)

@@ -18,9 +18,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from dtlgen.model import import_module, load_factory, resolve_split
-from dtlgen.model.seeded import seed_convs
-from dtlgen.quant.metrics import model_size_bytes, transmitted_bytes
+from seeded_fe import networks
+from dtlgen.quant.metrics import model_size_bytes, retrainable_bytes, transmitted_bytes
 from dtlgen.quant.quantize import PrecisionConfig, quantize
 
 MODELS = ("digits_cnn", "resnet18_cifar", "vgg16_cifar", "mobilenet_v1_cifar")
@@ -28,24 +27,11 @@ MODELS = ("digits_cnn", "resnet18_cifar", "vgg16_cifar", "mobilenet_v1_cifar")
 
 def measure(name: str, w_bits: int) -> dict:
     precision = PrecisionConfig(w_bits=w_bits)
-    results = {}
-    for seeded in (False, True):
-        module, shape, split, label = load_factory(name)
-        network = import_module(module, shape, label)
-        network = network.with_split(resolve_split(network, split))
-        convs = [layer for layer in network.frozen_layers if layer.op == "conv2d"]
-        if seeded:
-            seed_convs(module, [layer.module_path for layer in convs], seed=1)
-            network = import_module(module.eval(), shape, label)
-            network = network.with_split(resolve_split(network, split))
-        x = np.random.default_rng(0).standard_normal((2, *shape))
-        results[seeded] = quantize(network, x, precision)
-    stored, seeded = results[False], results[True]
+    stored, seeded = (quantize(network, np.random.default_rng(0).standard_normal((2, *network.input_shape)), precision)
+                      for network in networks(name))
     hybrid = model_size_bytes(stored)["hybrid"]
     sent = transmitted_bytes(seeded)
-    head = sum(-(-(layer.weight.size * stored.layers[layer.name].w_fmt.bits
-                   + layer.bias.size * stored.layers[layer.name].b_fmt.bits) // 8)
-               for layer in stored.rl_layers if layer.has_weights)
+    head = retrainable_bytes(stored)
     return {"model": name, "seeded_layers": sum(layer.seed is not None for layer in seeded.network.layers),
             "seeded_weights": int(sum(layer.weight.size for layer in seeded.network.layers if layer.seed is not None)),
             "hybrid": hybrid, "seeds": sent["seeds"], "learnable": sent["learnable"], "total": sent["total"],

@@ -111,7 +111,7 @@ def _seeded_model(model: Any, input_shape: Any, wanted: Any, name: str | None, w
     from dtlgen.errors import ModelSpecError
     from dtlgen.isa import seeded as isa_seeded
     from dtlgen.model.digits_task import pretrain
-    from dtlgen.model.seeded import seed_convs
+    from dtlgen.model.seeded import seed_frozen_convs
 
     if isinstance(model, str):
         if input_shape is not None:
@@ -144,13 +144,12 @@ def _seeded_model(model: Any, input_shape: Any, wanted: Any, name: str | None, w
     network = models.import_module(module, shape, label)
     network = network.with_split(models.resolve_split(network, wanted, "the split"))
     frozen = [layer.name for layer in network.frozen_layers if layer.op == "conv2d"]
-    names = frozen if seeded == "auto" else seeded
-    if not isinstance(names, list) or not names or any(n not in frozen for n in names):
+    if seeded != "auto" and (not isinstance(seeded, list) or not seeded or any(n not in frozen for n in seeded)):
         raise ModelSpecError(f"seeded is {seeded!r}: \"auto\" or a list of frozen conv layers ({', '.join(frozen)})")
     x = check_batch(source[0], shape, "source x")
     y = check_labels(source[1], len(x), output_classes(network), "source y")
     try:
-        seed_convs(module, [network.layer(n).module_path for n in names], weight_seed, kind)
+        seed_frozen_convs(module, network, weight_seed, kind, None if seeded == "auto" else seeded)
     except ValueError as exc:
         raise ModelSpecError(f"seeded: {exc}") from None
     pretrain(module, x, y, epochs, seed=0)

@@ -15,7 +15,6 @@ reported next to the golden model's and float's (with an output directory).
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,9 +38,9 @@ from dtlgen.sim.project_sim import simulate_project, simulate_retraining
 from dtlgen.sim.rl_sim import TrainingPlan, golden_replay, plan_epochs
 from dtlgen.model import import_module, load_factory, resolve_split
 from dtlgen.model import digits_task
-from dtlgen.model.seeded import seed_convs
+from dtlgen.model.seeded import seed_frozen_convs
 from dtlgen.quant import golden, reference
-from dtlgen.quant.metrics import info_loss, model_size_bytes, transmitted_bytes
+from dtlgen.quant.metrics import info_loss, model_size_bytes, retrainable_bytes, transmitted_bytes
 from dtlgen.quant.quantize import PrecisionConfig, QuantizedNetwork, quantize
 
 Progress = Callable[[str], None]
@@ -164,8 +163,7 @@ def pretrained_model(task: digits_task.DigitsTask, config: DemoConfig, progress:
     if seeded:
         frozen = import_module(module, input_shape, name)
         frozen = frozen.with_split(resolve_split(frozen, split))
-        paths = [layer.module_path for layer in frozen.frozen_layers if layer.op == "conv2d"]
-        seed_convs(module, paths, config.weight_seed, config.seeded_kind)
+        seed_frozen_convs(module, frozen, config.weight_seed, config.seeded_kind)
     what = "with seeded frozen convs " if seeded else ""
     with as_progress(progress).task(f"pre-training {name} {what}on the source environment ({len(task.source_y)} "
                                     "images), epochs", total=config.pretrain_epochs) as bar:
@@ -185,9 +183,7 @@ def seeded_section(qnet: QuantizedNetwork, config: DemoConfig, baseline: dict[st
     hybrid model, and the two models' target accuracies after the same re-training."""
     sent = transmitted_bytes(qnet)
     layers = [layer for layer in qnet.network.layers if layer.seed is not None]
-    head = sum(math.ceil((layer.weight.size * qnet.layers[layer.name].w_fmt.bits
-                          + layer.bias.size * qnet.layers[layer.name].b_fmt.bits) / 8)
-               for layer in qnet.rl_layers if layer.has_weights)
+    head = retrainable_bytes(qnet)
     return {
         "layers": [layer.name for layer in layers], "kind": config.seeded_kind, "weight_seed": config.weight_seed,
         "seeded_weights": int(sum(layer.weight.size for layer in layers)),

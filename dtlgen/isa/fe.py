@@ -242,6 +242,11 @@ def gen_words(tn: int) -> int:
     return tn // 32 if tn % 32 == 0 else -(-(31 + tn) // 32)
 
 
+def gen_words_expression(tn: str) -> str:
+    """`gen_words` of the engines' TN as a C / SystemVerilog expression of `tn`, for their constants."""
+    return f"({tn} % 32 == 0) ? {tn} / 32 : (31 + {tn} + 31) / 32"
+
+
 def gen_cycles(k: int, tm_e, tn: int, lanes: int = GEN_LANES):
     """Cycles the generator takes for a trip's weight tile of tm_e lanes (element-wise over arrays)."""
     return GEN_LATENCY + k * k * -(-np.asarray(tm_e) // lanes) * gen_words(tn)

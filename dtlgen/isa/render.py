@@ -109,6 +109,8 @@ def fe_sv_constants() -> list[str]:
             f"  localparam int W_SLOT = {fe.weight_slot_expression('W_BITS')};  // a weight's bits in memory",
             f"  localparam int PER_CHANNEL_DRAIN = {fe.pipeline_depth(1) - 1};  // pools and adds skip the adder tree",
             f"  localparam int GEN_LANES = {fe.GEN_LANES};  // lanes the weight generator fills a cycle",
+            f"  localparam int GEN_WORDS = {fe.gen_words_expression('TN')};  // words a lane and tap",
+            f"  localparam int TABLE_ALIGN_WORDS = {fe.TABLE_ALIGN_WORDS};  // a scaled conv's scales start on these",
             f"  localparam logic [3:0] {codes};", *_sv_activations()]
 
 
@@ -121,7 +123,9 @@ def rl_sv_constants() -> list[str]:
 def fe_cpp_constants() -> list[str]:
     return ["const int " + ", ".join(f"KIND_{name.upper()} = {code}" for code, name in fe.KINDS.items()) + ";",
             _cpp_activations(),
-            f"const int W_SLOT = {fe.weight_slot_expression('DTL_FE_W_BITS')};  // a weight's bits in memory"]
+            f"const int W_SLOT = {fe.weight_slot_expression('DTL_FE_W_BITS')};  // a weight's bits in memory",
+            f"const int GEN_WORDS = {fe.gen_words_expression('TN')};  // generated words a lane and tap",
+            f"const int TABLE_ALIGN_WORDS = {fe.TABLE_ALIGN_WORDS};  // a scaled conv's scales start on these"]
 
 
 def rl_cpp_constants() -> list[str]:

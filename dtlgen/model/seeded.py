@@ -89,3 +89,16 @@ def seed_convs(module: nn.Module, paths: list[str], seed: int, kind: str = "sign
         parent, _, name = path.rpartition(".")
         setattr(module.get_submodule(parent) if parent else module, name, seeded)
     return list(paths)
+
+
+def seed_frozen_convs(module: nn.Module, network: Any, seed: int, kind: str = "sign",
+                      names: list[str] | None = None) -> list[str]:
+    """Seed the frozen convs of `module` (by default every one; else the layers `names`, each a frozen conv
+    of `network`, the module's IR with its split) with `seed_convs`; returns the layer names seeded."""
+    frozen = {layer.name: layer.module_path for layer in network.frozen_layers if layer.op == "conv2d"}
+    names = list(frozen) if names is None else names
+    unknown = [name for name in names if name not in frozen]
+    if unknown:
+        raise ValueError(f"'{unknown[0]}' is not a frozen conv of {network.name} ({', '.join(frozen)})")
+    seed_convs(module, [frozen[name] for name in names], seed, kind)
+    return names

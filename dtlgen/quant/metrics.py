@@ -60,17 +60,25 @@ def info_loss(qnet: QuantizedNetwork, x: np.ndarray, reference: dict[str, np.nda
     return result
 
 
+def stored_bits(layer, lq, weights: bool = True) -> int:
+    """Bits of a layer's parameters at their stored widths: its weights (unless `weights` is False), its
+    biases and a seeded conv's channel scales; 0 for a layer without weights."""
+    if not layer.has_weights:
+        return 0
+    bits = layer.bias.size * lq.b_fmt.bits + (lq.scale.size * lq.s_fmt.bits if lq.scale is not None else 0)
+    return bits + (layer.weight.size * lq.w_fmt.bits if weights else 0)
+
+
 def model_size_bytes(qnet: QuantizedNetwork) -> dict[str, int]:
     """Parameter storage as fp32, uniform 16-bit and hybrid, in bytes (bits rounded up per network)."""
     params = qnet.network.params
-    hybrid_bits = 0
-    for layer in qnet.network.layers:
-        lq = qnet.layers[layer.name]
-        if layer.has_weights:
-            hybrid_bits += layer.weight.size * lq.w_fmt.bits + layer.bias.size * lq.b_fmt.bits
-        if lq.scale is not None:
-            hybrid_bits += lq.scale.size * lq.s_fmt.bits
+    hybrid_bits = sum(stored_bits(layer, qnet.layers[layer.name]) for layer in qnet.network.layers)
     return {"fp32": 4 * params, "uniform16": 2 * params, "hybrid": math.ceil(hybrid_bits / 8)}
+
+
+def retrainable_bytes(qnet: QuantizedNetwork) -> int:
+    """Bytes of the retrainable layers' parameters (the head a device re-trains, sent in any case)."""
+    return math.ceil(sum(stored_bits(layer, qnet.layers[layer.name]) for layer in qnet.rl_layers) / 8)
 
 
 SEED_BYTES = 4  # a seed, once for the layers that share it
@@ -83,13 +91,6 @@ def transmitted_bytes(qnet: QuantizedNetwork) -> dict[str, int]:
     other layer's weights and biases as `model_size_bytes` counts them); `total` their sum."""
     seeded = [layer for layer in qnet.network.layers if layer.seed is not None]
     seeds = SEED_BYTES * len({layer.seed["seed"] for layer in seeded}) + SEEDED_LAYER_BYTES * len(seeded)
-    bits = 0
-    for layer in qnet.network.layers:
-        lq = qnet.layers[layer.name]
-        if not layer.has_weights:
-            continue
-        if layer.seed is None:
-            bits += layer.weight.size * lq.w_fmt.bits
-        bits += layer.bias.size * lq.b_fmt.bits + (lq.scale.size * lq.s_fmt.bits if lq.scale is not None else 0)
+    bits = sum(stored_bits(layer, qnet.layers[layer.name], weights=layer.seed is None) for layer in qnet.network.layers)
     learnable = math.ceil(bits / 8)
     return {"seeds": seeds, "learnable": learnable, "total": seeds + learnable}

@@ -10,16 +10,15 @@ from dtlgen.boards import load_board
 from dtlgen.dse.problem import Space, make_design
 from dtlgen.errors import DesignError
 from dtlgen.model import import_module, load_factory, resolve_split
-from dtlgen.model.seeded import seed_convs
+from dtlgen.model.seeded import seed_frozen_convs
 from dtlgen.perf import Design, predict
 from dtlgen.perf.fe import FEConfig, fe_ops
 
 
 def seeded_digits():
     module, shape, split, name = load_factory("digits_cnn")
-    network = import_module(module, shape, name).with_split(0)
-    network = network.with_split(resolve_split(network, split))
-    seed_convs(module, [layer.module_path for layer in network.frozen_layers if layer.op == "conv2d"], 1)
+    network = import_module(module, shape, name)
+    seed_frozen_convs(module, network.with_split(resolve_split(network, split)), 1)
     seeded = import_module(module.eval(), shape, name)
     return seeded.with_split(resolve_split(seeded, split))
 

@@ -104,6 +104,15 @@ def test_fused_pool_and_linear_layer_in_batches(tmp_path):
     assert [(img.layer, img.op.images) for img in program.ops] == [("pool", 2), ("pool", 1), ("c2", 3), ("fc", 3)]
 
 
+def quantised(module, shape, batch, seed=0):
+    """`module` imported for per-sample `shape`, quantised on `batch` seeded normal samples, and those
+    samples in the input format: (qnet, x_int)."""
+    network = import_module(module, shape)
+    x = np.random.default_rng(seed).standard_normal((batch, *shape))
+    qnet = quantize(network, x, PrecisionConfig())
+    return qnet, golden.quantize_input(qnet, x)
+
+
 def check_csim_batch(qnet, x_int, workdir):
     """The HLS engine (C-simulation) on the program of `x_int` (a batch) on a pynq-z2 4x4 design with 12x4
     tiles: every descriptor's images equal to the golden model's."""

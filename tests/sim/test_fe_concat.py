@@ -23,7 +23,7 @@ from dtlgen.perf import Design
 from dtlgen.quant import golden
 from dtlgen.quant.quantize import PrecisionConfig, quantize
 
-from test_fe_batch import check_batch, check_csim_batch
+from test_fe_batch import check_batch, check_csim_batch, quantised
 
 SHAPE = (3, 8, 8)
 
@@ -73,10 +73,7 @@ def concat_net(batch: int, seed: int = 0):
     with torch.no_grad():
         module.bn.running_mean.uniform_(-0.2, 0.2)
         module.bn.running_var.uniform_(0.5, 2.0)
-    network = import_module(module, SHAPE)
-    x = np.random.default_rng(seed).standard_normal((batch, *SHAPE))
-    qnet = quantize(network, x, PrecisionConfig())
-    return module, qnet, golden.quantize_input(qnet, x)
+    return module, *quantised(module, SHAPE, batch, seed)
 
 
 def test_the_ir_computes_what_torch_does():

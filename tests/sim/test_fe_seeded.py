@@ -29,7 +29,7 @@ from dtlgen.quant.reference import float_forward
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from test_fe_batch import check_batch, check_csim_batch
+from test_fe_batch import check_batch, check_csim_batch, quantised
 from test_fe_rtl import fe_build, simulate
 
 SHAPE = (3, 8, 8)
@@ -66,10 +66,7 @@ def seeded_net(batch: int, seed: int = 0):
         module.bn.running_var.uniform_(0.5, 2.0)
         module.bn.weight.uniform_(-1.0, 1.0)
         module.c2.bias.uniform_(-0.1, 0.1)
-    network = import_module(module, SHAPE)
-    x = np.random.default_rng(seed).standard_normal((batch, *SHAPE))
-    qnet = quantize(network, x, PrecisionConfig())
-    return module, qnet, golden.quantize_input(qnet, x)
+    return module, *quantised(module, SHAPE, batch, seed)
 
 
 def test_the_ir_computes_what_torch_does_from_the_seeds():

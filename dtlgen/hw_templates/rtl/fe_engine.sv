@@ -117,6 +117,8 @@ module fe_engine #(
   localparam int W_SLOT = (W_BITS <= 2) ? 2 : (W_BITS <= 4) ? 4 : 8;  // a weight's bits in memory
   localparam int PER_CHANNEL_DRAIN = 6;  // pools and adds skip the adder tree
   localparam int GEN_LANES = 4;  // lanes the weight generator fills a cycle
+  localparam int GEN_WORDS = (TN % 32 == 0) ? TN / 32 : (31 + TN + 31) / 32;  // words a lane and tap
+  localparam int TABLE_ALIGN_WORDS = 16;  // a scaled conv's scales start on these
   localparam logic [3:0] K_CONV = 4'd1, K_MAXPOOL = 4'd2, K_AVGPOOL = 4'd3, K_ADD = 4'd4;
   /* verilator lint_off UNUSEDPARAM */
   localparam logic [1:0] ACT_NONE = 2'd0, ACT_RELU = 2'd1, ACT_RELU6 = 2'd2;
@@ -479,10 +481,11 @@ module fe_engine #(
     k_add <= (HAS_ADD != 0) && (d_kind == K_ADD);  // no add here: no alignment shifters either
     k_mult <= (d_kind == K_AVGPOOL) ? d_mult : 16'd1;
     k_scaled <= (HAS_SCALE != 0) && d_scaled;
-    // dtlgen.isa.fe.bias_table_words (TABLE_ALIGN_WORDS = 16): the biases padded to 16 words, then M scales
-    k_sbytes <= {(18'(d_m) + 18'd15) & ~18'd15, 2'b00};
-    k_tbytes <= ((HAS_SCALE != 0) && d_scaled) ? {(18'(d_m) + 18'd15) & ~18'd15, 2'b00} + {2'b00, d_m, 2'b00}
-                                               : {2'b00, d_m, 2'b00};
+    // dtlgen.isa.fe.bias_table_words: the biases padded to TABLE_ALIGN_WORDS words, then M scales
+    k_sbytes <= {(18'(d_m) + 18'(TABLE_ALIGN_WORDS - 1)) & ~18'(TABLE_ALIGN_WORDS - 1), 2'b00};
+    k_tbytes <= ((HAS_SCALE != 0) && d_scaled)
+              ? {(18'(d_m) + 18'(TABLE_ALIGN_WORDS - 1)) & ~18'(TABLE_ALIGN_WORDS - 1), 2'b00} + {2'b00, d_m, 2'b00}
+              : {2'b00, d_m, 2'b00};
     k_lo <= YW'((k_hi_c < k_lo_c) ? k_hi_c : k_lo_c);
     k_hi <= YW'(k_hi_c);
   end
@@ -743,12 +746,11 @@ module fe_engine #(
                 && (rsp.done || ld_rows == 0);
   assign w_waddr = WA'(32'(ld_half) * KK + 32'(wr_t));
   // Weights generated on chip (dtlgen.isa.fe, Weights generated on chip): for each tap t and each lane
-  // of the tile, GW words of the layer from word (t * M + m0 + lane) * NW + n0 / 32 (NW = ceil(N / 32)),
+  // of the tile, GEN_WORDS words of the layer from word (t * M + m0 + lane) * NW + n0 / 32 (NW = ceil(N / 32)),
   // GEN_LANES lanes a cycle, a mixer each (dtl_seeded.sv's mix32 in three registered stages); a lane's
   // words gathered, its tn_e bits from bit n0 mod 32 on go to its banks as +1 / -1 in one write. The
   // word's input key + n * GOLDEN is counted in adds: per word GOLDEN, per lane group GEN_LANES * NWG,
   // per tap MNWG (NWG = NW * GOLDEN, MNWG = M * NW * GOLDEN: products once per descriptor).
-  localparam int GW = (TN % 32 == 0) ? TN / 32 : (31 + TN + 31) / 32;  // dtlgen.isa.fe.gen_words(TN)
   localparam int GL = GEN_LANES;
   localparam logic [31:0] GOLDEN = 32'h9E3779B9;
   typedef enum logic [2:0] {G_IDLE, G_S0, G_S1, G_RUN, G_DRAIN, G_DONE} gstate_t;
@@ -761,14 +763,14 @@ module fe_engine #(
   logic [31:0]       g_p, g_x, g_xrow, g_xtap;
   logic [KTW-1:0]    g_t;
   logic [15:0]       g_lg;
-  logic [$clog2(GW + 1)-1:0] g_j;
+  logic [$clog2(GEN_WORDS + 1)-1:0] g_j;
   // the mixer's stages: A (issued x), B (first multiply), C (second multiply); then the gathered run (E)
   logic [GL-1:0]     ga_v, gb_v, gc_v, ge_v;
   logic [31:0]       ga_x [GL], gb_x [GL], gc_x [GL];
   logic [KTW-1:0]    ga_t, gb_t, gc_t, ge_t;
   logic [15:0]       ga_lg, gb_lg, gc_lg, ge_lg;
-  logic [$clog2(GW + 1)-1:0] ga_j, gb_j, gc_j;
-  logic [32*GW-1:0]  g_acc [GL];
+  logic [$clog2(GEN_WORDS + 1)-1:0] ga_j, gb_j, gc_j;
+  logic [32*GEN_WORDS-1:0]  g_acc [GL];
   logic [TN-1:0]     ge_bits [GL];
   always_ff @(posedge clk) begin
     k_gen <= (HAS_GEN != 0) && d_gen && (d_kind == K_CONV) && !d_dw;
@@ -802,7 +804,7 @@ module fe_engine #(
             ga_x[g] <= g_x + k_gstep[g];
           end
           {ga_t, ga_lg, ga_j} <= {g_t, g_lg, g_j};
-          if (32'(g_j) + 1 < GW) begin
+          if (32'(g_j) + 1 < GEN_WORDS) begin
             g_j <= g_j + 1;
             g_x <= g_x + GOLDEN;
           end else begin
@@ -836,14 +838,14 @@ module fe_engine #(
       ge_v <= '0;
       for (int g = 0; g < GL; g++) begin
         logic [31:0] w;
-        logic [32*GW-1:0] full;
+        logic [32*GEN_WORDS-1:0] full;
         gb_x[g] <= (ga_x[g] ^ (ga_x[g] >> 16)) * 32'h7FEB352D;
         gc_x[g] <= (gb_x[g] ^ (gb_x[g] >> 15)) * 32'h846CA68B;
         w = gc_x[g] ^ (gc_x[g] >> 16);
         full = g_acc[g];
         full[32 * 32'(gc_j) +: 32] = w;
         g_acc[g] <= full;
-        if (gc_v[g] && 32'(gc_j) + 1 == GW) begin
+        if (gc_v[g] && 32'(gc_j) + 1 == GEN_WORDS) begin
           ge_v[g] <= 1'b1;
           ge_bits[g] <= TN'(full >> g_n0[4:0]);
         end
