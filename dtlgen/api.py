@@ -67,7 +67,8 @@ def load_model(model: Any, input_shape: tuple[int, ...] | None = None, *, retrai
     seeded ones (`dtlgen.model.seeded`: weights from `weight_seed` and the layer's number, of
     `seeded_kind`), in a copy of the model, and trains the copy's learnable parameters (the seeded convs'
     scales and biases, BatchNorms, the other layers) on `source` = (x, y), the source task's float inputs
-    and integer labels, for `epochs` epochs (Adam, cross-entropy).
+    and integer labels, for `epochs` epochs (Adam, cross-entropy); without `source` the scales stay at
+    their initial value (a DtlgenWarning: fine for hardware figures, not for accuracy).
     """
     import warnings
 
@@ -138,21 +139,31 @@ def _seeded_model(model: Any, input_shape: Any, wanted: Any, name: str | None, w
     for what, value, lo, hi in (("weight_seed", weight_seed, 0, isa_seeded.MASK), ("epochs", epochs, 1, 10_000)):
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
             raise ModelSpecError(f"{what} is {value!r}: an integer from {lo} to {hi}")
-    if source is None or not isinstance(source, tuple) or len(source) != 2:
-        raise ModelSpecError("seeded convs start with untrained scales: give source=(x, y), the source task's "
-                             "inputs and labels, to train them")
+    if source is not None and (not isinstance(source, tuple) or len(source) != 2):
+        raise ModelSpecError("source is the source task's (x, y): a tuple of its inputs and labels")
     network = models.import_module(module, shape, label)
     network = network.with_split(models.resolve_split(network, wanted, "the split"))
     frozen = [layer.name for layer in network.frozen_layers if layer.op == "conv2d"]
     if seeded != "auto" and (not isinstance(seeded, list) or not seeded or any(n not in frozen for n in seeded)):
         raise ModelSpecError(f"seeded is {seeded!r}: \"auto\" or a list of frozen conv layers ({', '.join(frozen)})")
-    x = check_batch(source[0], shape, "source x")
-    y = check_labels(source[1], len(x), output_classes(network), "source y")
+    if source is not None:
+        x = check_batch(source[0], shape, "source x")
+        y = check_labels(source[1], len(x), output_classes(network), "source y")
     try:
         seed_frozen_convs(module, network, weight_seed, kind, None if seeded == "auto" else seeded)
     except ValueError as exc:
         raise ModelSpecError(f"seeded: {exc}") from None
-    pretrain(module, x, y, epochs, seed=0)
+    if source is None:
+        import warnings
+
+        from dtlgen.errors import DtlgenWarning
+
+        warnings.warn(DtlgenWarning(f"{label}'s seeded convs keep untrained scales (He's initial value) and the rest "
+                                    "its weights as they are: fine for the hardware figures, not for accuracy; give "
+                                    "the source task (source=(x, y), the CLI's --source DATA.npz) to train them"),
+                      stacklevel=3)
+    else:
+        pretrain(module, x, y, epochs, seed=0)
     seeded_net = models.import_module(module, shape, label)
     return seeded_net.with_split(models.resolve_split(seeded_net, wanted, "the split"))
 

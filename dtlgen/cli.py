@@ -60,6 +60,30 @@ def _progress(args: argparse.Namespace) -> Progress:
     return args.progress
 
 
+def _load_network(args: argparse.Namespace, split: Any) -> Any:
+    """MODEL with --weights and the split, and with --seeded its frozen convs seeded (trained on --source)."""
+    from dtlgen.model import load_model
+
+    options = {"--weight-seed": args.weight_seed, "--seeded-kind": args.seeded_kind, "--source": args.source,
+               "--source-epochs": args.source_epochs}
+    if args.seeded is None:
+        given = [name for name, value in options.items() if value is not None]
+        if given:
+            raise DesignError(f"{given[0]} is for a seeded model: add --seeded")
+        return load_model(args.model, split, args.weights)
+    if args.source_epochs is not None and args.source is None:
+        raise DesignError("--source-epochs trains on --source: give --source DATA.npz")
+    from dtlgen import api
+
+    layers = "auto" if args.seeded == "auto" else [name.strip() for name in args.seeded.split(",") if name.strip()]
+    where = {"retrain_last": split["retrain_last"]} if isinstance(split, dict) else {"split": split}
+    return api.load_model(args.model, **where, weights=args.weights, seeded=layers,
+                          source=_data(args.source, "--source", labels=True) if args.source else None,
+                          weight_seed=1 if args.weight_seed is None else args.weight_seed,
+                          seeded_kind=args.seeded_kind or "sign",
+                          epochs=40 if args.source_epochs is None else args.source_epochs)
+
+
 def _data(path: str, option: str, labels: bool, network: Any = None) -> tuple[Any, Any]:
     """The arrays x (and y) of a --calib / --data NPZ file, checked against `network` when given
     (its input shape, its classes), every message naming the file."""
@@ -136,10 +160,9 @@ def cmd_boards(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from dtlgen.model import load_model
     from dtlgen.model.ops import op_of
 
-    network = load_model(args.model, _parse_split(args), args.weights)
+    network = _load_network(args, _parse_split(args))
     if args.json:
         _print_json(network.to_dict())
         return 0
@@ -148,7 +171,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         kernel = f"{layer.kernel}/{layer.stride}/{layer.padding}" if op_of(layer).windowed else ""
         if layer.depthwise:
             kernel += " dw"
-        rows.append([i, layer.name, layer.op + (f"+{layer.activation}" if layer.activation else ""),
+        rows.append([i, layer.name, layer.op + (f"+{layer.activation}" if layer.activation else "")
+                     + (f", seeded {layer.seed['kind']}" if layer.seed is not None else ""),
                      layer.describe_shape(), kernel, f"{layer.macs:,}", f"{layer.params:,}",
                      "FE (frozen)" if layer.frozen else "RL (retrain)"])
     frozen, retrain = network.frozen_layers, network.retrainable_layers
@@ -169,7 +193,6 @@ def _design_inputs(args: argparse.Namespace):
     """(design, board, network) of a command that takes MODEL --design [--board] [--split ...], checked
     against each other: the board the design embeds, the split it was made for, the model it was made for."""
     from dtlgen.errors import DesignError
-    from dtlgen.model import load_model
     from dtlgen.perf import load_design
     from dtlgen.perf.validate import check_design_matches
 
@@ -180,7 +203,7 @@ def _design_inputs(args: argparse.Namespace):
     if split is not None and design.split is not None:
         raise DesignError(f"--split/--retrain-last conflicts with the split '{design.split}' that {args.design} "
                           "was designed for; drop the option or edit the design's split")
-    network = load_model(args.model, design.split if design.split is not None else split, args.weights)
+    network = _load_network(args, design.split if design.split is not None else split)
     check_design_matches(network, design, source)
     return design, board, network
 
@@ -241,7 +264,6 @@ def cmd_dse(args: argparse.Namespace) -> int:
     from dtlgen.boards import load_board
     from dtlgen.dse import OBJECTIVES
     from dtlgen.dse.run import KIND
-    from dtlgen.model import load_model
 
     check_destination(Path(args.out), KIND, args.force)  # before minutes of search, not after
     board = load_board(args.board)
@@ -249,7 +271,7 @@ def cmd_dse(args: argparse.Namespace) -> int:
         from dtlgen.perf.fe import require_ddr_timing
 
         require_ddr_timing(board)
-    network = load_model(args.model, _parse_split(args), args.weights)
+    network = _load_network(args, _parse_split(args))
     calib = _data(args.calib, "--calib", labels=False, network=network)[0] if args.calib else None
     with _progress(args).task("NSGA-II generations", total=args.gens) as bar:
         result = api.explore(network, args.board, pop=args.pop, gens=args.gens, seed=args.seed, calibration=calib,
@@ -497,8 +519,9 @@ def _seeded_rows(report: dict) -> list[list[str]]:
              "bytes to send (seeds + learnable)",
              f"{sent['seeds']:,} + {sent['learnable']:,} = {sent['total']:,} B"],
             ["  vs the pretrained-frozen hybrid model",
-             f"{seeded['hybrid_bytes']:,} B: {100 * seeded['transmitted_reduction']:.1f} % less (its retrainable "
-             f"layers alone {seeded['retrainable_bytes']:,} B)"],
+             f"{seeded['hybrid_bytes']:,} B: {100 * seeded['transmitted_reduction']:.1f} % less (retrainable layers "
+             + ("started from the seed, not sent)" if seeded["head_start"] == "seed"
+                else f"sent as trained on the source, {seeded['retrainable_bytes']:,} B)")],
             ["  target accuracy, fixed point: seeded / pretrained-frozen",
              f"{100 * seeded['acc_fixed']:.2f} % / {100 * frozen['acc_fixed']:.2f} % "
              f"({seeded['fixed_vs_pretrained_frozen_pt']:+.2f} pt)"]]
@@ -511,7 +534,10 @@ def _seeded_rows(report: dict) -> list[list[str]]:
 def cmd_demo(args: argparse.Namespace) -> int:
     from dtlgen.demo import DemoConfig, run_demo
 
+    if args.source_head and not (args.seeded or args.seeded_kind is not None):
+        raise DesignError("--source-head is for a seeded model: add --seeded")
     config = DemoConfig(board=args.board, bitstream=args.bitstream, seeded=args.seeded or args.seeded_kind is not None,
+                        seeded_head=not args.source_head,
                         **({"epochs": args.epochs} if args.epochs is not None else {}),
                         **({"seeded_kind": args.seeded_kind} if args.seeded_kind is not None else {}))
     progress = _progress(args)
@@ -685,6 +711,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "compare with the pretrained-frozen model")
     p.add_argument("--seeded-kind", choices=SEEDED_KINDS, default=None,
                    help="the seeded weights: sign (+-1, the default) or intB (B-bit integers); implies --seeded")
+    p.add_argument("--source-head", action="store_true",
+                   help="with --seeded, re-train the retrainable layers from their source-trained values (sent with "
+                        "the model) instead of values drawn from the seed (the default, sent as the seed)")
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.set_defaults(func=cmd_demo)
 
@@ -707,6 +736,19 @@ def _add_weights_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", metavar="FILE.pt", help="the model's trained weights: a state_dict saved with "
                    "torch.save(model.state_dict(), FILE), loaded with weights_only=True (default: the weights the "
                    "model comes with; the zoo's are seeded random ones)")
+    p.add_argument("--seeded", nargs="?", const="auto", metavar="LAYERS",
+                   help="seed the frozen convs (all, or the comma-separated LAYERS): their weights regenerated from "
+                        "--weight-seed on chip, only per-channel scales and biases learnt (trained on --source)")
+    p.add_argument("--weight-seed", type=_bounded(0, 2**32 - 1), default=None, metavar="N",
+                   help="with --seeded: the seed of the seeded weights (default 1)")
+    p.add_argument("--seeded-kind", choices=SEEDED_KINDS, default=None,
+                   help="with --seeded: sign (+-1, the default, generated on chip) or intB (B-bit integers, stored)")
+    p.add_argument("--source", metavar="DATA.npz",
+                   help="with --seeded: the source task (arrays x (N, C, H, W) floats, y (N) labels) on which the "
+                        "seeded model's learnable parameters are trained (default: none; the scales stay at He's "
+                        "initial value, a warning)")
+    p.add_argument("--source-epochs", type=_bounded(1, 10_000), default=None, metavar="N",
+                   help="with --seeded --source: training epochs (default 40)")
 
 
 def _add_split_options(p: argparse.ArgumentParser) -> None:

@@ -105,3 +105,34 @@ def weight_bits(kind: str) -> int:
     """Bits a seeded weight needs as a two's complement integer: 2 for ±1, b for `int<b>`."""
     per_word(kind)
     return 2 if kind == "sign" else int(kind[3:])
+
+
+HEAD_LAYER = 0x8000_0000  # layer numbers of retrainable layers' initial weights: HEAD_LAYER + i
+
+
+def he_bound_log2(fan_in: int) -> int:
+    """The power of two nearest He's uniform bound sqrt(6 / fan_in): a seeded initial weight's range."""
+    if fan_in < 1:
+        raise ValueError(f"fan_in {fan_in}: a positive integer")
+    return round(0.5 * np.log2(6.0 / fan_in))
+
+
+def initial_weights(seed: int, layer: int, count: int, frac: int, bound_log2: int) -> np.ndarray:
+    """`count` initial weights of a retrainable layer (layer number HEAD_LAYER + its position), int64 at
+    `frac` fractional bits, uniform over [−2^bound_log2, 2^bound_log2): word n of the layer, read as a
+    signed 32-bit integer and shifted right arithmetically by 31 − frac − bound_log2 (0 .. 31), which
+    the host computes on the device from the seed instead of receiving the weights."""
+    shift = 31 - frac - bound_log2
+    if not 0 <= shift <= 31:
+        raise ValueError(f"frac {frac} with bound 2^{bound_log2}: the weights' range needs 0 .. 31 integer "
+                         "and fractional bits together")
+    w = words(layer_key(seed, layer), 0, count).astype(np.int64)
+    return (w - ((w >> 31) << 32)) >> shift
+
+
+def initial_values(spec: dict, shape: tuple[int, ...]) -> np.ndarray:
+    """A retrainable layer's seeded initial weights (float64, `shape`, output channel first) from its
+    `init_seed` spec {"seed", "index", "bound_log2", "frac"}: `initial_weights` times 2^-frac."""
+    count = int(np.prod(shape))
+    values = initial_weights(spec["seed"], spec["index"], count, spec["frac"], spec["bound_log2"])
+    return (values * 2.0 ** -spec["frac"]).reshape(shape)

@@ -60,6 +60,9 @@ class Layer:
     # them (integers, held in `weight`), its output channel m multiplied by `scale[m]` before the bias
     seed: dict[str, Any] | None = None
     scale: np.ndarray | None = None  # (M,)
+    # a retrainable layer whose initial values are drawn from a seed (issue 18): {"seed", "index",
+    # "bound_log2", "frac"}; `weight` is `dtlgen.isa.seeded.initial_weights` of them times 2^-frac, `bias` 0
+    init_seed: dict[str, Any] | None = None
 
     # Shape names of the tiling literature, per sample.
     @property
@@ -108,6 +111,8 @@ class Layer:
         }
         if self.seed is not None:
             d["seed"] = dict(self.seed)
+        if self.init_seed is not None:
+            d["init_seed"] = dict(self.init_seed)
         if with_weights:
             d["weight"] = None if self.weight is None else self.weight.tolist()
             d["bias"] = None if self.bias is None else self.bias.tolist()

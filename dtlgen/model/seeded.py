@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -102,3 +103,31 @@ def seed_frozen_convs(module: nn.Module, network: Any, seed: int, kind: str = "s
         raise ValueError(f"'{unknown[0]}' is not a frozen conv of {network.name} ({', '.join(frozen)})")
     seed_convs(module, [frozen[name] for name in names], seed, kind)
     return names
+
+
+def seed_head(network: Any, w_fracs: dict[str, int], seed: int) -> Any:
+    """A copy of `network` whose retrainable layers with weights start from values drawn from `seed`
+    rather than their own: the i-th one's weights `isa_seeded.initial_weights` (layer number
+    HEAD_LAYER + i, uniform within the power of two nearest He's bound for its fan-in) at `w_fracs[name]`
+    fractional bits, its bias 0, recorded in `Layer.init_seed`. The device draws them from the seed, so
+    sending the model costs the seed instead of the layers (`quant.metrics.transmitted_bytes`); training
+    on the target starts from them. `w_fracs` are the weights' formats, from the trained layers' own
+    quantisation (fixed by overrides, since random initial values would calibrate a narrower range)."""
+    from dataclasses import replace
+
+    from dtlgen.model.ir import Network
+
+    isa_seeded.layer_key(seed, 0)  # refuses a seed outside 0 .. 2^32 - 1
+    layers, index = [], 0
+    for layer in network.layers:
+        if not layer.frozen and layer.has_weights:
+            if layer.name not in w_fracs:
+                raise ValueError(f"no weight format for retrainable layer '{layer.name}'")
+            fan_in = int(layer.weight.size // layer.weight.shape[0])
+            spec = {"seed": int(seed), "index": isa_seeded.HEAD_LAYER + index,
+                    "bound_log2": isa_seeded.he_bound_log2(fan_in), "frac": int(w_fracs[layer.name])}
+            layer = replace(layer, weight=isa_seeded.initial_values(spec, layer.weight.shape),
+                            bias=None if layer.bias is None else np.zeros_like(layer.bias), init_seed=spec)
+            index += 1
+        layers.append(layer)
+    return Network(network.name, network.input_shape, layers)

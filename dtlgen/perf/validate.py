@@ -146,10 +146,15 @@ def check_design(network: Network, design: Design, board: Board, prediction: Any
 
 
 def network_fingerprint(network: Network) -> str:
-    """A hash of the network's structure (layers, ops, shapes, split), not of its weights: a design is
-    made for a structure, and re-trained weights do not change it."""
-    layers = [{k: v for k, v in layer.to_dict().items() if k not in ("module_path", "params")}
-              for layer in network.layers]
+    """A hash of the network's structure (layers, ops, shapes, split, which convs are seeded and of what
+    kind), not of its weights: a design is made for a structure, and re-trained weights, another weight
+    seed or a head started from a seed do not change it."""
+    layers = []
+    for layer in network.layers:
+        d = {k: v for k, v in layer.to_dict().items() if k not in ("module_path", "params", "init_seed")}
+        if "seed" in d:
+            d["seed"] = {k: v for k, v in d["seed"].items() if k != "seed"}
+        layers.append(d)
     text = json.dumps({"input_shape": list(network.input_shape), "layers": layers}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -162,8 +167,9 @@ def check_design_matches(network: Network, design: Design, source: str) -> None:
             raise DesignError(f"{source} was made for {design.model}, not {network.name}; run "
                               f"'dtlgen dse {network.name} --board ...' for a design of this model")
         if design.network not in (None, network_fingerprint(network)):
-            raise DesignError(f"{source} was made for a {network.name} with other layers or another split "
-                              "(its network fingerprint differs); re-run the DSE for this model and split")
+            raise DesignError(f"{source} was made for a {network.name} with other layers, another split or other "
+                              "seeded convs (its network fingerprint differs); give the options the DSE had "
+                              "(--split/--retrain-last, --seeded ...) or re-run the DSE for this model")
     from dtlgen.quant.quantize import check_overrides
 
     check_overrides(network, design.overrides, f"{source}: overrides")

@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from dtlgen.isa import seeded as isa_seeded
 from dtlgen.quant import fixed
 from dtlgen.quant.golden import fe_forward, initial_rl_state, output_frac, quantize_input, rl_forward
 from dtlgen.quant.reference import float_forward
@@ -77,20 +78,30 @@ def model_size_bytes(qnet: QuantizedNetwork) -> dict[str, int]:
 
 
 def retrainable_bytes(qnet: QuantizedNetwork) -> int:
-    """Bytes of the retrainable layers' parameters (the head a device re-trains, sent in any case)."""
+    """Bytes of the retrainable layers' parameters (the head a device re-trains: sent, unless drawn from a seed)."""
     return math.ceil(sum(stored_bits(layer, qnet.layers[layer.name]) for layer in qnet.rl_layers) / 8)
 
 
 SEED_BYTES = 4  # a seed, once for the layers that share it
-SEEDED_LAYER_BYTES = 5  # a seeded layer's index (4 bytes) and its weights' kind (1 byte)
+SEEDED_LAYER_BYTES = 5  # a seeded layer's index (4 bytes) and its weights' kind or range (1 byte)
 
 
 def transmitted_bytes(qnet: QuantizedNetwork) -> dict[str, int]:
-    """Bytes that send the model (its architecture aside): the seeds of its seeded convs (`seeds`) and its
-    learnable tensors at their stored widths (`learnable`: a seeded conv's channel scales and biases, every
-    other layer's weights and biases as `model_size_bytes` counts them); `total` their sum."""
+    """Bytes that send the model (its architecture and formats aside): the seeds of its seeded convs and of
+    its layers whose initial values are drawn from a seed (`seeds`), and its learnable tensors at their
+    stored widths (`learnable`: a seeded conv's channel scales and biases, every other layer's weights and
+    biases as `model_size_bytes` counts them); `total` their sum. A layer claims a seeded start
+    (`Layer.init_seed`) only if its weights are the seed's values and its bias 0 (else a ValueError)."""
     seeded = [layer for layer in qnet.network.layers if layer.seed is not None]
-    seeds = SEED_BYTES * len({layer.seed["seed"] for layer in seeded}) + SEEDED_LAYER_BYTES * len(seeded)
-    bits = sum(stored_bits(layer, qnet.layers[layer.name], weights=layer.seed is None) for layer in qnet.network.layers)
+    started = [layer for layer in qnet.network.layers if layer.init_seed is not None]
+    for layer in started:
+        drawn = isa_seeded.initial_values(layer.init_seed, layer.weight.shape)
+        if not np.array_equal(drawn, layer.weight) or (layer.bias is not None and np.any(layer.bias)):
+            raise ValueError(f"layer '{layer.name}' is marked as starting from seed {layer.init_seed['seed']}, "
+                             "but its weights or bias are not the seed's")
+    seed_values = {layer.seed["seed"] for layer in seeded} | {layer.init_seed["seed"] for layer in started}
+    seeds = SEED_BYTES * len(seed_values) + SEEDED_LAYER_BYTES * (len(seeded) + len(started))
+    bits = sum(stored_bits(layer, qnet.layers[layer.name], weights=layer.seed is None)
+               for layer in qnet.network.layers if layer.init_seed is None)
     learnable = math.ceil(bits / 8)
     return {"seeds": seeds, "learnable": learnable, "total": seeds + learnable}

@@ -53,6 +53,31 @@ def test_the_statistics_of_a_layer_are_those_of_fair_independent_bits():
     assert chi2 < 350  # 255 degrees of freedom
 
 
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), frac=st.integers(8, 24), bound_log2=st.integers(-5, 2))
+def test_initial_weights_fill_their_range_uniformly(seed, frac, bound_log2):
+    n = 1 << 14  # 2^3 .. 2^26 levels each side of 0
+    w = seeded.initial_weights(seed, seeded.HEAD_LAYER, n, frac, bound_log2)
+    top = 1 << (frac + bound_log2)  # uniform over [-2^(frac+e), 2^(frac+e))
+    assert w.min() >= -top and w.max() < top and w.dtype == np.int64
+    # the mean of -top .. top - 1 (the shift rounds down) is -1/2: within 5 standard errors of it
+    assert abs(w.mean() + 0.5) < 5 * top / np.sqrt(3 * n)
+    assert abs(np.mean(w.astype(float) ** 2) / (top * top / 3) - 1) < 0.05  # its variance, 2^(2(frac+e)) / 3
+    counts = np.histogram(w, bins=8, range=(-top, top))[0]
+    assert counts.min() > n / 8 * 0.85
+    # the words are the layer's first ones: the weights are their signed values, shifted
+    words = seeded.words(seeded.layer_key(seed, seeded.HEAD_LAYER), 0, 4).astype(np.int64)
+    assert np.array_equal(w[:4], (words - ((words >> 31) << 32)) >> (31 - frac - bound_log2))
+
+
+def test_initial_weights_bound_and_range_are_checked():
+    assert [seeded.he_bound_log2(n) for n in (1, 6, 32, 256, 4608)] == [1, 0, -1, -3, -5]
+    with pytest.raises(ValueError, match="0 .. 31"):
+        seeded.initial_weights(1, 0, 4, 30, 2)
+    with pytest.raises(ValueError, match="fan_in"):
+        seeded.he_bound_log2(0)
+
+
 def test_words_do_not_repeat_within_a_layer():
     w = seeded.words(seeded.layer_key(3, 1), 0, 1 << 22)
     assert len(np.unique(w)) == len(w)

@@ -3,16 +3,18 @@ quantisation and the transmitted-bytes account."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 from torch import nn
 
-from dtlgen.errors import DesignError, UnsupportedLayerError
+from dtlgen.errors import DesignError, DtlgenWarning, UnsupportedLayerError
 from dtlgen.isa import seeded as isa_seeded
 from dtlgen.model import import_module
-from dtlgen.model.seeded import SeededConv2d, seed_convs
+from dtlgen.model.seeded import SeededConv2d, seed_convs, seed_head
 from dtlgen.quant.metrics import model_size_bytes, transmitted_bytes
 from dtlgen.quant.quantize import PrecisionConfig, quantize
 
@@ -77,6 +79,32 @@ def test_transmitted_bytes_count_seeds_and_learnable_tensors():
     assert model_size_bytes(qnet)["hybrid"] == -(-(bits + 2 * (72 + 72)) // 8)
 
 
+def test_a_head_drawn_from_the_seed_is_sent_as_the_seed():
+    torch.manual_seed(2)
+    module = Small()
+    seed_convs(module, ["conv1", "conv2"], seed=3)
+    network = import_module(module.eval(), (1, 4, 4)).with_split(3)  # fc retrainable
+    assert [layer.name for layer in network.retrainable_layers] == ["fc"]
+    x = np.random.default_rng(0).standard_normal((4, 1, 4, 4))
+    trained = quantize(network, x, PrecisionConfig())
+    frac = trained.layers["fc"].w_fmt.frac
+    started = seed_head(network, {"fc": frac}, seed=3)
+    fc = started.layer("fc")
+    assert fc.init_seed == {"seed": 3, "index": isa_seeded.HEAD_LAYER, "bound_log2": -2, "frac": frac}  # sqrt(6 / 128) ~ 2^-2.2
+    ints = isa_seeded.initial_weights(3, isa_seeded.HEAD_LAYER, 4 * 128, frac, -2)
+    assert np.array_equal(fc.weight, ints.reshape(4, 128) * 2.0 ** -frac) and not fc.bias.any()
+    assert network.layer("fc").weight is not fc.weight and started.layer("conv1") is network.layers[0]
+    qnet = quantize(started, x, PrecisionConfig(), overrides={"fc": {"w_frac": frac}})
+    assert np.array_equal(qnet.layers["fc"].weight, ints.reshape(4, 128))  # exact in its format: the device's values
+    sent, before = transmitted_bytes(qnet), transmitted_bytes(trained)
+    assert sent["seeds"] == 4 + 3 * 5  # one seed shared by two seeded convs and the head
+    assert sent["learnable"] == -(-2 * 8 * (16 + 32) // 8) < before["learnable"]  # only the convs' scales, biases
+    tampered = replace(started.layer("fc"), bias=np.ones(4))
+    started.layers[-1] = tampered
+    with pytest.raises(ValueError, match="'fc' is marked as starting from seed 3"):
+        transmitted_bytes(quantize(started, x, PrecisionConfig(), overrides={"fc": {"w_frac": frac}}))
+
+
 def test_seeded_layers_cannot_retrain_or_take_weight_overrides():
     module = Small()
     seed_convs(module, ["conv1"], seed=3)
@@ -135,8 +163,12 @@ def test_load_model_seeds_the_frozen_convs_and_trains_their_scales():
     assert [net.layer(n).seed["index"] for n in seeded] == [0, 1, 2, 3]
     one = dtlgen.load_model("digits_cnn", seeded=["conv2"], source=(x, y), epochs=1, seeded_kind="int4")
     assert [l.name for l in one.layers if l.seed is not None] == ["conv2"] and one.layer("conv2").seed["kind"] == "int4"
-    with pytest.raises(ModelSpecError, match="give source=\\(x, y\\)"):
-        dtlgen.load_model("digits_cnn", seeded="auto")
+    with pytest.warns(DtlgenWarning, match="untrained scales.*give the source task \\(source=\\(x, y\\)"):
+        untrained = dtlgen.load_model("digits_cnn", seeded="auto")  # the hardware figures need no training
+    assert untrained.layer("conv2").seed == net.layer("conv2").seed
+    assert not np.allclose(untrained.layer("conv2").scale, net.layer("conv2").scale)
+    with pytest.raises(ModelSpecError, match="source is the source task's \\(x, y\\)"):
+        dtlgen.load_model("digits_cnn", seeded="auto", source=x)
     with pytest.raises(ModelSpecError, match="seeded is \\['fc1'\\].*frozen conv layers \\(conv1, conv2"):
         dtlgen.load_model("digits_cnn", seeded=["fc1"], source=(x, y))
     with pytest.raises(ModelSpecError, match="seeded_kind 'int9'"):
