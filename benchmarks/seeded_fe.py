@@ -12,7 +12,7 @@ and each design checked against the board's resources by the analytical resource
 the zoo's seeded random ones and untrained scales: the figures show the engine, not accuracy.
 
 Run: python benchmarks/seeded_fe.py [--models vgg16_cifar resnet18_cifar] [--batch 1] [--array TM TN TR TC]
-                                   [--pop 40] [--gens 10]
+                                   [--pop 100] [--gens 100]
 """
 
 from __future__ import annotations
@@ -60,8 +60,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--array", type=int, nargs=4, metavar=("TM", "TN", "TR", "TC"),
                         help="both searches keep this FE array and tiling (default: the bench's whole space)")
-    parser.add_argument("--pop", type=int, default=40)
-    parser.add_argument("--gens", type=int, default=10)
+    parser.add_argument("--pop", type=int, default=100)
+    parser.add_argument("--gens", type=int, default=100)
     args = parser.parse_args()
     space = BENCH_SPACE
     if args.array:

@@ -146,6 +146,9 @@ def _seeded_model(model: Any, input_shape: Any, wanted: Any, name: str | None, w
     frozen = [layer.name for layer in network.frozen_layers if layer.op == "conv2d"]
     if seeded != "auto" and (not isinstance(seeded, list) or not seeded or any(n not in frozen for n in seeded)):
         raise ModelSpecError(f"seeded is {seeded!r}: \"auto\" or a list of frozen conv layers ({', '.join(frozen)})")
+    twice = sorted({name for name in seeded if seeded.count(name) > 1}) if seeded != "auto" else []
+    if twice:
+        raise ModelSpecError(f"seeded names '{twice[0]}' more than once: list each frozen conv once")
     if source is not None:
         x = check_batch(source[0], shape, "source x")
         y = check_labels(source[1], len(x), output_classes(network), "source y")

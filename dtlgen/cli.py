@@ -514,7 +514,9 @@ def _seeded_rows(report: dict) -> list[list[str]]:
     if seeded is None:
         return []
     sent, frozen = seeded["transmitted_bytes"], seeded["pretrained_frozen"]
-    where = "generated on chip" if seeded.get("generated_on_chip") and seeded["kind"] == "sign" else "stored in memory"
+    generated = seeded.get("generated_on_chip") or []
+    where = ("generated on chip" if len(generated) == len(seeded["layers"]) else
+             f"generated on chip for {', '.join(generated)}, the others stored" if generated else "stored in memory")
     rows = [[f"seeded {seeded['kind']} convs ({', '.join(seeded['layers'])}; the knee design's weights {where}): "
              "bytes to send (seeds + learnable)",
              f"{sent['seeds']:,} + {sent['learnable']:,} = {sent['total']:,} B"],

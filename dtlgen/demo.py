@@ -34,6 +34,7 @@ from dtlgen.generator.loader import load_rl_project
 from dtlgen.generator.project import generate_project, quantize_for_design
 from dtlgen.progress import as_progress
 from dtlgen.perf import Design
+from dtlgen.perf.fe import fe_ops
 from dtlgen.sim.project_sim import simulate_project, simulate_retraining
 from dtlgen.sim.rl_sim import TrainingPlan, golden_replay, plan_epochs
 from dtlgen.model import import_module, load_factory, resolve_split
@@ -272,7 +273,9 @@ def run_demo(out_dir: Path | None = None, config: DemoConfig = DemoConfig(),
                         "sizes: parameter counts x bit widths",
     }
     if seeded is not None:
-        seeded["generated_on_chip"] = dse.design["fe"].get("gen", 1) == 1  # the knee design's choice (fe.gen)
+        # the knee design's choice per layer (fe.gen): the seeded convs whose weights the FE generates on chip
+        knee = Design.from_dict(dse.design, "the DSE's design").fe
+        seeded["generated_on_chip"] = [op.name for op in fe_ops(network, knee) if op.gen]
         report["seeded"] = seeded
     if out_dir is not None:
         with atomic_directory(Path(out_dir), KIND, force) as staging:

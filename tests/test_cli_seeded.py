@@ -47,6 +47,8 @@ def test_import_trains_the_seeded_model_on_the_source(tmp_path, capsys):
     (["--seeded", "--source-epochs", "3"], "--source-epochs trains on --source"),
     (["--seeded", "conv9"], "seeded is ['conv9']: \"auto\" or a list of frozen conv layers (conv1, conv2, conv3, conv4)"),
     (["--seeded", "fc1"], "a list of frozen conv layers"),
+    (["--seeded", "conv2,conv1,conv2"], "seeded names 'conv2' more than once"),
+    (["--seeded", ","], "seeded is []"),
     (["--seeded", "--source", "missing.npz"], "missing.npz"),
 ])
 def test_seeded_misuse_gets_one_line(capsys, argv, words):

@@ -23,7 +23,7 @@ is what runs on Dask workers, so a distributed run returns exactly the in-proces
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -34,7 +34,7 @@ from dtlgen.boards import Board
 from dtlgen.errors import DesignError
 from dtlgen.model.ir import Network
 from dtlgen.perf import Design, predict
-from dtlgen.perf.fe import FEConfig, ddr_timing
+from dtlgen.perf.fe import FEConfig, ddr_timing, generated_layers
 from dtlgen.perf.rl import RLConfig
 from dtlgen.perf.validate import structural_problems
 from dtlgen.quant import golden, reference
@@ -106,10 +106,17 @@ def fe_memory(board: Board, fixed: Fixed):
     return ddr_timing(board) if fixed.ddr else None
 
 
-def make_design(values: dict[str, int], board: Board, fixed: Fixed = Fixed()) -> Design:
+def make_design(values: dict[str, int], board: Board, fixed: Fixed = Fixed(), network: Network | None = None) -> Design:
+    """The design of decoded variables. With `network`, a design that builds the weight generator (fe_gen 1)
+    generates the weights of those seeded convs where that is no slower than reading them
+    (`perf.fe.generated_layers`: the choice per layer), and stores the others'."""
     tm, tn = values["fe_tm"], values["fe_tn"]
     fe = FEConfig(tm, tn, values["fe_tr"], values["fe_tc"], values["fe_w_bits"], values["fe_a_bits"],
                   round(tm * tn * values["fe_lut_32nds"] / LUT_FRACTION_STEPS), fixed.fe_batch, values.get("fe_gen", 1))
+    if network is not None and fe.gen == 1:
+        memory = fe_memory(board, fixed)
+        fe = replace(fe, gen=generated_layers(network, fe, board.dram_bytes_per_cycle, board.dram_latency_cycles,
+                                              memory))
     rl = RLConfig(values["rl_tm"], values["rl_tn"], values["rl_bits"], 0, fixed.batch, fixed.lr_shift)
     return Design(board.name, board.clock_mhz, fe, rl, board_spec=board.to_dict())
 
@@ -123,7 +130,7 @@ def evaluate_model(network: Network, board: Board, workload: Workload, fixed: Fi
     out = np.empty((len(rows), 8))
     steps = workload.epochs * -(-workload.retrain_images // fixed.batch)
     for i, values in enumerate(rows):
-        design = make_design(values, board, fixed)
+        design = make_design(values, board, fixed, network)
         p = predict(network, design, board, fe_memory(board, fixed))
         f = design.clock_mhz * 1e6
         time_s = ((workload.inference_images + workload.retrain_images) * p.fe_cycles_per_image

@@ -198,7 +198,7 @@ def run_dse(network: Network, board: Board, calib_x: np.ndarray, out_dir: Path |
     front = []
     for row, objectives in zip(x, f):
         values = space.decode(row)
-        design = make_design(values, board, fixed)
+        design = make_design(values, board, fixed, problem.network)
         p = predict(problem.network, design, board, fe_memory(board, fixed))
         front.append({"variables": values, **dict(zip(OBJECTIVES, map(float, objectives))),
                       "fe": design.fe.to_dict(), "rl": design.rl.to_dict(),
@@ -214,7 +214,7 @@ def run_dse(network: Network, board: Board, calib_x: np.ndarray, out_dir: Path |
 
 def _design_json(network: Network, board: Board, calib_x: np.ndarray, point: dict[str, Any],
                  fixed: Fixed) -> dict[str, Any]:
-    design = make_design(point["variables"], board, fixed)
+    design = make_design(point["variables"], board, fixed, network)
     qnet = quantize(network, calib_x, PrecisionConfig(design.fe.w_bits, design.fe.a_bits, design.rl.bits,
                                                       fixed.batch, fixed.lr_shift), overrides=fixed.overrides)
     rl = replace(design.rl, acc_bits=qnet.rl_acc_bits())

@@ -71,7 +71,9 @@ beats: the engine's generator makes each trip's tile, GEN_LANES lanes a cycle, `
 lane and tap, beside the input reads and on no port. Its trip's load is
 `max(L + in_beats, gen_cycles(K, tm_e, tn))`, or the generator alone where the trip reads no input (a
 kept input's later output-channel tiles); the DDR-like memory adds its row misses to the input reads
-only. Seeded depthwise convs and b-bit seeded weights are stored as usual.
+only. Seeded depthwise convs and b-bit seeded weights are stored as usual. `FEConfig.gen` says which
+±1 convs generate (1 all, 0 none, or a list of layers: the DSE's choice per layer, `generated_layers`,
+the faster of the two for each).
 
 ## Batches
 A descriptor may run b images (`FEOp.images`, `batched_ops`): an op whose b·R output rows fit one
@@ -132,7 +134,7 @@ from typing import Any
 import numpy as np
 
 from dtlgen.boards import Board
-from dtlgen.errors import DesignError, require_int
+from dtlgen.errors import DesignError, brief, require_int
 from dtlgen.isa import fe as isa_fe
 from dtlgen.isa.params import FE_BUFFER_SIZING, DdrTiming, FEParams
 from dtlgen.model.ir import INPUT, Layer, Network
@@ -166,7 +168,10 @@ class FEConfig:
     a_bits: int = 8
     lut_mults: int = 0
     batch: int = 1
-    gen: int = 1  # 1: seeded ±1 dense convs' weights generated on chip (Weights generated on chip); 0: stored
+    # seeded ±1 dense convs' weights generated on chip (Weights generated on chip): 1 every such conv's,
+    # 0 none (stored, as any conv's), or a tuple of the layers whose weights are generated (the DSE's
+    # choice per layer, `generated_layers`)
+    gen: int | tuple[str, ...] = 1
 
     def __post_init__(self) -> None:
         for name in ("tm", "tn", "tr", "tc"):
@@ -175,7 +180,19 @@ class FEConfig:
             require_int(getattr(self, name), f"fe.{name}", 2, 16, "FE bit widths")
         require_int(self.lut_mults, "fe.lut_mults", 0, self.tm * self.tn, "LUT-based multipliers of the tm·tn array")
         require_int(self.batch, "fe.batch", 1, BATCH_MAX, "images per FE run")
-        require_int(self.gen, "fe.gen", 0, 1, "1: seeded weights generated on chip, 0: read from memory")
+        if isinstance(self.gen, (list, tuple)):
+            names = tuple(self.gen)
+            if not names or not all(isinstance(n, str) and n for n in names) or len(set(names)) < len(names):
+                raise DesignError(f"fe.gen={brief(self.gen)}: 1 (generate every seeded ±1 conv's weights on chip), 0 "
+                                  "(store them), or a list of distinct layer names whose weights are generated")
+            object.__setattr__(self, "gen", names)
+        else:
+            require_int(self.gen, "fe.gen", 0, 1, "1: seeded weights generated on chip, 0: read from memory, or a "
+                        "list of the layers generated")
+
+    def generates(self, layer: str) -> bool:
+        """Whether a seeded ±1 dense conv `layer` has its weights generated on chip under `gen`."""
+        return self.gen == 1 or (isinstance(self.gen, tuple) and layer in self.gen)
 
     @property
     def a_bytes(self) -> int:
@@ -222,11 +239,11 @@ class FEOp:
 
 
 def fe_ops(network: Network, cfg: FEConfig) -> list[FEOp]:
-    """The FE engine's descriptor list for the frozen layers of `network` under `cfg` (whose `gen` 0 stores
-    a seeded conv's weights in memory, as any conv's)."""
+    """The FE engine's descriptor list for the frozen layers of `network` under `cfg` (whose `gen` says
+    which seeded convs have their weights generated; the others store them in memory, as any conv's)."""
     ops: list[FEOp] = []
     for op, pool_layer in _candidate_ops(network):
-        op = op if cfg.gen else replace(op, gen=False)
+        op = op if not op.gen or cfg.generates(op.name) else replace(op, gen=False)
         if pool_layer and (cfg.tr % 2 == 0 or cfg.tr >= op.r) and (cfg.tc % 2 == 0 or cfg.tc >= op.c):
             ops.append(replace(op, pool=2, pool_layer=pool_layer))
         elif pool_layer:
@@ -235,6 +252,28 @@ def fe_ops(network: Network, cfg: FEConfig) -> list[FEOp]:
         else:
             ops.append(op)
     return ops
+
+
+def generated_layers(network: Network, cfg: FEConfig, bus_bytes: int, latency: int,
+                     ddr: DdrTiming | None = None) -> int | tuple[str, ...]:
+    """The DSE's per-layer choice for a design that builds the generator: `cfg.gen` for the seeded ±1 convs
+    whose weights are generated no slower than they are read from memory, at this bus, latency and the
+    design's batch (each op's cycles as `dtlgen.perf.predict` counts them, with both kinds of weights).
+    Returns 1 when that is every such conv, 0 when none (then the design needs no generator at all),
+    else their names. The generator fills GEN_LANES output channels a cycle with whole words, so it
+    loses where a trip has few input channels per word (tn ≪ 32) and stored ±1 weights pack densely."""
+    every = replace(cfg, gen=1)
+    ops = fe_ops(network, every)
+    if not any(op.gen for op in ops):
+        return 1
+    kept = keep_words(every, bus_bytes, ops)
+
+    def cycles(op: FEOp) -> int:
+        return sum(op_cycles(d, every, bus_bytes, latency, ddr).cycles
+                   for d in batched_ops([op], every, every.batch, bus_bytes, kept))
+
+    names = tuple(op.name for op in ops if op.gen and cycles(op) <= cycles(replace(op, gen=False)))
+    return 1 if len(names) == sum(op.gen for op in ops) else names or 0
 
 
 _CANDIDATES: "weakref.WeakKeyDictionary[Network, list[tuple[FEOp, str]]]" = weakref.WeakKeyDictionary()

@@ -170,6 +170,17 @@ def check_design_matches(network: Network, design: Design, source: str) -> None:
             raise DesignError(f"{source} was made for a {network.name} with other layers, another split or other "
                               "seeded convs (its network fingerprint differs); give the options the DSE had "
                               "(--split/--retrain-last, --seeded ...) or re-run the DSE for this model")
+    if isinstance(design.fe.gen, tuple):
+        from dataclasses import replace
+
+        from dtlgen.perf.fe import fe_ops
+
+        generable = [op.name for op in fe_ops(network, replace(design.fe, gen=1)) if op.gen]
+        other = [name for name in design.fe.gen if name not in generable]
+        if other:
+            raise DesignError(f"{source}: fe.gen names '{other[0]}', which is not a seeded dense ±1 conv of "
+                              f"{network.name} ({', '.join(generable) or 'it has none'}); list only those, or give "
+                              "1 (all) or 0 (none)")
     from dtlgen.quant.quantize import check_overrides
 
     check_overrides(network, design.overrides, f"{source}: overrides")

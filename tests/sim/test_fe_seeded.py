@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from test_fe_batch import check_batch, check_csim_batch, quantised
-from test_fe_rtl import fe_build, simulate
+from test_fe_rtl import PARAMS, fe_build, simulate
 
 SHAPE = (3, 8, 8)
 
@@ -214,3 +214,22 @@ def test_the_xilinx_rtl_ip_has_the_scale_banks_and_generator_only_where_the_prog
                                    tmp_path / name)
         shell = (project / "vivado" / "rtl" / "dtl_fe_ip.v").read_text()
         assert f".HAS_SCALE({value})," in shell and f".HAS_GEN({value})," in shell, name
+
+
+def test_generated_and_stored_seeded_convs_in_one_program(tmp_path):
+    """The DSE's choice per layer (fe.gen a list of layers): two ±1 seeded convs, the first's weights read
+    from memory, the second's generated on chip, in one program on the RTL: bit-exact, cycles the model's,
+    and only the first's weights in the memory image."""
+    torch.manual_seed(5)
+    first, second = (SeededConv2d(n, 8, 3, 1, 1, seed=4, index=i) for i, n in enumerate((3, 8)))
+    network = import_module(nn.Sequential(first, nn.ReLU(), second, nn.ReLU()).eval(), (3, 6, 6))
+    x = np.random.default_rng(5).standard_normal((2, 3, 6, 6))
+    qnet = quantize(network, x, PrecisionConfig())
+    names = [layer.name for layer in network.layers if layer.seed is not None]
+    cfg = FEConfig(4, 4, 4, 4, gen=(names[1],))
+    image = golden.quantize_input(qnet, x[:1])[0]
+    program, result, predicted, exact = simulate(qnet, image, tmp_path, cfg=cfg)
+    assert [img.op.gen for img in program.ops] == [False, True] and all(exact) and result.cycles == predicted
+    stored = build_fe_program(qnet, FEConfig(4, 4, 4, 4, gen=0), image, PARAMS.dram.memory_bytes,
+                              bus_bytes=PARAMS.fe.bus_bytes)
+    assert program.extent < stored.extent  # the second conv's weights are not in the image
