@@ -192,7 +192,8 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
                 # a generated conv's weight field holds its layer key: the engine makes the weights
                 weights[op.name] = (place(_bias_table(lq, op.m)),
                                     seeded.layer_key(layer.seed["seed"], layer.seed["index"]) if op.gen
-                                    else place(_tile_ordered_weights(lq.weight, op, cfg, bus_bytes)))
+                                    else place(_tile_ordered_weights(op_of(layer).engine_weights(layer, lq.weight),
+                                                                     op, cfg, bus_bytes)))
             bias_addr, second = weights[op.name]
         elif kind == KIND_ADD:  # both operands shifted up to the finer frac, then requantised
             shifts = lq.align_shifts[0] | lq.align_shifts[1] << 8

@@ -1,6 +1,6 @@
 """torch.fx import: trace a `torch.nn.Module` and map it onto the Network IR.
 
-What is mapped: conv2d (groups, stride, zero padding, bias), linear, relu/relu6 (fused into the
+What is mapped: conv2d (dense, depthwise or grouped; stride, zero padding, bias), linear, relu/relu6 (fused into the
 producing layer), max/avg pool (a max pool's ceil_mode too), adaptive average pool (to an integer
 divisor of the input), flatten, residual add, channel concatenation (`torch.cat` on dim 1 of feature
 maps, each input a layer's output that feeds only the concatenation: the FE engine writes it into its
@@ -348,9 +348,6 @@ class _Importer:
                                         "use integer zero padding")
         if _pair(mod.dilation, "dilation", path) != 1:
             raise UnsupportedLayerError(f"{path}: Conv2d dilation {mod.dilation} is not supported; use dilation 1")
-        if mod.groups not in (1, mod.in_channels) or (mod.groups > 1 and mod.out_channels != mod.in_channels):
-            raise UnsupportedLayerError(f"{path}: Conv2d groups={mod.groups} is not supported; "
-                                        "use groups=1 or depthwise (groups = in = out channels)")
         weight = _finite_array(mod.weight, self.origin, path, "Conv2d", "weight")
         bias = (_finite_array(mod.bias, self.origin, path, "Conv2d", "bias") if mod.bias is not None
                 else np.zeros(mod.out_channels))
@@ -395,7 +392,7 @@ class _Importer:
 
     def _fold_batchnorm(self, node: Node, bn: nn.BatchNorm2d | nn.BatchNorm1d, path: str) -> None:
         producer = self._sole_producer(node, path, "BatchNorm")
-        if not producer.has_weights or producer.activation is not None or producer.groups != 1 and not producer.depthwise:
+        if not producer.has_weights or producer.activation is not None:
             raise UnsupportedLayerError(
                 f"{path}: BatchNorm must directly follow a conv or linear layer (it follows '{producer.name}', "
                 f"op {producer.op}); move it after a conv so that it can be folded")

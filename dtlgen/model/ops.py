@@ -90,7 +90,10 @@ class LayerOp:
 
 
 class Conv2d(LayerOp):
-    """Dense or depthwise (groups = N = M) convolution with bias; BatchNorm folded in at import."""
+    """Dense, depthwise (groups = N = M) or grouped convolution with bias; BatchNorm folded in at import.
+    The FE engine runs a grouped conv (g groups, 1 < g, not depthwise) as a dense one whose weights are
+    zero outside the diagonal blocks (`engine_weights`): exact, at g times the useful MACs' cycles, which
+    the cycle model counts (its geometry is the dense conv's) while `macs` stays the useful count."""
 
     name = "conv2d"
     has_weights = True
@@ -112,6 +115,19 @@ class Conv2d(LayerOp):
 
     def weight_shape(self, layer) -> tuple[int, ...]:
         return layer.m, layer.n // layer.groups, layer.kernel, layer.kernel
+
+    def engine_weights(self, layer, weight: np.ndarray) -> np.ndarray:
+        """The weights the FE engine holds: a grouped conv's (M, N/g, K, K) as a dense (M, N, K, K) of
+        diagonal blocks (zero elsewhere); a dense or depthwise conv's as they are."""
+        g = layer.groups
+        if g == 1 or self.depthwise(layer):
+            return weight
+        m, ng = weight.shape[:2]
+        dense = np.zeros((m, ng * g, *weight.shape[2:]), dtype=weight.dtype)
+        for group in range(g):
+            rows = slice(group * (m // g), (group + 1) * (m // g))
+            dense[rows, group * ng:(group + 1) * ng] = weight[rows]
+        return dense
 
     def fe_quant(self, layer, in_fracs, y_max, p, fx) -> dict[str, Any]:
         if layer.seed is not None:

@@ -39,15 +39,20 @@ def windows(x: np.ndarray, kernel: int, stride: int, padding: int, pad_value=0,
 def conv2d(x: np.ndarray, weight: np.ndarray, stride: int, padding: int, groups: int, matmul: Matmul) -> np.ndarray:
     """Convolution without bias: (B, N, H, W) · (M, N/groups, K, K) → (B, M, R, C).
 
-    groups is 1 or depthwise (groups = N = M), the two the IR admits.
+    groups is 1, depthwise (groups = N = M), or g groups of N/g input and M/g output channels each.
     """
     k = weight.shape[2]
     win = windows(x, k, stride, padding)  # B N R C K K
     b, n, r, c = win.shape[:4]
+    m = weight.shape[0]
     if groups == 1:
         cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(b * r * c, n * k * k)
         out = matmul(cols, weight.reshape(weight.shape[0], -1).T)  # (B·R·C, M)
         return out.reshape(b, r, c, -1).transpose(0, 3, 1, 2)
+    if not groups == n == m:  # grouped: each group a dense conv of its own channels
+        ng, mg = n // groups, m // groups
+        return np.concatenate([conv2d(x[:, g * ng:(g + 1) * ng], weight[g * mg:(g + 1) * mg], stride, padding, 1,
+                                      matmul) for g in range(groups)], axis=1)
     # depthwise: one K·K dot product per channel
     cols = win.reshape(b, n, r * c, k * k).transpose(1, 0, 2, 3).reshape(n, b * r * c, k * k)
     w = weight.reshape(n, k * k, 1)

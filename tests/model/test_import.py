@@ -166,7 +166,6 @@ class _Wrap(nn.Module):
     (_Wrap(nn.Identity(), nn.Conv2d(3, 4, 3, dilation=2)), "first", "dilation"),
     (_Wrap(nn.Identity(), nn.Conv2d(3, 4, (3, 1))), "first", "non-square"),
     (_Wrap(nn.Identity(), nn.Conv2d(3, 4, 3, padding=1, padding_mode="reflect")), "first", "padding_mode"),
-    (_Wrap(nn.Identity(), nn.Conv2d(3, 6, 3, groups=3)), "first", "groups"),
     (_Wrap(nn.AvgPool2d(3, 2, ceil_mode=True)), "inner", "ceil_mode"),
     (_Wrap(nn.AdaptiveAvgPool2d(3)), "inner", "not an even pooling"),
     (_Wrap(nn.Sequential(nn.ReLU(), nn.BatchNorm2d(4))), "inner.1", "BatchNorm must directly follow"),
