@@ -31,6 +31,7 @@ from dtlgen.boards import load_board
 from dtlgen.model import import_module, load_factory, resolve_split
 from dtlgen.model.seeded import seed_frozen_convs
 from dtlgen.perf import predict
+from dtlgen.perf.fe import FEConfig, fe_ops
 
 
 def networks(model: str):
@@ -46,6 +47,11 @@ def networks(model: str):
             network = network.with_split(resolve_split(network, split))
         result.append(network)
     return result
+
+
+def generable(network) -> list[str]:
+    """The seeded ±1 dense convs whose weights a generator could make."""
+    return [op.name for op in fe_ops(network, FEConfig(1, 1, 1, 1)) if op.gen]
 
 
 def fits(network, design, board_name: str = "pynq-z2") -> str:
@@ -80,10 +86,12 @@ def main() -> None:
         row = bench_one(model, "pynq-z2", None, args.pop, args.gens, args.batch, args.batch, space, network=seeded)
         same = bench_one(model, "pynq-z2", row["design"], args.pop, args.gens, args.batch, args.batch, space,
                          network=stored)
+        gen = row["design"].fe.gen
+        stored_ones = ", ".join(name for name in generable(seeded) if gen != 1 and name not in (gen or ()))
+        where = "generated on chip" + (f" but {stored_ones}" if stored_ones else "") if gen else "stored"
         for label, weights, r, network in (("stored", "stored (DRAM)", own, stored),
                                            ("seeded", "stored (DRAM)", same, stored),
-                                           ("seeded", "seeded" + (", generated on chip" if row["design"].fe.gen
-                                                                  else ", stored"), row, seeded)):
+                                           ("seeded", f"seeded, {where}", row, seeded)):
             d = r["design"]
             table.add_row(model, f"{d.fe.tm}x{d.fe.tn}, {d.fe.tr}x{d.fe.tc}, w{d.fe.w_bits}/a{d.fe.a_bits}, "
                           f"{d.clock_mhz:g} MHz ({label})", weights, fits(network, d),

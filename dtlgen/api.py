@@ -143,7 +143,17 @@ def _seeded_model(model: Any, input_shape: Any, wanted: Any, name: str | None, w
         raise ModelSpecError("source is the source task's (x, y): a tuple of its inputs and labels")
     network = models.import_module(module, shape, label)
     network = network.with_split(models.resolve_split(network, wanted, "the split"))
-    frozen = [layer.name for layer in network.frozen_layers if layer.op == "conv2d"]
+    convs = [layer for layer in network.frozen_layers if layer.op == "conv2d"]
+    frozen = [layer.name for layer in convs if layer.groups == 1 or layer.depthwise]  # what can be seeded
+    grouped = {layer.name: layer.groups for layer in convs if layer.name not in frozen}
+    if not frozen:
+        raise ModelSpecError(f"seeded: {label} has no frozen dense or depthwise conv to seed (its frozen layers: "
+                             f"{', '.join(l.name for l in network.frozen_layers) or 'none'}); drop seeded, or move the "
+                             "split after a conv")
+    named_grouped = [name for name in seeded if name in grouped] if isinstance(seeded, list) else []
+    if named_grouped:
+        raise ModelSpecError(f"seeded: '{named_grouped[0]}' is a grouped conv (groups {grouped[named_grouped[0]]}): only "
+                             f"dense or depthwise convs can be seeded ({', '.join(frozen)})")
     if seeded != "auto" and (not isinstance(seeded, list) or not seeded or any(n not in frozen for n in seeded)):
         raise ModelSpecError(f"seeded is {seeded!r}: \"auto\" or a list of frozen conv layers ({', '.join(frozen)})")
     twice = sorted({name for name in seeded if seeded.count(name) > 1}) if seeded != "auto" else []

@@ -66,7 +66,7 @@ def _load_network(args: argparse.Namespace, split: Any) -> Any:
 
     options = {"--weight-seed": args.weight_seed, "--seeded-kind": args.seeded_kind, "--source": args.source,
                "--source-epochs": args.source_epochs}
-    if args.seeded is None:
+    if not args.seeded and args.seeded_layers is None:
         given = [name for name, value in options.items() if value is not None]
         if given:
             raise DesignError(f"{given[0]} is for a seeded model: add --seeded")
@@ -75,10 +75,17 @@ def _load_network(args: argparse.Namespace, split: Any) -> Any:
         raise DesignError("--source-epochs trains on --source: give --source DATA.npz")
     from dtlgen import api
 
-    layers = "auto" if args.seeded == "auto" else [name.strip() for name in args.seeded.split(",") if name.strip()]
+    layers = "auto"
+    if args.seeded_layers is not None:
+        layers = [name.strip() for name in args.seeded_layers.split(",")]
+        if not all(layers):
+            raise DesignError(f"--seeded-layers {args.seeded_layers!r}: an empty layer name; give comma-separated "
+                              "frozen conv names, e.g. --seeded-layers conv1,conv2")
     where = {"retrain_last": split["retrain_last"]} if isinstance(split, dict) else {"split": split}
-    return api.load_model(args.model, **where, weights=args.weights, seeded=layers,
-                          source=_data(args.source, "--source", labels=True) if args.source else None,
+    # the source set checked against the model's input shape and classes, every message naming the file
+    source = _data(args.source, "--source", labels=True, network=load_model(args.model, split, args.weights)) \
+        if args.source else None
+    return api.load_model(args.model, **where, weights=args.weights, seeded=layers, source=source,
                           weight_seed=1 if args.weight_seed is None else args.weight_seed,
                           seeded_kind=args.seeded_kind or "sign",
                           epochs=40 if args.source_epochs is None else args.source_epochs)
@@ -738,9 +745,11 @@ def _add_weights_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", metavar="FILE.pt", help="the model's trained weights: a state_dict saved with "
                    "torch.save(model.state_dict(), FILE), loaded with weights_only=True (default: the weights the "
                    "model comes with; the zoo's are seeded random ones)")
-    p.add_argument("--seeded", nargs="?", const="auto", metavar="LAYERS",
-                   help="seed the frozen convs (all, or the comma-separated LAYERS): their weights regenerated from "
+    p.add_argument("--seeded", action="store_true",
+                   help="seed the frozen convs (every dense or depthwise one): their weights regenerated from "
                         "--weight-seed on chip, only per-channel scales and biases learnt (trained on --source)")
+    p.add_argument("--seeded-layers", metavar="L1,L2",
+                   help="seed only these frozen convs (comma-separated layer names); implies --seeded")
     p.add_argument("--weight-seed", type=_bounded(0, 2**32 - 1), default=None, metavar="N",
                    help="with --seeded: the seed of the seeded weights (default 1)")
     p.add_argument("--seeded-kind", choices=SEEDED_KINDS, default=None,

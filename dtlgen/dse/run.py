@@ -284,7 +284,10 @@ def _csv(front: list[dict[str, Any]]) -> str:
     writer = csv.writer(buffer)
     writer.writerow(columns)
     for point in front:
-        writer.writerow([point["variables"].get(c, point.get(c)) for c in columns])
+        # fe_gen: the design's fe.gen (1, 0, or the layers generated, ';'-joined), not the search variable
+        gen = point["fe"].get("gen", 1)
+        design = {"fe_gen": ";".join(gen) if isinstance(gen, (list, tuple)) else gen}
+        writer.writerow([design[c] if c in design else point["variables"].get(c, point.get(c)) for c in columns])
     return buffer.getvalue()
 
 

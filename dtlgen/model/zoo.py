@@ -440,7 +440,8 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
 
 
 class ShuffleUnit(nn.Module):
-    """ShuffleNet v1's unit with dense 1x1 convolutions (dtlgen maps groups 1 and depthwise only): 1x1
+    """ShuffleNet v1's unit with dense 1x1 convolutions (ShuffleNet's grouped ones would be run as dense by
+    the FE engine, and a channel shuffle folds only into a dense conv): 1x1
     bottleneck + BN + ReLU, channel shuffle, 3x3 depthwise + BN, 1x1 + BN; the input added (stride 1) or
     its 3x3/2 average pool concatenated (stride 2), then ReLU."""
 

@@ -154,8 +154,9 @@ def rl_gemms(network: Network) -> list[GemmLayer]:
             continue
         shape = gemm_shape(layer)
         if shape is None:
-            raise UnsupportedLayerError(f"layer '{layer.name}' ({layer.op}, K={layer.kernel}) cannot be retrained on "
-                                        "the RL engine (linear and 1x1 conv only); move the split after it")
+            raise UnsupportedLayerError(f"layer '{layer.name}' ({layer.op}, K={layer.kernel}, stride {layer.stride}, "
+                                        f"groups {layer.groups}) cannot be retrained on the RL engine (linear and dense "
+                                        "1x1 stride-1 convs only); move the split after it")
         gemms.append(GemmLayer(layer.name, *shape))
     return gemms
 

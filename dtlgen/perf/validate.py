@@ -46,7 +46,7 @@ def fe_op_problem(op: FEOp, cfg: FEConfig) -> str | None:
                f"use stride ≤ {S_MAX_ENGINE} and kernels ≤ {K_MAX_ENGINE}, or larger tiles")
         return f"layer '{op.name}': {problem}; {fix}"
     if op.kind == "conv":
-        terms = op.k * op.k * (1 if op.depthwise else op.n)
+        terms = op.macs // (op.m * op.r * op.c)  # K·K·N/groups products a sum (a grouped conv's zero blocks add none)
         acc = fixed.accumulator_bits(terms, cfg.w_bits, cfg.a_bits)
         if acc > FE_ACC_BITS:
             return (f"layer '{op.name}' needs {acc}-bit accumulators; the FE RTL has {FE_ACC_BITS}: lower fe.w_bits "
