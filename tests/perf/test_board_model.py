@@ -109,3 +109,21 @@ def test_open_flow_boards_are_judged_by_the_board_design():
     assert not huge.feasible and any(v.startswith("lut") for v in huge.violations)
     wide = predict(network, design((16, 16, 16, 16)), load_board("ulx3s-85f"))
     assert not wide.feasible and any(v.startswith("dsp") for v in wide.violations)
+
+
+def test_the_scale_banks_and_the_generator_add_their_measured_cells():
+    """The FE's optional parts are outside the fitted features (no calibration design builds them): each adds
+    its out-of-context measurement (perf.board.OPTIONAL_PARTS), the generator's MULT18s above all."""
+    plain = replace(BASE_CORE, fe=replace(BASE_CORE.fe, has_scale=0, has_gen=0))
+    base = board_model.board_resources(plain)
+    for flags, parts in (({"has_scale": 1}, ["has_scale"]), ({"has_scale": 1, "has_gen": 1}, ["has_scale", "has_gen"])):
+        core = replace(plain, fe=replace(plain.fe, **flags))
+        use = board_model.board_resources(core)
+        for r in ("lut4", "ff", "mult18"):
+            parts_cells = sum(board_model.OPTIONAL_PARTS[p][r] for p in parts)
+            # the scale banks' distributed RAM is a fitted feature; the parts add the measured rest
+            features = sum(c * (board_model.core_features(core)[n] - board_model.core_features(plain)[n])
+                           for n, c in board_model.COEFFICIENTS[r].items())
+            assert abs(getattr(use, r) - getattr(base, r) - parts_cells - features) <= 1, (flags, r)
+        assert use.dp16kd >= base.dp16kd
+    assert board_model.OPTIONAL_PARTS["has_gen"]["mult18"] == 36  # eight 32x32 mixer multiplies
