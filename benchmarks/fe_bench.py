@@ -51,6 +51,16 @@ BENCH_SPACE = Space(fe_tm=tuple(range(4, 33)), fe_tn=tuple(range(4, 33)), fe_tr=
                     fe_tc=tuple(range(2, 33)), fe_w_bits=(8,), fe_a_bits=(8,))
 
 
+def array_space(array: list[int] | None, program: str) -> Space:
+    """BENCH_SPACE, or with `--array TM TN TR TC` only that FE array and tiling (each 1..32); a bad one exits."""
+    if not array:
+        return BENCH_SPACE
+    tm, tn, tr, tc = array
+    if min(array) < 1 or max(tm, tn) > 32 or max(tr, tc) > 32:
+        sys.exit(f"{program}: error: --array {tm} {tn} {tr} {tc}: each must be 1..32 (the bench's search space)")
+    return replace(BENCH_SPACE, fe_tm=(tm,), fe_tn=(tn,), fe_tr=(tr,), fe_tc=(tc,))
+
+
 def bench_one(model: str, board_name: str, design: Design | None, pop: int, gens: int, batch: int = 1,
               dse_batch: int = 1, space: Space = BENCH_SPACE, network=None) -> dict:
     """One row: `model` (a zoo name; or the IR `network` under that name) on the board's FE engine."""
@@ -113,12 +123,7 @@ def main() -> None:
                         help="the DSE searches only this FE array and tiling (the LUT multipliers and bits' fractions "
                              "are still its choice)")
     args = parser.parse_args()
-    space = BENCH_SPACE
-    if args.array:
-        tm, tn, tr, tc = args.array
-        if min(args.array) < 1 or max(tm, tn) > 32 or max(tr, tc) > 32:
-            sys.exit(f"fe_bench: error: --array {tm} {tn} {tr} {tc}: each must be 1..32 (the bench's search space)")
-        space = replace(BENCH_SPACE, fe_tm=(tm,), fe_tn=(tn,), fe_tr=(tr,), fe_tc=(tc,))
+    space = array_space(args.array, "fe_bench")
     console = Console(width=200)
     try:
         design = load_design(args.design) if args.design else None

@@ -20,13 +20,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
-from dataclasses import replace
 
 from rich.console import Console
 from rich.table import Table
 
-from fe_bench import BENCH_SPACE, bench_one
+from fe_bench import array_space, bench_one
 from dtlgen.boards import load_board
 from dtlgen.model import import_module, load_factory, resolve_split
 from dtlgen.model.seeded import seed_frozen_convs
@@ -69,12 +67,7 @@ def main() -> None:
     parser.add_argument("--pop", type=int, default=100)
     parser.add_argument("--gens", type=int, default=100)
     args = parser.parse_args()
-    space = BENCH_SPACE
-    if args.array:
-        tm, tn, tr, tc = args.array
-        if min(args.array) < 1 or max(tm, tn) > 32 or max(tr, tc) > 32:
-            sys.exit(f"seeded_fe: error: --array {tm} {tn} {tr} {tc}: each must be 1..32")
-        space = replace(BENCH_SPACE, fe_tm=(tm,), fe_tn=(tn,), fe_tr=(tr,), fe_tc=(tc,))
+    space = array_space(args.array, "seeded_fe")
     table = Table(title=f"FE on pynq-z2, batch {args.batch}: stored vs seeded frozen convs, each design the DSE's "
                         f"(throughput), RTL simulation vs analytical model ({platform.machine()}, {os.cpu_count()} cores)")
     for column in ("model", "design (DSE for)", "weights", "fits pynq-z2 (model)", "bit-exact", "measured cycles",

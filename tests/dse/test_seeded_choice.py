@@ -21,8 +21,8 @@ from dtlgen.perf.rl import RLConfig
 from dtlgen.perf.validate import check_design_matches
 
 
-def seeded_digits():
-    module, shape, split, name = load_factory("digits_cnn")
+def seeded_digits(model: str = "digits_cnn"):
+    module, shape, split, name = load_factory(model)
     network = import_module(module, shape, name)
     seed_frozen_convs(module, network.with_split(resolve_split(network, split)), 1)
     seeded = import_module(module.eval(), shape, name)
@@ -57,19 +57,11 @@ def test_design_json_carries_the_choice_and_refuses_other_values():
         FEConfig(4, 4, 4, 4, gen=2)
 
 
-def seeded_vgg16():
-    module, shape, split, name = load_factory("vgg16_cifar")
-    network = import_module(module, shape, name)
-    seed_frozen_convs(module, network.with_split(resolve_split(network, split)), 1)
-    seeded = import_module(module.eval(), shape, name)
-    return seeded.with_split(resolve_split(seeded, split))
-
-
 def test_the_choice_per_layer_takes_the_faster_of_generated_and_stored_weights():
     """The generator fills whole 32-bit words per output channel: vgg16's first conv, of 3 input channels,
     wastes most of each word and reads its densely packed ±1 weights faster than it generates them; the
     later convs the other way round. The per-layer choice is never slower than either extreme."""
-    network, board = seeded_vgg16(), load_board("pynq-z2")
+    network, board = seeded_digits("vgg16_cifar"), load_board("pynq-z2")
     cfg = FEConfig(25, 14, 5, 17)
     bus, latency = board.dram_bytes_per_cycle, board.dram_latency_cycles
     chosen = generated_layers(network, cfg, bus, latency)
