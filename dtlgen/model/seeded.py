@@ -111,9 +111,9 @@ def seed_head(network: Any, w_fracs: dict[str, int], seed: int) -> Any:
     """A copy of `network` whose retrainable layers with weights start from values drawn from `seed`
     rather than their own: the i-th one's weights `isa_seeded.initial_weights` (layer number
     HEAD_LAYER + i, uniform within the power of two nearest He's bound for its fan-in) at `w_fracs[name]`
-    fractional bits, its bias 0, recorded in `Layer.init_seed`. A host can draw them from the seed on the device, so
-    sending the model costs the seed instead of the layers (`quant.metrics.transmitted_bytes`); training
-    on the target starts from them. `w_fracs` are the weights' formats, from the trained layers' own
+    fractional bits, its bias 0, recorded in `Layer.init_seed`. A host can draw them from the seed on the
+    device, so sending the model costs the seed instead of the layers (`quant.metrics.transmitted_bytes`);
+    training on the target starts from them. `w_fracs` are the weights' formats, from the trained layers' own
     quantisation (fixed by overrides, since random initial values would calibrate a narrower range)."""
     from dataclasses import replace
 
