@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -100,3 +101,39 @@ def test_cache_commands_refuse_a_cache_that_is_a_file(tmp_path, monkeypatch, cap
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "is not a folder" in err and "DTLGEN_CACHE" in err
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_two_builds_of_one_parameter_set_at_once_build_it_once(tmp_path, monkeypatch):
+    """Two simulations that need the same Verilator build at the same moment (two dtlgen commands, or a
+    benchmark beside the tests) wrote into one folder and broke each other's make: now one builds and the
+    other waits on the set's lock file and finds it built. The runner is a stand-in that takes a while."""
+    import threading
+    import time
+
+    import cocotb_tools.runner
+
+    from dtlgen.sim import fe_sim
+
+    source = tmp_path / "top.sv"
+    source.write_text("module top; endmodule\n")
+    active, builds = [], []
+
+    class SlowRunner:
+        def build(self, sources, hdl_toplevel, build_dir, **_):
+            assert not active, "two builds of one set at once"
+            active.append(1)
+            time.sleep(0.3)
+            Path(build_dir).mkdir(parents=True, exist_ok=True)
+            (Path(build_dir) / hdl_toplevel).write_text("built")
+            builds.append(build_dir)
+            active.pop()
+
+    monkeypatch.setattr(cocotb_tools.runner, "get_runner", lambda name: SlowRunner())
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(
+        fe_sim.build_top([source], "top", {"N": 1}, "fe", tmp_path / "cache"))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(builds) == 1 and len(results) == 2 and results[0] == results[1] == builds[0]

