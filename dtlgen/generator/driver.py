@@ -34,7 +34,7 @@ from dtlgen.errors import DtlgenError
 from dtlgen.generator.xilinx import ENGINE_IPS, OVERLAY_NAME, instance_name
 
 # The modules the driver imports from dtlgen: the host loop and the RTL engines' run sequence.
-HOST_MODULES = ("dtlgen.host.rl_host", "dtlgen.host.axil_engine", "dtlgen.isa.port")
+HOST_MODULES = ("dtlgen.host.rl_host", "dtlgen.host.axil_engine", "dtlgen.isa.port", "dtlgen.isa.seeded")
 DRIVER = "dtl_driver.py"
 
 # Run in a fresh interpreter: the generator's own process has imported far more (torch, the DSE)
@@ -133,7 +133,9 @@ def _write_fe(sim: Path, out: Path) -> list[Path]:
 def _write_rl(sim: Path, out: Path) -> list[Path]:
     written = [_copy(sim / "rl_layout.json", out / "rl_layout.json"), _copy(sim / "rl_train.npz", out / "rl_train.npz")]
     precision = json.loads((sim / "rl_quant.json").read_text())["precision"]
-    write_json(out / "rl_train.json", {"lr_shift": int(precision["lr_shift"])})
+    # retrainable layers that start from values drawn from a seed: the driver draws them (dtlgen.isa.seeded)
+    initial = json.loads((sim / "rl_init.json").read_text()) if (sim / "rl_init.json").exists() else {}
+    write_json(out / "rl_train.json", {"lr_shift": int(precision["lr_shift"]), **({"initial": initial} if initial else {})})
     return written + [out / "rl_train.json"]
 
 

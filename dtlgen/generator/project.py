@@ -197,6 +197,15 @@ def _write_rl(staging: Path, qnet: QuantizedNetwork, layout: RLLayout,
                         **{f"w_{name}": w for name, (w, _) in state.items()},
                         **{f"b_{name}": b for name, (_, b) in state.items()})
     write_json(sim / "rl_quant.json", rl_view_to_dict(qnet))
+    initial = {layer.name: layer.init_seed for layer in qnet.rl_layers if layer.init_seed is not None}
+    for name, spec in initial.items():  # drawn at the spec's frac: the design must hold the weights there
+        frac = qnet.layers[name].w_fmt.frac
+        if frac != spec["frac"]:
+            raise DesignError(f"layer '{name}' starts from values drawn from seed {spec['seed']} at {spec['frac']} "
+                              f"fractional bits, but the design quantises its weights at {frac}: give the design the "
+                              f"override {{\"{name}\": {{\"w_frac\": {spec['frac']}}}}} (dtlgen.demo.head_from_seed does)")
+    if initial:  # the layers whose initial values a host draws from the seed (dtlgen.model.seeded.seed_head)
+        write_json(sim / "rl_init.json", initial)
     return features.reshape(len(x), -1), np.asarray(y), state
 
 

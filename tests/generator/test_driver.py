@@ -668,3 +668,38 @@ def test_generate_with_the_hls_ip_writes_the_hls_block_design_and_driver(project
         ["dtl_ram.sv", "fe_engine.sv", "dtl_axi_master.sv", "dtl_axil_regs.sv", "dtl_fe_axi.sv", "dtl_fe_ip.v",
          "rl_engine.sv", "dtl_rl_axi.sv", "dtl_rl_ip.v", "dtl_axi_gang.sv"])
     assert "create_bd_cell -type module -reference dtl_rl_ip" in (project / "vivado" / "build_bd.tcl").read_text()
+
+
+def test_a_head_started_from_a_seed_is_drawn_by_the_driver(tmp_path, monkeypatch):
+    """A head whose initial values come from a seed (`seed_head`, issue 18) is sent as the seed: the
+    project's driver draws them (`dtlgen.isa.seeded`, vendored), equal to what the golden model and the
+    simulators start from; a design that quantises them at another frac is refused at generate."""
+    from dtlgen.boards import load_board
+    from dtlgen.model import load_model
+    from dtlgen.model.calibration import calibration_inputs
+    from dtlgen.model.seeded import seed_head
+    from dtlgen.errors import DesignError
+    from dtlgen.generator.project import generate_project
+    from dtlgen.perf import Design
+    from dtlgen.quant.quantize import PrecisionConfig, quantize
+
+    network = load_model("digits_cnn")
+    x = calibration_inputs(network, 0, 32)
+    trained = quantize(network, x, PrecisionConfig())
+    fracs = {name: trained.layers[name].w_fmt.frac for name in ("fc1", "fc2")}
+    started = seed_head(network, fracs, 5)
+    y = np.arange(len(x)) % 10
+    board = load_board("pynq-z2")
+    with pytest.raises(DesignError, match="'fc1' starts from values drawn from seed 5.*w_frac"):
+        generate_project(started, Design.from_dict(DESIGN), board, x, x[0], tmp_path / "refused", train=(x, y))
+    design = Design.from_dict(DESIGN | {"overrides": {name: {"w_frac": f} for name, f in fracs.items()}})
+    out = generate_project(started, design, board, x, x[0], tmp_path / "prj", train=(x, y))
+    assert json.loads((out / "driver" / "rl_train.json").read_text())["initial"]["fc2"]["seed"] == 5
+    driver = load_driver(out / "driver", monkeypatch)
+    board_driver = driver.DtlBoard.__new__(driver.DtlBoard)  # no overlay: the host side alone
+    board_driver.directory = out / "driver"
+    board_driver.layout = load_rl_project(out).layout
+    drawn = board_driver.initial_state()
+    cached = np.load(out / "sim" / "rl_train.npz")
+    for name in ("fc1", "fc2"):
+        assert np.array_equal(drawn[name][0], cached[f"w_{name}"]) and not drawn[name][1].any()

@@ -35,6 +35,7 @@ from dtlgen.host.axil_engine import AxiLiteEngine, EngineError  # noqa: E402
 from dtlgen.host.rl_host import RLHost, TrainingPlan, TrainingRun  # noqa: E402
 from dtlgen.host.rl_program import RLLayout  # noqa: E402
 from dtlgen.isa.port import gang_buffer_bytes, gang_indices  # noqa: E402
+from dtlgen.isa import seeded  # noqa: E402
 from dtlgen.isa.regs import FINISHED  # noqa: E402
 
 # HLS block-level control (ap_ctrl_hs) at offset 0x00 of the s_axilite map. ap_done clears on read.
@@ -339,10 +340,34 @@ class DtlBoard:
         return self.layout
 
     def initial_state(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """The RL layers' quantised weights and biases before any re-training (rl_train.npz)."""
+        """The RL layers' quantised weights and biases before any re-training: rl_train.npz's, or for a
+        layer that starts from values drawn from a seed (rl_train.json "initial": seed, index, frac,
+        bound_log2), drawn here from the seed (`dtlgen.isa.seeded.initial_weights`) with a zero bias."""
         layout = self._require_rl()
         data = np.load(self.directory / "rl_train.npz")
-        return {p.name: (data[f"w_{p.name}"], data[f"b_{p.name}"]) for p in layout.layers}
+        initial = json.loads((self.directory / "rl_train.json").read_text()).get("initial", {})
+        state = {}
+        for p in layout.layers:
+            w, b = data[f"w_{p.name}"], data[f"b_{p.name}"]
+            if p.name in initial:
+                w, b = self._drawn(p.name, initial[p.name], w.shape), np.zeros_like(b)
+            state[p.name] = (w, b)
+        return state
+
+    @staticmethod
+    def _drawn(name: str, spec, shape) -> np.ndarray:
+        """A layer's initial weights drawn from its seed spec (a file from the generator: checked first)."""
+        fields = ("seed", "index", "frac", "bound_log2")
+        if not isinstance(spec, dict) or any(isinstance(spec.get(k), bool) or not isinstance(spec.get(k), int)
+                                             for k in fields):
+            raise DriverError(f"rl_train.json: initial.{name} must hold the integers {', '.join(fields)}; "
+                              "regenerate the project")
+        try:
+            values = seeded.initial_weights(spec["seed"], spec["index"], int(np.prod(shape)), spec["frac"],
+                                            spec["bound_log2"])
+        except ValueError as err:
+            raise DriverError(f"rl_train.json: initial.{name}: {err}; regenerate the project") from None
+        return values.reshape(shape)
 
     def default_plan(self, steps: int, seed: int = 1) -> TrainingPlan:
         """`steps` mini-batches drawn from the cached re-training features, the project's lr shift;
