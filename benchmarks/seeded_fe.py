@@ -29,7 +29,7 @@ from dtlgen.boards import load_board
 from dtlgen.model import import_module, load_factory, resolve_split
 from dtlgen.model.seeded import seed_frozen_convs
 from dtlgen.perf import predict
-from dtlgen.perf.fe import FEConfig, fe_ops
+from dtlgen.perf.fe import generable_convs
 
 
 def networks(model: str):
@@ -45,11 +45,6 @@ def networks(model: str):
             network = network.with_split(resolve_split(network, split))
         result.append(network)
     return result
-
-
-def generable(network) -> list[str]:
-    """The seeded ±1 dense convs whose weights a generator could make."""
-    return [op.name for op in fe_ops(network, FEConfig(1, 1, 1, 1)) if op.gen]
 
 
 def fits(network, design, board_name: str = "pynq-z2") -> str:
@@ -80,7 +75,7 @@ def main() -> None:
         same = bench_one(model, "pynq-z2", row["design"], args.pop, args.gens, args.batch, args.batch, space,
                          network=stored)
         gen = row["design"].fe.gen
-        stored_ones = ", ".join(name for name in generable(seeded) if gen != 1 and name not in (gen or ()))
+        stored_ones = ", ".join(name for name in generable_convs(seeded) if gen != 1 and name not in (gen or ()))
         where = "generated on chip" + (f" but {stored_ones}" if stored_ones else "") if gen else "stored"
         for label, weights, r, network in (("stored", "stored (DRAM)", own, stored),
                                            ("seeded", "stored (DRAM)", same, stored),

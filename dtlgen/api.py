@@ -112,7 +112,7 @@ def _seeded_model(model: Any, input_shape: Any, wanted: Any, name: str | None, w
     from dtlgen.errors import ModelSpecError
     from dtlgen.isa import seeded as isa_seeded
     from dtlgen.model.digits_task import pretrain
-    from dtlgen.model.seeded import seed_frozen_convs
+    from dtlgen.model.seeded import seed_frozen_convs, seedable_convs
 
     if isinstance(model, str):
         if input_shape is not None:
@@ -144,7 +144,7 @@ def _seeded_model(model: Any, input_shape: Any, wanted: Any, name: str | None, w
     network = models.import_module(module, shape, label)
     network = network.with_split(models.resolve_split(network, wanted, "the split"))
     convs = [layer for layer in network.frozen_layers if layer.op == "conv2d"]
-    frozen = [layer.name for layer in convs if layer.groups == 1 or layer.depthwise]  # what can be seeded
+    frozen = [layer.name for layer in seedable_convs(network)]
     grouped = {layer.name: layer.groups for layer in convs if layer.name not in frozen}
     if not frozen:
         raise ModelSpecError(f"seeded: {label} has no frozen dense or depthwise conv to seed (its frozen layers: "

@@ -31,7 +31,7 @@ from dtlgen.perf.validate import network_fingerprint, network_problems
 from dtlgen.dse.problem import (OBJECTIVES, DSEProblem, Fixed, InfoLossTable, Space, Workload, evaluate_model, fe_memory,
                                 make_design)
 from dtlgen.perf import predict
-from dtlgen.perf.fe import FEConfig, fe_ops, require_ddr_timing
+from dtlgen.perf.fe import generable_convs, require_ddr_timing
 from dtlgen.quant.quantize import PrecisionConfig, quantize
 
 PREFERENCES = ("knee", "throughput", "accuracy", "resources")
@@ -187,7 +187,7 @@ def run_dse(network: Network, board: Board, calib_x: np.ndarray, out_dir: Path |
     if fixed.ddr:
         require_ddr_timing(board)
     info = InfoLossTable(network, calib_x, fixed.batch, fixed.overrides)
-    if space.fe_gen == Space().fe_gen and any(op.gen for op in fe_ops(network, FEConfig(1, 1, 1, 1))):
+    if space.fe_gen == Space().fe_gen and generable_convs(network):
         space = replace(space, fe_gen=(0, 1))  # seeded convs: their weights generated on chip, or stored
     start = time.perf_counter()
     with _client(workers, dask_address) as client:

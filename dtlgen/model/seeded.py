@@ -92,13 +92,18 @@ def seed_convs(module: nn.Module, paths: list[str], seed: int, kind: str = "sign
     return list(paths)
 
 
+def seedable_convs(network: Any) -> list[Any]:
+    """The frozen convs of `network` that can be seeded: dense or depthwise (`SeededConv2d`'s groups)."""
+    return [layer for layer in network.frozen_layers
+            if layer.op == "conv2d" and (layer.groups == 1 or layer.depthwise)]
+
+
 def seed_frozen_convs(module: nn.Module, network: Any, seed: int, kind: str = "sign",
                       names: list[str] | None = None) -> list[str]:
     """Seed the frozen convs of `module` (by default every dense or depthwise one; else the layers `names`,
     each such a frozen conv of `network`, the module's IR with its split) with `seed_convs`; returns the
     layer names seeded."""
-    frozen = {layer.name: layer.module_path for layer in network.frozen_layers  # grouped convs cannot be seeded
-              if layer.op == "conv2d" and (layer.groups == 1 or layer.depthwise)}
+    frozen = {layer.name: layer.module_path for layer in seedable_convs(network)}
     names = list(frozen) if names is None else names
     unknown = [name for name in names if name not in frozen]
     if unknown:

@@ -128,7 +128,7 @@ def predict(network: Network, design: Design, board: Board, ddr: DdrTiming | Non
     ops = fe.fe_ops(network, cfg)
     kept = fe.keep_words(cfg, bus, ops)
     for op in ops:
-        runs = [fe.op_cycles(d, cfg, bus, latency, ddr) for d in fe.batched_ops([op], cfg, cfg.batch, bus, kept)]
+        runs = fe.op_runs(op, cfg, bus, latency, kept, ddr)
         cycles, dram = sum(r.cycles for r in runs), sum(r.dram_bytes for r in runs)
         bound = "compute" if sum(r.compute_cycles for r in runs) >= sum(r.bus_cycles for r in runs) else "memory"
         macs = op.macs * cfg.batch

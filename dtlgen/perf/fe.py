@@ -269,11 +269,22 @@ def generated_layers(network: Network, cfg: FEConfig, bus_bytes: int, latency: i
     kept = keep_words(every, bus_bytes, ops)
 
     def cycles(op: FEOp) -> int:
-        return sum(op_cycles(d, every, bus_bytes, latency, ddr).cycles
-                   for d in batched_ops([op], every, every.batch, bus_bytes, kept))
+        return sum(r.cycles for r in op_runs(op, every, bus_bytes, latency, kept, ddr))
 
     names = tuple(op.name for op in ops if op.gen and cycles(op) <= cycles(replace(op, gen=False)))
     return 1 if len(names) == sum(op.gen for op in ops) else names or 0
+
+
+def generable_convs(network: Network) -> list[str]:
+    """The seeded ±1 dense convs of `network`, whose weights a generator can make (`FEOp.gen` under gen 1)."""
+    return [op.name for op in fe_ops(network, FEConfig(1, 1, 1, 1)) if op.gen]
+
+
+def op_runs(op: FEOp, cfg: FEConfig, bus_bytes: int, latency: int, kept: int,
+            ddr: DdrTiming | None = None) -> list[OpCycles]:
+    """The cycles of each descriptor that runs `op` over the design's batch (`batched_ops`, with the
+    kept-input words `keep_words` gave), as `dtlgen.perf.predict` sums them."""
+    return [op_cycles(d, cfg, bus_bytes, latency, ddr) for d in batched_ops([op], cfg, cfg.batch, bus_bytes, kept)]
 
 
 _CANDIDATES: "weakref.WeakKeyDictionary[Network, list[tuple[FEOp, str]]]" = weakref.WeakKeyDictionary()

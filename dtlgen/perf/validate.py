@@ -171,11 +171,9 @@ def check_design_matches(network: Network, design: Design, source: str) -> None:
                               "seeded convs (its network fingerprint differs); give the options the DSE had "
                               "(--split/--retrain-last, --seeded ...) or re-run the DSE for this model")
     if isinstance(design.fe.gen, tuple):
-        from dataclasses import replace
+        from dtlgen.perf.fe import generable_convs
 
-        from dtlgen.perf.fe import fe_ops
-
-        generable = [op.name for op in fe_ops(network, replace(design.fe, gen=1)) if op.gen]
+        generable = generable_convs(network)
         other = [name for name in design.fe.gen if name not in generable]
         if other:
             raise DesignError(f"{source}: fe.gen names '{other[0]}', which is not a seeded dense ±1 conv of "
