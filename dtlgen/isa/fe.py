@@ -275,16 +275,25 @@ def pipeline_depth(tn: int) -> int:
     return 7 + max(0, math.ceil(math.log2(tn)))
 
 
-def trip_drain(taps, depth: int, tile_end):
+def trip_drain(taps, depth: int, last):
     """Cycles a trip of `taps` issued taps waits after its last issue for its pipeline (`depth`,
-    `pipeline_depth`) before the next trip may issue: all of it when the trip is its output tile's last
-    (the next tile's store reads what it wrote) or issues fewer taps than the pipeline is deep (a short
+    `pipeline_depth`) before the next trip may issue: all of it when the trip is its operation's last
+    (the last store reads what it wrote) or issues fewer taps than the pipeline is deep (a short
     trip's successor could read an output word before this trip's write of it lands — that needs
     5 cycles between the two issues — and the engine's geometry registers for the trips ahead need
-    dispatches some 6 cycles apart); none otherwise, as the next trip of the same tile accumulates into
-    the same output half behind it (drain once per tile, each tap carrying its own first-channel-tile
-    flag down the pipeline). Element-wise over arrays."""
-    return np.where(np.asarray(tile_end) | (np.asarray(taps) < depth), depth, 0)
+    dispatches some 6 cycles apart); none otherwise: the next trip of the same output tile accumulates
+    into the same output half behind it (each tap carries its own first-channel-tile flag and output
+    half down the pipeline), and the next tile's writes go to the other half while the store of this
+    one waits `store_hold` (drain once per operation). Element-wise over arrays."""
+    return np.where(np.asarray(last) | (np.asarray(taps) < depth), depth, 0)
+
+
+def store_hold(prev_taps, depth: int):
+    """Cycles after the dispatch of an output tile's first trip before the store of the tile before it
+    may read its output half: the pipeline's `depth` when that tile's last trip went on without its
+    drain (`trip_drain`: it issued `prev_taps` ≥ depth taps), so its last writes may still be in
+    flight; none after a trip that drained. Element-wise over arrays."""
+    return np.where(np.asarray(prev_taps) >= depth, depth, 0)
 
 
 def encode(where: str = "FE descriptor", **values: Any) -> np.ndarray:

@@ -23,14 +23,18 @@ Output tiles are visited in the order row tile, column tile, output-channel tile
 the input-channel tiles n = 0 .. Nt−1 accumulate into the output buffer (a "trip" each). Edge
 tiles have their true extents (tr_e ≤ tr, tc_e ≤ tc, tm_e ≤ tm, tn_e ≤ tn).
 - compute of a trip: `tr_e · tc_e · K · K` taps, one a cycle, then the pipeline's drain D where
-  `dtlgen.isa.fe.trip_drain` says: after an output tile's last trip, and after any trip of fewer taps
-  than D (Drain once per tile, below). For convs D = `pipeline_depth(tn)` (operand registers,
+  `dtlgen.isa.fe.trip_drain` says: after the operation's last trip, and after any trip of fewer taps
+  than D (Drain once per operation, below). For convs D = `pipeline_depth(tn)` (operand registers,
   multiplier, adder tree, accumulator); pools and adds bypass the multipliers and the tree,
   D = `pipeline_depth(1)`. Partial channel tiles cost the full trip.
-- Drain once per tile: the trips of one output tile accumulate into the same output half, each tap
-  carrying its own first-channel-tile flag, so the next trip issues right behind the last tap of the
-  one before; only the tile's last trip drains (the next tile's store reads its writes), and a trip
-  shorter than the pipeline (its next trip's first read of an output word could come before its write).
+- Drain once per operation: each tap carries its own first-channel-tile flag and output half down the
+  pipeline, so the next trip issues right behind the last tap of the one before: a trip of the same
+  tile accumulates into the same half behind it, and the next tile's first trip writes the other half.
+  The next tile's store reads the half its predecessor wrote, so it starts no sooner than
+  `dtlgen.isa.fe.store_hold` = D cycles after that tile's first dispatch when the tile before went on
+  without its drain (with a DRAM latency above D, the load it follows always outlasts it). A trip
+  shorter than the pipeline still drains (its next trip's first read of an output word could come
+  before its write), and so does the operation's last (the last store reads it).
 - load of a trip: `L + in_beats + w_beats`, L = DRAM latency (one per trip: requests are
   pipelined). in_beats = tn_e · rows_v · ceil(cols_v · a_bytes / bus) where rows_v × cols_v is
   the input window of the tile clipped to the image (padding is generated on chip, not loaded);
@@ -50,8 +54,9 @@ tiles have their true extents (tr_e ≤ tr, tc_e ≤ tc, tm_e ≤ tm, tn_e ≤ t
   is dispatched, so a trip takes `max(compute_i, load_{i+1} + stored_i) + TRIP_HANDOFF_CYCLES`,
   plus one cycle when the store pauses.
 - Background stores: an output tile's store (`store` beats) becomes pending when the next tile's
-  first trip is dispatched and runs in the gaps of that tile's trips: after trip i's load it stores
-  stored_i = min(pending, max(0, compute_i − load_{i+1})) beats and pauses when the array is done
+  first trip is dispatched and runs in the gaps of that tile's trips: after trip i's load (and, on
+  the tile's first trip, its hold) it stores
+  stored_i = min(pending, max(0, compute_i − max(load_{i+1}, hold_i))) beats and pauses when the array is done
   (one cycle, paid when beats remain and the load ended by then); the tile's last trip stores all
   that is left (stored_i = pending), so the output half is free before the following tile writes
   it. A tile of one trip (per-channel ops, n ≤ tn) therefore stores as a whole, as before; a deep
@@ -515,6 +520,19 @@ def _paused_trips(comp, load, rem, count, trip, reopen=None):
     return cycles, np.where(finishing, 0, left)
 
 
+def _held_trip(comp, load, hold, rem, trip):
+    """A tile's first trip (arrays over tiles) whose store of the tile before, `rem` beats, may not
+    start before `hold` (`dtlgen.isa.fe.store_hold`), later than its load: it stores
+    s = clip(comp − hold, 0, rem) beats, pausing a cycle when beats remain and the load ended by the
+    array's last cycle (Background stores). Its cycles and the beats still pending."""
+    start = np.maximum(load, hold)
+    stored = np.clip(comp - start, 0, rem)
+    finishing = stored >= rem
+    pause = ~finishing & (load <= comp)
+    cycles = np.where(finishing, np.maximum(trip(comp, load), start + rem), trip(comp, load) + pause)
+    return cycles, rem - stored
+
+
 def ddr_timing(board: Board) -> DdrTiming | None:
     """The board file's DRAM timing as the DDR-like testbench memory and `op_cycles(..., ddr=)` take it
     (None: the file gives none)."""
@@ -558,8 +576,11 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, group
 
     # a batch's images share each trip (one row tile): their taps, input rows and output rows add up
     taps = seq((images * tr_e[:, None, None] * tc_e[None, :, None]) * (k * k))
-    comp = taps + isa_fe.trip_drain(taps, depth, True)  # a tile's last trip drains the pipeline
-    comp_mid = taps + isa_fe.trip_drain(taps, depth, False)  # its other trips only when short (Drain)
+    comp_mid = taps + isa_fe.trip_drain(taps, depth, False)  # a trip drains only when short (Drain)
+    comp = comp_mid.copy()  # a tile's last trip: the operation's last drains the pipeline
+    comp[-1] = taps[-1] + depth
+    # a tile's store reads its half once the writes of the tile before have landed (Drain)
+    hold = isa_fe.store_hold(np.concatenate(([0], taps[:-1])), depth)
     if isa_fe.loads_planes(k, s, p, h, w, r, c, tr, tc, keep):  # a request per channel plane (isa.fe, Plane windows)
         row_beats = np.full((rt, ct, 1), images * math.ceil(h * w * a_bytes / bus))
     else:
@@ -627,8 +648,9 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, group
         base = ld - share * shared_cost
         return (1 - share) * _trip(c, base, latency, timing, s) + share * _trip(c, base + shared_cost, latency, timing, s)
 
-    if nt == 1:  # every trip is its tile's last: the store waits for nothing
-        total = trip(comp, next_first + store_prev, shared_next).sum()
+    if nt == 1:  # every trip is its tile's last: it stores the tile before whole
+        start = np.where(store_prev > 0, np.maximum(next_first, hold), next_first)
+        total = trip(comp, start + store_prev, shared_next).sum()
     else:
         # trips n = 0 .. nt−3 load a full channel tile, n = nt−2 the last one, n = nt−1 the next tile
         # on the DDR-like memory a store closes the rows of the next trip's streams (and the weights')
@@ -636,7 +658,18 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, group
         reopen = None if timing is None else (timing[1], seq(group), streams + (kind == "conv"))
         total, rem = _paused_trips(comp_mid, load_full, store_prev, nt - 2, trip, reopen)
         cycles_last, rem = _paused_trips(comp_mid, load_last, rem, 1, trip, reopen)
-        total = (total + cycles_last + trip(comp, next_first + rem, shared_next)).sum()
+        total = total + cycles_last
+        load0 = load_full if nt > 2 else load_last  # trip n = 0's: the hold can outlast it
+        held = (store_prev > 0) & (hold > load0)
+        if held.any():
+            cycles, rem_held = _held_trip(comp_mid, load0, hold, store_prev, trip)
+            if nt > 2:
+                more, rem_held = _paused_trips(comp_mid, load_full, rem_held, nt - 3, trip, reopen)
+                last, rem_held = _paused_trips(comp_mid, load_last, rem_held, 1, trip, reopen)
+                cycles = cycles + more + last
+            total = np.where(held, cycles, total)
+            rem = np.where(held, rem_held, rem)
+        total = (total + trip(comp, next_first + rem, shared_next)).sum()
     trips = rt * ct * mt * nt * groups
     overhead = latency + math.ceil(DESCRIPTOR_BYTES / bus)
     if kind == "conv":

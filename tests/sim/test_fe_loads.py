@@ -24,6 +24,7 @@ from dtlgen.errors import DesignError
 from dtlgen.generator.fe_program import build_fe_program, check_descriptors
 from dtlgen.isa import fe as isa
 from dtlgen.model import import_module
+from dtlgen.perf import fe as fe_model
 from dtlgen.perf.fe import FEConfig, FEOp, op_cycles
 from dtlgen.quant import golden
 from dtlgen.quant.quantize import PrecisionConfig, quantize
@@ -201,6 +202,44 @@ def test_a_group_of_one_trip_reads_the_next_groups_input_at_a_short_latency(tmp_
     program = _run_bit_exact_on_the_model(tmp_path, qnet, golden.quantize_input(qnet, x),
                                           FEConfig(4, 4, 4, 4, batch=BATCH), 8, latency=1)
     assert [(img.op.kind, img.op.images, img.op.groups) for img in program.ops] == [("conv", 1, BATCH)]
+
+
+class _HeldStores(nn.Module):
+    """A 1×1 conv of three output-channel tiles, a 3×3 conv of three input-channel tiles, a 2×2 max pool
+    (fused into it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.pw = nn.Conv2d(4, 12, 1)
+        self.c = nn.Conv2d(12, 8, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x):
+        return self.pool(torch.relu(self.c(torch.relu(self.pw(x)))))
+
+
+def test_a_tiles_store_waits_for_the_writes_of_the_tile_before_at_a_short_latency(tmp_path, monkeypatch):
+    """An output tile's last trip goes on without draining its pipeline; the next tile's store reads the
+    half it wrote only after dtlgen.isa.fe.store_hold. At a memory latency of 1 cycle on a 16-byte bus a
+    trip's load (its input kept on chip: one tap row of weights) ends before that hold: the stores of the
+    1×1 conv's tiles wait for it, and the cycles say so (seven more than if they could start at once).
+    Bit-exact and on the model."""
+    torch.manual_seed(5)
+    network = import_module(_HeldStores().eval(), (4, 4, 4))
+    x = np.random.default_rng(5).standard_normal((1, 4, 4, 4))
+    qnet = quantize(network, x, PrecisionConfig())
+    cfg = FEConfig(4, 4, 4, 4)
+    program = _run_bit_exact_on_the_model(tmp_path, qnet, golden.quantize_input(qnet, x), cfg, 16, latency=1)
+    pw = program.ops[0].op
+    assert (pw.name, pw.k, pw.m, pw.keep) == ("pw", 1, 12, True)
+    held = op_cycles(pw, cfg, 16, 1).cycles
+    monkeypatch.setattr(isa, "store_hold", lambda taps, depth: np.zeros_like(np.asarray(taps)))
+    fe_model._op_cycles.cache_clear()
+    try:
+        assert op_cycles(pw, cfg, 16, 1).cycles == held - 7
+    finally:
+        monkeypatch.undo()
+        fe_model._op_cycles.cache_clear()
 
 
 def test_kept_inputs_cross_the_bus_once():

@@ -440,6 +440,8 @@ module fe_engine #(
   logic [2:0]         k_fine;            // a right shift's last 0..7 bits
   logic [3:0]         k_left;            // a left shift under A_BITS (0 for no shift)
   logic               k_conv, k_maxpool, k_add;  // the op, for the datapath (local registers)
+  logic [7:0]         c_short;           // a trip of no more taps than this drains (the pipeline's depth, less one)
+  logic               c_drained;         // the compute side's last trip drained its pipeline
   logic [15:0]        k_mult;            // the average-pool reciprocal, 1 for other ops
   logic               k_scaled;          // the output stage takes each channel's scale (HAS_SCALE only)
   logic [19:0]        k_tbytes;          // bytes of the bias table: 4 M, or under d_scaled the padded biases and M scales
@@ -477,6 +479,7 @@ module fe_engine #(
     k_xhi0 <= (p_csmall ? p_cs : p_tcs) + p_kp;
     k_nl <= d_nl;
     k_conv <= (d_kind == K_CONV);
+    c_short <= (d_kind == K_CONV) ? 8'(DRAIN - 1) : 8'(PER_CHANNEL_DRAIN);
     k_maxpool <= (d_kind == K_MAXPOOL);
     k_add <= (HAS_ADD != 0) && (d_kind == K_ADD);  // no add here: no alignment shifters either
     k_mult <= (d_kind == K_AVGPOOL) ? d_mult : 16'd1;
@@ -939,9 +942,17 @@ module fe_engine #(
   logic signed [CW-1:0]       q5a_x [B];  // the low bits of a value that clips to itself
   logic [7:0]                 q7_byte [B];
   logic                       st_busy;  // a beat is in the pipeline
+  // A tile's store reads its output half no sooner than the drain the tile's last trip went on
+  // without (dtlgen.isa.fe.store_hold): until then that trip's last writes may be in the pipeline.
+  logic [7:0]                 st_hold;
+  always_ff @(posedge clk) begin
+    if (rst) st_hold <= '0;
+    else if (go && job_store) st_hold <= c_drained ? 8'd0 : (k_conv ? 8'(DRAIN) : 8'(PER_CHANNEL_DRAIN + 1));
+    else if (st_hold != 0) st_hold <= st_hold - 8'd1;
+  end
   assign s_go = wr_ready || !q7_valid;
   assign st_pause = (cstate == C_DONE) && (state == S_RUN) && !cur_tile_end;
-  assign st_issue = (mstate == M_STORE) && s_go && !st_pause;
+  assign st_issue = (mstate == M_STORE) && s_go && !st_pause && st_hold == 0;
   assign m_after_load = (st_pending && !st_pause) ? M_STORE : M_WAIT;
   assign st_busy = q1_valid || q2_valid || q3a_valid || q3_valid || q4a_valid || q4_valid || q5a_valid || q5_valid || q6_valid
                  || q7_valid;
@@ -1156,7 +1167,7 @@ module fe_engine #(
         case (mstate)
           M_STORE: begin
             if (st_pause) mstate <= M_WAIT;  // resumed by the next trip's job
-            else if (s_go) begin
+            else if (s_go && st_hold == 0) begin
               if (!st_beat_end) begin
                 st_beat <= st_beat + 1;
                 st_beat_end <= st_beat + 2 >= st_obeats;
@@ -1323,14 +1334,14 @@ module fe_engine #(
   endfunction
 
   // a tap in flight: valid, first / last tap of its output position, where that position sits
-  // in the output banks (row parity, column mod CB, word), and whether its trip is its tile's first
-  // channel trip (`fresh`: its write starts the word from zero)
+  // in the output banks (half, row parity, column mod CB, word), and whether its trip is its tile's
+  // first channel trip (`fresh`: its write starts the word from zero)
   typedef struct packed {
-    logic          valid, first, last, opar, fresh;
+    logic          valid, first, last, half, opar, fresh;
     logic [7:0]    ocm;
     logic [OA-1:0] oaddr;
   } tap_t;
-  localparam int TAP_BITS = 5 + 8 + OA;  // $bits(tap_t) (yosys takes no type in $bits)
+  localparam int TAP_BITS = 6 + 8 + OA;  // $bits(tap_t) (yosys takes no type in $bits)
   tap_t t0;                 // E0
   // E1 = td[0], E2 = td[1], tree level l = td[1 + l] (plain vectors: yosys reads an unpacked array
   // of structs as one struct)
@@ -1405,6 +1416,7 @@ module fe_engine #(
           t0.valid <= 1'b1;
           t0.first <= (kr == 0) && (kc == 0);
           t0.last <= last_tap_now;
+          t0.half <= tile_half;
           t0.opar <= rr[0];
           t0.fresh <= c_first_n;
           if (c_taps != 8'(DRAIN - 1)) c_taps <= c_taps + 8'd1;
@@ -1453,10 +1465,12 @@ module fe_engine #(
                   pl_rowx <= pl_next;
                   pl_rc <= pl_next;
                   pl_next <= pl_next + k_pimg;
-                end else if (!cur_tile_end && c_taps == 8'(DRAIN - 1)) begin
-                  cstate <= C_DONE;  // DRAIN taps or more, and the tile's next trip follows
+                end else if (!cur_last && c_taps >= c_short) begin
+                  cstate <= C_DONE;  // as many taps as the pipeline is deep, and a trip follows
+                  c_drained <= 1'b0;
                 end else begin
                   cstate <= C_DRAIN;
+                  c_drained <= 1'b1;
                   drain <= k_conv ? 8'(DRAIN - 1) : 8'(PER_CHANNEL_DRAIN);
                 end
               end
@@ -1620,7 +1634,7 @@ module fe_engine #(
       m = ((OPW + 1)'(p) >= k) ? (OPW + 1)'(p) - k : (OPW + 1)'(p) + (OPW + 1)'(OP) - k;
       s_sum[p] <= (m < (OPW + 1)'(TM)) ? $signed(s_lane[LW'(m)]) : '0;
     end
-    for (int p = 0; p < OP; p++) r_word[p] <= o_rdata[32'(tile_half) * OP + p];
+    for (int p = 0; p < OP; p++) r_word[p] <= o_rdata[32'(n_tap.half) * OP + p];
     p_word <= r_word;
   end
   // one adder per bank serves both folds: acc + s, or (max-pool) acc - s, whose sign says s > acc
@@ -1642,7 +1656,7 @@ module fe_engine #(
     for (int p = 0; p < OP; p++)
       o_wdata[p] <= (w_t.fresh ? '0 : p_word[p]) + w_acc[p];
     o_waddr <= {OKW'(32'(w_t.opar) * CB + 32'(w_t.ocm)), w_t.oaddr};
-    o_we <= (w_t.valid && w_t.last) ? (tile_half ? 2'b10 : 2'b01) : 2'b00;
+    o_we <= (w_t.valid && w_t.last) ? (w_t.half ? 2'b10 : 2'b01) : 2'b00;
   end
 
   // the accumulator's reads: every physical bank at {the tap's logical bank, its word}; the store's:
