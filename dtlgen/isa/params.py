@@ -71,7 +71,7 @@ class FEParams:
     `has_add`, `has_scale`: the largest kernel and stride the input buffers hold and whether an add's second
     operand and a scaled conv's per-channel scales have room (the engine's full size unless a board design
     sizes them for its program); `drain`: the
-    pipeline's fill/drain cycles (once per output tile), which follow from `tn` (`dtlgen.isa.fe.pipeline_depth`); `pack`:
+    pipeline's fill/drain cycles (once per descriptor, and after short trips), which follow from `tn` (`dtlgen.isa.fe.pipeline_depth`); `pack`:
     1 to compute lanes 2j and 2j+1 on one multiply per column (Xilinx DSP48 packing, `dtlgen.perf.fe`);
     `lut_mults`: the array's last products built in fabric (the design's `fe.lut_mults`)."""
 

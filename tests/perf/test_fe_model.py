@@ -228,6 +228,18 @@ def test_op_cycles_equals_the_docstring_schedule_for_convs(data):
             assert_matches_reference(op, cfg, bus, latency, nonconv_depth=fe.pipeline_depth(1))
 
 
+@pytest.mark.parametrize("n, keep", [(4, False), (8, False), (12, True), (12, False)])
+@pytest.mark.parametrize("latency", [0, 1, 3])
+def test_a_store_held_past_the_load_matches_the_docstring_schedule(n, keep, latency):
+    """1×1 convs of one, two and three input-channel tiles on 4×4 maps: at these latencies a tile's first
+    load (one plane beat a channel, one tap row of weights) ends before the hold on the previous tile's
+    store (isa.fe.store_hold), the case the random schedules above rarely draw."""
+    op = fe.FEOp("pw", "conv", n=n, h=4, w=4, m=12, r=4, c=4, k=1, s=1, p=0, keep=keep)
+    cfg = fe.FEConfig(4, 4, 4, 4)
+    assert isa_fe.store_hold(16, fe.pipeline_depth(4)) > latency + cdiv(4 * 16, 16) + 1  # the hold binds
+    assert_matches_reference(op, cfg, 16, latency)
+
+
 @settings(max_examples=150, **SETTINGS)
 @given(data=st.data())
 def test_op_cycles_equals_the_docstring_schedule_for_pools_and_adds(data):

@@ -205,38 +205,41 @@ def test_a_group_of_one_trip_reads_the_next_groups_input_at_a_short_latency(tmp_
 
 
 class _HeldStores(nn.Module):
-    """A 1×1 conv of three output-channel tiles, a 3×3 conv of three input-channel tiles, a 2×2 max pool
-    (fused into it)."""
+    """1×1 convs of one and of three input-channel tiles, each of several output-channel tiles, then a 3×3
+    conv of two input-channel tiles and a 2×2 max pool (fused into it)."""
 
     def __init__(self):
         super().__init__()
         self.pw = nn.Conv2d(4, 12, 1)
-        self.c = nn.Conv2d(12, 8, 3, padding=1)
+        self.pw2 = nn.Conv2d(12, 8, 1)
+        self.c = nn.Conv2d(8, 8, 3, padding=1)
         self.pool = nn.MaxPool2d(2)
 
     def forward(self, x):
-        return self.pool(torch.relu(self.c(torch.relu(self.pw(x)))))
+        return self.pool(torch.relu(self.c(torch.relu(self.pw2(torch.relu(self.pw(x)))))))
 
 
 def test_a_tiles_store_waits_for_the_writes_of_the_tile_before_at_a_short_latency(tmp_path, monkeypatch):
     """An output tile's last trip goes on without draining its pipeline; the next tile's store reads the
     half it wrote only after dtlgen.isa.fe.store_hold. At a memory latency of 1 cycle on a 16-byte bus a
     trip's load (its input kept on chip: one tap row of weights) ends before that hold: the stores of the
-    1×1 conv's tiles wait for it, and the cycles say so (seven more than if they could start at once).
-    Bit-exact and on the model."""
+    1×1 convs' tiles wait for it (on a tile of one trip, and on the first of a tile's three trips): seven
+    cycles more for the first conv than if they could start at once, none for the second, whose later
+    trips store what the first could not. Bit-exact and on the model."""
     torch.manual_seed(5)
     network = import_module(_HeldStores().eval(), (4, 4, 4))
     x = np.random.default_rng(5).standard_normal((1, 4, 4, 4))
     qnet = quantize(network, x, PrecisionConfig())
     cfg = FEConfig(4, 4, 4, 4)
     program = _run_bit_exact_on_the_model(tmp_path, qnet, golden.quantize_input(qnet, x), cfg, 16, latency=1)
-    pw = program.ops[0].op
-    assert (pw.name, pw.k, pw.m, pw.keep) == ("pw", 1, 12, True)
-    held = op_cycles(pw, cfg, 16, 1).cycles
+    pw, pw2 = (img.op for img in program.ops[:2])
+    assert [(op.name, op.k, op.keep) for op in (pw, pw2)] == [("pw", 1, True), ("pw2", 1, True)]
+    held = [op_cycles(op, cfg, 16, 1).cycles for op in (pw, pw2)]
     monkeypatch.setattr(isa, "store_hold", lambda taps, depth: np.zeros_like(np.asarray(taps)))
     fe_model._op_cycles.cache_clear()
     try:
-        assert op_cycles(pw, cfg, 16, 1).cycles == held - 7
+        unheld = [op_cycles(op, cfg, 16, 1).cycles for op in (pw, pw2)]
+        assert unheld == [held[0] - 7, held[1]]
     finally:
         monkeypatch.undo()
         fe_model._op_cycles.cache_clear()

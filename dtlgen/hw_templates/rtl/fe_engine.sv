@@ -1291,11 +1291,12 @@ module fe_engine #(
   // read (E0), the operand select and weight read (E1), the multipliers (E2), TREE adder levels and
   // the accumulator: DRAIN = pipeline_depth(TN) cycles from issue to the output tile. Pools and
   // adds skip the multipliers and the tree: PER_CHANNEL_DRAIN + 1 = pipeline_depth(1) cycles.
-  // The pipeline drains once per output tile (dtlgen.isa.fe.trip_drain): after the tile's last trip,
-  // whose writes the next tile's store reads, and after a trip of fewer than DRAIN taps, whose next
-  // trip could read an output word before this one writes it and would come sooner than the geometry
-  // registers of the trips ahead settle (above); the tile's other trips hand over to the next right
-  // behind their last tap (each tap carries its own first-channel-tile flag).
+  // The pipeline drains once per descriptor (dtlgen.isa.fe.trip_drain): after its last trip, whose
+  // writes the last store reads, and after a trip of fewer taps than the pipeline is deep (c_short),
+  // whose next trip could read an output word before this one writes it and would come sooner than
+  // the geometry registers of the trips ahead settle (above); every other trip hands over to the next
+  // right behind its last tap (each tap carries its own first-channel-tile flag and output half: the
+  // next tile writes the other half, and its store of this one waits st_hold).
   typedef enum logic [1:0] {C_IDLE, C_ISSUE, C_DRAIN, C_DONE} cstate_t;
   cstate_t     cstate;
   logic [15:0] rr, cc, kr, kc;  // rr: the output row in the tile (a batch's images stack)
@@ -1588,8 +1589,8 @@ module fe_engine #(
   //   P3: the write, registered (address, data, one-hot bank), lands at the end of P3.
   // The banks read the word two cycles ahead, while the tap is still in the tree (r_tap), and the
   // lane's word comes through two registers (r_word, p_word): the banks lie far apart on a device.
-  // An output tile's last trip drains until its last write has landed (pipeline_depth), so
-  // tile_half holds for every write of the tile; the first-channel-tile flag travels with each tap.
+  // Each tap carries its output half and first-channel-tile flag, so a tile's last writes land in its
+  // half while the next tile's taps follow them down the pipeline; the store waits for them (st_hold).
   tap_t s_t;
   /* verilator lint_off UNUSEDSIGNAL */
   tap_t w_t;  // its `first` is not needed past P1
