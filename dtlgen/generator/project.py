@@ -39,6 +39,7 @@ from dtlgen.generator.xilinx import ENGINE_IPS, check_vivado_board, write_xilinx
 from dtlgen.generator.rl_program import plan_rl
 from dtlgen.host.rl_program import RLLayout
 from dtlgen.isa.params import FULL_SIZE, FESimBuild, SimDram
+from dtlgen.model.data import check_labels, output_classes
 from dtlgen.model.ir import Network
 from dtlgen.perf import Design, predict
 from dtlgen.perf.fe import engine_params, fe_buffer_sizing, fe_ops, op_cycles, widest_channels
@@ -105,6 +106,12 @@ def generate_project(network: Network, design: Design, board: Board, calib_x: np
     elif board.toolchain != flow:
         raise DesignError(f"board {board.name} is built with {board.toolchain}, not {flow}; use --flow auto or "
                           f"--flow {board.toolchain}")
+    if train is not None and network.retrainable_layers:  # (the API and the CLI check their files first)
+        train_x = np.asarray(train[0])
+        if train_x.ndim != 1 + len(network.input_shape) or train_x.shape[1:] != tuple(network.input_shape):
+            raise DesignError(f"the re-training inputs have shape {train_x.shape}; the network takes images of "
+                              f"{tuple(network.input_shape)}: give (N, {', '.join(map(str, network.input_shape))})")
+        train = (train_x, check_labels(train[1], len(train_x), output_classes(network), "the re-training labels"))
     out_dir = check_destination(Path(out_dir), KIND, force)
     prediction = predict(network, design, board)
     check_design(network, design, board, prediction)

@@ -703,3 +703,25 @@ def test_a_head_started_from_a_seed_is_drawn_by_the_driver(tmp_path, monkeypatch
     cached = np.load(out / "sim" / "rl_train.npz")
     for name in ("fc1", "fc2"):
         assert np.array_equal(drawn[name][0], cached[f"w_{name}"]) and not drawn[name][1].any()
+
+
+@pytest.mark.parametrize("cut, match", [("labels", "re-training labels must be 31 integer"),
+                                        ("shape", r"re-training inputs have shape \(32, \d+\); the network takes images of \(1, 8, 8\)")])
+def test_generate_refuses_a_retraining_set_that_does_not_fit(tmp_path, cut, match):
+    """generate_project itself (not only the API and the CLI, which check their files) refuses labels of
+    another count and inputs of another shape, before it writes anything."""
+    from dtlgen.boards import load_board
+    from dtlgen.errors import DesignError
+    from dtlgen.generator.project import generate_project
+    from dtlgen.model import load_model
+    from dtlgen.model.calibration import calibration_inputs
+    from dtlgen.perf import Design
+
+    network = load_model("digits_cnn")
+    x = calibration_inputs(network, 0, 32)
+    y = np.arange(len(x)) % 10
+    train = (x[:31], y[:30]) if cut == "labels" else (x.reshape(32, -1), y)
+    with pytest.raises(DesignError, match=match):
+        generate_project(network, Design.from_dict(DESIGN), load_board("pynq-z2"), x, x[0], tmp_path / "prj",
+                         train=train)
+    assert not (tmp_path / "prj").exists()
