@@ -284,6 +284,7 @@ def cmd_dse(args: argparse.Namespace) -> int:
         result = api.explore(network, args.board, pop=args.pop, gens=args.gens, seed=args.seed, calibration=calib,
                              prefer=args.prefer, out=Path(args.out), force=args.force, workers=args.workers,
                              dask=args.dask, fe_batch=args.fe_batch, ddr=args.ddr, calibration_file=args.calib,
+                             max_latency_ms=args.max_latency_ms, max_param_bytes=args.max_param_bytes,
                              on_generation=bar.update)
     result_front = list(result.pareto)
     if args.json:
@@ -298,13 +299,14 @@ def cmd_dse(args: argparse.Namespace) -> int:
         rows.append([_front_role(front, i, result.chosen, args.prefer), f"{v['fe_tm']}x{v['fe_tn']} {v['fe_tr']}x{v['fe_tc']}",
                      f"w{v['fe_w_bits']}/a{v['fe_a_bits']}", p["fe"]["lut_mults"], f"{v['rl_tm']}x{v['rl_tn']}",
                      v["rl_bits"], f"{p['info_loss']:.4f}", f"{p['time_s']:.3f}", f"{100 * p['utilisation']:.1f} %",
-                     f"{p['fe_gops']:.2f}", f"{p['rl_gops']:.2f}", p["dsp"], p["bram18"], p["lut"]])
+                     f"{p['fe_gops']:.2f}", f"{p['rl_gops']:.2f}", f"{p['latency_ms']:.3f}", f"{p['param_bytes']:,}",
+                     p["dsp"], p["bram18"], p["lut"]])
     memory = "; FE cycles on the DDR-like memory of the board file's DRAM timing" if args.ddr else ""
     which = "" if args.all else f"; the chosen design and each objective's best of the {len(front)}, all with --all"
     _show(f"Pareto front: {network.name} on {board.name} ({len(front)} points, {result.evaluations} "
           f"evaluations, {result.seconds:.1f} s{which})",
           ["", "FE tm x tn, tr x tc", "FE bits", "LUT mults", "RL tm x tn", "RL bits", "logit KL", "time (s)",
-           "utilisation", "FE GOPs", "RL GOPs", "DSP", "BRAM18", "LUT"], rows,
+           "utilisation", "FE GOPs", "RL GOPs", "latency (ms)", "param bytes", "DSP", "BRAM18", "LUT"], rows,
           f"* = chosen ({args.prefer}); objectives {', '.join(OBJECTIVES)} minimised. Source: analytical model "
           f"(dtlgen.perf{memory}) at {board.clock_mhz:g} MHz (the clock is {board.clock_basis}) and golden-model logit KL. Written to {Path(args.out).resolve()}: "
           "pareto.json, pareto.csv (the whole front), pareto.png, design.json (the chosen design)")
@@ -645,6 +647,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ddr", action="store_true",
                    help="rank the FE on the board's DDR-like memory (rows, banks, refresh from the board file's "
                         "dram fields; the closed form `dtlgen sim --ddr` checks) instead of the ideal memory")
+    p.add_argument("--max-latency-ms", type=_positive_float, metavar="MS",
+                   help="keep only designs that take an image to its logits within MS milliseconds at the design "
+                        "clock (its FE run, the batch's, and the RL forward; analytical model)")
+    p.add_argument("--max-param-bytes", type=_positive_int, metavar="B",
+                   help="keep only designs whose parameters take at most B bytes at their bit widths (weights, "
+                        "biases and scales, as the report's hybrid size)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--workers", type=_bounded(1, MAX_WORKERS), default=0,
                        help=f"evaluate on a local Dask cluster of N worker processes (at most {MAX_WORKERS})")
@@ -775,6 +783,21 @@ def _positive_int(text: str) -> int:
 
 def _non_negative_int(text: str) -> int:
     return _int_at_least(text, 0)
+
+
+def _positive_float(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text[:40]}' is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text[:40]} must be a positive number")
+    return value
+
+
+_positive_float.__name__ = "number"  # argparse names the type in its messages
 
 
 def _int_at_least(text: str, lowest: int, highest: int = 2 ** 31 - 1) -> int:

@@ -260,3 +260,11 @@ def test_a_project_whose_hls_sources_were_edited_is_refused_before_g_plus_plus_c
     for call in (lambda p: p.predict(x), lambda p: p.features(x), lambda p: p.retrain(x, user[1][:2])):
         with pytest.raises(DesignError, match="differs from what this dtlgen writes"):
             call(dtlgen.open_project(copy))
+
+
+@pytest.mark.parametrize("limits", [{"max_latency_ms": 0}, {"max_latency_ms": float("nan")},
+                                    {"max_param_bytes": -5}, {"max_param_bytes": "1000"},
+                                    {"max_param_bytes": True}])
+def test_explore_refuses_a_device_limit_that_is_not_a_positive_number(limits):
+    with pytest.raises(DesignError, match=f"{next(iter(limits))}=.*give a positive number"):
+        dtlgen.explore(dtlgen.load_model("digits_cnn"), "pynq-z2", pop=4, gens=1, **limits)

@@ -14,7 +14,10 @@ Objectives (all minimised):
 Constraints (≤ 0): each of DSP, BRAM18, LUT, FF utilisation − 1; RL weight memories − board BRAM18;
 and every other problem `dtlgen.perf.validate.design_problems` finds (engine limits, operations the
 RTL cannot run) or the quantisation finds (per-layer overrides whose formats the engines cannot run
-at the design's bit widths), so that the DSE proposes only designs that `generate` accepts.
+at the design's bit widths), so that the DSE proposes only designs that `generate` accepts. The
+device's own limits, when given (`Fixed`): an image's latency to its logits over `max_latency_ms`
+(`NetworkPrediction.latency_ms`) and the parameters' stored bytes over `max_param_bytes`
+(`quant.metrics.model_size_bytes` "hybrid", at the design's bit widths), as fractions − 1.
 
 Information loss is computed in the driver process only; the analytical model (pure, cheap)
 is what runs on Dask workers, so a distributed run returns exactly the in-process numbers.
@@ -38,7 +41,7 @@ from dtlgen.perf.fe import FEConfig, ddr_timing, generated_layers
 from dtlgen.perf.rl import RLConfig
 from dtlgen.perf.validate import structural_problems
 from dtlgen.quant import golden, reference
-from dtlgen.quant.metrics import info_loss
+from dtlgen.quant.metrics import info_loss, model_size_bytes
 from dtlgen.quant.quantize import PrecisionConfig, quantize
 
 OBJECTIVES = ("info_loss", "time_s", "utilisation")
@@ -99,6 +102,14 @@ class Fixed:
     fe_batch: int = 1  # images per FE run (the workload's: feature caching runs the re-training set in batches)
     ddr: bool = False  # FE cycles on the board's DDR-like memory (perf.fe's closed form), not the ideal one
     overrides: Any = None  # per-layer fractional bits ({layer: {"w_frac", "a_frac"}}: quant.quantize)
+    max_latency_ms: float | None = None  # an image to its logits, at most (NetworkPrediction.latency_ms)
+    max_param_bytes: int | None = None  # the parameters' stored bytes, at most (model_size_bytes "hybrid")
+
+
+def limit_excess(value, limit: float | None):
+    """A device limit as a constraint (≤ 0 when met): value / limit − 1, or −1 with no limit (element-wise)."""
+    value = np.asarray(value, dtype=float)
+    return np.full_like(value, -1.0) if limit is None else value / limit - 1.0
 
 
 def fe_memory(board: Board, fixed: Fixed):
@@ -125,9 +136,9 @@ def evaluate_model(network: Network, board: Board, workload: Workload, fixed: Fi
                    rows: list[dict[str, int]]) -> np.ndarray:
     """Time, utilisation and constraint values of decoded rows (the part Dask workers run).
 
-    Returns an array (len(rows), 2 + 6): time_s, utilisation, then the constraints.
+    Returns an array (len(rows), 2 + 7): time_s, utilisation, then the constraints (the last: latency).
     """
-    out = np.empty((len(rows), 8))
+    out = np.empty((len(rows), 9))
     steps = workload.epochs * -(-workload.retrain_images // fixed.batch)
     for i, values in enumerate(rows):
         design = make_design(values, board, fixed, network)
@@ -142,6 +153,7 @@ def evaluate_model(network: Network, board: Board, workload: Workload, fixed: Fi
         out[i, 6] = p.rl_weight_bram18 / board.resources.bram18 - 1
         # Resource problems are the columns above; any other problem makes the design invalid.
         out[i, 7] = 1.0 if structural_problems(network, design, board) else -1.0
+        out[i, 8] = limit_excess(p.latency_ms, fixed.max_latency_ms)
     return out
 
 
@@ -160,7 +172,13 @@ class InfoLossTable:
         self._fe: dict[tuple[int, int], dict[str, np.ndarray]] = {}
         self._fe_quant: dict = {}
         self.values: dict[tuple[int, int, int], float] = {}
+        self.sizes: dict[tuple[int, int, int], float] = {}  # model_size_bytes "hybrid" (inf: refused)
         self.refused: dict[tuple[int, int, int], DesignError] = {}
+
+    def param_bytes(self, w_bits: int, a_bits: int, rl_bits: int) -> float:
+        """The parameters' stored bytes at these widths (`model_size_bytes` "hybrid"; inf where refused)."""
+        self(w_bits, a_bits, rl_bits)
+        return self.sizes[(w_bits, a_bits, rl_bits)]
 
     def __call__(self, w_bits: int, a_bits: int, rl_bits: int) -> float:
         key = (w_bits, a_bits, rl_bits)
@@ -173,10 +191,12 @@ class InfoLossTable:
                     raise
                 self.refused[key] = exc
                 self.values[key] = REFUSED_LOSS
+                self.sizes[key] = math.inf
                 return REFUSED_LOSS
             if (w_bits, a_bits) not in self._fe:
                 self._fe[(w_bits, a_bits)] = golden.fe_forward(qnet, golden.quantize_input(qnet, self.calib_x))
             self.values[key] = info_loss(qnet, self.calib_x, self.reference, self._fe[(w_bits, a_bits)])["logit_kl"]
+            self.sizes[key] = model_size_bytes(qnet)["hybrid"]
         return self.values[key]
 
 
@@ -195,7 +215,7 @@ class DSEProblem(Problem):
         self.archive: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # every evaluated (X, F, G)
         self.discarded = 0  # model evaluations of first-population draws that did not fit (run.FittingSampling)
         sizes = space.sizes()
-        super().__init__(n_var=len(sizes), n_obj=3, n_ieq_constr=6, xl=np.zeros(len(sizes)),
+        super().__init__(n_var=len(sizes), n_obj=3, n_ieq_constr=8, xl=np.zeros(len(sizes)),
                          xu=np.array(sizes) - 1, vtype=int)
 
     def decode_all(self, x: np.ndarray) -> list[dict[str, int]]:
@@ -208,14 +228,15 @@ class DSEProblem(Problem):
             results = [evaluate_model(self.network, self.board, self.workload, self.fixed, part) for part in parts]
         else:
             results = self.mapper(parts)
-        model = np.empty((len(rows), 8))
+        model = np.empty((len(rows), 9))
         for i, result in enumerate(results):
             model[i::self.chunks] = result
         loss = np.array([self.info(r["fe_w_bits"], r["fe_a_bits"], r["rl_bits"]) for r in rows])
         # bit widths the overrides cannot be quantised at: infeasible like a design the engines cannot build
         model[loss == REFUSED_LOSS, 7] = 1.0
         out["F"] = np.column_stack([loss, model[:, 0], model[:, 1]])
-        out["G"] = model[:, 2:]
+        sizes = np.array([self.info.param_bytes(r["fe_w_bits"], r["fe_a_bits"], r["rl_bits"]) for r in rows])
+        out["G"] = np.column_stack([model[:, 2:], limit_excess(sizes, self.fixed.max_param_bytes)])
         self.archive.append((np.rint(np.atleast_2d(x)).astype(int), out["F"], out["G"]))
 
     def archive_front(self) -> tuple[np.ndarray, np.ndarray]:

@@ -142,12 +142,34 @@ def search(network: Network, board: Board, info: InfoLossTable, pop: int, gens: 
                           f"fe.a_bits {a_bits}, rl.bits {rl_bits}: {error}")
     if not len(f):
         n_eval = res.algorithm.evaluator.n_eval + problem.discarded
+        limits = _unmet_limits(problem, fixed)
+        if limits:
+            raise DesignError(f"none of the {n_eval} designs NSGA-II evaluated (--pop {pop} x --gens {gens}) that fit "
+                              f"{board.name} meets {limits}; relax the limit, or search longer (--pop, --gens)")
         raise DesignError(f"none of the {n_eval} designs NSGA-II evaluated (--pop {pop} x --gens {gens}) fits "
                           f"{board.name} or can be built; a larger --pop or --gens sees more designs (default 100 x "
                           "100); if none fits then either, try a larger board or a later split with fewer "
                           "retrainable weights")
     order = np.lexsort((f[:, 2], f[:, 1], f[:, 0]))
     return x[order], f[order], res.algorithm.evaluator.n_eval + problem.discarded, problem
+
+
+def _unmet_limits(problem: DSEProblem, fixed: Fixed) -> str:
+    """What the device limits left out, when designs that fit the board exist but none within them: each
+    limit and the best value the fitting designs reached ("" when none fits the board anyway)."""
+    g = np.concatenate([a[2] for a in problem.archive])
+    fits = np.all(g[:, :6] <= 0, axis=1)
+    if not fits.any():
+        return ""
+    said = []
+    for column, limit, option, shown in ((6, fixed.max_latency_ms, "--max-latency-ms", lambda v: f"{v:.4g} ms"),
+                                         (7, fixed.max_param_bytes, "--max-param-bytes", lambda v: f"{v:,.0f} B")):
+        if limit is not None and not np.any(g[fits, column] <= 0):
+            said.append(f"{option} {limit:g} (the best of them: {shown((1 + g[fits, column].min()) * limit)})")
+    if not said and fixed.max_latency_ms is not None and fixed.max_param_bytes is not None:
+        said.append(f"--max-latency-ms {fixed.max_latency_ms:g} and --max-param-bytes {fixed.max_param_bytes:g} "
+                    "together (each alone: some)")
+    return " and ".join(said)
 
 
 def choose(f: np.ndarray, prefer: str = "knee") -> int:
@@ -202,7 +224,9 @@ def run_dse(network: Network, board: Board, calib_x: np.ndarray, out_dir: Path |
         p = predict(problem.network, design, board, fe_memory(board, fixed))
         front.append({"variables": values, **dict(zip(OBJECTIVES, map(float, objectives))),
                       "fe": design.fe.to_dict(), "rl": design.rl.to_dict(),
-                      "fe_gops": p.fe_gops, "rl_gops": p.rl_gops, **p.resources.to_dict()})
+                      "fe_gops": p.fe_gops, "rl_gops": p.rl_gops, "latency_ms": p.latency_ms,
+                      "param_bytes": int(info.param_bytes(values["fe_w_bits"], values["fe_a_bits"], values["rl_bits"])),
+                      **p.resources.to_dict()})
     design = _design_json(network, board, calib_x, front[chosen], fixed)
     if calibration is not None:
         design["calibration"] = calibration
@@ -279,7 +303,8 @@ def write_outputs(out_dir: Path, result: DSEResult, board: Board, network: Netwo
 
 
 def _csv(front: list[dict[str, Any]]) -> str:
-    columns = list(front[0]["variables"]) + list(OBJECTIVES) + ["fe_gops", "rl_gops", "dsp", "bram18", "lut", "ff"]
+    columns = (list(front[0]["variables"]) + list(OBJECTIVES)
+               + ["fe_gops", "rl_gops", "latency_ms", "param_bytes", "dsp", "bram18", "lut", "ff"])
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(columns)

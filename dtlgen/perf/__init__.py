@@ -59,6 +59,7 @@ class NetworkPrediction:
     board_core: board_model.BoardUse | None = None  # open-flow boards: the whole RTL board design
     violations: list[str] = field(default_factory=list)
     fe_batch: int = 1  # images of one FE run: fe_layers' cycles and MACs are the batch's
+    rl_infer_cycles: int = 0  # the RL engine's forward of one image (LOAD, FWD, STORE: rl.infer_cycles)
 
     @property
     def fe_cycles(self) -> int:
@@ -68,6 +69,16 @@ class NetworkPrediction:
     @property
     def fe_cycles_per_image(self) -> float:
         return self.fe_cycles / self.fe_batch
+
+    @property
+    def latency_cycles(self) -> int:
+        """One image from input to logits: the FE run it belongs to (its batch's, layer after layer) and the
+        RL engine's forward of it."""
+        return self.fe_cycles + self.rl_infer_cycles
+
+    @property
+    def latency_ms(self) -> float:
+        return self.latency_cycles / (self.clock_mhz * 1e3)
 
     @property
     def rl_step_cycles(self) -> int:
@@ -103,6 +114,8 @@ class NetworkPrediction:
             "rl": {"step_cycles": self.rl_step_cycles, "gops": self.rl_gops,
                    "descriptors": [p.to_dict() for p in self.rl_descriptors], "resources": self.rl_resources.to_dict(),
                    "weight_bits": self.rl_weight_bits, "weight_bram18": self.rl_weight_bram18},
+            "latency": {"cycles": self.latency_cycles, "ms": self.latency_ms,
+                        "what": "one image to its logits: its FE run (the batch's) and the RL forward of it"},
             "resources": self.resources.to_dict(), "feasible": self.feasible, "violations": self.violations,
             **({"board_core": {**self.board_core.to_dict(), "source": "dtlgen.perf.board (calibrated against "
                                "yosys/nextpnr)"}} if self.board_core is not None else {}),
@@ -151,6 +164,7 @@ def predict(network: Network, design: Design, board: Board, ddr: DdrTiming | Non
                 d.layer, "rl", d.mode, d.macs, d.ops, d.cycles, _gops(d.ops, d.cycles, f_mhz),
                 "compute" if compute else "memory", d.macs / (d.cycles * rcfg.tm * rcfg.tn),
                 peak_gops(rcfg.tm * rcfg.tn, f_mhz) if compute else 0.0))
+        result.rl_infer_cycles = rl.infer_cycles(gemms, rcfg, bus, latency)
         storage = rl.rl_storage(gemms, rcfg, board)
         result.rl_resources = rl.rl_resources(gemms, rcfg, board)
         result.rl_weight_bits, result.rl_weight_bram18 = storage.weight_bits, storage.weights.bram18

@@ -225,6 +225,16 @@ def step_cycles(gemms: list[GemmLayer], cfg: RLConfig, bus_bytes: float, latency
     return out
 
 
+def infer_cycles(gemms: list[GemmLayer], cfg: RLConfig, bus_bytes: float, latency: int, samples: int = 1) -> int:
+    """Cycles of the forward list alone on `samples` inputs (what `RLHost.infer` runs): the features' LOAD,
+    every FWD and the logits' STORE."""
+    if not gemms:
+        return 0
+    step = step_cycles(gemms, cfg, bus_bytes, latency, samples=samples)
+    store = next(i for i, d in enumerate(step) if d.mode == "STORE")
+    return sum(d.cycles for d in step[:store + 1])
+
+
 @dataclass(frozen=True)
 class RLStorage:
     """On-chip storage of the RL engine, in bits and in memories."""

@@ -154,3 +154,56 @@ def test_dse_can_rank_the_fe_on_the_boards_ddr_like_memory(tmp_path, digits, cap
     assert main(["dse", "digits_cnn", "--board", "ulx3s-85f", "--out", str(tmp_path / "e"), "--pop", "6", "--gens", "2",
                  "--ddr"]) == 1
     assert "dram.row_bytes" in capsys.readouterr().err and not (tmp_path / "e").exists()
+
+
+def test_device_limits_keep_the_front_within_them(tmp_path, digits, info):
+    """--max-latency-ms and --max-param-bytes (the paper's storage and time limits): every design on the
+    front meets both, by the same model that reports them (an image to its logits: its FE run and the RL
+    forward; the parameters' stored bytes at the design's widths), and the unlimited front has designs
+    beyond them, so the limits cut something."""
+    from dtlgen.dse.problem import Fixed
+
+    network, board, calib = digits
+    free = run_dse(network, board, calib, None, pop=16, gens=5, seed=2, space=SMALL)
+    latencies = sorted(p["latency_ms"] for p in free.front)
+    sizes = sorted(p["param_bytes"] for p in free.front)
+    limit_ms, limit_bytes = latencies[len(latencies) // 2], sizes[len(sizes) // 2]
+    assert latencies[-1] > limit_ms and sizes[-1] > limit_bytes
+    limited = run_dse(network, board, calib, tmp_path / "dse", pop=16, gens=5, seed=2, space=SMALL,
+                      fixed=Fixed(max_latency_ms=limit_ms, max_param_bytes=limit_bytes))
+    assert limited.front
+    for point in limited.front:
+        design = load_design_point(point, board)
+        p = predict(network, design, board)
+        assert point["latency_ms"] == pytest.approx(p.latency_ms) and p.latency_ms <= limit_ms
+        assert p.latency_cycles == p.fe_cycles + p.rl_infer_cycles > p.fe_cycles
+        assert point["param_bytes"] == info.param_bytes(point["variables"]["fe_w_bits"], point["variables"]["fe_a_bits"],
+                                                        point["variables"]["rl_bits"]) <= limit_bytes
+    header = (tmp_path / "dse" / "pareto.csv").read_text().splitlines()[0].split(",")
+    assert "latency_ms" in header and "param_bytes" in header
+
+
+def load_design_point(point, board):
+    """The Design of a front point (its FE and RL configurations at the board's clock)."""
+    from dtlgen.perf import Design
+
+    return Design.from_dict({"board": board.name, "clock_mhz": board.clock_mhz, "fe": point["fe"], "rl": point["rl"]})
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--max-latency-ms", "0.00001"], r"meets --max-latency-ms 1e-05 \(the best of them: [0-9.]+ ms\)"),
+    (["--max-param-bytes", "100"], r"meets --max-param-bytes 100 \(the best of them: [0-9,]+ B\)"),
+    (["--max-latency-ms", "0"], "--max-latency-ms: 0 must be a positive number"),
+    (["--max-param-bytes", "1.5"], "--max-param-bytes: '1.5' is not an integer"),
+])
+def test_device_limits_nothing_meets_or_bad_values_are_one_clear_error(tmp_path, capsys, args, said):
+    import re
+
+    out = tmp_path / "dse"
+    try:
+        code = main(["dse", "digits_cnn", "--board", "pynq-z2", "--pop", "8", "--gens", "2", "--out", str(out), *args])
+    except SystemExit as exit_info:  # argparse: a usage error
+        code = exit_info.code
+    err = capsys.readouterr().err
+    assert code == (2 if "must be" in said or "not an" in said else 1) and re.search(said, err), err
+    assert not out.exists()

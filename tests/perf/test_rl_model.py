@@ -181,3 +181,19 @@ def test_rl_storage_hand_computed(vgg_gemms, boards):
     assert storage.weights.bram18 == 133
     assert storage.total.bram18 == 133 + 24 + 8
     assert storage.weight_bits == (256 * 512 + 256 + 10 * 256 + 10) * 16
+
+
+def test_inference_is_the_steps_forward_list():
+    """rl.infer_cycles (the latency's RL part) is the forward list RLHost.infer runs: a step's LOAD, FWDs
+    and STORE, of one sample by default; the step's backward half is not in it."""
+    from dtlgen.model import load_model
+
+    gemms = rl.rl_gemms(load_model("digits_cnn"))
+    cfg = rl.RLConfig(4, 4, 16, 0, 16, 7)
+    for samples in (1, 5, 16):
+        step = rl.step_cycles(gemms, cfg, 8, 40, samples=samples)
+        modes = [d.mode for d in step]
+        forward = step[:modes.index("STORE") + 1]
+        assert [d.mode for d in forward] == ["LOAD"] + ["FWD"] * len(gemms) + ["STORE"]
+        assert rl.infer_cycles(gemms, cfg, 8, 40, samples) == sum(d.cycles for d in forward) < sum(d.cycles for d in step)
+    assert rl.infer_cycles([], cfg, 8, 40) == 0
