@@ -138,11 +138,14 @@ def simulate_retraining(project: Path, clock_mhz: float, steps: int,
     progress(f"re-training in RTL simulation: {plan.steps} steps of batch {layout.batch} on a "
              f"{layout.engine.tm}x{layout.engine.tn} RL engine (Verilator build cached per parameter set)")
     with tempfile.TemporaryDirectory(prefix="dtlgen-sim-") as scratch:
+        run = Path(scratch) / "rl_run"
         try:
-            result = simulate_training(layout, plan, state, Path(scratch) / "rl_run", latency)
-        finally:
-            if (Path(scratch) / "rl_run").is_dir():
-                publish(project, sim / "rl_run", Path(scratch) / "rl_run")
+            result = simulate_training(layout, plan, state, run, latency)
+        except Exception:  # a run that failed keeps its logs in the project; an interrupted one leaves nothing
+            if run.is_dir():
+                publish(project, sim / "rl_run", run)
+            raise
+        publish(project, sim / "rl_run", run)
     progress("replaying the steps in the golden model")
     mismatch = first_mismatch(result.weights, golden_replay(qnet, plan, state))
     clock_hz = clock_mhz * 1e6

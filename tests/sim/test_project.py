@@ -96,3 +96,29 @@ def test_the_plot_shows_both_engines_their_peaks_and_the_models_error(tmp_path, 
     assert lines == [pytest.approx(2.88), pytest.approx(2 * 2 * 3 * 90 / 1e3)]  # FE, then RL
     assert texts == ["+0.00 %", "+1.00 %", "+0.00 %"]
     assert (tmp_path / "both.png").stat().st_size > 10_000
+
+
+def test_an_interrupted_retraining_run_leaves_nothing_and_a_failed_one_its_logs(tmp_path, monkeypatch):
+    """`dtlgen sim --retrain` runs the RL simulation in a scratch folder and publishes it as sim/rl_run: whole
+    after a run that ended (a failed run keeps its logs there), never after Ctrl-C."""
+    import dtlgen.sim.rl_sim as rl_sim
+    from dtlgen.sim.project_sim import simulate_retraining
+
+    design = tmp_path / "design.json"
+    design.write_text(json.dumps(DESIGN))
+    project = tmp_path / "prj"
+    assert main(["generate", "digits_cnn", "--design", str(design), "--out", str(project)]) == 0
+    run = project / "sim" / "rl_run"
+    for raised in (KeyboardInterrupt, RuntimeError):
+        def stopped(layout, plan, state, workdir, latency):
+            workdir.mkdir(parents=True)
+            (workdir / "sim.log").write_text(f"{raised.__name__}\n")
+            raise raised("stopped")
+
+        monkeypatch.setattr(rl_sim, "simulate_training", stopped)
+        with pytest.raises(raised):
+            simulate_retraining(project, 100, 2)
+        if raised is KeyboardInterrupt:
+            assert not run.exists()
+        else:
+            assert (run / "sim.log").read_text() == "RuntimeError\n"
