@@ -250,7 +250,9 @@ def generate(network: Network, design: Design, out: str | Path, *, calibration: 
     board = design.board_record(board, "the design")
     check_design_matches(network, design, "the design")  # generate_project checks it against the board
     calib = _calibration(network, calibration, 0)
-    design = replace(design, calibration=_calibration_record(calibration, calibration_file))
+    record = _calibration_record(calibration, calibration_file)
+    _warn_if_calibrated_otherwise(design.calibration, record, calibration is not None)
+    design = replace(design, calibration=record)
     samples = calib[:design.fe.batch] if len(calib) >= design.fe.batch else np.repeat(calib[:1], design.fe.batch, 0)
     if train is not None:
         train = _training_set(network, train)
@@ -578,6 +580,23 @@ def _calibration_record(calibration: Any, calibration_file: str | Path | None) -
         raise DesignError(f"calibration_file {path}: {'not a file' if path.exists() else 'no such file'}; give the NPZ "
                           "file the calibration inputs were read from")
     return file_record(path)
+
+
+def _warn_if_calibrated_otherwise(explored: dict[str, str] | None, record: dict[str, str] | None, given: bool) -> None:
+    """A DtlgenWarning when the design was explored on a calibration file (design.json "calibration") and this
+    quantisation uses other inputs: its formats, and so its information loss, are not the ones the DSE scored."""
+    if explored is None or (record is not None and record.get("sha256") == explored.get("sha256")):
+        return
+    import warnings
+
+    from dtlgen.errors import DtlgenWarning
+
+    now = (f"{record['path']} (another SHA-256)" if record is not None
+           else "inputs given without their file" if given else "the model's built-in calibration inputs")
+    warnings.warn(DtlgenWarning(f"the design was explored with --calib {explored.get('path')} but this project quantises "
+                                f"with {now}: the formats, and the information loss, may differ from what the DSE "
+                                f"scored; give --calib {explored.get('path')} (calibration_file) to quantise the same way"),
+                  stacklevel=3)
 
 
 def _training_set(network: Network, train: Any) -> tuple[np.ndarray, np.ndarray]:

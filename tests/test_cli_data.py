@@ -213,3 +213,27 @@ def test_design_json_records_the_calibration_file(files, tmp_path):
         with pytest.raises(DesignError, match=r"field 'calibration'=.* must be \{\"path\": FILE, \"sha256\": 64 hex "
                                               r"digits\} \(the --calib"):
             load_design(tmp_path / "bad.json")
+
+
+def test_generate_warns_when_the_design_was_explored_on_other_calibration_inputs(files, tmp_path, capsys):
+    """A design whose DSE quantised with --calib FILE, generated without it (or with another file), gets one
+    warning naming the file to give: its formats may not be the ones the DSE scored. The same file: none."""
+    import warnings
+
+    from dtlgen.api import _warn_if_calibrated_otherwise
+    from dtlgen.errors import DtlgenWarning
+
+    root = files[0]
+    code, _, err = _run(capsys, "generate", "digits_cnn", "--design", root / "dse" / "design.json",
+                        "--out", tmp_path / "prj")
+    assert code == 0
+    said = [line for line in err.splitlines() if "warning:" in line]
+    assert len(said) == 1 and f"give --calib {(root / 'calib.npz').resolve()}" in said[0], err
+    assert "the model's built-in calibration inputs" in said[0]
+    explored = json.loads((root / "dse" / "design.json").read_text())["calibration"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_if_calibrated_otherwise(explored, dict(explored), True)  # the same file: silent
+        _warn_if_calibrated_otherwise(None, None, False)  # explored on the built-in inputs: silent
+    with pytest.warns(DtlgenWarning, match=r"quantises with .*other\.npz \(another SHA-256\)"):
+        _warn_if_calibrated_otherwise(explored, {"path": str(root / "other.npz"), "sha256": "0" * 64}, True)
