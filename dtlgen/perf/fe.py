@@ -658,18 +658,20 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, group
         reopen = None if timing is None else (timing[1], seq(group), streams + (kind == "conv"))
         total, rem = _paused_trips(comp_mid, load_full, store_prev, nt - 2, trip, reopen)
         cycles_last, rem = _paused_trips(comp_mid, load_last, rem, 1, trip, reopen)
-        total = total + cycles_last
+        total = total + cycles_last + trip(comp, next_first + rem, shared_next)
         load0 = load_full if nt > 2 else load_last  # trip n = 0's: the hold can outlast it
         held = (store_prev > 0) & (hold > load0)
         if held.any():
-            cycles, rem_held = _held_trip(comp_mid, load0, hold, store_prev, trip)
+            cycles, rem = _held_trip(comp_mid, load0, hold, store_prev, trip)
             if nt > 2:
-                more, rem_held = _paused_trips(comp_mid, load_full, rem_held, nt - 3, trip, reopen)
-                last, rem_held = _paused_trips(comp_mid, load_last, rem_held, 1, trip, reopen)
+                more, rem = _paused_trips(comp_mid, load_full, rem, nt - 3, trip, reopen)
+                last, rem = _paused_trips(comp_mid, load_last, rem, 1, trip, reopen)
                 cycles = cycles + more + last
-            total = np.where(held, cycles, total)
-            rem = np.where(held, rem_held, rem)
-        total = (total + trip(comp, next_first + rem, shared_next)).sum()
+            cycles = cycles + trip(comp, next_first + rem, shared_next)
+            # (a hold only delays: the DDR-like memory's closed form, whose rows reopened after a store
+            # _held_trip leaves out, never takes a tile to be faster with it than without)
+            total = np.where(held, np.maximum(cycles, total) if timing is not None else cycles, total)
+        total = total.sum()
     trips = rt * ct * mt * nt * groups
     overhead = latency + math.ceil(DESCRIPTOR_BYTES / bus)
     if kind == "conv":
