@@ -650,7 +650,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-latency-ms", type=_positive_float, metavar="MS",
                    help="keep only designs that take an image to its logits within MS milliseconds at the design "
                         "clock (its FE run, the batch's, and the RL forward; analytical model)")
-    p.add_argument("--max-param-bytes", type=_positive_int, metavar="B",
+    p.add_argument("--max-param-bytes", type=_byte_count, metavar="B",
                    help="keep only designs whose parameters take at most B bytes at their bit widths (weights, "
                         "biases and scales, as the report's hybrid size)")
     where = p.add_mutually_exclusive_group()
@@ -793,11 +793,18 @@ def _positive_float(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text[:40]}' is not a number") from None
     if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text[:40]} must be a positive number")
+        raise argparse.ArgumentTypeError(f"{text[:40]} must be a positive, finite number")
     return value
 
 
 _positive_float.__name__ = "number"  # argparse names the type in its messages
+
+
+def _byte_count(text: str) -> int:
+    return _int_at_least(text, 1, 2 ** 53)
+
+
+_byte_count.__name__ = "integer"
 
 
 def _int_at_least(text: str, lowest: int, highest: int = 2 ** 31 - 1) -> int:

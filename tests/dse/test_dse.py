@@ -193,7 +193,8 @@ def load_design_point(point, board):
 @pytest.mark.parametrize("args, said", [
     (["--max-latency-ms", "0.00001"], r"meets --max-latency-ms 1e-05 \(the best of them: [0-9.]+ ms\)"),
     (["--max-param-bytes", "100"], r"meets --max-param-bytes 100 \(the best of them: [0-9,]+ B\)"),
-    (["--max-latency-ms", "0"], "--max-latency-ms: 0 must be a positive number"),
+    (["--max-latency-ms", "0"], "--max-latency-ms: 0 must be a positive, finite number"),
+    (["--max-latency-ms", "inf"], "--max-latency-ms: inf must be a positive, finite number"),
     (["--max-param-bytes", "1.5"], "--max-param-bytes: '1.5' is not an integer"),
 ])
 def test_device_limits_nothing_meets_or_bad_values_are_one_clear_error(tmp_path, capsys, args, said):
