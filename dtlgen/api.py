@@ -23,9 +23,11 @@ from typing import Any, Callable
 import numpy as np
 
 from dtlgen.errors import DesignError
+from dtlgen.host.rl_plan import HaltRule
 from dtlgen.model.data import check_batch, check_labels, output_classes
 from dtlgen.model.ir import Network
 from dtlgen.perf.design import Design
+from dtlgen.quant.fixed import Distillation, to_fixed
 
 __all__ = ["ExploredDesign", "Project", "explore", "generate", "list_boards", "load_model", "open_project"]
 
@@ -266,6 +268,25 @@ def open_project(path: str | Path) -> "Project":
     return Project(Path(path))
 
 
+def _retrain_strategies(teacher: Any, kd_alpha: Any, kd_temperature: Any, distill: Any, halt: Any,
+                        halt_probe: Any) -> tuple[Distillation | None, HaltRule | None]:
+    """`Project.retrain`'s distillation weights and halting rule (its probe drawn later), checked."""
+    try:
+        kd = Distillation.from_values(kd_alpha, kd_temperature)
+    except ValueError as error:
+        raise DesignError(f"kd_alpha / kd_temperature: {error}") from None
+    if not isinstance(distill, bool):
+        raise DesignError(f"distill {distill!r}: True (distil from the teacher) or False (cross-entropy alone)")
+    if halt is not None and (isinstance(halt, bool) or not isinstance(halt, (int, float)) or not 0 <= halt <= 1):
+        raise DesignError(f"halt {halt!r}: the share of predictions agreeing with the teacher's, from 0 to 1, or None")
+    if halt is not None and teacher is None:
+        raise DesignError("halt needs a teacher: give teacher= (its logits of x), or halt=None")
+    if isinstance(halt_probe, bool) or not isinstance(halt_probe, int) or not 0 <= halt_probe <= 100_000:
+        raise DesignError(f"halt_probe {halt_probe!r}: 0 (the epoch's own predictions) or a number of samples up "
+                          "to 100000")
+    return (kd if teacher is not None and distill else None), (HaltRule(halt, 0) if halt is not None else None)
+
+
 class Project:
     """A generated project: its files, checked on opening, and what runs on them."""
 
@@ -297,7 +318,9 @@ class Project:
         return self._rl_forward(features.reshape(len(features), -1), self._csim())
 
     def retrain(self, x: np.ndarray, y: np.ndarray, epochs: int = 1, *, seed: int = 1, lr_shift: int | None = None,
-                check: bool = True, engine: str = "csim", fe: str = "csim") -> dict[str, Any]:
+                check: bool = True, engine: str = "csim", fe: str = "csim", teacher: np.ndarray | None = None,
+                kd_alpha: float = 0.5, kd_temperature: int = 2, distill: bool = True, halt: float | None = None,
+                halt_probe: int = 0) -> dict[str, Any]:
         """On-device SGD of the retrainable layers on (x, y): the FE engine's C-simulation computes the
         features once, then the RL engine runs `epochs` epochs (a fresh permutation each, batches of the
         design's RL batch, the last one short) with the learning rate 2^-lr_shift (default the design's)
@@ -306,7 +329,16 @@ class Project:
         run beside the model's). The weights stay in this Project (predict uses them; save_weights
         writes them). With `check`, the golden model replays the same steps and any difference raises.
         Returns the steps, each epoch's training accuracy (from the logits of its forward passes),
-        whether it was checked bit-exact, and with "rtl" the cycles. `fe` as for `features`."""
+        whether it was checked bit-exact, and with "rtl" the cycles. `fe` as for `features`.
+
+        `teacher`: a teacher's float logits of `x` (samples x the network's outputs, from any model, computed
+        off the device), cached in the last layer's output format. With it and `distill`, the host's gradient
+        is the distillation one: (1 - kd_alpha) cross-entropy on `y` and kd_alpha on the teacher's soft
+        targets at temperature kd_temperature (a power of two from 1 to 16; kd_alpha in steps of 1/256).
+        `halt` (a share from 0 to 1, needs `teacher`): after each epoch, the share of predictions that agree
+        with the teacher's (the epoch's own, or with `halt_probe` those of that many samples of `x` in extra
+        forward passes); once it reaches `halt`, one more epoch, then stop. The result then says when it
+        fired (`halting`) and counts the epochs run."""
         from dtlgen.host.rl_host import RLHost
         from dtlgen.csim.engines import CsimDevice
         from dtlgen.sim.rl_sim import TrainingPlan, first_mismatch, golden_replay, plan_epochs, predict_plan
@@ -321,46 +353,72 @@ class Project:
         shift = qnet.precision.lr_shift if lr_shift is None else lr_shift
         if isinstance(shift, bool) or not isinstance(shift, int) or not 0 <= shift <= 30:
             raise DesignError(f"lr_shift {shift!r}: the learning rate is 2^-lr_shift, lr_shift an integer from 0 to 30")
+        kd, rule = _retrain_strategies(teacher, kd_alpha, kd_temperature, distill, halt, halt_probe)
         features = self.features(x, fe=fe).reshape(-1, int(np.prod(layout.feature_shape)))
         labels = check_labels(y, len(features), layout.layers[-1].m)
+        cached = None
+        if teacher is not None:
+            last = layout.layers[-1]
+            logits = check_batch(teacher, (last.m * last.positions,), "teacher")
+            if len(logits) != len(labels):
+                raise DesignError(f"teacher has logits of {len(logits)} samples; give one row per sample of x "
+                                  f"({len(labels)})")
+            cached = to_fixed(logits, qnet.layers[qnet.rl_layers[-1].name].out_fmt)
         order, sizes, shifts = plan_epochs(labels, layout.batch, epochs, lambda epoch: shift, seed)
-        steps = len(sizes)
-        plan = TrainingPlan(features, labels, order, sizes, shifts, self._steps, [steps - 1])
+        per_epoch = -(-len(labels) // layout.batch)
+        if rule is not None:
+            probe = np.random.default_rng(seed).choice(len(labels), min(halt_probe, len(labels)), replace=False) \
+                if halt_probe else None
+            rule = HaltRule(halt, shift, probe)
+        plan = TrainingPlan(features, labels, order, sizes, shifts, self._steps, [len(sizes) - 1], cached, kd,
+                            [(e + 1) * per_epoch - 1 for e in range(epochs)], rule)
         extra: dict[str, Any] = {}
         if engine == "csim":
             from dtlgen.progress import current, step_counter
 
-            with current().task("training steps on the C-simulated RL engine", total=steps) as bar:
+            with current().task("training steps on the C-simulated RL engine", total=len(sizes)) as bar:
                 run = asyncio.run(RLHost(CsimDevice(self._csim(), layout.memory_bytes), layout).train(
                     plan, self.state, step_counter(bar)))
-            weights, logits = run.weights, run.logits
+            weights, logits, ran, probes, halted = run.weights, run.logits, run.plan, run.probes, run.halted_epoch
             source = "C-simulation of the HLS RL engine through the host loop"
         else:
             import tempfile
 
-            from dtlgen.sim.rl_sim import simulate_training
+            from dtlgen.sim.rl_sim import predict_probe, simulate_training
 
             latency = self.data.params.dram.latency
             with tempfile.TemporaryDirectory(prefix="dtlgen-retrain-") as scratch:
                 result = simulate_training(layout, plan, self.state, Path(scratch) / "rl_run", latency)
-            weights, logits = result.weights, result.logits
+            weights, logits, ran, probes, halted = (result.weights, result.logits, result.plan, result.probes,
+                                                    result.halted_epoch)
             source = "RTL simulation of the RL engine (Verilator, cocotb host loop)"
-            extra = {"measured_cycles": int(result.step_cycles.sum()),
-                     "predicted_cycles": sum(d.cycles for step in predict_plan(layout, latency, sizes) for d in step),
+            probe_model = predict_probe(layout, latency, len(rule.probe)) if rule and rule.probe is not None else 0
+            extra = {"measured_cycles": int(result.step_cycles.sum()) + sum(p.cycles for p in probes),
+                     "predicted_cycles": sum(d.cycles for step in predict_plan(layout, latency, ran.batch_sizes,
+                                                                               ran.breaks()) for d in step)
+                     + probe_model * len(probes),
                      "cycles_source": {"measured": "RTL simulation, the host's count of every step's descriptor "
-                                                   "lists", "predicted": "analytical model (dtlgen.perf.rl)"}}
+                                                   "lists (and the halting rule's probes)",
+                                       "predicted": "analytical model (dtlgen.perf.rl)"}}
+        steps = ran.steps
         state = weights[steps - 1]
         if check:
-            mismatch = first_mismatch(weights, golden_replay(qnet, plan, self.state, {steps - 1}))
+            mismatch = first_mismatch(weights, golden_replay(qnet, ran, self.state, {steps - 1}))
             if mismatch is not None:
                 raise DesignError(f"the {engine} RL engine and the golden model differ after re-training: {mismatch}")
-        predicted = np.asarray(logits).reshape(len(order), -1).argmax(1)
+        predicted = np.asarray(logits).reshape(len(ran.order), -1).argmax(1)
+        epochs_run = len(ran.epoch_ends)
         per_epoch = len(labels)
-        accuracy = [float(np.mean(predicted[e * per_epoch:(e + 1) * per_epoch] == labels[order[e * per_epoch:
-                                                                                              (e + 1) * per_epoch]]))
-                    for e in range(epochs)]
+        accuracy = [float(np.mean(predicted[e * per_epoch:(e + 1) * per_epoch] == labels[ran.order[e * per_epoch:
+                                                                                                  (e + 1) * per_epoch]]))
+                    for e in range(epochs_run)]
         self.state, self._steps = state, self._steps + steps
-        return {"steps": steps, "epochs": epochs, "train_accuracy": accuracy, "bit_exact": True if check else None,
+        if kd is not None:
+            extra["distillation"] = kd.to_dict()
+        if rule is not None:
+            extra["halting"] = {"agreement": halt, "probe_samples": halt_probe, "halted_epoch": halted,
+                                "agreements": [p.agreement for p in probes]}
+        return {"steps": steps, "epochs": epochs_run, "train_accuracy": accuracy, "bit_exact": True if check else None,
                 "engine": engine, "source": source + ("; checked against the golden model" if check else ""), **extra}
 
     def simulate(self, *, retrain: bool = False, steps: int = 20, ddr: bool = False,

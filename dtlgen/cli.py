@@ -542,15 +542,49 @@ def _seeded_rows(report: dict) -> list[list[str]]:
     return rows
 
 
+def _strategy_rows(report: dict[str, Any]) -> list[list[str]]:
+    s = report.get("strategies")
+    if not s:
+        return []
+    t, kd = s["teacher"], s["distillation"]
+    rows = [["teacher (float, fine-tuned end to end; student: re-trained layers)",
+             f"{100 * t['acc_test']:.2f} % ({t['trainable_params']:,} params; student {s['student']['trainable_params']:,})"],
+            [f"  distillation a={kd['alpha']:g} T={kd['temperature']} vs cross-entropy (golden)",
+             f"{100 * kd['acc_distillation']:.2f} % vs {100 * kd['acc_cross_entropy']:.2f} % ({kd['gain_pt']:+.2f} pt)"]]
+    h = s.get("halting")
+    if h:
+        c = h["cycles"]
+        where = f"after epoch {h['halted_epoch']}" if h["halted_epoch"] is not None else "never"
+        seen = f"{h['probe_samples']} probe samples" if h["probe_samples"] else "the epoch's predictions"
+        rows += [[f"  halting ({h['loss']}; agreement {h['agreement']:g} with the teacher, {seen}): fired {where}, "
+                  "RTL cycles",
+                  f"{c['total']:,} = {100 * c['ratio']:.1f} % of {c['fixed_schedule']:,} "
+                  f"({h['epochs_run']} of {h['epochs_planned']} epochs)"],
+                 [f"  halted vs fixed schedule accuracy ({h['loss']}; RTL weights)",
+                  f"{100 * h['acc_halted']:.2f} % vs {100 * h['acc_fixed_schedule']:.2f} % ({-h['loss_pt']:+.2f} pt), "
+                  f"bit-exact: {'yes' if h['bit_exact'] else 'NO'}"]]
+    return rows
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from dtlgen.demo import DemoConfig, run_demo
 
     if args.source_head and not (args.seeded or args.seeded_kind is not None):
         raise DesignError("--source-head is for a seeded model: add --seeded")
+    if args.no_halt and (args.halt is not None or args.halt_probe is not None or args.halt_loss is not None):
+        raise DesignError("--no-halt skips the halting run: drop --halt / --halt-probe / --halt-loss, or --no-halt")
+    chosen = {key: value for key, value in (("epochs", args.epochs), ("seeded_kind", args.seeded_kind),
+                                            ("kd_alpha", args.kd_alpha), ("kd_temperature", args.kd_temperature),
+                                            ("teacher_epochs", args.teacher_epochs), ("halt", args.halt),
+                                            ("halt_probe", args.halt_probe)) if value is not None}
     config = DemoConfig(board=args.board, bitstream=args.bitstream, seeded=args.seeded or args.seeded_kind is not None,
-                        seeded_head=not args.source_head,
-                        **({"epochs": args.epochs} if args.epochs is not None else {}),
-                        **({"seeded_kind": args.seeded_kind} if args.seeded_kind is not None else {}))
+                        seeded_head=not args.source_head, distill=args.distill, **chosen,
+                        **({"halt_distill": args.halt_loss == "distillation"} if args.halt_loss else {}),
+                        **({"halt": None} if args.no_halt else {}))
+    try:
+        config.distillation()
+    except ValueError as error:
+        raise DesignError(f"--kd-alpha / --kd-temperature: {error}") from None
     progress = _progress(args)
     report = run_demo(Path(args.out), config, progress, force=args.force)
     if args.json:
@@ -581,7 +615,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"{d['predicted']['fe_gops']:.2f} / {d['predicted']['rl_gops']:.2f}"],
          ["  DSP / BRAM18 / LUT", f"{d['predicted']['dsp']} / {d['predicted']['bram18']} / {d['predicted']['lut']}"],
          [f"design clock: {report['clock']['basis']}", f"{report['clock']['mhz']:g} MHz"],
-         *_sim_rows(report), *_seeded_rows(report)],
+         *_sim_rows(report), *_seeded_rows(report), *_strategy_rows(report)],
         caption=f"{r['steps']} training steps of batch {r['batch']} on {r['retrain_samples']} target images, "
                 f"tested on {r['test_samples']} held-out ones. Source: {report['figures_from']}. "
                 f"DSE: {dse['evaluations']} evaluations, {dse['front_size']} Pareto points in {dse['out_dir']}. "
@@ -731,6 +765,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source-head", action="store_true",
                    help="with --seeded, re-train the retrainable layers from their source-trained values (sent with "
                         "the model) instead of values drawn from the seed (the default, sent as the seed)")
+    p.add_argument("--distill", action="store_true",
+                   help="re-train (golden model and RTL) with distillation from the teacher, not cross-entropy alone")
+    p.add_argument("--kd-alpha", type=_share, default=None,
+                   help="distillation: the weight of the teacher's soft targets, 0 to 1 in steps of 1/256 (default 0.5)")
+    p.add_argument("--kd-temperature", type=_bounded(1, 16), default=None,
+                   help="distillation: the temperature, a power of two from 1 to 16 (default 2)")
+    p.add_argument("--teacher-epochs", type=_bounded(1, 1000), default=None,
+                   help="epochs of the teacher's end-to-end float fine-tuning on the re-training set (default 30)")
+    p.add_argument("--halt", type=_share, default=None, metavar="AGREEMENT",
+                   help="the halting run stops once this share of an epoch's predictions agrees with the teacher's "
+                        "(default 0.92)")
+    p.add_argument("--halt-probe", type=_bounded(0, 10_000), default=None,
+                   help="the halting rule reads the predictions of this many re-training samples in extra forward "
+                        "passes after each epoch, instead of the epoch's own (default 0: the epoch's own)")
+    p.add_argument("--halt-loss", choices=("distillation", "cross-entropy"), default=None,
+                   help="the halting run's loss (default distillation: early-halting distillation)")
+    p.add_argument("--no-halt", action="store_true", help="skip the halting run (an RTL re-training)")
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.set_defaults(func=cmd_demo)
 
@@ -798,6 +849,22 @@ def _positive_float(text: str) -> float:
 
 
 _positive_float.__name__ = "number"  # argparse names the type in its messages
+
+
+def _share(text: str) -> float:
+    """A share from 0 to 1 (a ratio of samples, a loss weight)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text[:40]}' is not a number") from None
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise argparse.ArgumentTypeError(f"{text[:40]} must be a number from 0 to 1")
+    return value
+
+
+_share.__name__ = "share"
 
 
 def _byte_count(text: str) -> int:

@@ -16,7 +16,7 @@ reported next to the golden model's and float's (with an output directory).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,11 +36,13 @@ from dtlgen.progress import as_progress
 from dtlgen.perf import Design
 from dtlgen.perf.fe import fe_ops
 from dtlgen.sim.project_sim import simulate_project, simulate_retraining
+from dtlgen.host.rl_plan import HaltRule
 from dtlgen.sim.rl_sim import TrainingPlan, golden_replay, plan_epochs
 from dtlgen.model import import_module, load_factory, resolve_split
 from dtlgen.model import digits_task
 from dtlgen.model.seeded import seed_frozen_convs, seed_head
 from dtlgen.quant import golden, reference
+from dtlgen.quant.fixed import Distillation, to_fixed
 from dtlgen.quant.metrics import info_loss, model_size_bytes, retrainable_bytes, transmitted_bytes
 from dtlgen.quant.quantize import PrecisionConfig, QuantizedNetwork, quantize
 
@@ -73,6 +75,15 @@ class DemoConfig:
     seeded_kind: str = "sign"
     weight_seed: int = 1
     seeded_head: bool = True  # with `seeded`, the retrainable layers start from values drawn from weight_seed
+    # strategies (issue 19): a teacher, the source model fine-tuned end to end in float on the re-training set;
+    # distillation from its cached logits against cross-entropy; early halting on agreement with it
+    teacher_epochs: int = 30
+    kd_alpha: float = 0.5  # the distillation weight on the teacher's soft targets (1 - kd_alpha on the labels)
+    kd_temperature: int = 2  # a power of two
+    distill: bool = False  # the demo's own re-training (golden and RTL) distils too, not only the comparison
+    halt: float | None = 0.92  # halting run in RTL: stop once this share of predictions agrees with the teacher's
+    halt_probe: int = 0  # 0: the epoch's own predictions; else probe samples drawn from the re-training set
+    halt_distill: bool = True  # the halting run distils (early-halting distillation), else cross-entropy alone
 
     def lr_shift_at(self, epoch: int) -> int:
         return self.lr_shift + sum(epoch >= e for e in self.lr_decay_epochs)
@@ -80,9 +91,48 @@ class DemoConfig:
     def precision(self) -> PrecisionConfig:
         return PrecisionConfig(self.w_bits, self.a_bits, self.rl_bits, self.batch, self.lr_shift)
 
+    def distillation(self) -> Distillation:
+        return Distillation.from_values(self.kd_alpha, self.kd_temperature)
 
-def retrain(qnet: QuantizedNetwork, task: digits_task.DigitsTask, config: DemoConfig) -> dict[str, Any]:
-    """Re-train the retrainable layers in float64 and in fixed point on identical batches."""
+
+@dataclass
+class Teacher:
+    """The strategies' teacher: its float logits on the re-training and test sets, its test accuracy."""
+
+    retrain_logits: np.ndarray
+    test_logits: np.ndarray
+    acc_test: float
+    params: int
+    epochs: int
+
+    def fixed_logits(self, qnet: QuantizedNetwork) -> np.ndarray:
+        """The re-training set's logits cached in the student's logit format (the last layer's output)."""
+        return to_fixed(self.retrain_logits, qnet.layers[qnet.rl_layers[-1].name].out_fmt)
+
+
+def fine_tuned_teacher(module, task: digits_task.DigitsTask, config: DemoConfig, progress: Progress) -> Teacher:
+    """A copy of the source-trained float model fine-tuned end to end (every layer) on the re-training set,
+    off the device: the teacher whose logits the device caches."""
+    import copy
+
+    import torch
+
+    teacher = copy.deepcopy(module)
+    with as_progress(progress).task(f"fine-tuning the teacher end to end in float on the re-training set "
+                                    f"({len(task.retrain_y)} images), epochs", total=config.teacher_epochs) as bar:
+        digits_task.pretrain(teacher, task.retrain_x, task.retrain_y, config.teacher_epochs, config.seed, bar.update)
+    with torch.no_grad():
+        logits = {split: teacher(torch.tensor(x, dtype=torch.float32)).double().numpy()
+                  for split, x in (("retrain", task.retrain_x), ("test", task.test_x))}
+    return Teacher(logits["retrain"], logits["test"], digits_task.accuracy(logits["test"], task.test_y),
+                   int(sum(p.numel() for p in teacher.parameters())), config.teacher_epochs)
+
+
+def retrain(qnet: QuantizedNetwork, task: digits_task.DigitsTask, config: DemoConfig,
+            teacher: Teacher | None = None, with_float: bool = True) -> dict[str, Any]:
+    """Re-train the retrainable layers in float64 and in fixed point on identical batches; with `teacher`
+    the fixed-point run distils from its cached logits (config.distillation()), the float one stays on
+    cross-entropy (`with_float=False` skips it)."""
     network = qnet.network
     rl_layers = network.retrainable_layers
     feature_name = rl_layers[0].inputs[0]
@@ -104,14 +154,18 @@ def retrain(qnet: QuantizedNetwork, task: digits_task.DigitsTask, config: DemoCo
     params, state = reference.initial_float_params(network), golden.initial_rl_state(qnet)
     before = {"acc_before": float_acc(params), "acc_before_fixed": fixed_acc(state)}
     plan = training_plan(task, config)
+    kd = config.distillation() if teacher is not None else None
+    cached = teacher.fixed_logits(qnet) if teacher is not None else None
     for step, idx in plan.batches():
         labels = task.retrain_y[idx]
-        params = reference.float_rl_train_step(network, params, {feature_name: float_features["retrain"][idx]},
-                                            labels, 2.0 ** -plan.lr_shifts[step])
+        if with_float:
+            params = reference.float_rl_train_step(network, params, {feature_name: float_features["retrain"][idx]},
+                                                   labels, 2.0 ** -plan.lr_shifts[step])
         state, _ = golden.rl_train_step(qnet, state, {feature_name: fixed_features["retrain"][idx]},
-                                        labels, step, plan.lr_shifts[step])
+                                        labels, step, plan.lr_shifts[step], None if kd is None else cached[idx], kd)
     step = plan.steps
-    return {**before, "acc_float": float_acc(params), "acc_fixed": fixed_acc(state),
+    return {**before, "acc_float": float_acc(params) if with_float else None, "acc_fixed": fixed_acc(state),
+            "loss": "distillation" if kd is not None else "cross-entropy",
             "epochs": config.epochs, "steps": step, "batch": config.batch,
             "retrain_samples": int(len(task.retrain_y)), "test_samples": int(len(task.test_y))}
 
@@ -122,33 +176,40 @@ def training_plan(task: digits_task.DigitsTask, config: DemoConfig, features: np
     order, sizes, shifts = plan_epochs(task.retrain_y, config.batch, config.epochs, config.lr_shift_at,
                                        config.seed + 1)
     checks = list(range(min(check_steps, len(sizes)))) + ([len(sizes) - 1] if check_steps else [])
+    per_epoch = -(-len(task.retrain_y) // config.batch)
     return TrainingPlan(features if features is not None else np.zeros((len(task.retrain_y), 0)), task.retrain_y,
-                        order, sizes, shifts, 0, sorted(set(checks)))
+                        order, sizes, shifts, 0, sorted(set(checks)),
+                        epoch_ends=[(e + 1) * per_epoch - 1 for e in range(config.epochs)])
+
+
+def halting_plan(task: digits_task.DigitsTask, config: DemoConfig, features: np.ndarray, teacher: np.ndarray) -> TrainingPlan:
+    """The demo's schedule under the halting rule: it reads the epoch's own predictions, or with `halt_probe`
+    those of that many re-training samples drawn with the demo's seed (the teacher's predictions stand in
+    for labels either way); the run distils with `halt_distill`."""
+    probe = np.random.default_rng(config.seed + 2).choice(len(task.retrain_y), min(config.halt_probe,
+                                                                                  len(task.retrain_y)), replace=False) \
+        if config.halt_probe else None
+    return replace(training_plan(task, config, features), teacher=teacher,
+                   kd=config.distillation() if config.halt_distill else None,
+                   halt=HaltRule(config.halt, config.lr_shift_at(config.epochs - 1), probe))
 
 
 def device_retrain(project: Path, network, design: Design, task: digits_task.DigitsTask, config: DemoConfig,
-                   float_acc: float, progress: Progress) -> dict[str, Any]:
+                   float_acc: float, progress: Progress, teacher: Teacher) -> dict[str, Any]:
     """Re-train the whole schedule on the project's RL engine in RTL simulation; accuracies of the result."""
-    sim = Path(project) / "sim"
     rl = load_rl_project(project)
     qnet, features = rl.qnet, rl.features
     plan = training_plan(task, config, features, config.check_steps)
+    if config.distill:
+        plan = replace(plan, teacher=teacher.fixed_logits(qnet), kd=config.distillation())
     training = simulate_retraining(Path(project), design.clock_mhz, plan.steps, progress, plan)
-    with np.load(sim / "rl_run" / "rl_result.npz") as raw:
-        final = {l.name: (raw[f"step{plan.steps - 1}_w_{l.name}"], raw[f"step{plan.steps - 1}_b_{l.name}"])
-                 for l in qnet.rl_layers if l.has_weights}
-    # The project's quantisation (FE formats come from the calibration set, the re-training set here).
-    fe_q = quantize_for_design(network, design, task.retrain_x)
-    feature_name = qnet.rl_layers[0].inputs[0]
-    test_features = {feature_name: golden.fe_forward(fe_q, golden.quantize_input(fe_q, task.test_x))[feature_name]}
-    last = network.layers[-1].name
-    acc_device = digits_task.accuracy(golden.rl_forward(qnet, final, test_features)[last], task.test_y)
-    initial = golden.initial_rl_state(qnet)
-    replayed = golden_replay(qnet, plan, initial, {plan.steps - 1})[plan.steps - 1]
-    acc_golden = digits_task.accuracy(golden.rl_forward(qnet, replayed, test_features)[last], task.test_y)
-    return {"acc_device": acc_device, "acc_golden": acc_golden, "acc_float": float_acc, "steps": plan.steps,
+    test_accuracy = _test_accuracy(project, network, design, task, qnet)
+    acc_device = test_accuracy(_run_weights(Path(project) / "sim" / "rl_run", qnet, plan.steps - 1))
+    replayed = golden_replay(qnet, plan, golden.initial_rl_state(qnet), {plan.steps - 1})[plan.steps - 1]
+    return {"acc_device": acc_device, "acc_golden": test_accuracy(replayed), "acc_float": float_acc,
+            "loss": "distillation" if config.distill else "cross-entropy", "steps": plan.steps,
             "steps_checked": training["steps_checked"], "bit_exact": training["bit_exact"],
-            "first_mismatch": training["first_mismatch"], "step": training["step"],
+            "first_mismatch": training["first_mismatch"], "step": training["step"], "cycles": training["cycles"],
             "descriptors": training["descriptors"], "simulator": training["simulator"],
             "precision": {"w_bits": design.fe.w_bits, "a_bits": design.fe.a_bits, "rl_bits": design.rl.bits},
             "figures_from": "weights: RTL simulation of the RL engine (host loop in cocotb), read back after each "
@@ -156,11 +217,95 @@ def device_retrain(project: Path, network, design: Design, task: digits_task.Dig
                             "weights evaluated on the target test set by the golden model's forward pass"}
 
 
+def device_halting(project: Path, network, design: Design, task: digits_task.DigitsTask, config: DemoConfig,
+                   teacher: Teacher, fixed: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """The demo's schedule under the halting rule on the project's RL engine in RTL simulation, held against
+    the fixed schedule: its cycles (`fixed`, device_retrain's run: the engine's cycles do not depend on the
+    gradient's values, so they are those of either loss) and its accuracy with the same loss (the RTL run's
+    when the losses match, else the golden model's replay of the fixed schedule with the halting run's loss,
+    which the RTL equals bit for bit)."""
+    rl = load_rl_project(project)
+    plan = halting_plan(task, config, rl.features, teacher.fixed_logits(rl.qnet))
+    training = simulate_retraining(Path(project), design.clock_mhz, plan.steps, progress, plan, run_name="rl_halt")
+    halting = training["halting"]
+    accuracy = _test_accuracy(project, network, design, task, rl.qnet)
+    acc = accuracy(_run_weights(Path(project) / "sim" / "rl_halt", rl.qnet, training["final_step"]))
+    loss = "distillation" if plan.kd is not None else "cross-entropy"
+    if loss == fixed["loss"]:
+        acc_fixed, fixed_from = fixed["acc_device"], "RTL simulation (device_retrain)"
+    else:
+        progress(f"replaying the fixed schedule with {loss} in the golden model")
+        full = replace(plan, halt=None, check_steps=[plan.steps - 1])
+        acc_fixed = accuracy(golden_replay(rl.qnet, full, golden.initial_rl_state(rl.qnet))[plan.steps - 1])
+        fixed_from = "the golden model's replay (bit-exact with the RTL)"
+    total, fixed_total = halting["total_cycles"]["measured"], fixed["cycles"]["measured"]
+    return {
+        "rule": f"after each epoch, the share of the {halting['samples']} predicted as the teacher predicts them "
+                f"(no labels); once at least {config.halt:g}, one epoch at the schedule's final learning rate, "
+                "then stop",
+        "agreement": config.halt, "probe_samples": halting["probe_samples"], "halted_epoch": halting["halted_epoch"],
+        "epochs_run": halting["epochs_run"], "epochs_planned": halting["epochs_planned"],
+        "steps": training["steps"], "steps_planned": fixed["steps"], "loss": loss,
+        "cycles": {"training": training["cycles"]["measured"], "probes": halting["probe_cycles"]["measured"],
+                   "total": total, "fixed_schedule": fixed_total, "ratio": total / fixed_total,
+                   "predicted_total": halting["total_cycles"]["predicted"]},
+        "acc_halted": acc, "acc_fixed_schedule": acc_fixed, "acc_fixed_schedule_from": fixed_from,
+        "loss_pt": 100 * (acc_fixed - acc), "acc_fixed_schedule_device": fixed["acc_device"],
+        "device_loss": fixed["loss"], "bit_exact": training["bit_exact"], "first_mismatch": training["first_mismatch"],
+        "probes": halting["probes"],
+        "figures_from": "cycles: RTL simulation of the knee design's RL engine (Verilator, cocotb host loop), the "
+                        "host's count of every descriptor list, probes included, for both runs; predicted_total: "
+                        "the analytical model (dtlgen.perf.rl); accuracies: the read-back weights on the target test "
+                        "set by the golden model's forward pass (acc_fixed_schedule: see acc_fixed_schedule_from); "
+                        "bit_exact: the golden model's replay of the steps the halted run took",
+    }
+
+
+def _run_weights(run: Path, qnet: QuantizedNetwork, step: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The weights an RTL run read back after `step` (its rl_result.npz)."""
+    with np.load(run / "rl_result.npz") as raw:
+        return {l.name: (raw[f"step{step}_w_{l.name}"], raw[f"step{step}_b_{l.name}"])
+                for l in qnet.rl_layers if l.has_weights}
+
+
+def _test_accuracy(project: Path, network, design: Design, task: digits_task.DigitsTask, qnet: QuantizedNetwork):
+    """weights -> the target test accuracy of the project's RL layers with them (golden forward pass)."""
+    # The project's quantisation (FE formats come from the calibration set, the re-training set here).
+    fe_q = quantize_for_design(network, design, task.retrain_x)
+    feature_name = qnet.rl_layers[0].inputs[0]
+    test_features = {feature_name: golden.fe_forward(fe_q, golden.quantize_input(fe_q, task.test_x))[feature_name]}
+    last = network.layers[-1].name
+    return lambda weights: digits_task.accuracy(golden.rl_forward(qnet, weights, test_features)[last], task.test_y)
+
+
+def strategies_section(qnet: QuantizedNetwork, task: digits_task.DigitsTask, config: DemoConfig, teacher: Teacher,
+                       result: dict[str, Any]) -> dict[str, Any]:
+    """The report's `strategies`: the teacher, and distillation from its cached logits against cross-entropy
+    on identical batches in the golden model (the halting run joins it after the RTL re-training)."""
+    other = retrain(qnet, task, config, None if config.distill else teacher, with_float=False)
+    kd, ce = (result, other) if config.distill else (other, result)
+    student = sum(layer.weight.size + layer.bias.size for layer in qnet.rl_layers if layer.has_weights)
+    return {
+        "teacher": {"what": f"the source-trained float model fine-tuned end to end on the re-training set (Adam, "
+                            f"{teacher.epochs} epochs), off the device; its logits cached in the student's logit "
+                            "format", "acc_test": teacher.acc_test, "trainable_params": teacher.params},
+        "student": {"what": "the frozen FE and the re-trained layers", "trainable_params": int(student),
+                    "acc_float": result["acc_float"]},
+        "distillation": {**config.distillation().to_dict(), "acc_cross_entropy": ce["acc_fixed"],
+                         "acc_distillation": kd["acc_fixed"], "gain_pt": 100 * (kd["acc_fixed"] - ce["acc_fixed"]),
+                         "figures_from": "the golden model's fixed-point re-training on identical batches (the same "
+                                         "integers as the engines: the host computes the gradient)"},
+    }
+
+
 def pretrained_model(task: digits_task.DigitsTask, config: DemoConfig, progress: Progress,
-                seeded: bool = False) -> tuple[Any, QuantizedNetwork, dict[str, Any]]:
+                     seeded: bool = False, teacher: Teacher | None = None
+                     ) -> tuple[Any, QuantizedNetwork, dict[str, Any], Teacher]:
     """The demo model pre-trained on the source environment (with `seeded`, its frozen convs replaced by
     seeded ones first, so that pre-training learns their scales and biases), imported, quantised, and its
-    retrainable layers re-trained on the target environment in float64 and in the golden model."""
+    retrainable layers re-trained on the target environment in float64 and in the golden model (distilling
+    from `teacher` under config.distill). Without a `teacher`, the pre-trained model's fine-tuned copy
+    (`fine_tuned_teacher`) is made and returned."""
     module, input_shape, split, name = load_factory(config.model)
     if seeded:
         frozen = import_module(module, input_shape, name)
@@ -170,17 +315,20 @@ def pretrained_model(task: digits_task.DigitsTask, config: DemoConfig, progress:
     with as_progress(progress).task(f"pre-training {name} {what}on the source environment ({len(task.source_y)} "
                                     "images), epochs", total=config.pretrain_epochs) as bar:
         digits_task.pretrain(module, task.source_x, task.source_y, config.pretrain_epochs, config.seed, bar.update)
+    if teacher is None:
+        teacher = fine_tuned_teacher(module, task, config, progress)
     network = import_module(module, input_shape, name)
     network = network.with_split(resolve_split(network, split))
     progress("quantising with hybrid precision (calibration on the re-training set)")
     qnet = quantize(network, task.retrain_x, config.precision(), task.retrain_y)
     progress(f"re-training {', '.join(l.name for l in network.retrainable_layers)} on the target environment "
              "(float64 and fixed-point golden model)")
-    return network, qnet, retrain(qnet, task, config)
+    return network, qnet, retrain(qnet, task, config, teacher if config.distill else None), teacher
 
 
 def head_from_seed(network, qnet: QuantizedNetwork, task: digits_task.DigitsTask, config: DemoConfig,
-                   progress: Progress) -> tuple[Any, QuantizedNetwork, dict[str, Any], dict[str, dict[str, int]]]:
+                   progress: Progress, teacher: Teacher
+                   ) -> tuple[Any, QuantizedNetwork, dict[str, Any], dict[str, dict[str, int]]]:
     """The seeded model with its retrainable layers starting from values drawn from the weight seed
     (`seed_head`) instead of the source-trained ones, which then need not be sent. Their formats stay
     those of the source-trained layers (per-layer overrides, which the DSE and the project keep): the
@@ -192,7 +340,7 @@ def head_from_seed(network, qnet: QuantizedNetwork, task: digits_task.DigitsTask
     qnet = quantize(network, task.retrain_x, config.precision(), task.retrain_y, overrides=overrides)
     progress(f"re-training {', '.join(overrides)} from values drawn from seed {config.weight_seed} (float64 and "
              "fixed-point golden model)")
-    return network, qnet, retrain(qnet, task, config), overrides
+    return network, qnet, retrain(qnet, task, config, teacher if config.distill else None), overrides
 
 
 def seeded_section(qnet: QuantizedNetwork, config: DemoConfig, baseline: dict[str, Any],
@@ -234,14 +382,17 @@ def run_demo(out_dir: Path | None = None, config: DemoConfig = DemoConfig(),
                          "on a machine with Vivado")
     progress("loading the digits task (scikit-learn's 8x8 handwritten digits)")
     task = digits_task.load_digits_task(config.seed)
-    network, qnet, retrain_result = pretrained_model(task, config, progress)
+    network, qnet, retrain_result, teacher = pretrained_model(task, config, progress)
     seeded, overrides = None, None
     if config.seeded:  # the pretrained-frozen model above is the baseline; the seeded one runs the chain
         baseline_result, baseline_sizes = retrain_result, model_size_bytes(qnet)
-        network, qnet, retrain_result = pretrained_model(task, config, progress, seeded=True)
+        network, qnet, retrain_result, _ = pretrained_model(task, config, progress, seeded=True, teacher=teacher)
         if config.seeded_head:
-            network, qnet, retrain_result, overrides = head_from_seed(network, qnet, task, config, progress)
+            network, qnet, retrain_result, overrides = head_from_seed(network, qnet, task, config, progress, teacher)
         seeded = seeded_section(qnet, config, baseline_result, baseline_sizes, retrain_result)
+    progress(f"re-training with distillation from the teacher (alpha {config.kd_alpha:g}, T {config.kd_temperature}) "
+             "and with cross-entropy (fixed-point golden model)")
+    strategies = strategies_section(qnet, task, config, teacher, retrain_result)
     sizes = model_size_bytes(qnet)
     progress(f"design-space exploration on {board.name} (NSGA-II, pop {config.dse_pop} x {config.dse_gens} gens)")
     # The demo's workload: infer the target test set, re-train on the target set for the demo's epochs;
@@ -268,6 +419,7 @@ def run_demo(out_dir: Path | None = None, config: DemoConfig = DemoConfig(),
                 "design": dse.design, "seconds": dse.seconds},
         "precision": config.precision().to_dict(),
         "per_layer": qnet.per_layer_dict(),
+        "strategies": strategies,
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()},
         "figures_from": "accuracies: numpy float64 reference and the bit-true integer golden model; "
                         "sizes: parameter counts x bit widths",
@@ -299,7 +451,12 @@ def run_demo(out_dir: Path | None = None, config: DemoConfig = DemoConfig(),
             progress(f"re-training on the device in RTL simulation: {retrain_result['steps']} steps on the knee "
                      f"design's {design.rl.tm}x{design.rl.tn} RL engine")
             report["device_retrain"] = device_retrain(project, network, design, task, config,
-                                                      retrain_result["acc_float"], progress)
+                                                      retrain_result["acc_float"], progress, teacher)
+            if config.halt is not None:
+                progress(f"re-training on the device in RTL simulation under the halting rule (agreement "
+                         f"{config.halt:g} with the teacher)")
+                strategies["halting"] = device_halting(project, network, design, task, config, teacher,
+                                                       report["device_retrain"], progress)
             if seeded is not None:
                 seeded["acc_device"] = report["device_retrain"]["acc_device"]
                 seeded["device_vs_pretrained_frozen_pt"] = 100 * (seeded["acc_device"]

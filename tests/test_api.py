@@ -165,6 +165,38 @@ def test_retrain_on_a_shifted_target_improves_it_bit_exact(user, tmp_path):
     assert np.array_equal(other.predict(test_x), project.predict(test_x))
 
 
+def test_retrain_distils_and_halts_the_same_on_the_c_simulation_and_in_rtl(user):
+    """A teacher's float logits (a made-up teacher: the labels, confidently) distil into the head, and the
+    halting rule on the epoch's own predictions stops the run on both engines alike (each replayed by the
+    golden model, a difference raises); the RTL run's cycles are the model's. Bad strategy values are refused
+    before anything runs."""
+    x, y = user[0], user[1]
+    teacher = np.eye(10)[y[:48]] * 6.0 - 3.0
+    rtl, csim = dtlgen.open_project(user[-1].path), dtlgen.open_project(user[-1].path)
+    history = rtl.retrain(x[:48], y[:48], epochs=4, engine="rtl", teacher=teacher, halt=0.0)
+    other = csim.retrain(x[:48], y[:48], epochs=4, teacher=teacher, halt=0.0)
+    assert history["halting"]["halted_epoch"] == other["halting"]["halted_epoch"] == 1
+    assert history["epochs"] == other["epochs"] == 2 and history["steps"] == 6
+    assert history["distillation"] == {"alpha": 0.5, "temperature": 2}
+    assert history["halting"]["agreements"] == other["halting"]["agreements"]
+    for name, (w, b) in csim.state.items():
+        assert np.array_equal(rtl.state[name][0], w) and np.array_equal(rtl.state[name][1], b)
+    assert history["predicted_cycles"] == history["measured_cycles"] > 0
+    plain = dtlgen.open_project(user[-1].path)
+    plain.retrain(x[:48], y[:48], epochs=2)
+    assert any(not np.array_equal(plain.state[n][0], csim.state[n][0]) for n in plain.state), "the teacher changed nothing"
+    for kwargs, message in (({"halt": 0.9}, "halt needs a teacher"),
+                            ({"teacher": teacher, "halt": 1.5}, "halt 1.5: the share"),
+                            ({"teacher": teacher, "kd_temperature": 3}, "kd_temperature: distillation temperature 3"),
+                            ({"teacher": teacher, "kd_alpha": -1}, "distillation alpha -1"),
+                            ({"teacher": teacher[:5]}, "teacher has logits of 5 samples"),
+                            ({"teacher": teacher[:, :3]}, r"teacher has shape \(48, 3\)"),
+                            ({"teacher": teacher * np.nan}, "teacher holds NaN"),
+                            ({"teacher": teacher, "halt": 0.5, "halt_probe": -2}, "halt_probe -2")):
+        with pytest.raises(DesignError, match=message):
+            plain.retrain(x[:48], y[:48], **kwargs)
+
+
 def test_retrain_in_rtl_simulation_equals_the_c_simulation_and_the_model(user):
     # the same plan on the RTL engine (Verilator) and on the C-simulated HLS engine: the same weights
     x, y = user[0], user[1]

@@ -79,6 +79,47 @@ def test_demo_retrains_on_the_device_in_rtl(demo):
     assert all(abs(row["rel_error"]) <= 0.01 for row in device["descriptors"])
 
 
+def test_demo_strategies_distil_and_halt_on_the_device(demo):
+    """Issue 19's strategies: the teacher (the float model fine-tuned end to end) beats the student (frozen FE,
+    re-trained head) by a real gap; distillation against cross-entropy on identical batches (reported, either
+    sign); the halting run (distilling) on the RTL-simulated RL engine stops after the epoch where 92 % of the
+    epoch's predictions agree with the teacher's, then anneals one epoch: at most 60 % of the fixed schedule's
+    measured cycles, at most 1 pt below the accuracy of the fixed schedule with the same loss (the golden
+    model's, which the RTL equals), bit-exact with the golden model, its cycles the model's."""
+    report, _ = demo
+    s = report["strategies"]
+    assert s["teacher"]["acc_test"] > s["student"]["acc_float"] + 0.01
+    assert s["teacher"]["trainable_params"] > 5 * s["student"]["trainable_params"]
+    kd = s["distillation"]
+    assert kd["acc_cross_entropy"] == report["retrain"]["acc_fixed"] and (kd["alpha"], kd["temperature"]) == (0.5, 2)
+    assert kd["gain_pt"] == pytest.approx(100 * (kd["acc_distillation"] - kd["acc_cross_entropy"]))
+    h = s["halting"]
+    assert h["bit_exact"], h["first_mismatch"]
+    assert h["halted_epoch"] is not None and h["epochs_run"] == h["halted_epoch"] + 1 < h["epochs_planned"] == 30
+    assert [p["epoch"] for p in h["probes"]] == list(range(1, h["halted_epoch"] + 1))
+    assert h["probes"][-1]["agreement"] >= 0.92 > max(p["agreement"] for p in h["probes"][:-1])
+    assert h["cycles"]["fixed_schedule"] == report["device_retrain"]["cycles"]["measured"]
+    assert h["cycles"]["total"] == h["cycles"]["predicted_total"] and h["cycles"]["probes"] == 0
+    assert h["cycles"]["ratio"] <= 0.60 and h["loss_pt"] <= 1.0
+    assert h["loss"] == "distillation" and h["acc_fixed_schedule"] == kd["acc_distillation"]
+    assert h["acc_fixed_schedule_device"] == report["device_retrain"]["acc_device"]
+
+
+@pytest.mark.parametrize("flags, message", [(["--kd-temperature", "3"], "temperature 3: a power of two"),
+                                            (["--kd-alpha", "2"], "must be a number from 0 to 1"),
+                                            (["--no-halt", "--halt", "0.9"], "--no-halt skips the halting run")])
+def test_bad_strategy_flags_are_refused_before_any_work(tmp_path, capsys, flags, message):
+    from dtlgen.cli import main
+
+    out = tmp_path / "demo"
+    try:
+        code = main(["demo", "--out", str(out), *flags])
+    except SystemExit as stop:  # argparse's own refusal of a flag's value
+        code = stop.code
+    assert code == (2 if flags[0] == "--kd-alpha" else 1)
+    assert message in capsys.readouterr().err and not out.exists()
+
+
 def test_bitstream_on_a_xilinx_board_is_refused_before_any_work(tmp_path, capsys):
     from dtlgen.cli import main
 

@@ -247,10 +247,12 @@ def params_list(layout: RLLayout, mode: str) -> bytes:
                   beats=layout.params_bytes // layout.engine.bus_bytes)
 
 
-def step_schedule(batch_sizes: list[int]) -> list[tuple[bool, int]]:
+def step_schedule(batch_sizes: list[int], breaks: set[int] | frozenset[int] = frozenset()) -> list[tuple[bool, int]]:
     """(load, prefetch) of each step of a run of batches: the first step loads its features, every
-    step but the last loads the next one's (prefetch samples) in the background of its last UPDATE."""
-    return [(k == 0, batch_sizes[k + 1] if k + 1 < len(batch_sizes) else 0) for k in range(len(batch_sizes))]
+    step but the last loads the next one's (prefetch samples) in the background of its last UPDATE;
+    after a step in `breaks` (the host runs other lists there) the next step loads its own."""
+    return [(k == 0 or k - 1 in breaks, batch_sizes[k + 1] if k + 1 < len(batch_sizes) and k not in breaks else 0)
+            for k in range(len(batch_sizes))]
 
 
 def step_descriptor_counts(layout: RLLayout, load: bool = True, prefetch: bool = False) -> tuple[int, int]:

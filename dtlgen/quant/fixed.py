@@ -240,20 +240,78 @@ def exp_neg_fixed(z: np.ndarray, z_frac: int) -> np.ndarray:
     return (mantissa + ((np.int64(1) << shift) >> 1)) >> shift
 
 
-def softmax_ce_grad(logits: np.ndarray, labels: np.ndarray, logit_frac: int, grad_fmt: QFormat) -> np.ndarray:
-    """dY = softmax(Y) − onehot(labels) in `grad_fmt`, per row of `logits` (B × classes), integer only.
+def softmax_fixed(logits: np.ndarray, logit_frac: int, out_frac: int) -> np.ndarray:
+    """softmax(Y) per row of `logits` (B × classes) in Q(., out_frac), integer only.
 
-    p = round(e_i · 2^frac / Σe) with round half up by integer division; Σe ≥ 2^16 because the
-    row maximum contributes exp(0) = 2^16, so the division is always defined.
+    p = round(e_i · 2^out_frac / Σe) with round half up by integer division; Σe ≥ 2^16 because the
+    row maximum contributes exp(0) = 2^16, so the division is always defined. softmax(Y / 2^t) is
+    the same integers read with logit_frac + t fraction bits.
     """
     logits = np.asarray(logits, dtype=np.int64)
     z = logits - logits.max(axis=1, keepdims=True)
     e = exp_neg_fixed(z, logit_frac)
     total = e.sum(axis=1, keepdims=True)
-    p = ((e << grad_fmt.frac) + (total >> 1)) // total
+    return ((e << out_frac) + (total >> 1)) // total
+
+
+def softmax_ce_grad(logits: np.ndarray, labels: np.ndarray, logit_frac: int, grad_fmt: QFormat) -> np.ndarray:
+    """dY = softmax(Y) − onehot(labels) in `grad_fmt`, per row of `logits` (B × classes), integer only."""
+    p = softmax_fixed(logits, logit_frac, grad_fmt.frac)
     onehot = np.zeros_like(p)
     onehot[np.arange(len(labels)), np.asarray(labels)] = 1 << grad_fmt.frac
     return saturate(p - onehot, grad_fmt.bits)
+
+
+KD_ALPHA_BITS = 8  # the distillation weight α in units of 2^-8
+KD_MAX_T_SHIFT = 4  # temperatures 1, 2, 4, 8, 16
+
+
+@dataclass(frozen=True)
+class Distillation:
+    """Knowledge distillation's loss weights: α = alpha / 2^KD_ALPHA_BITS on the teacher's soft targets
+    (1 − α on the labels' cross-entropy), temperature T = 2^t_shift."""
+
+    alpha: int
+    t_shift: int
+
+    @classmethod
+    def from_values(cls, alpha: float, temperature: float) -> Distillation:
+        """α in [0, 1] (rounded to 2^-KD_ALPHA_BITS) and T a power of two from 1 to 2^KD_MAX_T_SHIFT;
+        ValueError naming the value otherwise."""
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= float(alpha) <= 1.0:
+            raise ValueError(f"distillation alpha {alpha!r}: a number from 0 (labels only) to 1 (teacher only)")
+        temps = [1 << t for t in range(KD_MAX_T_SHIFT + 1)]
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature not in temps:
+            raise ValueError(f"distillation temperature {temperature!r}: a power of two, one of "
+                             f"{', '.join(map(str, temps))} (dividing the logits is then a change of fraction bits)")
+        return cls(int(round(float(alpha) * (1 << KD_ALPHA_BITS))), temps.index(temperature))
+
+    @property
+    def alpha_value(self) -> float:
+        return self.alpha / (1 << KD_ALPHA_BITS)
+
+    @property
+    def temperature(self) -> int:
+        return 1 << self.t_shift
+
+    def to_dict(self) -> dict[str, float]:
+        return {"alpha": self.alpha_value, "temperature": self.temperature}
+
+
+def distillation_grad(logits: np.ndarray, labels: np.ndarray, teacher: np.ndarray, logit_frac: int,
+                      grad_fmt: QFormat, kd: Distillation) -> np.ndarray:
+    """dY of (1 − α)·CE(Y, labels) + α·T²·KL(softmax(Z/T) ‖ softmax(Y/T)) in `grad_fmt`, integer only:
+    (1 − α)(softmax(Y) − onehot) + α·T·(softmax(Y/T) − softmax(Z/T)), with Z the teacher's logits in
+    the student's logit format. Both softmaxes at T are `softmax_fixed` with t_shift more fraction
+    bits; the sum is weighted in units of 2^-KD_ALPHA_BITS, rounded half up, then saturated."""
+    ce = softmax_ce_grad(logits, labels, logit_frac, grad_fmt)
+    if kd.alpha == 0:
+        return ce
+    soft = softmax_fixed(logits, logit_frac + kd.t_shift, grad_fmt.frac) - \
+        softmax_fixed(teacher, logit_frac + kd.t_shift, grad_fmt.frac)
+    one = 1 << KD_ALPHA_BITS
+    mixed = (one - kd.alpha) * ce + kd.alpha * (soft << kd.t_shift)
+    return saturate((mixed + (one >> 1)) >> KD_ALPHA_BITS, grad_fmt.bits)
 
 
 def avg_pool_scale(count: int) -> tuple[int, int]:

@@ -116,7 +116,7 @@ class StepTrace:
     """What one training step computed, by layer, for bit-exact comparison with hardware."""
 
     activations: dict[str, np.ndarray]
-    output_grad: np.ndarray  # host softmax-CE gradient
+    output_grad: np.ndarray  # the host's gradient (softmax-CE, or distillation)
     grad_in: dict[str, np.ndarray]  # BWD_DATA results (gradient w.r.t. the layer's input)
     grad_w: dict[str, np.ndarray]
     grad_b: dict[str, np.ndarray]
@@ -124,10 +124,13 @@ class StepTrace:
 
 
 def rl_train_step(qnet: QuantizedNetwork, state: RLState, features: dict[str, np.ndarray],
-                  labels: np.ndarray, step: int, lr_shift: int | None = None) -> tuple[RLState, StepTrace]:
+                  labels: np.ndarray, step: int, lr_shift: int | None = None, teacher: np.ndarray | None = None,
+                  kd: fixed.Distillation | None = None) -> tuple[RLState, StepTrace]:
     """One mini-batch: FWD, host gradient, BWD_DATA/BWD_WEIGHT/UPDATE per layer from the last.
 
     `lr_shift` (default: the precision's) is the UPDATE descriptor's shift, so a host can decay it.
+    With `teacher` (the batch's teacher logits in the last layer's output format) and `kd`, the host's
+    gradient is the distillation one (`fixed.distillation_grad`), else softmax cross-entropy.
     """
     p = qnet.precision
     lr_shift = p.lr_shift if lr_shift is None else lr_shift
@@ -136,7 +139,12 @@ def rl_train_step(qnet: QuantizedNetwork, state: RLState, features: dict[str, np
     acts = rl_forward(qnet, state, features)
     last = rl_layers[-1]
     logits = acts[last.name].reshape(len(labels), -1)
-    grad = fixed.softmax_ce_grad(logits, labels, qnet.layers[last.name].out_fmt.frac, qnet.layers[last.name].grad_fmt)
+    last_q = qnet.layers[last.name]
+    if teacher is not None and kd is not None:
+        grad = fixed.distillation_grad(logits, labels, np.asarray(teacher).reshape(logits.shape), last_q.out_fmt.frac,
+                                       last_q.grad_fmt, kd)
+    else:
+        grad = fixed.softmax_ce_grad(logits, labels, last_q.out_fmt.frac, last_q.grad_fmt)
     grad = grad.reshape(acts[last.name].shape)
     trace = StepTrace(acts, grad, {}, {}, {}, {})
     new_state = dict(state)

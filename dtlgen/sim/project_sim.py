@@ -119,41 +119,46 @@ def _fe_report(data, result, ops: list[dict[str, Any]], predicted_total: int, ti
 
 def simulate_retraining(project: Path, clock_mhz: float, steps: int,
                         progress: Callable[[str], None] = lambda message: None,
-                        plan: Any = None, rl: Any = None) -> dict[str, Any]:
+                        plan: Any = None, rl: Any = None, run_name: str = "rl_run") -> dict[str, Any]:
     """Re-train in RTL simulation (`steps` steps of the project's set, or `plan`); the report's training part.
-    `rl` is the project's checked RL data (`dtlgen.generator.loader.load_rl_project`), loaded if not given."""
+    `rl` is the project's checked RL data (`dtlgen.generator.loader.load_rl_project`), loaded if not given.
+    The run's files go to sim/`run_name`. A plan with a halting rule reports its probes and where it stopped."""
     from dtlgen.host.rl_host import sample_plan
-    from dtlgen.sim.rl_sim import first_mismatch, golden_replay, predict_plan, simulate_training
+    from dtlgen.sim.rl_sim import first_mismatch, golden_replay, predict_plan, predict_probe, simulate_training
 
     sim = project / "sim"
     data = open_project(project)
     if rl is None:
         rl = load_rl_project(data)
         check_sources(data, rl, ("rtl", "sim"))
-    check_owned(project, [sim / "rl_run"])
+    check_owned(project, [sim / run_name])
     layout, qnet, state = rl.layout, rl.qnet, rl.state
     if plan is None:
         plan = sample_plan(rl.features, rl.labels, layout.batch, steps, qnet.precision.lr_shift)
     latency = data.params.dram.latency
     progress(f"re-training in RTL simulation: {plan.steps} steps of batch {layout.batch} on a "
-             f"{layout.engine.tm}x{layout.engine.tn} RL engine (Verilator build cached per parameter set)")
+             f"{layout.engine.tm}x{layout.engine.tn} RL engine (Verilator build cached per parameter set)"
+             + (f", halting once {plan.halt.agreement:g} of the {_halt_samples(plan.halt)} agree with the teacher"
+                if plan.halt is not None else ""))
     with tempfile.TemporaryDirectory(prefix="dtlgen-sim-") as scratch:
-        run = Path(scratch) / "rl_run"
+        run = Path(scratch) / run_name
         try:
             result = simulate_training(layout, plan, state, run, latency)
         except Exception:  # a run that failed keeps its logs in the project; an interrupted one leaves nothing
             if run.is_dir():
-                publish(project, sim / "rl_run", run)
+                publish(project, sim / run_name, run)
             raise
-        publish(project, sim / "rl_run", run)
+        publish(project, sim / run_name, run)
+    ran = result.plan  # the plan the steps followed: `plan`, or its annealed form when the halting rule fired
     progress("replaying the steps in the golden model")
-    mismatch = first_mismatch(result.weights, golden_replay(qnet, plan, state))
+    mismatch = first_mismatch(result.weights, golden_replay(qnet, ran, state))
     clock_hz = clock_mhz * 1e6
     # the steady state (step 1: its features loaded in step 0's background) when the run has one
     shown = 1 if result.steady_cycles is not None else 0
     counters = result.steady_cycles if shown else result.descriptor_cycles
+    predicted_steps = predict_plan(layout, latency, ran.batch_sizes, ran.breaks())
     rows = []
-    for (layer, mode, measured), d in zip(counters, predict_plan(layout, latency, plan.batch_sizes)[shown]):
+    for (layer, mode, measured), d in zip(counters, predicted_steps[shown]):
         # ops = 2 · MACs, as the model counts them (dtlgen.perf.rl, "Ops"): no update or bias ops
         row = _row(f"{layer} {mode}", "rl", d.macs, d.cycles, measured, clock_hz, mismatch is None)
         row.update(mode=mode, layer=layer)
@@ -163,16 +168,38 @@ def simulate_retraining(project: Path, clock_mhz: float, steps: int,
     step.update(array_efficiency=step["macs"] / (step["measured_cycles"] * layout.engine.tm * layout.engine.tn),
                 host_measured_cycles=int(result.step_cycles[shown].sum()))
     total_cycles = int(result.step_cycles.sum())
-    return {"steps": plan.steps, "batch": layout.batch, "tm": layout.engine.tm, "tn": layout.engine.tn,
-            "bit_exact": mismatch is None, "first_mismatch": mismatch, "steps_checked": len(plan.check_steps),
-            "descriptors": rows, "step": step, "step_shown": shown,
-            "source": {"measured": "RTL simulation (Verilator, cocotb host loop), the engine's perf counters of "
-                                   + ("step 1 (the steady state: its features loaded in the background of step 0, "
-                                      "step 2's in its own)" if shown else "the first step")
-                                   + "; weights read back after every checked step",
-                       "predicted": "analytical model (dtlgen.perf.rl)", "bit_exact": "golden model replay"},
-            "simulator": simulator_speed(result.build_s, result.wall_s, total_cycles),
-            "final_logits": result.logits[-layout.batch:].tolist() if len(result.logits) else []}
+    report = {"steps": ran.steps, "batch": layout.batch, "tm": layout.engine.tm, "tn": layout.engine.tn,
+              "bit_exact": mismatch is None, "first_mismatch": mismatch, "steps_checked": len(ran.check_steps),
+              "final_step": ran.steps - 1,
+              "descriptors": rows, "step": step, "step_shown": shown,
+              "cycles": {"measured": total_cycles,
+                         "predicted": sum(d.cycles for one in predicted_steps for d in one)},
+              "source": {"measured": "RTL simulation (Verilator, cocotb host loop), the engine's perf counters of "
+                                     + ("step 1 (the steady state: its features loaded in the background of step 0, "
+                                        "step 2's in its own)" if shown else "the first step")
+                                     + "; weights read back after every checked step; cycles: the host's count of "
+                                       "every step's descriptor lists",
+                         "predicted": "analytical model (dtlgen.perf.rl)", "bit_exact": "golden model replay"},
+              "simulator": simulator_speed(result.build_s, result.wall_s, total_cycles),
+              "final_logits": result.logits[-layout.batch:].tolist() if len(result.logits) else []}
+    if ran.halt is not None:
+        probe_model = predict_probe(layout, latency, len(ran.halt.probe)) if ran.halt.probe is not None else 0
+        report["halting"] = {
+            "agreement": ran.halt.agreement, "samples": _halt_samples(ran.halt),
+            "probe_samples": len(ran.halt.probe) if ran.halt.probe is not None else 0,
+            "halted_epoch": result.halted_epoch,
+            "epochs_run": len(ran.epoch_ends), "epochs_planned": len(plan.epoch_ends),
+            "final_lr_shift": ran.halt.final_lr_shift,
+            "probes": [{"epoch": p.epoch, "agreement": p.agreement, "cycles": p.cycles} for p in result.probes],
+            "probe_cycles": {"measured": sum(p.cycles for p in result.probes),
+                             "predicted": probe_model * len(result.probes)},
+            "total_cycles": {"measured": total_cycles + sum(p.cycles for p in result.probes),
+                             "predicted": report["cycles"]["predicted"] + probe_model * len(result.probes)}}
+    return report
+
+
+def _halt_samples(rule) -> str:
+    return f"{len(rule.probe)} probe samples" if rule.probe is not None else "epoch's training samples"
 
 
 def simulator_speed(build_s: float, run_s: float, cycles: int) -> dict[str, float]:

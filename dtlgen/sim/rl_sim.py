@@ -4,23 +4,26 @@ descriptor's cycles against the analytical model (dtlgen.perf.rl).
 
 A `TrainingPlan` is what the host does: cached FE features of the re-training set, the sample
 order, batch sizes, learning-rate shifts and the step number of the first step (it seeds the
-UPDATE's LFSR). `golden_replay` runs the same plan through `golden.rl_train_step`.
+UPDATE's LFSR); with a teacher, distillation, and with a halting rule, the host's probes after
+each epoch (`dtlgen.host.rl_host`). `golden_replay` runs the same plan through `golden.rl_train_step`
+(a halted run's plan is the annealed one the result carries).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from dtlgen.generator.rtl import rtl_dir
 from dtlgen.host import rl_program as prog
-from dtlgen.host.rl_host import TrainingPlan
+from dtlgen.host.rl_host import Probe, TrainingPlan
+from dtlgen.host.rl_plan import plan_arrays, teacher_agreement
 from dtlgen.host.rl_program import RLLayout
 from dtlgen.isa.params import RLSimBuild, SimDram
-from dtlgen.perf.rl import DescriptorCycles, GemmLayer, RLConfig, step_cycles, step_schedule
+from dtlgen.perf.rl import DescriptorCycles, GemmLayer, RLConfig, infer_cycles, step_cycles, step_schedule
 from dtlgen.progress import counted_file
 from dtlgen.progress import current as current_progress
 from dtlgen.quant import golden
@@ -65,6 +68,9 @@ class RLSimResult:
     steady_cycles: list[tuple[str, str, int]] | None
     wall_s: float  # the cocotb run alone (simulator start, test, read-back), not the build
     build_s: float = 0.0  # Verilator build (near 0 when the cached build was reused)
+    plan: TrainingPlan | None = None  # the plan the steps followed (annealed when its halting rule fired)
+    probes: list[Probe] = field(default_factory=list)  # the halting rule's looks, one per epoch until it fired
+    halted_epoch: int | None = None
 
 
 def gemm_layers(layout: RLLayout) -> list[GemmLayer]:
@@ -97,13 +103,11 @@ def simulate_training(layout: RLLayout, plan: TrainingPlan, state: RLState, work
         build_dir = build_top([sources_dir / name for name in RL_SOURCES], top, params.hdl_parameters(), "rl")
     build_s = time.perf_counter() - start
     (workdir / "layout.json").write_text(json.dumps(layout.to_dict()))
-    np.savez(workdir / "plan.npz", features=plan.features, labels=plan.labels, order=plan.order,
-             batch_sizes=np.array(plan.batch_sizes, dtype=np.int64), lr_shifts=np.array(plan.lr_shifts, dtype=np.int64),
-             first_step=plan.first_step, check_steps=np.array(plan.check_steps, dtype=np.int64),
+    np.savez(workdir / "plan.npz", **plan_arrays(plan),
              **{f"w_{name}": w for name, (w, _) in state.items()}, **{f"b_{name}": b for name, (_, b) in state.items()})
     for stale in ("rl_result.npz", "perf_step0.hex", "perf_step1.hex"):
         (workdir / stale).unlink(missing_ok=True)
-    predicted_steps = predict_plan(layout, latency, plan.batch_sizes)
+    predicted_steps = predict_plan(layout, latency, plan.batch_sizes, plan.breaks())
     predicted = max((sum(d.cycles for d in step) for step in predicted_steps), default=0)
     env = {"DTLGEN_RL_LAYOUT": str(workdir / "layout.json"), "DTLGEN_RL_PLAN": str(workdir / "plan.npz"),
            "DTLGEN_MAX_CYCLES": str(20 * predicted + 100_000), "DTLGEN_PAUSE_SEED": str(pause_seed)}
@@ -117,12 +121,15 @@ def simulate_training(layout: RLLayout, plan: TrainingPlan, state: RLState, work
     if not passed or not (workdir / "rl_result.npz").exists():
         raise RuntimeError(f"RL simulation failed in {workdir}:\n{sim_log_tail(workdir)}")
     raw = np.load(workdir / "rl_result.npz")
+    halted = int(raw["halted_epoch"]) if "halted_epoch" in raw else None
+    run_plan = plan.annealed(halted) if halted is not None else plan
     weights: dict[int, RLState] = {}
-    for k in plan.check_steps:
+    for k in run_plan.check_steps:
         weights[k] = {name: (raw[f"step{k}_w_{name}"], raw[f"step{k}_b_{name}"]) for name in state}
     first = _descriptor_counters(workdir / "perf_step0.hex", predicted_steps[0]) if predicted_steps else []
     steady = _descriptor_counters(workdir / "perf_step1.hex", predicted_steps[1]) if len(predicted_steps) > 2 else None
-    return RLSimResult(weights, raw["logits"], raw["cycles"], first, steady, wall, build_s)
+    probes = [Probe(int(e), float(a), int(c)) for e, a, c in raw["probes"]] if "probes" in raw else []
+    return RLSimResult(weights, raw["logits"], raw["cycles"], first, steady, wall, build_s, run_plan, probes, halted)
 
 
 def _descriptor_counters(path: Path, predicted: list[DescriptorCycles]) -> list[tuple[str, str, int]]:
@@ -143,10 +150,20 @@ def predict_step(layout: RLLayout, latency: int, samples: int | None = None, loa
     return step_cycles(gemm_layers(layout), cfg, engine.bus_bytes, latency, samples, load, prefetch)
 
 
-def predict_plan(layout: RLLayout, latency: int, batch_sizes: list[int]) -> list[list[DescriptorCycles]]:
+def predict_probe(layout: RLLayout, latency: int, samples: int) -> int:
+    """The model's cycles of a halting rule's probe of `samples` (forward lists of at most a batch each,
+    as `RLHost.agreement` runs them)."""
+    engine = layout.engine
+    cfg = RLConfig(engine.tm, engine.tn, engine.bits, engine.acc_bits, layout.batch)
+    return sum(infer_cycles(gemm_layers(layout), cfg, engine.bus_bytes, latency, min(layout.batch, samples - start))
+               for start in range(0, samples, layout.batch))
+
+
+def predict_plan(layout: RLLayout, latency: int, batch_sizes: list[int],
+                 breaks: set[int] | frozenset[int] = frozenset()) -> list[list[DescriptorCycles]]:
     """The model's descriptors of every step of a run of batches, as the host schedules them."""
     return [predict_step(layout, latency, samples, load, prefetch)
-            for samples, (load, prefetch) in zip(batch_sizes, step_schedule(list(batch_sizes)))]
+            for samples, (load, prefetch) in zip(batch_sizes, step_schedule(list(batch_sizes), breaks))]
 
 
 def golden_replay(qnet: QuantizedNetwork, plan: TrainingPlan, state: RLState,
@@ -159,10 +176,44 @@ def golden_replay(qnet: QuantizedNetwork, plan: TrainingPlan, state: RLState,
     for k, idx in plan.batches():
         features = {feature_name: plan.features[idx].reshape((len(idx),) + shape)}
         state, _ = golden.rl_train_step(qnet, state, features, plan.labels[idx], plan.first_step + k,
-                                        plan.lr_shifts[k])
+                                        plan.lr_shifts[k], plan.teacher_of(idx), plan.kd)
         if k in wanted:
             out[k] = state
     return out
+
+
+def golden_halting(qnet: QuantizedNetwork, plan: TrainingPlan, state: RLState) -> tuple[TrainingPlan, list[float], RLState]:
+    """`plan` under its halting rule in the golden model, deciding as the host loop does (`RLHost.train`):
+    the plan the steps follow (annealed when the rule fired), the agreement after each epoch the rule looked
+    at, and the final weights."""
+    feature_name = qnet.rl_layers[0].inputs[0]
+    shape = tuple(qnet.rl_layers[0].in_shape)
+    last = qnet.rl_layers[-1].name
+    inputs = lambda idx: {feature_name: plan.features[idx].reshape((len(idx),) + shape)}  # noqa: E731
+    agreements: list[float] = []
+    agreed = seen = 0
+    halted = plan.halt is None
+    batches = list(plan.batches())
+    k = 0
+    while k < plan.steps:
+        idx = batches[k][1]
+        state, trace = golden.rl_train_step(qnet, state, inputs(idx), plan.labels[idx], plan.first_step + k,
+                                            plan.lr_shifts[k], plan.teacher_of(idx), plan.kd)
+        if not halted and plan.halt.probe is None:
+            agreed, seen = agreed + teacher_agreement(trace.activations[last], plan.teacher[idx]), seen + len(idx)
+        if not halted and k in plan.halt_checks():
+            if plan.halt.probe is None:
+                agreement = agreed / seen
+            else:
+                probe = np.asarray(plan.halt.probe)
+                agreement = teacher_agreement(golden.rl_forward(qnet, state, inputs(probe))[last],
+                                              plan.teacher[probe]) / len(probe)
+            agreed = seen = 0
+            agreements.append(agreement)
+            if agreement >= plan.halt.agreement:
+                halted, plan = True, plan.annealed(len(agreements))
+        k += 1
+    return plan, agreements, state
 
 
 def first_mismatch(got: dict[int, RLState], expected: dict[int, RLState]) -> str | None:

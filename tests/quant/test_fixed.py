@@ -534,3 +534,54 @@ def test_frac_for_range_of_a_vanishing_range_stops_at_max_frac(m, bits, headroom
     frac = fixed.frac_for_range(m, bits, headroom)
     assert frac <= fixed.MAX_FRAC
     assert abs(int(fixed.to_fixed(m, QFormat(bits, frac)))) <= 2 ** (bits - 1) - 1
+
+
+# --- distillation gradient ---------------------------------------------------------------------------
+def _float_softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+logit_rows = st.integers(1, 5).flatmap(lambda b: st.integers(2, 12).flatmap(
+    lambda c: st.tuples(st.just(b), st.just(c), st.lists(st.integers(-8000, 8000), min_size=2 * b * c,
+                                                          max_size=2 * b * c), st.lists(st.integers(0, c - 1),
+                                                                                        min_size=b, max_size=b))))
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=logit_rows, frac=st.integers(6, 12), alpha=st.integers(0, 256), t_shift=st.integers(0, 4))
+def test_distillation_grad_follows_the_float_formula(rows, frac, alpha, t_shift):
+    """(1 - a)(softmax(Y) - onehot) + a T (softmax(Y/T) - softmax(Z/T)) within the integer softmax's error
+    (the exp table's 2^-8 step, scaled by T), and saturated like every gradient."""
+    b, c, values, labels = rows
+    y, z = np.array(values[:b * c]).reshape(b, c), np.array(values[b * c:]).reshape(b, c)
+    fmt, kd = QFormat(16, 13), fixed.Distillation(alpha, t_shift)
+    got = fixed.distillation_grad(y, np.array(labels), z, frac, fmt, kd)
+    a, t = alpha / 256, 2 ** t_shift
+    onehot = np.eye(c)[labels]
+    ref = (1 - a) * (_float_softmax(y / 2 ** frac) - onehot) + \
+        a * t * (_float_softmax(y / 2 ** frac / t) - _float_softmax(z / 2 ** frac / t))
+    expected = np.clip(ref * 2 ** fmt.frac, fmt.min_int, fmt.max_int)
+    assert np.all(np.abs(got - expected) <= 2 ** (fmt.frac - 7) * (1 + a * t) + 2)
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows=logit_rows, frac=st.integers(6, 12), t_shift=st.integers(0, 4))
+def test_distillation_weights_at_the_ends(rows, frac, t_shift):
+    """alpha 0 is cross-entropy bit for bit; alpha 1 against a teacher equal to the student is zero."""
+    b, c, values, labels = rows
+    y = np.array(values[:b * c]).reshape(b, c)
+    fmt = QFormat(16, 14)
+    assert np.array_equal(fixed.distillation_grad(y, np.array(labels), -y, frac, fmt, fixed.Distillation(0, t_shift)),
+                          fixed.softmax_ce_grad(y, np.array(labels), frac, fmt))
+    assert not fixed.distillation_grad(y, np.array(labels), y, frac, fmt, fixed.Distillation(256, t_shift)).any()
+
+
+def test_distillation_values_are_checked():
+    kd = fixed.Distillation.from_values(0.5, 4)
+    assert (kd.alpha, kd.t_shift, kd.to_dict()) == (128, 2, {"alpha": 0.5, "temperature": 4})
+    assert fixed.Distillation.from_values(1, 1) == fixed.Distillation(256, 0)
+    for alpha, temperature in ((-0.1, 2), (1.5, 2), (float("nan"), 2), ("0.5", 2), (True, 2), (0.5, 3), (0.5, 32),
+                               (0.5, 0), (0.5, 2.5), (0.5, None)):
+        with pytest.raises(ValueError, match="distillation"):
+            fixed.Distillation.from_values(alpha, temperature)

@@ -23,10 +23,12 @@ from hypothesis import strategies as st
 
 from dtlgen.errors import DtlgenError, UnsupportedLayerError
 from dtlgen.generator.rl_program import plan_rl
+from dtlgen.host.rl_plan import HaltRule
 from dtlgen.host.rl_program import RLLayout
 from dtlgen.model.ir import Layer, Network
-from dtlgen.perf.rl import RLConfig
+from dtlgen.perf.rl import RLConfig, infer_cycles
 from dtlgen.quant import golden
+from dtlgen.quant.fixed import Distillation
 from dtlgen.quant.quantize import PrecisionConfig, quantize
 from dtlgen.sim import rl_sim
 from dtlgen.sim.netlist import netlist_sources
@@ -195,6 +197,54 @@ def test_the_axi_ip_retrains_bit_exact_under_backpressure(tmp_path):
     paused, _, _, _ = train(RELU6_CONV, tmp_path, axi=True, pause_seed=5)
     assert rl_sim.first_mismatch(paused.weights, expected) is None
     assert int(paused.step_cycles.sum()) > int(calm.step_cycles.sum())
+
+
+@pytest.mark.parametrize("agreement, probe, halted", [(0.0, True, 1), (1.0, True, None), (0.0, False, 1),
+                                                      (1.0, False, None)],
+                         ids=["probe_fires_after_epoch_1", "probe_never_fires", "epoch_fires", "epoch_never_fires"])
+def test_a_distilled_run_with_a_halting_rule_stays_bit_exact_on_the_model(tmp_path, agreement, probe, halted):
+    """Distillation from cached teacher logits and the halting rule, on the engine: three epochs of two steps
+    (the second short); a rule that fires after epoch 1 runs epoch 2 at the final learning rate and stops
+    there, one that never fires looks after epochs 1 and 2 and runs all three. The host's decisions and
+    agreements are the golden model's (`golden_halting`), weights equal its replay of the plan the run
+    followed after every step, each step's cycles and each probe's (forward lists over 5 samples: a batch
+    of 4, then 1) equal the model's; without a probe the rule reads the epoch's own logits at no cost."""
+    chain = FLATTEN_1X1
+    network = build_network(chain)
+    rng = np.random.default_rng(chain.seed + 1)
+    samples, epochs = chain.batch + chain.last_batch, 3
+    x = rng.standard_normal((samples, *network.input_shape))
+    qnet = quantize(network, x, PrecisionConfig(batch=chain.batch, lr_shift=chain.lr_shift))
+    classes = int(np.prod(network.layers[-1].out_shape))
+    labels = rng.integers(0, classes, samples)
+    order, sizes, shifts = rl_sim.plan_epochs(labels, chain.batch, epochs, lambda e: chain.lr_shift + (e > 0), 3)
+    teacher = rng.integers(-3000, 3000, (samples, classes))
+    rule = HaltRule(agreement, chain.lr_shift + 3, np.array([0, 2, 4, 1, 3]) if probe else None)
+    plan = rl_sim.TrainingPlan(golden.quantize_input(qnet, x), labels, order, sizes, shifts, 0,
+                               list(range(len(sizes))), teacher, Distillation.from_values(0.5, 2), [1, 3, 5], rule)
+    layout = widened(plan_rl(qnet, RLConfig(*chain.engine, bits=chain.bits, batch=chain.batch), BUS))
+    state = golden.initial_rl_state(qnet)
+    result = rl_sim.simulate_training(layout, plan, state, tmp_path / "run", LATENCY)
+    assert result.halted_epoch == halted
+    ran = result.plan
+    assert ran.steps == (4 if halted else 6) and len(result.step_cycles) == ran.steps
+    assert ran.lr_shifts == (shifts[:2] + [chain.lr_shift + 3] * 2 if halted else shifts)
+    assert [p.epoch for p in result.probes] == ([1] if halted else [1, 2])
+    golden_plan, agreements, _ = rl_sim.golden_halting(qnet, plan, state)
+    assert golden_plan.lr_shifts == ran.lr_shifts and agreements == [p.agreement for p in result.probes]
+    expected = rl_sim.golden_replay(qnet, ran, state, set(range(ran.steps)))
+    assert rl_sim.first_mismatch(result.weights, expected) is None
+    ce_only = rl_sim.golden_replay(qnet, replace(ran, kd=None), state, {ran.steps - 1})[ran.steps - 1]
+    assert any(not np.array_equal(ce_only[n][0], expected[ran.steps - 1][n][0]) for n in state), \
+        "the teacher changed no weight"
+    predicted = rl_sim.predict_plan(layout, LATENCY, ran.batch_sizes, ran.breaks())
+    assert [int(c) for c in result.step_cycles.sum(axis=1)] == [sum(d.cycles for d in step) for step in predicted]
+    assert [p.cycles for p in result.probes] == [rl_sim.predict_probe(layout, LATENCY, 5) if probe else 0] * len(
+        result.probes)
+    if probe:  # 4 + 1 samples: two forward lists
+        gemms, cfg = rl_sim.gemm_layers(layout), RLConfig(*chain.engine, bits=chain.bits, batch=chain.batch)
+        assert rl_sim.predict_probe(layout, LATENCY, 5) == infer_cycles(gemms, cfg, BUS, LATENCY, 4) + \
+            infer_cycles(gemms, cfg, BUS, LATENCY, 1)
 
 
 def _linear(name: str, source: str, n: int, m: int) -> Layer:

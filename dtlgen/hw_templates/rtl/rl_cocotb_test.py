@@ -1,10 +1,10 @@
 """cocotb testbench of the RL engine top: the host loop (dtlgen.host.rl_host) re-trains against the simulator.
 
-Inputs (environment): DTLGEN_RL_LAYOUT (layout JSON), DTLGEN_RL_PLAN (npz: cached features, labels,
-sample order, batch sizes, lr shifts, first step number, steps whose weights to read back, initial
-weights), DTLGEN_MAX_CYCLES (per descriptor list). Output: rl_result.npz in the test directory:
-weights after each checked step, logits and cycles of every step, and perf_step0.hex / perf_step1.hex, the
-per-descriptor counters of the first two steps. Bulk data moves through $readmemh / $writememh files.
+Inputs (environment): DTLGEN_RL_LAYOUT (layout JSON), DTLGEN_RL_PLAN (npz: the training plan as
+`dtlgen.host.rl_plan.plan_arrays` writes it, and the initial weights), DTLGEN_MAX_CYCLES (per
+descriptor list). Output: rl_result.npz in the test directory: weights after each checked step, logits
+and cycles of every step, the halting rule's probes and the epoch it fired at, and perf_step0.hex /
+perf_step1.hex, the per-descriptor counters of the first two steps. Bulk data moves through $readmemh / $writememh files.
 """
 
 import json
@@ -17,7 +17,8 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, First, RisingEdge, Timer
 
-from dtlgen.host.rl_host import RLHost, TrainingPlan
+from dtlgen.host.rl_host import RLHost
+from dtlgen.host.rl_plan import plan_from_arrays
 from dtlgen.host.rl_program import RLLayout
 
 
@@ -61,8 +62,7 @@ class SimDevice:
 
 
 def layout_and_data() -> tuple[RLLayout, dict]:
-    """DTLGEN_RL_LAYOUT (layout JSON) and DTLGEN_RL_PLAN (npz: cached features, labels, sample order, batch
-    sizes, lr shifts, first step number, steps whose weights to read back, initial weights)."""
+    """DTLGEN_RL_LAYOUT (layout JSON) and DTLGEN_RL_PLAN (npz: the training plan and the initial weights)."""
     layout = RLLayout.from_dict(json.loads(Path(os.environ["DTLGEN_RL_LAYOUT"]).read_text()))
     return layout, dict(np.load(os.environ["DTLGEN_RL_PLAN"]))
 
@@ -70,9 +70,7 @@ def layout_and_data() -> tuple[RLLayout, dict]:
 async def train_and_record(host: RLHost, layout: RLLayout, data: dict, workdir: Path, after_step) -> None:
     """Run the plan's training steps through the host loop; write weights, logits and cycles."""
     names = [p.name for p in layout.layers]
-    plan = TrainingPlan(data["features"], data["labels"], data["order"], [int(s) for s in data["batch_sizes"]],
-                        [int(s) for s in data["lr_shifts"]], int(data["first_step"]),
-                        [int(s) for s in data["check_steps"]])
+    plan = plan_from_arrays(data)
     counter = os.environ.get("DTLGEN_PROGRESS_FILE")  # one byte a finished step, for the caller's progress bar
 
     async def counted(k, result):
@@ -84,6 +82,10 @@ async def train_and_record(host: RLHost, layout: RLLayout, data: dict, workdir: 
     run = await host.train(plan, {name: (data[f"w_{name}"], data[f"b_{name}"]) for name in names}, counted)
     out = {f"step{k}_{kind}_{name}": value for k, state in run.weights.items()
            for name, (w, b) in state.items() for kind, value in (("w", w), ("b", b))}
+    if run.halted_epoch is not None:
+        out["halted_epoch"] = np.int64(run.halted_epoch)
+    if run.probes:
+        out["probes"] = np.array([(p.epoch, p.agreement, p.cycles) for p in run.probes], dtype=np.float64)
     np.savez(workdir / "rl_result.npz", cycles=run.cycles, logits=run.logits, **out)
 
 
