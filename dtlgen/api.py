@@ -422,16 +422,25 @@ class Project:
                 "engine": engine, "source": source + ("; checked against the golden model" if check else ""), **extra}
 
     def simulate(self, *, retrain: bool = False, steps: int = 20, ddr: bool = False,
-                 train: tuple[np.ndarray, np.ndarray] | None = None,
+                 train: tuple[np.ndarray, np.ndarray] | None = None, teacher: np.ndarray | None = None,
+                 kd_alpha: float = 0.5, kd_temperature: int = 2,
                  progress: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
         """RTL simulation of the project (the `sim` command): the FE engine on the project's image,
         every layer bit-exact against the golden model and its measured cycles against the model's;
         with `retrain`, `steps` training steps on the RL engine (on `train`, a float batch and its
-        labels, instead of the project's re-training set), weights checked after every step. Writes
-        sim/sim_report.json, .md and predicted_vs_measured.png; returns the report."""
+        labels, instead of the project's re-training set), weights checked after every step; with
+        `teacher` (its float logits of that set, one row per sample) the host distils (`retrain`'s
+        kd_alpha, kd_temperature). Writes sim/sim_report.json, .md and predicted_vs_measured.png;
+        returns the report."""
         from dtlgen.sim.project_sim import simulate_project
 
-        return simulate_project(self.path, progress, retrain, steps, ddr, self.training_set(train))
+        distill = None
+        if teacher is not None:
+            try:
+                distill = (teacher, Distillation.from_values(kd_alpha, kd_temperature))
+            except ValueError as error:
+                raise DesignError(f"kd_alpha / kd_temperature: {error}") from None
+        return simulate_project(self.path, progress, retrain, steps, ddr, self.training_set(train), distill)
 
     def training_set(self, train: tuple[np.ndarray, np.ndarray] | None, *,
                      names: tuple[str, str] = ("train x", "train y")) -> tuple[np.ndarray, np.ndarray] | None:

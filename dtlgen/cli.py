@@ -121,6 +121,31 @@ def _training_set(args: argparse.Namespace) -> Any:
     return project.training_set(_data(args.data, "--data", labels=True), names=array_names("--data", args.data))
 
 
+def _teacher(args: argparse.Namespace) -> Any:
+    """--teacher of sim: (the file's `logits`, the distillation weights), or None; checked before any work."""
+    from dtlgen.quant.fixed import Distillation
+
+    if args.teacher is None:
+        if args.kd_alpha is not None or args.kd_temperature is not None:
+            raise DesignError("--kd-alpha / --kd-temperature weight a teacher's soft targets: add --teacher TEACHER.npz")
+        return None
+    if not args.retrain:
+        raise DesignError("a teacher (--teacher) is for re-training: add --retrain")
+    from dtlgen.model.data import read_arrays
+
+    arrays = read_arrays(args.teacher, "--teacher", "write it with numpy.savez(PATH, logits=...): the teacher's float "
+                         "logits, one row per sample of the re-training set")
+    if "logits" not in arrays:
+        raise DesignError(f"--teacher {args.teacher} holds no array 'logits' (it has: "
+                          f"{', '.join(sorted(arrays))[:200] or 'none'}); write it with numpy.savez(PATH, logits=...)")
+    try:
+        kd = Distillation.from_values(0.5 if args.kd_alpha is None else args.kd_alpha,
+                                      2 if args.kd_temperature is None else args.kd_temperature)
+    except ValueError as error:
+        raise DesignError(f"--kd-alpha / --kd-temperature: {error}") from None
+    return arrays["logits"], kd
+
+
 def _parse_split(args: argparse.Namespace) -> Any:
     if args.retrain_last is not None:
         return {"retrain_last": args.retrain_last}
@@ -439,7 +464,9 @@ def cmd_sim(args: argparse.Namespace) -> int:
     from dtlgen.sim.project_sim import simulate_project
 
     progress = _progress(args)
-    report = simulate_project(Path(args.project), progress, args.retrain, args.steps, args.ddr, _training_set(args))
+    teacher = _teacher(args)  # (a file's checks before the C-simulation of --data's features)
+    report = simulate_project(Path(args.project), progress, args.retrain, args.steps, args.ddr, _training_set(args),
+                              teacher)
     if args.json:
         _print_json(report)
         return 0
@@ -463,7 +490,9 @@ def cmd_sim(args: argparse.Namespace) -> int:
               f"simulation vs analytical model at {report['clock_mhz']:g} MHz",
               ["descriptor", "MACs", "predicted cycles", "measured cycles", "predicted GOPs", "measured GOPs",
                "rel. error"], rows,
-              f"Weights after each of {training['steps']} steps bit-exact with the golden model: "
+              (f"Distilled from --teacher (alpha {training['distillation']['alpha']:g}, T "
+               f"{training['distillation']['temperature']}). " if training.get("distillation") else "")
+              + f"Weights after each of {training['steps']} steps bit-exact with the golden model: "
               f"{'yes' if training['bit_exact'] else 'NO (' + str(training['first_mismatch']) + ')'}. "
               f"Array efficiency {100 * step['array_efficiency']:.1f} %. Measured: {training['source']['measured']}; "
               f"predicted: {training['source']['predicted']}.")
@@ -747,6 +776,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ddr", action="store_true",
                    help="run the FE on the DDR-like memory with the board file's DRAM timing (rows, banks, "
                         "refresh) and predict with the model's closed form for it")
+    p.add_argument("--teacher", metavar="TEACHER.npz",
+                   help="with --retrain, distil: an NPZ file with an array logits, a teacher's float logits of each "
+                        "sample of the re-training set (the project's, or --data's), in its order")
+    p.add_argument("--kd-alpha", type=_share, default=None,
+                   help="with --teacher: the weight of its soft targets, 0 to 1 in steps of 1/256 (default 0.5)")
+    p.add_argument("--kd-temperature", type=_bounded(1, 16), default=None,
+                   help="with --teacher: the temperature, a power of two from 1 to 16 (default 2)")
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.set_defaults(func=cmd_sim)
 

@@ -279,6 +279,12 @@ def test_simulate_runs_the_rtl_engines_bit_exact_and_on_the_users_set(user):
     assert (project.path / "sim" / "sim_report.json").is_file()
     with pytest.raises(DesignError, match="add --retrain"):
         project.simulate(train=(x[:4], y[:4]))
+    # distilled from a teacher's logits of the set (`dtlgen sim --retrain --teacher T.npz`)
+    report = project.simulate(retrain=True, steps=2, train=(np.rot90(x[:40], 1, axes=(2, 3)), y[:40]),
+                              teacher=np.eye(10)[y[:40]] * 4.0, kd_alpha=0.75)
+    assert report["training"]["bit_exact"] and report["training"]["distillation"] == {"alpha": 0.75, "temperature": 2}
+    with pytest.raises(DesignError, match="teacher logits: 39 rows for a re-training set of 40 samples"):
+        project.simulate(retrain=True, steps=1, train=(x[:40], y[:40]), teacher=np.zeros((39, 10)))
 
 
 def test_a_project_whose_hls_sources_were_edited_is_refused_before_g_plus_plus_compiles_them(user, tmp_path):

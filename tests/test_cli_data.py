@@ -125,6 +125,29 @@ def test_calib_and_data_go_through_dse_generate_and_csim(files, capsys):
     # `sim --retrain --data` takes the same set (test_api.py re-trains on a user's set in RTL simulation)
 
 
+def test_sim_retrain_refuses_a_bad_teacher_file_before_simulating(files, tmp_path, capsys):
+    """`sim --retrain --teacher T.npz`: a bad teacher file or option gets one line before any simulation (the
+    run itself, distilled and bit-exact: test_api.py, Project.simulate(teacher=...), which it calls)."""
+    root, x, y = files
+    np.savez(tmp_path / "teacher.npz", logits=np.eye(10)[y[48:96]] * 4.0)
+    np.savez(tmp_path / "short.npz", logits=np.zeros((5, 10)))
+    np.savez(tmp_path / "wide.npz", logits=np.zeros((48, 12)))
+    np.savez(tmp_path / "named.npz", teacher=np.zeros((48, 10)))
+    for extra, words in ((["--teacher", tmp_path / "short.npz"], "5 rows for a re-training set of 48 samples"),
+                         (["--teacher", tmp_path / "wide.npz"], "teacher logits has shape (48, 12)"),
+                         (["--teacher", tmp_path / "named.npz"], "holds no array 'logits' (it has: teacher)"),
+                         (["--teacher", tmp_path / "missing.npz"], "missing.npz"),
+                         (["--teacher", tmp_path / "teacher.npz", "--kd-temperature", 3], "temperature 3"),
+                         (["--kd-alpha", 0.5], "add --teacher")):
+        before = sorted(p.name for p in (root / "prj" / "sim").iterdir())
+        code, out, err = _run(capsys, "sim", root / "prj", "--retrain", "--steps", 1, "--data", root / "other.npz",
+                              *extra)
+        assert code == 1 and out == "" and words in err and err.count("\n") == 1, err
+        assert sorted(p.name for p in (root / "prj" / "sim").iterdir()) == before
+    code, _, err = _run(capsys, "sim", root / "prj", "--teacher", tmp_path / "teacher.npz")
+    assert code == 1 and "add --retrain" in err
+
+
 @pytest.mark.parametrize("arrays, words", [
     ({"x": np.zeros((4, 1, 8, 8))}, "has no array 'y'"),
     ({"inputs": np.zeros((4, 1, 8, 8)), "y": np.zeros(4, int)}, "has no array 'x' (it holds 'inputs', 'y')"),

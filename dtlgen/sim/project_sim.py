@@ -19,7 +19,7 @@ expectation rather than an exact count; the RL engine's figures stay on the idea
 from __future__ import annotations
 
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,8 +28,11 @@ import numpy as np
 from dtlgen.atomic import check_owned, check_writable, publish, record_files, write_json, write_text
 from dtlgen.generator.loader import check_sources, load_rl_project, open_project
 from dtlgen.errors import DesignError
+from dtlgen.host.rl_plan import sample_plan
+from dtlgen.model.data import check_batch
 from dtlgen.perf import peak_gops
 from dtlgen.perf.fe import op_cycles, require_ddr_timing
+from dtlgen.quant.fixed import Distillation, to_fixed
 from dtlgen.sim.fe_sim import run_image
 
 REPORT = "sim_report.json"
@@ -38,9 +41,11 @@ OUTPUTS = ("run", REPORT, "sim_report.md", "predicted_vs_measured.png")  # what 
 
 def simulate_project(project: Path, progress: Callable[[str], None] = lambda message: None,
                      retrain: bool = False, steps: int = 20, ddr: bool = False,
-                     train: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+                     train: tuple[np.ndarray, np.ndarray] | None = None,
+                     teacher: tuple[np.ndarray, Distillation] | None = None) -> dict[str, Any]:
     """Simulate `project`; with `retrain`, re-train `steps` steps on the project's re-training set, or
-    on `train` (FE features and labels: `dtlgen.api.Project.training_set`) when given."""
+    on `train` (FE features and labels: `dtlgen.api.Project.training_set`) when given; with `teacher`
+    (a teacher's float logits of that set, and the distillation weights) the host distils."""
     project = Path(project).resolve()  # the simulator runs in its own working directory
     sim = project / "sim"
     data = open_project(project)
@@ -55,6 +60,10 @@ def simulate_project(project: Path, progress: Callable[[str], None] = lambda mes
     check_sources(data, rl, ("rtl", "sim"))
     if rl is not None and train is not None:
         rl = rl.with_training_set(*train)
+    if teacher is not None:
+        if not retrain:
+            raise DesignError("a teacher (--teacher) is for re-training: add --retrain")
+        cached = teacher_logits(teacher[0], rl)
     check_writable(sim, "the project's sim folder")
     # Everything this command writes into the project; what is there must be dtlgen's (never a link).
     check_owned(project, [sim / name for name in OUTPUTS] + ([sim / "rl_run"] if retrain else []))
@@ -78,7 +87,11 @@ def simulate_project(project: Path, progress: Callable[[str], None] = lambda mes
                 publish(project, sim / "run", Path(scratch) / "run")
     report = _fe_report(data, result, ops, predicted_total, timing)
     if retrain:
-        report["training"] = simulate_retraining(project, data.program["clock_mhz"], steps, progress, rl=rl)
+        plan = None
+        if teacher is not None:
+            plan = replace(sample_plan(rl.features, rl.labels, rl.layout.batch, steps, rl.qnet.precision.lr_shift),
+                           teacher=cached, kd=teacher[1])
+        report["training"] = simulate_retraining(project, data.program["clock_mhz"], steps, progress, plan, rl=rl)
     with tempfile.TemporaryDirectory(prefix="dtlgen-sim-") as scratch:
         plot(report, Path(scratch) / "plot.png")
         write_json(sim / REPORT, report)
@@ -117,13 +130,23 @@ def _fe_report(data, result, ops: list[dict[str, Any]], predicted_total: int, ti
     return report
 
 
+def teacher_logits(logits: Any, rl: Any) -> np.ndarray:
+    """A teacher's float logits of the RL project's re-training set (`rl`: its checked data), checked (one row
+    per sample, the network's outputs, finite) and cached in the last layer's output format."""
+    last = rl.layout.layers[-1]
+    array = check_batch(logits, (last.m * last.positions,), "teacher logits")
+    if len(array) != len(rl.labels):
+        raise DesignError(f"teacher logits: {len(array)} rows for a re-training set of {len(rl.labels)} samples; "
+                          "give the teacher's logits of each sample, in the set's order")
+    return to_fixed(array, rl.qnet.layers[rl.qnet.rl_layers[-1].name].out_fmt)
+
+
 def simulate_retraining(project: Path, clock_mhz: float, steps: int,
                         progress: Callable[[str], None] = lambda message: None,
                         plan: Any = None, rl: Any = None, run_name: str = "rl_run") -> dict[str, Any]:
     """Re-train in RTL simulation (`steps` steps of the project's set, or `plan`); the report's training part.
     `rl` is the project's checked RL data (`dtlgen.generator.loader.load_rl_project`), loaded if not given.
     The run's files go to sim/`run_name`. A plan with a halting rule reports its probes and where it stopped."""
-    from dtlgen.host.rl_host import sample_plan
     from dtlgen.sim.rl_sim import first_mismatch, golden_replay, predict_plan, predict_probe, simulate_training
 
     sim = project / "sim"
@@ -182,6 +205,8 @@ def simulate_retraining(project: Path, clock_mhz: float, steps: int,
                          "predicted": "analytical model (dtlgen.perf.rl)", "bit_exact": "golden model replay"},
               "simulator": simulator_speed(result.build_s, result.wall_s, total_cycles),
               "final_logits": result.logits[-layout.batch:].tolist() if len(result.logits) else []}
+    if ran.kd is not None:
+        report["distillation"] = ran.kd.to_dict()
     if ran.halt is not None:
         probe_model = predict_probe(layout, latency, len(ran.halt.probe)) if ran.halt.probe is not None else 0
         report["halting"] = {
