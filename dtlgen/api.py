@@ -27,7 +27,7 @@ from dtlgen.host.rl_plan import HaltRule
 from dtlgen.model.data import check_batch, check_labels, output_classes
 from dtlgen.model.ir import Network
 from dtlgen.perf.design import Design
-from dtlgen.quant.fixed import Distillation, to_fixed
+from dtlgen.quant.fixed import Distillation, teacher_logits
 
 __all__ = ["ExploredDesign", "Project", "explore", "generate", "list_boards", "load_model", "open_project"]
 
@@ -269,22 +269,34 @@ def open_project(path: str | Path) -> "Project":
 
 
 def _retrain_strategies(teacher: Any, kd_alpha: Any, kd_temperature: Any, distill: Any, halt: Any,
-                        halt_probe: Any) -> tuple[Distillation | None, HaltRule | None]:
+                        halt_probe: Any, epochs: int) -> tuple[Distillation | None, HaltRule | None]:
     """`Project.retrain`'s distillation weights and halting rule (its probe drawn later), checked."""
+    import numbers
+
     try:
         kd = Distillation.from_values(kd_alpha, kd_temperature)
     except ValueError as error:
         raise DesignError(f"kd_alpha / kd_temperature: {error}") from None
-    if not isinstance(distill, bool):
+    if not isinstance(distill, (bool, np.bool_)):
         raise DesignError(f"distill {distill!r}: True (distil from the teacher) or False (cross-entropy alone)")
-    if halt is not None and (isinstance(halt, bool) or not isinstance(halt, (int, float)) or not 0 <= halt <= 1):
+    if halt is not None and (isinstance(halt, (bool, np.bool_)) or not isinstance(halt, numbers.Real)
+                             or not 0 <= float(halt) <= 1):
         raise DesignError(f"halt {halt!r}: the share of predictions agreeing with the teacher's, from 0 to 1, or None")
     if halt is not None and teacher is None:
         raise DesignError("halt needs a teacher: give teacher= (its logits of x), or halt=None")
-    if isinstance(halt_probe, bool) or not isinstance(halt_probe, int) or not 0 <= halt_probe <= 100_000:
+    if halt is not None and epochs < 2:
+        raise DesignError(f"halt looks after every epoch but the last, and epochs={epochs} has none to look after: "
+                          "give epochs >= 2")
+    if teacher is not None and not distill and halt is None:
+        raise DesignError("the teacher is used for nothing: distill=True to distil from it, or halt= to halt on it")
+    if isinstance(halt_probe, (bool, np.bool_)) or not isinstance(halt_probe, numbers.Integral) or \
+            not 0 <= halt_probe <= 100_000:
         raise DesignError(f"halt_probe {halt_probe!r}: 0 (the epoch's own predictions) or a number of samples up "
                           "to 100000")
-    return (kd if teacher is not None and distill else None), (HaltRule(halt, 0) if halt is not None else None)
+    if halt_probe and halt is None:
+        raise DesignError("halt_probe is the halting rule's probe: give halt= too, or drop halt_probe")
+    return (kd if teacher is not None and distill else None), \
+        (HaltRule(float(halt), 0) if halt is not None else None)
 
 
 class Project:
@@ -341,7 +353,8 @@ class Project:
         fired (`halting`) and counts the epochs run."""
         from dtlgen.host.rl_host import RLHost
         from dtlgen.csim.engines import CsimDevice
-        from dtlgen.sim.rl_sim import TrainingPlan, first_mismatch, golden_replay, plan_epochs, predict_plan
+        from dtlgen.sim.rl_sim import (TrainingPlan, first_mismatch, golden_halting, golden_replay, plan_epochs,
+                                       predict_plan)
 
         if engine not in ("csim", "rtl"):
             raise DesignError(f"engine {engine!r}: 'csim' (the C-simulated HLS engine) or 'rtl' (the RTL engine in "
@@ -353,23 +366,24 @@ class Project:
         shift = qnet.precision.lr_shift if lr_shift is None else lr_shift
         if isinstance(shift, bool) or not isinstance(shift, int) or not 0 <= shift <= 30:
             raise DesignError(f"lr_shift {shift!r}: the learning rate is 2^-lr_shift, lr_shift an integer from 0 to 30")
-        kd, rule = _retrain_strategies(teacher, kd_alpha, kd_temperature, distill, halt, halt_probe)
-        features = self.features(x, fe=fe).reshape(-1, int(np.prod(layout.feature_shape)))
-        labels = check_labels(y, len(features), layout.layers[-1].m)
+        kd, rule = _retrain_strategies(teacher, kd_alpha, kd_temperature, distill, halt, halt_probe, epochs)
         cached = None
-        if teacher is not None:
+        if teacher is not None:  # checked before the FE's C-simulation of x
             last = layout.layers[-1]
             logits = check_batch(teacher, (last.m * last.positions,), "teacher")
-            if len(logits) != len(labels):
+            count = len(y) if isinstance(y, (np.ndarray, list, tuple)) else None
+            if count is not None and len(logits) != count:
                 raise DesignError(f"teacher has logits of {len(logits)} samples; give one row per sample of x "
-                                  f"({len(labels)})")
-            cached = to_fixed(logits, qnet.layers[qnet.rl_layers[-1].name].out_fmt)
+                                  f"({count})")
+            cached = teacher_logits(logits, qnet.layers[qnet.rl_layers[-1].name].out_fmt.frac)
+        features = self.features(x, fe=fe).reshape(-1, int(np.prod(layout.feature_shape)))
+        labels = check_labels(y, len(features), layout.layers[-1].m)
         order, sizes, shifts = plan_epochs(labels, layout.batch, epochs, lambda epoch: shift, seed)
         per_epoch = -(-len(labels) // layout.batch)
         if rule is not None:
-            probe = np.random.default_rng(seed).choice(len(labels), min(halt_probe, len(labels)), replace=False) \
+            probe = np.random.default_rng(seed).choice(len(labels), min(int(halt_probe), len(labels)), replace=False) \
                 if halt_probe else None
-            rule = HaltRule(halt, shift, probe)
+            rule = HaltRule(float(halt), shift, probe)
         plan = TrainingPlan(features, labels, order, sizes, shifts, self._steps, [len(sizes) - 1], cached, kd,
                             [(e + 1) * per_epoch - 1 for e in range(epochs)], rule)
         extra: dict[str, Any] = {}
@@ -403,7 +417,15 @@ class Project:
         steps = ran.steps
         state = weights[steps - 1]
         if check:
-            mismatch = first_mismatch(weights, golden_replay(qnet, ran, self.state, {steps - 1}))
+            if rule is not None:  # the host's halting decisions too: the golden model decides on its own
+                golden_plan, agreements, final = golden_halting(qnet, plan, self.state)
+                if golden_plan.lr_shifts != ran.lr_shifts or agreements != [p.agreement for p in probes]:
+                    raise DesignError(f"the {engine} RL engine's run and the golden model halt differently: agreements "
+                                      f"{[p.agreement for p in probes]} against {agreements}")
+                expected = {steps - 1: final}
+            else:
+                expected = golden_replay(qnet, ran, self.state, {steps - 1})
+            mismatch = first_mismatch(weights, expected)
             if mismatch is not None:
                 raise DesignError(f"the {engine} RL engine and the golden model differ after re-training: {mismatch}")
         predicted = np.asarray(logits).reshape(len(ran.order), -1).argmax(1)
@@ -416,7 +438,8 @@ class Project:
         if kd is not None:
             extra["distillation"] = kd.to_dict()
         if rule is not None:
-            extra["halting"] = {"agreement": halt, "probe_samples": halt_probe, "halted_epoch": halted,
+            extra["halting"] = {"agreement": halt, "probe_samples": 0 if rule.probe is None else len(rule.probe),
+                                "halted_epoch": halted,
                                 "agreements": [p.agreement for p in probes]}
         return {"steps": steps, "epochs": epochs_run, "train_accuracy": accuracy, "bit_exact": True if check else None,
                 "engine": engine, "source": source + ("; checked against the golden model" if check else ""), **extra}

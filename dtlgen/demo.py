@@ -42,7 +42,7 @@ from dtlgen.model import import_module, load_factory, resolve_split
 from dtlgen.model import digits_task
 from dtlgen.model.seeded import seed_frozen_convs, seed_head
 from dtlgen.quant import golden, reference
-from dtlgen.quant.fixed import Distillation, to_fixed
+from dtlgen.quant.fixed import Distillation, teacher_logits
 from dtlgen.quant.metrics import info_loss, model_size_bytes, retrainable_bytes, transmitted_bytes
 from dtlgen.quant.quantize import PrecisionConfig, QuantizedNetwork, quantize
 
@@ -106,8 +106,8 @@ class Teacher:
     epochs: int
 
     def fixed_logits(self, qnet: QuantizedNetwork) -> np.ndarray:
-        """The re-training set's logits cached in the student's logit format (the last layer's output)."""
-        return to_fixed(self.retrain_logits, qnet.layers[qnet.rl_layers[-1].name].out_fmt)
+        """The re-training set's logits cached at the student's logit fraction bits (fixed.teacher_logits)."""
+        return teacher_logits(self.retrain_logits, qnet.layers[qnet.rl_layers[-1].name].out_fmt.frac)
 
 
 def fine_tuned_teacher(module, task: digits_task.DigitsTask, config: DemoConfig, progress: Progress) -> Teacher:

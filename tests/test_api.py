@@ -185,14 +185,20 @@ def test_retrain_distils_and_halts_the_same_on_the_c_simulation_and_in_rtl(user)
     plain = dtlgen.open_project(user[-1].path)
     plain.retrain(x[:48], y[:48], epochs=2)
     assert any(not np.array_equal(plain.state[n][0], csim.state[n][0]) for n in plain.state), "the teacher changed nothing"
+    # numpy scalars are numbers like any other
+    assert plain.retrain(x[:48], y[:48], epochs=2, teacher=teacher, kd_temperature=np.int64(4),
+                         halt=np.float32(1.0))["halting"]["halted_epoch"] is None
     for kwargs, message in (({"halt": 0.9}, "halt needs a teacher"),
+                            ({"teacher": teacher, "halt": 0.5, "epochs": 1}, "give epochs >= 2"),
+                            ({"teacher": teacher, "distill": False}, "the teacher is used for nothing"),
+                            ({"teacher": teacher, "halt_probe": 8}, "give halt= too"),
                             ({"teacher": teacher, "halt": 1.5}, "halt 1.5: the share"),
                             ({"teacher": teacher, "kd_temperature": 3}, "kd_temperature: distillation temperature 3"),
                             ({"teacher": teacher, "kd_alpha": -1}, "distillation alpha -1"),
                             ({"teacher": teacher[:5]}, "teacher has logits of 5 samples"),
                             ({"teacher": teacher[:, :3]}, r"teacher has shape \(48, 3\)"),
                             ({"teacher": teacher * np.nan}, "teacher holds NaN"),
-                            ({"teacher": teacher, "halt": 0.5, "halt_probe": -2}, "halt_probe -2")):
+                            ({"teacher": teacher, "halt": 0.5, "halt_probe": -2, "epochs": 2}, "halt_probe -2")):
         with pytest.raises(DesignError, match=message):
             plain.retrain(x[:48], y[:48], **kwargs)
 

@@ -55,6 +55,15 @@ class TrainingPlan:
     epoch_ends: list[int] = field(default_factory=list)
     halt: HaltRule | None = None
 
+    def __post_init__(self):
+        if self.halt is not None and (self.teacher is None or not self.epoch_ends):
+            raise ValueError("a halting rule compares predictions with a teacher's after each epoch: the plan needs "
+                             "teacher logits and epoch_ends")
+        if self.epoch_ends and (sorted(set(self.epoch_ends)) != list(self.epoch_ends)
+                                or self.epoch_ends[-1] != len(self.batch_sizes) - 1):
+            raise ValueError(f"epoch_ends {self.epoch_ends[:5]}...: increasing step positions, the last one the plan's "
+                             f"last step ({len(self.batch_sizes) - 1})")
+
     @property
     def steps(self) -> int:
         return len(self.batch_sizes)

@@ -29,7 +29,8 @@ SHIFT_RANGE = (-31, 127)
 BIAS_ALIGN_RANGE = (0, 31)
 UPDATE_EXTRA_BITS = 32
 LR_SHIFT_MAX = 30
-__all__ = ["ACTIVATION_CODES", "BIAS_ALIGN_RANGE", "DESCRIPTOR_BYTES", "FIELDS", "MODES", "SHIFT_RANGE", "VALUE_BYTES",
+ACC_BITS_MAX = 64  # the widest accumulator an RL engine is built with (design.json's rl.acc_bits)
+__all__ = ["ACC_BITS_MAX", "ACTIVATION_CODES", "BIAS_ALIGN_RANGE", "DESCRIPTOR_BYTES", "FIELDS", "MODES", "SHIFT_RANGE", "VALUE_BYTES",
            "decode", "encode", "shift_problems"]
 
 FIELDS = (
@@ -70,7 +71,7 @@ def decode(raw: bytes) -> dict[str, Any]:
 def shift_problems(shifts: dict[str, int], acc_bits: int,
                    lr_shift: int | None = None) -> list[tuple[str, int, int | None, int]]:
     """(what, value, lowest, highest) of every shift of one layer's descriptors outside what the engine
-    takes (lowest None: no lower limit). `shifts`: out_shift, bias_align, dx_shift, dw_shift, db_shift,
+    takes (lowest None: no lower limit), and the accumulator width beyond ACC_BITS_MAX. `shifts`: out_shift, bias_align, dx_shift, dw_shift, db_shift,
     w_step_frac, b_step_frac (dtlgen.quant.quantize.rl_shifts); `acc_bits` the engine's accumulators
     (the update step must leave LR_SHIFT_MAX bits of the acc_bits + UPDATE_EXTRA_BITS-bit update
     datapath); with `lr_shift`, the UPDATE's shifts lr_shift + step too."""
@@ -85,5 +86,6 @@ def shift_problems(shifts: dict[str, int], acc_bits: int,
     if lr_shift is not None:
         limits += [("weight update shift", lr_shift + shifts["w_step_frac"], *SHIFT_RANGE),
                    ("bias update shift", lr_shift + shifts["b_step_frac"], *SHIFT_RANGE)]
+    limits.append(("accumulator width (bits)", acc_bits, None, ACC_BITS_MAX))
     return [(what, value, lo, hi) for what, value, lo, hi in limits
             if value > hi or (lo is not None and value < lo)]

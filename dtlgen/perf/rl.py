@@ -131,7 +131,7 @@ class RLConfig:
             require_int(getattr(self, name), f"rl.{name}", 1, meaning="tiling factors")
         require_int(self.bits, "rl.bits", 4, 16, "RL bit width (the engine keeps 16-bit values)")
         require_int(self.batch, "rl.batch", 1, meaning="the training batch")
-        require_int(self.acc_bits, "rl.acc_bits", 0, 64, "0 derives the provably sufficient width")
+        require_int(self.acc_bits, "rl.acc_bits", 0, isa_rl.ACC_BITS_MAX, "0 derives the provably sufficient width")
         require_int(self.lr_shift, "rl.lr_shift", 0, 30, "the learning rate is 2^-lr_shift")
 
     def to_dict(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ Conventions:
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -264,6 +265,13 @@ def softmax_ce_grad(logits: np.ndarray, labels: np.ndarray, logit_frac: int, gra
 
 KD_ALPHA_BITS = 8  # the distillation weight α in units of 2^-8
 KD_MAX_T_SHIFT = 4  # temperatures 1, 2, 4, 8, 16
+TEACHER_BITS = 32  # cached teacher logits: the student's logit fraction bits, a wider range (host side only)
+
+
+def teacher_logits(logits, logit_frac: int) -> np.ndarray:
+    """A teacher's float logits cached for the host: the student's logit fraction bits, TEACHER_BITS wide,
+    so that a confident teacher's large logits keep their order (the student's 16-bit format would tie them)."""
+    return to_fixed(logits, QFormat(TEACHER_BITS, logit_frac))
 
 
 @dataclass(frozen=True)
@@ -278,13 +286,14 @@ class Distillation:
     def from_values(cls, alpha: float, temperature: float) -> Distillation:
         """α in [0, 1] (rounded to 2^-KD_ALPHA_BITS) and T a power of two from 1 to 2^KD_MAX_T_SHIFT;
         ValueError naming the value otherwise."""
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= float(alpha) <= 1.0:
+        if isinstance(alpha, (bool, np.bool_)) or not isinstance(alpha, numbers.Real) or not 0.0 <= float(alpha) <= 1.0:
             raise ValueError(f"distillation alpha {alpha!r}: a number from 0 (labels only) to 1 (teacher only)")
         temps = [1 << t for t in range(KD_MAX_T_SHIFT + 1)]
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature not in temps:
+        if isinstance(temperature, (bool, np.bool_)) or not isinstance(temperature, numbers.Real) or \
+                float(temperature) not in temps:
             raise ValueError(f"distillation temperature {temperature!r}: a power of two, one of "
                              f"{', '.join(map(str, temps))} (dividing the logits is then a change of fraction bits)")
-        return cls(int(round(float(alpha) * (1 << KD_ALPHA_BITS))), temps.index(temperature))
+        return cls(int(round(float(alpha) * (1 << KD_ALPHA_BITS))), temps.index(int(temperature)))
 
     @property
     def alpha_value(self) -> float:
@@ -302,11 +311,11 @@ def distillation_grad(logits: np.ndarray, labels: np.ndarray, teacher: np.ndarra
                       grad_fmt: QFormat, kd: Distillation) -> np.ndarray:
     """dY of (1 − α)·CE(Y, labels) + α·T²·KL(softmax(Z/T) ‖ softmax(Y/T)) in `grad_fmt`, integer only:
     (1 − α)(softmax(Y) − onehot) + α·T·(softmax(Y/T) − softmax(Z/T)), with Z the teacher's logits in
-    the student's logit format. Both softmaxes at T are `softmax_fixed` with t_shift more fraction
-    bits; the sum is weighted in units of 2^-KD_ALPHA_BITS, rounded half up, then saturated."""
+    the student's logit fraction bits (`teacher_logits`). Both softmaxes at T are `softmax_fixed` with
+    t_shift more fraction bits; the sum is weighted in units of 2^-KD_ALPHA_BITS, rounded half up, then
+    saturated to `grad_fmt`: the term reaches (1 - α) + α·T where cross-entropy's stays within ±1, so with
+    the RL engine's ±2 gradient format (Q(b, b - 2)) a large α·T saturates the entries that far apart."""
     ce = softmax_ce_grad(logits, labels, logit_frac, grad_fmt)
-    if kd.alpha == 0:
-        return ce
     soft = softmax_fixed(logits, logit_frac + kd.t_shift, grad_fmt.frac) - \
         softmax_fixed(teacher, logit_frac + kd.t_shift, grad_fmt.frac)
     one = 1 << KD_ALPHA_BITS

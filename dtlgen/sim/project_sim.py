@@ -32,7 +32,8 @@ from dtlgen.host.rl_plan import sample_plan
 from dtlgen.model.data import check_batch
 from dtlgen.perf import peak_gops
 from dtlgen.perf.fe import op_cycles, require_ddr_timing
-from dtlgen.quant.fixed import Distillation, to_fixed
+from dtlgen.quant.fixed import Distillation
+from dtlgen.quant.fixed import teacher_logits as cached_teacher
 from dtlgen.sim.fe_sim import run_image
 
 REPORT = "sim_report.json"
@@ -132,13 +133,13 @@ def _fe_report(data, result, ops: list[dict[str, Any]], predicted_total: int, ti
 
 def teacher_logits(logits: Any, rl: Any) -> np.ndarray:
     """A teacher's float logits of the RL project's re-training set (`rl`: its checked data), checked (one row
-    per sample, the network's outputs, finite) and cached in the last layer's output format."""
+    per sample, the network's outputs, finite) and cached at the last layer's output fraction bits."""
     last = rl.layout.layers[-1]
     array = check_batch(logits, (last.m * last.positions,), "teacher logits")
     if len(array) != len(rl.labels):
         raise DesignError(f"teacher logits: {len(array)} rows for a re-training set of {len(rl.labels)} samples; "
                           "give the teacher's logits of each sample, in the set's order")
-    return to_fixed(array, rl.qnet.layers[rl.qnet.rl_layers[-1].name].out_fmt)
+    return cached_teacher(array, rl.qnet.layers[rl.qnet.rl_layers[-1].name].out_fmt.frac)
 
 
 def simulate_retraining(project: Path, clock_mhz: float, steps: int,

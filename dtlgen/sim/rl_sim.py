@@ -12,7 +12,7 @@ each epoch (`dtlgen.host.rl_host`). `golden_replay` runs the same plan through `
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -81,12 +81,15 @@ def simulate_training(layout: RLLayout, plan: TrainingPlan, state: RLState, work
                       stall_period: int = 0, sources_dir: Path | None = None,
                       test_folder: Path | None = None, test_module: str = RL_TEST, axi: bool = False,
                       pause_seed: int = 0) -> RLSimResult:
-    """Run `plan` on the RL engine RTL from weights `state`; weights are read back at plan.check_steps.
+    """Run `plan` on the RL engine RTL from weights `state`; weights are read back at plan.check_steps and
+    after the run's last step.
     `axi`: the engine's AXI IP (dtl_rl_axi.sv) on an AXI4 slave model that pauses at random on every
     channel when `pause_seed` > 0, run through its AXI4-Lite registers (`latency` then only sizes the
     time limit)."""
     import time
 
+    if plan.steps and plan.steps - 1 not in plan.check_steps:  # the run's end is always read back (a halted
+        plan = replace(plan, check_steps=sorted({*plan.check_steps, plan.steps - 1}))  # run's: `annealed` adds it)
     workdir = Path(workdir).resolve()  # the runner changes directory: every path must be absolute
     workdir.mkdir(parents=True, exist_ok=True)
     params = sim_build(layout, latency, stall_period)

@@ -153,6 +153,16 @@ def test_an_override_the_rl_engine_cannot_run_is_refused_when_quantising(wanted,
         quantize(network, calib, PrecisionConfig(), overrides=wanted, float_acts=acts)
 
 
+def test_an_override_that_widens_the_rl_accumulator_past_64_bits_is_refused_when_quantising():
+    """Hypothesis found it: fc1's output at 40 fraction bits beside weights at 9 needs a 98-bit RL accumulator,
+    which no RL engine is built with (design.json's rl.acc_bits is at most 64); the override is named."""
+    network, calib, acts = digits()
+    with pytest.raises(DesignError, match=r"overrides.fc1.a_frac is 40: layer 'fc1' would have an accumulator width "
+                                          r"\(bits\) of 98, outside the RL engine's limit of 64"):
+        quantize(network, calib, PrecisionConfig(4, 4, 9), float_acts=acts,
+                 overrides={"fc2": {"w_frac": 40, "a_frac": -8}, "fc1": {"w_frac": 9, "a_frac": 40}, "conv1": {"w_frac": 0}})
+
+
 def test_an_add_whose_inputs_fracs_are_too_far_apart_names_the_override():
     network = load_model("resnet18_cifar")
     calib = calibration_inputs(network, 0)[:2]
