@@ -148,6 +148,34 @@ def test_sim_retrain_refuses_a_bad_teacher_file_before_simulating(files, tmp_pat
     assert code == 1 and "add --retrain" in err
 
 
+def test_any_teacher_array_is_cached_or_one_error(files):
+    """Whatever array a teacher file holds (any dtype, shape, values), the project's check caches it as
+    integer logits of the set's shape, or raises one DesignError: nothing else escapes."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from hypothesis.extra import numpy as hnp
+
+    from dtlgen.errors import DesignError
+    from dtlgen.generator.loader import load_rl_project
+    from dtlgen.sim.project_sim import teacher_logits
+
+    rl = load_rl_project(files[0] / "prj")
+    shapes = st.sampled_from([(48, 10), (47, 10), (48, 9), (10,), (48, 10, 1), (0, 10), (48, 0)])
+    kinds = st.sampled_from([np.float64, np.float32, np.int64, np.uint8, np.bool_, np.complex64, np.str_])
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.tuples(shapes, kinds).flatmap(lambda sk: hnp.arrays(sk[1], sk[0])))
+    def check(array):
+        try:
+            cached = teacher_logits(array, rl)
+        except DesignError as error:
+            assert "teacher logits" in str(error) and "\n" not in str(error)
+            return
+        assert cached.shape == (48, 10) and cached.dtype == np.int64
+
+    check()
+
+
 @pytest.mark.parametrize("arrays, words", [
     ({"x": np.zeros((4, 1, 8, 8))}, "has no array 'y'"),
     ({"inputs": np.zeros((4, 1, 8, 8)), "y": np.zeros(4, int)}, "has no array 'x' (it holds 'inputs', 'y')"),
