@@ -106,6 +106,13 @@ class Fixed:
     max_param_bytes: int | None = None  # the parameters' stored bytes, at most (model_size_bytes "hybrid")
 
 
+# The problem's inequality constraints, in the order of G's columns (each ≤ 0 when met): the board's
+# resources, the RL weights' BRAM share, structural problems (the design fits the board when these hold),
+# then the device limits (Fixed.max_latency_ms, Fixed.max_param_bytes).
+CONSTRAINTS = ("dsp", "bram18", "lut", "ff", "rl_weight_bram18", "structural", "latency", "param_bytes")
+BOARD_FIT = CONSTRAINTS.index("latency")  # G[:, :BOARD_FIT]: the design fits the board and can be built
+
+
 def limit_excess(value, limit: float | None):
     """A device limit as a constraint (≤ 0 when met): value / limit − 1, or −1 with no limit (element-wise)."""
     value = np.asarray(value, dtype=float)
@@ -215,7 +222,7 @@ class DSEProblem(Problem):
         self.archive: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # every evaluated (X, F, G)
         self.discarded = 0  # model evaluations of first-population draws that did not fit (run.FittingSampling)
         sizes = space.sizes()
-        super().__init__(n_var=len(sizes), n_obj=3, n_ieq_constr=8, xl=np.zeros(len(sizes)),
+        super().__init__(n_var=len(sizes), n_obj=3, n_ieq_constr=len(CONSTRAINTS), xl=np.zeros(len(sizes)),
                          xu=np.array(sizes) - 1, vtype=int)
 
     def decode_all(self, x: np.ndarray) -> list[dict[str, int]]:

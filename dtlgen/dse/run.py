@@ -28,8 +28,8 @@ from dtlgen.boards import Board
 from dtlgen.errors import DesignError
 from dtlgen.model.ir import Network
 from dtlgen.perf.validate import network_fingerprint, network_problems
-from dtlgen.dse.problem import (OBJECTIVES, DSEProblem, Fixed, InfoLossTable, Space, Workload, evaluate_model, fe_memory,
-                                make_design)
+from dtlgen.dse.problem import (BOARD_FIT, CONSTRAINTS, OBJECTIVES, DSEProblem, Fixed, InfoLossTable, Space, Workload,
+                                evaluate_model, fe_memory, make_design)
 from dtlgen.perf import predict
 from dtlgen.perf.fe import generable_convs, require_ddr_timing
 from dtlgen.quant.quantize import PrecisionConfig, quantize
@@ -158,12 +158,14 @@ def _unmet_limits(problem: DSEProblem, fixed: Fixed) -> str:
     """What the device limits left out, when designs that fit the board exist but none within them: each
     limit and the best value the fitting designs reached ("" when none fits the board anyway)."""
     g = np.concatenate([a[2] for a in problem.archive])
-    fits = np.all(g[:, :6] <= 0, axis=1)
+    fits = np.all(g[:, :BOARD_FIT] <= 0, axis=1)
     if not fits.any():
         return ""
     said = []
-    for column, limit, option, shown in ((6, fixed.max_latency_ms, "--max-latency-ms", lambda v: f"{v:.4g} ms"),
-                                         (7, fixed.max_param_bytes, "--max-param-bytes", lambda v: f"{v:,.0f} B")):
+    for name, limit, option, shown in (("latency", fixed.max_latency_ms, "--max-latency-ms", lambda v: f"{v:.4g} ms"),
+                                       ("param_bytes", fixed.max_param_bytes, "--max-param-bytes",
+                                        lambda v: f"{v:,.0f} B")):
+        column = CONSTRAINTS.index(name)
         if limit is not None and not np.any(g[fits, column] <= 0):
             said.append(f"{option} {limit:g} (the best of them: {shown((1 + g[fits, column].min()) * limit)})")
     if not said and fixed.max_latency_ms is not None and fixed.max_param_bytes is not None:
