@@ -180,6 +180,9 @@ cd /home/xilinx/dtl_driver && python3 dtl_driver.py --steps 20
 ```
 It prints the FE run time and whether the output is bit-exact, then the re-training steps, their time and how
 many weights changed, and exits 0 (1 on a mismatch or an overlay that does not fit this project).
+`--teacher teacher.npz` (an array `logits`: a teacher's float logits of each sample of `rl_train.npz`, in its
+order) distils from it, `--kd-alpha A` (default 0.5) and `--kd-temperature T` (a power of two, default 2)
+weighting it, as `dtlgen sim --retrain --teacher` does in simulation.
 
 From Python (or a Jupyter notebook):
 ```

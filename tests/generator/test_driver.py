@@ -566,6 +566,20 @@ def test_driver_end_to_end_on_the_c_simulated_engines(project, tmp_path, csim_en
     assert "bit-exact vs golden model: yes" in out and "2 steps of batch 16" in out
     assert "0 of" not in out, "re-training on the engine changes some weights"
 
+    # distilled from a teacher's logits of the cached set: the golden model replays the same plan
+    teacher = np.eye(board.layout.layers[-1].m)[data["labels"]] * 3.0
+    plan = board.default_plan(3, teacher=teacher, kd=driver.Distillation.from_values(0.75, 4))
+    run = board.retrain(plan, state)
+    assert plan.kd is not None and first_mismatch(run.weights, golden_replay(qnet, plan, state)) is None
+    np.savez(tmp_path / "teacher.npz", logits=teacher)
+    assert driver.main(["--steps", "2", "--bitfile", str(fake_bitfile(project)), "--teacher",
+                        str(tmp_path / "teacher.npz")]) == 0
+    assert "re-training (distilled from --teacher): 2 steps" in capsys.readouterr().out
+    np.savez(tmp_path / "short.npz", logits=teacher[:3])
+    assert driver.main(["--steps", "1", "--bitfile", str(fake_bitfile(project)), "--teacher",
+                        str(tmp_path / "short.npz")]) == 1
+    assert "one row per cached re-training sample" in capsys.readouterr().err
+
 
 # --- RtlDevice on the fake ----------------------------------------------------------------------
 def test_a_ganged_rtl_device_lays_its_buffer_out_for_the_two_ports(project, monkeypatch):

@@ -37,6 +37,7 @@ from dtlgen.host.rl_program import RLLayout  # noqa: E402
 from dtlgen.isa.port import gang_buffer_bytes, gang_indices  # noqa: E402
 from dtlgen.isa import seeded  # noqa: E402
 from dtlgen.isa.regs import FINISHED  # noqa: E402
+from dtlgen.quant.fixed import Distillation, teacher_logits  # noqa: E402
 
 # HLS block-level control (ap_ctrl_hs) at offset 0x00 of the s_axilite map. ap_done clears on read.
 AP_START, AP_DONE, AP_IDLE = 0x1, 0x2, 0x4
@@ -369,9 +370,11 @@ class DtlBoard:
             raise DriverError(f"rl_train.json: initial.{name}: {err}; regenerate the project") from None
         return values.reshape(shape)
 
-    def default_plan(self, steps: int, seed: int = 1) -> TrainingPlan:
+    def default_plan(self, steps: int, seed: int = 1, teacher: np.ndarray | None = None,
+                     kd: Distillation | None = None) -> TrainingPlan:
         """`steps` mini-batches drawn from the cached re-training features, the project's lr shift;
-        the weights are read back after the last step."""
+        the weights are read back after the last step. With `teacher` (float logits, one row per cached
+        sample) and `kd`, the host distils."""
         layout = self._require_rl()
         data = np.load(self.directory / "rl_train.npz")
         lr_shift = json.loads((self.directory / "rl_train.json").read_text())["lr_shift"]
@@ -379,8 +382,16 @@ class DtlBoard:
         rng = np.random.default_rng(seed)
         order = np.concatenate([rng.choice(n, layout.batch, replace=n < layout.batch) for _ in range(steps)]) \
             if steps else np.zeros(0, dtype=np.int64)
+        cached = None
+        if teacher is not None:
+            outputs = layout.layers[-1].m * layout.layers[-1].positions
+            logits = np.asarray(teacher)
+            if logits.dtype.kind not in "fiu" or logits.shape != (n, outputs) or not np.all(np.isfinite(logits)):
+                raise DriverError(f"the teacher's logits must be finite numbers of shape ({n}, {outputs}), one row per "
+                                  f"cached re-training sample; got {logits.dtype} {logits.shape}")
+            cached = teacher_logits(logits, layout.logit_frac)
         return TrainingPlan(data["features"], data["labels"], order, [layout.batch] * steps, [lr_shift] * steps, 0,
-                            [steps - 1] if steps else [])
+                            [steps - 1] if steps else [], cached, kd if teacher is not None else None)
 
     def retrain(self, plan: TrainingPlan, state: dict[str, tuple[np.ndarray, np.ndarray]],
                 after_step=None) -> TrainingRun:
@@ -396,9 +407,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bitfile", help="the overlay's .bit, with its .hwh beside it (default: the one in "
                                           "overlay.json, beside this file)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds an engine may take per run")
+    parser.add_argument("--teacher", help="distil: an NPZ file with an array logits, a teacher's float logits of "
+                                          "each cached re-training sample (rl_train.npz's order)")
+    parser.add_argument("--kd-alpha", type=float, default=0.5, help="with --teacher: the soft targets' weight, 0..1")
+    parser.add_argument("--kd-temperature", type=int, default=2, help="with --teacher: a power of two, 1..16")
     args = parser.parse_args(argv)
     if args.steps < 0:
         parser.error("--steps must be >= 0")
+    try:
+        kd = Distillation.from_values(args.kd_alpha, args.kd_temperature)
+    except ValueError as err:
+        parser.error(str(err))
     try:
         board = DtlBoard(HERE, args.bitfile, timeout_s=args.timeout)
         x = board.generation_sample()
@@ -414,7 +433,15 @@ def main(argv: list[str] | None = None) -> int:
             print("no RL engine in this project: nothing to re-train")
             return 0 if fe_ok else 1
         state = board.initial_state()
-        plan = board.default_plan(args.steps)
+        teacher = None
+        if args.teacher:
+            try:
+                with np.load(args.teacher, allow_pickle=False) as data:
+                    teacher = data["logits"]
+            except (OSError, ValueError, KeyError, EOFError) as err:
+                raise DriverError(f"--teacher {args.teacher}: an NPZ file with an array logits is needed "
+                                  f"({str(err)[:120]})") from None
+        plan = board.default_plan(args.steps, teacher=teacher, kd=kd)
         start = time.perf_counter()
         run = board.retrain(plan, state)
         train_s = time.perf_counter() - start
@@ -422,7 +449,8 @@ def main(argv: list[str] | None = None) -> int:
         changed = sum(int(np.sum(np.asarray(after[k][i]).reshape(np.shape(v[i])) != v[i]))
                       for k, v in state.items() for i in (0, 1))
         total = sum(int(np.size(w) + np.size(b)) for w, b in state.values())
-        print(f"re-training: {plan.steps} steps of batch {board.layout.batch} in {train_s:.3f} s "
+        print(f"re-training{' (distilled from --teacher)' if plan.kd else ''}: {plan.steps} steps of batch "
+              f"{board.layout.batch} in {train_s:.3f} s "
               f"({train_s / max(plan.steps, 1) * 1e3:.2f} ms per step, host loop included); "
               f"{changed} of {total} weights and biases changed")
     except DriverError as err:
