@@ -122,15 +122,18 @@ def _training_set(args: argparse.Namespace) -> Any:
 
 
 def _teacher(args: argparse.Namespace) -> Any:
-    """--teacher of sim: (the file's `logits`, the distillation weights), or None; checked before any work."""
+    """--teacher of csim / sim: (the file's `logits`, the distillation weights), or None; checked before any work."""
     from dtlgen.quant.fixed import Distillation
 
     if args.teacher is None:
         if args.kd_alpha is not None or args.kd_temperature is not None:
             raise DesignError("--kd-alpha / --kd-temperature weight a teacher's soft targets: add --teacher TEACHER.npz")
         return None
-    if not args.retrain:
+    if getattr(args, "retrain", True) is False:
         raise DesignError("a teacher (--teacher) is for re-training: add --retrain")
+    if args.steps == 0:
+        raise DesignError(f"--teacher {args.teacher} distils re-training steps, and --steps 0 runs none: give --steps N "
+                          "(N >= 1) or drop --teacher")
     from dtlgen.model.data import read_arrays
 
     arrays = read_arrays(args.teacher, "--teacher", "write it with numpy.savez(PATH, logits=...): the teacher's float "
@@ -407,7 +410,8 @@ def _hls_estimate_line(estimate: dict[str, Any] | None) -> str:
 def cmd_csim(args: argparse.Namespace) -> int:
     from dtlgen.csim import csim_project
 
-    report = csim_project(Path(args.project), args.steps, _progress(args), _training_set(args))
+    teacher = _teacher(args)  # (a file's checks before the C-simulation of --data's features)
+    report = csim_project(Path(args.project), args.steps, _progress(args), _training_set(args), teacher)
     if args.json:
         _print_json(report)
         return 0 if report["bit_exact"] else 1
@@ -419,8 +423,10 @@ def cmd_csim(args: argparse.Namespace) -> int:
     rows.append(["FE inference, one image", f"{fe['macs']:,} MACs", yes(fe["bit_exact"]), f"{1e3 * fe['run_s']:.1f} ms"])
     training = report.get("training")
     if training:
+        kd = training.get("distillation")
         rows.append([f"re-training through the host loop (RL {training['tm']}x{training['tn']}, batch "
-                     f"{training['batch']})", f"{training['steps']} steps", yes(training["bit_exact"]),
+                     f"{training['batch']}{', distilled' if kd else ''})", f"{training['steps']} steps",
+                     yes(training["bit_exact"]),
                      f"{1e3 * training['run_s']:.0f} ms"])
     _show(f"{report['model']} on {report['board']}: C-simulation of the HLS engines vs the golden model",
           ["check", "size", "bit-exact", "run time"], rows,
@@ -660,6 +666,17 @@ _FORCE_HELP = ("replace an earlier dtlgen output of this kind even if files in i
                "holds files dtlgen did not write)")
 
 
+def _add_teacher_options(p: argparse.ArgumentParser, what: str) -> None:
+    """--teacher, --kd-alpha, --kd-temperature of csim and sim (read by `_teacher`)."""
+    p.add_argument("--teacher", metavar="TEACHER.npz",
+                   help=f"{what}: an NPZ file with an array logits, a teacher's float logits of each sample of the "
+                        "re-training set (the project's, or --data's), in its order")
+    p.add_argument("--kd-alpha", type=_share, default=None,
+                   help="with --teacher: the weight of its soft targets, 0 to 1 in steps of 1/256 (default 0.5)")
+    p.add_argument("--kd-temperature", type=_bounded(1, 16), default=None,
+                   help="with --teacher: the temperature, a power of two from 1 to 16 (default 2)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dtlgen._version import __version__
 
@@ -756,6 +773,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_bounded(0, MAX_STEPS), default=5,
                    help=f"re-training steps through the host loop (default 5; 0: none; at most {MAX_STEPS:,})")
     p.add_argument("--data", metavar="DATA.npz", help=_DATA_HELP)
+    _add_teacher_options(p, "distil the re-training steps")
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.set_defaults(func=cmd_csim)
 
@@ -776,13 +794,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ddr", action="store_true",
                    help="run the FE on the DDR-like memory with the board file's DRAM timing (rows, banks, "
                         "refresh) and predict with the model's closed form for it")
-    p.add_argument("--teacher", metavar="TEACHER.npz",
-                   help="with --retrain, distil: an NPZ file with an array logits, a teacher's float logits of each "
-                        "sample of the re-training set (the project's, or --data's), in its order")
-    p.add_argument("--kd-alpha", type=_share, default=None,
-                   help="with --teacher: the weight of its soft targets, 0 to 1 in steps of 1/256 (default 0.5)")
-    p.add_argument("--kd-temperature", type=_bounded(1, 16), default=None,
-                   help="with --teacher: the temperature, a power of two from 1 to 16 (default 2)")
+    _add_teacher_options(p, "with --retrain, distil")
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.set_defaults(func=cmd_sim)
 

@@ -122,6 +122,14 @@ def test_calib_and_data_go_through_dse_generate_and_csim(files, capsys):
     code, out, _ = _run(capsys, "csim", root / "prj", "--steps", 2, "--data", root / "other.npz", "--json")
     report = json.loads(out)
     assert code == 0 and report["bit_exact"] and report["training"]["steps"] == 2
+    # distilled from a teacher's logits of the set: the golden model's replay equal, bit for bit
+    np.savez(root / "teacher.npz", logits=np.eye(10)[y[48:96]] * 4.0)
+    code, out, _ = _run(capsys, "csim", root / "prj", "--steps", 2, "--data", root / "other.npz", "--teacher",
+                        root / "teacher.npz", "--kd-temperature", 4, "--json")
+    training = json.loads(out)["training"]
+    assert code == 0 and training["bit_exact"] and training["distillation"] == {"alpha": 0.5, "temperature": 4}
+    code, _, err = _run(capsys, "csim", root / "prj", "--steps", 0, "--teacher", root / "teacher.npz")
+    assert code == 1 and "--steps 0 runs none" in err
     # `sim --retrain --data` takes the same set (test_api.py re-trains on a user's set in RTL simulation)
 
 
@@ -157,8 +165,6 @@ def test_any_teacher_array_is_cached_or_one_error(files):
 
     from dtlgen.errors import DesignError
     from dtlgen.generator.loader import load_rl_project
-    from dtlgen.sim.project_sim import teacher_logits
-
     rl = load_rl_project(files[0] / "prj")
     shapes = st.sampled_from([(48, 10), (47, 10), (48, 9), (10,), (48, 10, 1), (0, 10), (48, 0)])
     kinds = st.sampled_from([np.float64, np.float32, np.int64, np.uint8, np.bool_, np.complex64, np.str_])
@@ -167,7 +173,7 @@ def test_any_teacher_array_is_cached_or_one_error(files):
     @given(st.tuples(shapes, kinds).flatmap(lambda sk: hnp.arrays(sk[1], sk[0])))
     def check(array):
         try:
-            cached = teacher_logits(array, rl)
+            cached = rl.teacher_logits(array)
         except DesignError as error:
             assert "teacher logits" in str(error) and "\n" not in str(error)
             return

@@ -24,6 +24,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -46,9 +47,12 @@ HLS_SOURCES = ("dtl_params.h", "dtl_engines.h", "dtl_fe_engine.cpp", "dtl_rl_eng
 
 
 def csim_project(project: Path, steps: int = 5, progress: Callable[[str], None] = lambda message: None,
-                 train: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+                 train: tuple[np.ndarray, np.ndarray] | None = None, teacher: tuple[Any, Any] | None = None
+                 ) -> dict[str, Any]:
     """C-simulate `project`: its testbenches, FE inference and `steps` re-training steps on the
-    project's re-training set, or on `train` (FE features and labels: `dtlgen.api.Project.training_set`)."""
+    project's re-training set, or on `train` (FE features and labels: `dtlgen.api.Project.training_set`);
+    with `teacher` (a teacher's float logits of that set, and the `fixed.Distillation` weights) the
+    host distils."""
     project = Path(project).resolve()
     data = open_project(project)
     if not (project / "hls" / "dtl_params.h").exists():
@@ -60,16 +64,22 @@ def csim_project(project: Path, steps: int = 5, progress: Callable[[str], None] 
         raise DesignError(f"a re-training set (--data) needs re-training steps on an RL engine; '{project}' "
                           + ("has no RL engine" if rl is None else "runs --steps 0"))
     retrain_on = rl.with_training_set(*train) if train is not None else rl  # the testbenches keep the project's
+    distill = None
+    if teacher is not None:
+        if rl is None or steps == 0:
+            raise DesignError(f"a teacher (--teacher) is for re-training steps on an RL engine; '{project}' "
+                              + ("has no RL engine" if rl is None else "runs --steps 0"))
+        distill = (retrain_on.teacher_logits(teacher[0]), teacher[1])
     check_writable(project / "hls", "the project's hls folder")
     check_owned(project, [project / "hls" / REPORT])
-    report = run_csim(data, rl, steps, progress, retrain_on)
+    report = run_csim(data, rl, steps, progress, retrain_on, distill)
     record_files(project, [project / "hls" / REPORT])
     return report
 
 
 def run_csim(data: ProjectData, rl: RLProject | None, steps: int,
              progress: Callable[[str], None] = lambda message: None,
-             retrain_on: RLProject | None = None) -> dict[str, Any]:
+             retrain_on: RLProject | None = None, distill: tuple[np.ndarray, Any] | None = None) -> dict[str, Any]:
     """The three checks on a loaded project. `csim_project` calls it once the project's sources are
     known to be dtlgen's own; a test that plants a numerics change in them calls it directly. The
     testbenches run on the project's own vectors; the re-training on `retrain_on` (default `rl`)."""
@@ -90,7 +100,7 @@ def run_csim(data: ProjectData, rl: RLProject | None, steps: int,
     report["fe"] = _fe_inference(engines, data)
     if engines.has_rl and rl is not None and steps > 0:
         progress(f"re-training {steps} steps through the host loop on the C-simulated RL engine")
-        report["training"] = _retrain(engines, retrain_on or rl, steps)
+        report["training"] = _retrain(engines, retrain_on or rl, steps, distill)
     report["bit_exact"] = (all(t["passed"] for t in report["testbenches"]) and report["fe"]["bit_exact"]
                            and report.get("training", {}).get("bit_exact", True))
     report["hls_check"] = hls_check(project / "hls", data.params.fe.bus_bytes)
@@ -177,12 +187,15 @@ def _fe_inference(engines: CsimEngines, data: ProjectData) -> dict[str, Any]:
             "macs": sum(op["macs"] for op in ops)}
 
 
-def _retrain(engines: CsimEngines, rl: RLProject, steps: int) -> dict[str, Any]:
+def _retrain(engines: CsimEngines, rl: RLProject, steps: int, distill: tuple[np.ndarray, Any] | None = None
+             ) -> dict[str, Any]:
     from dtlgen.host.rl_host import RLHost, sample_plan
     from dtlgen.sim.rl_sim import first_mismatch, golden_replay
 
     layout, qnet, state = rl.layout, rl.qnet, rl.state
     plan = sample_plan(rl.features, rl.labels, layout.batch, steps, qnet.precision.lr_shift)
+    if distill is not None:  # the teacher's cached logits and the weights
+        plan = replace(plan, teacher=distill[0], kd=distill[1])
     host = RLHost(CsimDevice(engines, layout.memory_bytes), layout)
     start = time.perf_counter()
     with current_progress().task("training steps on the C-simulated RL engine", total=plan.steps) as bar:
@@ -192,4 +205,5 @@ def _retrain(engines: CsimEngines, rl: RLProject, steps: int) -> dict[str, Any]:
     return {"steps": plan.steps, "batch": layout.batch, "tm": layout.engine.tm, "tn": layout.engine.tn,
             "bit_exact": mismatch is None, "first_mismatch": mismatch, "steps_checked": len(plan.check_steps),
             "run_s": wall, "source": {"weights": "C-simulation through the host loop (dtlgen.host.rl_host)",
-                                      "bit_exact": "golden model replay"}}
+                                      "bit_exact": "golden model replay"},
+            **({"distillation": plan.kd.to_dict()} if plan.kd is not None else {})}

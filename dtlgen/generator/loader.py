@@ -34,7 +34,7 @@ from dtlgen.isa.params import FE_BUFFER_SIZING, CoreParams, FESimBuild, SimDram
 from dtlgen.model.data import NpzWording, read_arrays
 from dtlgen.perf import Design, load_design
 from dtlgen.perf.fe import FEOp, engine_params, op_cycles
-from dtlgen.quant import golden
+from dtlgen.quant import fixed, golden
 from dtlgen.quant.quantize import QuantizedNetwork
 from dtlgen.quant.record import rl_view_from_dict
 
@@ -103,6 +103,19 @@ class RLProject:
                               f"engine takes integers (N, {width})")
         labels = check_labels(labels, len(features), self.layout.layers[-1].m, "the re-training set's y")
         return replace(self, features=features.astype(np.int64), labels=labels)
+
+    def teacher_logits(self, logits: Any) -> np.ndarray:
+        """A teacher's float logits of the re-training set, checked (one row per sample, the network's
+        outputs, finite) and cached for the host (`fixed.teacher_logits`: the last layer's output
+        fraction bits)."""
+        from dtlgen.model.data import check_batch
+
+        last = self.layout.layers[-1]
+        array = check_batch(logits, (last.m * last.positions,), "teacher logits")
+        if len(array) != len(self.labels):
+            raise DesignError(f"teacher logits: {len(array)} rows for a re-training set of {len(self.labels)} samples; "
+                              "give the teacher's logits of each sample, in the set's order")
+        return fixed.teacher_logits(array, self.qnet.layers[self.qnet.rl_layers[-1].name].out_fmt.frac)
 
 
 def read_json(path: Path, what: str) -> Any:

@@ -29,11 +29,9 @@ from dtlgen.atomic import check_owned, check_writable, publish, record_files, wr
 from dtlgen.generator.loader import check_sources, load_rl_project, open_project
 from dtlgen.errors import DesignError
 from dtlgen.host.rl_plan import sample_plan
-from dtlgen.model.data import check_batch
 from dtlgen.perf import peak_gops
 from dtlgen.perf.fe import op_cycles, require_ddr_timing
 from dtlgen.quant.fixed import Distillation
-from dtlgen.quant.fixed import teacher_logits as cached_teacher
 from dtlgen.sim.fe_sim import run_image
 
 REPORT = "sim_report.json"
@@ -64,7 +62,7 @@ def simulate_project(project: Path, progress: Callable[[str], None] = lambda mes
     if teacher is not None:
         if not retrain:
             raise DesignError("a teacher (--teacher) is for re-training: add --retrain")
-        cached = teacher_logits(teacher[0], rl)
+        cached = rl.teacher_logits(teacher[0])
     check_writable(sim, "the project's sim folder")
     # Everything this command writes into the project; what is there must be dtlgen's (never a link).
     check_owned(project, [sim / name for name in OUTPUTS] + ([sim / "rl_run"] if retrain else []))
@@ -129,17 +127,6 @@ def _fe_report(data, result, ops: list[dict[str, Any]], predicted_total: int, ti
               "max_layer_abs_error": max((abs(r["rel_error"]) for r in rows), default=0.0),
               "simulator": simulator_speed(result.build_s, result.run_s, sum(result.cycles))}
     return report
-
-
-def teacher_logits(logits: Any, rl: Any) -> np.ndarray:
-    """A teacher's float logits of the RL project's re-training set (`rl`: its checked data), checked (one row
-    per sample, the network's outputs, finite) and cached at the last layer's output fraction bits."""
-    last = rl.layout.layers[-1]
-    array = check_batch(logits, (last.m * last.positions,), "teacher logits")
-    if len(array) != len(rl.labels):
-        raise DesignError(f"teacher logits: {len(array)} rows for a re-training set of {len(rl.labels)} samples; "
-                          "give the teacher's logits of each sample, in the set's order")
-    return cached_teacher(array, rl.qnet.layers[rl.qnet.rl_layers[-1].name].out_fmt.frac)
 
 
 def simulate_retraining(project: Path, clock_mhz: float, steps: int,
