@@ -23,7 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from dtlgen.errors import DesignError
-from dtlgen.host.rl_plan import HaltRule
+from dtlgen.host.rl_plan import MAX_STEPS, HaltRule
 from dtlgen.model.data import check_batch, check_labels, output_classes
 from dtlgen.model.ir import Network
 from dtlgen.perf.design import Design
@@ -378,8 +378,11 @@ class Project:
             cached = teacher_logits(logits, qnet.layers[qnet.rl_layers[-1].name].out_fmt.frac)
         features = self.features(x, fe=fe).reshape(-1, int(np.prod(layout.feature_shape)))
         labels = check_labels(y, len(features), layout.layers[-1].m)
-        order, sizes, shifts = plan_epochs(labels, layout.batch, epochs, lambda epoch: shift, seed)
         per_epoch = -(-len(labels) // layout.batch)
+        if epochs * per_epoch > MAX_STEPS:
+            raise DesignError(f"epochs={epochs} of {per_epoch} steps each is {epochs * per_epoch:,} steps, more than "
+                              f"{MAX_STEPS:,}; give fewer epochs, or re-train on a part of x")
+        order, sizes, shifts = plan_epochs(labels, layout.batch, epochs, lambda epoch: shift, seed)
         if rule is not None:
             probe = np.random.default_rng(seed).choice(len(labels), min(int(halt_probe), len(labels)), replace=False) \
                 if halt_probe else None

@@ -26,6 +26,7 @@ from dtlgen.progress import Progress, RichProgress, using
 from rich.table import Table
 
 from dtlgen.errors import DesignError, DtlgenError, DtlgenWarning
+from dtlgen.host.rl_plan import MAX_STEPS  # re-training steps a command may ask for
 from dtlgen.isa.seeded import KINDS as SEEDED_KINDS
 
 # Pipes and CI logs get wide tables instead of rich's 80-column default; terminals keep their width.
@@ -659,7 +660,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # --- parser ------------------------------------------------------------------------------------
-MAX_STEPS = 100_000  # re-training steps: the demo's whole schedule is 870
 MAX_WORKERS = 256  # Dask worker processes on one machine
 MAX_SEARCH = 10_000  # NSGA-II population or generations
 _FORCE_HELP = ("replace an earlier dtlgen output of this kind even if files in it were edited (never one that "

@@ -37,6 +37,7 @@ from dtlgen.csim.engines import CsimDevice, CsimEngines, ap_types_dir
 from dtlgen.csim.hls_check import check_files
 from dtlgen.csim.hls_estimate import SOURCE as ESTIMATE_SOURCE, UnmodelledSchedule, hls_estimate
 from dtlgen.errors import DesignError
+from dtlgen.host.rl_plan import check_steps
 from dtlgen.progress import current as current_progress, step_counter
 
 REPORT = "csim_report.json"
@@ -53,6 +54,10 @@ def csim_project(project: Path, steps: int = 5, progress: Callable[[str], None] 
     project's re-training set, or on `train` (FE features and labels: `dtlgen.api.Project.training_set`);
     with `teacher` (a teacher's float logits of that set, and the `fixed.Distillation` weights) the
     host distils."""
+    try:
+        steps = check_steps(steps, 0)
+    except ValueError as error:
+        raise DesignError(str(error)) from None
     project = Path(project).resolve()
     data = open_project(project)
     if not (project / "hls" / "dtl_params.h").exists():

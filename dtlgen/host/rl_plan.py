@@ -22,6 +22,16 @@ from dtlgen.quant import fixed
 from dtlgen.quant.fixed import Distillation, QFormat
 
 
+MAX_STEPS = 100_000  # re-training steps a command or API call may ask for (the demo's whole schedule is 870)
+
+
+def check_steps(steps, least: int = 1, what: str = "steps") -> int:
+    """A number of re-training steps from `least` to MAX_STEPS, or ValueError naming it."""
+    if isinstance(steps, (bool, np.bool_)) or not isinstance(steps, (int, np.integer)) or not least <= steps <= MAX_STEPS:
+        raise ValueError(f"{what} {steps!r}: an integer from {least} to {MAX_STEPS}")
+    return int(steps)
+
+
 @dataclass
 class HaltRule:
     """Label-free early halting: after each epoch the host compares predictions with the teacher's, and

@@ -28,7 +28,7 @@ import numpy as np
 from dtlgen.atomic import check_owned, check_writable, publish, record_files, write_json, write_text
 from dtlgen.generator.loader import check_sources, load_rl_project, open_project
 from dtlgen.errors import DesignError
-from dtlgen.host.rl_plan import sample_plan
+from dtlgen.host.rl_plan import check_steps, sample_plan
 from dtlgen.perf import peak_gops
 from dtlgen.perf.fe import op_cycles, require_ddr_timing
 from dtlgen.quant.fixed import Distillation
@@ -45,6 +45,13 @@ def simulate_project(project: Path, progress: Callable[[str], None] = lambda mes
     """Simulate `project`; with `retrain`, re-train `steps` steps on the project's re-training set, or
     on `train` (FE features and labels: `dtlgen.api.Project.training_set`) when given; with `teacher`
     (a teacher's float logits of that set, and the distillation weights) the host distils."""
+    if not isinstance(retrain, (bool, np.bool_)):
+        raise DesignError(f"retrain {retrain!r}: True (re-train on the RL engine too) or False")
+    if retrain:
+        try:
+            steps = check_steps(steps)
+        except ValueError as error:
+            raise DesignError(str(error)) from None
     project = Path(project).resolve()  # the simulator runs in its own working directory
     sim = project / "sim"
     data = open_project(project)
