@@ -280,7 +280,7 @@ def _retrain_strategies(teacher: Any, kd_alpha: Any, kd_temperature: Any, distil
     if not isinstance(distill, (bool, np.bool_)):
         raise DesignError(f"distill {distill!r}: True (distil from the teacher) or False (cross-entropy alone)")
     if halt is not None and (isinstance(halt, (bool, np.bool_)) or not isinstance(halt, numbers.Real)
-                             or not 0 <= float(halt) <= 1):
+                             or not 0 <= _finite_or_nan(halt) <= 1):
         raise DesignError(f"halt {halt!r}: the share of predictions agreeing with the teacher's, from 0 to 1, or None")
     if halt is not None and teacher is None:
         raise DesignError("halt needs a teacher: give teacher= (its logits of x), or halt=None")
@@ -297,6 +297,13 @@ def _retrain_strategies(teacher: Any, kd_alpha: Any, kd_temperature: Any, distil
         raise DesignError("halt_probe is the halting rule's probe: give halt= too, or drop halt_probe")
     return (kd if teacher is not None and distill else None), \
         (HaltRule(float(halt), 0) if halt is not None else None)
+
+
+def _finite_or_nan(value: Any) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # a Python int beyond float's range
+        return math.nan
 
 
 class Project:
@@ -371,7 +378,7 @@ class Project:
         if teacher is not None:  # checked before the FE's C-simulation of x
             last = layout.layers[-1]
             logits = check_batch(teacher, (last.m * last.positions,), "teacher")
-            count = len(y) if isinstance(y, (np.ndarray, list, tuple)) else None
+            count = len(y) if np.ndim(y) == 1 else None  # (y's own shape is checked below)
             if count is not None and len(logits) != count:
                 raise DesignError(f"teacher has logits of {len(logits)} samples; give one row per sample of x "
                                   f"({count})")
@@ -441,7 +448,7 @@ class Project:
         if kd is not None:
             extra["distillation"] = kd.to_dict()
         if rule is not None:
-            extra["halting"] = {"agreement": halt, "probe_samples": 0 if rule.probe is None else len(rule.probe),
+            extra["halting"] = {"agreement": float(halt), "probe_samples": 0 if rule.probe is None else len(rule.probe),
                                 "halted_epoch": halted,
                                 "agreements": [p.agreement for p in probes]}
         return {"steps": steps, "epochs": epochs_run, "train_accuracy": accuracy, "bit_exact": True if check else None,

@@ -195,12 +195,16 @@ def test_retrain_distils_and_halts_the_same_on_the_c_simulation_and_in_rtl(user)
                             ({"teacher": teacher, "halt": 1.5}, "halt 1.5: the share"),
                             ({"teacher": teacher, "kd_temperature": 3}, "kd_temperature: distillation temperature 3"),
                             ({"teacher": teacher, "kd_alpha": -1}, "distillation alpha -1"),
+                            ({"teacher": teacher, "kd_alpha": 10 ** 400}, "distillation alpha"),
+                            ({"teacher": teacher, "halt": 10 ** 400, "epochs": 2}, "halt 1000"),
                             ({"teacher": teacher[:5]}, "teacher has logits of 5 samples"),
                             ({"teacher": teacher[:, :3]}, r"teacher has shape \(48, 3\)"),
                             ({"teacher": teacher * np.nan}, "teacher holds NaN"),
                             ({"teacher": teacher, "halt": 0.5, "halt_probe": -2, "epochs": 2}, "halt_probe -2")):
         with pytest.raises(DesignError, match=message):
             plain.retrain(x[:48], y[:48], **kwargs)
+    with pytest.raises(DesignError, match="y must be 48 integer class labels"):
+        plain.retrain(x[:48], np.array(3), teacher=teacher)
 
 
 def test_retrain_in_rtl_simulation_equals_the_c_simulation_and_the_model(user):

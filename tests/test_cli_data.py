@@ -156,6 +156,20 @@ def test_sim_retrain_refuses_a_bad_teacher_file_before_simulating(files, tmp_pat
     assert code == 1 and "add --retrain" in err
 
 
+def test_a_corrupt_compressed_data_file_gets_one_line(files, tmp_path, capsys):
+    """A member whose compressed bytes are broken (the hostile-input pass found zlib's error escaping as an
+    internal error, exit 3): one line, exit 1, for --data and --teacher alike."""
+    root, x, y = files
+    np.savez_compressed(tmp_path / "good.npz", x=x[:48], y=y[:48], logits=np.zeros((48, 10)))
+    raw = bytearray((tmp_path / "good.npz").read_bytes())
+    for i in range(200, 600):
+        raw[i] ^= 0x5A
+    (tmp_path / "bad.npz").write_bytes(bytes(raw))
+    for option in ("--data", "--teacher"):
+        code, out, err = _run(capsys, "csim", root / "prj", "--steps", 1, option, tmp_path / "bad.npz")
+        assert code == 1 and out == "" and err.count("\n") == 1 and "bad.npz" in err, err
+
+
 def test_any_teacher_array_is_cached_or_one_error(files):
     """Whatever array a teacher file holds (any dtype, shape, values), the project's check caches it as
     integer logits of the set's shape, or raises one DesignError: nothing else escapes."""

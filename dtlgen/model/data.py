@@ -8,7 +8,10 @@ every problem is one DtlgenError naming the file and the fix.
 
 from __future__ import annotations
 
+import lzma
+import tokenize
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,8 @@ def check_batch(x: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
     """A float batch (N, *shape) of finite values (one sample of `shape` becomes a batch of one)."""
     try:
         kind = np.asarray(x).dtype.kind
-        array = np.asarray(x, dtype=np.float64) if kind in "fiub" else None
+        with np.errstate(over="ignore", invalid="ignore"):  # a value beyond float64 becomes inf, refused below
+            array = np.asarray(x, dtype=np.float64) if kind in "fiub" else None
     except (TypeError, ValueError):
         array = None
     if array is None:  # strings, objects, complex numbers, dates: not an input batch
@@ -79,7 +83,8 @@ def read_arrays(path: str | Path, what: str, fix: str = NPZ_FIX, *, max_bytes: i
             return {key: np.asarray(data[key]) for key in data.files}
     except DesignError:
         raise
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, lzma.LZMAError,
+            NotImplementedError, RuntimeError, tokenize.TokenError, SyntaxError) as exc:  # (broken members, odd zips)
         first = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
         raise DesignError(wording.broken.format(first=first, **words)) from None
     except MemoryError:

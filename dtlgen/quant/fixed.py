@@ -271,7 +271,8 @@ TEACHER_BITS = 32  # cached teacher logits: the student's logit fraction bits, a
 def teacher_logits(logits, logit_frac: int) -> np.ndarray:
     """A teacher's float logits cached for the host: the student's logit fraction bits, TEACHER_BITS wide,
     so that a confident teacher's large logits keep their order (the student's 16-bit format would tie them)."""
-    return to_fixed(logits, QFormat(TEACHER_BITS, logit_frac))
+    with np.errstate(over="ignore"):  # float64's largest values saturate, quietly
+        return to_fixed(logits, QFormat(TEACHER_BITS, logit_frac))
 
 
 @dataclass(frozen=True)
@@ -286,11 +287,11 @@ class Distillation:
     def from_values(cls, alpha: float, temperature: float) -> Distillation:
         """α in [0, 1] (rounded to 2^-KD_ALPHA_BITS) and T a power of two from 1 to 2^KD_MAX_T_SHIFT;
         ValueError naming the value otherwise."""
-        if isinstance(alpha, (bool, np.bool_)) or not isinstance(alpha, numbers.Real) or not 0.0 <= float(alpha) <= 1.0:
+        if isinstance(alpha, (bool, np.bool_)) or not isinstance(alpha, numbers.Real) or not 0.0 <= _real(alpha) <= 1.0:
             raise ValueError(f"distillation alpha {alpha!r}: a number from 0 (labels only) to 1 (teacher only)")
         temps = [1 << t for t in range(KD_MAX_T_SHIFT + 1)]
         if isinstance(temperature, (bool, np.bool_)) or not isinstance(temperature, numbers.Real) or \
-                float(temperature) not in temps:
+                _real(temperature) not in temps:
             raise ValueError(f"distillation temperature {temperature!r}: a power of two, one of "
                              f"{', '.join(map(str, temps))} (dividing the logits is then a change of fraction bits)")
         return cls(int(round(float(alpha) * (1 << KD_ALPHA_BITS))), temps.index(int(temperature)))
@@ -305,6 +306,14 @@ class Distillation:
 
     def to_dict(self) -> dict[str, float]:
         return {"alpha": self.alpha_value, "temperature": self.temperature}
+
+
+def _real(value) -> float:
+    """float(value), or NaN for a number beyond float's range (refused as out of range, not an OverflowError)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.nan
 
 
 def distillation_grad(logits: np.ndarray, labels: np.ndarray, teacher: np.ndarray, logit_frac: int,

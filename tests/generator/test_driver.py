@@ -579,6 +579,10 @@ def test_driver_end_to_end_on_the_c_simulated_engines(project, tmp_path, csim_en
     assert driver.main(["--steps", "1", "--bitfile", str(fake_bitfile(project)), "--teacher",
                         str(tmp_path / "short.npz")]) == 1
     assert "one row per cached re-training sample" in capsys.readouterr().err
+    np.save(tmp_path / "plain.npy", teacher)  # np.save, not savez: one line, not a traceback
+    assert driver.main(["--steps", "1", "--bitfile", str(fake_bitfile(project)), "--teacher",
+                        str(tmp_path / "plain.npy")]) == 1
+    assert "is not an NPZ file with an array logits" in capsys.readouterr().err
 
 
 # --- RtlDevice on the fake ----------------------------------------------------------------------

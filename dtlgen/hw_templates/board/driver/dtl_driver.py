@@ -33,6 +33,7 @@ if str(HERE) not in sys.path:
 
 from dtlgen.host.axil_engine import AxiLiteEngine, EngineError  # noqa: E402
 from dtlgen.host.rl_host import RLHost, TrainingPlan, TrainingRun  # noqa: E402
+from dtlgen.host.rl_plan import check_steps  # noqa: E402
 from dtlgen.host.rl_program import RLLayout  # noqa: E402
 from dtlgen.isa.port import gang_buffer_bytes, gang_indices  # noqa: E402
 from dtlgen.isa import seeded  # noqa: E402
@@ -385,7 +386,12 @@ class DtlBoard:
         cached = None
         if teacher is not None:
             outputs = layout.layers[-1].m * layout.layers[-1].positions
-            logits = np.asarray(teacher)
+            try:
+                logits = np.asarray(teacher)
+            except ValueError as err:  # a ragged list
+                raise DriverError(f"the teacher's logits are not an array: {err}") from None
+            if not isinstance(kd, Distillation):
+                raise DriverError("a teacher needs the distillation weights: kd=Distillation.from_values(alpha, temperature)")
             if logits.dtype.kind not in "fiu" or logits.shape != (n, outputs) or not np.all(np.isfinite(logits)):
                 raise DriverError(f"the teacher's logits must be finite numbers of shape ({n}, {outputs}), one row per "
                                   f"cached re-training sample; got {logits.dtype} {logits.shape}")
@@ -400,6 +406,28 @@ class DtlBoard:
         return run_coroutine(RLHost(self.rl, layout).train(plan, state, after_step))
 
 
+def read_teacher(path: str) -> np.ndarray:
+    """--teacher's array `logits`, read without pickle from a file of bounded size; DriverError otherwise."""
+    import zipfile
+
+    fix = "write it with numpy.savez(PATH, logits=...), one row of float logits per cached re-training sample"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(info.file_size for info in archive.infolist())
+        if declared > MAX_TEACHER_BYTES:
+            raise DriverError(f"--teacher {path} unpacks to {declared:,} bytes, more than {MAX_TEACHER_BYTES:,}; {fix}")
+        with np.load(path, allow_pickle=False) as data:
+            return np.asarray(data["logits"])
+    except DriverError:
+        raise
+    except Exception as err:  # a missing, broken or odd file, of any kind: one line
+        raise DriverError(f"--teacher {path} is not an NPZ file with an array logits ({type(err).__name__}: "
+                          f"{str(err)[:100]}); {fix}") from None
+
+
+MAX_TEACHER_BYTES = 1 << 28  # a teacher file on a small board's memory
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the project's FE engine on its sample and re-train the RL "
                                                  "layers on the cached features, on the board.")
@@ -409,13 +437,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds an engine may take per run")
     parser.add_argument("--teacher", help="distil: an NPZ file with an array logits, a teacher's float logits of "
                                           "each cached re-training sample (rl_train.npz's order)")
-    parser.add_argument("--kd-alpha", type=float, default=0.5, help="with --teacher: the soft targets' weight, 0..1")
-    parser.add_argument("--kd-temperature", type=int, default=2, help="with --teacher: a power of two, 1..16")
+    parser.add_argument("--kd-alpha", type=float, default=None,
+                        help="with --teacher: the soft targets' weight, 0..1 (default 0.5)")
+    parser.add_argument("--kd-temperature", type=int, default=None, help="with --teacher: a power of two, 1..16 "
+                                                                        "(default 2)")
     args = parser.parse_args(argv)
-    if args.steps < 0:
-        parser.error("--steps must be >= 0")
     try:
-        kd = Distillation.from_values(args.kd_alpha, args.kd_temperature)
+        check_steps(args.steps, 0, "--steps")
+    except ValueError as err:
+        parser.error(str(err))
+    if args.teacher is None and (args.kd_alpha is not None or args.kd_temperature is not None):
+        parser.error("--kd-alpha / --kd-temperature weight a teacher's soft targets: add --teacher TEACHER.npz")
+    if args.teacher is not None and args.steps == 0:
+        parser.error("--teacher distils re-training steps, and --steps 0 runs none")
+    try:
+        kd = Distillation.from_values(0.5 if args.kd_alpha is None else args.kd_alpha,
+                                      2 if args.kd_temperature is None else args.kd_temperature)
     except ValueError as err:
         parser.error(str(err))
     try:
@@ -435,12 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         state = board.initial_state()
         teacher = None
         if args.teacher:
-            try:
-                with np.load(args.teacher, allow_pickle=False) as data:
-                    teacher = data["logits"]
-            except (OSError, ValueError, KeyError, EOFError) as err:
-                raise DriverError(f"--teacher {args.teacher}: an NPZ file with an array logits is needed "
-                                  f"({str(err)[:120]})") from None
+            teacher = read_teacher(args.teacher)
         plan = board.default_plan(args.steps, teacher=teacher, kd=kd)
         start = time.perf_counter()
         run = board.retrain(plan, state)
