@@ -102,6 +102,14 @@ def _data(path: str, option: str, labels: bool, network: Any = None) -> tuple[An
     return load_data(path, labels, option, tuple(network.input_shape), output_classes(network) if labels else None)
 
 
+def _require_retraining(args: argparse.Namespace, what: str, no_steps: str, option: str) -> None:
+    """An option of csim / sim that only re-training uses: sim needs --retrain, and neither runs --steps 0."""
+    if getattr(args, "retrain", True) is False:
+        raise DesignError(f"{what} is for re-training: add --retrain")
+    if args.steps == 0:
+        raise DesignError(f"{no_steps}: give --steps N (N >= 1) or drop {option}")
+
+
 def _training_set(args: argparse.Namespace) -> Any:
     """--data of csim/sim: the set's FE features (the project's FE engine, C-simulated) and labels.
     The options are checked before the C-simulation computes anything."""
@@ -110,11 +118,8 @@ def _training_set(args: argparse.Namespace) -> Any:
     from dtlgen import api
     from dtlgen.model.data import array_names
 
-    if getattr(args, "retrain", True) is False:
-        raise DesignError("a re-training set (--data) is for re-training: add --retrain")
-    if args.steps == 0:
-        raise DesignError(f"--data {args.data} is a re-training set, and --steps 0 re-trains nothing: give --steps N "
-                          "(N >= 1) or drop --data")
+    _require_retraining(args, "a re-training set (--data)", f"--data {args.data} is a re-training set, and --steps 0 "
+                        "re-trains nothing", "--data")
     project = api.open_project(args.project)
     if project.rl is None:
         raise DesignError(f"project '{project.path}' has no RL engine (nothing re-trains), so --data has nothing to "
@@ -130,11 +135,8 @@ def _teacher(args: argparse.Namespace) -> Any:
         if args.kd_alpha is not None or args.kd_temperature is not None:
             raise DesignError("--kd-alpha / --kd-temperature weight a teacher's soft targets: add --teacher TEACHER.npz")
         return None
-    if getattr(args, "retrain", True) is False:
-        raise DesignError("a teacher (--teacher) is for re-training: add --retrain")
-    if args.steps == 0:
-        raise DesignError(f"--teacher {args.teacher} distils re-training steps, and --steps 0 runs none: give --steps N "
-                          "(N >= 1) or drop --teacher")
+    _require_retraining(args, "a teacher (--teacher)", f"--teacher {args.teacher} distils re-training steps, and "
+                        "--steps 0 runs none", "--teacher")
     from dtlgen.model.data import read_arrays
 
     arrays = read_arrays(args.teacher, "--teacher", "write it with numpy.savez(PATH, logits=...): the teacher's float "
