@@ -15,7 +15,6 @@ each call.
 from __future__ import annotations
 
 import asyncio
-import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -27,7 +26,7 @@ from dtlgen.host.rl_plan import MAX_STEPS, HaltRule
 from dtlgen.model.data import check_batch, check_labels, output_classes
 from dtlgen.model.ir import Network
 from dtlgen.perf.design import Design
-from dtlgen.quant.fixed import Distillation, teacher_logits
+from dtlgen.quant.fixed import Distillation, real_or_nan, teacher_logits
 
 __all__ = ["ExploredDesign", "Project", "explore", "generate", "list_boards", "load_model", "open_project"]
 
@@ -273,14 +272,11 @@ def _retrain_strategies(teacher: Any, kd_alpha: Any, kd_temperature: Any, distil
     """`Project.retrain`'s distillation weights and halting rule (its probe drawn later), checked."""
     import numbers
 
-    try:
-        kd = Distillation.from_values(kd_alpha, kd_temperature)
-    except ValueError as error:
-        raise DesignError(f"kd_alpha / kd_temperature: {error}") from None
+    kd = _distillation(kd_alpha, kd_temperature)
     if not isinstance(distill, (bool, np.bool_)):
         raise DesignError(f"distill {distill!r}: True (distil from the teacher) or False (cross-entropy alone)")
     if halt is not None and (isinstance(halt, (bool, np.bool_)) or not isinstance(halt, numbers.Real)
-                             or not 0 <= _finite_or_nan(halt) <= 1):
+                             or not 0 <= real_or_nan(halt) <= 1):
         raise DesignError(f"halt {halt!r}: the share of predictions agreeing with the teacher's, from 0 to 1, or None")
     if halt is not None and teacher is None:
         raise DesignError("halt needs a teacher: give teacher= (its logits of x), or halt=None")
@@ -299,11 +295,11 @@ def _retrain_strategies(teacher: Any, kd_alpha: Any, kd_temperature: Any, distil
         (HaltRule(float(halt), 0) if halt is not None else None)
 
 
-def _finite_or_nan(value: Any) -> float:
+def _distillation(kd_alpha: Any, kd_temperature: Any) -> Distillation:
     try:
-        return float(value)
-    except OverflowError:  # a Python int beyond float's range
-        return math.nan
+        return Distillation.from_values(kd_alpha, kd_temperature)
+    except ValueError as error:
+        raise DesignError(f"kd_alpha / kd_temperature: {error}") from None
 
 
 class Project:
@@ -467,12 +463,7 @@ class Project:
         returns the report."""
         from dtlgen.sim.project_sim import simulate_project
 
-        distill = None
-        if teacher is not None:
-            try:
-                distill = (teacher, Distillation.from_values(kd_alpha, kd_temperature))
-            except ValueError as error:
-                raise DesignError(f"kd_alpha / kd_temperature: {error}") from None
+        distill = (teacher, _distillation(kd_alpha, kd_temperature)) if teacher is not None else None
         return simulate_project(self.path, progress, retrain, steps, ddr, self.training_set(train), distill)
 
     def training_set(self, train: tuple[np.ndarray, np.ndarray] | None, *,

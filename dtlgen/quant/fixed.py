@@ -287,11 +287,11 @@ class Distillation:
     def from_values(cls, alpha: float, temperature: float) -> Distillation:
         """α in [0, 1] (rounded to 2^-KD_ALPHA_BITS) and T a power of two from 1 to 2^KD_MAX_T_SHIFT;
         ValueError naming the value otherwise."""
-        if isinstance(alpha, (bool, np.bool_)) or not isinstance(alpha, numbers.Real) or not 0.0 <= _real(alpha) <= 1.0:
+        if isinstance(alpha, (bool, np.bool_)) or not isinstance(alpha, numbers.Real) or not 0.0 <= real_or_nan(alpha) <= 1.0:
             raise ValueError(f"distillation alpha {alpha!r}: a number from 0 (labels only) to 1 (teacher only)")
         temps = [1 << t for t in range(KD_MAX_T_SHIFT + 1)]
         if isinstance(temperature, (bool, np.bool_)) or not isinstance(temperature, numbers.Real) or \
-                _real(temperature) not in temps:
+                real_or_nan(temperature) not in temps:
             raise ValueError(f"distillation temperature {temperature!r}: a power of two, one of "
                              f"{', '.join(map(str, temps))} (dividing the logits is then a change of fraction bits)")
         return cls(int(round(float(alpha) * (1 << KD_ALPHA_BITS))), temps.index(int(temperature)))
@@ -308,7 +308,7 @@ class Distillation:
         return {"alpha": self.alpha_value, "temperature": self.temperature}
 
 
-def _real(value) -> float:
+def real_or_nan(value) -> float:
     """float(value), or NaN for a number beyond float's range (refused as out of range, not an OverflowError)."""
     try:
         return float(value)
