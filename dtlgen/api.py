@@ -52,7 +52,8 @@ def list_boards() -> list[str]:
 def load_model(model: Any, input_shape: tuple[int, ...] | None = None, *, retrain_last: int | None = None,
                split: str | int | None = None, name: str | None = None, weights: str | Path | None = None,
                seeded: str | list[str] | None = None, source: tuple[np.ndarray, np.ndarray] | None = None,
-               weight_seed: int = 1, seeded_kind: str = "sign", epochs: int = 40) -> Network:
+               weight_seed: int = 1, seeded_kind: str = "sign", epochs: int = 40,
+               prune: dict[str, float] | None = None) -> Network:
     """A model as dtlgen's Network IR, with the layers before the split frozen (the FE engine's) and
     the rest retrainable (the RL engine's).
 
@@ -70,7 +71,23 @@ def load_model(model: Any, input_shape: tuple[int, ...] | None = None, *, retrai
     scales and biases, BatchNorms, the other layers) on `source` = (x, y), the source task's float inputs
     and integer labels, for `epochs` epochs (Adam, cross-entropy); without `source` the scales stay at
     their initial value (a DtlgenWarning: fine for hardware figures, not for accuracy).
+
+    `prune` ({"fe": 0.7, "rl": 0.8}): magnitude pruning of that share of the conv and linear weights of the
+    frozen part (fe) and of the retrainable part (rl), one threshold over each part (`dtlgen.model.prune`). The
+    retrainable layers keep their masks: the project's RL engine holds the pruned weights at 0 while
+    re-training (a mask bit per weight on chip).
     """
+    network = _unpruned_model(model, input_shape, retrain_last, split, name, weights, seeded, source, weight_seed,
+                              seeded_kind, epochs)
+    if prune is None:
+        return network
+    from dtlgen.model.prune import prune as prune_network
+
+    return prune_network(network, prune)
+
+
+def _unpruned_model(model: Any, input_shape: Any, retrain_last: Any, split: Any, name: Any, weights: Any, seeded: Any,
+                    source: Any, weight_seed: Any, seeded_kind: Any, epochs: Any) -> Network:
     import warnings
 
     from dtlgen import model as models
@@ -391,7 +408,7 @@ class Project:
                 if halt_probe else None
             rule = HaltRule(float(halt), shift, probe)
         plan = TrainingPlan(features, labels, order, sizes, shifts, self._steps, [len(sizes) - 1], cached, kd,
-                            [(e + 1) * per_epoch - 1 for e in range(epochs)], rule)
+                            [(e + 1) * per_epoch - 1 for e in range(epochs)], rule, rl.masks)
         extra: dict[str, Any] = {}
         if engine == "csim":
             from dtlgen.progress import current, step_counter

@@ -62,7 +62,33 @@ def _progress(args: argparse.Namespace) -> Progress:
 
 
 def _load_network(args: argparse.Namespace, split: Any) -> Any:
-    """MODEL with --weights and the split, and with --seeded its frozen convs seeded (trained on --source)."""
+    """MODEL with --weights, the split and --prune, and with --seeded its frozen convs seeded (trained on --source)."""
+    network = _unpruned_network(args, split)
+    if args.prune is None:
+        return network
+    from dtlgen.model.prune import prune
+
+    return prune(network, args.prune)
+
+
+def _prune_option(text: str) -> dict[str, float]:
+    """--prune rl=0.8 or fe=0.7,rl=0.8: the share of each layer's weights removed, per part."""
+    from dtlgen.model.prune import check_prune
+
+    shares: dict[str, Any] = {}
+    for item in text.split(","):
+        part, _, value = item.partition("=")
+        try:
+            shares[part.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: give PART=SHARE pairs, e.g. fe=0.7,rl=0.8") from None
+    try:
+        return check_prune(shares)
+    except DtlgenError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _unpruned_network(args: argparse.Namespace, split: Any) -> Any:
     from dtlgen.model import load_model
 
     options = {"--weight-seed": args.weight_seed, "--seeded-kind": args.seeded_kind, "--source": args.source,
@@ -503,10 +529,20 @@ def cmd_sim(args: argparse.Namespace) -> int:
                f"{training['distillation']['temperature']}). " if training.get("distillation") else "")
               + f"Weights after each of {training['steps']} steps bit-exact with the golden model: "
               f"{'yes' if training['bit_exact'] else 'NO (' + str(training['first_mismatch']) + ')'}. "
-              f"Array efficiency {100 * step['array_efficiency']:.1f} %. Measured: {training['source']['measured']}; "
+              + _pruning_note(training.get("pruning"))
+              + f"Array efficiency {100 * step['array_efficiency']:.1f} %. Measured: {training['source']['measured']}; "
               f"predicted: {training['source']['predicted']}.")
-        ok = ok and training["bit_exact"]
+        ok = ok and training["bit_exact"] and training.get("pruning", {}).get("held_at_zero", True)
     return 0 if ok else 1
+
+
+def _pruning_note(pruning: dict | None) -> str:
+    """A sentence on a pruned network's masks in a re-training run (`project_sim.pruning_report`)."""
+    if not pruning:
+        return ""
+    shares = ", ".join(f"{name} {100 * share:.1f} %" for name, share in pruning["sparsity"].items())
+    held = "yes" if pruning["held_at_zero"] else f"NO ({pruning['pruned_nonzero']} non-zero)"
+    return f"Pruned ({shares}): pruned weights 0 in every read-back: {held}. "
 
 
 def _clock_note(board_name: str) -> str:
@@ -869,6 +905,11 @@ def _add_weights_option(p: argparse.ArgumentParser) -> None:
                         "initial value, a warning)")
     p.add_argument("--source-epochs", type=_bounded(1, 10_000), default=None, metavar="N",
                    help="with --seeded --source: training epochs (default 40)")
+    p.add_argument("--prune", type=_prune_option, default=None, metavar="fe=S,rl=S",
+                   help="magnitude pruning: remove the share S of a part's conv / linear weights, the smallest first "
+                        "(one threshold over the part), in the frozen part (fe) and the retrainable part (rl); the RL "
+                        "engine keeps a mask bit per weight and holds the removed ones at 0 while re-training "
+                        "(e.g. fe=0.7,rl=0.8)")
 
 
 def _add_split_options(p: argparse.ArgumentParser) -> None:

@@ -205,10 +205,22 @@ TAMPERS = {
     "missing rl_train.npz": lambda p: (p / "sim/rl_train.npz").unlink(),
     "weights of another shape": lambda p: np.savez(p / "sim/rl_train.npz", **{
         k: (v[:-1] if k.startswith("w_") else v) for k, v in np.load(p / "sim/rl_train.npz").items()}),
+    "a pruning mask of another shape": lambda p: _add_mask(p, lambda w: np.ones((2, 2), dtype=np.uint8)),
+    "a pruning mask of 2s": lambda p: _add_mask(p, lambda w: np.full(w.shape, 2, dtype=np.uint8)),
+    "a float pruning mask": lambda p: _add_mask(p, lambda w: np.full(w.shape, 0.5)),
+    "a pruning mask the layout has no room for": lambda p: _add_mask(p, lambda w: np.ones(w.shape, dtype=np.uint8)),
     "a layout dtlgen would not plan": lambda p: _edit_json(p / "sim/rl_layout.json", lambda d: d.update(w_depth=1 << 20)),
     "descriptor field": lambda p: _poke_memory(p, 4 * 4, 0xFF),  # w4: kernel 255
     "board record": lambda p: _edit_json(p / "design.json", lambda d: d["board_spec"]["resources"].update(dsp=9999)),
 }
+
+
+def _add_mask(project: Path, make) -> None:
+    """rl_train.npz with a pruning mask (m_<layer>) made from the first retrainable layer's weights."""
+    arrays = dict(np.load(project / "sim/rl_train.npz"))
+    name = next(k for k in arrays if k.startswith("w_"))
+    arrays["m_" + name[2:]] = make(arrays[name])
+    np.savez(project / "sim/rl_train.npz", **arrays)
 
 
 def _poke_memory(project: Path, offset: int, value: int) -> None:

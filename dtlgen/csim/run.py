@@ -198,7 +198,7 @@ def _retrain(engines: CsimEngines, rl: RLProject, steps: int, distill: tuple[np.
     from dtlgen.sim.rl_sim import first_mismatch, golden_replay
 
     layout, qnet, state = rl.layout, rl.qnet, rl.state
-    plan = sample_plan(rl.features, rl.labels, layout.batch, steps, qnet.precision.lr_shift)
+    plan = sample_plan(rl.features, rl.labels, layout.batch, steps, qnet.precision.lr_shift, masks=rl.masks)
     if distill is not None:  # the teacher's cached logits and the weights
         plan = replace(plan, teacher=distill[0], kd=distill[1])
     host = RLHost(CsimDevice(engines, layout.memory_bytes), layout)

@@ -107,7 +107,7 @@ def _write_fe_vectors(data: Path, program: FEProgram, outputs: list[np.ndarray])
 def _write_rl_vectors(data: Path, qnet: QuantizedNetwork, layout: RLLayout, features: np.ndarray,
                       labels: np.ndarray, state: golden.RLState) -> None:
     """The first TB_STEPS steps of `sample_plan`, as the host loop runs them, checked against the golden model."""
-    plan = sample_plan(features, labels, layout.batch, TB_STEPS, qnet.precision.lr_shift)
+    plan = sample_plan(features, labels, layout.batch, TB_STEPS, qnet.precision.lr_shift, masks=golden.rl_masks(qnet))
     last = layout.layers[-1]
     feature_name = qnet.rl_layers[0].inputs[0]
     schedule = step_schedule(plan.batch_sizes)
@@ -121,6 +121,10 @@ def _write_rl_vectors(data: Path, qnet: QuantizedNetwork, layout: RLLayout, feat
 
     lines = [f"memory {layout.memory_bytes}", f"load {layout.params_addr} {sized('rl_params0.bin')}",
              f"load {layout.desc_addr} {sized('rl_load_params.bin')}", f"run {layout.desc_addr} 1"]
+    if plan.masks is not None:  # the pruning masks, after LOAD_P (which leaves every weight unmasked)
+        files_.update({"rl_masks.bin": prog.mask_image(layout, plan.masks), "rl_load_masks.bin": prog.masks_list(layout)})
+        lines += [f"load {layout.mask_addr} {sized('rl_masks.bin')}", f"load {layout.desc_addr} {sized('rl_load_masks.bin')}",
+                  f"run {layout.desc_addr} 1"]
     first_step = len(lines)  # the lines through the first step's checks (co-simulation runs those)
     batches = list(plan.batches())
     for k, idx in batches:
@@ -128,7 +132,7 @@ def _write_rl_vectors(data: Path, qnet: QuantizedNetwork, layout: RLLayout, feat
         fwd_count, bwd_count = prog.step_descriptor_counts(layout, load, bool(prefetch))
         x = plan.features[idx].reshape((len(idx),) + tuple(layout.feature_shape))
         state, trace = golden.rl_train_step(qnet, state, {feature_name: x}, plan.labels[idx], plan.first_step + k,
-                                            plan.lr_shifts[k])
+                                            plan.lr_shifts[k], masks=plan.masks)
         logits = trace.activations[last.name]
         logit_rows = to_rows(logits, logits.shape[1:])
         params = f"rl_params{k + 1}.bin"

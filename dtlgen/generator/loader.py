@@ -91,6 +91,11 @@ class RLProject:
     labels: np.ndarray
     state: golden.RLState
 
+    @property
+    def masks(self) -> dict[str, np.ndarray] | None:
+        """The retrainable layers' pruning masks (rl_train.npz's m_<layer>), or None: not pruned."""
+        return golden.rl_masks(self.qnet)
+
     def with_training_set(self, features: np.ndarray, labels: np.ndarray) -> "RLProject":
         """The same project re-training on another set: its FE features (N, width) as the FE engine
         outputs them (e.g. `dtlgen.api.Project.features`) and N class labels, checked."""
@@ -282,7 +287,8 @@ def load_rl_project(project: Path | ProjectData) -> RLProject:
     names = [entry.get("name") for entry in entries if isinstance(entry, dict)] if isinstance(entries, list) else []
     weights = {name: (arrays[f"w_{name}"], arrays[f"b_{name}"]) for name in names
                if isinstance(name, str) and f"w_{name}" in arrays and f"b_{name}" in arrays}
-    qnet = rl_view_from_dict(view_data, weights, str(sim / "rl_quant.json"))
+    masks = {name: arrays[f"m_{name}"] for name in names if isinstance(name, str) and f"m_{name}" in arrays}
+    qnet = rl_view_from_dict(view_data, weights, str(sim / "rl_quant.json"), masks)
     try:
         layout = plan_rl(qnet, data.design.rl, int(data.board.dram_bytes_per_cycle))
     except DtlgenError as exc:

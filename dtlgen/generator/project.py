@@ -202,7 +202,8 @@ def _write_rl(staging: Path, qnet: QuantizedNetwork, layout: RLLayout,
     state = golden.initial_rl_state(qnet)
     np.savez_compressed(sim / "rl_train.npz", features=features.reshape(len(x), -1), labels=np.asarray(y),
                         **{f"w_{name}": w for name, (w, _) in state.items()},
-                        **{f"b_{name}": b for name, (_, b) in state.items()})
+                        **{f"b_{name}": b for name, (_, b) in state.items()},
+                        **{f"m_{name}": mask.astype(np.uint8) for name, mask in (golden.rl_masks(qnet) or {}).items()})
     write_json(sim / "rl_quant.json", rl_view_to_dict(qnet))
     initial = {layer.name: layer.init_seed for layer in qnet.rl_layers if layer.init_seed is not None}
     for name, spec in initial.items():  # drawn at the spec's frac: the design must hold the weights there

@@ -17,7 +17,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from dtlgen.errors import DesignError, UnsupportedLayerError
-from dtlgen.host.rl_program import ACTIVATIONS, PERF_BASE, RLLayerPlan, RLLayout, dram_map, params_image_bytes
+from dtlgen.host.rl_program import (ACTIVATIONS, PERF_BASE, RLLayerPlan, RLLayout, dram_map, mask_plane_bytes,
+                                    params_image_bytes)
 from dtlgen.isa import rl as isa_rl
 from dtlgen.isa.params import RLParams
 from dtlgen.isa.rl import VALUE_BYTES
@@ -109,11 +110,14 @@ def plan_rl(qnet: QuantizedNetwork, cfg: RLConfig, bus_bytes: int) -> RLLayout:
     a_depth += cfg.batch * plans[0].positions * plans[0].pitch_n
     last = plans[-1]
     value_row = lambda cols: words(cols) * lanes * VALUE_BYTES  # noqa: E731
+    has_mask = any(layer.mask is not None for layer in qnet.rl_layers)  # a pruned network: masks on chip (LOAD_M)
     dram = dram_map(len(plans), cfg.batch * plans[0].positions * value_row(plans[0].n),
                     cfg.batch * last.positions * value_row(last.m),
-                    params_image_bytes(cfg.tm, cfg.tn, bus_bytes, w_next, b_next))
+                    params_image_bytes(cfg.tm, cfg.tn, bus_bytes, w_next, b_next),
+                    mask_plane_bytes(cfg.tm, cfg.tn, bus_bytes, w_next) if has_mask else 0)
     engine = RLParams(tm=cfg.tm, tn=cfg.tn, bits=cfg.bits, acc_bits=acc_bits, bus_bytes=bus_bytes, lanes=lanes,
-                      a_depth=max(2, a_depth), g_depth=max(2, g_next), w_depth=max(2, w_next), b_depth=max(2, b_next))
+                      a_depth=max(2, a_depth), g_depth=max(2, g_next), w_depth=max(2, w_next), b_depth=max(2, b_next),
+                      has_mask=int(has_mask))
     layout = RLLayout(
         engine=engine, batch=cfg.batch, layers=tuple(plans), logit_frac=qnet.layers[last.name].out_fmt.frac,
         grad_bits=qnet.layers[last.name].grad_fmt.bits, grad_frac=qnet.layers[last.name].grad_fmt.frac,
@@ -157,7 +161,7 @@ def _check_ranges(layout: RLLayout) -> None:
         if value > FIELD_MAX:
             raise DesignError(f"the RL parameter image has {value} {what}, more than the {FIELD_MAX} that the "
                               f"LOAD_P / STORE_P descriptor's 16-bit count holds; {fewer_tiles}")
-    end = layout.params_addr + layout.params_bytes
+    end = max(layout.params_addr + layout.params_bytes, layout.mask_addr + layout.mask_bytes)
     if end > ADDRESS_SPACE:
         raise DesignError(f"the RL engine's DRAM map (descriptors, features, logits, dY and the "
                           f"{layout.params_bytes}-byte parameter image) ends at byte {end}, beyond its 32-bit "

@@ -7,7 +7,8 @@ integer rules (`fixed.softmax_ce_grad`), masks it with the last layer's activati
 with the next batch's cached FE features into the other of the layout's two feature regions; the
 backward list (LOAD dY, BWD_DATA / UPDATE per layer from the last, and the next batch's feature LOAD
 in the background of the first layer's UPDATE) runs. Steps alternate regions
-(`rl_program.step_schedule`, which the cycle model counts too). Weights go in once (`load_params`) and come back when asked (`read_params`).
+(`rl_program.step_schedule`, which the cycle model counts too). Weights go in once (`load_params`, with
+the plan's pruning masks after them) and come back when asked (`read_params`).
 
 A plan with a teacher and distillation weights writes the distillation gradient instead; a plan with a
 halting rule counts after each epoch how many predictions agree with the teacher's (the epoch's own
@@ -75,10 +76,16 @@ class RLHost:
         self.device = device
         self.layout = layout
 
-    async def load_params(self, state: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    async def load_params(self, state: dict[str, tuple[np.ndarray, np.ndarray]],
+                          masks: dict[str, np.ndarray] | None = None) -> None:
+        """LOAD_P the weights and biases (every weight unmasked); with pruning `masks`, LOAD_M them after."""
         lay = self.layout
+        loads = prog.masks_list(lay) if masks is not None else b""  # (refused before anything is written)
         await self.device.write(lay.params_addr, prog.params_image(lay, state))
         await self._run(prog.params_list(lay, "LOAD_P"), 1, prog.PERF_BASE["params"])
+        if masks is not None:
+            await self.device.write(lay.mask_addr, prog.mask_image(lay, masks))
+            await self._run(loads, 1, prog.PERF_BASE["params"] + 2)
 
     async def read_params(self, shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         lay = self.layout
@@ -148,7 +155,7 @@ class RLHost:
         """Load `state`, run every step of `plan` (under its halting rule, until it stops), read the weights
         back after the plan's check_steps."""
         shapes = {name: tuple(np.shape(w)) for name, (w, _) in state.items()}
-        await self.load_params(state)
+        await self.load_params(state, plan.masks)
         weights, logits, cycles, probes, halted = {}, [], [], [], None
         batches = list(plan.batches())
         schedule = prog.step_schedule(plan.batch_sizes, plan.breaks())

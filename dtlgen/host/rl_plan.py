@@ -22,6 +22,7 @@ from dtlgen.quant import fixed
 from dtlgen.quant.fixed import Distillation, QFormat
 
 
+MASK_PREFIX = "mask_"  # plan_arrays' key of a layer's pruning mask
 MAX_STEPS = 100_000  # re-training steps a command or API call may ask for (the demo's whole schedule is 870)
 
 
@@ -51,7 +52,9 @@ class TrainingPlan:
     """What the host does: cached FE features of the re-training set, the sample order, batch sizes,
     learning-rate shifts and the step number of the first step (it seeds the UPDATE's LFSR).
     With `teacher` (S × the last layer's outputs, integers in its output format) and `kd` the output
-    gradient is the distillation one; `halt` needs the teacher and `epoch_ends` (each epoch's last step)."""
+    gradient is the distillation one; `halt` needs the teacher and `epoch_ends` (each epoch's last step).
+    With `masks` (layer -> its weight shape, 1 keeps a weight) the engine re-trains a pruned network:
+    the host loads them after the weights and every UPDATE holds the pruned weights at 0."""
 
     features: np.ndarray  # (S, ...) integer inputs of the first retrainable layer, one per sample
     labels: np.ndarray  # (S,)
@@ -64,6 +67,7 @@ class TrainingPlan:
     kd: Distillation | None = None
     epoch_ends: list[int] = field(default_factory=list)
     halt: HaltRule | None = None
+    masks: dict[str, np.ndarray] | None = None
 
     def __post_init__(self):
         if self.halt is not None and (self.teacher is None or not self.epoch_ends):
@@ -126,6 +130,8 @@ def plan_arrays(plan: TrainingPlan) -> dict[str, np.ndarray]:
         out["halt_final_lr_shift"] = np.int64(plan.halt.final_lr_shift)
         if plan.halt.probe is not None:
             out["halt_probe"] = np.asarray(plan.halt.probe, dtype=np.int64)
+    for name, mask in (plan.masks or {}).items():
+        out[MASK_PREFIX + name] = np.asarray(mask, dtype=np.uint8)
     return out
 
 
@@ -134,9 +140,10 @@ def plan_from_arrays(data) -> TrainingPlan:
     kd = Distillation(*ints("kd")) if "kd" in data else None
     halt = HaltRule(float(data["halt_agreement"]), int(data["halt_final_lr_shift"]),
                     np.asarray(data["halt_probe"]) if "halt_probe" in data else None) if "halt_agreement" in data else None
+    masks = {key[len(MASK_PREFIX):]: np.asarray(data[key]) for key in data if key.startswith(MASK_PREFIX)}
     return TrainingPlan(data["features"], data["labels"], data["order"], ints("batch_sizes"), ints("lr_shifts"),
                         int(data["first_step"]), ints("check_steps"), data["teacher"] if "teacher" in data else None,
-                        kd, ints("epoch_ends") if "epoch_ends" in data else [], halt)
+                        kd, ints("epoch_ends") if "epoch_ends" in data else [], halt, masks or None)
 
 
 
@@ -182,14 +189,15 @@ def teacher_agreement(logits: np.ndarray, teacher: np.ndarray) -> int:
 
 
 def sample_plan(features: np.ndarray, labels: np.ndarray, batch: int, steps: int, lr_shift: int,
-                seed: int = 1) -> TrainingPlan:
+                seed: int = 1, masks: dict[str, np.ndarray] | None = None) -> TrainingPlan:
     """`steps` full batches drawn at random from a re-training set, weights checked after every step:
     the plan `dtlgen sim --retrain` and `dtlgen csim` run, and the C-simulation testbench replays."""
     rng = np.random.default_rng(seed)
     n = len(labels)
     order = np.concatenate([rng.choice(n, batch, replace=n < batch) for _ in range(steps)]) if steps else \
         np.zeros(0, dtype=np.int64)
-    return TrainingPlan(features, labels, order, [batch] * steps, [lr_shift] * steps, 0, list(range(steps)))
+    return TrainingPlan(features, labels, order, [batch] * steps, [lr_shift] * steps, 0, list(range(steps)),
+                        masks=masks)
 
 
 def _to_last_rows(grad: np.ndarray, samples: int, positions: int, m: int) -> np.ndarray:

@@ -95,6 +95,7 @@ class RLLayout:
     extra: dict[str, Any] = field(default_factory=dict)
     feat_xa_alt: int = -1  # the second feature region (A stash word, DRAM address): steps alternate
     feat_addr_alt: int = -1
+    mask_addr: int = -1  # the pruning-mask plane (LOAD_M) of an engine built with masks, else -1
 
     def feature_region(self, slot: int) -> tuple[int, int]:
         """(A stash word, DRAM address) of the features of a step with parity `slot`."""
@@ -121,6 +122,12 @@ class RLLayout:
     def params_bytes(self) -> int:
         e = self.engine
         return params_image_bytes(e.tm, e.tn, e.bus_bytes, self.w_depth_used, self.b_depth_used)
+
+    @property
+    def mask_bytes(self) -> int:
+        """Bytes of the pruning-mask plane (LOAD_M): every weight tile's bits, padded to whole beats."""
+        e = self.engine
+        return mask_plane_bytes(e.tm, e.tn, e.bus_bytes, self.w_depth_used)
 
     @property
     def w_depth_used(self) -> int:
@@ -152,16 +159,23 @@ def params_image_bytes(tm: int, tn: int, bus_bytes: int, weight_tiles: int, bias
     return (weight_tiles * -(-tm * tn // vals) + bias_rows * -(-tm // vals)) * bus_bytes
 
 
-def dram_map(layers: int, feature_bytes: int, output_bytes: int, params_bytes: int) -> dict[str, int]:
+def mask_plane_bytes(tm: int, tn: int, bus_bytes: int, weight_tiles: int) -> int:
+    """Bytes of the pruning-mask plane (LOAD_M): each tile's tm·tn bits padded to whole beats."""
+    return weight_tiles * isa_rl.mask_tile_beats(tm, tn, bus_bytes) * bus_bytes
+
+
+def dram_map(layers: int, feature_bytes: int, output_bytes: int, params_bytes: int,
+             mask_bytes: int = 0) -> dict[str, int]:
     """The RL engine's DRAM map for `layers` retrainable layers: the descriptor lists at 0, then two
-    feature regions, the logits and dY (`output_bytes` each) and the parameter image, each on a 64-byte
-    boundary; memory_bytes the power of two (at least 4 KB) that holds them. The planner and the
-    board model's memory sizing both use it."""
+    feature regions, the logits and dY (`output_bytes` each), the parameter image and, with `mask_bytes`,
+    the pruning-mask plane, each on a 64-byte boundary; memory_bytes the power of two (at least 4 KB) that
+    holds them. The planner and the board model's memory sizing both use it."""
     align = lambda addr: -(-addr // 64) * 64  # noqa: E731
     out = {"desc_addr": 0}
     end = isa_rl.DESCRIPTOR_BYTES * (3 * layers + 5)  # the longest list: the backward one, 2 per layer + 1, and more
-    for name, size in (("feat_addr", feature_bytes), ("feat_addr_alt", feature_bytes), ("logit_addr", output_bytes),
-                       ("dy_addr", output_bytes), ("params_addr", params_bytes)):
+    regions = [("feat_addr", feature_bytes), ("feat_addr_alt", feature_bytes), ("logit_addr", output_bytes),
+               ("dy_addr", output_bytes), ("params_addr", params_bytes)]
+    for name, size in regions + ([("mask_addr", mask_bytes)] if mask_bytes else []):
         out[name] = align(end)
         end = out[name] + size
     out["memory_bytes"] = 1 << max(0, (max(end, 1 << 12) - 1).bit_length())
@@ -247,6 +261,15 @@ def params_list(layout: RLLayout, mode: str) -> bytes:
                   beats=layout.params_bytes // layout.engine.bus_bytes)
 
 
+def masks_list(layout: RLLayout) -> bytes:
+    """LOAD_M of every weight tile's pruning mask (after a LOAD_P, which leaves every weight unmasked)."""
+    if not layout.engine.has_mask or layout.mask_addr < 0:
+        raise DesignError("this RL engine was built without pruning masks: generate the project from the pruned "
+                          "model (dtlgen.load_model(..., prune=...)) so that its RL engine keeps them")
+    return encode("LOAD_M", n=layout.w_depth_used, dram=layout.mask_addr,
+                  beats=layout.mask_bytes // layout.engine.bus_bytes)
+
+
 def step_schedule(batch_sizes: list[int], breaks: set[int] | frozenset[int] = frozenset()) -> list[tuple[bool, int]]:
     """(load, prefetch) of each step of a run of batches: the first step loads its features, every
     step but the last loads the next one's (prefetch samples) in the background of its last UPDATE;
@@ -295,6 +318,33 @@ def params_image(layout: RLLayout, state: dict[str, tuple[np.ndarray, np.ndarray
             row[:tm] = bp[t_m * tm:(t_m + 1) * tm]
             brows.append(row)
     return np.concatenate(tiles + brows).astype("<i2").tobytes()
+
+
+def mask_image(layout: RLLayout, masks: dict[str, np.ndarray]) -> bytes:
+    """The pruning-mask plane: for every weight tile (the parameter image's order) its tm·tn bits, bit e
+    for PE e, least significant first, padded to whole beats. A layer without a mask keeps every weight;
+    a mask must have its layer's weight shape (1 keeps a weight, 0 holds it at 0)."""
+    tm, tn = layout.engine.tm, layout.engine.tn
+    tile_bits = isa_rl.mask_tile_beats(tm, tn, layout.engine.bus_bytes) * layout.engine.bus_bytes * 8
+    unknown = set(masks) - {p.name for p in layout.layers}
+    if unknown:
+        raise DesignError(f"pruning masks for {', '.join(sorted(unknown))}: not retrainable layers of this RL engine")
+    tiles = []
+    for p in layout.layers:
+        keep = np.zeros((p.mt * tm, p.nt * tn), dtype=np.uint8)  # (the padding PEs' bits: 0, never read)
+        keep[:p.m, :p.n] = 1
+        if p.name in masks:
+            mask = np.asarray(masks[p.name])
+            if mask.size != p.m * p.n:
+                raise DesignError(f"the pruning mask of layer '{p.name}' has {mask.size} values; its weights have "
+                                  f"{p.m * p.n}")
+            keep[:p.m, :p.n] = mask.reshape(p.m, p.n) != 0
+        for t_m in range(p.mt):
+            for t_n in range(p.nt):
+                bits = np.zeros(tile_bits, dtype=np.uint8)
+                bits[:tm * tn] = keep[t_m * tm:(t_m + 1) * tm, t_n * tn:(t_n + 1) * tn].reshape(-1)
+                tiles.append(np.packbits(bits, bitorder="little"))
+    return np.concatenate(tiles).tobytes() if tiles else b""
 
 
 def params_from_image(layout: RLLayout, data: bytes,

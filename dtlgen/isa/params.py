@@ -127,7 +127,8 @@ class RLParams:
     """rl_engine.sv's parameters. `tm` x `tn`: the processing-element array; `bits`: weights, activations
     and gradients; `acc_bits`: the accumulators; `bus_bytes`: the memory port; `lanes`: stash banks;
     `a_depth`, `g_depth`: words per activation / gradient stash bank; `w_depth`: weight tiles; `b_depth`:
-    bias rows. The stochastic rounding's LFSR polynomial (`dtlgen.isa.rl.LFSR_MASK`) goes with them."""
+    bias rows; `has_mask`: a pruning-mask bit beside every weight (LOAD_M, UPDATE writes 0 where it is 0).
+    The stochastic rounding's LFSR polynomial (`dtlgen.isa.rl.LFSR_MASK`) goes with them."""
 
     tm: int = _param("TM", "RL_TM", lowest=1)
     tn: int = _param("TN", "RL_TN", lowest=1)
@@ -139,9 +140,12 @@ class RLParams:
     g_depth: int = _param("G_DEPTH", lowest=1)
     w_depth: int = _param("W_DEPTH", lowest=1)
     b_depth: int = _param("B_DEPTH", lowest=1)
+    has_mask: int = _param("HAS_MASK", default=0)
 
     def __post_init__(self) -> None:
         _check_lowest(self, "RL")
+        if self.has_mask not in (0, 1):
+            raise ValueError(f"the RL engine's has_mask is {self.has_mask}: expected 0 or 1")
 
     def hdl_parameters(self) -> dict[str, int]:
         """rl_engine's parameters."""
@@ -156,7 +160,7 @@ class RLParams:
 # dtl_uart_core.sv's defaults for the RL engine's parameters: with HAS_RL = 0 no RL engine is built and
 # these only fill the parameter list (the board top and build.json name every parameter).
 _RL_NOT_BUILT = {"tm": 2, "tn": 2, "bits": 16, "acc_bits": 40, "lanes": 4, "a_depth": 64, "g_depth": 64, "w_depth": 32,
-                 "b_depth": 16}
+                 "b_depth": 16, "has_mask": 0}
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,12 @@ from dtlgen.isa import ACTIVATION_CODES, Field, decode_words, encode_words
 
 DESCRIPTOR_BYTES = 128
 VALUE_BYTES = 2  # every RL value is a 16-bit word in DRAM and on the bus (LOAD / STORE beats count them)
-MODES = {"LOAD_A": 1, "LOAD_G": 2, "STORE_A": 3, "FWD": 4, "BWD_DATA": 5, "UPDATE": 6, "LOAD_P": 7, "STORE_P": 8}
+MODES = {"LOAD_A": 1, "LOAD_G": 2, "STORE_A": 3, "FWD": 4, "BWD_DATA": 5, "UPDATE": 6, "LOAD_P": 7, "STORE_P": 8,
+         "LOAD_M": 9}
+# Pruning masks (issue 19): LOAD_P sets the mask bit of every weight it loads; LOAD_M then loads `n` mask tiles
+# from tile 0, each tile's TM*TN bits (bit e = PE e, the weight tile's order) packed least significant bit
+# first and padded to whole beats (`mask_tile_beats`); UPDATE writes 0 where a weight's bit is 0. An engine
+# built without masks (HAS_MASK 0) takes no LOAD_M (the host refuses it).
 FIELD_MAX = 0xFFFF  # the 16-bit fields' largest value
 JUMP_HALVES = 16  # entries of j_row and of j_blk
 # Stochastic rounding's 16-bit Galois LFSR, x^16 + x^14 + x^13 + x^11 + 1 (DESIGN.md §5): rl_engine.sv's
@@ -30,7 +35,7 @@ BIAS_ALIGN_RANGE = (0, 31)
 UPDATE_EXTRA_BITS = 32
 LR_SHIFT_MAX = 30
 ACC_BITS_MAX = 64  # the widest accumulator an RL engine is built with (design.json's rl.acc_bits)
-__all__ = ["ACC_BITS_MAX", "ACTIVATION_CODES", "BIAS_ALIGN_RANGE", "DESCRIPTOR_BYTES", "FIELDS", "MODES", "SHIFT_RANGE", "VALUE_BYTES",
+__all__ = ["ACC_BITS_MAX", "mask_tile_beats", "ACTIVATION_CODES", "BIAS_ALIGN_RANGE", "DESCRIPTOR_BYTES", "FIELDS", "MODES", "SHIFT_RANGE", "VALUE_BYTES",
            "decode", "encode", "shift_problems"]
 
 FIELDS = (
@@ -66,6 +71,11 @@ def decode(raw: bytes) -> dict[str, Any]:
     out["j_row"] = [int(v) for v in halves[32:48]]
     out["j_blk"] = [int(v) for v in halves[48:64]]
     return out
+
+
+def mask_tile_beats(tm: int, tn: int, bus_bytes: int) -> int:
+    """Beats of one mask tile in DRAM (LOAD_M): tm*tn bits padded to whole beats."""
+    return -(-tm * tn // (8 * bus_bytes))
 
 
 def shift_problems(shifts: dict[str, int], acc_bits: int,

@@ -63,6 +63,9 @@ class Layer:
     # a retrainable layer whose initial values are drawn from a seed (issue 18): {"seed", "index",
     # "bound_log2", "frac"}; `weight` is `dtlgen.isa.seeded.initial_weights` of them times 2^-frac, `bias` 0
     init_seed: dict[str, Any] | None = None
+    # magnitude pruning (issue 19, `dtlgen.model.prune`): 1 keeps a weight, 0 where it was removed (its weight
+    # is 0). A retrainable layer's mask goes to the RL engine, whose UPDATE holds the removed weights at 0.
+    mask: np.ndarray | None = None  # the weight's shape, uint8
 
     # Shape names of the tiling literature, per sample.
     @property
@@ -113,6 +116,8 @@ class Layer:
             d["seed"] = dict(self.seed)
         if self.init_seed is not None:
             d["init_seed"] = dict(self.init_seed)
+        if self.mask is not None:
+            d["sparsity"] = round(1.0 - float(np.mean(self.mask)), 6)
         if with_weights:
             d["weight"] = None if self.weight is None else self.weight.tolist()
             d["bias"] = None if self.bias is None else self.bias.tolist()

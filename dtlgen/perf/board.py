@@ -108,6 +108,9 @@ def core_memories(core: CoreParams) -> list[tuple[int, int, int]]:
         rl = core.rl
         mems += [(rl.tm * rl.tn, rl.w_depth, rl.bits), (rl.tm, rl.b_depth, rl.bits),
                  (rl.lanes, rl.a_depth, rl.bits), (rl.lanes, rl.g_depth, rl.bits)]
+        if rl.has_mask:
+            banks, width = perf_rl.mask_banks(rl.tm, rl.tn, rl.bus_bytes)
+            mems.append((banks, rl.w_depth, width))
     return mems
 
 
@@ -259,10 +262,14 @@ def core_parameters(network, design, board) -> CoreParams:
         depths = perf_rl.bank_depths(gemms, r, lanes)
         w_depth, b_depth = depths["w_depth"], depths["b_depth"]
         value_row = lambda cols: perf_rl.stash_words(cols, lanes) * lanes * 2  # noqa: E731
+        has_mask = any(g.masked for g in gemms)
         rl_bytes = rl_program.dram_map(len(gemms), r.batch * gemms[0].positions * value_row(gemms[0].n),
                                        r.batch * gemms[-1].positions * value_row(gemms[-1].m),
-                                       rl_program.params_image_bytes(r.tm, r.tn, bus, w_depth, b_depth))["memory_bytes"]
+                                       rl_program.params_image_bytes(r.tm, r.tn, bus, w_depth, b_depth),
+                                       rl_program.mask_plane_bytes(r.tm, r.tn, bus, w_depth) if has_mask else 0
+                                       )["memory_bytes"]
         rl = RLParams(tm=r.tm, tn=r.tn, bits=r.bits, acc_bits=r.acc_bits or perf_rl.required_acc_bits(gemms, r),
-                      bus_bytes=bus, lanes=lanes, **{key: max(2, depth) for key, depth in depths.items()})
+                      bus_bytes=bus, lanes=lanes, **{key: max(2, depth) for key, depth in depths.items()},
+                      has_mask=int(has_mask))
     return core_for(design, board, ops, fe_image_bytes(network, ops, cfg, bus), perf_fe.widest_channels(ops), rl,
                     rl_bytes)

@@ -144,6 +144,7 @@ class GemmLayer:
     m: int
     n: int
     positions: int
+    masked: bool = False  # a pruned layer: the engine keeps a mask bit per weight (HAS_MASK)
 
 
 def rl_gemms(network: Network) -> list[GemmLayer]:
@@ -157,7 +158,7 @@ def rl_gemms(network: Network) -> list[GemmLayer]:
             raise UnsupportedLayerError(f"layer '{layer.name}' ({layer.op}, K={layer.kernel}, stride {layer.stride}, "
                                         f"groups {layer.groups}) cannot be retrained on the RL engine (linear and dense "
                                         "1x1 stride-1 convs only); move the split after it")
-        gemms.append(GemmLayer(layer.name, *shape))
+        gemms.append(GemmLayer(layer.name, *shape, masked=layer.mask is not None))
     return gemms
 
 
@@ -259,17 +260,27 @@ def bank_depths(gemms: list[GemmLayer], cfg: RLConfig, lanes: int) -> dict[str, 
             "g_depth": sum(cfg.batch * g.positions * stash_words(g.m, lanes) for g in gemms)}
 
 
+def mask_banks(tm: int, tn: int, bus_bytes: int) -> tuple[int, int]:
+    """(banks, bits a word) of rl_engine.sv's pruning-mask memory: bank j holds beat j of every tile's mask."""
+    beat_bits = 8 * bus_bytes
+    return -(-tm * tn // beat_bits), min(tm * tn, beat_bits)
+
+
 def rl_storage(gemms: list[GemmLayer], cfg: RLConfig, board: Board) -> RLStorage:
-    """The engine's memories as the RTL builds them: tm·tn weight banks, tm bias banks, and the
-    activation (every layer's input, the last output, the second feature region) and gradient
-    (every layer's output) stashes of `stash_lanes` banks."""
+    """The engine's memories as the RTL builds them: tm·tn weight banks, tm bias banks, the pruning-mask
+    banks of a pruned network (a tile's tm·tn bits, one bank per bus beat of them), and the activation
+    (every layer's input, the last output, the second feature region) and gradient (every layer's output)
+    stashes of `stash_lanes` banks. `weight_bits` counts the weights, biases and mask bits."""
     tm, tn, bits = cfg.tm, cfg.tn, cfg.bits
     lanes = stash_lanes(tm, tn, board.dram_bytes_per_cycle)
     d = bank_depths(gemms, cfg, lanes)
     a_depth, g_depth = d["a_depth"], d["g_depth"]
     weights = banked_memory(board, tm * tn, d["w_depth"], bits) + banked_memory(board, tm, d["b_depth"], bits)
+    if any(g.masked for g in gemms):
+        beats, width = mask_banks(tm, tn, int(board.dram_bytes_per_cycle))
+        weights = weights + banked_memory(board, beats, d["w_depth"], width)
     total = weights + banked_memory(board, lanes, a_depth, bits) + banked_memory(board, lanes, g_depth, bits)
-    weight_bits = sum(g.m * g.n + g.m for g in gemms) * bits
+    weight_bits = sum(g.m * g.n + g.m for g in gemms) * bits + sum(g.m * g.n for g in gemms if g.masked)
     return RLStorage(weight_bits, a_depth * lanes * bits, g_depth * lanes * bits, weights, total)
 
 

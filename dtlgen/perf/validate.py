@@ -167,9 +167,9 @@ def check_design_matches(network: Network, design: Design, source: str) -> None:
             raise DesignError(f"{source} was made for {design.model}, not {network.name}; run "
                               f"'dtlgen dse {network.name} --board ...' for a design of this model")
         if design.network not in (None, network_fingerprint(network)):
-            raise DesignError(f"{source} was made for a {network.name} with other layers, another split or other "
-                              "seeded convs (its network fingerprint differs); give the options the DSE had "
-                              "(--split/--retrain-last, --seeded ...) or re-run the DSE for this model")
+            raise DesignError(f"{source} was made for a {network.name} with other layers, another split, other "
+                              "seeded convs or other pruning (its network fingerprint differs); give the options the "
+                              "DSE had (--split/--retrain-last, --seeded, --prune ...) or re-run the DSE for this model")
     if isinstance(design.fe.gen, tuple):
         from dtlgen.perf.fe import generable_convs
 

@@ -80,6 +80,12 @@ def initial_rl_state(qnet: QuantizedNetwork) -> RLState:
             for layer in qnet.rl_layers if layer.has_weights}
 
 
+def rl_masks(qnet: QuantizedNetwork) -> dict[str, np.ndarray] | None:
+    """The retrainable layers' pruning masks (`Layer.mask`), or None for a network that was not pruned."""
+    masks = {layer.name: layer.mask for layer in qnet.rl_layers if layer.mask is not None}
+    return masks or None
+
+
 def rl_forward(qnet: QuantizedNetwork, state: RLState, features: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """FWD descriptors: integer outputs of every retrainable layer given the FE outputs it reads."""
     values = dict(features)
@@ -125,12 +131,15 @@ class StepTrace:
 
 def rl_train_step(qnet: QuantizedNetwork, state: RLState, features: dict[str, np.ndarray],
                   labels: np.ndarray, step: int, lr_shift: int | None = None, teacher: np.ndarray | None = None,
-                  kd: fixed.Distillation | None = None) -> tuple[RLState, StepTrace]:
+                  kd: fixed.Distillation | None = None,
+                  masks: dict[str, np.ndarray] | None = None) -> tuple[RLState, StepTrace]:
     """One mini-batch: FWD, host gradient, BWD_DATA/BWD_WEIGHT/UPDATE per layer from the last.
 
     `lr_shift` (default: the precision's) is the UPDATE descriptor's shift, so a host can decay it.
     With `teacher` (the batch's teacher logits in the last layer's output format) and `kd`, the host's
     gradient is the distillation one (`fixed.distillation_grad`), else softmax cross-entropy.
+    With pruning `masks` (layer -> weight shape, 0 where pruned), the UPDATE writes 0 where a mask is 0;
+    every element still consumes its random number, as in the engine.
     """
     p = qnet.precision
     lr_shift = p.lr_shift if lr_shift is None else lr_shift
@@ -173,8 +182,10 @@ def rl_train_step(qnet: QuantizedNetwork, state: RLState, features: dict[str, np
         rand = fixed.lfsr_sequence(seed, w.size + bias.size).reshape(w.shape[0], w.shape[1] + 1)
         dw_step = fixed.stochastic_round_shift(dw, lr_shift + lq.dw_fmt.frac - lq.w_fmt.frac, rand[:, :-1])
         db_step = fixed.stochastic_round_shift(db, lr_shift + lq.db_fmt.frac - lq.b_fmt.frac, rand[:, -1])
-        new_state[layer.name] = (fixed.saturate(w - dw_step, bits).reshape(weight.shape),
-                                 fixed.saturate(bias - db_step, bits))
+        new_w = fixed.saturate(w - dw_step, bits)
+        if masks is not None and layer.name in masks:
+            new_w = np.where(np.asarray(masks[layer.name]).reshape(new_w.shape) != 0, new_w, 0)
+        new_state[layer.name] = (new_w.reshape(weight.shape), fixed.saturate(bias - db_step, bits))
         trace.grad_w[layer.name], trace.grad_b[layer.name], trace.seeds[layer.name] = dw, db, seed
         if layer.name != first_trained:
             grad = trace.grad_in[layer.name]

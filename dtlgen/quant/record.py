@@ -45,8 +45,9 @@ def rl_view_to_dict(qnet: QuantizedNetwork) -> dict[str, Any]:
 
 
 def rl_view_from_dict(data: Any, weights: dict[str, tuple[np.ndarray, np.ndarray]],
-                      source: str) -> QuantizedNetwork:
-    """The QuantizedNetwork that `rl_view_to_dict` described, with the RL layers' integer `weights`."""
+                      source: str, masks: dict[str, np.ndarray] | None = None) -> QuantizedNetwork:
+    """The QuantizedNetwork that `rl_view_to_dict` described, with the RL layers' integer `weights` and
+    pruning `masks` (rl_train.npz's m_<layer>: 0 / 1 of the weight's shape)."""
     check = _Checker(source)
     data = check.obj(data, "the file", ("format", "name", "input_shape", "precision", "input_fmt", "layers", "quant"))
     if data["format"] != FORMAT:
@@ -109,6 +110,13 @@ def rl_view_from_dict(data: Any, weights: dict[str, tuple[np.ndarray, np.ndarray
                     raise DesignError(f"{source}: the {what} of layer '{layer.name}' in rl_train.npz are not "
                                       f"{fmt.bits}-bit integers of shape {shape}; regenerate the project with "
                                       "'dtlgen generate'")
+            if masks and layer.name in masks:
+                mask = masks[layer.name]
+                if not isinstance(mask, np.ndarray) or mask.dtype.kind not in "biu" or mask.shape != want \
+                        or (mask.size and (mask.min() < 0 or mask.max() > 1)):
+                    raise DesignError(f"{source}: the pruning mask of layer '{layer.name}' in rl_train.npz (m_{layer.name}) "
+                                      f"is not 0 / 1 values of shape {want}; regenerate the project with 'dtlgen generate'")
+                layer.mask = mask.astype(np.uint8)
             # The IR keeps float weights; the RL golden model reads only the integer ones.
             layer.weight = lq.weight * lq.w_fmt.step
             layer.bias = lq.bias * lq.b_fmt.step

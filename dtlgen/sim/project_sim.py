@@ -95,7 +95,8 @@ def simulate_project(project: Path, progress: Callable[[str], None] = lambda mes
     if retrain:
         plan = None
         if teacher is not None:
-            plan = replace(sample_plan(rl.features, rl.labels, rl.layout.batch, steps, rl.qnet.precision.lr_shift),
+            plan = replace(sample_plan(rl.features, rl.labels, rl.layout.batch, steps, rl.qnet.precision.lr_shift,
+                                       masks=rl.masks),
                            teacher=cached, kd=teacher[1])
         report["training"] = simulate_retraining(project, data.program["clock_mhz"], steps, progress, plan, rl=rl)
     with tempfile.TemporaryDirectory(prefix="dtlgen-sim-") as scratch:
@@ -152,7 +153,7 @@ def simulate_retraining(project: Path, clock_mhz: float, steps: int,
     check_owned(project, [sim / run_name])
     layout, qnet, state = rl.layout, rl.qnet, rl.state
     if plan is None:
-        plan = sample_plan(rl.features, rl.labels, layout.batch, steps, qnet.precision.lr_shift)
+        plan = sample_plan(rl.features, rl.labels, layout.batch, steps, qnet.precision.lr_shift, masks=rl.masks)
     latency = data.params.dram.latency
     progress(f"re-training in RTL simulation: {plan.steps} steps of batch {layout.batch} on a "
              f"{layout.engine.tm}x{layout.engine.tn} RL engine (Verilator build cached per parameter set)"
@@ -202,6 +203,8 @@ def simulate_retraining(project: Path, clock_mhz: float, steps: int,
               "final_logits": result.logits[-layout.batch:].tolist() if len(result.logits) else []}
     if ran.kd is not None:
         report["distillation"] = ran.kd.to_dict()
+    if ran.masks is not None:
+        report["pruning"] = pruning_report(ran.masks, result.weights)
     if ran.halt is not None:
         probe_model = predict_probe(layout, latency, len(ran.halt.probe)) if ran.halt.probe is not None else 0
         report["halting"] = {
@@ -216,6 +219,15 @@ def simulate_retraining(project: Path, clock_mhz: float, steps: int,
             "total_cycles": {"measured": total_cycles + sum(p.cycles for p in result.probes),
                              "predicted": report["cycles"]["predicted"] + probe_model * len(result.probes)}}
     return report
+
+
+def pruning_report(masks: dict[str, np.ndarray], weights: dict[int, Any]) -> dict[str, Any]:
+    """Each masked layer's sparsity, and how many pruned weights are not 0 in the weights read back after
+    any step (measured: the engine's UPDATE must hold them at 0)."""
+    revived = sum(int(np.count_nonzero(np.asarray(step[name][0]).reshape(-1)[np.asarray(mask).reshape(-1) == 0]))
+                  for step in weights.values() for name, mask in masks.items())
+    return {"sparsity": {name: float(1.0 - np.mean(mask)) for name, mask in masks.items()},
+            "steps_read": len(weights), "pruned_nonzero": revived, "held_at_zero": revived == 0 and bool(weights)}
 
 
 def _halt_samples(rule) -> str:

@@ -179,7 +179,7 @@ def golden_replay(qnet: QuantizedNetwork, plan: TrainingPlan, state: RLState,
     for k, idx in plan.batches():
         features = {feature_name: plan.features[idx].reshape((len(idx),) + shape)}
         state, _ = golden.rl_train_step(qnet, state, features, plan.labels[idx], plan.first_step + k,
-                                        plan.lr_shifts[k], plan.teacher_of(idx), plan.kd)
+                                        plan.lr_shifts[k], plan.teacher_of(idx), plan.kd, plan.masks)
         if k in wanted:
             out[k] = state
     return out
@@ -201,7 +201,7 @@ def golden_halting(qnet: QuantizedNetwork, plan: TrainingPlan, state: RLState) -
     while k < plan.steps:
         idx = batches[k][1]
         state, trace = golden.rl_train_step(qnet, state, inputs(idx), plan.labels[idx], plan.first_step + k,
-                                            plan.lr_shifts[k], plan.teacher_of(idx), plan.kd)
+                                            plan.lr_shifts[k], plan.teacher_of(idx), plan.kd, plan.masks)
         if not halted and plan.halt.probe is None:
             agreed, seen = agreed + teacher_agreement(trace.activations[last], plan.teacher[idx]), seen + len(idx)
         if not halted and k in plan.halt_checks():

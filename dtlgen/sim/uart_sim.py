@@ -17,7 +17,7 @@ import numpy as np
 from dtlgen.generator.ecp5 import CORE_SOURCES, CORE_TOP
 from dtlgen.generator.fe_program import FEProgram
 from dtlgen.generator.rtl import rtl_dir
-from dtlgen.host.rl_host import TrainingPlan
+from dtlgen.host.rl_plan import TrainingPlan, plan_arrays
 from dtlgen.isa.params import CoreParams
 from dtlgen.sim.fe_sim import build_top, run_test, sim_log_tail
 
@@ -37,10 +37,7 @@ def simulate_link(core: CoreParams, program: FEProgram, workdir: Path, rl: tuple
     if rl is not None:
         layout, plan, state = rl
         assert isinstance(plan, TrainingPlan)
-        job.update(rl_layout=json.dumps(layout.to_dict()), rl_base=core.rl_base, features=plan.features,
-                   labels=plan.labels, order=plan.order, batch_sizes=np.array(plan.batch_sizes),
-                   lr_shifts=np.array(plan.lr_shifts), first_step=plan.first_step,
-                   check_steps=np.array(plan.check_steps),
+        job.update(rl_layout=json.dumps(layout.to_dict()), rl_base=core.rl_base, **plan_arrays(plan),
                    **{f"w_{name}": w for name, (w, _) in state.items()}, **{f"b_{name}": b for name, (_, b) in state.items()})
     np.savez(workdir / "job.npz", **job)
     (workdir / "uart_result.npz").unlink(missing_ok=True)

@@ -26,6 +26,7 @@ from dtlgen.generator.rl_program import plan_rl
 from dtlgen.host.rl_plan import HaltRule
 from dtlgen.host.rl_program import RLLayout
 from dtlgen.model.ir import Layer, Network
+from dtlgen.model.prune import prune as prune_network
 from dtlgen.perf.rl import RLConfig, infer_cycles
 from dtlgen.quant import golden
 from dtlgen.quant.fixed import Distillation
@@ -36,7 +37,9 @@ from dtlgen.sim.netlist import netlist_sources
 TM, TN, BUS, LATENCY = 3, 4, 8, 20
 # Room for up to 3 layers of <= 40 x 40, batch <= 6 at <= 4 positions (4 stash lanes of 10 words), and the
 # second feature region.
-ENGINE_BUILD = {"a_depth": 2048, "g_depth": 1024, "w_depth": 512, "b_depth": 64, "acc_bits": 56}
+# Every build keeps pruning masks (HAS_MASK): a dense run (LOAD_P alone leaves every weight unmasked) must
+# not see them, and a pruned one shares the build.
+ENGINE_BUILD = {"a_depth": 2048, "g_depth": 1024, "w_depth": 512, "b_depth": 64, "acc_bits": 56, "has_mask": 1}
 MEMORY_BYTES = 1 << 16
 _runs = itertools.count()
 
@@ -87,10 +90,15 @@ def widened(layout: RLLayout) -> RLLayout:
     return replace(layout, engine=replace(layout.engine, **ENGINE_BUILD), memory_bytes=MEMORY_BYTES)
 
 
-def train(chain: Chain, workdir, stall_period: int = 0, netlist: bool = False, axi: bool = False, pause_seed: int = 0):
+def train(chain: Chain, workdir, stall_period: int = 0, netlist: bool = False, axi: bool = False, pause_seed: int = 0,
+          prune: float = 0.0, masked: bool = True):
     """Quantise and plan `chain`, re-train it on the engine from random samples (full batches, then
-    `last_batch`; the lr shift alternates by one); also the golden weights and the predicted cycles."""
+    `last_batch`; the lr shift alternates by one); also the golden weights and the predicted cycles.
+    With `prune`, that share of every layer's weights is pruned by magnitude, and the plan carries the
+    masks (unless not `masked`: the pruned weights may then grow back)."""
     network = build_network(chain)
+    if prune:
+        network = prune_network(network, {"rl": prune})
     rng = np.random.default_rng(chain.seed + 1)
     sizes = [chain.batch] * (chain.steps - 1) + [chain.last_batch]
     x = rng.standard_normal((sum(sizes), *network.input_shape))
@@ -98,7 +106,8 @@ def train(chain: Chain, workdir, stall_period: int = 0, netlist: bool = False, a
     classes = int(np.prod(network.layers[-1].out_shape))
     plan = rl_sim.TrainingPlan(golden.quantize_input(qnet, x), rng.integers(0, classes, len(x)),
                                rng.permutation(len(x)), sizes, [chain.lr_shift + k % 2 for k in range(chain.steps)],
-                               chain.first_step, list(range(chain.steps)))
+                               chain.first_step, list(range(chain.steps)),
+                               masks=golden.rl_masks(qnet) if masked else None)
     layout = widened(plan_rl(qnet, RLConfig(*chain.engine, bits=chain.bits, batch=chain.batch), BUS))
     state = golden.initial_rl_state(qnet)
     sources_dir = None
@@ -164,6 +173,33 @@ def test_chosen_chains_train_bit_exact_on_the_cycle_model(tmp_path, chain):
 @given(chain=chains())
 def test_random_chains_train_bit_exact_on_the_cycle_model(tmp_path, chain):
     check_exact_and_on_the_model(chain, tmp_path)
+
+
+# 8 x 9 PEs: a mask tile of 72 bits spans two beats of the 8-byte bus
+WIDE_ARRAY = Chain("linear", (1, 1), (20, 17, 10), ("relu", None), 2, 4, 3, 3, 2, 0, 41, engine=(8, 9))
+
+
+@pytest.mark.parametrize("chain", [RELU6_CONV, WIDE_ARRAY], ids=["one_beat_mask_tiles", "two_beat_mask_tiles"])
+def test_a_pruned_chain_keeps_its_pruned_weights_at_zero(tmp_path, chain):
+    """80 % of every layer's weights pruned: the host loads the masks after the weights (LOAD_M) and every
+    UPDATE writes 0 where a mask is 0. Weights equal the golden model's after every step, pruned ones are 0
+    throughout, kept ones move, cycles equal the model's; the same plan without the masks revives pruned
+    weights (stochastic rounding of a non-zero gradient), so the masks are what holds them."""
+    result, expected, predicted, state = train(chain, tmp_path, prune=0.8)
+    assert rl_sim.first_mismatch(result.weights, expected) is None
+    network = prune_network(build_network(chain), {"rl": 0.8})
+    masks = {layer.name: layer.mask for layer in network.layers if layer.mask is not None}
+    assert masks and all(1 - m.mean() >= 0.75 for m in masks.values())
+    for step in result.weights.values():
+        for name, mask in masks.items():
+            assert not np.any(step[name][0][mask == 0]), f"a pruned weight of {name} moved"
+    last = result.weights[chain.steps - 1]
+    assert any(not np.array_equal(last[n][0], state[n][0]) for n in masks), "training moved no kept weight"
+    assert [int(c) for c in result.step_cycles.sum(axis=1)] == [sum(d.cycles for d in step) for step in predicted]
+    regrown, regrown_golden, _, _ = train(chain, tmp_path, prune=0.8, masked=False)
+    assert rl_sim.first_mismatch(regrown.weights, regrown_golden) is None
+    revived = regrown.weights[chain.steps - 1]
+    assert any(np.any(revived[n][0][m == 0]) for n, m in masks.items()), "without masks no pruned weight moved"
 
 
 @pytest.mark.slow  # 2 min with a cold build; the FE's twin runs by default

@@ -41,6 +41,7 @@ module dtl_uart_core #(
   parameter int G_DEPTH = 64,
   parameter int W_DEPTH = 32,
   parameter int B_DEPTH = 16,
+  parameter int HAS_MASK = 0,
   parameter int LFSR_MASK = 'hB400,
   parameter int BUS_BYTES = 2,
   parameter int MEM_BYTES = 1 << 16,
@@ -94,7 +95,7 @@ module dtl_uart_core #(
 
   if (HAS_RL != 0) begin : g_rl
     rl_engine #(.TM(RL_TM), .TN(RL_TN), .BITS(RL_BITS), .ACC_BITS(RL_ACC_BITS), .BUS_BYTES(BUS_BYTES),
-                .LANES(LANES), .A_DEPTH(A_DEPTH), .G_DEPTH(G_DEPTH), .W_DEPTH(W_DEPTH), .B_DEPTH(B_DEPTH),
+                .LANES(LANES), .A_DEPTH(A_DEPTH), .G_DEPTH(G_DEPTH), .W_DEPTH(W_DEPTH), .B_DEPTH(B_DEPTH), .HAS_MASK(HAS_MASK),
                 .LFSR_MASK(16'(LFSR_MASK))) rl (
       .clk, .rst, .start(start_rl), .desc_addr(run_desc_addr), .desc_count(run_count), .perf_base(run_perf_base),
       .busy(busy_rl), .done(done_rl),

@@ -21,7 +21,8 @@ from cocotb.clock import Clock
 from cocotb.queue import Queue
 from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge, with_timeout
 
-from dtlgen.host.rl_host import RLHost, TrainingPlan
+from dtlgen.host.rl_host import RLHost
+from dtlgen.host.rl_plan import plan_from_arrays
 from dtlgen.host.rl_program import RLLayout
 from dtlgen.host.uart_link import UartDevice, UartLink
 
@@ -85,9 +86,7 @@ async def board_link(dut):
     if "rl_layout" in job:
         layout = RLLayout.from_dict(json.loads(str(job["rl_layout"])))
         names = [p.name for p in layout.layers]
-        plan = TrainingPlan(job["features"], job["labels"], job["order"], [int(s) for s in job["batch_sizes"]],
-                            [int(s) for s in job["lr_shifts"]], int(job["first_step"]),
-                            [int(s) for s in job["check_steps"]])
+        plan = plan_from_arrays(job)
         host = RLHost(UartDevice(link, "rl", int(job["rl_base"])), layout)
         run = await host.train(plan, {name: (job[f"w_{name}"], job[f"b_{name}"]) for name in names})
         for k, state in run.weights.items():

@@ -375,7 +375,8 @@ class DtlBoard:
                      kd: Distillation | None = None) -> TrainingPlan:
         """`steps` mini-batches drawn from the cached re-training features, the project's lr shift;
         the weights are read back after the last step. With `teacher` (float logits, one row per cached
-        sample) and `kd`, the host distils."""
+        sample) and `kd`, the host distils. A pruned network's masks (rl_train.npz's m_<layer>) go with it:
+        the engine keeps the pruned weights at 0."""
         layout = self._require_rl()
         data = np.load(self.directory / "rl_train.npz")
         lr_shift = json.loads((self.directory / "rl_train.json").read_text())["lr_shift"]
@@ -396,8 +397,9 @@ class DtlBoard:
                 raise DriverError(f"the teacher's logits must be finite numbers of shape ({n}, {outputs}), one row per "
                                   f"cached re-training sample; got {logits.dtype} {logits.shape}")
             cached = teacher_logits(logits, layout.logit_frac)
+        masks = {p.name: data[f"m_{p.name}"] for p in layout.layers if f"m_{p.name}" in data} or None
         return TrainingPlan(data["features"], data["labels"], order, [layout.batch] * steps, [lr_shift] * steps, 0,
-                            [steps - 1] if steps else [], cached, kd if teacher is not None else None)
+                            [steps - 1] if steps else [], cached, kd if teacher is not None else None, masks=masks)
 
     def retrain(self, plan: TrainingPlan, state: dict[str, tuple[np.ndarray, np.ndarray]],
                 after_step=None) -> TrainingRun:

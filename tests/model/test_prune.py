@@ -1,0 +1,126 @@
+"""Magnitude pruning (dtlgen.model.prune) and the pruning-mask plane the RL engine loads (LOAD_M)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from dtlgen.errors import DesignError, ModelSpecError
+from dtlgen.generator.rl_program import plan_rl
+from dtlgen.host import rl_program as prog
+from dtlgen.isa import rl as isa_rl
+from dtlgen.model.ir import Layer, Network
+from dtlgen.model.prune import check_prune, layer_mask, prune, sparsity_of
+from dtlgen.perf.rl import RLConfig
+from dtlgen.quant import golden
+from dtlgen.quant.quantize import PrecisionConfig, quantize
+
+
+def _head(n: int = 12, hidden: int = 9, classes: int = 5, seed: int = 0) -> Network:
+    rng = np.random.default_rng(seed)
+    layers = [Layer("conv", "conv2d", ["input"], (3, 4, 4), (n, 1, 1), kernel=4, weight=rng.normal(size=(n, 3, 4, 4)),
+                    bias=np.zeros(n)),
+              Layer("flat", "flatten", ["conv"], (n, 1, 1), (n,)),
+              Layer("fc1", "linear", ["flat"], (n,), (hidden,), activation="relu", weight=rng.normal(size=(hidden, n)),
+                    bias=rng.normal(size=hidden), frozen=False),
+              Layer("fc2", "linear", ["fc1"], (hidden,), (classes,), weight=rng.normal(size=(classes, hidden)),
+                    bias=np.zeros(classes), frozen=False)]
+    return Network("head", (3, 4, 4), layers)
+
+
+@settings(max_examples=200, deadline=None)
+@given(hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=4, max_side=7),
+                  elements=st.floats(-4, 4, allow_nan=False)), st.floats(0, 0.999))
+def test_a_mask_removes_the_smallest_magnitudes(weight, share):
+    mask = layer_mask(weight, share)
+    assert mask.shape == weight.shape and mask.dtype == np.uint8
+    assert int(weight.size - mask.sum()) == int(round(share * weight.size))
+    kept, removed = np.abs(weight[mask == 1]), np.abs(weight[mask == 0])
+    if kept.size and removed.size:
+        assert removed.max() <= kept.min()
+
+
+def test_pruning_masks_the_parts_it_is_asked_to():
+    net = _head()
+    pruned = prune(net, {"rl": 0.8})
+    assert pruned.layer("conv").mask is None and np.array_equal(pruned.layer("conv").weight, net.layer("conv").weight)
+    for name in ("fc1", "fc2"):
+        layer = pruned.layer(name)
+        assert np.all(layer.weight[layer.mask == 0] == 0)
+        assert np.array_equal(layer.weight[layer.mask == 1], net.layer(name).weight[layer.mask == 1])
+    assert sparsity_of(pruned, "rl") == pytest.approx(0.8, abs=0.005) and sparsity_of(pruned, "fe") == 0.0
+    # one threshold over the part: no removed weight of either layer is larger than a kept one of either
+    kept = np.concatenate([np.abs(net.layer(n).weight[pruned.layer(n).mask == 1]) for n in ("fc1", "fc2")])
+    removed = np.concatenate([np.abs(net.layer(n).weight[pruned.layer(n).mask == 0]) for n in ("fc1", "fc2")])
+    assert removed.max() <= kept.min()
+    both = prune(pruned, {"fe": 0.5, "rl": 0.5})  # pruning again keeps what was removed removed
+    assert np.all(both.layer("fc1").mask <= pruned.layer("fc1").mask)
+    assert sparsity_of(both, "fe") == pytest.approx(0.5, abs=0.01)
+    assert net.layer("fc1").mask is None  # the original is untouched
+
+
+@pytest.mark.parametrize("bad", [None, {}, {"head": 0.5}, {"rl": 1.0}, {"rl": -0.1}, {"rl": True}, {"rl": "0.5"},
+                                 {"fe": float("nan")}, [0.5]])
+def test_bad_pruning_shares_are_refused_with_the_fix(bad):
+    with pytest.raises(ModelSpecError, match="prune"):
+        check_prune(bad)
+
+
+def _layout(network: Network, tm: int, tn: int, bus: int):
+    qnet = quantize(network, np.random.default_rng(1).standard_normal((8, 3, 4, 4)), PrecisionConfig(batch=4))
+    return qnet, plan_rl(qnet, RLConfig(tm, tn, batch=4), bus)
+
+
+@pytest.mark.parametrize("tm, tn, bus", [(2, 3, 8), (8, 9, 8), (4, 4, 2), (16, 16, 16)])
+def test_the_mask_plane_holds_every_tiles_bits_in_engine_order(tm, tn, bus):
+    qnet, layout = _layout(prune(_head(40, 33, 10), {"rl": 0.7}), tm, tn, bus)
+    masks = golden.rl_masks(qnet)
+    assert layout.engine.has_mask == 1 and layout.mask_addr >= layout.params_addr + layout.params_bytes
+    plane = np.frombuffer(prog.mask_image(layout, masks), dtype=np.uint8)
+    beats = isa_rl.mask_tile_beats(tm, tn, bus)
+    assert plane.size == layout.mask_bytes == layout.w_depth_used * beats * bus
+    bits = np.unpackbits(plane, bitorder="little").reshape(layout.w_depth_used, beats * bus * 8)
+    for p in layout.layers:
+        keep = np.zeros((p.mt * tm, p.nt * tn), dtype=np.uint8)
+        keep[:p.m, :p.n] = masks[p.name]
+        for t in range(p.mt * p.nt):
+            t_m, t_n = divmod(t, p.nt)
+            assert np.array_equal(bits[p.wbase + t, :tm * tn], keep[t_m * tm:(t_m + 1) * tm, t_n * tn:(t_n + 1) * tn].reshape(-1))
+            assert not bits[p.wbase + t, tm * tn:].any()  # padding
+    desc = isa_rl.decode(prog.masks_list(layout))
+    assert (desc["mode"], desc["n"], desc["dram"], desc["beats"]) == (isa_rl.MODES["LOAD_M"], layout.w_depth_used,
+                                                                     layout.mask_addr, layout.w_depth_used * beats)
+
+
+def test_a_dense_network_gets_no_mask_memory_and_no_load_m():
+    qnet, layout = _layout(_head(), 2, 3, 8)
+    assert golden.rl_masks(qnet) is None and layout.engine.has_mask == 0 and layout.mask_addr == -1
+    with pytest.raises(DesignError, match="without pruning masks"):
+        prog.masks_list(layout)
+
+
+def test_a_mask_of_the_wrong_size_or_layer_is_refused():
+    qnet, layout = _layout(prune(_head(), {"rl": 0.5}), 2, 3, 8)
+    with pytest.raises(DesignError, match="has 3 values"):
+        prog.mask_image(layout, {"fc1": np.ones(3)})
+    with pytest.raises(DesignError, match="not retrainable layers"):
+        prog.mask_image(layout, {"conv": np.ones(3)})
+
+
+def test_the_golden_update_holds_pruned_weights_at_zero():
+    qnet, layout = _layout(prune(_head(), {"rl": 0.6}), 2, 3, 8)
+    masks = golden.rl_masks(qnet)
+    rng = np.random.default_rng(3)
+    features = {"flat": rng.integers(-100, 100, (4, 12))}
+    labels = rng.integers(0, 5, 4)
+    state = golden.initial_rl_state(qnet)
+    masked, _ = golden.rl_train_step(qnet, state, features, labels, 0, 2, masks=masks)
+    dense, _ = golden.rl_train_step(qnet, state, features, labels, 0, 2)
+    for name, mask in masks.items():
+        assert not masked[name][0][mask == 0].any()
+        assert np.array_equal(masked[name][0][mask == 1], dense[name][0][mask == 1])
+        assert np.array_equal(masked[name][1], dense[name][1])  # biases are never masked
+    assert any(dense[name][0][mask == 0].any() for name, mask in masks.items()), "no pruned weight would revive"
