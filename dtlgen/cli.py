@@ -609,10 +609,10 @@ def _seeded_rows(report: dict) -> list[list[str]]:
                 else f"sent as trained on the source, {seeded['retrainable_bytes']:,} B)")],
             ["  target accuracy, fixed point: seeded / pretrained-frozen",
              f"{100 * seeded['acc_fixed']:.2f} % / {100 * frozen['acc_fixed']:.2f} % "
-             f"({seeded['fixed_vs_pretrained_frozen_pt']:+.2f} pt)"]]
+             f"({_pt(seeded['fixed_vs_pretrained_frozen_pt'])})"]]
     if "acc_device" in seeded:
         rows.append(["  seeded, after RTL re-training vs pretrained-frozen (golden)",
-                     f"{100 * seeded['acc_device']:.2f} % ({seeded['device_vs_pretrained_frozen_pt']:+.2f} pt)"])
+                     f"{100 * seeded['acc_device']:.2f} % ({_pt(seeded['device_vs_pretrained_frozen_pt'])})"])
     return rows
 
 
@@ -624,7 +624,7 @@ def _strategy_rows(report: dict[str, Any]) -> list[list[str]]:
     rows = [["teacher (float, fine-tuned end to end; student: re-trained layers)",
              f"{100 * t['acc_test']:.2f} % ({t['trainable_params']:,} params; student {s['student']['trainable_params']:,})"],
             [f"  distillation a={kd['alpha']:g} T={kd['temperature']} vs cross-entropy (golden)",
-             f"{100 * kd['acc_distillation']:.2f} % vs {100 * kd['acc_cross_entropy']:.2f} % ({kd['gain_pt']:+.2f} pt)"]]
+             f"{100 * kd['acc_distillation']:.2f} % vs {100 * kd['acc_cross_entropy']:.2f} % ({_pt(kd['gain_pt'])})"]]
     h = s.get("halting")
     if h:
         c = h["cycles"]
@@ -635,9 +635,27 @@ def _strategy_rows(report: dict[str, Any]) -> list[list[str]]:
                   f"{c['total']:,} = {100 * c['ratio']:.1f} % of {c['fixed_schedule']:,} "
                   f"({h['epochs_run']} of {h['epochs_planned']} epochs)"],
                  [f"  halted vs fixed schedule accuracy ({h['loss']}; RTL weights)",
-                  f"{100 * h['acc_halted']:.2f} % vs {100 * h['acc_fixed_schedule']:.2f} % ({-h['loss_pt']:+.2f} pt), "
+                  f"{100 * h['acc_halted']:.2f} % vs {100 * h['acc_fixed_schedule']:.2f} % ({_pt(-h['loss_pt'])}), "
                   f"bit-exact: {'yes' if h['bit_exact'] else 'NO'}"]]
+    p = s.get("pruning")
+    if p:
+        sp, before, after = p["sparsity"], p["before"], p["after"]
+        regrow, alone = p["regrow"], p["no_replay"]
+        rows += [[f"  pruned FE {100 * sp['fe']:.0f} % / head {100 * sp['rl']:.0f} %, head re-trained in RTL on new data "
+                  f"(+{p['scenario']['replayed_source_samples']} replayed): new-data accuracy",
+                  f"{100 * before['new']:.2f} % -> {100 * after['new']:.2f} % ({_pt(p['new_gain_pt'])})"],
+                 ["    held-out source accuracy; pruned weights 0 after the schedule; bit-exact",
+                  f"{100 * before['source']:.2f} % -> {100 * after['source']:.2f} % ({_pt(-p['source_loss_pt'])}); "
+                  f"{'yes' if p['held_at_zero'] else 'NO'}; {'yes' if p['bit_exact'] else 'NO'}"],
+                 ["    masks off (regrow) / no replay, golden: new / source accuracy",
+                  f"{100 * regrow['new']:.2f} / {100 * regrow['source']:.2f} % (head {100 * regrow['sparsity_rl_after']:.0f} "
+                  f"% zero) / {100 * alone['new']:.2f} / {100 * alone['source']:.2f} %"]]
     return rows
+
+
+def _pt(value: float) -> str:
+    """A difference in points, signed, without a negative zero."""
+    return f"{0.0 if abs(value) < 0.005 else value:+.2f} pt"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -645,6 +663,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if args.source_head and not (args.seeded or args.seeded_kind is not None):
         raise DesignError("--source-head is for a seeded model: add --seeded")
+    if args.no_prune and args.prune is not None:
+        raise DesignError("--no-prune skips the pruning scenario: drop --prune, or --no-prune")
+    if args.prune is not None and not args.prune.get("rl"):
+        raise DesignError("--prune: the pruning scenario re-trains a pruned head: give rl=S above 0 (e.g. fe=0.7,rl=0.8)")
     if args.no_halt and (args.halt is not None or args.halt_probe is not None or args.halt_loss is not None):
         raise DesignError("--no-halt skips the halting run: drop --halt / --halt-probe / --halt-loss, or --no-halt")
     chosen = {key: value for key, value in (("epochs", args.epochs), ("seeded_kind", args.seeded_kind),
@@ -654,7 +676,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     config = DemoConfig(board=args.board, bitstream=args.bitstream, seeded=args.seeded or args.seeded_kind is not None,
                         seeded_head=not args.source_head, distill=args.distill, **chosen,
                         **({"halt_distill": args.halt_loss == "distillation"} if args.halt_loss else {}),
-                        **({"halt": None} if args.no_halt else {}))
+                        **({"halt": None} if args.no_halt else {}),
+                        **({"prune_fe": args.prune.get("fe", 0.0), "prune_rl": args.prune.get("rl", 0.0)}
+                           if args.prune else {}), **({"prune": False} if args.no_prune else {}))
     try:
         config.distillation()
     except ValueError as error:
@@ -673,7 +697,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         [["target accuracy before re-training (float)", f"{100 * r['acc_before']:.2f} %"],
          ["target accuracy after float64 re-training", f"{100 * r['acc_float']:.2f} %"],
          ["target accuracy after fixed-point re-training (golden model)", f"{100 * r['acc_fixed']:.2f} %"],
-         ["fixed - float", f"{100 * (r['acc_fixed'] - r['acc_float']):+.2f} pt"],
+         ["fixed - float", _pt(100 * (r['acc_fixed'] - r['acc_float']))],
          ["size fp32", f"{sizes['fp32']:,} B"],
          ["size uniform 16-bit", f"{sizes['uniform16']:,} B"],
          ["size hybrid (FE %d-bit%s, RL %d-bit)" % (report["precision"]["w_bits"],
@@ -868,6 +892,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--halt-loss", choices=("distillation", "cross-entropy"), default=None,
                    help="the halting run's loss (default distillation: early-halting distillation)")
     p.add_argument("--no-halt", action="store_true", help="skip the halting run (an RTL re-training)")
+    p.add_argument("--prune", type=_prune_option, default=None, metavar="fe=S,rl=S",
+                   help="the pruning scenario's shares of the frozen (fe) and retrainable (rl) weights removed by "
+                        "magnitude (default fe=0.7,rl=0.8)")
+    p.add_argument("--no-prune", action="store_true",
+                   help="skip the pruning scenario (a second project, re-trained on new data in RTL simulation)")
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.set_defaults(func=cmd_demo)
 

@@ -30,6 +30,7 @@ from dtlgen.dse.problem import Fixed, Space, Workload
 from dtlgen.dse.run import run_dse
 from dtlgen.dse.run import write_outputs as write_dse_outputs
 from dtlgen.csim import csim_project
+from dtlgen.demo_pruning import pruning_section
 from dtlgen.generator.loader import load_rl_project
 from dtlgen.generator.project import generate_project, quantize_for_design
 from dtlgen.progress import as_progress
@@ -84,6 +85,13 @@ class DemoConfig:
     halt: float | None = 0.92  # halting run in RTL: stop once this share of predictions agrees with the teacher's
     halt_probe: int = 0  # 0: the epoch's own predictions; else probe samples drawn from the re-training set
     halt_distill: bool = True  # the halting run distils (early-halting distillation), else cross-entropy alone
+    # pruning (issue 19): the source model pruned by magnitude, fine-tuned on the source with its masks, its
+    # head re-trained in RTL on new data (jittered, noisier digits) with replayed source features (`demo_pruning`)
+    prune: bool = True
+    prune_fe: float = 0.7  # the share of the frozen part's weights removed
+    prune_rl: float = 0.8  # ... of the retrainable part's
+    prune_replay: float = 0.5  # replayed source samples per new sample in the device's re-training set
+    prune_finetune_epochs: int = 10
 
     def lr_shift_at(self, epoch: int) -> int:
         return self.lr_shift + sum(epoch >= e for e in self.lr_decay_epochs)
@@ -457,6 +465,9 @@ def run_demo(out_dir: Path | None = None, config: DemoConfig = DemoConfig(),
                          f"{config.halt:g} with the teacher)")
                 strategies["halting"] = device_halting(project, network, design, task, config, teacher,
                                                        report["device_retrain"], progress)
+            if config.prune:
+                strategies["pruning"] = pruning_section(staging, Path(out_dir).resolve(), design, board, config,
+                                                        progress)
             if seeded is not None:
                 seeded["acc_device"] = report["device_retrain"]["acc_device"]
                 seeded["device_vs_pretrained_frozen_pt"] = 100 * (seeded["acc_device"]

