@@ -312,6 +312,18 @@ def _retrain_strategies(teacher: Any, kd_alpha: Any, kd_temperature: Any, distil
         (HaltRule(float(halt), 0) if halt is not None else None)
 
 
+def _replay_share(value: Any) -> float:
+    """retrain's replay: cached samples per new sample, a real number from 0 to 16."""
+    import numbers
+
+    share = real_or_nan(value) if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) \
+        else float("nan")
+    if not 0.0 <= share <= 16.0:
+        raise DesignError(f"replay {value!r:.40}: the project's cached samples mixed in per sample of x, a number from 0 "
+                          "to 16 (0.5: half as many)")
+    return share
+
+
 def _distillation(kd_alpha: Any, kd_temperature: Any) -> Distillation:
     try:
         return Distillation.from_values(kd_alpha, kd_temperature)
@@ -352,7 +364,7 @@ class Project:
     def retrain(self, x: np.ndarray, y: np.ndarray, epochs: int = 1, *, seed: int = 1, lr_shift: int | None = None,
                 check: bool = True, engine: str = "csim", fe: str = "csim", teacher: np.ndarray | None = None,
                 kd_alpha: float = 0.5, kd_temperature: int = 2, distill: bool = True, halt: float | None = None,
-                halt_probe: int = 0) -> dict[str, Any]:
+                halt_probe: int = 0, replay: float = 0.0, regrow: bool = False) -> dict[str, Any]:
         """On-device SGD of the retrainable layers on (x, y): the FE engine's C-simulation computes the
         features once, then the RL engine runs `epochs` epochs (a fresh permutation each, batches of the
         design's RL batch, the last one short) with the learning rate 2^-lr_shift (default the design's)
@@ -370,7 +382,13 @@ class Project:
         `halt` (a share from 0 to 1, needs `teacher`): after each epoch, the share of predictions that agree
         with the teacher's (the epoch's own, or with `halt_probe` those of that many samples of `x` in extra
         forward passes); once it reaches `halt`, one more epoch, then stop. The result then says when it
-        fired (`halting`) and counts the epochs run."""
+        fired (`halting`) and counts the epochs run.
+
+        A pruned network (`load_model(..., prune=...)`) re-trains with its masks: the engine holds the pruned
+        weights at 0 (the result's `pruning` counts any that are not). `regrow=True` leaves the masks out, so
+        they may grow back. `replay` (a share, e.g. 0.5) mixes that many of the project's cached re-training
+        samples per sample of x (their features, cached at generate time from its `train` set: the source
+        data, against forgetting) into every epoch."""
         from dtlgen.host.rl_host import RLHost
         from dtlgen.csim.engines import CsimDevice
         from dtlgen.sim.rl_sim import (TrainingPlan, first_mismatch, golden_halting, golden_replay, plan_epochs,
@@ -396,8 +414,19 @@ class Project:
                 raise DesignError(f"teacher has logits of {len(logits)} samples; give one row per sample of x "
                                   f"({count})")
             cached = teacher_logits(logits, qnet.layers[qnet.rl_layers[-1].name].out_fmt.frac)
+        replay, replayed = _replay_share(replay), 0
+        if not isinstance(regrow, (bool, np.bool_)):
+            raise DesignError(f"regrow {regrow!r}: True (the pruned weights may grow back) or False")
+        if replay and teacher is not None:
+            raise DesignError("replay mixes the project's cached samples into the set, and the teacher's logits cover x "
+                              "only: give replay or teacher, not both")
         features = self.features(x, fe=fe).reshape(-1, int(np.prod(layout.feature_shape)))
         labels = check_labels(y, len(features), layout.layers[-1].m)
+        if replay:
+            pick = np.random.default_rng(seed).choice(len(rl.labels), min(len(rl.labels), int(round(replay * len(labels)))),
+                                                      replace=False)
+            features, labels = np.concatenate([features, rl.features[pick]]), np.concatenate([labels, rl.labels[pick]])
+            replayed = len(pick)
         per_epoch = -(-len(labels) // layout.batch)
         if epochs * per_epoch > MAX_STEPS:
             raise DesignError(f"epochs={epochs} of {per_epoch} steps each is {epochs * per_epoch:,} steps, more than "
@@ -408,7 +437,7 @@ class Project:
                 if halt_probe else None
             rule = HaltRule(float(halt), shift, probe)
         plan = TrainingPlan(features, labels, order, sizes, shifts, self._steps, [len(sizes) - 1], cached, kd,
-                            [(e + 1) * per_epoch - 1 for e in range(epochs)], rule, rl.masks)
+                            [(e + 1) * per_epoch - 1 for e in range(epochs)], rule, None if regrow else rl.masks)
         extra: dict[str, Any] = {}
         if engine == "csim":
             from dtlgen.progress import current, step_counter
@@ -460,6 +489,12 @@ class Project:
         self.state, self._steps = state, self._steps + steps
         if kd is not None:
             extra["distillation"] = kd.to_dict()
+        if rl.masks is not None:
+            from dtlgen.sim.project_sim import pruning_report
+
+            extra["pruning"] = {"regrow": bool(regrow), **pruning_report(rl.masks, {steps - 1: state})}
+        if replay:
+            extra["replayed_samples"] = replayed
         if rule is not None:
             extra["halting"] = {"agreement": float(halt), "probe_samples": 0 if rule.probe is None else len(rule.probe),
                                 "halted_epoch": halted,

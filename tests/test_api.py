@@ -316,3 +316,29 @@ def test_a_project_whose_hls_sources_were_edited_is_refused_before_g_plus_plus_c
 def test_explore_refuses_a_device_limit_that_is_not_a_positive_number(limits):
     with pytest.raises(DesignError, match=f"{next(iter(limits))}=.*give a positive number"):
         dtlgen.explore(dtlgen.load_model("digits_cnn"), "pynq-z2", pop=4, gens=1, **limits)
+
+
+def test_a_pruned_module_retrains_with_its_masks_and_replay(tmp_path):
+    """load_model(prune=...): the project's RL engine keeps a mask bit per weight; retrain on the C-simulated
+    engine keeps the pruned weights at 0 (checked against the golden model), mixes in the project's cached
+    samples with `replay`, and lets them grow back with `regrow`."""
+    x, y = digits()
+    net = trained_cnn(x, y)
+    model = dtlgen.load_model(net, (1, 8, 8), retrain_last=2, prune={"fe": 0.5, "rl": 0.8})
+    assert all(layer.mask is not None for layer in model.layers if layer.op in ("conv2d", "linear"))
+    design = dtlgen.explore(model, "pynq-z2", pop=8, gens=2, seed=1, calibration=x[:64])
+    project = dtlgen.generate(model, design, tmp_path / "prj", calibration=x[:64], train=(x[:128], y[:128]))
+    masks = {layer.name: layer.mask for layer in model.retrainable_layers if layer.mask is not None}
+    new_x, new_y = x[1500:1564], y[1500:1564]
+    kept = project.retrain(new_x, new_y, epochs=2, replay=0.5)
+    assert kept["pruning"]["held_at_zero"] and not kept["pruning"]["regrow"] and kept["replayed_samples"] == 32
+    assert kept["steps"] == 2 * -(-96 // design.rl.batch) and kept["bit_exact"]
+    for name, mask in masks.items():
+        assert not project.state[name][0][mask == 0].any()
+    grown = project.retrain(new_x, new_y, epochs=2, regrow=True)
+    assert grown["pruning"]["regrow"] and grown["pruning"]["pruned_nonzero"] > 0
+    for bad, message in (({"replay": -1}, "replay -1"), ({"replay": "half"}, "replay 'half'"),
+                         ({"regrow": "yes"}, "regrow 'yes'"),
+                         ({"replay": 0.5, "teacher": np.zeros((64, 10))}, "not both")):
+        with pytest.raises(DesignError, match=message):
+            project.retrain(new_x, new_y, **bad)
