@@ -43,9 +43,9 @@ def run(task_name: str, kinds: list[str], weight_seeds: list[int], heads: list[s
     for kind, weight_seed, head in stored + [(k, s, h) for k in kinds for h in heads for s in weight_seeds]:
         start = time.perf_counter()
         config = DemoConfig(seeded=kind is not None, seeded_kind=kind or "sign", weight_seed=weight_seed or 1)
-        network, qnet, result = pretrained_model(task, config, quiet, seeded=kind is not None)
+        network, qnet, result, teacher = pretrained_model(task, config, quiet, seeded=kind is not None)
         if head == "seed":
-            network, qnet, result, _ = head_from_seed(network, qnet, task, config, quiet)
+            network, qnet, result, _ = head_from_seed(network, qnet, task, config, quiet, teacher)
         what = f"{kind or 'stored'}{f', seed {weight_seed}' if weight_seed else ''}, head from the {head}"
         rows.append({"task": task_name, "convs": what,
                      "acc_before": result["acc_before_fixed"],

@@ -72,12 +72,14 @@ def _load_network(args: argparse.Namespace, split: Any) -> Any:
 
 
 def _prune_option(text: str) -> dict[str, float]:
-    """--prune rl=0.8 or fe=0.7,rl=0.8: the share of each layer's weights removed, per part."""
+    """--prune rl=0.8 or fe=0.7,rl=0.8: the share of each part's weights removed (rl_neurons=S: of its neurons)."""
     from dtlgen.model.prune import check_prune
 
     shares: dict[str, Any] = {}
     for item in text.split(","):
         part, _, value = item.partition("=")
+        if part.strip() in shares:
+            raise argparse.ArgumentTypeError(f"{text!r}: {part.strip()} given twice")
         try:
             shares[part.strip()] = float(value)
         except ValueError:

@@ -164,5 +164,5 @@ def _check_ranges(layout: RLLayout) -> None:
     end = max(layout.params_addr + layout.params_bytes, layout.mask_addr + layout.mask_bytes)
     if end > ADDRESS_SPACE:
         raise DesignError(f"the RL engine's DRAM map (descriptors, features, logits, dY and the "
-                          f"{layout.params_bytes}-byte parameter image) ends at byte {end}, beyond its 32-bit "
+                          f"{layout.params_bytes}-byte parameter image and any pruning-mask plane) ends at byte {end}, beyond its 32-bit "
                           f"addresses; {smaller_batch}")

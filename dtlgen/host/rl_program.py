@@ -335,9 +335,9 @@ def mask_image(layout: RLLayout, masks: dict[str, np.ndarray]) -> bytes:
         keep[:p.m, :p.n] = 1
         if p.name in masks:
             mask = np.asarray(masks[p.name])
-            if mask.size != p.m * p.n:
-                raise DesignError(f"the pruning mask of layer '{p.name}' has {mask.size} values; its weights have "
-                                  f"{p.m * p.n}")
+            if mask.size != p.m * p.n or mask.shape[:2] != (p.m, p.n):
+                raise DesignError(f"the pruning mask of layer '{p.name}' has shape {mask.shape}; its weights are "
+                                  f"{p.m} x {p.n}")
             keep[:p.m, :p.n] = mask.reshape(p.m, p.n) != 0
         for t_m in range(p.mt):
             for t_n in range(p.nt):

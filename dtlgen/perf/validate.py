@@ -147,11 +147,12 @@ def check_design(network: Network, design: Design, board: Board, prediction: Any
 
 def network_fingerprint(network: Network) -> str:
     """A hash of the network's structure (layers, ops, shapes, split, which convs are seeded and of what
-    kind), not of its weights: a design is made for a structure, and re-trained weights, another weight
+    kind, which layers are pruned), not of its weights: a design is made for a structure, and re-trained weights, another weight
     seed or a head started from a seed do not change it."""
     layers = []
     for layer in network.layers:
-        d = {k: v for k, v in layer.to_dict().items() if k not in ("module_path", "params", "init_seed")}
+        d = {k: v for k, v in layer.to_dict().items() if k not in ("module_path", "params", "init_seed", "sparsity")}
+        d["pruned"] = layer.mask is not None  # (its sparsity depends on the weights)
         if "seed" in d:
             d["seed"] = {k: v for k, v in d["seed"].items() if k != "seed"}
         layers.append(d)

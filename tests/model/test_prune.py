@@ -104,8 +104,8 @@ def test_a_dense_network_gets_no_mask_memory_and_no_load_m():
 
 def test_a_mask_of_the_wrong_size_or_layer_is_refused():
     qnet, layout = _layout(prune(_head(), {"rl": 0.5}), 2, 3, 8)
-    with pytest.raises(DesignError, match="has 3 values"):
-        prog.mask_image(layout, {"fc1": np.ones(3)})
+    with pytest.raises(DesignError, match=r"has shape \(3,\)"):
+        prog.mask_image(layout, {"fc1": np.ones(3)})  # (the size and the shape are checked)
     with pytest.raises(DesignError, match="not retrainable layers"):
         prog.mask_image(layout, {"conv": np.ones(3)})
 
@@ -144,3 +144,61 @@ def test_the_prune_option_refuses_bad_values_with_the_fix(capsys, value, message
     with pytest.raises(SystemExit) as stop:
         main(["dse", "digits_cnn", "--board", "pynq-z2", "--out", "never", "--prune", value])
     assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_neuron_pruning_narrows_the_head_and_computes_what_zeroed_neurons_would():
+    """prune_neurons removes fc1's weakest output units and fc2's inputs that read them: the narrower network's
+    float outputs are the original's with those units' weights and biases set to 0, and its RL GEMMs shrink."""
+    from dtlgen.model.prune import prune_neurons
+    from dtlgen.quant.reference import float_forward
+
+    net = _head(40, 33, 10)
+    narrow = prune_neurons(net, 0.5)
+    fc1, fc2 = narrow.layer("fc1"), narrow.layer("fc2")
+    assert fc1.weight.shape == (17, 40) and fc1.out_shape == (17,) and fc2.weight.shape == (10, 17) and fc2.in_shape == (17,)
+    norms = np.linalg.norm(net.layer("fc1").weight, axis=1)
+    kept = np.sort(np.argsort(-norms)[:17])  # 33 - round(16.5)
+    assert np.array_equal(fc1.weight, net.layer("fc1").weight[kept])
+    zeroed = Network(net.name, net.input_shape, [l for l in net.layers])
+    gone = np.setdiff1d(np.arange(33), kept)
+    w, b = net.layer("fc1").weight.copy(), net.layer("fc1").bias.copy()
+    w[gone], b[gone] = 0, 0
+    from dataclasses import replace as _replace
+    zeroed.layers[2] = _replace(net.layer("fc1"), weight=w, bias=b)
+    x = np.random.default_rng(4).standard_normal((6, 3, 4, 4))
+    assert np.allclose(float_forward(narrow, x)["fc2"], float_forward(zeroed, x)["fc2"])
+    _, wide = _layout(net, 4, 4, 8)
+    _, thin = _layout(narrow, 4, 4, 8)
+    assert thin.w_depth_used < wide.w_depth_used
+    with pytest.raises(ModelSpecError, match="rl_neurons"):
+        prune_neurons(Network("one", (4,), [Layer("fc", "linear", ["input"], (4,), (3,), weight=np.ones((3, 4)),
+                                                  bias=np.zeros(3), frozen=False)]), 0.5)
+
+
+def test_pruning_refuses_weights_drawn_from_a_seed_and_odd_masks():
+    from dataclasses import replace as _replace
+
+    from dtlgen.model.prune import with_masks
+
+    net = _head()
+    seeded = Network(net.name, net.input_shape, [_replace(l, init_seed={"seed": 1}) if l.name == "fc1" else l
+                                                 for l in net.layers])
+    with pytest.raises(ModelSpecError, match="drawn from a seed"):
+        prune(seeded, {"rl": 0.5})
+    with pytest.raises(ModelSpecError, match="removes every one"):
+        prune(net, {"rl": 0.9999})
+    with pytest.raises(ModelSpecError, match="prune"):
+        check_prune({"rl": 10 ** 400})
+    twos = with_masks(net, {"fc2": np.full((5, 9), 2)})
+    assert twos.layer("fc2").mask.max() == 1 and sparsity_of(twos, "rl") == 0.0
+    with pytest.raises(ModelSpecError, match="finite"):
+        with_masks(net, {"fc2": np.full((5, 9), np.nan)})
+
+
+def test_the_design_fingerprint_knows_which_layers_are_pruned_not_their_weights():
+    from dtlgen.perf.validate import network_fingerprint
+
+    net = _head()
+    other = _head(seed=5)
+    assert network_fingerprint(prune(net, {"rl": 0.8})) == network_fingerprint(prune(other, {"rl": 0.8}))
+    assert network_fingerprint(prune(net, {"rl": 0.8})) != network_fingerprint(net)

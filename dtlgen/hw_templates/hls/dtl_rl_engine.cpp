@@ -84,7 +84,7 @@ rl_val_t stash_g[2][G_HALF][LANES];
 rl_val_t weights[DTL_RL_W_DEPTH][TMN];
 rl_val_t biases[DTL_RL_B_DEPTH][TM];
 #if DTL_RL_HAS_MASK
-bool masks[DTL_RL_W_DEPTH][TMN];  // pruning bits, one a weight: where 0, UPDATE writes the weight 0
+ap_uint<TMN> masks[DTL_RL_W_DEPTH];  // a tile's pruning bits, bit e for PE e: where 0, UPDATE writes the weight 0
 #endif
 
 struct RlDesc {
@@ -300,10 +300,10 @@ load:
 #pragma HLS UNROLL
         if ((e >> LOG_VALS) != int(at.part)) continue;
         weights[at.tile][e] = v[e & (VALS - 1)];
-#if DTL_RL_HAS_MASK
-        masks[at.tile][e] = true;  // a loaded weight is unpruned until a LOAD_M says otherwise
-#endif
       }
+#if DTL_RL_HAS_MASK
+      masks[at.tile] = ~ap_uint<TMN>(0);  // a loaded tile is unpruned until a LOAD_M says otherwise
+#endif
     }
     if (d.mode == LOAD_P && at.bias) {
       for (int i = 0; i < TM; i++) {
@@ -321,6 +321,7 @@ load:
 static void rl_load_mask(dtl_rl_burst_t mem, const RlDesc &d) {
   if (d.beats == 0) return;  // no request: a burst has at least one beat
   unsigned tile = 0, part = 0;
+  ap_uint<TMN> word = 0;  // the tile's bits so far: written whole at its last beat
   mem.read_request(d.dram >> LOG_B, d.beats);
 load_mask:
   for (unsigned b = 0; b < d.beats; b++) {
@@ -329,9 +330,10 @@ load_mask:
     const rl_word_t bits = mem.read();
     for (int e = 0; e < TMN; e++) {
 #pragma HLS UNROLL
-      if ((e >> LOG_MASK_BITS) == int(part)) masks[tile][e] = bits[e & (MASK_BITS - 1)];
+      if ((e >> LOG_MASK_BITS) == int(part)) word[e] = bits[e & (MASK_BITS - 1)];
     }
     if (++part == unsigned(MASK_TILE_BEATS)) {
+      masks[tile] = word;
       part = 0;
       tile++;
     }
@@ -647,6 +649,9 @@ upd:
     }
     if (live && k == interval - 1) {  // the tile is finished: hand it to the drain
       const bool weighted = tn < d.nt;  // the tile past the last has only the bias column
+#if DTL_RL_HAS_MASK
+      const ap_uint<TMN> mask_word = weighted ? masks[tile_row + tn] : ~ap_uint<TMN>(0);
+#endif
       for (int i = 0; i < TM; i++) {
 #pragma HLS UNROLL
         for (int j = 0; j < TN; j++) {
@@ -654,7 +659,7 @@ upd:
           dw[i][j] = pe[i][j];
           old_w[i][j] = weighted ? weights[tile_row + tn][i * TN + j] : rl_val_t(0);
 #if DTL_RL_HAS_MASK
-          keep[i][j] = weighted ? masks[tile_row + tn][i * TN + j] : true;
+          keep[i][j] = weighted ? bool(mask_word[i * TN + j]) : true;
 #else
           keep[i][j] = true;
 #endif
@@ -826,9 +831,6 @@ void dtl_rl_engine(dtl_rl_burst_t mem, ap_uint<32> desc_addr, ap_uint<16> desc_c
 #pragma HLS ARRAY_PARTITION variable = stash_g dim = 3 complete
 #pragma HLS ARRAY_PARTITION variable = weights dim = 2 complete
 #pragma HLS ARRAY_PARTITION variable = biases dim = 2 complete
-#if DTL_RL_HAS_MASK
-#pragma HLS ARRAY_PARTITION variable = masks dim = 2 complete
-#endif
 #pragma HLS BIND_STORAGE variable = stash_a type = ram_t2p
 #pragma HLS BIND_STORAGE variable = stash_g type = ram_t2p
 #pragma HLS BIND_STORAGE variable = weights type = ram_t2p
