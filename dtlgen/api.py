@@ -398,8 +398,9 @@ class Project:
             raise DesignError(f"engine {engine!r}: 'csim' (the C-simulated HLS engine) or 'rtl' (the RTL engine in "
                               "Verilator)")
         rl = self._require_rl()
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= 10_000:
+        if isinstance(epochs, (bool, np.bool_)) or not isinstance(epochs, (int, np.integer)) or not 1 <= epochs <= 10_000:
             raise DesignError(f"epochs {epochs!r}: an integer from 1 to 10000")
+        epochs = int(epochs)
         layout, qnet = rl.layout, rl.qnet
         shift = qnet.precision.lr_shift if lr_shift is None else lr_shift
         if isinstance(shift, bool) or not isinstance(shift, int) or not 0 <= shift <= 30:

@@ -460,7 +460,7 @@ def run_demo(out_dir: Path | None = None, config: DemoConfig = DemoConfig(),
                      f"design's {design.rl.tm}x{design.rl.tn} RL engine")
             report["device_retrain"] = device_retrain(project, network, design, task, config,
                                                       retrain_result["acc_float"], progress, teacher)
-            if config.halt is not None:
+            if config.halt is not None and config.epochs >= 2:  # (the rule looks after every epoch but the last)
                 progress(f"re-training on the device in RTL simulation under the halting rule (agreement "
                          f"{config.halt:g} with the teacher)")
                 strategies["halting"] = device_halting(project, network, design, task, config, teacher,
