@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from dtlgen.errors import DesignError
+from dtlgen.errors import DesignError, brief
 from dtlgen.host.rl_plan import MAX_STEPS, HaltRule
 from dtlgen.model.data import check_batch, check_labels, output_classes
 from dtlgen.model.ir import Network
@@ -319,7 +319,7 @@ def _replay_share(value: Any) -> float:
     share = real_or_nan(value) if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) \
         else float("nan")
     if not 0.0 <= share <= 16.0:
-        raise DesignError(f"replay {value!r:.40}: the project's cached samples mixed in per sample of x, a number from 0 "
+        raise DesignError(f"replay {brief(value, 40)}: the project's cached samples mixed in per sample of x, a number from 0 "
                           "to 16 (0.5: half as many)")
     return share
 
@@ -403,8 +403,11 @@ class Project:
         epochs = int(epochs)
         layout, qnet = rl.layout, rl.qnet
         shift = qnet.precision.lr_shift if lr_shift is None else lr_shift
-        if isinstance(shift, bool) or not isinstance(shift, int) or not 0 <= shift <= 30:
+        if isinstance(shift, (bool, np.bool_)) or not isinstance(shift, (int, np.integer)) or not 0 <= shift <= 30:
             raise DesignError(f"lr_shift {shift!r}: the learning rate is 2^-lr_shift, lr_shift an integer from 0 to 30")
+        shift = int(shift)
+        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 63:
+            raise DesignError(f"seed {brief(seed)}: a non-negative integer (the epochs' permutations)")
         kd, rule = _retrain_strategies(teacher, kd_alpha, kd_temperature, distill, halt, halt_probe, epochs)
         cached = None
         if teacher is not None:  # checked before the FE's C-simulation of x
@@ -418,6 +421,10 @@ class Project:
         replay, replayed = _replay_share(replay), 0
         if not isinstance(regrow, (bool, np.bool_)):
             raise DesignError(f"regrow {regrow!r}: True (the pruned weights may grow back) or False")
+        if replay and rl.seeded_labels:
+            raise DesignError("replay mixes in the project's cached re-training samples, and this project's are the "
+                              "calibration inputs with seeded labels: generate it with train=(x_source, y_source) to "
+                              "replay real data")
         if replay and teacher is not None:
             raise DesignError("replay mixes the project's cached samples into the set, and the teacher's logits cover x "
                               "only: give replay or teacher, not both")

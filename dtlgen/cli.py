@@ -64,11 +64,25 @@ def _progress(args: argparse.Namespace) -> Progress:
 def _load_network(args: argparse.Namespace, split: Any) -> Any:
     """MODEL with --weights, the split and --prune, and with --seeded its frozen convs seeded (trained on --source)."""
     network = _unpruned_network(args, split)
-    if args.prune is None:
+    shares = _prune_shares(args)
+    if shares is None:
         return network
     from dtlgen.model.prune import prune
 
-    return prune(network, args.prune)
+    return prune(network, shares)
+
+
+def _prune_shares(args: argparse.Namespace) -> dict[str, float] | None:
+    """Every --prune option's shares in one dict (a part given twice is refused), or None without any."""
+    if not args.prune:
+        return None
+    merged: dict[str, float] = {}
+    for shares in args.prune:
+        twice = set(shares) & set(merged)
+        if twice:
+            raise DesignError(f"--prune gives {sorted(twice)[0]} twice; give each part once, e.g. --prune fe=0.7,rl=0.8")
+        merged.update(shares)
+    return merged
 
 
 def _prune_option(text: str) -> dict[str, float]:
@@ -665,10 +679,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if args.source_head and not (args.seeded or args.seeded_kind is not None):
         raise DesignError("--source-head is for a seeded model: add --seeded")
-    if args.no_prune and args.prune is not None:
+    shares = _prune_shares(args)
+    if args.no_prune and shares is not None:
         raise DesignError("--no-prune skips the pruning scenario: drop --prune, or --no-prune")
-    if args.prune is not None and not args.prune.get("rl"):
-        raise DesignError("--prune: the pruning scenario re-trains a pruned head: give rl=S above 0 (e.g. fe=0.7,rl=0.8)")
+    if shares is not None:
+        if not shares.get("rl"):
+            raise DesignError("--prune: the pruning scenario re-trains a pruned head: give rl=S above 0 (e.g. "
+                              "fe=0.7,rl=0.8)")
+        if "rl_neurons" in shares:
+            raise DesignError("--prune: the demo's pruning scenario masks weights (fe, rl); rl_neurons (whole neurons) "
+                              "is for the other commands and benchmarks/pruning.py")
+        from dtlgen.model import load_model
+        from dtlgen.model.prune import part_masks
+
+        part_masks(load_model(DemoConfig.model), shares)  # a share that empties a layer: refused before any work
     if args.no_halt and (args.halt is not None or args.halt_probe is not None or args.halt_loss is not None):
         raise DesignError("--no-halt skips the halting run: drop --halt / --halt-probe / --halt-loss, or --no-halt")
     chosen = {key: value for key, value in (("epochs", args.epochs), ("seeded_kind", args.seeded_kind),
@@ -679,8 +703,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                         seeded_head=not args.source_head, distill=args.distill, **chosen,
                         **({"halt_distill": args.halt_loss == "distillation"} if args.halt_loss else {}),
                         **({"halt": None} if args.no_halt else {}),
-                        **({"prune_fe": args.prune.get("fe", 0.0), "prune_rl": args.prune.get("rl", 0.0)}
-                           if args.prune else {}), **({"prune": False} if args.no_prune else {}))
+                        **({"prune_fe": shares.get("fe", 0.0), "prune_rl": shares["rl"]} if shares else {}),
+                        **({"prune": False} if args.no_prune else {}))
     try:
         config.distillation()
     except ValueError as error:
@@ -894,7 +918,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--halt-loss", choices=("distillation", "cross-entropy"), default=None,
                    help="the halting run's loss (default distillation: early-halting distillation)")
     p.add_argument("--no-halt", action="store_true", help="skip the halting run (an RTL re-training)")
-    p.add_argument("--prune", type=_prune_option, default=None, metavar="fe=S,rl=S",
+    p.add_argument("--prune", type=_prune_option, action="append", metavar="fe=S,rl=S",
                    help="the pruning scenario's shares of the frozen (fe) and retrainable (rl) weights removed by "
                         "magnitude (default fe=0.7,rl=0.8)")
     p.add_argument("--no-prune", action="store_true",
@@ -936,11 +960,12 @@ def _add_weights_option(p: argparse.ArgumentParser) -> None:
                         "initial value, a warning)")
     p.add_argument("--source-epochs", type=_bounded(1, 10_000), default=None, metavar="N",
                    help="with --seeded --source: training epochs (default 40)")
-    p.add_argument("--prune", type=_prune_option, default=None, metavar="fe=S,rl=S",
+    p.add_argument("--prune", type=_prune_option, action="append", metavar="fe=S,rl=S,rl_neurons=S",
                    help="magnitude pruning: remove the share S of a part's conv / linear weights, the smallest first "
                         "(one threshold over the part), in the frozen part (fe) and the retrainable part (rl); the RL "
                         "engine keeps a mask bit per weight and holds the removed ones at 0 while re-training "
-                        "(e.g. fe=0.7,rl=0.8)")
+                        "(e.g. fe=0.7,rl=0.8); rl_neurons=S removes that share of the retrainable layers' neurons "
+                        "(a narrower head)")
 
 
 def _add_split_options(p: argparse.ArgumentParser) -> None:

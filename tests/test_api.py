@@ -338,7 +338,14 @@ def test_a_pruned_module_retrains_with_its_masks_and_replay(tmp_path):
     grown = project.retrain(new_x, new_y, epochs=2, regrow=True)
     assert grown["pruning"]["regrow"] and grown["pruning"]["pruned_nonzero"] > 0
     for bad, message in (({"replay": -1}, "replay -1"), ({"replay": "half"}, "replay 'half'"),
-                         ({"regrow": "yes"}, "regrow 'yes'"),
+                         ({"regrow": "yes"}, "regrow 'yes'"), ({"seed": -1}, "seed -1"), ({"seed": True}, "seed True"),
+                         ({"replay": 10 ** 5000}, "replay <int>"),
                          ({"replay": 0.5, "teacher": np.zeros((64, 10))}, "not both")):
         with pytest.raises(DesignError, match=message):
             project.retrain(new_x, new_y, **bad)
+    # a project generated without a train set caches the calibration inputs with seeded labels: not data to replay
+    from dataclasses import replace
+
+    project.rl = replace(project.rl, seeded_labels=True)
+    with pytest.raises(DesignError, match="seeded labels"):
+        project.retrain(new_x, new_y, replay=0.5)

@@ -127,6 +127,9 @@ def test_demo_retrains_a_pruned_network_on_new_data_on_the_device(demo):
 @pytest.mark.parametrize("flags, message", [(["--kd-temperature", "3"], "temperature 3: a power of two"),
                                             (["--no-prune", "--prune", "rl=0.5"], "--no-prune skips"),
                                             (["--prune", "fe=0.5"], "give rl=S above 0"),
+                                            (["--prune", "rl=0.5", "--prune", "rl=0.6"], "gives rl twice"),
+                                            (["--prune", "rl=0.8,rl_neurons=0.5"], "rl_neurons"),
+                                            (["--prune", "fe=0.999,rl=0.5"], "every weight of layer 'conv4'"),
                                             (["--kd-alpha", "2"], "must be a number from 0 to 1"),
                                             (["--no-halt", "--halt", "0.9"], "--no-halt skips the halting run")])
 def test_bad_strategy_flags_are_refused_before_any_work(tmp_path, capsys, flags, message):

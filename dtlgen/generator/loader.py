@@ -90,6 +90,7 @@ class RLProject:
     features: np.ndarray
     labels: np.ndarray
     state: golden.RLState
+    seeded_labels: bool = False  # the cached set's labels are seeded (generate without a train set)
 
     @property
     def masks(self) -> dict[str, np.ndarray] | None:
@@ -308,7 +309,11 @@ def load_rl_project(project: Path | ProjectData) -> RLProject:
         raise DesignError(f"{where}: 'labels' must be {len(features)} class indices from 0 to {classes - 1}; {FIX}")
     state = {p.name: (np.asarray(qnet.layers[p.name].weight), np.asarray(qnet.layers[p.name].bias))
              for p in layout.layers}
-    return RLProject(layout, qnet, features.astype(np.int64), labels.astype(np.int64), state)
+    seeded = arrays.get("seeded_labels")
+    if seeded is not None and (seeded.shape != () or seeded.dtype.kind not in "biu" or int(seeded) not in (0, 1)):
+        raise DesignError(f"{where}: 'seeded_labels' must be 0 or 1; {FIX}")
+    return RLProject(layout, qnet, features.astype(np.int64), labels.astype(np.int64), state,
+                     seeded is not None and bool(seeded))
 
 
 # --- sources ----------------------------------------------------------------------------------------

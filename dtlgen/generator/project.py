@@ -161,7 +161,8 @@ def generate_project(network: Network, design: Design, board: Board, calib_x: np
         rl_data = None
         if rl_layout is not None:
             progress("writing the RL engine's layout and the re-training set's cached FE features")
-            rl_data = _write_rl(staging, qnet, rl_layout, train if train is not None else _default_train(network, calib_x))
+            rl_data = _write_rl(staging, qnet, rl_layout, train if train is not None else _default_train(network, calib_x),
+                                seeded_labels=train is None)
         progress("writing the HLS C++ engines and their C-simulation test vectors (golden model)")
         write_hls(staging, design, network.name, board.name, params, program, outputs,
                   (qnet, rl_layout, *rl_data) if rl_data is not None else None)
@@ -187,9 +188,11 @@ def _default_train(network: Network, calib_x: np.ndarray) -> tuple[np.ndarray, n
     return calib_x, np.random.default_rng(0).integers(0, classes, size=len(calib_x))
 
 
-def _write_rl(staging: Path, qnet: QuantizedNetwork, layout: RLLayout,
-              train: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, golden.RLState]:
-    """Write the RL engine's sources, layout and cached features; returns (features, labels, initial state)."""
+def _write_rl(staging: Path, qnet: QuantizedNetwork, layout: RLLayout, train: tuple[np.ndarray, np.ndarray],
+              seeded_labels: bool = False) -> tuple[np.ndarray, np.ndarray, golden.RLState]:
+    """Write the RL engine's sources, layout and cached features; returns (features, labels, initial state).
+    `seeded_labels`: the set is the calibration inputs with seeded labels (a hardware check, not a task),
+    which rl_train.npz records so that nothing replays it as data."""
     rtl, sim = staging / "rtl", staging / "sim"
     for name in RL_SOURCES:
         shutil.copy(rtl_dir() / name, rtl / name)
@@ -203,7 +206,8 @@ def _write_rl(staging: Path, qnet: QuantizedNetwork, layout: RLLayout,
     np.savez_compressed(sim / "rl_train.npz", features=features.reshape(len(x), -1), labels=np.asarray(y),
                         **{f"w_{name}": w for name, (w, _) in state.items()},
                         **{f"b_{name}": b for name, (_, b) in state.items()},
-                        **{f"m_{name}": mask.astype(np.uint8) for name, mask in (golden.rl_masks(qnet) or {}).items()})
+                        **{f"m_{name}": mask.astype(np.uint8) for name, mask in (golden.rl_masks(qnet) or {}).items()},
+                        seeded_labels=np.uint8(seeded_labels))
     write_json(sim / "rl_quant.json", rl_view_to_dict(qnet))
     initial = {layer.name: layer.init_seed for layer in qnet.rl_layers if layer.init_seed is not None}
     for name, spec in initial.items():  # drawn at the spec's frac: the design must hold the weights there

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from dtlgen.errors import ModelSpecError
+from dtlgen.errors import ModelSpecError, brief
 from dtlgen.model.ir import Network
 
 PARTS = ("fe", "rl", "rl_neurons")
@@ -30,7 +30,7 @@ def check_prune(prune: Any) -> dict[str, float]:
     """{"fe": s, "rl": s, "rl_neurons": s} with each share s in [0, 1): of each part's weights to remove, and of
     the retrainable layers' neurons."""
     if not isinstance(prune, dict) or not prune or set(prune) - set(PARTS):
-        raise ModelSpecError(f"prune {prune!r}: give a dict of shares, e.g. {{'fe': 0.7, 'rl': 0.8}} (keys "
+        raise ModelSpecError(f"prune {brief(prune, 60)}: give a dict of shares, e.g. {{'fe': 0.7, 'rl': 0.8}} (keys "
                              f"{', '.join(PARTS)}: the share of the part's weights removed, or of the retrainable "
                              "layers' neurons, from 0 to below 1)")
     out = {}
@@ -40,7 +40,7 @@ def check_prune(prune: Any) -> dict[str, float]:
         except OverflowError:  # an int beyond float's range
             share = math.nan
         if not 0.0 <= share < 1.0:  # (NaN fails too)
-            raise ModelSpecError(f"prune['{part}'] is {value!r}: a share of the weights from 0 to below 1 (0.8 removes "
+            raise ModelSpecError(f"prune[{brief(part, 20)}] is {brief(value, 40)}: a share from 0 to below 1 (0.8 removes "
                                  "80 % of the part's weights)")
         out[part] = share
     return out
@@ -72,12 +72,15 @@ def part_masks(network: Network, sparsity: dict[str, float]) -> dict[str, np.nda
         _refuse_seeded(layers, part)
         flat = layer_mask(np.concatenate([np.asarray(layer.weight).reshape(-1) for layer in layers]), share)
         if not flat.any():
-            raise ModelSpecError(f"prune['{part}'] = {share:g} removes every one of the part's {flat.size} weights; "
+            raise ModelSpecError(f"prune['{part}'] = {share:.8g} removes every one of the part's {flat.size} weights; "
                                  "give a smaller share")
         start = 0
         for layer in layers:
             size = np.asarray(layer.weight).size
             masks[layer.name] = flat[start:start + size].reshape(np.shape(layer.weight))
+            if not masks[layer.name].any():  # the network's output would no longer depend on its input
+                raise ModelSpecError(f"prune['{part}'] = {share:.8g} removes every weight of layer '{layer.name}' (the "
+                                     "part's smallest); give a smaller share")
             start += size
     return masks
 
@@ -134,7 +137,8 @@ def prune_neurons(network: Network, share: float) -> Network:
     index = {layer.name: i for i, layer in enumerate(layers)}
     shrunk = []
     for i, layer in enumerate(network.layers):
-        if layer.frozen or layer.weight is None or layer.op not in ("conv2d", "linear") or i == len(layers) - 1:
+        if layer.frozen or layer.weight is None or layer.op not in ("conv2d", "linear") or layer.groups != 1 \
+                or i == len(layers) - 1:
             continue
         _refuse_seeded([layer, *[other for other in network.layers if layer.name in other.inputs]], "rl_neurons")
         readers = [other for other in network.layers if layer.name in other.inputs]

@@ -187,6 +187,10 @@ def test_pruning_refuses_weights_drawn_from_a_seed_and_odd_masks():
         prune(seeded, {"rl": 0.5})
     with pytest.raises(ModelSpecError, match="removes every one"):
         prune(net, {"rl": 0.9999})
+    tiny = Network(net.name, net.input_shape, [_replace(l, weight=l.weight * 1e-3) if l.name == "fc2" else l
+                                               for l in net.layers])
+    with pytest.raises(ModelSpecError, match="every weight of layer 'fc2'"):  # the part keeps some, fc2 none
+        prune(tiny, {"rl": 0.5})
     with pytest.raises(ModelSpecError, match="prune"):
         check_prune({"rl": 10 ** 400})
     twos = with_masks(net, {"fc2": np.full((5, 9), 2)})
