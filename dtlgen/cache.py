@@ -24,7 +24,7 @@ from dtlgen.errors import DtlgenError
 # Each kind of build: its folder under the cache root and the names of the entries dtlgen makes there
 # (`sweep`, `cache_info` and `clear` touch nothing else).
 ENTRIES = {
-    "verilator": r"(fe|rl|axi|seeded)_[0-9a-f]{16}",  # a Verilator build per engine and parameter set (dtlgen.sim)
+    "verilator": r"(fe|rl|axi|seeded|uart)_[0-9a-f]{16}",  # a Verilator build per engine and parameter set (dtlgen.sim)
     "csim": r"[0-9a-f]{20}",  # a g++ build of a project's HLS engines per source hash (dtlgen.csim)
     "verilator-runtime": r"[0-9a-f]{24}",  # one Verilator runtime object per compile command (dtlgen.sim.objcache)
 }

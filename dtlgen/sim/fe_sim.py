@@ -106,6 +106,10 @@ def build_top(sources: list[Path], top: str, parameters: dict[str, object], pref
                 runner.build(sources=sources, hdl_toplevel=top, build_dir=build_dir, parameters=parameters,
                              build_args=args, always=True,
                              log_file=build_dir / "build.log")
+            # The precompiled headers (about 150 MB a build) only speed up the compile: the simulator runs
+            # the executable, so the cache keeps each build at a few MB and holds many more of them.
+            for header in build_dir.glob("*.gch"):
+                header.unlink()
         except BaseException as exc:
             # An interrupted or failed build leaves no half-built folder in the cache.
             log = (build_dir / "build.log").read_text(errors="replace") if (build_dir / "build.log").exists() else ""
