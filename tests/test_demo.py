@@ -17,7 +17,17 @@ MODEL_LOO_TOLERANCE = 0.16
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
+    """The demo without the strategies' two extra RTL re-trainings (the halting run and the pruning scenario,
+    about a minute): their figures are checked by the slow tests below on the whole demo; the mechanisms by
+    tests/sim/test_rl_rtl.py and tests/test_api.py by default."""
     out = tmp_path_factory.mktemp("demo") / "run"
+    return run_demo(out, DemoConfig(halt=None, prune=False)), out
+
+
+@pytest.fixture(scope="module")
+def whole_demo(tmp_path_factory):
+    """`dtlgen demo` as the README runs it."""
+    out = tmp_path_factory.mktemp("whole_demo") / "run"
     return run_demo(out, DemoConfig()), out
 
 
@@ -79,13 +89,10 @@ def test_demo_retrains_on_the_device_in_rtl(demo):
     assert all(abs(row["rel_error"]) <= 0.01 for row in device["descriptors"])
 
 
-def test_demo_strategies_distil_and_halt_on_the_device(demo):
+def test_demo_strategies_distil(demo):
     """Issue 19's strategies: the teacher (the float model fine-tuned end to end) beats the student (frozen FE,
     re-trained head) by a real gap; distillation against cross-entropy on identical batches (reported, either
-    sign); the halting run (distilling) on the RTL-simulated RL engine stops after the epoch where 92 % of the
-    epoch's predictions agree with the teacher's, then anneals one epoch: at most 60 % of the fixed schedule's
-    measured cycles, at most 1 pt below the accuracy of the fixed schedule with the same loss (the golden
-    model's, which the RTL equals), bit-exact with the golden model, its cycles the model's."""
+    sign). The default fixture runs neither the halting run nor the pruning scenario."""
     report, _ = demo
     s = report["strategies"]
     assert s["teacher"]["acc_test"] > s["student"]["acc_float"] + 0.01
@@ -93,6 +100,19 @@ def test_demo_strategies_distil_and_halt_on_the_device(demo):
     kd = s["distillation"]
     assert kd["acc_cross_entropy"] == report["retrain"]["acc_fixed"] and (kd["alpha"], kd["temperature"]) == (0.5, 2)
     assert kd["gain_pt"] == pytest.approx(100 * (kd["acc_distillation"] - kd["acc_cross_entropy"]))
+    assert "halting" not in s and "pruning" not in s
+
+
+@pytest.mark.slow
+def test_demo_halts_on_the_device(whole_demo):
+    """python -m pytest -m slow tests/test_demo.py (about 3 min with this file's other slow tests, their shared
+    demo run first): the halting run (distilling) on the RTL-simulated RL engine stops after the epoch where
+    92 % of the epoch's predictions agree with the teacher's, then anneals one epoch: at most 60 % of the fixed
+    schedule's measured cycles, at most 1 pt below the accuracy of the fixed schedule with the same loss (the
+    golden model's, which the RTL equals), bit-exact with the golden model, its cycles the model's."""
+    report, _ = whole_demo
+    s = report["strategies"]
+    kd = s["distillation"]
     h = s["halting"]
     assert h["bit_exact"], h["first_mismatch"]
     assert h["halted_epoch"] is not None and h["epochs_run"] == h["halted_epoch"] + 1 < h["epochs_planned"] == 30
@@ -105,14 +125,15 @@ def test_demo_strategies_distil_and_halt_on_the_device(demo):
     assert h["acc_fixed_schedule_device"] == report["device_retrain"]["acc_device"]
 
 
-def test_demo_retrains_a_pruned_network_on_new_data_on_the_device(demo):
+@pytest.mark.slow
+def test_demo_retrains_a_pruned_network_on_new_data_on_the_device(whole_demo):
     """Issue 19's pruning: 70 % of the frozen and 80 % of the retrainable weights pruned (global magnitude), the
     model fine-tuned on the source with its masks, deployed on the knee design with a mask bit per RL weight;
     the whole schedule on new data (jittered noisy digits) with replayed source features on the RTL-simulated
     RL engine: the pruned weights exactly 0 at the end, bit-exact with the golden model, cycles the model's; at
     least 8 pt better on held-out new data, at most 1 pt worse on held-out source data. Without the masks
     (regrow, golden) the head is no longer 70 % sparse."""
-    report, out = demo
+    report, out = whole_demo
     p = report["strategies"]["pruning"]
     assert p["sparsity"]["fe"] == pytest.approx(0.7, abs=1e-3) and p["sparsity"]["rl"] == pytest.approx(0.8, abs=1e-3)
     assert p["held_at_zero"] and p["pruned_nonzero_after"] == 0 and p["sparsity"]["rl_zero_after"] >= 0.8
