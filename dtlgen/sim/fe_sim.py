@@ -25,7 +25,7 @@ from dtlgen.generator.rtl import RTL_SOURCES, TOP, rtl_dir, write_hex
 from dtlgen.isa.params import DdrTiming, FESimBuild
 from dtlgen.progress import counted_file, current as current_progress
 from dtlgen.sim.netlist import HEADER as NETLIST_HEADER
-from dtlgen.sim.objcache import INCLUDE_ENV
+from dtlgen.sim.objcache import INCLUDE_ENV, MAIN_ENV
 
 # cocotb's runner makes every signal VPI-writable (--public-flat-rw), which keeps Verilator from
 # optimising the design (the RL engine re-trained at ~25k cycles/s); the testbenches touch only the
@@ -97,7 +97,8 @@ def build_top(sources: list[Path], top: str, parameters: dict[str, object], pref
             return build_dir
         # the Verilator runtime's objects, the same in every build, come from dtlgen.sim.objcache
         include = verilator_bin().resolve().parent / "include"
-        wrapper = {"OBJCACHE": f"{sys.executable} -m dtlgen.sim.objcache", INCLUDE_ENV: str(include)}
+        wrapper = {"OBJCACHE": f"{sys.executable} -m dtlgen.sim.objcache", INCLUDE_ENV: str(include),
+                   MAIN_ENV: str(Path(cocotb.__file__).resolve().parent / "share" / "lib" / "verilator" / "verilator.cpp")}
         saved = {key: os.environ.get(key) for key in wrapper}
         os.environ.update(wrapper if include.is_dir() else {})
         try:

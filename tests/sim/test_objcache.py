@@ -60,3 +60,20 @@ def test_the_runtime_objects_are_swept_like_every_other_kind(runtime, tmp_path, 
     for level in ("-O0", "-O1"):
         assert objcache.main(["c++", level, "-c", "-o", "rt.o", str(include / "rt.cpp")]) == 0
     assert len(calls) == 2 and len(list((tmp_path / "cache" / objcache.KIND).iterdir())) == 1
+
+
+def test_cocotbs_main_is_cached_per_model_header(runtime, tmp_path, monkeypatch):
+    """cocotb's verilator.cpp includes the build's Vtop.h: one object per header's bytes, reused across builds
+    of the same top, compiled afresh for another header."""
+    _, calls = runtime
+    main = tmp_path / "cocotb" / "verilator.cpp"
+    main.parent.mkdir()
+    main.write_text('#include "Vtop.h"\nint main() { return TOP; }\n')
+    monkeypatch.setenv(objcache.MAIN_ENV, str(main))
+    (tmp_path / "Vtop.h").write_text("#define TOP 0\n")
+    command = ["c++", "-I.", "-c", "-o", "verilator.o", str(main)]
+    assert objcache.main(command) == 0 and len(calls) == 1
+    (tmp_path / "verilator.o").unlink()
+    assert objcache.main(command) == 0 and len(calls) == 1  # the same header: from the cache
+    (tmp_path / "Vtop.h").write_text("#define TOP 1\n")
+    assert objcache.main(command) == 0 and len(calls) == 2  # another top's header: compiled
