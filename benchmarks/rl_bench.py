@@ -49,6 +49,7 @@ from dtlgen.quant import golden
 from dtlgen.quant.quantize import PrecisionConfig, QuantizedNetwork, quantize
 from dtlgen.sim import rl_sim
 from dtlgen.sim.fe_sim import build_top
+from dtlgen.isa.params import split_runtime
 
 BATCH = 32
 LR_SHIFT = 7
@@ -132,7 +133,7 @@ def build_engine(layout: RLLayout, latency: int) -> tuple[float, bool]:
     params = rl_sim.sim_build(layout, latency)
     start = time.perf_counter()
     build_dir = build_top([rtl_dir() / name for name in rl_sim.RL_SOURCES], rl_sim.RL_TOP,
-                          params.hdl_parameters(), "rl")
+                          split_runtime(params.hdl_parameters())[0], "rl")
     seconds = time.perf_counter() - start
     log = build_dir / "build.log"
     cached = not log.exists() or log.stat().st_mtime < time.time() - seconds - 1

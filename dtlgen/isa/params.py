@@ -212,6 +212,17 @@ class CoreParams:
         return core
 
 
+# dram_model.sv's timing parameters, which a simulation run sets by plusarg (+DTL_<NAME>=value) rather than
+# by build: one Verilator build of a testbench top serves every memory timing
+RUNTIME_DRAM = ("LATENCY", "STALL_PERIOD", "STALL_SEED", "ROW_BYTES", "T_MISS", "T_REFI", "T_RFC")
+
+
+def split_runtime(parameters: dict[str, object]) -> tuple[dict[str, object], list[str]]:
+    """A testbench top's parameters as (what its build takes, the plusargs of the memory's timing)."""
+    build = {key: value for key, value in parameters.items() if key not in RUNTIME_DRAM}
+    return build, [f"+DTL_{key}={parameters[key]}" for key in RUNTIME_DRAM if key in parameters]
+
+
 @dataclass(frozen=True)
 class SimDram:
     """dram_model.sv under a simulation top: read latency in cycles, size, and a seeded stall pattern

@@ -22,7 +22,7 @@ from dtlgen.cache import ENTRIES, cache_dir, mark_used, sweep
 from dtlgen.errors import ToolMissingError
 from dtlgen.generator.fe_program import FEProgram
 from dtlgen.generator.rtl import RTL_SOURCES, TOP, rtl_dir, write_hex
-from dtlgen.isa.params import DdrTiming, FESimBuild
+from dtlgen.isa.params import DdrTiming, FESimBuild, split_runtime
 from dtlgen.progress import counted_file, current as current_progress
 from dtlgen.sim.netlist import HEADER as NETLIST_HEADER
 from dtlgen.sim.objcache import INCLUDE_ENV, MAIN_ENV
@@ -59,11 +59,13 @@ def _environment() -> None:
 
 
 def build(params: FESimBuild, sources_dir: Path | None = None, cache_root: Path | None = None,
-          ddr: DdrTiming | None = None) -> Path:
-    """Compile the FE top for `params` (and the testbench memory's DDR-like timing `ddr`, by default the
-    ideal memory) unless a build with the same sources and parameters exists."""
-    parameters = params.hdl_parameters() | (ddr.hdl_parameters() if ddr else {})
-    return build_top([(sources_dir or rtl_dir()) / name for name in RTL_SOURCES], TOP, parameters, "fe", cache_root)
+          ddr: DdrTiming | None = None) -> tuple[Path, list[str]]:
+    """Compile the FE top for `params` unless a build with the same sources and parameters exists; returns
+    it and the plusargs that set the testbench memory's timing for a run (its latency and stalls, and the
+    DDR-like timing `ddr`, by default the ideal memory): those are not part of the build."""
+    parameters, plusargs = split_runtime(params.hdl_parameters() | (ddr.hdl_parameters() if ddr else {}))
+    return (build_top([(sources_dir or rtl_dir()) / name for name in RTL_SOURCES], TOP, parameters, "fe", cache_root),
+            plusargs)
 
 
 def build_top(sources: list[Path], top: str, parameters: dict[str, object], prefix: str,
@@ -132,8 +134,9 @@ def build_top(sources: list[Path], top: str, parameters: dict[str, object], pref
 
 
 def run_test(build_dir: Path, top: str, test_module: str, test_folder: Path, workdir: Path,
-             env: dict[str, str]) -> bool:
-    """Run a cocotb test module against a built top; True when every test passed."""
+             env: dict[str, str], plusargs: list[str] | None = None) -> bool:
+    """Run a cocotb test module against a built top (with the simulator's `plusargs`); True when every test
+    passed."""
     from cocotb_tools.runner import get_results, get_runner
 
     runner = get_runner("verilator")
@@ -141,7 +144,7 @@ def run_test(build_dir: Path, top: str, test_module: str, test_folder: Path, wor
     sys.path.insert(0, str(test_folder))
     try:
         results = runner.test(test_module=test_module, hdl_toplevel=top, hdl_toplevel_lang="verilog",
-                              build_dir=build_dir, test_dir=workdir, extra_env=env,
+                              build_dir=build_dir, test_dir=workdir, extra_env=env, plusargs=plusargs or [],
                               results_xml=str(workdir / "results.xml"), log_file=workdir / "sim.log")
     finally:
         sys.path.remove(str(test_folder))
@@ -175,7 +178,7 @@ def run_image(memory: np.ndarray, desc_addr: int, desc_count: int, params: FESim
     sources_dir = Path(sources_dir).resolve() if sources_dir else None
     test_path = Path(test_path).resolve() if test_path else None
     start = time.perf_counter()
-    build_dir = build(params, sources_dir, ddr=ddr)
+    build_dir, plusargs = build(params, sources_dir, ddr=ddr)
     build_s = time.perf_counter() - start
     workdir.mkdir(parents=True, exist_ok=True)
     write_hex(workdir / "dram_init.hex", memory)
@@ -189,10 +192,11 @@ def run_image(memory: np.ndarray, desc_addr: int, desc_count: int, params: FESim
         with current_progress().task(title, total=desc_count) as bar, \
                 counted_file(workdir / "progress.descriptors", bar) as counter:
             passed = run_test(build_dir, TOP, test_module, test_path or sources_dir or rtl_dir(), workdir,
-                              {**env, "DTLGEN_PROGRESS_FILE": str(counter)})
+                              {**env, "DTLGEN_PROGRESS_FILE": str(counter)}, plusargs)
     else:
         with current_progress().task(title):
-            passed = run_test(build_dir, TOP, test_module, test_path or sources_dir or rtl_dir(), workdir, env)
+            passed = run_test(build_dir, TOP, test_module, test_path or sources_dir or rtl_dir(), workdir, env,
+                              plusargs)
     run_s = time.perf_counter() - start
     if not passed or not (workdir / "dram_dump.hex").exists():
         raise RuntimeError(f"FE simulation failed in {workdir}:\n{sim_log_tail(workdir)}")

@@ -22,7 +22,7 @@ from dtlgen.host import rl_program as prog
 from dtlgen.host.rl_host import Probe, TrainingPlan
 from dtlgen.host.rl_plan import plan_arrays, teacher_agreement
 from dtlgen.host.rl_program import RLLayout
-from dtlgen.isa.params import RLSimBuild, SimDram
+from dtlgen.isa.params import RLSimBuild, SimDram, split_runtime
 from dtlgen.perf.rl import DescriptorCycles, GemmLayer, RLConfig, infer_cycles, step_cycles, step_schedule
 from dtlgen.progress import counted_file
 from dtlgen.progress import current as current_progress
@@ -95,6 +95,7 @@ def simulate_training(layout: RLLayout, plan: TrainingPlan, state: RLState, work
     params = sim_build(layout, latency, stall_period)
     sources_dir = Path(sources_dir).resolve() if sources_dir else rtl_dir()
     start = time.perf_counter()
+    plusargs: list[str] = []  # (the AXI top's memory is cocotbext-axi's, timed by the test)
     if axi:
         from dtlgen.sim.axi_sim import require_cocotbext_axi  # noqa: PLC0415 (the test extra's package)
 
@@ -103,7 +104,8 @@ def simulate_training(layout: RLLayout, plan: TrainingPlan, state: RLState, work
         build_dir = build_top([sources_dir / name for name in RL_AXI_SOURCES], top, params.rl.hdl_parameters(), "axi")
     else:
         top = RL_TOP
-        build_dir = build_top([sources_dir / name for name in RL_SOURCES], top, params.hdl_parameters(), "rl")
+        parameters, plusargs = split_runtime(params.hdl_parameters())
+        build_dir = build_top([sources_dir / name for name in RL_SOURCES], top, parameters, "rl")
     build_s = time.perf_counter() - start
     (workdir / "layout.json").write_text(json.dumps(layout.to_dict()))
     np.savez(workdir / "plan.npz", **plan_arrays(plan),
@@ -119,7 +121,7 @@ def simulate_training(layout: RLLayout, plan: TrainingPlan, state: RLState, work
                                  f"{layout.engine.tn} array)", total=plan.steps) as bar, \
             counted_file(workdir / "progress.steps", bar) as counter:
         passed = run_test(build_dir, top, test_module, Path(test_folder).resolve() if test_folder else sources_dir,
-                          workdir, {**env, "DTLGEN_PROGRESS_FILE": str(counter)})
+                          workdir, {**env, "DTLGEN_PROGRESS_FILE": str(counter)}, plusargs)
     wall = time.perf_counter() - start
     if not passed or not (workdir / "rl_result.npz").exists():
         raise RuntimeError(f"RL simulation failed in {workdir}:\n{sim_log_tail(workdir)}")

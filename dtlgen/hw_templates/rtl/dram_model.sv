@@ -8,6 +8,9 @@
 // keeps one row open; a read beat in another row of its bank waits T_MISS cycles and opens it (a
 // write opens its row without waiting: writes are posted); with T_REFI > 0 the memory refreshes for
 // T_RFC cycles every T_REFI cycles, delivering nothing and closing every row.
+// The timing (LATENCY, STALL_PERIOD, STALL_SEED, ROW_BYTES, T_MISS, T_REFI, T_RFC) is read at the start
+// from plusargs of the same names led by DTL_ (+DTL_LATENCY=20), the parameters being the defaults: one
+// build serves every memory timing (dtlgen.isa.params.RUNTIME_DRAM). BANKS and the sizes stay parameters.
 // Contents come from INIT_FILE ($readmemh, one byte per line); `load` reads LOAD_FILE ($readmemh with
 // @address lines: only the bytes it lists change) and `dump` writes bytes dump_lo..dump_hi to
 // DUMP_FILE ($writememh): bulk data never passes through the testbench language.
@@ -63,8 +66,11 @@ module dram_model #(
   logic [63:0]   now;
   logic [15:0]   lfsr;
   logic          stall;
-  localparam int RB = ROW_BYTES > 1 ? $clog2(ROW_BYTES) : 1;
   localparam int BB = BANKS > 1 ? $clog2(BANKS) : 1;
+  /* verilator lint_off UNUSEDSIGNAL */  // (the seed's upper bits; a shift's)
+  int            latency, stall_period, stall_seed, row_bytes, t_miss, t_refi, t_rfc;
+  int            rb;  // log2 of row_bytes (1 without rows)
+  /* verilator lint_on UNUSEDSIGNAL */
   logic [32:0]   open_row [BANKS];  // {open, row} per bank
   logic [63:0]   miss_until;        // a row miss holds the read beats until this cycle
   logic [31:0]   beat_addr;
@@ -72,23 +78,42 @@ module dram_model #(
   logic          row_hit, refreshing, due;
 
   initial begin
+    latency = LATENCY;
+    stall_period = STALL_PERIOD;
+    stall_seed = STALL_SEED;
+    row_bytes = ROW_BYTES;
+    t_miss = T_MISS;
+    t_refi = T_REFI;
+    t_rfc = T_RFC;
+    void'($value$plusargs("DTL_LATENCY=%d", latency));
+    void'($value$plusargs("DTL_STALL_PERIOD=%d", stall_period));
+    void'($value$plusargs("DTL_STALL_SEED=%d", stall_seed));
+    void'($value$plusargs("DTL_ROW_BYTES=%d", row_bytes));
+    void'($value$plusargs("DTL_T_MISS=%d", t_miss));
+    void'($value$plusargs("DTL_T_REFI=%d", t_refi));
+    void'($value$plusargs("DTL_T_RFC=%d", t_rfc));
+    rb = 1;
+    if (row_bytes > 1) begin
+      rb = 0;
+      while ((1 << rb) < row_bytes) rb = rb + 1;
+    end
     if (INIT_FILE != "") $readmemh(INIT_FILE, mem);
   end
 
   assign rd_req_ready = (count < (QW + 1)'(QUEUE));
   assign wr_ready = 1'b1;
-  assign stall = (STALL_PERIOD > 0) && (32'(lfsr) % 32'(STALL_PERIOD > 0 ? STALL_PERIOD : 1) == 0);
+  assign stall = (stall_period > 0) && (32'(lfsr) % 32'(stall_period > 0 ? stall_period : 1) == 0);
   // the next read beat's bank and whether its row is open
   function automatic logic [BB-1:0] bank_of(input logic [31:0] a);
-    bank_of = BB'(a >> RB) & BB'(BANKS - 1);
+    bank_of = BB'(a >> rb) & BB'(BANKS - 1);
   endfunction
   function automatic logic [32:0] row_of(input logic [31:0] a);
-    row_of = {1'b1, 32'(a >> (RB + (BANKS > 1 ? BB : 0)))};
+    row_of = {1'b1, 32'(a >> (rb + (BANKS > 1 ? BB : 0)))};
   endfunction
   assign beat_addr = q_addr[head] + 32'(beat) * BUS_BYTES;
   assign beat_bank = bank_of(beat_addr);
-  assign row_hit = ROW_BYTES == 0 || open_row[beat_bank] == row_of(beat_addr);
-  assign refreshing = T_REFI > 0 && (now % 64'(T_REFI > 0 ? T_REFI : 1)) < 64'(T_RFC);
+  assign row_hit = row_bytes == 0 || open_row[beat_bank] == row_of(beat_addr);
+  assign refreshing = t_refi > 0 && (now % 64'(t_refi > 0 ? t_refi : 1)) < 64'(t_rfc);
   assign due = (count != 0) && (q_time[head] <= now) && !stall && !refreshing && now >= miss_until;
   assign rd_valid = due && row_hit;
 
@@ -105,7 +130,7 @@ module dram_model #(
       count <= '0;
       beat <= '0;
       now <= '0;
-      lfsr <= 16'(STALL_SEED) | 16'd1;
+      lfsr <= 16'(stall_seed) | 16'd1;
       miss_until <= '0;
       for (int b = 0; b < BANKS; b++) open_row[b] <= '0;
     end else begin
@@ -117,7 +142,7 @@ module dram_model #(
       if (push) begin
         q_addr[tail] <= rd_req_addr;
         q_beats[tail] <= rd_req_beats;
-        q_time[tail] <= now + 64'(LATENCY);
+        q_time[tail] <= now + 64'(latency);
         tail <= tail + 1;
       end
       if (rd_valid) begin
@@ -129,13 +154,13 @@ module dram_model #(
         end
       end
       count <= count + (QW + 1)'(push) - (QW + 1)'(pop);
-      if (ROW_BYTES > 0) begin
-        if (due && !row_hit) begin  // precharge and activate: the beat goes T_MISS cycles later
-          miss_until <= now + 64'(T_MISS);
+      if (row_bytes > 0) begin
+        if (due && !row_hit) begin  // precharge and activate: the beat goes t_miss cycles later
+          miss_until <= now + 64'(t_miss);
           open_row[beat_bank] <= row_of(beat_addr);
         end
         if (wr_valid) open_row[bank_of(wr_addr)] <= row_of(wr_addr);
-        if (T_REFI > 0 && now % 64'(T_REFI > 0 ? T_REFI : 1) == 0)
+        if (t_refi > 0 && now % 64'(t_refi > 0 ? t_refi : 1) == 0)
           for (int b = 0; b < BANKS; b++) open_row[b] <= '0;
       end
       if (wr_valid) begin
