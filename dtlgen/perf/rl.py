@@ -167,10 +167,14 @@ def required_acc_bits(gemms: list[GemmLayer], cfg: RLConfig) -> int:
 
     The FWD bias may sit up to `bits` places above the products (its frac is never finer than the
     accumulator's), which `accumulator_bits`' one extra bit covers as long as the bias fits the
-    product-sum range; the golden model derives the exact per-layer width from calibrated fracs.
+    product-sum range; BWD_DATA (M products) and BWD_WEIGHT (batch x positions products, and the bias
+    column's sum of as many gradients) add no bias, so their product sums need no extra bit, as the
+    quantiser (`quantize._rl_formats`) counts them. The golden model derives the exact per-layer width
+    from calibrated fracs.
     """
-    widths = [fixed.accumulator_bits(t, cfg.bits, cfg.bits)
-              for g in gemms for t in (g.n, g.m, cfg.batch * g.positions)]
+    widths = [width for g in gemms for width in (
+        fixed.accumulator_bits(g.n, cfg.bits, cfg.bits),
+        *(fixed.product_sum_bits(t, cfg.bits, cfg.bits) for t in (g.m, cfg.batch * g.positions)))]
     return max(widths, default=0)
 
 

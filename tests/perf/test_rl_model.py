@@ -197,3 +197,28 @@ def test_inference_is_the_steps_forward_list():
         assert [d.mode for d in forward] == ["LOAD"] + ["FWD"] * len(gemms) + ["STORE"]
         assert rl.infer_cycles(gemms, cfg, 8, 40, samples) == sum(d.cycles for d in forward) < sum(d.cycles for d in step)
     assert rl.infer_cycles([], cfg, 8, 40) == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(widths=st.lists(st.integers(2, 48), min_size=3, max_size=4), batch=st.integers(1, 32),
+       hw=st.sampled_from([(1, 1), (2, 2), (1, 3)]), bits=st.sampled_from([8, 10, 16]))
+def test_the_models_accumulator_width_is_the_quantisers_bound(widths, batch, hw, bits):
+    """The DSE's rl.acc_bits comes from the quantiser; generate refuses one below `required_acc_bits`. Both
+    bound the same sums, so a head of 1x1 convs whose BWD_WEIGHT sum (batch x positions terms) is the widest
+    needs no more than the quantiser gives it (the model once added the bias bit to the backward sums)."""
+    import numpy as np
+
+    from dtlgen.quant.quantize import PrecisionConfig, quantize
+
+    rng = np.random.default_rng(len(widths) * 1000 + batch)
+    layers, prev = [], "input"
+    for i in range(len(widths) - 1):
+        n, m = widths[i], widths[i + 1]
+        layers.append(Layer(f"c{i}", "conv2d", [prev], (n, *hw), (m, *hw), activation="relu" if i else None,
+                            weight=rng.normal(0, 1 / np.sqrt(n), (m, n, 1, 1)), bias=rng.normal(0, 0.1, m),
+                            frozen=i == 0))
+        prev = f"c{i}"
+    network = Network("head", (widths[0], *hw), layers)
+    qnet = quantize(network, rng.standard_normal((8, widths[0], *hw)), PrecisionConfig(rl_bits=bits, batch=batch))
+    cfg = rl.RLConfig(4, 4, bits=bits, batch=batch)
+    assert rl.required_acc_bits(rl.rl_gemms(network), cfg) <= qnet.rl_acc_bits()
