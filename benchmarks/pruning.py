@@ -27,7 +27,6 @@ import platform
 import statistics
 from dataclasses import replace
 
-import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -36,7 +35,7 @@ from dtlgen.demo import DemoConfig
 from dtlgen.demo_pruning import pruned_model, pruning_plan, replay_set, source_model
 from dtlgen.generator.rl_program import plan_rl
 from dtlgen.model import digits_task
-from dtlgen.model.prune import prune_neurons
+from dtlgen.model.prune import prune_neurons, zero_share
 from dtlgen.perf.rl import RLConfig
 from dtlgen.quant import golden
 from dtlgen.quant.quantize import quantize
@@ -78,7 +77,7 @@ def main() -> None:
                 after = golden_replay(qnet, plan, state)[plan.steps - 1]
                 gains.append(100 * (accuracy(after, "new") - before["new"]))
                 losses.append(100 * (before["source"] - accuracy(after, "source")))
-                zeros.append(float(np.mean(np.concatenate([w.reshape(-1) for w, _ in after.values()]) == 0)))
+                zeros.append(zero_share(after.values()))
             rows.append((share, strategy, before["new"], before["source"], statistics.median(gains), min(gains),
                          statistics.median(losses), max(losses), statistics.median(zeros)))
     table = Table(title=f"Pruned re-training on new data: FE {100 * args.fe:.0f} % pruned, {len(args.shuffles)} "

@@ -32,13 +32,13 @@ from dtlgen.dse.run import write_outputs as write_dse_outputs
 from dtlgen.csim import csim_project
 from dtlgen.demo_pruning import pruning_section
 from dtlgen.generator.loader import load_rl_project
-from dtlgen.generator.project import generate_project, quantize_for_design
+from dtlgen.generator.project import generate_project
 from dtlgen.progress import as_progress
 from dtlgen.perf import Design
 from dtlgen.perf.fe import fe_ops
-from dtlgen.sim.project_sim import simulate_project, simulate_retraining
+from dtlgen.sim.project_sim import held_out_accuracy, simulate_project, simulate_retraining
 from dtlgen.host.rl_plan import HaltRule
-from dtlgen.sim.rl_sim import TrainingPlan, golden_replay, plan_epochs
+from dtlgen.sim.rl_sim import TrainingPlan, golden_replay, plan_epochs, run_weights
 from dtlgen.model import import_module, load_factory, resolve_split
 from dtlgen.model import digits_task
 from dtlgen.model.seeded import seed_frozen_convs, seed_head
@@ -212,7 +212,7 @@ def device_retrain(project: Path, network, design: Design, task: digits_task.Dig
         plan = replace(plan, teacher=teacher.fixed_logits(qnet), kd=config.distillation())
     training = simulate_retraining(Path(project), design.clock_mhz, plan.steps, progress, plan)
     test_accuracy = _test_accuracy(project, network, design, task, qnet)
-    acc_device = test_accuracy(_run_weights(Path(project) / "sim" / "rl_run", qnet, plan.steps - 1))
+    acc_device = test_accuracy(run_weights(Path(project) / "sim" / "rl_run", qnet, plan.steps - 1))
     replayed = golden_replay(qnet, plan, golden.initial_rl_state(qnet), {plan.steps - 1})[plan.steps - 1]
     return {"acc_device": acc_device, "acc_golden": test_accuracy(replayed), "acc_float": float_acc,
             "loss": "distillation" if config.distill else "cross-entropy", "steps": plan.steps,
@@ -237,7 +237,7 @@ def device_halting(project: Path, network, design: Design, task: digits_task.Dig
     training = simulate_retraining(Path(project), design.clock_mhz, plan.steps, progress, plan, run_name="rl_halt")
     halting = training["halting"]
     accuracy = _test_accuracy(project, network, design, task, rl.qnet)
-    acc = accuracy(_run_weights(Path(project) / "sim" / "rl_halt", rl.qnet, training["final_step"]))
+    acc = accuracy(run_weights(Path(project) / "sim" / "rl_halt", rl.qnet, training["final_step"]))
     loss = "distillation" if plan.kd is not None else "cross-entropy"
     if loss == fixed["loss"]:
         acc_fixed, fixed_from = fixed["acc_device"], "RTL simulation (device_retrain)"
@@ -269,21 +269,11 @@ def device_halting(project: Path, network, design: Design, task: digits_task.Dig
     }
 
 
-def _run_weights(run: Path, qnet: QuantizedNetwork, step: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The weights an RTL run read back after `step` (its rl_result.npz)."""
-    with np.load(run / "rl_result.npz") as raw:
-        return {l.name: (raw[f"step{step}_w_{l.name}"], raw[f"step{step}_b_{l.name}"])
-                for l in qnet.rl_layers if l.has_weights}
-
-
 def _test_accuracy(project: Path, network, design: Design, task: digits_task.DigitsTask, qnet: QuantizedNetwork):
-    """weights -> the target test accuracy of the project's RL layers with them (golden forward pass)."""
-    # The project's quantisation (FE formats come from the calibration set, the re-training set here).
-    fe_q = quantize_for_design(network, design, task.retrain_x)
-    feature_name = qnet.rl_layers[0].inputs[0]
-    test_features = {feature_name: golden.fe_forward(fe_q, golden.quantize_input(fe_q, task.test_x))[feature_name]}
-    last = network.layers[-1].name
-    return lambda weights: digits_task.accuracy(golden.rl_forward(qnet, weights, test_features)[last], task.test_y)
+    """weights -> the target test accuracy of the project's RL layers with them (golden forward pass; the
+    project was calibrated on the re-training set)."""
+    accuracy = held_out_accuracy(network, design, task.retrain_x, qnet, {"test": (task.test_x, task.test_y)})
+    return lambda weights: accuracy(weights)["test"]
 
 
 def strategies_section(qnet: QuantizedNetwork, task: digits_task.DigitsTask, config: DemoConfig, teacher: Teacher,

@@ -22,16 +22,15 @@ import numpy as np
 
 from dtlgen.boards import Board
 from dtlgen.generator.loader import load_rl_project
-from dtlgen.generator.project import generate_project, quantize_for_design
+from dtlgen.generator.project import generate_project
 from dtlgen.model import digits_task, import_module, load_factory, resolve_split
 from dtlgen.model.ir import Network
-from dtlgen.model.prune import part_masks, sparsity_of, with_masks
+from dtlgen.model.prune import part_masks, sparsity_of, with_masks, zero_share
 from dtlgen.perf import Design
 from dtlgen.perf.validate import network_fingerprint
 from dtlgen.progress import as_progress
-from dtlgen.quant import golden
-from dtlgen.sim.project_sim import simulate_retraining
-from dtlgen.sim.rl_sim import TrainingPlan, golden_replay, plan_epochs
+from dtlgen.sim.project_sim import held_out_accuracy, pruning_report, simulate_retraining
+from dtlgen.sim.rl_sim import TrainingPlan, golden_replay, plan_epochs, run_weights
 
 Progress = Callable[[str], None]
 FINETUNE_LR = 1e-3  # the pruned model's fine-tuning on the source (Adam), a third of pre-training's
@@ -115,17 +114,15 @@ def pruning_section(staging: Path, out_dir: Path, design: Design, board: Board, 
     plan = pruning_plan(rl.labels, rl.features, config, rl.masks, config.check_steps)
     progress(f"re-training the pruned head on new data with replay in RTL simulation: {plan.steps} steps")
     training = simulate_retraining(project, design.clock_mhz, plan.steps, progress, plan, rl=rl, run_name="rl_run")
-    with np.load(project / "sim" / "rl_run" / "rl_result.npz") as raw:
-        device = {l.name: (raw[f"step{plan.steps - 1}_w_{l.name}"], raw[f"step{plan.steps - 1}_b_{l.name}"])
-                  for l in qnet.rl_layers if l.has_weights}
-    accuracy = _accuracies(network, design, task, qnet)
+    device = run_weights(project / "sim" / "rl_run", qnet, plan.steps - 1)
+    accuracy = held_out_accuracy(network, design, task.new_x, qnet, {"new": (task.new_test_x, task.new_test_y),
+                                                                       "source": (task.source_test_x, task.source_test_y)})
     progress("the same schedule in the golden model without the masks (regrow) and without replay")
     regrow = golden_replay(qnet, replace(plan, masks=None, check_steps=[plan.steps - 1]), state)[plan.steps - 1]
     new_only = pruning_plan(task.new_y, rl.features[:len(task.new_y)], config, rl.masks)
     no_replay = golden_replay(qnet, new_only, state)[new_only.steps - 1]
     before, after = accuracy(state), accuracy(device)
-    revived = sum(int(np.count_nonzero(device[n][0][m == 0])) for n, m in rl.masks.items())
-    head_weights = [np.asarray(w) for w, _ in device.values()]
+    revived = pruning_report(rl.masks, {plan.steps - 1: device})["pruned_nonzero"]
     return {
         "scenario": {"source": "sklearn digits 8x8 (the demo's source half)",
                      "new_data": digits_task.NEW_DATA_DESCRIPTION,
@@ -135,7 +132,7 @@ def pruning_section(staging: Path, out_dir: Path, design: Design, board: Board, 
         "sparsity": {"fe": sparsity_of(network, "fe"), "rl": sparsity_of(network, "rl"),
                      "layers": {layer.name: float(1 - layer.mask.mean()) for layer in network.layers
                                 if layer.mask is not None},
-                     "rl_zero_after": float(np.mean(np.concatenate([w.reshape(-1) for w in head_weights]) == 0))},
+                     "rl_zero_after": zero_share(device.values())},
         "float_source_accuracy": float_acc,
         "before": before, "after": after,
         "new_gain_pt": 100 * (after["new"] - before["new"]),
@@ -144,7 +141,7 @@ def pruning_section(staging: Path, out_dir: Path, design: Design, board: Board, 
         "bit_exact": training["bit_exact"], "first_mismatch": training["first_mismatch"],
         "steps": plan.steps, "epochs": config.epochs, "replay_share": config.prune_replay,
         "cycles": training["cycles"],
-        "regrow": {**accuracy(regrow), "sparsity_rl_after": _zero_share(regrow)},
+        "regrow": {**accuracy(regrow), "sparsity_rl_after": zero_share(regrow.values())},
         "no_replay": accuracy(no_replay),
         "project": str(out_dir / "pruned_project"),
         "figures_from": "accuracies: the golden model's forward pass (FE then RL) over the held-out sets with the "
@@ -153,20 +150,3 @@ def pruning_section(staging: Path, out_dir: Path, design: Design, board: Board, 
                         "every step; regrow and no_replay: the golden model (bit-exact with the engines); cycles: "
                         "RTL simulation, the host's count of every descriptor list, and the analytical model",
     }
-
-
-def _zero_share(state: dict[str, tuple[np.ndarray, np.ndarray]]) -> float:
-    return float(np.mean(np.concatenate([np.asarray(w).reshape(-1) for w, _ in state.values()]) == 0))
-
-
-def _accuracies(network: Network, design: Design, task: digits_task.NewDataTask, qnet) -> Callable:
-    """weights -> {"new", "source"}: held-out accuracies with the project's quantisation (its FE formats come
-    from the calibration set, the new data)."""
-    fe_q = quantize_for_design(network, design, task.new_x)
-    name = qnet.rl_layers[0].inputs[0]
-    last = network.layers[-1].name
-    features = {split: {name: golden.fe_output(fe_q, golden.quantize_input(fe_q, x), name)}
-                for split, x in (("new", task.new_test_x), ("source", task.source_test_x))}
-    labels = {"new": task.new_test_y, "source": task.source_test_y}
-    return lambda weights: {split: digits_task.accuracy(golden.rl_forward(qnet, weights, features[split])[last],
-                                                        labels[split]) for split in features}

@@ -163,6 +163,12 @@ def prune_neurons(network: Network, share: float) -> Network:
     return Network(network.name, network.input_shape, layers)
 
 
+def zero_share(weights) -> float:
+    """The share of exact zeros over weight arrays (an RL state's (weight, bias) pairs: the weights alone)."""
+    arrays = [np.asarray(w[0] if isinstance(w, tuple) else w).reshape(-1) for w in weights]
+    return float(np.mean(np.concatenate(arrays) == 0))
+
+
 def sparsity_of(network: Network, part: str) -> float:
     """The share of zero-masked weights over the masked conv / linear layers of one part ("fe" or "rl")."""
     masks = [layer.mask for layer in network.layers if layer.mask is not None and layer.frozen == (part == "fe")]

@@ -230,6 +230,23 @@ def pruning_report(masks: dict[str, np.ndarray], weights: dict[int, Any]) -> dic
             "steps_read": len(weights), "pruned_nonzero": revived, "held_at_zero": revived == 0 and bool(weights)}
 
 
+def held_out_accuracy(network: Any, design: Any, calibration: np.ndarray, qnet: Any,
+                      sets: dict[str, tuple[np.ndarray, np.ndarray]]) -> Callable[[Any], dict[str, float]]:
+    """weights -> {set name: accuracy} of the RL layers with those weights on held-out float sets (x, y), their
+    FE features from the golden model with the project's quantisation (its FE formats come from the
+    `calibration` inputs it was generated with)."""
+    from dtlgen.generator.project import quantize_for_design
+    from dtlgen.model.digits_task import accuracy
+    from dtlgen.quant import golden
+
+    fe_q = quantize_for_design(network, design, calibration)
+    name = qnet.rl_layers[0].inputs[0]
+    last = network.layers[-1].name
+    features = {key: {name: golden.fe_output(fe_q, golden.quantize_input(fe_q, x), name)} for key, (x, _) in sets.items()}
+    return lambda weights: {key: accuracy(golden.rl_forward(qnet, weights, features[key])[last], y)
+                            for key, (_, y) in sets.items()}
+
+
 def _halt_samples(rule) -> str:
     return f"{len(rule.probe)} probe samples" if rule.probe is not None else "epoch's training samples"
 

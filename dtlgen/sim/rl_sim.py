@@ -128,13 +128,22 @@ def simulate_training(layout: RLLayout, plan: TrainingPlan, state: RLState, work
     raw = np.load(workdir / "rl_result.npz")
     halted = int(raw["halted_epoch"]) if "halted_epoch" in raw else None
     run_plan = plan.annealed(halted) if halted is not None else plan
-    weights: dict[int, RLState] = {}
-    for k in run_plan.check_steps:
-        weights[k] = {name: (raw[f"step{k}_w_{name}"], raw[f"step{k}_b_{name}"]) for name in state}
+    weights = {k: _step_weights(raw, k, list(state)) for k in run_plan.check_steps}
     first = _descriptor_counters(workdir / "perf_step0.hex", predicted_steps[0]) if predicted_steps else []
     steady = _descriptor_counters(workdir / "perf_step1.hex", predicted_steps[1]) if len(predicted_steps) > 2 else None
     probes = [Probe(int(e), float(a), int(c)) for e, a, c in raw["probes"]] if "probes" in raw else []
     return RLSimResult(weights, raw["logits"], raw["cycles"], first, steady, wall, build_s, run_plan, probes, halted)
+
+
+def _step_weights(raw, step: int, names: list[str]) -> RLState:
+    """The weights a run read back after `step`, from its rl_result.npz's arrays."""
+    return {name: (raw[f"step{step}_w_{name}"], raw[f"step{step}_b_{name}"]) for name in names}
+
+
+def run_weights(run: Path, qnet: QuantizedNetwork, step: int) -> RLState:
+    """The weights an RTL run (`simulate_training`'s folder) read back after `step`."""
+    with np.load(Path(run) / "rl_result.npz") as raw:
+        return _step_weights(raw, step, [layer.name for layer in qnet.rl_layers if layer.has_weights])
 
 
 def _descriptor_counters(path: Path, predicted: list[DescriptorCycles]) -> list[tuple[str, str, int]]:
