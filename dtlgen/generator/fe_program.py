@@ -21,7 +21,8 @@ from dtlgen.isa import seeded
 from dtlgen.model.ir import joined_activation
 from dtlgen.model.ops import op_of
 from dtlgen.perf.board import ALIGN
-from dtlgen.perf.fe import FEConfig, FEOp, batched_ops, concat_slices, fe_ops, keep_words, keeps_inputs
+from dtlgen.perf.fe import (FEConfig, FEOp, WeightMask, batched_ops, concat_slices, fe_ops, keep_words,
+                            keeps_inputs)
 from dtlgen.perf.validate import FE_ACC_BITS, fe_op_problem
 from dtlgen.quant import fixed
 from dtlgen.quant.quantize import QuantizedNetwork
@@ -123,7 +124,7 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
     if x_int.shape[1:] != in_shape or len(x_int) < 1:
         raise DesignError(f"the FE input has shape {x_int.shape}; the network takes {in_shape} or a batch of them")
     batch = len(x_int)
-    single_ops = fe_ops(network, cfg)
+    single_ops = fe_ops(network, cfg, bus_bytes)
     ops = batched_ops(single_ops, cfg, batch, bus_bytes, keep_words(cfg, bus_bytes, single_ops))
     for op in single_ops:
         check_supported(op, cfg)
@@ -153,7 +154,7 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
     region, pitches = {first_input: input_addr}, {first_input: pitch(in_sample)}
     program = FEProgram(np.zeros(0, dtype=np.uint8), 0, [], input_addr, batch, pitch(in_sample))
     descriptors = []
-    weights: dict[str, tuple[int, int]] = {}  # a conv's bias and weight addresses
+    weights: dict[str, tuple[int, int, int]] = {}  # a conv's bias and weight addresses, a sparse one's first tile
     outputs: dict[str, tuple[int, int]] = {}  # a layer's output buffer and its images' pitch
     slices = concat_slices(network)  # a concatenation's input -> (the concatenation, its offset in a sample)
     concats: dict[str, tuple[int, int]] = {}  # a concatenation's buffer and pitch
@@ -183,18 +184,22 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
         # an op without a descriptor of its own (a concat) has one only as the FE output's copy of itself
         producer = _producer(network, layer.inputs[0] if op_of(layer).fe_kind else layer.name, region)
         source = region[producer]
-        second, bias_addr, shifts = 0, 0, 0
+        second, bias_addr, shifts, w_first = 0, 0, 0, 0
         in_stride = pitches[producer]  # one sample of the op's input (and of an add's second input)
         kind = op_of(layer).descriptor_kind  # dtlgen.model.ops: the descriptor's kind code and output scale
         mult, shift = op_of(layer).descriptor_scale(layer, lq, fixed)
         if kind == KIND_CONV:
             if image0 == 0:  # a layer's later descriptors read the same weights and biases
                 # a generated conv's weight field holds its layer key: the engine makes the weights
+                engine = None if op.gen else op_of(layer).engine_weights(layer, lq.weight)
+                if op.sparse is not None:
+                    packed, w_first = _sparse_weights(engine, op, cfg, bus_bytes)
+                else:
+                    packed, w_first = None if op.gen else _tile_ordered_weights(engine, op, cfg, bus_bytes), 0
                 weights[op.name] = (place(_bias_table(lq, op.m)),
                                     seeded.layer_key(layer.seed["seed"], layer.seed["index"]) if op.gen
-                                    else place(_tile_ordered_weights(op_of(layer).engine_weights(layer, lq.weight),
-                                                                     op, cfg, bus_bytes)))
-            bias_addr, second = weights[op.name]
+                                    else place(packed), w_first)
+            bias_addr, second, w_first = weights[op.name]
         elif kind == KIND_ADD:  # both operands shifted up to the finer frac, then requantised
             shifts = lq.align_shifts[0] | lq.align_shifts[1] << 8
             other = _producer(network, layer.inputs[1], region)
@@ -221,7 +226,8 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
         several = op.total_images > 1  # the image strides (0 for one image)
         descriptors.append(isa.encode(
             f"FE descriptor of '{op.name}'", kind=kind, act=ACTIVATION_CODES[activation], pool=int(bool(op.pool)),
-            depthwise=int(op.depthwise), scaled=int(op.scaled), gen=int(op.gen), n=op.n, m=op.m, h=op.h, w=op.w, r=op.r, c=op.c,
+            depthwise=int(op.depthwise), scaled=int(op.scaled), gen=int(op.gen), sparse=int(op.sparse is not None),
+            w_first=w_first, n=op.n, m=op.m, h=op.h, w=op.w, r=op.r, c=op.c,
             k=op.k, s=op.s, p=op.p,
             shift=shift, six=six, mult=mult, in_addr=source + image0 * in_stride, second_addr=second,
             bias_addr=bias_addr, out_addr=out_addr, sa=shifts & 0xFF, sb=shifts >> 8, more_images=op.images - 1,
@@ -280,6 +286,22 @@ def _tile_ordered_weights(weight: np.ndarray, op: FEOp, cfg: FEConfig, bus_bytes
     return np.concatenate(blocks)
 
 
+def _sparse_weights(weight: np.ndarray, op: FEOp, cfg: FEConfig, bus_bytes: int) -> tuple[np.ndarray, int]:
+    """A pruned conv's weights in the sparse layout (`dtlgen.isa.fe`, Sparse weights) and its first tile's
+    beats (the descriptor's w_first)."""
+    slot = isa.weight_slot_bits(cfg.w_bits)
+    w = weight.reshape(op.m, 1 if op.depthwise else op.n, op.k, op.k)
+    mask = op.sparse.array()
+    if np.any(w[mask == 0]):
+        raise DesignError(f"layer '{op.name}': weights its pruning mask removes are not 0 after quantisation")
+    tn = 1 if op.depthwise else cfg.tn
+    try:
+        data = isa.pack_sparse_weights(w, mask, cfg.tm, tn, bus_bytes, slot, op.depthwise)
+    except ValueError as e:
+        raise DesignError(f"layer '{op.name}': {e}") from None
+    return data, int(isa.sparse_tile_sizes(mask, op.depthwise, cfg.tm, tn, bus_bytes, slot)[0])
+
+
 def _bytes(values: np.ndarray) -> np.ndarray:
     return np.asarray(values, dtype=np.int64).astype(np.int8).view(np.uint8)
 
@@ -303,6 +325,7 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
         raise DesignError(f"{source}: {len(ops)} descriptors at address {desc_addr} do not fit the {size}-byte "
                           "memory image; regenerate the project with 'dtlgen generate'")
     decoded = []
+    sparse_regions: dict[tuple, tuple[WeightMask, int]] = {}
     for i, op in enumerate(ops):
         raw = memory[desc_addr + DESCRIPTOR_BYTES * i:desc_addr + DESCRIPTOR_BYTES * (i + 1)]
         d = isa.decode(raw)
@@ -315,10 +338,13 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
                               "regenerate it with 'dtlgen generate'")
 
         if kind not in isa.KINDS or act > 2 or isa.reserved_bits(raw) or (d["scaled"] and kind != KIND_CONV) \
-                or (d["gen"] and (kind != KIND_CONV or depthwise or not d["scaled"])):
+                or (d["gen"] and (kind != KIND_CONV or depthwise or not d["scaled"])) \
+                or (d["sparse"] and (kind != KIND_CONV or d["gen"] or not d["w_first"])) \
+                or (d["w_first"] and not d["sparse"]):
             refuse(f"has an unknown kind ({kind}) or activation ({act}), a scale on an op that is not a "
-                   "convolution, generated weights on one that is not a scaled dense convolution, or bits set "
-                   "outside its fields")
+                   "convolution, generated weights on one that is not a scaled dense convolution, sparse weights "
+                   "on one that is not a stored convolution or without a first tile size, or bits set outside "
+                   "its fields")
         window = isa.window_problem(kind, k, s, r, c, *tiles) if min(k, s, r, c) >= 1 else None
         if min(n, m, h, wd, r, c, k, s) < 1 or window or p >= k or m > m_max:
             refuse(f"has N={n} M={m} H={h} W={wd} R={r} C={c} K={k} S={s} P={p}, outside the engine's limits "
@@ -372,6 +398,20 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
             refuse(f"stores {m} channels of {rows}x{cols} at {d['out_addr']}, not the {out_shape} at {op['out_addr']} "
                    "that program.json names")
         weights = isa.weight_bytes(m, n, k, bool(depthwise), tm, tn, bus_bytes, isa.weight_slot_bits(w_bits))
+        sparse = None
+        if d["sparse"]:  # (Sparse weights) read the region tile by tile: its layout, and the mask it stores
+            if not 0 <= d["second_addr"] < size:
+                refuse(f"reads sparse weights at {d['second_addr']}, outside the {size}-byte image")
+            region = (d["second_addr"], d["w_first"], m, n, k, bool(depthwise))  # (a layer's descriptors share it)
+            if region not in sparse_regions:
+                try:
+                    _, mask, length = isa.unpack_sparse_weights(memory[d["second_addr"]:], *region[1:], tm, tn,
+                                                                bus_bytes, isa.weight_slot_bits(w_bits), values=False)
+                except ValueError as e:
+                    refuse(f"stores sparse weights that do not follow their layout (dtlgen.isa.fe, Sparse weights): "
+                           f"{e}")
+                sparse_regions[region] = (WeightMask.of(mask), length)
+            sparse, weights = sparse_regions[region]
         # a batch's last image lies furthest: its input and output start a stride after the previous one's
         in_span = (total - 1) * d["in_stride"] + n * h * wd
         out_span = (total - 1) * d["out_stride"] + int(np.prod(sample))
@@ -392,7 +432,7 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
             refuse(f"is a {kind_name}, but program.json calls it a {op.get('kind')}")
         decoded.append(FEOp(op["name"], kind_name, n, h, wd, m, r, c, k, s, p, bool(depthwise), 2 if pool else 0,
                             images=images, groups=groups, keep=bool(d["keep"]), scaled=bool(d["scaled"]),
-                            gen=bool(d["gen"])))
+                            gen=bool(d["gen"]), sparse=sparse))
     # kept inputs must fit the input banks of the engine sized for these ops (what build_fe_program gives)
     engine = FEConfig(tm, tn, *tiles)
     words = keep_words(engine, bus_bytes, decoded)

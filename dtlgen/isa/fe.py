@@ -1,6 +1,7 @@
 """The FE engine's descriptor (64 bytes, little-endian 32-bit words) and the limits it implies.
 
-w0 kind | act << 4 | fused pool << 6 | depthwise << 7 | scaled << 8 | gen << 9; w1 N | M << 16; w2 H | W << 16; w3 R | C << 16;
+w0 kind | act << 4 | fused pool << 6 | depthwise << 7 | scaled << 8 | gen << 9 | sparse << 10 | w_first << 16;
+w1 N | M << 16; w2 H | W << 16; w3 R | C << 16;
 w4 K | S << 8 | P << 16 | shift << 24 (signed); w5 six (signed 16) | average-pool multiplier << 16;
 w6 input address; w7 weight address (an add's second input); w8 bias address; w9 output address;
 w10 the add's operand shifts sa | sb << 8; w11 more_images (b − 1) | plane << 8 | keep << 9 | more_groups
@@ -72,6 +73,21 @@ spans two taps and the engine writes each beat into one tap of its weight banks.
 at their bit width rounded up to a slot of 2, 4 or 8 bits (`weight_slot_bits`; two's complement in the
 slot's low bits, the lowest slot of a byte first): 4-bit weights move two to a byte, 2-bit ones four.
 A slot never spans two bytes, so a beat holds bus·8 / slot whole weights.
+
+Sparse weights (`sparse`, a pruned conv's: issue 19): each trip's weight tile is stored compressed,
+in the same trip order, as one run of `sparse_tile_beats` beats: a header beat whose first two bytes
+(little-endian) give the beats of the next tile in memory (the last tile's: the first's), then per tap
+row (kr, kc order) a bitmap of the engine's whole array, TM × TN bits (TM for a depthwise conv): bit
+m·TN + n (m) says whether lane m's weight of input channel n is kept (bits beyond the tile's tm_e × wn
+are 0; LSB first, zero-padded to whole beats), so that each weight bank reads a bit of fixed place;
+then the kept weights in (m, n) order, in slots as above, zero-padded to whole beats (none when no
+bit is set). The descriptor's
+`w_first` gives the first tile's beats. The engine requests a tile as one burst of that many beats,
+learns the next tile's size from the header, and writes 0 into the weight banks of positions whose
+bit is 0: a stored weight may be 0 too (a kept weight that quantises to 0), the bitmap is the layer's
+pruning mask. The generator stores a pruned conv this way where it takes fewer beats than dense
+(`dtlgen.perf.fe.stores_sparse`); a tile is at most
+SPARSE_TILE_BEATS_MAX beats (the request's and the field's 16 bits).
 """
 
 from __future__ import annotations
@@ -101,7 +117,7 @@ __all__ = ["ACTIVATION_CODES", "DESCRIPTOR_BYTES", "FIELDS", "decode", "encode"]
 
 FIELDS = (
     Field("kind", 0, 0, 4), Field("act", 0, 4, 2), Field("pool", 0, 6, 1), Field("depthwise", 0, 7, 1),
-    Field("scaled", 0, 8, 1), Field("gen", 0, 9, 1),
+    Field("scaled", 0, 8, 1), Field("gen", 0, 9, 1), Field("sparse", 0, 10, 1), Field("w_first", 0, 16, 16),
     Field("n", 1, 0, 16), Field("m", 1, 16, 16), Field("h", 2, 0, 16), Field("w", 2, 16, 16),
     Field("r", 3, 0, 16), Field("c", 3, 16, 16),
     Field("k", 4, 0, 8), Field("s", 4, 8, 8), Field("p", 4, 16, 8), Field("shift", 4, 24, 8, signed=True),
@@ -370,3 +386,200 @@ def weight_bytes(m: int, n: int, k: int, depthwise: bool, tm: int, tn: int, bus_
     cols = [(1, 1)] if depthwise else [(n // tn, tn), (1 if n % tn else 0, n % tn)]
     return k * k * sum(a * b * weight_row_bytes(lanes, wn, bus_bytes, slot_bits)
                        for a, lanes in rows for b, wn in cols)
+
+
+# Sparse weights (module docstring)
+SPARSE_HEADER_BEATS = 1
+SPARSE_TILE_BEATS_MAX = (1 << 16) - 1
+SPARSE_WEIGHTS_MAX = 1 << 26  # the positions of one sparse conv a project may hold (its loader reads them all)
+SPARSE_ROWS_MAX = 1 << 20     # ... and its tap rows (tiles × K·K)
+
+
+def sparse_problem(m: int, n: int, k: int, depthwise: bool, tm: int, tn: int) -> str | None:
+    """Why a conv's weights cannot be stored sparse on a tm × tn engine (None: they can)."""
+    cols = 1 if depthwise else n
+    rows = -(-m // tm) * -(-cols // (1 if depthwise else tn)) * k * k
+    if m * cols * k * k > SPARSE_WEIGHTS_MAX or rows > SPARSE_ROWS_MAX:
+        return (f"{m * cols * k * k} weights in {rows} tap rows, beyond the {SPARSE_WEIGHTS_MAX} and {SPARSE_ROWS_MAX} "
+                "a sparse conv may have")
+    return None
+
+
+def sparse_fits(k: int, tm: int, tn: int, slot_bits: int) -> bool:
+    """Whether every sparse tile of a K×K conv on a tm × tn array fits SPARSE_TILE_BEATS_MAX beats on any
+    bus (the worst case: a one-byte bus, every weight kept)."""
+    return SPARSE_HEADER_BEATS + k * k * (-(-tm * tn // 8) + tm * tn * slot_bits // 8 + 1) <= SPARSE_TILE_BEATS_MAX
+
+
+def sparse_tile_kept(mask: Any, depthwise: bool, tm: int, tn: int) -> np.ndarray:
+    """Kept weights per trip tile and tap row of a conv's mask (M, N or 1, K, K; 1 = kept): int64 array
+    (m tiles, n tiles, K·K), tiles in trip order."""
+    mask = np.asarray(mask)
+    m, n, k = mask.shape[0], mask.shape[1], mask.shape[2]
+    tn = 1 if depthwise else tn
+    mt, nt = -(-m // tm), -(-n // tn)
+    padded = np.zeros((mt * tm, nt * tn, k * k), dtype=np.int64)
+    padded[:m, :n] = mask.reshape(m, n, k * k) != 0
+    return padded.reshape(mt, tm, nt, tn, k * k).sum(axis=(1, 3))
+
+
+def sparse_map_bits(depthwise: bool, tm: int, tn: int) -> int:
+    """Bits of a sparse tap row's bitmap: the engine's TM × TN array (TM for a depthwise conv)."""
+    return tm if depthwise else tm * tn
+
+
+def sparse_tile_beats(kept: Any, map_bits: int, bus_bytes: float, slot_bits: int) -> np.ndarray:
+    """Beats of each trip tile stored sparse: the header, then per tap row its `map_bits`-bit bitmap
+    (`sparse_map_bits`) and its kept weights, each padded to whole beats. `kept`: (..., K·K) kept weights
+    per tap row. (A fractional `bus_bytes`, the analytical model's average port, rounds up the same way.)"""
+    kept = np.asarray(kept, dtype=np.int64)
+    values = np.ceil(kept * slot_bits / (8 * bus_bytes)).astype(np.int64)
+    return SPARSE_HEADER_BEATS + kept.shape[-1] * math.ceil(map_bits / (8 * bus_bytes)) + values.sum(axis=-1)
+
+
+def sparse_tile_sizes(mask: Any, depthwise: bool, tm: int, tn: int, bus_bytes: int, slot_bits: int) -> np.ndarray:
+    """Beats of each trip tile of a conv's mask stored sparse, in trip order (int64, flat)."""
+    return sparse_tile_beats(sparse_tile_kept(mask, depthwise, tm, tn), sparse_map_bits(depthwise, tm, tn),
+                             bus_bytes, slot_bits).ravel()
+
+
+def pack_sparse_weights(weight: Any, mask: Any, tm: int, tn: int, bus_bytes: int, slot_bits: int,
+                        depthwise: bool = False) -> np.ndarray:
+    """A conv's weights (M, N or 1, K, K signed integers) under `mask` (same shape) in the sparse layout
+    of the module docstring (uint8). Raises ValueError when a tile exceeds SPARSE_TILE_BEATS_MAX beats."""
+    weight, mask = np.asarray(weight, dtype=np.int64), np.asarray(mask) != 0
+    m, n, k = weight.shape[0], weight.shape[1], weight.shape[2]
+    beats = sparse_tile_sizes(mask, depthwise, tm, tn, bus_bytes, slot_bits)
+    map_bits = sparse_map_bits(depthwise, tm, tn)
+    stride = 1 if depthwise else tn  # a lane's bits in the bitmap
+    tn = 1 if depthwise else tn
+    if beats.max() > SPARSE_TILE_BEATS_MAX:
+        raise ValueError(f"a sparse weight tile of {int(beats.max())} beats exceeds {SPARSE_TILE_BEATS_MAX}")
+    per_beat = 8 * bus_bytes // slot_bits
+    blocks, tile = [], 0
+    for m0 in range(0, m, tm):
+        for n0 in range(0, n, tn):
+            header = np.zeros(bus_bytes, dtype=np.uint8)
+            header[:2] = np.array([beats[(tile + 1) % len(beats)]], dtype="<u2").view(np.uint8)
+            blocks.append(header)
+            w = weight[m0:m0 + tm, n0:n0 + tn].transpose(2, 3, 0, 1).reshape(k * k, -1)
+            kept = mask[m0:m0 + tm, n0:n0 + tn].transpose(2, 3, 0, 1)  # (K, K, lanes, columns)
+            keep = kept.reshape(k * k, -1)
+            bits = np.zeros((k * k, -(-map_bits // (8 * bus_bytes)) * 8 * bus_bytes), dtype=np.uint8)
+            lanes, cols = kept.shape[2], kept.shape[3]
+            places = (np.arange(lanes)[:, None] * stride + np.arange(cols)[None, :]).reshape(-1)
+            bits[:, places] = keep
+            for t in range(k * k):
+                blocks.append(np.packbits(bits[t], bitorder="little"))
+                values = w[t][keep[t]]
+                padded = np.zeros(-(-len(values) // per_beat) * per_beat, dtype=np.int64)
+                padded[:len(values)] = values
+                blocks.append(pack_weights(padded, slot_bits))
+            tile += 1
+    return np.concatenate(blocks)
+
+
+def unpack_sparse_weights(data: Any, first_beats: int, m: int, n: int, k: int, depthwise: bool, tm: int, tn: int,
+                          bus_bytes: int, slot_bits: int, values: bool = True) -> tuple[np.ndarray | None, np.ndarray, int]:
+    """Read a sparse weight region back (the project loader's check: a stranger's bytes): returns the
+    weights (M, N or 1, K, K, int64; None without `values`), the mask (uint8) and the region's bytes.
+    Raises ValueError naming the first tile whose header, size or padding disagrees with the layout (bits
+    set outside the tile's weights, a header that is not the next tile's size, weights past the kept
+    count not 0, or a region too short), or a conv `sparse_problem` refuses. The walk from row to row
+    is a loop (each row's length follows from its bitmap); the checks run on all rows at once."""
+    problem = sparse_problem(m, n, k, depthwise, tm, tn)
+    if problem:
+        raise ValueError(problem)
+    data = np.asarray(data, dtype=np.uint8)
+    view, size = memoryview(data), len(data)
+    cols_total, tn = (1, 1) if depthwise else (n, tn)
+    map_bits = sparse_map_bits(depthwise, tm, tn)
+    map_bytes = -(-map_bits // (8 * bus_bytes)) * bus_bytes
+    per_beat = 8 * bus_bytes // slot_bits
+    tiles = [(m0, n0) for m0 in range(0, m, tm) for n0 in range(0, cols_total, tn)]
+    starts, counts = [], []  # each tap row's bitmap offset and its set bits, in tile order
+    at, expect, first = 0, first_beats, None
+    for i in range(len(tiles)):
+        begin = at
+        if at + bus_bytes > size:
+            raise ValueError(f"tile {i} starts past the region's {size} bytes")
+        following = view[at] | view[at + 1] << 8
+        if int.from_bytes(view[at + 2:at + bus_bytes], "little"):
+            raise ValueError(f"tile {i}'s header has bytes set past its size field")
+        at += bus_bytes
+        for _ in range(k * k):
+            if at + map_bytes > size:
+                raise ValueError(f"tile {i} runs past the region's {size} bytes")
+            count = int.from_bytes(view[at:at + map_bytes], "little").bit_count()
+            starts.append(at)
+            counts.append(count)
+            at += map_bytes + -(-count // per_beat) * bus_bytes
+        if at > size:
+            raise ValueError(f"tile {i} runs past the region's {size} bytes")
+        beats = (at - begin) // bus_bytes
+        if beats != expect:
+            raise ValueError(f"tile {i} takes {beats} beats, but {'the descriptor' if i == 0 else f'tile {i - 1}'}'s "
+                             f"size for it is {expect}")
+        first = beats if first is None else first
+        expect = following
+    if expect != first:
+        raise ValueError(f"the last tile's header gives {expect} beats for the first tile, which takes {first}")
+    weight = np.zeros((m, cols_total, k, k), dtype=np.int64) if values else None
+    mask = np.zeros((m, cols_total, k, k), dtype=np.uint8)
+    origin = np.array(tiles, dtype=np.int64).reshape(-1, 2)
+    chunk = max(1, (1 << 22) // (8 * map_bytes))  # rows a pass unpacks (at most 4 M bitmap bits)
+    for lo in range(0, len(starts), chunk):
+        rows = np.arange(lo, min(lo + chunk, len(starts)))
+        _check_rows(data, np.array(starts[lo:lo + len(rows)]), np.array(counts[lo:lo + len(rows)]), rows, origin,
+                    m, cols_total, k, tm, tn, map_bits, map_bytes, bus_bytes, slot_bits, mask, weight)
+    return weight, mask, at
+
+
+def _check_rows(data, starts, counts, rows, origin, m, n, k, tm, tn, map_bits, map_bytes, bus_bytes, slot_bits,
+                mask, weight) -> None:
+    """`unpack_sparse_weights`'s checks and scatter for a run of tap rows (`rows`: their indices in tile
+    order, `starts`: their bitmaps' offsets, `counts`: their set bits)."""
+    tile, tap = rows // (k * k), rows % (k * k)
+    m0, n0 = origin[tile, 0], origin[tile, 1]
+    bits = np.unpackbits(data[starts[:, None] + np.arange(map_bytes)], axis=1, bitorder="little").astype(bool)
+    place = np.arange(8 * map_bytes)
+    inside = ((place < map_bits)[None, :] & ((place // tn)[None, :] < np.minimum(tm, m - m0)[:, None])
+              & ((place % tn)[None, :] < np.minimum(tn, n - n0)[:, None]))
+    bad = (bits & ~inside).any(axis=1)
+    if bad.any():
+        r = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"tile {int(tile[r])}, tap row {int(tap[r])}: bitmap bits set outside its weights")
+    per_beat = 8 * bus_bytes // slot_bits
+    lengths = -(-counts // per_beat) * bus_bytes  # each row's value bytes
+    first = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    at = np.arange(int(lengths.sum())) - np.repeat(first, lengths)  # a value byte's place in its row
+    raw = data[np.repeat(starts + map_bytes, lengths) + at]
+    used = np.repeat(counts * slot_bits, lengths) - 8 * at  # bits of the byte the kept weights use
+    padding = np.where(used >= 8, 0, raw >> np.clip(used, 0, 8).astype(np.uint8))
+    if padding.any():
+        r = int(np.repeat(np.arange(len(rows)), lengths)[np.flatnonzero(padding)[0]])
+        raise ValueError(f"tile {int(tile[r])}, tap row {int(tap[r])}: non-zero padding after its "
+                         f"{int(counts[r])} weights")
+    r, p = np.nonzero(bits)  # row-major: each row's kept weights in (m, n) order, as they are stored
+    where = (m0[r] + p // tn, n0[r] + p % tn, tap[r] // k, tap[r] % k)
+    mask[where] = 1
+    if weight is not None:
+        slots = _unpack_slots(raw, slot_bits)
+        per_row = lengths * 8 // slot_bits
+        slot_at = np.arange(len(slots)) - np.repeat(np.concatenate(([0], np.cumsum(per_row)[:-1])), per_row)
+        weight[where] = slots[slot_at < np.repeat(counts, per_row)]
+
+
+def sparse_weight_bytes(mask: Any, depthwise: bool, tm: int, tn: int, bus_bytes: int, slot_bits: int) -> int:
+    """Bytes of a conv's weights stored sparse."""
+    return int(sparse_tile_sizes(mask, depthwise, tm, tn, bus_bytes, slot_bits).sum()) * bus_bytes
+
+
+def _unpack_slots(raw: np.ndarray, slot_bits: int) -> np.ndarray:
+    """`pack_weights` undone: signed slot values of bytes."""
+    if slot_bits >= 8:
+        return raw.view(f"<i{slot_bits // 8}").astype(np.int64)
+    per = 8 // slot_bits
+    fields = (raw.astype(np.int64)[:, None] >> (slot_bits * np.arange(per))) & ((1 << slot_bits) - 1)
+    fields = fields.reshape(-1)
+    return np.where(fields >= 1 << (slot_bits - 1), fields - (1 << slot_bits), fields)

@@ -138,7 +138,7 @@ def predict(network: Network, design: Design, board: Board, ddr: DdrTiming | Non
     bus, latency = board.dram_bytes_per_cycle, board.dram_latency_cycles
     cfg = design.fe
     result = NetworkPrediction(f_mhz, fe_batch=cfg.batch)
-    ops = fe.fe_ops(network, cfg)
+    ops = fe.fe_ops(network, cfg, bus)
     kept = fe.keep_words(cfg, bus, ops)
     for op in ops:
         runs = fe.op_runs(op, cfg, bus, latency, kept, ddr)

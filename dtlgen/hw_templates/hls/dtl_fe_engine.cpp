@@ -6,7 +6,8 @@
 // output-channel tile, the input-channel tiles ("trips") inside each. The trips run as a dataflow
 // loop of three processes linked by ping-pong buffers (`fe_run`), so that while the array computes
 // trip k, the memory side loads trip k + 1 and stores the output tile finished at an earlier trip:
-//   fe_load     one burst request per input row and one per weight tile, issued up to MAX_REQ
+//   fe_load     one burst request per input row and one per weight tile (dense, or sparse: the
+//               tile's beats from w_first or the previous tile's header), issued up to MAX_REQ
 //               ahead of the data, and one bus beat a cycle into the window and weight buffers;
 //   fe_compute  one flattened loop over (tap row, tap column, output row, output column): all
 //               TM x TN multipliers and the adder trees over TN busy every cycle; at the tile's last
@@ -21,6 +22,11 @@
 // runs its images one after another through the same trips (the RTL runs each trip over every
 // image with the weight tile loaded once; the outputs are the same). Image groups (more_groups > 0)
 // follow each other, group g's images at in + g * in_gstride and out + g * out_gstride.
+//
+// A sparse conv (the descriptor's `sparse`, a pruned conv's) stores each weight tile compressed
+// (dtlgen.isa.fe, Sparse weights): a header beat with the next tile's size, then per tap row a bitmap
+// with a bit per weight bank (TM x TN) and the kept weights; the load writes 0 where a bit is 0, so
+// the weight banks, and the numerics, are those of the same conv stored dense.
 //
 // Numerics: dtl_numerics.h (dtlgen/quant/fixed.py); the golden model is the reference, bit for
 // bit, and `dtlgen csim` checks it. Nothing here was synthesised with Vitis HLS in this repository;
@@ -59,9 +65,14 @@ const int MAX_REQ = 16;  // burst requests in flight on the read port (num_read_
 const int MAX_WRITES = 8;  // write bursts awaiting their response (within num_write_outstanding)
 const int DESC_BEATS = DTL_FE_DESC_BYTES / B;
 const int STORE_BANKS = 2 * B;  // tile columns read a cycle: a beat's bytes, or two per byte under the fused pool
+// A sparse weight tile (dtlgen.isa.fe, Sparse weights): a header beat (bytes 0..1: the next tile's beats),
+// then per tap row a bitmap of the whole array, TM x TN bits (TM for a depthwise conv: up to BM_BEATS
+// beats), and its kept weights.
+const int BM_BEATS = (TM * TN + 8 * B - 1) / (8 * B);
 // Largest trip counts, for LOOP_TRIPCOUNT (csynth's latency figures): a trip's load (a full weight
-// tile of 8-bit weights and every window row of both operands), its taps, its store.
-const int LOAD_TRIPS = KK * ((TM * TN + B - 1) / B) + 2 * IN_BANKS * IN_ROWS * ROW_BEATS;
+// tile of 8-bit weights, stored sparse with every weight kept: its header and bitmaps too, and every
+// window row of both operands), its taps, its store.
+const int LOAD_TRIPS = 1 + KK * (BM_BEATS + (TM * TN + B - 1) / B) + 2 * IN_BANKS * IN_ROWS * ROW_BEATS;
 const int TAP_TRIPS = KK * TR * TC;
 const int STORE_ROWS = TM * TR;
 const int STORE_TRIPS = STORE_ROWS * ((TC + B - 1) / B + 1);
@@ -79,6 +90,8 @@ const int WB = 1 << LOG_WB;
 
 struct FeDesc {
   int kind, act, pool, dw, scaled, gen;
+  int sparse;  // the weight tiles are stored compressed (dtlgen.isa.fe, Sparse weights)
+  int wfirst;  // ... and the first one takes this many beats (each tile's header gives the next one's)
   int n, m, h, w, r, c, k, s, p;
   int shift, six, mult, sa, sb, more, moreg;
   int plane;  // whole channel planes per request (the RTL's load; this engine requests rows)
@@ -122,6 +135,8 @@ desc_beats:
   d.dw = word[0][7];
   d.scaled = word[0][8];
   d.gen = word[0][9];
+  d.sparse = word[0][10];
+  d.wfirst = word[0].range(31, 16);
   d.n = word[1].range(15, 0);
   d.m = word[1].range(31, 16);
   d.h = word[2].range(15, 0);
@@ -190,6 +205,11 @@ static Geometry geometry(const FeDesc &d, const Trip &t) {
 // (dtlgen.isa.fe); a trip's tile is K*K of them, stored in trip order.
 static int weight_row_beats(int tm, int wn) { return (tm * wn + WB - 1) >> LOG_WB; }
 static unsigned weight_row_bytes(int tm, int wn) { return unsigned(weight_row_beats(tm, wn)) << LOG_B; }
+
+// Beats of one tap row's bitmap in a sparse tile: a bit per weight bank, TM x TN (TM for a depthwise
+// conv), bit m * TN + n (m) for lane m's weight of input channel n, padded to whole beats.
+static int sparse_bitmap_beats(bool dw) { return ((dw ? TM : TM * TN) + 8 * B - 1) >> (LOG_B + 3); }
+enum { SP_HEADER, SP_BITMAP, SP_VALUES, SP_DONE };  // the parts of a sparse tile, in order (fe_load)
 
 // Beats that cover `bytes` bytes from byte address `addr`.
 static int covering_beats(unsigned addr, int bytes) { return int(((addr + bytes - 1) >> LOG_B) - (addr >> LOG_B)) + 1; }
@@ -299,14 +319,26 @@ static void fe_load(dtl_fe_burst_t mem, const FeDesc &d, int k, fe_word_t win[IN
                     ap_uint<8> roff[IN_BANKS][2 * IN_ROWS], fe_wgt_t wts[TM][TN][KK]) {
   static Trip t;
   static unsigned w_ptr;
+  static int w_size;  // a sparse tile's beats: the descriptor's w_first for the first, then each header's
   t = step_trip(d, t, k);
   const Geometry g = geometry(d, t);
-  if (t.m0 == 0 && t.n0 == 0) w_ptr = d.wt;  // every output tile position reads its weights from the start
-  const bool conv = d.kind == KIND_CONV;
+  if (t.m0 == 0 && t.n0 == 0) {  // every output tile position reads its weights from the start
+    w_ptr = d.wt;
+    w_size = d.wfirst;
+  }
+  const bool conv = d.kind == KIND_CONV, sparse = conv && !d.gen && d.sparse;
   const int wn = d.dw ? 1 : g.channels, w_row = weight_row_beats(g.tm, wn);
-  const int w_beats = conv && !d.gen ? d.k * d.k * w_row : 0;
+  const int bm_row = sparse_bitmap_beats(d.dw);
+  const int w_beats = !conv || d.gen ? 0 : sparse ? w_size : d.k * d.k * w_row;
   const unsigned w_addr = w_ptr;
   w_ptr += unsigned(w_beats) << LOG_B;
+#ifdef DTL_CSIM_CHECKED
+  if (sparse && w_beats == 0) {  // (fe_check walked the tiles: only weights changed since can get here)
+    dtl_csim_fail(mem.status(), DTL_CSIM_BAD_DESCRIPTOR, "FE engine: the sparse weight tile at 0x%x has a size "
+                  "of 0 beats (its descriptor's weights changed while it ran)", w_addr);
+    return;
+  }
+#endif
   // lane (m, n)'s weight: slot q = m * wn + n of each tap row, in beat q / WB at slot q % WB
   ap_uint<16> q_beat[TM][TN];
   ap_uint<8> q_slot[TM][TN];
@@ -325,6 +357,17 @@ static void fe_load(dtl_fe_burst_t mem, const FeDesc &d, int k, fe_word_t win[IN
     }
   }
   if (conv && d.gen) fe_generate(d, t, g.tm, wn, wts);
+  // A sparse tile's parse (sp_part): its header, then per tap row its bitmap (bm_row beats into `bm`),
+  // then its kept weights; lane (m, n) of the tile (m < tm, n < wn) is kept where bit m * TN + n (a
+  // depthwise conv's: m) is 1, its weight the rank-th kept one in (m, n) order, in value beat rank / WB
+  // at slot rank % WB. A beat past the last tap row, or a tile that ends before it, disagrees with its size.
+  int sp_part = SP_HEADER, sp_j = 0, sp_values = 0, sp_rows = 0;
+  bool sp_bad = false;
+  ap_uint<8 * B * BM_BEATS> bm = 0;
+  ap_uint<16> rank[TM][TN];
+  bool kept[TM][TN];
+#pragma HLS ARRAY_PARTITION variable = rank complete dim = 0
+#pragma HLS ARRAY_PARTITION variable = kept complete dim = 0
   const int operands = d.kind == KIND_ADD ? 2 : 1;
   const int rows = g.yhi - g.ylo, cols = g.xhi - g.xlo;
   const int row_requests = cols > 0 ? operands * g.channels * rows : 0;
@@ -353,7 +396,64 @@ load:
     }
     const fe_word_t beat = mem.read();
     bool request_done;
-    if (dt_w < w_beats) {
+    if (dt_w < w_beats && sparse) {
+      // a sparse tile's beat: its header, a bitmap beat or a value beat of tap dt_tap (kr * K_MAX + kc)
+      bool row_done = false;
+      if (sp_part == SP_HEADER) {
+        w_size = beat.range(15, 0);  // the next tile's beats
+        sp_part = SP_BITMAP;
+      } else if (sp_part == SP_BITMAP) {
+        for (int j = 0; j < BM_BEATS; j++) {
+#pragma HLS UNROLL
+          if (j == sp_j) bm.range(8 * B * j + 8 * B - 1, 8 * B * j) = beat;
+        }
+        if (++sp_j == bm_row) {
+          // the row's bitmap is in: each lane's bit and rank (a prefix count in position order), and 0
+          // in every lane's weight (the kept ones are written from the value beats)
+          int count = 0;
+          for (int m = 0; m < TM; m++) {
+#pragma HLS UNROLL
+            for (int n = 0; n < TN; n++) {
+#pragma HLS UNROLL
+              const bool on = m < g.tm && n < wn && (d.dw ? bm[m] : bm[m * TN + n]);
+              kept[m][n] = on;
+              rank[m][n] = count;
+              count += on;
+              wts[m][n][dt_tap] = 0;
+            }
+          }
+          sp_j = 0;
+          sp_values = (count + WB - 1) >> LOG_WB;
+          sp_part = SP_VALUES;
+          row_done = sp_values == 0;  // no weight kept: no value beats
+        }
+      } else if (sp_part == SP_VALUES) {
+        for (int m = 0; m < TM; m++) {
+#pragma HLS UNROLL
+          for (int n = 0; n < TN; n++) {
+#pragma HLS UNROLL
+            // the slot, sign-extended from its low W_BITS bits (the slot holds the same value)
+            const fe_wgt_t v = fe_wgt_t(beat >> ((rank[m][n] & (WB - 1)) * W_SLOT));
+            if (kept[m][n] && (rank[m][n] >> LOG_WB) == sp_j) wts[m][n][dt_tap] = v;
+          }
+        }
+        row_done = ++sp_j == sp_values;
+      } else {
+        sp_bad = true;  // a beat past the last tap row
+      }
+      if (row_done) {
+        sp_j = 0;
+        sp_part = ++sp_rows == d.k * d.k ? SP_DONE : SP_BITMAP;
+        if (++dt_kc == d.k) {
+          dt_kc = 0;
+          dt_tap += K_MAX - d.k + 1;
+        } else {
+          dt_tap++;
+        }
+      }
+      request_done = ++dt_w == w_beats;
+      if (request_done && sp_part != SP_DONE) sp_bad = true;  // the tile ended before its last tap row
+    } else if (dt_w < w_beats) {
       // weights: tap dt_tap (kr * K_MAX + kc), beat dt_tj of its row
       for (int m = 0; m < TM; m++) {
 #pragma HLS UNROLL
@@ -394,6 +494,11 @@ load:
     if (request_done) in_flight--;
     if (request_done && requests == 0 && in_flight == 0) break;
   }
+#ifdef DTL_CSIM_CHECKED
+  if (sp_bad)  // (fe_check parsed every tile: only weights changed since can get here)
+    dtl_csim_fail(mem.status(), DTL_CSIM_BAD_DESCRIPTOR, "FE engine: the sparse weight tile at 0x%x does not "
+                  "take the %d beats its size gives (its descriptor's weights changed while it ran)", w_addr, w_beats);
+#endif
 }
 
 // The multiplier (the average-pool reciprocal, a scaled conv's channel scale, else 1), bias,
@@ -631,6 +736,63 @@ static bool fe_fits(const dtl_fe_burst_t &mem, unsigned index, unsigned at, cons
   return false;
 }
 
+// A sparse conv's weight tiles (dtlgen.isa.fe, Sparse weights), walked as the engine will load them:
+// each tile inside the image, and its header, bitmaps and kept weights exactly the beats its size
+// (w_first, then the previous tile's header) gives; the last header gives the first tile's size. A
+// walk, not a closed form: the sizes are data. It ends within the image (every tile takes a beat or
+// more, and each must fit), reading the headers and bitmaps through a copy of the port.
+static bool fe_sparse_check(const FeDesc &d, unsigned index, unsigned at, const dtl_fe_burst_t &mem) {
+  DtlCsimStatus *status = mem.status();
+#define FE_REFUSE(...) DTL_CSIM_REFUSE(status, "FE", index, at, __VA_ARGS__)
+  dtl_fe_burst_t peek(mem);  // the engine's own port has no request open between descriptors
+  const int mt = (d.m + TM - 1) / TM, nt = d.dw ? 1 : (d.n + TN - 1) / TN, bm_row = sparse_bitmap_beats(d.dw);
+  const long long tiles = (long long)mt * nt;
+  unsigned long long addr = d.wt;
+  unsigned size = d.wfirst;
+  long long tile = 0;
+  while (tile < tiles) {
+    const int m0 = int(tile / nt) * TM, n0 = int(tile % nt) * TN;
+    const int tm = min_int(TM, d.m - m0), wn = d.dw ? 1 : min_int(TN, d.n - n0);
+    if (size < 1u + unsigned(d.k * d.k * bm_row))
+      FE_REFUSE("sparse weight tile %lld (m0=%d, n0=%d) at 0x%llx has a size of %u beats, fewer than its header and "
+                "%d bitmaps take (%d beats)", tile, m0, n0, addr, size, d.k * d.k, 1 + d.k * d.k * bm_row);
+    if (!fe_fits(mem, index, at, "reads", "a sparse weight tile", addr, (unsigned long long)size << LOG_B))
+      return false;
+    peek.read_request(addr >> LOG_B, 1);
+    const unsigned next = unsigned(peek.read().range(15, 0));
+    unsigned used = 1;  // beats of the tile parsed: each tap row's bitmap, then its kept weights
+    for (int row = 0; row < KK; row++) {
+      if (row == d.k * d.k) break;
+      if (used + bm_row > size)
+        FE_REFUSE("sparse weight tile %lld (m0=%d, n0=%d) at 0x%llx needs more than the %u beats its size gives, "
+                  "by tap row %d of %d", tile, m0, n0, addr, size, row, d.k * d.k);
+      peek.read_request((addr >> LOG_B) + used, bm_row);
+      ap_uint<8 * B * BM_BEATS> bm = 0;
+      for (int j = 0; j < BM_BEATS; j++)
+        if (j < bm_row) bm.range(8 * B * j + 8 * B - 1, 8 * B * j) = peek.read();
+      int count = 0;  // the row's kept weights (bits outside the tile's tm x wn lanes are not read)
+      for (int m = 0; m < TM; m++)
+        for (int n = 0; n < TN; n++)
+          if (m < tm && n < wn) count += d.dw ? bm[m] : bm[m * TN + n];
+      used += bm_row + ((count + WB - 1) >> LOG_WB);
+      if (used > size)
+        FE_REFUSE("sparse weight tile %lld (m0=%d, n0=%d) at 0x%llx needs more than the %u beats its size gives, "
+                  "by tap row %d of %d", tile, m0, n0, addr, size, row, d.k * d.k);
+    }
+    if (used != size)
+      FE_REFUSE("sparse weight tile %lld (m0=%d, n0=%d) at 0x%llx takes %u beats, but %s gives it %u", tile, m0, n0,
+                addr, used, tile ? "the previous tile's header" : "the descriptor's w_first", size);
+    addr += (unsigned long long)size << LOG_B;
+    size = next;
+    tile++;
+  }
+  if (size != unsigned(d.wfirst))
+    FE_REFUSE("the last sparse weight tile's header gives %u beats for the first tile, which takes %d", size,
+              d.wfirst);
+#undef FE_REFUSE
+  return true;
+}
+
 static bool fe_check(const FeDesc &d, unsigned index, unsigned at, const dtl_fe_burst_t &mem) {
   DtlCsimStatus *status = mem.status();
 #define FE_REFUSE(...) DTL_CSIM_REFUSE(status, "FE", index, at, __VA_ARGS__)
@@ -652,6 +814,9 @@ static bool fe_check(const FeDesc &d, unsigned index, unsigned at, const dtl_fe_
   if (d.gen && (d.kind != KIND_CONV || d.dw || !d.scaled))
     FE_REFUSE("generated weights on kind %d (depthwise %d, scaled %d): only a scaled dense convolution's", d.kind, d.dw,
               d.scaled);
+  if (d.sparse && (d.kind != KIND_CONV || d.gen))
+    FE_REFUSE("sparse weights on kind %d (generated %d): only a convolution's stored weights", d.kind, d.gen);
+  if (d.sparse && d.wfirst == 0) FE_REFUSE("sparse weights whose first tile takes 0 beats (w_first)");
   if (d.kind == KIND_CONV && !fe_fits(mem, index, at, "reads", "its biases", d.bias, 4ULL * bias_table_words(d)))
     return false;
   const long long nl = d.per_channel() ? 1 : d.n;
@@ -695,7 +860,9 @@ static bool fe_check(const FeDesc &d, unsigned index, unsigned at, const dtl_fe_
                                       + (unsigned long long)d.m * out_rows * out_cols;
   if (!fe_fits(mem, index, at, "reads", "its input", d.in, in_span)) return false;
   if (d.kind == KIND_ADD && !fe_fits(mem, index, at, "reads", "its second input", d.wt, in_span)) return false;
-  if (d.kind == KIND_CONV && !d.gen) {  // (generated weights: the field is a key, not an address)
+  if (d.kind == KIND_CONV && !d.gen && d.sparse) {  // (its sizes are in its tiles' headers)
+    if (!fe_sparse_check(d, index, at, mem)) return false;
+  } else if (d.kind == KIND_CONV && !d.gen) {  // (generated weights: the field is a key, not an address)
     // every trip's weight tile (dtlgen.isa.fe.weight_bytes): full and edge tiles along m and n
     const unsigned long long mf = d.m / TM, mr = d.m % TM, nf = d.dw ? 1 : d.n / TN, nr = d.dw ? 0 : d.n % TN;
     const int nw = d.dw ? 1 : TN;

@@ -36,6 +36,7 @@ module fe_engine #(
   parameter int HAS_ADD = 1,  // 0: no residual add runs here, so no second operand buffer
   parameter int HAS_SCALE = 1,  // 0: no scaled conv runs here, so no per-channel scale table
   parameter int HAS_GEN = 1,    // 0: no conv's weights are generated on chip, so no generator
+  parameter int HAS_SPARSE = 1, // 0: no conv's weights are stored sparse, so no expander
   parameter int M_MAX = 512,
   parameter int DRAIN = 6,  // pipeline fill/drain cycles (dtlgen.isa.fe.pipeline_depth, trip_drain)
   parameter int PACK = 0,   // 1: lanes 2j and 2j+1 share one multiply per column (DSP48 packing, below)
@@ -141,6 +142,8 @@ module fe_engine #(
   logic        d_dw;       // depthwise conv
   logic        d_scaled;   // per-channel scale: a seeded conv (dtlgen.isa.fe, Per-channel scale)
   logic        d_gen;      // weights generated on chip (dtlgen.isa.fe, Weights generated on chip)
+  logic        d_sparse;   // weights stored sparse (dtlgen.isa.fe, Sparse weights)
+  logic [15:0] d_wfirst;   // ... the first tile's beats
   logic        d_pc;       // per-channel operation: depthwise conv, pool or add
   logic [1:0]  d_act;
   logic        d_pool;
@@ -165,6 +168,8 @@ module fe_engine #(
     d_dw       = desc[0][7];
     d_scaled   = desc[0][8];
     d_gen      = desc[0][9];
+    d_sparse   = desc[0][10];
+    d_wfirst   = desc[0][31:16];
     d_n        = desc[1][15:0];
     d_m        = desc[1][31:16];
     d_h        = desc[2][15:0];
@@ -748,6 +753,35 @@ module fe_engine #(
   assign w_beat = (mstate == M_LOAD) && rd_valid && (mjob == J_TRIP) && (d_kind == K_CONV)
                 && (rsp.done || ld_rows == 0);
   assign w_waddr = WA'(32'(ld_half) * KK + 32'(wr_t));
+  // Sparse weights (dtlgen.isa.fe, Sparse weights): a tile is one burst of w_size beats (the descriptor's
+  // w_first for the first tile, then each header's). Per tap row, bank (m, n) takes bit m * TN + n of
+  // the bitmap (m for a depthwise conv: a fixed place, no select) and the count of kept bits before it
+  // (sp_run: the earlier beats' sp_base plus this beat's prefix sp_pre, shared by all banks), then its
+  // kept weight from beat count / WB, slot count % WB (the dense path's slot select, its index muxed);
+  // the banks of weights not kept write 0 in the cycle after the bitmap's last beat (sp_zero, at that
+  // tap row's address).
+  localparam int MB = 8 * B;  // bitmap bits a beat
+  localparam int SCW = $clog2(TM * TN + 1);  // a count of positions within a tap row
+  typedef enum logic [1:0] {SP_HEAD, SP_MAP, SP_VALUES} sp_phase_t;
+  sp_phase_t         sp_phase;
+  logic              k_sparse;
+  logic [15:0]       w_size;        // beats of the tile the next weight request reads
+  logic [SCW-1:0]    sp_base;       // kept positions in the tap row's earlier bitmap beats
+  logic [$clog2(MB + 1)-1:0] sp_pre [MB + 1];  // kept positions before bit j of this beat
+  /* verilator lint_off UNUSEDSIGNAL */  // (HAS_SPARSE 0: no bank reads it)
+  logic [SCW-1:0]    sp_run [MB];   // ... and before it in the tap row
+  /* verilator lint_on UNUSEDSIGNAL */
+  logic [15:0]       k_map_beats;   // a tap row's bitmap beats
+  logic [15:0]       sp_kept_beats;  // the tap row's kept weights' beats (at its bitmap's last beat)
+  logic [15:0]       sp_beats;       // ... registered for the values phase
+  logic              sp_zero;
+  logic [WA-1:0]     sp_zero_addr;
+  always_comb begin
+    sp_pre[0] = '0;
+    for (int j = 0; j < MB; j++) sp_pre[j + 1] = sp_pre[j] + $bits(sp_pre[0])'(rd_data[j]);
+    for (int j = 0; j < MB; j++) sp_run[j] = sp_base + SCW'(sp_pre[j]);
+    sp_kept_beats = 16'((32'(sp_base) + 32'(sp_pre[MB]) + WB - 1) / WB);
+  end
   // Weights generated on chip (dtlgen.isa.fe, Weights generated on chip): for each tap t and each lane
   // of the tile, GEN_WORDS words of the layer from word (t * M + m0 + lane) * NW + n0 / 32 (NW = ceil(N / 32)),
   // GEN_LANES lanes a cycle, a mixer each (dtl_seeded.sv's mix32 in three registered stages); a lane's
@@ -777,6 +811,8 @@ module fe_engine #(
   logic [TN-1:0]     ge_bits [GL];
   always_ff @(posedge clk) begin
     k_gen <= (HAS_GEN != 0) && d_gen && (d_kind == K_CONV) && !d_dw;
+    k_sparse <= (HAS_SPARSE != 0) && d_sparse && (d_kind == K_CONV) && !d_gen;
+    k_map_beats <= d_dw ? 16'((TM + MB - 1) / MB) : 16'((TM * TN + MB - 1) / MB);
     k_nw <= (d_n + 16'd31) >> 5;
     k_nwg <= 32'(k_nw) * GOLDEN;
     k_mnw <= 32'(d_m) * 32'(k_nw);
@@ -873,10 +909,31 @@ module fe_engine #(
       assign pos = row_pos + PW'(n);
       logic gen_we;  // the generator's run for this lane (lane group ge_lg, mixer m % GL)
       assign gen_we = (HAS_GEN != 0) && ge_v[m % GL] && ge_lg == 16'(m / GL) && 16'(n) < ld_wn;
+      logic load_we;  // a stored weight: its slot of a dense tap row's beat, or a sparse tile's (above)
+      logic [W_BITS-1:0] load_data;
+      if (HAS_SPARSE != 0) begin : g_sparse
+        localparam int BIT_D = m * TN + n, BIT_W = m;  // its bit in a tap row's bitmap: dense, depthwise
+        logic              sp_bit;  // the weight is kept
+        logic [SCW-1:0]    sp_cnt;  // kept weights before it
+        logic [$clog2(WB)-1:0] slot;
+        always_ff @(posedge clk)
+          if (w_beat && k_sparse && sp_phase == SP_MAP && wr_b == 16'(d_dw ? BIT_W / MB : BIT_D / MB)) begin
+            sp_bit <= d_dw ? rd_data[BIT_W % MB] : rd_data[BIT_D % MB];
+            sp_cnt <= d_dw ? sp_run[BIT_W % MB] : sp_run[BIT_D % MB];
+          end
+        assign load_we = k_sparse ? (w_beat && sp_phase == SP_VALUES && sp_bit && 16'(32'(sp_cnt) / WB) == wr_b)
+                                    || (sp_zero && !sp_bit)
+                                  : w_beat && PW'(32'(pos) / WB) == PW'(wr_b);
+        assign slot = $clog2(WB)'(k_sparse ? 32'(sp_cnt) % WB : 32'(pos) % WB);
+        assign load_data = (!k_sparse || sp_bit) ? rd_data[32'(slot) * W_SLOT +: W_BITS] : '0;
+      end else begin : g_dense
+        assign load_we = w_beat && PW'(32'(pos) / WB) == PW'(wr_b);
+        assign load_data = rd_data[(32'(pos) % WB) * W_SLOT +: W_BITS];
+      end
       dtl_ram #(.WIDTH(W_BITS), .DEPTH(2 * KK)) bank (
-        .clk, .we((w_beat && 16'(m) < ld_tm && 16'(n) < ld_wn && PW'(32'(pos) / WB) == PW'(wr_b)) || gen_we),
-        .waddr(k_gen ? gen_waddr : w_waddr),
-        .wdata(k_gen ? (ge_bits[m % GL][n] ? W_BITS'(1) : {W_BITS{1'b1}}) : rd_data[(32'(pos) % WB) * W_SLOT +: W_BITS]),
+        .clk, .we((load_we && 16'(m) < ld_tm && 16'(n) < ld_wn) || gen_we),
+        .waddr(k_gen ? gen_waddr : (sp_zero ? sp_zero_addr : w_waddr)),
+        .wdata(k_gen ? (ge_bits[m % GL][n] ? W_BITS'(1) : {W_BITS{1'b1}}) : load_data),
         .re(1'b1), .raddr(w_raddr), .rdata(w_rdata[m * TN + n]));
     end
   end
@@ -1118,7 +1175,8 @@ module fe_engine #(
             rd_req_beats = ld_row_beats;
           end else begin
             rd_req_addr = w_ptr;
-            rd_req_beats = ld_w_row_beats;  // a tap row (the K * K rows follow each other in memory)
+            // a tap row (the K * K rows follow each other in memory); a sparse tile in one burst
+            rd_req_beats = k_sparse ? w_size : ld_w_row_beats;
           end
         end
       endcase
@@ -1132,8 +1190,10 @@ module fe_engine #(
       iss_all <= 1'b0;
       geom_age <= '0;
       desc_age <= '0;
+      sp_zero <= 1'b0;
     end else begin
       if (geom_age != 3'd7) geom_age <= geom_age + 3'd1;
+      sp_zero <= 1'b0;
       if (desc_age != 3'd7) desc_age <= desc_age + 3'd1;
       // Between jobs, every register a job starts from follows what the next job starts with, so
       // that only mjob, st_pending and mstate wait for job_start (a decode of the sequencer's state:
@@ -1148,6 +1208,7 @@ module fe_engine #(
         iss <= '0; rsp <= '0; iss_w <= 1'b0; iss_all <= 1'b0; iss_t <= '0;
         rsp_beat <= '0; rsp_byte <= '0;
         wr_t <= '0; wr_b <= '0;
+        sp_phase <= SP_HEAD; sp_base <= '0;
         if (!st_pending) begin  // (a paused store keeps its tile and counters)
           st_tile <= cur;
           st_half <= tile_half;
@@ -1230,6 +1291,10 @@ module fe_engine #(
                   end else seg_off <= seg_off + k_row_step;
                 end
                 if (iss_next.done && (d_kind != K_CONV || k_gen)) iss_all <= 1'b1;  // no weights to fetch
+              end else if (k_sparse) begin
+                iss_w <= 1'b1;
+                iss_all <= 1'b1;
+                w_ptr <= w_ptr + (32'(w_size) << $clog2(B));
               end else begin
                 iss_t <= iss_t + 1;
                 if (iss_t + 1 >= k_kk) begin
@@ -1266,6 +1331,43 @@ module fe_engine #(
                   // no weights follow (or the generator's are written)
                   if (rsp_next.done && (d_kind != K_CONV || (k_gen && g_state == G_DONE))) mstate <= m_after_load;
                 end
+              end else if (k_sparse) begin
+                // a sparse tile: its header, then per tap row its bitmap and kept weights (the banks take
+                // the bitmap's bits, then the weights: below)
+                case (sp_phase)
+                  SP_HEAD: begin
+                    w_size <= rd_data[15:0];
+                    sp_phase <= SP_MAP;
+                  end
+                  SP_MAP: begin
+                    if (wr_b + 1 < k_map_beats) begin
+                      wr_b <= wr_b + 1;
+                      sp_base <= sp_base + SCW'(sp_pre[8 * B]);
+                    end else begin
+                      wr_b <= '0;
+                      sp_zero <= 1'b1;  // the banks of positions not kept write 0 next cycle
+                      sp_zero_addr <= w_waddr;
+                      if (sp_kept_beats != 0) begin
+                        sp_phase <= SP_VALUES;
+                        sp_beats <= sp_kept_beats;
+                      end else begin
+                        sp_base <= '0;
+                        wr_t <= wr_t + 1;
+                        if (wr_t + 1 >= k_kk) mstate <= m_after_load;
+                      end
+                    end
+                  end
+                  default: begin  // SP_VALUES
+                    if (wr_b + 1 < sp_beats) wr_b <= wr_b + 1;
+                    else begin
+                      wr_b <= '0;
+                      sp_base <= '0;
+                      sp_phase <= SP_MAP;
+                      wr_t <= wr_t + 1;
+                      if (wr_t + 1 >= k_kk) mstate <= m_after_load;
+                    end
+                  end
+                endcase
               end else begin
                 // the weight tile, a tap row after another (the weight banks take the beat)
                 if (wr_b + 1 < ld_w_row_beats) wr_b <= wr_b + 1;
@@ -1281,7 +1383,10 @@ module fe_engine #(
         endcase
       end
       // every output tile position reads the weights from the start again
-      if (job_start && job_load && job_kind == J_TRIP && job_ld.m0 == 0 && job_ld.n0 == 0) w_ptr <= d_wt;
+      if (job_start && job_load && job_kind == J_TRIP && job_ld.m0 == 0 && job_ld.n0 == 0) begin
+        w_ptr <= d_wt;
+        w_size <= d_wfirst;  // (Sparse weights: later tiles' sizes come from the headers)
+      end
     end
   end
 

@@ -1,0 +1,172 @@
+"""Sparse FE weights (issue 19, `dtlgen.isa.fe`, Sparse weights): a pruned conv's weight tiles stored as a
+header, bitmaps and the kept weights, expanded on chip by the RTL engine.
+
+The RTL must give every output bit for bit as the golden model does, in exactly the cycles the model
+predicts from the stored mask (`dtlgen.perf.fe._exact_trips`), and load fewer beats than the same
+network stored dense; the project loader reads a sparse region back tile by tile and refuses one that
+breaks the layout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from dtlgen.errors import DesignError
+from dtlgen.generator.fe_program import build_fe_program, check_descriptors
+from dtlgen.isa import fe as isa
+from dtlgen.isa.params import FEParams
+from dtlgen.model import import_module
+from dtlgen.model.prune import prune
+from dtlgen.perf import fe as perf_fe
+from dtlgen.perf.fe import FEConfig, fe_buffer_sizing, fe_ops, op_cycles
+from dtlgen.quant import golden
+from dtlgen.quant.quantize import PrecisionConfig, quantize
+from dtlgen.sim import fe_sim
+
+from test_fe_rtl import fe_build
+
+SHAPE = (3, 8, 8)
+
+
+class _Pruned(nn.Module):
+    """3×3 conv + fused 2×2 max-pool, 3×3 conv, depthwise 3×3, 1×1 conv, linear: every kind of stored
+    weights the FE engine reads."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 10, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.c2 = nn.Conv2d(10, 12, 3, padding=1)
+        self.dw = nn.Conv2d(12, 12, 3, padding=1, groups=12)
+        self.c3 = nn.Conv2d(12, 9, 1)
+        self.fc = nn.Linear(9 * 4 * 4, 20)
+
+    def forward(self, x):
+        x = self.pool(torch.relu(self.c1(x)))
+        x = torch.relu(self.dw(torch.relu(self.c2(x))))
+        return self.fc(torch.flatten(torch.relu(self.c3(x)), 1))
+
+
+def pruned(share: float, w_bits: int = 8, batch: int = 2, seed: int = 0):
+    """_Pruned with its frozen part pruned `share` (0: dense), quantised: (qnet, x_int)."""
+    torch.manual_seed(seed)
+    network = import_module(_Pruned().eval(), SHAPE)
+    if share:
+        network = prune(network, {"fe": share})
+    x = np.random.default_rng(seed).standard_normal((batch, *SHAPE))
+    qnet = quantize(network, x, PrecisionConfig(w_bits=w_bits))
+    return qnet, golden.quantize_input(qnet, x)
+
+
+def run(qnet, x_int, cfg: FEConfig, bus: int, workdir):
+    """The program on the RTL: its ops, measured cycles and model cycles; every output checked bit-exact."""
+    params = fe_build(cfg.tm, cfg.tn, cfg.tr, cfg.tc, bus)
+    params = dataclasses.replace(params, fe=dataclasses.replace(params.fe, w_bits=cfg.w_bits))
+    program = build_fe_program(qnet, cfg, x_int, params.dram.memory_bytes, bus_bytes=bus)
+    predicted = [op_cycles(img.op, cfg, bus, params.dram.latency).cycles for img in program.ops]
+    result = fe_sim.run(program, params, workdir, max_cycles=4 * sum(predicted) + 10_000)
+    reference = golden.fe_forward(qnet, x_int)
+    for i, img in enumerate(program.ops):
+        want = reference[img.layer][img.image0:img.image0 + img.op.total_images]
+        assert np.array_equal(program.read_images(result.memory, i), want), (img.op.name, img.image0)
+    return program, result.cycles, predicted
+
+
+@pytest.mark.parametrize("array, bus, w_bits", [((4, 3), 8, 8), ((5, 4), 16, 4)])
+def test_every_kind_of_weighted_op_runs_sparse_bit_exact_in_the_model_cycles(tmp_path, monkeypatch, array, bus,
+                                                                              w_bits):
+    """The expander on its own, whatever the policy would choose: every weighted op stored sparse (dense
+    3×3 with a fused pool, depthwise, 1×1, linear; 8-bit slots on an 8-byte bus, 4-bit slots on a
+    16-byte one; edge tiles of fewer lanes and channels); each descriptor's cycles equal the model's."""
+    monkeypatch.setattr(perf_fe, "stores_sparse", lambda op, cfg, bus_bytes: True)
+    cfg = FEConfig(*array, 8, 8, w_bits=w_bits, a_bits=8)
+    program, measured, predicted = run(*pruned(0.7, w_bits), cfg, bus, tmp_path)
+    weighted = [img.op for img in program.ops if img.op.kind == "conv"]
+    assert weighted and all(op.sparse is not None for op in weighted)
+    assert any(op.depthwise for op in weighted) and any(op.k == 1 for op in weighted)
+    assert measured == predicted
+
+
+def test_the_policy_stores_sparse_where_it_saves_beats_and_the_network_is_faster(tmp_path):
+    """On an 8×8 array with a 4-byte port the pruned 3×3 and linear layers go sparse (the others keep too
+    much: global magnitude pruning spares small layers); cycles equal the model's, and fewer than the
+    same network's stored dense."""
+    cfg = FEConfig(8, 8, 8, 8)
+    program, measured, predicted = run(*pruned(0.8), cfg, 4, tmp_path / "sparse")
+    assert {img.op.name for img in program.ops if img.op.sparse is not None} == {"c2", "fc"}
+    assert measured == predicted
+    dense, dense_measured, dense_predicted = run(*pruned(0.0), cfg, 4, tmp_path / "dense")
+    assert all(img.op.sparse is None for img in dense.ops) and dense_measured == dense_predicted
+    assert sum(measured) < sum(dense_measured)
+
+
+def test_a_mask_that_keeps_most_weights_stays_dense():
+    """stores_sparse: 20 % pruned 8-bit weights would cost more beats as bitmaps than they save; without a
+    port width nothing is sparse."""
+    cfg = FEConfig(8, 8, 8, 8)
+    ops = fe_ops(pruned(0.2)[0].network, cfg, 4)
+    assert all(op.sparse is None for op in ops if op.kind == "conv")
+    assert fe_buffer_sizing(ops)["has_sparse"] == 0
+    network = pruned(0.8)[0].network
+    assert fe_buffer_sizing(fe_ops(network, cfg, 4))["has_sparse"] == 1
+    assert fe_buffer_sizing(fe_ops(network, cfg))["has_sparse"] == 0
+
+
+def _program():
+    qnet, x_int = pruned(0.8)
+    cfg = FEConfig(8, 8, 8, 8)
+    program = build_fe_program(qnet, cfg, x_int, 1 << 16, bus_bytes=4)
+    ops = [{"name": img.layer, "kind": img.op.kind, "out_addr": img.out_addr, "out_shape": list(img.stored_shape),
+            "out_pitch": img.image_pitch} for img in program.ops]
+    return program, ops, cfg
+
+
+def test_the_loader_reads_the_mask_back_from_the_memory_image():
+    program, ops, cfg = _program()
+    decoded = check_descriptors(program.memory, program.desc_addr, ops, 1024, (8, 8, 8, 8), 4, "prj")
+    assert sum(op.sparse is not None for op in decoded) == 2
+    for fe_op, img in zip(decoded, program.ops):
+        assert fe_op.sparse == img.op.sparse, img.layer  # the bitmaps in memory are the IR's masks
+
+
+@pytest.mark.parametrize("damage", ["header", "header byte", "bitmap bit", "value padding", "w_first",
+                                    "sparse on dense weights", "w_first without sparse"])
+def test_the_loader_refuses_a_damaged_sparse_region(damage):
+    program, ops, _ = _program()
+    memory = program.memory.copy()
+    index = next(i for i, img in enumerate(program.ops) if img.op.sparse is not None)  # c2 on the 8×8 array
+    where = slice(program.desc_addr + index * isa.DESCRIPTOR_BYTES, program.desc_addr + (index + 1) * isa.DESCRIPTOR_BYTES)
+    fields = isa.decode(memory[where])
+    at, bus = fields["second_addr"], 4  # the first tile: a 4-byte header, 64 bitmap bits, its kept weights
+    bitmap = np.unpackbits(memory[at + bus:at + bus + 8], bitorder="little")
+    if damage == "header":
+        memory[at] ^= 1  # the second tile's size
+    elif damage == "header byte":
+        memory[at + 2] = 1
+    elif damage == "bitmap bit":  # the second tile holds input channels 8 and 9: lane 0's bit 5 is outside
+        memory[at + fields["w_first"] * bus + bus] |= 1 << 5
+    elif damage == "value padding":
+        count = int(bitmap.sum())
+        assert count % bus, "the first tap row's weights fill whole beats: pick another seed"
+        memory[at + bus + 8 + count] = 1
+    elif damage == "w_first":
+        fields["w_first"] += 1
+        memory[where] = isa.encode(**fields)
+    else:  # c1 is stored dense: its weights read as a sparse region, or a first size without the flag
+        where = slice(program.desc_addr, program.desc_addr + isa.DESCRIPTOR_BYTES)
+        flags = {"sparse": 1, "w_first": 3} if damage == "sparse on dense weights" else {"w_first": 3}
+        memory[where] = isa.encode(**(isa.decode(memory[where]) | flags))
+    with pytest.raises(DesignError, match="regenerate"):
+        check_descriptors(memory, program.desc_addr, ops, 1024, (8, 8, 8, 8), 4, "prj")
+
+
+def test_engines_built_without_the_expander_for_dense_programs():
+    """HAS_SPARSE is a buffer-sizing flag: 0 where no op is stored sparse (the board designs build no
+    expander), and the full-size engine of the testbenches has it."""
+    assert FEParams(4, 4, 4, 4, 8, 8, 8, 64).has_sparse == 1
+    assert "HAS_SPARSE" in FEParams(4, 4, 4, 4, 8, 8, 8, 64).hdl_parameters()
