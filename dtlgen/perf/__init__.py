@@ -34,7 +34,7 @@ class LayerPrediction:
 
     name: str
     engine: str  # fe | rl
-    op: str  # FE: conv/pool/add (+pool); RL: FWD/BWD_DATA/UPDATE/LOAD/STORE
+    op: str  # FE: conv/pool/add (+pool; ", sparse": stored sparse); RL: FWD/BWD_DATA/UPDATE/LOAD/STORE
     macs: int
     ops: int
     cycles: int
@@ -148,7 +148,8 @@ def predict(network: Network, design: Design, board: Board, ddr: DdrTiming | Non
         lanes = cfg.tm if op.per_channel else cfg.tm * cfg.tn
         roof = peak_gops(lanes, f_mhz)
         ctc = 2 * macs / dram if dram else float("inf")
-        label = op.kind + ("+pool" if op.pool else "") + ("(dw)" if op.depthwise else "")
+        label = (op.kind + ("+pool" if op.pool else "") + ("(dw)" if op.depthwise else "")
+                 + (", sparse" if op.sparse is not None else ""))
         result.fe_layers.append(LayerPrediction(
             op.name, "fe", label, macs, 2 * macs, cycles, _gops(2 * macs, cycles, f_mhz), bound,
             macs / (cycles * cfg.tm * cfg.tn), min(roof, ctc * bus * f_mhz * 1e6 / 1e9)))

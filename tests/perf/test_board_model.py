@@ -16,7 +16,7 @@ from dtlgen.perf import Design, predict
 from dtlgen.perf import board as board_model
 
 BASE_CORE = CoreParams(FEParams(2, 2, 2, 2, a_bits=8, w_bits=8, bus_bytes=2, m_max=64, k_max=3, s_max=1, has_add=0,
-                                has_scale=0, has_gen=0),
+                                has_scale=0, has_gen=0, has_sparse=0),
                        RLParams(2, 2, bits=16, acc_bits=41, bus_bytes=2, lanes=2, a_depth=596, g_depth=84, w_depth=2128,
                                 b_depth=21), mem_bytes=1 << 17, rl_base=1 << 16, clks_per_bit=434)
 
@@ -114,9 +114,10 @@ def test_open_flow_boards_are_judged_by_the_board_design():
 def test_the_scale_banks_and_the_generator_add_their_measured_cells():
     """The FE's optional parts are outside the fitted features (no calibration design builds them): each adds
     its out-of-context measurement (perf.board.OPTIONAL_PARTS), the generator's MULT18s above all."""
-    plain = replace(BASE_CORE, fe=replace(BASE_CORE.fe, has_scale=0, has_gen=0))
+    plain = replace(BASE_CORE, fe=replace(BASE_CORE.fe, has_scale=0, has_gen=0, has_sparse=0))
     base = board_model.board_resources(plain)
-    for flags, parts in (({"has_scale": 1}, ["has_scale"]), ({"has_scale": 1, "has_gen": 1}, ["has_scale", "has_gen"])):
+    for flags, parts in (({"has_scale": 1}, ["has_scale"]), ({"has_scale": 1, "has_gen": 1}, ["has_scale", "has_gen"]),
+                         ({"has_sparse": 1}, ["has_sparse"])):
         core = replace(plain, fe=replace(plain.fe, **flags))
         use = board_model.board_resources(core)
         for r in ("lut4", "ff", "mult18"):
