@@ -26,11 +26,10 @@ from rich.table import Table
 
 from dtlgen.boards import load_board
 from dtlgen.errors import DtlgenError
-from dtlgen.isa import fe as isa_fe
 from dtlgen.model import load_model
 from dtlgen.model.prune import check_prune, prune
 from dtlgen.perf import load_design
-from dtlgen.perf.fe import fe_ops
+from dtlgen.perf.fe import fe_ops, stored_weight_bytes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fe_bench import array_space, bench_one  # noqa: E402  (the FE bench's row: DSE, RTL run, model)
@@ -38,18 +37,9 @@ from fe_bench import array_space, bench_one  # noqa: E402  (the FE bench's row: 
 
 def weight_bytes(network, design, board) -> tuple[int, int]:
     """Bytes of the FE's stored weights on `design`'s engine, and how many convs are stored sparse."""
-    cfg, bus = design.fe, int(board.dram_bytes_per_cycle)
-    slot = isa_fe.weight_slot_bits(cfg.w_bits)
-    total, sparse = 0, 0
-    for op in fe_ops(network, cfg, bus):
-        if op.kind != "conv" or op.gen:
-            continue
-        if op.sparse is not None:
-            sparse += 1
-            total += isa_fe.sparse_weight_bytes(op.sparse.array(), op.depthwise, cfg.tm, cfg.tn, bus, slot)
-        else:
-            total += isa_fe.weight_bytes(op.m, op.n, op.k, op.depthwise, cfg.tm, cfg.tn, bus, slot)
-    return total, sparse
+    bus = int(board.dram_bytes_per_cycle)
+    ops = fe_ops(network, design.fe, bus)
+    return stored_weight_bytes(ops, design.fe, bus), sum(op.sparse is not None for op in ops)
 
 
 def main() -> None:

@@ -666,6 +666,13 @@ def _strategy_rows(report: dict[str, Any]) -> list[list[str]]:
                  ["    masks off (regrow) / no replay, golden: new / source accuracy",
                   f"{100 * regrow['new']:.2f} / {100 * regrow['source']:.2f} % (head {100 * regrow['sparsity_rl_after']:.0f} "
                   f"% zero) / {100 * alone['new']:.2f} / {100 * alone['source']:.2f} %"]]
+        fe = p.get("fe")
+        if fe:
+            rows += [[f"    pruned FE in RTL, {len(fe['sparse_layers'])} convs stored sparse: weights in DRAM; cycles "
+                      "(model) vs stored dense (model); bit-exact",
+                      f"{fe['weight_bytes']:,} B vs {fe['weight_bytes_dense']:,} B; {fe['cycles']:,} "
+                      f"({fe['cycles_model']:,}) vs {fe['cycles_dense_model']:,}; "
+                      f"{'yes' if fe['bit_exact'] else 'NO'}"]]
     return rows
 
 

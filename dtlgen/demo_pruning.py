@@ -9,7 +9,8 @@ kind of digits, shifted by up to a pixel, noisier) mixed with replayed cached so
 forgetting, the pruned weights held at 0 by the engine's UPDATE. The report holds the accuracies on held-out
 new data and held-out source data before and after, from the weights the RTL simulation read back, and, in
 the golden model, the same schedule without the masks (the pruned weights grow back: "regrow") and without
-replay.
+replay. The pruned project's FE image runs in RTL simulation too: its pruned convs stored sparse where that
+saves memory beats (`dtlgen.isa.fe`, Sparse weights), its cycles against the same weights stored dense.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from dtlgen.model import digits_task, import_module, load_factory, resolve_split
 from dtlgen.model.ir import Network
 from dtlgen.model.prune import part_masks, sparsity_of, with_masks, zero_share
 from dtlgen.perf import Design
+from dtlgen.perf.fe import fe_ops, keep_words, op_runs, stored_weight_bytes
 from dtlgen.perf.validate import network_fingerprint
 from dtlgen.progress import as_progress
-from dtlgen.sim.project_sim import held_out_accuracy, pruning_report, simulate_retraining
+from dtlgen.sim.project_sim import held_out_accuracy, pruning_report, simulate_project, simulate_retraining
 from dtlgen.sim.rl_sim import TrainingPlan, golden_replay, plan_epochs, run_weights
 
 Progress = Callable[[str], None]
@@ -97,6 +99,25 @@ def pruning_plan(labels: np.ndarray, features: np.ndarray, config: Any, masks: d
     return TrainingPlan(features, labels, order, sizes, shifts, 0, checks, masks=masks)
 
 
+def pruned_fe(project: Path, network: Network, design: Design, board: Board) -> dict[str, Any]:
+    """The pruned project's FE image in RTL simulation: which convs are stored sparse, the weights in DRAM
+    and the cycles, against the same pruned weights stored dense (the analytical model, exact on the RTL)."""
+    report = simulate_project(project)
+    cfg, bus = design.fe, int(board.dram_bytes_per_cycle)
+    sparse_ops, dense_ops = fe_ops(network, cfg, bus), fe_ops(network, cfg)
+    kept = keep_words(cfg, bus, dense_ops)
+    dense_cycles = sum(r.cycles for op in dense_ops for r in op_runs(op, cfg, bus, board.dram_latency_cycles, kept))
+    total = report["totals"]["fe"]
+    return {"sparse_layers": [op.name for op in sparse_ops if op.sparse is not None],
+            "weight_bytes": stored_weight_bytes(sparse_ops, cfg, bus),
+            "weight_bytes_dense": stored_weight_bytes(dense_ops, cfg, bus),
+            "cycles": total["measured_cycles"], "cycles_model": total["predicted_cycles"],
+            "cycles_dense_model": int(dense_cycles), "bit_exact": total["bit_exact"],
+            "figures_from": "cycles and bit_exact: RTL simulation of the pruned project's FE image (one image), "
+                            "cycles_model: the analytical model; cycles_dense_model: the model with the same "
+                            "weights stored dense (exact on the RTL)"}
+
+
 def pruning_section(staging: Path, out_dir: Path, design: Design, board: Board, config: Any,
                     progress: Progress) -> dict[str, Any]:
     """The pruned network's project (beside the demo's: `pruned_project/`), its RTL re-training on new data
@@ -109,6 +130,8 @@ def pruning_section(staging: Path, out_dir: Path, design: Design, board: Board, 
              "pruned: the RL engine keeps a mask bit per weight)")
     project = generate_project(network, design, board, task.new_x, task.new_test_x[0], staging / "pruned_project",
                                progress, train=(train_x, train_y))
+    progress("the pruned project's FE image in RTL simulation (its pruned convs stored sparse where that saves beats)")
+    fe = pruned_fe(project, network, design, board)
     rl = load_rl_project(project)
     qnet, state = rl.qnet, rl.state
     plan = pruning_plan(rl.labels, rl.features, config, rl.masks, config.check_steps)
@@ -137,6 +160,7 @@ def pruning_section(staging: Path, out_dir: Path, design: Design, board: Board, 
         "before": before, "after": after,
         "new_gain_pt": 100 * (after["new"] - before["new"]),
         "source_loss_pt": 100 * (before["source"] - after["source"]),
+        "fe": fe,
         "pruned_nonzero_after": revived, "held_at_zero": revived == 0 and training["pruning"]["held_at_zero"],
         "bit_exact": training["bit_exact"], "first_mismatch": training["first_mismatch"],
         "steps": plan.steps, "epochs": config.epochs, "replay_share": config.prune_replay,

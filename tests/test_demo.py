@@ -143,6 +143,9 @@ def test_demo_retrains_a_pruned_network_on_new_data_on_the_device(whole_demo):
     assert p["regrow"]["sparsity_rl_after"] < 0.7
     assert p["scenario"]["replayed_source_samples"] == round(0.5 * p["scenario"]["new_samples"])
     assert (out / "pruned_project" / "sim" / "rl_run" / "rl_result.npz").exists()
+    fe = p["fe"]  # the pruned convs stored sparse on the knee design: bit-exact, the model's cycles, fewer bytes
+    assert fe["sparse_layers"] and fe["bit_exact"] and fe["cycles"] == fe["cycles_model"]
+    assert fe["weight_bytes"] < fe["weight_bytes_dense"] and fe["cycles"] <= fe["cycles_dense_model"]
 
 
 @pytest.mark.parametrize("flags, message", [(["--kd-temperature", "3"], "temperature 3: a power of two"),

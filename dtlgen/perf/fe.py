@@ -321,6 +321,16 @@ def stores_sparse(op: FEOp, cfg: FEConfig, bus_bytes: float) -> bool:
     return beats * bus_bytes < isa_fe.weight_bytes(op.m, op.n, op.k, op.depthwise, cfg.tm, cfg.tn, bus_bytes, slot)
 
 
+def stored_weight_bytes(ops: list[FEOp], cfg: FEConfig, bus_bytes: int) -> int:
+    """Bytes of the stored weights of `ops` (dense tiles, or the sparse layout where `op.sparse`) on the
+    engine with `cfg`'s array and a `bus_bytes` port; generated weights take none."""
+    slot = isa_fe.weight_slot_bits(cfg.w_bits)
+    return sum(isa_fe.sparse_weight_bytes(op.sparse.array(), op.depthwise, cfg.tm, cfg.tn, bus_bytes, slot)
+               if op.sparse is not None
+               else isa_fe.weight_bytes(op.m, op.n, op.k, op.depthwise, cfg.tm, cfg.tn, bus_bytes, slot)
+               for op in ops if op.kind == "conv" and not op.gen)
+
+
 def generated_layers(network: Network, cfg: FEConfig, bus_bytes: int, latency: int,
                      ddr: DdrTiming | None = None) -> int | tuple[str, ...]:
     """The DSE's per-layer choice for a design that builds the generator: `cfg.gen` for the seeded ±1 convs
