@@ -95,6 +95,8 @@ def _prune_option(text: str) -> dict[str, float]:
         if part.strip() in shares:
             raise argparse.ArgumentTypeError(f"{text!r}: {part.strip()} given twice")
         try:
+            if "_" in value:  # (float() reads 0_5 as 5.0: a digit separator, not a decimal point)
+                raise ValueError(value)
             shares[part.strip()] = float(value)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r}: give PART=SHARE pairs, e.g. fe=0.7,rl=0.8") from None

@@ -325,7 +325,9 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
         raise DesignError(f"{source}: {len(ops)} descriptors at address {desc_addr} do not fit the {size}-byte "
                           "memory image; regenerate the project with 'dtlgen generate'")
     decoded = []
-    sparse_regions: dict[tuple, tuple[WeightMask, int]] = {}
+    sparse_regions: dict[tuple, tuple[WeightMask, int]] = {}  # (address, geometry) -> the mask, the region's bytes
+    sparse_rows = 0
+    outputs: list[tuple[int, int]] = []  # each descriptor's output: address, bytes
     for i, op in enumerate(ops):
         raw = memory[desc_addr + DESCRIPTOR_BYTES * i:desc_addr + DESCRIPTOR_BYTES * (i + 1)]
         d = isa.decode(raw)
@@ -338,13 +340,13 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
                               "regenerate it with 'dtlgen generate'")
 
         if kind not in isa.KINDS or act > 2 or isa.reserved_bits(raw) or (d["scaled"] and kind != KIND_CONV) \
-                or (d["gen"] and (kind != KIND_CONV or depthwise or not d["scaled"])) \
-                or (d["sparse"] and (kind != KIND_CONV or d["gen"] or not d["w_first"])) \
-                or (d["w_first"] and not d["sparse"]):
+                or (d["gen"] and (kind != KIND_CONV or depthwise or not d["scaled"])):
             refuse(f"has an unknown kind ({kind}) or activation ({act}), a scale on an op that is not a "
-                   "convolution, generated weights on one that is not a scaled dense convolution, sparse weights "
-                   "on one that is not a stored convolution or without a first tile size, or bits set outside "
-                   "its fields")
+                   "convolution, generated weights on one that is not a scaled dense convolution, or bits set "
+                   "outside its fields")
+        if (d["sparse"] and (kind != KIND_CONV or d["gen"] or not d["w_first"])) or (d["w_first"] and not d["sparse"]):
+            refuse(f"has sparse weights ({d['sparse']}, first tile {d['w_first']} beats) on an op that is not a "
+                   "convolution with stored weights, or a first tile size without them (a sparse conv needs both)")
         window = isa.window_problem(kind, k, s, r, c, *tiles) if min(k, s, r, c) >= 1 else None
         if min(n, m, h, wd, r, c, k, s) < 1 or window or p >= k or m > m_max:
             refuse(f"has N={n} M={m} H={h} W={wd} R={r} C={c} K={k} S={s} P={p}, outside the engine's limits "
@@ -398,23 +400,40 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
             refuse(f"stores {m} channels of {rows}x{cols} at {d['out_addr']}, not the {out_shape} at {op['out_addr']} "
                    "that program.json names")
         weights = isa.weight_bytes(m, n, k, bool(depthwise), tm, tn, bus_bytes, isa.weight_slot_bits(w_bits))
+        if kind == KIND_CONV and (d["bias_addr"] % bus_bytes or (not d["gen"] and d["second_addr"] % bus_bytes)):
+            refuse(f"has its biases at {d['bias_addr']} and weights at {d['second_addr']}: both must start on "
+                   f"{bus_bytes}-byte beats of the memory port")
         sparse = None
         if d["sparse"]:  # (Sparse weights) read the region tile by tile: its layout, and the mask it stores
             if not 0 <= d["second_addr"] < size:
                 refuse(f"reads sparse weights at {d['second_addr']}, outside the {size}-byte image")
             region = (d["second_addr"], d["w_first"], m, n, k, bool(depthwise))  # (a layer's descriptors share it)
             if region not in sparse_regions:
+                def shared(begin: int, end: int) -> bool:  # (the generator gives each layer a region of its own)
+                    return any(start < end and begin < start + length
+                               for (start, *_), (_, length) in sparse_regions.items())
+
+                if shared(d["second_addr"], d["second_addr"] + 1):
+                    refuse(f"reads sparse weights at {d['second_addr']}, inside another layer's sparse weights")
+                rows = isa.sparse_rows(m, n, k, bool(depthwise), tm, tn)
+                if sparse_rows + rows > isa.SPARSE_ROWS_MAX:
+                    refuse(f"brings the program's sparse tap rows to {sparse_rows + rows}, beyond the "
+                           f"{isa.SPARSE_ROWS_MAX} a project may hold")
+                sparse_rows += rows
                 try:
                     _, mask, length = isa.unpack_sparse_weights(memory[d["second_addr"]:], *region[1:], tm, tn,
                                                                 bus_bytes, isa.weight_slot_bits(w_bits), values=False)
                 except ValueError as e:
-                    refuse(f"stores sparse weights that do not follow their layout (dtlgen.isa.fe, Sparse weights): "
-                           f"{e}")
+                    refuse(f"stores sparse weights in the memory image that do not follow their layout "
+                           f"(dtlgen.isa.fe, Sparse weights): {e}")
+                if shared(d["second_addr"], d["second_addr"] + length):
+                    refuse(f"stores sparse weights ({length} bytes at {d['second_addr']}) over another layer's")
                 sparse_regions[region] = (WeightMask.of(mask), length)
             sparse, weights = sparse_regions[region]
         # a batch's last image lies furthest: its input and output start a stride after the previous one's
         in_span = (total - 1) * d["in_stride"] + n * h * wd
         out_span = (total - 1) * d["out_stride"] + int(np.prod(sample))
+        outputs.append((d["out_addr"], out_span))
         ranges = [("input", d["in_addr"], in_span), ("output", d["out_addr"], out_span)]
         if kind == KIND_CONV:  # (generated weights: the weight field is a key, not an address)
             ranges += [("biases", d["bias_addr"], 4 * isa.bias_table_words(m, bool(d["scaled"])))]
@@ -433,6 +452,14 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
         decoded.append(FEOp(op["name"], kind_name, n, h, wd, m, r, c, k, s, p, bool(depthwise), 2 if pool else 0,
                             images=images, groups=groups, keep=bool(d["keep"]), scaled=bool(d["scaled"]),
                             gen=bool(d["gen"]), sparse=sparse))
+    # an output written over sparse weights would change what the engine parses, not only values: refused
+    for i, (op, (out_addr, out_span)) in enumerate(zip(ops, outputs)):
+        for (start, *_), (_, length) in sparse_regions.items():
+            if out_addr < start + length and start < out_addr + out_span:
+                raise DesignError(f"{source}: FE descriptor {i} ('{op['name']}') would write its output ({out_span} "
+                                  f"bytes at {out_addr}) over sparse weights ({length} bytes at {start}); the "
+                                  "project's memory image or program.json was changed: regenerate it with "
+                                  "'dtlgen generate'")
     # kept inputs must fit the input banks of the engine sized for these ops (what build_fe_program gives)
     engine = FEConfig(tm, tn, *tiles)
     words = keep_words(engine, bus_bytes, decoded)

@@ -87,7 +87,7 @@ learns the next tile's size from the header, and writes 0 into the weight banks 
 bit is 0: a stored weight may be 0 too (a kept weight that quantises to 0), the bitmap is the layer's
 pruning mask. The generator stores a pruned conv this way where it takes fewer beats than dense
 (`dtlgen.perf.fe.stores_sparse`); a tile is at most
-SPARSE_TILE_BEATS_MAX beats (the request's and the field's 16 bits).
+SPARSE_TILE_BEATS_MAX beats (the request's and the field's 16 bits), on a port of SPARSE_BUS_MIN bytes or more.
 """
 
 from __future__ import annotations
@@ -390,15 +390,21 @@ def weight_bytes(m: int, n: int, k: int, depthwise: bool, tm: int, tn: int, bus_
 
 # Sparse weights (module docstring)
 SPARSE_HEADER_BEATS = 1
+SPARSE_BUS_MIN = 2  # a header beat holds the next tile's 16-bit size
 SPARSE_TILE_BEATS_MAX = (1 << 16) - 1
 SPARSE_WEIGHTS_MAX = 1 << 26  # the positions of one sparse conv a project may hold (its loader reads them all)
-SPARSE_ROWS_MAX = 1 << 20     # ... and its tap rows (tiles × K·K)
+SPARSE_ROWS_MAX = 1 << 21     # ... and its tap rows (tiles × K·K), and every sparse conv's of a project together
+
+
+def sparse_rows(m: int, n: int, k: int, depthwise: bool, tm: int, tn: int) -> int:
+    """Tap rows of a conv's weights stored sparse on a tm × tn engine: tiles × K·K."""
+    return -(-m // tm) * (1 if depthwise else -(-n // tn)) * k * k
 
 
 def sparse_problem(m: int, n: int, k: int, depthwise: bool, tm: int, tn: int) -> str | None:
     """Why a conv's weights cannot be stored sparse on a tm × tn engine (None: they can)."""
     cols = 1 if depthwise else n
-    rows = -(-m // tm) * -(-cols // (1 if depthwise else tn)) * k * k
+    rows = sparse_rows(m, n, k, depthwise, tm, tn)
     if m * cols * k * k > SPARSE_WEIGHTS_MAX or rows > SPARSE_ROWS_MAX:
         return (f"{m * cols * k * k} weights in {rows} tap rows, beyond the {SPARSE_WEIGHTS_MAX} and {SPARSE_ROWS_MAX} "
                 "a sparse conv may have")
@@ -488,8 +494,8 @@ def unpack_sparse_weights(data: Any, first_beats: int, m: int, n: int, k: int, d
     count not 0, or a region too short), or a conv `sparse_problem` refuses. The walk from row to row
     is a loop (each row's length follows from its bitmap); the checks run on all rows at once."""
     problem = sparse_problem(m, n, k, depthwise, tm, tn)
-    if problem:
-        raise ValueError(problem)
+    if problem or bus_bytes < SPARSE_BUS_MIN:
+        raise ValueError(problem or f"a {bus_bytes}-byte port: sparse weights need {SPARSE_BUS_MIN} bytes or more")
     data = np.asarray(data, dtype=np.uint8)
     view, size = memoryview(data), len(data)
     cols_total, tn = (1, 1) if depthwise else (n, tn)

@@ -313,7 +313,7 @@ def stores_sparse(op: FEOp, cfg: FEConfig, bus_bytes: float) -> bool:
     `bus_bytes` port: its tiles fit the layout's limits and take fewer beats than the dense tiles."""
     slot = isa_fe.weight_slot_bits(cfg.w_bits)
     tn = 1 if op.depthwise else cfg.tn
-    if not isa_fe.sparse_fits(op.k, cfg.tm, tn, slot) or isa_fe.sparse_problem(op.m, op.n, op.k, op.depthwise,
+    if bus_bytes < isa_fe.SPARSE_BUS_MIN or not isa_fe.sparse_fits(op.k, cfg.tm, tn, slot) or isa_fe.sparse_problem(op.m, op.n, op.k, op.depthwise,
                                                                                 cfg.tm, cfg.tn):
         return False
     beats = isa_fe.sparse_tile_beats(_sparse_kept(op.sparse, op.depthwise, cfg.tm, cfg.tn),

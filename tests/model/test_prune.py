@@ -137,7 +137,7 @@ def test_load_model_prunes_and_refuses_bad_shares():
 
 
 @pytest.mark.parametrize("value, message", [("rl=1", "from 0 to below 1"), ("rl=", "PART=SHARE"), ("x=0.5", "keys fe, rl"),
-                                            ("rl=nan", "from 0 to below 1"), ("", "PART=SHARE")])
+                                            ("rl=nan", "from 0 to below 1"), ("", "PART=SHARE"), ("rl=0_5", "PART=SHARE")])
 def test_the_prune_option_refuses_bad_values_with_the_fix(capsys, value, message):
     from dtlgen.cli import main
 

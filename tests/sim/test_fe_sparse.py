@@ -170,3 +170,41 @@ def test_engines_built_without_the_expander_for_dense_programs():
     expander), and the full-size engine of the testbenches has it."""
     assert FEParams(4, 4, 4, 4, 8, 8, 8, 64).has_sparse == 1
     assert "HAS_SPARSE" in FEParams(4, 4, 4, 4, 8, 8, 8, 64).hdl_parameters()
+
+
+def _descriptor(memory, program, index):
+    where = slice(program.desc_addr + index * isa.DESCRIPTOR_BYTES, program.desc_addr + (index + 1) * isa.DESCRIPTOR_BYTES)
+    return where, isa.decode(memory[where])
+
+
+@pytest.mark.parametrize("damage", ["output over sparse weights", "a second layer inside the region",
+                                    "weights off the port's beats"])
+def test_the_loader_refuses_what_would_change_how_the_engine_parses(damage):
+    """What a stranger's image may not do to sparse weights even when each region reads well: an output written
+    over them (the engine would parse what the op wrote), a descriptor whose region starts inside another
+    layer's (the generator gives each its own; shared bytes would let one image make the loader walk the
+    same megabytes again and again), weights that do not start on a beat."""
+    program, ops, _ = _program()
+    memory = program.memory.copy()
+    index = next(i for i, img in enumerate(program.ops) if img.op.sparse is not None)
+    where, fields = _descriptor(memory, program, index)
+    if damage == "output over sparse weights":
+        first, first_fields = _descriptor(memory, program, 0)
+        first_fields["out_addr"] = fields["second_addr"]
+        memory[first] = isa.encode(**first_fields)
+        ops = [dict(op) for op in ops]
+        ops[0]["out_addr"] = fields["second_addr"]
+        match = "over sparse weights"
+    elif damage == "a second layer inside the region":
+        other = next(i for i, img in enumerate(program.ops) if img.op.sparse is not None and i > index)
+        there, other_fields = _descriptor(memory, program, other)
+        other_fields["second_addr"] = fields["second_addr"] + fields["w_first"] * 4  # the second tile's start
+        memory[there] = isa.encode(**other_fields)
+        match = "inside another layer's sparse weights"
+    else:
+        fields["second_addr"] += 1
+        memory[where] = isa.encode(**fields)
+        match = "must start on 4-byte beats"
+    with pytest.raises(DesignError, match=match):
+        check_descriptors(memory, program.desc_addr, ops, 1024, (8, 8, 8, 8), 4, "prj")
+

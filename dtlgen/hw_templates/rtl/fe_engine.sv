@@ -761,6 +761,8 @@ module fe_engine #(
   // the banks of weights not kept write 0 in the cycle after the bitmap's last beat (sp_zero, at that
   // tap row's address).
   localparam int MB = 8 * B;  // bitmap bits a beat
+  localparam int HB = (MB < 16) ? MB : 16;  // a header's size bits in its beat (dtlgen.isa.fe: a port of 2 bytes or more)
+  localparam int SLW = (WB > 1) ? $clog2(WB) : 1;  // a slot's index
   localparam int SCW = $clog2(TM * TN + 1);  // a count of positions within a tap row
   typedef enum logic [1:0] {SP_HEAD, SP_MAP, SP_VALUES} sp_phase_t;
   sp_phase_t         sp_phase;
@@ -915,7 +917,7 @@ module fe_engine #(
         localparam int BIT_D = m * TN + n, BIT_W = m;  // its bit in a tap row's bitmap: dense, depthwise
         logic              sp_bit;  // the weight is kept
         logic [SCW-1:0]    sp_cnt;  // kept weights before it
-        logic [$clog2(WB)-1:0] slot;
+        logic [SLW-1:0] slot;
         always_ff @(posedge clk)
           if (w_beat && k_sparse && sp_phase == SP_MAP && wr_b == 16'(d_dw ? BIT_W / MB : BIT_D / MB)) begin
             sp_bit <= d_dw ? rd_data[BIT_W % MB] : rd_data[BIT_D % MB];
@@ -924,7 +926,7 @@ module fe_engine #(
         assign load_we = k_sparse ? (w_beat && sp_phase == SP_VALUES && sp_bit && 16'(32'(sp_cnt) / WB) == wr_b)
                                     || (sp_zero && !sp_bit)
                                   : w_beat && PW'(32'(pos) / WB) == PW'(wr_b);
-        assign slot = $clog2(WB)'(k_sparse ? 32'(sp_cnt) % WB : 32'(pos) % WB);
+        assign slot = SLW'(k_sparse ? 32'(sp_cnt) % WB : 32'(pos) % WB);
         assign load_data = (!k_sparse || sp_bit) ? rd_data[32'(slot) * W_SLOT +: W_BITS] : '0;
       end else begin : g_dense
         assign load_we = w_beat && PW'(32'(pos) / WB) == PW'(wr_b);
@@ -1336,7 +1338,7 @@ module fe_engine #(
                 // the bitmap's bits, then the weights: below)
                 case (sp_phase)
                   SP_HEAD: begin
-                    w_size <= rd_data[15:0];
+                    w_size <= 16'(rd_data[HB-1:0]);
                     sp_phase <= SP_MAP;
                   end
                   SP_MAP: begin
