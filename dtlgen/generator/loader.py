@@ -33,7 +33,7 @@ from dtlgen.isa import fe as isa_fe
 from dtlgen.isa.params import FE_BUFFER_SIZING, CoreParams, FESimBuild, SimDram
 from dtlgen.model.data import NpzWording, read_arrays
 from dtlgen.perf import Design, load_design
-from dtlgen.perf.fe import FEOp, engine_params, op_cycles
+from dtlgen.perf.fe import FEOp, engine_params, fe_buffer_sizing, op_cycles
 from dtlgen.quant import fixed, golden
 from dtlgen.quant.quantize import QuantizedNetwork
 from dtlgen.quant.record import rl_view_from_dict
@@ -387,6 +387,12 @@ def check_ecp5(data: ProjectData, rl: RLProject | None) -> dict[str, Any]:
             and 0 < core.rl_base <= core.mem_bytes):
         raise DesignError(f"{where}: the core's buffer and memory parameters are outside what the board design "
                           f"builds; {FIX}")
+    # an engine built without a part its descriptors use would misread them (sparse weights as dense tiles)
+    needed = fe_buffer_sizing(data.fe_ops)
+    missing = [key for key in FE_BUFFER_SIZING[2:] if needed[key] and not getattr(core.fe, key)]
+    if missing:
+        raise DesignError(f"{where}: core.{missing[0]} is 0, but the program's descriptors use that part of the FE "
+                          f"engine; {FIX}")
     with tempfile.TemporaryDirectory(prefix="dtlgen-ecp5-") as scratch:
         written = write_ecp5_project(Path(scratch), data.board, data.design, core)
         for path in written[:2] + sorted((Path(scratch) / "ecp5").glob("*.sv")):

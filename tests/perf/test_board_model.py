@@ -14,6 +14,7 @@ from dtlgen.isa.params import CoreParams, FEParams, RLParams
 from dtlgen.model import load_model
 from dtlgen.perf import Design, predict
 from dtlgen.perf import board as board_model
+from dtlgen.perf import fe as perf_fe
 
 BASE_CORE = CoreParams(FEParams(2, 2, 2, 2, a_bits=8, w_bits=8, bus_bytes=2, m_max=64, k_max=3, s_max=1, has_add=0,
                                 has_scale=0, has_gen=0, has_sparse=0),
@@ -116,15 +117,19 @@ def test_the_scale_banks_and_the_generator_add_their_measured_cells():
     its out-of-context measurement (perf.board.OPTIONAL_PARTS), the generator's MULT18s above all."""
     plain = replace(BASE_CORE, fe=replace(BASE_CORE.fe, has_scale=0, has_gen=0, has_sparse=0))
     base = board_model.board_resources(plain)
+    sparse = perf_fe.sparse_expander_cells(plain.fe.tm, plain.fe.tn, plain.fe.bus_bytes)
     for flags, parts in (({"has_scale": 1}, ["has_scale"]), ({"has_scale": 1, "has_gen": 1}, ["has_scale", "has_gen"]),
                          ({"has_sparse": 1}, ["has_sparse"])):
         core = replace(plain, fe=replace(plain.fe, **flags))
         use = board_model.board_resources(core)
         for r in ("lut4", "ff", "mult18"):
-            parts_cells = sum(board_model.OPTIONAL_PARTS[p][r] for p in parts)
+            parts_cells = sum(sparse[r] if p == "has_sparse" else board_model.OPTIONAL_PARTS[p][r] for p in parts)
             # the scale banks' distributed RAM is a fitted feature; the parts add the measured rest
             features = sum(c * (board_model.core_features(core)[n] - board_model.core_features(plain)[n])
                            for n, c in board_model.COEFFICIENTS[r].items())
             assert abs(getattr(use, r) - getattr(base, r) - parts_cells - features) <= 1, (flags, r)
         assert use.dp16kd >= base.dp16kd
     assert board_model.OPTIONAL_PARTS["has_gen"]["mult18"] == 36  # eight 32x32 mixer multiplies
+    m = board_model.SPARSE_MEASURED  # the expander's structure count is the measurement where it was measured
+    at = perf_fe.sparse_expander_cells(m["tm"], m["tn"], m["bus_bytes"])
+    assert (at["lut4"], at["ff"]) == (m["lut4"], m["ff"])

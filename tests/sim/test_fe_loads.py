@@ -66,7 +66,7 @@ def small_maps(size: int):
 @pytest.mark.parametrize("size, tiles, bus", [(4, (12, 4), 8), (3, (12, 4), 8), (3, (4, 4), 16)])
 def test_whole_map_windows_load_planes_bit_exact_and_on_the_model(tmp_path, size, tiles, bus):
     qnet, x_int = small_maps(size)
-    program = _run_bit_exact_on_the_model(tmp_path, qnet, x_int, FEConfig(4, 4, *tiles, batch=BATCH), bus)
+    program, _ = run_bit_exact_on_the_model(tmp_path, qnet, x_int, FEConfig(4, 4, *tiles, batch=BATCH), bus)
     descriptors = [isa.decode(program.memory[i * isa.DESCRIPTOR_BYTES:(i + 1) * isa.DESCRIPTOR_BYTES])
                    for i in range(len(program.ops))]
     assert all(d["plane"] == 1 for d in descriptors)  # every op here is one tile over its whole map
@@ -116,7 +116,7 @@ class _Downsample(nn.Module):
 @pytest.mark.parametrize("size, tiles, batch", [(9, (12, 4), 2), (10, (4, 4), 1)])
 def test_a_strided_projection_loads_every_other_row_bit_exact_and_on_the_model(tmp_path, size, tiles, batch):
     qnet, x_int = _downsample(size, batch)
-    program = _run_bit_exact_on_the_model(tmp_path, qnet, x_int, FEConfig(4, 4, *tiles, batch=batch), 8)
+    program, _ = run_bit_exact_on_the_model(tmp_path, qnet, x_int, FEConfig(4, 4, *tiles, batch=batch), 8)
     short = [img.op for img in program.ops if img.op.name == "short"]
     # (a memory-bound 1x1 op: loading the skipped rows would show in its cycles)
     assert short and all(isa.skips_rows(op.k, op.s) and not op.keep for op in short)
@@ -130,11 +130,12 @@ def _downsample(size: int, batch: int, **channels: int):
     return qnet, golden.quantize_input(qnet, x)
 
 
-def _run_bit_exact_on_the_model(tmp_path, qnet, x_int, cfg: FEConfig, bus: int, latency: int | None = None):
-    """Run the FE program on the engine test_fe_rtl.py / test_fe_batch.py build for `cfg`'s tiles (or one of
-    `latency` cycles): every output equal to the golden model's, every descriptor's cycles the model's (the
-    ideal memory: exact)."""
+def run_bit_exact_on_the_model(tmp_path, qnet, x_int, cfg: FEConfig, bus: int, latency: int | None = None):
+    """Run the FE program on the engine test_fe_rtl.py / test_fe_batch.py build for `cfg`'s tiles and weight
+    width (or one of `latency` cycles): every output equal to the golden model's, every descriptor's cycles
+    the model's (the ideal memory: exact). Returns the program and the measured cycles."""
     params = fe_build(cfg.tm, cfg.tn, cfg.tr, cfg.tc, bus=bus)
+    params = replace(params, fe=replace(params.fe, w_bits=cfg.w_bits))
     if latency is not None:
         params = replace(params, dram=replace(params.dram, latency=latency))
     program = build_fe_program(qnet, cfg, x_int, params.dram.memory_bytes, bus_bytes=bus)
@@ -145,7 +146,7 @@ def _run_bit_exact_on_the_model(tmp_path, qnet, x_int, cfg: FEConfig, bus: int, 
         want = reference[img.layer][img.image0:img.image0 + img.op.total_images]
         assert np.array_equal(program.read_images(result.memory, i), want), (img.op.name, img.image0)
     assert result.cycles == predicted
-    return program
+    return program, result.cycles
 
 
 # 12-row tiles stack a batch of three 4-row outputs; 4x4 tiles on a 16-byte bus run one image
@@ -155,7 +156,7 @@ def test_kept_inputs_load_once_per_descriptor_bit_exact_and_on_the_model(tmp_pat
     (tiles of 4, 4, 1) into 10 outputs (4, 4, 2); a 3×3 stride-2 conv and a 1×1 stride-2 projection of a
     7×7 map (49-byte planes, mid-beat), then a 3×3 conv on 4×4 maps."""
     qnet, x_int = _downsample(7, batch, n=9, m=10)
-    program = _run_bit_exact_on_the_model(tmp_path, qnet, x_int, FEConfig(4, 4, *tiles, batch=batch), bus)
+    program, _ = run_bit_exact_on_the_model(tmp_path, qnet, x_int, FEConfig(4, 4, *tiles, batch=batch), bus)
     kept = {img.op.name for img in program.ops if img.op.keep}
     assert kept == {"c1", "c2", "short"}  # every conv; the projection loads its whole planes
 
@@ -169,7 +170,7 @@ def test_image_groups_run_back_to_back_bit_exact_and_on_the_model(tmp_path, size
     the previous group's, the last tile's store in the next group's trips, one descriptor fetch, bias
     read, first load and last store; every image bit-exact, every descriptor on the model."""
     qnet, x_int = _downsample(size, batch, n=n, m=10)
-    program = _run_bit_exact_on_the_model(tmp_path, qnet, x_int, FEConfig(4, 4, 4, 4, batch=batch), bus)
+    program, _ = run_bit_exact_on_the_model(tmp_path, qnet, x_int, FEConfig(4, 4, 4, 4, batch=batch), bus)
     one_tile_kept = [img.op for img in program.ops if img.op.keep and img.op.n <= 4]
     assert all(img.op.groups == batch for img in program.ops if img.op not in one_tile_kept)
     # (c1 and the projection read the n input channels: an image each)
@@ -199,7 +200,7 @@ def test_a_group_of_one_trip_reads_the_next_groups_input_at_a_short_latency(tmp_
     network = import_module(_OneTripGroups().eval(), (3, 4, 4))
     x = np.random.default_rng(2).standard_normal((BATCH, 3, 4, 4))
     qnet = quantize(network, x, PrecisionConfig())
-    program = _run_bit_exact_on_the_model(tmp_path, qnet, golden.quantize_input(qnet, x),
+    program, _ = run_bit_exact_on_the_model(tmp_path, qnet, golden.quantize_input(qnet, x),
                                           FEConfig(4, 4, 4, 4, batch=BATCH), 8, latency=1)
     assert [(img.op.kind, img.op.images, img.op.groups) for img in program.ops] == [("conv", 1, BATCH)]
 
@@ -231,7 +232,7 @@ def test_a_tiles_store_waits_for_the_writes_of_the_tile_before_at_a_short_latenc
     x = np.random.default_rng(5).standard_normal((1, 4, 4, 4))
     qnet = quantize(network, x, PrecisionConfig())
     cfg = FEConfig(4, 4, 4, 4)
-    program = _run_bit_exact_on_the_model(tmp_path, qnet, golden.quantize_input(qnet, x), cfg, 16, latency=1)
+    program, _ = run_bit_exact_on_the_model(tmp_path, qnet, golden.quantize_input(qnet, x), cfg, 16, latency=1)
     pw, pw2 = (img.op for img in program.ops[:2])
     assert [(op.name, op.k, op.keep) for op in (pw, pw2)] == [("pw", 1, True), ("pw2", 1, True)]
     held = [op_cycles(op, cfg, 16, 1).cycles for op in (pw, pw2)]

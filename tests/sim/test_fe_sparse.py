@@ -9,8 +9,6 @@ breaks the layout.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
@@ -28,6 +26,7 @@ from dtlgen.quant import golden
 from dtlgen.quant.quantize import PrecisionConfig, quantize
 from dtlgen.sim import fe_sim
 
+from test_fe_loads import run_bit_exact_on_the_model
 from test_fe_rtl import fe_build
 
 SHAPE = (3, 8, 8)
@@ -63,45 +62,31 @@ def pruned(share: float, w_bits: int = 8, batch: int = 2, seed: int = 0):
     return qnet, golden.quantize_input(qnet, x)
 
 
-def run(qnet, x_int, cfg: FEConfig, bus: int, workdir):
-    """The program on the RTL: its ops, measured cycles and model cycles; every output checked bit-exact."""
-    params = fe_build(cfg.tm, cfg.tn, cfg.tr, cfg.tc, bus)
-    params = dataclasses.replace(params, fe=dataclasses.replace(params.fe, w_bits=cfg.w_bits))
-    program = build_fe_program(qnet, cfg, x_int, params.dram.memory_bytes, bus_bytes=bus)
-    predicted = [op_cycles(img.op, cfg, bus, params.dram.latency).cycles for img in program.ops]
-    result = fe_sim.run(program, params, workdir, max_cycles=4 * sum(predicted) + 10_000)
-    reference = golden.fe_forward(qnet, x_int)
-    for i, img in enumerate(program.ops):
-        want = reference[img.layer][img.image0:img.image0 + img.op.total_images]
-        assert np.array_equal(program.read_images(result.memory, i), want), (img.op.name, img.image0)
-    return program, result.cycles, predicted
-
-
-@pytest.mark.parametrize("array, bus, w_bits", [((4, 3), 8, 8), ((5, 4), 16, 4)])
-def test_every_kind_of_weighted_op_runs_sparse_bit_exact_in_the_model_cycles(tmp_path, monkeypatch, array, bus,
-                                                                              w_bits):
+# engines other tests build too (a shared Verilator build); 4-bit slots need one of their own: -m slow
+@pytest.mark.parametrize("array, tiles, bus, w_bits", [((4, 4), (12, 4), 8, 8), ((4, 4), (4, 4), 16, 8),
+                                                       pytest.param((5, 4), (8, 8), 16, 4, marks=pytest.mark.slow)])
+def test_every_kind_of_weighted_op_runs_sparse_bit_exact_in_the_model_cycles(tmp_path, monkeypatch, array, tiles,
+                                                                              bus, w_bits):
     """The expander on its own, whatever the policy would choose: every weighted op stored sparse (dense
-    3×3 with a fused pool, depthwise, 1×1, linear; 8-bit slots on an 8-byte bus, 4-bit slots on a
-    16-byte one; edge tiles of fewer lanes and channels); each descriptor's cycles equal the model's."""
+    3×3 with a fused pool, depthwise, 1×1, linear; 8-bit slots on an 8- and a 16-byte port, 4-bit slots;
+    edge tiles of fewer lanes and channels); each descriptor's cycles equal the model's."""
     monkeypatch.setattr(perf_fe, "stores_sparse", lambda op, cfg, bus_bytes: True)
-    cfg = FEConfig(*array, 8, 8, w_bits=w_bits, a_bits=8)
-    program, measured, predicted = run(*pruned(0.7, w_bits), cfg, bus, tmp_path)
+    cfg = FEConfig(*array, *tiles, w_bits=w_bits, a_bits=8)
+    program, _ = run_bit_exact_on_the_model(tmp_path, *pruned(0.7, w_bits), cfg, bus)
     weighted = [img.op for img in program.ops if img.op.kind == "conv"]
     assert weighted and all(op.sparse is not None for op in weighted)
     assert any(op.depthwise for op in weighted) and any(op.k == 1 for op in weighted)
-    assert measured == predicted
 
 
 def test_the_policy_stores_sparse_where_it_saves_beats_and_the_network_is_faster(tmp_path):
-    """On an 8×8 array with a 4-byte port the pruned 3×3 and linear layers go sparse (the others keep too
+    """On an 8×8 array with an 8-byte port the pruned 3×3 and linear layers go sparse (the others keep too
     much: global magnitude pruning spares small layers); cycles equal the model's, and fewer than the
     same network's stored dense."""
     cfg = FEConfig(8, 8, 8, 8)
-    program, measured, predicted = run(*pruned(0.8), cfg, 4, tmp_path / "sparse")
+    program, measured = run_bit_exact_on_the_model(tmp_path / "sparse", *pruned(0.8), cfg, 8)
     assert {img.op.name for img in program.ops if img.op.sparse is not None} == {"c2", "fc"}
-    assert measured == predicted
-    dense, dense_measured, dense_predicted = run(*pruned(0.0), cfg, 4, tmp_path / "dense")
-    assert all(img.op.sparse is None for img in dense.ops) and dense_measured == dense_predicted
+    dense, dense_measured = run_bit_exact_on_the_model(tmp_path / "dense", *pruned(0.0), cfg, 8)
+    assert all(img.op.sparse is None for img in dense.ops)
     assert sum(measured) < sum(dense_measured)
 
 
@@ -208,3 +193,26 @@ def test_the_loader_refuses_what_would_change_how_the_engine_parses(damage):
     with pytest.raises(DesignError, match=match):
         check_descriptors(memory, program.desc_addr, ops, 1024, (8, 8, 8, 8), 4, "prj")
 
+
+
+@pytest.mark.parametrize("damage", ["an output over the weights", "a header of 0", "a header too large"])
+def test_sparse_weights_changed_under_the_engine_cannot_hang_it(tmp_path, damage):
+    """The loader refuses such images; on a board, memory written while the engine runs could still change a
+    tile. The engine ends a tile's load with the last beat of its burst, whatever its parse: it finishes
+    every descriptor (with whatever weights it read)."""
+    qnet, x_int = pruned(0.8)
+    cfg = FEConfig(8, 8, 8, 8)
+    params = fe_build(8, 8, 8, 8, 8)
+    program = build_fe_program(qnet, cfg, x_int, params.dram.memory_bytes, bus_bytes=8)
+    memory = program.memory
+    index = next(i for i, img in enumerate(program.ops) if img.op.sparse is not None)
+    where, fields = _descriptor(memory, program, index)
+    at = fields["second_addr"]
+    if damage == "an output over the weights":
+        first, first_fields = _descriptor(memory, program, 0)
+        memory[first] = isa.encode(**(first_fields | {"out_addr": at}))
+    else:
+        memory[at:at + 2] = np.array([0 if damage == "a header of 0" else 0xFFF0], dtype="<u2").view(np.uint8)
+    predicted = [op_cycles(img.op, cfg, 8, params.dram.latency).cycles for img in program.ops]
+    result = fe_sim.run(program, params, tmp_path, max_cycles=4 * sum(predicted) + 1_000_000)
+    assert len(result.cycles) == len(program.ops)

@@ -764,10 +764,12 @@ module fe_engine #(
   localparam int HB = (MB < 16) ? MB : 16;  // a header's size bits in its beat (dtlgen.isa.fe: a port of 2 bytes or more)
   localparam int SLW = (WB > 1) ? $clog2(WB) : 1;  // a slot's index
   localparam int SCW = $clog2(TM * TN + 1);  // a count of positions within a tap row
-  typedef enum logic [1:0] {SP_HEAD, SP_MAP, SP_VALUES} sp_phase_t;
+  typedef enum logic [1:0] {SP_HEAD, SP_MAP, SP_VALUES, SP_DONE} sp_phase_t;
   sp_phase_t         sp_phase;
   logic              k_sparse;
   logic [15:0]       w_size;        // beats of the tile the next weight request reads
+  logic [15:0]       sp_left;       // beats of the tile's burst still to come: the load ends with its last one,
+                                    // whatever the parse (bytes changed while the engine ran cannot hang it)
   logic [SCW-1:0]    sp_base;       // kept positions in the tap row's earlier bitmap beats
   logic [$clog2(MB + 1)-1:0] sp_pre [MB + 1];  // kept positions before bit j of this beat
   /* verilator lint_off UNUSEDSIGNAL */  // (HAS_SPARSE 0: no bank reads it)
@@ -776,6 +778,7 @@ module fe_engine #(
   logic [15:0]       k_map_beats;   // a tap row's bitmap beats
   logic [15:0]       sp_kept_beats;  // the tap row's kept weights' beats (at its bitmap's last beat)
   logic [15:0]       sp_beats;       // ... registered for the values phase
+  logic [15:0]       w_burst;        // the sparse tile's request: w_size beats (at least one)
   logic              sp_zero;
   logic [WA-1:0]     sp_zero_addr;
   always_comb begin
@@ -783,6 +786,7 @@ module fe_engine #(
     for (int j = 0; j < MB; j++) sp_pre[j + 1] = sp_pre[j] + $bits(sp_pre[0])'(rd_data[j]);
     for (int j = 0; j < MB; j++) sp_run[j] = sp_base + SCW'(sp_pre[j]);
     sp_kept_beats = 16'((32'(sp_base) + 32'(sp_pre[MB]) + WB - 1) / WB);
+    w_burst = (w_size == 0) ? 16'd1 : w_size;  // (a header of 0 beats: a stray one, still one request)
   end
   // Weights generated on chip (dtlgen.isa.fe, Weights generated on chip): for each tap t and each lane
   // of the tile, GEN_WORDS words of the layer from word (t * M + m0 + lane) * NW + n0 / 32 (NW = ceil(N / 32)),
@@ -1178,7 +1182,7 @@ module fe_engine #(
           end else begin
             rd_req_addr = w_ptr;
             // a tap row (the K * K rows follow each other in memory); a sparse tile in one burst
-            rd_req_beats = k_sparse ? w_size : ld_w_row_beats;
+            rd_req_beats = k_sparse ? w_burst : ld_w_row_beats;
           end
         end
       endcase
@@ -1296,7 +1300,8 @@ module fe_engine #(
               end else if (k_sparse) begin
                 iss_w <= 1'b1;
                 iss_all <= 1'b1;
-                w_ptr <= w_ptr + (32'(w_size) << $clog2(B));
+                w_ptr <= w_ptr + (32'(w_burst) << $clog2(B));
+                sp_left <= w_burst;
               end else begin
                 iss_t <= iss_t + 1;
                 if (iss_t + 1 >= k_kk) begin
@@ -1336,6 +1341,8 @@ module fe_engine #(
               end else if (k_sparse) begin
                 // a sparse tile: its header, then per tap row its bitmap and kept weights (the banks take
                 // the bitmap's bits, then the weights: below)
+                sp_left <= sp_left - 16'd1;
+                if (sp_left == 16'd1) mstate <= m_after_load;
                 case (sp_phase)
                   SP_HEAD: begin
                     w_size <= 16'(rd_data[HB-1:0]);
@@ -1344,7 +1351,7 @@ module fe_engine #(
                   SP_MAP: begin
                     if (wr_b + 1 < k_map_beats) begin
                       wr_b <= wr_b + 1;
-                      sp_base <= sp_base + SCW'(sp_pre[8 * B]);
+                      sp_base <= sp_base + SCW'(sp_pre[MB]);
                     end else begin
                       wr_b <= '0;
                       sp_zero <= 1'b1;  // the banks of positions not kept write 0 next cycle
@@ -1355,20 +1362,20 @@ module fe_engine #(
                       end else begin
                         sp_base <= '0;
                         wr_t <= wr_t + 1;
-                        if (wr_t + 1 >= k_kk) mstate <= m_after_load;
+                        if (wr_t + 1 >= k_kk) sp_phase <= SP_DONE;
                       end
                     end
                   end
-                  default: begin  // SP_VALUES
+                  SP_VALUES: begin
                     if (wr_b + 1 < sp_beats) wr_b <= wr_b + 1;
                     else begin
                       wr_b <= '0;
                       sp_base <= '0;
-                      sp_phase <= SP_MAP;
+                      sp_phase <= (wr_t + 1 >= k_kk) ? SP_DONE : SP_MAP;
                       wr_t <= wr_t + 1;
-                      if (wr_t + 1 >= k_kk) mstate <= m_after_load;
                     end
                   end
+                  default: ;  // SP_DONE: beats past the parse (none in a valid tile) are dropped
                 endcase
               end else begin
                 // the weight tile, a tap row after another (the weight banks take the beat)
