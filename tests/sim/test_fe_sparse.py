@@ -216,3 +216,29 @@ def test_sparse_weights_changed_under_the_engine_cannot_hang_it(tmp_path, damage
     predicted = [op_cycles(img.op, cfg, 8, params.dram.latency).cycles for img in program.ops]
     result = fe_sim.run(program, params, tmp_path, max_cycles=4 * sum(predicted) + 1_000_000)
     assert len(result.cycles) == len(program.ops)
+
+
+def test_an_ecp5_core_built_without_the_expander_its_program_needs_is_refused(tmp_path):
+    """An ECP5 project's build.json says the board core's FE engine has no sparse expander (what a dense
+    program builds) while its descriptors read sparse weights: the engine would read them as dense tiles.
+    `dtlgen bitstream`'s check refuses it; the untouched project passes, its core with the expander."""
+    import json
+
+    from dtlgen.cli import main
+    from dtlgen.generator.loader import check_ecp5, load_rl_project, open_project
+
+    design = tmp_path / "design.json"
+    design.write_text(json.dumps({"board": "ulx3s-85f", "clock_mhz": 50, "rl": {"tm": 2, "tn": 2, "bits": 16, "batch": 4},
+                                  "fe": {"tm": 4, "tn": 4, "tr": 4, "tc": 4, "w_bits": 8, "a_bits": 8}}))
+    project = tmp_path / "prj"
+    assert main(["generate", "digits_cnn", "--prune", "fe=0.7", "--design", str(design), "--out", str(project)]) == 0
+    data = open_project(project)
+    assert any(op.sparse is not None for op in data.fe_ops)
+    check_ecp5(data, load_rl_project(data))  # (what dtlgen bitstream reads first)
+    build = project / "ecp5" / "build.json"
+    edited = json.loads(build.read_text())
+    assert edited["core"]["has_sparse"] == 1
+    edited["core"]["has_sparse"] = 0
+    build.write_text(json.dumps(edited))
+    with pytest.raises(DesignError, match="core.has_sparse is 0"):
+        check_ecp5(data, load_rl_project(data))
