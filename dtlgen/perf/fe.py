@@ -246,9 +246,28 @@ class WeightMask:
         return f"WeightMask({self.shape}, kept {self.kept_share:.3f})"
 
 
-@lru_cache(maxsize=256)
-def _sparse_kept(mask: WeightMask, depthwise: bool, tm: int, tn: int) -> np.ndarray:
-    return isa_fe.sparse_tile_kept(mask.array(), depthwise, tm, tn)
+@lru_cache(maxsize=32)
+def _mask_prefix(mask: WeightMask) -> np.ndarray:
+    """Kept weights of the mask's first m rows and n columns, per tap: (M + 1, N + 1, K·K) int32."""
+    kept = mask.array().reshape(mask.shape[0], mask.shape[1], -1).astype(np.int32)
+    prefix = np.zeros((kept.shape[0] + 1, kept.shape[1] + 1, kept.shape[2]), dtype=np.int32)
+    prefix[1:, 1:] = kept.cumsum(axis=0).cumsum(axis=1)
+    return prefix
+
+
+@lru_cache(maxsize=4096)  # (the DSE asks for each array it tries: a small (m tiles, n tiles) array each)
+def sparse_beats(mask: WeightMask, depthwise: bool, tm: int, tn: int, bus_bytes: float, slot_bits: int) -> np.ndarray:
+    """Beats of each trip tile (m tiles, n tiles) of a conv with `mask` stored sparse on a tm × tn engine
+    (`dtlgen.isa.fe.sparse_tile_kept`'s counts, from the mask's prefix sums: no pass over the weights)."""
+    prefix = _mask_prefix(mask)
+    m, n = prefix.shape[0] - 1, prefix.shape[1] - 1
+    rows = np.minimum(np.arange(0, m + tm, tm), m)[:, None]
+    cols = np.minimum(np.arange(0, n + (1 if depthwise else tn), 1 if depthwise else tn), n)[None, :]
+    corner = prefix[rows, cols]  # (m tiles + 1, n tiles + 1, K·K)
+    kept = corner[1:, 1:] - corner[:-1, 1:] - corner[1:, :-1] + corner[:-1, :-1]
+    beats = isa_fe.sparse_tile_beats(kept, isa_fe.sparse_map_bits(depthwise, tm, tn), bus_bytes, slot_bits)
+    beats.flags.writeable = False
+    return beats
 
 
 @dataclass(frozen=True)
@@ -317,8 +336,7 @@ def stores_sparse(op: FEOp, cfg: FEConfig, bus_bytes: float) -> bool:
     if bus_bytes < isa_fe.SPARSE_BUS_MIN or not isa_fe.sparse_fits(op.k, cfg.tm, tn, slot) or isa_fe.sparse_problem(op.m, op.n, op.k, op.depthwise,
                                                                                 cfg.tm, cfg.tn):
         return False
-    beats = isa_fe.sparse_tile_beats(_sparse_kept(op.sparse, op.depthwise, cfg.tm, cfg.tn),
-                                     isa_fe.sparse_map_bits(op.depthwise, cfg.tm, cfg.tn), bus_bytes, slot).sum()
+    beats = sparse_beats(op.sparse, op.depthwise, cfg.tm, cfg.tn, float(bus_bytes), slot).sum()
     return beats * bus_bytes < isa_fe.weight_bytes(op.m, op.n, op.k, op.depthwise, cfg.tm, cfg.tn, bus_bytes, slot)
 
 
@@ -761,14 +779,13 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, group
         base = ld - share * shared_cost
         return (1 - share) * _trip(c, base, latency, timing, s) + share * _trip(c, base + shared_cost, latency, timing, s)
 
-    sparse_beats = None
+    tile_beats = None
     if sparse is not None:  # (Sparse weights) each trip tile's beats: header, bitmaps, kept weights
-        sparse_beats = isa_fe.sparse_tile_beats(_sparse_kept(sparse, per_channel, tm, tn),
-                                                isa_fe.sparse_map_bits(per_channel, tm, tn), bus, w_slot)  # (m, n tiles)
-    if sparse_beats is not None or exact:
+        tile_beats = sparse_beats(sparse, per_channel, tm, tn, bus, w_slot)  # (m tiles, n tiles)
+    if tile_beats is not None or exact:
         assert timing is None  # (op_cycles: a sparse op on the DDR-like memory is estimated from the dense one)
         loads = [load(min(tn, n - j * tn),
-                      None if sparse_beats is None else sparse_beats[:, j]) for j in range(nt)]
+                      None if tile_beats is None else tile_beats[:, j]) for j in range(nt)]
         first = loads[0]
         next_first = np.append(first[1:], 0)
         total = _exact_trips(comp_mid, comp, hold, store_prev, loads, next_first).sum()
@@ -808,7 +825,7 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, group
     phases = 4 if kind == "conv" else 3
     cycles = (overhead + int(trip(0, first[0], shared[0], True)) + int(total) + trips * TRIP_HANDOFF_CYCLES + int(store[-1])
               + OUTPUT_STAGE_CYCLES + phases * PHASE_HANDOFF_CYCLES)
-    if sparse_beats is not None or exact:
+    if tile_beats is not None or exact:
         loads = sum(ld.sum() for ld in loads)
     else:
         loads = (load_full.sum() * max(0, nt - 1) + load_last.sum()) if nt > 1 else load_full.sum()
@@ -816,8 +833,8 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, group
     window = h * w if keep else int((isa_fe.loaded_rows(k, s, rows_v)[:, None] * cols_v[None, :]).sum())  # per channel
     in_bytes = images * inputs * a_bytes * window * (m if per_channel else n) * (1 if per_channel or keep else mt)
     w_total = int(isa_fe.weight_bytes(m, n, k, per_channel, tm, tn, bus, w_slot)) if kind == "conv" and not gen else 0
-    if sparse_beats is not None:
-        w_total = int(sparse_beats.sum() * bus)
+    if tile_beats is not None:
+        w_total = int(tile_beats.sum() * bus)
     out_bytes = images * m * int(out_r.sum()) * int(out_c.sum()) * a_bytes
     return OpCycles(cycles, int(comp.sum()) + int(comp_mid.sum()) * (nt - 1), bus_cycles, trips,
                     groups * (in_bytes + w_total * rt * ct + out_bytes))

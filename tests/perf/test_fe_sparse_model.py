@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dtlgen.isa import fe as isa
-from dtlgen.perf.fe import FEConfig, FEOp, WeightMask, _op_cycles, op_cycles
+from dtlgen.perf.fe import FEConfig, FEOp, WeightMask, _op_cycles, op_cycles, sparse_beats
 
 
 @st.composite
@@ -77,3 +77,13 @@ def test_a_sparse_ops_loads_follow_its_tiles():
     zero = np.zeros_like(mask)
     assert sparse.dram_bytes - empty.dram_bytes == (isa.sparse_weight_bytes(mask, False, 4, 4, 4, 8)
                                                     - isa.sparse_weight_bytes(zero, False, 4, 4, 4, 8))
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(1, 30), st.integers(1, 30), st.sampled_from([1, 3, 5]), st.booleans(), st.integers(1, 8),
+       st.integers(1, 8), st.sampled_from([2, 4, 8, 16]), st.sampled_from([2, 4, 8]), st.floats(0, 1), st.integers(0, 99))
+def test_the_models_tile_sizes_from_prefix_sums_are_the_layouts(m, n, k, depthwise, tm, tn, bus, slot, keep, seed):
+    """perf.fe.sparse_beats (prefix sums of the mask, for the DSE's many arrays) = isa.fe.sparse_tile_sizes."""
+    mask = (np.random.default_rng(seed).random((m, 1 if depthwise else n, k, k)) < keep).astype(np.uint8)
+    fast = sparse_beats(WeightMask.of(mask), depthwise, tm, tn, float(bus), slot)
+    assert np.array_equal(fast.ravel(), isa.sparse_tile_sizes(mask, depthwise, tm, tn, bus, slot))
