@@ -422,19 +422,16 @@ class Project:
         if not isinstance(regrow, (bool, np.bool_)):
             raise DesignError(f"regrow {regrow!r}: True (the pruned weights may grow back) or False")
         if replay and rl.seeded_labels:
-            raise DesignError("replay mixes in the project's cached re-training samples, and this project's are the "
-                              "calibration inputs with seeded labels: generate it with train=(x_source, y_source) to "
-                              "replay real data")
+            rl.replay_samples(0, replay, seed)  # (refused: seeded labels)
         if replay and teacher is not None:
             raise DesignError("replay mixes the project's cached samples into the set, and the teacher's logits cover x "
                               "only: give replay or teacher, not both")
         features = self.features(x, fe=fe).reshape(-1, int(np.prod(layout.feature_shape)))
         labels = check_labels(y, len(features), layout.layers[-1].m)
         if replay:
-            pick = np.random.default_rng(seed).choice(len(rl.labels), min(len(rl.labels), int(round(replay * len(labels)))),
-                                                      replace=False)
-            features, labels = np.concatenate([features, rl.features[pick]]), np.concatenate([labels, rl.labels[pick]])
-            replayed = len(pick)
+            extra = rl.replay_samples(len(labels), replay, seed)
+            features, labels = np.concatenate([features, extra[0]]), np.concatenate([labels, extra[1]])
+            replayed = len(extra[1])
         per_epoch = -(-len(labels) // layout.batch)
         if epochs * per_epoch > MAX_STEPS:
             raise DesignError(f"epochs={epochs} of {per_epoch} steps each is {epochs * per_epoch:,} steps, more than "

@@ -154,6 +154,18 @@ def _require_retraining(args: argparse.Namespace, what: str, no_steps: str, opti
         raise DesignError(f"{no_steps}: give --steps N (N >= 1) or drop {option}")
 
 
+def _strategy_checks(args: argparse.Namespace) -> None:
+    """--replay / --regrow of csim / sim, checked before any work (the project's own checks follow)."""
+    if args.replay or args.regrow:
+        option = "--replay" if args.replay else "--regrow"
+        _require_retraining(args, option, f"{option} shapes re-training steps, and --steps 0 runs none", option)
+    if args.replay and not args.data:
+        raise DesignError("--replay mixes the project's cached samples into a new re-training set: give it with --data")
+    if args.replay and args.teacher:
+        raise DesignError("--replay mixes the project's cached samples into the set, and --teacher's logits cover "
+                          "--data only: give --replay or --teacher, not both")
+
+
 def _training_set(args: argparse.Namespace) -> Any:
     """--data of csim/sim: the set's FE features (the project's FE engine, C-simulated) and labels.
     The options are checked before the C-simulation computes anything."""
@@ -458,7 +470,9 @@ def cmd_csim(args: argparse.Namespace) -> int:
     from dtlgen.csim import csim_project
 
     teacher = _teacher(args)  # (a file's checks before the C-simulation of --data's features)
-    report = csim_project(Path(args.project), args.steps, _progress(args), _training_set(args), teacher)
+    _strategy_checks(args)
+    report = csim_project(Path(args.project), args.steps, _progress(args), _training_set(args), teacher, args.replay,
+                          args.regrow)
     if args.json:
         _print_json(report)
         return 0 if report["bit_exact"] else 1
@@ -475,6 +489,8 @@ def cmd_csim(args: argparse.Namespace) -> int:
                      f"{training['batch']}{', distilled' if kd else ''})", f"{training['steps']} steps",
                      yes(training["bit_exact"]),
                      f"{1e3 * training['run_s']:.0f} ms"])
+        if training.get("replayed_samples") or training.get("regrow"):
+            rows.append([f"  {_strategy_note(training).strip()}", "", "", ""])
     _show(f"{report['model']} on {report['board']}: C-simulation of the HLS engines vs the golden model",
           ["check", "size", "bit-exact", "run time"], rows,
           f"{report['source']}. g++ build {report['build_s']:.1f} s (0 when cached). "
@@ -518,8 +534,9 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
     progress = _progress(args)
     teacher = _teacher(args)  # (a file's checks before the C-simulation of --data's features)
+    _strategy_checks(args)
     report = simulate_project(Path(args.project), progress, args.retrain, args.steps, args.ddr, _training_set(args),
-                              teacher)
+                              teacher, args.replay, args.regrow)
     if args.json:
         _print_json(report)
         return 0
@@ -547,7 +564,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
                f"{training['distillation']['temperature']}). " if training.get("distillation") else "")
               + f"Weights after each of {training['steps']} steps bit-exact with the golden model: "
               f"{'yes' if training['bit_exact'] else 'NO (' + str(training['first_mismatch']) + ')'}. "
-              + _pruning_note(training.get("pruning"))
+              + _pruning_note(training.get("pruning")) + _strategy_note(training)
               + f"Array efficiency {100 * step['array_efficiency']:.1f} %. Measured: {training['source']['measured']}; "
               f"predicted: {training['source']['predicted']}.")
         ok = ok and training["bit_exact"] and training.get("pruning", {}).get("held_at_zero", True)
@@ -678,6 +695,13 @@ def _strategy_rows(report: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def _strategy_note(training: dict[str, Any]) -> str:
+    """A sentence on --replay / --regrow in a re-training report (none without them)."""
+    return ((f"{training['replayed_samples']} cached samples replayed beside --data's. "
+             if training.get("replayed_samples") else "")
+            + ("Re-trained without the pruning masks (--regrow). " if training.get("regrow") else ""))
+
+
 def _pt(value: float) -> str:
     """A difference in points, signed, without a negative zero."""
     return f"{0.0 if abs(value) < 0.005 else value:+.2f} pt"
@@ -772,6 +796,32 @@ def _add_teacher_options(p: argparse.ArgumentParser, what: str) -> None:
                    help="with --teacher: the weight of its soft targets, 0 to 1 in steps of 1/256 (default 0.5)")
     p.add_argument("--kd-temperature", type=_bounded(1, 16), default=None,
                    help="with --teacher: the temperature, a power of two from 1 to 16 (default 2)")
+
+
+def _add_strategy_options(p: argparse.ArgumentParser, what: str) -> None:
+    """--replay and --regrow of csim and sim (`RLProject.strategies`)."""
+    p.add_argument("--replay", type=_replay_share, default=0.0, metavar="S",
+                   help=f"{what}: mix S x len(--data) of the project's cached re-training samples into --data's set "
+                        "against forgetting (0 to 16; needs --data)")
+    p.add_argument("--regrow", action="store_true",
+                   help=f"{what} without a pruned project's masks: its pruned weights may grow back")
+
+
+def _replay_share(text: str) -> float:
+    """--replay: cached samples per new one, from 0 to 16."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text[:40]}' is not a number") from None
+    if not (math.isfinite(value) and 0.0 <= value <= 16.0):
+        raise argparse.ArgumentTypeError(f"{text[:40]} must be a number from 0 to 16 (0.5: half as many cached samples "
+                                         "as new ones)")
+    return value
+
+
+_replay_share.__name__ = "share"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -871,6 +921,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"re-training steps through the host loop (default 5; 0: none; at most {MAX_STEPS:,})")
     p.add_argument("--data", metavar="DATA.npz", help=_DATA_HELP)
     _add_teacher_options(p, "distil the re-training steps")
+    _add_strategy_options(p, "re-train")
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.set_defaults(func=cmd_csim)
 
@@ -892,6 +943,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the FE on the DDR-like memory with the board file's DRAM timing (rows, banks, "
                         "refresh) and predict with the model's closed form for it")
     _add_teacher_options(p, "with --retrain, distil")
+    _add_strategy_options(p, "with --retrain, re-train")
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.set_defaults(func=cmd_sim)
 

@@ -337,6 +337,12 @@ def test_a_pruned_module_retrains_with_its_masks_and_replay(tmp_path):
         assert not project.state[name][0][mask == 0].any()
     grown = project.retrain(new_x, new_y, epochs=2, regrow=True)
     assert grown["pruning"]["regrow"] and grown["pruning"]["pruned_nonzero"] > 0
+    # the CLI's csim / sim --regrow: the same project without its masks, C-simulated from the project's set
+    from dtlgen.csim import csim_project
+
+    report = csim_project(project.path, 2, regrow=True)
+    assert report["training"]["regrow"] and report["training"]["bit_exact"]
+    assert project.rl.strategies(None, regrow=True)[0].masks is None and project.rl.masks is not None
     for bad, message in (({"replay": -1}, "replay -1"), ({"replay": "half"}, "replay 'half'"),
                          ({"regrow": "yes"}, "regrow 'yes'"), ({"seed": -1}, "seed -1"), ({"seed": True}, "seed True"),
                          ({"replay": 10 ** 5000}, "replay <int>"),

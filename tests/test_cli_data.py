@@ -133,6 +133,29 @@ def test_calib_and_data_go_through_dse_generate_and_csim(files, capsys):
     # `sim --retrain --data` takes the same set (test_api.py re-trains on a user's set in RTL simulation)
 
 
+def test_csim_replays_cached_samples_beside_a_new_set_and_refuses_what_cannot_be(files, capsys):
+    """--replay 0.5 mixes 24 of the project's 48 cached samples into --data's 48 (bit-exact like any set);
+    --replay without --data, with --teacher, --regrow on an unpruned project, and either without re-training
+    get one line each; a share beyond 16 is argparse's."""
+    root, x, y = files
+    code, out, _ = _run(capsys, "csim", root / "prj", "--steps", 2, "--data", root / "other.npz", "--replay", 0.5,
+                        "--json")
+    training = json.loads(out)["training"]
+    assert code == 0 and training["bit_exact"] and training["replayed_samples"] == 24 and not training["regrow"]
+    np.savez(root / "teacher48.npz", logits=np.eye(10)[y[48:96]] * 4.0)
+    for command, extra, words in (("csim", ["--replay", 0.5], "give it with --data"),
+                                  ("csim", ["--replay", 0.5, "--data", root / "other.npz", "--teacher",
+                                            root / "teacher48.npz"], "not both"),
+                                  ("csim", ["--regrow"], "not pruned"),
+                                  ("csim", ["--steps", 0, "--regrow"], "--steps 0 runs none"),
+                                  ("sim", ["--regrow"], "add --retrain")):
+        code, out, err = _run(capsys, command, root / "prj", *extra)
+        assert code == 1 and out == "" and words in err and err.count("\n") == 1, (extra, err)
+    with pytest.raises(SystemExit) as stop:
+        main(["csim", str(root / "prj"), "--replay", "20"])
+    assert stop.value.code == 2 and "from 0 to 16" in capsys.readouterr().err
+
+
 def test_sim_retrain_refuses_a_bad_teacher_file_before_simulating(files, tmp_path, capsys):
     """`sim --retrain --teacher T.npz`: a bad teacher file or option gets one line before any simulation (the
     run itself, distilled and bit-exact: test_api.py, Project.simulate(teacher=...), which it calls)."""

@@ -48,12 +48,12 @@ HLS_SOURCES = ("dtl_params.h", "dtl_engines.h", "dtl_fe_engine.cpp", "dtl_rl_eng
 
 
 def csim_project(project: Path, steps: int = 5, progress: Callable[[str], None] = lambda message: None,
-                 train: tuple[np.ndarray, np.ndarray] | None = None, teacher: tuple[Any, Any] | None = None
-                 ) -> dict[str, Any]:
+                 train: tuple[np.ndarray, np.ndarray] | None = None, teacher: tuple[Any, Any] | None = None,
+                 replay: float = 0.0, regrow: bool = False) -> dict[str, Any]:
     """C-simulate `project`: its testbenches, FE inference and `steps` re-training steps on the
     project's re-training set, or on `train` (FE features and labels: `dtlgen.api.Project.training_set`);
     with `teacher` (a teacher's float logits of that set, and the `fixed.Distillation` weights) the
-    host distils."""
+    host distils; `replay` and `regrow` as `RLProject.strategies` takes them."""
     try:
         steps = check_steps(steps, 0)
     except ValueError as error:
@@ -65,10 +65,14 @@ def csim_project(project: Path, steps: int = 5, progress: Callable[[str], None] 
                           "with 'dtlgen generate MODEL --design D --out PRJ'")
     rl = load_rl_project(data) if data.has_rl else None
     check_sources(data, rl, ("hls",))  # g++ compiles only what dtlgen itself writes for this design
-    if train is not None and (rl is None or steps == 0):
-        raise DesignError(f"a re-training set (--data) needs re-training steps on an RL engine; '{project}' "
-                          + ("has no RL engine" if rl is None else "runs --steps 0"))
-    retrain_on = rl.with_training_set(*train) if train is not None else rl  # the testbenches keep the project's
+    if (train is not None or replay or regrow) and (rl is None or steps == 0):
+        raise DesignError(f"a re-training set (--data), --replay and --regrow need re-training steps on an RL engine; "
+                          f"'{project}' " + ("has no RL engine" if rl is None else "runs --steps 0"))
+    if replay and teacher is not None:
+        raise DesignError("replay mixes the project's cached samples into the set, and the teacher's logits cover "
+                          "--data only: give --replay or --teacher, not both")
+    # (the testbenches keep the project's set; the re-training steps run on this one)
+    retrain_on, replayed = rl.strategies(train, replay, regrow) if rl is not None else (None, 0)
     distill = None
     if teacher is not None:
         if rl is None or steps == 0:
@@ -78,6 +82,8 @@ def csim_project(project: Path, steps: int = 5, progress: Callable[[str], None] 
     check_writable(project / "hls", "the project's hls folder")
     check_owned(project, [project / "hls" / REPORT])
     report = run_csim(data, rl, steps, progress, retrain_on, distill)
+    if "training" in report:
+        report["training"].update(replayed_samples=replayed, regrow=bool(regrow))
     record_files(project, [project / "hls" / REPORT])
     return report
 

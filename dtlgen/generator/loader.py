@@ -91,11 +91,42 @@ class RLProject:
     labels: np.ndarray
     state: golden.RLState
     seeded_labels: bool = False  # the cached set's labels are seeded (generate without a train set)
+    regrow: bool = False  # re-train without the pruning masks: pruned weights may grow back (`strategies`)
 
     @property
     def masks(self) -> dict[str, np.ndarray] | None:
-        """The retrainable layers' pruning masks (rl_train.npz's m_<layer>), or None: not pruned."""
-        return golden.rl_masks(self.qnet)
+        """The retrainable layers' pruning masks (rl_train.npz's m_<layer>), or None: not pruned, or
+        re-trained with `regrow`."""
+        return None if self.regrow else golden.rl_masks(self.qnet)
+
+    def replay_samples(self, count: int, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """round(share × count) of the cached re-training samples (features, labels), drawn with `seed`, to mix
+        into a set of `count` new ones against forgetting (replay); refused when the cached labels are seeded."""
+        if self.seeded_labels:
+            raise DesignError("replay mixes in the project's cached re-training samples, and this project's are the "
+                              "calibration inputs with seeded labels: generate it with train=(x_source, y_source) "
+                              "(--data on generate) to replay real data")
+        pick = np.random.default_rng(seed).choice(len(self.labels), min(len(self.labels), int(round(share * count))),
+                                                  replace=False)
+        return self.features[pick], self.labels[pick]
+
+    def strategies(self, train: tuple[np.ndarray, np.ndarray] | None, replay: float = 0.0, regrow: bool = False,
+                   seed: int = 0) -> tuple["RLProject", int]:
+        """This project re-training on `train` (FE features and labels; None: its own set) with `replay`
+        (cached samples mixed in per new one; needs `train`) and `regrow` (the pruning masks left out; needs
+        masks), and how many samples it replayed."""
+        if regrow and self.masks is None:
+            raise DesignError("regrow lets pruned weights grow back, and this project's retrainable layers are not "
+                              "pruned (generate it from a model pruned with --prune rl=S)")
+        rl = replace(self, regrow=bool(regrow))
+        if not replay:
+            return (rl.with_training_set(*train) if train is not None else rl), 0
+        if train is None:
+            raise DesignError("replay mixes the project's cached samples into a new re-training set: give the set "
+                              "(--data)")
+        extra = self.replay_samples(len(train[1]), replay, seed)
+        return rl.with_training_set(np.concatenate([train[0], extra[0]]), np.concatenate([train[1], extra[1]])), \
+            len(extra[1])
 
     def with_training_set(self, features: np.ndarray, labels: np.ndarray) -> "RLProject":
         """The same project re-training on another set: its FE features (N, width) as the FE engine

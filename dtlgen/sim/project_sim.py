@@ -41,10 +41,12 @@ OUTPUTS = ("run", REPORT, "sim_report.md", "predicted_vs_measured.png")  # what 
 def simulate_project(project: Path, progress: Callable[[str], None] = lambda message: None,
                      retrain: bool = False, steps: int = 20, ddr: bool = False,
                      train: tuple[np.ndarray, np.ndarray] | None = None,
-                     teacher: tuple[np.ndarray, Distillation] | None = None) -> dict[str, Any]:
+                     teacher: tuple[np.ndarray, Distillation] | None = None, replay: float = 0.0,
+                     regrow: bool = False) -> dict[str, Any]:
     """Simulate `project`; with `retrain`, re-train `steps` steps on the project's re-training set, or
     on `train` (FE features and labels: `dtlgen.api.Project.training_set`) when given; with `teacher`
-    (a teacher's float logits of that set, and the distillation weights) the host distils."""
+    (a teacher's float logits of that set, and the distillation weights) the host distils; `replay` and
+    `regrow` as `RLProject.strategies` takes them."""
     if not isinstance(retrain, (bool, np.bool_)):
         raise DesignError(f"retrain {retrain!r}: True (re-train on the RL engine too) or False")
     if retrain:
@@ -58,14 +60,19 @@ def simulate_project(project: Path, progress: Callable[[str], None] = lambda mes
     if retrain and not data.has_rl:
         raise DesignError(f"project '{project}' has no RL engine (the network has no retrainable layers); "
                           "generate it with a split (--split or --retrain-last) to re-train on the device")
-    if train is not None and not retrain:
-        raise DesignError("a re-training set (--data) is for re-training: add --retrain (retrain=True in the API)")
+    if (train is not None or replay or regrow) and not retrain:
+        raise DesignError("a re-training set (--data), --replay and --regrow are for re-training: add --retrain "
+                          "(retrain=True in the API)")
     rl = load_rl_project(data) if data.has_rl else None
     # The project's rtl/ and sim/ copies must be dtlgen's own; the simulation builds and runs the
     # package's files, so nothing in a project folder is ever compiled or imported.
     check_sources(data, rl, ("rtl", "sim"))
-    if rl is not None and train is not None:
-        rl = rl.with_training_set(*train)
+    replayed = 0
+    if rl is not None and retrain:
+        if replay and teacher is not None:
+            raise DesignError("replay mixes the project's cached samples into the set, and the teacher's logits cover "
+                              "--data only: give --replay or --teacher, not both")
+        rl, replayed = rl.strategies(train, replay, regrow)
     if teacher is not None:
         if not retrain:
             raise DesignError("a teacher (--teacher) is for re-training: add --retrain")
@@ -99,6 +106,7 @@ def simulate_project(project: Path, progress: Callable[[str], None] = lambda mes
                                        masks=rl.masks),
                            teacher=cached, kd=teacher[1])
         report["training"] = simulate_retraining(project, data.program["clock_mhz"], steps, progress, plan, rl=rl)
+        report["training"].update(replayed_samples=replayed, regrow=bool(regrow))
     with tempfile.TemporaryDirectory(prefix="dtlgen-sim-") as scratch:
         plot(report, Path(scratch) / "plot.png")
         write_json(sim / REPORT, report)
