@@ -135,7 +135,7 @@ def prune_neurons(network: Network, share: float) -> Network:
     a flatten, two consumers), which is refused when it is the only candidate."""
     layers = list(network.layers)
     index = {layer.name: i for i, layer in enumerate(layers)}
-    shrunk = []
+    shrunk, widths, removed = [], {}, 0
     for i, layer in enumerate(network.layers):
         if layer.frozen or layer.weight is None or layer.op not in ("conv2d", "linear") or layer.groups != 1 \
                 or i == len(layers) - 1:
@@ -150,6 +150,8 @@ def prune_neurons(network: Network, share: float) -> Network:
         weight = np.asarray(current.weight)
         norms = np.linalg.norm(weight.reshape(len(weight), -1), axis=1)
         keep = np.sort(np.argsort(-norms, kind="stable")[:max(1, len(weight) - int(round(share * len(weight))))])
+        widths[layer.name] = len(weight)
+        removed += len(weight) - len(keep)
         layers[i] = replace(current, weight=weight[keep], bias=None if current.bias is None else current.bias[keep],
                             out_shape=(len(keep), *current.out_shape[1:]),
                             mask=None if current.mask is None else current.mask[keep])
@@ -160,6 +162,11 @@ def prune_neurons(network: Network, share: float) -> Network:
     if not shrunk:
         raise ModelSpecError(f"prune['rl_neurons']: no retrainable layer of '{network.name}' can lose neurons (one whose "
                              "output only a retrainable linear or 1x1 conv reads); leave rl_neurons out")
+    if share > 0 and not removed:
+        widest = max(widths.values())
+        raise ModelSpecError(f"prune['rl_neurons'] is {share:g}: it removes no neuron of "
+                             f"{', '.join(f'{name} ({width} outputs)' for name, width in widths.items())}; give more than "
+                             f"{1 / (2 * widest):.3g} to remove one of {widest}, or leave rl_neurons out")
     return Network(network.name, network.input_shape, layers)
 
 

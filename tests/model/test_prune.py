@@ -146,6 +146,14 @@ def test_the_prune_option_refuses_bad_values_with_the_fix(capsys, value, message
     assert stop.value.code == 2 and message in capsys.readouterr().err
 
 
+def test_a_neuron_share_that_removes_no_neuron_says_so():
+    import dtlgen
+
+    with pytest.raises(ModelSpecError, match=r"removes no neuron of fc1 \(32 outputs\); give more than 0.0156"):
+        dtlgen.load_model("digits_cnn", prune={"rl_neurons": 0.01})
+    assert dtlgen.load_model("digits_cnn", prune={"rl_neurons": 0.02}).layer("fc1").out_shape == (31,)
+
+
 def test_neuron_pruning_narrows_the_head_and_computes_what_zeroed_neurons_would():
     """prune_neurons removes fc1's weakest output units and fc2's inputs that read them: the narrower network's
     float outputs are the original's with those units' weights and biases set to 0, and its RL GEMMs shrink."""
