@@ -509,19 +509,24 @@ class Project:
 
     def simulate(self, *, retrain: bool = False, steps: int = 20, ddr: bool = False,
                  train: tuple[np.ndarray, np.ndarray] | None = None, teacher: np.ndarray | None = None,
-                 kd_alpha: float = 0.5, kd_temperature: int = 2,
+                 kd_alpha: float = 0.5, kd_temperature: int = 2, replay: float = 0.0, regrow: bool = False,
                  progress: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
         """RTL simulation of the project (the `sim` command): the FE engine on the project's image,
         every layer bit-exact against the golden model and its measured cycles against the model's;
         with `retrain`, `steps` training steps on the RL engine (on `train`, a float batch and its
         labels, instead of the project's re-training set), weights checked after every step; with
         `teacher` (its float logits of that set, one row per sample) the host distils (`retrain`'s
-        kd_alpha, kd_temperature). Writes sim/sim_report.json, .md and predicted_vs_measured.png;
-        returns the report."""
+        kd_alpha, kd_temperature); `replay` and `regrow` as `retrain` takes them (replay needs `train`).
+        Writes sim/sim_report.json, .md and predicted_vs_measured.png; returns the report."""
         from dtlgen.sim.project_sim import simulate_project
 
-        distill = (teacher, _distillation(kd_alpha, kd_temperature)) if teacher is not None else None
-        return simulate_project(self.path, progress, retrain, steps, ddr, self.training_set(train), distill)
+        weights = _distillation(kd_alpha, kd_temperature)  # (checked with or without a teacher)
+        replay = _replay_share(replay)
+        if not isinstance(regrow, (bool, np.bool_)):
+            raise DesignError(f"regrow {regrow!r}: True (the pruned weights may grow back) or False")
+        distill = (teacher, weights) if teacher is not None else None
+        return simulate_project(self.path, progress, retrain, steps, ddr, self.training_set(train), distill, replay,
+                                regrow)
 
     def training_set(self, train: tuple[np.ndarray, np.ndarray] | None, *,
                      names: tuple[str, str] = ("train x", "train y")) -> tuple[np.ndarray, np.ndarray] | None:

@@ -295,6 +295,11 @@ def test_simulate_runs_the_rtl_engines_bit_exact_and_on_the_users_set(user):
     assert report["training"]["bit_exact"] and report["training"]["distillation"] == {"alpha": 0.75, "temperature": 2}
     with pytest.raises(DesignError, match="teacher logits: 39 rows for a re-training set of 40 samples"):
         project.simulate(retrain=True, steps=1, train=(x[:40], y[:40]), teacher=np.zeros((39, 10)))
+    # weights and strategies are checked before any work, with or without a teacher
+    for bad, message in (({"kd_alpha": "x"}, "kd_alpha"), ({"replay": -1}, "replay -1"), ({"regrow": "y"}, "regrow"),
+                         ({"replay": 0.5}, "give the set"), ({"regrow": True}, "not pruned")):
+        with pytest.raises(DesignError, match=message):
+            project.simulate(retrain=True, steps=1, **bad)
 
 
 def test_a_project_whose_hls_sources_were_edited_is_refused_before_g_plus_plus_compiles_them(user, tmp_path):
