@@ -297,6 +297,7 @@ def test_simulate_runs_the_rtl_engines_bit_exact_and_on_the_users_set(user):
         project.simulate(retrain=True, steps=1, train=(x[:40], y[:40]), teacher=np.zeros((39, 10)))
     # weights and strategies are checked before any work, with or without a teacher
     for bad, message in (({"kd_alpha": "x"}, "kd_alpha"), ({"replay": -1}, "replay -1"), ({"regrow": "y"}, "regrow"),
+                         ({"teacher": np.ones((40, 10), dtype=bool), "train": (x[:40], y[:40])}, "boolean"),
                          ({"replay": 0.5}, "give the set"), ({"regrow": True}, "not pruned")):
         with pytest.raises(DesignError, match=message):
             project.simulate(retrain=True, steps=1, **bad)

@@ -148,6 +148,8 @@ class RLProject:
         from dtlgen.model.data import check_batch
 
         last = self.layout.layers[-1]
+        if np.asarray(logits).dtype.kind == "b":  # (the board driver takes numbers only: the same rule here)
+            raise DesignError("teacher logits: a boolean array; give the teacher's float logits of each sample")
         array = check_batch(logits, (last.m * last.positions,), "teacher logits")
         if len(array) != len(self.labels):
             raise DesignError(f"teacher logits: {len(array)} rows for a re-training set of {len(self.labels)} samples; "
