@@ -242,3 +242,29 @@ def test_an_ecp5_core_built_without_the_expander_its_program_needs_is_refused(tm
     build.write_text(json.dumps(edited))
     with pytest.raises(DesignError, match="core.has_sparse is 0"):
         check_ecp5(data, load_rl_project(data))
+
+
+@pytest.mark.slow  # yosys reads the engine (about a minute); tests/sim/test_fe_rtl.py's yosys test: single images
+def test_yosys_reads_batched_sparse_and_scaled_programs_as_verilator_does(tmp_path, monkeypatch):
+    """yosys's netlist of fe_engine.sv (the ECP5 flow's reading) on what the single-image yosys test leaves
+    out: two images a descriptor (image 1's plane windows), every weighted op sparse, and a seeded net's
+    scaled convs with generated weights. Before `~(32'(B - 1))` replaced `~32'(B - 1)` yosys read the mask as
+    7 (test_synth.py's guard) and image 1's outputs and the scaled convs were wrong."""
+    from dtlgen.sim.netlist import netlist_sources
+
+    from test_fe_seeded import seeded_net
+
+    params, cfg = fe_build(4, 4, 8, 8), FEConfig(4, 4, 8, 8)
+    sources = netlist_sources("fe_engine.sv", "fe_engine", params.fe.hdl_parameters(), tmp_path / "netlist")
+    monkeypatch.setattr(perf_fe, "stores_sparse", lambda op, cfg, bus_bytes: True)
+    for name, (qnet, x_int) in (("batch", pruned(0.7, batch=2)), ("seeded", seeded_net(1)[1:])):
+        program = build_fe_program(qnet, cfg, x_int, params.dram.memory_bytes, bus_bytes=params.fe.bus_bytes)
+        assert name != "batch" or max(img.op.images for img in program.ops) == 2
+        predicted = [op_cycles(img.op, cfg, params.fe.bus_bytes, params.dram.latency).cycles for img in program.ops]
+        result = fe_sim.run(program, params, tmp_path / name, max_cycles=4 * sum(predicted) + 10_000,
+                            sources_dir=sources)
+        reference = golden.fe_forward(qnet, x_int)
+        for i, img in enumerate(program.ops):
+            want = reference[img.layer][img.image0:img.image0 + img.op.total_images]
+            assert np.array_equal(program.read_images(result.memory, i), want), (name, img.op.name)
+        assert result.cycles == predicted, name

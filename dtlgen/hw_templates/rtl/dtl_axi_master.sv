@@ -209,7 +209,7 @@ module dtl_axi_master #(
       for (int k = 0; k < 2; k++) begin
         if (push && (k == 0 || w_two)) begin
           logic [31:0] a;
-          a = (wr_addr & ~32'(BUS_BYTES - 1)) + (k == 0 ? 32'd0 : 32'(BUS_BYTES));
+          a = (wr_addr & ~(32'(BUS_BYTES - 1))) + (k == 0 ? 32'd0 : 32'(BUS_BYTES));
           if (o_valid && a == o_addr + (32'(o_len) << LB) && 32'(o_len) < BURST_W && a[PB-1:0] != '0) begin
             // the beat follows the open burst: the burst's last beat so far is not its last
             wf_data[WFW'(wf_tail + WFW'(nw))] <= o_data;
@@ -316,7 +316,7 @@ module dtl_axi_master #(
       if (accept) begin
         logic [BW-1:0] off;
         off = BW'(rd_req_addr[BW-1:0]) & BW'(BUS_BYTES - 1);
-        ar_addr <= (rd_req_addr & ~32'(BUS_BYTES - 1));
+        ar_addr <= (rd_req_addr & ~(32'(BUS_BYTES - 1)));
         ar_left <= 17'(rd_req_beats) + 17'(off != 0);
         rq_off[rq_tail] <= off;
         rq_beats[rq_tail] <= 17'(rd_req_beats) + 17'(off != 0);

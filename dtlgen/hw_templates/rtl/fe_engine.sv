@@ -256,13 +256,13 @@ module fe_engine #(
     k_sw <= 25'(d_s) * 25'(d_w);
     p_pw <= 25'(d_p) * (25'(d_w) + 25'sd1);
     k_plin0 <= -p_pw;
-    k_pimg <= 25'((k_hw + 32'(B - 1)) & ~32'(B - 1));
+    k_pimg <= 25'((k_hw + 32'(B - 1)) & ~(32'(B - 1)));
     k_keep <= d_keep;
     k_slot <= 16'(k_plane_beats * (16'(d_more) + 16'd1));
     k_skip <= skip_c;
     k_row_step <= skip_c ? 32'(d_w) << 1 : 32'(d_w);
     k_buf_step <= skip_c ? 8'd1 : d_s;
-    k_plin1 <= 25'((k_hw + 32'(B - 1)) & ~32'(B - 1)) - p_pw;
+    k_plin1 <= 25'((k_hw + 32'(B - 1)) & ~(32'(B - 1))) - p_pw;
     k_kk <= KTW'(times_k(32'(d_k), KB'(d_k)));
   end
 
@@ -490,9 +490,9 @@ module fe_engine #(
     k_mult <= (d_kind == K_AVGPOOL) ? d_mult : 16'd1;
     k_scaled <= (HAS_SCALE != 0) && d_scaled;
     // dtlgen.isa.fe.bias_table_words: the biases padded to TABLE_ALIGN_WORDS words, then M scales
-    k_sbytes <= {(18'(d_m) + 18'(TABLE_ALIGN_WORDS - 1)) & ~18'(TABLE_ALIGN_WORDS - 1), 2'b00};
+    k_sbytes <= {(18'(d_m) + 18'(TABLE_ALIGN_WORDS - 1)) & ~(18'(TABLE_ALIGN_WORDS - 1)), 2'b00};
     k_tbytes <= ((HAS_SCALE != 0) && d_scaled)
-              ? {(18'(d_m) + 18'(TABLE_ALIGN_WORDS - 1)) & ~18'(TABLE_ALIGN_WORDS - 1), 2'b00} + {2'b00, d_m, 2'b00}
+              ? {(18'(d_m) + 18'(TABLE_ALIGN_WORDS - 1)) & ~(18'(TABLE_ALIGN_WORDS - 1)), 2'b00} + {2'b00, d_m, 2'b00}
               : {2'b00, d_m, 2'b00};
     k_lo <= YW'((k_hi_c < k_lo_c) ? k_hi_c : k_lo_c);
     k_hi <= YW'(k_hi_c);
