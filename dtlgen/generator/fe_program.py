@@ -22,7 +22,7 @@ from dtlgen.model.ir import joined_activation
 from dtlgen.model.ops import op_of
 from dtlgen.perf.board import ALIGN
 from dtlgen.perf.fe import (FEConfig, FEOp, WeightMask, batched_ops, concat_slices, fe_ops, keep_words,
-                            keeps_inputs)
+                            keeps_inputs, sparse_beats)
 from dtlgen.perf.validate import FE_ACC_BITS, fe_op_problem
 from dtlgen.quant import fixed
 from dtlgen.quant.quantize import QuantizedNetwork
@@ -294,12 +294,17 @@ def _sparse_weights(weight: np.ndarray, op: FEOp, cfg: FEConfig, bus_bytes: int)
     mask = op.sparse.array()
     if np.any(w[mask == 0]):
         raise DesignError(f"layer '{op.name}': weights its pruning mask removes are not 0 after quantisation")
-    tn = 1 if op.depthwise else cfg.tn
     try:
-        data = isa.pack_sparse_weights(w, mask, cfg.tm, tn, bus_bytes, slot, op.depthwise)
+        data = isa.pack_sparse_weights(w, mask, cfg.tm, 1 if op.depthwise else cfg.tn, bus_bytes, slot, op.depthwise)
     except ValueError as e:
         raise DesignError(f"layer '{op.name}': {e}") from None
-    return data, int(isa.sparse_tile_sizes(mask, op.depthwise, cfg.tm, tn, bus_bytes, slot)[0])
+    return data, int(sparse_beats(op.sparse, op.depthwise, cfg.tm, cfg.tn, float(bus_bytes), slot)[0, 0])
+
+
+def _overlapped(begin: int, count: int, regions: dict[tuple, tuple[WeightMask, int]]) -> tuple[int, int] | None:
+    """The first sparse region (address, bytes) that bytes begin .. begin + count touch, or None."""
+    return next(((start, length) for (start, *_), (_, length) in regions.items()
+                 if start < begin + count and begin < start + length), None)
 
 
 def _bytes(values: np.ndarray) -> np.ndarray:
@@ -408,12 +413,8 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
             if not 0 <= d["second_addr"] < size:
                 refuse(f"reads sparse weights at {d['second_addr']}, outside the {size}-byte image")
             region = (d["second_addr"], d["w_first"], m, n, k, bool(depthwise))  # (a layer's descriptors share it)
-            if region not in sparse_regions:
-                def shared(begin: int, end: int) -> bool:  # (the generator gives each layer a region of its own)
-                    return any(start < end and begin < start + length
-                               for (start, *_), (_, length) in sparse_regions.items())
-
-                if shared(d["second_addr"], d["second_addr"] + 1):
+            if region not in sparse_regions:  # (the generator gives each layer a region of its own)
+                if _overlapped(d["second_addr"], 1, sparse_regions):
                     refuse(f"reads sparse weights at {d['second_addr']}, inside another layer's sparse weights")
                 rows = isa.sparse_rows(m, n, k, bool(depthwise), tm, tn)
                 if sparse_rows + rows > isa.SPARSE_ROWS_MAX:
@@ -426,7 +427,7 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
                 except ValueError as e:
                     refuse(f"stores sparse weights in the memory image that do not follow their layout "
                            f"(dtlgen.isa.fe, Sparse weights): {e}")
-                if shared(d["second_addr"], d["second_addr"] + length):
+                if _overlapped(d["second_addr"], length, sparse_regions):
                     refuse(f"stores sparse weights ({length} bytes at {d['second_addr']}) over another layer's")
                 sparse_regions[region] = (WeightMask.of(mask), length)
             sparse, weights = sparse_regions[region]
@@ -454,12 +455,12 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
                             gen=bool(d["gen"]), sparse=sparse))
     # an output written over sparse weights would change what the engine parses, not only values: refused
     for i, (op, (out_addr, out_span)) in enumerate(zip(ops, outputs)):
-        for (start, *_), (_, length) in sparse_regions.items():
-            if out_addr < start + length and start < out_addr + out_span:
-                raise DesignError(f"{source}: FE descriptor {i} ('{op['name']}') would write its output ({out_span} "
-                                  f"bytes at {out_addr}) over sparse weights ({length} bytes at {start}); the "
-                                  "project's memory image or program.json was changed: regenerate it with "
-                                  "'dtlgen generate'")
+        hit = _overlapped(out_addr, out_span, sparse_regions)
+        if hit:
+            raise DesignError(f"{source}: FE descriptor {i} ('{op['name']}') would write its output ({out_span} "
+                              f"bytes at {out_addr}) over sparse weights ({hit[1]} bytes at {hit[0]}); the "
+                              "project's memory image or program.json was changed: regenerate it with "
+                              "'dtlgen generate'")
     # kept inputs must fit the input banks of the engine sized for these ops (what build_fe_program gives)
     engine = FEConfig(tm, tn, *tiles)
     words = keep_words(engine, bus_bytes, decoded)

@@ -332,9 +332,8 @@ def stores_sparse(op: FEOp, cfg: FEConfig, bus_bytes: float) -> bool:
     """Whether a pruned conv (`op.sparse`, its mask) is stored sparse on the engine with `cfg`'s array and a
     `bus_bytes` port: its tiles fit the layout's limits and take fewer beats than the dense tiles."""
     slot = isa_fe.weight_slot_bits(cfg.w_bits)
-    tn = 1 if op.depthwise else cfg.tn
-    if bus_bytes < isa_fe.SPARSE_BUS_MIN or not isa_fe.sparse_fits(op.k, cfg.tm, tn, slot) or isa_fe.sparse_problem(op.m, op.n, op.k, op.depthwise,
-                                                                                cfg.tm, cfg.tn):
+    if (bus_bytes < isa_fe.SPARSE_BUS_MIN or not isa_fe.sparse_fits(op.k, cfg.tm, 1 if op.depthwise else cfg.tn, slot)
+            or isa_fe.sparse_problem(op.m, op.n, op.k, op.depthwise, cfg.tm, cfg.tn)):
         return False
     beats = sparse_beats(op.sparse, op.depthwise, cfg.tm, cfg.tn, float(bus_bytes), slot).sum()
     return beats * bus_bytes < isa_fe.weight_bytes(op.m, op.n, op.k, op.depthwise, cfg.tm, cfg.tn, bus_bytes, slot)
@@ -344,7 +343,7 @@ def stored_weight_bytes(ops: list[FEOp], cfg: FEConfig, bus_bytes: int) -> int:
     """Bytes of the stored weights of `ops` (dense tiles, or the sparse layout where `op.sparse`) on the
     engine with `cfg`'s array and a `bus_bytes` port; generated weights take none."""
     slot = isa_fe.weight_slot_bits(cfg.w_bits)
-    return sum(isa_fe.sparse_weight_bytes(op.sparse.array(), op.depthwise, cfg.tm, cfg.tn, bus_bytes, slot)
+    return sum(int(sparse_beats(op.sparse, op.depthwise, cfg.tm, cfg.tn, float(bus_bytes), slot).sum()) * bus_bytes
                if op.sparse is not None
                else isa_fe.weight_bytes(op.m, op.n, op.k, op.depthwise, cfg.tm, cfg.tn, bus_bytes, slot)
                for op in ops if op.kind == "conv" and not op.gen)
@@ -784,12 +783,10 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, group
         tile_beats = sparse_beats(sparse, per_channel, tm, tn, bus, w_slot)  # (m tiles, n tiles)
     if tile_beats is not None or exact:
         assert timing is None  # (op_cycles: a sparse op on the DDR-like memory is estimated from the dense one)
-        loads = [load(min(tn, n - j * tn),
-                      None if tile_beats is None else tile_beats[:, j]) for j in range(nt)]
-        first = loads[0]
+        trip_loads = [load(min(tn, n - j * tn), None if tile_beats is None else tile_beats[:, j]) for j in range(nt)]
+        first = trip_loads[0]
         next_first = np.append(first[1:], 0)
-        total = _exact_trips(comp_mid, comp, hold, store_prev, loads, next_first).sum()
-        load_full, load_last = loads[0], loads[-1]
+        total = _exact_trips(comp_mid, comp, hold, store_prev, trip_loads, next_first).sum()
     elif nt == 1:  # every trip is its tile's last: it stores the tile before whole
         start = np.where(store_prev > 0, np.maximum(next_first, hold), next_first)
         total = trip(comp, start + store_prev, shared_next).sum()
@@ -826,7 +823,7 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, group
     cycles = (overhead + int(trip(0, first[0], shared[0], True)) + int(total) + trips * TRIP_HANDOFF_CYCLES + int(store[-1])
               + OUTPUT_STAGE_CYCLES + phases * PHASE_HANDOFF_CYCLES)
     if tile_beats is not None or exact:
-        loads = sum(ld.sum() for ld in loads)
+        loads = sum(ld.sum() for ld in trip_loads)
     else:
         loads = (load_full.sum() * max(0, nt - 1) + load_last.sum()) if nt > 1 else load_full.sum()
     bus_cycles = int(loads + store.sum()) + overhead
