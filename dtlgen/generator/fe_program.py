@@ -227,7 +227,7 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
         descriptors.append(isa.encode(
             f"FE descriptor of '{op.name}'", kind=kind, act=ACTIVATION_CODES[activation], pool=int(bool(op.pool)),
             depthwise=int(op.depthwise), scaled=int(op.scaled), gen=int(op.gen), sparse=int(op.sparse is not None),
-            w_first=w_first, n=op.n, m=op.m, h=op.h, w=op.w, r=op.r, c=op.c,
+            prefetch=int(op.prefetch), w_first=w_first, n=op.n, m=op.m, h=op.h, w=op.w, r=op.r, c=op.c,
             k=op.k, s=op.s, p=op.p,
             shift=shift, six=six, mult=mult, in_addr=source + image0 * in_stride, second_addr=second,
             bias_addr=bias_addr, out_addr=out_addr, sa=shifts & 0xFF, sb=shifts >> 8, more_images=op.images - 1,
@@ -452,7 +452,7 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
             refuse(f"is a {kind_name}, but program.json calls it a {op.get('kind')}")
         decoded.append(FEOp(op["name"], kind_name, n, h, wd, m, r, c, k, s, p, bool(depthwise), 2 if pool else 0,
                             images=images, groups=groups, keep=bool(d["keep"]), scaled=bool(d["scaled"]),
-                            gen=bool(d["gen"]), sparse=sparse))
+                            gen=bool(d["gen"]), sparse=sparse, prefetch=bool(d["prefetch"])))
     # an output written over sparse weights would change what the engine parses, not only values: refused
     for i, (op, (out_addr, out_span)) in enumerate(zip(ops, outputs)):
         hit = _overlapped(out_addr, out_span, sparse_regions)

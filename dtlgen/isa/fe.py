@@ -1,6 +1,7 @@
 """The FE engine's descriptor (64 bytes, little-endian 32-bit words) and the limits it implies.
 
-w0 kind | act << 4 | fused pool << 6 | depthwise << 7 | scaled << 8 | gen << 9 | sparse << 10 | w_first << 16;
+w0 kind | act << 4 | fused pool << 6 | depthwise << 7 | scaled << 8 | gen << 9 | sparse << 10 | prefetch << 11 |
+w_first << 16;
 w1 N | M << 16; w2 H | W << 16; w3 R | C << 16;
 w4 K | S << 8 | P << 16 | shift << 24 (signed); w5 six (signed 16) | average-pool multiplier << 16;
 w6 input address; w7 weight address (an add's second input); w8 bias address; w9 output address;
@@ -117,7 +118,8 @@ __all__ = ["ACTIVATION_CODES", "DESCRIPTOR_BYTES", "FIELDS", "decode", "encode"]
 
 FIELDS = (
     Field("kind", 0, 0, 4), Field("act", 0, 4, 2), Field("pool", 0, 6, 1), Field("depthwise", 0, 7, 1),
-    Field("scaled", 0, 8, 1), Field("gen", 0, 9, 1), Field("sparse", 0, 10, 1), Field("w_first", 0, 16, 16),
+    Field("scaled", 0, 8, 1), Field("gen", 0, 9, 1), Field("sparse", 0, 10, 1), Field("prefetch", 0, 11, 1),
+    Field("w_first", 0, 16, 16),
     Field("n", 1, 0, 16), Field("m", 1, 16, 16), Field("h", 2, 0, 16), Field("w", 2, 16, 16),
     Field("r", 3, 0, 16), Field("c", 3, 16, 16),
     Field("k", 4, 0, 8), Field("s", 4, 8, 8), Field("p", 4, 16, 8), Field("shift", 4, 24, 8, signed=True),

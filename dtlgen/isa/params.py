@@ -90,6 +90,7 @@ class FEParams:
     has_scale: int = _param("HAS_SCALE", default=1)
     has_gen: int = _param("HAS_GEN", default=1)
     has_sparse: int = _param("HAS_SPARSE", default=1)
+    pf_beats: int = _param("PF_BEATS", "FE_PF_BEATS", default=0)
     drain: int = _param("DRAIN", init=False)
     pack: int = _param("PACK", "FE_PACK", default=0)
     lut_mults: int = _param("LUT_MULTS", "FE_LUT_MULTS", default=0)

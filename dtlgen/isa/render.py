@@ -19,7 +19,7 @@ END = "END dtlgen.isa {}"
 
 # field -> the FE engines' names for it (fe_engine.sv's d_*, dtl_fe_engine.cpp's FeDesc members)
 FE_SV_NAMES = {"kind": "d_kind", "act": "d_act", "pool": "d_pool", "depthwise": "d_dw", "scaled": "d_scaled", "gen": "d_gen",
-               "sparse": "d_sparse", "w_first": "d_wfirst",
+               "sparse": "d_sparse", "prefetch": "d_prefetch", "w_first": "d_wfirst",
                "n": "d_n", "m": "d_m", "h": "d_h", "w": "d_w", "r": "d_r", "c": "d_c", "k": "d_k", "s": "d_s", "p": "d_p",
                "shift": "d_shift", "six": "d_six", "mult": "d_mult", "in_addr": "d_in", "second_addr": "d_wt",
                "bias_addr": "d_bias", "out_addr": "d_out", "sa": "d_sa", "sb": "d_sb",

@@ -296,6 +296,8 @@ class FEOp:
     gen: bool = False  # its ±1 weights generated on chip (`dtlgen.isa.fe`, Weights generated on chip)
     # a pruned conv's mask when its weights are stored sparse (`dtlgen.isa.fe`, Sparse weights; `fe_ops`)
     sparse: WeightMask | None = None
+    # its trips' requests go out a trip ahead into the engine's read FIFO (`dtlgen.isa.fe`, Prefetched requests)
+    prefetch: bool = False
 
     @property
     def per_channel(self) -> bool:

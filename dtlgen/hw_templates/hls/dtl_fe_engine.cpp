@@ -92,6 +92,7 @@ struct FeDesc {
   int kind, act, pool, dw, scaled, gen;
   int sparse;  // the weight tiles are stored compressed (dtlgen.isa.fe, Sparse weights)
   int wfirst;  // ... and the first one takes this many beats (each tile's header gives the next one's)
+  int prefetch;  // the RTL requests a trip's reads during the trip before (no effect here: this engine's schedule)
   int n, m, h, w, r, c, k, s, p;
   int shift, six, mult, sa, sb, more, moreg;
   int plane;  // whole channel planes per request (the RTL's load; this engine requests rows)
@@ -136,6 +137,7 @@ desc_beats:
   d.scaled = word[0][8];
   d.gen = word[0][9];
   d.sparse = word[0][10];
+  d.prefetch = word[0][11];
   d.wfirst = word[0].range(31, 16);
   d.n = word[1].range(15, 0);
   d.m = word[1].range(31, 16);

@@ -37,6 +37,8 @@ module fe_engine #(
   parameter int HAS_SCALE = 1,  // 0: no scaled conv runs here, so no per-channel scale table
   parameter int HAS_GEN = 1,    // 0: no conv's weights are generated on chip, so no generator
   parameter int HAS_SPARSE = 1, // 0: no conv's weights are stored sparse, so no expander
+  parameter int PF_BEATS = 0,   // > 0: requests a trip ahead into a read FIFO of this many beats (a power of
+                                // two; Prefetched requests, below); 0: no FIFO, no descriptor prefetches
   parameter int M_MAX = 512,
   parameter int DRAIN = 6,  // pipeline fill/drain cycles (dtlgen.isa.fe.pipeline_depth, trip_drain)
   parameter int PACK = 0,   // 1: lanes 2j and 2j+1 share one multiply per column (DSP48 packing, below)
@@ -144,6 +146,7 @@ module fe_engine #(
   logic        d_gen;      // weights generated on chip (dtlgen.isa.fe, Weights generated on chip)
   logic        d_sparse;   // weights stored sparse (dtlgen.isa.fe, Sparse weights)
   logic [15:0] d_wfirst;   // ... the first tile's beats
+  logic        d_prefetch; // the trips' requests go out a trip ahead (Prefetched requests, below)
   logic        d_pc;       // per-channel operation: depthwise conv, pool or add
   logic [1:0]  d_act;
   logic        d_pool;
@@ -169,6 +172,7 @@ module fe_engine #(
     d_scaled   = desc[0][8];
     d_gen      = desc[0][9];
     d_sparse   = desc[0][10];
+    d_prefetch = desc[0][11];
     d_wfirst   = desc[0][31:16];
     d_n        = desc[1][15:0];
     d_m        = desc[1][31:16];
@@ -403,6 +407,55 @@ module fe_engine #(
   logic [KTW-1:0] wr_t;     // weight walker: the tap row
   logic [15:0] wr_b;        // and the beat within it
 
+  // Prefetched requests (PF_BEATS > 0 and the descriptor's `prefetch` bit: dtlgen.isa.fe, Prefetched
+  // requests): once a trip job that stores nothing has issued its own requests, the request walker
+  // goes on to the trip after the one the job loads (nxt2, its geometry n2_c) and issues its requests
+  // while they fit in PF_BEATS beats (pf_cnt), stopping at the first that does not (pf_stop), in the
+  // job and after it until the next job starts. Their beats arrive behind the job's and wait in the
+  // read FIFO; the next job takes them, one a cycle, while the rest of its trip's requests are in
+  // flight, so the memory's latency is paid where they do not cover it. Such a descriptor's output
+  // tile is stored whole by the job of the next tile's first trip (the store does not pause), which
+  // prefetches nothing: reads and writes still take turns on the memory.
+  logic        k_pf;      // the descriptor prefetches (never a sparse or generated conv)
+  logic        job_pf;    // this job prefetches the trip after the one it loads
+  logic        pf_act;    // the request walker walks that trip (until the next job takes it over)
+  logic        pf_stop;   // ... and has issued what it may
+  logic [15:0] pf_cnt;    // beats requested of it
+  logic [2:0]  go_age;    // cycles since the last dispatch, up to 7
+  localparam int PF_AGE = 5;  // nxt2's geometry (n2_c) has settled (nxt1, nxt2, three stages)
+  logic        nxt2_has_next;
+  // the beat the responses take: the read FIFO's head, or the port's while the FIFO is empty
+  logic           m_valid;
+  logic [B*8-1:0] m_data;
+  if (PF_BEATS > 0) begin : g_pf
+    localparam int FW = $clog2(PF_BEATS);  // (a power of two, 2 or more: the pointers wrap)
+    logic [B*8-1:0] f_mem [PF_BEATS];
+    logic [FW-1:0]  f_wp, f_rp;
+    logic [FW:0]    f_cnt;  // beats in the FIFO
+    logic           f_enq, f_deq;
+    // a job in M_LOAD takes a beat every cycle one is there (it never stalls the port)
+    assign f_deq = (mstate == M_LOAD) && f_cnt != 0;
+    assign f_enq = rd_valid && !((mstate == M_LOAD) && f_cnt == 0);
+    assign m_valid = rd_valid || f_cnt != 0;
+    assign m_data = (f_cnt != 0) ? f_mem[f_rp] : rd_data;
+    always_ff @(posedge clk) begin
+      if (f_enq) f_mem[f_wp] <= rd_data;
+      if (rst) begin
+        f_wp <= '0;
+        f_rp <= '0;
+        f_cnt <= '0;
+      end else begin
+        if (f_enq) f_wp <= f_wp + 1'b1;
+        if (f_deq) f_rp <= f_rp + 1'b1;
+        if (f_enq && !f_deq) f_cnt <= f_cnt + 1'b1;
+        else if (f_deq && !f_enq) f_cnt <= f_cnt - 1'b1;
+      end
+    end
+  end else begin : g_no_pf
+    assign m_valid = rd_valid;
+    assign m_data = rd_data;
+  end
+
   // Geometry of the trip being loaded, computed ahead of time so that the memory side reads only
   // registers (no multiplier or adder chain before a request), in three stages (A: extents and the
   // window's ends, B: rows, columns, products, C: offsets and sizes):
@@ -489,6 +542,7 @@ module fe_engine #(
     k_add <= (HAS_ADD != 0) && (d_kind == K_ADD);  // no add here: no alignment shifters either
     k_mult <= (d_kind == K_AVGPOOL) ? d_mult : 16'd1;
     k_scaled <= (HAS_SCALE != 0) && d_scaled;
+    k_pf <= (PF_BEATS > 0) && d_prefetch && !d_sparse && !d_gen;
     // dtlgen.isa.fe.bias_table_words: the biases padded to TABLE_ALIGN_WORDS words, then M scales
     k_sbytes <= {(18'(d_m) + 18'(TABLE_ALIGN_WORDS - 1)) & ~(18'(TABLE_ALIGN_WORDS - 1)), 2'b00};
     k_tbytes <= ((HAS_SCALE != 0) && d_scaled)
@@ -591,13 +645,13 @@ module fe_engine #(
     nxt1 <= next_trip(cur, k_nl, d_m, d_c, d_r, k_trs, k_tcs);
     nxt1_has_next <= !is_last_trip(nxt1, k_nl, d_m, d_c, d_r);
     nxt2 <= next_trip(nxt1, k_nl, d_m, d_c, d_r, k_trs, k_tcs);
+    nxt2_has_next <= !is_last_trip(nxt2, k_nl, d_m, d_c, d_r);
     n2_a <= geom_a(n2_in, 1'b0);
     n2_b <= geom_b(n2_a);
     n2_c <= geom_c(n2_b);
   end
 
   logic [15:0] ld_tm, ld_rows, ld_row_beats, ld_ch, ld_wn, ld_w_row_beats;
-  logic [31:0] ld_w_row_bytes;  // a tap row's bytes: the weight pointer's step per request
   logic        ld_two_ops;
   assign ld_tm = ld_g.tm;
   assign ld_rows = ld_g.kept ? 16'd0 : ld_g.rows;
@@ -605,14 +659,28 @@ module fe_engine #(
   assign ld_ch = ld_g.ch;
   assign ld_wn = ld_g.wn;
   assign ld_w_row_beats = ld_g.w_row_beats;
-  assign ld_w_row_bytes = times_const(32'(ld_w_row_beats), B);
   assign ld_two_ops = (d_kind == K_ADD);
+  // the request walker's trip: the loaded one, or while it prefetches the one after it
+  /* verilator lint_off UNUSEDSIGNAL */
+  geom_t       rq_g;
+  /* verilator lint_on UNUSEDSIGNAL */
+  logic [15:0] rq_rows, rq_row_beats, rq_ch, rq_w_row_beats, rq_beats;
+  logic [31:0] rq_w_row_bytes;
+  logic        rq_on;    // the walker may issue its next request
+  assign rq_g = pf_act ? n2_c : ld_g;
+  assign rq_rows = rq_g.kept ? 16'd0 : rq_g.rows;
+  assign rq_row_beats = d_plane ? k_plane_beats : rq_g.row_beats;
+  assign rq_ch = rq_g.ch;
+  assign rq_w_row_beats = rq_g.w_row_beats;
+  assign rq_w_row_bytes = times_const(32'(rq_w_row_beats), B);
   // The generator stores weights in trip order: for every output tile position the (m, n) tiles
   // follow each other, so the pointer advances by each tap row's bytes (a request each) and rewinds
   // per position.
   logic [31:0] w_ptr;
   logic        in_req_pending;
-  assign in_req_pending = !iss_w && ld_rows != 0 && !iss.done;
+  assign in_req_pending = !iss_w && rq_rows != 0 && !iss.done;
+  assign rq_beats = in_req_pending ? rq_row_beats : (k_sparse ? w_burst : rq_w_row_beats);
+  assign rq_on = pf_act ? !pf_stop && 17'(pf_cnt) + 17'(rq_beats) <= 17'(PF_BEATS) : mstate == M_LOAD;
   // offsets of the requested row segment, of its channel's first row and of its image's first row in
   // that channel, from ld_g.start
   logic [31:0] seg_off, chan_off, img_off;
@@ -645,7 +713,7 @@ module fe_engine #(
     next_segment = o;
   endfunction
   seg_t iss_next, rsp_next;
-  assign iss_next = next_segment(iss, ld_rows, ld_ch, ld_two_ops, d_more, d_plane, k_plane_beats);
+  assign iss_next = next_segment(iss, rq_rows, rq_ch, ld_two_ops, d_more, d_plane, k_plane_beats);
   assign rsp_next = next_segment(rsp, ld_rows, ld_ch, ld_two_ops, d_more, d_plane, k_plane_beats);
 
   // store side geometry
@@ -685,7 +753,7 @@ module fe_engine #(
   // (A job starts only while the memory side waits, in M_WAIT or M_IDLE: the write enables below
   // need no job_start term, which would route the sequencer's state to every bank.)
   logic in_we;  // a beat of an input row segment: one word of bank rsp.n, operand rsp.op
-  assign in_we = (mstate == M_LOAD) && rd_valid && (mjob == J_TRIP) && !rsp.done && (ld_rows != 0);
+  assign in_we = (mstate == M_LOAD) && m_valid && (mjob == J_TRIP) && !rsp.done && (ld_rows != 0);
   logic [$clog2(2 * IN_WORDS)-1:0] in_waddr, in_raddr;
   logic [B*A_BITS-1:0]             in_wdata;
   logic [B*A_BITS-1:0]             in_rdata [IN_BANKS];
@@ -693,7 +761,7 @@ module fe_engine #(
   always_comb begin
     in_waddr = $bits(in_waddr)'((k_keep ? 32'(ld_g.slot) : 32'(ld_half) * IN_WORDS)
                                 + (d_plane ? 32'(rsp.row) : 32'(rsp.row) * IN_ROW_WORDS) + 32'(rsp_beat));
-    for (int j = 0; j < B; j++) in_wdata[j * A_BITS +: A_BITS] = rd_data[j * 8 +: A_BITS];
+    for (int j = 0; j < B; j++) in_wdata[j * A_BITS +: A_BITS] = m_data[j * 8 +: A_BITS];
   end
   for (genvar b = 0; b < IN_BANKS; b++) begin : g_in
     dtl_ram #(.WIDTH(B * A_BITS), .DEPTH(2 * IN_WORDS)) bank (
@@ -711,7 +779,7 @@ module fe_engine #(
   end
 
   logic bias_beat;  // a beat of the bias table
-  assign bias_beat = (mstate == M_LOAD) && rd_valid && (mjob == J_BIAS);
+  assign bias_beat = (mstate == M_LOAD) && m_valid && (mjob == J_BIAS);
   localparam int BA = BIAS_DEPTH > 1 ? $clog2(BIAS_DEPTH) : 1;
   logic          bias_we;
   /* verilator lint_off UNUSEDSIGNAL */
@@ -733,16 +801,16 @@ module fe_engine #(
     assign scale_we = bias_beat && in_scales;
     assign bias_waddr = BA'(tbl_byte / B);
     for (genvar k = 0; k < BIAS_BANKS; k++) begin : g_word
-      assign bias_wdata[k] = rd_data[32 * k +: 32];
+      assign bias_wdata[k] = m_data[32 * k +: 32];
     end
   end else begin : g_bias_narrow
     // a word takes 4 / B beats: the earlier bytes wait in bias_part (little-endian)
     logic [31-8*B:0] bias_part;
-    always_ff @(posedge clk) if (bias_beat) bias_part <= (32-8*B)'({rd_data[8*B-1:0], bias_part} >> (8 * B));
+    always_ff @(posedge clk) if (bias_beat) bias_part <= (32-8*B)'({m_data[8*B-1:0], bias_part} >> (8 * B));
     assign bias_we = bias_beat && ((rsp_byte + 32'(B)) % 4 == 0) && !in_scales;
     assign scale_we = bias_beat && ((rsp_byte + 32'(B)) % 4 == 0) && in_scales;
     assign bias_waddr = BA'(tbl_byte / 4);
-    assign bias_wdata[0] = {rd_data[8*B-1:0], bias_part};
+    assign bias_wdata[0] = {m_data[8*B-1:0], bias_part};
   end
   // Weight banks, one per multiplier: tap rows at (half, tap). A beat carries WB weights of one tap
   // row in W_SLOT-bit slots; element (m, n) sits at position m * ld_wn + n of the row (a depthwise
@@ -750,7 +818,7 @@ module fe_engine #(
   logic              w_beat;  // a beat of the weight tile
   logic [WA-1:0]     w_waddr, w_raddr;
   logic [W_BITS-1:0] w_rdata [TM * TN];
-  assign w_beat = (mstate == M_LOAD) && rd_valid && (mjob == J_TRIP) && (d_kind == K_CONV)
+  assign w_beat = (mstate == M_LOAD) && m_valid && (mjob == J_TRIP) && (d_kind == K_CONV)
                 && (rsp.done || ld_rows == 0);
   assign w_waddr = WA'(32'(ld_half) * KK + 32'(wr_t));
   // Sparse weights (dtlgen.isa.fe, Sparse weights): a tile is one burst of w_size beats (the descriptor's
@@ -783,7 +851,7 @@ module fe_engine #(
   logic [WA-1:0]     sp_zero_addr;
   always_comb begin
     sp_pre[0] = '0;
-    for (int j = 0; j < MB; j++) sp_pre[j + 1] = sp_pre[j] + $bits(sp_pre[0])'(rd_data[j]);
+    for (int j = 0; j < MB; j++) sp_pre[j + 1] = sp_pre[j] + $bits(sp_pre[0])'(m_data[j]);
     for (int j = 0; j < MB; j++) sp_run[j] = sp_base + SCW'(sp_pre[j]);
     sp_kept_beats = 16'((32'(sp_base) + 32'(sp_pre[MB]) + WB - 1) / WB);
     w_burst = (w_size == 0) ? 16'd1 : w_size;  // (a header of 0 beats: a stray one, still one request)
@@ -924,17 +992,17 @@ module fe_engine #(
         logic [SLW-1:0] slot;
         always_ff @(posedge clk)
           if (w_beat && k_sparse && sp_phase == SP_MAP && wr_b == 16'(d_dw ? BIT_W / MB : BIT_D / MB)) begin
-            sp_bit <= d_dw ? rd_data[BIT_W % MB] : rd_data[BIT_D % MB];
+            sp_bit <= d_dw ? m_data[BIT_W % MB] : m_data[BIT_D % MB];
             sp_cnt <= d_dw ? sp_run[BIT_W % MB] : sp_run[BIT_D % MB];
           end
         assign load_we = k_sparse ? (w_beat && sp_phase == SP_VALUES && sp_bit && 16'(32'(sp_cnt) / WB) == wr_b)
                                     || (sp_zero && !sp_bit)
                                   : w_beat && PW'(32'(pos) / WB) == PW'(wr_b);
         assign slot = SLW'(k_sparse ? 32'(sp_cnt) % WB : 32'(pos) % WB);
-        assign load_data = (!k_sparse || sp_bit) ? rd_data[32'(slot) * W_SLOT +: W_BITS] : '0;
+        assign load_data = (!k_sparse || sp_bit) ? m_data[32'(slot) * W_SLOT +: W_BITS] : '0;
       end else begin : g_dense
         assign load_we = w_beat && PW'(32'(pos) / WB) == PW'(wr_b);
-        assign load_data = rd_data[(32'(pos) % WB) * W_SLOT +: W_BITS];
+        assign load_data = m_data[(32'(pos) % WB) * W_SLOT +: W_BITS];
       end
       dtl_ram #(.WIDTH(W_BITS), .DEPTH(2 * KK)) bank (
         .clk, .we((load_we && 16'(m) < ld_tm && 16'(n) < ld_wn) || gen_we),
@@ -1014,7 +1082,7 @@ module fe_engine #(
     else if (st_hold != 0) st_hold <= st_hold - 8'd1;
   end
   assign s_go = wr_ready || !q7_valid;
-  assign st_pause = (cstate == C_DONE) && (state == S_RUN) && !cur_tile_end;
+  assign st_pause = (cstate == C_DONE) && (state == S_RUN) && !cur_tile_end && !k_pf;  // (k_pf: stores whole)
   assign st_issue = (mstate == M_STORE) && s_go && !st_pause && st_hold == 0;
   assign m_after_load = (st_pending && !st_pause) ? M_STORE : M_WAIT;
   assign st_busy = q1_valid || q2_valid || q3a_valid || q3_valid || q4a_valid || q4_valid || q5a_valid || q5_valid || q6_valid
@@ -1164,7 +1232,7 @@ module fe_engine #(
     rd_req_valid = 1'b0;
     rd_req_addr = '0;
     rd_req_beats = '0;
-    if (mstate == M_LOAD && !iss_all && !(mjob == J_TRIP && k_gen && !in_req_pending)) begin
+    if (rq_on && !iss_all && !(mjob == J_TRIP && k_gen && !in_req_pending)) begin
       rd_req_valid = 1'b1;
       case (mjob)
         J_DESC: begin
@@ -1177,12 +1245,12 @@ module fe_engine #(
         end
         default: begin
           if (in_req_pending) begin
-            rd_req_addr = (iss.op ? d_wt : d_in) + ld_g.start + seg_off;
-            rd_req_beats = ld_row_beats;
+            rd_req_addr = (iss.op ? d_wt : d_in) + rq_g.start + seg_off;
+            rd_req_beats = rq_row_beats;
           end else begin
             rd_req_addr = w_ptr;
             // a tap row (the K * K rows follow each other in memory); a sparse tile in one burst
-            rd_req_beats = k_sparse ? w_burst : ld_w_row_beats;
+            rd_req_beats = rq_beats;
           end
         end
       endcase
@@ -1197,8 +1265,13 @@ module fe_engine #(
       geom_age <= '0;
       desc_age <= '0;
       sp_zero <= 1'b0;
+      pf_act <= 1'b0;
+      job_pf <= 1'b0;
+      go_age <= '0;
     end else begin
       if (geom_age != 3'd7) geom_age <= geom_age + 3'd1;
+      if (go) go_age <= '0;
+      else if (go_age != 3'd7) go_age <= go_age + 3'd1;
       sp_zero <= 1'b0;
       if (desc_age != 3'd7) desc_age <= desc_age + 3'd1;
       // Between jobs, every register a job starts from follows what the next job starts with, so
@@ -1208,11 +1281,13 @@ module fe_engine #(
       if (m_idle) begin
         ld_g <= (state == S_FIRST && job_start_pending) ? g0_c : n2_c;
         ld_half <= (state == S_FIRST) ? !job_start_pending : cur_half;
-        seg_off <= '0;
-        chan_off <= '0;
-        img_off <= '0;
-        iss <= '0; rsp <= '0; iss_w <= 1'b0; iss_all <= 1'b0; iss_t <= '0;
-        rsp_beat <= '0; rsp_byte <= '0;
+        if (!pf_act) begin  // (a prefetching walker goes on with the trip it walks)
+          seg_off <= '0;
+          chan_off <= '0;
+          img_off <= '0;
+          iss <= '0; iss_w <= 1'b0; iss_all <= 1'b0; iss_t <= '0;
+        end
+        rsp <= '0; rsp_beat <= '0; rsp_byte <= '0;
         wr_t <= '0; wr_b <= '0;
         sp_phase <= SP_HEAD; sp_base <= '0;
         if (!st_pending) begin  // (a paused store keeps its tile and counters)
@@ -1226,6 +1301,11 @@ module fe_engine #(
         end
         if (job_start) begin
           mjob <= job_kind;
+          // the trip the walker prefetched is this job's; it prefetches the next if that is not the last
+          pf_act <= 1'b0;
+          pf_cnt <= '0;
+          pf_stop <= 1'b0;
+          job_pf <= (PF_BEATS > 0) && k_pf && go && state == S_RUN && job_load && !job_store && nxt2_has_next;
           // a pooled edge tile of one row or column stores nothing
           if (job_store && !job_st_empty) st_pending <= 1'b1;
           mstate <= job_load ? M_LOAD : ((st_pending || (job_store && !job_st_empty)) ? M_STORE : M_WAIT);
@@ -1275,44 +1355,8 @@ module fe_engine #(
           M_LOAD: begin
             // a generated conv's trip: its inputs (if any) are in and the generator is done
             if (mjob == J_TRIP && k_gen && (rsp.done || ld_rows == 0) && g_state == G_DONE) mstate <= m_after_load;
-            // request issue
-            if (rd_req_valid && rd_req_ready) begin
-              if (mjob != J_TRIP) iss_all <= 1'b1;
-              else if (in_req_pending) begin
-                iss <= iss_next;
-                // the next segment's offset: the next row, the next image's first row, the next
-                // channel's first row, or the second operand's first row
-                if (!iss_next.done) begin
-                  if (iss_next.op != iss.op) begin
-                    seg_off <= '0;
-                    chan_off <= '0;
-                    img_off <= '0;
-                  end else if (iss_next.n != iss.n) begin
-                    seg_off <= chan_off + k_hw;
-                    chan_off <= chan_off + k_hw;
-                    img_off <= chan_off + k_hw;
-                  end else if (iss_next.i != iss.i) begin
-                    seg_off <= img_off + d_istride;
-                    img_off <= img_off + d_istride;
-                  end else seg_off <= seg_off + k_row_step;
-                end
-                if (iss_next.done && (d_kind != K_CONV || k_gen)) iss_all <= 1'b1;  // no weights to fetch
-              end else if (k_sparse) begin
-                iss_w <= 1'b1;
-                iss_all <= 1'b1;
-                w_ptr <= w_ptr + (32'(w_burst) << $clog2(B));
-                sp_left <= w_burst;
-              end else begin
-                iss_t <= iss_t + 1;
-                if (iss_t + 1 >= k_kk) begin
-                  iss_w <= 1'b1;
-                  iss_all <= 1'b1;
-                end
-                w_ptr <= w_ptr + ld_w_row_bytes;
-              end
-            end
             // responses, in request order
-            if (rd_valid) begin
+            if (m_valid) begin
               if (mjob == J_DESC) begin
                 if (rsp_byte < 32'(GEOM_BYTES)) geom_age <= '0;  // a beat of the geometry fields
                 if (rsp_byte + BUS_BYTES >= DESC_BYTES) desc_age <= '0;  // the last beat
@@ -1322,7 +1366,7 @@ module fe_engine #(
                   if (DBW'(rsp_byte) == DBW'(i * BUS_BYTES))
                     for (int j = 0; j < BUS_BYTES; j++)
                       if (i * BUS_BYTES + j < DESC_BYTES)
-                        desc[(i * BUS_BYTES + j) / 4][8 * ((i * BUS_BYTES + j) % 4) +: 8] <= rd_data[j * 8 +: 8];
+                        desc[(i * BUS_BYTES + j) / 4][8 * ((i * BUS_BYTES + j) % 4) +: 8] <= m_data[j * 8 +: 8];
                 rsp_byte <= rsp_byte + BUS_BYTES;
                 if (rsp_byte + BUS_BYTES >= DESC_BYTES) mstate <= M_WAIT;
               end else if (mjob == J_BIAS) begin
@@ -1336,7 +1380,8 @@ module fe_engine #(
                   rsp_beat <= '0;
                   rsp <= rsp_next;
                   // no weights follow (or the generator's are written)
-                  if (rsp_next.done && (d_kind != K_CONV || (k_gen && g_state == G_DONE))) mstate <= m_after_load;
+                  if (rsp_next.done && (d_kind != K_CONV || (k_gen && g_state == G_DONE)))
+                    mstate <= m_after_load;
                 end
               end else if (k_sparse) begin
                 // a sparse tile: its header, then per tap row its bitmap and kept weights (the banks take
@@ -1345,7 +1390,7 @@ module fe_engine #(
                 if (sp_left == 16'd1) mstate <= m_after_load;
                 case (sp_phase)
                   SP_HEAD: begin
-                    w_size <= 16'(rd_data[HB-1:0]);
+                    w_size <= 16'(m_data[HB-1:0]);
                     sp_phase <= SP_MAP;
                   end
                   SP_MAP: begin
@@ -1391,8 +1436,56 @@ module fe_engine #(
           default: ;
         endcase
       end
-      // every output tile position reads the weights from the start again
-      if (job_start && job_load && job_kind == J_TRIP && job_ld.m0 == 0 && job_ld.n0 == 0) begin
+      // request issue (the job's own requests in M_LOAD; a prefetch's in M_LOAD and M_WAIT, until the next job)
+        if (rd_req_valid && rd_req_ready) begin
+          if (mjob != J_TRIP) iss_all <= 1'b1;
+          else if (in_req_pending) begin
+            iss <= iss_next;
+            // the next segment's offset: the next row, the next image's first row, the next
+            // channel's first row, or the second operand's first row
+            if (!iss_next.done) begin
+              if (iss_next.op != iss.op) begin
+                seg_off <= '0;
+                chan_off <= '0;
+                img_off <= '0;
+              end else if (iss_next.n != iss.n) begin
+                seg_off <= chan_off + k_hw;
+                chan_off <= chan_off + k_hw;
+                img_off <= chan_off + k_hw;
+              end else if (iss_next.i != iss.i) begin
+                seg_off <= img_off + d_istride;
+                img_off <= img_off + d_istride;
+              end else seg_off <= seg_off + k_row_step;
+            end
+            if (iss_next.done && (d_kind != K_CONV || k_gen)) iss_all <= 1'b1;  // no weights to fetch
+          end else if (k_sparse) begin
+            iss_w <= 1'b1;
+            iss_all <= 1'b1;
+            w_ptr <= w_ptr + (32'(w_burst) << $clog2(B));
+            sp_left <= w_burst;
+          end else begin
+            iss_t <= iss_t + 1;
+            if (iss_t + 1 >= k_kk) begin
+              iss_w <= 1'b1;
+              iss_all <= 1'b1;
+            end
+            w_ptr <= w_ptr + rq_w_row_bytes;
+          end
+        end
+      // the prefetch starts once the job's requests are out and the next trip's geometry has settled;
+      // it stops at the trip's end or at the first request the FIFO has no room for
+      if (job_pf && !pf_act && iss_all && go_age >= 3'(PF_AGE) && (mstate == M_LOAD || mstate == M_WAIT) && !job_start) begin
+        pf_act <= 1'b1;
+        seg_off <= '0;
+        chan_off <= '0;
+        img_off <= '0;
+        iss <= '0; iss_w <= 1'b0; iss_all <= 1'b0; iss_t <= '0;
+        if (nxt2.m0 == 0 && nxt2.n0 == 0) w_ptr <= d_wt;
+      end
+      if (pf_act && !pf_stop && (iss_all || !rq_on)) pf_stop <= 1'b1;
+      if (rd_req_valid && rd_req_ready && pf_act) pf_cnt <= pf_cnt + rd_req_beats;
+      // every output tile position reads the weights from the start again (a prefetched trip's walker did)
+      if (job_start && job_load && job_kind == J_TRIP && job_ld.m0 == 0 && job_ld.n0 == 0 && !pf_act) begin
         w_ptr <= d_wt;
         w_size <= d_wfirst;  // (Sparse weights: later tiles' sizes come from the headers)
       end
