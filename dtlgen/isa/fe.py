@@ -208,6 +208,15 @@ def loads_planes(k: int, s: int, p: int, h: int, w: int, r: int, c: int, tr: int
     return keep or plane_window(k, s, p, h, w, r, c, tr, tc)
 
 
+PREFETCH_BEATS_MIN = 16  # the smallest read FIFO an engine that prefetches builds
+
+
+def prefetch_beats(latency: int) -> int:
+    """The read FIFO (beats) of an engine whose memory answers in `latency` cycles (Prefetched requests):
+    the power of two of at least twice the latency, so that a trip's prefetched beats can cover it."""
+    return max(PREFETCH_BEATS_MIN, 1 << max(0, 2 * latency - 1).bit_length())
+
+
 def skips_rows(k: int, s: int) -> bool:
     """Whether the engine loads every other row of a window (module docstring, Skipped rows)."""
     return k == 1 and s == 2

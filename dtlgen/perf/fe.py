@@ -539,13 +539,15 @@ def op_cycles(op: FEOp, cfg: FEConfig, bus_bytes: float, latency: int, ddr: DdrT
                 op.groups, op.keep, cfg.tm, cfg.tn, tr, tc, cfg.a_bytes, isa_fe.weight_slot_bits(cfg.w_bits),
                 float(bus_bytes), int(latency))
     sparse = op.sparse if op.kind == "conv" and not op.gen else None
-    if sparse is not None and timing is not None:  # (Sparse weights: the dense op's DDR cost added, an estimate)
-        ideal = _op_cycles(*geometry, None, op.scaled, op.gen, sparse)
+    fifo = isa_fe.prefetch_beats(int(latency)) if op.prefetch and sparse is None and not op.gen else 0
+    if (sparse is not None or fifo) and timing is not None:
+        # (Sparse weights, Prefetched requests: the plain op's DDR cost added, an estimate)
+        ideal = _op_cycles(*geometry, None, op.scaled, op.gen, sparse, prefetch=fifo)
         dense = _op_cycles(*geometry, timing, op.scaled, op.gen)
         plain = _op_cycles(*geometry, None, op.scaled, op.gen)
         return replace(ideal, cycles=ideal.cycles + dense.cycles - plain.cycles,
                        bus_cycles=ideal.bus_cycles + dense.bus_cycles - plain.bus_cycles)
-    return _op_cycles(*geometry, timing, op.scaled, op.gen, sparse)
+    return _op_cycles(*geometry, timing, op.scaled, op.gen, sparse, prefetch=fifo)
 
 
 def _ddr_reads(beats, runs, timing):
@@ -650,6 +652,54 @@ def _exact_trips(comp_mid, comp, hold, store_prev, loads, next_first):
     return total
 
 
+def _prefetched_trips(comp, first, store_prev, hold, beats, n_in, rb, n_w, wb, latency, fifo):
+    """The trips of a prefetching op (`FEOp.prefetch`, `dtlgen.isa.fe`, Prefetched requests) one by one, in
+    order (flat arrays over its trips; ideal memory): their cycles without the handoffs. Trip i's job (started
+    at its dispatch, slot 0) loads trip i + 1; a tile's first trip (`first`) also stores the tile before
+    whole (after its load and the `hold`: such a store never pauses) and prefetches nothing; any other
+    trip's job, from slot max(7, r + 2) (r: its own requests, issued one a slot from slot 1; the trip
+    after next's geometry settles by slot 6), issues the requests of the trip after the one it loads while
+    their beats fit the `fifo` (a prefix of that trip's requests: n_in input requests of rb beats, then
+    n_w weight rows of wb beats), up to the next dispatch. The memory returns every request's beats in
+    order from `latency` slots after it on, one a slot; a job takes its trip's beats one a slot from slot
+    1 as they are there: the prefetched ones where they arrived, then the rest, requested from slot 1."""
+    count = len(beats)
+    reqs = n_in + n_w
+    total = 0
+    carried = (0, 0, 0)  # the next job's trip: beats and requests prefetched, the first's arrival (its slots)
+    for i in range(count):
+        if i + 1 < count:  # load trip i + 1
+            pre, pre_reqs, a1 = carried
+            rest = int(beats[i + 1]) - pre
+            own = int(reqs[i + 1]) - pre_reqs
+            taken = max(a1 + pre - 1, pre) if pre else 0
+            a2 = max(1 + latency, a1 + pre) if pre else 1 + latency
+            if rest > 0:
+                load, arrived = max(a2 + rest - 1, taken + rest), a2 + rest - 1
+            else:
+                load, arrived = taken, a1 + pre - 1
+        else:
+            load, own, arrived = 0, 0, 0
+        body = int(comp[i])
+        if first[i] and store_prev[i] > 0:
+            body = max(body, max(load, int(hold[i])) + int(store_prev[i]))
+        else:
+            body = max(body, load)
+        carried = (0, 0, 0)
+        if i > 0 and not first[i] and i + 2 < count:
+            start = max(7, own + 2)  # its first request's slot; the next dispatch's is body + 1
+            j = i + 2
+            fit_in = min(int(n_in[j]), fifo // int(rb[j])) if n_in[j] else 0
+            fit_w = min(int(n_w[j]), (fifo - fit_in * int(rb[j])) // int(wb[j])) if fit_in == n_in[j] and n_w[j] else 0
+            issued = max(0, min(fit_in + fit_w, body + 2 - start))
+            got_in = min(issued, fit_in)
+            pre = got_in * int(rb[j]) + (issued - got_in) * int(wb[j])
+            if issued:
+                carried = (pre, issued, max(start + latency, arrived + 1) - (body + 1))
+        total += body
+    return total
+
+
 def _held_trip(comp, load, hold, rem, trip):
     """A tile's first trip (arrays over tiles) whose store of the tile before, `rem` beats, may not
     start before `hold` (`dtlgen.isa.fe.store_hold`), later than its load: it stores
@@ -686,7 +736,7 @@ def require_ddr_timing(board: Board, option: str = "--ddr") -> DdrTiming:
 
 @lru_cache(maxsize=200_000)
 def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, groups, keep, tm, tn, tr, tc, a_bytes, w_slot,
-               bus, latency, timing=None, scaled=False, gen=False, sparse=None, exact=False) -> OpCycles:
+               bus, latency, timing=None, scaled=False, gen=False, sparse=None, exact=False, prefetch=0) -> OpCycles:
     depth = pipeline_depth(tn) if kind == "conv" else pipeline_depth(1)
     rt, ct, mt = -(-r // tr), -(-c // tc), -(-m // tm)
     nt = 1 if per_channel else -(-n // tn)
@@ -783,7 +833,29 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, group
     tile_beats = None
     if sparse is not None:  # (Sparse weights) each trip tile's beats: header, bitmaps, kept weights
         tile_beats = sparse_beats(sparse, per_channel, tm, tn, bus, w_slot)  # (m tiles, n tiles)
-    if tile_beats is not None or exact:
+    if prefetch:  # (Prefetched requests) trip by trip: each job's requests and beats
+        assert timing is None and tile_beats is None and not gen
+        planes = isa_fe.loads_planes(k, s, p, h, w, r, c, tr, tc, keep)
+        per_chan = np.broadcast_to(images * (1 if planes else isa_fe.loaded_rows(k, s, rows_v)[:, None, None]), (rt, ct, mt))
+        if keep:
+            per_chan = per_chan * (np.arange(mt) == 0)[None, None, :]
+        rb_t = np.broadcast_to(math.ceil(h * w * a_bytes / bus) if planes else np.ceil(cols_v[None, :, None] * a_bytes / bus),
+                               (rt, ct, mt))
+        chans = [np.broadcast_to(lanes, (rt, ct, mt)) if per_channel else min(tn, n - j * tn) for j in range(nt)]
+        n_in = np.stack([seq(inputs * chans[j] * per_chan) for j in range(nt)], axis=1).ravel()
+        rb_f = np.repeat(seq(np.maximum(rb_t, 1)), nt)
+        weighted = kind == "conv"
+        n_w = np.full(n_in.shape, k * k if weighted else 0)
+        wb_f = np.stack([seq(np.broadcast_to(np.ceil(lanes * (1 if per_channel else chans[j]) * w_slot / (8 * bus)), (rt, ct, mt)))
+                         for j in range(nt)], axis=1).ravel() if weighted else np.ones(n_in.shape)
+        beats_f = n_in * rb_f + n_w * wb_f
+        first_f = np.tile(np.arange(nt) == 0, len(comp_mid))
+        comp_f = np.repeat(comp_mid, nt)
+        comp_f[-1] = comp[-1]
+        total = _prefetched_trips(comp_f, first_f, np.repeat(store_prev, nt), np.repeat(hold, nt), beats_f.astype(np.int64),
+                                  n_in.astype(np.int64), rb_f.astype(np.int64), n_w, wb_f.astype(np.int64), latency, prefetch)
+        first = np.array([latency + beats_f[0]])
+    elif tile_beats is not None or exact:
         assert timing is None  # (op_cycles: a sparse op on the DDR-like memory is estimated from the dense one)
         trip_loads = [load(min(tn, n - j * tn), None if tile_beats is None else tile_beats[:, j]) for j in range(nt)]
         first = trip_loads[0]
