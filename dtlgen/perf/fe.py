@@ -697,7 +697,12 @@ def _prefetched_trips(comp, first, store_prev, hold, beats, n_in, rb, n_w, wb, l
             if issued:
                 carried = (pre, issued, max(start + latency, arrived + 1) - (body + 1))
         total += body
+        if _TRACE is not None:
+            _TRACE.append((i, body + 1, load, carried, int(comp[i]), int(store_prev[i]) if first[i] else 0, int(hold[i])))
     return total
+
+
+_TRACE = None
 
 
 def _held_trip(comp, load, hold, rem, trip):

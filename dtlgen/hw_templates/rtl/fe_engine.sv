@@ -1281,7 +1281,8 @@ module fe_engine #(
       if (m_idle) begin
         ld_g <= (state == S_FIRST && job_start_pending) ? g0_c : n2_c;
         ld_half <= (state == S_FIRST) ? !job_start_pending : cur_half;
-        if (!pf_act) begin  // (a prefetching walker goes on with the trip it walks)
+        // (a prefetching walker goes on with the trip it walks, and one about to start keeps its state)
+        if (!pf_act && (!job_pf || job_start)) begin
           seg_off <= '0;
           chan_off <= '0;
           img_off <= '0;
@@ -1482,8 +1483,9 @@ module fe_engine #(
         iss <= '0; iss_w <= 1'b0; iss_all <= 1'b0; iss_t <= '0;
         if (nxt2.m0 == 0 && nxt2.n0 == 0) w_ptr <= d_wt;
       end
-      if (pf_act && !pf_stop && (iss_all || !rq_on)) pf_stop <= 1'b1;
-      if (rd_req_valid && rd_req_ready && pf_act) pf_cnt <= pf_cnt + rd_req_beats;
+      // (a job that starts takes over the walker: its count and stop start afresh, above)
+      if (pf_act && !pf_stop && (iss_all || !rq_on) && !job_start) pf_stop <= 1'b1;
+      if (rd_req_valid && rd_req_ready && pf_act && !job_start) pf_cnt <= pf_cnt + rd_req_beats;
       // every output tile position reads the weights from the start again (a prefetched trip's walker did)
       if (job_start && job_load && job_kind == J_TRIP && job_ld.m0 == 0 && job_ld.n0 == 0 && !pf_act) begin
         w_ptr <= d_wt;
