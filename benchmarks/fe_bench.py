@@ -77,7 +77,8 @@ def bench_one(model: str, board_name: str, design: Design | None, pop: int, gens
     qnet = quantize_for_design(network, design, calib)
     x_int = golden.quantize_input(qnet, calib[:batch])
     m_max = 1 << max(0, (max(l.m for l in network.frozen_layers) - 1).bit_length())
-    program = build_fe_program(qnet, design.fe, x_int, m_max=m_max, bus_bytes=int(board.dram_bytes_per_cycle))
+    program = build_fe_program(qnet, design.fe, x_int, m_max=m_max, bus_bytes=int(board.dram_bytes_per_cycle),
+                               latency=board.dram_latency_cycles)
     params = sim_params(design, board, len(program.memory), m_max)
     predicted = [op_cycles(img.op, design.fe, params.fe.bus_bytes, params.dram.latency).cycles for img in program.ops]
     start = time.perf_counter()

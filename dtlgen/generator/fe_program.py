@@ -106,7 +106,7 @@ def check_supported(op: FEOp, cfg: FEConfig) -> None:
 
 def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
                      memory_bytes: int | None = None, m_max: int | None = None, *, bus_bytes: int,
-                     dram_row_bytes: int = 0) -> FEProgram:
+                     dram_row_bytes: int = 0, latency: int | None = None) -> FEProgram:
     """Lay out the input `x_int` (one sample (C, H, W) of ints in the input format, or a batch (B, C, H, W))
     and every FE op: a batch runs layer after layer, each op as the descriptors `batched_ops` gives.
 
@@ -114,7 +114,8 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
     engine's bias-table depth, which every layer's output channels must fit; `bus_bytes` is the
     engine's memory port width, to which every tap row of a weight tile is padded. With a batch, each
     activation buffer holds its images `isa.fe.image_pitch(sample, dram_row_bytes)` bytes apart (the
-    board's DRAM row size; 0: one after another).
+    board's DRAM row size; 0: one after another). With the memory's `latency` (cycles), on an engine that
+    prefetches there (`isa.fe.prefetch_beats`), the ops it makes faster prefetch their requests.
     """
     network = qnet.network
     in_shape = tuple(network.frozen_layers[0].in_shape)
@@ -125,7 +126,7 @@ def build_fe_program(qnet: QuantizedNetwork, cfg: FEConfig, x_int: np.ndarray,
         raise DesignError(f"the FE input has shape {x_int.shape}; the network takes {in_shape} or a batch of them")
     batch = len(x_int)
     single_ops = fe_ops(network, cfg, bus_bytes)
-    ops = batched_ops(single_ops, cfg, batch, bus_bytes, keep_words(cfg, bus_bytes, single_ops))
+    ops = batched_ops(single_ops, cfg, batch, bus_bytes, keep_words(cfg, bus_bytes, single_ops), latency)
     for op in single_ops:
         check_supported(op, cfg)
         if m_max is not None and op.m > m_max:
@@ -317,11 +318,12 @@ def _aligned(addr: int) -> int:
 
 def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max: int,
                       array: tuple[int, int, int, int], bus_bytes: int, source: str, w_bits: int = 8,
-                      dram_row_bytes: int = 0) -> list[FEOp]:
+                      dram_row_bytes: int = 0, prefetch: bool = False) -> list[FEOp]:
     """Check the FE descriptors of a memory image before an engine runs them (a project is data from a
     stranger): every field within what the engine's buffers hold, every address range inside the image,
     no output over the descriptors, each descriptor's output where `ops` (the project's program.json)
-    says, a batch's images at the pitch `build_fe_program` lays out for `dram_row_bytes`. Raises one
+    says, a batch's images at the pitch `build_fe_program` lays out for `dram_row_bytes`, prefetched requests
+    only on an engine with their FIFO (`prefetch`) and on dense convs with stored weights. Raises one
     DesignError; returns the operations the descriptors describe (the cycle model's input)."""
     table_end = desc_addr + DESCRIPTOR_BYTES * len(ops)
     tm, tn, *tiles = array  # tm, tn, tr, tc
@@ -352,6 +354,10 @@ def check_descriptors(memory: np.ndarray, desc_addr: int, ops: list[dict], m_max
         if (d["sparse"] and (kind != KIND_CONV or d["gen"] or not d["w_first"])) or (d["w_first"] and not d["sparse"]):
             refuse(f"has sparse weights ({d['sparse']}, first tile {d['w_first']} beats) on an op that is not a "
                    "convolution with stored weights, or a first tile size without them (a sparse conv needs both)")
+        if d["prefetch"] and (not prefetch or kind != KIND_CONV or depthwise or d["gen"] or d["sparse"]):
+            refuse("prefetches its requests, but " + ("the engine has no read FIFO for them (sim/params.json's "
+                   "pf_beats is 0)" if not prefetch else "only a dense convolution with its weights stored densely "
+                   "prefetches"))
         window = isa.window_problem(kind, k, s, r, c, *tiles) if min(k, s, r, c) >= 1 else None
         if min(n, m, h, wd, r, c, k, s) < 1 or window or p >= k or m > m_max:
             refuse(f"has N={n} M={m} H={h} W={wd} R={r} C={c} K={k} S={s} P={p}, outside the engine's limits "

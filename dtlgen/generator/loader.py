@@ -222,7 +222,7 @@ def open_project(path: Path) -> ProjectData:
                           f"elements of up to {isa_fe.ELEMENT_BITS} bits; {FIX}")
     fe_ops = check_descriptors(memory, program["desc_addr"], program["ops"], fe.m_max, (fe.tm, fe.tn, fe.tr, fe.tc),
                                fe.bus_bytes, str(sim / "program.json"), fe.w_bits,
-                               board.dram_ddr.row_bytes if board.dram_ddr is not None else 0)
+                               board.dram_ddr.row_bytes if board.dram_ddr is not None else 0, fe.pf_beats > 0)
     for op, fe_op in zip(program["ops"], fe_ops):
         # The simulation's time-out and the reports' predictions come from these: they must be the model's.
         cycles = op_cycles(fe_op, design.fe, fe.bus_bytes, params.dram.latency).cycles

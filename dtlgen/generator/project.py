@@ -128,7 +128,8 @@ def generate_project(network: Network, design: Design, board: Board, calib_x: np
     x_int = golden.quantize_input(qnet, samples)
     m_max = widest_channels(fe_ops(network, design.fe))
     program = build_fe_program(qnet, design.fe, x_int, m_max=m_max, bus_bytes=_bus_bytes(board),
-                               dram_row_bytes=board.dram_ddr.row_bytes if board.dram_ddr is not None else 0)
+                               dram_row_bytes=board.dram_ddr.row_bytes if board.dram_ddr is not None else 0,
+                               latency=board.dram_latency_cycles)
     params = sim_params(design, board, len(program.memory), m_max)
     reference = golden.fe_forward(qnet, x_int)
     # what each descriptor stores: its images' outputs (in memory each image_pitch after the one before)

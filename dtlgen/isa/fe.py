@@ -208,13 +208,17 @@ def loads_planes(k: int, s: int, p: int, h: int, w: int, r: int, c: int, tr: int
     return keep or plane_window(k, s, p, h, w, r, c, tr, tc)
 
 
-PREFETCH_BEATS_MIN = 16  # the smallest read FIFO an engine that prefetches builds
+PREFETCH_LATENCY_MIN = 16  # a memory answering sooner gains too little from prefetched requests for the FIFO
+PREFETCH_BEATS_MAX = 4096   # the read FIFO's beats an engine may build (fe_engine.sv: PF_BEATS)
 
 
 def prefetch_beats(latency: int) -> int:
-    """The read FIFO (beats) of an engine whose memory answers in `latency` cycles (Prefetched requests):
-    the power of two of at least twice the latency, so that a trip's prefetched beats can cover it."""
-    return max(PREFETCH_BEATS_MIN, 1 << max(0, 2 * latency - 1).bit_length())
+    """The read FIFO (beats; 0: none) of the engine on a memory that answers in `latency` cycles (module
+    docstring, Prefetched requests): the power of two of at least twice the latency from
+    PREFETCH_LATENCY_MIN cycles on, so that a trip's prefetched beats can cover it."""
+    if latency < PREFETCH_LATENCY_MIN:
+        return 0
+    return min(PREFETCH_BEATS_MAX, 1 << (2 * latency - 1).bit_length())
 
 
 def skips_rows(k: int, s: int) -> bool:

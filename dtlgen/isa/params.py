@@ -100,6 +100,9 @@ class FEParams:
         if self.lut_mults > self.tm * self.tn or self.pack > 1:
             raise ValueError(f"the FE engine's lut_mults {self.lut_mults} and pack {self.pack}: expected at most "
                              f"tm·tn = {self.tm * self.tn} and 1")
+        if self.pf_beats and (self.pf_beats & (self.pf_beats - 1) or not 2 <= self.pf_beats <= isa_fe.PREFETCH_BEATS_MAX):
+            raise ValueError(f"the FE engine's pf_beats {self.pf_beats}: expected 0 or a power of two from 2 to "
+                             f"{isa_fe.PREFETCH_BEATS_MAX} (the read FIFO of prefetched requests)")
         object.__setattr__(self, "drain", isa_fe.pipeline_depth(self.tn))
 
     @classmethod

@@ -380,20 +380,24 @@ def generable_convs(network: Network) -> list[str]:
 def op_runs(op: FEOp, cfg: FEConfig, bus_bytes: int, latency: int, kept: int,
             ddr: DdrTiming | None = None) -> list[OpCycles]:
     """The cycles of each descriptor that runs `op` over the design's batch (`batched_ops`, with the
-    kept-input words `keep_words` gave), as `dtlgen.perf.predict` sums them."""
-    return [op_cycles(d, cfg, bus_bytes, latency, ddr) for d in batched_ops([op], cfg, cfg.batch, bus_bytes, kept)]
+    kept-input words `keep_words` gave, prefetching where it is faster), as `dtlgen.perf.predict` sums them."""
+    return [op_cycles(d, cfg, bus_bytes, latency, ddr)
+            for d in batched_ops([op], cfg, cfg.batch, bus_bytes, kept, latency)]
 
 
 _CANDIDATES: "weakref.WeakKeyDictionary[Network, list[tuple[FEOp, str]]]" = weakref.WeakKeyDictionary()
 
 
-def batched_ops(ops: list[FEOp], cfg: FEConfig, batch: int, bus: float = 0, keep_words: int = 0) -> list[FEOp]:
+def batched_ops(ops: list[FEOp], cfg: FEConfig, batch: int, bus: float = 0, keep_words: int = 0,
+                latency: int | None = None) -> list[FEOp]:
     """The descriptors that run `ops` over `batch` images, layer after layer: each op as few descriptors
     as the engine allows, each running as many images with every weight tile it loads as one row tile
     holds (`dtlgen.isa.fe.max_images`), and such groups one after another (`FEOp.groups`,
     `dtlgen.isa.fe.groups_problem`); a last descriptor takes the images left over. With `keep_words`
     (the input banks' words of the engine that runs them: `keep_words`) and the memory's `bus` bytes,
-    each keeps its input across output-channel tiles where `keeps_inputs` says it fits."""
+    each keeps its input across output-channel tiles where `keeps_inputs` says it fits. With the memory's
+    `latency`, on an engine that prefetches there (`dtlgen.isa.fe.prefetch_beats`), each prefetches where that
+    is faster (`prefetching`)."""
     require_int(batch, "batch", 1, meaning="images")
     result = []
     for op in ops:
@@ -406,7 +410,22 @@ def batched_ops(ops: list[FEOp], cfg: FEConfig, batch: int, bus: float = 0, keep
             run = replace(run, keep=bool(keep_words) and keeps_inputs(run, cfg, bus, keep_words))
             groups = count if isa_fe.groups_problem(count, run.keep, run.n, cfg.tn) is None else 1
             result += [replace(run, groups=groups)] * (count // groups)
+    if latency is not None and isa_fe.prefetch_beats(latency):
+        result = [prefetching(op, cfg, bus, latency) for op in result]
     return result
+
+
+def prefetching(op: FEOp, cfg: FEConfig, bus: float, latency: int) -> FEOp:
+    """`op` with `prefetch` set where the engine's read FIFO makes it faster on a memory of `latency`
+    cycles (module docstring, Prefetched requests): a dense conv whose memory side outweighs its compute
+    (a per-channel op stores after every trip and never prefetches; a compute-bound one hides its loads)."""
+    if op.kind != "conv" or op.per_channel or op.sparse is not None or op.gen:
+        return op
+    plain = op_cycles(op, cfg, bus, latency)
+    if plain.bound == "compute":
+        return op
+    ahead = replace(op, prefetch=True)
+    return ahead if op_cycles(ahead, cfg, bus, latency).cycles < plain.cycles else op
 
 
 def keeps_inputs(op: FEOp, cfg: FEConfig, bus: float, words: int) -> bool:
@@ -697,12 +716,7 @@ def _prefetched_trips(comp, first, store_prev, hold, beats, n_in, rb, n_w, wb, l
             if issued:
                 carried = (pre, issued, max(start + latency, arrived + 1) - (body + 1))
         total += body
-        if _TRACE is not None:
-            _TRACE.append((i, body + 1, load, carried, int(comp[i]), int(store_prev[i]) if first[i] else 0, int(hold[i])))
     return total
-
-
-_TRACE = None
 
 
 def _held_trip(comp, load, hold, rem, trip):
@@ -937,8 +951,10 @@ def fe_packing(cfg: FEConfig, board: Board) -> int:
 
 
 def engine_params(cfg: FEConfig, board: Board, bus_bytes: int, m_max: int, **sizing: int) -> FEParams:
-    """fe_engine.sv's parameters for the design's FE array on `board`: packing where `fe_packing` says."""
-    return FEParams.for_array(cfg, bus_bytes, m_max, pack=int(fe_packing(cfg, board) == 2), **sizing)
+    """fe_engine.sv's parameters for the design's FE array on `board`: packing where `fe_packing` says, the
+    read FIFO of prefetched requests where the board's memory latency calls for one (`isa.fe.prefetch_beats`)."""
+    return FEParams.for_array(cfg, bus_bytes, m_max, pack=int(fe_packing(cfg, board) == 2),
+                              pf_beats=isa_fe.prefetch_beats(board.dram_latency_cycles), **sizing)
 
 
 def fe_resources(ops: list[FEOp], cfg: FEConfig, board: Board) -> ResourceUse:

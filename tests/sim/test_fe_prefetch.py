@@ -1,0 +1,166 @@
+"""Prefetched requests (dtlgen.isa.fe, Prefetched requests): on a memory of 16 cycles' latency or more the
+FE engine has a read FIFO, and a descriptor with the `prefetch` bit issues the requests of the trip after
+the one it loads while that trip's beats fit the FIFO, so the next trip's load no longer waits the whole
+latency. Memory-bound convs of small maps are where it pays (a kept input's later tiles load a weight row
+a trip) and where it can go wrong: trips of one request and of many, a FIFO that holds part of a trip,
+tile boundaries where the store runs instead, kept inputs, plane windows, skipped rows, image groups,
+prefetches cut short by the next dispatch. Every output must equal the golden model's and every
+descriptor take the cycles the model predicts, trip by trip (`dtlgen.perf.fe._prefetched_trips`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings, strategies as st
+from torch import nn
+
+from dtlgen.errors import DesignError
+from dtlgen.generator.fe_program import build_fe_program, check_descriptors
+from dtlgen.isa import fe as isa
+from dtlgen.model import import_module
+from dtlgen.perf import fe as fe_model
+from dtlgen.perf.fe import FEConfig, op_cycles
+from dtlgen.quant import golden
+from dtlgen.quant.quantize import PrecisionConfig, quantize
+from dtlgen.sim import fe_sim
+
+from test_fe_loads import _downsample, small_maps
+from test_fe_rtl import fe_build
+
+LATENCY = 40  # one build serves latencies 33..64: its FIFO, isa.fe.prefetch_beats, is 128 beats for all
+
+
+def prefetch_build(tm=4, tn=4, tr=4, tc=4, bus=8, latency=LATENCY):
+    params = fe_build(tm, tn, tr, tc, bus=bus)
+    return replace(params, fe=replace(params.fe, pf_beats=isa.prefetch_beats(latency)),
+                   dram=replace(params.dram, latency=latency))
+
+
+def every_dense_conv(monkeypatch):
+    """Make every dense conv with stored weights prefetch, faster or not (the generator picks the faster)."""
+    monkeypatch.setattr(fe_model, "prefetching", lambda op, cfg, bus, latency: replace(
+        op, prefetch=op.kind == "conv" and not op.per_channel and op.sparse is None and not op.gen))
+
+
+def run_prefetched(tmp_path, qnet, x_int, cfg: FEConfig, params):
+    """The FE program with prefetches, on `params`: every output the golden model's, every descriptor's
+    cycles the model's. Returns the program and the cycles measured."""
+    bus, latency = params.fe.bus_bytes, params.dram.latency
+    program = build_fe_program(qnet, cfg, x_int, params.dram.memory_bytes, bus_bytes=bus, latency=latency)
+    predicted = [op_cycles(img.op, cfg, bus, latency).cycles for img in program.ops]
+    result = fe_sim.run(program, params, tmp_path, max_cycles=4 * sum(predicted) + 10_000)
+    reference = golden.fe_forward(qnet, x_int)
+    for i, img in enumerate(program.ops):
+        want = reference[img.layer][img.image0:img.image0 + img.op.total_images]
+        assert np.array_equal(program.read_images(result.memory, i), want), (img.op.name, img.image0)
+    assert result.cycles == predicted
+    return program, result.cycles
+
+
+# 6×6 maps on 4×4 tiles: edge tiles of 2 rows and columns, 1×1 convs of single-beat rows, three
+# input-channel tiles (the last of one or two channels) and image groups; latencies across the build's range
+@pytest.mark.parametrize("latency", [33, 64])
+def test_prefetched_trips_are_bit_exact_and_on_the_model(tmp_path, monkeypatch, latency):
+    every_dense_conv(monkeypatch)
+    qnet, x_int = small_maps(6)
+    cfg = FEConfig(4, 4, 4, 4, batch=2)
+    program, cycles = run_prefetched(tmp_path, qnet, x_int, cfg, prefetch_build(latency=latency))
+    ahead = [i for i, img in enumerate(program.ops) if img.op.prefetch]
+    assert {program.ops[i].op.name for i in ahead} == {"c1", "c2", "c3"}
+    # the memory-bound 1x1 conv pays the latency once per descriptor instead of once per trip
+    c3 = next(i for i in ahead if program.ops[i].op.name == "c3")
+    plain = op_cycles(replace(program.ops[c3].op, prefetch=False), cfg, 8, latency).cycles
+    assert cycles[c3] < 0.85 * plain
+
+
+def test_kept_inputs_and_skipped_rows_prefetch_bit_exact_and_on_the_model(tmp_path, monkeypatch):
+    """A kept input's later output-channel tiles load one weight row a trip (the case prefetching is for);
+    its first tile loads whole planes; the stride-2 projection loads every other row; 9 input channels
+    in tiles of 4, 4, 1."""
+    every_dense_conv(monkeypatch)
+    qnet, x_int = _downsample(7, 2, n=9, m=10)
+    program, _ = run_prefetched(tmp_path, qnet, x_int, FEConfig(4, 4, 4, 4, batch=2), prefetch_build())
+    assert {img.op.name for img in program.ops if img.op.prefetch and img.op.keep} == {"c1", "c2", "short"}
+
+
+@st.composite
+def conv_layers(draw):
+    k = draw(st.sampled_from([1, 1, 3, 5]))
+    s = draw(st.sampled_from([1, 2]))
+    h = draw(st.integers(max(k, 2), 10))
+    return (draw(st.integers(1, 13)), draw(st.integers(1, 13)), h, k, s, draw(st.integers(0, k // 2)),
+            draw(st.booleans()), draw(st.integers(1, 3)), draw(st.integers(LATENCY - 7, 64)))
+
+
+@settings(max_examples=5, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(conv_layers())
+def test_random_prefetching_convs_bit_exact_and_on_the_model(tmp_path, monkeypatch, layer):
+    n, m, h, k, s, p, pool, batch, latency = layer
+    every_dense_conv(monkeypatch)
+    torch.manual_seed(n * 131 + m * 17 + h)
+    modules = [nn.Conv2d(n, m, k, s, p), nn.ReLU()]
+    if pool and (h + 2 * p - k) // s + 1 >= 2:
+        modules.append(nn.MaxPool2d(2))
+    network = import_module(nn.Sequential(*modules).eval(), (n, h, h))
+    x = np.random.default_rng(h).standard_normal((batch, n, h, h))
+    qnet = quantize(network, x, PrecisionConfig())
+    run_prefetched(tmp_path / f"run{n}_{m}_{h}_{k}_{batch}", qnet, golden.quantize_input(qnet, x),
+                   FEConfig(4, 4, 4, 4, batch=batch), prefetch_build(latency=latency))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tiles, bus, latency", [((12, 4), 8, 16), ((4, 4), 16, 20), ((8, 8), 16, 100)])
+def test_prefetching_on_other_fifos_and_ports(tmp_path, monkeypatch, tiles, bus, latency):
+    """FIFOs of 32, 64 and 256 beats; a 16-byte port whose beat holds several planes; 12-row tiles that
+    stack a batch's images."""
+    every_dense_conv(monkeypatch)
+    for name, (qnet, x_int) in {"small": small_maps(4 if tiles[0] == 12 else 6),
+                                "down": _downsample(7, 3, n=9, m=10)}.items():
+        run_prefetched(tmp_path / name, qnet, x_int, FEConfig(4, 4, *tiles, batch=3), prefetch_build(
+            4, 4, *tiles, bus=bus, latency=latency))
+
+
+def test_the_generator_prefetches_where_the_model_finds_it_faster():
+    """At the board's latency the program prefetches the memory-bound convs the model finds faster that way,
+    and only those; below PREFETCH_LATENCY_MIN no engine has the FIFO and nothing prefetches."""
+    qnet, x_int = _downsample(7, 2, n=9, m=10)
+    cfg = FEConfig(4, 4, 4, 4, batch=2)
+    program = build_fe_program(qnet, cfg, x_int, bus_bytes=8, latency=LATENCY)
+    for img in program.ops:
+        plain, ahead = (op_cycles(replace(img.op, prefetch=flag), cfg, 8, LATENCY).cycles for flag in (False, True))
+        if img.op.prefetch:
+            assert ahead < plain
+        elif img.op.kind == "conv" and op_cycles(img.op, cfg, 8, LATENCY).bound == "memory":
+            assert plain <= ahead
+    assert any(img.op.prefetch for img in program.ops)
+    low = build_fe_program(qnet, cfg, x_int, bus_bytes=8, latency=isa.PREFETCH_LATENCY_MIN - 1)
+    assert not any(img.op.prefetch for img in low.ops)
+
+
+def _checked(program, memory=None, prefetch=True):
+    """The loader's reading of `program` (or of its image changed to `memory`)."""
+    ops = [{"name": img.layer, "kind": img.op.kind, "out_addr": img.out_addr, "out_shape": list(img.stored_shape),
+            "out_pitch": img.image_pitch} for img in program.ops]
+    return check_descriptors(program.memory if memory is None else memory, program.desc_addr, ops, 1024, (4, 4, 4, 4),
+                             8, "p.json", prefetch=prefetch)
+
+
+def test_the_loader_refuses_prefetches_the_engine_cannot_run(monkeypatch):
+    """A prefetch bit on an engine without the FIFO, on a pool, an add or a depthwise conv: refused, naming
+    the descriptor (the engine would ignore it and the model would predict what does not happen)."""
+    every_dense_conv(monkeypatch)
+    qnet, x_int = small_maps(6)
+    program = build_fe_program(qnet, FEConfig(4, 4, 4, 4, batch=2), x_int, bus_bytes=8, latency=LATENCY)
+    assert [op.prefetch for op in _checked(program)] == [img.op.prefetch for img in program.ops]
+    with pytest.raises(DesignError, match="no read FIFO"):
+        _checked(program, prefetch=False)
+    for i, img in enumerate(program.ops):
+        if img.op.per_channel:
+            memory = program.memory.copy()
+            memory[program.desc_addr + i * isa.DESCRIPTOR_BYTES + 1] |= 0x08  # w0 bit 11
+            with pytest.raises(DesignError, match=f"descriptor {i} .*only a dense convolution"):
+                _checked(program, memory)
