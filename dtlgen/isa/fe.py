@@ -89,6 +89,18 @@ bit is 0: a stored weight may be 0 too (a kept weight that quantises to 0), the 
 pruning mask. The generator stores a pruned conv this way where it takes fewer beats than dense
 (`dtlgen.perf.fe.stores_sparse`); a tile is at most
 SPARSE_TILE_BEATS_MAX beats (the request's and the field's 16 bits), on a port of SPARSE_BUS_MIN bytes or more.
+
+Prefetched requests (`prefetch`, issue 15): an engine on a memory of PREFETCH_LATENCY_MIN cycles' latency or
+more has a read FIFO of `prefetch_beats(latency)` beats (fe_engine.sv PF_BEATS). A dense conv with stored
+weights and the bit set, once the job of a trip that stores nothing has issued its own requests, issues
+those of the trip after the one it loads, in their order, while their beats fit the FIFO (a prefix of the
+trip's requests), until the next dispatch; their beats wait in the FIFO and the next job takes them one a
+cycle while the rest of its trip's requests are in flight. So a trip whose load is shorter than the latency
+no longer pays it whole: a kept input's later output-channel tiles (one weight row a trip) are where it
+counts. Such a descriptor stores each output tile whole in the job of the next tile's first trip, which
+prefetches nothing (reads and writes still take turns on the memory), instead of in the gaps of the next
+tile's trips. The generator sets the bit where the cycle model finds the op faster that way
+(`dtlgen.perf.fe.prefetching`); the loader refuses it elsewhere.
 """
 
 from __future__ import annotations

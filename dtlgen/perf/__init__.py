@@ -34,7 +34,7 @@ class LayerPrediction:
 
     name: str
     engine: str  # fe | rl
-    op: str  # FE: conv/pool/add (+pool; ", sparse": stored sparse); RL: FWD/BWD_DATA/UPDATE/LOAD/STORE
+    op: str  # FE: conv/pool/add (+pool; ", sparse": stored sparse; ", prefetch": prefetches); RL: FWD/BWD_DATA/...
     macs: int
     ops: int
     cycles: int
@@ -141,7 +141,8 @@ def predict(network: Network, design: Design, board: Board, ddr: DdrTiming | Non
     ops = fe.fe_ops(network, cfg, bus)
     kept = fe.keep_words(cfg, bus, ops)
     for op in ops:
-        runs = fe.op_runs(op, cfg, bus, latency, kept, ddr)
+        descriptors = fe.batched_ops([op], cfg, cfg.batch, bus, kept, latency)
+        runs = [fe.op_cycles(d, cfg, bus, latency, ddr) for d in descriptors]
         cycles, dram = sum(r.cycles for r in runs), sum(r.dram_bytes for r in runs)
         bound = "compute" if sum(r.compute_cycles for r in runs) >= sum(r.bus_cycles for r in runs) else "memory"
         macs = op.macs * cfg.batch
@@ -149,7 +150,8 @@ def predict(network: Network, design: Design, board: Board, ddr: DdrTiming | Non
         roof = peak_gops(lanes, f_mhz)
         ctc = 2 * macs / dram if dram else float("inf")
         label = (op.kind + ("+pool" if op.pool else "") + ("(dw)" if op.depthwise else "")
-                 + (", sparse" if op.sparse is not None else ""))
+                 + (", sparse" if op.sparse is not None else "")
+                 + (", prefetch" if any(d.prefetch for d in descriptors) else ""))
         result.fe_layers.append(LayerPrediction(
             op.name, "fe", label, macs, 2 * macs, cycles, _gops(2 * macs, cycles, f_mhz), bound,
             macs / (cycles * cfg.tm * cfg.tn), min(roof, ctc * bus * f_mhz * 1e6 / 1e9)))

@@ -118,6 +118,20 @@ The requests are unchanged in kind: one burst a tile (the header gives the next 
 load is still `L + in_beats + w_beats`. On the DDR-like memory a sparse op adds the dense op's
 DDR cost to its ideal-memory cycles (an estimate).
 
+## Prefetched requests
+On a memory of `dtlgen.isa.fe.PREFETCH_LATENCY_MIN` cycles' latency or more the engine has a read FIFO
+(`dtlgen.isa.fe.prefetch_beats`), and a descriptor may prefetch (`FEOp.prefetch`, `dtlgen.isa.fe`,
+Prefetched requests): the job of a trip that stores nothing issues, after its own requests and from the
+cycle the trip after next's geometry has settled, the requests of the trip after the one it loads while
+their beats fit the FIFO, until the next dispatch; the next job takes those beats as they arrived, then the
+rest of its trip's, requested from its first cycle. Such an op stores each output tile whole in the job of
+the next tile's first trip (no background store), which prefetches nothing. Its trips run through
+`_prefetched_trips` (trip by trip, exact on the ideal memory: tests/sim/test_fe_prefetch.py): when a trip's
+load is shorter than the latency, the next one's beats arrive while it computes. `prefetching` sets the bit
+on a memory-bound dense conv where that is faster (`batched_ops` with the memory's latency; the generator and
+`dtlgen.perf.predict` both): the 1×1 convs of small maps whose kept inputs leave one weight row a trip. On
+the DDR-like memory a prefetching op adds the plain op's DDR cost to its ideal-memory cycles (an estimate).
+
 ## DDR-like memory (`op_cycles(..., ddr=DdrTiming)`)
 On the testbench's DDR-like memory (dram_model.sv: rows in banks, a row miss, refresh) the same
 schedule runs with slower reads; the model adds them in closed form, an expectation rather than an
@@ -984,7 +998,20 @@ def fe_resources(ops: list[FEOp], cfg: FEConfig, board: Board) -> ResourceUse:
                                ff=isa_fe.GEN_LANES * (3 * 32 + 32 * words + cfg.tn) + 6 * 32)
     if any(op.sparse is not None for op in ops):
         control += sparse_expander(cfg, int(board.bus_bytes))
-    return array + buffers + control
+    return array + buffers + control + prefetch_fifo(board)
+
+
+def prefetch_fifo(board: Board) -> ResourceUse:
+    """The read FIFO of prefetched requests and its request-side logic, where the board's memory latency
+    calls for one (`isa.fe.prefetch_beats`; Prefetched requests): an estimate, not calibrated. The FIFO is
+    read asynchronously (distributed RAM, dual-ported: two LUTs per bit and LUT depth); the request walker
+    takes the trip after next's geometry through a mux (about 100 bits), plus counters."""
+    beats = isa_fe.prefetch_beats(board.dram_latency_cycles)
+    if not beats:
+        return ResourceUse()
+    bits = 8 * int(board.bus_bytes)
+    depth = COEFFICIENTS[board.lut_kind]["lutram_bits_per_lut"]
+    return ResourceUse(lut=2 * -(-beats // depth) * bits + 160, ff=3 * beats.bit_length() + 40)
 
 
 def sparse_expander_cells(tm: int, tn: int, bus_bytes: int) -> dict[str, int]:

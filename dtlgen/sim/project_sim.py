@@ -128,7 +128,8 @@ def _fe_report(data, result, ops: list[dict[str, Any]], predicted_total: int, ti
         images = data.fe_ops[i].total_images  # a descriptor of a batch runs several
         name = op["name"] + (f" ({images} images)" if images > 1 else "")
         rows.append(_row(name, "fe", op["macs"], op["predicted_cycles"], measured, clock_hz, bit_exact)
-                    | {"sparse": data.fe_ops[i].sparse is not None})  # (weights stored sparse: dtlgen.isa.fe)
+                    | {"sparse": data.fe_ops[i].sparse is not None,  # (weights stored sparse: dtlgen.isa.fe)
+                       "prefetch": data.fe_ops[i].prefetch})  # (requests a trip ahead: dtlgen.isa.fe)
     total = _row("total", "fe", sum(r["macs"] for r in rows), predicted_total, sum(result.cycles), clock_hz,
                  all(r["bit_exact"] for r in rows))
     report = {"model": program["model"], "board": program["board"], "clock_mhz": program["clock_mhz"],

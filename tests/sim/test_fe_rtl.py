@@ -55,12 +55,14 @@ def simulate(qnet, x_int, workdir, params=PARAMS, cfg=CFG, sources_dir=None):
     return program, result, predicted, exact
 
 
-@pytest.mark.parametrize("pack, lut_mults", [(0, 0), (1, 0), (1, 5), (0, 16)])
-def test_rtl_is_lint_clean_with_all_warnings(pack, lut_mults):
+# (pf: the read FIFO of prefetched requests, isa.fe.prefetch_beats: none, the smallest, pynq-z2's)
+@pytest.mark.parametrize("pack, lut_mults, pf", [(0, 0, 0), (1, 0, 16), (1, 5, 0), (0, 16, 128)])
+def test_rtl_is_lint_clean_with_all_warnings(pack, lut_mults, pf):
     bin_dir = fe_sim.verilator_bin()
     sources = [str(fe_sim.rtl_dir() / name) for name in fe_sim.RTL_SOURCES]
     result = subprocess.run([str(bin_dir / "verilator"), "--lint-only", "-Wall", "--top-module", fe_sim.TOP,
-                             f"-GPACK={pack}", f"-GLUT_MULTS={lut_mults}", *sources], capture_output=True, text=True)
+                             f"-GPACK={pack}", f"-GLUT_MULTS={lut_mults}", f"-GPF_BEATS={pf}", *sources],
+                            capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
 
