@@ -103,7 +103,7 @@ def bench_one(model: str, board_name: str, design: Design | None, pop: int, gens
     cb_cycles = sum(sim.cycles[i] for i in compute_bound)
     errors = [abs(m - p) / m for m, p in zip(sim.cycles, predicted) if m]
     return {"model": model, "board": board_name, "design": design, "source": source, "bit_exact": exact, "batch": batch,
-            "descriptors": len(program.ops),
+            "descriptors": len(program.ops), "prefetching": sum(img.op.prefetch for img in program.ops),
             "measured_cycles": measured, "predicted_cycles": model_total,
             "measured_gops": 2 * sum(macs) / (measured / f) / 1e9, "predicted_gops": 2 * sum(macs) / (model_total / f) / 1e9,
             "error": (model_total - measured) / measured, "max_layer_error": max(errors),
@@ -147,7 +147,8 @@ def main() -> None:
                 sources.add(source)
                 table.add_row(f"{model} / {board}", f"{fe.tm}x{fe.tn}, {fe.tr}x{fe.tc}, w{fe.w_bits}/a{fe.a_bits}, "
                               f"{fe.lut_mults} LUT mults",
-                              f"{r['design'].clock_mhz:g} MHz", f"{batch} ({r['descriptors']} desc.)",
+                              f"{r['design'].clock_mhz:g} MHz",
+                              f"{batch} ({r['descriptors']} desc., {r['prefetching']} prefetch)",
                               "yes" if r["bit_exact"] else "NO",
                               f"{r['measured_cycles']:,}", f"{r['predicted_cycles']:,}", f"{r['measured_gops']:.2f}",
                               f"{r['predicted_gops']:.2f}", f"{100 * r['error']:+.2f} %",
@@ -157,7 +158,8 @@ def main() -> None:
     console.print(table)
     console.print(f"Designs: {', '.join(sorted(sources))}. Measured: RTL simulation (cocotb + Verilator, perf "
                   "counters). Predicted: analytical model (dtlgen.perf). GOPs at the design clock, ops = 2 x useful "
-                  "MACs. Compute-bound layers: dense convs the model calls compute bound with N >= tn.", soft_wrap=True)
+                  "MACs. Compute-bound layers: dense convs the model calls compute bound with N >= tn. Prefetch: "
+                  "descriptors whose requests go out a trip ahead (dtlgen.isa.fe, Prefetched requests).", soft_wrap=True)
 
 
 if __name__ == "__main__":

@@ -419,6 +419,9 @@ module fe_engine #(
   logic        k_pf;      // the descriptor prefetches (never a sparse or generated conv)
   logic        job_pf;    // this job prefetches the trip after the one it loads
   logic        pf_act;    // the request walker walks that trip (until the next job takes it over)
+  logic        job_pf_q, pf_act_q;  // (their registers: constant 0 without the FIFO, so nothing is built)
+  assign job_pf = (PF_BEATS > 0) && job_pf_q;
+  assign pf_act = (PF_BEATS > 0) && pf_act_q;
   logic        pf_stop;   // ... and has issued what it may
   logic [15:0] pf_cnt;    // beats requested of it
   logic [2:0]  go_age;    // cycles since the last dispatch, up to 7
@@ -1265,8 +1268,8 @@ module fe_engine #(
       geom_age <= '0;
       desc_age <= '0;
       sp_zero <= 1'b0;
-      pf_act <= 1'b0;
-      job_pf <= 1'b0;
+      pf_act_q <= 1'b0;
+      job_pf_q <= 1'b0;
       go_age <= '0;
     end else begin
       if (geom_age != 3'd7) geom_age <= geom_age + 3'd1;
@@ -1303,10 +1306,10 @@ module fe_engine #(
         if (job_start) begin
           mjob <= job_kind;
           // the trip the walker prefetched is this job's; it prefetches the next if that is not the last
-          pf_act <= 1'b0;
+          pf_act_q <= 1'b0;
           pf_cnt <= '0;
           pf_stop <= 1'b0;
-          job_pf <= (PF_BEATS > 0) && k_pf && go && state == S_RUN && job_load && !job_store && nxt2_has_next;
+          job_pf_q <= (PF_BEATS > 0) && k_pf && go && state == S_RUN && job_load && !job_store && nxt2_has_next;
           // a pooled edge tile of one row or column stores nothing
           if (job_store && !job_st_empty) st_pending <= 1'b1;
           mstate <= job_load ? M_LOAD : ((st_pending || (job_store && !job_st_empty)) ? M_STORE : M_WAIT);
@@ -1476,7 +1479,7 @@ module fe_engine #(
       // the prefetch starts once the job's requests are out and the next trip's geometry has settled;
       // it stops at the trip's end or at the first request the FIFO has no room for
       if (job_pf && !pf_act && iss_all && go_age >= 3'(PF_AGE) && (mstate == M_LOAD || mstate == M_WAIT) && !job_start) begin
-        pf_act <= 1'b1;
+        pf_act_q <= 1'b1;
         seg_off <= '0;
         chan_off <= '0;
         img_off <= '0;
