@@ -49,6 +49,9 @@ REFUSED_LOSS = 1e30  # the information loss of bit widths the overrides cannot b
 LUT_FRACTION_STEPS = 32  # lut_mults = round(tm·tn·k / 32), k = 0..32: fine enough to fill the DSPs exactly
 
 
+CHOICES = ("fe_gen", "fe_prefetch")  # Space's variables searched only when given more than one value
+
+
 @dataclass(frozen=True)
 class Space:
     """Allowed values per design variable (ordered tuples)."""
@@ -64,18 +67,22 @@ class Space:
     rl_tn: tuple[int, ...] = tuple(range(1, 33))
     rl_bits: tuple[int, ...] = tuple(range(8, 17))
     fe_gen: tuple[int, ...] = (1,)  # (0, 1) for a network with seeded ±1 convs (`run.run_dse`): generated or stored
+    # (0, 1) on a board whose memory latency calls for the read FIFO of prefetched requests (`run.run_dse`)
+    fe_prefetch: tuple[int, ...] = (1,)
 
     @property
     def names(self) -> tuple[str, ...]:
-        """The variables NSGA-II searches (`fe_gen` only when it has a choice: a network without seeded
-        convs searches the space it always did)."""
-        return tuple(name for name in self.__dataclass_fields__ if name != "fe_gen" or len(self.fe_gen) > 1)
+        """The variables NSGA-II searches (`fe_gen`, `fe_prefetch` only when they have a choice: a network
+        without seeded convs on a board without the FIFO searches the space it always did)."""
+        return tuple(name for name in self.__dataclass_fields__
+                     if name not in CHOICES or len(getattr(self, name)) > 1)
 
     def sizes(self) -> list[int]:
         return [len(getattr(self, name)) for name in self.names]
 
     def decode(self, index_row) -> dict[str, int]:
-        return {"fe_gen": self.fe_gen[0]} | {name: getattr(self, name)[int(i)] for name, i in zip(self.names, index_row)}
+        return ({name: getattr(self, name)[0] for name in CHOICES}
+                | {name: getattr(self, name)[int(i)] for name, i in zip(self.names, index_row)})
 
     def count(self) -> int:
         return math.prod(self.sizes())
@@ -130,7 +137,8 @@ def make_design(values: dict[str, int], board: Board, fixed: Fixed = Fixed(), ne
     (`perf.fe.generated_layers`: the choice per layer), and stores the others'."""
     tm, tn = values["fe_tm"], values["fe_tn"]
     fe = FEConfig(tm, tn, values["fe_tr"], values["fe_tc"], values["fe_w_bits"], values["fe_a_bits"],
-                  round(tm * tn * values["fe_lut_32nds"] / LUT_FRACTION_STEPS), fixed.fe_batch, values.get("fe_gen", 1))
+                  round(tm * tn * values["fe_lut_32nds"] / LUT_FRACTION_STEPS), fixed.fe_batch, values.get("fe_gen", 1),
+                  values.get("fe_prefetch", 1))
     if network is not None and fe.gen == 1:
         memory = fe_memory(board, fixed)
         fe = replace(fe, gen=generated_layers(network, fe, board.dram_bytes_per_cycle, board.dram_latency_cycles,

@@ -26,6 +26,7 @@ from pymoo.optimize import minimize
 from dtlgen.atomic import atomic_directory, check_destination, write_json
 from dtlgen.boards import Board
 from dtlgen.errors import DesignError
+from dtlgen.isa import fe as isa_fe
 from dtlgen.model.ir import Network
 from dtlgen.perf.validate import network_fingerprint, network_problems
 from dtlgen.dse.problem import (BOARD_FIT, CONSTRAINTS, OBJECTIVES, DSEProblem, Fixed, InfoLossTable, Space, Workload,
@@ -213,6 +214,8 @@ def run_dse(network: Network, board: Board, calib_x: np.ndarray, out_dir: Path |
     info = InfoLossTable(network, calib_x, fixed.batch, fixed.overrides)
     if space.fe_gen == Space().fe_gen and generable_convs(network):
         space = replace(space, fe_gen=(0, 1))  # seeded convs: their weights generated on chip, or stored
+    if space.fe_prefetch == Space().fe_prefetch and isa_fe.prefetch_beats(board.dram_latency_cycles):
+        space = replace(space, fe_prefetch=(0, 1))  # the read FIFO of prefetched requests, or its LUTs elsewhere
     start = time.perf_counter()
     with _client(workers, dask_address) as client:
         x, f, n_eval, problem = search(network, board, info, pop, gens, seed, space, workload, fixed, client,

@@ -203,6 +203,10 @@ class FEConfig:
     # 0 none (stored, as any conv's), or a tuple of the layers whose weights are generated (the DSE's
     # choice per layer, `generated_layers`)
     gen: int | tuple[str, ...] = 1
+    # 1: the engine has the read FIFO of prefetched requests where the board's memory latency calls for one
+    # (`dtlgen.isa.fe.prefetch_beats`; Prefetched requests), and the ops it makes faster prefetch; 0: no FIFO
+    # (its LUTs go elsewhere: the DSE chooses)
+    prefetch: int = 1
 
     def __post_init__(self) -> None:
         for name in ("tm", "tn", "tr", "tc"):
@@ -220,6 +224,8 @@ class FEConfig:
         else:
             require_int(self.gen, "fe.gen", 0, 1, "1: seeded weights generated on chip, 0: read from memory, or a "
                         "list of the layers generated")
+        require_int(self.prefetch, "fe.prefetch", 0, 1, "1: the read FIFO of prefetched requests where the memory's "
+                    "latency calls for one, 0: none")
 
     def generates(self, layer: str) -> bool:
         """Whether a seeded ±1 dense conv `layer` has its weights generated on chip under `gen`."""
@@ -424,9 +430,15 @@ def batched_ops(ops: list[FEOp], cfg: FEConfig, batch: int, bus: float = 0, keep
             run = replace(run, keep=bool(keep_words) and keeps_inputs(run, cfg, bus, keep_words))
             groups = count if isa_fe.groups_problem(count, run.keep, run.n, cfg.tn) is None else 1
             result += [replace(run, groups=groups)] * (count // groups)
-    if latency is not None and isa_fe.prefetch_beats(latency):
+    if latency is not None and engine_prefetch_beats(cfg, latency):
         result = [prefetching(op, cfg, bus, latency) for op in result]
     return result
+
+
+def engine_prefetch_beats(cfg: FEConfig, latency: int) -> int:
+    """The read FIFO (beats; 0: none) of the design's FE engine on a memory of `latency` cycles: the one
+    `dtlgen.isa.fe.prefetch_beats` gives where the design has one (`FEConfig.prefetch`)."""
+    return isa_fe.prefetch_beats(latency) if cfg.prefetch else 0
 
 
 def prefetching(op: FEOp, cfg: FEConfig, bus: float, latency: int) -> FEOp:
@@ -968,7 +980,7 @@ def engine_params(cfg: FEConfig, board: Board, bus_bytes: int, m_max: int, **siz
     """fe_engine.sv's parameters for the design's FE array on `board`: packing where `fe_packing` says, the
     read FIFO of prefetched requests where the board's memory latency calls for one (`isa.fe.prefetch_beats`)."""
     return FEParams.for_array(cfg, bus_bytes, m_max, pack=int(fe_packing(cfg, board) == 2),
-                              pf_beats=isa_fe.prefetch_beats(board.dram_latency_cycles), **sizing)
+                              pf_beats=engine_prefetch_beats(cfg, board.dram_latency_cycles), **sizing)
 
 
 def fe_resources(ops: list[FEOp], cfg: FEConfig, board: Board) -> ResourceUse:
@@ -998,15 +1010,14 @@ def fe_resources(ops: list[FEOp], cfg: FEConfig, board: Board) -> ResourceUse:
                                ff=isa_fe.GEN_LANES * (3 * 32 + 32 * words + cfg.tn) + 6 * 32)
     if any(op.sparse is not None for op in ops):
         control += sparse_expander(cfg, int(board.bus_bytes))
-    return array + buffers + control + prefetch_fifo(board)
+    return array + buffers + control + prefetch_fifo(board, engine_prefetch_beats(cfg, board.dram_latency_cycles))
 
 
-def prefetch_fifo(board: Board) -> ResourceUse:
-    """The read FIFO of prefetched requests and its request-side logic, where the board's memory latency
-    calls for one (`isa.fe.prefetch_beats`; Prefetched requests): an estimate, not calibrated. The FIFO is
-    read asynchronously (distributed RAM, dual-ported: two LUTs per bit and LUT depth); the request walker
-    takes the trip after next's geometry through a mux (about 100 bits), plus counters."""
-    beats = isa_fe.prefetch_beats(board.dram_latency_cycles)
+def prefetch_fifo(board: Board, beats: int) -> ResourceUse:
+    """The read FIFO of `beats` beats for prefetched requests and its request-side logic (none for 0;
+    Prefetched requests): an estimate, not calibrated. The FIFO is read asynchronously (distributed RAM,
+    dual-ported: two LUTs per bit and LUT depth); the request walker takes the trip after next's geometry
+    through a mux (about 100 bits), plus counters."""
     if not beats:
         return ResourceUse()
     bits = 8 * int(board.bus_bytes)

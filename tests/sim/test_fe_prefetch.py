@@ -35,6 +35,8 @@ LATENCY = 40  # one build serves latencies 33..64: its FIFO, isa.fe.prefetch_bea
 
 
 def prefetch_build(tm=4, tn=4, tr=4, tc=4, bus=8, latency=LATENCY):
+    """fe_build's engine (whose FIFO suits latencies 33..64: it shares those builds) with the FIFO for
+    `latency`, at that latency."""
     params = fe_build(tm, tn, tr, tc, bus=bus)
     return replace(params, fe=replace(params.fe, pf_beats=isa.prefetch_beats(latency)),
                    dram=replace(params.dram, latency=latency))

@@ -34,11 +34,14 @@ LAYER_TOLERANCE = 0.02
 NETWORK_TOLERANCE = 0.01
 CFG = FEConfig(4, 4, 4, 4)
 BUS, LATENCY = 8, 20
+# Every test engine has the read FIFO of a memory of 33 to 64 cycles (isa.fe.prefetch_beats): programs that
+# do not prefetch never use it, and test_fe_prefetch.py's that do share the builds
+PF_BEATS = 128
 
 
 def fe_build(tm: int, tn: int, tr: int, tc: int, bus: int = BUS, **dram) -> FESimBuild:
     """fe_tb_top with a tm x tn array, tr x tc tiles, 8-bit values, a 1 MiB DRAM of `bus` bytes per cycle."""
-    return FESimBuild(FEParams(tm, tn, tr, tc, a_bits=8, w_bits=8, bus_bytes=bus, m_max=1024),
+    return FESimBuild(FEParams(tm, tn, tr, tc, a_bits=8, w_bits=8, bus_bytes=bus, m_max=1024, pf_beats=PF_BEATS),
                       SimDram(LATENCY, 1 << 20, **dram))
 
 
