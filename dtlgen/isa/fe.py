@@ -91,7 +91,8 @@ pruning mask. The generator stores a pruned conv this way where it takes fewer b
 SPARSE_TILE_BEATS_MAX beats (the request's and the field's 16 bits), on a port of SPARSE_BUS_MIN bytes or more.
 
 Prefetched requests (`prefetch`, issue 15): an engine on a memory of PREFETCH_LATENCY_MIN cycles' latency or
-more has a read FIFO of `prefetch_beats(latency)` beats (fe_engine.sv PF_BEATS). A dense conv with stored
+more may have a read FIFO of `prefetch_beats(latency)` beats (fe_engine.sv PF_BEATS; the design's
+`fe.prefetch`). A dense conv with stored
 weights and the bit set, once the job of a trip that stores nothing has issued its own requests, issues
 those of the trip after the one it loads, in their order, while their beats fit the FIFO (a prefix of the
 trip's requests), until the next dispatch; their beats wait in the FIFO and the next job takes them one a

@@ -119,14 +119,15 @@ load is still `L + in_beats + w_beats`. On the DDR-like memory a sparse op adds 
 DDR cost to its ideal-memory cycles (an estimate).
 
 ## Prefetched requests
-On a memory of `dtlgen.isa.fe.PREFETCH_LATENCY_MIN` cycles' latency or more the engine has a read FIFO
-(`dtlgen.isa.fe.prefetch_beats`), and a descriptor may prefetch (`FEOp.prefetch`, `dtlgen.isa.fe`,
+On a memory of `dtlgen.isa.fe.PREFETCH_LATENCY_MIN` cycles' latency or more the engine may have a read FIFO
+(`dtlgen.isa.fe.prefetch_beats`; `FEConfig.prefetch`, the DSE's choice: its LUTs), and then a descriptor may prefetch (`FEOp.prefetch`, `dtlgen.isa.fe`,
 Prefetched requests): the job of a trip that stores nothing issues, after its own requests and from the
 cycle the trip after next's geometry has settled, the requests of the trip after the one it loads while
 their beats fit the FIFO, until the next dispatch; the next job takes those beats as they arrived, then the
 rest of its trip's, requested from its first cycle. Such an op stores each output tile whole in the job of
 the next tile's first trip (no background store), which prefetches nothing. Its trips run through
-`_prefetched_trips` (trip by trip, exact on the ideal memory: tests/sim/test_fe_prefetch.py): when a trip's
+`_prefetched_trips` (trip by trip, exact on the ideal memory while the testbench memory's request queue, 256
+requests, never fills: below some 256 cycles' latency; tests/sim/test_fe_prefetch.py): when a trip's
 load is shorter than the latency, the next one's beats arrive while it computes. `prefetching` sets the bit
 on a memory-bound dense conv where that is faster (`batched_ops` with the memory's latency; the generator and
 `dtlgen.perf.predict` both): the 1×1 convs of small maps whose kept inputs leave one weight row a trip. On
@@ -430,7 +431,7 @@ def batched_ops(ops: list[FEOp], cfg: FEConfig, batch: int, bus: float = 0, keep
             run = replace(run, keep=bool(keep_words) and keeps_inputs(run, cfg, bus, keep_words))
             groups = count if isa_fe.groups_problem(count, run.keep, run.n, cfg.tn) is None else 1
             result += [replace(run, groups=groups)] * (count // groups)
-    if latency is not None and engine_prefetch_beats(cfg, latency):
+    if latency is not None and bus and engine_prefetch_beats(cfg, latency):
         result = [prefetching(op, cfg, bus, latency) for op in result]
     return result
 

@@ -166,3 +166,24 @@ def test_the_loader_refuses_prefetches_the_engine_cannot_run(monkeypatch):
             memory[program.desc_addr + i * isa.DESCRIPTOR_BYTES + 1] |= 0x08  # w0 bit 11
             with pytest.raises(DesignError, match=f"descriptor {i} .*only a dense convolution"):
                 _checked(program, memory)
+
+
+def test_prefetching_through_the_axi_master_under_random_pauses(tmp_path, monkeypatch):
+    """The engine as a board builds it, behind dtl_axi_master: prefetched requests queue behind few
+    outstanding reads and random pauses on every channel, and every output stays the golden model's."""
+    from dtlgen.isa.params import FEParams
+    from dtlgen.sim import axi_sim
+
+    every_dense_conv(monkeypatch)
+    qnet, x_int = _downsample(7, 2, n=9, m=10)
+    cfg = FEConfig(4, 4, 4, 8, batch=2)
+    params = FEParams(4, 4, 4, 8, a_bits=8, w_bits=8, bus_bytes=8, m_max=1024, pf_beats=isa.prefetch_beats(LATENCY))
+    program = build_fe_program(qnet, cfg, x_int, 1 << 18, bus_bytes=8, latency=LATENCY)
+    assert sum(img.op.prefetch for img in program.ops) >= 3
+    predicted = sum(op_cycles(img.op, cfg, 8, 0).cycles for img in program.ops)
+    result = axi_sim.run_image(program.memory, program.desc_addr, len(program.ops), params, tmp_path,
+                               max_cycles=8 * predicted + 20_000, pause_seed=5, max_reads=2)
+    reference = golden.fe_forward(qnet, x_int)
+    for i, img in enumerate(program.ops):
+        want = reference[img.layer][img.image0:img.image0 + img.op.total_images]
+        assert np.array_equal(program.read_images(result.memory, i), want), img.op.name

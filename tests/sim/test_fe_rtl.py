@@ -58,7 +58,7 @@ def simulate(qnet, x_int, workdir, params=PARAMS, cfg=CFG, sources_dir=None):
     return program, result, predicted, exact
 
 
-# (pf: the read FIFO of prefetched requests, isa.fe.prefetch_beats: none, the smallest, pynq-z2's)
+# (pf: the read FIFO of prefetched requests: none, a small one, pynq-z2's (isa.fe.prefetch_beats))
 @pytest.mark.parametrize("pack, lut_mults, pf", [(0, 0, 0), (1, 0, 16), (1, 5, 0), (0, 16, 128)])
 def test_rtl_is_lint_clean_with_all_warnings(pack, lut_mults, pf):
     bin_dir = fe_sim.verilator_bin()

@@ -37,8 +37,8 @@ module fe_engine #(
   parameter int HAS_SCALE = 1,  // 0: no scaled conv runs here, so no per-channel scale table
   parameter int HAS_GEN = 1,    // 0: no conv's weights are generated on chip, so no generator
   parameter int HAS_SPARSE = 1, // 0: no conv's weights are stored sparse, so no expander
-  parameter int PF_BEATS = 0,   // > 0: requests a trip ahead into a read FIFO of this many beats (a power of
-                                // two; Prefetched requests, below); 0: no FIFO, no descriptor prefetches
+  parameter int PF_BEATS = 0,   // > 0: requests a trip ahead, up to this many beats, into a read FIFO (of the
+                                // next power of two; Prefetched requests, below); 0: no FIFO, no prefetches
   parameter int M_MAX = 512,
   parameter int DRAIN = 6,  // pipeline fill/drain cycles (dtlgen.isa.fe.pipeline_depth, trip_drain)
   parameter int PACK = 0,   // 1: lanes 2j and 2j+1 share one multiply per column (DSP48 packing, below)
@@ -423,7 +423,7 @@ module fe_engine #(
   assign job_pf = (PF_BEATS > 0) && job_pf_q;
   assign pf_act = (PF_BEATS > 0) && pf_act_q;
   logic        pf_stop;   // ... and has issued what it may
-  logic [15:0] pf_cnt;    // beats requested of it
+  logic [16:0] pf_cnt;    // beats requested of it (at most PF_BEATS)
   logic [2:0]  go_age;    // cycles since the last dispatch, up to 7
   localparam int PF_AGE = 5;  // nxt2's geometry (n2_c) has settled (nxt1, nxt2, three stages)
   logic        nxt2_has_next;
@@ -431,8 +431,8 @@ module fe_engine #(
   logic           m_valid;
   logic [B*8-1:0] m_data;
   if (PF_BEATS > 0) begin : g_pf
-    localparam int FW = $clog2(PF_BEATS);  // (a power of two, 2 or more: the pointers wrap)
-    logic [B*8-1:0] f_mem [PF_BEATS];
+    localparam int FW = $clog2(PF_BEATS > 1 ? PF_BEATS : 2);  // the pointers wrap at 2 ** FW >= PF_BEATS
+    logic [B*8-1:0] f_mem [1 << FW];
     logic [FW-1:0]  f_wp, f_rp;
     logic [FW:0]    f_cnt;  // beats in the FIFO
     logic           f_enq, f_deq;
@@ -683,7 +683,7 @@ module fe_engine #(
   logic        in_req_pending;
   assign in_req_pending = !iss_w && rq_rows != 0 && !iss.done;
   assign rq_beats = in_req_pending ? rq_row_beats : (k_sparse ? w_burst : rq_w_row_beats);
-  assign rq_on = pf_act ? !pf_stop && 17'(pf_cnt) + 17'(rq_beats) <= 17'(PF_BEATS) : mstate == M_LOAD;
+  assign rq_on = pf_act ? !pf_stop && 32'(pf_cnt) + 32'(rq_beats) <= 32'(PF_BEATS) : mstate == M_LOAD;
   // offsets of the requested row segment, of its channel's first row and of its image's first row in
   // that channel, from ld_g.start
   logic [31:0] seg_off, chan_off, img_off;
@@ -1488,7 +1488,7 @@ module fe_engine #(
       end
       // (a job that starts takes over the walker: its count and stop start afresh, above)
       if (pf_act && !pf_stop && (iss_all || !rq_on) && !job_start) pf_stop <= 1'b1;
-      if (rd_req_valid && rd_req_ready && pf_act && !job_start) pf_cnt <= pf_cnt + rd_req_beats;
+      if (rd_req_valid && rd_req_ready && pf_act && !job_start) pf_cnt <= pf_cnt + 17'(rd_req_beats);
       // every output tile position reads the weights from the start again (a prefetched trip's walker did)
       if (job_start && job_load && job_kind == J_TRIP && job_ld.m0 == 0 && job_ld.n0 == 0 && !pf_act) begin
         w_ptr <= d_wt;
