@@ -38,12 +38,11 @@ from torch import nn
 
 from dtlgen.boards import load_board
 from dtlgen.generator.fe_program import build_fe_program
-from dtlgen.isa.fe import prefetch_beats
 from dtlgen.isa.params import FEParams, FESimBuild, SimDram
 from dtlgen.model import import_module, load_model
 from dtlgen.model.calibration import calibration_inputs
 from dtlgen.model.digits_task import load_digits_task
-from dtlgen.perf.fe import FEConfig, ddr_timing, op_cycles
+from dtlgen.perf.fe import FEConfig, ddr_timing, engine_prefetch_beats, op_cycles
 from dtlgen.quant import golden
 from dtlgen.quant.quantize import PrecisionConfig, quantize
 from dtlgen.sim import fe_sim
@@ -96,7 +95,7 @@ def main() -> None:
                                        latency=LATENCY)
             memory = max(MEMORY, len(program.memory))
             reference = golden.fe_forward(qnet, x_int)
-            params = FESimBuild(FEParams.for_array(cfg, BUS, m_max, pf_beats=prefetch_beats(LATENCY)),
+            params = FESimBuild(FEParams.for_array(cfg, BUS, m_max, pf_beats=engine_prefetch_beats(cfg, LATENCY)),
                                 SimDram(LATENCY, memory))
             predicted = sum(op_cycles(img.op, cfg, BUS, LATENCY).cycles for img in program.ops)
             with_ddr = [op_cycles(img.op, cfg, BUS, LATENCY, DDR3).cycles for img in program.ops]

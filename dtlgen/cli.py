@@ -372,7 +372,7 @@ def cmd_dse(args: argparse.Namespace) -> int:
                              prefer=args.prefer, out=Path(args.out), force=args.force, workers=args.workers,
                              dask=args.dask, fe_batch=args.fe_batch, ddr=args.ddr, calibration_file=args.calib,
                              max_latency_ms=args.max_latency_ms, max_param_bytes=args.max_param_bytes,
-                             on_generation=bar.update)
+                             prefetch=args.prefetch, on_generation=bar.update)
     result_front = list(result.pareto)
     if args.json:
         _print_json({"design": result.to_dict(), "front": result_front, "chosen": result.chosen,
@@ -871,6 +871,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "each layer's weights then cross the bus once per batch); default %(default)s")
     p.add_argument("--prefer", default="knee", choices=("knee", "throughput", "accuracy", "resources"),
                    help="which Pareto point becomes design.json (default %(default)s)")
+    p.add_argument("--prefetch", action="store_true",
+                   help="also search the FE engine's read FIFO of prefetched requests (design field fe.prefetch; on "
+                        "a board whose memory answers in 16 cycles or more: its convs' next loads go out a trip ahead)")
     p.add_argument("--ddr", action="store_true",
                    help="rank the FE on the board's DDR-like memory (rows, banks, refresh from the board file's "
                         "dram fields; the closed form `dtlgen sim --ddr` checks) instead of the ideal memory")

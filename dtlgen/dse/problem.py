@@ -67,8 +67,9 @@ class Space:
     rl_tn: tuple[int, ...] = tuple(range(1, 33))
     rl_bits: tuple[int, ...] = tuple(range(8, 17))
     fe_gen: tuple[int, ...] = (1,)  # (0, 1) for a network with seeded ±1 convs (`run.run_dse`): generated or stored
-    # (0, 1) on a board whose memory latency calls for the read FIFO of prefetched requests (`run.run_dse`)
-    fe_prefetch: tuple[int, ...] = (1,)
+    # (0, 1) with Fixed.prefetch on a board whose memory latency calls for the read FIFO of prefetched
+    # requests (`run.run_dse`)
+    fe_prefetch: tuple[int, ...] = (0,)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -111,6 +112,7 @@ class Fixed:
     overrides: Any = None  # per-layer fractional bits ({layer: {"w_frac", "a_frac"}}: quant.quantize)
     max_latency_ms: float | None = None  # an image to its logits, at most (NetworkPrediction.latency_ms)
     max_param_bytes: int | None = None  # the parameters' stored bytes, at most (model_size_bytes "hybrid")
+    prefetch: bool = False  # search the FE's read FIFO of prefetched requests too (Space.fe_prefetch)
 
 
 # The problem's inequality constraints, in the order of G's columns (each ≤ 0 when met): the board's
@@ -138,7 +140,7 @@ def make_design(values: dict[str, int], board: Board, fixed: Fixed = Fixed(), ne
     tm, tn = values["fe_tm"], values["fe_tn"]
     fe = FEConfig(tm, tn, values["fe_tr"], values["fe_tc"], values["fe_w_bits"], values["fe_a_bits"],
                   round(tm * tn * values["fe_lut_32nds"] / LUT_FRACTION_STEPS), fixed.fe_batch, values.get("fe_gen", 1),
-                  values.get("fe_prefetch", 1))
+                  values.get("fe_prefetch", 0))
     if network is not None and fe.gen == 1:
         memory = fe_memory(board, fixed)
         fe = replace(fe, gen=generated_layers(network, fe, board.dram_bytes_per_cycle, board.dram_latency_cycles,

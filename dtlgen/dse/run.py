@@ -214,7 +214,7 @@ def run_dse(network: Network, board: Board, calib_x: np.ndarray, out_dir: Path |
     info = InfoLossTable(network, calib_x, fixed.batch, fixed.overrides)
     if space.fe_gen == Space().fe_gen and generable_convs(network):
         space = replace(space, fe_gen=(0, 1))  # seeded convs: their weights generated on chip, or stored
-    if space.fe_prefetch == Space().fe_prefetch and isa_fe.prefetch_beats(board.dram_latency_cycles):
+    if fixed.prefetch and space.fe_prefetch == Space().fe_prefetch and isa_fe.prefetch_beats(board.dram_latency_cycles):
         space = replace(space, fe_prefetch=(0, 1))  # the read FIFO of prefetched requests, or its LUTs elsewhere
     start = time.perf_counter()
     with _client(workers, dask_address) as client:

@@ -120,7 +120,8 @@ DDR cost to its ideal-memory cycles (an estimate).
 
 ## Prefetched requests
 On a memory of `dtlgen.isa.fe.PREFETCH_LATENCY_MIN` cycles' latency or more the engine may have a read FIFO
-(`dtlgen.isa.fe.prefetch_beats`; `FEConfig.prefetch`, the DSE's choice: its LUTs), and then a descriptor may prefetch (`FEOp.prefetch`, `dtlgen.isa.fe`,
+(`dtlgen.isa.fe.prefetch_beats`; `FEConfig.prefetch`, which `dtlgen dse --prefetch` searches: its LUTs), and
+then a descriptor may prefetch (`FEOp.prefetch`, `dtlgen.isa.fe`,
 Prefetched requests): the job of a trip that stores nothing issues, after its own requests and from the
 cycle the trip after next's geometry has settled, the requests of the trip after the one it loads while
 their beats fit the FIFO, until the next dispatch; the next job takes those beats as they arrived, then the
@@ -206,8 +207,8 @@ class FEConfig:
     gen: int | tuple[str, ...] = 1
     # 1: the engine has the read FIFO of prefetched requests where the board's memory latency calls for one
     # (`dtlgen.isa.fe.prefetch_beats`; Prefetched requests), and the ops it makes faster prefetch; 0: no FIFO
-    # (its LUTs go elsewhere: the DSE chooses)
-    prefetch: int = 1
+    # (`dtlgen dse --prefetch` searches both)
+    prefetch: int = 0
 
     def __post_init__(self) -> None:
         for name in ("tm", "tn", "tr", "tc"):
@@ -436,6 +437,9 @@ def batched_ops(ops: list[FEOp], cfg: FEConfig, batch: int, bus: float = 0, keep
     return result
 
 
+PREFETCH_TRIPS_MAX = 2048  # a descriptor of more trips does not prefetch (`prefetching`)
+
+
 def engine_prefetch_beats(cfg: FEConfig, latency: int) -> int:
     """The read FIFO (beats; 0: none) of the design's FE engine on a memory of `latency` cycles: the one
     `dtlgen.isa.fe.prefetch_beats` gives where the design has one (`FEConfig.prefetch`)."""
@@ -445,11 +449,13 @@ def engine_prefetch_beats(cfg: FEConfig, latency: int) -> int:
 def prefetching(op: FEOp, cfg: FEConfig, bus: float, latency: int) -> FEOp:
     """`op` with `prefetch` set where the engine's read FIFO makes it faster on a memory of `latency`
     cycles (module docstring, Prefetched requests): a dense conv whose memory side outweighs its compute
-    (a per-channel op stores after every trip and never prefetches; a compute-bound one hides its loads)."""
+    and whose trips' latencies come to 1 % of its cycles or more, in at most PREFETCH_TRIPS_MAX trips (a
+    per-channel op stores after every trip and never prefetches; a compute-bound one hides its loads; below
+    1 %, or over more trips, the trip-by-trip model is not worth its time in the DSE: small tiles)."""
     if op.kind != "conv" or op.per_channel or op.sparse is not None or op.gen:
         return op
     plain = op_cycles(op, cfg, bus, latency)
-    if plain.bound == "compute":
+    if plain.bound == "compute" or 100 * plain.trips * latency < plain.cycles or plain.trips > PREFETCH_TRIPS_MAX:
         return op
     ahead = replace(op, prefetch=True)
     return ahead if op_cycles(ahead, cfg, bus, latency).cycles < plain.cycles else op
@@ -708,16 +714,37 @@ def _prefetched_trips(comp, first, store_prev, hold, beats, n_in, rb, n_w, wb, l
     their beats fit the `fifo` (a prefix of that trip's requests: n_in input requests of rb beats, then
     n_w weight rows of wb beats), up to the next dispatch. The memory returns every request's beats in
     order from `latency` slots after it on, one a slot; a job takes its trip's beats one a slot from slot
-    1 as they are there: the prefetched ones where they arrived, then the rest, requested from slot 1."""
+    1 as they are there: the prefetched ones where they arrived, then the rest, requested from slot 1.
+    A run of trips alike (the same compute, loads and prefetch targets: the middle of a tile) whose state
+    (what the next job finds prefetched) came back unchanged from one of them takes that trip's cycles for
+    each of the rest: the same arithmetic, not walked trip by trip."""
     count = len(beats)
     reqs = n_in + n_w
+    pad = np.full(2, -1)
+    # what trip i's step reads: its compute and store, trip i + 1's load, trip i + 2's requests
+    keys = np.stack([comp, first, np.where(first, store_prev, 0), np.where(first, hold, 0),
+                     np.append(beats[1:], pad[:1]), np.append(reqs[1:], pad[:1]),
+                     np.append(n_in[2:], pad[:min(2, count)])[:count], np.append(rb[2:], pad[:min(2, count)])[:count],
+                     np.append(n_w[2:], pad[:min(2, count)])[:count], np.append(wb[2:], pad[:min(2, count)])[:count],
+                     np.arange(count) == 0], axis=1)
+    starts = np.flatnonzero(np.concatenate(([True], np.any(keys[1:] != keys[:-1], axis=1))))
+    run_end = np.repeat(np.append(starts[1:], count), np.diff(np.append(starts, count))).tolist()
+    comp, first, store_prev, hold, beats, reqs = (a.tolist() for a in (comp, first, store_prev, hold, beats, reqs))
+    n_in, rb, n_w, wb = (a.tolist() for a in (n_in, rb, n_w, wb))
     total = 0
     carried = (0, 0, 0)  # the next job's trip: beats and requests prefetched, the first's arrival (its slots)
-    for i in range(count):
+    before, body = None, 0  # the state the previous trip started from, its cycles
+    i = 0
+    while i < count:
+        if before == carried and i > 0 and run_end[i - 1] == run_end[i]:  # (a fixed point inside a run)
+            total += body * (run_end[i] - i)
+            i = run_end[i]
+            continue
+        before = carried
         if i + 1 < count:  # load trip i + 1
             pre, pre_reqs, a1 = carried
-            rest = int(beats[i + 1]) - pre
-            own = int(reqs[i + 1]) - pre_reqs
+            rest = beats[i + 1] - pre
+            own = reqs[i + 1] - pre_reqs
             taken = max(a1 + pre - 1, pre) if pre else 0
             a2 = max(1 + latency, a1 + pre) if pre else 1 + latency
             if rest > 0:
@@ -726,23 +753,24 @@ def _prefetched_trips(comp, first, store_prev, hold, beats, n_in, rb, n_w, wb, l
                 load, arrived = taken, a1 + pre - 1
         else:
             load, own, arrived = 0, 0, 0
-        body = int(comp[i])
+        body = comp[i]
         if first[i] and store_prev[i] > 0:
-            body = max(body, max(load, int(hold[i])) + int(store_prev[i]))
+            body = max(body, max(load, hold[i]) + store_prev[i])
         else:
             body = max(body, load)
         carried = (0, 0, 0)
         if i > 0 and not first[i] and i + 2 < count:
             start = max(7, own + 2)  # its first request's slot; the next dispatch's is body + 1
             j = i + 2
-            fit_in = min(int(n_in[j]), fifo // int(rb[j])) if n_in[j] else 0
-            fit_w = min(int(n_w[j]), (fifo - fit_in * int(rb[j])) // int(wb[j])) if fit_in == n_in[j] and n_w[j] else 0
+            fit_in = min(n_in[j], fifo // rb[j]) if n_in[j] else 0
+            fit_w = min(n_w[j], (fifo - fit_in * rb[j]) // wb[j]) if fit_in == n_in[j] and n_w[j] else 0
             issued = max(0, min(fit_in + fit_w, body + 2 - start))
             got_in = min(issued, fit_in)
-            pre = got_in * int(rb[j]) + (issued - got_in) * int(wb[j])
+            pre = got_in * rb[j] + (issued - got_in) * wb[j]
             if issued:
                 carried = (pre, issued, max(start + latency, arrived + 1) - (body + 1))
         total += body
+        i += 1
     return total
 
 
@@ -898,7 +926,8 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, group
         first_f = np.tile(np.arange(nt) == 0, len(comp_mid))
         comp_f = np.repeat(comp_mid, nt)
         comp_f[-1] = comp[-1]
-        total = _prefetched_trips(comp_f, first_f, np.repeat(store_prev, nt), np.repeat(hold, nt), beats_f.astype(np.int64),
+        total = _prefetched_trips(comp_f, first_f, np.repeat(store_prev, nt).astype(np.int64),
+                                  np.repeat(hold, nt).astype(np.int64), beats_f.astype(np.int64),
                                   n_in.astype(np.int64), rb_f.astype(np.int64), n_w, wb_f.astype(np.int64), latency, prefetch)
         first = np.array([latency + beats_f[0]])
     elif tile_beats is not None or exact:

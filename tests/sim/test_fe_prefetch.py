@@ -69,7 +69,7 @@ def run_prefetched(tmp_path, qnet, x_int, cfg: FEConfig, params):
 def test_prefetched_trips_are_bit_exact_and_on_the_model(tmp_path, monkeypatch, latency):
     every_dense_conv(monkeypatch)
     qnet, x_int = small_maps(6)
-    cfg = FEConfig(4, 4, 4, 4, batch=2)
+    cfg = FEConfig(4, 4, 4, 4, batch=2, prefetch=1)
     program, cycles = run_prefetched(tmp_path, qnet, x_int, cfg, prefetch_build(latency=latency))
     ahead = [i for i, img in enumerate(program.ops) if img.op.prefetch]
     assert {program.ops[i].op.name for i in ahead} == {"c1", "c2", "c3"}
@@ -85,7 +85,7 @@ def test_kept_inputs_and_skipped_rows_prefetch_bit_exact_and_on_the_model(tmp_pa
     in tiles of 4, 4, 1."""
     every_dense_conv(monkeypatch)
     qnet, x_int = _downsample(7, 2, n=9, m=10)
-    program, _ = run_prefetched(tmp_path, qnet, x_int, FEConfig(4, 4, 4, 4, batch=2), prefetch_build())
+    program, _ = run_prefetched(tmp_path, qnet, x_int, FEConfig(4, 4, 4, 4, batch=2, prefetch=1), prefetch_build())
     assert {img.op.name for img in program.ops if img.op.prefetch and img.op.keep} == {"c1", "c2", "short"}
 
 
@@ -111,7 +111,7 @@ def test_random_prefetching_convs_bit_exact_and_on_the_model(tmp_path, monkeypat
     x = np.random.default_rng(h).standard_normal((batch, n, h, h))
     qnet = quantize(network, x, PrecisionConfig())
     run_prefetched(tmp_path / f"run{n}_{m}_{h}_{k}_{batch}", qnet, golden.quantize_input(qnet, x),
-                   FEConfig(4, 4, 4, 4, batch=batch), prefetch_build(latency=latency))
+                   FEConfig(4, 4, 4, 4, batch=batch, prefetch=1), prefetch_build(latency=latency))
 
 
 @pytest.mark.slow
@@ -122,15 +122,16 @@ def test_prefetching_on_other_fifos_and_ports(tmp_path, monkeypatch, tiles, bus,
     every_dense_conv(monkeypatch)
     for name, (qnet, x_int) in {"small": small_maps(4 if tiles[0] == 12 else 6),
                                 "down": _downsample(7, 3, n=9, m=10)}.items():
-        run_prefetched(tmp_path / name, qnet, x_int, FEConfig(4, 4, *tiles, batch=3), prefetch_build(
+        run_prefetched(tmp_path / name, qnet, x_int, FEConfig(4, 4, *tiles, batch=3, prefetch=1), prefetch_build(
             4, 4, *tiles, bus=bus, latency=latency))
 
 
 def test_the_generator_prefetches_where_the_model_finds_it_faster():
     """At the board's latency the program prefetches the memory-bound convs the model finds faster that way,
-    and only those; below PREFETCH_LATENCY_MIN no engine has the FIFO and nothing prefetches."""
+    and only those; below PREFETCH_LATENCY_MIN no engine has the FIFO and nothing prefetches, nor in a
+    design without it (`fe.prefetch` 0, the default)."""
     qnet, x_int = _downsample(7, 2, n=9, m=10)
-    cfg = FEConfig(4, 4, 4, 4, batch=2)
+    cfg = FEConfig(4, 4, 4, 4, batch=2, prefetch=1)
     program = build_fe_program(qnet, cfg, x_int, bus_bytes=8, latency=LATENCY)
     for img in program.ops:
         plain, ahead = (op_cycles(replace(img.op, prefetch=flag), cfg, 8, LATENCY).cycles for flag in (False, True))
@@ -141,6 +142,8 @@ def test_the_generator_prefetches_where_the_model_finds_it_faster():
     assert any(img.op.prefetch for img in program.ops)
     low = build_fe_program(qnet, cfg, x_int, bus_bytes=8, latency=isa.PREFETCH_LATENCY_MIN - 1)
     assert not any(img.op.prefetch for img in low.ops)
+    without = build_fe_program(qnet, replace(cfg, prefetch=0), x_int, bus_bytes=8, latency=LATENCY)
+    assert not any(img.op.prefetch for img in without.ops)  # a design without the FIFO
 
 
 def _checked(program, memory=None, prefetch=True):
@@ -156,7 +159,7 @@ def test_the_loader_refuses_prefetches_the_engine_cannot_run(monkeypatch):
     the descriptor (the engine would ignore it and the model would predict what does not happen)."""
     every_dense_conv(monkeypatch)
     qnet, x_int = small_maps(6)
-    program = build_fe_program(qnet, FEConfig(4, 4, 4, 4, batch=2), x_int, bus_bytes=8, latency=LATENCY)
+    program = build_fe_program(qnet, FEConfig(4, 4, 4, 4, batch=2, prefetch=1), x_int, bus_bytes=8, latency=LATENCY)
     assert [op.prefetch for op in _checked(program)] == [img.op.prefetch for img in program.ops]
     with pytest.raises(DesignError, match="no read FIFO"):
         _checked(program, prefetch=False)
@@ -176,7 +179,7 @@ def test_prefetching_through_the_axi_master_under_random_pauses(tmp_path, monkey
 
     every_dense_conv(monkeypatch)
     qnet, x_int = _downsample(7, 2, n=9, m=10)
-    cfg = FEConfig(4, 4, 4, 8, batch=2)
+    cfg = FEConfig(4, 4, 4, 8, batch=2, prefetch=1)
     params = FEParams(4, 4, 4, 8, a_bits=8, w_bits=8, bus_bytes=8, m_max=1024, pf_beats=isa.prefetch_beats(LATENCY))
     program = build_fe_program(qnet, cfg, x_int, 1 << 18, bus_bytes=8, latency=LATENCY)
     assert sum(img.op.prefetch for img in program.ops) >= 3
@@ -187,3 +190,29 @@ def test_prefetching_through_the_axi_master_under_random_pauses(tmp_path, monkey
     for i, img in enumerate(program.ops):
         want = reference[img.layer][img.image0:img.image0 + img.op.total_images]
         assert np.array_equal(program.read_images(result.memory, i), want), img.op.name
+
+
+def test_the_dse_searches_the_fifo_only_when_asked(monkeypatch):
+    """`dtlgen dse --prefetch` (`Fixed.prefetch`) adds `fe_prefetch` to the search on a board whose memory
+    calls for the FIFO; without it, or on an ECP5 board's 4-cycle memory, the space is the one it always was
+    and every design has no FIFO."""
+    import dtlgen
+    from dtlgen.boards import load_board
+    from dtlgen.dse import run as dse_run
+    from dtlgen.dse.problem import Fixed
+    from dtlgen.model import load_model
+    from dtlgen.model.calibration import calibration_inputs
+
+    network = load_model("digits_cnn")
+    calib = calibration_inputs(network, 0)
+    spaces = []
+    searched = dse_run.search
+    monkeypatch.setattr(dse_run, "search", lambda *args, **kw: spaces.append(args[6]) or searched(*args, **kw))
+    asked = dse_run.run_dse(network, load_board("pynq-z2"), calib, None, 8, 2, fixed=Fixed(prefetch=True))
+    assert "fe_prefetch" in spaces[-1].names and {p["fe"]["prefetch"] for p in asked.front} <= {0, 1}
+    for board, fixed in (("pynq-z2", Fixed()), ("ulx3s-85f", Fixed(prefetch=True))):
+        plain = dse_run.run_dse(network, load_board(board), calib, None, 8, 2, fixed=fixed)
+        assert "fe_prefetch" not in spaces[-1].names
+        assert all(p["variables"]["fe_prefetch"] == p["fe"]["prefetch"] == 0 for p in plain.front)
+    with pytest.raises(DesignError, match="prefetch='yes'"):
+        dtlgen.explore(network, "pynq-z2", pop=4, gens=1, prefetch="yes")
