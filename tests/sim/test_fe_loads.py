@@ -130,15 +130,18 @@ def _downsample(size: int, batch: int, **channels: int):
     return qnet, golden.quantize_input(qnet, x)
 
 
-def run_bit_exact_on_the_model(tmp_path, qnet, x_int, cfg: FEConfig, bus: int, latency: int | None = None):
+def run_bit_exact_on_the_model(tmp_path, qnet, x_int, cfg: FEConfig, bus: int, latency: int | None = None,
+                               params=None):
     """Run the FE program on the engine test_fe_rtl.py / test_fe_batch.py build for `cfg`'s tiles and weight
-    width (or one of `latency` cycles): every output equal to the golden model's, every descriptor's cycles
-    the model's (the ideal memory: exact). Returns the program and the measured cycles."""
-    params = fe_build(cfg.tm, cfg.tn, cfg.tr, cfg.tc, bus=bus)
-    params = replace(params, fe=replace(params.fe, w_bits=cfg.w_bits))
+    width (or one of `latency` cycles; or on `params`): every output equal to the golden model's, every
+    descriptor's cycles the model's (the ideal memory: exact; a design with the read FIFO prefetches where
+    the model finds it faster). Returns the program and the measured cycles."""
+    if params is None:
+        params = fe_build(cfg.tm, cfg.tn, cfg.tr, cfg.tc, bus=bus)
+        params = replace(params, fe=replace(params.fe, w_bits=cfg.w_bits))
     if latency is not None:
         params = replace(params, dram=replace(params.dram, latency=latency))
-    program = build_fe_program(qnet, cfg, x_int, params.dram.memory_bytes, bus_bytes=bus)
+    program = build_fe_program(qnet, cfg, x_int, params.dram.memory_bytes, bus_bytes=bus, latency=params.dram.latency)
     predicted = [op_cycles(img.op, cfg, bus, params.dram.latency).cycles for img in program.ops]
     result = fe_sim.run(program, params, tmp_path, max_cycles=4 * sum(predicted) + 10_000)
     reference = golden.fe_forward(qnet, x_int)

@@ -26,9 +26,8 @@ from dtlgen.perf import fe as fe_model
 from dtlgen.perf.fe import FEConfig, op_cycles
 from dtlgen.quant import golden
 from dtlgen.quant.quantize import PrecisionConfig, quantize
-from dtlgen.sim import fe_sim
 
-from test_fe_loads import _downsample, small_maps
+from test_fe_loads import _downsample, run_bit_exact_on_the_model, small_maps
 from test_fe_rtl import fe_build
 
 LATENCY = 40  # one build serves latencies 33..64: its FIFO, isa.fe.prefetch_beats, is 128 beats for all
@@ -51,16 +50,7 @@ def every_dense_conv(monkeypatch):
 def run_prefetched(tmp_path, qnet, x_int, cfg: FEConfig, params):
     """The FE program with prefetches, on `params`: every output the golden model's, every descriptor's
     cycles the model's. Returns the program and the cycles measured."""
-    bus, latency = params.fe.bus_bytes, params.dram.latency
-    program = build_fe_program(qnet, cfg, x_int, params.dram.memory_bytes, bus_bytes=bus, latency=latency)
-    predicted = [op_cycles(img.op, cfg, bus, latency).cycles for img in program.ops]
-    result = fe_sim.run(program, params, tmp_path, max_cycles=4 * sum(predicted) + 10_000)
-    reference = golden.fe_forward(qnet, x_int)
-    for i, img in enumerate(program.ops):
-        want = reference[img.layer][img.image0:img.image0 + img.op.total_images]
-        assert np.array_equal(program.read_images(result.memory, i), want), (img.op.name, img.image0)
-    assert result.cycles == predicted
-    return program, result.cycles
+    return run_bit_exact_on_the_model(tmp_path, qnet, x_int, cfg, params.fe.bus_bytes, params=params)
 
 
 # 6×6 maps on 4×4 tiles: edge tiles of 2 rows and columns, 1×1 convs of single-beat rows, three
