@@ -206,3 +206,21 @@ def test_the_dse_searches_the_fifo_only_when_asked(monkeypatch):
         assert all(p["variables"]["fe_prefetch"] == p["fe"]["prefetch"] == 0 for p in plain.front)
     with pytest.raises(DesignError, match="prefetch='yes'"):
         dtlgen.explore(network, "pynq-z2", pop=4, gens=1, prefetch="yes")
+
+
+def test_dtlgen_perf_marks_the_prefetching_layers():
+    """`dtlgen perf` (`perf.predict`) labels the layers whose descriptors prefetch, counts them faster, and the
+    design with the FIFO uses the LUTs the resource model gives it; without `fe.prefetch` nothing changes."""
+    from dtlgen.boards import load_board
+    from dtlgen.model import load_model
+    from dtlgen.perf import Design, predict
+    from dtlgen.perf.rl import RLConfig
+
+    board, network = load_board("pynq-z2"), load_model("mobilenet_v1_cifar")
+    with_fifo, without = (predict(network, Design("pynq-z2", 90.0, FEConfig(29, 23, 32, 16, batch=8, prefetch=flag),
+                                                  RLConfig(4, 4, 16), board_spec=board.to_dict()), board)
+                          for flag in (1, 0))
+    marked = [layer.name for layer in with_fifo.fe_layers if layer.op.endswith(", prefetch")]
+    assert "blocks.12.pw_conv" in marked and not any("prefetch" in layer.op for layer in without.fe_layers)
+    assert with_fifo.fe_cycles_per_image < without.fe_cycles_per_image
+    assert with_fifo.fe_resources.lut - without.fe_resources.lut == fe_model.prefetch_fifo(board, 128).lut == 672
