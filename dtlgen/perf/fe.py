@@ -720,12 +720,12 @@ def _prefetched_trips(comp, first, store_prev, hold, beats, n_in, rb, n_w, wb, l
     each of the rest: the same arithmetic, not walked trip by trip."""
     count = len(beats)
     reqs = n_in + n_w
-    pad = np.full(2, -1)
+    def ahead(a, k):  # trip i + k's value at i (-1 past the last trip)
+        return np.concatenate((a[k:], np.full(min(k, count), -1)))
+
     # what trip i's step reads: its compute and store, trip i + 1's load, trip i + 2's requests
-    keys = np.stack([comp, first, np.where(first, store_prev, 0), np.where(first, hold, 0),
-                     np.append(beats[1:], pad[:1]), np.append(reqs[1:], pad[:1]),
-                     np.append(n_in[2:], pad[:min(2, count)])[:count], np.append(rb[2:], pad[:min(2, count)])[:count],
-                     np.append(n_w[2:], pad[:min(2, count)])[:count], np.append(wb[2:], pad[:min(2, count)])[:count],
+    keys = np.stack([comp, first, np.where(first, store_prev, 0), np.where(first, hold, 0), ahead(beats, 1),
+                     ahead(reqs, 1), ahead(n_in, 2), ahead(rb, 2), ahead(n_w, 2), ahead(wb, 2),
                      np.arange(count) == 0], axis=1)
     starts = np.flatnonzero(np.concatenate(([True], np.any(keys[1:] != keys[:-1], axis=1))))
     run_end = np.repeat(np.append(starts[1:], count), np.diff(np.append(starts, count))).tolist()
