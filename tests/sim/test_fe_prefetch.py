@@ -223,4 +223,7 @@ def test_dtlgen_perf_marks_the_prefetching_layers():
     marked = [layer.name for layer in with_fifo.fe_layers if layer.op.endswith(", prefetch")]
     assert "blocks.12.pw_conv" in marked and not any("prefetch" in layer.op for layer in without.fe_layers)
     assert with_fifo.fe_cycles_per_image < without.fe_cycles_per_image
-    assert with_fifo.fe_resources.lut - without.fe_resources.lut == fe_model.prefetch_fifo(board, 128).lut == 672
+    fifo = fe_model.prefetch_fifo(board, 128)  # 128 beats of 16 bytes: four RAMB18 (512 x 36 each)
+    assert (fifo.bram18, fifo.lut) == (4, 524)
+    assert with_fifo.fe_resources.lut - without.fe_resources.lut == fifo.lut
+    assert with_fifo.fe_resources.bram18 - without.fe_resources.bram18 == fifo.bram18

@@ -431,27 +431,45 @@ module fe_engine #(
   logic           m_valid;
   logic [B*8-1:0] m_data;
   if (PF_BEATS > 0) begin : g_pf
+    // The FIFO's memory is read synchronously (block RAM): each cycle it reads the word at the head as it
+    // stands after this cycle's dequeue (f_rp_n) into f_rd, and a word written in that same cycle is
+    // taken from the port's beat instead (the memory reads the old word), so the head is valid whenever
+    // the FIFO is not empty, as with an asynchronous read.
     localparam int FW = $clog2(PF_BEATS > 1 ? PF_BEATS : 2);  // the pointers wrap at 2 ** FW >= PF_BEATS
     logic [B*8-1:0] f_mem [1 << FW];
-    logic [FW-1:0]  f_wp, f_rp;
+    logic [FW-1:0]  f_wp, f_rp, f_rp_n;
     logic [FW:0]    f_cnt;  // beats in the FIFO
-    logic           f_enq, f_deq;
+    logic           f_enq, f_deq, f_nz;
+    logic [B*8-1:0] f_rd, f_wd;  // the memory's read, and the beat written in the cycle it was read
+    logic           f_byp;       // the head was written in the cycle it was read: take f_wd
     // a job in M_LOAD takes a beat every cycle one is there (it never stalls the port)
-    assign f_deq = (mstate == M_LOAD) && f_cnt != 0;
-    assign f_enq = rd_valid && !((mstate == M_LOAD) && f_cnt == 0);
-    assign m_valid = rd_valid || f_cnt != 0;
-    assign m_data = (f_cnt != 0) ? f_mem[f_rp] : rd_data;
+    assign f_deq = (mstate == M_LOAD) && f_nz;
+    assign f_enq = rd_valid && !((mstate == M_LOAD) && !f_nz);
+    assign f_rp_n = f_rp + FW'(f_deq);
+    assign m_valid = rd_valid || f_nz;
+    assign m_data = !f_nz ? rd_data : f_byp ? f_wd : f_rd;
     always_ff @(posedge clk) begin
       if (f_enq) f_mem[f_wp] <= rd_data;
+      f_rd <= f_mem[f_rp_n];
+      f_wd <= rd_data;
+      f_byp <= f_enq && f_wp == f_rp_n;
+    end
+    always_ff @(posedge clk) begin
       if (rst) begin
         f_wp <= '0;
         f_rp <= '0;
         f_cnt <= '0;
+        f_nz <= 1'b0;
       end else begin
         if (f_enq) f_wp <= f_wp + 1'b1;
-        if (f_deq) f_rp <= f_rp + 1'b1;
-        if (f_enq && !f_deq) f_cnt <= f_cnt + 1'b1;
-        else if (f_deq && !f_enq) f_cnt <= f_cnt - 1'b1;
+        f_rp <= f_rp_n;
+        if (f_enq && !f_deq) begin
+          f_cnt <= f_cnt + 1'b1;
+          f_nz <= 1'b1;
+        end else if (f_deq && !f_enq) begin
+          f_cnt <= f_cnt - 1'b1;
+          f_nz <= f_cnt != 1;
+        end
       end
     end
   end else begin : g_no_pf
