@@ -12,7 +12,7 @@ every figure says where it came from.
 
 Run: python benchmarks/fe_bench.py [--models vgg16_cifar resnet18_cifar mobilenet_v1_cifar]
                                    [--boards pynq-z2 zcu104] [--batch 1 8] [--pop 100 --gens 100] [--design FILE]
-                                   [--array TM TN TR TC] [--prefetch]
+                                   [--array TM TN TR TC] [--prefetch auto|search|off]
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def array_space(array: list[int] | None, program: str) -> Space:
 
 
 def bench_one(model: str, board_name: str, design: Design | None, pop: int, gens: int, batch: int = 1,
-              dse_batch: int = 1, space: Space = BENCH_SPACE, network=None, prefetch: bool = False) -> dict:
+              dse_batch: int = 1, space: Space = BENCH_SPACE, network=None, prefetch: str = "auto") -> dict:
     """One row: `model` (a zoo name; or the IR `network` under that name) on the board's FE engine."""
     network, board = network or load_model(model), load_board(board_name)
     calib = calibration_inputs(network, 0, max(batch, 1))
@@ -71,7 +71,7 @@ def bench_one(model: str, board_name: str, design: Design | None, pop: int, gens
         result = run_dse(network, board, calib, None, pop, gens, seed=1, prefer="throughput", space=space,
                          fixed=Fixed(fe_batch=dse_batch, prefetch=prefetch), workload=FE_WORKLOAD)
         design = Design.from_dict(result.design)
-        source = f"DSE (throughput at batch {dse_batch}, pop {pop} x {gens}{', with the read FIFO' if prefetch else ''}" + \
+        source = f"DSE (throughput at batch {dse_batch}, pop {pop} x {gens}, read FIFO {prefetch}" + \
             (f", the array {space.fe_tm[0]}x{space.fe_tn[0]} tiles {space.fe_tr[0]}x{space.fe_tc[0]} alone)"
              if space is not BENCH_SPACE else ")")
     qnet = quantize_for_design(network, design, calib)
@@ -123,8 +123,9 @@ def main() -> None:
     parser.add_argument("--array", type=int, nargs=4, metavar=("TM", "TN", "TR", "TC"),
                         help="the DSE searches only this FE array and tiling (the LUT multipliers and bits' fractions "
                              "are still its choice)")
-    parser.add_argument("--prefetch", action="store_true",
-                        help="the DSE also searches the FE's read FIFO of prefetched requests (dtlgen dse --prefetch)")
+    parser.add_argument("--prefetch", choices=("auto", "search", "off"), default="auto",
+                        help="the FE's read FIFO of prefetched requests as dtlgen dse --prefetch takes it (default "
+                             "%(default)s: each design of the front gets it where it fits and is faster)")
     args = parser.parse_args()
     space = array_space(args.array, "fe_bench")
     console = Console(width=200)

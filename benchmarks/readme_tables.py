@@ -58,7 +58,8 @@ def knees_table() -> str:
         p = predict(network, design, board)
         fe, rl, used = design.fe, design.rl, p.resources
         lines.append(f"| {model} / {board_name} ({design.clock_mhz:g} MHz) | {fe.tm}×{fe.tn}, {fe.tr}×{fe.tc}, "
-                     f"w{fe.w_bits}/a{fe.a_bits}, {fe.lut_mults} LUT mults | {p.fe_cycles_per_image:,.0f} | "
+                     f"w{fe.w_bits}/a{fe.a_bits}, {fe.lut_mults} LUT mults{', read FIFO' if fe.prefetch else ''} | "
+                     f"{p.fe_cycles_per_image:,.0f} | "
                      f"{p.fe_gops:.2f} | {rl.tm}×{rl.tn}, {rl.bits}-bit | {p.rl_step_cycles:,} | {p.rl_gops:.2f} | "
                      f"{used.dsp} / {used.bram18} / {used.lut:,} |")
     return "\n".join(lines)

@@ -205,7 +205,7 @@ def explore(network: Network, board: str = "pynq-z2", *, pop: int = 40, gens: in
             dask: str | None = None, fe_batch: int = 1, ddr: bool = False,
             overrides: dict[str, dict[str, int]] | None = None,
             calibration_file: str | Path | None = None, max_latency_ms: float | None = None,
-            max_param_bytes: int | None = None, prefetch: bool = False) -> ExploredDesign:
+            max_param_bytes: int | None = None, prefetch: str = "auto") -> ExploredDesign:
     """NSGA-II over tiling and bit widths of both engines for `board` (a shipped board's name or a
     board YAML file; the `dse` command): the chosen design (`prefer`: knee, throughput, accuracy or
     resources), its front in `.pareto`. `calibration` is a float batch of inputs (N, C, H, W) for the
@@ -218,12 +218,13 @@ def explore(network: Network, board: str = "pynq-z2", *, pop: int = 40, gens: in
     was read from (the CLI's --calib), is recorded in the design (design.json "calibration": its
     path and SHA-256). `max_latency_ms` and `max_param_bytes` are the device's limits: every design
     on the front takes an image to its logits within that time at the design clock (its FE run and
-    the RL forward, analytical model) and stores its parameters in that many bytes. `prefetch` also searches
-    the FE engine's read FIFO of prefetched requests (design field `fe.prefetch`), on a board whose memory
-    latency calls for one."""
+    the RL forward, analytical model) and stores its parameters in that many bytes. `prefetch` is the FE
+    engine's read FIFO of prefetched requests (design field `fe.prefetch`) on a board whose memory latency
+    calls for one: "auto" gives each design of the front the FIFO where it still fits and the model finds it
+    faster, "search" lets NSGA-II search it, "off" never builds it."""
     from dtlgen.boards import load_board
     from dtlgen.dse import run_dse
-    from dtlgen.dse.problem import Fixed
+    from dtlgen.dse.problem import PREFETCH_MODES, Fixed
 
     record = load_board(board)
     if ddr:  # before the search, not after it
@@ -236,15 +237,16 @@ def explore(network: Network, board: str = "pynq-z2", *, pop: int = 40, gens: in
         from dtlgen.quant.quantize import check_overrides
 
         check_overrides(network, overrides)
-    if not isinstance(prefetch, (bool, np.bool_)):
-        raise DesignError(f"prefetch={prefetch!r}: give True (search the read FIFO of prefetched requests too) or False")
+    if not isinstance(prefetch, str) or prefetch not in PREFETCH_MODES:
+        raise DesignError(f"prefetch={prefetch!r}: give \"auto\" (the read FIFO of prefetched requests where it fits "
+                          "and the model finds it faster), \"search\" (NSGA-II searches it) or \"off\"")
     for name, value in (("max_latency_ms", max_latency_ms), ("max_param_bytes", max_param_bytes)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or not np.isfinite(value) or value <= 0):
             raise DesignError(f"{name}={value!r}: give a positive number, or None for no limit")
     result = run_dse(network, record, calib, Path(out) if out is not None else None, pop, gens, seed, prefer,
                      workers, dask, fixed=Fixed(fe_batch=fe_batch, ddr=ddr, overrides=overrides, max_latency_ms=max_latency_ms,
-                                                max_param_bytes=max_param_bytes, prefetch=bool(prefetch)),
+                                                max_param_bytes=max_param_bytes, prefetch=prefetch),
                      on_generation=on_generation, force=force,
                      calibration=calibration_record)
     design = Design.from_dict(result.design, "the explored design")

@@ -871,9 +871,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "each layer's weights then cross the bus once per batch); default %(default)s")
     p.add_argument("--prefer", default="knee", choices=("knee", "throughput", "accuracy", "resources"),
                    help="which Pareto point becomes design.json (default %(default)s)")
-    p.add_argument("--prefetch", action="store_true",
-                   help="also search the FE engine's read FIFO of prefetched requests (design field fe.prefetch; on "
-                        "a board whose memory answers in 16 cycles or more: its convs' next loads go out a trip ahead)")
+    p.add_argument("--prefetch", choices=("auto", "search", "off"), default="auto",
+                   help="the FE engine's read FIFO of prefetched requests (design field fe.prefetch), on a board whose "
+                        "memory answers in 16 cycles or more: its convs' next loads go out a trip ahead. auto: each "
+                        "design of the front gets it where it still fits and the model finds it faster; search: "
+                        "NSGA-II searches it; off: never (default %(default)s)")
     p.add_argument("--ddr", action="store_true",
                    help="rank the FE on the board's DDR-like memory (rows, banks, refresh from the board file's "
                         "dram fields; the closed form `dtlgen sim --ddr` checks) instead of the ideal memory")

@@ -49,6 +49,7 @@ REFUSED_LOSS = 1e30  # the information loss of bit widths the overrides cannot b
 LUT_FRACTION_STEPS = 32  # lut_mults = round(tm·tn·k / 32), k = 0..32: fine enough to fill the DSPs exactly
 
 
+PREFETCH_MODES = ("auto", "search", "off")  # Fixed.prefetch
 CHOICES = ("fe_gen", "fe_prefetch")  # Space's variables searched only when given more than one value
 
 
@@ -67,8 +68,8 @@ class Space:
     rl_tn: tuple[int, ...] = tuple(range(1, 33))
     rl_bits: tuple[int, ...] = tuple(range(8, 17))
     fe_gen: tuple[int, ...] = (1,)  # (0, 1) for a network with seeded ±1 convs (`run.run_dse`): generated or stored
-    # (0, 1) with Fixed.prefetch on a board whose memory latency calls for the read FIFO of prefetched
-    # requests (`run.run_dse`)
+    # (0, 1) with Fixed.prefetch "search" on a board whose memory latency calls for the read FIFO of
+    # prefetched requests (`run.run_dse`)
     fe_prefetch: tuple[int, ...] = (0,)
 
     @property
@@ -112,7 +113,10 @@ class Fixed:
     overrides: Any = None  # per-layer fractional bits ({layer: {"w_frac", "a_frac"}}: quant.quantize)
     max_latency_ms: float | None = None  # an image to its logits, at most (NetworkPrediction.latency_ms)
     max_param_bytes: int | None = None  # the parameters' stored bytes, at most (model_size_bytes "hybrid")
-    prefetch: bool = False  # search the FE's read FIFO of prefetched requests too (Space.fe_prefetch)
+    # the FE's read FIFO of prefetched requests (on a board whose memory latency calls for one): "auto", each
+    # design of the front gets it where it still fits and the model finds it faster (`run.with_fifo`; the
+    # search itself is the one without it); "search", NSGA-II searches it (Space.fe_prefetch); "off", never
+    prefetch: str = "auto"
 
 
 # The problem's inequality constraints, in the order of G's columns (each ≤ 0 when met): the board's
@@ -238,8 +242,8 @@ class DSEProblem(Problem):
     def decode_all(self, x: np.ndarray) -> list[dict[str, int]]:
         return [self.space.decode(np.rint(row).astype(int)) for row in np.atleast_2d(x)]
 
-    def _evaluate(self, x, out, *args, **kwargs):
-        rows = self.decode_all(x)
+    def model_rows(self, rows: list[dict[str, int]]) -> np.ndarray:
+        """`evaluate_model` of decoded rows, in chunks (here or on the mapper's workers)."""
         parts = [rows[i::self.chunks] for i in range(self.chunks)]
         if self.mapper is None:
             results = [evaluate_model(self.network, self.board, self.workload, self.fixed, part) for part in parts]
@@ -248,6 +252,11 @@ class DSEProblem(Problem):
         model = np.empty((len(rows), 9))
         for i, result in enumerate(results):
             model[i::self.chunks] = result
+        return model
+
+    def _evaluate(self, x, out, *args, **kwargs):
+        rows = self.decode_all(x)
+        model = self.model_rows(rows)
         loss = np.array([self.info(r["fe_w_bits"], r["fe_a_bits"], r["rl_bits"]) for r in rows])
         # bit widths the overrides cannot be quantised at: infeasible like a design the engines cannot build
         model[loss == REFUSED_LOSS, 7] = 1.0

@@ -22,6 +22,7 @@ from pymoo.operators.mutation.pm import PM
 from pymoo.operators.repair.rounding import RoundingRepair
 from pymoo.core.sampling import Sampling
 from pymoo.optimize import minimize
+from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from dtlgen.atomic import atomic_directory, check_destination, write_json
 from dtlgen.boards import Board
@@ -29,8 +30,8 @@ from dtlgen.errors import DesignError
 from dtlgen.isa import fe as isa_fe
 from dtlgen.model.ir import Network
 from dtlgen.perf.validate import network_fingerprint, network_problems
-from dtlgen.dse.problem import (BOARD_FIT, CONSTRAINTS, OBJECTIVES, DSEProblem, Fixed, InfoLossTable, Space, Workload,
-                                evaluate_model, fe_memory, make_design)
+from dtlgen.dse.problem import (BOARD_FIT, CONSTRAINTS, OBJECTIVES, PREFETCH_MODES, DSEProblem, Fixed, InfoLossTable,
+                                Space, Workload, evaluate_model, fe_memory, make_design)
 from dtlgen.perf import predict
 from dtlgen.perf.fe import generable_convs, require_ddr_timing
 from dtlgen.quant.quantize import PrecisionConfig, quantize
@@ -155,6 +156,25 @@ def search(network: Network, board: Board, info: InfoLossTable, pop: int, gens: 
     return x[order], f[order], res.algorithm.evaluator.n_eval + problem.discarded, problem
 
 
+def with_fifo(problem: DSEProblem, rows: list[dict[str, int]], f: np.ndarray) -> tuple[list[dict[str, int]], np.ndarray]:
+    """Fixed.prefetch "auto": each design of a front (decoded rows, their objectives) gains the read FIFO of
+    prefetched requests where it still meets every constraint and the model finds it faster (the FIFO
+    changes no numerics, so the information loss stays); returns the non-dominated designs of the result,
+    sorted by the objectives as `search` sorts them. The search itself never saw the FIFO."""
+    candidates = [i for i, row in enumerate(rows) if not row.get("fe_prefetch", 0)]
+    if not candidates:
+        return rows, f
+    trials = [rows[i] | {"fe_prefetch": 1} for i in candidates]
+    model = problem.model_rows(trials)  # time_s, utilisation, then the constraints but param_bytes (unchanged)
+    rows, f = list(rows), np.array(f, dtype=float)
+    for trial, result, i in zip(trials, model, candidates):
+        if np.all(result[2:] <= 0) and result[0] < f[i, 1]:
+            rows[i], f[i, 1:] = trial, result[:2]
+    front = NonDominatedSorting().do(f, only_non_dominated_front=True)
+    order = front[np.lexsort((f[front, 2], f[front, 1], f[front, 0]))]
+    return [rows[i] for i in order], f[order]
+
+
 def _unmet_limits(problem: DSEProblem, fixed: Fixed) -> str:
     """What the device limits left out, when designs that fit the board exist but none within them: each
     limit and the best value the fitting designs reached ("" when none fits the board anyway)."""
@@ -214,17 +234,23 @@ def run_dse(network: Network, board: Board, calib_x: np.ndarray, out_dir: Path |
     info = InfoLossTable(network, calib_x, fixed.batch, fixed.overrides)
     if space.fe_gen == Space().fe_gen and generable_convs(network):
         space = replace(space, fe_gen=(0, 1))  # seeded convs: their weights generated on chip, or stored
-    if fixed.prefetch and space.fe_prefetch == Space().fe_prefetch and isa_fe.prefetch_beats(board.dram_latency_cycles):
+    if fixed.prefetch not in PREFETCH_MODES:
+        raise DesignError(f"prefetch {fixed.prefetch!r}: choose one of {', '.join(PREFETCH_MODES)}")
+    fifo = fixed.prefetch != "off" and space.fe_prefetch == Space().fe_prefetch and \
+        isa_fe.prefetch_beats(board.dram_latency_cycles) > 0  # the board's memory latency calls for the read FIFO
+    if fifo and fixed.prefetch == "search":
         space = replace(space, fe_prefetch=(0, 1))  # the read FIFO of prefetched requests, or its LUTs elsewhere
     start = time.perf_counter()
     with _client(workers, dask_address) as client:
         x, f, n_eval, problem = search(network, board, info, pop, gens, seed, space, workload, fixed, client,
                                        on_generation)
+        rows = [space.decode(row) for row in x]
+        if fifo and fixed.prefetch == "auto":
+            rows, f = with_fifo(problem, rows, f)
     seconds = time.perf_counter() - start
     chosen = choose(f, prefer)
     front = []
-    for row, objectives in zip(x, f):
-        values = space.decode(row)
+    for values, objectives in zip(rows, f):
         design = make_design(values, board, fixed, problem.network)
         p = predict(problem.network, design, board, fe_memory(board, fixed))
         front.append({"variables": values, **dict(zip(OBJECTIVES, map(float, objectives))),

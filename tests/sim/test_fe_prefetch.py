@@ -182,30 +182,48 @@ def test_prefetching_through_the_axi_master_under_random_pauses(tmp_path, monkey
         assert np.array_equal(program.read_images(result.memory, i), want), img.op.name
 
 
-def test_the_dse_searches_the_fifo_only_when_asked(monkeypatch):
-    """`dtlgen dse --prefetch` (`Fixed.prefetch`) adds `fe_prefetch` to the search on a board whose memory
-    calls for the FIFO; without it, or on an ECP5 board's 4-cycle memory, the space is the one it always was
-    and every design has no FIFO."""
+def test_the_dse_gives_the_front_the_fifo_where_it_is_faster(monkeypatch):
+    """`Fixed.prefetch` ("auto" by default, `dtlgen dse --prefetch`): "auto" searches the space it always did
+    and then gives a front design the FIFO where it still fits and the model finds it faster; "search" adds
+    `fe_prefetch` to the search on a board whose memory calls for the FIFO; "off", or an ECP5 board's 4-cycle
+    memory, never builds it."""
     import dtlgen
     from dtlgen.boards import load_board
     from dtlgen.dse import run as dse_run
-    from dtlgen.dse.problem import Fixed
+    from dtlgen.dse.problem import Fixed, make_design
     from dtlgen.model import load_model
     from dtlgen.model.calibration import calibration_inputs
+    from dtlgen.perf import predict
 
-    network = load_model("digits_cnn")
+    network = load_model("mobilenet_v1_cifar")  # its 1x1 convs on small maps are memory-bound at batch 1
     calib = calibration_inputs(network, 0)
+    board = load_board("pynq-z2")
     spaces = []
     searched = dse_run.search
     monkeypatch.setattr(dse_run, "search", lambda *args, **kw: spaces.append(args[6]) or searched(*args, **kw))
-    asked = dse_run.run_dse(network, load_board("pynq-z2"), calib, None, 8, 2, fixed=Fixed(prefetch=True))
-    assert "fe_prefetch" in spaces[-1].names and {p["fe"]["prefetch"] for p in asked.front} <= {0, 1}
-    for board, fixed in (("pynq-z2", Fixed()), ("ulx3s-85f", Fixed(prefetch=True))):
-        plain = dse_run.run_dse(network, load_board(board), calib, None, 8, 2, fixed=fixed)
-        assert "fe_prefetch" not in spaces[-1].names
-        assert all(p["variables"]["fe_prefetch"] == p["fe"]["prefetch"] == 0 for p in plain.front)
-    with pytest.raises(DesignError, match="prefetch='yes'"):
-        dtlgen.explore(network, "pynq-z2", pop=4, gens=1, prefetch="yes")
+    off = dse_run.run_dse(network, board, calib, None, 8, 2, fixed=Fixed(prefetch="off"))
+    auto = dse_run.run_dse(network, board, calib, None, 8, 2)
+    assert spaces[0] == spaces[1] and "fe_prefetch" not in spaces[1].names
+    assert {p["fe"]["prefetch"] for p in off.front} == {0} and {p["fe"]["prefetch"] for p in auto.front} == {0, 1}
+    plain = {tuple(sorted((k, v) for k, v in p["variables"].items() if k != "fe_prefetch")): p for p in off.front}
+    for point in auto.front:
+        before = plain[tuple(sorted((k, v) for k, v in point["variables"].items() if k != "fe_prefetch"))]
+        assert point["info_loss"] == before["info_loss"]
+        if point["fe"]["prefetch"]:  # faster with it, and it fits
+            assert point["time_s"] < before["time_s"] and point["lut"] > before["lut"]
+            design = make_design(point["variables"], board, Fixed(), network)
+            assert design.fe.prefetch == 1 and predict(network, design, board).resources.fits(board)
+        else:
+            assert point["time_s"] == before["time_s"]
+    searched_space = dse_run.run_dse(network, board, calib, None, 8, 2, fixed=Fixed(prefetch="search"))
+    assert "fe_prefetch" in spaces[-1].names and {p["fe"]["prefetch"] for p in searched_space.front} <= {0, 1}
+    digits = load_model("digits_cnn")
+    ecp5 = dse_run.run_dse(digits, load_board("ulx3s-85f"), calibration_inputs(digits, 0), None, 8, 2,
+                           fixed=Fixed(prefetch="search"))
+    assert "fe_prefetch" not in spaces[-1].names and {p["fe"]["prefetch"] for p in ecp5.front} == {0}
+    for wrong in ("yes", True):
+        with pytest.raises(DesignError, match=f"prefetch={wrong!r}: give \"auto\""):
+            dtlgen.explore(network, "pynq-z2", pop=4, gens=1, prefetch=wrong)
 
 
 def test_dtlgen_perf_marks_the_prefetching_layers():
