@@ -19,7 +19,10 @@ where it falls), its error against the RTL on the DDR-like memory for the whole 
 descriptor. `--networks` adds whole feature extractors of the model zoo (one image, FE 16×16, 8×8
 tiles, 8-bit; about a minute each after a 2-minute build).
 
-Run: python benchmarks/ddr_bench.py [--networks vgg16_cifar resnet18_cifar mobilenet_v1_cifar]
+`--prefetch` gives every case's FE the read FIFO of prefetched requests (`fe.prefetch` 1: the ops the
+model finds faster that way prefetch, as `dtlgen generate` makes them), to measure the closed form on them.
+
+Run: python benchmarks/ddr_bench.py [--networks vgg16_cifar resnet18_cifar mobilenet_v1_cifar] [--prefetch]
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import os
 import platform
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +86,7 @@ def cases(networks=()):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--networks", nargs="*", default=[], help="zoo models whose whole FE to add")
+    parser.add_argument("--prefetch", action="store_true", help="every FE with the read FIFO of prefetched requests")
     args = parser.parse_args()
     console = Console(width=200)
     table = Table(title=f"FE on the ideal memory vs DDR-like timing ({DDR3})")
@@ -90,6 +95,7 @@ def main() -> None:
         table.add_column(column, justify="left" if column == "layer(s)" else "right")
     with tempfile.TemporaryDirectory(prefix="ddr_bench_") as work:
         for label, qnet, x_int, cfg, m_max, row_bytes in cases(args.networks):
+            cfg = replace(cfg, prefetch=int(args.prefetch))
             # as `dtlgen generate` makes it for pynq-z2: the ops the model finds faster so prefetch their requests
             program = build_fe_program(qnet, cfg, x_int, m_max=m_max, bus_bytes=BUS, dram_row_bytes=row_bytes,
                                        latency=LATENCY)

@@ -156,23 +156,27 @@ def search(network: Network, board: Board, info: InfoLossTable, pop: int, gens: 
     return x[order], f[order], res.algorithm.evaluator.n_eval + problem.discarded, problem
 
 
-def with_fifo(problem: DSEProblem, rows: list[dict[str, int]], f: np.ndarray) -> tuple[list[dict[str, int]], np.ndarray]:
-    """Fixed.prefetch "auto": each design of a front (decoded rows, their objectives) gains the read FIFO of
-    prefetched requests where it still meets every constraint and the model finds it faster (the FIFO
-    changes no numerics, so the information loss stays); returns the non-dominated designs of the result,
-    sorted by the objectives as `search` sorts them. The search itself never saw the FIFO."""
+def with_fifo(problem: DSEProblem, rows: list[dict[str, int]],
+              f: np.ndarray) -> tuple[list[dict[str, int]], np.ndarray, int]:
+    """Fixed.prefetch "auto": each design of a front (decoded rows, their objectives) is evaluated again
+    with the read FIFO of prefetched requests, and that variant joins the front where it still meets
+    every constraint and the model finds it faster (the FIFO changes no numerics, so the information
+    loss stays; the parameters' bytes too); returns the non-dominated designs of both, sorted by the
+    objectives as `search` sorts them, and the evaluations made. The search itself never saw the FIFO."""
     candidates = [i for i, row in enumerate(rows) if not row.get("fe_prefetch", 0)]
     if not candidates:
-        return rows, f
+        return rows, f, 0
     trials = [rows[i] | {"fe_prefetch": 1} for i in candidates]
     model = problem.model_rows(trials)  # time_s, utilisation, then the constraints but param_bytes (unchanged)
-    rows, f = list(rows), np.array(f, dtype=float)
+    rows, f = list(rows), [np.asarray(f, dtype=float)]
     for trial, result, i in zip(trials, model, candidates):
-        if np.all(result[2:] <= 0) and result[0] < f[i, 1]:
-            rows[i], f[i, 1:] = trial, result[:2]
+        if np.all(result[2:] <= 0) and result[0] < f[0][i, 1]:
+            rows.append(trial)
+            f.append(np.array([[f[0][i, 0], result[0], result[1]]]))
+    f = np.concatenate(f)
     front = NonDominatedSorting().do(f, only_non_dominated_front=True)
     order = front[np.lexsort((f[front, 2], f[front, 1], f[front, 0]))]
-    return [rows[i] for i in order], f[order]
+    return [rows[i] for i in order], f[order], len(trials)
 
 
 def _unmet_limits(problem: DSEProblem, fixed: Fixed) -> str:
@@ -246,7 +250,8 @@ def run_dse(network: Network, board: Board, calib_x: np.ndarray, out_dir: Path |
                                        on_generation)
         rows = [space.decode(row) for row in x]
         if fifo and fixed.prefetch == "auto":
-            rows, f = with_fifo(problem, rows, f)
+            rows, f, evaluated = with_fifo(problem, rows, f)
+            n_eval += evaluated
     seconds = time.perf_counter() - start
     chosen = choose(f, prefer)
     front = []

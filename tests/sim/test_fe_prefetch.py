@@ -215,6 +215,9 @@ def test_the_dse_gives_the_front_the_fifo_where_it_is_faster(monkeypatch):
             assert design.fe.prefetch == 1 and predict(network, design, board).resources.fits(board)
         else:
             assert point["time_s"] == before["time_s"]
+    objectives = np.array([[p[name] for name in ("info_loss", "time_s", "utilisation")] for p in auto.front])
+    assert not any(np.all(other <= row) and np.any(other < row) for row in objectives for other in objectives)
+    assert auto.design["fe"]["prefetch"] == auto.front[auto.chosen]["fe"]["prefetch"]
     searched_space = dse_run.run_dse(network, board, calib, None, 8, 2, fixed=Fixed(prefetch="search"))
     assert "fe_prefetch" in spaces[-1].names and {p["fe"]["prefetch"] for p in searched_space.front} <= {0, 1}
     digits = load_model("digits_cnn")

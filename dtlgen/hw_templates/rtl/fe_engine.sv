@@ -436,7 +436,7 @@ module fe_engine #(
     // taken from the port's beat instead (the memory reads the old word), so the head is valid whenever
     // the FIFO is not empty, as with an asynchronous read.
     localparam int FW = $clog2(PF_BEATS > 1 ? PF_BEATS : 2);  // the pointers wrap at 2 ** FW >= PF_BEATS
-    logic [B*8-1:0] f_mem [1 << FW];
+    (* ram_style = "block" *) logic [B*8-1:0] f_mem [1 << FW];  // as perf.fe.prefetch_fifo counts it
     logic [FW-1:0]  f_wp, f_rp, f_rp_n;
     logic [FW:0]    f_cnt;  // beats in the FIFO
     logic           f_enq, f_deq, f_nz;
