@@ -133,7 +133,10 @@ requests, never fills: below some 256 cycles' latency; tests/sim/test_fe_prefetc
 load is shorter than the latency, the next one's beats arrive while it computes. `prefetching` sets the bit
 on a memory-bound dense conv where that is faster (`batched_ops` with the memory's latency; the generator and
 `dtlgen.perf.predict` both): the 1×1 convs of small maps whose kept inputs leave one weight row a trip. On
-the DDR-like memory a prefetching op adds the plain op's DDR cost to its ideal-memory cycles (an estimate).
+the DDR-like memory the same walk delivers each trip's beats slower by the trip's expected extra cycles
+(the rows its reads open, its weight rows streaming on from the trip before; the bank a weight row shares
+with an image's; refresh as for a plain trip), so the beats that arrive early hide their share: an
+estimate (`python benchmarks/ddr_bench.py --prefetch --networks ...`: within 0.3 % per network).
 
 ## DDR-like memory (`op_cycles(..., ddr=DdrTiming)`)
 On the testbench's DDR-like memory (dram_model.sv: rows in banks, a row miss, refresh) the same
@@ -593,9 +596,8 @@ def op_cycles(op: FEOp, cfg: FEConfig, bus_bytes: float, latency: int, ddr: DdrT
                 float(bus_bytes), int(latency))
     sparse = op.sparse if op.kind == "conv" and not op.gen else None
     fifo = isa_fe.prefetch_beats(int(latency)) if op.prefetch and sparse is None and not op.gen else 0
-    if (sparse is not None or fifo) and timing is not None:
-        # (Sparse weights, Prefetched requests: the plain op's DDR cost added, an estimate)
-        ideal = _op_cycles(*geometry, None, op.scaled, op.gen, sparse, prefetch=fifo)
+    if sparse is not None and timing is not None:  # (Sparse weights: the dense op's DDR cost added, an estimate)
+        ideal = _op_cycles(*geometry, None, op.scaled, op.gen, sparse)
         dense = _op_cycles(*geometry, timing, op.scaled, op.gen)
         plain = _op_cycles(*geometry, None, op.scaled, op.gen)
         return replace(ideal, cycles=ideal.cycles + dense.cycles - plain.cycles,
@@ -705,7 +707,7 @@ def _exact_trips(comp_mid, comp, hold, store_prev, loads, next_first):
     return total
 
 
-def _prefetched_trips(comp, first, store_prev, hold, beats, n_in, rb, n_w, wb, latency, fifo):
+def _prefetched_trips(comp, first, store_prev, hold, beats, n_in, rb, n_w, wb, latency, fifo, extra=None):
     """The trips of a prefetching op (`FEOp.prefetch`, `dtlgen.isa.fe`, Prefetched requests) one by one, in
     order (flat arrays over its trips; ideal memory): their cycles without the handoffs. Trip i's job (started
     at its dispatch, slot 0) loads trip i + 1; a tile's first trip (`first`) also stores the tile before
@@ -718,8 +720,14 @@ def _prefetched_trips(comp, first, store_prev, hold, beats, n_in, rb, n_w, wb, l
     1 as they are there: the prefetched ones where they arrived, then the rest, requested from slot 1.
     A run of trips alike (the same compute, loads and prefetch targets: the middle of a tile) whose state
     (what the next job finds prefetched) came back unchanged from one of them takes that trip's cycles for
-    each of the rest: the same arithmetic, not walked trip by trip."""
+    each of the rest: the same arithmetic, not walked trip by trip.
+
+    On the DDR-like memory `extra` gives each trip's expected cycles beyond its beats (the rows its reads
+    open, the bank a weight row shares with an image's, refresh: `_op_cycles`), spread evenly over its
+    beats: the memory delivers them that much slower, and prefetched beats that arrive before their job
+    takes them hide their share (an estimate, as the plain op's closed form is)."""
     count = len(beats)
+    stretch = [0.0] * count if extra is None else (np.asarray(extra, dtype=float) / np.maximum(beats, 1)).tolist()
     reqs = n_in + n_w
     def ahead(a, k):  # trip i + k's value at i (-1 past the last trip)
         return np.concatenate((a[k:], np.full(min(k, count), -1)))
@@ -727,7 +735,7 @@ def _prefetched_trips(comp, first, store_prev, hold, beats, n_in, rb, n_w, wb, l
     # what trip i's step reads: its compute and store, trip i + 1's load, trip i + 2's requests
     keys = np.stack([comp, first, np.where(first, store_prev, 0), np.where(first, hold, 0), ahead(beats, 1),
                      ahead(reqs, 1), ahead(n_in, 2), ahead(rb, 2), ahead(n_w, 2), ahead(wb, 2),
-                     np.arange(count) == 0], axis=1)
+                     np.arange(count) == 0, ahead(np.asarray(stretch), 1)], axis=1)
     starts = np.flatnonzero(np.concatenate(([True], np.any(keys[1:] != keys[:-1], axis=1))))
     run_end = np.repeat(np.append(starts[1:], count), np.diff(np.append(starts, count))).tolist()
     comp, first, store_prev, hold, beats, reqs = (a.tolist() for a in (comp, first, store_prev, hold, beats, reqs))
@@ -746,12 +754,15 @@ def _prefetched_trips(comp, first, store_prev, hold, beats, n_in, rb, n_w, wb, l
             pre, pre_reqs, a1 = carried
             rest = beats[i + 1] - pre
             own = reqs[i + 1] - pre_reqs
-            taken = max(a1 + pre - 1, pre) if pre else 0
-            a2 = max(1 + latency, a1 + pre) if pre else 1 + latency
+            slow = 1 + stretch[i + 1]  # memory slots a beat takes
+            end_pre = a1 + pre * slow - 1  # the last prefetched beat's arrival
+            taken = max(end_pre, pre) if pre else 0
+            a2 = max(1 + latency, end_pre + 1) if pre else 1 + latency
             if rest > 0:
-                load, arrived = max(a2 + rest - 1, taken + rest), a2 + rest - 1
+                arrived = a2 + rest * slow - 1
+                load = max(arrived, taken + rest)
             else:
-                load, arrived = taken, a1 + pre - 1
+                load, arrived = taken, end_pre
         else:
             load, own, arrived = 0, 0, 0
         body = comp[i]
@@ -866,7 +877,7 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, group
         shared = seq(np.where(whole & reads_input, min(1, rows_open / timing[4]), 0.0))
     shared_next = np.append(shared[1:], 0)  # the following tile's (none after the last)
 
-    def load(tn_e, w_tile=None):  # load of a trip with tn_e input channels (per-channel ops: the tile's own tm_e)
+    def load(tn_e, w_tile=None, w_sweep=False):  # load of a trip with tn_e input channels (per-channel ops: the tile's own tm_e)
         channels = lanes if per_channel else tn_e
         beats = inputs * channels * row_beats
         weighted = kind == "conv" and not gen  # (generated weights cross no bus)
@@ -879,8 +890,8 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, group
             fresh = (np.arange(mt) == 0)[None, None, :] if keep else 1
             runs = [(fresh * inputs * images * np.where(whole, 1, channels), np.where(whole, channels * plane, span),
                      np.where(whole, channels * plane, plane))]
-            if weighted:
-                runs.append((1, w_beats * bus, w_beats * bus))
+            if weighted:  # (w_sweep: the weights' run continues the last trip's, opening w_bytes / row_bytes rows)
+                runs.append((w_beats * bus, 1, 1) if w_sweep else (1, w_beats * bus, w_beats * bus))
             reads = np.where(row_beats > 0, 1, 0) * _ddr_reads(beats, runs[:1], timing) if gen else None
             beats = _ddr_reads(beats + w_beats, runs, timing)
         else:
@@ -909,7 +920,7 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, group
     if sparse is not None:  # (Sparse weights) each trip tile's beats: header, bitmaps, kept weights
         tile_beats = sparse_beats(sparse, per_channel, tm, tn, bus, w_slot)  # (m tiles, n tiles)
     if prefetch:  # (Prefetched requests) trip by trip: each job's requests and beats
-        assert timing is None and tile_beats is None and not gen
+        assert tile_beats is None and not gen
         planes = isa_fe.loads_planes(k, s, p, h, w, r, c, tr, tc, keep)
         per_chan = np.broadcast_to(images * (1 if planes else isa_fe.loaded_rows(k, s, rows_v)[:, None, None]), (rt, ct, mt))
         if keep:
@@ -927,10 +938,18 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, group
         first_f = np.tile(np.arange(nt) == 0, len(comp_mid))
         comp_f = np.repeat(comp_mid, nt)
         comp_f[-1] = comp[-1]
+        extra, first = None, np.array([latency + beats_f[0]])
+        if timing is not None:  # each trip's load on the DDR-like memory beyond its beats, and refresh (`_trip`)
+            # (a prefetching op's weight rows stream on from trip to trip, with nothing between them to close the row)
+            loads_f = np.stack([load(min(tn, n - j * tn), w_sweep=True) for j in range(nt)], axis=1).ravel()
+            t_miss, t_refi, t_rfc = timing[1:4]
+            refreshes = np.maximum((loads_f - latency + t_rfc) / t_refi, 0) if t_refi else 0
+            extra = np.maximum(loads_f - latency - beats_f, 0) + refreshes * (t_rfc + np.repeat(streams, nt) * t_miss)
+            first = loads_f[:1]
         total = _prefetched_trips(comp_f, first_f, np.repeat(store_prev, nt).astype(np.int64),
                                   np.repeat(hold, nt).astype(np.int64), beats_f.astype(np.int64),
-                                  n_in.astype(np.int64), rb_f.astype(np.int64), n_w, wb_f.astype(np.int64), latency, prefetch)
-        first = np.array([latency + beats_f[0]])
+                                  n_in.astype(np.int64), rb_f.astype(np.int64), n_w, wb_f.astype(np.int64), latency, prefetch,
+                                  extra)
     elif tile_beats is not None or exact:
         assert timing is None  # (op_cycles: a sparse op on the DDR-like memory is estimated from the dense one)
         trip_loads = [load(min(tn, n - j * tn), None if tile_beats is None else tile_beats[:, j]) for j in range(nt)]

@@ -69,6 +69,32 @@ def test_prefetched_trips_are_bit_exact_and_on_the_model(tmp_path, monkeypatch, 
     assert cycles[c3] < 0.85 * plain
 
 
+def test_prefetching_on_the_ddr_like_memory_is_exact_and_near_the_closed_form(tmp_path, monkeypatch):
+    """dram_model.sv's DDR-like timing (pynq-z2's: rows, banks, refresh) under a prefetching conv whose
+    weights stream through every trip (64→64 3×3 on a 4×4 map): bit-exact, slower than on the ideal
+    memory, and within 2 % of the closed form (`_prefetched_trips`' `extra`; ddr_bench.py --prefetch runs
+    whole networks)."""
+    from dtlgen.isa.params import DdrTiming
+    from dtlgen.sim import fe_sim
+
+    every_dense_conv(monkeypatch)
+    timing = DdrTiming(2048, 8, 6, 702, 24)
+    rng = np.random.default_rng(1)
+    wide = import_module(nn.Sequential(nn.Conv2d(64, 64, 3, padding=1), nn.ReLU()).eval(), (64, 4, 4))
+    qnet = quantize(wide, rng.standard_normal((4, 64, 4, 4)), PrecisionConfig())
+    x_int = golden.quantize_input(qnet, rng.standard_normal((1, 64, 4, 4)))
+    cfg = FEConfig(8, 8, 4, 4, prefetch=1)
+    params = prefetch_build(8, 8, 4, 4)
+    program, ideal = run_prefetched(tmp_path / "ideal", qnet, x_int, cfg, params)
+    assert all(img.op.prefetch for img in program.ops)
+    ddr = fe_sim.run_image(program.memory, program.desc_addr, len(program.ops), params, tmp_path / "ddr",
+                           max_cycles=20 * sum(ideal), ddr=timing)
+    assert np.array_equal(program.read_images(ddr.memory, 0), golden.fe_forward(qnet, x_int)[program.ops[0].layer])
+    assert sum(ideal) < sum(ddr.cycles)
+    model = sum(op_cycles(img.op, cfg, 8, LATENCY, timing).cycles for img in program.ops)
+    assert abs(model / sum(ddr.cycles) - 1) <= 0.02, (model, sum(ddr.cycles), sum(ideal))
+
+
 def test_kept_inputs_and_skipped_rows_prefetch_bit_exact_and_on_the_model(tmp_path, monkeypatch):
     """A kept input's later output-channel tiles load one weight row a trip (the case prefetching is for);
     its first tile loads whole planes; the stride-2 projection loads every other row; 9 input channels
