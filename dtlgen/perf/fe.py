@@ -709,7 +709,7 @@ def _exact_trips(comp_mid, comp, hold, store_prev, loads, next_first):
 
 def _prefetched_trips(comp, first, store_prev, hold, beats, n_in, rb, n_w, wb, latency, fifo, extra=None):
     """The trips of a prefetching op (`FEOp.prefetch`, `dtlgen.isa.fe`, Prefetched requests) one by one, in
-    order (flat arrays over its trips; ideal memory): their cycles without the handoffs. Trip i's job (started
+    order (flat arrays over its trips; the ideal memory, or the DDR-like one below): their cycles without the handoffs. Trip i's job (started
     at its dispatch, slot 0) loads trip i + 1; a tile's first trip (`first`) also stores the tile before
     whole (after its load and the `hold`: such a store never pauses) and prefetches nothing; any other
     trip's job, from slot max(7, r + 2) (r: its own requests, issued one a slot from slot 1; the trip
@@ -776,7 +776,7 @@ def _prefetched_trips(comp, first, store_prev, hold, beats, n_in, rb, n_w, wb, l
             j = i + 2
             fit_in = min(n_in[j], fifo // rb[j]) if n_in[j] else 0
             fit_w = min(n_w[j], (fifo - fit_in * rb[j]) // wb[j]) if fit_in == n_in[j] and n_w[j] else 0
-            issued = max(0, min(fit_in + fit_w, body + 2 - start))
+            issued = max(0, min(fit_in + fit_w, math.floor(body) + 2 - start))  # (whole requests)
             got_in = min(issued, fit_in)
             pre = got_in * rb[j] + (issued - got_in) * wb[j]
             if issued:
@@ -940,7 +940,8 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, group
         comp_f[-1] = comp[-1]
         extra, first = None, np.array([latency + beats_f[0]])
         if timing is not None:  # each trip's load on the DDR-like memory beyond its beats, and refresh (`_trip`)
-            # (a prefetching op's weight rows stream on from trip to trip, with nothing between them to close the row)
+            # (a prefetching op's weight rows stream on from trip to trip; the rows a tile's whole store closes
+            # before the trip after it are not charged: ddr_bench --prefetch fits better without them)
             loads_f = np.stack([load(min(tn, n - j * tn), w_sweep=True) for j in range(nt)], axis=1).ravel()
             t_miss, t_refi, t_rfc = timing[1:4]
             refreshes = np.maximum((loads_f - latency + t_rfc) / t_refi, 0) if t_refi else 0

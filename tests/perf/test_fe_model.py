@@ -563,3 +563,19 @@ def test_the_store_hold_never_makes_an_op_faster(monkeypatch):
         fe._op_cycles.cache_clear()
     assert all(h >= f for h, f in zip(held, free))
     assert sum(h > f for h, f in zip(held, free)) >= 10  # and it binds, on both memories
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.sampled_from([3, 16, 64, 130]), m=st.sampled_from([8, 64, 200]), size=st.sampled_from([2, 4, 7, 12]),
+       k=st.sampled_from([1, 3]), tiles=st.sampled_from([(4, 4, 4, 4), (8, 16, 8, 4), (16, 8, 32, 4)]),
+       images=st.sampled_from([1, 3]), keep=st.booleans(), refresh=st.sampled_from([0, 702]))
+def test_prefetching_ops_on_the_ddr_like_memory_cost_at_least_the_ideal(n, m, size, k, tiles, images, keep, refresh):
+    """The DDR-like walk of a prefetching op (`_prefetched_trips`' `extra`) only slows its trips: never below
+    the ideal memory's cycles, and whole cycles (tests/sim/test_fe_prefetch.py checks it against the RTL)."""
+    tm, tn, tr, tc = tiles
+    geometry = ("conv", n, size, size, m, size, size, k, 1, k // 2, False, 0, images, 1, keep and size <= tr,
+                tm, tn, min(tr, size), min(tc, size), 1, 8, 16.0, 40)
+    timing = (2048, 6, refresh, 24 if refresh else 0, 8)  # row_bytes, t_miss, t_refi, t_rfc, banks
+    ideal = fe._op_cycles(*geometry, None, prefetch=128)
+    ddr = fe._op_cycles(*geometry, timing, prefetch=128)
+    assert isinstance(ddr.cycles, int) and ddr.cycles >= ideal.cycles
