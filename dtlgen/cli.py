@@ -383,7 +383,8 @@ def cmd_dse(args: argparse.Namespace) -> int:
     rows = []
     for i in shown:
         p, v = front[i], front[i]["variables"]
-        rows.append([_front_role(front, i, result.chosen, args.prefer), f"{v['fe_tm']}x{v['fe_tn']} {v['fe_tr']}x{v['fe_tc']}",
+        fifo = ", FIFO" if p["fe"].get("prefetch") else ""  # the read FIFO of prefetched requests
+        rows.append([_front_role(front, i, result.chosen, args.prefer), f"{v['fe_tm']}x{v['fe_tn']} {v['fe_tr']}x{v['fe_tc']}{fifo}",
                      f"w{v['fe_w_bits']}/a{v['fe_a_bits']}", p["fe"]["lut_mults"], f"{v['rl_tm']}x{v['rl_tn']}",
                      v["rl_bits"], f"{p['info_loss']:.4f}", f"{p['time_s']:.3f}", f"{100 * p['utilisation']:.1f} %",
                      f"{p['fe_gops']:.2f}", f"{p['rl_gops']:.2f}", f"{p['latency_ms']:.3f}", f"{p['param_bytes']:,}",
@@ -394,7 +395,8 @@ def cmd_dse(args: argparse.Namespace) -> int:
           f"evaluations, {result.seconds:.1f} s{which})",
           ["", "FE tm x tn, tr x tc", "FE bits", "LUT mults", "RL tm x tn", "RL bits", "logit KL", "time (s)",
            "utilisation", "FE GOPs", "RL GOPs", "latency (ms)", "param bytes", "DSP", "BRAM18", "LUT"], rows,
-          f"* = chosen ({args.prefer}); objectives {', '.join(OBJECTIVES)} minimised. Source: analytical model "
+          f"* = chosen ({args.prefer}); FIFO: the FE's read FIFO of prefetched requests (--prefetch); objectives "
+          f"{', '.join(OBJECTIVES)} minimised. Source: analytical model "
           f"(dtlgen.perf{memory}) at {board.clock_mhz:g} MHz (the clock is {board.clock_basis}) and golden-model logit KL. Written to {Path(args.out).resolve()}: "
           "pareto.json, pareto.csv (the whole front), pareto.png, design.json (the chosen design)")
     return 0
