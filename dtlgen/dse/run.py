@@ -240,6 +240,8 @@ def run_dse(network: Network, board: Board, calib_x: np.ndarray, out_dir: Path |
         space = replace(space, fe_gen=(0, 1))  # seeded convs: their weights generated on chip, or stored
     if fixed.prefetch not in PREFETCH_MODES:
         raise DesignError(f"prefetch {fixed.prefetch!r}: choose one of {', '.join(PREFETCH_MODES)}")
+    if fixed.prefetch == "off":
+        space = replace(space, fe_prefetch=(0,))  # never, whatever a given space allows
     fifo = fixed.prefetch != "off" and space.fe_prefetch == Space().fe_prefetch and \
         isa_fe.prefetch_beats(board.dram_latency_cycles) > 0  # the board's memory latency calls for the read FIFO
     if fifo and fixed.prefetch == "search":

@@ -216,7 +216,7 @@ def test_the_dse_gives_the_front_the_fifo_where_it_is_faster(monkeypatch):
     import dtlgen
     from dtlgen.boards import load_board
     from dtlgen.dse import run as dse_run
-    from dtlgen.dse.problem import Fixed, make_design
+    from dtlgen.dse.problem import Fixed, Space, make_design
     from dtlgen.model import load_model
     from dtlgen.model.calibration import calibration_inputs
     from dtlgen.perf import predict
@@ -244,6 +244,9 @@ def test_the_dse_gives_the_front_the_fifo_where_it_is_faster(monkeypatch):
     objectives = np.array([[p[name] for name in ("info_loss", "time_s", "utilisation")] for p in auto.front])
     assert not any(np.all(other <= row) and np.any(other < row) for row in objectives for other in objectives)
     assert auto.design["fe"]["prefetch"] == auto.front[auto.chosen]["fe"]["prefetch"]
+    never = dse_run.run_dse(network, board, calib, None, 8, 2, space=Space(fe_prefetch=(0, 1)),
+                            fixed=Fixed(prefetch="off"))
+    assert "fe_prefetch" not in spaces[-1].names and {p["fe"]["prefetch"] for p in never.front} == {0}
     searched_space = dse_run.run_dse(network, board, calib, None, 8, 2, fixed=Fixed(prefetch="search"))
     assert "fe_prefetch" in spaces[-1].names and {p["fe"]["prefetch"] for p in searched_space.front} <= {0, 1}
     digits = load_model("digits_cnn")
