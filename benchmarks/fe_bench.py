@@ -32,7 +32,7 @@ from rich.table import Table
 
 from dtlgen.boards import load_board
 from dtlgen.dse import Space, run_dse
-from dtlgen.dse.problem import Fixed, Workload
+from dtlgen.dse.problem import PREFETCH_MODES, Fixed, Workload
 from dtlgen.errors import DtlgenError
 from dtlgen.generator.fe_program import build_fe_program
 from dtlgen.generator.project import quantize_for_design, sim_params
@@ -123,7 +123,7 @@ def main() -> None:
     parser.add_argument("--array", type=int, nargs=4, metavar=("TM", "TN", "TR", "TC"),
                         help="the DSE searches only this FE array and tiling (the LUT multipliers and bits' fractions "
                              "are still its choice)")
-    parser.add_argument("--prefetch", choices=("auto", "search", "off"), default="auto",
+    parser.add_argument("--prefetch", choices=PREFETCH_MODES, default="auto",
                         help="the FE's read FIFO of prefetched requests as dtlgen dse --prefetch takes it (default "
                              "%(default)s: each design of the front gets it where it fits and is faster)")
     args = parser.parse_args()
