@@ -319,6 +319,32 @@ def pipeline_depth(tn: int) -> int:
     return 7 + max(0, math.ceil(math.log2(tn)))
 
 
+DW_ROW_MIN = 5  # issues between two writes of one output word (read at issue + 2, written at issue + 5)
+
+
+def depthwise_slots(tn: int, k_max: int, has_dw: int = 1) -> int:
+    """fe_engine.sv's KS: a lane's weight slots for a depthwise conv's kernel row, min(tn // 2, k_max) (1
+    without the delay line, `has_dw` 0, or on one column)."""
+    return min(tn // 2, k_max) if has_dw and tn >= 2 else 1
+
+
+def depthwise_columns(k: int, s: int, tn: int) -> bool:
+    """Whether a depthwise conv of kernel k and stride s runs its kernel rows over the array's columns
+    (fe_engine.sv, Depthwise taps over the columns): a lane's weight slots KS = min(tn // 2, k_max) hold
+    a kernel row (k ≤ tn // 2; the engine's buffers hold every kernel of its program, k ≤ k_max), and it
+    pays for k ≥ 3 and stride 1 or 2; else it issues one tap a cycle."""
+    return 3 <= k <= tn // 2 and s <= 2
+
+
+def depthwise_issues(k: int, s: int, tc_e):
+    """Issues per output row and trip of a depthwise conv over the columns (`depthwise_columns`) on a trip
+    tc_e output columns wide: for each of the k kernel rows, the row's input elements one an issue,
+    (tc_e − 1)·s + k of them and at least DW_ROW_MIN (an output word's kernel rows are folded through the
+    output banks), or k when tc_e = 1 (folded in the accumulator). Element-wise over arrays."""
+    tc_e = np.asarray(tc_e)
+    return k * np.where(tc_e == 1, k, np.maximum((tc_e - 1) * s + k, DW_ROW_MIN))
+
+
 def trip_drain(taps, depth: int, last):
     """Cycles a trip of `taps` issued taps waits after its last issue for its pipeline (`depth`,
     `pipeline_depth`) before the next trip may issue: all of it when the trip is its operation's last

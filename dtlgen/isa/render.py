@@ -112,6 +112,7 @@ def fe_sv_constants() -> list[str]:
             f"  localparam int GEN_LANES = {fe.GEN_LANES};  // lanes the weight generator fills a cycle",
             f"  localparam int GEN_WORDS = {fe.gen_words_expression('TN')};  // words a lane and tap",
             f"  localparam int TABLE_ALIGN_WORDS = {fe.TABLE_ALIGN_WORDS};  // a scaled conv's scales start on these",
+            f"  localparam int DW_ROW_MIN = {fe.DW_ROW_MIN};  // a depthwise kernel row's issues over the columns, at least",
             f"  localparam logic [3:0] {codes};", *_sv_activations()]
 
 

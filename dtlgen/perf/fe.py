@@ -473,14 +473,15 @@ def keeps_inputs(op: FEOp, cfg: FEConfig, bus: float, words: int) -> bool:
 
 
 def fe_buffer_sizing(ops: list[FEOp]) -> dict[str, int]:
-    """k_max, s_max, has_add, has_scale, has_gen, has_sparse: the FE buffers sized for the ops that run (a stride beyond the
+    """k_max, s_max, has_add, has_scale, has_gen, has_sparse, has_dw: the FE buffers sized for the ops that run (a stride beyond the
     engine's S_MAX keeps the full-size window, against which such a layer is checked)."""
     # (a pool kernel beyond K_MAX is checked against the full-size window too)
     strided = any(op.s > isa_fe.S_MAX or op.k > isa_fe.K_MAX for op in ops)
     sizing = (isa_fe.K_MAX if strided else max((op.k for op in ops), default=1),
               isa_fe.S_MAX if strided else max((op.s for op in ops), default=1),
               int(any(op.kind == "add" for op in ops)), int(any(op.scaled for op in ops)),
-              int(any(op.gen for op in ops)), int(any(op.sparse is not None for op in ops)))
+              int(any(op.gen for op in ops)), int(any(op.sparse is not None for op in ops)),
+              int(any(op.depthwise for op in ops)))
     return dict(zip(FE_BUFFER_SIZING, sizing))
 
 
@@ -841,7 +842,11 @@ def _op_cycles(kind, n, h, w, m, r, c, k, s, p, per_channel, pool, images, group
         return np.tile(np.broadcast_to(a, grid).ravel(), groups)
 
     # a batch's images share each trip (one row tile): their taps, input rows and output rows add up
-    taps = seq((images * tr_e[:, None, None] * tc_e[None, :, None]) * (k * k))
+    # (a depthwise conv whose kernel rows run over the columns: its issues, `isa.fe.depthwise_issues`)
+    if kind == "conv" and per_channel and isa_fe.depthwise_columns(k, s, tn):
+        taps = seq(images * tr_e[:, None, None] * isa_fe.depthwise_issues(k, s, tc_e)[None, :, None])
+    else:
+        taps = seq((images * tr_e[:, None, None] * tc_e[None, :, None]) * (k * k))
     comp_mid = taps + isa_fe.trip_drain(taps, depth, False)  # a trip drains only when short (Drain)
     comp = comp_mid.copy()  # a tile's last trip: the operation's last drains the pipeline
     comp[-1] = taps[-1] + depth

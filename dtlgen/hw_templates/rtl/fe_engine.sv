@@ -12,8 +12,10 @@
 //
 // Operations: dense and depthwise convolution (K up to K_MAX, stride 1/2, zero padding generated
 // on chip), linear layers as 1x1 convolutions, max / average pooling and residual add. Depthwise
-// convs, pools and adds are "per channel": lane m of the array handles channel m0 + m alone (the
-// tn dimension idles), with no input-channel loop. Activations and weights up to 8 bits (one byte
+// convs, pools and adds are "per channel": lane m of the array handles channel m0 + m alone, with
+// no input-channel loop; a depthwise conv of 3 <= K <= KS = min(TN / 2, K_MAX), stride 1 or 2, spreads
+// each kernel row's taps over the lane's columns (Depthwise taps over the columns, below), the
+// others idle the tn dimension. Activations and weights up to 8 bits (one byte
 // each in memory). The memory side is a byte-addressed burst read port and a one-beat write port
 // that an AXI master can sit behind.
 //
@@ -37,6 +39,7 @@ module fe_engine #(
   parameter int HAS_SCALE = 1,  // 0: no scaled conv runs here, so no per-channel scale table
   parameter int HAS_GEN = 1,    // 0: no conv's weights are generated on chip, so no generator
   parameter int HAS_SPARSE = 1, // 0: no conv's weights are stored sparse, so no expander
+  parameter int HAS_DW = 1,     // 0: no depthwise conv runs here, so no operand delay line (Depthwise taps, below)
   parameter int PF_BEATS = 0,   // > 0: requests a trip ahead, up to this many beats, into a read FIFO (of the
                                 // next power of two; Prefetched requests, below); 0: no FIFO, no prefetches
   parameter int M_MAX = 512,
@@ -81,6 +84,9 @@ module fe_engine #(
   localparam int IN_WORDS = IN_ROWS * IN_ROW_WORDS;  // one half of one bank
   localparam int IN_BANKS = (TM > TN) ? TM : TN;  // per-channel ops read one bank per output lane
   localparam int KK = K_MAX * K_MAX;  // weight taps per element and half
+  // Depthwise taps over the columns: a lane's KS weight slots (columns 0 .. KS - 1, or under PACK the
+  // lane's parity of columns 0 .. 2 KS - 1) take the taps of one kernel row (the compute side, below)
+  localparam int KS = (HAS_DW != 0 && TN >= 2) ? ((TN / 2 < K_MAX) ? TN / 2 : K_MAX) : 1;
   localparam int KTW = $clog2(KK + 1);  // a tap count, 0 .. KK
   localparam int WA = $clog2(2 * KK);
   // Output tile: each lane's words in O_BANKS = 2 x CB logical banks (row parity x column mod CB),
@@ -122,6 +128,7 @@ module fe_engine #(
   localparam int GEN_LANES = 4;  // lanes the weight generator fills a cycle
   localparam int GEN_WORDS = (TN % 32 == 0) ? TN / 32 : (31 + TN + 31) / 32;  // words a lane and tap
   localparam int TABLE_ALIGN_WORDS = 16;  // a scaled conv's scales start on these
+  localparam int DW_ROW_MIN = 5;  // a depthwise kernel row's issues over the columns, at least
   localparam logic [3:0] K_CONV = 4'd1, K_MAXPOOL = 4'd2, K_AVGPOOL = 4'd3, K_ADD = 4'd4;
   /* verilator lint_off UNUSEDPARAM */
   localparam logic [1:0] ACT_NONE = 2'd0, ACT_RELU = 2'd1, ACT_RELU6 = 2'd2;
@@ -234,6 +241,8 @@ module fe_engine #(
   logic [31:0] k_row_step;   // the next loaded row's offset in memory: W, or S * W when skipping
   logic [7:0]  k_buf_step;   // the next output row's first buffer row: S, or 1 when skipping
   logic [KTW-1:0] k_kk;   // K * K
+  logic        k_dwc;      // a depthwise conv whose kernel rows run over the columns (Depthwise taps, below)
+  logic [7:0]  k_slot0;    // its first weight slot, KS - K (KS - 1 for a depthwise conv of one tap an issue)
   function automatic logic [31:0] times_const(input logic [31:0] x, input int c);
     logic [31:0] acc;
     acc = '0;
@@ -268,6 +277,9 @@ module fe_engine #(
     k_buf_step <= skip_c ? 8'd1 : d_s;
     k_plin1 <= 25'((k_hw + 32'(B - 1)) & ~(32'(B - 1))) - p_pw;
     k_kk <= KTW'(times_k(32'(d_k), KB'(d_k)));
+    k_dwc <= (HAS_DW != 0) && d_dw && (d_kind == K_CONV) && (d_k >= 8'd3) && (32'(d_k) <= KS) && (d_s <= 8'd2);
+    k_slot0 <= ((HAS_DW != 0) && d_dw && (d_kind == K_CONV) && (d_k >= 8'd3) && (32'(d_k) <= KS) && (d_s <= 8'd2))
+               ? 8'(KS) - d_k : 8'(KS - 1);
   end
 
   // ---------------------------------------------------------------------------------------------
@@ -405,6 +417,7 @@ module fe_engine #(
   logic [15:0] rsp_beat;     // beat within the responding row segment
   logic [31:0] rsp_byte;     // bytes received of the descriptor / bias table / weight tile
   logic [KTW-1:0] wr_t;     // weight walker: the tap row
+  logic [7:0]     wr_kr, wr_kc;  // ... its kernel row and column (a depthwise conv's taps over the columns)
   logic [15:0] wr_b;        // and the beat within it
 
   // Prefetched requests (PF_BEATS > 0 and the descriptor's `prefetch` bit: dtlgen.isa.fe, Prefetched
@@ -835,13 +848,15 @@ module fe_engine #(
   end
   // Weight banks, one per multiplier: tap rows at (half, tap). A beat carries WB weights of one tap
   // row in W_SLOT-bit slots; element (m, n) sits at position m * ld_wn + n of the row (a depthwise
-  // conv: m).
+  // conv: m, into lane m's weight slot w_dw_slot, at its kernel row's address under k_dwc).
   logic              w_beat;  // a beat of the weight tile
   logic [WA-1:0]     w_waddr, w_raddr;
   logic [W_BITS-1:0] w_rdata [TM * TN];
   assign w_beat = (mstate == M_LOAD) && m_valid && (mjob == J_TRIP) && (d_kind == K_CONV)
                 && (rsp.done || ld_rows == 0);
-  assign w_waddr = WA'(32'(ld_half) * KK + 32'(wr_t));
+  // (a depthwise conv with its taps over the columns: kernel row kr's taps at address kr, tap kc in weight
+  // slot k_slot0 + kc; one of one tap an issue: tap t at address t, in slot KS - 1)
+  assign w_waddr = WA'(32'(ld_half) * KK + (k_dwc ? 32'(wr_kr) : 32'(wr_t)));
   // Sparse weights (dtlgen.isa.fe, Sparse weights): a tile is one burst of w_size beats (the descriptor's
   // w_first for the first tile, then each header's). Per tap row, bank (m, n) takes bit m * TN + n of
   // the bitmap (m for a depthwise conv: a fixed place, no select) and the count of kept bits before it
@@ -870,6 +885,9 @@ module fe_engine #(
   logic [15:0]       w_burst;        // the sparse tile's request: w_size beats (at least one)
   logic              sp_zero;
   logic [WA-1:0]     sp_zero_addr;
+  logic [7:0]        sp_zero_kc;    // ... and its kernel column (a depthwise conv's taps over the columns)
+  logic [7:0]        w_dw_slot;     // a depthwise conv's weight slot for the tap row written now
+  assign w_dw_slot = k_slot0 + (k_dwc ? (sp_zero ? sp_zero_kc : wr_kc) : 8'd0);
   always_comb begin
     sp_pre[0] = '0;
     for (int j = 0; j < MB; j++) sp_pre[j + 1] = sp_pre[j] + $bits(sp_pre[0])'(m_data[j]);
@@ -1001,7 +1019,7 @@ module fe_engine #(
     end
     for (genvar n = 0; n < TN; n++) begin : g_w_col
       logic [PW-1:0] pos;
-      assign pos = row_pos + PW'(n);
+      assign pos = row_pos + (d_dw ? '0 : PW'(n));  // (a depthwise row: lane m's weight at m, any slot)
       logic gen_we;  // the generator's run for this lane (lane group ge_lg, mixer m % GL)
       assign gen_we = (HAS_GEN != 0) && ge_v[m % GL] && ge_lg == 16'(m / GL) && 16'(n) < ld_wn;
       logic load_we;  // a stored weight: its slot of a dense tap row's beat, or a sparse tile's (above)
@@ -1026,7 +1044,7 @@ module fe_engine #(
         assign load_data = m_data[(32'(pos) % WB) * W_SLOT +: W_BITS];
       end
       dtl_ram #(.WIDTH(W_BITS), .DEPTH(2 * KK)) bank (
-        .clk, .we((load_we && 16'(m) < ld_tm && 16'(n) < ld_wn) || gen_we),
+        .clk, .we((load_we && 16'(m) < ld_tm && (d_dw ? 8'(n) == w_dw_slot : 16'(n) < ld_wn)) || gen_we),
         .waddr(k_gen ? gen_waddr : (sp_zero ? sp_zero_addr : w_waddr)),
         .wdata(k_gen ? (ge_bits[m % GL][n] ? W_BITS'(1) : {W_BITS{1'b1}}) : load_data),
         .re(1'b1), .raddr(w_raddr), .rdata(w_rdata[m * TN + n]));
@@ -1310,7 +1328,7 @@ module fe_engine #(
           iss <= '0; iss_w <= 1'b0; iss_all <= 1'b0; iss_t <= '0;
         end
         rsp <= '0; rsp_beat <= '0; rsp_byte <= '0;
-        wr_t <= '0; wr_b <= '0;
+        wr_t <= '0; wr_b <= '0; wr_kr <= '0; wr_kc <= '0;
         sp_phase <= SP_HEAD; sp_base <= '0;
         if (!st_pending) begin  // (a paused store keeps its tile and counters)
           st_tile <= cur;
@@ -1423,12 +1441,14 @@ module fe_engine #(
                       wr_b <= '0;
                       sp_zero <= 1'b1;  // the banks of positions not kept write 0 next cycle
                       sp_zero_addr <= w_waddr;
+                      sp_zero_kc <= wr_kc;
                       if (sp_kept_beats != 0) begin
                         sp_phase <= SP_VALUES;
                         sp_beats <= sp_kept_beats;
                       end else begin
                         sp_base <= '0;
                         wr_t <= wr_t + 1;
+                        {wr_kr, wr_kc} <= (wr_kc + 8'd1 == d_k) ? {wr_kr + 8'd1, 8'd0} : {wr_kr, wr_kc + 8'd1};
                         if (wr_t + 1 >= k_kk) sp_phase <= SP_DONE;
                       end
                     end
@@ -1440,6 +1460,7 @@ module fe_engine #(
                       sp_base <= '0;
                       sp_phase <= (wr_t + 1 >= k_kk) ? SP_DONE : SP_MAP;
                       wr_t <= wr_t + 1;
+                      {wr_kr, wr_kc} <= (wr_kc + 8'd1 == d_k) ? {wr_kr + 8'd1, 8'd0} : {wr_kr, wr_kc + 8'd1};
                     end
                   end
                   default: ;  // SP_DONE: beats past the parse (none in a valid tile) are dropped
@@ -1450,6 +1471,7 @@ module fe_engine #(
                 else begin
                   wr_b <= '0;
                   wr_t <= wr_t + 1;
+                  {wr_kr, wr_kc} <= (wr_kc + 8'd1 == d_k) ? {wr_kr + 8'd1, 8'd0} : {wr_kr, wr_kc + 8'd1};
                 end
                 if (wr_b + 1 >= ld_w_row_beats && wr_t + 1 >= k_kk) mstate <= m_after_load;
               end
@@ -1544,6 +1566,29 @@ module fe_engine #(
     end
   end
   assign c_first_n = (cur.n0 == 0);
+  // Depthwise taps over the columns (k_dwc): lane m's operands for weight slots 0 .. KS - 1 are the
+  // input elements of its last KS issues (a1[m], then the delay line aw[m]: slot KS - 1 - i holds the
+  // element read i issues ago), and slot k_slot0 + kc holds the weight of tap (kr, kc). So an issue
+  // that reads element j of kernel row kr's input row, once j >= K - 1, multiplies the K elements
+  // j - K + 1 .. j by the row's K weights on K columns: output column (j - K + 1) / S of the row.
+  // Per output row and kernel row the issue walks j = 0 .. c_j - 1, c_j = (tc - 1) * S + K, and the
+  // issues with (j - K + 1) mod S = 0 write a position each (first and last tap at once; the kernel
+  // rows after the first add to the word in the output banks: a row of at least 5 issues keeps a
+  // word's read behind its last write, dtlgen.isa.fe.DW_ROW_MIN). A trip one output column wide
+  // (tc = 1) walks c_j = K and folds the kernel rows in the accumulator instead (first tap at kr = 0,
+  // last at kr = K - 1). dtlgen.isa.fe.depthwise_issues counts them.
+  // c_j follows c_tc a cycle behind it: an issue reads it at j >= K - 1 >= 2 only.
+  logic [15:0] c_j;
+  logic        c_one;  // the trip is one output column wide
+  always_ff @(posedge clk) begin
+    c_one <= (c_tc == 16'd1);
+    if (c_tc == 16'd1) c_j <= 16'(d_k);
+    else begin
+      logic [15:0] row;
+      row = ((d_s == 8'd2) ? (c_tc - 16'd1) << 1 : c_tc - 16'd1) + 16'(d_k);
+      c_j <= (row < 16'(DW_ROW_MIN)) ? 16'(DW_ROW_MIN) : row;
+    end
+  end
 
   // geometry of the computed trip's input window (same rule as the loader)
   // The tap's input row is y0 + rr * stride + kr (y0 = r0 * stride - P, which may be negative), its
@@ -1581,6 +1626,7 @@ module fe_engine #(
   logic        s0_outside;  // E0: the tap reads padding
   logic [15:0] c_tap;       // issue: weight tap kr * K + kc, counted
   logic signed [A_BITS-1:0]   a1 [IN_BANKS];  // E1 operands, one per bank
+  logic signed [A_BITS-1:0]   dl [TM][KS > 1 ? KS - 1 : 1];  // E1: the depthwise delay line (below)
   logic signed [A_BITS-1:0]   b1 [TM];        // E1: an add's second operand, per lane
   logic signed [W_BITS-1:0]   w1 [TM * TN];   // E1 weights
   logic signed [ACC_BITS-1:0] pc2 [TM];       // E2: a per-channel op's value
@@ -1607,11 +1653,17 @@ module fe_engine #(
     in_raddr = $bits(in_raddr)'((k_keep ? 32'(cur.slot) : 32'(cur_half) * IN_WORDS)
                                 + (d_plane ? 32'(i_lin >> $clog2(B))
                                    : ((32'(i_ry) << $clog2(IN_ROW_WORDS)) | (32'(i_rx / B) & 32'((1 << ROW_WORD_BITS) - 1)))));
-    w_raddr = WA'(32'(cur_half) * KK + 32'(c_tap));
+    w_raddr = WA'(32'(cur_half) * KK + (k_dwc ? 32'(kr) : 32'(c_tap)));
   end
 
   logic last_tap_now;
   assign last_tap_now = (kr + 1 == 16'(d_k)) && (kc + 1 == 16'(d_k));
+  // k_dwc: kc walks the kernel row's input elements j (x_col stays at the row's first, so ix = x0 + j);
+  // cc counts the row's positions written so far
+  logic dw_hit;   // ... this issue writes one: j >= K - 1 on the stride, within the trip's columns
+  logic kc_wrap;  // the last tap column (one tap an issue) or element (over the columns) of kernel row kr
+  assign dw_hit = (kc + 16'd1 >= 16'(d_k)) && (cc < c_tc) && (d_s != 8'd2 || kc[0] != d_k[0]);
+  assign kc_wrap = kc + 16'd1 >= (k_dwc ? c_j : 16'(d_k));
 
   always_ff @(posedge clk) begin
     if (rst) begin
@@ -1644,20 +1696,20 @@ module fe_engine #(
           end
         end
         C_ISSUE: begin
-          t0.valid <= 1'b1;
-          t0.first <= (kr == 0) && (kc == 0);
-          t0.last <= last_tap_now;
+          t0.valid <= !k_dwc || dw_hit;
+          t0.first <= k_dwc ? (!c_one || kr == 0) : (kr == 0) && (kc == 0);
+          t0.last <= k_dwc ? (!c_one || kr + 1 == 16'(d_k)) : last_tap_now;
           t0.half <= tile_half;
           t0.opar <= rr[0];
-          t0.fresh <= c_first_n;
+          t0.fresh <= c_first_n && (!k_dwc || c_one || kr == 0);
           if (c_taps != 8'(DRAIN - 1)) c_taps <= c_taps + 8'd1;
           t0.ocm <= 8'(32'(cc) % CB);
           t0.oaddr <= OA'(32'(rr >> 1) * O_COL_WORDS + 32'(cc) / CB);
           s0_sel <= d_plane ? 8'(32'(i_lin) % B) : 8'(32'(i_rx) % B);
           s0_outside <= i_outside;
           c_tap <= last_tap_now ? 16'd0 : c_tap + 16'd1;
-          // advance kc, kr, cc, rr
-          if (kc + 1 < 16'(d_k)) begin
+          // advance kc, kr, cc, rr (k_dwc: kc, kr, rr; cc below)
+          if (!kc_wrap) begin
             kc <= kc + 1;
             pl_tap <= pl_tap + 25'sd1;
           end else begin
@@ -1670,7 +1722,7 @@ module fe_engine #(
               kr <= '0;
               pl_kr <= '0;
               pl_tap <= '0;
-              if (cc + 1 < c_tc) begin
+              if (!k_dwc && cc + 1 < c_tc) begin
                 cc <= cc + 1;
                 x_col <= x_col + 25'(d_s);
                 bx_col <= bx_col + 25'(d_s);
@@ -1707,6 +1759,7 @@ module fe_engine #(
               end
             end
           end
+          if (k_dwc) cc <= kc_wrap ? 16'd0 : cc + 16'(dw_hit);
         end
         C_DRAIN: begin
           if (drain == 0) cstate <= C_DONE;
@@ -1733,16 +1786,31 @@ module fe_engine #(
     for (int m = 0; m < TM; m++)
       for (int n = 0; n < TN; n++)
         w1[m * TN + n] <= $signed(w_rdata[m * TN + n]);
+    // the depthwise delay line: lane m's elements of its earlier issues (every cycle; an issue that
+    // writes a position follows K - 1 that read its row's elements)
+    for (int m = 0; m < TM; m++)
+      for (int i = 0; i + 1 < KS; i++)
+        dl[m][i] <= (i + 2 == KS) ? a1[m] : dl[m][i + 1];
   end
+  // lane m's operand in weight slot i (a depthwise conv): the element read KS - 1 - i issues ago
+  /* verilator lint_off UNUSEDSIGNAL */  // (the indices' high bits)
+  function automatic logic signed [A_BITS-1:0] dw_operand(input int m, input int i);
+    dw_operand = (i + 1 == KS) ? a1[m] : dl[m][(i + 1 < KS) ? i : 0];
+  endfunction
+  /* verilator lint_on UNUSEDSIGNAL */
+  // weight slot i of a depthwise conv holds a tap: slots k_slot0 .. KS - 1
+  function automatic logic dw_slot_used(input int i);
+    dw_slot_used = (i < KS) && (8'(i) >= k_slot0);
+  endfunction
 
-  // E2: products (a depthwise lane uses its own operand and column 0), a per-channel op's value;
-  // then the adder tree, one register per level.
+  // E2: products (a depthwise lane: its weight slots' operands, dw_operand, on columns 0 .. KS - 1),
+  // a per-channel op's value; then the adder tree, one register per level.
   // Under PACK, lanes 2j and 2j+1 of column n share one multiply, as two 8-bit MACs share a Xilinx
   // DSP48 (WP486): P = ((w_{2j+1} << PS) + w_{2j}) * a_n + borrow * 2^PS; lo = w_{2j} * a_n is P's low
   // PS bits read as signed (a product fits PS = A_BITS + W_BITS bits), hi = w_{2j+1} * a_n = P >>> PS,
-  // borrow (lo < 0) undoing what the low half takes from the high one. A depthwise conv has one
-  // product per lane, lane 2j's in column 0 and lane 2j+1's in column 1 (the tree sums a lane's
-  // columns, and the other columns are zero), each on its own multiply.
+  // borrow (lo < 0) undoing what the low half takes from the high one. A depthwise conv has a
+  // product per weight slot and lane, lane 2j's slot i in column 2i and lane 2j+1's in column 2i + 1
+  // (the tree sums a lane's columns, and the other columns are zero), each on its own multiply.
   // LUT_MULTS: products q = m * TN + n >= Q0 go through prod_lut, which Vivado's USE_DSP "no" keeps
   // out of the DSPs (the resource model's lut_mults); a lane pair is packed only if all its products
   // are below Q0 (dtlgen.perf.resources.packed_pairs).
@@ -1757,13 +1825,13 @@ module fe_engine #(
     prod_dsp[0] = '0;
     prod_lut[0] = '0;
     for (int q = Q1; q < TM * TN; q++) begin
-      if (q < Q0) prod_dsp[q - Q1] = TW'(w1[q]) * TW'(d_dw ? a1[q / TN] : a1[q % TN]);
-      else prod_lut[q - Q0] = TW'(w1[q]) * TW'(d_dw ? a1[q / TN] : a1[q % TN]);
+      if (q < Q0) prod_dsp[q - Q1] = TW'(w1[q]) * TW'(d_dw ? dw_operand(q / TN, q % TN) : a1[q % TN]);
+      else prod_lut[q - Q0] = TW'(w1[q]) * TW'(d_dw ? dw_operand(q / TN, q % TN) : a1[q % TN]);
     end
   end
   always_ff @(posedge clk) begin
     for (int q = Q1; q < TM * TN; q++) begin
-      if (k_conv && (!d_dw || q % TN == 0))
+      if (k_conv && (!d_dw || dw_slot_used(q % TN)))
         tree[t_idx(0, q / TN, q % TN)] <= (q < Q0) ? prod_dsp[q - Q1] : prod_lut[q - Q0];
       else
         tree[t_idx(0, q / TN, q % TN)] <= '0;
@@ -1779,17 +1847,17 @@ module fe_engine #(
         /* verilator lint_on UNUSEDSIGNAL */
         logic                     borrow; // lo * a_n < 0: what the low half takes from the high one
         hi = d_dw ? '0 : w1[(2 * j + 1) * TN + n];
-        lo = d_dw ? w1[(2 * j + ((n == 1) ? 1 : 0)) * TN] : w1[2 * j * TN + n];
-        b = d_dw ? a1[2 * j + ((n == 1) ? 1 : 0)] : a1[n];
+        lo = d_dw ? w1[(2 * j + n % 2) * TN + n / 2] : w1[2 * j * TN + n];
+        b = d_dw ? dw_operand(2 * j + n % 2, n / 2) : a1[n];
         // the borrow from the operands' signs, beside the multiply, enters as the post-adder's
         // 2^PS term (a DSP48's C input): no adder after the product
         borrow = (lo != '0) && (b != '0) && (lo[W_BITS-1] ^ b[A_BITS-1]);
         p = ((PPW'(hi) <<< PS) + PPW'(lo)) * PPW'(b) + (PPW'({1'b0, borrow}) <<< PS);
         low = p[PS-1:0];
         high = p >>> PS;  // (signed: an arithmetic shift)
-        if (k_conv && (!d_dw || n < 2)) begin
-          tree[t_idx(0, 2 * j, n)] <= (d_dw && n == 1) ? '0 : TW'(low);
-          tree[t_idx(0, 2 * j + 1, n)] <= d_dw ? ((n == 1) ? TW'(low) : '0) : TW'(high);
+        if (k_conv && (!d_dw || dw_slot_used(n / 2))) begin
+          tree[t_idx(0, 2 * j, n)] <= (d_dw && n % 2 == 1) ? '0 : TW'(low);
+          tree[t_idx(0, 2 * j + 1, n)] <= d_dw ? ((n % 2 == 1) ? TW'(low) : '0) : TW'(high);
         end else begin
           tree[t_idx(0, 2 * j, n)] <= '0;
           tree[t_idx(0, 2 * j + 1, n)] <= '0;
