@@ -328,6 +328,11 @@ def depthwise_slots(tn: int, k_max: int, has_dw: int = 1) -> int:
     return min(tn // 2, k_max) if has_dw and tn >= 2 else 1
 
 
+def depthwise_delay_bits(tm: int, tn: int, k_max: int, a_bits: int, has_dw: int = 1) -> int:
+    """Flip-flops of fe_engine.sv's depthwise delay line: KS − 1 earlier operands a lane (`depthwise_slots`)."""
+    return tm * (depthwise_slots(tn, k_max, has_dw) - 1) * a_bits
+
+
 def depthwise_columns(k: int, s: int, tn: int) -> bool:
     """Whether a depthwise conv of kernel k and stride s runs its kernel rows over the array's columns
     (fe_engine.sv, Depthwise taps over the columns): a lane's weight slots KS = min(tn // 2, k_max) hold

@@ -5,7 +5,8 @@
 the feasibility verdict. GOPs = ops / (cycles / f_clk) at the design's clock; ops = 2 × useful MACs
 (RL: see `rl.py` "Ops"), never an op the multiplier array does not do, so no figure exceeds its peak.
 Roofline of a row = min(compute roof, CTC × DRAM bandwidth): the compute roof is 2 × the multipliers
-the operation can use × f (FE: tm·tn, or tm lanes for depthwise convs, pools and adds; RL: tm·tn);
+the operation can use × f (FE: `fe.multipliers_used`, tm·tn, tm·K for a depthwise conv over the
+columns, tm lanes for other depthwise convs, pools and adds; RL: tm·tn);
 RL GEMM descriptors move no bulk data (weights and stashes are on chip), so theirs is the compute
 roof, and LOAD/STORE do no ops (roofline 0).
 The DRAM port moves `board.dram_bytes_per_cycle` bytes per engine clock (port-width limited).
@@ -146,8 +147,7 @@ def predict(network: Network, design: Design, board: Board, ddr: DdrTiming | Non
         cycles, dram = sum(r.cycles for r in runs), sum(r.dram_bytes for r in runs)
         bound = "compute" if sum(r.compute_cycles for r in runs) >= sum(r.bus_cycles for r in runs) else "memory"
         macs = op.macs * cfg.batch
-        lanes = cfg.tm if op.per_channel else cfg.tm * cfg.tn
-        roof = peak_gops(lanes, f_mhz)
+        roof = peak_gops(fe.multipliers_used(op, cfg), f_mhz)
         ctc = 2 * macs / dram if dram else float("inf")
         label = (op.kind + ("+pool" if op.pool else "") + ("(dw)" if op.depthwise else "")
                  + (", sparse" if op.sparse is not None else "")

@@ -170,15 +170,25 @@ def core_features(core: CoreParams) -> dict[str, float]:
             "rl_quant": float(max(rl.tm, rl.tn) if rl is not None else 0)}
 
 
+def unfitted_parts(core: CoreParams) -> dict[str, int]:
+    """LUT4/FF/MULT18 of the core's parts outside the fit: the FE's scale banks and weight generator where it
+    builds them (OPTIONAL_PARTS, measured), its sparse-weight expander (`perf.fe.sparse_expander_cells`) and
+    its depthwise delay line's registers (counted)."""
+    fe = core.fe
+    parts = [cells for flag, cells in OPTIONAL_PARTS.items() if getattr(fe, flag)]
+    if fe.has_sparse:
+        parts.append(perf_fe.sparse_expander_cells(fe.tm, fe.tn, fe.bus_bytes))
+    total = {r: sum(p[r] for p in parts) for r in ("lut4", "ff", "mult18")}
+    total["ff"] += isa_fe.depthwise_delay_bits(fe.tm, fe.tn, fe.k_max, fe.a_bits, fe.has_dw)
+    return total
+
+
 def board_resources(core: CoreParams, coefficients: Mapping[str, Mapping[str, float]] = COEFFICIENTS) -> BoardUse:
-    """Predicted nextpnr utilisation of dtl_uart_core with these parameters: the fitted features, plus the
-    FE's scale banks and weight generator where it builds them (OPTIONAL_PARTS, measured, not fitted), and its
-    sparse-weight expander (`perf.fe.sparse_expander_cells`)."""
+    """Predicted nextpnr utilisation of dtl_uart_core with these parameters: the fitted features plus the
+    parts outside the fit (`unfitted_parts`)."""
     f = core_features(core)
-    parts = [cells for flag, cells in OPTIONAL_PARTS.items() if getattr(core.fe, flag)]
-    if core.fe.has_sparse:
-        parts.append(perf_fe.sparse_expander_cells(core.fe.tm, core.fe.tn, core.fe.bus_bytes))
-    fitted = {r: max(0, round(sum(c * f[name] for name, c in coefficients[r].items()))) + sum(p[r] for p in parts)
+    parts = unfitted_parts(core)
+    fitted = {r: max(0, round(sum(c * f[name] for name, c in coefficients[r].items()))) + parts[r]
               for r in ("lut4", "ff", "mult18")}
     dp16kd = sum(count * dp16kd_blocks(depth, width) for count, depth, width in core_memories(core))
     return BoardUse(fitted["lut4"], fitted["ff"], fitted["mult18"], dp16kd)
@@ -193,13 +203,13 @@ def _nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def fit_coefficients(cores: list[CoreParams], measured: list[Mapping[str, int]]) -> dict:
-    """Non-negative least squares per resource over a sweep, minimising relative error; with the
-    leave-one-out error (each design predicted by a fit on the others)."""
+    """Non-negative least squares per resource over a sweep (the measured cells less `unfitted_parts`),
+    minimising relative error; with the leave-one-out error (each design predicted by a fit on the others)."""
     coefficients, loo = {}, {}
     for resource, template in COEFFICIENTS.items():
         names = list(template)
         a = np.array([[core_features(c)[n] for n in names] for c in cores])
-        b = np.array([float(m[resource]) for m in measured])
+        b = np.array([float(m[resource]) - unfitted_parts(c)[resource] for m, c in zip(measured, cores)])
         w = 1.0 / np.maximum(b, 1.0)  # relative error: each design weighs the same
         x = _nnls(a * w[:, None], b * w)
         coefficients[resource] = {n: float(v) for n, v in zip(names, x)}

@@ -15,14 +15,18 @@ Each op's descriptor geometry and limits are its class's (`dtlgen.model.ops`, `f
 - add → `add` (two input tiles, no weights); avgpool → `pool`; flatten costs nothing (the NCHW
   layout in DRAM is already the flattened vector); nor does a concatenation (each input's op stores
   into its slice of it), except as the FE's last tensor: a 1×1 max pool copies it (`fe_output_layer`).
-- depthwise conv runs one input channel per output lane: tm lanes busy, the tn dimension idle
-  (array use 1/tn), no input-channel loop. Pools and adds run on the tm output lanes the same way.
+- depthwise conv runs one input channel per output lane, no input-channel loop: a kernel of
+  3 ≤ K ≤ tn // 2 and stride 1 or 2 (`dtlgen.isa.fe.depthwise_columns`) spreads each kernel row's K
+  taps over K of the lane's columns (array use up to K/tn); any other runs one tap a cycle on one column
+  (the tn dimension idle, array use 1/tn). Pools and adds run on the tm output lanes, one a cycle.
 
 ## Schedule of one operation
 Output tiles are visited in the order row tile, column tile, output-channel tile; inside each,
 the input-channel tiles n = 0 .. Nt−1 accumulate into the output buffer (a "trip" each). Edge
 tiles have their true extents (tr_e ≤ tr, tc_e ≤ tc, tm_e ≤ tm, tn_e ≤ tn).
-- compute of a trip: `tr_e · tc_e · K · K` taps, one a cycle, then the pipeline's drain D where
+- compute of a trip: `tr_e · tc_e · K · K` taps, one a cycle (a depthwise conv over the columns: per
+  output row `dtlgen.isa.fe.depthwise_issues`, K · ((tc_e − 1) · s + K) issues, at least K · 5, or K · K
+  when tc_e = 1), then the pipeline's drain D where
   `dtlgen.isa.fe.trip_drain` says: after the operation's last trip, and after any trip of fewer taps
   than D (Drain once per operation, below). For convs D = `pipeline_depth(tn)` (operand registers,
   multiplier, adder tree, accumulator); pools and adds bypass the multipliers and the tree,
@@ -354,6 +358,17 @@ def fe_ops(network: Network, cfg: FEConfig, bus_bytes: float | None = None) -> l
         else:
             ops.append(op)
     return ops
+
+
+def multipliers_used(op: FEOp, cfg: FEConfig) -> int:
+    """The array's multipliers `op` can keep busy (its compute roof): tm·tn for a dense conv; tm·K for a
+    depthwise conv whose kernel rows run over the columns (`dtlgen.isa.fe.depthwise_columns`); tm for any other
+    per-channel op."""
+    if not op.per_channel:
+        return cfg.tm * cfg.tn
+    if op.kind == "conv" and isa_fe.depthwise_columns(op.k, op.s, cfg.tn):
+        return cfg.tm * op.k
+    return cfg.tm
 
 
 def stores_sparse(op: FEOp, cfg: FEConfig, bus_bytes: float) -> bool:
@@ -1066,6 +1081,8 @@ def fe_resources(ops: list[FEOp], cfg: FEConfig, board: Board) -> ResourceUse:
                                ff=isa_fe.GEN_LANES * (3 * 32 + 32 * words + cfg.tn) + 6 * 32)
     if any(op.sparse is not None for op in ops):
         control += sparse_expander(cfg, int(board.bus_bytes))
+    sizing = fe_buffer_sizing(ops)  # the depthwise delay line's registers (counted, not estimated)
+    control += ResourceUse(ff=isa_fe.depthwise_delay_bits(cfg.tm, cfg.tn, sizing["k_max"], cfg.a_bits, sizing["has_dw"]))
     return array + buffers + control + prefetch_fifo(board, engine_prefetch_beats(cfg, board.dram_latency_cycles))
 
 

@@ -71,6 +71,11 @@ def reference_schedule(op: fe.FEOp, cfg: fe.FEConfig, bus: int, latency: int, no
                 n_tiles = [tm_e] if per_channel else [min(cfg.tn, op.n - n0) for n0 in range(0, op.n, cfg.tn)]
                 for j, tn_e in enumerate(n_tiles):
                     taps = op.images * tr_e * tc_e * k * k
+                    if op.depthwise and 3 <= k <= cfg.tn // 2 and op.s <= 2:  # kernel rows over the columns:
+                        # per output row and kernel row the row's elements, one an issue, at least 5 (an
+                        # output word's read behind its last write), or k on a trip one column wide
+                        row = k if tc_e == 1 else max((tc_e - 1) * op.s + k, 5)
+                        taps = op.images * tr_e * k * row
                     # the pipeline drains after a trip shorter than it (and after the op's last: below)
                     compute = (taps, depth if taps < depth else 0)
                     if op.keep:  # whole planes, during the first output-channel tile only
@@ -347,7 +352,8 @@ def test_cycle_bounds(data):
         oc = fe.op_cycles(op, cfg, bus, latency)
         if op.kind != "conv":
             continue
-        lanes = cfg.tm if op.depthwise else cfg.tm * cfg.tn
+        # (a depthwise lane: a kernel row's k taps an issue over the columns, else one)
+        lanes = cfg.tm * (op.k if op.s <= 2 and 3 <= op.k <= cfg.tn // 2 else 1) if op.depthwise else cfg.tm * cfg.tn
         assert op.macs > 0 and oc.cycles * lanes >= op.macs
         assert oc.compute_cycles * lanes >= op.macs
         overhead = 2 * latency + cdiv(fe.DESCRIPTOR_BYTES, bus) + cdiv(op.m * fe.BIAS_BYTES, bus)

@@ -118,6 +118,9 @@ def test_fe_gops_never_exceed_the_array_peak_or_the_roofline(network, tm, tn, tr
     assert prediction.fe_layers
     for p in prediction.fe_layers:
         lanes = tm if ("(dw)" in p.op or not p.op.startswith("conv")) else tm * tn
+        layer = network.layer(p.name)
+        if "(dw)" in p.op and layer.stride <= 2 and 3 <= layer.kernel <= tn // 2:  # a kernel row an issue
+            lanes = tm * layer.kernel
         assert at_most(p.gops, peak_gops(lanes, clock_mhz)), (p, lanes)
         assert at_most(p.gops, p.roofline_gops), p
         assert p.roofline_gops <= peak_gops(lanes, clock_mhz) * (1 + REL), p

@@ -64,8 +64,10 @@ def pruned(share: float, w_bits: int = 8, batch: int = 2, seed: int = 0):
     return qnet, golden.quantize_input(qnet, x)
 
 
-# engines other tests build too (a shared Verilator build); 4-bit slots need one of their own: -m slow
+# engines other tests build too (a shared Verilator build; 4x6: test_fe_depthwise.py's, whose lanes take the
+# depthwise 3x3's kernel rows over the columns); 4-bit slots need one of their own: -m slow
 @pytest.mark.parametrize("array, tiles, bus, w_bits", [((4, 4), (12, 4), 8, 8), ((4, 4), (4, 4), 16, 8),
+                                                       ((4, 6), (4, 4), 8, 8),
                                                        pytest.param((5, 4), (8, 8), 16, 4, marks=pytest.mark.slow)])
 def test_every_kind_of_weighted_op_runs_sparse_bit_exact_in_the_model_cycles(tmp_path, monkeypatch, array, tiles,
                                                                               bus, w_bits):
