@@ -319,7 +319,9 @@ def pipeline_depth(tn: int) -> int:
     return 7 + max(0, math.ceil(math.log2(tn)))
 
 
-DW_ROW_MIN = 5  # issues between two writes of one output word (read at issue + 2, written at issue + 5)
+# issues between two writes of one output word: the accumulator reads it TREE + 2 cycles after its issue and
+# the write lands TREE + 6 after (fe_engine.sv, the accumulator)
+DW_ROW_MIN = 5
 
 
 def depthwise_slots(tn: int, k_max: int, has_dw: int = 1) -> int:

@@ -22,7 +22,7 @@ from typing import Any, Mapping
 from dtlgen.isa import fe as isa_fe, rl as isa_rl
 
 HDL_INT_MAX = (1 << 31) - 1  # an SV `int` parameter
-# what the FE buffers are sized for (a board design sizes all five for its program; the testbench leaves them full)
+# what the FE buffers are sized for (a board design sizes them all for its program; the testbench leaves them full)
 FE_BUFFER_SIZING = ("k_max", "s_max", "has_add", "has_scale", "has_gen", "has_sparse", "has_dw")
 # the sizing a full-size engine (the testbenches', the HLS engine's, the Xilinx RTL IP's) keeps at its
 # largest; the scale banks and the weight generator follow the design's ops in the Xilinx IP's shell

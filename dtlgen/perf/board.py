@@ -230,7 +230,7 @@ ALIGN = 64  # every chunk of the FE image starts on a 64-byte boundary (generato
 DESCRIPTOR_BYTES = isa_fe.DESCRIPTOR_BYTES  # one FE descriptor
 
 
-fe_buffer_sizing = perf_fe.fe_buffer_sizing  # k_max, s_max, has_add, has_scale of the FE buffers for the ops that run
+fe_buffer_sizing = perf_fe.fe_buffer_sizing  # the FE buffers' sizing (FE_BUFFER_SIZING) for the ops that run
 
 
 def _aligned(n: int) -> int:

@@ -87,7 +87,7 @@ the faster of the two for each).
 ## Batches
 A descriptor may run b images (`FEOp.images`, `batched_ops`): an op whose b·R output rows fit one
 row tile (`dtlgen.isa.fe.max_images`) runs each trip over all b images with the weight tile it
-loaded once, so a trip issues `b · R · tc_e · K · K` taps (then drains as above) and loads b input windows and one
+loaded once, so a trip issues b times one image's taps (then drains as above) and loads b input windows and one
 weight tile, and an output tile stores b images' rows. Ops whose maps need more than one row tile
 run one image per descriptor. Weights cross the bus once per descriptor instead of once per image:
 at batch 1 the deep layers of a VGG are weight-bandwidth bound, at batch b their weight traffic per
@@ -1043,7 +1043,8 @@ def fe_accumulator_bits(ops: list[FEOp], cfg: FEConfig) -> int:
 def fe_packing(cfg: FEConfig, board: Board) -> int:
     """2 when the FE RTL computes lanes 2j and 2j+1 on one multiply per column (fe_engine.sv's PACK): on a
     Xilinx DSP48 whose A port takes the packed weights (`dtlgen.perf.resources.dsp_packing`), with at
-    least two lanes and two columns (a depthwise lane pair uses columns 0 and 1); else 1."""
+    least two lanes and two columns (a depthwise lane pair takes alternate columns, lane 2j the even ones);
+    else 1."""
     return dsp_packing(board, cfg.a_bits, cfg.w_bits) if cfg.tm >= 2 and cfg.tn >= 2 else 1
 
 
@@ -1081,8 +1082,9 @@ def fe_resources(ops: list[FEOp], cfg: FEConfig, board: Board) -> ResourceUse:
                                ff=isa_fe.GEN_LANES * (3 * 32 + 32 * words + cfg.tn) + 6 * 32)
     if any(op.sparse is not None for op in ops):
         control += sparse_expander(cfg, int(board.bus_bytes))
-    sizing = fe_buffer_sizing(ops)  # the depthwise delay line's registers (counted, not estimated)
-    control += ResourceUse(ff=isa_fe.depthwise_delay_bits(cfg.tm, cfg.tn, sizing["k_max"], cfg.a_bits, sizing["has_dw"]))
+    # the depthwise delay line's registers, counted for the Xilinx RTL IP (full size: K_MAX's slots where tn allows)
+    control += ResourceUse(ff=isa_fe.depthwise_delay_bits(cfg.tm, cfg.tn, isa_fe.K_MAX, cfg.a_bits,
+                                                          int(any(op.depthwise for op in ops))))
     return array + buffers + control + prefetch_fifo(board, engine_prefetch_beats(cfg, board.dram_latency_cycles))
 
 

@@ -1559,7 +1559,8 @@ module fe_engine #(
   logic [15:0] c_tr, c_tc, c_tn;
   logic        c_first_n;
   always_ff @(posedge clk) begin
-    if (go) begin  // the dispatched trip's extents, registered with `cur` (go_trip is zero for trip 0)
+    if (rst) c_tc <= 16'd1;  // (c_j's first value: below)
+    else if (go) begin  // the dispatched trip's extents, registered with `cur` (go_trip is zero for trip 0)
       c_tr <= ext(go_trip.r0, d_r, 16'(TR));
       c_tc <= ext(go_trip.c0, d_c, 16'(TC));
       c_tn <= ext(go_trip.n0, d_n, 16'(TN));
@@ -1567,7 +1568,7 @@ module fe_engine #(
   end
   assign c_first_n = (cur.n0 == 0);
   // Depthwise taps over the columns (k_dwc): lane m's operands for weight slots 0 .. KS - 1 are the
-  // input elements of its last KS issues (a1[m], then the delay line aw[m]: slot KS - 1 - i holds the
+  // input elements of its last KS issues (a1[m], then the delay line dl[m]: slot KS - 1 - i holds the
   // element read i issues ago), and slot k_slot0 + kc holds the weight of tap (kr, kc). So an issue
   // that reads element j of kernel row kr's input row, once j >= K - 1, multiplies the K elements
   // j - K + 1 .. j by the row's K weights on K columns: output column (j - K + 1) / S of the row.
@@ -1577,17 +1578,17 @@ module fe_engine #(
   // word's read behind its last write, dtlgen.isa.fe.DW_ROW_MIN). A trip one output column wide
   // (tc = 1) walks c_j = K and folds the kernel rows in the accumulator instead (first tap at kr = 0,
   // last at kr = K - 1). dtlgen.isa.fe.depthwise_issues counts them.
-  // c_j follows c_tc a cycle behind it: an issue reads it at j >= K - 1 >= 2 only.
+  // c_j and c_one follow c_tc a cycle behind it (no adder on the dispatch's path), so a trip's first
+  // issue (j = 0) sees them from the trip before's extent (c_tc is 1 from reset) and this descriptor's
+  // K and S: c_j is then K >= 3 or at least DW_ROW_MIN, so j = 0 never ends a row; from j = 1 on both are
+  // the trip's own (c_one is read by issues that write, j >= K - 1 >= 2, only).
   logic [15:0] c_j;
   logic        c_one;  // the trip is one output column wide
   always_ff @(posedge clk) begin
+    logic [15:0] row;
+    row = ((d_s == 8'd2) ? (c_tc - 16'd1) << 1 : c_tc - 16'd1) + 16'(d_k);
     c_one <= (c_tc == 16'd1);
-    if (c_tc == 16'd1) c_j <= 16'(d_k);
-    else begin
-      logic [15:0] row;
-      row = ((d_s == 8'd2) ? (c_tc - 16'd1) << 1 : c_tc - 16'd1) + 16'(d_k);
-      c_j <= (row < 16'(DW_ROW_MIN)) ? 16'(DW_ROW_MIN) : row;
-    end
+    c_j <= (c_tc == 16'd1) ? 16'(d_k) : (row < 16'(DW_ROW_MIN)) ? 16'(DW_ROW_MIN) : row;
   end
 
   // geometry of the computed trip's input window (same rule as the loader)
