@@ -7,23 +7,20 @@ lanes in fabric, batches of images.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from dtlgen.generator.fe_program import build_fe_program
 from dtlgen.isa import fe as isa
 from dtlgen.model import import_module
 from dtlgen.perf import fe as perf_fe
 from dtlgen.perf.fe import FEConfig, op_cycles
 from dtlgen.quant import golden
 from dtlgen.quant.quantize import PrecisionConfig, quantize
-from dtlgen.sim import fe_sim
 
-from test_fe_rtl import fe_build
+from test_fe_batch import run_batch
+from test_fe_rtl import BUS, LATENCY
 
 SHAPE = (3, 9, 9)
 
@@ -44,23 +41,13 @@ class _Depthwise(nn.Module):
 
 
 def run(workdir, array, tiles, batch, pack=0, lut_mults=0):
-    """The program of `batch` images on the engine: (program, measured cycles, predicted cycles), every
-    image of every descriptor checked against the golden model."""
+    """The program of `batch` images on the engine (`run_batch`: every image checked against the golden
+    model): (program, measured cycles, predicted cycles)."""
     torch.manual_seed(0)
     network = import_module(_Depthwise().eval(), SHAPE)
     x = np.random.default_rng(0).standard_normal((batch, *SHAPE))
     qnet = quantize(network, x, PrecisionConfig())
-    x_int = golden.quantize_input(qnet, x)
-    cfg, params = FEConfig(*array, *tiles, lut_mults=lut_mults), fe_build(*array, *tiles)
-    params = dataclasses.replace(params, fe=dataclasses.replace(params.fe, pack=pack, lut_mults=lut_mults))
-    program = build_fe_program(qnet, cfg, x_int, params.dram.memory_bytes, bus_bytes=params.fe.bus_bytes)
-    predicted = [op_cycles(img.op, cfg, params.fe.bus_bytes, params.dram.latency).cycles for img in program.ops]
-    result = fe_sim.run(program, params, workdir, max_cycles=4 * sum(predicted) + 10_000)
-    reference = golden.fe_forward(qnet, x_int)
-    for i, img in enumerate(program.ops):
-        want = reference[img.layer][img.image0:img.image0 + img.op.total_images]
-        assert np.array_equal(program.read_images(result.memory, i), want), (img.op.name, img.image0)
-    return program, list(result.cycles), predicted
+    return run_batch(qnet, golden.quantize_input(qnet, x), tiles, workdir, array, pack, lut_mults)
 
 
 # (array, tiles, pack, lut_mults, batch, the depthwise layers over the columns): a 4x6 array gives a lane 3
@@ -87,6 +74,6 @@ def test_depthwise_kernel_rows_over_the_columns_are_exact(tmp_path, monkeypatch,
     try:
         for img, cycles in zip(program.ops, measured):
             if img.op.name in columns:
-                assert cycles < op_cycles(img.op, cfg, 8, 20).cycles, img.op.name
+                assert cycles < op_cycles(img.op, cfg, BUS, LATENCY).cycles, img.op.name
     finally:
         perf_fe._op_cycles.cache_clear()
