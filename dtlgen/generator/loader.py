@@ -30,7 +30,7 @@ from dtlgen.generator.rl_program import plan_rl
 from dtlgen.generator.rtl import rtl_dir
 from dtlgen.host.rl_program import RLLayout
 from dtlgen.isa import fe as isa_fe
-from dtlgen.isa.params import FE_BUFFER_SIZING, CoreParams, FESimBuild, SimDram
+from dtlgen.isa.params import FE_BUFFER_SIZING, FE_SIZING_FLAGS, CoreParams, FESimBuild, SimDram
 from dtlgen.model.data import NpzWording, read_arrays
 from dtlgen.perf import Design, load_design
 from dtlgen.perf.fe import FEOp, engine_params, fe_buffer_sizing, op_cycles
@@ -415,17 +415,21 @@ def check_ecp5(data: ProjectData, rl: RLProject | None) -> dict[str, Any]:
     want = CoreParams(sized, rl.layout.engine if rl is not None else None, core.mem_bytes, core.rl_base,
                       core.clks_per_bit)
     _check_same(core.to_dict(), want.to_dict(), f"{where}: core.{{}}", "the design gives")
-    if not (1 <= core.fe.k_max <= 7 and 1 <= core.fe.s_max <= 4 and all(getattr(core.fe, key) in (0, 1) for key in FE_BUFFER_SIZING[2:])
+    if not (1 <= core.fe.k_max <= 7 and 1 <= core.fe.s_max <= 4 and all(getattr(core.fe, key) in (0, 1) for key in FE_SIZING_FLAGS)
+            and 0 <= core.fe.dw_k <= 7
             and core.clks_per_bit >= 1 and core.mem_bytes & (core.mem_bytes - 1) == 0
             and 0 < core.rl_base <= core.mem_bytes):
         raise DesignError(f"{where}: the core's buffer and memory parameters are outside what the board design "
                           f"builds; {FIX}")
     # an engine built without a part its descriptors use would misread them (sparse weights as dense tiles)
     needed = fe_buffer_sizing(data.fe_ops)
-    missing = [key for key in FE_BUFFER_SIZING[2:] if needed[key] and not getattr(core.fe, key)]
+    missing = [key for key in FE_SIZING_FLAGS if needed[key] and not getattr(core.fe, key)]
     if missing:
         raise DesignError(f"{where}: core.{missing[0]} is 0, but the program's descriptors use that part of the FE "
                           f"engine; {FIX}")
+    if needed["dw_k"] > core.fe.dw_k:  # (a smaller delay line would run the kernel with the model's count wrong)
+        raise DesignError(f"{where}: core.dw_k is {core.fe.dw_k}, but the program has a depthwise conv of kernel "
+                          f"{needed['dw_k']}; {FIX}")
     with tempfile.TemporaryDirectory(prefix="dtlgen-ecp5-") as scratch:
         written = write_ecp5_project(Path(scratch), data.board, data.design, core)
         for path in written[:2] + sorted((Path(scratch) / "ecp5").glob("*.sv")):

@@ -230,7 +230,7 @@ def rtl_shell(engine: str, params: FEParams | RLParams, board: Board, env: jinja
     if isinstance(params, FEParams):
         if not params.full_size:
             raise ValueError(f"the FE engine's AXI IP is built with full-size buffers ({', '.join(FULL_SIZE)})")
-        hdl = {key: value for key, value in hdl.items() if key.lower() not in FULL_SIZE}  # (HAS_SCALE, HAS_GEN, HAS_SPARSE stay)
+        hdl = {key: value for key, value in hdl.items() if key.lower() not in FULL_SIZE}  # (HAS_SCALE, HAS_GEN, HAS_SPARSE, DW_K stay)
     hdl |= {"MAX_READS": AXI_OUTSTANDING, "MAX_WRITES": AXI_OUTSTANDING}
     if gang:  # bursts inside 2 KB pages, which the gang keeps in one DRAM row
         hdl["AXI_PAGE"] = port.GANG_PAGE

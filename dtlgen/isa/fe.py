@@ -324,15 +324,18 @@ def pipeline_depth(tn: int) -> int:
 DW_ROW_MIN = 5
 
 
-def depthwise_slots(tn: int, k_max: int, has_dw: int = 1) -> int:
-    """fe_engine.sv's KS: a lane's weight slots for a depthwise conv's kernel row, min(tn // 2, k_max) (1
-    without the delay line, `has_dw` 0, or on one column)."""
-    return min(tn // 2, k_max) if has_dw and tn >= 2 else 1
+def depthwise_slots(tn: int, k_max: int, dw_k: int = K_MAX) -> int:
+    """fe_engine.sv's KS: a lane's weight slots for a depthwise conv's kernel row, min(tn // 2, k_max, dw_k)
+    (`dw_k`: the largest depthwise kernel the engine runs over the columns), or 1 (no delay line) when that
+    is below 3."""
+    slots = min(tn // 2, k_max, dw_k)
+    return slots if slots >= 3 else 1
 
 
-def depthwise_delay_bits(tm: int, tn: int, k_max: int, a_bits: int, has_dw: int = 1) -> int:
-    """Flip-flops of fe_engine.sv's depthwise delay line: KS − 1 earlier operands a lane (`depthwise_slots`)."""
-    return tm * (depthwise_slots(tn, k_max, has_dw) - 1) * a_bits
+def depthwise_operand_bits(tm: int, tn: int, k_max: int, a_bits: int, dw_k: int = K_MAX) -> int:
+    """Bits of fe_engine.sv's depthwise delay line, tm · (KS − 1) · a_bits (`depthwise_slots`): as many
+    operand bits gain a select between the lane's own operand and the column's."""
+    return tm * (depthwise_slots(tn, k_max, dw_k) - 1) * a_bits
 
 
 def depthwise_columns(k: int, s: int, tn: int) -> bool:

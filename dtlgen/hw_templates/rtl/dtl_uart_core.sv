@@ -29,7 +29,7 @@ module dtl_uart_core #(
   parameter int HAS_SCALE = 1,
   parameter int HAS_GEN = 1,
   parameter int HAS_SPARSE = 1,
-  parameter int HAS_DW = 1,
+  parameter int DW_K = 7,
   parameter int FE_PF_BEATS = 0,  // fe_engine's PF_BEATS (ECP5: 0, its memory answers in a few cycles)
   parameter int DRAIN = 6,
   parameter int FE_PACK = 0,  // fe_engine's PACK (ECP5: 0, one multiply per MULT18X18D)
@@ -89,7 +89,7 @@ module dtl_uart_core #(
   logic                   use_rl;  // the RL engine owns the engine port
 
   fe_engine #(.TM(FE_TM), .TN(FE_TN), .TR(FE_TR), .TC(FE_TC), .A_BITS(A_BITS), .W_BITS(W_BITS),
-              .BUS_BYTES(BUS_BYTES), .K_MAX(K_MAX), .S_MAX(S_MAX), .HAS_ADD(HAS_ADD), .HAS_SCALE(HAS_SCALE), .HAS_GEN(HAS_GEN), .HAS_SPARSE(HAS_SPARSE), .HAS_DW(HAS_DW), .PF_BEATS(FE_PF_BEATS), .M_MAX(M_MAX), .DRAIN(DRAIN), .PACK(FE_PACK), .LUT_MULTS(FE_LUT_MULTS)) fe (
+              .BUS_BYTES(BUS_BYTES), .K_MAX(K_MAX), .S_MAX(S_MAX), .HAS_ADD(HAS_ADD), .HAS_SCALE(HAS_SCALE), .HAS_GEN(HAS_GEN), .HAS_SPARSE(HAS_SPARSE), .DW_K(DW_K), .PF_BEATS(FE_PF_BEATS), .M_MAX(M_MAX), .DRAIN(DRAIN), .PACK(FE_PACK), .LUT_MULTS(FE_LUT_MULTS)) fe (
     .clk, .rst, .start(start_fe), .desc_addr(run_desc_addr), .desc_count(run_count), .busy(busy_fe), .done(done_fe),
     .rd_req_valid(fe_rd_req_valid), .rd_req_ready(rd_req_ready && !use_rl), .rd_req_addr(fe_rd_req_addr),
     .rd_req_beats(fe_rd_req_beats), .rd_valid(rd_valid && !use_rl), .rd_data,

@@ -13,7 +13,7 @@
 // Operations: dense and depthwise convolution (K up to K_MAX, stride 1/2, zero padding generated
 // on chip), linear layers as 1x1 convolutions, max / average pooling and residual add. Depthwise
 // convs, pools and adds are "per channel": lane m of the array handles channel m0 + m alone, with
-// no input-channel loop; a depthwise conv of 3 <= K <= KS = min(TN / 2, K_MAX), stride 1 or 2, spreads
+// no input-channel loop; a depthwise conv of 3 <= K <= KS = min(TN / 2, K_MAX, DW_K), stride 1 or 2, spreads
 // each kernel row's taps over the lane's columns (Depthwise taps over the columns, below), the
 // others idle the tn dimension. Activations and weights up to 8 bits (one byte
 // each in memory). The memory side is a byte-addressed burst read port and a one-beat write port
@@ -39,7 +39,8 @@ module fe_engine #(
   parameter int HAS_SCALE = 1,  // 0: no scaled conv runs here, so no per-channel scale table
   parameter int HAS_GEN = 1,    // 0: no conv's weights are generated on chip, so no generator
   parameter int HAS_SPARSE = 1, // 0: no conv's weights are stored sparse, so no expander
-  parameter int HAS_DW = 1,     // 0: no depthwise conv runs here, so no operand delay line (Depthwise taps, below)
+  parameter int DW_K = 7,       // the largest depthwise kernel run over the columns (Depthwise taps, below;
+                                // below 3: none, no operand delay line)
   parameter int PF_BEATS = 0,   // > 0: requests a trip ahead, up to this many beats, into a read FIFO (of the
                                 // next power of two; Prefetched requests, below); 0: no FIFO, no prefetches
   parameter int M_MAX = 512,
@@ -86,7 +87,8 @@ module fe_engine #(
   localparam int KK = K_MAX * K_MAX;  // weight taps per element and half
   // Depthwise taps over the columns: a lane's KS weight slots (columns 0 .. KS - 1, or under PACK the
   // lane's parity of columns 0 .. 2 KS - 1) take the taps of one kernel row (the compute side, below)
-  localparam int KS = (HAS_DW != 0 && TN >= 2) ? ((TN / 2 < K_MAX) ? TN / 2 : K_MAX) : 1;
+  localparam int KS_MAX = (K_MAX < DW_K) ? K_MAX : DW_K;
+  localparam int KS = (KS_MAX >= 3 && TN >= 6) ? ((TN / 2 < KS_MAX) ? TN / 2 : KS_MAX) : 1;
   localparam int KTW = $clog2(KK + 1);  // a tap count, 0 .. KK
   localparam int WA = $clog2(2 * KK);
   // Output tile: each lane's words in O_BANKS = 2 x CB logical banks (row parity x column mod CB),
@@ -277,8 +279,8 @@ module fe_engine #(
     k_buf_step <= skip_c ? 8'd1 : d_s;
     k_plin1 <= 25'((k_hw + 32'(B - 1)) & ~(32'(B - 1))) - p_pw;
     k_kk <= KTW'(times_k(32'(d_k), KB'(d_k)));
-    k_dwc <= (HAS_DW != 0) && d_dw && (d_kind == K_CONV) && (d_k >= 8'd3) && (32'(d_k) <= KS) && (d_s <= 8'd2);
-    k_slot0 <= ((HAS_DW != 0) && d_dw && (d_kind == K_CONV) && (d_k >= 8'd3) && (32'(d_k) <= KS) && (d_s <= 8'd2))
+    k_dwc <= d_dw && (d_kind == K_CONV) && (d_k >= 8'd3) && (32'(d_k) <= KS) && (d_s <= 8'd2);
+    k_slot0 <= (d_dw && (d_kind == K_CONV) && (d_k >= 8'd3) && (32'(d_k) <= KS) && (d_s <= 8'd2))
                ? 8'(KS) - d_k : 8'(KS - 1);
   end
 
