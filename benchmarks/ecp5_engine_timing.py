@@ -34,7 +34,7 @@ from dtlgen.isa.params import CoreParams, FEParams, RLParams
 
 # A ULX3S demo knee (`dtlgen demo --board ulx3s-85f`, 2026-12-01): the engines of its ecp5/build.json "core".
 DEMO_ENGINES = {"fe": FEParams(tm=4, tn=6, tr=4, tc=31, a_bits=6, w_bits=8, bus_bytes=2, m_max=64, k_max=3, s_max=1,
-                               has_add=0, has_scale=0, has_gen=0, has_sparse=0),
+                               has_add=0, has_scale=0, has_gen=0, has_sparse=0, dw_k=0),
                 "rl": RLParams(tm=8, tn=1, bits=16, acc_bits=41, bus_bytes=2, lanes=8, a_depth=608, g_depth=96,
                                w_depth=1088, b_depth=6)}
 

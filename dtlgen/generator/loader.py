@@ -422,7 +422,7 @@ def check_ecp5(data: ProjectData, rl: RLProject | None) -> dict[str, Any]:
         raise DesignError(f"{where}: the core's buffer and memory parameters are outside what the board design "
                           f"builds; {FIX}")
     # an engine built without a part its descriptors use would misread them (sparse weights as dense tiles)
-    needed = fe_buffer_sizing(data.fe_ops)
+    needed = fe_buffer_sizing(data.fe_ops, data.design.fe.tn)
     missing = [key for key in FE_SIZING_FLAGS if needed[key] and not getattr(core.fe, key)]
     if missing:
         raise DesignError(f"{where}: core.{missing[0]} is 0, but the program's descriptors use that part of the FE "

@@ -169,8 +169,9 @@ def generate_project(network: Network, design: Design, board: Board, calib_x: np
                   (qnet, rl_layout, *rl_data) if rl_data is not None else None)
         if flow == "vivado":
             progress(f"writing the Vitis HLS / Vivado project for {board.name} and the PYNQ driver")
-            # the RTL IP: full-size buffers, the scale banks and weight generator only where the program uses them
-            features = {key: value for key, value in fe_buffer_sizing([img.op for img in program.ops]).items()
+            # the RTL IP: full-size buffers; the scale banks, the weight generator, the sparse expander and the
+            # depthwise delay line only where the program uses them
+            features = {key: value for key, value in fe_buffer_sizing([img.op for img in program.ops], design.fe.tn).items()
                         if key not in FULL_SIZE}
             engines = {"fe": replace(params.fe, **features)} | ({"rl": rl_layout.engine} if rl_layout is not None else {})
             write_xilinx_project(staging, board, design, tuple(engines), ip=engine_ip, params=engines)

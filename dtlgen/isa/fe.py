@@ -340,9 +340,9 @@ def depthwise_operand_bits(tm: int, tn: int, k_max: int, a_bits: int, dw_k: int 
 
 def depthwise_columns(k: int, s: int, tn: int) -> bool:
     """Whether a depthwise conv of kernel k and stride s runs its kernel rows over the array's columns
-    (fe_engine.sv, Depthwise taps over the columns): a lane's weight slots KS = min(tn // 2, k_max) hold
-    a kernel row (k ≤ tn // 2; the engine's buffers hold every kernel of its program, k ≤ k_max), and it
-    pays for k ≥ 3 and stride 1 or 2; else it issues one tap a cycle."""
+    (fe_engine.sv, Depthwise taps over the columns): a lane's weight slots KS = min(tn // 2, k_max, dw_k) hold
+    a kernel row (k ≤ tn // 2; the engine's buffers and delay line are sized for every such kernel of its
+    program, k ≤ k_max and k ≤ dw_k), and it pays for k ≥ 3 and stride 1 or 2; else it issues one tap a cycle."""
     return 3 <= k <= tn // 2 and s <= 2
 
 

@@ -26,7 +26,8 @@ HDL_INT_MAX = (1 << 31) - 1  # an SV `int` parameter
 FE_BUFFER_SIZING = ("k_max", "s_max", "has_add", "has_scale", "has_gen", "has_sparse", "dw_k")
 FE_SIZING_FLAGS = FE_BUFFER_SIZING[2:6]  # the parts built or not (0 / 1); dw_k is a kernel (0: no delay line)
 # the sizing a full-size engine (the testbenches', the HLS engine's, the Xilinx RTL IP's) keeps at its
-# largest; the scale banks and the weight generator follow the design's ops in the Xilinx IP's shell
+# largest; the scale banks, the weight generator, the sparse expander and the depthwise delay line follow the
+# design's ops in the Xilinx IP's shell
 FULL_SIZE = FE_BUFFER_SIZING[:3]
 
 

@@ -262,7 +262,7 @@ def core_for(design, board, ops: list, fe_bytes: int, m_max: int, rl: RLParams |
     memory: the one computation behind the generated core (`generator.ecp5.board_core`, exact sizes)
     and the model's (`core_parameters`, sizes from shapes)."""
     fe_region = 1 << max(10, (fe_bytes - 1).bit_length())
-    fe = FEParams.for_array(design.fe, int(board.dram_bytes_per_cycle), m_max, **fe_buffer_sizing(ops))
+    fe = FEParams.for_array(design.fe, int(board.dram_bytes_per_cycle), m_max, **fe_buffer_sizing(ops, design.fe.tn))
     return CoreParams(fe, rl, mem_bytes=_pow2(fe_region + rl_bytes), rl_base=fe_region,
                       clks_per_bit=uart_clocks_per_bit(design.clock_mhz))
 

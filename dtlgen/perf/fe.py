@@ -487,23 +487,26 @@ def keeps_inputs(op: FEOp, cfg: FEConfig, bus: float, words: int) -> bool:
                                cfg.tm, cfg.tn, cfg.tr, cfg.tc, max(1, int(bus)), words)
 
 
-def fe_buffer_sizing(ops: list[FEOp]) -> dict[str, int]:
+def fe_buffer_sizing(ops: list[FEOp], tn: int | None = None) -> dict[str, int]:
     """k_max, s_max, has_add, has_scale, has_gen, has_sparse, dw_k: the FE buffers sized for the ops that run (a stride beyond the
-    engine's S_MAX keeps the full-size window, against which such a layer is checked)."""
+    engine's S_MAX keeps the full-size window, against which such a layer is checked); dw_k: the largest kernel
+    of the depthwise convs that run over the columns of an array `tn` wide (`isa.fe.depthwise_columns`; without
+    `tn`, of every depthwise conv), 0 for none."""
     # (a pool kernel beyond K_MAX is checked against the full-size window too)
     strided = any(op.s > isa_fe.S_MAX or op.k > isa_fe.K_MAX for op in ops)
     sizing = (isa_fe.K_MAX if strided else max((op.k for op in ops), default=1),
               isa_fe.S_MAX if strided else max((op.s for op in ops), default=1),
               int(any(op.kind == "add" for op in ops)), int(any(op.scaled for op in ops)),
               int(any(op.gen for op in ops)), int(any(op.sparse is not None for op in ops)),
-              max((op.k for op in ops if op.depthwise), default=0))
+              max((op.k for op in ops if op.depthwise and (tn is None or isa_fe.depthwise_columns(op.k, op.s, tn))),
+                  default=0))
     return dict(zip(FE_BUFFER_SIZING, sizing))
 
 
 def keep_words(cfg: FEConfig, bus: float, ops: list[FEOp]) -> int:
     """Words of the input banks (both halves) that hold kept inputs, on the engine with the design's tiles
     and buffers sized for `ops` (`fe_buffer_sizing`, as the generator builds it)."""
-    sizing = fe_buffer_sizing(ops)
+    sizing = fe_buffer_sizing(ops, cfg.tn)
     return 2 * isa_fe.input_words(cfg.tr, cfg.tc, max(1, int(bus)), sizing["k_max"], sizing["s_max"])
 
 
@@ -1084,7 +1087,7 @@ def fe_resources(ops: list[FEOp], cfg: FEConfig, board: Board) -> ResourceUse:
         control += sparse_expander(cfg, int(board.bus_bytes))
     # the depthwise delay line (the Xilinx RTL IP's buffers are full size; its DW_K follows the ops)
     cells = depthwise_columns_cells(isa_fe.depthwise_operand_bits(cfg.tm, cfg.tn, isa_fe.K_MAX, cfg.a_bits,
-                                                                  fe_buffer_sizing(ops)["dw_k"]))
+                                                                  fe_buffer_sizing(ops, cfg.tn)["dw_k"]))
     control += ResourceUse(lut=cells["lut4"] if board.lut_kind == "LUT4" else round(XILINX_LUT_PER_LUT4 * cells["lut4"]),
                            ff=cells["ff"])
     return array + buffers + control + prefetch_fifo(board, engine_prefetch_beats(cfg, board.dram_latency_cycles))

@@ -90,12 +90,15 @@ def test_the_delay_line_is_sized_for_the_largest_depthwise_kernel_and_costed(mon
     assert perf_fe.fe_buffer_sizing(ops)["dw_k"] == 5
     dense = [op for op in ops if not op.depthwise]
     assert perf_fe.fe_buffer_sizing(dense)["dw_k"] == 0
+    # on an array tn wide, only the kernels that run over its columns: 3 (the 5x5 needs tn >= 10); none on 4
+    assert [perf_fe.fe_buffer_sizing(ops, tn)["dw_k"] for tn in (4, 6, 8, 10)] == [0, 3, 3, 5]
     assert [isa.depthwise_slots(tn, 7, 5) for tn in (2, 5, 6, 8, 10, 16)] == [1, 1, 3, 4, 5, 5]
     assert isa.depthwise_slots(16, 7, 1) == 1 and isa.depthwise_slots(16, 3, 7) == 3
     assert isa.depthwise_operand_bits(4, 8, 7, 8, 5) == perf_fe.DEPTHWISE_MEASURED["bits"]  # the measured engine
     assert perf_fe.depthwise_columns_cells(96) == {"lut4": 546, "ff": 146, "mult18": 0}
     board = load_board("pynq-z2")
-    with_line = perf_fe.fe_resources(ops, cfg, board)  # (4x8 on the full-size IP: KS = 4, the measured 96 bits)
+    with_line = perf_fe.fe_resources(ops, cfg, board)  # (4x8: the 3x3 convs over the columns, KS = 3: 64 bits)
     monkeypatch.setattr(isa, "depthwise_operand_bits", lambda *args: 0)
     without = perf_fe.fe_resources(ops, cfg, board)
-    assert (with_line.lut - without.lut, with_line.ff - without.ff, with_line.dsp - without.dsp) == (round(0.6 * 546), 146, 0)
+    assert perf_fe.depthwise_columns_cells(64) == {"lut4": 364, "ff": 98, "mult18": 0}
+    assert (with_line.lut - without.lut, with_line.ff - without.ff, with_line.dsp - without.dsp) == (round(0.6 * 364), 98, 0)
