@@ -415,8 +415,10 @@ def check_ecp5(data: ProjectData, rl: RLProject | None) -> dict[str, Any]:
     want = CoreParams(sized, rl.layout.engine if rl is not None else None, core.mem_bytes, core.rl_base,
                       core.clks_per_bit)
     _check_same(core.to_dict(), want.to_dict(), f"{where}: core.{{}}", "the design gives")
+    if not 0 <= core.fe.dw_k <= 7:
+        raise DesignError(f"{where}: core.dw_k is {core.fe.dw_k}: expected 0 to 7 (the largest depthwise kernel the FE "
+                          f"engine's delay line serves); {FIX}")
     if not (1 <= core.fe.k_max <= 7 and 1 <= core.fe.s_max <= 4 and all(getattr(core.fe, key) in (0, 1) for key in FE_SIZING_FLAGS)
-            and 0 <= core.fe.dw_k <= 7
             and core.clks_per_bit >= 1 and core.mem_bytes & (core.mem_bytes - 1) == 0
             and 0 < core.rl_base <= core.mem_bytes):
         raise DesignError(f"{where}: the core's buffer and memory parameters are outside what the board design "

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from dtlgen.boards import load_board
+from dtlgen.errors import DesignError
 from dtlgen.isa import fe as isa
 from dtlgen.model import import_module
 from dtlgen.perf import fe as perf_fe
@@ -102,3 +103,44 @@ def test_the_delay_line_is_sized_for_the_largest_depthwise_kernel_and_costed(mon
     without = perf_fe.fe_resources(ops, cfg, board)
     assert perf_fe.depthwise_columns_cells(64) == {"lut4": 364, "ff": 98, "mult18": 0}
     assert (with_line.lut - without.lut, with_line.ff - without.ff, with_line.dsp - without.dsp) == (round(0.6 * 364), 98, 0)
+
+
+class _DepthwiseHead(nn.Module):
+    """_Depthwise with a linear head (the layer the RL engine re-trains)."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = _Depthwise()
+        self.fc = nn.Linear(7 * 5 * 5, 4)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.features(x), 1))
+
+
+def test_an_ecp5_core_whose_delay_line_misses_the_programs_kernels_is_refused(tmp_path):
+    """An ECP5 project's build.json whose core has a delay line for smaller depthwise kernels than its program
+    runs over the columns (dw_k 3 on a 4x6 array, where the 3x3 convs need 3) would run them one tap an issue,
+    off the model's cycles: `dtlgen bitstream`'s check refuses it, and a dw_k outside 0..7 by name; the
+    untouched project passes."""
+    import json
+
+    import dtlgen
+    from dtlgen.generator.loader import check_ecp5, load_rl_project, open_project
+    from dtlgen.perf import Design
+
+    torch.manual_seed(0)
+    network = dtlgen.load_model(_DepthwiseHead().eval(), SHAPE, retrain_last=1)
+    design = Design.from_dict({"board": "ulx3s-85f", "clock_mhz": 50, "rl": {"tm": 2, "tn": 2, "bits": 16, "batch": 4},
+                               "fe": {"tm": 4, "tn": 6, "tr": 4, "tc": 4, "w_bits": 8, "a_bits": 8}})
+    project = tmp_path / "prj"
+    dtlgen.generate(network, design, project)
+    data = open_project(project)
+    check_ecp5(data, load_rl_project(data))
+    build = project / "ecp5" / "build.json"
+    original = json.loads(build.read_text())
+    assert original["core"]["dw_k"] == 3  # the 3x3 convs; the 5x5 one runs one tap an issue on 6 columns
+    for value, message in ((2, "core.dw_k is 2, but the program has a depthwise conv of kernel 3"),
+                           (9, "core.dw_k is 9: expected 0 to 7")):
+        build.write_text(json.dumps({**original, "core": {**original["core"], "dw_k": value}}))
+        with pytest.raises(DesignError, match=message):
+            check_ecp5(data, load_rl_project(data))
