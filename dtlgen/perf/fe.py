@@ -1088,8 +1088,7 @@ def fe_resources(ops: list[FEOp], cfg: FEConfig, board: Board) -> ResourceUse:
     # the depthwise delay line (the Xilinx RTL IP's buffers are full size; its DW_K follows the ops)
     cells = depthwise_columns_cells(isa_fe.depthwise_operand_bits(cfg.tm, cfg.tn, isa_fe.K_MAX, cfg.a_bits,
                                                                   fe_buffer_sizing(ops, cfg.tn)["dw_k"]))
-    control += ResourceUse(lut=cells["lut4"] if board.lut_kind == "LUT4" else round(XILINX_LUT_PER_LUT4 * cells["lut4"]),
-                           ff=cells["ff"])
+    control += fabric_cells(board, cells["lut4"], cells["ff"])
     return array + buffers + control + prefetch_fifo(board, engine_prefetch_beats(cfg, board.dram_latency_cycles))
 
 
@@ -1132,8 +1131,13 @@ def prefetch_fifo(board: Board, beats: int) -> ResourceUse:
     measured_bits = 8 * PREFETCH_MEASURED["bus_bytes"]
     lut4 = PREFETCH_MEASURED["lut4"] + 2 * (bits - measured_bits)
     ff = PREFETCH_MEASURED["ff"] + (bits - measured_bits)
-    return (banked_memory(board, 1, 1 << max(1, (beats - 1).bit_length()), bits)
-            + ResourceUse(lut=lut4 if board.lut_kind == "LUT4" else round(XILINX_LUT_PER_LUT4 * lut4), ff=ff))
+    return banked_memory(board, 1, 1 << max(1, (beats - 1).bit_length()), bits) + fabric_cells(board, lut4, ff)
+
+
+def fabric_cells(board: Board, lut4: float, ff: int) -> ResourceUse:
+    """Logic measured in ECP5 LUT4s and FFs on `board`: as measured on a LUT4 part, XILINX_LUT_PER_LUT4 of the
+    LUT4s on a part of 6-input LUTs (an estimate)."""
+    return ResourceUse(lut=lut4 if board.lut_kind == "LUT4" else round(XILINX_LUT_PER_LUT4 * lut4), ff=ff)
 
 
 def sparse_expander_cells(tm: int, tn: int, bus_bytes: int) -> dict[str, int]:

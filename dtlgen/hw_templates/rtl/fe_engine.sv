@@ -245,6 +245,8 @@ module fe_engine #(
   logic [KTW-1:0] k_kk;   // K * K
   logic        k_dwc;      // a depthwise conv whose kernel rows run over the columns (Depthwise taps, below)
   logic [7:0]  k_slot0;    // its first weight slot, KS - K (KS - 1 for a depthwise conv of one tap an issue)
+  logic        dwc_c;      // (k_dwc from the descriptor)
+  assign dwc_c = d_dw && (d_kind == K_CONV) && (d_k >= 8'd3) && (32'(d_k) <= KS) && (d_s <= 8'd2);
   function automatic logic [31:0] times_const(input logic [31:0] x, input int c);
     logic [31:0] acc;
     acc = '0;
@@ -279,9 +281,8 @@ module fe_engine #(
     k_buf_step <= skip_c ? 8'd1 : d_s;
     k_plin1 <= 25'((k_hw + 32'(B - 1)) & ~(32'(B - 1))) - p_pw;
     k_kk <= KTW'(times_k(32'(d_k), KB'(d_k)));
-    k_dwc <= d_dw && (d_kind == K_CONV) && (d_k >= 8'd3) && (32'(d_k) <= KS) && (d_s <= 8'd2);
-    k_slot0 <= (d_dw && (d_kind == K_CONV) && (d_k >= 8'd3) && (32'(d_k) <= KS) && (d_s <= 8'd2))
-               ? 8'(KS) - d_k : 8'(KS - 1);
+    k_dwc <= dwc_c;
+    k_slot0 <= dwc_c ? 8'(KS) - d_k : 8'(KS - 1);
   end
 
   // ---------------------------------------------------------------------------------------------
