@@ -55,6 +55,9 @@ class Layer:
     weight: np.ndarray | None = None  # conv: (M, N/groups, K, K); linear: (M, N)
     bias: np.ndarray | None = None  # (M,)
     frozen: bool = True
+    # a retrainable layer the RL engine runs forward and backward (BWD_DATA) but never updates: a conv that
+    # gradients cross on their way to residual adapters below it (issue 20). Ignored when frozen.
+    trained: bool = True
     module_path: str = ""
     # a seeded conv (issue 18): {"seed", "index", "kind"}, its weights `dtlgen.isa.seeded.conv_weights` of
     # them (integers, held in `weight`), its output channel m multiplied by `scale[m]` before the bias
@@ -116,6 +119,8 @@ class Layer:
             d["seed"] = dict(self.seed)
         if self.init_seed is not None:
             d["init_seed"] = dict(self.init_seed)
+        if not self.frozen and not self.trained:
+            d["trained"] = False
         if self.mask is not None:
             d["sparsity"] = round(1.0 - float(np.mean(self.mask)), 6)
         if with_weights:

@@ -4,8 +4,11 @@ against is `dtlgen.quant.reference`).
 - `fe_forward` / `hybrid_forward`: integer FE inference (every IR op) and the RL forward pass.
 - `rl_train_step`: one on-device training step of the retrainable layers, in the order the RL
   engine runs its descriptors: FWD per layer; host softmax-cross-entropy gradient; then per layer
-  from the last: BWD_DATA (not for the first retrainable layer), BWD_WEIGHT summed over the batch,
-  UPDATE with LFSR stochastic rounding over [W | b] row-major.
+  from the last: BWD_DATA (not for the first trained layer), BWD_WEIGHT summed over the batch,
+  UPDATE with LFSR stochastic rounding over [W | b] row-major (a layer with `trained` False: no
+  BWD_WEIGHT or UPDATE). A K×K conv is a GEMM over tap-major windows (`dtlgen.quant.ops.im2col_rows`):
+  BWD_DATA sums each window's products back onto the input (`col2im_rows`) before requantising; a
+  max-pool routes each window's gradient to its first maximum.
 
 Every rounding and saturation rule comes from `dtlgen.quant.fixed`; this module only orders them.
 Arrays are NCHW (feature maps) or (B, F) (vectors), batch first.
@@ -96,11 +99,17 @@ def rl_forward(qnet: QuantizedNetwork, state: RLState, features: dict[str, np.nd
         if layer.op == "flatten":
             values[layer.name] = x.reshape(len(x), -1)
             continue
+        if layer.op == "maxpool":
+            y = ops.max_pool(x, layer.kernel, layer.stride, layer.padding, lq.out_fmt.min_int)
+            values[layer.name] = _activation(y, layer.activation, lq.out_fmt)
+            continue
         weight, bias = state[layer.name]
-        acc = (fixed.exact_matmul(ops.gemm_rows(x), ops.weight_matrix(weight).T, lq.acc_bits)
+        acc = (fixed.exact_matmul(ops.im2col_rows(x, layer.kernel, layer.stride, layer.padding),
+                                  ops.rl_weight_matrix(weight).T, lq.acc_bits)
                + fixed.align(bias, lq.b_fmt.frac, lq.acc_frac))
         y = fixed.requantise(acc, lq.out_shift, bits)
-        values[layer.name] = _activation(ops.from_gemm_rows(y, x.shape), layer.activation, lq.out_fmt)
+        values[layer.name] = _activation(ops.from_gemm_rows(y, (len(x), *layer.out_shape)), layer.activation,
+                                         lq.out_fmt)
     return values
 
 
@@ -157,7 +166,7 @@ def rl_train_step(qnet: QuantizedNetwork, state: RLState, features: dict[str, np
     grad = grad.reshape(acts[last.name].shape)
     trace = StepTrace(acts, grad, {}, {}, {}, {})
     new_state = dict(state)
-    first_trained = next(layer.name for layer in rl_layers if layer.has_weights)
+    first_trained = first_trained_layer(rl_layers)
     for layer in reversed(rl_layers):
         lq = qnet.layers[layer.name]
         mask = _activation_mask(acts[layer.name], layer.activation, lq.out_fmt)
@@ -167,28 +176,39 @@ def rl_train_step(qnet: QuantizedNetwork, state: RLState, features: dict[str, np
         if layer.op == "flatten":
             grad = grad.reshape(x.shape)
             continue
+        if layer.op == "maxpool":  # the gradient goes to each window's first maximum, in the same format
+            grad = ops.max_pool_backward(x, grad, layer.kernel, layer.stride, layer.padding, lq.out_fmt.min_int)
+            continue
         weight, bias = state[layer.name]
-        w, g, xr = ops.weight_matrix(weight), ops.gemm_rows(grad), ops.gemm_rows(x)
+        window = (layer.kernel, layer.stride, layer.padding)
+        w, g = ops.rl_weight_matrix(weight), ops.gemm_rows(grad)
         g_frac, x_frac = lq.grad_fmt.frac, lq.in_fracs[0]
         if layer.name != first_trained:  # BWD_DATA: gradient w.r.t. the input, in its producer's format
             into = qnet.layers[layer.inputs[0]].grad_fmt
-            dx = fixed.requantise(fixed.exact_matmul(g, w, lq.acc_bits), lq.w_fmt.frac + g_frac - into.frac, bits)
-            trace.grad_in[layer.name] = ops.from_gemm_rows(dx, x.shape)
-        # BWD_WEIGHT, summed over the batch (and positions of a 1×1 conv)
-        dw = fixed.requantise(fixed.exact_matmul(g.T, xr, lq.acc_bits), g_frac + x_frac - lq.dw_fmt.frac, bits)
-        db = fixed.requantise(g.sum(axis=0), g_frac - lq.db_fmt.frac, bits)
-        # UPDATE: W -= 2^-lr_shift dW, stochastic rounding, LFSR over [W | b] row-major (b is column N)
-        seed = fixed.lfsr_seed(step, qnet.network.index(layer.name))
-        rand = fixed.lfsr_sequence(seed, w.size + bias.size).reshape(w.shape[0], w.shape[1] + 1)
-        dw_step = fixed.stochastic_round_shift(dw, lr_shift + lq.dw_fmt.frac - lq.w_fmt.frac, rand[:, :-1])
-        db_step = fixed.stochastic_round_shift(db, lr_shift + lq.db_fmt.frac - lq.b_fmt.frac, rand[:, -1])
-        new_w = fixed.saturate(w - dw_step, bits)
-        if masks is not None and layer.name in masks:
-            new_w = np.where(np.asarray(masks[layer.name]).reshape(new_w.shape) != 0, new_w, 0)
-        new_state[layer.name] = (new_w.reshape(weight.shape), fixed.saturate(bias - db_step, bits))
-        trace.grad_w[layer.name], trace.grad_b[layer.name], trace.seeds[layer.name] = dw, db, seed
-        if layer.name != first_trained:
-            grad = trace.grad_in[layer.name]
-        else:
+            dx = ops.col2im_rows(fixed.exact_matmul(g, w, lq.acc_bits), x.shape, *window)
+            trace.grad_in[layer.name] = fixed.requantise(dx, lq.w_fmt.frac + g_frac - into.frac, bits)
+        if layer.trained:
+            # BWD_WEIGHT, summed over the batch (and output positions of a conv)
+            xr = ops.im2col_rows(x, *window)
+            dw = fixed.requantise(fixed.exact_matmul(g.T, xr, lq.acc_bits), g_frac + x_frac - lq.dw_fmt.frac, bits)
+            db = fixed.requantise(g.sum(axis=0), g_frac - lq.db_fmt.frac, bits)
+            # UPDATE: W -= 2^-lr_shift dW, stochastic rounding, LFSR over [W | b] row-major (b is column N)
+            seed = fixed.lfsr_seed(step, qnet.network.index(layer.name))
+            rand = fixed.lfsr_sequence(seed, w.size + bias.size).reshape(w.shape[0], w.shape[1] + 1)
+            dw_step = fixed.stochastic_round_shift(dw, lr_shift + lq.dw_fmt.frac - lq.w_fmt.frac, rand[:, :-1])
+            db_step = fixed.stochastic_round_shift(db, lr_shift + lq.db_fmt.frac - lq.b_fmt.frac, rand[:, -1])
+            new_w = fixed.saturate(w - dw_step, bits)
+            if masks is not None and layer.name in masks:
+                new_w = np.where(ops.rl_weight_matrix(np.asarray(masks[layer.name])) != 0, new_w, 0)
+            new_state[layer.name] = (ops.from_rl_weight_matrix(new_w, weight.shape),
+                                     fixed.saturate(bias - db_step, bits))
+            trace.grad_w[layer.name], trace.grad_b[layer.name], trace.seeds[layer.name] = dw, db, seed
+        if layer.name == first_trained:
             break
+        grad = trace.grad_in[layer.name]
     return new_state, trace
+
+
+def first_trained_layer(rl_layers: list[Layer]) -> str:
+    """The first retrainable layer whose weights train: gradients stop there (it needs no BWD_DATA)."""
+    return next(layer.name for layer in rl_layers if layer.has_weights and layer.trained)

@@ -96,3 +96,63 @@ def from_gemm_rows(rows: np.ndarray, like: tuple[int, ...]) -> np.ndarray:
 def weight_matrix(weight: np.ndarray) -> np.ndarray:
     """(M, N) stays; a 1×1 conv's (M, N, 1, 1) → (M, N)."""
     return weight.reshape(weight.shape[0], -1)
+
+
+# --- the RL engine's convolutions: GEMMs over tap-major windows ---------------------------------
+# A K×K conv on the RL engine is K·K 1×1 convs of the shifted input, summed: its GEMM's columns are
+# tap-major, column (kr·K + kc)·N + n, for the rows (im2col_rows), the weight matrix (rl_weight_matrix)
+# and so the LFSR's row-major order over [W | b] in an UPDATE. A 1×1 unpadded stride-1 conv's GEMM is
+# `gemm_rows` / `weight_matrix` unchanged.
+def im2col_rows(x: np.ndarray, kernel: int = 1, stride: int = 1, padding: int = 0) -> np.ndarray:
+    """A conv's GEMM rows, one per output position: (B, N, H, W) → (B·R·C, K·K·N), tap-major columns
+    (zero where a window reaches into the padding). (B, N) stays."""
+    if x.ndim == 2 or (kernel == 1 and stride == 1 and padding == 0):
+        return gemm_rows(x)
+    win = windows(x, kernel, stride, padding)  # B N R C K K
+    b, n, r, c = win.shape[:4]
+    return win.transpose(0, 2, 3, 4, 5, 1).reshape(b * r * c, kernel * kernel * n)
+
+
+def col2im_rows(cols: np.ndarray, in_shape: tuple[int, ...], kernel: int = 1, stride: int = 1,
+                padding: int = 0) -> np.ndarray:
+    """The adjoint of `im2col_rows`: each column's value summed onto the input element it was read from
+    (values read from the padding dropped): (B·R·C, K·K·N) → `in_shape` (B, N, H, W)."""
+    if len(in_shape) == 2 or (kernel == 1 and stride == 1 and padding == 0):
+        return from_gemm_rows(cols, in_shape)
+    b, n, h, w = in_shape
+    r, c = conv_out_size(h, kernel, stride, padding), conv_out_size(w, kernel, stride, padding)
+    taps = cols.reshape(b, r, c, kernel, kernel, n).transpose(0, 5, 1, 2, 3, 4)  # B N R C K K
+    out = np.zeros((b, n, h + 2 * padding, w + 2 * padding), dtype=cols.dtype)
+    for kr in range(kernel):
+        for kc in range(kernel):
+            out[:, :, kr:kr + (r - 1) * stride + 1:stride, kc:kc + (c - 1) * stride + 1:stride] += taps[..., kr, kc]
+    return out[:, :, padding:padding + h, padding:padding + w]
+
+
+def rl_weight_matrix(weight: np.ndarray) -> np.ndarray:
+    """The RL engine's weight matrix: (M, N) stays; a conv's (M, N, K, K) → (M, K·K·N), tap-major."""
+    return weight if weight.ndim == 2 else weight.transpose(0, 2, 3, 1).reshape(weight.shape[0], -1)
+
+
+def from_rl_weight_matrix(matrix: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Inverse of `rl_weight_matrix` for a weight of `shape`."""
+    if len(shape) == 2:
+        return matrix.reshape(shape)
+    m, n, k, _ = shape
+    return matrix.reshape(m, k, k, n).transpose(0, 3, 1, 2)
+
+
+def max_pool_backward(x: np.ndarray, grad: np.ndarray, kernel: int, stride: int, padding: int,
+                      pad_value) -> np.ndarray:
+    """A max-pool's gradient w.r.t. its input: each window's gradient goes to the window's first maximum
+    in row-major order (as torch's), summed where windows overlap. Floor-mode output sizes."""
+    b, n, h, w = x.shape
+    win = windows(x, kernel, stride, padding, pad_value)  # B N R C K K
+    r, c = win.shape[2:4]
+    first = win.reshape(b, n, r, c, kernel * kernel).argmax(axis=4)
+    rows = np.arange(r)[:, None] * stride + first // kernel
+    cols = np.arange(c)[None, :] * stride + first % kernel
+    out = np.zeros((b, n, h + 2 * padding, w + 2 * padding), dtype=grad.dtype)
+    bi, ni = np.meshgrid(np.arange(b), np.arange(n), indexing="ij")
+    np.add.at(out, (bi[:, :, None, None], ni[:, :, None, None], rows, cols), grad)
+    return out[:, :, padding:padding + h, padding:padding + w]

@@ -23,7 +23,7 @@ import numpy as np
 from dtlgen.errors import DesignError, UnsupportedLayerError, require_int
 from dtlgen.isa import fe as isa_fe
 from dtlgen.isa import rl as isa_rl
-from dtlgen.model.ir import INPUT, Layer, Network, gemm_shape
+from dtlgen.model.ir import INPUT, Layer, Network, conv_out_size, gemm_shape
 from dtlgen.model.ops import op_of
 from dtlgen.quant import fixed
 from dtlgen.quant.fixed import QFormat
@@ -151,8 +151,23 @@ def rl_gemm_shape(layer: Layer) -> tuple[int, int, int]:
     return shape
 
 
-def check_retrainable(network: Network) -> None:
-    """Every retrainable layer must be linear, 1×1 conv or flatten, and take one input."""
+def training_gemm_shape(layer: Layer) -> tuple[int, int, int] | None:
+    """(M, K·K·N, positions) of a linear layer or a dense conv as the golden model trains it (a GEMM over
+    tap-major windows, `dtlgen.quant.ops.im2col_rows`), else None."""
+    if layer.op == "linear":
+        return layer.m, layer.n, 1
+    if layer.op == "conv2d" and layer.groups == 1 and layer.seed is None:
+        return layer.m, layer.kernel * layer.kernel * layer.n, layer.r * layer.c
+    return None
+
+
+def check_retrainable(network: Network, convs: bool = False) -> None:
+    """Every retrainable layer must be linear, 1×1 conv or flatten, and take one input. With `convs`, also
+    dense K×K convs and floor-mode max-pools, which the golden model trains (the RL engine does not yet:
+    issue 20), and layers that are not `trained` (forward and backward only)."""
+    trained = [layer for layer in network.retrainable_layers if layer.has_weights and layer.trained]
+    if convs and network.retrainable_layers and not trained:
+        raise UnsupportedLayerError("no retrainable layer has trained weights; mark at least one layer trained")
     for layer in network.retrainable_layers:
         if layer.op == "flatten":
             continue
@@ -160,6 +175,15 @@ def check_retrainable(network: Network) -> None:
             raise UnsupportedLayerError(
                 f"layer '{layer.name}' is a seeded conv, whose weights are frozen (a seed regenerates them); move "
                 "the split after it, or make it a Conv2d to retrain it")
+        if convs and layer.op == "maxpool" and (layer.r, layer.c) == tuple(
+                conv_out_size(size, layer.kernel, layer.stride, layer.padding) for size in layer.in_shape[1:]):
+            continue
+        if convs and op_of(layer).has_weights and training_gemm_shape(layer) is not None:
+            continue
+        if not layer.trained:
+            raise UnsupportedLayerError(
+                f"layer '{layer.name}' is retrainable but not trained: the RL engine updates every layer it runs; "
+                "move the split after it or train it")
         if op_of(layer).has_weights:
             rl_gemm_shape(layer)
             continue
@@ -170,7 +194,8 @@ def check_retrainable(network: Network) -> None:
 
 def quantize(network: Network, calib_x: np.ndarray, precision: PrecisionConfig = PrecisionConfig(),
              calib_labels: np.ndarray | None = None, float_acts: dict[str, np.ndarray] | None = None,
-             fe_cache: dict | None = None, overrides: dict[str, dict[str, int]] | None = None) -> QuantizedNetwork:
+             fe_cache: dict | None = None, overrides: dict[str, dict[str, int]] | None = None,
+             rl_convs: bool = False) -> QuantizedNetwork:
     """Calibrate every tensor's fractional bits on `calib_x` (B × input shape, float) and quantise.
     `overrides` fixes fractional bits per layer instead: {layer: {"w_frac": f, "a_frac": f}} for its
     weights' and its output's format (`check_overrides` says which layers take which).
@@ -179,9 +204,11 @@ def quantize(network: Network, calib_x: np.ndarray, precision: PrecisionConfig =
     (seeded random labels when none are given: they give the larger, safer gradients).
     `float_acts`, the float reference's outputs on `calib_x`, and `fe_cache`, a dict that keeps
     the frozen layers' quantisation per (w_bits, a_bits), save recomputing both when the same
-    data calibrates many precisions (the DSE does).
+    data calibrates many precisions (the DSE does). `rl_convs` admits K×K convs, max-pools and layers
+    that are not trained in the retrainable part (`check_retrainable`): the golden model trains them, the
+    RL engine does not yet.
     """
-    check_retrainable(network)
+    check_retrainable(network, rl_convs)
     acts = float_acts if float_acts is not None else float_forward(network, calib_x)
     first_frozen = bool(network.layers) and network.layers[0].frozen
     in_bits = precision.a_bits if first_frozen else precision.rl_bits
@@ -419,7 +446,7 @@ def _describe_values(values: list[int]) -> str:
 def _quantize_rl_layer(layer: Layer, in_fracs: tuple[int, ...], y_max: float, p: PrecisionConfig,
                        w_frac: int | None = None, a_frac: int | None = None) -> LayerQuant:
     bits = p.rl_bits
-    if layer.op == "flatten":
+    if layer.op in ("flatten", "maxpool"):  # moves values: its output keeps its input's format
         return LayerQuant(layer.name, "rl", in_fracs, QFormat(bits, in_fracs[0]))
     lq = _rl_formats(layer, in_fracs, p,
                      fixed.frac_for_range(_max_abs(layer.weight), bits, RL_WEIGHT_HEADROOM_BITS) if w_frac is None
@@ -432,15 +459,16 @@ def _quantize_rl_layer(layer: Layer, in_fracs: tuple[int, ...], y_max: float, p:
 def _rl_formats(layer: Layer, in_fracs: tuple[int, ...], p: PrecisionConfig, w_frac: int, out_frac: int) -> LayerQuant:
     """An RL conv/linear layer's formats and accumulator width (no values) for its weights' and output's frac."""
     bits = p.rl_bits
-    m, n, positions = rl_gemm_shape(layer)
+    m, n, positions = training_gemm_shape(layer) or rl_gemm_shape(layer)
+    taps = layer.kernel * layer.kernel if layer.op == "conv2d" else 1
     w_fmt, out_fmt = QFormat(bits, w_frac), QFormat(bits, out_frac)
     acc_frac = w_fmt.frac + in_fracs[0]
     # The bias lives at the output's scale, but never finer than the accumulator it is added to.
     b_fmt = QFormat(bits, min(out_fmt.frac, acc_frac))
-    # FWD sums N products plus the bias shifted up to the accumulator's frac; BWD_DATA sums M
-    # products, BWD_WEIGHT batch × positions. One width, the largest, serves all modes.
+    # FWD sums N (K·K·N for a conv) products plus the bias shifted up to the accumulator's frac; BWD_DATA
+    # sums M (at most K·K·M) products, BWD_WEIGHT batch × positions. One width, the largest, serves all modes.
     fwd_bits = max(fixed.product_sum_bits(n, bits, bits), bits + acc_frac - b_fmt.frac) + 1
-    acc_bits = max(fwd_bits, *(fixed.product_sum_bits(t, bits, bits) for t in (m, p.batch * positions)))
+    acc_bits = max(fwd_bits, *(fixed.product_sum_bits(t, bits, bits) for t in (taps * m, p.batch * positions)))
     return LayerQuant(layer.name, "rl", in_fracs, out_fmt, acc_bits=acc_bits, w_fmt=w_fmt, b_fmt=b_fmt)
 
 
@@ -471,12 +499,17 @@ def _calibrate_gradients(qnet: QuantizedNetwork, grads: dict[str, dict[str, floa
         if layer.has_weights:
             lq.dw_fmt = QFormat(bits, fixed.frac_for_range(g["dw"], bits, RL_GRADIENT_HEADROOM_BITS))
             lq.db_fmt = QFormat(bits, fixed.frac_for_range(g["db"], bits, RL_GRADIENT_HEADROOM_BITS))
-    # A flatten passes gradients through unchanged, so it and its producer share one format.
-    for layer in reversed(qnet.rl_layers):
-        producer = qnet.layers.get(layer.inputs[0])
-        if layer.op == "flatten" and producer is not None and producer.engine == "rl":
-            shared = QFormat(bits, min(qnet.layers[layer.name].grad_fmt.frac, producer.grad_fmt.frac))
-            qnet.layers[layer.name].grad_fmt = producer.grad_fmt = shared
+    # A flatten or a max-pool passes gradients through unchanged, so it and its producer share one format
+    # (along a chain: conv, max-pool, flatten share the finest format that holds all three).
+    changed = True
+    while changed:
+        changed = False
+        for layer in qnet.rl_layers:
+            lq, producer = qnet.layers[layer.name], qnet.layers.get(layer.inputs[0])
+            if (layer.op in ("flatten", "maxpool") and producer is not None and producer.engine == "rl"
+                    and lq.grad_fmt != producer.grad_fmt):
+                lq.grad_fmt = producer.grad_fmt = QFormat(bits, min(lq.grad_fmt.frac, producer.grad_fmt.frac))
+                changed = True
 
 
 def _max_abs(values) -> float:

@@ -48,7 +48,9 @@ def initial_float_params(network: Network) -> FloatParams:
 
 def float_backward(network: Network, params: FloatParams, acts: dict[str, np.ndarray],
                    labels: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
-    """Batch-summed gradients of softmax-CE for every retrainable layer: dy (w.r.t. output), dw, db."""
+    """Batch-summed gradients of softmax-CE for every retrainable layer: dy (w.r.t. output), dw (the weight's
+    shape), db; a K×K conv's through the tap-major GEMM of `dtlgen.quant.ops`, a max-pool's to each window's
+    first maximum. Gradients stop at the first layer whose weights train."""
     rl_layers = network.retrainable_layers
     last = rl_layers[-1]
     logits = acts[last.name].reshape(len(labels), -1)
@@ -57,7 +59,7 @@ def float_backward(network: Network, params: FloatParams, acts: dict[str, np.nda
     grad[np.arange(len(labels)), labels] -= 1.0
     grad = grad.reshape(acts[last.name].shape)
     out: dict[str, dict[str, np.ndarray]] = {}
-    first_trained = next(layer.name for layer in rl_layers if layer.has_weights)
+    first_trained = next(layer.name for layer in rl_layers if layer.has_weights and layer.trained)
     for layer in reversed(rl_layers):
         out[layer.name] = {"dy": grad}
         y = acts[layer.name]
@@ -69,12 +71,17 @@ def float_backward(network: Network, params: FloatParams, acts: dict[str, np.nda
         if layer.op == "flatten":
             grad = grad.reshape(x.shape)
             continue
-        w = ops.weight_matrix(params[layer.name][0])
-        g, xr = ops.gemm_rows(grad), ops.gemm_rows(x)
-        out[layer.name].update(dw=g.T @ xr, db=g.sum(axis=0))
+        if layer.op == "maxpool":
+            grad = ops.max_pool_backward(x, grad, layer.kernel, layer.stride, layer.padding, -np.inf)
+            continue
+        window = (layer.kernel, layer.stride, layer.padding)
+        w = ops.rl_weight_matrix(params[layer.name][0])
+        g = ops.gemm_rows(grad)
+        dw = ops.from_rl_weight_matrix(g.T @ ops.im2col_rows(x, *window), params[layer.name][0].shape)
+        out[layer.name].update(dw=dw, db=g.sum(axis=0))
         if layer.name == first_trained:
             break
-        grad = ops.from_gemm_rows(g @ w, x.shape)
+        grad = ops.col2im_rows(g @ w, x.shape, *window)
     return out
 
 
@@ -99,5 +106,6 @@ def float_rl_train_step(network: Network, params: FloatParams, features: dict[st
     grads = float_backward(network, params, acts, labels)
     new = dict(params)
     for name, (w, b) in params.items():
-        new[name] = (w - lr * grads[name]["dw"].reshape(w.shape), b - lr * grads[name]["db"])
+        if network.layer(name).trained:
+            new[name] = (w - lr * grads[name]["dw"].reshape(w.shape), b - lr * grads[name]["db"])
     return new
