@@ -53,7 +53,7 @@ def load_model(model: Any, input_shape: tuple[int, ...] | None = None, *, retrai
                split: str | int | None = None, name: str | None = None, weights: str | Path | None = None,
                seeded: str | list[str] | None = None, source: tuple[np.ndarray, np.ndarray] | None = None,
                weight_seed: int = 1, seeded_kind: str = "sign", epochs: int = 40,
-               prune: dict[str, float] | None = None) -> Network:
+               prune: dict[str, float] | None = None, adapters: str | None = None) -> Network:
     """A model as dtlgen's Network IR, with the layers before the split frozen (the FE engine's) and
     the rest retrainable (the RL engine's).
 
@@ -76,9 +76,25 @@ def load_model(model: Any, input_shape: tuple[int, ...] | None = None, *, retrai
     frozen part (fe) and of the retrainable part (rl), one threshold over each part (`dtlgen.model.prune`). The
     retrainable layers keep their masks: the project's RL engine holds the pruned weights at 0 while
     re-training (a mask bit per weight on chip).
+
+    `adapters` ("tail", "deep" or "all") inserts residual adapters, identity-initialised 1×1 convs, after the
+    last block, the deeper half of the blocks or every block of the frozen part (a block: a dense conv and the
+    max-pool right after it; `dtlgen.model.adapters`). The split then falls at the first adapter: the adapters
+    and the head (the layers the split made retrainable) train, the convs between adapters run forward and
+    backward only. The RL engine runs "tail" today; "deep" and "all" need gradients through K×K convs, which
+    the golden model computes (`dtlgen.quant.quantize.quantize(..., rl_convs=True)`) and the engines do not
+    yet.
     """
+    if adapters is not None and (prune is not None or seeded is not None):
+        from dtlgen.errors import ModelSpecError
+
+        raise ModelSpecError("adapters are not combined with prune or seeded yet: give adapters alone")
     network = _unpruned_model(model, input_shape, retrain_last, split, name, weights, seeded, source, weight_seed,
                               seeded_kind, epochs)
+    if adapters is not None:
+        from dtlgen.model.adapters import add_adapters
+
+        return add_adapters(network, adapters)
     if prune is None:
         return network
     from dtlgen.model.prune import prune as prune_network

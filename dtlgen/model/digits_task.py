@@ -33,13 +33,22 @@ class DigitsTask:
     test_y: np.ndarray
 
 
-def shift_environment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The target environment: rotate each image by 90° and add sensor noise."""
-    rotated = np.rot90(x, k=1, axes=(2, 3))
-    return np.clip(rotated + rng.normal(0.0, TARGET_NOISE_STD, size=x.shape), 0.0, 1.0)
+# The target environments: the sensor mounted rotated (the demo's), or one that inverts the contrast.
+TARGETS = {"rotated": TARGET_DESCRIPTION,
+           "inverted": f"inverted contrast (1 - pixel), Gaussian pixel noise sigma={TARGET_NOISE_STD}"}
 
 
-def load_digits_task(seed: int = SEED) -> DigitsTask:
+def shift_environment(x: np.ndarray, rng: np.random.Generator, target: str = "rotated") -> np.ndarray:
+    """The target environment: rotate each image by 90° (or invert its contrast) and add sensor noise."""
+    shifted = np.rot90(x, k=1, axes=(2, 3)) if target == "rotated" else 1.0 - x
+    return np.clip(shifted + rng.normal(0.0, TARGET_NOISE_STD, size=x.shape), 0.0, 1.0)
+
+
+def load_digits_task(seed: int = SEED, target_kind: str = "rotated") -> DigitsTask:
+    """Half the digits clean (the source), the other half in the `target_kind` environment (`TARGETS`), split
+    into a re-training and a test set."""
+    if target_kind not in TARGETS:
+        raise ValueError(f"target {target_kind!r}: give one of {', '.join(TARGETS)}")
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -49,7 +58,7 @@ def load_digits_task(seed: int = SEED) -> DigitsTask:
     order = rng.permutation(len(x))
     half = len(x) // 2
     source, target = order[:half], order[half:]
-    target_x = shift_environment(x[target], rng)
+    target_x = shift_environment(x[target], rng, target_kind)
     cut = len(target) // 2
     return DigitsTask(x[source], y[source], target_x[:cut], y[target][:cut], target_x[cut:], y[target][cut:])
 

@@ -182,8 +182,8 @@ def check_retrainable(network: Network, convs: bool = False) -> None:
             continue
         if not layer.trained:
             raise UnsupportedLayerError(
-                f"layer '{layer.name}' is retrainable but not trained: the RL engine updates every layer it runs; "
-                "move the split after it or train it")
+                f"layer '{layer.name}' is retrainable but not trained (a frozen conv between adapters): the RL "
+                "engine does not yet run layers it does not train; use adapters='tail', or move the split after it")
         if op_of(layer).has_weights:
             rl_gemm_shape(layer)
             continue
