@@ -81,9 +81,10 @@ def load_model(model: Any, input_shape: tuple[int, ...] | None = None, *, retrai
     last block, the deeper half of the blocks or every block of the frozen part (a block: a dense conv and the
     max-pool right after it; `dtlgen.model.adapters`). The split then falls at the first adapter: the adapters
     and the head (the layers the split made retrainable) train, the convs between adapters run forward and
-    backward only. The RL engine runs "tail" today; "deep" and "all" need gradients through K×K convs, which
-    the golden model computes (`dtlgen.quant.quantize.quantize(..., rl_convs=True)`) and the engines do not
-    yet.
+    backward only. The RL engine runs K×K convs (windowed GEMMs) but not yet max-pools or a flatten of a map,
+    which every placement has on digits_cnn: such a model quantises with
+    `dtlgen.quant.quantize.quantize(..., golden_only=True)` for the golden model, and `generate` refuses it
+    naming the layer.
     """
     if adapters is not None and (prune is not None or seeded is not None):
         from dtlgen.errors import ModelSpecError

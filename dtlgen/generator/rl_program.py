@@ -24,14 +24,40 @@ from dtlgen.isa.params import RLParams
 from dtlgen.isa.rl import VALUE_BYTES
 from dtlgen.perf.rl import RLConfig, stash_lanes
 from dtlgen.quant import fixed
+from dtlgen.model.ir import conv_out_size, gemm_shape
 from dtlgen.quant.quantize import SHIFT_NAMES, QuantizedNetwork, rl_gemm_shape, rl_shifts
 
 FIELD_MAX = isa_rl.FIELD_MAX  # the packed descriptor fields are 16 bits
 ADDRESS_SPACE = 1 << 32  # DRAM addresses and transfer lengths (w6, w11) are 32 bits
 
 
+def rl_window(layer) -> dict[str, int]:
+    """A retrainable layer's windowed-GEMM geometry (`dtlgen.isa.rl`): {} for a linear or 1x1 stride-1 unpadded
+    conv (a plain GEMM), k/stride/pad and the grids for another dense conv. Raises UnsupportedLayerError for
+    what the RL engine cannot run."""
+    if gemm_shape(layer) is not None:
+        return {}
+    if layer.op != "conv2d" or layer.groups != 1 or layer.seed is not None:
+        rl_gemm_shape(layer)  # raises, naming the layer
+    if len(layer.in_shape) != 3 or len(layer.out_shape) != 3 or layer.out_shape[1:] != tuple(
+            conv_out_size(size, layer.kernel, layer.stride, layer.padding) for size in layer.in_shape[1:]):
+        raise UnsupportedLayerError(f"layer '{layer.name}': its shapes {layer.describe_shape()} do not follow from its "
+                                    f"kernel {layer.kernel}, stride {layer.stride} and padding {layer.padding}")
+    (_, hi, wi), (_, ro, co) = layer.in_shape, layer.out_shape
+    limits = ((f"kernel {layer.kernel}", layer.kernel, isa_rl.WINDOW_K_MAX), (f"stride {layer.stride}", layer.stride, 2),
+              (f"padding {layer.padding}", layer.padding, isa_rl.WINDOW_K_MAX),
+              (f"padding {layer.padding} with kernel {layer.kernel}", layer.padding, layer.kernel - 1),
+              (f"a {hi}x{wi} input", max(hi, wi), isa_rl.WINDOW_GRID_MAX))
+    for what, value, limit in limits:
+        if value > limit:
+            raise UnsupportedLayerError(f"layer '{layer.name}': {what} is beyond the RL engine's windowed GEMMs "
+                                        f"(at most {limit}); move the split after it")
+    return dict(k=layer.kernel, stride=layer.stride, pad=layer.padding, hi=hi, wi=wi, ro=ro, co=co)
+
+
 def check_rl_chain(qnet: QuantizedNetwork) -> list:
-    """The retrainable layers the RL engine can run: a chain of linear / 1x1 conv layers, flatten only
+    """The retrainable layers the RL engine can run: a chain of linear and dense conv layers (K×K convs as
+    windowed GEMMs; one whose input gradient is needed, stride 1), the first of them trained, flatten only
     where it does not reorder rows (a 1x1 map). Raises UnsupportedLayerError naming the layer."""
     gemm_layers = []
     previous = None
@@ -46,7 +72,13 @@ def check_rl_chain(qnet: QuantizedNetwork) -> list:
                                             "retrainable layers reorders rows, which the RL engine cannot train "
                                             "through; move the split after it")
         else:
-            rl_gemm_shape(layer)
+            window = rl_window(layer)
+            if not gemm_layers and not layer.trained:
+                raise UnsupportedLayerError(f"layer '{layer.name}', the first the RL engine runs, is not trained; put "
+                                            "the split at the first trained layer")
+            if gemm_layers and window and window["stride"] != 1:
+                raise UnsupportedLayerError(f"layer '{layer.name}': the RL engine passes gradients through stride-1 "
+                                            "convs only (BWD_DATA of a strided conv is not built); move the split after it")
             gemm_layers.append(layer)
         previous = layer
     if not gemm_layers:
@@ -76,11 +108,18 @@ def plan_rl(qnet: QuantizedNetwork, cfg: RLConfig, bus_bytes: int) -> RLLayout:
     previous_gy = -1
     for idx, layer in enumerate(gemm_layers):
         lq = qnet.layers[layer.name]
-        m, n, positions = rl_gemm_shape(layer)
+        window = rl_window(layer)
+        if window:
+            m, n, positions = layer.m, layer.n, window["ro"] * window["co"]
+            in_rows = cfg.batch * window["hi"] * window["wi"]
+        else:
+            m, n, positions = rl_gemm_shape(layer)
+            in_rows = cfg.batch * positions
+        taps = layer.kernel ** 2 if window else 1
         rows = cfg.batch * positions
         mt, nt, nta = -(-m // cfg.tm), -(-n // cfg.tn), -(-(n + 1) // cfg.tn)
         xa = a_next
-        ya = xa + rows * words(n)
+        ya = xa + in_rows * words(n)
         a_next = ya
         gy = g_next
         g_next = gy + rows * words(m)
@@ -98,20 +137,20 @@ def plan_rl(qnet: QuantizedNetwork, cfg: RLConfig, bus_bytes: int) -> RLLayout:
             wbase=w_next, bbase=b_next, act=ACTIVATIONS[layer.activation], six=six(layer.activation, lq.out_fmt),
             in_act=ACTIVATIONS[producer.activation] if producer else 0,
             in_six=six(producer.activation, in_fmt) if producer else 0,
-            **rl_shifts(lq, into)))
+            **rl_shifts(lq, into), **window, trained=layer.trained))
         previous_gy = gy
-        w_next += mt * nt
+        w_next += mt * taps * nt
         b_next += mt
     # BWD_DATA of layer k writes the gradient of layer k-1's output: gx of layer k is gy of layer k-1.
     plans = [p if i == 0 else replace(p, gx=plans[i - 1].gy) for i, p in enumerate(plans)]
     a_depth = a_next + cfg.batch * plans[-1].positions * plans[-1].pitch_m
     # the second feature region: step n + 1's features load into it while step n's UPDATEs read the first
     feat_xa_alt = a_depth
-    a_depth += cfg.batch * plans[0].positions * plans[0].pitch_n
+    a_depth += cfg.batch * plans[0].in_positions * plans[0].pitch_n
     last = plans[-1]
     value_row = lambda cols: words(cols) * lanes * VALUE_BYTES  # noqa: E731
     has_mask = any(layer.mask is not None for layer in qnet.rl_layers)  # a pruned network: masks on chip (LOAD_M)
-    dram = dram_map(len(plans), cfg.batch * plans[0].positions * value_row(plans[0].n),
+    dram = dram_map(len(plans), cfg.batch * plans[0].in_positions * value_row(plans[0].n),
                     cfg.batch * last.positions * value_row(last.m),
                     params_image_bytes(cfg.tm, cfg.tn, bus_bytes, w_next, b_next),
                     mask_plane_bytes(cfg.tm, cfg.tn, bus_bytes, w_next) if has_mask else 0)
@@ -148,9 +187,15 @@ def _check_ranges(layout: RLLayout) -> None:
         for what, value, fix in (
                 (f"M={p.m}", p.m, "move the split so that the RL engine trains narrower layers"),
                 (f"N={p.n}", p.n, "move the split so that the RL engine trains narrower layers"),
-                (f"the n-tiles of [W | b] ({p.nta})", p.nta, "choose a larger rl.tn"),
-                (f"the batch's GEMM rows (batch {layout.batch} x {p.positions} positions)",
-                 layout.batch * p.positions, "use a smaller rl.batch"),
+                (f"the n-tiles of [W | b] ({(p.taps - 1) * p.nt + p.nta})", (p.taps - 1) * p.nt + p.nta,
+                 "choose a larger rl.tn"),
+                (f"the weight tiles per m-tile row ({p.taps * p.nt})", p.taps * p.nt, "choose a larger rl.tn"),
+                (f"the m-tiles of the taps ({p.taps * p.mt})", p.taps * p.mt, "choose a larger rl.tm"),
+                (f"the batch's GEMM rows (batch {layout.batch} x {max(p.positions, p.in_positions)} positions)",
+                 layout.batch * max(p.positions, p.in_positions), "use a smaller rl.batch"),
+                ("a window's row pitch / image step (stash words)",
+                 max(p.wi * p.pitch_n, p.hi * p.wi * p.pitch_n, p.co * p.pitch_m, p.ro * p.co * p.pitch_m) if p.k else 0,
+                 smaller_batch),
                 ("an activation-stash word address", max(p.xa, p.ya, layout.feat_xa_alt), smaller_batch),
                 ("a gradient-stash word address", max(p.gy, p.gx), smaller_batch)):
             if value > FIELD_MAX:

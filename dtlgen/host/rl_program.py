@@ -18,6 +18,8 @@ Descriptor (128 bytes, 32 little-endian words; rl_engine.sv decodes the same fie
   w3 xa | ya<<16 (A stash words)  w4 gy | gx<<16 (G stash words)    w5 weight tile | bias row<<16
   w6 DRAM address                 w7 shifts s0 | s1<<8 | s2<<16 | s3<<24 (signed bytes)
   w8 Mt | Nt<<16                  w9 Nt' | pitch_n<<16  w10 pitch_m     w11 beats (LOAD / STORE)
+  w0 bits 8..15: a windowed GEMM's K, stride, padding (K 0: a plain GEMM); w12 tap_nt | tap_step<<16,
+  w13 hi | wi<<8 | ro<<16 | co<<24, w14 row_pitch | img_step<<16, w15 m_step (`_window`: a K×K conv)
   w16..23 A^(N+1), w24..31 A^(TM(N+1)): LFSR jump matrices, row r in half-word r
 The packed fields are 16 bits; w6 and w11 are 32. The engine issues a LOAD of any length as a chain
 of read requests of at most 65535 beats, so a transfer is bounded by the 32-bit DRAM map, not by
@@ -72,6 +74,29 @@ class RLLayerPlan:
     db_shift: int
     w_step_frac: int  # dw_frac - w_frac: the UPDATE's SR shift is lr_shift + this
     b_step_frac: int
+    # a K×K conv (issue 20) is a windowed GEMM (dtlgen.isa.rl): k 0 for a plain one. Its weight tiles are
+    # tap-major, each tap's N columns tiled on their own (nt per tap, mt * taps * nt tiles); its rows are
+    # the output positions (positions = ro * co), its input's the in_positions = hi * wi.
+    k: int = 0
+    stride: int = 1
+    pad: int = 0
+    hi: int = 1
+    wi: int = 1
+    ro: int = 1
+    co: int = 1
+    trained: bool = True  # False: FWD and BWD_DATA only (a frozen conv the gradient crosses), no UPDATE
+
+    @property
+    def taps(self) -> int:
+        return max(1, self.k) ** 2
+
+    @property
+    def in_positions(self) -> int:
+        return self.hi * self.wi if self.k else self.positions
+
+    @property
+    def weight_tiles(self) -> int:
+        return self.mt * self.taps * self.nt
 
 
 @dataclass(frozen=True)
@@ -131,7 +156,7 @@ class RLLayout:
 
     @property
     def w_depth_used(self) -> int:
-        return sum(l.mt * l.nt for l in self.layers)
+        return sum(l.weight_tiles for l in self.layers)
 
     @property
     def b_depth_used(self) -> int:
@@ -196,8 +221,26 @@ def _transfer_beats(layout: RLLayout, rows: int, cols: int) -> int:
 def _load_features(layout: RLLayout, samples: int, slot: int, background: bool) -> bytes:
     first = layout.layers[0]
     xa, dram = layout.feature_region(slot)
-    return encode("LOAD_A", background=int(background), n=first.n, rows=samples * first.positions, xa=xa, dram=dram,
-                  beats=_transfer_beats(layout, samples * first.positions, first.n))
+    return encode("LOAD_A", background=int(background), n=first.n, rows=samples * first.in_positions, xa=xa, dram=dram,
+                  beats=_transfer_beats(layout, samples * first.in_positions, first.n))
+
+
+def _window(p: RLLayerPlan, mode: str) -> dict[str, int]:
+    """A windowed GEMM's fields (`dtlgen.isa.rl`) for one mode; none for a plain GEMM. FWD and UPDATE walk the
+    input grid; BWD_DATA walks dY's grid with the kernel flipped (stride 1: the transposed conv)."""
+    if not p.k:
+        return {}
+    if mode == "BWD_DATA":
+        return dict(k=p.k, stride=1, pad=p.k - 1 - p.pad, hi=p.ro, wi=p.co, ro=p.hi, co=p.wi, tap_nt=p.mt,
+                    tap_step=-p.nt, m_step=p.taps * p.nt, row_pitch=p.co * p.pitch_m,
+                    img_step=p.ro * p.co * p.pitch_m, mt=p.taps * p.mt, wbase=p.wbase + (p.taps - 1) * p.nt)
+    out = dict(k=p.k, stride=p.stride, pad=p.pad, hi=p.hi, wi=p.wi, ro=p.ro, co=p.co, tap_nt=p.nt, tap_step=p.nt,
+               m_step=p.taps * p.nt, row_pitch=p.wi * p.pitch_n, img_step=p.hi * p.wi * p.pitch_n)
+    if mode == "FWD":
+        out["nt"] = p.taps * p.nt
+    else:  # UPDATE: every tap's n-tiles, then the last tap's run on into the bias column
+        out["nta"] = (p.taps - 1) * p.nt + p.nta
+    return out
 
 
 def forward_list(layout: RLLayout, samples: int, slot: int = 0, load: bool = True) -> bytes:
@@ -207,9 +250,10 @@ def forward_list(layout: RLLayout, samples: int, slot: int = 0, load: bool = Tru
     out = [_load_features(layout, samples, slot, False)] if load else []
     for p in layout.layers:
         xa = layout.feature_region(slot)[0] if p is first else p.xa
-        out.append(encode("FWD", act=p.act, six=p.six, m=p.m, n=p.n, rows=samples * p.positions, xa=xa, ya=p.ya,
-                          wbase=p.wbase, bbase=p.bbase, shifts=(p.out_shift, p.bias_align, 0, 0), mt=p.mt,
-                          nt=p.nt, nta=p.nta, pitch_n=p.pitch_n, pitch_m=p.pitch_m))
+        out.append(encode("FWD", **{**dict(act=p.act, six=p.six, m=p.m, n=p.n, rows=samples * p.positions, xa=xa,
+                                           ya=p.ya, wbase=p.wbase, bbase=p.bbase, shifts=(p.out_shift, p.bias_align, 0, 0),
+                                           mt=p.mt, nt=p.nt, nta=p.nta, pitch_n=p.pitch_n, pitch_m=p.pitch_m),
+                                        **_window(p, "FWD")}))
     out.append(encode("STORE_A", n=last.m, rows=samples * last.positions, ya=last.ya, dram=layout.logit_addr,
                       beats=_transfer_beats(layout, samples * last.positions, last.m)))
     return b"".join(out)
@@ -217,8 +261,9 @@ def forward_list(layout: RLLayout, samples: int, slot: int = 0, load: bool = Tru
 
 def backward_list(layout: RLLayout, samples: int, step: int, lr_shift: int, slot: int = 0,
                   prefetch: int = 0) -> bytes:
-    """LOAD dY, then per layer from the last: BWD_DATA (not for the first), UPDATE. With `prefetch` samples,
-    the next step's features load into the other region in the background of the first layer's UPDATE."""
+    """LOAD dY, then per layer from the last: BWD_DATA (not for the first), UPDATE (not for a layer that is not
+    trained). With `prefetch` samples, the next step's features load into the other region in the background
+    of the first layer's UPDATE."""
     last = layout.layers[-1]
     out = [encode("LOAD_G", n=last.m, rows=samples * last.positions, gy=last.gy, dram=layout.dy_addr,
                   beats=_transfer_beats(layout, samples * last.positions, last.m))]
@@ -226,9 +271,13 @@ def backward_list(layout: RLLayout, samples: int, step: int, lr_shift: int, slot
         p = layout.layers[k]
         rows = samples * p.positions
         if k > 0:
-            out.append(encode("BWD_DATA", act=p.in_act, six=p.in_six, m=p.m, n=p.n, rows=rows, xa=p.xa, gy=p.gy,
-                              gx=p.gx, wbase=p.wbase, shifts=(p.dx_shift, 0, 0, 0), mt=p.mt, nt=p.nt, nta=p.nta,
-                              pitch_n=p.pitch_n, pitch_m=p.pitch_m))
+            out.append(encode("BWD_DATA", **{**dict(act=p.in_act, six=p.in_six, m=p.m, n=p.n,
+                                                    rows=samples * p.in_positions, xa=p.xa, gy=p.gy, gx=p.gx,
+                                                    wbase=p.wbase, shifts=(p.dx_shift, 0, 0, 0), mt=p.mt, nt=p.nt,
+                                                    nta=p.nta, pitch_n=p.pitch_n, pitch_m=p.pitch_m),
+                                             **_window(p, "BWD_DATA")}))
+        if not p.trained:
+            continue
         w_sr, b_sr = lr_shift + p.w_step_frac, lr_shift + p.b_step_frac
         lo, hi = isa_rl.SHIFT_RANGE
         for what, value in (("weight", w_sr), ("bias", b_sr)):
@@ -239,10 +288,12 @@ def backward_list(layout: RLLayout, samples: int, step: int, lr_shift: int, slot
         if k == 0 and prefetch:
             out.append(_load_features(layout, prefetch, 1 - slot, True))
         xa = layout.feature_region(slot)[0] if k == 0 else p.xa
-        out.append(encode("UPDATE", m=p.m, n=p.n, rows=rows, seed=seed, xa=xa, gy=p.gy, wbase=p.wbase,
-                          bbase=p.bbase, shifts=(p.dw_shift, p.db_shift, w_sr, b_sr), mt=p.mt, nt=p.nt, nta=p.nta,
-                          pitch_n=p.pitch_n, pitch_m=p.pitch_m, j_row=_jump_rows(p.n + 1),
-                          j_blk=_jump_rows(layout.engine.tm * (p.n + 1))))
+        columns = p.taps * p.n + 1  # a row of [W | b]
+        out.append(encode("UPDATE", **{**dict(m=p.m, n=p.n, rows=rows, seed=seed, xa=xa, gy=p.gy, wbase=p.wbase,
+                                              bbase=p.bbase, shifts=(p.dw_shift, p.db_shift, w_sr, b_sr), mt=p.mt,
+                                              nt=p.nt, nta=p.nta, pitch_n=p.pitch_n, pitch_m=p.pitch_m,
+                                              j_row=_jump_rows(columns), j_blk=_jump_rows(layout.engine.tm * columns)),
+                                       **_window(p, "UPDATE")}))
     return b"".join(out)
 
 
@@ -279,7 +330,8 @@ def step_schedule(batch_sizes: list[int], breaks: set[int] | frozenset[int] = fr
 
 
 def step_descriptor_counts(layout: RLLayout, load: bool = True, prefetch: bool = False) -> tuple[int, int]:
-    return len(layout.layers) + 1 + int(load), 2 * len(layout.layers) + int(prefetch)
+    updates = sum(p.trained for p in layout.layers)
+    return len(layout.layers) + 1 + int(load), len(layout.layers) + updates + int(prefetch)
 
 
 # --- data images ----------------------------------------------------------------------------------
@@ -298,16 +350,15 @@ def matrix_from_bytes(layout: RLLayout, data: bytes, rows: int, cols: int) -> np
 
 
 def params_image(layout: RLLayout, state: dict[str, tuple[np.ndarray, np.ndarray]]) -> bytes:
-    """Weight tiles (i-major, padded to whole beats), then bias rows, for every layer in order."""
+    """Weight tiles (i-major, padded to whole beats), then bias rows, for every layer in order. A conv's tiles
+    are tap-major (`_padded_taps`): tile (t_m, tap, t_n)."""
     tm, tn, vals = layout.engine.tm, layout.engine.tn, layout.vals
     tiles, brows = [], []
     for p in layout.layers:
         w, b = state[p.name]
-        w = np.asarray(w).reshape(p.m, -1)
-        wp = np.zeros((p.mt * tm, p.nt * tn), dtype=np.int64)
-        wp[:p.m, :p.n] = w
+        wp = _padded_taps(p, np.asarray(w), tm, tn)
         for t_m in range(p.mt):
-            for t_n in range(p.nt):
+            for t_n in range(p.taps * p.nt):
                 tile = np.zeros(layout.tile_beats * vals, dtype=np.int64)
                 tile[:tm * tn] = wp[t_m * tm:(t_m + 1) * tm, t_n * tn:(t_n + 1) * tn].reshape(-1)
                 tiles.append(tile)
@@ -318,6 +369,21 @@ def params_image(layout: RLLayout, state: dict[str, tuple[np.ndarray, np.ndarray
             row[:tm] = bp[t_m * tm:(t_m + 1) * tm]
             brows.append(row)
     return np.concatenate(tiles + brows).astype("<i2").tobytes()
+
+
+def _padded_taps(p: RLLayerPlan, weight: np.ndarray, tm: int, tn: int, dtype=np.int64) -> np.ndarray:
+    """A layer's weights as the (mt·tm, taps·nt·tn) matrix its tiles cut: (M, N) or (M, N, K, K), each tap's N
+    columns (tap-major: `dtlgen.quant.ops.rl_weight_matrix`) padded to nt·tn."""
+    taps = weight.reshape(p.m, p.n, p.taps).transpose(0, 2, 1) if p.k else weight.reshape(p.m, 1, p.n)
+    out = np.zeros((p.mt * tm, p.taps, p.nt * tn), dtype=dtype)
+    out[:p.m, :, :p.n] = taps
+    return out.reshape(p.mt * tm, p.taps * p.nt * tn)
+
+
+def _unpadded_taps(p: RLLayerPlan, padded: np.ndarray, tm: int, tn: int) -> np.ndarray:
+    """Inverse of `_padded_taps`: (M, N) or (M, N, K, K)."""
+    taps = padded.reshape(p.mt * tm, p.taps, p.nt * tn)[:p.m, :, :p.n]
+    return taps.transpose(0, 2, 1).reshape(p.m, p.n, p.k, p.k) if p.k else taps.reshape(p.m, p.n)
 
 
 def mask_image(layout: RLLayout, masks: dict[str, np.ndarray]) -> bytes:
@@ -331,16 +397,16 @@ def mask_image(layout: RLLayout, masks: dict[str, np.ndarray]) -> bytes:
         raise DesignError(f"pruning masks for {', '.join(sorted(unknown))}: not retrainable layers of this RL engine")
     tiles = []
     for p in layout.layers:
-        keep = np.zeros((p.mt * tm, p.nt * tn), dtype=np.uint8)  # (the padding PEs' bits: 0, never read)
-        keep[:p.m, :p.n] = 1
+        keep = np.ones((p.m, p.n * p.taps), dtype=np.uint8)
         if p.name in masks:
             mask = np.asarray(masks[p.name])
-            if mask.size != p.m * p.n or mask.shape[:2] != (p.m, p.n):
+            if mask.size != p.m * p.n * p.taps or mask.shape[:2] != (p.m, p.n):
                 raise DesignError(f"the pruning mask of layer '{p.name}' has shape {mask.shape}; its weights are "
-                                  f"{p.m} x {p.n}")
-            keep[:p.m, :p.n] = mask.reshape(p.m, p.n) != 0
+                                  f"{p.m} x {p.n}" + (f" x {p.k} x {p.k}" if p.k else ""))
+            keep = (mask != 0).astype(np.uint8)
+        keep = _padded_taps(p, keep, tm, tn, np.uint8)  # (the padding PEs' bits: 0, never read)
         for t_m in range(p.mt):
-            for t_n in range(p.nt):
+            for t_n in range(p.taps * p.nt):
                 bits = np.zeros(tile_bits, dtype=np.uint8)
                 bits[:tm * tn] = keep[t_m * tm:(t_m + 1) * tm, t_n * tn:(t_n + 1) * tn].reshape(-1)
                 tiles.append(np.packbits(bits, bitorder="little"))
@@ -357,12 +423,13 @@ def params_from_image(layout: RLLayout, data: bytes,
     brows = values[layout.w_depth_used * tile_len:][:layout.b_depth_used * brow_len].reshape(-1, brow_len)
     out = {}
     for p in layout.layers:
-        wp = np.zeros((p.mt * tm, p.nt * tn), dtype=np.int64)
+        cols = p.taps * p.nt
+        wp = np.zeros((p.mt * tm, cols * tn), dtype=np.int64)
         for t_m in range(p.mt):
-            for t_n in range(p.nt):
+            for t_n in range(cols):
                 wp[t_m * tm:(t_m + 1) * tm, t_n * tn:(t_n + 1) * tn] = \
-                    tiles[p.wbase + t_m * p.nt + t_n][:tm * tn].reshape(tm, tn)
+                    tiles[p.wbase + t_m * cols + t_n][:tm * tn].reshape(tm, tn)
         b = np.concatenate([brows[p.bbase + t_m][:tm] for t_m in range(p.mt)])[:p.m]
-        out[p.name] = (wp[:p.m, :p.n].reshape(shapes[p.name]), b)
+        out[p.name] = (_unpadded_taps(p, wp, tm, tn).reshape(shapes[p.name]), b)
     return out
 

@@ -31,12 +31,14 @@ RL_SV_NAMES = {"mode": "d_mode", "act": "d_act", "six": "d_six", "m": "d_m", "n"
                "seed": "d_seed", "xa": "d_xa", "ya": "d_ya", "gy": "d_gy", "gx": "d_gx", "wbase": "d_wbase",
                "bbase": "d_bbase", "dram": "d_dram", "shift0": "d_s0", "shift1": "d_s1", "shift2": "d_s2",
                "shift3": "d_s3", "mt": "d_mt", "nt": "d_nt", "nta": "d_nta", "pitch_n": "d_pn", "pitch_m": "d_pm",
-               "beats": "d_beats", "background": "d_bg"}
+               "beats": "d_beats", "background": "d_bg", "k": "d_k", "stride": "d_st", "pad": "d_pad",
+               "tap_nt": "d_tnt", "tap_step": "d_tstep", "hi": "d_hi", "wi": "d_wi", "ro": "d_ro", "co": "d_co",
+               "row_pitch": "d_rp", "img_step": "d_is", "m_step": "d_mstep"}
 RL_CPP_NAMES = {**{name: "d." + sv[2:] for name, sv in RL_SV_NAMES.items()}, "rows": "d.rows", "pitch_n": "d.pitch_n",
                 "pitch_m": "d.pitch_m"}
 # Fields a target reads into a type of its own: ReLU6's six is a value of the engine's width.
 RL_SV_CASTS = {"six": "BITS'({})"}
-RL_CPP_CASTS = {"six": "rl_val_t({})"}
+RL_CPP_CASTS = {"six": "rl_val_t({})", "tap_step": "int({})"}
 
 
 def _sv_slice(f: Field, array: str) -> str:

@@ -1,6 +1,6 @@
 """The RL engine's descriptor (128 bytes) and its modes.
 
-Words 0..11 hold the fields below (little-endian 32-bit); 16-bit halves 32..47 hold `j_row`, 48..63
+Words 0..15 hold the fields below (little-endian 32-bit); 16-bit halves 32..47 hold `j_row`, 48..63
 `j_blk` (the LFSR jump states of an UPDATE's rows and blocks). Counts, addresses in the on-chip banks
 and stash word addresses are 16-bit fields; the DRAM address and the beat count 32-bit.
 """
@@ -38,8 +38,18 @@ ACC_BITS_MAX = 64  # the widest accumulator an RL engine is built with (design.j
 __all__ = ["ACC_BITS_MAX", "mask_tile_beats", "ACTIVATION_CODES", "BIAS_ALIGN_RANGE", "DESCRIPTOR_BYTES", "FIELDS", "MODES", "SHIFT_RANGE", "VALUE_BYTES",
            "decode", "encode", "shift_problems"]
 
+# Windowed GEMMs (issue 20): a descriptor with k >= 1 walks a K×K window per GEMM row, tap-major
+# (`dtlgen.quant.ops.im2col_rows`): the X operand's row (FWD, UPDATE: the A stash; BWD_DATA: dY in the G stash,
+# the flipped kernel's transposed conv) is the window's tap (kr, kc) of output position (b, r, c) in an
+# hi×wi input grid, zero where the tap falls outside it; row_pitch and img_step are that grid's words per
+# row and per image, tap_nt the tiles of the reduction walked per tap (FWD, UPDATE: n-tiles; BWD_DATA:
+# m-tiles), tap_step the weight tiles from one tap to the next (negative: BWD_DATA runs the taps flipped),
+# m_step the weight tiles per m-tile row. k = 0: a plain GEMM (rows walk at pitch_n / pitch_m).
+WINDOW_GRID_MAX = 255  # hi, wi, ro, co are 8-bit fields
+WINDOW_K_MAX = 7
 FIELDS = (
-    Field("mode", 0, 0, 4), Field("act", 0, 4, 2), Field("background", 0, 6, 1), Field("six", 0, 16, 16, signed=True),
+    Field("mode", 0, 0, 4), Field("act", 0, 4, 2), Field("background", 0, 6, 1),
+    Field("k", 0, 8, 3), Field("stride", 0, 11, 2), Field("pad", 0, 13, 3), Field("six", 0, 16, 16, signed=True),
     Field("m", 1, 0, 16), Field("n", 1, 16, 16), Field("rows", 2, 0, 16), Field("seed", 2, 16, 16),
     Field("xa", 3, 0, 16), Field("ya", 3, 16, 16), Field("gy", 4, 0, 16), Field("gx", 4, 16, 16),
     Field("wbase", 5, 0, 16), Field("bbase", 5, 16, 16), Field("dram", 6, 0, 32),
@@ -47,6 +57,9 @@ FIELDS = (
     Field("shift2", 7, 16, 8, signed=True), Field("shift3", 7, 24, 8, signed=True),
     Field("mt", 8, 0, 16), Field("nt", 8, 16, 16), Field("nta", 9, 0, 16), Field("pitch_n", 9, 16, 16),
     Field("pitch_m", 10, 0, 16), Field("beats", 11, 0, 32),
+    Field("tap_nt", 12, 0, 16), Field("tap_step", 12, 16, 16, signed=True),
+    Field("hi", 13, 0, 8), Field("wi", 13, 8, 8), Field("ro", 13, 16, 8), Field("co", 13, 24, 8),
+    Field("row_pitch", 14, 0, 16), Field("img_step", 14, 16, 16), Field("m_step", 15, 0, 16),
 )
 
 
@@ -54,9 +67,9 @@ def encode(mode: str, j_row: Sequence[int] = (), j_blk: Sequence[int] = (), **va
     """The descriptor's 128 bytes. `shifts` (up to four) fill shift0..shift3."""
     shifts = values.pop("shifts", ())
     values.update({f"shift{i}": s for i, s in enumerate(shifts)})
-    words = encode_words(FIELDS, {"mode": MODES[mode], **values}, 12, f"RL {mode} descriptor")
+    words = encode_words(FIELDS, {"mode": MODES[mode], **values}, 16, f"RL {mode} descriptor")
     halves = np.zeros(DESCRIPTOR_BYTES // 2, dtype="<u2")
-    halves[:24] = words.view("<u2")
+    halves[:32] = words.view("<u2")
     for base, table in ((32, j_row), (48, j_blk)):
         if len(table) > JUMP_HALVES:
             raise ValueError(f"RL {mode} descriptor: {len(table)} jump states, the descriptor holds {JUMP_HALVES}")
@@ -67,7 +80,7 @@ def encode(mode: str, j_row: Sequence[int] = (), j_blk: Sequence[int] = (), **va
 def decode(raw: bytes) -> dict[str, Any]:
     """Field values of one descriptor's 128 bytes, with j_row and j_blk as lists."""
     halves = np.frombuffer(bytes(raw)[:DESCRIPTOR_BYTES], dtype="<u2")
-    out: dict[str, Any] = decode_words(FIELDS, halves[:24].view("<u4"))
+    out: dict[str, Any] = decode_words(FIELDS, halves[:32].view("<u4"))
     out["j_row"] = [int(v) for v in halves[32:48]]
     out["j_blk"] = [int(v) for v in halves[48:64]]
     return out

@@ -281,7 +281,7 @@ def core_parameters(network, design, board) -> CoreParams:
         w_depth, b_depth = depths["w_depth"], depths["b_depth"]
         value_row = lambda cols: perf_rl.stash_words(cols, lanes) * lanes * 2  # noqa: E731
         has_mask = any(g.masked for g in gemms)
-        rl_bytes = rl_program.dram_map(len(gemms), r.batch * gemms[0].positions * value_row(gemms[0].n),
+        rl_bytes = rl_program.dram_map(len(gemms), r.batch * gemms[0].rows_in * value_row(gemms[0].n),
                                        r.batch * gemms[-1].positions * value_row(gemms[-1].m),
                                        rl_program.params_image_bytes(r.tm, r.tn, bus, w_depth, b_depth),
                                        rl_program.mask_plane_bytes(r.tm, r.tn, bus, w_depth) if has_mask else 0

@@ -34,13 +34,19 @@ Transfers move `beats = G · stash_words(F) · lanes · 2 / bus` beats.
    descriptor beats, so that UPDATE takes max(its cycles, fetch + beats + BACKGROUND_TAIL); the next
    step's forward list starts without its LOAD. Only a run's first step loads in the foreground
    (`step_schedule`); `step_cycles(load=False, prefetch=batch)` is the steady state.
+6. A K×K conv (issue 20) runs as a windowed GEMM (`dtlgen.isa.rl`): its rows are output positions, its
+   reduction walks taps = K·K taps of Nt n-tiles each (tap-major weight tiles, each tap's N padded alone),
+   and the window's rows come from counters, so every term above holds with Nt → taps·Nt (FWD),
+   Mt → taps·Mt over the G_in = B·H·W input positions (BWD_DATA: the flipped kernel over dY's grid, stride
+   1) and Nt' → (taps − 1)·Nt + Nt' (UPDATE). A layer that is not trained runs no UPDATE.
 GEMM_OVERHEAD = set-up 1 + pipeline drain 11 (read, operands, product, accumulate; then the output
 stages: capture, shift, round/saturate, activation or stochastic-rounding term, its shift,
 subtract/write) + finish 1. The figures are exact for a memory that never stalls (tests hold them to the RTL).
 
 ## Ops (for GOPs)
 Every descriptor counts 2 · its useful MACs, as the FE engine does, and nothing else:
-FWD and BWD_DATA G·M·N each, UPDATE the G·M·N MACs of dW = dY·Xᵀ. A step is therefore
+FWD and BWD_DATA G·M·N each, UPDATE the G·M·N MACs of dW = dY·Xᵀ (a K×K conv: G·M·N·K·K each, taps in the
+padding included, as Layer.macs counts them; the engine issues them all). A step is therefore
 2 · (FWD + BWD_DATA + BWD_WEIGHT MACs). Not counted, on purpose:
 - the update itself (W ← W − 2^-lr_shift·dW, one subtract per weight and bias): it runs on the
   write-back path while the next tile accumulates, not on the tm·tn multipliers, so counting it
@@ -140,11 +146,22 @@ class RLConfig:
 
 @dataclass(frozen=True)
 class GemmLayer:
+    """A retrainable layer as the RL engine runs it: M outputs, N inputs, `positions` output positions per
+    sample; a K×K conv is a windowed GEMM of `taps` = K·K taps over an input of `in_positions` positions
+    (its tiles: Mt·taps·Nt; its reduction taps·N; BWD_DATA runs a row per input position)."""
+
     name: str
     m: int
     n: int
     positions: int
     masked: bool = False  # a pruned layer: the engine keeps a mask bit per weight (HAS_MASK)
+    taps: int = 1
+    in_positions: int = 0  # 0: positions (a plain GEMM)
+    trained: bool = True  # False: FWD and BWD_DATA only
+
+    @property
+    def rows_in(self) -> int:
+        return self.in_positions or self.positions
 
 
 def rl_gemms(network: Network) -> list[GemmLayer]:
@@ -154,11 +171,16 @@ def rl_gemms(network: Network) -> list[GemmLayer]:
         if layer.op == "flatten":
             continue
         shape = gemm_shape(layer)
+        if shape is None and layer.op == "conv2d" and layer.groups == 1 and layer.seed is None:
+            (_, hi, wi), (_, ro, co) = layer.in_shape, layer.out_shape
+            gemms.append(GemmLayer(layer.name, layer.m, layer.n, ro * co, layer.mask is not None, layer.kernel ** 2,
+                                   hi * wi, layer.trained))
+            continue
         if shape is None:
             raise UnsupportedLayerError(f"layer '{layer.name}' ({layer.op}, K={layer.kernel}, stride {layer.stride}, "
                                         f"groups {layer.groups}) cannot be retrained on the RL engine (linear and dense "
-                                        "1x1 stride-1 convs only); move the split after it")
-        gemms.append(GemmLayer(layer.name, *shape, masked=layer.mask is not None))
+                                        "convs only); move the split after it")
+        gemms.append(GemmLayer(layer.name, *shape, masked=layer.mask is not None, trained=layer.trained))
     return gemms
 
 
@@ -173,8 +195,8 @@ def required_acc_bits(gemms: list[GemmLayer], cfg: RLConfig) -> int:
     from calibrated fracs.
     """
     widths = [width for g in gemms for width in (
-        fixed.accumulator_bits(g.n, cfg.bits, cfg.bits),
-        *(fixed.product_sum_bits(t, cfg.bits, cfg.bits) for t in (g.m, cfg.batch * g.positions)))]
+        fixed.accumulator_bits(g.taps * g.n, cfg.bits, cfg.bits),
+        *(fixed.product_sum_bits(t, cfg.bits, cfg.bits) for t in (g.taps * g.m, cfg.batch * g.positions)))]
     return max(widths, default=0)
 
 
@@ -206,25 +228,29 @@ def step_cycles(gemms: list[GemmLayer], cfg: RLConfig, bus_bytes: float, latency
     out: list[DescriptorCycles] = []
     first, last = gemms[0], gemms[-1]
     if load:
-        out.append(DescriptorCycles(first.name, "LOAD", fetch + latency + beats(samples * first.positions, first.n)
+        out.append(DescriptorCycles(first.name, "LOAD", fetch + latency + beats(samples * first.rows_in, first.n)
                                     + LOAD_OVERHEAD, 0, 0))
     for g in gemms:
         rows, mt, nt = samples * g.positions, -(-g.m // cfg.tm), -(-g.n // cfg.tn)
-        macs = rows * g.m * g.n
-        out.append(DescriptorCycles(g.name, "FWD", fetch + mt * rows * nt + GEMM_OVERHEAD + tree, macs, 2 * macs))
+        macs = rows * g.m * g.n * g.taps
+        out.append(DescriptorCycles(g.name, "FWD", fetch + mt * rows * g.taps * nt + GEMM_OVERHEAD + tree, macs,
+                                    2 * macs))
     logits = beats(samples * last.positions, last.m)
     out.append(DescriptorCycles(last.name, "STORE", fetch + logits + STORE_OVERHEAD, 0, 0))
     out.append(DescriptorCycles(last.name, "LOAD", fetch + latency + logits + LOAD_OVERHEAD, 0, 0))
     for g in reversed(gemms):
         rows, mt, nt, nta = samples * g.positions, -(-g.m // cfg.tm), -(-g.n // cfg.tn), -(-(g.n + 1) // cfg.tn)
-        macs = rows * g.m * g.n
-        if g is not first:
-            out.append(DescriptorCycles(g.name, "BWD_DATA", fetch + nt * rows * mt + GEMM_OVERHEAD + tree,
-                                        macs, 2 * macs))
-        update = fetch + update_issue(cfg.tm, cfg.tn, rows, mt, nta) + rows + GEMM_OVERHEAD + chunks - 1
+        macs = rows * g.m * g.n * g.taps
+        if g is not first:  # a windowed GEMM's BWD_DATA: a row per input position, its reduction every tap's m-tiles
+            out.append(DescriptorCycles(g.name, "BWD_DATA", fetch + nt * samples * g.rows_in * g.taps * mt
+                                        + GEMM_OVERHEAD + tree, macs, 2 * macs))
+        if not g.trained:
+            continue
+        update = (fetch + update_issue(cfg.tm, cfg.tn, rows, mt, (g.taps - 1) * nt + nta) + rows + GEMM_OVERHEAD
+                  + chunks - 1)
         if g is first and prefetch:
             out.append(DescriptorCycles(first.name, "LOAD", fetch + BACKGROUND_OVERHEAD, 0, 0))
-            update = max(update, fetch + beats(prefetch * first.positions, first.n) + BACKGROUND_TAIL)
+            update = max(update, fetch + beats(prefetch * first.rows_in, first.n) + BACKGROUND_TAIL)
         # the dW MACs only: see "Ops" in the module docstring
         out.append(DescriptorCycles(g.name, "UPDATE", update, macs, 2 * macs))
     return out
@@ -255,11 +281,11 @@ def bank_depths(gemms: list[GemmLayer], cfg: RLConfig, lanes: int) -> dict[str, 
     """Words per bank of the RL memories: weight tiles, bias rows, activation stash (every layer's
     input, the last output and a second feature region, which the next step's features load into
     while this step trains) and gradient stash (every layer's output), in `lanes` stash banks."""
-    a_depth = sum(cfg.batch * g.positions * stash_words(g.n, lanes) for g in gemms)
+    a_depth = sum(cfg.batch * g.rows_in * stash_words(g.n, lanes) for g in gemms)
     if gemms:
         first, last = gemms[0], gemms[-1]
-        a_depth += cfg.batch * (last.positions * stash_words(last.m, lanes) + first.positions * stash_words(first.n, lanes))
-    return {"w_depth": sum(-(-g.m // cfg.tm) * -(-g.n // cfg.tn) for g in gemms),
+        a_depth += cfg.batch * (last.positions * stash_words(last.m, lanes) + first.rows_in * stash_words(first.n, lanes))
+    return {"w_depth": sum(-(-g.m // cfg.tm) * g.taps * -(-g.n // cfg.tn) for g in gemms),
             "b_depth": sum(-(-g.m // cfg.tm) for g in gemms), "a_depth": a_depth,
             "g_depth": sum(cfg.batch * g.positions * stash_words(g.m, lanes) for g in gemms)}
 
@@ -284,7 +310,7 @@ def rl_storage(gemms: list[GemmLayer], cfg: RLConfig, board: Board) -> RLStorage
         beats, width = mask_banks(tm, tn, int(board.dram_bytes_per_cycle))
         weights = weights + banked_memory(board, beats, d["w_depth"], width)
     total = weights + banked_memory(board, lanes, a_depth, bits) + banked_memory(board, lanes, g_depth, bits)
-    weight_bits = sum(g.m * g.n + g.m for g in gemms) * bits + sum(g.m * g.n for g in gemms if g.masked)
+    weight_bits = sum(g.m * g.n * g.taps + g.m for g in gemms) * bits + sum(g.m * g.n * g.taps for g in gemms if g.masked)
     return RLStorage(weight_bits, a_depth * lanes * bits, g_depth * lanes * bits, weights, total)
 
 

@@ -124,7 +124,7 @@ def rl_field_problems(network: Network, cfg: Any, board: Board) -> list[str]:
                 f"{(RL_LIST_COUNTERS - 1) // 2} layers"]
     for g in gemms:
         for what, value in ((f"M={g.m}", g.m), (f"N={g.n}", g.n), ("the n-tiles of [W | b]", -(-(g.n + 1) // cfg.tn)),
-                            ("the batch's GEMM rows", cfg.batch * g.positions)):
+                            ("the batch's GEMM rows", cfg.batch * max(g.positions, g.rows_in))):
             if value > RL_FIELD_MAX:
                 return [f"layer '{g.name}': {what} ({value}) does not fit the RL descriptor's 16-bit field"]
     depths = bank_depths(gemms, cfg, stash_lanes(cfg.tm, cfg.tn, board.dram_bytes_per_cycle))

@@ -161,13 +161,11 @@ def training_gemm_shape(layer: Layer) -> tuple[int, int, int] | None:
     return None
 
 
-def check_retrainable(network: Network, convs: bool = False) -> None:
-    """Every retrainable layer must be linear, 1×1 conv or flatten, and take one input. With `convs`, also
-    dense K×K convs and floor-mode max-pools, which the golden model trains (the RL engine does not yet:
-    issue 20), and layers that are not `trained` (forward and backward only)."""
-    trained = [layer for layer in network.retrainable_layers if layer.has_weights and layer.trained]
-    if convs and network.retrainable_layers and not trained:
-        raise UnsupportedLayerError("no retrainable layer has trained weights; mark at least one layer trained")
+def check_retrainable(network: Network, golden_only: bool = False) -> None:
+    """Every retrainable layer must be linear, a dense conv (a K×K one runs on the RL engine as a windowed GEMM,
+    within the limits `dtlgen.generator.rl_program.rl_window` checks) or flatten, and take one input; a layer
+    with weights may be not `trained` (forward and backward only), but one must train. With `golden_only`, also
+    floor-mode max-pools, which the golden model trains through and the RL engine does not yet run (issue 20)."""
     for layer in network.retrainable_layers:
         if layer.op == "flatten":
             continue
@@ -175,27 +173,30 @@ def check_retrainable(network: Network, convs: bool = False) -> None:
             raise UnsupportedLayerError(
                 f"layer '{layer.name}' is a seeded conv, whose weights are frozen (a seed regenerates them); move "
                 "the split after it, or make it a Conv2d to retrain it")
-        if convs and layer.op == "maxpool" and (layer.r, layer.c) == tuple(
+        if golden_only and layer.op == "maxpool" and (layer.r, layer.c) == tuple(
                 conv_out_size(size, layer.kernel, layer.stride, layer.padding) for size in layer.in_shape[1:]):
             continue
-        if convs and op_of(layer).has_weights and training_gemm_shape(layer) is not None:
+        if op_of(layer).has_weights and training_gemm_shape(layer) is not None:
             continue
-        if not layer.trained:
+        if layer.op == "maxpool":
             raise UnsupportedLayerError(
-                f"layer '{layer.name}' is retrainable but not trained (a frozen conv between adapters): the RL "
-                "engine does not yet run layers it does not train; use adapters='tail', or move the split after it")
-        if op_of(layer).has_weights:
-            rl_gemm_shape(layer)
-            continue
+                f"layer '{layer.name}' (maxpool) is in the retrainable part, and the RL engine does not yet route "
+                "gradients through max-pools; move the split after it")
         raise UnsupportedLayerError(
-            f"layer '{layer.name}' ({layer.op}) cannot be retrained on the RL engine (it trains linear and 1x1 conv "
-            "layers); move the split after it")
+            f"layer '{layer.name}' ({layer.op}, K={layer.kernel}, stride {layer.stride}, groups {layer.groups}) cannot "
+            "be retrained on the RL engine (it trains linear and dense conv layers); move the split after it")
+    for previous, layer in zip(network.retrainable_layers, network.retrainable_layers[1:]):
+        if list(layer.inputs) != [previous.name]:
+            raise UnsupportedLayerError(f"layer '{layer.name}' does not take the previous retrainable layer "
+                                        f"'{previous.name}' as its only input; the RL engine trains a chain of layers")
+    if network.retrainable_layers and not any(layer.has_weights and layer.trained for layer in network.retrainable_layers):
+        raise UnsupportedLayerError("no retrainable layer has trained weights; mark at least one layer trained")
 
 
 def quantize(network: Network, calib_x: np.ndarray, precision: PrecisionConfig = PrecisionConfig(),
              calib_labels: np.ndarray | None = None, float_acts: dict[str, np.ndarray] | None = None,
              fe_cache: dict | None = None, overrides: dict[str, dict[str, int]] | None = None,
-             rl_convs: bool = False) -> QuantizedNetwork:
+             golden_only: bool = False) -> QuantizedNetwork:
     """Calibrate every tensor's fractional bits on `calib_x` (B × input shape, float) and quantise.
     `overrides` fixes fractional bits per layer instead: {layer: {"w_frac": f, "a_frac": f}} for its
     weights' and its output's format (`check_overrides` says which layers take which).
@@ -204,11 +205,10 @@ def quantize(network: Network, calib_x: np.ndarray, precision: PrecisionConfig =
     (seeded random labels when none are given: they give the larger, safer gradients).
     `float_acts`, the float reference's outputs on `calib_x`, and `fe_cache`, a dict that keeps
     the frozen layers' quantisation per (w_bits, a_bits), save recomputing both when the same
-    data calibrates many precisions (the DSE does). `rl_convs` admits K×K convs, max-pools and layers
-    that are not trained in the retrainable part (`check_retrainable`): the golden model trains them, the
-    RL engine does not yet.
+    data calibrates many precisions (the DSE does). `golden_only` admits max-pools in the retrainable part
+    (`check_retrainable`): the golden model trains through them, the RL engine does not yet.
     """
-    check_retrainable(network, rl_convs)
+    check_retrainable(network, golden_only)
     acts = float_acts if float_acts is not None else float_forward(network, calib_x)
     first_frozen = bool(network.layers) and network.layers[0].frozen
     in_bits = precision.a_bits if first_frozen else precision.rl_bits

@@ -30,7 +30,7 @@ def rl_view_to_dict(qnet: QuantizedNetwork) -> dict[str, Any]:
     """Everything the RL golden model reads, without any weights."""
     layers = []
     for layer in qnet.network.layers:
-        entry = {key: getattr(layer, key) for key in ("name", "op", "activation", "frozen", *_LAYER_INTS)}
+        entry = {key: getattr(layer, key) for key in ("name", "op", "activation", "frozen", "trained", *_LAYER_INTS)}
         entry.update(inputs=list(layer.inputs), in_shape=list(layer.in_shape), out_shape=list(layer.out_shape))
         layers.append(entry)
     quant = {}
@@ -70,6 +70,8 @@ def rl_view_from_dict(data: Any, weights: dict[str, tuple[np.ndarray, np.ndarray
             check.fail(f"{where}.activation", f"is {entry['activation']!r}; one of {ACTIVATIONS}")
         if not isinstance(entry["frozen"], bool):
             check.fail(f"{where}.frozen", "must be true or false")
+        if not isinstance(entry.get("trained", True), bool):  # (absent in projects from before issue 20: trained)
+            check.fail(f"{where}.trained", "must be true or false")
         inputs = [check.text(v, f"{where}.inputs") for v in check.list(entry["inputs"], f"{where}.inputs", 1, 8)]
         if any(v != "input" and v not in names for v in inputs):
             check.fail(f"{where}.inputs", f"{inputs} names a layer that does not come before it")
@@ -77,7 +79,7 @@ def rl_view_from_dict(data: Any, weights: dict[str, tuple[np.ndarray, np.ndarray
                             check.shape(entry["out_shape"], f"{where}.out_shape"),
                             *(check.int(entry[k], f"{where}.{k}", 0 if k == "padding" else 1,
                                         _MAX_DIM if k == "groups" else 64) for k in _LAYER_INTS),
-                            activation=entry["activation"], frozen=entry["frozen"]))
+                            activation=entry["activation"], frozen=entry["frozen"], trained=entry.get("trained", True)))
         names.add(name)
     network = Network(check.text(data["name"], "name"), check.shape(data["input_shape"], "input_shape"), layers)
     rl_layers = network.retrainable_layers

@@ -387,11 +387,11 @@ RL_PARAMS = ("#define DTL_RL_BUS_BYTES 16\n#define DTL_RL_TM 8\n#define DTL_RL_T
              "#define DTL_HAS_RL 1\n")
 
 # The stash reads of every GEMM loop: read_tile passes its word and column on to read_pair and take.
-GEMM_READS = [("runtime-partitioned-index", "read_tile<A_HALF>(stash_a, x_row, c0, x);", "fwd"),
-              ("runtime-partitioned-index", "read_tile<G_HALF>(stash_g, dy_row, r0, dy);", "bwd"),
-              ("runtime-partitioned-index", ("read_tile<G_HALF>(stash_g, dy_row, r0, dy);", 1), "bwd"),
+GEMM_READS = [("runtime-partitioned-index", "if (inside) read_tile<A_HALF>(stash_a, xr, cc, x);", "fwd"),
+              ("runtime-partitioned-index", "if (inside) read_tile<G_HALF>(stash_g, yr, rr, dy);", "bwd"),
+              ("runtime-partitioned-index", ("if (inside) read_tile<G_HALF>(stash_g, yr, rr, dy);", 1), "bwd"),
               ("runtime-partitioned-index", "if (row) read_tile<G_HALF>(stash_g, dy_row, r0, dy);", "upd"),
-              ("runtime-partitioned-index", "if (row && int(c0) < d.n) read_tile<A_HALF>", "upd")]
+              ("runtime-partitioned-index", "if (row && inside && int(cc) < d.n) read_tile<A_HALF>", "upd")]
 
 # Each pattern the RL rewrite removed (issue 16), put back into today's engine, and what the checker says.
 RL_MUTATIONS = {

@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 from dtlgen.isa import fe, rl
 
 
-@pytest.mark.parametrize("spec, n_words", [(fe, fe.DESCRIPTOR_BYTES // 4), (rl, 12)])
+@pytest.mark.parametrize("spec, n_words", [(fe, fe.DESCRIPTOR_BYTES // 4), (rl, 16)])
 def test_fields_do_not_overlap_and_fit_their_words(spec, n_words):
     used = [0] * n_words
     for f in spec.FIELDS:

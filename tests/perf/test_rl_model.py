@@ -132,8 +132,10 @@ def test_rl_gemms_of_networks(vgg_gemms):
     pw = Layer("pw", "conv2d", ["input"], (8, 4, 4), (6, 4, 4), frozen=False)
     assert rl.rl_gemms(Network("t", (8, 4, 4), [pw])) == [rl.GemmLayer("pw", 6, 8, 16)]
     conv3 = Layer("c3", "conv2d", ["input"], (8, 4, 4), (6, 4, 4), kernel=3, padding=1, frozen=False)
-    with pytest.raises(UnsupportedLayerError, match="c3"):
-        rl.rl_gemms(Network("t", (8, 4, 4), [conv3]))
+    assert rl.rl_gemms(Network("t", (8, 4, 4), [conv3])) == [rl.GemmLayer("c3", 6, 8, 16, taps=9, in_positions=16)]
+    grouped = Layer("g3", "conv2d", ["input"], (8, 4, 4), (8, 4, 4), kernel=3, padding=1, groups=2, frozen=False)
+    with pytest.raises(UnsupportedLayerError, match="g3"):
+        rl.rl_gemms(Network("t", (8, 4, 4), [grouped]))
     assert rl.step_cycles([], rl.RLConfig(4, 4), 8, 10) == []
 
 

@@ -96,7 +96,7 @@ def digits_convs():
     network = load_model("digits_cnn", split="conv3")
     task = load_digits_task()
     calib_x, calib_y = task.retrain_x[:128], task.retrain_y[:128]
-    qnet = quantize(network, calib_x, PrecisionConfig(batch=16), calib_labels=calib_y, rl_convs=True)
+    qnet = quantize(network, calib_x, PrecisionConfig(batch=16), calib_labels=calib_y, golden_only=True)
     return task, network, qnet
 
 
@@ -141,7 +141,7 @@ def test_a_layer_that_is_not_trained_passes_gradients_and_keeps_its_weights(digi
               for layer in network.layers]
     network = type(network)(network.name, network.input_shape, layers)
     qnet = quantize(network, task.retrain_x[:128], PrecisionConfig(batch=16), calib_labels=task.retrain_y[:128],
-                    rl_convs=True)
+                    golden_only=True)
     state = golden.initial_rl_state(qnet)
     x, labels = task.retrain_x[:16], task.retrain_y[:16]
     features = golden.fe_forward(qnet, golden.quantize_input(qnet, x))
@@ -156,16 +156,15 @@ def test_a_layer_that_is_not_trained_passes_gradients_and_keeps_its_weights(digi
     assert new["conv4"] is params["conv4"] and new["conv3"] is not params["conv3"]
 
 
-def test_quantize_admits_convs_in_the_retrainable_part_only_when_asked(digits_convs):
+def test_quantize_admits_max_pools_in_the_retrainable_part_only_for_the_golden_model(digits_convs):
     _, network, _ = digits_convs
     calib = np.random.default_rng(0).random((4, 1, 8, 8))
-    with pytest.raises(UnsupportedLayerError, match="'conv3'.*cannot be retrained on the RL engine"):
+    with pytest.raises(UnsupportedLayerError, match="'pool4' .*does not yet route gradients through max-pools"):
         quantize(network, calib)
-    no_train = network.with_split(network.index("fc1"))
-    no_train.layers[-1].trained = False
-    with pytest.raises(UnsupportedLayerError, match="'fc2' is retrainable but not trained"):
-        quantize(no_train, calib)
-    for layer in no_train.retrainable_layers:
+    head = network.with_split(network.index("fc1"))
+    head.layers[-1].trained = False
+    quantize(head, calib)  # fc1 trains, fc2 runs forward and backward only
+    for layer in head.retrainable_layers:
         layer.trained = False
     with pytest.raises(UnsupportedLayerError, match="no retrainable layer has trained weights"):
-        quantize(no_train, calib, rl_convs=True)
+        quantize(head, calib, golden_only=True)

@@ -299,15 +299,16 @@ def test_bad_configurations_fail_before_any_build():
     with pytest.raises(DtlgenError, match=r"rl\.bits=17"):
         RLConfig(TM, TN, bits=17)
     x = np.random.default_rng(0).standard_normal((4, 2, 4, 4))
-    conv3 = Layer("c3", "conv2d", ["input"], (2, 4, 4), (3, 4, 4), kernel=3, padding=1,
+    # A 3x3 conv quantises (the RL engine runs it as a windowed GEMM); one on a map wider than 255 does not plan.
+    conv3 = Layer("c3", "conv2d", ["input"], (2, 4, 300), (3, 4, 300), kernel=3, padding=1,
                   weight=np.ones((3, 2, 3, 3)), bias=np.zeros(3), frozen=False)
-    with pytest.raises(UnsupportedLayerError, match="'c3'"):
-        quantize(Network("t", (2, 4, 4), [conv3]), x, PrecisionConfig())
-    # Two retrainable layers reading the input are not a chain; the planner names the second.
-    fork = Network("t", (8,), [_linear("a", "input", 8, 6), _linear("b", "input", 8, 4)])
-    qnet = quantize(fork, np.random.default_rng(0).standard_normal((4, 8)), PrecisionConfig(batch=4))
-    with pytest.raises(UnsupportedLayerError, match="'b'"):
+    qnet = quantize(Network("t", (2, 4, 300), [conv3]), np.zeros((4, 2, 4, 300)), PrecisionConfig(batch=4))
+    with pytest.raises(UnsupportedLayerError, match="'c3': a 4x300 input is beyond the RL engine's windowed GEMMs"):
         plan_rl(qnet, RLConfig(TM, TN, batch=4), BUS)
+    # Two retrainable layers reading the input are not a chain; quantising names the second.
+    fork = Network("t", (8,), [_linear("a", "input", 8, 6), _linear("b", "input", 8, 4)])
+    with pytest.raises(UnsupportedLayerError, match="'b' does not take the previous retrainable layer 'a'"):
+        quantize(fork, np.random.default_rng(0).standard_normal((4, 8)), PrecisionConfig(batch=4))
     # A flatten of a 2x2 map between retrainable layers reorders GEMM rows.
     pw = Layer("pw", "conv2d", ["input"], (2, 2, 2), (3, 2, 2), weight=np.ones((3, 2, 1, 1)), bias=np.zeros(3),
                frozen=False)
@@ -323,3 +324,71 @@ def test_network_wider_than_the_engine_is_refused():
                     PrecisionConfig(rl_bits=20, batch=4))
     with pytest.raises(DtlgenError, match="bits"):
         plan_rl(qnet, RLConfig(TM, TN, bits=16, batch=4), BUS)
+
+
+# --- K×K convs as windowed GEMMs (issue 20) ------------------------------------------------------------------
+@dataclass(frozen=True)
+class ConvChain:
+    """Dense convs on a small map ending at a 1x1 map (then a flatten): `convs` (out channels, kernel, stride,
+    padding, activation, trained) from `input` (C, H, W)."""
+
+    input: tuple[int, int, int]
+    convs: tuple[tuple[int, int, int, int, str | None, bool], ...]
+    batch: int
+    last_batch: int
+    steps: int
+    lr_shift: int
+    seed: int
+
+
+def build_conv_network(chain: ConvChain) -> Network:
+    rng = np.random.default_rng(chain.seed)
+    layers, prev, (n, h, w) = [], "input", chain.input
+    for i, (m, k, s, p, act, trained) in enumerate(chain.convs):
+        r, c = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+        layers.append(Layer(f"c{i}", "conv2d", [prev], (n, h, w), (m, r, c), kernel=k, stride=s, padding=p,
+                            activation=act, weight=rng.normal(0.0, 1.0 / np.sqrt(n * k * k), (m, n, k, k)),
+                            bias=rng.normal(0.0, 0.2, m), frozen=False, trained=trained))
+        prev, (n, h, w) = f"c{i}", (m, r, c)
+    assert (h, w) == (1, 1)
+    layers.append(Layer("flat", "flatten", [prev], (n, 1, 1), (n,), frozen=False))
+    return Network("convs", chain.input, layers)
+
+
+def train_convs(chain: ConvChain, workdir):
+    network = build_conv_network(chain)
+    rng = np.random.default_rng(chain.seed + 1)
+    sizes = [chain.batch] * (chain.steps - 1) + [chain.last_batch]
+    x = rng.standard_normal((sum(sizes), *network.input_shape))
+    qnet = quantize(network, x, PrecisionConfig(batch=chain.batch, lr_shift=chain.lr_shift))
+    classes = network.layers[-1].out_shape[0]
+    plan = rl_sim.TrainingPlan(golden.quantize_input(qnet, x), rng.integers(0, classes, len(x)),
+                               rng.permutation(len(x)), sizes, [chain.lr_shift + k % 2 for k in range(chain.steps)],
+                               0, list(range(chain.steps)))
+    layout = widened(plan_rl(qnet, RLConfig(TM, TN, batch=chain.batch), BUS))
+    state = golden.initial_rl_state(qnet)
+    result = rl_sim.simulate_training(layout, plan, state, workdir / f"run{next(_runs)}", LATENCY)
+    return result, rl_sim.golden_replay(qnet, plan, state), rl_sim.predict_plan(layout, LATENCY, sizes), layout
+
+
+# 3x3 with padding (3 inputs: one n-tile a tap, partial), a 5x5 window (6 inputs: two n-tiles a tap, the second
+# partial), then a 3x3 over the whole 3x3 map; the gradient crosses both later convs (BWD_DATA, flipped).
+PADDED_3X3_5X5 = ConvChain((3, 7, 7), ((6, 3, 1, 1, "relu", True), (5, 5, 1, 1, "relu6", True),
+                                       (4, 5, 1, 0, None, True)), 3, 2, 3, 4, 11)
+# A strided first conv, a frozen 3x3 the gradient crosses (no UPDATE), a 1x1 (a plain GEMM) between windows.
+STRIDED_FROZEN = ConvChain((2, 6, 6), ((5, 3, 2, 1, "relu", True), (7, 1, 1, 0, "relu", True),
+                                       (6, 3, 1, 1, "relu", False), (3, 3, 1, 0, None, True)), 2, 1, 3, 3, 29)
+
+
+@pytest.mark.parametrize("chain", [PADDED_3X3_5X5, STRIDED_FROZEN], ids=["padded_3x3_5x5", "strided_frozen"])
+def test_kxk_convs_train_bit_exact_on_the_cycle_model(tmp_path, chain):
+    """A K×K conv re-trained on the RL engine: the weights read back after every step equal the golden model's,
+    and every descriptor's cycles equal the model's."""
+    result, expected, predicted, layout = train_convs(chain, tmp_path)
+    assert [p.k for p in layout.layers] == [k if (k, s, p) != (1, 1, 0) else 0 for _, k, s, p, _, _ in chain.convs]
+    assert rl_sim.first_mismatch(result.weights, expected) is None
+    assert result.descriptor_cycles == [(d.layer, d.mode, d.cycles) for d in predicted[0]]
+    assert result.steady_cycles == [(d.layer, d.mode, d.cycles) for d in predicted[1]]
+    modes = [(layer, mode) for layer, mode, _ in result.descriptor_cycles]
+    for name, (*_, trained) in zip([p.name for p in layout.layers], chain.convs):
+        assert ((name, "UPDATE") in modes) == trained

@@ -89,6 +89,7 @@ ap_uint<TMN> masks[DTL_RL_W_DEPTH];  // a tile's pruning bits, bit e for PE e: w
 
 struct RlDesc {
   int mode, act, bg, m, n, rows, xa, ya, gy, gx, wbase, bbase, mt, nt, nta, pitch_n, pitch_m;  // bg: a background LOAD_A (the sequential C++ runs it in order)
+  int k, st, pad, tnt, tstep, hi, wi, ro, co, rp, is, mstep;  // a windowed GEMM (k >= 1; dtlgen.isa.rl)
   rl_val_t six;
   ap_uint<16> seed;
   unsigned dram, beats;
@@ -115,6 +116,9 @@ desc_beats:
   d.mode = half[0].range(3, 0);
   d.act = half[0].range(5, 4);
   d.bg = half[0].range(6, 6);
+  d.k = half[0].range(10, 8);
+  d.st = half[0].range(12, 11);
+  d.pad = half[0].range(15, 13);
   d.six = rl_val_t(ap_int<16>(half[1]));
   d.m = half[2];
   d.n = half[3];
@@ -137,6 +141,15 @@ desc_beats:
   d.pitch_n = half[19];
   d.pitch_m = half[20];
   d.beats = unsigned(half[22]) | unsigned(half[23]) << 16;
+  d.tnt = half[24];
+  d.tstep = int(ap_int<16>(half[25]));
+  d.hi = half[26].range(7, 0);
+  d.wi = half[26].range(15, 8);
+  d.ro = half[27].range(7, 0);
+  d.co = half[27].range(15, 8);
+  d.rp = half[28];
+  d.is = half[29];
+  d.mstep = half[30];
   // END dtlgen.isa decode
   for (int r = 0; r < 16; r++) {
 #pragma HLS UNROLL
@@ -378,6 +391,69 @@ store:
   mem.write_response();
 }
 
+// A windowed GEMM (d.k >= 1, dtlgen.isa.rl): the walk of the X operand's rows, stepped like rl_engine.sv's
+// counters (no divider): the tap (kr, kc) inside the reduction, the output position (r, c) of an ro x co grid with
+// the GEMM rows. row() is the tap's input row in words from the matrix's first (b img_step + y row_pitch +
+// x pitch, modulo 2^32), inside() whether the tap lies in the hi x wi grid (the operand is 0 where it does not).
+struct WindowWalk {
+  int kr, kc, r, c, y0, x0;          // the tap; the output position; its window's top-left r S - P, c S - P
+  unsigned img, wy, wx, trow, tcol;  // b img_step, y0 row_pitch, x0 pitch, kr row_pitch, kc pitch
+  unsigned pitch;
+
+  void start(const RlDesc &d, int words) {
+    pitch = unsigned(words);
+    first_position(d);
+    img = 0;
+    first_tap();
+  }
+  void first_position(const RlDesc &d) {
+    r = c = 0;
+    y0 = x0 = -d.pad;
+    wy = unsigned(-d.pad) * unsigned(d.rp);
+    wx = unsigned(-d.pad) * pitch;
+  }
+  void first_tap() {
+    kr = kc = 0;
+    trow = tcol = 0;
+  }
+  void next_tap(const RlDesc &d) {
+    if (kc + 1 < d.k) {
+      kc++;
+      tcol += pitch;
+    } else {
+      kc = 0;
+      tcol = 0;
+      kr++;
+      trow += unsigned(d.rp);
+    }
+  }
+  void next_position(const RlDesc &d) {  // the next GEMM row (the last image's last position: the first again)
+    if (c + 1 < d.co) {
+      c++;
+      x0 += d.st;
+      wx += unsigned(d.st) * pitch;
+    } else {
+      c = 0;
+      x0 = -d.pad;
+      wx = unsigned(-d.pad) * pitch;
+      if (r + 1 < d.ro) {
+        r++;
+        y0 += d.st;
+        wy += unsigned(d.st) * unsigned(d.rp);
+      } else {
+        r = 0;
+        y0 = -d.pad;
+        wy = unsigned(-d.pad) * unsigned(d.rp);
+        img += unsigned(d.is);
+      }
+    }
+  }
+  bool inside(const RlDesc &d) const {
+    return y0 + kr >= 0 && y0 + kr < d.hi && x0 + kc >= 0 && x0 + kc < d.wi;
+  }
+  unsigned row() const { return img + wy + wx + trow + tcol; }
+};
+
 static void rl_forward(const RlDesc &d) {
   const unsigned total = unsigned(d.mt) * unsigned(d.rows) * unsigned(d.nt);
   int tn = 0, g = 0, tm = 0;
@@ -385,6 +461,11 @@ static void rl_forward(const RlDesc &d) {
   unsigned x_row = d.xa, y_row = d.ya, c0 = 0, r0 = 0;  // row g's first words; c0 = tn TN, r0 = tm TM
   rl_acc_t acc[TM];
 #pragma HLS ARRAY_PARTITION variable = acc complete
+  // a windowed GEMM: n-tile tn is the tap's n-tile t_n (tap-major tiles: the tile address runs on as for a plain
+  // GEMM), the X row the window's
+  WindowWalk win;
+  win.start(d, d.pitch_n);
+  int t_n = 0;
 fwd:
   for (unsigned it = 0; it < total; it++) {
 #pragma HLS LOOP_TRIPCOUNT max = MAX_GEMM
@@ -392,13 +473,15 @@ fwd:
 #pragma HLS DEPENDENCE variable = stash_a type = inter dependent = false
     rl_val_t x[2 * LANES];
 #pragma HLS ARRAY_PARTITION variable = x complete
-    read_tile<A_HALF>(stash_a, x_row, c0, x);
+    const unsigned xr = d.k ? d.xa + win.row() : x_row, cc = d.k ? unsigned(t_n) * TN : c0;
+    const bool inside = !d.k || win.inside(d);
+    if (inside) read_tile<A_HALF>(stash_a, xr, cc, x);  // (a tap in the padding reads nothing: its row is no row)
     for (int i = 0; i < TM; i++) {
 #pragma HLS UNROLL
       rl_acc_t sum = 0;  // the tile row's products, then the running sum: one adder on the recurrence
       for (int j = 0; j < TN; j++) {
 #pragma HLS UNROLL
-        if (int(c0) + j < d.n) sum += weights[tile][i * TN + j] * x[j];
+        if (inside && int(cc) + j < d.n) sum += weights[tile][i * TN + j] * x[j];
       }
       acc[i] = (tn == 0 ? rl_acc_t(0) : acc[i]) + sum;
     }
@@ -420,13 +503,22 @@ fwd:
     tile++;
     c0 += TN;
     tn++;
+    if (d.k && ++t_n == d.tnt) {
+      t_n = 0;
+      win.next_tap(d);
+    }
     if (last) {
       tn = 0;
       c0 = 0;
+      t_n = 0;
+      win.first_tap();
+      win.next_position(d);
       x_row += d.pitch_n;
       y_row += d.pitch_m;
       if (++g == d.rows) {
         g = 0;
+        win.first_position(d);
+        win.img = 0;
         tm++;
         r0 += TM;
         tile_row += d.nt;
@@ -445,6 +537,12 @@ static void rl_backward_data(const RlDesc &d) {
   unsigned x_row = d.xa, dy_row = d.gy, dx_row = d.gx, c0 = 0, r0 = 0;  // row g's first words; c0 = tn TN, r0 = tm TM
   rl_acc_t acc[TN];
 #pragma HLS ARRAY_PARTITION variable = acc complete
+  // a windowed GEMM (the flipped kernel over dY's grid): m-tile tm is the tap's m-tile t_m, at weight tile
+  // (this n-tile's first) + t_m m_step + tap tap_step
+  WindowWalk win;
+  win.start(d, d.pitch_m);
+  int t_m = 0;
+  unsigned w_off = 0;  // t_m m_step + tap tap_step (modulo 2^32: tap_step is negative)
 bwd:
   for (unsigned it = 0; it < total; it++) {
 #pragma HLS LOOP_TRIPCOUNT max = MAX_GEMM
@@ -453,14 +551,17 @@ bwd:
     rl_val_t dy[2 * LANES], x[2 * LANES];
 #pragma HLS ARRAY_PARTITION variable = dy complete
 #pragma HLS ARRAY_PARTITION variable = x complete
-    read_tile<G_HALF>(stash_g, dy_row, r0, dy);
+    const unsigned yr = d.k ? d.gy + win.row() : dy_row, rr = d.k ? unsigned(t_m) * TM : r0;
+    const unsigned wt = d.k ? tile_col + w_off : tile;
+    const bool inside = !d.k || win.inside(d);
+    if (inside) read_tile<G_HALF>(stash_g, yr, rr, dy);
     read_tile<A_HALF>(stash_a, x_row, c0, x);
     for (int j = 0; j < TN; j++) {
 #pragma HLS UNROLL
       rl_acc_t sum = 0;  // as in rl_forward
       for (int i = 0; i < TM; i++) {
 #pragma HLS UNROLL
-        if (int(r0) + i < d.m) sum += weights[tile][i * TN + j] * dy[i];
+        if (inside && int(rr) + i < d.m) sum += weights[wt][i * TN + j] * dy[i];
       }
       acc[j] = (tm == 0 ? rl_acc_t(0) : acc[j]) + sum;
     }
@@ -482,14 +583,28 @@ bwd:
     tile += d.nt;
     r0 += TM;
     tm++;
+    if (d.k) {
+      w_off += unsigned(d.mstep);
+      if (++t_m == d.tnt) {
+        t_m = 0;
+        w_off += unsigned(d.tstep) - unsigned(d.tnt) * unsigned(d.mstep);  // (loop-invariant product)
+        win.next_tap(d);
+      }
+    }
     if (last) {
       tm = 0;
       r0 = 0;
+      t_m = 0;
+      w_off = 0;
+      win.first_tap();
+      win.next_position(d);
       x_row += d.pitch_n;
       dy_row += d.pitch_m;
       dx_row += d.pitch_n;
       if (++g == d.rows) {
         g = 0;
+        win.first_position(d);
+        win.img = 0;
         c0 += TN;
         tile_col++;
         x_row = d.xa;
@@ -510,7 +625,7 @@ bwd:
 // consumed all the same, so the other elements' rounding does not depend on the mask).
 static void drain_chunk(const RlDesc &d, rl_acc_t dw[TM][TN], rl_val_t old_w[TM][TN], bool keep[TM][TN],
                         rl_val_t old_b[TM], ap_uint<16> lfsr[TM], unsigned tile, unsigned brow, int r0, int c0,
-                        int k) {
+                        int k, int bias_col) {
 #pragma HLS INLINE
   if (TM >= TN) {
     const int col = c0 + k;
@@ -525,7 +640,7 @@ static void drain_chunk(const RlDesc &d, rl_acc_t dw[TM][TN], rl_val_t old_w[TM]
 #pragma HLS UNROLL
           if (j == k) weights[tile][i * TN + j] = w;
         }
-      } else if (row < d.m && col == d.n) {
+      } else if (row < d.m && col == bias_col) {
         const rl_val_t g = dtl_requantise<DTL_RL_BITS, DTL_RL_WIDE>(rl_wide_t(dw[i][0]), d.s1);
         biases[brow][i] = dtl_saturate<DTL_RL_BITS, DTL_RL_WIDE>(
             rl_wide_t(old_b[i]) - dtl_stochastic_round<DTL_RL_WIDE>(g, d.s3, lfsr[i]));
@@ -554,7 +669,7 @@ static void drain_chunk(const RlDesc &d, rl_acc_t dw[TM][TN], rl_val_t old_w[TM]
 #pragma HLS UNROLL
           if (i == k) weights[tile][i * TN + j] = w;
         }
-      } else if (row < d.m && col == d.n) {  // at most one column of the row: one store a bank, below
+      } else if (row < d.m && col == bias_col) {  // at most one column of the row: one store a bank, below
         const rl_val_t g = dtl_requantise<DTL_RL_BITS, DTL_RL_WIDE>(rl_wide_t(dw[0][j]), d.s1);
         bias = dtl_saturate<DTL_RL_BITS, DTL_RL_WIDE>(rl_wide_t(old_b[0]) - dtl_stochastic_round<DTL_RL_WIDE>(g, d.s3, r));
         has_bias = true;
@@ -616,7 +731,14 @@ row_starts:
 #pragma HLS ARRAY_PARTITION variable = old_b complete
 #pragma HLS ARRAY_PARTITION variable = lfsr complete
   unsigned dtile = 0, dbrow = 0;
-  int dr0 = 0, dc0 = 0, dk = D;
+  int dr0 = 0, dc0 = 0, dk = D, dbias = d.n;
+  // a windowed GEMM: n-tile tn is tap `tap`'s n-tile t_n (the last tap's run on into the bias column), at weight
+  // tile (this m-tile's first) + tap tap_step + t_n; the X row the window's of GEMM row k
+  const int taps = d.k ? d.k * d.k : 1;
+  WindowWalk win;
+  win.start(d, d.pitch_n);
+  int t_n = 0, tap = 0;
+  unsigned tap_off = 0;  // tap tap_step
   int k = 0, tn = 0, tm = 0;
   unsigned tile_row = d.wbase, x_row = d.xa, dy_row = d.gy, c0 = 0, r0 = 0;  // c0 = tn TN, r0 = tm TM
 upd:
@@ -630,34 +752,39 @@ upd:
     rl_val_t dy[2 * LANES], x[2 * LANES];
 #pragma HLS ARRAY_PARTITION variable = dy complete
 #pragma HLS ARRAY_PARTITION variable = x complete
+    const unsigned cc = d.k ? unsigned(t_n) * TN : c0, wtile = tile_row + tap_off + unsigned(d.k ? t_n : tn);
+    const int bias_col = tap == taps - 1 ? d.n : -1;  // only the last tap's columns go on into [W | b]'s bias
+    const unsigned xr = d.k ? d.xa + win.row() : x_row;
+    const bool inside = !d.k || win.inside(d);
     if (row) read_tile<G_HALF>(stash_g, dy_row, r0, dy);
-    if (row && int(c0) < d.n) read_tile<A_HALF>(stash_a, x_row, c0, x);
+    if (row && inside && int(cc) < d.n) read_tile<A_HALF>(stash_a, xr, cc, x);
     if (dk < D) {
-      drain_chunk(d, dw, old_w, keep, old_b, lfsr, dtile, dbrow, dr0, dc0, dk);
+      drain_chunk(d, dw, old_w, keep, old_b, lfsr, dtile, dbrow, dr0, dc0, dk, dbias);
       dk++;
     }
     for (int i = 0; i < TM; i++) {
 #pragma HLS UNROLL
       for (int j = 0; j < TN; j++) {
 #pragma HLS UNROLL
-        const int col = int(c0) + j;
+        const int col = int(cc) + j;
         const rl_acc_t product = row && int(r0) + i < d.m
-                                     ? rl_acc_t(dy[i] * (col < d.n ? x[j] : rl_val_t(col == d.n ? 1 : 0)))
+                                     ? rl_acc_t(dy[i] * (col < d.n ? (inside ? x[j] : rl_val_t(0))
+                                                                   : rl_val_t(col == bias_col ? 1 : 0)))
                                      : rl_acc_t(0);
         pe[i][j] = (k == 0 ? rl_acc_t(0) : pe[i][j]) + product;
       }
     }
     if (live && k == interval - 1) {  // the tile is finished: hand it to the drain
-      const bool weighted = tn < d.nt;  // the tile past the last has only the bias column
+      const bool weighted = (d.k ? t_n : tn) < (d.k ? d.tnt : d.nt);  // the tile past the last: only the bias column
 #if DTL_RL_HAS_MASK
-      const ap_uint<TMN> mask_word = weighted ? masks[tile_row + tn] : ~ap_uint<TMN>(0);
+      const ap_uint<TMN> mask_word = weighted ? masks[wtile] : ~ap_uint<TMN>(0);
 #endif
       for (int i = 0; i < TM; i++) {
 #pragma HLS UNROLL
         for (int j = 0; j < TN; j++) {
 #pragma HLS UNROLL
           dw[i][j] = pe[i][j];
-          old_w[i][j] = weighted ? weights[tile_row + tn][i * TN + j] : rl_val_t(0);
+          old_w[i][j] = weighted ? weights[wtile][i * TN + j] : rl_val_t(0);
 #if DTL_RL_HAS_MASK
           keep[i][j] = weighted ? bool(mask_word[i * TN + j]) : true;
 #else
@@ -667,10 +794,11 @@ upd:
         old_b[i] = biases[d.bbase + tm][i];
         lfsr[i] = state[i];
       }
-      dtile = tile_row + tn;
+      dtile = wtile;
       dbrow = d.bbase + tm;
       dr0 = r0;
-      dc0 = c0;
+      dc0 = int(cc);
+      dbias = bias_col;
       dk = 0;
       if (tn == d.nta - 1) {  // the next row block: its row starts
         for (int i = 0; i < TM; i++) {
@@ -679,12 +807,14 @@ upd:
           state[i] = dtl_lfsr_step(row_start[i]);
         }
       } else {
+        // on along the row by the tile's columns of W: TN, or fewer in a windowed GEMM's tap's last tile
+        const int cols = d.n - int(cc) < TN ? d.n - int(cc) : TN;
         for (int i = 0; i < TM; i++) {
 #pragma HLS UNROLL
           ap_uint<16> r = state[i];
           for (int j = 0; j < TN; j++) {
 #pragma HLS UNROLL
-            r = dtl_lfsr_step(r);
+            if (j < cols) r = dtl_lfsr_step(r);
           }
           state[i] = r;
         }
@@ -693,17 +823,32 @@ upd:
     // next: row, then n-tile, then m-tile
     x_row += d.pitch_n;
     dy_row += d.pitch_m;
+    if (d.k) win.next_position(d);
     if (++k == interval) {
       k = 0;
       x_row = d.xa;
       dy_row = d.gy;
       c0 += TN;
+      if (d.k) {
+        win.first_position(d);
+        win.img = 0;
+        if (++t_n == d.tnt && tap < taps - 1) {
+          t_n = 0;
+          tap++;
+          tap_off += unsigned(d.tstep);
+          win.next_tap(d);
+        }
+      }
       if (++tn == d.nta) {
         tn = 0;
         c0 = 0;
+        t_n = 0;
+        tap = 0;
+        tap_off = 0;
+        win.first_tap();
         tm++;
         r0 += TM;
-        tile_row += d.nt;
+        tile_row += d.k ? d.mstep : d.nt;
       }
     }
   }
@@ -775,19 +920,44 @@ static bool rl_check(const RlDesc &d, unsigned index, unsigned at, const dtl_rl_
   // (the engine's pipelines write results while later rows are read).
   if (d.m < 1 || d.n < 1) RL_REFUSE("%s has M=%d, N=%d; a layer needs at least one output and one input", mode, d.m, d.n);
   const int mt = (d.m + TM - 1) / TM, nt = (d.n + TN - 1) / TN, nta = (d.n + 1 + TN - 1) / TN;
-  if (d.mt != mt || d.nt != nt || (d.mode == UPDATE && d.nta != nta))
-    RL_REFUSE("%s tiles Mt=%d, Nt=%d, Nt'=%d do not match M=%d, N=%d on the engine's %dx%d array (%d, %d, %d)", mode,
-              d.mt, d.nt, d.nta, d.m, d.n, TM, TN, mt, nt, nta);
+  // a windowed GEMM (dtlgen.isa.rl): its window and grids consistent, its walk's counts the ones K implies
+  int taps = 1, images = d.rows, x_rows = d.rows, dy_rows = d.rows;
+  if (d.k) {
+    if (d.k > 7 || d.st < 1 || d.st > 2 || d.pad > d.k - 1 || (d.mode == BWD_DATA && d.st != 1))
+      RL_REFUSE("%s window K=%d, stride %d, padding %d: the engine runs K <= 7, stride 1 or 2 (BWD_DATA 1), padding < K",
+                mode, d.k, d.st, d.pad);
+    const int pitch = d.mode == BWD_DATA ? d.pitch_m : d.pitch_n;
+    if (d.hi + 2 * d.pad < d.k || d.wi + 2 * d.pad < d.k || d.ro != (d.hi + 2 * d.pad - d.k) / d.st + 1 ||
+        d.co != (d.wi + 2 * d.pad - d.k) / d.st + 1)
+      RL_REFUSE("%s window grid %dx%d -> %dx%d does not follow from K=%d, stride %d, padding %d", mode, d.hi, d.wi,
+                d.ro, d.co, d.k, d.st, d.pad);
+    if (u64(d.rp) != u64(d.wi) * pitch || u64(d.is) != u64(d.hi) * d.wi * pitch || d.rows % (d.ro * d.co))
+      RL_REFUSE("%s window steps %d, %d words and %d rows do not follow from a %dx%d grid of %d-word rows", mode, d.rp,
+                d.is, d.rows, d.hi, d.wi, pitch);
+    taps = d.k * d.k;
+    images = d.rows / (d.ro * d.co);
+    (d.mode == BWD_DATA ? dy_rows : x_rows) = images * d.hi * d.wi;
+  }
+  const bool counts_ok =
+      !d.k ? d.mt == mt && d.nt == nt && (d.mode != UPDATE || d.nta == nta)
+      : d.mode == FWD ? d.mt == mt && d.nt == taps * nt && d.tnt == nt && d.tstep == nt && d.mstep == taps * nt
+      : d.mode == BWD_DATA ? d.nt == nt && d.mt == taps * mt && d.tnt == mt && d.tstep == -nt && d.mstep == taps * nt &&
+                                 d.wbase >= (taps - 1) * nt
+      : d.mt == mt && d.nta == (taps - 1) * nt + nta && d.tnt == nt && d.tstep == nt && d.mstep == taps * nt;
+  if (!counts_ok)
+    RL_REFUSE("%s tiles Mt=%d, Nt=%d, Nt'=%d (window K=%d: %d, %d, %d) do not match M=%d, N=%d on the engine's %dx%d "
+              "array (%d, %d, %d)", mode, d.mt, d.nt, d.nta, d.k, d.tnt, d.tstep, d.mstep, d.m, d.n, TM, TN, mt, nt, nta);
   const int words_n = (d.n + LANES - 1) / LANES, words_m = (d.m + LANES - 1) / LANES;
   if (d.pitch_n < words_n || d.pitch_m < words_m)
     RL_REFUSE("%s row pitches %d, %d words are shorter than the %d, %d words of an N=%d, M=%d row", mode, d.pitch_n,
               d.pitch_m, words_n, words_m, d.n, d.m);
   // What each loop nest touches, where it runs at all (with M = 0 or N = 0 some loops run empty).
-  const u64 tiles_end = u64(d.wbase) + u64(d.mt) * u64(d.nt), brows_end = u64(d.bbase) + u64(d.mt);
-  const u64 x_end = stash_end(d.xa, d.pitch_n, d.rows, d.n);  // X (the producer's output) in A
-  const u64 dy_end = stash_end(d.gy, d.pitch_m, d.rows, d.m);
+  const u64 tile_lo = u64(d.wbase) - (d.k && d.mode == BWD_DATA ? u64(taps - 1) * nt : 0);
+  const u64 tiles_end = tile_lo + u64(mt) * u64(taps) * u64(nt), brows_end = u64(d.bbase) + u64(mt);
+  const u64 x_end = stash_end(d.xa, d.pitch_n, d.mode == BWD_DATA ? d.rows : x_rows, d.n);  // X (the producer's output)
+  const u64 dy_end = stash_end(d.gy, d.pitch_m, dy_rows, d.m);
   if (d.mode == FWD && d.mt > 0 && d.rows > 0) {
-    RL_WITHIN("weight tiles", d.wbase, tiles_end, DTL_RL_W_DEPTH);
+    RL_WITHIN("weight tiles", tile_lo, tiles_end, DTL_RL_W_DEPTH);
     RL_WITHIN("bias rows", d.bbase, brows_end, DTL_RL_B_DEPTH);
     RL_WITHIN("activation-stash words", d.xa, x_end, DTL_RL_A_DEPTH);
     const u64 y_end = stash_end(d.ya, d.pitch_m, d.rows, d.m);
@@ -797,7 +967,7 @@ static bool rl_check(const RlDesc &d, unsigned index, unsigned at, const dtl_rl_
                 y_end - 1);
   }
   if (d.mode == BWD_DATA && d.nt > 0 && d.rows > 0) {
-    RL_WITHIN("weight tiles", d.wbase, tiles_end, DTL_RL_W_DEPTH);
+    RL_WITHIN("weight tiles", tile_lo, tiles_end, DTL_RL_W_DEPTH);
     RL_WITHIN("gradient-stash words", d.gy, dy_end, DTL_RL_G_DEPTH);
     RL_WITHIN("activation-stash words", d.xa, x_end, DTL_RL_A_DEPTH);
     const u64 dx_end = stash_end(d.gx, d.pitch_n, d.rows, d.n);
@@ -807,7 +977,7 @@ static bool rl_check(const RlDesc &d, unsigned index, unsigned at, const dtl_rl_
                 dy_end - 1, d.gx, dx_end - 1);
   }
   if (d.mode == UPDATE && d.mt > 0) {
-    RL_WITHIN("weight tiles", d.wbase, tiles_end, DTL_RL_W_DEPTH);
+    RL_WITHIN("weight tiles", tile_lo, tiles_end, DTL_RL_W_DEPTH);
     RL_WITHIN("bias rows", d.bbase, brows_end, DTL_RL_B_DEPTH);
     RL_WITHIN("gradient-stash words", d.gy, dy_end, DTL_RL_G_DEPTH);
     RL_WITHIN("activation-stash words", d.xa, x_end, DTL_RL_A_DEPTH);

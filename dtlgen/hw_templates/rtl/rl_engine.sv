@@ -7,7 +7,10 @@
 //   BWD_DATA   dX = (W^T dY) requantised, masked by relu'(X)  loops  n-tile, row g, m-tile
 //   UPDATE     dW = dY^T X over the batch (each PE accumulates its own element), requantised, then
 //              W <- W - 2^-lr dW with stochastic rounding     loops  m-tile, n-tile, row g
-// UPDATE is BWD_WEIGHT fused with the update: a tile's dW never leaves the accumulators. The bias is
+// UPDATE is BWD_WEIGHT fused with the update: a tile's dW never leaves the accumulators.
+// A K x K conv is a windowed GEMM (descriptor k != 0, dtlgen.isa.rl): a row per output position, the
+// reduction over the window's taps (tap-major weight tiles), the operand rows walked from counters
+// (BWD_DATA: the flipped kernel over dY's grid), zero where a tap falls in the padding. The bias is
 // column N of the augmented matrix [W | b] (its input is the constant 1), so db comes out of the
 // same accumulators, and the LFSR of dtlgen/quant/fixed.py is consumed in row-major order of
 // [W | b]: lane (i, j) of a tile uses the state of element (m0 + i, n0 + j). Row-start states come
@@ -247,6 +250,10 @@ module rl_engine #(
   logic signed [BITS-1:0] d_six;
   /* verilator lint_off UNUSEDSIGNAL */  // addresses and their strides use as many bits as the banks have
   logic [15:0] d_m, d_n, d_g, d_seed, d_xa, d_ya, d_gy, d_gx, d_wbase, d_bbase, d_mt, d_nt, d_nta, d_pn, d_pm;
+  logic [15:0] d_tnt, d_tstep, d_rp, d_is, d_mstep;  // a windowed GEMM's walk (dtlgen.isa.rl)
+  logic [7:0]  d_hi, d_wi, d_ro, d_co;
+  logic [2:0]  d_k, d_pad;
+  logic [1:0]  d_st;
   /* verilator lint_on UNUSEDSIGNAL */
   logic [31:0] d_dram, d_beats;
   logic signed [7:0] d_s0, d_s1, d_s2, d_s3;
@@ -255,6 +262,9 @@ module rl_engine #(
     d_mode  = desc[0][3:0];
     d_act   = desc[0][5:4];
     d_bg    = desc[0][6];
+    d_k     = desc[0][10:8];
+    d_st    = desc[0][12:11];
+    d_pad   = desc[0][15:13];
     d_six   = BITS'(desc[0][31:16]);
     d_m     = desc[1][15:0];
     d_n     = desc[1][31:16];
@@ -277,6 +287,15 @@ module rl_engine #(
     d_pn    = desc[9][31:16];
     d_pm    = desc[10][15:0];
     d_beats = desc[11];
+    d_tnt   = desc[12][15:0];
+    d_tstep = desc[12][31:16];
+    d_hi    = desc[13][7:0];
+    d_wi    = desc[13][15:8];
+    d_ro    = desc[13][23:16];
+    d_co    = desc[13][31:24];
+    d_rp    = desc[14][15:0];
+    d_is    = desc[14][31:16];
+    d_mstep = desc[15][15:0];
     // END dtlgen.isa decode
   end
 
@@ -389,6 +408,8 @@ module rl_engine #(
     logic        first;
     logic        last;
     logic        blk_end;  // UPDATE: last tile of a row block (the LFSR row starts jump)
+    logic        xv;       // a windowed GEMM: the tap lies inside the input grid (else its operand row reads 0)
+    logic        ltap;     // ... the window's last tap (always 1 for a plain GEMM): UPDATE's bias column
     logic [DW-1:0] m0;
     logic [DW-1:0] n0;
     logic [SAW-1:0] out_row;  // FWD: Y row in A; BWD_DATA: dX row in G
@@ -410,6 +431,36 @@ module rl_engine #(
   logic [SAW-1:0] a_gpn, a_gpm;      // g Pn, g Pm
   logic        step2, wrap2, step1, wrap1, step0;
   logic        inc_m, inc_n, inc_g, clr_m, clr_n, clr_g;
+  // Windowed GEMMs (d_k != 0, dtlgen.isa.rl): each GEMM row is an output position (b, r, c) and its
+  // reduction walks the K x K taps, tap-major. The tap steps when the tile counter inside it wraps
+  // (FWD: n-tiles, BWD_DATA: m-tiles, UPDATE: n-tiles of every tap but the last, which goes on into
+  // the bias column): `tap_wrap`. The X operand's row (FWD, UPDATE: in A; BWD_DATA: dY in G) is the
+  // tap's input position as words, b img_step + y row_pitch + x pitch, kept as registers that add
+  // their step when an axis advances (no multiplier); a tap outside the hi x wi grid reads 0 (`xv`).
+  logic        win;                    // the descriptor is windowed (set-up)
+  logic [WAW-1:0] r_mstep;             // weight tiles per m-tile row: m_step (windowed) or nt (set-up)
+  logic [2:0]  t_kr, t_kc;             // the tap
+  logic [SAW-1:0] a_trow, a_tcol;      // kr row_pitch, kc pitch
+  logic [WAW-1:0] a_ttile;             // the tap's first weight tile, from the first tap's
+  logic [7:0]  w_or, w_oc;             // the GEMM row's output position (row, column) in its image
+  logic signed [10:0] w_y0, w_x0;      // its window's top-left in the input grid: r S - P, c S - P
+  logic [SAW-1:0] a_wimg, a_wy, a_wx;  // b img_step, y0 row_pitch, x0 pitch (modulo the stash)
+  logic [SAW-1:0] w_pitch, w_sp, w_srp, w_y0p, w_x0p;  // pitch, S pitch, S row_pitch, -P row_pitch, -P pitch
+  logic [SAW-1:0] wrow;                // the tap's row, from the matrix's first
+  logic        xv, last_tap, tap_wrap, inc_tap, clr_tap;
+  always_comb begin
+    logic signed [11:0] y, x;
+    wrow = a_wimg + a_wy + a_wx + a_trow + a_tcol;
+    y = 12'(w_y0) + 12'(t_kr);
+    x = 12'(w_x0) + 12'(t_kc);
+    xv = !win || (y >= 0 && y < 12'(d_hi) && x >= 0 && x < 12'(d_wi));
+    last_tap = !win || (t_kr == d_k - 3'd1 && t_kc == d_k - 3'd1);
+    case (r_mode)
+      M_FWD:      tap_wrap = win && (a_tn + 16'd1 == d_tnt);
+      M_BWD_DATA: tap_wrap = win && (a_tm + 16'd1 == d_tnt);
+      default:    tap_wrap = win && !last_tap && (a_tn + 16'd1 == d_tnt);
+    endcase
+  end
   assign hold = TM > 1 && r_mode == M_UPDATE && blk_wait != 0 && c2 == 0 && c1 == l1 - 1;
   always_comb begin
     step2 = issuing && !hold && (c2 + 1 < l2);
@@ -418,10 +469,83 @@ module rl_engine #(
     wrap1 = wrap2 && !step1;
     step0 = wrap1 && (c0 + 1 < l0);
     case (r_mode)
-      M_FWD:      begin inc_m = step0; clr_m = 1'b0;  inc_g = step1; clr_g = wrap1; inc_n = step2; clr_n = wrap2; end
-      M_BWD_DATA: begin inc_n = step0; clr_n = 1'b0;  inc_g = step1; clr_g = wrap1; inc_m = step2; clr_m = wrap2; end
-      default:    begin inc_m = step0; clr_m = 1'b0;  inc_n = step1; clr_n = wrap1; inc_g = step2; clr_g = wrap2; end
+      M_FWD: begin
+        inc_m = step0; clr_m = 1'b0; inc_g = step1; clr_g = wrap1;
+        inc_n = step2 && !tap_wrap; clr_n = wrap2 || (step2 && tap_wrap); inc_tap = step2 && tap_wrap; clr_tap = wrap2;
+      end
+      M_BWD_DATA: begin
+        inc_n = step0; clr_n = 1'b0; inc_g = step1; clr_g = wrap1;
+        inc_m = step2 && !tap_wrap; clr_m = wrap2 || (step2 && tap_wrap); inc_tap = step2 && tap_wrap; clr_tap = wrap2;
+      end
+      default: begin
+        inc_m = step0; clr_m = 1'b0; inc_g = step2; clr_g = wrap2;
+        inc_n = step1 && !tap_wrap; clr_n = wrap1 || (step1 && tap_wrap); inc_tap = step1 && tap_wrap; clr_tap = wrap1;
+      end
     endcase
+  end
+  // -P x for P = d_pad (0..7) without a multiplier
+  function automatic logic [SAW-1:0] neg_pad(input logic [2:0] p, input logic [SAW-1:0] x);
+    neg_pad = -((p[0] ? x : '0) + (p[1] ? x << 1 : '0) + (p[2] ? x << 2 : '0));
+  endfunction
+  always_ff @(posedge clk) begin
+    if (state == S_SETUP) begin
+      logic [SAW-1:0] pitch;
+      pitch = (d_mode == M_BWD_DATA) ? SAW'(d_pm) : SAW'(d_pn);
+      win <= (d_k != 0);
+      r_mstep <= WAW'((d_k != 0) ? d_mstep : d_nt);
+      {t_kr, t_kc, a_trow, a_tcol, a_ttile, w_or, w_oc, a_wimg} <= '0;
+      w_pitch <= pitch;
+      w_sp <= (d_st == 2'd2) ? pitch << 1 : pitch;
+      w_srp <= (d_st == 2'd2) ? SAW'(d_rp) << 1 : SAW'(d_rp);
+      w_y0 <= -11'(d_pad);
+      w_x0 <= -11'(d_pad);
+      w_y0p <= neg_pad(d_pad, SAW'(d_rp));
+      w_x0p <= neg_pad(d_pad, pitch);
+      a_wy <= neg_pad(d_pad, SAW'(d_rp));
+      a_wx <= neg_pad(d_pad, pitch);
+    end else begin
+      if (inc_tap) begin
+        a_ttile <= a_ttile + WAW'(d_tstep);
+        if (t_kc + 3'd1 < d_k) begin
+          t_kc <= t_kc + 3'd1;
+          a_tcol <= a_tcol + w_pitch;
+        end else begin
+          t_kc <= '0;
+          a_tcol <= '0;
+          t_kr <= t_kr + 3'd1;
+          a_trow <= a_trow + SAW'(d_rp);
+        end
+      end else if (clr_tap) begin
+        {t_kr, t_kc, a_trow, a_tcol, a_ttile} <= '0;
+      end
+      if (inc_g && win) begin
+        if (w_oc + 8'd1 < d_co) begin
+          w_oc <= w_oc + 8'd1;
+          w_x0 <= w_x0 + 11'(d_st);
+          a_wx <= a_wx + w_sp;
+        end else begin
+          w_oc <= '0;
+          w_x0 <= -11'(d_pad);
+          a_wx <= w_x0p;
+          if (w_or + 8'd1 < d_ro) begin
+            w_or <= w_or + 8'd1;
+            w_y0 <= w_y0 + 11'(d_st);
+            a_wy <= a_wy + w_srp;
+          end else begin
+            w_or <= '0;
+            w_y0 <= -11'(d_pad);
+            a_wy <= w_y0p;
+            a_wimg <= a_wimg + SAW'(d_is);
+          end
+        end
+      end else if (clr_g) begin
+        {w_or, w_oc, a_wimg} <= '0;
+        w_y0 <= -11'(d_pad);
+        w_x0 <= -11'(d_pad);
+        a_wy <= w_y0p;
+        a_wx <= w_x0p;
+      end
+    end
   end
   always_ff @(posedge clk) begin
     if (state == S_SETUP) begin
@@ -430,7 +554,7 @@ module rl_engine #(
       if (inc_m) begin
         a_tm <= a_tm + 1;
         a_m0 <= a_m0 + DW'(TM);
-        a_tmnt <= a_tmnt + WAW'(d_nt);
+        a_tmnt <= a_tmnt + r_mstep;
       end else if (clr_m) begin
         a_tm <= '0;
         a_m0 <= '0;
@@ -459,7 +583,9 @@ module rl_engine #(
     iss.valid = issuing && !hold && !(UD > 1 && r_mode == M_UPDATE && c2 >= d_g);  // UPDATE: the padding rows issue nothing
     iss.m0 = a_m0;
     iss.n0 = a_n0;
-    iss.tile = WAW'(d_wbase) + a_tmnt + WAW'(a_tn);
+    iss.tile = WAW'(d_wbase) + a_tmnt + WAW'(a_tn) + a_ttile;
+    iss.xv = xv;
+    iss.ltap = last_tap;
     iss.brow = BAW'(d_bbase) + BAW'(a_tm);
     iss.blk_end = (c1 == l1 - 1);
     iss.first = (c2 == 16'd0);
@@ -499,7 +625,7 @@ module rl_engine #(
   logic signed [ACC_BITS-1:0] red0 [LANES * RW];                    // a lane's terms (mode's choice)
   logic signed [ACC_BITS-1:0] red [(RT > 0 ? RT : 1) * LANES * RW];  // level k (1..RT) at k - 1
   // (plain vectors: yosys reads an unpacked array of structs as one struct; `valid` is the top bit)
-  localparam int TAG_BITS = 4 + 2 * DW + 2 * SAW + WAW + BAW + 2 * (LOG2L + 1) + UDW;  // $bits(tag_t) (yosys takes no type in $bits)
+  localparam int TAG_BITS = 6 + 2 * DW + 2 * SAW + WAW + BAW + 2 * (LOG2L + 1) + UDW;  // $bits(tag_t) (yosys takes no type in $bits)
   logic [TAG_BITS-1:0] rtag [RT > 0 ? RT : 1];
   tag_t sr;
   /* verilator lint_off UNUSEDSIGNAL */
@@ -515,12 +641,13 @@ module rl_engine #(
   end
   always_comb begin
     for (int j = 0; j < TN; j++) begin
-      if (st1.n0 + DW'(j) < DW'(d_n)) in_x[j] = a_rdata[(32'(st1.rot_a) + 32'(j)) & 32'(LANES - 1)];
-      else if (m_upd && st1.n0 + DW'(j) == DW'(d_n)) in_x[j] = BITS'(1);  // the bias column
+      if (st1.n0 + DW'(j) < DW'(d_n)) in_x[j] = st1.xv ? a_rdata[(32'(st1.rot_a) + 32'(j)) & 32'(LANES - 1)] : '0;
+      else if (m_upd && st1.ltap && st1.n0 + DW'(j) == DW'(d_n)) in_x[j] = BITS'(1);  // the bias column
       else in_x[j] = '0;
     end
-    for (int i = 0; i < TM; i++)
-      in_y[i] = (st1.m0 + DW'(i) < DW'(d_m)) ? g_rdata[(32'(st1.rot_g) + 32'(i)) & 32'(LANES - 1)] : '0;
+    for (int i = 0; i < TM; i++)  // (BWD_DATA reads dY through the window; UPDATE reads it at the row)
+      in_y[i] = (st1.m0 + DW'(i) < DW'(d_m) && (st1.xv || !m_bwd)) ? g_rdata[(32'(st1.rot_g) + 32'(i)) & 32'(LANES - 1)]
+                                                                    : '0;
   end
   always_comb begin
     for (int l = 0; l < LANES; l++)
@@ -577,12 +704,18 @@ module rl_engine #(
     end
   end
   logic [15:0] ptr_next [TM];  // ptr advanced by TN elements
+  logic [15:0] ptr_adv [TM];   // ... by the tile's columns of W: TN, or fewer in a tap's last tile (a windowed GEMM's
+                               // taps are tiled one by one, each row of [W | b] runs on across them)
   always_comb begin
+    logic [DW-1:0] cols;
+    cols = DW'(d_n) - st4.n0;
     for (int i = 0; i < TM; i++) begin
       logic [15:0] r;
       r = ptr[i];
       for (int j = 0; j < TN; j++) r = lfsr_step(r);
       ptr_next[i] = r;
+      ptr_adv[i] = (DW'(d_n) >= st4.n0 + DW'(TN) || DW'(d_n) <= st4.n0) ? ptr_next[i]
+                   : rnd[i * TN + ((32'(cols) < TN) ? 32'(cols) : 0)];
     end
   end
 
@@ -819,11 +952,11 @@ module rl_engine #(
     // and the stash addresses need not wait for the hold and padding decode)
     if (issuing) begin
       if (m_fwd || m_upd) begin
-        xrow = 32'(SAW'(d_xa) + a_gpn);
+        xrow = 32'(SAW'(d_xa) + SAW'(win ? wrow : a_gpn));
         for (int l = 0; l < LANES; l++) a_raddr[l] = AAW'(bank_word(xrow, iss.n0, l));
       end
       if (m_bwd || m_upd) begin
-        yrow = 32'(SAW'(d_gy) + a_gpm);
+        yrow = 32'(SAW'(d_gy) + SAW'((win && m_bwd) ? wrow : a_gpm));
         for (int l = 0; l < LANES; l++) g_raddr[l] = GAW'(bank_word(yrow, iss.m0, l));
       end
       if (!m_upd) w_raddr = WAW'(iss.tile);
@@ -1101,7 +1234,7 @@ module rl_engine #(
 
       // ---- stage 3 (UPDATE) or the tree's last level (FWD, BWD_DATA) -> 4: accumulate
       st4 <= sr;
-      for (int e = 0; e < TMN; e++) cap_bias[e] <= sr.n0 + DW'(e % TN) == DW'(d_n);
+      for (int e = 0; e < TMN; e++) cap_bias[e] <= sr.ltap && sr.n0 + DW'(e % TN) == DW'(d_n);
       if (sr.valid) begin
         if (m_upd) begin
           for (int e = 0; e < TMN; e++) begin
@@ -1125,7 +1258,7 @@ module rl_engine #(
       // ---- the LFSR row pointers move to the next tile, or take the next row block's starts, and
       //      the walker steps (UPDATE; set-up starts it and wins)
       if (st4.valid && m_upd)
-        for (int i = 0; i < TM; i++) ptr[i] <= st4.blk_end ? rowstart[i] : ptr_next[i];
+        for (int i = 0; i < TM; i++) ptr[i] <= st4.blk_end ? rowstart[i] : ptr_adv[i];
       if (state != S_SETUP && (wk_oh != '0 || (st4.valid && m_upd && st4.blk_end))) begin
         logic [15:0] v;
         logic restart;

@@ -1,0 +1,77 @@
+"""K×K convs re-trained on the RL engine (issue 20) through the product flow: a project whose retrainable part
+is a 3x3 conv with padding and a 4x4 conv over the whole map, generated, then re-trained in the golden model,
+the C-simulation of the HLS C++ engine and the RTL simulation: weights equal bit for bit after every step, the
+RTL's cycles equal the model's descriptor by descriptor."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from dtlgen.boards import load_board
+from dtlgen.csim import CsimDevice, CsimEngines
+from dtlgen.generator.loader import load_rl_project
+from dtlgen.generator.project import generate_project
+from dtlgen.host.rl_host import RLHost, sample_plan
+from dtlgen.model import import_module
+from dtlgen.perf import Design
+from dtlgen.sim.rl_sim import golden_replay, predict_plan, simulate_training
+
+# RL array 4 x 3: conv3's 8 inputs take 3 n-tiles a tap (the last partial), its 10 outputs 3 m-tiles
+DESIGN = {"board": "pynq-z2", "clock_mhz": 100, "fe": {"tm": 4, "tn": 4, "tr": 4, "tc": 4, "w_bits": 8, "a_bits": 8},
+          "rl": {"tm": 4, "tn": 3, "bits": 16, "batch": 4}}
+LATENCY = 20  # the project's simulated DRAM latency is the board's; the RTL run below passes its own
+
+
+class ConvHead(nn.Module):
+    """Two frozen convs (the second strided) on 1x8x8, then the retrainable 3x3 (padding 1) and 4x4 convs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 3, padding=1)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(6, 8, 3, stride=2, padding=1)
+        self.relu2 = nn.ReLU()
+        self.conv3 = nn.Conv2d(8, 10, 3, padding=1)
+        self.relu3 = nn.ReLU()
+        self.conv4 = nn.Conv2d(10, 10, 4)
+        self.flatten = nn.Flatten()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu2(self.conv2(self.relu1(self.conv1(x))))
+        return self.flatten(self.conv4(self.relu3(self.conv3(x))))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    torch.manual_seed(3)
+    network = import_module(ConvHead().eval(), (1, 8, 8), "convhead")
+    network = network.with_split(network.index("conv3"))
+    rng = np.random.default_rng(0)
+    calib = rng.random((32, 1, 8, 8))
+    return generate_project(network, Design.from_dict(DESIGN), load_board(DESIGN["board"]), calib, calib[0],
+                            tmp_path_factory.mktemp("convhead") / "prj")
+
+
+def test_conv_training_is_bit_exact_in_golden_csim_and_rtl(project, tmp_path):
+    rl = load_rl_project(project)
+    layout, qnet, state = rl.layout, rl.qnet, rl.state
+    assert [(p.name, p.k, p.pad, p.hi, p.ro) for p in layout.layers] == [("conv3", 3, 1, 4, 4), ("conv4", 4, 0, 4, 1)]
+    plan = sample_plan(rl.features, rl.labels, layout.batch, 3, qnet.precision.lr_shift)
+    reference = golden_replay(qnet, plan, state)
+    csim = asyncio.run(RLHost(CsimDevice(CsimEngines(project), layout.memory_bytes), layout).train(plan, state))
+    rtl = simulate_training(layout, plan, state, tmp_path / "rl_rtl", LATENCY, sources_dir=project / "rtl",
+                            test_folder=project / "sim", test_module="test_rl_engine")
+    for k in plan.check_steps:
+        for name, (w, b) in reference[k].items():
+            assert not np.array_equal(w, state[name][0])  # it trained
+            for got in (csim.weights[k][name], rtl.weights[k][name]):
+                assert np.array_equal(np.reshape(got[0], w.shape), w) and np.array_equal(got[1], b), (k, name)
+    assert np.array_equal(csim.logits, rtl.logits)
+    predicted = predict_plan(layout, LATENCY, plan.batch_sizes)
+    assert rtl.descriptor_cycles == [(d.layer, d.mode, d.cycles) for d in predicted[0]]
+    assert rtl.steady_cycles == [(d.layer, d.mode, d.cycles) for d in predicted[1]]
