@@ -24,17 +24,25 @@ from dtlgen.isa.params import RLParams
 from dtlgen.isa.rl import VALUE_BYTES
 from dtlgen.perf.rl import RLConfig, stash_lanes
 from dtlgen.quant import fixed
-from dtlgen.model.ir import conv_out_size, gemm_shape
+from dtlgen.model.ir import conv_out_size, flattened_map, gemm_shape
 from dtlgen.quant.quantize import SHIFT_NAMES, QuantizedNetwork, rl_gemm_shape, rl_shifts
 
 FIELD_MAX = isa_rl.FIELD_MAX  # the packed descriptor fields are 16 bits
 ADDRESS_SPACE = 1 << 32  # DRAM addresses and transfer lengths (w6, w11) are 32 bits
 
 
-def rl_window(layer) -> dict[str, int]:
+def rl_window(layer, source_map: tuple[int, int, int] | None = None) -> dict[str, int]:
     """A retrainable layer's windowed-GEMM geometry (`dtlgen.isa.rl`): {} for a linear or 1x1 stride-1 unpadded
-    conv (a plain GEMM), k/stride/pad and the grids for another dense conv. Raises UnsupportedLayerError for
-    what the RL engine cannot run."""
+    conv (a plain GEMM), k/stride/pad and the grids for another dense conv, and for a linear layer reading a
+    flatten of the C×H×W map `source_map` (`dtlgen.model.ir.flattened_map`) a window over the whole map (square,
+    H ≤ 7). Raises UnsupportedLayerError for what the RL engine cannot run."""
+    if source_map is not None:
+        _, h, w = source_map
+        if h != w or h > isa_rl.WINDOW_K_MAX:
+            raise UnsupportedLayerError(f"layer '{layer.name}' reads a flatten of a {h}x{w} map, which the RL engine "
+                                        f"runs as one window: square and at most {isa_rl.WINDOW_K_MAX} wide; move the "
+                                        "split after it")
+        return dict(k=h, stride=1, pad=0, hi=h, wi=w, ro=1, co=1)
     if gemm_shape(layer) is not None:
         return {}
     if layer.op != "conv2d" or layer.groups != 1 or layer.seed is not None:
@@ -57,8 +65,9 @@ def rl_window(layer) -> dict[str, int]:
 
 def check_rl_chain(qnet: QuantizedNetwork) -> list:
     """The retrainable layers the RL engine can run: a chain of linear and dense conv layers (K×K convs as
-    windowed GEMMs; one whose input gradient is needed, stride 1), the first of them trained, flatten only
-    where it does not reorder rows (a 1x1 map). Raises UnsupportedLayerError naming the layer."""
+    windowed GEMMs; one whose input gradient is needed, stride 1), the first of them trained, a flatten of a map
+    only before a linear layer (which then runs as a window over the whole map). Raises UnsupportedLayerError
+    naming the layer."""
     gemm_layers = []
     previous = None
     for layer in qnet.rl_layers:
@@ -67,12 +76,14 @@ def check_rl_chain(qnet: QuantizedNetwork) -> list:
                                         f"'{previous.name}' as its only input; the RL engine trains a chain of layers")
         if layer.op == "flatten":
             in_shape = layer.in_shape
-            if previous is not None and len(in_shape) == 3 and in_shape[1] * in_shape[2] > 1:
-                raise UnsupportedLayerError(f"layer '{layer.name}': a flatten of a {in_shape[1]}x{in_shape[2]} map between "
-                                            "retrainable layers reorders rows, which the RL engine cannot train "
-                                            "through; move the split after it")
+            after = [other for other in qnet.rl_layers if layer.name in other.inputs]
+            if previous is not None and len(in_shape) == 3 and in_shape[1] * in_shape[2] > 1 and (
+                    not after or after[0].op != "linear"):
+                raise UnsupportedLayerError(f"layer '{layer.name}': a flatten of a {in_shape[1]}x{in_shape[2]} map "
+                                            "ends the retrainable layers or feeds no linear layer, which the RL engine "
+                                            "cannot train through; move the split after it")
         else:
-            window = rl_window(layer)
+            window = rl_window(layer, flattened_map(qnet.network, layer))
             if not gemm_layers and not layer.trained:
                 raise UnsupportedLayerError(f"layer '{layer.name}', the first the RL engine runs, is not trained; put "
                                             "the split at the first trained layer")
@@ -108,14 +119,15 @@ def plan_rl(qnet: QuantizedNetwork, cfg: RLConfig, bus_bytes: int) -> RLLayout:
     previous_gy = -1
     for idx, layer in enumerate(gemm_layers):
         lq = qnet.layers[layer.name]
-        window = rl_window(layer)
+        source_map = flattened_map(qnet.network, layer)
+        window = rl_window(layer, source_map)
         if window:
-            m, n, positions = layer.m, layer.n, window["ro"] * window["co"]
+            m, n, positions = layer.m, source_map[0] if source_map else layer.n, window["ro"] * window["co"]
             in_rows = cfg.batch * window["hi"] * window["wi"]
         else:
             m, n, positions = rl_gemm_shape(layer)
             in_rows = cfg.batch * positions
-        taps = layer.kernel ** 2 if window else 1
+        taps = window["k"] ** 2 if window else 1
         rows = cfg.batch * positions
         mt, nt, nta = -(-m // cfg.tm), -(-n // cfg.tn), -(-(n + 1) // cfg.tn)
         xa = a_next
@@ -124,7 +136,7 @@ def plan_rl(qnet: QuantizedNetwork, cfg: RLConfig, bus_bytes: int) -> RLLayout:
         gy = g_next
         g_next = gy + rows * words(m)
         producer, in_fmt, into = None, None, None
-        if idx > 0:  # the previous GEMM layer (through a flatten of a 1x1 map)
+        if idx > 0:  # the previous GEMM layer (through a flatten)
             producer = qnet.network.layer(layer.inputs[0])
             if producer.op == "flatten":
                 producer = qnet.network.layer(producer.inputs[0])

@@ -400,7 +400,7 @@ def mask_image(layout: RLLayout, masks: dict[str, np.ndarray]) -> bytes:
         keep = np.ones((p.m, p.n * p.taps), dtype=np.uint8)
         if p.name in masks:
             mask = np.asarray(masks[p.name])
-            if mask.size != p.m * p.n * p.taps or mask.shape[:2] != (p.m, p.n):
+            if mask.size != p.m * p.n * p.taps or mask.shape[0] != p.m:
                 raise DesignError(f"the pruning mask of layer '{p.name}' has shape {mask.shape}; its weights are "
                                   f"{p.m} x {p.n}" + (f" x {p.k} x {p.k}" if p.k else ""))
             keep = (mask != 0).astype(np.uint8)

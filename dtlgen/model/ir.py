@@ -196,6 +196,21 @@ def gemm_shape(layer: Layer) -> tuple[int, int, int] | None:
     return op_of(layer).gemm_shape(layer)
 
 
+def flattened_map(network: "Network", layer: Layer) -> tuple[int, int, int] | None:
+    """The C×H×W map (H·W > 1) that a retrainable flatten made of a retrainable layer's output, when `layer` is
+    the linear layer reading that flatten: the RL engine runs it as a window over the whole map (issue 20).
+    None otherwise (a flatten of the FE's output gives the RL engine flat features)."""
+    if layer.op != "linear" or layer.inputs[0] == INPUT:
+        return None
+    flatten = network.layer(layer.inputs[0])
+    if flatten.op != "flatten" or flatten.frozen or len(flatten.in_shape) != 3 or flatten.inputs[0] == INPUT:
+        return None
+    if network.layer(flatten.inputs[0]).frozen or flatten.in_shape[1] * flatten.in_shape[2] == 1:
+        return None
+    c, h, w = flatten.in_shape
+    return c, h, w
+
+
 def check_input_shape(value: Any, origin: str) -> tuple[int, ...]:
     """The per-sample input shape as a tuple of ints, or ModelSpecError naming `origin` and the shape.
 

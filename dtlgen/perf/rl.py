@@ -68,7 +68,7 @@ from dtlgen.boards import Board
 from dtlgen.isa import rl as isa_rl
 from dtlgen.errors import UnsupportedLayerError, require_int
 from dtlgen.host.rl_program import step_schedule  # the host's schedule, which the model counts
-from dtlgen.model.ir import Network, gemm_shape
+from dtlgen.model.ir import Network, flattened_map, gemm_shape
 from dtlgen.perf.resources import COEFFICIENTS, ResourceUse, array_resources, banked_memory
 from dtlgen.quant import fixed
 
@@ -171,6 +171,11 @@ def rl_gemms(network: Network) -> list[GemmLayer]:
         if layer.op == "flatten":
             continue
         shape = gemm_shape(layer)
+        source_map = flattened_map(network, layer)
+        if source_map is not None:  # a window over the whole map the flatten before it reshaped
+            c, h, w = source_map
+            gemms.append(GemmLayer(layer.name, layer.m, c, 1, layer.mask is not None, h * w, h * w, layer.trained))
+            continue
         if shape is None and layer.op == "conv2d" and layer.groups == 1 and layer.seed is None:
             (_, hi, wi), (_, ro, co) = layer.in_shape, layer.out_shape
             gemms.append(GemmLayer(layer.name, layer.m, layer.n, ro * co, layer.mask is not None, layer.kernel ** 2,

@@ -75,3 +75,34 @@ def test_conv_training_is_bit_exact_in_golden_csim_and_rtl(project, tmp_path):
     predicted = predict_plan(layout, LATENCY, plan.batch_sizes)
     assert rtl.descriptor_cycles == [(d.layer, d.mode, d.cycles) for d in predicted[0]]
     assert rtl.steady_cycles == [(d.layer, d.mode, d.cycles) for d in predicted[1]]
+
+
+@pytest.fixture(scope="module")
+def tail_project(tmp_path_factory):
+    from dtlgen.api import load_model
+    from dtlgen.model.calibration import calibration_inputs
+
+    network = load_model("digits_cnn", adapters="tail")
+    calib = calibration_inputs(network, 0)
+    return generate_project(network, Design.from_dict(DESIGN), load_board(DESIGN["board"]), calib, calib[0],
+                            tmp_path_factory.mktemp("tail") / "prj")
+
+
+def test_a_tail_adapter_retrains_bit_exact_in_golden_csim_and_rtl(tail_project, tmp_path):
+    """digits_cnn with a residual adapter after pool4: the adapter (a 1x1 conv on the 2x2 map) and the head train on
+    the RL engine, fc1 as a window over the flattened 2x2 map; golden = C-sim = RTL after every step."""
+    rl = load_rl_project(tail_project)
+    layout, qnet, state = rl.layout, rl.qnet, rl.state
+    assert [(p.name, p.k, p.positions) for p in layout.layers] == [("pool4_adapter", 0, 4), ("fc1", 2, 1),
+                                                                     ("fc2", 0, 1)]
+    plan = sample_plan(rl.features, rl.labels, layout.batch, 3, qnet.precision.lr_shift)
+    reference = golden_replay(qnet, plan, state)
+    csim = asyncio.run(RLHost(CsimDevice(CsimEngines(tail_project), layout.memory_bytes), layout).train(plan, state))
+    rtl = simulate_training(layout, plan, state, tmp_path / "rl_rtl", LATENCY, sources_dir=tail_project / "rtl",
+                            test_folder=tail_project / "sim", test_module="test_rl_engine")
+    for k in plan.check_steps:
+        for name, (w, b) in reference[k].items():
+            for got in (csim.weights[k][name], rtl.weights[k][name]):
+                assert np.array_equal(np.reshape(got[0], w.shape), w) and np.array_equal(got[1], b), (k, name)
+    predicted = predict_plan(layout, LATENCY, plan.batch_sizes)
+    assert rtl.descriptor_cycles == [(d.layer, d.mode, d.cycles) for d in predicted[0]]

@@ -423,9 +423,17 @@ def naive_rl_step(qnet: QuantizedNetwork, state, features, labels, step, lr_shif
         rand = [int(r) for r in fixed.lfsr_sequence(seed, m * n + m)]
         new_w = np.zeros((m, n), dtype=np.int64)
         new_b = np.zeros(m, dtype=np.int64)
+        # row-major over [W | b] (the bias is column n), in the RL engine's column order: a linear layer after a
+        # retrainable flatten of a map runs as a window over it, its columns tap-major (position, then channel)
+        columns = list(range(n))
+        src = qnet.network.layer(layer.inputs[0]) if layer.inputs[0] != INPUT else None
+        if (layer.op == "linear" and src is not None and src.op == "flatten" and not src.frozen
+                and src.inputs[0] != INPUT and not qnet.network.layer(src.inputs[0]).frozen):
+            c, hh, ww = src.in_shape
+            columns = [ch * hh * ww + p for p in range(hh * ww) for ch in range(c)]
         k = 0
-        for o in range(m):  # row-major over [W | b]: the bias is column n
-            for t in range(n):
+        for o in range(m):
+            for t in columns:
                 v = int(wm[o, t]) - sr_shift(int(dw[o, t]), lr_shift + lq.dw_fmt.frac - lq.w_fmt.frac, rand[k])
                 new_w[o, t] = clamp(v, bits)
                 out["update_saturations"] += new_w[o, t] != v

@@ -309,14 +309,20 @@ def test_bad_configurations_fail_before_any_build():
     fork = Network("t", (8,), [_linear("a", "input", 8, 6), _linear("b", "input", 8, 4)])
     with pytest.raises(UnsupportedLayerError, match="'b' does not take the previous retrainable layer 'a'"):
         quantize(fork, np.random.default_rng(0).standard_normal((4, 8)), PrecisionConfig(batch=4))
-    # A flatten of a 2x2 map between retrainable layers reorders GEMM rows.
-    pw = Layer("pw", "conv2d", ["input"], (2, 2, 2), (3, 2, 2), weight=np.ones((3, 2, 1, 1)), bias=np.zeros(3),
-               frozen=False)
-    flat = Layer("flat", "flatten", ["pw"], (3, 2, 2), (12,), frozen=False)
-    qnet = quantize(Network("t", (2, 2, 2), [pw, flat, _linear("fc", "flat", 12, 4)]),
-                    np.random.default_rng(0).standard_normal((4, 2, 2, 2)), PrecisionConfig(batch=4))
-    with pytest.raises(UnsupportedLayerError, match="'flat'"):
-        plan_rl(qnet, RLConfig(TM, TN, batch=4), BUS)
+    # A flatten of a 2x2 map before a linear layer: the linear layer runs as a 2x2 window over the map; a 2x3 map
+    # (not square) is refused, naming the linear layer.
+    for hw, fine in (((2, 2), True), ((2, 3), False)):
+        cells = hw[0] * hw[1]
+        pw = Layer("pw", "conv2d", ["input"], (2, *hw), (3, *hw), weight=np.ones((3, 2, 1, 1)), bias=np.zeros(3),
+                   frozen=False)
+        flat = Layer("flat", "flatten", ["pw"], (3, *hw), (3 * cells,), frozen=False)
+        qnet = quantize(Network("t", (2, *hw), [pw, flat, _linear("fc", "flat", 3 * cells, 4)]),
+                        np.random.default_rng(0).standard_normal((4, 2, *hw)), PrecisionConfig(batch=4))
+        if fine:
+            assert [p.k for p in plan_rl(qnet, RLConfig(TM, TN, batch=4), BUS).layers] == [0, 2]
+        else:
+            with pytest.raises(UnsupportedLayerError, match="'fc' reads a flatten of a 2x3 map"):
+                plan_rl(qnet, RLConfig(TM, TN, batch=4), BUS)
 
 
 def test_network_wider_than_the_engine_is_refused():
@@ -329,8 +335,9 @@ def test_network_wider_than_the_engine_is_refused():
 # --- K×K convs as windowed GEMMs (issue 20) ------------------------------------------------------------------
 @dataclass(frozen=True)
 class ConvChain:
-    """Dense convs on a small map ending at a 1x1 map (then a flatten): `convs` (out channels, kernel, stride,
-    padding, activation, trained) from `input` (C, H, W)."""
+    """Dense convs on a small map, then a flatten: `convs` (out channels, kernel, stride, padding, activation,
+    trained) from `input` (C, H, W), ending at a 1x1 map, or at a square map followed by the linear layers of
+    widths `fc` (the first runs as a window over the whole map)."""
 
     input: tuple[int, int, int]
     convs: tuple[tuple[int, int, int, int, str | None, bool], ...]
@@ -339,6 +346,7 @@ class ConvChain:
     steps: int
     lr_shift: int
     seed: int
+    fc: tuple[int, ...] = ()
 
 
 def build_conv_network(chain: ConvChain) -> Network:
@@ -350,8 +358,14 @@ def build_conv_network(chain: ConvChain) -> Network:
                             activation=act, weight=rng.normal(0.0, 1.0 / np.sqrt(n * k * k), (m, n, k, k)),
                             bias=rng.normal(0.0, 0.2, m), frozen=False, trained=trained))
         prev, (n, h, w) = f"c{i}", (m, r, c)
-    assert (h, w) == (1, 1)
-    layers.append(Layer("flat", "flatten", [prev], (n, 1, 1), (n,), frozen=False))
+    assert (h, w) == (1, 1) or chain.fc
+    layers.append(Layer("flat", "flatten", [prev], (n, h, w), (n * h * w,), frozen=False))
+    prev, n = "flat", n * h * w
+    for i, m in enumerate(chain.fc):
+        layers.append(Layer(f"fc{i}", "linear", [prev], (n,), (m,), activation="relu" if i + 1 < len(chain.fc) else None,
+                            weight=rng.normal(0.0, 1.0 / np.sqrt(n), (m, n)), bias=rng.normal(0.0, 0.2, m),
+                            frozen=False))
+        prev, n = f"fc{i}", m
     return Network("convs", chain.input, layers)
 
 
@@ -380,15 +394,24 @@ STRIDED_FROZEN = ConvChain((2, 6, 6), ((5, 3, 2, 1, "relu", True), (7, 1, 1, 0, 
                                        (6, 3, 1, 1, "relu", False), (3, 3, 1, 0, None, True)), 2, 1, 3, 3, 29)
 
 
-@pytest.mark.parametrize("chain", [PADDED_3X3_5X5, STRIDED_FROZEN], ids=["padded_3x3_5x5", "strided_frozen"])
+# A 1x1 conv (an adapter) on a 3x3 map, a flatten, a linear layer over the map (a 3x3 window, 6 channels: two
+# n-tiles a tap) and another: the tail adapter's shape on the engine.
+MAP_LINEAR = ConvChain((6, 3, 3), ((6, 1, 1, 0, None, True),), 4, 3, 3, 4, 41, fc=(9, 5))
+
+
+@pytest.mark.parametrize("chain", [PADDED_3X3_5X5, STRIDED_FROZEN, MAP_LINEAR],
+                         ids=["padded_3x3_5x5", "strided_frozen", "map_linear"])
 def test_kxk_convs_train_bit_exact_on_the_cycle_model(tmp_path, chain):
     """A K×K conv re-trained on the RL engine: the weights read back after every step equal the golden model's,
     and every descriptor's cycles equal the model's."""
     result, expected, predicted, layout = train_convs(chain, tmp_path)
-    assert [p.k for p in layout.layers] == [k if (k, s, p) != (1, 1, 0) else 0 for _, k, s, p, _, _ in chain.convs]
+    windows = [k if (k, s, p) != (1, 1, 0) else 0 for _, k, s, p, _, _ in chain.convs]
+    if chain.fc:  # the first linear layer: a window over the whole map
+        windows += [build_conv_network(chain).layer("flat").in_shape[1]] + [0] * (len(chain.fc) - 1)
+    assert [p.k for p in layout.layers] == windows
     assert rl_sim.first_mismatch(result.weights, expected) is None
     assert result.descriptor_cycles == [(d.layer, d.mode, d.cycles) for d in predicted[0]]
     assert result.steady_cycles == [(d.layer, d.mode, d.cycles) for d in predicted[1]]
     modes = [(layer, mode) for layer, mode, _ in result.descriptor_cycles]
-    for name, (*_, trained) in zip([p.name for p in layout.layers], chain.convs):
+    for name, (*_, trained) in zip([p.name for p in layout.layers], chain.convs + ((0, 0, 0, 0, None, True),) * 2):
         assert ((name, "UPDATE") in modes) == trained
