@@ -8,12 +8,13 @@ fixed; and full fine-tuning (split 0, every layer trained). Each is quantised wi
 (`quantize(golden_only=True)`) and re-trained by `dtlgen.demo.retrain` on identical batches in float64 and in the
 bit-true golden model (the RL engine's arithmetic). Costs, counted from the network: trained parameters, the
 bytes one domain stores (16-bit values, as the RL engine keeps them), and one training step's MACs per image
-(`step_macs`; the frozen part's features are computed once per image, not per step). No cycle figures yet: the
+(`step_macs`; the frozen part's features are computed once per image, not per step). Accuracies are the mean of
+`--orders` re-training runs, each with its own batch order. No cycle figures yet: the
 RL engine runs K×K convs (windowed GEMMs, exact cycle model) but not yet the max-pools and the flatten of a 2x2
 map that every strategy but the head has in its retrainable part here. Accuracy: the target test set (450 images; one image is
 0.22 pt). Targets: `rotated` (the demo's: 90°, noise) and `inverted` (inverted contrast, noise).
 
-Run: python benchmarks/adapters_bench.py [--targets rotated inverted] [--epochs 30] [--png PATH] [--json PATH]
+Run: python benchmarks/adapters_bench.py [--targets rotated inverted] [--epochs 30] [--orders 3] [--png PATH] [--json PATH]
 """
 
 from __future__ import annotations
@@ -68,12 +69,18 @@ def strategy_network(base: Network, strategy: str) -> Network:
     return base.with_split(0) if strategy == "full" else add_adapters(base, strategy)
 
 
-def run(target: str, base: Network, task: digits_task.DigitsTask, config: DemoConfig) -> list[dict]:
+def run(target: str, base: Network, task: digits_task.DigitsTask, config: DemoConfig, orders: int) -> list[dict]:
+    """Every strategy re-trained `orders` times, each with its own order of the batches (seeds config.seed ..
+    config.seed + orders - 1; the pre-trained model and the stochastic rounding's LFSR seeds stay): accuracies
+    are the mean over the orders, `*_runs` each one."""
     rows = []
     for strategy in STRATEGIES:
         network = strategy_network(base, strategy)
         qnet = quantize(network, task.retrain_x, config.precision(), task.retrain_y, golden_only=True)
-        result = retrain(qnet, task, config)
+        runs = [retrain(qnet, task, replace(config, seed=config.seed + k)) for k in range(orders)]
+        result = {key: float(np.mean([r[key] for r in runs])) for key in ("acc_before_fixed", "acc_before",
+                                                                          "acc_float", "acc_fixed")}
+        result.update({f"{key}_runs": [r[key] for r in runs] for key in ("acc_float", "acc_fixed")})
         params = trained_parameters(network)
         adapters = [name.removesuffix("_adapter") for name in adapter_names(network)]
         rows.append({"target": target, "strategy": strategy, "params": params, "bytes": VALUE_BYTES * params,
@@ -81,7 +88,8 @@ def run(target: str, base: Network, task: digits_task.DigitsTask, config: DemoCo
                                  f"adapters after {' '.join(adapters)} + head" if adapters else "fc1, fc2"),
                      "step_macs": step_macs(network), "acc_before_fixed": result["acc_before_fixed"],
                      "acc_before_float": result["acc_before"], "acc_float": result["acc_float"],
-                     "acc_fixed": result["acc_fixed"]})
+                     "acc_fixed": result["acc_fixed"], "acc_float_runs": result["acc_float_runs"],
+                     "acc_fixed_runs": result["acc_fixed_runs"]})
     by = {row["strategy"]: row for row in rows}
     for row in rows:
         row["share_of_full"] = row["params"] / by["full"]["params"]
@@ -138,9 +146,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--targets", nargs="+", choices=list(digits_task.TARGETS), default=list(digits_task.TARGETS))
     parser.add_argument("--epochs", type=int, default=DemoConfig().epochs, help="re-training epochs (the demo's: 30)")
+    parser.add_argument("--orders", type=int, default=3,
+                        help="re-training runs per strategy, each with its own batch order; accuracies are their mean "
+                             "(default %(default)s: one run moves by an image, 0.22 pt, on one rounding)")
     parser.add_argument("--png", help="write the Pareto plot (fixed-point accuracy against bytes and step MACs) here")
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args()
+    if args.orders < 1 or args.epochs < 1:
+        parser.error("--orders and --epochs must be at least 1")
     if args.png:
         try:
             import matplotlib  # noqa: F401
@@ -159,17 +172,19 @@ def main() -> None:
             base = import_module(module, shape, name)
             base, source = base.with_split(resolve_split(base, split)), (task.source_x, task.source_y)
         print(f"re-training on the {target} target five ways (float64 and golden model)")
-        rows += run(target, base, task, config)
-    table = Table(title=f"digits_cnn: accuracy against adaptation cost, {config.epochs} epochs, batch {config.batch} "
-                        f"(machine: {platform.machine()}, {os.cpu_count()} cores)\n{SOURCES}")
+        rows += run(target, base, task, config, args.orders)
+    table = Table(title=f"digits_cnn: accuracy against adaptation cost, {config.epochs} epochs, batch {config.batch}, "
+                        f"mean of {args.orders} batch orders (machine: {platform.machine()}, {os.cpu_count()} cores)"
+                        f"\n{SOURCES}")
     for column in ("target", "strategy", "trained", "params", "bytes / domain", "of full", "step MACs / image",
-                   "before (fixed)", "after (float)", "after (fixed)", "vs float full", "vs head (fixed)"):
+                   "before (fixed)", "after (float)", "after (fixed)", "fixed: runs", "vs float full", "vs head (fixed)"):
         table.add_column(column, justify="left" if column in ("target", "strategy", "trained") else "right")
     for row in rows:
         table.add_row(row["target"], row["strategy"], row["trained"], f"{row['params']:,}", f"{row['bytes']:,}",
                       f"{100 * row['share_of_full']:.1f} %", f"{row['step_macs']['total']:,}",
                       f"{100 * row['acc_before_fixed']:.2f} %", f"{100 * row['acc_float']:.2f} %",
-                      f"{100 * row['acc_fixed']:.2f} %", f"{row['vs_float_full_pt']:+.2f} pt",
+                      f"{100 * row['acc_fixed']:.2f} %",
+                      " ".join(f"{100 * v:.1f}" for v in row["acc_fixed_runs"]), f"{row['vs_float_full_pt']:+.2f} pt",
                       f"{row['vs_head_fixed_pt']:+.2f} pt", end_section=row["strategy"] == STRATEGIES[-1])
     Console(width=220).print(table)
     print("vs float full, vs head (fixed): the row's fixed-point accuracy minus full fine-tuning's float64 one and "
@@ -182,6 +197,7 @@ def main() -> None:
         print("must-show: given on the rotated target; add it to --targets")
     if args.json:
         write_json(args.json, {"config": {"epochs": config.epochs, "batch": config.batch, "seed": config.seed,
+                                          "orders": args.orders,
                                           "precision": config.precision().to_dict()},
                                "figures_from": SOURCES, "rows": rows,
                                "must_show": [{"check": w, "numbers": n, "pass": ok} for w, n, ok in checks]})

@@ -16,51 +16,21 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
+
 from dtlgen.errors import DesignError, UnsupportedLayerError
 from dtlgen.host.rl_program import (ACTIVATIONS, PERF_BASE, RLLayerPlan, RLLayout, dram_map, mask_plane_bytes,
                                     params_image_bytes)
 from dtlgen.isa import rl as isa_rl
 from dtlgen.isa.params import RLParams
 from dtlgen.isa.rl import VALUE_BYTES
-from dtlgen.perf.rl import RLConfig, stash_lanes
+from dtlgen.perf.rl import RLConfig, rl_window, stash_lanes
 from dtlgen.quant import fixed
-from dtlgen.model.ir import conv_out_size, flattened_map, gemm_shape
+from dtlgen.model.ir import flattened_map
 from dtlgen.quant.quantize import SHIFT_NAMES, QuantizedNetwork, rl_gemm_shape, rl_shifts
 
 FIELD_MAX = isa_rl.FIELD_MAX  # the packed descriptor fields are 16 bits
 ADDRESS_SPACE = 1 << 32  # DRAM addresses and transfer lengths (w6, w11) are 32 bits
-
-
-def rl_window(layer, source_map: tuple[int, int, int] | None = None) -> dict[str, int]:
-    """A retrainable layer's windowed-GEMM geometry (`dtlgen.isa.rl`): {} for a linear or 1x1 stride-1 unpadded
-    conv (a plain GEMM), k/stride/pad and the grids for another dense conv, and for a linear layer reading a
-    flatten of the C×H×W map `source_map` (`dtlgen.model.ir.flattened_map`) a window over the whole map (square,
-    H ≤ 7). Raises UnsupportedLayerError for what the RL engine cannot run."""
-    if source_map is not None:
-        _, h, w = source_map
-        if h != w or h > isa_rl.WINDOW_K_MAX:
-            raise UnsupportedLayerError(f"layer '{layer.name}' reads a flatten of a {h}x{w} map, which the RL engine "
-                                        f"runs as one window: square and at most {isa_rl.WINDOW_K_MAX} wide; move the "
-                                        "split after it")
-        return dict(k=h, stride=1, pad=0, hi=h, wi=w, ro=1, co=1)
-    if gemm_shape(layer) is not None:
-        return {}
-    if layer.op != "conv2d" or layer.groups != 1 or layer.seed is not None:
-        rl_gemm_shape(layer)  # raises, naming the layer
-    if len(layer.in_shape) != 3 or len(layer.out_shape) != 3 or layer.out_shape[1:] != tuple(
-            conv_out_size(size, layer.kernel, layer.stride, layer.padding) for size in layer.in_shape[1:]):
-        raise UnsupportedLayerError(f"layer '{layer.name}': its shapes {layer.describe_shape()} do not follow from its "
-                                    f"kernel {layer.kernel}, stride {layer.stride} and padding {layer.padding}")
-    (_, hi, wi), (_, ro, co) = layer.in_shape, layer.out_shape
-    limits = ((f"kernel {layer.kernel}", layer.kernel, isa_rl.WINDOW_K_MAX), (f"stride {layer.stride}", layer.stride, 2),
-              (f"padding {layer.padding}", layer.padding, isa_rl.WINDOW_K_MAX),
-              (f"padding {layer.padding} with kernel {layer.kernel}", layer.padding, layer.kernel - 1),
-              (f"a {hi}x{wi} input", max(hi, wi), isa_rl.WINDOW_GRID_MAX))
-    for what, value, limit in limits:
-        if value > limit:
-            raise UnsupportedLayerError(f"layer '{layer.name}': {what} is beyond the RL engine's windowed GEMMs "
-                                        f"(at most {limit}); move the split after it")
-    return dict(k=layer.kernel, stride=layer.stride, pad=layer.padding, hi=hi, wi=wi, ro=ro, co=co)
 
 
 def check_rl_chain(qnet: QuantizedNetwork) -> list:
@@ -74,6 +44,12 @@ def check_rl_chain(qnet: QuantizedNetwork) -> list:
         if previous is not None and list(layer.inputs) != [previous.name]:
             raise UnsupportedLayerError(f"layer '{layer.name}' does not take the previous retrainable layer "
                                         f"'{previous.name}' as its only input; the RL engine trains a chain of layers")
+        if previous is not None and tuple(layer.in_shape) != tuple(previous.out_shape):
+            raise UnsupportedLayerError(f"layer '{layer.name}': its input shape {tuple(layer.in_shape)} is not the "
+                                        f"output shape {tuple(previous.out_shape)} of '{previous.name}' before it")
+        if layer.op == "flatten" and tuple(layer.out_shape) != (int(np.prod(layer.in_shape)),):
+            raise UnsupportedLayerError(f"layer '{layer.name}': a flatten of {tuple(layer.in_shape)} must give "
+                                        f"({int(np.prod(layer.in_shape))},), not {tuple(layer.out_shape)}")
         if layer.op == "flatten":
             in_shape = layer.in_shape
             after = [other for other in qnet.rl_layers if layer.name in other.inputs]
@@ -93,7 +69,7 @@ def check_rl_chain(qnet: QuantizedNetwork) -> list:
             gemm_layers.append(layer)
         previous = layer
     if not gemm_layers:
-        raise UnsupportedLayerError("the network has no retrainable linear or 1x1 conv layer for the RL engine; "
+        raise UnsupportedLayerError("the network has no retrainable linear or conv layer for the RL engine; "
                                     "choose a split before its last linear layer")
     return gemm_layers
 

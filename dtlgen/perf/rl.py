@@ -68,7 +68,7 @@ from dtlgen.boards import Board
 from dtlgen.isa import rl as isa_rl
 from dtlgen.errors import UnsupportedLayerError, require_int
 from dtlgen.host.rl_program import step_schedule  # the host's schedule, which the model counts
-from dtlgen.model.ir import Network, flattened_map, gemm_shape
+from dtlgen.model.ir import Network, conv_out_size, flattened_map, gemm_shape
 from dtlgen.perf.resources import COEFFICIENTS, ResourceUse, array_resources, banked_memory
 from dtlgen.quant import fixed
 
@@ -164,28 +164,56 @@ class GemmLayer:
         return self.in_positions or self.positions
 
 
+def rl_window(layer, source_map: tuple[int, int, int] | None = None) -> dict[str, int]:
+    """A retrainable layer's windowed-GEMM geometry (`dtlgen.isa.rl`): {} for a linear or 1x1 stride-1 unpadded
+    conv (a plain GEMM), k/stride/pad and the grids for another dense conv, and for a linear layer reading a
+    flatten of the C×H×W map `source_map` (`dtlgen.model.ir.flattened_map`) a window over the whole map (square,
+    H ≤ 7). Raises UnsupportedLayerError for what the RL engine cannot run."""
+    if source_map is not None:
+        _, h, w = source_map
+        if h != w or h > isa_rl.WINDOW_K_MAX:
+            raise UnsupportedLayerError(f"layer '{layer.name}' reads a flatten of a {h}x{w} map, which the RL engine "
+                                        f"runs as one window: square and at most {isa_rl.WINDOW_K_MAX} wide; move the "
+                                        "split after it")
+        return dict(k=h, stride=1, pad=0, hi=h, wi=w, ro=1, co=1)
+    if gemm_shape(layer) is not None:
+        return {}
+    if layer.op != "conv2d" or layer.groups != 1 or layer.seed is not None:
+        raise UnsupportedLayerError(f"layer '{layer.name}' ({layer.op}, K={layer.kernel}, stride {layer.stride}, "
+                                    f"groups {layer.groups}) cannot be retrained on the RL engine (linear and dense "
+                                    "convs only); move the split after it")
+    if len(layer.in_shape) != 3 or len(layer.out_shape) != 3 or layer.out_shape[1:] != tuple(
+            conv_out_size(size, layer.kernel, layer.stride, layer.padding) for size in layer.in_shape[1:]):
+        raise UnsupportedLayerError(f"layer '{layer.name}': its shapes {layer.describe_shape()} do not follow from its "
+                                    f"kernel {layer.kernel}, stride {layer.stride} and padding {layer.padding}")
+    (_, hi, wi), (_, ro, co) = layer.in_shape, layer.out_shape
+    limits = ((f"kernel {layer.kernel}", layer.kernel, isa_rl.WINDOW_K_MAX), (f"stride {layer.stride}", layer.stride, 2),
+              (f"padding {layer.padding}", layer.padding, isa_rl.WINDOW_K_MAX),
+              (f"padding {layer.padding} with kernel {layer.kernel}", layer.padding, layer.kernel - 1),
+              (f"a {hi}x{wi} input and {ro}x{co} output", max(hi, wi, ro, co), isa_rl.WINDOW_GRID_MAX))
+    for what, value, limit in limits:
+        if value > limit:
+            raise UnsupportedLayerError(f"layer '{layer.name}': {what} is beyond the RL engine's windowed GEMMs "
+                                        f"(at most {limit}); move the split after it")
+    return dict(k=layer.kernel, stride=layer.stride, pad=layer.padding, hi=hi, wi=wi, ro=ro, co=co)
+
+
 def rl_gemms(network: Network) -> list[GemmLayer]:
-    """The retrainable layers as GEMMs (flatten is free); anything else cannot be trained."""
+    """The retrainable layers as GEMMs (flatten is free; a K×K conv or a linear layer over a flattened map is a
+    windowed GEMM, `rl_window`); anything else cannot be trained (UnsupportedLayerError naming the layer)."""
     gemms = []
     for layer in network.retrainable_layers:
         if layer.op == "flatten":
             continue
-        shape = gemm_shape(layer)
         source_map = flattened_map(network, layer)
-        if source_map is not None:  # a window over the whole map the flatten before it reshaped
-            c, h, w = source_map
-            gemms.append(GemmLayer(layer.name, layer.m, c, 1, layer.mask is not None, h * w, h * w, layer.trained))
-            continue
-        if shape is None and layer.op == "conv2d" and layer.groups == 1 and layer.seed is None:
-            (_, hi, wi), (_, ro, co) = layer.in_shape, layer.out_shape
-            gemms.append(GemmLayer(layer.name, layer.m, layer.n, ro * co, layer.mask is not None, layer.kernel ** 2,
-                                   hi * wi, layer.trained))
-            continue
-        if shape is None:
-            raise UnsupportedLayerError(f"layer '{layer.name}' ({layer.op}, K={layer.kernel}, stride {layer.stride}, "
-                                        f"groups {layer.groups}) cannot be retrained on the RL engine (linear and dense "
-                                        "convs only); move the split after it")
-        gemms.append(GemmLayer(layer.name, *shape, masked=layer.mask is not None, trained=layer.trained))
+        window = rl_window(layer, source_map)
+        if window:
+            n = source_map[0] if source_map else layer.n
+            gemms.append(GemmLayer(layer.name, layer.m, n, window["ro"] * window["co"], layer.mask is not None,
+                                   window["k"] ** 2, window["hi"] * window["wi"], layer.trained))
+        else:
+            gemms.append(GemmLayer(layer.name, *gemm_shape(layer), masked=layer.mask is not None,
+                                   trained=layer.trained))
     return gemms
 
 

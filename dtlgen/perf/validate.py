@@ -123,7 +123,10 @@ def rl_field_problems(network: Network, cfg: Any, board: Board) -> list[str]:
                 f"descriptors a list, and the backward list has 2 per layer + 1; retrain at most "
                 f"{(RL_LIST_COUNTERS - 1) // 2} layers"]
     for g in gemms:
-        for what, value in ((f"M={g.m}", g.m), (f"N={g.n}", g.n), ("the n-tiles of [W | b]", -(-(g.n + 1) // cfg.tn)),
+        mt, nt = -(-g.m // cfg.tm), -(-g.n // cfg.tn)
+        for what, value in ((f"M={g.m}", g.m), (f"N={g.n}", g.n),
+                            ("the n-tiles of [W | b]", (g.taps - 1) * nt + -(-(g.n + 1) // cfg.tn)),
+                            ("the weight tiles per m-tile row", g.taps * nt), ("the m-tiles of the taps", g.taps * mt),
                             ("the batch's GEMM rows", cfg.batch * max(g.positions, g.rows_in))):
             if value > RL_FIELD_MAX:
                 return [f"layer '{g.name}': {what} ({value}) does not fit the RL descriptor's 16-bit field"]

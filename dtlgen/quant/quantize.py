@@ -147,7 +147,7 @@ def rl_gemm_shape(layer: Layer) -> tuple[int, int, int]:
     if shape is None:
         raise UnsupportedLayerError(
             f"layer '{layer.name}' ({layer.op}, K={layer.kernel}, stride {layer.stride}, groups {layer.groups}) cannot "
-            "be retrained on the RL engine, which trains linear and 1x1 convolution layers; move the split after it")
+            "be retrained on the RL engine, which trains linear and dense conv layers; move the split after it")
     return shape
 
 

@@ -303,12 +303,19 @@ def test_bad_configurations_fail_before_any_build():
     conv3 = Layer("c3", "conv2d", ["input"], (2, 4, 300), (3, 4, 300), kernel=3, padding=1,
                   weight=np.ones((3, 2, 3, 3)), bias=np.zeros(3), frozen=False)
     qnet = quantize(Network("t", (2, 4, 300), [conv3]), np.zeros((4, 2, 4, 300)), PrecisionConfig(batch=4))
-    with pytest.raises(UnsupportedLayerError, match="'c3': a 4x300 input is beyond the RL engine's windowed GEMMs"):
+    with pytest.raises(UnsupportedLayerError, match="'c3': a 4x300 input and 4x300 output is beyond the RL engine's windowed GEMMs"):
         plan_rl(qnet, RLConfig(TM, TN, batch=4), BUS)
     # Two retrainable layers reading the input are not a chain; quantising names the second.
     fork = Network("t", (8,), [_linear("a", "input", 8, 6), _linear("b", "input", 8, 4)])
     with pytest.raises(UnsupportedLayerError, match="'b' does not take the previous retrainable layer 'a'"):
         quantize(fork, np.random.default_rng(0).standard_normal((4, 8)), PrecisionConfig(batch=4))
+    # A layer whose recorded input shape is not its producer's output (a tampered rl_quant.json) is refused by name.
+    net = build_conv_network(PADDED_3X3_5X5)
+    qnet = quantize(net, np.random.default_rng(0).standard_normal((4, 3, 7, 7)), PrecisionConfig(batch=3))
+    qnet.network.layer("c1").in_shape = (6, 5, 5)
+    with pytest.raises(UnsupportedLayerError, match=r"'c1': its input shape \(6, 5, 5\) is not the output shape "
+                                                    r"\(6, 7, 7\) of 'c0'"):
+        plan_rl(qnet, RLConfig(TM, TN, batch=3), BUS)
     # A flatten of a 2x2 map before a linear layer: the linear layer runs as a 2x2 window over the map; a 2x3 map
     # (not square) is refused, naming the linear layer.
     for hw, fine in (((2, 2), True), ((2, 3), False)):
@@ -399,8 +406,15 @@ STRIDED_FROZEN = ConvChain((2, 6, 6), ((5, 3, 2, 1, "relu", True), (7, 1, 1, 0, 
 MAP_LINEAR = ConvChain((6, 3, 3), ((6, 1, 1, 0, None, True),), 4, 3, 3, 4, 41, fc=(9, 5))
 
 
-@pytest.mark.parametrize("chain", [PADDED_3X3_5X5, STRIDED_FROZEN, MAP_LINEAR],
-                         ids=["padded_3x3_5x5", "strided_frozen", "map_linear"])
+# A 1x1 conv of stride 2 (a windowed 1x1), 4 outputs on a 4-wide array (the UPDATE of the next layer's 4 inputs
+# ends each row in a tile of the bias column alone), 2x2 kernels (even: BWD_DATA's flipped padding 1), 6 outputs
+# on a 3-tall array (whole m-tiles in BWD_DATA).
+EVEN_KERNELS = ConvChain((3, 6, 6), ((4, 1, 2, 0, "relu", True), (6, 2, 1, 0, "relu", True), (3, 2, 1, 0, None, True)),
+                         3, 2, 3, 5, 7)
+
+
+@pytest.mark.parametrize("chain", [PADDED_3X3_5X5, STRIDED_FROZEN, MAP_LINEAR, EVEN_KERNELS],
+                         ids=["padded_3x3_5x5", "strided_frozen", "map_linear", "even_kernels"])
 def test_kxk_convs_train_bit_exact_on_the_cycle_model(tmp_path, chain):
     """A K×K conv re-trained on the RL engine: the weights read back after every step equal the golden model's,
     and every descriptor's cycles equal the model's."""
