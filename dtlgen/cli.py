@@ -62,9 +62,17 @@ def _progress(args: argparse.Namespace) -> Progress:
 
 
 def _load_network(args: argparse.Namespace, split: Any) -> Any:
-    """MODEL with --weights, the split and --prune, and with --seeded its frozen convs seeded (trained on --source)."""
+    """MODEL with --weights, the split and --prune, and with --seeded its frozen convs seeded (trained on --source);
+    with --adapters, residual adapters after its blocks (dtlgen.model.adapters)."""
     network = _unpruned_network(args, split)
     shares = _prune_shares(args)
+    adapters = getattr(args, "adapters", None)
+    if adapters is not None:
+        if shares is not None or getattr(args, "seeded", False) or getattr(args, "seeded_layers", None):
+            raise DesignError("--adapters is not combined with --prune or --seeded yet: give --adapters alone")
+        from dtlgen.model.adapters import add_adapters
+
+        return add_adapters(network, adapters)
     if shares is None:
         return network
     from dtlgen.model.prune import prune
@@ -1034,6 +1042,10 @@ def _add_weights_option(p: argparse.ArgumentParser) -> None:
                         "engine keeps a mask bit per weight and holds the removed ones at 0 while re-training "
                         "(e.g. fe=0.7,rl=0.8); rl_neurons=S removes that share of the retrainable layers' neurons "
                         "(a narrower head)")
+    p.add_argument("--adapters", choices=("tail", "deep", "all"), default=None,
+                   help="residual adapters (identity 1x1 convs) after the last block, the deeper half of the blocks or "
+                        "every block of the frozen part; they train with the head, the convs between them stay fixed "
+                        "(the RL engine runs tail; deep and all need max-pools it does not run yet)")
 
 
 def _add_split_options(p: argparse.ArgumentParser) -> None:

@@ -57,14 +57,15 @@ def project(tmp_path_factory):
                             tmp_path_factory.mktemp("convhead") / "prj")
 
 
-def test_conv_training_is_bit_exact_in_golden_csim_and_rtl(project, tmp_path):
+def retrain_three_ways(project, workdir):
+    """Three steps of the project's re-training in the golden model, the C-simulation and the RTL simulation:
+    asserts the weights equal after every step; returns the layout, the plan and the RTL run."""
     rl = load_rl_project(project)
     layout, qnet, state = rl.layout, rl.qnet, rl.state
-    assert [(p.name, p.k, p.pad, p.hi, p.ro) for p in layout.layers] == [("conv3", 3, 1, 4, 4), ("conv4", 4, 0, 4, 1)]
     plan = sample_plan(rl.features, rl.labels, layout.batch, 3, qnet.precision.lr_shift)
     reference = golden_replay(qnet, plan, state)
     csim = asyncio.run(RLHost(CsimDevice(CsimEngines(project), layout.memory_bytes), layout).train(plan, state))
-    rtl = simulate_training(layout, plan, state, tmp_path / "rl_rtl", LATENCY, sources_dir=project / "rtl",
+    rtl = simulate_training(layout, plan, state, workdir / "rl_rtl", LATENCY, sources_dir=project / "rtl",
                             test_folder=project / "sim", test_module="test_rl_engine")
     for k in plan.check_steps:
         for name, (w, b) in reference[k].items():
@@ -72,6 +73,12 @@ def test_conv_training_is_bit_exact_in_golden_csim_and_rtl(project, tmp_path):
             for got in (csim.weights[k][name], rtl.weights[k][name]):
                 assert np.array_equal(np.reshape(got[0], w.shape), w) and np.array_equal(got[1], b), (k, name)
     assert np.array_equal(csim.logits, rtl.logits)
+    return layout, plan, rtl
+
+
+def test_conv_training_is_bit_exact_in_golden_csim_and_rtl(project, tmp_path):
+    layout, plan, rtl = retrain_three_ways(project, tmp_path)
+    assert [(p.name, p.k, p.pad, p.hi, p.ro) for p in layout.layers] == [("conv3", 3, 1, 4, 4), ("conv4", 4, 0, 4, 1)]
     predicted = predict_plan(layout, LATENCY, plan.batch_sizes)
     assert rtl.descriptor_cycles == [(d.layer, d.mode, d.cycles) for d in predicted[0]]
     assert rtl.steady_cycles == [(d.layer, d.mode, d.cycles) for d in predicted[1]]
@@ -91,18 +98,8 @@ def tail_project(tmp_path_factory):
 def test_a_tail_adapter_retrains_bit_exact_in_golden_csim_and_rtl(tail_project, tmp_path):
     """digits_cnn with a residual adapter after pool4: the adapter (a 1x1 conv on the 2x2 map) and the head train on
     the RL engine, fc1 as a window over the flattened 2x2 map; golden = C-sim = RTL after every step."""
-    rl = load_rl_project(tail_project)
-    layout, qnet, state = rl.layout, rl.qnet, rl.state
+    layout, plan, rtl = retrain_three_ways(tail_project, tmp_path)
     assert [(p.name, p.k, p.positions) for p in layout.layers] == [("pool4_adapter", 0, 4), ("fc1", 2, 1),
                                                                      ("fc2", 0, 1)]
-    plan = sample_plan(rl.features, rl.labels, layout.batch, 3, qnet.precision.lr_shift)
-    reference = golden_replay(qnet, plan, state)
-    csim = asyncio.run(RLHost(CsimDevice(CsimEngines(tail_project), layout.memory_bytes), layout).train(plan, state))
-    rtl = simulate_training(layout, plan, state, tmp_path / "rl_rtl", LATENCY, sources_dir=tail_project / "rtl",
-                            test_folder=tail_project / "sim", test_module="test_rl_engine")
-    for k in plan.check_steps:
-        for name, (w, b) in reference[k].items():
-            for got in (csim.weights[k][name], rtl.weights[k][name]):
-                assert np.array_equal(np.reshape(got[0], w.shape), w) and np.array_equal(got[1], b), (k, name)
     predicted = predict_plan(layout, LATENCY, plan.batch_sizes)
     assert rtl.descriptor_cycles == [(d.layer, d.mode, d.cycles) for d in predicted[0]]
