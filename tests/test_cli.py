@@ -95,3 +95,19 @@ def test_a_model_without_a_split_warns_once_naming_the_flags(tmp_path, capsys):
     assert "warning" not in capsys.readouterr().err
     assert main(["import", "digits_cnn"]) == 0  # the zoo's models give their split
     assert "warning" not in capsys.readouterr().err
+
+
+def test_adapters_option_inserts_them_and_generate_names_what_the_engine_cannot_run(capsys, tmp_path):
+    code, out, _ = _run(capsys, "import", "digits_cnn", "--adapters", "all", "--json")
+    layers = json.loads(out)["layers"]
+    names = [l["name"] for l in layers]
+    assert code == 0 and json.loads(out)["split_index"] == names.index("conv1_adapter")
+    assert [l["name"] for l in layers if l.get("trained") is False] == ["conv2", "conv3", "conv4"]
+    design = tmp_path / "design.json"
+    design.write_text(json.dumps({"board": "pynq-z2", "clock_mhz": 90, "fe": {"tm": 4, "tn": 4, "tr": 4, "tc": 4,
+                                  "w_bits": 8, "a_bits": 8}, "rl": {"tm": 4, "tn": 4, "bits": 16, "batch": 8}}))
+    for extra, words in ((["--adapters", "all"], "'pool2' (maxpool) is in the retrainable part"),
+                         (["--adapters", "tail", "--prune", "rl=0.5"], "not combined with --prune")):
+        code, out, err = _run(capsys, "generate", "digits_cnn", *extra, "--design", str(design), "--out",
+                              str(tmp_path / "prj"))
+        assert code == 1 and words in err and err.count("\n") == 1 and not (tmp_path / "prj").exists()

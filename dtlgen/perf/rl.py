@@ -178,6 +178,10 @@ def rl_window(layer, source_map: tuple[int, int, int] | None = None) -> dict[str
         return dict(k=h, stride=1, pad=0, hi=h, wi=w, ro=1, co=1)
     if gemm_shape(layer) is not None:
         return {}
+    if layer.op == "maxpool":
+        raise UnsupportedLayerError(f"layer '{layer.name}' (maxpool) is in the retrainable part, and the RL engine does "
+                                    "not yet route gradients through max-pools (the golden model does); move the split "
+                                    "after it (with adapters: adapters='tail')")
     if layer.op != "conv2d" or layer.groups != 1 or layer.seed is not None:
         raise UnsupportedLayerError(f"layer '{layer.name}' ({layer.op}, K={layer.kernel}, stride {layer.stride}, "
                                     f"groups {layer.groups}) cannot be retrained on the RL engine (linear and dense "

@@ -181,7 +181,8 @@ def check_retrainable(network: Network, golden_only: bool = False) -> None:
         if layer.op == "maxpool":
             raise UnsupportedLayerError(
                 f"layer '{layer.name}' (maxpool) is in the retrainable part, and the RL engine does not yet route "
-                "gradients through max-pools; move the split after it")
+                "gradients through max-pools (the golden model does); move the split after it (with adapters: "
+                "adapters='tail')")
         raise UnsupportedLayerError(
             f"layer '{layer.name}' ({layer.op}, K={layer.kernel}, stride {layer.stride}, groups {layer.groups}) cannot "
             "be retrained on the RL engine (it trains linear and dense conv layers); move the split after it")
