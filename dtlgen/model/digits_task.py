@@ -3,7 +3,9 @@
 Source environment: the 8×8 digit images as scikit-learn ships them (no download). Target
 environment: the same kind of digits seen by a sensor that is mounted rotated by 90° and is
 noisier — a shift that breaks the frozen model's features-to-classes mapping while the low-level
-features (strokes, corners) stay useful, which is what head re-training can fix.
+features (strokes, corners) stay useful, which is what head re-training can fix. A second target
+(`load_digits_task(target_kind="inverted")`) inverts the contrast instead: the residual adapters'
+comparison (`benchmarks/adapters_bench.py`) re-trains on both.
 
 The two environments use disjoint images. The target images split into a re-training set (what
 the device sees and learns from) and a held-out test set.

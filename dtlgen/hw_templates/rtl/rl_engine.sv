@@ -497,8 +497,8 @@ module rl_engine #(
       w_pitch <= pitch;
       w_sp <= (d_st == 2'd2) ? pitch << 1 : pitch;
       w_srp <= (d_st == 2'd2) ? SAW'(d_rp) << 1 : SAW'(d_rp);
-      w_y0 <= -11'(d_pad);
-      w_x0 <= -11'(d_pad);
+      w_y0 <= 11'd0 - 11'(d_pad);
+      w_x0 <= 11'd0 - 11'(d_pad);
       w_y0p <= neg_pad(d_pad, SAW'(d_rp));
       w_x0p <= neg_pad(d_pad, pitch);
       a_wy <= neg_pad(d_pad, SAW'(d_rp));
@@ -525,7 +525,7 @@ module rl_engine #(
           a_wx <= a_wx + w_sp;
         end else begin
           w_oc <= '0;
-          w_x0 <= -11'(d_pad);
+          w_x0 <= 11'd0 - 11'(d_pad);
           a_wx <= w_x0p;
           if (w_or + 8'd1 < d_ro) begin
             w_or <= w_or + 8'd1;
@@ -533,15 +533,15 @@ module rl_engine #(
             a_wy <= a_wy + w_srp;
           end else begin
             w_or <= '0;
-            w_y0 <= -11'(d_pad);
+            w_y0 <= 11'd0 - 11'(d_pad);
             a_wy <= w_y0p;
             a_wimg <= a_wimg + SAW'(d_is);
           end
         end
       end else if (clr_g) begin
         {w_or, w_oc, a_wimg} <= '0;
-        w_y0 <= -11'(d_pad);
-        w_x0 <= -11'(d_pad);
+        w_y0 <= 11'd0 - 11'(d_pad);
+        w_x0 <= 11'd0 - 11'(d_pad);
         a_wy <= w_y0p;
         a_wx <= w_x0p;
       end
