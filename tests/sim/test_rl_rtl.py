@@ -376,7 +376,7 @@ def build_conv_network(chain: ConvChain) -> Network:
     return Network("convs", chain.input, layers)
 
 
-def train_convs(chain: ConvChain, workdir):
+def train_convs(chain: ConvChain, workdir, netlist: bool = False):
     network = build_conv_network(chain)
     rng = np.random.default_rng(chain.seed + 1)
     sizes = [chain.batch] * (chain.steps - 1) + [chain.last_batch]
@@ -388,7 +388,12 @@ def train_convs(chain: ConvChain, workdir):
                                0, list(range(chain.steps)))
     layout = widened(plan_rl(qnet, RLConfig(TM, TN, batch=chain.batch), BUS))
     state = golden.initial_rl_state(qnet)
-    result = rl_sim.simulate_training(layout, plan, state, workdir / f"run{next(_runs)}", LATENCY)
+    sources_dir = None
+    if netlist:  # yosys's reading of the engine at this build's parameters
+        engine = rl_sim.sim_build(layout, LATENCY).rl.hdl_parameters()
+        sources_dir = netlist_sources("rl_engine.sv", "rl_engine", engine, workdir / "netlist")
+    result = rl_sim.simulate_training(layout, plan, state, workdir / f"run{next(_runs)}", LATENCY,
+                                      sources_dir=sources_dir)
     return result, rl_sim.golden_replay(qnet, plan, state), rl_sim.predict_plan(layout, LATENCY, sizes), layout
 
 
@@ -429,3 +434,13 @@ def test_kxk_convs_train_bit_exact_on_the_cycle_model(tmp_path, chain):
     modes = [(layer, mode) for layer, mode, _ in result.descriptor_cycles]
     for name, (*_, trained) in zip([p.name for p in layout.layers], chain.convs + ((0, 0, 0, 0, None, True),) * 2):
         assert ((name, "UPDATE") in modes) == trained
+
+
+@pytest.mark.slow  # the netlist is shared with test_yosys_reads_the_engine_as_verilator_does's build parameters
+@pytest.mark.parametrize("chain", [PADDED_3X3_5X5, EVEN_KERNELS, MAP_LINEAR], ids=["padded_3x3_5x5", "even_kernels",
+                                                                                "map_linear"])
+def test_yosys_reads_the_window_walk_as_verilator_does(tmp_path, chain):
+    """The windowed GEMMs on yosys's netlist of rl_engine.sv: bit-exact, cycles equal to the model."""
+    result, expected, predicted, _ = train_convs(chain, tmp_path, netlist=True)
+    assert rl_sim.first_mismatch(result.weights, expected) is None
+    assert result.descriptor_cycles == [(d.layer, d.mode, d.cycles) for d in predicted[0]]
