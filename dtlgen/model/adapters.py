@@ -96,8 +96,9 @@ def adapter_names(network: Network) -> list[str]:
 
 
 def trained_parameters(network: Network) -> int:
-    """Weights and biases of the layers that train (what one domain stores)."""
-    return sum(layer.params for layer in network.retrainable_layers if layer.has_weights and layer.trained)
+    """Weights and biases of the layers that train (what one domain stores: `domain_parameters`)."""
+    return sum(layer.weight.size + layer.bias.size for layer in network.retrainable_layers
+               if layer.has_weights and layer.trained)
 
 
 def domain_parameters(network: Network, params: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -177,7 +177,8 @@ def rl_train_step(qnet: QuantizedNetwork, state: RLState, features: dict[str, np
             grad = grad.reshape(x.shape)
             continue
         if layer.op == "maxpool":  # the gradient goes to each window's first maximum, in the same format
-            grad = ops.max_pool_backward(x, grad, layer.kernel, layer.stride, layer.padding, lq.out_fmt.min_int)
+            # (padding below every value of the format: a window's first maximum is never in its padding)
+            grad = ops.max_pool_backward(x, grad, layer.kernel, layer.stride, layer.padding, lq.out_fmt.min_int - 1)
             continue
         weight, bias = state[layer.name]
         window = (layer.kernel, layer.stride, layer.padding)
