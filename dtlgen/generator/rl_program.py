@@ -15,6 +15,7 @@ quantisation checks overrides against first).
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -24,20 +25,19 @@ from dtlgen.host.rl_program import (ACTIVATIONS, PERF_BASE, RLLayerPlan, RLLayou
 from dtlgen.isa import rl as isa_rl
 from dtlgen.isa.params import RLParams
 from dtlgen.isa.rl import VALUE_BYTES
-from dtlgen.perf.rl import RLConfig, rl_window, stash_lanes
+from dtlgen.perf.rl import GemmLayer, RLConfig, gemm_of, stash_lanes
 from dtlgen.quant import fixed
-from dtlgen.model.ir import flattened_map
-from dtlgen.quant.quantize import SHIFT_NAMES, QuantizedNetwork, rl_gemm_shape, rl_shifts
+from dtlgen.quant.quantize import SHIFT_NAMES, QuantizedNetwork, rl_shifts
 
 FIELD_MAX = isa_rl.FIELD_MAX  # the packed descriptor fields are 16 bits
 ADDRESS_SPACE = 1 << 32  # DRAM addresses and transfer lengths (w6, w11) are 32 bits
 
 
-def check_rl_chain(qnet: QuantizedNetwork) -> list:
+def check_rl_chain(qnet: QuantizedNetwork) -> list[tuple[Any, GemmLayer, dict[str, int]]]:
     """The retrainable layers the RL engine can run: a chain of linear and dense conv layers (K×K convs as
     windowed GEMMs; one whose input gradient is needed, stride 1), the first of them trained, a flatten of a map
-    only before a linear layer (which then runs as a window over the whole map). Raises UnsupportedLayerError
-    naming the layer."""
+    only before a linear layer (which then runs as a window over the whole map): (layer, its GEMM, its window)
+    of each (`dtlgen.perf.rl.gemm_of`). Raises UnsupportedLayerError naming the layer."""
     gemm_layers = []
     previous = None
     for layer in qnet.rl_layers:
@@ -59,14 +59,14 @@ def check_rl_chain(qnet: QuantizedNetwork) -> list:
                                             "ends the retrainable layers or feeds no linear layer, which the RL engine "
                                             "cannot train through; move the split after it")
         else:
-            window = rl_window(layer, flattened_map(qnet.network, layer))
+            gemm, window = gemm_of(qnet.network, layer)
             if not gemm_layers and not layer.trained:
                 raise UnsupportedLayerError(f"layer '{layer.name}', the first the RL engine runs, is not trained; put "
                                             "the split at the first trained layer")
             if gemm_layers and window and window["stride"] != 1:
                 raise UnsupportedLayerError(f"layer '{layer.name}': the RL engine passes gradients through stride-1 "
                                             "convs only (BWD_DATA of a strided conv is not built); move the split after it")
-            gemm_layers.append(layer)
+            gemm_layers.append((layer, gemm, window))
         previous = layer
     if not gemm_layers:
         raise UnsupportedLayerError("the network has no retrainable linear or conv layer for the RL engine; "
@@ -91,19 +91,12 @@ def plan_rl(qnet: QuantizedNetwork, cfg: RLConfig, bus_bytes: int) -> RLLayout:
     words = lambda cols: -(-cols // lanes)  # noqa: E731
     plans = []
     a_next = g_next = w_next = b_next = 0
-    feature_shape = tuple(gemm_layers[0].in_shape)
+    feature_shape = tuple(gemm_layers[0][0].in_shape)
     previous_gy = -1
-    for idx, layer in enumerate(gemm_layers):
+    for idx, (layer, gemm, window) in enumerate(gemm_layers):
         lq = qnet.layers[layer.name]
-        source_map = flattened_map(qnet.network, layer)
-        window = rl_window(layer, source_map)
-        if window:
-            m, n, positions = layer.m, source_map[0] if source_map else layer.n, window["ro"] * window["co"]
-            in_rows = cfg.batch * window["hi"] * window["wi"]
-        else:
-            m, n, positions = rl_gemm_shape(layer)
-            in_rows = cfg.batch * positions
-        taps = window["k"] ** 2 if window else 1
+        m, n, positions, taps = gemm.m, gemm.n, gemm.positions, gemm.taps
+        in_rows = cfg.batch * gemm.rows_in
         rows = cfg.batch * positions
         mt, nt, nta = -(-m // cfg.tm), -(-n // cfg.tn), -(-(n + 1) // cfg.tn)
         xa = a_next
@@ -175,8 +168,8 @@ def _check_ranges(layout: RLLayout) -> None:
         for what, value, fix in (
                 (f"M={p.m}", p.m, "move the split so that the RL engine trains narrower layers"),
                 (f"N={p.n}", p.n, "move the split so that the RL engine trains narrower layers"),
-                (f"the n-tiles of [W | b] ({(p.taps - 1) * p.nt + p.nta})", (p.taps - 1) * p.nt + p.nta,
-                 "choose a larger rl.tn"),
+                (f"the n-tiles of [W | b] ({isa_rl.update_tiles(p.taps, p.nt, p.nta)})",
+                 isa_rl.update_tiles(p.taps, p.nt, p.nta), "choose a larger rl.tn"),
                 (f"the weight tiles per m-tile row ({p.taps * p.nt})", p.taps * p.nt, "choose a larger rl.tn"),
                 (f"the m-tiles of the taps ({p.taps * p.mt})", p.taps * p.mt, "choose a larger rl.tm"),
                 (f"the batch's GEMM rows (batch {layout.batch} x {max(p.positions, p.in_positions)} positions)",

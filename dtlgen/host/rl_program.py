@@ -239,7 +239,7 @@ def _window(p: RLLayerPlan, mode: str) -> dict[str, int]:
     if mode == "FWD":
         out["nt"] = p.taps * p.nt
     else:  # UPDATE: every tap's n-tiles, then the last tap's run on into the bias column
-        out["nta"] = (p.taps - 1) * p.nt + p.nta
+        out["nta"] = isa_rl.update_tiles(p.taps, p.nt, p.nta)
     return out
 
 

@@ -35,7 +35,7 @@ BIAS_ALIGN_RANGE = (0, 31)
 UPDATE_EXTRA_BITS = 32
 LR_SHIFT_MAX = 30
 ACC_BITS_MAX = 64  # the widest accumulator an RL engine is built with (design.json's rl.acc_bits)
-__all__ = ["ACC_BITS_MAX", "mask_tile_beats", "ACTIVATION_CODES", "BIAS_ALIGN_RANGE", "DESCRIPTOR_BYTES", "FIELDS", "MODES", "SHIFT_RANGE", "VALUE_BYTES",
+__all__ = ["ACC_BITS_MAX", "mask_tile_beats", "update_tiles", "ACTIVATION_CODES", "BIAS_ALIGN_RANGE", "DESCRIPTOR_BYTES", "FIELDS", "MODES", "SHIFT_RANGE", "VALUE_BYTES",
            "decode", "encode", "shift_problems"]
 
 # Windowed GEMMs (issue 20): a descriptor with k >= 1 walks a K×K window per GEMM row, tap-major
@@ -84,6 +84,12 @@ def decode(raw: bytes) -> dict[str, Any]:
     out["j_row"] = [int(v) for v in halves[32:48]]
     out["j_blk"] = [int(v) for v in halves[48:64]]
     return out
+
+
+def update_tiles(taps: int, nt: int, nta: int) -> int:
+    """The n-tiles an UPDATE walks per m-tile row: every tap's nt n-tiles, the last tap's running on into the
+    bias column (nta = ceil((N + 1) / TN) of them); a plain GEMM (taps 1) walks nta."""
+    return (taps - 1) * nt + nta
 
 
 def mask_tile_beats(tm: int, tn: int, bus_bytes: int) -> int:

@@ -196,6 +196,11 @@ def gemm_shape(layer: Layer) -> tuple[int, int, int] | None:
     return op_of(layer).gemm_shape(layer)
 
 
+def first_trained_layer(rl_layers: list[Layer]) -> str:
+    """The first retrainable layer whose weights train: gradients stop there (it needs no BWD_DATA)."""
+    return next(layer.name for layer in rl_layers if layer.has_weights and layer.trained)
+
+
 def flattened_map(network: "Network", layer: Layer) -> tuple[int, int, int] | None:
     """The C×H×W map (H·W > 1) that a retrainable flatten made of a retrainable layer's output, when `layer` is
     the linear layer reading that flatten: the RL engine runs it as a window over the whole map (issue 20).

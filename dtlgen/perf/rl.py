@@ -71,6 +71,7 @@ from dtlgen.host.rl_program import step_schedule  # the host's schedule, which t
 from dtlgen.model.ir import Network, conv_out_size, flattened_map, gemm_shape
 from dtlgen.perf.resources import COEFFICIENTS, ResourceUse, array_resources, banked_memory
 from dtlgen.quant import fixed
+from dtlgen.quant.quantize import max_pool_refusal
 
 DESCRIPTOR_BYTES = isa_rl.DESCRIPTOR_BYTES
 VALUE_BYTES = isa_rl.VALUE_BYTES
@@ -179,9 +180,7 @@ def rl_window(layer, source_map: tuple[int, int, int] | None = None) -> dict[str
     if gemm_shape(layer) is not None:
         return {}
     if layer.op == "maxpool":
-        raise UnsupportedLayerError(f"layer '{layer.name}' (maxpool) is in the retrainable part, and the RL engine does "
-                                    "not yet route gradients through max-pools (the golden model does); move the split "
-                                    "after it (with adapters: adapters='tail')")
+        raise max_pool_refusal(layer)
     if layer.op != "conv2d" or layer.groups != 1 or layer.seed is not None:
         raise UnsupportedLayerError(f"layer '{layer.name}' ({layer.op}, K={layer.kernel}, stride {layer.stride}, "
                                     f"groups {layer.groups}) cannot be retrained on the RL engine (linear and dense "
@@ -202,23 +201,21 @@ def rl_window(layer, source_map: tuple[int, int, int] | None = None) -> dict[str
     return dict(k=layer.kernel, stride=layer.stride, pad=layer.padding, hi=hi, wi=wi, ro=ro, co=co)
 
 
+def gemm_of(network: Network, layer) -> tuple[GemmLayer, dict[str, int]]:
+    """A retrainable conv or linear layer as the RL engine runs it, and its window (`rl_window`: {} for a plain
+    GEMM; a K×K conv, or a linear layer over a flattened map, is a windowed one)."""
+    source_map = flattened_map(network, layer)
+    window = rl_window(layer, source_map)
+    if not window:
+        return GemmLayer(layer.name, *gemm_shape(layer), masked=layer.mask is not None, trained=layer.trained), window
+    return GemmLayer(layer.name, layer.m, source_map[0] if source_map else layer.n, window["ro"] * window["co"],
+                     layer.mask is not None, window["k"] ** 2, window["hi"] * window["wi"], layer.trained), window
+
+
 def rl_gemms(network: Network) -> list[GemmLayer]:
-    """The retrainable layers as GEMMs (flatten is free; a K×K conv or a linear layer over a flattened map is a
-    windowed GEMM, `rl_window`); anything else cannot be trained (UnsupportedLayerError naming the layer)."""
-    gemms = []
-    for layer in network.retrainable_layers:
-        if layer.op == "flatten":
-            continue
-        source_map = flattened_map(network, layer)
-        window = rl_window(layer, source_map)
-        if window:
-            n = source_map[0] if source_map else layer.n
-            gemms.append(GemmLayer(layer.name, layer.m, n, window["ro"] * window["co"], layer.mask is not None,
-                                   window["k"] ** 2, window["hi"] * window["wi"], layer.trained))
-        else:
-            gemms.append(GemmLayer(layer.name, *gemm_shape(layer), masked=layer.mask is not None,
-                                   trained=layer.trained))
-    return gemms
+    """The retrainable layers as GEMMs (flatten is free, `gemm_of`); anything else cannot be trained
+    (UnsupportedLayerError naming the layer)."""
+    return [gemm_of(network, layer)[0] for layer in network.retrainable_layers if layer.op != "flatten"]
 
 
 def required_acc_bits(gemms: list[GemmLayer], cfg: RLConfig) -> int:
@@ -283,7 +280,7 @@ def step_cycles(gemms: list[GemmLayer], cfg: RLConfig, bus_bytes: float, latency
                                         + GEMM_OVERHEAD + tree, macs, 2 * macs))
         if not g.trained:
             continue
-        update = (fetch + update_issue(cfg.tm, cfg.tn, rows, mt, (g.taps - 1) * nt + nta) + rows + GEMM_OVERHEAD
+        update = (fetch + update_issue(cfg.tm, cfg.tn, rows, mt, isa_rl.update_tiles(g.taps, nt, nta)) + rows + GEMM_OVERHEAD
                   + chunks - 1)
         if g is first and prefetch:
             out.append(DescriptorCycles(first.name, "LOAD", fetch + BACKGROUND_OVERHEAD, 0, 0))

@@ -125,7 +125,7 @@ def rl_field_problems(network: Network, cfg: Any, board: Board) -> list[str]:
     for g in gemms:
         mt, nt = -(-g.m // cfg.tm), -(-g.n // cfg.tn)
         for what, value in ((f"M={g.m}", g.m), (f"N={g.n}", g.n),
-                            ("the n-tiles of [W | b]", (g.taps - 1) * nt + -(-(g.n + 1) // cfg.tn)),
+                            ("the n-tiles of [W | b]", isa_rl.update_tiles(g.taps, nt, -(-(g.n + 1) // cfg.tn))),
                             ("the weight tiles per m-tile row", g.taps * nt), ("the m-tiles of the taps", g.taps * mt),
                             ("the batch's GEMM rows", cfg.batch * max(g.positions, g.rows_in))):
             if value > RL_FIELD_MAX:

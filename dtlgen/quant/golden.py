@@ -6,7 +6,8 @@ against is `dtlgen.quant.reference`).
   engine runs its descriptors: FWD per layer; host softmax-cross-entropy gradient; then per layer
   from the last: BWD_DATA (not for the first trained layer), BWD_WEIGHT summed over the batch,
   UPDATE with LFSR stochastic rounding over [W | b] row-major (a layer with `trained` False: no
-  BWD_WEIGHT or UPDATE). A K×K conv is a GEMM over tap-major windows (`dtlgen.quant.ops.im2col_rows`):
+  BWD_WEIGHT or UPDATE). A linear layer after a retrainable flatten of a map (`ir.flattened_map`) trains as
+  the RL engine runs it: a conv whose kernel covers the map (its [W | b] tap-major). A K×K conv is a GEMM over tap-major windows (`dtlgen.quant.ops.im2col_rows`):
   BWD_DATA sums each window's products back onto the input (`col2im_rows`) before requantising; a
   max-pool routes each window's gradient to its first maximum.
 
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dtlgen.model.ir import INPUT, Layer, flattened_map
+from dtlgen.model.ir import INPUT, Layer, first_trained_layer, flattened_map
 from dtlgen.model.ops import op_of
 from dtlgen.quant import fixed, ops
 from dtlgen.quant.fixed import QFormat
@@ -182,23 +183,20 @@ def rl_train_step(qnet: QuantizedNetwork, state: RLState, features: dict[str, np
             continue
         weight, bias = state[layer.name]
         window = (layer.kernel, layer.stride, layer.padding)
+        source_map = flattened_map(qnet.network, layer)
+        if source_map is not None:  # the RL engine runs it as a conv whose kernel covers the whole map
+            x, weight = x.reshape(len(x), *source_map), weight.reshape(layer.m, *source_map)
+            window = (source_map[1], 1, 0)
         w, g = ops.rl_weight_matrix(weight), ops.gemm_rows(grad)
-        order = map_window_order(qnet.network, layer)
-        if order is not None:  # the RL engine's column order: tap-major over the map (see map_window_order)
-            w = w[:, order]
         g_frac, x_frac = lq.grad_fmt.frac, lq.in_fracs[0]
         if layer.name != first_trained:  # BWD_DATA: gradient w.r.t. the input, in its producer's format
             into = qnet.layers[layer.inputs[0]].grad_fmt
-            dx = fixed.exact_matmul(g, w, lq.acc_bits)
-            if order is not None:
-                dx = dx[:, np.argsort(order)]
-            dx = ops.col2im_rows(dx, x.shape, *window)
-            trace.grad_in[layer.name] = fixed.requantise(dx, lq.w_fmt.frac + g_frac - into.frac, bits)
+            dx = ops.col2im_rows(fixed.exact_matmul(g, w, lq.acc_bits), x.shape, *window)
+            trace.grad_in[layer.name] = fixed.requantise(dx, lq.w_fmt.frac + g_frac - into.frac,
+                                                         bits).reshape(acts[layer.inputs[0]].shape)
         if layer.trained:
             # BWD_WEIGHT, summed over the batch (and output positions of a conv)
             xr = ops.im2col_rows(x, *window)
-            if order is not None:
-                xr = xr[:, order]
             dw = fixed.requantise(fixed.exact_matmul(g.T, xr, lq.acc_bits), g_frac + x_frac - lq.dw_fmt.frac, bits)
             db = fixed.requantise(g.sum(axis=0), g_frac - lq.db_fmt.frac, bits)
             # UPDATE: W -= 2^-lr_shift dW, stochastic rounding, LFSR over [W | b] row-major (b is column N)
@@ -208,31 +206,15 @@ def rl_train_step(qnet: QuantizedNetwork, state: RLState, features: dict[str, np
             db_step = fixed.stochastic_round_shift(db, lr_shift + lq.db_fmt.frac - lq.b_fmt.frac, rand[:, -1])
             new_w = fixed.saturate(w - dw_step, bits)
             if masks is not None and layer.name in masks:
-                keep = ops.rl_weight_matrix(np.asarray(masks[layer.name]))
-                new_w = np.where((keep[:, order] if order is not None else keep) != 0, new_w, 0)
-            if order is not None:  # back to the layer's own column order
-                new_w, dw = new_w[:, np.argsort(order)], dw[:, np.argsort(order)]
-            new_state[layer.name] = (ops.from_rl_weight_matrix(new_w, weight.shape),
+                new_w = np.where(ops.rl_weight_matrix(np.asarray(masks[layer.name]).reshape(weight.shape)) != 0,
+                                 new_w, 0)
+            layer_shape = state[layer.name][0].shape
+            new_state[layer.name] = (ops.from_rl_weight_matrix(new_w, weight.shape).reshape(layer_shape),
                                      fixed.saturate(bias - db_step, bits))
+            if source_map is not None:  # dW in the layer's own column order
+                dw = ops.from_rl_weight_matrix(dw, weight.shape).reshape(layer_shape)
             trace.grad_w[layer.name], trace.grad_b[layer.name], trace.seeds[layer.name] = dw, db, seed
         if layer.name == first_trained:
             break
         grad = trace.grad_in[layer.name]
     return new_state, trace
-
-
-def map_window_order(network, layer: Layer) -> np.ndarray | None:
-    """A linear layer after a retrainable flatten of a C×H×W map (`dtlgen.model.ir.flattened_map`) runs on the RL
-    engine as a window over the whole map, its GEMM columns tap-major ((h·W + w)·C + c, as
-    `dtlgen.quant.ops.im2col_rows`): the order its UPDATE's LFSR walks [W | b]. Returns the flattened (NCHW)
-    index of each of those columns, None for any other layer (whose columns are already the engine's)."""
-    shape = flattened_map(network, layer)
-    if shape is None:
-        return None
-    c, h, w = shape
-    return np.arange(c * h * w).reshape(c, h * w).T.reshape(-1)
-
-
-def first_trained_layer(rl_layers: list[Layer]) -> str:
-    """The first retrainable layer whose weights train: gradients stop there (it needs no BWD_DATA)."""
-    return next(layer.name for layer in rl_layers if layer.has_weights and layer.trained)

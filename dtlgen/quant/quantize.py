@@ -23,7 +23,7 @@ import numpy as np
 from dtlgen.errors import DesignError, UnsupportedLayerError, require_int
 from dtlgen.isa import fe as isa_fe
 from dtlgen.isa import rl as isa_rl
-from dtlgen.model.ir import INPUT, Layer, Network, conv_out_size, gemm_shape
+from dtlgen.model.ir import INPUT, Layer, Network, conv_out_size
 from dtlgen.model.ops import op_of
 from dtlgen.quant import fixed
 from dtlgen.quant.fixed import QFormat
@@ -141,16 +141,6 @@ class QuantizedNetwork:
         return {name: lq.to_dict() for name, lq in self.layers.items()}
 
 
-def rl_gemm_shape(layer: Layer) -> tuple[int, int, int]:
-    """(M, N, positions) of an RL layer seen as a GEMM per sample; raises for what the RL engine cannot train."""
-    shape = gemm_shape(layer)
-    if shape is None:
-        raise UnsupportedLayerError(
-            f"layer '{layer.name}' ({layer.op}, K={layer.kernel}, stride {layer.stride}, groups {layer.groups}) cannot "
-            "be retrained on the RL engine, which trains linear and dense conv layers; move the split after it")
-    return shape
-
-
 def training_gemm_shape(layer: Layer) -> tuple[int, int, int] | None:
     """(M, K·K·N, positions) of a linear layer or a dense conv as the golden model trains it (a GEMM over
     tap-major windows, `dtlgen.quant.ops.im2col_rows`), else None."""
@@ -161,9 +151,16 @@ def training_gemm_shape(layer: Layer) -> tuple[int, int, int] | None:
     return None
 
 
+def max_pool_refusal(layer: Layer) -> UnsupportedLayerError:
+    """The error for a max-pool in the retrainable part, which the RL engine does not run yet (issue 20)."""
+    return UnsupportedLayerError(
+        f"layer '{layer.name}' (maxpool) is in the retrainable part, and the RL engine does not yet route gradients "
+        "through max-pools (the golden model does); move the split after it (with adapters: adapters='tail')")
+
+
 def check_retrainable(network: Network, golden_only: bool = False) -> None:
     """Every retrainable layer must be linear, a dense conv (a K×K one runs on the RL engine as a windowed GEMM,
-    within the limits `dtlgen.generator.rl_program.rl_window` checks) or flatten, and take one input; a layer
+    within the limits `dtlgen.perf.rl.rl_window` checks) or flatten, and take one input; a layer
     with weights may be not `trained` (forward and backward only), but one must train. With `golden_only`, also
     floor-mode max-pools, which the golden model trains through and the RL engine does not yet run (issue 20)."""
     for layer in network.retrainable_layers:
@@ -179,10 +176,7 @@ def check_retrainable(network: Network, golden_only: bool = False) -> None:
         if op_of(layer).has_weights and training_gemm_shape(layer) is not None:
             continue
         if layer.op == "maxpool":
-            raise UnsupportedLayerError(
-                f"layer '{layer.name}' (maxpool) is in the retrainable part, and the RL engine does not yet route "
-                "gradients through max-pools (the golden model does); move the split after it (with adapters: "
-                "adapters='tail')")
+            raise max_pool_refusal(layer)
         raise UnsupportedLayerError(
             f"layer '{layer.name}' ({layer.op}, K={layer.kernel}, stride {layer.stride}, groups {layer.groups}) cannot "
             "be retrained on the RL engine (it trains linear and dense conv layers); move the split after it")
@@ -460,7 +454,7 @@ def _quantize_rl_layer(layer: Layer, in_fracs: tuple[int, ...], y_max: float, p:
 def _rl_formats(layer: Layer, in_fracs: tuple[int, ...], p: PrecisionConfig, w_frac: int, out_frac: int) -> LayerQuant:
     """An RL conv/linear layer's formats and accumulator width (no values) for its weights' and output's frac."""
     bits = p.rl_bits
-    m, n, positions = training_gemm_shape(layer) or rl_gemm_shape(layer)
+    m, n, positions = training_gemm_shape(layer)  # (check_retrainable admitted only layers that have one)
     taps = layer.kernel * layer.kernel if layer.op == "conv2d" else 1
     w_fmt, out_fmt = QFormat(bits, w_frac), QFormat(bits, out_frac)
     acc_frac = w_fmt.frac + in_fracs[0]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dtlgen.model.ir import INPUT, Layer, Network
+from dtlgen.model.ir import INPUT, Layer, Network, first_trained_layer
 from dtlgen.model.ops import op_of
 from dtlgen.quant import ops
 
@@ -59,7 +59,7 @@ def float_backward(network: Network, params: FloatParams, acts: dict[str, np.nda
     grad[np.arange(len(labels)), labels] -= 1.0
     grad = grad.reshape(acts[last.name].shape)
     out: dict[str, dict[str, np.ndarray]] = {}
-    first_trained = next(layer.name for layer in rl_layers if layer.has_weights and layer.trained)
+    first_trained = first_trained_layer(rl_layers)
     for layer in reversed(rl_layers):
         out[layer.name] = {"dy": grad}
         y = acts[layer.name]
