@@ -76,7 +76,7 @@ def run(target: str, base: Network, task: digits_task.DigitsTask, config: DemoCo
     rows = []
     for strategy in STRATEGIES:
         network = strategy_network(base, strategy)
-        qnet = quantize(network, task.retrain_x, config.precision(), task.retrain_y, golden_only=True)
+        qnet = quantize(network, task.retrain_x, config.precision(), task.retrain_y)
         runs = [retrain(qnet, task, replace(config, seed=config.seed + k)) for k in range(orders)]
         result = {key: float(np.mean([r[key] for r in runs])) for key in ("acc_before_fixed", "acc_before",
                                                                           "acc_float", "acc_fixed")}

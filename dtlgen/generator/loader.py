@@ -341,7 +341,7 @@ def load_rl_project(project: Path | ProjectData) -> RLProject:
             or (labels.size and (labels.min() < 0 or labels.max() >= classes)):
         raise DesignError(f"{where}: 'labels' must be {len(features)} class indices from 0 to {classes - 1}; {FIX}")
     state = {p.name: (np.asarray(qnet.layers[p.name].weight), np.asarray(qnet.layers[p.name].bias))
-             for p in layout.layers}
+             for p in layout.param_layers}
     seeded = arrays.get("seeded_labels")
     if seeded is not None and (seeded.shape != () or seeded.dtype.kind not in "biu" or int(seeded) not in (0, 1)):
         raise DesignError(f"{where}: 'seeded_labels' must be 0 or 1; {FIX}")

@@ -35,7 +35,7 @@ ADDRESS_SPACE = 1 << 32  # DRAM addresses and transfer lengths (w6, w11) are 32 
 
 def check_rl_chain(qnet: QuantizedNetwork) -> list[tuple[Any, GemmLayer, dict[str, int]]]:
     """The retrainable layers the RL engine can run: a chain of linear and dense conv layers (K×K convs as
-    windowed GEMMs; one whose input gradient is needed, stride 1), the first of them trained, a flatten of a map
+    windowed GEMMs; one whose input gradient is needed, stride 1) and max-pools, the first of them trained, a flatten of a map
     only before a linear layer (which then runs as a window over the whole map): (layer, its GEMM, its window)
     of each (`dtlgen.perf.rl.gemm_of`). Raises UnsupportedLayerError naming the layer."""
     gemm_layers = []
@@ -63,7 +63,7 @@ def check_rl_chain(qnet: QuantizedNetwork) -> list[tuple[Any, GemmLayer, dict[st
             if not gemm_layers and not layer.trained:
                 raise UnsupportedLayerError(f"layer '{layer.name}', the first the RL engine runs, is not trained; put "
                                             "the split at the first trained layer")
-            if gemm_layers and window and window["stride"] != 1:
+            if gemm_layers and window and window["stride"] != 1 and not gemm.pool:
                 raise UnsupportedLayerError(f"layer '{layer.name}': the RL engine passes gradients through stride-1 "
                                             "convs only (BWD_DATA of a strided conv is not built); move the split after it")
             gemm_layers.append((layer, gemm, window))
@@ -99,6 +99,8 @@ def plan_rl(qnet: QuantizedNetwork, cfg: RLConfig, bus_bytes: int) -> RLLayout:
         in_rows = cfg.batch * gemm.rows_in
         rows = cfg.batch * positions
         mt, nt, nta = -(-m // cfg.tm), -(-n // cfg.tn), -(-(n + 1) // cfg.tn)
+        if gemm.pool:  # no weights, no bias rows
+            mt = nta = 0
         xa = a_next
         ya = xa + in_rows * words(n)
         a_next = ya
@@ -118,7 +120,8 @@ def plan_rl(qnet: QuantizedNetwork, cfg: RLConfig, bus_bytes: int) -> RLLayout:
             wbase=w_next, bbase=b_next, act=ACTIVATIONS[layer.activation], six=six(layer.activation, lq.out_fmt),
             in_act=ACTIVATIONS[producer.activation] if producer else 0,
             in_six=six(producer.activation, in_fmt) if producer else 0,
-            **rl_shifts(lq, into), **window, trained=layer.trained))
+            **(dict.fromkeys(SHIFT_NAMES, 0) if gemm.pool else rl_shifts(lq, into)), **window, trained=gemm.trained,
+            pool=gemm.pool))
         previous_gy = gy
         w_next += mt * taps * nt
         b_next += mt

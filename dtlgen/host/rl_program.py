@@ -85,6 +85,9 @@ class RLLayerPlan:
     ro: int = 1
     co: int = 1
     trained: bool = True  # False: FWD and BWD_DATA only (a frozen conv the gradient crosses), no UPDATE
+    # a max-pool (kernel = stride = k, no padding, exact tiling): m = n channels, no weights (mt 0), never trained;
+    # its descriptors are MAXPOOL and MAXPOOL_BWD (`_pool`)
+    pool: bool = False
 
     @property
     def taps(self) -> int:
@@ -153,6 +156,11 @@ class RLLayout:
         """Bytes of the pruning-mask plane (LOAD_M): every weight tile's bits, padded to whole beats."""
         e = self.engine
         return mask_plane_bytes(e.tm, e.tn, e.bus_bytes, self.w_depth_used)
+
+    @property
+    def param_layers(self) -> tuple[RLLayerPlan, ...]:
+        """The layers with weights and biases (every one but the max-pools)."""
+        return tuple(p for p in self.layers if not p.pool)
 
     @property
     def w_depth_used(self) -> int:
@@ -243,6 +251,14 @@ def _window(p: RLLayerPlan, mode: str) -> dict[str, int]:
     return out
 
 
+def _pool(p: RLLayerPlan, mode: str) -> dict[str, int]:
+    """A max-pool's fields (MAXPOOL, MAXPOOL_BWD): the window walk over its input grid, one tap an issue, TN channels a
+    lane; `mt` the issues a window (MAXPOOL_BWD: two passes over the taps)."""
+    return dict(k=p.k, stride=p.stride, pad=0, hi=p.hi, wi=p.wi, ro=p.ro, co=p.co, tap_nt=1, m=p.n, n=p.n,
+                mt=(2 if mode == "MAXPOOL_BWD" else 1) * p.taps, nt=p.nt, pitch_n=p.pitch_n, pitch_m=p.pitch_n,
+                row_pitch=p.wi * p.pitch_n, img_step=p.hi * p.wi * p.pitch_n)
+
+
 def forward_list(layout: RLLayout, samples: int, slot: int = 0, load: bool = True) -> bytes:
     """LOAD the batch's features (unless the previous step's backward list loaded them), FWD every layer,
     STORE the logits; the features sit in region `slot` (steps alternate)."""
@@ -250,6 +266,10 @@ def forward_list(layout: RLLayout, samples: int, slot: int = 0, load: bool = Tru
     out = [_load_features(layout, samples, slot, False)] if load else []
     for p in layout.layers:
         xa = layout.feature_region(slot)[0] if p is first else p.xa
+        if p.pool:  # (never the first: that one trains)
+            out.append(encode("MAXPOOL", act=p.act, six=p.six, rows=samples * p.positions, xa=xa, ya=p.ya,
+                              **_pool(p, "MAXPOOL")))
+            continue
         out.append(encode("FWD", **{**dict(act=p.act, six=p.six, m=p.m, n=p.n, rows=samples * p.positions, xa=xa,
                                            ya=p.ya, wbase=p.wbase, bbase=p.bbase, shifts=(p.out_shift, p.bias_align, 0, 0),
                                            mt=p.mt, nt=p.nt, nta=p.nta, pitch_n=p.pitch_n, pitch_m=p.pitch_m),
@@ -270,6 +290,10 @@ def backward_list(layout: RLLayout, samples: int, step: int, lr_shift: int, slot
     for k in range(len(layout.layers) - 1, -1, -1):
         p = layout.layers[k]
         rows = samples * p.positions
+        if p.pool:
+            out.append(encode("MAXPOOL_BWD", act=p.in_act, six=p.in_six, rows=rows, xa=p.xa, gy=p.gy, gx=p.gx,
+                              **_pool(p, "MAXPOOL_BWD")))
+            continue
         if k > 0:
             out.append(encode("BWD_DATA", **{**dict(act=p.in_act, six=p.in_six, m=p.m, n=p.n,
                                                     rows=samples * p.in_positions, xa=p.xa, gy=p.gy, gx=p.gx,
@@ -354,7 +378,7 @@ def params_image(layout: RLLayout, state: dict[str, tuple[np.ndarray, np.ndarray
     are tap-major (`_padded_taps`): tile (t_m, tap, t_n)."""
     tm, tn, vals = layout.engine.tm, layout.engine.tn, layout.vals
     tiles, brows = [], []
-    for p in layout.layers:
+    for p in layout.param_layers:
         w, b = state[p.name]
         wp = _padded_taps(p, np.asarray(w), tm, tn)
         for t_m in range(p.mt):
@@ -392,11 +416,11 @@ def mask_image(layout: RLLayout, masks: dict[str, np.ndarray]) -> bytes:
     a mask must have its layer's weight shape (1 keeps a weight, 0 holds it at 0)."""
     tm, tn = layout.engine.tm, layout.engine.tn
     tile_bits = isa_rl.mask_tile_beats(tm, tn, layout.engine.bus_bytes) * layout.engine.bus_bytes * 8
-    unknown = set(masks) - {p.name for p in layout.layers}
+    unknown = set(masks) - {p.name for p in layout.param_layers}
     if unknown:
         raise DesignError(f"pruning masks for {', '.join(sorted(unknown))}: not retrainable layers of this RL engine")
     tiles = []
-    for p in layout.layers:
+    for p in layout.param_layers:
         keep = np.ones((p.m, p.n * p.taps), dtype=np.uint8)
         if p.name in masks:
             mask = np.asarray(masks[p.name])
@@ -422,7 +446,7 @@ def params_from_image(layout: RLLayout, data: bytes,
     tiles = values[:layout.w_depth_used * tile_len].reshape(-1, tile_len)
     brows = values[layout.w_depth_used * tile_len:][:layout.b_depth_used * brow_len].reshape(-1, brow_len)
     out = {}
-    for p in layout.layers:
+    for p in layout.param_layers:
         cols = p.taps * p.nt
         wp = np.zeros((p.mt * tm, cols * tn), dtype=np.int64)
         for t_m in range(p.mt):

@@ -16,7 +16,7 @@ from dtlgen.isa import ACTIVATION_CODES, Field, decode_words, encode_words
 DESCRIPTOR_BYTES = 128
 VALUE_BYTES = 2  # every RL value is a 16-bit word in DRAM and on the bus (LOAD / STORE beats count them)
 MODES = {"LOAD_A": 1, "LOAD_G": 2, "STORE_A": 3, "FWD": 4, "BWD_DATA": 5, "UPDATE": 6, "LOAD_P": 7, "STORE_P": 8,
-         "LOAD_M": 9}
+         "LOAD_M": 9, "MAXPOOL": 10, "MAXPOOL_BWD": 11}
 # Pruning masks (issue 19): LOAD_P sets the mask bit of every weight it loads; LOAD_M then loads `n` mask tiles
 # from tile 0, each tile's TM*TN bits (bit e = PE e, the weight tile's order) packed least significant bit
 # first and padded to whole beats (`mask_tile_beats`); UPDATE writes 0 where a weight's bit is 0. An engine

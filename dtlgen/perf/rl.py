@@ -39,6 +39,10 @@ Transfers move `beats = G · stash_words(F) · lanes · 2 / bus` beats.
    and the window's rows come from counters, so every term above holds with Nt → taps·Nt (FWD),
    Mt → taps·Mt over the G_in = B·H·W input positions (BWD_DATA: the flipped kernel over dY's grid, stride
    1) and Nt' → (taps − 1)·Nt + Nt' (UPDATE). A layer that is not trained runs no UPDATE.
+7. A max-pool (kernel = stride ≤ 2, no padding, an exact tiling) runs on the window walker: MAXPOOL issues one tap a
+   cycle for TN channels, fetch + Nt·G·taps + GEMM_OVERHEAD + R; MAXPOOL_BWD walks each window twice (find the
+   maximum, then write every tap's dX), fetch + Nt·G·2·taps + GEMM_OVERHEAD + R, with G = B·(output positions).
+   It has no weights, never trains, and its comparisons are not MACs (0 ops).
 GEMM_OVERHEAD = set-up 1 + pipeline drain 11 (read, operands, product, accumulate; then the output
 stages: capture, shift, round/saturate, activation or stochastic-rounding term, its shift,
 subtract/write) + finish 1. The figures are exact for a memory that never stalls (tests hold them to the RTL).
@@ -71,7 +75,6 @@ from dtlgen.host.rl_program import step_schedule  # the host's schedule, which t
 from dtlgen.model.ir import Network, conv_out_size, flattened_map, gemm_shape
 from dtlgen.perf.resources import COEFFICIENTS, ResourceUse, array_resources, banked_memory
 from dtlgen.quant import fixed
-from dtlgen.quant.quantize import max_pool_refusal
 
 DESCRIPTOR_BYTES = isa_rl.DESCRIPTOR_BYTES
 VALUE_BYTES = isa_rl.VALUE_BYTES
@@ -159,6 +162,7 @@ class GemmLayer:
     taps: int = 1
     in_positions: int = 0  # 0: positions (a plain GEMM)
     trained: bool = True  # False: FWD and BWD_DATA only
+    pool: bool = False  # a max-pool (m = n channels, no weights): MAXPOOL and MAXPOOL_BWD
 
     @property
     def rows_in(self) -> int:
@@ -169,7 +173,8 @@ def rl_window(layer, source_map: tuple[int, int, int] | None = None) -> dict[str
     """A retrainable layer's windowed-GEMM geometry (`dtlgen.isa.rl`): {} for a linear or 1x1 stride-1 unpadded
     conv (a plain GEMM), k/stride/pad and the grids for another dense conv, and for a linear layer reading a
     flatten of the C×H×W map `source_map` (`dtlgen.model.ir.flattened_map`) a window over the whole map (square,
-    H ≤ 7). Raises UnsupportedLayerError for what the RL engine cannot run."""
+    H ≤ 7); a max-pool's window (`_pool_window`: kernel = stride ≤ 2, no padding, an exact tiling). Raises
+    UnsupportedLayerError for what the RL engine cannot run."""
     if source_map is not None:
         _, h, w = source_map
         if h != w or h > isa_rl.WINDOW_K_MAX:
@@ -180,7 +185,7 @@ def rl_window(layer, source_map: tuple[int, int, int] | None = None) -> dict[str
     if gemm_shape(layer) is not None:
         return {}
     if layer.op == "maxpool":
-        raise max_pool_refusal(layer)
+        return _pool_window(layer)
     if layer.op != "conv2d" or layer.groups != 1 or layer.seed is not None:
         raise UnsupportedLayerError(f"layer '{layer.name}' ({layer.op}, K={layer.kernel}, stride {layer.stride}, "
                                     f"groups {layer.groups}) cannot be retrained on the RL engine (linear and dense "
@@ -201,11 +206,28 @@ def rl_window(layer, source_map: tuple[int, int, int] | None = None) -> dict[str
     return dict(k=layer.kernel, stride=layer.stride, pad=layer.padding, hi=hi, wi=wi, ro=ro, co=co)
 
 
+def _pool_window(layer) -> dict[str, int]:
+    (_, hi, wi), (_, ro, co) = layer.in_shape, layer.out_shape
+    if layer.kernel != layer.stride or layer.padding or layer.kernel > 2 or (hi, wi) != (ro * layer.kernel,
+                                                                                     co * layer.kernel):
+        raise UnsupportedLayerError(
+            f"layer '{layer.name}' (maxpool, K={layer.kernel}, stride {layer.stride}, padding {layer.padding}, "
+            f"{hi}x{wi} -> {ro}x{co}): the RL engine pools with kernel = stride <= 2, no padding, over a map the "
+            "windows tile exactly; move the split after it")
+    if max(hi, wi) > isa_rl.WINDOW_GRID_MAX:
+        raise UnsupportedLayerError(f"layer '{layer.name}': a {hi}x{wi} input is beyond the RL engine's windows "
+                                    f"(at most {isa_rl.WINDOW_GRID_MAX}); move the split after it")
+    return dict(k=layer.kernel, stride=layer.stride, pad=0, hi=hi, wi=wi, ro=ro, co=co)
+
+
 def gemm_of(network: Network, layer) -> tuple[GemmLayer, dict[str, int]]:
-    """A retrainable conv or linear layer as the RL engine runs it, and its window (`rl_window`: {} for a plain
+    """A retrainable conv, linear or max-pool layer as the RL engine runs it, and its window (`rl_window`: {} for a plain
     GEMM; a K×K conv, or a linear layer over a flattened map, is a windowed one)."""
     source_map = flattened_map(network, layer)
     window = rl_window(layer, source_map)
+    if layer.op == "maxpool":
+        return GemmLayer(layer.name, layer.in_shape[0], layer.in_shape[0], window["ro"] * window["co"], taps=window["k"] ** 2,
+                         in_positions=window["hi"] * window["wi"], trained=False, pool=True), window
     if not window:
         return GemmLayer(layer.name, *gemm_shape(layer), masked=layer.mask is not None, trained=layer.trained), window
     return GemmLayer(layer.name, layer.m, source_map[0] if source_map else layer.n, window["ro"] * window["co"],
@@ -228,7 +250,7 @@ def required_acc_bits(gemms: list[GemmLayer], cfg: RLConfig) -> int:
     quantiser (`quantize._rl_formats`) counts them. The golden model derives the exact per-layer width
     from calibrated fracs.
     """
-    widths = [width for g in gemms for width in (
+    widths = [width for g in gemms if not g.pool for width in (
         fixed.accumulator_bits(g.taps * g.n, cfg.bits, cfg.bits),
         *(fixed.product_sum_bits(t, cfg.bits, cfg.bits) for t in (g.taps * g.m, cfg.batch * g.positions)))]
     return max(widths, default=0)
@@ -237,7 +259,7 @@ def required_acc_bits(gemms: list[GemmLayer], cfg: RLConfig) -> int:
 @dataclass(frozen=True)
 class DescriptorCycles:
     layer: str
-    mode: str  # LOAD | FWD | STORE | BWD_DATA | UPDATE (BWD_WEIGHT fused with the update)
+    mode: str  # LOAD | FWD | STORE | BWD_DATA | UPDATE (BWD_WEIGHT fused with the update) | MAXPOOL | MAXPOOL_BWD
     cycles: int
     macs: int
     ops: int
@@ -266,6 +288,9 @@ def step_cycles(gemms: list[GemmLayer], cfg: RLConfig, bus_bytes: float, latency
                                     + LOAD_OVERHEAD, 0, 0))
     for g in gemms:
         rows, mt, nt = samples * g.positions, -(-g.m // cfg.tm), -(-g.n // cfg.tn)
+        if g.pool:
+            out.append(DescriptorCycles(g.name, "MAXPOOL", fetch + nt * rows * g.taps + GEMM_OVERHEAD + tree, 0, 0))
+            continue
         macs = rows * g.m * g.n * g.taps
         out.append(DescriptorCycles(g.name, "FWD", fetch + mt * rows * g.taps * nt + GEMM_OVERHEAD + tree, macs,
                                     2 * macs))
@@ -275,6 +300,10 @@ def step_cycles(gemms: list[GemmLayer], cfg: RLConfig, bus_bytes: float, latency
     for g in reversed(gemms):
         rows, mt, nt, nta = samples * g.positions, -(-g.m // cfg.tm), -(-g.n // cfg.tn), -(-(g.n + 1) // cfg.tn)
         macs = rows * g.m * g.n * g.taps
+        if g.pool:  # (never the first: that one trains)
+            out.append(DescriptorCycles(g.name, "MAXPOOL_BWD", fetch + nt * rows * 2 * g.taps + GEMM_OVERHEAD + tree,
+                                        0, 0))
+            continue
         if g is not first:  # a windowed GEMM's BWD_DATA: a row per input position, its reduction every tap's m-tiles
             out.append(DescriptorCycles(g.name, "BWD_DATA", fetch + nt * samples * g.rows_in * g.taps * mt
                                         + GEMM_OVERHEAD + tree, macs, 2 * macs))
@@ -319,8 +348,9 @@ def bank_depths(gemms: list[GemmLayer], cfg: RLConfig, lanes: int) -> dict[str, 
     if gemms:
         first, last = gemms[0], gemms[-1]
         a_depth += cfg.batch * (last.positions * stash_words(last.m, lanes) + first.rows_in * stash_words(first.n, lanes))
-    return {"w_depth": sum(-(-g.m // cfg.tm) * g.taps * -(-g.n // cfg.tn) for g in gemms),
-            "b_depth": sum(-(-g.m // cfg.tm) for g in gemms), "a_depth": a_depth,
+    weighted = [g for g in gemms if not g.pool]
+    return {"w_depth": sum(-(-g.m // cfg.tm) * g.taps * -(-g.n // cfg.tn) for g in weighted),
+            "b_depth": sum(-(-g.m // cfg.tm) for g in weighted), "a_depth": a_depth,
             "g_depth": sum(cfg.batch * g.positions * stash_words(g.m, lanes) for g in gemms)}
 
 
@@ -344,7 +374,7 @@ def rl_storage(gemms: list[GemmLayer], cfg: RLConfig, board: Board) -> RLStorage
         beats, width = mask_banks(tm, tn, int(board.dram_bytes_per_cycle))
         weights = weights + banked_memory(board, beats, d["w_depth"], width)
     total = weights + banked_memory(board, lanes, a_depth, bits) + banked_memory(board, lanes, g_depth, bits)
-    weight_bits = sum(g.m * g.n * g.taps + g.m for g in gemms) * bits + sum(g.m * g.n * g.taps for g in gemms if g.masked)
+    weight_bits = sum(g.m * g.n * g.taps + g.m for g in gemms if not g.pool) * bits + sum(g.m * g.n * g.taps for g in gemms if g.masked)
     return RLStorage(weight_bits, a_depth * lanes * bits, g_depth * lanes * bits, weights, total)
 
 

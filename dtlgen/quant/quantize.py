@@ -151,18 +151,10 @@ def training_gemm_shape(layer: Layer) -> tuple[int, int, int] | None:
     return None
 
 
-def max_pool_refusal(layer: Layer) -> UnsupportedLayerError:
-    """The error for a max-pool in the retrainable part, which the RL engine does not run yet (issue 20)."""
-    return UnsupportedLayerError(
-        f"layer '{layer.name}' (maxpool) is in the retrainable part, and the RL engine does not yet route gradients "
-        "through max-pools (the golden model does); move the split after it (with adapters: adapters='tail')")
-
-
-def check_retrainable(network: Network, golden_only: bool = False) -> None:
-    """Every retrainable layer must be linear, a dense conv (a K×K one runs on the RL engine as a windowed GEMM,
-    within the limits `dtlgen.perf.rl.rl_window` checks) or flatten, and take one input; a layer
-    with weights may be not `trained` (forward and backward only), but one must train. With `golden_only`, also
-    floor-mode max-pools, which the golden model trains through and the RL engine does not yet run (issue 20)."""
+def check_retrainable(network: Network) -> None:
+    """Every retrainable layer must be linear, a dense conv (a K×K one runs on the RL engine as a windowed GEMM),
+    a floor-mode max-pool or flatten, within the limits `dtlgen.perf.rl.rl_window` checks, and take one input; a
+    layer with weights may be not `trained` (forward and backward only), but one must train."""
     for layer in network.retrainable_layers:
         if layer.op == "flatten":
             continue
@@ -170,13 +162,11 @@ def check_retrainable(network: Network, golden_only: bool = False) -> None:
             raise UnsupportedLayerError(
                 f"layer '{layer.name}' is a seeded conv, whose weights are frozen (a seed regenerates them); move "
                 "the split after it, or make it a Conv2d to retrain it")
-        if golden_only and layer.op == "maxpool" and (layer.r, layer.c) == tuple(
+        if layer.op == "maxpool" and (layer.r, layer.c) == tuple(
                 conv_out_size(size, layer.kernel, layer.stride, layer.padding) for size in layer.in_shape[1:]):
             continue
         if op_of(layer).has_weights and training_gemm_shape(layer) is not None:
             continue
-        if layer.op == "maxpool":
-            raise max_pool_refusal(layer)
         raise UnsupportedLayerError(
             f"layer '{layer.name}' ({layer.op}, K={layer.kernel}, stride {layer.stride}, groups {layer.groups}) cannot "
             "be retrained on the RL engine (it trains linear and dense conv layers); move the split after it")
@@ -190,8 +180,7 @@ def check_retrainable(network: Network, golden_only: bool = False) -> None:
 
 def quantize(network: Network, calib_x: np.ndarray, precision: PrecisionConfig = PrecisionConfig(),
              calib_labels: np.ndarray | None = None, float_acts: dict[str, np.ndarray] | None = None,
-             fe_cache: dict | None = None, overrides: dict[str, dict[str, int]] | None = None,
-             golden_only: bool = False) -> QuantizedNetwork:
+             fe_cache: dict | None = None, overrides: dict[str, dict[str, int]] | None = None) -> QuantizedNetwork:
     """Calibrate every tensor's fractional bits on `calib_x` (B × input shape, float) and quantise.
     `overrides` fixes fractional bits per layer instead: {layer: {"w_frac": f, "a_frac": f}} for its
     weights' and its output's format (`check_overrides` says which layers take which).
@@ -200,10 +189,9 @@ def quantize(network: Network, calib_x: np.ndarray, precision: PrecisionConfig =
     (seeded random labels when none are given: they give the larger, safer gradients).
     `float_acts`, the float reference's outputs on `calib_x`, and `fe_cache`, a dict that keeps
     the frozen layers' quantisation per (w_bits, a_bits), save recomputing both when the same
-    data calibrates many precisions (the DSE does). `golden_only` admits max-pools in the retrainable part
-    (`check_retrainable`): the golden model trains through them, the RL engine does not yet.
+    data calibrates many precisions (the DSE does).
     """
-    check_retrainable(network, golden_only)
+    check_retrainable(network)
     acts = float_acts if float_acts is not None else float_forward(network, calib_x)
     first_frozen = bool(network.layers) and network.layers[0].frozen
     in_bits = precision.a_bits if first_frozen else precision.rl_bits

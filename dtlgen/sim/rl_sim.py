@@ -75,7 +75,7 @@ class RLSimResult:
 
 def gemm_layers(layout: RLLayout) -> list[GemmLayer]:
     return [GemmLayer(p.name, p.m, p.n, p.positions, taps=p.taps, in_positions=p.in_positions if p.k else 0,
-                      trained=p.trained) for p in layout.layers]
+                      trained=p.trained, pool=p.pool) for p in layout.layers]
 
 
 def simulate_training(layout: RLLayout, plan: TrainingPlan, state: RLState, workdir: Path, latency: int,

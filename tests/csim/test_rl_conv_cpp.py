@@ -1,5 +1,6 @@
 """K×K convs re-trained on the RL engine (issue 20) through the product flow: a project whose retrainable part
-is a 3x3 conv with padding and a 4x4 conv over the whole map, generated, then re-trained in the golden model,
+is a 3x3 conv with padding and a 4x4 conv over the whole map (and digits_cnn with an adapter after every block:
+frozen convs, max-pools, a linear layer over a map), generated, then re-trained in the golden model,
 the C-simulation of the HLS C++ engine and the RTL simulation: weights equal bit for bit after every step, the
 RTL's cycles equal the model's descriptor by descriptor."""
 
@@ -64,12 +65,13 @@ def retrain_three_ways(project, workdir):
     layout, qnet, state = rl.layout, rl.qnet, rl.state
     plan = sample_plan(rl.features, rl.labels, layout.batch, 3, qnet.precision.lr_shift)
     reference = golden_replay(qnet, plan, state)
+    trained = {p.name: p.trained for p in layout.layers}
     csim = asyncio.run(RLHost(CsimDevice(CsimEngines(project), layout.memory_bytes), layout).train(plan, state))
     rtl = simulate_training(layout, plan, state, workdir / "rl_rtl", LATENCY, sources_dir=project / "rtl",
                             test_folder=project / "sim", test_module="test_rl_engine")
     for k in plan.check_steps:
         for name, (w, b) in reference[k].items():
-            assert not np.array_equal(w, state[name][0])  # it trained
+            assert np.array_equal(w, state[name][0]) != trained[name]  # it trained, or it stays frozen
             for got in (csim.weights[k][name], rtl.weights[k][name]):
                 assert np.array_equal(np.reshape(got[0], w.shape), w) and np.array_equal(got[1], b), (k, name)
     assert np.array_equal(csim.logits, rtl.logits)
@@ -85,21 +87,27 @@ def test_conv_training_is_bit_exact_in_golden_csim_and_rtl(project, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tail_project(tmp_path_factory):
+def adapters_project(tmp_path_factory):
     from dtlgen.api import load_model
     from dtlgen.model.calibration import calibration_inputs
 
-    network = load_model("digits_cnn", adapters="tail")
+    network = load_model("digits_cnn", adapters="all")
     calib = calibration_inputs(network, 0)
     return generate_project(network, Design.from_dict(DESIGN), load_board(DESIGN["board"]), calib, calib[0],
-                            tmp_path_factory.mktemp("tail") / "prj")
+                            tmp_path_factory.mktemp("adapters") / "prj")
 
 
-def test_a_tail_adapter_retrains_bit_exact_in_golden_csim_and_rtl(tail_project, tmp_path):
-    """digits_cnn with a residual adapter after pool4: the adapter (a 1x1 conv on the 2x2 map) and the head train on
-    the RL engine, fc1 as a window over the flattened 2x2 map; golden = C-sim = RTL after every step."""
-    layout, plan, rtl = retrain_three_ways(tail_project, tmp_path)
-    assert [(p.name, p.k, p.positions) for p in layout.layers] == [("pool4_adapter", 0, 4), ("fc1", 2, 1),
-                                                                     ("fc2", 0, 1)]
+def test_adapters_in_every_block_retrain_bit_exact_in_golden_csim_and_rtl(adapters_project, tmp_path):
+    """digits_cnn with a residual adapter after every block: the adapters (1x1 convs) and the head train on the RL
+    engine, the frozen 3x3 convs pass gradients (FWD, BWD_DATA), the max-pools run as MAXPOOL / MAXPOOL_BWD (32
+    channels on a 3-wide array: a partial lane tile), fc1 as a window over the flattened 2x2 map; golden = C-sim =
+    RTL after every step, the RTL's cycles the model's."""
+    layout, plan, rtl = retrain_three_ways(adapters_project, tmp_path)
+    assert [(p.name, p.k, p.pool, p.trained) for p in layout.layers] == [
+        ("conv1_adapter", 0, False, True), ("conv2", 3, False, False), ("pool2", 2, True, False),
+        ("pool2_adapter", 0, False, True), ("conv3", 3, False, False), ("conv3_adapter", 0, False, True),
+        ("conv4", 3, False, False), ("pool4", 2, True, False), ("pool4_adapter", 0, False, True), ("fc1", 2, False, True),
+        ("fc2", 0, False, True)]
     predicted = predict_plan(layout, LATENCY, plan.batch_sizes)
     assert rtl.descriptor_cycles == [(d.layer, d.mode, d.cycles) for d in predicted[0]]
+    assert rtl.steady_cycles == [(d.layer, d.mode, d.cycles) for d in predicted[1]]

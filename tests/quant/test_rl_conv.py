@@ -13,6 +13,7 @@ from dtlgen.api import load_model
 from dtlgen.errors import UnsupportedLayerError
 from dtlgen.model.digits_task import load_digits_task
 from dtlgen.model.ir import conv_out_size
+from dtlgen.perf.rl import GemmLayer, gemm_of, rl_window
 from dtlgen.quant import fixed, golden, ops, reference
 from dtlgen.quant.quantize import PrecisionConfig, quantize
 
@@ -96,7 +97,7 @@ def digits_convs():
     network = load_model("digits_cnn", split="conv3")
     task = load_digits_task()
     calib_x, calib_y = task.retrain_x[:128], task.retrain_y[:128]
-    qnet = quantize(network, calib_x, PrecisionConfig(batch=16), calib_labels=calib_y, golden_only=True)
+    qnet = quantize(network, calib_x, PrecisionConfig(batch=16), calib_labels=calib_y)
     return task, network, qnet
 
 
@@ -140,8 +141,7 @@ def test_a_layer_that_is_not_trained_passes_gradients_and_keeps_its_weights(digi
     layers = [layer if layer.name != "conv4" else type(layer)(**{**layer.__dict__, "trained": False})
               for layer in network.layers]
     network = type(network)(network.name, network.input_shape, layers)
-    qnet = quantize(network, task.retrain_x[:128], PrecisionConfig(batch=16), calib_labels=task.retrain_y[:128],
-                    golden_only=True)
+    qnet = quantize(network, task.retrain_x[:128], PrecisionConfig(batch=16), calib_labels=task.retrain_y[:128])
     state = golden.initial_rl_state(qnet)
     x, labels = task.retrain_x[:16], task.retrain_y[:16]
     features = golden.fe_forward(qnet, golden.quantize_input(qnet, x))
@@ -156,15 +156,23 @@ def test_a_layer_that_is_not_trained_passes_gradients_and_keeps_its_weights(digi
     assert new["conv4"] is params["conv4"] and new["conv3"] is not params["conv3"]
 
 
-def test_quantize_admits_max_pools_in_the_retrainable_part_only_for_the_golden_model(digits_convs):
+def test_quantize_admits_max_pools_and_the_rl_engine_names_those_it_cannot_run(digits_convs):
     _, network, _ = digits_convs
     calib = np.random.default_rng(0).random((4, 1, 8, 8))
-    with pytest.raises(UnsupportedLayerError, match="'pool4' .*does not yet route gradients through max-pools"):
-        quantize(network, calib)
+    qnet = quantize(network, calib)
+    pool4 = network.layer("pool4")
+    assert gemm_of(network, pool4)[0] == GemmLayer("pool4", 64, 64, 4, taps=4, in_positions=16, trained=False, pool=True)
+    assert qnet.layers["pool4"].grad_fmt == qnet.layers["conv4"].grad_fmt  # MAXPOOL_BWD moves values unshifted
+    for kernel, stride, in_shape, out_shape in ((3, 3, (64, 6, 6), (64, 2, 2)), (2, 1, (64, 4, 4), (64, 3, 3)),
+                                                (2, 2, (64, 5, 5), (64, 2, 2))):
+        odd = type(pool4)(**{**pool4.__dict__, "kernel": kernel, "stride": stride, "in_shape": in_shape,
+                             "out_shape": out_shape})
+        with pytest.raises(UnsupportedLayerError, match="'pool4' .*kernel = stride <= 2, no padding"):
+            rl_window(odd)
     head = network.with_split(network.index("fc1"))
     head.layers[-1].trained = False
     quantize(head, calib)  # fc1 trains, fc2 runs forward and backward only
     for layer in head.retrainable_layers:
         layer.trained = False
     with pytest.raises(UnsupportedLayerError, match="no retrainable layer has trained weights"):
-        quantize(head, calib, golden_only=True)
+        quantize(head, calib)

@@ -69,7 +69,7 @@ def layout_and_data() -> tuple[RLLayout, dict]:
 
 async def train_and_record(host: RLHost, layout: RLLayout, data: dict, workdir: Path, after_step) -> None:
     """Run the plan's training steps through the host loop; write weights, logits and cycles."""
-    names = [p.name for p in layout.layers]
+    names = [p.name for p in layout.param_layers]
     plan = plan_from_arrays(data)
     counter = os.environ.get("DTLGEN_PROGRESS_FILE")  # one byte a finished step, for the caller's progress bar
 

@@ -85,7 +85,7 @@ async def board_link(dut):
 
     if "rl_layout" in job:
         layout = RLLayout.from_dict(json.loads(str(job["rl_layout"])))
-        names = [p.name for p in layout.layers]
+        names = [p.name for p in layout.param_layers]
         plan = plan_from_arrays(job)
         host = RLHost(UartDevice(link, "rl", int(job["rl_base"])), layout)
         run = await host.train(plan, {name: (job[f"w_{name}"], job[f"b_{name}"]) for name in names})

@@ -349,7 +349,7 @@ class DtlBoard:
         data = np.load(self.directory / "rl_train.npz")
         initial = json.loads((self.directory / "rl_train.json").read_text()).get("initial", {})
         state = {}
-        for p in layout.layers:
+        for p in layout.param_layers:
             w, b = data[f"w_{p.name}"], data[f"b_{p.name}"]
             if p.name in initial:
                 w, b = self._drawn(p.name, initial[p.name], w.shape), np.zeros_like(b)
