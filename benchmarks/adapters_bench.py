@@ -4,17 +4,25 @@ digits_cnn is pre-trained once on the source digits (its source half does not de
 with the demo's split (fc1, fc2 retrainable) and re-trained on each shifted target five ways: the head only;
 identity 1×1 adapters (`dtlgen.model.adapters.add_adapters`) after the last block ("tail"), the deeper half
 ("deep") or every block ("all"), trained with the head while the convs between them pass gradients but stay
-fixed; and full fine-tuning (split 0, every layer trained). Each is quantised with the demo's precision
-(`quantize(golden_only=True)`) and re-trained by `dtlgen.demo.retrain` on identical batches in float64 and in the
+fixed; and full fine-tuning (split 0, every layer trained). Each is quantised with the demo's precision as
+`dtlgen generate` quantises a project and re-trained by `dtlgen.demo.retrain` on identical batches in float64 and in the
 bit-true golden model (the RL engine's arithmetic). Costs, counted from the network: trained parameters, the
 bytes one domain stores (16-bit values, as the RL engine keeps them), and one training step's MACs per image
 (`step_macs`; the frozen part's features are computed once per image, not per step). Accuracies are the mean of
-`--orders` re-training runs, each with its own batch order. No cycle figures yet: the
-RL engine runs K×K convs (windowed GEMMs, exact cycle model) but not yet the max-pools and the flatten of a 2x2
-map that every strategy but the head has in its retrainable part here. Accuracy: the target test set (450 images; one image is
+`--orders` re-training runs, each with its own batch order. Adaptation cycles: every strategy's whole re-training
+schedule on the RL engine (`--board`, `--rl-array`: the run's batches as the host schedules them, the analytical
+model `dtlgen.sim.rl_sim.predict_plan`, which the tests hold equal to the RTL simulation descriptor by
+descriptor), and its time at the board's clock (a Xilinx board's clock is its stated target). Accuracy: the target test set (450 images; one image is
 0.22 pt). Targets: `rotated` (the demo's: 90°, noise) and `inverted` (inverted contrast, noise).
 
-Run: python benchmarks/adapters_bench.py [--targets rotated inverted] [--epochs 30] [--orders 3] [--png PATH] [--json PATH]
+On the device: `--device all` (any strategy) also generates that strategy's project for the board (the RL array
+above; a 4x4 FE engine) and re-trains it on the rotated target through the whole schedule in RTL simulation
+(`dtlgen.demo.device_retrain`: Verilator, the cocotb host loop; weights read back and compared with the golden
+model's replay after the first `check_steps` steps and the last), with the first batch order: its accuracy is the
+read-back weights' on the target test set, its cycles the RTL's (and the model's). About 25 min for "all".
+
+Run: python benchmarks/adapters_bench.py [--targets rotated inverted] [--epochs 30] [--orders 3] [--board pynq-z2]
+     [--rl-array 16x13] [--device STRATEGY --out DIR] [--png PATH] [--json PATH]
 """
 
 from __future__ import annotations
@@ -23,17 +31,26 @@ import argparse
 import os
 import platform
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 from dtlgen.atomic import write_json
-from dtlgen.demo import DemoConfig, retrain
+from dtlgen.boards import load_board
+from dtlgen.demo import DemoConfig, device_retrain, retrain, training_plan
+from dtlgen.errors import DtlgenError
+from dtlgen.generator.project import generate_project
+from dtlgen.generator.rl_program import plan_rl
 from dtlgen.model import digits_task, import_module, load_factory, resolve_split
 from dtlgen.model.adapters import adapter_names, add_adapters, trained_parameters
 from dtlgen.model.ir import Network
+from dtlgen.perf import Design, predict
+from dtlgen.perf.rl import RLConfig
+from dtlgen.perf.validate import check_design
 from dtlgen.quant.quantize import quantize
+from dtlgen.sim.rl_sim import predict_plan
 
 STRATEGIES = ("head", "tail", "deep", "all", "full")
 VALUE_BYTES = 2  # the RL engine's 16-bit values
@@ -41,7 +58,7 @@ VALUE_BYTES = 2  # the RL engine's 16-bit values
 # at least this far above the head alone (fixed point), with at most this share of full fine-tuning's parameters
 MUST_GAP_PT, MUST_GAIN_PT, MUST_SHARE = 1.5, 4.0, 0.30
 SOURCES = ("params, bytes, MACs: counted from the network; float: float64 reference; before, fixed: golden model "
-           "(bit-true fixed point, the RL engine's arithmetic)")
+           "(bit-true fixed point, the RL engine's arithmetic); cycles: analytical model of the RL engine (= RTL)")
 
 
 def step_macs(network: Network) -> dict[str, int]:
@@ -69,14 +86,57 @@ def strategy_network(base: Network, strategy: str) -> Network:
     return base.with_split(0) if strategy == "full" else add_adapters(base, strategy)
 
 
-def run(target: str, base: Network, task: digits_task.DigitsTask, config: DemoConfig, orders: int) -> list[dict]:
+def bench_design(board, array: tuple[int, int], config: DemoConfig) -> Design:
+    """The project the bench times and builds: the RL engine of `array` (tm, tn) at the demo's precision and batch,
+    a 4x4 FE engine, the board's clock."""
+    return Design.from_dict({"board": board.name, "clock_mhz": board.clock_mhz,
+                             "fe": {"tm": 4, "tn": 4, "tr": 4, "tc": 4, "w_bits": config.w_bits, "a_bits": config.a_bits},
+                             "rl": {"tm": array[0], "tn": array[1], "bits": config.rl_bits, "batch": config.batch,
+                                    "lr_shift": config.lr_shift}})
+
+
+def adaptation_cycles(qnet, task: digits_task.DigitsTask, config: DemoConfig, board, array: tuple[int, int]) -> dict:
+    """The whole re-training schedule's cycles on the RL engine of `array` (tm, tn) on `board`, from the analytical
+    model (exact against the RTL: tests/csim/test_rl_conv_cpp.py, tests/sim/test_rl_rtl.py), their time at the
+    board's clock, and `fits`: None when the bench's design builds for the board, else why not (full fine-tuning
+    leaves the FE engine nothing: its figures are the RL engine's alone)."""
+    try:
+        design = bench_design(board, array, config)
+        check_design(qnet.network, design, board, predict(qnet.network, design, board))
+        fits = None
+    except DtlgenError as exc:
+        fits = str(exc)
+    bus, latency = int(board.dram_bytes_per_cycle), board.dram_latency_cycles
+    layout = plan_rl(qnet, RLConfig(*array, batch=config.batch), bus)
+    steps = predict_plan(layout, latency, training_plan(task, config).batch_sizes)
+    cycles = sum(d.cycles for step in steps for d in step)
+    return {"step_cycles": sum(d.cycles for d in steps[1]), "cycles": cycles,
+            "seconds": cycles / (board.clock_mhz * 1e6), "clock_mhz": board.clock_mhz, "fits": fits}
+
+
+def device_run(base: Network, task: digits_task.DigitsTask, config: DemoConfig, strategy: str, board,
+               array: tuple[int, int], out: Path, acc_float: float) -> dict:
+    """`strategy` re-trained through the demo's whole schedule (batch order config.seed) on the RL engine of its
+    generated project, in RTL simulation (`dtlgen.demo.device_retrain`)."""
+    network = strategy_network(base, strategy)
+    design = bench_design(board, array, config)
+    project = generate_project(network, design, board, task.retrain_x, task.test_x[0], out / f"{strategy}_project",
+                               print, train=(task.retrain_x, task.retrain_y), force=True)
+    return device_retrain(project, network, design, task, config, acc_float, print, None)
+
+
+def run(target: str, base: Network, task: digits_task.DigitsTask, config: DemoConfig, orders: int, board,
+        array: tuple[int, int]) -> list[dict]:
     """Every strategy re-trained `orders` times, each with its own order of the batches (seeds config.seed ..
     config.seed + orders - 1; the pre-trained model and the stochastic rounding's LFSR seeds stay): accuracies
     are the mean over the orders, `*_runs` each one."""
     rows = []
     for strategy in STRATEGIES:
         network = strategy_network(base, strategy)
-        qnet = quantize(network, task.retrain_x, config.precision(), task.retrain_y)
+        # quantised as `generate` quantises a project (gradient formats from seeded random labels), so that the
+        # device run below re-trains the very network of its row
+        qnet = quantize(network, task.retrain_x, config.precision())
+        cost = adaptation_cycles(qnet, task, config, board, array)
         runs = [retrain(qnet, task, replace(config, seed=config.seed + k)) for k in range(orders)]
         result = {key: float(np.mean([r[key] for r in runs])) for key in ("acc_before_fixed", "acc_before",
                                                                           "acc_float", "acc_fixed")}
@@ -86,7 +146,7 @@ def run(target: str, base: Network, task: digits_task.DigitsTask, config: DemoCo
         rows.append({"target": target, "strategy": strategy, "params": params, "bytes": VALUE_BYTES * params,
                      "trained": ("every layer" if strategy == "full" else
                                  f"adapters after {' '.join(adapters)} + head" if adapters else "fc1, fc2"),
-                     "step_macs": step_macs(network), "acc_before_fixed": result["acc_before_fixed"],
+                     "step_macs": step_macs(network), **cost, "acc_before_fixed": result["acc_before_fixed"],
                      "acc_before_float": result["acc_before"], "acc_float": result["acc_float"],
                      "acc_fixed": result["acc_fixed"], "acc_float_runs": result["acc_float_runs"],
                      "acc_fixed_runs": result["acc_fixed_runs"]})
@@ -149,18 +209,34 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=3,
                         help="re-training runs per strategy, each with its own batch order; accuracies are their mean "
                              "(default %(default)s: one run moves by an image, 0.22 pt, on one rounding)")
+    parser.add_argument("--board", default="zcu104", help="the board whose memory and clock time the RL engine's "
+                        "schedule (default %(default)s: every adapter's stashes at batch 16 take about 400 BRAM18, "
+                        "beyond pynq-z2's 280)")
+    parser.add_argument("--rl-array", default="16x13", help="the RL engine's array, TMxTN (default %(default)s: "
+                        "the DSP budget of benchmarks/rl_bench.py's pynq-z2 array)")
+    parser.add_argument("--device", choices=STRATEGIES, help="also re-train this strategy on the rotated target through "
+                        "the whole schedule in RTL simulation (its generated project under --out)")
+    parser.add_argument("--out", default="adapters-device", help="where --device writes its project (default "
+                        "%(default)s; dtlgen replaces only a project it wrote)")
     parser.add_argument("--png", help="write the Pareto plot (fixed-point accuracy against bytes and step MACs) here")
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args()
     if args.orders < 1 or args.epochs < 1:
         parser.error("--orders and --epochs must be at least 1")
+    try:
+        board = load_board(args.board)
+        array = tuple(int(v) for v in args.rl_array.lower().split("x"))
+        RLConfig(*array)
+    except (ValueError, TypeError, DtlgenError) as exc:
+        parser.error(f"--board {args.board} --rl-array {args.rl_array}: {exc} (a board of `dtlgen boards`, an array "
+                     "such as 16x13)")
     if args.png:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
             parser.error("--png needs matplotlib (pip install matplotlib, or pip install -e .); run without --png")
     config = replace(DemoConfig(), epochs=args.epochs)
-    rows, source, base = [], None, None
+    rows, source, base, device = [], None, None, None
     for target in args.targets:
         task = digits_task.load_digits_task(config.seed, target_kind=target)
         # the source half does not depend on the target: pre-train once (again only if that ever changes)
@@ -172,16 +248,24 @@ def main() -> None:
             base = import_module(module, shape, name)
             base, source = base.with_split(resolve_split(base, split)), (task.source_x, task.source_y)
         print(f"re-training on the {target} target five ways (float64 and golden model)")
-        rows += run(target, base, task, config, args.orders)
+        rows += run(target, base, task, config, args.orders, board, array)
+        if args.device and target == "rotated":
+            print(f"re-training '{args.device}' on the device: RTL simulation of the whole schedule "
+                  f"({array[0]}x{array[1]} RL engine on {args.board})")
+            row = next(r for r in rows if r["target"] == target and r["strategy"] == args.device)
+            device = device_run(base, task, config, args.device, board, array, Path(args.out),
+                                row["acc_float_runs"][0])
+            device["acc_golden_order0"] = row["acc_fixed_runs"][0]
     table = Table(title=f"digits_cnn: accuracy against adaptation cost, {config.epochs} epochs, batch {config.batch}, "
-                        f"mean of {args.orders} batch orders (machine: {platform.machine()}, {os.cpu_count()} cores)"
-                        f"\n{SOURCES}")
+                        f"mean of {args.orders} batch orders (machine: {platform.machine()}, {os.cpu_count()} cores); "
+                        f"RL engine {array[0]}x{array[1]} on {args.board} at {board.clock_mhz:g} MHz\n{SOURCES}")
     for column in ("target", "strategy", "trained", "params", "bytes / domain", "of full", "step MACs / image",
-                   "before (fixed)", "after (float)", "after (fixed)", "fixed: runs", "vs float full", "vs head (fixed)"):
+                   "step cycles", "adaptation", "before (fixed)", "after (float)", "after (fixed)", "fixed: runs", "vs float full", "vs head (fixed)"):
         table.add_column(column, justify="left" if column in ("target", "strategy", "trained") else "right")
     for row in rows:
         table.add_row(row["target"], row["strategy"], row["trained"], f"{row['params']:,}", f"{row['bytes']:,}",
                       f"{100 * row['share_of_full']:.1f} %", f"{row['step_macs']['total']:,}",
+                      f"{row['step_cycles']:,}", f"{row['seconds']:.2f} s" + ("" if row["fits"] is None else " *"),
                       f"{100 * row['acc_before_fixed']:.2f} %", f"{100 * row['acc_float']:.2f} %",
                       f"{100 * row['acc_fixed']:.2f} %",
                       " ".join(f"{100 * v:.1f}" for v in row["acc_fixed_runs"]), f"{row['vs_float_full_pt']:+.2f} pt",
@@ -189,7 +273,21 @@ def main() -> None:
     Console(width=220).print(table)
     print("vs float full, vs head (fixed): the row's fixed-point accuracy minus full fine-tuning's float64 one and "
           "head-only's fixed-point one. Step MACs: FWD of the retrainable layers + BWD_DATA of the layers the gradient "
-          "crosses + BWD_WEIGHT of the trained ones (the frozen part's features cached once per image).")
+          "crosses + BWD_WEIGHT of the trained ones (the frozen part's features cached once per image). Step cycles: "
+          "one steady step (the next batch's features loading in the background); adaptation: the whole schedule's "
+          "cycles at the board's clock (analytical model, equal to the RTL simulation).")
+    for row in rows:
+        if row["fits"] is not None:
+            print(f"* {row['target']} {row['strategy']}: the bench's design does not build ({row['fits']}); its "
+                  "figures are the RL engine's schedule alone")
+    if device is not None:
+        cycles = device["cycles"]
+        print(f"on the device ({args.device}, rotated, batch order 0, RTL simulation of all {device['steps']} steps on "
+              f"the {array[0]}x{array[1]} RL engine): target accuracy {100 * device['acc_device']:.2f} % (golden model "
+              f"{100 * device['acc_golden_order0']:.2f} %, float64 {100 * device['acc_float']:.2f} %); weights "
+              f"{'bit-exact' if device['bit_exact'] else 'NOT bit-exact'} with the golden model at "
+              f"{device['steps_checked']} checked steps; {cycles['measured']:,} cycles measured, {cycles['predicted']:,} "
+              f"predicted by the model, {cycles['measured'] / (board.clock_mhz * 1e6):.2f} s at {board.clock_mhz:g} MHz")
     checks = must_show(rows) if "rotated" in args.targets else []
     for what, numbers, ok in checks:
         print(f"must-show (rotated): {what}: {numbers}  {'PASS' if ok else 'FAIL'}")
@@ -197,9 +295,9 @@ def main() -> None:
         print("must-show: given on the rotated target; add it to --targets")
     if args.json:
         write_json(args.json, {"config": {"epochs": config.epochs, "batch": config.batch, "seed": config.seed,
-                                          "orders": args.orders,
+                                          "orders": args.orders, "board": args.board, "rl_array": list(array),
                                           "precision": config.precision().to_dict()},
-                               "figures_from": SOURCES, "rows": rows,
+                               "figures_from": SOURCES, "rows": rows, "device": device,
                                "must_show": [{"check": w, "numbers": n, "pass": ok} for w, n, ok in checks]})
     if args.png:
         plot(args.png, rows, config.epochs)

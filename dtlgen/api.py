@@ -81,10 +81,9 @@ def load_model(model: Any, input_shape: tuple[int, ...] | None = None, *, retrai
     last block, the deeper half of the blocks or every block of the frozen part (a block: a dense conv and the
     max-pool right after it; `dtlgen.model.adapters`). The split then falls at the first adapter: the adapters
     and the head (the layers the split made retrainable) train, the convs between adapters run forward and
-    backward only. The RL engine runs K×K convs and a linear layer over a flattened map (windowed GEMMs), so
-    "tail" re-trains on the device; "deep" and "all" also put max-pools in the retrainable part, which only the
-    golden model trains through yet (`dtlgen.quant.quantize.quantize(..., golden_only=True)`), and `generate`
-    refuses them naming the pool.
+    backward only. The RL engine runs K×K convs and a linear layer over a flattened map (windowed GEMMs) and
+    max-pools (kernel = stride ≤ 2, no padding, an exact tiling), so every placement re-trains on the device;
+    `generate` names a layer it cannot run.
     """
     if adapters is not None and (prune is not None or seeded is not None):
         from dtlgen.errors import ModelSpecError

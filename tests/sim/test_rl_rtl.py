@@ -343,8 +343,8 @@ def test_network_wider_than_the_engine_is_refused():
 @dataclass(frozen=True)
 class ConvChain:
     """Dense convs on a small map, then a flatten: `convs` (out channels, kernel, stride, padding, activation,
-    trained) from `input` (C, H, W), ending at a 1x1 map, or at a square map followed by the linear layers of
-    widths `fc` (the first runs as a window over the whole map)."""
+    trained; 0 out channels: a max-pool of that kernel and stride) from `input` (C, H, W), ending at a 1x1 map, or
+    at a square map followed by the linear layers of widths `fc` (the first runs as a window over the whole map)."""
 
     input: tuple[int, int, int]
     convs: tuple[tuple[int, int, int, int, str | None, bool], ...]
@@ -361,6 +361,11 @@ def build_conv_network(chain: ConvChain) -> Network:
     layers, prev, (n, h, w) = [], "input", chain.input
     for i, (m, k, s, p, act, trained) in enumerate(chain.convs):
         r, c = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+        if m == 0:
+            layers.append(Layer(f"c{i}", "maxpool", [prev], (n, h, w), (n, r, c), kernel=k, stride=s, padding=p,
+                                activation=act, frozen=False))
+            prev, (h, w) = f"c{i}", (r, c)
+            continue
         layers.append(Layer(f"c{i}", "conv2d", [prev], (n, h, w), (m, r, c), kernel=k, stride=s, padding=p,
                             activation=act, weight=rng.normal(0.0, 1.0 / np.sqrt(n * k * k), (m, n, k, k)),
                             bias=rng.normal(0.0, 0.2, m), frozen=False, trained=trained))
@@ -418,8 +423,15 @@ EVEN_KERNELS = ConvChain((3, 6, 6), ((4, 1, 2, 0, "relu", True), (6, 2, 1, 0, "r
                          3, 2, 3, 5, 7)
 
 
-@pytest.mark.parametrize("chain", [PADDED_3X3_5X5, STRIDED_FROZEN, MAP_LINEAR, EVEN_KERNELS],
-                         ids=["padded_3x3_5x5", "strided_frozen", "map_linear", "even_kernels"])
+# Max-pools (MAXPOOL, MAXPOOL_BWD): a 3x3 conv, a 2x2 pool of its ReLU6 output (6 channels: two lane tiles, the
+# second partial; the mask passes 0 < x < 6 only), a 1x1 conv, a 2x2 pool of ReLUs (7 channels; many windows of
+# equal zeros: the first tap takes dY, the mask drops it), then a linear layer over the 2x2 map.
+POOLS = ConvChain((5, 8, 8), ((6, 3, 1, 1, "relu6", True), (0, 2, 2, 0, None, False), (7, 1, 1, 0, "relu", True),
+                              (0, 2, 2, 0, None, False)), 3, 2, 3, 4, 53, fc=(5,))
+
+
+@pytest.mark.parametrize("chain", [PADDED_3X3_5X5, STRIDED_FROZEN, MAP_LINEAR, EVEN_KERNELS, POOLS],
+                         ids=["padded_3x3_5x5", "strided_frozen", "map_linear", "even_kernels", "pools"])
 def test_kxk_convs_train_bit_exact_on_the_cycle_model(tmp_path, chain):
     """A K×K conv re-trained on the RL engine: the weights read back after every step equal the golden model's,
     and every descriptor's cycles equal the model's."""
@@ -437,8 +449,8 @@ def test_kxk_convs_train_bit_exact_on_the_cycle_model(tmp_path, chain):
 
 
 @pytest.mark.slow  # the netlist is shared with test_yosys_reads_the_engine_as_verilator_does's build parameters
-@pytest.mark.parametrize("chain", [PADDED_3X3_5X5, EVEN_KERNELS, MAP_LINEAR], ids=["padded_3x3_5x5", "even_kernels",
-                                                                                "map_linear"])
+@pytest.mark.parametrize("chain", [PADDED_3X3_5X5, EVEN_KERNELS, MAP_LINEAR, POOLS],
+                         ids=["padded_3x3_5x5", "even_kernels", "map_linear", "pools"])
 def test_yosys_reads_the_window_walk_as_verilator_does(tmp_path, chain):
     """The windowed GEMMs on yosys's netlist of rl_engine.sv: bit-exact, cycles equal to the model."""
     result, expected, predicted, _ = train_convs(chain, tmp_path, netlist=True)
