@@ -21,7 +21,7 @@ above; a 4x4 FE engine) and re-trains it on the rotated target through the whole
 model's replay after the first `check_steps` steps and the last), with the first batch order: its accuracy is the
 read-back weights' on the target test set, its cycles the RTL's (and the model's). About 25 min for "all".
 
-Run: python benchmarks/adapters_bench.py [--targets rotated inverted] [--epochs 30] [--orders 3] [--board pynq-z2]
+Run: python benchmarks/adapters_bench.py [--targets rotated inverted] [--epochs 30] [--orders 3] [--board zcu104]
      [--rl-array 16x13] [--device STRATEGY --out DIR] [--png PATH] [--json PATH]
 """
 

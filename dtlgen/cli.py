@@ -1045,7 +1045,7 @@ def _add_weights_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adapters", choices=("tail", "deep", "all"), default=None,
                    help="residual adapters (identity 1x1 convs) after the last block, the deeper half of the blocks or "
                         "every block of the frozen part; they train with the head, the convs between them stay fixed "
-                        "(the RL engine runs tail; deep and all need max-pools it does not run yet)")
+                        "(the RL engine runs every placement, max-pools included)")
 
 
 def _add_split_options(p: argparse.ArgumentParser) -> None:

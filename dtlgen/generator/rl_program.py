@@ -60,7 +60,7 @@ def check_rl_chain(qnet: QuantizedNetwork) -> list[tuple[Any, GemmLayer, dict[st
                                             "cannot train through; move the split after it")
         else:
             gemm, window = gemm_of(qnet.network, layer)
-            if not gemm_layers and not layer.trained:
+            if not gemm_layers and not gemm.trained:
                 raise UnsupportedLayerError(f"layer '{layer.name}', the first the RL engine runs, is not trained; put "
                                             "the split at the first trained layer")
             if gemm_layers and window and window["stride"] != 1 and not gemm.pool:

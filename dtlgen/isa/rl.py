@@ -45,6 +45,9 @@ __all__ = ["ACC_BITS_MAX", "mask_tile_beats", "update_tiles", "ACTIVATION_CODES"
 # row and per image, tap_nt the tiles of the reduction walked per tap (FWD, UPDATE: n-tiles; BWD_DATA:
 # m-tiles), tap_step the weight tiles from one tap to the next (negative: BWD_DATA runs the taps flipped),
 # m_step the weight tiles per m-tile row. k = 0: a plain GEMM (rows walk at pitch_n / pitch_m).
+# MAXPOOL and MAXPOOL_BWD (kernel = stride = k <= 2, pad 0, hi = ro k, wi = co k) walk the same window, one tap an
+# issue for TN channels a lane: m = n the channels, mt the issues per window (k*k; MAXPOOL_BWD 2 k*k: two passes
+# over the taps), tap_nt 1, rows the output positions, row_pitch / img_step at pitch_n; no weights, shifts 0.
 WINDOW_GRID_MAX = 255  # hi, wi, ro, co are 8-bit fields
 WINDOW_K_MAX = 7
 FIELDS = (

@@ -162,7 +162,7 @@ def predict(network: Network, design: Design, board: Board, ddr: DdrTiming | Non
         rcfg = design.rl
         # the steady state of a run of steps: features loaded in the previous step's background
         for d in rl.step_cycles(gemms, rcfg, bus, latency, load=False, prefetch=rcfg.batch):
-            compute = d.mode in ("FWD", "BWD_DATA", "UPDATE")
+            compute = d.mode in ("FWD", "BWD_DATA", "UPDATE", "MAXPOOL", "MAXPOOL_BWD")  # (pools: issue-bound, no MACs)
             result.rl_descriptors.append(LayerPrediction(
                 d.layer, "rl", d.mode, d.macs, d.ops, d.cycles, _gops(d.ops, d.cycles, f_mhz),
                 "compute" if compute else "memory", d.macs / (d.cycles * rcfg.tm * rcfg.tn),

@@ -153,11 +153,18 @@ def training_gemm_shape(layer: Layer) -> tuple[int, int, int] | None:
 
 def check_retrainable(network: Network) -> None:
     """Every retrainable layer must be linear, a dense conv (a K×K one runs on the RL engine as a windowed GEMM),
-    a floor-mode max-pool or flatten, within the limits `dtlgen.perf.rl.rl_window` checks, and take one input; a
-    layer with weights may be not `trained` (forward and backward only), but one must train."""
+    a floor-mode max-pool (after the first trained layer) or flatten, within the limits `dtlgen.perf.rl.rl_window`
+    checks, and take one input; a layer with weights may be not `trained` (forward and backward only), but one
+    must train."""
+    trained_seen = False
     for layer in network.retrainable_layers:
         if layer.op == "flatten":
             continue
+        if layer.op == "maxpool" and not trained_seen:
+            raise UnsupportedLayerError(
+                f"layer '{layer.name}' (maxpool) comes before the first trained layer of the retrainable part, and no "
+                "gradient reaches it; move the split after it")
+        trained_seen = trained_seen or (layer.has_weights and layer.trained)
         if layer.seed is not None:
             raise UnsupportedLayerError(
                 f"layer '{layer.name}' is a seeded conv, whose weights are frozen (a seed regenerates them); move "

@@ -390,6 +390,8 @@ RL_PARAMS = ("#define DTL_RL_BUS_BYTES 16\n#define DTL_RL_TM 8\n#define DTL_RL_T
 GEMM_READS = [("runtime-partitioned-index", "if (inside) read_tile<A_HALF>(stash_a, xr, cc, x);", "fwd"),
               ("runtime-partitioned-index", "if (inside) read_tile<G_HALF>(stash_g, yr, rr, dy);", "bwd"),
               ("runtime-partitioned-index", ("if (inside) read_tile<G_HALF>(stash_g, yr, rr, dy);", 1), "bwd"),
+              ("runtime-partitioned-index", "read_tile<A_HALF>(stash_a, d.xa + win.row(), c0, x);", "pool"),
+              ("runtime-partitioned-index", "read_tile<G_HALF>(stash_g, y_row, c0, dy);", "pool"),
               ("runtime-partitioned-index", "if (row) read_tile<G_HALF>(stash_g, dy_row, r0, dy);", "upd"),
               ("runtime-partitioned-index", "if (row && inside && int(cc) < d.n) read_tile<A_HALF>", "upd")]
 

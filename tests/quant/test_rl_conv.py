@@ -169,6 +169,9 @@ def test_quantize_admits_max_pools_and_the_rl_engine_names_those_it_cannot_run(d
                              "out_shape": out_shape})
         with pytest.raises(UnsupportedLayerError, match="'pool4' .*kernel = stride <= 2, no padding"):
             rl_window(odd)
+    # a split at the pool: no gradient reaches it (the first trained layer comes after it)
+    with pytest.raises(UnsupportedLayerError, match="'pool4' .*before the first trained layer"):
+        quantize(network.with_split(network.index("pool4")), calib)
     head = network.with_split(network.index("fc1"))
     head.layers[-1].trained = False
     quantize(head, calib)  # fc1 trains, fc2 runs forward and backward only

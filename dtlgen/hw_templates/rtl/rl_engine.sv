@@ -1,7 +1,7 @@
 // Retrainable-layer engine: descriptor-driven tiled GEMM that runs forward, backward and the weight
 // update of the retrainable layers on chip (dtlgen/perf/rl.py holds the schedule this RTL runs).
 //
-// A TM x TN array of BITS-wide multipliers works in three modes on one layer (a GEMM per sample;
+// A TM x TN array of BITS-wide multipliers works in three GEMM modes on one layer (a GEMM per sample;
 // G = batch x positions rows):
 //   FWD        Y = W X + b, requantised, activation          loops  m-tile, row g, n-tile
 //   BWD_DATA   dX = (W^T dY) requantised, masked by relu'(X)  loops  n-tile, row g, m-tile
