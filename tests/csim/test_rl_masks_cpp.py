@@ -188,7 +188,7 @@ BAD = {
                          None), "uses mask tiles"),
     "outside": (lambda b: (1, b.tile_beats, b.layout.memory_bytes + EXTRA, None), "outside the"),
     "off a beat": (lambda b: (1, b.tile_beats, b.plane_addr + 1, None), "not on a"),
-    "mode": (lambda b: (1, b.tile_beats, b.plane_addr, 10), "not one of 1..9"),
+    "mode": (lambda b: (1, b.tile_beats, b.plane_addr, 12), "not one of 1..11"),
 }
 
 

@@ -666,12 +666,13 @@ def test_fixed_point_gradients_track_float(digits_setup):
 
 
 # --- quantize rejects what the RL engine cannot train ---------------------------------------------
-@pytest.mark.parametrize("split,name", [("conv4", "pool4"), ("pool4", "pool4"), ("conv1", "pool2")])
-def test_quantize_rejects_untrainable_layers(split, name):
-    network = load_model("digits_cnn", split=split)
+def test_quantize_rejects_a_pool_no_gradient_reaches_and_admits_pools_after_a_trained_layer():
     calib = np.random.default_rng(0).random((4, 1, 8, 8))
-    with pytest.raises(UnsupportedLayerError, match=rf"'{name}'"):
-        quantize(network, calib)
+    with pytest.raises(UnsupportedLayerError, match="'pool4' .*before the first trained layer"):
+        quantize(load_model("digits_cnn", split="pool4"), calib)
+    for split, pools in (("conv4", ["pool4"]), ("conv1", ["pool2", "pool4"])):
+        qnet = quantize(load_model("digits_cnn", split=split), calib)
+        assert [layer.name for layer in qnet.rl_layers if layer.op == "maxpool"] == pools
 
 
 def test_quantize_rejects_grouped_conv_retrainable():
