@@ -402,9 +402,12 @@ struct WindowWalk {
 
   void start(const RlDesc &d, int words) {
     pitch = unsigned(words);
+    first_image(d);
+    first_tap();
+  }
+  void first_image(const RlDesc &d) {  // the first image's first position
     first_position(d);
     img = 0;
-    first_tap();
   }
   void first_position(const RlDesc &d) {
     r = c = 0;
@@ -517,8 +520,7 @@ fwd:
       y_row += d.pitch_m;
       if (++g == d.rows) {
         g = 0;
-        win.first_position(d);
-        win.img = 0;
+        win.first_image(d);
         tm++;
         r0 += TM;
         tile_row += d.nt;
@@ -603,8 +605,7 @@ bwd:
       dx_row += d.pitch_n;
       if (++g == d.rows) {
         g = 0;
-        win.first_position(d);
-        win.img = 0;
+        win.first_image(d);
         c0 += TN;
         tile_col++;
         x_row = d.xa;
@@ -676,8 +677,7 @@ pool:
       y_row += d.pitch_n;
       if (++g == d.rows) {
         g = 0;
-        win.first_position(d);
-        win.img = 0;
+        win.first_image(d);
         c0 += TN;
         y_row = bwd ? d.gy : d.ya;
       }
@@ -903,8 +903,7 @@ upd:
       dy_row = d.gy;
       c0 += TN;
       if (d.k) {
-        win.first_position(d);
-        win.img = 0;
+        win.first_image(d);
         if (++t_n == d.tnt && tap < taps - 1) {
           t_n = 0;
           tap++;
