@@ -181,11 +181,13 @@ def plot(path: str, rows: list[dict], epochs: int) -> None:
     markers = dict(zip(STRATEGIES, "osD^*"))
     colours = {target: f"C{i}" for i, target in enumerate(dict.fromkeys(row["target"] for row in rows))}
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    clock = rows[0]["clock_mhz"]
     for ax, key, label in ((axes[0], "bytes", "trainable bytes per domain (16-bit values, log)"),
-                           (axes[1], "macs", "training-step MACs per image (counted from the network, log)")):
+                           (axes[1], "seconds", f"adaptation time on the RL engine at {clock:g} MHz, s (whole schedule; "
+                                                "analytical model = RTL, log)")):
         for target, colour in colours.items():
             mine = [row for row in rows if row["target"] == target]
-            x = [row["bytes"] if key == "bytes" else row["step_macs"]["total"] for row in mine]
+            x = [row[key] for row in mine]
             ax.plot(x, [100 * row["acc_fixed"] for row in mine], color=colour, lw=0.8, alpha=0.5)
             for xi, row in zip(x, mine):
                 ax.scatter(xi, 100 * row["acc_fixed"], color=colour, marker=markers[row["strategy"]], s=60)
@@ -218,7 +220,7 @@ def main() -> None:
                         "the whole schedule in RTL simulation (its generated project under --out)")
     parser.add_argument("--out", default="adapters-device", help="where --device writes its project (default "
                         "%(default)s; dtlgen replaces only a project it wrote)")
-    parser.add_argument("--png", help="write the Pareto plot (fixed-point accuracy against bytes and step MACs) here")
+    parser.add_argument("--png", help="write the Pareto plot (fixed-point accuracy against bytes and adaptation time) here")
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args()
     if args.orders < 1 or args.epochs < 1:
