@@ -21,7 +21,7 @@ above; a 4x4 FE engine) and re-trains it on the rotated target through the whole
 model's replay after the first `check_steps` steps and the last), with the first batch order: its accuracy is the
 read-back weights' on the target test set, its cycles the RTL's (and the model's). About 25 min for "all".
 
-Run: python benchmarks/adapters_bench.py [--targets rotated inverted] [--epochs 30] [--orders 3] [--board zcu104]
+Run: python benchmarks/adapters_bench.py [--targets rotated inverted] [--epochs 30] [--batch 16] [--orders 3] [--board zcu104]
      [--rl-array 16x13] [--device STRATEGY --out DIR] [--png PATH] [--json PATH]
 """
 
@@ -208,6 +208,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--targets", nargs="+", choices=list(digits_task.TARGETS), default=list(digits_task.TARGETS))
     parser.add_argument("--epochs", type=int, default=DemoConfig().epochs, help="re-training epochs (the demo's: 30)")
+    parser.add_argument("--batch", type=int, default=DemoConfig().batch, help="re-training batch, also the RL "
+                        "engine's (the demo's: %(default)s; the learning rate is per batch-summed loss, so a smaller "
+                        "batch takes more, equally long steps)")
     parser.add_argument("--orders", type=int, default=3,
                         help="re-training runs per strategy, each with its own batch order; accuracies are their mean "
                              "(default %(default)s: one run moves by an image, 0.22 pt, on one rounding)")
@@ -223,8 +226,8 @@ def main() -> None:
     parser.add_argument("--png", help="write the Pareto plot (fixed-point accuracy against bytes and adaptation time) here")
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args()
-    if args.orders < 1 or args.epochs < 1:
-        parser.error("--orders and --epochs must be at least 1")
+    if args.orders < 1 or args.epochs < 1 or args.batch < 1:
+        parser.error("--orders, --epochs and --batch must be at least 1")
     try:
         board = load_board(args.board)
         array = tuple(int(v) for v in args.rl_array.lower().split("x"))
@@ -237,7 +240,7 @@ def main() -> None:
             import matplotlib  # noqa: F401
         except ImportError:
             parser.error("--png needs matplotlib (pip install matplotlib, or pip install -e .); run without --png")
-    config = replace(DemoConfig(), epochs=args.epochs)
+    config = replace(DemoConfig(), epochs=args.epochs, batch=args.batch)
     rows, source, base, device = [], None, None, None
     for target in args.targets:
         task = digits_task.load_digits_task(config.seed, target_kind=target)
