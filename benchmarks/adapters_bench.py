@@ -183,8 +183,7 @@ def plot(path: str, rows: list[dict], epochs: int) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
     clock = rows[0]["clock_mhz"]
     for ax, key, label in ((axes[0], "bytes", "trainable bytes per domain (16-bit values, log)"),
-                           (axes[1], "seconds", f"adaptation time on the RL engine at {clock:g} MHz, s (whole schedule; "
-                                                "analytical model = RTL, log)")):
+                           (axes[1], "seconds", f"adaptation time on the RL engine, s ({clock:g} MHz; model = RTL; log)")):
         for target, colour in colours.items():
             mine = [row for row in rows if row["target"] == target]
             x = [row[key] for row in mine]
