@@ -37,11 +37,11 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from dtlgen.atomic import write_json
+from dtlgen.atomic import check_destination, write_json
 from dtlgen.boards import load_board
 from dtlgen.demo import DemoConfig, device_retrain, retrain, training_plan
 from dtlgen.errors import DtlgenError
-from dtlgen.generator.project import generate_project
+from dtlgen.generator.project import KIND as PROJECT_KIND, generate_project
 from dtlgen.generator.rl_program import plan_rl
 from dtlgen.model import digits_task, import_module, load_factory, resolve_split
 from dtlgen.model.adapters import adapter_names, add_adapters, trained_parameters
@@ -228,12 +228,13 @@ def main() -> None:
     if args.orders < 1 or args.epochs < 1 or args.batch < 1:
         parser.error("--orders, --epochs and --batch must be at least 1")
     try:
+        if args.device:  # before any training: the project's folder must be new, empty or dtlgen's own
+            check_destination(Path(args.out) / f"{args.device}_project", PROJECT_KIND, force=True)
         board = load_board(args.board)
         array = tuple(int(v) for v in args.rl_array.lower().split("x"))
         RLConfig(*array)
     except (ValueError, TypeError, DtlgenError) as exc:
-        parser.error(f"--board {args.board} --rl-array {args.rl_array}: {exc} (a board of `dtlgen boards`, an array "
-                     "such as 16x13)")
+        parser.error(f"--board {args.board} --rl-array {args.rl_array} --out {args.out}: {exc}")
     if args.png:
         try:
             import matplotlib  # noqa: F401
